@@ -1,0 +1,54 @@
+"""Command-line interface: ``appliance COMMAND``.
+
+Each area of the appliance adds its commands in a module of this package that
+defines ``register(commands)``; `COMMAND_MODULES` lists them in help order.
+
+Exit status: 0 on success, 1 when an `ApplianceError` explains what went wrong
+(printed as one line on stderr), 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from appliance.cli import _daemon, _data, _models
+from appliance.config import load_config
+from appliance.errors import ApplianceError
+from appliance.logs import configure_logging
+
+COMMAND_MODULES = (_data, _models, _daemon)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command and return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        config = load_config(args.config)
+        configure_logging(args.log_level or config.log_level)
+        return int(args.handler(config, args) or 0)
+    except ApplianceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="appliance", description="Edge MLOps appliance: ingest, train, serve."
+    )
+    parser.add_argument(
+        "--config", help="configuration file (default: APPLIANCE_CONFIG or config.toml)"
+    )
+    parser.add_argument("--log-level", help="lowest log level shown, such as DEBUG")
+    commands = parser.add_subparsers(metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(commands)
+    return parser

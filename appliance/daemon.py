@@ -1,0 +1,68 @@
+"""The daemon: loads the served models and runs the HTTP API under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+import uvicorn
+
+from appliance.config import Config
+from appliance.serving import ModelSet, OnnxModel, create_app
+from appliance.storage import Catalog, latest_models
+
+logger = logging.getLogger(__name__)
+
+
+def load_models(config: Config) -> ModelSet:
+    """Load the latest version of every registered model.
+
+    A version whose artifact fails its hash check is logged and skipped, so the
+    other models are still served.
+    """
+    started = time.perf_counter()
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        versions = latest_models(catalog)
+    models = {}
+    for version in versions:
+        try:
+            models[version.model] = OnnxModel.load(version.path, version.sha256)
+        except Exception:
+            logger.exception(
+                "model load failed model=%s version=%d", version.model, version.version
+            )
+            continue
+        logger.info("model loaded model=%s version=%d", version.model, version.version)
+    logger.info(
+        "models ready count=%d seconds=%.3f", len(models), time.perf_counter() - started
+    )
+    return ModelSet(models)
+
+
+def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
+    """Serve every registered model over HTTP until SIGINT or SIGTERM."""
+    models = load_models(config)
+    server = config.server
+    app = create_app(models, server.max_body_bytes, server.max_rows)
+    bind_host = host or server.host
+    bind_port = server.port if port is None else port
+    logger.info("daemon starting host=%s port=%d", bind_host, bind_port)
+    # uvicorn shuts down on SIGTERM and then re-raises the signal to the handler
+    # it found; a handler that ignores it lets the process exit with status 0.
+    signal.signal(signal.SIGTERM, _ignore_signal)
+    uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=bind_host,
+            port=bind_port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+    ).run()
+    logger.info("daemon stopped")
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    logger.debug("signal ignored signum=%d", signum)

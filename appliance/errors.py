@@ -1,0 +1,66 @@
+"""Exceptions raised by the appliance.
+
+Every error the appliance raises on purpose derives from `ApplianceError`, so a
+caller can catch one family and show its message. The tree::
+
+    ApplianceError
+    ├── ConfigError          the configuration file or a setting is invalid
+    ├── StorageError         the catalog or the lake cannot be read or written
+    ├── IngestError          an input file cannot be read or is empty
+    ├── NotFoundError        a dataset, model, version or run does not exist
+    ├── TrainingError        a model cannot be trained on the data given
+    ├── ExportError          ONNX conversion failed or lost parity
+    ├── IntegrityError       a stored artifact does not match its hash
+    └── RequestError         a prediction request does not fit the model
+
+Messages are one or two sentences that name the thing at fault and, where
+there is one, the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApplianceError(Exception):
+    """Root of every error the appliance raises on purpose."""
+
+
+class ConfigError(ApplianceError):
+    """Invalid configuration file, key or value."""
+
+
+class StorageError(ApplianceError):
+    """The catalog or the lake cannot be read or written."""
+
+
+class IngestError(ApplianceError):
+    """An input file that cannot be ingested."""
+
+
+class NotFoundError(ApplianceError):
+    """A dataset, model, version or run that does not exist."""
+
+
+class TrainingError(ApplianceError):
+    """Data or settings that a model cannot be trained on."""
+
+
+class ExportError(ApplianceError):
+    """An ONNX conversion that failed or does not match the native model."""
+
+
+class IntegrityError(ApplianceError):
+    """A stored artifact whose bytes do not match the recorded hash."""
+
+
+class RequestError(ApplianceError):
+    """A prediction request that does not fit the model's input schema.
+
+    Attributes:
+        detail: JSON-ready fields that locate the problem (model, row, column).
+    """
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.detail = detail

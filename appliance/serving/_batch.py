@@ -1,0 +1,93 @@
+"""Batch scoring: a CSV or Parquet file through the ONNX session to Parquet."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from appliance.errors import IngestError
+from appliance.serving._inputs import table_to_feed
+from appliance.serving._onnx import OnnxModel, class_key
+
+logger = logging.getLogger(__name__)
+
+_BATCH_ROWS = 100_000
+
+
+def score_file(model: OnnxModel, source: Path, target: Path) -> int:
+    """Write `source` rows with their predictions to Parquet file `target`.
+
+    Returns:
+        Number of rows scored.
+
+    Raises:
+        IngestError: The input is missing, empty or not CSV or Parquet.
+        RequestError: A column the model needs is missing or mistyped.
+    """
+    table = _read(source)
+    partial = target.with_name(target.name + ".partial")
+    writer: pq.ParquetWriter | None = None
+    try:
+        for start in range(0, max(table.num_rows, 1), _BATCH_ROWS):
+            chunk = table.slice(start, _BATCH_ROWS)
+            scored = _score(model, chunk)
+            if writer is None:
+                writer = pq.ParquetWriter(partial, scored.schema, compression="zstd")
+            writer.write_table(scored)
+        if writer is not None:
+            writer.close()
+            writer = None
+        os.replace(partial, target)
+    finally:
+        if writer is not None:
+            writer.close()
+        partial.unlink(missing_ok=True)
+    logger.info(
+        "batch scored model=%s version=%d rows=%d output=%s",
+        model.name,
+        model.version,
+        table.num_rows,
+        target,
+    )
+    return table.num_rows
+
+
+def _read(source: Path) -> pa.Table:
+    if not source.is_file():
+        raise IngestError(f"{source}: file not found")
+    if source.stat().st_size == 0:
+        raise IngestError(f"{source}: file is empty (0 bytes); nothing to score")
+    suffix = source.suffix.lower()
+    path = "'" + str(source).replace("'", "''") + "'"
+    if suffix in (".csv", ".tsv", ".txt"):
+        sql = f"SELECT * FROM read_csv({path}, sample_size=-1)"
+    elif suffix in (".parquet", ".pq"):
+        sql = f"SELECT * FROM read_parquet({path})"
+    else:
+        raise IngestError(
+            f"{source}: unsupported format {suffix!r}; score a .csv or .parquet file"
+        )
+    try:
+        return duckdb.sql(sql).fetch_arrow_table()
+    except duckdb.Error as exc:
+        raise IngestError(f"{source}: cannot read file: {exc}") from None
+
+
+def _score(model: OnnxModel, table: pa.Table) -> pa.Table:
+    output = model.run(table_to_feed(model.name, model.inputs, table))
+    if model.task == "regression":
+        return table.append_column("prediction", pa.array(output, pa.float64()))
+    assert model.classes is not None
+    best = output.argmax(axis=1) if len(output) else np.zeros(0, dtype=np.int64)
+    labels = pa.array([model.classes[i] for i in best.tolist()])
+    table = table.append_column("prediction", labels)
+    for index, value in enumerate(model.classes):
+        column = pa.array(output[:, index], pa.float64())
+        table = table.append_column(f"probability_{class_key(value)}", column)
+    return table

@@ -1,0 +1,131 @@
+"""ONNX models: an onnxruntime session plus the schema that explains its outputs.
+
+This module imports neither scikit-learn nor LightGBM, so the daemon starts
+without the training libraries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from appliance.errors import IntegrityError, RequestError
+from appliance.serving._inputs import rows_to_feed
+from appliance.storage import MODEL_FILE, SCHEMA_FILE
+
+logger = logging.getLogger(__name__)
+
+
+class OnnxModel:
+    """One model version ready to predict.
+
+    Args:
+        onnx_bytes: The serialized ONNX model.
+        schema: Inputs, task and classes as written at registration.
+        threads: Intra-op threads of the onnxruntime session.
+    """
+
+    def __init__(self, onnx_bytes: bytes, schema: dict[str, Any], threads: int = 1):
+        self.schema = schema
+        self.name: str = schema.get("model", "")
+        self.version: int = schema.get("version", 0)
+        self.task: str = schema["task"]
+        self.inputs: list[dict[str, str]] = schema["inputs"]
+        self.classes: list[Any] | None = schema.get("classes")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            onnx_bytes, options, providers=["CPUExecutionProvider"]
+        )
+        self._output = self._pick_output()
+
+    @classmethod
+    def load(
+        cls, folder: Path, sha256: str | None = None, threads: int = 1
+    ) -> OnnxModel:
+        """Load a registered version from its folder, verifying the ONNX hash.
+
+        Raises:
+            IntegrityError: The file's sha256 differs from the recorded one.
+        """
+        onnx_bytes = (folder / MODEL_FILE).read_bytes()
+        schema = json.loads((folder / SCHEMA_FILE).read_text(encoding="utf-8"))
+        expected = sha256 or schema.get("sha256")
+        actual = hashlib.sha256(onnx_bytes).hexdigest()
+        if expected and actual != expected:
+            raise IntegrityError(
+                f"{folder / MODEL_FILE} has sha256 {actual}, expected {expected}; "
+                "the artifact is corrupted, retrain or restore it"
+            )
+        return cls(onnx_bytes, schema, threads)
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """Return class probabilities ``(rows, classes)`` or values ``(rows,)``."""
+        (output,) = self.session.run([self._output], feed)
+        output = np.asarray(output)
+        if self.task == "regression":
+            return output.reshape(-1).astype(np.float64)
+        return output.astype(np.float64)
+
+    def predict_rows(self, rows: list[Any]) -> list[dict[str, Any]]:
+        """Predict JSON rows and return one JSON-ready result per row.
+
+        Raises:
+            RequestError: A row does not fit the input schema.
+        """
+        if not rows:
+            raise RequestError(
+                f"the request to model {self.name!r} has no rows; send "
+                '{"rows": [{...}, ...]} with at least one row',
+                model=self.name,
+            )
+        feed = rows_to_feed(self.name, self.inputs, rows)
+        return self.format(self.run(feed))
+
+    def format(self, output: np.ndarray) -> list[dict[str, Any]]:
+        """Turn raw outputs into ``{"label", "probabilities"}`` or ``{"value"}``."""
+        if self.task == "regression":
+            return [{"value": _finite(v)} for v in output.tolist()]
+        assert self.classes is not None
+        keys = [class_key(c) for c in self.classes]
+        results = []
+        for probabilities in output.tolist():
+            best = max(range(len(keys)), key=probabilities.__getitem__)
+            results.append(
+                {
+                    "label": self.classes[best],
+                    "probabilities": {
+                        key: _finite(p) for key, p in zip(keys, probabilities)
+                    },
+                }
+            )
+        return results
+
+    def _pick_output(self) -> str:
+        outputs = self.session.get_outputs()
+        if self.task == "classification":
+            for output in outputs:
+                if output.name == "probabilities":
+                    return output.name
+            return outputs[-1].name
+        return outputs[0].name
+
+
+def class_key(value: Any) -> str:
+    """Return the JSON object key used for a class value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _finite(value: float) -> float | None:
+    """Return the value, or None for NaN so that JSON stays valid."""
+    return None if math.isnan(value) else value

@@ -1,0 +1,105 @@
+"""The catalog: one DuckDB file that records datasets, runs and models.
+
+Data itself lives in the Parquet lake beside it; the catalog holds the metadata
+that names and orders it. DuckDB allows one writing process per file, so each
+command opens the catalog for the span of its work and closes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import TracebackType
+
+import duckdb
+
+from appliance.errors import StorageError
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dataset_versions (
+    dataset      VARCHAR NOT NULL,
+    version      VARCHAR NOT NULL,
+    parent       VARCHAR,
+    created_at   TIMESTAMPTZ NOT NULL,
+    row_count    BIGINT NOT NULL,
+    schema_json  VARCHAR NOT NULL,
+    sources_json VARCHAR NOT NULL,
+    path         VARCHAR NOT NULL,
+    PRIMARY KEY (dataset, version)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id          VARCHAR PRIMARY KEY,
+    model           VARCHAR NOT NULL,
+    status          VARCHAR NOT NULL,
+    started_at      TIMESTAMPTZ NOT NULL,
+    finished_at     TIMESTAMPTZ,
+    dataset         VARCHAR NOT NULL,
+    dataset_version VARCHAR,
+    params_json     VARCHAR NOT NULL,
+    metrics_json    VARCHAR,
+    code_version    VARCHAR NOT NULL,
+    model_version   INTEGER,
+    error           VARCHAR
+);
+CREATE TABLE IF NOT EXISTS model_versions (
+    model        VARCHAR NOT NULL,
+    version      INTEGER NOT NULL,
+    run_id       VARCHAR NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL,
+    task         VARCHAR NOT NULL,
+    path         VARCHAR NOT NULL,
+    sha256       VARCHAR NOT NULL,
+    parity       DOUBLE NOT NULL,
+    PRIMARY KEY (model, version)
+);
+"""
+
+
+class Catalog:
+    """An open connection to the catalog file under the appliance home.
+
+    Use it as a context manager so the file lock is released promptly.
+    """
+
+    def __init__(self, home: Path, read_only: bool = False) -> None:
+        self.home = home
+        self.path = home / "catalog.duckdb"
+        home.mkdir(parents=True, exist_ok=True)
+        try:
+            if read_only and not self.path.exists():
+                read_only = False
+            self.db = duckdb.connect(str(self.path), read_only=read_only)
+            if not read_only:
+                self.db.execute(_SCHEMA)
+        except duckdb.IOException as exc:
+            raise StorageError(
+                f"cannot open the catalog {self.path}: {exc}. Another appliance "
+                "process may hold it; stop it or wait for it to finish"
+            ) from exc
+
+    @property
+    def lake(self) -> Path:
+        """Folder of the Parquet lake."""
+        return self.home / "lake"
+
+    @property
+    def models_dir(self) -> Path:
+        """Folder of the model artifacts."""
+        return self.home / "models"
+
+    def close(self) -> None:
+        """Close the connection and release the file lock."""
+        self.db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

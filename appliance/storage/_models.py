@@ -1,0 +1,147 @@
+"""Model versions: ONNX artifacts on disk, their hashes and schemas in the catalog.
+
+Each version lives in ``models/NAME/VERSION/`` as ``model.onnx`` plus
+``schema.json`` (inputs, classes, task). The catalog records the sha256 of the
+ONNX file; loaders compare it before trusting the bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import NotFoundError
+from appliance.storage._catalog import Catalog
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+SCHEMA_FILE = "schema.json"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version of a model."""
+
+    model: str
+    version: int
+    run_id: str
+    created_at: datetime
+    task: str
+    path: Path
+    """Folder holding the ONNX file and its schema."""
+    sha256: str
+    parity: float
+    """Largest difference between ONNX and native outputs on the checked rows."""
+
+
+def register_version(
+    catalog: Catalog,
+    model: str,
+    run_id: str,
+    task: str,
+    onnx_bytes: bytes,
+    schema: dict[str, Any],
+    parity: float,
+) -> ModelVersion:
+    """Store an ONNX model as the next version of `model`."""
+    row = catalog.db.execute(
+        "SELECT coalesce(max(version), 0) FROM model_versions WHERE model = ?",
+        [model],
+    ).fetchone()
+    version = int(row[0]) + 1
+    digest = hashlib.sha256(onnx_bytes).hexdigest()
+    folder = catalog.models_dir / model / str(version)
+    _write_folder(
+        folder,
+        {
+            MODEL_FILE: onnx_bytes,
+            SCHEMA_FILE: json.dumps(
+                {**schema, "model": model, "version": version, "sha256": digest},
+                indent=2,
+            ).encode(),
+        },
+    )
+    created = datetime.now(timezone.utc)
+    catalog.db.execute(
+        "INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [model, version, run_id, created, task, str(folder), digest, parity],
+    )
+    logger.info(
+        "model registered model=%s version=%d sha256=%s", model, version, digest
+    )
+    return ModelVersion(model, version, run_id, created, task, folder, digest, parity)
+
+
+def list_models(catalog: Catalog, model: str | None = None) -> list[ModelVersion]:
+    """Return registered versions, by model name and then newest first."""
+    sql = "SELECT * FROM model_versions"
+    params: list[Any] = []
+    if model is not None:
+        sql += " WHERE model = ?"
+        params.append(model)
+    rows = catalog.db.execute(sql + " ORDER BY model, version DESC", params).fetchall()
+    return [_from_row(row) for row in rows]
+
+
+def latest_models(catalog: Catalog) -> list[ModelVersion]:
+    """Return the newest version of every model."""
+    rows = catalog.db.execute(
+        "SELECT * FROM model_versions QUALIFY "
+        "row_number() OVER (PARTITION BY model ORDER BY version DESC) = 1 "
+        "ORDER BY model"
+    ).fetchall()
+    return [_from_row(row) for row in rows]
+
+
+def get_version(catalog: Catalog, model: str, version: int | None) -> ModelVersion:
+    """Return one version of `model`, the newest when `version` is None.
+
+    Raises:
+        NotFoundError: The model or the version is not registered.
+    """
+    versions = list_models(catalog, model)
+    if not versions:
+        raise NotFoundError(
+            f"model {model!r} has no registered version; run 'appliance train "
+            f"{model}' first"
+        )
+    if version is None:
+        return versions[0]
+    for found in versions:
+        if found.version == version:
+            return found
+    known = ", ".join(str(v.version) for v in versions)
+    raise NotFoundError(f"model {model!r} has no version {version}; versions: {known}")
+
+
+def _from_row(row: tuple) -> ModelVersion:
+    model, version, run_id, created, task, path, digest, parity = row
+    return ModelVersion(
+        model, version, run_id, created, task, Path(path), digest, parity
+    )
+
+
+def _write_folder(folder: Path, files: dict[str, bytes]) -> None:
+    """Write `files` into `folder` through a temporary sibling and a rename."""
+    staging = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        for name, data in files.items():
+            with (staging / name).open("wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

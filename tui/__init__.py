@@ -1,0 +1,1 @@
+"""Operator terminal UI for the appliance daemon."""
