@@ -6,7 +6,9 @@ from appliance.serving._inputs import (
     NUMBER,
     STRING,
     columns_to_feed,
+    rows_to_columns,
     rows_to_feed,
+    table_to_columns,
     table_to_feed,
 )
 from appliance.serving._onnx import OnnxModel, class_key
@@ -19,7 +21,9 @@ __all__ = [
     "class_key",
     "columns_to_feed",
     "create_app",
+    "rows_to_columns",
     "rows_to_feed",
     "score_file",
+    "table_to_columns",
     "table_to_feed",
 ]

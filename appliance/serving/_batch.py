@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from appliance.errors import IngestError
-from appliance.serving._inputs import table_to_feed
 from appliance.serving._onnx import OnnxModel, class_key
 
 logger = logging.getLogger(__name__)
@@ -80,7 +79,8 @@ def _read(source: Path) -> pa.Table:
 
 
 def _score(model: OnnxModel, table: pa.Table) -> pa.Table:
-    output = model.run(table_to_feed(model.name, model.inputs, table))
+    feed, _ = model.feed_table(table)
+    output = model.run(feed)
     if model.task == "regression":
         return table.append_column("prediction", pa.array(output, pa.float64()))
     assert model.classes is not None
