@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -94,7 +95,7 @@ def create_app(models: ModelSet, max_body_bytes: int, max_rows: int) -> Litestar
                 status=413,
             )
         started = time.perf_counter()
-        predictions = await asyncio.to_thread(model.predict_rows, rows)
+        predictions, warnings = await asyncio.to_thread(model.predict_request, rows)
         logger.debug(
             "predicted model=%s version=%d rows=%d request=%s seconds=%.4f",
             name,
@@ -109,6 +110,7 @@ def create_app(models: ModelSet, max_body_bytes: int, max_rows: int) -> Litestar
                 "version": model.version,
                 "request_id": request_id,
                 "predictions": predictions,
+                **({"warnings": warnings} if warnings else {}),
             }
         )
 
@@ -152,9 +154,29 @@ def _decode(decoder: msgspec.json.Decoder, body: bytes, model: str) -> list[Any]
     try:
         return decoder.decode(body).rows
     except msgspec.DecodeError as exc:
+        rows = _decode_nan_literals(body)
+        if rows is not None:
+            return rows
         raise RequestError(
             f"malformed request body for model {model!r}: {exc}; send "
             '{"rows": [{...}, ...]}',
             model=model,
             malformed=True,
         ) from None
+
+
+def _decode_nan_literals(body: bytes) -> list[Any] | None:
+    """Decode a body that uses the NaN literal, which strict JSON lacks.
+
+    Python's json module reads ``NaN`` (and ``Infinity``) as floats; the input
+    checks then treat NaN as missing and reject infinity naming the column.
+    Returns None when the body is not valid even so.
+    """
+    if b"NaN" not in body and b"Infinity" not in body:
+        return None
+    try:
+        table = json.loads(body)
+    except ValueError:
+        return None
+    rows = table.get("rows") if isinstance(table, dict) else None
+    return rows if isinstance(rows, list) else None

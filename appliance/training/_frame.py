@@ -199,7 +199,7 @@ def request_columns(
 
 
 def _base_sql(catalog: Catalog, path: str, cfg: ModelConfig) -> str:
-    source = f"read_parquet({_literal(path)})"
+    source = f"read_parquet({_literal(path)}, hive_partitioning = false)"
     sql = select_sql(cfg.derive, _missing_as_null(catalog, source))
     if cfg.where:
         sql = f"SELECT * FROM ({sql}) WHERE ({cfg.where})"

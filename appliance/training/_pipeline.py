@@ -12,7 +12,7 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
 from appliance.config import ModelConfig
 from appliance.errors import TrainingError
-from appliance.training._encoders import MISSING, OrdinalCodes
+from appliance.training._encoders import MISSING, OrdinalCodes, RareCategories
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "lightgbm": {"n_estimators": 200, "learning_rate": 0.05, "verbose": -1},
@@ -92,11 +92,9 @@ def _categorical_steps(cfg: ModelConfig) -> Pipeline:
             min_frequency=settings.min_frequency,
         )
     else:
-        encoder = OneHotEncoder(
-            handle_unknown="ignore",
-            min_frequency=settings.min_frequency,
-            sparse_output=False,
-        )
+        if settings.min_frequency is not None:
+            steps.append(("group_rare", RareCategories(settings.min_frequency)))
+        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
     steps.append(("encode", encoder))
     return Pipeline(steps)
 
