@@ -71,6 +71,8 @@ def to_onnx(pipeline: Pipeline, inputs: list[dict[str, str]], task: str) -> byte
     return model.SerializeToString()
 
 
+_ZERO_THRESHOLD = 1e-30
+"""Split thresholds at most this far from zero are LightGBM's zero splits."""
 _TREE_OPS = {"TreeEnsembleClassifier", "TreeEnsembleRegressor"}
 
 
@@ -237,6 +239,12 @@ def split_probes(pipeline: Pipeline, numeric: list[str]) -> dict[str, np.ndarray
             values = _unscale(scaler, index, len(numeric), values)
         center = np.unique(values.astype(np.float32))
         center = center[np.isfinite(center)]
+        # NOTE: LightGBM splits values from zero at ±1e-35 (kZeroThreshold), and
+        # ONNX branches differently from LightGBM for inputs within about 1e-35
+        # of zero. Such inputs are probed as 0.0 only, since real data has none.
+        near_zero = np.abs(center) <= _ZERO_THRESHOLD
+        if near_zero.any():
+            center = np.append(center[~near_zero], np.float32(0.0))
         up = np.nextafter(center, np.float32(np.inf))
         down = np.nextafter(center, np.float32(-np.inf))
         probes[name] = np.unique(np.concatenate([down, center, up])).astype(np.float64)
