@@ -139,7 +139,7 @@ def check_ranges(
             row = int(np.argmax(outside))
             raise RequestError(
                 f"row {row}, column {name!r} of model {model!r} is "
-                f"{values[row]!r}, outside the allowed range (min {low}, max "
+                f"{float(values[row])!r}, outside the allowed range (min {low}, max "
                 f"{high})",
                 model=model,
                 row=row,
@@ -182,7 +182,7 @@ def check_float32(
             row = int(np.argmax(beyond))
             raise RequestError(
                 f"row {row}, column {spec['name']!r} of model {model!r} is "
-                f"{values[row]!r}, beyond the float32 range the model reads "
+                f"{float(values[row])!r}, beyond the float32 range the model reads "
                 f"(±{_FLOAT32_MAX:.4g})",
                 model=model,
                 row=row,
