@@ -6,7 +6,7 @@ missing as ``""``). Each ONNX input is one column of shape ``(rows, 1)``.
 
 A request sends the columns listed under ``request`` in the schema: every
 feature that is not derived plus the dataset columns the derived features
-read. Their ``type`` says which JSON values are accepted:
+read. Their ``type`` sets which JSON values are accepted:
 
 - ``number``: a number; null, NaN and the string ``"NaN"`` mean missing.
 - ``integer``: the same, and the number must be whole (3 and 3.0 are both 3).
@@ -95,7 +95,7 @@ def table_to_columns(
     """Check an Arrow table against the request columns, column by column.
 
     Raises:
-        RequestError: A column is missing or holds values of the wrong type.
+        RequestError: A column is missing or contains values of the wrong type.
     """
     columns: Columns = {}
     for spec in request:

@@ -190,3 +190,39 @@ categorical_fill = "missing"
     )
     assert served[0]["probabilities"]["1"] == pytest.approx(native[0, 1], abs=1e-5)
     assert served[0]["probabilities"]["0"] == pytest.approx(native[0, 0], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("impute", "scale"),
+    [
+        ("mean", "standard"),
+        ("median", "minmax"),
+        ("most_frequent", "none"),
+        ("constant", "minmax"),
+    ],
+)
+def test_numeric_preprocess_parity(impute, scale):
+    cfg = ModelConfig(
+        name="m",
+        dataset="d",
+        target="y",
+        task="classification",
+        algorithm="logistic_regression",
+        preprocess=PreprocessConfig(
+            numeric_impute=impute, numeric_fill=-5.0, scale=scale
+        ),
+    )
+    rng = np.random.default_rng(2)
+    rows = pd.DataFrame({"a": rng.normal(size=60), "b": rng.uniform(0, 9, 60)})
+    rows.loc[::5, "a"] = np.nan
+    labels = (rows["b"] > 4).to_numpy(dtype=int)
+    pipeline = build_pipeline(cfg, ["a", "b"], []).fit(rows, labels)
+    checked = pd.concat(
+        [rows, pd.DataFrame({"a": [np.nan, 1e6], "b": [np.nan, -3.0]})],
+        ignore_index=True,
+    )
+    result = parity(
+        _export(cfg, pipeline, ["a", "b"], []), pipeline, checked, "classification"
+    )
+    assert result.max_difference <= 1e-5
+    assert result.label_mismatches == 0
