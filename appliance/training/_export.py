@@ -98,6 +98,8 @@ def round_thresholds(model: Any, thresholds: dict[int, np.ndarray]) -> int:
         if node.op_type not in _TREE_OPS:
             continue
         attributes = {a.name: a for a in node.attribute}
+        if "nodes_values" not in attributes:
+            continue  # double thresholds (nodes_values_as_tensor) need no rounding
         modes = attributes["nodes_modes"].strings
         features = attributes["nodes_featureids"].ints
         values = attributes["nodes_values"].floats

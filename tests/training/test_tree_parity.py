@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from appliance.errors import TrainingError
-from appliance.training._export import parity, probe_rows, split_probes
+from appliance.training._export import (
+    _round_down,
+    estimator_thresholds,
+    parity,
+    probe_rows,
+    split_probes,
+)
 from tests.pipeline_support import load_model, native_pipeline, train_on
 
 
@@ -72,8 +78,12 @@ def test_threshold_probes_agree_after_rounding(tmp_path):
     model = load_model(config)
 
     assert set(probes) == {"a", "b"}
-    # Each threshold gives three float32 probes: one step below, at, one above.
-    assert all(len(values) % 3 == 0 for values in probes.values())
+    thresholds = estimator_thresholds(pipeline[-1])[0]
+    for threshold in thresholds[np.abs(thresholds) > 1e-30]:
+        at = np.float32(threshold)
+        assert float(at) in probes["a"]
+        assert float(np.nextafter(at, np.float32(np.inf))) in probes["a"]
+        assert float(np.nextafter(at, np.float32(-np.inf))) in probes["a"]
     checked = probe_rows(frame.x_train, frame.numeric, frame.categorical, pipeline)
     agreement = parity(model, pipeline, checked, "classification")
     assert agreement.max_difference <= 1e-5
@@ -133,3 +143,12 @@ def test_lightgbm_country_codes_stable_across_batches(tmp_path):
         (unseen, unseen_native),
     ]:
         assert np.abs(served - native).max() <= 1e-5 * max(1.0, np.abs(native).max())
+
+
+def test_round_down_gives_float32_at_or_below():
+    rounded = _round_down(np.array([0.1, 0.5, -0.1, 1e-40]))
+    assert rounded[0] == np.nextafter(np.float32(0.1), np.float32(0))
+    assert rounded[1] == np.float32(0.5)
+    assert rounded[2] == np.float32(-0.1)
+    assert rounded.dtype == np.float32
+    assert all(float(r) <= v for r, v in zip(rounded, [0.1, 0.5, -0.1, 1e-40]))
