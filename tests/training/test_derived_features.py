@@ -143,3 +143,47 @@ def test_training_rejects_values_outside_checks(tmp_path):
     models = models.replace('"rooms_per_area"]', '"rooms_per_area", "area"]')
     with pytest.raises(TrainingError, match="feature 'area'.*-3.0 at row"):
         train_on(tmp_path, data, models)
+
+
+def test_stored_nan_reads_as_missing_in_derived(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from appliance.config import load_config
+    from appliance.storage import Catalog, ingest
+    from appliance.training import train_model
+
+    data = _data()
+    table = pa.Table.from_pandas(data, preserve_index=False)
+    stored_nan = pa.array(data["a"].to_numpy(), from_pandas=False)
+    table = table.set_column(table.column_names.index("a"), "a", stored_nan)
+    assert table.column("a").null_count == 0
+    pq.write_table(table, tmp_path / "d.parquet")
+    from tests.pipeline_support import write_config
+
+    config = load_config(write_config(tmp_path, MODEL))
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "d", [tmp_path / "d.parquet"])
+    train_model(config, "m")
+    _, frame = native_pipeline(config, "m", data)
+    both = pd.concat([frame.x_train, frame.x_test], ignore_index=True)
+
+    missing = both["a"].isna()
+    assert missing.sum() == data["a"].isna().sum()
+    assert (both.loc[missing, "a_or_zero"] == 0.0).all()
+
+
+def test_derived_check_catches_serving_difference(tmp_path, monkeypatch):
+    from appliance.errors import ExportError
+    from appliance.serving import OnnxModel
+
+    original = OnnxModel.derived_features
+
+    def shifted(self, columns):
+        result = original(self, columns)
+        result["hour_of_day"] = result["hour_of_day"] + 1.0
+        return result
+
+    monkeypatch.setattr(OnnxModel, "derived_features", shifted)
+    with pytest.raises(ExportError, match="derived feature 'hour_of_day'"):
+        train_on(tmp_path, _data(), MODEL)
