@@ -199,6 +199,8 @@ def request_columns(
 
 
 def _base_sql(catalog: Catalog, path: str, cfg: ModelConfig) -> str:
+    # The lake folder is named ``version=ID``, so DuckDB's hive partitioning
+    # would add a column ``version`` that then becomes a feature.
     source = f"read_parquet({_literal(path)}, hive_partitioning = false)"
     sql = select_sql(cfg.derive, _missing_as_null(catalog, source))
     if cfg.where:
