@@ -36,8 +36,16 @@ def input_schema(numeric: list[str], categorical: list[str]) -> list[dict[str, s
     ]
 
 
-def to_onnx(pipeline: Pipeline, inputs: list[dict[str, str]], task: str) -> bytes:
+def to_onnx(
+    pipeline: Pipeline,
+    inputs: list[dict[str, str]],
+    task: str,
+    reference: dict[int, np.ndarray] | None = None,
+) -> bytes:
     """Convert a fitted pipeline, preprocessing included, to ONNX bytes.
+
+    `reference` holds the training values of the estimator's numeric inputs,
+    which `round_thresholds` uses to place LightGBM thresholds.
 
     Raises:
         ExportError: skl2onnx or onnxmltools cannot convert a step.
@@ -67,7 +75,9 @@ def to_onnx(pipeline: Pipeline, inputs: list[dict[str, str]], task: str) -> byte
         raise ExportError(
             f"ONNX conversion failed: {type(exc).__name__}: {exc}"
         ) from exc
-    round_thresholds(model, estimator_thresholds(pipeline[-1]))
+    estimator = pipeline[-1]
+    float32_native = not hasattr(estimator, "booster_")
+    round_thresholds(model, estimator_thresholds(estimator), float32_native, reference)
     return model.SerializeToString()
 
 
@@ -76,45 +86,69 @@ _ZERO_THRESHOLD = 1e-30
 _TREE_OPS = {"TreeEnsembleClassifier", "TreeEnsembleRegressor"}
 
 
-def round_thresholds(model: Any, thresholds: dict[int, np.ndarray]) -> int:
-    """Replace each ``x <= t`` threshold of the ONNX trees by the float32 below t.
+def round_thresholds(
+    model: Any,
+    thresholds: dict[int, np.ndarray],
+    float32_native: bool,
+    reference: dict[int, np.ndarray] | None = None,
+) -> int:
+    """Choose the float32 value of each ``x <= t`` threshold of the ONNX trees.
 
-    The converters store a double threshold t as the nearest float32, which
-    can lie above t; a float32 input equal to it then takes the other branch
-    than the native model. For a float32 x, ``x <= t`` holds exactly when x is
-    at most the largest float32 not above t, so that value makes ONNX branch
-    as the native model does on the same number. A node whose float32 value
-    stands for two doubles with different roundings is left as converted, and
-    the parity probes catch any disagreement.
+    ONNX compares float32 inputs with float32 thresholds, and the converters
+    store a double threshold t as its nearest float32 a. Every input that
+    rounds to a takes one branch in ONNX, but the native model sends it left
+    when it is at most t and right otherwise, so some inputs near t must
+    disagree. The choice is made per threshold:
+
+    - With `float32_native`, as for scikit-learn trees, the native model
+      compares the input cast to float32 with t, so the largest float32 at or
+      below t reproduces it exactly.
+    - LightGBM compares the float64 input. Keeping a sends a left, which is
+      right for stored values at or below t, and moving the threshold one step
+      below a sends it right. The training values that round to a (in
+      `reference`, by input column index) decide, and a stays when none do.
 
     Returns:
         The number of thresholds changed.
     """
-    exact = {
-        feature: (values, _round_down(values)) for feature, values in thresholds.items()
-    }
     changed = 0
     for node in model.graph.node:
         if node.op_type not in _TREE_OPS:
             continue
         attributes = {a.name: a for a in node.attribute}
         if "nodes_values" not in attributes:
-            continue  # double thresholds (nodes_values_as_tensor) need no rounding
+            continue  # double thresholds (nodes_values_as_tensor) need no choice
         modes = attributes["nodes_modes"].strings
         features = attributes["nodes_featureids"].ints
         values = attributes["nodes_values"].floats
         for index, mode in enumerate(modes):
-            if mode != b"BRANCH_LEQ" or features[index] not in exact:
+            doubles = thresholds.get(features[index])
+            if mode != b"BRANCH_LEQ" or doubles is None:
                 continue
-            doubles, rounded = exact[features[index]]
             stored = np.float32(values[index])
-            candidates = set(rounded[doubles.astype(np.float32) == stored].tolist())
-            if len(candidates) == 1:
-                (lower,) = candidates
-                if lower != stored:
-                    values[index] = lower
+            candidates = doubles[doubles.astype(np.float32) == stored]
+            if float32_native:
+                choices = set(_round_down(candidates).tolist())
+            else:
+                seen = (reference or {}).get(features[index], np.empty(0))
+                choices = {_lightgbm_threshold(t, stored, seen) for t in candidates}
+            if len(choices) == 1:
+                (choice,) = choices
+                if choice != stored:
+                    values[index] = choice
                     changed += 1
     return changed
+
+
+def _lightgbm_threshold(
+    threshold: float, stored: np.float32, seen: np.ndarray
+) -> float:
+    """Return the float32 threshold that branches most training values natively."""
+    rounded_here = seen[seen.astype(np.float32) == stored]
+    above = int((rounded_here > threshold).sum())
+    if above > len(rounded_here) - above:
+        return float(np.nextafter(stored, np.float32(-np.inf)))
+    return float(stored)
 
 
 def _round_down(values: np.ndarray) -> np.ndarray:
@@ -221,17 +255,17 @@ def probe_rows(
 
 
 def split_probes(pipeline: Pipeline, numeric: list[str]) -> dict[str, np.ndarray]:
-    """Return, per numeric feature, float32 values at and beside each split threshold.
+    """Return, per numeric feature, the inputs at and beside each split threshold.
 
-    Thresholds are read from the fitted estimator and mapped back through the
-    numeric scaler, if any, to the input scale.
+    For a threshold t with nearest float32 a, the probes are t itself and the
+    float32 values one step below and above a. The native model sends t left
+    and the other two to the sides they lie on, and so must ONNX. The value a
+    itself is not probed when it differs from t, because float64 inputs on
+    both sides of t round to it, so no float32 threshold fits them all.
+    Thresholds are mapped back through the numeric scaler, if any.
     """
     thresholds = estimator_thresholds(pipeline[-1])
-    prepare = pipeline[0]
-    scaler = None
-    if numeric and "numeric" in prepare.named_transformers_:
-        steps = prepare.named_transformers_["numeric"]
-        scaler = steps.named_steps.get("scale")
+    scaler = _numeric_step(pipeline, "scale")
     probes = {}
     for index, name in enumerate(numeric):
         values = thresholds.get(index)
@@ -239,18 +273,36 @@ def split_probes(pipeline: Pipeline, numeric: list[str]) -> dict[str, np.ndarray
             continue
         if scaler is not None:
             values = _unscale(scaler, index, len(numeric), values)
-        center = np.unique(values.astype(np.float32))
-        center = center[np.isfinite(center)]
+        values = np.unique(values[np.isfinite(values)])
         # NOTE: LightGBM splits values from zero at ±1e-35 (kZeroThreshold), and
         # ONNX branches differently from LightGBM for inputs within about 1e-35
         # of zero. Such inputs are probed as 0.0 only, since real data has none.
-        near_zero = np.abs(center) <= _ZERO_THRESHOLD
+        near_zero = np.abs(values) <= _ZERO_THRESHOLD
         if near_zero.any():
-            center = np.append(center[~near_zero], np.float32(0.0))
-        up = np.nextafter(center, np.float32(np.inf))
-        down = np.nextafter(center, np.float32(-np.inf))
-        probes[name] = np.unique(np.concatenate([down, center, up])).astype(np.float64)
+            values = np.append(values[~near_zero], 0.0)
+        nearest = values.astype(np.float32)
+        up = np.nextafter(nearest, np.float32(np.inf)).astype(np.float64)
+        down = np.nextafter(nearest, np.float32(-np.inf)).astype(np.float64)
+        probes[name] = np.unique(np.concatenate([down, values, up]))
     return probes
+
+
+def training_inputs(
+    pipeline: Pipeline, frame: pd.DataFrame, numeric: list[str]
+) -> dict[int, np.ndarray]:
+    """Return the numeric estimator inputs of the training rows, by column index."""
+    if not numeric:
+        return {}
+    steps = pipeline[0].named_transformers_["numeric"]
+    matrix = steps.transform(frame[numeric])
+    return {index: matrix[:, index] for index in range(len(numeric))}
+
+
+def _numeric_step(pipeline: Pipeline, name: str) -> Any:
+    transformers = pipeline[0].named_transformers_
+    if "numeric" not in transformers:
+        return None
+    return transformers["numeric"].named_steps.get(name)
 
 
 def estimator_thresholds(estimator: Any) -> dict[int, np.ndarray]:

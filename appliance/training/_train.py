@@ -31,6 +31,7 @@ from appliance.training._export import (
     parity_message,
     probe_rows,
     to_onnx,
+    training_inputs,
 )
 from appliance.training._frame import TrainingFrame, load_frame
 from appliance.training._metrics import classification_metrics, regression_metrics
@@ -90,7 +91,8 @@ def _train(catalog: Catalog, cfg: ModelConfig, run_id: str) -> TrainResult:
 
     inputs = input_schema(frame.numeric, frame.categorical)
     schema = _schema(cfg, frame, inputs, run_id, metrics)
-    onnx_bytes = to_onnx(pipeline, inputs, cfg.task)
+    reference = training_inputs(pipeline, frame.x_train, frame.numeric)
+    onnx_bytes = to_onnx(pipeline, inputs, cfg.task, reference)
     onnx_model = OnnxModel(onnx_bytes, schema)
     check_derived(catalog, cfg, frame, onnx_model)
     probes = probe_rows(frame.x_train, frame.numeric, frame.categorical, pipeline)

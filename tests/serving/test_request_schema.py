@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from appliance.errors import RequestError
-from tests.pipeline_support import (
+from pipeline_support import (
     Daemon,
     load_model,
     native_pipeline,

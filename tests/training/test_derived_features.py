@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from appliance.errors import TrainingError
-from tests.pipeline_support import load_model, native_pipeline, train_on
+from pipeline_support import load_model, native_pipeline, train_on
 
 MODEL = """
 [models.m]
@@ -159,7 +159,7 @@ def test_stored_nan_reads_as_missing_in_derived(tmp_path):
     table = table.set_column(table.column_names.index("a"), "a", stored_nan)
     assert table.column("a").null_count == 0
     pq.write_table(table, tmp_path / "d.parquet")
-    from tests.pipeline_support import write_config
+    from pipeline_support import write_config
 
     config = load_config(write_config(tmp_path, MODEL))
     with Catalog(config.storage.home) as catalog:

@@ -13,7 +13,7 @@ from appliance.serving import OnnxModel, columns_to_feed
 from appliance.training._encoders import OrdinalCodes, register_converter
 from appliance.training._export import input_schema, parity, to_onnx
 from appliance.training._pipeline import build_pipeline
-from tests.pipeline_support import load_model, train_on
+from pipeline_support import load_model, train_on
 
 SIX_ROWS = pd.DataFrame(
     {
@@ -180,7 +180,7 @@ categorical_impute = "constant"
 categorical_fill = "missing"
 """,
     )
-    from tests.pipeline_support import native_pipeline
+    from pipeline_support import native_pipeline
 
     pipeline, _ = native_pipeline(config, "m", data)
     model = load_model(config)

@@ -6,7 +6,7 @@ import pytest
 
 from appliance.config import load_config
 from appliance.errors import ConfigError
-from tests.pipeline_support import write_config
+from pipeline_support import write_config
 
 BASE = """
 [models.m]

@@ -14,7 +14,7 @@ from appliance.training._export import (
     probe_rows,
     split_probes,
 )
-from tests.pipeline_support import load_model, native_pipeline, train_on
+from pipeline_support import load_model, native_pipeline, train_on
 
 
 def _classifier(algorithm: str, extra: str = "") -> str:
@@ -80,10 +80,10 @@ def test_threshold_probes_agree_after_rounding(tmp_path):
     assert set(probes) == {"a", "b"}
     thresholds = estimator_thresholds(pipeline[-1])[0]
     for threshold in thresholds[np.abs(thresholds) > 1e-30]:
-        at = np.float32(threshold)
-        assert float(at) in probes["a"]
-        assert float(np.nextafter(at, np.float32(np.inf))) in probes["a"]
-        assert float(np.nextafter(at, np.float32(-np.inf))) in probes["a"]
+        nearest = np.float32(threshold)
+        assert threshold in probes["a"]
+        assert float(np.nextafter(nearest, np.float32(np.inf))) in probes["a"]
+        assert float(np.nextafter(nearest, np.float32(-np.inf))) in probes["a"]
     checked = probe_rows(frame.x_train, frame.numeric, frame.categorical, pipeline)
     agreement = parity(model, pipeline, checked, "classification")
     assert agreement.max_difference <= 1e-5
@@ -91,13 +91,23 @@ def test_threshold_probes_agree_after_rounding(tmp_path):
     assert result.metrics["parity_label_mismatches"] == 0
 
 
-def test_threshold_probes_catch_unrounded_export(tmp_path, monkeypatch):
+def test_threshold_probes_catch_shifted_thresholds(tmp_path, monkeypatch):
     from appliance.training import _export
+
+    def shift_up(model, thresholds, float32_native, reference=None):
+        # Stands for a converter that stores each threshold one float32 too high.
+        for node in model.graph.node:
+            for attribute in node.attribute:
+                if attribute.name == "nodes_values":
+                    for index, value in enumerate(attribute.floats):
+                        up = np.nextafter(np.float32(value), np.float32(np.inf))
+                        attribute.floats[index] = float(up)
+        return 0
 
     data = _labelled(seed=3)
     data["y"] = np.where(data["a"] + 0.3 * data["b"] > 0.1, "yes", "no")
-    monkeypatch.setattr(_export, "round_thresholds", lambda model, thresholds: 0)
-    with pytest.raises(Exception, match="probe row"):
+    monkeypatch.setattr(_export, "round_thresholds", shift_up)
+    with pytest.raises(Exception, match="at probe row"):
         train_on(tmp_path, data, _classifier("lightgbm"))
 
 
