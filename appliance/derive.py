@@ -235,7 +235,7 @@ def compute(
     sql = f"SELECT {columns} FROM ({select_sql(derive, source)})"
     # A cursor on one shared in-memory database costs a few milliseconds, while
     # opening a new database per request costs tens of milliseconds.
-    with _shared_database().cursor() as db:
+    with _cursor() as db:
         db.register("request_rows", table)
         try:
             return db.sql(sql).to_arrow_table()
@@ -248,12 +248,15 @@ _database: Any = None
 _database_lock = threading.Lock()
 
 
-def _shared_database() -> Any:
+def _cursor() -> Any:
+    """Return a new cursor on the shared in-memory database, one per call."""
     global _database
+    # A DuckDB connection object is not thread-safe, so its cursors are made
+    # under a lock; each cursor is then used by one thread only.
     with _database_lock:
         if _database is None:
             _database = duckdb.connect()
-        return _database
+        return _database.cursor()
 
 
 class CastError(ValueError):

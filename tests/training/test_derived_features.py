@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from appliance.errors import TrainingError
+from appliance.serving import rows_to_columns
 from pipeline_support import load_model, native_pipeline, train_on
 
 MODEL = """
@@ -59,9 +60,7 @@ def test_derived_features_equal_at_training_and_serving(tmp_path):
         }
         for r in data.itertuples()
     ]
-    columns, _ = __import__("appliance.serving", fromlist=["x"]).rows_to_columns(
-        "m", model.request, rows
-    )
+    columns, _ = rows_to_columns("m", model.request, rows)
     served = model.derived_features(columns)
     with_training = pd.concat([frame.x_train, frame.x_test], ignore_index=True)
     expected = _expected(data)
@@ -187,3 +186,22 @@ def test_derived_check_catches_serving_difference(tmp_path, monkeypatch):
     monkeypatch.setattr(OnnxModel, "derived_features", shifted)
     with pytest.raises(ExportError, match="derived feature 'hour_of_day'"):
         train_on(tmp_path, _data(), MODEL)
+
+
+def test_derived_features_from_parallel_threads(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    config, _ = train_on(tmp_path, _data(), MODEL)
+    model = load_model(config)
+    row = {"a": 1.5, "t": "2024-03-01 13:30:00", "name": "y", "rooms": 3, "area": 60.0}
+
+    def hour_of_day(offset: int) -> float:
+        hour = offset % 24
+        columns, _ = rows_to_columns(
+            "m", model.request, [{**row, "t": f"2024-03-01 {hour:02d}:30:00"}]
+        )
+        return float(model.derived_features(columns)["hour_of_day"][0])
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        hours = list(pool.map(hour_of_day, range(48)))
+    assert hours == [float(i % 24) for i in range(48)]

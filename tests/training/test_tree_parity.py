@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from appliance.errors import TrainingError
+from appliance.errors import ExportError, TrainingError
 from appliance.training._export import (
     _round_down,
     estimator_thresholds,
@@ -107,7 +107,7 @@ def test_threshold_probes_catch_shifted_thresholds(tmp_path, monkeypatch):
     data = _labelled(seed=3)
     data["y"] = np.where(data["a"] + 0.3 * data["b"] > 0.1, "yes", "no")
     monkeypatch.setattr(_export, "round_thresholds", shift_up)
-    with pytest.raises(Exception, match="at probe row"):
+    with pytest.raises(ExportError, match="at probe row"):
         train_on(tmp_path, data, _classifier("lightgbm"))
 
 
