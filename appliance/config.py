@@ -148,12 +148,24 @@ _LIGHTGBM_OBJECTIVES = (
     "tweedie",
 )
 """Prefixes of the LightGBM objectives that onnxmltools 1.16 converts."""
+_CATEGORICAL_FEATURE = (
+    "categorical columns are encoded by the pipeline; list them in 'categorical' "
+    "and set 'preprocess.encoding'"
+)
+_LINEAR_TREE = "onnxmltools cannot convert linear trees"
 _UNEXPORTABLE_PARAMS = {
     "lightgbm": {
-        "categorical_feature": "categorical columns are encoded by the pipeline; "
-        "list them in 'categorical' and set 'preprocess.encoding'",
-        "linear_tree": "onnxmltools cannot convert linear trees",
-        "linear_lambda": "onnxmltools cannot convert linear trees",
+        # LightGBM 4.7 resolves each alias here to the parameter it stands for.
+        "categorical_feature": _CATEGORICAL_FEATURE,
+        "categorical_features": _CATEGORICAL_FEATURE,
+        "categorical_column": _CATEGORICAL_FEATURE,
+        "cat_feature": _CATEGORICAL_FEATURE,
+        "cat_column": _CATEGORICAL_FEATURE,
+        "linear_tree": _LINEAR_TREE,
+        "linear_trees": _LINEAR_TREE,
+        "linear_lambda": _LINEAR_TREE,
+        "zero_as_missing": "onnxmltools does not convert the rule that zero means "
+        "missing, so ONNX outputs would differ for zeros",
     },
 }
 

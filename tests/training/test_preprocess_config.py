@@ -57,6 +57,7 @@ def test_config_rejects_empty_categorical_fill(tmp_path):
     ("params", "step"),
     [
         ("linear_tree = true", "params.linear_tree"),
+        ("zero_as_missing = true", "params.zero_as_missing"),
         ('categorical_feature = "auto"', "params.categorical_feature"),
         ('objective = "cross_entropy"', "params.objective"),
     ],
