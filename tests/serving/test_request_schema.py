@@ -205,3 +205,22 @@ def test_model_nan_output_returned_as_null(served):
     model = load_model(config)
     formatted = model.format(np.array([[math.nan, math.nan]]))
     assert formatted[0]["probabilities"] == {"no": None, "yes": None}
+
+
+def test_regression_nan_output_returned_as_null(tmp_path):
+    rng = np.random.default_rng(4)
+    data = pd.DataFrame({"a": rng.normal(0, 0.01, 200), "b": rng.normal(0, 0.01, 200)})
+    data["y"] = data["a"] - data["b"]
+    models = """
+[models.m]
+dataset = "d"
+target = "y"
+task = "regression"
+algorithm = "linear_regression"
+"""
+    config, _ = train_on(tmp_path, data, models)
+    model = load_model(config)
+    # Both inputs scale to +inf in float32, and a - b of two infinities is NaN.
+    results, _ = model.predict_request([{"a": 3e38, "b": 3e38}, {"a": 0.0, "b": 0.0}])
+    assert results[0] == {"value": None}
+    assert results[1]["value"] == pytest.approx(0.0, abs=1e-3)
