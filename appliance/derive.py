@@ -23,6 +23,11 @@ from typing import Any
 
 import duckdb
 
+TIME_ZONE = "UTC"
+"""Session time zone of every query that computes derived columns. DuckDB takes
+the process's time zone by default, and functions of TIMESTAMP WITH TIME ZONE
+values such as ``hour`` depend on it, so training and serving pin the same."""
+
 _REJECTED_CLASSES = {
     "WINDOW": "a window function",
     "SUBQUERY": "a subquery",
@@ -256,7 +261,15 @@ def _cursor() -> Any:
     with _database_lock:
         if _database is None:
             _database = duckdb.connect()
+            _database.execute(f"SET GLOBAL TimeZone = '{TIME_ZONE}'")
         return _database.cursor()
+
+
+def utc_cursor(db: Any) -> Any:
+    """Return a cursor on `db` whose session time zone is `TIME_ZONE`."""
+    cursor = db.cursor()
+    cursor.execute(f"SET TimeZone = '{TIME_ZONE}'")
+    return cursor
 
 
 class CastError(ValueError):

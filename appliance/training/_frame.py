@@ -22,6 +22,7 @@ from appliance.derive import (
     feature_columns,
     quote_identifier,
     select_sql,
+    utc_cursor,
 )
 from appliance.errors import TrainingError
 from appliance.storage import Catalog, latest_version
@@ -156,7 +157,8 @@ def derived_sample(
         f"(SELECT {raw}, {derived} FROM ({frame.base_sql}) WHERE {any_null} "
         "LIMIT 200)"
     )
-    table = catalog.db.sql(sql).to_arrow_table()
+    with utc_cursor(catalog.db) as db:
+        table = db.sql(sql).to_arrow_table()
     names = table.column_names
     request_table = table.select(list(range(len(request))))
     expected = table.select(list(range(len(request), len(names)))).to_pandas()
@@ -291,7 +293,8 @@ def _query(
         base = f"SELECT *, row_number() OVER () AS rowid_ FROM ({base})"
     sql = f"SELECT {', '.join(columns)} FROM ({base}){order}"
     try:
-        return catalog.db.execute(sql).df()
+        with utc_cursor(catalog.db) as db:
+            return db.execute(sql).df()
     except duckdb.Error as exc:
         raise TrainingError(
             f"cannot read training rows of {cfg.name!r}: {exc}"

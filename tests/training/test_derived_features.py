@@ -205,3 +205,41 @@ def test_derived_features_from_parallel_threads(tmp_path):
     with ThreadPoolExecutor(max_workers=4) as pool:
         hours = list(pool.map(hour_of_day, range(48)))
     assert hours == [float(i % 24) for i in range(48)]
+
+
+def test_derived_time_zone_fixed_to_utc(tmp_path, monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")
+    import time as time_module
+
+    time_module.tzset()
+    try:
+        data = _data().assign(t=lambda d: d["t"].dt.tz_localize("UTC"))
+        config, _ = train_on(tmp_path, data, MODEL)
+        model = load_model(config)
+        _, frame = native_pipeline(config, "m", data)
+        columns, _ = rows_to_columns(
+            "m",
+            model.request,
+            [
+                {
+                    "a": 1.0,
+                    "t": "2024-03-01T02:30:00Z",
+                    "name": "x",
+                    "rooms": 1,
+                    "area": 9.0,
+                }
+            ],
+        )
+        served = model.derived_features(columns)
+    finally:
+        monkeypatch.delenv("TZ")
+        time_module.tzset()
+
+    assert model.request[-1] == {
+        "name": "t",
+        "type": "sql",
+        "sql_type": "TIMESTAMP WITH TIME ZONE",
+    }
+    assert served["hour_of_day"].tolist() == [2.0]
+    trained = pd.concat([frame.x_train, frame.x_test])["hour_of_day"]
+    assert sorted(trained) == sorted(data["t"].dt.hour.astype(float))
