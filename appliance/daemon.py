@@ -44,6 +44,7 @@ from appliance.serving import (
     ServingMetrics,
     batch_settings,
     create_app,
+    publish_model_schema,
     session_threads,
 )
 from appliance.storage import Catalog, latest_models
@@ -218,6 +219,9 @@ def build_app(state: DaemonState) -> Litestar:
         async with AsyncExitStack() as stack:
             for component in COMPONENTS:
                 await stack.enter_async_context(component(state))
+            for model in state.models.models.values():
+                publish_model_schema(app, model)
+            state.models.on_put = lambda model: publish_model_schema(app, model)
             state.ready_at = time.time()
             logger.info(
                 "daemon ready host=%s port=%d seconds=%.3f",

@@ -54,7 +54,6 @@ class PredictionLog:
         self._wake = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._failed: BaseException | None = None
         self._spill_lock = threading.Lock()
         self._spill_db: duckdb.DuckDBPyConnection | None = None
         self._spill_writer: pa.ipc.RecordBatchStreamWriter | None = None
@@ -64,6 +63,8 @@ class PredictionLog:
         """Rows inserted into DuckDB since the start, spilled rows included."""
         self.spilled_rows = 0
         """Rows written to a spill file because the queue was full."""
+        self.lost_rows = 0
+        """Rows that could neither be inserted nor spilled; logged as errors."""
         self.failed_writes = 0
         """Batches that DuckDB rejected and that were spilled to retry later."""
 
@@ -154,9 +155,9 @@ class PredictionLog:
                 if stopping and not batch:
                     self._catch_up(db)
                     return
-        except BaseException as exc:
-            self._failed = exc
+        except BaseException:
             logger.exception("prediction log writer failed")
+            raise
         finally:
             db.close()
 
@@ -183,13 +184,22 @@ class PredictionLog:
         try:
             table = entries_to_table(batch, db)
             insert_rows(db, table)
-        except duckdb.Error:
+        except Exception:
+            # A failed batch goes to a spill file, which is retried later, so a
+            # transient database error loses nothing.
             self.failed_writes += 1
             logger.exception(
                 "prediction log write failed rows=%d; spilling them to retry",
                 sum(e.rows for e in batch),
             )
-            self._spill(batch)
+            try:
+                self._spill(batch)
+            except Exception:
+                self.lost_rows += sum(e.rows for e in batch)
+                logger.exception(
+                    "prediction log spill failed rows=%d; the rows are lost",
+                    sum(e.rows for e in batch),
+                )
             return
         self.written_rows += table.num_rows
         self._table_rows += table.num_rows
@@ -236,7 +246,7 @@ class PredictionLog:
             try:
                 table = _read_spill(path)
                 insert_rows(db, table)
-            except (duckdb.Error, OSError):
+            except (duckdb.Error, pa.ArrowException, OSError):
                 logger.exception(
                     "spill file catch-up failed file=%s; retrying later", path
                 )

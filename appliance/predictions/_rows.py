@@ -94,9 +94,9 @@ def _json_column(
     rows = pa.table({"row": pa.StructArray.from_arrays(arrays, table.column_names)})
     db.register("_prediction_json", rows)
     try:
-        result = db.execute(
+        result = db.sql(
             "SELECT to_json(row)::VARCHAR AS row FROM _prediction_json"
-        ).fetch_arrow_table()
+        ).to_arrow_table()
     finally:
         db.unregister("_prediction_json")
     return result.column(0).combine_chunks().cast(pa.string())

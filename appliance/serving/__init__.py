@@ -12,6 +12,7 @@ from appliance.serving._inputs import (
 )
 from appliance.serving._metrics import ServingMetrics
 from appliance.serving._onnx import OnnxModel, class_key
+from appliance.serving._openapi import publish_model_schema
 from appliance.serving._routes_admin import load_version
 from appliance.serving._state import (
     DaemonState,
@@ -40,6 +41,7 @@ __all__ = [
     "create_app",
     "daemon_state",
     "load_version",
+    "publish_model_schema",
     "rows_to_feed",
     "run_with_catalog",
     "score_file",

@@ -85,6 +85,8 @@ class ModelSet:
         self.loaded = False
         """True once the startup load is done, even when no model was found."""
         self.loaded_at = time.time()
+        self.on_put: Callable[[OnnxModel], None] | None = None
+        """Called with every model `put` serves, such as to publish its schema."""
         self._on_batch = on_batch
         for model in (models or {}).values():
             self.put(model)
@@ -102,6 +104,8 @@ class ModelSet:
         previous = self.models.get(model.name)
         self.models[model.name] = model
         self.batchers[model.name] = batcher
+        if self.on_put is not None:
+            self.on_put(model)
         return previous
 
     def get(self, name: str) -> OnnxModel:
