@@ -56,7 +56,9 @@ def write_config(path: Path, home: Path, **sections: dict[str, Any]) -> Path:
     for table, values in sections.items():
         lines.append(f"[{table}]")
         for key, value in values.items():
-            text = json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+            text = (
+                json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+            )
             lines.append(f"{key} = {text}")
     lines += [
         f"[models.{MODEL}]",
@@ -112,8 +114,16 @@ class Daemon:
         self.log_path = home.parent / f"daemon-{port}.log"
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "--config", str(config), "serve",
-             "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "appliance",
+                "--config",
+                str(config),
+                "serve",
+                "--port",
+                str(port),
+            ],
             env=appliance_env(),
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -48,7 +48,9 @@ def test_ingest_and_train_through_daemon(start_daemon: Any, tmp_path: Path) -> N
     assert daemon.stop() == 0
 
 
-def test_bad_ingest_through_daemon_names_file(start_daemon: Any, tmp_path: Path) -> None:
+def test_bad_ingest_through_daemon_names_file(
+    start_daemon: Any, tmp_path: Path
+) -> None:
     daemon = start_daemon()
     missing = tmp_path / "absent.csv"
     result = run_cli(daemon.config, "ingest", "points", str(missing))
@@ -72,13 +74,27 @@ def test_predictions_tail_and_query(start_daemon: Any) -> None:
 
     assert daemon.stop() == 0
     offline = run_cli(
-        daemon.config, "predictions", "query", "--model", MODEL, "--version", "1",
-        "--since", "2000-01-01", "--json",
+        daemon.config,
+        "predictions",
+        "query",
+        "--model",
+        MODEL,
+        "--version",
+        "1",
+        "--since",
+        "2000-01-01",
+        "--json",
     )
     assert offline.returncode == 0, offline.stderr
     assert len(offline.stdout.splitlines()) == 4
     none = run_cli(
-        daemon.config, "predictions", "query", "--model", MODEL, "--version", "9",
+        daemon.config,
+        "predictions",
+        "query",
+        "--model",
+        MODEL,
+        "--version",
+        "9",
         "--json",
     )
     assert none.stdout == ""

@@ -115,7 +115,9 @@ def test_sighup_reloads_or_keeps_config(start_daemon: Any, tmp_path: Path) -> No
 
     write_config(daemon.config, daemon.home, server={"max_rows": 2})
     os.kill(daemon.process.pid, signal.SIGHUP)
-    assert _eventually(lambda: httpx.post(daemon.base + PREDICT, json=three).status_code == 413)
+    assert _eventually(
+        lambda: httpx.post(daemon.base + PREDICT, json=three).status_code == 413
+    )
 
     daemon.config.write_text("this is not toml = = \n", encoding="utf-8")
     os.kill(daemon.process.pid, signal.SIGHUP)

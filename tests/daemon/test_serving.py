@@ -39,7 +39,9 @@ def test_json_round_trip_logs_every_row(start_daemon: Any) -> None:
     assert len(body["predictions"]) == 5
     for prediction in body["predictions"]:
         assert prediction["label"] in (0, 1)
-        assert math.isclose(sum(prediction["probabilities"].values()), 1.0, abs_tol=1e-5)
+        assert math.isclose(
+            sum(prediction["probabilities"].values()), 1.0, abs_tol=1e-5
+        )
     assert daemon.stop() == 0
     logged = logged_rows(daemon.home)
     assert sorted(logged) == [(body["request_id"], i) for i in range(5)]
@@ -51,7 +53,9 @@ def test_arrow_round_trip_matches_json(start_daemon: Any) -> None:
     rows[3]["x1"] = None
     table = pa.Table.from_pylist(rows)
     response = httpx.post(
-        daemon.base + PREDICT, content=arrow_bytes(table), headers={"content-type": ARROW}
+        daemon.base + PREDICT,
+        content=arrow_bytes(table),
+        headers={"content-type": ARROW},
     )
     assert response.status_code == 200
     assert response.headers["content-type"] == ARROW
@@ -69,13 +73,17 @@ def test_arrow_round_trip_matches_json(start_daemon: Any) -> None:
 
 def test_rows_above_limit_get_413(start_daemon: Any) -> None:
     daemon = start_daemon(server={"max_rows": 10})
-    response = httpx.post(daemon.base + PREDICT, json={"rows": [row(i) for i in range(11)]})
+    response = httpx.post(
+        daemon.base + PREDICT, json={"rows": [row(i) for i in range(11)]}
+    )
     assert response.status_code == 413
     assert response.json()["limit"] == 10
     assert "above the limit of 10" in response.json()["error"]
     table = pa.Table.from_pylist([row(i) for i in range(11)])
     response = httpx.post(
-        daemon.base + PREDICT, content=arrow_bytes(table), headers={"content-type": ARROW}
+        daemon.base + PREDICT,
+        content=arrow_bytes(table),
+        headers={"content-type": ARROW},
     )
     assert response.status_code == 413
     ok = httpx.post(daemon.base + PREDICT, json={"rows": [row(i) for i in range(10)]})
@@ -129,10 +137,16 @@ def test_chunked_body_rejected_before_the_end(start_daemon: Any) -> None:
 
 def test_concurrent_requests_match_their_rows(start_daemon: Any) -> None:
     daemon = start_daemon(
-        server={"micro_batch": True, "micro_batch_max_wait_ms": 5.0, "session_threads": 1}
+        server={
+            "micro_batch": True,
+            "micro_batch_max_wait_ms": 5.0,
+            "session_threads": 1,
+        }
     )
     rows = [row(i) for i in range(96)]
-    expected = httpx.post(daemon.base + PREDICT, json={"rows": rows}).json()["predictions"]
+    expected = httpx.post(daemon.base + PREDICT, json={"rows": rows}).json()[
+        "predictions"
+    ]
 
     def one(index: int) -> tuple[int, dict[str, Any]]:
         with httpx.Client(base_url=daemon.base) as client:
@@ -158,7 +172,9 @@ def test_micro_batching_off_still_predicts(start_daemon: Any) -> None:
 
 def test_bad_requests_keep_their_errors(start_daemon: Any) -> None:
     daemon = start_daemon()
-    unknown = httpx.post(daemon.base + "/v1/models/nope/predict", json={"rows": [row(0)]})
+    unknown = httpx.post(
+        daemon.base + "/v1/models/nope/predict", json={"rows": [row(0)]}
+    )
     assert unknown.status_code == 404
     assert "nope" in unknown.json()["error"]
     empty = httpx.post(daemon.base + PREDICT, content=b"")
