@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 from conftest import MODEL, row, run_cli, write_dataset
+from prometheus_client.parser import text_string_to_metric_families
 
 PREDICT = f"/v1/models/{MODEL}/predict"
 
@@ -107,8 +107,10 @@ def wait_written(daemon: Any, rows: int, seconds: float = 20.0) -> bool:
         text = httpx.get(daemon.base + "/metrics").text
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == "appliance_prediction_log_written_rows_total":
-                    if sample.value >= rows:
-                        return True
+                name = sample.name
+                if name == "appliance_prediction_log_written_rows_total" and (
+                    sample.value >= rows
+                ):
+                    return True
         time.sleep(0.1)
     return False

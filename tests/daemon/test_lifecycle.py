@@ -139,3 +139,19 @@ def _eventually(check: Any, seconds: float = 10.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_log_rolls_over_to_parquet(start_daemon: Any) -> None:
+    daemon = start_daemon(
+        predictions={"roll_rows": 10, "batch_rows": 4, "flush_seconds": 0.1}
+    )
+    request_ids = []
+    with httpx.Client(base_url=daemon.base) as client:
+        for index in range(12):
+            body = {"rows": [row(index), row(index + 1)]}
+            request_ids.append(client.post(PREDICT, json=body).json()["request_id"])
+    assert daemon.stop() == 0
+    assert list((daemon.home / "predictions" / "parquet").glob("*.parquet"))
+    logged = logged_rows(daemon.home)
+    assert len(logged) == 24
+    assert {r for r, _ in logged} == set(request_ids)
