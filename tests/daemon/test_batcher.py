@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, row
+from daemon_support import MODEL, row
 
 from appliance.serving import BatchSettings, MicroBatcher, OnnxModel, rows_to_feed
 from appliance.storage import Catalog, get_version

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import MODEL, row, run_cli, write_dataset
+from daemon_support import MODEL, row, run_cli, write_dataset
 from prometheus_client.parser import text_string_to_metric_families
 
 PREDICT = f"/v1/models/{MODEL}/predict"

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
-from conftest import HOST, MODEL, logged_rows, row
+from daemon_support import HOST, MODEL, logged_rows, row
 from prometheus_client.parser import text_string_to_metric_families
 
 ARROW = "application/vnd.apache.arrow.stream"
