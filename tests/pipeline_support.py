@@ -109,6 +109,25 @@ class Daemon:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
 
+    def post_arrow(self, path: str, table: Any) -> tuple[int, Any]:
+        """POST an Arrow IPC stream and return the status and the decoded body."""
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        request = urllib.request.Request(
+            self.base + path,
+            data=sink.getvalue().to_pybytes(),
+            headers={"Content-Type": "application/vnd.apache.arrow.stream"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, pa.ipc.open_stream(response.read()).read_all()
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
     def stop(self) -> None:
         """Stop the daemon by its pid and wait for it."""
         if self.process.poll() is None:

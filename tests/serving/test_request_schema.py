@@ -56,9 +56,12 @@ def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("request_schema")
     data = _data()
     config, _ = train_on(folder, data, MODEL)
+    # The daemon holds the catalog open, so read everything from it first.
+    pipeline, _ = native_pipeline(config, "m", data)
+    model = load_model(config)
     daemon = Daemon(write_config(folder, MODEL))
     try:
-        yield daemon, config, data
+        yield daemon, model, pipeline
     finally:
         daemon.stop()
 
@@ -122,8 +125,7 @@ def test_missing_column_rejected_naming_area(served):
 
 
 def test_null_num_rooms_predicts_as_native_missing(served):
-    daemon, config, data = served
-    pipeline, _ = native_pipeline(config, "m", data)
+    daemon, _, pipeline = served
     status, body = _predict(daemon, [{**ROW, "num_rooms": None}])
     native = pipeline.predict_proba(
         pd.DataFrame([{**ROW, "num_rooms": math.nan}]).astype({"num_rooms": float})
@@ -179,13 +181,34 @@ def test_reordered_columns_predict_same(served):
 
 
 def test_json_and_arrow_rows_predict_same(served):
-    _, config, _ = served
-    model = load_model(config)
+    _, model, _ = served
     rows = [ROW, {**ROW, "num_rooms": None, "city": None}, {**ROW, "area": 20.5}]
     table = pa.Table.from_pylist(rows)
     from_json, _ = model.predict_request(rows)
     from_arrow, _ = model.predict_table(table)
     assert from_json == from_arrow
+
+
+def test_daemon_json_and_arrow_predict_same(served):
+    daemon, _, _ = served
+    rows = [ROW, {**ROW, "num_rooms": None, "city": None}, {**ROW, "area": 20.5}]
+    _, from_json = _predict(daemon, rows)
+    status, from_arrow = daemon.post_arrow(PREDICT, pa.Table.from_pylist(rows))
+    assert status == 200
+    assert from_arrow.column("prediction").to_pylist() == [
+        p["label"] for p in from_json["predictions"]
+    ]
+    assert from_arrow.column("probability_yes").to_pylist() == [
+        p["probabilities"]["yes"] for p in from_json["predictions"]
+    ]
+
+
+def test_daemon_arrow_rule_violation_names_column(served):
+    daemon, _, _ = served
+    table = pa.Table.from_pylist([{**ROW, "income": -5.0}])
+    status, body = daemon.post_arrow(PREDICT, table)
+    assert status == 422
+    assert body["column"] == "income"
 
 
 def test_arrow_rules_match_json_rules():
@@ -201,8 +224,7 @@ def test_arrow_rules_match_json_rules():
 
 
 def test_model_nan_output_returned_as_null(served):
-    _, config, _ = served
-    model = load_model(config)
+    _, model, _ = served
     formatted = model.format(np.array([[math.nan, math.nan]]))
     assert formatted[0]["probabilities"] == {"no": None, "yes": None}
 
