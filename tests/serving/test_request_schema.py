@@ -246,3 +246,17 @@ algorithm = "linear_regression"
     results, _ = model.predict_request([{"a": 3e38, "b": 3e38}, {"a": 0.0, "b": 0.0}])
     assert results[0] == {"value": None}
     assert results[1]["value"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_openapi_row_lists_request_types_and_checks(served):
+    import json
+    import urllib.request
+
+    daemon, _, _ = served
+    with urllib.request.urlopen(daemon.base + "/schema/openapi.json") as response:
+        document = json.loads(response.read())
+    properties = document["components"]["schemas"]["mRow"]["properties"]
+    assert properties["num_rooms"]["type"] == ["integer", "null"]
+    assert properties["area"]["type"] == ["number", "null"]
+    assert properties["city"]["type"] == ["string", "null"]
+    assert properties["income"]["minimum"] == 0.0
