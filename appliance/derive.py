@@ -3,14 +3,14 @@
 A model declares ``[models.NAME.derive]`` as ``name = "SQL expression"``. The
 training frame computes every derived column in DuckDB over the dataset. A
 derived column that is also a feature is computed again by the daemon over
-the request rows, with the same SQL and with the referenced columns cast to
-the types they had in the dataset, so both sides run the same expression on
-the same types.
+the request rows with the same SQL. The columns it reads are first cast to
+their types in the dataset, so both sides run one expression on one set of
+types.
 
-Only row-wise, deterministic expressions can give the same value on one
-request row as on the whole dataset: `check_expression` rejects window
-functions, aggregates, subqueries and functions whose result depends on the
-time or on a random state.
+Only row-wise, deterministic expressions give the same value on one request
+row as on the whole dataset. `check_expression` rejects window functions,
+aggregates, subqueries and functions whose result depends on the time or on
+a random state.
 """
 
 from __future__ import annotations
