@@ -116,10 +116,7 @@ def quote_identifier(name: str) -> str:
 
 
 def _parse(name: str, expression: str) -> dict[str, Any]:
-    with duckdb.connect() as db:
-        row = db.execute("SELECT json_serialize_sql(?)", [f"SELECT {expression}"])
-        text = row.fetchone()[0]  # type: ignore[index]
-    tree = json.loads(text)
+    tree = json.loads(_serialize(expression))
     if tree.get("error"):
         raise ExpressionError(
             f"derived column {name!r} is not a valid SQL expression: "
@@ -137,6 +134,14 @@ def _parse(name: str, expression: str) -> dict[str, Any]:
             f"derived column {name!r} must be one SQL expression, got {expression!r}"
         )
     return select_list[0]
+
+
+@cache
+def _serialize(expression: str) -> str:
+    """Return DuckDB's JSON parse tree of ``SELECT expression``."""
+    with _cursor() as db:
+        row = db.execute("SELECT json_serialize_sql(?)", [f"SELECT {expression}"])
+        return str(row.fetchone()[0])  # type: ignore[index]
 
 
 def _walk(node: Any) -> Iterator[dict[str, Any]]:
@@ -174,7 +179,7 @@ def _check_function(name: str, function: str) -> None:
 def _function_kinds() -> dict[str, set[str]]:
     """Return, per DuckDB function name, its function types and stabilities."""
     kinds: dict[str, set[str]] = {}
-    with duckdb.connect() as db:
+    with _cursor() as db:
         rows = db.execute(
             "SELECT lower(function_name), function_type, stability "
             "FROM duckdb_functions()"
