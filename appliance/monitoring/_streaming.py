@@ -98,7 +98,9 @@ class NumericDriftDetector:
             return self
         self._current.append(value)
         if len(self._current) == self.window:
-            statistic, p_value = stats.ks_2samp(self._reference, self._current)
+            statistic, p_value = stats.ks_2samp(
+                self._reference, self._current, method="asymp"
+            )
             if p_value < self.p_value and statistic >= self.ks_floor:
                 self._detect("distribution")
             else:
