@@ -335,27 +335,31 @@ class MonitoringStore:
             sql, params = sql + " WHERE model = ?", [model]
         return _dicts(self.db.execute(sql + " ORDER BY started_at DESC", params))
 
-    def record_job_run(
+    def start_job_run(self, job_id: str, started_at: datetime, missed: int) -> None:
+        """Record that a scheduled job started; a run never finished stays ``running``."""
+        self.db.execute(
+            "INSERT INTO job_runs VALUES (?, NULL, ?, NULL, 'running', ?, NULL)",
+            [job_id, started_at, missed],
+        )
+
+    def finish_job_run(
         self,
         job_id: str,
-        scheduled_at: datetime | None,
         started_at: datetime,
         finished_at: datetime,
         outcome: str,
-        missed: int = 0,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Append one run of a scheduled job."""
+        """Record the outcome of a run recorded by `start_job_run`."""
         self.db.execute(
-            "INSERT INTO job_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "UPDATE job_runs SET finished_at = ?, outcome = ?, detail = ? "
+            "WHERE job_id = ? AND started_at = ?",
             [
-                job_id,
-                scheduled_at,
-                started_at,
                 finished_at,
                 outcome,
-                missed,
-                json.dumps(detail) if detail else None,
+                json.dumps(detail, default=str) if detail else None,
+                job_id,
+                started_at,
             ],
         )
 
