@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 Status = Literal["ok", "drift", "insufficient data"]
@@ -132,7 +133,7 @@ def psi_numeric(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> f
 
 def psi_categorical(reference: Sequence[Any], current: Sequence[Any]) -> float:
     """Return the PSI of two samples of categories over the union of categories."""
-    ref_counts, cur_counts = _category_counts(reference, current)
+    ref_counts, cur_counts, _ = _category_counts(reference, current)
     return _psi(ref_counts, cur_counts)
 
 
@@ -156,7 +157,11 @@ def chi2_test(reference: Sequence[Any], current: Sequence[Any]) -> tuple[float, 
     >>> chi2_test(["bad"] * 500 + ["good"] * 100, ["bad"] * 250 + ["good"] * 50)
     (0.0, 1.0)
     """
-    ref_counts, cur_counts = _category_counts(reference, current)
+    ref_counts, cur_counts, _ = _category_counts(reference, current)
+    return _chi2(ref_counts, cur_counts)
+
+
+def _chi2(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[float, float]:
     table = np.vstack([ref_counts, cur_counts])
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2:
@@ -197,7 +202,7 @@ def batch_drift(
         for name in numeric
     ]
     features += [
-        categorical_drift(name, list(reference[name]), list(current[name]), rules)
+        categorical_drift(name, reference[name], current[name], rules)
         for name in categorical
     ]
     return DriftReport(features)
@@ -221,17 +226,21 @@ def numeric_drift(
 
 
 def categorical_drift(
-    name: str, reference: list[Any], current: list[Any], rules: DriftThresholds
+    name: str,
+    reference: Sequence[Any] | np.ndarray,
+    current: Sequence[Any] | np.ndarray,
+    rules: DriftThresholds,
 ) -> FeatureDrift:
     """Score one categorical feature with PSI and chi-squared."""
-    n_ref = sum(not _is_missing(v) for v in reference)
-    n_cur = sum(not _is_missing(v) for v in current)
+    ref_counts, cur_counts, missing = _category_counts(reference, current)
+    n_ref = int(ref_counts[~missing].sum())
+    n_cur = int(cur_counts[~missing].sum())
     if min(n_ref, n_cur) < rules.min_samples:
         return FeatureDrift(
             name, "categorical", "insufficient data", None, None, None, n_ref, n_cur
         )
-    psi = psi_categorical(reference, current)
-    cramers_v, p_value = chi2_test(reference, current)
+    psi = _psi(ref_counts, cur_counts)
+    cramers_v, p_value = _chi2(ref_counts, cur_counts)
     rejected = p_value < rules.p_value and cramers_v >= rules.cramers_v_floor
     status: Status = "drift" if rejected or psi >= rules.psi else "ok"
     return FeatureDrift(
@@ -256,24 +265,20 @@ def _psi(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
 
 
 def _category_counts(
-    reference: Sequence[Any], current: Sequence[Any]
-) -> tuple[np.ndarray, np.ndarray]:
-    ref_keys = [_category(v) for v in reference]
-    cur_keys = [_category(v) for v in current]
-    categories = sorted(set(ref_keys) | set(cur_keys))
-    index = {c: i for i, c in enumerate(categories)}
-    ref_counts = np.zeros(len(categories))
-    cur_counts = np.zeros(len(categories))
-    np.add.at(ref_counts, [index[k] for k in ref_keys], 1)
-    np.add.at(cur_counts, [index[k] for k in cur_keys], 1)
-    return ref_counts, cur_counts
+    reference: Sequence[Any] | np.ndarray, current: Sequence[Any] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Count each category on both sides; None, NaN and ``""`` are one category.
 
-
-def _category(value: Any) -> str:
-    return _MISSING if _is_missing(value) else str(value)
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None or value == "":
-        return True
-    return isinstance(value, float) and math.isnan(value)
+    Returns:
+        Reference counts, current counts, and a mask of the missing category.
+    """
+    ref = pd.Series(reference, dtype=object)
+    cur = pd.Series(current, dtype=object)
+    combined = pd.concat([ref, cur], ignore_index=True)
+    missing = combined.isna() | (combined == "")
+    keys = combined.astype(str).where(~missing, _MISSING)
+    codes, categories = pd.factorize(keys, sort=True)
+    size = len(categories)
+    ref_counts = np.bincount(codes[: len(ref)], minlength=size).astype(np.float64)
+    cur_counts = np.bincount(codes[len(ref) :], minlength=size).astype(np.float64)
+    return ref_counts, cur_counts, np.asarray(categories == _MISSING)
