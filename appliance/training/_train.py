@@ -48,10 +48,18 @@ class TrainResult:
     rows_test: int
 
 
-def train_model(config: Config, name: str) -> TrainResult:
+def train_model(
+    config: Config, name: str, catalog: Catalog | None = None
+) -> TrainResult:
     """Train model `name` on the latest version of its dataset and register it.
 
     The run is recorded as running first and closed as finished or failed.
+
+    Args:
+        config: The appliance configuration.
+        name: Model declared as ``[models.NAME]``.
+        catalog: Open catalog to use, such as a cursor of the daemon's
+            connection; the catalog under the home is opened when None.
 
     Raises:
         TrainingError: The data cannot train this model.
@@ -59,14 +67,20 @@ def train_model(config: Config, name: str) -> TrainResult:
             outputs differ by more than `PARITY_TOLERANCE`.
     """
     cfg = config.model(name)
-    with Catalog(config.storage.home) as catalog:
-        params = {"algorithm": cfg.algorithm, **estimator_params(cfg)}
-        run_id = start_run(catalog, name, cfg.dataset, params, code_version())
-        try:
-            return _train(catalog, cfg, run_id)
-        except Exception as exc:
-            fail_run(catalog, run_id, f"{type(exc).__name__}: {exc}")
-            raise
+    if catalog is not None:
+        return _recorded_train(catalog, cfg)
+    with Catalog(config.storage.home) as opened:
+        return _recorded_train(opened, cfg)
+
+
+def _recorded_train(catalog: Catalog, cfg: ModelConfig) -> TrainResult:
+    params = {"algorithm": cfg.algorithm, **estimator_params(cfg)}
+    run_id = start_run(catalog, cfg.name, cfg.dataset, params, code_version())
+    try:
+        return _train(catalog, cfg, run_id)
+    except Exception as exc:
+        fail_run(catalog, run_id, f"{type(exc).__name__}: {exc}")
+        raise
 
 
 def _train(catalog: Catalog, cfg: ModelConfig, run_id: str) -> TrainResult:
