@@ -50,31 +50,8 @@ def register(commands: Any) -> None:
     ack.add_argument("id", type=int, help="alert id, from 'appliance alerts list'")
 
 
-def drift_summary(rows: list[dict[str, Any]], checks: int) -> dict[str, Any]:
-    """Group drift score rows (newest first) into the latest check and history.
-
-    Returns:
-        ``latest``: the rows of the newest check; ``history``: one entry per
-        earlier check with its time and drifted features, newest first.
-    """
-    by_check: dict[Any, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_check.setdefault(row["checked_at"], []).append(row)
-    times = list(by_check)
-    latest = by_check[times[0]] if times else []
-    history = [
-        {
-            "checked_at": str(when),
-            "features": len(by_check[when]),
-            "drifted": [r["feature"] for r in by_check[when] if r["status"] == "drift"],
-        }
-        for when in times[1 : checks + 1]
-    ]
-    return {"latest": latest, "history": history}
-
-
 def _drift(config: Config, args: argparse.Namespace) -> None:
-    from appliance.monitoring import MonitoringStore
+    from appliance.monitoring import MonitoringStore, drift_summary
 
     config.model(args.name)
     with MonitoringStore(config.storage.home) as store:

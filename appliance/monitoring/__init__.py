@@ -38,7 +38,13 @@ from appliance.monitoring._policy import (
     decide_rollback,
     training_window,
 )
-from appliance.monitoring._store import STORE_FILE, MonitoringStore, RetrainRecord
+from appliance.monitoring._service import ModelInfo, MonitoringService, output_values
+from appliance.monitoring._store import (
+    STORE_FILE,
+    MonitoringStore,
+    RetrainRecord,
+    drift_summary,
+)
 from appliance.monitoring._streaming import (
     CategoryDriftDetector,
     MeanDriftDetector,
@@ -61,6 +67,8 @@ __all__ = [
     "FeatureDrift",
     "LiveMetrics",
     "MeanDriftDetector",
+    "ModelInfo",
+    "MonitoringService",
     "MonitoringStore",
     "NumericDriftDetector",
     "RetrainRecord",
@@ -72,7 +80,9 @@ __all__ = [
     "decide_retrain",
     "decide_rollback",
     "drift_event_alerts",
+    "drift_summary",
     "ks_test",
+    "output_values",
     "performance_alert",
     "psi_categorical",
     "psi_numeric",

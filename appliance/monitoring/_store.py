@@ -309,6 +309,13 @@ class MonitoringStore:
         ).fetchone()
         return None if row is None else (int(row[0]), bytes(row[1]))
 
+    def load_states(self) -> list[tuple[str, int, bytes]]:
+        """Return the model, version and monitor state of every stored monitor."""
+        rows = self.db.execute(
+            "SELECT model, version, state FROM detector_state ORDER BY model"
+        ).fetchall()
+        return [(str(m), int(v), bytes(b)) for m, v, b in rows]
+
     def record_retrain(self, record: RetrainRecord) -> None:
         """Append the outcome of one retraining decision or run."""
         self.db.execute(
@@ -369,6 +376,29 @@ class MonitoringStore:
         if job_id is not None:
             sql, params = sql + " WHERE job_id = ?", [job_id]
         return _dicts(self.db.execute(sql + " ORDER BY started_at", params))
+
+
+def drift_summary(rows: list[dict[str, Any]], checks: int) -> dict[str, Any]:
+    """Group drift score rows (newest first) into the latest check and history.
+
+    Returns:
+        ``latest``: the rows of the newest check; ``history``: one entry per
+        earlier check with its time and drifted features, newest first.
+    """
+    by_check: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_check.setdefault(row["checked_at"], []).append(row)
+    times = list(by_check)
+    latest = by_check[times[0]] if times else []
+    history = [
+        {
+            "checked_at": str(when),
+            "features": len(by_check[when]),
+            "drifted": [r["feature"] for r in by_check[when] if r["status"] == "drift"],
+        }
+        for when in times[1 : checks + 1]
+    ]
+    return {"latest": latest, "history": history}
 
 
 def _connect(path: Path, wait_seconds: float) -> duckdb.DuckDBPyConnection:

@@ -21,9 +21,19 @@ import math
 from collections import Counter
 from collections.abc import Hashable
 
+from typing import Any
+
 import numpy as np
-from river.drift import ADWIN
 from scipy import stats
+
+
+def _adwin(delta: float) -> Any:
+    # NOTE: river.drift imports scikit-learn through river.stream (River
+    # 0.26.1), so it is imported on first use: the daemon starts without it and
+    # the monitoring worker thread loads it.
+    from river.drift import ADWIN
+
+    return ADWIN(delta=delta)
 
 
 class NumericDriftDetector:
@@ -66,7 +76,7 @@ class NumericDriftDetector:
         self._reset()
 
     def _reset(self) -> None:
-        self._adwin = ADWIN(delta=self.delta)
+        self._adwin = _adwin(self.delta)
         self._reference: list[float] = []
         self._current: list[float] = []
         self._drift_detected = False
@@ -197,7 +207,7 @@ class MeanDriftDetector:
         self._reset()
 
     def _reset(self) -> None:
-        self._adwin = ADWIN(delta=self.delta)
+        self._adwin = _adwin(self.delta)
         self._drift_detected = False
 
     @property
