@@ -15,11 +15,16 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
-from appliance.serving import _routes_admin, _routes_health, _routes_predict
+from appliance.serving import (
+    _routes_admin,
+    _routes_health,
+    _routes_predict,
+    _routes_ui,
+)
 from appliance.serving._errors import error_response
 from appliance.serving._state import DaemonState
 
-ROUTE_MODULES = (_routes_health, _routes_predict, _routes_admin)
+ROUTE_MODULES = (_routes_health, _routes_predict, _routes_admin, _routes_ui)
 
 
 def create_app(

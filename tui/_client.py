@@ -1,0 +1,234 @@
+"""HTTP client of the daemon used by every screen of the terminal UI.
+
+The UI never opens the catalog: while a daemon runs it is the only process
+DuckDB lets in. Calls are short (a few seconds of timeout) and never retried
+here, because the app polls again on its own timer and must stay responsive
+while the daemon is down. Every failure becomes a `DaemonError` subclass whose
+message says what to do, so no screen has to show a traceback.
+
+Only the standard library is used, as in `appliance.client`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from appliance.errors import DaemonError
+
+logger = logging.getLogger(__name__)
+
+READ_TIMEOUT_SECONDS = 5.0
+TRAIN_TIMEOUT_SECONDS = 3600.0
+"""Timeout of a retraining, which answers only once the model is trained."""
+
+
+class DaemonUnreachableError(DaemonError):
+    """No response arrived: the daemon is stopped, starting or unreachable."""
+
+
+class EndpointMissingError(DaemonError):
+    """The daemon has no such route: it runs a version without this feature."""
+
+
+class UiClient:
+    """JSON calls to the daemon's HTTP API on behalf of the screens.
+
+    Args:
+        base_url: Address such as ``http://127.0.0.1:8765``.
+        api_key: Sent as a bearer token when set.
+        timeout: Seconds to wait for a read call.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout: float = READ_TIMEOUT_SECONDS,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._headers = {"Accept": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+
+    # --- endpoints of the daemon ------------------------------------------------
+
+    def overview(self) -> dict[str, Any]:
+        """Return health, uptime, traffic, served models and next jobs."""
+        return self.get("/v1/ui/overview")
+
+    def served_models(self) -> list[dict[str, Any]]:
+        """Return the served models with their version and task."""
+        return self.get("/v1/models")["models"]
+
+    def model_versions(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Return registered model versions, by model and newest first."""
+        return self.get("/v1/admin/model-versions", {"model": model})["versions"]
+
+    def aliases(self) -> dict[str, dict[str, int]]:
+        """Return the aliases of every model: model -> alias -> version."""
+        return self.get("/v1/admin/aliases")["aliases"]
+
+    def promote(self, model: str, version: int, reason: str) -> dict[str, Any]:
+        """Make `version` the champion of `model`, which the daemon then serves."""
+        body = {"version": version, "alias": "champion", "reason": reason}
+        return self.post(f"/v1/admin/models/{_quote(model)}/promote", body)
+
+    def rollback(self, model: str, reason: str) -> dict[str, Any]:
+        """Point the champion of `model` back at its previous version."""
+        body = {"alias": "champion", "reason": reason}
+        return self.post(f"/v1/admin/models/{_quote(model)}/rollback", body)
+
+    def model_card(self, model: str, version: int) -> str:
+        """Return the model card of one version as Markdown."""
+        path = f"/v1/admin/models/{_quote(model)}/versions/{version}/card"
+        return self.get(path)["markdown"]
+
+    def runs(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Return training runs, newest first."""
+        return self.get("/v1/admin/runs", {"model": model})["runs"]
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """Return one training run."""
+        return self.get(f"/v1/admin/runs/{_quote(run_id)}")
+
+    def datasets(self) -> list[dict[str, Any]]:
+        """Return every dataset version."""
+        return self.get("/v1/admin/datasets")["datasets"]
+
+    def dataset_quality(self, dataset: str, version: str) -> dict[str, Any]:
+        """Return the quality report of one dataset version."""
+        path = f"/v1/admin/datasets/{_quote(dataset)}/versions/{_quote(version)}"
+        return self.get(path + "/quality")["quality"]
+
+    def quarantine(self, dataset: str, version: str, limit: int = 50) -> dict[str, Any]:
+        """Return the rows of one dataset version that failed its contract."""
+        path = f"/v1/admin/datasets/{_quote(dataset)}/versions/{_quote(version)}"
+        return self.get(path + "/quarantine", {"limit": limit})
+
+    def monitoring(self, model: str) -> dict[str, Any]:
+        """Return drift scores over time, detector states and live performance."""
+        return self.get(f"/v1/monitoring/{_quote(model)}")
+
+    def alerts(self, status: str | None = "open") -> list[dict[str, Any]]:
+        """Return alerts with `status` (``open``, ``acknowledged``), or all."""
+        return self.get("/v1/alerts", {"status": status})["alerts"]
+
+    def acknowledge(self, alert_id: int) -> dict[str, Any]:
+        """Mark an alert as seen by the operator."""
+        return self.post(f"/v1/alerts/{alert_id}/acknowledge", {})
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Return the scheduled jobs with their next and last run."""
+        return self.get("/v1/ui/jobs")["jobs"]
+
+    def retrain(self, model: str) -> dict[str, Any]:
+        """Train `model` now on its latest data and serve the new version."""
+        return self.post(
+            "/v1/admin/train", {"model": model}, timeout=TRAIN_TIMEOUT_SECONDS
+        )
+
+    def predictions(self, model: str | None, limit: int = 50) -> list[dict[str, Any]]:
+        """Return the newest logged predictions of `model`, newest first."""
+        params = {"model": model, "limit": limit, "newest_first": True}
+        return self.get("/v1/predictions", params)["predictions"]
+
+    # --- transport ----------------------------------------------------------------
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """Send a GET and return the decoded JSON body.
+
+        Raises:
+            DaemonUnreachableError: No response arrived.
+            EndpointMissingError: The daemon has no route at `path`.
+            DaemonError: The daemon answered with an error status.
+        """
+        query = {k: _param(v) for k, v in (params or {}).items() if v is not None}
+        url = self.base_url + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        request = urllib.request.Request(url, headers=self._headers, method="GET")
+        return self._send(request, self.timeout)
+
+    def post(self, path: str, body: Any, timeout: float | None = None) -> Any:
+        """Send a JSON POST and return the decoded JSON body.
+
+        Raises:
+            DaemonUnreachableError: No response arrived.
+            EndpointMissingError: The daemon has no route at `path`.
+            DaemonError: The daemon answered with an error status.
+        """
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=json.dumps(body).encode(),
+            headers={**self._headers, "Content-Type": "application/json"},
+            method="POST",
+        )
+        return self._send(request, timeout or self.timeout)
+
+    def _send(self, request: urllib.request.Request, timeout: float) -> Any:
+        logger.debug("daemon call method=%s url=%s", request.method, request.full_url)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise _http_error(request, exc) from None
+        except urllib.error.URLError as exc:
+            raise self._unreachable(request, exc.reason) from None
+        except (TimeoutError, ConnectionError) as exc:
+            raise self._unreachable(request, exc) from None
+        except ValueError as exc:
+            raise DaemonError(
+                f"the daemon at {self.base_url} sent a body that is not JSON for "
+                f"{request.method} {request.selector}: {exc}; check that --url "
+                "points at the appliance daemon"
+            ) from None
+
+    def _unreachable(self, request: urllib.request.Request, reason: Any) -> DaemonError:
+        return DaemonUnreachableError(
+            f"the daemon at {self.base_url} did not answer {request.method} "
+            f"{request.selector}: {reason}. Start it with 'appliance serve' or "
+            "check 'journalctl -u appliance'; the screen retries on its own"
+        )
+
+
+def _http_error(request: urllib.request.Request, exc: urllib.error.HTTPError) -> Any:
+    try:
+        body = json.loads(exc.read())
+    except (ValueError, OSError):
+        body = None
+    message = body.get("error") if isinstance(body, dict) else None
+    # A route the daemon does not have is answered by the framework without the
+    # "type" field that the daemon's own errors carry.
+    if exc.code in (404, 405) and not (isinstance(body, dict) and "type" in body):
+        return EndpointMissingError(
+            f"not available on this daemon: it has no {request.method} "
+            f"{urllib.parse.urlsplit(request.full_url).path}; upgrade the daemon "
+            "to a version with this feature",
+            status=exc.code,
+        )
+    if exc.code in (401, 403):
+        return DaemonError(
+            f"the daemon refused the API key (HTTP {exc.code}): "
+            f"{message or exc.reason}; pass the key of [server] with --api-key",
+            status=exc.code,
+        )
+    return DaemonError(
+        f"the daemon rejected the request: {message or exc.reason} (HTTP {exc.code})",
+        status=exc.code,
+    )
+
+
+def _quote(segment: str) -> str:
+    return urllib.parse.quote(str(segment), safe="")
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
