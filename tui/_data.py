@@ -11,7 +11,15 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
-from tui._format import NONE, flatten, number, short_id, short_time, timestamp
+from tui._format import (
+    NONE,
+    flatten,
+    number,
+    padded,
+    short_id,
+    short_time,
+    timestamp,
+)
 from tui._pane import Pane, Unavailable, fill_table, optional, selected_key
 
 PREDICTION_ROWS = 50
@@ -134,7 +142,7 @@ class PredictionsPane(Pane):
                 str(row.get("version", NONE)),
                 f"{short_id(row.get('request_id'))}/{row.get('row_index', NONE)}",
                 _output(row.get("output")),
-                number(row.get("latency_ms"), 2),
+                padded(row.get("latency_ms"), 8, 2),
             ]
             for row in data["rows"]
         ]

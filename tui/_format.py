@@ -24,6 +24,17 @@ def number(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def padded(value: float | None, width: int, digits: int) -> str:
+    """Format a number right-aligned in `width` characters, so columns and
+    lines keep their layout as the value grows.
+
+    >>> padded(8.125, 6, 1), padded(None, 6, 1)
+    ('   8.1', '     —')
+    """
+    text = NONE if value is None else f"{value:.{digits}f}"
+    return text.rjust(width)
+
+
 def percent(value: float | None) -> str:
     """Format a share as a percentage with one decimal.
 

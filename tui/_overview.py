@@ -8,7 +8,7 @@ from typing import Any
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
-from tui._format import NONE, duration, number, percent, timestamp
+from tui._format import NONE, duration, padded, percent, timestamp
 from tui._pane import Pane, Unavailable, fill_table, optional
 
 
@@ -89,9 +89,9 @@ def _health_text(overview: dict[str, Any]) -> str:
         f"up {duration(overview['uptime_seconds'])} · "
         f"since {timestamp(overview['started_at'])}\n"
         f"Last {duration(traffic['window_seconds'])}: "
-        f"[b]{number(traffic['requests_per_second'], 2)}[/] req/s · "
-        f"p50 [b]{number(p50, 1)}[/] ms · p99 [b]{number(p99, 1)}[/] ms · "
-        f"errors [b]{percent(traffic['error_rate'])}[/]\n"
+        f"[b]{padded(traffic['requests_per_second'], 7, 2)}[/] req/s · "
+        f"p50 [b]{padded(p50, 6, 1)}[/] ms · p99 [b]{padded(p99, 6, 1)}[/] ms · "
+        f"errors [b]{percent(traffic['error_rate']).rjust(6)}[/]\n"
         f"Prediction log: {log['written']} written, {log['queued']} queued, "
         f"{log['spilled']} spilled"
     )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widget import Widget
@@ -212,10 +213,24 @@ class Pane(Vertical):
 def fill_table(
     table: DataTable[Any], columns: list[str], rows: list[list[Any]], keys: list[str]
 ) -> None:
-    """Replace the rows of `table`, keeping the cursor on the same key if it stays."""
+    """Replace the rows of `table`, keeping the cursor on the same key if it stays.
+
+    Column widths are computed here from the labels and cells. Auto-width
+    columns are measured only when the table next goes idle, which may wait for
+    the next key press, and until then they show at the width of their labels.
+    """
     selected = selected_key(table)
-    table.clear(columns=True)
-    table.add_columns(*columns)
+    widths = [
+        max([cell_len(label), *(cell_len(str(row[i])) for row in rows)])
+        for i, label in enumerate(columns)
+    ]
+    shown = [(str(c.label), c.width) for c in table.columns.values()]
+    if shown != list(zip(columns, widths, strict=True)):
+        table.clear(columns=True)
+        for label, width in zip(columns, widths, strict=True):
+            table.add_column(label, width=width)
+    else:
+        table.clear()
     for key, row in zip(keys, rows, strict=True):
         table.add_row(*row, key=key)
     if selected in keys:

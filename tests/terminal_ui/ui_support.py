@@ -149,9 +149,15 @@ def screen_text(app: ApplianceApp) -> str:
 
 
 async def shown_text(pilot: Any) -> str:
-    """Return the screen as text once pending updates are drawn."""
+    """Return the screen as text once pending updates are drawn.
+
+    A data table measures its columns when the app is idle after rows are
+    added, so one pause is not always enough.
+    """
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
+    await pilot.pause(0.2)
+    await pilot.pause()
     return screen_text(pilot.app)
 
 
@@ -167,12 +173,19 @@ _MASKS = [
     (re.compile(r"\b\d\d:\d\d:\d\d\b"), _DIGITS),
     (re.compile(r"\b\d\d-\d\d \d\d:\d\d\b"), _DIGITS),
     (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:PORT"),
-    (re.compile(r"\bpid \d+"), _DIGITS),
+    (re.compile(r"\bpid \d+"), "pid <pid>"),
     (re.compile(r"\b[0-9a-f]{8,}\b"), _HEX),
-    (re.compile(r"\b\d+\.\d+\b"), _DIGITS),
-    (re.compile(r"\b\d+[dhms]( \d+[hms])?\b"), _DIGITS),
+    (re.compile(r"(?<![\d.]) *\d+\.\d+(?![\d.])"), "float"),
+    (re.compile(r"\b\d+[dhms]( \d+[hms])?\b"), "<duration>"),
     (re.compile(r"Prediction log: .*"), _DIGITS),
 ]
+
+
+def _mask_float(match: re.Match[str]) -> str:
+    """Mask a float and the spaces before it, right-aligned in the same width."""
+    number = match.group().strip()
+    decimals = len(number.split(".")[1])
+    return ("#." + "#" * decimals).rjust(len(match.group()))
 
 
 def mask(text: str) -> str:
@@ -181,7 +194,9 @@ def mask(text: str) -> str:
     Digits (and hex digits of ids) become ``#``, so a layout change still shows.
     """
     for pattern, replacement in _MASKS:
-        if isinstance(replacement, str):
+        if replacement == "float":
+            text = pattern.sub(_mask_float, text)
+        elif isinstance(replacement, str):
             text = pattern.sub(replacement, text)
         else:
             chars = replacement
