@@ -86,7 +86,7 @@ class PredictionLog:
             remove_rolled(db, self.home)
             (self._table_rows,) = db.execute(
                 "SELECT count(*) FROM predictions"
-            ).fetchone()
+            ).fetchall()[0]
         finally:
             db.close()
         self.spill_dir.mkdir(parents=True, exist_ok=True)
@@ -148,9 +148,12 @@ class PredictionLog:
             self._catch_up(db)
             while True:
                 batch, stopping = self._next_batch()
-                if batch:
-                    self._write(db, batch)
-                elif self._spill_files() or self._spill_writer is not None:
+                if batch and not self._write(db, batch):
+                    # A failed statement can leave the cursor unusable, so
+                    # the writer goes on with a new one.
+                    db.close()
+                    db = self._catalog.db.cursor()
+                elif not batch and self._spill_pending():
                     self._catch_up(db)
                 if stopping and not batch:
                     self._catch_up(db)
@@ -160,6 +163,9 @@ class PredictionLog:
             raise
         finally:
             db.close()
+
+    def _spill_pending(self) -> bool:
+        return self._spill_writer is not None or bool(self._spill_files())
 
     def _next_batch(self) -> tuple[list[LogEntry], bool]:
         """Wait for a full batch, the flush interval or a stop; take a batch."""
@@ -180,7 +186,9 @@ class PredictionLog:
             self._queued_rows -= rows
             return batch, self._stopping
 
-    def _write(self, db: duckdb.DuckDBPyConnection, batch: list[LogEntry]) -> None:
+    def _write(self, db: duckdb.DuckDBPyConnection, batch: list[LogEntry]) -> bool:
+        """Insert `batch`, or spill it when DuckDB fails; return whether it was
+        inserted."""
         try:
             table = entries_to_table(batch, db)
             insert_rows(db, table)
@@ -200,18 +208,22 @@ class PredictionLog:
                     "prediction log spill failed rows=%d; the rows are lost",
                     sum(e.rows for e in batch),
                 )
-            return
+            return False
         self.written_rows += table.num_rows
         self._table_rows += table.num_rows
         if self._table_rows > self.config.roll_rows:
             self._roll(db)
+        return True
 
     def _roll(self, db: duckdb.DuckDBPyConnection) -> None:
         try:
             roll_over(db, self.home, self.config.roll_rows)
-        except (duckdb.Error, OSError):
+            (self._table_rows,) = db.execute(
+                "SELECT count(*) FROM predictions"
+            ).fetchall()[0]
+        except Exception:
+            # The rows stay in the table, and the next write tries again.
             logger.exception("prediction log roll-over failed; retrying later")
-        (self._table_rows,) = db.execute("SELECT count(*) FROM predictions").fetchone()
 
     def _spill(self, entries: list[LogEntry]) -> None:
         rows = sum(entry.rows for entry in entries)

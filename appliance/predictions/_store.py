@@ -3,8 +3,9 @@
 Each predicted row is one record: request id, row index, model, version, time,
 the input row and the output as JSON text, and the request latency. New rows go
 to the ``predictions`` table of the catalog. When the table holds more than
-``[predictions] roll_rows`` rows, the oldest are copied to a zstd Parquet file
-under ``HOME/predictions/parquet/`` and deleted from the table. Queries read the
+``[predictions] roll_rows`` rows, all but the newest ``roll_rows / 2`` are
+copied to a zstd Parquet file under ``HOME/predictions/parquet/`` and deleted
+from the table. Queries read the
 table and the Parquet files together.
 """
 
@@ -71,9 +72,13 @@ def parquet_dir(home: Path) -> Path:
     return home / "predictions" / "parquet"
 
 
+# NOTE: DuckDB 2.0 rejects a statement on a cursor whose previous result was
+# not read to the end, so every execute here is followed by fetchall().
+
+
 def create_table(db: duckdb.DuckDBPyConnection) -> None:
     """Create the predictions table and its id sequence when missing."""
-    db.execute(SCHEMA)
+    db.execute(SCHEMA).fetchall()
 
 
 def insert_rows(db: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
@@ -83,7 +88,7 @@ def insert_rows(db: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
         names = ", ".join(COLUMNS)
         db.execute(
             f"INSERT INTO predictions ({names}) SELECT {names} FROM _prediction_rows"
-        )
+        ).fetchall()
     finally:
         db.unregister("_prediction_rows")
 
@@ -98,13 +103,13 @@ def roll_over(db: duckdb.DuckDBPyConnection, home: Path, keep_rows: int) -> int:
     Returns:
         Number of rows moved.
     """
-    (count,) = db.execute("SELECT count(*) FROM predictions").fetchone()
+    (count,) = db.execute("SELECT count(*) FROM predictions").fetchall()[0]
     if count <= keep_rows:
         return 0
     (cutoff,) = db.execute(
         "SELECT log_id FROM predictions ORDER BY log_id LIMIT 1 OFFSET ?",
         [count - keep_rows // 2 - 1],
-    ).fetchone()
+    ).fetchall()[0]
     folder = parquet_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"part-{time.time_ns()}.parquet"
@@ -113,11 +118,11 @@ def roll_over(db: duckdb.DuckDBPyConnection, home: Path, keep_rows: int) -> int:
         f"COPY (SELECT * FROM predictions WHERE log_id <= ? ORDER BY log_id) "
         f"TO {_quote(str(partial))} (FORMAT parquet, COMPRESSION zstd)",
         [cutoff],
-    )
+    ).fetchall()
     os.replace(partial, target)
     (moved,) = db.execute(
         "DELETE FROM predictions WHERE log_id <= ?", [cutoff]
-    ).fetchone()
+    ).fetchall()[0]
     logger.info("predictions rolled file=%s max_log_id=%d", target, cutoff)
     return int(moved)
 
@@ -127,14 +132,14 @@ def remove_rolled(db: duckdb.DuckDBPyConnection, home: Path) -> int:
     source = _parquet_source(home)
     if source is None:
         return 0
-    (rolled,) = db.execute(f"SELECT max(log_id) FROM {source}").fetchone()
+    (rolled,) = db.execute(f"SELECT max(log_id) FROM {source}").fetchall()[0]
     if rolled is None:
         return 0
     (removed,) = db.execute(
         "SELECT count(*) FROM predictions WHERE log_id <= ?", [rolled]
-    ).fetchone()
+    ).fetchall()[0]
     if removed:
-        db.execute("DELETE FROM predictions WHERE log_id <= ?", [rolled])
+        db.execute("DELETE FROM predictions WHERE log_id <= ?", [rolled]).fetchall()
         logger.warning("predictions duplicated by a roll-over removed rows=%d", removed)
     return int(removed)
 
