@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Daemon, json_rows, stop_daemon
+from support import Daemon, json_rows, stop_daemon
 from textual.widgets import DataTable
 from ui_support import (
     MODEL,

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Daemon, free_port, json_rows, stop_daemon
+from support import Daemon, free_port, json_rows, stop_daemon
 from textual.widgets import DataTable, TabbedContent
 from ui_support import (
     MODEL,

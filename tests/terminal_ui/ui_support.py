@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from conftest import (
+from rich.console import Console
+from support import (
     Daemon,
     make_binary,
     model_table,
     start_daemon,
     write_config_file,
 )
-from rich.console import Console
 
 from appliance.config import load_config
 from appliance.storage import Catalog, ingest
