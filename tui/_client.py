@@ -19,8 +19,11 @@ import urllib.request
 from typing import Any
 
 from appliance.errors import DaemonError
+from tui._html import html_to_markdown
 
 logger = logging.getLogger(__name__)
+
+_REGISTRY = "/v1/admin/registry/models"
 
 READ_TIMEOUT_SECONDS = 5.0
 TRAIN_TIMEOUT_SECONDS = 3600.0
@@ -70,24 +73,46 @@ class UiClient:
         """Return registered model versions, by model and newest first."""
         return self.get("/v1/admin/model-versions", {"model": model})["versions"]
 
-    def aliases(self) -> dict[str, dict[str, int]]:
-        """Return the aliases of every model: model -> alias -> version."""
-        return self.get("/v1/admin/aliases")["aliases"]
+    def registry_versions(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Return registered versions with their ``aliases`` and ``serving`` flag."""
+        return self.get("/v1/admin/registry/models", {"model": model})["versions"]
 
-    def promote(self, model: str, version: int, reason: str) -> dict[str, Any]:
-        """Make `version` the champion of `model`, which the daemon then serves."""
-        body = {"version": version, "alias": "champion", "reason": reason}
-        return self.post(f"/v1/admin/models/{_quote(model)}/promote", body)
+    def champions(self) -> dict[str, int]:
+        """Return the champion version of every model that has one."""
+        return {
+            record["model"]: record["version"]
+            for record in self.registry_versions()
+            if "champion" in record.get("aliases", [])
+        }
 
-    def rollback(self, model: str, reason: str) -> dict[str, Any]:
+    def promote(self, model: str, version: int, actor: str) -> dict[str, Any]:
+        """Make `version` the champion of `model`, which the daemon then serves.
+
+        Returns:
+            The alias change, with ``version``, ``previous_version`` and
+            ``serving``.
+        """
+        body = {
+            "version": version,
+            "alias": "champion",
+            "actor": actor,
+            "reason": "promoted from the terminal UI",
+        }
+        return self.post(f"{_REGISTRY}/{_quote(model)}/promote", body)
+
+    def rollback(self, model: str, actor: str) -> dict[str, Any]:
         """Point the champion of `model` back at its previous version."""
-        body = {"alias": "champion", "reason": reason}
-        return self.post(f"/v1/admin/models/{_quote(model)}/rollback", body)
+        body = {
+            "alias": "champion",
+            "actor": actor,
+            "reason": "rolled back from the terminal UI",
+        }
+        return self.post(f"{_REGISTRY}/{_quote(model)}/rollback", body)
 
     def model_card(self, model: str, version: int) -> str:
         """Return the model card of one version as Markdown."""
-        path = f"/v1/admin/models/{_quote(model)}/versions/{version}/card"
-        return self.get(path)["markdown"]
+        path = f"{_REGISTRY}/{_quote(model)}/card"
+        return html_to_markdown(self.get(path, {"reference": version})["html"])
 
     def runs(self, model: str | None = None) -> list[dict[str, Any]]:
         """Return training runs, newest first."""

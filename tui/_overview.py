@@ -39,7 +39,7 @@ class OverviewPane(Pane):
         overview = self.client.overview()
         return {
             "overview": overview,
-            "aliases": optional(self.client.aliases),
+            "champions": optional(self.client.champions),
             "alerts": optional(self.client.alerts, "open"),
         }
 
@@ -47,17 +47,17 @@ class OverviewPane(Pane):
         overview = data["overview"]
         self.query_one("#health", Static).update(_health_text(overview))
         self.query_one("#alerts", Static).update(_alerts_text(data["alerts"]))
-        self._show_models(overview["models"], data["aliases"])
+        self._show_models(overview["models"], data["champions"])
         self._show_jobs(overview["jobs"])
 
-    def _show_models(self, models: list[dict[str, Any]], aliases: Any) -> None:
+    def _show_models(self, models: list[dict[str, Any]], champions: Any) -> None:
         rows, keys = [], []
         for served in models:
             name = served["model"]
-            if isinstance(aliases, Unavailable):
+            if isinstance(champions, Unavailable):
                 champion = "n/a"
             else:
-                champion = str(aliases.get(name, {}).get("champion", NONE))
+                champion = str(champions.get(name, NONE))
             rows.append([name, str(served["version"]), champion, served["task"]])
             keys.append(name)
         table = self.query_one("#models", DataTable)

@@ -22,12 +22,12 @@ from tui._format import (
 from tui._pane import Pane, Unavailable, fill_table, optional, selected_key
 
 
-def _reason() -> str:
+def _actor() -> str:
+    """Return the name recorded as who changed an alias: the operator's login."""
     try:
-        user = getpass.getuser()
+        return getpass.getuser()
     except (KeyError, OSError):
-        user = "unknown user"
-    return f"from the terminal UI by {user}"
+        return "unknown"
 
 
 class ModelsPane(Pane):
@@ -47,21 +47,26 @@ class ModelsPane(Pane):
         yield DataTable(id="versions", cursor_type="row", zebra_stripes=True)
 
     def fetch(self) -> dict[str, Any]:
+        registry = optional(self.client.registry_versions)
+        if isinstance(registry, Unavailable):
+            versions = [
+                {**record, "aliases": []} for record in self.client.model_versions()
+            ]
+        else:
+            versions = registry
         return {
-            "versions": self.client.model_versions(),
+            "versions": versions,
+            "registry": not isinstance(registry, Unavailable),
             "served": {m["name"]: m["version"] for m in self.client.served_models()},
             "runs": self.client.runs(),
-            "aliases": optional(self.client.aliases),
         }
 
     def show(self, data: dict[str, Any]) -> None:
-        aliases = data["aliases"]
-        note = self.query_one("#aliases-note", Static)
-        if isinstance(aliases, Unavailable):
-            note.update("Aliases, promote and rollback: not available on this daemon")
-            aliases = {}
-        else:
-            note.update("")
+        self.query_one("#aliases-note", Static).update(
+            ""
+            if data["registry"]
+            else "Aliases, promote and rollback: not available on this daemon"
+        )
         metrics = {
             (run["model"], run["model_version"]): run.get("metrics")
             for run in data["runs"]
@@ -69,14 +74,14 @@ class ModelsPane(Pane):
         rows, keys = [], []
         for version in data["versions"]:
             name, number_ = version["model"], version["version"]
-            names = [a for a, v in aliases.get(name, {}).items() if v == number_]
+            names = list(version.get("aliases") or [])
             if data["served"].get(name) == number_:
                 names.append("serving")
             rows.append(
                 [
                     name,
                     str(number_),
-                    ",".join(sorted(names)) or NONE,
+                    ",".join(names) or NONE,
                     metrics_line(metrics.get((name, number_)), 2),
                     number(version.get("parity"), 6),
                     short_time(version.get("created_at")),
@@ -95,10 +100,13 @@ class ModelsPane(Pane):
         return name, int(version)
 
     def _champion(self, name: str) -> int | None:
-        aliases = self.data.get("aliases") if self.data else None
-        if isinstance(aliases, dict) and name in aliases:
-            return aliases[name].get("champion")
-        return self.data["served"].get(name) if self.data else None
+        """Return the champion of `name`, else the version the daemon serves."""
+        if not self.data:
+            return None
+        for version in self.data["versions"]:
+            if version["model"] == name and "champion" in version["aliases"]:
+                return version["version"]
+        return self.data["served"].get(name)
 
     def action_promote(self) -> None:
         selected = self._selected()
@@ -120,7 +128,7 @@ class ModelsPane(Pane):
             if not answer:
                 return
             self.call_daemon(
-                lambda: self.client.promote(name, version, _reason()),
+                lambda: self.client.promote(name, version, _actor()),
                 lambda event: self.app.notify(
                     f"{name}: champion is now version {event.get('version', version)}."
                 ),
@@ -147,7 +155,7 @@ class ModelsPane(Pane):
             if not answer:
                 return
             self.call_daemon(
-                lambda: self.client.rollback(name, _reason()),
+                lambda: self.client.rollback(name, _actor()),
                 lambda event: self.app.notify(
                     f"{name}: champion rolled back to version "
                     f"{event.get('version', NONE)}."

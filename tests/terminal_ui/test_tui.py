@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +28,8 @@ from tui import PANES, DaemonUnreachableError, EndpointMissingError, UiClient
 from tui._dialogs import ConfirmScreen, HelpScreen, TableScreen
 from tui._pane import Pane
 
+HAS_REGISTRY = importlib.util.find_spec("appliance.registry") is not None
+"""Whether the daemon under test has the registry's alias routes."""
 REQUESTS = 4
 ROWS_PER_REQUEST = 3
 
@@ -212,9 +215,8 @@ def test_datasets_details_without_quality_route(ui_daemon: Daemon) -> None:
 # --- commands ----------------------------------------------------------------------
 
 
-def test_promote_asks_then_reports_missing_registry(ui_daemon: Daemon) -> None:
-    # NOTE: this daemon has no alias routes yet, so the promotion is expected to
-    # be refused with "not available"; the served version must not change.
+@pytest.mark.skipif(HAS_REGISTRY, reason="this daemon has the registry routes")
+def test_promote_without_registry_is_refused(ui_daemon: Daemon) -> None:
     async def scenario(app: Any, pilot: Any) -> None:
         await pilot.press("2")
         table = app.query_one("#versions", DataTable)
@@ -234,6 +236,49 @@ def test_promote_asks_then_reports_missing_registry(ui_daemon: Daemon) -> None:
     run_app(ui_daemon.base_url, scenario)
     served = UiClient(ui_daemon.base_url).served_models()
     assert served[0]["version"] == 2
+
+
+@pytest.mark.skipif(not HAS_REGISTRY, reason="this daemon has no registry routes")
+def test_promote_then_rollback_switch_serving(
+    ui_home: UiHome, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    daemon = serve(ui_home, tmp_path_factory.mktemp("promote"))
+    client = UiClient(daemon.base_url)
+    before = client.served_models()[0]["version"]
+    target = 1 if before != 1 else 2
+
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("2")
+        table = app.query_one("#versions", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, "two versions")
+        table.move_cursor(row=table.get_row_index(f"{MODEL}\t{target}"))
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm")
+        text = await shown_text(pilot)
+        assert f"Promote {MODEL} version {target}?" in text
+        assert f"to version {target}" in text
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: any(f"now version {target}" in n for n in notifications(app)),
+            "promotion",
+        )
+        assert client.served_models()[0]["version"] == target
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm")
+        assert f"Roll back the champion of {MODEL}?" in await shown_text(pilot)
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: any("rolled back to version" in n for n in notifications(app)),
+            "rollback",
+        )
+
+    try:
+        run_app(daemon.base_url, scenario)
+        assert client.served_models()[0]["version"] == before
+    finally:
+        stop_daemon(daemon)
 
 
 def test_promote_declined_changes_nothing(ui_daemon: Daemon) -> None:
