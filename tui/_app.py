@@ -95,6 +95,10 @@ class ApplianceApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        # Kept because `query_one` on the app searches the screen on top, which
+        # is a dialog while one is open.
+        self._tabs = self.query_one(TabbedContent)
+        self._connection = self.query_one("#connection", Static)
         self.set_interval(self.refresh_seconds, self.refresh_active)
         self.refresh_active()
 
@@ -127,7 +131,7 @@ class ApplianceApp(App[None]):
         )
 
     def _show_connection(self) -> None:
-        line = self.query_one("#connection", Static)
+        line = self._connection
         line.update(self._connection_text())
         line.set_class(self.down_since is not None, "down")
         line.tooltip = self.last_error if self.down_since is not None else None
@@ -136,12 +140,13 @@ class ApplianceApp(App[None]):
 
     def active_pane(self) -> Pane:
         """Return the pane of the tab on show."""
-        tabs = self.query_one(TabbedContent)
+        tabs = self._tabs
         return tabs.get_pane(tabs.active).query_one(Pane)
 
     def refresh_active(self) -> None:
-        """Fetch the data of the pane on show."""
-        self.active_pane().reload()
+        """Fetch the data of the pane on show, also while a dialog is open."""
+        if self._tabs.is_attached:
+            self.active_pane().reload()
 
     def on_tabbed_content_tab_activated(
         self, event: TabbedContent.TabActivated
@@ -149,8 +154,8 @@ class ApplianceApp(App[None]):
         self.refresh_active()
 
     def action_show_pane(self, tab_id: str) -> None:
-        self.query_one(TabbedContent).active = tab_id
-        pane = self.query_one(TabbedContent).get_pane(tab_id).query_one(Pane)
+        self._tabs.active = tab_id
+        pane = self._tabs.get_pane(tab_id).query_one(Pane)
         tables = pane.query("DataTable")
         if tables:
             tables.first().focus()
