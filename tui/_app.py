@@ -1,7 +1,7 @@
 """The operator's terminal UI: one tab per screen over the daemon's HTTP API.
 
-The app polls the pane on show every `refresh_seconds`. The top line says
-whether the daemon answers; while it does not, every pane keeps its last data
+The app polls the pane on show every `refresh_seconds`. The top line shows
+whether the daemon responds. While it does not, every pane keeps its last data
 marked stale and the timer keeps retrying.
 """
 
@@ -82,7 +82,7 @@ class ApplianceApp(App[None]):
         self.client = client
         self.refresh_seconds = refresh_seconds
         self.down_since: float | None = None
-        """When the daemon stopped answering; None while it answers."""
+        """When the daemon stopped responding; None while it responds."""
         self.last_error = ""
         self.theme = LIGHT_THEME if light else DARK_THEME
 
@@ -105,14 +105,14 @@ class ApplianceApp(App[None]):
     # --- connection state ------------------------------------------------------------
 
     def connection_ok(self) -> None:
-        """Record that the daemon answered."""
+        """Record that the daemon responded."""
         if self.down_since is not None:
-            logger.info("daemon answers again url=%s", self.client.base_url)
+            logger.info("daemon responds again url=%s", self.client.base_url)
         self.down_since = None
         self._show_connection()
 
     def connection_lost(self, exc: BaseException) -> None:
-        """Record that the daemon did not answer."""
+        """Record that no response arrived from the daemon."""
         if self.down_since is None:
             self.down_since = time.time()
             logger.warning(
@@ -201,7 +201,7 @@ def help_markdown() -> str:
     lines += [
         "",
         (
-            "When the daemon does not answer, the top line turns red, every "
+            "When the daemon does not respond, the top line turns red, every "
             "screen keeps its last data marked STALE, and the app retries on its own."
         ),
     ]

@@ -1,10 +1,10 @@
 """HTTP client of the daemon used by every screen of the terminal UI.
 
 The UI never opens the catalog: while a daemon runs it is the only process
-DuckDB lets in. Calls are short (a few seconds of timeout) and never retried
+DuckDB lets in. Read calls time out after a few seconds and are never retried
 here, because the app polls again on its own timer and must stay responsive
 while the daemon is down. Every failure becomes a `DaemonError` subclass whose
-message says what to do, so no screen has to show a traceback.
+message names the fix, so no screen has to show a traceback.
 
 Only the standard library is used, as in `appliance.client`.
 """
@@ -27,7 +27,7 @@ _REGISTRY = "/v1/admin/registry/models"
 
 READ_TIMEOUT_SECONDS = 5.0
 TRAIN_TIMEOUT_SECONDS = 3600.0
-"""Timeout of a retraining, which answers only once the model is trained."""
+"""Timeout of a retraining, whose response arrives once the model is trained."""
 
 
 class DaemonUnreachableError(DaemonError):
@@ -171,7 +171,7 @@ class UiClient:
         Raises:
             DaemonUnreachableError: No response arrived.
             EndpointMissingError: The daemon has no route at `path`.
-            DaemonError: The daemon answered with an error status.
+            DaemonError: The daemon responded with an error status.
         """
         query = {k: _param(v) for k, v in (params or {}).items() if v is not None}
         url = self.base_url + path
@@ -186,7 +186,7 @@ class UiClient:
         Raises:
             DaemonUnreachableError: No response arrived.
             EndpointMissingError: The daemon has no route at `path`.
-            DaemonError: The daemon answered with an error status.
+            DaemonError: The daemon responded with an error status.
         """
         request = urllib.request.Request(
             self.base_url + path,
@@ -216,7 +216,7 @@ class UiClient:
 
     def _unreachable(self, request: urllib.request.Request, reason: Any) -> DaemonError:
         return DaemonUnreachableError(
-            f"the daemon at {self.base_url} did not answer {request.method} "
+            f"no response from the daemon at {self.base_url} to {request.method} "
             f"{request.selector}: {reason}. Start it with 'appliance serve' or "
             "check 'journalctl -u appliance'; the screen retries on its own"
         )
@@ -228,7 +228,7 @@ def _http_error(request: urllib.request.Request, exc: urllib.error.HTTPError) ->
     except (ValueError, OSError):
         body = None
     message = body.get("error") if isinstance(body, dict) else None
-    # A route the daemon does not have is answered by the framework without the
+    # Litestar returns a 404 for a route the daemon does not have, without the
     # "type" field that the daemon's own errors carry.
     if exc.code in (404, 405) and not (isinstance(body, dict) and "type" in body):
         return EndpointMissingError(
@@ -239,7 +239,7 @@ def _http_error(request: urllib.request.Request, exc: urllib.error.HTTPError) ->
         )
     if exc.code in (401, 403):
         return DaemonError(
-            f"the daemon refused the API key (HTTP {exc.code}): "
+            f"the daemon rejected the API key (HTTP {exc.code}): "
             f"{message or exc.reason}; pass the key of [server] with --api-key",
             status=exc.code,
         )

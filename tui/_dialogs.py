@@ -12,7 +12,7 @@ from textual.widgets import Button, DataTable, Markdown, Static
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Ask before a change: the message says what will change; y or n answers."""
+    """Ask before a change whose message describes it; y confirms, n cancels."""
 
     BINDINGS = [
         Binding("y", "answer(True)", "Yes"),

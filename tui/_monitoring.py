@@ -275,7 +275,7 @@ class JobsPane(Pane):
         detail = (
             f"The daemon trains {name} now on the latest version of its dataset, "
             "registers the result as a new version and serves it when training "
-            "succeeds. Prediction requests keep being answered meanwhile."
+            "succeeds. Prediction requests keep being served meanwhile."
         )
 
         def confirmed(answer: bool | None) -> None:

@@ -158,7 +158,7 @@ class Pane(Vertical):
             when = time.strftime("%H:%M:%S", time.localtime(since)) if since else None
             shown = f"data from {when}" if when else "no data yet"
             self._set_notice(
-                f"STALE: {shown}; the daemon does not answer, retrying", "stale"
+                f"STALE: {shown}; no response from the daemon, retrying", "stale"
             )
             self.appliance.connection_lost(exc)
             return

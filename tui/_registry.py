@@ -119,7 +119,7 @@ class ModelsPane(Pane):
             return
         detail = (
             f"The champion of {name} moves from version {current or NONE} to "
-            f"version {version}. The daemon then answers every prediction request "
+            f"version {version}. The daemon then serves every prediction request "
             f"for {name} with version {version}; requests already running finish "
             f"on the old one. Roll back (b) returns to version {current or NONE}."
         )
