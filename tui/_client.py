@@ -126,15 +126,11 @@ class UiClient:
         """Return every dataset version."""
         return self.get("/v1/admin/datasets")["datasets"]
 
-    def dataset_quality(self, dataset: str, version: str) -> dict[str, Any]:
-        """Return the quality report of one dataset version."""
-        path = f"/v1/admin/datasets/{_quote(dataset)}/versions/{_quote(version)}"
-        return self.get(path + "/quality")["quality"]
-
-    def quarantine(self, dataset: str, version: str, limit: int = 50) -> dict[str, Any]:
+    def quarantine(self, dataset: str, version: str, limit: int = 50) -> list[Any]:
         """Return the rows of one dataset version that failed its contract."""
-        path = f"/v1/admin/datasets/{_quote(dataset)}/versions/{_quote(version)}"
-        return self.get(path + "/quarantine", {"limit": limit})
+        params = {"version": version, "limit": limit}
+        path = f"/v1/admin/datasets/{_quote(dataset)}/quarantine"
+        return self.get(path, params)["rows"]
 
     def monitoring(self, model: str) -> dict[str, Any]:
         """Return drift scores over time, detector states and live performance."""

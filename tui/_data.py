@@ -13,9 +13,9 @@ from textual.widgets import DataTable, Static
 
 from tui._format import (
     NONE,
-    flatten,
     number,
     padded,
+    percent,
     short_id,
     short_time,
     timestamp,
@@ -60,6 +60,7 @@ class DatasetsPane(Pane):
                 version["dataset"],
                 short_id(version["version"], 12),
                 str(version["row_count"]),
+                str((version.get("report") or {}).get("quarantined", NONE)),
                 str(len(version.get("schema") or {})),
                 short_time(version.get("created_at")),
                 short_id(version.get("parent"), 12),
@@ -67,7 +68,7 @@ class DatasetsPane(Pane):
             for version in data
         ]
         keys = [f"{v['dataset']}\t{v['version']}" for v in data]
-        columns = ["Dataset", "Version", "Rows", "Cols", "Created", "Parent"]
+        columns = ["Dataset", "Version", "Rows", "Held", "Cols", "Created", "Parent"]
         fill_table(self.query_one(DataTable), columns, rows, keys)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -76,32 +77,66 @@ class DatasetsPane(Pane):
 
     def action_details(self) -> None:
         key = selected_key(self.query_one(DataTable))
-        if key is None:
+        if key is None or not self.data:
             return
         dataset, version = key.split("\t")
+        record = next(
+            v for v in self.data if v["dataset"] == dataset and v["version"] == version
+        )
         self.call_daemon(
-            lambda: (
-                optional(self.client.dataset_quality, dataset, version),
-                optional(self.client.quarantine, dataset, version),
-            ),
-            lambda pair: self._show_report(dataset, version, *pair),
+            lambda: optional(self.client.quarantine, dataset, version),
+            lambda held: self._show_report(record, held),
         )
 
-    def _show_report(self, dataset: str, version: str, quality: Any, held: Any) -> None:
-        lines = [f"{dataset}@{short_id(version, 12)}", "", "Quality report:"]
-        if isinstance(quality, Unavailable):
+    def _show_report(self, record: dict[str, Any], held: Any) -> None:
+        lines = [f"{record['dataset']}@{record['version']}", "", "Quality report:"]
+        if "report" not in record:
             lines.append("  not available on this daemon")
         else:
-            for key, value in flatten(quality).items():
-                lines.append(f"  {key}: {number(value, 4)}")
-        lines += ["", "Quarantined rows:"]
+            lines += quality_lines(record["report"], record.get("schema") or {})
+        lines += ["", "Quarantined rows (newest 50):"]
         if isinstance(held, Unavailable):
             lines.append("  not available on this daemon")
+        elif not held:
+            lines.append("  none")
         else:
-            rows = held.get("rows") or []
-            lines.append(f"  {held.get('count', len(rows))} rows")
-            lines += [f"  {json.dumps(row, default=str)}" for row in rows]
+            lines += [
+                f"  {row.get('source', '')}:{row.get('line', '')} "
+                f"{row.get('column', '')}={row.get('value', '')!r}: "
+                f"{row.get('reason', '')}"
+                for row in held
+            ]
         self.query_one("#report", Static).update("\n".join(lines))
+
+
+def quality_lines(report: dict[str, Any], schema: dict[str, str]) -> list[str]:
+    """Format an ingest report: counts, warnings, then one line per column.
+
+    >>> quality_lines(
+    ...     {"accepted": 9, "quarantined": 1, "quality": {"duplicate_rows": 0,
+    ...      "columns": {"x": {"null_rate": 0.1, "distinct": 9, "min": 1.0,
+    ...                        "max": 9.0, "outliers_iqr": 0}}}},
+    ...     {"x": "DOUBLE"},
+    ... )[1]
+    '  x  DOUBLE  nulls 10.0%  distinct 9  min 1.000  max 9.000  outliers 0'
+    """
+    quality = report.get("quality") or {}
+    lines = [
+        f"  accepted {report.get('accepted', NONE)}, quarantined "
+        f"{report.get('quarantined', NONE)}, duplicate rows "
+        f"{quality.get('duplicate_rows', NONE)}"
+    ]
+    for name, kind in schema.items():
+        stats = (quality.get("columns") or {}).get(name, {})
+        null_rate = stats.get("null_rate")
+        lines.append(
+            f"  {name}  {kind}  nulls {percent(null_rate)}  distinct "
+            f"{stats.get('distinct', NONE)}  min {number(stats.get('min'))}  "
+            f"max {number(stats.get('max'))}  outliers "
+            f"{stats.get('outliers_iqr', NONE)}"
+        )
+    lines += [f"  warning: {warning}" for warning in report.get("warnings", [])]
+    return lines
 
 
 class PredictionsPane(Pane):

@@ -16,10 +16,10 @@ from appliance.serving._traffic import (
     compare,
     histogram_quantile,
 )
-from tui import _format, _monitoring
+from tui import _data, _format, _html, _monitoring
 
 
-@pytest.mark.parametrize("module", [_format, _monitoring, _traffic])
+@pytest.mark.parametrize("module", [_data, _format, _html, _monitoring, _traffic])
 def test_docstring_examples_hold(module: ModuleType) -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0
