@@ -63,19 +63,23 @@ class UiClient:
 
     def overview(self) -> dict[str, Any]:
         """Return health, uptime, traffic, served models and next jobs."""
-        return self.get("/v1/ui/overview")
+        return self._get_object("/v1/ui/overview")
 
     def served_models(self) -> list[dict[str, Any]]:
         """Return the served models with their version and task."""
-        return self.get("/v1/models")["models"]
+        return self._get_list("/v1/models", key="models")
 
     def model_versions(self, model: str | None = None) -> list[dict[str, Any]]:
         """Return registered model versions, by model and newest first."""
-        return self.get("/v1/admin/model-versions", {"model": model})["versions"]
+        return self._get_list(
+            "/v1/admin/model-versions", {"model": model}, key="versions"
+        )
 
     def registry_versions(self, model: str | None = None) -> list[dict[str, Any]]:
         """Return registered versions with their ``aliases`` and ``serving`` flag."""
-        return self.get("/v1/admin/registry/models", {"model": model})["versions"]
+        return self._get_list(
+            "/v1/admin/registry/models", {"model": model}, key="versions"
+        )
 
     def champions(self) -> dict[str, int]:
         """Return the champion version of every model that has one."""
@@ -98,7 +102,7 @@ class UiClient:
             "actor": actor,
             "reason": "promoted from the terminal UI",
         }
-        return self.post(f"{_REGISTRY}/{_quote(model)}/promote", body)
+        return self._post_object(f"{_REGISTRY}/{_quote(model)}/promote", body)
 
     def rollback(self, model: str, actor: str) -> dict[str, Any]:
         """Point the champion of `model` back at its previous version."""
@@ -107,57 +111,81 @@ class UiClient:
             "actor": actor,
             "reason": "rolled back from the terminal UI",
         }
-        return self.post(f"{_REGISTRY}/{_quote(model)}/rollback", body)
+        return self._post_object(f"{_REGISTRY}/{_quote(model)}/rollback", body)
 
     def model_card(self, model: str, version: int) -> str:
         """Return the model card of one version as Markdown."""
         path = f"{_REGISTRY}/{_quote(model)}/card"
-        return html_to_markdown(self.get(path, {"reference": version})["html"])
+        page = self._get_object(path, {"reference": version}).get("html")
+        return html_to_markdown(str(page or ""))
 
     def runs(self, model: str | None = None) -> list[dict[str, Any]]:
         """Return training runs, newest first."""
-        return self.get("/v1/admin/runs", {"model": model})["runs"]
+        return self._get_list("/v1/admin/runs", {"model": model}, key="runs")
 
     def run(self, run_id: str) -> dict[str, Any]:
         """Return one training run."""
-        return self.get(f"/v1/admin/runs/{_quote(run_id)}")
+        return self._get_object(f"/v1/admin/runs/{_quote(run_id)}")
 
     def datasets(self) -> list[dict[str, Any]]:
         """Return every dataset version."""
-        return self.get("/v1/admin/datasets")["datasets"]
+        return self._get_list("/v1/admin/datasets", key="datasets")
 
     def quarantine(self, dataset: str, version: str, limit: int = 50) -> list[Any]:
         """Return the rows of one dataset version that failed its contract."""
         params = {"version": version, "limit": limit}
         path = f"/v1/admin/datasets/{_quote(dataset)}/quarantine"
-        return self.get(path, params)["rows"]
+        return self._get_list(path, params, key="rows")
 
     def monitoring(self, model: str) -> dict[str, Any]:
         """Return drift scores over time, detector states and live performance."""
-        return self.get(f"/v1/monitoring/{_quote(model)}")
+        return self._get_object(f"/v1/monitoring/{_quote(model)}")
 
     def alerts(self, status: str | None = "open") -> list[dict[str, Any]]:
         """Return alerts with `status` (``open``, ``acknowledged``), or all."""
-        return self.get("/v1/alerts", {"status": status})["alerts"]
+        return self._get_list("/v1/alerts", {"status": status}, key="alerts")
 
     def acknowledge(self, alert_id: int) -> dict[str, Any]:
         """Mark an alert as seen by the operator."""
-        return self.post(f"/v1/alerts/{alert_id}/acknowledge", {})
+        return self._post_object(f"/v1/alerts/{alert_id}/acknowledge", {})
 
     def jobs(self) -> list[dict[str, Any]]:
         """Return the scheduled jobs with their next and last run."""
-        return self.get("/v1/ui/jobs")["jobs"]
+        return self._get_list("/v1/ui/jobs", key="jobs")
 
     def retrain(self, model: str) -> dict[str, Any]:
         """Train `model` now on its latest data and serve the new version."""
-        return self.post(
+        return self._post_object(
             "/v1/admin/train", {"model": model}, timeout=TRAIN_TIMEOUT_SECONDS
         )
 
     def predictions(self, model: str | None, limit: int = 50) -> list[dict[str, Any]]:
         """Return the newest logged predictions of `model`, newest first."""
         params = {"model": model, "limit": limit, "newest_first": True}
-        return self.get("/v1/predictions", params)["predictions"]
+        return self._get_list("/v1/predictions", params, key="predictions")
+
+    # --- checked responses ------------------------------------------------------------
+
+    def _get_object(
+        self, path: str, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return _object(self.get(path, params), "GET", path)
+
+    def _get_list(
+        self, path: str, params: dict[str, Any] | None = None, *, key: str
+    ) -> list[Any]:
+        value = self._get_object(path, params).get(key)
+        if not isinstance(value, list):
+            raise DaemonError(
+                f"the daemon's response to GET {path} has no list {key!r}; check "
+                "that --url points at the appliance daemon"
+            )
+        return value
+
+    def _post_object(
+        self, path: str, body: Any, timeout: float | None = None
+    ) -> dict[str, Any]:
+        return _object(self.post(path, body, timeout), "POST", path)
 
     # --- transport ----------------------------------------------------------------
 
@@ -243,6 +271,15 @@ def _http_error(request: urllib.request.Request, exc: urllib.error.HTTPError) ->
         f"the daemon rejected the request: {message or exc.reason} (HTTP {exc.code})",
         status=exc.code,
     )
+
+
+def _object(body: Any, method: str, path: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise DaemonError(
+            f"the daemon's response to {method} {path} is not a JSON object; check "
+            "that --url points at the appliance daemon"
+        )
+    return body
 
 
 def _quote(segment: str) -> str:

@@ -94,7 +94,9 @@ class DriftPane(Pane):
         self._show_charts(charts, feature_series(report.get("scores") or []))
         self._show_detectors(detectors, report.get("detectors") or [])
 
-    def _show_charts(self, charts: VerticalScroll, series: dict[str, list[float]]):
+    def _show_charts(
+        self, charts: VerticalScroll, series: dict[str, list[float]]
+    ) -> None:
         charts.remove_children()
         if not series:
             charts.mount(Static("No drift check has run yet.", classes="section"))
@@ -109,7 +111,9 @@ class DriftPane(Pane):
                 )
             )
 
-    def _show_detectors(self, table: DataTable[Any], detectors: list[dict[str, Any]]):
+    def _show_detectors(
+        self, table: DataTable[Any], detectors: list[dict[str, Any]]
+    ) -> None:
         rows = [
             [
                 str(d.get("subject", NONE)),

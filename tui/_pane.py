@@ -176,7 +176,7 @@ class Pane(Vertical):
     def call_daemon(
         self,
         call: Callable[[], Any],
-        done: Callable[[Any], None],
+        done: Callable[[Any], object],
         busy: str | None = None,
     ) -> None:
         """Run a command on the daemon in a worker thread, then `done(result)`.
@@ -201,7 +201,7 @@ class Pane(Vertical):
     def _command_failed(self, exc: BaseException) -> None:
         self.app.notify(failure_text(exc), severity="error", timeout=10)
 
-    def _command_done(self, done: Callable[[Any], None], result: Any) -> None:
+    def _command_done(self, done: Callable[[Any], object], result: Any) -> None:
         try:
             done(result)
         except Exception as exc:

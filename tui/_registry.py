@@ -105,8 +105,9 @@ class ModelsPane(Pane):
             return None
         for version in self.data["versions"]:
             if version["model"] == name and "champion" in version["aliases"]:
-                return version["version"]
-        return self.data["served"].get(name)
+                return int(version["version"])
+        served = self.data["served"].get(name)
+        return None if served is None else int(served)
 
     def action_promote(self) -> None:
         selected = self._selected()

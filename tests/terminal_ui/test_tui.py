@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from support import Daemon, free_port, json_rows, stop_daemon
-from textual.widgets import DataTable, TabbedContent
+from textual.widgets import DataTable, Sparkline, TabbedContent
 from ui_support import (
     MODEL,
     UiHome,
@@ -26,6 +26,7 @@ from ui_support import (
 from appliance.errors import DaemonError
 from tui import PANES, DaemonUnreachableError, EndpointMissingError, UiClient
 from tui._dialogs import ConfirmScreen, HelpScreen, TableScreen
+from tui._monitoring import DriftPane
 from tui._pane import Pane
 
 HAS_REGISTRY = importlib.util.find_spec("appliance.registry") is not None
@@ -210,6 +211,36 @@ def test_datasets_details_without_quality_route(ui_daemon: Daemon) -> None:
         assert "not available on this daemon" in screen_text(app)
 
     run_app(ui_daemon.base_url, scenario)
+
+
+def test_drift_report_draws_one_chart_per_feature(ui_daemon: Daemon) -> None:
+    # NOTE: no daemon route serves drift yet; this renders a report of the
+    # shape the screen expects from GET /v1/monitoring/{model}.
+    report = {
+        "scores": [
+            {"feature": feature, "psi": psi * step, "checked_at": f"2026-12-0{step}"}
+            for step in range(1, 5)
+            for feature, psi in (("radius", 0.05), ("site", 0.01))
+        ],
+        "detectors": [
+            {"subject": "radius", "kind": "numeric", "state": "drift", "detections": 2}
+        ],
+        "performance": {"labels": 40, "metrics": {"accuracy": 0.8}},
+    }
+
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("5")
+        drift = app.query_one(DriftPane)
+        await wait_for(pilot, lambda: drift.fetched_at is not None, "drift pane")
+        drift.show({"models": [MODEL], "model": MODEL, "report": report})
+        text = await shown_text(pilot)
+        assert len(drift.query(Sparkline)) == 2
+        assert "PSI 0.200" in text
+        assert "PSI 0.040" in text
+        assert "Live performance on 40 labels: accuracy=0.800" in text
+        assert app.query_one("#detectors", DataTable).row_count == 1
+
+    run_app(ui_daemon.base_url, scenario, refresh_seconds=60.0)
 
 
 # --- commands ----------------------------------------------------------------------
