@@ -339,8 +339,10 @@ def _percentile(output: str, label: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def arrow_batch(server: Server, model: Path, rows: int) -> dict[str, float]:
-    """Score `rows` flights over Arrow IPC and with native LightGBM in process."""
+def arrow_batch(
+    server: Server, model: Path, rows: int
+) -> tuple[dict[str, float], object]:
+    """Score `rows` flights over Arrow IPC; return the timing and the table."""
     import duckdb
     import pyarrow as pa
 
@@ -415,6 +417,7 @@ def main() -> int:
     memory: dict[str, float] = {}
     ready: dict[str, float] = {}
     batch: dict[str, float] = {}
+    table = None
     started: list[Server] = []
     try:
         # Every server starts first and then idles while the others are
@@ -438,12 +441,25 @@ def main() -> int:
                 results.append(result)
         for server in started:
             memory[server.name] = server.rss_mb()
+        (WORK / "load.json").write_text(
+            json.dumps(
+                {
+                    "results": [r.__dict__ for r in results],
+                    "memory": memory,
+                    "ready": ready,
+                }
+            )
+        )
         if args.batch_rows:
-            batch = arrow_batch(started[0], model, args.batch_rows)
+            batch, table = arrow_batch(started[0], model, args.batch_rows)
             print(f"  arrow batch {batch}", flush=True)
     finally:
         for server in started:
             server.stop()
+    if batch:
+        # The catalog can be opened only once the daemon has stopped.
+        batch["native_seconds"] = native_predict_seconds(table.to_pandas())
+        print(f"  native batch {batch}", flush=True)
     write_report(results, memory, ready, batch, args)
     return 0
 

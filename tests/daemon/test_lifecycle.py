@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import MODEL, Daemon, free_port, logged_rows, row, write_config
+from daemon_support import MODEL, Daemon, free_port, logged_rows, row, write_config
 from prometheus_client.parser import text_string_to_metric_families
+
+# Fixtures trained_home, home and start_daemon come from daemon_fixtures.
+pytest_plugins = ["daemon_fixtures"]
 
 PREDICT = f"/v1/models/{MODEL}/predict"
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import math
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pyarrow as pa
-from conftest import HOST, MODEL, logged_rows, row
+from daemon_support import HOST, MODEL, logged_rows, row
 from prometheus_client.parser import text_string_to_metric_families
+
+# Fixtures trained_home, home and start_daemon come from daemon_fixtures.
+pytest_plugins = ["daemon_fixtures"]
 
 ARROW = "application/vnd.apache.arrow.stream"
 PREDICT = f"/v1/models/{MODEL}/predict"
@@ -148,11 +152,14 @@ def test_concurrent_requests_match_their_rows(start_daemon: Any) -> None:
         "predictions"
     ]
 
+    local = threading.local()
+
     def one(index: int) -> tuple[int, dict[str, Any]]:
-        with httpx.Client(base_url=daemon.base) as client:
-            response = client.post(PREDICT, json={"rows": [rows[index]]})
-            assert response.status_code == 200
-            return index, response.json()["predictions"][0]
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=daemon.base)
+        response = local.client.post(PREDICT, json={"rows": [rows[index]]})
+        assert response.status_code == 200
+        return index, response.json()["predictions"][0]
 
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(one, range(len(rows))))
