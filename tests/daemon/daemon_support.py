@@ -1,30 +1,27 @@
-"""Helpers of the daemon tests: a trained home and real daemons on 127.0.0.1.
+"""Helpers and fixtures of the daemon tests; conftest.py re-exports the fixtures.
 
 A small binary classifier is trained once per session. Each test copies its
 home, so the prediction logs of two tests never mix, and starts the daemon as
-``python -m appliance serve`` on 127.0.0.1 in a subprocess that it stops by its
-pid.
-
-There is no conftest.py here: tests elsewhere import names from ``conftest``,
-and a second conftest.py would replace that module. Test modules load the
-fixtures with ``pytest_plugins = ["daemon_fixtures"]`` and import these
-helpers.
+``python -m appliance serve`` in a subprocess that it stops by its pid.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_SECONDS = 60.0
@@ -77,6 +74,24 @@ def write_config(path: Path, home: Path, **sections: dict[str, Any]) -> Path:
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a home holding dataset ``points`` and model ``demo`` version 1."""
+    from appliance.config import load_config
+    from appliance.storage import Catalog, ingest
+    from appliance.training import train_model
+
+    root = tmp_path_factory.mktemp("trained")
+    home = root / "home"
+    data = root / "points.csv"
+    write_dataset(data, 400, seed=1)
+    config = load_config(write_config(root / "config.toml", home))
+    with Catalog(home) as catalog:
+        ingest(catalog, "points", [data])
+    train_model(config, MODEL)
+    return home
 
 
 def row(index: int) -> dict[str, Any]:
@@ -155,6 +170,31 @@ class Daemon:
 def appliance_env() -> dict[str, str]:
     """Return the environment of a subprocess, without APPLIANCE_ overrides."""
     return {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+
+
+@pytest.fixture
+def home(trained_home: Path, tmp_path: Path) -> Path:
+    """Return a private copy of the trained home."""
+    target = tmp_path / "home"
+    shutil.copytree(trained_home, target)
+    return target
+
+
+@pytest.fixture
+def start_daemon(home: Path, tmp_path: Path) -> Iterator[Any]:
+    """Return a function that starts a ready daemon on the copied home."""
+    started: list[Daemon] = []
+
+    def start(**sections: dict[str, Any]) -> Daemon:
+        config = write_config(tmp_path / "config.toml", home, **sections)
+        daemon = Daemon(config, home, free_port())
+        started.append(daemon)
+        daemon.wait_ready()
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.kill()
 
 
 def run_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -12,9 +12,6 @@ from daemon_support import MODEL, row
 from appliance.serving import BatchSettings, MicroBatcher, OnnxModel, rows_to_feed
 from appliance.storage import Catalog, get_version
 
-# Fixtures trained_home, home and start_daemon come from daemon_fixtures.
-pytest_plugins = ["daemon_fixtures"]
-
 
 @pytest.fixture(scope="module")
 def model(trained_home: Path) -> OnnxModel:

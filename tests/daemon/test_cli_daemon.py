@@ -11,9 +11,6 @@ import httpx
 from daemon_support import MODEL, row, run_cli, write_dataset
 from prometheus_client.parser import text_string_to_metric_families
 
-# Fixtures trained_home, home and start_daemon come from daemon_fixtures.
-pytest_plugins = ["daemon_fixtures"]
-
 PREDICT = f"/v1/models/{MODEL}/predict"
 
 

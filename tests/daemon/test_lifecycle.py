@@ -13,9 +13,6 @@ import httpx
 from daemon_support import MODEL, Daemon, free_port, logged_rows, row, write_config
 from prometheus_client.parser import text_string_to_metric_families
 
-# Fixtures trained_home, home and start_daemon come from daemon_fixtures.
-pytest_plugins = ["daemon_fixtures"]
-
 PREDICT = f"/v1/models/{MODEL}/predict"
 
 

@@ -14,9 +14,6 @@ import pyarrow as pa
 from daemon_support import HOST, MODEL, logged_rows, row
 from prometheus_client.parser import text_string_to_metric_families
 
-# Fixtures trained_home, home and start_daemon come from daemon_fixtures.
-pytest_plugins = ["daemon_fixtures"]
-
 ARROW = "application/vnd.apache.arrow.stream"
 PREDICT = f"/v1/models/{MODEL}/predict"
 
