@@ -103,7 +103,8 @@ def table_to_feed(
                 if pa.types.is_boolean(column.type):
                     column = pc.if_else(column, "true", "false")
                 text = pc.fill_null(pc.cast(column, pa.string()), "")
-                feed[name] = np.array(text.to_pylist(), dtype=object).reshape(-1, 1)
+                values = text.to_numpy(zero_copy_only=False).astype(object, copy=False)
+                feed[name] = values.reshape(-1, 1)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             expected = "numbers" if spec["type"] == NUMBER else "text"
             raise RequestError(

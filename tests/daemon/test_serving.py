@@ -120,7 +120,7 @@ def test_body_limit_content_length_and_chunked(start_daemon: Any) -> None:
 
 
 def test_chunked_body_rejected_before_the_end(start_daemon: Any) -> None:
-    """A chunked body far above the limit is answered while it is still sent."""
+    """The daemon rejects a chunked body above the limit before the body ends."""
     limit = 4096
     daemon = start_daemon(server={"max_body_bytes": limit})
     with socket.create_connection((HOST, daemon.port), timeout=10) as sock:
