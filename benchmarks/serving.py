@@ -600,6 +600,8 @@ def write_report(results, memory, ready, batch, args) -> None:  # noqa: ANN001
             "time includes encoding, transfer and decoding of the Arrow streams; the "
             "native time is the predict call alone on a pandas frame, with no CPU pinning.",
         ]
+        if batch.get("note"):
+            lines += ["", str(batch["note"])]
     lines += goals(by, memory, ready, batch)
     path = ROOT / "docs" / "benchmarks.md"
     path.write_text("\n".join(lines) + "\n")
