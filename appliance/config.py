@@ -95,7 +95,7 @@ class PredictionsConfig:
     """Maximum rows waiting in memory for the writer; more go to a spill file."""
     batch_rows: int = 10_000
     """Maximum rows the writer inserts into DuckDB in one statement."""
-    flush_seconds: float = 0.5
+    flush_seconds: float = 0.1
     """Maximum time a logged prediction waits in memory before it is written."""
     roll_rows: int = 500_000
     """Rows kept in the DuckDB table before the oldest are moved to Parquet."""
