@@ -419,6 +419,7 @@ def main() -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found; install it: apt-get install -y wrk")
     levels = [int(c) for c in args.concurrency.split(",")]
+    args.load_average = os.getloadavg()[0]
 
     model = prepare_model()
     print(f"model {model}")
@@ -431,6 +432,7 @@ def main() -> int:
     if args.report_only:
         saved = json.loads((WORK / "load.json").read_text())
         args.seconds = saved.get("seconds", args.seconds)
+        args.load_average = saved.get("load_average", args.load_average)
         results = [LoadResult(**r) for r in saved["results"]]
         write_report(
             results, saved["memory"], saved["ready"], saved.get("batch", {}), args
@@ -440,6 +442,7 @@ def main() -> int:
         saved = json.loads((WORK / "load.json").read_text())
         results = [LoadResult(**r) for r in saved["results"]]
         memory, ready = saved["memory"], saved["ready"]
+        args.load_average = saved.get("load_average", args.load_average)
         args.seconds = saved.get("seconds", args.seconds)
     try:
         # Every server starts first and then idles while the others are
@@ -472,6 +475,7 @@ def main() -> int:
                     "memory": memory,
                     "ready": ready,
                     "seconds": args.seconds,
+                    "load_average": args.load_average,
                 }
             )
         )
@@ -514,7 +518,7 @@ def write_report(results, memory, ready, batch, args) -> None:  # noqa: ANN001
         f"one at a time; wrk 4.1 on CPU 1; single-row JSON POSTs, {args.seconds} s per "
         "run, one worker process per server.",
         "- The prediction log and metrics of the appliance are on (default config).",
-        f"- Load average when the run started: {os.getloadavg()[0]:.2f} "
+        f"- Load average when the load runs started: {args.load_average:.2f} "
         "(the machine is shared with other work; numbers are noisy).",
         "",
         "## Throughput and latency, single-row requests",
