@@ -9,25 +9,28 @@ import time
 import uvicorn
 
 from appliance.config import Config
-from appliance.serving import ModelSet, OnnxModel, create_app
-from appliance.storage import Catalog, latest_models
+from appliance.registry import Promoter
+from appliance.serving import ModelSet, create_app
+from appliance.serving._admin import admin_routes
+from appliance.storage import Catalog, champion_models
 
 logger = logging.getLogger(__name__)
 
 
-def load_models(config: Config) -> ModelSet:
-    """Load the latest version of every registered model.
+def load_models(config: Config) -> tuple[ModelSet, Promoter]:
+    """Load the champion of every model (its latest version if none is set).
 
     A version whose artifact fails its hash check is logged and skipped, so the
     other models are still served.
     """
     started = time.perf_counter()
+    promoter = Promoter(config.storage.home)
     with Catalog(config.storage.home, read_only=True) as catalog:
-        versions = latest_models(catalog)
+        versions = champion_models(catalog)
     models = {}
     for version in versions:
         try:
-            models[version.model] = OnnxModel.load(version.path, version.sha256)
+            models[version.model] = promoter.load(version)
         except Exception:
             logger.exception(
                 "model load failed model=%s version=%d", version.model, version.version
@@ -37,14 +40,17 @@ def load_models(config: Config) -> ModelSet:
     logger.info(
         "models ready count=%d seconds=%.3f", len(models), time.perf_counter() - started
     )
-    return ModelSet(models)
+    promoter.models = ModelSet(models, loader=promoter.load_version)
+    return promoter.models, promoter
 
 
 def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
     """Serve every registered model over HTTP until SIGINT or SIGTERM."""
-    models = load_models(config)
+    models, promoter = load_models(config)
     server = config.server
-    app = create_app(models, server.max_body_bytes, server.max_rows)
+    app = create_app(
+        models, server.max_body_bytes, server.max_rows, admin_routes(promoter)
+    )
     bind_host = host or server.host
     bind_port = server.port if port is None else port
     logger.info("daemon starting host=%s port=%d", bind_host, bind_port)

@@ -6,19 +6,33 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
 
-from appliance.errors import ApplianceError, NotFoundError, RequestError
-from appliance.serving._onnx import OnnxModel
+from appliance.errors import (
+    ApplianceError,
+    IntegrityError,
+    NotFoundError,
+    RegistryError,
+    RequestError,
+    StorageError,
+)
+from appliance.serving._modelset import ModelSet
 
 logger = logging.getLogger(__name__)
 
 _JSON = "application/json"
-_STATUS = {NotFoundError: 404, RequestError: 422}
+_STATUS = {
+    NotFoundError: 404,
+    RequestError: 422,
+    IntegrityError: 409,
+    RegistryError: 409,
+    StorageError: 503,
+}
 
 
 class PredictRequest(msgspec.Struct, forbid_unknown_fields=False):
@@ -27,30 +41,13 @@ class PredictRequest(msgspec.Struct, forbid_unknown_fields=False):
     rows: list[Any]
 
 
-class ModelSet:
-    """The model versions the daemon serves, by model name."""
-
-    def __init__(self, models: dict[str, OnnxModel]) -> None:
-        self.models = models
-        self.loaded_at = time.time()
-
-    def get(self, name: str) -> OnnxModel:
-        """Return the served version of model `name`.
-
-        Raises:
-            NotFoundError: No model of that name is served.
-        """
-        try:
-            return self.models[name]
-        except KeyError:
-            served = ", ".join(sorted(self.models)) or "none"
-            raise NotFoundError(
-                f"model {name!r} is not served; served models: {served}"
-            ) from None
-
-
-def create_app(models: ModelSet, max_body_bytes: int, max_rows: int) -> Litestar:
-    """Build the Litestar application serving `models`."""
+def create_app(
+    models: ModelSet,
+    max_body_bytes: int,
+    max_rows: int,
+    extra_routes: Sequence[Any] = (),
+) -> Litestar:
+    """Build the Litestar application serving `models`, plus `extra_routes`."""
     decoder = msgspec.json.Decoder(PredictRequest)
     encoder = msgspec.json.Encoder()
 
@@ -79,9 +76,14 @@ def create_app(models: ModelSet, max_body_bytes: int, max_rows: int) -> Litestar
         )
 
     @post("/v1/models/{name:str}/predict", status_code=200)
-    async def predict(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
+    async def predict(
+        name: str, request: Request[Any, Any, Any], version: int | None = None
+    ) -> Response[bytes]:
         request_id = uuid.uuid4().hex
-        model = models.get(name)
+        if version is None:
+            model = models.get(name)
+        else:
+            model = await asyncio.to_thread(models.get, name, version)
         rows = _decode(decoder, await request.body(), name)
         if len(rows) > max_rows:
             return respond(
@@ -135,7 +137,7 @@ def create_app(models: ModelSet, max_body_bytes: int, max_rows: int) -> Litestar
         return respond({"error": "internal error; see the daemon log"}, status=500)
 
     return Litestar(
-        route_handlers=[health, list_models, predict],
+        route_handlers=[health, list_models, predict, *extra_routes],
         exception_handlers={Exception: on_error},
         request_max_body_size=max_body_bytes,
         logging_config=None,

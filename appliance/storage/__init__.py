@@ -9,6 +9,7 @@ from appliance.storage._aliases import (
     champion_models,
     resolve_version,
     rollback_alias,
+    rollback_target,
     set_alias,
 )
 from appliance.storage._blobs import read_blob, write_blob
@@ -85,6 +86,7 @@ __all__ = [
     "register_version",
     "resolve_version",
     "rollback_alias",
+    "rollback_target",
     "set_alias",
     "start_run",
     "verify_artifact",

@@ -42,7 +42,7 @@ class AliasEvent:
     """``set`` (promote) or ``rollback``."""
     actor: str
     reason: str
-    at: datetime
+    changed_at: datetime
 
 
 def set_alias(
@@ -67,6 +67,16 @@ def rollback_alias(
     Raises:
         NotFoundError: The alias has no earlier version to return to.
     """
+    target = rollback_target(catalog, model, alias)
+    return _record(catalog, model, alias, target, _ROLLBACK, actor, reason)
+
+
+def rollback_target(catalog: Catalog, model: str, alias: str = CHAMPION) -> int:
+    """Return the version a rollback of `alias` would return to.
+
+    Raises:
+        RegistryError: The alias has no earlier version to return to.
+    """
     stack = _version_stack(catalog, model, alias)
     if len(stack) < 2:
         raise RegistryError(
@@ -74,7 +84,7 @@ def rollback_alias(
             f"{alias} history holds {len(stack)} version(s). Use 'appliance models "
             f"promote {model} VERSION' to choose a version"
         )
-    return _record(catalog, model, alias, stack[-2], _ROLLBACK, actor, reason)
+    return stack[-2]
 
 
 def aliases(catalog: Catalog, model: str | None = None) -> dict[str, dict[str, int]]:
@@ -95,8 +105,8 @@ def alias_history(
 ) -> list[AliasEvent]:
     """Return the changes of the aliases of `model`, oldest first."""
     sql = (
-        "SELECT model, alias, version, previous_version, action, actor, reason, changed_at "
-        "FROM alias_events WHERE model = ?"
+        "SELECT model, alias, version, previous_version, action, actor, reason, "
+        "changed_at FROM alias_events WHERE model = ?"
     )
     params: list[object] = [model]
     if alias is not None:
@@ -179,7 +189,7 @@ def _record(
         )
         db.execute(
             "INSERT INTO alias_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [model, alias, version, current, action, actor, reason, event.at],
+            [model, alias, version, current, action, actor, reason, event.changed_at],
         )
         db.execute("COMMIT")
     except duckdb.Error as exc:
