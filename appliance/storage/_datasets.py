@@ -71,8 +71,8 @@ def ingest(catalog: Catalog, dataset: str, paths: list[Path]) -> IngestResult:
     readers = [_reader_for(path) for path in paths]
     if len(set(readers)) > 1:
         raise IngestError(
-            "input files mix formats; ingest CSV, Parquet and JSON-lines files "
-            "in separate commands"
+            f"{_names(paths)}: input files mix formats; ingest CSV, Parquet and "
+            "JSON-lines files in separate commands"
         )
     hashes = [_hash_file(path) for path in paths]
     version_id = _version_id(hashes)

@@ -115,7 +115,10 @@ def _base_sql(path: str, cfg: ModelConfig) -> str:
     derived = "".join(
         f", ({expr}) AS {_ident(name)}" for name, expr in cfg.derive.items()
     )
-    sql = f"SELECT *{derived} FROM read_parquet({_literal(path)})"
+    # The lake folder is named ``version=ID``, so DuckDB's hive partitioning
+    # would add a column ``version`` that then becomes a feature.
+    source = f"read_parquet({_literal(path)}, hive_partitioning = false)"
+    sql = f"SELECT *{derived} FROM {source}"
     if cfg.where:
         sql = f"SELECT * FROM ({sql}) WHERE ({cfg.where})"
     return sql
