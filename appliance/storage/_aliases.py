@@ -4,7 +4,8 @@ Serving uses the ``champion`` of each model, or its latest version while none
 was promoted. Every change of an alias is appended to ``alias_events`` with
 who made it, when and why; a rollback walks that history back instead of
 guessing, so rolling back twice returns to the champion before the previous
-one.
+one. The first promotion of ``champion`` records the latest version, which
+was served until then, as the previous champion.
 """
 
 from __future__ import annotations
@@ -171,6 +172,10 @@ def _record(
 ) -> AliasEvent:
     db = catalog.db
     current = aliases(catalog, model).get(model, {}).get(alias)
+    if current is None and alias == CHAMPION:
+        # Until a first promotion, serving uses the latest version; record it
+        # as the previous champion so that a rollback can return to it.
+        current = get_version(catalog, model, None).version
     event = AliasEvent(
         model,
         alias,
@@ -211,8 +216,11 @@ def _record(
 
 def _version_stack(catalog: Catalog, model: str, alias: str) -> list[int]:
     """Replay the alias history: a promotion pushes a version, a rollback pops."""
+    history = alias_history(catalog, model, alias)
     stack: list[int] = []
-    for event in alias_history(catalog, model, alias):
+    if history and history[0].previous_version is not None:
+        stack.append(history[0].previous_version)
+    for event in history:
         if event.action == _ROLLBACK and stack:
             stack.pop()
         else:

@@ -61,7 +61,8 @@ def test_promote_records_history(tmp_path: Path) -> None:
         assert resolve_version(catalog, "m", "challenger").version == 2
         assert resolve_version(catalog, "m", "1").version == 1
     assert [(e.alias, e.version, e.previous_version) for e in history] == [
-        (CHAMPION, 1, None),
+        # Version 3, the latest, was served before the first promotion.
+        (CHAMPION, 1, 3),
         ("challenger", 2, None),
         (CHAMPION, 3, 1),
     ]
@@ -84,15 +85,19 @@ def test_rollback_walks_history_back(tmp_path: Path) -> None:
     promoter.rollback("m", CHAMPION, "bob", "version 2 too")
     assert _champion(tmp_path) == 1
 
+    # Before the first promotion the latest version, 3, was served.
+    promoter.rollback("m", CHAMPION, "bob", "back to the latest")
+    assert _champion(tmp_path) == 3
+
     with pytest.raises(RegistryError, match="no previous champion"):
         promoter.rollback("m", CHAMPION, "bob", "nothing left")
-    assert _champion(tmp_path) == 1
+    assert _champion(tmp_path) == 3
 
     with Catalog(tmp_path, read_only=True) as catalog:
         history = alias_history(catalog, "m", CHAMPION)
-    assert [e.action for e in history] == ["set", "set", "set", "rollback", "rollback"]
+    assert [e.action for e in history] == ["set"] * 3 + ["rollback"] * 3
     assert history[-1].actor == "bob"
-    assert history[-1].reason == "version 2 too"
+    assert history[-1].reason == "back to the latest"
 
 
 def test_rollback_without_history_rejected(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from trips_data import trips_fixture  # noqa: F401
 
 from appliance.config import Config
 from appliance.errors import TrainingError
@@ -92,8 +93,11 @@ def test_random_search_samples_ranges(trips: Callable[[str], Config]) -> None:
         """
         [models.late.search]
         method = "random"
-        space = {num_leaves = {low = 3, high = 15}, learning_rate = {low = 0.01, high = 0.3, log = true}}
         max_trials = 3
+
+        [models.late.search.space]
+        num_leaves = {low = 3, high = 15}
+        learning_rate = {low = 0.01, high = 0.3, log = true}
         """
     )
 

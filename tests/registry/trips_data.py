@@ -1,9 +1,21 @@
-"""The trips dataset and configuration shared by the registry tests."""
+"""The trips dataset, its configuration and the ``trips`` fixture.
+
+Test modules import `trips_fixture` to use the ``trips`` fixture, because the
+``conftest`` module name belongs to the suite-wide ``tests/conftest.py``.
+"""
 
 from __future__ import annotations
 
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
+
+from appliance.config import Config, load_config
+from appliance.storage import Catalog, ingest
 
 TRIPS_CONFIG = """
 log_level = "WARNING"
@@ -42,3 +54,23 @@ def trips_frame(rows: int = 600, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(
         {"distance": distance, "hour": hour, "carrier": carrier, "late": late}
     )
+
+
+@pytest.fixture(name="trips")
+def trips_fixture(tmp_path: Path) -> Callable[[str], Config]:
+    """Return a function that writes the trips config plus extra TOML and loads it.
+
+    The home of the configuration holds one version of dataset ``trips``.
+    """
+    source = tmp_path / "trips.csv"
+    trips_frame().to_csv(source, index=False)
+
+    def make(extra: str = "") -> Config:
+        path = tmp_path / "config.toml"
+        path.write_text(TRIPS_CONFIG + textwrap.dedent(extra), encoding="utf-8")
+        config = load_config(path)
+        with Catalog(config.storage.home) as catalog:
+            ingest(catalog, "trips", [source])
+        return config
+
+    return make
