@@ -56,21 +56,27 @@ def trips_frame(rows: int = 600, seed: int = 0) -> pd.DataFrame:
     )
 
 
+def make_trips_config(folder: Path, extra: str = "") -> Config:
+    """Write the trips config plus `extra` TOML in `folder`, load it, ingest trips.
+
+    The dataset version is created on the first call and found on later ones.
+    """
+    source = folder / "trips.csv"
+    if not source.exists():
+        trips_frame().to_csv(source, index=False)
+    path = folder / "config.toml"
+    path.write_text(TRIPS_CONFIG + textwrap.dedent(extra), encoding="utf-8")
+    config = load_config(path)
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "trips", [source])
+    return config
+
+
 @pytest.fixture(name="trips")
 def trips_fixture(tmp_path: Path) -> Callable[[str], Config]:
-    """Return a function that writes the trips config plus extra TOML and loads it.
-
-    The home of the configuration holds one version of dataset ``trips``.
-    """
-    source = tmp_path / "trips.csv"
-    trips_frame().to_csv(source, index=False)
+    """Return `make_trips_config` bound to this test's temporary folder."""
 
     def make(extra: str = "") -> Config:
-        path = tmp_path / "config.toml"
-        path.write_text(TRIPS_CONFIG + textwrap.dedent(extra), encoding="utf-8")
-        config = load_config(path)
-        with Catalog(config.storage.home) as catalog:
-            ingest(catalog, "trips", [source])
-        return config
+        return make_trips_config(tmp_path, extra)
 
     return make
