@@ -11,7 +11,7 @@ import httpx
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import (
+from support import (
     DATASETS,
     MODELS,
     TrainedHome,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import model_table
+from support import model_table
 
 from appliance.config import load_config
 from appliance.errors import ConfigError

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-from conftest import (
+from support import (
     DATASETS,
     MODELS,
     SERVER_MAX_BODY_BYTES,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATASETS, MODELS, TrainedHome, json_rows, model_table
+from support import DATASETS, MODELS, TrainedHome, json_rows, model_table
 
 from appliance.config import load_config
 from appliance.errors import IntegrityError, TrainingError
