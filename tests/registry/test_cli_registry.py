@@ -7,8 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import run_appliance
-from trips_data import trips_fixture  # noqa: F401
+from support import run_appliance
 
 from appliance.config import Config
 from appliance.training import train_model

@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import yaml
-from trips_data import trips_fixture, trips_frame  # noqa: F401
+from trips_data import trips_frame
 
 from appliance.config import Config
 from appliance.errors import IntegrityError, StorageError

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import HOST, Daemon, free_port, run_appliance, stop_daemon, subprocess_env
+from support import HOST, Daemon, free_port, run_appliance, stop_daemon, subprocess_env
 from trips_data import make_trips_config
 
 from appliance.config import Config

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from trips_data import trips_fixture  # noqa: F401
 
 from appliance.config import Config
 from appliance.errors import IntegrityError, TrainingError

@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-from trips_data import trips_fixture  # noqa: F401
 
 from appliance.config import Config
 from appliance.errors import TrainingError

@@ -1,18 +1,12 @@
-"""The trips dataset, its configuration and the ``trips`` fixture.
-
-Test modules import `trips_fixture` to use the ``trips`` fixture, because the
-``conftest`` module name belongs to the suite-wide ``tests/conftest.py``.
-"""
+"""The trips dataset and configuration shared by the registry tests."""
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from appliance.config import Config, load_config
 from appliance.storage import Catalog, ingest
@@ -70,13 +64,3 @@ def make_trips_config(folder: Path, extra: str = "") -> Config:
     with Catalog(config.storage.home) as catalog:
         ingest(catalog, "trips", [source])
     return config
-
-
-@pytest.fixture(name="trips")
-def trips_fixture(tmp_path: Path) -> Callable[[str], Config]:
-    """Return `make_trips_config` bound to this test's temporary folder."""
-
-    def make(extra: str = "") -> Config:
-        return make_trips_config(tmp_path, extra)
-
-    return make
