@@ -51,11 +51,11 @@ def _list(config: Config, args: argparse.Namespace) -> None:
     from appliance.storage import Catalog, list_runs
 
     with Catalog(config.storage.home, read_only=True) as catalog:
-        runs = list_runs(catalog, args.model, args.parent, args.limit)
+        runs = list_runs(catalog, args.model, args.parent, args.limit, details=False)
     if args.json:
         for run in runs:
             row = asdict(run)
-            row.pop("evaluation")
+            del row["folds"], row["evaluation"]
             print(json.dumps(row, default=str))
         return
     rows = [

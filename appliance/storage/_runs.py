@@ -14,13 +14,13 @@ import logging
 import math
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from appliance.errors import NotFoundError, StorageError
 from appliance.storage._blobs import read_blob, write_blob
@@ -41,6 +41,7 @@ _COLUMNS = (
     "kind, tags_json, feature_views_json, packages_json, host, pid, "
     "duration_seconds, folds_json, evaluation_json"
 )
+_SUMMARY_COLUMNS = _COLUMNS.replace("folds_json, evaluation_json", "NULL, NULL")
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ class RunLog:
         self._keys: list[str] = []
         self._steps: list[int] = []
         self._values: list[float] = []
-        self._times: list[datetime] = []
+        self._times: list[int] = []
+        """Epoch microseconds of each value."""
         self.artifacts: dict[str, tuple[str, int, str]] = {}
 
     def log_metric(self, key: str, value: float, step: int = 0) -> None:
@@ -116,7 +118,7 @@ class RunLog:
         self._keys.append(key)
         self._steps.append(step)
         self._values.append(float(value))
-        self._times.append(_now())
+        self._times.append(time.time_ns() // 1000)
 
     def log_artifact(
         self, name: str, data: bytes, media_type: str = "application/octet-stream"
@@ -126,18 +128,10 @@ class RunLog:
         self.artifacts[name] = (digest, len(data), media_type)
         return digest
 
-    def metrics_table(self) -> pa.Table:
-        """Return the buffered metric values as an Arrow table."""
-        count = len(self._keys)
-        return pa.table(
-            {
-                "run_id": pa.array([self.run_id] * count, pa.string()),
-                "key": pa.array(self._keys, pa.string()),
-                "step": pa.array(self._steps, pa.int64()),
-                "value": pa.array(self._values, pa.float64()),
-                "logged_at": pa.array(self._times, pa.timestamp("us", tz="UTC")),
-            }
-        )
+    @property
+    def metric_count(self) -> int:
+        """Return how many metric values are buffered."""
+        return len(self._keys)
 
 
 def start_run(
@@ -243,9 +237,15 @@ def list_runs(
     model: str | None = None,
     parent_run_id: str | None = None,
     limit: int | None = None,
+    details: bool = True,
 ) -> list[Run]:
-    """Return runs, newest first, optionally of one model or one search."""
-    sql = f"SELECT {_COLUMNS} FROM runs WHERE true"
+    """Return runs, newest first, optionally of one model or one search.
+
+    With `details` false, `folds` and `evaluation` are left out (None), which
+    keeps listing many runs fast.
+    """
+    columns = _COLUMNS if details else _SUMMARY_COLUMNS
+    sql = f"SELECT {columns} FROM runs WHERE true"
     params: list[Any] = []
     if model is not None:
         sql += " AND model = ?"
@@ -322,21 +322,31 @@ def read_artifact(catalog: Catalog, run_id: str, name: str) -> bytes:
 
 
 def _insert_log(catalog: Catalog, log: RunLog) -> None:
-    table = log.metrics_table()
-    if table.num_rows:
-        catalog.db.register("run_metrics_batch", table)
-        try:
-            catalog.db.execute(
-                "INSERT INTO run_metrics SELECT * FROM run_metrics_batch"
-            )
-        finally:
-            catalog.db.unregister("run_metrics_batch")
+    """Insert the buffered metrics and artifact rows, one statement each.
+
+    DuckDB unnests the parameter lists in step, so each list element becomes
+    one row without a Python loop per row.
+    """
+    if log.metric_count:
+        catalog.db.execute(
+            "INSERT INTO run_metrics SELECT ?, unnest(?::VARCHAR[]), "
+            "unnest(?::BIGINT[]), unnest(?::DOUBLE[]), "
+            "make_timestamptz(unnest(?::BIGINT[]))",
+            [log.run_id, log._keys, log._steps, log._values, log._times],
+        )
     if log.artifacts:
-        catalog.db.executemany(
-            "INSERT OR REPLACE INTO run_artifacts VALUES (?, ?, ?, ?, ?)",
+        names = list(log.artifacts)
+        rows = [log.artifacts[name] for name in names]
+        # A name logged twice in one run keeps the last bytes.
+        catalog.db.execute(
+            "INSERT OR REPLACE INTO run_artifacts SELECT ?, unnest(?::VARCHAR[]), "
+            "unnest(?::VARCHAR[]), unnest(?::BIGINT[]), unnest(?::VARCHAR[])",
             [
-                [log.run_id, name, digest, size, kind]
-                for name, (digest, size, kind) in log.artifacts.items()
+                log.run_id,
+                names,
+                [row[0] for row in rows],
+                [row[1] for row in rows],
+                [row[2] for row in rows],
             ],
         )
 
