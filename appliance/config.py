@@ -51,6 +51,16 @@ class ServerConfig:
     """Most rows accepted in one prediction request."""
     max_body_bytes: int = 10_000_000
     """Largest request body accepted, in bytes."""
+    micro_batch: bool = True
+    """Combine concurrent prediction requests into one onnxruntime call."""
+    micro_batch_max_rows: int = 256
+    """Most rows in one combined onnxruntime call."""
+    micro_batch_max_wait_ms: float = 1.0
+    """Longest wait for requests already being received to join a batch, in
+    milliseconds; the first request of an idle model never waits."""
+    session_threads: int = 0
+    """Threads that run onnxruntime sessions; 0 uses every CPU the process may
+    run on."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -60,6 +70,45 @@ class ServerConfig:
         if self.max_body_bytes < 1024:
             raise ValueError(
                 f"max_body_bytes must be at least 1024, got {self.max_body_bytes}"
+            )
+        if self.micro_batch_max_rows < 1:
+            raise ValueError(
+                "micro_batch_max_rows must be at least 1, got "
+                f"{self.micro_batch_max_rows}"
+            )
+        if not 0.0 <= self.micro_batch_max_wait_ms <= 1000.0:
+            raise ValueError(
+                "micro_batch_max_wait_ms must be within 0..1000, got "
+                f"{self.micro_batch_max_wait_ms}"
+            )
+        if self.session_threads < 0:
+            raise ValueError(
+                f"session_threads must be 0 or more, got {self.session_threads}"
+            )
+
+
+@dataclass(frozen=True)
+class PredictionsConfig:
+    """The prediction log: every served prediction, kept in DuckDB and Parquet."""
+
+    queue_max_rows: int = 100_000
+    """Most rows waiting in memory for the writer; more go to a spill file."""
+    batch_rows: int = 10_000
+    """Most rows the writer inserts into DuckDB in one transaction."""
+    flush_seconds: float = 0.5
+    """Longest time a logged prediction waits in memory before it is written."""
+    roll_rows: int = 500_000
+    """Rows kept in the DuckDB table before the oldest are moved to Parquet."""
+
+    def __post_init__(self) -> None:
+        for name in ("queue_max_rows", "batch_rows", "roll_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"{name} must be at least 1, got {getattr(self, name)}"
+                )
+        if not 0.0 < self.flush_seconds <= 60.0:
+            raise ValueError(
+                f"flush_seconds must be within (0, 60], got {self.flush_seconds}"
             )
 
 
@@ -270,6 +319,7 @@ class Config:
     """File the configuration was read from."""
     storage: StorageConfig = field(default_factory=StorageConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    predictions: PredictionsConfig = field(default_factory=PredictionsConfig)
     models: dict[str, ModelConfig] = field(default_factory=dict)
     log_level: str = "INFO"
     """Lowest level of log records written to stderr."""
@@ -303,11 +353,14 @@ def load_config(path: str | Path | None = None) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
 
-    unknown = set(table) - {"storage", "server", "models", "log_level"}
+    unknown = set(table) - {"storage", "server", "predictions", "models", "log_level"}
     if unknown:
         raise ConfigError(f"unknown key {sorted(unknown)[0]!r} in {source}")
     storage = _build(StorageConfig, table.get("storage", {}), "storage", source)
     server = _build(ServerConfig, table.get("server", {}), "server", source)
+    predictions = _build(
+        PredictionsConfig, table.get("predictions", {}), "predictions", source
+    )
     models = _build_models(table.get("models", {}), source)
     log_level = _check_type(table.get("log_level", "INFO"), str, "log_level", source)
 
@@ -316,7 +369,14 @@ def load_config(path: str | Path | None = None) -> Config:
         base = Path.cwd() if "APPLIANCE_HOME" in os.environ else source.parent
         home = base / home
     storage = dataclasses.replace(storage, home=home.resolve())
-    return Config(source.resolve(), storage, server, models, log_level)
+    return Config(
+        source.resolve(),
+        storage=storage,
+        server=server,
+        predictions=predictions,
+        models=models,
+        log_level=log_level,
+    )
 
 
 def _build_models(table: Any, source: Path) -> dict[str, ModelConfig]:

@@ -406,11 +406,15 @@ def stop_daemon(daemon: Daemon) -> int:
     return process.returncode
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def daemon(
     trained: TrainedHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Daemon]:
-    """Run the daemon over the trained home for the whole session."""
+    """Run the daemon over the trained home for one test module.
+
+    The daemon holds the catalog as its single writer, so it stops after the
+    module and other tests can open the trained home directly.
+    """
     log = tmp_path_factory.mktemp("daemon") / "stderr.log"
     running = start_daemon(trained.config_path, trained.home, log)
     try:

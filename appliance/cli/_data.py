@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
+from appliance.cli._output import (
+    add_command,
+    add_group,
+    add_json_flag,
+    iso_seconds,
+    print_rows,
+)
 from appliance.config import Config
 
 
@@ -23,29 +29,44 @@ def register(commands: Any) -> None:
 
 
 def _ingest(config: Config, args: argparse.Namespace) -> None:
-    from appliance.storage import Catalog, ingest
+    from appliance.client import find_daemon
 
-    with Catalog(config.storage.home) as catalog:
-        result = ingest(catalog, args.dataset, args.paths)
-    version = result.version
-    state = "created" if result.created else "unchanged, already ingested"
-    print(f"{version.dataset}@{version.version} rows={version.row_count} ({state})")
+    client = find_daemon(config.storage.home)
+    if client is not None:
+        # The daemon reads the files itself, so it gets absolute paths.
+        paths = [str(path.resolve()) for path in args.paths]
+        result = client.post(
+            "/v1/admin/ingest", {"dataset": args.dataset, "paths": paths}
+        )
+        created, version = result["created"], result["version"]
+    else:
+        from dataclasses import asdict
+
+        from appliance.storage import Catalog, ingest
+
+        with Catalog(config.storage.home) as catalog:
+            local = ingest(catalog, args.dataset, args.paths)
+        created, version = local.created, asdict(local.version)
+    state = "created" if created else "unchanged, already ingested"
+    print(
+        f"{version['dataset']}@{version['version']} rows={version['row_count']} "
+        f"({state})"
+    )
 
 
 def _list(config: Config, args: argparse.Namespace) -> None:
-    from appliance.storage import Catalog, list_versions
+    from appliance.cli._output import read_catalog
 
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        versions = list_versions(catalog)
+    versions = read_catalog(config, "/v1/admin/datasets", "datasets", "list_versions")
     rows = [
         {
-            "dataset": v.dataset,
-            "version": v.version,
-            "parent": v.parent,
-            "rows": v.row_count,
-            "columns": len(v.schema),
-            "created_at": v.created_at.isoformat(timespec="seconds"),
-            "path": str(v.path),
+            "dataset": v["dataset"],
+            "version": v["version"],
+            "parent": v["parent"],
+            "rows": v["row_count"],
+            "columns": len(v["schema"]),
+            "created_at": iso_seconds(v["created_at"]),
+            "path": str(v["path"]),
         }
         for v in versions
     ]

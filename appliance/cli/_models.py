@@ -7,7 +7,14 @@ import getpass
 from pathlib import Path
 from typing import Any
 
-from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
+from appliance.cli._output import (
+    add_command,
+    add_group,
+    add_json_flag,
+    iso_seconds,
+    print_rows,
+)
+from appliance.cli._remote import registry_change, registry_read
 from appliance.config import Config
 
 _REFERENCE_HELP = "model name, optionally with @VERSION or @ALIAS (default: champion)"
@@ -77,33 +84,74 @@ def _add_audit_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(config: Config, args: argparse.Namespace) -> None:
+    from appliance.client import LONG_TIMEOUT_SECONDS, find_daemon
+
+    config.model(args.name)
+    client = find_daemon(config.storage.home)
+    if client is not None:
+        # The daemon trains in a worker thread and serves the new version
+        # unless a champion was promoted.
+        result = client.post(
+            "/v1/admin/train", {"model": args.name}, timeout=LONG_TIMEOUT_SECONDS
+        )
+    else:
+        result = _train_here(config, args.name)
+    print(
+        f"run {result['run_id']}: model {result['model']} version {result['version']}"
+    )
+    print(
+        f"dataset {config.model(args.name).dataset}@{result['dataset_version']} "
+        f"train_rows={result['rows_train']} holdout_rows={result['rows_test']}"
+    )
+    if result.get("trials"):
+        print(f"search: {result['trials']} trials recorded as child runs")
+    for name, value in result["metrics"].items():
+        print(f"  {name:<26} {value:.6g}")
+    if result["metrics"].get("overfit_flagged"):
+        print(
+            f"warning: overfitting gap {result['metrics']['overfit_gap']:.4g} is "
+            f"above overfit_threshold {config.model(args.name).overfit_threshold}"
+        )
+    print(f"artifact {result['path']} sha256={result['sha256']}")
+    if result.get("served"):
+        print(f"serving version {result['version']} in the running daemon")
+    elif client is not None:
+        print("the daemon keeps serving the champion; promote to serve this version")
+
+
+def _train_here(config: Config, name: str) -> dict[str, Any]:
     from appliance.training import train_model
 
-    result = train_model(config, args.name)
-    version = result.model_version
-    print(f"run {result.run_id}: model {version.model} version {version.version}")
-    print(
-        f"dataset {config.model(args.name).dataset}@{result.dataset_version} "
-        f"train_rows={result.rows_train} holdout_rows={result.rows_test}"
-    )
-    if result.trials:
-        print(f"search: {result.trials} trials recorded as child runs")
-    for name, value in result.metrics.items():
-        print(f"  {name:<26} {value:.6g}")
-    if result.metrics.get("overfit_flagged"):
-        print(
-            f"warning: overfitting gap {result.metrics['overfit_gap']:.4g} is above "
-            f"overfit_threshold {config.model(args.name).overfit_threshold}"
-        )
-    print(f"artifact {version.path} sha256={version.sha256}")
+    local = train_model(config, name)
+    version = local.model_version
+    return {
+        "run_id": local.run_id,
+        "model": version.model,
+        "version": version.version,
+        "dataset_version": local.dataset_version,
+        "metrics": local.metrics,
+        "rows_train": local.rows_train,
+        "rows_test": local.rows_test,
+        "trials": local.trials,
+        "path": str(version.path),
+        "sha256": version.sha256,
+    }
 
 
 def _predict(config: Config, args: argparse.Namespace) -> None:
+    from appliance.registry import resolve, version_from_record
     from appliance.serving import OnnxModel, score_file
-    from appliance.storage import Catalog, resolve_version
 
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        version = resolve_version(catalog, args.name, args.version)
+    record = registry_read(
+        config,
+        f"/models/{args.name}/resolve",
+        "version",
+        {"reference": args.version},
+        resolve,
+        args.name,
+        args.version,
+    )
+    version = version_from_record(record)
     model = OnnxModel.load(version.path, version.sha256)
     rows = score_file(model, args.input, args.output)
     print(f"scored {rows} rows with {version.model} version {version.version}")
@@ -111,75 +159,74 @@ def _predict(config: Config, args: argparse.Namespace) -> None:
 
 
 def _list(config: Config, args: argparse.Namespace) -> None:
-    from appliance.storage import Catalog, aliases, champion_models, list_models
+    from appliance.registry import model_versions
 
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        versions = list_models(catalog, args.model)
-        names = aliases(catalog)
-        serving = {(v.model, v.version) for v in champion_models(catalog)}
-    rows = []
-    for v in versions:
-        tags = [a for a, n in sorted(names.get(v.model, {}).items()) if n == v.version]
-        rows.append(
-            {
-                "model": v.model,
-                "version": v.version,
-                "aliases": ",".join(tags),
-                "serving": (v.model, v.version) in serving,
-                "task": v.task,
-                "created_at": v.created_at.isoformat(timespec="seconds"),
-                "parity": v.parity,
-                "run_id": v.run_id,
-                "sha256": v.sha256,
-            }
-        )
+    versions = registry_read(
+        config, "/models", "versions", {"model": args.model}, model_versions, args.model
+    )
+    rows = [
+        {
+            "model": v["model"],
+            "version": v["version"],
+            "aliases": ",".join(v["aliases"]),
+            "serving": v["serving"],
+            "task": v["task"],
+            "created_at": iso_seconds(v["created_at"]),
+            "parity": v["parity"],
+            "run_id": v["run_id"],
+            "sha256": v["sha256"],
+            "path": v["path"],
+        }
+        for v in versions
+    ]
     columns = ["model", "version", "aliases", "serving", "task", "created_at"]
     print_rows(rows, args.json, columns + ["parity", "run_id"])
 
 
 def _promote(config: Config, args: argparse.Namespace) -> None:
+    from appliance.registry import promote
+
     body = {
         "version": args.version,
         "alias": args.alias,
         "actor": args.by or getpass.getuser(),
         "reason": args.reason,
     }
-    event = _change(config, f"/v1/admin/models/{args.name}/promote", body)
-    if event is None:
-        from appliance.registry import Promoter
-
-        event = Promoter(config.storage.home).promote(args.name, **body)
-    _print_event(event)
+    _print_event(registry_change(config, args.name, "promote", body, promote))
 
 
 def _rollback(config: Config, args: argparse.Namespace) -> None:
+    from appliance.registry import rollback
+
     body = {
         "alias": args.alias,
         "actor": args.by or getpass.getuser(),
         "reason": args.reason,
     }
-    event = _change(config, f"/v1/admin/models/{args.name}/rollback", body)
-    if event is None:
-        from appliance.registry import Promoter
-
-        event = Promoter(config.storage.home).rollback(args.name, **body)
-    _print_event(event)
+    _print_event(registry_change(config, args.name, "rollback", body, rollback))
 
 
 def _history(config: Config, args: argparse.Namespace) -> None:
-    from appliance.storage import Catalog, alias_history
+    from appliance.registry import history
 
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        events = alias_history(catalog, args.name, args.alias)
+    events = registry_read(
+        config,
+        f"/models/{args.name}/history",
+        "events",
+        {"alias": args.alias},
+        history,
+        args.name,
+        args.alias,
+    )
     rows = [
         {
-            "changed_at": e.changed_at.isoformat(timespec="seconds"),
-            "alias": e.alias,
-            "action": e.action,
-            "version": e.version,
-            "previous_version": e.previous_version,
-            "actor": e.actor,
-            "reason": e.reason,
+            "changed_at": iso_seconds(e["changed_at"]),
+            "alias": e["alias"],
+            "action": e["action"],
+            "version": e["version"],
+            "previous_version": e["previous_version"],
+            "actor": e["actor"],
+            "reason": e["reason"],
         }
         for e in events
     ]
@@ -188,34 +235,41 @@ def _history(config: Config, args: argparse.Namespace) -> None:
 
 
 def _card(config: Config, args: argparse.Namespace) -> None:
-    from appliance.registry import collect_card, write_card
-    from appliance.storage import Catalog
+    from appliance.registry import card_html, write_card
 
     name, reference = _split_reference(args.reference)
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        data = collect_card(catalog, name, reference)
-    write_card(data, args.output)
-    print(f"wrote the card of {name} version {data.version.version} to {args.output}")
+    page = registry_read(
+        config,
+        f"/models/{name}/card",
+        "html",
+        {"reference": reference},
+        card_html,
+        name,
+        reference,
+    )
+    write_card(page, args.output)
+    print(f"wrote the model card of {args.reference} to {args.output}")
 
 
 def _export(config: Config, args: argparse.Namespace) -> None:
-    from appliance.registry import export_version
-    from appliance.storage import Catalog, resolve_version
+    from appliance.registry import export_version, resolve, version_from_record
 
     name, reference = _split_reference(args.reference)
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        version = resolve_version(catalog, name, reference)
+    record = registry_read(
+        config,
+        f"/models/{name}/resolve",
+        "version",
+        {"reference": reference},
+        resolve,
+        name,
+        reference,
+    )
+    version = version_from_record(record)
     files = export_version(version, args.folder, args.format)
     print(
         f"exported {name} version {version.version} as {args.format} to "
         f"{args.folder}: {', '.join(f.name for f in files)}"
     )
-
-
-def _change(config: Config, path: str, body: dict[str, Any]) -> Any:
-    from appliance.cli._client import post_to_daemon
-
-    return post_to_daemon(config, path, body)
 
 
 def _print_event(event: dict[str, Any]) -> None:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 from typing import Any
 
-from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
+from appliance.cli._output import (
+    add_command,
+    add_group,
+    add_json_flag,
+    iso_seconds,
+    print_rows,
+)
+from appliance.cli._remote import registry_lookup, registry_read
 from appliance.config import Config
 
 _SUMMARY_FIELDS = (
@@ -48,26 +54,33 @@ def register(commands: Any) -> None:
 
 
 def _list(config: Config, args: argparse.Namespace) -> None:
-    from appliance.storage import Catalog, list_runs
+    from appliance.registry import run_summaries
 
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        runs = list_runs(catalog, args.model, args.parent, args.limit, details=False)
+    params = {"model": args.model, "parent": args.parent, "limit": args.limit}
+    runs = registry_read(
+        config,
+        "/runs",
+        "runs",
+        params,
+        run_summaries,
+        args.model,
+        args.parent,
+        args.limit,
+    )
     if args.json:
         for run in runs:
-            row = asdict(run)
-            del row["folds"], row["evaluation"]
-            print(json.dumps(row, default=str))
+            print(json.dumps(run, default=str))
         return
     rows = [
         {
-            "run_id": r.run_id,
-            "model": r.model,
-            "kind": r.kind,
-            "parent": r.parent_run_id,
-            "status": r.status,
-            "started_at": r.started_at.isoformat(timespec="seconds"),
-            "seconds": r.duration_seconds,
-            "version": r.model_version,
+            "run_id": r["run_id"],
+            "model": r["model"],
+            "kind": r["kind"],
+            "parent": r["parent_run_id"],
+            "status": r["status"],
+            "started_at": iso_seconds(r["started_at"]),
+            "seconds": r["duration_seconds"],
+            "version": r["model_version"],
         }
         for r in runs
     ]
@@ -76,26 +89,13 @@ def _list(config: Config, args: argparse.Namespace) -> None:
 
 
 def _show(config: Config, args: argparse.Namespace) -> None:
-    from appliance.storage import Catalog, get_run, list_artifacts, list_runs
-
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        run = get_run(catalog, args.run_id)
-        artifacts = list_artifacts(catalog, run.run_id)
-        children = [
-            child.run_id for child in list_runs(catalog, parent_run_id=run.run_id)
-        ]
-    record = asdict(run)
-    record["artifacts"] = artifacts
-    record["child_runs"] = children
+    (record,) = registry_lookup(config, [args.run_id])
     print(json.dumps(record, indent=2, default=str))
 
 
 def _compare(config: Config, args: argparse.Namespace) -> None:
-    from appliance.storage import Catalog, get_run
-
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        runs = [get_run(catalog, run_id) for run_id in args.run_ids]
-    table = compare_runs([_flatten(asdict(run)) for run in runs])
+    runs = registry_lookup(config, args.run_ids)
+    table = compare_runs([_flatten(run) for run in runs])
     if args.differences:
         table = [row for row in table if row["differs"]]
     if args.json:

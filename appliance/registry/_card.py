@@ -87,25 +87,20 @@ def collect_card(
     return CardData(version, read_schema(version), run, names, plots, trials)
 
 
-def write_card(data: CardData, target: Path) -> None:
-    """Write the card HTML to `target` through a temporary file and a rename.
+def write_card(page: str, target: Path) -> None:
+    """Write the card HTML `page` to `target` through a temporary file.
 
     Raises:
         StorageError: The file cannot be written.
     """
     partial = target.with_name(target.name + ".partial")
     try:
-        partial.write_text(render_card(data), encoding="utf-8")
+        partial.write_text(page, encoding="utf-8")
         os.replace(partial, target)
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise StorageError(f"cannot write model card {target}: {exc}") from exc
-    logger.info(
-        "model card written model=%s version=%d path=%s",
-        data.version.model,
-        data.version.version,
-        target,
-    )
+    logger.info("model card written path=%s", target)
 
 
 def render_card(data: CardData) -> str:
@@ -252,3 +247,8 @@ def _fmt(value: Any) -> str:
 
 def _e(value: Any) -> str:
     return html.escape(str(value))
+
+
+def card_html(catalog: Catalog, model: str, reference: str | None = None) -> str:
+    """Return the HTML card of the version that ``NAME@REFERENCE`` names."""
+    return render_card(collect_card(catalog, model, reference))

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+import pyarrow as pa
 
 from appliance.errors import IntegrityError, RequestError
 from appliance.serving._inputs import rows_to_feed
@@ -42,6 +43,9 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Spinning threads would burn the CPUs that other sessions and the
+        # event loop need on a small box.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             onnx_bytes, options, providers=["CPUExecutionProvider"]
         )
@@ -108,6 +112,27 @@ class OnnxModel:
                 }
             )
         return results
+
+    def format_table(self, output: np.ndarray) -> pa.Table:
+        """Turn raw outputs into an Arrow table.
+
+        Columns: ``prediction`` (the label or value) and, for classifiers,
+        ``probability_<class>`` per class.
+        """
+        if self.task == "regression":
+            return pa.table({"prediction": pa.array(output, pa.float64())})
+        assert self.classes is not None
+        best = output.argmax(axis=1) if len(output) else np.zeros(0, dtype=np.int64)
+        columns = {
+            "prediction": pa.array(
+                np.asarray(self.classes, dtype=object)[best].tolist()
+            )
+        }
+        for index, value in enumerate(self.classes):
+            columns[f"probability_{class_key(value)}"] = pa.array(
+                output[:, index], pa.float64()
+            )
+        return pa.table(columns)
 
     def _pick_output(self) -> str:
         outputs = self.session.get_outputs()

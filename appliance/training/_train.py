@@ -59,8 +59,16 @@ class TrainResult:
     """Child runs recorded by the search; 0 without a search."""
 
 
-def train_model(config: Config, name: str) -> TrainResult:
+def train_model(
+    config: Config, name: str, catalog: Catalog | None = None
+) -> TrainResult:
     """Train model `name` on the latest version of its dataset and register it.
+
+    Args:
+        config: The appliance configuration.
+        name: Model declared as ``[models.NAME]``.
+        catalog: Open catalog to use, such as a cursor of the daemon's
+            connection; the catalog under the home is opened when None.
 
     Raises:
         TrainingError: The data cannot train this model.
@@ -68,22 +76,28 @@ def train_model(config: Config, name: str) -> TrainResult:
             outputs differ by more than `PARITY_TOLERANCE`.
     """
     cfg = config.model(name)
-    with Catalog(config.storage.home) as catalog:
-        run_id = start_run(
-            catalog,
-            name,
-            cfg.dataset,
-            {"algorithm": cfg.algorithm, **estimator_params(cfg)},
-            code_version(),
-            kind="search" if cfg.search else "train",
-            tags=dict(cfg.tags),
-            packages=package_versions(),
-        )
-        try:
-            return _train(catalog, cfg, run_id)
-        except BaseException as exc:
-            fail_run(catalog, run_id, _error_text(exc))
-            raise
+    if catalog is not None:
+        return _recorded_train(catalog, cfg)
+    with Catalog(config.storage.home) as opened:
+        return _recorded_train(opened, cfg)
+
+
+def _recorded_train(catalog: Catalog, cfg: ModelConfig) -> TrainResult:
+    run_id = start_run(
+        catalog,
+        cfg.name,
+        cfg.dataset,
+        {"algorithm": cfg.algorithm, **estimator_params(cfg)},
+        code_version(),
+        kind="search" if cfg.search else "train",
+        tags=dict(cfg.tags),
+        packages=package_versions(),
+    )
+    try:
+        return _train(catalog, cfg, run_id)
+    except BaseException as exc:
+        fail_run(catalog, run_id, _error_text(exc))
+        raise
 
 
 def _train(catalog: Catalog, cfg: ModelConfig, run_id: str) -> TrainResult:

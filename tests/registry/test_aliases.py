@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import IntegrityError, NotFoundError, RegistryError
-from appliance.registry import Promoter
+from appliance.registry import promote, rollback
 from appliance.storage import (
     CHAMPION,
     Catalog,
@@ -33,6 +33,17 @@ def _register(home: Path, count: int) -> None:
             )
 
 
+def _promote(home: Path, version: int, alias: str, actor: str, reason: str) -> None:
+    with Catalog(home) as catalog:
+        promote(catalog, "m", version, alias, actor, reason)
+
+
+def _rollback(home: Path, actor: str, reason: str) -> dict[str, int | None]:
+    with Catalog(home) as catalog:
+        event, _ = rollback(catalog, "m", CHAMPION, actor, reason)
+    return {"version": event.version, "previous_version": event.previous_version}
+
+
 def _champion(home: Path) -> int:
     with Catalog(home, read_only=True) as catalog:
         return resolve_version(catalog, "m", CHAMPION).version
@@ -49,11 +60,10 @@ def test_champion_defaults_to_latest(tmp_path: Path) -> None:
 
 def test_promote_records_history(tmp_path: Path) -> None:
     _register(tmp_path, 3)
-    promoter = Promoter(tmp_path)
 
-    promoter.promote("m", 1, CHAMPION, "alice", "best holdout AUC")
-    promoter.promote("m", 2, "challenger", "bob", "try the new features")
-    promoter.promote("m", 3, CHAMPION, "carol", "passed the shadow test")
+    _promote(tmp_path, 1, CHAMPION, "alice", "best holdout AUC")
+    _promote(tmp_path, 2, "challenger", "bob", "try the new features")
+    _promote(tmp_path, 3, CHAMPION, "carol", "passed the shadow test")
 
     assert _champion(tmp_path) == 3
     with Catalog(tmp_path, read_only=True) as catalog:
@@ -74,23 +84,22 @@ def test_promote_records_history(tmp_path: Path) -> None:
 
 def test_rollback_walks_history_back(tmp_path: Path) -> None:
     _register(tmp_path, 3)
-    promoter = Promoter(tmp_path)
     for version in (1, 2, 3):
-        promoter.promote("m", version, CHAMPION, "alice", f"release {version}")
+        _promote(tmp_path, version, CHAMPION, "alice", f"release {version}")
 
-    first = promoter.rollback("m", CHAMPION, "bob", "version 3 drifts")
+    first = _rollback(tmp_path, "bob", "version 3 drifts")
     assert (first["version"], first["previous_version"]) == (2, 3)
     assert _champion(tmp_path) == 2
 
-    promoter.rollback("m", CHAMPION, "bob", "version 2 too")
+    _rollback(tmp_path, "bob", "version 2 too")
     assert _champion(tmp_path) == 1
 
     # Before the first promotion the latest version, 3, was served.
-    promoter.rollback("m", CHAMPION, "bob", "back to the latest")
+    _rollback(tmp_path, "bob", "back to the latest")
     assert _champion(tmp_path) == 3
 
     with pytest.raises(RegistryError, match="no previous champion"):
-        promoter.rollback("m", CHAMPION, "bob", "nothing left")
+        _rollback(tmp_path, "bob", "nothing left")
     assert _champion(tmp_path) == 3
 
     with Catalog(tmp_path, read_only=True) as catalog:
@@ -104,14 +113,14 @@ def test_rollback_without_history_rejected(tmp_path: Path) -> None:
     _register(tmp_path, 2)
 
     with pytest.raises(RegistryError, match="no previous champion"):
-        Promoter(tmp_path).rollback("m", CHAMPION, "bob", "")
+        _rollback(tmp_path, "bob", "")
 
 
 def test_promote_unknown_version_rejected(tmp_path: Path) -> None:
     _register(tmp_path, 2)
 
     with pytest.raises(NotFoundError, match="has no version 7; versions: 2, 1"):
-        Promoter(tmp_path).promote("m", 7, CHAMPION, "alice", "")
+        _promote(tmp_path, 7, CHAMPION, "alice", "")
 
 
 @pytest.mark.parametrize("alias", ["", "12", "has space", "a/b"])
@@ -119,19 +128,19 @@ def test_invalid_alias_rejected(tmp_path: Path, alias: str) -> None:
     _register(tmp_path, 1)
 
     with pytest.raises(RegistryError, match="invalid alias"):
-        Promoter(tmp_path).promote("m", 1, alias, "alice", "")
+        _promote(tmp_path, 1, alias, "alice", "")
 
 
 def test_promote_corrupted_artifact_rejected(tmp_path: Path) -> None:
     _register(tmp_path, 2)
-    Promoter(tmp_path).promote("m", 1, CHAMPION, "alice", "")
+    _promote(tmp_path, 1, CHAMPION, "alice", "")
     artifact = tmp_path / "models" / "m" / "2" / "model.onnx"
     data = bytearray(artifact.read_bytes())
     data[3] ^= 0x01
     artifact.write_bytes(bytes(data))
 
     with pytest.raises(IntegrityError, match=r"version 2 has sha256 .* expected"):
-        Promoter(tmp_path).promote("m", 2, CHAMPION, "alice", "")
+        _promote(tmp_path, 2, CHAMPION, "alice", "")
 
     assert _champion(tmp_path) == 1
     with Catalog(tmp_path, read_only=True) as catalog:

@@ -66,7 +66,7 @@ def test_runs_and_models_commands(
     assert [json.loads(line)["actor"] for line in history][0] == "ann"
 
     card = tmp_path / "card.html"
-    assert "version 2" in cli("models", "card", "late@challenger", str(card))
+    assert "late@challenger" in cli("models", "card", "late@challenger", str(card))
     assert "<h1>late version 2</h1>" in card.read_text()
     cli("models", "export", "late@1", str(tmp_path / "mlflow"), "--format", "mlflow")
     assert (tmp_path / "mlflow" / "MLmodel").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 import threading
@@ -17,7 +18,6 @@ from support import HOST, Daemon, free_port, run_appliance, stop_daemon, subproc
 from trips_data import make_trips_config
 
 from appliance.config import Config
-from appliance.storage import Catalog, alias_history, get_version
 from appliance.training import train_model
 
 ROW = {"distance": 700.0, "hour": 18, "carrier": "B6"}
@@ -164,10 +164,15 @@ def test_version_query_and_corrupted_promotion(served: tuple[Config, Daemon]) ->
     assert "has no version 9" in missing.json()["error"]
 
     assert _cli(config, "models", "promote", "late", "1").returncode == 0
-    train_model(config, "late")
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        third = get_version(catalog, "late", 3)
-    artifact = third.path / "model.onnx"
+    # The daemon holds the catalog, so the CLI trains through it; with a
+    # promoted champion the new version is registered but not served.
+    trained = _cli(config, "train", "late")
+    assert trained.returncode == 0, trained.stderr
+    assert "keeps serving the champion" in trained.stdout
+    listed = _cli(config, "models", "list", "--json").stdout.splitlines()
+    third = next(v for v in map(json.loads, listed) if v["version"] == 3)
+    assert third["serving"] is False
+    artifact = Path(third["path"]) / "model.onnx"
     data = bytearray(artifact.read_bytes())
     data[100] ^= 0x01
     artifact.write_bytes(bytes(data))
@@ -184,8 +189,8 @@ def test_version_query_and_corrupted_promotion(served: tuple[Config, Daemon]) ->
         )
     assert champion.status_code == 200
     assert champion.json()["version"] == 1
-    assert corrupted.status_code == 409
+    assert corrupted.status_code == 500
     assert "sha256" in corrupted.json()["error"]
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        last = alias_history(catalog, "late")[-1]
-    assert (last.version, last.action) == (1, "set")
+    history = _cli(config, "models", "history", "late", "--json").stdout
+    last = json.loads(history.splitlines()[-1])
+    assert (last["version"], last["action"]) == (1, "set")
