@@ -1,8 +1,9 @@
 """Registry calls that go to the running daemon, or to the catalog when none runs.
 
-While a daemon runs it is the only connection to the catalog, so reads and
-alias changes go through its ``/v1/admin/registry`` routes; otherwise the
-command calls the same `appliance.registry` function on its own connection.
+While a daemon runs it has the only connection to the catalog, so reads and
+alias changes go through its ``/v1/admin/registry`` routes. Without a daemon,
+the command calls the same `appliance.registry` function on its own
+connection.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def registry_read(
     function: Callable[..., Any],
     *args: Any,
 ) -> Any:
-    """Return ``function(catalog, *args)``, or the daemon's answer under `key`."""
+    """Return ``function(catalog, *args)``, or the daemon's response under `key`."""
     from appliance.client import find_daemon
 
     client = find_daemon(config.storage.home)

@@ -1,8 +1,8 @@
 """Registry reads as JSON-ready records, shared by the CLI and the daemon's routes.
 
 While a daemon runs, the CLI gets these records over HTTP from the daemon,
-which calls the same functions on its own catalog connection; otherwise the
-CLI calls them on the catalog opened read-only.
+which calls the same functions on its own catalog connection. Without a
+daemon, the CLI calls them on the catalog opened read-only.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Registry routes: runs, versions, aliases and cards while the daemon runs.
 
-The CLI calls these through `appliance.client` when a daemon holds the home.
+The CLI calls these through `appliance.client` while a daemon runs on the home.
 Reads run on a cursor of the daemon's connection in a worker thread; a
 promotion or rollback loads and checks the version first, moves the alias
 under the admin lock, then serves the new champion with `ModelSet.put`, so

@@ -2,10 +2,10 @@
 
 Serving uses the ``champion`` of each model, or its latest version while none
 was promoted. Every change of an alias is appended to ``alias_events`` with
-who made it, when and why; a rollback walks that history back instead of
-guessing, so rolling back twice returns to the champion before the previous
-one. The first promotion of ``champion`` records the latest version, which
-was served until then, as the previous champion.
+who made it, when and why. A rollback replays that history, so rolling back
+twice returns to the champion before the previous one. The first promotion of
+``champion`` records the latest version, which was served until then, as the
+previous champion.
 """
 
 from __future__ import annotations

@@ -2,9 +2,8 @@
 
 A run is inserted when it starts, with its parameters and environment. Its
 results (metrics, per-fold metrics, evaluation, metric series and artifacts)
-are committed in one transaction when it finishes, so a run that fails or is
-interrupted never shows partial results: it is closed as ``failed`` with the
-error and nothing else.
+are committed in one transaction when it finishes. A run that fails or is
+interrupted is closed as ``failed`` with the error and no partial results.
 """
 
 from __future__ import annotations
@@ -82,7 +81,7 @@ class Run:
 
 @dataclass
 class RunResult:
-    """What a finished run stores, committed at once by `finish_run`."""
+    """Results of a finished run, committed at once by `finish_run`."""
 
     dataset_version: str | None
     metrics: dict[str, Any]

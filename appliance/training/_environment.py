@@ -1,4 +1,4 @@
-"""What a run records about the code and libraries that produced it."""
+"""Code and library versions recorded with each run."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ MAX_SEGMENT_VALUES = 50
 
 @dataclass
 class Evaluation:
-    """What the holdout says about a fitted pipeline."""
+    """Holdout results of a fitted pipeline: metrics, details and plots."""
 
     metrics: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)

@@ -1,8 +1,8 @@
 """Hyperparameter search with scikit-learn: grid, random and successive halving.
 
 Candidates are scored by cross-validation on the training rows. The trial
-budget caps the number of candidates; the time budget is enforced by a
-pass-through first step that refuses to fit once the deadline has passed, so
+budget caps the number of candidates. The time budget is enforced by a
+pass-through first step that raises once the deadline has passed, so
 candidates not started in time fail at once and are recorded as not scored.
 The search never refits: the caller refits the best candidate on all
 training rows, without the deadline step.

@@ -37,7 +37,7 @@ def cross_validate(
 ) -> list[dict[str, float]]:
     """Fit a clone of `pipeline` per fold and return each fold's metrics.
 
-    Each dictionary holds every metric of the task on the fold's validation
+    Each dictionary contains every metric of the task on the fold's validation
     rows, plus ``rows_train`` and ``rows_validation``.
 
     Raises:
