@@ -18,9 +18,10 @@ from appliance.storage import (
     ModelVersion,
     alias_history,
     aliases,
+    artifacts_of,
     champion_models,
-    get_run,
-    list_artifacts,
+    children_of,
+    get_runs,
     list_models,
     list_runs,
     resolve_version,
@@ -49,12 +50,14 @@ def run_details(catalog: Catalog, run_ids: list[str]) -> list[dict[str, Any]]:
     Raises:
         NotFoundError: A run id does not exist.
     """
+    runs = get_runs(catalog, run_ids)
+    artifacts = artifacts_of(catalog, run_ids)
+    children = children_of(catalog, run_ids)
     records = []
-    for run_id in run_ids:
-        record = asdict(get_run(catalog, run_id))
-        record["artifacts"] = list_artifacts(catalog, run_id)
-        children = list_runs(catalog, parent_run_id=run_id, details=False)
-        record["child_runs"] = [child.run_id for child in children]
+    for run in runs:
+        record = asdict(run)
+        record["artifacts"] = artifacts[run.run_id]
+        record["child_runs"] = children[run.run_id]
         records.append(record)
     return records
 

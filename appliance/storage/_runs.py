@@ -275,6 +275,55 @@ def get_run(catalog: Catalog, run_id: str) -> Run:
     return _from_row(row)
 
 
+def get_runs(catalog: Catalog, run_ids: list[str]) -> list[Run]:
+    """Return the runs `run_ids` in the order given, with one query.
+
+    Raises:
+        NotFoundError: A run id does not exist; the error names the first one.
+    """
+    rows = catalog.db.execute(
+        f"SELECT {_COLUMNS} FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+        [run_ids],
+    ).fetchall()
+    found = {row[0]: _from_row(row) for row in rows}
+    for run_id in run_ids:
+        if run_id not in found:
+            raise NotFoundError(
+                f"run {run_id!r} not found; 'appliance runs list' shows ids"
+            )
+    return [found[run_id] for run_id in run_ids]
+
+
+def artifacts_of(
+    catalog: Catalog, run_ids: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Return the artifacts of each of `run_ids`, as `list_artifacts` does."""
+    rows = catalog.db.execute(
+        "SELECT run_id, name, sha256, size_bytes, media_type FROM run_artifacts "
+        "WHERE run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY run_id, name",
+        [run_ids],
+    ).fetchall()
+    result: dict[str, list[dict[str, Any]]] = {run_id: [] for run_id in run_ids}
+    for run_id, name, digest, size, kind in rows:
+        result[run_id].append(
+            {"name": name, "sha256": digest, "size_bytes": size, "media_type": kind}
+        )
+    return result
+
+
+def children_of(catalog: Catalog, run_ids: list[str]) -> dict[str, list[str]]:
+    """Return the child run ids of each of `run_ids`, newest first."""
+    rows = catalog.db.execute(
+        "SELECT parent_run_id, run_id FROM runs WHERE parent_run_id IN "
+        "(SELECT unnest(?::VARCHAR[])) ORDER BY started_at DESC, run_id",
+        [run_ids],
+    ).fetchall()
+    result: dict[str, list[str]] = {run_id: [] for run_id in run_ids}
+    for parent, run_id in rows:
+        result[parent].append(run_id)
+    return result
+
+
 def metric_series(catalog: Catalog, run_id: str) -> dict[str, list[tuple[int, float]]]:
     """Return the logged metric values of a run as ``key -> [(step, value)]``."""
     rows = catalog.db.execute(
