@@ -34,19 +34,21 @@ def registry_read(
         return function(catalog, *args)
 
 
-def registry_lookup(config: Config, run_ids: list[str]) -> list[dict[str, Any]]:
-    """Return whole runs with artifacts and child run ids, in the order given."""
+def registry_lookup(
+    config: Config, run_ids: list[str], details: bool = True
+) -> list[dict[str, Any]]:
+    """Return runs with artifacts and child run ids, in the order given."""
     from appliance.client import find_daemon
     from appliance.registry import run_details
 
     client = find_daemon(config.storage.home)
     if client is not None:
-        body = {"run_ids": run_ids}
+        body = {"run_ids": run_ids, "details": details}
         return client.post("/v1/admin/registry/runs/lookup", body)["runs"]
     from appliance.storage import Catalog
 
     with Catalog(config.storage.home, read_only=True) as catalog:
-        return run_details(catalog, run_ids)
+        return run_details(catalog, run_ids, details)
 
 
 def registry_change(

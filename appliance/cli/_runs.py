@@ -94,7 +94,7 @@ def _show(config: Config, args: argparse.Namespace) -> None:
 
 
 def _compare(config: Config, args: argparse.Namespace) -> None:
-    runs = registry_lookup(config, args.run_ids)
+    runs = registry_lookup(config, args.run_ids, details=False)
     table = compare_runs([_flatten(run) for run in runs])
     if args.differences:
         table = [row for row in table if row["differs"]]
@@ -117,10 +117,8 @@ def compare_runs(flat: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for key in keys:
         values = [run.get(key) for run in flat]
-        differs = any(
-            json.dumps(v, default=str) != json.dumps(values[0], default=str)
-            for v in values
-        )
+        # Values come from JSON, so plain equality compares them; 1 == 1.0.
+        differs = any(value != values[0] for value in values)
         rows.append({"field": key, "values": values, "differs": differs})
     return rows
 

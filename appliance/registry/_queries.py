@@ -38,24 +38,29 @@ def run_summaries(
     runs = list_runs(catalog, model, parent, limit, details=False)
     records = []
     for run in runs:
-        record = asdict(run)
+        record = _shallow(run)
         del record["folds"], record["evaluation"]
         records.append(record)
     return records
 
 
-def run_details(catalog: Catalog, run_ids: list[str]) -> list[dict[str, Any]]:
-    """Return whole runs with their artifacts and child run ids, in order.
+def run_details(
+    catalog: Catalog, run_ids: list[str], details: bool = True
+) -> list[dict[str, Any]]:
+    """Return runs with their artifacts and child run ids, in order.
+
+    With `details` false, ``folds`` and ``evaluation`` are None, which keeps
+    comparisons of many runs fast.
 
     Raises:
         NotFoundError: A run id does not exist.
     """
-    runs = get_runs(catalog, run_ids)
+    runs = get_runs(catalog, run_ids, details)
     artifacts = artifacts_of(catalog, run_ids)
     children = children_of(catalog, run_ids)
     records = []
     for run in runs:
-        record = asdict(run)
+        record = _shallow(run)
         record["artifacts"] = artifacts[run.run_id]
         record["child_runs"] = children[run.run_id]
         records.append(record)
@@ -117,3 +122,12 @@ def event_record(event: AliasEvent) -> dict[str, Any]:
     record = asdict(event)
     record["changed_at"] = event.changed_at.isoformat()
     return record
+
+
+def _shallow(run: Any) -> dict[str, Any]:
+    """Return the fields of a dataclass without copying nested values.
+
+    `dataclasses.asdict` deep-copies every nested dictionary, which dominated
+    the time of comparing 1,000 runs.
+    """
+    return dict(vars(run))

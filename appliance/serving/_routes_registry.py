@@ -66,6 +66,8 @@ class LookupRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Body of a lookup of whole runs by id."""
 
     run_ids: list[str]
+    details: bool = True
+    """False leaves out folds and evaluation."""
 
 
 @get(f"{_PREFIX}/runs", summary="List runs without folds and evaluation")
@@ -86,7 +88,9 @@ async def runs(
 async def lookup(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Return whole runs with artifacts and child run ids, in the order asked."""
     body = _decode(LookupRequest, await request.body())
-    found = await run_with_catalog(daemon_state(request), run_details, body.run_ids)
+    found = await run_with_catalog(
+        daemon_state(request), run_details, body.run_ids, body.details
+    )
     return _json({"runs": found})
 
 

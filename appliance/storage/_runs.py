@@ -275,14 +275,17 @@ def get_run(catalog: Catalog, run_id: str) -> Run:
     return _from_row(row)
 
 
-def get_runs(catalog: Catalog, run_ids: list[str]) -> list[Run]:
+def get_runs(catalog: Catalog, run_ids: list[str], details: bool = True) -> list[Run]:
     """Return the runs `run_ids` in the order given, with one query.
+
+    With `details` false, `folds` and `evaluation` are left out (None).
 
     Raises:
         NotFoundError: A run id does not exist; the error names the first one.
     """
     rows = catalog.db.execute(
-        f"SELECT {_COLUMNS} FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+        f"SELECT {_COLUMNS if details else _SUMMARY_COLUMNS} FROM runs "
+        "WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
         [run_ids],
     ).fetchall()
     found = {row[0]: _from_row(row) for row in rows}
