@@ -211,3 +211,15 @@ def test_overfit_gap_flagged_above_threshold(
         metrics["train_roc_auc"] - metrics["roc_auc"]
     )
     assert metrics["overfit_flagged"] == flagged
+
+
+def test_doctests_of_metric_helpers() -> None:
+    import doctest
+
+    from appliance.cli import _runs
+    from appliance.training import _metrics, _validation
+
+    for module in (_metrics, _validation, _runs):
+        result = doctest.testmod(module)
+        assert result.failed == 0, module.__name__
+        assert result.attempted > 0, module.__name__
