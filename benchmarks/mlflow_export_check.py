@@ -7,7 +7,8 @@ rows and prints the largest difference from the appliance's predictions.
 The test suite checks the export with onnxruntime only, because MLflow is
 never a dependency of the appliance.
 
-Usage: .venv/bin/python benchmarks/mlflow_export_check.py CONFIG MODEL[@VERSION] ROWS.csv
+Usage:
+    .venv/bin/python benchmarks/mlflow_export_check.py CONFIG NAME[@VERSION] ROWS.csv
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ import mlflow.onnx, mlflow.pyfunc
 folder, inputs = sys.argv[1], json.loads(sys.stdin.read())
 mlflow.onnx.load_model(folder)
 model = mlflow.pyfunc.load_model(folder)
-feed = {k: np.array(v["values"], dtype=v["dtype"]).reshape(-1, 1) for k, v in inputs.items()}
+feed = {
+    k: np.array(v["values"], dtype=v["dtype"]).reshape(-1, 1)
+    for k, v in inputs.items()
+}
 output = model.predict(feed)
 print(json.dumps({k: np.asarray(v).tolist() for k, v in output.items()}))
 """
