@@ -31,7 +31,15 @@ from appliance.storage import (
 )
 from appliance.training._environment import code_version, package_versions
 from appliance.training._evaluate import evaluate
-from appliance.training._export import input_schema, parity, probe_rows, to_onnx
+from appliance.training._export import (
+    check_derived,
+    input_schema,
+    parity,
+    parity_message,
+    probe_rows,
+    to_onnx,
+    training_inputs,
+)
 from appliance.training._frame import TrainingFrame, load_frame
 from appliance.training._metrics import overfit_gap
 from appliance.training._pipeline import build_pipeline, estimator_params
@@ -40,8 +48,9 @@ from appliance.training._validation import cross_validate, summarize
 
 logger = logging.getLogger(__name__)
 
-PARITY_TOLERANCE = 1e-4
-"""Largest ONNX-to-native difference in probability (or scaled value) accepted."""
+PARITY_TOLERANCE = 1e-5
+"""Largest ONNX-to-native difference in probability (or in value over
+max(1, |value|)) accepted."""
 
 
 @dataclass(frozen=True)
@@ -131,9 +140,9 @@ def _train(catalog: Catalog, cfg: ModelConfig, run_id: str) -> TrainResult:
     metrics["fit_seconds"] = time.perf_counter() - started
 
     inputs = input_schema(frame.numeric, frame.categorical)
-    onnx_bytes, difference = _export(cfg, pipeline, frame, inputs, metrics)
-    metrics["parity_max_abs_diff"] = difference
     schema = _schema(cfg, frame, inputs, run_id, metrics)
+    onnx_bytes, difference = _export(catalog, cfg, pipeline, frame, schema, metrics)
+    schema["parity"] = difference
     version = register_version(
         catalog, cfg.name, run_id, cfg.task, onnx_bytes, schema, difference
     )
@@ -218,33 +227,36 @@ def _search(
 
 
 def _export(
+    catalog: Catalog,
     cfg: ModelConfig,
     pipeline: Any,
     frame: TrainingFrame,
-    inputs: list[dict[str, str]],
+    schema: dict[str, Any],
     metrics: dict[str, float],
 ) -> tuple[bytes, float]:
     """Convert to ONNX and check parity on holdout and probe rows.
 
+    Adds ``parity_max_abs_diff`` and ``parity_label_mismatches`` to `metrics`.
+
     Raises:
         ExportError: The outputs differ by more than `PARITY_TOLERANCE`.
     """
-    onnx_bytes = to_onnx(pipeline, inputs, cfg.task)
-    checked = pd.concat(
-        [frame.x_test, probe_rows(frame.x_test, frame.numeric, frame.categorical)],
-        ignore_index=True,
-    )
-    probe_schema = {"task": cfg.task, "inputs": inputs, "classes": frame.classes}
-    difference = parity(
-        OnnxModel(onnx_bytes, probe_schema), pipeline, checked, cfg.task
-    )
-    if not difference <= PARITY_TOLERANCE:
+    reference = training_inputs(pipeline, frame.x_train, frame.numeric)
+    onnx_bytes = to_onnx(pipeline, schema["inputs"], cfg.task, reference)
+    onnx_model = OnnxModel(onnx_bytes, schema)
+    check_derived(catalog, cfg, frame, onnx_model)
+    probes = probe_rows(frame.x_train, frame.numeric, frame.categorical, pipeline)
+    checked = pd.concat([frame.x_test, probes], ignore_index=True)
+    agreement = parity(onnx_model, pipeline, checked, cfg.task, PARITY_TOLERANCE)
+    metrics["parity_max_abs_diff"] = agreement.max_difference
+    metrics["parity_label_mismatches"] = agreement.label_mismatches
+    if not agreement.passed(PARITY_TOLERANCE):
         raise ExportError(
-            f"ONNX output of model {cfg.name!r} differs from the native model by "
-            f"{difference:.3g} on {len(checked)} holdout rows, above the tolerance "
-            f"{PARITY_TOLERANCE}; the version was not registered"
+            parity_message(
+                cfg.name, agreement, checked, len(frame.x_test), PARITY_TOLERANCE
+            )
         )
-    return onnx_bytes, difference
+    return onnx_bytes, agreement.max_difference
 
 
 def _schema(
@@ -260,6 +272,9 @@ def _schema(
         "algorithm": cfg.algorithm,
         "target": cfg.target,
         "inputs": inputs,
+        "request": frame.request,
+        "derive": frame.derive,
+        "checks": cfg.checks,
         "classes": frame.classes,
         "dataset": cfg.dataset,
         "dataset_version": frame.dataset_version,
@@ -267,13 +282,11 @@ def _schema(
         "rows_test": len(frame.y_test),
         "rows_unlabelled": frame.unlabelled,
         "where": cfg.where,
-        "derive": cfg.derive,
         "split": dataclasses.asdict(cfg.split),
         "metric": cfg.primary_metric,
         "intended_use": cfg.intended_use,
         "run_id": run_id,
         "metrics": metrics,
-        "parity": metrics["parity_max_abs_diff"],
         "parity_tolerance": PARITY_TOLERANCE,
     }
 
