@@ -223,3 +223,71 @@ def test_doctests_of_metric_helpers() -> None:
         result = doctest.testmod(module)
         assert result.failed == 0, module.__name__
         assert result.attempted > 0, module.__name__
+
+
+def test_regression_run_metrics_and_plots(trips: Callable[[str], Config]) -> None:
+    config = trips(
+        """
+        [models.distance]
+        dataset = "trips"
+        target = "distance"
+        task = "regression"
+        algorithm = "lightgbm"
+        features = ["hour", "carrier"]
+        categorical = ["carrier"]
+        segments = ["carrier"]
+        params = {n_estimators = 10, n_jobs = 1}
+
+        [models.distance.cv]
+        method = "time"
+        folds = 3
+        """
+    )
+
+    result = train_model(config, "distance")
+
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        run = get_run(catalog, result.run_id)
+        artifacts = {a["name"] for a in list_artifacts(catalog, run.run_id)}
+    assert run.metrics is not None
+    for name in ("mae", "rmse", "r2", "mape", "cv_rmse_mean", "train_rmse"):
+        assert name in run.metrics, name
+    assert run.metrics["overfit_gap"] == pytest.approx(
+        run.metrics["rmse"] - run.metrics["train_rmse"]
+    )
+    assert run.folds is not None and len(run.folds) == 3
+    # Time-series folds grow: each trains on every row before its validation rows.
+    assert [f["rows_train"] for f in run.folds] == sorted(
+        f["rows_train"] for f in run.folds
+    )
+    assert run.evaluation is not None
+    assert set(run.evaluation["segments"]["carrier"]) == {"AA", "B6", "UA"}
+    assert {"residuals.png", "feature_importance.png"} <= artifacts
+    assert "roc.png" not in artifacts
+
+
+def test_multiclass_run_details(trips: Callable[[str], Config]) -> None:
+    config = trips(
+        """
+        [models.carrier]
+        dataset = "trips"
+        target = "carrier"
+        task = "classification"
+        algorithm = "logistic_regression"
+        features = ["hour", "distance"]
+        """
+    )
+
+    result = train_model(config, "carrier")
+
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        run = get_run(catalog, result.run_id)
+    assert run.metrics is not None
+    for name in CLASSIFICATION_METRICS:
+        assert name in run.metrics, name
+    assert run.evaluation is not None
+    assert run.evaluation["classes"] == ["AA", "B6", "UA"]
+    matrix = run.evaluation["confusion_matrix"]
+    assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
+    assert sum(map(sum, matrix)) == result.rows_test
+    assert set(run.evaluation["per_class"]) == {"AA", "B6", "UA"}
