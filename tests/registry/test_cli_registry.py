@@ -6,8 +6,10 @@ import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from support import run_appliance
+import httpx
+from support import run_appliance, start_daemon, stop_daemon
 
 from appliance.config import Config
 from appliance.training import train_model
@@ -56,6 +58,25 @@ def test_runs_and_models_commands(
 
     promoted = cli("models", "promote", "late", "1", "--reason", "ok", "--by", "ann")
     assert "late champion: version 1 (was 2), set by ann: ok" in promoted
+
+    # From here on the commands go through a daemon, which serves the
+    # champion, version 1, rather than the latest version.
+    daemon = start_daemon(config.path, config.storage.home, tmp_path / "daemon.log")
+    try:
+        with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
+            served = client.post(
+                "/v1/models/late/predict",
+                json={"rows": [{"distance": 700.0, "hour": 18, "carrier": "B6"}]},
+            )
+        assert served.json()["version"] == 1
+        _daemon_commands(cli, run_appliance, config, tmp_path)
+    finally:
+        stop_daemon(daemon)
+
+
+def _daemon_commands(
+    cli: Callable[..., str], run: Callable[..., Any], config: Config, tmp_path: Path
+) -> None:
     cli("models", "promote", "late", "2", "--alias", "challenger")
     listed = [json.loads(line) for line in cli("models", "list", "--json").splitlines()]
     assert [(v["version"], v["aliases"], v["serving"]) for v in listed] == [
@@ -73,8 +94,6 @@ def test_runs_and_models_commands(
 
     rolled = cli("models", "rollback", "late", "--reason", "undo")
     assert "late champion: version 2 (was 1), rollback by" in rolled
-    again = run_appliance(
-        config.path, config.storage.home, "models", "rollback", "late"
-    )
+    again = run(config.path, config.storage.home, "models", "rollback", "late")
     assert again.returncode == 1
     assert "no previous champion" in again.stderr
