@@ -1,10 +1,10 @@
 """Benchmark: list and compare 1,000 runs with the ``appliance`` command.
 
 Creates a home with 1,000 finished runs of realistic size (estimator defaults,
-about 40 metrics, 5 folds, per-segment evaluation) through the same API that
-training uses, then times each command as a new process, wall clock, from a
-warm start: each command runs once untimed so the files are in the page
-cache, then the median of the timed runs is kept.
+30 metrics, 5 folds, per-segment evaluation) through the same API that
+training uses. Then it times each command as a new process from a warm start.
+Each command runs once untimed so the files are in the page cache, and the
+median of the timed runs is kept.
 
 Usage: .venv/bin/python benchmarks/runs_cli.py [--runs N] [--repeats N]
 """

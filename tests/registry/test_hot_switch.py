@@ -164,8 +164,8 @@ def test_version_query_and_corrupted_promotion(served: tuple[Config, Daemon]) ->
     assert "has no version 9" in missing.json()["error"]
 
     assert _cli(config, "models", "promote", "late", "1").returncode == 0
-    # The daemon holds the catalog, so the CLI trains through it; with a
-    # promoted champion the new version is registered but not served.
+    # The daemon has the only catalog connection, so the CLI trains through
+    # it. With a promoted champion the new version is registered, not served.
     trained = _cli(config, "train", "late")
     assert trained.returncode == 0, trained.stderr
     assert "keeps serving the champion" in trained.stdout
