@@ -305,6 +305,143 @@ def _check_space_entry(name: str, values: Any, method: str) -> None:
 
 
 @dataclass(frozen=True)
+class RetrainConfig:
+    """When and how a model retrains itself, as ``[models.NAME.retrain]``."""
+
+    trigger: Literal["off", "drift", "schedule", "both"] = "off"
+    """What starts a retraining: a drift alarm, the `schedule`, both, or nothing."""
+    schedule: str | None = None
+    """Cron expression (minute hour day month weekday, UTC) of scheduled runs."""
+    cooldown_hours: float = 24.0
+    """Least time between two retrainings; alarms inside it are only recorded."""
+    budget: int = 4
+    """Most retrainings within any `budget_days` days."""
+    budget_days: float = 30.0
+    """Length of the period the budget covers, in days."""
+    window: Literal["sliding", "expanding"] = "sliding"
+    """``sliding`` keeps the latest `window_days` or `window_rows`; ``expanding``
+    keeps every labelled row."""
+    window_days: float | None = 90.0
+    """Days of labelled data a sliding window keeps."""
+    window_rows: int | None = None
+    """Labelled rows a sliding window keeps; applied after `window_days`."""
+    min_new_labels: int = 1000
+    """Fewest labels received since the last retraining for a new one."""
+    holdout_days: float = 7.0
+    """Most recent days of labels that score champion and challenger alike."""
+    metric: Literal["roc_auc", "log_loss", "accuracy", "mae"] = "roc_auc"
+    """Metric that compares models and watches the live champion."""
+    promote_margin: float = 0.002
+    """How much better the challenger must score on the holdout to be promoted."""
+    rollback_margin: float = 0.02
+    """How much worse the new champion may score live than the old one did
+    before it is rolled back."""
+
+    def __post_init__(self) -> None:
+        if self.trigger in ("schedule", "both") and not self.schedule:
+            raise ValueError(f"trigger {self.trigger!r} needs 'schedule', a cron line")
+        if self.schedule:
+            _check_cron(self.schedule)
+        if self.cooldown_hours < 0:
+            raise ValueError(
+                f"cooldown_hours must be at least 0, got {self.cooldown_hours}"
+            )
+        if self.budget < 1 or self.budget_days <= 0:
+            raise ValueError(
+                f"budget must be at least 1 and budget_days above 0, got "
+                f"{self.budget} and {self.budget_days}"
+            )
+        if self.window_days is not None and self.window_days <= 0:
+            raise ValueError(f"window_days must be above 0, got {self.window_days}")
+        if self.window_rows is not None and self.window_rows < 1:
+            raise ValueError(f"window_rows must be at least 1, got {self.window_rows}")
+        if self.min_new_labels < 0 or self.holdout_days <= 0:
+            raise ValueError(
+                "min_new_labels must be at least 0 and holdout_days above 0, got "
+                f"{self.min_new_labels} and {self.holdout_days}"
+            )
+        if self.promote_margin < 0 or self.rollback_margin < 0:
+            raise ValueError("promote_margin and rollback_margin must be at least 0")
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """Drift detection, alerts and the webhook, as ``[monitoring]``."""
+
+    drift_interval_seconds: int = 3600
+    """Period of the batch drift check."""
+    drift_window_rows: int = 50_000
+    """Most recent predicted rows the batch drift check compares."""
+    min_samples: int = 100
+    """Fewest non-missing values per feature for a batch drift test."""
+    psi_threshold: float = 0.2
+    """PSI at or above which a feature drifts."""
+    p_value: float = 0.01
+    """KS and chi-squared p-value below which a batch test rejects."""
+    ks_floor: float = 0.1
+    """Smallest KS statistic that counts as drift."""
+    cramers_v_floor: float = 0.1
+    """Smallest Cramér's V that counts as drift."""
+    stream_delta: float = 0.002
+    """ADWIN confidence of the streaming detectors."""
+    stream_window: int = 500
+    """Values per window of the streaming KS and chi-squared detectors."""
+    stream_p_value: float = 0.001
+    """p-value of the streaming windowed tests."""
+    performance_drop: float = 0.05
+    """Drop of the live metric below the model's holdout metric that alerts."""
+    min_live_labels: int = 500
+    """Fewest labels in the live window before performance is judged."""
+    error_rate: float = 0.05
+    """Share of failed prediction requests that alerts."""
+    latency_p95_ms: float = 500.0
+    """95th percentile of prediction latency, in milliseconds, that alerts."""
+    webhook_url: str | None = None
+    """HTTP(S) address that receives each new alert as JSON; none when unset."""
+    webhook_retries: int = 3
+    """Attempts after the first failed webhook delivery."""
+    webhook_backoff_seconds: float = 1.0
+    """Wait before the first retry; doubled at each further retry."""
+    webhook_timeout_seconds: float = 5.0
+    """Timeout of one webhook delivery."""
+
+    def __post_init__(self) -> None:
+        if self.drift_interval_seconds < 1 or self.drift_window_rows < 1:
+            raise ValueError(
+                "drift_interval_seconds and drift_window_rows must be at least 1"
+            )
+        if self.min_samples < 1:
+            raise ValueError(f"min_samples must be at least 1, got {self.min_samples}")
+        for name in ("p_value", "stream_delta", "stream_p_value"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(
+                    f"{name} must be within (0, 1), got {getattr(self, name)}"
+                )
+        if self.stream_window < 30:
+            raise ValueError(
+                f"stream_window must be at least 30, got {self.stream_window}"
+            )
+        if self.webhook_retries < 0 or self.webhook_backoff_seconds < 0:
+            raise ValueError("webhook_retries and webhook_backoff_seconds must be >= 0")
+        if self.webhook_url and not self.webhook_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(
+                f"webhook_url must start with http:// or https://, got "
+                f"{self.webhook_url!r}"
+            )
+
+
+def _check_cron(expression: str) -> None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(expression, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"schedule {expression!r} is not a valid cron line: {exc}")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One model declared as ``[models.NAME]``."""
 
@@ -337,6 +474,8 @@ class ModelConfig:
     checks: dict[str, dict[str, float]] = field(default_factory=dict)
     """Allowed range of numeric features, such as ``income = {min = 0}``; a
     request value outside it is rejected, a training value fails the run."""
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    """Automatic retraining policy."""
     metric: str | None = None
     """Metric that ranks search candidates and measures overfitting; ``roc_auc``
     for classification and ``rmse`` for regression when omitted."""
@@ -455,6 +594,8 @@ class Config:
     models: dict[str, ModelConfig] = field(default_factory=dict)
     log_level: str = "INFO"
     """Lowest level of log records written to stderr."""
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    """Drift detection, alerts and the webhook."""
 
     def model(self, name: str) -> ModelConfig:
         """Return the model declared as ``[models.NAME]``."""
@@ -485,7 +626,14 @@ def load_config(path: str | Path | None = None) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
 
-    unknown = set(table) - {"storage", "server", "predictions", "models", "log_level"}
+    unknown = set(table) - {
+        "storage",
+        "server",
+        "predictions",
+        "models",
+        "monitoring",
+        "log_level",
+    }
     if unknown:
         raise ConfigError(f"unknown key {sorted(unknown)[0]!r} in {source}")
     storage = _build(StorageConfig, table.get("storage", {}), "storage", source)
@@ -494,6 +642,9 @@ def load_config(path: str | Path | None = None) -> Config:
         PredictionsConfig, table.get("predictions", {}), "predictions", source
     )
     models = _build_models(table.get("models", {}), source)
+    monitoring = _build(
+        MonitoringConfig, table.get("monitoring", {}), "monitoring", source
+    )
     log_level = _check_type(table.get("log_level", "INFO"), str, "log_level", source)
 
     home = Path(os.environ.get("APPLIANCE_HOME") or storage.home).expanduser()
@@ -508,6 +659,7 @@ def load_config(path: str | Path | None = None) -> Config:
         predictions=predictions,
         models=models,
         log_level=log_level,
+        monitoring=monitoring,
     )
 
 

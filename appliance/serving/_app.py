@@ -18,13 +18,20 @@ from litestar.openapi import OpenAPIConfig
 from appliance.serving import (
     _routes_admin,
     _routes_health,
+    _routes_monitoring,
     _routes_predict,
     _routes_registry,
 )
 from appliance.serving._errors import error_response
 from appliance.serving._state import DaemonState
 
-ROUTE_MODULES = (_routes_health, _routes_predict, _routes_admin, _routes_registry)
+ROUTE_MODULES = (
+    _routes_health,
+    _routes_predict,
+    _routes_admin,
+    _routes_monitoring,
+    _routes_registry,
+)
 
 
 def create_app(

@@ -27,6 +27,7 @@ from appliance.serving._body import (
 )
 from appliance.serving._errors import status_of
 from appliance.serving._onnx import OnnxModel
+from appliance.serving._routes_monitoring import model_info
 from appliance.serving._routes_registry import pinned_batcher
 from appliance.serving._state import DaemonState, daemon_state
 
@@ -97,6 +98,9 @@ async def predict(
     entry.predicted_at = arrived
     entry.latency_ms = latency * 1000.0
     state.predictions.append(entry)
+    state.monitoring.submit(
+        model_info(model), entry.request_id, entry.inputs, entry.outputs
+    )
     state.metrics.observe(name, model.version, 200, latency, entry.rows)
     return response
 
