@@ -77,6 +77,13 @@ def test_runs_and_models_commands(
 def _daemon_commands(
     cli: Callable[..., str], run: Callable[..., Any], config: Config, tmp_path: Path
 ) -> None:
+    listed_runs = cli("runs", "list", "--json", "--limit", "1").splitlines()
+    runs = [json.loads(line) for line in listed_runs]
+    assert len(runs) == 1
+    compared = json.loads(
+        cli("runs", "compare", runs[0]["run_id"], runs[0]["run_id"], "--json")
+    )
+    assert not any(row["differs"] for row in compared["fields"])
     cli("models", "promote", "late", "2", "--alias", "challenger")
     listed = [json.loads(line) for line in cli("models", "list", "--json").splitlines()]
     assert [(v["version"], v["aliases"], v["serving"]) for v in listed] == [
