@@ -21,6 +21,7 @@ from appliance.serving import (
     _routes_monitoring,
     _routes_predict,
     _routes_registry,
+    _routes_ui,
 )
 from appliance.serving._errors import error_response
 from appliance.serving._state import DaemonState
@@ -31,6 +32,7 @@ ROUTE_MODULES = (
     _routes_admin,
     _routes_monitoring,
     _routes_registry,
+    _routes_ui,
 )
 
 
