@@ -219,6 +219,91 @@ _UNEXPORTABLE_PARAMS = {
 }
 
 
+CLASSIFICATION_METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+)
+REGRESSION_METRICS = ("mae", "rmse", "r2", "mape")
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "mae", "rmse", "mape"})
+"""Metrics where a smaller value is a better model."""
+
+
+@dataclass(frozen=True)
+class CVConfig:
+    """Cross-validation on the training rows, before the holdout is scored."""
+
+    method: Literal["kfold", "stratified", "time"] = "kfold"
+    """``kfold``, ``stratified`` on the target, or ``time`` (expanding window in
+    row order, so folds only validate on rows after their training rows)."""
+    folds: int = 5
+    """Number of folds."""
+
+    def __post_init__(self) -> None:
+        if self.folds < 2:
+            raise ValueError(f"folds must be at least 2, got {self.folds}")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Hyperparameter search over the estimator's parameters."""
+
+    method: Literal["grid", "random", "halving"] = "random"
+    """``grid`` tries every combination, ``random`` samples `max_trials` of
+    them, ``halving`` runs scikit-learn's successive halving."""
+    space: dict[str, Any] = field(default_factory=dict)
+    """Estimator parameter to a list of values, or to a table
+    ``{low, high, log}`` sampled by ``random`` and ``halving``."""
+    max_trials: int = 20
+    """Most candidates evaluated; a larger grid is cut to its first ones."""
+    max_seconds: float | None = None
+    """Time budget; candidates not started when it runs out are not scored."""
+    factor: int = 3
+    """Halving only: share of candidates kept at each round is 1 / factor."""
+
+    def __post_init__(self) -> None:
+        if not self.space:
+            raise ValueError("space must name at least one parameter")
+        if self.max_trials < 1:
+            raise ValueError(f"max_trials must be at least 1, got {self.max_trials}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive, got {self.max_seconds}")
+        if self.factor < 2:
+            raise ValueError(f"factor must be at least 2, got {self.factor}")
+        for name, values in self.space.items():
+            _check_space_entry(name, values, self.method)
+
+
+def _check_space_entry(name: str, values: Any, method: str) -> None:
+    if isinstance(values, list):
+        if not values:
+            raise ValueError(f"space.{name} is an empty list; give at least one value")
+        return
+    if isinstance(values, dict):
+        if method == "grid":
+            raise ValueError(
+                f"space.{name} is a range, which method 'grid' cannot enumerate; "
+                "give a list of values or use method 'random'"
+            )
+        unknown = set(values) - {"low", "high", "log"}
+        if unknown or not {"low", "high"} <= set(values):
+            raise ValueError(
+                f"space.{name} must be a list or a table with low, high and an "
+                f"optional log, got {values!r}"
+            )
+        if not values["low"] < values["high"]:
+            raise ValueError(f"space.{name}: low must be below high, got {values!r}")
+        if values.get("log") and values["low"] <= 0:
+            raise ValueError(f"space.{name}: a log range needs low > 0")
+        return
+    raise ValueError(f"space.{name} must be a list or a table, got {values!r}")
+
+
 @dataclass(frozen=True)
 class RetrainConfig:
     """When and how a model retrains itself, as ``[models.NAME.retrain]``."""
@@ -391,6 +476,28 @@ class ModelConfig:
     request value outside it is rejected, a training value fails the run."""
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     """Automatic retraining policy."""
+    metric: str | None = None
+    """Metric that ranks search candidates and measures overfitting; ``roc_auc``
+    for classification and ``rmse`` for regression when omitted."""
+    cv: CVConfig | None = None
+    """Cross-validation of the training rows; per-fold metrics are recorded."""
+    search: SearchConfig | None = None
+    """Hyperparameter search; each candidate is recorded as a child run."""
+    segments: tuple[str, ...] = ()
+    """Categorical features whose values get their own holdout metrics."""
+    overfit_threshold: float = 0.05
+    """Largest accepted gap between the training and holdout `metric`."""
+    intended_use: str = ""
+    """What the model is for and not for; shown on the model card."""
+    tags: dict[str, str] = field(default_factory=dict)
+    """Labels copied to every run of the model."""
+
+    @property
+    def primary_metric(self) -> str:
+        """Return the metric that ranks candidates."""
+        if self.metric:
+            return self.metric
+        return "roc_auc" if self.task == "classification" else "rmse"
 
     def __post_init__(self) -> None:
         allowed = ALGORITHMS[self.task]
@@ -399,6 +506,26 @@ class ModelConfig:
                 f"algorithm {self.algorithm!r} is not available for task "
                 f"{self.task!r}; use one of {', '.join(allowed)}"
             )
+        metrics = (
+            CLASSIFICATION_METRICS
+            if self.task == "classification"
+            else REGRESSION_METRICS
+        )
+        if self.metric is not None and self.metric not in metrics:
+            raise ValueError(
+                f"metric {self.metric!r} is not available for task {self.task!r}; "
+                f"use one of {', '.join(metrics)}"
+            )
+        if self.overfit_threshold < 0:
+            raise ValueError(
+                f"overfit_threshold must be 0 or more, got {self.overfit_threshold}"
+            )
+        if self.features is not None:
+            outside = set(self.segments) - set(self.categorical)
+            if outside:
+                raise ValueError(
+                    f"segments {sorted(outside)} must be listed in categorical"
+                )
         if self.features is not None and self.target in self.features:
             raise ValueError(f"target {self.target!r} is also listed in features")
         self._check_derived_features()

@@ -6,7 +6,8 @@ uvicorn. The app's lifespan enters the `COMPONENTS` in order on one
 
 1. the catalog connection, the only writer of the catalog while the daemon runs;
 2. the prediction log writer;
-3. the served models (the latest version of each), on a session thread pool;
+3. the served models (the champion of each, else its latest version), on a
+   session thread pool;
 4. the streaming monitors, fed off the request path by one worker thread;
 5. the APScheduler scheduler;
 6. the SIGHUP handler that reloads the configuration.
@@ -48,7 +49,7 @@ from appliance.serving import (
     publish_model_schema,
     session_threads,
 )
-from appliance.storage import Catalog, latest_models
+from appliance.storage import Catalog, champion_models
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ async def run_prediction_log(state: DaemonState) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def serve_models(state: DaemonState) -> AsyncIterator[None]:
-    """Load the latest version of every registered model."""
+    """Load the champion of every model (its latest version until one is promoted)."""
     settings = batch_settings(state.config.server)
     state.models = ModelSet(
         settings=settings,
@@ -102,7 +103,7 @@ def _load_models(state: DaemonState) -> None:
     started = time.perf_counter()
     view = state.catalog.cursor()
     try:
-        versions = latest_models(view)
+        versions = champion_models(view)
     finally:
         view.close()
     threads = session_threads(state.config.server)

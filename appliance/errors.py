@@ -11,6 +11,7 @@ caller can catch one family and show its message. The tree::
     ├── TrainingError        a model cannot be trained on the data given
     ├── ExportError          ONNX conversion failed or lost parity
     ├── IntegrityError       a stored artifact does not match its hash
+    ├── RegistryError        an alias change the registry rejects
     ├── RequestError         a prediction request does not fit the model
     │   └── LimitError       a request above the configured rows or bytes
     ├── DaemonRunningError   another daemon already holds the home
@@ -55,6 +56,10 @@ class ExportError(ApplianceError):
 
 class IntegrityError(ApplianceError):
     """A stored artifact whose bytes do not match the recorded hash."""
+
+
+class RegistryError(ApplianceError):
+    """An alias name or alias change that the registry rejects."""
 
 
 class RequestError(ApplianceError):

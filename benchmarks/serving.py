@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from _report import PAGE, write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 WORK = BENCH / ".work"
@@ -500,9 +502,7 @@ def write_report(results, memory, ready, batch, args) -> None:  # noqa: ANN001
     names = list(dict.fromkeys(r.server for r in results))
     levels = sorted({r.connections for r in results})
     lines = [
-        "# Benchmarks",
-        "",
-        "Written by `benchmarks/serving.py`; rerun it to refresh this page.",
+        "Written by `benchmarks/serving.py`; rerun it to refresh this section.",
         "",
         "## Machine and load",
         "",
@@ -607,9 +607,8 @@ def write_report(results, memory, ready, batch, args) -> None:  # noqa: ANN001
         if batch.get("note"):
             lines += ["", str(batch["note"])]
     lines += goals(by, memory, ready, batch)
-    path = ROOT / "docs" / "benchmarks.md"
-    path.write_text("\n".join(lines) + "\n")
-    print(f"wrote {path}")
+    write_section("serving", "\n".join(lines))
+    print(f"wrote the serving section of {PAGE}")
 
 
 def goals(by, memory, ready, batch) -> list[str]:  # noqa: ANN001

@@ -1,10 +1,9 @@
-"""Model commands: ``train``, ``predict``, ``models`` and ``runs``."""
+"""Model commands: ``train``, ``predict`` and ``models``."""
 
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import asdict
+import getpass
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,11 @@ from appliance.cli._output import (
     add_json_flag,
     iso_seconds,
     print_rows,
-    read_catalog,
 )
+from appliance.cli._remote import registry_change, registry_read
 from appliance.config import Config
+
+_REFERENCE_HELP = "model name, optionally with @VERSION or @ALIAS (default: champion)"
 
 
 def register(commands: Any) -> None:
@@ -28,17 +29,58 @@ def register(commands: Any) -> None:
     predict.add_argument("name", help="model name")
     predict.add_argument("input", type=Path, help="CSV or Parquet file to score")
     predict.add_argument("output", type=Path, help="Parquet file to write")
-    predict.add_argument("--version", type=int, help="model version (default: latest)")
+    predict.add_argument(
+        "--version", help="version number or alias (default: the champion)"
+    )
 
     models = add_group(commands, "models", "registered models")
-    add_json_flag(add_command(models, "list", _models_list, "list model versions"))
+    models_list = add_command(models, "list", _list, "list model versions")
+    models_list.add_argument("--model", help="only versions of this model")
+    add_json_flag(models_list)
 
-    runs = add_group(commands, "runs", "training runs")
-    runs_list = add_command(runs, "list", _runs_list, "list runs, newest first")
-    runs_list.add_argument("--model", help="only runs of this model")
-    add_json_flag(runs_list)
-    runs_show = add_command(runs, "show", _runs_show, "show one run as JSON")
-    runs_show.add_argument("run_id", help="run id")
+    promote = add_command(models, "promote", _promote, "point an alias at a version")
+    promote.add_argument("name", help="model name")
+    promote.add_argument("version", type=int, help="version number")
+    promote.add_argument(
+        "--alias", default="champion", help="alias (default: champion)"
+    )
+    _add_audit_flags(promote)
+
+    rollback = add_command(
+        models, "rollback", _rollback, "return an alias to its previous version"
+    )
+    rollback.add_argument("name", help="model name")
+    rollback.add_argument(
+        "--alias", default="champion", help="alias (default: champion)"
+    )
+    _add_audit_flags(rollback)
+
+    history = add_command(models, "history", _history, "list the alias changes")
+    history.add_argument("name", help="model name")
+    history.add_argument("--alias", help="only changes of this alias")
+    add_json_flag(history)
+
+    card = add_command(models, "card", _card, "write the HTML model card of a version")
+    card.add_argument("reference", metavar="NAME[@VERSION]", help=_REFERENCE_HELP)
+    card.add_argument("output", type=Path, metavar="OUT.html", help="file to write")
+
+    export = add_command(models, "export", _export, "export a version to a folder")
+    export.add_argument("reference", metavar="NAME[@VERSION]", help=_REFERENCE_HELP)
+    export.add_argument("folder", type=Path, metavar="DIR", help="new folder to write")
+    export.add_argument(
+        "--format",
+        choices=("mlflow", "onnx"),
+        default="mlflow",
+        help="mlflow: MLflow model directory with MLmodel; onnx: model.onnx and "
+        "schema.json (default: mlflow)",
+    )
+
+
+def _add_audit_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reason", default="", help="why, kept in the alias history")
+    parser.add_argument(
+        "--by", help="who makes the change (default: the logged-in user)"
+    )
 
 
 def _train(config: Config, args: argparse.Namespace) -> None:
@@ -47,26 +89,13 @@ def _train(config: Config, args: argparse.Namespace) -> None:
     config.model(args.name)
     client = find_daemon(config.storage.home)
     if client is not None:
-        # The daemon trains in a worker thread and serves the new version at once.
+        # The daemon trains in a worker thread and serves the new version
+        # unless a champion was promoted.
         result = client.post(
             "/v1/admin/train", {"model": args.name}, timeout=LONG_TIMEOUT_SECONDS
         )
     else:
-        from appliance.training import train_model
-
-        local = train_model(config, args.name)
-        version = local.model_version
-        result = {
-            "run_id": local.run_id,
-            "model": version.model,
-            "version": version.version,
-            "dataset_version": local.dataset_version,
-            "metrics": local.metrics,
-            "rows_train": local.rows_train,
-            "rows_test": local.rows_test,
-            "path": str(version.path),
-            "sha256": version.sha256,
-        }
+        result = _train_here(config, args.name)
     print(
         f"run {result['run_id']}: model {result['model']} version {result['version']}"
     )
@@ -74,91 +103,187 @@ def _train(config: Config, args: argparse.Namespace) -> None:
         f"dataset {config.model(args.name).dataset}@{result['dataset_version']} "
         f"train_rows={result['rows_train']} holdout_rows={result['rows_test']}"
     )
+    if result.get("trials"):
+        print(f"search: {result['trials']} trials recorded as child runs")
     for name, value in result["metrics"].items():
-        print(f"  {name:<22} {value:.6g}")
+        print(f"  {name:<26} {value:.6g}")
+    if result["metrics"].get("overfit_flagged"):
+        print(
+            f"warning: overfitting gap {result['metrics']['overfit_gap']:.4g} is "
+            f"above overfit_threshold {config.model(args.name).overfit_threshold}"
+        )
     print(f"artifact {result['path']} sha256={result['sha256']}")
-    if client is not None:
+    if result.get("served"):
         print(f"serving version {result['version']} in the running daemon")
+    elif client is not None:
+        print("the daemon keeps serving the champion; promote to serve this version")
+
+
+def _train_here(config: Config, name: str) -> dict[str, Any]:
+    from appliance.training import train_model
+
+    local = train_model(config, name)
+    version = local.model_version
+    return {
+        "run_id": local.run_id,
+        "model": version.model,
+        "version": version.version,
+        "dataset_version": local.dataset_version,
+        "metrics": local.metrics,
+        "rows_train": local.rows_train,
+        "rows_test": local.rows_test,
+        "trials": local.trials,
+        "path": str(version.path),
+        "sha256": version.sha256,
+    }
 
 
 def _predict(config: Config, args: argparse.Namespace) -> None:
-    from appliance.errors import NotFoundError
+    from appliance.registry import resolve, version_from_record
     from appliance.serving import OnnxModel, score_file
 
-    versions = read_catalog(
+    record = registry_read(
         config,
-        "/v1/admin/model-versions",
-        "versions",
-        "list_models",
-        {"model": args.name},
+        f"/models/{args.name}/resolve",
+        "version",
+        {"reference": args.version},
+        resolve,
+        args.name,
+        args.version,
     )
-    if not versions:
-        raise NotFoundError(
-            f"model {args.name!r} has no registered version; run 'appliance train "
-            f"{args.name}' first"
-        )
-    wanted = [v for v in versions if args.version in (None, v["version"])]
-    if not wanted:
-        known = ", ".join(str(v["version"]) for v in versions)
-        raise NotFoundError(
-            f"model {args.name!r} has no version {args.version}; versions: {known}"
-        )
-    version = wanted[0]
-    model = OnnxModel.load(Path(version["path"]), version["sha256"])
+    version = version_from_record(record)
+    model = OnnxModel.load(version.path, version.sha256)
     rows = score_file(model, args.input, args.output)
-    print(f"scored {rows} rows with {version['model']} version {version['version']}")
+    print(f"scored {rows} rows with {version.model} version {version.version}")
     print(f"wrote {args.output}")
 
 
-def _models_list(config: Config, args: argparse.Namespace) -> None:
-    versions = read_catalog(
-        config, "/v1/admin/model-versions", "versions", "list_models"
+def _list(config: Config, args: argparse.Namespace) -> None:
+    from appliance.registry import model_versions
+
+    versions = registry_read(
+        config, "/models", "versions", {"model": args.model}, model_versions, args.model
     )
     rows = [
         {
             "model": v["model"],
             "version": v["version"],
+            "aliases": ",".join(v["aliases"]),
+            "serving": v["serving"],
             "task": v["task"],
             "created_at": iso_seconds(v["created_at"]),
             "parity": v["parity"],
             "run_id": v["run_id"],
             "sha256": v["sha256"],
+            "path": v["path"],
         }
         for v in versions
     ]
-    columns = ["model", "version", "task", "created_at", "parity", "run_id"]
-    print_rows(rows, args.json, columns)
+    columns = ["model", "version", "aliases", "serving", "task", "created_at"]
+    print_rows(rows, args.json, columns + ["parity", "run_id"])
 
 
-def _runs_list(config: Config, args: argparse.Namespace) -> None:
-    runs = read_catalog(
-        config, "/v1/admin/runs", "runs", "list_runs", {"model": args.model}
+def _promote(config: Config, args: argparse.Namespace) -> None:
+    from appliance.registry import promote
+
+    body = {
+        "version": args.version,
+        "alias": args.alias,
+        "actor": args.by or getpass.getuser(),
+        "reason": args.reason,
+    }
+    _print_event(registry_change(config, args.name, "promote", body, promote))
+
+
+def _rollback(config: Config, args: argparse.Namespace) -> None:
+    from appliance.registry import rollback
+
+    body = {
+        "alias": args.alias,
+        "actor": args.by or getpass.getuser(),
+        "reason": args.reason,
+    }
+    _print_event(registry_change(config, args.name, "rollback", body, rollback))
+
+
+def _history(config: Config, args: argparse.Namespace) -> None:
+    from appliance.registry import history
+
+    events = registry_read(
+        config,
+        f"/models/{args.name}/history",
+        "events",
+        {"alias": args.alias},
+        history,
+        args.name,
+        args.alias,
     )
     rows = [
         {
-            "run_id": r["run_id"],
-            "model": r["model"],
-            "status": r["status"],
-            "started_at": iso_seconds(r["started_at"]),
-            "dataset_version": r["dataset_version"],
-            "model_version": r["model_version"],
-            "error": r["error"],
+            "changed_at": iso_seconds(e["changed_at"]),
+            "alias": e["alias"],
+            "action": e["action"],
+            "version": e["version"],
+            "previous_version": e["previous_version"],
+            "actor": e["actor"],
+            "reason": e["reason"],
         }
-        for r in runs
+        for e in events
     ]
-    columns = ["run_id", "model", "status", "started_at", "model_version"]
-    print_rows(rows, args.json, columns)
+    columns = ["changed_at", "alias", "action", "version", "previous_version"]
+    print_rows(rows, args.json, columns + ["actor", "reason"])
 
 
-def _runs_show(config: Config, args: argparse.Namespace) -> None:
-    from appliance.client import find_daemon
+def _card(config: Config, args: argparse.Namespace) -> None:
+    from appliance.registry import card_html, write_card
 
-    client = find_daemon(config.storage.home)
-    if client is not None:
-        run = client.get(f"/v1/admin/runs/{args.run_id}")
-    else:
-        from appliance.storage import Catalog, get_run
+    name, reference = _split_reference(args.reference)
+    page = registry_read(
+        config,
+        f"/models/{name}/card",
+        "html",
+        {"reference": reference},
+        card_html,
+        name,
+        reference,
+    )
+    write_card(page, args.output)
+    print(f"wrote the model card of {args.reference} to {args.output}")
 
-        with Catalog(config.storage.home, read_only=True) as catalog:
-            run = asdict(get_run(catalog, args.run_id))
-    print(json.dumps(run, indent=2, default=str))
+
+def _export(config: Config, args: argparse.Namespace) -> None:
+    from appliance.registry import export_version, resolve, version_from_record
+
+    name, reference = _split_reference(args.reference)
+    record = registry_read(
+        config,
+        f"/models/{name}/resolve",
+        "version",
+        {"reference": reference},
+        resolve,
+        name,
+        reference,
+    )
+    version = version_from_record(record)
+    files = export_version(version, args.folder, args.format)
+    print(
+        f"exported {name} version {version.version} as {args.format} to "
+        f"{args.folder}: {', '.join(f.name for f in files)}"
+    )
+
+
+def _print_event(event: dict[str, Any]) -> None:
+    previous = event.get("previous_version")
+    print(
+        f"{event['model']} {event['alias']}: version {event['version']} "
+        f"(was {previous if previous is not None else 'unset'}), "
+        f"{event['action']} by {event['actor']}"
+        + (f": {event['reason']}" if event.get("reason") else "")
+    )
+    if "serving" in event:
+        print(f"the daemon now serves version {event['serving']}")
+
+
+def _split_reference(text: str) -> tuple[str, str | None]:
+    name, _, reference = text.partition("@")
+    return name, reference or None

@@ -20,6 +20,7 @@ from appliance.serving import (
     _routes_health,
     _routes_monitoring,
     _routes_predict,
+    _routes_registry,
     _routes_ui,
 )
 from appliance.serving._errors import error_response
@@ -30,6 +31,7 @@ ROUTE_MODULES = (
     _routes_predict,
     _routes_admin,
     _routes_monitoring,
+    _routes_registry,
     _routes_ui,
 )
 

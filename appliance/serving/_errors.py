@@ -17,6 +17,7 @@ from appliance.errors import (
     IntegrityError,
     LimitError,
     NotFoundError,
+    RegistryError,
     RequestError,
     StorageError,
     TrainingError,
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 _STATUS: dict[type[ApplianceError], int] = {
     NotFoundError: 404,
+    RegistryError: 409,
     LimitError: 413,
     RequestError: 422,
     IngestError: 422,

@@ -20,6 +20,7 @@ from litestar import Request, Response, get, post
 
 from appliance.errors import RequestError
 from appliance.serving._onnx import OnnxModel
+from appliance.serving._routes_registry import serve_new_version
 from appliance.serving._state import (
     DaemonState,
     daemon_state,
@@ -82,7 +83,8 @@ async def train(request: Request[Any, Any, Any]) -> Response[bytes]:
     async with state.admin_lock:
         result = await run_with_catalog(state, _train, config, body.model)
     version = result.model_version
-    await load_version(state, version.path, version.sha256)
+    # A promoted champion keeps serving; the new version waits for promotion.
+    served = await serve_new_version(state, version)
     return _json(
         {
             "run_id": result.run_id,
@@ -95,6 +97,8 @@ async def train(request: Request[Any, Any, Any]) -> Response[bytes]:
             "rows_test": result.rows_test,
             "path": str(version.path),
             "sha256": version.sha256,
+            "served": served,
+            "trials": result.trials,
         }
     )
 

@@ -28,6 +28,7 @@ from appliance.serving._body import (
 from appliance.serving._errors import status_of
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._routes_monitoring import model_info
+from appliance.serving._routes_registry import pinned_batcher
 from appliance.serving._state import DaemonState, daemon_state
 
 logger = logging.getLogger(__name__)
@@ -66,13 +67,21 @@ async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
         "of each model is in components/schemas as <model>Row."
     ),
 )
-async def predict(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Predict the rows of one request and log every prediction."""
+async def predict(
+    name: str, request: Request[Any, Any, Any], version: int | None = None
+) -> Response[bytes]:
+    """Predict the rows of one request and log every prediction.
+
+    Without `version` the served version (the champion) predicts; with it,
+    that registered version does.
+    """
     state = daemon_state(request)
     started = time.perf_counter()
     arrived = time.time()
     try:
         batcher = state.models.batcher(name)
+        if version is not None and version != batcher.model.version:
+            batcher = await pinned_batcher(state, name, version)
     except NotFoundError:
         state.metrics.observe("unknown", 0, 404, 0.0, 0)
         raise

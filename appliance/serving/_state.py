@@ -83,6 +83,8 @@ class ModelSet:
         )
         self.models: dict[str, OnnxModel] = {}
         self.batchers: dict[str, MicroBatcher] = {}
+        self.pinned: dict[tuple[str, int], MicroBatcher] = {}
+        """Versions requested by number (``?version=N``), by name and version."""
         self.loaded = False
         """True once the startup load is done, even when no model was found."""
         self.loaded_at = time.time()
@@ -108,6 +110,15 @@ class ModelSet:
         if self.on_put is not None:
             self.on_put(model)
         return previous
+
+    def pin(self, model: OnnxModel) -> MicroBatcher:
+        """Keep `model` loaded for requests that name its version; return its batcher.
+
+        The served version of the model does not change.
+        """
+        # NOTE: a pinned version stays loaded until the daemon stops.
+        batcher = MicroBatcher(model, self.executor, self.settings)
+        return self.pinned.setdefault((model.name, model.version), batcher)
 
     def get(self, name: str) -> OnnxModel:
         """Return the served version of model `name`.

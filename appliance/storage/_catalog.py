@@ -30,18 +30,43 @@ CREATE TABLE IF NOT EXISTS dataset_versions (
     PRIMARY KEY (dataset, version)
 );
 CREATE TABLE IF NOT EXISTS runs (
-    run_id          VARCHAR PRIMARY KEY,
-    model           VARCHAR NOT NULL,
-    status          VARCHAR NOT NULL,
-    started_at      TIMESTAMPTZ NOT NULL,
-    finished_at     TIMESTAMPTZ,
-    dataset         VARCHAR NOT NULL,
-    dataset_version VARCHAR,
-    params_json     VARCHAR NOT NULL,
-    metrics_json    VARCHAR,
-    code_version    VARCHAR NOT NULL,
-    model_version   INTEGER,
-    error           VARCHAR
+    run_id             VARCHAR PRIMARY KEY,
+    model              VARCHAR NOT NULL,
+    status             VARCHAR NOT NULL,
+    started_at         TIMESTAMPTZ NOT NULL,
+    finished_at        TIMESTAMPTZ,
+    dataset            VARCHAR NOT NULL,
+    dataset_version    VARCHAR,
+    params_json        VARCHAR NOT NULL,
+    metrics_json       VARCHAR,
+    code_version       VARCHAR NOT NULL,
+    model_version      INTEGER,
+    error              VARCHAR,
+    parent_run_id      VARCHAR,
+    kind               VARCHAR NOT NULL DEFAULT 'train',
+    tags_json          VARCHAR NOT NULL DEFAULT '{}',
+    feature_views_json VARCHAR NOT NULL DEFAULT '{}',
+    packages_json      VARCHAR NOT NULL DEFAULT '{}',
+    host               VARCHAR NOT NULL DEFAULT '',
+    pid                INTEGER,
+    duration_seconds   DOUBLE,
+    folds_json         VARCHAR,
+    evaluation_json    VARCHAR
+);
+CREATE TABLE IF NOT EXISTS run_metrics (
+    run_id    VARCHAR NOT NULL,
+    key       VARCHAR NOT NULL,
+    step      BIGINT NOT NULL,
+    value     DOUBLE,
+    logged_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_artifacts (
+    run_id     VARCHAR NOT NULL,
+    name       VARCHAR NOT NULL,
+    sha256     VARCHAR NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    media_type VARCHAR NOT NULL,
+    PRIMARY KEY (run_id, name)
 );
 CREATE TABLE IF NOT EXISTS model_versions (
     model        VARCHAR NOT NULL,
@@ -53,6 +78,22 @@ CREATE TABLE IF NOT EXISTS model_versions (
     sha256       VARCHAR NOT NULL,
     parity       DOUBLE NOT NULL,
     PRIMARY KEY (model, version)
+);
+CREATE TABLE IF NOT EXISTS model_aliases (
+    model   VARCHAR NOT NULL,
+    alias   VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (model, alias)
+);
+CREATE TABLE IF NOT EXISTS alias_events (
+    model            VARCHAR NOT NULL,
+    alias            VARCHAR NOT NULL,
+    version          INTEGER,
+    previous_version INTEGER,
+    action           VARCHAR NOT NULL,
+    actor            VARCHAR NOT NULL,
+    reason           VARCHAR NOT NULL,
+    changed_at       TIMESTAMPTZ NOT NULL
 );
 """
 
@@ -88,6 +129,11 @@ class Catalog:
     def models_dir(self) -> Path:
         """Folder of the model artifacts."""
         return self.home / "models"
+
+    @property
+    def blobs_dir(self) -> Path:
+        """Folder of run artifacts, stored by sha256 as ``blobs/AB/ABCDEF...``."""
+        return self.home / "blobs"
 
     def cursor(self) -> Catalog:
         """Return a view of this catalog on a new cursor of the same connection.

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import NotFoundError
+from appliance.errors import IntegrityError, NotFoundError
 from appliance.storage._catalog import Catalog
 
 logger = logging.getLogger(__name__)
@@ -120,6 +120,36 @@ def get_version(catalog: Catalog, model: str, version: int | None) -> ModelVersi
             return found
     known = ", ".join(str(v.version) for v in versions)
     raise NotFoundError(f"model {model!r} has no version {version}; versions: {known}")
+
+
+def verify_artifact(version: ModelVersion) -> bytes:
+    """Return the ONNX bytes of `version` after checking them against the catalog.
+
+    Raises:
+        IntegrityError: The file is missing or its sha256 differs from the
+            recorded one.
+    """
+    path = version.path / MODEL_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise IntegrityError(
+            f"{path} of model {version.model!r} version {version.version} is "
+            "missing; restore it from a backup or retrain"
+        ) from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != version.sha256:
+        raise IntegrityError(
+            f"{path} of model {version.model!r} version {version.version} has "
+            f"sha256 {actual}, expected {version.sha256}; the artifact is "
+            "corrupted, restore it from a backup or retrain"
+        )
+    return data
+
+
+def read_schema(version: ModelVersion) -> dict[str, Any]:
+    """Return the schema written beside the ONNX file of `version`."""
+    return json.loads((version.path / SCHEMA_FILE).read_text(encoding="utf-8"))
 
 
 def _from_row(row: tuple) -> ModelVersion:

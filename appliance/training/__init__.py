@@ -1,5 +1,12 @@
-"""Training: frames, pipelines, metrics, ONNX export and registration."""
+"""Training: frames, pipelines, search, evaluation, ONNX export and registration."""
 
+from appliance.training._environment import code_version, package_versions
 from appliance.training._train import PARITY_TOLERANCE, TrainResult, train_model
 
-__all__ = ["PARITY_TOLERANCE", "TrainResult", "train_model"]
+__all__ = [
+    "PARITY_TOLERANCE",
+    "TrainResult",
+    "code_version",
+    "package_versions",
+    "train_model",
+]

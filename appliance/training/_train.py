@@ -1,16 +1,19 @@
-"""Training end to end: frame, fit, evaluate, export, parity, register, record."""
+"""Training end to end: frame, search, fit, evaluate, export, register, record.
+
+The run is recorded as running before any work and closed once: finished with
+every result in one transaction, or failed with the error (an interrupt
+included) and no partial results. A search records each candidate as a child
+run of the training run.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import subprocess
 import time
 from dataclasses import dataclass
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from appliance.config import Config, ModelConfig
@@ -19,11 +22,15 @@ from appliance.serving import OnnxModel
 from appliance.storage import (
     Catalog,
     ModelVersion,
+    RunLog,
+    RunResult,
     fail_run,
     finish_run,
     register_version,
     start_run,
 )
+from appliance.training._environment import code_version, package_versions
+from appliance.training._evaluate import evaluate
 from appliance.training._export import (
     check_derived,
     input_schema,
@@ -34,8 +41,10 @@ from appliance.training._export import (
     training_inputs,
 )
 from appliance.training._frame import TrainingFrame, load_frame
-from appliance.training._metrics import classification_metrics, regression_metrics
+from appliance.training._metrics import overfit_gap
 from appliance.training._pipeline import build_pipeline, estimator_params
+from appliance.training._search import SearchOutcome, search
+from appliance.training._validation import cross_validate, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +64,14 @@ class TrainResult:
     parity: float
     rows_train: int
     rows_test: int
+    trials: int = 0
+    """Child runs recorded by the search; 0 without a search."""
 
 
 def train_model(
     config: Config, name: str, catalog: Catalog | None = None
 ) -> TrainResult:
     """Train model `name` on the latest version of its dataset and register it.
-
-    The run is recorded as running first and closed as finished or failed.
 
     Args:
         config: The appliance configuration.
@@ -83,58 +92,79 @@ def train_model(
 
 
 def _recorded_train(catalog: Catalog, cfg: ModelConfig) -> TrainResult:
-    params = {"algorithm": cfg.algorithm, **estimator_params(cfg)}
-    run_id = start_run(catalog, cfg.name, cfg.dataset, params, code_version())
+    run_id = start_run(
+        catalog,
+        cfg.name,
+        cfg.dataset,
+        {"algorithm": cfg.algorithm, **estimator_params(cfg)},
+        code_version(),
+        kind="search" if cfg.search else "train",
+        tags=dict(cfg.tags),
+        packages=package_versions(),
+    )
     try:
         return _train(catalog, cfg, run_id)
-    except Exception as exc:
-        fail_run(catalog, run_id, f"{type(exc).__name__}: {exc}")
+    except BaseException as exc:
+        fail_run(catalog, run_id, _error_text(exc))
         raise
 
 
 def _train(catalog: Catalog, cfg: ModelConfig, run_id: str) -> TrainResult:
     started = time.perf_counter()
     frame = load_frame(catalog, cfg)
+    n_classes = len(frame.classes) if frame.classes else None
+    log = RunLog(catalog, run_id)
+    metrics: dict[str, float] = {}
+    folds = None
+    trials = 0
+    if cfg.search is not None:
+        outcome = _search(catalog, cfg, frame, run_id)
+        cfg = dataclasses.replace(cfg, params={**cfg.params, **outcome.best.params})
+        folds, trials = outcome.best.folds, len(outcome.trials)
+        metrics[f"search_best_{outcome.metric}"] = outcome.best.score
+        metrics["search_trials"] = float(trials)
+        metrics["search_seconds"] = outcome.seconds
     pipeline = build_pipeline(cfg, frame.numeric, frame.categorical)
+    if cfg.cv is not None and cfg.search is None:
+        folds = cross_validate(
+            pipeline, frame.x_train, frame.y_train, cfg.cv, cfg.split.seed, n_classes
+        )
+        metrics.update(summarize(folds))
+
     try:
         pipeline.fit(frame.x_train, frame.y_train)
     except ValueError as exc:
         raise TrainingError(f"fitting model {cfg.name!r} failed: {exc}") from exc
-    metrics = _evaluate(pipeline, frame, cfg.task)
+    evaluation = evaluate(pipeline, frame, cfg)
+    metrics.update(evaluation.metrics)
     metrics["fit_seconds"] = time.perf_counter() - started
 
     inputs = input_schema(frame.numeric, frame.categorical)
     schema = _schema(cfg, frame, inputs, run_id, metrics)
-    reference = training_inputs(pipeline, frame.x_train, frame.numeric)
-    onnx_bytes = to_onnx(pipeline, inputs, cfg.task, reference)
-    onnx_model = OnnxModel(onnx_bytes, schema)
-    check_derived(catalog, cfg, frame, onnx_model)
-    probes = probe_rows(frame.x_train, frame.numeric, frame.categorical, pipeline)
-    checked = pd.concat([frame.x_test, probes], ignore_index=True)
-    agreement = parity(onnx_model, pipeline, checked, cfg.task, PARITY_TOLERANCE)
-    difference = agreement.max_difference
-    metrics["parity_max_abs_diff"] = difference
-    metrics["parity_label_mismatches"] = agreement.label_mismatches
-    if not agreement.passed(PARITY_TOLERANCE):
-        finish_run(
-            catalog,
-            run_id,
-            frame.dataset_version,
-            metrics,
-            None,
-            error=f"ONNX parity {difference:.3g} above {PARITY_TOLERANCE}",
-        )
-        raise ExportError(
-            parity_message(
-                cfg.name, agreement, checked, len(frame.x_test), PARITY_TOLERANCE
-            )
-        )
-
+    onnx_bytes, difference = _export(catalog, cfg, pipeline, frame, schema, metrics)
     schema["parity"] = difference
     version = register_version(
         catalog, cfg.name, run_id, cfg.task, onnx_bytes, schema, difference
     )
-    finish_run(catalog, run_id, frame.dataset_version, metrics, version.version)
+
+    for name, png in evaluation.plots.items():
+        log.log_artifact(name, png, "image/png")
+    for index, fold in enumerate(folds or []):
+        for key, value in fold.items():
+            log.log_metric(f"fold_{key}", value, step=index)
+    params = _full_params(pipeline, cfg)
+    result = RunResult(
+        frame.dataset_version,
+        metrics,
+        version.version,
+        params=params,
+        folds=folds,
+        evaluation=evaluation.details,
+        # NOTE: training frames read dataset versions only; there are no
+        # feature views to record yet.
+        feature_views={},
+    )
+    finish_run(catalog, run_id, result, log)
     return TrainResult(
         run_id=run_id,
         model_version=version,
@@ -143,16 +173,90 @@ def _train(catalog: Catalog, cfg: ModelConfig, run_id: str) -> TrainResult:
         parity=difference,
         rows_train=len(frame.y_train),
         rows_test=len(frame.y_test),
+        trials=trials,
     )
 
 
-def _evaluate(pipeline: Any, frame: TrainingFrame, task: str) -> dict[str, float]:
-    if task == "regression":
-        predicted = pipeline.predict(frame.x_test)
-        return regression_metrics(frame.y_test, np.asarray(predicted))
-    assert frame.classes is not None
-    proba = pipeline.predict_proba(frame.x_test)
-    return classification_metrics(frame.y_test, proba, len(frame.classes))
+def _search(
+    catalog: Catalog, cfg: ModelConfig, frame: TrainingFrame, run_id: str
+) -> SearchOutcome:
+    """Run the declared search and record each candidate as a child run."""
+    from appliance.config import CVConfig
+
+    assert cfg.search is not None
+    outcome = search(
+        build_pipeline(cfg, frame.numeric, frame.categorical),
+        frame.x_train,
+        frame.y_train,
+        cfg.search,
+        cfg.cv or CVConfig(),
+        cfg.primary_metric,
+        len(frame.classes) if frame.classes else None,
+        cfg.split.seed,
+    )
+    for trial in outcome.trials:
+        trial_cfg = dataclasses.replace(cfg, params={**cfg.params, **trial.params})
+        child = start_run(
+            catalog,
+            cfg.name,
+            cfg.dataset,
+            {"algorithm": cfg.algorithm, **estimator_params(trial_cfg)},
+            code_version(),
+            parent_run_id=run_id,
+            kind="trial",
+            tags={**cfg.tags, "search": cfg.search.method},
+        )
+        if trial.error is not None:
+            fail_run(catalog, child, trial.error)
+            continue
+        metric = outcome.metric
+        trial_metrics = {
+            metric: trial.score,
+            f"train_{metric}": trial.train_score,
+            "overfit_gap": overfit_gap(metric, trial.train_score, trial.score),
+            "fit_seconds": trial.fit_seconds,
+            "round": float(trial.round),
+            "rows": float(trial.rows),
+        }
+        finish_run(
+            catalog,
+            child,
+            RunResult(frame.dataset_version, trial_metrics, folds=trial.folds),
+        )
+    return outcome
+
+
+def _export(
+    catalog: Catalog,
+    cfg: ModelConfig,
+    pipeline: Any,
+    frame: TrainingFrame,
+    schema: dict[str, Any],
+    metrics: dict[str, float],
+) -> tuple[bytes, float]:
+    """Convert to ONNX and check parity on holdout and probe rows.
+
+    Adds ``parity_max_abs_diff`` and ``parity_label_mismatches`` to `metrics`.
+
+    Raises:
+        ExportError: The outputs differ by more than `PARITY_TOLERANCE`.
+    """
+    reference = training_inputs(pipeline, frame.x_train, frame.numeric)
+    onnx_bytes = to_onnx(pipeline, schema["inputs"], cfg.task, reference)
+    onnx_model = OnnxModel(onnx_bytes, schema)
+    check_derived(catalog, cfg, frame, onnx_model)
+    probes = probe_rows(frame.x_train, frame.numeric, frame.categorical, pipeline)
+    checked = pd.concat([frame.x_test, probes], ignore_index=True)
+    agreement = parity(onnx_model, pipeline, checked, cfg.task, PARITY_TOLERANCE)
+    metrics["parity_max_abs_diff"] = agreement.max_difference
+    metrics["parity_label_mismatches"] = agreement.label_mismatches
+    if not agreement.passed(PARITY_TOLERANCE):
+        raise ExportError(
+            parity_message(
+                cfg.name, agreement, checked, len(frame.x_test), PARITY_TOLERANCE
+            )
+        )
+    return onnx_bytes, agreement.max_difference
 
 
 def _schema(
@@ -174,22 +278,26 @@ def _schema(
         "classes": frame.classes,
         "dataset": cfg.dataset,
         "dataset_version": frame.dataset_version,
+        "rows_train": len(frame.y_train),
+        "rows_test": len(frame.y_test),
+        "rows_unlabelled": frame.unlabelled,
+        "where": cfg.where,
+        "split": dataclasses.asdict(cfg.split),
+        "metric": cfg.primary_metric,
+        "intended_use": cfg.intended_use,
         "run_id": run_id,
         "metrics": metrics,
+        "parity_tolerance": PARITY_TOLERANCE,
     }
 
 
-def code_version() -> str:
-    """Return the git commit of the source tree, else the package version."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return "git:" + result.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "edge-appliance " + metadata.version("edge-appliance")
+def _full_params(pipeline: Any, cfg: ModelConfig) -> dict[str, Any]:
+    """Return every parameter of the fitted estimator, defaults included."""
+    estimator = pipeline.named_steps["estimator"]
+    return {"algorithm": cfg.algorithm, **estimator.get_params(deep=False)}
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted: the training was stopped by the user (Ctrl-C)"
+    return f"{type(exc).__name__}: {exc}"

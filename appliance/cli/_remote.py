@@ -1,0 +1,77 @@
+"""Registry calls that go to the running daemon, or to the catalog when none runs.
+
+While a daemon runs it has the only connection to the catalog, so reads and
+alias changes go through its ``/v1/admin/registry`` routes. Without a daemon,
+the command calls the same `appliance.registry` function on its own
+connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from appliance.config import Config
+
+
+def registry_read(
+    config: Config,
+    path: str,
+    key: str,
+    params: dict[str, Any],
+    function: Callable[..., Any],
+    *args: Any,
+) -> Any:
+    """Return ``function(catalog, *args)``, or the daemon's response under `key`."""
+    from appliance.client import find_daemon
+
+    client = find_daemon(config.storage.home)
+    if client is not None:
+        return client.get(f"/v1/admin/registry{path}", params)[key]
+    from appliance.storage import Catalog
+
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        return function(catalog, *args)
+
+
+def registry_lookup(
+    config: Config, run_ids: list[str], details: bool = True
+) -> list[dict[str, Any]]:
+    """Return runs with artifacts and child run ids, in the order given."""
+    from appliance.client import find_daemon
+    from appliance.registry import run_details
+
+    client = find_daemon(config.storage.home)
+    if client is not None:
+        body = {"run_ids": run_ids, "details": details}
+        return client.post("/v1/admin/registry/runs/lookup", body)["runs"]
+    from appliance.storage import Catalog
+
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        return run_details(catalog, run_ids, details)
+
+
+def registry_change(
+    config: Config,
+    model: str,
+    action: str,
+    body: dict[str, Any],
+    function: Callable[..., Any],
+) -> dict[str, Any]:
+    """Change an alias of `model` through the daemon, or in the catalog.
+
+    `action` is ``promote`` or ``rollback`` and `function` the matching
+    `appliance.registry` function, called with the fields of `body` as
+    keyword arguments when no daemon runs.
+    """
+    from appliance.client import find_daemon
+    from appliance.registry import event_record
+
+    client = find_daemon(config.storage.home)
+    if client is not None:
+        return client.post(f"/v1/admin/registry/models/{model}/{action}", body)
+    from appliance.storage import Catalog
+
+    with Catalog(config.storage.home) as catalog:
+        event, _ = function(catalog, model, **body)
+    return event_record(event)

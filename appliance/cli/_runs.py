@@ -1,0 +1,163 @@
+"""Run commands: ``runs list``, ``runs show`` and ``runs compare``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from appliance.cli._output import (
+    add_command,
+    add_group,
+    add_json_flag,
+    iso_seconds,
+    print_rows,
+)
+from appliance.cli._remote import registry_lookup, registry_read
+from appliance.config import Config
+
+_SUMMARY_FIELDS = (
+    "model",
+    "kind",
+    "parent_run_id",
+    "status",
+    "error",
+    "dataset",
+    "dataset_version",
+    "code_version",
+    "model_version",
+    "duration_seconds",
+    "host",
+)
+
+
+def register(commands: Any) -> None:
+    """Add the run commands."""
+    runs = add_group(commands, "runs", "training runs")
+    runs_list = add_command(runs, "list", _list, "list runs, newest first")
+    runs_list.add_argument("--model", help="only runs of this model")
+    runs_list.add_argument("--parent", help="only the trials of this search run")
+    runs_list.add_argument("--limit", type=int, help="show at most this many runs")
+    add_json_flag(runs_list)
+
+    show = add_command(runs, "show", _show, "show one run as JSON")
+    show.add_argument("run_id", help="run id")
+
+    compare = add_command(
+        runs, "compare", _compare, "show runs side by side, marking differences"
+    )
+    compare.add_argument("run_ids", nargs="+", metavar="RUN", help="run ids")
+    compare.add_argument(
+        "--differences", action="store_true", help="show only the fields that differ"
+    )
+    add_json_flag(compare)
+
+
+def _list(config: Config, args: argparse.Namespace) -> None:
+    from appliance.registry import run_summaries
+
+    params = {"model": args.model, "parent": args.parent, "limit": args.limit}
+    runs = registry_read(
+        config,
+        "/runs",
+        "runs",
+        params,
+        run_summaries,
+        args.model,
+        args.parent,
+        args.limit,
+    )
+    if args.json:
+        for run in runs:
+            print(json.dumps(run, default=str))
+        return
+    rows = [
+        {
+            "run_id": r["run_id"],
+            "model": r["model"],
+            "kind": r["kind"],
+            "parent": r["parent_run_id"],
+            "status": r["status"],
+            "started_at": iso_seconds(r["started_at"]),
+            "seconds": r["duration_seconds"],
+            "version": r["model_version"],
+        }
+        for r in runs
+    ]
+    columns = ["run_id", "model", "kind", "parent", "status", "started_at"]
+    print_rows(rows, False, columns + ["seconds", "version"])
+
+
+def _show(config: Config, args: argparse.Namespace) -> None:
+    (record,) = registry_lookup(config, [args.run_id])
+    print(json.dumps(record, indent=2, default=str))
+
+
+def _compare(config: Config, args: argparse.Namespace) -> None:
+    runs = registry_lookup(config, args.run_ids, details=False)
+    table = compare_runs([_flatten(run) for run in runs])
+    if args.differences:
+        table = [row for row in table if row["differs"]]
+    if args.json:
+        print(json.dumps({"runs": args.run_ids, "fields": table}, default=str))
+        return
+    _print_comparison(args.run_ids, table)
+
+
+def compare_runs(flat: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return one row per field: the value in each run and whether they differ.
+
+    >>> compare_runs([{"a": 1, "b": 2}, {"a": 1}])
+    [{'field': 'a', 'values': [1, 1], 'differs': False}, {'field': 'b', \
+'values': [2, None], 'differs': True}]
+    """
+    keys: list[str] = []
+    for run in flat:
+        keys += [key for key in run if key not in keys]
+    rows = []
+    for key in keys:
+        values = [run.get(key) for run in flat]
+        # Values come from JSON, so plain equality compares them; 1 == 1.0.
+        differs = any(value != values[0] for value in values)
+        rows.append({"field": key, "values": values, "differs": differs})
+    return rows
+
+
+def _flatten(run: dict[str, Any]) -> dict[str, Any]:
+    flat = {key: run[key] for key in _SUMMARY_FIELDS}
+    for group in ("params", "metrics", "tags"):
+        for key, value in sorted((run.get(group) or {}).items()):
+            flat[f"{group}.{key}"] = value
+    return flat
+
+
+def _print_comparison(run_ids: list[str], table: list[dict[str, Any]]) -> None:
+    if not table:
+        print("(no differences)")
+        return
+    cells = [[_cell(v) for v in row["values"]] for row in table]
+    field_width = max(len("field"), *(len(row["field"]) for row in table))
+    widths = [
+        max(len(run_id), *(len(line[i]) for line in cells))
+        for i, run_id in enumerate(run_ids)
+    ]
+    header = ["  " + "field".ljust(field_width)]
+    header += [run_id.ljust(width) for run_id, width in zip(run_ids, widths)]
+    print("  ".join(header).rstrip())
+    for row, line in zip(table, cells):
+        mark = "* " if row["differs"] else "  "
+        parts = [mark + row["field"].ljust(field_width)]
+        parts += [cell.ljust(width) for cell, width in zip(line, widths)]
+        print("  ".join(parts).rstrip())
+    changed = sum(row["differs"] for row in table)
+    print(f"{changed} of {len(table)} fields differ (marked *)")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value)

@@ -1,0 +1,253 @@
+"""Registry routes: runs, versions, aliases and cards while the daemon runs.
+
+The CLI calls these through `appliance.client` while a daemon runs on the home.
+Reads run on a cursor of the daemon's connection in a worker thread; a
+promotion or rollback loads and checks the version first, moves the alias
+under the admin lock, then serves the new champion with `ModelSet.put`, so
+requests in flight finish on the version they started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+
+from appliance.errors import RequestError
+from appliance.registry import (
+    card_html,
+    event_record,
+    history,
+    is_serving_alias,
+    model_versions,
+    promote,
+    resolve,
+    rollback,
+    run_details,
+    run_summaries,
+)
+from appliance.serving._batcher import MicroBatcher
+from appliance.serving._onnx import OnnxModel
+from appliance.serving._state import (
+    DaemonState,
+    daemon_state,
+    run_with_catalog,
+    session_threads,
+)
+from appliance.storage import CHAMPION, ModelVersion, get_version, verify_artifact
+
+logger = logging.getLogger(__name__)
+
+_encode = msgspec.json.Encoder(enc_hook=str).encode
+_PREFIX = "/v1/admin/registry"
+
+
+class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of a promotion."""
+
+    version: int
+    alias: str = CHAMPION
+    actor: str = "unknown"
+    reason: str = ""
+
+
+class RollbackRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of a rollback."""
+
+    alias: str = CHAMPION
+    actor: str = "unknown"
+    reason: str = ""
+
+
+class LookupRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of a lookup of whole runs by id."""
+
+    run_ids: list[str]
+    details: bool = True
+    """False leaves out folds and evaluation."""
+
+
+@get(f"{_PREFIX}/runs", summary="List runs without folds and evaluation")
+async def runs(
+    request: Request[Any, Any, Any],
+    model: str | None = None,
+    parent: str | None = None,
+    limit: int | None = None,
+) -> Response[bytes]:
+    """Return runs newest first, optionally of one model or one search."""
+    found = await run_with_catalog(
+        daemon_state(request), run_summaries, model, parent, limit
+    )
+    return _json({"runs": found})
+
+
+@post(f"{_PREFIX}/runs/lookup", status_code=200, summary="Read whole runs by id")
+async def lookup(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Return whole runs with artifacts and child run ids, in the order asked."""
+    body = _decode(LookupRequest, await request.body())
+    found = await run_with_catalog(
+        daemon_state(request), run_details, body.run_ids, body.details
+    )
+    return _json({"runs": found})
+
+
+@get(f"{_PREFIX}/models", summary="List versions with aliases")
+async def versions(
+    request: Request[Any, Any, Any], model: str | None = None
+) -> Response[bytes]:
+    """Return registered versions with their aliases and serving state."""
+    found = await run_with_catalog(daemon_state(request), model_versions, model)
+    return _json({"versions": found})
+
+
+@get(f"{_PREFIX}/models/{{name:str}}/history", summary="List alias changes")
+async def alias_changes(
+    request: Request[Any, Any, Any], name: str, alias: str | None = None
+) -> Response[bytes]:
+    """Return who changed which alias of a model, when and why."""
+    found = await run_with_catalog(daemon_state(request), history, name, alias)
+    return _json({"events": found})
+
+
+@get(f"{_PREFIX}/models/{{name:str}}/resolve", summary="Resolve NAME@REFERENCE")
+async def resolve_reference(
+    request: Request[Any, Any, Any], name: str, reference: str | None = None
+) -> Response[bytes]:
+    """Return the version a number or alias names (the champion by default)."""
+    found = await run_with_catalog(daemon_state(request), resolve, name, reference)
+    return _json({"version": found})
+
+
+@get(f"{_PREFIX}/models/{{name:str}}/card", summary="Model card as HTML")
+async def card(
+    request: Request[Any, Any, Any], name: str, reference: str | None = None
+) -> Response[bytes]:
+    """Return the self-contained HTML model card of a version."""
+    page = await run_with_catalog(daemon_state(request), card_html, name, reference)
+    return _json({"html": page})
+
+
+@post(f"{_PREFIX}/models/{{name:str}}/promote", status_code=200, summary="Promote")
+async def promote_version(
+    request: Request[Any, Any, Any], name: str
+) -> Response[bytes]:
+    """Point an alias at a version; a new champion is served at once."""
+    state = daemon_state(request)
+    body = _decode(PromoteRequest, await request.body())
+    load = _loader(state, body.alias)
+    async with state.admin_lock:
+        event, model = await run_with_catalog(
+            state,
+            promote,
+            name,
+            body.version,
+            body.alias,
+            body.actor,
+            body.reason,
+            load,
+        )
+    return _json(_serve(state, event_record(event), model))
+
+
+@post(f"{_PREFIX}/models/{{name:str}}/rollback", status_code=200, summary="Roll back")
+async def rollback_version(
+    request: Request[Any, Any, Any], name: str
+) -> Response[bytes]:
+    """Return an alias to its previous version; a champion is served at once."""
+    state = daemon_state(request)
+    body = _decode(RollbackRequest, await request.body())
+    load = _loader(state, body.alias)
+    async with state.admin_lock:
+        event, model = await run_with_catalog(
+            state, rollback, name, body.alias, body.actor, body.reason, load
+        )
+    return _json(_serve(state, event_record(event), model))
+
+
+async def pinned_batcher(state: DaemonState, name: str, version: int) -> MicroBatcher:
+    """Return the batcher of version `version` of `name`, loading it once.
+
+    Raises:
+        NotFoundError: The version does not exist.
+        IntegrityError: Its artifact does not match the recorded sha256.
+    """
+    batcher = state.models.pinned.get((name, version))
+    if batcher is not None:
+        return batcher
+    found: ModelVersion = await run_with_catalog(state, get_version, name, version)
+    threads = session_threads(state.config.server)
+    model = await asyncio.to_thread(OnnxModel.load, found.path, found.sha256, threads)
+    logger.info("model version loaded model=%s version=%d", name, version)
+    return state.models.pin(model)
+
+
+async def serve_new_version(state: DaemonState, found: ModelVersion) -> bool:
+    """Serve a newly trained version unless a champion was promoted.
+
+    Returns:
+        True when the new version is served from now on.
+    """
+    champion = await run_with_catalog(state, resolve, found.model, CHAMPION)
+    if champion["version"] != found.version:
+        logger.info(
+            "new version not served model=%s version=%d champion=%d",
+            found.model,
+            found.version,
+            champion["version"],
+        )
+        return False
+    threads = session_threads(state.config.server)
+    model = await asyncio.to_thread(OnnxModel.load, found.path, found.sha256, threads)
+    state.models.put(model)
+    return True
+
+
+def _loader(state: DaemonState, alias: str) -> Any:
+    """Return the artifact check of a promotion: a full load for the champion."""
+    if not is_serving_alias(alias):
+        return verify_artifact
+    threads = session_threads(state.config.server)
+    return lambda found: OnnxModel.load(found.path, found.sha256, threads)
+
+
+def _serve(
+    state: DaemonState, record: dict[str, Any], model: OnnxModel | None
+) -> dict[str, Any]:
+    if isinstance(model, OnnxModel):
+        previous = state.models.put(model)
+        record["serving"] = model.version
+        logger.info(
+            "champion switched model=%s version=%d previous=%s actor=%s",
+            model.name,
+            model.version,
+            previous.version if previous else None,
+            record["actor"],
+        )
+    return record
+
+
+def _json(content: Any) -> Response[bytes]:
+    return Response(_encode(content), media_type="application/json")
+
+
+def _decode(request_type: type, body: bytes) -> Any:
+    try:
+        return msgspec.json.decode(body or b"{}", type=request_type)
+    except msgspec.DecodeError as exc:
+        raise RequestError(f"malformed request body: {exc}", malformed=True) from None
+
+
+ROUTES = [
+    runs,
+    lookup,
+    versions,
+    alias_changes,
+    resolve_reference,
+    card,
+    promote_version,
+    rollback_version,
+]
+"""The route handlers of this module, as `create_app` mounts them."""

@@ -1,0 +1,98 @@
+"""Cross-validation of a pipeline on the training rows, with metrics per fold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from appliance.config import CVConfig
+from appliance.errors import TrainingError
+from appliance.training._metrics import classification_metrics, regression_metrics
+
+
+def splitter(cv: CVConfig, seed: int) -> Any:
+    """Return the scikit-learn splitter that `cv` declares.
+
+    ``time`` folds keep row order (the training frame is in time order when
+    the holdout split is ``time``) and validate each fold on later rows only.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit
+
+    if cv.method == "stratified":
+        return StratifiedKFold(n_splits=cv.folds, shuffle=True, random_state=seed)
+    if cv.method == "time":
+        return TimeSeriesSplit(n_splits=cv.folds)
+    return KFold(n_splits=cv.folds, shuffle=True, random_state=seed)
+
+
+def cross_validate(
+    pipeline: Any,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    cv: CVConfig,
+    seed: int,
+    n_classes: int | None,
+) -> list[dict[str, float]]:
+    """Fit a clone of `pipeline` per fold and return each fold's metrics.
+
+    Each dictionary contains every metric of the task on the fold's validation
+    rows, plus ``rows_train`` and ``rows_validation``.
+
+    Raises:
+        TrainingError: The rows cannot be split into `cv.folds` folds, or a fit
+            fails.
+    """
+    from sklearn.base import clone
+
+    try:
+        splits = list(splitter(cv, seed).split(x, y))
+    except ValueError as exc:
+        raise TrainingError(
+            f"cannot split {len(y)} training rows into {cv.folds} "
+            f"{cv.method} folds: {exc}"
+        ) from None
+    folds = []
+    for index, (train, valid) in enumerate(splits):
+        fitted = clone(pipeline)
+        try:
+            fitted.fit(x.iloc[train], y[train])
+        except ValueError as exc:
+            raise TrainingError(f"fitting fold {index} failed: {exc}") from exc
+        scores = _fold_metrics(fitted, x.iloc[valid], y[valid], n_classes)
+        folds.append(
+            {"rows_train": float(len(train)), "rows_validation": float(len(valid))}
+            | scores
+        )
+    return folds
+
+
+def summarize(folds: list[dict[str, float]]) -> dict[str, float]:
+    """Return ``cv_<metric>_mean`` and ``cv_<metric>_std`` over the folds.
+
+    >>> summarize([{"mae": 1.0}, {"mae": 3.0}])
+    {'cv_mae_mean': 2.0, 'cv_mae_std': 1.0}
+    """
+    result = {}
+    for key in folds[0]:
+        if key.startswith("rows_"):
+            continue
+        values = np.array([fold[key] for fold in folds], dtype=float)
+        result[f"cv_{key}_mean"] = float(np.nanmean(values))
+        result[f"cv_{key}_std"] = float(np.nanstd(values))
+    return result
+
+
+def _fold_metrics(
+    fitted: Any, x: pd.DataFrame, y: np.ndarray, n_classes: int | None
+) -> dict[str, float]:
+    if n_classes is None:
+        return regression_metrics(y, np.asarray(fitted.predict(x), dtype=float))
+    proba = np.asarray(fitted.predict_proba(x), dtype=float)
+    if proba.shape[1] != n_classes:
+        # A fold whose training rows lack a class gives fewer columns.
+        full = np.zeros((len(proba), n_classes))
+        full[:, fitted.classes_] = proba
+        proba = full
+    return classification_metrics(y, proba, n_classes)

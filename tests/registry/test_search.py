@@ -1,0 +1,139 @@
+"""Hyperparameter search: child runs per candidate, budgets, best refit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from appliance.config import Config
+from appliance.errors import TrainingError
+from appliance.storage import Catalog, get_run, list_models, list_runs
+from appliance.training import train_model
+from appliance.training._search import DeadlineCheck
+
+
+def test_grid_search_records_child_runs(trips: Callable[[str], Config]) -> None:
+    config = trips(
+        """
+        [models.late.cv]
+        method = "stratified"
+        folds = 3
+
+        [models.late.search]
+        method = "grid"
+        space = {num_leaves = [3, 7], learning_rate = [0.05, 0.2]}
+        max_trials = 3
+        """
+    )
+
+    result = train_model(config, "late")
+
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        parent = get_run(catalog, result.run_id)
+        children = list_runs(catalog, parent_run_id=result.run_id)
+        versions = list_models(catalog, "late")
+    # The grid has 4 points; the trial budget keeps the first 3.
+    assert result.trials == 3
+    assert len(children) == 3
+    assert parent.kind == "search"
+    assert parent.status == "finished"
+    assert all(child.kind == "trial" for child in children)
+    assert all(child.status == "finished" for child in children)
+    tried = {(c.params["num_leaves"], c.params["learning_rate"]) for c in children}
+    assert len(tried) == 3
+    for child in children:
+        assert child.metrics is not None
+        assert child.folds is not None and len(child.folds) == 3
+        assert child.metrics["roc_auc"] == pytest.approx(
+            sum(fold["roc_auc"] for fold in child.folds) / 3
+        )
+        assert "overfit_gap" in child.metrics
+    best = max(children, key=lambda c: c.metrics["roc_auc"])  # type: ignore[index]
+    assert parent.params["num_leaves"] == best.params["num_leaves"]
+    assert parent.params["learning_rate"] == best.params["learning_rate"]
+    assert parent.metrics is not None
+    assert parent.metrics["search_best_roc_auc"] == best.metrics["roc_auc"]  # type: ignore[index]
+    assert parent.folds == best.folds
+    # Only the refitted best is registered, not each candidate.
+    assert [v.version for v in versions] == [1]
+    assert versions[0].run_id == parent.run_id
+
+
+def test_halving_search_records_rounds(trips: Callable[[str], Config]) -> None:
+    config = trips(
+        """
+        [models.late.search]
+        method = "halving"
+        space = {num_leaves = [3, 5, 7, 9]}
+        max_trials = 4
+        factor = 2
+        """
+    )
+
+    result = train_model(config, "late")
+
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        children = list_runs(catalog, parent_run_id=result.run_id)
+    rounds: dict[float, list[int]] = {}
+    for child in children:
+        assert child.metrics is not None
+        rounds.setdefault(child.metrics["round"], []).append(child.params["num_leaves"])
+    # Successive halving with factor 2: 4 candidates, then 2, then 1.
+    assert sorted(len(found) for found in rounds.values()) == [1, 2, 4]
+    assert len(children) == result.trials == 7
+    rows = {c.metrics["round"]: c.metrics["rows"] for c in children}  # type: ignore[index]
+    assert rows[0.0] < rows[1.0] < rows[2.0]
+
+
+def test_random_search_samples_ranges(trips: Callable[[str], Config]) -> None:
+    config = trips(
+        """
+        [models.late.search]
+        method = "random"
+        max_trials = 3
+
+        [models.late.search.space]
+        num_leaves = {low = 3, high = 15}
+        learning_rate = {low = 0.01, high = 0.3, log = true}
+        """
+    )
+
+    result = train_model(config, "late")
+
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        children = list_runs(catalog, parent_run_id=result.run_id)
+    assert len(children) == 3
+    for child in children:
+        assert 3 <= child.params["num_leaves"] <= 15
+        assert isinstance(child.params["num_leaves"], int)
+        assert 0.01 <= child.params["learning_rate"] <= 0.3
+
+
+def test_search_out_of_time_fails_run(trips: Callable[[str], Config]) -> None:
+    config = trips(
+        """
+        [models.late.search]
+        method = "random"
+        space = {num_leaves = [3, 5, 7]}
+        max_trials = 3
+        max_seconds = 0.000001
+        """
+    )
+
+    with pytest.raises(TrainingError, match="search"):
+        train_model(config, "late")
+
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        (parent,) = list_runs(catalog, "late")
+    assert parent.status == "failed"
+    assert parent.error is not None and "TrainingError" in parent.error
+    assert parent.metrics is None
+
+
+def test_deadline_check_rejects_late_fit() -> None:
+    DeadlineCheck(time.time() + 60).fit([[1.0]])
+    DeadlineCheck(None).fit([[1.0]])
+    with pytest.raises(TimeoutError, match="time budget"):
+        DeadlineCheck(time.time() - 1).fit([[1.0]])
