@@ -75,10 +75,31 @@ def to_onnx(
         raise ExportError(
             f"ONNX conversion failed: {type(exc).__name__}: {exc}"
         ) from exc
+    restore_input_names(model, [spec["name"] for spec in inputs])
     estimator = pipeline[-1]
     float32_native = not hasattr(estimator, "booster_")
     round_thresholds(model, estimator_thresholds(estimator), float32_native, reference)
     return model.SerializeToString()
+
+
+def restore_input_names(model: Any, names: list[str]) -> None:
+    """Rename the graph inputs back to the column names, in place.
+
+    skl2onnx replaces characters such as ``/``, ``(`` and spaces in input
+    names, while requests and frames address inputs by their column names.
+    """
+    graph = model.graph
+    renamed = {}
+    for graph_input, name in zip(graph.input, names, strict=True):
+        if graph_input.name != name:
+            renamed[graph_input.name] = name
+            graph_input.name = name
+    if not renamed:
+        return
+    for node in graph.node:
+        for index, value in enumerate(node.input):
+            if value in renamed:
+                node.input[index] = renamed[value]
 
 
 _ZERO_THRESHOLD = 1e-30
