@@ -609,6 +609,9 @@ class Config:
             ) from None
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """Read and validate the configuration file.
 
@@ -646,6 +649,11 @@ def load_config(path: str | Path | None = None) -> Config:
         MonitoringConfig, table.get("monitoring", {}), "monitoring", source
     )
     log_level = _check_type(table.get("log_level", "INFO"), str, "log_level", source)
+    if log_level.upper() not in _LOG_LEVELS:
+        raise ConfigError(
+            f"invalid value {log_level!r} for 'log_level' in {source}; use one of "
+            f"{', '.join(_LOG_LEVELS)}"
+        )
 
     home = Path(os.environ.get("APPLIANCE_HOME") or storage.home).expanduser()
     if not home.is_absolute():

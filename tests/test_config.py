@@ -230,3 +230,10 @@ def test_home_tilde_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("HOME", str(tmp_path / "user"))
     path = write_toml(tmp_path / "config.toml", '[storage]\nhome = "~/appliance"\n')
     assert load_config(path).storage.home == (tmp_path / "user" / "appliance").resolve()
+
+
+def test_log_level_unknown_name_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('log_level = "LOUD"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"'LOUD' for 'log_level'.*DEBUG, INFO"):
+        load_config(path)
