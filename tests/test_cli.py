@@ -248,6 +248,27 @@ def test_cli_predict_missing_input(cli, trained: TrainedHome, tmp_path: Path) ->
     assert not output.exists()
 
 
+def test_cli_predict_output_is_input(cli, trained: TrainedHome) -> None:
+    source = trained.sources["binary"]
+    before = source.read_bytes()
+    result = score(cli, trained, "binary_lightgbm", source, source)
+
+    assert result.returncode == 1
+    assert "the output file is the input file" in result.stderr
+    assert source.read_bytes() == before
+
+
+def test_cli_predict_output_folder_missing(
+    cli, trained: TrainedHome, tmp_path: Path
+) -> None:
+    output = tmp_path / "absent" / "out.parquet"
+    result = score(cli, trained, "binary_lightgbm", trained.sources["binary"], output)
+
+    assert result.returncode == 1
+    assert f"folder {output.parent} not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_cli_predict_missing_column(
     cli, trained: TrainedHome, frames: dict[str, pd.DataFrame], tmp_path: Path
 ) -> None:

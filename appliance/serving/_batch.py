@@ -28,6 +28,7 @@ def score_file(model: OnnxModel, source: Path, target: Path) -> int:
         IngestError: The input is missing, empty or not CSV or Parquet.
         RequestError: A column the model needs is missing or mistyped.
     """
+    _check_target(source, target)
     table = _read(source)
     partial = target.with_name(target.name + ".partial")
     writer: pq.ParquetWriter | None = None
@@ -54,6 +55,18 @@ def score_file(model: OnnxModel, source: Path, target: Path) -> int:
         target,
     )
     return table.num_rows
+
+
+def _check_target(source: Path, target: Path) -> None:
+    if target.resolve() == source.resolve():
+        raise IngestError(
+            f"{target}: the output file is the input file; name another output"
+        )
+    if not target.parent.is_dir():
+        raise IngestError(
+            f"{target}: folder {target.parent} not found; create it or name "
+            "another output"
+        )
 
 
 def _read(source: Path) -> pa.Table:
