@@ -7,8 +7,9 @@ uvicorn. The app's lifespan enters the `COMPONENTS` in order on one
 1. the catalog connection, the only writer of the catalog while the daemon runs;
 2. the prediction log writer;
 3. the served models (the latest version of each), on a session thread pool;
-4. the APScheduler scheduler;
-5. the SIGHUP handler that reloads the configuration.
+4. the streaming monitors, fed off the request path by one worker thread;
+5. the APScheduler scheduler;
+6. the SIGHUP handler that reloads the configuration.
 
 On SIGTERM uvicorn stops accepting connections and lets requests in flight
 finish; then the stack closes, so the scheduler stops, the prediction log is
@@ -131,6 +132,20 @@ def _load_models(state: DaemonState) -> None:
 
 
 @contextlib.asynccontextmanager
+async def run_monitoring(state: DaemonState) -> AsyncIterator[None]:
+    """Run the streaming monitors; save their state at exit."""
+    from appliance.monitoring import MonitoringService
+
+    service = MonitoringService(state.config.storage.home, state.config.monitoring)
+    service.start()
+    state.monitoring = service
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(service.stop)
+
+
+@contextlib.asynccontextmanager
 async def run_scheduler(state: DaemonState) -> AsyncIterator[None]:
     """Run the APScheduler scheduler on the daemon's event loop."""
     scheduler = AsyncIOScheduler(timezone="UTC")
@@ -159,6 +174,7 @@ COMPONENTS: list[Component] = [
     open_catalog,
     run_prediction_log,
     serve_models,
+    run_monitoring,
     run_scheduler,
     handle_sighup,
 ]

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     from litestar import Request
 
+    from appliance.monitoring import MonitoringService
     from appliance.predictions import PredictionLog
 
 logger = logging.getLogger(__name__)
@@ -156,6 +157,8 @@ class DaemonState:
     predictions: PredictionLog = field(init=False)
     models: ModelSet = field(init=False)
     scheduler: AsyncIOScheduler = field(init=False)
+    monitoring: MonitoringService = field(init=False)
+    """Streaming drift detectors and live metrics, fed off the request path."""
     admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while an admin command changes the catalog, one at a time."""
     ready_at: float | None = None
