@@ -98,7 +98,7 @@ class DriftPane(Pane):
             fill_table(detectors, ["Detector"], [], [])
             return
         performance.update(_performance_text(report.get("stream")))
-        scores = report.get("scores")
+        scores: Any = report.get("scores")
         if isinstance(scores, Unavailable):
             # Without the chart route, draw the newest check alone.
             scores = report.get("latest") or []
