@@ -11,6 +11,7 @@ Only the standard library is used, as in `appliance.client`.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import urllib.error
@@ -233,7 +234,9 @@ class UiClient:
             raise _http_error(request, exc) from None
         except urllib.error.URLError as exc:
             raise self._unreachable(request, exc.reason) from None
-        except (TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            # HTTPException covers a connection closed mid-response, as when
+            # the daemon stops while it sends a response.
             raise self._unreachable(request, exc) from None
         except ValueError as exc:
             raise DaemonError(

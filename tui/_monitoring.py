@@ -1,4 +1,4 @@
-"""Drift charts, detector states and live performance; alerts; scheduled jobs."""
+"""Drift charts, detections and live performance; alerts; scheduled jobs."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def feature_series(scores: list[dict[str, Any]]) -> dict[str, list[float]]:
 
 
 class DriftPane(Pane):
-    """Per-feature drift over time, detector states and live performance."""
+    """Per-feature drift over time, detections and live performance of one model."""
 
     TITLE = "Drift"
     KEY = "5"

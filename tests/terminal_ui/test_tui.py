@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import Daemon, free_port, json_rows, stop_daemon
+from support import Daemon, free_port, json_rows, run_appliance, stop_daemon
 from textual.widgets import DataTable, Sparkline, TabbedContent
 from ui_support import (
     DRIFT_CHECKS,
@@ -25,6 +25,8 @@ from ui_support import (
     wait_for,
 )
 
+from appliance.cli._tui import daemon_url
+from appliance.config import load_config
 from appliance.errors import DaemonError
 from tui import PANES, DaemonUnreachableError, EndpointMissingError, UiClient
 from tui._dialogs import ConfirmScreen, HelpScreen, TableScreen
@@ -113,6 +115,20 @@ def test_client_closed_port_is_unreachable() -> None:
         client.overview()
 
 
+def test_tui_command_finds_running_daemon(ui_daemon: Daemon) -> None:
+    config = load_config(ui_daemon.log.parent / "config.toml")
+    assert daemon_url(config, None) == ui_daemon.base_url
+    assert daemon_url(config, "http://10.0.0.1:1") == "http://10.0.0.1:1"
+
+
+def test_tui_command_rejects_zero_refresh(ui_daemon: Daemon) -> None:
+    root = ui_daemon.log.parent
+    done = run_appliance(root / "config.toml", root / "home", "tui", "--refresh", "0")
+    assert done.returncode == 1
+    assert "--refresh must be above 0 seconds, got 0.0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 # --- navigation --------------------------------------------------------------------
 
 
@@ -135,10 +151,14 @@ def test_every_screen_reachable_by_key(ui_daemon: Daemon, traffic: Any) -> None:
     run_app(ui_daemon.base_url, scenario)
 
 
-def test_tab_click_shows_screen(ui_daemon: Daemon) -> None:
+def test_tab_click_and_theme_toggle(ui_daemon: Daemon) -> None:
     async def scenario(app: Any, pilot: Any) -> None:
         await pilot.click("#--content-tab-tab-runs")
         assert app.query_one(TabbedContent).active == "tab-runs"
+        await pilot.press("t")
+        assert app.theme == "textual-light"
+        await pilot.press("t")
+        assert app.theme == "textual-dark"
 
     run_app(ui_daemon.base_url, scenario)
 
@@ -384,14 +404,15 @@ def test_daemon_stopped_mid_session_marks_stale(
     async def scenario(app: Any, pilot: Any) -> None:
         overview = pane(app, PANES[0])
         await wait_for(pilot, lambda: overview.fetched_at is not None, "first data")
-        assert stop_daemon(daemon) == 0
+        status = stop_daemon(daemon)
+        assert status == 0, daemon.log.read_text(errors="replace")
         await wait_for(pilot, lambda: app.down_since is not None, "daemon down")
         await wait_for(pilot, lambda: overview.stale, "stale overview")
         text = await shown_text(pilot)
-        assert "DAEMON DOWN since" in text
-        assert "STALE: data from" in text
-        assert "Daemon ok" in text
-        assert "Traceback" not in text
+        assert "DAEMON DOWN since" in text, text
+        assert "STALE: data from" in text, text
+        assert "Daemon ok" in text, text
+        assert "Traceback" not in text, text
         await pilot.press("2")
         await wait_for(
             pilot, lambda: "STALE: no data yet" in screen_text(app), "models notice"
