@@ -11,6 +11,7 @@ Only the standard library is used, as in `appliance.client`.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import urllib.error
@@ -137,9 +138,13 @@ class UiClient:
         path = f"/v1/admin/datasets/{_quote(dataset)}/quarantine"
         return self._get_list(path, params, key="rows")
 
-    def monitoring(self, model: str) -> dict[str, Any]:
-        """Return drift scores over time, detector states and live performance."""
-        return self._get_object(f"/v1/monitoring/{_quote(model)}")
+    def drift(self, model: str) -> dict[str, Any]:
+        """Return the latest drift check, recent detections and live performance."""
+        return self._get_object(f"/v1/models/{_quote(model)}/drift")
+
+    def drift_scores(self, model: str) -> list[dict[str, Any]]:
+        """Return the drift scores of every check of `model`, newest first."""
+        return self._get_list(f"/v1/ui/drift/{_quote(model)}", key="scores")
 
     def alerts(self, status: str | None = "open") -> list[dict[str, Any]]:
         """Return alerts with `status` (``open``, ``acknowledged``), or all."""
@@ -229,7 +234,9 @@ class UiClient:
             raise _http_error(request, exc) from None
         except urllib.error.URLError as exc:
             raise self._unreachable(request, exc.reason) from None
-        except (TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            # HTTPException covers a connection closed mid-response, as when
+            # the daemon stops while it sends a response.
             raise self._unreachable(request, exc) from None
         except ValueError as exc:
             raise DaemonError(

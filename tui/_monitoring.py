@@ -1,4 +1,4 @@
-"""Drift charts, detector states and live performance; alerts; scheduled jobs."""
+"""Drift charts, detections and live performance; alerts; scheduled jobs."""
 
 from __future__ import annotations
 
@@ -38,11 +38,14 @@ def feature_series(scores: list[dict[str, Any]]) -> dict[str, list[float]]:
 
 
 class DriftPane(Pane):
-    """Per-feature drift over time, detector states and live performance."""
+    """Per-feature drift over time, detections and live performance of one model."""
 
     TITLE = "Drift"
     KEY = "5"
-    SUMMARY = "per-feature drift (PSI) over time, detector states, live performance"
+    SUMMARY = (
+        "per-feature drift (PSI) over time, detections of the streaming "
+        "detectors, live performance against labels"
+    )
     BINDINGS = [Binding("f", "next_model", "Next model")]
 
     DEFAULT_CSS = """
@@ -51,7 +54,7 @@ class DriftPane(Pane):
     DriftPane .chart .name { width: 18; }
     DriftPane .chart Sparkline { width: 1fr; }
     DriftPane .chart .value { width: 16; padding-left: 1; }
-    DriftPane #detectors { height: auto; max-height: 7; }
+    DriftPane #detectors { height: auto; max-height: 7; border-top: solid $primary; }
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -68,7 +71,11 @@ class DriftPane(Pane):
     def fetch(self) -> dict[str, Any]:
         models = [m["name"] for m in self.client.served_models()]
         model = self.model if self.model in models else (models or [None])[0]
-        report = optional(self.client.monitoring, model) if model else None
+        report: Any = None
+        if model:
+            report = optional(self.client.drift, model)
+            if not isinstance(report, Unavailable):
+                report["scores"] = optional(self.client.drift_scores, model)
         return {"models": models, "model": model, "report": report}
 
     def show(self, data: dict[str, Any]) -> None:
@@ -90,9 +97,13 @@ class DriftPane(Pane):
             charts.remove_children()
             fill_table(detectors, ["Detector"], [], [])
             return
-        performance.update(_performance_text(report.get("performance")))
-        self._show_charts(charts, feature_series(report.get("scores") or []))
-        self._show_detectors(detectors, report.get("detectors") or [])
+        performance.update(_performance_text(report.get("stream")))
+        scores: Any = report.get("scores")
+        if isinstance(scores, Unavailable):
+            # Without the chart route, draw the newest check alone.
+            scores = report.get("latest") or []
+        self._show_charts(charts, feature_series(scores))
+        self._show_detectors(detectors, report.get("events") or [])
 
     def _show_charts(
         self, charts: VerticalScroll, series: dict[str, list[float]]
@@ -112,20 +123,21 @@ class DriftPane(Pane):
             )
 
     def _show_detectors(
-        self, table: DataTable[Any], detectors: list[dict[str, Any]]
+        self, table: DataTable[Any], events: list[dict[str, Any]]
     ) -> None:
         rows = [
             [
-                str(d.get("subject", NONE)),
-                str(d.get("kind", NONE)),
-                str(d.get("state", NONE)),
-                str(d.get("detections", NONE)),
-                timestamp(d.get("last_detected_at")),
+                str(event.get("subject", NONE)),
+                str(event.get("kind", NONE)),
+                str(event.get("cause", NONE)),
+                str(event.get("position", NONE)),
+                timestamp(event.get("detected_at")),
             ]
-            for d in detectors
+            for event in events
         ]
-        columns = ["Detector", "Kind", "State", "Detections", "Last detected"]
+        columns = ["Detected on", "Kind", "Cause", "Row", "At"]
         fill_table(table, columns, rows, [f"{i}" for i in range(len(rows))])
+        table.border_title = f"Detections of the streaming detectors ({len(rows)})"
 
     def action_next_model(self) -> None:
         if not self.models:
@@ -135,15 +147,14 @@ class DriftPane(Pane):
         self.reload()
 
 
-def _performance_text(performance: dict[str, Any] | None) -> str:
-    if not performance:
-        return "Live performance: no labels yet"
-    labels = performance.get("labels", 0)
-    live = metrics_line(performance.get("metrics"), 3)
-    reference = metrics_line(performance.get("reference"), 3)
+def _performance_text(stream: dict[str, Any] | None) -> str:
+    if not stream or stream.get("version") is None:
+        return "Streaming detectors: no prediction seen since the daemon started"
+    live = stream.get("live") or {}
     return (
-        f"Live performance on {labels} labels: {escape(live)}\n"
-        f"At training: {escape(reference)}"
+        f"Streaming detectors on version {stream['version']}: "
+        f"{stream.get('rows', 0)} rows, {stream.get('labels', 0)} labels\n"
+        f"Live performance: {escape(metrics_line(live, 3))}"
     )
 
 

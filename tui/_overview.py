@@ -23,16 +23,16 @@ class OverviewPane(Pane):
     )
 
     DEFAULT_CSS = """
-    OverviewPane #models { height: auto; max-height: 8; }
-    OverviewPane #jobs { height: auto; max-height: 6; }
+    OverviewPane #overview-models { height: auto; max-height: 8; }
+    OverviewPane #overview-jobs { height: auto; max-height: 6; }
     """
 
     def compose_body(self) -> Iterator[Widget]:
         yield Static("Connecting to the daemon…", id="health", classes="section")
-        yield Static("", id="alerts", classes="section")
-        models: DataTable[Any] = DataTable(id="models", cursor_type="row")
+        yield Static("", id="open-alerts", classes="section")
+        models: DataTable[Any] = DataTable(id="overview-models", cursor_type="row")
         yield models
-        jobs: DataTable[Any] = DataTable(id="jobs", cursor_type="row")
+        jobs: DataTable[Any] = DataTable(id="overview-jobs", cursor_type="row")
         yield jobs
 
     def fetch(self) -> dict[str, Any]:
@@ -46,7 +46,7 @@ class OverviewPane(Pane):
     def show(self, data: dict[str, Any]) -> None:
         overview = data["overview"]
         self.query_one("#health", Static).update(_health_text(overview))
-        self.query_one("#alerts", Static).update(_alerts_text(data["alerts"]))
+        self.query_one("#open-alerts", Static).update(_alerts_text(data["alerts"]))
         self._show_models(overview["models"], data["champions"])
         self._show_jobs(overview["jobs"])
 
@@ -60,7 +60,7 @@ class OverviewPane(Pane):
                 champion = str(champions.get(name, NONE))
             rows.append([name, str(served["version"]), champion, served["task"]])
             keys.append(name)
-        table = self.query_one("#models", DataTable)
+        table = self.query_one("#overview-models", DataTable)
         columns = ["Model", "Serving", "Champion", "Task"]
         fill_table(table, columns, rows, keys)
         table.border_title = f"Models ({len(rows)})"
@@ -70,7 +70,7 @@ class OverviewPane(Pane):
             [job["id"], timestamp(job["next_run_at"]), job["trigger"]]
             for job in jobs[:5]
         ]
-        table = self.query_one("#jobs", DataTable)
+        table = self.query_one("#overview-jobs", DataTable)
         fill_table(
             table, ["Next job", "Runs at", "Trigger"], rows, [r[0] for r in rows]
         )

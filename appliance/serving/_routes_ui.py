@@ -1,20 +1,24 @@
-"""Read routes of the operator terminal UI: one call per screen summary.
+"""Routes of the operator terminal UI: screen summaries and alert acknowledgement.
 
-These routes read only the daemon's memory (metrics, served models, the
-scheduler), never the catalog, so the overview stays quick while an admin
-command holds the catalog.
+The overview reads the daemon's memory (metrics, served models, the
+scheduler) and the job run records of the monitoring store, never the catalog,
+so it stays quick while an admin command holds the catalog.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import time
 from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get
+from litestar import Request, Response, get, post
 
+from appliance.errors import StorageError
+from appliance.monitoring import MonitoringStore
 from appliance.serving._state import DaemonState, daemon_state
 from appliance.serving._traffic import (
     TrafficSample,
@@ -23,7 +27,11 @@ from appliance.serving._traffic import (
     sample_metrics,
 )
 
+logger = logging.getLogger(__name__)
+
 _encode = msgspec.json.Encoder(enc_hook=str).encode
+DRIFT_HISTORY_ROWS = 5000
+"""Most drift score rows returned for the charts, newest first."""
 _WINDOW_KEY = "ui_traffic_window"
 TRAFFIC_WINDOW_SECONDS = 60.0
 """Length of the window of the overview's request rate, error rate and latency."""
@@ -54,25 +62,40 @@ def _traffic(request: Request[Any, Any, Any], state: DaemonState) -> TrafficStat
     return window.observe(sample_metrics(state.metrics, now))
 
 
-def scheduled_jobs(state: DaemonState) -> list[dict[str, Any]]:
-    """Return the scheduler's jobs, the next run first."""
+def scheduled_jobs(
+    state: DaemonState, last_runs: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Return the scheduler's jobs with their last recorded run, next run first."""
     jobs = []
     for job in state.scheduler.get_jobs():
         next_run = getattr(job, "next_run_time", None)
+        last = last_runs.get(job.id, {})
         jobs.append(
             {
                 "id": job.id,
                 "name": job.name,
                 "trigger": str(job.trigger),
                 "next_run_at": next_run.isoformat() if next_run else None,
-                # NOTE: APScheduler 3 keeps no run history; the last run and its
-                # outcome stay None until the job runs are recorded.
-                "last_run_at": None,
-                "last_outcome": None,
+                "last_run_at": last.get("started_at"),
+                "last_outcome": last.get("outcome"),
             }
         )
     jobs.sort(key=lambda job: (job["next_run_at"] is None, job["next_run_at"] or ""))
     return jobs
+
+
+async def last_job_runs(state: DaemonState) -> dict[str, dict[str, Any]]:
+    """Return the newest recorded run of each job; empty when the store is busy."""
+
+    def read() -> dict[str, dict[str, Any]]:
+        with MonitoringStore(state.config.storage.home) as store:
+            return {run["job_id"]: run for run in store.job_runs()}
+
+    try:
+        return await asyncio.to_thread(read)
+    except StorageError as exc:
+        logger.warning("job runs not read error=%s", exc)
+        return {}
 
 
 @get("/v1/ui/overview", summary="Summarize health, traffic, models and jobs")
@@ -102,7 +125,7 @@ async def overview(request: Request[Any, Any, Any]) -> Response[bytes]:
             "p99_ms": traffic.p99_ms,
         },
         "models": models,
-        "jobs": scheduled_jobs(state),
+        "jobs": scheduled_jobs(state, await last_job_runs(state)),
         "prediction_log": {
             "queued": log.queued_rows,
             "written": log.written_rows,
@@ -115,8 +138,45 @@ async def overview(request: Request[Any, Any, Any]) -> Response[bytes]:
 @get("/v1/ui/jobs", summary="List the scheduled jobs")
 async def jobs(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Return the scheduler's jobs with their next run."""
-    return _json({"jobs": scheduled_jobs(daemon_state(request))})
+    state = daemon_state(request)
+    return _json({"jobs": scheduled_jobs(state, await last_job_runs(state))})
 
 
-ROUTES = [overview, jobs]
+@get("/v1/ui/drift/{name:str}", summary="Drift scores of every check, for charts")
+async def drift_scores(
+    request: Request[Any, Any, Any], name: str, limit: int = DRIFT_HISTORY_ROWS
+) -> Response[bytes]:
+    """Return the batch drift scores of model `name`, newest check first."""
+    state = daemon_state(request)
+    if name not in state.config.models and name not in state.models.models:
+        state.models.get(name)  # raises NotFoundError naming the served models
+
+    def read() -> list[dict[str, Any]]:
+        with MonitoringStore(state.config.storage.home) as store:
+            return store.drift_history(name, limit=min(limit, DRIFT_HISTORY_ROWS))
+
+    return _json({"model": name, "scores": await asyncio.to_thread(read)})
+
+
+@post(
+    "/v1/alerts/{alert_id:int}/acknowledge",
+    status_code=200,
+    summary="Acknowledge an alert",
+)
+async def acknowledge(
+    request: Request[Any, Any, Any], alert_id: int
+) -> Response[bytes]:
+    """Mark an alert as seen; a repeat of its cause opens a new alert."""
+    state = daemon_state(request)
+
+    def write() -> dict[str, Any]:
+        with MonitoringStore(state.config.storage.home) as store:
+            return store.acknowledge(alert_id).to_dict()
+
+    alert = await asyncio.to_thread(write)
+    logger.info("alert acknowledged id=%d model=%s", alert_id, alert.get("model"))
+    return _json(alert)
+
+
+ROUTES = [overview, jobs, drift_scores, acknowledge]
 """The route handlers of this module, as `create_app` mounts them."""

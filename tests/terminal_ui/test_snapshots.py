@@ -64,7 +64,16 @@ def _ready(app: Any, key: str) -> bool:
     return True
 
 
-SCREENS = {"1": "overview", "2": "models", "3": "runs", "4": "datasets", "8": "tail"}
+SCREENS = {
+    "1": "overview",
+    "2": "models",
+    "3": "runs",
+    "4": "datasets",
+    "5": "drift",
+    "6": "alerts",
+    "7": "jobs",
+    "8": "tail",
+}
 """Key of each snapshotted screen and its file name."""
 
 

@@ -9,9 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from support import Daemon, free_port, json_rows, stop_daemon
+from support import Daemon, free_port, json_rows, run_appliance, stop_daemon
 from textual.widgets import DataTable, Sparkline, TabbedContent
 from ui_support import (
+    DRIFT_CHECKS,
+    DRIFT_STEP,
     MODEL,
     UiHome,
     notifications,
@@ -23,6 +25,8 @@ from ui_support import (
     wait_for,
 )
 
+from appliance.cli._tui import daemon_url
+from appliance.config import load_config
 from appliance.errors import DaemonError
 from tui import PANES, DaemonUnreachableError, EndpointMissingError, UiClient
 from tui._dialogs import ConfirmScreen, HelpScreen, TableScreen
@@ -111,6 +115,20 @@ def test_client_closed_port_is_unreachable() -> None:
         client.overview()
 
 
+def test_tui_command_finds_running_daemon(ui_daemon: Daemon) -> None:
+    config = load_config(ui_daemon.log.parent / "config.toml")
+    assert daemon_url(config, None) == ui_daemon.base_url
+    assert daemon_url(config, "http://10.0.0.1:1") == "http://10.0.0.1:1"
+
+
+def test_tui_command_rejects_zero_refresh(ui_daemon: Daemon) -> None:
+    root = ui_daemon.log.parent
+    done = run_appliance(root / "config.toml", root / "home", "tui", "--refresh", "0")
+    assert done.returncode == 1
+    assert "--refresh must be above 0 seconds, got 0.0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 # --- navigation --------------------------------------------------------------------
 
 
@@ -133,10 +151,14 @@ def test_every_screen_reachable_by_key(ui_daemon: Daemon, traffic: Any) -> None:
     run_app(ui_daemon.base_url, scenario)
 
 
-def test_tab_click_shows_screen(ui_daemon: Daemon) -> None:
+def test_tab_click_and_theme_toggle(ui_daemon: Daemon) -> None:
     async def scenario(app: Any, pilot: Any) -> None:
         await pilot.click("#--content-tab-tab-runs")
         assert app.query_one(TabbedContent).active == "tab-runs"
+        await pilot.press("t")
+        assert app.theme == "textual-light"
+        await pilot.press("t")
+        assert app.theme == "textual-dark"
 
     run_app(ui_daemon.base_url, scenario)
 
@@ -161,8 +183,8 @@ def test_overview_shows_traffic_and_models(
         assert "Daemon ok" in text
         assert "req/s" in text
         assert "p99" in text
-        assert "Open alerts: not available on this daemon" in text
-        table = app.query_one("#models", DataTable)
+        assert "Open alerts: 1" in text
+        table = app.query_one("#overview-models", DataTable)
         assert table.get_row(MODEL)[:2] == [MODEL, "2"]
 
     run_app(ui_daemon.base_url, scenario)
@@ -213,32 +235,18 @@ def test_datasets_details_without_quality_route(ui_daemon: Daemon) -> None:
     run_app(ui_daemon.base_url, scenario)
 
 
-def test_drift_report_draws_one_chart_per_feature(ui_daemon: Daemon) -> None:
-    # NOTE: no daemon route serves drift yet; this renders a report of the
-    # shape the screen expects from GET /v1/monitoring/{model}.
-    report = {
-        "scores": [
-            {"feature": feature, "psi": psi * step, "checked_at": f"2026-12-0{step}"}
-            for step in range(1, 5)
-            for feature, psi in (("radius", 0.05), ("site", 0.01))
-        ],
-        "detectors": [
-            {"subject": "radius", "kind": "numeric", "state": "drift", "detections": 2}
-        ],
-        "performance": {"labels": 40, "metrics": {"accuracy": 0.8}},
-    }
-
+def test_drift_draws_one_chart_per_feature(ui_daemon: Daemon) -> None:
     async def scenario(app: Any, pilot: Any) -> None:
         await pilot.press("5")
         drift = app.query_one(DriftPane)
-        await wait_for(pilot, lambda: drift.fetched_at is not None, "drift pane")
-        drift.show({"models": [MODEL], "model": MODEL, "report": report})
+        await wait_for(pilot, lambda: len(drift.query(Sparkline)) == 2, "charts")
         text = await shown_text(pilot)
-        assert len(drift.query(Sparkline)) == 2
-        assert "PSI 0.200" in text
-        assert "PSI 0.040" in text
-        assert "Live performance on 40 labels: accuracy=0.800" in text
-        assert app.query_one("#detectors", DataTable).row_count == 1
+        last = {f: f"PSI {step * DRIFT_CHECKS:.3f}" for f, step in DRIFT_STEP.items()}
+        assert re.search(rf"radius\s.*{last['radius']}", text)
+        assert re.search(rf"site\s.*{last['site']}", text)
+        assert "Streaming detectors" in text
+        sparkline = drift.query(Sparkline).first()
+        assert len(sparkline.data) == DRIFT_CHECKS
 
     run_app(ui_daemon.base_url, scenario, refresh_seconds=60.0)
 
@@ -325,18 +333,37 @@ def test_promote_declined_changes_nothing(ui_daemon: Daemon) -> None:
     run_app(ui_daemon.base_url, scenario)
 
 
-def test_alerts_without_monitoring_say_so(ui_daemon: Daemon) -> None:
+def test_acknowledge_closes_open_alert(
+    ui_home: UiHome, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    daemon = serve(ui_home, tmp_path_factory.mktemp("acknowledge"))
+    client = UiClient(daemon.base_url)
+    alert_id = client.alerts("open")[0]["id"]
+
     async def scenario(app: Any, pilot: Any) -> None:
         await pilot.press("6")
+        table = app.query_one("#alerts", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1, "the open alert")
+        assert "radius drifted" in await shown_text(pilot)
+        await pilot.press("a")
         await wait_for(
             pilot,
-            lambda: "Alerts: not available on this daemon" in screen_text(app),
-            "alerts notice",
+            lambda: any(
+                f"Alert {alert_id} acknowledged" in n for n in notifications(app)
+            ),
+            "acknowledgement",
         )
-        await pilot.press("a")
-        assert "No alert selected." in notifications(app)
+        await wait_for(pilot, lambda: table.row_count == 0, "no open alert")
+        await pilot.press("o")
+        await wait_for(pilot, lambda: table.row_count == 1, "every alert")
+        assert "acknowledged" in table.get_row(str(alert_id))
 
-    run_app(ui_daemon.base_url, scenario)
+    try:
+        run_app(daemon.base_url, scenario)
+        assert client.alerts("open") == []
+        assert client.alerts("acknowledged")[0]["id"] == alert_id
+    finally:
+        stop_daemon(daemon)
 
 
 def test_retrain_now_serves_new_version(
@@ -377,14 +404,15 @@ def test_daemon_stopped_mid_session_marks_stale(
     async def scenario(app: Any, pilot: Any) -> None:
         overview = pane(app, PANES[0])
         await wait_for(pilot, lambda: overview.fetched_at is not None, "first data")
-        assert stop_daemon(daemon) == 0
+        status = stop_daemon(daemon)
+        assert status == 0, daemon.log.read_text(errors="replace")
         await wait_for(pilot, lambda: app.down_since is not None, "daemon down")
         await wait_for(pilot, lambda: overview.stale, "stale overview")
         text = await shown_text(pilot)
-        assert "DAEMON DOWN since" in text
-        assert "STALE: data from" in text
-        assert "Daemon ok" in text
-        assert "Traceback" not in text
+        assert "DAEMON DOWN since" in text, text
+        assert "STALE: data from" in text, text
+        assert "Daemon ok" in text, text
+        assert "Traceback" not in text, text
         await pilot.press("2")
         await wait_for(
             pilot, lambda: "STALE: no data yet" in screen_text(app), "models notice"

@@ -9,6 +9,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,12 @@ from support import (
 )
 
 from appliance.config import load_config
+from appliance.monitoring import (
+    AlertCandidate,
+    DriftReport,
+    FeatureDrift,
+    MonitoringStore,
+)
 from appliance.storage import Catalog, ingest
 from appliance.training import train_model
 from tui import ApplianceApp, UiClient
@@ -71,7 +78,48 @@ def build_home(root: Path) -> UiHome:
         ingest(catalog, DATASET, [source])
     train_model(config, MODEL)
     train_model(config, MODEL)
+    seed_monitoring(config.storage.home)
     return UiHome(config_path, config.storage.home, frame)
+
+
+DRIFT_CHECKS = 4
+"""Drift checks recorded in the home: PSI grows by `DRIFT_STEP` per check."""
+DRIFT_STEP = {"radius": 0.05, "site": 0.01}
+
+
+def seed_monitoring(home: Path) -> None:
+    """Record drift checks and one open alert, as the monitoring jobs would."""
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    with MonitoringStore(home) as store:
+        for check in range(1, DRIFT_CHECKS + 1):
+            report = DriftReport(
+                [
+                    FeatureDrift(
+                        feature,
+                        "numeric",
+                        "drift" if step * check > 0.1 else "ok",
+                        step * check,
+                        None,
+                        None,
+                        100,
+                        100,
+                    )
+                    for feature, step in DRIFT_STEP.items()
+                ]
+            )
+            store.record_drift(MODEL, report, now=start + timedelta(days=check))
+        store.record_alert(
+            AlertCandidate(
+                MODEL,
+                "drift",
+                "radius",
+                "warning",
+                "radius drifted: PSI 0.20",
+                0.2,
+                0.1,
+            ),
+            now=start,
+        )
 
 
 def copy_home(template: UiHome, root: Path) -> UiHome:
