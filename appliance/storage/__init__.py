@@ -3,11 +3,16 @@
 from appliance.storage._catalog import Catalog
 from appliance.storage._datasets import (
     DatasetVersion,
-    IngestResult,
-    ingest,
+    Mode,
+    apply_retention,
+    diff_versions,
+    get_dataset_version,
     latest_version,
     list_versions,
+    scan_sql,
 )
+from appliance.storage._ingest import IngestResult, ingest, stored_contract
+from appliance.storage._quarantine import QuarantinedRow, list_quarantine
 from appliance.storage._models import (
     MODEL_FILE,
     SCHEMA_FILE,
@@ -32,8 +37,16 @@ __all__ = [
     "Catalog",
     "DatasetVersion",
     "IngestResult",
+    "Mode",
     "ModelVersion",
+    "QuarantinedRow",
     "Run",
+    "apply_retention",
+    "diff_versions",
+    "get_dataset_version",
+    "list_quarantine",
+    "scan_sql",
+    "stored_contract",
     "fail_run",
     "finish_run",
     "get_run",

@@ -17,7 +17,7 @@ import pandas as pd
 
 from appliance.config import ModelConfig
 from appliance.errors import TrainingError
-from appliance.storage import Catalog, latest_version
+from appliance.storage import Catalog, latest_version, scan_sql
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def load_frame(catalog: Catalog, cfg: ModelConfig) -> TrainingFrame:
     """
     version = latest_version(catalog, cfg.dataset)
     assert version is not None
-    base = _base_sql(str(version.path), cfg)
+    base = _base_sql(scan_sql(version), cfg)
     schema = _describe(catalog, base, cfg)
     features = _feature_names(cfg, schema)
     numeric, categorical = _split_kinds(cfg, features, schema)
@@ -111,11 +111,11 @@ def load_frame(catalog: Catalog, cfg: ModelConfig) -> TrainingFrame:
     )
 
 
-def _base_sql(path: str, cfg: ModelConfig) -> str:
+def _base_sql(rows: str, cfg: ModelConfig) -> str:
     derived = "".join(
         f", ({expr}) AS {_ident(name)}" for name, expr in cfg.derive.items()
     )
-    sql = f"SELECT *{derived} FROM read_parquet({_literal(path)})"
+    sql = f"SELECT *{derived} FROM ({rows})"
     if cfg.where:
         sql = f"SELECT * FROM ({sql}) WHERE ({cfg.where})"
     return sql

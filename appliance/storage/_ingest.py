@@ -1,0 +1,474 @@
+"""Ingest: files validated against the dataset's contract into a new version.
+
+The steps: check and hash each file; stage its rows in an in-memory DuckDB
+(CSV as text, so every value is converted by rules this module controls);
+infer types over every row; check the contract; write the rows that keep it
+to the lake as zstd Parquet and the rows that break it to the quarantine
+table with their file, line, column and reason; record the version with its
+lineage and quality report; apply the retention rule.
+
+A version id is a hash of the source files' hashes (and, in ``append`` mode,
+of the parent version), so ingesting the same bytes again finds the existing
+version and writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from appliance.config import ColumnRule, ContractConfig, DatasetConfig
+from appliance.errors import IngestError
+from appliance.storage._catalog import Catalog
+from appliance.storage._contracts import (
+    STAGED,
+    column_types,
+    schema_changes,
+    violations_sql,
+)
+from appliance.storage._datasets import (
+    DatasetVersion,
+    Mode,
+    apply_retention,
+    find_by_sources,
+    find_version,
+    latest_version,
+    record_version,
+    scan_sql,
+)
+from appliance.storage._quality import quality_report
+from appliance.storage._sources import SourceFile, open_source, sniff_dialect
+from appliance.storage._types import ColumnType, Inference, cast_sql, infer_types
+
+logger = logging.getLogger(__name__)
+
+_SHOWN_VIOLATIONS = 5
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """Outcome of one ingest."""
+
+    version: DatasetVersion
+    created: bool
+    """False when the same bytes were ingested before and nothing was written."""
+    accepted: int = 0
+    """Rows written to the version from the sources."""
+    quarantined: int = 0
+    """Rows that broke the contract, stored in the quarantine table."""
+    warnings: list[str] = field(default_factory=list)
+    """Schema changes and columns left as text, such as ambiguous dates."""
+    removed: list[str] = field(default_factory=list)
+    """Old versions deleted by the retention rule."""
+
+
+@dataclass
+class _Staged:
+    source_types: dict[str, str]
+    inference: Inference
+    records: list[int]
+    """Row count of each source file."""
+
+
+def ingest(
+    catalog: Catalog,
+    dataset: str,
+    paths: list[Path],
+    mode: Mode = "replace",
+    settings: DatasetConfig | None = None,
+    strict: bool = False,
+) -> IngestResult:
+    """Load files into a new version of `dataset`, or find the existing one.
+
+    Args:
+        catalog: Open catalog.
+        dataset: Dataset name.
+        paths: CSV, Parquet or JSON-lines files, all of one format.
+        mode: ``replace`` makes a version of these files only; ``append`` adds
+            their rows to the latest version's.
+        settings: The dataset's configuration; defaults when None.
+        strict: Reject the whole ingest when any row breaks the contract or
+            the schema changed, instead of quarantining rows.
+
+    Raises:
+        IngestError: A file is missing, empty, unreadable, of an unknown format,
+            or breaks the contract while `strict` is set.
+    """
+    _check_name(dataset)
+    settings = settings or DatasetConfig(name=dataset)
+    if not paths:
+        raise IngestError("no input files given; name at least one file")
+    sources = [open_source(path, settings.encoding) for path in paths]
+    if len({source.reader for source in sources}) > 1:
+        raise IngestError(
+            "input files mix formats; ingest CSV, Parquet and JSON-lines files "
+            "in separate commands"
+        )
+    hashes = [source.sha256 for source in sources]
+    parent = latest_version(catalog, dataset, missing_ok=True)
+    if parent is None:
+        mode = "replace"
+    version_id = _version_id(hashes, mode, parent)
+
+    existing = find_version(catalog, dataset, version_id)
+    if existing is None and mode == "append":
+        existing = find_by_sources(catalog, dataset, hashes)
+    if existing is not None:
+        logger.info("ingest unchanged dataset=%s version=%s", dataset, existing.version)
+        return IngestResult(existing, created=False)
+
+    contract = settings.contract or stored_contract(catalog, dataset)
+    db = duckdb.connect()
+    try:
+        return _ingest_new(
+            catalog, db, settings, sources, version_id, mode, parent, contract, strict
+        )
+    finally:
+        db.close()
+
+
+def _ingest_new(
+    catalog: Catalog,
+    db: duckdb.DuckDBPyConnection,
+    settings: DatasetConfig,
+    sources: list[SourceFile],
+    version_id: str,
+    mode: Mode,
+    parent: DatasetVersion | None,
+    contract: ContractConfig | None,
+    strict: bool,
+) -> IngestResult:
+    dataset = settings.name
+    staged = _stage(db, sources, settings, contract)
+    active = contract or ContractConfig()
+    types = column_types(active, staged.inference.types)
+    warnings = list(staged.inference.warnings)
+    if contract is not None:
+        inferred = {
+            name: None if name in staged.inference.empty else t.type
+            for name, t in staged.inference.types.items()
+        }
+        warnings += schema_changes(contract, inferred)
+
+    parent_scan = scan_sql(parent) if parent and mode == "append" else None
+    db.execute(
+        "CREATE TEMP TABLE violations AS "
+        + violations_sql(active, types, staged.source_types, parent_scan)
+    )
+    bad = db.execute(
+        "SELECT count(*) FROM (SELECT DISTINCT _file, _record FROM violations)"
+    ).fetchall()[0][0]
+    total = sum(staged.records)
+    quarantine = _quarantine_rows(db, sources, staged) if bad else None
+    if strict and (bad or warnings):
+        raise IngestError(_strict_message(dataset, bad, total, warnings, quarantine))
+
+    target = catalog.lake / dataset / f"version={version_id}"
+    partition = settings.partition_by if settings.partition_by in types else None
+    partitioned = _write_rows(db, types, staged, target, partition, bad, total - bad)
+    own_glob = str(target) + ("/*/*.parquet" if partitioned else "/*.parquet")
+    schema = {name: column.type for name, column in types.items()}
+    if parent_scan and parent is not None:
+        schema = {**parent.schema, **schema}
+    version = DatasetVersion(
+        dataset=dataset,
+        version=version_id,
+        parent=parent.version if parent else None,
+        created_at=datetime.now(timezone.utc),
+        row_count=total - bad + (parent.row_count if parent_scan and parent else 0),
+        schema=schema,
+        sources=[{"path": str(s.path.resolve()), "sha256": s.sha256} for s in sources],
+        path=target,
+        mode=mode,
+        files=(parent.files if parent_scan and parent else []) + [own_glob],
+        partition_by=partition if partitioned else None,
+    )
+    report = {
+        "accepted": total - bad,
+        "quarantined": bad,
+        "warnings": warnings,
+        "quality": quality_report(db, f"({scan_sql(version)})", schema),
+    }
+    version = replace(version, report=report)
+    record_version(catalog, version)
+    if quarantine is not None:
+        _store_quarantine(catalog, dataset, version_id, quarantine)
+    if contract is None and total - bad > 0:
+        _store_contract(catalog, dataset, version_id, types)
+    removed = []
+    if settings.keep_versions:
+        removed = apply_retention(catalog, dataset, settings.keep_versions)
+    logger.info(
+        "ingest done dataset=%s version=%s mode=%s accepted=%d quarantined=%d files=%d",
+        dataset,
+        version_id,
+        mode,
+        total - bad,
+        bad,
+        len(sources),
+    )
+    return IngestResult(version, True, total - bad, bad, warnings, removed)
+
+
+def stored_contract(catalog: Catalog, dataset: str) -> ContractConfig | None:
+    """Return the contract inferred from the dataset's first version, if any."""
+    rows = catalog.db.execute(
+        "SELECT schema_json FROM dataset_contracts WHERE dataset = ?", [dataset]
+    ).fetchall()
+    if not rows:
+        return None
+    columns = json.loads(rows[0][0])
+    return ContractConfig(
+        columns={
+            name: ColumnRule(type=spec["type"], date_format=spec.get("date_format"))
+            for name, spec in columns.items()
+        }
+    )
+
+
+def _store_contract(
+    catalog: Catalog, dataset: str, version: str, types: dict[str, ColumnType]
+) -> None:
+    columns = {
+        name: {"type": t.type, "date_format": t.date_format}
+        for name, t in types.items()
+    }
+    catalog.db.execute(
+        "INSERT OR IGNORE INTO dataset_contracts VALUES (?, ?, ?)",
+        [dataset, version, json.dumps(columns)],
+    )
+
+
+def _stage(
+    db: duckdb.DuckDBPyConnection,
+    sources: list[SourceFile],
+    settings: DatasetConfig,
+    contract: ContractConfig | None,
+) -> _Staged:
+    """Load every file into ``raw_N`` tables and the `STAGED` view over them."""
+    records = []
+    for index, source in enumerate(sources):
+        reader = _reader_sql(db, source, settings)
+        try:
+            db.execute(f"CREATE TEMP TABLE raw_{index} AS SELECT * FROM {reader}")
+        except duckdb.Error as exc:
+            raise IngestError(f"{source.path}: cannot read file: {exc}") from None
+        records.append(db.execute(f"SELECT count(*) FROM raw_{index}").fetchall()[0][0])
+    union = " UNION ALL BY NAME ".join(
+        f"SELECT {i} AS _file, rowid AS _record, * FROM raw_{i}"
+        for i in range(len(sources))
+    )
+    described = db.execute(f"DESCRIBE {union}").fetchall()
+    source_types = {
+        name: kind for name, kind, *_ in described if name not in ("_file", "_record")
+    }
+    if not source_types:
+        raise IngestError(f"{_names(sources)}: no columns found")
+    missing = [
+        n for n in (contract.columns if contract else {}) if n not in source_types
+    ]
+    extra = "".join(f", NULL::VARCHAR AS {_ident(name)}" for name in missing)
+    db.execute(f"CREATE TEMP VIEW {STAGED} AS SELECT *{extra} FROM ({union})")
+
+    if sources[0].reader == "read_csv":
+        inference = infer_types(
+            db,
+            STAGED,
+            list(source_types),
+            settings.date_formats,
+            settings.decimal_separator,
+        )
+    else:
+        inference = Inference({n: ColumnType(k) for n, k in source_types.items()})
+    for name in missing:
+        source_types[name] = "VARCHAR"
+    return _Staged(source_types, inference, records)
+
+
+def _reader_sql(
+    db: duckdb.DuckDBPyConnection, source: SourceFile, settings: DatasetConfig
+) -> str:
+    path = _literal(str(source.path))
+    if source.reader == "read_parquet":
+        return f"read_parquet({path})"
+    if source.reader == "read_json":
+        return f"read_json({path}, format='newline_delimited', sample_size=-1)"
+    dialect = sniff_dialect(db, source.path, settings.delimiter, settings.encoding)
+    nulls = "[" + ", ".join(_literal(v) for v in settings.null_values) + "]"
+    return (
+        f"read_csv({path}, all_varchar=true, header=true, auto_detect=false, "
+        f"delim={_literal(dialect.delimiter)}, quote={_literal(dialect.quote)}, "
+        f"escape={_literal(dialect.escape)}, nullstr={nulls}, "
+        f"encoding={_literal(settings.encoding)}, "
+        f"columns={_columns_struct(dialect.columns)})"
+    )
+
+
+def _columns_struct(columns: list[str]) -> str:
+    return "{" + ", ".join(f"{_literal(c)}: 'VARCHAR'" for c in columns) + "}"
+
+
+def _quarantine_rows(
+    db: duckdb.DuckDBPyConnection, sources: list[SourceFile], staged: _Staged
+) -> Any:
+    """Return the violations as an Arrow table with source paths and line numbers."""
+    lines = []
+    for index, source in enumerate(sources):
+        lines.append(_line_sql(db, index, source, staged.records[index]))
+    query = f"""
+        SELECT s.path AS source, l.line, v.column_name, v.value, v.reason
+        FROM violations v
+        JOIN ({" UNION ALL ".join(lines)}) l USING (_file, _record)
+        JOIN (SELECT * FROM (VALUES {_paths_values(sources)}) t(_file, path)) s
+          USING (_file)
+        ORDER BY v._file, l.line, v.column_name
+    """
+    return db.sql(query).to_arrow_table()
+
+
+def _line_sql(
+    db: duckdb.DuckDBPyConnection, index: int, source: SourceFile, records: int
+) -> str:
+    """Return SQL mapping each record of file `index` to its line in the file.
+
+    CSV records start on line 2 after the header; a quoted field with line
+    breaks moves every later record down by that many lines. JSON lines are
+    numbered from 1; for Parquet the number is the row's position, from 1.
+    """
+    if source.reader != "read_csv":
+        return f"SELECT {index} AS _file, rowid AS _record, rowid + 1 AS line FROM raw_{index}"
+    if source.newlines <= records + 1:
+        return f"SELECT {index} AS _file, rowid AS _record, rowid + 2 AS line FROM raw_{index}"
+    # NOTE: blank lines that the CSV reader skips are not counted, so line
+    # numbers after a blank line are one lower per blank line.
+    columns = [r[0] for r in db.execute(f"DESCRIBE raw_{index}").fetchall()]
+    breaks = " + ".join(
+        f"coalesce(length({_ident(c)}) - length(replace({_ident(c)}, chr(10), '')), 0)"
+        for c in columns
+    )
+    return (
+        f"SELECT {index} AS _file, rowid AS _record, 2 + rowid + coalesce(sum(breaks) "
+        "OVER (ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) "
+        f"AS line FROM (SELECT rowid, {breaks} AS breaks FROM raw_{index})"
+    )
+
+
+def _paths_values(sources: list[SourceFile]) -> str:
+    return ", ".join(
+        f"({index}, {_literal(str(source.path.resolve()))})"
+        for index, source in enumerate(sources)
+    )
+
+
+def _store_quarantine(catalog: Catalog, dataset: str, version: str, rows: Any) -> None:
+    catalog.db.register("quarantine_rows", rows)
+    try:
+        catalog.db.execute(
+            "INSERT INTO quarantine SELECT ?, ?, source, line, column_name, value, "
+            "reason, ? FROM quarantine_rows",
+            [dataset, version, datetime.now(timezone.utc)],
+        )
+    finally:
+        catalog.db.unregister("quarantine_rows")
+
+
+def _strict_message(
+    dataset: str, bad: int, total: int, warnings: list[str], quarantine: Any
+) -> str:
+    parts = [f"strict ingest of {dataset!r} rejected"]
+    if bad:
+        parts.append(f"{bad} of {total} rows break the contract")
+        for row in quarantine.slice(0, _SHOWN_VIOLATIONS).to_pylist():
+            parts.append(
+                f"{row['source']}, line {row['line']}, column "
+                f"{row['column_name']!r}: {row['reason']}"
+            )
+    parts += warnings
+    return "; ".join(parts) + "; fix the file or ingest without --strict to quarantine"
+
+
+def _write_rows(
+    db: duckdb.DuckDBPyConnection,
+    types: dict[str, ColumnType],
+    staged: _Staged,
+    target: Path,
+    partition: str | None,
+    bad: int,
+    accepted: int,
+) -> bool:
+    """Write the accepted rows to `target` through a temporary folder.
+
+    Returns:
+        Whether the files are Hive-partitioned by `partition`.
+    """
+    columns = ", ".join(
+        f"{cast_sql(name, column, staged.source_types.get(name, 'VARCHAR'))} AS "
+        f"{_ident(name)}"
+        for name, column in types.items()
+    )
+    rows = f"SELECT {columns} FROM {STAGED}"
+    if bad:
+        rows += (
+            " WHERE (_file, _record) NOT IN (SELECT (_file, _record) FROM violations) "
+            "ORDER BY _file, _record"
+        )
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partitioned = partition is not None and accepted > 0
+    try:
+        if partitioned:
+            db.execute(
+                f"COPY ({rows}) TO {_literal(str(staging))} (FORMAT parquet, "
+                f"COMPRESSION zstd, PARTITION_BY ({_ident(partition or '')}))"
+            )
+        else:
+            staging.mkdir()
+            db.execute(
+                f"COPY ({rows}) TO {_literal(str(staging / 'data_0.parquet'))} "
+                "(FORMAT parquet, COMPRESSION zstd)"
+            )
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    except duckdb.Error as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise IngestError(f"cannot write version folder {target}: {exc}") from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return partitioned
+
+
+def _check_name(dataset: str) -> None:
+    if not dataset or not all(c.isalnum() or c in "_-" for c in dataset):
+        raise IngestError(
+            f"invalid dataset name {dataset!r}; use letters, digits, '_' and '-'"
+        )
+
+
+def _version_id(hashes: list[str], mode: Mode, parent: DatasetVersion | None) -> str:
+    parts = list(hashes)
+    if mode == "append" and parent is not None:
+        parts = ["append", parent.version, *parts]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _names(sources: list[SourceFile]) -> str:
+    return ", ".join(str(source.path) for source in sources)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

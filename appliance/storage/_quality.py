@@ -1,0 +1,102 @@
+"""Data quality report of a dataset version, computed by DuckDB in two scans.
+
+Per column: null rate, distinct count (approximate, HyperLogLog), min, max;
+for numeric columns also the quartiles and the count of outliers outside
+``[q1 - 1.5 IQR, q3 + 1.5 IQR]``. For the table: rows and duplicate rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import duckdb
+
+from appliance.storage._types import NUMERIC_TYPES
+
+
+def quality_report(
+    db: duckdb.DuckDBPyConnection, table: str, schema: Mapping[str, str]
+) -> dict[str, Any]:
+    """Compute the quality report of the rows in `table` (a table name or subquery)."""
+    rows = db.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    duplicates = (
+        rows
+        - db.execute(
+            f"SELECT count(*) FROM (SELECT DISTINCT * FROM {table})"
+        ).fetchall()[0][0]
+    )
+    columns: dict[str, dict[str, Any]] = {}
+    if schema and rows:
+        columns = _column_stats(db, table, schema, rows)
+    return {"rows": rows, "duplicate_rows": duplicates, "columns": columns}
+
+
+def _column_stats(
+    db: duckdb.DuckDBPyConnection, table: str, schema: Mapping[str, str], rows: int
+) -> dict[str, dict[str, Any]]:
+    numeric = [n for n, kind in schema.items() if _is_numeric(kind)]
+    selects = []
+    for name, kind in schema.items():
+        v = _ident(name)
+        selects += [f"count({v})", f"approx_count_distinct({v})"]
+        if _orderable(kind):
+            selects += [f"CAST(min({v}) AS VARCHAR)", f"CAST(max({v}) AS VARCHAR)"]
+        if name in numeric:
+            selects.append(f"approx_quantile(CAST({v} AS DOUBLE), [0.25, 0.5, 0.75])")
+    values = iter(db.execute(f"SELECT {', '.join(selects)} FROM {table}").fetchall()[0])
+    stats: dict[str, dict[str, Any]] = {}
+    for name, kind in schema.items():
+        present, distinct = next(values), next(values)
+        entry: dict[str, Any] = {
+            "type": kind,
+            "null_rate": round(1 - present / rows, 6),
+            "distinct": distinct,
+        }
+        if _orderable(kind):
+            entry["min"], entry["max"] = next(values), next(values)
+            if name in numeric and entry["min"] is not None:
+                entry["min"], entry["max"] = float(entry["min"]), float(entry["max"])
+        if name in numeric:
+            quartiles = next(values)
+            entry["quantiles"] = (
+                {"p25": quartiles[0], "p50": quartiles[1], "p75": quartiles[2]}
+                if quartiles and quartiles[0] is not None
+                else None
+            )
+        stats[name] = entry
+    _add_outliers(db, table, stats)
+    return stats
+
+
+def _add_outliers(
+    db: duckdb.DuckDBPyConnection, table: str, stats: dict[str, dict[str, Any]]
+) -> None:
+    bounded = {
+        name: entry["quantiles"]
+        for name, entry in stats.items()
+        if entry.get("quantiles")
+    }
+    if not bounded:
+        return
+    counts = []
+    for name, q in bounded.items():
+        spread = 1.5 * (q["p75"] - q["p25"])
+        low, high = q["p25"] - spread, q["p75"] + spread
+        v = f"CAST({_ident(name)} AS DOUBLE)"
+        counts.append(f"count(*) FILTER (WHERE {v} < {low!r} OR {v} > {high!r})")
+    found = db.execute(f"SELECT {', '.join(counts)} FROM {table}").fetchall()[0]
+    for name, count in zip(bounded, found):
+        stats[name]["outliers_iqr"] = count
+
+
+def _is_numeric(kind: str) -> bool:
+    return kind in NUMERIC_TYPES or kind.startswith("DECIMAL")
+
+
+def _orderable(kind: str) -> bool:
+    return not kind.endswith("[]") and not kind.startswith(("STRUCT", "MAP"))
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
