@@ -12,7 +12,6 @@ from appliance.storage._datasets import (
     scan_sql,
 )
 from appliance.storage._ingest import IngestResult, ingest, stored_contract
-from appliance.storage._quarantine import QuarantinedRow, list_quarantine
 from appliance.storage._models import (
     MODEL_FILE,
     SCHEMA_FILE,
@@ -22,6 +21,7 @@ from appliance.storage._models import (
     list_models,
     register_version,
 )
+from appliance.storage._quarantine import QuarantinedRow, list_quarantine
 from appliance.storage._runs import (
     Run,
     fail_run,

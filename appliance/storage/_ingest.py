@@ -344,10 +344,11 @@ def _line_sql(
     breaks moves every later record down by that many lines. JSON lines are
     numbered from 1; for Parquet the number is the row's position, from 1.
     """
+    keys = f"SELECT {index} AS _file, rowid AS _record"
     if source.reader != "read_csv":
-        return f"SELECT {index} AS _file, rowid AS _record, rowid + 1 AS line FROM raw_{index}"
+        return f"{keys}, rowid + 1 AS line FROM raw_{index}"
     if source.newlines <= records + 1:
-        return f"SELECT {index} AS _file, rowid AS _record, rowid + 2 AS line FROM raw_{index}"
+        return f"{keys}, rowid + 2 AS line FROM raw_{index}"
     # NOTE: blank lines that the CSV reader skips are not counted, so line
     # numbers after a blank line are one lower per blank line.
     columns = [r[0] for r in db.execute(f"DESCRIBE raw_{index}").fetchall()]

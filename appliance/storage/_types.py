@@ -202,15 +202,11 @@ def cast_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> str
     if column.decimal_comma:
         return f"TRY_CAST(replace({v}, ',', '.') AS {column.type})"
     if column.date_format:
-        return f"TRY_CAST(TRY_STRPTIME({v}, {_literal(column.date_format)}) AS {column.type})"
+        parsed = f"TRY_STRPTIME({v}, {_literal(column.date_format)})"
+        return f"TRY_CAST({parsed} AS {column.type})"
     if column.type == "BOOLEAN":
         return f"CASE lower({v}) WHEN 'true' THEN true WHEN 'false' THEN false END"
     return f"TRY_CAST({v} AS {column.type})"
-
-
-def convert_failed_sql(name: str, column: ColumnType, source_type: str) -> str:
-    """Return a predicate that is true where a present value did not convert."""
-    return f"({_ident(name)} IS NOT NULL AND ({cast_sql(name, column, source_type)}) IS NULL)"
 
 
 def _ident(name: str) -> str:

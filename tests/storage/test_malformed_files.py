@@ -47,7 +47,7 @@ def test_empty_header_name_rejected(catalog: Catalog, write_file: WriteFile) -> 
 def test_semicolon_decimal_comma_detected(
     catalog: Catalog, write_file: WriteFile
 ) -> None:
-    text = "text;number\n" + "".join(f"foo;123,5\n" for _ in range(3000))
+    text = "text;number\n" + "".join("foo;123,5\n" for _ in range(3000))
     path = write_file("semi.csv", text)
 
     result = ingest(catalog, "semi", [path])
@@ -61,7 +61,7 @@ def test_semicolon_decimal_comma_detected(
 def test_semicolon_decimal_comma_declared(
     catalog: Catalog, write_file: WriteFile
 ) -> None:
-    text = "text;number\n" + "".join(f"foo;123,5\n" for _ in range(3000))
+    text = "text;number\n" + "".join("foo;123,5\n" for _ in range(3000))
     path = write_file("semi.csv", text)
     settings = DatasetConfig(name="semi", delimiter=";", decimal_separator=",")
 
