@@ -4,7 +4,7 @@ CSV columns are loaded as text first. `infer_types` then tries each candidate
 type on every value of a column in one aggregate query, so a column that turns
 to text after thousands of numeric rows is typed as text, never guessed from a
 sample. `cast_sql` converts a text column to its type; a value that does not
-convert becomes NULL, which `convert_failed_sql` detects.
+convert becomes NULL, which the contract checks report.
 """
 
 from __future__ import annotations
