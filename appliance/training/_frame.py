@@ -8,15 +8,17 @@ feeds to ONNX, so native and exported models see identical inputs.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from appliance.config import ModelConfig
+from appliance.config import FeatureViewConfig, ModelConfig
 from appliance.errors import TrainingError
+from appliance.features import FeatureStore, model_views, open_store
 from appliance.storage import Catalog, latest_version, scan_sql
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ class TrainingFrame:
     """Class values in index order; the target is encoded as their indices."""
     unlabelled: int
     """Rows left out because their target is missing."""
+    feature_versions: dict[str, str] = field(default_factory=dict)
+    """Version read of each dataset behind the model's feature views."""
 
     @property
     def features(self) -> list[str]:
@@ -59,8 +63,15 @@ class TrainingFrame:
         return self.numeric + self.categorical
 
 
-def load_frame(catalog: Catalog, cfg: ModelConfig) -> TrainingFrame:
+def load_frame(
+    catalog: Catalog,
+    cfg: ModelConfig,
+    views: Mapping[str, FeatureViewConfig] | None = None,
+) -> TrainingFrame:
     """Read the latest version of the model's dataset and split it.
+
+    The model's feature views are joined point in time: each row sees the
+    feature values available at its `event_timestamp`, never later ones.
 
     Raises:
         TrainingError: A column is missing or of an unusable type, the filter is
@@ -68,8 +79,37 @@ def load_frame(catalog: Catalog, cfg: ModelConfig) -> TrainingFrame:
     """
     version = latest_version(catalog, cfg.dataset)
     assert version is not None
-    base = _base_sql(scan_sql(version), cfg)
-    schema = _describe(catalog, base, cfg)
+    store = _feature_store(catalog, cfg)
+    try:
+        return _load(
+            catalog.db if store is None else store.db, cfg, version, store, views
+        )
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _feature_store(catalog: Catalog, cfg: ModelConfig) -> FeatureStore | None:
+    return open_store(catalog) if cfg.feature_views else None
+
+
+def _load(
+    db: duckdb.DuckDBPyConnection,
+    cfg: ModelConfig,
+    version: Any,
+    store: FeatureStore | None,
+    views: Mapping[str, FeatureViewConfig] | None,
+) -> TrainingFrame:
+    rows = scan_sql(version)
+    feature_versions: dict[str, str] = {}
+    if store is not None:
+        joined = model_views(cfg.feature_views, views or {})
+        rows = store.joined_sql(
+            f"SELECT * FROM {_ident(cfg.dataset)}", joined, cfg.event_timestamp
+        )
+        feature_versions = dict(store.versions)
+    base = _base_sql(rows, cfg)
+    schema = _describe(db, base, cfg)
     features = _feature_names(cfg, schema)
     numeric, categorical = _split_kinds(cfg, features, schema)
     if cfg.target not in schema:
@@ -78,7 +118,7 @@ def load_frame(catalog: Catalog, cfg: ModelConfig) -> TrainingFrame:
             f"{cfg.dataset!r}; columns: {', '.join(schema)}"
         )
 
-    frame = _query(catalog, base, cfg, numeric, categorical)
+    frame = _query(db, base, cfg, numeric, categorical)
     labelled = frame[cfg.target].notna()
     unlabelled = int((~labelled).sum())
     frame = frame[labelled].reset_index(drop=True)
@@ -91,12 +131,14 @@ def load_frame(catalog: Catalog, cfg: ModelConfig) -> TrainingFrame:
     train_idx, test_idx = _split(cfg, frame, y)
     x = frame[numeric + categorical]
     logger.info(
-        "frame loaded model=%s dataset=%s version=%s rows=%d unlabelled=%d",
+        "frame loaded model=%s dataset=%s version=%s rows=%d unlabelled=%d "
+        "feature_datasets=%s",
         cfg.name,
         cfg.dataset,
         version.version,
         len(frame),
         unlabelled,
+        ",".join(f"{d}@{v}" for d, v in sorted(feature_versions.items())) or "none",
     )
     return TrainingFrame(
         dataset_version=version.version,
@@ -108,6 +150,7 @@ def load_frame(catalog: Catalog, cfg: ModelConfig) -> TrainingFrame:
         y_test=y[test_idx],
         classes=classes,
         unlabelled=unlabelled,
+        feature_versions=feature_versions,
     )
 
 
@@ -121,9 +164,11 @@ def _base_sql(rows: str, cfg: ModelConfig) -> str:
     return sql
 
 
-def _describe(catalog: Catalog, base: str, cfg: ModelConfig) -> dict[str, str]:
+def _describe(
+    db: duckdb.DuckDBPyConnection, base: str, cfg: ModelConfig
+) -> dict[str, str]:
     try:
-        rows = catalog.db.execute(f"DESCRIBE {base}").fetchall()
+        rows = db.execute(f"DESCRIBE {base}").fetchall()
     except duckdb.Error as exc:
         raise TrainingError(
             f"invalid 'where' or 'derive' of model {cfg.name!r}: {exc}"
@@ -166,7 +211,7 @@ def _split_kinds(
 
 
 def _query(
-    catalog: Catalog,
+    db: duckdb.DuckDBPyConnection,
     base: str,
     cfg: ModelConfig,
     numeric: list[str],
@@ -184,7 +229,7 @@ def _query(
         base = f"SELECT *, row_number() OVER () AS rowid_ FROM ({base})"
     sql = f"SELECT {', '.join(columns)} FROM ({base}){order}"
     try:
-        return catalog.db.execute(sql).df()
+        return db.execute(sql).df()
     except duckdb.Error as exc:
         raise TrainingError(
             f"cannot read training rows of {cfg.name!r}: {exc}"

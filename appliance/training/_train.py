@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from appliance.config import Config, ModelConfig
+from appliance.config import Config, FeatureViewConfig, ModelConfig
 from appliance.errors import ExportError, TrainingError
 from appliance.serving import OnnxModel
 from appliance.storage import (
@@ -63,15 +63,20 @@ def train_model(config: Config, name: str) -> TrainResult:
         params = {"algorithm": cfg.algorithm, **estimator_params(cfg)}
         run_id = start_run(catalog, name, cfg.dataset, params, code_version())
         try:
-            return _train(catalog, cfg, run_id)
+            return _train(catalog, cfg, run_id, config.feature_views)
         except Exception as exc:
             fail_run(catalog, run_id, f"{type(exc).__name__}: {exc}")
             raise
 
 
-def _train(catalog: Catalog, cfg: ModelConfig, run_id: str) -> TrainResult:
+def _train(
+    catalog: Catalog,
+    cfg: ModelConfig,
+    run_id: str,
+    views: dict[str, FeatureViewConfig],
+) -> TrainResult:
     started = time.perf_counter()
-    frame = load_frame(catalog, cfg)
+    frame = load_frame(catalog, cfg, views)
     pipeline = build_pipeline(cfg, frame.numeric, frame.categorical)
     try:
         pipeline.fit(frame.x_train, frame.y_train)
@@ -145,6 +150,7 @@ def _schema(
         "classes": frame.classes,
         "dataset": cfg.dataset,
         "dataset_version": frame.dataset_version,
+        "feature_versions": frame.feature_versions,
         "run_id": run_id,
         "metrics": metrics,
     }
