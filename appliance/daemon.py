@@ -9,6 +9,8 @@ import time
 import uvicorn
 
 from appliance.config import Config
+from appliance.errors import ApplianceError
+from appliance.features import FeatureServer
 from appliance.serving import ModelSet, OnnxModel, create_app
 from appliance.storage import Catalog, latest_models
 
@@ -40,11 +42,28 @@ def load_models(config: Config) -> ModelSet:
     return ModelSet(models)
 
 
+def load_features(config: Config) -> FeatureServer | None:
+    """Load the feature views of the served models, or None when none joins one.
+
+    A view that cannot be loaded is logged; the first request that needs it
+    tries again and fails with the error.
+    """
+    features = FeatureServer(config)
+    if not features.models:
+        return None
+    try:
+        features.load()
+    except ApplianceError:
+        logger.exception("feature views load failed; retried on the first request")
+    return features
+
+
 def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
     """Serve every registered model over HTTP until SIGINT or SIGTERM."""
     models = load_models(config)
+    features = load_features(config)
     server = config.server
-    app = create_app(models, server.max_body_bytes, server.max_rows)
+    app = create_app(models, server.max_body_bytes, server.max_rows, features)
     bind_host = host or server.host
     bind_port = server.port if port is None else port
     logger.info("daemon starting host=%s port=%d", bind_host, bind_port)

@@ -56,7 +56,13 @@ def _predict(config: Config, args: argparse.Namespace) -> None:
     with Catalog(config.storage.home, read_only=True) as catalog:
         version = get_version(catalog, args.name, args.version)
     model = OnnxModel.load(version.path, version.sha256)
-    rows = score_file(model, args.input, args.output)
+    prepare = None
+    if config.model(args.name).feature_views:
+        from appliance.features import FeatureServer
+
+        features = FeatureServer(config)
+        prepare = lambda table: features.fill_table(args.name, table)  # noqa: E731
+    rows = score_file(model, args.input, args.output, prepare)
     print(f"scored {rows} rows with {version.model} version {version.version}")
     print(f"wrote {args.output}")
 

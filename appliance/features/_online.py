@@ -121,6 +121,69 @@ class FeatureServer:
         return _merge(rows, result, columns, names)
 
 
+    def fill_table(self, model: str, table: pa.Table) -> pa.Table:
+        """Return `table` with `model`'s feature columns it lacks joined in.
+
+        A feature column the table already has is kept as it is.
+
+        Raises:
+            RequestError: The table lacks an entity key column.
+        """
+        if model not in self.models:
+            return table
+        declared, event_time = self.models[model]
+        for key in sorted({k for view in declared for k in view.entities}):
+            if key not in table.column_names:
+                raise RequestError(
+                    f"column {key!r}, the entity key of model {model!r}'s features, "
+                    "is missing",
+                    model=model,
+                    column=key,
+                )
+        if self._store is None:
+            self.load()
+        assert self._store is not None
+        views = [self._views[view.name] for view in declared]
+        features = {
+            name
+            for view in declared
+            for name in feature_columns(view, self._columns[view.name])
+        }
+        kept = [name for name in table.column_names if name not in features]
+        request = table.select(kept).append_column(
+            "_row", pa.array(range(table.num_rows), pa.int64())
+        )
+        if event_time and event_time not in kept:
+            request = request.append_column(
+                event_time, pa.nulls(table.num_rows, pa.string())
+            )
+        names = [n for n in request.column_names if n != "_row"]
+        with self._lock:
+            cursor = self._store.db.cursor()
+        try:
+            cursor.execute("SET TimeZone = 'UTC'")
+            cursor.register(_REQUEST, request)
+            event = f"coalesce({ident(event_time)}, now())" if event_time else None
+            rows_sql = _rows_sql(names, event_time)
+            sql = join_sql(rows_sql, ["_row", *names], views, self._columns, event)
+            added = [c for c in _added_columns(cursor, sql, names) if c not in kept]
+            picked = ", ".join(ident(c) for c in added) or "NULL AS _none"
+            filled = cursor.sql(
+                f"SELECT {picked} FROM ({sql}) ORDER BY _row"
+            ).to_arrow_table()
+        finally:
+            cursor.close()
+        for name in added:
+            if name not in table.column_names:
+                table = table.append_column(name, filled.column(name))
+        return table
+
+
+def _added_columns(cursor: Any, sql: str, names: list[str]) -> list[str]:
+    described = cursor.execute(f"DESCRIBE {sql}").fetchall()
+    return [row[0] for row in described if row[0] not in names and row[0] != "_row"]
+
+
 def _check_rows(
     model: str, rows: Sequence[Any], views: list[FeatureViewConfig]
 ) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -13,6 +14,7 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
 
 from appliance.errors import ApplianceError, NotFoundError, RequestError
+from appliance.features import FeatureServer
 from appliance.serving._onnx import OnnxModel
 
 logger = logging.getLogger(__name__)
@@ -49,8 +51,22 @@ class ModelSet:
             ) from None
 
 
-def create_app(models: ModelSet, max_body_bytes: int, max_rows: int) -> Litestar:
-    """Build the Litestar application serving `models`."""
+def create_app(
+    models: ModelSet,
+    max_body_bytes: int,
+    max_rows: int,
+    features: FeatureServer | None = None,
+    extra_handlers: Sequence[Any] = (),
+) -> Litestar:
+    """Build the Litestar application serving `models`.
+
+    Args:
+        models: Served model versions.
+        max_body_bytes: Largest request body accepted.
+        max_rows: Most rows in one prediction request.
+        features: Fills the feature view columns of models that join views.
+        extra_handlers: More route handlers, such as the dataset ingest routes.
+    """
     decoder = msgspec.json.Decoder(PredictRequest)
     encoder = msgspec.json.Encoder()
 
@@ -94,6 +110,8 @@ def create_app(models: ModelSet, max_body_bytes: int, max_rows: int) -> Litestar
                 status=413,
             )
         started = time.perf_counter()
+        if features is not None and features.uses_features(name):
+            rows = await asyncio.to_thread(features.fill, name, rows)
         predictions = await asyncio.to_thread(model.predict_rows, rows)
         logger.debug(
             "predicted model=%s version=%d rows=%d request=%s seconds=%.4f",
@@ -135,7 +153,7 @@ def create_app(models: ModelSet, max_body_bytes: int, max_rows: int) -> Litestar
         return respond({"error": "internal error; see the daemon log"}, status=500)
 
     return Litestar(
-        route_handlers=[health, list_models, predict],
+        route_handlers=[health, list_models, predict, *extra_handlers],
         exception_handlers={Exception: on_error},
         request_max_body_size=max_body_bytes,
         logging_config=None,

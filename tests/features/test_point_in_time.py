@@ -203,3 +203,25 @@ def test_fill_missing_entity_key_rejected(tmp_path: Path) -> None:
 
     with pytest.raises(RequestError, match="row 1 .* missing entity key 'tailnum'"):
         server.fill("late", [{"origin": "EWR", "tailnum": "N1"}, {"origin": "EWR"}])
+
+
+def test_fill_table_joins_batch(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    config = make_home(tmp_path)
+    server = FeatureServer(config)
+    table = pa.table(
+        {
+            "origin": ["EWR", "JFK"],
+            "tailnum": ["N1", "N2"],
+            "time_hour": ["2013-01-01T10:00:00Z", "2013-01-01T10:00:00Z"],
+            "seats": [1, 2],
+        }
+    )
+
+    filled = server.fill_table("late", table)
+
+    assert filled.column("temp").to_pylist() == [30.0, 20.0]
+    assert filled.column("plane_age").to_pylist() == [10, 3]
+    assert filled.column("seats").to_pylist() == [1, 2]
+    assert filled.column("time_hour").to_pylist() == table.column("time_hour").to_pylist()
