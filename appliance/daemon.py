@@ -11,8 +11,8 @@ import uvicorn
 from appliance.config import Config
 from appliance.errors import ApplianceError
 from appliance.features import FeatureServer
-from appliance.serving import ModelSet, OnnxModel, create_app
-from appliance.storage import Catalog, latest_models
+from appliance.serving import ModelSet, OnnxModel, create_app, ingest_handlers
+from appliance.storage import Catalog, IngestBuffer, latest_models
 
 logger = logging.getLogger(__name__)
 
@@ -63,23 +63,34 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
     models = load_models(config)
     features = load_features(config)
     server = config.server
-    app = create_app(models, server.max_body_bytes, server.max_rows, features)
+    buffer = IngestBuffer(config)
+    buffer.start()
+    app = create_app(
+        models,
+        server.max_body_bytes,
+        server.max_rows,
+        features,
+        ingest_handlers(buffer, server.max_rows),
+    )
     bind_host = host or server.host
     bind_port = server.port if port is None else port
     logger.info("daemon starting host=%s port=%d", bind_host, bind_port)
     # uvicorn shuts down on SIGTERM and then re-raises the signal to the handler
     # it found; a handler that ignores it lets the process exit with status 0.
     signal.signal(signal.SIGTERM, _ignore_signal)
-    uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=bind_host,
-            port=bind_port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-        )
-    ).run()
+    try:
+        uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=bind_host,
+                port=bind_port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+            )
+        ).run()
+    finally:
+        buffer.stop()
     logger.info("daemon stopped")
 
 

@@ -2,6 +2,7 @@
 
 from appliance.serving._app import ModelSet, create_app
 from appliance.serving._batch import score_file
+from appliance.serving._ingest_routes import ingest_handlers
 from appliance.serving._inputs import (
     NUMBER,
     STRING,
@@ -19,6 +20,7 @@ __all__ = [
     "class_key",
     "columns_to_feed",
     "create_app",
+    "ingest_handlers",
     "rows_to_feed",
     "score_file",
     "table_to_feed",

@@ -1,5 +1,6 @@
 """Storage: the DuckDB catalog, the Parquet lake, runs and model versions."""
 
+from appliance.storage._buffer import IngestBuffer
 from appliance.storage._catalog import Catalog
 from appliance.storage._datasets import (
     DatasetVersion,
@@ -36,6 +37,7 @@ __all__ = [
     "SCHEMA_FILE",
     "Catalog",
     "DatasetVersion",
+    "IngestBuffer",
     "IngestResult",
     "Mode",
     "ModelVersion",

@@ -27,21 +27,21 @@ def contract_from_schema(schema: Mapping[str, str]) -> ContractConfig:
 def column_types(
     contract: ContractConfig, inferred: Mapping[str, ColumnType]
 ) -> dict[str, ColumnType]:
-    """Return the type of every contract column and every new column.
+    """Return the type of every column of the file, then of the contract's others.
 
     The contract decides the type of its columns; a column it does not name
     keeps its inferred type.
     """
     types: dict[str, ColumnType] = {}
-    for name, rule in contract.columns.items():
+    for name in [*inferred, *(n for n in contract.columns if n not in inferred)]:
         seen = inferred.get(name)
-        if rule.type is None:
+        rule = contract.columns.get(name)
+        if rule is None or rule.type is None:
             types[name] = seen or ColumnType("VARCHAR")
             continue
-        decimal_comma = bool(seen and seen.decimal_comma and rule.type in NUMERIC_TYPES)
-        types[name] = ColumnType(rule.type.upper(), decimal_comma, rule.date_format)
-    for name, seen in inferred.items():
-        types.setdefault(name, seen)
+        kind = rule.type.upper()
+        decimal_comma = bool(seen and seen.decimal_comma and kind in NUMERIC_TYPES)
+        types[name] = ColumnType(kind, decimal_comma, rule.date_format)
     return types
 
 

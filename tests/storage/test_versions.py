@@ -208,14 +208,15 @@ def test_first_version_becomes_contract(
         "missing column 'name'; its values are read as missing",
     ]
     assert result.quarantined == 1
-    assert result.version.schema == {
-        "id": "BIGINT",
-        "name": "VARCHAR",
-        "score": "DOUBLE",
-        "extra": "BIGINT",
-    }
+    # The file's columns come first, then the contract's missing ones.
+    assert list(result.version.schema.items()) == [
+        ("id", "BIGINT"),
+        ("score", "DOUBLE"),
+        ("extra", "BIGINT"),
+        ("name", "VARCHAR"),
+    ]
     rows = catalog.db.execute(scan_sql(result.version)).fetchall()
-    assert rows == [(2, None, 0.8, 2)]
+    assert rows == [(2, 0.8, 2, None)]
 
 
 def test_quality_report_stored(catalog: Catalog, write_file: WriteFile) -> None:
