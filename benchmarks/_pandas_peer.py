@@ -25,7 +25,9 @@ def ingest(csv: str, out: str, repeats: int) -> list[float]:
     return seconds
 
 
-def asof(flights: str, weather: str, out: str, repeats: int, ttl_hours: int) -> list[float]:
+def asof(
+    flights: str, weather: str, out: str, repeats: int, ttl_hours: int
+) -> list[float]:
     left = pd.read_parquet(flights)
     right = pd.read_parquet(weather)
     seconds = []

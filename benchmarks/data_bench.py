@@ -32,7 +32,7 @@ import duckdb
 
 from appliance.config import DatasetConfig, FeatureViewConfig
 from appliance.features import open_store
-from appliance.storage import Catalog, ingest, latest_version, scan_sql
+from appliance.storage import Catalog, ingest, latest_version
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "benchmarks" / ".venvs" / "pandas"
@@ -55,7 +55,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="data-bench-"))
     try:
         ingest_rows = _bench_ingest(flights_csv, work, peer_python, args.repeats)
-        join_rows = _bench_join(flights_csv, weather_parquet, work, peer_python, args.repeats)
+        join_rows = _bench_join(
+            flights_csv, weather_parquet, work, peer_python, args.repeats
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = _report(ingest_rows, join_rows, args.repeats)
@@ -96,7 +98,9 @@ def _bench_ingest(csv: Path, work: Path, peer: Path, repeats: int) -> list[dict]
         appliance.append(_time_appliance_ingest(csv, work / f"a{i}", None))
         partitioned.append(_time_appliance_ingest(csv, work / f"p{i}", "month"))
         raw.append(_time_raw_duckdb(csv, work / f"raw{i}.parquet"))
-    pandas = _run_peer(peer, "ingest", str(csv), str(work / "pandas.parquet"), str(repeats))
+    pandas = _run_peer(
+        peer, "ingest", str(csv), str(work / "pandas.parquet"), str(repeats)
+    )
     return [
         {"name": "appliance ingest (no partitions)", "seconds": appliance},
         {"name": "appliance ingest (partition_by = month)", "seconds": partitioned},
@@ -230,11 +234,16 @@ def _table(rows: list[dict], baseline_prefix: str) -> list[str]:
     timed = [r for r in rows if "seconds" in r]
     base = next(r for r in timed if r["name"].startswith(baseline_prefix))
     base_median = statistics.median(base["seconds"])
-    out = [f"| run | median s | runs (s) | vs {base['name']} |", "| --- | --- | --- | --- |"]
+    out = [
+        f"| run | median s | runs (s) | vs {base['name']} |",
+        "| --- | --- | --- | --- |",
+    ]
     for row in timed:
         median = statistics.median(row["seconds"])
         runs = ", ".join(f"{s:.2f}" for s in row["seconds"])
-        out.append(f"| {row['name']} | {median:.2f} | {runs} | {median / base_median:.2f}x |")
+        out.append(
+            f"| {row['name']} | {median:.2f} | {runs} | {median / base_median:.2f}x |"
+        )
     for row in rows:
         if "value" in row:
             out.append(f"| {row['name']} | {row['value']} | | |")

@@ -120,7 +120,6 @@ class FeatureServer:
             cursor.close()
         return _merge(rows, result, columns, names)
 
-
     def fill_table(self, model: str, table: pa.Table) -> pa.Table:
         """Return `table` with `model`'s feature columns it lacks joined in.
 

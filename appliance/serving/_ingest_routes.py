@@ -1,8 +1,8 @@
 """HTTP ingest: ``POST /v1/datasets/{name}/rows`` into the durable buffer.
 
-A 202 response means the rows are fsynced to the buffer's write-ahead file;
-they reach a new dataset version at the next flush (by size or age) and
-survive a crash of the daemon in between.
+A 202 response means the rows are fsynced to the buffer's write-ahead file.
+They reach a new dataset version at the next flush (by size or age), and a
+crash of the daemon in between loses none of them.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def ingest_handlers(buffer: IngestBuffer, max_rows: int) -> list[HTTPRouteHandle
         return Response(encoder.encode(content), status_code=status, media_type=_JSON)
 
     @post("/v1/datasets/{name:str}/rows", status_code=202)
-    async def append_rows(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
+    async def append_rows(
+        name: str, request: Request[Any, Any, Any]
+    ) -> Response[bytes]:
         rows = _decode(decoder, await request.body(), name)
         if len(rows) > max_rows:
             return respond(

@@ -4,8 +4,8 @@ Rows are appended as JSON lines to ``HOME/buffer/DATASET/wal.jsonl`` and the
 file is fsynced before `IngestBuffer.append` returns, so a row that was
 acknowledged survives a crash of the process or the machine. A flush renames
 the write-ahead file to a segment, ingests the segment in ``append`` mode and
-deletes it; a segment whose rows were partly quarantined is moved to
-``quarantined/`` instead, so the whole rows stay available for review.
+deletes it. A segment with quarantined rows is moved to ``quarantined/``
+instead, so the whole rows stay available for review.
 
 Recovery after a crash needs no log replay: leftover segments and write-ahead
 files are flushed at start. A segment ingested just before a crash, but not
@@ -81,8 +81,7 @@ class IngestBuffer:
             lines.append(json.dumps(row, separators=(",", ":"), default=str))
         if not lines:
             raise RequestError(
-                f"no rows sent to dataset {dataset!r}; send "
-                '{"rows": [{...}, ...]}',
+                f'no rows sent to dataset {dataset!r}; send {{"rows": [{{...}}, ...]}}',
                 dataset=dataset,
             )
         data = ("\n".join(lines) + "\n").encode()
@@ -159,7 +158,10 @@ class IngestBuffer:
                 name
                 for name, state in self._states.items()
                 if state.rows >= self.flush_rows
-                or (state.oldest is not None and now - state.oldest >= self.flush_seconds)
+                or (
+                    state.oldest is not None
+                    and now - state.oldest >= self.flush_seconds
+                )
             ]
 
     def _rotate(self, dataset: str) -> None:
@@ -189,7 +191,9 @@ class IngestBuffer:
             except StorageError:
                 # Another process holds the catalog; it is released within seconds.
                 logger.warning(
-                    "catalog busy, flush retried dataset=%s attempt=%d", dataset, attempt
+                    "catalog busy, flush retried dataset=%s attempt=%d",
+                    dataset,
+                    attempt,
                 )
                 time.sleep(_LOCK_RETRY_SECONDS * (attempt + 1))
             except IngestError:
@@ -238,7 +242,7 @@ def _append_synced(path: Path, data: bytes) -> None:
 
 
 def _drop_torn_line(path: Path) -> None:
-    """Cut a last line left incomplete by a crash mid-write; it was never acknowledged."""
+    """Cut a last line left incomplete by a crash, which was never acknowledged."""
     with path.open("rb+") as handle:
         data = handle.read()
         end = data.rfind(b"\n") + 1

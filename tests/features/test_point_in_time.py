@@ -224,4 +224,6 @@ def test_fill_table_joins_batch(tmp_path: Path) -> None:
     assert filled.column("temp").to_pylist() == [30.0, 20.0]
     assert filled.column("plane_age").to_pylist() == [10, 3]
     assert filled.column("seats").to_pylist() == [1, 2]
-    assert filled.column("time_hour").to_pylist() == table.column("time_hour").to_pylist()
+    assert (
+        filled.column("time_hour").to_pylist() == table.column("time_hour").to_pylist()
+    )

@@ -39,7 +39,9 @@ min = 0
 """
 
 
-def write_config(tmp_path: Path, flush_rows: int = 1000, flush_seconds: float = 3600) -> Config:
+def write_config(
+    tmp_path: Path, flush_rows: int = 1000, flush_seconds: float = 3600
+) -> Config:
     path = tmp_path / "config.toml"
     path.write_text(CONFIG.format(flush_rows=flush_rows, flush_seconds=flush_seconds))
     return load_config(path)
@@ -75,7 +77,9 @@ def test_append_is_on_disk_before_return(tmp_path: Path) -> None:
 def test_non_object_row_rejected(tmp_path: Path) -> None:
     buffer = IngestBuffer(write_config(tmp_path))
 
-    with pytest.raises(RequestError, match="row 1 sent to dataset 'events' is not a JSON object"):
+    with pytest.raises(
+        RequestError, match="row 1 sent to dataset 'events' is not a JSON object"
+    ):
         buffer.append("events", [{"id": 1}, [1, 2]])
 
 
@@ -142,8 +146,16 @@ def start_daemon(tmp_path: Path, log_name: str) -> tuple[subprocess.Popen[bytes]
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
     with (tmp_path / log_name).open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "--config", str(tmp_path / "config.toml"),
-             "serve", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "appliance",
+                "--config",
+                str(tmp_path / "config.toml"),
+                "serve",
+                "--port",
+                str(port),
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -153,7 +165,10 @@ def start_daemon(tmp_path: Path, log_name: str) -> tuple[subprocess.Popen[bytes]
     while time.monotonic() < deadline:
         assert process.poll() is None, (tmp_path / log_name).read_text()
         try:
-            if httpx.get(f"{base}/health", timeout=2, trust_env=False).status_code == 200:
+            if (
+                httpx.get(f"{base}/health", timeout=2, trust_env=False).status_code
+                == 200
+            ):
                 return process, base
         except httpx.TransportError:
             time.sleep(0.2)
@@ -201,12 +216,16 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         status = {}
         while time.monotonic() < deadline:
-            status = httpx.get(f"{base}/v1/datasets/events/rows", trust_env=False).json()
+            status = httpx.get(
+                f"{base}/v1/datasets/events/rows", trust_env=False
+            ).json()
             if status["flushes"] >= 1:
                 break
             time.sleep(0.2)
         assert status == {"dataset": "events", "buffered": 0, "flushes": 1}
-        bad = httpx.post(f"{base}/v1/datasets/events/rows", content=b"{", trust_env=False)
+        bad = httpx.post(
+            f"{base}/v1/datasets/events/rows", content=b"{", trust_env=False
+        )
         assert bad.status_code == 400
     finally:
         stop(process)

@@ -97,9 +97,10 @@ def test_partitioned_layout_readable_by_duckdb(
     assert os.listdir(folder / "month=1") == ["data_0.parquet"]
     assert result.version.partition_by == "month"
     # A plain Hive reader sees the same rows, with version and month columns.
+    files = f"{catalog.lake}/f/*/*/*.parquet"
     plain = duckdb.sql(
-        f"SELECT version, month, delay FROM read_parquet('{catalog.lake}/f/*/*/*.parquet',"
-        " hive_partitioning=true) ORDER BY month, delay"
+        f"SELECT version, month, delay FROM read_parquet('{files}', "
+        "hive_partitioning=true) ORDER BY month, delay"
     ).fetchall()
     vid = result.version.version
     assert plain == [(vid, 1, 5), (vid, 1, 7), (vid, 2, 3)]
