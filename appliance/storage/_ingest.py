@@ -162,7 +162,9 @@ def _ingest_new(
     parent_scan = scan_sql(parent) if parent and mode == "append" else None
     db.execute(
         "CREATE TEMP TABLE violations AS "
-        + violations_sql(active, types, staged.source_types, parent_scan)
+        + violations_sql(
+            active, types, staged.source_types, parent_scan, staged.inference.types
+        )
     )
     bad = db.execute(
         "SELECT count(*) FROM (SELECT DISTINCT _file, _record FROM violations)"

@@ -135,6 +135,8 @@ def sniff_dialect(
 ) -> Dialect:
     """Detect the delimiter and quoting of a CSV file and check its header.
 
+    The sniffer reads the first rows only; column types are not taken from it.
+
     Raises:
         IngestError: The header has an empty or a duplicate column name.
     """
@@ -144,7 +146,7 @@ def sniff_dialect(
     try:
         row = db.execute(
             f"SELECT delimiter, quote, escape FROM sniff_csv({_quote(str(path))}, "
-            f"header=true, sample_size=-1{options})"
+            f"header=true{options})"
         ).fetchall()[0]
     except duckdb.Error as exc:
         raise IngestError(f"{path}: cannot detect the CSV format: {exc}") from None

@@ -26,7 +26,9 @@ INTEGER_TYPES = (
 )
 NUMERIC_TYPES = (*INTEGER_TYPES, "FLOAT", "DOUBLE")
 
-_INTEGER = r"^\s*[+-]?[0-9]+\s*$"
+_SAMPLE_ROWS = 2048
+_ANY_TESTS = ("present", "zoned", "day_first_only", "month_first_only")
+"""Tests that are true when any value fits; all the others need every value."""
 _DECIMAL_COMMA = r"^[+-]?[0-9]+(,[0-9]+)?([eE][+-]?[0-9]+)?$"
 _ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _TIME_ZONE = r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
@@ -70,26 +72,90 @@ def infer_types(
     allowed `date_formats`; else VARCHAR. A column of dates that fits both a
     day-first and a month-first format stays text with a warning.
     """
-    checks: list[str] = []
-    for name in columns:
-        checks += [
-            f"({expr}) AS {_ident(name + '|' + test)}"
-            for test, expr in _tests(name, date_formats).items()
-        ]
     if not columns:
         return Inference()
-    row = db.execute(f"SELECT {', '.join(checks)} FROM {table}").fetchall()[0]
-    results = iter(row)
+    tests = {name: _tests(name, date_formats) for name in columns}
+    known = _sample_outcomes(db, table, tests)
     inference = Inference()
-    for name in columns:
-        outcome = {test: next(results) for test in _tests(name, date_formats)}
-        if not outcome["present"]:
-            inference.empty.add(name)
-        inference.types[name] = _choose(name, outcome, date_formats, decimal_separator)
-        warning = _date_warning(name, outcome, inference.types[name], date_formats)
-        if warning:
-            inference.warnings.append(warning)
+    pending = list(columns)
+    while pending:
+        requests: dict[str, str] = {}
+        for name in pending:
+            try:
+                column = _choose(known[name], date_formats, decimal_separator)
+                warning = _date_warning(name, known[name], column, date_formats)
+            except _Unknown as unknown:
+                requests[name] = unknown.test
+                continue
+            inference.types[name] = column
+            if warning:
+                inference.warnings.append(warning)
+            if not known[name]["present"]:
+                inference.empty.add(name)
+        _run_full(db, table, tests, requests, known)
+        pending = list(requests)
+    inference.types = {name: inference.types[name] for name in columns}
     return inference
+
+
+class _Unknown(Exception):
+    """A test whose result over the whole column is needed to decide."""
+
+    def __init__(self, test: str) -> None:
+        super().__init__(test)
+        self.test = test
+
+
+class _Outcome(dict[str, bool | None]):
+    """Test results of one column; None where only the whole column can tell."""
+
+    def __getitem__(self, test: str) -> bool:
+        value = super().__getitem__(test)
+        if value is None:
+            raise _Unknown(test)
+        return value
+
+
+def _sample_outcomes(
+    db: duckdb.DuckDBPyConnection, table: str, tests: dict[str, dict[str, str]]
+) -> dict[str, _Outcome]:
+    """Run every test on the first rows, keeping only the results they settle.
+
+    A value that breaks an all-values test settles it as false for the whole
+    column, and one that fits an any-value test settles it as true; other
+    results are left unknown, so no type is ever chosen from a sample.
+    """
+    checks = [expr for column in tests.values() for expr in column.values()]
+    row = iter(
+        db.execute(
+            f"SELECT {', '.join(checks)} FROM (SELECT * FROM {table} "
+            f"LIMIT {_SAMPLE_ROWS})"
+        ).fetchall()[0]
+    )
+    outcomes = {}
+    for name, column in tests.items():
+        outcome = _Outcome()
+        for test in column:
+            value = bool(next(row))
+            settled = value if test in _ANY_TESTS else not value
+            outcome[test] = value if settled else None
+        outcomes[name] = outcome
+    return outcomes
+
+
+def _run_full(
+    db: duckdb.DuckDBPyConnection,
+    table: str,
+    tests: dict[str, dict[str, str]],
+    requests: dict[str, str],
+    known: dict[str, _Outcome],
+) -> None:
+    if not requests:
+        return
+    checks = [tests[name][test] for name, test in requests.items()]
+    row = db.execute(f"SELECT {', '.join(checks)} FROM {table}").fetchall()[0]
+    for (name, test), value in zip(requests.items(), row):
+        known[name][test] = bool(value)
 
 
 def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
@@ -102,7 +168,8 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
     tests = {
         "present": f"count({v}) > 0",
         "bigint": every(
-            f"regexp_matches({v}, '{_INTEGER}') AND TRY_CAST({v} AS BIGINT) IS NOT NULL"
+            f"TRY_CAST({v} AS BIGINT) IS NOT NULL AND NOT contains({v}, '.') "
+            f"AND NOT contains(lower({v}), 'e')"
         ),
         "double": every(f"TRY_CAST({v} AS DOUBLE) IS NOT NULL"),
         "comma": every(f"regexp_matches({v}, '{_DECIMAL_COMMA}')"),
@@ -130,8 +197,7 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
 
 
 def _choose(
-    name: str,
-    outcome: dict[str, bool],
+    outcome: _Outcome,
     date_formats: tuple[str, ...],
     decimal_separator: str | None,
 ) -> ColumnType:
@@ -170,7 +236,7 @@ def _ambiguous(outcome: dict[str, bool]) -> bool:
 
 def _date_warning(
     name: str,
-    outcome: dict[str, bool],
+    outcome: _Outcome,
     chosen: ColumnType,
     date_formats: tuple[str, ...],
 ) -> str | None:
