@@ -144,17 +144,22 @@ def _show(config: Config, args: argparse.Namespace) -> None:
             {
                 "column": name,
                 "type": kind,
-                "null_rate": stats.get("null_rate"),
+                "null_rate": _number(stats.get("null_rate")),
                 "distinct": stats.get("distinct"),
-                "min": stats.get("min"),
-                "p25": quantiles.get("p25"),
-                "median": quantiles.get("p50"),
-                "p75": quantiles.get("p75"),
-                "max": stats.get("max"),
+                "min": _number(stats.get("min")),
+                "p25": _number(quantiles.get("p25")),
+                "median": _number(quantiles.get("p50")),
+                "p75": _number(quantiles.get("p75")),
+                "max": _number(stats.get("max")),
                 "outliers": stats.get("outliers_iqr"),
             }
         )
     print_rows(rows, False, list(rows[0]) if rows else ["column"])
+
+
+def _number(value: Any) -> Any:
+    """Format a float with 6 significant digits, so a year shows as 2013."""
+    return f"{value:.6g}" if isinstance(value, float) else value
 
 
 def _version_json(version: Any) -> dict[str, Any]:
