@@ -5,7 +5,7 @@
    ``read_csv`` to Parquet and against pandas ``read_csv`` plus ``to_parquet``.
 2. Point-in-time join of flights with hourly weather by origin (3 hour TTL):
    the appliance's feature store (DuckDB ``ASOF LEFT JOIN``) against pandas
-   ``merge_asof`` with the same tolerance; the two outputs are compared row
+   ``merge_asof`` with the same tolerance. The two outputs are compared row
    for row.
 
 pandas runs in its own venv, ``benchmarks/.venvs/pandas``, created on first

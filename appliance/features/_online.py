@@ -2,8 +2,8 @@
 
 `FeatureServer` loads every feature view once into an in-memory DuckDB, then
 joins each request's rows to them with the same SQL as training. A row that
-carries the model's event time gets the values as of that time; a row
-without it gets the latest value per entity, subject to the view's TTL
+carries the model's event time gets the values as of that time. A row
+without it gets the latest value per entity, and the view's TTL is then
 counted from now. The catalog is opened only for the moment of `load`.
 """
 
