@@ -56,7 +56,12 @@ class FeatureServer:
         return model in self.models
 
     def load(self) -> None:
-        """Read every feature view into memory from the datasets' latest versions."""
+        """Read every feature view into memory from the datasets' latest versions.
+
+        NOTE: nothing calls this again after start, so a dataset version
+        ingested while the daemon runs reaches requests after a restart or
+        an explicit call.
+        """
         started = time.perf_counter()
         with Catalog(self.home, read_only=True) as catalog:
             store = open_store(catalog)
