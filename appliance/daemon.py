@@ -64,6 +64,8 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
     features = load_features(config)
     server = config.server
     buffer = IngestBuffer(config)
+    if features is not None:
+        buffer.on_flush = lambda dataset, result: features.load()
     buffer.start()
     app = create_app(
         models,

@@ -58,9 +58,9 @@ class FeatureServer:
     def load(self) -> None:
         """Read every feature view into memory from the datasets' latest versions.
 
-        NOTE: nothing calls this again after start, so a dataset version
-        ingested while the daemon runs reaches requests after a restart or
-        an explicit call.
+        NOTE: the daemon calls this at start and after each HTTP ingest
+        flush, so a version ingested with the CLI while the daemon runs
+        reaches requests only after a restart.
         """
         started = time.perf_counter()
         with Catalog(self.home, read_only=True) as catalog:
