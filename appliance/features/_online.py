@@ -76,9 +76,9 @@ class FeatureServer:
                 views[view.name] = dataclasses.replace(
                     view, sql=f"SELECT * FROM {ident(table)}"
                 )
+        # The previous store is not closed here, because a request may still
+        # be reading it; it is closed when the last reference goes.
         with self._lock:
-            if self._store is not None:
-                self._store.close()
             self._store, self._views, self._columns = store, views, columns
             self.loaded_at = time.time()
         logger.info(
