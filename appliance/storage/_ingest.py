@@ -45,8 +45,9 @@ from appliance.storage._datasets import (
     record_version,
     scan_sql,
 )
+from appliance.storage._loading import load_sources, normalize_type
 from appliance.storage._quality import quality_report
-from appliance.storage._sources import SourceFile, open_source, sniff_dialect
+from appliance.storage._sources import SourceFile, open_source
 from appliance.storage._types import ColumnType, Inference, cast_sql, infer_types
 
 logger = logging.getLogger(__name__)
@@ -257,21 +258,16 @@ def _stage(
     contract: ContractConfig | None,
 ) -> _Staged:
     """Load every file into ``raw_N`` tables and the `STAGED` view over them."""
-    records = []
-    for index, source in enumerate(sources):
-        reader = _reader_sql(db, source, settings)
-        try:
-            db.execute(f"CREATE TEMP TABLE raw_{index} AS SELECT * FROM {reader}")
-        except duckdb.Error as exc:
-            raise IngestError(f"{source.path}: cannot read file: {exc}") from None
-        records.append(db.execute(f"SELECT count(*) FROM raw_{index}").fetchall()[0][0])
+    records = load_sources(db, sources, settings, contract)
     union = " UNION ALL BY NAME ".join(
         f"SELECT {i} AS _file, rowid AS _record, * FROM raw_{i}"
         for i in range(len(sources))
     )
     described = db.execute(f"DESCRIBE {union}").fetchall()
     source_types = {
-        name: kind for name, kind, *_ in described if name not in ("_file", "_record")
+        name: normalize_type(kind)
+        for name, kind, *_ in described
+        if name not in ("_file", "_record")
     }
     if not source_types:
         raise IngestError(f"{_names(sources)}: no columns found")
@@ -281,42 +277,19 @@ def _stage(
     extra = "".join(f", NULL::VARCHAR AS {_ident(name)}" for name in missing)
     db.execute(f"CREATE TEMP VIEW {STAGED} AS SELECT *{extra} FROM ({union})")
 
+    inference = Inference({n: ColumnType(k) for n, k in source_types.items()})
     if sources[0].reader == "read_csv":
-        inference = infer_types(
-            db,
-            STAGED,
-            list(source_types),
-            settings.date_formats,
-            settings.decimal_separator,
+        # Text columns get the appliance's rules: decimal commas, allowed date
+        # formats, ambiguous dates. Typed columns were read without an error.
+        text = [n for n, kind in source_types.items() if kind == "VARCHAR"]
+        found = infer_types(
+            db, STAGED, text, settings.date_formats, settings.decimal_separator
         )
-    else:
-        inference = Inference({n: ColumnType(k) for n, k in source_types.items()})
+        inference.types.update(found.types)
+        inference.warnings, inference.empty = found.warnings, found.empty
     for name in missing:
         source_types[name] = "VARCHAR"
     return _Staged(source_types, inference, records)
-
-
-def _reader_sql(
-    db: duckdb.DuckDBPyConnection, source: SourceFile, settings: DatasetConfig
-) -> str:
-    path = _literal(str(source.path))
-    if source.reader == "read_parquet":
-        return f"read_parquet({path})"
-    if source.reader == "read_json":
-        return f"read_json({path}, format='newline_delimited', sample_size=-1)"
-    dialect = sniff_dialect(db, source.path, settings.delimiter, settings.encoding)
-    nulls = "[" + ", ".join(_literal(v) for v in settings.null_values) + "]"
-    return (
-        f"read_csv({path}, all_varchar=true, header=true, auto_detect=false, "
-        f"delim={_literal(dialect.delimiter)}, quote={_literal(dialect.quote)}, "
-        f"escape={_literal(dialect.escape)}, nullstr={nulls}, "
-        f"encoding={_literal(settings.encoding)}, "
-        f"columns={_columns_struct(dialect.columns)})"
-    )
-
-
-def _columns_struct(columns: list[str]) -> str:
-    return "{" + ", ".join(f"{_literal(c)}: 'VARCHAR'" for c in columns) + "}"
 
 
 def _quarantine_rows(
@@ -355,8 +328,8 @@ def _line_sql(
     # numbers after a blank line are one lower per blank line.
     columns = [r[0] for r in db.execute(f"DESCRIBE raw_{index}").fetchall()]
     breaks = " + ".join(
-        f"coalesce(length({_ident(c)}) - length(replace({_ident(c)}, chr(10), '')), 0)"
-        for c in columns
+        f"coalesce(length({text}) - length(replace({text}, chr(10), '')), 0)"
+        for text in (f"CAST({_ident(c)} AS VARCHAR)" for c in columns)
     )
     return (
         f"SELECT {index} AS _file, rowid AS _record, 2 + rowid + coalesce(sum(breaks) "

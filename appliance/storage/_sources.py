@@ -53,6 +53,12 @@ class Dialect:
     escape: str
     columns: list[str]
     """Header names in file order."""
+    sniffed_types: dict[str, str]
+    """Column types DuckDB's sniffer guessed from the first rows."""
+    date_format: str | None = None
+    """strptime format the sniffer chose for DATE columns, if not ISO 8601."""
+    timestamp_format: str | None = None
+    """strptime format the sniffer chose for TIMESTAMP columns, if not ISO 8601."""
 
 
 def open_source(path: Path, encoding: str = "utf-8") -> SourceFile:
@@ -145,18 +151,27 @@ def sniff_dialect(
         options += f", delim={_quote(delimiter)}"
     try:
         row = db.execute(
-            f"SELECT delimiter, quote, escape FROM sniff_csv({_quote(str(path))}, "
+            "SELECT delimiter, quote, escape, columns, dateformat, timestampformat "
+            f"FROM sniff_csv({_quote(str(path))}, "
             f"header=true{options})"
         ).fetchall()[0]
     except duckdb.Error as exc:
         raise IngestError(f"{path}: cannot detect the CSV format: {exc}") from None
     assert row is not None
-    found_delimiter, quote, escape = row
+    found_delimiter, quote, escape, sniffed, date_format, timestamp_format = row
     quote = "" if quote == "(empty)" else quote
     escape = "" if escape == "(empty)" else escape
     delimiter = delimiter or found_delimiter
     columns = _header(path, delimiter, quote or '"', encoding)
-    return Dialect(delimiter, quote or '"', escape or quote or '"', columns)
+    return Dialect(
+        delimiter,
+        quote or '"',
+        escape or quote or '"',
+        columns,
+        {column["name"]: column["type"] for column in sniffed},
+        date_format,
+        timestamp_format,
+    )
 
 
 def _header(path: Path, delimiter: str, quote: str, encoding: str) -> list[str]:

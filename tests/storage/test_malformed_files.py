@@ -275,3 +275,20 @@ def test_ragged_row_error_names_line(catalog: Catalog, write_file: WriteFile) ->
 
     with pytest.raises(IngestError, match=r"ragged.csv: cannot read file: .*Line: 3"):
         ingest(catalog, "ragged", [path])
+
+
+def test_typed_read_line_numbers_after_newlines(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("nl.csv", 'a,b\n1,"x\ny"\n2,"p\nq"\n-5,w\n')
+    contract = ContractConfig(columns={"a": ColumnRule(type="BIGINT", min=0)})
+
+    result = ingest(
+        catalog, "nl", [path], settings=DatasetConfig("nl", contract=contract)
+    )
+
+    rows = catalog.db.execute(
+        "SELECT line, column_name, value FROM quarantine"
+    ).fetchall()
+    assert result.quarantined == 1
+    assert rows == [(6, "a", "-5")]
