@@ -1,7 +1,8 @@
 """Data quality report of a dataset version, computed by DuckDB in two scans.
 
 Per column: null rate, distinct count (approximate, HyperLogLog), min, max;
-for numeric columns also the quartiles and the count of outliers outside
+for numeric columns also the quartiles (exact up to 20,000 rows, else from
+a seeded sample of that size) and the exact count of outliers outside
 ``[q1 - 1.5 IQR, q3 + 1.5 IQR]``. For the table: rows and duplicate rows.
 """
 
@@ -13,6 +14,8 @@ from typing import Any
 import duckdb
 
 from appliance.storage._types import NUMERIC_TYPES
+
+_QUANTILE_SAMPLE = 20_000
 
 
 def quality_report(
@@ -31,13 +34,19 @@ def quality_report(
         selects += [f"count({v})", f"approx_count_distinct({v})"]
         if _orderable(kind):
             selects += [f"CAST(min({v}) AS VARCHAR)", f"CAST(max({v}) AS VARCHAR)"]
-        if name in numeric:
-            selects.append(f"approx_quantile(CAST({v} AS DOUBLE), [0.25, 0.5, 0.75])")
     values = iter(db.execute(f"SELECT {', '.join(selects)} FROM {table}").fetchall()[0])
     rows, distinct_rows = next(values), next(values)
+    quartiles = iter(_quartiles(db, table, numeric))
     columns: dict[str, dict[str, Any]] = {}
     for name, kind in schema.items():
         columns[name] = _column_entry(kind, name in numeric, values, rows)
+        if name in numeric:
+            q = next(quartiles)
+            columns[name]["quantiles"] = (
+                {"p25": q[0], "p50": q[1], "p75": q[2]}
+                if q and q[0] is not None
+                else None
+            )
     if rows:
         _add_outliers(db, table, columns)
     return {"rows": rows, "duplicate_rows": rows - distinct_rows, "columns": columns}
@@ -56,14 +65,28 @@ def _column_entry(
         entry["min"], entry["max"] = next(values), next(values)
         if numeric and entry["min"] is not None:
             entry["min"], entry["max"] = float(entry["min"]), float(entry["max"])
-    if numeric:
-        quartiles = next(values)
-        entry["quantiles"] = (
-            {"p25": quartiles[0], "p50": quartiles[1], "p75": quartiles[2]}
-            if quartiles and quartiles[0] is not None
-            else None
-        )
     return entry
+
+
+def _quartiles(
+    db: duckdb.DuckDBPyConnection, table: str, numeric: list[str]
+) -> list[Any]:
+    """Return the quartiles of each numeric column, from a sample of large tables.
+
+    The sample is a seeded reservoir of `_QUANTILE_SAMPLE` rows, so the same
+    version always gets the same quartiles.
+    """
+    if not numeric:
+        return []
+    selects = ", ".join(
+        f"quantile_cont(CAST({_ident(n)} AS DOUBLE), [0.25, 0.5, 0.75])"
+        for n in numeric
+    )
+    sample = (
+        f"(SELECT * FROM {table}) USING SAMPLE reservoir({_QUANTILE_SAMPLE} ROWS) "
+        "REPEATABLE (0)"
+    )
+    return list(db.execute(f"SELECT {selects} FROM {sample}").fetchall()[0])
 
 
 def _add_outliers(
