@@ -46,7 +46,7 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class Dialect:
-    """How a CSV file is written."""
+    """Dialect of a CSV file: delimiter, quoting, header and sniffed types."""
 
     delimiter: str
     quote: str

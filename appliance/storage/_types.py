@@ -55,7 +55,7 @@ class Inference:
     types: dict[str, ColumnType] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     empty: set[str] = field(default_factory=set)
-    """Columns without a single value, whose type says nothing."""
+    """Columns without a single value, so their inferred type means nothing."""
 
 
 def infer_types(
