@@ -111,12 +111,19 @@ class IngestBuffer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the flush thread and flush every buffered row."""
+        """Stop the flush thread and flush every buffered row.
+
+        A flush that fails is logged; its rows stay on disk and are flushed
+        at the next start.
+        """
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
             self._thread = None
-        self.flush_all()
+        try:
+            self.flush_all()
+        except Exception:
+            logger.exception("buffer flush at stop failed; kept for the next start")
 
     def recover(self) -> None:
         """Flush the segments and write-ahead files found in the buffer folder."""
