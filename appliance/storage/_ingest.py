@@ -53,6 +53,8 @@ from appliance.storage._types import ColumnType, Inference, cast_sql, infer_type
 logger = logging.getLogger(__name__)
 
 _SHOWN_VIOLATIONS = 5
+RESERVED_COLUMN = "version"
+"""Column name taken by the lake's ``version=ID`` partition folders."""
 
 
 @dataclass(frozen=True)
@@ -271,6 +273,13 @@ def _stage(
     }
     if not source_types:
         raise IngestError(f"{_names(sources)}: no columns found")
+    if RESERVED_COLUMN in source_types:
+        # Hive-partitioned reads take `version` from the folder name, so a
+        # column of that name would be replaced by the version id on read.
+        raise IngestError(
+            f"{_names(sources)}: column {RESERVED_COLUMN!r} is reserved by the lake "
+            "layout (lake/DATASET/version=ID); rename it before ingesting"
+        )
     missing = [
         n for n in (contract.columns if contract else {}) if n not in source_types
     ]

@@ -292,3 +292,10 @@ def test_typed_read_line_numbers_after_newlines(
     ).fetchall()
     assert result.quarantined == 1
     assert rows == [(6, "a", "-5")]
+
+
+def test_version_column_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("v.csv", "id,version\n1,2\n")
+
+    with pytest.raises(IngestError, match="column 'version' is reserved"):
+        ingest(catalog, "v", [path])
