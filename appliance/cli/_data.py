@@ -217,6 +217,7 @@ def _quarantine(config: Config, args: argparse.Namespace) -> None:
             "column": row.column,
             "value": row.value,
             "reason": row.reason,
+            "row": row.row,
         }
         for row in rows
     ]

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reason         VARCHAR NOT NULL,
     quarantined_at TIMESTAMPTZ NOT NULL
 );
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS row_json VARCHAR;
 CREATE TABLE IF NOT EXISTS runs (
     run_id          VARCHAR PRIMARY KEY,
     model           VARCHAR NOT NULL,

@@ -304,16 +304,21 @@ def _stage(
 def _quarantine_rows(
     db: duckdb.DuckDBPyConnection, sources: list[SourceFile], staged: _Staged
 ) -> Any:
-    """Return the violations as an Arrow table with source paths and line numbers."""
+    """Return the violations as an Arrow table with source, line and whole row."""
     lines = []
     for index, source in enumerate(sources):
         lines.append(_line_sql(db, index, source, staged.records[index]))
+    fields = ", ".join(
+        f"{_ident(name)} := r.{_ident(name)}" for name in staged.source_types
+    )
     query = f"""
-        SELECT s.path AS source, l.line, v.column_name, v.value, v.reason
+        SELECT s.path AS source, l.line, v.column_name, v.value, v.reason,
+               to_json(struct_pack({fields})) AS row_json
         FROM violations v
         JOIN ({" UNION ALL ".join(lines)}) l USING (_file, _record)
         JOIN (SELECT * FROM (VALUES {_paths_values(sources)}) t(_file, path)) s
           USING (_file)
+        JOIN {STAGED} r USING (_file, _record)
         ORDER BY v._file, l.line, v.column_name
     """
     return db.sql(query).to_arrow_table()
@@ -358,8 +363,9 @@ def _store_quarantine(catalog: Catalog, dataset: str, version: str, rows: Any) -
     catalog.db.register("quarantine_rows", rows)
     try:
         catalog.db.execute(
-            "INSERT INTO quarantine SELECT ?, ?, source, line, column_name, value, "
-            "reason, ? FROM quarantine_rows",
+            "INSERT INTO quarantine (dataset, version, source, line, column_name, "
+            "value, reason, quarantined_at, row_json) SELECT ?, ?, source, line, "
+            "column_name, value, reason, ?, row_json FROM quarantine_rows",
             [dataset, version, datetime.now(timezone.utc)],
         )
     finally:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from appliance.storage._catalog import Catalog
 
@@ -23,13 +25,18 @@ class QuarantinedRow:
     value: str | None
     reason: str
     quarantined_at: datetime
+    row: dict[str, Any] | None = None
+    """Every field of the source row as read, so the row is kept whole."""
 
 
 def list_quarantine(
     catalog: Catalog, dataset: str, version: str | None = None, limit: int | None = None
 ) -> list[QuarantinedRow]:
     """Return the quarantined rows of `dataset` (of one version when given)."""
-    sql = "SELECT * FROM quarantine WHERE dataset = ?"
+    sql = (
+        "SELECT dataset, version, source, line, column_name, value, reason, "
+        "quarantined_at, row_json FROM quarantine WHERE dataset = ?"
+    )
     params: list[object] = [dataset]
     if version:
         sql += " AND starts_with(version, ?)"
@@ -37,4 +44,8 @@ def list_quarantine(
     sql += " ORDER BY quarantined_at, source, line, column_name"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    return [QuarantinedRow(*row) for row in catalog.db.execute(sql, params).fetchall()]
+    rows = catalog.db.execute(sql, params).fetchall()
+    return [
+        QuarantinedRow(*row[:8], row=json.loads(row[8]) if row[8] else None)
+        for row in rows
+    ]

@@ -177,6 +177,9 @@ def test_quarantine_counts_and_rows(catalog: Catalog, write_file: WriteFile) -> 
     ]
     rows = catalog.db.execute(scan_sql(result.version)).fetchall()
     assert rows == [(1, 0.5, "a", "AB1"), (8, 0.9, "b", "ZZ9")]
+    # The whole row is kept with its first broken rule, as read from the file.
+    kept = list_quarantine(catalog, "q")[-1].row
+    assert kept == {"id": "7", "score": "x", "kind": "a", "code": "AB7"}
 
 
 def test_strict_rejects_whole_file(catalog: Catalog, write_file: WriteFile) -> None:
