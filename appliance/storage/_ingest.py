@@ -45,7 +45,11 @@ from appliance.storage._datasets import (
     record_version,
     scan_sql,
 )
-from appliance.storage._loading import load_sources, normalize_type
+from appliance.storage._loading import (
+    load_sources,
+    malformed_records,
+    normalize_type,
+)
 from appliance.storage._quality import quality_report
 from appliance.storage._sources import SourceFile, open_source
 from appliance.storage._types import ColumnType, Inference, cast_sql, infer_types
@@ -80,6 +84,8 @@ class _Staged:
     inference: Inference
     records: list[int]
     """Row count of each source file."""
+    malformed: int = 0
+    """Records the CSV reader could not split into the header's columns."""
 
 
 def ingest(
@@ -173,13 +179,18 @@ def _ingest_new(
         "SELECT count(*) FROM (SELECT DISTINCT _file, _record FROM violations)"
     ).fetchall()[0][0]
     total = sum(staged.records)
-    quarantine = _quarantine_rows(db, sources, staged) if bad else None
-    if strict and (bad or warnings):
-        raise IngestError(_strict_message(dataset, bad, total, warnings, quarantine))
+    accepted, quarantined = total - bad, bad + staged.malformed
+    quarantine = _quarantine_rows(db, sources, staged) if quarantined else None
+    if strict and (quarantined or warnings):
+        raise IngestError(
+            _strict_message(
+                dataset, quarantined, total + staged.malformed, warnings, quarantine
+            )
+        )
 
     target = catalog.lake / dataset / f"version={version_id}"
     partition = settings.partition_by if settings.partition_by in types else None
-    partitioned = _write_rows(db, types, staged, target, partition, bad, total - bad)
+    partitioned = _write_rows(db, types, staged, target, partition, bad, accepted)
     own_glob = str(target) + ("/*/*.parquet" if partitioned else "/*.parquet")
     schema = {name: column.type for name, column in types.items()}
     if parent_scan and parent is not None:
@@ -189,7 +200,7 @@ def _ingest_new(
         version=version_id,
         parent=parent.version if parent else None,
         created_at=datetime.now(timezone.utc),
-        row_count=total - bad + (parent.row_count if parent_scan and parent else 0),
+        row_count=accepted + (parent.row_count if parent_scan and parent else 0),
         schema=schema,
         sources=[{"path": str(s.path.resolve()), "sha256": s.sha256} for s in sources],
         path=target,
@@ -198,8 +209,8 @@ def _ingest_new(
         partition_by=partition if partitioned else None,
     )
     report = {
-        "accepted": total - bad,
-        "quarantined": bad,
+        "accepted": accepted,
+        "quarantined": quarantined,
         "warnings": warnings,
         "quality": quality_report(db, f"({scan_sql(version)})", schema),
     }
@@ -207,7 +218,7 @@ def _ingest_new(
     record_version(catalog, version)
     if quarantine is not None:
         _store_quarantine(catalog, dataset, version_id, quarantine)
-    if contract is None and total - bad > 0:
+    if contract is None and accepted > 0:
         _store_contract(catalog, dataset, version_id, types)
     removed = []
     if settings.keep_versions:
@@ -217,11 +228,11 @@ def _ingest_new(
         dataset,
         version_id,
         mode,
-        total - bad,
-        bad,
+        accepted,
+        quarantined,
         len(sources),
     )
-    return IngestResult(version, True, total - bad, bad, warnings, removed)
+    return IngestResult(version, True, accepted, quarantined, warnings, removed)
 
 
 def stored_contract(catalog: Catalog, dataset: str) -> ContractConfig | None:
@@ -298,7 +309,12 @@ def _stage(
         inference.warnings, inference.empty = found.warnings, found.empty
     for name in missing:
         source_types[name] = "VARCHAR"
-    return _Staged(source_types, inference, records)
+    malformed = 0
+    malformed_sql = malformed_records(db, len(sources))
+    if malformed_sql is not None:
+        db.execute(f"CREATE TEMP TABLE malformed AS {malformed_sql}")
+        malformed = db.execute("SELECT count(*) FROM malformed").fetchall()[0][0]
+    return _Staged(source_types, inference, records, malformed)
 
 
 def _quarantine_rows(
@@ -308,19 +324,32 @@ def _quarantine_rows(
     lines = []
     for index, source in enumerate(sources):
         lines.append(_line_sql(db, index, source, staged.records[index]))
+    line_sql = " UNION ALL ".join(lines)
+    if staged.malformed:
+        line_sql = _skip_malformed_lines(line_sql)
     fields = ", ".join(
         f"{_ident(name)} := r.{_ident(name)}" for name in staged.source_types
     )
+    paths = f"(SELECT * FROM (VALUES {_paths_values(sources)}) t(_file, path))"
     query = f"""
-        SELECT s.path AS source, l.line, v.column_name, v.value, v.reason,
+        SELECT v._file, s.path AS source, l.line, v.column_name, v.value, v.reason,
                to_json(struct_pack({fields})) AS row_json
         FROM violations v
-        JOIN ({" UNION ALL ".join(lines)}) l USING (_file, _record)
-        JOIN (SELECT * FROM (VALUES {_paths_values(sources)}) t(_file, path)) s
-          USING (_file)
+        JOIN ({line_sql}) l USING (_file, _record)
+        JOIN {paths} s USING (_file)
         JOIN {STAGED} r USING (_file, _record)
-        ORDER BY v._file, l.line, v.column_name
     """
+    if staged.malformed:
+        query += f"""
+        UNION ALL
+        SELECT m._file, s.path, m.line, m.column_name, m.csv_line, m.message,
+               to_json(struct_pack(csv_line := m.csv_line))
+        FROM malformed m JOIN {paths} s USING (_file)
+        """
+    query = (
+        "SELECT source, line, column_name, value, reason, row_json FROM "
+        f"({query}) ORDER BY _file, line, column_name"
+    )
     return db.sql(query).to_arrow_table()
 
 
@@ -349,6 +378,26 @@ def _line_sql(
         f"SELECT {index} AS _file, rowid AS _record, 2 + rowid + coalesce(sum(breaks) "
         "OVER (ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) "
         f"AS line FROM (SELECT rowid, {breaks} AS breaks FROM raw_{index})"
+    )
+
+
+def _skip_malformed_lines(line_sql: str) -> str:
+    """Move each record's line past the malformed records above it.
+
+    The text read leaves malformed records out, so a record's line counted
+    from its position is short by the malformed records before it. With the
+    malformed lines L1 < L2 < ... of a file, the i-th one (from 1) moves down
+    every record whose counted line is at least Li - (i - 1).
+    NOTE: a malformed record is taken to span one line.
+    """
+    shifts = (
+        "SELECT _file, line - (row_number() OVER (PARTITION BY _file ORDER BY line)"
+        " - 1) AS from_line FROM malformed"
+    )
+    return (
+        f"SELECT l._file, l._record, l.line + (SELECT count(*) FROM ({shifts}) m "
+        f"WHERE m._file = l._file AND m.from_line <= l.line) AS line "
+        f"FROM ({line_sql}) l"
     )
 
 

@@ -49,7 +49,10 @@ def load_sources(
         ]
         if _load_typed(db, sources, dialects, settings, contract):
             return _counts(db, len(sources))
-        readers = [_text_csv_sql(s, d, settings) for s, d in zip(sources, dialects)]
+        readers = [
+            _text_csv_sql(i, s, d, settings)
+            for i, (s, d) in enumerate(zip(sources, dialects))
+        ]
     else:
         readers = [_other_sql(source) for source in sources]
     for index, (source, reader) in enumerate(zip(sources, readers)):
@@ -117,9 +120,38 @@ def _iso(fmt: str | None) -> bool:
     return fmt is None or fmt.startswith("%Y-%m-%d")
 
 
-def _text_csv_sql(source: SourceFile, dialect: Dialect, settings: DatasetConfig) -> str:
+def _text_csv_sql(
+    index: int, source: SourceFile, dialect: Dialect, settings: DatasetConfig
+) -> str:
+    """Return a text read that stores malformed records in ``text_rejects_N``."""
     types = {name: "VARCHAR" for name in dialect.columns}
-    return _csv_sql(source, dialect, settings, types) + ")"
+    return _csv_sql(source, dialect, settings, types) + (
+        f", ignore_errors=true, store_rejects=true, "
+        f"rejects_table='text_rejects_{index}', rejects_scan='text_scan_{index}')"
+    )
+
+
+def malformed_records(db: duckdb.DuckDBPyConnection, files: int) -> str | None:
+    """Return SQL of the records the text read could not split into the columns.
+
+    The rows are ``(_file, line, column_name, csv_line, message)``; None when
+    the files were read on the typed path, which has no such records.
+    """
+    tables = [f"text_rejects_{index}" for index in range(files)]
+    present = {
+        row[0]
+        for row in db.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE temporary"
+        ).fetchall()
+    }
+    if not all(table in present for table in tables):
+        return None
+    return " UNION ALL ".join(
+        f"SELECT {index} AS _file, CAST(line AS BIGINT) AS line, column_name, "
+        f"csv_line, CAST(error_type AS VARCHAR) || ': ' || error_message AS message "
+        f"FROM {table}"
+        for index, table in enumerate(tables)
+    )
 
 
 def _csv_sql(

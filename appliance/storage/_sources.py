@@ -153,7 +153,7 @@ def sniff_dialect(
         row = db.execute(
             "SELECT delimiter, quote, escape, columns, dateformat, timestampformat "
             f"FROM sniff_csv({_quote(str(path))}, "
-            f"header=true{options})"
+            f"header=true, ignore_errors=true{options})"
         ).fetchall()[0]
     except duckdb.Error as exc:
         raise IngestError(f"{path}: cannot detect the CSV format: {exc}") from None

@@ -270,32 +270,32 @@ def test_declared_date_format_resolves_ambiguity(
     assert [str(d) for (d,) in rows_of(catalog, result)] == ["2024-01-02", "2024-03-04"]
 
 
-def test_ragged_row_error_names_line(catalog: Catalog, write_file: WriteFile) -> None:
-    path = write_file("ragged.csv", "a,b\n1,2\n3,4,5\n")
-
-    with pytest.raises(IngestError, match=r"ragged.csv: cannot read file: .*Line: 3"):
-        ingest(catalog, "ragged", [path])
-
-
-def test_typed_read_line_numbers_after_newlines(
-    catalog: Catalog, write_file: WriteFile
-) -> None:
-    path = write_file("nl.csv", 'a,b\n1,"x\ny"\n2,"p\nq"\n-5,w\n')
-    contract = ContractConfig(columns={"a": ColumnRule(type="BIGINT", min=0)})
-
-    result = ingest(
-        catalog, "nl", [path], settings=DatasetConfig("nl", contract=contract)
-    )
-
-    rows = catalog.db.execute(
-        "SELECT line, column_name, value FROM quarantine"
-    ).fetchall()
-    assert result.quarantined == 1
-    assert rows == [(6, "a", "-5")]
-
-
 def test_version_column_rejected(catalog: Catalog, write_file: WriteFile) -> None:
     path = write_file("v.csv", "id,version\n1,2\n")
 
     with pytest.raises(IngestError, match="column 'version' is reserved"):
         ingest(catalog, "v", [path])
+
+
+def test_ragged_rows_quarantined(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("ragged.csv", "a,b\n1,2\n3,4,5\n6\nx,8\n9,10\n")
+    contract = ContractConfig(columns={"a": ColumnRule(type="BIGINT")})
+
+    result = ingest(
+        catalog, "ragged", [path], settings=DatasetConfig("ragged", contract=contract)
+    )
+
+    rows = catalog.db.execute(
+        "SELECT line, column_name, value, reason FROM quarantine ORDER BY line"
+    ).fetchall()
+    assert result.accepted == 2
+    assert result.quarantined == 3
+    assert [(line, value) for line, _, value, _ in rows] == [
+        (3, "3,4,5"),
+        (4, "6"),
+        (5, "x"),
+    ]
+    assert rows[0][3] == "TOO MANY COLUMNS: Expected Number of Columns: 2 Found: 3"
+    assert rows[1][3] == "MISSING COLUMNS: Expected Number of Columns: 2 Found: 1"
+    assert rows[2][3] == 'value "x" is not a valid BIGINT'
+    assert catalog.db.execute(scan_sql(result.version)).fetchall() == [(1, 2), (9, 10)]
