@@ -2,11 +2,11 @@
 
 CSV files take one of two paths. The typed path reads each column as the
 type DuckDB's sniffer guessed (or the contract declares) and records every
-value that does not parse; when no value fails, every row was checked
+value that does not parse. When no value fails, every row was checked
 against those types, which is as good as inferring them over the whole file
 and much faster. When any value fails, or a guess is not one the appliance's
-rules allow (a date in a non-ISO format), the files are read again as text,
-and `_types.infer_types` and the contract checks decide each value.
+rules allow (a date in a non-ISO format), the files are read again as text.
+Then `_types.infer_types` and the contract checks decide each value.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ class QuarantinedRow:
     version: str
     """Version whose ingest quarantined the row."""
     source: str
-    """Source file path, or ``http`` buffer segment, the row came from."""
+    """Path of the file the row came from; for HTTP ingest, the buffer segment."""
     line: int | None
     """Line in a CSV or JSON-lines file (row position for Parquet), from 1."""
     column: str | None
