@@ -11,6 +11,7 @@ value raises `ConfigError` naming the key and the file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -51,6 +52,16 @@ class ServerConfig:
     """Most rows accepted in one prediction request."""
     max_body_bytes: int = 10_000_000
     """Largest request body accepted, in bytes."""
+    micro_batch: bool = True
+    """Combine concurrent prediction requests into one onnxruntime call."""
+    micro_batch_max_rows: int = 256
+    """Most rows in one combined onnxruntime call."""
+    micro_batch_max_wait_ms: float = 1.0
+    """Longest wait for requests already being received to join a batch, in
+    milliseconds; the first request of an idle model never waits."""
+    session_threads: int = 0
+    """Threads that run onnxruntime sessions; 0 uses every CPU the process may
+    run on."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -61,16 +72,58 @@ class ServerConfig:
             raise ValueError(
                 f"max_body_bytes must be at least 1024, got {self.max_body_bytes}"
             )
+        if self.micro_batch_max_rows < 1:
+            raise ValueError(
+                "micro_batch_max_rows must be at least 1, got "
+                f"{self.micro_batch_max_rows}"
+            )
+        if not 0.0 <= self.micro_batch_max_wait_ms <= 1000.0:
+            raise ValueError(
+                "micro_batch_max_wait_ms must be within 0..1000, got "
+                f"{self.micro_batch_max_wait_ms}"
+            )
+        if self.session_threads < 0:
+            raise ValueError(
+                f"session_threads must be 0 or more, got {self.session_threads}"
+            )
+
+
+@dataclass(frozen=True)
+class PredictionsConfig:
+    """The prediction log: every served prediction, kept in DuckDB and Parquet."""
+
+    queue_max_rows: int = 100_000
+    """Most rows waiting in memory for the writer; more go to a spill file."""
+    batch_rows: int = 10_000
+    """Most rows the writer inserts into DuckDB in one transaction."""
+    flush_seconds: float = 0.5
+    """Longest time a logged prediction waits in memory before it is written."""
+    roll_rows: int = 500_000
+    """Rows kept in the DuckDB table before the oldest are moved to Parquet."""
+
+    def __post_init__(self) -> None:
+        for name in ("queue_max_rows", "batch_rows", "roll_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"{name} must be at least 1, got {getattr(self, name)}"
+                )
+        if not 0.0 < self.flush_seconds <= 60.0:
+            raise ValueError(
+                f"flush_seconds must be within (0, 60], got {self.flush_seconds}"
+            )
 
 
 @dataclass(frozen=True)
 class SplitConfig:
     """How the labelled rows are split into training and holdout sets."""
 
-    method: Literal["random", "stratified", "time"] = "random"
-    """``random``, ``stratified`` on the target, or ``time`` ordered by `column`."""
+    method: Literal["random", "stratified", "time", "group"] = "random"
+    """``random``; ``stratified`` on the target; ``time``, holding out the rows
+    last in `column` order; or ``group``, keeping all rows with the same
+    `column` value on one side."""
     column: str | None = None
-    """Column that orders rows for a ``time`` split."""
+    """Column that orders rows for a ``time`` split or groups them for a
+    ``group`` split."""
     test_size: float = 0.2
     """Share of rows held out for evaluation and the parity check."""
     seed: int = 0
@@ -81,6 +134,226 @@ class SplitConfig:
             raise ValueError(f"test_size must be within (0, 1), got {self.test_size}")
         if self.method == "time" and not self.column:
             raise ValueError("method 'time' needs 'column', the column to order by")
+        if self.method == "group" and not self.column:
+            raise ValueError("method 'group' needs 'column', the column to group by")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Feature preprocessing of one model, exported to ONNX with the estimator."""
+
+    numeric_impute: Literal["mean", "median", "most_frequent", "constant"] = "median"
+    """Value that replaces a missing number: the training column's mean, median
+    or most frequent value, or `numeric_fill`."""
+    numeric_fill: float = 0.0
+    """Fill value of ``numeric_impute = "constant"``."""
+    scale: Literal["auto", "standard", "minmax", "none"] = "auto"
+    """Scaling of numeric columns; ``auto`` standardizes for linear models only."""
+    categorical_impute: Literal["none", "most_frequent", "constant"] = "none"
+    """Value that replaces a missing category; ``none`` keeps missing as a
+    category of its own (one-hot) or encodes it as `missing_value` (ordinal)."""
+    categorical_fill: str = "missing"
+    """Fill value of ``categorical_impute = "constant"``."""
+    encoding: Literal["onehot", "ordinal"] = "onehot"
+    """One column per category (all zeros for an unseen category), or one
+    integer code per column (`unknown_value` for an unseen category)."""
+    min_frequency: int | None = None
+    """Categories seen in fewer training rows are grouped into one infrequent
+    category."""
+    unknown_value: int = -1
+    """Ordinal code of a category unseen in training."""
+    missing_value: int = -2
+    """Ordinal code of a missing category when `categorical_impute` is ``none``."""
+
+    def __post_init__(self) -> None:
+        if self.min_frequency is not None and self.min_frequency < 1:
+            raise ValueError(
+                f"min_frequency must be at least 1, got {self.min_frequency}"
+            )
+        if self.unknown_value == self.missing_value:
+            raise ValueError(
+                f"unknown_value and missing_value are both {self.unknown_value}; "
+                "give them different codes"
+            )
+        if self.unknown_value >= 0 or self.missing_value >= 0:
+            raise ValueError(
+                "unknown_value and missing_value must be negative, so they differ "
+                "from the codes 0, 1, ... of the training categories"
+            )
+        if self.categorical_fill == "":
+            raise ValueError(
+                "categorical_fill must not be empty, because '' marks a missing value"
+            )
+
+
+_LIGHTGBM_OBJECTIVES = (
+    "binary",
+    "multiclass",
+    "regression",
+    "quantile",
+    "huber",
+    "poisson",
+    "gamma",
+    "tweedie",
+)
+"""Prefixes of the LightGBM objectives that onnxmltools 1.16 converts."""
+_CATEGORICAL_FEATURE = (
+    "categorical columns are encoded by the pipeline; list them in 'categorical' "
+    "and set 'preprocess.encoding'"
+)
+_LINEAR_TREE = "onnxmltools cannot convert linear trees"
+_UNEXPORTABLE_PARAMS = {
+    "lightgbm": {
+        # LightGBM 4.7 resolves each alias here to the parameter it stands for.
+        "categorical_feature": _CATEGORICAL_FEATURE,
+        "categorical_features": _CATEGORICAL_FEATURE,
+        "categorical_column": _CATEGORICAL_FEATURE,
+        "cat_feature": _CATEGORICAL_FEATURE,
+        "cat_column": _CATEGORICAL_FEATURE,
+        "linear_tree": _LINEAR_TREE,
+        "linear_trees": _LINEAR_TREE,
+        "linear_lambda": _LINEAR_TREE,
+        "zero_as_missing": "onnxmltools does not convert the rule that zero means "
+        "missing, so ONNX outputs would differ for zeros",
+    },
+}
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """When and how a model retrains itself, as ``[models.NAME.retrain]``."""
+
+    trigger: Literal["off", "drift", "schedule", "both"] = "off"
+    """What starts a retraining: a drift alarm, the `schedule`, both, or nothing."""
+    schedule: str | None = None
+    """Cron expression (minute hour day month weekday, UTC) of scheduled runs."""
+    cooldown_hours: float = 24.0
+    """Least time between two retrainings; alarms inside it are only recorded."""
+    budget: int = 4
+    """Most retrainings within any `budget_days` days."""
+    budget_days: float = 30.0
+    """Length of the period the budget covers, in days."""
+    window: Literal["sliding", "expanding"] = "sliding"
+    """``sliding`` keeps the latest `window_days` or `window_rows`; ``expanding``
+    keeps every labelled row."""
+    window_days: float | None = 90.0
+    """Days of labelled data a sliding window keeps."""
+    window_rows: int | None = None
+    """Labelled rows a sliding window keeps; applied after `window_days`."""
+    min_new_labels: int = 1000
+    """Fewest labels received since the last retraining for a new one."""
+    holdout_days: float = 7.0
+    """Most recent days of labels that score champion and challenger alike."""
+    metric: Literal["roc_auc", "log_loss", "accuracy", "mae"] = "roc_auc"
+    """Metric that compares models and watches the live champion."""
+    promote_margin: float = 0.002
+    """How much better the challenger must score on the holdout to be promoted."""
+    rollback_margin: float = 0.02
+    """How much worse the new champion may score live than the old one did
+    before it is rolled back."""
+
+    def __post_init__(self) -> None:
+        if self.trigger in ("schedule", "both") and not self.schedule:
+            raise ValueError(f"trigger {self.trigger!r} needs 'schedule', a cron line")
+        if self.schedule:
+            _check_cron(self.schedule)
+        if self.cooldown_hours < 0:
+            raise ValueError(
+                f"cooldown_hours must be at least 0, got {self.cooldown_hours}"
+            )
+        if self.budget < 1 or self.budget_days <= 0:
+            raise ValueError(
+                f"budget must be at least 1 and budget_days above 0, got "
+                f"{self.budget} and {self.budget_days}"
+            )
+        if self.window_days is not None and self.window_days <= 0:
+            raise ValueError(f"window_days must be above 0, got {self.window_days}")
+        if self.window_rows is not None and self.window_rows < 1:
+            raise ValueError(f"window_rows must be at least 1, got {self.window_rows}")
+        if self.min_new_labels < 0 or self.holdout_days <= 0:
+            raise ValueError(
+                "min_new_labels must be at least 0 and holdout_days above 0, got "
+                f"{self.min_new_labels} and {self.holdout_days}"
+            )
+        if self.promote_margin < 0 or self.rollback_margin < 0:
+            raise ValueError("promote_margin and rollback_margin must be at least 0")
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """Drift detection, alerts and the webhook, as ``[monitoring]``."""
+
+    drift_interval_seconds: int = 3600
+    """Period of the batch drift check."""
+    drift_window_rows: int = 50_000
+    """Most recent predicted rows the batch drift check compares."""
+    min_samples: int = 100
+    """Fewest non-missing values per feature for a batch drift test."""
+    psi_threshold: float = 0.2
+    """PSI at or above which a feature drifts."""
+    p_value: float = 0.01
+    """KS and chi-squared p-value below which a batch test rejects."""
+    ks_floor: float = 0.1
+    """Smallest KS statistic that counts as drift."""
+    cramers_v_floor: float = 0.1
+    """Smallest Cramér's V that counts as drift."""
+    stream_delta: float = 0.002
+    """ADWIN confidence of the streaming detectors."""
+    stream_window: int = 500
+    """Values per window of the streaming KS and chi-squared detectors."""
+    stream_p_value: float = 0.001
+    """p-value of the streaming windowed tests."""
+    performance_drop: float = 0.05
+    """Drop of the live metric below the model's holdout metric that alerts."""
+    min_live_labels: int = 500
+    """Fewest labels in the live window before performance is judged."""
+    error_rate: float = 0.05
+    """Share of failed prediction requests that alerts."""
+    latency_p95_ms: float = 500.0
+    """95th percentile of prediction latency, in milliseconds, that alerts."""
+    webhook_url: str | None = None
+    """HTTP(S) address that receives each new alert as JSON; none when unset."""
+    webhook_retries: int = 3
+    """Attempts after the first failed webhook delivery."""
+    webhook_backoff_seconds: float = 1.0
+    """Wait before the first retry; doubled at each further retry."""
+    webhook_timeout_seconds: float = 5.0
+    """Timeout of one webhook delivery."""
+
+    def __post_init__(self) -> None:
+        if self.drift_interval_seconds < 1 or self.drift_window_rows < 1:
+            raise ValueError(
+                "drift_interval_seconds and drift_window_rows must be at least 1"
+            )
+        if self.min_samples < 1:
+            raise ValueError(f"min_samples must be at least 1, got {self.min_samples}")
+        for name in ("p_value", "stream_delta", "stream_p_value"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(
+                    f"{name} must be within (0, 1), got {getattr(self, name)}"
+                )
+        if self.stream_window < 30:
+            raise ValueError(
+                f"stream_window must be at least 30, got {self.stream_window}"
+            )
+        if self.webhook_retries < 0 or self.webhook_backoff_seconds < 0:
+            raise ValueError("webhook_retries and webhook_backoff_seconds must be >= 0")
+        if self.webhook_url and not self.webhook_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(
+                f"webhook_url must start with http:// or https://, got "
+                f"{self.webhook_url!r}"
+            )
+
+
+def _check_cron(expression: str) -> None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(expression, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"schedule {expression!r} is not a valid cron line: {exc}")
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -256,7 +529,16 @@ class ModelConfig:
     where: str | None = None
     """SQL predicate that selects the training rows, such as ``month <= 3``."""
     derive: dict[str, str] = field(default_factory=dict)
-    """Columns computed at training by SQL expressions, such as a label."""
+    """Columns computed by DuckDB SQL expressions, such as a label. A derived
+    column listed in `features` is computed again over each request at serving,
+    so it must be row-wise and deterministic."""
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    """Imputation, scaling and encoding of the features."""
+    checks: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Allowed range of numeric features, such as ``income = {min = 0}``; a
+    request value outside it is rejected, a training value fails the run."""
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    """Automatic retraining policy."""
     feature_views: tuple[str, ...] = ()
     """Feature views joined to the dataset rows; the daemon fills their columns."""
     event_timestamp: str | None = None
@@ -271,20 +553,58 @@ class ModelConfig:
             )
         if self.features is not None and self.target in self.features:
             raise ValueError(f"target {self.target!r} is also listed in features")
-        derived_features = set(self.features or ()) & set(self.derive)
-        if derived_features:
-            # NOTE: the daemon has no SQL engine on the request path yet, so a
-            # derived column can define the target or a filter but not an input.
-            raise ValueError(
-                f"derived columns {sorted(derived_features)} cannot be features; "
-                "add them to the dataset instead"
-            )
+        self._check_derived_features()
+        self._check_params()
+        self._check_checks()
+        if self.split.method == "stratified" and self.task != "classification":
+            raise ValueError("split method 'stratified' needs task 'classification'")
         if self.features is not None:
             unknown = set(self.categorical) - set(self.features)
             if unknown:
                 raise ValueError(
                     f"categorical columns {sorted(unknown)} are not in features"
                 )
+
+    def _check_derived_features(self) -> None:
+        from appliance.derive import ExpressionError, derived_inputs
+
+        try:
+            derived_inputs(self.derive, list(self.features or ()))
+        except ExpressionError as exc:
+            raise ValueError(f"derive: {exc}") from None
+
+    def _check_params(self) -> None:
+        rejected = _UNEXPORTABLE_PARAMS.get(self.algorithm, {})
+        for key in self.params:
+            if key in rejected:
+                raise ValueError(
+                    f"params.{key} cannot be exported to ONNX: {rejected[key]}"
+                )
+        objective = self.params.get("objective")
+        if self.algorithm == "lightgbm" and objective is not None:
+            if not str(objective).startswith(_LIGHTGBM_OBJECTIVES):
+                raise ValueError(
+                    f"params.objective {objective!r} cannot be exported to ONNX; "
+                    f"use one of {', '.join(_LIGHTGBM_OBJECTIVES)}"
+                )
+
+    def _check_checks(self) -> None:
+        for column, bounds in self.checks.items():
+            unknown = set(bounds) - {"min", "max"}
+            if unknown:
+                raise ValueError(
+                    f"checks.{column} has unknown key {sorted(unknown)[0]!r}; "
+                    "known keys: min, max"
+                )
+            if bounds.get("min", -math.inf) > bounds.get("max", math.inf):
+                raise ValueError(f"checks.{column} has min above max")
+            if column in self.categorical:
+                raise ValueError(
+                    f"checks.{column}: min and max apply to numeric features, and "
+                    f"{column!r} is categorical"
+                )
+            if self.features is not None and column not in self.features:
+                raise ValueError(f"checks.{column}: {column!r} is not in features")
 
 
 @dataclass(frozen=True)
@@ -295,9 +615,12 @@ class Config:
     """File the configuration was read from."""
     storage: StorageConfig = field(default_factory=StorageConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    predictions: PredictionsConfig = field(default_factory=PredictionsConfig)
     models: dict[str, ModelConfig] = field(default_factory=dict)
     log_level: str = "INFO"
     """Lowest level of log records written to stderr."""
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    """Drift detection, alerts and the webhook."""
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     """Dataset settings by name; a dataset not declared uses the defaults."""
     feature_views: dict[str, FeatureViewConfig] = field(default_factory=dict)
@@ -338,13 +661,28 @@ def load_config(path: str | Path | None = None) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
 
-    known = {"storage", "server", "models", "log_level", "datasets"}
-    unknown = set(table) - known - {"feature_views", "ingest"}
+    unknown = set(table) - {
+        "storage",
+        "server",
+        "predictions",
+        "models",
+        "monitoring",
+        "log_level",
+        "datasets",
+        "feature_views",
+        "ingest",
+    }
     if unknown:
         raise ConfigError(f"unknown key {sorted(unknown)[0]!r} in {source}")
     storage = _build(StorageConfig, table.get("storage", {}), "storage", source)
     server = _build(ServerConfig, table.get("server", {}), "server", source)
+    predictions = _build(
+        PredictionsConfig, table.get("predictions", {}), "predictions", source
+    )
     models = _build_named(ModelConfig, table.get("models", {}), "models", source)
+    monitoring = _build(
+        MonitoringConfig, table.get("monitoring", {}), "monitoring", source
+    )
     log_level = _check_type(table.get("log_level", "INFO"), str, "log_level", source)
     datasets = _build_named(
         DatasetConfig, table.get("datasets", {}), "datasets", source
@@ -362,13 +700,15 @@ def load_config(path: str | Path | None = None) -> Config:
     storage = dataclasses.replace(storage, home=home.resolve())
     return Config(
         source.resolve(),
-        storage,
-        server,
-        models,
-        log_level,
-        datasets,
-        views,
-        ingest,
+        storage=storage,
+        server=server,
+        predictions=predictions,
+        models=models,
+        log_level=log_level,
+        monitoring=monitoring,
+        datasets=datasets,
+        feature_views=views,
+        ingest=ingest,
     )
 
 
@@ -462,15 +802,12 @@ def _convert(value: Any, hint: Any, key: str, source: Path) -> Any:
         return tuple(_check_type(item, args[0], key, source) for item in items)
     if origin is dict:
         table = _check_type(value, dict, key, source)
-        if dataclasses.is_dataclass(args[1]):
-            return {
-                sub: _build(args[1], item, f"{key}.{sub}", source)
-                for sub, item in table.items()
-            }
-        if args[1] is not Any:
-            for sub, item in table.items():
-                _check_type(item, args[1], f"{key}.{sub}", source)
-        return dict(table)
+        if args[1] is Any:
+            return dict(table)
+        return {
+            sub: _convert(item, args[1], f"{key}.{sub}", source)
+            for sub, item in table.items()
+        }
     if hint is Path:
         return Path(_check_type(value, str, key, source))
     return _check_type(value, hint, key, source)

@@ -1,100 +1,367 @@
-"""The daemon: loads the served models and runs the HTTP API under uvicorn."""
+"""The daemon: one process and one event loop for the whole appliance.
+
+`serve` takes the home lock, binds the socket and runs the Litestar app under
+uvicorn. The app's lifespan enters the `COMPONENTS` in order on one
+`AsyncExitStack` and exits them in reverse at shutdown:
+
+1. the catalog connection, the only writer of the catalog while the daemon runs;
+2. the prediction log writer;
+3. the served models (the latest version of each), on a session thread pool;
+4. the feature views, read into memory to fill requests from entity keys;
+5. the ingest buffer of ``POST /v1/datasets/NAME/rows``, flushed in a thread;
+6. the streaming monitors, fed off the request path by one worker thread;
+7. the APScheduler scheduler;
+8. the SIGHUP handler that reloads the configuration.
+
+On SIGTERM uvicorn stops accepting connections and lets requests in flight
+finish; then the stack closes, so the scheduler stops, the buffered rows are flushed,
+the prediction log is written out and the catalog closed before the process exits with status 0.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import logging
 import signal
+import socket
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import Any
 
 import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from litestar import Litestar
 
-from appliance.config import Config
-from appliance.errors import ApplianceError
+from appliance.config import Config, load_config
+from appliance.errors import ApplianceError, ConfigError, DaemonError
 from appliance.features import FeatureServer
-from appliance.serving import ModelSet, OnnxModel, create_app, ingest_handlers
+from appliance.homelock import HomeLock
+from appliance.logs import configure_logging
+from appliance.predictions import PredictionLog
+from appliance.serving import (
+    DaemonState,
+    ModelSet,
+    OnnxModel,
+    ServingMetrics,
+    batch_settings,
+    create_app,
+    publish_model_schema,
+    reload_features,
+    session_threads,
+)
 from appliance.storage import Catalog, IngestBuffer, latest_models
 
 logger = logging.getLogger(__name__)
 
+Component = Callable[[DaemonState], AbstractAsyncContextManager[None]]
 
-def load_models(config: Config) -> ModelSet:
-    """Load the latest version of every registered model.
 
-    A version whose artifact fails its hash check is logged and skipped, so the
-    other models are still served.
-    """
+@contextlib.asynccontextmanager
+async def open_catalog(state: DaemonState) -> AsyncIterator[None]:
+    """Open the catalog for writing; the daemon holds it until it stops."""
+    state.catalog = Catalog(state.config.storage.home)
+    try:
+        yield
+    finally:
+        state.catalog.close()
+        logger.info("catalog closed path=%s", state.catalog.path)
+
+
+@contextlib.asynccontextmanager
+async def run_prediction_log(state: DaemonState) -> AsyncIterator[None]:
+    """Run the prediction log writer; write out every queued row at exit."""
+    log = PredictionLog(state.catalog, state.config.predictions)
+    await asyncio.to_thread(log.start)
+    state.predictions = log
+    state.metrics.watch_log(
+        lambda: log.queued_rows, lambda: log.spilled_rows, lambda: log.written_rows
+    )
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(log.stop)
+
+
+@contextlib.asynccontextmanager
+async def serve_models(state: DaemonState) -> AsyncIterator[None]:
+    """Load the latest version of every registered model."""
+    settings = batch_settings(state.config.server)
+    state.models = ModelSet(
+        settings=settings,
+        on_batch=lambda name, rows: state.metrics.batch_rows.labels(name).observe(rows),
+    )
+    try:
+        await asyncio.to_thread(_load_models, state)
+        state.models.loaded = True
+        yield
+    finally:
+        state.models.executor.shutdown(wait=True)
+
+
+def _load_models(state: DaemonState) -> None:
+    """Load every model in this worker thread; a model that fails is skipped."""
     started = time.perf_counter()
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        versions = latest_models(catalog)
-    models = {}
+    view = state.catalog.cursor()
+    try:
+        versions = latest_models(view)
+    finally:
+        view.close()
+    threads = session_threads(state.config.server)
     for version in versions:
+        begun = time.perf_counter()
         try:
-            models[version.model] = OnnxModel.load(version.path, version.sha256)
+            model = OnnxModel.load(version.path, version.sha256, threads)
         except Exception:
             logger.exception(
                 "model load failed model=%s version=%d", version.model, version.version
             )
             continue
-        logger.info("model loaded model=%s version=%d", version.model, version.version)
+        seconds = time.perf_counter() - begun
+        state.models.put(model)
+        state.metrics.model_load.labels(model.name, str(model.version)).set(seconds)
+        logger.info(
+            "model loaded model=%s version=%d seconds=%.3f",
+            version.model,
+            version.version,
+            seconds,
+        )
     logger.info(
-        "models ready count=%d seconds=%.3f", len(models), time.perf_counter() - started
+        "models ready count=%d seconds=%.3f",
+        len(state.models.models),
+        time.perf_counter() - started,
     )
-    return ModelSet(models)
 
 
-def load_features(config: Config) -> FeatureServer | None:
-    """Load the feature views of the served models, or None when none joins one.
+@contextlib.asynccontextmanager
+async def serve_features(state: DaemonState) -> AsyncIterator[None]:
+    """Read the feature views of the models that join any.
 
-    A view that cannot be loaded is logged; the first request that needs it
+    A view that cannot be read is logged; the first request that needs it
     tries again and fails with the error.
     """
-    features = FeatureServer(config)
-    if not features.models:
-        return None
+    state.features = FeatureServer(state.config, state.catalog)
+    if state.features.models:
+        try:
+            await asyncio.to_thread(state.features.load)
+        except ApplianceError:
+            logger.exception("feature views load failed; retried on the first request")
+    yield
+
+
+@contextlib.asynccontextmanager
+async def run_ingest_buffer(state: DaemonState) -> AsyncIterator[None]:
+    """Flush what a previous run left in the buffer, then flush by size or age.
+
+    The feature views are read again after each flush. At exit the flush
+    thread stops and every buffered row is flushed.
+    """
+    buffer = IngestBuffer(state.config, state.catalog)
+    buffer.on_flush = lambda dataset, result: reload_features(state)
+    await asyncio.to_thread(buffer.start)
+    state.ingest = buffer
     try:
-        features.load()
-    except ApplianceError:
-        logger.exception("feature views load failed; retried on the first request")
-    return features
+        yield
+    finally:
+        await asyncio.to_thread(buffer.stop)
+
+
+@contextlib.asynccontextmanager
+async def run_monitoring(state: DaemonState) -> AsyncIterator[None]:
+    """Run the streaming monitors; save their state at exit."""
+    from appliance.monitoring import MonitoringService
+
+    service = MonitoringService(state.config.storage.home, state.config.monitoring)
+    service.start()
+    state.monitoring = service
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(service.stop)
+
+
+@contextlib.asynccontextmanager
+async def run_scheduler(state: DaemonState) -> AsyncIterator[None]:
+    """Run the APScheduler scheduler on the daemon's event loop."""
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.start()
+    state.scheduler = scheduler
+    logger.info("scheduler started")
+    try:
+        yield
+    finally:
+        scheduler.shutdown(wait=False)
+        logger.info("scheduler stopped")
+
+
+@contextlib.asynccontextmanager
+async def handle_sighup(state: DaemonState) -> AsyncIterator[None]:
+    """Reload the configuration on SIGHUP while the daemon runs."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, reload_config, state)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
+COMPONENTS: list[Component] = [
+    open_catalog,
+    run_prediction_log,
+    serve_models,
+    serve_features,
+    run_ingest_buffer,
+    run_monitoring,
+    run_scheduler,
+    handle_sighup,
+]
+"""Parts of the daemon, entered in this order at startup and exited in reverse."""
+
+
+def reload_config(state: DaemonState) -> bool:
+    """Replace the configuration from its file, or keep the old one.
+
+    Settings read per request (limits, micro-batching, model declarations, log
+    level) apply at once. A change of the home, host, port or session threads
+    needs a restart, so such a file is rejected as a whole.
+
+    Returns:
+        True when the new configuration is in force.
+    """
+    old = state.config
+    try:
+        new = load_config(old.path)
+        _check_reloadable(old, new)
+    except ApplianceError as exc:
+        logger.error(
+            "config reload rejected path=%s error=%s; old config kept", old.path, exc
+        )
+        return False
+    state.config = new
+    state.models.configure(batch_settings(new.server))
+    _reload_feature_declarations(state, old, new)
+    configure_logging(new.log_level)
+    logger.info("config reloaded path=%s", new.path)
+    return True
+
+
+def _reload_feature_declarations(state: DaemonState, old: Config, new: Config) -> None:
+    """Serve the new feature view declarations, read in a worker thread."""
+    joined = {name: m.feature_views for name, m in new.models.items()}
+    before = {name: m.feature_views for name, m in old.models.items()}
+    if joined == before and new.feature_views == old.feature_views:
+        return
+    state.features = FeatureServer(new, state.catalog)
+    asyncio.get_running_loop().run_in_executor(None, reload_features, state)
+
+
+def _check_reloadable(old: Config, new: Config) -> None:
+    fixed = {
+        "storage.home": (old.storage.home, new.storage.home),
+        "server.host": (old.server.host, new.server.host),
+        "server.port": (old.server.port, new.server.port),
+        "server.session_threads": (
+            old.server.session_threads,
+            new.server.session_threads,
+        ),
+        "predictions": (old.predictions, new.predictions),
+    }
+    for key, (before, after) in fixed.items():
+        if before != after:
+            raise ConfigError(
+                f"'{key}' changed from {before!r} to {after!r} in {new.path}; "
+                "restart the daemon to apply it"
+            )
+
+
+def build_app(state: DaemonState) -> Litestar:
+    """Return the app whose lifespan runs every component of `state`."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        async with AsyncExitStack() as stack:
+            for component in COMPONENTS:
+                await stack.enter_async_context(component(state))
+            for model in state.models.models.values():
+                publish_model_schema(app, model)
+            state.models.on_put = lambda model: publish_model_schema(app, model)
+            state.ready_at = time.time()
+            logger.info(
+                "daemon ready host=%s port=%d seconds=%.3f",
+                state.host,
+                state.port,
+                time.perf_counter() - started,
+            )
+            yield
+            logger.info("daemon stopping")
+
+    return create_app(state, lifespan=[lifespan])
 
 
 def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
-    """Serve every registered model over HTTP until SIGINT or SIGTERM."""
-    models = load_models(config)
-    features = load_features(config)
-    server = config.server
-    buffer = IngestBuffer(config)
-    if features is not None:
-        buffer.on_flush = lambda dataset, result: features.load()
-    buffer.start()
-    app = create_app(
-        models,
-        server.max_body_bytes,
-        server.max_rows,
-        features,
-        ingest_handlers(buffer, server.max_rows),
-    )
-    bind_host = host or server.host
-    bind_port = server.port if port is None else port
-    logger.info("daemon starting host=%s port=%d", bind_host, bind_port)
-    # uvicorn shuts down on SIGTERM and then re-raises the signal to the handler
-    # it found; a handler that ignores it lets the process exit with status 0.
-    signal.signal(signal.SIGTERM, _ignore_signal)
-    try:
-        uvicorn.Server(
+    """Serve every registered model over HTTP until SIGINT or SIGTERM.
+
+    The home lock is taken before the socket is bound, so a second daemon on
+    the same home fails with the pid of the first, whatever its port.
+
+    Raises:
+        DaemonRunningError: Another daemon holds the home.
+        DaemonError: The socket cannot be bound or the startup failed.
+    """
+    bind_host = host or config.server.host
+    bind_port = config.server.port if port is None else port
+    with HomeLock(config.storage.home) as lock:
+        sock = _bind(bind_host, bind_port)
+        bound_port = sock.getsockname()[1]
+        lock.record(bind_host, bound_port)
+        state = DaemonState(
+            config=dataclasses.replace(config),
+            metrics=ServingMetrics(),
+            host=bind_host,
+            port=bound_port,
+        )
+        server = uvicorn.Server(
             uvicorn.Config(
-                app,
-                host=bind_host,
-                port=bind_port,
+                build_app(state),
                 log_config=None,
                 access_log=False,
                 lifespan="on",
+                timeout_graceful_shutdown=30,
             )
-        ).run()
-    finally:
-        buffer.stop()
+        )
+        logger.info("daemon starting host=%s port=%d", bind_host, bound_port)
+        # uvicorn shuts down on SIGTERM and then re-raises the signal to the
+        # handler it found; a handler that ignores it lets the process exit 0.
+        signal.signal(signal.SIGTERM, _ignore_signal)
+        server.run(sockets=[sock])
+        if not server.started:
+            raise DaemonError(
+                "the daemon failed to start; the log above names the cause"
+            )
     logger.info("daemon stopped")
 
 
-def _ignore_signal(signum: int, frame: object) -> None:
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted
+    # connections only then, and without it Nagle's algorithm and delayed ACKs
+    # add about 40 ms to every response sent in two writes.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise DaemonError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; choose another "
+            "[server] port or stop the process using it"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
     logger.debug("signal ignored signum=%d", signum)

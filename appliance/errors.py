@@ -11,7 +11,10 @@ caller can catch one family and show its message. The tree::
     ├── TrainingError        a model cannot be trained on the data given
     ├── ExportError          ONNX conversion failed or lost parity
     ├── IntegrityError       a stored artifact does not match its hash
-    └── RequestError         a prediction request does not fit the model
+    ├── RequestError         a prediction request does not fit the model
+    │   └── LimitError       a request above the configured rows or bytes
+    ├── DaemonRunningError   another daemon already holds the home
+    └── DaemonError          the running daemon cannot be reached or failed
 
 Messages are one or two sentences that name the thing at fault and, where
 there is one, the fix.
@@ -64,3 +67,23 @@ class RequestError(ApplianceError):
     def __init__(self, message: str, **detail: Any) -> None:
         super().__init__(message)
         self.detail = detail
+
+
+class LimitError(RequestError):
+    """A prediction request above the configured maximum of rows or bytes."""
+
+
+class DaemonRunningError(ApplianceError):
+    """Another daemon already holds the home."""
+
+
+class DaemonError(ApplianceError):
+    """The running daemon cannot be reached, or it rejected a request.
+
+    Attributes:
+        status: HTTP status of the daemon's response, 0 when none arrived.
+    """
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status

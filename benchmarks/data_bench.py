@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
+from _page import write_section
 
 from appliance.config import DatasetConfig, FeatureViewConfig
 from appliance.features import open_store
@@ -63,9 +64,7 @@ def main() -> int:
     report = _report(ingest_rows, join_rows, args.repeats)
     print(report)
     if not args.no_write:
-        target = ROOT / "docs" / "benchmarks.md"
-        existing = target.read_text() if target.exists() else "# Benchmarks\n"
-        target.write_text(existing.rstrip() + "\n\n" + report)
+        write_section("Data layer", report)
     return 0
 
 

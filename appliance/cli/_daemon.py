@@ -13,7 +13,22 @@ def register(commands: Any) -> None:
     """Add the daemon commands."""
     serve = add_command(commands, "serve", _serve, "run the daemon")
     serve.add_argument("--host", help="address to bind (default: [server] host)")
-    serve.add_argument("--port", type=int, help="port to bind (default: [server] port)")
+    serve.add_argument(
+        "--port", type=_port, help="port to bind (default: [server] port)"
+    )
+
+
+def _port(text: str) -> int:
+    """Parse a TCP port number for argparse."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid port {text!r}; use 0..65535"
+        ) from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {port}; use 0..65535")
+    return port
 
 
 def _serve(config: Config, args: argparse.Namespace) -> None:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
+from appliance.cli._output import (
+    add_command,
+    add_group,
+    add_json_flag,
+    iso_seconds,
+    print_rows,
+)
 from appliance.config import Config
 
 
@@ -55,53 +62,73 @@ def register(commands: Any) -> None:
 
 
 def _ingest(config: Config, args: argparse.Namespace) -> int:
-    from appliance.storage import Catalog, ingest
+    from appliance.client import find_daemon
 
-    settings = config.dataset(args.dataset)
-    with Catalog(config.storage.home) as catalog:
-        result = ingest(
-            catalog, args.dataset, args.paths, args.mode, settings, args.strict
+    client = find_daemon(config.storage.home)
+    if client is not None:
+        # The daemon reads the files itself, so it gets absolute paths.
+        paths = [str(path.resolve()) for path in args.paths]
+        result = client.post(
+            "/v1/admin/ingest",
+            {
+                "dataset": args.dataset,
+                "paths": paths,
+                "mode": args.mode,
+                "strict": args.strict,
+            },
         )
-    version = result.version
-    if not result.created:
-        print(
-            f"{version.dataset}@{version.version} rows={version.row_count} "
-            "(unchanged, already ingested)"
-        )
-        return 0
-    print(
-        f"{version.dataset}@{version.version} rows={version.row_count} "
-        f"mode={version.mode} accepted={result.accepted} "
-        f"quarantined={result.quarantined} (created)"
-    )
-    for warning in result.warnings:
-        print(f"warning: {warning}")
-    if result.quarantined:
-        print(
-            f"see the quarantined rows with 'appliance datasets quarantine "
-            f"{version.dataset} --version {version.version}'"
-        )
-    for removed in result.removed:
-        print(f"removed {version.dataset}@{removed} (retention)")
+    else:
+        from dataclasses import asdict
+
+        from appliance.storage import Catalog, ingest
+
+        settings = config.dataset(args.dataset)
+        with Catalog(config.storage.home) as catalog:
+            local = ingest(
+                catalog, args.dataset, args.paths, args.mode, settings, args.strict
+            )
+        result = asdict(local)
+    _print_ingest(result)
     return 0
 
 
-def _list(config: Config, args: argparse.Namespace) -> None:
-    from appliance.storage import Catalog, list_versions
+def _print_ingest(result: dict[str, Any]) -> None:
+    version = result["version"]
+    name = f"{version['dataset']}@{version['version']}"
+    if not result["created"]:
+        print(f"{name} rows={version['row_count']} (unchanged, already ingested)")
+        return
+    print(
+        f"{name} rows={version['row_count']} mode={version['mode']} "
+        f"accepted={result['accepted']} quarantined={result['quarantined']} "
+        "(created)"
+    )
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
+    if result["quarantined"]:
+        print(
+            f"see the quarantined rows with 'appliance datasets quarantine "
+            f"{version['dataset']} --version {version['version']}'"
+        )
+    for removed in result["removed"]:
+        print(f"removed {version['dataset']}@{removed} (retention)")
 
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        versions = list_versions(catalog)
+
+def _list(config: Config, args: argparse.Namespace) -> None:
+    from appliance.cli._output import read_catalog
+
+    versions = read_catalog(config, "/v1/admin/datasets", "datasets", "list_versions")
     rows = [
         {
-            "dataset": v.dataset,
-            "version": v.version,
-            "parent": v.parent,
-            "mode": v.mode,
-            "rows": v.row_count,
-            "quarantined": v.report.get("quarantined", 0),
-            "columns": len(v.schema),
-            "created_at": v.created_at.isoformat(timespec="seconds"),
-            "path": str(v.path),
+            "dataset": v["dataset"],
+            "version": v["version"],
+            "parent": v["parent"],
+            "mode": v["mode"],
+            "rows": v["row_count"],
+            "quarantined": v["report"].get("quarantined", 0),
+            "columns": len(v["schema"]),
+            "created_at": iso_seconds(v["created_at"]),
+            "path": str(v["path"]),
         }
         for v in versions
     ]
@@ -112,11 +139,28 @@ def _list(config: Config, args: argparse.Namespace) -> None:
     )
 
 
-def _show(config: Config, args: argparse.Namespace) -> None:
-    from appliance.storage import Catalog, get_dataset_version
+def _versions(config: Config, references: list[str]) -> list[Any]:
+    """Return the dataset versions named by `references`, from the running
+    daemon or from the catalog when none runs."""
+    from appliance.client import find_daemon
+    from appliance.storage import Catalog, DatasetVersion, get_dataset_version
 
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        version = get_dataset_version(catalog, args.reference)
+    client = find_daemon(config.storage.home)
+    if client is None:
+        with Catalog(config.storage.home, read_only=True) as catalog:
+            return [get_dataset_version(catalog, ref) for ref in references]
+    found = []
+    for reference in references:
+        record = client.get("/v1/admin/dataset-version", {"reference": reference})
+        record = record["version"]
+        record["path"] = Path(record["path"])
+        record["created_at"] = datetime.fromisoformat(record["created_at"])
+        found.append(DatasetVersion(**record))
+    return found
+
+
+def _show(config: Config, args: argparse.Namespace) -> None:
+    (version,) = _versions(config, [args.reference])
     if args.json:
         print(json.dumps(_version_json(version), default=str))
         return
@@ -180,11 +224,9 @@ def _version_json(version: Any) -> dict[str, Any]:
 
 
 def _diff(config: Config, args: argparse.Namespace) -> None:
-    from appliance.storage import Catalog, diff_versions, get_dataset_version
+    from appliance.storage import diff_versions
 
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        a = get_dataset_version(catalog, args.a)
-        b = get_dataset_version(catalog, args.b)
+    a, b = _versions(config, [args.a, args.b])
     diff = diff_versions(a, b)
     if args.json:
         print(json.dumps(diff, default=str))
@@ -205,20 +247,12 @@ def _diff(config: Config, args: argparse.Namespace) -> None:
 
 
 def _quarantine(config: Config, args: argparse.Namespace) -> None:
-    from appliance.storage import Catalog, list_quarantine
+    from appliance.cli._output import read_catalog
 
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        rows = list_quarantine(catalog, args.dataset, args.version, args.limit)
-    table = [
-        {
-            "version": row.version,
-            "source": row.source,
-            "line": row.line,
-            "column": row.column,
-            "value": row.value,
-            "reason": row.reason,
-            "row": row.row,
-        }
-        for row in rows
-    ]
+    params = {"dataset": args.dataset, "version": args.version, "limit": args.limit}
+    rows = read_catalog(
+        config, "/v1/admin/quarantine", "rows", "list_quarantine", params
+    )
+    fields = ("version", "source", "line", "column", "value", "reason", "row")
+    table = [{name: row[name] for name in fields} for row in rows]
     print_rows(table, args.json, ["version", "source", "line", "column", "reason"])

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
+from appliance.cli._output import (
+    add_command,
+    add_group,
+    add_json_flag,
+    iso_seconds,
+    print_rows,
+    read_catalog,
+)
 from appliance.config import Config
 
 
@@ -35,52 +43,87 @@ def register(commands: Any) -> None:
 
 
 def _train(config: Config, args: argparse.Namespace) -> None:
-    from appliance.training import train_model
+    from appliance.client import LONG_TIMEOUT_SECONDS, find_daemon
 
-    result = train_model(config, args.name)
-    version = result.model_version
-    print(f"run {result.run_id}: model {version.model} version {version.version}")
+    config.model(args.name)
+    client = find_daemon(config.storage.home)
+    if client is not None:
+        # The daemon trains in a worker thread and serves the new version at once.
+        result = client.post(
+            "/v1/admin/train", {"model": args.name}, timeout=LONG_TIMEOUT_SECONDS
+        )
+    else:
+        from appliance.training import train_model
+
+        local = train_model(config, args.name)
+        version = local.model_version
+        result = {
+            "run_id": local.run_id,
+            "model": version.model,
+            "version": version.version,
+            "dataset_version": local.dataset_version,
+            "metrics": local.metrics,
+            "rows_train": local.rows_train,
+            "rows_test": local.rows_test,
+            "path": str(version.path),
+            "sha256": version.sha256,
+        }
     print(
-        f"dataset {config.model(args.name).dataset}@{result.dataset_version} "
-        f"train_rows={result.rows_train} holdout_rows={result.rows_test}"
+        f"run {result['run_id']}: model {result['model']} version {result['version']}"
     )
-    for name, value in result.metrics.items():
+    print(
+        f"dataset {config.model(args.name).dataset}@{result['dataset_version']} "
+        f"train_rows={result['rows_train']} holdout_rows={result['rows_test']}"
+    )
+    for name, value in result["metrics"].items():
         print(f"  {name:<22} {value:.6g}")
-    print(f"artifact {version.path} sha256={version.sha256}")
+    print(f"artifact {result['path']} sha256={result['sha256']}")
+    if client is not None:
+        print(f"serving version {result['version']} in the running daemon")
 
 
 def _predict(config: Config, args: argparse.Namespace) -> None:
+    from appliance.errors import NotFoundError
     from appliance.serving import OnnxModel, score_file
-    from appliance.storage import Catalog, get_version
 
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        version = get_version(catalog, args.name, args.version)
-    model = OnnxModel.load(version.path, version.sha256)
-    prepare = None
-    if config.model(args.name).feature_views:
-        from appliance.features import FeatureServer
-
-        features = FeatureServer(config)
-        prepare = lambda table: features.fill_table(args.name, table)  # noqa: E731
-    rows = score_file(model, args.input, args.output, prepare)
-    print(f"scored {rows} rows with {version.model} version {version.version}")
+    versions = read_catalog(
+        config,
+        "/v1/admin/model-versions",
+        "versions",
+        "list_models",
+        {"model": args.name},
+    )
+    if not versions:
+        raise NotFoundError(
+            f"model {args.name!r} has no registered version; run 'appliance train "
+            f"{args.name}' first"
+        )
+    wanted = [v for v in versions if args.version in (None, v["version"])]
+    if not wanted:
+        known = ", ".join(str(v["version"]) for v in versions)
+        raise NotFoundError(
+            f"model {args.name!r} has no version {args.version}; versions: {known}"
+        )
+    version = wanted[0]
+    model = OnnxModel.load(Path(version["path"]), version["sha256"])
+    rows = score_file(model, args.input, args.output, _feature_filler(config, args))
+    print(f"scored {rows} rows with {version['model']} version {version['version']}")
     print(f"wrote {args.output}")
 
 
 def _models_list(config: Config, args: argparse.Namespace) -> None:
-    from appliance.storage import Catalog, list_models
-
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        versions = list_models(catalog)
+    versions = read_catalog(
+        config, "/v1/admin/model-versions", "versions", "list_models"
+    )
     rows = [
         {
-            "model": v.model,
-            "version": v.version,
-            "task": v.task,
-            "created_at": v.created_at.isoformat(timespec="seconds"),
-            "parity": v.parity,
-            "run_id": v.run_id,
-            "sha256": v.sha256,
+            "model": v["model"],
+            "version": v["version"],
+            "task": v["task"],
+            "created_at": iso_seconds(v["created_at"]),
+            "parity": v["parity"],
+            "run_id": v["run_id"],
+            "sha256": v["sha256"],
         }
         for v in versions
     ]
@@ -89,19 +132,18 @@ def _models_list(config: Config, args: argparse.Namespace) -> None:
 
 
 def _runs_list(config: Config, args: argparse.Namespace) -> None:
-    from appliance.storage import Catalog, list_runs
-
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        runs = list_runs(catalog, args.model)
+    runs = read_catalog(
+        config, "/v1/admin/runs", "runs", "list_runs", {"model": args.model}
+    )
     rows = [
         {
-            "run_id": r.run_id,
-            "model": r.model,
-            "status": r.status,
-            "started_at": r.started_at.isoformat(timespec="seconds"),
-            "dataset_version": r.dataset_version,
-            "model_version": r.model_version,
-            "error": r.error,
+            "run_id": r["run_id"],
+            "model": r["model"],
+            "status": r["status"],
+            "started_at": iso_seconds(r["started_at"]),
+            "dataset_version": r["dataset_version"],
+            "model_version": r["model_version"],
+            "error": r["error"],
         }
         for r in runs
     ]
@@ -110,8 +152,37 @@ def _runs_list(config: Config, args: argparse.Namespace) -> None:
 
 
 def _runs_show(config: Config, args: argparse.Namespace) -> None:
-    from appliance.storage import Catalog, get_run
+    from appliance.client import find_daemon
 
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        run = get_run(catalog, args.run_id)
-    print(json.dumps(asdict(run), indent=2, default=str))
+    client = find_daemon(config.storage.home)
+    if client is not None:
+        run = client.get(f"/v1/admin/runs/{args.run_id}")
+    else:
+        from appliance.storage import Catalog, get_run
+
+        with Catalog(config.storage.home, read_only=True) as catalog:
+            run = asdict(get_run(catalog, args.run_id))
+    print(json.dumps(run, indent=2, default=str))
+
+
+def _feature_filler(
+    config: Config, args: argparse.Namespace
+) -> Callable[[Any], Any] | None:
+    """Return what joins the model's feature views to a batch, if it has any.
+
+    The views are read from the latest dataset versions, listed by the daemon
+    while one holds the catalog.
+    """
+    declared = config.models.get(args.name)
+    if declared is None or not declared.feature_views:
+        return None
+    from appliance.features import FeatureServer
+    from appliance.storage import DatasetVersion
+
+    records = read_catalog(config, "/v1/admin/datasets", "datasets", "list_versions")
+    latest: dict[str, DatasetVersion] = {}
+    for record in records:
+        version = DatasetVersion(**{**record, "path": Path(record["path"])})
+        latest.setdefault(version.dataset, version)
+    features = FeatureServer.from_versions(config, list(latest.values()))
+    return lambda table: features.fill_table(args.name, table)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime
 from typing import Any
+
+from appliance.config import Config
 
 
 def add_command(
@@ -48,3 +52,36 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     return "" if value is None else str(value)
+
+
+def read_catalog(
+    config: Config,
+    path: str,
+    key: str,
+    function: str,
+    params: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Return records from the running daemon, or from the catalog when none runs.
+
+    While a daemon runs it holds the catalog and DuckDB refuses other
+    connections, so the records come from its GET route `path` (the list under
+    `key`). Otherwise ``appliance.storage.<function>`` reads them from the
+    catalog opened read-only, with `params` as keyword arguments.
+    """
+    from appliance.client import find_daemon
+
+    client = find_daemon(config.storage.home)
+    if client is not None:
+        return client.get(path, params)[key]
+    from appliance import storage
+
+    with storage.Catalog(config.storage.home, read_only=True) as catalog:
+        records = getattr(storage, function)(catalog, **(params or {}))
+    return [asdict(record) for record in records]
+
+
+def iso_seconds(value: datetime | str) -> str:
+    """Return a time from the catalog or the daemon as ISO 8601 to the second."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.isoformat(timespec="seconds")

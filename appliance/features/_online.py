@@ -24,7 +24,12 @@ import pyarrow as pa
 from appliance.config import Config, FeatureViewConfig
 from appliance.errors import RequestError
 from appliance.features._sql import feature_columns, ident, join_sql
-from appliance.features._store import FeatureStore, model_views, open_store
+from appliance.features._store import (
+    FeatureStore,
+    model_views,
+    open_store,
+    store_of,
+)
 from appliance.storage import Catalog
 
 logger = logging.getLogger(__name__)
@@ -35,8 +40,11 @@ _REQUEST = "request_rows"
 class FeatureServer:
     """Fills the feature view columns of prediction requests, per model."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, catalog: Catalog | None = None) -> None:
         self.home: Path = config.storage.home
+        self.catalog = catalog
+        """Open catalog to read the dataset versions from, such as the
+        daemon's connection; the catalog under the home is opened when None."""
         self.models = {
             name: (
                 model_views(m.feature_views, config.feature_views),
@@ -51,6 +59,17 @@ class FeatureServer:
         self._lock = threading.Lock()
         self.loaded_at = 0.0
 
+    @classmethod
+    def from_versions(cls, config: Config, versions: Sequence[Any]) -> FeatureServer:
+        """Return a server over the given dataset versions, read once and kept.
+
+        The CLI uses it while a daemon holds the catalog and lists the
+        versions for it.
+        """
+        server = cls(config)
+        server._install(store_of(versions))
+        return server
+
     def uses_features(self, model: str) -> bool:
         """Tell whether `model` joins any feature view."""
         return model in self.models
@@ -58,13 +77,26 @@ class FeatureServer:
     def load(self) -> None:
         """Read every feature view into memory from the datasets' latest versions.
 
-        NOTE: the daemon calls this at start and after each HTTP ingest
-        flush, so a version ingested with the CLI while the daemon runs
-        reaches requests only after a restart.
+        The daemon calls this at start, after each ingest it runs and after
+        each flush of its ingest buffer.
         """
         started = time.perf_counter()
-        with Catalog(self.home, read_only=True) as catalog:
-            store = open_store(catalog)
+        if self.catalog is None:
+            with Catalog(self.home, read_only=True) as catalog:
+                store = open_store(catalog)
+        else:
+            with self.catalog.cursor() as catalog:
+                store = open_store(catalog)
+        self._install(store)
+        logger.info(
+            "feature views loaded views=%d datasets=%s seconds=%.3f",
+            len(self._views),
+            ",".join(f"{d}@{v}" for d, v in sorted(store.versions.items())),
+            time.perf_counter() - started,
+        )
+
+    def _install(self, store: FeatureStore) -> None:
+        """Materialize the served models' views in `store` and serve from it."""
         views, columns = {}, {}
         for model_view_list, _ in self.models.values():
             for view in model_view_list:
@@ -81,12 +113,6 @@ class FeatureServer:
         with self._lock:
             self._store, self._views, self._columns = store, views, columns
             self.loaded_at = time.time()
-        logger.info(
-            "feature views loaded views=%d datasets=%s seconds=%.3f",
-            len(views),
-            ",".join(f"{d}@{v}" for d, v in sorted(store.versions.items())),
-            time.perf_counter() - started,
-        )
 
     def fill(self, model: str, rows: Sequence[Any]) -> list[Any]:
         """Return `rows` with every feature column of `model`'s views filled in.

@@ -1,27 +1,56 @@
-"""Serving: ONNX sessions, input conversion and the HTTP API."""
+"""Serving: ONNX sessions, input conversion and the daemon's HTTP API."""
 
-from appliance.serving._app import ModelSet, create_app
+from appliance.serving._app import ROUTE_MODULES, create_app
 from appliance.serving._batch import score_file
-from appliance.serving._ingest_routes import ingest_handlers
+from appliance.serving._batcher import BatchSettings, MicroBatcher
 from appliance.serving._inputs import (
     NUMBER,
     STRING,
     columns_to_feed,
+    rows_to_columns,
     rows_to_feed,
+    table_to_columns,
     table_to_feed,
 )
+from appliance.serving._metrics import ServingMetrics
 from appliance.serving._onnx import OnnxModel, class_key
+from appliance.serving._openapi import publish_model_schema
+from appliance.serving._routes_admin import load_version
+from appliance.serving._state import (
+    DaemonState,
+    ModelSet,
+    batch_settings,
+    cpu_count,
+    daemon_state,
+    reload_features,
+    run_with_catalog,
+    session_threads,
+)
 
 __all__ = [
     "NUMBER",
+    "ROUTE_MODULES",
     "STRING",
+    "BatchSettings",
+    "DaemonState",
+    "MicroBatcher",
     "ModelSet",
     "OnnxModel",
+    "ServingMetrics",
+    "batch_settings",
     "class_key",
     "columns_to_feed",
+    "cpu_count",
     "create_app",
-    "ingest_handlers",
+    "daemon_state",
+    "load_version",
+    "publish_model_schema",
+    "reload_features",
+    "rows_to_columns",
     "rows_to_feed",
+    "run_with_catalog",
     "score_file",
+    "session_threads",
+    "table_to_columns",
     "table_to_feed",
 ]

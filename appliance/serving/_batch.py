@@ -8,13 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from appliance.errors import IngestError
-from appliance.serving._inputs import table_to_feed
-from appliance.serving._onnx import OnnxModel, class_key
+from appliance.serving._onnx import OnnxModel
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +89,9 @@ def _read(source: Path) -> pa.Table:
 
 
 def _score(model: OnnxModel, table: pa.Table) -> pa.Table:
-    output = model.run(table_to_feed(model.name, model.inputs, table))
-    if model.task == "regression":
-        return table.append_column("prediction", pa.array(output, pa.float64()))
-    assert model.classes is not None
-    best = output.argmax(axis=1) if len(output) else np.zeros(0, dtype=np.int64)
-    labels = pa.array([model.classes[i] for i in best.tolist()])
-    table = table.append_column("prediction", labels)
-    for index, value in enumerate(model.classes):
-        column = pa.array(output[:, index], pa.float64())
-        table = table.append_column(f"probability_{class_key(value)}", column)
+    feed, _ = model.feed_table(table)
+    output = model.run(feed)
+    scored = model.format_table(output)
+    for name, column in zip(scored.column_names, scored.columns):
+        table = table.append_column(name, column)
     return table

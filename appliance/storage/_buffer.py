@@ -50,14 +50,18 @@ class _State:
 class IngestBuffer:
     """Write-ahead buffer of JSON rows per dataset, flushed by size or age."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, catalog: Catalog | None = None) -> None:
         self.config = config
+        self.catalog = catalog
+        """Open catalog whose cursors the flushes write with, such as the
+        daemon's connection; the catalog under the home is opened when None."""
         self.root = config.storage.home / "buffer"
         self.flush_rows = config.ingest.flush_rows
         self.flush_seconds = config.ingest.flush_seconds
         self._states: dict[str, _State] = {}
         self._lock = threading.Lock()
-        self._flush_lock = threading.Lock()
+        self.flush_lock = threading.Lock()
+        """Held while a flush writes a version."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_flush: Callable[[str, IngestResult], None] | None = None
@@ -144,7 +148,7 @@ class IngestBuffer:
 
     def flush(self, dataset: str) -> None:
         """Move the dataset's buffered rows into a new version of it."""
-        with self._flush_lock:
+        with self.flush_lock:
             self._rotate(dataset)
             folder = self.root / dataset
             for segment in sorted(folder.glob(_SEGMENT_PREFIX + "*.jsonl")):
@@ -187,12 +191,17 @@ class IngestBuffer:
                     wal.unlink()
             state.rows, state.oldest = 0, None
 
+    def _open_catalog(self) -> Catalog:
+        if self.catalog is None:
+            return Catalog(self.config.storage.home)
+        return self.catalog.cursor()
+
     def _ingest_segment(self, dataset: str, segment: Path) -> None:
         settings = self.config.dataset(dataset)
         result = None
         for attempt in range(_LOCK_RETRIES):
             try:
-                with Catalog(self.config.storage.home) as catalog:
+                with self._open_catalog() as catalog:
                     result = ingest(catalog, dataset, [segment], "append", settings)
                 break
             except StorageError:

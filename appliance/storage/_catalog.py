@@ -109,6 +109,20 @@ class Catalog:
         """Folder of the model artifacts."""
         return self.home / "models"
 
+    def cursor(self) -> Catalog:
+        """Return a view of this catalog on a new cursor of the same connection.
+
+        A DuckDB connection must not be shared between threads, but cursors of
+        one connection may each be used by one thread; the daemon hands one to
+        every worker thread that reads or writes the catalog. Close the view
+        when the thread is done with it.
+        """
+        view = object.__new__(Catalog)
+        view.home = self.home
+        view.path = self.path
+        view.db = self.db.cursor()
+        return view
+
     def close(self) -> None:
         """Close the connection and release the file lock."""
         self.db.close()

@@ -119,8 +119,8 @@ def ingest(
     sources = [open_source(path, settings.encoding) for path in paths]
     if len({source.reader for source in sources}) > 1:
         raise IngestError(
-            "input files mix formats; ingest CSV, Parquet and JSON-lines files "
-            "in separate commands"
+            f"{_names(sources)}: input files mix formats; ingest CSV, Parquet and "
+            "JSON-lines files in separate commands"
         )
     hashes = [source.sha256 for source in sources]
     parent = latest_version(catalog, dataset, missing_ok=True)

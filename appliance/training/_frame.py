@@ -15,11 +15,19 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from appliance.config import FeatureViewConfig, ModelConfig
+from appliance.derive import (
+    derived_inputs,
+    feature_columns,
+    quote_identifier,
+    select_sql,
+    utc_cursor,
+)
 from appliance.errors import TrainingError
 from appliance.features import FeatureStore, model_views, open_store
-from appliance.storage import Catalog, latest_version, scan_sql
+from appliance.storage import Catalog, DatasetVersion, latest_version, scan_sql
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +45,8 @@ _NUMERIC_TYPES = (
     "DOUBLE",
     "BOOLEAN",
 )
+_INTEGER_TYPES = _NUMERIC_TYPES[:9]
+_GROUP = "__split_group__"
 
 
 @dataclass
@@ -54,8 +64,17 @@ class TrainingFrame:
     """Class values in index order; the target is encoded as their indices."""
     unlabelled: int
     """Rows left out because their target is missing."""
+    request: list[dict[str, str]]
+    """Columns a prediction request sends, with their JSON and DuckDB types."""
+    derive: dict[str, str]
+    """Derived features that serving computes from the request columns."""
+    base_sql: str = ""
+    """SELECT of the dataset rows with the derived columns, after ``where``."""
     feature_versions: dict[str, str] = field(default_factory=dict)
     """Version read of each dataset behind the model's feature views."""
+    db: Any = field(default=None, repr=False)
+    """Connection `base_sql` runs on: the feature store's in-memory database
+    when the model joins feature views, else None for the catalog's."""
 
     @property
     def features(self) -> list[str]:
@@ -79,36 +98,13 @@ def load_frame(
     """
     version = latest_version(catalog, cfg.dataset)
     assert version is not None
-    store = _feature_store(catalog, cfg)
-    try:
-        return _load(
-            catalog.db if store is None else store.db, cfg, version, store, views
-        )
-    finally:
-        if store is not None:
-            store.close()
-
-
-def _feature_store(catalog: Catalog, cfg: ModelConfig) -> FeatureStore | None:
-    return open_store(catalog) if cfg.feature_views else None
-
-
-def _load(
-    db: duckdb.DuckDBPyConnection,
-    cfg: ModelConfig,
-    version: Any,
-    store: FeatureStore | None,
-    views: Mapping[str, FeatureViewConfig] | None,
-) -> TrainingFrame:
-    rows = scan_sql(version)
-    feature_versions: dict[str, str] = {}
-    if store is not None:
-        joined = model_views(cfg.feature_views, views or {})
-        rows = store.joined_sql(
-            f"SELECT * FROM {_ident(cfg.dataset)}", joined, cfg.event_timestamp
-        )
-        feature_versions = dict(store.versions)
-    base = _base_sql(rows, cfg)
+    store = open_store(catalog) if cfg.feature_views else None
+    # The in-memory store is not closed here: `base_sql` reads it, so it stays
+    # open as long as the frame that refers to it.
+    db = catalog.db if store is None else store.db
+    source = _rows_source(cfg, version, store, views or {})
+    feature_versions = dict(store.versions) if store is not None else {}
+    base = _base_sql(db, source, cfg)
     schema = _describe(db, base, cfg)
     features = _feature_names(cfg, schema)
     numeric, categorical = _split_kinds(cfg, features, schema)
@@ -118,7 +114,10 @@ def _load(
             f"{cfg.dataset!r}; columns: {', '.join(schema)}"
         )
 
+    derive, raw = derived_inputs(cfg.derive, features)
+    request = request_columns(features, categorical, derive, raw, schema)
     frame = _query(db, base, cfg, numeric, categorical)
+    _check_values(cfg, frame, numeric)
     labelled = frame[cfg.target].notna()
     unlabelled = int((~labelled).sum())
     frame = frame[labelled].reset_index(drop=True)
@@ -150,18 +149,122 @@ def _load(
         y_test=y[test_idx],
         classes=classes,
         unlabelled=unlabelled,
+        request=request,
+        derive=derive,
+        base_sql=base,
         feature_versions=feature_versions,
+        db=store.db if store is not None else None,
     )
 
 
-def _base_sql(rows: str, cfg: ModelConfig) -> str:
-    derived = "".join(
-        f", ({expr}) AS {_ident(name)}" for name, expr in cfg.derive.items()
+def derived_sample(
+    catalog: Catalog, frame: TrainingFrame, rows: int = 2000
+) -> tuple[pa.Table, pd.DataFrame]:
+    """Return sample rows as a request would send them and their derived features.
+
+    The sample is a seeded reservoir of the dataset plus up to 200 rows with a
+    missing request value, so expressions are checked on missing values too.
+
+    Returns:
+        The request columns as stored in the dataset, and the derived features
+        as the training frame computed them.
+    """
+    request = [c["name"] for c in frame.request]
+    numeric = [n for n in frame.derive if n in frame.numeric]
+    categorical = [n for n in frame.derive if n in frame.categorical]
+    raw = ", ".join(_ident(n) for n in request)
+    derived = ", ".join(feature_columns(numeric, categorical))
+    any_null = " OR ".join(f"{_ident(n)} IS NULL" for n in request)
+    sql = (
+        f"(SELECT {raw}, {derived} FROM ({frame.base_sql}) "
+        f"USING SAMPLE reservoir({rows} ROWS) REPEATABLE (0)) UNION ALL "
+        f"(SELECT {raw}, {derived} FROM ({frame.base_sql}) WHERE {any_null} "
+        "LIMIT 200)"
     )
-    sql = f"SELECT *{derived} FROM ({rows})"
+    with utc_cursor(frame.db or catalog.db) as db:
+        table = db.sql(sql).to_arrow_table()
+    names = table.column_names
+    request_table = table.select(list(range(len(request))))
+    expected = table.select(list(range(len(request), len(names)))).to_pandas()
+    return request_table, expected
+
+
+def request_columns(
+    features: list[str],
+    categorical: list[str],
+    derive: dict[str, str],
+    raw: set[str],
+    schema: dict[str, str],
+) -> list[dict[str, str]]:
+    """Return the columns of a prediction request and their types.
+
+    A request sends every feature that is not derived, plus the dataset
+    columns that the derived features read. ``type`` is how the JSON value is
+    checked: ``integer``, ``number``, ``boolean``, ``string``, or ``sql`` for a
+    value that DuckDB casts to ``sql_type``, the column's type in the dataset.
+    """
+    names = [n for n in features if n not in derive]
+    names += sorted(raw - set(names))
+    columns = []
+    for name in names:
+        sql_type = schema[name]
+        if name in categorical:
+            kind = "string"
+        elif sql_type in _INTEGER_TYPES:
+            kind = "integer"
+        elif sql_type == "BOOLEAN":
+            kind = "boolean"
+        elif sql_type in _NUMERIC_TYPES or sql_type.startswith("DECIMAL"):
+            kind = "number"
+        elif sql_type == "VARCHAR":
+            kind = "string"
+        else:
+            kind = "sql"
+        columns.append({"name": name, "type": kind, "sql_type": sql_type})
+    return columns
+
+
+def _rows_source(
+    cfg: ModelConfig,
+    version: DatasetVersion,
+    store: FeatureStore | None,
+    views: Mapping[str, FeatureViewConfig],
+) -> str:
+    """Return the dataset rows, with the feature views joined point in time."""
+    if store is None:
+        return f"({scan_sql(version)})"
+    joined = model_views(cfg.feature_views, views)
+    rows = f"SELECT * FROM {_ident(cfg.dataset)}"
+    return f"({store.joined_sql(rows, joined, cfg.event_timestamp)})"
+
+
+def _base_sql(db: duckdb.DuckDBPyConnection, source: str, cfg: ModelConfig) -> str:
+    sql = select_sql(cfg.derive, _missing_as_null(db, source))
     if cfg.where:
         sql = f"SELECT * FROM ({sql}) WHERE ({cfg.where})"
     return sql
+
+
+def _missing_as_null(db: duckdb.DuckDBPyConnection, source: str) -> str:
+    """Return `source` with NaN and ``''`` read as NULL, as serving reads them.
+
+    A request's null, NaN and ``"NaN"`` all mean missing, so derived columns
+    and filters must see one missing value at training too.
+    """
+    rows = db.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    replaced = []
+    for name, kind, *_ in rows:
+        column = _ident(name)
+        if kind in ("FLOAT", "DOUBLE"):
+            replaced.append(f"CASE WHEN isnan({column}) THEN NULL ELSE {column} END")
+        elif kind == "VARCHAR":
+            replaced.append(f"nullif({column}, '')")
+        else:
+            continue
+        replaced[-1] += f" AS {column}"
+    if not replaced:
+        return source
+    return f"(SELECT * REPLACE ({', '.join(replaced)}) FROM {source})"
 
 
 def _describe(
@@ -217,19 +320,18 @@ def _query(
     numeric: list[str],
     categorical: list[str],
 ) -> pd.DataFrame:
-    columns = [f"CAST({_ident(n)} AS DOUBLE) AS {_ident(n)}" for n in numeric]
-    columns += [
-        f"coalesce(CAST({_ident(n)} AS VARCHAR), '') AS {_ident(n)}"
-        for n in categorical
-    ]
+    columns = feature_columns(numeric, categorical)
     columns.append(f"{_ident(cfg.target)}")
+    if cfg.split.method == "group":
+        columns.append(f"{_ident(cfg.split.column or '')} AS {_GROUP}")
     order = ""
     if cfg.split.method == "time":
         order = f" ORDER BY {_ident(cfg.split.column or '')}, rowid_"
         base = f"SELECT *, row_number() OVER () AS rowid_ FROM ({base})"
     sql = f"SELECT {', '.join(columns)} FROM ({base}){order}"
     try:
-        return db.execute(sql).df()
+        with utc_cursor(db) as cursor:
+            return cursor.execute(sql).df()
     except duckdb.Error as exc:
         raise TrainingError(
             f"cannot read training rows of {cfg.name!r}: {exc}"
@@ -271,6 +373,8 @@ def _split(cfg: ModelConfig, frame: pd.DataFrame, y: np.ndarray) -> tuple[Any, A
         )
     if split.method == "time":
         return rows[:-n_test], rows[-n_test:]
+    if split.method == "group":
+        return _group_split(cfg, frame, rows)
     stratify = y if split.method == "stratified" else None
     try:
         return train_test_split(
@@ -278,6 +382,48 @@ def _split(cfg: ModelConfig, frame: pd.DataFrame, y: np.ndarray) -> tuple[Any, A
         )
     except ValueError as exc:
         raise TrainingError(f"cannot split the rows of {cfg.name!r}: {exc}") from None
+
+
+def _group_split(
+    cfg: ModelConfig, frame: pd.DataFrame, rows: np.ndarray
+) -> tuple[Any, Any]:
+    from sklearn.model_selection import GroupShuffleSplit
+
+    groups = frame[_GROUP].astype(str).where(frame[_GROUP].notna(), "")
+    if groups.nunique() < 2:
+        raise TrainingError(
+            f"split column {cfg.split.column!r} of model {cfg.name!r} has "
+            f"{groups.nunique()} distinct value; a group split needs at least two"
+        )
+    splitter = GroupShuffleSplit(
+        n_splits=1, test_size=cfg.split.test_size, random_state=cfg.split.seed
+    )
+    train, test = next(splitter.split(rows, groups=groups.to_numpy()))
+    return rows[train], rows[test]
+
+
+def _check_values(cfg: ModelConfig, frame: pd.DataFrame, numeric: list[str]) -> None:
+    """Reject infinite numeric values and values outside the model's checks."""
+    for name in numeric:
+        values = frame[name].to_numpy(dtype=np.float64)
+        infinite = np.isinf(values)
+        if infinite.any():
+            raise TrainingError(
+                f"feature {name!r} of model {cfg.name!r} has {int(infinite.sum())} "
+                f"infinite values, first at row {int(np.argmax(infinite))}; filter "
+                "them out with 'where'"
+            )
+        bounds = cfg.checks.get(name, {})
+        low, high = bounds.get("min", -np.inf), bounds.get("max", np.inf)
+        outside = (values < low) | (values > high)
+        if outside.any():
+            first = int(np.argmax(outside))
+            raise TrainingError(
+                f"feature {name!r} of model {cfg.name!r} has {int(outside.sum())} "
+                f"values outside checks.{name} (min {low}, max {high}), first "
+                f"{float(values[first])!r} at row {first}; filter them out with 'where' "
+                "or widen the check"
+            )
 
 
 def _plain(value: Any) -> Any:
@@ -288,8 +434,4 @@ def _plain(value: Any) -> Any:
 
 
 def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return quote_identifier(name)

@@ -24,15 +24,24 @@ from appliance.storage import (
     register_version,
     start_run,
 )
-from appliance.training._export import input_schema, parity, probe_rows, to_onnx
+from appliance.training._export import (
+    check_derived,
+    input_schema,
+    parity,
+    parity_message,
+    probe_rows,
+    to_onnx,
+    training_inputs,
+)
 from appliance.training._frame import TrainingFrame, load_frame
 from appliance.training._metrics import classification_metrics, regression_metrics
 from appliance.training._pipeline import build_pipeline, estimator_params
 
 logger = logging.getLogger(__name__)
 
-PARITY_TOLERANCE = 1e-4
-"""Largest ONNX-to-native difference in probability (or scaled value) accepted."""
+PARITY_TOLERANCE = 1e-5
+"""Largest ONNX-to-native difference in probability (or in value over
+max(1, |value|)) accepted."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +57,18 @@ class TrainResult:
     rows_test: int
 
 
-def train_model(config: Config, name: str) -> TrainResult:
+def train_model(
+    config: Config, name: str, catalog: Catalog | None = None
+) -> TrainResult:
     """Train model `name` on the latest version of its dataset and register it.
 
     The run is recorded as running first and closed as finished or failed.
+
+    Args:
+        config: The appliance configuration.
+        name: Model declared as ``[models.NAME]``.
+        catalog: Open catalog to use, such as a cursor of the daemon's
+            connection; the catalog under the home is opened when None.
 
     Raises:
         TrainingError: The data cannot train this model.
@@ -59,14 +76,22 @@ def train_model(config: Config, name: str) -> TrainResult:
             outputs differ by more than `PARITY_TOLERANCE`.
     """
     cfg = config.model(name)
-    with Catalog(config.storage.home) as catalog:
-        params = {"algorithm": cfg.algorithm, **estimator_params(cfg)}
-        run_id = start_run(catalog, name, cfg.dataset, params, code_version())
-        try:
-            return _train(catalog, cfg, run_id, config.feature_views)
-        except Exception as exc:
-            fail_run(catalog, run_id, f"{type(exc).__name__}: {exc}")
-            raise
+    if catalog is not None:
+        return _recorded_train(catalog, cfg, config.feature_views)
+    with Catalog(config.storage.home) as opened:
+        return _recorded_train(opened, cfg, config.feature_views)
+
+
+def _recorded_train(
+    catalog: Catalog, cfg: ModelConfig, views: dict[str, FeatureViewConfig]
+) -> TrainResult:
+    params = {"algorithm": cfg.algorithm, **estimator_params(cfg)}
+    run_id = start_run(catalog, cfg.name, cfg.dataset, params, code_version())
+    try:
+        return _train(catalog, cfg, run_id, views)
+    except Exception as exc:
+        fail_run(catalog, run_id, f"{type(exc).__name__}: {exc}")
+        raise
 
 
 def _train(
@@ -87,14 +112,17 @@ def _train(
 
     inputs = input_schema(frame.numeric, frame.categorical)
     schema = _schema(cfg, frame, inputs, run_id, metrics)
-    onnx_bytes = to_onnx(pipeline, inputs, cfg.task)
-    checked = pd.concat(
-        [frame.x_test, probe_rows(frame.x_test, frame.numeric, frame.categorical)],
-        ignore_index=True,
-    )
-    difference = parity(OnnxModel(onnx_bytes, schema), pipeline, checked, cfg.task)
+    reference = training_inputs(pipeline, frame.x_train, frame.numeric)
+    onnx_bytes = to_onnx(pipeline, inputs, cfg.task, reference)
+    onnx_model = OnnxModel(onnx_bytes, schema)
+    check_derived(catalog, cfg, frame, onnx_model)
+    probes = probe_rows(frame.x_train, frame.numeric, frame.categorical, pipeline)
+    checked = pd.concat([frame.x_test, probes], ignore_index=True)
+    agreement = parity(onnx_model, pipeline, checked, cfg.task, PARITY_TOLERANCE)
+    difference = agreement.max_difference
     metrics["parity_max_abs_diff"] = difference
-    if not difference <= PARITY_TOLERANCE:
+    metrics["parity_label_mismatches"] = agreement.label_mismatches
+    if not agreement.passed(PARITY_TOLERANCE):
         finish_run(
             catalog,
             run_id,
@@ -104,9 +132,9 @@ def _train(
             error=f"ONNX parity {difference:.3g} above {PARITY_TOLERANCE}",
         )
         raise ExportError(
-            f"ONNX output of model {cfg.name!r} differs from the native model by "
-            f"{difference:.3g} on {len(checked)} holdout rows, above the tolerance "
-            f"{PARITY_TOLERANCE}; the version was not registered"
+            parity_message(
+                cfg.name, agreement, checked, len(frame.x_test), PARITY_TOLERANCE
+            )
         )
 
     schema["parity"] = difference
@@ -147,6 +175,9 @@ def _schema(
         "algorithm": cfg.algorithm,
         "target": cfg.target,
         "inputs": inputs,
+        "request": frame.request,
+        "derive": frame.derive,
+        "checks": cfg.checks,
         "classes": frame.classes,
         "dataset": cfg.dataset,
         "dataset_version": frame.dataset_version,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from appliance.config import load_config
 from appliance.storage import Catalog, ingest
@@ -114,6 +117,28 @@ def test_predict_fills_features_from_keys(tmp_path: Path) -> None:
             json={"rows": [{"time_hour": "2013-02-10T09:30:00Z", "distance": 1}]},
             trust_env=False,
         )
+        arrow = arrow_proba(base, keys_only)
+
+        # A weather version ingested through the running daemon is joined from
+        # then on: 2013-03-01 01:30 sees the new 01:00 reading, not the last
+        # February one.
+        march = {**keys_only, "time_hour": "2013-03-01T01:30:00Z"}
+        before = proba(march)
+        new_weather = tmp_path / "weather-march.csv"
+        new_weather.write_text("origin,time_hour,temp\nEWR,2013-03-01T01:00:00Z,35.0\n")
+        ingested = run_cli(
+            tmp_path, env, "ingest", "weather", str(new_weather), "--mode", "append"
+        )
+        after, given_new = proba(march), proba({**march, "temp": 35.0})
+        shown = run_cli(tmp_path, env, "datasets", "show", "weather", "--json")
+        quarantined = run_cli(
+            tmp_path, env, "datasets", "quarantine", "weather", "--json"
+        )
+
+        rows_csv = tmp_path / "rows.csv"
+        rows_csv.write_text("origin,time_hour,distance\nEWR,2013-02-10T09:30:00Z,190\n")
+        scored = tmp_path / "scored.parquet"
+        batch = run_cli(tmp_path, env, "predict", "late", str(rows_csv), str(scored))
     finally:
         os.kill(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
@@ -122,3 +147,47 @@ def test_predict_fills_features_from_keys(tmp_path: Path) -> None:
     assert filled != leaked
     assert missing.status_code == 422
     assert "missing entity key 'origin'" in missing.json()["error"]
+    assert arrow == filled
+    assert ingested.returncode == 0, ingested.stderr
+    assert "mode=append" in ingested.stdout
+    assert after == given_new
+    assert after != before
+    assert shown.returncode == 0, shown.stderr
+    version = json.loads(shown.stdout)
+    assert (version["mode"], version["rows"]) == ("append", 28 * 8 + 1)
+    assert quarantined.returncode == 0, quarantined.stderr
+    assert quarantined.stdout == ""
+    assert batch.returncode == 0, batch.stderr
+    assert pq.read_table(scored).column("probability_true").to_pylist() == [filled]
+
+
+def arrow_proba(base: str, row: dict) -> float:
+    """Return the ``true`` probability of one row sent as an Arrow IPC stream."""
+    table = pa.table({name: [value] for name, value in row.items()})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    response = httpx.post(
+        f"{base}/v1/models/late/predict",
+        content=sink.getvalue().to_pybytes(),
+        headers={"Content-Type": "application/vnd.apache.arrow.stream"},
+        trust_env=False,
+    )
+    assert response.status_code == 200, response.text
+    output = pa.ipc.open_stream(response.content).read_all()
+    return output.column("probability_true").to_pylist()[0]
+
+
+def run_cli(
+    tmp_path: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI on the test's config; it talks to the running daemon."""
+    config = str(tmp_path / "config.toml")
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", "--config", config, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

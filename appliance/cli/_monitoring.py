@@ -1,0 +1,102 @@
+"""Monitoring commands: ``drift NAME`` and ``alerts list|ack``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
+from appliance.config import Config
+
+_DRIFT_COLUMNS = [
+    "checked_at",
+    "feature",
+    "kind",
+    "status",
+    "psi",
+    "statistic",
+    "p_value",
+]
+_ALERT_COLUMNS = [
+    "id",
+    "status",
+    "model",
+    "kind",
+    "subject",
+    "count",
+    "last_seen_at",
+    "message",
+]
+
+
+def register(commands: Any) -> None:
+    """Add the monitoring commands."""
+    drift = add_command(
+        commands, "drift", _drift, "show a model's latest drift scores and history"
+    )
+    drift.add_argument("name", help="model name declared as [models.NAME]")
+    drift.add_argument(
+        "--history", type=int, default=5, help="earlier checks shown (default: 5)"
+    )
+    add_json_flag(drift)
+
+    alerts = add_group(commands, "alerts", "monitoring alerts")
+    listing = add_command(alerts, "list", _alerts_list, "list alerts, newest first")
+    listing.add_argument("--open", action="store_true", help="only open alerts")
+    listing.add_argument("--model", help="only alerts of this model")
+    add_json_flag(listing)
+    ack = add_command(alerts, "ack", _alerts_ack, "acknowledge an alert")
+    ack.add_argument("id", type=int, help="alert id, from 'appliance alerts list'")
+
+
+def _drift(config: Config, args: argparse.Namespace) -> None:
+    from appliance.monitoring import MonitoringStore, drift_summary
+
+    config.model(args.name)
+    with MonitoringStore(config.storage.home) as store:
+        rows = store.drift_history(args.name, limit=10_000)
+        events = store.drift_events(args.name, limit=20)
+    summary = drift_summary(rows, args.history)
+    if args.json:
+        print(
+            json.dumps({"model": args.name, **summary, "events": events}, default=str)
+        )
+        return
+    if not summary["latest"]:
+        print(f"no drift check recorded for model {args.name!r} yet")
+    else:
+        print(f"latest check of {args.name}:")
+        print_rows(summary["latest"], False, _DRIFT_COLUMNS)
+    if summary["history"]:
+        print("\nearlier checks:")
+        print_rows(
+            [
+                {**h, "drifted": ", ".join(h["drifted"]) or "-"}
+                for h in summary["history"]
+            ],
+            False,
+            ["checked_at", "features", "drifted"],
+        )
+    if events:
+        print("\nstreaming detections:")
+        print_rows(
+            events, False, ["detected_at", "kind", "subject", "cause", "position"]
+        )
+
+
+def _alerts_list(config: Config, args: argparse.Namespace) -> None:
+    from appliance.monitoring import AlertStatus, MonitoringStore
+
+    status = AlertStatus.OPEN if args.open else None
+    with MonitoringStore(config.storage.home) as store:
+        alerts = store.list_alerts(status, args.model)
+    print_rows([a.to_dict() for a in alerts], args.json, _ALERT_COLUMNS)
+
+
+def _alerts_ack(config: Config, args: argparse.Namespace) -> None:
+    from appliance.monitoring import MonitoringStore
+
+    with MonitoringStore(config.storage.home) as store:
+        alert = store.acknowledge(args.id)
+    print(f"alert {alert.id} acknowledged at {alert.acknowledged_at:%Y-%m-%d %H:%M:%S}")

@@ -1,0 +1,149 @@
+"""Client of the running daemon, for commands that must not open the catalog.
+
+While a daemon runs it is the only writer of the catalog, and DuckDB then
+refuses other processes even a read-only connection. A command therefore calls
+`find_daemon` first: when it returns a client, the command goes through the
+daemon's HTTP API; when it returns None, no daemon holds the home and the
+command opens the catalog itself. Only the standard library is used, so the
+CLI stays quick to start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import DaemonError
+from appliance.homelock import DaemonAddress, read_address
+
+logger = logging.getLogger(__name__)
+
+_START_WAIT_SECONDS = 60.0
+_POLL_SECONDS = 0.1
+DEFAULT_TIMEOUT_SECONDS = 30.0
+LONG_TIMEOUT_SECONDS = 6 * 3600.0
+"""Timeout of commands that run as long as the work, such as training."""
+
+
+class DaemonClient:
+    """JSON calls to one running daemon.
+
+    Args:
+        address: Where the daemon listens, from its lock file.
+    """
+
+    def __init__(self, address: DaemonAddress) -> None:
+        self.address = address
+        self.base_url = address.base_url
+
+    def get(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> Any:
+        """Send a GET and return the decoded JSON body.
+
+        Args:
+            path: Path such as ``/v1/admin/runs``.
+            params: Query parameters; None values are left out.
+            timeout: Seconds to wait for the response.
+
+        Raises:
+            DaemonError: The daemon cannot be reached or answered with an error.
+        """
+        query = {k: _param(v) for k, v in (params or {}).items() if v is not None}
+        url = self.base_url + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        return self._send(urllib.request.Request(url, method="GET"), timeout)
+
+    def post(
+        self, path: str, body: Any, timeout: float = DEFAULT_TIMEOUT_SECONDS
+    ) -> Any:
+        """Send a JSON POST and return the decoded JSON body.
+
+        Raises:
+            DaemonError: The daemon cannot be reached or answered with an error.
+        """
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        return self._send(request, timeout)
+
+    def _send(self, request: urllib.request.Request, timeout: float) -> Any:
+        logger.debug("daemon call method=%s url=%s", request.method, request.full_url)
+        # A starting daemon has bound its port but accepts connections only
+        # once its startup is done, so refused connections are retried.
+        deadline = time.monotonic() + _START_WAIT_SECONDS
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    return json.loads(response.read() or b"null")
+            except urllib.error.HTTPError as exc:
+                raise DaemonError(_error_message(exc), status=exc.code) from None
+            except urllib.error.URLError as exc:
+                refused = isinstance(exc.reason, ConnectionRefusedError)
+                if not refused or time.monotonic() > deadline:
+                    raise self._unreachable(request, exc.reason) from None
+            except (TimeoutError, ConnectionError) as exc:
+                raise self._unreachable(request, exc) from None
+            time.sleep(_POLL_SECONDS)
+
+    def _unreachable(self, request: urllib.request.Request, reason: Any) -> DaemonError:
+        return DaemonError(
+            f"the daemon (pid {self.address.pid}) at {self.base_url} did not "
+            f"answer {request.method} {request.selector}: {reason}; check "
+            "'journalctl -u appliance' or the daemon's log"
+        )
+
+
+def find_daemon(home: Path) -> DaemonClient | None:
+    """Return a client of the daemon running on `home`, or None if none runs.
+
+    A daemon that is starting is waited for until it has bound its port.
+
+    Raises:
+        DaemonError: A daemon holds the home but did not bind a port in time.
+    """
+    address = read_address(home)
+    if address is None:
+        return None
+    deadline = time.monotonic() + _START_WAIT_SECONDS
+    while address.port == 0:
+        if time.monotonic() > deadline:
+            raise DaemonError(
+                f"the daemon (pid {address.pid}) holds {home} but has not started "
+                f"listening after {_START_WAIT_SECONDS:.0f} s; check its log"
+            )
+        time.sleep(_POLL_SECONDS)
+        address = read_address(home)
+        if address is None:
+            return None
+    return DaemonClient(address)
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _error_message(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(exc.read())
+        message = body.get("error") or body.get("detail")
+    except (ValueError, AttributeError, OSError):
+        message = None
+    return f"the daemon rejected the request: {message or exc.reason} (HTTP {exc.code})"

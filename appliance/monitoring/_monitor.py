@@ -1,0 +1,185 @@
+"""The streaming monitor of one model: every detector and the live metrics.
+
+`StreamMonitor` is what the daemon feeds as predictions and labels arrive. It
+keeps no clock and touches no storage: its state round-trips through
+`to_bytes` and `from_bytes`, so a restarted daemon continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from appliance.errors import StorageError
+from appliance.monitoring._performance import LiveMetrics, row_loss
+from appliance.monitoring._streaming import (
+    CategoryDriftDetector,
+    MeanDriftDetector,
+    NumericDriftDetector,
+)
+
+_STATE_FORMAT = 1
+"""Version of the serialized state; a mismatch starts fresh detectors."""
+
+DetectorKind = Literal["feature", "prediction", "loss"]
+
+
+@dataclass(frozen=True)
+class DriftEvent:
+    """One detection by one streaming detector."""
+
+    kind: DetectorKind
+    subject: str
+    """Feature name, or ``prediction`` or ``loss``."""
+    cause: str
+    """``mean``, ``distribution`` or ``frequency``."""
+    index: int
+    """Zero-based position of the value in the detector's stream."""
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Parameters of the streaming detectors of one model."""
+
+    delta: float = 0.002
+    """ADWIN confidence of the feature, prediction and loss detectors."""
+    window: int = 500
+    """Values per tumbling window of the KS and chi-squared detectors."""
+    p_value: float = 0.001
+    """p-value below which a windowed test may count as drift."""
+    ks_floor: float = 0.1
+    """Smallest KS statistic that counts as drift in a window."""
+    tvd_floor: float = 0.1
+    """Smallest total variation distance of category frequencies that counts."""
+    metrics_window: int = 5000
+    """Labelled predictions in the live metrics window."""
+
+
+class StreamMonitor:
+    """Detectors on a model's inputs, predictions and losses, plus live metrics.
+
+    Args:
+        task: ``classification`` or ``regression``.
+        numeric: Numeric input features.
+        categorical: Categorical input features.
+        settings: Detector parameters; the defaults when None.
+    """
+
+    def __init__(
+        self,
+        task: str,
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        settings: DetectorSettings | None = None,
+    ) -> None:
+        self.task = task
+        self.numeric = list(numeric)
+        self.categorical = list(categorical)
+        self.settings = settings or DetectorSettings()
+        self._reset()
+
+    def _reset(self) -> None:
+        s = self.settings
+        self._features: dict[str, NumericDriftDetector | CategoryDriftDetector] = {
+            name: NumericDriftDetector(s.delta, s.window, s.p_value, s.ks_floor)
+            for name in self.numeric
+        }
+        for name in self.categorical:
+            self._features[name] = CategoryDriftDetector(
+                s.window, s.p_value, s.tvd_floor
+            )
+        self._prediction = MeanDriftDetector(s.delta)
+        self._loss = MeanDriftDetector(s.delta)
+        self._live = LiveMetrics(self.task, s.metrics_window)
+        self._rows = 0
+        self._labels = 0
+
+    @property
+    def rows(self) -> int:
+        """Predicted rows observed."""
+        return self._rows
+
+    @property
+    def labels(self) -> int:
+        """Labels observed."""
+        return self._labels
+
+    @property
+    def live(self) -> LiveMetrics:
+        """The live metrics window."""
+        return self._live
+
+    def observe_prediction(
+        self, row: Mapping[str, Any], output: Sequence[float] | float
+    ) -> list[DriftEvent]:
+        """Feed one predicted row and its output; return the detections.
+
+        Args:
+            row: Input values by feature name; absent features count as missing.
+            output: Class probabilities (the last class is scored as positive
+                for prediction drift) or the predicted value.
+        """
+        events = []
+        index = self._rows
+        for name, detector in self._features.items():
+            value = row.get(name)
+            if isinstance(detector, NumericDriftDetector):
+                detector.update(math.nan if value is None else float(value))
+                cause = detector.cause
+            else:
+                detector.update(value)
+                cause = "frequency"
+            if detector.drift_detected:
+                events.append(DriftEvent("feature", name, cause, index))
+        score = float(output) if isinstance(output, int | float) else float(output[-1])
+        if self._prediction.update(score).drift_detected:
+            events.append(DriftEvent("prediction", "prediction", "mean", index))
+        self._rows += 1
+        return events
+
+    def observe_label(
+        self, label: float, output: Sequence[float] | float
+    ) -> list[DriftEvent]:
+        """Feed one label with the output the model gave for its row.
+
+        Args:
+            label: Class index (classification) or the true value.
+            output: What `observe_prediction` received for the same row.
+        """
+        index = self._labels
+        self._live.update(label, output)
+        self._labels += 1
+        if self._loss.update(row_loss(self.task, label, output)).drift_detected:
+            return [DriftEvent("loss", "loss", "mean", index)]
+        return []
+
+    def to_bytes(self) -> bytes:
+        """Serialize the whole state, detectors included."""
+        return pickle.dumps((_STATE_FORMAT, self), protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StreamMonitor:
+        """Restore a monitor saved by `to_bytes`.
+
+        Note that the bytes are unpickled, so they must come from the
+        appliance's own store, never from a request.
+
+        Raises:
+            StorageError: The bytes are not a monitor of this format.
+        """
+        try:
+            version, monitor = pickle.loads(data)
+        except Exception as exc:
+            raise StorageError(
+                f"stored detector state cannot be read ({type(exc).__name__}: "
+                f"{exc}); delete it to start fresh detectors"
+            ) from None
+        if version != _STATE_FORMAT or not isinstance(monitor, cls):
+            raise StorageError(
+                f"stored detector state has format {version!r}, expected "
+                f"{_STATE_FORMAT}; delete it to start fresh detectors"
+            )
+        return monitor

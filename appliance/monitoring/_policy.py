@@ -1,0 +1,173 @@
+"""The retraining policy: when to retrain, on what rows, and what to promote.
+
+Pure functions of the policy, the clock and past retrainings, so the daemon's
+job and the replay script take the same decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import numpy as np
+
+from appliance.config import RetrainConfig
+
+Reason = Literal["drift", "schedule", "manual"]
+
+HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "log_loss": False, "mae": False}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to act, and why."""
+
+    act: bool
+    reason: str
+
+
+def decide_retrain(
+    policy: RetrainConfig,
+    trigger: Reason,
+    now: datetime,
+    past_runs: Sequence[datetime],
+    new_labels: int,
+) -> Decision:
+    """Decide whether an alarm or a scheduled tick starts a retraining.
+
+    Args:
+        policy: The model's retraining policy.
+        trigger: ``drift`` for a drift alarm, ``schedule`` for a cron tick,
+            ``manual`` for an operator's request (which skips only the trigger
+            check).
+        now: Time of the alarm or tick.
+        past_runs: Start times of earlier retrainings of the model.
+        new_labels: Labels received since the last retraining.
+    """
+    if trigger != "manual" and not _trigger_enabled(policy, trigger):
+        return Decision(
+            False, f"trigger {trigger!r} is off (policy {policy.trigger!r})"
+        )
+    last = max(past_runs, default=None)
+    cooldown = timedelta(hours=policy.cooldown_hours)
+    if last is not None and now - last < cooldown:
+        return Decision(
+            False, f"in cool-down until {(last + cooldown).isoformat()}; recorded only"
+        )
+    period_start = now - timedelta(days=policy.budget_days)
+    used = sum(period_start < run <= now for run in past_runs)
+    if used >= policy.budget:
+        return Decision(
+            False,
+            f"budget used: {used} retrainings in the last {policy.budget_days:g} days",
+        )
+    if new_labels < policy.min_new_labels:
+        return Decision(
+            False, f"{new_labels} new labels, fewer than {policy.min_new_labels}"
+        )
+    return Decision(True, f"{trigger} retraining allowed")
+
+
+def training_window(
+    policy: RetrainConfig, times: np.ndarray, now: datetime
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split labelled rows into training and holdout rows by the policy.
+
+    The holdout is every row of the last `holdout_days` before `now`. Training
+    rows come before it: all of them for an expanding window, else those within
+    `window_days` of the holdout start, then the latest `window_rows`.
+
+    Args:
+        policy: The model's retraining policy.
+        times: ``datetime64`` time of each labelled row.
+        now: End of the data; rows after it are ignored.
+
+    Returns:
+        Boolean masks over `times`: training rows, holdout rows.
+    """
+    stamps = np.asarray(times, dtype="datetime64[us]")
+    end = np.datetime64(now.replace(tzinfo=None), "us")
+    holdout_start = end - _span(policy.holdout_days)
+    holdout = (stamps >= holdout_start) & (stamps <= end)
+    train = stamps < holdout_start
+    if policy.window == "sliding":
+        if policy.window_days is not None:
+            train &= stamps >= holdout_start - _span(policy.window_days)
+        if policy.window_rows is not None:
+            rows = np.flatnonzero(train)
+            if rows.size > policy.window_rows:
+                # Keep the rows with the latest times, not the last positions.
+                order = rows[np.argsort(stamps[rows], kind="stable")]
+                train[order[: rows.size - policy.window_rows]] = False
+    return train, holdout
+
+
+def decide_promotion(
+    policy: RetrainConfig,
+    champion: float | None,
+    challenger: float | None,
+    parity_ok: bool,
+) -> Decision:
+    """Decide whether a challenger replaces the champion.
+
+    Both scores are the policy's metric on the same holdout rows. The
+    challenger must beat the champion by `promote_margin` and pass the export
+    parity check; with no champion it only needs a score and parity.
+    """
+    if not parity_ok:
+        return Decision(False, "challenger failed the ONNX parity check")
+    if challenger is None or np.isnan(challenger):
+        return Decision(False, f"challenger has no {policy.metric} on the holdout")
+    if champion is None or np.isnan(champion):
+        return Decision(True, "no champion score to beat")
+    gain = _gain(policy.metric, champion, challenger)
+    if gain < policy.promote_margin:
+        return Decision(
+            False,
+            f"challenger {policy.metric} {challenger:.4f} vs champion "
+            f"{champion:.4f}: gain {gain:.4f} below margin {policy.promote_margin}",
+        )
+    return Decision(
+        True,
+        f"challenger {policy.metric} {challenger:.4f} beats champion "
+        f"{champion:.4f} by {gain:.4f}",
+    )
+
+
+def decide_rollback(
+    policy: RetrainConfig, new_live: float | None, old_live: float | None
+) -> Decision:
+    """Decide whether a newly promoted champion goes back to the previous one.
+
+    Args:
+        policy: The model's retraining policy.
+        new_live: The new champion's live metric since its promotion.
+        old_live: The previous champion's live metric before it was replaced.
+    """
+    if new_live is None or old_live is None:
+        return Decision(False, "live metric not available for both versions")
+    loss = -_gain(policy.metric, old_live, new_live)
+    if loss > policy.rollback_margin:
+        return Decision(
+            True,
+            f"live {policy.metric} {new_live:.4f} is {loss:.4f} worse than the "
+            f"previous champion's {old_live:.4f}, above margin {policy.rollback_margin}",
+        )
+    return Decision(False, f"live {policy.metric} within margin of the previous one")
+
+
+def _gain(metric: str, baseline: float, candidate: float) -> float:
+    """Return how much better `candidate` is, positive when it is better."""
+    if HIGHER_IS_BETTER[metric]:
+        return candidate - baseline
+    return baseline - candidate
+
+
+def _trigger_enabled(policy: RetrainConfig, trigger: Reason) -> bool:
+    return policy.trigger == "both" or policy.trigger == trigger
+
+
+def _span(days: float) -> np.timedelta64:
+    return np.timedelta64(int(days * 86_400_000_000), "us")

@@ -1,0 +1,338 @@
+"""The daemon's monitoring service: streaming monitors fed off the request path.
+
+Predictions are queued by the predict route and consumed by one worker thread,
+so detectors never add latency to a request. Labels sent to the feedback route
+are joined to the predictions by request id and row index, first in a bounded
+index of recent requests and then through a lookup of the prediction log. The
+monitors' state is saved to the monitoring store every `save_seconds` and at
+stop, and restored at start, so a restart continues the detectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.config import MonitoringConfig
+from appliance.errors import RequestError, StorageError
+from appliance.monitoring._alerts import drift_event_alerts
+from appliance.monitoring._monitor import DetectorSettings, DriftEvent, StreamMonitor
+from appliance.monitoring._store import MonitoringStore
+
+logger = logging.getLogger(__name__)
+
+Lookup = Callable[[str, list[str]], dict[tuple[str, int], tuple[int, Any]]]
+"""Return ``{(request_id, row): (version, output)}`` from the prediction log."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the service needs to know about a served model version."""
+
+    name: str
+    version: int
+    task: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    classes: tuple[Any, ...] | None
+
+
+class MonitoringService:
+    """Streaming monitors of every served model, fed by a worker thread.
+
+    Args:
+        home: The appliance home, where the monitoring store lives.
+        config: The ``[monitoring]`` settings.
+        recent_rows: Predicted rows kept in memory for joining labels.
+        save_seconds: Period of state saves while the daemon runs.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        config: MonitoringConfig,
+        recent_rows: int = 200_000,
+        save_seconds: float = 60.0,
+    ) -> None:
+        self.home = home
+        self.settings = DetectorSettings(
+            delta=config.stream_delta,
+            window=config.stream_window,
+            p_value=config.stream_p_value,
+        )
+        self.recent_rows = recent_rows
+        self.save_seconds = save_seconds
+        self._monitors: dict[str, tuple[int, StreamMonitor]] = {}
+        self._recent: OrderedDict[str, tuple[str, int, list[Any]]] = OrderedDict()
+        self._recent_count = 0
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[tuple[ModelInfo, list[Any], list[Any]] | None] = (
+            queue.Queue(maxsize=10_000)
+        )
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+        """Requests not monitored because the queue was full."""
+
+    def start(self) -> None:
+        """Restore the saved monitors and start the worker thread."""
+        self._restore_all()
+        self._thread = threading.Thread(
+            target=self._run, name="monitoring", daemon=True
+        )
+        self._thread.start()
+        logger.info("monitoring started home=%s", self.home)
+
+    def stop(self) -> None:
+        """Process the queued predictions, stop the worker and save the state."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.save()
+        logger.info("monitoring stopped dropped=%d", self.dropped)
+
+    def submit(self, info: ModelInfo, request_id: str, rows: Any, outputs: Any) -> None:
+        """Queue one request's rows and outputs; never blocks the caller."""
+        inputs = rows.to_pylist() if hasattr(rows, "to_pylist") else rows
+        results = _outputs(info, outputs)
+        with self._lock:
+            self._remember(request_id, info, results)
+        try:
+            self._queue.put_nowait((info, inputs, results))
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                logger.warning("monitoring queue full dropped=%d", self.dropped)
+
+    def apply_labels(
+        self, info: ModelInfo, labels: list[dict[str, Any]], lookup: Lookup | None
+    ) -> dict[str, Any]:
+        """Join labels to predictions and feed the loss detector and live metrics.
+
+        Every label is checked before any is applied, so a batch with an
+        unknown request id or an invalid label changes nothing.
+
+        Raises:
+            RequestError: A label names an unknown request id or row, or a
+                value that is not a class of the model.
+        """
+        keys = [_label_key(info, i, item) for i, item in enumerate(labels)]
+        found = self._find(info, keys, lookup)
+        missing = [k for k in keys if k not in found]
+        if missing:
+            shown = ", ".join(f"{rid} row {row}" for rid, row in missing[:5])
+            raise RequestError(
+                f"{len(missing)} of {len(keys)} labels for model {info.name!r} match "
+                f"no logged prediction ({shown}); check the request_id and row "
+                "values. No label of this request was stored",
+                model=info.name,
+                unknown=[{"request_id": r, "row": i} for r, i in missing],
+            )
+        targets = [_target(info, item) for item in labels]
+        events: list[DriftEvent] = []
+        with self._lock:
+            for key, target in zip(keys, targets, strict=True):
+                version, output = found[key]
+                monitor = self._monitor(info, version)
+                events += monitor.observe_label(target, output)
+        if events:
+            self._record(info.name, events)
+        return {"model": info.name, "labels": len(labels), "events": len(events)}
+
+    def status(self, name: str) -> dict[str, Any]:
+        """Return the streaming state of one model as JSON-ready values."""
+        with self._lock:
+            entry = self._monitors.get(name)
+            if entry is None:
+                return {"model": name, "version": None, "rows": 0, "labels": 0}
+            version, monitor = entry
+            return {
+                "model": name,
+                "version": version,
+                "rows": monitor.rows,
+                "labels": monitor.labels,
+                "live": monitor.live.metrics(),
+            }
+
+    def save(self) -> None:
+        """Write every monitor's state to the store."""
+        with self._lock:
+            states = [(n, v, m.to_bytes()) for n, (v, m) in self._monitors.items()]
+        if not states:
+            return
+        try:
+            with MonitoringStore(self.home) as store:
+                for name, version, state in states:
+                    store.save_state(name, version, state)
+        except StorageError:
+            logger.exception("monitoring state not saved models=%d", len(states))
+
+    def _monitor(self, info: ModelInfo, version: int) -> StreamMonitor:
+        entry = self._monitors.get(info.name)
+        if entry is not None and entry[0] == version:
+            return entry[1]
+        monitor = StreamMonitor(
+            info.task, info.numeric, info.categorical, self.settings
+        )
+        self._monitors[info.name] = (version, monitor)
+        return monitor
+
+    def _restore_all(self) -> None:
+        try:
+            with MonitoringStore(self.home) as store:
+                saved = store.load_states()
+            for name, version, state in saved:
+                self._monitors[name] = (version, StreamMonitor.from_bytes(state))
+        except StorageError:
+            logger.exception("monitoring state not restored; detectors start fresh")
+            return
+        for name, (version, monitor) in self._monitors.items():
+            logger.info(
+                "monitoring state restored model=%s version=%d rows=%d labels=%d",
+                name,
+                version,
+                monitor.rows,
+                monitor.labels,
+            )
+
+    def _run(self) -> None:
+        import river.drift  # noqa: F401 (loads River and scikit-learn off the request path)
+
+        saved_at = time.monotonic()
+        while True:
+            try:
+                item = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                item = ...
+            if item is None:
+                return
+            if item is not ...:
+                self._observe(*item)
+            if time.monotonic() - saved_at >= self.save_seconds:
+                self.save()
+                saved_at = time.monotonic()
+
+    def _observe(self, info: ModelInfo, rows: list[Any], outputs: list[Any]) -> None:
+        events: list[DriftEvent] = []
+        try:
+            with self._lock:
+                monitor = self._monitor(info, info.version)
+                for row, output in zip(rows, outputs, strict=True):
+                    if isinstance(row, dict):
+                        events += monitor.observe_prediction(row, output)
+        except Exception:
+            logger.exception("monitoring update failed model=%s", info.name)
+            return
+        if events:
+            self._record(info.name, events)
+
+    def _record(self, model: str, events: list[DriftEvent]) -> None:
+        try:
+            with MonitoringStore(self.home) as store:
+                store.record_events(model, events)
+                for candidate in drift_event_alerts(model, events):
+                    alert, new = store.record_alert(candidate)
+                    if new:
+                        logger.warning(
+                            "alert opened id=%d model=%s kind=%s subject=%s",
+                            alert.id,
+                            model,
+                            alert.kind,
+                            alert.subject,
+                        )
+        except StorageError:
+            logger.exception("drift events not stored model=%s", model)
+
+    def _remember(self, request_id: str, info: ModelInfo, outputs: list[Any]) -> None:
+        self._recent[request_id] = (info.name, info.version, outputs)
+        self._recent_count += len(outputs)
+        while self._recent_count > self.recent_rows and self._recent:
+            _, (_, _, old) = self._recent.popitem(last=False)
+            self._recent_count -= len(old)
+
+    def _find(
+        self, info: ModelInfo, keys: list[tuple[str, int]], lookup: Lookup | None
+    ) -> dict[tuple[str, int], tuple[int, Any]]:
+        found: dict[tuple[str, int], tuple[int, Any]] = {}
+        with self._lock:
+            for request_id, row in keys:
+                entry = self._recent.get(request_id)
+                if entry and entry[0] == info.name and 0 <= row < len(entry[2]):
+                    found[(request_id, row)] = (entry[1], entry[2][row])
+        rest = sorted({rid for rid, row in keys if (rid, row) not in found})
+        if rest and lookup is not None:
+            found.update(lookup(info.name, rest))
+        return found
+
+
+def _outputs(info: ModelInfo, outputs: Any) -> list[Any]:
+    """Return per-row probability lists (classification) or values."""
+    if hasattr(outputs, "to_pylist"):
+        outputs = outputs.to_pylist()
+        if info.task == "regression":
+            return [o["prediction"] for o in outputs]
+        keys = [f"probability_{_class_key(c)}" for c in info.classes or ()]
+        return [[o[k] for k in keys] for o in outputs]
+    return [output_values(info, o) for o in outputs]
+
+
+def output_values(info: ModelInfo, output: dict[str, Any]) -> Any:
+    """Return one logged output as a probability list in class order, or a value."""
+    if info.task == "regression":
+        return output["value"]
+    probabilities = output["probabilities"]
+    return [probabilities[_class_key(c)] for c in info.classes or ()]
+
+
+def _label_key(info: ModelInfo, index: int, item: Any) -> tuple[str, int]:
+    if not isinstance(item, dict):
+        raise RequestError(
+            f"label {index} for model {info.name!r} is not an object; send "
+            '{"request_id": ..., "row": 0, "label": ...}',
+            model=info.name,
+        )
+    request_id, row = item.get("request_id"), item.get("row", 0)
+    if not isinstance(request_id, str) or not isinstance(row, int) or row < 0:
+        raise RequestError(
+            f"label {index} for model {info.name!r} needs a string request_id and "
+            f"a row index of at least 0, got {request_id!r} and {row!r}",
+            model=info.name,
+        )
+    if "label" not in item:
+        raise RequestError(
+            f"label {index} for model {info.name!r} has no 'label' value",
+            model=info.name,
+        )
+    return request_id, row
+
+
+def _target(info: ModelInfo, item: dict[str, Any]) -> float:
+    value = item["label"]
+    if info.task == "regression":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RequestError(
+                f"label {value!r} for regression model {info.name!r} is not a number",
+                model=info.name,
+            )
+        return float(value)
+    keys = [_class_key(c) for c in info.classes or ()]
+    if _class_key(value) not in keys:
+        raise RequestError(
+            f"label {value!r} is not a class of model {info.name!r}; classes: "
+            f"{', '.join(keys)}",
+            model=info.name,
+        )
+    return float(keys.index(_class_key(value)))
+
+
+def _class_key(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,430 @@
+"""Monitoring storage: alerts, drift scores, detector state and retraining runs.
+
+Everything lives in ``HOME/monitoring.duckdb``, apart from the catalog, so a
+long training that holds the catalog does not block monitoring writes. DuckDB
+lets one process open a file for writing, so the daemon and the CLI open the
+store for the span of one operation and retry briefly when the other holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+
+from appliance.errors import NotFoundError, StorageError
+from appliance.monitoring._alerts import Alert, AlertCandidate, AlertStatus
+from appliance.monitoring._batch import DriftReport
+from appliance.monitoring._monitor import DriftEvent
+
+logger = logging.getLogger(__name__)
+
+STORE_FILE = "monitoring.duckdb"
+
+_SCHEMA = """
+CREATE SEQUENCE IF NOT EXISTS alert_ids START 1;
+CREATE TABLE IF NOT EXISTS alerts (
+    id              BIGINT PRIMARY KEY DEFAULT nextval('alert_ids'),
+    model           VARCHAR NOT NULL,
+    kind            VARCHAR NOT NULL,
+    subject         VARCHAR NOT NULL,
+    severity        VARCHAR NOT NULL,
+    status          VARCHAR NOT NULL,
+    message         VARCHAR NOT NULL,
+    value           DOUBLE,
+    threshold       DOUBLE,
+    opened_at       TIMESTAMPTZ NOT NULL,
+    last_seen_at    TIMESTAMPTZ NOT NULL,
+    count           INTEGER NOT NULL,
+    acknowledged_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS drift_scores (
+    checked_at     TIMESTAMPTZ NOT NULL,
+    model          VARCHAR NOT NULL,
+    feature        VARCHAR NOT NULL,
+    kind           VARCHAR NOT NULL,
+    status         VARCHAR NOT NULL,
+    psi            DOUBLE,
+    statistic      DOUBLE,
+    p_value        DOUBLE,
+    reference_rows BIGINT NOT NULL,
+    current_rows   BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drift_events (
+    detected_at TIMESTAMPTZ NOT NULL,
+    model       VARCHAR NOT NULL,
+    kind        VARCHAR NOT NULL,
+    subject     VARCHAR NOT NULL,
+    cause       VARCHAR NOT NULL,
+    position    BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS detector_state (
+    model     VARCHAR PRIMARY KEY,
+    version   INTEGER NOT NULL,
+    saved_at  TIMESTAMPTZ NOT NULL,
+    state     BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS retrain_runs (
+    started_at         TIMESTAMPTZ NOT NULL,
+    finished_at        TIMESTAMPTZ,
+    model              VARCHAR NOT NULL,
+    trigger            VARCHAR NOT NULL,
+    outcome            VARCHAR NOT NULL,
+    reason             VARCHAR NOT NULL,
+    champion_version   INTEGER,
+    challenger_version INTEGER,
+    champion_score     DOUBLE,
+    challenger_score   DOUBLE,
+    new_labels         BIGINT
+);
+CREATE TABLE IF NOT EXISTS job_runs (
+    job_id       VARCHAR NOT NULL,
+    scheduled_at TIMESTAMPTZ,
+    started_at   TIMESTAMPTZ NOT NULL,
+    finished_at  TIMESTAMPTZ,
+    outcome      VARCHAR NOT NULL,
+    missed       INTEGER NOT NULL,
+    detail       VARCHAR
+);
+"""
+
+_ALERT_COLUMNS = (
+    "id, model, kind, subject, severity, status, message, value, threshold, "
+    "opened_at, last_seen_at, count, acknowledged_at"
+)
+
+
+@dataclass(frozen=True)
+class RetrainRecord:
+    """Outcome of one retraining decision or run."""
+
+    model: str
+    trigger: str
+    """``drift``, ``schedule`` or ``manual``."""
+    outcome: str
+    """``skipped``, ``promoted``, ``rejected``, ``failed`` or ``rolled_back``."""
+    reason: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    champion_version: int | None = None
+    challenger_version: int | None = None
+    champion_score: float | None = None
+    challenger_score: float | None = None
+    new_labels: int | None = None
+
+
+class MonitoringStore:
+    """An open connection to ``HOME/monitoring.duckdb``; use it as a context manager.
+
+    Args:
+        home: The appliance home folder.
+        wait_seconds: How long to retry while another process holds the file.
+    """
+
+    def __init__(self, home: Path, wait_seconds: float = 5.0) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        self.path = home / STORE_FILE
+        self.db = _connect(self.path, wait_seconds)
+        self.db.execute(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection and release the file."""
+        self.db.close()
+
+    def __enter__(self) -> MonitoringStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def record_alert(
+        self, candidate: AlertCandidate, now: datetime | None = None
+    ) -> tuple[Alert, bool]:
+        """Open an alert, or fold the candidate into the open one with its key.
+
+        Returns:
+            The stored alert and whether it is new.
+        """
+        now = now or _now()
+        self.db.execute("BEGIN TRANSACTION")
+        try:
+            row = self.db.execute(
+                "SELECT id FROM alerts WHERE model = ? AND kind = ? AND subject = ? "
+                "AND status = ?",
+                [*candidate.key, AlertStatus.OPEN.value],
+            ).fetchone()
+            if row is not None:
+                self.db.execute(
+                    "UPDATE alerts SET count = count + 1, last_seen_at = ?, "
+                    "message = ?, value = ? WHERE id = ?",
+                    [now, candidate.message, candidate.value, row[0]],
+                )
+                alert_id, new = int(row[0]), False
+            else:
+                alert_id = self.db.execute(
+                    "INSERT INTO alerts (model, kind, subject, severity, status, "
+                    "message, value, threshold, opened_at, last_seen_at, count) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
+                    [
+                        *candidate.key,
+                        candidate.severity,
+                        AlertStatus.OPEN.value,
+                        candidate.message,
+                        candidate.value,
+                        candidate.threshold,
+                        now,
+                        now,
+                    ],
+                ).fetchone()[0]
+                new = True
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return self.get_alert(alert_id), new
+
+    def get_alert(self, alert_id: int) -> Alert:
+        """Return one alert.
+
+        Raises:
+            NotFoundError: No alert has that id.
+        """
+        row = self.db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", [alert_id]
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(
+                f"alert {alert_id} does not exist; 'appliance alerts list' shows ids"
+            )
+        return _alert(row)
+
+    def acknowledge(self, alert_id: int, now: datetime | None = None) -> Alert:
+        """Mark an alert acknowledged; acknowledging twice keeps the first time.
+
+        Raises:
+            NotFoundError: No alert has that id.
+        """
+        self.get_alert(alert_id)
+        self.db.execute(
+            "UPDATE alerts SET status = ?, acknowledged_at = coalesce("
+            "acknowledged_at, ?) WHERE id = ?",
+            [AlertStatus.ACKNOWLEDGED.value, now or _now(), alert_id],
+        )
+        return self.get_alert(alert_id)
+
+    def list_alerts(
+        self, status: AlertStatus | None = None, model: str | None = None
+    ) -> list[Alert]:
+        """Return alerts, newest first, optionally of one status or model."""
+        sql = f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE 1 = 1"
+        params: list[Any] = []
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status.value)
+        if model is not None:
+            sql += " AND model = ?"
+            params.append(model)
+        rows = self.db.execute(sql + " ORDER BY id DESC", params).fetchall()
+        return [_alert(row) for row in rows]
+
+    def record_drift(
+        self, model: str, report: DriftReport, now: datetime | None = None
+    ) -> None:
+        """Append one batch drift check to the score time series."""
+        now = now or _now()
+        rows = [
+            [
+                now,
+                model,
+                f.feature,
+                f.kind,
+                f.status,
+                f.psi,
+                f.statistic,
+                f.p_value,
+                f.reference_rows,
+                f.current_rows,
+            ]
+            for f in report.features
+        ]
+        if rows:
+            self.db.executemany(
+                "INSERT INTO drift_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
+
+    def drift_history(self, model: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Return batch drift scores of `model`, newest check first."""
+        cursor = self.db.execute(
+            "SELECT * FROM drift_scores WHERE model = ? "
+            "ORDER BY checked_at DESC, feature LIMIT ?",
+            [model, limit],
+        )
+        return _dicts(cursor)
+
+    def record_events(
+        self, model: str, events: list[DriftEvent], now: datetime | None = None
+    ) -> None:
+        """Append streaming detections."""
+        now = now or _now()
+        if events:
+            self.db.executemany(
+                "INSERT INTO drift_events VALUES (?, ?, ?, ?, ?, ?)",
+                [[now, model, e.kind, e.subject, e.cause, e.index] for e in events],
+            )
+
+    def drift_events(self, model: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Return streaming detections of `model`, newest first."""
+        cursor = self.db.execute(
+            "SELECT * FROM drift_events WHERE model = ? "
+            "ORDER BY detected_at DESC, position DESC LIMIT ?",
+            [model, limit],
+        )
+        return _dicts(cursor)
+
+    def save_state(
+        self, model: str, version: int, state: bytes, now: datetime | None = None
+    ) -> None:
+        """Store the serialized streaming monitor of one model version."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO detector_state VALUES (?, ?, ?, ?)",
+            [model, version, now or _now(), state],
+        )
+
+    def load_state(self, model: str) -> tuple[int, bytes] | None:
+        """Return the stored model version and monitor state, or None."""
+        row = self.db.execute(
+            "SELECT version, state FROM detector_state WHERE model = ?", [model]
+        ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def load_states(self) -> list[tuple[str, int, bytes]]:
+        """Return the model, version and monitor state of every stored monitor."""
+        rows = self.db.execute(
+            "SELECT model, version, state FROM detector_state ORDER BY model"
+        ).fetchall()
+        return [(str(m), int(v), bytes(b)) for m, v, b in rows]
+
+    def record_retrain(self, record: RetrainRecord) -> None:
+        """Append the outcome of one retraining decision or run."""
+        self.db.execute(
+            "INSERT INTO retrain_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                record.started_at,
+                record.finished_at,
+                record.model,
+                record.trigger,
+                record.outcome,
+                record.reason,
+                record.champion_version,
+                record.challenger_version,
+                record.champion_score,
+                record.challenger_score,
+                record.new_labels,
+            ],
+        )
+
+    def retrain_history(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Return retraining records, newest first."""
+        sql, params = "SELECT * FROM retrain_runs", []
+        if model is not None:
+            sql, params = sql + " WHERE model = ?", [model]
+        return _dicts(self.db.execute(sql + " ORDER BY started_at DESC", params))
+
+    def start_job_run(self, job_id: str, started_at: datetime, missed: int) -> None:
+        """Record that a scheduled job started; a run never finished stays ``running``."""
+        self.db.execute(
+            "INSERT INTO job_runs VALUES (?, NULL, ?, NULL, 'running', ?, NULL)",
+            [job_id, started_at, missed],
+        )
+
+    def finish_job_run(
+        self,
+        job_id: str,
+        started_at: datetime,
+        finished_at: datetime,
+        outcome: str,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the outcome of a run recorded by `start_job_run`."""
+        self.db.execute(
+            "UPDATE job_runs SET finished_at = ?, outcome = ?, detail = ? "
+            "WHERE job_id = ? AND started_at = ?",
+            [
+                finished_at,
+                outcome,
+                json.dumps(detail, default=str) if detail else None,
+                job_id,
+                started_at,
+            ],
+        )
+
+    def job_runs(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        """Return recorded job runs, oldest first."""
+        sql, params = "SELECT * FROM job_runs", []
+        if job_id is not None:
+            sql, params = sql + " WHERE job_id = ?", [job_id]
+        return _dicts(self.db.execute(sql + " ORDER BY started_at", params))
+
+
+def drift_summary(rows: list[dict[str, Any]], checks: int) -> dict[str, Any]:
+    """Group drift score rows (newest first) into the latest check and history.
+
+    Returns:
+        ``latest``: the rows of the newest check; ``history``: one entry per
+        earlier check with its time and drifted features, newest first.
+    """
+    by_check: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_check.setdefault(row["checked_at"], []).append(row)
+    times = list(by_check)
+    latest = by_check[times[0]] if times else []
+    history = [
+        {
+            "checked_at": str(when),
+            "features": len(by_check[when]),
+            "drifted": [r["feature"] for r in by_check[when] if r["status"] == "drift"],
+        }
+        for when in times[1 : checks + 1]
+    ]
+    return {"latest": latest, "history": history}
+
+
+def _connect(path: Path, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            if time.monotonic() >= deadline:
+                raise StorageError(
+                    f"cannot open the monitoring store {path}: {exc}. Another "
+                    "appliance process holds it; retry in a moment"
+                ) from exc
+            time.sleep(0.05)
+
+
+def _alert(row: tuple[Any, ...]) -> Alert:
+    values = list(row)
+    values[5] = AlertStatus(values[5])
+    return Alert(*values)
+
+
+def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

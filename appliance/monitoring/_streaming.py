@@ -1,0 +1,230 @@
+"""Streaming drift detectors fed one value at a time.
+
+The detectors follow River's contract: ``update(x)`` returns ``self``, the
+outcome is the read-only ``drift_detected`` property, construction and reset
+share ``_reset()``, and after a detection the state resets at the start of the
+next update. None of them draws random numbers, so replaying a recorded stream
+gives identical detection indices.
+
+Two families, because they miss different changes:
+
+- ADWIN (River) on the value itself reacts within a few dozen values to a shift
+  of the mean, but a change that only widens the spread leaves the mean alone.
+- A windowed two-sample test (KS for numbers, chi-squared for categories)
+  compares each tumbling window of values with a reference window and catches
+  a change of shape, with a delay of up to one window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Hashable
+
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+
+def _adwin(delta: float) -> Any:
+    # NOTE: river.drift imports scikit-learn through river.stream (River
+    # 0.26.1), so it is imported on first use: the daemon starts without it and
+    # the monitoring worker thread loads it.
+    from river.drift import ADWIN
+
+    return ADWIN(delta=delta)
+
+
+class NumericDriftDetector:
+    """Drift of one numeric stream: ADWIN on the mean plus a windowed KS test.
+
+    NaN values are skipped. A detection by either part resets both, and the
+    KS reference is refilled from the values that follow, so one change raises
+    one detection.
+
+    Args:
+        delta: ADWIN confidence; smaller means fewer false alarms, slower.
+        window: Values per KS window, for the reference and for each test.
+        p_value: KS p-value below which a window may count as drift.
+        ks_floor: Smallest KS statistic that counts as drift.
+
+    >>> rng = np.random.default_rng(0)
+    >>> stream = np.concatenate([rng.normal(0, 1, 1000), rng.normal(5, 1, 1000)])
+    >>> detector = NumericDriftDetector()
+    >>> [i for i, x in enumerate(stream) if detector.update(x).drift_detected]
+    [1023]
+    """
+
+    def __init__(
+        self,
+        delta: float = 0.002,
+        window: int = 500,
+        p_value: float = 0.001,
+        ks_floor: float = 0.1,
+    ) -> None:
+        if not 0.0 < delta < 1.0:
+            raise ValueError(f"delta must be within (0, 1), got {delta}")
+        if window < 30:
+            raise ValueError(f"window must be at least 30, got {window}")
+        if not 0.0 < p_value < 1.0:
+            raise ValueError(f"p_value must be within (0, 1), got {p_value}")
+        self.delta = delta
+        self.window = window
+        self.p_value = p_value
+        self.ks_floor = ks_floor
+        self._reset()
+
+    def _reset(self) -> None:
+        self._adwin = _adwin(self.delta)
+        self._reference: list[float] = []
+        self._current: list[float] = []
+        self._drift_detected = False
+        self._cause = ""
+
+    @property
+    def drift_detected(self) -> bool:
+        """Whether the last update detected drift."""
+        return self._drift_detected
+
+    @property
+    def cause(self) -> str:
+        """Which part detected the last drift: ``mean`` or ``distribution``."""
+        return self._cause
+
+    def update(self, x: float) -> NumericDriftDetector:
+        """Add one value and test for drift."""
+        if self._drift_detected:
+            self._reset()
+        value = float(x)
+        if math.isnan(value):
+            return self
+        self._adwin.update(value)
+        if self._adwin.drift_detected:
+            self._detect("mean")
+            return self
+        if len(self._reference) < self.window:
+            self._reference.append(value)
+            return self
+        self._current.append(value)
+        if len(self._current) == self.window:
+            statistic, p_value = stats.ks_2samp(
+                self._reference, self._current, method="asymp"
+            )
+            if p_value < self.p_value and statistic >= self.ks_floor:
+                self._detect("distribution")
+            else:
+                self._current = []
+        return self
+
+    def _detect(self, cause: str) -> None:
+        self._drift_detected = True
+        self._cause = cause
+
+
+class CategoryDriftDetector:
+    """Drift of the category frequencies of one stream, over tumbling windows.
+
+    The first `window` values form the reference. Each following full window
+    is compared with it by a chi-squared test on the 2 x k table; drift needs
+    both a p-value below `p_value` and a total variation distance of at least
+    `tvd_floor`. After a detection the next window becomes the reference.
+
+    Args:
+        window: Values per window.
+        p_value: Chi-squared p-value below which a window may count as drift.
+        tvd_floor: Smallest total variation distance (half the L1 distance of
+            the two frequency vectors) that counts as drift.
+    """
+
+    def __init__(
+        self, window: int = 500, p_value: float = 0.001, tvd_floor: float = 0.1
+    ) -> None:
+        if window < 30:
+            raise ValueError(f"window must be at least 30, got {window}")
+        if not 0.0 < p_value < 1.0:
+            raise ValueError(f"p_value must be within (0, 1), got {p_value}")
+        if not 0.0 <= tvd_floor <= 1.0:
+            raise ValueError(f"tvd_floor must be within [0, 1], got {tvd_floor}")
+        self.window = window
+        self.p_value = p_value
+        self.tvd_floor = tvd_floor
+        self._reset()
+
+    def _reset(self) -> None:
+        self._reference: Counter[Hashable] = Counter()
+        self._current: Counter[Hashable] = Counter()
+        self._drift_detected = False
+
+    @property
+    def drift_detected(self) -> bool:
+        """Whether the last update detected drift."""
+        return self._drift_detected
+
+    def update(self, x: Hashable) -> CategoryDriftDetector:
+        """Add one category (None and ``""`` count as one missing category)."""
+        if self._drift_detected:
+            self._reset()
+        key = "" if x is None else x
+        if sum(self._reference.values()) < self.window:
+            self._reference[key] += 1
+            return self
+        self._current[key] += 1
+        if sum(self._current.values()) == self.window:
+            if self._rejects():
+                self._drift_detected = True
+            else:
+                self._current = Counter()
+        return self
+
+    def _rejects(self) -> bool:
+        keys = sorted(set(self._reference) | set(self._current), key=str)
+        if len(keys) < 2:
+            return False
+        table = np.array(
+            [[self._reference[k] for k in keys], [self._current[k] for k in keys]],
+            dtype=np.float64,
+        )
+        _, p_value, _, _ = stats.chi2_contingency(table, correction=False)
+        shares = table / table.sum(axis=1, keepdims=True)
+        tvd = 0.5 * float(np.abs(shares[0] - shares[1]).sum())
+        return bool(p_value < self.p_value and tvd >= self.tvd_floor)
+
+
+class MeanDriftDetector:
+    """ADWIN on a numeric stream such as per-row loss or predicted score.
+
+    NaN values are skipped. This is the detector for a model's loss stream:
+    on flights it fires almost daily, because the daily late rate swings with
+    weather, so its alarms must go through the retraining policy's cool-down
+    and budget rather than straight to a retraining.
+    """
+
+    def __init__(self, delta: float = 0.002) -> None:
+        if not 0.0 < delta < 1.0:
+            raise ValueError(f"delta must be within (0, 1), got {delta}")
+        self.delta = delta
+        self._reset()
+
+    def _reset(self) -> None:
+        self._adwin = _adwin(self.delta)
+        self._drift_detected = False
+
+    @property
+    def drift_detected(self) -> bool:
+        """Whether the last update detected drift."""
+        return self._drift_detected
+
+    @property
+    def estimation(self) -> float:
+        """Mean of the values in ADWIN's current window."""
+        return float(self._adwin.estimation)
+
+    def update(self, x: float) -> MeanDriftDetector:
+        """Add one value and test for drift."""
+        value = float(x)
+        self._drift_detected = False
+        if not math.isnan(value):
+            self._adwin.update(value)
+            self._drift_detected = bool(self._adwin.drift_detected)
+        return self

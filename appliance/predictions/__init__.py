@@ -1,0 +1,15 @@
+"""The prediction log: every served prediction, written in the background."""
+
+from appliance.predictions._log import PredictionLog
+from appliance.predictions._rows import LogEntry, entries_to_table
+from appliance.predictions._store import LOG_SCHEMA, create_table, parquet_dir, query
+
+__all__ = [
+    "LOG_SCHEMA",
+    "LogEntry",
+    "PredictionLog",
+    "create_table",
+    "entries_to_table",
+    "parquet_dir",
+    "query",
+]

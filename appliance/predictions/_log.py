@@ -1,0 +1,290 @@
+"""The prediction log writer: a bounded queue drained by one thread into DuckDB.
+
+Request handlers call `PredictionLog.append`, which never waits for the
+database: the entry joins an in-memory queue, or, when the queue already holds
+``queue_max_rows`` rows, it is written to an Arrow spill file under
+``HOME/predictions/spill/``. One writer thread inserts queued rows into the
+``predictions`` table in batches, then loads the spill files back in and
+deletes them. `PredictionLog.stop` writes everything still queued or spilled
+before it returns, so every prediction a client received is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from appliance.config import PredictionsConfig
+from appliance.predictions._rows import LogEntry, entries_to_table
+from appliance.predictions._store import (
+    LOG_SCHEMA,
+    create_table,
+    insert_rows,
+    remove_rolled,
+    roll_over,
+)
+from appliance.storage import Catalog
+
+logger = logging.getLogger(__name__)
+
+_STOP_TIMEOUT_SECONDS = 60.0
+
+
+class PredictionLog:
+    """Background writer of the prediction log.
+
+    Args:
+        catalog: The daemon's catalog; the writer uses cursors of its connection.
+        config: Queue size, batch size, flush interval and roll-over size.
+    """
+
+    def __init__(self, catalog: Catalog, config: PredictionsConfig) -> None:
+        self.config = config
+        self.home = catalog.home
+        self.spill_dir = catalog.home / "predictions" / "spill"
+        self._catalog = catalog
+        self._queue: deque[LogEntry] = deque()
+        self._queued_rows = 0
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._spill_lock = threading.Lock()
+        self._spill_db: duckdb.DuckDBPyConnection | None = None
+        self._spill_writer: pa.ipc.RecordBatchStreamWriter | None = None
+        self._spill_sink: pa.OSFile | None = None
+        self._table_rows = 0
+        self.written_rows = 0
+        """Rows inserted into DuckDB since the start, spilled rows included."""
+        self.spilled_rows = 0
+        """Rows written to a spill file because the queue was full."""
+        self.lost_rows = 0
+        """Rows that could neither be inserted nor spilled; logged as errors."""
+        self.failed_writes = 0
+        """Batches that DuckDB rejected and that were spilled to retry later."""
+
+    @property
+    def queued_rows(self) -> int:
+        """Rows waiting in memory for the writer."""
+        return self._queued_rows
+
+    @property
+    def running(self) -> bool:
+        """True while the writer thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Create the table and start the writer thread."""
+        db = self._catalog.db.cursor()
+        try:
+            create_table(db)
+            remove_rolled(db, self.home)
+            (self._table_rows,) = db.execute(
+                "SELECT count(*) FROM predictions"
+            ).fetchall()[0]
+        finally:
+            db.close()
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        self._spill_db = self._catalog.db.cursor()
+        self._thread = threading.Thread(
+            target=self._run, name="prediction-log", daemon=True
+        )
+        self._thread.start()
+        logger.info(
+            "prediction log started table_rows=%d spill_files=%d",
+            self._table_rows,
+            len(self._spill_files()),
+        )
+
+    def append(self, entry: LogEntry) -> None:
+        """Queue `entry` for the writer, or spill it when the queue is full.
+
+        Never waits for the database. An entry larger than the whole queue is
+        still queued when the queue is empty.
+        """
+        rows = entry.rows
+        with self._wake:
+            fits = self._queued_rows + rows <= self.config.queue_max_rows
+            if (fits or not self._queue) and not self._stopping:
+                self._queue.append(entry)
+                self._queued_rows += rows
+                if self._queued_rows >= self.config.batch_rows:
+                    self._wake.notify()
+                return
+        self._spill([entry])
+
+    def stop(self) -> None:
+        """Write every queued and spilled row, then stop the writer thread."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(_STOP_TIMEOUT_SECONDS)
+            if self._thread.is_alive():
+                logger.error(
+                    "prediction log writer still running after %.0f s; queued rows "
+                    "are lost unless it finishes",
+                    _STOP_TIMEOUT_SECONDS,
+                )
+        self._close_spill()
+        if self._spill_db is not None:
+            self._spill_db.close()
+            self._spill_db = None
+        logger.info(
+            "prediction log stopped written_rows=%d spilled_rows=%d queued_rows=%d",
+            self.written_rows,
+            self.spilled_rows,
+            self._queued_rows,
+        )
+
+    def _run(self) -> None:
+        db = self._catalog.db.cursor()
+        try:
+            self._catch_up(db)
+            while True:
+                batch, stopping = self._next_batch()
+                if batch and not self._write(db, batch):
+                    # A failed statement can leave the cursor unusable, so
+                    # the writer goes on with a new one.
+                    db.close()
+                    db = self._catalog.db.cursor()
+                elif not batch and self._spill_pending():
+                    self._catch_up(db)
+                if stopping and not batch:
+                    self._catch_up(db)
+                    return
+        except BaseException:
+            logger.exception("prediction log writer failed")
+            raise
+        finally:
+            db.close()
+
+    def _spill_pending(self) -> bool:
+        return self._spill_writer is not None or bool(self._spill_files())
+
+    def _next_batch(self) -> tuple[list[LogEntry], bool]:
+        """Wait for a full batch, the flush interval or a stop; take a batch."""
+        deadline = time.monotonic() + self.config.flush_seconds
+        with self._wake:
+            while (
+                self._queued_rows < self.config.batch_rows
+                and not self._stopping
+                and (remaining := deadline - time.monotonic()) > 0
+            ):
+                self._wake.wait(remaining)
+            batch: list[LogEntry] = []
+            rows = 0
+            while self._queue and (not batch or rows < self.config.batch_rows):
+                entry = self._queue.popleft()
+                batch.append(entry)
+                rows += entry.rows
+            self._queued_rows -= rows
+            return batch, self._stopping
+
+    def _write(self, db: duckdb.DuckDBPyConnection, batch: list[LogEntry]) -> bool:
+        """Insert `batch`, or spill it when DuckDB fails; return whether it was
+        inserted."""
+        try:
+            table = entries_to_table(batch, db)
+            insert_rows(db, table)
+        except Exception:
+            # A failed batch goes to a spill file, which is retried later, so a
+            # transient database error loses nothing.
+            self.failed_writes += 1
+            logger.exception(
+                "prediction log write failed rows=%d; spilling them to retry",
+                sum(e.rows for e in batch),
+            )
+            try:
+                self._spill(batch)
+            except Exception:
+                self.lost_rows += sum(e.rows for e in batch)
+                logger.exception(
+                    "prediction log spill failed rows=%d; the rows are lost",
+                    sum(e.rows for e in batch),
+                )
+            return False
+        self.written_rows += table.num_rows
+        self._table_rows += table.num_rows
+        if self._table_rows > self.config.roll_rows:
+            self._roll(db)
+        return True
+
+    def _roll(self, db: duckdb.DuckDBPyConnection) -> None:
+        try:
+            roll_over(db, self.home, self.config.roll_rows)
+            (self._table_rows,) = db.execute(
+                "SELECT count(*) FROM predictions"
+            ).fetchall()[0]
+        except Exception:
+            # The rows stay in the table, and the next write tries again.
+            logger.exception("prediction log roll-over failed; retrying later")
+
+    def _spill(self, entries: list[LogEntry]) -> None:
+        rows = sum(entry.rows for entry in entries)
+        with self._spill_lock:
+            assert self._spill_db is not None, "start the prediction log first"
+            table = entries_to_table(entries, self._spill_db)
+            if self._spill_writer is None:
+                path = self.spill_dir / f"spill-{time.time_ns()}.arrow"
+                self._spill_sink = pa.OSFile(str(path), "wb")
+                self._spill_writer = pa.ipc.new_stream(self._spill_sink, LOG_SCHEMA)
+                logger.warning("prediction log queue full; spilling to file=%s", path)
+            self._spill_writer.write_table(table)
+            self._spill_sink.flush()
+            self.spilled_rows += rows
+
+    def _close_spill(self) -> list[Path]:
+        """Close the open spill file and return every closed spill file."""
+        with self._spill_lock:
+            if self._spill_writer is not None:
+                self._spill_writer.close()
+                self._spill_sink.close()
+                self._spill_writer = None
+                self._spill_sink = None
+            return self._spill_files()
+
+    def _spill_files(self) -> list[Path]:
+        return sorted(self.spill_dir.glob("spill-*.arrow"))
+
+    def _catch_up(self, db: duckdb.DuckDBPyConnection) -> None:
+        """Insert the rows of every closed spill file and delete the file."""
+        for path in self._close_spill():
+            try:
+                table = _read_spill(path)
+                insert_rows(db, table)
+            except (duckdb.Error, pa.ArrowException, OSError):
+                logger.exception(
+                    "spill file catch-up failed file=%s; retrying later", path
+                )
+                return
+            path.unlink()
+            self.written_rows += table.num_rows
+            self._table_rows += table.num_rows
+            logger.info("spill file loaded file=%s rows=%d", path, table.num_rows)
+        if self._table_rows > self.config.roll_rows:
+            self._roll(db)
+
+
+def _read_spill(path: Path) -> pa.Table:
+    """Read every complete batch of a spill file, even when the last one is cut."""
+    batches = []
+    with pa.OSFile(str(path), "rb") as source:
+        try:
+            reader = pa.ipc.open_stream(source)
+        except pa.ArrowInvalid:
+            return LOG_SCHEMA.empty_table()
+        while True:
+            try:
+                batches.append(reader.read_next_batch())
+            except StopIteration:
+                break
+            except pa.ArrowInvalid:
+                logger.warning("spill file ends in a cut batch file=%s", path)
+                break
+    return pa.Table.from_batches(batches, LOG_SCHEMA)

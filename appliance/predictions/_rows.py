@@ -1,0 +1,102 @@
+"""Conversion of served predictions into rows of the prediction log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from appliance.predictions._store import LOG_SCHEMA
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """The predictions of one request, waiting to be logged.
+
+    `inputs` and `outputs` are either lists of JSON-ready rows (JSON requests)
+    or Arrow tables of the same length (Arrow requests).
+    """
+
+    request_id: str
+    model: str
+    version: int
+    predicted_at: float
+    """Seconds since the epoch when the request arrived."""
+    latency_ms: float
+    inputs: list[Any] | pa.Table
+    outputs: list[Any] | pa.Table
+
+    @property
+    def rows(self) -> int:
+        """Number of predicted rows."""
+        return len(self.inputs)
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def entries_to_table(
+    entries: list[LogEntry], db: duckdb.DuckDBPyConnection
+) -> pa.Table:
+    """Return the log rows of `entries` as one table of `LOG_SCHEMA`.
+
+    Args:
+        entries: Entries to convert.
+        db: DuckDB cursor used to write Arrow rows as JSON; it is only read.
+    """
+    parts = [_entry_table(entry, db) for entry in entries if entry.rows]
+    if not parts:
+        return LOG_SCHEMA.empty_table()
+    return pa.concat_tables(parts)
+
+
+def _entry_table(entry: LogEntry, db: duckdb.DuckDBPyConnection) -> pa.Table:
+    count = entry.rows
+    inputs = _json_column(entry.inputs, db)
+    outputs = _json_column(entry.outputs, db)
+    micros = int(entry.predicted_at * 1_000_000)
+    return pa.table(
+        [
+            pa.array([entry.request_id] * count, pa.string()),
+            pa.array(np.arange(count, dtype=np.int32)),
+            pa.array([entry.model] * count, pa.string()),
+            pa.array(np.full(count, entry.version, dtype=np.int32)),
+            pa.array(np.full(count, micros, dtype=np.int64)).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
+            inputs,
+            outputs,
+            pa.array(np.full(count, entry.latency_ms, dtype=np.float64)),
+        ],
+        schema=LOG_SCHEMA,
+    )
+
+
+def _json_column(
+    values: list[Any] | pa.Table, db: duckdb.DuckDBPyConnection
+) -> pa.Array:
+    if not isinstance(values, pa.Table):
+        return pa.array([_encode(row).decode() for row in values], pa.string())
+    # DuckDB writes a whole row as JSON without a Python loop, but it writes
+    # NaN as a bare NaN that JSON parsers reject, so NaN becomes null first.
+    table = values.combine_chunks()
+    arrays = []
+    for column in table.columns:
+        array = column.chunk(0) if column.num_chunks else pa.array([], column.type)
+        if pa.types.is_floating(array.type):
+            array = pc.if_else(pc.is_nan(array), pa.scalar(None, array.type), array)
+        arrays.append(array)
+    rows = pa.table({"row": pa.StructArray.from_arrays(arrays, table.column_names)})
+    db.register("_prediction_json", rows)
+    try:
+        result = db.sql(
+            "SELECT to_json(row)::VARCHAR AS row FROM _prediction_json"
+        ).to_arrow_table()
+    finally:
+        db.unregister("_prediction_json")
+    return result.column(0).combine_chunks().cast(pa.string())

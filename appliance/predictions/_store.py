@@ -1,0 +1,213 @@
+"""Stored predictions: the DuckDB table, its Parquet roll-over and queries.
+
+Each predicted row is one record: request id, row index, model, version, time,
+the input row and the output as JSON text, and the request latency. New rows go
+to the ``predictions`` table of the catalog. When the table holds more than
+``[predictions] roll_rows`` rows, all but the newest ``roll_rows / 2`` are
+copied to a zstd Parquet file under ``HOME/predictions/parquet/`` and deleted
+from the table. Queries read the
+table and the Parquet files together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from appliance.storage import Catalog
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE SEQUENCE IF NOT EXISTS prediction_log_id;
+CREATE TABLE IF NOT EXISTS predictions (
+    log_id       BIGINT NOT NULL DEFAULT nextval('prediction_log_id'),
+    request_id   VARCHAR NOT NULL,
+    row_index    INTEGER NOT NULL,
+    model        VARCHAR NOT NULL,
+    version      INTEGER NOT NULL,
+    predicted_at TIMESTAMPTZ NOT NULL,
+    input        VARCHAR NOT NULL,
+    output       VARCHAR NOT NULL,
+    latency_ms   DOUBLE NOT NULL
+);
+"""
+
+COLUMNS = (
+    "request_id",
+    "row_index",
+    "model",
+    "version",
+    "predicted_at",
+    "input",
+    "output",
+    "latency_ms",
+)
+"""Columns a writer supplies; ``log_id`` comes from the sequence."""
+
+LOG_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("row_index", pa.int32()),
+        ("model", pa.string()),
+        ("version", pa.int32()),
+        ("predicted_at", pa.timestamp("us", tz="UTC")),
+        ("input", pa.string()),
+        ("output", pa.string()),
+        ("latency_ms", pa.float64()),
+    ]
+)
+"""Arrow schema of the rows handed to `insert_rows`, and of spill files."""
+
+
+def parquet_dir(home: Path) -> Path:
+    """Return the folder of the rolled-over Parquet files."""
+    return home / "predictions" / "parquet"
+
+
+# NOTE: DuckDB 2.0 rejects a statement on a cursor whose previous result was
+# not read to the end, so every execute here is followed by fetchall().
+
+
+def create_table(db: duckdb.DuckDBPyConnection) -> None:
+    """Create the predictions table and its id sequence when missing."""
+    db.execute(SCHEMA).fetchall()
+
+
+def insert_rows(db: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
+    """Append rows of `LOG_SCHEMA` to the predictions table in one transaction."""
+    db.register("_prediction_rows", table)
+    try:
+        names = ", ".join(COLUMNS)
+        db.execute(
+            f"INSERT INTO predictions ({names}) SELECT {names} FROM _prediction_rows"
+        ).fetchall()
+    finally:
+        db.unregister("_prediction_rows")
+
+
+def roll_over(db: duckdb.DuckDBPyConnection, home: Path, keep_rows: int) -> int:
+    """Move the oldest rows to a Parquet file when the table is above `keep_rows`.
+
+    The file is written and renamed into place before the rows are deleted, so
+    a crash in between leaves rows in both places; `remove_rolled` deletes them
+    from the table at the next start.
+
+    Returns:
+        Number of rows moved.
+    """
+    (count,) = db.execute("SELECT count(*) FROM predictions").fetchall()[0]
+    if count <= keep_rows:
+        return 0
+    (cutoff,) = db.execute(
+        "SELECT log_id FROM predictions ORDER BY log_id LIMIT 1 OFFSET ?",
+        [count - keep_rows // 2 - 1],
+    ).fetchall()[0]
+    folder = parquet_dir(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"part-{time.time_ns()}.parquet"
+    partial = target.with_name(target.name + ".tmp")
+    db.execute(
+        f"COPY (SELECT * FROM predictions WHERE log_id <= ? ORDER BY log_id) "
+        f"TO {_quote(str(partial))} (FORMAT parquet, COMPRESSION zstd)",
+        [cutoff],
+    ).fetchall()
+    os.replace(partial, target)
+    (moved,) = db.execute(
+        "DELETE FROM predictions WHERE log_id <= ?", [cutoff]
+    ).fetchall()[0]
+    logger.info("predictions rolled file=%s max_log_id=%d", target, cutoff)
+    return int(moved)
+
+
+def remove_rolled(db: duckdb.DuckDBPyConnection, home: Path) -> int:
+    """Delete table rows already copied to Parquet by an interrupted roll-over."""
+    source = _parquet_source(home)
+    if source is None:
+        return 0
+    (rolled,) = db.execute(f"SELECT max(log_id) FROM {source}").fetchall()[0]
+    if rolled is None:
+        return 0
+    (removed,) = db.execute(
+        "SELECT count(*) FROM predictions WHERE log_id <= ?", [rolled]
+    ).fetchall()[0]
+    if removed:
+        db.execute("DELETE FROM predictions WHERE log_id <= ?", [rolled]).fetchall()
+        logger.warning("predictions duplicated by a roll-over removed rows=%d", removed)
+    return int(removed)
+
+
+def query(
+    catalog: Catalog,
+    model: str | None = None,
+    version: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    newest_first: bool = False,
+) -> list[dict[str, Any]]:
+    """Return logged predictions that match every filter given.
+
+    Args:
+        catalog: Catalog (or cursor view) whose home holds the log.
+        model: Only rows of this model.
+        version: Only rows of this model version.
+        since: Only rows predicted at or after this time.
+        until: Only rows predicted before this time.
+        limit: Most rows returned.
+        newest_first: Order by newest first instead of oldest first.
+    """
+    db = catalog.db
+    tables = [t for (t,) in db.execute("SHOW TABLES").fetchall()]
+    sources = ["SELECT * FROM predictions"] if "predictions" in tables else []
+    rolled = _parquet_source(catalog.home)
+    if rolled is not None:
+        sources.append(f"SELECT * FROM {rolled}")
+    if not sources:
+        return []
+    where, params = _filters(model, version, since, until)
+    order = "DESC" if newest_first else "ASC"
+    sql = (
+        f"SELECT * FROM ({' UNION ALL '.join(sources)}) {where} "
+        f"ORDER BY log_id {order} LIMIT ?"
+    )
+    cursor = db.execute(sql, [*params, limit])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _filters(
+    model: str | None,
+    version: int | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    for clause, value in (
+        ("model = ?", model),
+        ("version = ?", version),
+        ("predicted_at >= ?", since),
+        ("predicted_at < ?", until),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _parquet_source(home: Path) -> str | None:
+    folder = parquet_dir(home)
+    if not folder.is_dir() or not any(folder.glob("*.parquet")):
+        return None
+    return f"read_parquet({_quote(str(folder / '*.parquet'))})"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,145 @@
+"""Request bodies: read under a byte limit, decoded from JSON or Arrow IPC."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+
+from appliance.errors import LimitError, RequestError
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+JSON = "application/json"
+
+
+class PredictRequest(msgspec.Struct, forbid_unknown_fields=False):
+    """Body of a JSON prediction request."""
+
+    rows: list[Any]
+
+
+_decoder = msgspec.json.Decoder(PredictRequest)
+
+
+def is_arrow(content_type: str | None) -> bool:
+    """Return whether a Content-Type header names an Arrow IPC stream."""
+    return bool(content_type) and content_type.split(";")[0].strip() == ARROW_STREAM
+
+
+async def read_body(request: Any, max_bytes: int, model: str) -> bytes:
+    """Read the body chunk by chunk, stopping as soon as it passes `max_bytes`.
+
+    A Content-Length above the limit is rejected before any byte is read, and a
+    chunked body is counted as it arrives, so neither is held whole in memory.
+
+    Raises:
+        LimitError: The body is larger than `max_bytes`.
+    """
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise _too_large(model, max_bytes, f"{int(length)} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(model, max_bytes, f"more than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_json_rows(body: bytes, model: str) -> list[Any]:
+    """Return the rows of a ``{"rows": [...]}`` body.
+
+    Raises:
+        RequestError: The body is empty or malformed (HTTP 400).
+    """
+    if not body.strip():
+        raise RequestError(
+            f'empty request body for model {model!r}; send {{"rows": [{{...}}]}}',
+            model=model,
+            malformed=True,
+        )
+    try:
+        return _decoder.decode(body).rows
+    except msgspec.DecodeError as exc:
+        rows = _decode_nan_literals(body)
+        if rows is not None:
+            return rows
+        raise RequestError(
+            f"malformed request body for model {model!r}: {exc}; send "
+            '{"rows": [{...}, ...]}',
+            model=model,
+            malformed=True,
+        ) from None
+
+
+def _decode_nan_literals(body: bytes) -> list[Any] | None:
+    """Decode a body that uses the NaN or Infinity literal, which JSON lacks.
+
+    Python's json module reads them as floats; the input checks then treat NaN
+    as missing and reject infinity naming the column. Returns None when the
+    body is not valid even so.
+    """
+    if b"NaN" not in body and b"Infinity" not in body:
+        return None
+    try:
+        table = json.loads(body)
+    except ValueError:
+        return None
+    rows = table.get("rows") if isinstance(table, dict) else None
+    return rows if isinstance(rows, list) else None
+
+
+def decode_arrow(body: bytes, model: str) -> pa.Table:
+    """Return the table of an Arrow IPC stream body.
+
+    Raises:
+        RequestError: The body is empty or not an Arrow IPC stream (HTTP 400).
+    """
+    if not body:
+        raise RequestError(
+            f"empty request body for model {model!r}; send an Arrow IPC stream "
+            "with one column per input",
+            model=model,
+            malformed=True,
+        )
+    try:
+        return pa.ipc.open_stream(body).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RequestError(
+            f"malformed Arrow IPC stream for model {model!r}: {exc}; send the "
+            f"bytes of pyarrow.ipc.new_stream with Content-Type {ARROW_STREAM}",
+            model=model,
+            malformed=True,
+        ) from None
+
+
+def encode_arrow(table: pa.Table) -> bytes:
+    """Return `table` as the bytes of an Arrow IPC stream."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def check_rows(rows: int, max_rows: int, model: str) -> None:
+    """Raise `LimitError` when a request has more than `max_rows` rows."""
+    if rows > max_rows:
+        raise LimitError(
+            f"request has {rows} rows, above the limit of {max_rows}; split it "
+            "into smaller requests",
+            model=model,
+            limit=max_rows,
+        )
+
+
+def _too_large(model: str, max_bytes: int, size: str) -> LimitError:
+    return LimitError(
+        f"request body of {size} is above the limit of {max_bytes} bytes "
+        "([server] max_body_bytes); split it into smaller requests",
+        model=model,
+        limit=max_bytes,
+    )

@@ -1,0 +1,241 @@
+"""Admin routes: the commands that change or read the catalog while the daemon
+runs, because the daemon's connection is then the only one allowed.
+
+The CLI calls these through `appliance.client` when a daemon holds the home.
+Each route runs its catalog work in a worker thread on a cursor of the daemon's
+connection, and commands that change the catalog run one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from litestar import Request, Response, get, post
+
+from appliance.errors import RequestError
+from appliance.serving._onnx import OnnxModel
+from appliance.serving._state import (
+    DaemonState,
+    daemon_state,
+    reload_features,
+    run_with_catalog,
+    session_threads,
+)
+from appliance.storage import (
+    Catalog,
+    IngestResult,
+    get_dataset_version,
+    get_run,
+    ingest,
+    list_models,
+    list_quarantine,
+    list_runs,
+)
+from appliance.storage import list_versions
+
+logger = logging.getLogger(__name__)
+
+_encode = msgspec.json.Encoder(enc_hook=str).encode
+
+
+class IngestRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/admin/ingest``: files on this box to ingest."""
+
+    dataset: str
+    paths: list[str]
+    mode: Literal["replace", "append"] = "replace"
+    strict: bool = False
+
+
+class TrainRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/admin/train``: the model to train and serve."""
+
+    model: str
+
+
+def _json(content: Any, status: int = 200) -> Response[bytes]:
+    return Response(_encode(content), status_code=status, media_type="application/json")
+
+
+def _decode(request_type: type, body: bytes, path: str) -> Any:
+    try:
+        return msgspec.json.decode(body, type=request_type)
+    except msgspec.DecodeError as exc:
+        raise RequestError(
+            f"malformed body for {path}: {exc}", malformed=True
+        ) from None
+
+
+@post("/v1/admin/ingest", status_code=200, summary="Ingest files into a dataset")
+async def ingest_files(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Ingest files readable by the daemon into a new dataset version.
+
+    The feature views are read again after a new version, so predictions
+    join the new rows from then on.
+    """
+    state = daemon_state(request)
+    body = _decode(IngestRequest, await request.body(), "/v1/admin/ingest")
+    paths = [Path(p) for p in body.paths]
+    settings = state.config.dataset(body.dataset)
+    async with state.admin_lock:
+        result = await run_with_catalog(
+            state, _ingest, state, body.dataset, paths, body.mode, settings, body.strict
+        )
+    if result.created:
+        await asyncio.to_thread(reload_features, state)
+    return _json(asdict(result))
+
+
+def _ingest(catalog: Catalog, state: DaemonState, *args: Any) -> IngestResult:
+    # The buffer's flushes write versions too; one writer at a time.
+    with state.ingest.flush_lock:
+        return ingest(catalog, *args)
+
+
+@post("/v1/admin/train", status_code=200, summary="Train a model and serve it")
+async def train(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Train, export and register a model, then serve the new version at once."""
+    state = daemon_state(request)
+    body = _decode(TrainRequest, await request.body(), "/v1/admin/train")
+    config = state.config
+    config.model(body.model)
+    async with state.admin_lock:
+        result = await run_with_catalog(state, _train, config, body.model)
+    version = result.model_version
+    await load_version(state, version.path, version.sha256)
+    return _json(
+        {
+            "run_id": result.run_id,
+            "model": version.model,
+            "version": version.version,
+            "dataset_version": result.dataset_version,
+            "metrics": result.metrics,
+            "parity": result.parity,
+            "rows_train": result.rows_train,
+            "rows_test": result.rows_test,
+            "path": str(version.path),
+            "sha256": version.sha256,
+        }
+    )
+
+
+def _train(catalog: Catalog, config: Any, name: str) -> Any:
+    # Imported here so that the daemon starts without the training libraries.
+    from appliance.training import train_model
+
+    return train_model(config, name, catalog=catalog)
+
+
+async def load_version(state: DaemonState, folder: Path, sha256: str) -> OnnxModel:
+    """Load a registered version in a worker thread and serve it from now on."""
+
+    started = time.perf_counter()
+    threads = session_threads(state.config.server)
+    model = await asyncio.to_thread(OnnxModel.load, folder, sha256, threads)
+    seconds = time.perf_counter() - started
+    previous = state.models.put(model)
+    state.metrics.model_load.labels(model.name, str(model.version)).set(seconds)
+    logger.info(
+        "model switched model=%s version=%d previous=%s seconds=%.3f",
+        model.name,
+        model.version,
+        previous.version if previous else None,
+        seconds,
+    )
+    return model
+
+
+@get("/v1/admin/datasets", summary="List dataset versions")
+async def datasets(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Return every dataset version, as ``appliance datasets list`` prints."""
+    versions = await run_with_catalog(daemon_state(request), list_versions)
+    return _json({"datasets": [asdict(v) for v in versions]})
+
+
+@get("/v1/admin/dataset-version", summary="Show one dataset version")
+async def dataset_version(
+    request: Request[Any, Any, Any], reference: str
+) -> Response[bytes]:
+    """Return the version ``DATASET`` (latest) or ``DATASET@VERSION`` names."""
+    state = daemon_state(request)
+    found = await run_with_catalog(state, get_dataset_version, reference)
+    return _json({"version": asdict(found)})
+
+
+@get("/v1/admin/quarantine", summary="List quarantined rows of a dataset")
+async def quarantine(
+    request: Request[Any, Any, Any],
+    dataset: str,
+    version: str | None = None,
+    limit: int | None = None,
+) -> Response[bytes]:
+    """Return the rows that broke the dataset's contract, oldest first."""
+    state = daemon_state(request)
+    rows = await run_with_catalog(state, list_quarantine, dataset, version, limit)
+    return _json({"rows": [asdict(r) for r in rows]})
+
+
+@get("/v1/admin/model-versions", summary="List registered model versions")
+async def model_versions(
+    request: Request[Any, Any, Any], model: str | None = None
+) -> Response[bytes]:
+    """Return registered versions, by model and newest first."""
+    versions = await run_with_catalog(daemon_state(request), list_models, model)
+    return _json({"versions": [asdict(v) for v in versions]})
+
+
+@get("/v1/admin/runs", summary="List training runs")
+async def runs(
+    request: Request[Any, Any, Any], model: str | None = None
+) -> Response[bytes]:
+    """Return training runs, newest first."""
+    found = await run_with_catalog(daemon_state(request), list_runs, model)
+    return _json({"runs": [asdict(r) for r in found]})
+
+
+@get("/v1/admin/runs/{run_id:str}", summary="Show one training run")
+async def run(request: Request[Any, Any, Any], run_id: str) -> Response[bytes]:
+    """Return one training run."""
+    found = await run_with_catalog(daemon_state(request), get_run, run_id)
+    return _json(asdict(found))
+
+
+@get("/v1/predictions", summary="Query the prediction log")
+async def predictions(
+    request: Request[Any, Any, Any],
+    model: str | None = None,
+    version: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    newest_first: bool = False,
+) -> Response[bytes]:
+    """Return logged predictions filtered by model, version and time."""
+    from appliance.predictions import query
+
+    state = daemon_state(request)
+    rows = await run_with_catalog(
+        state, query, model, version, since, until, limit, newest_first
+    )
+    return _json({"predictions": rows})
+
+
+ROUTES = [
+    ingest_files,
+    train,
+    datasets,
+    dataset_version,
+    quarantine,
+    model_versions,
+    runs,
+    run,
+    predictions,
+]
+"""The route handlers of this module, as `create_app` mounts them."""

@@ -1,0 +1,65 @@
+"""Health and metrics routes: liveness, readiness and the Prometheus exposition."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get
+
+from appliance.serving._metrics import CONTENT_TYPE
+from appliance.serving._state import daemon_state
+
+_encode = msgspec.json.Encoder().encode
+
+
+@get("/health", summary="Report status once the models are loaded")
+async def health(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Return 200 with the number of served models.
+
+    The daemon accepts connections only after its startup, so any answer here
+    means the models are loaded.
+    """
+    state = daemon_state(request)
+    return Response(
+        _encode({"status": "ok", "models": len(state.models.models)}),
+        media_type="application/json",
+    )
+
+
+@get("/health/live", summary="Report that the process answers")
+async def live(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Return 200 while the event loop runs."""
+    state = daemon_state(request)
+    body = {"status": "live", "uptime_seconds": time.time() - state.started_at}
+    return Response(_encode(body), media_type="application/json")
+
+
+@get("/health/ready", summary="Report whether predictions are served and logged")
+async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Return 200 when the models are loaded and the log writer runs, else 503."""
+    state = daemon_state(request)
+    checks = {
+        "models_loaded": state.models.loaded,
+        "prediction_log_running": state.predictions.running,
+    }
+    ok = all(checks.values())
+    body = {
+        "status": "ready" if ok else "not ready",
+        "models": sorted(state.models.models),
+        **checks,
+    }
+    return Response(
+        _encode(body), status_code=200 if ok else 503, media_type="application/json"
+    )
+
+
+@get("/metrics", summary="Prometheus metrics in the text exposition format")
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Return every metric of the daemon."""
+    return Response(daemon_state(request).metrics.render(), media_type=CONTENT_TYPE)
+
+
+ROUTES = [health, live, ready, metrics]
+"""The route handlers of this module, as `create_app` mounts them."""

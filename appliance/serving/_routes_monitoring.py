@@ -1,0 +1,172 @@
+"""Monitoring routes: label feedback, drift scores and alerts as JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+
+from appliance.errors import RequestError
+from appliance.monitoring import (
+    AlertStatus,
+    ModelInfo,
+    MonitoringStore,
+    drift_summary,
+    output_values,
+)
+from appliance.predictions import parquet_dir
+from appliance.serving._body import JSON, read_body
+from appliance.serving._inputs import NUMBER
+from appliance.serving._onnx import OnnxModel
+from appliance.serving._state import DaemonState, daemon_state
+from appliance.storage import Catalog
+
+logger = logging.getLogger(__name__)
+
+_encode = msgspec.json.Encoder().encode
+_FEEDBACK_MAX_BYTES = 10_000_000
+
+
+def model_info(model: OnnxModel) -> ModelInfo:
+    """Return what the monitoring service needs to know about a served model."""
+    numeric = tuple(i["name"] for i in model.inputs if i["type"] == NUMBER)
+    categorical = tuple(i["name"] for i in model.inputs if i["type"] != NUMBER)
+    classes = tuple(model.classes) if model.classes is not None else None
+    return ModelInfo(
+        model.name, model.version, model.task, numeric, categorical, classes
+    )
+
+
+@post(
+    "/v1/models/{name:str}/feedback",
+    status_code=200,
+    summary="Send true labels of earlier predictions",
+    description=(
+        'Body: {"labels": [{"request_id": ..., "row": 0, "label": ...}, ...]}. '
+        "Labels join the prediction log by request id and row index, in any "
+        "order. A label that matches no logged prediction rejects the whole "
+        "request with 422, and nothing is stored."
+    ),
+)
+async def feedback(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Join labels to logged predictions and feed the loss detectors."""
+    state = daemon_state(request)
+    model = state.models.get(name)
+    body = await read_body(request, _FEEDBACK_MAX_BYTES, name)
+    labels = _decode_labels(body, name)
+    info = model_info(model)
+
+    def lookup(model_name: str, request_ids: list[str]) -> dict:
+        # Called from the worker thread below; the catalog is read on a cursor
+        # of its own, as `run_with_catalog` does.
+        view = state.catalog.cursor()
+        try:
+            return _logged_outputs(view, model_name, request_ids, state)
+        finally:
+            view.close()
+
+    result = await asyncio.to_thread(
+        state.monitoring.apply_labels, info, labels, lookup
+    )
+    logger.info("labels received model=%s labels=%d", name, len(labels))
+    return Response(_encode(result), media_type=JSON)
+
+
+@get("/v1/models/{name:str}/drift", summary="Drift scores, history and live metrics")
+async def drift(
+    name: str, request: Request[Any, Any, Any], history: int = 5
+) -> Response[bytes]:
+    """Return the latest batch drift check, earlier ones, detections and live state."""
+    state = daemon_state(request)
+    if name not in state.config.models and name not in state.models.models:
+        state.models.get(name)  # raises NotFoundError naming the served models
+    rows, events = await asyncio.to_thread(_drift_rows, state, name)
+    body = {
+        "model": name,
+        **drift_summary(rows, history),
+        "events": events,
+        "stream": state.monitoring.status(name),
+    }
+    return Response(json.dumps(body, default=str).encode(), media_type=JSON)
+
+
+@get("/v1/alerts", summary="Monitoring alerts, newest first")
+async def alerts(
+    request: Request[Any, Any, Any], status: str | None = None, model: str | None = None
+) -> Response[bytes]:
+    """Return alerts, optionally only ``open`` or ``acknowledged`` ones."""
+    state = daemon_state(request)
+    try:
+        wanted = AlertStatus(status) if status else None
+    except ValueError:
+        raise RequestError(
+            f"status {status!r} is not an alert status; use open or acknowledged"
+        ) from None
+    found = await asyncio.to_thread(_alerts, state, wanted, model)
+    return Response(_encode({"alerts": found}), media_type=JSON)
+
+
+def _drift_rows(state: DaemonState, name: str) -> tuple[list, list]:
+    with MonitoringStore(state.config.storage.home) as store:
+        return store.drift_history(name, limit=10_000), store.drift_events(name, 20)
+
+
+def _alerts(state: DaemonState, status: AlertStatus | None, model: str | None) -> list:
+    with MonitoringStore(state.config.storage.home) as store:
+        return [a.to_dict() for a in store.list_alerts(status, model)]
+
+
+def _decode_labels(body: bytes, model: str) -> list[Any]:
+    try:
+        decoded = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise RequestError(
+            f"malformed feedback body for model {model!r}: {exc}; send "
+            '{"labels": [{"request_id": ..., "row": 0, "label": ...}]}',
+            model=model,
+            malformed=True,
+        ) from None
+    labels = decoded.get("labels") if isinstance(decoded, dict) else None
+    if not isinstance(labels, list) or not labels:
+        raise RequestError(
+            f"feedback for model {model!r} needs a non-empty 'labels' list",
+            model=model,
+            malformed=True,
+        )
+    return labels
+
+
+def _logged_outputs(
+    view: Catalog, model: str, request_ids: list[str], state: DaemonState
+) -> dict[tuple[str, int], tuple[int, Any]]:
+    """Return logged outputs of `request_ids` from the table and rolled Parquet."""
+    served = state.models.models.get(model)
+    if served is None:
+        return {}
+    info = model_info(served)
+    sources = ["SELECT request_id, row_index, version, output, model FROM predictions"]
+    folder = parquet_dir(view.home)
+    if folder.is_dir() and any(folder.glob("*.parquet")):
+        pattern = str(folder / "*.parquet").replace("'", "''")
+        sources.append(
+            "SELECT request_id, row_index, version, output, model "
+            f"FROM read_parquet('{pattern}')"
+        )
+    marks = ", ".join("?" for _ in request_ids)
+    sql = (
+        f"SELECT request_id, row_index, version, output FROM "
+        f"({' UNION ALL '.join(sources)}) WHERE model = ? AND request_id IN ({marks})"
+    )
+    rows = view.db.execute(sql, [model, *request_ids]).fetchall()
+    return {
+        (rid, int(row)): (int(version), output_values(info, json.loads(output)))
+        for rid, row, version, output in rows
+    }
+
+
+ROUTES = [feedback, drift, alerts]
+"""The route handlers of this module, as `create_app` mounts them."""

@@ -1,0 +1,178 @@
+"""Prediction routes: list the served models and predict with them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+from litestar import Request, Response, get, post
+
+from appliance.errors import ApplianceError, NotFoundError, RequestError
+from appliance.features import FeatureServer
+from appliance.predictions import LogEntry
+from appliance.serving._batcher import MicroBatcher
+from appliance.serving._body import (
+    ARROW_STREAM,
+    JSON,
+    check_rows,
+    decode_arrow,
+    decode_json_rows,
+    encode_arrow,
+    is_arrow,
+    read_body,
+)
+from appliance.serving._errors import status_of
+from appliance.serving._onnx import OnnxModel
+from appliance.serving._routes_monitoring import model_info
+from appliance.serving._state import DaemonState, daemon_state
+
+logger = logging.getLogger(__name__)
+
+_encode = msgspec.json.Encoder().encode
+
+
+@get("/v1/models", summary="List the served models with their input schemas")
+async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Return every served model with its version, task, inputs and classes."""
+    models = daemon_state(request).models.models
+    body = {
+        "models": [
+            {
+                "name": name,
+                "version": model.version,
+                "task": model.task,
+                "inputs": model.inputs,
+                "classes": model.classes,
+            }
+            for name, model in sorted(models.items())
+        ]
+    }
+    return Response(_encode(body), media_type=JSON)
+
+
+@post(
+    "/v1/models/{name:str}/predict",
+    status_code=200,
+    summary="Predict rows sent as JSON or as an Arrow IPC stream",
+    description=(
+        'JSON: {"rows": [{column: value, ...}, ...]} returns {"model", "version", '
+        '"request_id", "predictions"}. Arrow: a stream with Content-Type '
+        f"{ARROW_STREAM} returns a stream with a prediction column and, for "
+        "classifiers, a probability_<class> column per class. The input schema "
+        "of each model is in components/schemas as <model>Row."
+    ),
+)
+async def predict(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Predict the rows of one request and log every prediction."""
+    state = daemon_state(request)
+    started = time.perf_counter()
+    arrived = time.time()
+    try:
+        batcher = state.models.batcher(name)
+    except NotFoundError:
+        state.metrics.observe("unknown", 0, 404, 0.0, 0)
+        raise
+    model = batcher.model
+    try:
+        if is_arrow(request.headers.get("content-type")):
+            response, entry = await _predict_arrow(state, model, request)
+        else:
+            response, entry = await _predict_json(state, batcher, request)
+    except ApplianceError as exc:
+        state.metrics.observe(name, model.version, status_of(exc), 0.0, 0)
+        raise
+    latency = time.perf_counter() - started
+    entry.predicted_at = arrived
+    entry.latency_ms = latency * 1000.0
+    state.predictions.append(entry)
+    state.monitoring.submit(
+        model_info(model), entry.request_id, entry.inputs, entry.outputs
+    )
+    state.metrics.observe(name, model.version, 200, latency, entry.rows)
+    return response
+
+
+async def _predict_json(
+    state: DaemonState, batcher: MicroBatcher, request: Request[Any, Any, Any]
+) -> tuple[Response[bytes], LogEntry]:
+    model = batcher.model
+    server = state.config.server
+    batcher.announce()
+    try:
+        body = await read_body(request, server.max_body_bytes, model.name)
+        rows = decode_json_rows(body, model.name)
+        check_rows(len(rows), server.max_rows, model.name)
+        if state.features.uses_features(model.name):
+            rows = await asyncio.to_thread(state.features.fill, model.name, rows)
+        feed, warnings = _json_feed(model, rows)
+    except BaseException:
+        batcher.withdraw()
+        raise
+    predictions = await batcher.predict(feed, len(rows), announced=True)
+    request_id = uuid.uuid4().hex
+    body = {
+        "model": model.name,
+        "version": model.version,
+        "request_id": request_id,
+        "predictions": predictions,
+    }
+    if warnings:
+        body["warnings"] = warnings
+    response = Response(_encode(body), media_type=JSON)
+    entry = LogEntry(request_id, model.name, model.version, 0.0, 0.0, rows, predictions)
+    return response, entry
+
+
+def _json_feed(model: OnnxModel, rows: list[Any]) -> tuple[dict[str, Any], list[str]]:
+    if not rows:
+        raise RequestError(
+            f"the request to model {model.name!r} has no rows; send "
+            '{"rows": [{...}, ...]} with at least one row',
+            model=model.name,
+        )
+    return model.feed_rows(rows)
+
+
+async def _predict_arrow(
+    state: DaemonState, model: OnnxModel, request: Request[Any, Any, Any]
+) -> tuple[Response[bytes], LogEntry]:
+    server = state.config.server
+    body = await read_body(request, server.max_body_bytes, model.name)
+    table = decode_arrow(body, model.name)
+    check_rows(table.num_rows, server.max_rows, model.name)
+    loop = asyncio.get_running_loop()
+    table, output, payload = await loop.run_in_executor(
+        state.models.executor, _score_arrow, state.features, model, table
+    )
+    request_id = uuid.uuid4().hex
+    headers = {
+        "X-Request-Id": request_id,
+        "X-Model": model.name,
+        "X-Model-Version": str(model.version),
+    }
+    response = Response(payload, media_type=ARROW_STREAM, headers=headers)
+    entry = LogEntry(request_id, model.name, model.version, 0.0, 0.0, table, output)
+    return response, entry
+
+
+def _score_arrow(
+    features: FeatureServer, model: OnnxModel, table: pa.Table
+) -> tuple[pa.Table, pa.Table, bytes]:
+    """Fill features, score a table in a worker thread and encode the response.
+
+    Returns:
+        The request table with its features, the output and its stream.
+    """
+    table = features.fill_table(model.name, table)
+    feed, _ = model.feed_table(table)
+    output = model.format_table(model.run(feed))
+    return table, output, encode_arrow(output)
+
+
+ROUTES = [list_models, predict]
+"""The route handlers of this module, as `create_app` mounts them."""

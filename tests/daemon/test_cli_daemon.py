@@ -1,0 +1,116 @@
+"""CLI commands while a daemon runs: they go through its HTTP API."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from daemon_support import MODEL, row, run_cli, write_dataset
+from prometheus_client.parser import text_string_to_metric_families
+
+PREDICT = f"/v1/models/{MODEL}/predict"
+
+
+def test_ingest_and_train_through_daemon(start_daemon: Any, tmp_path: Path) -> None:
+    daemon = start_daemon()
+    data = tmp_path / "more_points.csv"
+    write_dataset(data, 300, seed=7)
+
+    ingested = run_cli(daemon.config, "ingest", "points", str(data))
+    assert ingested.returncode == 0, ingested.stderr
+    assert "rows=300 (created)" in ingested.stdout
+
+    trained = run_cli(daemon.config, "train", MODEL)
+    assert trained.returncode == 0, trained.stderr
+    assert f"model {MODEL} version 2" in trained.stdout
+    assert "serving version 2 in the running daemon" in trained.stdout
+
+    served = httpx.get(daemon.base + "/v1/models").json()["models"]
+    assert [(m["name"], m["version"]) for m in served] == [(MODEL, 2)]
+    predicted = httpx.post(daemon.base + PREDICT, json={"rows": [row(0)]}).json()
+    assert predicted["version"] == 2
+
+    listed = run_cli(daemon.config, "models", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    versions = [json.loads(line)["version"] for line in listed.stdout.splitlines()]
+    assert versions == [2, 1]
+    datasets = run_cli(daemon.config, "datasets", "list", "--json")
+    assert len(datasets.stdout.splitlines()) == 2
+    runs = run_cli(daemon.config, "runs", "list", "--json")
+    assert [json.loads(line)["status"] for line in runs.stdout.splitlines()] == [
+        "finished",
+        "finished",
+    ]
+    assert "daemon call" not in ingested.stderr
+    assert daemon.stop() == 0
+
+
+def test_bad_ingest_through_daemon_names_file(
+    start_daemon: Any, tmp_path: Path
+) -> None:
+    daemon = start_daemon()
+    missing = tmp_path / "absent.csv"
+    result = run_cli(daemon.config, "ingest", "points", str(missing))
+    assert result.returncode == 1
+    assert str(missing) in result.stderr
+    assert "file not found" in result.stderr
+
+
+def test_predictions_tail_and_query(start_daemon: Any) -> None:
+    daemon = start_daemon(predictions={"flush_seconds": 0.1})
+    body = httpx.post(daemon.base + PREDICT, json={"rows": [row(i) for i in range(4)]})
+    request_id = body.json()["request_id"]
+    assert body.status_code == 200
+    assert wait_written(daemon, 4)
+    tail = run_cli(daemon.config, "predictions", "tail", MODEL, "-n", "3", "--json")
+    assert tail.returncode == 0, tail.stderr
+    lines = [json.loads(line) for line in tail.stdout.splitlines()]
+    assert [line["row_index"] for line in lines] == [1, 2, 3]
+    assert lines[0]["request_id"] == request_id
+    assert lines[0]["input"] == row(1)
+
+    assert daemon.stop() == 0
+    offline = run_cli(
+        daemon.config,
+        "predictions",
+        "query",
+        "--model",
+        MODEL,
+        "--version",
+        "1",
+        "--since",
+        "2000-01-01",
+        "--json",
+    )
+    assert offline.returncode == 0, offline.stderr
+    assert len(offline.stdout.splitlines()) == 4
+    none = run_cli(
+        daemon.config,
+        "predictions",
+        "query",
+        "--model",
+        MODEL,
+        "--version",
+        "9",
+        "--json",
+    )
+    assert none.stdout == ""
+
+
+def wait_written(daemon: Any, rows: int, seconds: float = 20.0) -> bool:
+    """Wait until the daemon's log writer has inserted `rows` rows."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        text = httpx.get(daemon.base + "/metrics").text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                name = sample.name
+                if name == "appliance_prediction_log_written_rows_total" and (
+                    sample.value >= rows
+                ):
+                    return True
+        time.sleep(0.1)
+    return False

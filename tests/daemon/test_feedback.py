@@ -1,0 +1,100 @@
+"""Label feedback, drift and alert routes of a real daemon on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from daemon_support import MODEL, row
+
+PREDICT = f"/v1/models/{MODEL}/predict"
+FEEDBACK = f"/v1/models/{MODEL}/feedback"
+DRIFT = f"/v1/models/{MODEL}/drift"
+
+
+def predict(daemon: Any, first: int, count: int) -> dict:
+    rows = [row(first + i) for i in range(count)]
+    response = httpx.post(daemon.base + PREDICT, json={"rows": rows})
+    assert response.status_code == 200
+    return response.json()
+
+
+def stream(daemon: Any, rows: int) -> dict:
+    deadline = time.monotonic() + 20
+    while True:
+        body = httpx.get(daemon.base + DRIFT).json()["stream"]
+        if body["rows"] >= rows or time.monotonic() > deadline:
+            return body
+        time.sleep(0.05)
+
+
+def test_feedback_out_of_order_and_unknown(start_daemon: Any) -> None:
+    daemon = start_daemon()
+    first, second = predict(daemon, 0, 3), predict(daemon, 3, 2)
+    labels = [
+        {"request_id": second["request_id"], "row": 1, "label": p["label"]}
+        for p in second["predictions"][1:]
+    ]
+    labels += [
+        {"request_id": first["request_id"], "row": i, "label": p["label"]}
+        for i, p in reversed(list(enumerate(first["predictions"])))
+    ]
+    unknown = [
+        {"request_id": first["request_id"], "row": 0, "label": 0},
+        {"request_id": "feedcafe", "row": 0, "label": 0},
+    ]
+
+    accepted = httpx.post(daemon.base + FEEDBACK, json={"labels": labels})
+    rejected = httpx.post(daemon.base + FEEDBACK, json={"labels": unknown})
+    bad_row = httpx.post(
+        daemon.base + FEEDBACK,
+        json={"labels": [{"request_id": first["request_id"], "row": 7, "label": 0}]},
+    )
+    after = stream(daemon, 5)
+    alerts = httpx.get(daemon.base + "/v1/alerts", params={"status": "open"})
+
+    assert accepted.status_code == 200
+    assert accepted.json() == {"model": MODEL, "labels": 4, "events": 0}
+    assert rejected.status_code == 422
+    assert "feedcafe row 0" in rejected.json()["error"]
+    assert rejected.json()["unknown"] == [{"request_id": "feedcafe", "row": 0}]
+    assert bad_row.status_code == 422
+    assert after["rows"] == 5
+    assert after["labels"] == 4
+    assert after["live"]["labels"] == 4
+    assert alerts.status_code == 200
+    assert alerts.json() == {"alerts": []}
+
+
+def test_feedback_after_restart_continues(start_daemon: Any) -> None:
+    daemon = start_daemon()
+    earlier = predict(daemon, 10, 4)
+    stream(daemon, 4)
+    assert daemon.stop() == 0
+
+    daemon = start_daemon()
+    restored = httpx.get(daemon.base + DRIFT).json()["stream"]
+    late = httpx.post(
+        daemon.base + FEEDBACK,
+        json={
+            "labels": [
+                {"request_id": earlier["request_id"], "row": 2, "label": p["label"]}
+                for p in earlier["predictions"][2:3]
+            ]
+        },
+    )
+    not_a_class = httpx.post(
+        daemon.base + FEEDBACK,
+        json={
+            "labels": [{"request_id": earlier["request_id"], "row": 0, "label": "x"}]
+        },
+    )
+
+    assert restored["version"] == 1
+    assert restored["rows"] == 4
+    assert late.status_code == 200
+    assert late.json()["labels"] == 1
+    assert not_a_class.status_code == 422
+    assert "is not a class of model" in not_a_class.json()["error"]
+    assert httpx.get(daemon.base + DRIFT).json()["stream"]["labels"] == 1

@@ -1,0 +1,157 @@
+"""The daemon's life: lock, readiness, SIGTERM under load, spill, SIGHUP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from daemon_support import MODEL, Daemon, free_port, logged_rows, row, write_config
+from prometheus_client.parser import text_string_to_metric_families
+
+PREDICT = f"/v1/models/{MODEL}/predict"
+
+
+def metric(daemon: Daemon, name: str) -> float:
+    text = httpx.get(daemon.base + "/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    raise AssertionError(f"metric {name} not exposed")
+
+
+def test_health_routes(start_daemon: Any) -> None:
+    daemon = start_daemon()
+    assert httpx.get(daemon.base + "/health").json() == {"status": "ok", "models": 1}
+    assert httpx.get(daemon.base + "/health/live").status_code == 200
+    ready = httpx.get(daemon.base + "/health/ready").json()
+    assert ready["models"] == [MODEL]
+    assert ready["prediction_log_running"] is True
+
+
+def test_second_daemon_on_home_refused(start_daemon: Any, tmp_path: Path) -> None:
+    first = start_daemon()
+    second = Daemon(first.config, first.home, free_port())
+    try:
+        status = second.process.wait(60)
+    finally:
+        second.kill()
+    assert status == 1
+    assert f"pid {first.process.pid}" in second.log()
+    assert "already runs on home" in second.log()
+    assert httpx.get(first.base + "/health/ready").status_code == 200
+
+
+def test_sigterm_under_load_keeps_acknowledged(start_daemon: Any) -> None:
+    daemon = start_daemon(predictions={"flush_seconds": 5.0})
+    acknowledged: set[str] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load(worker: int) -> None:
+        with httpx.Client(base_url=daemon.base, timeout=10) as client:
+            index = worker
+            while not stop.is_set():
+                try:
+                    response = client.post(PREDICT, json={"rows": [row(index)]})
+                except httpx.TransportError:
+                    return
+                if response.status_code == 200:
+                    with lock:
+                        acknowledged.add(response.json()["request_id"])
+                index += 4
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    os.kill(daemon.process.pid, signal.SIGTERM)
+    status = daemon.process.wait(30)
+    stop.set()
+    for thread in threads:
+        thread.join(15)
+    assert status == 0, daemon.log()
+    assert len(acknowledged) > 20
+    logged = {request_id for request_id, _ in logged_rows(daemon.home)}
+    assert acknowledged - logged == set()
+    assert "prediction log stopped" in daemon.log()
+    assert "scheduler stopped" in daemon.log()
+
+
+def test_full_queue_spills_and_catches_up(start_daemon: Any) -> None:
+    daemon = start_daemon(
+        predictions={"queue_max_rows": 2, "batch_rows": 1000, "flush_seconds": 1.5}
+    )
+    request_ids = set()
+    with httpx.Client(base_url=daemon.base) as client:
+        for index in range(30):
+            response = client.post(PREDICT, json={"rows": [row(index)]})
+            assert response.status_code == 200
+            request_ids.add(response.json()["request_id"])
+    assert metric(daemon, "appliance_prediction_log_spilled_rows_total") >= 20
+    spill_dir = daemon.home / "predictions" / "spill"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        written = metric(daemon, "appliance_prediction_log_written_rows_total")
+        if written == 30 and not list(spill_dir.glob("*.arrow")):
+            break
+        time.sleep(0.2)
+    assert metric(daemon, "appliance_prediction_log_written_rows_total") == 30
+    assert list(spill_dir.glob("*.arrow")) == []
+    assert daemon.stop() == 0
+    logged = logged_rows(daemon.home)
+    assert sorted(r for r, _ in logged) == sorted(request_ids)
+
+
+def test_sighup_reloads_or_keeps_config(start_daemon: Any, tmp_path: Path) -> None:
+    daemon = start_daemon(server={"max_rows": 5})
+    three = {"rows": [row(i) for i in range(3)]}
+    assert httpx.post(daemon.base + PREDICT, json=three).status_code == 200
+
+    write_config(daemon.config, daemon.home, server={"max_rows": 2})
+    os.kill(daemon.process.pid, signal.SIGHUP)
+    assert _eventually(
+        lambda: httpx.post(daemon.base + PREDICT, json=three).status_code == 413
+    )
+
+    daemon.config.write_text("this is not toml = = \n", encoding="utf-8")
+    os.kill(daemon.process.pid, signal.SIGHUP)
+    assert _eventually(lambda: "config reload rejected" in daemon.log())
+    assert httpx.post(daemon.base + PREDICT, json=three).status_code == 413
+    two = {"rows": [row(0), row(1)]}
+    assert httpx.post(daemon.base + PREDICT, json=two).status_code == 200
+
+    write_config(daemon.config, daemon.home, server={"max_rows": 2, "port": 1})
+    os.kill(daemon.process.pid, signal.SIGHUP)
+    assert _eventually(lambda: "restart the daemon to apply it" in daemon.log())
+    assert daemon.stop() == 0
+
+
+def _eventually(check: Any, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_log_rolls_over_to_parquet(start_daemon: Any) -> None:
+    daemon = start_daemon(
+        predictions={"roll_rows": 10, "batch_rows": 4, "flush_seconds": 0.1}
+    )
+    request_ids = []
+    with httpx.Client(base_url=daemon.base) as client:
+        for index in range(12):
+            body = {"rows": [row(index), row(index + 1)]}
+            request_ids.append(client.post(PREDICT, json=body).json()["request_id"])
+    assert daemon.stop() == 0
+    assert list((daemon.home / "predictions" / "parquet").glob("*.parquet"))
+    logged = logged_rows(daemon.home)
+    assert len(logged) == 24
+    assert {r for r, _ in logged} == set(request_ids)

@@ -1,0 +1,190 @@
+"""Alerts in the DuckDB store, and webhook delivery to a local receiver."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from appliance.config import MonitoringConfig
+from appliance.errors import NotFoundError
+from appliance.monitoring import (
+    AlertCandidate,
+    AlertStatus,
+    MonitoringStore,
+    RetrainRecord,
+    StreamMonitor,
+    batch_drift,
+    performance_alert,
+    send_webhook,
+    service_alerts,
+)
+
+T0 = datetime(2013, 4, 1, tzinfo=UTC)
+
+
+def candidate(subject: str = "feature:temp") -> AlertCandidate:
+    return AlertCandidate("flights_late", "drift", subject, "warning", "drift on temp")
+
+
+def test_alert_deduplicated_while_open(tmp_path: Path) -> None:
+    with MonitoringStore(tmp_path) as store:
+        first, new_first = store.record_alert(candidate(), T0)
+        again, new_again = store.record_alert(candidate(), T0 + timedelta(hours=1))
+        other, new_other = store.record_alert(candidate("feature:dewp"), T0)
+
+        assert new_first is True
+        assert new_again is False
+        assert again.id == first.id
+        assert again.count == 2
+        assert again.last_seen_at == T0 + timedelta(hours=1)
+        assert new_other is True
+        assert other.id != first.id
+        assert len(store.list_alerts(AlertStatus.OPEN)) == 2
+
+
+def test_acknowledged_alert_reopens_as_new(tmp_path: Path) -> None:
+    with MonitoringStore(tmp_path) as store:
+        first, _ = store.record_alert(candidate(), T0)
+        acked = store.acknowledge(first.id, T0 + timedelta(minutes=5))
+        second, new = store.record_alert(candidate(), T0 + timedelta(hours=2))
+
+        assert acked.status is AlertStatus.ACKNOWLEDGED
+        assert acked.acknowledged_at == T0 + timedelta(minutes=5)
+        assert new is True
+        assert second.id != first.id
+        assert [a.id for a in store.list_alerts(AlertStatus.OPEN)] == [second.id]
+
+
+def test_acknowledge_unknown_id(tmp_path: Path) -> None:
+    with MonitoringStore(tmp_path) as store:
+        with pytest.raises(NotFoundError, match="alert 42 does not exist"):
+            store.acknowledge(42)
+
+
+def test_store_survives_reopen(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    report = batch_drift(
+        {"x": rng.normal(0, 1, 500)}, {"x": rng.normal(2, 1, 500)}, ["x"], []
+    )
+    monitor = StreamMonitor("classification", ["x"], [])
+    for x in rng.normal(0, 1, 700):
+        monitor.observe_prediction({"x": x}, [0.5, 0.5])
+    with MonitoringStore(tmp_path) as store:
+        store.record_alert(candidate(), T0)
+        store.record_drift("flights_late", report, T0)
+        store.save_state("flights_late", 3, monitor.to_bytes(), T0)
+        store.record_retrain(
+            RetrainRecord("flights_late", "drift", "skipped", "in cool-down", T0)
+        )
+
+    with MonitoringStore(tmp_path) as store:
+        history = store.drift_history("flights_late")
+        version, state = store.load_state("flights_late")
+        restored = StreamMonitor.from_bytes(state)
+
+        assert len(store.list_alerts()) == 1
+        assert [(h["feature"], h["status"]) for h in history] == [("x", "drift")]
+        assert version == 3
+        assert restored.rows == 700
+        assert store.retrain_history("flights_late")[0]["outcome"] == "skipped"
+        assert store.load_state("other") is None
+
+
+def test_threshold_alerts() -> None:
+    config = MonitoringConfig(
+        performance_drop=0.05, min_live_labels=100, error_rate=0.05, latency_p95_ms=200
+    )
+
+    drop = performance_alert("m", "roc_auc", 0.64, 0.70, 500, config)
+    small = performance_alert("m", "roc_auc", 0.68, 0.70, 500, config)
+    few = performance_alert("m", "roc_auc", 0.50, 0.70, 99, config)
+    service = service_alerts("m", 1000, 60, 250.0, config)
+    quiet = service_alerts("m", 1000, 50, 200.0, config)
+
+    assert drop is not None and drop.kind == "performance"
+    assert small is None
+    assert few is None
+    assert [a.kind for a in service] == ["error_rate", "latency"]
+    assert quiet == []
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    failures_left = 0
+    bodies: list[dict] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        cls = type(self)
+        if cls.failures_left > 0:
+            cls.failures_left -= 1
+            self.send_response(503)
+        else:
+            cls.bodies.append(json.loads(body))
+            self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
+    handler = type("Receiver", (_Receiver,), {"failures_left": 0, "bodies": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/alerts", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_webhook_retries_with_backoff(receiver) -> None:
+    url, handler = receiver
+    handler.failures_left = 2
+    waits: list[float] = []
+
+    delivered = send_webhook(
+        url, {"id": 1}, retries=3, backoff_seconds=0.5, sleep=waits.append
+    )
+
+    assert delivered is True
+    assert waits == [0.5, 1.0]
+    assert handler.bodies == [{"id": 1}]
+
+
+def test_webhook_gives_up(receiver) -> None:
+    url, handler = receiver
+    handler.failures_left = 10
+    waits: list[float] = []
+
+    delivered = send_webhook(
+        url, {"id": 2}, retries=2, backoff_seconds=0.1, sleep=waits.append
+    )
+
+    assert delivered is False
+    assert waits == [0.1, 0.2]
+    assert handler.failures_left == 7
+
+
+def test_webhook_unreachable_does_not_raise() -> None:
+    waits: list[float] = []
+
+    delivered = send_webhook(
+        "http://127.0.0.1:9/none",
+        {},
+        retries=1,
+        backoff_seconds=0.01,
+        sleep=waits.append,
+    )
+
+    assert delivered is False
+    assert waits == [0.01]

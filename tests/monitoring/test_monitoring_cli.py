@@ -1,0 +1,82 @@
+"""The ``appliance drift`` and ``appliance alerts`` commands on a real store."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from appliance.cli import main
+from appliance.monitoring import AlertCandidate, MonitoringStore, batch_drift
+
+T0 = datetime(2013, 4, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture()
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[storage]\nhome = "{tmp_path / "home"}"\n\n'
+        '[models.m]\ndataset = "d"\ntarget = "y"\ntask = "classification"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def _fill(home: Path) -> int:
+    rng = np.random.default_rng(0)
+    reference = {"x": rng.normal(0, 1, 500), "c": ["a"] * 500}
+    with MonitoringStore(home) as store:
+        for hours, shift in [(0, 0.0), (1, 2.0)]:
+            current = {"x": rng.normal(shift, 1, 500), "c": ["a"] * 500}
+            report = batch_drift(reference, current, ["x"], ["c"])
+            store.record_drift("m", report, T0 + timedelta(hours=hours))
+        alert, _ = store.record_alert(
+            AlertCandidate("m", "drift", "batch", "warning", "batch drift on x"), T0
+        )
+    return alert.id
+
+
+def test_drift_command_latest_and_history(config_file, tmp_path, capsys) -> None:
+    _fill(tmp_path / "home")
+
+    status = main(["--config", str(config_file), "drift", "m", "--json"])
+    output = json.loads(capsys.readouterr().out)
+
+    assert status == 0
+    assert [(r["feature"], r["status"]) for r in output["latest"]] == [
+        ("c", "ok"),
+        ("x", "drift"),
+    ]
+    assert len(output["history"]) == 1
+    assert output["history"][0]["features"] == 2
+    assert output["history"][0]["drifted"] == []
+
+
+def test_drift_command_unknown_model(config_file, capsys) -> None:
+    status = main(["--config", str(config_file), "drift", "nope"])
+
+    assert status == 1
+    assert "model 'nope' is not declared" in capsys.readouterr().err
+
+
+def test_alerts_list_and_ack(config_file, tmp_path, capsys) -> None:
+    alert_id = _fill(tmp_path / "home")
+
+    main(["--config", str(config_file), "alerts", "list", "--open", "--json"])
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    ack_status = main(["--config", str(config_file), "alerts", "ack", str(alert_id)])
+    acked = capsys.readouterr().out
+    main(["--config", str(config_file), "alerts", "list", "--open", "--json"])
+    after = capsys.readouterr().out
+    missing_status = main(["--config", str(config_file), "alerts", "ack", "999"])
+
+    assert [a["id"] for a in listed] == [alert_id]
+    assert ack_status == 0
+    assert acked.startswith(f"alert {alert_id} acknowledged at ")
+    assert after == ""
+    assert missing_status == 1
+    assert "alert 999 does not exist" in capsys.readouterr().err

@@ -1,0 +1,350 @@
+"""The ``python -m appliance`` command: ingest, batch predict, train, serve."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from support import (
+    DATASETS,
+    MODELS,
+    TrainedHome,
+    json_rows,
+    model_table,
+    start_daemon,
+    stop_daemon,
+)
+
+from appliance.serving import OnnxModel, class_key
+
+SMALL = pd.DataFrame(
+    {
+        "id": [1, 2, 3, 4, 5],
+        "price": [1.5, None, 3.25, 4.0, 5.5],
+        "colour": ["red", "blue", None, "red", "green"],
+    }
+)
+TOLERANCE = 1e-6
+
+
+def version_id(*paths: Path) -> str:
+    """Return the dataset version id of files: a sha256 over their sha256s."""
+    hashes = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:16]
+
+
+def error_line(stderr: str) -> str:
+    """Return the one ``error:`` line that the CLI prints for an ApplianceError."""
+    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+# --- ingest ----------------------------------------------------------------------
+
+
+def test_cli_ingest_prints_version(cli, write_config, tmp_path: Path) -> None:
+    source = tmp_path / "small.csv"
+    SMALL.to_csv(source, index=False)
+
+    result = cli(write_config(), tmp_path / "home", "ingest", "small", str(source))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"small@{version_id(source)} rows=5 mode=replace accepted=5 quarantined=0 "
+        "(created)\n"
+    )
+
+
+def test_cli_ingest_uses_env_home(cli, write_config, tmp_path: Path) -> None:
+    source = tmp_path / "small.csv"
+    SMALL.to_csv(source, index=False)
+    config = write_config(home=tmp_path / "home-in-file")
+
+    result = cli(config, tmp_path / "home-in-env", "ingest", "small", str(source))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "home-in-env" / "catalog.duckdb").is_file()
+    assert not (tmp_path / "home-in-file").exists()
+
+
+def test_cli_ingest_twice_unchanged(cli, write_config, tmp_path: Path) -> None:
+    source = tmp_path / "small.jsonl"
+    SMALL.to_json(source, orient="records", lines=True)
+    config, home = write_config(), tmp_path / "home"
+    cli(config, home, "ingest", "small", str(source))
+
+    again = cli(config, home, "ingest", "small", str(source))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == (
+        f"small@{version_id(source)} rows=5 (unchanged, already ingested)\n"
+    )
+
+    listed = cli(config, home, "datasets", "list", "--json")
+    versions = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [v["version"] for v in versions] == [version_id(source)]
+
+
+def test_cli_ingest_new_version_parent(cli, write_config, tmp_path: Path) -> None:
+    first = tmp_path / "first.parquet"
+    second = tmp_path / "second.parquet"
+    SMALL.to_parquet(first, index=False)
+    SMALL.head(3).to_parquet(second, index=False)
+    config, home = write_config(), tmp_path / "home"
+    cli(config, home, "ingest", "small", str(first))
+    cli(config, home, "ingest", "small", str(second))
+
+    listed = cli(config, home, "datasets", "list", "--json")
+    newest, oldest = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert newest["version"] == version_id(second)
+    assert newest["parent"] == version_id(first)
+    assert newest["rows"] == 3
+    assert oldest["parent"] is None
+
+
+def bad_inputs(case: str, folder: Path) -> tuple[list[Path], Path]:
+    """Write the files of one bad-input case and return them with the file at fault."""
+    good = folder / "good.csv"
+    SMALL.to_csv(good, index=False)
+    bad = {
+        "missing": folder / "absent.csv",
+        "empty": folder / "empty.csv",
+        "xlsx": folder / "sheet.xlsx",
+        "garbage_parquet": folder / "garbage.parquet",
+        "mixed": folder / "other.parquet",
+    }[case]
+    if case == "empty":
+        bad.write_bytes(b"")
+    elif case == "xlsx":
+        bad.write_bytes(b"PK\x03\x04 not really a workbook")
+    elif case == "garbage_parquet":
+        bad.write_text("this is text, not Parquet\n" * 20)
+    elif case == "mixed":
+        SMALL.to_parquet(bad, index=False)
+        return [good, bad], bad
+    return [bad], bad
+
+
+BAD_CASES = ["missing", "empty", "xlsx", "garbage_parquet", "mixed"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_cli_ingest_bad_file_exits(
+    cli, write_config, tmp_path: Path, case: str
+) -> None:
+    paths, bad = bad_inputs(case, tmp_path)
+    result = cli(write_config(), tmp_path / "home", "ingest", "small", *map(str, paths))
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert str(bad) in error_line(result.stderr)
+
+
+def test_cli_ingest_without_paths_usage(cli, write_config, tmp_path: Path) -> None:
+    result = cli(write_config(), tmp_path / "home", "ingest", "small")
+    assert result.returncode == 2
+    assert "the following arguments are required: paths" in result.stderr
+
+
+# --- batch predict ---------------------------------------------------------------
+
+
+def scoring_frame(frames: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:
+    """Return 40 rows of the model's dataset, target and an extra column included."""
+    frame = frames[MODELS[name][0]].head(40).copy()
+    frame["comment"] = [f"row {i}" for i in range(len(frame))]
+    return frame
+
+
+def feature_rows(frame: pd.DataFrame, name: str) -> list[dict]:
+    target = DATASETS[MODELS[name][0]][0]
+    return json_rows(frame.drop(columns=[target, "comment"]))
+
+
+def score(
+    cli, trained: TrainedHome, name: str, source: Path, output: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run ``appliance predict NAME SOURCE OUTPUT`` on the trained home."""
+    args = ["predict", name, str(source), str(output)]
+    return cli(trained.config_path, trained.home, *args)
+
+
+def load_onnx(trained: TrainedHome, name: str) -> OnnxModel:
+    version = trained.results[name].model_version
+    return OnnxModel.load(version.path, version.sha256)
+
+
+@pytest.mark.parametrize(
+    ("name", "suffix"),
+    [
+        ("binary_random_forest", "csv"),
+        ("multiclass_lightgbm", "csv"),
+        ("multiclass_logistic_regression", "parquet"),
+    ],
+)
+def test_cli_predict_classifier_file(
+    cli,
+    trained: TrainedHome,
+    frames: dict[str, pd.DataFrame],
+    tmp_path: Path,
+    name: str,
+    suffix: str,
+) -> None:
+    frame = scoring_frame(frames, name)
+    source = tmp_path / f"in.{suffix}"
+    if suffix == "csv":
+        frame.to_csv(source, index=False)
+    else:
+        frame.to_parquet(source, index=False)
+    output = tmp_path / "out.parquet"
+
+    result = score(cli, trained, name, source, output)
+    assert result.returncode == 0, result.stderr
+    assert f"scored {len(frame)} rows with {name} version 1" in result.stdout
+
+    model = load_onnx(trained, name)
+    keys = [class_key(c) for c in model.classes]
+    scored = pq.ParquetFile(output).read().to_pandas()
+    probability_columns = [f"probability_{k}" for k in keys]
+    expected_columns = [*frame.columns, "prediction", *probability_columns]
+    assert list(scored.columns) == expected_columns
+    assert scored["comment"].tolist() == frame["comment"].tolist()
+
+    expected = model.predict_rows(feature_rows(frame, name))
+    assert scored["prediction"].tolist() == [p["label"] for p in expected]
+    for key in keys:
+        want = [p["probabilities"][key] for p in expected]
+        got = scored[f"probability_{key}"].tolist()
+        assert got == pytest.approx(want, abs=TOLERANCE)
+
+
+def test_cli_predict_regression_file(
+    cli, trained: TrainedHome, frames: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    name = "regression_lightgbm"
+    frame = scoring_frame(frames, name)
+    source = tmp_path / "in.csv"
+    frame.to_csv(source, index=False)
+    output = tmp_path / "out.parquet"
+
+    result = score(cli, trained, name, source, output)
+    assert result.returncode == 0, result.stderr
+
+    scored = pq.ParquetFile(output).read().to_pandas()
+    assert list(scored.columns) == [*frame.columns, "prediction"]
+    expected = load_onnx(trained, name).predict_rows(feature_rows(frame, name))
+    want = [p["value"] for p in expected]
+    assert scored["prediction"].tolist() == pytest.approx(want, abs=TOLERANCE)
+
+
+def test_cli_predict_missing_input(cli, trained: TrainedHome, tmp_path: Path) -> None:
+    source = tmp_path / "absent.csv"
+    output = tmp_path / "out.parquet"
+    result = score(cli, trained, "binary_lightgbm", source, output)
+
+    assert result.returncode == 1
+    assert error_line(result.stderr) == f"error: {source}: file not found"
+    assert not output.exists()
+
+
+def test_cli_predict_missing_column(
+    cli, trained: TrainedHome, frames: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    name = "binary_lightgbm"
+    source = tmp_path / "in.csv"
+    scoring_frame(frames, name).drop(columns=["texture"]).to_csv(source, index=False)
+    output = tmp_path / "out.parquet"
+
+    result = score(cli, trained, name, source, output)
+    assert result.returncode == 1
+    assert "column 'texture' required by model 'binary_lightgbm'" in error_line(
+        result.stderr
+    )
+    assert not output.exists()
+    assert not (tmp_path / "out.parquet.partial").exists()
+
+
+def test_cli_predict_unknown_model(cli, trained: TrainedHome, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    SMALL.to_csv(source, index=False)
+    result = score(cli, trained, "no_such_model", source, tmp_path / "out.parquet")
+    assert result.returncode == 1
+    line = error_line(result.stderr)
+    assert "model 'no_such_model' has no registered version" in line
+
+
+# --- config, train and serve -----------------------------------------------------
+
+
+def test_cli_config_error_exits(cli, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[server]\nprot = 1\n", encoding="utf-8")
+    result = cli(config, tmp_path / "home", "datasets", "list")
+
+    assert result.returncode == 1
+    line = error_line(result.stderr)
+    assert "unknown key 'server.prot'" in line
+    assert str(config) in line
+
+
+def test_cli_train_registers_version(
+    cli, write_config, tmp_path: Path, frames: dict[str, pd.DataFrame]
+) -> None:
+    source = tmp_path / "iris.csv"
+    frames["multiclass"].to_csv(source, index=False)
+    models = {"iris": model_table("flowers", "species", "classification", "lightgbm")}
+    config, home = write_config(models), tmp_path / "home"
+    assert cli(config, home, "ingest", "flowers", str(source)).returncode == 0
+
+    trained = cli(config, home, "train", "iris")
+    assert trained.returncode == 0, trained.stderr
+    assert "model iris version 1" in trained.stdout
+
+    listed = cli(config, home, "models", "list", "--json")
+    (entry,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert entry["model"] == "iris"
+    assert entry["version"] == 1
+    assert entry["parity"] <= 1e-4
+
+    runs = cli(config, home, "runs", "list", "--json")
+    (run,) = [json.loads(line) for line in runs.stdout.splitlines()]
+    assert run["status"] == "finished"
+    assert run["model_version"] == 1
+    assert run["dataset_version"] == version_id(source)
+
+
+def test_cli_train_failure_exits(cli, write_config, tmp_path: Path) -> None:
+    source = tmp_path / "one.csv"
+    pd.DataFrame({"x": range(20), "label": ["same"] * 20}).to_csv(source, index=False)
+    models = {"one": model_table("one", "label", "classification", "random_forest")}
+    config, home = write_config(models), tmp_path / "home"
+    cli(config, home, "ingest", "one", str(source))
+
+    result = cli(config, home, "train", "one")
+    assert result.returncode == 1
+    assert "target column 'label'" in error_line(result.stderr)
+
+    runs = cli(config, home, "runs", "list", "--json")
+    (run,) = [json.loads(line) for line in runs.stdout.splitlines()]
+    assert run["status"] == "failed"
+    assert "single class" in run["error"]
+
+
+def test_serve_sigterm_exits_zero(write_config, tmp_path: Path) -> None:
+    config = write_config()
+    daemon = start_daemon(config, tmp_path / "home", tmp_path / "daemon.log")
+    try:
+        with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
+            health = client.get("/health")
+            listed = client.get("/v1/models")
+    finally:
+        status = stop_daemon(daemon)
+
+    assert health.json() == {"status": "ok", "models": 0}
+    assert listed.json() == {"models": []}
+    assert status == 0
+    assert "daemon stopped" in daemon.log.read_text()

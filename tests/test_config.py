@@ -1,0 +1,232 @@
+"""Configuration loading: schema errors naming key and file, and the home folder."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import model_table
+
+from appliance.config import load_config
+from appliance.errors import ConfigError
+
+MODEL = model_table("flights", "late", "classification", "lightgbm")
+
+
+def write_toml(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def with_model(**changes: Any) -> dict[str, dict[str, Any]]:
+    """Return ``{"m": MODEL}`` with keys changed, or removed when set to None."""
+    table = {**MODEL, **changes}
+    return {"m": {k: v for k, v in table.items() if v is not None}}
+
+
+def test_config_valid_file_loads(write_config) -> None:
+    path = write_config(with_model(), server={"port": 9001})
+    config = load_config(path)
+
+    assert config.path == path.resolve()
+    assert config.server.port == 9001
+    assert config.model("m").target == "late"
+    assert config.model("m").params == {"n_estimators": 20}
+    assert config.model("m").split.method == "stratified"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('logging = "DEBUG"\n', "'logging'"),
+        ("[server]\nprot = 8080\n", "'server.prot'"),
+        ('[storage]\nhome = "x"\nroot = "y"\n', "'storage.root'"),
+        (
+            '[models.m]\ndataset = "d"\ntarget = "t"\ntask = "regression"\n'
+            'label = "t"\n',
+            "'models.m.label'",
+        ),
+        (
+            '[models.m]\ndataset = "d"\ntarget = "t"\ntask = "regression"\n'
+            "[models.m.split]\nratio = 0.3\n",
+            "'models.m.split.ratio'",
+        ),
+    ],
+)
+def test_config_unknown_key_named(tmp_path: Path, text: str, key: str) -> None:
+    path = write_toml(tmp_path / "config.toml", text)
+    with pytest.raises(ConfigError, match=f"unknown key {re.escape(key)}") as caught:
+        load_config(path)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ('[server]\nport = "8080"\n', "'server.port'", "an integer"),
+        ("[server]\nmax_rows = 1.5\n", "'server.max_rows'", "an integer"),
+        ("[server]\nhost = 127\n", "'server.host'", "a string"),
+        ("[storage]\nhome = 5\n", "'storage.home'", "a string"),
+        ("log_level = true\n", "'log_level'", "a string"),
+        (
+            '[models.m]\ndataset = "d"\ntarget = "t"\ntask = "regression"\n'
+            'features = "a"\n',
+            "'models.m.features'",
+            "a list",
+        ),
+        (
+            '[models.m]\ndataset = "d"\ntarget = "t"\ntask = "regression"\n'
+            "features = [1, 2]\n",
+            "'models.m.features'",
+            "a string",
+        ),
+        (
+            '[models.m]\ndataset = "d"\ntarget = "t"\ntask = "regression"\n'
+            '[models.m.split]\ntest_size = "half"\n',
+            "'models.m.split.test_size'",
+            "a number",
+        ),
+    ],
+)
+def test_config_wrong_type_named(
+    tmp_path: Path, text: str, key: str, expected: str
+) -> None:
+    path = write_toml(tmp_path / "config.toml", text)
+    with pytest.raises(ConfigError, match=f"{re.escape(key)} in .* must be {expected}"):
+        load_config(path)
+
+
+def test_config_wrong_type_names_file(tmp_path: Path) -> None:
+    path = write_toml(tmp_path / "config.toml", '[server]\nport = "8080"\n')
+    with pytest.raises(ConfigError, match=re.escape(str(path))):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("task", "algorithm"),
+    [
+        ("regression", "logistic_regression"),
+        ("classification", "linear_regression"),
+        ("classification", "xgboost"),
+    ],
+)
+def test_config_algorithm_invalid_for_task(
+    write_config, task: str, algorithm: str
+) -> None:
+    path = write_config(with_model(task=task, algorithm=algorithm))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    message = str(caught.value)
+    assert "'models.m'" in message
+    assert f"algorithm {algorithm!r}" in message
+    assert f"task {task!r}" in message
+    assert str(path) in message
+
+
+def test_config_invalid_task_named(write_config) -> None:
+    path = write_config(with_model(task="clustering"))
+    with pytest.raises(ConfigError, match=r"'clustering' for 'models\.m\.task'"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("key", ["dataset", "target", "task"])
+def test_config_missing_key_named(write_config, key: str) -> None:
+    path = write_config(with_model(**{key: None}))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    message = str(caught.value)
+    assert f"missing key 'models.m.{key}'" in message
+    assert str(path) in message
+
+
+@pytest.mark.parametrize(
+    ("server", "wording"),
+    [
+        ({"port": 70000}, "port must be within 0..65535"),
+        ({"max_rows": 0}, "max_rows must be at least 1"),
+        ({"max_body_bytes": 10}, "max_body_bytes must be at least 1024"),
+    ],
+)
+def test_config_impossible_value_named(
+    write_config, server: dict[str, int], wording: str
+) -> None:
+    path = write_config(server=server)
+    with pytest.raises(ConfigError, match=f"invalid 'server' in .*{wording}"):
+        load_config(path)
+
+
+def test_config_target_in_features(write_config) -> None:
+    path = write_config(with_model(features=["distance", "late"]))
+    with pytest.raises(ConfigError, match="target 'late' is also listed in features"):
+        load_config(path)
+
+
+def test_config_missing_file_named(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    with pytest.raises(ConfigError, match=re.escape(f"{path} not found")):
+        load_config(path)
+
+
+def test_config_invalid_toml_named(tmp_path: Path) -> None:
+    path = write_toml(tmp_path / "config.toml", "[server\nport = 1\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path} is not valid TOML")):
+        load_config(path)
+
+
+def test_config_undeclared_model_named(write_config) -> None:
+    config = load_config(write_config(with_model()))
+    with pytest.raises(ConfigError, match="model 'other' is not declared.*: m$"):
+        config.model("other")
+
+
+def test_config_env_selects_file(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_config(server={"port": 9002})
+    monkeypatch.setenv("APPLIANCE_CONFIG", str(path))
+    assert load_config().server.port == 9002
+
+
+def test_home_env_overrides_storage(
+    write_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(home=tmp_path / "from-file")
+    monkeypatch.setenv("APPLIANCE_HOME", str(tmp_path / "from-env"))
+    assert load_config(path).storage.home == (tmp_path / "from-env").resolve()
+
+
+def test_home_from_file_without_env(write_config, tmp_path: Path) -> None:
+    path = write_config(home=tmp_path / "from-file")
+    assert load_config(path).storage.home == (tmp_path / "from-file").resolve()
+
+
+def test_home_relative_to_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_toml(tmp_path / "etc" / "config.toml", '[storage]\nhome = "data"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    assert load_config(path).storage.home == (tmp_path / "etc" / "data").resolve()
+
+
+def test_home_relative_env_uses_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_toml(tmp_path / "etc" / "config.toml", '[storage]\nhome = "data"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("APPLIANCE_HOME", "env-home")
+
+    assert load_config(path).storage.home == (elsewhere / "env-home").resolve()
+
+
+def test_home_tilde_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    path = write_toml(tmp_path / "config.toml", '[storage]\nhome = "~/appliance"\n')
+    assert load_config(path).storage.home == (tmp_path / "user" / "appliance").resolve()
