@@ -74,6 +74,22 @@ class FeatureServer:
         """Tell whether `model` joins any feature view."""
         return model in self.models
 
+    def lookup_columns(self, model: str) -> set[str]:
+        """Return the columns `model`'s feature lookup reads or adds.
+
+        These are the entity keys, the event time and every column of the
+        model's views, so a request that carries them is not warned about them.
+        """
+        if model not in self.models:
+            return set()
+        declared, event_time = self.models[model]
+        names = {event_time} if event_time else set()
+        for view in declared:
+            names.update(view.entities)
+            names.update(self._columns.get(view.name, ()))
+            names.update(view.derive)
+        return names
+
     def load(self) -> None:
         """Read every feature view into memory from the datasets' latest versions.
 

@@ -107,9 +107,10 @@ async def _predict_json(
         body = await read_body(request, server.max_body_bytes, model.name)
         rows = decode_json_rows(body, model.name)
         check_rows(len(rows), server.max_rows, model.name)
+        fed = rows
         if state.features.uses_features(model.name):
-            rows = await asyncio.to_thread(state.features.fill, model.name, rows)
-        feed, warnings = _json_feed(model, rows)
+            rows, fed = await asyncio.to_thread(_fill_rows, state.features, model, rows)
+        feed, warnings = _json_feed(model, fed)
     except BaseException:
         batcher.withdraw()
         raise
@@ -126,6 +127,22 @@ async def _predict_json(
     response = Response(_encode(body), media_type=JSON)
     entry = LogEntry(request_id, model.name, model.version, 0.0, 0.0, rows, predictions)
     return response, entry
+
+
+def _fill_rows(
+    features: FeatureServer, model: OnnxModel, rows: list[Any]
+) -> tuple[list[Any], list[Any]]:
+    """Fill the feature view columns of JSON rows in a worker thread.
+
+    Returns:
+        The filled rows, as logged, and the same rows without the lookup
+        columns that are not model inputs, as fed to the model.
+    """
+    filled = features.fill(model.name, rows)
+    request = {spec["name"] for spec in model.request}
+    lookup = features.lookup_columns(model.name) - request
+    fed = [{k: v for k, v in row.items() if k not in lookup} for row in filled]
+    return filled, fed
 
 
 def _json_feed(model: OnnxModel, rows: list[Any]) -> tuple[dict[str, Any], list[str]]:

@@ -109,6 +109,8 @@ def test_predict_fills_features_from_keys(tmp_path: Path) -> None:
                 f"{base}/v1/models/late/predict", json={"rows": [row]}, trust_env=False
             )
             assert response.status_code == 200, response.text
+            # The entity keys and event time are used, so none is warned about.
+            assert "warnings" not in response.json()
             return response.json()["predictions"][0]["probabilities"]["true"]
 
         filled, given, leaked = proba(keys_only), proba(explicit), proba(later)
