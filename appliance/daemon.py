@@ -14,8 +14,9 @@ uvicorn. The app's lifespan enters the `COMPONENTS` in order on one
 8. the SIGHUP handler that reloads the configuration.
 
 On SIGTERM uvicorn stops accepting connections and lets requests in flight
-finish; then the stack closes, so the scheduler stops, the buffered rows are flushed,
-the prediction log is written out and the catalog closed before the process exits with status 0.
+finish; then the stack closes, so the scheduler stops, the buffered rows are
+flushed, the prediction log is written out and the catalog closed before the
+process exits with status 0.
 """
 
 from __future__ import annotations
@@ -241,6 +242,9 @@ def reload_config(state: DaemonState) -> bool:
         return False
     state.config = new
     state.models.configure(batch_settings(new.server))
+    # Dataset settings and contracts apply from the next flush; the flush
+    # thresholds of [ingest] need a restart.
+    state.ingest.config = new
     _reload_feature_declarations(state, old, new)
     configure_logging(new.log_level)
     logger.info("config reloaded path=%s", new.path)
