@@ -441,6 +441,154 @@ def _check_cron(expression: str) -> None:
         raise ValueError(f"schedule {expression!r} is not a valid cron line: {exc}")
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Convert a duration such as ``90s``, ``15m``, ``3h`` or ``2d`` to seconds.
+
+    Raises:
+        ValueError: The text is not a whole number followed by s, m, h or d.
+    """
+    number, unit = text[:-1], text[-1:]
+    if unit not in _DURATION_UNITS or not number.isdigit():
+        raise ValueError(
+            f"invalid duration {text!r}; write a whole number followed by s, m, h "
+            "or d, such as '3h'"
+        )
+    return int(number) * _DURATION_UNITS[unit]
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """Contract of one column, declared as ``[datasets.NAME.contract.columns.COL]``."""
+
+    type: str | None = None
+    """DuckDB type such as ``BIGINT``, ``DOUBLE``, ``VARCHAR``, ``DATE``."""
+    nullable: bool = True
+    """Whether a missing value is allowed."""
+    min: float | None = None
+    """Smallest allowed value of a numeric column."""
+    max: float | None = None
+    """Largest allowed value of a numeric column."""
+    allowed: tuple[str, ...] | None = None
+    """Allowed values, compared as text."""
+    regex: str | None = None
+    """Regular expression that every text value must match in full."""
+    date_format: str | None = None
+    """strptime format of a DATE or TIMESTAMP column written in another form."""
+
+
+@dataclass(frozen=True)
+class ContractConfig:
+    """Contract of a dataset: the rules every ingested row must keep."""
+
+    columns: dict[str, ColumnRule] = field(default_factory=dict)
+    """Rules by column name."""
+    unique_key: tuple[str, ...] = ()
+    """Columns whose values together identify a row; a repeated key is rejected."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Settings of one dataset, declared as ``[datasets.NAME]``."""
+
+    name: str
+    """Dataset name, taken from the table key."""
+    partition_by: str | None = None
+    """Column whose values name the Hive partitions of each version."""
+    keep_versions: int | None = None
+    """Newest versions kept; older ones are deleted after an ingest. None keeps all."""
+    delimiter: str | None = None
+    """CSV delimiter; detected when omitted."""
+    decimal_separator: str | None = None
+    """Decimal separator of CSV numbers, ``.`` or ``,``; detected when omitted."""
+    encoding: str = "utf-8"
+    """Text encoding of CSV files: ``utf-8``, ``latin-1`` or ``utf-16``."""
+    date_formats: tuple[str, ...] = ()
+    """strptime formats tried on text columns besides ISO 8601, such as ``%d-%b-%Y``."""
+    null_values: tuple[str, ...] = ("", "NA", "null", "NULL")
+    """CSV values read as missing."""
+    contract: ContractConfig | None = None
+    """Declared contract; the first version's schema is used when omitted."""
+
+    def __post_init__(self) -> None:
+        if self.keep_versions is not None and self.keep_versions < 1:
+            raise ValueError(
+                f"keep_versions must be at least 1, got {self.keep_versions}"
+            )
+        if self.decimal_separator not in (None, ".", ","):
+            raise ValueError(
+                f"decimal_separator must be '.' or ',', got {self.decimal_separator!r}"
+            )
+        if self.encoding not in ("utf-8", "latin-1", "utf-16"):
+            raise ValueError(
+                f"encoding must be utf-8, latin-1 or utf-16, got {self.encoding!r}"
+            )
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise ValueError(f"delimiter must be one character, got {self.delimiter!r}")
+
+
+@dataclass(frozen=True)
+class FeatureViewConfig:
+    """A feature view, declared as ``[feature_views.NAME]``.
+
+    The SQL selects from datasets by name (their latest versions). A view with
+    a `timestamp` is joined as of the label time; one without is static.
+    """
+
+    name: str
+    """View name, taken from the table key."""
+    sql: str
+    """Query over datasets that returns the entity keys, timestamp and features."""
+    entities: tuple[str, ...]
+    """Entity key columns, such as ``origin`` or ``tailnum``."""
+    timestamp: str | None = None
+    """Event time column of the feature values; None for a static view."""
+    ttl: str | None = None
+    """Age beyond which a value is treated as missing, such as ``3h``."""
+    delay: str = "0s"
+    """Time after its event time before a value is available, such as ``1h``."""
+    derive: dict[str, str] = field(default_factory=dict)
+    """Columns computed after the join by SQL expressions over the view and the
+    label row, such as ``plane_age = "year(time_hour) - year_built"``."""
+
+    def __post_init__(self) -> None:
+        if not self.entities:
+            raise ValueError("entities must name at least one key column")
+        if self.ttl is not None:
+            parse_duration(self.ttl)
+        parse_duration(self.delay)
+        if self.timestamp is None and (self.ttl is not None or self.delay != "0s"):
+            raise ValueError("ttl and delay need 'timestamp', the event time column")
+
+    @property
+    def ttl_seconds(self) -> int | None:
+        """Time-to-live in seconds, or None."""
+        return None if self.ttl is None else parse_duration(self.ttl)
+
+    @property
+    def delay_seconds(self) -> int:
+        """Availability delay in seconds."""
+        return parse_duration(self.delay)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """The HTTP ingest buffer of the daemon."""
+
+    flush_rows: int = 10_000
+    """Buffered rows of one dataset that trigger a flush to a new version."""
+    flush_seconds: float = 60.0
+    """Age of the oldest buffered row that triggers a flush, in seconds."""
+
+    def __post_init__(self) -> None:
+        if self.flush_rows < 1:
+            raise ValueError(f"flush_rows must be at least 1, got {self.flush_rows}")
+        if self.flush_seconds <= 0:
+            raise ValueError(f"flush_seconds must be above 0, got {self.flush_seconds}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """One model declared as ``[models.NAME]``."""
@@ -491,6 +639,11 @@ class ModelConfig:
     """What the model is for and not for; shown on the model card."""
     tags: dict[str, str] = field(default_factory=dict)
     """Labels copied to every run of the model."""
+
+    feature_views: tuple[str, ...] = ()
+    """Feature views joined to the dataset rows; the daemon fills their columns."""
+    event_timestamp: str | None = None
+    """Column of the label time that timestamped feature views are joined as of."""
 
     @property
     def primary_metric(self) -> str:
@@ -596,6 +749,16 @@ class Config:
     """Lowest level of log records written to stderr."""
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     """Drift detection, alerts and the webhook."""
+    datasets: dict[str, DatasetConfig] = field(default_factory=dict)
+    """Dataset settings by name; a dataset not declared uses the defaults."""
+    feature_views: dict[str, FeatureViewConfig] = field(default_factory=dict)
+    """Feature views by name."""
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    """HTTP ingest buffer."""
+
+    def dataset(self, name: str) -> DatasetConfig:
+        """Return the settings of dataset `name`, the defaults when undeclared."""
+        return self.datasets.get(name) or DatasetConfig(name=name)
 
     def model(self, name: str) -> ModelConfig:
         """Return the model declared as ``[models.NAME]``."""
@@ -636,6 +799,9 @@ def load_config(path: str | Path | None = None) -> Config:
         "models",
         "monitoring",
         "log_level",
+        "datasets",
+        "feature_views",
+        "ingest",
     }
     if unknown:
         raise ConfigError(f"unknown key {sorted(unknown)[0]!r} in {source}")
@@ -644,7 +810,7 @@ def load_config(path: str | Path | None = None) -> Config:
     predictions = _build(
         PredictionsConfig, table.get("predictions", {}), "predictions", source
     )
-    models = _build_models(table.get("models", {}), source)
+    models = _build_named(ModelConfig, table.get("models", {}), "models", source)
     monitoring = _build(
         MonitoringConfig, table.get("monitoring", {}), "monitoring", source
     )
@@ -654,6 +820,14 @@ def load_config(path: str | Path | None = None) -> Config:
             f"invalid value {log_level!r} for 'log_level' in {source}; use one of "
             f"{', '.join(_LOG_LEVELS)}"
         )
+    datasets = _build_named(
+        DatasetConfig, table.get("datasets", {}), "datasets", source
+    )
+    views = _build_named(
+        FeatureViewConfig, table.get("feature_views", {}), "feature_views", source
+    )
+    ingest = _build(IngestConfig, table.get("ingest", {}), "ingest", source)
+    _check_feature_views(models, views, source)
 
     home = Path(os.environ.get("APPLIANCE_HOME") or storage.home).expanduser()
     if not home.is_absolute():
@@ -668,20 +842,43 @@ def load_config(path: str | Path | None = None) -> Config:
         models=models,
         log_level=log_level,
         monitoring=monitoring,
+        datasets=datasets,
+        feature_views=views,
+        ingest=ingest,
     )
 
 
-def _build_models(table: Any, source: Path) -> dict[str, ModelConfig]:
+def _build_named(cls: type[Any], table: Any, where: str, source: Path) -> dict:
+    """Build one `cls` per sub-table of ``[WHERE.NAME]``, named by its key."""
     if not isinstance(table, dict):
-        raise ConfigError(f"'models' in {source} must be a table of [models.NAME]")
-    models = {}
+        raise ConfigError(f"'{where}' in {source} must be a table of [{where}.NAME]")
+    built = {}
     for name, entry in table.items():
         if not isinstance(entry, dict):
-            raise ConfigError(f"'models.{name}' in {source} must be a table")
-        models[name] = _build(
-            ModelConfig, {"name": name, **entry}, f"models.{name}", source
-        )
-    return models
+            raise ConfigError(f"'{where}.{name}' in {source} must be a table")
+        built[name] = _build(cls, {"name": name, **entry}, f"{where}.{name}", source)
+    return built
+
+
+def _check_feature_views(
+    models: dict[str, ModelConfig],
+    views: dict[str, FeatureViewConfig],
+    source: Path,
+) -> None:
+    """Check that every view a model names is declared and has its label time."""
+    for model in models.values():
+        for view in model.feature_views:
+            if view not in views:
+                declared = ", ".join(sorted(views)) or "none"
+                raise ConfigError(
+                    f"feature view {view!r} of 'models.{model.name}' in {source} is "
+                    f"not declared; declared views: {declared}"
+                )
+            if views[view].timestamp and not model.event_timestamp:
+                raise ConfigError(
+                    f"'models.{model.name}' in {source} joins the timestamped view "
+                    f"{view!r} and needs 'event_timestamp', the label time column"
+                )
 
 
 def _build(cls: type[Any], table: Any, where: str, source: Path) -> Any:

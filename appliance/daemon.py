@@ -8,13 +8,16 @@ uvicorn. The app's lifespan enters the `COMPONENTS` in order on one
 2. the prediction log writer;
 3. the served models (the champion of each, else its latest version), on a
    session thread pool;
-4. the streaming monitors, fed off the request path by one worker thread;
-5. the APScheduler scheduler;
-6. the SIGHUP handler that reloads the configuration.
+4. the feature views, read into memory to fill requests from entity keys;
+5. the ingest buffer of ``POST /v1/datasets/NAME/rows``, flushed in a thread;
+6. the streaming monitors, fed off the request path by one worker thread;
+7. the APScheduler scheduler;
+8. the SIGHUP handler that reloads the configuration.
 
 On SIGTERM uvicorn stops accepting connections and lets requests in flight
-finish; then the stack closes, so the scheduler stops, the prediction log is
-written out and the catalog closed before the process exits with status 0.
+finish; then the stack closes, so the scheduler stops, the buffered rows are
+flushed, the prediction log is written out and the catalog closed before the
+process exits with status 0.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from litestar import Litestar
 
 from appliance.config import Config, load_config
 from appliance.errors import ApplianceError, ConfigError, DaemonError
+from appliance.features import FeatureServer
 from appliance.homelock import HomeLock
 from appliance.logs import configure_logging
 from appliance.predictions import PredictionLog
@@ -47,9 +51,10 @@ from appliance.serving import (
     batch_settings,
     create_app,
     publish_model_schema,
+    reload_features,
     session_threads,
 )
-from appliance.storage import Catalog, champion_models
+from appliance.storage import Catalog, IngestBuffer, champion_models
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +138,39 @@ def _load_models(state: DaemonState) -> None:
 
 
 @contextlib.asynccontextmanager
+async def serve_features(state: DaemonState) -> AsyncIterator[None]:
+    """Read the feature views of the models that join any.
+
+    A view that cannot be read is logged; the first request that needs it
+    tries again and fails with the error.
+    """
+    state.features = FeatureServer(state.config, state.catalog)
+    if state.features.models:
+        try:
+            await asyncio.to_thread(state.features.load)
+        except ApplianceError:
+            logger.exception("feature views load failed; retried on the first request")
+    yield
+
+
+@contextlib.asynccontextmanager
+async def run_ingest_buffer(state: DaemonState) -> AsyncIterator[None]:
+    """Flush what a previous run left in the buffer, then flush by size or age.
+
+    The feature views are read again after each flush. At exit the flush
+    thread stops and every buffered row is flushed.
+    """
+    buffer = IngestBuffer(state.config, state.catalog)
+    buffer.on_flush = lambda dataset, result: reload_features(state)
+    await asyncio.to_thread(buffer.start)
+    state.ingest = buffer
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(buffer.stop)
+
+
+@contextlib.asynccontextmanager
 async def run_monitoring(state: DaemonState) -> AsyncIterator[None]:
     """Run the streaming monitors; save their state at exit."""
     from appliance.monitoring import MonitoringService
@@ -175,6 +213,8 @@ COMPONENTS: list[Component] = [
     open_catalog,
     run_prediction_log,
     serve_models,
+    serve_features,
+    run_ingest_buffer,
     run_monitoring,
     run_scheduler,
     handle_sighup,
@@ -203,9 +243,23 @@ def reload_config(state: DaemonState) -> bool:
         return False
     state.config = new
     state.models.configure(batch_settings(new.server))
+    # Dataset settings and contracts apply from the next flush; the flush
+    # thresholds of [ingest] need a restart.
+    state.ingest.config = new
+    _reload_feature_declarations(state, old, new)
     configure_logging(new.log_level)
     logger.info("config reloaded path=%s", new.path)
     return True
+
+
+def _reload_feature_declarations(state: DaemonState, old: Config, new: Config) -> None:
+    """Serve the new feature view declarations, read in a worker thread."""
+    joined = {name: m.feature_views for name, m in new.models.items()}
+    before = {name: m.feature_views for name, m in old.models.items()}
+    if joined == before and new.feature_views == old.feature_views:
+        return
+    state.features = FeatureServer(new, state.catalog)
+    asyncio.get_running_loop().run_in_executor(None, reload_features, state)
 
 
 def _check_reloadable(old: Config, new: Config) -> None:

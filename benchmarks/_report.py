@@ -1,7 +1,7 @@
 """Helpers of the benchmarks: machine facts and sections of docs/benchmarks.md.
 
-Each benchmark owns one section of the page, between ``<!-- NAME:start -->``
-and ``<!-- NAME:end -->`` markers, and rewrites only that section.
+Each benchmark owns one section of the page, which starts at its ``## ``
+heading; a script rewrites only its own section.
 """
 
 from __future__ import annotations
@@ -43,15 +43,12 @@ def median(values: list[float]) -> float:
 
 
 def write_section(name: str, body: str) -> None:
-    """Replace section `name` of the benchmarks page with `body`."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = PAGE.read_text(encoding="utf-8") if PAGE.exists() else TITLE
-    block = f"{start}\n{body.strip()}\n{end}"
-    if start in text and end in text:
-        before, rest = text.split(start, 1)
-        _, after = rest.split(end, 1)
-        text = before + block + after
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    PAGE.parent.mkdir(parents=True, exist_ok=True)
-    PAGE.write_text(text, encoding="utf-8")
+    """Replace the section of the benchmarks page that `body` starts.
+
+    `body` begins with its ``## `` heading; `name` is kept for the callers'
+    logs. Sections are delimited by their headings, as in `_page`.
+    """
+    from _page import write_section as write_heading_section
+
+    heading = body.strip().splitlines()[0].removeprefix("## ").strip()
+    write_heading_section(heading, body)

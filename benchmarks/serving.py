@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from _report import PAGE, write_section
+from _page import PAGE, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
+SECTION = "## Serving"
 BENCH = ROOT / "benchmarks"
 WORK = BENCH / ".work"
 VENVS = BENCH / ".venvs"
@@ -502,9 +503,11 @@ def write_report(results, memory, ready, batch, args) -> None:  # noqa: ANN001
     names = list(dict.fromkeys(r.server for r in results))
     levels = sorted({r.connections for r in results})
     lines = [
-        "Written by `benchmarks/serving.py`; rerun it to refresh this section.",
+        SECTION,
         "",
-        "## Machine and load",
+        "Written by `benchmarks/serving.py`.",
+        "",
+        "### Machine and load",
         "",
         f"- {platform.platform()}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs ({_cpu_model()})",
@@ -521,7 +524,7 @@ def write_report(results, memory, ready, batch, args) -> None:  # noqa: ANN001
         f"- Load average when the load runs started: {args.load_average:.2f} "
         "(the machine is shared with other work; numbers are noisy).",
         "",
-        "## Throughput and latency, single-row requests",
+        "### Throughput and latency, single-row requests",
         "",
         "| server | "
         + " | ".join(f"c={c} req/s | c={c} p50 ms | c={c} p99 ms" for c in levels)
@@ -547,7 +550,7 @@ def write_report(results, memory, ready, batch, args) -> None:  # noqa: ANN001
         ]
     lines += [
         "",
-        "## Ratios (appliance against each other server)",
+        "### Ratios (appliance against each other server)",
         "",
         "| against | "
         + " | ".join(f"c={c} throughput | c={c} p99" for c in levels)
@@ -569,7 +572,7 @@ def write_report(results, memory, ready, batch, args) -> None:  # noqa: ANN001
         "",
         "Throughput ratio above 1 and p99 ratio below 1 favour the appliance.",
         "",
-        "## Memory and start",
+        "### Memory and start",
         "",
         "| server | RSS after load, MB | start to ready, s |",
         "| --- | ---: | ---: |",
@@ -589,7 +592,7 @@ def write_report(results, memory, ready, batch, args) -> None:  # noqa: ANN001
         native_rate = batch["rows"] / batch["native_seconds"]
         lines += [
             "",
-            "## Batch scoring",
+            "### Batch scoring",
             "",
             f"{batch['rows']:,} flights rows (the flights table repeated):",
             "",
@@ -607,7 +610,7 @@ def write_report(results, memory, ready, batch, args) -> None:  # noqa: ANN001
         if batch.get("note"):
             lines += ["", str(batch["note"])]
     lines += goals(by, memory, ready, batch)
-    write_section("serving", "\n".join(lines))
+    write_section(SECTION[3:], "\n".join(lines))
     print(f"wrote the serving section of {PAGE}")
 
 
@@ -667,7 +670,7 @@ def goals(by, memory, ready, batch) -> list[str]:  # noqa: ANN001
         return []
     return [
         "",
-        "## Goals",
+        "### Goals",
         "",
         "| goal | this run | result |",
         "| --- | ---: | --- |",

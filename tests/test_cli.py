@@ -55,7 +55,10 @@ def test_cli_ingest_prints_version(cli, write_config, tmp_path: Path) -> None:
 
     result = cli(write_config(), tmp_path / "home", "ingest", "small", str(source))
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"small@{version_id(source)} rows=5 (created)\n"
+    assert result.stdout == (
+        f"small@{version_id(source)} rows=5 mode=replace accepted=5 quarantined=0 "
+        "(created)\n"
+    )
 
 
 def test_cli_ingest_uses_env_home(cli, write_config, tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
-"""Dataset commands: ``ingest`` and ``datasets``."""
+"""Dataset commands: ``ingest`` and ``datasets list|show|diff|quarantine``."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,43 @@ def register(commands: Any) -> None:
     ingest.add_argument(
         "paths", nargs="+", type=Path, help="CSV, Parquet or JSON-lines files"
     )
+    ingest.add_argument(
+        "--mode",
+        choices=("replace", "append"),
+        default="replace",
+        help="replace: the version holds these files only; append: the latest "
+        "version's rows plus these (default: replace)",
+    )
+    ingest.add_argument(
+        "--strict",
+        action="store_true",
+        help="reject the whole ingest if any row breaks the contract or the "
+        "schema changed, instead of quarantining the rows",
+    )
 
     datasets = add_group(commands, "datasets", "dataset versions")
     add_json_flag(add_command(datasets, "list", _list, "list dataset versions"))
+    show = add_command(
+        datasets, "show", _show, "show a version's lineage, validation and quality"
+    )
+    show.add_argument("reference", metavar="DATASET[@VERSION]")
+    add_json_flag(show)
+    diff = add_command(datasets, "diff", _diff, "compare two dataset versions")
+    diff.add_argument("a", metavar="DATASET@VERSION")
+    diff.add_argument("b", metavar="DATASET@VERSION")
+    add_json_flag(diff)
+    quarantine = add_command(
+        datasets, "quarantine", _quarantine, "list rows that broke the contract"
+    )
+    quarantine.add_argument("dataset")
+    quarantine.add_argument("--version", help="only rows of this version (id prefix)")
+    quarantine.add_argument(
+        "--limit", type=int, default=100, help="most rows listed (default: 100)"
+    )
+    add_json_flag(quarantine)
 
 
-def _ingest(config: Config, args: argparse.Namespace) -> None:
+def _ingest(config: Config, args: argparse.Namespace) -> int:
     from appliance.client import find_daemon
 
     client = find_daemon(config.storage.home)
@@ -36,22 +69,49 @@ def _ingest(config: Config, args: argparse.Namespace) -> None:
         # The daemon reads the files itself, so it gets absolute paths.
         paths = [str(path.resolve()) for path in args.paths]
         result = client.post(
-            "/v1/admin/ingest", {"dataset": args.dataset, "paths": paths}
+            "/v1/admin/ingest",
+            {
+                "dataset": args.dataset,
+                "paths": paths,
+                "mode": args.mode,
+                "strict": args.strict,
+            },
         )
-        created, version = result["created"], result["version"]
     else:
         from dataclasses import asdict
 
         from appliance.storage import Catalog, ingest
 
+        settings = config.dataset(args.dataset)
         with Catalog(config.storage.home) as catalog:
-            local = ingest(catalog, args.dataset, args.paths)
-        created, version = local.created, asdict(local.version)
-    state = "created" if created else "unchanged, already ingested"
+            local = ingest(
+                catalog, args.dataset, args.paths, args.mode, settings, args.strict
+            )
+        result = asdict(local)
+    _print_ingest(result)
+    return 0
+
+
+def _print_ingest(result: dict[str, Any]) -> None:
+    version = result["version"]
+    name = f"{version['dataset']}@{version['version']}"
+    if not result["created"]:
+        print(f"{name} rows={version['row_count']} (unchanged, already ingested)")
+        return
     print(
-        f"{version['dataset']}@{version['version']} rows={version['row_count']} "
-        f"({state})"
+        f"{name} rows={version['row_count']} mode={version['mode']} "
+        f"accepted={result['accepted']} quarantined={result['quarantined']} "
+        "(created)"
     )
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
+    if result["quarantined"]:
+        print(
+            f"see the quarantined rows with 'appliance datasets quarantine "
+            f"{version['dataset']} --version {version['version']}'"
+        )
+    for removed in result["removed"]:
+        print(f"removed {version['dataset']}@{removed} (retention)")
 
 
 def _list(config: Config, args: argparse.Namespace) -> None:
@@ -63,11 +123,136 @@ def _list(config: Config, args: argparse.Namespace) -> None:
             "dataset": v["dataset"],
             "version": v["version"],
             "parent": v["parent"],
+            "mode": v["mode"],
             "rows": v["row_count"],
+            "quarantined": v["report"].get("quarantined", 0),
             "columns": len(v["schema"]),
             "created_at": iso_seconds(v["created_at"]),
             "path": str(v["path"]),
         }
         for v in versions
     ]
-    print_rows(rows, args.json, ["dataset", "version", "rows", "columns", "created_at"])
+    print_rows(
+        rows,
+        args.json,
+        ["dataset", "version", "parent", "mode", "rows", "quarantined", "created_at"],
+    )
+
+
+def _versions(config: Config, references: list[str]) -> list[Any]:
+    """Return the dataset versions named by `references`, from the running
+    daemon or from the catalog when none runs."""
+    from appliance.client import find_daemon
+    from appliance.storage import Catalog, DatasetVersion, get_dataset_version
+
+    client = find_daemon(config.storage.home)
+    if client is None:
+        with Catalog(config.storage.home, read_only=True) as catalog:
+            return [get_dataset_version(catalog, ref) for ref in references]
+    found = []
+    for reference in references:
+        record = client.get("/v1/admin/dataset-version", {"reference": reference})
+        record = record["version"]
+        record["path"] = Path(record["path"])
+        record["created_at"] = datetime.fromisoformat(record["created_at"])
+        found.append(DatasetVersion(**record))
+    return found
+
+
+def _show(config: Config, args: argparse.Namespace) -> None:
+    (version,) = _versions(config, [args.reference])
+    if args.json:
+        print(json.dumps(_version_json(version), default=str))
+        return
+    report = version.report
+    print(f"{version.dataset}@{version.version}")
+    print(f"  parent      {version.parent or '(none)'}")
+    print(f"  mode        {version.mode}")
+    print(f"  created     {version.created_at.isoformat(timespec='seconds')}")
+    print(f"  rows        {version.row_count}")
+    print(f"  accepted    {report.get('accepted', '?')}")
+    print(f"  quarantined {report.get('quarantined', '?')}")
+    print(f"  partitioned {version.partition_by or '(no)'}")
+    print(f"  folder      {version.path}")
+    for source in version.sources:
+        print(f"  source      {source['path']} sha256={source['sha256']}")
+    for warning in report.get("warnings", []):
+        print(f"  warning     {warning}")
+    quality = report.get("quality", {})
+    print(f"\nquality: duplicate rows {quality.get('duplicate_rows', '?')}")
+    rows = []
+    for name, kind in version.schema.items():
+        stats = quality.get("columns", {}).get(name, {})
+        quantiles = stats.get("quantiles") or {}
+        rows.append(
+            {
+                "column": name,
+                "type": kind,
+                "null_rate": _number(stats.get("null_rate")),
+                "distinct": stats.get("distinct"),
+                "min": _number(stats.get("min")),
+                "p25": _number(quantiles.get("p25")),
+                "median": _number(quantiles.get("p50")),
+                "p75": _number(quantiles.get("p75")),
+                "max": _number(stats.get("max")),
+                "outliers": stats.get("outliers_iqr"),
+            }
+        )
+    print_rows(rows, False, list(rows[0]) if rows else ["column"])
+
+
+def _number(value: Any) -> Any:
+    """Format a float with 6 significant digits, so a year shows as 2013."""
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def _version_json(version: Any) -> dict[str, Any]:
+    return {
+        "dataset": version.dataset,
+        "version": version.version,
+        "parent": version.parent,
+        "mode": version.mode,
+        "created_at": version.created_at.isoformat(),
+        "rows": version.row_count,
+        "schema": version.schema,
+        "sources": version.sources,
+        "path": str(version.path),
+        "files": version.files,
+        "partition_by": version.partition_by,
+        "report": version.report,
+    }
+
+
+def _diff(config: Config, args: argparse.Namespace) -> None:
+    from appliance.storage import diff_versions
+
+    a, b = _versions(config, [args.a, args.b])
+    diff = diff_versions(a, b)
+    if args.json:
+        print(json.dumps(diff, default=str))
+        return
+    print(f"{diff['a']} -> {diff['b']}")
+    print(f"  rows {diff['rows'][0]} -> {diff['rows'][1]}")
+    for name in diff["added_columns"]:
+        print(f"  + column {name} {b.schema[name]}")
+    for name in diff["removed_columns"]:
+        print(f"  - column {name} {a.schema[name]}")
+    for name, (old, new) in diff["retyped_columns"].items():
+        print(f"  ~ column {name} {old} -> {new}")
+    for name, changes in diff["statistics"].items():
+        moved = ", ".join(
+            f"{key} {old} -> {new}" for key, (old, new) in changes.items()
+        )
+        print(f"  {name}: {moved}")
+
+
+def _quarantine(config: Config, args: argparse.Namespace) -> None:
+    from appliance.cli._output import read_catalog
+
+    params = {"dataset": args.dataset, "version": args.version, "limit": args.limit}
+    rows = read_catalog(
+        config, "/v1/admin/quarantine", "rows", "list_quarantine", params
+    )
+    fields = ("version", "source", "line", "column", "value", "reason", "row")
+    table = [{name: row[name] for name in fields} for row in rows]
+    print_rows(table, args.json, ["version", "source", "line", "column", "reason"])

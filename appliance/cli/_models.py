@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from appliance.cli._output import (
     add_json_flag,
     iso_seconds,
     print_rows,
+    read_catalog,
 )
 from appliance.cli._remote import registry_change, registry_read
 from appliance.config import Config
@@ -153,7 +155,7 @@ def _predict(config: Config, args: argparse.Namespace) -> None:
     )
     version = version_from_record(record)
     model = OnnxModel.load(version.path, version.sha256)
-    rows = score_file(model, args.input, args.output)
+    rows = score_file(model, args.input, args.output, _feature_filler(config, args))
     print(f"scored {rows} rows with {version.model} version {version.version}")
     print(f"wrote {args.output}")
 
@@ -287,3 +289,26 @@ def _print_event(event: dict[str, Any]) -> None:
 def _split_reference(text: str) -> tuple[str, str | None]:
     name, _, reference = text.partition("@")
     return name, reference or None
+
+
+def _feature_filler(
+    config: Config, args: argparse.Namespace
+) -> Callable[[Any], Any] | None:
+    """Return what joins the model's feature views to a batch, if it has any.
+
+    The views are read from the latest dataset versions, listed by the daemon
+    while one holds the catalog.
+    """
+    declared = config.models.get(args.name)
+    if declared is None or not declared.feature_views:
+        return None
+    from appliance.features import FeatureServer
+    from appliance.storage import DatasetVersion
+
+    records = read_catalog(config, "/v1/admin/datasets", "datasets", "list_versions")
+    latest: dict[str, DatasetVersion] = {}
+    for record in records:
+        version = DatasetVersion(**{**record, "path": Path(record["path"])})
+        latest.setdefault(version.dataset, version)
+    features = FeatureServer.from_versions(config, list(latest.values()))
+    return lambda table: features.fill_table(args.name, table)

@@ -278,7 +278,7 @@ def _outputs(info: ModelInfo, outputs: Any) -> list[Any]:
         outputs = outputs.to_pylist()
         if info.task == "regression":
             return [o["prediction"] for o in outputs]
-        keys = [f"probability_{c}" for c in info.classes or ()]
+        keys = [f"probability_{_class_key(c)}" for c in info.classes or ()]
         return [[o[k] for k in keys] for o in outputs]
     return [output_values(info, o) for o in outputs]
 

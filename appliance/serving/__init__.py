@@ -22,6 +22,7 @@ from appliance.serving._state import (
     batch_settings,
     cpu_count,
     daemon_state,
+    reload_features,
     run_with_catalog,
     session_threads,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "daemon_state",
     "load_version",
     "publish_model_schema",
+    "reload_features",
     "rows_to_columns",
     "rows_to_feed",
     "run_with_catalog",

@@ -18,6 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from appliance.serving import (
     _routes_admin,
     _routes_health,
+    _routes_ingest,
     _routes_monitoring,
     _routes_predict,
     _routes_registry,
@@ -33,6 +34,7 @@ ROUTE_MODULES = (
     _routes_monitoring,
     _routes_registry,
     _routes_ui,
+    _routes_ingest,
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -18,8 +19,16 @@ logger = logging.getLogger(__name__)
 _BATCH_ROWS = 100_000
 
 
-def score_file(model: OnnxModel, source: Path, target: Path) -> int:
+def score_file(
+    model: OnnxModel,
+    source: Path,
+    target: Path,
+    prepare: Callable[[pa.Table], pa.Table] | None = None,
+) -> int:
     """Write `source` rows with their predictions to Parquet file `target`.
+
+    `prepare`, when given, transforms the rows before scoring, such as
+    joining the model's feature views.
 
     Returns:
         Number of rows scored.
@@ -30,6 +39,8 @@ def score_file(model: OnnxModel, source: Path, target: Path) -> int:
     """
     _check_target(source, target)
     table = _read(source)
+    if prepare is not None:
+        table = prepare(table)
     partial = target.with_name(target.name + ".partial")
     writer: pq.ParquetWriter | None = None
     try:

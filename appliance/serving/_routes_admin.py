@@ -8,12 +8,13 @@ connection, and commands that change the catalog run one at a time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, get, post
@@ -24,10 +25,20 @@ from appliance.serving._routes_registry import serve_new_version
 from appliance.serving._state import (
     DaemonState,
     daemon_state,
+    reload_features,
     run_with_catalog,
     session_threads,
 )
-from appliance.storage import Catalog, get_run, ingest, list_models, list_runs
+from appliance.storage import (
+    Catalog,
+    IngestResult,
+    get_dataset_version,
+    get_run,
+    ingest,
+    list_models,
+    list_quarantine,
+    list_runs,
+)
 from appliance.storage import list_versions
 
 logger = logging.getLogger(__name__)
@@ -40,6 +51,8 @@ class IngestRequest(msgspec.Struct, forbid_unknown_fields=True):
 
     dataset: str
     paths: list[str]
+    mode: Literal["replace", "append"] = "replace"
+    strict: bool = False
 
 
 class TrainRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -63,14 +76,28 @@ def _decode(request_type: type, body: bytes, path: str) -> Any:
 
 @post("/v1/admin/ingest", status_code=200, summary="Ingest files into a dataset")
 async def ingest_files(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Ingest files readable by the daemon into a new dataset version."""
+    """Ingest files readable by the daemon into a new dataset version.
+
+    The feature views are read again after a new version, so predictions
+    join the new rows from then on.
+    """
     state = daemon_state(request)
     body = _decode(IngestRequest, await request.body(), "/v1/admin/ingest")
     paths = [Path(p) for p in body.paths]
+    settings = state.config.dataset(body.dataset)
     async with state.admin_lock:
-        result = await run_with_catalog(state, ingest, body.dataset, paths)
-    version = result.version
-    return _json({"created": result.created, "version": asdict(version)})
+        result = await run_with_catalog(
+            state, _ingest, state, body.dataset, paths, body.mode, settings, body.strict
+        )
+    if result.created:
+        await asyncio.to_thread(reload_features, state)
+    return _json(asdict(result))
+
+
+def _ingest(catalog: Catalog, state: DaemonState, *args: Any) -> IngestResult:
+    # The buffer's flushes write versions too; one writer at a time.
+    with state.ingest.flush_lock:
+        return ingest(catalog, *args)
 
 
 @post("/v1/admin/train", status_code=200, summary="Train a model and serve it")
@@ -112,7 +139,6 @@ def _train(catalog: Catalog, config: Any, name: str) -> Any:
 
 async def load_version(state: DaemonState, folder: Path, sha256: str) -> OnnxModel:
     """Load a registered version in a worker thread and serve it from now on."""
-    import asyncio
 
     started = time.perf_counter()
     threads = session_threads(state.config.server)
@@ -135,6 +161,29 @@ async def datasets(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Return every dataset version, as ``appliance datasets list`` prints."""
     versions = await run_with_catalog(daemon_state(request), list_versions)
     return _json({"datasets": [asdict(v) for v in versions]})
+
+
+@get("/v1/admin/dataset-version", summary="Show one dataset version")
+async def dataset_version(
+    request: Request[Any, Any, Any], reference: str
+) -> Response[bytes]:
+    """Return the version ``DATASET`` (latest) or ``DATASET@VERSION`` names."""
+    state = daemon_state(request)
+    found = await run_with_catalog(state, get_dataset_version, reference)
+    return _json({"version": asdict(found)})
+
+
+@get("/v1/admin/quarantine", summary="List quarantined rows of a dataset")
+async def quarantine(
+    request: Request[Any, Any, Any],
+    dataset: str,
+    version: str | None = None,
+    limit: int | None = None,
+) -> Response[bytes]:
+    """Return the rows that broke the dataset's contract, oldest first."""
+    state = daemon_state(request)
+    rows = await run_with_catalog(state, list_quarantine, dataset, version, limit)
+    return _json({"rows": [asdict(r) for r in rows]})
 
 
 @get("/v1/admin/model-versions", summary="List registered model versions")
@@ -182,5 +231,15 @@ async def predictions(
     return _json({"predictions": rows})
 
 
-ROUTES = [ingest_files, train, datasets, model_versions, runs, run, predictions]
+ROUTES = [
+    ingest_files,
+    train,
+    datasets,
+    dataset_version,
+    quarantine,
+    model_versions,
+    runs,
+    run,
+    predictions,
+]
 """The route handlers of this module, as `create_app` mounts them."""

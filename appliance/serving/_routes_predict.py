@@ -13,6 +13,7 @@ import pyarrow as pa
 from litestar import Request, Response, get, post
 
 from appliance.errors import ApplianceError, NotFoundError, RequestError
+from appliance.features import FeatureServer
 from appliance.predictions import LogEntry
 from appliance.serving._batcher import MicroBatcher
 from appliance.serving._body import (
@@ -115,7 +116,10 @@ async def _predict_json(
         body = await read_body(request, server.max_body_bytes, model.name)
         rows = decode_json_rows(body, model.name)
         check_rows(len(rows), server.max_rows, model.name)
-        feed, warnings = _json_feed(model, rows)
+        fed = rows
+        if state.features.uses_features(model.name):
+            rows, fed = await asyncio.to_thread(_fill_rows, state.features, model, rows)
+        feed, warnings = _json_feed(model, fed)
     except BaseException:
         batcher.withdraw()
         raise
@@ -132,6 +136,22 @@ async def _predict_json(
     response = Response(_encode(body), media_type=JSON)
     entry = LogEntry(request_id, model.name, model.version, 0.0, 0.0, rows, predictions)
     return response, entry
+
+
+def _fill_rows(
+    features: FeatureServer, model: OnnxModel, rows: list[Any]
+) -> tuple[list[Any], list[Any]]:
+    """Fill the feature view columns of JSON rows in a worker thread.
+
+    Returns:
+        The filled rows, as logged, and the same rows without the lookup
+        columns that are not model inputs, as fed to the model.
+    """
+    filled = features.fill(model.name, rows)
+    request = {spec["name"] for spec in model.request}
+    lookup = features.lookup_columns(model.name) - request
+    fed = [{k: v for k, v in row.items() if k not in lookup} for row in filled]
+    return filled, fed
 
 
 def _json_feed(model: OnnxModel, rows: list[Any]) -> tuple[dict[str, Any], list[str]]:
@@ -152,8 +172,8 @@ async def _predict_arrow(
     table = decode_arrow(body, model.name)
     check_rows(table.num_rows, server.max_rows, model.name)
     loop = asyncio.get_running_loop()
-    output, payload = await loop.run_in_executor(
-        state.models.executor, _score_arrow, model, table
+    table, output, payload = await loop.run_in_executor(
+        state.models.executor, _score_arrow, state.features, model, table
     )
     request_id = uuid.uuid4().hex
     headers = {
@@ -166,11 +186,18 @@ async def _predict_arrow(
     return response, entry
 
 
-def _score_arrow(model: OnnxModel, table: pa.Table) -> tuple[pa.Table, bytes]:
-    """Score a table in a worker thread and encode the response stream."""
+def _score_arrow(
+    features: FeatureServer, model: OnnxModel, table: pa.Table
+) -> tuple[pa.Table, pa.Table, bytes]:
+    """Fill features, score a table in a worker thread and encode the response.
+
+    Returns:
+        The request table with its features, the output and its stream.
+    """
+    table = features.fill_table(model.name, table)
     feed, _ = model.feed_table(table)
     output = model.format_table(model.run(feed))
-    return output, encode_arrow(output)
+    return table, output, encode_arrow(output)
 
 
 ROUTES = [list_models, predict]

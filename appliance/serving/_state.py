@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from appliance.config import Config, ServerConfig
-from appliance.errors import NotFoundError
+from appliance.errors import ApplianceError, NotFoundError
 from appliance.serving._batcher import BatchSettings, MicroBatcher
 from appliance.serving._metrics import ServingMetrics
 from appliance.serving._onnx import OnnxModel
@@ -29,8 +29,10 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     from litestar import Request
 
+    from appliance.features import FeatureServer
     from appliance.monitoring import MonitoringService
     from appliance.predictions import PredictionLog
+    from appliance.storage import IngestBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +172,10 @@ class DaemonState:
     scheduler: AsyncIOScheduler = field(init=False)
     monitoring: MonitoringService = field(init=False)
     """Streaming drift detectors and live metrics, fed off the request path."""
+    features: FeatureServer = field(init=False)
+    """Fills the feature view columns of requests from their entity keys."""
+    ingest: IngestBuffer = field(init=False)
+    """Write-ahead buffer of the rows sent to ``POST /v1/datasets/NAME/rows``."""
     admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while an admin command changes the catalog, one at a time."""
     ready_at: float | None = None
@@ -179,6 +185,20 @@ class DaemonState:
 def daemon_state(request: Request[Any, Any, Any]) -> DaemonState:
     """Return the daemon state of the app serving `request`."""
     return request.app.state.daemon
+
+
+def reload_features(state: DaemonState) -> None:
+    """Read the feature views again, if any model joins one.
+
+    Blocks while the views are read, so call it off the event loop. A failed
+    read is logged and the views read before stay in use.
+    """
+    if not state.features.models:
+        return
+    try:
+        state.features.load()
+    except ApplianceError:
+        logger.exception("feature views reload failed; the previous views are kept")
 
 
 async def run_with_catalog(

@@ -13,14 +13,19 @@ from appliance.storage._aliases import (
     set_alias,
 )
 from appliance.storage._blobs import read_blob, write_blob
+from appliance.storage._buffer import IngestBuffer
 from appliance.storage._catalog import Catalog
 from appliance.storage._datasets import (
     DatasetVersion,
-    IngestResult,
-    ingest,
+    Mode,
+    apply_retention,
+    diff_versions,
+    get_dataset_version,
     latest_version,
     list_versions,
+    scan_sql,
 )
+from appliance.storage._ingest import IngestResult, ingest, stored_contract
 from appliance.storage._models import (
     MODEL_FILE,
     SCHEMA_FILE,
@@ -32,6 +37,7 @@ from appliance.storage._models import (
     register_version,
     verify_artifact,
 )
+from appliance.storage._quarantine import QuarantinedRow, list_quarantine
 from appliance.storage._runs import (
     FAILED,
     FINISHED,
@@ -63,8 +69,11 @@ __all__ = [
     "AliasEvent",
     "Catalog",
     "DatasetVersion",
+    "IngestBuffer",
     "IngestResult",
+    "Mode",
     "ModelVersion",
+    "QuarantinedRow",
     "Run",
     "RunLog",
     "RunResult",
@@ -73,6 +82,12 @@ __all__ = [
     "aliases",
     "champion_models",
     "children_of",
+    "apply_retention",
+    "diff_versions",
+    "get_dataset_version",
+    "list_quarantine",
+    "scan_sql",
+    "stored_contract",
     "fail_run",
     "finish_run",
     "get_run",

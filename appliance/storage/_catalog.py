@@ -29,6 +29,26 @@ CREATE TABLE IF NOT EXISTS dataset_versions (
     path         VARCHAR NOT NULL,
     PRIMARY KEY (dataset, version)
 );
+ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS mode VARCHAR;
+ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS files_json VARCHAR;
+ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS partition_by VARCHAR;
+ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS report_json VARCHAR;
+CREATE TABLE IF NOT EXISTS dataset_contracts (
+    dataset       VARCHAR PRIMARY KEY,
+    from_version  VARCHAR NOT NULL,
+    schema_json   VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    dataset        VARCHAR NOT NULL,
+    version        VARCHAR NOT NULL,
+    source         VARCHAR NOT NULL,
+    line           BIGINT,
+    column_name    VARCHAR,
+    value          VARCHAR,
+    reason         VARCHAR NOT NULL,
+    quarantined_at TIMESTAMPTZ NOT NULL
+);
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS row_json VARCHAR;
 CREATE TABLE IF NOT EXISTS runs (
     run_id             VARCHAR PRIMARY KEY,
     model              VARCHAR NOT NULL,

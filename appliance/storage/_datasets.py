@@ -1,39 +1,33 @@
-"""Dataset versions: files ingested into the Parquet lake, named by content.
+"""Dataset versions in the catalog: lookup, lineage, reading, retention and diff.
 
-A version id is a hash of the bytes of its source files, so ingesting the same
-files again finds the existing version and writes nothing. Each version is one
-Parquet file under ``lake/DATASET/version=ID/`` and a row in the catalog.
+A version is immutable. Its own rows are Parquet files under
+``lake/DATASET/version=ID/`` (Hive-partitioned when the dataset declares
+``partition_by``); an ``append`` version also reads the files of its parent
+chain, so appended rows are stored once. `scan_sql` returns the query that
+reads a version with its recorded column order and types.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import shutil
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any, Literal
 
-import duckdb
-
-from appliance.errors import IngestError, NotFoundError
+from appliance.errors import NotFoundError, StorageError
 from appliance.storage._catalog import Catalog
 
 logger = logging.getLogger(__name__)
 
-_READERS = {
-    ".csv": "read_csv",
-    ".tsv": "read_csv",
-    ".txt": "read_csv",
-    ".parquet": "read_parquet",
-    ".pq": "read_parquet",
-    ".jsonl": "read_json",
-    ".ndjson": "read_json",
-    ".json": "read_json",
-}
-_HASH_CHUNK = 1 << 20
+Mode = Literal["append", "replace"]
+
+_COLUMNS = (
+    "dataset, version, parent, created_at, row_count, schema_json, sources_json, "
+    "path, mode, files_json, partition_by, report_json"
+)
 
 
 @dataclass(frozen=True)
@@ -47,78 +41,18 @@ class DatasetVersion:
     row_count: int
     schema: dict[str, str]
     sources: list[dict[str, str]]
+    """Source files with their ``path`` and ``sha256``."""
     path: Path
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    """Outcome of one ingest."""
-
-    version: DatasetVersion
-    created: bool
-    """False when the same bytes were ingested before and nothing was written."""
-
-
-def ingest(catalog: Catalog, dataset: str, paths: list[Path]) -> IngestResult:
-    """Load files into a new version of `dataset`, or find the existing one.
-
-    Raises:
-        IngestError: A file is missing, empty, unreadable or of an unknown format.
-    """
-    _check_name(dataset)
-    if not paths:
-        raise IngestError("no input files given; name at least one file")
-    readers = [_reader_for(path) for path in paths]
-    if len(set(readers)) > 1:
-        raise IngestError(
-            f"{_names(paths)}: input files mix formats; ingest CSV, Parquet and "
-            "JSON-lines files in separate commands"
-        )
-    hashes = [_hash_file(path) for path in paths]
-    version_id = _version_id(hashes)
-
-    existing = _find(catalog, dataset, version_id)
-    if existing is not None:
-        logger.info("ingest unchanged dataset=%s version=%s", dataset, version_id)
-        return IngestResult(existing, created=False)
-
-    target = catalog.lake / dataset / f"version={version_id}"
-    row_count, schema = _write_parquet(catalog, readers[0], paths, target)
-    parent = latest_version(catalog, dataset, missing_ok=True)
-    version = DatasetVersion(
-        dataset=dataset,
-        version=version_id,
-        parent=parent.version if parent else None,
-        created_at=datetime.now(timezone.utc),
-        row_count=row_count,
-        schema=schema,
-        sources=[
-            {"path": str(path.resolve()), "sha256": digest}
-            for path, digest in zip(paths, hashes)
-        ],
-        path=target / "data.parquet",
-    )
-    catalog.db.execute(
-        "INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            version.dataset,
-            version.version,
-            version.parent,
-            version.created_at,
-            version.row_count,
-            json.dumps(version.schema),
-            json.dumps(version.sources),
-            str(version.path),
-        ],
-    )
-    logger.info(
-        "ingest done dataset=%s version=%s rows=%d files=%d",
-        dataset,
-        version_id,
-        row_count,
-        len(paths),
-    )
-    return IngestResult(version, created=True)
+    """Folder of the version's own Parquet files."""
+    mode: Mode = "replace"
+    """``replace``: the version holds only its sources' rows; ``append``: its
+    parent's rows too."""
+    files: list[str] = field(default_factory=list)
+    """Parquet globs of every row of the version, the parent chain's included."""
+    partition_by: str | None = None
+    """Hive partition column of the version's own files."""
+    report: dict[str, Any] = field(default_factory=dict)
+    """Validation counts, warnings and the data quality report."""
 
 
 def latest_version(
@@ -129,11 +63,12 @@ def latest_version(
     Raises:
         NotFoundError: The dataset has no version and `missing_ok` is false.
     """
-    row = catalog.db.execute(
-        "SELECT * FROM dataset_versions WHERE dataset = ? "
+    rows = catalog.db.execute(
+        f"SELECT {_COLUMNS} FROM dataset_versions WHERE dataset = ? "
         "ORDER BY created_at DESC LIMIT 1",
         [dataset],
-    ).fetchone()
+    ).fetchall()
+    row = rows[0] if rows else None
     if row is None:
         if missing_ok:
             return None
@@ -144,126 +79,226 @@ def latest_version(
     return _from_row(row)
 
 
-def list_versions(catalog: Catalog) -> list[DatasetVersion]:
-    """Return every dataset version, newest first."""
+def get_dataset_version(catalog: Catalog, reference: str) -> DatasetVersion:
+    """Return the version named by ``DATASET`` (latest) or ``DATASET@VERSION``.
+
+    A version may be given by a unique prefix of its id.
+
+    Raises:
+        NotFoundError: No such dataset or version.
+    """
+    dataset, _, version = reference.partition("@")
+    if not version:
+        found = latest_version(catalog, dataset)
+        assert found is not None
+        return found
     rows = catalog.db.execute(
-        "SELECT * FROM dataset_versions ORDER BY dataset, created_at DESC"
+        f"SELECT {_COLUMNS} FROM dataset_versions WHERE dataset = ? "
+        "AND starts_with(version, ?)",
+        [dataset, version],
+    ).fetchall()
+    if len(rows) != 1:
+        known = ", ".join(v.version for v in list_versions(catalog, dataset)) or "none"
+        problem = "matches several versions" if rows else "is not a version"
+        raise NotFoundError(
+            f"{version!r} {problem} of dataset {dataset!r}; versions: {known}"
+        )
+    return _from_row(rows[0])
+
+
+def list_versions(catalog: Catalog, dataset: str | None = None) -> list[DatasetVersion]:
+    """Return the versions of every dataset, or of one, newest first."""
+    where, params = ("WHERE dataset = ?", [dataset]) if dataset else ("", [])
+    rows = catalog.db.execute(
+        f"SELECT {_COLUMNS} FROM dataset_versions {where} "
+        "ORDER BY dataset, created_at DESC",
+        params,
     ).fetchall()
     return [_from_row(row) for row in rows]
 
 
-def _find(catalog: Catalog, dataset: str, version: str) -> DatasetVersion | None:
-    row = catalog.db.execute(
-        "SELECT * FROM dataset_versions WHERE dataset = ? AND version = ?",
+def find_version(catalog: Catalog, dataset: str, version: str) -> DatasetVersion | None:
+    """Return version `version` of `dataset`, or None."""
+    rows = catalog.db.execute(
+        f"SELECT {_COLUMNS} FROM dataset_versions WHERE dataset = ? AND version = ?",
         [dataset, version],
-    ).fetchone()
-    return _from_row(row) if row else None
+    ).fetchall()
+    return _from_row(rows[0]) if rows else None
 
 
-def _from_row(row: tuple) -> DatasetVersion:
-    dataset, version, parent, created, count, schema, sources, path = row
-    return DatasetVersion(
+def find_by_sources(
+    catalog: Catalog, dataset: str, hashes: list[str]
+) -> DatasetVersion | None:
+    """Return a version of `dataset` built from exactly the files of `hashes`."""
+    wanted = sorted(hashes)
+    for version in list_versions(catalog, dataset):
+        if sorted(s["sha256"] for s in version.sources) == wanted:
+            return version
+    return None
+
+
+def record_version(catalog: Catalog, version: DatasetVersion) -> None:
+    """Insert `version` into the catalog."""
+    catalog.db.execute(
+        f"INSERT INTO dataset_versions ({_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            version.dataset,
+            version.version,
+            version.parent,
+            version.created_at,
+            version.row_count,
+            json.dumps(version.schema),
+            json.dumps(version.sources),
+            str(version.path),
+            version.mode,
+            json.dumps(version.files),
+            version.partition_by,
+            json.dumps(version.report, default=str),
+        ],
+    )
+
+
+def scan_sql(version: DatasetVersion) -> str:
+    """Return a SELECT that reads every row of `version` in its recorded schema.
+
+    The lake is Hive-partitioned, so the folder names ``version=ID`` and, when
+    partitioned, ``COLUMN=VALUE`` become columns on read; the SELECT keeps only
+    the recorded columns, in order, cast to their recorded types.
+    """
+    columns = ", ".join(
+        f"CAST({_ident(name)} AS {kind}) AS {_ident(name)}"
+        for name, kind in version.schema.items()
+    )
+    files = "[" + ", ".join(_literal(glob) for glob in version.files) + "]"
+    partitions = {
+        name: kind
+        for name, kind in version.schema.items()
+        if name == version.partition_by
+    }
+    hive_types = ""
+    if partitions:
+        pairs = ", ".join(
+            f"{_literal(n)}: {_literal(k)}" for n, k in partitions.items()
+        )
+        hive_types = f", hive_types={{{pairs}}}"
+    return (
+        f"SELECT {columns} FROM read_parquet({files}, hive_partitioning=true, "
+        f"union_by_name=true{hive_types})"
+    )
+
+
+def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
+    """Delete all but the newest `keep` versions of `dataset`; return their ids.
+
+    A deleted version's folder stays while a kept version still reads it
+    (an ``append`` child reads its parent's files).
+    """
+    versions = list_versions(catalog, dataset)
+    kept, dropped = versions[:keep], versions[keep:]
+    if not dropped:
+        return []
+    needed = {glob for version in kept for glob in version.files}
+    for version in dropped:
+        catalog.db.execute(
+            "DELETE FROM dataset_versions WHERE dataset = ? AND version = ?",
+            [dataset, version.version],
+        )
+        if not any(g.startswith(str(version.path) + "/") for g in needed):
+            _remove_folder(version.path)
+        logger.info(
+            "version removed by retention dataset=%s version=%s keep=%d",
+            dataset,
+            version.version,
+            keep,
+        )
+    return [version.version for version in dropped]
+
+
+def diff_versions(a: DatasetVersion, b: DatasetVersion) -> dict[str, Any]:
+    """Compare two versions: schema changes, row counts and column statistics."""
+    added = [n for n in b.schema if n not in a.schema]
+    removed = [n for n in a.schema if n not in b.schema]
+    retyped = {
+        n: [a.schema[n], b.schema[n]]
+        for n in a.schema
+        if n in b.schema and a.schema[n] != b.schema[n]
+    }
+    stats_a = a.report.get("quality", {}).get("columns", {})
+    stats_b = b.report.get("quality", {}).get("columns", {})
+    moved = {}
+    for name in a.schema:
+        if name not in b.schema:
+            continue
+        changes = _stat_changes(stats_a.get(name, {}), stats_b.get(name, {}))
+        if changes:
+            moved[name] = changes
+    return {
+        "a": f"{a.dataset}@{a.version}",
+        "b": f"{b.dataset}@{b.version}",
+        "rows": [a.row_count, b.row_count],
+        "added_columns": added,
+        "removed_columns": removed,
+        "retyped_columns": retyped,
+        "statistics": moved,
+    }
+
+
+def _stat_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
+    changes = {}
+    for key in ("null_rate", "distinct", "min", "max", "outliers_iqr"):
+        if old.get(key) != new.get(key):
+            changes[key] = [old.get(key), new.get(key)]
+    old_q, new_q = old.get("quantiles") or {}, new.get("quantiles") or {}
+    if old_q.get("p50") != new_q.get("p50"):
+        changes["median"] = [old_q.get("p50"), new_q.get("p50")]
+    return changes
+
+
+def _remove_folder(path: Path) -> None:
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot remove old version folder {path}: {exc}") from exc
+
+
+def _from_row(row: tuple[Any, ...]) -> DatasetVersion:
+    (
         dataset,
         version,
         parent,
         created,
         count,
-        json.loads(schema),
-        json.loads(sources),
-        Path(path),
+        schema,
+        sources,
+        path,
+        mode,
+        files,
+        partition_by,
+        report,
+    ) = row
+    return DatasetVersion(
+        dataset=dataset,
+        version=version,
+        parent=parent,
+        created_at=created,
+        row_count=count,
+        schema=json.loads(schema),
+        sources=json.loads(sources),
+        path=Path(path),
+        mode=mode or "replace",
+        # Versions written before files were recorded are one Parquet file.
+        files=json.loads(files) if files else [path],
+        partition_by=partition_by,
+        report=json.loads(report) if report else {},
     )
 
 
-def _check_name(dataset: str) -> None:
-    if not dataset or not all(c.isalnum() or c in "_-" for c in dataset):
-        raise IngestError(
-            f"invalid dataset name {dataset!r}; use letters, digits, '_' and '-'"
-        )
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
-def _reader_for(path: Path) -> str:
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
-        known = ", ".join(sorted(_READERS))
-        raise IngestError(
-            f"{path}: unsupported format {path.suffix or '(no extension)'!r}; "
-            f"use a file ending in one of {known}"
-        )
-    if not path.exists():
-        raise IngestError(f"{path}: file not found")
-    if not path.is_file():
-        raise IngestError(f"{path}: not a regular file")
-    if path.stat().st_size == 0:
-        raise IngestError(f"{path}: file is empty (0 bytes); nothing to ingest")
-    return reader
-
-
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(_HASH_CHUNK):
-                digest.update(chunk)
-    except OSError as exc:
-        raise IngestError(f"{path}: cannot read file: {exc.strerror}") from exc
-    return digest.hexdigest()
-
-
-def _version_id(hashes: list[str]) -> str:
-    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:16]
-
-
-def _source_sql(reader: str, paths: list[Path]) -> str:
-    files = "[" + ", ".join(_quote(str(path)) for path in paths) + "]"
-    if reader == "read_csv":
-        # sample_size=-1 reads every row before choosing column types, so a
-        # column that turns to text after many numeric rows is typed correctly.
-        return f"read_csv({files}, sample_size=-1, union_by_name=true)"
-    if reader == "read_json":
-        return f"read_json({files}, format='newline_delimited', sample_size=-1)"
-    return f"read_parquet({files}, union_by_name=true)"
-
-
-def _write_parquet(
-    catalog: Catalog, reader: str, paths: list[Path], target: Path
-) -> tuple[int, dict[str, str]]:
-    """Copy the files into ``target/data.parquet`` through a temporary folder."""
-    source = _source_sql(reader, paths)
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        schema = _describe(catalog, source, paths)
-        out = staging / "data.parquet"
-        catalog.db.execute(
-            f"COPY (SELECT * FROM {source}) TO {_quote(str(out))} "
-            "(FORMAT parquet, COMPRESSION zstd)"
-        )
-        row_count = catalog.db.execute(
-            f"SELECT count(*) FROM read_parquet({_quote(str(out))})"
-        ).fetchone()[0]
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    except duckdb.Error as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise IngestError(f"{_names(paths)}: cannot read file: {exc}") from exc
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return row_count, schema
-
-
-def _describe(catalog: Catalog, source: str, paths: list[Path]) -> dict[str, str]:
-    rows = catalog.db.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
-    schema = {name: kind for name, kind, *_ in rows}
-    if not schema:
-        raise IngestError(f"{_names(paths)}: no columns found")
-    return schema
-
-
-def _names(paths: list[Path]) -> str:
-    return ", ".join(str(path) for path in paths)
-
-
-def _quote(text: str) -> str:
+def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"

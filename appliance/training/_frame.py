@@ -8,7 +8,8 @@ feeds to ONNX, so native and exported models see identical inputs.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from appliance.config import ModelConfig
+from appliance.config import FeatureViewConfig, ModelConfig
 from appliance.derive import (
     derived_inputs,
     feature_columns,
@@ -25,7 +26,8 @@ from appliance.derive import (
     utc_cursor,
 )
 from appliance.errors import TrainingError
-from appliance.storage import Catalog, latest_version
+from appliance.features import FeatureStore, model_views, open_store
+from appliance.storage import Catalog, DatasetVersion, latest_version, scan_sql
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,11 @@ class TrainingFrame:
     """Derived features that serving computes from the request columns."""
     base_sql: str = ""
     """SELECT of the dataset rows with the derived columns, after ``where``."""
+    feature_versions: dict[str, str] = field(default_factory=dict)
+    """Version read of each dataset behind the model's feature views."""
+    db: Any = field(default=None, repr=False)
+    """Connection `base_sql` runs on: the feature store's in-memory database
+    when the model joins feature views, else None for the catalog's."""
 
     @property
     def features(self) -> list[str]:
@@ -75,8 +82,15 @@ class TrainingFrame:
         return self.numeric + self.categorical
 
 
-def load_frame(catalog: Catalog, cfg: ModelConfig) -> TrainingFrame:
+def load_frame(
+    catalog: Catalog,
+    cfg: ModelConfig,
+    views: Mapping[str, FeatureViewConfig] | None = None,
+) -> TrainingFrame:
     """Read the latest version of the model's dataset and split it.
+
+    The model's feature views are joined point in time: each row sees the
+    feature values available at its `event_timestamp`, never later ones.
 
     Raises:
         TrainingError: A column is missing or of an unusable type, the filter is
@@ -84,8 +98,14 @@ def load_frame(catalog: Catalog, cfg: ModelConfig) -> TrainingFrame:
     """
     version = latest_version(catalog, cfg.dataset)
     assert version is not None
-    base = _base_sql(catalog, str(version.path), cfg)
-    schema = _describe(catalog, base, cfg)
+    store = open_store(catalog) if cfg.feature_views else None
+    # The in-memory store is not closed here: `base_sql` reads it, so it stays
+    # open as long as the frame that refers to it.
+    db = catalog.db if store is None else store.db
+    source = _rows_source(cfg, version, store, views or {})
+    feature_versions = dict(store.versions) if store is not None else {}
+    base = _base_sql(db, source, cfg)
+    schema = _describe(db, base, cfg)
     features = _feature_names(cfg, schema)
     numeric, categorical = _split_kinds(cfg, features, schema)
     if cfg.target not in schema:
@@ -96,7 +116,7 @@ def load_frame(catalog: Catalog, cfg: ModelConfig) -> TrainingFrame:
 
     derive, raw = derived_inputs(cfg.derive, features)
     request = request_columns(features, categorical, derive, raw, schema)
-    frame = _query(catalog, base, cfg, numeric, categorical)
+    frame = _query(db, base, cfg, numeric, categorical)
     _check_values(cfg, frame, numeric)
     labelled = frame[cfg.target].notna()
     unlabelled = int((~labelled).sum())
@@ -110,12 +130,14 @@ def load_frame(catalog: Catalog, cfg: ModelConfig) -> TrainingFrame:
     train_idx, test_idx = _split(cfg, frame, y)
     x = frame[numeric + categorical]
     logger.info(
-        "frame loaded model=%s dataset=%s version=%s rows=%d unlabelled=%d",
+        "frame loaded model=%s dataset=%s version=%s rows=%d unlabelled=%d "
+        "feature_datasets=%s",
         cfg.name,
         cfg.dataset,
         version.version,
         len(frame),
         unlabelled,
+        ",".join(f"{d}@{v}" for d, v in sorted(feature_versions.items())) or "none",
     )
     return TrainingFrame(
         dataset_version=version.version,
@@ -130,6 +152,8 @@ def load_frame(catalog: Catalog, cfg: ModelConfig) -> TrainingFrame:
         request=request,
         derive=derive,
         base_sql=base,
+        feature_versions=feature_versions,
+        db=store.db if store is not None else None,
     )
 
 
@@ -157,7 +181,7 @@ def derived_sample(
         f"(SELECT {raw}, {derived} FROM ({frame.base_sql}) WHERE {any_null} "
         "LIMIT 200)"
     )
-    with utc_cursor(catalog.db) as db:
+    with utc_cursor(frame.db or catalog.db) as db:
         table = db.sql(sql).to_arrow_table()
     names = table.column_names
     request_table = table.select(list(range(len(request))))
@@ -200,23 +224,34 @@ def request_columns(
     return columns
 
 
-def _base_sql(catalog: Catalog, path: str, cfg: ModelConfig) -> str:
-    # The lake folder is named ``version=ID``, so DuckDB's hive partitioning
-    # would add a column ``version`` that then becomes a feature.
-    source = f"read_parquet({_literal(path)}, hive_partitioning = false)"
-    sql = select_sql(cfg.derive, _missing_as_null(catalog, source))
+def _rows_source(
+    cfg: ModelConfig,
+    version: DatasetVersion,
+    store: FeatureStore | None,
+    views: Mapping[str, FeatureViewConfig],
+) -> str:
+    """Return the dataset rows, with the feature views joined point in time."""
+    if store is None:
+        return f"({scan_sql(version)})"
+    joined = model_views(cfg.feature_views, views)
+    rows = f"SELECT * FROM {_ident(cfg.dataset)}"
+    return f"({store.joined_sql(rows, joined, cfg.event_timestamp)})"
+
+
+def _base_sql(db: duckdb.DuckDBPyConnection, source: str, cfg: ModelConfig) -> str:
+    sql = select_sql(cfg.derive, _missing_as_null(db, source))
     if cfg.where:
         sql = f"SELECT * FROM ({sql}) WHERE ({cfg.where})"
     return sql
 
 
-def _missing_as_null(catalog: Catalog, source: str) -> str:
+def _missing_as_null(db: duckdb.DuckDBPyConnection, source: str) -> str:
     """Return `source` with NaN and ``''`` read as NULL, as serving reads them.
 
     A request's null, NaN and ``"NaN"`` all mean missing, so derived columns
     and filters must see one missing value at training too.
     """
-    rows = catalog.db.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    rows = db.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     replaced = []
     for name, kind, *_ in rows:
         column = _ident(name)
@@ -232,9 +267,11 @@ def _missing_as_null(catalog: Catalog, source: str) -> str:
     return f"(SELECT * REPLACE ({', '.join(replaced)}) FROM {source})"
 
 
-def _describe(catalog: Catalog, base: str, cfg: ModelConfig) -> dict[str, str]:
+def _describe(
+    db: duckdb.DuckDBPyConnection, base: str, cfg: ModelConfig
+) -> dict[str, str]:
     try:
-        rows = catalog.db.execute(f"DESCRIBE {base}").fetchall()
+        rows = db.execute(f"DESCRIBE {base}").fetchall()
     except duckdb.Error as exc:
         raise TrainingError(
             f"invalid 'where' or 'derive' of model {cfg.name!r}: {exc}"
@@ -277,7 +314,7 @@ def _split_kinds(
 
 
 def _query(
-    catalog: Catalog,
+    db: duckdb.DuckDBPyConnection,
     base: str,
     cfg: ModelConfig,
     numeric: list[str],
@@ -293,8 +330,8 @@ def _query(
         base = f"SELECT *, row_number() OVER () AS rowid_ FROM ({base})"
     sql = f"SELECT {', '.join(columns)} FROM ({base}){order}"
     try:
-        with utc_cursor(catalog.db) as db:
-            return db.execute(sql).df()
+        with utc_cursor(db) as cursor:
+            return cursor.execute(sql).df()
     except duckdb.Error as exc:
         raise TrainingError(
             f"cannot read training rows of {cfg.name!r}: {exc}"
@@ -398,7 +435,3 @@ def _plain(value: Any) -> Any:
 
 def _ident(name: str) -> str:
     return quote_identifier(name)
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from appliance.config import Config, ModelConfig
+from appliance.config import Config, FeatureViewConfig, ModelConfig
 from appliance.errors import ExportError, TrainingError
 from appliance.serving import OnnxModel
 from appliance.storage import (
@@ -86,12 +86,14 @@ def train_model(
     """
     cfg = config.model(name)
     if catalog is not None:
-        return _recorded_train(catalog, cfg)
+        return _recorded_train(catalog, cfg, config.feature_views)
     with Catalog(config.storage.home) as opened:
-        return _recorded_train(opened, cfg)
+        return _recorded_train(opened, cfg, config.feature_views)
 
 
-def _recorded_train(catalog: Catalog, cfg: ModelConfig) -> TrainResult:
+def _recorded_train(
+    catalog: Catalog, cfg: ModelConfig, views: dict[str, FeatureViewConfig]
+) -> TrainResult:
     run_id = start_run(
         catalog,
         cfg.name,
@@ -103,15 +105,20 @@ def _recorded_train(catalog: Catalog, cfg: ModelConfig) -> TrainResult:
         packages=package_versions(),
     )
     try:
-        return _train(catalog, cfg, run_id)
+        return _train(catalog, cfg, run_id, views)
     except BaseException as exc:
         fail_run(catalog, run_id, _error_text(exc))
         raise
 
 
-def _train(catalog: Catalog, cfg: ModelConfig, run_id: str) -> TrainResult:
+def _train(
+    catalog: Catalog,
+    cfg: ModelConfig,
+    run_id: str,
+    views: dict[str, FeatureViewConfig],
+) -> TrainResult:
     started = time.perf_counter()
-    frame = load_frame(catalog, cfg)
+    frame = load_frame(catalog, cfg, views)
     n_classes = len(frame.classes) if frame.classes else None
     log = RunLog(catalog, run_id)
     metrics: dict[str, float] = {}
@@ -160,9 +167,7 @@ def _train(catalog: Catalog, cfg: ModelConfig, run_id: str) -> TrainResult:
         params=params,
         folds=folds,
         evaluation=evaluation.details,
-        # NOTE: training frames read dataset versions only; there are no
-        # feature views to record yet.
-        feature_views={},
+        feature_views=dict(frame.feature_versions),
     )
     finish_run(catalog, run_id, result, log)
     return TrainResult(
@@ -285,6 +290,7 @@ def _schema(
         "split": dataclasses.asdict(cfg.split),
         "metric": cfg.primary_metric,
         "intended_use": cfg.intended_use,
+        "feature_versions": frame.feature_versions,
         "run_id": run_id,
         "metrics": metrics,
         "parity_tolerance": PARITY_TOLERANCE,

@@ -21,7 +21,9 @@ def test_ingest_and_train_through_daemon(start_daemon: Any, tmp_path: Path) -> N
 
     ingested = run_cli(daemon.config, "ingest", "points", str(data))
     assert ingested.returncode == 0, ingested.stderr
-    assert "rows=300 (created)" in ingested.stdout
+    assert "rows=300 mode=replace accepted=300 quarantined=0 (created)" in (
+        ingested.stdout
+    )
 
     trained = run_cli(daemon.config, "train", MODEL)
     assert trained.returncode == 0, trained.stderr

@@ -14,7 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from appliance.errors import IngestError
-from appliance.storage import Catalog, ingest, latest_version
+from appliance.storage import (
+    Catalog,
+    DatasetVersion,
+    ingest,
+    latest_version,
+    scan_sql,
+)
 
 SMALL = pd.DataFrame(
     {
@@ -65,9 +71,9 @@ def version_rows(catalog: Catalog) -> int:
     return count
 
 
-def read_stored(path: Path) -> pd.DataFrame:
-    # ParquetFile reads one file and never adds hive columns from the folder name.
-    return pq.ParquetFile(path).read().to_pandas()
+def read_stored(catalog: Catalog, version: DatasetVersion) -> pd.DataFrame:
+    # scan_sql keeps the recorded columns, not the hive columns of the folders.
+    return catalog.db.sql(scan_sql(version)).df()
 
 
 @pytest.mark.parametrize("suffix", sorted(WRITERS))
@@ -77,7 +83,8 @@ def test_ingest_format_row_count(catalog: Catalog, tmp_path: Path, suffix: str) 
 
     assert result.created is True
     assert result.version.row_count == len(SMALL)
-    assert pq.ParquetFile(result.version.path).metadata.num_rows == len(SMALL)
+    files = sorted(result.version.path.rglob("*.parquet"))
+    assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == len(SMALL)
 
 
 @pytest.mark.parametrize("suffix", sorted(WRITERS))
@@ -87,7 +94,7 @@ def test_ingest_format_keeps_values(
     source = WRITERS[suffix](SMALL, tmp_path / f"small.{suffix}")
     result = ingest(catalog, "small", [source])
 
-    stored = read_stored(result.version.path)
+    stored = read_stored(catalog, result.version)
     assert list(stored.columns) == list(SMALL.columns)
     assert list(result.version.schema) == list(SMALL.columns)
     assert stored["id"].tolist() == SMALL["id"].tolist()
@@ -104,9 +111,7 @@ def test_ingest_version_id_from_hash(catalog: Catalog, tmp_path: Path) -> None:
 
     result = ingest(catalog, "small", [source])
     assert result.version.version == expected
-    assert result.version.path == catalog.lake / "small" / f"version={expected}" / (
-        "data.parquet"
-    )
+    assert result.version.path == catalog.lake / "small" / f"version={expected}"
     assert result.version.sources == [
         {"path": str(source.resolve()), "sha256": file_hash}
     ]

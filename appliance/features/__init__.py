@@ -1,0 +1,22 @@
+"""Feature store: feature views over datasets, point-in-time joins, online fill."""
+
+from appliance.features._online import FeatureServer
+from appliance.features._sql import feature_columns, join_sql
+from appliance.features._store import (
+    FeatureStore,
+    model_views,
+    open_store,
+    store_of,
+    view_feature_names,
+)
+
+__all__ = [
+    "FeatureServer",
+    "FeatureStore",
+    "feature_columns",
+    "join_sql",
+    "model_views",
+    "open_store",
+    "store_of",
+    "view_feature_names",
+]

@@ -1,0 +1,313 @@
+"""Online features: fill prediction requests that carry only entity keys.
+
+`FeatureServer` loads every feature view once into an in-memory DuckDB, then
+joins each request's rows to them with the same SQL as training. A row that
+carries the model's event time gets the values as of that time. A row
+without it gets the latest value per entity, and the view's TTL is then
+counted from now. The catalog is opened only for the moment of `load`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from appliance.config import Config, FeatureViewConfig
+from appliance.errors import RequestError
+from appliance.features._sql import feature_columns, ident, join_sql
+from appliance.features._store import (
+    FeatureStore,
+    model_views,
+    open_store,
+    store_of,
+)
+from appliance.storage import Catalog
+
+logger = logging.getLogger(__name__)
+
+_REQUEST = "request_rows"
+
+
+class FeatureServer:
+    """Fills the feature view columns of prediction requests, per model."""
+
+    def __init__(self, config: Config, catalog: Catalog | None = None) -> None:
+        self.home: Path = config.storage.home
+        self.catalog = catalog
+        """Open catalog to read the dataset versions from, such as the
+        daemon's connection; the catalog under the home is opened when None."""
+        self.models = {
+            name: (
+                model_views(m.feature_views, config.feature_views),
+                m.event_timestamp,
+            )
+            for name, m in config.models.items()
+            if m.feature_views
+        }
+        self._store: FeatureStore | None = None
+        self._views: dict[str, FeatureViewConfig] = {}
+        self._columns: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+        self.loaded_at = 0.0
+
+    @classmethod
+    def from_versions(cls, config: Config, versions: Sequence[Any]) -> FeatureServer:
+        """Return a server over the given dataset versions, read once and kept.
+
+        The CLI uses it while a daemon holds the catalog and lists the
+        versions for it.
+        """
+        server = cls(config)
+        server._install(store_of(versions))
+        return server
+
+    def uses_features(self, model: str) -> bool:
+        """Tell whether `model` joins any feature view."""
+        return model in self.models
+
+    def lookup_columns(self, model: str) -> set[str]:
+        """Return the columns `model`'s feature lookup reads or adds.
+
+        These are the entity keys, the event time and every column of the
+        model's views, so a request that carries them is not warned about them.
+        """
+        if model not in self.models:
+            return set()
+        declared, event_time = self.models[model]
+        names = {event_time} if event_time else set()
+        for view in declared:
+            names.update(view.entities)
+            names.update(self._columns.get(view.name, ()))
+            names.update(view.derive)
+        return names
+
+    def load(self) -> None:
+        """Read every feature view into memory from the datasets' latest versions.
+
+        The daemon calls this at start, after each ingest it runs and after
+        each flush of its ingest buffer.
+        """
+        started = time.perf_counter()
+        if self.catalog is None:
+            with Catalog(self.home, read_only=True) as catalog:
+                store = open_store(catalog)
+        else:
+            with self.catalog.cursor() as catalog:
+                store = open_store(catalog)
+        self._install(store)
+        logger.info(
+            "feature views loaded views=%d datasets=%s seconds=%.3f",
+            len(self._views),
+            ",".join(f"{d}@{v}" for d, v in sorted(store.versions.items())),
+            time.perf_counter() - started,
+        )
+
+    def _install(self, store: FeatureStore) -> None:
+        """Materialize the served models' views in `store` and serve from it."""
+        views, columns = {}, {}
+        for model_view_list, _ in self.models.values():
+            for view in model_view_list:
+                if view.name in views:
+                    continue
+                columns[view.name] = store.view_columns(view)
+                table = f"feature_view_{view.name}"
+                store.db.execute(f"CREATE TABLE {ident(table)} AS {view.sql}")
+                views[view.name] = dataclasses.replace(
+                    view, sql=f"SELECT * FROM {ident(table)}"
+                )
+        # The previous store is not closed here, because a request may still
+        # be reading it; it is closed when the last reference goes.
+        with self._lock:
+            self._store, self._views, self._columns = store, views, columns
+            self.loaded_at = time.time()
+
+    def fill(self, model: str, rows: Sequence[Any]) -> list[Any]:
+        """Return `rows` with every feature column of `model`'s views filled in.
+
+        A value the request already carries is kept. Rows of a model without
+        feature views are returned unchanged.
+
+        Raises:
+            RequestError: A row is not an object or lacks an entity key column.
+        """
+        if model not in self.models:
+            return list(rows)
+        declared, event_time = self.models[model]
+        _check_rows(model, rows, declared)
+        if self._store is None:
+            self.load()
+        assert self._store is not None
+        views = [self._views[view.name] for view in declared]
+        features = {
+            name
+            for view in declared
+            for name in feature_columns(view, self._columns[view.name])
+        }
+        table, names = _request_table(rows, event_time, features)
+        with self._lock:
+            cursor = self._store.db.cursor()
+        try:
+            cursor.execute("SET TimeZone = 'UTC'")
+            cursor.register(_REQUEST, table)
+            rows_sql = _rows_sql(names, event_time)
+            event = f"coalesce({ident(event_time)}, now())" if event_time else None
+            sql = join_sql(rows_sql, ["_row", *names], views, self._columns, event)
+            result = cursor.execute(f"SELECT * FROM ({sql}) ORDER BY _row").fetchall()
+            columns = [d[0] for d in cursor.description]
+        finally:
+            cursor.close()
+        return _merge(rows, result, columns, names)
+
+    def fill_table(self, model: str, table: pa.Table) -> pa.Table:
+        """Return `table` with `model`'s feature columns it lacks joined in.
+
+        A feature column the table already has is kept as it is.
+
+        Raises:
+            RequestError: The table lacks an entity key column.
+        """
+        if model not in self.models:
+            return table
+        declared, event_time = self.models[model]
+        for key in sorted({k for view in declared for k in view.entities}):
+            if key not in table.column_names:
+                raise RequestError(
+                    f"column {key!r}, the entity key of model {model!r}'s features, "
+                    "is missing",
+                    model=model,
+                    column=key,
+                )
+        if self._store is None:
+            self.load()
+        assert self._store is not None
+        views = [self._views[view.name] for view in declared]
+        features = {
+            name
+            for view in declared
+            for name in feature_columns(view, self._columns[view.name])
+        }
+        kept = [name for name in table.column_names if name not in features]
+        request = table.select(kept).append_column(
+            "_row", pa.array(range(table.num_rows), pa.int64())
+        )
+        if event_time and event_time not in kept:
+            request = request.append_column(
+                event_time, pa.nulls(table.num_rows, pa.string())
+            )
+        names = [n for n in request.column_names if n != "_row"]
+        with self._lock:
+            cursor = self._store.db.cursor()
+        try:
+            cursor.execute("SET TimeZone = 'UTC'")
+            cursor.register(_REQUEST, request)
+            event = f"coalesce({ident(event_time)}, now())" if event_time else None
+            rows_sql = _rows_sql(names, event_time)
+            sql = join_sql(rows_sql, ["_row", *names], views, self._columns, event)
+            added = [c for c in _added_columns(cursor, sql, names) if c not in kept]
+            picked = ", ".join(ident(c) for c in added) or "NULL AS _none"
+            filled = cursor.sql(
+                f"SELECT {picked} FROM ({sql}) ORDER BY _row"
+            ).to_arrow_table()
+        finally:
+            cursor.close()
+        for name in added:
+            if name not in table.column_names:
+                table = table.append_column(name, filled.column(name))
+        return table
+
+
+def _added_columns(cursor: Any, sql: str, names: list[str]) -> list[str]:
+    described = cursor.execute(f"DESCRIBE {sql}").fetchall()
+    return [row[0] for row in described if row[0] not in names and row[0] != "_row"]
+
+
+def _check_rows(
+    model: str, rows: Sequence[Any], views: list[FeatureViewConfig]
+) -> None:
+    keys = {key for view in views for key in view.entities}
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise RequestError(
+                f"row {index} of the request to model {model!r} is not a JSON object",
+                model=model,
+                row=index,
+            )
+        for key in sorted(keys):
+            if key not in row:
+                raise RequestError(
+                    f"row {index} of the request to model {model!r} is missing "
+                    f"entity key {key!r}, needed to look up its features",
+                    model=model,
+                    row=index,
+                    column=key,
+                )
+
+
+def _request_table(
+    rows: Sequence[dict[str, Any]], event_time: str | None, features: set[str]
+) -> tuple[pa.Table, list[str]]:
+    """Build an Arrow table of the request's columns, leaving out feature columns."""
+    names: list[str] = []
+    for row in rows:
+        names += [name for name in row if name not in names and name not in features]
+    if event_time and event_time not in names:
+        names.append(event_time)
+    arrays = {"_row": pa.array(range(len(rows)), pa.int64())}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        try:
+            arrays[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays[name] = pa.array(
+                [None if v is None else str(v) for v in values], pa.string()
+            )
+        if arrays[name].type == pa.null():
+            arrays[name] = arrays[name].cast(pa.string())
+    return pa.table(arrays), names
+
+
+def _rows_sql(names: list[str], event_time: str | None) -> str:
+    if not event_time:
+        return f"SELECT * FROM {_REQUEST}"
+    column = ident(event_time)
+    return (
+        f"SELECT * REPLACE (TRY_CAST({column} AS TIMESTAMPTZ) AS {column}) "
+        f"FROM {_REQUEST}"
+    )
+
+
+def _merge(
+    rows: Sequence[dict[str, Any]],
+    result: list[tuple[Any, ...]],
+    columns: list[str],
+    request_names: list[str],
+) -> list[dict[str, Any]]:
+    added = [
+        (i, name)
+        for i, name in enumerate(columns)
+        if name not in request_names and name != "_row"
+    ]
+    filled = []
+    for row, values in zip(rows, result):
+        merged = dict(row)
+        for index, name in added:
+            merged.setdefault(name, _json_value(values[index]))
+        filled.append(merged)
+    return filled
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    return value

@@ -1,0 +1,124 @@
+"""SQL of feature views: point-in-time joins shared by training and serving.
+
+A timestamped view is joined with DuckDB's ``ASOF LEFT JOIN``: each label row
+gets the latest feature row of its entity whose event time plus the view's
+availability delay is at or before the label time, never a later one. A value
+older than the view's time-to-live is treated as missing. A static view (no
+timestamp) is a plain ``LEFT JOIN`` on the entity keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from appliance.config import FeatureViewConfig
+from appliance.errors import ConfigError
+
+AVAILABLE = "_available_at"
+"""Column of a view's rows: event time plus the availability delay."""
+OBSERVED = "_observed_at"
+"""Column of a view's rows: the event time, for the time-to-live check."""
+
+
+def feature_columns(view: FeatureViewConfig, view_columns: Sequence[str]) -> list[str]:
+    """Return the columns a view adds: all but its entity keys and timestamp."""
+    skipped = {*view.entities, view.timestamp}
+    return [c for c in view_columns if c not in skipped] + list(view.derive)
+
+
+def source_sql(view: FeatureViewConfig) -> str:
+    """Return the view's rows with the availability and observation columns."""
+    if view.timestamp is None:
+        return f"SELECT * FROM ({view.sql})"
+    ts = f"CAST({ident(view.timestamp)} AS TIMESTAMPTZ)"
+    return (
+        f"SELECT *, {ts} + INTERVAL {view.delay_seconds} SECOND AS {AVAILABLE}, "
+        f"{ts} AS {OBSERVED} FROM ({view.sql})"
+    )
+
+
+def join_sql(
+    rows: str,
+    row_columns: Sequence[str],
+    views: Sequence[FeatureViewConfig],
+    view_columns: Mapping[str, Sequence[str]],
+    event_time: str | None,
+) -> str:
+    """Return `rows` with the features of every view joined to them.
+
+    Args:
+        rows: SQL of the label (or request) rows.
+        row_columns: Columns of `rows`.
+        views: Views to join, in order.
+        view_columns: Output columns of each view's SQL, by view name.
+        event_time: Expression over the rows' columns giving the time each row
+            is predicted at; required when a view has a timestamp.
+
+    Raises:
+        ConfigError: A view's feature column is already a column of the rows.
+    """
+    sql = rows
+    columns = list(row_columns)
+    for index, view in enumerate(views):
+        added = [
+            c
+            for c in feature_columns(view, view_columns[view.name])
+            if c not in view.derive
+        ]
+        clash = [c for c in added if c in columns]
+        if clash:
+            raise ConfigError(
+                f"feature view {view.name!r} adds column {clash[0]!r}, which the "
+                "rows already have; leave it out of the view's SQL or rename it"
+            )
+        sql = _join_one(sql, view, added, event_time, f"_v{index}")
+        columns += added
+        if view.derive:
+            derived = ", ".join(
+                f"({expr}) AS {ident(name)}" for name, expr in view.derive.items()
+            )
+            sql = f"SELECT *, {derived} FROM ({sql})"
+            columns += list(view.derive)
+    return sql
+
+
+def _join_one(
+    rows: str,
+    view: FeatureViewConfig,
+    added: list[str],
+    event_time: str | None,
+    alias: str,
+) -> str:
+    keys = " AND ".join(
+        f"CAST(l.{ident(k)} AS VARCHAR) = CAST({alias}.{ident(k)} AS VARCHAR)"
+        for k in view.entities
+    )
+    if view.timestamp is None:
+        picked = ", ".join(f"{alias}.{ident(c)}" for c in added)
+        return (
+            f"SELECT l.*, {picked} FROM ({rows}) l LEFT JOIN ({source_sql(view)}) "
+            f"{alias} ON {keys}"
+        )
+    if event_time is None:
+        raise ConfigError(
+            f"feature view {view.name!r} has a timestamp, so the rows need an "
+            "event time column to join it as of"
+        )
+    at = "l._event_at"
+    fresh = "true"
+    if view.ttl_seconds is not None:
+        fresh = f"{alias}.{OBSERVED} >= {at} - INTERVAL {view.ttl_seconds} SECOND"
+    picked = ", ".join(
+        f"CASE WHEN {fresh} THEN {alias}.{ident(c)} END AS {ident(c)}" for c in added
+    )
+    return (
+        f"SELECT * EXCLUDE (_event_at) FROM (SELECT l.*, {picked} FROM "
+        f"(SELECT *, CAST({event_time} AS TIMESTAMPTZ) AS _event_at FROM ({rows})) l "
+        f"ASOF LEFT JOIN ({source_sql(view)}) {alias} ON {keys} AND "
+        f"{at} >= {alias}.{AVAILABLE})"
+    )
+
+
+def ident(name: str) -> str:
+    """Quote a SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,88 @@
+"""HTTP ingest: ``POST /v1/datasets/{name}/rows`` into the durable buffer.
+
+A 202 response means the rows are fsynced to the buffer's write-ahead file.
+They reach a new dataset version at the next flush (by size or age), and a
+crash of the daemon in between loses none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+
+from appliance.errors import LimitError, RequestError
+from appliance.serving._body import JSON, check_rows, read_body
+from appliance.serving._state import daemon_state
+
+logger = logging.getLogger(__name__)
+
+_encode = msgspec.json.Encoder().encode
+
+
+class RowsRequest(msgspec.Struct, forbid_unknown_fields=False):
+    """Body of an ingest request."""
+
+    rows: list[Any]
+
+
+_decoder = msgspec.json.Decoder(RowsRequest)
+
+
+@post(
+    "/v1/datasets/{name:str}/rows",
+    status_code=202,
+    summary="Buffer rows for the next version of a dataset",
+    description=(
+        'Body: {"rows": [{column: value, ...}, ...]}. A 202 response means the '
+        "rows are on disk in the write-ahead buffer; they reach a new version "
+        "of the dataset, appended to the latest, at the next flush."
+    ),
+)
+async def append_rows(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Write the rows of one request durably to the dataset's buffer."""
+    state = daemon_state(request)
+    server = state.config.server
+    try:
+        body = await read_body(request, server.max_body_bytes, name)
+        rows = _decode(body, name)
+        check_rows(len(rows), server.max_rows, name)
+    except LimitError as exc:
+        detail = {k: v for k, v in exc.detail.items() if k != "model"}
+        raise LimitError(str(exc), dataset=name, **detail) from None
+    buffered = await asyncio.to_thread(state.ingest.append, name, rows)
+    body = {"dataset": name, "accepted": len(rows), "buffered": buffered}
+    return Response(_encode(body), status_code=202, media_type=JSON)
+
+
+@get("/v1/datasets/{name:str}/rows", summary="Rows waiting in a dataset's buffer")
+async def buffer_status(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Return the rows buffered for the dataset and its flushes since start."""
+    buffered, flushed = daemon_state(request).ingest.buffered(name)
+    body = {"dataset": name, "buffered": buffered, "flushes": flushed}
+    return Response(_encode(body), media_type=JSON)
+
+
+def _decode(body: bytes, dataset: str) -> list[Any]:
+    if not body.strip():
+        raise RequestError(
+            f'empty request body for dataset {dataset!r}; send {{"rows": [{{...}}]}}',
+            dataset=dataset,
+            malformed=True,
+        )
+    try:
+        return _decoder.decode(body).rows
+    except msgspec.DecodeError as exc:
+        raise RequestError(
+            f"malformed request body for dataset {dataset!r}: {exc}; send "
+            '{"rows": [{...}, ...]}',
+            dataset=dataset,
+            malformed=True,
+        ) from None
+
+
+ROUTES = [append_rows, buffer_status]
+"""The route handlers of this module, as `create_app` mounts them."""

@@ -1,0 +1,293 @@
+"""Durable buffer of rows sent over HTTP, flushed to dataset versions.
+
+Rows are appended as JSON lines to ``HOME/buffer/DATASET/wal.jsonl`` and the
+file is fsynced before `IngestBuffer.append` returns, so a row that was
+acknowledged survives a crash of the process or the machine. A flush renames
+the write-ahead file to a segment, ingests the segment in ``append`` mode and
+deletes it. A segment with quarantined rows is moved to ``quarantined/``
+instead, so the whole rows stay available for review.
+
+Recovery after a crash needs no log replay: leftover segments and write-ahead
+files are flushed at start. A segment ingested just before a crash, but not
+yet deleted, is found by its hash and not ingested twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.config import Config
+from appliance.errors import IngestError, RequestError, StorageError
+from appliance.storage._catalog import Catalog
+from appliance.storage._ingest import IngestResult, ingest
+
+logger = logging.getLogger(__name__)
+
+WAL = "wal.jsonl"
+_SEGMENT_PREFIX = "segment-"
+_LOCK_RETRIES = 20
+_LOCK_RETRY_SECONDS = 0.25
+
+
+@dataclass
+class _State:
+    rows: int = 0
+    """Rows in the write-ahead file."""
+    oldest: float | None = None
+    """Monotonic time of the first row in the write-ahead file."""
+    flushed: int = 0
+    """Versions created by flushes since start."""
+
+
+class IngestBuffer:
+    """Write-ahead buffer of JSON rows per dataset, flushed by size or age."""
+
+    def __init__(self, config: Config, catalog: Catalog | None = None) -> None:
+        self.config = config
+        self.catalog = catalog
+        """Open catalog whose cursors the flushes write with, such as the
+        daemon's connection; the catalog under the home is opened when None."""
+        self.root = config.storage.home / "buffer"
+        self.flush_rows = config.ingest.flush_rows
+        self.flush_seconds = config.ingest.flush_seconds
+        self._states: dict[str, _State] = {}
+        self._lock = threading.Lock()
+        self.flush_lock = threading.Lock()
+        """Held while a flush writes a version."""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.on_flush: Callable[[str, IngestResult], None] | None = None
+
+    def append(self, dataset: str, rows: Sequence[Any]) -> int:
+        """Write `rows` durably to the dataset's buffer; return the buffered count.
+
+        Raises:
+            RequestError: The dataset name is invalid or a row is not an object.
+            StorageError: The buffer file cannot be written.
+        """
+        _check_name(dataset)
+        lines = []
+        for index, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise RequestError(
+                    f"row {index} sent to dataset {dataset!r} is not a JSON object",
+                    dataset=dataset,
+                    row=index,
+                )
+            lines.append(json.dumps(row, separators=(",", ":"), default=str))
+        if not lines:
+            raise RequestError(
+                f'no rows sent to dataset {dataset!r}; send {{"rows": [{{...}}, ...]}}',
+                dataset=dataset,
+            )
+        data = ("\n".join(lines) + "\n").encode()
+        with self._lock:
+            state = self._states.setdefault(dataset, _State())
+            _append_synced(self.root / dataset / WAL, data)
+            state.rows += len(lines)
+            if state.oldest is None:
+                state.oldest = time.monotonic()
+            buffered = state.rows
+        logger.debug("rows buffered dataset=%s rows=%d", dataset, len(lines))
+        return buffered
+
+    def buffered(self, dataset: str) -> tuple[int, int]:
+        """Return the rows waiting in `dataset`'s buffer and its flush count."""
+        with self._lock:
+            state = self._states.get(dataset, _State())
+            return state.rows, state.flushed
+
+    def start(self) -> None:
+        """Flush what a previous run left, then flush by size or age in a thread."""
+        self.recover()
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name="ingest-buffer", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the flush thread and flush every buffered row.
+
+        A flush that fails is logged; its rows stay on disk and are flushed
+        at the next start.
+        """
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+        try:
+            self.flush_all()
+        except Exception:
+            logger.exception("buffer flush at stop failed; kept for the next start")
+
+    def recover(self) -> None:
+        """Flush the segments and write-ahead files found in the buffer folder."""
+        if not self.root.is_dir():
+            return
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            wal = folder / WAL
+            if wal.exists() or any(folder.glob(_SEGMENT_PREFIX + "*")):
+                logger.info("buffer recovery dataset=%s", folder.name)
+                self.flush(folder.name)
+
+    def flush_all(self) -> None:
+        """Flush every dataset that has buffered rows."""
+        with self._lock:
+            pending = [name for name, state in self._states.items() if state.rows]
+        for dataset in pending:
+            self.flush(dataset)
+
+    def flush(self, dataset: str) -> None:
+        """Move the dataset's buffered rows into a new version of it."""
+        with self.flush_lock:
+            self._rotate(dataset)
+            folder = self.root / dataset
+            for segment in sorted(folder.glob(_SEGMENT_PREFIX + "*.jsonl")):
+                self._ingest_segment(dataset, segment)
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(1.0, self.flush_seconds / 4)):
+            for dataset in self._due():
+                try:
+                    self.flush(dataset)
+                except Exception:
+                    logger.exception("buffer flush failed dataset=%s", dataset)
+
+    def _due(self) -> list[str]:
+        now = time.monotonic()
+        with self._lock:
+            return [
+                name
+                for name, state in self._states.items()
+                if state.rows >= self.flush_rows
+                or (
+                    state.oldest is not None
+                    and now - state.oldest >= self.flush_seconds
+                )
+            ]
+
+    def _rotate(self, dataset: str) -> None:
+        """Rename the write-ahead file to a segment; new rows start a new file."""
+        folder = self.root / dataset
+        wal = folder / WAL
+        with self._lock:
+            state = self._states.setdefault(dataset, _State())
+            if wal.exists():
+                _drop_torn_line(wal)
+                if wal.stat().st_size > 0:
+                    segment = folder / f"{_SEGMENT_PREFIX}{time.time_ns():020d}.jsonl"
+                    os.replace(wal, segment)
+                    _sync_folder(folder)
+                else:
+                    wal.unlink()
+            state.rows, state.oldest = 0, None
+
+    def _open_catalog(self) -> Catalog:
+        if self.catalog is None:
+            return Catalog(self.config.storage.home)
+        return self.catalog.cursor()
+
+    def _ingest_segment(self, dataset: str, segment: Path) -> None:
+        settings = self.config.dataset(dataset)
+        result = None
+        for attempt in range(_LOCK_RETRIES):
+            try:
+                with self._open_catalog() as catalog:
+                    result = ingest(catalog, dataset, [segment], "append", settings)
+                break
+            except StorageError:
+                # Another process holds the catalog; it is released within seconds.
+                logger.warning(
+                    "catalog busy, flush retried dataset=%s attempt=%d",
+                    dataset,
+                    attempt,
+                )
+                time.sleep(_LOCK_RETRY_SECONDS * (attempt + 1))
+            except IngestError:
+                logger.exception(
+                    "buffer segment rejected dataset=%s segment=%s", dataset, segment
+                )
+                _move(segment, segment.parent / "rejected")
+                return
+        if result is None:
+            raise StorageError(
+                f"catalog stayed busy; segment {segment} of dataset {dataset!r} is "
+                "kept and flushed later"
+            )
+        if result.quarantined:
+            _move(segment, segment.parent / "quarantined")
+        else:
+            segment.unlink()
+            _sync_folder(segment.parent)
+        with self._lock:
+            self._states.setdefault(dataset, _State()).flushed += 1
+        logger.info(
+            "buffer flushed dataset=%s version=%s accepted=%d quarantined=%d",
+            dataset,
+            result.version.version,
+            result.accepted,
+            result.quarantined,
+        )
+        if self.on_flush is not None:
+            self.on_flush(dataset, result)
+
+
+def _append_synced(path: Path, data: bytes) -> None:
+    created = not path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            _sync_folder(path.parent)
+    except OSError as exc:
+        raise StorageError(f"cannot write the ingest buffer {path}: {exc}") from exc
+
+
+def _drop_torn_line(path: Path) -> None:
+    """Cut a last line left incomplete by a crash, which was never acknowledged."""
+    with path.open("rb+") as handle:
+        data = handle.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            logger.warning(
+                "incomplete last line dropped file=%s bytes=%d", path, len(data) - end
+            )
+            handle.truncate(end)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _move(segment: Path, folder: Path) -> None:
+    folder.mkdir(exist_ok=True)
+    os.replace(segment, folder / segment.name)
+    _sync_folder(segment.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_name(dataset: str) -> None:
+    if not dataset or not all(c.isalnum() or c in "_-" for c in dataset):
+        raise RequestError(
+            f"invalid dataset name {dataset!r}; use letters, digits, '_' and '-'",
+            dataset=dataset,
+        )

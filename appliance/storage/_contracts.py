@@ -1,0 +1,226 @@
+"""Dataset contracts: the rules rows must keep, as SQL that finds the rows that don't.
+
+A contract is declared in the configuration or, when it is not, taken from the
+schema of the dataset's first version. `violations_sql` returns one query that
+lists every broken rule as ``(_file, _record, column_name, value, reason)``;
+`schema_changes` compares a new file's columns with the contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from appliance.config import ColumnRule, ContractConfig
+from appliance.storage._types import NUMERIC_TYPES, ColumnType, cast_sql
+
+STAGED = "staged_rows"
+"""Table or view of the incoming rows with ``_file`` and ``_record`` columns."""
+
+
+def contract_from_schema(schema: Mapping[str, str]) -> ContractConfig:
+    """Return the contract implied by a version's schema: its column types only."""
+    return ContractConfig(
+        columns={name: ColumnRule(type=kind) for name, kind in schema.items()}
+    )
+
+
+def column_types(
+    contract: ContractConfig, inferred: Mapping[str, ColumnType]
+) -> dict[str, ColumnType]:
+    """Return the type of every column of the file, then of the contract's others.
+
+    The contract decides the type of its columns; a column it does not name
+    keeps its inferred type.
+    """
+    types: dict[str, ColumnType] = {}
+    for name in [*inferred, *(n for n in contract.columns if n not in inferred)]:
+        seen = inferred.get(name)
+        rule = contract.columns.get(name)
+        if rule is None or rule.type is None:
+            types[name] = seen or ColumnType("VARCHAR")
+            continue
+        kind = rule.type.upper()
+        decimal_comma = bool(seen and seen.decimal_comma and kind in NUMERIC_TYPES)
+        types[name] = ColumnType(kind, decimal_comma, rule.date_format)
+    return types
+
+
+def schema_changes(
+    contract: ContractConfig, source_types: Mapping[str, str | None]
+) -> list[str]:
+    """List the columns that are new, missing or of another type than the contract.
+
+    A source type of None (a column without values) is not compared.
+    """
+    changes = []
+    for name, kind in source_types.items():
+        if name not in contract.columns:
+            changes.append(f"new column {name!r} of type {kind or 'unknown'}")
+    for name, rule in contract.columns.items():
+        if name not in source_types:
+            changes.append(f"missing column {name!r}; its values are read as missing")
+        elif rule.type and source_types[name] not in (None, rule.type.upper()):
+            changes.append(
+                f"column {name!r} was {rule.type.upper()}, the file has "
+                f"{source_types[name]}; values are converted to {rule.type.upper()}"
+            )
+    return changes
+
+
+def violations_sql(
+    contract: ContractConfig,
+    types: Mapping[str, ColumnType],
+    source_types: Mapping[str, str],
+    parent_scan: str | None = None,
+    fitting: Mapping[str, ColumnType] | None = None,
+) -> str:
+    """Return a query listing every broken rule of the rows in `STAGED`.
+
+    Args:
+        contract: Rules to check.
+        types: Target type of each column.
+        source_types: Type of each column in `STAGED` (VARCHAR for CSV text).
+        parent_scan: SQL of the parent version's rows; when given, a unique key
+            already present there is a violation too (append mode).
+        fitting: Types that every value of the staged rows is known to convert
+            to (inferred from these rows); their conversion is not checked again.
+    """
+    parts = []
+    for name, column in types.items():
+        source = source_types.get(name, "VARCHAR")
+        value = cast_sql(name, column, source)
+        raw = _ident(name)
+        text = f"CAST({raw} AS VARCHAR)"
+        if fitting is None or fitting.get(name) != column:
+            parts.append(
+                _select(
+                    name,
+                    text,
+                    f"'value \"' || {text} || '\" is not a valid {column.type}'",
+                    f"{raw} IS NOT NULL AND ({value}) IS NULL",
+                )
+            )
+        rule = contract.columns.get(name)
+        if rule is not None:
+            parts += _rule_checks(name, rule, value, text)
+    if contract.unique_key:
+        parts.append(
+            _unique_check(contract.unique_key, types, source_types, parent_scan)
+        )
+    if not parts:
+        return _EMPTY
+    return "\nUNION ALL\n".join(parts)
+
+
+_EMPTY = (
+    "SELECT NULL::BIGINT AS _file, NULL::BIGINT AS _record, NULL::VARCHAR AS "
+    "column_name, NULL::VARCHAR AS value, NULL::VARCHAR AS reason WHERE false"
+)
+
+
+def _rule_checks(name: str, rule: ColumnRule, value: str, text: str) -> list[str]:
+    raw = _ident(name)
+    checks = []
+    if not rule.nullable:
+        checks.append(
+            _select(
+                name,
+                "NULL",
+                "'missing value in a column that is not nullable'",
+                f"{raw} IS NULL",
+            )
+        )
+    if rule.min is not None:
+        checks.append(
+            _select(
+                name,
+                text,
+                f"'value \"' || {text} || '\" is below the minimum {rule.min:g}'",
+                f"({value}) < {rule.min!r}",
+            )
+        )
+    if rule.max is not None:
+        checks.append(
+            _select(
+                name,
+                text,
+                f"'value \"' || {text} || '\" is above the maximum {rule.max:g}'",
+                f"({value}) > {rule.max!r}",
+            )
+        )
+    if rule.allowed is not None:
+        allowed = ", ".join(_literal(item) for item in rule.allowed)
+        checks.append(
+            _select(
+                name,
+                text,
+                f"'value \"' || {text} || '\" is not an allowed category'",
+                f"{raw} IS NOT NULL AND CAST(({value}) AS VARCHAR) NOT IN ({allowed})",
+            )
+        )
+    if rule.regex is not None:
+        checks.append(
+            _select(
+                name,
+                text,
+                f"'value \"' || {text} || '\" does not match {_escape(rule.regex)}'",
+                f"{raw} IS NOT NULL AND NOT regexp_full_match({text}, "
+                f"{_literal(rule.regex)})",
+            )
+        )
+    return checks
+
+
+def _unique_check(
+    key: tuple[str, ...],
+    types: Mapping[str, ColumnType],
+    source_types: Mapping[str, str],
+    parent_scan: str | None,
+) -> str:
+    values = [
+        f"({cast_sql(name, types[name], source_types.get(name, 'VARCHAR'))}) AS "
+        f"{_ident(name)}"
+        for name in key
+    ]
+    names = ", ".join(_ident(name) for name in key)
+    shown = " || ', ' || ".join(
+        f"{_literal(name + '=')} || coalesce(CAST({_ident(name)} AS VARCHAR), 'NULL')"
+        for name in key
+    )
+    keyed = f"SELECT _file, _record, {', '.join(values)} FROM {STAGED}"
+    repeated = (
+        f"SELECT _file, _record, {names}, row_number() OVER (PARTITION BY {names} "
+        f"ORDER BY _file, _record) AS _seen FROM ({keyed})"
+    )
+    condition = "_seen > 1"
+    if parent_scan:
+        condition += (
+            f" OR ({names}) IN (SELECT ({names}) FROM ({parent_scan}))"
+            if len(key) > 1
+            else f" OR {names} IN (SELECT {names} FROM ({parent_scan}))"
+        )
+    label = _literal(", ".join(key))
+    return (
+        f"SELECT _file, _record, {label} AS column_name, {shown} AS value, "
+        f"'duplicate unique key (' || {shown} || ')' AS reason "
+        f"FROM ({repeated}) WHERE {condition}"
+    )
+
+
+def _select(name: str, value: str, reason: str, condition: str) -> str:
+    return (
+        f"SELECT _file, _record, {_literal(name)} AS column_name, {value} AS value, "
+        f"{reason} AS reason FROM {STAGED} WHERE {condition}"
+    )
+
+
+def _escape(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,514 @@
+"""Ingest: files validated against the dataset's contract into a new version.
+
+The steps: check and hash each file; stage its rows in an in-memory DuckDB
+(CSV as text, so every value is converted by rules this module controls);
+infer types over every row; check the contract; write the rows that keep it
+to the lake as zstd Parquet and the rows that break it to the quarantine
+table with their file, line, column and reason; record the version with its
+lineage and quality report; apply the retention rule.
+
+A version id is a hash of the source files' hashes (and, in ``append`` mode,
+of the parent version), so ingesting the same bytes again finds the existing
+version and writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from appliance.config import ColumnRule, ContractConfig, DatasetConfig
+from appliance.errors import IngestError
+from appliance.storage._catalog import Catalog
+from appliance.storage._contracts import (
+    STAGED,
+    column_types,
+    schema_changes,
+    violations_sql,
+)
+from appliance.storage._datasets import (
+    DatasetVersion,
+    Mode,
+    apply_retention,
+    find_by_sources,
+    find_version,
+    latest_version,
+    record_version,
+    scan_sql,
+)
+from appliance.storage._loading import (
+    load_sources,
+    malformed_records,
+    normalize_type,
+)
+from appliance.storage._quality import quality_report
+from appliance.storage._sources import SourceFile, open_source
+from appliance.storage._types import ColumnType, Inference, cast_sql, infer_types
+
+logger = logging.getLogger(__name__)
+
+_SHOWN_VIOLATIONS = 5
+RESERVED_COLUMN = "version"
+"""Column name taken by the lake's ``version=ID`` partition folders."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """Outcome of one ingest."""
+
+    version: DatasetVersion
+    created: bool
+    """False when the same bytes were ingested before and nothing was written."""
+    accepted: int = 0
+    """Rows written to the version from the sources."""
+    quarantined: int = 0
+    """Rows that broke the contract, stored in the quarantine table."""
+    warnings: list[str] = field(default_factory=list)
+    """Schema changes and columns left as text, such as ambiguous dates."""
+    removed: list[str] = field(default_factory=list)
+    """Old versions deleted by the retention rule."""
+
+
+@dataclass
+class _Staged:
+    source_types: dict[str, str]
+    inference: Inference
+    records: list[int]
+    """Row count of each source file."""
+    malformed: int = 0
+    """Records the CSV reader could not split into the header's columns."""
+
+
+def ingest(
+    catalog: Catalog,
+    dataset: str,
+    paths: list[Path],
+    mode: Mode = "replace",
+    settings: DatasetConfig | None = None,
+    strict: bool = False,
+) -> IngestResult:
+    """Load files into a new version of `dataset`, or find the existing one.
+
+    Args:
+        catalog: Open catalog.
+        dataset: Dataset name.
+        paths: CSV, Parquet or JSON-lines files, all of one format.
+        mode: ``replace`` makes a version of these files only; ``append`` adds
+            their rows to the latest version's.
+        settings: The dataset's configuration; defaults when None.
+        strict: Reject the whole ingest when any row breaks the contract or
+            the schema changed, instead of quarantining rows.
+
+    Raises:
+        IngestError: A file is missing, empty, unreadable, of an unknown format,
+            or breaks the contract while `strict` is set.
+    """
+    _check_name(dataset)
+    settings = settings or DatasetConfig(name=dataset)
+    if not paths:
+        raise IngestError("no input files given; name at least one file")
+    sources = [open_source(path, settings.encoding) for path in paths]
+    if len({source.reader for source in sources}) > 1:
+        raise IngestError(
+            f"{_names(sources)}: input files mix formats; ingest CSV, Parquet and "
+            "JSON-lines files in separate commands"
+        )
+    hashes = [source.sha256 for source in sources]
+    parent = latest_version(catalog, dataset, missing_ok=True)
+    if parent is None:
+        mode = "replace"
+    version_id = _version_id(hashes, mode, parent)
+
+    existing = find_version(catalog, dataset, version_id)
+    if existing is None and mode == "append":
+        existing = find_by_sources(catalog, dataset, hashes)
+    if existing is not None:
+        logger.info("ingest unchanged dataset=%s version=%s", dataset, existing.version)
+        return IngestResult(existing, created=False)
+
+    contract = settings.contract or stored_contract(catalog, dataset)
+    db = duckdb.connect()
+    try:
+        return _ingest_new(
+            catalog, db, settings, sources, version_id, mode, parent, contract, strict
+        )
+    finally:
+        db.close()
+
+
+def _ingest_new(
+    catalog: Catalog,
+    db: duckdb.DuckDBPyConnection,
+    settings: DatasetConfig,
+    sources: list[SourceFile],
+    version_id: str,
+    mode: Mode,
+    parent: DatasetVersion | None,
+    contract: ContractConfig | None,
+    strict: bool,
+) -> IngestResult:
+    dataset = settings.name
+    staged = _stage(db, sources, settings, contract)
+    active = contract or ContractConfig()
+    types = column_types(active, staged.inference.types)
+    warnings = list(staged.inference.warnings)
+    if contract is not None:
+        inferred = {
+            name: None if name in staged.inference.empty else t.type
+            for name, t in staged.inference.types.items()
+        }
+        warnings += schema_changes(contract, inferred)
+
+    parent_scan = scan_sql(parent) if parent and mode == "append" else None
+    db.execute(
+        "CREATE TEMP TABLE violations AS "
+        + violations_sql(
+            active, types, staged.source_types, parent_scan, staged.inference.types
+        )
+    )
+    bad = db.execute(
+        "SELECT count(*) FROM (SELECT DISTINCT _file, _record FROM violations)"
+    ).fetchall()[0][0]
+    total = sum(staged.records)
+    accepted, quarantined = total - bad, bad + staged.malformed
+    quarantine = _quarantine_rows(db, sources, staged) if quarantined else None
+    if strict and (quarantined or warnings):
+        raise IngestError(
+            _strict_message(
+                dataset, quarantined, total + staged.malformed, warnings, quarantine
+            )
+        )
+
+    target = catalog.lake / dataset / f"version={version_id}"
+    partition = settings.partition_by if settings.partition_by in types else None
+    partitioned = _write_rows(db, types, staged, target, partition, bad, accepted)
+    own_glob = str(target) + ("/*/*.parquet" if partitioned else "/*.parquet")
+    schema = {name: column.type for name, column in types.items()}
+    if parent_scan and parent is not None:
+        schema = {**parent.schema, **schema}
+    version = DatasetVersion(
+        dataset=dataset,
+        version=version_id,
+        parent=parent.version if parent else None,
+        created_at=datetime.now(timezone.utc),
+        row_count=accepted + (parent.row_count if parent_scan and parent else 0),
+        schema=schema,
+        sources=[{"path": str(s.path.resolve()), "sha256": s.sha256} for s in sources],
+        path=target,
+        mode=mode,
+        files=(parent.files if parent_scan and parent else []) + [own_glob],
+        partition_by=partition if partitioned else None,
+    )
+    report = {
+        "accepted": accepted,
+        "quarantined": quarantined,
+        "warnings": warnings,
+        "quality": quality_report(db, f"({scan_sql(version)})", schema),
+    }
+    version = replace(version, report=report)
+    record_version(catalog, version)
+    if quarantine is not None:
+        _store_quarantine(catalog, dataset, version_id, quarantine)
+    if contract is None and accepted > 0:
+        _store_contract(catalog, dataset, version_id, types)
+    removed = []
+    if settings.keep_versions:
+        removed = apply_retention(catalog, dataset, settings.keep_versions)
+    logger.info(
+        "ingest done dataset=%s version=%s mode=%s accepted=%d quarantined=%d files=%d",
+        dataset,
+        version_id,
+        mode,
+        accepted,
+        quarantined,
+        len(sources),
+    )
+    return IngestResult(version, True, accepted, quarantined, warnings, removed)
+
+
+def stored_contract(catalog: Catalog, dataset: str) -> ContractConfig | None:
+    """Return the contract inferred from the dataset's first version, if any."""
+    rows = catalog.db.execute(
+        "SELECT schema_json FROM dataset_contracts WHERE dataset = ?", [dataset]
+    ).fetchall()
+    if not rows:
+        return None
+    columns = json.loads(rows[0][0])
+    return ContractConfig(
+        columns={
+            name: ColumnRule(type=spec["type"], date_format=spec.get("date_format"))
+            for name, spec in columns.items()
+        }
+    )
+
+
+def _store_contract(
+    catalog: Catalog, dataset: str, version: str, types: dict[str, ColumnType]
+) -> None:
+    columns = {
+        name: {"type": t.type, "date_format": t.date_format}
+        for name, t in types.items()
+    }
+    catalog.db.execute(
+        "INSERT OR IGNORE INTO dataset_contracts VALUES (?, ?, ?)",
+        [dataset, version, json.dumps(columns)],
+    )
+
+
+def _stage(
+    db: duckdb.DuckDBPyConnection,
+    sources: list[SourceFile],
+    settings: DatasetConfig,
+    contract: ContractConfig | None,
+) -> _Staged:
+    """Load every file into ``raw_N`` tables and the `STAGED` view over them."""
+    records = load_sources(db, sources, settings, contract)
+    union = " UNION ALL BY NAME ".join(
+        f"SELECT {i} AS _file, rowid AS _record, * FROM raw_{i}"
+        for i in range(len(sources))
+    )
+    described = db.execute(f"DESCRIBE {union}").fetchall()
+    source_types = {
+        name: normalize_type(kind)
+        for name, kind, *_ in described
+        if name not in ("_file", "_record")
+    }
+    if not source_types:
+        raise IngestError(f"{_names(sources)}: no columns found")
+    if RESERVED_COLUMN in source_types:
+        # Hive-partitioned reads take `version` from the folder name, so a
+        # column of that name would be replaced by the version id on read.
+        raise IngestError(
+            f"{_names(sources)}: column {RESERVED_COLUMN!r} is reserved by the lake "
+            "layout (lake/DATASET/version=ID); rename it before ingesting"
+        )
+    missing = [
+        n for n in (contract.columns if contract else {}) if n not in source_types
+    ]
+    extra = "".join(f", NULL::VARCHAR AS {_ident(name)}" for name in missing)
+    db.execute(f"CREATE TEMP VIEW {STAGED} AS SELECT *{extra} FROM ({union})")
+
+    inference = Inference({n: ColumnType(k) for n, k in source_types.items()})
+    if sources[0].reader == "read_csv":
+        # Text columns get the appliance's rules: decimal commas, allowed date
+        # formats, ambiguous dates. Typed columns were read without an error.
+        text = [n for n, kind in source_types.items() if kind == "VARCHAR"]
+        found = infer_types(
+            db, STAGED, text, settings.date_formats, settings.decimal_separator
+        )
+        inference.types.update(found.types)
+        inference.warnings, inference.empty = found.warnings, found.empty
+    for name in missing:
+        source_types[name] = "VARCHAR"
+    malformed = 0
+    malformed_sql = malformed_records(db, len(sources))
+    if malformed_sql is not None:
+        db.execute(f"CREATE TEMP TABLE malformed AS {malformed_sql}")
+        malformed = db.execute("SELECT count(*) FROM malformed").fetchall()[0][0]
+    return _Staged(source_types, inference, records, malformed)
+
+
+def _quarantine_rows(
+    db: duckdb.DuckDBPyConnection, sources: list[SourceFile], staged: _Staged
+) -> Any:
+    """Return the violations as an Arrow table with source, line and whole row."""
+    lines = []
+    for index, source in enumerate(sources):
+        lines.append(_line_sql(db, index, source, staged.records[index]))
+    line_sql = " UNION ALL ".join(lines)
+    if staged.malformed:
+        line_sql = _skip_malformed_lines(line_sql)
+    fields = ", ".join(
+        f"{_ident(name)} := r.{_ident(name)}" for name in staged.source_types
+    )
+    paths = f"(SELECT * FROM (VALUES {_paths_values(sources)}) t(_file, path))"
+    query = f"""
+        SELECT v._file, s.path AS source, l.line, v.column_name, v.value, v.reason,
+               to_json(struct_pack({fields})) AS row_json
+        FROM violations v
+        JOIN ({line_sql}) l USING (_file, _record)
+        JOIN {paths} s USING (_file)
+        JOIN {STAGED} r USING (_file, _record)
+    """
+    if staged.malformed:
+        query += f"""
+        UNION ALL
+        SELECT m._file, s.path, m.line, m.column_name, m.csv_line, m.message,
+               to_json(struct_pack(csv_line := m.csv_line))
+        FROM malformed m JOIN {paths} s USING (_file)
+        """
+    query = (
+        "SELECT source, line, column_name, value, reason, row_json FROM "
+        f"({query}) ORDER BY _file, line, column_name"
+    )
+    return db.sql(query).to_arrow_table()
+
+
+def _line_sql(
+    db: duckdb.DuckDBPyConnection, index: int, source: SourceFile, records: int
+) -> str:
+    """Return SQL mapping each record of file `index` to its line in the file.
+
+    CSV records start on line 2 after the header; a quoted field with line
+    breaks moves every later record down by that many lines. JSON lines are
+    numbered from 1; for Parquet the number is the row's position, from 1.
+    """
+    keys = f"SELECT {index} AS _file, rowid AS _record"
+    if source.reader != "read_csv":
+        return f"{keys}, rowid + 1 AS line FROM raw_{index}"
+    if source.newlines <= records + 1:
+        return f"{keys}, rowid + 2 AS line FROM raw_{index}"
+    # NOTE: blank lines that the CSV reader skips are not counted, so line
+    # numbers after a blank line are one lower per blank line.
+    columns = [r[0] for r in db.execute(f"DESCRIBE raw_{index}").fetchall()]
+    breaks = " + ".join(
+        f"coalesce(length({text}) - length(replace({text}, chr(10), '')), 0)"
+        for text in (f"CAST({_ident(c)} AS VARCHAR)" for c in columns)
+    )
+    return (
+        f"SELECT {index} AS _file, rowid AS _record, 2 + rowid + coalesce(sum(breaks) "
+        "OVER (ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) "
+        f"AS line FROM (SELECT rowid, {breaks} AS breaks FROM raw_{index})"
+    )
+
+
+def _skip_malformed_lines(line_sql: str) -> str:
+    """Move each record's line past the malformed records above it.
+
+    The text read leaves malformed records out, so a record's line counted
+    from its position is short by the malformed records before it. With the
+    malformed lines L1 < L2 < ... of a file, the i-th one (from 1) moves down
+    every record whose counted line is at least Li - (i - 1).
+    NOTE: a malformed record is taken to span one line.
+    """
+    shifts = (
+        "SELECT _file, line - (row_number() OVER (PARTITION BY _file ORDER BY line)"
+        " - 1) AS from_line FROM malformed"
+    )
+    return (
+        f"SELECT l._file, l._record, l.line + (SELECT count(*) FROM ({shifts}) m "
+        f"WHERE m._file = l._file AND m.from_line <= l.line) AS line "
+        f"FROM ({line_sql}) l"
+    )
+
+
+def _paths_values(sources: list[SourceFile]) -> str:
+    return ", ".join(
+        f"({index}, {_literal(str(source.path.resolve()))})"
+        for index, source in enumerate(sources)
+    )
+
+
+def _store_quarantine(catalog: Catalog, dataset: str, version: str, rows: Any) -> None:
+    catalog.db.register("quarantine_rows", rows)
+    try:
+        catalog.db.execute(
+            "INSERT INTO quarantine (dataset, version, source, line, column_name, "
+            "value, reason, quarantined_at, row_json) SELECT ?, ?, source, line, "
+            "column_name, value, reason, ?, row_json FROM quarantine_rows",
+            [dataset, version, datetime.now(timezone.utc)],
+        )
+    finally:
+        catalog.db.unregister("quarantine_rows")
+
+
+def _strict_message(
+    dataset: str, bad: int, total: int, warnings: list[str], quarantine: Any
+) -> str:
+    parts = [f"strict ingest of {dataset!r} rejected"]
+    if bad:
+        parts.append(f"{bad} of {total} rows break the contract")
+        for row in quarantine.slice(0, _SHOWN_VIOLATIONS).to_pylist():
+            parts.append(
+                f"{row['source']}, line {row['line']}, column "
+                f"{row['column_name']!r}: {row['reason']}"
+            )
+    parts += warnings
+    return "; ".join(parts) + "; fix the file or ingest without --strict to quarantine"
+
+
+def _write_rows(
+    db: duckdb.DuckDBPyConnection,
+    types: dict[str, ColumnType],
+    staged: _Staged,
+    target: Path,
+    partition: str | None,
+    bad: int,
+    accepted: int,
+) -> bool:
+    """Write the accepted rows to `target` through a temporary folder.
+
+    Returns:
+        Whether the files are Hive-partitioned by `partition`.
+    """
+    columns = ", ".join(
+        f"{cast_sql(name, column, staged.source_types.get(name, 'VARCHAR'))} AS "
+        f"{_ident(name)}"
+        for name, column in types.items()
+    )
+    rows = f"SELECT {columns} FROM {STAGED}"
+    if bad:
+        rows += (
+            " WHERE (_file, _record) NOT IN (SELECT (_file, _record) FROM violations) "
+            "ORDER BY _file, _record"
+        )
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partitioned = partition is not None and accepted > 0
+    try:
+        if partitioned:
+            db.execute(
+                f"COPY ({rows}) TO {_literal(str(staging))} (FORMAT parquet, "
+                f"COMPRESSION zstd, PARTITION_BY ({_ident(partition or '')}))"
+            )
+        else:
+            staging.mkdir()
+            db.execute(
+                f"COPY ({rows}) TO {_literal(str(staging / 'data_0.parquet'))} "
+                "(FORMAT parquet, COMPRESSION zstd)"
+            )
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    except duckdb.Error as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise IngestError(f"cannot write version folder {target}: {exc}") from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return partitioned
+
+
+def _check_name(dataset: str) -> None:
+    if not dataset or not all(c.isalnum() or c in "_-" for c in dataset):
+        raise IngestError(
+            f"invalid dataset name {dataset!r}; use letters, digits, '_' and '-'"
+        )
+
+
+def _version_id(hashes: list[str], mode: Mode, parent: DatasetVersion | None) -> str:
+    parts = list(hashes)
+    if mode == "append" and parent is not None:
+        parts = ["append", parent.version, *parts]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _names(sources: list[SourceFile]) -> str:
+    return ", ".join(str(source.path) for source in sources)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

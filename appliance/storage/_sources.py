@@ -1,0 +1,203 @@
+"""Source files of an ingest: format, hash, encoding check, CSV dialect and header.
+
+Everything here reads the file with Python before DuckDB sees it, so a problem
+such as a non-UTF-8 byte or a duplicate header name is reported with the file,
+line and column instead of as a reader error deep inside a query.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from appliance.errors import IngestError
+
+READERS = {
+    ".csv": "read_csv",
+    ".tsv": "read_csv",
+    ".txt": "read_csv",
+    ".parquet": "read_parquet",
+    ".pq": "read_parquet",
+    ".jsonl": "read_json",
+    ".ndjson": "read_json",
+    ".json": "read_json",
+}
+_CHUNK = 1 << 20
+_BOM = codecs.BOM_UTF8
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file with what was learned from reading its bytes."""
+
+    path: Path
+    reader: str
+    """DuckDB table function: ``read_csv``, ``read_parquet`` or ``read_json``."""
+    sha256: str
+    newlines: int
+    """Count of line feeds in the file."""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """Dialect of a CSV file: delimiter, quoting, header and sniffed types."""
+
+    delimiter: str
+    quote: str
+    escape: str
+    columns: list[str]
+    """Header names in file order."""
+    sniffed_types: dict[str, str]
+    """Column types DuckDB's sniffer guessed from the first rows."""
+    date_format: str | None = None
+    """strptime format the sniffer chose for DATE columns, if not ISO 8601."""
+    timestamp_format: str | None = None
+    """strptime format the sniffer chose for TIMESTAMP columns, if not ISO 8601."""
+
+
+def open_source(path: Path, encoding: str = "utf-8") -> SourceFile:
+    """Check that `path` is a readable, non-empty file and hash it.
+
+    A CSV or JSON file is also checked to be valid in `encoding` when that is
+    UTF-8, so a stray byte is reported with its line and column.
+
+    Raises:
+        IngestError: The file is missing, empty, of an unknown format,
+            unreadable or not valid UTF-8.
+    """
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        known = ", ".join(sorted(READERS))
+        raise IngestError(
+            f"{path}: unsupported format {path.suffix or '(no extension)'!r}; "
+            f"use a file ending in one of {known}"
+        )
+    if not path.exists():
+        raise IngestError(f"{path}: file not found")
+    if not path.is_file():
+        raise IngestError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise IngestError(f"{path}: file is empty (0 bytes); nothing to ingest")
+    check_text = reader != "read_parquet" and encoding == "utf-8"
+    sha256, newlines = _scan(path, check_text)
+    return SourceFile(path, reader, sha256, newlines)
+
+
+def _scan(path: Path, check_utf8: bool) -> tuple[str, int]:
+    """Hash the file and count its lines, decoding UTF-8 when `check_utf8`."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    newlines = 0
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+                if check_utf8:
+                    try:
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError as exc:
+                        _raise_encoding(path, chunk, exc, newlines)
+                newlines += chunk.count(b"\n")
+            if check_utf8:
+                try:
+                    decoder.decode(b"", final=True)
+                except UnicodeDecodeError as exc:
+                    raise IngestError(
+                        f"{path}: the file ends inside a UTF-8 character: {exc}"
+                    ) from None
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot read file: {exc.strerror}") from exc
+    return digest.hexdigest(), newlines
+
+
+def _raise_encoding(
+    path: Path, chunk: bytes, exc: UnicodeDecodeError, newlines_before: int
+) -> None:
+    # The decoder keeps at most 3 bytes of a partial character from the last
+    # chunk, so the position is within this chunk or right before it.
+    position = max(exc.start, 0)
+    line = newlines_before + chunk.count(b"\n", 0, position) + 1
+    line_start = chunk.rfind(b"\n", 0, position) + 1
+    column = position - line_start + 1
+    byte = chunk[position : position + 1].hex()
+    raise IngestError(
+        f"{path}, line {line}, byte {column}: 0x{byte} is not valid UTF-8; convert "
+        "the file to UTF-8 or declare its encoding as [datasets.NAME] encoding = "
+        "'latin-1' in the configuration"
+    ) from None
+
+
+def sniff_dialect(
+    db: duckdb.DuckDBPyConnection,
+    path: Path,
+    delimiter: str | None,
+    encoding: str,
+) -> Dialect:
+    """Detect the delimiter and quoting of a CSV file and check its header.
+
+    The sniffer reads the first rows only; column types are not taken from it.
+
+    Raises:
+        IngestError: The header has an empty or a duplicate column name.
+    """
+    options = f", encoding={_quote(encoding)}"
+    if delimiter:
+        options += f", delim={_quote(delimiter)}"
+    try:
+        row = db.execute(
+            "SELECT delimiter, quote, escape, columns, dateformat, timestampformat "
+            f"FROM sniff_csv({_quote(str(path))}, "
+            f"header=true, ignore_errors=true{options})"
+        ).fetchall()[0]
+    except duckdb.Error as exc:
+        raise IngestError(f"{path}: cannot detect the CSV format: {exc}") from None
+    assert row is not None
+    found_delimiter, quote, escape, sniffed, date_format, timestamp_format = row
+    quote = "" if quote == "(empty)" else quote
+    escape = "" if escape == "(empty)" else escape
+    delimiter = delimiter or found_delimiter
+    columns = _header(path, delimiter, quote or '"', encoding)
+    return Dialect(
+        delimiter,
+        quote or '"',
+        escape or quote or '"',
+        columns,
+        {column["name"]: column["type"] for column in sniffed},
+        date_format,
+        timestamp_format,
+    )
+
+
+def _header(path: Path, delimiter: str, quote: str, encoding: str) -> list[str]:
+    python_encoding = "utf-8-sig" if encoding == "utf-8" else encoding
+    with path.open("r", encoding=python_encoding, newline="") as handle:
+        text = handle.read(_CHUNK)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote)
+    try:
+        names = next(reader)
+    except (StopIteration, csv.Error) as exc:
+        raise IngestError(f"{path}, line 1: cannot read the header: {exc}") from None
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names, start=1):
+        if not name.strip():
+            raise IngestError(
+                f"{path}, line 1, column {index}: the header name is empty; name "
+                "every column in the first line"
+            )
+        if name in seen:
+            raise IngestError(
+                f"{path}, line 1: duplicate column name {name!r} in columns "
+                f"{seen[name]} and {index}; give each column a distinct name"
+            )
+        seen[name] = index
+    return names
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

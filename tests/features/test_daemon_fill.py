@@ -1,0 +1,195 @@
+"""The daemon fills feature view columns of a request that carries only keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from appliance.config import load_config
+from appliance.storage import Catalog, ingest
+from appliance.training import train_model
+
+CONFIG = """
+[storage]
+home = "home"
+
+[feature_views.weather]
+sql = "SELECT origin, time_hour, temp FROM weather"
+entities = ["origin"]
+timestamp = "time_hour"
+
+[models.late]
+dataset = "flights"
+target = "late"
+task = "classification"
+algorithm = "random_forest"
+features = ["distance", "temp"]
+feature_views = ["weather"]
+event_timestamp = "time_hour"
+
+[models.late.params]
+n_estimators = 20
+"""
+
+
+def write_data(tmp_path: Path) -> tuple[Path, Path]:
+    flights = ["origin,time_hour,distance,late"]
+    weather = ["origin,time_hour,temp"]
+    for day in range(1, 29):
+        for hour in range(0, 24, 3):
+            stamp = f"2013-02-{day:02d}T{hour:02d}:00:00Z"
+            temp = float((day * 7 + hour) % 40)
+            weather.append(f"EWR,{stamp},{temp}")
+            flights.append(f"EWR,{stamp},{100 + hour * 10},{str(temp > 20).lower()}")
+    flights_csv, weather_csv = tmp_path / "flights.csv", tmp_path / "weather.csv"
+    flights_csv.write_text("\n".join(flights) + "\n")
+    weather_csv.write_text("\n".join(weather) + "\n")
+    return flights_csv, weather_csv
+
+
+def test_predict_fills_features_from_keys(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(CONFIG)
+    config = load_config(tmp_path / "config.toml")
+    flights_csv, weather_csv = write_data(tmp_path)
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "flights", [flights_csv])
+        ingest(catalog, "weather", [weather_csv])
+    train_model(config, "late")
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "--config",
+            str(tmp_path / "config.toml"),
+            "serve",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "daemon.log").open("wb"),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "daemon.log").read_text()
+            try:
+                if httpx.get(f"{base}/health", trust_env=False).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        keys_only = {
+            "origin": "EWR",
+            "time_hour": "2013-02-10T09:30:00Z",
+            "distance": 190,
+        }
+        # The 09:00 reading of 2013-02-10 is (10 * 7 + 9) % 40 = 39.0.
+        explicit = {**keys_only, "temp": 39.0}
+        later = {**keys_only, "temp": float((10 * 7 + 12) % 40)}
+
+        def proba(row: dict) -> float:
+            response = httpx.post(
+                f"{base}/v1/models/late/predict", json={"rows": [row]}, trust_env=False
+            )
+            assert response.status_code == 200, response.text
+            # The entity keys and event time are used, so none is warned about.
+            assert "warnings" not in response.json()
+            return response.json()["predictions"][0]["probabilities"]["true"]
+
+        filled, given, leaked = proba(keys_only), proba(explicit), proba(later)
+        missing = httpx.post(
+            f"{base}/v1/models/late/predict",
+            json={"rows": [{"time_hour": "2013-02-10T09:30:00Z", "distance": 1}]},
+            trust_env=False,
+        )
+        arrow = arrow_proba(base, keys_only)
+
+        # A weather version ingested through the running daemon is joined from
+        # then on: 2013-03-01 01:30 sees the new 01:00 reading, not the last
+        # February one.
+        march = {**keys_only, "time_hour": "2013-03-01T01:30:00Z"}
+        before = proba(march)
+        new_weather = tmp_path / "weather-march.csv"
+        new_weather.write_text("origin,time_hour,temp\nEWR,2013-03-01T01:00:00Z,35.0\n")
+        ingested = run_cli(
+            tmp_path, env, "ingest", "weather", str(new_weather), "--mode", "append"
+        )
+        after, given_new = proba(march), proba({**march, "temp": 35.0})
+        shown = run_cli(tmp_path, env, "datasets", "show", "weather", "--json")
+        quarantined = run_cli(
+            tmp_path, env, "datasets", "quarantine", "weather", "--json"
+        )
+
+        rows_csv = tmp_path / "rows.csv"
+        rows_csv.write_text("origin,time_hour,distance\nEWR,2013-02-10T09:30:00Z,190\n")
+        scored = tmp_path / "scored.parquet"
+        batch = run_cli(tmp_path, env, "predict", "late", str(rows_csv), str(scored))
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+    assert filled == given
+    assert filled != leaked
+    assert missing.status_code == 422
+    assert "missing entity key 'origin'" in missing.json()["error"]
+    assert arrow == filled
+    assert ingested.returncode == 0, ingested.stderr
+    assert "mode=append" in ingested.stdout
+    assert after == given_new
+    assert after != before
+    assert shown.returncode == 0, shown.stderr
+    version = json.loads(shown.stdout)
+    assert (version["mode"], version["rows"]) == ("append", 28 * 8 + 1)
+    assert quarantined.returncode == 0, quarantined.stderr
+    assert quarantined.stdout == ""
+    assert batch.returncode == 0, batch.stderr
+    assert pq.read_table(scored).column("probability_true").to_pylist() == [filled]
+
+
+def arrow_proba(base: str, row: dict) -> float:
+    """Return the ``true`` probability of one row sent as an Arrow IPC stream."""
+    table = pa.table({name: [value] for name, value in row.items()})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    response = httpx.post(
+        f"{base}/v1/models/late/predict",
+        content=sink.getvalue().to_pybytes(),
+        headers={"Content-Type": "application/vnd.apache.arrow.stream"},
+        trust_env=False,
+    )
+    assert response.status_code == 200, response.text
+    output = pa.ipc.open_stream(response.content).read_all()
+    return output.column("probability_true").to_pylist()[0]
+
+
+def run_cli(
+    tmp_path: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI on the test's config; it talks to the running daemon."""
+    config = str(tmp_path / "config.toml")
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", "--config", config, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -1,0 +1,97 @@
+"""The dataset commands run as an operator would: ``python -m appliance ...``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CONFIG = """
+[storage]
+home = "home"
+
+[datasets.sales]
+partition_by = "region"
+
+[datasets.sales.contract]
+unique_key = ["id"]
+
+[datasets.sales.contract.columns.amount]
+type = "DOUBLE"
+min = 0
+"""
+
+
+def appliance(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "--config",
+            str(tmp_path / "c.toml"),
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_datasets_commands_end_to_end(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(CONFIG)
+    first = tmp_path / "a.csv"
+    first.write_text("id,region,amount\n1,north,5.0\n2,south,-1\n3,north,2.5\n")
+    second = tmp_path / "b.csv"
+    second.write_text("id,region,amount\n4,south,1.0\n1,north,3.0\n")
+
+    ingested = appliance(tmp_path, "ingest", "sales", str(first))
+    appended = appliance(tmp_path, "ingest", "sales", str(second), "--mode", "append")
+    listed = appliance(tmp_path, "datasets", "list", "--json")
+    quarantined = appliance(tmp_path, "datasets", "quarantine", "sales", "--json")
+
+    assert ingested.returncode == 0, ingested.stderr
+    assert "accepted=2 quarantined=1 (created)" in ingested.stdout
+    assert appended.returncode == 0, appended.stderr
+    assert "rows=3 mode=append accepted=1 quarantined=1" in appended.stdout
+    versions = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [v["rows"] for v in versions] == [3, 2]
+    assert versions[0]["parent"] == versions[1]["version"]
+    rows = [json.loads(line) for line in quarantined.stdout.splitlines()]
+    assert [(r["line"], r["column"], r["reason"]) for r in rows] == [
+        (3, "amount", 'value "-1.0" is below the minimum 0'),
+        (3, "id", "duplicate unique key (id=1)"),
+    ]
+    assert rows[0]["source"] == str(first.resolve())
+    assert rows[1]["source"] == str(second.resolve())
+
+    newest, oldest = versions[0]["version"], versions[1]["version"]
+    shown = appliance(tmp_path, "datasets", "show", f"sales@{newest}")
+    diff = appliance(tmp_path, "datasets", "diff", f"sales@{oldest}", f"sales@{newest}")
+
+    assert shown.returncode == 0, shown.stderr
+    assert f"parent      {oldest}" in shown.stdout
+    assert "partitioned region" in shown.stdout
+    assert "quality: duplicate rows 0" in shown.stdout
+    assert diff.returncode == 0, diff.stderr
+    assert "rows 2 -> 3" in diff.stdout
+    assert (
+        tmp_path / "home" / "lake" / "sales" / f"version={newest}" / "region=south"
+    ).is_dir()
+
+
+def test_strict_ingest_exits_with_error(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(CONFIG)
+    path = tmp_path / "a.csv"
+    path.write_text("id,region,amount\n1,north,-5\n")
+
+    result = appliance(tmp_path, "ingest", "sales", str(path), "--strict")
+
+    assert result.returncode == 1
+    assert "1 of 1 rows break the contract" in result.stderr
+    assert "line 2, column 'amount'" in result.stderr

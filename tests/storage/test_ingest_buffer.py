@@ -1,0 +1,233 @@
+"""The HTTP ingest buffer: durable appends, flushes, recovery after a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from appliance.config import Config, load_config
+from appliance.errors import RequestError
+from appliance.storage import (
+    Catalog,
+    IngestBuffer,
+    ingest,
+    list_quarantine,
+    list_versions,
+    scan_sql,
+)
+
+CONFIG = """
+[storage]
+home = "home"
+
+[ingest]
+flush_rows = {flush_rows}
+flush_seconds = {flush_seconds}
+
+[datasets.events.contract.columns.value]
+type = "DOUBLE"
+min = 0
+"""
+
+
+def write_config(
+    tmp_path: Path, flush_rows: int = 1000, flush_seconds: float = 3600
+) -> Config:
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG.format(flush_rows=flush_rows, flush_seconds=flush_seconds))
+    return load_config(path)
+
+
+def versions(config: Config, dataset: str = "events") -> list:
+    with Catalog(config.storage.home) as catalog:
+        return list_versions(catalog, dataset)
+
+
+def rows_of(config: Config, dataset: str = "events") -> list[tuple]:
+    with Catalog(config.storage.home) as catalog:
+        version = list_versions(catalog, dataset)[0]
+        return catalog.db.execute(scan_sql(version) + " ORDER BY id").fetchall()
+
+
+def test_append_is_on_disk_before_return(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    buffer = IngestBuffer(config)
+
+    count = buffer.append("events", [{"id": 1, "value": 0.5}, {"id": 2, "value": 1.5}])
+
+    wal = config.storage.home / "buffer" / "events" / "wal.jsonl"
+    lines = wal.read_text().splitlines()
+    assert count == 2
+    assert [json.loads(line) for line in lines] == [
+        {"id": 1, "value": 0.5},
+        {"id": 2, "value": 1.5},
+    ]
+    assert versions(config) == []
+
+
+def test_non_object_row_rejected(tmp_path: Path) -> None:
+    buffer = IngestBuffer(write_config(tmp_path))
+
+    with pytest.raises(
+        RequestError, match="row 1 sent to dataset 'events' is not a JSON object"
+    ):
+        buffer.append("events", [{"id": 1}, [1, 2]])
+
+
+def test_flush_appends_versions(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    buffer = IngestBuffer(config)
+
+    buffer.append("events", [{"id": 1, "value": 0.5}])
+    buffer.flush("events")
+    buffer.append("events", [{"id": 2, "value": 2.0}, {"id": 3, "value": -1.0}])
+    buffer.flush("events")
+
+    found = versions(config)
+    assert [v.mode for v in found] == ["append", "replace"]
+    assert found[0].parent == found[1].version
+    assert rows_of(config) == [(1, 0.5), (2, 2.0)]
+    with Catalog(config.storage.home) as catalog:
+        quarantined = list_quarantine(catalog, "events")
+    assert [(q.line, q.column, q.value) for q in quarantined] == [(2, "value", "-1.0")]
+    folder = config.storage.home / "buffer" / "events"
+    assert not (folder / "wal.jsonl").exists()
+    assert len(list((folder / "quarantined").iterdir())) == 1
+
+
+def test_recovery_drops_torn_last_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    IngestBuffer(config).append("events", [{"id": 1, "value": 0.5}])
+    wal = config.storage.home / "buffer" / "events" / "wal.jsonl"
+    with wal.open("ab") as handle:
+        handle.write(b'{"id": 2, "val')  # a write cut short, never acknowledged
+
+    IngestBuffer(config).recover()
+
+    assert rows_of(config) == [(1, 0.5)]
+
+
+def test_segment_ingested_before_crash_not_duplicated(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    buffer = IngestBuffer(config)
+    buffer.append("events", [{"id": 1, "value": 0.5}])
+    buffer._rotate("events")
+    segment = next((config.storage.home / "buffer" / "events").glob("segment-*"))
+    # The crash happened after the ingest but before the segment was deleted.
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "events", [segment], "append", config.dataset("events"))
+
+    IngestBuffer(config).recover()
+
+    assert len(versions(config)) == 1
+    assert not segment.exists()
+
+
+# --- the daemon, killed between acknowledgement and flush -------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_daemon(tmp_path: Path, log_name: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    with (tmp_path / log_name).open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "appliance",
+                "--config",
+                str(tmp_path / "config.toml"),
+                "serve",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, (tmp_path / log_name).read_text()
+        try:
+            if (
+                httpx.get(f"{base}/health", timeout=2, trust_env=False).status_code
+                == 200
+            ):
+                return process, base
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError("daemon did not answer /health within 60 s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_acknowledged_rows_survive_kill(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    process, base = start_daemon(tmp_path, "first.log")
+    try:
+        sent = [{"id": i, "value": float(i)} for i in range(5)]
+        response = httpx.post(
+            f"{base}/v1/datasets/events/rows", json={"rows": sent}, trust_env=False
+        )
+        assert response.status_code == 202
+        assert response.json() == {"dataset": "events", "accepted": 5, "buffered": 5}
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    assert versions(config) == []
+
+    process, base = start_daemon(tmp_path, "second.log")
+    stop(process)
+
+    assert rows_of(config) == [(i, float(i)) for i in range(5)]
+
+
+def test_daemon_flushes_by_age(tmp_path: Path) -> None:
+    config = write_config(tmp_path, flush_seconds=0.5)
+    process, base = start_daemon(tmp_path, "daemon.log")
+    try:
+        response = httpx.post(
+            f"{base}/v1/datasets/events/rows",
+            json={"rows": [{"id": 1, "value": 2.5}, {"id": 2, "value": -3}]},
+            trust_env=False,
+        )
+        assert response.status_code == 202
+        deadline = time.monotonic() + 30
+        status = {}
+        while time.monotonic() < deadline:
+            status = httpx.get(
+                f"{base}/v1/datasets/events/rows", trust_env=False
+            ).json()
+            if status["flushes"] >= 1:
+                break
+            time.sleep(0.2)
+        assert status == {"dataset": "events", "buffered": 0, "flushes": 1}
+        bad = httpx.post(
+            f"{base}/v1/datasets/events/rows", content=b"{", trust_env=False
+        )
+        assert bad.status_code == 400
+    finally:
+        stop(process)
+
+    assert rows_of(config) == [(1, 2.5)]

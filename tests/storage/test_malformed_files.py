@@ -1,0 +1,301 @@
+"""Files that break readers: each loads correctly or fails naming file and line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from appliance.config import ColumnRule, ContractConfig, DatasetConfig
+from appliance.errors import IngestError
+from appliance.storage import Catalog, IngestResult, ingest, scan_sql
+
+WriteFile = Callable[[str, bytes | str], Path]
+
+
+def rows_of(catalog: Catalog, result: IngestResult) -> list[tuple]:
+    return catalog.db.execute(scan_sql(result.version)).fetchall()
+
+
+def test_bom_header_names_clean(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("bom.csv", b"\xef\xbb\xbfid,name\n1,alpha\n2,beta\n")
+
+    result = ingest(catalog, "bom", [path])
+
+    assert list(result.version.schema) == ["id", "name"]
+    assert result.version.row_count == 2
+    assert rows_of(catalog, result) == [(1, "alpha"), (2, "beta")]
+
+
+def test_duplicate_header_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("dup.csv", "id,id,name\n1,2,a\n")
+
+    with pytest.raises(IngestError, match=r"line 1: duplicate column name 'id'"):
+        ingest(catalog, "dup", [path])
+
+
+def test_empty_header_name_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("blank.csv", "id,,name\n1,2,a\n")
+
+    with pytest.raises(
+        IngestError, match=r"line 1, column 2: the header name is empty"
+    ):
+        ingest(catalog, "blank", [path])
+
+
+def test_semicolon_decimal_comma_detected(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    text = "text;number\n" + "".join("foo;123,5\n" for _ in range(3000))
+    path = write_file("semi.csv", text)
+
+    result = ingest(catalog, "semi", [path])
+
+    assert result.version.schema == {"text": "VARCHAR", "number": "DOUBLE"}
+    rows = rows_of(catalog, result)
+    assert len(rows) == 3000
+    assert {number for _, number in rows} == {123.5}
+
+
+def test_semicolon_decimal_comma_declared(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    text = "text;number\n" + "".join("foo;123,5\n" for _ in range(3000))
+    path = write_file("semi.csv", text)
+    settings = DatasetConfig(name="semi", delimiter=";", decimal_separator=",")
+
+    result = ingest(catalog, "semi", [path], settings=settings)
+
+    assert result.version.schema["number"] == "DOUBLE"
+    assert {number for _, number in rows_of(catalog, result)} == {123.5}
+
+
+def test_tab_delimiter_detected(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("tab.tsv", "a\tb\n1\t2.5\n")
+
+    result = ingest(catalog, "tab", [path])
+
+    assert result.version.schema == {"a": "BIGINT", "b": "DOUBLE"}
+    assert rows_of(catalog, result) == [(1, 2.5)]
+
+
+def test_quoted_newlines_stay_one_field(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("nl.csv", 'a,b\n1,"x\ny, z"\n2,"end\n"\n3,w\n')
+
+    result = ingest(catalog, "nl", [path])
+
+    assert rows_of(catalog, result) == [(1, "x\ny, z"), (2, "end\n"), (3, "w")]
+
+
+def test_quoted_newline_line_numbers(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("nl.csv", 'a,b\n1,"x\ny"\n2,"p\nq\n"\nbad,w\n')
+    contract = ContractConfig(columns={"a": ColumnRule(type="BIGINT")})
+
+    result = ingest(
+        catalog, "nl", [path], settings=DatasetConfig("nl", contract=contract)
+    )
+
+    rows = catalog.db.execute("SELECT line, column_name FROM quarantine").fetchall()
+    assert result.quarantined == 1
+    assert rows == [(7, "a")]
+
+
+def test_type_change_after_thousands_of_rows(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    text = "a\n" + "".join(f"{i}\n" for i in range(5000)) + "n/a-code\n"
+    path = write_file("late.csv", text)
+
+    result = ingest(catalog, "late", [path])
+
+    assert result.version.schema == {"a": "VARCHAR"}
+    assert result.version.row_count == 5001
+    assert rows_of(catalog, result)[-1] == ("n/a-code",)
+
+
+def test_type_change_against_contract_quarantined(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    text = "a\n" + "".join(f"{i}\n" for i in range(5000)) + "oops\n"
+    path = write_file("late.csv", text)
+    contract = ContractConfig(columns={"a": ColumnRule(type="BIGINT")})
+
+    result = ingest(
+        catalog, "late", [path], settings=DatasetConfig("late", contract=contract)
+    )
+
+    rows = catalog.db.execute(
+        "SELECT source, line, column_name, value, reason FROM quarantine"
+    ).fetchall()
+    assert result.accepted == 5000
+    assert rows == [
+        (str(path.resolve()), 5002, "a", "oops", 'value "oops" is not a valid BIGINT')
+    ]
+
+
+def test_non_utf8_byte_named(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("latin.csv", b"a,b\n1,ok\n2,caf\xe9\n")
+
+    with pytest.raises(
+        IngestError, match=r"latin.csv, line 3, byte 6: 0xe9 is not valid UTF-8"
+    ):
+        ingest(catalog, "latin", [path])
+
+
+def test_latin1_declared_loads(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("latin.csv", b"a,b\n1,ok\n2,caf\xe9\n")
+    settings = DatasetConfig(name="latin", encoding="latin-1")
+
+    result = ingest(catalog, "latin", [path], settings=settings)
+
+    assert rows_of(catalog, result) == [(1, "ok"), (2, "café")]
+
+
+def test_zero_byte_file_empty_error(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("empty.csv", b"")
+
+    with pytest.raises(IngestError, match=r"empty.csv: file is empty \(0 bytes\)"):
+        ingest(catalog, "empty", [path])
+
+
+def test_header_only_keeps_declared_types(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("header.csv", "id,day\n")
+    contract = ContractConfig(
+        columns={"id": ColumnRule(type="BIGINT"), "day": ColumnRule(type="DATE")}
+    )
+
+    result = ingest(
+        catalog, "header", [path], settings=DatasetConfig("header", contract=contract)
+    )
+
+    assert result.version.row_count == 0
+    assert result.version.schema == {"id": "BIGINT", "day": "DATE"}
+    described = catalog.db.execute(f"DESCRIBE {scan_sql(result.version)}").fetchall()
+    assert [(name, kind) for name, kind, *_ in described] == [
+        ("id", "BIGINT"),
+        ("day", "DATE"),
+    ]
+    assert result.warnings == []
+
+
+def test_missing_tokens_read_as_null(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("na.csv", "a,b\n1,NA\n2,null\n3,\nNA,x\n")
+
+    result = ingest(catalog, "na", [path])
+
+    assert result.version.schema == {"a": "BIGINT", "b": "VARCHAR"}
+    assert rows_of(catalog, result) == [(1, None), (2, None), (3, None), (None, "x")]
+
+
+def test_iso_dates_and_timestamps_typed(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file(
+        "iso.csv", "d,t,z\n2024-01-31,2024-01-31 10:00:00,2013-01-01T10:00:00Z\n"
+    )
+
+    result = ingest(catalog, "iso", [path])
+
+    assert result.version.schema == {"d": "DATE", "t": "TIMESTAMP", "z": "TIMESTAMPTZ"}
+
+
+def test_other_date_format_allowed_parses(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("dates.csv", "d\n31-OCT-2023\n01-JAN-2024\n")
+    settings = DatasetConfig(name="dates", date_formats=("%d-%b-%Y",))
+
+    result = ingest(catalog, "dates", [path], settings=settings)
+
+    assert result.version.schema == {"d": "DATE"}
+    assert [str(d) for (d,) in rows_of(catalog, result)] == ["2023-10-31", "2024-01-01"]
+    assert result.warnings == []
+
+
+def test_other_date_format_not_allowed_warns(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("dates.csv", "d\n31-OCT-2023\n01-JAN-2024\n")
+
+    result = ingest(catalog, "dates", [path])
+
+    assert result.version.schema == {"d": "VARCHAR"}
+    assert rows_of(catalog, result) == [("31-OCT-2023",), ("01-JAN-2024",)]
+    assert len(result.warnings) == 1
+    assert (
+        "column 'd' looks like dates in a format that is not allowed"
+        in (result.warnings[0])
+    )
+    assert result.version.report["warnings"] == result.warnings
+
+
+def test_day_month_ambiguous_flagged(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("amb.csv", "d\n01/02/2024\n03/04/2024\n")
+    settings = DatasetConfig(name="amb", date_formats=("%d/%m/%Y", "%m/%d/%Y"))
+
+    result = ingest(catalog, "amb", [path], settings=settings)
+
+    assert result.version.schema == {"d": "VARCHAR"}
+    assert len(result.warnings) == 1
+    assert "column 'd' holds ambiguous dates" in result.warnings[0]
+
+
+def test_day_first_unambiguous_parses(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("dmy.csv", "d\n01/02/2024\n25/12/2024\n")
+    settings = DatasetConfig(name="dmy", date_formats=("%d/%m/%Y", "%m/%d/%Y"))
+
+    result = ingest(catalog, "dmy", [path], settings=settings)
+
+    assert result.version.schema == {"d": "DATE"}
+    assert [str(d) for (d,) in rows_of(catalog, result)] == ["2024-02-01", "2024-12-25"]
+
+
+def test_declared_date_format_resolves_ambiguity(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("amb.csv", "d\n01/02/2024\n03/04/2024\n")
+    contract = ContractConfig(
+        columns={"d": ColumnRule(type="DATE", date_format="%m/%d/%Y")}
+    )
+
+    result = ingest(
+        catalog, "amb", [path], settings=DatasetConfig("amb", contract=contract)
+    )
+
+    assert [str(d) for (d,) in rows_of(catalog, result)] == ["2024-01-02", "2024-03-04"]
+
+
+def test_version_column_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("v.csv", "id,version\n1,2\n")
+
+    with pytest.raises(IngestError, match="column 'version' is reserved"):
+        ingest(catalog, "v", [path])
+
+
+def test_ragged_rows_quarantined(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("ragged.csv", "a,b\n1,2\n3,4,5\n6\nx,8\n9,10\n")
+    contract = ContractConfig(columns={"a": ColumnRule(type="BIGINT")})
+
+    result = ingest(
+        catalog, "ragged", [path], settings=DatasetConfig("ragged", contract=contract)
+    )
+
+    rows = catalog.db.execute(
+        "SELECT line, column_name, value, reason FROM quarantine ORDER BY line"
+    ).fetchall()
+    assert result.accepted == 2
+    assert result.quarantined == 3
+    assert [(line, value) for line, _, value, _ in rows] == [
+        (3, "3,4,5"),
+        (4, "6"),
+        (5, "x"),
+    ]
+    assert rows[0][3] == "TOO MANY COLUMNS: Expected Number of Columns: 2 Found: 3"
+    assert rows[1][3] == "MISSING COLUMNS: Expected Number of Columns: 2 Found: 1"
+    assert rows[2][3] == 'value "x" is not a valid BIGINT'
+    assert catalog.db.execute(scan_sql(result.version)).fetchall() == [(1, 2), (9, 10)]

@@ -1,0 +1,265 @@
+"""Dataset versions: lineage, append and replace, partitions, retention, diff."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from appliance.config import ColumnRule, ContractConfig, DatasetConfig
+from appliance.errors import IngestError, NotFoundError
+from appliance.storage import (
+    Catalog,
+    diff_versions,
+    get_dataset_version,
+    ingest,
+    list_quarantine,
+    list_versions,
+    scan_sql,
+)
+
+WriteFile = Callable[[str, bytes | str], Path]
+
+
+def test_same_bytes_same_version(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("a.csv", "x,y\n1,a\n")
+
+    first = ingest(catalog, "d", [path])
+    second = ingest(catalog, "d", [path])
+
+    assert first.created
+    assert not second.created
+    assert second.version.version == first.version.version
+    assert len(list_versions(catalog, "d")) == 1
+    folders = os.listdir(catalog.lake / "d")
+    assert folders == [f"version={first.version.version}"]
+
+
+def test_replace_lineage_records_parent(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    first = ingest(catalog, "d", [write_file("a.csv", "x,y\n1,a\n2,b\n")])
+    second = ingest(catalog, "d", [write_file("b.csv", "x,y\n3,c\n")])
+
+    version = second.version
+    assert version.parent == first.version.version
+    assert version.mode == "replace"
+    assert version.row_count == 1
+    assert version.sources[0]["path"].endswith("b.csv")
+    assert len(version.sources[0]["sha256"]) == 64
+    assert version.schema == {"x": "BIGINT", "y": "VARCHAR"}
+    assert catalog.db.execute(scan_sql(version)).fetchall() == [(3, "c")]
+
+
+def test_append_reads_parent_rows(catalog: Catalog, write_file: WriteFile) -> None:
+    first = ingest(catalog, "d", [write_file("a.csv", "x,y\n1,a\n2,b\n")])
+    second = ingest(catalog, "d", [write_file("b.csv", "x,y\n3,c\n")], mode="append")
+
+    version = second.version
+    assert version.mode == "append"
+    assert version.parent == first.version.version
+    assert version.row_count == 3
+    assert version.files == first.version.files + [str(version.path) + "/*.parquet"]
+    rows = catalog.db.execute(scan_sql(version) + " ORDER BY x").fetchall()
+    assert rows == [(1, "a"), (2, "b"), (3, "c")]
+    # The parent stays readable and unchanged.
+    parent_rows = catalog.db.execute(scan_sql(first.version)).fetchall()
+    assert parent_rows == [(1, "a"), (2, "b")]
+
+
+def test_append_same_file_twice_unchanged(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ingest(catalog, "d", [write_file("a.csv", "x\n1\n")])
+    path = write_file("b.csv", "x\n2\n")
+    appended = ingest(catalog, "d", [path], mode="append")
+
+    again = ingest(catalog, "d", [path], mode="append")
+
+    assert not again.created
+    assert again.version.version == appended.version.version
+    assert len(list_versions(catalog, "d")) == 2
+
+
+def test_partitioned_layout_readable_by_duckdb(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("f.csv", "month,delay\n1,5\n1,7\n2,3\n")
+    settings = DatasetConfig(name="f", partition_by="month")
+
+    result = ingest(catalog, "f", [path], settings=settings)
+
+    folder = result.version.path
+    assert sorted(os.listdir(folder)) == ["month=1", "month=2"]
+    assert os.listdir(folder / "month=1") == ["data_0.parquet"]
+    assert result.version.partition_by == "month"
+    # A plain Hive reader sees the same rows, with version and month columns.
+    files = f"{catalog.lake}/f/*/*/*.parquet"
+    plain = duckdb.sql(
+        f"SELECT version, month, delay FROM read_parquet('{files}', "
+        "hive_partitioning=true) ORDER BY month, delay"
+    ).fetchall()
+    vid = result.version.version
+    assert plain == [(vid, 1, 5), (vid, 1, 7), (vid, 2, 3)]
+    rows = catalog.db.execute(scan_sql(result.version) + " ORDER BY delay").fetchall()
+    assert rows == [(2, 3), (1, 5), (1, 7)]
+
+
+def test_retention_keeps_newest(catalog: Catalog, write_file: WriteFile) -> None:
+    settings = DatasetConfig(name="d", keep_versions=2)
+    ids = []
+    for i in range(3):
+        path = write_file(f"{i}.csv", f"x\n{i}\n")
+        ids.append(ingest(catalog, "d", [path], settings=settings).version.version)
+
+    kept = [v.version for v in list_versions(catalog, "d")]
+
+    assert kept == [ids[2], ids[1]]
+    assert not (catalog.lake / "d" / f"version={ids[0]}").exists()
+    with pytest.raises(NotFoundError, match="is not a version of dataset 'd'"):
+        get_dataset_version(catalog, f"d@{ids[0]}")
+
+
+def test_retention_keeps_files_of_append_chain(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    settings = DatasetConfig(name="d", keep_versions=1)
+    base = ingest(catalog, "d", [write_file("0.csv", "x\n0\n")], settings=settings)
+    child = ingest(
+        catalog, "d", [write_file("1.csv", "x\n1\n")], "append", settings
+    ).version
+
+    assert [v.version for v in list_versions(catalog, "d")] == [child.version]
+    assert base.version.path.exists()
+    rows = catalog.db.execute(scan_sql(child) + " ORDER BY x").fetchall()
+    assert rows == [(0,), (1,)]
+
+
+def test_quarantine_counts_and_rows(catalog: Catalog, write_file: WriteFile) -> None:
+    contract = ContractConfig(
+        columns={
+            "id": ColumnRule(type="BIGINT", nullable=False),
+            "score": ColumnRule(type="DOUBLE", min=0, max=1),
+            "kind": ColumnRule(allowed=("a", "b")),
+            "code": ColumnRule(regex="[A-Z]{2}[0-9]"),
+        },
+        unique_key=("id",),
+    )
+    settings = DatasetConfig(name="q", contract=contract)
+    text = (
+        "id,score,kind,code\n"
+        "1,0.5,a,AB1\n"  # line 2: good
+        ",0.1,a,AB2\n"  # line 3: id missing
+        "3,1.5,b,AB3\n"  # line 4: score above max
+        "4,0.2,c,AB4\n"  # line 5: kind not allowed
+        "5,0.3,a,ab5\n"  # line 6: code does not match
+        "1,0.4,b,AB6\n"  # line 7: duplicate id
+        "7,x,a,AB7\n"  # line 8: score not a number
+        "8,0.9,b,ZZ9\n"  # line 9: good
+    )
+
+    result = ingest(catalog, "q", [write_file("q.csv", text)], settings=settings)
+
+    assert result.accepted == 2
+    assert result.quarantined == 6
+    assert result.version.row_count == 2
+    found = [(r.line, r.column, r.reason) for r in list_quarantine(catalog, "q")]
+    assert found == [
+        (3, "id", "missing value in a column that is not nullable"),
+        (4, "score", 'value "1.5" is above the maximum 1'),
+        (5, "kind", 'value "c" is not an allowed category'),
+        (6, "code", 'value "ab5" does not match [A-Z]{2}[0-9]'),
+        (7, "id", "duplicate unique key (id=1)"),
+        (8, "score", 'value "x" is not a valid DOUBLE'),
+    ]
+    rows = catalog.db.execute(scan_sql(result.version)).fetchall()
+    assert rows == [(1, 0.5, "a", "AB1"), (8, 0.9, "b", "ZZ9")]
+    # The whole row is kept with its first broken rule, as read from the file.
+    kept = list_quarantine(catalog, "q")[-1].row
+    assert kept == {"id": "7", "score": "x", "kind": "a", "code": "AB7"}
+
+
+def test_strict_rejects_whole_file(catalog: Catalog, write_file: WriteFile) -> None:
+    contract = ContractConfig(columns={"id": ColumnRule(type="BIGINT")})
+    settings = DatasetConfig(name="s", contract=contract)
+    path = write_file("s.csv", "id\n1\ntwo\n3\n")
+
+    with pytest.raises(
+        IngestError,
+        match=r"1 of 3 rows break the contract; .*s.csv, line 3, column 'id': "
+        r'value "two" is not a valid BIGINT',
+    ):
+        ingest(catalog, "s", [path], settings=settings, strict=True)
+
+    assert list_versions(catalog, "s") == []
+    assert list_quarantine(catalog, "s") == []
+
+
+def test_first_version_becomes_contract(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ingest(catalog, "d", [write_file("a.csv", "id,name,score\n1,a,0.5\n")])
+    path = write_file("b.csv", "id,score,extra\nx,0.7,1\n2,0.8,2\n")
+
+    result = ingest(catalog, "d", [path])
+
+    assert result.warnings == [
+        "new column 'extra' of type BIGINT",
+        "column 'id' was BIGINT, the file has VARCHAR; values are converted to BIGINT",
+        "missing column 'name'; its values are read as missing",
+    ]
+    assert result.quarantined == 1
+    # The file's columns come first, then the contract's missing ones.
+    assert list(result.version.schema.items()) == [
+        ("id", "BIGINT"),
+        ("score", "DOUBLE"),
+        ("extra", "BIGINT"),
+        ("name", "VARCHAR"),
+    ]
+    rows = catalog.db.execute(scan_sql(result.version)).fetchall()
+    assert rows == [(2, 0.8, 2, None)]
+
+
+def test_quality_report_stored(catalog: Catalog, write_file: WriteFile) -> None:
+    values = [1, 2, 3, 4, 5, 6, 7, 8, 100, None]
+    text = "v,k\n" + "".join(f"{'' if v is None else v},a\n" for v in values)
+    text += "1,a\n"  # a duplicate of the first row
+
+    result = ingest(catalog, "d", [write_file("q.csv", text)])
+
+    quality = get_dataset_version(catalog, "d").report["quality"]
+    assert result.version.report["quality"] == quality
+    assert quality["rows"] == 11
+    assert quality["duplicate_rows"] == 1
+    v = quality["columns"]["v"]
+    assert v["null_rate"] == pytest.approx(1 / 11, abs=1e-6)
+    assert v["min"] == 1.0
+    assert v["max"] == 100.0
+    assert v["outliers_iqr"] == 1
+    assert v["distinct"] == 9
+    assert quality["columns"]["k"]["distinct"] == 1
+
+
+def test_diff_reports_schema_and_rows(catalog: Catalog, write_file: WriteFile) -> None:
+    a = ingest(catalog, "d", [write_file("a.csv", "x,y\n1,a\n2,b\n")]).version
+    b = ingest(catalog, "d", [write_file("b.csv", "x,z\n5,1.5\n")]).version
+
+    diff = diff_versions(a, b)
+
+    assert diff["rows"] == [2, 1]
+    assert diff["added_columns"] == ["z"]
+    assert diff["removed_columns"] == []
+    assert diff["statistics"]["x"]["max"] == [2.0, 5.0]
+    assert diff["statistics"]["y"]["null_rate"] == [0.0, 1.0]
+
+
+def test_version_reference_by_prefix(catalog: Catalog, write_file: WriteFile) -> None:
+    first = ingest(catalog, "d", [write_file("a.csv", "x\n1\n")]).version
+    ingest(catalog, "d", [write_file("b.csv", "x\n2\n")])
+
+    assert get_dataset_version(catalog, f"d@{first.version[:6]}") == first
+    with pytest.raises(NotFoundError, match="'zzz' is not a version of dataset 'd'"):
+        get_dataset_version(catalog, "d@zzz")
