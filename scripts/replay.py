@@ -186,7 +186,7 @@ def retrain(
     labels = holdout_rows["late"].to_numpy()
     champion_auc = auc(labels, score(champion.pipeline, holdout_rows))
     challenger_auc = auc(labels, score(challenger, holdout_rows))
-    passed = parity_ok(challenger, holdout_rows.head(2000)) if check_parity else True
+    passed = parity_ok(challenger, holdout_rows.head(500)) if check_parity else True
     decision = decide_promotion(policy, champion_auc, challenger_auc, passed)
     text = (
         f"trained on {len(train_rows)} rows; holdout {len(holdout_rows)} rows: "
