@@ -11,6 +11,7 @@ value raises `ConfigError` naming the key and the file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -116,10 +117,13 @@ class PredictionsConfig:
 class SplitConfig:
     """How the labelled rows are split into training and holdout sets."""
 
-    method: Literal["random", "stratified", "time"] = "random"
-    """``random``, ``stratified`` on the target, or ``time`` ordered by `column`."""
+    method: Literal["random", "stratified", "time", "group"] = "random"
+    """``random``; ``stratified`` on the target; ``time``, holding out the rows
+    last in `column` order; or ``group``, keeping all rows with the same
+    `column` value on one side."""
     column: str | None = None
-    """Column that orders rows for a ``time`` split."""
+    """Column that orders rows for a ``time`` split or groups them for a
+    ``group`` split."""
     test_size: float = 0.2
     """Share of rows held out for evaluation and the parity check."""
     seed: int = 0
@@ -130,6 +134,89 @@ class SplitConfig:
             raise ValueError(f"test_size must be within (0, 1), got {self.test_size}")
         if self.method == "time" and not self.column:
             raise ValueError("method 'time' needs 'column', the column to order by")
+        if self.method == "group" and not self.column:
+            raise ValueError("method 'group' needs 'column', the column to group by")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Feature preprocessing of one model, exported to ONNX with the estimator."""
+
+    numeric_impute: Literal["mean", "median", "most_frequent", "constant"] = "median"
+    """Value that replaces a missing number: the training column's mean, median
+    or most frequent value, or `numeric_fill`."""
+    numeric_fill: float = 0.0
+    """Fill value of ``numeric_impute = "constant"``."""
+    scale: Literal["auto", "standard", "minmax", "none"] = "auto"
+    """Scaling of numeric columns; ``auto`` standardizes for linear models only."""
+    categorical_impute: Literal["none", "most_frequent", "constant"] = "none"
+    """Value that replaces a missing category; ``none`` keeps missing as a
+    category of its own (one-hot) or encodes it as `missing_value` (ordinal)."""
+    categorical_fill: str = "missing"
+    """Fill value of ``categorical_impute = "constant"``."""
+    encoding: Literal["onehot", "ordinal"] = "onehot"
+    """One column per category (all zeros for an unseen category), or one
+    integer code per column (`unknown_value` for an unseen category)."""
+    min_frequency: int | None = None
+    """Categories seen in fewer training rows are grouped into one infrequent
+    category."""
+    unknown_value: int = -1
+    """Ordinal code of a category unseen in training."""
+    missing_value: int = -2
+    """Ordinal code of a missing category when `categorical_impute` is ``none``."""
+
+    def __post_init__(self) -> None:
+        if self.min_frequency is not None and self.min_frequency < 1:
+            raise ValueError(
+                f"min_frequency must be at least 1, got {self.min_frequency}"
+            )
+        if self.unknown_value == self.missing_value:
+            raise ValueError(
+                f"unknown_value and missing_value are both {self.unknown_value}; "
+                "give them different codes"
+            )
+        if self.unknown_value >= 0 or self.missing_value >= 0:
+            raise ValueError(
+                "unknown_value and missing_value must be negative, so they differ "
+                "from the codes 0, 1, ... of the training categories"
+            )
+        if self.categorical_fill == "":
+            raise ValueError(
+                "categorical_fill must not be empty, because '' marks a missing value"
+            )
+
+
+_LIGHTGBM_OBJECTIVES = (
+    "binary",
+    "multiclass",
+    "regression",
+    "quantile",
+    "huber",
+    "poisson",
+    "gamma",
+    "tweedie",
+)
+"""Prefixes of the LightGBM objectives that onnxmltools 1.16 converts."""
+_CATEGORICAL_FEATURE = (
+    "categorical columns are encoded by the pipeline; list them in 'categorical' "
+    "and set 'preprocess.encoding'"
+)
+_LINEAR_TREE = "onnxmltools cannot convert linear trees"
+_UNEXPORTABLE_PARAMS = {
+    "lightgbm": {
+        # LightGBM 4.7 resolves each alias here to the parameter it stands for.
+        "categorical_feature": _CATEGORICAL_FEATURE,
+        "categorical_features": _CATEGORICAL_FEATURE,
+        "categorical_column": _CATEGORICAL_FEATURE,
+        "cat_feature": _CATEGORICAL_FEATURE,
+        "cat_column": _CATEGORICAL_FEATURE,
+        "linear_tree": _LINEAR_TREE,
+        "linear_trees": _LINEAR_TREE,
+        "linear_lambda": _LINEAR_TREE,
+        "zero_as_missing": "onnxmltools does not convert the rule that zero means "
+        "missing, so ONNX outputs would differ for zeros",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -294,7 +381,14 @@ class ModelConfig:
     where: str | None = None
     """SQL predicate that selects the training rows, such as ``month <= 3``."""
     derive: dict[str, str] = field(default_factory=dict)
-    """Columns computed at training by SQL expressions, such as a label."""
+    """Columns computed by DuckDB SQL expressions, such as a label. A derived
+    column listed in `features` is computed again over each request at serving,
+    so it must be row-wise and deterministic."""
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    """Imputation, scaling and encoding of the features."""
+    checks: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Allowed range of numeric features, such as ``income = {min = 0}``; a
+    request value outside it is rejected, a training value fails the run."""
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     """Automatic retraining policy."""
 
@@ -307,20 +401,58 @@ class ModelConfig:
             )
         if self.features is not None and self.target in self.features:
             raise ValueError(f"target {self.target!r} is also listed in features")
-        derived_features = set(self.features or ()) & set(self.derive)
-        if derived_features:
-            # NOTE: the daemon has no SQL engine on the request path yet, so a
-            # derived column can define the target or a filter but not an input.
-            raise ValueError(
-                f"derived columns {sorted(derived_features)} cannot be features; "
-                "add them to the dataset instead"
-            )
+        self._check_derived_features()
+        self._check_params()
+        self._check_checks()
+        if self.split.method == "stratified" and self.task != "classification":
+            raise ValueError("split method 'stratified' needs task 'classification'")
         if self.features is not None:
             unknown = set(self.categorical) - set(self.features)
             if unknown:
                 raise ValueError(
                     f"categorical columns {sorted(unknown)} are not in features"
                 )
+
+    def _check_derived_features(self) -> None:
+        from appliance.derive import ExpressionError, derived_inputs
+
+        try:
+            derived_inputs(self.derive, list(self.features or ()))
+        except ExpressionError as exc:
+            raise ValueError(f"derive: {exc}") from None
+
+    def _check_params(self) -> None:
+        rejected = _UNEXPORTABLE_PARAMS.get(self.algorithm, {})
+        for key in self.params:
+            if key in rejected:
+                raise ValueError(
+                    f"params.{key} cannot be exported to ONNX: {rejected[key]}"
+                )
+        objective = self.params.get("objective")
+        if self.algorithm == "lightgbm" and objective is not None:
+            if not str(objective).startswith(_LIGHTGBM_OBJECTIVES):
+                raise ValueError(
+                    f"params.objective {objective!r} cannot be exported to ONNX; "
+                    f"use one of {', '.join(_LIGHTGBM_OBJECTIVES)}"
+                )
+
+    def _check_checks(self) -> None:
+        for column, bounds in self.checks.items():
+            unknown = set(bounds) - {"min", "max"}
+            if unknown:
+                raise ValueError(
+                    f"checks.{column} has unknown key {sorted(unknown)[0]!r}; "
+                    "known keys: min, max"
+                )
+            if bounds.get("min", -math.inf) > bounds.get("max", math.inf):
+                raise ValueError(f"checks.{column} has min above max")
+            if column in self.categorical:
+                raise ValueError(
+                    f"checks.{column}: min and max apply to numeric features, and "
+                    f"{column!r} is categorical"
+                )
+            if self.features is not None and column not in self.features:
+                raise ValueError(f"checks.{column}: {column!r} is not in features")
 
 
 @dataclass(frozen=True)
@@ -474,10 +606,12 @@ def _convert(value: Any, hint: Any, key: str, source: Path) -> Any:
         return tuple(_check_type(item, args[0], key, source) for item in items)
     if origin is dict:
         table = _check_type(value, dict, key, source)
-        if args[1] is not Any:
-            for sub, item in table.items():
-                _check_type(item, args[1], f"{key}.{sub}", source)
-        return dict(table)
+        if args[1] is Any:
+            return dict(table)
+        return {
+            sub: _convert(item, args[1], f"{key}.{sub}", source)
+            for sub, item in table.items()
+        }
     if hint is Path:
         return Path(_check_type(value, str, key, source))
     return _check_type(value, hint, key, source)

@@ -7,7 +7,9 @@ from appliance.serving._inputs import (
     NUMBER,
     STRING,
     columns_to_feed,
+    rows_to_columns,
     rows_to_feed,
+    table_to_columns,
     table_to_feed,
 )
 from appliance.serving._metrics import ServingMetrics
@@ -42,9 +44,11 @@ __all__ = [
     "daemon_state",
     "load_version",
     "publish_model_schema",
+    "rows_to_columns",
     "rows_to_feed",
     "run_with_catalog",
     "score_file",
     "session_threads",
+    "table_to_columns",
     "table_to_feed",
 ]

@@ -11,7 +11,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from appliance.errors import IngestError
-from appliance.serving._inputs import table_to_feed
 from appliance.serving._onnx import OnnxModel
 
 logger = logging.getLogger(__name__)
@@ -79,7 +78,8 @@ def _read(source: Path) -> pa.Table:
 
 
 def _score(model: OnnxModel, table: pa.Table) -> pa.Table:
-    output = model.run(table_to_feed(model.name, model.inputs, table))
+    feed, _ = model.feed_table(table)
+    output = model.run(feed)
     scored = model.format_table(output)
     for name, column in zip(scored.column_names, scored.columns):
         table = table.append_column(name, column)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgspec
@@ -64,12 +65,32 @@ def decode_json_rows(body: bytes, model: str) -> list[Any]:
     try:
         return _decoder.decode(body).rows
     except msgspec.DecodeError as exc:
+        rows = _decode_nan_literals(body)
+        if rows is not None:
+            return rows
         raise RequestError(
             f"malformed request body for model {model!r}: {exc}; send "
             '{"rows": [{...}, ...]}',
             model=model,
             malformed=True,
         ) from None
+
+
+def _decode_nan_literals(body: bytes) -> list[Any] | None:
+    """Decode a body that uses the NaN or Infinity literal, which JSON lacks.
+
+    Python's json module reads them as floats; the input checks then treat NaN
+    as missing and reject infinity naming the column. Returns None when the
+    body is not valid even so.
+    """
+    if b"NaN" not in body and b"Infinity" not in body:
+        return None
+    try:
+        table = json.loads(body)
+    except ValueError:
+        return None
+    rows = table.get("rows") if isinstance(table, dict) else None
+    return rows if isinstance(rows, list) else None
 
 
 def decode_arrow(body: bytes, model: str) -> pa.Table:

@@ -1,8 +1,22 @@
 """Input conversion: JSON rows and Arrow tables into ONNX feeds.
 
-A model's inputs are listed in its schema as ``{"name", "type"}`` with type
-``number`` (fed as float32, missing as NaN) or ``string`` (fed as text,
+A model's ONNX inputs are listed in its schema as ``{"name", "type"}`` with
+type ``number`` (fed as float32, missing as NaN) or ``string`` (fed as text,
 missing as ``""``). Each ONNX input is one column of shape ``(rows, 1)``.
+
+A request sends the columns listed under ``request`` in the schema: every
+feature that is not derived plus the dataset columns the derived features
+read. Their ``type`` sets which JSON values are accepted:
+
+- ``number``: a number; null, NaN and the string ``"NaN"`` mean missing.
+- ``integer``: the same, and the number must be whole (3 and 3.0 are both 3).
+- ``boolean``: true, false, 0 or 1.
+- ``string``: text, a whole number or a boolean; null means missing.
+- ``sql``: any scalar, cast by DuckDB to the column's type in the dataset.
+
+Infinite numbers, numbers beyond the float32 range and values outside the
+model's ``checks`` are rejected with the column and row named. Columns the
+model does not read are ignored and reported as warnings.
 """
 
 from __future__ import annotations
@@ -19,18 +33,37 @@ from appliance.errors import RequestError
 
 NUMBER = "number"
 STRING = "string"
+INTEGER = "integer"
+BOOLEAN = "boolean"
+SQL = "sql"
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_NUMERIC_KINDS = (NUMBER, INTEGER, BOOLEAN)
+_MAX_WARNED_COLUMNS = 20
+
+Columns = dict[str, Any]
+"""Request values by column: float64 arrays for numeric kinds, object arrays of
+text for strings, Arrow arrays or lists for ``sql`` columns."""
 
 
-def rows_to_feed(
-    model: str, inputs: Sequence[Mapping[str, str]], rows: Sequence[Any]
-) -> dict[str, np.ndarray]:
-    """Convert JSON rows to an ONNX feed, checking every value.
+def request_spec(schema: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Return the request columns of a schema, from its inputs if it predates them."""
+    if "request" in schema:
+        return list(schema["request"])
+    return [dict(spec) for spec in schema["inputs"]]
 
-    Columns the model does not use are ignored.
+
+def rows_to_columns(
+    model: str, request: Sequence[Mapping[str, str]], rows: Sequence[Any]
+) -> tuple[Columns, list[str]]:
+    """Check JSON rows against the request columns and gather them by column.
+
+    Returns:
+        The values by column and the warnings about ignored columns.
 
     Raises:
-        RequestError: A row is not an object, or a column is missing or has a
-            value of the wrong type; the error names the model, row and column.
+        RequestError: A row is not an object, or a column is missing or has an
+            invalid value; the error names the model, row and column.
     """
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
@@ -39,26 +72,85 @@ def rows_to_feed(
                 model=model,
                 row=index,
             )
-    feed = {}
-    for spec in inputs:
-        name = spec["name"]
-        if spec["type"] == NUMBER:
-            values = [
-                _number(model, index, name, row) for index, row in enumerate(rows)
-            ]
-            feed[name] = np.array(values, dtype=np.float32).reshape(-1, 1)
+    columns: Columns = {}
+    for spec in request:
+        name, kind = spec["name"], spec["type"]
+        values = [_field(model, index, name, row) for index, row in enumerate(rows)]
+        if kind in _NUMERIC_KINDS:
+            numbers = [_number(model, i, name, kind, v) for i, v in enumerate(values)]
+            columns[name] = np.asarray(numbers, dtype=np.float64)
+        elif kind == SQL:
+            columns[name] = [_sql_text(v) for v in values]
         else:
-            values = [
-                _string(model, index, name, row) for index, row in enumerate(rows)
-            ]
-            feed[name] = np.array(values, dtype=object).reshape(-1, 1)
-    return feed
+            texts = [_text(model, i, name, v) for i, v in enumerate(values)]
+            columns[name] = np.asarray(texts, dtype=object)
+    known = {spec["name"] for spec in request}
+    extra = sorted({key for row in rows for key in row} - known)
+    return columns, _ignored(model, extra)
+
+
+def table_to_columns(
+    model: str, request: Sequence[Mapping[str, str]], table: pa.Table
+) -> tuple[Columns, list[str]]:
+    """Check an Arrow table against the request columns, column by column.
+
+    Raises:
+        RequestError: A column is missing or contains values of the wrong type.
+    """
+    columns: Columns = {}
+    for spec in request:
+        name, kind = spec["name"], spec["type"]
+        if name not in table.column_names:
+            raise RequestError(
+                f"column {name!r} required by model {model!r} is missing",
+                model=model,
+                column=name,
+            )
+        column = table.column(name)
+        if kind in _NUMERIC_KINDS:
+            columns[name] = _arrow_numbers(model, name, kind, column)
+        elif kind == SQL:
+            columns[name] = column
+        else:
+            texts = [_text(model, i, name, v) for i, v in enumerate(column.to_pylist())]
+            columns[name] = np.asarray(texts, dtype=object)
+    known = {spec["name"] for spec in request}
+    extra = sorted(set(table.column_names) - known)
+    return columns, _ignored(model, extra)
+
+
+def check_ranges(
+    model: str, checks: Mapping[str, Mapping[str, float]], columns: Columns
+) -> None:
+    """Reject numeric values outside the model's declared ``checks``.
+
+    Missing values pass; imputation fills them.
+
+    Raises:
+        RequestError: A value is below ``min`` or above ``max``.
+    """
+    for name, bounds in checks.items():
+        if name not in columns:
+            continue
+        values = np.asarray(columns[name], dtype=np.float64)
+        low, high = bounds.get("min", -math.inf), bounds.get("max", math.inf)
+        outside = (values < low) | (values > high)
+        if outside.any():
+            row = int(np.argmax(outside))
+            raise RequestError(
+                f"row {row}, column {name!r} of model {model!r} is "
+                f"{float(values[row])!r}, outside the allowed range (min {low}, max "
+                f"{high})",
+                model=model,
+                row=row,
+                column=name,
+            )
 
 
 def columns_to_feed(
     inputs: Sequence[Mapping[str, str]], columns: Mapping[str, Any]
 ) -> dict[str, np.ndarray]:
-    """Convert already typed columns (a DataFrame or a dict of arrays) to a feed.
+    """Convert typed columns (a DataFrame or a dict of arrays) to an ONNX feed.
 
     Numeric columns must hold floats with NaN for missing and string columns
     text with ``""`` for missing, as training frames do.
@@ -73,71 +165,93 @@ def columns_to_feed(
     return feed
 
 
+def check_float32(
+    model: str, inputs: Sequence[Mapping[str, str]], columns: Mapping[str, Any]
+) -> None:
+    """Reject finite numbers that would overflow to infinity as float32.
+
+    Raises:
+        RequestError: A numeric input is beyond ±3.4e38.
+    """
+    for spec in inputs:
+        if spec["type"] != NUMBER:
+            continue
+        values = np.asarray(columns[spec["name"]], dtype=np.float64)
+        beyond = np.abs(values) > _FLOAT32_MAX
+        if beyond.any():
+            row = int(np.argmax(beyond))
+            raise RequestError(
+                f"row {row}, column {spec['name']!r} of model {model!r} is "
+                f"{float(values[row])!r}, beyond the float32 range the model reads "
+                f"(±{_FLOAT32_MAX:.4g})",
+                model=model,
+                row=row,
+                column=spec["name"],
+            )
+
+
+def rows_to_feed(
+    model: str, inputs: Sequence[Mapping[str, str]], rows: Sequence[Any]
+) -> dict[str, np.ndarray]:
+    """Convert JSON rows to an ONNX feed for a model without derived features."""
+    columns, _ = rows_to_columns(model, inputs, rows)
+    check_float32(model, inputs, columns)
+    return columns_to_feed(inputs, columns)
+
+
 def table_to_feed(
     model: str, inputs: Sequence[Mapping[str, str]], table: pa.Table
 ) -> dict[str, np.ndarray]:
-    """Convert an Arrow table to an ONNX feed without a Python loop per row.
-
-    Raises:
-        RequestError: A column is missing or cannot be cast to the input type.
-    """
-    feed = {}
-    for spec in inputs:
-        name = spec["name"]
-        if name not in table.column_names:
-            raise RequestError(
-                f"column {name!r} required by model {model!r} is missing",
-                model=model,
-                column=name,
-            )
-        column = table.column(name)
-        try:
-            if spec["type"] == NUMBER:
-                if pa.types.is_string(column.type) or pa.types.is_large_string(
-                    column.type
-                ):
-                    raise pa.ArrowInvalid("text values in a numeric column")
-                array = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-                feed[name] = array.astype(np.float32).reshape(-1, 1)
-            else:
-                if pa.types.is_boolean(column.type):
-                    column = pc.if_else(column, "true", "false")
-                text = pc.fill_null(pc.cast(column, pa.string()), "")
-                feed[name] = np.array(text.to_pylist(), dtype=object).reshape(-1, 1)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            expected = "numbers" if spec["type"] == NUMBER else "text"
-            raise RequestError(
-                f"column {name!r} of model {model!r} must hold {expected}, "
-                f"got {column.type}: {exc}",
-                model=model,
-                column=name,
-            ) from None
-    return feed
+    """Convert an Arrow table to an ONNX feed for a model without derived features."""
+    columns, _ = table_to_columns(model, inputs, table)
+    check_float32(model, inputs, columns)
+    return columns_to_feed(inputs, columns)
 
 
-def _number(model: str, index: int, name: str, row: dict[str, Any]) -> float:
+def _field(model: str, index: int, name: str, row: Mapping[str, Any]) -> Any:
     try:
-        value = row[name]
+        return row[name]
     except KeyError:
-        raise _missing(model, index, name) from None
+        raise RequestError(
+            f"row {index} of the request to model {model!r} is missing column "
+            f"{name!r}; send null for a missing value",
+            model=model,
+            row=index,
+            column=name,
+        ) from None
+
+
+def _number(model: str, index: int, name: str, kind: str, value: Any) -> float:
     if value is None:
         return math.nan
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise RequestError(
-        f"row {index}, column {name!r} of model {model!r} must be a number or "
-        f"null, got {value!r}",
-        model=model,
-        row=index,
-        column=name,
-    )
+    if isinstance(value, bool):
+        if kind == BOOLEAN:
+            return 1.0 if value else 0.0
+    elif isinstance(value, (int, float)):
+        return _checked_number(model, index, name, kind, float(value))
+    elif isinstance(value, str) and value.strip().lower() == "nan":
+        return math.nan
+    expected = "true, false or null" if kind == BOOLEAN else "a number or null"
+    raise _invalid(model, index, name, f"must be {expected}, got {value!r}")
 
 
-def _string(model: str, index: int, name: str, row: dict[str, Any]) -> str:
-    try:
-        value = row[name]
-    except KeyError:
-        raise _missing(model, index, name) from None
+def _checked_number(
+    model: str, index: int, name: str, kind: str, value: float
+) -> float:
+    if math.isnan(value):
+        return value
+    if math.isinf(value):
+        raise _invalid(model, index, name, f"must be finite, got {value!r}")
+    if kind == INTEGER and not value.is_integer():
+        raise _invalid(model, index, name, f"must be a whole number, got {value!r}")
+    if kind == BOOLEAN and value not in (0.0, 1.0):
+        raise _invalid(
+            model, index, name, f"must be true, false, 0 or 1, got {value!r}"
+        )
+    return value
+
+
+def _text(model: str, index: int, name: str, value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
@@ -146,19 +260,66 @@ def _string(model: str, index: int, name: str, row: dict[str, Any]) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    raise RequestError(
-        f"row {index}, column {name!r} of model {model!r} must be a string or "
-        f"null, got {value!r}",
-        model=model,
-        row=index,
-        column=name,
-    )
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    raise _invalid(model, index, name, f"must be a string or null, got {value!r}")
 
 
-def _missing(model: str, index: int, name: str) -> RequestError:
+def _sql_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _arrow_numbers(
+    model: str, name: str, kind: str, column: pa.ChunkedArray
+) -> np.ndarray:
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        values = [
+            _number(model, i, name, kind, v) for i, v in enumerate(column.to_pylist())
+        ]
+        return np.asarray(values, dtype=np.float64)
+    if pa.types.is_boolean(column.type) and kind == BOOLEAN:
+        column = pc.cast(column, pa.int8())
+    try:
+        array = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise RequestError(
+            f"column {name!r} of model {model!r} must hold numbers, got "
+            f"{column.type}: {exc}",
+            model=model,
+            column=name,
+        ) from None
+    array = np.asarray(array, dtype=np.float64)
+    finite = np.isfinite(array)
+    for index in np.flatnonzero(~finite & ~np.isnan(array))[:1]:
+        _checked_number(model, int(index), name, kind, float(array[index]))
+    if kind != NUMBER:
+        for index in np.flatnonzero(finite & (array != np.round(array)))[:1]:
+            _checked_number(model, int(index), name, kind, float(array[index]))
+        if kind == BOOLEAN:
+            for index in np.flatnonzero(finite & (array != 0) & (array != 1))[:1]:
+                _checked_number(model, int(index), name, kind, float(array[index]))
+    return array
+
+
+def _invalid(model: str, index: int, name: str, problem: str) -> RequestError:
     return RequestError(
-        f"row {index} of the request to model {model!r} is missing column {name!r}",
+        f"row {index}, column {name!r} of model {model!r} {problem}",
         model=model,
         row=index,
         column=name,
     )
+
+
+def _ignored(model: str, extra: list[str]) -> list[str]:
+    if not extra:
+        return []
+    shown = ", ".join(repr(name) for name in extra[:_MAX_WARNED_COLUMNS])
+    more = len(extra) - _MAX_WARNED_COLUMNS
+    suffix = f" and {more} more" if more > 0 else ""
+    return [
+        f"columns {shown}{suffix} are not inputs of model {model!r} and were ignored"
+    ]

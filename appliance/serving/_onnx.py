@@ -13,12 +13,22 @@ import math
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import onnxruntime as ort
 import pyarrow as pa
 
 from appliance.errors import IntegrityError, RequestError
-from appliance.serving._inputs import rows_to_feed
+from appliance.serving._inputs import (
+    NUMBER,
+    Columns,
+    check_float32,
+    check_ranges,
+    columns_to_feed,
+    request_spec,
+    rows_to_columns,
+    table_to_columns,
+)
 from appliance.storage import MODEL_FILE, SCHEMA_FILE
 
 logger = logging.getLogger(__name__)
@@ -40,6 +50,10 @@ class OnnxModel:
         self.task: str = schema["task"]
         self.inputs: list[dict[str, str]] = schema["inputs"]
         self.classes: list[Any] | None = schema.get("classes")
+        self.request: list[dict[str, str]] = request_spec(schema)
+        """Columns a request sends; derived features are computed from them."""
+        self.derive: dict[str, str] = schema.get("derive", {})
+        self.checks: dict[str, dict[str, float]] = schema.get("checks", {})
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -91,8 +105,84 @@ class OnnxModel:
                 '{"rows": [{...}, ...]} with at least one row',
                 model=self.name,
             )
-        feed = rows_to_feed(self.name, self.inputs, rows)
-        return self.format(self.run(feed))
+        results, _ = self.predict_request(rows)
+        return results
+
+    def predict_request(
+        self, rows: list[Any]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Predict JSON rows and return the results and warnings for the response.
+
+        Raises:
+            RequestError: A row does not fit the request columns.
+        """
+        if not rows:
+            raise RequestError(
+                f"the request to model {self.name!r} has no rows; send "
+                '{"rows": [{...}, ...]} with at least one row',
+                model=self.name,
+            )
+        feed, warnings = self.feed_rows(rows)
+        return self.format(self.run(feed)), warnings
+
+    def predict_table(self, table: pa.Table) -> tuple[list[dict[str, Any]], list[str]]:
+        """Predict the rows of an Arrow table; see `predict_request`."""
+        feed, warnings = self.feed_table(table)
+        return self.format(self.run(feed)), warnings
+
+    def feed_rows(self, rows: list[Any]) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Return the ONNX feed of JSON rows and the warnings about them."""
+        columns, warnings = rows_to_columns(self.name, self.request, rows)
+        return self._feed(columns), warnings
+
+    def feed_table(self, table: pa.Table) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Return the ONNX feed of an Arrow table and the warnings about it."""
+        columns, warnings = table_to_columns(self.name, self.request, table)
+        return self._feed(columns), warnings
+
+    def _feed(self, columns: Columns) -> dict[str, np.ndarray]:
+        if self.derive:
+            columns.update(self.derived_features(columns))
+        check_ranges(self.name, self.checks, columns)
+        check_float32(self.name, self.inputs, columns)
+        return columns_to_feed(self.inputs, columns)
+
+    def derived_features(self, columns: Columns) -> Columns:
+        """Compute the derived features from checked request columns.
+
+        Raises:
+            RequestError: A value cannot be cast to its dataset type, or an
+                expression fails on these rows.
+        """
+        from appliance.derive import CastError, compute
+
+        table = pa.table(
+            {spec["name"]: _arrow(columns[spec["name"]]) for spec in self.request}
+        )
+        kinds = {spec["name"]: spec["type"] for spec in self.inputs}
+        numeric = [n for n in self.derive if kinds.get(n) == NUMBER]
+        categorical = [n for n in self.derive if n in kinds and n not in numeric]
+        try:
+            derived = compute(self.derive, self.request, numeric, categorical, table)
+        except CastError as exc:
+            raise RequestError(
+                f"row {exc.row}, column {exc.column!r} of model {self.name!r}: {exc}",
+                model=self.name,
+                row=exc.row,
+                column=exc.column,
+            ) from None
+        except duckdb.Error as exc:
+            raise RequestError(
+                f"derived features {', '.join(map(repr, self.derive))} of model "
+                f"{self.name!r} cannot be computed from this request: {exc}",
+                model=self.name,
+            ) from None
+        result: Columns = {}
+        for name in numeric:
+            result[name] = derived.column(name).to_numpy(zero_copy_only=False)
+        for name in categorical:
+            result[name] = np.asarray(derived.column(name).to_pylist(), dtype=object)
+        return result
 
     def format(self, output: np.ndarray) -> list[dict[str, Any]]:
         """Turn raw outputs into ``{"label", "probabilities"}`` or ``{"value"}``."""
@@ -149,6 +239,15 @@ def class_key(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _arrow(values: Any) -> Any:
+    """Return request values as an Arrow array, with NaN and ``""`` read as null."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return pa.array(values, from_pandas=True)
+    return pa.array([v or None for v in values], type=pa.string())
 
 
 def _finite(value: float) -> float | None:

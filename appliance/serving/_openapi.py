@@ -11,8 +11,15 @@ from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi.spec import Components, OpenAPIType, Schema
 
-from appliance.serving._inputs import NUMBER
+from appliance.serving._inputs import BOOLEAN, INTEGER, NUMBER
 from appliance.serving._onnx import OnnxModel
+
+_KINDS = {
+    NUMBER: OpenAPIType.NUMBER,
+    INTEGER: OpenAPIType.INTEGER,
+    BOOLEAN: OpenAPIType.BOOLEAN,
+}
+"""OpenAPI types of request columns; text and ``sql`` columns are strings."""
 
 
 def publish_model_schema(app: Litestar, model: OnnxModel) -> None:
@@ -34,9 +41,14 @@ def publish_model_schema(app: Litestar, model: OnnxModel) -> None:
 def row_schema(model: OnnxModel) -> Schema:
     """Return the JSON schema of one input row of `model`."""
     properties = {}
-    for spec in model.inputs:
-        kind = OpenAPIType.NUMBER if spec["type"] == NUMBER else OpenAPIType.STRING
-        properties[spec["name"]] = Schema(type=[kind, OpenAPIType.NULL])
+    for spec in model.request:
+        kind = _KINDS.get(spec["type"], OpenAPIType.STRING)
+        bounds = model.checks.get(spec["name"], {})
+        properties[spec["name"]] = Schema(
+            type=[kind, OpenAPIType.NULL],
+            minimum=bounds.get("min"),
+            maximum=bounds.get("max"),
+        )
     return Schema(
         type=OpenAPIType.OBJECT,
         title=f"{model.name} version {model.version} input row",

@@ -26,7 +26,6 @@ from appliance.serving._body import (
     read_body,
 )
 from appliance.serving._errors import status_of
-from appliance.serving._inputs import rows_to_feed, table_to_feed
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._routes_monitoring import model_info
 from appliance.serving._state import DaemonState, daemon_state
@@ -107,7 +106,7 @@ async def _predict_json(
         body = await read_body(request, server.max_body_bytes, model.name)
         rows = decode_json_rows(body, model.name)
         check_rows(len(rows), server.max_rows, model.name)
-        feed = _json_feed(model, rows)
+        feed, warnings = _json_feed(model, rows)
     except BaseException:
         batcher.withdraw()
         raise
@@ -119,19 +118,21 @@ async def _predict_json(
         "request_id": request_id,
         "predictions": predictions,
     }
+    if warnings:
+        body["warnings"] = warnings
     response = Response(_encode(body), media_type=JSON)
     entry = LogEntry(request_id, model.name, model.version, 0.0, 0.0, rows, predictions)
     return response, entry
 
 
-def _json_feed(model: OnnxModel, rows: list[Any]) -> dict[str, Any]:
+def _json_feed(model: OnnxModel, rows: list[Any]) -> tuple[dict[str, Any], list[str]]:
     if not rows:
         raise RequestError(
             f"the request to model {model.name!r} has no rows; send "
             '{"rows": [{...}, ...]} with at least one row',
             model=model.name,
         )
-    return rows_to_feed(model.name, model.inputs, rows)
+    return model.feed_rows(rows)
 
 
 async def _predict_arrow(
@@ -158,9 +159,8 @@ async def _predict_arrow(
 
 def _score_arrow(model: OnnxModel, table: pa.Table) -> tuple[pa.Table, bytes]:
     """Score a table in a worker thread and encode the response stream."""
-    output = model.format_table(
-        model.run(table_to_feed(model.name, model.inputs, table))
-    )
+    feed, _ = model.feed_table(table)
+    output = model.format_table(model.run(feed))
     return output, encode_arrow(output)
 
 

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from appliance.config import ModelConfig
 from appliance.errors import ExportError
-from appliance.serving import NUMBER, STRING, OnnxModel, columns_to_feed
+from appliance.serving import (
+    NUMBER,
+    STRING,
+    OnnxModel,
+    columns_to_feed,
+    table_to_columns,
+)
+from appliance.storage import Catalog
+from appliance.training._encoders import register_converter
+from appliance.training._frame import TrainingFrame, derived_sample
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +36,16 @@ def input_schema(numeric: list[str], categorical: list[str]) -> list[dict[str, s
     ]
 
 
-def to_onnx(pipeline: Pipeline, inputs: list[dict[str, str]], task: str) -> bytes:
+def to_onnx(
+    pipeline: Pipeline,
+    inputs: list[dict[str, str]],
+    task: str,
+    reference: dict[int, np.ndarray] | None = None,
+) -> bytes:
     """Convert a fitted pipeline, preprocessing included, to ONNX bytes.
+
+    `reference` holds the training values of the estimator's numeric inputs,
+    which `round_thresholds` uses to place LightGBM thresholds.
 
     Raises:
         ExportError: skl2onnx or onnxmltools cannot convert a step.
@@ -35,6 +54,7 @@ def to_onnx(pipeline: Pipeline, inputs: list[dict[str, str]], task: str) -> byte
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
     _register_lightgbm()
+    register_converter()
     initial_types = [
         (
             spec["name"],
@@ -55,40 +75,279 @@ def to_onnx(pipeline: Pipeline, inputs: list[dict[str, str]], task: str) -> byte
         raise ExportError(
             f"ONNX conversion failed: {type(exc).__name__}: {exc}"
         ) from exc
+    estimator = pipeline[-1]
+    float32_native = not hasattr(estimator, "booster_")
+    round_thresholds(model, estimator_thresholds(estimator), float32_native, reference)
     return model.SerializeToString()
 
 
-def parity(
-    onnx_model: OnnxModel, pipeline: Pipeline, frame: pd.DataFrame, task: str
-) -> float:
-    """Return the largest difference between ONNX and native outputs on `frame`.
+_ZERO_THRESHOLD = 1e-30
+"""Split thresholds at most this far from zero are LightGBM's zero splits."""
+_TREE_OPS = {"TreeEnsembleClassifier", "TreeEnsembleRegressor"}
 
-    The native model reads float64 values while ONNX reads them as float32, as
-    at serving. For regression the difference is scaled by max(1, |native|).
+
+def round_thresholds(
+    model: Any,
+    thresholds: dict[int, np.ndarray],
+    float32_native: bool,
+    reference: dict[int, np.ndarray] | None = None,
+) -> int:
+    """Choose the float32 value of each ``x <= t`` threshold of the ONNX trees.
+
+    ONNX compares float32 inputs with float32 thresholds, and the converters
+    store a double threshold t as its nearest float32 a. Every input that
+    rounds to a takes one branch in ONNX, but the native model sends it left
+    when it is at most t and right otherwise, so some inputs near t must
+    disagree. The choice is made per threshold:
+
+    - With `float32_native`, as for scikit-learn trees, the native model
+      compares the input cast to float32 with t, so the largest float32 at or
+      below t reproduces it exactly.
+    - LightGBM compares the float64 input. Keeping a sends a left, which is
+      right for stored values at or below t, and moving the threshold one step
+      below a sends it right. The training values that round to a (in
+      `reference`, by input column index) decide, and a stays when none do.
+
+    Returns:
+        The number of thresholds changed.
+    """
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type not in _TREE_OPS:
+            continue
+        attributes = {a.name: a for a in node.attribute}
+        if "nodes_values" not in attributes:
+            continue  # double thresholds (nodes_values_as_tensor) need no choice
+        modes = attributes["nodes_modes"].strings
+        features = attributes["nodes_featureids"].ints
+        values = attributes["nodes_values"].floats
+        for index, mode in enumerate(modes):
+            doubles = thresholds.get(features[index])
+            if mode != b"BRANCH_LEQ" or doubles is None:
+                continue
+            stored = np.float32(values[index])
+            candidates = doubles[doubles.astype(np.float32) == stored]
+            if float32_native:
+                choices = set(_round_down(candidates).tolist())
+            else:
+                seen = (reference or {}).get(features[index], np.empty(0))
+                choices = {_lightgbm_threshold(t, stored, seen) for t in candidates}
+            if len(choices) == 1:
+                (choice,) = choices
+                if choice != stored:
+                    values[index] = choice
+                    changed += 1
+    return changed
+
+
+def _lightgbm_threshold(
+    threshold: float, stored: np.float32, seen: np.ndarray
+) -> float:
+    """Return the float32 threshold that branches most training values natively."""
+    rounded_here = seen[seen.astype(np.float32) == stored]
+    above = int((rounded_here > threshold).sum())
+    if above > len(rounded_here) - above:
+        return float(np.nextafter(stored, np.float32(-np.inf)))
+    return float(stored)
+
+
+def _round_down(values: np.ndarray) -> np.ndarray:
+    """Return the largest float32 at or below each double."""
+    nearest = values.astype(np.float32)
+    above = nearest.astype(np.float64) > values
+    nearest[above] = np.nextafter(nearest[above], np.float32(-np.inf))
+    return nearest
+
+
+@dataclass(frozen=True)
+class Parity:
+    """Agreement of the ONNX model with the native model on the checked rows."""
+
+    max_difference: float
+    """Largest difference in probability, or in value over max(1, |value|)."""
+    worst_row: int
+    """Row of the largest difference, -1 when no row was checked."""
+    label_mismatches: int
+    """Rows whose label differs while the native probabilities are farther than
+    the tolerance from the decision boundary."""
+    rows: int
+    """Rows checked."""
+
+    def passed(self, tolerance: float) -> bool:
+        """Return whether every row agrees within `tolerance`."""
+        return self.max_difference <= tolerance and self.label_mismatches == 0
+
+
+def parity(
+    onnx_model: OnnxModel,
+    pipeline: Pipeline,
+    frame: pd.DataFrame,
+    task: str,
+    tolerance: float = 1e-5,
+) -> Parity:
+    """Compare ONNX and native outputs row by row on `frame`.
+
+    The native model reads the float64 values of `frame`; ONNX reads them
+    rounded to float32, as at serving. A NaN on one side only counts as an
+    infinite difference.
     """
     native = _native_output(pipeline, frame, task)
     exported = onnx_model.run(columns_to_feed(onnx_model.inputs, frame))
     if task == "regression":
-        scale = np.maximum(1.0, np.abs(native))
-        diff = np.abs(exported - native) / scale
+        diff = np.abs(exported - native) / np.maximum(1.0, np.abs(native))
+        mismatches = 0
     else:
-        diff = np.abs(exported - native)
-    if np.isnan(diff).any():
-        return float("inf")
-    return float(diff.max()) if diff.size else 0.0
+        diff = np.abs(exported - native).max(axis=1, initial=0.0)
+        mismatches = _label_mismatches(native, exported, tolerance)
+    both_nan = np.isnan(exported) & np.isnan(native)
+    if both_nan.ndim == 2:
+        both_nan = both_nan.all(axis=1)
+    diff = np.where(both_nan, 0.0, np.where(np.isnan(diff), np.inf, diff))
+    if not diff.size:
+        return Parity(0.0, -1, 0, 0)
+    worst = int(np.argmax(diff))
+    return Parity(float(diff[worst]), worst, mismatches, len(diff))
+
+
+def _label_mismatches(
+    native: np.ndarray, exported: np.ndarray, tolerance: float
+) -> int:
+    """Count differing labels outside the tolerance band around the boundary."""
+    if not len(native):
+        return 0
+    ordered = np.sort(native, axis=1)
+    margin = ordered[:, -1] - ordered[:, -2] if native.shape[1] > 1 else ordered[:, 0]
+    differ = native.argmax(axis=1) != exported.argmax(axis=1)
+    return int((differ & (margin / 2 > tolerance)).sum())
 
 
 def probe_rows(
-    frame: pd.DataFrame, numeric: list[str], categorical: list[str]
+    frame: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    pipeline: Pipeline,
+    max_rows: int = 20_000,
 ) -> pd.DataFrame:
-    """Return rows that stress the export: every value missing, unseen categories."""
-    first = frame.head(1)
-    missing = first.copy()
-    missing[numeric] = np.nan
-    missing[categorical] = ""
-    unseen = first.copy()
-    unseen[categorical] = "\u0000unseen category"
-    return pd.concat([missing, unseen], ignore_index=True)
+    """Return rows that stress the export beyond the holdout.
+
+    The probes are: every value missing; unseen categories; each training
+    category, rare ones included, with the other columns of a base row; and
+    for each numeric split threshold of the estimator, the threshold rounded
+    to float32 and one float32 step on either side. Numeric probes are float32
+    values, so native and ONNX read the same number.
+    """
+    base = frame.head(1).copy()
+    if base.empty:
+        return base
+    probes = [_all_missing(base, numeric, categorical), _unseen(base, categorical)]
+    for name in categorical:
+        probes.append(_categories(base, name, frame[name]))
+    for name, values in split_probes(pipeline, numeric).items():
+        rows = pd.concat([base] * len(values), ignore_index=True)
+        rows[name] = values
+        probes.append(rows)
+    result = pd.concat(probes, ignore_index=True)
+    if len(result) > max_rows:
+        # NOTE: a forest of deep trees can have more thresholds than is worth
+        # scoring; a seeded sample keeps the check's run time bounded.
+        result = result.sample(n=max_rows, random_state=0).reset_index(drop=True)
+    return result
+
+
+def split_probes(pipeline: Pipeline, numeric: list[str]) -> dict[str, np.ndarray]:
+    """Return, per numeric feature, the inputs at and beside each split threshold.
+
+    For a threshold t with nearest float32 a, the probes are t itself and the
+    float32 values one step below and above a. The native model sends t left
+    and the other two to the sides they lie on, and so must ONNX. The value a
+    itself is not probed when it differs from t, because float64 inputs on
+    both sides of t round to it, so no float32 threshold fits them all.
+    Thresholds are mapped back through the numeric scaler, if any.
+    """
+    thresholds = estimator_thresholds(pipeline[-1])
+    scaler = _numeric_step(pipeline, "scale")
+    probes = {}
+    for index, name in enumerate(numeric):
+        values = thresholds.get(index)
+        if values is None or not len(values):
+            continue
+        if scaler is not None:
+            values = _unscale(scaler, index, len(numeric), values)
+        values = np.unique(values[np.isfinite(values)])
+        # NOTE: LightGBM splits values from zero at ±1e-35 (kZeroThreshold), and
+        # ONNX branches differently from LightGBM for inputs within about 1e-35
+        # of zero. Such inputs are probed as 0.0 only, since real data has none.
+        near_zero = np.abs(values) <= _ZERO_THRESHOLD
+        if near_zero.any():
+            values = np.append(values[~near_zero], 0.0)
+        nearest = values.astype(np.float32)
+        up = np.nextafter(nearest, np.float32(np.inf)).astype(np.float64)
+        down = np.nextafter(nearest, np.float32(-np.inf)).astype(np.float64)
+        probes[name] = np.unique(np.concatenate([down, values, up]))
+    return probes
+
+
+def training_inputs(
+    pipeline: Pipeline, frame: pd.DataFrame, numeric: list[str]
+) -> dict[int, np.ndarray]:
+    """Return the numeric estimator inputs of the training rows, by column index."""
+    if not numeric:
+        return {}
+    steps = pipeline[0].named_transformers_["numeric"]
+    matrix = steps.transform(frame[numeric])
+    return {index: matrix[:, index] for index in range(len(numeric))}
+
+
+def _numeric_step(pipeline: Pipeline, name: str) -> Any:
+    transformers = pipeline[0].named_transformers_
+    if "numeric" not in transformers:
+        return None
+    return transformers["numeric"].named_steps.get(name)
+
+
+def estimator_thresholds(estimator: Any) -> dict[int, np.ndarray]:
+    """Return the split thresholds of a tree ensemble, by input column index."""
+    found: dict[int, list[float]] = {}
+    if hasattr(estimator, "booster_"):
+        frame = estimator.booster_.trees_to_dataframe()
+        splits = frame[frame["split_feature"].notna()]
+        for feature, threshold in zip(splits["split_feature"], splits["threshold"]):
+            index = int(str(feature).removeprefix("Column_"))
+            found.setdefault(index, []).append(float(threshold))
+    for tree in getattr(estimator, "estimators_", []):
+        nodes = tree.tree_
+        inner = nodes.feature >= 0
+        for feature, threshold in zip(nodes.feature[inner], nodes.threshold[inner]):
+            found.setdefault(int(feature), []).append(float(threshold))
+    return {index: np.asarray(values) for index, values in found.items()}
+
+
+def _unscale(scaler: Any, index: int, width: int, values: np.ndarray) -> np.ndarray:
+    grid = np.zeros((len(values), width))
+    grid[:, index] = values
+    return scaler.inverse_transform(grid)[:, index]
+
+
+def _all_missing(
+    base: pd.DataFrame, numeric: list[str], categorical: list[str]
+) -> pd.DataFrame:
+    rows = base.copy()
+    rows[numeric] = np.nan
+    rows[categorical] = ""
+    return rows
+
+
+def _unseen(base: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
+    rows = base.copy()
+    rows[categorical] = "\u0000unseen category"
+    return rows
+
+
+def _categories(base: pd.DataFrame, name: str, values: pd.Series) -> pd.DataFrame:
+    categories = sorted(set(values.tolist()) | {""})
+    rows = pd.concat([base] * len(categories), ignore_index=True)
+    rows[name] = categories
+    return rows
 
 
 def _native_output(pipeline: Pipeline, frame: pd.DataFrame, task: str) -> np.ndarray:
@@ -126,3 +385,73 @@ def _register_lightgbm() -> None:
         options={"split": None},
     )
     _registered = True
+
+
+def check_derived(
+    catalog: Catalog, cfg: ModelConfig, frame: TrainingFrame, model: OnnxModel
+) -> None:
+    """Check that serving computes the derived features exactly as training did.
+
+    Sample rows go through the serving conversion as one batch and the first
+    rows also one at a time; every value must equal the training value
+    (NaN equal to NaN).
+
+    Raises:
+        ExportError: A derived feature differs, naming it and the row.
+    """
+    if not frame.derive:
+        return
+    request, expected = derived_sample(catalog, frame)
+    batches = [(0, request)] + [
+        (row, request.slice(row, 1)) for row in range(min(20, request.num_rows))
+    ]
+    for start, batch in batches:
+        columns, _ = table_to_columns(model.name, model.request, batch)
+        served = model.derived_features(columns)
+        for name in frame.derive:
+            if name not in served:
+                continue
+            want = expected[name].to_numpy()[start : start + batch.num_rows]
+            _compare_derived(cfg.name, name, want, np.asarray(served[name]), start)
+    logger.info(
+        "derived features checked model=%s rows=%d columns=%s",
+        cfg.name,
+        request.num_rows,
+        ",".join(frame.derive),
+    )
+
+
+def _compare_derived(
+    model: str, name: str, want: np.ndarray, got: np.ndarray, start: int
+) -> None:
+    if want.dtype.kind == "f":
+        same = (want == got) | (np.isnan(want) & np.isnan(got.astype(np.float64)))
+    else:
+        same = want.astype(str) == got.astype(str)
+    if not same.all():
+        row = int(np.argmin(same))
+        raise ExportError(
+            f"derived feature {name!r} of model {model!r} is {got[row]!r} at serving "
+            f"but {want[row]!r} at training on sample row {start + row}; the "
+            "expression must depend only on its own row's values"
+        )
+
+
+def parity_message(
+    model: str,
+    agreement: Parity,
+    checked: pd.DataFrame,
+    holdout_rows: int,
+    tolerance: float,
+) -> str:
+    """Return the error message of a failed parity check, naming the worst row."""
+    row = agreement.worst_row
+    where = "holdout row" if row < holdout_rows else "probe row"
+    values = checked.iloc[row].to_dict() if row >= 0 else {}
+    shown = ", ".join(f"{k}={v!r}" for k, v in list(values.items())[:12])
+    return (
+        f"ONNX output of model {model!r} differs from the native model by "
+        f"{agreement.max_difference:.3g} at {where} {row} ({shown}) with "
+        f"{agreement.label_mismatches} labels differing, over {agreement.rows} "
+        f"checked rows; the tolerance is {tolerance:g}, so the version was not registered"
+    )

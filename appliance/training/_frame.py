@@ -14,8 +14,16 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from appliance.config import ModelConfig
+from appliance.derive import (
+    derived_inputs,
+    feature_columns,
+    quote_identifier,
+    select_sql,
+    utc_cursor,
+)
 from appliance.errors import TrainingError
 from appliance.storage import Catalog, latest_version
 
@@ -35,6 +43,8 @@ _NUMERIC_TYPES = (
     "DOUBLE",
     "BOOLEAN",
 )
+_INTEGER_TYPES = _NUMERIC_TYPES[:9]
+_GROUP = "__split_group__"
 
 
 @dataclass
@@ -52,6 +62,12 @@ class TrainingFrame:
     """Class values in index order; the target is encoded as their indices."""
     unlabelled: int
     """Rows left out because their target is missing."""
+    request: list[dict[str, str]]
+    """Columns a prediction request sends, with their JSON and DuckDB types."""
+    derive: dict[str, str]
+    """Derived features that serving computes from the request columns."""
+    base_sql: str = ""
+    """SELECT of the dataset rows with the derived columns, after ``where``."""
 
     @property
     def features(self) -> list[str]:
@@ -68,7 +84,7 @@ def load_frame(catalog: Catalog, cfg: ModelConfig) -> TrainingFrame:
     """
     version = latest_version(catalog, cfg.dataset)
     assert version is not None
-    base = _base_sql(str(version.path), cfg)
+    base = _base_sql(catalog, str(version.path), cfg)
     schema = _describe(catalog, base, cfg)
     features = _feature_names(cfg, schema)
     numeric, categorical = _split_kinds(cfg, features, schema)
@@ -78,7 +94,10 @@ def load_frame(catalog: Catalog, cfg: ModelConfig) -> TrainingFrame:
             f"{cfg.dataset!r}; columns: {', '.join(schema)}"
         )
 
+    derive, raw = derived_inputs(cfg.derive, features)
+    request = request_columns(features, categorical, derive, raw, schema)
     frame = _query(catalog, base, cfg, numeric, categorical)
+    _check_values(cfg, frame, numeric)
     labelled = frame[cfg.target].notna()
     unlabelled = int((~labelled).sum())
     frame = frame[labelled].reset_index(drop=True)
@@ -108,20 +127,109 @@ def load_frame(catalog: Catalog, cfg: ModelConfig) -> TrainingFrame:
         y_test=y[test_idx],
         classes=classes,
         unlabelled=unlabelled,
+        request=request,
+        derive=derive,
+        base_sql=base,
     )
 
 
-def _base_sql(path: str, cfg: ModelConfig) -> str:
-    derived = "".join(
-        f", ({expr}) AS {_ident(name)}" for name, expr in cfg.derive.items()
+def derived_sample(
+    catalog: Catalog, frame: TrainingFrame, rows: int = 2000
+) -> tuple[pa.Table, pd.DataFrame]:
+    """Return sample rows as a request would send them and their derived features.
+
+    The sample is a seeded reservoir of the dataset plus up to 200 rows with a
+    missing request value, so expressions are checked on missing values too.
+
+    Returns:
+        The request columns as stored in the dataset, and the derived features
+        as the training frame computed them.
+    """
+    request = [c["name"] for c in frame.request]
+    numeric = [n for n in frame.derive if n in frame.numeric]
+    categorical = [n for n in frame.derive if n in frame.categorical]
+    raw = ", ".join(_ident(n) for n in request)
+    derived = ", ".join(feature_columns(numeric, categorical))
+    any_null = " OR ".join(f"{_ident(n)} IS NULL" for n in request)
+    sql = (
+        f"(SELECT {raw}, {derived} FROM ({frame.base_sql}) "
+        f"USING SAMPLE reservoir({rows} ROWS) REPEATABLE (0)) UNION ALL "
+        f"(SELECT {raw}, {derived} FROM ({frame.base_sql}) WHERE {any_null} "
+        "LIMIT 200)"
     )
+    with utc_cursor(catalog.db) as db:
+        table = db.sql(sql).to_arrow_table()
+    names = table.column_names
+    request_table = table.select(list(range(len(request))))
+    expected = table.select(list(range(len(request), len(names)))).to_pandas()
+    return request_table, expected
+
+
+def request_columns(
+    features: list[str],
+    categorical: list[str],
+    derive: dict[str, str],
+    raw: set[str],
+    schema: dict[str, str],
+) -> list[dict[str, str]]:
+    """Return the columns of a prediction request and their types.
+
+    A request sends every feature that is not derived, plus the dataset
+    columns that the derived features read. ``type`` is how the JSON value is
+    checked: ``integer``, ``number``, ``boolean``, ``string``, or ``sql`` for a
+    value that DuckDB casts to ``sql_type``, the column's type in the dataset.
+    """
+    names = [n for n in features if n not in derive]
+    names += sorted(raw - set(names))
+    columns = []
+    for name in names:
+        sql_type = schema[name]
+        if name in categorical:
+            kind = "string"
+        elif sql_type in _INTEGER_TYPES:
+            kind = "integer"
+        elif sql_type == "BOOLEAN":
+            kind = "boolean"
+        elif sql_type in _NUMERIC_TYPES or sql_type.startswith("DECIMAL"):
+            kind = "number"
+        elif sql_type == "VARCHAR":
+            kind = "string"
+        else:
+            kind = "sql"
+        columns.append({"name": name, "type": kind, "sql_type": sql_type})
+    return columns
+
+
+def _base_sql(catalog: Catalog, path: str, cfg: ModelConfig) -> str:
     # The lake folder is named ``version=ID``, so DuckDB's hive partitioning
     # would add a column ``version`` that then becomes a feature.
     source = f"read_parquet({_literal(path)}, hive_partitioning = false)"
-    sql = f"SELECT *{derived} FROM {source}"
+    sql = select_sql(cfg.derive, _missing_as_null(catalog, source))
     if cfg.where:
         sql = f"SELECT * FROM ({sql}) WHERE ({cfg.where})"
     return sql
+
+
+def _missing_as_null(catalog: Catalog, source: str) -> str:
+    """Return `source` with NaN and ``''`` read as NULL, as serving reads them.
+
+    A request's null, NaN and ``"NaN"`` all mean missing, so derived columns
+    and filters must see one missing value at training too.
+    """
+    rows = catalog.db.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    replaced = []
+    for name, kind, *_ in rows:
+        column = _ident(name)
+        if kind in ("FLOAT", "DOUBLE"):
+            replaced.append(f"CASE WHEN isnan({column}) THEN NULL ELSE {column} END")
+        elif kind == "VARCHAR":
+            replaced.append(f"nullif({column}, '')")
+        else:
+            continue
+        replaced[-1] += f" AS {column}"
+    if not replaced:
+        return source
+    return f"(SELECT * REPLACE ({', '.join(replaced)}) FROM {source})"
 
 
 def _describe(catalog: Catalog, base: str, cfg: ModelConfig) -> dict[str, str]:
@@ -175,19 +283,18 @@ def _query(
     numeric: list[str],
     categorical: list[str],
 ) -> pd.DataFrame:
-    columns = [f"CAST({_ident(n)} AS DOUBLE) AS {_ident(n)}" for n in numeric]
-    columns += [
-        f"coalesce(CAST({_ident(n)} AS VARCHAR), '') AS {_ident(n)}"
-        for n in categorical
-    ]
+    columns = feature_columns(numeric, categorical)
     columns.append(f"{_ident(cfg.target)}")
+    if cfg.split.method == "group":
+        columns.append(f"{_ident(cfg.split.column or '')} AS {_GROUP}")
     order = ""
     if cfg.split.method == "time":
         order = f" ORDER BY {_ident(cfg.split.column or '')}, rowid_"
         base = f"SELECT *, row_number() OVER () AS rowid_ FROM ({base})"
     sql = f"SELECT {', '.join(columns)} FROM ({base}){order}"
     try:
-        return catalog.db.execute(sql).df()
+        with utc_cursor(catalog.db) as db:
+            return db.execute(sql).df()
     except duckdb.Error as exc:
         raise TrainingError(
             f"cannot read training rows of {cfg.name!r}: {exc}"
@@ -229,6 +336,8 @@ def _split(cfg: ModelConfig, frame: pd.DataFrame, y: np.ndarray) -> tuple[Any, A
         )
     if split.method == "time":
         return rows[:-n_test], rows[-n_test:]
+    if split.method == "group":
+        return _group_split(cfg, frame, rows)
     stratify = y if split.method == "stratified" else None
     try:
         return train_test_split(
@@ -236,6 +345,48 @@ def _split(cfg: ModelConfig, frame: pd.DataFrame, y: np.ndarray) -> tuple[Any, A
         )
     except ValueError as exc:
         raise TrainingError(f"cannot split the rows of {cfg.name!r}: {exc}") from None
+
+
+def _group_split(
+    cfg: ModelConfig, frame: pd.DataFrame, rows: np.ndarray
+) -> tuple[Any, Any]:
+    from sklearn.model_selection import GroupShuffleSplit
+
+    groups = frame[_GROUP].astype(str).where(frame[_GROUP].notna(), "")
+    if groups.nunique() < 2:
+        raise TrainingError(
+            f"split column {cfg.split.column!r} of model {cfg.name!r} has "
+            f"{groups.nunique()} distinct value; a group split needs at least two"
+        )
+    splitter = GroupShuffleSplit(
+        n_splits=1, test_size=cfg.split.test_size, random_state=cfg.split.seed
+    )
+    train, test = next(splitter.split(rows, groups=groups.to_numpy()))
+    return rows[train], rows[test]
+
+
+def _check_values(cfg: ModelConfig, frame: pd.DataFrame, numeric: list[str]) -> None:
+    """Reject infinite numeric values and values outside the model's checks."""
+    for name in numeric:
+        values = frame[name].to_numpy(dtype=np.float64)
+        infinite = np.isinf(values)
+        if infinite.any():
+            raise TrainingError(
+                f"feature {name!r} of model {cfg.name!r} has {int(infinite.sum())} "
+                f"infinite values, first at row {int(np.argmax(infinite))}; filter "
+                "them out with 'where'"
+            )
+        bounds = cfg.checks.get(name, {})
+        low, high = bounds.get("min", -np.inf), bounds.get("max", np.inf)
+        outside = (values < low) | (values > high)
+        if outside.any():
+            first = int(np.argmax(outside))
+            raise TrainingError(
+                f"feature {name!r} of model {cfg.name!r} has {int(outside.sum())} "
+                f"values outside checks.{name} (min {low}, max {high}), first "
+                f"{float(values[first])!r} at row {first}; filter them out with 'where' "
+                "or widen the check"
+            )
 
 
 def _plain(value: Any) -> Any:
@@ -246,7 +397,7 @@ def _plain(value: Any) -> Any:
 
 
 def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return quote_identifier(name)
 
 
 def _literal(text: str) -> str:

@@ -8,10 +8,11 @@ from typing import Any
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
 from appliance.config import ModelConfig
 from appliance.errors import TrainingError
+from appliance.training._encoders import MISSING, OrdinalCodes, RareCategories
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "lightgbm": {"n_estimators": 200, "learning_rate": 0.05, "verbose": -1},
@@ -37,28 +38,65 @@ def estimator_params(cfg: ModelConfig) -> dict[str, Any]:
 def build_pipeline(
     cfg: ModelConfig, numeric: list[str], categorical: list[str]
 ) -> Pipeline:
-    """Build the unfitted pipeline of a model.
+    """Build the unfitted pipeline of a model from its ``preprocess`` settings.
 
-    Numeric columns are imputed with the median (and standardized for linear
-    models); categorical columns are one-hot encoded, with categories unseen in
-    training encoded as all zeros.
+    Numeric columns are imputed and scaled together. Each categorical column
+    gets its own imputer and encoder, because skl2onnx can only export a text
+    imputer that reads a single column. Every step has an ONNX converter.
 
     Raises:
         TrainingError: A parameter in ``params`` is not accepted by the estimator.
     """
-    transformers = []
+    transformers: list[tuple[str, Any, list[str]]] = []
     if numeric:
-        steps: list[tuple[str, Any]] = [
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True))
-        ]
-        if cfg.algorithm in _SCALED:
-            steps.append(("scale", StandardScaler()))
-        transformers.append(("numeric", Pipeline(steps), numeric))
-    if categorical:
-        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
-        transformers.append(("categorical", encoder, categorical))
+        transformers.append(("numeric", _numeric_steps(cfg), numeric))
+    for name in categorical:
+        transformers.append((f"categorical_{name}", _categorical_steps(cfg), [name]))
     prepare = ColumnTransformer(transformers, remainder="drop")
     return Pipeline([("prepare", prepare), ("estimator", _estimator(cfg))])
+
+
+def _numeric_steps(cfg: ModelConfig) -> Pipeline:
+    settings = cfg.preprocess
+    impute = SimpleImputer(
+        strategy=settings.numeric_impute,
+        fill_value=settings.numeric_fill,
+        keep_empty_features=True,
+    )
+    steps: list[tuple[str, Any]] = [("impute", impute)]
+    scale = settings.scale
+    if scale == "auto":
+        scale = "standard" if cfg.algorithm in _SCALED else "none"
+    if scale == "standard":
+        steps.append(("scale", StandardScaler()))
+    elif scale == "minmax":
+        steps.append(("scale", MinMaxScaler()))
+    return Pipeline(steps)
+
+
+def _categorical_steps(cfg: ModelConfig) -> Pipeline:
+    settings = cfg.preprocess
+    steps: list[tuple[str, Any]] = []
+    if settings.categorical_impute != "none":
+        impute = SimpleImputer(
+            missing_values=MISSING,
+            strategy=settings.categorical_impute,
+            fill_value=settings.categorical_fill,
+            keep_empty_features=True,
+        )
+        steps.append(("impute", impute))
+    if settings.encoding == "ordinal":
+        encoder: Any = OrdinalCodes(
+            unknown_value=settings.unknown_value,
+            missing_value=settings.missing_value,
+            min_frequency=settings.min_frequency,
+        )
+    else:
+        if settings.min_frequency is not None:
+            steps.append(("group_rare", RareCategories(settings.min_frequency)))
+        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    steps.append(("encode", encoder))
+    return Pipeline(steps)
 
 
 def _estimator(cfg: ModelConfig) -> Any:

@@ -24,15 +24,24 @@ from appliance.storage import (
     register_version,
     start_run,
 )
-from appliance.training._export import input_schema, parity, probe_rows, to_onnx
+from appliance.training._export import (
+    check_derived,
+    input_schema,
+    parity,
+    parity_message,
+    probe_rows,
+    to_onnx,
+    training_inputs,
+)
 from appliance.training._frame import TrainingFrame, load_frame
 from appliance.training._metrics import classification_metrics, regression_metrics
 from appliance.training._pipeline import build_pipeline, estimator_params
 
 logger = logging.getLogger(__name__)
 
-PARITY_TOLERANCE = 1e-4
-"""Largest ONNX-to-native difference in probability (or scaled value) accepted."""
+PARITY_TOLERANCE = 1e-5
+"""Largest ONNX-to-native difference in probability (or in value over
+max(1, |value|)) accepted."""
 
 
 @dataclass(frozen=True)
@@ -96,14 +105,17 @@ def _train(catalog: Catalog, cfg: ModelConfig, run_id: str) -> TrainResult:
 
     inputs = input_schema(frame.numeric, frame.categorical)
     schema = _schema(cfg, frame, inputs, run_id, metrics)
-    onnx_bytes = to_onnx(pipeline, inputs, cfg.task)
-    checked = pd.concat(
-        [frame.x_test, probe_rows(frame.x_test, frame.numeric, frame.categorical)],
-        ignore_index=True,
-    )
-    difference = parity(OnnxModel(onnx_bytes, schema), pipeline, checked, cfg.task)
+    reference = training_inputs(pipeline, frame.x_train, frame.numeric)
+    onnx_bytes = to_onnx(pipeline, inputs, cfg.task, reference)
+    onnx_model = OnnxModel(onnx_bytes, schema)
+    check_derived(catalog, cfg, frame, onnx_model)
+    probes = probe_rows(frame.x_train, frame.numeric, frame.categorical, pipeline)
+    checked = pd.concat([frame.x_test, probes], ignore_index=True)
+    agreement = parity(onnx_model, pipeline, checked, cfg.task, PARITY_TOLERANCE)
+    difference = agreement.max_difference
     metrics["parity_max_abs_diff"] = difference
-    if not difference <= PARITY_TOLERANCE:
+    metrics["parity_label_mismatches"] = agreement.label_mismatches
+    if not agreement.passed(PARITY_TOLERANCE):
         finish_run(
             catalog,
             run_id,
@@ -113,9 +125,9 @@ def _train(catalog: Catalog, cfg: ModelConfig, run_id: str) -> TrainResult:
             error=f"ONNX parity {difference:.3g} above {PARITY_TOLERANCE}",
         )
         raise ExportError(
-            f"ONNX output of model {cfg.name!r} differs from the native model by "
-            f"{difference:.3g} on {len(checked)} holdout rows, above the tolerance "
-            f"{PARITY_TOLERANCE}; the version was not registered"
+            parity_message(
+                cfg.name, agreement, checked, len(frame.x_test), PARITY_TOLERANCE
+            )
         )
 
     schema["parity"] = difference
@@ -156,6 +168,9 @@ def _schema(
         "algorithm": cfg.algorithm,
         "target": cfg.target,
         "inputs": inputs,
+        "request": frame.request,
+        "derive": frame.derive,
+        "checks": cfg.checks,
         "classes": frame.classes,
         "dataset": cfg.dataset,
         "dataset_version": frame.dataset_version,

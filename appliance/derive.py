@@ -1,0 +1,303 @@
+"""Derived columns: SQL expressions that DuckDB evaluates at training and serving.
+
+A model declares ``[models.NAME.derive]`` as ``name = "SQL expression"``. The
+training frame computes every derived column in DuckDB over the dataset. A
+derived column that is also a feature is computed again by the daemon over
+the request rows with the same SQL. The columns it reads are first cast to
+their types in the dataset, so both sides run one expression on one set of
+types.
+
+Only row-wise, deterministic expressions give the same value on one request
+row as on the whole dataset. `check_expression` rejects window functions,
+aggregates, subqueries and functions whose result depends on the time or on
+a random state.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from functools import cache
+from typing import Any
+
+import duckdb
+
+TIME_ZONE = "UTC"
+"""Session time zone of every query that computes derived columns. DuckDB takes
+the process's time zone by default, and functions of TIMESTAMP WITH TIME ZONE
+values such as ``hour`` depend on it, so training and serving pin the same."""
+
+_REJECTED_CLASSES = {
+    "WINDOW": "a window function",
+    "SUBQUERY": "a subquery",
+    "STAR": "a star expression",
+}
+
+
+class ExpressionError(ValueError):
+    """A derived column expression that cannot be computed row by row."""
+
+
+def check_expression(name: str, expression: str) -> set[str]:
+    """Check that `expression` is row-wise and deterministic and return its columns.
+
+    Args:
+        name: The derived column, named in error messages.
+        expression: A DuckDB SQL expression such as ``distance / 1000``.
+
+    Returns:
+        The names of the columns the expression reads.
+
+    Raises:
+        ExpressionError: The expression does not parse, or uses a window
+            function, an aggregate, a subquery or a non-deterministic function.
+    """
+    tree = _parse(name, expression)
+    columns: set[str] = set()
+    for node in _walk(tree):
+        kind = node.get("class")
+        if kind in _REJECTED_CLASSES:
+            raise ExpressionError(
+                f"derived column {name!r} uses {_REJECTED_CLASSES[kind]}, which "
+                "cannot be computed on one request row at serving; use a row-wise "
+                "expression"
+            )
+        if kind == "COLUMN_REF":
+            columns.add(node["column_names"][-1])
+        elif kind == "FUNCTION" and not node.get("is_operator"):
+            _check_function(name, node["function_name"])
+    return columns
+
+
+def derived_inputs(
+    derive: Mapping[str, str], features: list[str]
+) -> tuple[dict[str, str], set[str]]:
+    """Return the derived features (with the derived columns they need) and raw inputs.
+
+    Args:
+        derive: Every derived column of the model, by name.
+        features: The model's features.
+
+    Returns:
+        The derived columns to compute at serving, in declaration order, and
+        the dataset columns those expressions read.
+    """
+    needed: set[str] = set()
+    pending = [name for name in features if name in derive]
+    while pending:
+        name = pending.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        pending.extend(c for c in check_expression(name, derive[name]) if c in derive)
+    raw = set()
+    for name in needed:
+        raw |= {c for c in check_expression(name, derive[name]) if c not in derive}
+    return {n: e for n, e in derive.items() if n in needed}, raw
+
+
+def select_sql(derive: Mapping[str, str], source: str) -> str:
+    """Return the SELECT that adds the derived columns to the rows of `source`.
+
+    Training and serving both use this statement, so a derived column may
+    refer to a derived column declared before it.
+    """
+    derived = "".join(
+        f", ({expression}) AS {quote_identifier(name)}"
+        for name, expression in derive.items()
+    )
+    return f"SELECT *{derived} FROM {source}"
+
+
+def quote_identifier(name: str) -> str:
+    """Return `name` quoted as a DuckDB identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _parse(name: str, expression: str) -> dict[str, Any]:
+    tree = json.loads(_serialize(expression))
+    if tree.get("error"):
+        raise ExpressionError(
+            f"derived column {name!r} is not a valid SQL expression: "
+            f"{tree.get('error_message')}"
+        )
+    statements = tree["statements"]
+    select_list = statements[0]["node"].get("select_list", [])
+    if len(statements) != 1 or len(select_list) != 1:
+        raise ExpressionError(
+            f"derived column {name!r} must be one SQL expression, got {expression!r}"
+        )
+    node = statements[0]["node"]
+    if node.get("from_table", {}).get("type") != "EMPTY" or node.get("where_clause"):
+        raise ExpressionError(
+            f"derived column {name!r} must be one SQL expression, got {expression!r}"
+        )
+    return select_list[0]
+
+
+@cache
+def _serialize(expression: str) -> str:
+    """Return DuckDB's JSON parse tree of ``SELECT expression``."""
+    with _cursor() as db:
+        row = db.execute("SELECT json_serialize_sql(?)", [f"SELECT {expression}"])
+        return str(row.fetchone()[0])  # type: ignore[index]
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if "class" in node:
+            yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item)
+
+
+def _check_function(name: str, function: str) -> None:
+    kinds = _function_kinds().get(function.lower())
+    if kinds is None:
+        raise ExpressionError(
+            f"derived column {name!r} calls unknown function {function!r}"
+        )
+    if kinds & {"aggregate", "window", "table", "table_macro", "VOLATILE"}:
+        raise ExpressionError(
+            f"derived column {name!r} calls {function!r}, which is an aggregate, "
+            "window, table or random function; a derived feature must depend only "
+            "on the values of its own row"
+        )
+    if not kinds & {"CONSISTENT", "macro"}:
+        raise ExpressionError(
+            f"derived column {name!r} calls {function!r}, whose result depends on "
+            "the time of the query; a derived feature must give the same value at "
+            "training and at serving"
+        )
+
+
+@cache
+def _function_kinds() -> dict[str, set[str]]:
+    """Return, per DuckDB function name, its function types and stabilities."""
+    kinds: dict[str, set[str]] = {}
+    with _cursor() as db:
+        rows = db.execute(
+            "SELECT lower(function_name), function_type, stability "
+            "FROM duckdb_functions()"
+        ).fetchall()
+    for function, kind, stability in rows:
+        entry = kinds.setdefault(function, set())
+        entry.add(kind)
+        if kind == "scalar" and stability:
+            entry.add(stability)
+    return kinds
+
+
+def feature_columns(numeric: list[str], categorical: list[str]) -> list[str]:
+    """Return the SELECT items that type features as the pipeline reads them.
+
+    Numeric features become DOUBLE (NULL for missing) and categorical features
+    text with ``''`` for missing. Training frames and serving both use them.
+    """
+    columns = [
+        f"CAST({quote_identifier(n)} AS DOUBLE) AS {quote_identifier(n)}"
+        for n in numeric
+    ]
+    columns += [
+        f"coalesce(CAST({quote_identifier(n)} AS VARCHAR), '') AS {quote_identifier(n)}"
+        for n in categorical
+    ]
+    return columns
+
+
+def compute(
+    derive: Mapping[str, str],
+    request: list[Mapping[str, str]],
+    numeric: list[str],
+    categorical: list[str],
+    table: Any,
+) -> Any:
+    """Compute derived features over the rows of an Arrow table with DuckDB.
+
+    Each request column is cast to its type in the dataset before the
+    expressions run, so they see the values and types they saw at training.
+
+    Args:
+        derive: The derived columns to compute, in declaration order.
+        request: The request columns, with ``name`` and ``sql_type``.
+        numeric: Derived features typed as DOUBLE.
+        categorical: Derived features typed as text.
+        table: An Arrow table holding the request columns.
+
+    Returns:
+        An Arrow table with one column per derived feature.
+
+    Raises:
+        CastError: A request value cannot be cast to its dataset type.
+        duckdb.Error: An expression fails on these rows.
+    """
+    casts = ", ".join(
+        f"CAST({quote_identifier(c['name'])} AS {c['sql_type']}) "
+        f"AS {quote_identifier(c['name'])}"
+        for c in request
+    )
+    source = f"(SELECT {casts} FROM request_rows)"
+    columns = ", ".join(feature_columns(numeric, categorical))
+    sql = f"SELECT {columns} FROM ({select_sql(derive, source)})"
+    # A cursor on one shared in-memory database costs a few milliseconds, while
+    # opening a new database per request costs tens of milliseconds.
+    with _cursor() as db:
+        db.register("request_rows", table)
+        try:
+            return db.sql(sql).to_arrow_table()
+        except duckdb.ConversionException:
+            _raise_cast_error(db, request)
+            raise
+
+
+_database: Any = None
+_database_lock = threading.Lock()
+
+
+def _cursor() -> Any:
+    """Return a new cursor on the shared in-memory database, one per call."""
+    global _database
+    # A DuckDB connection object is not thread-safe, so its cursors are made
+    # under a lock; each cursor is then used by one thread only.
+    with _database_lock:
+        if _database is None:
+            _database = duckdb.connect()
+            _database.execute(f"SET GLOBAL TimeZone = '{TIME_ZONE}'")
+        return _database.cursor()
+
+
+def utc_cursor(db: Any) -> Any:
+    """Return a cursor on `db` whose session time zone is `TIME_ZONE`."""
+    cursor = db.cursor()
+    cursor.execute(f"SET TimeZone = '{TIME_ZONE}'")
+    return cursor
+
+
+class CastError(ValueError):
+    """A request value that cannot be cast to the column's type in the dataset."""
+
+    def __init__(self, column: str, row: int, value: Any, sql_type: str) -> None:
+        super().__init__(
+            f"value {value!r} cannot be cast to {sql_type}, the type of "
+            f"{column!r} in the dataset"
+        )
+        self.column = column
+        self.row = row
+
+
+def _raise_cast_error(db: Any, request: list[Mapping[str, str]]) -> None:
+    for spec in request:
+        name = quote_identifier(spec["name"])
+        found = db.execute(
+            f"SELECT index, value FROM (SELECT row_number() OVER () - 1 AS index, "
+            f"{name} AS value, TRY_CAST({name} AS {spec['sql_type']}) AS cast_value "
+            "FROM request_rows) WHERE value IS NOT NULL AND cast_value IS NULL "
+            "ORDER BY index LIMIT 1"
+        ).fetchall()
+        if found:
+            row, value = found[0]
+            raise CastError(spec["name"], int(row), value, spec["sql_type"])
