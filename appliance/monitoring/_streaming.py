@@ -223,10 +223,10 @@ class CategoryDriftDetector:
 class MeanDriftDetector:
     """ADWIN on a numeric stream such as per-row loss or predicted score.
 
-    NaN values are skipped. This is the detector for a model's loss stream:
-    on flights it fires almost daily, because the daily late rate swings with
-    weather, so its alarms must go through the retraining policy's cool-down
-    and budget rather than straight to a retraining.
+    NaN values are skipped. This is the detector for a model's loss stream.
+    On flights it fires almost daily, because the daily late rate swings with
+    the weather. Its alarms must therefore go through the retraining policy's
+    cool-down and budget rather than straight to a retraining.
     """
 
     def __init__(self, delta: float = 0.002) -> None:
