@@ -30,7 +30,7 @@ class DriftThresholds:
     """When a feature counts as drifted, and when a window is too small."""
 
     min_samples: int = 100
-    """Minimum number of non-missing values on each side for a feature to be tested."""
+    """Minimum of non-missing values per side for a feature to be tested."""
     psi: float = 0.2
     """PSI at or above which a feature drifts, whatever the p-value."""
     p_value: float = 0.01

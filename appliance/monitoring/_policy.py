@@ -153,7 +153,8 @@ def decide_rollback(
         return Decision(
             True,
             f"live {policy.metric} {new_live:.4f} is {loss:.4f} worse than the "
-            f"previous champion's {old_live:.4f}, above margin {policy.rollback_margin}",
+            f"previous champion's {old_live:.4f}, above margin "
+            f"{policy.rollback_margin}",
         )
     return Decision(False, f"live {policy.metric} within margin of the previous one")
 

@@ -205,7 +205,8 @@ class MonitoringService:
             )
 
     def _run(self) -> None:
-        import river.drift  # noqa: F401 (loads River and scikit-learn off the request path)
+        # Load River (and scikit-learn with it) here, off the request path.
+        import river.drift  # noqa: F401
 
         saved_at = time.monotonic()
         while True:

@@ -343,7 +343,7 @@ class MonitoringStore:
         return _dicts(self.db.execute(sql + " ORDER BY started_at DESC", params))
 
     def start_job_run(self, job_id: str, started_at: datetime, missed: int) -> None:
-        """Record that a scheduled job started; a run never finished stays ``running``."""
+        """Record that a job started; a run that never finishes stays ``running``."""
         self.db.execute(
             "INSERT INTO job_runs VALUES (?, NULL, ?, NULL, 'running', ?, NULL)",
             [job_id, started_at, missed],
