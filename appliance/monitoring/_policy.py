@@ -63,6 +63,9 @@ def decide_retrain(
             False,
             f"budget used: {used} retrainings in the last {policy.budget_days:g} days",
         )
+    if new_labels == 0:
+        # Whatever the policy says, 0 new rows cannot make a better model.
+        return Decision(False, "no new labels since the last retraining")
     if new_labels < policy.min_new_labels:
         return Decision(
             False, f"{new_labels} new labels, fewer than {policy.min_new_labels}"
