@@ -56,7 +56,7 @@ class DaemonClient:
             timeout: Seconds to wait for the response.
 
         Raises:
-            DaemonError: The daemon cannot be reached or answered with an error.
+            DaemonError: The daemon cannot be reached or returned an error status.
         """
         query = {k: _param(v) for k, v in (params or {}).items() if v is not None}
         url = self.base_url + path
@@ -70,7 +70,7 @@ class DaemonClient:
         """Send a JSON POST and return the decoded JSON body.
 
         Raises:
-            DaemonError: The daemon cannot be reached or answered with an error.
+            DaemonError: The daemon cannot be reached or returned an error status.
         """
         request = urllib.request.Request(
             self.base_url + path,

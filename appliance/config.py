@@ -55,10 +55,10 @@ class ServerConfig:
     micro_batch: bool = True
     """Combine concurrent prediction requests into one onnxruntime call."""
     micro_batch_max_rows: int = 256
-    """Most rows in one combined onnxruntime call."""
+    """Maximum rows in one combined onnxruntime call."""
     micro_batch_max_wait_ms: float = 1.0
-    """Longest wait for requests already being received to join a batch, in
-    milliseconds; the first request of an idle model never waits."""
+    """Maximum wait for requests already being received to join a batch, in
+    milliseconds. The first request of an idle model never waits."""
     session_threads: int = 0
     """Threads that run onnxruntime sessions; 0 uses every CPU the process may
     run on."""
@@ -93,11 +93,11 @@ class PredictionsConfig:
     """The prediction log: every served prediction, kept in DuckDB and Parquet."""
 
     queue_max_rows: int = 100_000
-    """Most rows waiting in memory for the writer; more go to a spill file."""
+    """Maximum rows waiting in memory for the writer; more go to a spill file."""
     batch_rows: int = 10_000
-    """Most rows the writer inserts into DuckDB in one transaction."""
-    flush_seconds: float = 0.5
-    """Longest time a logged prediction waits in memory before it is written."""
+    """Maximum rows the writer inserts into DuckDB in one statement."""
+    flush_seconds: float = 0.1
+    """Maximum time a logged prediction waits in memory before it is written."""
     roll_rows: int = 500_000
     """Rows kept in the DuckDB table before the oldest are moved to Parquet."""
 

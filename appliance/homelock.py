@@ -63,9 +63,9 @@ class HomeLock:
         except BlockingIOError:
             os.close(fd)
             holder = read_address(self.path.parent)
-            who = f"pid {holder.pid} on port {holder.port}" if holder else "a process"
+            owner = f"pid {holder.pid} on port {holder.port}" if holder else "a process"
             raise DaemonRunningError(
-                f"another daemon ({who}) already runs on home {self.path.parent}; "
+                f"another daemon ({owner}) already runs on home {self.path.parent}; "
                 "stop it first or use another APPLIANCE_HOME"
             ) from None
         self._fd = fd

@@ -336,11 +336,17 @@ def run_wrk(server: Server, connections: int, seconds: int) -> LoadResult:
 def _percentile(output: str, label: str) -> float:
     match = re.search(rf"^\s+{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
     value, unit = float(match.group(1)), match.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    if unit == "us":
+        return value / 1000
+    if unit == "s":
+        return value * 1000
+    return value
 
 
-def arrow_batch(server: Server, model: Path, rows: int) -> dict[str, float]:
-    """Score `rows` flights over Arrow IPC and with native LightGBM in process."""
+def arrow_batch(
+    server: Server, model: Path, rows: int
+) -> tuple[dict[str, float], object]:
+    """Score `rows` flights over Arrow IPC; return the timing and the table."""
     import duckdb
     import pyarrow as pa
 
@@ -365,12 +371,7 @@ def arrow_batch(server: Server, model: Path, rows: int) -> dict[str, float]:
     http_seconds = time.perf_counter() - started
     assert scored.num_rows == rows
 
-    native_seconds = native_predict_seconds(table.to_pandas())
-    return {
-        "rows": rows,
-        "arrow_seconds": http_seconds,
-        "native_seconds": native_seconds,
-    }
+    return {"rows": rows, "arrow_seconds": http_seconds}, table
 
 
 def native_predict_seconds(frame) -> float:  # noqa: ANN001
@@ -404,10 +405,21 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--batch-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite docs/benchmarks.md from the results of the last run",
+    )
+    parser.add_argument(
+        "--batch-only",
+        action="store_true",
+        help="reuse the load results of the last run and measure the batch only",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found; install it: apt-get install -y wrk")
     levels = [int(c) for c in args.concurrency.split(",")]
+    args.load_average = os.getloadavg()[0]
 
     model = prepare_model()
     print(f"model {model}")
@@ -415,18 +427,35 @@ def main() -> int:
     memory: dict[str, float] = {}
     ready: dict[str, float] = {}
     batch: dict[str, float] = {}
+    table = None
     started: list[Server] = []
+    if args.report_only:
+        saved = json.loads((WORK / "load.json").read_text())
+        args.seconds = saved.get("seconds", args.seconds)
+        args.load_average = saved.get("load_average", args.load_average)
+        results = [LoadResult(**r) for r in saved["results"]]
+        write_report(
+            results, saved["memory"], saved["ready"], saved.get("batch", {}), args
+        )
+        return 0
+    if args.batch_only:
+        saved = json.loads((WORK / "load.json").read_text())
+        results = [LoadResult(**r) for r in saved["results"]]
+        memory, ready = saved["memory"], saved["ready"]
+        args.load_average = saved.get("load_average", args.load_average)
+        args.seconds = saved.get("seconds", args.seconds)
     try:
         # Every server starts first and then idles while the others are
         # loaded, so that load changes on the shared machine hit all of them
         # alike: each concurrency level runs the servers one after the other.
-        for server in servers(model, not args.skip_peers):
+        chosen = servers(model, not args.skip_peers and not args.batch_only)
+        for server in chosen[:1] if args.batch_only else chosen:
             print(f"== start {server.name}", flush=True)
             server.start()
             started.append(server)
             ready[server.name] = server.ready_seconds
             check_response(server)
-        for connections in levels:
+        for connections in [] if args.batch_only else levels:
             for server in started:
                 result = run_wrk(server, connections, args.seconds)
                 print(
@@ -436,14 +465,32 @@ def main() -> int:
                     flush=True,
                 )
                 results.append(result)
-        for server in started:
-            memory[server.name] = server.rss_mb()
+        if not args.batch_only:
+            for server in started:
+                memory[server.name] = server.rss_mb()
+        (WORK / "load.json").write_text(
+            json.dumps(
+                {
+                    "results": [r.__dict__ for r in results],
+                    "memory": memory,
+                    "ready": ready,
+                    "seconds": args.seconds,
+                    "load_average": args.load_average,
+                }
+            )
+        )
         if args.batch_rows:
-            batch = arrow_batch(started[0], model, args.batch_rows)
+            batch, table = arrow_batch(started[0], model, args.batch_rows)
             print(f"  arrow batch {batch}", flush=True)
     finally:
         for server in started:
             server.stop()
+    if batch:
+        # The catalog can be opened only once the daemon has stopped.
+        batch["native_seconds"] = native_predict_seconds(table.to_pandas())
+        print(f"  native batch {batch}", flush=True)
+        saved = json.loads((WORK / "load.json").read_text())
+        (WORK / "load.json").write_text(json.dumps({**saved, "batch": batch}))
     write_report(results, memory, ready, batch, args)
     return 0
 
@@ -471,7 +518,7 @@ def write_report(results, memory, ready, batch, args) -> None:  # noqa: ANN001
         f"one at a time; wrk 4.1 on CPU 1; single-row JSON POSTs, {args.seconds} s per "
         "run, one worker process per server.",
         "- The prediction log and metrics of the appliance are on (default config).",
-        f"- Load average when the run started: {os.getloadavg()[0]:.2f} "
+        f"- Load average when the load runs started: {args.load_average:.2f} "
         "(the machine is shared with other work; numbers are noisy).",
         "",
         "## Throughput and latency, single-row requests",
@@ -557,9 +604,76 @@ def write_report(results, memory, ready, batch, args) -> None:  # noqa: ANN001
             "time includes encoding, transfer and decoding of the Arrow streams; the "
             "native time is the predict call alone on a pandas frame, with no CPU pinning.",
         ]
+        if batch.get("note"):
+            lines += ["", str(batch["note"])]
+    lines += goals(by, memory, ready, batch)
     path = ROOT / "docs" / "benchmarks.md"
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")
+
+
+def goals(by, memory, ready, batch) -> list[str]:  # noqa: ANN001
+    """Return the goal table: each target of the serving path and whether this
+    run met it."""
+    rows = []
+
+    def check(goal: str, value: str, met: bool) -> None:
+        rows.append(f"| {goal} | {value} | {'met' if met else 'not met'} |")
+
+    for (server, connections), result in sorted(by.items()):
+        if server != "bare Litestar" or ("appliance", connections) not in by:
+            continue
+        mine = by[("appliance", connections)]
+        check(
+            f"c={connections}: bare Litestar throughput at most 1.3x the appliance's",
+            f"{result.rps / mine.rps:.2f}x",
+            result.rps / mine.rps <= 1.3,
+        )
+        check(
+            f"c={connections}: appliance p99 at most 1.3x bare Litestar's",
+            f"{mine.p99_ms / result.p99_ms:.2f}x",
+            mine.p99_ms / result.p99_ms <= 1.3,
+        )
+    for peer, factor in (("MLflow", 20), ("BentoML", 6)):
+        if (peer, 8) in by and ("appliance", 8) in by:
+            ratio = by[("appliance", 8)].rps / by[(peer, 8)].rps
+            check(
+                f"c=8: at least {factor}x {peer} throughput",
+                f"{ratio:.1f}x",
+                ratio >= factor,
+            )
+    if ("MLflow", 8) in by and ("appliance", 8) in by:
+        ratio = by[("appliance", 8)].p99_ms / by[("MLflow", 8)].p99_ms
+        check("c=8: p99 at most 0.05x MLflow's", f"{ratio:.2f}x", ratio <= 0.05)
+    if "appliance" in memory:
+        check(
+            "RSS with one model under 150 MB",
+            f"{memory['appliance']:.0f} MB",
+            memory["appliance"] < 150,
+        )
+    if "appliance" in ready:
+        check(
+            "start to ready under 1.5 s",
+            f"{ready['appliance']:.2f} s",
+            ready["appliance"] < 1.5,
+        )
+    if batch.get("native_seconds"):
+        ratio = batch["native_seconds"] / batch["arrow_seconds"]
+        check(
+            "1M-row Arrow batch at least as fast as native predict_proba",
+            f"{ratio:.2f}x",
+            ratio >= 1,
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "## Goals",
+        "",
+        "| goal | this run | result |",
+        "| --- | ---: | --- |",
+        *rows,
+    ]
 
 
 def _cpu_model() -> str:

@@ -1,1 +1,17 @@
-"""Operator terminal UI for the appliance daemon."""
+"""Terminal UI of the appliance: the operator's view of one running daemon."""
+
+from tui._app import PANES, ApplianceApp, help_markdown
+from tui._client import (
+    DaemonUnreachableError,
+    EndpointMissingError,
+    UiClient,
+)
+
+__all__ = [
+    "PANES",
+    "ApplianceApp",
+    "DaemonUnreachableError",
+    "EndpointMissingError",
+    "UiClient",
+    "help_markdown",
+]

@@ -13,12 +13,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from appliance.cli import _daemon, _data, _models, _monitoring, _predictions
+from appliance.cli import _daemon, _data, _models, _monitoring, _predictions, _tui
 from appliance.config import load_config
 from appliance.errors import ApplianceError
 from appliance.logs import configure_logging
 
-COMMAND_MODULES = (_data, _models, _predictions, _monitoring, _daemon)
+COMMAND_MODULES = (_data, _models, _predictions, _monitoring, _daemon, _tui)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,7 +33,7 @@ from appliance.storage import Catalog
 
 logger = logging.getLogger(__name__)
 
-_STOP_TIMEOUT_SECONDS = 60.0
+_STOP_PROGRESS_SECONDS = 10.0
 
 
 class PredictionLog:
@@ -124,13 +124,15 @@ class PredictionLog:
             self._stopping = True
             self._wake.notify()
         if self._thread is not None:
-            self._thread.join(_STOP_TIMEOUT_SECONDS)
-            if self._thread.is_alive():
-                logger.error(
-                    "prediction log writer still running after %.0f s; queued rows "
-                    "are lost unless it finishes",
-                    _STOP_TIMEOUT_SECONDS,
+            # No deadline here: rows still queued would be lost, so the service
+            # manager's stop timeout is the only limit.
+            self._thread.join(_STOP_PROGRESS_SECONDS)
+            while self._thread.is_alive():
+                logger.warning(
+                    "prediction log still writing queued_rows=%d; waiting",
+                    self._queued_rows,
                 )
+                self._thread.join(_STOP_PROGRESS_SECONDS)
         self._close_spill()
         if self._spill_db is not None:
             self._spill_db.close()

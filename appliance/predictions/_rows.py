@@ -49,10 +49,45 @@ def entries_to_table(
         entries: Entries to convert.
         db: DuckDB cursor used to write Arrow rows as JSON; it is only read.
     """
-    parts = [_entry_table(entry, db) for entry in entries if entry.rows]
+    rows = [entry for entry in entries if entry.rows and isinstance(entry.inputs, list)]
+    parts = [_json_entries_table(rows)] if rows else []
+    parts += [
+        _entry_table(entry, db)
+        for entry in entries
+        if entry.rows and not isinstance(entry.inputs, list)
+    ]
     if not parts:
         return LOG_SCHEMA.empty_table()
     return pa.concat_tables(parts)
+
+
+def _json_entries_table(entries: list[LogEntry]) -> pa.Table:
+    """Convert entries of JSON requests with one pass over their rows."""
+    request_ids, indexes, models, versions, micros = [], [], [], [], []
+    inputs, outputs, latencies = [], [], []
+    for entry in entries:
+        count = entry.rows
+        request_ids += [entry.request_id] * count
+        indexes += range(count)
+        models += [entry.model] * count
+        versions += [entry.version] * count
+        micros += [int(entry.predicted_at * 1_000_000)] * count
+        latencies += [entry.latency_ms] * count
+        inputs += [_encode(row).decode() for row in entry.inputs]
+        outputs += [_encode(row).decode() for row in entry.outputs]
+    return pa.table(
+        [
+            pa.array(request_ids, pa.string()),
+            pa.array(indexes, pa.int32()),
+            pa.array(models, pa.string()),
+            pa.array(versions, pa.int32()),
+            pa.array(micros, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            pa.array(inputs, pa.string()),
+            pa.array(outputs, pa.string()),
+            pa.array(latencies, pa.float64()),
+        ],
+        schema=LOG_SCHEMA,
+    )
 
 
 def _entry_table(entry: LogEntry, db: duckdb.DuckDBPyConnection) -> pa.Table:

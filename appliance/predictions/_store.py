@@ -96,9 +96,9 @@ def insert_rows(db: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
 def roll_over(db: duckdb.DuckDBPyConnection, home: Path, keep_rows: int) -> int:
     """Move the oldest rows to a Parquet file when the table is above `keep_rows`.
 
-    The file is written and renamed into place before the rows are deleted, so
-    a crash in between leaves rows in both places; `remove_rolled` deletes them
-    from the table at the next start.
+    The file is written and renamed into place before the rows are deleted.
+    A crash in between leaves rows in both places, and `remove_rolled` deletes
+    them from the table at the next start.
 
     Returns:
         Number of rows moved.

@@ -20,11 +20,18 @@ from appliance.serving import (
     _routes_health,
     _routes_monitoring,
     _routes_predict,
+    _routes_ui,
 )
 from appliance.serving._errors import error_response
 from appliance.serving._state import DaemonState
 
-ROUTE_MODULES = (_routes_health, _routes_predict, _routes_admin, _routes_monitoring)
+ROUTE_MODULES = (
+    _routes_health,
+    _routes_predict,
+    _routes_admin,
+    _routes_monitoring,
+    _routes_ui,
+)
 
 
 def create_app(

@@ -27,14 +27,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchSettings:
-    """How requests to one model are combined."""
+    """Micro-batching settings of one model."""
 
     enabled: bool = True
-    """Combine concurrent requests; when false each request runs alone."""
+    """Whether concurrent requests are combined; when false, each runs alone."""
     max_rows: int = 256
-    """Most rows in one session run."""
+    """Maximum rows in one session run."""
     max_wait: float = 0.001
-    """Longest wait for announced requests, in seconds."""
+    """Maximum wait for announced requests, in seconds."""
     workers: int = 1
     """Session runs of this model that may be in progress at once."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -119,7 +120,7 @@ def test_body_limit_content_length_and_chunked(start_daemon: Any) -> None:
 
 
 def test_chunked_body_rejected_before_the_end(start_daemon: Any) -> None:
-    """A chunked body far above the limit is answered while it is still sent."""
+    """The daemon rejects a chunked body above the limit before the body ends."""
     limit = 4096
     daemon = start_daemon(server={"max_body_bytes": limit})
     with socket.create_connection((HOST, daemon.port), timeout=10) as sock:
@@ -148,11 +149,14 @@ def test_concurrent_requests_match_their_rows(start_daemon: Any) -> None:
         "predictions"
     ]
 
+    local = threading.local()
+
     def one(index: int) -> tuple[int, dict[str, Any]]:
-        with httpx.Client(base_url=daemon.base) as client:
-            response = client.post(PREDICT, json={"rows": [rows[index]]})
-            assert response.status_code == 200
-            return index, response.json()["predictions"][0]
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=daemon.base)
+        response = local.client.post(PREDICT, json={"rows": [rows[index]]})
+        assert response.status_code == 200
+        return index, response.json()["predictions"][0]
 
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(one, range(len(rows))))

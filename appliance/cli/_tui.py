@@ -1,0 +1,79 @@
+"""Terminal UI command: ``tui``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from appliance.cli._output import add_command
+from appliance.config import Config
+
+
+def register(commands: Any) -> None:
+    """Add the ``tui`` command."""
+    tui = add_command(
+        commands, "tui", _tui, "open the operator's terminal UI of the running daemon"
+    )
+    tui.add_argument(
+        "--url",
+        help="daemon address such as http://127.0.0.1:8765 (default: the daemon "
+        "running on [storage] home, else [server] host and port)",
+    )
+    tui.add_argument("--api-key", help="API key sent as a bearer token")
+    tui.add_argument(
+        "--refresh",
+        type=float,
+        default=2.0,
+        help="seconds between two refreshes of the screen on show (default: 2)",
+    )
+    tui.add_argument("--light", action="store_true", help="start with the light theme")
+    tui.add_argument(
+        "--log-file",
+        type=Path,
+        help="file that receives the UI's log; without it the log is discarded, "
+        "because lines on stderr would overwrite the screen",
+    )
+
+
+def daemon_url(config: Config, url: str | None) -> str:
+    """Return `url`, else the address of the daemon running on the home, else
+    the ``[server]`` address of the configuration."""
+    if url:
+        return url
+    from appliance.homelock import DaemonAddress, read_address
+
+    address = read_address(config.storage.home)
+    if address is not None and address.port:
+        return address.base_url
+    return DaemonAddress(0, config.server.host, config.server.port).base_url
+
+
+def _tui(config: Config, args: argparse.Namespace) -> int:
+    from tui import ApplianceApp, UiClient
+
+    if args.refresh <= 0:
+        from appliance.errors import ConfigError
+
+        raise ConfigError(f"--refresh must be above 0 seconds, got {args.refresh!r}")
+    _log_to_file(args.log_file)
+    # NOTE: the configuration has no API key setting yet; getattr lets a
+    # `[server] api_key` be used as soon as the configuration defines one.
+    api_key = args.api_key or getattr(config.server, "api_key", None)
+    client = UiClient(daemon_url(config, args.url), api_key=api_key)
+    ApplianceApp(client, refresh_seconds=args.refresh, light=args.light).run()
+    return 0
+
+
+def _log_to_file(path: Path | None) -> None:
+    root = logging.getLogger()
+    handler: logging.Handler
+    if path is None:
+        handler = logging.NullHandler()
+    else:
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        )
+    root.handlers[:] = [handler]

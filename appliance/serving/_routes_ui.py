@@ -1,0 +1,122 @@
+"""Read routes of the operator terminal UI: one call per screen summary.
+
+These routes read only the daemon's memory (metrics, served models, the
+scheduler), never the catalog, so the overview stays quick while an admin
+command holds the catalog.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get
+
+from appliance.serving._state import DaemonState, daemon_state
+from appliance.serving._traffic import (
+    TrafficSample,
+    TrafficStats,
+    TrafficWindow,
+    sample_metrics,
+)
+
+_encode = msgspec.json.Encoder(enc_hook=str).encode
+_WINDOW_KEY = "ui_traffic_window"
+TRAFFIC_WINDOW_SECONDS = 60.0
+"""Length of the window of the overview's request rate, error rate and latency."""
+
+
+def _json(content: Any) -> Response[bytes]:
+    return Response(_encode(content), media_type="application/json")
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat()
+
+
+def _traffic(request: Request[Any, Any, Any], state: DaemonState) -> TrafficStats:
+    now = time.monotonic()
+    app_state = request.app.state
+    window = app_state.get(_WINDOW_KEY)
+    if window is None:
+        # Counters were zero when the daemon started, so the first comparison
+        # covers the whole uptime.
+        started = now - (time.time() - state.started_at)
+        window = TrafficWindow(
+            TrafficSample(started, 0.0, 0.0, ()), TRAFFIC_WINDOW_SECONDS
+        )
+        app_state[_WINDOW_KEY] = window
+    return window.observe(sample_metrics(state.metrics, now))
+
+
+def scheduled_jobs(state: DaemonState) -> list[dict[str, Any]]:
+    """Return the scheduler's jobs, the next run first."""
+    jobs = []
+    for job in state.scheduler.get_jobs():
+        next_run = getattr(job, "next_run_time", None)
+        jobs.append(
+            {
+                "id": job.id,
+                "name": job.name,
+                "trigger": str(job.trigger),
+                "next_run_at": next_run.isoformat() if next_run else None,
+                # NOTE: APScheduler 3 keeps no run history; the last run and its
+                # outcome stay None until the job runs are recorded.
+                "last_run_at": None,
+                "last_outcome": None,
+            }
+        )
+    jobs.sort(key=lambda job: (job["next_run_at"] is None, job["next_run_at"] or ""))
+    return jobs
+
+
+@get("/v1/ui/overview", summary="Summarize health, traffic, models and jobs")
+async def overview(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Return what the overview screen shows, computed from the daemon's memory.
+
+    Traffic figures cover the last minute, or the uptime when shorter.
+    """
+    state = daemon_state(request)
+    traffic = _traffic(request, state)
+    log = state.predictions
+    models = [
+        {"model": name, "version": model.version, "task": model.task}
+        for name, model in sorted(state.models.models.items())
+    ]
+    body = {
+        "status": "ok" if state.ready_at is not None else "starting",
+        "pid": os.getpid(),
+        "started_at": _iso(state.started_at),
+        "uptime_seconds": time.time() - state.started_at,
+        "traffic": {
+            "window_seconds": traffic.seconds,
+            "requests": traffic.requests,
+            "requests_per_second": traffic.requests_per_second,
+            "error_rate": traffic.error_rate,
+            "p50_ms": traffic.p50_ms,
+            "p99_ms": traffic.p99_ms,
+        },
+        "models": models,
+        "jobs": scheduled_jobs(state),
+        "prediction_log": {
+            "queued": log.queued_rows,
+            "written": log.written_rows,
+            "spilled": log.spilled_rows,
+        },
+    }
+    return _json(body)
+
+
+@get("/v1/ui/jobs", summary="List the scheduled jobs")
+async def jobs(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Return the scheduler's jobs with their next run."""
+    return _json({"jobs": scheduled_jobs(daemon_state(request))})
+
+
+ROUTES = [overview, jobs]
+"""The route handlers of this module, as `create_app` mounts them."""

@@ -1,0 +1,57 @@
+"""Prediction log rows built from JSON and Arrow requests, without a daemon."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import duckdb
+import pyarrow as pa
+
+from appliance.predictions import LOG_SCHEMA, LogEntry, entries_to_table
+
+
+def test_entries_become_one_row_per_prediction() -> None:
+    entries = [
+        LogEntry(
+            "json",
+            "m",
+            1,
+            1_700_000_000.5,
+            2.5,
+            [{"a": 1.0}, {"a": None}],
+            [{"value": 3.0}, {"value": None}],
+        ),
+        LogEntry(
+            "arrow",
+            "m",
+            2,
+            1_700_000_001.0,
+            7.0,
+            pa.table({"a": [1.5, math.nan], "b": ["x", None]}),
+            pa.table({"prediction": [1, 0]}),
+        ),
+        LogEntry("empty", "m", 1, 1_700_000_002.0, 1.0, [], []),
+    ]
+    table = entries_to_table(entries, duckdb.connect())
+    assert table.schema == LOG_SCHEMA
+    rows = table.to_pylist()
+    assert [(r["request_id"], r["row_index"]) for r in rows] == [
+        ("json", 0),
+        ("json", 1),
+        ("arrow", 0),
+        ("arrow", 1),
+    ]
+    assert json.loads(rows[1]["input"]) == {"a": None}
+    assert json.loads(rows[1]["output"]) == {"value": None}
+    assert json.loads(rows[3]["input"]) == {"a": None, "b": None}
+    assert json.loads(rows[2]["output"]) == {"prediction": 1}
+    assert rows[2]["version"] == 2
+    assert rows[0]["latency_ms"] == 2.5
+    assert rows[0]["predicted_at"].timestamp() == 1_700_000_000.5
+
+
+def test_no_entries_give_empty_table() -> None:
+    table = entries_to_table([], duckdb.connect())
+    assert table.num_rows == 0
+    assert table.schema == LOG_SCHEMA

@@ -1,0 +1,81 @@
+"""Pure parts of the terminal UI and of the overview route: formatting, traffic."""
+
+from __future__ import annotations
+
+import doctest
+import math
+from types import ModuleType
+
+import pytest
+
+import tui
+from appliance.serving import _traffic
+from appliance.serving._traffic import (
+    TrafficSample,
+    TrafficWindow,
+    compare,
+    histogram_quantile,
+)
+from tui import _data, _format, _html, _monitoring
+
+
+@pytest.mark.parametrize("module", [_data, _format, _html, _monitoring, _traffic])
+def test_docstring_examples_hold(module: ModuleType) -> None:
+    result = doctest.testmod(module)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+def test_public_names_exported() -> None:
+    for name in tui.__all__:
+        assert hasattr(tui, name), name
+
+
+def test_quantile_in_inf_bucket_is_last_bound() -> None:
+    buckets = ((0.1, 0.0), (0.5, 1.0), (math.inf, 10.0))
+    assert histogram_quantile(0.99, buckets) == 0.5
+
+
+def test_quantile_interpolates_in_first_bucket() -> None:
+    buckets = ((0.01, 4.0), (math.inf, 4.0))
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.005)
+
+
+def sample(at: float, requests: float, errors: float = 0.0) -> TrafficSample:
+    """Return a sample whose requests all took between 1 and 2 ms."""
+    good = requests - errors
+    return TrafficSample(
+        at, requests, errors, ((0.001, 0.0), (0.002, good), (math.inf, good))
+    )
+
+
+def test_compare_rates_and_errors() -> None:
+    stats = compare(sample(0.0, 10.0, 1.0), sample(10.0, 30.0, 3.0))
+    assert stats.requests == 20
+    assert stats.requests_per_second == pytest.approx(2.0)
+    assert stats.error_rate == pytest.approx(0.1)
+    assert stats.p50_ms is not None
+    assert 1.0 <= stats.p50_ms <= 2.0
+
+
+def test_compare_without_requests_has_no_rates() -> None:
+    stats = compare(sample(0.0, 5.0), sample(4.0, 5.0))
+    assert stats.requests_per_second == 0.0
+    assert stats.error_rate is None
+    assert stats.p50_ms is None
+
+
+def test_window_drops_samples_older_than_window() -> None:
+    window = TrafficWindow(TrafficSample(0.0, 0.0, 0.0, ()), seconds=60.0)
+    for at in range(0, 200, 10):
+        stats = window.observe(sample(float(at), float(at)))
+    assert window.samples[0].at == 130.0
+    assert stats.seconds == pytest.approx(60.0)
+    assert stats.requests_per_second == pytest.approx(1.0)
+
+
+def test_window_first_call_covers_uptime() -> None:
+    window = TrafficWindow(TrafficSample(0.0, 0.0, 0.0, ()))
+    stats = window.observe(sample(5.0, 10.0))
+    assert stats.seconds == pytest.approx(5.0)
+    assert stats.requests == 10

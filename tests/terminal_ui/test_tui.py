@@ -1,0 +1,396 @@
+"""The terminal UI driven by Textual's pilot against real daemons on 127.0.0.1."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from support import Daemon, free_port, json_rows, stop_daemon
+from textual.widgets import DataTable, Sparkline, TabbedContent
+from ui_support import (
+    MODEL,
+    UiHome,
+    notifications,
+    run_app,
+    screen_text,
+    serve,
+    shared_home,
+    shown_text,
+    wait_for,
+)
+
+from appliance.errors import DaemonError
+from tui import PANES, DaemonUnreachableError, EndpointMissingError, UiClient
+from tui._dialogs import ConfirmScreen, HelpScreen, TableScreen
+from tui._monitoring import DriftPane
+from tui._pane import Pane
+
+HAS_REGISTRY = importlib.util.find_spec("appliance.registry") is not None
+"""Whether the daemon under test has the registry's alias routes."""
+REQUESTS = 4
+ROWS_PER_REQUEST = 3
+
+
+@pytest.fixture(scope="module")
+def ui_home(tmp_path_factory: pytest.TempPathFactory) -> UiHome:
+    """Return the home with two versions of the model."""
+    return shared_home(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def ui_daemon(
+    ui_home: UiHome, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Daemon]:
+    """Run a daemon on a copy of the home that the tests of this module only read."""
+    running = serve(ui_home, tmp_path_factory.mktemp("ui-daemon"))
+    try:
+        yield running
+    finally:
+        stop_daemon(running)
+
+
+@pytest.fixture(scope="module")
+def traffic(ui_home: UiHome, ui_daemon: Daemon) -> dict[str, int]:
+    """Send a few good requests and one bad one; return what was sent."""
+    rows = json_rows(ui_home.frame.drop(columns=["malignant"]).head(ROWS_PER_REQUEST))
+    url = f"{ui_daemon.base_url}/v1/models/{MODEL}/predict"
+    with httpx.Client(trust_env=False, timeout=30.0) as http:
+        for _ in range(REQUESTS):
+            assert http.post(url, json={"rows": rows}).status_code == 200
+        assert http.post(url, json={"rows": [{"radius": "x"}]}).status_code == 422
+    return {"good": REQUESTS, "bad": 1}
+
+
+def pane(app: Any, pane_type: type[Pane]) -> Pane:
+    """Return the mounted pane of `pane_type`."""
+    return app.query_one(pane_type)
+
+
+# --- the overview endpoint and the client ------------------------------------------
+
+
+def test_overview_endpoint_counts_traffic(
+    ui_daemon: Daemon, traffic: dict[str, int]
+) -> None:
+    overview = UiClient(ui_daemon.base_url).overview()
+    figures = overview["traffic"]
+    assert overview["status"] == "ok"
+    assert overview["uptime_seconds"] > 0
+    assert overview["pid"] == ui_daemon.process.pid
+    assert figures["requests"] == traffic["good"] + traffic["bad"]
+    assert figures["error_rate"] == pytest.approx(1 / 5)
+    assert figures["requests_per_second"] > 0
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+    assert overview["models"] == [
+        {"model": MODEL, "version": 2, "task": "classification"}
+    ]
+    assert overview["jobs"] == []
+
+
+def test_client_missing_route_is_endpoint_missing(ui_daemon: Daemon) -> None:
+    client = UiClient(ui_daemon.base_url)
+    with pytest.raises(EndpointMissingError, match="not available on this daemon"):
+        client.get("/v1/no-such-route")
+
+
+def test_client_daemon_404_is_plain_error(ui_daemon: Daemon) -> None:
+    client = UiClient(ui_daemon.base_url)
+    with pytest.raises(DaemonError, match=r"no-such-run.*HTTP 404") as caught:
+        client.run("no-such-run")
+    assert not isinstance(caught.value, EndpointMissingError)
+    assert caught.value.status == 404
+
+
+def test_client_closed_port_is_unreachable() -> None:
+    client = UiClient(f"http://127.0.0.1:{free_port()}", timeout=2.0)
+    with pytest.raises(DaemonUnreachableError, match="appliance serve"):
+        client.overview()
+
+
+# --- navigation --------------------------------------------------------------------
+
+
+def test_every_screen_reachable_by_key(ui_daemon: Daemon, traffic: Any) -> None:
+    async def scenario(app: Any, pilot: Any) -> None:
+        tabs = app.query_one(TabbedContent)
+        for pane_type in PANES:
+            await pilot.press(pane_type.KEY)
+            assert tabs.active == f"tab-{pane_type.TITLE.lower()}"
+            shown = pane(app, pane_type)
+            await wait_for(
+                pilot, lambda p=shown: p.fetched_at is not None, pane_type.TITLE
+            )
+            assert "Traceback" not in screen_text(app)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+    run_app(ui_daemon.base_url, scenario)
+
+
+def test_tab_click_shows_screen(ui_daemon: Daemon) -> None:
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.click("#--content-tab-tab-runs")
+        assert app.query_one(TabbedContent).active == "tab-runs"
+
+    run_app(ui_daemon.base_url, scenario)
+
+
+def test_help_lists_every_screen_key(ui_daemon: Daemon) -> None:
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("f1")
+        text = await shown_text(pilot)
+        for pane_type in PANES[:4]:
+            assert f"│ {pane_type.KEY}   │ {pane_type.TITLE}" in text
+
+    run_app(ui_daemon.base_url, scenario, size=(100, 60))
+
+
+def test_overview_shows_traffic_and_models(
+    ui_daemon: Daemon, traffic: dict[str, int]
+) -> None:
+    async def scenario(app: Any, pilot: Any) -> None:
+        overview = pane(app, PANES[0])
+        await wait_for(pilot, lambda: overview.fetched_at is not None, "overview")
+        text = await shown_text(pilot)
+        assert "Daemon ok" in text
+        assert "req/s" in text
+        assert "p99" in text
+        assert "Open alerts: not available on this daemon" in text
+        table = app.query_one("#models", DataTable)
+        assert table.get_row(MODEL)[:2] == [MODEL, "2"]
+
+    run_app(ui_daemon.base_url, scenario)
+
+
+def test_runs_compare_side_by_side(ui_daemon: Daemon) -> None:
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("3")
+        runs = app.query_one("#runs", DataTable)
+        await wait_for(pilot, lambda: runs.row_count == 2, "two runs")
+        await pilot.press("space", "down", "c")
+        await wait_for(pilot, lambda: isinstance(app.screen, TableScreen), "compare")
+        text = await shown_text(pilot)
+        assert "fields differ" in text
+        assert re.search(r"≠\s+run_id", text)
+        assert re.search(r"│?\s{2,}model\s+tumour", text)
+        await pilot.press("escape")
+        await pilot.press("f")
+        assert f"Model: {MODEL}" in await shown_text(pilot)
+
+    run_app(ui_daemon.base_url, scenario)
+
+
+def test_predictions_tail_shows_logged_rows(
+    ui_daemon: Daemon, traffic: dict[str, int]
+) -> None:
+    expected = traffic["good"] * ROWS_PER_REQUEST
+
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("8")
+        table = app.query_one("#predictions", DataTable)
+        await wait_for(pilot, lambda: table.row_count == expected, "logged rows")
+
+    run_app(ui_daemon.base_url, scenario)
+
+
+def test_datasets_details_without_quality_route(ui_daemon: Daemon) -> None:
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("4")
+        table = app.query_one("#datasets", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1, "one dataset version")
+        await pilot.press("enter")
+        await wait_for(
+            pilot, lambda: "Quality report:" in screen_text(app), "quality report"
+        )
+        assert "not available on this daemon" in screen_text(app)
+
+    run_app(ui_daemon.base_url, scenario)
+
+
+def test_drift_report_draws_one_chart_per_feature(ui_daemon: Daemon) -> None:
+    # NOTE: no daemon route serves drift yet; this renders a report of the
+    # shape the screen expects from GET /v1/monitoring/{model}.
+    report = {
+        "scores": [
+            {"feature": feature, "psi": psi * step, "checked_at": f"2026-12-0{step}"}
+            for step in range(1, 5)
+            for feature, psi in (("radius", 0.05), ("site", 0.01))
+        ],
+        "detectors": [
+            {"subject": "radius", "kind": "numeric", "state": "drift", "detections": 2}
+        ],
+        "performance": {"labels": 40, "metrics": {"accuracy": 0.8}},
+    }
+
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("5")
+        drift = app.query_one(DriftPane)
+        await wait_for(pilot, lambda: drift.fetched_at is not None, "drift pane")
+        drift.show({"models": [MODEL], "model": MODEL, "report": report})
+        text = await shown_text(pilot)
+        assert len(drift.query(Sparkline)) == 2
+        assert "PSI 0.200" in text
+        assert "PSI 0.040" in text
+        assert "Live performance on 40 labels: accuracy=0.800" in text
+        assert app.query_one("#detectors", DataTable).row_count == 1
+
+    run_app(ui_daemon.base_url, scenario, refresh_seconds=60.0)
+
+
+# --- commands ----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(HAS_REGISTRY, reason="this daemon has the registry routes")
+def test_promote_without_registry_is_refused(ui_daemon: Daemon) -> None:
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("2")
+        table = app.query_one("#versions", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, "two versions")
+        await pilot.press("down", "p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm")
+        text = await shown_text(pilot)
+        assert "Promote tumour version 1?" in text
+        assert "from version 2 to" in text
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: any("not available" in n for n in notifications(app)),
+            "refusal",
+        )
+
+    run_app(ui_daemon.base_url, scenario)
+    served = UiClient(ui_daemon.base_url).served_models()
+    assert served[0]["version"] == 2
+
+
+@pytest.mark.skipif(not HAS_REGISTRY, reason="this daemon has no registry routes")
+def test_promote_then_rollback_switch_serving(
+    ui_home: UiHome, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    daemon = serve(ui_home, tmp_path_factory.mktemp("promote"))
+    client = UiClient(daemon.base_url)
+    before = client.served_models()[0]["version"]
+    target = 1 if before != 1 else 2
+
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("2")
+        table = app.query_one("#versions", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, "two versions")
+        table.move_cursor(row=table.get_row_index(f"{MODEL}\t{target}"))
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm")
+        text = await shown_text(pilot)
+        assert f"Promote {MODEL} version {target}?" in text
+        assert f"to version {target}" in text
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: any(f"now version {target}" in n for n in notifications(app)),
+            "promotion",
+        )
+        assert client.served_models()[0]["version"] == target
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm")
+        assert f"Roll back the champion of {MODEL}?" in await shown_text(pilot)
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: any("rolled back to version" in n for n in notifications(app)),
+            "rollback",
+        )
+
+    try:
+        run_app(daemon.base_url, scenario)
+        assert client.served_models()[0]["version"] == before
+    finally:
+        stop_daemon(daemon)
+
+
+def test_promote_declined_changes_nothing(ui_daemon: Daemon) -> None:
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("2")
+        table = app.query_one("#versions", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, "two versions")
+        await pilot.press("down", "p", "n")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert notifications(app) == []
+
+    run_app(ui_daemon.base_url, scenario)
+
+
+def test_alerts_without_monitoring_say_so(ui_daemon: Daemon) -> None:
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("6")
+        await wait_for(
+            pilot,
+            lambda: "Alerts: not available on this daemon" in screen_text(app),
+            "alerts notice",
+        )
+        await pilot.press("a")
+        assert "No alert selected." in notifications(app)
+
+    run_app(ui_daemon.base_url, scenario)
+
+
+def test_retrain_now_serves_new_version(
+    ui_home: UiHome, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    daemon = serve(ui_home, tmp_path_factory.mktemp("retrain"))
+
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("7")
+        targets = app.query_one("#targets", DataTable)
+        await wait_for(pilot, lambda: targets.row_count == 1, "model to retrain")
+        targets.focus()
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm")
+        assert f"Retrain {MODEL} now?" in screen_text(app)
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: any("version 3 trained" in n for n in notifications(app)),
+            "retrain result",
+            seconds=120,
+        )
+        await wait_for(pilot, lambda: targets.get_row(MODEL)[1] == "3", "serving 3")
+
+    try:
+        run_app(daemon.base_url, scenario)
+        served = UiClient(daemon.base_url).served_models()
+        assert served[0]["version"] == 3
+    finally:
+        stop_daemon(daemon)
+
+
+def test_daemon_stopped_mid_session_marks_stale(
+    ui_home: UiHome, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    daemon = serve(ui_home, tmp_path_factory.mktemp("stopped"))
+
+    async def scenario(app: Any, pilot: Any) -> None:
+        overview = pane(app, PANES[0])
+        await wait_for(pilot, lambda: overview.fetched_at is not None, "first data")
+        assert stop_daemon(daemon) == 0
+        await wait_for(pilot, lambda: app.down_since is not None, "daemon down")
+        await wait_for(pilot, lambda: overview.stale, "stale overview")
+        text = await shown_text(pilot)
+        assert "DAEMON DOWN since" in text
+        assert "STALE: data from" in text
+        assert "Daemon ok" in text
+        assert "Traceback" not in text
+        await pilot.press("2")
+        await wait_for(
+            pilot, lambda: "STALE: no data yet" in screen_text(app), "models notice"
+        )
+
+    try:
+        run_app(daemon.base_url, scenario, refresh_seconds=0.3)
+    finally:
+        stop_daemon(daemon)

@@ -1,0 +1,292 @@
+"""HTTP client of the daemon used by every screen of the terminal UI.
+
+The UI never opens the catalog: while a daemon runs it is the only process
+DuckDB lets in. Read calls time out after a few seconds and are never retried
+here, because the app polls again on its own timer and must stay responsive
+while the daemon is down. Every failure becomes a `DaemonError` subclass whose
+message names the fix, so no screen has to show a traceback.
+
+Only the standard library is used, as in `appliance.client`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from appliance.errors import DaemonError
+from tui._html import html_to_markdown
+
+logger = logging.getLogger(__name__)
+
+_REGISTRY = "/v1/admin/registry/models"
+
+READ_TIMEOUT_SECONDS = 5.0
+TRAIN_TIMEOUT_SECONDS = 3600.0
+"""Timeout of a retraining, whose response arrives once the model is trained."""
+
+
+class DaemonUnreachableError(DaemonError):
+    """No response arrived: the daemon is stopped, starting or unreachable."""
+
+
+class EndpointMissingError(DaemonError):
+    """The daemon has no such route: it runs a version without this feature."""
+
+
+class UiClient:
+    """JSON calls to the daemon's HTTP API on behalf of the screens.
+
+    Args:
+        base_url: Address such as ``http://127.0.0.1:8765``.
+        api_key: Sent as a bearer token when set.
+        timeout: Seconds to wait for a read call.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout: float = READ_TIMEOUT_SECONDS,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._headers = {"Accept": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+
+    # --- endpoints of the daemon ------------------------------------------------
+
+    def overview(self) -> dict[str, Any]:
+        """Return health, uptime, traffic, served models and next jobs."""
+        return self._get_object("/v1/ui/overview")
+
+    def served_models(self) -> list[dict[str, Any]]:
+        """Return the served models with their version and task."""
+        return self._get_list("/v1/models", key="models")
+
+    def model_versions(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Return registered model versions, by model and newest first."""
+        return self._get_list(
+            "/v1/admin/model-versions", {"model": model}, key="versions"
+        )
+
+    def registry_versions(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Return registered versions with their ``aliases`` and ``serving`` flag."""
+        return self._get_list(
+            "/v1/admin/registry/models", {"model": model}, key="versions"
+        )
+
+    def champions(self) -> dict[str, int]:
+        """Return the champion version of every model that has one."""
+        return {
+            record["model"]: record["version"]
+            for record in self.registry_versions()
+            if "champion" in record.get("aliases", [])
+        }
+
+    def promote(self, model: str, version: int, actor: str) -> dict[str, Any]:
+        """Make `version` the champion of `model`, which the daemon then serves.
+
+        Returns:
+            The alias change, with ``version``, ``previous_version`` and
+            ``serving``.
+        """
+        body = {
+            "version": version,
+            "alias": "champion",
+            "actor": actor,
+            "reason": "promoted from the terminal UI",
+        }
+        return self._post_object(f"{_REGISTRY}/{_quote(model)}/promote", body)
+
+    def rollback(self, model: str, actor: str) -> dict[str, Any]:
+        """Point the champion of `model` back at its previous version."""
+        body = {
+            "alias": "champion",
+            "actor": actor,
+            "reason": "rolled back from the terminal UI",
+        }
+        return self._post_object(f"{_REGISTRY}/{_quote(model)}/rollback", body)
+
+    def model_card(self, model: str, version: int) -> str:
+        """Return the model card of one version as Markdown."""
+        path = f"{_REGISTRY}/{_quote(model)}/card"
+        page = self._get_object(path, {"reference": version}).get("html")
+        return html_to_markdown(str(page or ""))
+
+    def runs(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Return training runs, newest first."""
+        return self._get_list("/v1/admin/runs", {"model": model}, key="runs")
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """Return one training run."""
+        return self._get_object(f"/v1/admin/runs/{_quote(run_id)}")
+
+    def datasets(self) -> list[dict[str, Any]]:
+        """Return every dataset version."""
+        return self._get_list("/v1/admin/datasets", key="datasets")
+
+    def quarantine(self, dataset: str, version: str, limit: int = 50) -> list[Any]:
+        """Return the rows of one dataset version that failed its contract."""
+        params = {"version": version, "limit": limit}
+        path = f"/v1/admin/datasets/{_quote(dataset)}/quarantine"
+        return self._get_list(path, params, key="rows")
+
+    def monitoring(self, model: str) -> dict[str, Any]:
+        """Return drift scores over time, detector states and live performance."""
+        return self._get_object(f"/v1/monitoring/{_quote(model)}")
+
+    def alerts(self, status: str | None = "open") -> list[dict[str, Any]]:
+        """Return alerts with `status` (``open``, ``acknowledged``), or all."""
+        return self._get_list("/v1/alerts", {"status": status}, key="alerts")
+
+    def acknowledge(self, alert_id: int) -> dict[str, Any]:
+        """Mark an alert as seen by the operator."""
+        return self._post_object(f"/v1/alerts/{alert_id}/acknowledge", {})
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Return the scheduled jobs with their next and last run."""
+        return self._get_list("/v1/ui/jobs", key="jobs")
+
+    def retrain(self, model: str) -> dict[str, Any]:
+        """Train `model` now on its latest data and serve the new version."""
+        return self._post_object(
+            "/v1/admin/train", {"model": model}, timeout=TRAIN_TIMEOUT_SECONDS
+        )
+
+    def predictions(self, model: str | None, limit: int = 50) -> list[dict[str, Any]]:
+        """Return the newest logged predictions of `model`, newest first."""
+        params = {"model": model, "limit": limit, "newest_first": True}
+        return self._get_list("/v1/predictions", params, key="predictions")
+
+    # --- checked responses ------------------------------------------------------------
+
+    def _get_object(
+        self, path: str, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return _object(self.get(path, params), "GET", path)
+
+    def _get_list(
+        self, path: str, params: dict[str, Any] | None = None, *, key: str
+    ) -> list[Any]:
+        value = self._get_object(path, params).get(key)
+        if not isinstance(value, list):
+            raise DaemonError(
+                f"the daemon's response to GET {path} has no list {key!r}; check "
+                "that --url points at the appliance daemon"
+            )
+        return value
+
+    def _post_object(
+        self, path: str, body: Any, timeout: float | None = None
+    ) -> dict[str, Any]:
+        return _object(self.post(path, body, timeout), "POST", path)
+
+    # --- transport ----------------------------------------------------------------
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """Send a GET and return the decoded JSON body.
+
+        Raises:
+            DaemonUnreachableError: No response arrived.
+            EndpointMissingError: The daemon has no route at `path`.
+            DaemonError: The daemon responded with an error status.
+        """
+        query = {k: _param(v) for k, v in (params or {}).items() if v is not None}
+        url = self.base_url + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        request = urllib.request.Request(url, headers=self._headers, method="GET")
+        return self._send(request, self.timeout)
+
+    def post(self, path: str, body: Any, timeout: float | None = None) -> Any:
+        """Send a JSON POST and return the decoded JSON body.
+
+        Raises:
+            DaemonUnreachableError: No response arrived.
+            EndpointMissingError: The daemon has no route at `path`.
+            DaemonError: The daemon responded with an error status.
+        """
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=json.dumps(body).encode(),
+            headers={**self._headers, "Content-Type": "application/json"},
+            method="POST",
+        )
+        return self._send(request, timeout or self.timeout)
+
+    def _send(self, request: urllib.request.Request, timeout: float) -> Any:
+        logger.debug("daemon call method=%s url=%s", request.method, request.full_url)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise _http_error(request, exc) from None
+        except urllib.error.URLError as exc:
+            raise self._unreachable(request, exc.reason) from None
+        except (TimeoutError, ConnectionError) as exc:
+            raise self._unreachable(request, exc) from None
+        except ValueError as exc:
+            raise DaemonError(
+                f"the daemon at {self.base_url} sent a body that is not JSON for "
+                f"{request.method} {request.selector}: {exc}; check that --url "
+                "points at the appliance daemon"
+            ) from None
+
+    def _unreachable(self, request: urllib.request.Request, reason: Any) -> DaemonError:
+        return DaemonUnreachableError(
+            f"no response from the daemon at {self.base_url} to {request.method} "
+            f"{request.selector}: {reason}. Start it with 'appliance serve' or "
+            "check 'journalctl -u appliance'; the screen retries on its own"
+        )
+
+
+def _http_error(request: urllib.request.Request, exc: urllib.error.HTTPError) -> Any:
+    try:
+        body = json.loads(exc.read())
+    except (ValueError, OSError):
+        body = None
+    message = body.get("error") if isinstance(body, dict) else None
+    # Litestar returns a 404 for a route the daemon does not have, without the
+    # "type" field that the daemon's own errors carry.
+    if exc.code in (404, 405) and not (isinstance(body, dict) and "type" in body):
+        return EndpointMissingError(
+            f"not available on this daemon: it has no {request.method} "
+            f"{urllib.parse.urlsplit(request.full_url).path}; upgrade the daemon "
+            "to a version with this feature",
+            status=exc.code,
+        )
+    if exc.code in (401, 403):
+        return DaemonError(
+            f"the daemon rejected the API key (HTTP {exc.code}): "
+            f"{message or exc.reason}; pass the key of [server] with --api-key",
+            status=exc.code,
+        )
+    return DaemonError(
+        f"the daemon rejected the request: {message or exc.reason} (HTTP {exc.code})",
+        status=exc.code,
+    )
+
+
+def _object(body: Any, method: str, path: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise DaemonError(
+            f"the daemon's response to {method} {path} is not a JSON object; check "
+            "that --url points at the appliance daemon"
+        )
+    return body
+
+
+def _quote(segment: str) -> str:
+    return urllib.parse.quote(str(segment), safe="")
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,298 @@
+"""Drift charts, detector states and live performance; alerts; scheduled jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.markup import escape
+from textual.widget import Widget
+from textual.widgets import DataTable, Sparkline, Static
+
+from tui._dialogs import ConfirmScreen
+from tui._format import NONE, metrics_line, number, timestamp
+from tui._pane import Pane, Unavailable, fill_table, optional, selected_key
+
+CHART_POINTS = 60
+"""Drift checks drawn per feature, the newest at the right."""
+
+
+def feature_series(scores: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Group drift scores by feature as PSI series, oldest first.
+
+    Scores arrive newest first; a check without a PSI counts as 0.
+
+    >>> feature_series([
+    ...     {"feature": "a", "psi": 0.3, "checked_at": "2"},
+    ...     {"feature": "a", "psi": 0.1, "checked_at": "1"},
+    ... ])
+    {'a': [0.1, 0.3]}
+    """
+    series: dict[str, list[float]] = {}
+    for score in sorted(scores, key=lambda s: str(s.get("checked_at"))):
+        value = score.get("psi")
+        series.setdefault(score["feature"], []).append(float(value or 0.0))
+    return {name: values[-CHART_POINTS:] for name, values in sorted(series.items())}
+
+
+class DriftPane(Pane):
+    """Per-feature drift over time, detector states and live performance."""
+
+    TITLE = "Drift"
+    KEY = "5"
+    SUMMARY = "per-feature drift (PSI) over time, detector states, live performance"
+    BINDINGS = [Binding("f", "next_model", "Next model")]
+
+    DEFAULT_CSS = """
+    DriftPane #charts { height: 1fr; }
+    DriftPane .chart { height: 1; }
+    DriftPane .chart .name { width: 18; }
+    DriftPane .chart Sparkline { width: 1fr; }
+    DriftPane .chart .value { width: 16; padding-left: 1; }
+    DriftPane #detectors { height: auto; max-height: 7; }
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.model: str | None = None
+        self.models: list[str] = []
+
+    def compose_body(self) -> Iterator[Widget]:
+        yield Static("", id="model", classes="section")
+        yield Static("", id="performance", classes="section")
+        yield VerticalScroll(id="charts")
+        yield DataTable(id="detectors", cursor_type="row")
+
+    def fetch(self) -> dict[str, Any]:
+        models = [m["name"] for m in self.client.served_models()]
+        model = self.model if self.model in models else (models or [None])[0]
+        report = optional(self.client.monitoring, model) if model else None
+        return {"models": models, "model": model, "report": report}
+
+    def show(self, data: dict[str, Any]) -> None:
+        self.models, self.model = data["models"], data["model"]
+        report = data["report"]
+        self.query_one("#model", Static).update(
+            f"Model: [b]{escape(self.model or 'no model is served')}[/] (f: next model)"
+        )
+        performance = self.query_one("#performance", Static)
+        charts = self.query_one("#charts", VerticalScroll)
+        detectors = self.query_one("#detectors", DataTable)
+        if not isinstance(report, dict):
+            text = str(report) if isinstance(report, Unavailable) else ""
+            performance.update(
+                "Drift and live performance: not available on this daemon"
+                if text
+                else ""
+            )
+            charts.remove_children()
+            fill_table(detectors, ["Detector"], [], [])
+            return
+        performance.update(_performance_text(report.get("performance")))
+        self._show_charts(charts, feature_series(report.get("scores") or []))
+        self._show_detectors(detectors, report.get("detectors") or [])
+
+    def _show_charts(
+        self, charts: VerticalScroll, series: dict[str, list[float]]
+    ) -> None:
+        charts.remove_children()
+        if not series:
+            charts.mount(Static("No drift check has run yet.", classes="section"))
+            return
+        for name, values in series.items():
+            charts.mount(
+                Horizontal(
+                    Static(name[:17], classes="name", markup=False),
+                    Sparkline(values, summary_function=max),
+                    Static(f"PSI {number(values[-1], 3)}", classes="value"),
+                    classes="chart",
+                )
+            )
+
+    def _show_detectors(
+        self, table: DataTable[Any], detectors: list[dict[str, Any]]
+    ) -> None:
+        rows = [
+            [
+                str(d.get("subject", NONE)),
+                str(d.get("kind", NONE)),
+                str(d.get("state", NONE)),
+                str(d.get("detections", NONE)),
+                timestamp(d.get("last_detected_at")),
+            ]
+            for d in detectors
+        ]
+        columns = ["Detector", "Kind", "State", "Detections", "Last detected"]
+        fill_table(table, columns, rows, [f"{i}" for i in range(len(rows))])
+
+    def action_next_model(self) -> None:
+        if not self.models:
+            return
+        index = self.models.index(self.model) if self.model in self.models else -1
+        self.model = self.models[(index + 1) % len(self.models)]
+        self.reload()
+
+
+def _performance_text(performance: dict[str, Any] | None) -> str:
+    if not performance:
+        return "Live performance: no labels yet"
+    labels = performance.get("labels", 0)
+    live = metrics_line(performance.get("metrics"), 3)
+    reference = metrics_line(performance.get("reference"), 3)
+    return (
+        f"Live performance on {labels} labels: {escape(live)}\n"
+        f"At training: {escape(reference)}"
+    )
+
+
+class AlertsPane(Pane):
+    """Alerts raised by monitoring; acknowledge the one under the cursor."""
+
+    TITLE = "Alerts"
+    KEY = "6"
+    SUMMARY = "alerts, open or all; acknowledge one"
+    BINDINGS = [
+        Binding("a", "acknowledge", "Acknowledge"),
+        Binding("o", "toggle_open", "Open/all"),
+    ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.only_open = True
+
+    def compose_body(self) -> Iterator[Widget]:
+        yield Static("", id="scope", classes="section")
+        yield DataTable(id="alerts", cursor_type="row", zebra_stripes=True)
+
+    def fetch(self) -> Any:
+        return optional(self.client.alerts, "open" if self.only_open else None)
+
+    def show(self, data: Any) -> None:
+        scope = "open" if self.only_open else "all"
+        self.query_one("#scope", Static).update(
+            f"Showing [b]{scope}[/] alerts (o: open/all, a: acknowledge)"
+        )
+        if isinstance(data, Unavailable):
+            self.query_one("#scope", Static).update(
+                "Alerts: not available on this daemon"
+            )
+            data = []
+        rows = [
+            [
+                str(alert["id"]),
+                str(alert.get("severity", NONE)),
+                str(alert.get("status", NONE)),
+                str(alert.get("model", NONE)),
+                f"{alert.get('kind', '')} {alert.get('subject', '')}".strip(),
+                str(alert.get("message", "")),
+                str(alert.get("count", NONE)),
+                timestamp(alert.get("opened_at")),
+            ]
+            for alert in data
+        ]
+        columns = [
+            "Id",
+            "Severity",
+            "Status",
+            "Model",
+            "What",
+            "Message",
+            "×",
+            "Opened",
+        ]
+        keys = [str(alert["id"]) for alert in data]
+        fill_table(self.query_one(DataTable), columns, rows, keys)
+
+    def action_toggle_open(self) -> None:
+        self.only_open = not self.only_open
+        self.reload()
+
+    def action_acknowledge(self) -> None:
+        key = selected_key(self.query_one(DataTable))
+        if key is None:
+            self.app.notify("No alert selected.", severity="warning")
+            return
+        self.call_daemon(
+            lambda: self.client.acknowledge(int(key)),
+            lambda alert: self.app.notify(
+                f"Alert {key} acknowledged; a repeat opens a new alert."
+            ),
+        )
+
+
+class JobsPane(Pane):
+    """Scheduled jobs with their next and last run; retrain a model now."""
+
+    TITLE = "Jobs"
+    KEY = "7"
+    SUMMARY = "scheduled jobs with next and last run and outcome; retrain a model now"
+    BINDINGS = [Binding("t", "retrain", "Retrain now")]
+
+    DEFAULT_CSS = """
+    JobsPane #jobs { height: 1fr; }
+    JobsPane #targets { height: 1fr; }
+    """
+
+    def compose_body(self) -> Iterator[Widget]:
+        jobs: DataTable[Any] = DataTable(id="jobs", cursor_type="row")
+        jobs.border_title = "Scheduled jobs"
+        yield jobs
+        yield Static("Models (t: retrain the selected model now)", classes="section")
+        yield DataTable(id="targets", cursor_type="row")
+
+    def fetch(self) -> dict[str, Any]:
+        return {"jobs": self.client.jobs(), "models": self.client.served_models()}
+
+    def show(self, data: dict[str, Any]) -> None:
+        rows = [
+            [
+                job["id"],
+                timestamp(job.get("next_run_at")),
+                timestamp(job.get("last_run_at")),
+                str(job.get("last_outcome") or NONE),
+                str(job.get("trigger", NONE)),
+            ]
+            for job in data["jobs"]
+        ]
+        columns = ["Job", "Next run", "Last run", "Outcome", "Trigger"]
+        fill_table(
+            self.query_one("#jobs", DataTable), columns, rows, [r[0] for r in rows]
+        )
+        models = [[m["name"], str(m["version"]), m["task"]] for m in data["models"]]
+        fill_table(
+            self.query_one("#targets", DataTable),
+            ["Model", "Serving", "Task"],
+            models,
+            [m[0] for m in models],
+        )
+
+    def action_retrain(self) -> None:
+        targets = self.query_one("#targets", DataTable)
+        name = selected_key(targets)
+        if name is None:
+            self.app.notify(
+                "No model selected in the models table.", severity="warning"
+            )
+            return
+        detail = (
+            f"The daemon trains {name} now on the latest version of its dataset, "
+            "registers the result as a new version and serves it when training "
+            "succeeds. Prediction requests keep being served meanwhile."
+        )
+
+        def confirmed(answer: bool | None) -> None:
+            if not answer:
+                return
+            self.call_daemon(
+                lambda: self.client.retrain(name),
+                lambda result: self.app.notify(
+                    f"{name}: version {result['version']} trained in run "
+                    f"{result['run_id'][:8]} and served.",
+                    timeout=10,
+                ),
+                busy=f"Retraining {name}; this takes as long as training…",
+            )
+
+        self.app.push_screen(ConfirmScreen(f"Retrain {name} now?", detail), confirmed)
