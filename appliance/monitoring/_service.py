@@ -138,6 +138,9 @@ class MonitoringService:
                 unknown=[{"request_id": r, "row": i} for r, i in missing],
             )
         targets = [_target(info, item) for item in labels]
+        # TODO(retraining job in the daemon): store the joined labels in a
+        # table; today they feed the loss detector and live metrics only, so a
+        # challenger cannot yet be trained on labels sent to this route.
         events: list[DriftEvent] = []
         with self._lock:
             for key, target in zip(keys, targets, strict=True):
