@@ -259,10 +259,18 @@ class MonitoringStore:
             ]
             for f in report.features
         ]
-        if rows:
+        if not rows:
+            return
+        # One transaction, so a reader never sees part of a check.
+        self.db.execute("BEGIN TRANSACTION")
+        try:
             self.db.executemany(
                 "INSERT INTO drift_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def drift_history(self, model: str, limit: int = 1000) -> list[dict[str, Any]]:
         """Return batch drift scores of `model`, newest check first."""

@@ -88,7 +88,7 @@ def test_overview_endpoint_counts_traffic(
     assert overview["models"] == [
         {"model": MODEL, "version": 2, "task": "classification"}
     ]
-    assert overview["jobs"] == []
+    assert [job["id"] for job in overview["jobs"]] == [f"drift:{MODEL}"]
 
 
 def test_client_missing_route_is_endpoint_missing(ui_daemon: Daemon) -> None:
@@ -161,7 +161,7 @@ def test_overview_shows_traffic_and_models(
         assert "Daemon ok" in text
         assert "req/s" in text
         assert "p99" in text
-        assert "Open alerts: not available on this daemon" in text
+        assert "Open alerts: none" in text
         table = app.query_one("#models", DataTable)
         assert table.get_row(MODEL)[:2] == [MODEL, "2"]
 
@@ -325,13 +325,13 @@ def test_promote_declined_changes_nothing(ui_daemon: Daemon) -> None:
     run_app(ui_daemon.base_url, scenario)
 
 
-def test_alerts_without_monitoring_say_so(ui_daemon: Daemon) -> None:
+def test_alerts_empty_list_acknowledge(ui_daemon: Daemon) -> None:
     async def scenario(app: Any, pilot: Any) -> None:
         await pilot.press("6")
         await wait_for(
             pilot,
-            lambda: "Alerts: not available on this daemon" in screen_text(app),
-            "alerts notice",
+            lambda: "Showing open alerts" in screen_text(app),
+            "alerts list",
         )
         await pilot.press("a")
         assert "No alert selected." in notifications(app)
