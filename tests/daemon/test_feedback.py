@@ -109,6 +109,10 @@ def test_drift_check_job_records_scores(start_daemon: Any) -> None:
     while not latest and time.monotonic() < deadline:
         time.sleep(0.2)
         latest = httpx.get(daemon.base + DRIFT).json()["latest"]
+    opened = httpx.get(daemon.base + "/v1/alerts", params={"status": "open"})
+    first_id = opened.json()["alerts"][0]["id"]
+    acked = httpx.post(daemon.base + f"/v1/alerts/{first_id}/acknowledge")
+    unknown = httpx.post(daemon.base + "/v1/alerts/999/acknowledge")
     assert daemon.stop() == 0
 
     assert sorted(r["feature"] for r in latest) == ["color", "x1", "x2"]
@@ -116,3 +120,8 @@ def test_drift_check_job_records_scores(start_daemon: Any) -> None:
     assert all(r["current_rows"] == 150 for r in latest)
     assert (daemon.home / "jobs.duckdb").exists()
     assert "scheduler started jobs=drift:demo" in daemon.log()
+    assert opened.status_code == 200
+    assert acked.status_code == 200
+    assert acked.json()["status"] == "acknowledged"
+    assert unknown.status_code == 404
+    assert "alert 999 does not exist" in unknown.json()["error"]
