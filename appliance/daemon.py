@@ -186,11 +186,20 @@ async def run_monitoring(state: DaemonState) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def run_scheduler(state: DaemonState) -> AsyncIterator[None]:
-    """Run the APScheduler scheduler on the daemon's event loop."""
+    """Run the APScheduler scheduler on the daemon's event loop.
+
+    Jobs live in ``HOME/jobs.duckdb``, so they and their next run times
+    survive a restart; one batch drift check per model is scheduled.
+    """
+    from appliance.monitoring import JOBS_FILE, DuckDBJobStore, schedule_drift_checks
+
     scheduler = AsyncIOScheduler(timezone="UTC")
+    home = state.config.storage.home
+    scheduler.add_jobstore(DuckDBJobStore(home / JOBS_FILE), "default")
     scheduler.start()
     state.scheduler = scheduler
-    logger.info("scheduler started")
+    jobs = await asyncio.to_thread(schedule_drift_checks, scheduler, state.config)
+    logger.info("scheduler started jobs=%s", ",".join(jobs) or "-")
     try:
         yield
     finally:

@@ -24,6 +24,13 @@ from appliance.monitoring._batch import (
     psi_categorical,
     psi_numeric,
 )
+from appliance.monitoring._checks import check_drift, schedule_drift_checks, thresholds
+from appliance.monitoring._jobs import (
+    JOBS_FILE,
+    DuckDBJobStore,
+    run_job,
+    schedule_interval,
+)
 from appliance.monitoring._monitor import (
     DetectorSettings,
     DriftEvent,
@@ -53,8 +60,6 @@ from appliance.monitoring._streaming import (
 from appliance.monitoring._webhook import send_webhook
 
 __all__ = [
-    "HIGHER_IS_BETTER",
-    "STORE_FILE",
     "Alert",
     "AlertCandidate",
     "AlertStatus",
@@ -64,7 +69,10 @@ __all__ = [
     "DriftEvent",
     "DriftReport",
     "DriftThresholds",
+    "DuckDBJobStore",
     "FeatureDrift",
+    "HIGHER_IS_BETTER",
+    "JOBS_FILE",
     "LiveMetrics",
     "MeanDriftDetector",
     "ModelInfo",
@@ -72,9 +80,11 @@ __all__ = [
     "MonitoringStore",
     "NumericDriftDetector",
     "RetrainRecord",
+    "STORE_FILE",
     "StreamMonitor",
     "batch_drift",
     "batch_drift_alert",
+    "check_drift",
     "chi2_test",
     "decide_promotion",
     "decide_retrain",
@@ -88,7 +98,11 @@ __all__ = [
     "psi_numeric",
     "roc_auc",
     "row_loss",
+    "run_job",
+    "schedule_drift_checks",
+    "schedule_interval",
     "send_webhook",
     "service_alerts",
+    "thresholds",
     "training_window",
 ]

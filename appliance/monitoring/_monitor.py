@@ -91,6 +91,16 @@ class StreamMonitor:
             self._features[name] = CategoryDriftDetector(
                 s.window, s.p_value, s.tvd_floor
             )
+        self._numeric_detectors = [
+            (name, d)
+            for name, d in self._features.items()
+            if isinstance(d, NumericDriftDetector)
+        ]
+        self._category_detectors = [
+            (name, d)
+            for name, d in self._features.items()
+            if isinstance(d, CategoryDriftDetector)
+        ]
         self._prediction = MeanDriftDetector(s.delta)
         self._loss = MeanDriftDetector(s.delta)
         self._live = LiveMetrics(self.task, s.metrics_window)
@@ -124,16 +134,15 @@ class StreamMonitor:
         """
         events = []
         index = self._rows
-        for name, detector in self._features.items():
-            value = row.get(name)
-            if isinstance(detector, NumericDriftDetector):
-                detector.update(math.nan if value is None else float(value))
-                cause = detector.cause
-            else:
-                detector.update(value)
-                cause = "frequency"
+        get = row.get
+        for name, detector in self._numeric_detectors:
+            value = get(name)
+            detector.update(math.nan if value is None else value)
             if detector.drift_detected:
-                events.append(DriftEvent("feature", name, cause, index))
+                events.append(DriftEvent("feature", name, detector.cause, index))
+        for name, detector in self._category_detectors:
+            if detector.update(get(name)).drift_detected:
+                events.append(DriftEvent("feature", name, "frequency", index))
         score = float(output) if isinstance(output, int | float) else float(output[-1])
         if self._prediction.update(score).drift_detected:
             events.append(DriftEvent("prediction", "prediction", "mean", index))

@@ -63,6 +63,9 @@ def decide_retrain(
             False,
             f"budget used: {used} retrainings in the last {policy.budget_days:g} days",
         )
+    if new_labels == 0:
+        # Whatever the policy says, 0 new rows cannot make a better model.
+        return Decision(False, "no new labels since the last retraining")
     if new_labels < policy.min_new_labels:
         return Decision(
             False, f"{new_labels} new labels, fewer than {policy.min_new_labels}"
@@ -153,7 +156,8 @@ def decide_rollback(
         return Decision(
             True,
             f"live {policy.metric} {new_live:.4f} is {loss:.4f} worse than the "
-            f"previous champion's {old_live:.4f}, above margin {policy.rollback_margin}",
+            f"previous champion's {old_live:.4f}, above margin "
+            f"{policy.rollback_margin}",
         )
     return Decision(False, f"live {policy.metric} within margin of the previous one")
 

@@ -25,6 +25,7 @@ from appliance.errors import RequestError, StorageError
 from appliance.monitoring._alerts import drift_event_alerts
 from appliance.monitoring._monitor import DetectorSettings, DriftEvent, StreamMonitor
 from appliance.monitoring._store import MonitoringStore
+from appliance.monitoring._webhook import send_webhook
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class MonitoringService:
         save_seconds: float = 60.0,
     ) -> None:
         self.home = home
+        self.config = config
         self.settings = DetectorSettings(
             delta=config.stream_delta,
             window=config.stream_window,
@@ -136,6 +138,9 @@ class MonitoringService:
                 unknown=[{"request_id": r, "row": i} for r, i in missing],
             )
         targets = [_target(info, item) for item in labels]
+        # TODO(retraining job in the daemon): store the joined labels in a
+        # table; today they feed the loss detector and live metrics only, so a
+        # challenger cannot yet be trained on labels sent to this route.
         events: list[DriftEvent] = []
         with self._lock:
             for key, target in zip(keys, targets, strict=True):
@@ -203,7 +208,8 @@ class MonitoringService:
             )
 
     def _run(self) -> None:
-        import river.drift  # noqa: F401 (loads River and scikit-learn off the request path)
+        # Load River (and scikit-learn with it) here, off the request path.
+        import river.drift  # noqa: F401
 
         saved_at = time.monotonic()
         while True:
@@ -247,8 +253,27 @@ class MonitoringService:
                             alert.kind,
                             alert.subject,
                         )
+                        self._notify(alert.to_dict())
         except StorageError:
             logger.exception("drift events not stored model=%s", model)
+
+    def _notify(self, payload: dict[str, Any]) -> None:
+        """Post a new alert to the webhook in a thread of its own, if one is set."""
+        config = self.config
+        if not config.webhook_url:
+            return
+        threading.Thread(
+            target=send_webhook,
+            args=(
+                config.webhook_url,
+                payload,
+                config.webhook_retries,
+                config.webhook_backoff_seconds,
+                config.webhook_timeout_seconds,
+            ),
+            name="webhook",
+            daemon=True,
+        ).start()
 
     def _remember(self, request_id: str, info: ModelInfo, outputs: list[Any]) -> None:
         self._recent[request_id] = (info.name, info.version, outputs)

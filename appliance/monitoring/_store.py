@@ -259,10 +259,18 @@ class MonitoringStore:
             ]
             for f in report.features
         ]
-        if rows:
+        if not rows:
+            return
+        # One transaction, so a reader never sees part of a check.
+        self.db.execute("BEGIN TRANSACTION")
+        try:
             self.db.executemany(
                 "INSERT INTO drift_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def drift_history(self, model: str, limit: int = 1000) -> list[dict[str, Any]]:
         """Return batch drift scores of `model`, newest check first."""
@@ -343,7 +351,7 @@ class MonitoringStore:
         return _dicts(self.db.execute(sql + " ORDER BY started_at DESC", params))
 
     def start_job_run(self, job_id: str, started_at: datetime, missed: int) -> None:
-        """Record that a scheduled job started; a run never finished stays ``running``."""
+        """Record that a job started; a run that never finishes stays ``running``."""
         self.db.execute(
             "INSERT INTO job_runs VALUES (?, NULL, ?, NULL, 'running', ?, NULL)",
             [job_id, started_at, missed],

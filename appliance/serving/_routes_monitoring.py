@@ -110,6 +110,26 @@ async def alerts(
     return Response(_encode({"alerts": found}), media_type=JSON)
 
 
+@post(
+    "/v1/alerts/{alert_id:int}/acknowledge",
+    status_code=200,
+    summary="Acknowledge an alert, so a repeat opens a new one",
+)
+async def acknowledge(
+    alert_id: int, request: Request[Any, Any, Any]
+) -> Response[bytes]:
+    """Mark one alert acknowledged and return it."""
+    state = daemon_state(request)
+    alert = await asyncio.to_thread(_acknowledge, state, alert_id)
+    logger.info("alert acknowledged id=%d", alert_id)
+    return Response(_encode(alert), media_type=JSON)
+
+
+def _acknowledge(state: DaemonState, alert_id: int) -> dict[str, Any]:
+    with MonitoringStore(state.config.storage.home) as store:
+        return store.acknowledge(alert_id).to_dict()
+
+
 def _drift_rows(state: DaemonState, name: str) -> tuple[list, list]:
     with MonitoringStore(state.config.storage.home) as store:
         return store.drift_history(name, limit=10_000), store.drift_events(name, 20)
@@ -168,5 +188,5 @@ def _logged_outputs(
     }
 
 
-ROUTES = [feedback, drift, alerts]
+ROUTES = [feedback, drift, alerts, acknowledge]
 """The route handlers of this module, as `create_app` mounts them."""

@@ -1,4 +1,4 @@
-"""Routes of the operator terminal UI: screen summaries and alert acknowledgement.
+"""Routes of the operator terminal UI: screen summaries.
 
 The overview reads the daemon's memory (metrics, served models, the
 scheduler) and the job run records of the monitoring store, never the catalog,
@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, Response, get
 
 from appliance.errors import StorageError
 from appliance.monitoring import MonitoringStore
@@ -158,25 +158,5 @@ async def drift_scores(
     return _json({"model": name, "scores": await asyncio.to_thread(read)})
 
 
-@post(
-    "/v1/alerts/{alert_id:int}/acknowledge",
-    status_code=200,
-    summary="Acknowledge an alert",
-)
-async def acknowledge(
-    request: Request[Any, Any, Any], alert_id: int
-) -> Response[bytes]:
-    """Mark an alert as seen; a repeat of its cause opens a new alert."""
-    state = daemon_state(request)
-
-    def write() -> dict[str, Any]:
-        with MonitoringStore(state.config.storage.home) as store:
-            return store.acknowledge(alert_id).to_dict()
-
-    alert = await asyncio.to_thread(write)
-    logger.info("alert acknowledged id=%d model=%s", alert_id, alert.get("model"))
-    return _json(alert)
-
-
-ROUTES = [overview, jobs, drift_scores, acknowledge]
+ROUTES = [overview, jobs, drift_scores]
 """The route handlers of this module, as `create_app` mounts them."""

@@ -98,3 +98,30 @@ def test_feedback_after_restart_continues(start_daemon: Any) -> None:
     assert not_a_class.status_code == 422
     assert "is not a class of model" in not_a_class.json()["error"]
     assert httpx.get(daemon.base + DRIFT).json()["stream"]["labels"] == 1
+
+
+def test_drift_check_job_records_scores(start_daemon: Any) -> None:
+    daemon = start_daemon(monitoring={"drift_interval_seconds": 1, "min_samples": 50})
+    predict(daemon, 0, 150)
+
+    deadline = time.monotonic() + 30
+    latest: list = []
+    while not latest and time.monotonic() < deadline:
+        time.sleep(0.2)
+        latest = httpx.get(daemon.base + DRIFT).json()["latest"]
+    opened = httpx.get(daemon.base + "/v1/alerts", params={"status": "open"})
+    first_id = opened.json()["alerts"][0]["id"]
+    acked = httpx.post(daemon.base + f"/v1/alerts/{first_id}/acknowledge")
+    unknown = httpx.post(daemon.base + "/v1/alerts/999/acknowledge")
+    assert daemon.stop() == 0
+
+    assert sorted(r["feature"] for r in latest) == ["color", "x1", "x2"]
+    assert all(r["status"] in ("ok", "drift") for r in latest)
+    assert all(r["current_rows"] == 150 for r in latest)
+    assert (daemon.home / "jobs.duckdb").exists()
+    assert "scheduler started jobs=drift:demo" in daemon.log()
+    assert opened.status_code == 200
+    assert acked.status_code == 200
+    assert acked.json()["status"] == "acknowledged"
+    assert unknown.status_code == 404
+    assert "alert 999 does not exist" in unknown.json()["error"]

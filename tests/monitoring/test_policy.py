@@ -71,17 +71,14 @@ def test_min_new_labels_blocks() -> None:
 def test_zero_new_rows_no_retraining() -> None:
     policy = RetrainConfig(trigger="drift", min_new_labels=0)
 
-    # With no new labelled row the window is empty: nothing to train on.
-    decision = decide_retrain(policy, "drift", T0, [], 0)
+    no_rows = decide_retrain(policy, "drift", T0, [], 0)
+    manual = decide_retrain(policy, "manual", T0, [], 0)
+    one_row = decide_retrain(policy, "drift", T0, [], 1)
 
-    assert decision.act is True
-    assert RetrainConfig(trigger="drift", min_new_labels=1).min_new_labels == 1
-    assert (
-        decide_retrain(
-            RetrainConfig(trigger="drift", min_new_labels=1), "drift", T0, [], 0
-        ).act
-        is False
-    )
+    assert no_rows.act is False
+    assert no_rows.reason == "no new labels since the last retraining"
+    assert manual.act is False
+    assert one_row.act is True
 
 
 def test_sliding_window_days_and_rows() -> None:
