@@ -134,9 +134,8 @@ class UiClient:
 
     def quarantine(self, dataset: str, version: str, limit: int = 50) -> list[Any]:
         """Return the rows of one dataset version that failed its contract."""
-        params = {"version": version, "limit": limit}
-        path = f"/v1/admin/datasets/{_quote(dataset)}/quarantine"
-        return self._get_list(path, params, key="rows")
+        params = {"dataset": dataset, "version": version, "limit": limit}
+        return self._get_list("/v1/admin/quarantine", params, key="rows")
 
     def drift(self, model: str) -> dict[str, Any]:
         """Return the latest drift check, recent detections and live performance."""

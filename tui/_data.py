@@ -102,7 +102,7 @@ class DatasetsPane(Pane):
         else:
             lines += [
                 f"  {row.get('source', '')}:{row.get('line', '')} "
-                f"{row.get('column', '')}={row.get('value', '')!r}: "
+                f"{row.get('column_name', '')}={row.get('value', '')!r}: "
                 f"{row.get('reason', '')}"
                 for row in held
             ]

@@ -221,16 +221,19 @@ def test_predictions_tail_shows_logged_rows(
     run_app(ui_daemon.base_url, scenario)
 
 
-def test_datasets_details_without_quality_route(ui_daemon: Daemon) -> None:
+def test_datasets_details_show_quality_report(ui_daemon: Daemon) -> None:
     async def scenario(app: Any, pilot: Any) -> None:
         await pilot.press("4")
         table = app.query_one("#datasets", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1, "one dataset version")
         await pilot.press("enter")
         await wait_for(
-            pilot, lambda: "Quality report:" in screen_text(app), "quality report"
+            pilot, lambda: "accepted 300" in screen_text(app), "quality report"
         )
-        assert "not available on this daemon" in screen_text(app)
+        text = screen_text(app)
+        assert "Quality report:" in text
+        assert "accepted 300, quarantined 0, duplicate rows 0" in text
+        assert "not available on this daemon" not in text
 
     run_app(ui_daemon.base_url, scenario)
 
