@@ -13,6 +13,7 @@ from typing import Any
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from tui._client import UiClient
@@ -145,8 +146,16 @@ class ApplianceApp(App[None]):
 
     def refresh_active(self) -> None:
         """Fetch the data of the pane on show, also while a dialog is open."""
-        if self._tabs.is_attached:
-            self.active_pane().reload()
+        if not self._tabs.is_attached:
+            return
+        try:
+            pane = self.active_pane()
+        except NoMatches:
+            # The timer can fire while a tab's pane is still mounting or already
+            # removed at exit; the next tick refreshes it.
+            logger.debug("refresh skipped: no pane mounted yet")
+            return
+        pane.reload()
 
     def on_tabbed_content_tab_activated(
         self, event: TabbedContent.TabActivated
@@ -154,8 +163,14 @@ class ApplianceApp(App[None]):
         self.refresh_active()
 
     def action_show_pane(self, tab_id: str) -> None:
-        self._tabs.active = tab_id
-        pane = self._tabs.get_pane(tab_id).query_one(Pane)
+        try:
+            self._tabs.active = tab_id
+            pane = self._tabs.get_pane(tab_id).query_one(Pane)
+        except NoMatches:
+            # A key pressed while the tabs are still mounting; the tab shows
+            # once they are.
+            logger.debug("tab not mounted yet tab=%s", tab_id)
+            return
         tables = pane.query("DataTable")
         if tables:
             tables.first().focus()
