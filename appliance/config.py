@@ -34,7 +34,7 @@ ALGORITHMS: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class StorageConfig:
-    """Where the appliance keeps its catalog, lake and models."""
+    """Storage location of the catalog, lake and models."""
 
     home: Path = Path("~/.local/share/edge-appliance")
     """Folder for everything the appliance stores; created on first use."""
@@ -115,7 +115,7 @@ class PredictionsConfig:
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """How the labelled rows are split into training and holdout sets."""
+    """Split of the labelled rows into training and holdout sets."""
 
     method: Literal["random", "stratified", "time", "group"] = "random"
     """``random``; ``stratified`` on the target; ``time``, holding out the rows
@@ -309,11 +309,11 @@ class RetrainConfig:
     """When and how a model retrains itself, as ``[models.NAME.retrain]``."""
 
     trigger: Literal["off", "drift", "schedule", "both"] = "off"
-    """What starts a retraining: a drift alarm, the `schedule`, both, or nothing."""
+    """Trigger of a retraining: a drift alarm, the `schedule`, both, or nothing."""
     schedule: str | None = None
     """Cron expression (minute hour day month weekday, UTC) of scheduled runs."""
     cooldown_hours: float = 24.0
-    """Least time between two retrainings; alarms inside it are only recorded."""
+    """Minimum hours between two retrainings; alarms inside it are only recorded."""
     budget: int = 4
     """Most retrainings within any `budget_days` days."""
     budget_days: float = 30.0
@@ -326,7 +326,7 @@ class RetrainConfig:
     window_rows: int | None = None
     """Labelled rows a sliding window keeps; applied after `window_days`."""
     min_new_labels: int = 1000
-    """Fewest labels received since the last retraining for a new one."""
+    """Minimum number of labels received since the last retraining for a new one."""
     holdout_days: float = 7.0
     """Most recent days of labels that score champion and challenger alike."""
     metric: Literal["roc_auc", "log_loss", "accuracy", "mae"] = "roc_auc"
@@ -373,7 +373,7 @@ class MonitoringConfig:
     drift_window_rows: int = 50_000
     """Most recent predicted rows the batch drift check compares."""
     min_samples: int = 100
-    """Fewest non-missing values per feature for a batch drift test."""
+    """Minimum number of non-missing values per feature for a batch drift test."""
     psi_threshold: float = 0.2
     """PSI at or above which a feature drifts."""
     p_value: float = 0.01
@@ -391,7 +391,7 @@ class MonitoringConfig:
     performance_drop: float = 0.05
     """Drop of the live metric below the model's holdout metric that alerts."""
     min_live_labels: int = 500
-    """Fewest labels in the live window before performance is judged."""
+    """Minimum number of labels in the live window before performance is judged."""
     error_rate: float = 0.05
     """Share of failed prediction requests that alerts."""
     latency_p95_ms: float = 500.0
@@ -636,7 +636,7 @@ class ModelConfig:
     overfit_threshold: float = 0.05
     """Largest accepted gap between the training and holdout `metric`."""
     intended_use: str = ""
-    """What the model is for and not for; shown on the model card."""
+    """Intended use of the model and its limits, printed on the model card."""
     tags: dict[str, str] = field(default_factory=dict)
     """Labels copied to every run of the model."""
 

@@ -94,7 +94,7 @@ class Served:
 
 @dataclass
 class Timeline:
-    """What happened during one replay, in order."""
+    """Events of one replay, in order."""
 
     events: list[tuple[str, str]] = field(default_factory=list)
     retrain_days: list[datetime] = field(default_factory=list)

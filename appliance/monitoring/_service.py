@@ -35,7 +35,7 @@ Lookup = Callable[[str, list[str]], dict[tuple[str, int], tuple[int, Any]]]
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the service needs to know about a served model version."""
+    """Task, classes and inputs of a served model version."""
 
     name: str
     version: int
@@ -101,7 +101,11 @@ class MonitoringService:
         logger.info("monitoring stopped dropped=%d", self.dropped)
 
     def submit(self, info: ModelInfo, request_id: str, rows: Any, outputs: Any) -> None:
-        """Queue one request's rows and outputs; never blocks the caller."""
+        """Queue one request's rows and outputs without blocking.
+
+        When the queue is full the rows are counted in `dropped` and skipped by
+        the detectors; the prediction log still records them.
+        """
         inputs = rows.to_pylist() if hasattr(rows, "to_pylist") else rows
         results = _outputs(info, outputs)
         with self._lock:

@@ -27,9 +27,9 @@ class TrafficSample:
     at: float
     """Monotonic clock reading, in seconds."""
     requests: float
-    """Prediction requests answered since the start, every status."""
+    """Prediction requests completed since the start, every status."""
     errors: float
-    """Prediction requests answered with a status of 400 or above."""
+    """Prediction requests completed with a status of 400 or above."""
     buckets: Buckets
     """Latency of the successful requests, summed over every model."""
 
@@ -43,7 +43,7 @@ class TrafficStats:
     requests: int
     requests_per_second: float
     error_rate: float | None
-    """Share of requests answered with an error; None without requests."""
+    """Share of requests completed with an error status, or None without requests."""
     p50_ms: float | None
     p99_ms: float | None
 
