@@ -95,6 +95,9 @@ class MonitoringService:
         self._thread: threading.Thread | None = None
         self.dropped = 0
         """Requests not monitored because the queue was full."""
+        self.on_drift: Callable[[str], None] | None = None
+        """Called with the model name from the worker thread after streaming
+        detections of the model were recorded, such as to start a retraining."""
 
     def start(self) -> None:
         """Restore the saved monitors and start the worker thread."""
@@ -298,6 +301,11 @@ class MonitoringService:
                         self._notify(alert.to_dict())
         except StorageError:
             logger.exception("drift events not stored model=%s", model)
+        if self.on_drift is not None:
+            try:
+                self.on_drift(model)
+            except Exception:
+                logger.exception("drift alarm handler failed model=%s", model)
 
     def _notify(self, payload: dict[str, Any]) -> None:
         """Post a new alert to the webhook in a thread of its own, if one is set."""
