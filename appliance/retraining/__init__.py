@@ -6,6 +6,7 @@ are imported only when a job trains, so importing this package loads neither
 scikit-learn nor LightGBM.
 """
 
+from appliance.retraining._job import run_offline
 from appliance.retraining._scoring import (
     effective_metric,
     record_dict,
@@ -24,6 +25,7 @@ __all__ = [
     "RetrainService",
     "effective_metric",
     "record_dict",
+    "run_offline",
     "run_scheduled",
     "schedule_retraining",
     "score",

@@ -19,6 +19,7 @@ from appliance.errors import ExportError, TrainingError
 from appliance.monitoring import (
     Decision,
     MonitoringStore,
+    RetrainRecord,
     decide_promotion,
     decide_retrain,
 )
@@ -30,9 +31,19 @@ from appliance.retraining._scoring import (
     window_bounds,
 )
 from appliance.serving import OnnxModel, columns_to_feed
-from appliance.storage import Catalog, count_labels, latest_label_time
+from appliance.storage import (
+    CHAMPION,
+    Catalog,
+    aliases,
+    count_labels,
+    latest_label_time,
+    set_alias,
+)
 
 logger = logging.getLogger(__name__)
+
+ACTOR = "retraining"
+"""Actor of the alias changes the retraining job makes."""
 
 
 @dataclass(frozen=True)
@@ -202,3 +213,111 @@ def _refit(
 
 def _output(model: OnnxModel, x: Any) -> Any:
     return model.run(columns_to_feed(model.inputs, x))
+
+
+def run_offline(
+    config: Config,
+    name: str,
+    trigger: str = "manual",
+    as_of: datetime | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Decide and run one retraining without a daemon, on the home's catalog.
+
+    The same decision, training, scoring and promotion as the daemon's job,
+    recorded in the same store; the champion is the version the registry
+    serves (its ``champion`` alias, else the latest version).
+
+    Returns:
+        The record as JSON-ready values.
+    """
+    import uuid
+
+    from appliance.registry import promote
+    from appliance.retraining._scoring import record_dict
+    from appliance.storage import resolve_version
+
+    cfg = config.model(name)
+    home = config.storage.home
+    started = datetime.now(UTC)
+    record_id = uuid.uuid4().hex[:12]
+    with Catalog(home) as catalog:
+        with MonitoringStore(home) as store:
+            decided = decide(catalog, store, cfg, trigger, as_of)
+        base = RetrainRecord(
+            name,
+            trigger,
+            "skipped",
+            decided.decision.reason,
+            started,
+            new_labels=decided.new_labels,
+            id=record_id,
+            as_of=decided.as_of or as_of or started,
+        )
+        if not decided.decision.act and not force:
+            finished = dataclasses.replace(base, finished_at=datetime.now(UTC))
+            _store_record(home, finished)
+            return record_dict(finished.__dict__)
+        champion = _served(catalog, name, resolve_version)
+        if champion is not None:
+            pin_champion(catalog, name, champion.version)
+        assert base.as_of is not None
+        outcome = train_challenger(
+            catalog, config, name, champion, base.as_of, record_id
+        )
+        if outcome.promoted_version is not None:
+            promote(
+                catalog,
+                name,
+                outcome.promoted_version,
+                CHAMPION,
+                "retraining",
+                outcome.reason,
+            )
+    finished = dataclasses.replace(
+        base,
+        outcome=outcome.outcome,
+        reason=outcome.reason,
+        finished_at=datetime.now(UTC),
+        champion_version=outcome.champion_version,
+        challenger_version=outcome.challenger_version,
+        champion_score=outcome.champion_score,
+        challenger_score=outcome.challenger_score,
+        promoted_version=outcome.promoted_version,
+        detail=outcome.detail,
+    )
+    _store_record(home, finished)
+    return record_dict(finished.__dict__)
+
+
+def pin_champion(view: Any, model: str, version: int) -> None:
+    """Point ``champion`` at the served version before a challenger registers.
+
+    Without an alias the daemon serves the latest version, so registering the
+    challenger would change what a restarted daemon serves.
+    """
+    if CHAMPION in aliases(view).get(model, {}):
+        return
+    set_alias(
+        view,
+        model,
+        CHAMPION,
+        version,
+        ACTOR,
+        "kept the served version as champion while a challenger trains",
+    )
+
+
+def _served(catalog: Catalog, name: str, resolve: Any) -> OnnxModel | None:
+    from appliance.errors import NotFoundError
+
+    try:
+        found = resolve(catalog, name)
+    except NotFoundError:
+        return None
+    return OnnxModel.load(found.path, found.sha256)
+
+
+def _store_record(home: Any, record: RetrainRecord) -> None:
+    with MonitoringStore(home) as store:
+        store.record_retrain(record)

@@ -28,14 +28,16 @@ from appliance.errors import JobRunningError
 from appliance.monitoring import MonitoringStore, RetrainRecord
 from appliance.registry import promote
 from appliance.retraining._job import (
+    ACTOR,
     Outcome,
     RetrainDecision,
     decide,
+    pin_champion,
     train_challenger,
 )
 from appliance.retraining._scoring import as_utc, record_dict
 from appliance.serving import OnnxModel, run_with_catalog, session_threads
-from appliance.storage import CHAMPION, aliases, set_alias
+from appliance.storage import CHAMPION
 
 if TYPE_CHECKING:
     from appliance.serving import DaemonState
@@ -45,8 +47,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TRIGGERS = ("manual", "drift", "schedule")
-ACTOR = "retraining"
-"""Actor of the alias changes the retraining job makes."""
 
 _SERVICES: dict[str, RetrainService] = {}
 """Running services by home folder, for the scheduler's job function."""
@@ -336,7 +336,7 @@ class RetrainService:
         view = self.state.catalog.cursor()
         try:
             if champion is not None:
-                _pin_champion(view, record.model, champion.version)
+                pin_champion(view, record.model, champion.version)
             assert record.as_of is not None and record.id is not None
             return train_challenger(
                 view, config, record.model, champion, record.as_of, record.id
@@ -484,24 +484,6 @@ async def _in_thread(name: str, function: Callable[..., T], *args: Any) -> T:
 
     threading.Thread(target=target, name=name, daemon=True).start()
     return await future
-
-
-def _pin_champion(view: Any, model: str, version: int) -> None:
-    """Point ``champion`` at the served version before a challenger registers.
-
-    Without an alias the daemon serves the latest version, so registering the
-    challenger would change what a restarted daemon serves.
-    """
-    if CHAMPION in aliases(view).get(model, {}):
-        return
-    set_alias(
-        view,
-        model,
-        CHAMPION,
-        version,
-        ACTOR,
-        "kept the served version as champion while a challenger trains",
-    )
 
 
 def _new_id() -> str:
