@@ -220,7 +220,8 @@ def test_retrain_rejects_then_promotes(daemons: list, daemon_home: Path) -> None
 
 
 def test_retrain_interrupted_runs_once(daemons: list, daemon_home: Path) -> None:
-    daemon = start(daemons, daemon_home)
+    daemon = start(daemons, daemon_home, trigger="both", schedule="0 3 * * *")
+    jobs = httpx.get(daemon.base + "/v1/ui/jobs").json()["jobs"]
     started = httpx.post(
         daemon.base + RETRAIN,
         json={"force": True, "as_of": day(CHANGE_DAY).isoformat()},
@@ -237,6 +238,7 @@ def test_retrain_interrupted_runs_once(daemons: list, daemon_home: Path) -> None
     later = wait_finished(daemon)["history"]
     assert daemon.stop() == 0
 
+    assert "retrain:shift" in [job["id"] for job in jobs]
     assert started.status_code == 202, started.text
     assert running is True
     assert [r["outcome"] for r in after][1:] == ["interrupted"]
@@ -245,6 +247,31 @@ def test_retrain_interrupted_runs_once(daemons: list, daemon_home: Path) -> None
     assert after[0]["detail"]["resumes"] == started.json()["id"]
     assert after[0]["as_of"] == started.json()["as_of"]
     assert len(later) == 2
+
+
+def test_drift_alarm_starts_decision(daemons: list, daemon_home: Path) -> None:
+    daemon = start(daemons, daemon_home)
+    rng = np.random.default_rng(5)
+    for shift in (0.0, 6.0):
+        rows = [
+            {"t": "2024-02-01 00:00:00", "x1": float(v) + shift, "x2": 0.0}
+            for v in rng.normal(size=600)
+        ]
+        response = httpx.post(
+            daemon.base + f"/v1/models/{MODEL}/predict", json={"rows": rows}
+        )
+        assert response.status_code == 200
+    deadline = time.monotonic() + 30
+    history: list = []
+    while not history and time.monotonic() < deadline:
+        time.sleep(0.2)
+        history = httpx.get(daemon.base + RETRAIN).json()["history"]
+    assert daemon.stop() == 0
+
+    assert history, daemon.log()
+    assert history[0]["trigger"] == "drift"
+    assert history[0]["outcome"] == "skipped"
+    assert history[0]["reason"] == "no stored label has an event time yet"
 
 
 def stored_event_times(home: Path) -> list[str]:
