@@ -265,6 +265,9 @@ def run_offline(
         outcome = train_challenger(
             catalog, config, name, champion, base.as_of, record_id
         )
+        if not decided.decision.act:
+            reason = decided.decision.reason
+            outcome.detail["forced"] = f"forced by the operator ({reason})"
         if outcome.promoted_version is not None:
             promote(
                 catalog,

@@ -287,7 +287,7 @@ class RetrainService:
             new_labels=new_labels,
             id=_new_id(),
             as_of=as_utc(as_of) if as_of is not None else datetime.now(UTC),
-            detail={"resumes": resumes} if resumes else None,
+            detail=_begin_detail(resumes, note),
         )
         # The insert is short; it runs here so that the record exists before
         # the caller answers, and a kill right after still finds it.
@@ -514,6 +514,11 @@ def _job_finished(
 
     with MonitoringStore(Path(home)) as store:
         store.finish_job_run(job_id, started, datetime.now(UTC), outcome, detail)
+
+
+def _begin_detail(resumes: str | None, note: str | None) -> dict[str, Any] | None:
+    detail = {"resumes": resumes, "forced": note}
+    return {key: value for key, value in detail.items() if value} or None
 
 
 def _finished(record: RetrainRecord, outcome: Outcome) -> RetrainRecord:

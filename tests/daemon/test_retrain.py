@@ -246,6 +246,7 @@ def test_retrain_interrupted_runs_once(daemons: list, daemon_home: Path) -> None
     assert after[0]["outcome"] in ("promoted", "rejected"), after[0]
     assert after[0]["detail"]["resumes"] == started.json()["id"]
     assert after[0]["as_of"] == started.json()["as_of"]
+    assert after[1]["detail"]["forced"].startswith("forced by the operator")
     assert len(later) == 2
 
 
@@ -281,3 +282,31 @@ def stored_event_times(home: Path) -> list[str]:
         rows = list_labels(catalog, MODEL)
     times = sorted(r["event_time"].astimezone(UTC) for r in rows)
     return [str(t) for t in times]
+
+
+def test_cli_retrain_without_daemon(daemon_home: Path) -> None:
+    from daemon_support import run_cli
+
+    config = write_config(daemon_home.parent / "config.toml", daemon_home)
+    as_of = day(CHANGE_DAY).isoformat()
+    skipped = run_cli(config, "retrain", MODEL, "--as-of", as_of, "--json")
+    forced = run_cli(config, "retrain", MODEL, "--as-of", as_of, "--force", "--json")
+    history = run_cli(config, "retrain", MODEL, "--history", "--json")
+
+    assert skipped.returncode == 0, skipped.stderr
+    assert json.loads(skipped.stdout)["outcome"] == "skipped"
+    assert json.loads(skipped.stdout)["reason"] == (
+        "no new labels since the last retraining"
+    )
+    assert forced.returncode == 0, forced.stderr
+    record = json.loads(forced.stdout)
+    assert record["outcome"] in ("promoted", "rejected"), record
+    assert record["challenger_version"] == 2
+    assert record["detail"]["forced"] == (
+        "forced by the operator (no new labels since the last retraining)"
+    )
+    rows = [json.loads(line) for line in history.stdout.splitlines()]
+    assert [r["outcome"] for r in rows] == [
+        record["outcome"],
+        "skipped",
+    ]
