@@ -90,7 +90,12 @@ def decide(
         latest_label_time(catalog, cfg.name) if event_clock else datetime.now(UTC)
     )
     if now is None:
-        refused = Decision(False, "no stored label has an event time yet")
+        refused = Decision(
+            False,
+            "no stored label has an event time yet; send feedback labels for "
+            f"predictions whose requests carry {cfg.event_timestamp!r}, the "
+            "model's event_timestamp",
+        )
         return RetrainDecision(refused, None, 0)
     now = as_utc(now)
     history = store.retrain_history(cfg.name)

@@ -272,7 +272,7 @@ def test_drift_alarm_starts_decision(daemons: list, daemon_home: Path) -> None:
     assert history, daemon.log()
     assert history[0]["trigger"] == "drift"
     assert history[0]["outcome"] == "skipped"
-    assert history[0]["reason"] == "no stored label has an event time yet"
+    assert history[0]["reason"].startswith("no stored label has an event time yet")
 
 
 def stored_event_times(home: Path) -> list[str]:
