@@ -229,9 +229,9 @@ def run_offline(
 ) -> dict[str, Any]:
     """Decide and run one retraining without a daemon, on the home's catalog.
 
-    The same decision, training, scoring and promotion as the daemon's job,
-    recorded in the same store; the champion is the version the registry
-    serves (its ``champion`` alias, else the latest version).
+    The decision, training, scoring and promotion are the daemon job's, and
+    the record goes to the same store. The champion is the version the
+    registry serves: its ``champion`` alias, else the latest version.
 
     Returns:
         The record as JSON-ready values.

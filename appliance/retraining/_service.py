@@ -89,7 +89,13 @@ class RetrainService:
                 record.id,
                 record.trigger,
             )
-            self._begin(record.model, record.trigger, record.as_of, 0, record.id)
+            self._begin(
+                record.model,
+                record.trigger,
+                record.as_of,
+                record.new_labels or 0,
+                record.id,
+            )
 
     async def stop(self) -> None:
         """Wait a short while for running jobs; a job still running stays recorded
@@ -137,7 +143,7 @@ class RetrainService:
 
         Raises:
             JobRunningError: A job of `model` runs; its id is in the detail.
-            NotFoundError: The model is not declared.
+            ConfigError: The model is not declared.
         """
         cfg = self.state.config.model(model)
         self._check_idle(model)
