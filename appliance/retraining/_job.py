@@ -144,7 +144,9 @@ def train_challenger(
     try:
         result = train_model(config, name, catalog, window, tags)
     except ExportError as exc:
-        return Outcome("rejected", f"challenger failed the ONNX parity check: {exc}")
+        return Outcome(
+            "rejected", f"challenger failed the ONNX export or parity check: {exc}"
+        )
     except TrainingError as exc:
         return Outcome("failed", f"challenger not trained: {exc}", detail=detail)
 
