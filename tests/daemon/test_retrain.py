@@ -310,3 +310,44 @@ def test_cli_retrain_without_daemon(daemon_home: Path) -> None:
         record["outcome"],
         "skipped",
     ]
+
+
+def test_missed_cron_ticks_run_once(daemons: list, daemon_home: Path) -> None:
+    daemon = start(daemons, daemon_home, trigger="schedule", schedule="0 3 * * *")
+    assert daemon.stop() == 0
+    move_next_run(daemon_home / "jobs.duckdb", "retrain:shift", timedelta(days=-3))
+
+    daemon = start(daemons, daemon_home, trigger="schedule", schedule="0 3 * * *")
+    deadline = time.monotonic() + 30
+    history: list = []
+    while not history and time.monotonic() < deadline:
+        time.sleep(0.2)
+        history = httpx.get(daemon.base + RETRAIN).json()["history"]
+    time.sleep(1.0)
+    history = httpx.get(daemon.base + RETRAIN).json()["history"]
+    jobs = httpx.get(daemon.base + "/v1/ui/jobs").json()["jobs"]
+    assert daemon.stop() == 0
+
+    assert [r["trigger"] for r in history] == ["schedule"], daemon.log()
+    assert history[0]["outcome"] == "skipped"
+    job = next(j for j in jobs if j["id"] == "retrain:shift")
+    assert job["next_run_at"] > datetime.now(UTC).isoformat()
+
+
+def move_next_run(path: Path, job_id: str, shift: timedelta) -> None:
+    """Move a stored APScheduler job's next run time, as if the daemon had
+    been stopped across that many scheduled times."""
+    import pickle
+
+    import duckdb
+
+    with duckdb.connect(str(path)) as db:
+        (blob,) = db.execute(
+            "SELECT job_state FROM scheduler_jobs WHERE id = ?", [job_id]
+        ).fetchone()
+        state = pickle.loads(blob)
+        state["next_run_time"] = state["next_run_time"] + shift
+        db.execute(
+            "UPDATE scheduler_jobs SET next_run_time = ?, job_state = ? WHERE id = ?",
+            [state["next_run_time"].timestamp(), pickle.dumps(state), job_id],
+        )
