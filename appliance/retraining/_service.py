@@ -205,7 +205,7 @@ class RetrainService:
         try:
             record, _ = await self.request(model, trigger)
         except JobRunningError as exc:
-            running = self._running[model]
+            running = self._running.get(model)
             reason = f"{exc}; alarm recorded only"
             skipped = RetrainRecord(
                 model,
@@ -215,7 +215,7 @@ class RetrainService:
                 datetime.now(UTC),
                 datetime.now(UTC),
                 id=_new_id(),
-                detail={"running_id": running.id},
+                detail={"running_id": running.id if running else None},
             )
             await asyncio.to_thread(_insert, self.home, skipped)
             return record_dict(skipped.__dict__)
@@ -295,8 +295,8 @@ class RetrainService:
             as_of=as_utc(as_of) if as_of is not None else datetime.now(UTC),
             detail=_begin_detail(resumes, note),
         )
-        # The insert is short; it runs here so that the record exists before
-        # the caller answers, and a kill right after still finds it.
+        # The insert is short. It runs on the loop so that the record exists
+        # before the route responds, and a restart after a kill finds it.
         _insert(self.home, record)
         self._running[model] = record
         self._tasks[model] = asyncio.ensure_future(self._run(record))
@@ -466,7 +466,8 @@ def schedule_retraining(scheduler: Any, config: Any) -> list[str]:
 
 
 async def _in_thread(name: str, function: Callable[..., T], *args: Any) -> T:
-    """Run `function` in a daemon thread, so a stop never waits for it."""
+    """Run `function` in a daemon thread, which the interpreter does not join at
+    exit, and await its result."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
