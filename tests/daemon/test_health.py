@@ -19,7 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-from daemon_support import MODEL, HOST, row, write_config
+from daemon_support import HOST, MODEL, row, write_config
+
+from appliance.cli import main
 
 PREDICT = f"/v1/models/{MODEL}/predict"
 FEEDBACK = f"/v1/models/{MODEL}/feedback"
@@ -236,7 +238,10 @@ def test_health_quiet_on_normal_stream(start_daemon: Any, receiver: Receiver) ->
 
 
 def test_rollback_on_worse_champion(
-    versions_home: Path, start_daemon: Any, receiver: Receiver
+    versions_home: Path,
+    start_daemon: Any,
+    receiver: Receiver,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     daemon = start_daemon(monitoring={**FAST_CHECKS, "webhook_url": receiver.url})
     promote(daemon, 1)
@@ -257,8 +262,13 @@ def test_rollback_on_worse_champion(
         daemon,
     )
     assert daemon.stop() == 0
+    capsys.readouterr()
+    listed = main(["--config", str(daemon.config), "alerts", "list", "--json"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
     assert served == 1
+    assert listed == 0
+    assert [r["id"] for r in rows if r["kind"] == "rollback"] == [rollback["id"]]
     assert (events[-1]["action"], events[-1]["version"]) == ("rollback", 1)
     assert events[-1]["actor"] == "monitoring"
     assert "live roc_auc" in events[-1]["reason"]
