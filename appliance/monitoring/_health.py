@@ -2,10 +2,10 @@
 
 The check needs what only the running daemon has in memory: the Prometheus
 counters of its requests, the live metrics of each model version and the
-served models. The daemon registers a `WatchedDaemon` for its home with
-`register_daemon` when its scheduler starts; the job, which APScheduler
-stores by name and arguments only, finds it again with `watched_daemon`. A
-job that runs while no daemon of its home is registered in the process skips.
+served models. APScheduler stores a job by name and arguments only, so the
+daemon registers a `WatchedDaemon` for its home with `register_daemon` when
+its scheduler starts, and the job finds it with `watched_daemon`. A job that
+runs while no daemon of its home is registered in the process skips.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class ServedVersion:
 
 
 class WatchedDaemon(Protocol):
-    """What the health check and the rollback watch read from the daemon."""
+    """The daemon's view that the health check and the rollback watch read."""
 
     @property
     def home(self) -> Path:
@@ -111,8 +111,11 @@ def watched_daemon(home: Path | str) -> WatchedDaemon | None:
 
 
 def live_metric(cfg: ModelConfig | None, task: str) -> str:
-    """Return the metric that judges a model live: its retraining metric when
-    the live window computes it for the task, else the task's default."""
+    """Return the metric that judges a model's live performance.
+
+    That is the model's retraining metric when the live window computes it
+    for the task, else the task's default from `LIVE_METRICS`.
+    """
     choices = LIVE_METRICS.get(task, ("mae",))
     if cfg is not None and cfg.retrain.metric in choices:
         return cfg.retrain.metric

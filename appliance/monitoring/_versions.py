@@ -28,7 +28,7 @@ _UNREADABLE = (
     TypeError,
     ValueError,
 )
-"""What unpickling damaged or foreign bytes raises."""
+"""Exceptions that unpickling damaged or foreign bytes raises."""
 
 MAX_VERSIONS = 8
 """Windows kept per model; the least recently fed versions are dropped first."""

@@ -292,12 +292,15 @@ def test_rollback_keeps_better_champion(
         "the rollback watch's verdict on version 2",
         daemon,
     )
+    runs = health_runs(daemon, 60)
+    wait_for(lambda: health_runs(daemon, 60) >= runs + 2, "two more checks", daemon)
     served = predict(daemon, range(1))["version"]
     events = champion_events(daemon)
     alerts = health_alerts(daemon)
     assert daemon.stop() == 0
 
     assert served == 2
+    assert daemon.log().count("rollback watch kept model=demo version=2") == 1
     assert [e["action"] for e in events] == ["set", "set"]
     assert [a for a in alerts if a["kind"] == "rollback"] == []
     assert not any(b["kind"] == "rollback" for b in receiver.bodies)

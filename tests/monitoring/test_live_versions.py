@@ -1,4 +1,4 @@
-"""Pure parts of the health check and the rollback watch."""
+"""Live metrics per version, the live metric choice and the promotion lookup."""
 
 from __future__ import annotations
 
