@@ -115,15 +115,20 @@ def send_labels(daemon: Any, answer: dict[str, Any], wrong: float) -> None:
     assert response.status_code == 200, response.text
 
 
-def labelled_traffic(daemon: Any, first: int, wrong: float) -> int:
-    """Send 12 requests of 5 rows and label them; return the version served.
+def traffic(daemon: Any, first: int, requests: int = 12) -> list[dict[str, Any]]:
+    """Send `requests` requests of 5 rows and return the responses.
 
     The rows are every other one from `first`, so two streams started at 0
     and 1 cover the same span of inputs, where both classes are predicted.
     """
+    starts = range(first, first + 10 * requests, 10)
+    return [predict(daemon, range(start, start + 10, 2)) for start in starts]
+
+
+def labelled_traffic(daemon: Any, first: int, wrong: float, requests: int = 12) -> int:
+    """Send `traffic` and label each response; return the version served."""
     version = 0
-    for start in range(first, first + 120, 10):
-        answer = predict(daemon, range(start, start + 10, 2))
+    for answer in traffic(daemon, first, requests):
         send_labels(daemon, answer, wrong)
         version = answer["version"]
     return version
@@ -245,9 +250,15 @@ def test_rollback_on_worse_champion(
 ) -> None:
     daemon = start_daemon(monitoring={**FAST_CHECKS, "webhook_url": receiver.url})
     promote(daemon, 1)
-    assert labelled_traffic(daemon, 0, wrong=0.0) == 1
+    earlier = traffic(daemon, 0)
     promote(daemon, 2)
-    assert labelled_traffic(daemon, 1, wrong=1.0) == 2
+    assert labelled_traffic(daemon, 1, wrong=1.0, requests=6) == 2
+    # Labels of version 1's predictions arrive after the promotion, before
+    # version 2 has enough labels to be judged.
+    for answer in earlier:
+        send_labels(daemon, answer, wrong=0.0)
+    stream = httpx.get(daemon.base + f"/v1/models/{MODEL}/drift").json()["stream"]
+    assert labelled_traffic(daemon, 61, wrong=1.0, requests=6) == 2
 
     rollback = wait_for(
         lambda: [a for a in health_alerts(daemon) if a["kind"] == "rollback"],
@@ -266,6 +277,8 @@ def test_rollback_on_worse_champion(
     listed = main(["--config", str(daemon.config), "alerts", "list", "--json"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
+    assert {a["version"] for a in earlier} == {1}
+    assert (stream["version"], stream["labels"]) == (2, 30)
     assert served == 1
     assert listed == 0
     assert [r["id"] for r in rows if r["kind"] == "rollback"] == [rollback["id"]]
