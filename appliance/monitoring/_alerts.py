@@ -68,7 +68,7 @@ class RequestStats:
 
     @property
     def successes(self) -> int:
-        """Requests answered with 200."""
+        """Requests that succeeded with status 200."""
         return self.requests - self.client_errors - self.server_errors
 
 

@@ -1,12 +1,13 @@
 """The rollback watch: return a newly promoted champion that does worse live.
 
 After a promotion of the champion alias, the watch waits until the new
-champion has `min_live_labels` labels in its live window, then compares its
-live metric with the previous champion's, from the labels of the previous
-champion's own predictions (made before the promotion). When the new one is
-worse by more than the model's `rollback_margin`, the watch rolls the alias
-back through the registry, so the alias history records it and the daemon
-serves the previous champion, and raises a ``rollback`` alert saying why.
+champion has `min_live_labels` labels in its live window. Then it compares
+the new champion's live metric with the previous champion's, which comes from
+labels of the previous champion's own predictions, made before the promotion.
+When the new one is worse by more than the model's `rollback_margin`, the
+watch rolls the alias back through the registry and raises a ``rollback``
+alert saying why. The alias history records the rollback, and the daemon
+serves the previous champion at once.
 
 Each promotion gets one verdict, stored in the monitoring store, so a kept
 champion is not judged again as its window slides. The health check calls
@@ -36,7 +37,7 @@ ACTOR = "monitoring"
 
 @dataclass(frozen=True)
 class RollbackVerdict:
-    """What the watch concluded about the latest promotion of a model."""
+    """The watch's conclusion on the latest promotion of a model."""
 
     model: str
     outcome: str
@@ -135,14 +136,14 @@ def _roll_back(
     daemon: WatchedDaemon,
     promotion: AliasEvent,
     policy: RetrainConfig,
-    why: str,
+    decision_reason: str,
     new_live: dict[str, Any],
     old_live: dict[str, Any],
 ) -> RollbackVerdict:
     model, new = promotion.model, promotion.version
     old = int(promotion.previous_version or 0)
     reason = (
-        f"rolled back from version {new} to {old}: {why} "
+        f"rolled back from version {new} to {old}: {decision_reason} "
         f"({new_live['labels']} and {old_live['labels']} labels)"
     )
     config = daemon.config.monitoring

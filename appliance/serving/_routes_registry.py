@@ -178,7 +178,7 @@ async def rollback_served(
         state: The daemon state.
         name: The model name.
         alias: The alias to move back.
-        actor: Who asks, as the alias history records it.
+        actor: Who requested the change, as the alias history records it.
         reason: Why, as the alias history records it.
         expected_version: When set, the rollback happens only while the alias
             still points at this version, checked under the admin lock.

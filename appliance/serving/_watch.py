@@ -1,10 +1,10 @@
 """The daemon as the scheduled health check and rollback watch see it.
 
 `DaemonWatch` implements `appliance.monitoring.WatchedDaemon` over the
-`DaemonState`. Its methods are called from the scheduler's worker threads:
-counters and live metrics are read under their own locks, the catalog on a
-cursor of its own, and a rollback runs on the daemon's event loop so that it
-takes the admin lock and swaps the served model like the rollback route.
+`DaemonState`. The scheduler's worker threads call its methods, so counters
+and live metrics are read under their own locks and the catalog on a cursor
+of its own. A rollback runs on the daemon's event loop, where it takes the
+admin lock and swaps the served model as the rollback route does.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from appliance.storage import CHAMPION, AliasEvent, alias_history
 logger = logging.getLogger(__name__)
 
 ROLLBACK_TIMEOUT_SECONDS = 120.0
-"""Longest wait for a rollback on the event loop, model load included."""
+"""Maximum wait for a rollback on the event loop, model load included."""
 
 
 @dataclass(frozen=True)
@@ -134,11 +134,11 @@ class DaemonWatch:
 
 def sample_version(metrics: Any, model: str, version: int) -> VersionSample:
     """Read the request counters and latency buckets of one model version."""
-    wanted = {"model": model, "version": str(version)}
+    labels = {"model": model, "version": str(version)}
     requests = client = server = 0.0
     for family in metrics.requests.collect():
         for sample in family.samples:
-            if not sample.name.endswith("_total") or not _matches(sample, wanted):
+            if not sample.name.endswith("_total") or not _matches(sample, labels):
                 continue
             requests += sample.value
             status = int(sample.labels["status"])
@@ -149,7 +149,7 @@ def sample_version(metrics: Any, model: str, version: int) -> VersionSample:
     buckets = []
     for family in metrics.latency.collect():
         for sample in family.samples:
-            if sample.name.endswith("_bucket") and _matches(sample, wanted):
+            if sample.name.endswith("_bucket") and _matches(sample, labels):
                 buckets.append((float(sample.labels["le"]), sample.value))
     return VersionSample(
         time.monotonic(), requests, client, server, tuple(sorted(buckets))
@@ -170,8 +170,8 @@ def window_stats(old: VersionSample, new: VersionSample) -> RequestStats:
     )
 
 
-def _matches(sample: Any, wanted: dict[str, str]) -> bool:
-    return all(sample.labels.get(k) == v for k, v in wanted.items())
+def _matches(sample: Any, labels: dict[str, str]) -> bool:
+    return all(sample.labels.get(k) == v for k, v in labels.items())
 
 
 def _numbers(metrics: Any) -> dict[str, float]:
