@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import threading
 import time
@@ -100,9 +101,14 @@ def predict(daemon: Any, indices: range) -> dict[str, Any]:
     return response.json()
 
 
-def send_labels(daemon: Any, answer: dict[str, Any], wrong: float) -> None:
+def send_labels(
+    daemon: Any,
+    answer: dict[str, Any],
+    wrong: float,
+    chooser: random.Random | None = None,
+) -> None:
     """Label every row of `answer`, the opposite class for a share `wrong`."""
-    chooser = random.Random(len(answer["request_id"]) + int(wrong * 100))
+    chooser = chooser or random.Random(0)
     labels = []
     for index, prediction in enumerate(answer["predictions"]):
         label = prediction["label"]
@@ -128,8 +134,9 @@ def traffic(daemon: Any, first: int, requests: int = 12) -> list[dict[str, Any]]
 def labelled_traffic(daemon: Any, first: int, wrong: float, requests: int = 12) -> int:
     """Send `traffic` and label each response; return the version served."""
     version = 0
+    chooser = random.Random(first)
     for answer in traffic(daemon, first, requests):
-        send_labels(daemon, answer, wrong)
+        send_labels(daemon, answer, wrong, chooser)
         version = answer["version"]
     return version
 
@@ -314,6 +321,13 @@ def test_rollback_keeps_better_champion(
 
     assert served == 2
     assert daemon.log().count("rollback watch kept model=demo version=2") == 1
+    kept = re.search(
+        r"live roc_auc ([0-9.]+) is not worse than the previous champion's "
+        r"([0-9.]+) by more than 0.02",
+        daemon.log(),
+    )
+    assert kept is not None
+    assert float(kept.group(1)) > float(kept.group(2)) + 0.02
     assert [e["action"] for e in events] == ["set", "set"]
     assert [a for a in alerts if a["kind"] == "rollback"] == []
     assert not any(b["kind"] == "rollback" for b in receiver.bodies)
