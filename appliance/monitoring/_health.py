@@ -47,6 +47,8 @@ class ServedVersion:
     task: str
     holdout: dict[str, float]
     """Metrics on the holdout rows, as recorded when the version was trained."""
+    classes: int | None = None
+    """Number of classes of a classifier; None for regression."""
 
 
 class WatchedDaemon(Protocol):
@@ -110,16 +112,21 @@ def watched_daemon(home: Path | str) -> WatchedDaemon | None:
         return _DAEMONS.get(Path(home).resolve())
 
 
-def live_metric(cfg: ModelConfig | None, task: str) -> str:
+def live_metric(cfg: ModelConfig | None, task: str, classes: int | None = None) -> str:
     """Return the metric that judges a model's live performance.
 
     That is the model's retraining metric when the live window computes it
-    for the task, else the task's default from `LIVE_METRICS`.
+    for the task, else the task's default from `LIVE_METRICS`. A classifier of
+    more than two classes is judged by log loss in place of ROC AUC, because
+    the live window computes ROC AUC for two classes only.
     """
     choices = LIVE_METRICS.get(task, ("mae",))
+    metric = choices[0]
     if cfg is not None and cfg.retrain.metric in choices:
-        return cfg.retrain.metric
-    return choices[0]
+        metric = cfg.retrain.metric
+    if metric == "roc_auc" and classes is not None and classes > 2:
+        return "log_loss"
+    return metric
 
 
 def schedule_health_checks(scheduler: Any, config: Config) -> list[str]:
@@ -158,7 +165,7 @@ def check_health(home: str, model: str) -> dict[str, Any]:
     config = daemon.config
     stats = daemon.request_stats(model, served.version)
     candidates = request_alerts(model, served.version, stats, config.monitoring)
-    metric = live_metric(config.models.get(model), served.task)
+    metric = live_metric(config.models.get(model), served.task, served.classes)
     live = daemon.live_metrics(
         model, served.version, config.monitoring.min_live_labels
     ) or {"labels": 0}

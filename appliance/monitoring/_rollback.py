@@ -91,7 +91,7 @@ def watch_rollback(daemon: WatchedDaemon, model: str) -> RollbackVerdict:
         )
     config = daemon.config
     cfg = config.models.get(model)
-    metric = live_metric(cfg, served.task)
+    metric = live_metric(cfg, served.task, served.classes)
     policy = dataclasses.replace(cfg.retrain if cfg else RetrainConfig(), metric=metric)
     needed = config.monitoring.min_live_labels
     new_live = daemon.live_metrics(model, new, needed) or {"labels": 0}

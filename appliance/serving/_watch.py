@@ -75,7 +75,11 @@ class DaemonWatch:
         models = list(self.state.models.models.values())
         return {
             m.name: ServedVersion(
-                m.name, m.version, m.task, _numbers(m.schema.get("metrics"))
+                m.name,
+                m.version,
+                m.task,
+                _numbers(m.schema.get("metrics")),
+                len(m.classes) if m.classes is not None else None,
             )
             for m in models
         }

@@ -81,3 +81,7 @@ def test_live_metric_follows_retrain_metric() -> None:
     )
     assert live_metric(model("regression", "roc_auc"), "regression") == "mae"
     assert live_metric(None, "classification") == "roc_auc"
+    assert live_metric(None, "classification", classes=3) == "log_loss"
+    assert live_metric(model("classification", "accuracy"), "classification", 3) == (
+        "accuracy"
+    )
