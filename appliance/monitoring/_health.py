@@ -163,6 +163,8 @@ def check_health(home: str, model: str) -> dict[str, Any]:
     if served is None:
         return {"skipped": f"model {model!r} is not served"}
     config = daemon.config
+    # NOTE: only the served version is judged; requests pinned to another
+    # version with ?version=N are counted under that version but not judged.
     stats = daemon.request_stats(model, served.version)
     candidates = request_alerts(model, served.version, stats, config.monitoring)
     metric = live_metric(config.models.get(model), served.task, served.classes)
