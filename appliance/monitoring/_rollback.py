@@ -24,7 +24,12 @@ from typing import Any
 from appliance.config import RetrainConfig
 from appliance.errors import ApplianceError
 from appliance.monitoring._alerts import AlertCandidate
-from appliance.monitoring._health import WatchedDaemon, live_metric, raise_alerts
+from appliance.monitoring._health import (
+    ServedVersion,
+    WatchedDaemon,
+    live_metric,
+    raise_alerts,
+)
 from appliance.monitoring._policy import decide_rollback
 from appliance.monitoring._store import MonitoringStore
 from appliance.storage import AliasEvent
@@ -89,6 +94,15 @@ def watch_rollback(daemon: WatchedDaemon, model: str) -> RollbackVerdict:
         return RollbackVerdict(
             model, "waiting", f"version {new} is not served yet", new, old
         )
+    return _judge(daemon, promotion, served)
+
+
+def _judge(
+    daemon: WatchedDaemon, promotion: AliasEvent, served: ServedVersion
+) -> RollbackVerdict:
+    """Compare the live metrics of the promoted and the previous champion."""
+    model, new = promotion.model, promotion.version
+    old = int(promotion.previous_version or 0)
     config = daemon.config
     cfg = config.models.get(model)
     metric = live_metric(cfg, served.task, served.classes)
@@ -98,18 +112,21 @@ def watch_rollback(daemon: WatchedDaemon, model: str) -> RollbackVerdict:
     # this promotion, so a version promoted again starts with its old labels.
     new_live = daemon.live_metrics(model, new, needed) or {"labels": 0}
     old_live = daemon.live_metrics(model, old, needed) or {"labels": 0}
-    if new_live["labels"] < needed:
+    if new_live["labels"] < needed or new_live.get(metric) is None:
+        # ROC AUC stays undefined while the labels hold one class only.
         return RollbackVerdict(
             model,
             "waiting",
-            f"version {new} has {new_live['labels']} of {needed} labels",
+            f"version {new} has {new_live['labels']} of {needed} labels and "
+            f"live {metric} {new_live.get(metric)}",
             new,
             old,
         )
-    if old_live["labels"] < needed:
+    if old_live["labels"] < needed or old_live.get(metric) is None:
         reason = (
-            f"previous champion version {old} has {old_live['labels']} labels, "
-            f"fewer than {needed}, so version {new} is kept without a comparison"
+            f"previous champion version {old} has {old_live['labels']} labels "
+            f"(at least {needed} needed) and live {metric} "
+            f"{old_live.get(metric)}, so version {new} is kept without a comparison"
         )
         return _keep(daemon, promotion, reason)
     decision = decide_rollback(policy, new_live.get(metric), old_live.get(metric))
