@@ -402,9 +402,18 @@ class MonitoringConfig:
     min_live_labels: int = 500
     """Minimum number of labels in the live window before performance is judged."""
     error_rate: float = 0.05
-    """Share of failed prediction requests that alerts."""
-    latency_p95_ms: float = 500.0
-    """95th percentile of prediction latency, in milliseconds, that alerts."""
+    """Share of prediction requests in the window that failed, above which an
+    alert opens; client errors (4xx) and server errors (5xx) are judged apart."""
+    latency_p99_ms: float = 500.0
+    """99th percentile of successful prediction latency in the window, in
+    milliseconds, above which an alert opens."""
+    health_interval_seconds: int = 60
+    """Period of the check of live performance, error rate, latency and the
+    rollback watch."""
+    health_window_seconds: int = 300
+    """Sliding window of requests that the error rate and latency cover."""
+    min_window_requests: int = 20
+    """Fewest requests in the window before error rate and latency are judged."""
     webhook_url: str | None = None
     """HTTP(S) address that receives each new alert as JSON; none when unset."""
     webhook_retries: int = 3
@@ -421,6 +430,21 @@ class MonitoringConfig:
             )
         if self.min_samples < 1:
             raise ValueError(f"min_samples must be at least 1, got {self.min_samples}")
+        for name in ("health_interval_seconds", "health_window_seconds"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"{name} must be at least 1, got {getattr(self, name)}"
+                )
+        if self.min_live_labels < 1 or self.min_window_requests < 1:
+            raise ValueError(
+                "min_live_labels and min_window_requests must be at least 1, got "
+                f"{self.min_live_labels} and {self.min_window_requests}"
+            )
+        if not 0.0 <= self.error_rate < 1.0 or self.latency_p99_ms <= 0:
+            raise ValueError(
+                "error_rate must be within [0, 1) and latency_p99_ms above 0, got "
+                f"{self.error_rate} and {self.latency_p99_ms}"
+            )
         for name in ("p_value", "stream_delta", "stream_p_value"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(

@@ -211,24 +211,37 @@ async def run_scheduler(state: DaemonState) -> AsyncIterator[None]:
     """Run the APScheduler scheduler on the daemon's event loop.
 
     Jobs live in ``HOME/jobs.duckdb``, so they and their next run times
-    survive a restart; one batch drift check per model is scheduled, and a
-    retraining job per model whose policy has a cron `schedule`.
+    survive a restart. Each model gets a batch drift check and a health check
+    (live performance, error rate, latency, rollback watch), and a retraining
+    job when its policy has a cron `schedule`; the daemon is registered so that
+    the health checks can read its counters and models.
     """
-    from appliance.monitoring import JOBS_FILE, DuckDBJobStore, schedule_drift_checks
+    from appliance.monitoring import (
+        JOBS_FILE,
+        DuckDBJobStore,
+        register_daemon,
+        schedule_drift_checks,
+        schedule_health_checks,
+        unregister_daemon,
+    )
     from appliance.retraining import schedule_retraining
+    from appliance.serving import DaemonWatch
 
     scheduler = AsyncIOScheduler(timezone="UTC")
     home = state.config.storage.home
+    register_daemon(DaemonWatch(state, asyncio.get_running_loop()))
     scheduler.add_jobstore(DuckDBJobStore(home / JOBS_FILE), "default")
     scheduler.start()
     state.scheduler = scheduler
     jobs = await asyncio.to_thread(schedule_drift_checks, scheduler, state.config)
     jobs += await asyncio.to_thread(schedule_retraining, scheduler, state.config)
+    jobs += await asyncio.to_thread(schedule_health_checks, scheduler, state.config)
     logger.info("scheduler started jobs=%s", ",".join(jobs) or "-")
     try:
         yield
     finally:
         scheduler.shutdown(wait=False)
+        unregister_daemon(home)
         logger.info("scheduler stopped")
 
 

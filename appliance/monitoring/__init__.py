@@ -1,18 +1,20 @@
 """Monitoring: drift detectors, live metrics, alerts and the retraining policy.
 
-The detectors, statistics and decisions are pure; `MonitoringStore` and
-`send_webhook` are the only parts that do I/O. Nothing here imports
-scikit-learn or LightGBM, so the daemon can use all of it.
+The detectors, statistics and decisions are pure; the store, the webhook
+sender, the scheduled jobs (drift, health, rollback watch) and the daemon's
+monitoring service do the I/O. Nothing here imports scikit-learn or LightGBM,
+so the daemon can use all of it.
 """
 
 from appliance.monitoring._alerts import (
     Alert,
     AlertCandidate,
     AlertStatus,
+    RequestStats,
     batch_drift_alert,
     drift_event_alerts,
     performance_alert,
-    service_alerts,
+    request_alerts,
 )
 from appliance.monitoring._batch import (
     DriftReport,
@@ -25,6 +27,18 @@ from appliance.monitoring._batch import (
     psi_numeric,
 )
 from appliance.monitoring._checks import check_drift, schedule_drift_checks, thresholds
+from appliance.monitoring._health import (
+    LIVE_METRICS,
+    ServedVersion,
+    WatchedDaemon,
+    check_health,
+    live_metric,
+    raise_alerts,
+    register_daemon,
+    schedule_health_checks,
+    unregister_daemon,
+    watched_daemon,
+)
 from appliance.monitoring._jobs import (
     JOBS_FILE,
     DuckDBJobStore,
@@ -45,6 +59,11 @@ from appliance.monitoring._policy import (
     decide_rollback,
     training_window,
 )
+from appliance.monitoring._rollback import (
+    RollbackVerdict,
+    last_promotion,
+    watch_rollback,
+)
 from appliance.monitoring._service import ModelInfo, MonitoringService, output_values
 from appliance.monitoring._store import (
     STORE_FILE,
@@ -57,15 +76,26 @@ from appliance.monitoring._streaming import (
     MeanDriftDetector,
     NumericDriftDetector,
 )
+from appliance.monitoring._versions import VersionMetrics
 from appliance.monitoring._webhook import send_webhook
 
 __all__ = [
     "Alert",
     "AlertCandidate",
     "AlertStatus",
+    "batch_drift",
+    "batch_drift_alert",
     "CategoryDriftDetector",
+    "check_drift",
+    "check_health",
+    "chi2_test",
+    "decide_promotion",
+    "decide_retrain",
+    "decide_rollback",
     "Decision",
     "DetectorSettings",
+    "drift_event_alerts",
+    "drift_summary",
     "DriftEvent",
     "DriftReport",
     "DriftThresholds",
@@ -73,36 +103,41 @@ __all__ = [
     "FeatureDrift",
     "HIGHER_IS_BETTER",
     "JOBS_FILE",
+    "ks_test",
+    "last_promotion",
+    "live_metric",
+    "LIVE_METRICS",
     "LiveMetrics",
     "MeanDriftDetector",
     "ModelInfo",
     "MonitoringService",
     "MonitoringStore",
     "NumericDriftDetector",
-    "RetrainRecord",
-    "STORE_FILE",
-    "StreamMonitor",
-    "batch_drift",
-    "batch_drift_alert",
-    "check_drift",
-    "chi2_test",
-    "decide_promotion",
-    "decide_retrain",
-    "decide_rollback",
-    "drift_event_alerts",
-    "drift_summary",
-    "ks_test",
     "output_values",
     "performance_alert",
     "psi_categorical",
     "psi_numeric",
+    "raise_alerts",
+    "register_daemon",
+    "request_alerts",
+    "RequestStats",
+    "RetrainRecord",
     "roc_auc",
+    "RollbackVerdict",
     "row_loss",
     "run_job",
     "schedule_drift_checks",
+    "schedule_health_checks",
     "schedule_interval",
     "send_webhook",
-    "service_alerts",
+    "ServedVersion",
+    "STORE_FILE",
+    "StreamMonitor",
     "thresholds",
     "training_window",
+    "unregister_daemon",
+    "VersionMetrics",
+    "watch_rollback",
+    "watched_daemon",
+    "WatchedDaemon",
 ]

@@ -7,6 +7,7 @@ acknowledged, the next candidate opens a new alert.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,6 +48,28 @@ class AlertCandidate:
     def key(self) -> tuple[str, str, str]:
         """De-duplication key."""
         return (self.model, self.kind, self.subject)
+
+
+@dataclass(frozen=True)
+class RequestStats:
+    """Prediction requests of one model version over a sliding window."""
+
+    seconds: float
+    """Length of the window the figures cover."""
+    requests: int
+    """Requests completed in the window, every status."""
+    client_errors: int
+    """Requests rejected with a 4xx status."""
+    server_errors: int
+    """Requests failed with a 5xx status."""
+    latency_p99_ms: float | None
+    """99th percentile latency of the successful requests, estimated from the
+    latency histogram's buckets; None without a successful request."""
+
+    @property
+    def successes(self) -> int:
+        """Requests that succeeded with status 200."""
+        return self.requests - self.client_errors - self.server_errors
 
 
 @dataclass(frozen=True)
@@ -124,63 +147,93 @@ def batch_drift_alert(model: str, report: DriftReport) -> AlertCandidate | None:
 
 def performance_alert(
     model: str,
+    version: int,
     metric: str,
     live: float | None,
     reference: float | None,
     labels: int,
     config: MonitoringConfig,
 ) -> AlertCandidate | None:
-    """Return an alert when the live metric fell below the reference by the drop."""
+    """Return an alert when the live metric fell below the reference by the drop.
+
+    Args:
+        model: The model name.
+        version: The served version whose predictions the labels scored.
+        metric: A key of `HIGHER_IS_BETTER`.
+        live: The metric over the labelled predictions in the window.
+        reference: The same metric on the holdout rows at training time.
+        labels: Labelled predictions in the window.
+        config: The ``[monitoring]`` settings.
+    """
     if live is None or reference is None or labels < config.min_live_labels:
         return None
+    if math.isnan(live) or math.isnan(reference):
+        return None
     drop = reference - live if HIGHER_IS_BETTER[metric] else live - reference
-    if drop < config.performance_drop:
+    if drop <= config.performance_drop:
         return None
     return AlertCandidate(
         model,
         "performance",
         metric,
         "critical",
-        f"live {metric} of model {model!r} is {live:.4f} over {labels} labels, "
-        f"{drop:.4f} worse than the holdout's {reference:.4f}",
+        f"live {metric} of model {model!r} version {version} is {live:.4f} over "
+        f"the last {labels} labels, {drop:.4f} worse than its holdout "
+        f"{metric} {reference:.4f}; the limit is a drop of "
+        f"{config.performance_drop:g}",
         value=live,
         threshold=config.performance_drop,
     )
 
 
-def service_alerts(
-    model: str,
-    requests: int,
-    errors: int,
-    latency_p95_ms: float | None,
-    config: MonitoringConfig,
+def request_alerts(
+    model: str, version: int, stats: RequestStats, config: MonitoringConfig
 ) -> list[AlertCandidate]:
-    """Return error-rate and latency alerts for one window of requests."""
+    """Return error-rate and latency alerts for one window of prediction requests.
+
+    Client errors (4xx: invalid rows, bodies over the limits) and server errors
+    (5xx) are judged apart against the same `error_rate`, so a client that
+    sends bad rows opens a ``client`` alert and never hides, or passes for, a
+    failing model. A window with fewer than `min_window_requests` requests is
+    not judged.
+    """
+    if stats.requests < config.min_window_requests:
+        return []
+    window = f"the last {stats.seconds:.0f} s"
     alerts = []
-    if requests and errors / requests > config.error_rate:
-        alerts.append(
-            AlertCandidate(
-                model,
-                "error_rate",
-                "requests",
-                "critical",
-                f"{errors} of {requests} prediction requests to model {model!r} "
-                f"failed, above the limit of {config.error_rate:.1%}",
-                value=errors / requests,
-                threshold=config.error_rate,
+    for subject, errors, severity in (
+        ("server", stats.server_errors, "critical"),
+        ("client", stats.client_errors, "warning"),
+    ):
+        rate = errors / stats.requests
+        if rate > config.error_rate:
+            alerts.append(
+                AlertCandidate(
+                    model,
+                    "error_rate",
+                    subject,
+                    severity,
+                    f"{errors} of {stats.requests} prediction requests to model "
+                    f"{model!r} version {version} failed with a {subject} error "
+                    f"({'5xx' if subject == 'server' else '4xx'}) in {window}: "
+                    f"{rate:.1%}, above the limit of {config.error_rate:.1%}",
+                    value=rate,
+                    threshold=config.error_rate,
+                )
             )
-        )
-    if latency_p95_ms is not None and latency_p95_ms > config.latency_p95_ms:
+    p99 = stats.latency_p99_ms
+    if p99 is not None and p99 > config.latency_p99_ms:
         alerts.append(
             AlertCandidate(
                 model,
                 "latency",
-                "p95",
+                "p99",
                 "warning",
-                f"95th percentile latency of model {model!r} is "
-                f"{latency_p95_ms:.0f} ms, above {config.latency_p95_ms:.0f} ms",
-                value=latency_p95_ms,
-                threshold=config.latency_p95_ms,
+                f"99th percentile latency of model {model!r} version {version} is "
+                f"{p99:.1f} ms over {stats.successes} successful requests in "
+                f"{window}, above the limit of {config.latency_p99_ms:g} ms",
+                value=p99,
+                threshold=config.latency_p99_ms,
             )
         )
     return alerts

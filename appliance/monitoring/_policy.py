@@ -159,7 +159,11 @@ def decide_rollback(
             f"previous champion's {old_live:.4f}, above margin "
             f"{policy.rollback_margin}",
         )
-    return Decision(False, f"live {policy.metric} within margin of the previous one")
+    return Decision(
+        False,
+        f"live {policy.metric} {new_live:.4f} is not worse than the previous "
+        f"champion's {old_live:.4f} by more than {policy.rollback_margin}",
+    )
 
 
 def _gain(metric: str, baseline: float, candidate: float) -> float:

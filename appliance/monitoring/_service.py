@@ -27,6 +27,7 @@ from appliance.errors import RequestError, StorageError
 from appliance.monitoring._alerts import drift_event_alerts
 from appliance.monitoring._monitor import DetectorSettings, DriftEvent, StreamMonitor
 from appliance.monitoring._store import MonitoringStore
+from appliance.monitoring._versions import VersionMetrics
 from appliance.monitoring._webhook import send_webhook
 from appliance.storage import LabelRow
 
@@ -84,6 +85,7 @@ class MonitoringService:
         self.recent_rows = recent_rows
         self.save_seconds = save_seconds
         self._monitors: dict[str, tuple[int, StreamMonitor]] = {}
+        self._versions = VersionMetrics(self.settings.metrics_window)
         self._recent: OrderedDict[str, tuple[str, int, list[Any], list[Any]]] = (
             OrderedDict()
         )
@@ -178,6 +180,12 @@ class MonitoringService:
                 if keys[i] in stored:
                     continue
                 version, output, _ = found[keys[i]]
+                self._versions.update(info.name, version, info.task, targets[i], output)
+                if version != info.version:
+                    # A label for an earlier version's prediction scores that
+                    # version only; it must not reset the served version's
+                    # detectors or feed its loss detector.
+                    continue
                 monitor = self._monitor(info, version)
                 events += monitor.observe_label(targets[i], output)
         if events:
@@ -211,16 +219,25 @@ class MonitoringService:
                 "live": monitor.live.metrics(),
             }
 
+    def version_metrics(
+        self, name: str, version: int, min_auc_labels: int = 200
+    ) -> dict[str, float | int | None] | None:
+        """Return the live metrics of one version of a model, or None unlabelled."""
+        with self._lock:
+            return self._versions.metrics(name, version, min_auc_labels)
+
     def save(self) -> None:
-        """Write every monitor's state to the store."""
+        """Write every monitor's state and the windows per version to the store."""
         with self._lock:
             states = [(n, v, m.to_bytes()) for n, (v, m) in self._monitors.items()]
+            versions = self._versions.to_bytes()
         if not states:
             return
         try:
             with MonitoringStore(self.home) as store:
                 for name, version, state in states:
                     store.save_state(name, version, state)
+                store.save_version_metrics(versions)
         except StorageError:
             logger.exception("monitoring state not saved models=%d", len(states))
 
@@ -238,8 +255,11 @@ class MonitoringService:
         try:
             with MonitoringStore(self.home) as store:
                 saved = store.load_states()
+                versions = store.load_version_metrics()
             for name, version, state in saved:
                 self._monitors[name] = (version, StreamMonitor.from_bytes(state))
+            if versions is not None:
+                self._versions = VersionMetrics.from_bytes(versions)
         except StorageError:
             logger.exception("monitoring state not restored; detectors start fresh")
             return

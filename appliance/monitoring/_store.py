@@ -1,4 +1,4 @@
-"""Monitoring storage: alerts, drift scores, detector state and retraining runs.
+"""Monitoring storage: alerts, drift, detector state, retraining and rollbacks.
 
 Everything lives in ``HOME/monitoring.duckdb``, apart from the catalog, so a
 long training that holds the catalog does not block monitoring writes. DuckDB
@@ -88,6 +88,21 @@ ALTER TABLE retrain_runs ADD COLUMN IF NOT EXISTS id VARCHAR;
 ALTER TABLE retrain_runs ADD COLUMN IF NOT EXISTS as_of TIMESTAMPTZ;
 ALTER TABLE retrain_runs ADD COLUMN IF NOT EXISTS promoted_version INTEGER;
 ALTER TABLE retrain_runs ADD COLUMN IF NOT EXISTS detail VARCHAR;
+CREATE TABLE IF NOT EXISTS version_metrics (
+    name     VARCHAR PRIMARY KEY,
+    saved_at TIMESTAMPTZ NOT NULL,
+    state    BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rollback_checks (
+    model            VARCHAR NOT NULL,
+    promoted_at      TIMESTAMPTZ NOT NULL,
+    version          INTEGER NOT NULL,
+    previous_version INTEGER NOT NULL,
+    decided_at       TIMESTAMPTZ NOT NULL,
+    outcome          VARCHAR NOT NULL,
+    reason           VARCHAR NOT NULL,
+    PRIMARY KEY (model, promoted_at)
+);
 CREATE TABLE IF NOT EXISTS job_runs (
     job_id       VARCHAR NOT NULL,
     scheduled_at TIMESTAMPTZ,
@@ -337,6 +352,63 @@ class MonitoringStore:
             "SELECT model, version, state FROM detector_state ORDER BY model"
         ).fetchall()
         return [(str(m), int(v), bytes(b)) for m, v, b in rows]
+
+    def save_version_metrics(self, state: bytes, now: datetime | None = None) -> None:
+        """Store the serialized live metrics windows of every model version."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO version_metrics VALUES ('live', ?, ?)",
+            [now or _now(), state],
+        )
+
+    def load_version_metrics(self) -> bytes | None:
+        """Return the stored live metrics windows per version, or None."""
+        row = self.db.execute(
+            "SELECT state FROM version_metrics WHERE name = 'live'"
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def record_rollback_check(
+        self,
+        model: str,
+        promoted_at: datetime,
+        version: int,
+        previous_version: int,
+        outcome: str,
+        reason: str,
+        now: datetime | None = None,
+    ) -> None:
+        """Store the verdict of the rollback watch on one promotion."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO rollback_checks VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                model,
+                promoted_at,
+                version,
+                previous_version,
+                now or _now(),
+                outcome,
+                reason,
+            ],
+        )
+
+    def rollback_check(
+        self, model: str, promoted_at: datetime
+    ) -> dict[str, Any] | None:
+        """Return the verdict on the promotion of `model` at `promoted_at`, or None."""
+        rows = _dicts(
+            self.db.execute(
+                "SELECT * FROM rollback_checks WHERE model = ? AND promoted_at = ?",
+                [model, promoted_at],
+            )
+        )
+        return rows[0] if rows else None
+
+    def rollback_checks(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Return rollback watch verdicts, newest promotion first."""
+        sql, params = "SELECT * FROM rollback_checks", []
+        if model is not None:
+            sql, params = sql + " WHERE model = ?", [model]
+        return _dicts(self.db.execute(sql + " ORDER BY promoted_at DESC", params))
 
     def record_retrain(self, record: RetrainRecord) -> None:
         """Append the outcome of one retraining decision or run."""

@@ -26,6 +26,7 @@ from appliance.serving._state import (
     run_with_catalog,
     session_threads,
 )
+from appliance.serving._watch import DaemonWatch
 
 __all__ = [
     "NUMBER",
@@ -33,6 +34,7 @@ __all__ = [
     "STRING",
     "BatchSettings",
     "DaemonState",
+    "DaemonWatch",
     "MicroBatcher",
     "ModelSet",
     "OnnxModel",

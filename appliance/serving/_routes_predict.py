@@ -95,6 +95,11 @@ async def predict(
     except ApplianceError as exc:
         state.metrics.observe(name, model.version, status_of(exc), 0.0, 0)
         raise
+    except Exception:
+        # Litestar answers an unexpected error with 500; counting it here lets
+        # the health check see server errors.
+        state.metrics.observe(name, model.version, 500, 0.0, 0)
+        raise
     latency = time.perf_counter() - started
     entry.predicted_at = arrived
     entry.latency_ms = latency * 1000.0

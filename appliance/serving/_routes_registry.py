@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 
-from appliance.errors import RequestError
+from appliance.errors import RegistryError, RequestError
 from appliance.registry import (
     card_html,
     event_record,
@@ -157,14 +157,53 @@ async def rollback_version(
     request: Request[Any, Any, Any], name: str
 ) -> Response[bytes]:
     """Return an alias to its previous version; a champion is served at once."""
-    state = daemon_state(request)
     body = _decode(RollbackRequest, await request.body())
-    load = _loader(state, body.alias)
+    record = await rollback_served(
+        daemon_state(request), name, body.alias, body.actor, body.reason
+    )
+    return _json(record)
+
+
+async def rollback_served(
+    state: DaemonState,
+    name: str,
+    alias: str,
+    actor: str,
+    reason: str,
+    expected_version: int | None = None,
+) -> dict[str, Any]:
+    """Return an alias to its previous version and serve it if it is the champion.
+
+    Args:
+        state: The daemon state.
+        name: The model name.
+        alias: The alias to move back.
+        actor: Who requested the change, as the alias history records it.
+        reason: Why, as the alias history records it.
+        expected_version: When set, the rollback happens only while the alias
+            still points at this version, checked under the admin lock.
+
+    Returns:
+        The recorded alias change, with ``serving`` set when it serves now.
+
+    Raises:
+        RegistryError: The alias has no previous version, or it no longer
+            points at `expected_version`.
+        IntegrityError: The previous version's artifact is corrupted.
+    """
+    load = _loader(state, alias)
     async with state.admin_lock:
+        if expected_version is not None:
+            current = await run_with_catalog(state, resolve, name, alias)
+            if current["version"] != expected_version:
+                raise RegistryError(
+                    f"{alias} of model {name!r} is version {current['version']}, "
+                    f"no longer {expected_version}; the rollback was not made"
+                )
         event, model = await run_with_catalog(
-            state, rollback, name, body.alias, body.actor, body.reason, load
+            state, rollback, name, alias, actor, reason, load
         )
-    return _json(_serve(state, event_record(event), model))
+    return _serve(state, event_record(event), model)
 
 
 async def pinned_batcher(state: DaemonState, name: str, version: int) -> MicroBatcher:

@@ -21,9 +21,10 @@ from appliance.monitoring import (
     RetrainRecord,
     StreamMonitor,
     batch_drift,
+    RequestStats,
     performance_alert,
+    request_alerts,
     send_webhook,
-    service_alerts,
 )
 
 T0 = datetime(2013, 4, 1, tzinfo=UTC)
@@ -99,20 +100,38 @@ def test_store_survives_reopen(tmp_path: Path) -> None:
 
 def test_threshold_alerts() -> None:
     config = MonitoringConfig(
-        performance_drop=0.05, min_live_labels=100, error_rate=0.05, latency_p95_ms=200
+        performance_drop=0.05,
+        min_live_labels=100,
+        error_rate=0.05,
+        latency_p99_ms=200,
+        min_window_requests=20,
     )
 
-    drop = performance_alert("m", "roc_auc", 0.64, 0.70, 500, config)
-    small = performance_alert("m", "roc_auc", 0.68, 0.70, 500, config)
-    few = performance_alert("m", "roc_auc", 0.50, 0.70, 99, config)
-    service = service_alerts("m", 1000, 60, 250.0, config)
-    quiet = service_alerts("m", 1000, 50, 200.0, config)
+    drop = performance_alert("m", 3, "roc_auc", 0.64, 0.70, 500, config)
+    small = performance_alert("m", 3, "roc_auc", 0.68, 0.70, 500, config)
+    few = performance_alert("m", 3, "roc_auc", 0.50, 0.70, 99, config)
+    loss = performance_alert("m", 3, "log_loss", 0.60, 0.50, 500, config)
+    failing = request_alerts("m", 3, RequestStats(300, 1000, 10, 60, 250.0), config)
+    rejected = request_alerts("m", 3, RequestStats(300, 1000, 60, 0, 20.0), config)
+    quiet = request_alerts("m", 3, RequestStats(300, 1000, 50, 50, 200.0), config)
+    sparse = request_alerts("m", 3, RequestStats(300, 19, 19, 0, 900.0), config)
 
     assert drop is not None and drop.kind == "performance"
+    assert "version 3 is 0.6400 over the last 500 labels" in drop.message
     assert small is None
     assert few is None
-    assert [a.kind for a in service] == ["error_rate", "latency"]
+    assert loss is not None and loss.subject == "log_loss"
+    assert [(a.kind, a.subject) for a in failing] == [
+        ("error_rate", "server"),
+        ("latency", "p99"),
+    ]
+    assert failing[0].severity == "critical"
+    assert "60 of 1000 prediction requests" in failing[0].message
+    assert "in the last 300 s" in failing[0].message
+    assert "250.0 ms over 930 successful requests" in failing[1].message
+    assert [(a.subject, a.severity) for a in rejected] == [("client", "warning")]
     assert quiet == []
+    assert sparse == []
 
 
 class _Receiver(BaseHTTPRequestHandler):

@@ -92,7 +92,10 @@ def test_overview_endpoint_counts_traffic(
     assert overview["models"] == [
         {"model": MODEL, "version": 2, "task": "classification"}
     ]
-    assert [job["id"] for job in overview["jobs"]] == [f"drift:{MODEL}"]
+    assert [job["id"] for job in overview["jobs"]] == [
+        f"health:{MODEL}",
+        f"drift:{MODEL}",
+    ]
 
 
 def test_client_missing_route_is_endpoint_missing(ui_daemon: Daemon) -> None:

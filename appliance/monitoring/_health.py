@@ -1,0 +1,253 @@
+"""The scheduled health check: live performance, error rate, latency, rollbacks.
+
+The check needs what only the running daemon has in memory: the Prometheus
+counters of its requests, the live metrics of each model version and the
+served models. APScheduler stores a job by name and arguments only, so the
+daemon registers a `WatchedDaemon` for its home with `register_daemon` when
+its scheduler starts, and the job finds it with `watched_daemon`. A job that
+runs while no daemon of its home is registered in the process skips.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from appliance.config import Config, ModelConfig, MonitoringConfig
+from appliance.monitoring._alerts import (
+    Alert,
+    AlertCandidate,
+    RequestStats,
+    performance_alert,
+    request_alerts,
+)
+from appliance.monitoring._jobs import schedule_interval
+from appliance.monitoring._store import MonitoringStore
+from appliance.monitoring._webhook import send_webhook
+from appliance.storage import AliasEvent
+
+logger = logging.getLogger(__name__)
+
+LIVE_METRICS = {
+    "classification": ("roc_auc", "log_loss", "accuracy"),
+    "regression": ("mae",),
+}
+"""Metrics `LiveMetrics` computes, by task; the first is the default."""
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """The version of a model the daemon serves, with its training metrics."""
+
+    model: str
+    version: int
+    task: str
+    holdout: dict[str, float]
+    """Metrics on the holdout rows, as recorded when the version was trained."""
+    classes: int | None = None
+    """Number of classes of a classifier; None for regression."""
+
+
+class WatchedDaemon(Protocol):
+    """The daemon's view that the health check and the rollback watch read."""
+
+    @property
+    def home(self) -> Path:
+        """The appliance home the daemon serves."""
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force, reloaded on SIGHUP."""
+
+    def served(self) -> dict[str, ServedVersion]:
+        """Return the served version of every model, by model name."""
+
+    def request_stats(self, model: str, version: int) -> RequestStats:
+        """Return the requests of one version over the sliding window."""
+
+    def live_metrics(
+        self, model: str, version: int, min_auc_labels: int
+    ) -> dict[str, Any] | None:
+        """Return the live metrics of one version, or None before its first label."""
+
+    def champion_history(self, model: str) -> list[AliasEvent]:
+        """Return the changes of the model's champion alias, oldest first."""
+
+    def rollback(
+        self, model: str, expected_version: int, actor: str, reason: str
+    ) -> dict[str, Any]:
+        """Move the champion back and serve it, if it is still `expected_version`.
+
+        Returns:
+            The recorded alias change.
+
+        Raises:
+            ApplianceError: The champion changed, has no previous version, or
+                the previous version's artifact failed to load.
+        """
+
+
+_DAEMONS: dict[Path, WatchedDaemon] = {}
+_DAEMONS_LOCK = threading.Lock()
+
+
+def register_daemon(daemon: WatchedDaemon) -> None:
+    """Make `daemon` the one the scheduled checks of its home read."""
+    with _DAEMONS_LOCK:
+        _DAEMONS[daemon.home.resolve()] = daemon
+
+
+def unregister_daemon(home: Path) -> None:
+    """Forget the daemon of `home`; its checks skip from now on."""
+    with _DAEMONS_LOCK:
+        _DAEMONS.pop(home.resolve(), None)
+
+
+def watched_daemon(home: Path | str) -> WatchedDaemon | None:
+    """Return the daemon registered for `home` in this process, or None."""
+    with _DAEMONS_LOCK:
+        return _DAEMONS.get(Path(home).resolve())
+
+
+def live_metric(cfg: ModelConfig | None, task: str, classes: int | None = None) -> str:
+    """Return the metric that judges a model's live performance.
+
+    That is the model's retraining metric when the live window computes it
+    for the task, else the task's default from `LIVE_METRICS`. A classifier of
+    more than two classes is judged by log loss in place of ROC AUC, because
+    the live window computes ROC AUC for two classes only.
+    """
+    choices = LIVE_METRICS.get(task, ("mae",))
+    metric = choices[0]
+    if cfg is not None and cfg.retrain.metric in choices:
+        metric = cfg.retrain.metric
+    if metric == "roc_auc" and classes is not None and classes > 2:
+        return "log_loss"
+    return metric
+
+
+def schedule_health_checks(scheduler: Any, config: Config) -> list[str]:
+    """Add one periodic health check per declared model to `scheduler`."""
+    ids = []
+    for name in sorted(config.models):
+        job_id = f"health:{name}"
+        schedule_interval(
+            scheduler,
+            config.storage.home,
+            job_id,
+            float(config.monitoring.health_interval_seconds),
+            "appliance.monitoring._health:check_health",
+            str(config.storage.home),
+            name,
+        )
+        ids.append(job_id)
+    return ids
+
+
+def check_health(home: str, model: str) -> dict[str, Any]:
+    """Judge one served model: live performance, error rate, latency, rollback.
+
+    Returns:
+        The run's detail: the figures judged, the alerts raised and the
+        rollback watch's verdict, or why nothing ran.
+    """
+    from appliance.monitoring._rollback import watch_rollback
+
+    daemon = watched_daemon(home)
+    if daemon is None:
+        return {"skipped": f"no daemon of home {home} runs in this process"}
+    served = daemon.served().get(model)
+    if served is None:
+        return {"skipped": f"model {model!r} is not served"}
+    config = daemon.config
+    # NOTE: only the served version is judged; requests pinned to another
+    # version with ?version=N are counted under that version but not judged.
+    stats = daemon.request_stats(model, served.version)
+    candidates = request_alerts(model, served.version, stats, config.monitoring)
+    metric = live_metric(config.models.get(model), served.task, served.classes)
+    live = daemon.live_metrics(
+        model, served.version, config.monitoring.min_live_labels
+    ) or {"labels": 0}
+    performance = performance_alert(
+        model,
+        served.version,
+        metric,
+        live.get(metric),
+        served.holdout.get(metric),
+        int(live["labels"] or 0),
+        config.monitoring,
+    )
+    if performance is not None:
+        candidates.append(performance)
+    opened = raise_alerts(Path(home), candidates, config.monitoring)
+    verdict = watch_rollback(daemon, model)
+    logger.info(
+        "health checked model=%s version=%d requests=%d errors=%d/%d p99_ms=%s "
+        "labels=%s %s=%s alerts=%d rollback=%s",
+        model,
+        served.version,
+        stats.requests,
+        stats.client_errors,
+        stats.server_errors,
+        "-" if stats.latency_p99_ms is None else f"{stats.latency_p99_ms:.1f}",
+        live["labels"],
+        metric,
+        live.get(metric),
+        len(candidates),
+        verdict.outcome,
+    )
+    return {
+        "version": served.version,
+        "window_seconds": round(stats.seconds, 3),
+        "requests": stats.requests,
+        "client_errors": stats.client_errors,
+        "server_errors": stats.server_errors,
+        "latency_p99_ms": stats.latency_p99_ms,
+        "labels": live["labels"],
+        metric: live.get(metric),
+        "alerts": [c.kind + ":" + c.subject for c in candidates],
+        "opened": [a.id for a in opened],
+        "rollback": verdict.outcome,
+    }
+
+
+def raise_alerts(
+    home: Path, candidates: list[AlertCandidate], config: MonitoringConfig
+) -> list[Alert]:
+    """Store alert candidates and send each newly opened alert to the webhook.
+
+    A candidate whose alert is open only bumps that alert's count, so a
+    condition that lasts sends one webhook until an operator acknowledges it.
+
+    Returns:
+        The alerts opened by this call.
+    """
+    if not candidates:
+        return []
+    opened = []
+    with MonitoringStore(home) as store:
+        for candidate in candidates:
+            alert, new = store.record_alert(candidate)
+            if new:
+                opened.append(alert)
+    for alert in opened:
+        logger.warning(
+            "alert opened id=%d model=%s kind=%s subject=%s value=%s",
+            alert.id,
+            alert.model,
+            alert.kind,
+            alert.subject,
+            alert.value,
+        )
+        if config.webhook_url:
+            send_webhook(
+                config.webhook_url,
+                alert.to_dict(),
+                config.webhook_retries,
+                config.webhook_backoff_seconds,
+                config.webhook_timeout_seconds,
+            )
+    return opened

@@ -1,0 +1,333 @@
+"""Scheduled health check and rollback watch of a real daemon on 127.0.0.1.
+
+Alerts go to a webhook receiver started by the test on 127.0.0.1. Labels are
+the model's own predicted classes (a model that is always right) or their
+opposites (always wrong), so live metrics are known without a dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from daemon_support import HOST, MODEL, row, write_config
+
+from appliance.cli import main
+
+PREDICT = f"/v1/models/{MODEL}/predict"
+FEEDBACK = f"/v1/models/{MODEL}/feedback"
+REGISTRY = f"/v1/admin/registry/models/{MODEL}"
+WAIT_SECONDS = 30.0
+HEALTH_KINDS = ("performance", "error_rate", "latency", "rollback")
+
+FAST_CHECKS = {
+    "health_interval_seconds": 1,
+    "health_window_seconds": 60,
+    "min_window_requests": 10,
+    "min_live_labels": 40,
+    "webhook_retries": 0,
+}
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that keeps every JSON body."""
+
+    def __init__(self) -> None:
+        bodies: list[dict[str, Any]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.bodies = bodies
+        self.server = ThreadingHTTPServer((HOST, 0), Handler)
+        self.url = f"http://{HOST}:{self.server.server_address[1]}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    started = Receiver()
+    yield started
+    started.close()
+
+
+@pytest.fixture(scope="session")
+def two_version_home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Return a home whose model ``demo`` has versions 1 and 2."""
+    from appliance.config import load_config
+    from appliance.training import train_model
+
+    root = tmp_path_factory.mktemp("two_versions")
+    home = root / "home"
+    shutil.copytree(trained_home, home)
+    train_model(load_config(write_config(root / "config.toml", home)), MODEL)
+    return home
+
+
+@pytest.fixture
+def versions_home(two_version_home: Path, home: Path) -> Path:
+    """Replace the copied home of `start_daemon` with the two-version home."""
+    shutil.rmtree(home)
+    shutil.copytree(two_version_home, home)
+    return home
+
+
+def predict(daemon: Any, indices: range) -> dict[str, Any]:
+    rows = [row(i) for i in indices]
+    response = httpx.post(daemon.base + PREDICT, json={"rows": rows})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def send_labels(
+    daemon: Any,
+    answer: dict[str, Any],
+    wrong: float,
+    chooser: random.Random | None = None,
+) -> None:
+    """Label every row of `answer`, the opposite class for a share `wrong`."""
+    chooser = chooser or random.Random(0)
+    labels = []
+    for index, prediction in enumerate(answer["predictions"]):
+        label = prediction["label"]
+        if chooser.random() < wrong:
+            label = 1 - label
+        labels.append(
+            {"request_id": answer["request_id"], "row": index, "label": label}
+        )
+    response = httpx.post(daemon.base + FEEDBACK, json={"labels": labels})
+    assert response.status_code == 200, response.text
+
+
+def traffic(daemon: Any, first: int, requests: int = 12) -> list[dict[str, Any]]:
+    """Send `requests` requests of 5 rows and return the responses.
+
+    The rows are every other one from `first`, so two streams started at 0
+    and 1 cover the same span of inputs, where both classes are predicted.
+    """
+    starts = range(first, first + 10 * requests, 10)
+    return [predict(daemon, range(start, start + 10, 2)) for start in starts]
+
+
+def labelled_traffic(daemon: Any, first: int, wrong: float, requests: int = 12) -> int:
+    """Send `traffic` and label each response; return the version served."""
+    version = 0
+    chooser = random.Random(first)
+    for answer in traffic(daemon, first, requests):
+        send_labels(daemon, answer, wrong, chooser)
+        version = answer["version"]
+    return version
+
+
+def health_alerts(daemon: Any) -> list[dict[str, Any]]:
+    found = httpx.get(daemon.base + "/v1/alerts").json()["alerts"]
+    return [a for a in found if a["kind"] in HEALTH_KINDS]
+
+
+def wait_for(condition: Any, what: str, daemon: Any) -> Any:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}:\n{daemon.log()[-4000:]}")
+
+
+def health_runs(daemon: Any, labels: int) -> int:
+    """Count the health check log lines that saw at least `labels` labels."""
+    lines = [x for x in daemon.log().splitlines() if "health checked" in x]
+    return sum(
+        int(x.split("labels=")[1].split()[0]) >= labels
+        for x in lines
+        if "labels=" in x and x.split("labels=")[1].split()[0].isdigit()
+    )
+
+
+def promote(daemon: Any, version: int) -> None:
+    response = httpx.post(
+        daemon.base + f"{REGISTRY}/promote",
+        json={"version": version, "actor": "test", "reason": "test"},
+    )
+    assert response.status_code == 200, response.text
+
+
+def champion_events(daemon: Any) -> list[dict[str, Any]]:
+    response = httpx.get(
+        daemon.base + f"{REGISTRY}/history", params={"alias": "champion"}
+    )
+    return response.json()["events"]
+
+
+def test_health_alerts_fire_and_reach_webhook(
+    start_daemon: Any, receiver: Receiver
+) -> None:
+    daemon = start_daemon(
+        monitoring={
+            **FAST_CHECKS,
+            "error_rate": 0.1,
+            "latency_p99_ms": 0.001,
+            "webhook_url": receiver.url,
+        }
+    )
+    labelled_traffic(daemon, 0, wrong=1.0)
+    for _ in range(6):
+        bad = httpx.post(daemon.base + PREDICT, json={"rows": [{"x1": "high"}]})
+        assert bad.status_code == 422
+
+    kinds = {"performance", "error_rate", "latency"}
+
+    def settled() -> list[dict[str, Any]]:
+        # Checks that ran during the traffic saw part of it; wait for one
+        # that saw all of it.
+        found = health_alerts(daemon)
+        text = " ".join(a["message"] for a in found)
+        if kinds <= {a["kind"] for a in found} and "6 of 18" in text:
+            return found if "the last 60 labels" in text else []
+        return []
+
+    alerts = wait_for(settled, "performance, error rate and latency alerts", daemon)
+    wait_for(
+        lambda: kinds <= {b["kind"] for b in receiver.bodies},
+        "the webhook deliveries",
+        daemon,
+    )
+    by_kind = {a["kind"]: a for a in alerts}
+    assert daemon.stop() == 0
+
+    assert by_kind["error_rate"]["subject"] == "client"
+    assert "6 of 18 prediction requests" in by_kind["error_rate"]["message"]
+    assert "version 1" in by_kind["error_rate"]["message"]
+    assert by_kind["error_rate"]["threshold"] == pytest.approx(0.1)
+    assert by_kind["latency"]["subject"] == "p99"
+    assert by_kind["latency"]["value"] > 0.001
+    assert by_kind["performance"]["subject"] == "roc_auc"
+    assert by_kind["performance"]["value"] < 0.5
+    assert "over the last 60 labels" in by_kind["performance"]["message"]
+    assert {a["status"] for a in alerts} == {"open"}
+    delivered = [b for b in receiver.bodies if b["kind"] in kinds]
+    assert sorted(b["kind"] for b in delivered) == sorted(kinds)
+    assert all(b["model"] == MODEL for b in delivered)
+
+
+def test_health_quiet_on_normal_stream(start_daemon: Any, receiver: Receiver) -> None:
+    daemon = start_daemon(
+        monitoring={
+            **FAST_CHECKS,
+            "latency_p99_ms": 2000.0,
+            "webhook_url": receiver.url,
+        }
+    )
+    labelled_traffic(daemon, 0, wrong=0.0)
+    wait_for(lambda: health_runs(daemon, 60) >= 2, "two health checks", daemon)
+    alerts = health_alerts(daemon)
+    assert daemon.stop() == 0
+
+    assert alerts == []
+    assert receiver.bodies == []
+
+
+def test_rollback_on_worse_champion(
+    versions_home: Path,
+    start_daemon: Any,
+    receiver: Receiver,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    daemon = start_daemon(monitoring={**FAST_CHECKS, "webhook_url": receiver.url})
+    promote(daemon, 1)
+    earlier = traffic(daemon, 0)
+    promote(daemon, 2)
+    assert labelled_traffic(daemon, 1, wrong=1.0, requests=6) == 2
+    # Labels of version 1's predictions arrive after the promotion, before
+    # version 2 has enough labels to be judged.
+    for answer in earlier:
+        send_labels(daemon, answer, wrong=0.0)
+    stream = httpx.get(daemon.base + f"/v1/models/{MODEL}/drift").json()["stream"]
+    assert labelled_traffic(daemon, 61, wrong=1.0, requests=6) == 2
+
+    rollback = wait_for(
+        lambda: [a for a in health_alerts(daemon) if a["kind"] == "rollback"],
+        "the rollback alert",
+        daemon,
+    )[0]
+    served = predict(daemon, range(1))["version"]
+    events = champion_events(daemon)
+    wait_for(
+        lambda: any(b["kind"] == "rollback" for b in receiver.bodies),
+        "the rollback webhook",
+        daemon,
+    )
+    assert daemon.stop() == 0
+    capsys.readouterr()
+    listed = main(["--config", str(daemon.config), "alerts", "list", "--json"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    assert {a["version"] for a in earlier} == {1}
+    assert (stream["version"], stream["labels"]) == (2, 30)
+    assert served == 1
+    assert listed == 0
+    assert [r["id"] for r in rows if r["kind"] == "rollback"] == [rollback["id"]]
+    assert (events[-1]["action"], events[-1]["version"]) == ("rollback", 1)
+    assert events[-1]["actor"] == "monitoring"
+    assert "live roc_auc" in events[-1]["reason"]
+    assert rollback["subject"] == "version:2"
+    assert "rolled back from version 2 to 1" in rollback["message"]
+    assert "above margin 0.02" in rollback["message"]
+    assert "champion switched model=demo version=1 previous=2" in daemon.log()
+
+
+def test_rollback_keeps_better_champion(
+    versions_home: Path, start_daemon: Any, receiver: Receiver
+) -> None:
+    daemon = start_daemon(monitoring={**FAST_CHECKS, "webhook_url": receiver.url})
+    promote(daemon, 1)
+    labelled_traffic(daemon, 0, wrong=0.3)
+    promote(daemon, 2)
+    labelled_traffic(daemon, 1, wrong=0.0)
+
+    wait_for(
+        lambda: "rollback watch kept model=demo version=2" in daemon.log(),
+        "the rollback watch's verdict on version 2",
+        daemon,
+    )
+    runs = health_runs(daemon, 60)
+    wait_for(lambda: health_runs(daemon, 60) >= runs + 2, "two more checks", daemon)
+    served = predict(daemon, range(1))["version"]
+    events = champion_events(daemon)
+    alerts = health_alerts(daemon)
+    assert daemon.stop() == 0
+
+    assert served == 2
+    assert daemon.log().count("rollback watch kept model=demo version=2") == 1
+    kept = re.search(
+        r"live roc_auc ([0-9.]+) is not worse than the previous champion's "
+        r"([0-9.]+) by more than 0.02",
+        daemon.log(),
+    )
+    assert kept is not None
+    assert float(kept.group(1)) > float(kept.group(2)) + 0.02
+    assert [e["action"] for e in events] == ["set", "set"]
+    assert [a for a in alerts if a["kind"] == "rollback"] == []
+    assert not any(b["kind"] == "rollback" for b in receiver.bodies)
