@@ -212,9 +212,6 @@ class MonitoringService:
             )
 
     def _run(self) -> None:
-        # Load River (and scikit-learn with it) here, off the request path.
-        import river.drift  # noqa: F401
-
         saved_at = time.monotonic()
         while True:
             try:
