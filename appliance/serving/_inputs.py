@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from appliance.errors import RequestError
 
@@ -289,6 +288,8 @@ def _arrow_numbers(
             _number(model, i, name, kind, v) for i, v in enumerate(column.to_pylist())
         ]
         return np.asarray(values, dtype=np.float64)
+    import pyarrow.compute as pc  # Arrow requests only; about 9 MB resident
+
     if pa.types.is_boolean(column.type) and kind == BOOLEAN:
         column = pc.cast(column, pa.int8())
     try:
