@@ -48,8 +48,8 @@ ROW = {
     "tailnum": "N14228",
     "time_hour": "2013-04-01T15:00:00+00:00",
 }
-"""A request row as a client sends it: what is known before departure and the
-entity keys; the appliance fills the weather and plane features from them."""
+"""A request row as a client sends it, with what is known before departure and
+the entity keys. The appliance fills the weather and plane features from them."""
 KEYS_ONLY = "appliance, keys only"
 """The appliance sent `ROW`, so that it joins the feature views per request."""
 PEERS = {

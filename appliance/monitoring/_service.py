@@ -80,7 +80,7 @@ class MonitoringService:
         self._recent_count = 0
         self._lock = threading.Lock()
         # A deque appended to without a lock or a wake-up: the worker drains it
-        # every _DRAIN_SECONDS, so a request never hands the GIL to the worker.
+        # every _DRAIN_SECONDS, so a request does not wake the worker thread.
         self._queue: deque[tuple[ModelInfo, list[Any], list[Any]]] = deque()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -281,8 +281,8 @@ class MonitoringService:
     def _remember(self, request_id: str, info: ModelInfo, outputs: list[Any]) -> None:
         # Tuples of floats, unlike lists, drop out of the garbage collector's
         # tracking, so the recent rows do not lengthen its full collections.
-        kept = tuple(tuple(o) if isinstance(o, list) else o for o in outputs)
-        self._recent[request_id] = (info.name, info.version, kept)
+        stored = tuple(tuple(o) if isinstance(o, list) else o for o in outputs)
+        self._recent[request_id] = (info.name, info.version, stored)
         self._recent_count += len(outputs)
         while self._recent_count > self.recent_rows and self._recent:
             _, (_, _, old) = self._recent.popitem(last=False)

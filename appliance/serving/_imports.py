@@ -1,4 +1,4 @@
-"""What the daemon's process imports: pandas stays out until something needs it.
+"""Import control of the daemon's process: pandas stays out until a call needs it.
 
 pyarrow imports pandas, when it is installed, the first time ``pa.array`` is
 given anything but a numpy array, only to ask whether the object is a pandas
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 def skip_pyarrow_pandas_probe() -> bool:
     """Make pyarrow's first pandas probe find no pandas, unless it is loaded.
 
-    pyarrow (its ``pandas_api`` shim, pyarrow 16 to 22) then treats list
+    pyarrow (its ``pandas_api`` shim, checked with pyarrow 26.0.1) then treats list
     input as plain sequences without importing pandas. A later call that
     needs pandas, such as ``Table.to_pandas`` in a training run, imports it
     as usual, and from then on pyarrow uses it everywhere.
