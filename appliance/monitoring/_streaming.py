@@ -23,7 +23,6 @@ from collections.abc import Hashable
 
 import numpy as np
 from river._river_rust.drift import AdaptiveWindowing
-from scipy import special
 
 
 class Adwin:
@@ -206,6 +205,9 @@ def kstwo_sf(statistic: float, n: int) -> float:
     >>> f"{kstwo_sf(0.2, 250):.4e}"
     '3.0586e-09'
     """
+    # Imported on the first full window, not at the daemon's start (14 MB).
+    from scipy import special
+
     if statistic <= 0.0:
         return 1.0
     if statistic >= 1.0:
@@ -298,6 +300,8 @@ def chi2_independence_p(table: np.ndarray) -> float:
     >>> round(chi2_independence_p(np.array([[30.0, 70.0], [50.0, 50.0]])), 6)
     0.003892
     """
+    from scipy import special
+
     expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
     statistic = float(((table - expected) ** 2 / expected).sum())
     dof = (table.shape[0] - 1) * (table.shape[1] - 1)
