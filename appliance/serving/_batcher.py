@@ -4,8 +4,7 @@ Each request converts its own rows to an ONNX feed first, so a bad row fails
 only its own request. Feeds then wait in a per-model queue. A batch starts as
 soon as a worker thread is free. It waits up to ``max_wait`` only while other
 requests have announced themselves (their bodies are being read) and the batch
-is below ``max_rows``, so a lone request on an idle model never waits. A lone
-request of at most ``inline_max_rows`` rows runs on the event loop itself. While
+is below ``max_rows``, so a lone request on an idle model never waits. While
 every worker is busy, arriving requests pile up and go out together as the
 next batch, which is what makes the batching adapt to the load.
 """
@@ -38,9 +37,6 @@ class BatchSettings:
     """Maximum wait for announced requests, in seconds."""
     workers: int = 1
     """Session runs of this model that may be in progress at once."""
-    inline_max_rows: int = 8
-    """Rows up to which a request that finds the batcher idle runs on the event
-    loop; 0 sends every request to the executor."""
 
 
 _Pending = tuple[dict[str, np.ndarray], int, "asyncio.Future[list[dict[str, Any]]]"]
@@ -93,16 +89,8 @@ class MicroBatcher:
         """
         if announced:
             self._announced -= 1
-        settings = self.settings
-        if settings.enabled and rows <= settings.inline_max_rows and self._idle():
-            # A lone small request runs on the event loop: a session run of a
-            # few rows takes tens of microseconds, less than the handoff to a
-            # worker thread and back.
-            results = _run_batch(self.model, [feed], [rows])
-            if self._on_batch is not None:
-                self._on_batch(rows)
-            return results[0]
         loop = asyncio.get_running_loop()
+        settings = self.settings
         if not settings.enabled or rows >= settings.max_rows:
             results = await loop.run_in_executor(
                 self._executor, _run_batch, self.model, [feed], [rows]
@@ -115,10 +103,6 @@ class MicroBatcher:
         self._pending_rows += rows
         self._dispatch()
         return await future
-
-    def _idle(self) -> bool:
-        """Tell whether no other request is running, queued or announced."""
-        return not self._running and not self._pending and not self._announced
 
     def _dispatch(self, timer_fired: bool = False) -> None:
         """Start batches while a worker is free and there is work to send."""

@@ -34,9 +34,7 @@ def predict_all(model: OnnxModel, settings: BatchSettings, count: int) -> tuple:
 
 
 def test_waiting_requests_share_one_run(model: OnnxModel) -> None:
-    settings = BatchSettings(
-        enabled=True, max_rows=64, max_wait=0.0, workers=1, inline_max_rows=0
-    )
+    settings = BatchSettings(enabled=True, max_rows=64, max_wait=0.0, workers=1)
     results, batches, expected = predict_all(model, settings, 10)
     assert batches == [1, 9]
     for (result,), want in zip(results, expected):
@@ -47,9 +45,7 @@ def test_waiting_requests_share_one_run(model: OnnxModel) -> None:
 
 
 def test_batches_stop_at_max_rows(model: OnnxModel) -> None:
-    settings = BatchSettings(
-        enabled=True, max_rows=4, max_wait=0.0, workers=1, inline_max_rows=0
-    )
+    settings = BatchSettings(enabled=True, max_rows=4, max_wait=0.0, workers=1)
     _, batches, _ = predict_all(model, settings, 10)
     assert batches == [1, 4, 4, 1]
 
@@ -63,9 +59,7 @@ def test_batching_off_runs_each_request(model: OnnxModel) -> None:
 
 def test_announced_request_is_waited_for(model: OnnxModel) -> None:
     batches: list[int] = []
-    settings = BatchSettings(
-        enabled=True, max_rows=64, max_wait=0.5, workers=1, inline_max_rows=0
-    )
+    settings = BatchSettings(enabled=True, max_rows=64, max_wait=0.5, workers=1)
 
     async def main() -> None:
         with ThreadPoolExecutor(1) as executor:
@@ -82,37 +76,3 @@ def test_announced_request_is_waited_for(model: OnnxModel) -> None:
 
     asyncio.run(main())
     assert batches == [2]
-
-
-def test_lone_small_request_runs_inline(model: OnnxModel) -> None:
-    batches: list[int] = []
-    settings = BatchSettings(enabled=True, max_rows=64, max_wait=0.0, workers=1)
-    executor = ThreadPoolExecutor(1)
-    # A shut-down executor rejects work, so a result proves the inline run.
-    executor.shutdown()
-
-    async def main() -> list:
-        batcher = MicroBatcher(model, executor, settings, batches.append)
-        feed = rows_to_feed(MODEL, model.inputs, [row(0), row(1)])
-        return await batcher.predict(feed, 2)
-
-    result = asyncio.run(main())
-    assert batches == [2]
-    assert len(result) == 2
-    assert result == model.predict_rows([row(0), row(1)])
-
-
-def test_request_above_inline_rows_uses_executor(model: OnnxModel) -> None:
-    settings = BatchSettings(
-        enabled=True, max_rows=64, max_wait=0.0, workers=1, inline_max_rows=1
-    )
-    executor = ThreadPoolExecutor(1)
-    executor.shutdown()
-
-    async def main() -> list:
-        batcher = MicroBatcher(model, executor, settings)
-        feed = rows_to_feed(MODEL, model.inputs, [row(0), row(1)])
-        return await batcher.predict(feed, 2)
-
-    with pytest.raises(RuntimeError, match="shutdown"):
-        asyncio.run(main())
