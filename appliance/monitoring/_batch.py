@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
 Status = Literal["ok", "drift", "insufficient data"]
 
@@ -142,6 +140,8 @@ def ks_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
 
     Two constant samples of the same value give (0.0, 1.0).
     """
+    from scipy import stats  # about 70 MB, loaded by the first check only
+
     ref_values = reference[~np.isnan(reference)]
     cur_values = current[~np.isnan(current)]
     result = stats.ks_2samp(ref_values, cur_values)
@@ -166,6 +166,8 @@ def _chi2(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[float, float]
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2:
         return 0.0, 1.0
+    from scipy import stats
+
     chi2, p_value, _, _ = stats.chi2_contingency(table, correction=False)
     total = table.sum()
     cramers_v = math.sqrt(chi2 / total) if total else 0.0
@@ -272,6 +274,8 @@ def _category_counts(
     Returns:
         Reference counts, current counts, and a mask of the missing category.
     """
+    import pandas as pd  # loaded by the first check, not at the daemon's start
+
     ref = pd.Series(reference, dtype=object)
     cur = pd.Series(current, dtype=object)
     combined = pd.concat([ref, cur], ignore_index=True)

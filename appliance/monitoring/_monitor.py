@@ -7,6 +7,7 @@ keeps no clock and touches no storage: its state round-trips through
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from typing import Any, Literal
 from appliance.errors import StorageError
 from appliance.monitoring._performance import LiveMetrics, row_loss
 from appliance.monitoring._streaming import (
+    Adwin,
     CategoryDriftDetector,
     MeanDriftDetector,
     NumericDriftDetector,
@@ -180,7 +182,7 @@ class StreamMonitor:
             StorageError: The bytes are not a monitor of this format.
         """
         try:
-            version, monitor = pickle.loads(data)
+            version, monitor = _StateUnpickler(io.BytesIO(data)).load()
         except Exception as exc:
             raise StorageError(
                 f"stored detector state cannot be read ({type(exc).__name__}: "
@@ -192,3 +194,17 @@ class StreamMonitor:
                 f"{_STATE_FORMAT}; delete it to start fresh detectors"
             )
         return monitor
+
+
+class _StateUnpickler(pickle.Unpickler):
+    """Unpickler that reads River's ADWIN, in states saved before `Adwin`
+    replaced it, as `Adwin`.
+
+    Both keep the same attributes around the same Rust core, and importing
+    ``river.drift`` would load scikit-learn into the daemon.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("river.drift.adwin", "ADWIN"):
+            return Adwin
+        return super().find_class(module, name)

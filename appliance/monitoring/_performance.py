@@ -10,7 +10,6 @@ from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 _CLIP = 1e-15
 """Probabilities are clipped to [1e-15, 1 - 1e-15] in log loss, as scikit-learn."""
@@ -103,9 +102,17 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     negatives = labels.size - positives
     if positives == 0 or negatives == 0:
         return None
-    ranks = stats.rankdata(scores)
+    ranks = _average_ranks(scores)
     total = ranks[labels == 1].sum() - positives * (positives + 1) / 2
     return float(total / (positives * negatives))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Return 1-based ranks with ties sharing their mean rank, as
+    ``scipy.stats.rankdata(values)`` does."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    return ((ends - counts + 1 + ends) / 2.0)[inverse.reshape(-1)]
 
 
 def row_loss(task: str, label: float, output: Sequence[float] | float) -> float:

@@ -12,10 +12,9 @@ stop, and restored at start, so a restart continues the detectors.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +31,11 @@ from appliance.monitoring._webhook import send_webhook
 from appliance.storage import LabelRow
 
 logger = logging.getLogger(__name__)
+
+QUEUE_MAX_REQUESTS = 10_000
+"""Requests waiting for the detectors above which new ones are not monitored."""
+_DRAIN_SECONDS = 0.05
+"""Period at which the worker feeds the queued requests to the detectors."""
 
 Found = tuple[int, Any, Any]
 """Version, output and event time value of one logged prediction row."""
@@ -86,14 +90,15 @@ class MonitoringService:
         self.save_seconds = save_seconds
         self._monitors: dict[str, tuple[int, StreamMonitor]] = {}
         self._versions = VersionMetrics(self.settings.metrics_window)
-        self._recent: OrderedDict[str, tuple[str, int, list[Any], list[Any]]] = (
-            OrderedDict()
-        )
+        self._recent: OrderedDict[
+            str, tuple[str, int, tuple[Any, ...], tuple[Any, ...]]
+        ] = OrderedDict()
         self._recent_count = 0
         self._lock = threading.Lock()
-        self._queue: queue.Queue[tuple[ModelInfo, list[Any], list[Any]] | None] = (
-            queue.Queue(maxsize=10_000)
-        )
+        # A deque appended to without a lock or a wake-up: the worker drains it
+        # every _DRAIN_SECONDS, so a request does not wake the worker thread.
+        self._queue: deque[tuple[ModelInfo, list[Any], list[Any]]] = deque()
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.dropped = 0
         """Requests not monitored because the queue was full."""
@@ -113,7 +118,7 @@ class MonitoringService:
     def stop(self) -> None:
         """Process the queued predictions, stop the worker and save the state."""
         if self._thread is not None:
-            self._queue.put(None)
+            self._stopping.set()
             self._thread.join(timeout=30)
             self._thread = None
         self.save()
@@ -130,12 +135,12 @@ class MonitoringService:
         times = _event_times(info, inputs, len(results))
         with self._lock:
             self._remember(request_id, info, results, times)
-        try:
-            self._queue.put_nowait((info, inputs, results))
-        except queue.Full:
+        if len(self._queue) >= QUEUE_MAX_REQUESTS:
             self.dropped += 1
             if self.dropped % 1000 == 1:
                 logger.warning("monitoring queue full dropped=%d", self.dropped)
+            return
+        self._queue.append((info, inputs, results))
 
     def apply_labels(
         self,
@@ -273,19 +278,13 @@ class MonitoringService:
             )
 
     def _run(self) -> None:
-        # Load River (and scikit-learn with it) here, off the request path.
-        import river.drift  # noqa: F401
-
         saved_at = time.monotonic()
         while True:
-            try:
-                item = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                item = ...
-            if item is None:
+            stopping = self._stopping.wait(_DRAIN_SECONDS)
+            while self._queue:
+                self._observe(*self._queue.popleft())
+            if stopping:
                 return
-            if item is not ...:
-                self._observe(*item)
             if time.monotonic() - saved_at >= self.save_seconds:
                 self.save()
                 saved_at = time.monotonic()
@@ -348,7 +347,10 @@ class MonitoringService:
     def _remember(
         self, request_id: str, info: ModelInfo, outputs: list[Any], times: list[Any]
     ) -> None:
-        self._recent[request_id] = (info.name, info.version, outputs, times)
+        # Tuples of floats, unlike lists, drop out of the garbage collector's
+        # tracking, so the recent rows do not lengthen its full collections.
+        stored = tuple(tuple(o) if isinstance(o, list) else o for o in outputs)
+        self._recent[request_id] = (info.name, info.version, stored, tuple(times))
         self._recent_count += len(outputs)
         while self._recent_count > self.recent_rows and self._recent:
             _, (_, _, old, _) = self._recent.popitem(last=False)

@@ -9,7 +9,6 @@ import duckdb
 import msgspec
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from appliance.predictions._store import LOG_SCHEMA
 
@@ -117,6 +116,8 @@ def _json_column(
 ) -> pa.Array:
     if not isinstance(values, pa.Table):
         return pa.array([_encode(row).decode() for row in values], pa.string())
+    import pyarrow.compute as pc  # Arrow requests only; about 9 MB resident
+
     # DuckDB writes a whole row as JSON without a Python loop, but it writes
     # NaN as a bare NaN that JSON parsers reject, so NaN becomes null first.
     table = values.combine_chunks()

@@ -3,6 +3,7 @@
 from appliance.serving._app import ROUTE_MODULES, create_app
 from appliance.serving._batch import score_file
 from appliance.serving._batcher import BatchSettings, MicroBatcher
+from appliance.serving._imports import skip_pyarrow_pandas_probe
 from appliance.serving._inputs import (
     NUMBER,
     STRING,
@@ -53,6 +54,7 @@ __all__ = [
     "run_with_catalog",
     "score_file",
     "session_threads",
+    "skip_pyarrow_pandas_probe",
     "table_to_columns",
     "table_to_feed",
 ]

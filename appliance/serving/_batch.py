@@ -6,13 +6,16 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from appliance.errors import IngestError
 from appliance.serving._onnx import OnnxModel
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,8 @@ def score_file(
     if prepare is not None:
         table = prepare(table)
     partial = target.with_name(target.name + ".partial")
+    import pyarrow.parquet as pq  # loaded by batch scoring only
+
     writer: pq.ParquetWriter | None = None
     try:
         for start in range(0, max(table.num_rows, 1), _BATCH_ROWS):

@@ -1,0 +1,75 @@
+"""The daemon's drift statistics against River and SciPy, which it no longer imports."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from river.drift import ADWIN
+from scipy import stats
+
+from appliance.monitoring import StreamMonitor, roc_auc
+from appliance.monitoring._streaming import Adwin, chi2_independence_p, kstwo_sf
+
+
+def test_adwin_detects_where_river_does() -> None:
+    rng = np.random.default_rng(3)
+    stream = np.concatenate(
+        [rng.normal(0, 1, 1500), rng.normal(1.5, 1, 1500), rng.normal(0, 2, 1500)]
+    )
+    ours, river = Adwin(0.002), ADWIN(delta=0.002)
+    found_ours, found_river = [], []
+    for index, value in enumerate(stream):
+        if ours.update(value).drift_detected:
+            found_ours.append(index)
+        river.update(value)
+        if river.drift_detected:
+            found_river.append(index)
+        assert ours.estimation == river.estimation
+    assert found_river
+    assert found_ours == found_river
+
+
+def test_state_with_river_adwin_restores() -> None:
+    monitor = StreamMonitor("classification", ["x"], ["c"])
+    monitor._prediction._adwin = ADWIN(delta=0.002)
+    for index in range(300):
+        monitor.observe_prediction({"x": float(index % 7), "c": "a"}, [0.4, 0.6])
+    data = pickle.dumps((1, monitor), protocol=pickle.HIGHEST_PROTOCOL)
+
+    restored = StreamMonitor.from_bytes(data)
+
+    adwin = restored._prediction._adwin
+    assert isinstance(adwin, Adwin)
+    assert adwin.estimation == pytest.approx(0.6)
+    assert restored.rows == 300
+
+
+@pytest.mark.parametrize("n", [15, 60, 140, 141, 250, 1000])
+def test_kstwo_sf_matches_scipy_below_one_percent(n: int) -> None:
+    for statistic in np.linspace(0.01, 0.99, 400):
+        expected = stats.kstwo.sf(statistic, n)
+        if expected >= 0.01:
+            continue
+        assert kstwo_sf(statistic, n) == pytest.approx(expected, rel=1e-6, abs=0)
+
+
+def test_chi2_p_matches_scipy() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        table = rng.integers(1, 200, size=(2, int(rng.integers(2, 9)))).astype(float)
+        expected = stats.chi2_contingency(table, correction=False)[1]
+        assert chi2_independence_p(table) == pytest.approx(expected, rel=1e-12)
+
+
+def test_roc_auc_matches_rank_formula_with_ties() -> None:
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 2, 400)
+    scores = rng.integers(0, 10, 400) / 10.0
+    ranks = stats.rankdata(scores)
+    positives = labels.sum()
+    expected = (ranks[labels == 1].sum() - positives * (positives + 1) / 2) / (
+        positives * (labels.size - positives)
+    )
+    assert roc_auc(labels, scores) == pytest.approx(expected, rel=1e-12)
