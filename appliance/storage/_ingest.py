@@ -1,11 +1,14 @@
 """Ingest: files validated against the dataset's contract into a new version.
 
-The steps: check and hash each file; stage its rows in an in-memory DuckDB
-(CSV as text, so every value is converted by rules this module controls);
-infer types over every row; check the contract; write the rows that keep it
-to the lake as zstd Parquet and the rows that break it to the quarantine
-table with their file, line, column and reason; record the version with its
-lineage and quality report; apply the retention rule.
+The steps: check and hash each file; stage its rows with an in-memory DuckDB
+(a CSV file whose values all parse as the sniffed types goes straight to a
+Parquet file, any other CSV file is read as text so every value is converted
+by rules this module controls); infer types over every row; check the
+contract; write the rows that keep it to the lake as zstd Parquet (the staged
+Parquet file itself when nothing needs converting or dropping) and the rows
+that break it to the quarantine table with their file, line, column and
+reason; record the version with its lineage and quality report; apply the
+retention rule.
 
 A version id is a hash of the source files' hashes (and, in ``append`` mode,
 of the parent version), so ingesting the same bytes again finds the existing
@@ -46,9 +49,11 @@ from appliance.storage._datasets import (
     scan_sql,
 )
 from appliance.storage._loading import (
+    PARQUET_OPTIONS,
     load_sources,
     malformed_records,
     normalize_type,
+    short_error,
 )
 from appliance.storage._quality import quality_report
 from appliance.storage._sources import SourceFile, open_source
@@ -84,8 +89,12 @@ class _Staged:
     inference: Inference
     records: list[int]
     """Row count of each source file."""
+    typed_files: list[Path] | None
+    """Parquet file of each source when the typed path read it, else None."""
     malformed: int = 0
     """Records the CSV reader could not split into the header's columns."""
+    missing: list[str] = field(default_factory=list)
+    """Contract columns that no file has, staged as NULL text."""
 
 
 def ingest(
@@ -136,13 +145,18 @@ def ingest(
         return IngestResult(existing, created=False)
 
     contract = settings.contract or stored_contract(catalog, dataset)
+    target = catalog.lake / dataset / f"version={version_id}"
+    work = target.with_name(target.name + ".tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     db = duckdb.connect()
     try:
         return _ingest_new(
-            catalog, db, settings, sources, version_id, mode, parent, contract, strict
+            catalog, db, settings, sources, work, mode, parent, contract, strict
         )
     finally:
         db.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _ingest_new(
@@ -150,14 +164,16 @@ def _ingest_new(
     db: duckdb.DuckDBPyConnection,
     settings: DatasetConfig,
     sources: list[SourceFile],
-    version_id: str,
+    work: Path,
     mode: Mode,
     parent: DatasetVersion | None,
     contract: ContractConfig | None,
     strict: bool,
 ) -> IngestResult:
     dataset = settings.name
-    staged = _stage(db, sources, settings, contract)
+    target = work.with_name(work.name.removesuffix(".tmp"))
+    version_id = target.name.removeprefix("version=")
+    staged = _stage(db, sources, settings, contract, work)
     active = contract or ContractConfig()
     types = column_types(active, staged.inference.types)
     warnings = list(staged.inference.warnings)
@@ -188,9 +204,8 @@ def _ingest_new(
             )
         )
 
-    target = catalog.lake / dataset / f"version={version_id}"
     partition = settings.partition_by if settings.partition_by in types else None
-    partitioned = _write_rows(db, types, staged, target, partition, bad, accepted)
+    partitioned = _write_rows(db, types, staged, work, target, partition, bad, accepted)
     own_glob = str(target) + ("/*/*.parquet" if partitioned else "/*.parquet")
     schema = {name: column.type for name, column in types.items()}
     if parent_scan and parent is not None:
@@ -269,12 +284,12 @@ def _stage(
     sources: list[SourceFile],
     settings: DatasetConfig,
     contract: ContractConfig | None,
+    work: Path,
 ) -> _Staged:
-    """Load every file into ``raw_N`` tables and the `STAGED` view over them."""
-    records = load_sources(db, sources, settings, contract)
+    """Load every file into ``raw_N`` views and the `STAGED` view over them."""
+    loaded = load_sources(db, sources, settings, contract, work)
     union = " UNION ALL BY NAME ".join(
-        f"SELECT {i} AS _file, rowid AS _record, * FROM raw_{i}"
-        for i in range(len(sources))
+        f"SELECT {i} AS _file, * FROM raw_{i}" for i in range(len(sources))
     )
     described = db.execute(f"DESCRIBE {union}").fetchall()
     source_types = {
@@ -314,7 +329,9 @@ def _stage(
     if malformed_sql is not None:
         db.execute(f"CREATE TEMP TABLE malformed AS {malformed_sql}")
         malformed = db.execute("SELECT count(*) FROM malformed").fetchall()[0][0]
-    return _Staged(source_types, inference, records, malformed)
+    return _Staged(
+        source_types, inference, loaded.records, loaded.typed_files, malformed, missing
+    )
 
 
 def _quarantine_rows(
@@ -362,22 +379,22 @@ def _line_sql(
     breaks moves every later record down by that many lines. JSON lines are
     numbered from 1; for Parquet the number is the row's position, from 1.
     """
-    keys = f"SELECT {index} AS _file, rowid AS _record"
+    keys = f"SELECT {index} AS _file, _record"
     if source.reader != "read_csv":
-        return f"{keys}, rowid + 1 AS line FROM raw_{index}"
+        return f"{keys}, _record + 1 AS line FROM raw_{index}"
     if source.newlines <= records + 1:
-        return f"{keys}, rowid + 2 AS line FROM raw_{index}"
+        return f"{keys}, _record + 2 AS line FROM raw_{index}"
     # NOTE: blank lines that the CSV reader skips are not counted, so line
     # numbers after a blank line are one lower per blank line.
     columns = [r[0] for r in db.execute(f"DESCRIBE raw_{index}").fetchall()]
     breaks = " + ".join(
         f"coalesce(length({text}) - length(replace({text}, chr(10), '')), 0)"
-        for text in (f"CAST({_ident(c)} AS VARCHAR)" for c in columns)
+        for text in (f"CAST({_ident(c)} AS VARCHAR)" for c in columns[1:])
     )
     return (
-        f"SELECT {index} AS _file, rowid AS _record, 2 + rowid + coalesce(sum(breaks) "
-        "OVER (ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) "
-        f"AS line FROM (SELECT rowid, {breaks} AS breaks FROM raw_{index})"
+        f"SELECT {index} AS _file, _record, 2 + _record + coalesce(sum(breaks) "
+        "OVER (ORDER BY _record ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), "
+        f"0) AS line FROM (SELECT _record, {breaks} AS breaks FROM raw_{index})"
     )
 
 
@@ -440,16 +457,69 @@ def _write_rows(
     db: duckdb.DuckDBPyConnection,
     types: dict[str, ColumnType],
     staged: _Staged,
+    work: Path,
     target: Path,
     partition: str | None,
     bad: int,
     accepted: int,
 ) -> bool:
-    """Write the accepted rows to `target` through a temporary folder.
+    """Write the accepted rows to ``work/out`` and move that folder to `target`.
 
     Returns:
         Whether the files are Hive-partitioned by `partition`.
     """
+    out = work / "out"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partitioned = partition is not None and accepted > 0
+    try:
+        if not partitioned and _can_keep_staged(staged, types, bad):
+            assert staged.typed_files is not None
+            out.mkdir()
+            os.replace(staged.typed_files[0], out / "data_0.parquet")
+        elif partitioned:
+            db.execute(
+                f"COPY ({_accepted_sql(types, staged, bad)}) TO {_literal(str(out))} "
+                f"({PARQUET_OPTIONS}, PARTITION_BY ({_ident(partition or '')}))"
+            )
+        else:
+            out.mkdir()
+            db.execute(
+                f"COPY ({_accepted_sql(types, staged, bad)}) TO "
+                f"{_literal(str(out / 'data_0.parquet'))} ({PARQUET_OPTIONS})"
+            )
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(out, target)
+    except duckdb.Error as exc:
+        raise IngestError(
+            f"cannot write version folder {target}: {short_error(exc)}; check the "
+            "free disk space and permissions of the lake folder"
+        ) from exc
+    except OSError as exc:
+        raise IngestError(
+            f"cannot write version folder {target}: {exc}; check the free disk "
+            "space and permissions of the lake folder"
+        ) from exc
+    return partitioned
+
+
+def _can_keep_staged(staged: _Staged, types: dict[str, ColumnType], bad: int) -> bool:
+    """Tell whether the typed path's Parquet file is already the version's data.
+
+    It is when it is the only source, no row is dropped, and every column is
+    stored as read, in the same order, with no column added by the contract.
+    """
+    if staged.typed_files is None or len(staged.typed_files) != 1:
+        return False
+    if bad or staged.missing:
+        return False
+    return list(types) == list(staged.source_types) and all(
+        column.type == staged.source_types[name] and not column.date_format
+        for name, column in types.items()
+    )
+
+
+def _accepted_sql(types: dict[str, ColumnType], staged: _Staged, bad: int) -> str:
+    """Return the query of the rows that keep the contract, converted to `types`."""
     columns = ", ".join(
         f"{cast_sql(name, column, staged.source_types.get(name, 'VARCHAR'))} AS "
         f"{_ident(name)}"
@@ -461,31 +531,7 @@ def _write_rows(
             " WHERE (_file, _record) NOT IN (SELECT (_file, _record) FROM violations) "
             "ORDER BY _file, _record"
         )
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partitioned = partition is not None and accepted > 0
-    try:
-        if partitioned:
-            db.execute(
-                f"COPY ({rows}) TO {_literal(str(staging))} (FORMAT parquet, "
-                f"COMPRESSION zstd, PARTITION_BY ({_ident(partition or '')}))"
-            )
-        else:
-            staging.mkdir()
-            db.execute(
-                f"COPY ({rows}) TO {_literal(str(staging / 'data_0.parquet'))} "
-                "(FORMAT parquet, COMPRESSION zstd)"
-            )
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    except duckdb.Error as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise IngestError(f"cannot write version folder {target}: {exc}") from exc
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return partitioned
+    return rows
 
 
 def _check_name(dataset: str) -> None:
