@@ -50,6 +50,8 @@ class Loaded:
     """Row count of each source file."""
     typed_files: list[Path] | None
     """Parquet file of each source written by the typed path; None otherwise."""
+    dialects: list[Dialect] | None = None
+    """CSV dialect of each source; None for other formats."""
 
 
 def load_sources(
@@ -78,12 +80,13 @@ def load_sources(
         ]
         typed = _load_typed(db, sources, dialects, settings, contract, staging)
         if typed is not None:
-            return Loaded(_counts(db, len(sources)), typed)
+            return Loaded(_counts(db, len(sources)), typed, dialects)
         readers = [
             _text_csv_sql(i, s, d, settings)
             for i, (s, d) in enumerate(zip(sources, dialects))
         ]
     else:
+        dialects = None
         readers = [_other_sql(source) for source in sources]
     for index, (source, reader) in enumerate(zip(sources, readers)):
         try:
@@ -96,7 +99,7 @@ def load_sources(
             f"CREATE TEMP VIEW raw_{index} AS SELECT rowid AS _record, * "
             f"FROM rows_{index}"
         )
-    return Loaded(_counts(db, len(sources)), None)
+    return Loaded(_counts(db, len(sources)), None, dialects)
 
 
 def _load_typed(
@@ -186,8 +189,12 @@ def _text_csv_sql(
 def malformed_records(db: duckdb.DuckDBPyConnection, files: int) -> str | None:
     """Return SQL of the records the text read could not split into the columns.
 
-    The rows are ``(_file, line, column_name, csv_line, message)``; None when
-    the files were read on the typed path, which has no such records.
+    The rows are ``(_file, line, line_position, column_name, csv_line,
+    message)``, where ``line`` is DuckDB's count of records and line breaks
+    before the record (the record's line when every record is one line) and
+    ``line_position`` a byte offset within the record or the blank lines
+    before it. None when the files were read on the typed path, which has no
+    such records.
     """
     tables = [f"text_rejects_{index}" for index in range(files)]
     present = {
@@ -199,7 +206,8 @@ def malformed_records(db: duckdb.DuckDBPyConnection, files: int) -> str | None:
     if not all(table in present for table in tables):
         return None
     return " UNION ALL ".join(
-        f"SELECT {index} AS _file, CAST(line AS BIGINT) AS line, column_name, "
+        f"SELECT {index} AS _file, CAST(line AS BIGINT) AS line, "
+        "CAST(line_byte_position AS BIGINT) AS line_position, column_name, "
         f"csv_line, CAST(error_type AS VARCHAR) || ': ' || error_message AS message "
         f"FROM {table}"
         for index, table in enumerate(tables)
