@@ -49,13 +49,13 @@ from appliance.storage._datasets import (
     record_version,
     scan_sql,
 )
+from appliance.storage._errors import short_error
 from appliance.storage._lines import match_records, record_lines
 from appliance.storage._loading import (
     PARQUET_OPTIONS,
     load_sources,
     malformed_records,
     normalize_type,
-    short_error,
 )
 from appliance.storage._quality import quality_report
 from appliance.storage._sources import Dialect, SourceFile, open_source

@@ -24,15 +24,16 @@ import duckdb
 
 from appliance.config import ContractConfig, DatasetConfig
 from appliance.errors import IngestError
+from appliance.storage._errors import short_error
 from appliance.storage._sources import Dialect, SourceFile, sniff_dialect
 
 logger = logging.getLogger(__name__)
 
+_FORMATS = {"read_csv": "CSV", "read_parquet": "Parquet", "read_json": "JSON-lines"}
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
 """Options of every Parquet file the ingest writes to the lake."""
 _ROW_NUMBER = "file_row_number"
 """Column that ``read_parquet(..., file_row_number=true)`` adds."""
-_ERROR_LINES = 2
 _TYPED = ("BIGINT", "DOUBLE", "BOOLEAN", "DATE", "TIMESTAMP", "TIMESTAMPTZ", "VARCHAR")
 _ALIASES = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}
 
@@ -93,7 +94,8 @@ def load_sources(
             db.execute(f"CREATE TEMP TABLE rows_{index} AS SELECT * FROM {reader}")
         except duckdb.Error as exc:
             raise IngestError(
-                f"{source.path}: cannot read file: {short_error(exc)}"
+                f"{source.path}: cannot read file: {short_error(exc)}; check that "
+                f"it is a complete {_FORMATS[source.reader]} file"
             ) from None
         db.execute(
             f"CREATE TEMP VIEW raw_{index} AS SELECT rowid AS _record, * "
@@ -238,19 +240,6 @@ def _other_sql(source: SourceFile) -> str:
     if source.reader == "read_parquet":
         return f"read_parquet({path})"
     return f"read_json({path}, format='newline_delimited', sample_size=-1)"
-
-
-def short_error(exc: duckdb.Error) -> str:
-    """Return the first lines of a DuckDB error, without its list of reader options.
-
-    DuckDB appends every CSV option it used to a reader error, which buries
-    the cause under twenty lines of settings.
-    """
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    kept = []
-    for line in lines[:_ERROR_LINES]:
-        kept.append(line.rstrip("."))
-    return ". ".join(kept) or type(exc).__name__
 
 
 def _counts(db: duckdb.DuckDBPyConnection, files: int) -> list[int]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from appliance.errors import IngestError
+from appliance.storage._errors import short_error
 
 READERS = {
     ".csv": "read_csv",
@@ -161,7 +162,10 @@ def sniff_dialect(
             f"header=true, ignore_errors=true, sample_size={_SNIFF_ROWS}{options})"
         ).fetchall()[0]
     except duckdb.Error as exc:
-        raise IngestError(f"{path}: cannot detect the CSV format: {exc}") from None
+        raise IngestError(
+            f"{path}: cannot detect the CSV format: {short_error(exc)}; check that "
+            f"it is a CSV text file in encoding {encoding!r}"
+        ) from None
     assert row is not None
     found_delimiter, quote, escape, sniffed, date_format, timestamp_format = row
     quote = "" if quote == "(empty)" else quote

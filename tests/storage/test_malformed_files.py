@@ -360,3 +360,29 @@ def test_blank_and_multiline_rows_typed_lines(
     rows = catalog.db.execute("SELECT line, value FROM quarantine").fetchall()
     assert result.accepted == 2
     assert rows == [(5, "50")]
+
+
+def test_overlong_line_error_short(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("long.csv", "a,b\n1," + "x" * 3_000_000 + "\n2,y\n")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "long", [path])
+
+    message = str(raised.value)
+    assert len(message) < 400
+    assert message.startswith(f"{path}: cannot detect the CSV format: ")
+    assert "Maximum line size of 2000000 bytes exceeded" in message
+    assert message.endswith("check that it is a CSV text file in encoding 'utf-8'")
+
+
+def test_malformed_json_error_short(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("bad.jsonl", 'not json\n{"a": 1}\n')
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "bad", [path])
+
+    message = str(raised.value)
+    assert "LINE 1" not in message
+    assert "CREATE" not in message
+    assert message.startswith(f"{path}: cannot read file: Invalid Input Error: ")
+    assert message.endswith("check that it is a complete JSON-lines file")
