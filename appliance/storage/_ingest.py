@@ -149,14 +149,21 @@ def ingest(
         return IngestResult(existing, created=False)
 
     contract = settings.contract or stored_contract(catalog, dataset)
-    target = catalog.lake / dataset / f"version={version_id}"
-    work = target.with_name(target.name + ".tmp")
+    work = catalog.lake / settings.name / f"version={version_id}.tmp"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     db = duckdb.connect()
     try:
         return _ingest_new(
-            catalog, db, settings, sources, work, mode, parent, contract, strict
+            catalog,
+            db,
+            settings,
+            sources,
+            (version_id, work),
+            mode,
+            parent,
+            contract,
+            strict,
         )
     finally:
         db.close()
@@ -168,15 +175,21 @@ def _ingest_new(
     db: duckdb.DuckDBPyConnection,
     settings: DatasetConfig,
     sources: list[SourceFile],
-    work: Path,
+    new_version: tuple[str, Path],
     mode: Mode,
     parent: DatasetVersion | None,
     contract: ContractConfig | None,
     strict: bool,
 ) -> IngestResult:
+    """Stage, check and write a new version.
+
+    Args:
+        new_version: The new version's id and its staging folder, which the
+            caller removes afterwards.
+    """
     dataset = settings.name
-    target = work.with_name(work.name.removesuffix(".tmp"))
-    version_id = target.name.removeprefix("version=")
+    version_id, work = new_version
+    target = catalog.lake / dataset / f"version={version_id}"
     staged = _stage(db, sources, settings, contract, work)
     active = contract or ContractConfig()
     types = column_types(active, staged.inference.types)
