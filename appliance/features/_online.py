@@ -205,7 +205,8 @@ class FeatureServer:
                 needs DuckDB to be compared exactly.
         """
         with self._lock:
-            store, indexes, schemas = self._store, self._indexes, self._schemas
+            store, indexes = self._store, self._indexes
+            schemas, view_columns = self._schemas, self._columns
         assert store is not None
         if any(view.name not in indexes for view in declared):
             raise Unsupported("a feature view has no index")
@@ -223,7 +224,7 @@ class FeatureServer:
         order = [
             name
             for view in declared
-            for name in feature_columns(view, self._columns[view.name])
+            for name in feature_columns(view, view_columns[view.name])
         ]
         if any(view.derive for view in declared):
             types = [schemas[view.name] for view in declared]

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError
@@ -50,7 +49,7 @@ from appliance.storage._datasets import (
     scan_sql,
 )
 from appliance.storage._errors import short_error
-from appliance.storage._lines import match_records, record_lines
+from appliance.storage._lines import line_sql
 from appliance.storage._loading import (
     PARQUET_OPTIONS,
     load_sources,
@@ -370,8 +369,12 @@ def _quarantine_rows(
     """Return the violations as an Arrow table with source, line and whole row."""
     lines = []
     for index, source in enumerate(sources):
-        lines.append(_line_sql(db, index, source, staged, encoding))
-    line_sql = " UNION ALL ".join(lines)
+        dialect = staged.dialects[index] if staged.dialects else None
+        records = staged.records[index]
+        lines.append(
+            line_sql(db, index, source, records, dialect, staged.malformed, encoding)
+        )
+    numbered = " UNION ALL ".join(lines)
     fields = ", ".join(
         f"{_ident(name)} := r.{_ident(name)}" for name in staged.source_types
     )
@@ -380,7 +383,7 @@ def _quarantine_rows(
         SELECT v._file, s.path AS source, l.line, v.column_name, v.value, v.reason,
                to_json(struct_pack({fields})) AS row_json
         FROM violations v
-        JOIN ({line_sql}) l USING (_file, _record)
+        JOIN ({numbered}) l USING (_file, _record)
         JOIN {paths} s USING (_file)
         JOIN {STAGED} r USING (_file, _record)
     """
@@ -396,104 +399,6 @@ def _quarantine_rows(
         f"({query}) ORDER BY _file, line, column_name"
     )
     return db.sql(query).to_arrow_table()
-
-
-def _line_sql(
-    db: duckdb.DuckDBPyConnection,
-    index: int,
-    source: SourceFile,
-    staged: _Staged,
-    encoding: str,
-) -> str:
-    """Return SQL mapping each record of file `index` to its line in the file.
-
-    CSV records start on line 2 after the header, one line each unless the
-    file has more line breaks than records; then `_lines` finds each record's
-    line, and sets the lines of the file's malformed records too. JSON lines
-    are numbered from 1; for Parquet the number is the row's position, from 1.
-    """
-    keys = f"SELECT {index} AS _file, _record"
-    if source.reader != "read_csv":
-        return f"{keys}, _record + 1 AS line FROM raw_{index}"
-    malformed = 0
-    if staged.malformed:
-        malformed = db.execute(
-            f"SELECT count(*) FROM malformed WHERE _file = {index}"
-        ).fetchall()[0][0]
-    if source.newlines <= staged.records[index] + malformed + 1:
-        simple = f"{keys}, _record + 2 AS line FROM raw_{index}"
-        return _skip_malformed_lines(simple) if malformed else simple
-    assert staged.dialects is not None
-    dialect = staged.dialects[index]
-    records = record_lines(source.path, encoding, dialect.quote, dialect.escape)
-    rejected = []
-    if malformed:
-        rejected = db.execute(
-            f"SELECT rowid, line_position FROM malformed WHERE _file = {index}"
-        ).fetchall()
-    matched = match_records(records, [r[1] for r in rejected], staged.records[index])
-    if matched is None:
-        logger.warning(
-            "line numbers estimated file=%s records=%d line_breaks=%d",
-            source.path,
-            staged.records[index],
-            source.newlines,
-        )
-        return _estimated_lines(db, index, malformed)
-    accepted, rejected_lines = matched
-    if rejected:
-        fixed = pa.table({"id": [r[0] for r in rejected], "line": rejected_lines})
-        db.register("rejected_lines", fixed)
-        db.execute(
-            "UPDATE malformed SET line = r.line FROM rejected_lines r "
-            "WHERE malformed.rowid = r.id"
-        )
-        db.unregister("rejected_lines")
-    table = f"record_lines_{index}"
-    numbers = pa.table({"_record": range(len(accepted)), "line": accepted})
-    db.register(table, numbers)
-    return f"SELECT {index} AS _file, _record, line FROM {table}"
-
-
-def _estimated_lines(db: duckdb.DuckDBPyConnection, index: int, malformed: int) -> str:
-    """Return SQL of each record's line counted from the line breaks in its values.
-
-    NOTE: this misses blank lines and counts a malformed record as one line,
-    so it is used only when `_lines` cannot pair the file's records with
-    DuckDB's, such as after a quote left open.
-    """
-    columns = [r[0] for r in db.execute(f"DESCRIBE raw_{index}").fetchall()]
-    breaks = " + ".join(
-        f"coalesce(length({text}) - length(replace({text}, chr(10), '')), 0)"
-        for text in (f"CAST({_ident(c)} AS VARCHAR)" for c in columns[1:])
-    )
-    sql = (
-        f"SELECT {index} AS _file, _record, 2 + _record + coalesce(sum(breaks) "
-        "OVER (ORDER BY _record ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), "
-        f"0) AS line FROM (SELECT _record, {breaks} AS breaks FROM raw_{index})"
-    )
-    return _skip_malformed_lines(sql) if malformed else sql
-
-
-def _skip_malformed_lines(line_sql: str) -> str:
-    """Move each record's line past the malformed records above it.
-
-    The text read leaves malformed records out, so a record's line counted
-    from its position is short by the malformed records before it. With the
-    malformed lines L1 < L2 < ... of a file, the i-th one (from 1) moves down
-    every record whose counted line is at least Li - (i - 1). Each malformed
-    record is taken to span one line, which holds when the file has no more
-    line breaks than records.
-    """
-    shifts = (
-        "SELECT _file, line - (row_number() OVER (PARTITION BY _file ORDER BY line)"
-        " - 1) AS from_line FROM malformed"
-    )
-    return (
-        f"SELECT l._file, l._record, l.line + (SELECT count(*) FROM ({shifts}) m "
-        f"WHERE m._file = l._file AND m.from_line <= l.line) AS line "
-        f"FROM ({line_sql}) l"
-    )
 
 
 def _paths_values(sources: list[SourceFile]) -> str:

@@ -6,15 +6,23 @@ lines moves every later record down in the file but not in DuckDB's count.
 `record_lines` finds where each record starts by scanning the bytes for line
 breaks outside quoted fields, and `match_records` pairs those records with
 DuckDB's accepted rows and rejected records, so each quarantined row can name
-the line it starts on.
+the line it starts on. `line_sql` returns those lines to the ingest's query.
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from appliance.storage._sources import Dialect, SourceFile
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,115 @@ def match_records(
     return kept, [records.lines[i] for i in rejected]
 
 
+def line_sql(
+    db: duckdb.DuckDBPyConnection,
+    index: int,
+    source: SourceFile,
+    records: int,
+    dialect: Dialect | None,
+    any_malformed: int,
+    encoding: str,
+) -> str:
+    """Return SQL mapping each record of view ``raw_N`` to its line in the file.
+
+    CSV records start on line 2 after the header, one line each unless the
+    file has more line breaks than records; then `record_lines` finds each
+    record's line, and the lines of the file's rows in the ``malformed``
+    table are set too. JSON lines are numbered from 1; for Parquet the number
+    is the row's position, from 1.
+
+    Args:
+        db: The ingest's connection, with ``raw_N`` and ``malformed`` tables.
+        index: N, the file's position among the sources.
+        source: The file.
+        records: Rows DuckDB read from the file.
+        dialect: The file's CSV dialect; None for other formats.
+        any_malformed: Count of malformed records of all the files.
+        encoding: The file's encoding.
+    """
+    keys = f"SELECT {index} AS _file, _record"
+    if source.reader != "read_csv":
+        return f"{keys}, _record + 1 AS line FROM raw_{index}"
+    malformed = 0
+    if any_malformed:
+        malformed = db.execute(
+            f"SELECT count(*) FROM malformed WHERE _file = {index}"
+        ).fetchall()[0][0]
+    if source.newlines <= records + malformed + 1:
+        simple = f"{keys}, _record + 2 AS line FROM raw_{index}"
+        return _skip_malformed_lines(simple) if malformed else simple
+    assert dialect is not None
+    found = record_lines(source.path, encoding, dialect.quote, dialect.escape)
+    rejected = []
+    if malformed:
+        rejected = db.execute(
+            f"SELECT rowid, line_position FROM malformed WHERE _file = {index}"
+        ).fetchall()
+    matched = match_records(found, [r[1] for r in rejected], records)
+    if matched is None:
+        logger.warning(
+            "line numbers estimated file=%s records=%d line_breaks=%d",
+            source.path,
+            records,
+            source.newlines,
+        )
+        return _estimated_lines(db, index, malformed)
+    accepted, rejected_lines = matched
+    if rejected:
+        fixed = pa.table({"id": [r[0] for r in rejected], "line": rejected_lines})
+        db.register("rejected_lines", fixed)
+        db.execute(
+            "UPDATE malformed SET line = r.line FROM rejected_lines r "
+            "WHERE malformed.rowid = r.id"
+        )
+        db.unregister("rejected_lines")
+    table = f"record_lines_{index}"
+    numbers = pa.table({"_record": range(len(accepted)), "line": accepted})
+    db.register(table, numbers)
+    return f"SELECT {index} AS _file, _record, line FROM {table}"
+
+
+def _estimated_lines(db: duckdb.DuckDBPyConnection, index: int, malformed: int) -> str:
+    """Return SQL of each record's line counted from the line breaks in its values.
+
+    NOTE: this misses blank lines and counts a malformed record as one line,
+    so it is used only when `match_records` cannot pair the file's records with
+    DuckDB's, such as after a quote left open.
+    """
+    columns = [r[0] for r in db.execute(f"DESCRIBE raw_{index}").fetchall()]
+    breaks = " + ".join(
+        f"coalesce(length({text}) - length(replace({text}, chr(10), '')), 0)"
+        for text in (f"CAST({_quote(c)} AS VARCHAR)" for c in columns[1:])
+    )
+    sql = (
+        f"SELECT {index} AS _file, _record, 2 + _record + coalesce(sum(breaks) "
+        "OVER (ORDER BY _record ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), "
+        f"0) AS line FROM (SELECT _record, {breaks} AS breaks FROM raw_{index})"
+    )
+    return _skip_malformed_lines(sql) if malformed else sql
+
+
+def _skip_malformed_lines(line_sql: str) -> str:
+    """Move each record's line past the malformed records above it.
+
+    The text read leaves malformed records out, so a record's line counted
+    from its position is short by the malformed records before it. With the
+    malformed lines L1 < L2 < ... of a file, the i-th one (from 1) moves down
+    every record whose counted line is at least Li - (i - 1). Each malformed
+    record is taken to span one line, which holds when the file has no more
+    line breaks than records.
+    """
+    shifts = (
+        "SELECT _file, line - (row_number() OVER (PARTITION BY _file ORDER BY line)"
+        " - 1) AS from_line FROM malformed"
+    )
+    return (
+        f"SELECT l._file, l._record, l.line + (SELECT count(*) FROM ({shifts}) m "
+        f"WHERE m._file = l._file AND m.from_line <= l.line) AS line "
+        f"FROM ({line_sql}) l"
+    )
+
+
 def _token_pattern(quote: str, escape: str) -> re.Pattern[bytes]:
     """Return a pattern matching a quoted field (line breaks and all) or a line break.
 
@@ -97,3 +214,7 @@ def _token_pattern(quote: str, escape: str) -> re.Pattern[bytes]:
     return re.compile(
         q + rb"(?:[^" + q + e + rb"]|" + e + rb".)*" + q + rb"|\n", re.DOTALL
     )
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
