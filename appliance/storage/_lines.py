@@ -11,9 +11,12 @@ the line it starts on. `line_sql` returns those lines to the ingest's query.
 
 from __future__ import annotations
 
+import array
 import bisect
 import logging
+import mmap
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,22 +32,30 @@ logger = logging.getLogger(__name__)
 class Records:
     """The data records of a CSV file, header and blank lines left out."""
 
-    ends: list[int]
+    ends: Sequence[int]
     """Byte offset just past each record's line break (or the end of the file)."""
-    lines: list[int]
+    lines: Sequence[int]
     """Line each record starts on, from 1."""
 
 
 def record_lines(path: Path, encoding: str, quote: str, escape: str) -> Records:
     """Scan `path` for its records' offsets and first lines.
 
-    Offsets are of the file's UTF-8 bytes, as DuckDB reads it: a file in
-    another encoding is converted first.
+    Offsets are of the file's UTF-8 bytes, as DuckDB reads it. A UTF-8 file
+    is mapped into memory rather than read; a file in another encoding is
+    read and converted first.
     """
-    data = path.read_bytes()
-    if encoding != "utf-8":
-        data = data.decode(encoding).encode("utf-8")
-    ends, lines = [], []
+    with (
+        path.open("rb") as handle,
+        mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+    ):
+        if encoding == "utf-8":
+            return _scan(mapped, quote, escape)
+        return _scan(mapped[:].decode(encoding).encode(), quote, escape)
+
+
+def _scan(data: bytes | mmap.mmap, quote: str, escape: str) -> Records:
+    ends, lines = array.array("q"), array.array("q")
     start, line, record_line = 0, 1, 1
     for match in _token_pattern(quote, escape).finditer(data):
         token = match.group()
