@@ -3,7 +3,7 @@
 1. Ingest of the 336,776-row flights CSV: the appliance's `ingest` (contract
    checks, quarantine, quality report, Parquet) against raw DuckDB
    ``read_csv`` to Parquet and against pandas ``read_csv`` plus ``to_parquet``.
-   pandas reads ``time_hour`` as text unless told to parse it, so it runs
+   pandas reads ``time_hour`` as text unless ``parse_dates`` names it, so it runs
    twice: as is, and with ``parse_dates`` so its file has the same column
    types as the appliance's.
 2. Point-in-time join of flights with hourly weather by origin (3 hour TTL):

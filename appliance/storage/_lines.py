@@ -1,8 +1,8 @@
 """Physical line numbers of CSV records, for files whose records span several lines.
 
-DuckDB numbers the records of a CSV file, not its lines: a quoted field with
+DuckDB numbers the records of a CSV file, not its lines. A quoted field with
 line breaks, a blank line the reader skips, or a malformed record that spans
-lines moves every later record down in the file but not in DuckDB's count.
+lines moves every later record down in the file, but not in DuckDB's count.
 `record_lines` finds where each record starts by scanning the bytes for line
 breaks outside quoted fields, and `match_records` pairs those records with
 DuckDB's accepted rows and rejected records, so each quarantined row can name
