@@ -129,13 +129,26 @@ def _list(config: Config, args: argparse.Namespace) -> None:
             "columns": len(v["schema"]),
             "created_at": iso_seconds(v["created_at"]),
             "path": str(v["path"]),
+            "used_by": v.get("used_by", []),
         }
         for v in versions
     ]
+    if not args.json:
+        for row in rows:
+            row["used_by"] = ", ".join(row["used_by"])
     print_rows(
         rows,
         args.json,
-        ["dataset", "version", "parent", "mode", "rows", "quarantined", "created_at"],
+        [
+            "dataset",
+            "version",
+            "parent",
+            "mode",
+            "rows",
+            "quarantined",
+            "created_at",
+            "used_by",
+        ],
     )
 
 
@@ -174,6 +187,10 @@ def _show(config: Config, args: argparse.Namespace) -> None:
     print(f"  quarantined {report.get('quarantined', '?')}")
     print(f"  partitioned {version.partition_by or '(no)'}")
     print(f"  folder      {version.path}")
+    if version.used_by:
+        print(
+            f"  used by     {', '.join(version.used_by)} (retention keeps this version)"
+        )
     for source in version.sources:
         print(f"  source      {source['path']} sha256={source['sha256']}")
     for warning in report.get("warnings", []):
@@ -219,6 +236,7 @@ def _version_json(version: Any) -> dict[str, Any]:
         "path": str(version.path),
         "files": version.files,
         "partition_by": version.partition_by,
+        "used_by": version.used_by,
         "report": version.report,
     }
 

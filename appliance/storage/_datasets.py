@@ -4,7 +4,9 @@ A version is immutable. Its own rows are Parquet files under
 ``lake/DATASET/version=ID/`` (Hive-partitioned when the dataset declares
 ``partition_by``); an ``append`` version also reads the files of its parent
 chain, so appended rows are stored once. `scan_sql` returns the query that
-reads a version with its recorded column order and types.
+reads a version with its recorded column order and types. Retention deletes
+old versions but keeps every version a registered model was trained on,
+through its dataset or one of its feature views.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +55,9 @@ class DatasetVersion:
     """Hive partition column of the version's own files."""
     report: dict[str, Any] = field(default_factory=dict)
     """Validation counts, warnings and the data quality report."""
+    used_by: list[str] = field(default_factory=list)
+    """Registered model versions trained on this version, as ``MODEL vN``.
+    Retention keeps the version while any is listed."""
 
 
 def latest_version(
@@ -76,7 +81,7 @@ def latest_version(
             f"dataset {dataset!r} has no version; run 'appliance ingest {dataset} "
             "FILE' first"
         )
-    return _from_row(row)
+    return _with_uses(catalog, [_from_row(row)])[0]
 
 
 def get_dataset_version(catalog: Catalog, reference: str) -> DatasetVersion:
@@ -103,7 +108,7 @@ def get_dataset_version(catalog: Catalog, reference: str) -> DatasetVersion:
         raise NotFoundError(
             f"{version!r} {problem} of dataset {dataset!r}; versions: {known}"
         )
-    return _from_row(rows[0])
+    return _with_uses(catalog, [_from_row(rows[0])])[0]
 
 
 def list_versions(catalog: Catalog, dataset: str | None = None) -> list[DatasetVersion]:
@@ -114,7 +119,7 @@ def list_versions(catalog: Catalog, dataset: str | None = None) -> list[DatasetV
         "ORDER BY dataset, created_at DESC",
         params,
     ).fetchall()
-    return [_from_row(row) for row in rows]
+    return _with_uses(catalog, [_from_row(row) for row in rows])
 
 
 def find_version(catalog: Catalog, dataset: str, version: str) -> DatasetVersion | None:
@@ -123,7 +128,7 @@ def find_version(catalog: Catalog, dataset: str, version: str) -> DatasetVersion
         f"SELECT {_COLUMNS} FROM dataset_versions WHERE dataset = ? AND version = ?",
         [dataset, version],
     ).fetchall()
-    return _from_row(rows[0]) if rows else None
+    return _with_uses(catalog, [_from_row(rows[0])])[0] if rows else None
 
 
 def find_by_sources(
@@ -191,11 +196,20 @@ def scan_sql(version: DatasetVersion) -> str:
 def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
     """Delete all but the newest `keep` versions of `dataset`; return their ids.
 
-    A deleted version's folder stays while a kept version still reads it
-    (an ``append`` child reads its parent's files).
+    An older version that a registered model was trained on is kept too. A
+    deleted version's folder stays while a kept version still reads it (an
+    ``append`` child reads its parent's files).
     """
     versions = list_versions(catalog, dataset)
-    kept, dropped = versions[:keep], versions[keep:]
+    kept = versions[:keep] + [v for v in versions[keep:] if v.used_by]
+    dropped = [v for v in versions[keep:] if not v.used_by]
+    for version in kept[keep:]:
+        logger.info(
+            "version kept by retention dataset=%s version=%s used_by=%s",
+            dataset,
+            version.version,
+            ",".join(version.used_by),
+        )
     if not dropped:
         return []
     needed = {glob for version in kept for glob in version.files}
@@ -253,6 +267,28 @@ def _stat_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[An
     if old_q.get("p50") != new_q.get("p50"):
         changes["median"] = [old_q.get("p50"), new_q.get("p50")]
     return changes
+
+
+def _with_uses(
+    catalog: Catalog, versions: list[DatasetVersion]
+) -> list[DatasetVersion]:
+    """Return `versions` with `DatasetVersion.used_by` filled in."""
+    if not versions:
+        return versions
+    rows = catalog.db.execute(
+        "SELECT r.dataset, r.dataset_version, r.feature_views_json, m.model, "
+        "m.version FROM model_versions m JOIN runs r ON r.run_id = m.run_id "
+        "ORDER BY m.model, m.version"
+    ).fetchall()
+    uses: dict[tuple[str, str], list[str]] = {}
+    for dataset, version, views_json, model, number in rows:
+        # A model with feature views records the version of every dataset its
+        # feature store read, so all of them are kept, not only the views'.
+        read = set(json.loads(views_json or "{}").items())
+        read.add((dataset, version))
+        for pair in sorted(read, key=str):
+            uses.setdefault(pair, []).append(f"{model} v{number}")
+    return [replace(v, used_by=uses.get((v.dataset, v.version), [])) for v in versions]
 
 
 def _remove_folder(path: Path) -> None:

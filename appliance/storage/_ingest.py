@@ -1,11 +1,14 @@
 """Ingest: files validated against the dataset's contract into a new version.
 
-The steps: check and hash each file; stage its rows in an in-memory DuckDB
-(CSV as text, so every value is converted by rules this module controls);
-infer types over every row; check the contract; write the rows that keep it
-to the lake as zstd Parquet and the rows that break it to the quarantine
-table with their file, line, column and reason; record the version with its
-lineage and quality report; apply the retention rule.
+The steps: check and hash each file; stage its rows with an in-memory DuckDB
+(a CSV file whose values all parse as the sniffed types goes straight to a
+Parquet file, any other CSV file is read as text so every value is converted
+by rules this module controls); infer types over every row; check the
+contract; write the rows that keep it to the lake as zstd Parquet (the staged
+Parquet file itself when nothing needs converting or dropping) and the rows
+that break it to the quarantine table with their file, line, column and
+reason; record the version with its lineage and quality report; apply the
+retention rule.
 
 A version id is a hash of the source files' hashes (and, in ``append`` mode,
 of the parent version), so ingesting the same bytes again finds the existing
@@ -45,13 +48,16 @@ from appliance.storage._datasets import (
     record_version,
     scan_sql,
 )
+from appliance.storage._errors import short_error
+from appliance.storage._lines import line_sql
 from appliance.storage._loading import (
+    PARQUET_OPTIONS,
     load_sources,
     malformed_records,
     normalize_type,
 )
 from appliance.storage._quality import quality_report
-from appliance.storage._sources import SourceFile, open_source
+from appliance.storage._sources import Dialect, SourceFile, open_source
 from appliance.storage._types import ColumnType, Inference, cast_sql, infer_types
 
 logger = logging.getLogger(__name__)
@@ -84,8 +90,14 @@ class _Staged:
     inference: Inference
     records: list[int]
     """Row count of each source file."""
+    typed_files: list[Path] | None
+    """Parquet file of each source when the typed path read it, else None."""
+    dialects: list[Dialect] | None
+    """CSV dialect of each source; None for other formats."""
     malformed: int = 0
     """Records the CSV reader could not split into the header's columns."""
+    missing: list[str] = field(default_factory=list)
+    """Contract columns that no file has, staged as NULL text."""
 
 
 def ingest(
@@ -136,13 +148,25 @@ def ingest(
         return IngestResult(existing, created=False)
 
     contract = settings.contract or stored_contract(catalog, dataset)
+    work = catalog.lake / settings.name / f"version={version_id}.tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     db = duckdb.connect()
     try:
         return _ingest_new(
-            catalog, db, settings, sources, version_id, mode, parent, contract, strict
+            catalog,
+            db,
+            settings,
+            sources,
+            (version_id, work),
+            mode,
+            parent,
+            contract,
+            strict,
         )
     finally:
         db.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _ingest_new(
@@ -150,14 +174,22 @@ def _ingest_new(
     db: duckdb.DuckDBPyConnection,
     settings: DatasetConfig,
     sources: list[SourceFile],
-    version_id: str,
+    new_version: tuple[str, Path],
     mode: Mode,
     parent: DatasetVersion | None,
     contract: ContractConfig | None,
     strict: bool,
 ) -> IngestResult:
+    """Stage, check and write a new version.
+
+    Args:
+        new_version: The new version's id and its staging folder, which the
+            caller removes afterwards.
+    """
     dataset = settings.name
-    staged = _stage(db, sources, settings, contract)
+    version_id, work = new_version
+    target = catalog.lake / dataset / f"version={version_id}"
+    staged = _stage(db, sources, settings, contract, work)
     active = contract or ContractConfig()
     types = column_types(active, staged.inference.types)
     warnings = list(staged.inference.warnings)
@@ -180,7 +212,11 @@ def _ingest_new(
     ).fetchall()[0][0]
     total = sum(staged.records)
     accepted, quarantined = total - bad, bad + staged.malformed
-    quarantine = _quarantine_rows(db, sources, staged) if quarantined else None
+    quarantine = (
+        _quarantine_rows(db, sources, staged, settings.encoding)
+        if quarantined
+        else None
+    )
     if strict and (quarantined or warnings):
         raise IngestError(
             _strict_message(
@@ -188,9 +224,8 @@ def _ingest_new(
             )
         )
 
-    target = catalog.lake / dataset / f"version={version_id}"
     partition = settings.partition_by if settings.partition_by in types else None
-    partitioned = _write_rows(db, types, staged, target, partition, bad, accepted)
+    partitioned = _write_rows(db, types, staged, work, target, partition, bad, accepted)
     own_glob = str(target) + ("/*/*.parquet" if partitioned else "/*.parquet")
     schema = {name: column.type for name, column in types.items()}
     if parent_scan and parent is not None:
@@ -269,12 +304,12 @@ def _stage(
     sources: list[SourceFile],
     settings: DatasetConfig,
     contract: ContractConfig | None,
+    work: Path,
 ) -> _Staged:
-    """Load every file into ``raw_N`` tables and the `STAGED` view over them."""
-    records = load_sources(db, sources, settings, contract)
+    """Load every file into ``raw_N`` views and the `STAGED` view over them."""
+    loaded = load_sources(db, sources, settings, contract, work)
     union = " UNION ALL BY NAME ".join(
-        f"SELECT {i} AS _file, rowid AS _record, * FROM raw_{i}"
-        for i in range(len(sources))
+        f"SELECT {i} AS _file, * FROM raw_{i}" for i in range(len(sources))
     )
     described = db.execute(f"DESCRIBE {union}").fetchall()
     source_types = {
@@ -314,19 +349,32 @@ def _stage(
     if malformed_sql is not None:
         db.execute(f"CREATE TEMP TABLE malformed AS {malformed_sql}")
         malformed = db.execute("SELECT count(*) FROM malformed").fetchall()[0][0]
-    return _Staged(source_types, inference, records, malformed)
+    return _Staged(
+        source_types,
+        inference,
+        loaded.records,
+        loaded.typed_files,
+        loaded.dialects,
+        malformed,
+        missing,
+    )
 
 
 def _quarantine_rows(
-    db: duckdb.DuckDBPyConnection, sources: list[SourceFile], staged: _Staged
+    db: duckdb.DuckDBPyConnection,
+    sources: list[SourceFile],
+    staged: _Staged,
+    encoding: str,
 ) -> Any:
     """Return the violations as an Arrow table with source, line and whole row."""
     lines = []
     for index, source in enumerate(sources):
-        lines.append(_line_sql(db, index, source, staged.records[index]))
-    line_sql = " UNION ALL ".join(lines)
-    if staged.malformed:
-        line_sql = _skip_malformed_lines(line_sql)
+        dialect = staged.dialects[index] if staged.dialects else None
+        records = staged.records[index]
+        lines.append(
+            line_sql(db, index, source, records, dialect, staged.malformed, encoding)
+        )
+    numbered = " UNION ALL ".join(lines)
     fields = ", ".join(
         f"{_ident(name)} := r.{_ident(name)}" for name in staged.source_types
     )
@@ -335,7 +383,7 @@ def _quarantine_rows(
         SELECT v._file, s.path AS source, l.line, v.column_name, v.value, v.reason,
                to_json(struct_pack({fields})) AS row_json
         FROM violations v
-        JOIN ({line_sql}) l USING (_file, _record)
+        JOIN ({numbered}) l USING (_file, _record)
         JOIN {paths} s USING (_file)
         JOIN {STAGED} r USING (_file, _record)
     """
@@ -351,54 +399,6 @@ def _quarantine_rows(
         f"({query}) ORDER BY _file, line, column_name"
     )
     return db.sql(query).to_arrow_table()
-
-
-def _line_sql(
-    db: duckdb.DuckDBPyConnection, index: int, source: SourceFile, records: int
-) -> str:
-    """Return SQL mapping each record of file `index` to its line in the file.
-
-    CSV records start on line 2 after the header; a quoted field with line
-    breaks moves every later record down by that many lines. JSON lines are
-    numbered from 1; for Parquet the number is the row's position, from 1.
-    """
-    keys = f"SELECT {index} AS _file, rowid AS _record"
-    if source.reader != "read_csv":
-        return f"{keys}, rowid + 1 AS line FROM raw_{index}"
-    if source.newlines <= records + 1:
-        return f"{keys}, rowid + 2 AS line FROM raw_{index}"
-    # NOTE: blank lines that the CSV reader skips are not counted, so line
-    # numbers after a blank line are one lower per blank line.
-    columns = [r[0] for r in db.execute(f"DESCRIBE raw_{index}").fetchall()]
-    breaks = " + ".join(
-        f"coalesce(length({text}) - length(replace({text}, chr(10), '')), 0)"
-        for text in (f"CAST({_ident(c)} AS VARCHAR)" for c in columns)
-    )
-    return (
-        f"SELECT {index} AS _file, rowid AS _record, 2 + rowid + coalesce(sum(breaks) "
-        "OVER (ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) "
-        f"AS line FROM (SELECT rowid, {breaks} AS breaks FROM raw_{index})"
-    )
-
-
-def _skip_malformed_lines(line_sql: str) -> str:
-    """Move each record's line past the malformed records above it.
-
-    The text read leaves malformed records out, so a record's line counted
-    from its position is short by the malformed records before it. With the
-    malformed lines L1 < L2 < ... of a file, the i-th one (from 1) moves down
-    every record whose counted line is at least Li - (i - 1).
-    NOTE: a malformed record is taken to span one line.
-    """
-    shifts = (
-        "SELECT _file, line - (row_number() OVER (PARTITION BY _file ORDER BY line)"
-        " - 1) AS from_line FROM malformed"
-    )
-    return (
-        f"SELECT l._file, l._record, l.line + (SELECT count(*) FROM ({shifts}) m "
-        f"WHERE m._file = l._file AND m.from_line <= l.line) AS line "
-        f"FROM ({line_sql}) l"
-    )
 
 
 def _paths_values(sources: list[SourceFile]) -> str:
@@ -440,16 +440,69 @@ def _write_rows(
     db: duckdb.DuckDBPyConnection,
     types: dict[str, ColumnType],
     staged: _Staged,
+    work: Path,
     target: Path,
     partition: str | None,
     bad: int,
     accepted: int,
 ) -> bool:
-    """Write the accepted rows to `target` through a temporary folder.
+    """Write the accepted rows to ``work/out`` and move that folder to `target`.
 
     Returns:
         Whether the files are Hive-partitioned by `partition`.
     """
+    out = work / "out"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partitioned = partition is not None and accepted > 0
+    try:
+        if not partitioned and _can_keep_staged(staged, types, bad):
+            assert staged.typed_files is not None
+            out.mkdir()
+            os.replace(staged.typed_files[0], out / "data_0.parquet")
+        elif partitioned:
+            db.execute(
+                f"COPY ({_accepted_sql(types, staged, bad)}) TO {_literal(str(out))} "
+                f"({PARQUET_OPTIONS}, PARTITION_BY ({_ident(partition or '')}))"
+            )
+        else:
+            out.mkdir()
+            db.execute(
+                f"COPY ({_accepted_sql(types, staged, bad)}) TO "
+                f"{_literal(str(out / 'data_0.parquet'))} ({PARQUET_OPTIONS})"
+            )
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(out, target)
+    except duckdb.Error as exc:
+        raise IngestError(
+            f"cannot write version folder {target}: {short_error(exc)}; check the "
+            "free disk space and permissions of the lake folder"
+        ) from exc
+    except OSError as exc:
+        raise IngestError(
+            f"cannot write version folder {target}: {exc}; check the free disk "
+            "space and permissions of the lake folder"
+        ) from exc
+    return partitioned
+
+
+def _can_keep_staged(staged: _Staged, types: dict[str, ColumnType], bad: int) -> bool:
+    """Tell whether the typed path's Parquet file is already the version's data.
+
+    It is when it is the only source, no row is dropped, and every column is
+    stored as read, in the same order, with no column added by the contract.
+    """
+    if staged.typed_files is None or len(staged.typed_files) != 1:
+        return False
+    if bad or staged.missing:
+        return False
+    return list(types) == list(staged.source_types) and all(
+        column.type == staged.source_types[name] and not column.date_format
+        for name, column in types.items()
+    )
+
+
+def _accepted_sql(types: dict[str, ColumnType], staged: _Staged, bad: int) -> str:
+    """Return the query of the rows that keep the contract, converted to `types`."""
     columns = ", ".join(
         f"{cast_sql(name, column, staged.source_types.get(name, 'VARCHAR'))} AS "
         f"{_ident(name)}"
@@ -461,31 +514,7 @@ def _write_rows(
             " WHERE (_file, _record) NOT IN (SELECT (_file, _record) FROM violations) "
             "ORDER BY _file, _record"
         )
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partitioned = partition is not None and accepted > 0
-    try:
-        if partitioned:
-            db.execute(
-                f"COPY ({rows}) TO {_literal(str(staging))} (FORMAT parquet, "
-                f"COMPRESSION zstd, PARTITION_BY ({_ident(partition or '')}))"
-            )
-        else:
-            staging.mkdir()
-            db.execute(
-                f"COPY ({rows}) TO {_literal(str(staging / 'data_0.parquet'))} "
-                "(FORMAT parquet, COMPRESSION zstd)"
-            )
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    except duckdb.Error as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise IngestError(f"cannot write version folder {target}: {exc}") from exc
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return partitioned
+    return rows
 
 
 def _check_name(dataset: str) -> None:

@@ -1,27 +1,39 @@
-"""Loading source files into DuckDB tables ``raw_0``, ``raw_1``, ... for ingest.
+"""Loading source files into DuckDB views ``raw_0``, ``raw_1``, ... for ingest.
 
-CSV files take one of two paths. The typed path reads each column as the
-type DuckDB's sniffer guessed (or the contract declares) and records every
-value that does not parse. When no value fails, every row was checked
-against those types, which is as good as inferring them over the whole file
-and much faster. When any value fails, or a guess is not one the appliance's
-rules allow (a date in a non-ISO format), the files are read again as text.
-Then `_types.infer_types` and the contract checks decide each value.
+Each view has the file's columns and ``_record``, the row's position in the
+file from 0. CSV files take one of two paths. The typed path reads each
+column as the type DuckDB's sniffer guessed (or the contract declares)
+straight into a zstd Parquet file in the staging folder, in one pass that
+fails on the first value that does not parse. When it succeeds, every row was
+checked against those types, which is as good as inferring them over the
+whole file and much faster, and the Parquet file can become the version's
+data file unchanged. When any value fails, or a guess is not one the
+appliance's rules allow (a date in a non-ISO format), the files are read
+again as text into temporary tables. Then `_types.infer_types` and the
+contract checks decide each value.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 
 from appliance.config import ContractConfig, DatasetConfig
 from appliance.errors import IngestError
+from appliance.storage._errors import short_error
 from appliance.storage._sources import Dialect, SourceFile, sniff_dialect
 
 logger = logging.getLogger(__name__)
 
+_FORMATS = {"read_csv": "CSV", "read_parquet": "Parquet", "read_json": "JSON-lines"}
+PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
+"""Options of every Parquet file the ingest writes to the lake."""
+_ROW_NUMBER = "file_row_number"
+"""Column that ``read_parquet(..., file_row_number=true)`` adds."""
 _TYPED = ("BIGINT", "DOUBLE", "BOOLEAN", "DATE", "TIMESTAMP", "TIMESTAMPTZ", "VARCHAR")
 _ALIASES = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}
 
@@ -31,13 +43,33 @@ def normalize_type(kind: str) -> str:
     return _ALIASES.get(kind, kind)
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """Row counts of the loaded files and, on the typed path, their Parquet copies."""
+
+    records: list[int]
+    """Row count of each source file."""
+    typed_files: list[Path] | None
+    """Parquet file of each source written by the typed path; None otherwise."""
+    dialects: list[Dialect] | None = None
+    """CSV dialect of each source; None for other formats."""
+
+
 def load_sources(
     db: duckdb.DuckDBPyConnection,
     sources: list[SourceFile],
     settings: DatasetConfig,
     contract: ContractConfig | None,
-) -> list[int]:
-    """Create table ``raw_N`` for each source file; return their row counts.
+    staging: Path,
+) -> Loaded:
+    """Create view ``raw_N`` for each source file.
+
+    Args:
+        db: The ingest's own DuckDB connection.
+        sources: Files of one format.
+        settings: The dataset's configuration.
+        contract: The contract whose types the typed path reads CSV columns as.
+        staging: Existing folder for the typed path's Parquet files.
 
     Raises:
         IngestError: A file cannot be read.
@@ -47,20 +79,29 @@ def load_sources(
             sniff_dialect(db, s.path, settings.delimiter, settings.encoding)
             for s in sources
         ]
-        if _load_typed(db, sources, dialects, settings, contract):
-            return _counts(db, len(sources))
+        typed = _load_typed(db, sources, dialects, settings, contract, staging)
+        if typed is not None:
+            return Loaded(_counts(db, len(sources)), typed, dialects)
         readers = [
             _text_csv_sql(i, s, d, settings)
             for i, (s, d) in enumerate(zip(sources, dialects))
         ]
     else:
+        dialects = None
         readers = [_other_sql(source) for source in sources]
     for index, (source, reader) in enumerate(zip(sources, readers)):
         try:
-            db.execute(f"CREATE TEMP TABLE raw_{index} AS SELECT * FROM {reader}")
+            db.execute(f"CREATE TEMP TABLE rows_{index} AS SELECT * FROM {reader}")
         except duckdb.Error as exc:
-            raise IngestError(f"{source.path}: cannot read file: {exc}") from None
-    return _counts(db, len(sources))
+            raise IngestError(
+                f"{source.path}: cannot read file: {short_error(exc)}; check that "
+                f"it is a complete {_FORMATS[source.reader]} file"
+            ) from None
+        db.execute(
+            f"CREATE TEMP VIEW raw_{index} AS SELECT rowid AS _record, * "
+            f"FROM rows_{index}"
+        )
+    return Loaded(_counts(db, len(sources)), None, dialects)
 
 
 def _load_typed(
@@ -69,28 +110,44 @@ def _load_typed(
     dialects: list[Dialect],
     settings: DatasetConfig,
     contract: ContractConfig | None,
-) -> bool:
-    """Try the typed path; return False, with no table left, if any value failed."""
+    staging: Path,
+) -> list[Path] | None:
+    """Try the typed path; return None, with no file or view left, if a value failed."""
+    files = []
     for index, (source, dialect) in enumerate(zip(sources, dialects)):
         types = _typed_columns(dialect, settings, contract)
-        reader = _csv_sql(source, dialect, settings, types) + (
-            f", ignore_errors=true, store_rejects=true, rejects_table='rejects_{index}'"
-            f", rejects_scan='rejects_scan_{index}')"
-        )
+        if _ROW_NUMBER in types:
+            _drop_typed(db, files)
+            return None
+        out = staging / f"raw_{index}.parquet"
+        files.append(out)
         try:
-            db.execute(f"CREATE TEMP TABLE raw_{index} AS SELECT * FROM {reader}")
-            failed = db.execute(f"SELECT count(*) FROM rejects_{index}").fetchall()
-        except duckdb.Error as exc:
-            logger.debug("typed read failed file=%s error=%s", source.path, exc)
-            failed = [(1,)]
-        if failed[0][0]:
-            logger.debug(
-                "typed read rejected values, reading as text file=%s", source.path
+            db.execute(
+                f"COPY (SELECT * FROM {_csv_sql(source, dialect, settings, types)})) "
+                f"TO {_literal(str(out))} ({PARQUET_OPTIONS})"
             )
-            for created in range(index + 1):
-                db.execute(f"DROP TABLE IF EXISTS raw_{created}")
-            return False
-    return True
+        except duckdb.Error as exc:
+            # The read stops at the first value that does not parse as its
+            # column's type, or at a record with the wrong number of fields.
+            logger.debug(
+                "typed read failed, reading as text file=%s error=%s",
+                source.path,
+                short_error(exc),
+            )
+            _drop_typed(db, files)
+            return None
+        db.execute(
+            f"CREATE TEMP VIEW raw_{index} AS SELECT {_ROW_NUMBER} AS _record, "
+            f"* EXCLUDE ({_ROW_NUMBER}) FROM read_parquet({_literal(str(out))}, "
+            "file_row_number=true, hive_partitioning=false)"
+        )
+    return files
+
+
+def _drop_typed(db: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
+    for index, path in enumerate(files):
+        db.execute(f"DROP VIEW IF EXISTS raw_{index}")
+        path.unlink(missing_ok=True)
 
 
 def _typed_columns(
@@ -134,8 +191,12 @@ def _text_csv_sql(
 def malformed_records(db: duckdb.DuckDBPyConnection, files: int) -> str | None:
     """Return SQL of the records the text read could not split into the columns.
 
-    The rows are ``(_file, line, column_name, csv_line, message)``; None when
-    the files were read on the typed path, which has no such records.
+    The rows are ``(_file, line, line_position, column_name, csv_line,
+    message)``, where ``line`` is DuckDB's count of records and line breaks
+    before the record (the record's line when every record is one line) and
+    ``line_position`` a byte offset within the record or the blank lines
+    before it. None when the files were read on the typed path, which has no
+    such records.
     """
     tables = [f"text_rejects_{index}" for index in range(files)]
     present = {
@@ -147,7 +208,8 @@ def malformed_records(db: duckdb.DuckDBPyConnection, files: int) -> str | None:
     if not all(table in present for table in tables):
         return None
     return " UNION ALL ".join(
-        f"SELECT {index} AS _file, CAST(line AS BIGINT) AS line, column_name, "
+        f"SELECT {index} AS _file, CAST(line AS BIGINT) AS line, "
+        "CAST(line_byte_position AS BIGINT) AS line_position, column_name, "
         f"csv_line, CAST(error_type AS VARCHAR) || ': ' || error_message AS message "
         f"FROM {table}"
         for index, table in enumerate(tables)

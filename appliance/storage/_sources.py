@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from appliance.errors import IngestError
+from appliance.storage._errors import short_error
 
 READERS = {
     ".csv": "read_csv",
@@ -29,6 +30,9 @@ READERS = {
     ".json": "read_json",
 }
 _CHUNK = 1 << 20
+_SNIFF_ROWS = 2048
+"""Rows the CSV sniffer reads. Column types are checked on every row later, so a
+wrong guess from a short sample costs a second, text read, never a wrong type."""
 _BOM = codecs.BOM_UTF8
 
 
@@ -98,7 +102,9 @@ def _scan(path: Path, check_utf8: bool) -> tuple[str, int]:
         with path.open("rb") as handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
-                if check_utf8:
+                # An ASCII chunk is valid UTF-8 unless it completes a character
+                # begun in the previous chunk, which the decoder still holds.
+                if check_utf8 and not (chunk.isascii() and not decoder.getstate()[0]):
                     try:
                         decoder.decode(chunk)
                     except UnicodeDecodeError as exc:
@@ -153,10 +159,13 @@ def sniff_dialect(
         row = db.execute(
             "SELECT delimiter, quote, escape, columns, dateformat, timestampformat "
             f"FROM sniff_csv({_quote(str(path))}, "
-            f"header=true, ignore_errors=true{options})"
+            f"header=true, ignore_errors=true, sample_size={_SNIFF_ROWS}{options})"
         ).fetchall()[0]
     except duckdb.Error as exc:
-        raise IngestError(f"{path}: cannot detect the CSV format: {exc}") from None
+        raise IngestError(
+            f"{path}: cannot detect the CSV format: {short_error(exc)}; check that "
+            f"it is a CSV text file in encoding {encoding!r}"
+        ) from None
     assert row is not None
     found_delimiter, quote, escape, sniffed, date_format, timestamp_format = row
     quote = "" if quote == "(empty)" else quote

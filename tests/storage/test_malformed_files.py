@@ -299,3 +299,90 @@ def test_ragged_rows_quarantined(catalog: Catalog, write_file: WriteFile) -> Non
     assert rows[1][3] == "MISSING COLUMNS: Expected Number of Columns: 2 Found: 1"
     assert rows[2][3] == 'value "x" is not a valid BIGINT'
     assert catalog.db.execute(scan_sql(result.version)).fetchall() == [(1, 2), (9, 10)]
+
+
+def test_multiline_malformed_record_lines(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    text = 'a,b\n1,x\n2,"multi\nline",extra\n3,y\n\n4,"q\nr"\n5,6,7\nbad,z\n8,w\n'
+    path = write_file("multi.csv", text)
+    contract = ContractConfig(columns={"a": ColumnRule(type="BIGINT")})
+
+    result = ingest(
+        catalog, "multi", [path], settings=DatasetConfig("multi", contract=contract)
+    )
+
+    rows = catalog.db.execute(
+        "SELECT line, value, reason FROM quarantine ORDER BY line"
+    ).fetchall()
+    assert result.accepted == 4
+    assert [(line, value) for line, value, _ in rows] == [
+        (3, '2,"multi\nline",extra'),
+        (9, "5,6,7"),
+        (10, "bad"),
+    ]
+    assert rows[0][2].startswith("TOO MANY COLUMNS")
+    assert rows[2][2] == 'value "bad" is not a valid BIGINT'
+
+
+def test_crlf_bom_malformed_record_lines(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    text = 'a,b\r\n1,x\r\n2,"two\r\nlines",extra\r\n\r\n3\r\nok,y\r\n4,z\r\n'
+    path = write_file("crlf.csv", b"\xef\xbb\xbf" + text.encode())
+    contract = ContractConfig(columns={"a": ColumnRule(type="BIGINT")})
+
+    result = ingest(
+        catalog, "crlf", [path], settings=DatasetConfig("crlf", contract=contract)
+    )
+
+    rows = catalog.db.execute(
+        "SELECT line, reason FROM quarantine ORDER BY line"
+    ).fetchall()
+    assert result.accepted == 2
+    assert [line for line, _ in rows] == [3, 6, 7]
+    assert rows[1][1].startswith("MISSING COLUMNS")
+    assert rows[2][1] == 'value "ok" is not a valid BIGINT'
+
+
+def test_blank_and_multiline_rows_typed_lines(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("typed.csv", 'a,b\n1,"x\ny"\n\n50,z\n2,w\n')
+    contract = ContractConfig(
+        columns={"a": ColumnRule(type="BIGINT", max=10), "b": ColumnRule()}
+    )
+
+    result = ingest(
+        catalog, "typed", [path], settings=DatasetConfig("typed", contract=contract)
+    )
+
+    rows = catalog.db.execute("SELECT line, value FROM quarantine").fetchall()
+    assert result.accepted == 2
+    assert rows == [(5, "50")]
+
+
+def test_overlong_line_error_short(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("long.csv", "a,b\n1," + "x" * 3_000_000 + "\n2,y\n")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "long", [path])
+
+    message = str(raised.value)
+    assert len(message) < 400
+    assert message.startswith(f"{path}: cannot detect the CSV format: ")
+    assert "Maximum line size of 2000000 bytes exceeded" in message
+    assert message.endswith("check that it is a CSV text file in encoding 'utf-8'")
+
+
+def test_malformed_json_error_short(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("bad.jsonl", 'not json\n{"a": 1}\n')
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "bad", [path])
+
+    message = str(raised.value)
+    assert "LINE 1" not in message
+    assert "CREATE" not in message
+    assert message.startswith(f"{path}: cannot read file: Invalid Input Error: ")
+    assert message.endswith("check that it is a complete JSON-lines file")

@@ -1,0 +1,231 @@
+"""Physical line numbers of CSV records, for files whose records span several lines.
+
+DuckDB numbers the records of a CSV file, not its lines. A quoted field with
+line breaks, a blank line the reader skips, or a malformed record that spans
+lines moves every later record down in the file, but not in DuckDB's count.
+`record_lines` finds where each record starts by scanning the bytes for line
+breaks outside quoted fields, and `match_records` pairs those records with
+DuckDB's accepted rows and rejected records, so each quarantined row can name
+the line it starts on. `line_sql` returns those lines to the ingest's query.
+"""
+
+from __future__ import annotations
+
+import array
+import bisect
+import logging
+import mmap
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from appliance.storage._sources import Dialect, SourceFile
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Records:
+    """The data records of a CSV file, header and blank lines left out."""
+
+    ends: Sequence[int]
+    """Byte offset just past each record's line break (or the end of the file)."""
+    lines: Sequence[int]
+    """Line each record starts on, from 1."""
+
+
+def record_lines(path: Path, encoding: str, quote: str, escape: str) -> Records:
+    """Scan `path` for its records' offsets and first lines.
+
+    Offsets are of the file's UTF-8 bytes, as DuckDB reads it. A UTF-8 file
+    is mapped into memory rather than read; a file in another encoding is
+    read and converted first.
+    """
+    with (
+        path.open("rb") as handle,
+        mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+    ):
+        if encoding == "utf-8":
+            return _scan(mapped, quote, escape)
+        return _scan(mapped[:].decode(encoding).encode(), quote, escape)
+
+
+def _scan(data: bytes | mmap.mmap, quote: str, escape: str) -> Records:
+    ends, lines = array.array("q"), array.array("q")
+    start, line, record_line = 0, 1, 1
+    for match in _token_pattern(quote, escape).finditer(data):
+        token = match.group()
+        if token != b"\n":
+            line += token.count(b"\n")
+            continue
+        end = match.end()
+        if data[start:end].strip(b"\r\n"):
+            ends.append(end)
+            lines.append(record_line)
+        line += 1
+        start, record_line = end, line
+    if data[start:].strip(b"\r\n"):
+        ends.append(len(data))
+        lines.append(record_line)
+    # The first record is the header.
+    return Records(ends[1:], lines[1:])
+
+
+def match_records(
+    records: Records, rejected_at: list[int], accepted: int
+) -> tuple[list[int], list[int]] | None:
+    """Return the first line of each accepted row and of each rejected record.
+
+    Args:
+        records: The file's records from `record_lines`.
+        rejected_at: DuckDB's ``line_byte_position`` of each rejected record.
+            It falls inside the record or in the blank lines just before it.
+        accepted: Rows DuckDB read from the file.
+
+    Returns:
+        The lines of the accepted rows in order and of the rejected records
+        in the order given, or None when the records found here do not pair
+        up with DuckDB's (a quote left open, for one).
+    """
+    rejected = [bisect.bisect_right(records.ends, at) for at in rejected_at]
+    taken = set(rejected)
+    if len(taken) != len(rejected) or any(i >= len(records.ends) for i in taken):
+        return None
+    kept = [line for i, line in enumerate(records.lines) if i not in taken]
+    if len(kept) != accepted:
+        return None
+    return kept, [records.lines[i] for i in rejected]
+
+
+def line_sql(
+    db: duckdb.DuckDBPyConnection,
+    index: int,
+    source: SourceFile,
+    records: int,
+    dialect: Dialect | None,
+    any_malformed: int,
+    encoding: str,
+) -> str:
+    """Return SQL mapping each record of view ``raw_N`` to its line in the file.
+
+    CSV records start on line 2 after the header, one line each unless the
+    file has more line breaks than records; then `record_lines` finds each
+    record's line, and the lines of the file's rows in the ``malformed``
+    table are set too. JSON lines are numbered from 1; for Parquet the number
+    is the row's position, from 1.
+
+    Args:
+        db: The ingest's connection, with ``raw_N`` and ``malformed`` tables.
+        index: N, the file's position among the sources.
+        source: The file.
+        records: Rows DuckDB read from the file.
+        dialect: The file's CSV dialect; None for other formats.
+        any_malformed: Count of malformed records of all the files.
+        encoding: The file's encoding.
+    """
+    keys = f"SELECT {index} AS _file, _record"
+    if source.reader != "read_csv":
+        return f"{keys}, _record + 1 AS line FROM raw_{index}"
+    malformed = 0
+    if any_malformed:
+        malformed = db.execute(
+            f"SELECT count(*) FROM malformed WHERE _file = {index}"
+        ).fetchall()[0][0]
+    if source.newlines <= records + malformed + 1:
+        simple = f"{keys}, _record + 2 AS line FROM raw_{index}"
+        return _skip_malformed_lines(simple) if malformed else simple
+    assert dialect is not None
+    found = record_lines(source.path, encoding, dialect.quote, dialect.escape)
+    rejected = []
+    if malformed:
+        rejected = db.execute(
+            f"SELECT rowid, line_position FROM malformed WHERE _file = {index}"
+        ).fetchall()
+    matched = match_records(found, [r[1] for r in rejected], records)
+    if matched is None:
+        logger.warning(
+            "line numbers estimated file=%s records=%d line_breaks=%d",
+            source.path,
+            records,
+            source.newlines,
+        )
+        return _estimated_lines(db, index, malformed)
+    accepted, rejected_lines = matched
+    if rejected:
+        fixed = pa.table({"id": [r[0] for r in rejected], "line": rejected_lines})
+        db.register("rejected_lines", fixed)
+        db.execute(
+            "UPDATE malformed SET line = r.line FROM rejected_lines r "
+            "WHERE malformed.rowid = r.id"
+        )
+        db.unregister("rejected_lines")
+    table = f"record_lines_{index}"
+    numbers = pa.table({"_record": range(len(accepted)), "line": accepted})
+    db.register(table, numbers)
+    return f"SELECT {index} AS _file, _record, line FROM {table}"
+
+
+def _estimated_lines(db: duckdb.DuckDBPyConnection, index: int, malformed: int) -> str:
+    """Return SQL of each record's line counted from the line breaks in its values.
+
+    NOTE: this misses blank lines and counts a malformed record as one line,
+    so it is used only when `match_records` cannot pair the file's records with
+    DuckDB's, such as after a quote left open.
+    """
+    columns = [r[0] for r in db.execute(f"DESCRIBE raw_{index}").fetchall()]
+    breaks = " + ".join(
+        f"coalesce(length({text}) - length(replace({text}, chr(10), '')), 0)"
+        for text in (f"CAST({_quote(c)} AS VARCHAR)" for c in columns[1:])
+    )
+    sql = (
+        f"SELECT {index} AS _file, _record, 2 + _record + coalesce(sum(breaks) "
+        "OVER (ORDER BY _record ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), "
+        f"0) AS line FROM (SELECT _record, {breaks} AS breaks FROM raw_{index})"
+    )
+    return _skip_malformed_lines(sql) if malformed else sql
+
+
+def _skip_malformed_lines(line_sql: str) -> str:
+    """Move each record's line past the malformed records above it.
+
+    The text read leaves malformed records out, so a record's line counted
+    from its position is short by the malformed records before it. With the
+    malformed lines L1 < L2 < ... of a file, the i-th one (from 1) moves down
+    every record whose counted line is at least Li - (i - 1). Each malformed
+    record is taken to span one line, which holds when the file has no more
+    line breaks than records.
+    """
+    shifts = (
+        "SELECT _file, line - (row_number() OVER (PARTITION BY _file ORDER BY line)"
+        " - 1) AS from_line FROM malformed"
+    )
+    return (
+        f"SELECT l._file, l._record, l.line + (SELECT count(*) FROM ({shifts}) m "
+        f"WHERE m._file = l._file AND m.from_line <= l.line) AS line "
+        f"FROM ({line_sql}) l"
+    )
+
+
+def _token_pattern(quote: str, escape: str) -> re.Pattern[bytes]:
+    """Return a pattern matching a quoted field (line breaks and all) or a line break.
+
+    Two quoted tokens back to back read a doubled quote, so a quote that is
+    its own escape needs no case of its own.
+    """
+    if not quote:
+        return re.compile(rb"\n")
+    q = re.escape(quote.encode())
+    if not escape or escape == quote:
+        return re.compile(q + rb"[^" + q + rb"]*" + q + rb"|\n")
+    e = re.escape(escape.encode())
+    return re.compile(
+        q + rb"(?:[^" + q + e + rb"]|" + e + rb".)*" + q + rb"|\n", re.DOTALL
+    )
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,82 @@
+"""Retention: old dataset versions go, unless a registered model was trained on them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from appliance.config import DatasetConfig
+from appliance.storage import Catalog, get_dataset_version, ingest, list_versions
+from pipeline_support import train_on
+
+MODEL = """
+[models.m]
+dataset = "d"
+target = "y"
+task = "regression"
+algorithm = "linear_regression"
+features = ["a"]
+"""
+
+
+def _data(seed: int, rows: int = 60) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=rows)
+    return pd.DataFrame({"a": a, "y": 2 * a + rng.normal(scale=0.1, size=rows)})
+
+
+def _ingest_more(tmp_path: Path, catalog: Catalog, seed: int, keep: int) -> str:
+    source = tmp_path / f"more{seed}.parquet"
+    _data(seed).to_parquet(source, index=False)
+    settings = DatasetConfig(name="d", keep_versions=keep)
+    return ingest(catalog, "d", [source], settings=settings).version.version
+
+
+def test_retention_keeps_trained_on_version(tmp_path: Path) -> None:
+    config, trained = train_on(tmp_path, _data(0), MODEL)
+
+    with Catalog(config.storage.home) as catalog:
+        second = _ingest_more(tmp_path, catalog, 1, keep=1)
+        third = _ingest_more(tmp_path, catalog, 2, keep=1)
+        kept = [v.version for v in list_versions(catalog, "d")]
+        used = get_dataset_version(catalog, f"d@{trained.dataset_version}")
+
+    assert kept == [third, trained.dataset_version]
+    assert second not in kept
+    assert used.used_by == ["m v1"]
+    assert used.path.exists()
+    assert not (used.path.parent / f"version={second}").exists()
+
+
+def test_datasets_list_names_model_versions(tmp_path: Path) -> None:
+    config, trained = train_on(tmp_path, _data(0), MODEL)
+    with Catalog(config.storage.home) as catalog:
+        newest = _ingest_more(tmp_path, catalog, 1, keep=1)
+
+    command = [
+        sys.executable,
+        "-m",
+        "appliance",
+        "--config",
+        str(tmp_path / "config.toml"),
+    ]
+    listed = subprocess.run(
+        [*command, "datasets", "list", "--json"], capture_output=True, text=True
+    )
+    shown = subprocess.run(
+        [*command, "datasets", "show", f"d@{trained.dataset_version}"],
+        capture_output=True,
+        text=True,
+    )
+
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["version"]: row for row in map(json.loads, listed.stdout.splitlines())}
+    assert rows[trained.dataset_version]["used_by"] == ["m v1"]
+    assert rows[newest]["used_by"] == []
+    assert shown.returncode == 0, shown.stderr
+    assert "used by     m v1 (retention keeps this version)" in shown.stdout
