@@ -449,8 +449,11 @@ def _label_key(info: ModelInfo, index: int, item: Any) -> tuple[str, int]:
             '{"request_id": ..., "row": 0, "label": ...}',
             model=info.name,
         )
-    request_id, row = item.get("request_id"), item.get("row", 0)
-    if not isinstance(request_id, str) or not isinstance(row, int) or row < 0:
+    # A missing row is rejected rather than read as 0, because in a request of
+    # several rows that would label the wrong prediction.
+    request_id, row = item.get("request_id"), item.get("row")
+    valid_row = isinstance(row, int) and not isinstance(row, bool) and row >= 0
+    if not isinstance(request_id, str) or not valid_row:
         raise RequestError(
             f"label {index} for model {info.name!r} needs a string request_id and "
             f"a row index of at least 0, got {request_id!r} and {row!r}",
