@@ -449,9 +449,15 @@ def _label_key(info: ModelInfo, index: int, item: Any) -> tuple[str, int]:
             '{"request_id": ..., "row": 0, "label": ...}',
             model=info.name,
         )
-    # A missing row is rejected rather than read as 0, because in a request of
-    # several rows that would label the wrong prediction.
     request_id, row = item.get("request_id"), item.get("row")
+    if "row" not in item:
+        # Rejected rather than read as 0, because in a request of several rows
+        # row 0 would be the wrong prediction.
+        raise RequestError(
+            f"label {index} for model {info.name!r} (request_id {request_id!r}) has "
+            "no 'row'; send the index of the predicted row in its request, from 0",
+            model=info.name,
+        )
     valid_row = isinstance(row, int) and not isinstance(row, bool) and row >= 0
     if not isinstance(request_id, str) or not valid_row:
         raise RequestError(

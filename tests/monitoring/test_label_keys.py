@@ -21,7 +21,6 @@ def no_lookup(model: str, request_ids: list[str]) -> dict:
 @pytest.mark.parametrize(
     ("label", "shown"),
     [
-        ({"request_id": "abc", "label": 1}, "None"),
         ({"request_id": "abc", "row": True, "label": 1}, "True"),
         ({"request_id": "abc", "row": -1, "label": 1}, "-1"),
         ({"request_id": "abc", "row": "0", "label": 1}, "'0'"),
@@ -35,4 +34,12 @@ def test_label_invalid_row_rejected(
     with pytest.raises(
         RequestError, match=f"row index of at least 0, got 'abc' and {shown}"
     ):
+        service.apply_labels(INFO, [label], no_lookup)
+
+
+def test_label_without_row_rejected(tmp_path: Path) -> None:
+    service = MonitoringService(tmp_path, MonitoringConfig())
+    label = {"request_id": "abc", "label": 1}
+
+    with pytest.raises(RequestError, match="label 0 .* 'abc'.* has no 'row'; send"):
         service.apply_labels(INFO, [label], no_lookup)
