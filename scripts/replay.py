@@ -26,7 +26,7 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -43,7 +43,13 @@ from appliance.monitoring import (
     training_window,
 )
 from appliance.serving import OnnxModel
-from appliance.training._export import input_schema, parity, probe_rows, to_onnx
+from appliance.training._export import (
+    input_schema,
+    parity,
+    probe_rows,
+    to_onnx,
+    training_inputs,
+)
 from appliance.training._pipeline import build_pipeline
 from appliance.training._train import PARITY_TOLERANCE
 
@@ -90,6 +96,20 @@ class Served:
     version: int
     pipeline: Any
     trained_on: str
+
+
+@dataclass(frozen=True)
+class Options:
+    """Settings of one replay: parity check, refit and alarm sources."""
+
+    check_parity: bool = True
+    """Whether a challenger must pass the ONNX parity check to be promoted."""
+    refit: bool = True
+    """Whether a promoted challenger is refit on the holdout days too."""
+    alarm_on_loss: bool = False
+    """Whether loss detections count as alarms, besides the watched features."""
+    settings: DetectorSettings = field(default_factory=DetectorSettings)
+    """Parameters of the streaming detectors."""
 
 
 @dataclass
@@ -159,19 +179,18 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(metrics.roc_auc_score(labels, scores))
 
 
-def parity_ok(pipeline: Any, rows: pd.DataFrame) -> bool:
+def parity_ok(pipeline: Any, train_rows: pd.DataFrame, rows: pd.DataFrame) -> bool:
     """Export to ONNX and compare with the native model, as at registration."""
     inputs = input_schema(NUMERIC, CATEGORICAL)
+    reference = training_inputs(pipeline, train_rows[NUMERIC], NUMERIC)
     onnx = OnnxModel(
-        to_onnx(pipeline, inputs, "classification"),
+        to_onnx(pipeline, inputs, "classification", reference),
         {"task": "classification", "inputs": inputs, "classes": [0, 1]},
     )
-    checked = pd.concat(
-        [rows, probe_rows(rows, NUMERIC, CATEGORICAL)], ignore_index=True
-    )
-    return parity(onnx, pipeline, checked[NUMERIC + CATEGORICAL], "classification") <= (
-        PARITY_TOLERANCE
-    )
+    probes = probe_rows(train_rows, NUMERIC, CATEGORICAL, pipeline)
+    checked = pd.concat([rows, probes], ignore_index=True)
+    agreement = parity(onnx, pipeline, checked[NUMERIC + CATEGORICAL], "classification")
+    return agreement.passed(PARITY_TOLERANCE)
 
 
 def retrain(
@@ -181,11 +200,12 @@ def retrain(
     champion: Served,
     now: datetime,
     check_parity: bool,
+    refit: bool,
 ) -> tuple[Served | None, str]:
     """Train a challenger on the policy's window and gate it on the holdout.
 
-    NOTE: the promoted challenger is not refit on the holdout days, so the
-    served model lacks the latest `holdout_days` of labels.
+    With `refit`, a promoted challenger is trained again on the whole window,
+    holdout days included, before it serves, so it has seen the latest labels.
     """
     train, holdout = training_window(policy, history["time_hour"].to_numpy(), now)
     train_rows, holdout_rows = history[train], history[holdout]
@@ -193,7 +213,9 @@ def retrain(
     labels = holdout_rows["late"].to_numpy()
     champion_auc = auc(labels, score(champion.pipeline, holdout_rows))
     challenger_auc = auc(labels, score(challenger, holdout_rows))
-    passed = parity_ok(challenger, holdout_rows.head(500)) if check_parity else True
+    passed = True
+    if check_parity:
+        passed = parity_ok(challenger, train_rows, holdout_rows.head(500))
     decision = decide_promotion(policy, champion_auc, challenger_auc, passed)
     text = (
         f"trained on {len(train_rows)} rows; holdout {len(holdout_rows)} rows: "
@@ -201,6 +223,10 @@ def retrain(
     )
     if not decision.act:
         return None, text
+    if refit:
+        train_rows = history[train | holdout]
+        challenger = fit(cfg, train_rows)
+        text += f"; refit on {len(train_rows)} rows"
     span = f"{train_rows['day'].min():%m-%d}..{train_rows['day'].max():%m-%d}"
     return Served(champion.version + 1, challenger, span), text
 
@@ -211,24 +237,21 @@ def replay(
     policy: RetrainConfig,
     static: Served,
     retrain_on: set[pd.Timestamp] | None,
-    check_parity: bool,
-    settings: DetectorSettings,
-    alarm_on_loss: bool = False,
+    options: Options,
 ) -> tuple[pd.DataFrame, Timeline]:
     """Serve April to December day by day, retraining by policy or on given days.
 
     Args:
         retrain_on: Days that start a retraining regardless of alarms (the
             blind schedule); None lets the policy decide from drift alarms.
-        alarm_on_loss: Whether loss detections count as alarms, besides the
-            watched features.
+        options: Parity check, refit, detector settings and alarm sources.
 
     Returns:
         The served predictions (time, day, label, score, version) and the
         timeline.
     """
     served = static
-    monitor = StreamMonitor("classification", NUMERIC, CATEGORICAL, settings)
+    monitor = StreamMonitor("classification", NUMERIC, CATEGORICAL, options.settings)
     timeline = Timeline()
     labels_since = 0
     outputs = []
@@ -256,10 +279,10 @@ def replay(
         for label, p in zip(rows["late"].to_numpy(), proba, strict=True):
             if monitor.observe_label(label, [1 - p, p]):
                 timeline.loss_alarms += 1
-                if alarm_on_loss:
+                if options.alarm_on_loss:
                     alarms.append("loss")
         labels_since += len(rows)
-        now = pd.Timestamp(day).to_pydatetime().replace(tzinfo=timezone.utc)
+        now = pd.Timestamp(day).to_pydatetime().replace(tzinfo=UTC)
         now += timedelta(days=1) - timedelta(seconds=1)
 
         if retrain_on is not None:
@@ -279,14 +302,18 @@ def replay(
         timeline.retrain_days.append(now)
         labels_since = 0
         history = frame[frame["day"] <= day]
-        challenger, text = retrain(cfg, policy, history, served, now, check_parity)
+        challenger, text = retrain(
+            cfg, policy, history, served, now, options.check_parity, options.refit
+        )
         if challenger is None:
             timeline.add(now, f"retrain ({trigger}) not promoted: {text}")
             continue
         served = challenger
         timeline.promotions += 1
         timeline.add(now, f"retrain ({trigger}) promoted v{served.version}: {text}")
-        monitor = StreamMonitor("classification", NUMERIC, CATEGORICAL, settings)
+        monitor = StreamMonitor(
+            "classification", NUMERIC, CATEGORICAL, options.settings
+        )
     return pd.concat(outputs, ignore_index=True), timeline
 
 
@@ -360,28 +387,21 @@ def main(argv: list[str] | None = None) -> int:
         metric="roc_auc",
         promote_margin=args.margin,
     )
-    settings = DetectorSettings()
+    options = Options(
+        check_parity=not args.skip_parity,
+        refit=not args.no_refit,
+        alarm_on_loss=args.alarm_on_loss,
+    )
     frame = load_flights()
     print(
         f"loaded {len(frame)} labelled flights in {time.perf_counter() - started:.1f} s"
     )
 
     static = Served(1, fit(cfg, frame[frame["day"] < "2013-04-01"]), "01-01..03-31")
-    served, timeline = replay(
-        frame,
-        cfg,
-        policy,
-        static,
-        None,
-        not args.skip_parity,
-        settings,
-        args.alarm_on_loss,
-    )
+    served, timeline = replay(frame, cfg, policy, static, None, options)
     retrainings = len(timeline.retrain_days)
     blind_days = _blind_days(retrainings)
-    blind, blind_timeline = replay(
-        frame, cfg, policy, static, blind_days, not args.skip_parity, settings
-    )
+    blind, blind_timeline = replay(frame, cfg, policy, static, blind_days, options)
     replayed = frame[frame["day"] >= "2013-04-01"]
     static_scores = score(static.pipeline, replayed)
     table = monthly_table(served, static_scores, blind, hindsight(frame, cfg))
@@ -454,6 +474,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--skip-parity", action="store_true", help="skip the ONNX check"
+    )
+    parser.add_argument(
+        "--no-refit",
+        action="store_true",
+        help="serve a promoted challenger without refitting it on the holdout days",
     )
     parser.add_argument(
         "--alarm-on-loss",
