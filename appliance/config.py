@@ -336,6 +336,13 @@ class RetrainConfig:
     rollback_margin: float = 0.02
     """How much worse the new champion may score live than the old one did
     before it is rolled back."""
+    refit: bool = True
+    """Train a promoted challenger again on the whole window, holdout included,
+    before it serves."""
+    clock: Literal["wall", "event"] = "wall"
+    """``wall``: the retraining's time is the clock's. ``event``: it is the
+    latest event time among the stored labels, so a replay of historical
+    data gets cool-downs and windows in data time."""
 
     def __post_init__(self) -> None:
         if self.trigger in ("schedule", "both") and not self.schedule:
@@ -362,6 +369,8 @@ class RetrainConfig:
             )
         if self.promote_margin < 0 or self.rollback_margin < 0:
             raise ValueError("promote_margin and rollback_margin must be at least 0")
+        if self.clock not in ("wall", "event"):
+            raise ValueError(f"clock must be 'wall' or 'event', got {self.clock!r}")
 
 
 @dataclass(frozen=True)
@@ -686,6 +695,11 @@ class ModelConfig:
         self._check_checks()
         if self.split.method == "stratified" and self.task != "classification":
             raise ValueError("split method 'stratified' needs task 'classification'")
+        if self.retrain.clock == "event" and not self.event_timestamp:
+            raise ValueError(
+                "retrain.clock 'event' needs event_timestamp, the column of each "
+                "row's event time"
+            )
         if self.features is not None:
             unknown = set(self.categorical) - set(self.features)
             if unknown:

@@ -11,8 +11,9 @@ uvicorn. The app's lifespan enters the `COMPONENTS` in order on one
 4. the feature views, read into memory to fill requests from entity keys;
 5. the ingest buffer of ``POST /v1/datasets/NAME/rows``, flushed in a thread;
 6. the streaming monitors, fed off the request path by one worker thread;
-7. the APScheduler scheduler;
-8. the SIGHUP handler that reloads the configuration.
+7. the retraining service, one job per model at a time;
+8. the APScheduler scheduler;
+9. the SIGHUP handler that reloads the configuration.
 
 On SIGTERM uvicorn stops accepting connections and lets requests in flight
 finish; then the stack closes, so the scheduler stops, the buffered rows are
@@ -185,13 +186,36 @@ async def run_monitoring(state: DaemonState) -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
+async def run_retraining(state: DaemonState) -> AsyncIterator[None]:
+    """Run the retraining service; resume the runs a stop interrupted.
+
+    Drift alarms of the streaming monitors start retraining decisions. At exit
+    a running job gets a short while to finish; one still running is resumed
+    at the next start.
+    """
+    from appliance.retraining import RetrainService
+
+    service = RetrainService(state)
+    state.retraining = service
+    await service.start()
+    state.monitoring.on_drift = service.drift_alarm
+    try:
+        yield
+    finally:
+        state.monitoring.on_drift = None
+        await service.stop()
+
+
+@contextlib.asynccontextmanager
 async def run_scheduler(state: DaemonState) -> AsyncIterator[None]:
     """Run the APScheduler scheduler on the daemon's event loop.
 
     Jobs live in ``HOME/jobs.duckdb``, so they and their next run times
-    survive a restart; one batch drift check per model is scheduled.
+    survive a restart; one batch drift check per model is scheduled, and a
+    retraining job per model whose policy has a cron `schedule`.
     """
     from appliance.monitoring import JOBS_FILE, DuckDBJobStore, schedule_drift_checks
+    from appliance.retraining import schedule_retraining
 
     scheduler = AsyncIOScheduler(timezone="UTC")
     home = state.config.storage.home
@@ -199,6 +223,7 @@ async def run_scheduler(state: DaemonState) -> AsyncIterator[None]:
     scheduler.start()
     state.scheduler = scheduler
     jobs = await asyncio.to_thread(schedule_drift_checks, scheduler, state.config)
+    jobs += await asyncio.to_thread(schedule_retraining, scheduler, state.config)
     logger.info("scheduler started jobs=%s", ",".join(jobs) or "-")
     try:
         yield
@@ -225,6 +250,7 @@ COMPONENTS: list[Component] = [
     serve_features,
     run_ingest_buffer,
     run_monitoring,
+    run_retraining,
     run_scheduler,
     handle_sighup,
 ]

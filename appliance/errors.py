@@ -12,6 +12,7 @@ caller can catch one family and show its message. The tree::
     ├── ExportError          ONNX conversion failed or lost parity
     ├── IntegrityError       a stored artifact does not match its hash
     ├── RegistryError        an alias change the registry rejects
+    ├── JobRunningError      a job of the same kind and model is running
     ├── RequestError         a prediction request does not fit the model
     │   └── LimitError       a request above the configured rows or bytes
     ├── DaemonRunningError   another daemon already holds the home
@@ -60,6 +61,18 @@ class IntegrityError(ApplianceError):
 
 class RegistryError(ApplianceError):
     """An alias name or alias change that the registry rejects."""
+
+
+class JobRunningError(ApplianceError):
+    """A job was requested while another of the same model runs.
+
+    Attributes:
+        detail: JSON-ready fields naming the running job (``job_id``).
+    """
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class RequestError(ApplianceError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,7 +29,9 @@ _REGISTRY = "/v1/admin/registry/models"
 
 READ_TIMEOUT_SECONDS = 5.0
 TRAIN_TIMEOUT_SECONDS = 3600.0
-"""Timeout of a retraining, whose response arrives once the model is trained."""
+"""How long `UiClient.retrain` waits for a retraining run to finish."""
+RETRAIN_POLL_SECONDS = 0.5
+"""Period of the polls that wait for a retraining run."""
 
 
 class DaemonUnreachableError(DaemonError):
@@ -158,10 +161,34 @@ class UiClient:
         return self._get_list("/v1/ui/jobs", key="jobs")
 
     def retrain(self, model: str) -> dict[str, Any]:
-        """Train `model` now on its latest data and serve the new version."""
-        return self._post_object(
-            "/v1/admin/train", {"model": model}, timeout=TRAIN_TIMEOUT_SECONDS
-        )
+        """Run the retraining job of `model` now and wait for its record.
+
+        The run skips the policy's cool-down, budget and label count, but the
+        challenger is served only when it beats the champion by the margin.
+
+        Raises:
+            DaemonError: The run did not finish within `TRAIN_TIMEOUT_SECONDS`.
+        """
+        path = f"/v1/models/{_quote(model)}/retrain"
+        record = self._post_object(path, {"trigger": "manual", "force": True})
+        deadline = time.monotonic() + TRAIN_TIMEOUT_SECONDS
+        while record.get("outcome") == "running":
+            if time.monotonic() > deadline:
+                raise DaemonError(
+                    f"retraining {record.get('id')} of {model} still runs after "
+                    f"{TRAIN_TIMEOUT_SECONDS:g} s; check the Jobs screen later"
+                )
+            time.sleep(RETRAIN_POLL_SECONDS)
+            state = self._get_object(path, {"limit": 20})
+            if state.get("running_id") == record.get("id"):
+                continue
+            finished = [
+                r for r in state.get("history", []) if r.get("id") == record.get("id")
+            ]
+            if not finished:
+                break
+            record = finished[0]
+        return record
 
     def predictions(self, model: str | None, limit: int = 50) -> list[dict[str, Any]]:
         """Return the newest logged predictions of `model`, newest first."""

@@ -288,9 +288,10 @@ class JobsPane(Pane):
             )
             return
         detail = (
-            f"The daemon trains {name} now on the latest version of its dataset, "
-            "registers the result as a new version and serves it when training "
-            "succeeds. Prediction requests keep being served meanwhile."
+            f"The daemon trains a challenger of {name} now on the latest data, "
+            "scores it against the served champion on the same recent holdout and "
+            "serves it only when it is better by the policy's margin. Prediction "
+            "requests keep being served meanwhile."
         )
 
         def confirmed(answer: bool | None) -> None:
@@ -298,12 +299,21 @@ class JobsPane(Pane):
                 return
             self.call_daemon(
                 lambda: self.client.retrain(name),
-                lambda result: self.app.notify(
-                    f"{name}: version {result['version']} trained in run "
-                    f"{result['run_id'][:8]} and served.",
-                    timeout=10,
+                lambda record: self.app.notify(
+                    retrain_message(name, record), timeout=10
                 ),
                 busy=f"Retraining {name}; this takes as long as training…",
             )
 
         self.app.push_screen(ConfirmScreen(f"Retrain {name} now?", detail), confirmed)
+
+
+def retrain_message(name: str, record: dict[str, Any]) -> str:
+    """Return the notification of a finished retraining run."""
+    outcome = record.get("outcome")
+    if outcome == "promoted":
+        return (
+            f"{name}: version {record.get('promoted_version')} promoted and "
+            f"served. {record.get('reason', '')}"
+        )
+    return f"{name}: retraining {outcome}. {record.get('reason', '')}"

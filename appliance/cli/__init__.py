@@ -19,6 +19,7 @@ from appliance.cli import (
     _models,
     _monitoring,
     _predictions,
+    _retrain,
     _runs,
     _tui,
 )
@@ -26,7 +27,16 @@ from appliance.config import load_config
 from appliance.errors import ApplianceError
 from appliance.logs import configure_logging
 
-COMMAND_MODULES = (_data, _models, _runs, _predictions, _monitoring, _daemon, _tui)
+COMMAND_MODULES = (
+    _data,
+    _models,
+    _runs,
+    _predictions,
+    _monitoring,
+    _retrain,
+    _daemon,
+    _tui,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 Predictions are queued by the predict route and consumed by one worker thread,
 so detectors never add latency to a request. Labels sent to the feedback route
 are joined to the predictions by request id and row index, first in a bounded
-index of recent requests and then through a lookup of the prediction log. The
+index of recent requests and then through a lookup of the prediction log, and
+stored through a callback (the catalog's labels table in the daemon). The
 monitors' state is saved to the monitoring store every `save_seconds` and at
 stop, and restored at start, so a restart continues the detectors.
 """
@@ -17,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +28,19 @@ from appliance.monitoring._alerts import drift_event_alerts
 from appliance.monitoring._monitor import DetectorSettings, DriftEvent, StreamMonitor
 from appliance.monitoring._store import MonitoringStore
 from appliance.monitoring._webhook import send_webhook
+from appliance.storage import LabelRow
 
 logger = logging.getLogger(__name__)
 
-Lookup = Callable[[str, list[str]], dict[tuple[str, int], tuple[int, Any]]]
-"""Return ``{(request_id, row): (version, output)}`` from the prediction log."""
+Found = tuple[int, Any, Any]
+"""Version, output and event time value of one logged prediction row."""
+
+Lookup = Callable[[str, list[str]], dict[tuple[str, int], Found]]
+"""Return ``{(request_id, row): (version, output, event time)}`` from the
+prediction log."""
+
+Persist = Callable[[list[LabelRow]], dict[tuple[str, int], Any]]
+"""Store labels and return those stored before, by (request id, row)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,8 @@ class ModelInfo:
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     classes: tuple[Any, ...] | None
+    event_timestamp: str | None = None
+    """Input column of the row's event time, stored with each label."""
 
 
 class MonitoringService:
@@ -72,7 +84,9 @@ class MonitoringService:
         self.recent_rows = recent_rows
         self.save_seconds = save_seconds
         self._monitors: dict[str, tuple[int, StreamMonitor]] = {}
-        self._recent: OrderedDict[str, tuple[str, int, list[Any]]] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[str, int, list[Any], list[Any]]] = (
+            OrderedDict()
+        )
         self._recent_count = 0
         self._lock = threading.Lock()
         self._queue: queue.Queue[tuple[ModelInfo, list[Any], list[Any]] | None] = (
@@ -81,6 +95,9 @@ class MonitoringService:
         self._thread: threading.Thread | None = None
         self.dropped = 0
         """Requests not monitored because the queue was full."""
+        self.on_drift: Callable[[str], None] | None = None
+        """Called with the model name from the worker thread after streaming
+        detections of the model were recorded, such as to start a retraining."""
 
     def start(self) -> None:
         """Restore the saved monitors and start the worker thread."""
@@ -108,8 +125,9 @@ class MonitoringService:
         """
         inputs = rows.to_pylist() if hasattr(rows, "to_pylist") else rows
         results = _outputs(info, outputs)
+        times = _event_times(info, inputs, len(results))
         with self._lock:
-            self._remember(request_id, info, results)
+            self._remember(request_id, info, results, times)
         try:
             self._queue.put_nowait((info, inputs, results))
         except queue.Full:
@@ -118,16 +136,24 @@ class MonitoringService:
                 logger.warning("monitoring queue full dropped=%d", self.dropped)
 
     def apply_labels(
-        self, info: ModelInfo, labels: list[dict[str, Any]], lookup: Lookup | None
+        self,
+        info: ModelInfo,
+        labels: list[dict[str, Any]],
+        lookup: Lookup | None,
+        persist: Persist | None = None,
     ) -> dict[str, Any]:
-        """Join labels to predictions and feed the loss detector and live metrics.
+        """Join labels to predictions, store them, and feed the detectors.
 
-        Every label is checked before any is applied, so a batch with an
-        unknown request id or an invalid label changes nothing.
+        Every label is checked before any is stored, so a batch with an
+        unknown request id or an invalid label changes nothing. A label whose
+        (request id, row) was stored before, or that repeats one earlier in
+        the batch, is not stored or fed again; the answer lists it under
+        ``repeated`` with the value kept.
 
         Raises:
             RequestError: A label names an unknown request id or row, or a
                 value that is not a class of the model.
+            StorageError: `persist` failed; nothing was stored or fed.
         """
         keys = [_label_key(info, i, item) for i, item in enumerate(labels)]
         found = self._find(info, keys, lookup)
@@ -142,18 +168,33 @@ class MonitoringService:
                 unknown=[{"request_id": r, "row": i} for r, i in missing],
             )
         targets = [_target(info, item) for item in labels]
-        # TODO(retraining job in the daemon): store the joined labels in a
-        # table; today they feed the loss detector and live metrics only, so a
-        # challenger cannot yet be trained on labels sent to this route.
+        fresh, kept = _first_of_each(keys, labels)
+        rows = [_label_row(info, keys[i], labels[i], found[keys[i]]) for i in fresh]
+        stored = persist(rows) if persist is not None else {}
+        kept.update(stored)
         events: list[DriftEvent] = []
         with self._lock:
-            for key, target in zip(keys, targets, strict=True):
-                version, output = found[key]
+            for i in fresh:
+                if keys[i] in stored:
+                    continue
+                version, output, _ = found[keys[i]]
                 monitor = self._monitor(info, version)
-                events += monitor.observe_label(target, output)
+                events += monitor.observe_label(targets[i], output)
         if events:
             self._record(info.name, events)
-        return {"model": info.name, "labels": len(labels), "events": len(events)}
+        first = set(fresh)
+        repeated = [
+            {"request_id": rid, "row": row, "label": kept[(rid, row)]}
+            for index, (rid, row) in enumerate(keys)
+            if index not in first or (rid, row) in stored
+        ]
+        return {
+            "model": info.name,
+            "labels": len(labels),
+            "stored": len(labels) - len(repeated),
+            "repeated": repeated,
+            "events": len(events),
+        }
 
     def status(self, name: str) -> dict[str, Any]:
         """Return the streaming state of one model as JSON-ready values."""
@@ -260,6 +301,11 @@ class MonitoringService:
                         self._notify(alert.to_dict())
         except StorageError:
             logger.exception("drift events not stored model=%s", model)
+        if self.on_drift is not None:
+            try:
+                self.on_drift(model)
+            except Exception:
+                logger.exception("drift alarm handler failed model=%s", model)
 
     def _notify(self, payload: dict[str, Any]) -> None:
         """Post a new alert to the webhook in a thread of its own, if one is set."""
@@ -279,26 +325,80 @@ class MonitoringService:
             daemon=True,
         ).start()
 
-    def _remember(self, request_id: str, info: ModelInfo, outputs: list[Any]) -> None:
-        self._recent[request_id] = (info.name, info.version, outputs)
+    def _remember(
+        self, request_id: str, info: ModelInfo, outputs: list[Any], times: list[Any]
+    ) -> None:
+        self._recent[request_id] = (info.name, info.version, outputs, times)
         self._recent_count += len(outputs)
         while self._recent_count > self.recent_rows and self._recent:
-            _, (_, _, old) = self._recent.popitem(last=False)
+            _, (_, _, old, _) = self._recent.popitem(last=False)
             self._recent_count -= len(old)
 
     def _find(
         self, info: ModelInfo, keys: list[tuple[str, int]], lookup: Lookup | None
-    ) -> dict[tuple[str, int], tuple[int, Any]]:
-        found: dict[tuple[str, int], tuple[int, Any]] = {}
+    ) -> dict[tuple[str, int], Found]:
+        found: dict[tuple[str, int], Found] = {}
         with self._lock:
             for request_id, row in keys:
                 entry = self._recent.get(request_id)
                 if entry and entry[0] == info.name and 0 <= row < len(entry[2]):
-                    found[(request_id, row)] = (entry[1], entry[2][row])
+                    found[(request_id, row)] = (entry[1], entry[2][row], entry[3][row])
         rest = sorted({rid for rid, row in keys if (rid, row) not in found})
         if rest and lookup is not None:
             found.update(lookup(info.name, rest))
         return found
+
+
+def _first_of_each(
+    keys: list[tuple[str, int]], labels: list[dict[str, Any]]
+) -> tuple[list[int], dict[tuple[str, int], Any]]:
+    """Return the positions of the first label of each key, and their values."""
+    first: dict[tuple[str, int], int] = {}
+    for index, key in enumerate(keys):
+        first.setdefault(key, index)
+    kept = {key: labels[index]["label"] for key, index in first.items()}
+    return sorted(first.values()), kept
+
+
+def _label_row(
+    info: ModelInfo, key: tuple[str, int], item: dict[str, Any], found: Found
+) -> LabelRow:
+    version, _, event_time = found
+    return LabelRow(
+        model=info.name,
+        version=version,
+        request_id=key[0],
+        row_index=key[1],
+        label=item["label"],
+        received_at=datetime.now(UTC),
+        event_time=parse_event_time(event_time),
+    )
+
+
+def parse_event_time(value: Any) -> datetime | None:
+    """Convert a request's event time value to an aware UTC datetime, or None.
+
+    A time without a zone is read as UTC, as the training frame reads it.
+    """
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _event_times(info: ModelInfo, inputs: Any, count: int) -> list[Any]:
+    column = info.event_timestamp
+    if column is None or not isinstance(inputs, list):
+        return [None] * count
+    return [row.get(column) if isinstance(row, dict) else None for row in inputs]
 
 
 def _outputs(info: ModelInfo, outputs: Any) -> list[Any]:

@@ -84,6 +84,10 @@ CREATE TABLE IF NOT EXISTS retrain_runs (
     challenger_score   DOUBLE,
     new_labels         BIGINT
 );
+ALTER TABLE retrain_runs ADD COLUMN IF NOT EXISTS id VARCHAR;
+ALTER TABLE retrain_runs ADD COLUMN IF NOT EXISTS as_of TIMESTAMPTZ;
+ALTER TABLE retrain_runs ADD COLUMN IF NOT EXISTS promoted_version INTEGER;
+ALTER TABLE retrain_runs ADD COLUMN IF NOT EXISTS detail VARCHAR;
 CREATE TABLE IF NOT EXISTS job_runs (
     job_id       VARCHAR NOT NULL,
     scheduled_at TIMESTAMPTZ,
@@ -109,7 +113,8 @@ class RetrainRecord:
     trigger: str
     """``drift``, ``schedule`` or ``manual``."""
     outcome: str
-    """``skipped``, ``promoted``, ``rejected``, ``failed`` or ``rolled_back``."""
+    """``running``, ``skipped``, ``promoted``, ``rejected``, ``failed``,
+    ``interrupted`` or ``rolled_back``."""
     reason: str
     started_at: datetime
     finished_at: datetime | None = None
@@ -118,6 +123,15 @@ class RetrainRecord:
     champion_score: float | None = None
     challenger_score: float | None = None
     new_labels: int | None = None
+    id: str | None = None
+    """Identifier of a retraining run, to update it and name it in answers."""
+    as_of: datetime | None = None
+    """Time the decision took as now: the wall clock, or the latest label's
+    event time with ``clock = "event"``."""
+    promoted_version: int | None = None
+    """Version promoted to champion: the challenger, or its refit."""
+    detail: dict[str, Any] | None = None
+    """Window, row counts and errors of the run, as JSON."""
 
 
 class MonitoringStore:
@@ -326,29 +340,48 @@ class MonitoringStore:
 
     def record_retrain(self, record: RetrainRecord) -> None:
         """Append the outcome of one retraining decision or run."""
+        values = _retrain_values(record)
+        names = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
         self.db.execute(
-            "INSERT INTO retrain_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                record.started_at,
-                record.finished_at,
-                record.model,
-                record.trigger,
-                record.outcome,
-                record.reason,
-                record.champion_version,
-                record.challenger_version,
-                record.champion_score,
-                record.challenger_score,
-                record.new_labels,
-            ],
+            f"INSERT INTO retrain_runs ({names}) VALUES ({marks})",
+            list(values.values()),
         )
 
-    def retrain_history(self, model: str | None = None) -> list[dict[str, Any]]:
-        """Return retraining records, newest first."""
-        sql, params = "SELECT * FROM retrain_runs", []
+    def update_retrain(self, record: RetrainRecord) -> None:
+        """Replace the stored record with the same `id`, such as a finished run.
+
+        Raises:
+            NotFoundError: No record has that id.
+        """
+        values = _retrain_values(record)
+        found = self.db.execute(
+            "SELECT count(*) FROM retrain_runs WHERE id = ?", [record.id]
+        ).fetchone()
+        if not found or not found[0]:
+            raise NotFoundError(f"retraining run {record.id!r} is not recorded")
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        self.db.execute(
+            f"UPDATE retrain_runs SET {assignments} WHERE id = ?",
+            [*values.values(), record.id],
+        )
+
+    def retrain_history(
+        self, model: str | None = None, outcome: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Return retraining records, newest first, of one model or outcome."""
+        sql, params = "SELECT * FROM retrain_runs WHERE 1 = 1", []
         if model is not None:
-            sql, params = sql + " WHERE model = ?", [model]
-        return _dicts(self.db.execute(sql + " ORDER BY started_at DESC", params))
+            sql += " AND model = ?"
+            params.append(model)
+        if outcome is not None:
+            sql += " AND outcome = ?"
+            params.append(outcome)
+        rows = _dicts(self.db.execute(sql + " ORDER BY started_at DESC", params))
+        for row in rows:
+            if row.get("detail"):
+                row["detail"] = json.loads(row["detail"])
+        return rows
 
     def start_job_run(self, job_id: str, started_at: datetime, missed: int) -> None:
         """Record that a job started; a run that never finishes stays ``running``."""
@@ -407,6 +440,14 @@ def drift_summary(rows: list[dict[str, Any]], checks: int) -> dict[str, Any]:
         for when in times[1 : checks + 1]
     ]
     return {"latest": latest, "history": history}
+
+
+def _retrain_values(record: RetrainRecord) -> dict[str, Any]:
+    values = dict(record.__dict__)
+    values["detail"] = (
+        json.dumps(record.detail, default=str) if record.detail is not None else None
+    )
+    return values
 
 
 def _connect(path: Path, wait_seconds: float) -> duckdb.DuckDBPyConnection:

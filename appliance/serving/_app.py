@@ -22,6 +22,7 @@ from appliance.serving import (
     _routes_monitoring,
     _routes_predict,
     _routes_registry,
+    _routes_retrain,
     _routes_ui,
 )
 from appliance.serving._errors import error_response
@@ -35,6 +36,7 @@ ROUTE_MODULES = (
     _routes_registry,
     _routes_ui,
     _routes_ingest,
+    _routes_retrain,
 )
 
 

@@ -15,6 +15,7 @@ from appliance.errors import (
     ExportError,
     IngestError,
     IntegrityError,
+    JobRunningError,
     LimitError,
     NotFoundError,
     RegistryError,
@@ -29,6 +30,7 @@ _encode = msgspec.json.Encoder().encode
 _STATUS: dict[type[ApplianceError], int] = {
     NotFoundError: 404,
     RegistryError: 409,
+    JobRunningError: 409,
     LimitError: 413,
     RequestError: 422,
     IngestError: 422,

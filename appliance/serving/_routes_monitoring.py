@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
 
+from appliance.config import Config
 from appliance.errors import RequestError
 from appliance.monitoring import (
     AlertStatus,
@@ -23,21 +25,36 @@ from appliance.serving._body import JSON, read_body
 from appliance.serving._inputs import NUMBER
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._state import DaemonState, daemon_state
-from appliance.storage import Catalog
+from appliance.storage import Catalog, LabelRow, store_labels
 
 logger = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
 _FEEDBACK_MAX_BYTES = 10_000_000
+_LABELS_LOCK = threading.Lock()
+"""Serializes label writes, so two requests with one key store it once."""
 
 
-def model_info(model: OnnxModel) -> ModelInfo:
-    """Return what the monitoring service needs to know about a served model."""
+def model_info(model: OnnxModel, config: Config | None = None) -> ModelInfo:
+    """Return what the monitoring service needs to know about a served model.
+
+    Args:
+        model: The served version.
+        config: The configuration in force, which names the model's
+            `event_timestamp` column; no event times are kept when None.
+    """
     numeric = tuple(i["name"] for i in model.inputs if i["type"] == NUMBER)
     categorical = tuple(i["name"] for i in model.inputs if i["type"] != NUMBER)
     classes = tuple(model.classes) if model.classes is not None else None
+    declared = config.models.get(model.name) if config is not None else None
     return ModelInfo(
-        model.name, model.version, model.task, numeric, categorical, classes
+        model.name,
+        model.version,
+        model.task,
+        numeric,
+        categorical,
+        classes,
+        declared.event_timestamp if declared is not None else None,
     )
 
 
@@ -49,16 +66,18 @@ def model_info(model: OnnxModel) -> ModelInfo:
         'Body: {"labels": [{"request_id": ..., "row": 0, "label": ...}, ...]}. '
         "Labels join the prediction log by request id and row index, in any "
         "order. A label that matches no logged prediction rejects the whole "
-        "request with 422, and nothing is stored."
+        "request with 422, and nothing is stored. Accepted labels are stored "
+        "once per (request_id, row): a repeat is answered under 'repeated' "
+        "with the label kept, and is not counted again."
     ),
 )
 async def feedback(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Join labels to logged predictions and feed the loss detectors."""
+    """Join labels to logged predictions, store them and feed the loss detectors."""
     state = daemon_state(request)
     model = state.models.get(name)
     body = await read_body(request, _FEEDBACK_MAX_BYTES, name)
     labels = _decode_labels(body, name)
-    info = model_info(model)
+    info = model_info(model, state.config)
 
     def lookup(model_name: str, request_ids: list[str]) -> dict:
         # Called from the worker thread below; the catalog is read on a cursor
@@ -69,10 +88,24 @@ async def feedback(name: str, request: Request[Any, Any, Any]) -> Response[bytes
         finally:
             view.close()
 
+    def persist(rows: list[LabelRow]) -> dict:
+        view = state.catalog.cursor()
+        try:
+            with _LABELS_LOCK:
+                return store_labels(view, rows)
+        finally:
+            view.close()
+
     result = await asyncio.to_thread(
-        state.monitoring.apply_labels, info, labels, lookup
+        state.monitoring.apply_labels, info, labels, lookup, persist
     )
-    logger.info("labels received model=%s labels=%d", name, len(labels))
+    logger.info(
+        "labels received model=%s labels=%d stored=%d repeated=%d",
+        name,
+        len(labels),
+        result["stored"],
+        len(result["repeated"]),
+    )
     return Response(_encode(result), media_type=JSON)
 
 
@@ -162,29 +195,37 @@ def _decode_labels(body: bytes, model: str) -> list[Any]:
 
 def _logged_outputs(
     view: Catalog, model: str, request_ids: list[str], state: DaemonState
-) -> dict[tuple[str, int], tuple[int, Any]]:
-    """Return logged outputs of `request_ids` from the table and rolled Parquet."""
+) -> dict[tuple[str, int], tuple[int, Any, Any]]:
+    """Return logged outputs and event times of `request_ids`, from the table and
+    rolled Parquet."""
     served = state.models.models.get(model)
     if served is None:
         return {}
-    info = model_info(served)
-    sources = ["SELECT request_id, row_index, version, output, model FROM predictions"]
+    info = model_info(served, state.config)
+    columns = "request_id, row_index, version, output, model, input"
+    sources = [f"SELECT {columns} FROM predictions"]
     folder = parquet_dir(view.home)
     if folder.is_dir() and any(folder.glob("*.parquet")):
         pattern = str(folder / "*.parquet").replace("'", "''")
-        sources.append(
-            "SELECT request_id, row_index, version, output, model "
-            f"FROM read_parquet('{pattern}')"
-        )
+        sources.append(f"SELECT {columns} FROM read_parquet('{pattern}')")
     marks = ", ".join("?" for _ in request_ids)
+    event = info.event_timestamp
+    event_sql = "NULL"
+    if event is not None:
+        event_sql = "json_extract_string(input, ?)"
     sql = (
-        f"SELECT request_id, row_index, version, output FROM "
+        f"SELECT request_id, row_index, version, output, {event_sql} FROM "
         f"({' UNION ALL '.join(sources)}) WHERE model = ? AND request_id IN ({marks})"
     )
-    rows = view.db.execute(sql, [model, *request_ids]).fetchall()
+    params = [] if event is None else ["$." + json.dumps(event)]
+    rows = view.db.execute(sql, [*params, model, *request_ids]).fetchall()
     return {
-        (rid, int(row)): (int(version), output_values(info, json.loads(output)))
-        for rid, row, version, output in rows
+        (rid, int(row)): (
+            int(version),
+            output_values(info, json.loads(output)),
+            event_time,
+        )
+        for rid, row, version, output, event_time in rows
     }
 
 

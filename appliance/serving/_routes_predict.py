@@ -100,7 +100,7 @@ async def predict(
     entry.latency_ms = latency * 1000.0
     state.predictions.append(entry)
     state.monitoring.submit(
-        model_info(model), entry.request_id, entry.inputs, entry.outputs
+        model_info(model, state.config), entry.request_id, entry.inputs, entry.outputs
     )
     state.metrics.observe(name, model.version, 200, latency, entry.rows)
     return response

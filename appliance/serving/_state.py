@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from appliance.features import FeatureServer
     from appliance.monitoring import MonitoringService
     from appliance.predictions import PredictionLog
+    from appliance.retraining import RetrainService
     from appliance.storage import IngestBuffer
 
 logger = logging.getLogger(__name__)
@@ -176,6 +177,8 @@ class DaemonState:
     """Fills the feature view columns of requests from their entity keys."""
     ingest: IngestBuffer = field(init=False)
     """Write-ahead buffer of the rows sent to ``POST /v1/datasets/NAME/rows``."""
+    retraining: RetrainService = field(init=False)
+    """Retraining jobs of the models, one at a time per model."""
     admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while an admin command changes the catalog, one at a time."""
     ready_at: float | None = None

@@ -26,6 +26,13 @@ from appliance.storage._datasets import (
     scan_sql,
 )
 from appliance.storage._ingest import IngestResult, ingest, stored_contract
+from appliance.storage._labels import (
+    LabelRow,
+    count_labels,
+    latest_label_time,
+    list_labels,
+    store_labels,
+)
 from appliance.storage._models import (
     MODEL_FILE,
     SCHEMA_FILE,
@@ -71,6 +78,7 @@ __all__ = [
     "DatasetVersion",
     "IngestBuffer",
     "IngestResult",
+    "LabelRow",
     "Mode",
     "ModelVersion",
     "QuarantinedRow",
@@ -82,6 +90,7 @@ __all__ = [
     "aliases",
     "champion_models",
     "children_of",
+    "count_labels",
     "apply_retention",
     "diff_versions",
     "get_dataset_version",
@@ -94,9 +103,11 @@ __all__ = [
     "get_runs",
     "get_version",
     "ingest",
+    "latest_label_time",
     "latest_models",
     "latest_version",
     "list_artifacts",
+    "list_labels",
     "list_models",
     "list_runs",
     "list_versions",
@@ -110,6 +121,7 @@ __all__ = [
     "rollback_target",
     "set_alias",
     "start_run",
+    "store_labels",
     "verify_artifact",
     "write_blob",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -47,6 +48,34 @@ _NUMERIC_TYPES = (
 )
 _INTEGER_TYPES = _NUMERIC_TYPES[:9]
 _GROUP = "__split_group__"
+_TIME = "__event_time__"
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """Rows of a retraining by their `event_timestamp`, in place of ``where``.
+
+    Training rows have event times from `start` (every earlier row when None)
+    up to `holdout_start`; holdout rows from `holdout_start` to `end`.
+    """
+
+    holdout_start: datetime
+    end: datetime
+    start: datetime | None = None
+    max_rows: int | None = None
+    """Most training rows kept, the latest by event time; all when None."""
+    refit: bool = False
+    """Train on the holdout rows too; the holdout metrics are then in-sample."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the window as JSON-ready values."""
+        return {
+            "start": self.start.isoformat() if self.start else None,
+            "holdout_start": self.holdout_start.isoformat(),
+            "end": self.end.isoformat(),
+            "max_rows": self.max_rows,
+            "refit": self.refit,
+        }
 
 
 @dataclass
@@ -86,16 +115,25 @@ def load_frame(
     catalog: Catalog,
     cfg: ModelConfig,
     views: Mapping[str, FeatureViewConfig] | None = None,
+    window: TrainingWindow | None = None,
 ) -> TrainingFrame:
     """Read the latest version of the model's dataset and split it.
 
     The model's feature views are joined point in time: each row sees the
-    feature values available at its `event_timestamp`, never later ones.
+    feature values available at its `event_timestamp`, never later ones. With
+    a `window`, the rows and the split come from it instead of the model's
+    ``where`` and ``split``.
 
     Raises:
         TrainingError: A column is missing or of an unusable type, the filter is
-            invalid, or the target has fewer than two classes.
+            invalid, the target has fewer than two classes, or the window has
+            no training or no holdout rows.
     """
+    if window is not None and not cfg.event_timestamp:
+        raise TrainingError(
+            f"model {cfg.name!r} has no event_timestamp, so it cannot be trained "
+            "on a time window; set event_timestamp in its [models] table"
+        )
     version = latest_version(catalog, cfg.dataset)
     assert version is not None
     store = open_store(catalog) if cfg.feature_views else None
@@ -104,7 +142,7 @@ def load_frame(
     db = catalog.db if store is None else store.db
     source = _rows_source(cfg, version, store, views or {})
     feature_versions = dict(store.versions) if store is not None else {}
-    base = _base_sql(db, source, cfg)
+    base = _base_sql(db, source, cfg, window)
     schema = _describe(db, base, cfg)
     features = _feature_names(cfg, schema)
     numeric, categorical = _split_kinds(cfg, features, schema)
@@ -116,7 +154,7 @@ def load_frame(
 
     derive, raw = derived_inputs(cfg.derive, features)
     request = request_columns(features, categorical, derive, raw, schema)
-    frame = _query(db, base, cfg, numeric, categorical)
+    frame = _query(db, base, cfg, numeric, categorical, window is not None)
     _check_values(cfg, frame, numeric)
     labelled = frame[cfg.target].notna()
     unlabelled = int((~labelled).sum())
@@ -126,8 +164,14 @@ def load_frame(
             f"model {cfg.name!r} has no labelled rows in dataset {cfg.dataset!r} "
             f"version {version.version}; check 'where' and the target column"
         )
+    if window is not None:
+        train_idx, test_idx = window_split(cfg, frame[_TIME].to_numpy(), window)
+        keep = np.sort(np.concatenate([train_idx, test_idx]))
+        frame = frame.iloc[keep].reset_index(drop=True)
+        train_idx, test_idx = window_split(cfg, frame[_TIME].to_numpy(), window)
     y, classes = _encode_target(cfg, frame[cfg.target])
-    train_idx, test_idx = _split(cfg, frame, y)
+    if window is None:
+        train_idx, test_idx = _split(cfg, frame, y)
     x = frame[numeric + categorical]
     logger.info(
         "frame loaded model=%s dataset=%s version=%s rows=%d unlabelled=%d "
@@ -238,11 +282,60 @@ def _rows_source(
     return f"({store.joined_sql(rows, joined, cfg.event_timestamp)})"
 
 
-def _base_sql(db: duckdb.DuckDBPyConnection, source: str, cfg: ModelConfig) -> str:
+def _base_sql(
+    db: duckdb.DuckDBPyConnection,
+    source: str,
+    cfg: ModelConfig,
+    window: TrainingWindow | None = None,
+) -> str:
     sql = select_sql(cfg.derive, _missing_as_null(db, source))
+    if window is not None:
+        time = f"CAST({_ident(cfg.event_timestamp or '')} AS TIMESTAMPTZ)"
+        where = f"{time} <= '{window.end.isoformat()}'::TIMESTAMPTZ"
+        if window.start is not None:
+            where += f" AND {time} >= '{window.start.isoformat()}'::TIMESTAMPTZ"
+        return f"SELECT * FROM ({sql}) WHERE {where}"
     if cfg.where:
         sql = f"SELECT * FROM ({sql}) WHERE ({cfg.where})"
     return sql
+
+
+def window_split(
+    cfg: ModelConfig, times: np.ndarray, window: TrainingWindow
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the training and holdout row positions of a window.
+
+    Raises:
+        TrainingError: The window has no training or no holdout rows.
+    """
+    stamps = pd.to_datetime(pd.Series(times), utc=True)
+    holdout_start = pd.Timestamp(window.holdout_start)
+    end = pd.Timestamp(window.end)
+    holdout = np.array((stamps >= holdout_start) & (stamps <= end), dtype=bool)
+    train = np.array(stamps < holdout_start, dtype=bool)
+    if window.start is not None:
+        train &= np.array(stamps >= pd.Timestamp(window.start), dtype=bool)
+    rows = np.flatnonzero(train)
+    if window.max_rows is not None and rows.size > window.max_rows:
+        # Keep the rows with the latest times, not the last positions.
+        order = rows[np.argsort(stamps.to_numpy()[rows], kind="stable")]
+        train[order[: rows.size - window.max_rows]] = False
+    if not holdout.any():
+        raise TrainingError(
+            f"model {cfg.name!r} has no labelled rows with {cfg.event_timestamp} "
+            f"from {window.holdout_start.isoformat()} to {window.end.isoformat()}, "
+            "the holdout; send labelled rows of that period or lengthen "
+            "holdout_days"
+        )
+    if not train.any():
+        raise TrainingError(
+            f"model {cfg.name!r} has no labelled rows with {cfg.event_timestamp} "
+            f"before {window.holdout_start.isoformat()} to train on; send older "
+            "labelled rows or lengthen window_days"
+        )
+    if window.refit:
+        train |= holdout
+    return np.flatnonzero(train), np.flatnonzero(holdout)
 
 
 def _missing_as_null(db: duckdb.DuckDBPyConnection, source: str) -> str:
@@ -319,13 +412,19 @@ def _query(
     cfg: ModelConfig,
     numeric: list[str],
     categorical: list[str],
+    windowed: bool = False,
 ) -> pd.DataFrame:
     columns = feature_columns(numeric, categorical)
     columns.append(f"{_ident(cfg.target)}")
-    if cfg.split.method == "group":
-        columns.append(f"{_ident(cfg.split.column or '')} AS {_GROUP}")
     order = ""
-    if cfg.split.method == "time":
+    if windowed:
+        time = _ident(cfg.event_timestamp or "")
+        columns.append(f"CAST({time} AS TIMESTAMPTZ) AS {_TIME}")
+        order = f" ORDER BY {_TIME}, rowid_"
+        base = f"SELECT *, row_number() OVER () AS rowid_ FROM ({base})"
+    elif cfg.split.method == "group":
+        columns.append(f"{_ident(cfg.split.column or '')} AS {_GROUP}")
+    if not windowed and cfg.split.method == "time":
         order = f" ORDER BY {_ident(cfg.split.column or '')}, rowid_"
         base = f"SELECT *, row_number() OVER () AS rowid_ FROM ({base})"
     sql = f"SELECT {', '.join(columns)} FROM ({base}){order}"

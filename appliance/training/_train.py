@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from appliance.config import Config, FeatureViewConfig, ModelConfig
@@ -40,7 +41,7 @@ from appliance.training._export import (
     to_onnx,
     training_inputs,
 )
-from appliance.training._frame import TrainingFrame, load_frame
+from appliance.training._frame import TrainingFrame, TrainingWindow, load_frame
 from appliance.training._metrics import overfit_gap
 from appliance.training._pipeline import build_pipeline, estimator_params
 from appliance.training._search import SearchOutcome, search
@@ -66,10 +67,18 @@ class TrainResult:
     rows_test: int
     trials: int = 0
     """Child runs recorded by the search; 0 without a search."""
+    x_holdout: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    """Holdout features, so a caller can score other versions on the same rows."""
+    y_holdout: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Holdout targets, encoded as class indices for a classifier."""
 
 
 def train_model(
-    config: Config, name: str, catalog: Catalog | None = None
+    config: Config,
+    name: str,
+    catalog: Catalog | None = None,
+    window: TrainingWindow | None = None,
+    tags: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train model `name` on the latest version of its dataset and register it.
 
@@ -78,6 +87,9 @@ def train_model(
         name: Model declared as ``[models.NAME]``.
         catalog: Open catalog to use, such as a cursor of the daemon's
             connection; the catalog under the home is opened when None.
+        window: Rows and holdout by event time, in place of the model's
+            ``where`` and ``split``, as the retraining job uses them.
+        tags: Labels added to the run's tags.
 
     Raises:
         TrainingError: The data cannot train this model.
@@ -85,14 +97,19 @@ def train_model(
             outputs differ by more than `PARITY_TOLERANCE`.
     """
     cfg = config.model(name)
+    if tags:
+        cfg = dataclasses.replace(cfg, tags={**cfg.tags, **tags})
     if catalog is not None:
-        return _recorded_train(catalog, cfg, config.feature_views)
+        return _recorded_train(catalog, cfg, config.feature_views, window)
     with Catalog(config.storage.home) as opened:
-        return _recorded_train(opened, cfg, config.feature_views)
+        return _recorded_train(opened, cfg, config.feature_views, window)
 
 
 def _recorded_train(
-    catalog: Catalog, cfg: ModelConfig, views: dict[str, FeatureViewConfig]
+    catalog: Catalog,
+    cfg: ModelConfig,
+    views: dict[str, FeatureViewConfig],
+    window: TrainingWindow | None,
 ) -> TrainResult:
     run_id = start_run(
         catalog,
@@ -105,7 +122,7 @@ def _recorded_train(
         packages=package_versions(),
     )
     try:
-        return _train(catalog, cfg, run_id, views)
+        return _train(catalog, cfg, run_id, views, window)
     except BaseException as exc:
         fail_run(catalog, run_id, _error_text(exc))
         raise
@@ -116,9 +133,10 @@ def _train(
     cfg: ModelConfig,
     run_id: str,
     views: dict[str, FeatureViewConfig],
+    window: TrainingWindow | None,
 ) -> TrainResult:
     started = time.perf_counter()
-    frame = load_frame(catalog, cfg, views)
+    frame = load_frame(catalog, cfg, views, window)
     n_classes = len(frame.classes) if frame.classes else None
     log = RunLog(catalog, run_id)
     metrics: dict[str, float] = {}
@@ -148,6 +166,9 @@ def _train(
 
     inputs = input_schema(frame.numeric, frame.categorical)
     schema = _schema(cfg, frame, inputs, run_id, metrics)
+    if window is not None:
+        schema["where"] = None
+        schema["window"] = window.to_dict()
     onnx_bytes, difference = _export(catalog, cfg, pipeline, frame, schema, metrics)
     schema["parity"] = difference
     version = register_version(
@@ -179,6 +200,8 @@ def _train(
         rows_train=len(frame.y_train),
         rows_test=len(frame.y_test),
         trials=trials,
+        x_holdout=frame.x_test,
+        y_holdout=frame.y_test,
     )
 
 

@@ -55,7 +55,13 @@ def test_feedback_out_of_order_and_unknown(start_daemon: Any) -> None:
     alerts = httpx.get(daemon.base + "/v1/alerts", params={"status": "open"})
 
     assert accepted.status_code == 200
-    assert accepted.json() == {"model": MODEL, "labels": 4, "events": 0}
+    assert accepted.json() == {
+        "model": MODEL,
+        "labels": 4,
+        "stored": 4,
+        "repeated": [],
+        "events": 0,
+    }
     assert rejected.status_code == 422
     assert "feedcafe row 0" in rejected.json()["error"]
     assert rejected.json()["unknown"] == [{"request_id": "feedcafe", "row": 0}]
@@ -125,3 +131,44 @@ def test_drift_check_job_records_scores(start_daemon: Any) -> None:
     assert acked.json()["status"] == "acknowledged"
     assert unknown.status_code == 404
     assert "alert 999 does not exist" in unknown.json()["error"]
+
+
+def test_feedback_labels_stored_once(start_daemon: Any) -> None:
+    daemon = start_daemon()
+    first = predict(daemon, 20, 3)
+    rid = first["request_id"]
+    labels = [{"request_id": rid, "row": i, "label": 1} for i in range(2)]
+    sent = httpx.post(daemon.base + FEEDBACK, json={"labels": labels})
+    again = httpx.post(
+        daemon.base + FEEDBACK,
+        json={
+            "labels": [
+                {"request_id": rid, "row": 0, "label": 0},
+                {"request_id": rid, "row": 2, "label": 0},
+                {"request_id": rid, "row": 2, "label": 1},
+            ]
+        },
+    )
+    live = httpx.get(daemon.base + DRIFT).json()["stream"]
+    assert daemon.stop() == 0
+    stored = stored_labels(daemon.home)
+
+    assert sent.json()["stored"] == 2
+    assert again.status_code == 200
+    assert again.json()["stored"] == 1
+    assert again.json()["repeated"] == [
+        {"request_id": rid, "row": 0, "label": 1},
+        {"request_id": rid, "row": 2, "label": 0},
+    ]
+    assert live["labels"] == 3
+    assert [(r["row_index"], r["label"]) for r in stored] == [(0, 1), (1, 1), (2, 0)]
+    assert all(r["version"] == 1 for r in stored)
+    assert all(r["event_time"] is None for r in stored)
+
+
+def stored_labels(home: Any) -> list[dict]:
+    from appliance.storage import Catalog, list_labels
+
+    with Catalog(home, read_only=True) as catalog:
+        rows = list_labels(catalog, MODEL)
+    return sorted(rows, key=lambda r: r["row_index"])

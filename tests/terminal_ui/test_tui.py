@@ -369,7 +369,7 @@ def test_acknowledge_closes_open_alert(
         stop_daemon(daemon)
 
 
-def test_retrain_now_serves_new_version(
+def test_retrain_now_reports_rejected_challenger(
     ui_home: UiHome, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     daemon = serve(ui_home, tmp_path_factory.mktemp("retrain"))
@@ -385,16 +385,21 @@ def test_retrain_now_serves_new_version(
         await pilot.press("y")
         await wait_for(
             pilot,
-            lambda: any("version 3 trained" in n for n in notifications(app)),
+            lambda: any("retraining rejected" in n for n in notifications(app)),
             "retrain result",
             seconds=120,
         )
-        await wait_for(pilot, lambda: targets.get_row(MODEL)[1] == "3", "serving 3")
 
     try:
         run_app(daemon.base_url, scenario)
-        served = UiClient(daemon.base_url).served_models()
-        assert served[0]["version"] == 3
+        client = UiClient(daemon.base_url)
+        served = client.served_models()
+        history = client.get(f"/v1/models/{MODEL}/retrain")["history"]
+        # The challenger is trained on the same rows as the served version 2,
+        # so it scores the same and misses the promotion margin.
+        assert served[0]["version"] == 2
+        assert history[0]["challenger_version"] == 3
+        assert "below margin" in history[0]["reason"]
     finally:
         stop_daemon(daemon)
 

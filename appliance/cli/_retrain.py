@@ -1,0 +1,138 @@
+"""Retraining commands: ``retrain NAME`` and ``retrain NAME --history``.
+
+While a daemon runs, the request goes to its ``/v1/models/NAME/retrain``
+route and the command waits for the run by polling the same route; without a
+daemon the command decides and trains on its own catalog connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+from appliance.cli._output import add_command, add_json_flag, print_rows
+from appliance.config import Config
+from appliance.errors import ConfigError
+
+POLL_SECONDS = 1.0
+_HISTORY_COLUMNS = [
+    "started_at",
+    "trigger",
+    "outcome",
+    "champion_version",
+    "challenger_version",
+    "promoted_version",
+    "champion_score",
+    "challenger_score",
+    "reason",
+]
+
+
+def register(commands: Any) -> None:
+    """Add the retraining command."""
+    retrain = add_command(
+        commands,
+        "retrain",
+        _retrain,
+        "decide on a retraining by the model's policy and run it",
+    )
+    retrain.add_argument("name", help="model name declared as [models.NAME]")
+    retrain.add_argument(
+        "--trigger",
+        choices=("manual", "drift", "schedule"),
+        default="manual",
+        help="trigger the policy decides for (default: manual)",
+    )
+    retrain.add_argument(
+        "--as-of", help="ISO time taken as now (default: the policy's clock)"
+    )
+    retrain.add_argument(
+        "--force",
+        action="store_true",
+        help="train even when the policy would skip (manual trigger only)",
+    )
+    retrain.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="return once the daemon started the run, without waiting for it",
+    )
+    retrain.add_argument(
+        "--history", action="store_true", help="list the model's recorded runs"
+    )
+    add_json_flag(retrain)
+
+
+def _retrain(config: Config, args: argparse.Namespace) -> None:
+    from appliance.client import find_daemon
+
+    config.model(args.name)
+    client = find_daemon(config.storage.home)
+    if args.history:
+        rows = _history(config, client, args.name)
+        print_rows(rows, args.json, _HISTORY_COLUMNS)
+        return
+    as_of = _as_of(args.as_of)
+    if args.force and args.trigger != "manual":
+        raise ConfigError("--force applies to the manual trigger only")
+    if client is None:
+        from appliance.retraining import run_offline
+
+        record = run_offline(config, args.name, args.trigger, as_of, args.force)
+    else:
+        record = _through_daemon(client, args, as_of)
+    _print(record, args.json)
+
+
+def _through_daemon(
+    client: Any, args: argparse.Namespace, as_of: datetime | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"trigger": args.trigger, "force": args.force}
+    if as_of is not None:
+        body["as_of"] = as_of.isoformat()
+    path = f"/v1/models/{args.name}/retrain"
+    record = client.post(path, body)
+    if record.get("outcome") != "running" or args.no_wait:
+        return record
+    while True:
+        time.sleep(POLL_SECONDS)
+        state = client.get(path, {"limit": 50})
+        if state["running"] and state["running_id"] == record["id"]:
+            continue
+        for row in state["history"]:
+            if row["id"] == record["id"]:
+                return row
+        return record
+
+
+def _history(config: Config, client: Any, name: str) -> list[dict[str, Any]]:
+    if client is not None:
+        return client.get(f"/v1/models/{name}/retrain", {"limit": 100})["history"]
+    from appliance.monitoring import MonitoringStore
+
+    with MonitoringStore(config.storage.home) as store:
+        return store.retrain_history(name)[:100]
+
+
+def _as_of(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--as-of {text!r} is not an ISO 8601 time such as 2013-06-01T00:00:00Z"
+        ) from None
+
+
+def _print(record: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(record, default=str))
+        return
+    print(f"retraining of {record['model']}: {record['outcome']} ({record['id']})")
+    print(f"  reason: {record['reason']}")
+    for key in ("as_of", "new_labels", *_HISTORY_COLUMNS[3:8]):
+        if record.get(key) is not None:
+            print(f"  {key}: {record[key]}")

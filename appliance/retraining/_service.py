@@ -1,0 +1,538 @@
+"""The daemon's retraining service: one run per model at a time, off the loop.
+
+Triggers are a drift alarm of the model's streaming monitor, the cron
+`schedule` of its policy (an APScheduler job in the persistent job store, so
+missed runs coalesce and survive a restart), and an operator's request. Each
+decision goes through `decide_retrain`, so the cool-down, the budget and the
+count of new labels apply, and each is recorded in the monitoring store's
+``retrain_runs``: skips, runs and their outcome.
+
+A run is recorded as ``running`` before it trains. A daemon stopped or killed
+during a run leaves that record, and the next start marks it ``interrupted``
+and runs it again once, with the same trigger and time, without deciding
+again. The training runs in a daemon thread, so a stop does not wait for it
+beyond `stop_wait_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from appliance.errors import JobRunningError
+from appliance.monitoring import MonitoringStore, RetrainRecord
+from appliance.registry import promote
+from appliance.retraining._job import (
+    ACTOR,
+    Outcome,
+    RetrainDecision,
+    decide,
+    pin_champion,
+    train_challenger,
+)
+from appliance.retraining._scoring import as_utc, record_dict
+from appliance.serving import OnnxModel, run_with_catalog, session_threads
+from appliance.storage import CHAMPION
+
+if TYPE_CHECKING:
+    from appliance.serving import DaemonState
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TRIGGERS = ("manual", "drift", "schedule")
+
+_SERVICES: dict[str, RetrainService] = {}
+"""Running services by home folder, for the scheduler's job function."""
+
+
+class RetrainService:
+    """Runs retraining jobs of the daemon's models, one at a time per model.
+
+    Args:
+        state: The daemon's shared state.
+        stop_wait_seconds: How long a stop waits for running jobs.
+    """
+
+    def __init__(self, state: DaemonState, stop_wait_seconds: float = 10.0) -> None:
+        self.state = state
+        self.stop_wait_seconds = stop_wait_seconds
+        self._running: dict[str, RetrainRecord] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def home(self) -> Any:
+        """The appliance home of the daemon."""
+        return self.state.config.storage.home
+
+    async def start(self) -> None:
+        """Register the service and run once each job a stop interrupted."""
+        self._loop = asyncio.get_running_loop()
+        _SERVICES[str(self.home)] = self
+        interrupted = await asyncio.to_thread(self._mark_interrupted)
+        for record in interrupted:
+            if (
+                record.model in self._running
+                or record.model not in self.state.config.models
+            ):
+                continue
+            logger.warning(
+                "retraining resumed model=%s interrupted=%s trigger=%s",
+                record.model,
+                record.id,
+                record.trigger,
+            )
+            self._begin(record.model, record.trigger, record.as_of, 0, record.id)
+
+    async def stop(self) -> None:
+        """Wait a short while for running jobs; a job still running stays recorded
+        as ``running`` and is run again at the next start."""
+        _SERVICES.pop(str(self.home), None)
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self.stop_wait_seconds)
+        for model, record in list(self._running.items()):
+            if self._tasks.get(model) not in pending:
+                continue
+            logger.warning(
+                "retraining still running at stop model=%s id=%s; run again at "
+                "the next start",
+                model,
+                record.id,
+            )
+        for task in pending:
+            task.cancel()
+
+    def running(self, model: str) -> RetrainRecord | None:
+        """Return the record of the job of `model` that runs now, if any."""
+        return self._running.get(model)
+
+    async def request(
+        self,
+        model: str,
+        trigger: str,
+        as_of: datetime | None = None,
+        force: bool = False,
+    ) -> tuple[dict[str, Any], bool]:
+        """Decide on a trigger and start a run when the policy allows it.
+
+        Args:
+            model: Declared model name.
+            trigger: ``manual``, ``drift`` or ``schedule``.
+            as_of: Time taken as now; the policy's clock when None.
+            force: Start a run without the policy's decision (an operator's
+                request only).
+
+        Returns:
+            The record (``running`` when a run started, else ``skipped``) as
+            JSON-ready values, and whether a run started.
+
+        Raises:
+            JobRunningError: A job of `model` runs; its id is in the detail.
+            NotFoundError: The model is not declared.
+        """
+        cfg = self.state.config.model(model)
+        self._check_idle(model)
+        placeholder = RetrainRecord(
+            model, trigger, "deciding", "", datetime.now(UTC), id=_new_id()
+        )
+        self._running[model] = placeholder
+        try:
+            decided = await asyncio.to_thread(self._decide, cfg, trigger, as_of)
+        except BaseException:
+            self._running.pop(model, None)
+            raise
+        act = decided.decision.act
+        if not act and not force:
+            self._running.pop(model, None)
+            skipped = await asyncio.to_thread(self._skip, model, trigger, decided)
+            return record_dict(skipped.__dict__), False
+        note = None if act else f"forced by the operator ({decided.decision.reason})"
+        record = self._begin(
+            model, trigger, decided.as_of or as_of, decided.new_labels, note=note
+        )
+        return record_dict(record.__dict__), True
+
+    async def wait(self, model: str) -> None:
+        """Wait until the job of `model` that runs now has finished."""
+        task = self._tasks.get(model)
+        if task is not None:
+            await asyncio.shield(task)
+
+    def history(self, model: str, limit: int) -> list[dict[str, Any]]:
+        """Return the newest `limit` records of `model`, newest first."""
+        with MonitoringStore(self.home) as store:
+            rows = store.retrain_history(model)[:limit]
+        return [record_dict(row) for row in rows]
+
+    def drift_alarm(self, model: str) -> None:
+        """Start a drift decision from any thread, if the policy uses drift.
+
+        The monitoring worker calls this after recording detections; a run
+        that is already going turns the alarm into a recorded skip.
+        """
+        cfg = self.state.config.models.get(model)
+        if cfg is None or cfg.retrain.trigger not in ("drift", "both"):
+            return
+        if self._loop is None or self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(
+            lambda: asyncio.ensure_future(self._triggered(model, "drift"))
+        )
+
+    async def run_scheduled(self, model: str) -> dict[str, Any]:
+        """Decide on a scheduled tick and wait for the run it starts."""
+        record = await self._triggered(model, "schedule")
+        if record.get("outcome") == "running":
+            await self.wait(model)
+        return record
+
+    async def _triggered(self, model: str, trigger: str) -> dict[str, Any]:
+        try:
+            record, _ = await self.request(model, trigger)
+        except JobRunningError as exc:
+            running = self._running[model]
+            reason = f"{exc}; alarm recorded only"
+            skipped = RetrainRecord(
+                model,
+                trigger,
+                "skipped",
+                reason,
+                datetime.now(UTC),
+                datetime.now(UTC),
+                id=_new_id(),
+                detail={"running_id": running.id},
+            )
+            await asyncio.to_thread(_insert, self.home, skipped)
+            return record_dict(skipped.__dict__)
+        except Exception:
+            logger.exception("retraining decision failed model=%s", model)
+            return {"outcome": "failed"}
+        return record
+
+    def _check_idle(self, model: str) -> None:
+        running = self._running.get(model)
+        if running is not None:
+            raise JobRunningError(
+                f"a retraining of model {model!r} is running (id {running.id}, "
+                f"trigger {running.trigger}); wait for it with GET "
+                f"/v1/models/{model}/retrain",
+                model=model,
+                job_id=running.id,
+            )
+
+    def _decide(
+        self, cfg: Any, trigger: str, as_of: datetime | None
+    ) -> RetrainDecision:
+        view = self.state.catalog.cursor()
+        try:
+            with MonitoringStore(self.home) as store:
+                return decide(view, store, cfg, trigger, as_of)
+        finally:
+            view.close()
+
+    def _skip(
+        self, model: str, trigger: str, decided: RetrainDecision
+    ) -> RetrainRecord:
+        now = datetime.now(UTC)
+        record = RetrainRecord(
+            model,
+            trigger,
+            "skipped",
+            decided.decision.reason,
+            now,
+            now,
+            new_labels=decided.new_labels,
+            id=_new_id(),
+            as_of=decided.as_of,
+        )
+        _insert(self.home, record)
+        logger.warning(
+            "retraining skipped model=%s trigger=%s reason=%s",
+            model,
+            trigger,
+            decided.decision.reason,
+        )
+        return record
+
+    def _begin(
+        self,
+        model: str,
+        trigger: str,
+        as_of: datetime | None,
+        new_labels: int,
+        resumes: str | None = None,
+        note: str | None = None,
+    ) -> RetrainRecord:
+        """Record a run as running and start its task; call on the event loop."""
+        reason = "training a challenger"
+        if resumes is not None:
+            reason += f", again after run {resumes} was interrupted"
+        if note is not None:
+            reason += f", {note}"
+        record = RetrainRecord(
+            model,
+            trigger,
+            "running",
+            reason,
+            datetime.now(UTC),
+            new_labels=new_labels,
+            id=_new_id(),
+            as_of=as_utc(as_of) if as_of is not None else datetime.now(UTC),
+            detail={"resumes": resumes} if resumes else None,
+        )
+        # The insert is short; it runs here so that the record exists before
+        # the caller answers, and a kill right after still finds it.
+        _insert(self.home, record)
+        self._running[model] = record
+        self._tasks[model] = asyncio.ensure_future(self._run(record))
+        logger.info(
+            "retraining started model=%s id=%s trigger=%s as_of=%s",
+            model,
+            record.id,
+            trigger,
+            record.as_of.isoformat() if record.as_of else None,
+        )
+        return record
+
+    async def _run(self, record: RetrainRecord) -> None:
+        model = record.model
+        try:
+            try:
+                async with self.state.admin_lock:
+                    outcome = await _in_thread(f"retrain-{model}", self._train, record)
+                    if outcome.promoted_version is not None:
+                        await self._promote(model, outcome)
+            except Exception as exc:
+                logger.exception("retraining failed model=%s id=%s", model, record.id)
+                outcome = Outcome("failed", f"{type(exc).__name__}: {exc}")
+            finished = _finished(record, outcome)
+            await asyncio.to_thread(_update, self.home, finished)
+        finally:
+            # A cancelled run (a stop) keeps its ``running`` record for resumption.
+            self._running.pop(model, None)
+        logger.info(
+            "retraining finished model=%s id=%s outcome=%s reason=%s",
+            model,
+            record.id,
+            outcome.outcome,
+            outcome.reason,
+        )
+
+    def _train(self, record: RetrainRecord) -> Outcome:
+        """Flush the dataset's buffer, keep the served version as champion, train."""
+        config = self.state.config
+        cfg = config.model(record.model)
+        self.state.ingest.flush(cfg.dataset)
+        champion = self.state.models.models.get(record.model)
+        view = self.state.catalog.cursor()
+        try:
+            if champion is not None:
+                pin_champion(view, record.model, champion.version)
+            assert record.as_of is not None and record.id is not None
+            return train_challenger(
+                view, config, record.model, champion, record.as_of, record.id
+            )
+        finally:
+            view.close()
+
+    async def _promote(self, model: str, outcome: Outcome) -> None:
+        threads = session_threads(self.state.config.server)
+
+        def load(found: Any) -> OnnxModel:
+            return OnnxModel.load(found.path, found.sha256, threads)
+
+        _, loaded = await run_with_catalog(
+            self.state,
+            promote,
+            model,
+            outcome.promoted_version,
+            CHAMPION,
+            ACTOR,
+            outcome.reason,
+            load,
+        )
+        previous = self.state.models.put(loaded)
+        logger.info(
+            "champion switched model=%s version=%d previous=%s actor=%s",
+            model,
+            loaded.version,
+            previous.version if previous else None,
+            ACTOR,
+        )
+
+    def _mark_interrupted(self) -> list[RetrainRecord]:
+        with MonitoringStore(self.home) as store:
+            rows = store.retrain_history(outcome="running")
+            records = [_record(row) for row in rows]
+            for record in records:
+                store.update_retrain(
+                    RetrainRecord(
+                        **{
+                            **record.__dict__,
+                            "outcome": "interrupted",
+                            "reason": record.reason
+                            + "; interrupted by a daemon stop, run again once",
+                            "finished_at": datetime.now(UTC),
+                        }
+                    )
+                )
+        newest: dict[str, RetrainRecord] = {}
+        for record in records:
+            newest.setdefault(record.model, record)
+        return list(newest.values())
+
+
+async def run_scheduled(home: str, model: str, schedule: str) -> dict[str, Any]:
+    """Run the scheduled retraining decision of `model`; the scheduler's job.
+
+    Args:
+        home: The daemon's home, which names the running service.
+        model: Declared model name.
+        schedule: The cron line, kept in the job's arguments so a changed
+            schedule replaces the stored job.
+    """
+    job_id = f"retrain:{model}"
+    service = _SERVICES.get(home)
+    if service is None:
+        logger.warning("retraining job without a service job=%s home=%s", job_id, home)
+        return {"skipped": "the retraining service is not running"}
+    started = datetime.now(UTC)
+    await asyncio.to_thread(_job_started, home, job_id, started)
+    outcome, detail = "finished", None
+    try:
+        record = await service.run_scheduled(model)
+        detail = {"retrain_id": record.get("id"), "outcome": record.get("outcome")}
+    except Exception as exc:
+        logger.exception("job failed job=%s", job_id)
+        outcome, detail = "failed", {"error": f"{type(exc).__name__}: {exc}"}
+    await asyncio.to_thread(_job_finished, home, job_id, started, outcome, detail)
+    return detail or {}
+
+
+def schedule_retraining(scheduler: Any, config: Any) -> list[str]:
+    """Add a cron job per model whose policy has a schedule; drop stale ones.
+
+    A stored job with the same cron line keeps its next run time, so runs
+    missed while the daemon was stopped coalesce into one at start-up.
+    """
+    from apscheduler.triggers.cron import CronTrigger
+
+    home = str(config.storage.home)
+    wanted = {
+        name: cfg.retrain.schedule
+        for name, cfg in config.models.items()
+        if cfg.retrain.trigger in ("schedule", "both") and cfg.retrain.schedule
+    }
+    for job in scheduler.get_jobs():
+        name = job.id.removeprefix("retrain:")
+        if job.id.startswith("retrain:") and name not in wanted:
+            scheduler.remove_job(job.id)
+    ids = []
+    for name, schedule in sorted(wanted.items()):
+        job_id = f"retrain:{name}"
+        args = (home, name, schedule)
+        existing = scheduler.get_job(job_id)
+        ids.append(job_id)
+        if existing is not None and tuple(existing.args) == args:
+            continue
+        if existing is not None:
+            scheduler.remove_job(job_id)
+        scheduler.add_job(
+            "appliance.retraining._service:run_scheduled",
+            CronTrigger.from_crontab(schedule, timezone=UTC),
+            args=args,
+            id=job_id,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
+        logger.info("job scheduled job=%s cron=%r", job_id, schedule)
+    return ids
+
+
+async def _in_thread(name: str, function: Callable[..., T], *args: Any) -> T:
+    """Run `function` in a daemon thread, so a stop never waits for it."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def target() -> None:
+        try:
+            result, error = function(*args), None
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:
+            logger.warning("retraining thread ended after the daemon stopped")
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return await future
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _insert(home: Any, record: RetrainRecord) -> None:
+    with MonitoringStore(home) as store:
+        store.record_retrain(record)
+
+
+def _update(home: Any, record: RetrainRecord) -> None:
+    with MonitoringStore(home) as store:
+        store.update_retrain(record)
+
+
+def _job_started(home: str, job_id: str, started: datetime) -> None:
+    from pathlib import Path
+
+    with MonitoringStore(Path(home)) as store:
+        store.start_job_run(job_id, started, 0)
+
+
+def _job_finished(
+    home: str, job_id: str, started: datetime, outcome: str, detail: Any
+) -> None:
+    from pathlib import Path
+
+    with MonitoringStore(Path(home)) as store:
+        store.finish_job_run(job_id, started, datetime.now(UTC), outcome, detail)
+
+
+def _finished(record: RetrainRecord, outcome: Outcome) -> RetrainRecord:
+    return RetrainRecord(
+        **{
+            **record.__dict__,
+            "outcome": outcome.outcome,
+            "reason": outcome.reason,
+            "finished_at": datetime.now(UTC),
+            "champion_version": outcome.champion_version,
+            "challenger_version": outcome.challenger_version,
+            "champion_score": outcome.champion_score,
+            "challenger_score": outcome.challenger_score,
+            "promoted_version": outcome.promoted_version,
+            "detail": {**(record.detail or {}), **outcome.detail},
+        }
+    )
+
+
+def _record(row: dict[str, Any]) -> RetrainRecord:
+    names = RetrainRecord.__dataclass_fields__
+    return RetrainRecord(**{k: v for k, v in row.items() if k in names})

@@ -1,0 +1,283 @@
+"""The retraining job of a real daemon on 127.0.0.1, on a small drifting dataset.
+
+Rows of dataset ``events`` are one per two hours from 2024-01-01. For the
+first 30 days the label is ``x1 > 0``; after that it is ``x2 > 0``. The
+champion (version 1) is trained on the first 30 days only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from daemon_support import Daemon, free_port
+
+MODEL = "shift"
+START = datetime(2024, 1, 1, tzinfo=UTC)
+CHANGE_DAY = 30
+RETRAIN = f"/v1/models/{MODEL}/retrain"
+
+
+def day(n: float) -> datetime:
+    return START + timedelta(days=n)
+
+
+def event_rows(first_day: float, last_day: float, seed: int) -> list[dict[str, Any]]:
+    """Return labelled rows every two hours from `first_day` up to `last_day`."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    moment = day(first_day)
+    while moment < day(last_day):
+        x1, x2 = (float(v) for v in rng.normal(size=2))
+        drifted = moment >= day(CHANGE_DAY)
+        rows.append(
+            {
+                "t": moment.strftime("%Y-%m-%d %H:%M:%S"),
+                "x1": round(x1, 5),
+                "x2": round(x2, 5),
+                "label": int((x2 if drifted else x1) > 0),
+            }
+        )
+        moment += timedelta(hours=2)
+    return rows
+
+
+def write_config(path: Path, home: Path, **retrain: Any) -> Path:
+    policy = {
+        "trigger": "drift",
+        "clock": "event",
+        "cooldown_hours": 24 * 5,
+        "min_new_labels": 5,
+        "holdout_days": 7,
+        "window_days": 20,
+        "promote_margin": 0.02,
+        **retrain,
+    }
+    lines = [
+        "[storage]",
+        f"home = {json.dumps(str(home))}",
+        "[ingest]",
+        "flush_seconds = 3600",
+        f"[models.{MODEL}]",
+        'dataset = "events"',
+        'target = "label"',
+        'task = "classification"',
+        'algorithm = "lightgbm"',
+        'features = ["x1", "x2"]',
+        'event_timestamp = "t"',
+        "where = \"t < TIMESTAMP '2024-01-31'\"",
+        f"[models.{MODEL}.params]",
+        "n_estimators = 20",
+        "min_child_samples = 5",
+        f"[models.{MODEL}.split]",
+        'method = "time"',
+        'column = "t"',
+        "test_size = 0.2",
+        f"[models.{MODEL}.retrain]",
+    ]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in policy.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def champion_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a home with the first 30 days ingested and version 1 trained."""
+    from appliance.config import load_config
+    from appliance.storage import Catalog, ingest
+    from appliance.training import train_model
+
+    root = tmp_path_factory.mktemp("retrain")
+    home = root / "home"
+    data = root / "events.csv"
+    rows = event_rows(0, CHANGE_DAY, seed=1)
+    lines = ["t,x1,x2,label"] + [
+        f"{r['t']},{r['x1']},{r['x2']},{r['label']}" for r in rows
+    ]
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = load_config(write_config(root / "config.toml", home))
+    with Catalog(home) as catalog:
+        ingest(catalog, "events", [data])
+    train_model(config, MODEL)
+    return home
+
+
+@pytest.fixture
+def daemon_home(champion_home: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    target = tmp_path / "home"
+    shutil.copytree(champion_home, target)
+    return target
+
+
+@pytest.fixture
+def daemons() -> Any:
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        daemon.kill()
+
+
+def start(daemons: list[Daemon], home: Path, **retrain: Any) -> Daemon:
+    config = write_config(home.parent / "config.toml", home, **retrain)
+    daemon = Daemon(config, home, free_port())
+    daemons.append(daemon)
+    daemon.wait_ready()
+    return daemon
+
+
+def send_labels(daemon: Daemon, rows: list[dict[str, Any]]) -> httpx.Response:
+    """Predict `rows` and send their labels as feedback."""
+    inputs = [{k: r[k] for k in ("t", "x1", "x2")} for r in rows]
+    predicted = httpx.post(
+        daemon.base + f"/v1/models/{MODEL}/predict", json={"rows": inputs}
+    )
+    assert predicted.status_code == 200, predicted.text
+    request_id = predicted.json()["request_id"]
+    labels = [
+        {"request_id": request_id, "row": i, "label": r["label"]}
+        for i, r in enumerate(rows)
+    ]
+    return httpx.post(
+        daemon.base + f"/v1/models/{MODEL}/feedback", json={"labels": labels}
+    )
+
+
+def wait_finished(daemon: Daemon, seconds: float = 90) -> dict[str, Any]:
+    """Poll the retrain route until no job runs; return its body."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        body = httpx.get(daemon.base + RETRAIN).json()
+        if not body["running"]:
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"retraining still running:\n{daemon.log()}")
+
+
+def served_version(daemon: Daemon) -> int:
+    models = httpx.get(daemon.base + "/v1/models").json()["models"]
+    return next(m["version"] for m in models if m["name"] == MODEL)
+
+
+def test_retrain_rejects_then_promotes(daemons: list, daemon_home: Path) -> None:
+    daemon = start(daemons, daemon_home, window_rows=40)
+    labelled = send_labels(daemon, event_rows(50, 52, seed=3))
+    worse = httpx.post(
+        daemon.base + RETRAIN, json={"as_of": day(CHANGE_DAY).isoformat()}
+    )
+    rejected = wait_finished(daemon)["history"][0]
+    appended = httpx.post(
+        daemon.base + "/v1/datasets/events/rows",
+        json={"rows": event_rows(CHANGE_DAY, 60, seed=2)},
+    )
+    better = httpx.post(daemon.base + RETRAIN, json={})
+    overlapping = httpx.post(daemon.base + RETRAIN, json={})
+    promoted = wait_finished(daemon)["history"][0]
+    serving = served_version(daemon)
+    cooling = httpx.post(
+        daemon.base + RETRAIN,
+        json={"trigger": "drift", "as_of": day(53).isoformat()},
+    )
+    history = httpx.get(daemon.base + RETRAIN).json()["history"]
+    assert daemon.stop() == 0
+
+    assert labelled.json()["stored"] == 24
+    assert worse.status_code == 202, worse.text
+    assert worse.json()["outcome"] == "running"
+    assert rejected["outcome"] == "rejected", rejected
+    assert "below margin 0.02" in rejected["reason"]
+    assert rejected["champion_version"] == 1
+    assert rejected["challenger_version"] == 2
+    assert rejected["promoted_version"] is None
+    assert rejected["detail"]["rows_train"] == 40
+    assert appended.status_code == 202
+    assert better.status_code == 202, better.text
+    assert better.json()["as_of"].startswith("2024-02-21T22:00:00")
+    assert overlapping.status_code == 409
+    assert overlapping.json()["job_id"] == better.json()["id"]
+    assert promoted["id"] == better.json()["id"]
+    assert promoted["outcome"] == "promoted", promoted
+    assert promoted["new_labels"] == 24
+    assert promoted["challenger_score"] > promoted["champion_score"] + 0.02
+    assert promoted["challenger_version"] == 3
+    assert promoted["promoted_version"] == 4
+    assert "refit on the whole window as version 4" in promoted["reason"]
+    assert serving == 4
+    assert cooling.status_code == 200
+    assert cooling.json()["outcome"] == "skipped"
+    assert "in cool-down until" in cooling.json()["reason"]
+    assert [r["outcome"] for r in history] == ["skipped", "promoted", "rejected"]
+    assert stored_event_times(daemon_home)[0] == "2024-02-20 00:00:00+00:00"
+
+
+def test_retrain_interrupted_runs_once(daemons: list, daemon_home: Path) -> None:
+    daemon = start(daemons, daemon_home, trigger="both", schedule="0 3 * * *")
+    jobs = httpx.get(daemon.base + "/v1/ui/jobs").json()["jobs"]
+    started = httpx.post(
+        daemon.base + RETRAIN,
+        json={"force": True, "as_of": day(CHANGE_DAY).isoformat()},
+    )
+    running = httpx.get(daemon.base + RETRAIN).json()["running"]
+    os.kill(daemon.process.pid, signal.SIGKILL)
+    daemon.process.wait(30)
+
+    daemon = start(daemons, daemon_home)
+    after = wait_finished(daemon)["history"]
+    assert daemon.stop() == 0
+    daemon = start(daemons, daemon_home)
+    time.sleep(1.0)
+    later = wait_finished(daemon)["history"]
+    assert daemon.stop() == 0
+
+    assert "retrain:shift" in [job["id"] for job in jobs]
+    assert started.status_code == 202, started.text
+    assert running is True
+    assert [r["outcome"] for r in after][1:] == ["interrupted"]
+    assert after[1]["id"] == started.json()["id"]
+    assert after[0]["outcome"] in ("promoted", "rejected"), after[0]
+    assert after[0]["detail"]["resumes"] == started.json()["id"]
+    assert after[0]["as_of"] == started.json()["as_of"]
+    assert len(later) == 2
+
+
+def test_drift_alarm_starts_decision(daemons: list, daemon_home: Path) -> None:
+    daemon = start(daemons, daemon_home)
+    rng = np.random.default_rng(5)
+    for shift in (0.0, 6.0):
+        rows = [
+            {"t": "2024-02-01 00:00:00", "x1": float(v) + shift, "x2": 0.0}
+            for v in rng.normal(size=600)
+        ]
+        response = httpx.post(
+            daemon.base + f"/v1/models/{MODEL}/predict", json={"rows": rows}
+        )
+        assert response.status_code == 200
+    deadline = time.monotonic() + 30
+    history: list = []
+    while not history and time.monotonic() < deadline:
+        time.sleep(0.2)
+        history = httpx.get(daemon.base + RETRAIN).json()["history"]
+    assert daemon.stop() == 0
+
+    assert history, daemon.log()
+    assert history[0]["trigger"] == "drift"
+    assert history[0]["outcome"] == "skipped"
+    assert history[0]["reason"] == "no stored label has an event time yet"
+
+
+def stored_event_times(home: Path) -> list[str]:
+    from appliance.storage import Catalog, list_labels
+
+    with Catalog(home, read_only=True) as catalog:
+        rows = list_labels(catalog, MODEL)
+    times = sorted(r["event_time"].astimezone(UTC) for r in rows)
+    return [str(t) for t in times]
