@@ -12,26 +12,28 @@ the labels (arrival more than 15 minutes late) to the feedback route in one
 batch, and waits for any retraining again. The served version of each row
 comes from the predict responses.
 
-Request rows carry every feature, computed with the replay's point-in-time
-join of the origin's weather, because the daemon's feature fill serves the
-latest values, not historical ones.
+The dataset holds the flights with the origin's weather joined as of the
+scheduled hour by this script, so request rows carry every feature and the
+model has no feature views for the daemon to fill.
 
 Printed per month: the versions served, AUC and log loss of what was served,
-and the AUC of three references computed in this process on the same
-features: the static champion (the daemon's version 1), a blind schedule with
+the AUC of three references computed in this process on the same features
+(the static champion, which is the daemon's version 1; a blind schedule with
 as many retrainings as the daemon ran, on evenly spaced days through the same
-gate and refit, and a hindsight model retrained on the first of every month on
-all earlier labels. Then the timeline of drift alerts, retrainings and
-promotions.
+gate and refit; a hindsight model retrained on the first of every month on
+all earlier labels), and the days with drift alerts, the alarms recorded
+without a run, the runs and the promotions. Then the timeline of runs. A full
+run replaces the section of docs/benchmarks.md.
 
 Usage:
-    .venv/bin/python scripts/replay.py [--estimators 60] [--days 275] ...
+    .venv/bin/python scripts/replay.py [--estimators 60] [--days N] ...
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import shutil
 import sys
 import tempfile
@@ -59,14 +61,16 @@ from replay_in_process import (
     Served,
     auc,
     blind_days,
+    fit,
     hindsight,
     load_flights,
     model_config,
     replay,
+    score,
 )
 from sklearn import metrics
 
-from appliance.config import RetrainConfig
+from appliance.config import ModelConfig, RetrainConfig
 from appliance.serving import OnnxModel
 from appliance.serving._inputs import columns_to_feed
 
@@ -296,12 +300,17 @@ class Summary:
     hindsight: float
     retrainings: int
     promotions: int
+    static_in_process: float = float("nan")
+    """Mean AUC of a static model fit in process on all of January to March."""
 
     @property
     def recovered(self) -> float:
         """Share of the static-to-hindsight gap that the served model recovered."""
-        gap = self.hindsight - self.static
-        return (self.served - self.static) / gap if gap else float("nan")
+        return self._recovered(self.static)
+
+    def _recovered(self, static: float) -> float:
+        gap = self.hindsight - static
+        return (self.served - static) / gap if gap else float("nan")
 
     def lines(self) -> list[str]:
         """Return the summary as printable lines."""
@@ -316,13 +325,21 @@ class Summary:
         blind = (
             f"served matches or beats the blind schedule: {self.served >= self.blind}"
         )
-        return [means, goal, blind]
+        other = (
+            "against a static model fit in process on all of January to March "
+            f"(mean AUC {self.static_in_process:.4f}): gap recovered "
+            f"{self._recovered(self.static_in_process):.1%}"
+        )
+        return [means, goal, blind, other]
 
 
-def summarize(table: pd.DataFrame, timeline: DaemonTimeline) -> Summary:
+def summarize(
+    table: pd.DataFrame, timeline: DaemonTimeline, static_in_process: float
+) -> Summary:
     """Return the means of `table` with the daemon's retraining counts."""
     means = table[["served_auc", "static_auc", "blind_auc", "hindsight_auc"]].mean()
     return Summary(
+        static_in_process=static_in_process,
         served=float(means["served_auc"]),
         static=float(means["static_auc"]),
         blind=float(means["blind_auc"]),
@@ -344,31 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     frame = load_flights()
     days = sorted(d for d in frame["day"].unique() if d >= FIRST_DAY)[: args.days]
     frame = frame[frame["day"] <= days[-1]]
-    first = frame[frame["day"] < FIRST_DAY]
-    if args.first_quarter_from:
-        first = first[first["day"] >= pd.Timestamp(args.first_quarter_from)]
     settings = _policy(args)
     cfg = model_config(args.estimators)
 
-    home_dir = (
-        Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="replay-"))
-    )
-    home = ReplayHome(home_dir, NUMERIC, CATEGORICAL, dict(cfg.params), settings)
-    try:
-        home.create(first[DATASET_COLUMNS])
-        print(
-            f"home {home_dir}: static champion trained in "
-            f"{time.perf_counter() - started:.0f} s"
-        )
-        with ReplayDaemon(home) as daemon:
-            served, timeline = replay_days(daemon, frame, days)
-        replay_seconds = time.perf_counter() - started
-        static = OnnxScorer(OnnxModel.load(home_dir / "models" / MODEL / "1"))
-    finally:
-        if not args.home and not args.keep_home:
-            shutil.rmtree(home_dir, ignore_errors=True)
-
-    replayed = frame[frame["day"] >= FIRST_DAY]
+    served, timeline, static = _replay_through_daemon(args, frame, days, settings)
+    replay_seconds = time.perf_counter() - started
     blind, blind_timeline = replay(
         frame,
         cfg,
@@ -377,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         blind_days(len(timeline.retrainings), days[0], days[-1]),
         Options(check_parity=False, refit=settings.refit),
     )
+    replayed = frame[frame["day"] >= FIRST_DAY]
     months = sorted({int(d.month) for d in days})
     table = monthly_table(
         served,
@@ -386,13 +384,61 @@ def main(argv: list[str] | None = None) -> int:
     )
     activity = timeline.by_month().reindex(table["month"], fill_value=0)
     table = table.join(activity, on="month")
-    summary = summarize(table, timeline)
+    summary = summarize(table, timeline, _static_in_process(frame, cfg))
     print(_report(table, summary, timeline, blind_timeline.promotions, args.verbose))
     total = time.perf_counter() - started
-    print(f"\nreplay through the daemon {replay_seconds:.0f} s; total {total:.0f} s")
-    if args.write_docs:
+    print(
+        f"\nhome and replay through the daemon {replay_seconds:.0f} s; total {total:.0f} s"
+    )
+    if args.days is None and not args.no_docs:
         _write_docs(table, summary, timeline, settings, args, replay_seconds, total)
     return 0
+
+
+def _static_in_process(frame: pd.DataFrame, cfg: ModelConfig) -> float:
+    """Return the mean monthly AUC of a model fit on every row before April."""
+    model = fit(cfg, frame[frame["day"] < FIRST_DAY])
+    replayed = frame[frame["day"] >= FIRST_DAY]
+    aucs = [
+        auc(part["late"].to_numpy(), score(model, part))
+        for _, part in replayed.groupby(replayed["day"].dt.month)
+    ]
+    return float(np.mean(aucs))
+
+
+def _replay_through_daemon(
+    args: argparse.Namespace,
+    frame: pd.DataFrame,
+    days: list[pd.Timestamp],
+    settings: PolicySettings,
+) -> tuple[pd.DataFrame, DaemonTimeline, OnnxScorer]:
+    """Create the home, run the daemon over `days`; return what it served.
+
+    Returns:
+        The served predictions, the daemon's timeline, and the static
+        champion (version 1) loaded from the home.
+    """
+    first = frame[frame["day"] < FIRST_DAY]
+    if args.first_quarter_from:
+        first = first[first["day"] >= pd.Timestamp(args.first_quarter_from)]
+    params = dict(model_config(args.estimators).params)
+    home_dir = (
+        Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="replay-"))
+    )
+    home = ReplayHome(home_dir, NUMERIC, CATEGORICAL, params, settings)
+    try:
+        started = time.perf_counter()
+        home.create(first[DATASET_COLUMNS])
+        print(
+            f"home {home_dir}: static champion in {time.perf_counter() - started:.0f} s"
+        )
+        with ReplayDaemon(home) as daemon:
+            served, timeline = replay_days(daemon, frame, days)
+        static = OnnxScorer(OnnxModel.load(home_dir / "models" / MODEL / "1"))
+    finally:
+        if not args.home and not args.keep_home:
+            shutil.rmtree(home_dir, ignore_errors=True)
+    return served, timeline, static
 
 
 def _report(
@@ -412,12 +458,13 @@ def _report(
         "\ntimeline (replayed day; with --verbose also every drift alert and skip):"
     )
     for day, kind, text in timeline.events:
-        if verbose or kind == "retrain":
+        if kind == "retrain":
+            lines.append(f"  {day:%Y-%m-%d}  {text}")
+        elif verbose:
             lines.append(f"  {day:%Y-%m-%d}  {kind} {text}")
     lines.append(f"  ({timeline.alert_days} days raised or repeated a drift alert)")
     lines.append(f"  ({timeline.skips} alarms recorded without a run)")
-    phases = ", ".join(f"{k} {v:.0f} s" for k, v in timeline.seconds.items())
-    lines.append(f"\nwall time through the daemon by step: {phases}")
+    lines.append(f"\nwall time through the daemon by step: {_phases(timeline)}")
     return "\n".join(lines)
 
 
@@ -454,6 +501,8 @@ def _write_docs(
             "",
             *(f"- {line}" for line in summary.lines()),
             f"- {timeline.alert_days} replayed days raised or repeated a drift alert.",
+            f"- Wall time through the daemon by step: {_phases(timeline)}.",
+            f"- CPU minutes of the script and its subprocesses: {_cpu_minutes():.1f}.",
             "",
             "Retrainings and promotions, by replayed day:",
             "",
@@ -461,6 +510,18 @@ def _write_docs(
         ]
     )
     write_section("Replay of April to December 2013 through the daemon", body)
+
+
+def _phases(timeline: DaemonTimeline) -> str:
+    return ", ".join(f"{k} {v:.0f} s" for k, v in timeline.seconds.items())
+
+
+def _cpu_minutes() -> float:
+    """Return the CPU minutes of this process and its waited-for subprocesses."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return seconds / 60
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -487,11 +548,18 @@ def _policy_text(settings: PolicySettings) -> str:
         f"retrainings per {settings.budget_days:g} days, {window}, at least "
         f"{settings.min_new_labels} new labels, champion and challenger scored on "
         f"the last {settings.holdout_days:g} days of labels, promotion margin "
-        f"{settings.promote_margin} AUC plus the ONNX parity check, refit on the "
-        f"whole window after promotion: {settings.refit}. Blind schedule: as many "
-        "retrainings on evenly spaced days, in process, through the same gate and "
-        "refit (without the parity check). Hindsight: retrained in process on the "
-        "first of each month on all earlier labels."
+        f"{settings.promote_margin} AUC plus the ONNX parity check, "
+        f"`refit = {str(settings.refit).lower()}` (a promoted challenger is trained "
+        "again on the whole window, holdout included). Static: the daemon's "
+        "version 1, trained by `appliance train` on the first 80% of January to "
+        "March by time (the model's time split). Blind schedule: as many "
+        "retrainings as the daemon ran, on evenly spaced days, in process, through "
+        "the same gate and refit (without the parity check). Hindsight: retrained "
+        "in process on the first of each month on all earlier labels, so its April "
+        "model is trained on all of January to March. Columns `alert_days`, "
+        "`skips`, `runs` and `promoted` count the replayed days with a new or "
+        "repeated drift alert, the alarms the policy recorded without a run "
+        "(cool-down, budget, too few labels), the runs and the promotions."
     )
 
 
@@ -547,9 +615,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--no-refit", action="store_true", help="serve a challenger without refit"
     )
     parser.add_argument(
-        "--write-docs",
+        "--no-docs",
         action="store_true",
-        help="replace the replay's section of docs/benchmarks.md",
+        help="leave docs/benchmarks.md as it is; a run with --days never writes it",
     )
     parser.add_argument("--verbose", action="store_true", help="print every alert day")
     return parser.parse_args(argv)
