@@ -503,6 +503,10 @@ def _write_docs(
             f"- {timeline.alert_days} replayed days raised or repeated a drift alert.",
             f"- Wall time through the daemon by step: {_phases(timeline)}.",
             f"- CPU minutes of the script and its subprocesses: {_cpu_minutes():.1f}.",
+            "- Runs differ slightly from one replay to the next: an alarm of a "
+            "day's predictions can reach the retraining service before or after "
+            "the day's labels arrive, so a run's `as of` is the day before or the "
+            "day itself.",
             "",
             "Retrainings and promotions, by replayed day:",
             "",
