@@ -1,8 +1,9 @@
 """Retraining commands: ``retrain NAME`` and ``retrain NAME --history``.
 
 While a daemon runs, the request goes to its ``/v1/models/NAME/retrain``
-route and the command waits for the run by polling the same route; without a
-daemon the command decides and trains on its own catalog connection.
+route, and the command polls the same route until the run has finished.
+Without a daemon, the command decides and trains on its own catalog
+connection.
 """
 
 from __future__ import annotations

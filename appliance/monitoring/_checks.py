@@ -108,6 +108,8 @@ def _reference(
             f"dataset {schema['dataset']}@{schema['dataset_version']} of model "
             f"{cfg.name!r} is not in the catalog"
         )
+    # NOTE: a version trained by the retraining job on a time window (its
+    # schema's "window") is still compared with the rows of the model's 'where'.
     path = str(row[0]).replace("'", "''")
     derived = "".join(f", ({expr}) AS {_ident(n)}" for n, expr in cfg.derive.items())
     source = f"SELECT *{derived} FROM read_parquet('{path}')"

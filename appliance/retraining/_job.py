@@ -90,7 +90,12 @@ def decide(
         latest_label_time(catalog, cfg.name) if event_clock else datetime.now(UTC)
     )
     if now is None:
-        refused = Decision(False, "no stored label has an event time yet")
+        refused = Decision(
+            False,
+            "no stored label has an event time yet; send feedback labels for "
+            f"predictions whose requests carry {cfg.event_timestamp!r}, the "
+            "model's event_timestamp",
+        )
         return RetrainDecision(refused, None, 0)
     now = as_utc(now)
     history = store.retrain_history(cfg.name)
@@ -139,7 +144,9 @@ def train_challenger(
     try:
         result = train_model(config, name, catalog, window, tags)
     except ExportError as exc:
-        return Outcome("rejected", f"challenger failed the ONNX parity check: {exc}")
+        return Outcome(
+            "rejected", f"challenger failed the ONNX export or parity check: {exc}"
+        )
     except TrainingError as exc:
         return Outcome("failed", f"challenger not trained: {exc}", detail=detail)
 
@@ -224,9 +231,9 @@ def run_offline(
 ) -> dict[str, Any]:
     """Decide and run one retraining without a daemon, on the home's catalog.
 
-    The same decision, training, scoring and promotion as the daemon's job,
-    recorded in the same store; the champion is the version the registry
-    serves (its ``champion`` alias, else the latest version).
+    The decision, training, scoring and promotion are the daemon job's, and
+    the record goes to the same store. The champion is the version the
+    registry serves: its ``champion`` alias, else the latest version.
 
     Returns:
         The record as JSON-ready values.
@@ -265,6 +272,9 @@ def run_offline(
         outcome = train_challenger(
             catalog, config, name, champion, base.as_of, record_id
         )
+        if not decided.decision.act:
+            reason = decided.decision.reason
+            outcome.detail["forced"] = f"forced by the operator ({reason})"
         if outcome.promoted_version is not None:
             promote(
                 catalog,

@@ -89,7 +89,13 @@ class RetrainService:
                 record.id,
                 record.trigger,
             )
-            self._begin(record.model, record.trigger, record.as_of, 0, record.id)
+            self._begin(
+                record.model,
+                record.trigger,
+                record.as_of,
+                record.new_labels or 0,
+                record.id,
+            )
 
     async def stop(self) -> None:
         """Wait a short while for running jobs; a job still running stays recorded
@@ -137,7 +143,7 @@ class RetrainService:
 
         Raises:
             JobRunningError: A job of `model` runs; its id is in the detail.
-            NotFoundError: The model is not declared.
+            ConfigError: The model is not declared.
         """
         cfg = self.state.config.model(model)
         self._check_idle(model)
@@ -199,7 +205,7 @@ class RetrainService:
         try:
             record, _ = await self.request(model, trigger)
         except JobRunningError as exc:
-            running = self._running[model]
+            running = self._running.get(model)
             reason = f"{exc}; alarm recorded only"
             skipped = RetrainRecord(
                 model,
@@ -209,7 +215,7 @@ class RetrainService:
                 datetime.now(UTC),
                 datetime.now(UTC),
                 id=_new_id(),
-                detail={"running_id": running.id},
+                detail={"running_id": running.id if running else None},
             )
             await asyncio.to_thread(_insert, self.home, skipped)
             return record_dict(skipped.__dict__)
@@ -287,10 +293,10 @@ class RetrainService:
             new_labels=new_labels,
             id=_new_id(),
             as_of=as_utc(as_of) if as_of is not None else datetime.now(UTC),
-            detail={"resumes": resumes} if resumes else None,
+            detail=_begin_detail(resumes, note),
         )
-        # The insert is short; it runs here so that the record exists before
-        # the caller answers, and a kill right after still finds it.
+        # The insert is short. It runs on the loop so that the record exists
+        # before the route responds, and a restart after a kill finds it.
         _insert(self.home, record)
         self._running[model] = record
         self._tasks[model] = asyncio.ensure_future(self._run(record))
@@ -460,7 +466,8 @@ def schedule_retraining(scheduler: Any, config: Any) -> list[str]:
 
 
 async def _in_thread(name: str, function: Callable[..., T], *args: Any) -> T:
-    """Run `function` in a daemon thread, so a stop never waits for it."""
+    """Run `function` in a daemon thread, which the interpreter does not join at
+    exit, and await its result."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
@@ -514,6 +521,11 @@ def _job_finished(
 
     with MonitoringStore(Path(home)) as store:
         store.finish_job_run(job_id, started, datetime.now(UTC), outcome, detail)
+
+
+def _begin_detail(resumes: str | None, note: str | None) -> dict[str, Any] | None:
+    detail = {"resumes": resumes, "forced": note}
+    return {key: value for key, value in detail.items() if value} or None
 
 
 def _finished(record: RetrainRecord, outcome: Outcome) -> RetrainRecord:

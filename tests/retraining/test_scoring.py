@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-import appliance.retraining as retraining
+from appliance import retraining
 from appliance.config import RetrainConfig
 from appliance.retraining import effective_metric, score, window_bounds
 
