@@ -503,10 +503,7 @@ def _write_docs(
             f"- {timeline.alert_days} replayed days raised or repeated a drift alert.",
             f"- Wall time through the daemon by step: {_phases(timeline)}.",
             f"- CPU minutes of the script and its subprocesses: {_cpu_minutes():.1f}.",
-            "- Runs differ slightly from one replay to the next: an alarm of a "
-            "day's predictions can reach the retraining service before or after "
-            "the day's labels arrive, so a run's `as of` is the day before or the "
-            "day itself.",
+            _VARIATION,
             "",
             "Retrainings and promotions, by replayed day:",
             "",
@@ -514,6 +511,13 @@ def _write_docs(
         ]
     )
     write_section("Replay of April to December 2013 through the daemon", body)
+
+
+_VARIATION = (
+    "- Runs differ slightly from one replay to the next: an alarm of a day's "
+    "predictions can reach the retraining service before or after the day's "
+    "labels arrive, so a run's `as of` is the day before or the day itself."
+)
 
 
 def _phases(timeline: DaemonTimeline) -> str:
