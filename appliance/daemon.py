@@ -181,6 +181,12 @@ async def run_monitoring(state: DaemonState) -> AsyncIterator[None]:
     service = MonitoringService(state.config.storage.home, state.config.monitoring)
     service.start()
     state.monitoring = service
+    state.metrics.watch_monitoring(
+        lambda: service.queued,
+        lambda: service.dropped,
+        lambda: service.observed,
+        service.cpu_seconds,
+    )
     try:
         yield
     finally:
