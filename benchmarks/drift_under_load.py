@@ -1,8 +1,8 @@
 """Benchmark: cost of the streaming drift path inside a loaded daemon.
 
 Runs two daemons over copies of the same home and model (``flights_late``),
-one with ``[monitoring] streaming = true`` and one with ``streaming = false``,
-both pinned to CPU 0 and loaded one at a time by wrk on CPU 1 with the
+one with ``[monitoring] streaming = true`` and one with ``streaming = false``.
+Both are pinned to CPU 0 and loaded one at a time by wrk on CPU 1 with the
 single-row JSON POST of `benchmarks/serving.py`. For each concurrency level,
 on and off runs alternate (on, off, then off, on, ...) so that load changes on
 the shared machine hit both. Each run records throughput and p99 from wrk,
@@ -272,8 +272,8 @@ def _plain(value: object) -> object:
 def _ratio_rows(runs: list[Run], connections: int) -> list[str]:
     """Return the ratio table row of one level, from the on/off pairs.
 
-    The i-th on run and the i-th off run ran back to back, so their ratio
-    shares the machine's load; the row reports the median over the pairs.
+    The i-th on run and the i-th off run ran back to back, so both saw about
+    the same machine load. The row reports the median over the pairs.
     """
     on = [r for r in runs if r.connections == connections and r.mode == MODES[0]]
     off = [r for r in runs if r.connections == connections and r.mode == MODES[1]]
@@ -324,11 +324,11 @@ def write_report(runs: list[Run], alone: dict[str, float], options: dict) -> Non
         ),
         (
             "- Two daemons over copies of the same home and model "
-            f"(`{MODEL}`), identical but for `[monitoring] streaming`, both pinned to "
-            "CPU 0 and loaded one at a time by wrk on CPU 1 with single-row JSON POSTs "
-            "(the row of `benchmarks/serving.py`, all 18 inputs), "
-            f"{options['seconds']} s per run, {options['pairs']} on/off pairs per "
-            "level in alternating order."
+            f"(`{MODEL}`), identical but for `[monitoring] streaming`. Both are "
+            "pinned to CPU 0 and loaded one at a time by wrk on CPU 1 with "
+            "single-row JSON POSTs (the row of `benchmarks/serving.py`, all 18 "
+            f"inputs). Runs last {options['seconds']} s, with {options['pairs']} "
+            "on/off pairs per level in alternating order."
         ),
         (
             f"- Load average (1 min) at the start of the runs: {min(loads):.2f} to "
