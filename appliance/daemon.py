@@ -221,6 +221,12 @@ async def run_monitoring(state: DaemonState) -> AsyncIterator[None]:
     state.monitoring = service
     if state.load_failures:
         await asyncio.to_thread(_raise_load_alerts, state)
+    state.metrics.watch_monitoring(
+        lambda: service.queued,
+        lambda: service.dropped,
+        lambda: service.observed,
+        service.cpu_seconds,
+    )
     try:
         yield
     finally:
