@@ -391,6 +391,10 @@ class MonitoringConfig:
     """Smallest KS statistic that counts as drift."""
     cramers_v_floor: float = 0.1
     """Smallest Cramér's V that counts as drift."""
+    streaming: bool = True
+    """Whether predicted rows feed the streaming feature and prediction
+    detectors. When false, labels still join predictions and feed the live
+    metrics and the loss detector, and the batch drift check still runs."""
     stream_delta: float = 0.002
     """ADWIN confidence of the streaming detectors."""
     stream_window: int = 500

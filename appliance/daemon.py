@@ -57,7 +57,14 @@ from appliance.serving import (
     session_threads,
     skip_pyarrow_pandas_probe,
 )
-from appliance.storage import Catalog, IngestBuffer, champion_models
+from appliance.storage import (
+    Catalog,
+    IngestBuffer,
+    ModelVersion,
+    champion_models,
+    fallback_versions,
+    get_version,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,37 +114,68 @@ async def serve_models(state: DaemonState) -> AsyncIterator[None]:
 
 
 def _load_models(state: DaemonState) -> None:
-    """Load every model in this worker thread; a model that fails is skipped."""
+    """Load every model in this worker thread.
+
+    A champion that fails to load (a missing or corrupted artifact) is
+    replaced by the first earlier version that loads (see
+    `fallback_versions`). The swap is kept in `state.load_failures`, so the
+    monitoring service can raise it as an alert; the alias does not move.
+    """
     started = time.perf_counter()
     view = state.catalog.cursor()
+    threads = session_threads(state.config.server)
     try:
-        versions = champion_models(view)
+        for version in champion_models(view):
+            model = _load_champion(state, view, version, threads)
+            if model is not None:
+                state.models.put(model)
     finally:
         view.close()
-    threads = session_threads(state.config.server)
-    for version in versions:
-        begun = time.perf_counter()
-        try:
-            model = OnnxModel.load(version.path, version.sha256, threads)
-        except Exception:
-            logger.exception(
-                "model load failed model=%s version=%d", version.model, version.version
-            )
-            continue
-        seconds = time.perf_counter() - begun
-        state.models.put(model)
-        state.metrics.model_load.labels(model.name, str(model.version)).set(seconds)
-        logger.info(
-            "model loaded model=%s version=%d seconds=%.3f",
-            version.model,
-            version.version,
-            seconds,
-        )
     logger.info(
         "models ready count=%d seconds=%.3f",
         len(state.models.models),
         time.perf_counter() - started,
     )
+
+
+def _load_champion(
+    state: DaemonState, view: Catalog, version: ModelVersion, threads: int
+) -> OnnxModel | None:
+    """Load a model's champion, or the first earlier version that loads."""
+    failure = ""
+    for number in [
+        version.version,
+        *fallback_versions(view, version.model, version.version),
+    ]:
+        candidate = (
+            version
+            if number == version.version
+            else get_version(view, version.model, number)
+        )
+        begun = time.perf_counter()
+        try:
+            model = OnnxModel.load(candidate.path, candidate.sha256, threads)
+        except Exception as exc:
+            logger.exception(
+                "model load failed model=%s version=%d", version.model, number
+            )
+            failure = failure or str(exc)
+            continue
+        seconds = time.perf_counter() - begun
+        state.metrics.model_load.labels(model.name, str(model.version)).set(seconds)
+        logger.info(
+            "model loaded model=%s version=%d seconds=%.3f",
+            model.name,
+            model.version,
+            seconds,
+        )
+        if number != version.version:
+            state.load_failures.append(
+                (version.model, version.version, number, failure)
+            )
+        return model
+    state.load_failures.append((version.model, version.version, None, failure))
+    return None
 
 
 @contextlib.asynccontextmanager
@@ -181,10 +219,43 @@ async def run_monitoring(state: DaemonState) -> AsyncIterator[None]:
     service = MonitoringService(state.config.storage.home, state.config.monitoring)
     service.start()
     state.monitoring = service
+    if state.load_failures:
+        await asyncio.to_thread(_raise_load_alerts, state)
+    state.metrics.watch_monitoring(
+        lambda: service.queued,
+        lambda: service.dropped,
+        lambda: service.observed,
+        service.cpu_seconds,
+    )
     try:
         yield
     finally:
         await asyncio.to_thread(service.stop)
+
+
+def _raise_load_alerts(state: DaemonState) -> None:
+    """Raise a critical alert for each champion that failed to load at start."""
+    from appliance.monitoring import AlertCandidate, raise_alerts
+
+    candidates = []
+    for model, version, served, reason in state.load_failures:
+        instead = (
+            f"serving version {served} instead"
+            if served is not None
+            else "no version of it loads, so it is not served"
+        )
+        candidates.append(
+            AlertCandidate(
+                model,
+                "load",
+                f"version {version}",
+                "critical",
+                f"champion version {version} of model {model!r} failed to load "
+                f"({reason}); {instead}. Restore its artifact from a backup, or "
+                f"promote a version that loads",
+            )
+        )
+    raise_alerts(state.config.storage.home, candidates, state.config.monitoring)
 
 
 @contextlib.asynccontextmanager

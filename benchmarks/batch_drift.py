@@ -140,12 +140,26 @@ def main() -> int:
         print(
             f"appliance defaults (effect floors, PSI >= 0.2): {sorted(defaults.drifted)}"
         )
+        for kind, names in (("numeric", NUMERIC), ("categorical", CATEGORICAL)):
+            print(
+                f"largest p-value difference, {kind}: "
+                f"{_largest_difference(ours, theirs['p_values'], names):.3g}"
+            )
         for feature in ours.features:
             print(
                 f"  {feature.feature:<15} ours p={feature.p_value:.3g} "
                 f"evidently p={theirs['p_values'].get(feature.feature, float('nan')):.3g}"
             )
     return 0
+
+
+def _largest_difference(report, theirs: dict[str, float], names: list[str]) -> float:  # noqa: ANN001
+    """Return the largest absolute p-value difference over the features `names`."""
+    return max(
+        abs(f.p_value - theirs[f.feature])
+        for f in report.features
+        if f.feature in names
+    )
 
 
 def _fmt(values: list[float]) -> str:

@@ -89,6 +89,11 @@ def test_config_unknown_key_named(tmp_path: Path, text: str, key: str) -> None:
             "'models.m.split.test_size'",
             "a number",
         ),
+        (
+            '[monitoring]\nstreaming = "yes"\n',
+            "'monitoring.streaming'",
+            "true or false",
+        ),
     ],
 )
 def test_config_wrong_type_named(

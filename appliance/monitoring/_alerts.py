@@ -35,7 +35,8 @@ class AlertCandidate:
 
     model: str
     kind: str
-    """``drift``, ``performance``, ``error_rate``, ``latency`` or ``rollback``."""
+    """``drift``, ``performance``, ``error_rate``, ``latency``, ``rollback``, or
+    ``load`` (a champion that failed to load at start)."""
     subject: str
     """What crossed: a feature, ``prediction``, ``loss``, a metric name."""
     severity: str

@@ -102,6 +102,8 @@ class MonitoringService:
         self._thread: threading.Thread | None = None
         self.dropped = 0
         """Requests not monitored because the queue was full."""
+        self.observed = 0
+        """Predicted rows fed to the detectors since start."""
         self.on_drift: Callable[[str], None] | None = None
         """Called with the model name from the worker thread after streaming
         detections of the model were recorded, such as to start a retraining."""
@@ -113,7 +115,12 @@ class MonitoringService:
             target=self._run, name="monitoring", daemon=True
         )
         self._thread.start()
-        logger.info("monitoring started home=%s", self.home)
+        logger.info(
+            "monitoring started home=%s streaming=%s thread_id=%d",
+            self.home,
+            self.config.streaming,
+            self._thread.native_id,
+        )
 
     def stop(self) -> None:
         """Process the queued predictions, stop the worker and save the state."""
@@ -135,12 +142,35 @@ class MonitoringService:
         times = _event_times(info, inputs, len(results))
         with self._lock:
             self._remember(request_id, info, results, times)
+        if not self.config.streaming:
+            return
         if len(self._queue) >= QUEUE_MAX_REQUESTS:
             self.dropped += 1
             if self.dropped % 1000 == 1:
                 logger.warning("monitoring queue full dropped=%d", self.dropped)
             return
         self._queue.append((info, inputs, results))
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the detectors."""
+        return len(self._queue)
+
+    def cpu_seconds(self) -> float:
+        """Return the CPU time of the worker thread (user and system), in seconds.
+
+        Returns 0.0 before `start` and after `stop`.
+        """
+        thread = self._thread
+        if thread is None or thread.ident is None:
+            return 0.0
+        try:
+            clock = time.pthread_getcpuclockid(thread.ident)
+            return time.clock_gettime(clock)
+        except (AttributeError, OSError):
+            # NOTE: pthread_getcpuclockid exists on Unix only, and the thread
+            # may end between the check above and the call.
+            return 0.0
 
     def apply_labels(
         self,
@@ -297,6 +327,7 @@ class MonitoringService:
                 for row, output in zip(rows, outputs, strict=True):
                     if isinstance(row, dict):
                         events += monitor.observe_prediction(row, output)
+                        self.observed += 1
         except Exception:
             logger.exception("monitoring update failed model=%s", info.name)
             return

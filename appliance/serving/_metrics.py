@@ -81,6 +81,8 @@ class ServingMetrics:
         )
         self._log = _LogCollector()
         registry.register(self._log)
+        self._monitoring = _MonitoringCollector()
+        registry.register(self._monitoring)
         self.max_rss = Gauge(
             "appliance_process_max_resident_memory_bytes",
             "Peak resident memory of the daemon process.",
@@ -100,6 +102,16 @@ class ServingMetrics:
     ) -> None:
         """Read the prediction log's counters at every scrape."""
         self._log.sources = (queued, spilled, written)
+
+    def watch_monitoring(
+        self,
+        queued: Callable[[], float],
+        dropped: Callable[[], float],
+        observed: Callable[[], float],
+        cpu_seconds: Callable[[], float],
+    ) -> None:
+        """Read the streaming monitors' counters at every scrape."""
+        self._monitoring.sources = (queued, dropped, observed, cpu_seconds)
 
     def observe(
         self, model: str, version: int, status: int, seconds: float, rows: int
@@ -153,6 +165,42 @@ class _LogCollector:
             "appliance_prediction_log_written_rows",
             "Logged predictions inserted into DuckDB since the daemon started.",
             value=written(),
+        )
+
+
+class _MonitoringCollector:
+    """Collector that reads the streaming monitors' counters when scraped."""
+
+    def __init__(self) -> None:
+        self.sources: tuple[Callable[[], float], ...] | None = None
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        if self.sources is None:
+            return
+        queued, dropped, observed, cpu_seconds = self.sources
+        yield GaugeMetricFamily(
+            "appliance_monitoring_queue_requests",
+            "Prediction requests waiting for the streaming detectors.",
+            value=queued(),
+        )
+        yield CounterMetricFamily(
+            "appliance_monitoring_dropped_requests",
+            "Prediction requests not fed to the streaming detectors because "
+            "their queue was full.",
+            value=dropped(),
+        )
+        yield CounterMetricFamily(
+            "appliance_monitoring_observed_rows",
+            "Predicted rows fed to the streaming detectors since the daemon started.",
+            value=observed(),
+        )
+        yield CounterMetricFamily(
+            "appliance_monitoring_cpu_seconds",
+            "CPU time (user and system) of the streaming monitors' worker thread.",
+            value=cpu_seconds(),
         )
 
 

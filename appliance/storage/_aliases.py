@@ -18,7 +18,12 @@ import duckdb
 
 from appliance.errors import NotFoundError, RegistryError, StorageError
 from appliance.storage._catalog import Catalog
-from appliance.storage._models import ModelVersion, get_version, latest_models
+from appliance.storage._models import (
+    ModelVersion,
+    get_version,
+    latest_models,
+    list_models,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +164,17 @@ def champion_models(catalog: Catalog) -> list[ModelVersion]:
         else:
             result.append(get_version(catalog, latest.model, version))
     return result
+
+
+def fallback_versions(catalog: Catalog, model: str, failed: int) -> list[int]:
+    """Return the versions to serve when version `failed` of `model` cannot load.
+
+    Earlier champions come first, the latest promotion first; then every
+    other version, newest first.
+    """
+    earlier = list(reversed(_version_stack(catalog, model, CHAMPION)))
+    newest_first = [v.version for v in list_models(catalog, model)]
+    return [v for v in dict.fromkeys(earlier + newest_first) if v != failed]
 
 
 def _record(

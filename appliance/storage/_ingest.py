@@ -126,6 +126,10 @@ def ingest(
     """
     _check_name(dataset)
     settings = settings or DatasetConfig(name=dataset)
+    if settings.name != dataset:
+        raise ValueError(
+            f"settings of dataset {settings.name!r} passed to an ingest of {dataset!r}"
+        )
     if not paths:
         raise IngestError("no input files given; name at least one file")
     sources = [open_source(path, settings.encoding) for path in paths]

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from appliance.errors import StorageError
 from appliance.storage._catalog import Catalog
@@ -76,21 +77,7 @@ def store_labels(catalog: Catalog, rows: list[LabelRow]) -> dict[tuple[str, int]
         stored = _stored(db, model, rows)
         fresh = [r for r in rows if r.key not in stored]
         if fresh:
-            db.executemany(
-                "INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    [
-                        r.model,
-                        r.version,
-                        r.request_id,
-                        r.row_index,
-                        json.dumps(r.label),
-                        r.received_at,
-                        r.event_time,
-                    ]
-                    for r in fresh
-                ],
-            )
+            _insert(db, fresh)
         db.execute("COMMIT")
     except duckdb.Error as exc:
         _rollback(db)
@@ -104,6 +91,35 @@ def store_labels(catalog: Catalog, rows: list[LabelRow]) -> dict[tuple[str, int]
         len(stored),
     )
     return stored
+
+
+def _insert(db: duckdb.DuckDBPyConnection, rows: list[LabelRow]) -> None:
+    """Insert `rows` from an Arrow table in one statement.
+
+    DuckDB's ``executemany`` executes the prepared INSERT once per row: 1,000
+    labels took about 10 s against the keyed table on a loaded 2-core machine,
+    and the Arrow insert about 0.03 s.
+    """
+    table = pa.table(
+        {
+            "model": [r.model for r in rows],
+            "version": pa.array([r.version for r in rows], pa.int32()),
+            "request_id": [r.request_id for r in rows],
+            "row_index": pa.array([r.row_index for r in rows], pa.int32()),
+            "label": [json.dumps(r.label) for r in rows],
+            "received_at": pa.array(
+                [r.received_at for r in rows], pa.timestamp("us", tz="UTC")
+            ),
+            "event_time": pa.array(
+                [r.event_time for r in rows], pa.timestamp("us", tz="UTC")
+            ),
+        }
+    )
+    db.register("_label_rows", table)
+    try:
+        db.execute("INSERT OR IGNORE INTO labels SELECT * FROM _label_rows")
+    finally:
+        db.unregister("_label_rows")
 
 
 def count_labels(

@@ -49,6 +49,10 @@ _NUMERIC_TYPES = (
 _INTEGER_TYPES = _NUMERIC_TYPES[:9]
 _GROUP = "__split_group__"
 _TIME = "__event_time__"
+_ORDER = "__row_order__"
+"""Position of a row in its dataset version, numbered before any join, so the
+frame's row order (and with it every split) does not depend on how DuckDB
+happened to run a hash join."""
 
 
 @dataclass(frozen=True)
@@ -275,10 +279,11 @@ def _rows_source(
     views: Mapping[str, FeatureViewConfig],
 ) -> str:
     """Return the dataset rows, with the feature views joined point in time."""
+    numbered = f"SELECT *, row_number() OVER () AS {_ORDER} FROM "
     if store is None:
-        return f"({scan_sql(version)})"
+        return f"({numbered}({scan_sql(version)}))"
     joined = model_views(cfg.feature_views, views)
-    rows = f"SELECT * FROM {_ident(cfg.dataset)}"
+    rows = numbered + _ident(cfg.dataset)
     return f"({store.joined_sql(rows, joined, cfg.event_timestamp)})"
 
 
@@ -369,7 +374,7 @@ def _describe(
         raise TrainingError(
             f"invalid 'where' or 'derive' of model {cfg.name!r}: {exc}"
         ) from None
-    return {name: kind for name, kind, *_ in rows}
+    return {name: kind for name, kind, *_ in rows if name != _ORDER}
 
 
 def _feature_names(cfg: ModelConfig, schema: dict[str, str]) -> list[str]:
@@ -416,17 +421,15 @@ def _query(
 ) -> pd.DataFrame:
     columns = feature_columns(numeric, categorical)
     columns.append(f"{_ident(cfg.target)}")
-    order = ""
+    order = f" ORDER BY {_ORDER}"
     if windowed:
         time = _ident(cfg.event_timestamp or "")
         columns.append(f"CAST({time} AS TIMESTAMPTZ) AS {_TIME}")
-        order = f" ORDER BY {_TIME}, rowid_"
-        base = f"SELECT *, row_number() OVER () AS rowid_ FROM ({base})"
+        order = f" ORDER BY {_TIME}, {_ORDER}"
     elif cfg.split.method == "group":
         columns.append(f"{_ident(cfg.split.column or '')} AS {_GROUP}")
     if not windowed and cfg.split.method == "time":
-        order = f" ORDER BY {_ident(cfg.split.column or '')}, rowid_"
-        base = f"SELECT *, row_number() OVER () AS rowid_ FROM ({base})"
+        order = f" ORDER BY {_ident(cfg.split.column or '')}, {_ORDER}"
     sql = f"SELECT {', '.join(columns)} FROM ({base}){order}"
     try:
         with utc_cursor(db) as cursor:

@@ -227,3 +227,33 @@ def test_fill_table_joins_batch(tmp_path: Path) -> None:
     assert (
         filled.column("time_hour").to_pylist() == table.column("time_hour").to_pylist()
     )
+
+
+def test_frame_row_order_repeats(tmp_path: Path) -> None:
+    from appliance.training._frame import load_frame
+
+    config = make_home(tmp_path)
+    flights = tmp_path / "many.csv"
+    # Enough rows and distinct hours for DuckDB to run the joins on several
+    # threads, where a hash join's output order varies between runs.
+    origins, tails = ("EWR", "JFK"), ("N1", "N2", "N9")
+    flights.write_text(
+        "flight,origin,tailnum,time_hour,late\n"
+        + "".join(
+            f"{i},{origins[i % 2]},{tails[i % 3]},"
+            f"2013-01-{1 + i % 28:02d}T{i % 24:02d}:00:00Z,{str(i % 5 == 0).lower()}\n"
+            for i in range(200_000)
+        )
+    )
+    model = config.model("late")
+    model = type(model)(**{**model.__dict__, "features": ("flight", "seats")})
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "flights", [flights])
+        first, second = (
+            load_frame(catalog, model, config.feature_views) for _ in range(2)
+        )
+
+    assert first.x_train["flight"].tolist() == second.x_train["flight"].tolist()
+    assert first.x_test["flight"].tolist() == second.x_test["flight"].tolist()
+    seen = first.x_train["flight"].tolist() + first.x_test["flight"].tolist()
+    assert sorted(seen) == list(range(200_000))

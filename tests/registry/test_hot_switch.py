@@ -194,3 +194,33 @@ def test_version_query_and_corrupted_promotion(served: tuple[Config, Daemon]) ->
     history = _cli(config, "models", "history", "late", "--json").stdout
     last = json.loads(history.splitlines()[-1])
     assert (last["version"], last["action"]) == (1, "set")
+
+
+def test_corrupted_champion_falls_back_at_start(
+    served: tuple[Config, Daemon], tmp_path: Path
+) -> None:
+    config, daemon = served
+    # The previous test ends with version 1 as the champion, after version 2.
+    assert stop_daemon(daemon) == 0
+    listed = _cli(config, "models", "list", "--json").stdout.splitlines()
+    first = next(v for v in map(json.loads, listed) if v["version"] == 1)
+    artifact = Path(first["path"]) / "model.onnx"
+    artifact.write_bytes(artifact.read_bytes()[:-10])
+
+    restarted = _start(config, tmp_path / "restarted.log")
+    try:
+        with httpx.Client(base_url=restarted.base_url, trust_env=False) as client:
+            served_now = client.post("/v1/models/late/predict", json={"rows": [ROW]})
+            alerts = client.get("/v1/alerts").json()
+    finally:
+        stop_daemon(restarted)
+
+    assert served_now.status_code == 200
+    assert served_now.json()["version"] == 2
+    load = [a for a in alerts["alerts"] if a["kind"] == "load"]
+    assert len(load) == 1
+    assert load[0]["severity"] == "critical"
+    assert "champion version 1 of model 'late' failed to load" in load[0]["message"]
+    assert "serving version 2 instead" in load[0]["message"]
+    history = _cli(config, "models", "history", "late", "--json").stdout
+    assert json.loads(history.splitlines()[-1])["version"] == 1

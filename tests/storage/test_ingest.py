@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from appliance.config import DatasetConfig
 from appliance.errors import IngestError
 from appliance.storage import (
     Catalog,
@@ -165,6 +166,16 @@ def test_ingest_datasets_kept_apart(catalog: Catalog, tmp_path: Path) -> None:
     assert other.created is True
     assert other.version.parent is None
     assert version_rows(catalog) == 2
+
+
+def test_ingest_refuses_settings_of_another_dataset(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    source = write_csv(SMALL, tmp_path / "small.csv")
+
+    with pytest.raises(ValueError, match="'first' passed to an ingest of 'second'"):
+        ingest(catalog, "second", [source], settings=DatasetConfig(name="first"))
+    assert version_rows(catalog) == 0
 
 
 def test_ingest_several_files_one_version(catalog: Catalog, tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -33,7 +32,6 @@ from tui._dialogs import ConfirmScreen, HelpScreen, TableScreen
 from tui._monitoring import DriftPane
 from tui._pane import Pane
 
-HAS_REGISTRY = importlib.util.find_spec("appliance.registry") is not None
 """Whether the daemon under test has the registry's alias routes."""
 REQUESTS = 4
 ROWS_PER_REQUEST = 3
@@ -260,30 +258,6 @@ def test_drift_draws_one_chart_per_feature(ui_daemon: Daemon) -> None:
 # --- commands ----------------------------------------------------------------------
 
 
-@pytest.mark.skipif(HAS_REGISTRY, reason="this daemon has the registry routes")
-def test_promote_without_registry_is_refused(ui_daemon: Daemon) -> None:
-    async def scenario(app: Any, pilot: Any) -> None:
-        await pilot.press("2")
-        table = app.query_one("#versions", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 2, "two versions")
-        await pilot.press("down", "p")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm")
-        text = await shown_text(pilot)
-        assert "Promote tumour version 1?" in text
-        assert "from version 2 to" in text
-        await pilot.press("y")
-        await wait_for(
-            pilot,
-            lambda: any("not available" in n for n in notifications(app)),
-            "refusal",
-        )
-
-    run_app(ui_daemon.base_url, scenario)
-    served = UiClient(ui_daemon.base_url).served_models()
-    assert served[0]["version"] == 2
-
-
-@pytest.mark.skipif(not HAS_REGISTRY, reason="this daemon has no registry routes")
 def test_promote_then_rollback_switch_serving(
     ui_home: UiHome, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
