@@ -24,7 +24,9 @@ def test_streaming_off_skips_detectors(tmp_path: Path) -> None:
     service = MonitoringService(tmp_path, MonitoringConfig(streaming=False))
 
     service.submit(INFO, "r1", [{"x": 1.0, "c": "a"}], OUTPUTS)
-    result = service.apply_labels(INFO, [{"request_id": "r1", "label": 1}], None)
+    result = service.apply_labels(
+        INFO, [{"request_id": "r1", "row": 0, "label": 1}], None
+    )
 
     assert service.queued == 0
     assert service.observed == 0
