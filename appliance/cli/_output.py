@@ -37,7 +37,7 @@ def print_rows(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) ->
     """Print rows as JSON lines or as an aligned table of `columns`."""
     if as_json:
         for row in rows:
-            print(json.dumps(row, default=str))
+            print(json.dumps(row, default=_json_value))
         return
     if not rows:
         print("(none)")
@@ -48,9 +48,19 @@ def print_rows(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) ->
         print("  ".join(_cell(row[c]).ljust(widths[c]) for c in columns).rstrip())
 
 
+def _json_value(value: Any) -> Any:
+    # ISO 8601 with a "T", as the daemon's JSON writes times, so a listing
+    # reads the same whether it came from the daemon or from the catalog.
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
+    if isinstance(value, datetime):
+        return value.isoformat()
     return "" if value is None else str(value)
 
 

@@ -157,7 +157,8 @@ class FeatureServer:
         feature views are returned unchanged.
 
         Raises:
-            RequestError: A row is not an object or lacks an entity key column.
+            RequestError: A row is not an object, lacks an entity key column or
+                has an event time that is not a time.
         """
         if model not in self.models:
             return list(rows)
@@ -183,6 +184,8 @@ class FeatureServer:
         try:
             cursor.execute("SET TimeZone = 'UTC'")
             cursor.register(_REQUEST, table)
+            if event_time:
+                _check_event_times(cursor, model, event_time)
             rows_sql = _rows_sql(names, event_time)
             event = f"coalesce({ident(event_time)}, now())" if event_time else None
             sql = join_sql(rows_sql, ["_row", *names], views, self._columns, event)
@@ -243,7 +246,8 @@ class FeatureServer:
         A feature column the table already has is kept as it is.
 
         Raises:
-            RequestError: The table lacks an entity key column.
+            RequestError: The table lacks an entity key column, or a row's event
+                time is not a time.
         """
         if model not in self.models:
             return table
@@ -279,6 +283,8 @@ class FeatureServer:
         try:
             cursor.execute("SET TimeZone = 'UTC'")
             cursor.register(_REQUEST, request)
+            if event_time:
+                _check_event_times(cursor, model, event_time)
             event = f"coalesce({ident(event_time)}, now())" if event_time else None
             rows_sql = _rows_sql(names, event_time)
             sql = join_sql(rows_sql, ["_row", *names], views, self._columns, event)
@@ -360,6 +366,31 @@ def _check_rows(
                     row=index,
                     column=key,
                 )
+
+
+def _check_event_times(cursor: Any, model: str, event_time: str) -> None:
+    """Raise for the first request row whose event time is not a time.
+
+    Without this check the join's ``TRY_CAST`` would read such a value as
+    missing, and the row would get the features as of now.
+    """
+    column = ident(event_time)
+    found = cursor.execute(
+        f"SELECT _row, CAST({column} AS VARCHAR) FROM {_REQUEST} "
+        f"WHERE {column} IS NOT NULL AND TRY_CAST({column} AS TIMESTAMPTZ) IS NULL "
+        "ORDER BY _row LIMIT 1"
+    ).fetchone()
+    if found is None:
+        return
+    row, value = found
+    raise RequestError(
+        f"row {row} of the request to model {model!r}: event time column "
+        f"{event_time!r} is {value!r}, not a time; send an ISO 8601 time such as "
+        "2013-04-01T05:00:00Z, or null for the current time",
+        model=model,
+        row=row,
+        column=event_time,
+    )
 
 
 def _request_table(

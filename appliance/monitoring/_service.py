@@ -137,19 +137,34 @@ class MonitoringService:
         When the queue is full the rows are counted in `dropped` and skipped by
         the detectors; the prediction log still records them.
         """
+        if hasattr(rows, "to_pylist") and self.config.streaming:
+            # An Arrow batch can hold a million rows, and turning them into
+            # Python objects here would stall the event loop for seconds, so
+            # the worker converts and remembers them.
+            self._enqueue((info, rows, outputs, request_id))
+            return
+        inputs, results = self._convert(info, request_id, rows, outputs)
+        if self.config.streaming:
+            self._enqueue((info, inputs, results, None))
+
+    def _convert(
+        self, info: ModelInfo, request_id: str, rows: Any, outputs: Any
+    ) -> tuple[list[Any], list[Any]]:
+        """Return rows and outputs as Python lists, remembered for labels."""
         inputs = rows.to_pylist() if hasattr(rows, "to_pylist") else rows
         results = _outputs(info, outputs)
         times = _event_times(info, inputs, len(results))
         with self._lock:
             self._remember(request_id, info, results, times)
-        if not self.config.streaming:
-            return
+        return inputs, results
+
+    def _enqueue(self, item: tuple[ModelInfo, Any, Any, str | None]) -> None:
         if len(self._queue) >= QUEUE_MAX_REQUESTS:
             self.dropped += 1
             if self.dropped % 1000 == 1:
                 logger.warning("monitoring queue full dropped=%d", self.dropped)
             return
-        self._queue.append((info, inputs, results))
+        self._queue.append(item)
 
     @property
     def queued(self) -> int:
@@ -319,9 +334,13 @@ class MonitoringService:
                 self.save()
                 saved_at = time.monotonic()
 
-    def _observe(self, info: ModelInfo, rows: list[Any], outputs: list[Any]) -> None:
+    def _observe(
+        self, info: ModelInfo, rows: Any, outputs: Any, request_id: str | None
+    ) -> None:
         events: list[DriftEvent] = []
         try:
+            if request_id is not None:
+                rows, outputs = self._convert(info, request_id, rows, outputs)
             with self._lock:
                 monitor = self._monitor(info, info.version)
                 for row, output in zip(rows, outputs, strict=True):
@@ -480,8 +499,17 @@ def _label_key(info: ModelInfo, index: int, item: Any) -> tuple[str, int]:
             '{"request_id": ..., "row": 0, "label": ...}',
             model=info.name,
         )
-    request_id, row = item.get("request_id"), item.get("row", 0)
-    if not isinstance(request_id, str) or not isinstance(row, int) or row < 0:
+    request_id, row = item.get("request_id"), item.get("row")
+    if "row" not in item:
+        # Rejected rather than read as 0, because in a request of several rows
+        # row 0 would be the wrong prediction.
+        raise RequestError(
+            f"label {index} for model {info.name!r} (request_id {request_id!r}) has "
+            "no 'row'; send the index of the predicted row in its request, from 0",
+            model=info.name,
+        )
+    valid_row = isinstance(row, int) and not isinstance(row, bool) and row >= 0
+    if not isinstance(request_id, str) or not valid_row:
         raise RequestError(
             f"label {index} for model {info.name!r} needs a string request_id and "
             f"a row index of at least 0, got {request_id!r} and {row!r}",

@@ -59,7 +59,11 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
     problem (model, row, column, limit).
     """
     if isinstance(exc, HTTPException):
-        body = {"error": exc.detail}
+        body: dict[str, Any] = {"error": exc.detail}
+        invalid = _invalid_parameters(exc.extra)
+        if invalid:
+            body["error"] = f"{exc.detail}; " + "; ".join(invalid.values())
+            body["parameters"] = list(invalid)
         return Response(
             _encode(body), status_code=exc.status_code, media_type="application/json"
         )
@@ -80,3 +84,22 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
     logger.exception("request failed path=%s", request.url.path)
     body = {"error": "internal error; see the daemon log"}
     return Response(_encode(body), status_code=500, media_type="application/json")
+
+
+def _invalid_parameters(extra: Any) -> dict[str, str]:
+    """Return the reason for each request parameter Litestar rejected, by name.
+
+    Litestar's ``ValidationException`` lists them in ``extra`` as dicts with
+    ``key``, ``source`` and ``message``. Other exceptions give an empty dict.
+    """
+    if not isinstance(extra, list):
+        return {}
+    reasons = {}
+    for entry in extra:
+        if not isinstance(entry, dict) or not entry.get("key"):
+            continue
+        source = getattr(entry.get("source"), "value", entry.get("source"))
+        place = f"{source} parameter" if source else "parameter"
+        key = str(entry["key"])
+        reasons[key] = f"{place} {key!r}: {entry.get('message')}"
+    return reasons

@@ -244,7 +244,7 @@ def _ingest_new(
         sources=[{"path": str(s.path.resolve()), "sha256": s.sha256} for s in sources],
         path=target,
         mode=mode,
-        files=(parent.files if parent_scan and parent else []) + [own_glob],
+        files=_version_files(parent if parent_scan else None, own_glob, accepted),
         partition_by=partition if partitioned else None,
     )
     report = {
@@ -301,6 +301,21 @@ def _store_contract(
         "INSERT OR IGNORE INTO dataset_contracts VALUES (?, ?, ?)",
         [dataset, version, json.dumps(columns)],
     )
+
+
+def _version_files(
+    parent: DatasetVersion | None, own_glob: str, accepted: int
+) -> list[str]:
+    """Return the file globs a new version reads: the appended parent's and its own.
+
+    An append with no accepted row adds no file, because its empty file is
+    not Hive-partitioned and one read over it and a partitioned parent fails.
+    """
+    if parent is None:
+        return [own_glob]
+    if accepted == 0:
+        return list(parent.files)
+    return [*parent.files, own_glob]
 
 
 def _stage(

@@ -15,6 +15,7 @@ contract checks decide each value.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -93,6 +94,8 @@ def load_sources(
         try:
             db.execute(f"CREATE TEMP TABLE rows_{index} AS SELECT * FROM {reader}")
         except duckdb.Error as exc:
+            if source.reader == "read_json":
+                _raise_malformed_line(source.path)
             raise IngestError(
                 f"{source.path}: cannot read file: {short_error(exc)}; check that "
                 f"it is a complete {_FORMATS[source.reader]} file"
@@ -240,6 +243,32 @@ def _other_sql(source: SourceFile) -> str:
     if source.reader == "read_parquet":
         return f"read_parquet({path})"
     return f"read_json({path}, format='newline_delimited', sample_size=-1)"
+
+
+def _raise_malformed_line(path: Path) -> None:
+    """Raise for the first line of a JSON-lines file that is not valid JSON.
+
+    DuckDB 2.0's reader error names the line after the malformed one, so the file
+    is scanned again here. Returns when every line parses, and the caller
+    then reports DuckDB's error.
+    """
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise IngestError(
+                    f"{path}, line {number}: invalid JSON: {exc.msg} at column "
+                    f"{exc.colno}; fix or remove that line and ingest the file again"
+                ) from None
+            except UnicodeDecodeError as exc:
+                raise IngestError(
+                    f"{path}, line {number}: invalid JSON: not UTF-8 text "
+                    f"({exc.reason}); fix or remove that line and ingest the "
+                    "file again"
+                ) from None
 
 
 def _counts(db: duckdb.DuckDBPyConnection, files: int) -> list[int]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from appliance.config import load_config
+from appliance.errors import RequestError
 from appliance.features import FeatureServer
 from appliance.features._online import _INDEXED_ROWS
 from appliance.storage import Catalog, ingest
@@ -66,7 +68,6 @@ REQUESTS: list[dict[str, Any]] = [
     {"station": None, "unit": None, "ts": "2024-05-01T03:00:00Z"},
     {"station": 1, "unit": "A7", "ts": None},
     {"station": 1, "unit": "A7"},
-    {"station": 1, "unit": "A7", "ts": "20240501"},
     {"station": 1.0, "unit": "A7", "ts": "2024-05-01T03:00:00Z"},
     {"station": 1, "unit": "A7", "ts": "2024-05-01T03:00:00Z", "temp": 99.0},
 ]
@@ -117,3 +118,15 @@ def test_indexed_fill_keeps_request_value(server: FeatureServer) -> None:
 
     assert row["temp"] == 99.0
     assert row["note"] is None
+
+
+@pytest.mark.parametrize("value", ["20240501", "not a time", 12])
+def test_fill_invalid_event_time_rejected(server: FeatureServer, value: Any) -> None:
+    rows = [REQUESTS[1], {"station": 1, "unit": "A7", "ts": value}]
+
+    with pytest.raises(RequestError, match=r"row 1 .* 'ts' is .* not a time") as err:
+        server.fill("m", rows)
+
+    assert err.value.detail == {"model": "m", "row": 1, "column": "ts"}
+    with pytest.raises(RequestError, match=r"row 1 .* 'ts' is .* not a time"):
+        server.fill_table("m", pa.Table.from_pylist([REQUESTS[-4], rows[1]]))

@@ -384,5 +384,27 @@ def test_malformed_json_error_short(catalog: Catalog, write_file: WriteFile) -> 
     message = str(raised.value)
     assert "LINE 1" not in message
     assert "CREATE" not in message
-    assert message.startswith(f"{path}: cannot read file: Invalid Input Error: ")
-    assert message.endswith("check that it is a complete JSON-lines file")
+    assert message.startswith(f"{path}, line 1: invalid JSON: Expecting value")
+    assert message.endswith("fix or remove that line and ingest the file again")
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('{"a": 1}\n{"a": 2, b: 3}\n{"a": 4}\n', 2),
+        ('{"a": 1}\n{"a": 2}\n{"a": 3}\n{"a": 4, b: 5}\n', 4),
+        ('{"a": 1}\n\n{"a": 2\n', 3),
+    ],
+)
+def test_malformed_json_line_named(
+    catalog: Catalog, write_file: WriteFile, text: str, line: int
+) -> None:
+    path = write_file("bad.jsonl", text)
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "bad", [path])
+
+    message = str(raised.value)
+    assert message.startswith(f"{path}, line {line}: invalid JSON: ")
+    assert f"in line {line + 1}" not in message
+    assert message.endswith("fix or remove that line and ingest the file again")

@@ -70,6 +70,28 @@ def test_append_reads_parent_rows(catalog: Catalog, write_file: WriteFile) -> No
     assert parent_rows == [(1, "a"), (2, "b")]
 
 
+def test_append_all_quarantined_partitioned(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    settings = DatasetConfig(name="f", partition_by="month")
+    first = ingest(
+        catalog,
+        "f",
+        [write_file("a.csv", "month,delay\n1,5\n2,3\n")],
+        settings=settings,
+    )
+    bad = write_file("b.csv", "month,delay\n3,late\n")
+
+    second = ingest(catalog, "f", [bad], mode="append", settings=settings)
+
+    assert second.accepted == 0
+    assert second.quarantined == 1
+    assert second.version.row_count == 2
+    assert second.version.files == first.version.files
+    rows = catalog.db.execute(scan_sql(second.version) + " ORDER BY delay").fetchall()
+    assert rows == [(2, 3), (1, 5)]
+
+
 def test_append_same_file_twice_unchanged(
     catalog: Catalog, write_file: WriteFile
 ) -> None:

@@ -1,0 +1,45 @@
+"""Label keys of feedback: each label names its request id and row explicitly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.config import MonitoringConfig
+from appliance.errors import RequestError
+from appliance.monitoring import ModelInfo, MonitoringService
+
+INFO = ModelInfo("m", 1, "classification", ("x",), (), (0, 1))
+
+
+def no_lookup(model: str, request_ids: list[str]) -> dict:
+    raise AssertionError("a label with an invalid key must be rejected first")
+
+
+@pytest.mark.parametrize(
+    ("label", "shown"),
+    [
+        ({"request_id": "abc", "row": True, "label": 1}, "True"),
+        ({"request_id": "abc", "row": -1, "label": 1}, "-1"),
+        ({"request_id": "abc", "row": "0", "label": 1}, "'0'"),
+    ],
+)
+def test_label_invalid_row_rejected(
+    tmp_path: Path, label: dict[str, Any], shown: str
+) -> None:
+    service = MonitoringService(tmp_path, MonitoringConfig())
+
+    with pytest.raises(
+        RequestError, match=f"row index of at least 0, got 'abc' and {shown}"
+    ):
+        service.apply_labels(INFO, [label], no_lookup)
+
+
+def test_label_without_row_rejected(tmp_path: Path) -> None:
+    service = MonitoringService(tmp_path, MonitoringConfig())
+    label = {"request_id": "abc", "label": 1}
+
+    with pytest.raises(RequestError, match="label 0 .* 'abc'.* has no 'row'; send"):
+        service.apply_labels(INFO, [label], no_lookup)

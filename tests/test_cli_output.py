@@ -1,0 +1,28 @@
+"""Listing output: times read the same with and without a running daemon."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from appliance.cli._output import print_rows
+
+STARTED = datetime(2026, 12, 4, 20, 36, 17, 996278, tzinfo=UTC)
+ROWS = [{"started_at": STARTED, "outcome": "skipped", "score": 0.65432}]
+
+
+def test_print_rows_json_iso_times(capsys: pytest.CaptureFixture[str]) -> None:
+    print_rows(ROWS, True, ["started_at", "outcome"])
+
+    row = json.loads(capsys.readouterr().out)
+    assert row["started_at"] == "2026-12-04T20:36:17.996278+00:00"
+    assert row["outcome"] == "skipped"
+
+
+def test_print_rows_table_iso_times(capsys: pytest.CaptureFixture[str]) -> None:
+    print_rows(ROWS, False, ["started_at", "outcome", "score"])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["2026-12-04T20:36:17.996278+00:00", "skipped", "0.654"]
