@@ -111,8 +111,7 @@ def table_to_columns(
         elif kind == SQL:
             columns[name] = column
         else:
-            texts = [_text(model, i, name, v) for i, v in enumerate(column.to_pylist())]
-            columns[name] = np.asarray(texts, dtype=object)
+            columns[name] = _arrow_texts(model, name, column)
     known = {spec["name"] for spec in request}
     extra = sorted(set(table.column_names) - known)
     return columns, _ignored(model, extra)
@@ -278,6 +277,16 @@ def _sql_text(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _arrow_texts(model: str, name: str, column: pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        import pyarrow.compute as pc  # Arrow requests only; about 9 MB resident
+
+        # Same result as `_text` on every value: null becomes "", text stays.
+        return pc.fill_null(column, "").to_numpy(zero_copy_only=False)
+    texts = [_text(model, i, name, v) for i, v in enumerate(column.to_pylist())]
+    return np.asarray(texts, dtype=object)
 
 
 def _arrow_numbers(
