@@ -533,6 +533,9 @@ def _target(info: ModelInfo, item: dict[str, Any]) -> float:
             )
         return float(value)
     keys = [_class_key(c) for c in info.classes or ()]
+    if keys == ["false", "true"] and type(value) is int and value in (0, 1):
+        # JSON clients often send a boolean as 0 or 1.
+        value = bool(value)
     if _class_key(value) not in keys:
         raise RequestError(
             f"label {value!r} is not a class of model {info.name!r}; classes: "

@@ -43,3 +43,21 @@ def test_label_without_row_rejected(tmp_path: Path) -> None:
 
     with pytest.raises(RequestError, match="label 0 .* 'abc'.* has no 'row'; send"):
         service.apply_labels(INFO, [label], no_lookup)
+
+
+@pytest.mark.parametrize(("label", "index"), [(1, 1.0), (0, 0.0), ("true", 1.0)])
+def test_boolean_class_label_forms(label: Any, index: float) -> None:
+    from appliance.monitoring._service import _target
+
+    info = ModelInfo("b", 1, "classification", ("x",), (), (False, True))
+
+    assert _target(info, {"label": label}) == index
+
+
+def test_boolean_class_label_two_rejected() -> None:
+    from appliance.monitoring._service import _target
+
+    info = ModelInfo("b", 1, "classification", ("x",), (), (False, True))
+
+    with pytest.raises(RequestError, match="label 2 is not a class of model 'b'"):
+        _target(info, {"label": 2})
