@@ -14,9 +14,10 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 
-from appliance.errors import LimitError, RequestError
+from appliance.errors import LimitError, NotFoundError, RequestError
 from appliance.serving._body import JSON, check_rows, read_body
-from appliance.serving._state import daemon_state
+from appliance.serving._state import DaemonState, daemon_state
+from appliance.storage import latest_version
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ async def append_rows(name: str, request: Request[Any, Any, Any]) -> Response[by
     """Write the rows of one request durably to the dataset's buffer."""
     state = daemon_state(request)
     server = state.config.server
+    if name not in state.config.datasets:
+        await asyncio.to_thread(_check_exists, state, name)
     try:
         body = await read_body(request, server.max_body_bytes, name)
         rows = _decode(body, name)
@@ -64,6 +67,24 @@ async def buffer_status(name: str, request: Request[Any, Any, Any]) -> Response[
     buffered, flushed = daemon_state(request).ingest.buffered(name)
     body = {"dataset": name, "buffered": buffered, "flushes": flushed}
     return Response(_encode(body), media_type=JSON)
+
+
+def _check_exists(state: DaemonState, dataset: str) -> None:
+    """Reject rows for a dataset that is neither declared nor ingested.
+
+    A misspelt name in the path would otherwise start a new dataset.
+    """
+    view = state.catalog.cursor()
+    try:
+        found = latest_version(view, dataset, missing_ok=True)
+    finally:
+        view.close()
+    if found is None:
+        raise NotFoundError(
+            f"dataset {dataset!r} is not declared in [datasets] and has no "
+            f"version; check the name, or ingest a first file with 'appliance "
+            f"ingest {dataset} FILE'"
+        )
 
 
 def _decode(body: bytes, dataset: str) -> list[Any]:

@@ -227,6 +227,13 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
             f"{base}/v1/datasets/events/rows", content=b"{", trust_env=False
         )
         assert bad.status_code == 400
+        misspelt = httpx.post(
+            f"{base}/v1/datasets/evnets/rows",
+            json={"rows": [{"id": 3, "value": 1.0}]},
+            trust_env=False,
+        )
+        assert misspelt.status_code == 404
+        assert "dataset 'evnets' is not declared" in misspelt.json()["error"]
     finally:
         stop(process)
 
