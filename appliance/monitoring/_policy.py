@@ -17,6 +17,9 @@ from appliance.config import RetrainConfig
 
 Reason = Literal["drift", "schedule", "manual"]
 
+NO_NEW_LABELS = "no new labels since the last retraining"
+"""Reason of a decision that found no label since the last retraining."""
+
 HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "log_loss": False, "mae": False}
 
 
@@ -65,7 +68,7 @@ def decide_retrain(
         )
     if new_labels == 0:
         # Whatever the policy says, 0 new rows cannot make a better model.
-        return Decision(False, "no new labels since the last retraining")
+        return Decision(False, NO_NEW_LABELS)
     if new_labels < policy.min_new_labels:
         return Decision(
             False, f"{new_labels} new labels, fewer than {policy.min_new_labels}"

@@ -17,6 +17,7 @@ from typing import Any
 from appliance.config import Config, ModelConfig
 from appliance.errors import ExportError, TrainingError
 from appliance.monitoring import (
+    NO_NEW_LABELS,
     Decision,
     MonitoringStore,
     RetrainRecord,
@@ -109,6 +110,15 @@ def decide(
     else:
         new_labels = count_labels(catalog, cfg.name)
     decision = decide_retrain(policy, trigger, now, past, new_labels)  # type: ignore[arg-type]
+    if event_clock and decision.reason == NO_NEW_LABELS and trained:
+        # Labels may have arrived, but on the event clock only those for
+        # events after the last run's as-of time are new.
+        decision = Decision(
+            False,
+            f"no labels for events after {max(past).isoformat()}, the last "
+            "retraining's as-of time; labels for earlier events do not count "
+            "on the event clock",
+        )
     return RetrainDecision(decision, now, new_labels)
 
 
