@@ -417,7 +417,7 @@ class MonitoringConfig:
     health_window_seconds: int = 300
     """Sliding window of requests that the error rate and latency cover."""
     min_window_requests: int = 20
-    """Fewest requests in the window before error rate and latency are judged."""
+    """Minimum requests in the window before error rate and latency are judged."""
     webhook_url: str | None = None
     """HTTP(S) address that receives each new alert as JSON; none when unset."""
     webhook_retries: int = 3

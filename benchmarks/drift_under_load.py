@@ -10,7 +10,7 @@ and from the daemon's /metrics: the monitoring thread's CPU time per row, the
 largest queue depth seen (sampled every 0.5 s) and requests dropped.
 
 It also times the drift path alone, in this process: `StreamMonitor` fed the
-benchmark row repeated (what the daemon sees under this load) and 20,000 real
+benchmark row repeated (what the daemon receives under this load) and 20,000 real
 flights rows with their joined features.
 
 Usage: .venv/bin/python benchmarks/drift_under_load.py [--pairs 3] [--seconds 10]

@@ -65,10 +65,10 @@ from replay_in_process import (
     hindsight,
     load_flights,
     model_config,
+    monthly_table,
     replay,
     score,
 )
-from sklearn import metrics
 
 from appliance.config import ModelConfig, RetrainConfig
 from appliance.serving import OnnxModel
@@ -259,35 +259,6 @@ def retrain_policy(settings: PolicySettings) -> RetrainConfig:
         metric="roc_auc",
         promote_margin=settings.promote_margin,
     )
-
-
-def monthly_table(
-    served: pd.DataFrame,
-    static_scores: np.ndarray,
-    blind: pd.DataFrame,
-    hindsight_auc: dict[int, float],
-) -> pd.DataFrame:
-    """Return one row per month with the served model's and references' AUC."""
-    served = served.assign(
-        month=served["day"].dt.month, static=static_scores, blind=blind["score"]
-    )
-    rows = []
-    for month, part in served.groupby("month"):
-        labels = part["late"].to_numpy()
-        rows.append(
-            {
-                "month": month,
-                "versions": ",".join(f"v{v}" for v in sorted(part["version"].unique())),
-                "served_auc": auc(labels, part["score"].to_numpy()),
-                "served_log_loss": metrics.log_loss(
-                    labels, part["score"].to_numpy(), labels=[0, 1]
-                ),
-                "static_auc": auc(labels, part["static"].to_numpy()),
-                "blind_auc": auc(labels, part["blind"].to_numpy()),
-                "hindsight_auc": hindsight_auc[int(month)],
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 @dataclass(frozen=True)

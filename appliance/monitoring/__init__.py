@@ -53,7 +53,6 @@ from appliance.monitoring._monitor import (
 from appliance.monitoring._performance import LiveMetrics, roc_auc, row_loss
 from appliance.monitoring._policy import (
     HIGHER_IS_BETTER,
-    NO_NEW_LABELS,
     Decision,
     decide_promotion,
     decide_retrain,
@@ -113,7 +112,6 @@ __all__ = [
     "ModelInfo",
     "MonitoringService",
     "MonitoringStore",
-    "NO_NEW_LABELS",
     "NumericDriftDetector",
     "output_values",
     "performance_alert",

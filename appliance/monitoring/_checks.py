@@ -17,7 +17,7 @@ import numpy as np
 from appliance.config import Config, ModelConfig, MonitoringConfig, load_config
 from appliance.monitoring._alerts import batch_drift_alert
 from appliance.monitoring._batch import DriftReport, DriftThresholds, batch_drift
-from appliance.monitoring._jobs import schedule_interval
+from appliance.monitoring._jobs import schedule_per_model
 from appliance.monitoring._store import MonitoringStore
 from appliance.monitoring._webhook import send_webhook
 from appliance.storage import Catalog, latest_models
@@ -41,20 +41,14 @@ def thresholds(config: MonitoringConfig) -> DriftThresholds:
 
 def schedule_drift_checks(scheduler: Any, config: Config) -> list[str]:
     """Add one periodic drift check per declared model to `scheduler`."""
-    ids = []
-    for name in sorted(config.models):
-        job_id = f"drift:{name}"
-        schedule_interval(
-            scheduler,
-            config.storage.home,
-            job_id,
-            float(config.monitoring.drift_interval_seconds),
-            "appliance.monitoring._checks:check_drift",
-            str(config.path),
-            name,
-        )
-        ids.append(job_id)
-    return ids
+    return schedule_per_model(
+        scheduler,
+        config,
+        "drift",
+        float(config.monitoring.drift_interval_seconds),
+        "appliance.monitoring._checks:check_drift",
+        str(config.path),
+    )
 
 
 def check_drift(config_path: str, model: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from appliance.monitoring._alerts import (
     performance_alert,
     request_alerts,
 )
-from appliance.monitoring._jobs import schedule_interval
+from appliance.monitoring._jobs import schedule_per_model
 from appliance.monitoring._store import MonitoringStore
 from appliance.monitoring._webhook import send_webhook
 from appliance.storage import AliasEvent
@@ -131,20 +131,14 @@ def live_metric(cfg: ModelConfig | None, task: str, classes: int | None = None) 
 
 def schedule_health_checks(scheduler: Any, config: Config) -> list[str]:
     """Add one periodic health check per declared model to `scheduler`."""
-    ids = []
-    for name in sorted(config.models):
-        job_id = f"health:{name}"
-        schedule_interval(
-            scheduler,
-            config.storage.home,
-            job_id,
-            float(config.monitoring.health_interval_seconds),
-            "appliance.monitoring._health:check_health",
-            str(config.storage.home),
-            name,
-        )
-        ids.append(job_id)
-    return ids
+    return schedule_per_model(
+        scheduler,
+        config,
+        "health",
+        float(config.monitoring.health_interval_seconds),
+        "appliance.monitoring._health:check_health",
+        str(config.storage.home),
+    )
 
 
 def check_health(home: str, model: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from apscheduler.job import Job
 from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
 from apscheduler.util import datetime_to_utc_timestamp, utc_timestamp_to_datetime
 
+from appliance.config import Config
 from appliance.monitoring._store import MonitoringStore
 
 logger = logging.getLogger(__name__)
@@ -168,6 +169,28 @@ class DuckDBJobStore(BaseJobStore):
 
 def _state(job: Job) -> bytes:
     return pickle.dumps(job.__getstate__(), pickle.HIGHEST_PROTOCOL)
+
+
+def schedule_per_model(
+    scheduler: Any,
+    config: Config,
+    kind: str,
+    seconds: float,
+    target: str,
+    first_arg: str,
+) -> list[str]:
+    """Add one periodic job ``KIND:MODEL`` per declared model; return the ids.
+
+    Each job calls `target` with `first_arg` and the model's name.
+    """
+    ids = []
+    for name in sorted(config.models):
+        job_id = f"{kind}:{name}"
+        schedule_interval(
+            scheduler, config.storage.home, job_id, seconds, target, first_arg, name
+        )
+        ids.append(job_id)
+    return ids
 
 
 def schedule_interval(

@@ -17,9 +17,6 @@ from appliance.config import RetrainConfig
 
 Reason = Literal["drift", "schedule", "manual"]
 
-NO_NEW_LABELS = "no new labels since the last retraining"
-"""Reason of a decision that found no label since the last retraining."""
-
 HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "log_loss": False, "mae": False}
 
 
@@ -37,6 +34,7 @@ def decide_retrain(
     now: datetime,
     past_runs: Sequence[datetime],
     new_labels: int,
+    no_labels_reason: str = "no new labels since the last retraining",
 ) -> Decision:
     """Decide whether an alarm or a scheduled tick starts a retraining.
 
@@ -48,6 +46,8 @@ def decide_retrain(
         now: Time of the alarm or tick.
         past_runs: Start times of earlier retrainings of the model.
         new_labels: Labels received since the last retraining.
+        no_labels_reason: Reason given when `new_labels` is 0, which says
+            how the caller counted them.
     """
     if trigger != "manual" and not _trigger_enabled(policy, trigger):
         return Decision(
@@ -68,7 +68,7 @@ def decide_retrain(
         )
     if new_labels == 0:
         # Whatever the policy says, 0 new rows cannot make a better model.
-        return Decision(False, NO_NEW_LABELS)
+        return Decision(False, no_labels_reason)
     if new_labels < policy.min_new_labels:
         return Decision(
             False, f"{new_labels} new labels, fewer than {policy.min_new_labels}"

@@ -108,7 +108,7 @@ def _judge(
     metric = live_metric(cfg, served.task, served.classes)
     policy = dataclasses.replace(cfg.retrain if cfg else RetrainConfig(), metric=metric)
     needed = config.monitoring.min_live_labels
-    # NOTE: a version's window holds its latest labels, not only those since
+    # NOTE: a version's window contains its latest labels, not only those since
     # this promotion, so a version promoted again starts with its old labels.
     new_live = daemon.live_metrics(model, new, needed) or {"labels": 0}
     old_live = daemon.live_metrics(model, old, needed) or {"labels": 0}

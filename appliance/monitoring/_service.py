@@ -199,7 +199,7 @@ class MonitoringService:
         Every label is checked before any is stored, so a batch with an
         unknown request id or an invalid label changes nothing. A label whose
         (request id, row) was stored before, or that repeats one earlier in
-        the batch, is not stored or fed again; the answer lists it under
+        the batch, is not stored or fed again; the response lists it under
         ``repeated`` with the value kept.
 
         Raises:

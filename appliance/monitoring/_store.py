@@ -139,7 +139,7 @@ class RetrainRecord:
     challenger_score: float | None = None
     new_labels: int | None = None
     id: str | None = None
-    """Identifier of a retraining run, to update it and name it in answers."""
+    """Identifier of a retraining run, to update it and name it in responses."""
     as_of: datetime | None = None
     """Time the decision took as now: the wall clock, or the latest label's
     event time with ``clock = "event"``."""

@@ -17,7 +17,6 @@ from typing import Any
 from appliance.config import Config, ModelConfig
 from appliance.errors import ExportError, TrainingError
 from appliance.monitoring import (
-    NO_NEW_LABELS,
     Decision,
     MonitoringStore,
     RetrainRecord,
@@ -102,23 +101,29 @@ def decide(
     history = store.retrain_history(cfg.name)
     trained = [r for r in history if r["outcome"] in COUNTED_OUTCOMES]
     past = [as_utc(r["as_of"] or r["started_at"]) for r in trained]
+    no_labels = "no new labels since the last retraining"
     if trained and event_clock:
         new_labels = count_labels(catalog, cfg.name, event_after=max(past))
+        # Labels that arrive late for events before the last run's as-of
+        # time are not new on the event clock.
+        no_labels = (
+            f"no labels for events after {max(past).isoformat()}, the last "
+            "retraining's as-of time; labels for earlier events do not count "
+            "on the event clock"
+        )
     elif trained:
         last = max(as_utc(r["started_at"]) for r in trained)
         new_labels = count_labels(catalog, cfg.name, received_after=last)
     else:
         new_labels = count_labels(catalog, cfg.name)
-    decision = decide_retrain(policy, trigger, now, past, new_labels)  # type: ignore[arg-type]
-    if event_clock and decision.reason == NO_NEW_LABELS and trained:
-        # Labels may have arrived, but on the event clock only those for
-        # events after the last run's as-of time are new.
-        decision = Decision(
-            False,
-            f"no labels for events after {max(past).isoformat()}, the last "
-            "retraining's as-of time; labels for earlier events do not count "
-            "on the event clock",
-        )
+    decision = decide_retrain(
+        policy,
+        trigger,  # type: ignore[arg-type]
+        now,
+        past,
+        new_labels,
+        no_labels,
+    )
     return RetrainDecision(decision, now, new_labels)
 
 

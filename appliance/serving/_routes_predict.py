@@ -113,7 +113,7 @@ async def predict(
         state.metrics.observe(name, model.version, status_of(exc), 0.0, 0)
         raise
     except Exception:
-        # Litestar answers an unexpected error with 500; counting it here lets
+        # Litestar returns 500 for an unexpected error. Counting it here lets
         # the health check see server errors.
         state.metrics.observe(name, model.version, 500, 0.0, 0)
         raise

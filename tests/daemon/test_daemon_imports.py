@@ -1,7 +1,7 @@
 """The serving daemon runs without the training libraries, pandas or scipy.stats.
 
 Each of them maps its own shared libraries into a process that imports it, so
-``/proc/PID/maps`` of the daemon tells, from outside, whether it was imported.
+``/proc/PID/maps`` of the daemon shows, from outside, whether it was imported.
 """
 
 from __future__ import annotations
