@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
+from support import start_daemon, stop_daemon, subprocess_env
 
 from appliance.config import load_config
 from appliance.storage import Catalog, ingest
@@ -66,35 +63,12 @@ def test_predict_fills_features_from_keys(tmp_path: Path) -> None:
         ingest(catalog, "weather", [weather_csv])
     train_model(config, "late")
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "appliance",
-            "--config",
-            str(tmp_path / "config.toml"),
-            "serve",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "daemon.log").open("wb"),
+    env = subprocess_env(config.storage.home)
+    daemon = start_daemon(
+        tmp_path / "config.toml", config.storage.home, tmp_path / "daemon.log"
     )
-    base = f"http://127.0.0.1:{port}"
+    base = daemon.base_url
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert process.poll() is None, (tmp_path / "daemon.log").read_text()
-            try:
-                if httpx.get(f"{base}/health", trust_env=False).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         keys_only = {
             "origin": "EWR",
             "time_hour": "2013-02-10T09:30:00Z",
@@ -142,8 +116,7 @@ def test_predict_fills_features_from_keys(tmp_path: Path) -> None:
         scored = tmp_path / "scored.parquet"
         batch = run_cli(tmp_path, env, "predict", "late", str(rows_csv), str(scored))
     finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        stop_daemon(daemon)
 
     assert filled == given
     assert filled != leaked
