@@ -293,11 +293,8 @@ async def run_scheduler(state: DaemonState) -> AsyncIterator[None]:
         JOBS_FILE,
         DuckDBJobStore,
         register_daemon,
-        schedule_drift_checks,
-        schedule_health_checks,
         unregister_daemon,
     )
-    from appliance.retraining import schedule_retraining
     from appliance.serving import DaemonWatch
 
     scheduler = AsyncIOScheduler(timezone="UTC")
@@ -306,9 +303,7 @@ async def run_scheduler(state: DaemonState) -> AsyncIterator[None]:
     scheduler.add_jobstore(DuckDBJobStore(home / JOBS_FILE), "default")
     scheduler.start()
     state.scheduler = scheduler
-    jobs = await asyncio.to_thread(schedule_drift_checks, scheduler, state.config)
-    jobs += await asyncio.to_thread(schedule_retraining, scheduler, state.config)
-    jobs += await asyncio.to_thread(schedule_health_checks, scheduler, state.config)
+    jobs = await asyncio.to_thread(schedule_jobs, scheduler, state.config)
     logger.info("scheduler started jobs=%s", ",".join(jobs) or "-")
     try:
         yield
@@ -316,6 +311,21 @@ async def run_scheduler(state: DaemonState) -> AsyncIterator[None]:
         scheduler.shutdown(wait=False)
         unregister_daemon(home)
         logger.info("scheduler stopped")
+
+
+def schedule_jobs(scheduler: Any, config: Config) -> list[str]:
+    """Bring the scheduler's jobs in line with `config` and return their ids.
+
+    Jobs whose settings did not change keep their next run time; jobs of
+    models or policies no longer declared are removed.
+    """
+    from appliance.monitoring import schedule_drift_checks, schedule_health_checks
+    from appliance.retraining import schedule_retraining
+
+    jobs = schedule_drift_checks(scheduler, config)
+    jobs += schedule_retraining(scheduler, config)
+    jobs += schedule_health_checks(scheduler, config)
+    return jobs
 
 
 @contextlib.asynccontextmanager
@@ -347,7 +357,8 @@ def reload_config(state: DaemonState) -> bool:
     """Replace the configuration from its file, or keep the old one.
 
     Settings read per request (limits, micro-batching, model declarations, log
-    level) apply at once. A change of the home, host, port or session threads
+    level) apply at once, and scheduled jobs follow the new intervals and
+    retraining schedules. A change of the home, host, port or session threads
     needs a restart, so such a file is rejected as a whole.
 
     Returns:
@@ -368,6 +379,7 @@ def reload_config(state: DaemonState) -> bool:
     # thresholds of [ingest] need a restart.
     state.ingest.config = new
     _reload_feature_declarations(state, old, new)
+    _reschedule_jobs(state)
     configure_logging(new.log_level)
     logger.info("config reloaded path=%s", new.path)
     return True
@@ -381,6 +393,23 @@ def _reload_feature_declarations(state: DaemonState, old: Config, new: Config) -
         return
     state.features = FeatureServer(new, state.catalog)
     asyncio.get_running_loop().run_in_executor(None, reload_features, state)
+
+
+def _reschedule_jobs(state: DaemonState) -> None:
+    """Apply the reloaded schedules in a worker thread; the job store is a file."""
+    scheduler = getattr(state, "scheduler", None)
+    if scheduler is None:
+        return
+
+    def reschedule() -> None:
+        try:
+            jobs = schedule_jobs(scheduler, state.config)
+        except Exception:
+            logger.exception("jobs not rescheduled after reload; restart to apply")
+            return
+        logger.info("jobs rescheduled after reload jobs=%s", ",".join(jobs) or "-")
+
+    asyncio.get_running_loop().run_in_executor(None, reschedule)
 
 
 def _check_reloadable(old: Config, new: Config) -> None:

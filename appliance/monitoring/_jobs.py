@@ -181,8 +181,14 @@ def schedule_per_model(
 ) -> list[str]:
     """Add one periodic job ``KIND:MODEL`` per declared model; return the ids.
 
-    Each job calls `target` with `first_arg` and the model's name.
+    Each job calls `target` with `first_arg` and the model's name. A stored
+    ``KIND:`` job of a model that is no longer declared is removed.
     """
+    for job in scheduler.get_jobs():
+        kind_of_job, _, model = job.id.partition(":")
+        if kind_of_job == kind and model not in config.models:
+            scheduler.remove_job(job.id)
+            logger.info("job removed job=%s reason=model not declared", job.id)
     ids = []
     for name in sorted(config.models):
         job_id = f"{kind}:{name}"

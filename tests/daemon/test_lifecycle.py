@@ -132,6 +132,31 @@ def test_sighup_reloads_or_keeps_config(start_daemon: Any, tmp_path: Path) -> No
     assert daemon.stop() == 0
 
 
+def test_sighup_reschedules_jobs(start_daemon: Any) -> None:
+    daemon = start_daemon()
+    assert "retrain:demo" not in _job_triggers(daemon)
+
+    retrain = {"trigger": "schedule", "schedule": "15 3 * * *"}
+    monitoring = {"health_interval_seconds": 120}
+    sections = {"monitoring": monitoring, f"models.{MODEL}.retrain": retrain}
+    write_config(daemon.config, daemon.home, **sections)
+    os.kill(daemon.process.pid, signal.SIGHUP)
+    assert _eventually(lambda: "retrain:demo" in _job_triggers(daemon))
+    triggers = _job_triggers(daemon)
+    assert "hour='3', minute='15'" in triggers["retrain:demo"]
+    assert "0:02:00" in triggers["health:demo"]
+
+    write_config(daemon.config, daemon.home)
+    os.kill(daemon.process.pid, signal.SIGHUP)
+    assert _eventually(lambda: "retrain:demo" not in _job_triggers(daemon))
+    assert daemon.stop() == 0
+
+
+def _job_triggers(daemon: Daemon) -> dict[str, str]:
+    jobs = httpx.get(daemon.base + "/v1/ui/jobs").json()["jobs"]
+    return {job["id"]: job["trigger"] for job in jobs}
+
+
 def _eventually(check: Any, seconds: float = 10.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
