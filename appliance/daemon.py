@@ -316,8 +316,8 @@ async def run_scheduler(state: DaemonState) -> AsyncIterator[None]:
 def schedule_jobs(scheduler: Any, config: Config) -> list[str]:
     """Bring the scheduler's jobs in line with `config` and return their ids.
 
-    Jobs whose settings did not change keep their next run time; jobs of
-    models or policies no longer declared are removed.
+    Jobs whose settings did not change keep their next run time. Jobs of
+    models or policies that are no longer declared are removed.
     """
     from appliance.monitoring import schedule_drift_checks, schedule_health_checks
     from appliance.retraining import schedule_retraining
@@ -396,7 +396,7 @@ def _reload_feature_declarations(state: DaemonState, old: Config, new: Config) -
 
 
 def _reschedule_jobs(state: DaemonState) -> None:
-    """Apply the reloaded schedules in a worker thread; the job store is a file."""
+    """Apply the reloaded schedules in a worker thread, because the job store is a file."""
     scheduler = getattr(state, "scheduler", None)
     if scheduler is None:
         return
@@ -405,7 +405,9 @@ def _reschedule_jobs(state: DaemonState) -> None:
         try:
             jobs = schedule_jobs(scheduler, state.config)
         except Exception:
-            logger.exception("jobs not rescheduled after reload; restart to apply")
+            logger.exception(
+                "jobs not rescheduled after reload, restart the daemon to apply them"
+            )
             return
         logger.info("jobs rescheduled after reload jobs=%s", ",".join(jobs) or "-")
 
