@@ -490,6 +490,25 @@ class MonitoringStore:
             sql, params = sql + " WHERE job_id = ?", [job_id]
         return _dicts(self.db.execute(sql + " ORDER BY started_at", params))
 
+    def last_job_runs(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        """Return the newest recorded run of each job, or of `job_id` only."""
+        where, params = ("WHERE job_id = ?", [job_id]) if job_id else ("", [])
+        return _dicts(
+            self.db.execute(
+                f"SELECT * FROM job_runs {where} QUALIFY row_number() OVER "
+                "(PARTITION BY job_id ORDER BY started_at DESC) = 1",
+                params,
+            )
+        )
+
+    def prune_job_runs(self, job_id: str, before: datetime) -> int:
+        """Delete the runs of `job_id` that started before `before`; return how many."""
+        deleted = self.db.execute(
+            "DELETE FROM job_runs WHERE job_id = ? AND started_at < ?",
+            [job_id, before],
+        ).fetchall()
+        return int(deleted[0][0]) if deleted else 0
+
 
 def drift_summary(rows: list[dict[str, Any]], checks: int) -> dict[str, Any]:
     """Group drift score rows (newest first) into the latest check and history.

@@ -89,7 +89,7 @@ async def last_job_runs(state: DaemonState) -> dict[str, dict[str, Any]]:
 
     def read() -> dict[str, dict[str, Any]]:
         with MonitoringStore(state.config.storage.home) as store:
-            return {run["job_id"]: run for run in store.job_runs()}
+            return {run["job_id"]: run for run in store.last_job_runs()}
 
     try:
         return await asyncio.to_thread(read)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
 import textwrap
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from appliance.monitoring import MonitoringStore
-from appliance.monitoring._jobs import JOBS_FILE, DuckDBJobStore, schedule_interval
+from appliance.monitoring._jobs import (
+    JOBS_FILE,
+    DuckDBJobStore,
+    run_job,
+    schedule_interval,
+)
 
 HERE = Path(__file__).resolve().parent
 TARGET = "jobs_target:tick"
@@ -142,3 +148,29 @@ def test_interrupted_job_runs_once_after_restart(tmp_path) -> None:
 
     assert [r["outcome"] for r in interrupted] == ["running"]
     assert [r["outcome"] for r in after] == ["running", "finished"]
+
+
+def test_run_job_prunes_old_runs(tmp_path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(HERE))
+    now = datetime.now(UTC)
+    with MonitoringStore(tmp_path) as store:
+        for days in (45, 31, 29):
+            started = now - timedelta(days=days)
+            store.start_job_run("drift:m", started, 0)
+            store.finish_job_run("drift:m", started, started, "finished")
+        store.start_job_run("health:m", now - timedelta(days=40), 0)
+
+    run_job(str(tmp_path), "drift:m", 60.0, TARGET, "m")
+
+    kept = runs(tmp_path, "drift:m")
+    ages = [(now - r["started_at"]).days for r in kept]
+    with MonitoringStore(tmp_path) as store:
+        last = {r["job_id"]: r for r in store.last_job_runs()}
+    assert ages[0] == 29
+    assert len(kept) == 2
+    assert json.loads(kept[1]["detail"]) == {"label": "m"}
+    # The new run counts the periods since the newest kept record.
+    assert kept[1]["missed"] == 29 * 24 * 60
+    assert len(runs(tmp_path, "health:m")) == 1
+    assert last["drift:m"]["started_at"] == kept[1]["started_at"]
+    assert last["health:m"]["outcome"] == "running"
