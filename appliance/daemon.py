@@ -49,6 +49,7 @@ from appliance.serving import (
     DaemonState,
     ModelSet,
     OnnxModel,
+    PredictLane,
     ServingMetrics,
     batch_settings,
     create_app,
@@ -466,7 +467,7 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
         )
         server = uvicorn.Server(
             uvicorn.Config(
-                build_app(state),
+                PredictLane(build_app(state)),
                 log_config=None,
                 access_log=False,
                 lifespan="on",
