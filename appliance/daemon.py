@@ -104,7 +104,7 @@ async def serve_models(state: DaemonState) -> AsyncIterator[None]:
     settings = batch_settings(state.config.server)
     state.models = ModelSet(
         settings=settings,
-        on_batch=lambda name, rows: state.metrics.batch_rows.labels(name).observe(rows),
+        on_batch=state.metrics.observe_batch,
     )
     try:
         await asyncio.to_thread(_load_models, state)
