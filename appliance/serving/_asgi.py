@@ -1,7 +1,7 @@
 """Plain ASGI plumbing: what the predict route reads from a scope and sends.
 
 `PredictLane` serves predict requests without Litestar's request and response
-objects; these helpers read the headers and query of the ASGI scope and send
+objects. These helpers read the headers and query of the ASGI scope and send
 the response messages.
 """
 
@@ -40,8 +40,8 @@ def query_int(scope: dict[str, Any], name: str) -> int | None:
     """Return the integer query parameter `name`, or None when it is absent.
 
     Raises:
-        ValidationException: The value is not an integer; the response is the
-            400 Litestar gives for an invalid parameter of a typed handler.
+        ValidationException: The value is not an integer. Its response is
+            the 400 Litestar gives for an invalid parameter of a handler.
     """
     query = scope["query_string"]
     if not query:

@@ -9,10 +9,11 @@ every other request to Litestar. The Litestar route of the same path stays
 mounted: it documents the route in the OpenAPI document and serves apps used
 without the lane.
 
-An ASGI route handler inside Litestar would be the plain choice, but
-Litestar 2.25 fails with a KeyError on any HTTP request to an ASGI handler
-whose path has a parameter (it stores the parameters under ``"asgi"`` and
-looks them up by the request method), so the lane sits in front instead.
+An ASGI route handler inside Litestar would be the plain choice. But
+Litestar 2.25 fails with a KeyError on every HTTP request to an ASGI handler
+whose path has a parameter, because it stores the parameters under
+``"asgi"`` and looks them up by the request method. So the lane sits in
+front instead.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ class PredictLane:
                 receive,
             )
         except Exception as exc:  # noqa: BLE001 - every error gets a response
-            # The same JSON error body and log lines as Litestar's exception
-            # handler gives the other routes.
+            # error_response writes the JSON body and the log line, as it
+            # does for the errors of the other routes.
             scope["app"] = scope["litestar_app"] = self.app
             error = error_response(Request(scope), exc)
             await send_response(
