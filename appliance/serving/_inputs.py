@@ -176,24 +176,24 @@ def check_float32(
     names = [spec["name"] for spec in inputs if spec["type"] == NUMBER]
     if not names:
         return
-    # One array over every numeric column: a few numpy calls per request
-    # rather than a few per column.
-    values = np.vstack(
-        [np.asarray(columns[name], dtype=np.float64).reshape(-1) for name in names]
-    )
-    beyond = np.abs(values) > _FLOAT32_MAX
-    if not beyond.any():
+    arrays = [np.asarray(columns[name], dtype=np.float64).ravel() for name in names]
+    # One comparison over every numeric column: a few numpy calls per request
+    # rather than a few per column. NaN compares false, so it passes.
+    if not (np.abs(np.concatenate(arrays)) > _FLOAT32_MAX).any():
         return
-    column = int(np.argmax(beyond.any(axis=1)))
-    row = int(np.argmax(beyond[column]))
-    raise RequestError(
-        f"row {row}, column {names[column]!r} of model {model!r} is "
-        f"{float(values[column, row])!r}, beyond the float32 range the model reads "
-        f"(±{_FLOAT32_MAX:.4g})",
-        model=model,
-        row=row,
-        column=names[column],
-    )
+    for name, values in zip(names, arrays):
+        beyond = np.abs(values) > _FLOAT32_MAX
+        if not beyond.any():
+            continue
+        row = int(np.argmax(beyond))
+        raise RequestError(
+            f"row {row}, column {name!r} of model {model!r} is "
+            f"{float(values[row])!r}, beyond the float32 range the model reads "
+            f"(±{_FLOAT32_MAX:.4g})",
+            model=model,
+            row=row,
+            column=name,
+        )
 
 
 def rows_to_feed(
