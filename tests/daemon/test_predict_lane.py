@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
-from daemon_support import HOST, MODEL, row
+import pytest
+from daemon_support import HOST, MODEL, row, write_config
 from prometheus_client.parser import text_string_to_metric_families
+
+from appliance.config import load_config
+from appliance.daemon import build_app
+from appliance.serving import DaemonState, ServingMetrics
 
 PREDICT = f"/v1/models/{MODEL}/predict"
 
@@ -100,3 +108,78 @@ def test_client_gone_mid_body_keeps_serving(start_daemon: Any) -> None:
 
     after = httpx.post(daemon.base + PREDICT, json={"rows": [row(0)]})
     assert after.status_code == 200
+
+
+async def call_app(app: Any, path: str, query: bytes, body: bytes) -> tuple:
+    """Send one POST to `app` as ASGI messages; return its status and body."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query,
+        "headers": [(b"content-type", b"application/json")],
+        "client": (HOST, 50000),
+        "server": (HOST, 80),
+        "state": {},
+    }
+    chunks = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return chunks.pop() if chunks else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+async def predict_in_process(state: DaemonState, requests: list[tuple]) -> list:
+    """Start the daemon's app in this process and send `requests` to it."""
+    app = build_app(state)
+    inbox: asyncio.Queue = asyncio.Queue()
+    outbox: asyncio.Queue = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    lifespan = asyncio.ensure_future(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, outbox.put)
+    )
+    assert (await outbox.get())["type"] == "lifespan.startup.complete"
+    try:
+        return [await call_app(app, PREDICT, *request) for request in requests]
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await lifespan
+
+
+def test_litestar_route_matches_lane(
+    start_daemon: Any, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Litestar route of the same path, used by apps without the lane."""
+    body = {"rows": [row(0), row(1)]}
+    daemon = start_daemon()
+    via_lane = httpx.post(daemon.base + PREDICT, json=body).json()
+    assert daemon.stop() == 0
+
+    monkeypatch.delenv("APPLIANCE_HOME", raising=False)
+    config = load_config(write_config(tmp_path / "in_process.toml", home))
+    state = DaemonState(config=config, metrics=ServingMetrics(), host=HOST, port=0)
+    data = json.dumps(body).encode()
+    served, bad_version, no_rows = asyncio.run(
+        predict_in_process(
+            state,
+            [(b"", data), (b"version=abc", data), (b"", b'{"rows": []}')],
+        )
+    )
+
+    assert served[0] == 200
+    assert served[1]["predictions"] == via_lane["predictions"]
+    assert bad_version[0] == 400
+    assert bad_version[1]["parameters"] == ["version"]
+    assert no_rows[0] == 422
