@@ -70,7 +70,7 @@ async def receive_body(
     message = await receive()
     body = message.get("body", b"")
     if message["type"] == "http.request" and not message.get("more_body"):
-        # A body sent in one piece, as every small request is: no copy.
+        # A small body arrives in one message and is returned without a copy.
         if len(body) > max_bytes:
             raise _too_large(model, max_bytes, f"more than {max_bytes} bytes")
         return body

@@ -131,8 +131,8 @@ class _RequestMetrics:
     The prometheus_client metrics took a lock and a label lookup per update,
     about 9 us of every request on the benchmark machine. Requests are
     recorded on the event loop only, so plain dict and list updates need no
-    lock; a scrape copies them (atomic under the GIL) and builds the metric
-    families from the copy.
+    lock. A scrape copies them, which CPython does atomically under the GIL,
+    and builds the metric families from the copy.
     """
 
     def __init__(self) -> None:

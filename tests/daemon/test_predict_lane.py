@@ -75,7 +75,7 @@ def test_lane_other_routes_reach_litestar(start_daemon: Any) -> None:
 
     assert models.status_code == 200
     assert models.json()["models"][0]["name"] == MODEL
-    # Litestar answers a path the lane does not serve.
+    # Litestar handles the paths the lane does not serve.
     assert feedback.status_code == 405
 
 
