@@ -74,10 +74,14 @@ def rows_to_columns(
     columns: Columns = {}
     for spec in request:
         name, kind = spec["name"], spec["type"]
-        values = [_field(model, index, name, row) for index, row in enumerate(rows)]
+        try:
+            values = [row[name] for row in rows]
+        except KeyError:
+            values = [_field(model, i, name, row) for i, row in enumerate(rows)]
         if kind in _NUMERIC_KINDS:
-            numbers = [_number(model, i, name, kind, v) for i, v in enumerate(values)]
-            columns[name] = np.asarray(numbers, dtype=np.float64)
+            columns[name] = np.asarray(
+                _numbers(model, name, kind, values), dtype=np.float64
+            )
         elif kind == SQL:
             columns[name] = [_sql_text(v) for v in values]
         else:
@@ -225,6 +229,24 @@ def _field(model: str, index: int, name: str, row: Mapping[str, Any]) -> Any:
             row=index,
             column=name,
         ) from None
+
+
+def _numbers(model: str, name: str, kind: str, values: list[Any]) -> list[float]:
+    """Return the values of a numeric column as floats, checked as `_number` does.
+
+    Finite floats of a ``number`` column and integers of any kind but
+    ``boolean`` need no check beyond their type, so they skip the call.
+    """
+    numbers = []
+    for index, value in enumerate(values):
+        kind_of_value = type(value)
+        if kind_of_value is int and kind != BOOLEAN:
+            numbers.append(float(value))
+        elif kind_of_value is float and kind == NUMBER and -math.inf < value < math.inf:
+            numbers.append(value)
+        else:
+            numbers.append(_number(model, index, name, kind, value))
+    return numbers
 
 
 def _number(model: str, index: int, name: str, kind: str, value: Any) -> float:
