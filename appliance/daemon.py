@@ -49,6 +49,7 @@ from appliance.serving import (
     DaemonState,
     ModelSet,
     OnnxModel,
+    PredictLane,
     ServingMetrics,
     batch_settings,
     create_app,
@@ -103,7 +104,7 @@ async def serve_models(state: DaemonState) -> AsyncIterator[None]:
     settings = batch_settings(state.config.server)
     state.models = ModelSet(
         settings=settings,
-        on_batch=lambda name, rows: state.metrics.batch_rows.labels(name).observe(rows),
+        on_batch=state.metrics.observe_batch,
     )
     try:
         await asyncio.to_thread(_load_models, state)
@@ -497,7 +498,7 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
         )
         server = uvicorn.Server(
             uvicorn.Config(
-                build_app(state),
+                PredictLane(build_app(state)),
                 log_config=None,
                 access_log=False,
                 lifespan="on",

@@ -13,6 +13,7 @@ from appliance.serving._inputs import (
     table_to_columns,
     table_to_feed,
 )
+from appliance.serving._lane import PredictLane
 from appliance.serving._metrics import ServingMetrics
 from appliance.serving._onnx import OnnxModel, class_key
 from appliance.serving._openapi import publish_model_schema
@@ -39,6 +40,7 @@ __all__ = [
     "MicroBatcher",
     "ModelSet",
     "OnnxModel",
+    "PredictLane",
     "ServingMetrics",
     "batch_settings",
     "class_key",

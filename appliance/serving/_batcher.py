@@ -24,6 +24,13 @@ from appliance.serving._onnx import OnnxModel
 
 logger = logging.getLogger(__name__)
 
+INLINE_MAX_ROWS = 16
+"""Largest request whose session may run on the event loop when it is alone.
+
+On the 2-core benchmark machine one row of the 300-tree flights LightGBM model
+ran in about 30 us and 32 rows in about 150 us, so an inline run holds the
+loop for about 0.1 ms at most with that model."""
+
 
 @dataclass(frozen=True)
 class BatchSettings:
@@ -67,6 +74,8 @@ class MicroBatcher:
         self._pending_rows = 0
         self._announced = 0
         self._running = 0
+        self._yielding = 0
+        """Requests that found the model idle and yield once before running inline."""
         self._timer: asyncio.TimerHandle | None = None
 
     def announce(self) -> None:
@@ -89,8 +98,16 @@ class MicroBatcher:
         """
         if announced:
             self._announced -= 1
-        loop = asyncio.get_running_loop()
         settings = self.settings
+        if settings.enabled and rows <= INLINE_MAX_ROWS and self._idle():
+            self._yielding += 1
+            try:
+                await asyncio.sleep(0)
+            finally:
+                self._yielding -= 1
+            if self._idle():
+                return self._run_inline(feed, rows)
+        loop = asyncio.get_running_loop()
         if not settings.enabled or rows >= settings.max_rows:
             results = await loop.run_in_executor(
                 self._executor, _run_batch, self.model, [feed], [rows]
@@ -103,6 +120,34 @@ class MicroBatcher:
         self._pending_rows += rows
         self._dispatch()
         return await future
+
+    def _idle(self) -> bool:
+        """Tell whether no other request of this model is queued, running or near."""
+        return (
+            not self._running
+            and not self._pending
+            and not self._announced
+            and not self._yielding
+        )
+
+    def _run_inline(
+        self, feed: dict[str, np.ndarray], rows: int
+    ) -> list[dict[str, Any]]:
+        """Run one request's session on the event loop; see the module docstring."""
+        try:
+            (results,) = _run_batch(self.model, [feed], [rows])
+        except Exception:
+            logger.exception(
+                "session run failed model=%s version=%d rows=%d",
+                self.model.name,
+                self.model.version,
+                rows,
+            )
+            raise
+        finally:
+            if self._on_batch is not None:
+                self._on_batch(rows)
+        return results
 
     def _dispatch(self, timer_fired: bool = False) -> None:
         """Start batches while a worker is free and there is work to send."""

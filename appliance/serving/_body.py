@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 import pyarrow as pa
+from litestar.exceptions import InternalServerException
 
 from appliance.errors import LimitError, RequestError
 
@@ -48,6 +50,43 @@ async def read_body(request: Any, max_bytes: int, model: str) -> bytes:
             raise _too_large(model, max_bytes, f"more than {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def receive_body(
+    receive: Callable[[], Awaitable[Any]],
+    content_length: int | None,
+    max_bytes: int,
+    model: str,
+) -> bytes:
+    """Read an ASGI request body under `max_bytes`, as `read_body` does.
+
+    Raises:
+        LimitError: The body is larger than `max_bytes`.
+        InternalServerException: The client disconnected before the end of
+            the body, as Litestar's own body reader raises.
+    """
+    if content_length is not None and content_length > max_bytes:
+        raise _too_large(model, max_bytes, f"{content_length} bytes")
+    message = await receive()
+    body = message.get("body", b"")
+    if message["type"] == "http.request" and not message.get("more_body"):
+        # A small body arrives in one message and is returned without a copy.
+        if len(body) > max_bytes:
+            raise _too_large(model, max_bytes, f"more than {max_bytes} bytes")
+        return body
+    chunks = []
+    size = 0
+    while True:
+        if message["type"] == "http.disconnect":
+            raise InternalServerException("client disconnected prematurely")
+        size += len(body)
+        if size > max_bytes:
+            raise _too_large(model, max_bytes, f"more than {max_bytes} bytes")
+        chunks.append(body)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+        message = await receive()
+        body = message.get("body", b"")
 
 
 def decode_json_rows(body: bytes, model: str) -> list[Any]:

@@ -74,10 +74,14 @@ def rows_to_columns(
     columns: Columns = {}
     for spec in request:
         name, kind = spec["name"], spec["type"]
-        values = [_field(model, index, name, row) for index, row in enumerate(rows)]
+        try:
+            values = [row[name] for row in rows]
+        except KeyError:
+            values = [_field(model, i, name, row) for i, row in enumerate(rows)]
         if kind in _NUMERIC_KINDS:
-            numbers = [_number(model, i, name, kind, v) for i, v in enumerate(values)]
-            columns[name] = np.asarray(numbers, dtype=np.float64)
+            columns[name] = np.asarray(
+                _numbers(model, name, kind, values), dtype=np.float64
+            )
         elif kind == SQL:
             columns[name] = [_sql_text(v) for v in values]
         else:
@@ -176,24 +180,24 @@ def check_float32(
     names = [spec["name"] for spec in inputs if spec["type"] == NUMBER]
     if not names:
         return
-    # One array over every numeric column: a few numpy calls per request
-    # rather than a few per column.
-    values = np.vstack(
-        [np.asarray(columns[name], dtype=np.float64).reshape(-1) for name in names]
-    )
-    beyond = np.abs(values) > _FLOAT32_MAX
-    if not beyond.any():
+    arrays = [np.asarray(columns[name], dtype=np.float64).ravel() for name in names]
+    # One comparison over every numeric column: a few numpy calls per request
+    # rather than a few per column. NaN compares false, so it passes.
+    if not (np.abs(np.concatenate(arrays)) > _FLOAT32_MAX).any():
         return
-    column = int(np.argmax(beyond.any(axis=1)))
-    row = int(np.argmax(beyond[column]))
-    raise RequestError(
-        f"row {row}, column {names[column]!r} of model {model!r} is "
-        f"{float(values[column, row])!r}, beyond the float32 range the model reads "
-        f"(±{_FLOAT32_MAX:.4g})",
-        model=model,
-        row=row,
-        column=names[column],
-    )
+    for name, values in zip(names, arrays):
+        beyond = np.abs(values) > _FLOAT32_MAX
+        if not beyond.any():
+            continue
+        row = int(np.argmax(beyond))
+        raise RequestError(
+            f"row {row}, column {name!r} of model {model!r} is "
+            f"{float(values[row])!r}, beyond the float32 range the model reads "
+            f"(±{_FLOAT32_MAX:.4g})",
+            model=model,
+            row=row,
+            column=name,
+        )
 
 
 def rows_to_feed(
@@ -225,6 +229,24 @@ def _field(model: str, index: int, name: str, row: Mapping[str, Any]) -> Any:
             row=index,
             column=name,
         ) from None
+
+
+def _numbers(model: str, name: str, kind: str, values: list[Any]) -> list[float]:
+    """Return the values of a numeric column as floats, checked as `_number` does.
+
+    Finite floats of a ``number`` column and integers of any kind but
+    ``boolean`` need no check beyond their type, so they skip the call.
+    """
+    numbers = []
+    for index, value in enumerate(values):
+        kind_of_value = type(value)
+        if kind_of_value is int and kind != BOOLEAN:
+            numbers.append(float(value))
+        elif kind_of_value is float and kind == NUMBER and -math.inf < value < math.inf:
+            numbers.append(value)
+        else:
+            numbers.append(_number(model, index, name, kind, value))
+    return numbers
 
 
 def _number(model: str, index: int, name: str, kind: str, value: Any) -> float:

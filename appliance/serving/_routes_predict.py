@@ -13,12 +13,14 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 from litestar import Request, Response, get, post
+from litestar.types import Receive
 
 from appliance.config import Config
 from appliance.errors import ApplianceError, NotFoundError, RequestError
 from appliance.features import FeatureServer
 from appliance.monitoring import ModelInfo
 from appliance.predictions import LogEntry
+from appliance.serving._asgi import PredictResponse, request_headers
 from appliance.serving._batcher import MicroBatcher
 from appliance.serving._body import (
     ARROW_STREAM,
@@ -28,7 +30,7 @@ from appliance.serving._body import (
     decode_json_rows,
     encode_arrow,
     is_arrow,
-    read_body,
+    receive_body,
 )
 from appliance.serving._errors import status_of
 from appliance.serving._onnx import OnnxModel
@@ -91,9 +93,42 @@ async def predict(
     """Predict the rows of one request and log every prediction.
 
     Without `version` the served version (the champion) predicts; with it,
-    that registered version does.
+    that registered version does. The daemon sends these requests to
+    `PredictLane` before Litestar sees them; both run `serve_prediction`.
     """
-    state = daemon_state(request)
+    _, content_length = request_headers(request.scope)
+    body, content_type, headers = await serve_prediction(
+        daemon_state(request),
+        name,
+        version,
+        request.headers.get("content-type"),
+        content_length,
+        request.receive,
+    )
+    return Response(
+        body,
+        media_type=content_type.decode(),
+        headers={k.decode(): v.decode() for k, v in headers or ()},
+    )
+
+
+async def serve_prediction(
+    state: DaemonState,
+    name: str,
+    version: int | None,
+    content_type: str | None,
+    content_length: int | None,
+    receive: Receive,
+) -> PredictResponse:
+    """Predict one request of model `name`, then log, monitor and count it.
+
+    Returns:
+        The response body, its Content-Type and any extra headers.
+
+    Raises:
+        ApplianceError: The model is not served or the request is invalid;
+            `error_response` turns it into the JSON error response.
+    """
     started = time.perf_counter()
     arrived = time.time()
     try:
@@ -105,10 +140,14 @@ async def predict(
         raise
     model = batcher.model
     try:
-        if is_arrow(request.headers.get("content-type")):
-            response, entry = await _predict_arrow(state, model, request)
+        if is_arrow(content_type):
+            response, entry = await _predict_arrow(
+                state, model, receive, content_length
+            )
         else:
-            response, entry = await _predict_json(state, batcher, request)
+            response, entry = await _predict_json(
+                state, batcher, receive, content_length
+            )
     except ApplianceError as exc:
         state.metrics.observe(name, model.version, status_of(exc), 0.0, 0)
         raise
@@ -141,14 +180,23 @@ def _model_info(model: OnnxModel, config: Config) -> ModelInfo:
     return cached[1]
 
 
+_JSON_TYPE = JSON.encode()
+_ARROW_TYPE = ARROW_STREAM.encode()
+
+
 async def _predict_json(
-    state: DaemonState, batcher: MicroBatcher, request: Request[Any, Any, Any]
-) -> tuple[Response[bytes], LogEntry]:
+    state: DaemonState,
+    batcher: MicroBatcher,
+    receive: Receive,
+    content_length: int | None,
+) -> tuple[PredictResponse, LogEntry]:
     model = batcher.model
     server = state.config.server
     batcher.announce()
     try:
-        body = await read_body(request, server.max_body_bytes, model.name)
+        body = await receive_body(
+            receive, content_length, server.max_body_bytes, model.name
+        )
         rows = decode_json_rows(body, model.name)
         check_rows(len(rows), server.max_rows, model.name)
         fed = rows
@@ -173,7 +221,7 @@ async def _predict_json(
     }
     if warnings:
         body["warnings"] = warnings
-    response = Response(_encode(body), media_type=JSON)
+    response = (_encode(body), _JSON_TYPE, None)
     entry = LogEntry(request_id, model.name, model.version, 0.0, 0.0, rows, predictions)
     return response, entry
 
@@ -217,10 +265,15 @@ def _json_feed(model: OnnxModel, rows: list[Any]) -> tuple[dict[str, Any], list[
 
 
 async def _predict_arrow(
-    state: DaemonState, model: OnnxModel, request: Request[Any, Any, Any]
-) -> tuple[Response[bytes], LogEntry]:
+    state: DaemonState,
+    model: OnnxModel,
+    receive: Receive,
+    content_length: int | None,
+) -> tuple[PredictResponse, LogEntry]:
     server = state.config.server
-    body = await read_body(request, server.max_body_bytes, model.name)
+    body = await receive_body(
+        receive, content_length, server.max_body_bytes, model.name
+    )
     table = decode_arrow(body, model.name)
     check_rows(table.num_rows, server.max_rows, model.name)
     loop = asyncio.get_running_loop()
@@ -228,12 +281,12 @@ async def _predict_arrow(
         state.models.executor, _score_arrow, state.features, model, table
     )
     request_id = new_request_id()
-    headers = {
-        "X-Request-Id": request_id,
-        "X-Model": model.name,
-        "X-Model-Version": str(model.version),
-    }
-    response = Response(payload, media_type=ARROW_STREAM, headers=headers)
+    headers = [
+        (b"x-request-id", request_id.encode()),
+        (b"x-model", model.name.encode()),
+        (b"x-model-version", str(model.version).encode()),
+    ]
+    response = (payload, _ARROW_TYPE, headers)
     entry = LogEntry(request_id, model.name, model.version, 0.0, 0.0, table, output)
     return response, entry
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from daemon_support import MODEL, row
 
 from appliance.serving import BatchSettings, MicroBatcher, OnnxModel, rows_to_feed
+from appliance.serving._batcher import INLINE_MAX_ROWS
 from appliance.storage import Catalog, get_version
 
 
@@ -76,3 +78,46 @@ def test_announced_request_is_waited_for(model: OnnxModel) -> None:
 
     asyncio.run(main())
     assert batches == [2]
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """Thread pool that counts the session runs handed to it."""
+
+    submitted = 0
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        self.submitted += 1
+        return super().submit(*args, **kwargs)
+
+
+def run_lone(model: OnnxModel, rows: int, announced_others: int = 0) -> tuple:
+    batches: list[int] = []
+    settings = BatchSettings(enabled=True, max_rows=64, max_wait=0.0, workers=1)
+    feed = rows_to_feed(MODEL, model.inputs, [row(i) for i in range(rows)])
+
+    async def main() -> tuple:
+        with CountingExecutor(1) as executor:
+            batcher = MicroBatcher(model, executor, settings, batches.append)
+            for _ in range(announced_others):
+                batcher.announce()
+            result = await batcher.predict(feed, rows)
+            return result, executor.submitted
+
+    result, submitted = asyncio.run(main())
+    return result, submitted, batches
+
+
+def test_lone_small_request_runs_inline(model: OnnxModel) -> None:
+    result, submitted, batches = run_lone(model, 1)
+    (expected,) = model.predict_rows([row(0)])
+    assert submitted == 0
+    assert batches == [1]
+    assert result[0]["label"] == expected["label"]
+
+
+def test_large_or_awaited_request_uses_worker(model: OnnxModel) -> None:
+    _, large_submitted, large_batches = run_lone(model, INLINE_MAX_ROWS + 1)
+    _, awaited_submitted, _ = run_lone(model, 1, announced_others=1)
+    assert large_submitted == 1
+    assert large_batches == [INLINE_MAX_ROWS + 1]
+    assert awaited_submitted == 1
