@@ -68,17 +68,7 @@ def join_sql(
     sql = rows
     columns = list(row_columns)
     for index, view in enumerate(views):
-        added = [
-            c
-            for c in feature_columns(view, view_columns[view.name])
-            if c not in view.derive
-        ]
-        clash = [c for c in added if c in columns]
-        if clash:
-            raise ConfigError(
-                f"feature view {view.name!r} adds column {clash[0]!r}, which the "
-                "rows already have; leave it out of the view's SQL or rename it"
-            )
+        added = added_columns(view, view_columns[view.name], columns)
         sql = _join_one(sql, view, added, event_time, f"_v{index}")
         columns += added
         if view.derive:
@@ -88,6 +78,33 @@ def join_sql(
             sql = f"SELECT *, {derived} FROM ({sql})"
             columns += list(view.derive)
     return sql
+
+
+def added_columns(
+    view: FeatureViewConfig, view_columns: Sequence[str], row_columns: Sequence[str]
+) -> list[str]:
+    """Return the columns a view's rows add to the rows it is joined to.
+
+    Raises:
+        ConfigError: One of them is already a column of the rows.
+    """
+    added = [c for c in feature_columns(view, view_columns) if c not in view.derive]
+    clash = [c for c in added if c in row_columns]
+    if clash:
+        raise ConfigError(
+            f"feature view {view.name!r} adds column {clash[0]!r}, which the "
+            "rows already have; leave it out of the view's SQL or rename it"
+        )
+    return added
+
+
+def require_event_time(view: FeatureViewConfig, event_time: str | None) -> None:
+    """Raise ConfigError if a timestamped view has no event time to join on."""
+    if view.timestamp is not None and event_time is None:
+        raise ConfigError(
+            f"feature view {view.name!r} has a timestamp, so the rows need an "
+            "event time column to join it as of"
+        )
 
 
 def _join_one(
@@ -107,11 +124,8 @@ def _join_one(
             f"SELECT l.*, {picked} FROM ({rows}) l LEFT JOIN ({source_sql(view)}) "
             f"{alias} ON {keys}"
         )
-    if event_time is None:
-        raise ConfigError(
-            f"feature view {view.name!r} has a timestamp, so the rows need an "
-            "event time column to join it as of"
-        )
+    require_event_time(view, event_time)
+    assert event_time is not None
     return _asof_one(rows, view, added, event_time, alias)
 
 
