@@ -36,6 +36,13 @@ def key_codes(
     Returns:
         The left codes, the right codes and the count of distinct right keys.
     """
+    if len(left) == 1:
+        distinct = pc.unique(right[0]).drop_null()
+        return (
+            _codes(pc.index_in(left[0], value_set=distinct, skip_nulls=True)),
+            _codes(pc.index_in(right[0], value_set=distinct, skip_nulls=True)),
+            len(distinct),
+        )
     left_codes = np.zeros(len(left[0]), dtype=np.int64)
     right_codes = np.zeros(len(right[0]), dtype=np.int64)
     count = 1
@@ -45,14 +52,17 @@ def key_codes(
         left_part = pc.index_in(left_column, value_set=distinct, skip_nulls=True)
         right_codes = _combine(right_codes, right_part, len(distinct))
         left_codes = _combine(left_codes, left_part, len(distinct))
-        count *= max(len(distinct), 1)
-        if len(left) > 1:
-            left_codes, right_codes, count = _densify(left_codes, right_codes)
+        left_codes, right_codes, count = _densify(left_codes, right_codes)
     return left_codes, right_codes, count
 
 
+def _codes(part: pa.ChunkedArray) -> np.ndarray:
+    """Return index_in's positions as int64, with -1 for null."""
+    return part.fill_null(-1).to_numpy().astype(np.int64)
+
+
 def _combine(codes: np.ndarray, part: pa.ChunkedArray, width: int) -> np.ndarray:
-    values = part.fill_null(-1).to_numpy().astype(np.int64)
+    values = _codes(part)
     combined = codes * max(width, 1) + values
     combined[(codes < 0) | (values < 0)] = -1
     return combined
@@ -94,56 +104,119 @@ def asof_positions(
         ttl_us: Time-to-live in microseconds, or None for no limit.
     """
     usable = np.flatnonzero(right_codes >= 0)
-    positions = np.full(len(left_codes), -1, dtype=np.int64)
     if usable.size == 0 or len(left_codes) == 0:
-        return positions
+        return np.full(len(left_codes), -1, dtype=np.int64)
     # A stable sort keeps ties in the view's row order.
     order = usable[np.lexsort((available[usable], right_codes[usable]))]
     codes, times = right_codes[order], available[order]
     starts = np.ones(order.size, dtype=bool)
     starts[1:] = (codes[1:] != codes[:-1]) | (times[1:] != times[:-1])
     first_of_tie = np.maximum.accumulate(np.where(starts, np.arange(order.size), 0))
+    view = _SortedView(codes, times, order[first_of_tie], observed, ttl_us)
 
-    right_keys, left_keys = _sort_keys(codes, times, left_codes, left_times)
-    # Sorted queries make searchsorted walk memory in order, several times faster.
-    query_order = np.argsort(left_keys)
-    found = np.empty(len(left_keys), dtype=np.int64)
-    found[query_order] = (
-        np.searchsorted(right_keys, left_keys[query_order], side="right") - 1
+    packing = _packing(codes, times, left_codes, left_times)
+    if packing is None:
+        return _match_rows(view, left_codes, left_times)
+    # Rows share few (key, time) pairs, such as flights per airport and hour:
+    # hashing the pairs and looking each up once is faster than sorting rows.
+    low, span = packing
+    packed = left_codes + 1
+    packed *= span
+    packed += left_times
+    packed -= low
+    encoded = pc.dictionary_encode(pa.array(packed))
+    distinct = encoded.dictionary.to_numpy()
+    pair_order = np.argsort(distinct)
+    pairs = distinct[pair_order]
+    by_pair = np.empty(len(pairs), dtype=np.int64)
+    by_pair[pair_order] = view.match(
+        (codes + 1) * span + times - low,
+        pairs,
+        pairs // span - 1,
+        pairs % span + low,
     )
-
-    at = np.maximum(found, 0)
-    matched = (left_codes >= 0) & (found >= 0)
-    matched &= codes[at] == left_codes
-    matched &= times[at] <= left_times
-    if ttl_us is not None:
-        matched &= observed[order][first_of_tie[at]] >= left_times - ttl_us
-    positions[matched] = order[first_of_tie[at[matched]]]
-    return positions
+    return by_pair[encoded.indices.to_numpy()]
 
 
-def _sort_keys(
+class _SortedView:
+    """View rows sorted by (key code, availability time), for lookups."""
+
+    def __init__(
+        self,
+        codes: np.ndarray,
+        times: np.ndarray,
+        rows: np.ndarray,
+        observed: np.ndarray,
+        ttl_us: int | None,
+    ) -> None:
+        self.codes, self.times, self.rows = codes, times, rows
+        """Code, time and position in the view of the row each sorted row is
+        joined as: the first of its ties."""
+        self.observed, self.ttl_us = observed, ttl_us
+
+    def match(
+        self,
+        right_keys: np.ndarray,
+        query_keys: np.ndarray,
+        query_codes: np.ndarray,
+        query_times: np.ndarray,
+    ) -> np.ndarray:
+        """Return the view position for each query, or -1.
+
+        `right_keys` and `query_keys` sort as (code, time) pairs, and sorted
+        queries make searchsorted walk memory in order, several times faster.
+        """
+        found = np.searchsorted(right_keys, query_keys, side="right") - 1
+        at = np.maximum(found, 0)
+        matched = (query_codes >= 0) & (found >= 0)
+        matched &= self.codes[at] == query_codes
+        matched &= self.times[at] <= query_times
+        taken = self.rows[at]
+        if self.ttl_us is not None:
+            matched &= self.observed[taken] >= query_times - self.ttl_us
+        return np.where(matched, taken, -1)
+
+
+def _packing(
     codes: np.ndarray, times: np.ndarray, left_codes: np.ndarray, left_times: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return int64 keys that sort as (code, time) pairs on both sides.
+) -> tuple[int, int] | None:
+    """Return the lowest time and the span if (code, time) pairs fit one int64.
 
-    A left key only has to land after every right pair at or before it; the
-    caller checks the code and time of the row found, so a left time outside
-    the right side's range is clipped to the range's edge.
+    A pair is then ``(code + 1) * span + time - low``; code -1 (no key) sorts
+    before every key and is never matched.
     """
-    count = int(codes[-1]) + 1
-    low, high = int(times.min()), int(times.max())
-    span = high - low + 2
+    count = max(int(codes[-1]), int(left_codes.max())) + 2
+    low = min(int(times.min()), int(left_times.min()))
+    span = max(int(times.max()), int(left_times.max())) - low + 1
     if count * span < _MAX_COMPOSITE:
-        right_keys = codes * span + (times - low + 1)
-        left_steps = np.clip(left_times - low + 1, 0, span - 1)
-        return right_keys, left_codes * span + left_steps
-    # Times as ranks among the right side's distinct times: fewer steps.
-    distinct = np.unique(times)
+        return low, span
+    return None
+
+
+def _match_rows(
+    view: _SortedView, left_codes: np.ndarray, left_times: np.ndarray
+) -> np.ndarray:
+    """Look up every row, with times ranked among the view's distinct times.
+
+    Ranks keep the order of (code, time) pairs in an int64 when the times
+    span too much to pack them, but rows between two view times share a
+    rank, so each row is looked up with its own time.
+    """
+    distinct = np.unique(view.times)
     span = len(distinct) + 1
-    right_steps = np.searchsorted(distinct, times) + 1
-    left_steps = np.searchsorted(distinct, left_times, side="right")
-    return codes * span + right_steps, left_codes * span + left_steps
+    right_keys = (view.codes + 1) * span + np.searchsorted(distinct, view.times) + 1
+    left_keys = (left_codes + 1) * span + np.searchsorted(
+        distinct, left_times, side="right"
+    )
+    query_order = np.argsort(left_keys)
+    positions = np.empty(len(left_codes), dtype=np.int64)
+    positions[query_order] = view.match(
+        right_keys,
+        left_keys[query_order],
+        left_codes[query_order],
+        left_times[query_order],
+    )
+    return positions
 
 
 def static_positions(
@@ -164,5 +237,4 @@ def static_positions(
 
 def take_rows(values: pa.Table, positions: np.ndarray) -> pa.Table:
     """Return the rows of `values` at `positions`, with nulls where it is -1."""
-    indices = pa.array(positions, mask=positions < 0)
-    return values.take(indices)
+    return values.take(pa.array(positions, mask=positions < 0))
