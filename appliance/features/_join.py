@@ -155,8 +155,24 @@ def _comparable(
     if left_kind is None or right_kind is None:
         return None
     if left_kind == right_kind == "integer":
-        return left.cast(pa.int64()), right.cast(pa.int64())
-    return left.cast(pa.large_string()), right.cast(pa.large_string())
+        return _cast(left, pa.int64()), _cast(right, pa.int64())
+    # A cast copies every value, so the rows' text type is kept when they
+    # have one; the view's rows are usually far fewer.
+    if _is_text(left.type):
+        text = left.type
+    elif _is_text(right.type):
+        text = right.type
+    else:
+        text = pa.large_string()
+    return _cast(left, text), _cast(right, text)
+
+
+def _cast(column: pa.ChunkedArray, arrow_type: pa.DataType) -> pa.ChunkedArray:
+    return column if column.type == arrow_type else column.cast(arrow_type)
+
+
+def _is_text(arrow_type: pa.DataType) -> bool:
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
 def _kind(arrow_type: pa.DataType) -> str | None:
