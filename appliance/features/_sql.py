@@ -138,9 +138,9 @@ def _asof_one(
 ) -> str:
     """Return `rows` joined as of their event time to a timestamped view.
 
-    NOTE: `rows` appears twice in the returned SQL, so a chain of timestamped
-    views reads the first rows 2**n times; their key columns only, but with
-    every join before them.
+    `rows` is a materialized CTE read twice, for its distinct (keys, time)
+    pairs and for the rows the features are joined to, so a chain of views
+    runs each view's input once and the SQL grows linearly with the chain.
     """
     names = [f"_k{i}" for i in range(len(view.entities))]
     keys = ", ".join(
@@ -159,8 +159,9 @@ def _asof_one(
     picked = ", ".join(
         f"CASE WHEN {fresh} THEN {alias}.{ident(c)} END AS {ident(c)}" for c in added
     )
+    source = f"{alias}_rows"
     features = (
-        f"SELECT p.*, {picked} FROM (SELECT DISTINCT {pair} FROM ({rows})) p "
+        f"SELECT p.*, {picked} FROM (SELECT DISTINCT {pair} FROM {source}) p "
         f"ASOF LEFT JOIN ({source_sql(view)}) {alias} ON {matched} AND "
         f"p._event_at >= {alias}.{AVAILABLE}"
     )
@@ -168,8 +169,9 @@ def _asof_one(
     hidden = ", ".join([*names, "_event_at"])
     returned = ", ".join(f"f.{ident(c)}" for c in added)
     return (
+        f"WITH {source} AS MATERIALIZED ({rows}) "
         f"SELECT l.* EXCLUDE ({hidden}), {returned} FROM (SELECT *, {pair} FROM "
-        f"({rows})) l LEFT JOIN ({features}) f ON {on}"
+        f"{source}) l LEFT JOIN ({features}) f ON {on}"
     )
 
 

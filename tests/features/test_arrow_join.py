@@ -378,3 +378,38 @@ def test_flights_slice_matches_sql() -> None:
         assert temps > 30_000
         # Some tail numbers have no row in planes.
         assert 30_000 < seats < 40_000
+
+
+def test_chained_sql_grows_linearly() -> None:
+    store = make_store(
+        {
+            "weather": "SELECT * FROM (VALUES ('EWR', TIMESTAMPTZ '2013-01-01 09:00', "
+            "30.0), ('EWR', TIMESTAMPTZ '2013-01-01 11:00', 99.0)) "
+            "t(origin, time_hour, temp)",
+            "flights": "SELECT * FROM (VALUES (1, 'EWR', TIMESTAMPTZ "
+            "'2013-01-01 10:00'), (2, 'EWR', TIMESTAMPTZ '2013-01-01 12:00')) "
+            "t(id, origin, event_at)",
+        }
+    )
+    views = [
+        FeatureViewConfig(
+            name=f"weather_{i}",
+            sql=f"SELECT origin, time_hour, temp AS temp_{i} FROM weather",
+            entities=("origin",),
+            timestamp="time_hour",
+            delay=f"{i}h",
+        )
+        for i in range(10)
+    ]
+    rows = "SELECT * FROM flights"
+
+    short = store.joined_sql(rows, views[:5], "event_at")
+    expected, found, names = both_ways(store, rows, views)
+    long = store.joined_sql(rows, views, "event_at")
+
+    # Each view adds about the same text; a query that repeated the rows
+    # below it would double in length with each view.
+    assert len(long) < 2.5 * len(short)
+    assert names[-10:] == [f"temp_{i}" for i in range(10)]
+    assert found[1][-10:] == (99.0, 99.0, 30.0, 30.0) + (None,) * 6
+    assert found == expected
