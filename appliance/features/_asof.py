@@ -26,12 +26,12 @@ _MAX_COMPOSITE = 2**62
 
 def key_codes(
     left: Sequence[pa.ChunkedArray], right: Sequence[pa.ChunkedArray]
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[pa.Array | pa.ChunkedArray, np.ndarray, int]:
     """Encode multi-column keys of both sides as codes of the right side's keys.
 
     Each pair of columns must be of one Arrow type. Equal keys get equal codes
-    from 0 to the count of distinct right keys; a key with a null part, or a
-    left key that no right row has, gets -1.
+    from 0 to the count of distinct right keys. A left key with a null part,
+    or that no right row has, gets a null code; a right one gets -1.
 
     Returns:
         The left codes, the right codes and the count of distinct right keys.
@@ -39,7 +39,7 @@ def key_codes(
     if len(left) == 1:
         distinct = pc.unique(right[0]).drop_null()
         return (
-            _codes(pc.index_in(left[0], value_set=distinct, skip_nulls=True)),
+            pc.index_in(left[0], value_set=distinct, skip_nulls=True),
             _codes(pc.index_in(right[0], value_set=distinct, skip_nulls=True)),
             len(distinct),
         )
@@ -53,7 +53,7 @@ def key_codes(
         right_codes = _combine(right_codes, right_part, len(distinct))
         left_codes = _combine(left_codes, left_part, len(distinct))
         left_codes, right_codes, count = _densify(left_codes, right_codes)
-    return left_codes, right_codes, count
+    return pa.array(left_codes, mask=left_codes < 0), right_codes, count
 
 
 def _codes(part: pa.ChunkedArray) -> np.ndarray:
@@ -86,26 +86,32 @@ def _densify(
 
 
 def asof_positions(
-    left_codes: np.ndarray,
-    left_times: np.ndarray,
+    left_codes: pa.Array | pa.ChunkedArray,
+    left_times: pa.Array | pa.ChunkedArray,
     right_codes: np.ndarray,
     available: np.ndarray,
     observed: np.ndarray,
     ttl_us: int | None,
-) -> np.ndarray:
-    """Return the position of the view row each row is joined to, or -1.
+) -> pa.Array | pa.ChunkedArray:
+    """Return the position of the view row each row is joined to, or null.
+
+    The rows' side stays in Arrow, whose memory pool reuses buffers: on a few
+    hundred thousand rows, fresh numpy arrays cost more in page faults than
+    in arithmetic. The view's side is small and sorted with numpy.
 
     Args:
-        left_codes: Key code of each row, -1 for none (see `key_codes`).
-        left_times: Event time of each row; masked rows have code -1.
+        left_codes: Key code of each row, null for none (see `key_codes`).
+        left_times: Event time of each row as int64, null for none.
         right_codes: Key code of each view row, -1 for none.
         available: Availability time of each view row: event time plus delay.
         observed: Event time of each view row, for the time-to-live check.
         ttl_us: Time-to-live in microseconds, or None for no limit.
     """
     usable = np.flatnonzero(right_codes >= 0)
-    if usable.size == 0 or len(left_codes) == 0:
-        return np.full(len(left_codes), -1, dtype=np.int64)
+    code_range = pc.min_max(left_codes).as_py()
+    time_range = pc.min_max(left_times).as_py()
+    if usable.size == 0 or code_range["max"] is None or time_range["max"] is None:
+        return pa.nulls(len(left_codes), pa.int64())
     # A stable sort keeps ties in the view's row order.
     order = usable[np.lexsort((available[usable], right_codes[usable]))]
     codes, times = right_codes[order], available[order]
@@ -114,17 +120,21 @@ def asof_positions(
     first_of_tie = np.maximum.accumulate(np.where(starts, np.arange(order.size), 0))
     view = _SortedView(codes, times, order[first_of_tie], observed, ttl_us)
 
-    packing = _packing(codes, times, left_codes, left_times)
-    if packing is None:
+    count = max(int(codes[-1]), code_range["max"]) + 2
+    low = min(int(times.min()), time_range["min"])
+    span = max(int(times.max()), time_range["max"]) - low + 1
+    if count * span >= _MAX_COMPOSITE:
         return _match_rows(view, left_codes, left_times)
     # Rows share few (key, time) pairs, such as flights per airport and hour:
-    # hashing the pairs and looking each up once is faster than sorting rows.
-    low, span = packing
-    packed = left_codes + 1
-    packed *= span
-    packed += left_times
-    packed -= low
-    encoded = pc.dictionary_encode(pa.array(packed))
+    # hashing the pairs packed in one int64 and looking each up once is
+    # faster than sorting the rows. Code -1 (no key) sorts first.
+    packed = pc.add(
+        pc.multiply(pc.add(left_codes.cast(pa.int64()), 1), span),
+        pc.subtract(left_times, low),
+    )
+    if isinstance(packed, pa.ChunkedArray):
+        packed = packed.combine_chunks()
+    encoded = pc.dictionary_encode(packed)
     distinct = encoded.dictionary.to_numpy()
     pair_order = np.argsort(distinct)
     pairs = distinct[pair_order]
@@ -135,7 +145,7 @@ def asof_positions(
         pairs // span - 1,
         pairs % span + low,
     )
-    return by_pair[encoded.indices.to_numpy()]
+    return pc.take(pa.array(by_pair, mask=by_pair < 0), encoded.indices)
 
 
 class _SortedView:
@@ -177,52 +187,39 @@ class _SortedView:
         return np.where(matched, taken, -1)
 
 
-def _packing(
-    codes: np.ndarray, times: np.ndarray, left_codes: np.ndarray, left_times: np.ndarray
-) -> tuple[int, int] | None:
-    """Return the lowest time and the span if (code, time) pairs fit one int64.
-
-    A pair is then ``(code + 1) * span + time - low``; code -1 (no key) sorts
-    before every key and is never matched.
-    """
-    count = max(int(codes[-1]), int(left_codes.max())) + 2
-    low = min(int(times.min()), int(left_times.min()))
-    span = max(int(times.max()), int(left_times.max())) - low + 1
-    if count * span < _MAX_COMPOSITE:
-        return low, span
-    return None
-
-
 def _match_rows(
-    view: _SortedView, left_codes: np.ndarray, left_times: np.ndarray
-) -> np.ndarray:
+    view: _SortedView,
+    left_codes: pa.Array | pa.ChunkedArray,
+    left_times: pa.Array | pa.ChunkedArray,
+) -> pa.Array:
     """Look up every row, with times ranked among the view's distinct times.
 
     Ranks keep the order of (code, time) pairs in an int64 when the times
     span too much to pack them, but rows between two view times share a
     rank, so each row is looked up with its own time.
     """
+    codes = left_codes.cast(pa.int64()).fill_null(-1).to_numpy()
+    times = left_times.fill_null(0).to_numpy()
+    codes = np.where(left_times.is_null().to_numpy(zero_copy_only=False), -1, codes)
     distinct = np.unique(view.times)
     span = len(distinct) + 1
     right_keys = (view.codes + 1) * span + np.searchsorted(distinct, view.times) + 1
-    left_keys = (left_codes + 1) * span + np.searchsorted(
-        distinct, left_times, side="right"
-    )
+    left_keys = (codes + 1) * span + np.searchsorted(distinct, times, side="right")
     query_order = np.argsort(left_keys)
-    positions = np.empty(len(left_codes), dtype=np.int64)
+    positions = np.empty(len(codes), dtype=np.int64)
     positions[query_order] = view.match(
         right_keys,
         left_keys[query_order],
-        left_codes[query_order],
-        left_times[query_order],
+        codes[query_order],
+        times[query_order],
     )
-    return positions
+    return pa.array(positions, mask=positions < 0)
 
 
 def static_positions(
-    left_codes: np.ndarray, right_codes: np.ndarray, count: int
-) -> np.ndarray | None:
-    """Return the position of the view row with each row's key, or -1.
+    left_codes: pa.Array | pa.ChunkedArray, right_codes: np.ndarray, count: int
+) -> pa.Array | pa.ChunkedArray | None:
+    """Return the position of the view row with each row's key, or null.
 
     Returns None when two view rows have one key: a ``LEFT JOIN`` then gives
     the row once per view row, which positions cannot express.
@@ -232,9 +229,9 @@ def static_positions(
     by_code[right_codes[usable]] = usable
     if np.count_nonzero(by_code >= 0) != usable.size:
         return None
-    return np.where(left_codes >= 0, by_code[np.maximum(left_codes, 0)], -1)
+    return pc.take(pa.array(by_code, mask=by_code < 0), left_codes)
 
 
-def take_rows(values: pa.Table, positions: np.ndarray) -> pa.Table:
-    """Return the rows of `values` at `positions`, with nulls where it is -1."""
-    return values.take(pa.array(positions, mask=positions < 0))
+def take_rows(values: pa.Table, positions: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """Return the rows of `values` at `positions`, with nulls where it is null."""
+    return values.take(positions)

@@ -110,13 +110,12 @@ def _join_view(
             return None
     else:
         assert event_time is not None
-        times, known = _epoch_us(db, table, event_time)
         available, unavailable = _int64(right.column(keys))
         observed, _ = _int64(right.column(keys + 1))
         ttl = view.ttl_seconds
         positions = asof_positions(
-            np.where(known, left_codes, -1),
-            times,
+            left_codes,
+            _epoch_us(db, table, event_time),
             np.where(unavailable, -1, right_codes),
             available,
             observed,
@@ -194,8 +193,8 @@ def _int64(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
 
 def _epoch_us(
     db: duckdb.DuckDBPyConnection, table: pa.Table, event_time: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return each row's event time in microseconds and whether it is known.
+) -> pa.ChunkedArray:
+    """Return each row's event time in microseconds, null where it is unknown.
 
     Times of a timestamp type in seconds to microseconds are converted in
     Arrow, zoneless ones only when the session's time zone is UTC, since the
@@ -206,17 +205,14 @@ def _epoch_us(
     kind = column.type
     exact = pa.types.is_timestamp(kind) and kind.unit in ("s", "ms", "us")
     if exact and (kind.tz is not None or _session_zone(db) in _UTC_ZONES):
-        micros = column.cast(pa.timestamp("us", kind.tz)).cast(pa.int64())
-        values, nulls = _int64(micros)
-        return values, ~nulls
+        return column.cast(pa.timestamp("us", kind.tz)).cast(pa.int64())
     with db.cursor() as cursor:
         cursor.execute(f"SET TimeZone = '{_session_zone(db)}'")
         cursor.register(_ROWS, table.select([event_time]))
         micros = cursor.sql(
             f"SELECT epoch_us(CAST({ident(event_time)} AS TIMESTAMPTZ)) FROM {_ROWS}"
         ).to_arrow_table()
-    values, nulls = _int64(micros.column(0))
-    return values, ~nulls
+    return micros.column(0)
 
 
 def _session_zone(db: duckdb.DuckDBPyConnection) -> str:

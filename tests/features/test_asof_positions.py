@@ -16,6 +16,26 @@ from appliance.features._asof import (
 HOUR = 3_600_000_000
 
 
+def positions_of(
+    left_codes: np.ndarray,
+    left_times: np.ndarray,
+    right_codes: np.ndarray,
+    available: np.ndarray,
+    observed: np.ndarray,
+    ttl_us: int | None,
+) -> list[int]:
+    """Run `asof_positions` with -1 for a missing left code and for no match."""
+    found = asof_positions(
+        pa.array(left_codes, mask=left_codes < 0),
+        pa.array(left_times, pa.int64()),
+        right_codes,
+        available,
+        observed,
+        ttl_us,
+    )
+    return found.fill_null(-1).to_pylist()
+
+
 def reference_positions(
     left_codes: np.ndarray,
     left_times: np.ndarray,
@@ -69,19 +89,19 @@ def test_asof_positions_match_reference(
     left_codes[:50] = right_codes[:50]
     ttl_us = None if ttl_steps is None else ttl_steps * (span_us // 40)
 
-    found = asof_positions(
+    found = positions_of(
         left_codes, left_times, right_codes, available, observed, ttl_us
     )
     expected = reference_positions(
         left_codes, left_times, right_codes, available, observed, ttl_us
     )
 
-    assert (found >= 0).sum() > 0
-    assert found.tolist() == expected.tolist()
+    assert sum(p >= 0 for p in found) > 0
+    assert found == expected.tolist()
 
 
 def test_asof_positions_equal_time_joined() -> None:
-    found = asof_positions(
+    found = positions_of(
         np.array([0, 0]),
         np.array([10, 9]),
         np.array([0]),
@@ -90,11 +110,11 @@ def test_asof_positions_equal_time_joined() -> None:
         None,
     )
 
-    assert found.tolist() == [0, -1]
+    assert found == [0, -1]
 
 
 def test_asof_positions_tie_takes_first_row() -> None:
-    found = asof_positions(
+    found = positions_of(
         np.array([0]),
         np.array([20]),
         np.array([0, 0, 0]),
@@ -103,12 +123,12 @@ def test_asof_positions_tie_takes_first_row() -> None:
         None,
     )
 
-    assert found.tolist() == [1]
+    assert found == [1]
 
 
 def test_asof_positions_ttl_boundary() -> None:
     # The view row is exactly 3 units old at 13 (kept) and 4 units at 14.
-    found = asof_positions(
+    found = positions_of(
         np.array([0, 0]),
         np.array([13, 14]),
         np.array([0]),
@@ -117,11 +137,11 @@ def test_asof_positions_ttl_boundary() -> None:
         3,
     )
 
-    assert found.tolist() == [0, -1]
+    assert found == [0, -1]
 
 
 def test_asof_positions_empty_view() -> None:
-    found = asof_positions(
+    found = positions_of(
         np.array([0, -1]),
         np.array([1, 2]),
         np.array([], dtype=np.int64),
@@ -130,7 +150,7 @@ def test_asof_positions_empty_view() -> None:
         None,
     )
 
-    assert found.tolist() == [-1, -1]
+    assert found == [-1, -1]
 
 
 def test_key_codes_nulls_and_unknown_keys() -> None:
@@ -139,12 +159,13 @@ def test_key_codes_nulls_and_unknown_keys() -> None:
 
     left_codes, right_codes, count = key_codes(left, right)
 
+    left_list = left_codes.to_pylist()
     assert count == 2
     assert right_codes[2] == -1
-    assert left_codes[1] == -1
-    assert left_codes[2] == -1
-    assert left_codes[0] == right_codes[1]
-    assert left_codes[3] == right_codes[0] == right_codes[3]
+    assert left_list[1] is None
+    assert left_list[2] is None
+    assert left_list[0] == right_codes[1]
+    assert left_list[3] == right_codes[0] == right_codes[3]
 
 
 def test_key_codes_two_columns() -> None:
@@ -156,29 +177,30 @@ def test_key_codes_two_columns() -> None:
 
     left_codes, right_codes, count = key_codes(left, right)
 
+    left_list = left_codes.to_pylist()
     assert count == 2
     assert right_codes[2] == -1
-    assert left_codes[0] == -1
-    assert left_codes[1] == right_codes[0]
-    assert left_codes[2] == right_codes[1]
-    assert left_codes[3] == -1
-    assert left_codes[4] == -1
+    assert left_list[0] is None
+    assert left_list[1] == right_codes[0]
+    assert left_list[2] == right_codes[1]
+    assert left_list[3] is None
+    assert left_list[4] is None
 
 
 def test_static_positions_repeated_key() -> None:
-    assert static_positions(np.array([0, 1]), np.array([0, 1, 1]), 2) is None
+    assert static_positions(pa.array([0, 1]), np.array([0, 1, 1]), 2) is None
 
 
 def test_static_positions_found() -> None:
-    found = static_positions(np.array([1, -1, 0, 2]), np.array([0, -1, 1]), 3)
+    found = static_positions(pa.array([1, None, 0, 2]), np.array([0, -1, 1]), 3)
 
     assert found is not None
-    assert found.tolist() == [2, -1, 0, -1]
+    assert found.to_pylist() == [2, None, 0, None]
 
 
 def test_take_rows_nulls_for_no_match() -> None:
     values = pa.table({"temp": [1.5, 2.5]})
 
-    taken = take_rows(values, np.array([1, -1, 0]))
+    taken = take_rows(values, pa.array([1, None, 0]))
 
     assert taken.column("temp").to_pylist() == [2.5, None, 1.5]
