@@ -1,11 +1,12 @@
 """Point-in-time matching of rows to feature view rows with numpy and Arrow.
 
 These functions compute which view row each row gets, as positions into the
-view's rows (-1 for none), with the rules of the ``ASOF LEFT JOIN`` in `_sql`:
-equal entity keys, the latest availability time at or before the row's event
-time, and nothing when that row's event time is older than the time-to-live.
-A null key part or a null time never matches. Among view rows with equal keys
-and equal availability time, the first in the view's row order is taken.
+view's rows (null for none), with the rules of the ``ASOF LEFT JOIN`` in
+`_sql`: equal entity keys, the latest availability time at or before the
+row's event time, and nothing when that view row's event time is older than
+the time-to-live. A null key part or a null time never matches. Among view
+rows with equal keys and equal availability time, the first in the view's
+row order is taken.
 
 Times are int64 microseconds since the epoch in UTC, as DuckDB's ``epoch_us``
 returns them. Keys arrive as Arrow columns that already compare as the join

@@ -285,7 +285,14 @@ def _rows_source(
         return f"({numbered}({scan_sql(version)}))"
     joined = model_views(cfg.feature_views, views)
     rows = numbered + _ident(cfg.dataset)
-    return store.joined_source(rows, joined, cfg.event_timestamp, _ORDER)
+    try:
+        return store.joined_source(rows, joined, cfg.event_timestamp, _ORDER)
+    except duckdb.Error as exc:
+        raise TrainingError(
+            f"cannot join feature views {', '.join(cfg.feature_views)} to the rows "
+            f"of model {cfg.name!r}: {exc}; check the views' derive expressions "
+            f"and the values of {cfg.event_timestamp!r}"
+        ) from None
 
 
 def _base_sql(
