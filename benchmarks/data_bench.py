@@ -244,7 +244,10 @@ def _bench_join(
             "name": "appliance join, rows read from the DuckDB table each run",
             "seconds": fetched,
         },
-        {"name": "appliance ASOF LEFT JOIN in SQL (before)", "seconds": by_sql},
+        {
+            "name": "appliance ASOF LEFT JOIN in SQL, the previous training path",
+            "seconds": by_sql,
+        },
         {
             "name": "appliance join, weather read from the lake each run",
             "seconds": from_lake,
