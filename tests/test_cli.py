@@ -289,6 +289,44 @@ def test_cli_predict_missing_column(
     assert not (tmp_path / "out.parquet.partial").exists()
 
 
+def test_cli_predict_error_names_file_line(
+    cli, trained: TrainedHome, frames: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    name = "binary_lightgbm"
+    frame = scoring_frame(frames, name)
+    # Row 1's quoted comment spans two lines, so row 5 starts on line 8:
+    # the header is line 1 and rows 0 to 4 take lines 2 to 7.
+    frame["comment"] = frame["comment"].astype(object)
+    frame.loc[1, "comment"] = "first line\nsecond line"
+    # A number beyond the float32 range the model reads.
+    frame.loc[5, "texture"] = 1e39
+    source = tmp_path / "in.csv"
+    frame.to_csv(source, index=False)
+
+    result = score(cli, trained, name, source, tmp_path / "out.parquet")
+
+    assert result.returncode == 1
+    line = error_line(result.stderr)
+    assert line.startswith(f"error: {source}, line 8, column 'texture'"), line
+    assert "1e+39" in line
+
+
+def test_cli_predict_error_names_parquet_row(
+    cli, trained: TrainedHome, frames: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    name = "binary_lightgbm"
+    frame = scoring_frame(frames, name)
+    frame.loc[5, "texture"] = 1e39
+    source = tmp_path / "in.parquet"
+    frame.to_parquet(source, index=False)
+
+    result = score(cli, trained, name, source, tmp_path / "out.parquet")
+
+    assert result.returncode == 1
+    line = error_line(result.stderr)
+    assert line.startswith(f"error: {source}, row 6, column 'texture'"), line
+
+
 def test_cli_predict_unknown_model(cli, trained: TrainedHome, tmp_path: Path) -> None:
     source = tmp_path / "in.csv"
     SMALL.to_csv(source, index=False)

@@ -1,4 +1,7 @@
-"""SQL of feature views: point-in-time joins shared by training and serving.
+"""SQL of feature views: point-in-time joins for serving and SQL fallbacks.
+
+Training joins with `_join` instead, which follows the same rules and falls
+back to this SQL, one view at a time, for views it cannot match itself.
 
 A timestamped view is joined with DuckDB's ``ASOF LEFT JOIN``: each label row
 gets the latest feature row of its entity whose event time plus the view's
@@ -68,17 +71,7 @@ def join_sql(
     sql = rows
     columns = list(row_columns)
     for index, view in enumerate(views):
-        added = [
-            c
-            for c in feature_columns(view, view_columns[view.name])
-            if c not in view.derive
-        ]
-        clash = [c for c in added if c in columns]
-        if clash:
-            raise ConfigError(
-                f"feature view {view.name!r} adds column {clash[0]!r}, which the "
-                "rows already have; leave it out of the view's SQL or rename it"
-            )
+        added = added_columns(view, view_columns[view.name], columns)
         sql = _join_one(sql, view, added, event_time, f"_v{index}")
         columns += added
         if view.derive:
@@ -88,6 +81,33 @@ def join_sql(
             sql = f"SELECT *, {derived} FROM ({sql})"
             columns += list(view.derive)
     return sql
+
+
+def added_columns(
+    view: FeatureViewConfig, view_columns: Sequence[str], row_columns: Sequence[str]
+) -> list[str]:
+    """Return the columns a view's rows add to the rows it is joined to.
+
+    Raises:
+        ConfigError: One of them is already a column of the rows.
+    """
+    added = [c for c in feature_columns(view, view_columns) if c not in view.derive]
+    clash = [c for c in added if c in row_columns]
+    if clash:
+        raise ConfigError(
+            f"feature view {view.name!r} adds column {clash[0]!r}, which the "
+            "rows already have; leave it out of the view's SQL or rename it"
+        )
+    return added
+
+
+def require_event_time(view: FeatureViewConfig, event_time: str | None) -> None:
+    """Raise ConfigError if a timestamped view has no event time to join on."""
+    if view.timestamp is not None and event_time is None:
+        raise ConfigError(
+            f"feature view {view.name!r} has a timestamp, so the rows need an "
+            "event time column to join it as of"
+        )
 
 
 def _join_one(
@@ -107,11 +127,8 @@ def _join_one(
             f"SELECT l.*, {picked} FROM ({rows}) l LEFT JOIN ({source_sql(view)}) "
             f"{alias} ON {keys}"
         )
-    if event_time is None:
-        raise ConfigError(
-            f"feature view {view.name!r} has a timestamp, so the rows need an "
-            "event time column to join it as of"
-        )
+    require_event_time(view, event_time)
+    assert event_time is not None
     return _asof_one(rows, view, added, event_time, alias)
 
 
@@ -124,9 +141,9 @@ def _asof_one(
 ) -> str:
     """Return `rows` joined as of their event time to a timestamped view.
 
-    NOTE: `rows` appears twice in the returned SQL, so a chain of timestamped
-    views reads the first rows 2**n times; their key columns only, but with
-    every join before them.
+    `rows` is a materialized CTE read twice, for its distinct (keys, time)
+    pairs and for the rows the features are joined to, so a chain of views
+    runs each view's input once and the SQL grows linearly with the chain.
     """
     names = [f"_k{i}" for i in range(len(view.entities))]
     keys = ", ".join(
@@ -145,8 +162,9 @@ def _asof_one(
     picked = ", ".join(
         f"CASE WHEN {fresh} THEN {alias}.{ident(c)} END AS {ident(c)}" for c in added
     )
+    source = f"{alias}_rows"
     features = (
-        f"SELECT p.*, {picked} FROM (SELECT DISTINCT {pair} FROM ({rows})) p "
+        f"SELECT p.*, {picked} FROM (SELECT DISTINCT {pair} FROM {source}) p "
         f"ASOF LEFT JOIN ({source_sql(view)}) {alias} ON {matched} AND "
         f"p._event_at >= {alias}.{AVAILABLE}"
     )
@@ -154,8 +172,9 @@ def _asof_one(
     hidden = ", ".join([*names, "_event_at"])
     returned = ", ".join(f"f.{ident(c)}" for c in added)
     return (
+        f"WITH {source} AS MATERIALIZED ({rows}) "
         f"SELECT l.* EXCLUDE ({hidden}), {returned} FROM (SELECT *, {pair} FROM "
-        f"({rows})) l LEFT JOIN ({features}) f ON {on}"
+        f"{source}) l LEFT JOIN ({features}) f ON {on}"
     )
 
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from appliance.config import FeatureViewConfig
+from appliance.derive import ExpressionError, check_expression
 from appliance.errors import ConfigError
+from appliance.features._join import join_table
 from appliance.features._sql import feature_columns, ident, join_sql
 from appliance.storage import Catalog, DatasetVersion, list_versions, scan_sql
 
@@ -28,6 +32,8 @@ class FeatureStore:
     db: duckdb.DuckDBPyConnection
     versions: dict[str, str]
     """Version id read of each dataset."""
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+    """Arrow tables registered on `db` and on every `cursor`, by name."""
 
     def view_columns(self, view: FeatureViewConfig) -> list[str]:
         """Return the output columns of a feature view's SQL.
@@ -67,9 +73,108 @@ class FeatureStore:
             rows, row_columns, views, columns, ident(event_time) if event_time else None
         )
 
+    def joined_table(
+        self,
+        rows: pa.Table,
+        views: Sequence[FeatureViewConfig],
+        event_time: str | None,
+    ) -> pa.Table:
+        """Return `rows` with the views' features joined, as `joined_sql` does.
+
+        Raises:
+            ConfigError: A view's SQL is invalid, a view adds a column the rows
+                have, or a timestamped view has no event time column.
+            duckdb.Error: A derived column's expression failed, or an event
+                time cannot be cast to a time.
+        """
+        columns = {view.name: self.view_columns(view) for view in views}
+        return join_table(self.db, rows, views, columns, event_time)
+
+    def joined_source(
+        self,
+        rows: str,
+        views: Sequence[FeatureViewConfig],
+        event_time: str | None,
+        row_id: str,
+    ) -> str:
+        """Join the views' features to `rows` and return a FROM item of the result.
+
+        Only the columns the join reads (`row_id`, the entity keys, the event
+        time and the columns of derived expressions) go through `joined_table`.
+        The columns it adds, registered as an Arrow table, are joined back to
+        `rows` by `row_id`, so queries over the result read from `rows` only
+        the columns they use. If a column's type changes on its way through
+        Arrow, the SQL of `joined_sql` is returned instead, so queries see the
+        types that join gives.
+
+        Args:
+            rows: SQL of the label rows.
+            views: Views to join, in order.
+            event_time: Column of `rows` with the time each row is predicted at.
+            row_id: Column of `rows` with a distinct value in each row.
+
+        Raises:
+            ConfigError: As `joined_table` raises.
+            duckdb.Error: As `joined_table` raises.
+        """
+        sql = f"({self.joined_sql(rows, views, event_time)})"
+        row_columns = [r[0] for r in self.db.execute(f"DESCRIBE {rows}").fetchall()]
+        read = [c for c in _read_columns(views, event_time, row_columns) if c != row_id]
+        picked = ", ".join(ident(c) for c in [row_id, *read])
+        narrow = self.db.sql(f"SELECT {picked} FROM ({rows})").to_arrow_table()
+        joined = self.joined_table(narrow, views, event_time)
+        added = joined.select([row_id, *joined.column_names[narrow.num_columns :]])
+        name = f"_joined_rows_{len(self.tables)}"
+        self.tables[name] = added
+        self.db.register(name, added)
+        key = ident(row_id)
+        source = (
+            f"(SELECT r.*, a.* EXCLUDE ({key}) FROM ({rows}) r LEFT JOIN {name} a "
+            f"ON r.{key} = a.{key})"
+        )
+        expected = self.db.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()
+        found = self.db.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+        if [row[:2] for row in found] != [row[:2] for row in expected]:
+            logger.info(
+                "joined rows kept in SQL reason=column types change in Arrow views=%s",
+                ",".join(view.name for view in views),
+            )
+            return sql
+        return source
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """Return a cursor of the database with the registered Arrow tables."""
+        cursor = self.db.cursor()
+        for name, table in self.tables.items():
+            cursor.register(name, table)
+        return cursor
+
+    def execute(self, sql: str) -> Any:
+        """Run `sql` on the store's connection, as DuckDB's ``execute`` does."""
+        return self.db.execute(sql)
+
     def close(self) -> None:
         """Close the in-memory database."""
         self.db.close()
+
+
+def _read_columns(
+    views: Sequence[FeatureViewConfig],
+    event_time: str | None,
+    row_columns: Sequence[str],
+) -> list[str]:
+    """Return the columns of the rows that joining `views` reads, in row order.
+
+    Every column is returned when a derived expression cannot be parsed.
+    """
+    read = {*(k for view in views for k in view.entities), event_time}
+    for view in views:
+        for name, expression in view.derive.items():
+            try:
+                read |= check_expression(name, expression)
+            except ExpressionError:
+                return list(row_columns)
+    return [c for c in row_columns if c in read]
 
 
 def open_store(catalog: Catalog) -> FeatureStore:

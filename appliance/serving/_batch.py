@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
-from appliance.errors import IngestError
+from appliance.errors import IngestError, RequestError
 from appliance.serving._onnx import OnnxModel
 
 if TYPE_CHECKING:
@@ -38,12 +38,16 @@ def score_file(
 
     Raises:
         IngestError: The input is missing, empty or not CSV or Parquet.
-        RequestError: A column the model needs is missing or mistyped.
+        RequestError: A column the model needs is missing or mistyped; the
+            message names the file and the line (CSV) or row (Parquet).
     """
     _check_target(source, target)
     table = _read(source)
     if prepare is not None:
-        table = prepare(table)
+        try:
+            table = prepare(table)
+        except RequestError as exc:
+            raise _located(exc, source, 0, table.num_rows) from None
     partial = target.with_name(target.name + ".partial")
     import pyarrow.parquet as pq  # loaded by batch scoring only
 
@@ -51,7 +55,10 @@ def score_file(
     try:
         for start in range(0, max(table.num_rows, 1), _BATCH_ROWS):
             chunk = table.slice(start, _BATCH_ROWS)
-            scored = _score(model, chunk)
+            try:
+                scored = _score(model, chunk)
+            except RequestError as exc:
+                raise _located(exc, source, start, table.num_rows) from None
             if writer is None:
                 writer = pq.ParquetWriter(partial, scored.schema, compression="zstd")
             writer.write_table(scored)
@@ -71,6 +78,40 @@ def score_file(
         target,
     )
     return table.num_rows
+
+
+def _located(exc: RequestError, source: Path, offset: int, rows: int) -> RequestError:
+    """Return `exc` with its row, counted in a batch from `offset`, as a file line.
+
+    Messages about one row start with ``row N``; that phrase becomes the
+    file's line for a CSV file and the row counted from 1 for Parquet.
+    """
+    row = exc.detail.get("row")
+    if not isinstance(row, int):
+        return RequestError(f"{source}: {exc}", **exc.detail)
+    position = offset + row
+    where = _place(source, position, rows)
+    text = str(exc)
+    prefix = f"row {row}"
+    rest = text[len(prefix) :] if text.startswith(prefix) else f": {text}"
+    return RequestError(f"{source}, {where}{rest}", **{**exc.detail, "row": position})
+
+
+def _place(source: Path, position: int, rows: int) -> str:
+    """Return where row `position` of the table read from `source` is in the file."""
+    if source.suffix.lower() in (".parquet", ".pq"):
+        return f"row {position + 1}"
+    from appliance.storage import record_lines
+
+    try:
+        records = record_lines(source, "utf-8", '"', '"')
+    except (OSError, UnicodeError) as exc:
+        logger.warning("line numbers not read file=%s error=%s", source, exc)
+        records = None
+    # The scan pairs with DuckDB's rows only when both count the same records.
+    if records is None or len(records.lines) != rows:
+        return f"record {position + 1} after the header"
+    return f"line {records.lines[position]}"
 
 
 def _check_target(source: Path, target: Path) -> None:

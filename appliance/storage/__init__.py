@@ -45,6 +45,7 @@ from appliance.storage._models import (
     register_version,
     verify_artifact,
 )
+from appliance.storage._lines import Records, record_lines
 from appliance.storage._quarantine import QuarantinedRow, list_quarantine
 from appliance.storage._runs import (
     FAILED,
@@ -83,6 +84,7 @@ __all__ = [
     "Mode",
     "ModelVersion",
     "QuarantinedRow",
+    "Records",
     "Run",
     "RunLog",
     "RunResult",
@@ -117,6 +119,7 @@ __all__ = [
     "read_artifact",
     "read_blob",
     "read_schema",
+    "record_lines",
     "register_version",
     "resolve_version",
     "rollback_alias",

