@@ -270,6 +270,21 @@ def _cursor() -> Any:
         return _database.cursor()
 
 
+_thread_cursors = threading.local()
+
+
+def thread_cursor() -> Any:
+    """Return the calling thread's cursor on the shared in-memory database.
+
+    The cursor is made once per thread and kept, which spares the cost of a
+    new cursor per query. It must not be closed or passed to another thread.
+    """
+    cursor = getattr(_thread_cursors, "cursor", None)
+    if cursor is None:
+        cursor = _thread_cursors.cursor = _cursor()
+    return cursor
+
+
 def utc_cursor(db: Any) -> Any:
     """Return a cursor on `db` whose session time zone is `TIME_ZONE`."""
     cursor = db.cursor()

@@ -1,0 +1,286 @@
+"""Derived columns of feature views, computed for small requests with a cache.
+
+`check_expression` admits only row-wise, deterministic expressions, so a
+derived column's value on a row is a function of the typed values of the
+columns its expression reads. `DerivedColumns` keeps the values it computed
+in a bounded LRU cache keyed by those typed values, and a request whose rows
+all hit the cache skips DuckDB. The rows that miss are computed together in
+one DuckDB query. When every input column has a plain type (integers,
+floats, booleans, text), the rows go in as query parameters cast to the
+column's type. Otherwise they go in as a registered Arrow table. Both give
+the same values as the ``SELECT`` over the whole request that the join runs.
+
+The cache holds at most `MAX_ENTRIES` rows per model, and a row with a text
+value longer than `MAX_CACHED_TEXT` characters is computed but not stored, so
+its size is bounded by entries times input columns times that length.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from appliance.config import FeatureViewConfig
+from appliance.derive import check_expression, thread_cursor
+from appliance.errors import RequestError
+from appliance.features._sql import ident
+
+logger = logging.getLogger(__name__)
+
+MAX_ENTRIES = 4096
+"""Rows of derived values kept per model."""
+MAX_CACHED_TEXT = 256
+"""Longest text value of a row that is stored in the cache, in characters."""
+
+_PARAMETER_TYPES = {
+    pa.int8(): "TINYINT",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.uint8(): "UTINYINT",
+    pa.uint16(): "USMALLINT",
+    pa.uint32(): "UINTEGER",
+    pa.uint64(): "UBIGINT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+    pa.string(): "VARCHAR",
+}
+"""Arrow types whose Python values cast back to the same DuckDB value."""
+
+
+class NotCached(Exception):
+    """A request whose derived columns only the SELECT over every column computes."""
+
+
+class DerivedColumns:
+    """The derived columns of one model's feature views, with a cache of values.
+
+    Args:
+        model: The model, named in errors.
+        views: The model's feature views, in join order.
+        event_column: The request column read as the event time, if any.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        views: Sequence[FeatureViewConfig],
+        event_column: str | None,
+    ) -> None:
+        self.model = model
+        self.event_column = event_column
+        self.derive: dict[str, str] = {}
+        self.view_of: dict[str, str] = {}
+        for view in views:
+            for name, expression in view.derive.items():
+                self.derive[name] = expression
+                self.view_of[name] = view.name
+        derived = {name.lower() for name in self.derive}
+        read: set[str] = set()
+        for name, expression in self.derive.items():
+            read |= {c.lower() for c in check_expression(name, expression)}
+        self.reads = read - derived
+        """Lowercase names of the columns the expressions read, DuckDB's
+        identifiers being case-insensitive."""
+        self._cache: collections.OrderedDict[Any, tuple[Any, ...]] = (
+            collections.OrderedDict()
+        )
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        """Return the number of rows in the cache."""
+        return len(self._cache)
+
+    def compute(
+        self,
+        request: Mapping[str, pa.Array],
+        found: Mapping[str, pa.Array],
+    ) -> list[tuple[Any, ...]]:
+        """Return the derived values of each row, in the order of `derive`.
+
+        Args:
+            request: The request's own columns, typed as the join reads them.
+            found: The looked-up view columns, typed as the view returns them.
+
+        Raises:
+            NotCached: An expression reads a column that neither mapping has,
+                so only the SELECT over every column can raise its error.
+            RequestError: An expression fails on a row; the error names the
+                row and the derived column.
+        """
+        inputs = _pick_inputs(self.reads, {**request, **found})
+        rows = len(next(iter(inputs.values()))) if inputs else _rows(request)
+        types = tuple(str(array.type) for array in inputs.values())
+        keys = _row_keys(types, [array.to_pylist() for array in inputs.values()], rows)
+        values: list[tuple[Any, ...] | None] = [None] * rows
+        missed = []
+        with self._lock:
+            for index, key in enumerate(keys):
+                cached = self._cache.get(key) if key is not None else None
+                if cached is None:
+                    missed.append(index)
+                else:
+                    self._cache.move_to_end(key)
+                    values[index] = cached
+            self.hits += rows - len(missed)
+            self.misses += len(missed)
+        if missed:
+            computed = self._evaluate(inputs, missed)
+            with self._lock:
+                for index, result in zip(missed, computed):
+                    values[index] = result
+                    if keys[index] is not None:
+                        self._store(keys[index], result)
+        return values  # type: ignore[return-value]
+
+    def _store(self, key: Any, result: tuple[Any, ...]) -> None:
+        self._cache[key] = result
+        while len(self._cache) > MAX_ENTRIES:
+            self._cache.popitem(last=False)
+
+    def _evaluate(
+        self, inputs: Mapping[str, pa.Array], rows: list[int]
+    ) -> list[tuple[Any, ...]]:
+        """Compute the derived columns of `rows` in one DuckDB query."""
+        cursor = thread_cursor()
+        try:
+            return _select(cursor, self.derive, self.event_column, inputs, rows)
+        except duckdb.Error as exc:
+            error = exc
+        # One failing row fails the whole query; each row and then each
+        # derived column is tried alone to name them.
+        for row in rows:
+            for count in range(1, len(self.derive) + 1):
+                prefix = dict(list(self.derive.items())[:count])
+                try:
+                    _select(cursor, prefix, self.event_column, inputs, [row])
+                except duckdb.Error as exc:
+                    error = exc
+                    name = list(prefix)[-1]
+                    raise self._failed(row, name, error) from None
+        raise self._failed(rows[0], next(iter(self.derive)), error)
+
+    def _failed(self, row: int, name: str, error: Exception) -> RequestError:
+        logger.info(
+            "derived column failed model=%s row=%d column=%s error=%s",
+            self.model,
+            row,
+            name,
+            error,
+        )
+        return RequestError(
+            f"row {row} of the request to model {self.model!r}: derived column "
+            f"{name!r} of feature view {self.view_of[name]!r} cannot be computed "
+            f"from this row: {error}; check the values of the columns it reads",
+            model=self.model,
+            row=row,
+            column=name,
+        )
+
+
+def _pick_inputs(
+    reads: set[str], columns: Mapping[str, pa.Array]
+) -> dict[str, pa.Array]:
+    """Return the columns the expressions read, matched without case.
+
+    Raises:
+        NotCached: A column read is in neither the request nor the view.
+    """
+    picked = {name: array for name, array in columns.items() if name.lower() in reads}
+    if {name.lower() for name in picked} != reads:
+        raise NotCached("a derived column reads a column the rows do not have")
+    return picked
+
+
+def _rows(columns: Mapping[str, pa.Array]) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+def _row_keys(types: tuple[str, ...], columns: list[list[Any]], rows: int) -> list[Any]:
+    """Return each row's cache key, or None for a row that is not cached."""
+    if not columns:
+        return [(types, ())] * rows
+    return [_row_key(types, values) for values in zip(*columns)]
+
+
+def _row_key(types: tuple[str, ...], values: tuple[Any, ...]) -> Any:
+    """Return the cache key of one row's input values.
+
+    A float is keyed by its hex text, so -0.0 and 0.0 get different entries.
+    """
+    parts: list[Any] = []
+    for value in values:
+        if isinstance(value, float):
+            parts.append(value.hex())
+        elif isinstance(value, (list, dict)):
+            return None
+        elif isinstance(value, str) and len(value) > MAX_CACHED_TEXT:
+            return None
+        else:
+            parts.append(value)
+    return (types, tuple(parts))
+
+
+def _select(
+    cursor: Any,
+    derive: Mapping[str, str],
+    event_column: str | None,
+    inputs: Mapping[str, pa.Array],
+    rows: list[int],
+) -> list[tuple[Any, ...]]:
+    """Run the derived columns' SELECT over `rows` of `inputs`."""
+    derived = ", ".join(f"({e}) AS {ident(n)}" for n, e in derive.items())
+    # The join reads the event time as TIMESTAMPTZ, and NULL where it is not one.
+    typed = ["_row"] + [
+        f"TRY_CAST({ident(n)} AS TIMESTAMPTZ) AS {ident(n)}"
+        if n == event_column
+        else ident(n)
+        for n in inputs
+    ]
+    if all(array.type in _PARAMETER_TYPES for array in inputs.values()):
+        values = {n: array.to_pylist() for n, array in inputs.items()}
+        return _select_parameters(
+            cursor, derived, ", ".join(typed), values, inputs, rows
+        )
+    picked = pa.array(rows, pa.int64())
+    table = pa.table(
+        {"_row": pa.array(range(len(rows)), pa.int64())}
+        | {n: array.take(picked) for n, array in inputs.items()}
+    )
+    cursor.register("derived_rows", table)
+    try:
+        return cursor.execute(
+            f"SELECT {derived} FROM (SELECT {', '.join(typed)} FROM derived_rows) "
+            "ORDER BY _row"
+        ).fetchall()
+    finally:
+        cursor.unregister("derived_rows")
+
+
+def _select_parameters(
+    cursor: Any,
+    derived: str,
+    typed: str,
+    values: Mapping[str, list[Any]],
+    inputs: Mapping[str, pa.Array],
+    rows: list[int],
+) -> list[tuple[Any, ...]]:
+    """Run the SELECT over rows sent as parameters, each cast to its Arrow type."""
+    casts = "".join(f", CAST(? AS {_PARAMETER_TYPES[a.type]})" for a in inputs.values())
+    tuples = ", ".join(f"({i}{casts})" for i in range(len(rows)))
+    columns = ", ".join(["_row", *(ident(n) for n in inputs)])
+    parameters = [values[n][row] for row in rows for n in inputs]
+    return cursor.execute(
+        f"SELECT {derived} FROM (SELECT {typed} FROM (VALUES {tuples}) "
+        f"AS derived_rows({columns})) ORDER BY _row",
+        parameters,
+    ).fetchall()
