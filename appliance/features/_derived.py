@@ -239,18 +239,9 @@ def _select(
 ) -> list[tuple[Any, ...]]:
     """Run the derived columns' SELECT over `rows` of `inputs`."""
     derived = ", ".join(f"({e}) AS {ident(n)}" for n, e in derive.items())
-    # The join reads the event time as TIMESTAMPTZ, and NULL where it is not one.
-    typed = ["_row"] + [
-        f"TRY_CAST({ident(n)} AS TIMESTAMPTZ) AS {ident(n)}"
-        if n == event_column
-        else ident(n)
-        for n in inputs
-    ]
     if all(array.type in _PARAMETER_TYPES for array in inputs.values()):
-        values = {n: array.to_pylist() for n, array in inputs.items()}
-        return _select_parameters(
-            cursor, derived, ", ".join(typed), values, inputs, rows
-        )
+        return _select_parameters(cursor, derived, event_column, inputs, rows)
+    typed = ", ".join(["_row", *(_typed(ident(n), n, event_column) for n in inputs)])
     picked = pa.array(rows, pa.int64())
     table = pa.table(
         {"_row": pa.array(range(len(rows)), pa.int64())}
@@ -259,8 +250,7 @@ def _select(
     cursor.register("derived_rows", table)
     try:
         return cursor.execute(
-            f"SELECT {derived} FROM (SELECT {', '.join(typed)} FROM derived_rows) "
-            "ORDER BY _row"
+            f"SELECT {derived} FROM (SELECT {typed} FROM derived_rows) ORDER BY _row"
         ).fetchall()
     finally:
         cursor.unregister("derived_rows")
@@ -269,18 +259,44 @@ def _select(
 def _select_parameters(
     cursor: Any,
     derived: str,
-    typed: str,
-    values: Mapping[str, list[Any]],
+    event_column: str | None,
     inputs: Mapping[str, pa.Array],
     rows: list[int],
 ) -> list[tuple[Any, ...]]:
-    """Run the SELECT over rows sent as parameters, each cast to its Arrow type."""
-    casts = "".join(f", CAST(? AS {_PARAMETER_TYPES[a.type]})" for a in inputs.values())
-    tuples = ", ".join(f"({i}{casts})" for i in range(len(rows)))
-    columns = ", ".join(["_row", *(ident(n) for n in inputs)])
+    """Run the SELECT over rows sent as parameters, each cast to its Arrow type.
+
+    DuckDB plans this query in about a third of the time of one over a
+    registered Arrow table. A single row is selected without ``VALUES``, and
+    several rows are put back in order here rather than with ``ORDER BY``,
+    which saves more planning.
+    """
+    values = {n: array.to_pylist() for n, array in inputs.items()}
     parameters = [values[n][row] for row in rows for n in inputs]
-    return cursor.execute(
-        f"SELECT {derived} FROM (SELECT {typed} FROM (VALUES {tuples}) "
-        f"AS derived_rows({columns})) ORDER BY _row",
-        parameters,
+    casts = {n: f"CAST(? AS {_PARAMETER_TYPES[a.type]})" for n, a in inputs.items()}
+    if len(rows) == 1:
+        typed = ", ".join(_typed(casts[n], n, event_column) for n in inputs)
+        source = f"SELECT 0 AS _row{', ' if typed else ''}{typed}"
+    else:
+        row_values = "".join(f", {casts[n]}" for n in inputs)
+        tuples = ", ".join(f"({i}{row_values})" for i in range(len(rows)))
+        names = ", ".join(["_row", *(ident(n) for n in inputs)])
+        typed = ", ".join(
+            ["_row", *(_typed(ident(n), n, event_column) for n in inputs)]
+        )
+        source = f"SELECT {typed} FROM (VALUES {tuples}) AS derived_rows({names})"
+    result = cursor.execute(
+        f"SELECT _row, {derived} FROM ({source})", parameters
     ).fetchall()
+    result.sort(key=lambda row: row[0])
+    return [row[1:] for row in result]
+
+
+def _typed(value: str, name: str, event_column: str | None) -> str:
+    """Return the SELECT item of an input column, as the join types it.
+
+    The join reads the event time as TIMESTAMPTZ, and as NULL where it is not
+    a time.
+    """
+    if name == event_column:
+        return f"TRY_CAST({value} AS TIMESTAMPTZ) AS {ident(name)}"
+    return f"{value} AS {ident(name)}"

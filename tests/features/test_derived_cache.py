@@ -167,6 +167,16 @@ def test_cached_fill_in_mixed_requests(server: FeatureServer) -> None:
         assert _same(row, expected), (request, row, expected)
 
 
+@pytest.mark.parametrize("count", [2, 6, len(REQUESTS)])
+def test_cached_fill_of_several_rows(server: FeatureServer, count: int) -> None:
+    joined = _joined(server, REQUESTS[:count])
+
+    for _ in range(2):
+        rows = server.fill("m", REQUESTS[:count])
+        for request, row, expected in zip(REQUESTS, rows, joined):
+            assert _same(row, expected), (request, row, expected)
+
+
 def test_cache_hits_repeated_rows(server: FeatureServer) -> None:
     server.fill("m", REQUESTS[:2])
     derived = server._derived["m"]
@@ -304,8 +314,8 @@ def test_flights_fill_equals_training_frame(tmp_path: Path) -> None:
         {"origin": o, "tailnum": t, "time_hour": h.isoformat()}
         for o, t, h, *_ in sample
     ]
-    single = [server.fill("late", [r])[0] for r in requests + requests[:50]]
     grouped = server.fill("late", requests[:40])
+    single = [server.fill("late", [r])[0] for r in requests + requests[:50]]
     for index, (request, row) in enumerate(zip(requests + requests[:50], single)):
         expected = sample[index % len(sample)][3:]
         served = tuple(None if row[n] is None else float(row[n]) for n in VIEW_FEATURES)
