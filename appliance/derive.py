@@ -15,9 +15,10 @@ a random state.
 
 from __future__ import annotations
 
+import collections
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -27,6 +28,15 @@ TIME_ZONE = "UTC"
 """Session time zone of every query that computes derived columns. DuckDB takes
 the process's time zone by default, and functions of TIMESTAMP WITH TIME ZONE
 values such as ``hour`` depend on it, so training and serving pin the same."""
+
+CACHE_ENTRIES = 4096
+"""Rows of derived values a `RowCache` keeps."""
+MAX_CACHED_TEXT = 256
+"""Longest text value of a row that a `RowCache` stores, in characters."""
+CACHED_ROWS = 64
+"""Maximum rows of a request whose derived features `compute` looks up in its
+cache. A larger request runs in one DuckDB query, whose fixed cost is then
+shared by more rows."""
 
 _REJECTED_CLASSES = {
     "WINDOW": "a window function",
@@ -95,6 +105,104 @@ def derived_inputs(
     for name in needed:
         raw |= {c for c in check_expression(name, derive[name]) if c not in derive}
     return {n: e for n, e in derive.items() if n in needed}, raw
+
+
+def column_reads(derive: Mapping[str, str]) -> set[str]:
+    """Return the lowercase names of the columns that derived columns read.
+
+    Derived columns read by other derived columns are left out. Names are
+    lowercase because DuckDB matches identifiers without case.
+    """
+    read: set[str] = set()
+    for name, expression in derive.items():
+        read |= {column.lower() for column in check_expression(name, expression)}
+    return read - {name.lower() for name in derive}
+
+
+class RowCache:
+    """Bounded LRU cache of derived values by the typed input values of a row.
+
+    A derived value is a function of the values and types of the columns its
+    expression reads (`check_expression` admits only row-wise, deterministic
+    expressions), so a hit gives what DuckDB would compute. It holds at most
+    `max_entries` rows, and a row with a text value longer than
+    `MAX_CACHED_TEXT` characters, a list or a struct is never stored, so its
+    size is bounded by entries times input columns times that length.
+    Methods may be called from several threads.
+    """
+
+    def __init__(self, max_entries: int = CACHE_ENTRIES) -> None:
+        self.max_entries = max_entries
+        self._rows: collections.OrderedDict[Any, tuple[Any, ...]] = (
+            collections.OrderedDict()
+        )
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        """Return the number of rows in the cache."""
+        return len(self._rows)
+
+    def get(self, keys: Sequence[Any]) -> tuple[list[Any], list[int]]:
+        """Look up rows by key.
+
+        Returns:
+            The cached values of each row (None for a miss) and the indexes
+            of the rows that missed.
+        """
+        values: list[Any] = [None] * len(keys)
+        missed = []
+        with self._lock:
+            for index, key in enumerate(keys):
+                cached = None if key is None else self._rows.get(key)
+                if cached is None:
+                    missed.append(index)
+                else:
+                    self._rows.move_to_end(key)
+                    values[index] = cached
+            self.hits += len(keys) - len(missed)
+            self.misses += len(missed)
+        return values, missed
+
+    def put(self, keys: Sequence[Any], values: Sequence[tuple[Any, ...]]) -> None:
+        """Store each row's values under its key; a None key is skipped."""
+        with self._lock:
+            for key, value in zip(keys, values):
+                if key is None:
+                    continue
+                self._rows[key] = value
+                self._rows.move_to_end(key)
+            while len(self._rows) > self.max_entries:
+                self._rows.popitem(last=False)
+
+
+def row_keys(columns: Sequence[Any], rows: int) -> list[Any]:
+    """Return a `RowCache` key per row of Arrow arrays, or None for an uncached row.
+
+    The key holds each column's Arrow type, so 7 read as BIGINT and 7.0 read
+    as DOUBLE get different entries, and a float's hex text, so -0.0 and 0.0
+    do too.
+    """
+    types = tuple(str(column.type) for column in columns)
+    if not columns:
+        return [(types, ())] * rows
+    values = [column.to_pylist() for column in columns]
+    return [_row_key(types, row) for row in zip(*values)]
+
+
+def _row_key(types: tuple[str, ...], values: tuple[Any, ...]) -> Any:
+    parts: list[Any] = []
+    for value in values:
+        if isinstance(value, float):
+            parts.append(value.hex())
+        elif isinstance(value, (list, dict)):
+            return None
+        elif isinstance(value, str) and len(value) > MAX_CACHED_TEXT:
+            return None
+        else:
+            parts.append(value)
+    return (types, tuple(parts))
 
 
 def select_sql(derive: Mapping[str, str], source: str) -> str:

@@ -10,16 +10,13 @@ floats, booleans, text), the rows go in as query parameters cast to the
 column's type. Otherwise they go in as a registered Arrow table. Both give
 the same values as the ``SELECT`` over the whole request that the join runs.
 
-The cache holds at most `MAX_ENTRIES` rows per model, and a row with a text
-value longer than `MAX_CACHED_TEXT` characters is computed but not stored, so
-its size is bounded by entries times input columns times that length.
+Each model's `RowCache` holds at most `MAX_ENTRIES` rows; `RowCache` says
+which rows it never stores.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,16 +24,20 @@ import duckdb
 import pyarrow as pa
 
 from appliance.config import FeatureViewConfig
-from appliance.derive import check_expression, thread_cursor
+from appliance.derive import (
+    CACHE_ENTRIES,
+    RowCache,
+    column_reads,
+    row_keys,
+    thread_cursor,
+)
 from appliance.errors import RequestError
 from appliance.features._sql import ident
 
 logger = logging.getLogger(__name__)
 
-MAX_ENTRIES = 4096
+MAX_ENTRIES = CACHE_ENTRIES
 """Rows of derived values kept per model."""
-MAX_CACHED_TEXT = 256
-"""Longest text value of a row that is stored in the cache, in characters."""
 
 _PARAMETER_TYPES = {
     pa.int8(): "TINYINT",
@@ -82,23 +83,9 @@ class DerivedColumns:
             for name, expression in view.derive.items():
                 self.derive[name] = expression
                 self.view_of[name] = view.name
-        derived = {name.lower() for name in self.derive}
-        read: set[str] = set()
-        for name, expression in self.derive.items():
-            read |= {c.lower() for c in check_expression(name, expression)}
-        self.reads = read - derived
-        """Lowercase names of the columns the expressions read, DuckDB's
-        identifiers being case-insensitive."""
-        self._cache: collections.OrderedDict[Any, tuple[Any, ...]] = (
-            collections.OrderedDict()
-        )
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        """Return the number of rows in the cache."""
-        return len(self._cache)
+        self.reads = column_reads(self.derive)
+        """Lowercase names of the columns the expressions read."""
+        self.cache = RowCache(MAX_ENTRIES)
 
     def compute(
         self,
@@ -118,34 +105,15 @@ class DerivedColumns:
                 row and the derived column.
         """
         inputs = _pick_inputs(self.reads, {**request, **found})
-        rows = len(next(iter(inputs.values()))) if inputs else _rows(request)
-        types = tuple(str(array.type) for array in inputs.values())
-        keys = _row_keys(types, [array.to_pylist() for array in inputs.values()], rows)
-        values: list[tuple[Any, ...] | None] = [None] * rows
-        missed = []
-        with self._lock:
-            for index, key in enumerate(keys):
-                cached = self._cache.get(key) if key is not None else None
-                if cached is None:
-                    missed.append(index)
-                else:
-                    self._cache.move_to_end(key)
-                    values[index] = cached
-            self.hits += rows - len(missed)
-            self.misses += len(missed)
+        rows = len(next(iter({**request, **found}.values())))
+        keys = row_keys(list(inputs.values()), rows)
+        values, missed = self.cache.get(keys)
         if missed:
             computed = self._evaluate(inputs, missed)
-            with self._lock:
-                for index, result in zip(missed, computed):
-                    values[index] = result
-                    if keys[index] is not None:
-                        self._store(keys[index], result)
-        return values  # type: ignore[return-value]
-
-    def _store(self, key: Any, result: tuple[Any, ...]) -> None:
-        self._cache[key] = result
-        while len(self._cache) > MAX_ENTRIES:
-            self._cache.popitem(last=False)
+            for index, result in zip(missed, computed):
+                values[index] = result
+            self.cache.put([keys[index] for index in missed], computed)
+        return values
 
     def _evaluate(
         self, inputs: Mapping[str, pa.Array], rows: list[int]
@@ -199,35 +167,6 @@ def _pick_inputs(
     if {name.lower() for name in picked} != reads:
         raise NotCached("a derived column reads a column the rows do not have")
     return picked
-
-
-def _rows(columns: Mapping[str, pa.Array]) -> int:
-    return len(next(iter(columns.values()))) if columns else 0
-
-
-def _row_keys(types: tuple[str, ...], columns: list[list[Any]], rows: int) -> list[Any]:
-    """Return each row's cache key, or None for a row that is not cached."""
-    if not columns:
-        return [(types, ())] * rows
-    return [_row_key(types, values) for values in zip(*columns)]
-
-
-def _row_key(types: tuple[str, ...], values: tuple[Any, ...]) -> Any:
-    """Return the cache key of one row's input values.
-
-    A float is keyed by its hex text, so -0.0 and 0.0 get different entries.
-    """
-    parts: list[Any] = []
-    for value in values:
-        if isinstance(value, float):
-            parts.append(value.hex())
-        elif isinstance(value, (list, dict)):
-            return None
-        elif isinstance(value, str) and len(value) > MAX_CACHED_TEXT:
-            return None
-        else:
-            parts.append(value)
-    return (types, tuple(parts))
 
 
 def _select(

@@ -179,7 +179,7 @@ def test_cached_fill_of_several_rows(server: FeatureServer, count: int) -> None:
 
 def test_cache_hits_repeated_rows(server: FeatureServer) -> None:
     server.fill("m", REQUESTS[:2])
-    derived = server._derived["m"]
+    derived = server._derived["m"].cache
     misses = derived.misses
 
     server.fill("m", REQUESTS[:2])
@@ -192,8 +192,8 @@ def test_cache_skips_unhashable_row(server: FeatureServer) -> None:
     server.fill("m", [REQUESTS[9]])
     server.fill("m", [REQUESTS[9]])
 
-    assert server._derived["m"].misses == 2
-    assert len(server._derived["m"]) == 0
+    assert server._derived["m"].cache.misses == 2
+    assert len(server._derived["m"].cache) == 0
 
 
 def test_cache_bounded(server: FeatureServer, monkeypatch) -> None:
@@ -203,7 +203,7 @@ def test_cache_bounded(server: FeatureServer, monkeypatch) -> None:
 
     rows = [server.fill("m", [request])[0] for request in requests]
 
-    assert len(server._derived["m"]) == 3
+    assert len(server._derived["m"].cache) == 3
     assert rows == joined
 
 
@@ -322,4 +322,4 @@ def test_flights_fill_equals_training_frame(tmp_path: Path) -> None:
         assert served == expected, request
     for index, row in enumerate(grouped):
         assert row == single[index]
-    assert server._derived["late"].hits >= 50
+    assert server._derived["late"].cache.hits >= 50
