@@ -23,6 +23,7 @@ from functools import cache
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 TIME_ZONE = "UTC"
 """Session time zone of every query that computes derived columns. DuckDB takes
@@ -328,6 +329,8 @@ def compute(
 
     Each request column is cast to its type in the dataset before the
     expressions run, so they see the values and types they saw at training.
+    A table of at most `CACHED_ROWS` rows takes the values of rows seen
+    before from a `RowCache` and computes only the others.
 
     Args:
         derive: The derived columns to compute, in declaration order.
@@ -337,12 +340,53 @@ def compute(
         table: An Arrow table holding the request columns.
 
     Returns:
-        An Arrow table with one column per derived feature.
+        An Arrow table with one column per derived feature, numeric first.
 
     Raises:
         CastError: A request value cannot be cast to its dataset type.
         duckdb.Error: An expression fails on these rows.
     """
+    if table.num_rows > CACHED_ROWS:
+        return _compute_sql(derive, request, numeric, categorical, table)
+    reads = _column_reads(tuple(derive.items()))
+    names = [c["name"] for c in request if c["name"].lower() in reads]
+    if {n.lower() for n in names} != reads or any(
+        n not in table.column_names for n in names
+    ):
+        # Only the query over every column raises the error DuckDB gives.
+        return _compute_sql(derive, request, numeric, categorical, table)
+    keys = row_keys([table.column(n) for n in names], table.num_rows)
+    rows_cache = _feature_cache(derive, request, numeric, categorical)
+    values, missed = rows_cache.get(keys)
+    if missed:
+        part = table.take(pa.array(missed, pa.int64()))
+        try:
+            result = _compute_sql(derive, request, numeric, categorical, part)
+        except CastError as exc:
+            exc.row = missed[exc.row]
+            raise
+        columns = [result.column(i).to_pylist() for i in range(result.num_columns)]
+        computed = list(zip(*columns))
+        for index, row in zip(missed, computed):
+            values[index] = row
+        rows_cache.put([keys[index] for index in missed], computed)
+    types = [pa.float64()] * len(numeric) + [pa.string()] * len(categorical)
+    return pa.table(
+        {
+            name: pa.array([row[i] for row in values], types[i])
+            for i, name in enumerate([*numeric, *categorical])
+        }
+    )
+
+
+def _compute_sql(
+    derive: Mapping[str, str],
+    request: list[Mapping[str, str]],
+    numeric: list[str],
+    categorical: list[str],
+    table: Any,
+) -> Any:
+    """Compute derived features over every row of `table` in one DuckDB query."""
     casts = ", ".join(
         f"CAST({quote_identifier(c['name'])} AS {c['sql_type']}) "
         f"AS {quote_identifier(c['name'])}"
@@ -360,6 +404,40 @@ def compute(
         except duckdb.ConversionException:
             _raise_cast_error(db, request)
             raise
+
+
+@cache
+def _column_reads(derive: tuple[tuple[str, str], ...]) -> set[str]:
+    return column_reads(dict(derive))
+
+
+_FEATURE_CACHES = 16
+"""Models' derived feature sets whose `RowCache` is kept; the oldest goes."""
+_feature_caches: collections.OrderedDict[Any, RowCache] = collections.OrderedDict()
+_feature_caches_lock = threading.Lock()
+
+
+def _feature_cache(
+    derive: Mapping[str, str],
+    request: list[Mapping[str, str]],
+    numeric: list[str],
+    categorical: list[str],
+) -> RowCache:
+    """Return the cache of one set of derived features and request types."""
+    key = (
+        tuple(derive.items()),
+        tuple((c["name"], c["sql_type"]) for c in request),
+        tuple(numeric),
+        tuple(categorical),
+    )
+    with _feature_caches_lock:
+        found = _feature_caches.get(key)
+        if found is None:
+            found = _feature_caches[key] = RowCache()
+            while len(_feature_caches) > _FEATURE_CACHES:
+                _feature_caches.popitem(last=False)
+        _feature_caches.move_to_end(key)
+        return found
 
 
 _database: Any = None

@@ -78,6 +78,8 @@ REQUESTS: list[dict[str, Any]] = [
     {"station": 1, "unit": "A7", "ts": "2024-05-01T00:30:00Z", "distance": 7},
     {"station": 1, "unit": "A7", "ts": "2024-05-01T00:30:00Z", "distance": 7.0},
     {"station": 1, "unit": "A7", "ts": "2024-05-01T00:30:00Z", "distance": "7"},
+    {"station": 1, "unit": "A7", "ts": "2024-05-01T00:30:00Z", "distance": 1},
+    {"station": 1, "unit": "A7", "ts": "2024-05-01T00:30:00Z", "distance": True},
     {"station": 1, "unit": "B2", "ts": "2024-05-01T07:00:00+02:00", "distance": 3},
     {"station": 2, "unit": "C3", "ts": "2025-01-01T00:00:00Z", "distance": None},
     {"station": 1, "unit": "D4", "ts": "2024-05-01 06:30:00", "distance": -0.0},
@@ -142,19 +144,20 @@ def test_cached_fill_equals_join(server: FeatureServer) -> None:
 
 
 def test_cached_fill_values(server: FeatureServer) -> None:
-    rows = [server.fill("m", [request])[0] for request in REQUESTS[:6]]
+    rows = [server.fill("m", [request])[0] for request in REQUESTS[:8]]
 
-    assert [row["kind"] for row in rows[:3]] == ["BIGINT", "DOUBLE", "VARCHAR"]
+    kinds = [row["kind"] for row in rows[:5]]
+    assert kinds == ["BIGINT", "DOUBLE", "VARCHAR", "BIGINT", "BOOLEAN"]
     assert rows[0]["age"] == 23
     assert rows[0]["label"] == "A7:180"
     assert rows[0]["warm"] is True
-    assert rows[3]["age"] is None
-    assert rows[3]["inverse"] == math.inf
-    assert rows[4]["ratio_text"] == "-0.0"
-    assert rows[4]["inverse"] == -math.inf
-    assert rows[4]["label"] == "C3:none"
-    assert rows[4]["warm"] is None
-    assert rows[5]["inverse"] is None
+    assert rows[5]["age"] is None
+    assert rows[5]["inverse"] == math.inf
+    assert rows[6]["ratio_text"] == "-0.0"
+    assert rows[6]["inverse"] == -math.inf
+    assert rows[6]["label"] == "C3:none"
+    assert rows[6]["warm"] is None
+    assert rows[7]["inverse"] is None
 
 
 def test_cached_fill_in_mixed_requests(server: FeatureServer) -> None:
@@ -189,8 +192,8 @@ def test_cache_hits_repeated_rows(server: FeatureServer) -> None:
 
 
 def test_cache_skips_unhashable_row(server: FeatureServer) -> None:
-    server.fill("m", [REQUESTS[9]])
-    server.fill("m", [REQUESTS[9]])
+    server.fill("m", [REQUESTS[11]])
+    server.fill("m", [REQUESTS[11]])
 
     assert server._derived["m"].cache.misses == 2
     assert len(server._derived["m"].cache) == 0
