@@ -10,8 +10,8 @@ floats, booleans, text), the rows go in as query parameters cast to the
 column's type. Otherwise they go in as a registered Arrow table. Both give
 the same values as the ``SELECT`` over the whole request that the join runs.
 
-Each model's `RowCache` holds at most `MAX_ENTRIES` rows; `RowCache` says
-which rows it never stores.
+Each model's `RowCache` keeps at most `MAX_ENTRIES` rows, and its docstring
+lists the rows it never stores.
 """
 
 from __future__ import annotations
@@ -204,10 +204,11 @@ def _select_parameters(
 ) -> list[tuple[Any, ...]]:
     """Run the SELECT over rows sent as parameters, each cast to its Arrow type.
 
-    DuckDB plans this query in about a third of the time of one over a
-    registered Arrow table. A single row is selected without ``VALUES``, and
-    several rows are put back in order here rather than with ``ORDER BY``,
-    which saves more planning.
+    In one-off timings (DuckDB 2.0.1, a loaded 2-core machine), one row took
+    0.3 to 0.4 ms this way against 0.7 to 2.5 ms over a registered Arrow
+    table. A single row is selected without ``VALUES``, and several rows are
+    put back in order here rather than with ``ORDER BY``, which DuckDB would
+    have to plan.
     """
     values = {n: array.to_pylist() for n, array in inputs.items()}
     parameters = [values[n][row] for row in rows for n in inputs]
