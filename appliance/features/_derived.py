@@ -91,12 +91,14 @@ class DerivedColumns:
         self,
         request: Mapping[str, pa.Array],
         found: Mapping[str, pa.Array],
+        rows: int,
     ) -> list[tuple[Any, ...]]:
         """Return the derived values of each row, in the order of `derive`.
 
         Args:
             request: The request's own columns, typed as the join reads them.
             found: The looked-up view columns, typed as the view returns them.
+            rows: The number of rows.
 
         Raises:
             NotCached: An expression reads a column that neither mapping has,
@@ -105,7 +107,6 @@ class DerivedColumns:
                 row and the derived column.
         """
         inputs = _pick_inputs(self.reads, {**request, **found})
-        rows = len(next(iter({**request, **found}.values())))
         keys = row_keys(list(inputs.values()), rows)
         values, missed = self.cache.get(keys)
         if missed:

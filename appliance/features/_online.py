@@ -365,7 +365,7 @@ def _add_cached(
             field = next(s.field(name) for s in schemas if name in s.names)
             column = [values[name] for values in found]
             looked_up[name] = pa.array(column, field.type)
-    computed = derived.compute(request, looked_up)
+    computed = derived.compute(request, looked_up, len(rows))
     for values, row in zip(found, computed):
         values.update(zip(derived.derive, row))
 

@@ -35,6 +35,7 @@ inverse = "1 / ratio"
 label = "unit || ':' || coalesce(CAST(seats AS VARCHAR), 'none')"
 kind = "typeof(distance)"
 warm = "temp > 10"
+one = "1"
 
 [feature_views.codes]
 sql = "SELECT unit, seats AS capacity FROM units"
@@ -42,6 +43,21 @@ entities = ["unit"]
 
 [feature_views.codes.derive]
 code_number = "CAST(code AS INTEGER) + capacity"
+
+[feature_views.flags]
+sql = "SELECT unit FROM units"
+entities = ["unit"]
+
+[feature_views.flags.derive]
+flag = "true"
+
+[models.flagged]
+dataset = "rides"
+target = "y"
+task = "regression"
+algorithm = "linear_regression"
+features = ["flag"]
+feature_views = ["flags"]
 
 [models.m]
 dataset = "rides"
@@ -151,6 +167,7 @@ def test_cached_fill_values(server: FeatureServer) -> None:
     assert rows[0]["age"] == 23
     assert rows[0]["label"] == "A7:180"
     assert rows[0]["warm"] is True
+    assert rows[0]["one"] == 1
     assert rows[5]["age"] is None
     assert rows[5]["inverse"] == math.inf
     assert rows[6]["ratio_text"] == "-0.0"
@@ -326,3 +343,10 @@ def test_flights_fill_equals_training_frame(tmp_path: Path) -> None:
     for index, row in enumerate(grouped):
         assert row == single[index]
     assert server._derived["late"].cache.hits >= 50
+
+
+def test_derived_column_reading_no_column(server: FeatureServer) -> None:
+    rows = server.fill("flagged", [{"unit": "A7"}, {"unit": "ZZ"}])
+
+    assert [row["flag"] for row in rows] == [True, True]
+    assert server.fill("flagged", [{"unit": "B2"}])[0]["flag"] is True
