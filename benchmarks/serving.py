@@ -356,8 +356,8 @@ def april_bodies() -> list[str]:
 
     columns = ", ".join(ROW)
     rows = duckdb.sql(
-        f"SELECT {columns} FROM read_csv('{WORK / 'flights.csv'}', sample_size=-1, "
-        "all_varchar=true) WHERE month = '4' "
+        f"SELECT {columns} FROM (SELECT * FROM read_csv('{WORK / 'flights.csv'}', "
+        "sample_size=-1, all_varchar=true) WHERE month = '4') "
         f"USING SAMPLE reservoir({DISTINCT_ROWS} ROWS) REPEATABLE (0)"
     ).fetchall()
     bodies = []

@@ -350,3 +350,20 @@ def test_derived_column_reading_no_column(server: FeatureServer) -> None:
 
     assert [row["flag"] for row in rows] == [True, True]
     assert server.fill("flagged", [{"unit": "B2"}])[0]["flag"] is True
+
+
+def test_cached_fill_from_threads(server: FeatureServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests = [
+        {**REQUESTS[0], "unit": unit, "distance": distance}
+        for unit in ("A7", "B2", "C3", "D4")
+        for distance in range(30)
+    ]
+    expected = [_joined(server, [request])[0] for request in requests]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        rows = list(pool.map(lambda r: server.fill("m", [r])[0], requests))
+
+    for request, row, want in zip(requests, rows, expected):
+        assert _same(row, want), (request, row, want)
