@@ -8,8 +8,8 @@ counted from now. The catalog is opened only for the moment of `load`.
 
 A request of a few rows is filled from a `ViewIndex` per view instead: the
 same rows found by binary search in memory, which skips the milliseconds
-DuckDB spends planning a join. Only derived columns still go through DuckDB,
-over the filled rows alone.
+DuckDB spends planning a join. Derived columns come from `DerivedColumns`,
+which runs DuckDB only for rows whose inputs it has not seen before.
 """
 
 from __future__ import annotations
