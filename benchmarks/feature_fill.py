@@ -5,8 +5,11 @@ opens `FeatureServer` with the repository's ``config.toml`` (model
 ``flights_late``: weather as of the scheduled hour with a 3 hour TTL, and the
 plane's year built and seats), and fills one-row requests that carry only
 ``origin``, ``tailnum`` and ``time_hour``, as a client of the daemon sends
-them. Prints the median and p99 per request, and the same for the
-``fill_table`` path of batch scoring with 1,000 rows.
+them. Every request has its own scheduled hour, and the requests are sent
+twice: the first pass computes the derived ``plane_age`` of each row (a
+cache miss), the second finds it in the cache. Prints the median and p99 per
+request of each pass, and the same for the ``fill_table`` path of batch
+scoring with 1,000 rows.
 Run: ``.venv/bin/python benchmarks/feature_fill.py [--requests N]``.
 """
 
@@ -46,12 +49,13 @@ def main() -> int:
         server.load()
         print(f"load: {time.perf_counter() - started:.3f} s")
         rows = _requests(args.requests)
-        seconds = []
-        for row in rows:
-            started = time.perf_counter()
-            filled = server.fill("flights_late", [row])
-            seconds.append(time.perf_counter() - started)
-        _print("fill, 1 row", seconds)
+        for label in ("first pass, derived columns computed", "second pass, cached"):
+            seconds = []
+            for row in rows:
+                started = time.perf_counter()
+                filled = server.fill("flights_late", [row])
+                seconds.append(time.perf_counter() - started)
+            _print(f"fill, 1 row, {label}", seconds)
         print("example:", filled[0])
 
         table = pa.Table.from_pylist(rows[:1000])
@@ -82,7 +86,9 @@ def _requests(count: int) -> list[dict[str, str]]:
     origins, tails = ["EWR", "JFK", "LGA"], ["N14228", "N24211", "N619AA", "NOPE"]
     rows = []
     for i in range(count):
-        day, hour = 1 + i % 28, 5 + i % 18
+        # 504 distinct hours of April, so no two of the first 504 requests
+        # share the derived columns' inputs.
+        day, hour = 1 + (i // 18) % 28, 5 + i % 18
         rows.append(
             {
                 "origin": origins[i % 3],

@@ -52,6 +52,10 @@ ROW = {
 the entity keys. The appliance fills the weather and plane features from them."""
 KEYS_ONLY = "appliance, keys only"
 """The appliance sent `ROW`, so that it joins the feature views per request."""
+KEYS_DISTINCT = "appliance, keys only, April flights"
+"""The appliance sent keys-only rows of distinct April flights in turn, so the
+cache of derived feature values mostly misses, as with real traffic."""
+DISTINCT_ROWS = 10_000
 PEERS = {
     "mlflow": ["mlflow>=3,<4", "onnxruntime", "numpy", "pandas"],
     "bentoml": ["bentoml", "onnxruntime", "numpy"],
@@ -85,6 +89,8 @@ class Server:
     ready_seconds: float = 0.0
     same_process_as: Server | None = None
     """Another entry whose process this one loads with a different body."""
+    bodies: list[str] = field(default_factory=list)
+    """Bodies that wrk sends in turn instead of `body`, when not empty."""
 
     def start(self) -> None:
         if self.same_process_as is not None:
@@ -255,6 +261,18 @@ def servers(model: Path, peers: bool) -> list[Server]:
             same_process_as=appliance,
         ),
     ]
+    distinct = april_bodies()
+    result.append(
+        Server(
+            KEYS_DISTINCT,
+            appliance.command,
+            appliance.url,
+            distinct[0],
+            appliance.ready_url,
+            same_process_as=appliance,
+            bodies=distinct,
+        )
+    )
     port = free_port()
     result.append(
         Server(
@@ -332,6 +350,34 @@ def servers(model: Path, peers: bool) -> list[Server]:
     return result
 
 
+def april_bodies() -> list[str]:
+    """Return single-row bodies of `DISTINCT_ROWS` April flights, keys only."""
+    import duckdb
+
+    columns = ", ".join(ROW)
+    rows = duckdb.sql(
+        f"SELECT {columns} FROM (SELECT * FROM read_csv('{WORK / 'flights.csv'}', "
+        "sample_size=-1, all_varchar=true) WHERE month = '4') "
+        f"USING SAMPLE reservoir({DISTINCT_ROWS} ROWS) REPEATABLE (0)"
+    ).fetchall()
+    bodies = []
+    for values in rows:
+        row = {name: _typed_like(ROW[name], value) for name, value in zip(ROW, values)}
+        bodies.append(json.dumps({"rows": [row]}))
+    return bodies
+
+
+def _typed_like(example: object, value: str | None) -> object:
+    """Return a CSV text value with the JSON type of the matching `ROW` value."""
+    if value is None or value in ("", "NA"):
+        return None
+    if isinstance(example, float):
+        return float(value)
+    if isinstance(example, int):
+        return int(float(value))
+    return value
+
+
 def check_response(server: Server) -> None:
     request = urllib.request.Request(
         server.url,
@@ -348,7 +394,7 @@ def run_wrk(server: Server, connections: int, seconds: int) -> LoadResult:
     script.write_text(
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = {json.dumps(server.body)}\n"
+        f"wrk.body = {json.dumps(server.body)}\n" + _rotation(server.bodies)
     )
     threads = 1 if connections == 1 else 2
     command = [
@@ -385,6 +431,27 @@ def run_wrk(server: Server, connections: int, seconds: int) -> LoadResult:
         _percentile(output, "50%"),
         _percentile(output, "99%"),
         errors,
+    )
+
+
+def _rotation(bodies: list[str]) -> str:
+    """Return wrk Lua that sends `bodies` in turn, each thread from its own half."""
+    if not bodies:
+        return ""
+    listed = ",\n".join(json.dumps(body) for body in bodies)
+    return (
+        f"local bodies = {{\n{listed}\n}}\n"
+        "local threads = 0\n"
+        "function setup(thread)\n"
+        "  thread:set('offset', threads * math.floor(#bodies / 2))\n"
+        "  threads = threads + 1\n"
+        "end\n"
+        "local sent = 0\n"
+        "function request()\n"
+        "  sent = sent + 1\n"
+        "  local body = bodies[((offset or 0) + sent) % #bodies + 1]\n"
+        "  return wrk.format(nil, nil, nil, body)\n"
+        "end\n"
     )
 
 
@@ -613,7 +680,9 @@ def write_report(results, memory, ready, batch, args) -> None:  # noqa: ANN001
         "- Every server but one gets a row with all 18 model inputs. "
         f"`{KEYS_ONLY}` is the same daemon sent the row a client sends, with the "
         "entity keys and event time instead of the weather and plane features, "
-        "so it also joins the feature views (DuckDB, in the daemon) per request.",
+        "so it also joins the feature views (DuckDB, in the daemon) per request. "
+        f"`{KEYS_DISTINCT}` sends {DISTINCT_ROWS:,} sampled April flights in "
+        "turn, keys only, so most derived feature values are not in the cache.",
         f"- Load average when the load runs started: {args.load_average:.2f} "
         "(the machine is shared with other work; numbers are noisy).",
         "",

@@ -8,8 +8,8 @@ counted from now. The catalog is opened only for the moment of `load`.
 
 A request of a few rows is filled from a `ViewIndex` per view instead: the
 same rows found by binary search in memory, which skips the milliseconds
-DuckDB spends planning a join. Only derived columns still go through DuckDB,
-over the filled rows alone.
+DuckDB spends planning a join. Derived columns come from `DerivedColumns`,
+which runs DuckDB only for rows whose inputs it has not seen before.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from appliance.config import Config, FeatureViewConfig
 from appliance.errors import RequestError
+from appliance.features._derived import DerivedColumns, NotCached
 from appliance.features._index import Unsupported, ViewIndex, arrow_types, event_time
 from appliance.features._sql import feature_columns, ident, join_sql
 from appliance.features._store import (
@@ -67,6 +69,9 @@ class FeatureServer:
         self._columns: dict[str, list[str]] = {}
         self._indexes: dict[str, ViewIndex] = {}
         self._schemas: dict[str, pa.Schema] = {}
+        self._derived: dict[str, DerivedColumns] = {}
+        """Derived columns by model, made at the first request that needs them.
+        They outlive `load`, because their cache keys hold every value read."""
         self._lock = threading.Lock()
         self.loaded_at = 0.0
 
@@ -169,7 +174,7 @@ class FeatureServer:
         assert self._store is not None
         if len(rows) <= _INDEXED_ROWS:
             try:
-                return self._fill_indexed(rows, declared, event_time)
+                return self._fill_indexed(model, rows, declared, event_time)
             except Unsupported as exc:
                 logger.debug("filled by a join model=%s reason=%s", model, exc)
         views = [self._views[view.name] for view in declared]
@@ -189,14 +194,23 @@ class FeatureServer:
             rows_sql = _rows_sql(names, event_time)
             event = f"coalesce({ident(event_time)}, now())" if event_time else None
             sql = join_sql(rows_sql, ["_row", *names], views, self._columns, event)
-            result = cursor.execute(f"SELECT * FROM ({sql}) ORDER BY _row").fetchall()
+            try:
+                result = cursor.execute(f"SELECT * FROM ({sql}) ORDER BY _row")
+            except duckdb.Error as exc:
+                raise RequestError(
+                    f"features of model {model!r} cannot be joined to this "
+                    f"request: {exc}",
+                    model=model,
+                ) from None
             columns = [d[0] for d in cursor.description]
+            result = result.fetchall()
         finally:
             cursor.close()
         return _merge(rows, result, columns, names)
 
     def _fill_indexed(
         self,
+        model: str,
         rows: Sequence[dict[str, Any]],
         declared: list[FeatureViewConfig],
         event_column: str | None,
@@ -231,7 +245,14 @@ class FeatureServer:
         ]
         if any(view.derive for view in declared):
             types = [schemas[view.name] for view in declared]
-            _add_derived(store, rows, found, declared, types, set(order), event_column)
+            try:
+                _add_cached(
+                    self._derived_columns(model), rows, found, types, set(order)
+                )
+            except NotCached:
+                _add_derived(
+                    model, store, rows, found, declared, types, set(order), event_column
+                )
         filled = []
         for row, values in zip(rows, found):
             merged = dict(row)
@@ -239,6 +260,16 @@ class FeatureServer:
                 merged.setdefault(name, _json_value(values[name]))
             filled.append(merged)
         return filled
+
+    def _derived_columns(self, model: str) -> DerivedColumns:
+        derived = self._derived.get(model)
+        if derived is None:
+            declared, event_column = self.models[model]
+            with self._lock:
+                derived = self._derived.setdefault(
+                    model, DerivedColumns(model, declared, event_column)
+                )
+        return derived
 
     def fill_table(self, model: str, table: pa.Table) -> pa.Table:
         """Return `table` with `model`'s feature columns it lacks joined in.
@@ -306,7 +337,41 @@ def _looked_up(view: FeatureViewConfig, columns: list[str]) -> list[str]:
     return [c for c in feature_columns(view, columns) if c not in view.derive]
 
 
+def _add_cached(
+    derived: DerivedColumns,
+    rows: Sequence[dict[str, Any]],
+    found: list[dict[str, Any]],
+    schemas: list[pa.Schema],
+    features: set[str],
+) -> None:
+    """Add the views' derived columns to `found`, computed by `derived`.
+
+    Only the columns the expressions read are converted to Arrow, with the
+    types `_add_derived` gives them.
+
+    Raises:
+        NotCached: An expression reads a column the rows do not have.
+        RequestError: An expression fails on a row.
+    """
+    names = _request_names(rows, derived.event_column, features)
+    request = {
+        name: _column_array([row.get(name) for row in rows])
+        for name in names
+        if name.lower() in derived.reads
+    }
+    looked_up = {}
+    for name in found[0] if found else []:
+        if name.lower() in derived.reads:
+            field = next(s.field(name) for s in schemas if name in s.names)
+            column = [values[name] for values in found]
+            looked_up[name] = pa.array(column, field.type)
+    computed = derived.compute(request, looked_up, len(rows))
+    for values, row in zip(found, computed):
+        values.update(zip(derived.derive, row))
+
+
 def _add_derived(
+    model: str,
     store: FeatureStore,
     rows: Sequence[dict[str, Any]],
     found: list[dict[str, Any]],
@@ -319,6 +384,10 @@ def _add_derived(
 
     The request's own values of feature columns are left out, as the join
     leaves them out, so an expression reads the view's value.
+
+    Raises:
+        RequestError: An expression fails on these rows, such as one that
+            reads a column the request lacks.
     """
     table, names = _request_table(rows, event_column, features)
     for name in found[0] if found else []:
@@ -333,9 +402,18 @@ def _add_derived(
     with store.db.cursor() as cursor:
         cursor.execute("SET TimeZone = 'UTC'")
         cursor.register(_REQUEST, table)
-        result = cursor.execute(
-            f"SELECT {derived} FROM ({_rows_sql(names, event_column)}) ORDER BY _row"
-        ).fetchall()
+        try:
+            result = cursor.execute(
+                f"SELECT {derived} FROM ({_rows_sql(names, event_column)}) "
+                "ORDER BY _row"
+            ).fetchall()
+        except duckdb.Error as exc:
+            named = ", ".join(repr(n) for view in views for n in view.derive)
+            raise RequestError(
+                f"derived columns {named} of the feature views of model {model!r} "
+                f"cannot be computed from this request: {exc}",
+                model=model,
+            ) from None
         columns = [d[0] for d in cursor.description]
     for values, computed in zip(found, result):
         values.update(zip(columns, computed))
@@ -397,23 +475,34 @@ def _request_table(
     rows: Sequence[dict[str, Any]], event_time: str | None, features: set[str]
 ) -> tuple[pa.Table, list[str]]:
     """Build an Arrow table of the request's columns, leaving out feature columns."""
+    names = _request_names(rows, event_time, features)
+    arrays = {"_row": pa.array(range(len(rows)), pa.int64())}
+    for name in names:
+        arrays[name] = _column_array([row.get(name) for row in rows])
+    return pa.table(arrays), names
+
+
+def _request_names(
+    rows: Sequence[dict[str, Any]], event_time: str | None, features: set[str]
+) -> list[str]:
+    """Return the request's column names in first-seen order, without features."""
     names: list[str] = []
     for row in rows:
         names += [name for name in row if name not in names and name not in features]
     if event_time and event_time not in names:
         names.append(event_time)
-    arrays = {"_row": pa.array(range(len(rows)), pa.int64())}
-    for name in names:
-        values = [row.get(name) for row in rows]
-        try:
-            arrays[name] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            arrays[name] = pa.array(
-                [None if v is None else str(v) for v in values], pa.string()
-            )
-        if arrays[name].type == pa.null():
-            arrays[name] = arrays[name].cast(pa.string())
-    return pa.table(arrays), names
+    return names
+
+
+def _column_array(values: list[Any]) -> pa.Array:
+    """Return one request column as Arrow infers it, or as text if it cannot."""
+    try:
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        array = pa.array([None if v is None else str(v) for v in values], pa.string())
+    if array.type == pa.null():
+        array = array.cast(pa.string())
+    return array
 
 
 def _rows_sql(names: list[str], event_time: str | None) -> str:
