@@ -20,6 +20,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from appliance.config import FeatureViewConfig
 from appliance.features._sql import AVAILABLE, OBSERVED, ident, source_sql
@@ -58,15 +59,19 @@ class ViewIndex:
         present = " AND ".join(f"{ident(k)} IS NOT NULL" for k in view.entities)
         picked = "".join(f", {ident(c)}" for c in self.features)
         times = ""
-        order = ", ".join(names)
+        order = list(names)
         if view.timestamp is not None:
             times = f", epoch_us({AVAILABLE}) AS _at, epoch_us({OBSERVED}) AS _seen"
             present += f" AND {AVAILABLE} IS NOT NULL"
-            order += ", _at"
+            order.append("_at")
         table = db.sql(
-            f"SELECT {keys}{times}{picked} FROM ({source_sql(view)}) "
-            f"WHERE {present} ORDER BY {order}"
+            f"SELECT {keys}{times}{picked} FROM ({source_sql(view)}) WHERE {present}"
         ).to_arrow_table()
+        # Arrow's sort is stable, so rows with equal keys and times keep the
+        # view's order, and `lookup` returns the first of them, as the join does.
+        table = table.take(
+            pc.sort_indices(table, [(name, "ascending") for name in order])
+        )
         self.values = table.select(self.features)
         self.keys: dict[tuple[str, ...], tuple[int, int]] = {}
         columns = [table.column(n).to_pylist() for n in names]
@@ -103,6 +108,9 @@ class ViewIndex:
             position = bisect.bisect_right(self.times, micros, start, end) - 1
             if position < start:
                 return missing
+            position = bisect.bisect_left(
+                self.times, self.times[position], start, position
+            )
             ttl = self.view.ttl_seconds
             if ttl is not None and self.seen[position] < micros - ttl * 1_000_000:
                 return missing

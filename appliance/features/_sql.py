@@ -38,7 +38,12 @@ def feature_columns(view: FeatureViewConfig, view_columns: Sequence[str]) -> lis
 
 
 def source_sql(view: FeatureViewConfig) -> str:
-    """Return the view's rows with the availability and observation columns."""
+    """Return the view's rows with the availability and observation columns.
+
+    NOTE: among view rows with equal keys and availability time, the ASOF join
+    of this SQL takes whichever DuckDB meets first, while `_asof` and `_index`
+    take the first in the view's order. Only views with such ties differ.
+    """
     if view.timestamp is None:
         return f"SELECT * FROM ({view.sql})"
     ts = f"CAST({ident(view.timestamp)} AS TIMESTAMPTZ)"

@@ -48,6 +48,8 @@ WEATHER = """station,ts,temp,note
 1,2024-05-01T06:00:00Z,14.25,windy
 2,2024-05-01T00:00:00Z,-3.0,cold
 2,2024-05-01T02:00:00Z,,missing temp
+2,2024-05-01T04:00:00Z,7.5,first of two
+2,2024-05-01T04:00:00Z,2.5,second of two
 """
 
 UNITS = """unit,built,seats
@@ -71,6 +73,9 @@ REQUESTS: list[dict[str, Any]] = [
     {"station": 1.0, "unit": "A7", "ts": "2024-05-01T03:00:00Z"},
     {"station": 1, "unit": "A7", "ts": "2024-05-01T03:00:00Z", "temp": 99.0},
 ]
+TIE = {"station": 2, "unit": "A7", "ts": "2024-05-01T05:00:00Z"}
+"""A row whose weather has two rows of one key and time. The training join
+takes the first in the view's order; the SQL join leaves the choice to DuckDB."""
 
 
 @pytest.fixture
@@ -111,6 +116,13 @@ def test_indexed_fill_values(server: FeatureServer) -> None:
         "seats",
         "age",
     ]
+
+
+def test_indexed_fill_tie_takes_first_row(server: FeatureServer) -> None:
+    (row,) = server.fill("m", [TIE])
+
+    assert row["temp"] == 7.5
+    assert row["note"] == "first of two"
 
 
 def test_indexed_fill_keeps_request_value(server: FeatureServer) -> None:
