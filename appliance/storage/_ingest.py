@@ -352,10 +352,15 @@ def _stage(
     db.execute(f"CREATE TEMP VIEW {STAGED} AS SELECT *{extra} FROM ({union})")
 
     inference = Inference({n: ColumnType(k) for n, k in source_types.items()})
+    text = []
     if sources[0].reader == "read_csv":
         # Text columns get the appliance's rules: decimal commas, allowed date
         # formats, ambiguous dates. Typed columns were read without an error.
         text = [n for n, kind in source_types.items() if kind == "VARCHAR"]
+    elif loaded.mixed_columns:
+        # JSON-lines columns of mixed JSON types were loaded as text.
+        text = [n for n in source_types if n in loaded.mixed_columns]
+    if text:
         found = infer_types(
             db, STAGED, text, settings.date_formats, settings.decimal_separator
         )

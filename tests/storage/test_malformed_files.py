@@ -433,3 +433,40 @@ def test_only_nan_values_loaded(catalog: Catalog, write_file: WriteFile) -> None
 
     assert result.version.schema == {"a": "BIGINT", "b": "DOUBLE"}
     assert result.version.report["quality"]["columns"]["b"]["quantiles"] is None
+
+
+def test_mixed_json_types_read_as_text(catalog: Catalog, write_file: WriteFile) -> None:
+    text = (
+        '{"id": 1, "city": "z", "n": 1}\n'
+        '{"id": 2, "city": {"a": [1]}, "n": "2"}\n'
+        '{"id": 3, "city": "y z", "n": null}\n'
+    )
+    path = write_file("mixed.jsonl", text)
+
+    result = ingest(catalog, "mixed", [path])
+
+    assert result.version.schema == {"id": "BIGINT", "city": "VARCHAR", "n": "BIGINT"}
+    assert rows_of(catalog, result) == [
+        (1, "z", 1),
+        (2, '{"a":[1]}', 2),
+        (3, "y z", None),
+    ]
+
+
+def test_mixed_json_append_quarantines_value(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    first = write_file("first.jsonl", '{"id": 1, "city": "a"}\n')
+    ingest(catalog, "mixed", [first])
+    second = write_file(
+        "second.jsonl", '{"id": 2, "city": "b"}\n{"id": "x", "city": 5}\n'
+    )
+
+    result = ingest(catalog, "mixed", [second], mode="append")
+
+    assert result.version.schema == {"id": "BIGINT", "city": "VARCHAR"}
+    assert sorted(rows_of(catalog, result)) == [(1, "a"), (2, "b")]
+    quarantined = catalog.db.execute(
+        "SELECT line, column_name, value FROM quarantine"
+    ).fetchall()
+    assert quarantined == [(2, "id", "x")]
