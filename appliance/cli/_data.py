@@ -14,6 +14,7 @@ from appliance.cli._output import (
     add_json_flag,
     iso_seconds,
     print_rows,
+    row_count,
 )
 from appliance.config import Config
 
@@ -56,7 +57,7 @@ def register(commands: Any) -> None:
     quarantine.add_argument("dataset")
     quarantine.add_argument("--version", help="only rows of this version (id prefix)")
     quarantine.add_argument(
-        "--limit", type=int, default=100, help="most rows listed (default: 100)"
+        "--limit", type=row_count, default=100, help="most rows listed (default: 100)"
     )
     add_json_flag(quarantine)
 
