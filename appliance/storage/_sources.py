@@ -72,9 +72,14 @@ def open_source(path: Path, encoding: str = "utf-8") -> SourceFile:
     UTF-8, so a stray byte is reported with its line and column.
 
     Raises:
-        IngestError: The file is missing, empty, of an unknown format,
+        IngestError: The file is a directory, missing, empty, of an unknown format,
             unreadable or not valid UTF-8.
     """
+    if path.is_dir():
+        raise IngestError(
+            f"{path}: is a directory; name the files in it instead, such as "
+            f"{path / '*.csv'}"
+        )
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         known = ", ".join(sorted(READERS))

@@ -470,3 +470,16 @@ def test_mixed_json_append_quarantines_value(
         "SELECT line, column_name, value FROM quarantine"
     ).fetchall()
     assert quarantined == [(2, "id", "x")]
+
+
+@pytest.mark.parametrize("name", ["folder", "folder.csv"])
+def test_directory_path_named(catalog: Catalog, tmp_path: Path, name: str) -> None:
+    folder = tmp_path / name
+    folder.mkdir()
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "folder", [folder])
+
+    message = str(raised.value)
+    assert message.startswith(f"{folder}: is a directory; name the files in it")
+    assert str(folder / "*.csv") in message
