@@ -208,7 +208,11 @@ def test_metrics_parse_and_count_requests(start_daemon: Any) -> None:
     for index in range(3):
         httpx.post(daemon.base + PREDICT, json={"rows": [row(index), row(index + 1)]})
     httpx.post(daemon.base + PREDICT, json={"rows": [{"x1": 1}]})
-    text = httpx.get(daemon.base + "/metrics").text
+    response = httpx.get(daemon.base + "/metrics")
+    assert response.headers["content-type"] == (
+        "text/plain; version=0.0.4; charset=utf-8"
+    )
+    text = response.text
     families = {family.name: family for family in text_string_to_metric_families(text)}
     for name in (
         "appliance_requests",
