@@ -63,11 +63,13 @@ def register(commands: Any) -> None:
 
 
 def _ingest(config: Config, args: argparse.Namespace) -> int:
-    from appliance.client import find_daemon
+    from appliance.client import LONG_TIMEOUT_SECONDS, find_daemon
 
     client = find_daemon(config.storage.home)
     if client is not None:
-        # The daemon reads the files itself, so it gets absolute paths.
+        # The daemon reads the files itself, so it gets absolute paths. A large
+        # file takes minutes on a busy box, and the daemon finishes the ingest
+        # even when the command stops waiting, so the wait is the long one.
         paths = [str(path.resolve()) for path in args.paths]
         result = client.post(
             "/v1/admin/ingest",
@@ -77,6 +79,7 @@ def _ingest(config: Config, args: argparse.Namespace) -> int:
                 "mode": args.mode,
                 "strict": args.strict,
             },
+            timeout=LONG_TIMEOUT_SECONDS,
         )
     else:
         from dataclasses import asdict
