@@ -128,3 +128,27 @@ def test_ingest_through_daemon_waits_long(
 
     assert status == 0
     assert recording.posts == [("/v1/admin/ingest", client_module.LONG_TIMEOUT_SECONDS)]
+
+
+def test_listing_into_closed_pipe_quiet(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(CONFIG)
+    path = tmp_path / "a.csv"
+    rows = "".join(f"{i},north,-1\n" for i in range(200))
+    path.write_text("id,region,amount\n" + rows)
+    assert appliance(tmp_path, "ingest", "sales", str(path)).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    command = [sys.executable, "-m", "appliance", "--config", str(tmp_path / "c.toml")]
+    process = subprocess.Popen(
+        [*command, "datasets", "quarantine", "sales", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    # Closing the read end at once makes the command's first write fail.
+    assert process.stdout is not None
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 141
+    assert b"Traceback" not in stderr
+    assert b"BrokenPipeError" not in stderr
