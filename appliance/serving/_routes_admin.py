@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from appliance.errors import RequestError
 from appliance.serving._onnx import OnnxModel
@@ -179,7 +179,7 @@ async def quarantine(
     request: Request[Any, Any, Any],
     dataset: str,
     version: str | None = None,
-    limit: Annotated[int | None, Parameter(ge=0)] = None,
+    limit: Annotated[int | None, QueryParameter(ge=0)] = None,
 ) -> Response[bytes]:
     """Return the rows that broke the dataset's contract, oldest first."""
     state = daemon_state(request)
@@ -219,7 +219,7 @@ async def predictions(
     version: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    limit: Annotated[int, Parameter(ge=0)] = 100,
+    limit: Annotated[int, QueryParameter(ge=0)] = 100,
     newest_first: bool = False,
 ) -> Response[bytes]:
     """Return logged predictions filtered by model, version and time."""

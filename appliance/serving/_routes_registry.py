@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from appliance.errors import RegistryError, RequestError
 from appliance.registry import (
@@ -76,7 +76,7 @@ async def runs(
     request: Request[Any, Any, Any],
     model: str | None = None,
     parent: str | None = None,
-    limit: Annotated[int | None, Parameter(ge=0)] = None,
+    limit: Annotated[int | None, QueryParameter(ge=0)] = None,
 ) -> Response[bytes]:
     """Return runs newest first, optionally of one model or one search."""
     found = await run_with_catalog(
