@@ -108,6 +108,7 @@ def test_negative_limit_rejected(start_daemon: Any) -> None:
         "/v1/predictions",
         "/v1/admin/quarantine?dataset=points",
         "/v1/admin/registry/runs",
+        f"/v1/ui/drift/{MODEL}",
     ]
     for route in routes:
         separator = "&" if "?" in route else "?"
