@@ -114,6 +114,22 @@ def test_type_change_after_thousands_of_rows(
     assert result.version.schema == {"a": "VARCHAR"}
     assert result.version.row_count == 5001
     assert rows_of(catalog, result)[-1] == ("n/a-code",)
+    assert result.warnings == [
+        f"column 'a' looks like BIGINT in the first rows of {path} but holds "
+        "'n/a-code', so the whole column is read as text; fix that value, or "
+        "declare the column's type in [datasets.NAME.contract] to quarantine such "
+        "rows instead"
+    ]
+
+
+def test_type_change_rejected_when_strict(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    text = "a,b\n" + "".join(f"{i},{i}.5\n" for i in range(5000)) + "1,warm\n"
+    path = write_file("late.csv", text)
+
+    with pytest.raises(IngestError, match=r"column 'b' looks like DOUBLE"):
+        ingest(catalog, "late", [path], strict=True)
 
 
 def test_type_change_against_contract_quarantined(
