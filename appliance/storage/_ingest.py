@@ -58,7 +58,13 @@ from appliance.storage._loading import (
 )
 from appliance.storage._quality import quality_report
 from appliance.storage._sources import Dialect, SourceFile, open_source
-from appliance.storage._types import ColumnType, Inference, cast_sql, infer_types
+from appliance.storage._types import (
+    ColumnType,
+    Inference,
+    cast_sql,
+    infer_types,
+    text_fallback_warnings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -367,8 +373,8 @@ def _stage(
         inference.types.update(found.types)
         inference.warnings, inference.empty = found.warnings, found.empty
         if loaded.dialects is not None:
-            inference.warnings += _text_fallback_warnings(
-                db, sources, loaded.dialects, found.types
+            inference.warnings += text_fallback_warnings(
+                db, STAGED, [s.path for s in sources], loaded.dialects, found.types
             )
     for name in missing:
         source_types[name] = "VARCHAR"
@@ -386,46 +392,6 @@ def _stage(
         malformed,
         missing,
     )
-
-
-_SNIFFED_NON_TEXT = ("BIGINT", "DOUBLE", "BOOLEAN")
-
-
-def _text_fallback_warnings(
-    db: duckdb.DuckDBPyConnection,
-    sources: list[SourceFile],
-    dialects: list[Dialect],
-    inferred: dict[str, ColumnType],
-) -> list[str]:
-    """Warn of columns that look numeric or boolean in the first rows but end as text.
-
-    The sniffer reads the first rows of a file only, so a single value further
-    down, such as ``warm`` in a temperature column, turns the whole column
-    into text. The warning names that value and its file.
-    """
-    warnings = []
-    for name, column in inferred.items():
-        if column.type != "VARCHAR":
-            continue
-        sniffed = [d.sniffed_types.get(name) for d in dialects]
-        kind = next((k for k in sniffed if k in _SNIFFED_NON_TEXT), None)
-        if kind is None:
-            continue
-        row = db.execute(
-            f"SELECT _file, {_ident(name)} FROM {STAGED} "
-            f"WHERE {_ident(name)} IS NOT NULL "
-            f"AND TRY_CAST({_ident(name)} AS {kind}) IS NULL "
-            "ORDER BY _file, _record LIMIT 1"
-        ).fetchone()
-        if row is None:
-            continue
-        warnings.append(
-            f"column {name!r} looks like {kind} in the first rows of "
-            f"{sources[row[0]].path} but holds {row[1]!r}, so the whole column "
-            "is read as text; fix that value, or declare the column's type in "
-            "[datasets.NAME.contract] to quarantine such rows instead"
-        )
-    return warnings
 
 
 def _quarantine_rows(
