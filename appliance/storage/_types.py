@@ -3,7 +3,7 @@
 CSV columns are loaded as text first. `infer_types` then tries each candidate
 type on every value of a column in one aggregate query, so a column that turns
 to text after thousands of numeric rows is typed as text, never guessed from a
-sample. `text_fallback_warnings` says when that happened to a column the CSV
+sample. `text_fallback_warnings` reports when that happened to a column the CSV
 sniffer took for numbers. `cast_sql` converts a text column to its type; a
 value that does not convert becomes NULL, which the contract checks report.
 """
@@ -288,7 +288,8 @@ def _literal(text: str) -> str:
 
 
 _SNIFFED_NON_TEXT = ("BIGINT", "DOUBLE", "BOOLEAN")
-"""Sniffed types whose fall back to text is warned of. Dates have own warnings."""
+"""Sniffed types that get a warning when their column ends as text. Dates have
+their own warnings in `_date_warning`."""
 
 
 def text_fallback_warnings(
