@@ -499,3 +499,14 @@ def test_directory_path_named(catalog: Catalog, tmp_path: Path, name: str) -> No
     message = str(raised.value)
     assert message.startswith(f"{folder}: is a directory; name the files in it")
     assert str(folder / "*.csv") in message
+
+
+def test_long_dataset_name_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("a.csv", "a\n1\n")
+
+    with pytest.raises(
+        IngestError,
+        match=r"'nnnnnnnnnnnnnnnnnnnn'\.\.\. of 300 characters; use at most",
+    ):
+        ingest(catalog, "n" * 300, [path])
+    assert ingest(catalog, "n" * 100, [path]).created
