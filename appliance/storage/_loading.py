@@ -103,6 +103,8 @@ def load_sources(
                 f"{source.path}: cannot read file: {short_error(exc)}; check that "
                 f"it is a complete {_FORMATS[source.reader]} file"
             ) from None
+        if source.reader == "read_json":
+            _check_json_objects(db, index, source.path)
         columns, found = _json_as_text(db, f"rows_{index}")
         mixed.update(found)
         db.execute(
@@ -275,6 +277,30 @@ def _other_sql(source: SourceFile) -> str:
     return f"read_json({path}, format='newline_delimited', sample_size=-1)"
 
 
+def _check_json_objects(db: duckdb.DuckDBPyConnection, index: int, path: Path) -> None:
+    """Raise for the first line of a JSON-lines file that is not a JSON object.
+
+    When any line holds an array, a number or a string, DuckDB reads the whole
+    file as one column named ``json``, so the rows would be stored as text.
+    Only a table of that one column is scanned again in Python.
+    """
+    names = [row[0] for row in db.execute(f"DESCRIBE rows_{index}").fetchall()]
+    if names != ["json"]:
+        return
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            value = json.loads(line)
+            if not isinstance(value, dict):
+                kind = "an array" if isinstance(value, list) else "a single value"
+                raise IngestError(
+                    f"{path}, line {number}: {kind} where a JSON object was "
+                    "expected; write one object per line (JSON Lines), such as "
+                    '{"id": 1, "name": "a"}'
+                )
+
+
 def _raise_malformed_line(path: Path) -> None:
     """Raise for the first line of a JSON-lines file that is not valid JSON.
 
@@ -289,6 +315,12 @@ def _raise_malformed_line(path: Path) -> None:
             try:
                 json.loads(line)
             except json.JSONDecodeError as exc:
+                if line.strip() in (b"[", b"{"):
+                    raise IngestError(
+                        f"{path}, line {number}: a JSON value spread over several "
+                        "lines; write one object per line (JSON Lines), such as "
+                        '{"id": 1, "name": "a"}'
+                    ) from None
                 raise IngestError(
                     f"{path}, line {number}: invalid JSON: {exc.msg} at column "
                     f"{exc.colno}; fix or remove that line and ingest the file again"

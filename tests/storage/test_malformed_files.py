@@ -510,3 +510,33 @@ def test_long_dataset_name_rejected(catalog: Catalog, write_file: WriteFile) -> 
     ):
         ingest(catalog, "n" * 300, [path])
     assert ingest(catalog, "n" * 100, [path]).created
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "kind"),
+    [
+        ('[{"a": 1}, {"a": 2}]', 1, "an array"),
+        ('{"a": 1}\n\n[1, 2]\n{"a": 3}\n', 3, "an array"),
+        ('{"a": 1}\n7\n', 2, "a single value"),
+        ('[\n  {"a": 1},\n  {"a": 2}\n]\n', 1, "a JSON value spread over"),
+    ],
+)
+def test_json_line_not_object_named(
+    catalog: Catalog, write_file: WriteFile, text: str, line: int, kind: str
+) -> None:
+    path = write_file("rows.json", text)
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "rows", [path])
+
+    message = str(raised.value)
+    assert message.startswith(f"{path}, line {line}: {kind}")
+    assert "write one object per line (JSON Lines)" in message
+
+
+def test_json_column_named_json_loads(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("rows.jsonl", '{"json": "a"}\n{"json": "b"}\n')
+
+    result = ingest(catalog, "rows", [path])
+
+    assert rows_of(catalog, result) == [("a",), ("b",)]
