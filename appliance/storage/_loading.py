@@ -280,9 +280,9 @@ def _other_sql(source: SourceFile) -> str:
 def _check_json_objects(db: duckdb.DuckDBPyConnection, index: int, path: Path) -> None:
     """Raise for the first line of a JSON-lines file that is not a JSON object.
 
-    When any line holds an array, a number or a string, DuckDB reads the whole
-    file as one column named ``json``, so the rows would be stored as text.
-    Only a table of that one column is scanned again in Python.
+    When any line contains an array, a number or a string, DuckDB reads the
+    whole file as one column named ``json`` with each line as one value. Only
+    a table of that one column is scanned again in Python.
     """
     names = [row[0] for row in db.execute(f"DESCRIBE rows_{index}").fetchall()]
     if names != ["json"]:
