@@ -201,6 +201,13 @@ def test_openapi_lists_model_input_schema(start_daemon: Any) -> None:
     assert schema["properties"]["x1"]["type"] == ["number", "null"]
     assert schema["properties"]["color"]["type"] == ["string", "null"]
     assert schema["required"] == ["color", "x1", "x2"]
+    operation = document["paths"][PREDICT.replace(MODEL, "{name}")]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["rows"]["items"] == {
+        "$ref": f"#/components/schemas/{MODEL}Row"
+    }
+    assert "application/vnd.apache.arrow.stream" in operation["requestBody"]["content"]
+    assert {"200", "400", "404", "413", "422"} <= set(operation["responses"])
 
 
 def test_metrics_parse_and_count_requests(start_daemon: Any) -> None:
