@@ -57,7 +57,12 @@ from appliance.storage._loading import (
     normalize_type,
 )
 from appliance.storage._quality import quality_report
-from appliance.storage._sources import Dialect, SourceFile, open_source
+from appliance.storage._sources import (
+    Dialect,
+    SourceFile,
+    check_distinct,
+    open_source,
+)
 from appliance.storage._types import (
     ColumnType,
     Inference,
@@ -145,6 +150,7 @@ def ingest(
             "JSON-lines files in separate commands"
         )
     hashes = [source.sha256 for source in sources]
+    check_distinct(sources)
     parent = latest_version(catalog, dataset, missing_ok=True)
     if parent is None:
         mode = "replace"

@@ -98,6 +98,18 @@ def open_source(path: Path, encoding: str = "utf-8") -> SourceFile:
     return SourceFile(path, reader, sha256, newlines)
 
 
+def check_distinct(sources: list[SourceFile]) -> None:
+    """Raise when two sources have the same bytes, which would double their rows."""
+    seen: dict[str, Path] = {}
+    for source in sources:
+        if source.sha256 in seen:
+            raise IngestError(
+                f"{source.path} has the same content as {seen[source.sha256]}; "
+                "name each file once, or its rows are ingested twice"
+            )
+        seen[source.sha256] = source.path
+
+
 def _scan(path: Path, check_utf8: bool) -> tuple[str, int]:
     """Hash the file and count its lines, decoding UTF-8 when `check_utf8`."""
     digest = hashlib.sha256()

@@ -540,3 +540,13 @@ def test_json_column_named_json_loads(catalog: Catalog, write_file: WriteFile) -
     result = ingest(catalog, "rows", [path])
 
     assert rows_of(catalog, result) == [("a",), ("b",)]
+
+
+def test_same_file_twice_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    first = write_file("a.csv", "a\n1\n")
+    copy = write_file("b.csv", "a\n1\n")
+
+    with pytest.raises(IngestError, match=r"a\.csv has the same content as .*a\.csv"):
+        ingest(catalog, "twice", [first, first])
+    with pytest.raises(IngestError, match=r"b\.csv has the same content as .*a\.csv"):
+        ingest(catalog, "twice", [first, copy])
