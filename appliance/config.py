@@ -875,6 +875,12 @@ def load_config(path: str | Path | None = None) -> Config:
     if not home.is_absolute():
         base = Path.cwd() if "APPLIANCE_HOME" in os.environ else source.parent
         home = base / home
+    if home.exists() and not home.is_dir():
+        origin = "APPLIANCE_HOME" if "APPLIANCE_HOME" in os.environ else source
+        raise ConfigError(
+            f"storage home {home} (from {origin}) is a file, not a folder; "
+            "point it at a folder, which is created when missing"
+        )
     storage = dataclasses.replace(storage, home=home.resolve())
     return Config(
         source.resolve(),

@@ -242,3 +242,16 @@ def test_log_level_unknown_name_rejected(tmp_path: Path) -> None:
     path.write_text('log_level = "LOUD"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"'LOUD' for 'log_level'.*DEBUG, INFO"):
         load_config(path)
+
+
+def test_config_home_file_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = write_toml(tmp_path / "not-a-folder", "")
+    path = write_toml(tmp_path / "config.toml", '[storage]\nhome = "not-a-folder"\n')
+
+    with pytest.raises(ConfigError, match=rf"from {re.escape(str(path))}\) is a file"):
+        load_config(path)
+    monkeypatch.setenv("APPLIANCE_HOME", str(home))
+    with pytest.raises(ConfigError, match=r"\(from APPLIANCE_HOME\) is a file"):
+        load_config(write_toml(tmp_path / "other.toml", ""))

@@ -4,12 +4,14 @@ Each area of the appliance adds its commands in a module of this package that
 defines ``register(commands)``; `COMMAND_MODULES` lists them in help order.
 
 Exit status: 0 on success, 1 when an `ApplianceError` explains what went wrong
-(printed as one line on stderr), 2 for bad usage.
+(printed as one line on stderr), 2 for bad usage, 141 when the reader of the
+output closed the pipe early (as ``appliance ... | head`` does).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -49,12 +51,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         configure_logging(args.log_level or config.log_level)
-        return int(args.handler(config, args) or 0)
+        status = int(args.handler(config, args) or 0)
+        sys.stdout.flush()
+        return status
     except ApplianceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Later writes, including the flush at exit, go to /dev/null so Python
+        # does not print a second BrokenPipeError while shutting down.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 def build_parser() -> argparse.ArgumentParser:

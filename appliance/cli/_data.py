@@ -14,6 +14,7 @@ from appliance.cli._output import (
     add_json_flag,
     iso_seconds,
     print_rows,
+    row_count,
 )
 from appliance.config import Config
 
@@ -56,17 +57,19 @@ def register(commands: Any) -> None:
     quarantine.add_argument("dataset")
     quarantine.add_argument("--version", help="only rows of this version (id prefix)")
     quarantine.add_argument(
-        "--limit", type=int, default=100, help="most rows listed (default: 100)"
+        "--limit", type=row_count, default=100, help="most rows listed (default: 100)"
     )
     add_json_flag(quarantine)
 
 
 def _ingest(config: Config, args: argparse.Namespace) -> int:
-    from appliance.client import find_daemon
+    from appliance.client import LONG_TIMEOUT_SECONDS, find_daemon
 
     client = find_daemon(config.storage.home)
     if client is not None:
-        # The daemon reads the files itself, so it gets absolute paths.
+        # The daemon reads the files itself, so it gets absolute paths. A large
+        # file takes minutes on a busy box, and the daemon finishes the ingest
+        # even when the command stops waiting, so the wait is the long one.
         paths = [str(path.resolve()) for path in args.paths]
         result = client.post(
             "/v1/admin/ingest",
@@ -76,6 +79,7 @@ def _ingest(config: Config, args: argparse.Namespace) -> int:
                 "mode": args.mode,
                 "strict": args.strict,
             },
+            timeout=LONG_TIMEOUT_SECONDS,
         )
     else:
         from dataclasses import asdict

@@ -33,6 +33,19 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON lines")
 
 
+def row_count(text: str) -> int:
+    """Parse a ``--limit`` or ``--rows`` value: a whole number of 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid row count {text!r}; use a whole number such as 100"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid row count {value}; use 0 or more")
+    return value
+
+
 def print_rows(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
     """Print rows as JSON lines or as an aligned table of `columns`."""
     if as_json:

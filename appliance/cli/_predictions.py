@@ -7,7 +7,13 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
+from appliance.cli._output import (
+    add_command,
+    add_group,
+    add_json_flag,
+    print_rows,
+    row_count,
+)
 from appliance.config import Config
 
 _COLUMNS = ["predicted_at", "model", "version", "request_id", "row_index", "output"]
@@ -20,7 +26,7 @@ def register(commands: Any) -> None:
     tail = add_command(predictions, "tail", _tail, "show the newest predictions")
     tail.add_argument("name", help="model name")
     tail.add_argument(
-        "-n", "--rows", type=int, default=10, help="rows to show (default: 10)"
+        "-n", "--rows", type=row_count, default=10, help="rows to show (default: 10)"
     )
     add_json_flag(tail)
 
@@ -34,7 +40,7 @@ def register(commands: Any) -> None:
         "--until", type=_time, help="before this ISO 8601 time (UTC unless given)"
     )
     query.add_argument(
-        "--limit", type=int, default=100, help="most rows shown (default: 100)"
+        "--limit", type=row_count, default=100, help="most rows shown (default: 100)"
     )
     add_json_flag(query)
 

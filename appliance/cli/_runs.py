@@ -12,6 +12,7 @@ from appliance.cli._output import (
     add_json_flag,
     iso_seconds,
     print_rows,
+    row_count,
 )
 from appliance.cli._remote import registry_lookup, registry_read
 from appliance.config import Config
@@ -37,7 +38,9 @@ def register(commands: Any) -> None:
     runs_list = add_command(runs, "list", _list, "list runs, newest first")
     runs_list.add_argument("--model", help="only runs of this model")
     runs_list.add_argument("--parent", help="only the trials of this search run")
-    runs_list.add_argument("--limit", type=int, help="show at most this many runs")
+    runs_list.add_argument(
+        "--limit", type=row_count, help="show at most this many runs"
+    )
     add_json_flag(runs_list)
 
     show = add_command(runs, "show", _show, "show one run as JSON")

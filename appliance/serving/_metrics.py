@@ -28,7 +28,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = "text/plain; version=0.0.4"
+"""Media type of the text exposition format. Litestar appends ``; charset=utf-8``
+to every ``text/`` media type, so the charset is not part of this value."""
 
 _LATENCY_BUCKETS = (
     0.0005,

@@ -14,10 +14,11 @@ import time
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.params import QueryParameter
 
 from appliance.errors import RequestError
 from appliance.serving._onnx import OnnxModel
@@ -178,7 +179,7 @@ async def quarantine(
     request: Request[Any, Any, Any],
     dataset: str,
     version: str | None = None,
-    limit: int | None = None,
+    limit: Annotated[int | None, QueryParameter(ge=0)] = None,
 ) -> Response[bytes]:
     """Return the rows that broke the dataset's contract, oldest first."""
     state = daemon_state(request)
@@ -218,7 +219,7 @@ async def predictions(
     version: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    limit: int = 100,
+    limit: Annotated[int, QueryParameter(ge=0)] = 100,
     newest_first: bool = False,
 ) -> Response[bytes]:
     """Return logged predictions filtered by model, version and time."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.params import QueryParameter
 
 from appliance.errors import RegistryError, RequestError
 from appliance.registry import (
@@ -75,7 +76,7 @@ async def runs(
     request: Request[Any, Any, Any],
     model: str | None = None,
     parent: str | None = None,
-    limit: int | None = None,
+    limit: Annotated[int | None, QueryParameter(ge=0)] = None,
 ) -> Response[bytes]:
     """Return runs newest first, optionally of one model or one search."""
     found = await run_with_catalog(

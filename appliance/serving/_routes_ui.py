@@ -12,10 +12,11 @@ import logging
 import os
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.params import QueryParameter
 
 from appliance.errors import StorageError
 from appliance.monitoring import MonitoringStore
@@ -144,7 +145,9 @@ async def jobs(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get("/v1/ui/drift/{name:str}", summary="Drift scores of every check, for charts")
 async def drift_scores(
-    request: Request[Any, Any, Any], name: str, limit: int = DRIFT_HISTORY_ROWS
+    request: Request[Any, Any, Any],
+    name: str,
+    limit: Annotated[int, QueryParameter(ge=0)] = DRIFT_HISTORY_ROWS,
 ) -> Response[bytes]:
     """Return the batch drift scores of model `name`, newest check first."""
     state = daemon_state(request)

@@ -27,7 +27,7 @@ from typing import Any
 from appliance.config import Config
 from appliance.errors import IngestError, RequestError, StorageError
 from appliance.storage._catalog import Catalog
-from appliance.storage._ingest import IngestResult, ingest
+from appliance.storage._ingest import IngestResult, ingest, name_problem
 
 logger = logging.getLogger(__name__)
 
@@ -286,8 +286,6 @@ def _sync_folder(folder: Path) -> None:
 
 
 def _check_name(dataset: str) -> None:
-    if not dataset or not all(c.isalnum() or c in "_-" for c in dataset):
-        raise RequestError(
-            f"invalid dataset name {dataset!r}; use letters, digits, '_' and '-'",
-            dataset=dataset,
-        )
+    problem = name_problem(dataset)
+    if problem is not None:
+        raise RequestError(problem, dataset=dataset)

@@ -135,9 +135,18 @@ class Catalog:
             if not read_only:
                 self.db.execute(_SCHEMA)
         except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                hint = (
+                    "Another appliance process may hold it; stop it or wait for "
+                    "it to finish"
+                )
+            else:
+                hint = (
+                    "The file is damaged or not a DuckDB database; restore it from "
+                    "a backup, or move it away to start with an empty catalog"
+                )
             raise StorageError(
-                f"cannot open the catalog {self.path}: {exc}. Another appliance "
-                "process may hold it; stop it or wait for it to finish"
+                f"cannot open the catalog {self.path}: {exc}. {hint}"
             ) from exc
 
     @property

@@ -57,8 +57,19 @@ from appliance.storage._loading import (
     normalize_type,
 )
 from appliance.storage._quality import quality_report
-from appliance.storage._sources import Dialect, SourceFile, open_source
-from appliance.storage._types import ColumnType, Inference, cast_sql, infer_types
+from appliance.storage._sources import (
+    Dialect,
+    SourceFile,
+    check_distinct,
+    open_source,
+)
+from appliance.storage._types import (
+    ColumnType,
+    Inference,
+    cast_sql,
+    infer_types,
+    text_fallback_warnings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +150,7 @@ def ingest(
             "JSON-lines files in separate commands"
         )
     hashes = [source.sha256 for source in sources]
+    check_distinct(sources)
     parent = latest_version(catalog, dataset, missing_ok=True)
     if parent is None:
         mode = "replace"
@@ -352,15 +364,24 @@ def _stage(
     db.execute(f"CREATE TEMP VIEW {STAGED} AS SELECT *{extra} FROM ({union})")
 
     inference = Inference({n: ColumnType(k) for n, k in source_types.items()})
+    text = []
     if sources[0].reader == "read_csv":
         # Text columns get the appliance's rules: decimal commas, allowed date
         # formats, ambiguous dates. Typed columns were read without an error.
         text = [n for n, kind in source_types.items() if kind == "VARCHAR"]
+    elif loaded.mixed_columns:
+        # JSON-lines columns of mixed JSON types were loaded as text.
+        text = [n for n in source_types if n in loaded.mixed_columns]
+    if text:
         found = infer_types(
             db, STAGED, text, settings.date_formats, settings.decimal_separator
         )
         inference.types.update(found.types)
         inference.warnings, inference.empty = found.warnings, found.empty
+        if loaded.dialects is not None:
+            inference.warnings += text_fallback_warnings(
+                db, STAGED, [s.path for s in sources], loaded.dialects, found.types
+            )
     for name in missing:
         source_types[name] = "VARCHAR"
     malformed = 0
@@ -536,11 +557,27 @@ def _accepted_sql(types: dict[str, ColumnType], staged: _Staged, bad: int) -> st
     return rows
 
 
-def _check_name(dataset: str) -> None:
+MAX_NAME_LENGTH = 100
+"""Maximum length of a dataset name in characters. The name is a folder in the
+lake, and file systems limit a path component to 255 bytes."""
+
+
+def name_problem(dataset: str) -> str | None:
+    """Return why `dataset` cannot be a dataset name, or None when it can."""
     if not dataset or not all(c.isalnum() or c in "_-" for c in dataset):
-        raise IngestError(
-            f"invalid dataset name {dataset!r}; use letters, digits, '_' and '-'"
+        return f"invalid dataset name {dataset!r}; use letters, digits, '_' and '-'"
+    if len(dataset) > MAX_NAME_LENGTH:
+        return (
+            f"invalid dataset name {dataset[:20]!r}... of {len(dataset)} characters; "
+            f"use at most {MAX_NAME_LENGTH}"
         )
+    return None
+
+
+def _check_name(dataset: str) -> None:
+    problem = name_problem(dataset)
+    if problem is not None:
+        raise IngestError(problem)
 
 
 def _version_id(hashes: list[str], mode: Mode, parent: DatasetVersion | None) -> str:

@@ -54,6 +54,8 @@ class Loaded:
     """Parquet file of each source written by the typed path; None otherwise."""
     dialects: list[Dialect] | None = None
     """CSV dialect of each source; None for other formats."""
+    mixed_columns: frozenset[str] = frozenset()
+    """JSON-lines columns whose values have several JSON types, loaded as text."""
 
 
 def load_sources(
@@ -90,6 +92,7 @@ def load_sources(
     else:
         dialects = None
         readers = [_other_sql(source) for source in sources]
+    mixed: set[str] = set()
     for index, (source, reader) in enumerate(zip(sources, readers)):
         try:
             db.execute(f"CREATE TEMP TABLE rows_{index} AS SELECT * FROM {reader}")
@@ -100,11 +103,40 @@ def load_sources(
                 f"{source.path}: cannot read file: {short_error(exc)}; check that "
                 f"it is a complete {_FORMATS[source.reader]} file"
             ) from None
+        if source.reader == "read_json":
+            _check_json_objects(db, index, source.path)
+        columns, found = _json_as_text(db, f"rows_{index}")
+        mixed.update(found)
         db.execute(
-            f"CREATE TEMP VIEW raw_{index} AS SELECT rowid AS _record, * "
+            f"CREATE TEMP VIEW raw_{index} AS SELECT rowid AS _record, {columns} "
             f"FROM rows_{index}"
         )
-    return Loaded(_counts(db, len(sources)), None, dialects)
+    return Loaded(_counts(db, len(sources)), None, dialects, frozenset(mixed))
+
+
+def _json_as_text(db: duckdb.DuckDBPyConnection, table: str) -> tuple[str, list[str]]:
+    """Return the select list of `table` with JSON-typed columns as plain text.
+
+    DuckDB's ``read_json`` types a column as JSON when its values have several
+    JSON types, such as a number in one line and a string in the next. Cast
+    to VARCHAR, a JSON string keeps its quotes, so each string value is
+    unwrapped instead and any other value becomes its JSON text. Returns the
+    select list and the names of the JSON-typed columns.
+    """
+    described = db.execute(f"DESCRIBE {table}").fetchall()
+    selects, mixed = [], []
+    for name, kind, *_ in described:
+        column = _ident(name)
+        if kind != "JSON":
+            selects.append(column)
+            continue
+        mixed.append(name)
+        selects.append(
+            f"CASE WHEN json_type({column}) = 'VARCHAR' "
+            f"THEN json_extract_string({column}, '$') "
+            f"ELSE CAST({column} AS VARCHAR) END AS {column}"
+        )
+    return ", ".join(selects), mixed
 
 
 def _load_typed(
@@ -245,6 +277,30 @@ def _other_sql(source: SourceFile) -> str:
     return f"read_json({path}, format='newline_delimited', sample_size=-1)"
 
 
+def _check_json_objects(db: duckdb.DuckDBPyConnection, index: int, path: Path) -> None:
+    """Raise for the first line of a JSON-lines file that is not a JSON object.
+
+    When any line contains an array, a number or a string, DuckDB reads the
+    whole file as one column named ``json`` with each line as one value. Only
+    a table of that one column is scanned again in Python.
+    """
+    names = [row[0] for row in db.execute(f"DESCRIBE rows_{index}").fetchall()]
+    if names != ["json"]:
+        return
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            value = json.loads(line)
+            if not isinstance(value, dict):
+                kind = "an array" if isinstance(value, list) else "a single value"
+                raise IngestError(
+                    f"{path}, line {number}: {kind} where a JSON object was "
+                    "expected; write one object per line (JSON Lines), such as "
+                    '{"id": 1, "name": "a"}'
+                )
+
+
 def _raise_malformed_line(path: Path) -> None:
     """Raise for the first line of a JSON-lines file that is not valid JSON.
 
@@ -259,6 +315,12 @@ def _raise_malformed_line(path: Path) -> None:
             try:
                 json.loads(line)
             except json.JSONDecodeError as exc:
+                if line.strip() in (b"[", b"{"):
+                    raise IngestError(
+                        f"{path}, line {number}: a JSON value spread over several "
+                        "lines; write one object per line (JSON Lines), such as "
+                        '{"id": 1, "name": "a"}'
+                    ) from None
                 raise IngestError(
                     f"{path}, line {number}: invalid JSON: {exc.msg} at column "
                     f"{exc.colno}; fix or remove that line and ingest the file again"
@@ -280,3 +342,7 @@ def _counts(db: duckdb.DuckDBPyConnection, files: int) -> list[int]:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -1,9 +1,9 @@
 """Data quality report of a dataset version, computed by DuckDB.
 
 Per column: null rate, distinct count (approximate, HyperLogLog), min, max;
-for numeric columns also the quartiles (exact up to 20,000 rows, else from
-a seeded sample of that size) and the exact count of outliers outside
-``[q1 - 1.5 IQR, q3 + 1.5 IQR]``. For the table: rows and duplicate rows.
+for numeric columns also the quartiles of the finite values (exact up to
+20,000 rows, else from a seeded sample of that size) and the exact count of
+values other than NaN outside ``[q1 - 1.5 IQR, q3 + 1.5 IQR]``. For the table: rows and duplicate rows.
 
 The report takes five small queries rather than one, because DuckDB 2.0
 plans each cheaper alone: min and max alone are read from the Parquet
@@ -107,8 +107,11 @@ def _quartiles(
     """
     if not numeric:
         return []
+    # NaN and infinities are left out, so the quartiles and the outlier
+    # fences built from them stay finite numbers.
     selects = ", ".join(
-        f"quantile_cont(CAST({_ident(n)} AS DOUBLE), [0.25, 0.5, 0.75])"
+        f"quantile_cont(CAST({_ident(n)} AS DOUBLE), [0.25, 0.5, 0.75]) "
+        f"FILTER (WHERE isfinite(CAST({_ident(n)} AS DOUBLE)))"
         for n in numeric
     )
     projected = ", ".join(_ident(n) for n in numeric)
@@ -124,7 +127,10 @@ def _outlier_count(name: str, quartiles: list[float]) -> str:
     spread = 1.5 * (quartiles[2] - quartiles[0])
     low, high = quartiles[0] - spread, quartiles[2] + spread
     v = f"CAST({_ident(name)} AS DOUBLE)"
-    return f"count(*) FILTER (WHERE {v} < {low!r} OR {v} > {high!r})"
+    # DuckDB orders NaN above every number, so NaN is excluded explicitly.
+    return (
+        f"count(*) FILTER (WHERE NOT isnan({v}) AND ({v} < {low!r} OR {v} > {high!r}))"
+    )
 
 
 def _is_numeric(kind: str) -> bool:

@@ -72,9 +72,14 @@ def open_source(path: Path, encoding: str = "utf-8") -> SourceFile:
     UTF-8, so a stray byte is reported with its line and column.
 
     Raises:
-        IngestError: The file is missing, empty, of an unknown format,
+        IngestError: The file is a directory, missing, empty, of an unknown format,
             unreadable or not valid UTF-8.
     """
+    if path.is_dir():
+        raise IngestError(
+            f"{path}: is a directory; name the files in it instead, such as "
+            f"{path / '*.csv'}"
+        )
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         known = ", ".join(sorted(READERS))
@@ -91,6 +96,18 @@ def open_source(path: Path, encoding: str = "utf-8") -> SourceFile:
     check_text = reader != "read_parquet" and encoding == "utf-8"
     sha256, newlines = _scan(path, check_text)
     return SourceFile(path, reader, sha256, newlines)
+
+
+def check_distinct(sources: list[SourceFile]) -> None:
+    """Raise when two sources have the same bytes, which would double their rows."""
+    seen: dict[str, Path] = {}
+    for source in sources:
+        if source.sha256 in seen:
+            raise IngestError(
+                f"{source.path} has the same content as {seen[source.sha256]}; "
+                "name each file once, or its rows are ingested twice"
+            )
+        seen[source.sha256] = source.path
 
 
 def _scan(path: Path, check_utf8: bool) -> tuple[str, int]:

@@ -3,15 +3,19 @@
 CSV columns are loaded as text first. `infer_types` then tries each candidate
 type on every value of a column in one aggregate query, so a column that turns
 to text after thousands of numeric rows is typed as text, never guessed from a
-sample. `cast_sql` converts a text column to its type; a value that does not
-convert becomes NULL, which the contract checks report.
+sample. `text_fallback_warnings` reports when that happened to a column the CSV
+sniffer took for numbers. `cast_sql` converts a text column to its type; a
+value that does not convert becomes NULL, which the contract checks report.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
+
+from appliance.storage._sources import Dialect
 
 INTEGER_TYPES = (
     "TINYINT",
@@ -281,3 +285,53 @@ def _ident(name: str) -> str:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+_SNIFFED_NON_TEXT = ("BIGINT", "DOUBLE", "BOOLEAN")
+"""Sniffed types that get a warning when their column ends as text. Dates have
+their own warnings in `_date_warning`."""
+
+
+def text_fallback_warnings(
+    db: duckdb.DuckDBPyConnection,
+    table: str,
+    paths: list[Path],
+    dialects: list[Dialect],
+    inferred: dict[str, ColumnType],
+) -> list[str]:
+    """Warn of columns that look numeric or boolean in the first rows but end as text.
+
+    The sniffer reads the first rows of a file only, so a single value further
+    down, such as ``warm`` in a temperature column, turns the whole column
+    into text. The warning names that value and its file.
+
+    Args:
+        db: Connection holding `table`.
+        table: Staged rows with ``_file`` and ``_record`` columns.
+        paths: Source file of each ``_file`` index.
+        dialects: CSV dialect of each source file.
+        inferred: Column types inferred over every row.
+    """
+    warnings = []
+    for name, column in inferred.items():
+        if column.type != "VARCHAR":
+            continue
+        sniffed = [d.sniffed_types.get(name) for d in dialects]
+        kind = next((k for k in sniffed if k in _SNIFFED_NON_TEXT), None)
+        if kind is None:
+            continue
+        row = db.execute(
+            f"SELECT _file, {_ident(name)} FROM {table} "
+            f"WHERE {_ident(name)} IS NOT NULL "
+            f"AND TRY_CAST({_ident(name)} AS {kind}) IS NULL "
+            "ORDER BY _file, _record LIMIT 1"
+        ).fetchone()
+        if row is None:
+            continue
+        warnings.append(
+            f"column {name!r} looks like {kind} in the first rows of "
+            f"{paths[row[0]]} but holds {row[1]!r}, so the whole column "
+            "is read as text; fix that value, or declare the column's type in "
+            "[datasets.NAME.contract] to quarantine such rows instead"
+        )
+    return warnings

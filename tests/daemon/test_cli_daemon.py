@@ -102,6 +102,34 @@ def test_predictions_tail_and_query(start_daemon: Any) -> None:
     assert none.stdout == ""
 
 
+def test_negative_limit_rejected(start_daemon: Any) -> None:
+    daemon = start_daemon()
+    routes = [
+        "/v1/predictions",
+        "/v1/admin/quarantine?dataset=points",
+        "/v1/admin/registry/runs",
+        f"/v1/ui/drift/{MODEL}",
+    ]
+    for route in routes:
+        separator = "&" if "?" in route else "?"
+        response = httpx.get(f"{daemon.base}{route}{separator}limit=-1")
+        assert response.status_code == 400, route
+        assert "limit" in response.json()["error"], route
+
+    commands = [
+        ("predictions", "query", "--limit", "-1"),
+        ("predictions", "tail", MODEL, "-n", "-1"),
+        ("datasets", "quarantine", "points", "--limit", "-1"),
+        ("runs", "list", "--limit", "-1"),
+    ]
+    for command in commands:
+        result = run_cli(daemon.config, *command)
+        assert result.returncode == 2, command
+        assert "invalid row count -1; use 0 or more" in result.stderr, command
+        assert "Traceback" not in result.stderr, command
+    assert daemon.stop() == 0
+
+
 def wait_written(daemon: Any, rows: int, seconds: float = 20.0) -> bool:
     """Wait until the daemon's log writer has inserted `rows` rows."""
     deadline = time.monotonic() + seconds

@@ -201,6 +201,13 @@ def test_openapi_lists_model_input_schema(start_daemon: Any) -> None:
     assert schema["properties"]["x1"]["type"] == ["number", "null"]
     assert schema["properties"]["color"]["type"] == ["string", "null"]
     assert schema["required"] == ["color", "x1", "x2"]
+    operation = document["paths"][PREDICT.replace(MODEL, "{name}")]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["rows"]["items"] == {
+        "$ref": f"#/components/schemas/{MODEL}Row"
+    }
+    assert "application/vnd.apache.arrow.stream" in operation["requestBody"]["content"]
+    assert {"200", "400", "404", "413", "422"} <= set(operation["responses"])
 
 
 def test_metrics_parse_and_count_requests(start_daemon: Any) -> None:
@@ -208,7 +215,11 @@ def test_metrics_parse_and_count_requests(start_daemon: Any) -> None:
     for index in range(3):
         httpx.post(daemon.base + PREDICT, json={"rows": [row(index), row(index + 1)]})
     httpx.post(daemon.base + PREDICT, json={"rows": [{"x1": 1}]})
-    text = httpx.get(daemon.base + "/metrics").text
+    response = httpx.get(daemon.base + "/metrics")
+    assert response.headers["content-type"] == (
+        "text/plain; version=0.0.4; charset=utf-8"
+    )
+    text = response.text
     families = {family.name: family for family in text_string_to_metric_families(text)}
     for name in (
         "appliance_requests",

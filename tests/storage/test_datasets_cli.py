@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 CONFIG = """
 [storage]
@@ -95,3 +98,57 @@ def test_strict_ingest_exits_with_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "1 of 1 rows break the contract" in result.stderr
     assert "line 2, column 'amount'" in result.stderr
+
+
+class _RecordingClient:
+    """Stand-in for a running daemon that records each POST and its timeout."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, float | None]] = []
+
+    def post(self, path: str, body: Any, timeout: float | None = None) -> Any:
+        self.posts.append((path, timeout))
+        version = {"dataset": body["dataset"], "version": "abc", "row_count": 1}
+        return {"version": version, "created": False}
+
+
+def test_ingest_through_daemon_waits_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance import client as client_module
+    from appliance.cli import main
+
+    (tmp_path / "c.toml").write_text(CONFIG)
+    data = tmp_path / "sales.csv"
+    data.write_text("id,region,amount\n1,north,2.5\n")
+    recording = _RecordingClient()
+    monkeypatch.setattr(client_module, "find_daemon", lambda home: recording)
+
+    status = main(["--config", str(tmp_path / "c.toml"), "ingest", "sales", str(data)])
+
+    assert status == 0
+    assert recording.posts == [("/v1/admin/ingest", client_module.LONG_TIMEOUT_SECONDS)]
+
+
+def test_listing_into_closed_pipe_quiet(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(CONFIG)
+    path = tmp_path / "a.csv"
+    rows = "".join(f"{i},north,-1\n" for i in range(200))
+    path.write_text("id,region,amount\n" + rows)
+    assert appliance(tmp_path, "ingest", "sales", str(path)).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    command = [sys.executable, "-m", "appliance", "--config", str(tmp_path / "c.toml")]
+    process = subprocess.Popen(
+        [*command, "datasets", "quarantine", "sales", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    # Closing the read end at once makes the command's first write fail.
+    assert process.stdout is not None
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 141
+    assert b"Traceback" not in stderr
+    assert b"BrokenPipeError" not in stderr

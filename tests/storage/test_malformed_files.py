@@ -114,6 +114,22 @@ def test_type_change_after_thousands_of_rows(
     assert result.version.schema == {"a": "VARCHAR"}
     assert result.version.row_count == 5001
     assert rows_of(catalog, result)[-1] == ("n/a-code",)
+    assert result.warnings == [
+        f"column 'a' looks like BIGINT in the first rows of {path} but holds "
+        "'n/a-code', so the whole column is read as text; fix that value, or "
+        "declare the column's type in [datasets.NAME.contract] to quarantine such "
+        "rows instead"
+    ]
+
+
+def test_type_change_rejected_when_strict(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    text = "a,b\n" + "".join(f"{i},{i}.5\n" for i in range(5000)) + "1,warm\n"
+    path = write_file("late.csv", text)
+
+    with pytest.raises(IngestError, match=r"column 'b' looks like DOUBLE"):
+        ingest(catalog, "late", [path], strict=True)
 
 
 def test_type_change_against_contract_quarantined(
@@ -408,3 +424,129 @@ def test_malformed_json_line_named(
     assert message.startswith(f"{path}, line {line}: invalid JSON: ")
     assert f"in line {line + 1}" not in message
     assert message.endswith("fix or remove that line and ingest the file again")
+
+
+def test_nan_and_infinity_values_loaded(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    text = "a,b\n1,NaN\n2,inf\n3,-Infinity\n4,NA\n5,2.5\n6,3.5\n7,100.0\n"
+    path = write_file("nan.csv", text)
+
+    result = ingest(catalog, "nan", [path])
+
+    assert result.version.schema == {"a": "BIGINT", "b": "DOUBLE"}
+    assert result.accepted == 7
+    column = result.version.report["quality"]["columns"]["b"]
+    assert column["quantiles"] == {"p25": 3.0, "p50": 3.5, "p75": 51.75}
+    # The infinities are outliers; NaN and NA are not.
+    assert column["outliers_iqr"] == 2
+
+
+def test_only_nan_values_loaded(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("allnan.csv", "a,b\n1,NaN\n2,NaN\n")
+
+    result = ingest(catalog, "allnan", [path])
+
+    assert result.version.schema == {"a": "BIGINT", "b": "DOUBLE"}
+    assert result.version.report["quality"]["columns"]["b"]["quantiles"] is None
+
+
+def test_mixed_json_types_read_as_text(catalog: Catalog, write_file: WriteFile) -> None:
+    text = (
+        '{"id": 1, "city": "z", "n": 1}\n'
+        '{"id": 2, "city": {"a": [1]}, "n": "2"}\n'
+        '{"id": 3, "city": "y z", "n": null}\n'
+    )
+    path = write_file("mixed.jsonl", text)
+
+    result = ingest(catalog, "mixed", [path])
+
+    assert result.version.schema == {"id": "BIGINT", "city": "VARCHAR", "n": "BIGINT"}
+    assert rows_of(catalog, result) == [
+        (1, "z", 1),
+        (2, '{"a":[1]}', 2),
+        (3, "y z", None),
+    ]
+
+
+def test_mixed_json_append_quarantines_value(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    first = write_file("first.jsonl", '{"id": 1, "city": "a"}\n')
+    ingest(catalog, "mixed", [first])
+    second = write_file(
+        "second.jsonl", '{"id": 2, "city": "b"}\n{"id": "x", "city": 5}\n'
+    )
+
+    result = ingest(catalog, "mixed", [second], mode="append")
+
+    assert result.version.schema == {"id": "BIGINT", "city": "VARCHAR"}
+    assert sorted(rows_of(catalog, result)) == [(1, "a"), (2, "b")]
+    quarantined = catalog.db.execute(
+        "SELECT line, column_name, value FROM quarantine"
+    ).fetchall()
+    assert quarantined == [(2, "id", "x")]
+
+
+@pytest.mark.parametrize("name", ["folder", "folder.csv"])
+def test_directory_path_named(catalog: Catalog, tmp_path: Path, name: str) -> None:
+    folder = tmp_path / name
+    folder.mkdir()
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "folder", [folder])
+
+    message = str(raised.value)
+    assert message.startswith(f"{folder}: is a directory; name the files in it")
+    assert str(folder / "*.csv") in message
+
+
+def test_long_dataset_name_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("a.csv", "a\n1\n")
+
+    with pytest.raises(
+        IngestError,
+        match=r"'nnnnnnnnnnnnnnnnnnnn'\.\.\. of 300 characters; use at most",
+    ):
+        ingest(catalog, "n" * 300, [path])
+    assert ingest(catalog, "n" * 100, [path]).created
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "kind"),
+    [
+        ('[{"a": 1}, {"a": 2}]', 1, "an array"),
+        ('{"a": 1}\n\n[1, 2]\n{"a": 3}\n', 3, "an array"),
+        ('{"a": 1}\n7\n', 2, "a single value"),
+        ('[\n  {"a": 1},\n  {"a": 2}\n]\n', 1, "a JSON value spread over"),
+    ],
+)
+def test_json_line_not_object_named(
+    catalog: Catalog, write_file: WriteFile, text: str, line: int, kind: str
+) -> None:
+    path = write_file("rows.json", text)
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "rows", [path])
+
+    message = str(raised.value)
+    assert message.startswith(f"{path}, line {line}: {kind}")
+    assert "write one object per line (JSON Lines)" in message
+
+
+def test_json_column_named_json_loads(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("rows.jsonl", '{"json": "a"}\n{"json": "b"}\n')
+
+    result = ingest(catalog, "rows", [path])
+
+    assert rows_of(catalog, result) == [("a",), ("b",)]
+
+
+def test_same_file_twice_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    first = write_file("a.csv", "a\n1\n")
+    copy = write_file("b.csv", "a\n1\n")
+
+    with pytest.raises(IngestError, match=r"a\.csv has the same content as .*a\.csv"):
+        ingest(catalog, "twice", [first, first])
+    with pytest.raises(IngestError, match=r"b\.csv has the same content as .*a\.csv"):
+        ingest(catalog, "twice", [first, copy])

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
-from appliance.errors import IngestError, NotFoundError
+from appliance.errors import IngestError, NotFoundError, StorageError
 from appliance.storage import (
     Catalog,
     diff_versions,
@@ -285,3 +285,17 @@ def test_version_reference_by_prefix(catalog: Catalog, write_file: WriteFile) ->
     assert get_dataset_version(catalog, f"d@{first.version[:6]}") == first
     with pytest.raises(NotFoundError, match="'zzz' is not a version of dataset 'd'"):
         get_dataset_version(catalog, "d@zzz")
+
+
+def test_damaged_catalog_named(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "catalog.duckdb").write_bytes(b"not a database" * 1000)
+
+    with pytest.raises(StorageError) as raised:
+        Catalog(home)
+
+    message = str(raised.value)
+    assert message.startswith(f"cannot open the catalog {home / 'catalog.duckdb'}")
+    assert "The file is damaged or not a DuckDB database" in message
+    assert "Another appliance process" not in message
