@@ -441,8 +441,15 @@ def build_app(state: DaemonState) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         started = time.perf_counter()
         async with AsyncExitStack() as stack:
-            for component in COMPONENTS:
-                await stack.enter_async_context(component(state))
+            try:
+                for component in COMPONENTS:
+                    await stack.enter_async_context(component(state))
+            except ApplianceError as exc:
+                # The error names the cause and what to do, so the traceback
+                # that uvicorn would log after it is left out.
+                state.start_error = exc
+                logger.error("daemon start failed error=%s", exc)
+                raise
             for model in state.models.models.values():
                 publish_model_schema(app, model)
             state.models.on_put = lambda model: publish_model_schema(app, model)
@@ -509,12 +516,37 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
         # uvicorn shuts down on SIGTERM and then re-raises the signal to the
         # handler it found; a handler that ignores it lets the process exit 0.
         signal.signal(signal.SIGTERM, _ignore_signal)
-        server.run(sockets=[sock])
+        quiet = _QuietStartFailure(state)
+        logging.getLogger("uvicorn.error").addFilter(quiet)
+        try:
+            server.run(sockets=[sock])
+        except SystemExit:
+            # uvicorn exits when the startup fails. When an `ApplianceError`
+            # caused it, that error is raised instead, for the CLI to print.
+            if state.start_error is None:
+                raise
+        finally:
+            logging.getLogger("uvicorn.error").removeFilter(quiet)
+        if state.start_error is not None:
+            raise DaemonError(f"the daemon failed to start: {state.start_error}")
         if not server.started:
             raise DaemonError(
                 "the daemon failed to start; the log above names the cause"
             )
     logger.info("daemon stopped")
+
+
+class _QuietStartFailure(logging.Filter):
+    """Drop uvicorn's error records once the start failed with an `ApplianceError`,
+    which the daemon has logged in one line."""
+
+    def __init__(self, state: DaemonState) -> None:
+        super().__init__()
+        self.state = state
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Return False for uvicorn's errors that repeat a logged start failure."""
+        return self.state.start_error is None or record.levelno < logging.ERROR
 
 
 def _bind(host: str, port: int) -> socket.socket:

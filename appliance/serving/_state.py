@@ -183,6 +183,8 @@ class DaemonState:
     """Held while an admin command changes the catalog, one at a time."""
     ready_at: float | None = None
     """When the startup finished; None while starting."""
+    start_error: Exception | None = None
+    """The error that stopped the startup, logged by the daemon in one line."""
     load_failures: list[tuple[str, int, int | None, str]] = field(default_factory=list)
     """Champions that failed to load at start, as (model, version, version
     served instead or None, reason)."""

@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from daemon_support import MODEL, Daemon, free_port, logged_rows, row, write_config
+from daemon_support import (
+    MODEL,
+    Daemon,
+    free_port,
+    logged_rows,
+    row,
+    run_cli,
+    write_config,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 PREDICT = f"/v1/models/{MODEL}/predict"
@@ -130,6 +138,22 @@ def test_sighup_reloads_or_keeps_config(start_daemon: Any, tmp_path: Path) -> No
     os.kill(daemon.process.pid, signal.SIGHUP)
     assert _eventually(lambda: "restart the daemon to apply it" in daemon.log())
     assert daemon.stop() == 0
+
+
+def test_damaged_catalog_start_fails_in_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "catalog.duckdb").write_bytes(b"not a database" * 500)
+    config = write_config(tmp_path / "config.toml", home)
+
+    started = run_cli(config, "serve", "--port", str(free_port()))
+
+    assert started.returncode == 1
+    assert "Traceback" not in started.stderr
+    assert "daemon start failed error=cannot open the catalog" in started.stderr
+    last = started.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the daemon failed to start: cannot open the catalog")
+    assert "restore it from a backup" in last
 
 
 def test_sighup_reschedules_jobs(start_daemon: Any) -> None:
