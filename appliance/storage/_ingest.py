@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
-from appliance.errors import IngestError
+from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._contracts import (
     STAGED,
@@ -230,35 +230,30 @@ def _ingest_new(
 
     partition = settings.partition_by if settings.partition_by in types else None
     partitioned = _write_rows(db, types, staged, work, target, partition, bad, accepted)
-    own_glob = str(target) + ("/*/*.parquet" if partitioned else "/*.parquet")
-    schema = {name: column.type for name, column in types.items()}
-    if parent_scan and parent is not None:
-        schema = {**parent.schema, **schema}
-    version = DatasetVersion(
-        dataset=dataset,
-        version=version_id,
-        parent=parent.version if parent else None,
-        created_at=datetime.now(timezone.utc),
-        row_count=accepted + (parent.row_count if parent_scan and parent else 0),
-        schema=schema,
-        sources=[{"path": str(s.path.resolve()), "sha256": s.sha256} for s in sources],
-        path=target,
-        mode=mode,
-        files=_version_files(parent if parent_scan else None, own_glob, accepted),
-        partition_by=partition if partitioned else None,
-    )
-    report = {
-        "accepted": accepted,
-        "quarantined": quarantined,
-        "warnings": warnings,
-        "quality": quality_report(db, f"({scan_sql(version)})", schema),
-    }
-    version = replace(version, report=report)
-    record_version(catalog, version)
-    if quarantine is not None:
-        _store_quarantine(catalog, dataset, version_id, quarantine)
-    if contract is None and accepted > 0:
-        _store_contract(catalog, dataset, version_id, types)
+    try:
+        version = _record_new(
+            catalog,
+            db,
+            _Written(version_id, target, partitioned, accepted, quarantined),
+            settings,
+            sources,
+            (mode, parent if parent_scan else None, parent),
+            types,
+            warnings,
+            quarantine,
+            contract,
+        )
+    except BaseException:
+        # The catalog is as it was: remove the rows no version points to.
+        shutil.rmtree(target, ignore_errors=True)
+        logger.warning(
+            "ingest failed after writing rows, folder removed dataset=%s "
+            "version=%s folder=%s",
+            dataset,
+            version_id,
+            target,
+        )
+        raise
     removed = []
     if settings.keep_versions:
         removed = apply_retention(catalog, dataset, settings.keep_versions)
@@ -272,6 +267,85 @@ def _ingest_new(
         len(sources),
     )
     return IngestResult(version, True, accepted, quarantined, warnings, removed)
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A new version's rows in the lake, not yet recorded in the catalog."""
+
+    version_id: str
+    target: Path
+    partitioned: bool
+    accepted: int
+    quarantined: int
+
+
+def _record_new(
+    catalog: Catalog,
+    db: duckdb.DuckDBPyConnection,
+    written: _Written,
+    settings: DatasetConfig,
+    sources: list[SourceFile],
+    lineage: tuple[Mode, DatasetVersion | None, DatasetVersion | None],
+    types: dict[str, ColumnType],
+    warnings: list[str],
+    quarantine: Any,
+    contract: ContractConfig | None,
+) -> DatasetVersion:
+    """Compute the quality report and record the version in one transaction.
+
+    Args:
+        lineage: The mode, the parent whose rows the version also reads
+            (appended), and the latest version (its parent in the lineage).
+
+    Raises:
+        StorageError: The catalog cannot be written; nothing was recorded.
+    """
+    mode, appended, parent = lineage
+    dataset, target = settings.name, written.target
+    own_glob = str(target) + ("/*/*.parquet" if written.partitioned else "/*.parquet")
+    schema = {name: column.type for name, column in types.items()}
+    if appended is not None:
+        schema = {**appended.schema, **schema}
+    version = DatasetVersion(
+        dataset=dataset,
+        version=written.version_id,
+        parent=parent.version if parent else None,
+        created_at=datetime.now(timezone.utc),
+        row_count=written.accepted + (appended.row_count if appended else 0),
+        schema=schema,
+        sources=[{"path": str(s.path.resolve()), "sha256": s.sha256} for s in sources],
+        path=target,
+        mode=mode,
+        files=_version_files(appended, own_glob, written.accepted),
+        partition_by=settings.partition_by if written.partitioned else None,
+    )
+    report = {
+        "accepted": written.accepted,
+        "quarantined": written.quarantined,
+        "warnings": warnings,
+        "quality": quality_report(db, f"({scan_sql(version)})", schema),
+    }
+    version = replace(version, report=report)
+    try:
+        catalog.db.execute("BEGIN TRANSACTION")
+        try:
+            record_version(catalog, version)
+            if quarantine is not None:
+                _store_quarantine(catalog, dataset, written.version_id, quarantine)
+            if contract is None and written.accepted > 0:
+                _store_contract(catalog, dataset, written.version_id, types)
+            catalog.db.execute("COMMIT")
+        except BaseException:
+            catalog.db.execute("ROLLBACK")
+            raise
+    except duckdb.Error as exc:
+        raise StorageError(
+            f"cannot record version {written.version_id} of dataset {dataset!r} in "
+            f"the catalog {catalog.path}: {short_error(exc)}; nothing was stored, "
+            "check that the catalog is writable and ingest the files again"
+        ) from exc
+    return version
 
 
 def stored_contract(catalog: Catalog, dataset: str) -> ContractConfig | None:
