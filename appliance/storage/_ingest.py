@@ -123,6 +123,8 @@ def ingest(
     Raises:
         IngestError: A file is missing, empty, unreadable, of an unknown format,
             or breaks the contract while `strict` is set.
+        StorageError: The lake or the catalog cannot be written; nothing was
+            stored.
     """
     _check_name(dataset)
     settings = settings or DatasetConfig(name=dataset)
@@ -154,7 +156,13 @@ def ingest(
     contract = settings.contract or stored_contract(catalog, dataset)
     work = catalog.lake / settings.name / f"version={version_id}.tmp"
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    try:
+        work.mkdir(parents=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create the staging folder {work}: {exc}; check the free disk "
+            "space and permissions of the lake folder"
+        ) from exc
     db = duckdb.connect()
     try:
         return _ingest_new(
@@ -566,12 +574,12 @@ def _write_rows(
         shutil.rmtree(target, ignore_errors=True)
         os.replace(out, target)
     except duckdb.Error as exc:
-        raise IngestError(
+        raise StorageError(
             f"cannot write version folder {target}: {short_error(exc)}; check the "
             "free disk space and permissions of the lake folder"
         ) from exc
     except OSError as exc:
-        raise IngestError(
+        raise StorageError(
             f"cannot write version folder {target}: {exc}; check the free disk "
             "space and permissions of the lake folder"
         ) from exc
