@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +30,12 @@ from typing import Any
 
 import duckdb
 
-from appliance.config import ColumnRule, ContractConfig, DatasetConfig
+from appliance.config import (
+    ColumnRule,
+    ContractConfig,
+    DatasetConfig,
+    FeatureViewConfig,
+)
 from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._contracts import (
@@ -59,6 +65,7 @@ from appliance.storage._loading import (
 from appliance.storage._quality import quality_report
 from appliance.storage._sources import Dialect, SourceFile, open_source
 from appliance.storage._types import ColumnType, Inference, cast_sql, infer_types
+from appliance.storage._view_keys import check_dropped_keys
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +114,8 @@ def ingest(
     mode: Mode = "replace",
     settings: DatasetConfig | None = None,
     strict: bool = False,
+    views: Sequence[FeatureViewConfig] = (),
+    force: bool = False,
 ) -> IngestResult:
     """Load files into a new version of `dataset`, or find the existing one.
 
@@ -119,10 +128,15 @@ def ingest(
         settings: The dataset's configuration; defaults when None.
         strict: Reject the whole ingest when any row breaks the contract or
             the schema changed, instead of quarantining rows.
+        views: The configured feature views, to check that a ``replace``
+            keeps the columns their entity keys and timestamps are read from.
+        force: Replace even when the files lack such a column (a warning).
 
     Raises:
         IngestError: A file is missing, empty, unreadable, of an unknown format,
-            or breaks the contract while `strict` is set.
+            breaks the contract while `strict` is set, or lacks a column that
+            a feature view's key is read from in ``replace`` mode without
+            `force`.
         StorageError: The lake or the catalog cannot be written; nothing was
             stored.
     """
@@ -174,11 +188,20 @@ def ingest(
             mode,
             parent,
             contract,
-            strict,
+            _Checks(strict, tuple(views), force),
         )
     finally:
         db.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class _Checks:
+    """What an ingest rejects beyond the contract."""
+
+    strict: bool
+    views: tuple[FeatureViewConfig, ...]
+    force: bool
 
 
 def _ingest_new(
@@ -190,7 +213,7 @@ def _ingest_new(
     mode: Mode,
     parent: DatasetVersion | None,
     contract: ContractConfig | None,
-    strict: bool,
+    checks: _Checks,
 ) -> IngestResult:
     """Stage, check and write a new version.
 
@@ -211,6 +234,10 @@ def _ingest_new(
             for name, t in staged.inference.types.items()
         }
         warnings += schema_changes(contract, inferred)
+    if mode == "replace" and staged.missing and checks.views:
+        warnings += check_dropped_keys(
+            db, dataset, staged.missing, checks.views, checks.force
+        )
 
     parent_scan = scan_sql(parent) if parent and mode == "append" else None
     db.execute(
@@ -229,7 +256,7 @@ def _ingest_new(
         if quarantined
         else None
     )
-    if strict and (quarantined or warnings):
+    if checks.strict and (quarantined or warnings):
         raise IngestError(
             _strict_message(
                 dataset, quarantined, total + staged.malformed, warnings, quarantine
