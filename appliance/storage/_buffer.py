@@ -14,7 +14,7 @@ yet deleted, is found by its hash and not ingested twice.
 A flush that fails (a full disk, a catalog that cannot be written) keeps its
 segment and is retried by the flush thread with exponential backoff, from
 `IngestBuffer.retry_first_seconds` up to `IngestBuffer.retry_max_seconds`
-between attempts, until it succeeds; new rows are not needed to trigger it.
+between attempts, until it succeeds. It needs no new row to start.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class _State:
     flushed: int = 0
     """Versions created by flushes since start."""
     failures: int = 0
-    """Flushes that failed in a row; 0 after a flush that succeeds."""
+    """Count of flushes that failed in a row, reset by a flush that succeeds."""
     retry_at: float | None = None
     """Monotonic time of the next attempt after a failed flush."""
 

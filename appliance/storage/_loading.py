@@ -89,8 +89,8 @@ def load_sources(
         if typed is not None:
             return Loaded(_counts(db, len(sources)), typed, dialects)
         if settings.encoding == "utf-8":
-            # The text read would quarantine a record with a non-UTF-8 byte;
-            # the whole file is rejected instead, with the byte's line.
+            # The text read would quarantine a record with a non-UTF-8 byte,
+            # so the whole file is rejected first, naming the byte's line.
             for source in sources:
                 check_utf8(source.path)
         readers = [

@@ -73,8 +73,8 @@ def open_source(path: Path, encoding: str = "utf-8") -> SourceFile:
     """Check that `path` is a readable, non-empty file and hash it.
 
     A JSON-lines file is also checked to be valid in `encoding` when that is
-    UTF-8, so a stray byte is reported with its line and column; a CSV file
-    is checked by `check_utf8` when DuckDB cannot read it.
+    UTF-8, so a stray byte is reported with its line and column. A CSV file
+    is checked by `check_utf8` only when DuckDB cannot read it.
 
     Raises:
         IngestError: The file is missing, empty, of an unknown format,
