@@ -204,9 +204,14 @@ def _header(path: Path, delimiter: str, quote: str, encoding: str) -> list[str]:
     try:
         with path.open("r", encoding=python_encoding, newline="") as handle:
             text = handle.read(_CHUNK)
-    except UnicodeDecodeError:
-        check_utf8(path)
-        raise
+    except UnicodeError as exc:
+        if encoding == "utf-8":
+            check_utf8(path)
+        raise IngestError(
+            f"{path}: the start of the file is not valid {encoding} text "
+            f"({exc}); declare the file's encoding as [datasets.NAME] "
+            "encoding in the configuration"
+        ) from None
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote)
     try:
         names = next(reader)

@@ -179,6 +179,14 @@ def test_utf8_ending_mid_character_rejected(
         ingest(catalog, "cut", [path])
 
 
+def test_wrong_declared_encoding_named(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("plain.csv", b"a,b\n1,\xff\xfe\xd8\n")
+    settings = DatasetConfig(name="plain", encoding="utf-16")
+
+    with pytest.raises(IngestError, match=r"plain.csv: .* not valid utf-16 text"):
+        ingest(catalog, "plain", [path], settings=settings)
+
+
 def test_latin1_declared_loads(catalog: Catalog, write_file: WriteFile) -> None:
     path = write_file("latin.csv", b"a,b\n1,ok\n2,caf\xe9\n")
     settings = DatasetConfig(name="latin", encoding="latin-1")
