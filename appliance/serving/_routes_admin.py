@@ -54,7 +54,8 @@ class IngestRequest(msgspec.Struct, forbid_unknown_fields=True):
     mode: Literal["replace", "append"] = "replace"
     strict: bool = False
     force: bool = False
-    """Replace even when the files lack a column a feature view key reads."""
+    """Whether to replace even when the files lack a column that a feature
+    view's entity key or timestamp is read from."""
 
 
 class TrainRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -129,12 +129,12 @@ def test_replace_dropping_view_key_through_daemon(
     no_color = tmp_path / "no_color.csv"
     no_color.write_text("x1,x2,label\n0.5,1.0,1\n-0.5,0.2,0\n", encoding="utf-8")
 
-    refused = run_cli(daemon.config, "ingest", "points", str(no_color))
+    rejected = run_cli(daemon.config, "ingest", "points", str(no_color))
     forced = run_cli(daemon.config, "ingest", "points", str(no_color), "--force")
 
-    assert refused.returncode == 1
-    assert "drops column 'color', which feature view 'colors'" in refused.stderr
-    assert "--force" in refused.stderr
+    assert rejected.returncode == 1
+    assert "drops column 'color', which feature view 'colors'" in rejected.stderr
+    assert "--force" in rejected.stderr
     assert forced.returncode == 0, forced.stderr
     assert "rows=2 mode=replace" in forced.stdout
     assert "warning: column 'color' is missing" in forced.stdout

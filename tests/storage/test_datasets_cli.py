@@ -116,13 +116,13 @@ def test_cli_force_replaces(tmp_path: Path) -> None:
     (tmp_path / "b.csv").write_text("time_hour,temp\n2013-01-01 06:00:00,40.0\n")
 
     first = appliance(tmp_path, "ingest", "weather", str(tmp_path / "a.csv"))
-    refused = appliance(tmp_path, "ingest", "weather", str(tmp_path / "b.csv"))
+    rejected = appliance(tmp_path, "ingest", "weather", str(tmp_path / "b.csv"))
     forced = appliance(
         tmp_path, "ingest", "weather", str(tmp_path / "b.csv"), "--force"
     )
 
     assert first.returncode == 0, first.stderr
-    assert refused.returncode == 1
-    assert "drops column 'origin', which feature view 'weather'" in refused.stderr
+    assert rejected.returncode == 1
+    assert "drops column 'origin', which feature view 'weather'" in rejected.stderr
     assert forced.returncode == 0, forced.stderr
     assert "warning: column 'origin' is missing" in forced.stdout
