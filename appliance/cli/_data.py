@@ -39,6 +39,12 @@ def register(commands: Any) -> None:
         help="reject the whole ingest if any row breaks the contract or the "
         "schema changed, instead of quarantining the rows",
     )
+    ingest.add_argument(
+        "--force",
+        action="store_true",
+        help="replace even when the files lack a column that a feature view's "
+        "entity key or timestamp is read from (the view then matches no row)",
+    )
 
     datasets = add_group(commands, "datasets", "dataset versions")
     add_json_flag(add_command(datasets, "list", _list, "list dataset versions"))
@@ -78,6 +84,7 @@ def _ingest(config: Config, args: argparse.Namespace) -> int:
                 "paths": paths,
                 "mode": args.mode,
                 "strict": args.strict,
+                "force": args.force,
             },
             timeout=LONG_TIMEOUT_SECONDS,
         )
@@ -89,7 +96,14 @@ def _ingest(config: Config, args: argparse.Namespace) -> int:
         settings = config.dataset(args.dataset)
         with Catalog(config.storage.home) as catalog:
             local = ingest(
-                catalog, args.dataset, args.paths, args.mode, settings, args.strict
+                catalog,
+                args.dataset,
+                args.paths,
+                args.mode,
+                settings,
+                args.strict,
+                list(config.feature_views.values()),
+                args.force,
             )
         result = asdict(local)
     _print_ingest(result)

@@ -54,6 +54,9 @@ class IngestRequest(msgspec.Struct, forbid_unknown_fields=True):
     paths: list[str]
     mode: Literal["replace", "append"] = "replace"
     strict: bool = False
+    force: bool = False
+    """Whether to replace even when the files lack a column that a feature
+    view's entity key or timestamp is read from."""
 
 
 class TrainRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -88,7 +91,16 @@ async def ingest_files(request: Request[Any, Any, Any]) -> Response[bytes]:
     settings = state.config.dataset(body.dataset)
     async with state.admin_lock:
         result = await run_with_catalog(
-            state, _ingest, state, body.dataset, paths, body.mode, settings, body.strict
+            state,
+            _ingest,
+            state,
+            body.dataset,
+            paths,
+            body.mode,
+            settings,
+            body.strict,
+            list(state.config.feature_views.values()),
+            body.force,
         )
     if result.created:
         await asyncio.to_thread(reload_features, state)

@@ -10,6 +10,11 @@ instead, so the whole rows stay available for review.
 Recovery after a crash needs no log replay: leftover segments and write-ahead
 files are flushed at start. A segment ingested just before a crash, but not
 yet deleted, is found by its hash and not ingested twice.
+
+A flush that fails (a full disk, a catalog that cannot be written) keeps its
+segment and is retried by the flush thread with exponential backoff, from
+`IngestBuffer.retry_first_seconds` up to `IngestBuffer.retry_max_seconds`
+between attempts, until it succeeds. It needs no new row to start.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ class _State:
     """Monotonic time of the first row in the write-ahead file."""
     flushed: int = 0
     """Versions created by flushes since start."""
+    failures: int = 0
+    """Count of flushes that failed in a row, reset by a flush that succeeds."""
+    retry_at: float | None = None
+    """Monotonic time of the next attempt after a failed flush."""
 
 
 class IngestBuffer:
@@ -65,6 +74,10 @@ class IngestBuffer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_flush: Callable[[str, IngestResult], None] | None = None
+        self.retry_first_seconds = 1.0
+        """Wait before the first retry of a failed flush; it doubles each time."""
+        self.retry_max_seconds = 60.0
+        """Longest wait between two retries of a failed flush."""
 
     def append(self, dataset: str, rows: Sequence[Any]) -> int:
         """Write `rows` durably to the dataset's buffer; return the buffered count.
@@ -130,50 +143,118 @@ class IngestBuffer:
             logger.exception("buffer flush at stop failed; kept for the next start")
 
     def recover(self) -> None:
-        """Flush the segments and write-ahead files found in the buffer folder."""
+        """Flush the segments and write-ahead files found in the buffer folder.
+
+        A dataset whose flush fails is logged and left to the flush thread's
+        retries, so one bad dataset does not stop the others or the start.
+        """
         if not self.root.is_dir():
             return
         for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
             wal = folder / WAL
             if wal.exists() or any(folder.glob(_SEGMENT_PREFIX + "*")):
                 logger.info("buffer recovery dataset=%s", folder.name)
-                self.flush(folder.name)
+                try:
+                    self.flush(folder.name)
+                except Exception:
+                    logger.debug(
+                        "buffer recovery failed dataset=%s", folder.name, exc_info=True
+                    )
 
     def flush_all(self) -> None:
-        """Flush every dataset that has buffered rows."""
+        """Flush every dataset that has buffered rows or a failed flush."""
         with self._lock:
-            pending = [name for name, state in self._states.items() if state.rows]
+            pending = [
+                name
+                for name, state in self._states.items()
+                if state.rows or state.failures
+            ]
         for dataset in pending:
             self.flush(dataset)
 
     def flush(self, dataset: str) -> None:
-        """Move the dataset's buffered rows into a new version of it."""
+        """Move the dataset's buffered rows into a new version of it.
+
+        Raises:
+            Exception: The flush failed; its rows stay on disk and the flush
+                thread retries it after a backoff.
+        """
         with self.flush_lock:
-            self._rotate(dataset)
-            folder = self.root / dataset
-            for segment in sorted(folder.glob(_SEGMENT_PREFIX + "*.jsonl")):
-                self._ingest_segment(dataset, segment)
+            try:
+                self._rotate(dataset)
+                folder = self.root / dataset
+                for segment in sorted(folder.glob(_SEGMENT_PREFIX + "*.jsonl")):
+                    self._ingest_segment(dataset, segment)
+            except Exception:
+                attempt, wait = self._schedule_retry(dataset)
+                logger.warning(
+                    "buffer flush failed, retry scheduled dataset=%s attempt=%d "
+                    "retry_in_s=%.2f",
+                    dataset,
+                    attempt,
+                    wait,
+                    exc_info=True,
+                )
+                raise
+        with self._lock:
+            state = self._states.setdefault(dataset, _State())
+            if state.failures:
+                logger.info(
+                    "buffer flush succeeded after retries dataset=%s failures=%d",
+                    dataset,
+                    state.failures,
+                )
+            state.failures, state.retry_at = 0, None
+
+    def _schedule_retry(self, dataset: str) -> tuple[int, float]:
+        """Record a failed flush of `dataset` and when to try it again.
+
+        Returns:
+            The count of failed attempts in a row and the wait in seconds.
+        """
+        with self._lock:
+            state = self._states.setdefault(dataset, _State())
+            state.failures += 1
+            wait = min(
+                self.retry_first_seconds * 2 ** (state.failures - 1),
+                self.retry_max_seconds,
+            )
+            state.retry_at = time.monotonic() + wait
+            return state.failures, wait
 
     def _run(self) -> None:
-        while not self._stop.wait(min(1.0, self.flush_seconds / 4)):
+        while not self._stop.wait(self._wait()):
             for dataset in self._due():
                 try:
                     self.flush(dataset)
                 except Exception:
-                    logger.exception("buffer flush failed dataset=%s", dataset)
+                    # Logged with its retry by flush; the rows stay on disk.
+                    logger.debug(
+                        "buffer flush failed dataset=%s", dataset, exc_info=True
+                    )
 
     def _due(self) -> list[str]:
         now = time.monotonic()
         with self._lock:
             return [
-                name
-                for name, state in self._states.items()
-                if state.rows >= self.flush_rows
-                or (
-                    state.oldest is not None
-                    and now - state.oldest >= self.flush_seconds
-                )
+                name for name, state in self._states.items() if self._is_due(state, now)
             ]
+
+    def _is_due(self, state: _State, now: float) -> bool:
+        """Tell whether a buffer is full or old enough, or its retry is due.
+
+        After a failed flush only the retry time counts, so a failing disk is
+        not tried again at every new row.
+        """
+        if state.retry_at is not None:
+            return now >= state.retry_at
+        if state.rows >= self.flush_rows:
+            return True
+        return state.oldest is not None and now - state.oldest >= self.flush_seconds
+
+    def _wait(self) -> float:
+        """Return the flush thread's sleep between checks, in seconds."""
+        return min(1.0, self.flush_seconds / 4, self.retry_first_seconds)
 
     def _rotate(self, dataset: str) -> None:
         """Rename the write-ahead file to a segment; new rows start a new file."""
@@ -196,14 +277,15 @@ class IngestBuffer:
             return Catalog(self.config.storage.home)
         return self.catalog.cursor()
 
-    def _ingest_segment(self, dataset: str, segment: Path) -> None:
-        settings = self.config.dataset(dataset)
-        result = None
+    def _open_catalog_waiting(self, dataset: str, segment: Path) -> Catalog:
+        """Open the catalog, waiting while another process holds it.
+
+        Raises:
+            StorageError: The catalog stayed busy; the segment is kept.
+        """
         for attempt in range(_LOCK_RETRIES):
             try:
-                with self._open_catalog() as catalog:
-                    result = ingest(catalog, dataset, [segment], "append", settings)
-                break
+                return self._open_catalog()
             except StorageError:
                 # Another process holds the catalog; it is released within seconds.
                 logger.warning(
@@ -212,17 +294,22 @@ class IngestBuffer:
                     attempt,
                 )
                 time.sleep(_LOCK_RETRY_SECONDS * (attempt + 1))
-            except IngestError:
-                logger.exception(
-                    "buffer segment rejected dataset=%s segment=%s", dataset, segment
-                )
-                _move(segment, segment.parent / "rejected")
-                return
-        if result is None:
-            raise StorageError(
-                f"catalog stayed busy; segment {segment} of dataset {dataset!r} is "
-                "kept and flushed later"
+        raise StorageError(
+            f"catalog stayed busy; segment {segment} of dataset {dataset!r} is "
+            "kept and flushed later"
+        )
+
+    def _ingest_segment(self, dataset: str, segment: Path) -> None:
+        settings = self.config.dataset(dataset)
+        try:
+            with self._open_catalog_waiting(dataset, segment) as catalog:
+                result = ingest(catalog, dataset, [segment], "append", settings)
+        except IngestError:
+            logger.exception(
+                "buffer segment rejected dataset=%s segment=%s", dataset, segment
             )
+            _move(segment, segment.parent / "rejected")
+            return
         if result.quarantined:
             _move(segment, segment.parent / "quarantined")
         else:

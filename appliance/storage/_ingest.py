@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,8 +30,13 @@ from typing import Any
 
 import duckdb
 
-from appliance.config import ColumnRule, ContractConfig, DatasetConfig
-from appliance.errors import IngestError
+from appliance.config import (
+    ColumnRule,
+    ContractConfig,
+    DatasetConfig,
+    FeatureViewConfig,
+)
+from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._contracts import (
     STAGED,
@@ -70,6 +76,7 @@ from appliance.storage._types import (
     infer_types,
     text_fallback_warnings,
 )
+from appliance.storage._view_keys import check_dropped_keys
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +125,8 @@ def ingest(
     mode: Mode = "replace",
     settings: DatasetConfig | None = None,
     strict: bool = False,
+    views: Sequence[FeatureViewConfig] = (),
+    force: bool = False,
 ) -> IngestResult:
     """Load files into a new version of `dataset`, or find the existing one.
 
@@ -130,10 +139,17 @@ def ingest(
         settings: The dataset's configuration; defaults when None.
         strict: Reject the whole ingest when any row breaks the contract or
             the schema changed, instead of quarantining rows.
+        views: The configured feature views, to check that a ``replace``
+            keeps the columns their entity keys and timestamps are read from.
+        force: Replace even when the files lack such a column (a warning).
 
     Raises:
         IngestError: A file is missing, empty, unreadable, of an unknown format,
-            or breaks the contract while `strict` is set.
+            breaks the contract while `strict` is set, or lacks a column that
+            a feature view's key is read from in ``replace`` mode without
+            `force`.
+        StorageError: The lake or the catalog cannot be written; nothing was
+            stored.
     """
     _check_name(dataset)
     settings = settings or DatasetConfig(name=dataset)
@@ -166,7 +182,13 @@ def ingest(
     contract = settings.contract or stored_contract(catalog, dataset)
     work = catalog.lake / settings.name / f"version={version_id}.tmp"
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    try:
+        work.mkdir(parents=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create the staging folder {work}: {exc}; check the free disk "
+            "space and permissions of the lake folder"
+        ) from exc
     db = duckdb.connect()
     try:
         return _ingest_new(
@@ -178,11 +200,20 @@ def ingest(
             mode,
             parent,
             contract,
-            strict,
+            _Checks(strict, tuple(views), force),
         )
     finally:
         db.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class _Checks:
+    """What an ingest rejects beyond the contract."""
+
+    strict: bool
+    views: tuple[FeatureViewConfig, ...]
+    force: bool
 
 
 def _ingest_new(
@@ -194,7 +225,7 @@ def _ingest_new(
     mode: Mode,
     parent: DatasetVersion | None,
     contract: ContractConfig | None,
-    strict: bool,
+    checks: _Checks,
 ) -> IngestResult:
     """Stage, check and write a new version.
 
@@ -215,6 +246,10 @@ def _ingest_new(
             for name, t in staged.inference.types.items()
         }
         warnings += schema_changes(contract, inferred)
+    if mode == "replace" and staged.missing and checks.views:
+        warnings += check_dropped_keys(
+            db, dataset, staged.missing, checks.views, checks.force
+        )
 
     parent_scan = scan_sql(parent) if parent and mode == "append" else None
     db.execute(
@@ -233,7 +268,7 @@ def _ingest_new(
         if quarantined
         else None
     )
-    if strict and (quarantined or warnings):
+    if checks.strict and (quarantined or warnings):
         raise IngestError(
             _strict_message(
                 dataset, quarantined, total + staged.malformed, warnings, quarantine
@@ -242,35 +277,30 @@ def _ingest_new(
 
     partition = settings.partition_by if settings.partition_by in types else None
     partitioned = _write_rows(db, types, staged, work, target, partition, bad, accepted)
-    own_glob = str(target) + ("/*/*.parquet" if partitioned else "/*.parquet")
-    schema = {name: column.type for name, column in types.items()}
-    if parent_scan and parent is not None:
-        schema = {**parent.schema, **schema}
-    version = DatasetVersion(
-        dataset=dataset,
-        version=version_id,
-        parent=parent.version if parent else None,
-        created_at=datetime.now(timezone.utc),
-        row_count=accepted + (parent.row_count if parent_scan and parent else 0),
-        schema=schema,
-        sources=[{"path": str(s.path.resolve()), "sha256": s.sha256} for s in sources],
-        path=target,
-        mode=mode,
-        files=_version_files(parent if parent_scan else None, own_glob, accepted),
-        partition_by=partition if partitioned else None,
-    )
-    report = {
-        "accepted": accepted,
-        "quarantined": quarantined,
-        "warnings": warnings,
-        "quality": quality_report(db, f"({scan_sql(version)})", schema),
-    }
-    version = replace(version, report=report)
-    record_version(catalog, version)
-    if quarantine is not None:
-        _store_quarantine(catalog, dataset, version_id, quarantine)
-    if contract is None and accepted > 0:
-        _store_contract(catalog, dataset, version_id, types)
+    try:
+        version = _record_new(
+            catalog,
+            db,
+            _Written(version_id, target, partitioned, accepted, quarantined),
+            settings,
+            sources,
+            (mode, parent if parent_scan else None, parent),
+            types,
+            warnings,
+            quarantine,
+            contract,
+        )
+    except BaseException:
+        # The catalog is as it was: remove the rows no version points to.
+        shutil.rmtree(target, ignore_errors=True)
+        logger.warning(
+            "ingest failed after writing rows, folder removed dataset=%s "
+            "version=%s folder=%s",
+            dataset,
+            version_id,
+            target,
+        )
+        raise
     removed = []
     if settings.keep_versions:
         removed = apply_retention(catalog, dataset, settings.keep_versions)
@@ -284,6 +314,85 @@ def _ingest_new(
         len(sources),
     )
     return IngestResult(version, True, accepted, quarantined, warnings, removed)
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A new version's rows in the lake, not yet recorded in the catalog."""
+
+    version_id: str
+    target: Path
+    partitioned: bool
+    accepted: int
+    quarantined: int
+
+
+def _record_new(
+    catalog: Catalog,
+    db: duckdb.DuckDBPyConnection,
+    written: _Written,
+    settings: DatasetConfig,
+    sources: list[SourceFile],
+    lineage: tuple[Mode, DatasetVersion | None, DatasetVersion | None],
+    types: dict[str, ColumnType],
+    warnings: list[str],
+    quarantine: Any,
+    contract: ContractConfig | None,
+) -> DatasetVersion:
+    """Compute the quality report and record the version in one transaction.
+
+    Args:
+        lineage: The mode, the parent whose rows the version also reads
+            (appended), and the latest version (its parent in the lineage).
+
+    Raises:
+        StorageError: The catalog cannot be written; nothing was recorded.
+    """
+    mode, appended, parent = lineage
+    dataset, target = settings.name, written.target
+    own_glob = str(target) + ("/*/*.parquet" if written.partitioned else "/*.parquet")
+    schema = {name: column.type for name, column in types.items()}
+    if appended is not None:
+        schema = {**appended.schema, **schema}
+    version = DatasetVersion(
+        dataset=dataset,
+        version=written.version_id,
+        parent=parent.version if parent else None,
+        created_at=datetime.now(timezone.utc),
+        row_count=written.accepted + (appended.row_count if appended else 0),
+        schema=schema,
+        sources=[{"path": str(s.path.resolve()), "sha256": s.sha256} for s in sources],
+        path=target,
+        mode=mode,
+        files=_version_files(appended, own_glob, written.accepted),
+        partition_by=settings.partition_by if written.partitioned else None,
+    )
+    report = {
+        "accepted": written.accepted,
+        "quarantined": written.quarantined,
+        "warnings": warnings,
+        "quality": quality_report(db, f"({scan_sql(version)})", schema),
+    }
+    version = replace(version, report=report)
+    try:
+        catalog.db.execute("BEGIN TRANSACTION")
+        try:
+            record_version(catalog, version)
+            if quarantine is not None:
+                _store_quarantine(catalog, dataset, written.version_id, quarantine)
+            if contract is None and written.accepted > 0:
+                _store_contract(catalog, dataset, written.version_id, types)
+            catalog.db.execute("COMMIT")
+        except BaseException:
+            catalog.db.execute("ROLLBACK")
+            raise
+    except duckdb.Error as exc:
+        raise StorageError(
+            f"cannot record version {written.version_id} of dataset {dataset!r} in "
+            f"the catalog {catalog.path}: {short_error(exc)}; nothing was stored, "
+            "check that the catalog is writable and ingest the files again"
+        ) from exc
+    return version
 
 
 def stored_contract(catalog: Catalog, dataset: str) -> ContractConfig | None:
@@ -513,12 +622,12 @@ def _write_rows(
         shutil.rmtree(target, ignore_errors=True)
         os.replace(out, target)
     except duckdb.Error as exc:
-        raise IngestError(
+        raise StorageError(
             f"cannot write version folder {target}: {short_error(exc)}; check the "
             "free disk space and permissions of the lake folder"
         ) from exc
     except OSError as exc:
-        raise IngestError(
+        raise StorageError(
             f"cannot write version folder {target}: {exc}; check the free disk "
             "space and permissions of the lake folder"
         ) from exc

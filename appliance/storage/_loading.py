@@ -26,7 +26,12 @@ import duckdb
 from appliance.config import ContractConfig, DatasetConfig
 from appliance.errors import IngestError
 from appliance.storage._errors import short_error
-from appliance.storage._sources import Dialect, SourceFile, sniff_dialect
+from appliance.storage._sources import (
+    Dialect,
+    SourceFile,
+    check_utf8,
+    sniff_dialect,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +90,11 @@ def load_sources(
         typed = _load_typed(db, sources, dialects, settings, contract, staging)
         if typed is not None:
             return Loaded(_counts(db, len(sources)), typed, dialects)
+        if settings.encoding == "utf-8":
+            # The text read would quarantine a record with a non-UTF-8 byte,
+            # so the whole file is rejected first, naming the byte's line.
+            for source in sources:
+                check_utf8(source.path)
         readers = [
             _text_csv_sql(i, s, d, settings)
             for i, (s, d) in enumerate(zip(sources, dialects))

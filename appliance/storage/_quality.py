@@ -5,12 +5,12 @@ for numeric columns also the quartiles of the finite values (exact up to
 20,000 rows, else from a seeded sample of that size) and the exact count of
 values other than NaN outside ``[q1 - 1.5 IQR, q3 + 1.5 IQR]``. For the table: rows and duplicate rows.
 
-The report takes five small queries rather than one, because DuckDB 2.0
+The report takes four small queries rather than one, because DuckDB 2.0
 plans each cheaper alone: min and max alone are read from the Parquet
 statistics without scanning rows, and the duplicate count (a DISTINCT
 aggregate) mixed with plain aggregates moves all of them to a slower plan.
-The quartiles come first, from the sample, so the outlier counts share one
-scan with the approximate distinct counts.
+The quartiles come first, from the sample, so the non-null counts, the
+approximate distinct counts and the outlier counts share one scan.
 """
 
 from __future__ import annotations
@@ -39,10 +39,15 @@ def quality_report(
         for name, q in zip(numeric, _quartiles(db, table, numeric))
         if q is not None and q[0] is not None
     }
-    rows, *present = _fetch(db, table, ["count(*)", *map(_count_select, schema)])
     orderable = [n for n, kind in schema.items() if _orderable(kind)]
     ranges = _fetch(db, table, [_range_select(n) for n in orderable] or ["NULL"])
-    distinct = iter(_fetch(db, table, _distinct_selects(schema, quartiles)))
+    counts = [
+        "count(*)",
+        *map(_count_select, schema),
+        *_distinct_selects(schema, quartiles),
+    ]
+    rows, *scanned = _fetch(db, table, counts)
+    present, distinct = scanned[: len(schema)], iter(scanned[len(schema) :])
     row_hash = f"hash({', '.join(_ident(n) for n in schema)})"
     (distinct_rows,) = _fetch(db, table, [f"count(DISTINCT {row_hash})"])
 

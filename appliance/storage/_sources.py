@@ -1,8 +1,12 @@
 """Source files of an ingest: format, hash, encoding check, CSV dialect and header.
 
 Everything here reads the file with Python before DuckDB sees it, so a problem
-such as a non-UTF-8 byte or a duplicate header name is reported with the file,
-line and column instead of as a reader error deep inside a query.
+such as a duplicate header name is reported with the file, line and column
+instead of as a reader error deep inside a query. A CSV file is checked for
+UTF-8 only when DuckDB's read of it fails (`check_utf8`): DuckDB's CSV reader
+validates the UTF-8 of every value it reads, so a typed read that succeeds
+has no invalid byte, and one that fails gets this check's error, which names
+the line and byte, before the file is read as text.
 """
 
 from __future__ import annotations
@@ -68,8 +72,9 @@ class Dialect:
 def open_source(path: Path, encoding: str = "utf-8") -> SourceFile:
     """Check that `path` is a readable, non-empty file and hash it.
 
-    A CSV or JSON file is also checked to be valid in `encoding` when that is
-    UTF-8, so a stray byte is reported with its line and column.
+    A JSON-lines file is also checked to be valid in `encoding` when that is
+    UTF-8, so a stray byte is reported with its line and column. A CSV file
+    is checked by `check_utf8` only when DuckDB cannot read it.
 
     Raises:
         IngestError: The file is a directory, missing, empty, of an unknown format,
@@ -93,8 +98,7 @@ def open_source(path: Path, encoding: str = "utf-8") -> SourceFile:
         raise IngestError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise IngestError(f"{path}: file is empty (0 bytes); nothing to ingest")
-    check_text = reader != "read_parquet" and encoding == "utf-8"
-    sha256, newlines = _scan(path, check_text)
+    sha256, newlines = _scan(path, reader == "read_json" and encoding == "utf-8")
     return SourceFile(path, reader, sha256, newlines)
 
 
@@ -110,8 +114,18 @@ def check_distinct(sources: list[SourceFile]) -> None:
         seen[source.sha256] = source.path
 
 
+def check_utf8(path: Path) -> None:
+    """Check that every byte of `path` is valid UTF-8.
+
+    Raises:
+        IngestError: A byte is not valid UTF-8 (naming its line and byte), or
+            the file cannot be read.
+    """
+    _scan(path, check_utf8=True)
+
+
 def _scan(path: Path, check_utf8: bool) -> tuple[str, int]:
-    """Hash the file and count its lines, decoding UTF-8 when `check_utf8`."""
+    """Hash the file and count its line feeds, decoding UTF-8 when `check_utf8`."""
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     newlines = 0
@@ -179,6 +193,8 @@ def sniff_dialect(
             f"header=true, ignore_errors=true, sample_size={_SNIFF_ROWS}{options})"
         ).fetchall()[0]
     except duckdb.Error as exc:
+        if encoding == "utf-8":
+            check_utf8(path)
         raise IngestError(
             f"{path}: cannot detect the CSV format: {short_error(exc)}; check that "
             f"it is a CSV text file in encoding {encoding!r}"
@@ -202,8 +218,17 @@ def sniff_dialect(
 
 def _header(path: Path, delimiter: str, quote: str, encoding: str) -> list[str]:
     python_encoding = "utf-8-sig" if encoding == "utf-8" else encoding
-    with path.open("r", encoding=python_encoding, newline="") as handle:
-        text = handle.read(_CHUNK)
+    try:
+        with path.open("r", encoding=python_encoding, newline="") as handle:
+            text = handle.read(_CHUNK)
+    except UnicodeError as exc:
+        if encoding == "utf-8":
+            check_utf8(path)
+        raise IngestError(
+            f"{path}: the start of the file is not valid {encoding} text "
+            f"({exc}); declare the file's encoding as [datasets.NAME] "
+            "encoding in the configuration"
+        ) from None
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote)
     try:
         names = next(reader)

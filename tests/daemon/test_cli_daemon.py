@@ -144,3 +144,26 @@ def wait_written(daemon: Any, rows: int, seconds: float = 20.0) -> bool:
                     return True
         time.sleep(0.1)
     return False
+
+
+def test_replace_dropping_view_key_through_daemon(
+    start_daemon: Any, tmp_path: Path
+) -> None:
+    view = {
+        "sql": "SELECT color, avg(x1) AS mean_x1 FROM points GROUP BY color",
+        "entities": ["color"],
+    }
+    daemon = start_daemon(**{"feature_views.colors": view})
+    no_color = tmp_path / "no_color.csv"
+    no_color.write_text("x1,x2,label\n0.5,1.0,1\n-0.5,0.2,0\n", encoding="utf-8")
+
+    rejected = run_cli(daemon.config, "ingest", "points", str(no_color))
+    forced = run_cli(daemon.config, "ingest", "points", str(no_color), "--force")
+
+    assert rejected.returncode == 1
+    assert "drops column 'color', which feature view 'colors'" in rejected.stderr
+    assert "--force" in rejected.stderr
+    assert forced.returncode == 0, forced.stderr
+    assert "rows=2 mode=replace" in forced.stdout
+    assert "warning: column 'color' is missing" in forced.stdout
+    assert daemon.stop() == 0

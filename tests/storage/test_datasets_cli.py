@@ -152,3 +152,34 @@ def test_listing_into_closed_pipe_quiet(tmp_path: Path) -> None:
     assert process.returncode == 141
     assert b"Traceback" not in stderr
     assert b"BrokenPipeError" not in stderr
+
+
+WEATHER_CONFIG = """
+[storage]
+home = "home"
+
+[feature_views.weather]
+sql = "SELECT origin, CAST(time_hour AS TIMESTAMPTZ) AS time_hour FROM weather"
+entities = ["origin"]
+timestamp = "time_hour"
+"""
+
+
+def test_cli_force_replaces(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(WEATHER_CONFIG)
+    (tmp_path / "a.csv").write_text(
+        "origin,time_hour,temp\nEWR,2013-01-01 05:00:00,39.0\n"
+    )
+    (tmp_path / "b.csv").write_text("time_hour,temp\n2013-01-01 06:00:00,40.0\n")
+
+    first = appliance(tmp_path, "ingest", "weather", str(tmp_path / "a.csv"))
+    rejected = appliance(tmp_path, "ingest", "weather", str(tmp_path / "b.csv"))
+    forced = appliance(
+        tmp_path, "ingest", "weather", str(tmp_path / "b.csv"), "--force"
+    )
+
+    assert first.returncode == 0, first.stderr
+    assert rejected.returncode == 1
+    assert "drops column 'origin', which feature view 'weather'" in rejected.stderr
+    assert forced.returncode == 0, forced.stderr
+    assert "warning: column 'origin' is missing" in forced.stdout

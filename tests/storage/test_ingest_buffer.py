@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -114,6 +116,84 @@ def test_recovery_drops_torn_last_line(tmp_path: Path) -> None:
     IngestBuffer(config).recover()
 
     assert rows_of(config) == [(1, 0.5)]
+
+
+def _block_lake(config: Config) -> Path:
+    """Put a file where the dataset's lake folder goes, so every flush fails."""
+    blocker = config.storage.home / "lake" / "events"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the folder goes")
+    return blocker
+
+
+def _retries(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith("buffer flush failed, retry scheduled")
+    ]
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_failed_flush_retried_with_backoff(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_config(tmp_path, flush_rows=2)
+    blocker = _block_lake(config)
+    buffer = IngestBuffer(config)
+    buffer.retry_first_seconds, buffer.retry_max_seconds = 0.05, 0.2
+    caplog.set_level(logging.INFO, logger="appliance.storage._buffer")
+    buffer.start()
+    try:
+        buffer.append("events", [{"id": 1, "value": 0.5}, {"id": 2, "value": 1.5}])
+        _wait_for(lambda: len(_retries(caplog)) >= 4)
+        # No new row arrives: the flush thread retries on its own.
+        segments = list((config.storage.home / "buffer" / "events").glob("segment-*"))
+        assert len(segments) == 1
+        blocker.unlink()
+        _wait_for(lambda: buffer.buffered("events")[1] == 1)
+    finally:
+        buffer.stop()
+
+    assert rows_of(config) == [(1, 0.5), (2, 1.5)]
+    retries = _retries(caplog)
+    waits = [float(m.rsplit("retry_in_s=", 1)[1]) for m in retries[:4]]
+    assert waits == [0.05, 0.1, 0.2, 0.2]
+    assert retries[0].startswith(
+        "buffer flush failed, retry scheduled dataset=events attempt=1 "
+    )
+    assert "dataset=events attempt=2 " in retries[1]
+    assert any(
+        "succeeded after retries dataset=events" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_failed_recovery_does_not_stop_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_config(tmp_path)
+    IngestBuffer(config).append("events", [{"id": 7, "value": 3.0}])
+    blocker = _block_lake(config)
+    buffer = IngestBuffer(config)
+    buffer.retry_first_seconds = 0.05
+    caplog.set_level(logging.WARNING, logger="appliance.storage._buffer")
+
+    buffer.start()
+    try:
+        _wait_for(lambda: len(_retries(caplog)) >= 2)
+        blocker.unlink()
+        _wait_for(lambda: buffer.buffered("events")[1] == 1)
+    finally:
+        buffer.stop()
+
+    assert rows_of(config) == [(7, 3.0)]
 
 
 def test_segment_ingested_before_crash_not_duplicated(tmp_path: Path) -> None:

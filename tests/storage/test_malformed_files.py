@@ -161,6 +161,48 @@ def test_non_utf8_byte_named(catalog: Catalog, write_file: WriteFile) -> None:
         ingest(catalog, "latin", [path])
 
 
+@pytest.mark.parametrize(
+    ("content", "where"),
+    [
+        # In a number column: the typed read fails on the number, not the byte.
+        (b"a,b\n1,ok\n2\xff,x\n", r"line 3, byte 2: 0xff"),
+        # In the header line, which is read before DuckDB reads the file.
+        (b"a,b\xe9\n1,ok\n", r"line 1, byte 4: 0xe9"),
+        # In a quoted value that spans lines.
+        (b'a,b\n1,"ok\nstill \xc3(ok"\n2,x\n', r"line 3, byte 7: 0xc3"),
+        # Far past the rows DuckDB's sniffer and the header reader look at.
+        (b"a,b\n" + b"1,ok\n" * 300_000 + b"2,caf\xe9\n", r"line 300002, byte 6"),
+    ],
+    ids=["number", "header", "quoted", "late"],
+)
+def test_non_utf8_byte_anywhere_named(
+    catalog: Catalog, write_file: WriteFile, content: bytes, where: str
+) -> None:
+    path = write_file("bad.csv", content)
+
+    with pytest.raises(IngestError, match=rf"bad.csv, {where}.* not valid UTF-8"):
+        ingest(catalog, "bad", [path])
+
+    assert not list((catalog.lake / "bad").glob("version=*"))
+
+
+def test_utf8_ending_mid_character_rejected(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("cut.csv", "a,b\n1,café".encode()[:-1])
+
+    with pytest.raises(IngestError, match=r"cut.csv: .*UTF-8"):
+        ingest(catalog, "cut", [path])
+
+
+def test_wrong_declared_encoding_named(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("plain.csv", b"a,b\n1,\xff\xfe\xd8\n")
+    settings = DatasetConfig(name="plain", encoding="utf-16")
+
+    with pytest.raises(IngestError, match=r"plain.csv: .* not valid utf-16 text"):
+        ingest(catalog, "plain", [path], settings=settings)
+
+
 def test_latin1_declared_loads(catalog: Catalog, write_file: WriteFile) -> None:
     path = write_file("latin.csv", b"a,b\n1,ok\n2,caf\xe9\n")
     settings = DatasetConfig(name="latin", encoding="latin-1")
