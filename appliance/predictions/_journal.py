@@ -91,11 +91,11 @@ def decode_entry(payload: bytes) -> LogEntry:
     return LogEntry(request_id, model, version, predicted_at, latency, inputs, outputs)
 
 
-def _ipc(table: pa.Table) -> bytes:
+def _ipc(table: pa.Table) -> memoryview:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return memoryview(sink.getvalue())
 
 
 def _rows(value: Any) -> list[Any] | pa.Table:
@@ -112,7 +112,7 @@ def read_segment(path: Path) -> list[LogEntry]:
     """Return the entries of a segment, up to its first cut or invalid record.
 
     A crash can cut the last record short, and a power loss can leave zeros
-    at the end; either is logged as a warning and the records before it are
+    at the end. Either is logged as a warning, and the records before it are
     returned.
     """
     data = path.read_bytes()
@@ -180,9 +180,10 @@ class Journal:
     """The open journal: the segment being written and the closed ones.
 
     `write` and `rotate_if_due` must be called under the caller's lock, the
-    same one that guards the queue of `PredictionLog`. `sync_if_due`,
-    `release_before` and `close` are for the writer thread only; an internal
-    lock guards the list of closed segments that both sides change.
+    same one that guards the queue of `PredictionLog`. `sync_if_due` and
+    `release_before` are for the writer thread, and `close` runs after it
+    stopped. An internal lock guards the list of closed segments, which both
+    sides change.
 
     Args:
         folder: Folder of the segment files, created when missing.
@@ -203,16 +204,23 @@ class Journal:
 
     @property
     def sequence(self) -> int:
-        """Sequence number of the segment that the next write goes to."""
+        """Sequence number above that of every closed segment; the segment of
+        the next write gets this number or a higher one."""
         return self._sequence
 
-    def write(self, entry: LogEntry) -> int:
+    def write(self, entry: LogEntry, record: bytes | None = None) -> int:
         """Write `entry` with one ``os.write`` and return its segment's sequence.
+
+        Args:
+            entry: The entry, for the error message of a failed write.
+            record: ``encode_entry(entry)``, when the caller encoded it outside
+                its lock; encoded here when None.
 
         A failed write is logged and counted, and the next write goes to a new
         segment, so a cut record can only be the last one of a segment.
         """
-        record = encode_entry(entry)
+        if record is None:
+            record = encode_entry(entry)
         try:
             segment = self._current or self._open()
             written = os.write(segment.fd, record)

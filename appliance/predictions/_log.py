@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from appliance.config import PredictionsConfig
-from appliance.predictions._journal import Journal, journal_dir
+from appliance.predictions._journal import Journal, encode_entry, journal_dir
 from appliance.predictions._recover import recover_journal
 from appliance.predictions._rows import LogEntry, entries_to_table
 from appliance.predictions._store import (
@@ -134,15 +134,18 @@ class PredictionLog:
 
         Never waits for the database. An entry larger than the whole queue is
         still queued when the queue is empty. The entry is in the journal or in
-        a spill file when this returns.
+        a spill file when this returns. Encoding an Arrow entry for the journal
+        copies its tables, so a caller on an event loop should run the append
+        of a large Arrow entry in a worker thread.
         """
         rows = entry.rows
+        record = encode_entry(entry)
         with self._wake:
             fits = self._queued_rows + rows <= self.config.queue_max_rows
             if (fits or not self._queue) and not self._stopping:
                 # The journal write and the queueing share the lock, so the
                 # writer never deletes a segment whose entry is not queued yet.
-                sequence = self.journal.write(entry)
+                sequence = self.journal.write(entry, record)
                 self._queue.append((sequence, entry))
                 self._queued_rows += rows
                 if self._queued_rows >= self.config.batch_rows:
