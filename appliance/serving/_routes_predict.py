@@ -106,7 +106,12 @@ async def predict(
     latency = time.perf_counter() - started
     entry.predicted_at = arrived
     entry.latency_ms = latency * 1000.0
-    state.predictions.append(entry)
+    if isinstance(entry.inputs, list):
+        state.predictions.append(entry)
+    else:
+        # The journal copies an Arrow request's tables, which would hold up
+        # the event loop for a large batch.
+        await asyncio.to_thread(state.predictions.append, entry)
     state.monitoring.submit(
         _model_info(model, state.config), entry.request_id, entry.inputs, entry.outputs
     )
