@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
 from daemon_support import MODEL, Daemon, logged_rows, row
+
+from appliance.predictions import query
+from appliance.storage import Catalog
 
 PREDICT = f"/v1/models/{MODEL}/predict"
 REQUESTS = 120
@@ -69,6 +74,39 @@ def test_sigkill_while_writing_no_duplicates(start_daemon: Any) -> None:
     logged = Counter(logged_rows(daemon.home))
     assert max(logged.values()) == 1
     assert logged == acknowledged
+
+
+def test_sigkill_keeps_arrow_rows(start_daemon: Any) -> None:
+    daemon = start_daemon(predictions=IDLE_WRITER)
+    rows = [row(i) for i in range(40)]
+    rows[3]["x1"] = None
+    sink = pa.BufferOutputStream()
+    table = pa.Table.from_pylist(rows)
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    request_ids = []
+    with httpx.Client(base_url=daemon.base) as client:
+        for _ in range(3):
+            response = client.post(
+                PREDICT,
+                content=sink.getvalue().to_pybytes(),
+                headers={"content-type": "application/vnd.apache.arrow.stream"},
+            )
+            assert response.status_code == 200
+            request_ids.append(response.headers["x-request-id"])
+    daemon.kill()
+
+    restarted = start_daemon()
+    assert restarted.stop() == 0
+    with Catalog(daemon.home, read_only=True) as catalog:
+        logged = query(catalog, limit=1000)
+    assert len(logged) == 120
+    assert Counter(r["request_id"] for r in logged) == dict.fromkeys(request_ids, 40)
+    first = [r for r in logged if r["request_id"] == request_ids[0]]
+    inputs = [
+        json.loads(r["input"]) for r in sorted(first, key=lambda r: r["row_index"])
+    ]
+    assert inputs == rows
 
 
 def test_cut_journal_record_skipped(start_daemon: Any) -> None:
