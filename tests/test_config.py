@@ -242,3 +242,21 @@ def test_log_level_unknown_name_rejected(tmp_path: Path) -> None:
     path.write_text('log_level = "LOUD"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"'LOUD' for 'log_level'.*DEBUG, INFO"):
         load_config(path)
+
+
+@pytest.mark.parametrize("seconds", [-1, 3601])
+def test_journal_fsync_seconds_out_of_range(tmp_path: Path, seconds: int) -> None:
+    text = (
+        f'[storage]\nhome = "home"\n[predictions]\njournal_fsync_seconds = {seconds}\n'
+    )
+    path = write_toml(tmp_path / "config.toml", text)
+    with pytest.raises(
+        ConfigError, match=r"journal_fsync_seconds must be within \[0, 3600\]"
+    ):
+        load_config(path)
+
+
+def test_journal_fsync_seconds_zero_loads(tmp_path: Path) -> None:
+    text = '[storage]\nhome = "home"\n[predictions]\njournal_fsync_seconds = 0\n'
+    config = load_config(write_toml(tmp_path / "config.toml", text))
+    assert config.predictions.journal_fsync_seconds == 0
