@@ -108,7 +108,7 @@ class PredictionLog:
             ).fetchall()[0]
             self._catch_up(db)
             if not self._spill_files():
-                recovered = recover_journal(db, self.journal.folder)
+                recovered = recover_journal(db, self.home)
                 self.written_rows += recovered
                 self._table_rows += recovered
             else:

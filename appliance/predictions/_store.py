@@ -93,16 +93,26 @@ def insert_rows(db: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
         db.unregister("_prediction_rows")
 
 
-def insert_missing_rows(db: duckdb.DuckDBPyConnection, table: pa.Table) -> int:
-    """Append the rows of `table` whose request id and row index are not in
-    the predictions table yet, each once; return how many were appended."""
+def insert_missing_rows(
+    db: duckdb.DuckDBPyConnection, table: pa.Table, home: Path
+) -> int:
+    """Append the rows of `table` whose request id and row index are neither
+    in the predictions table nor in its Parquet files, each once.
+
+    Returns:
+        Number of rows appended.
+    """
+    logged = ["SELECT request_id, row_index FROM predictions"]
+    rolled = _parquet_source(home)
+    if rolled is not None:
+        logged.append(f"SELECT request_id, row_index FROM {rolled}")
+    names = ", ".join(COLUMNS)
     db.register("_prediction_rows", table)
     try:
-        names = ", ".join(COLUMNS)
         (inserted,) = db.execute(
             f"INSERT INTO predictions ({names}) SELECT {names} FROM _prediction_rows "
-            "AS new WHERE NOT EXISTS (SELECT 1 FROM predictions AS old "
-            "WHERE old.request_id = new.request_id "
+            f"AS new WHERE NOT EXISTS (SELECT 1 FROM ({' UNION ALL '.join(logged)}) "
+            "AS old WHERE old.request_id = new.request_id "
             "AND old.row_index = new.row_index) "
             "QUALIFY row_number() OVER (PARTITION BY request_id, row_index) = 1"
         ).fetchall()[0]

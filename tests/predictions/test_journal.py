@@ -13,12 +13,18 @@ from appliance.predictions._journal import (
     Journal,
     decode_entry,
     encode_entry,
+    journal_dir,
     read_segment,
     segment_files,
 )
 from appliance.predictions._recover import recover_journal
 from appliance.predictions._rows import LogEntry, entries_to_table
-from appliance.predictions._store import create_table, insert_rows
+from appliance.predictions._store import (
+    create_table,
+    insert_rows,
+    parquet_dir,
+    roll_over,
+)
 
 
 def json_entry(request_id: str, rows: int = 1) -> LogEntry:
@@ -155,24 +161,27 @@ def test_journal_fsync_interval(
 
 
 def test_recover_inserts_missing_once(tmp_path: Path) -> None:
-    folder = tmp_path / "journal"
-    folder.mkdir()
+    folder = journal_dir(tmp_path)
+    folder.mkdir(parents=True)
     journal = Journal(folder, fsync_seconds=0.0)
-    entries = [json_entry(f"{i:032x}", rows=2) for i in range(4)]
+    entries = [json_entry(f"{i:032x}", rows=2) for i in range(5)]
     for entry in entries:
         journal.write(entry)
     journal.write(entries[0])
     journal.close(remove=False)
     db = duckdb.connect(str(tmp_path / "catalog.duckdb"))
     create_table(db)
-    insert_rows(db, entries_to_table(entries[:2], db))
+    insert_rows(db, entries_to_table(entries[:3], db))
+    # The first two requests' rows move to Parquet, as at a roll-over.
+    assert roll_over(db, tmp_path, keep_rows=4) == 4
 
-    assert recover_journal(db, folder) == 4
-    rows = db.execute(
-        "SELECT request_id, row_index, count(*) FROM predictions "
-        "GROUP BY ALL ORDER BY ALL"
+    assert recover_journal(db, tmp_path) == 4
+    rolled = f"read_parquet('{parquet_dir(tmp_path)}/*.parquet')"
+    logged = db.execute(
+        "SELECT request_id, row_index, count(*) FROM (SELECT * FROM predictions "
+        f"UNION ALL SELECT * FROM {rolled}) GROUP BY ALL ORDER BY ALL"
     ).fetchall()
-    expected = [(f"{i:032x}", r, 1) for i in range(4) for r in range(2)]
-    assert rows == expected
+    expected = [(f"{i:032x}", r, 1) for i in range(5) for r in range(2)]
+    assert logged == expected
     assert segment_files(folder) == []
     db.close()
