@@ -171,6 +171,7 @@ class _Segment:
     sequence: int
     path: Path
     fd: int
+    """Open file descriptor, or -1 once closed."""
     opened: float
     size: int = 0
     synced: bool = True
@@ -254,6 +255,8 @@ class Journal:
         for segment in closed:
             if not segment.synced:
                 self._fsync(segment)
+            if segment.synced:
+                _close_fd(segment)
         now = time.monotonic()
         current = self._current
         if current is not None and now - self._synced_at >= self.fsync_seconds:
@@ -293,14 +296,16 @@ class Journal:
         return self._current
 
     def _close_current(self) -> None:
-        """Move the current segment to the closed ones; its fd stays open
-        until `sync_if_due` has fsynced it or `release_before` deletes it."""
+        """Move the current segment to the closed ones. With fsyncs, its fd
+        stays open until `sync_if_due` has fsynced it."""
         segment = self._current
         assert segment is not None
         self._current = None
         # A new sequence number makes the entries written from now on newer
         # than every entry of the closed segment.
         self._sequence = max(self._sequence + 1, time.time_ns())
+        if not self.fsync_seconds or segment.synced:
+            _close_fd(segment)
         with self._lock:
             self._closed.append(segment)
 
@@ -325,8 +330,12 @@ class Journal:
 
 
 def _close_fd(segment: _Segment) -> None:
+    """Close the segment's fd once; later calls do nothing."""
+    fd, segment.fd = segment.fd, -1
+    if fd < 0:
+        return
     try:
-        os.close(segment.fd)
+        os.close(fd)
     except OSError:
         logger.exception("journal segment close failed file=%s", segment.path)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -185,3 +186,31 @@ def test_recover_inserts_missing_once(tmp_path: Path) -> None:
     assert logged == expected
     assert segment_files(folder) == []
     db.close()
+
+
+def open_files_under(folder: Path) -> int:
+    """Return how many of this process's file descriptors point into `folder`."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        count += target.startswith(str(folder))
+    return count
+
+
+@pytest.mark.parametrize("fsync_seconds", [0.0, 0.01])
+def test_journal_kept_segments_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync_seconds: float
+) -> None:
+    monkeypatch.setattr("appliance.predictions._journal.ROTATE_SECONDS", 0.0)
+    journal = Journal(tmp_path, fsync_seconds=fsync_seconds)
+    for index in range(5):
+        journal.write(json_entry(f"{index:032x}"))
+        journal.rotate_if_due()
+        journal.sync_if_due()
+    assert len(segment_files(tmp_path)) == 5
+    assert open_files_under(tmp_path) == 0
+    journal.close(remove=False)
+    assert len(segment_files(tmp_path)) == 5
