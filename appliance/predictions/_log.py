@@ -98,7 +98,6 @@ class PredictionLog:
         """
         self.spill_dir.mkdir(parents=True, exist_ok=True)
         self.journal.folder.mkdir(parents=True, exist_ok=True)
-        self._spill_db = self._catalog.db.cursor()
         db = self._catalog.db.cursor()
         try:
             create_table(db)
@@ -119,6 +118,7 @@ class PredictionLog:
                 )
         finally:
             db.close()
+        self._spill_db = self._catalog.db.cursor()
         self._thread = threading.Thread(
             target=self._run, name="prediction-log", daemon=True
         )
@@ -139,6 +139,8 @@ class PredictionLog:
         of a large Arrow entry in a worker thread.
         """
         rows = entry.rows
+        # Encoding outside the lock keeps the writer and other requests from
+        # waiting on it. An entry that ends up spilled was encoded for nothing.
         record = encode_entry(entry)
         with self._wake:
             fits = self._queued_rows + rows <= self.config.queue_max_rows
