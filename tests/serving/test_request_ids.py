@@ -25,9 +25,9 @@ def test_request_ids_unique() -> None:
 def test_consecutive_ids_share_no_structure() -> None:
     ids = [int(new_request_id(), 16) for _ in range(COUNT)]
     pairs = list(itertools.pairwise(ids))
-    # Random 128-bit ids differ in 64 bits on average with a standard
-    # deviation of about 0.03 bits over this many pairs, and the difference
-    # of two ids is spread over the whole range.
+    # Two random 128-bit ids differ in 64 bits on average, and the mean over
+    # this many pairs has a standard deviation of about 0.03 bits. The
+    # difference of two ids is spread over the whole range.
     distances = [(a ^ b).bit_count() for a, b in pairs]
     mean_distance = sum(distances) / len(distances)
     assert 63.0 < mean_distance < 65.0
