@@ -200,6 +200,8 @@ class Journal:
         self._closed: list[_Segment] = []
         self._synced_at = time.monotonic()
         self._lock = threading.Lock()
+        self._new_files = False
+        """True when a segment was created since the folder was last fsynced."""
         self.failed_writes = 0
         """Entries the journal could not write; they are still queued."""
 
@@ -252,6 +254,9 @@ class Journal:
             return
         with self._lock:
             closed = list(self._closed)
+        if self._new_files:
+            self._new_files = False
+            self._fsync_folder()
         for segment in closed:
             if not segment.synced:
                 self._fsync(segment)
@@ -292,6 +297,7 @@ class Journal:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
         fd = os.open(path, flags, 0o600)
         self._current = _Segment(self._sequence, path, fd, time.monotonic())
+        self._new_files = True
         logger.debug("journal segment opened file=%s", path)
         return self._current
 
@@ -315,6 +321,17 @@ class Journal:
             segment.synced = True
         except OSError:
             logger.exception("journal fsync failed file=%s", segment.path)
+
+    def _fsync_folder(self) -> None:
+        """Fsync the folder, so that a power loss keeps the new segments' names."""
+        try:
+            fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            logger.exception("journal folder fsync failed folder=%s", self.folder)
 
     def _fail(self, entry: LogEntry) -> None:
         self.failed_writes += 1

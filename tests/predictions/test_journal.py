@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -147,17 +148,21 @@ def test_journal_write_failure_counted(tmp_path: Path) -> None:
 def test_journal_fsync_interval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    synced = []
-    monkeypatch.setattr("os.fsync", lambda fd: synced.append(fd))
+    synced: list[str] = []
+
+    def record_fsync(fd: int) -> None:
+        synced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+
+    monkeypatch.setattr("os.fsync", record_fsync)
     journal = Journal(tmp_path, fsync_seconds=0.05)
     journal.write(json_entry("1" * 32))
     journal.sync_if_due()
-    assert synced == []
+    assert synced == ["folder"]
     time.sleep(0.06)
     journal.sync_if_due()
-    assert len(synced) == 1
+    assert synced == ["folder", "file"]
     journal.sync_if_due()
-    assert len(synced) == 1
+    assert synced == ["folder", "file"]
     journal.close(remove=True)
 
 
