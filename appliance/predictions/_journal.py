@@ -174,7 +174,14 @@ class _Segment:
     """Open file descriptor, or -1 once closed."""
     opened: float
     size: int = 0
-    synced: bool = True
+    """Bytes written."""
+    synced_size: int = 0
+    """Bytes written before the last successful fsync began."""
+
+    @property
+    def synced(self) -> bool:
+        """True when every written byte was fsynced."""
+        return self.synced_size >= self.size
 
 
 class Journal:
@@ -233,7 +240,6 @@ class Journal:
             self._fail(entry)
             return self._sequence
         segment.size += len(record)
-        segment.synced = False
         return segment.sequence
 
     def rotate_if_due(self) -> None:
@@ -316,9 +322,11 @@ class Journal:
             self._closed.append(segment)
 
     def _fsync(self, segment: _Segment) -> None:
+        # Bytes written while the fsync runs may not be covered by it.
+        size = segment.size
         try:
             os.fsync(segment.fd)
-            segment.synced = True
+            segment.synced_size = max(segment.synced_size, size)
         except OSError:
             logger.exception("journal fsync failed file=%s", segment.path)
 
