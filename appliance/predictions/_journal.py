@@ -254,7 +254,8 @@ class Journal:
     def sync_if_due(self) -> None:
         """Fsync the closed segments, and the current one every `fsync_seconds`.
 
-        Runs without the caller's lock, so an fsync never delays `write`.
+        Runs without the caller's lock, so `write` never waits for the lock
+        during an fsync.
         """
         if not self.fsync_seconds:
             return
