@@ -9,16 +9,18 @@ fsynced: the writer thread fsyncs the journal every
 option is 0.
 
 The journal is a series of segment files ``HOME/predictions/journal/
-journal-<sequence>.bin``. A record is a 4-byte little-endian payload length,
-the payload's 4-byte CRC-32, then the payload: one MessagePack array (see
-`encode_entry`). The writer thread rotates to a new segment about once a
-second and deletes a closed segment once every entry in it is in DuckDB or in
-a spill file. At start, the rows of the remaining segments that are not yet in
+journal-<time_ns>-<n>.bin``. A record is a 4-byte little-endian payload
+length, the payload's 4-byte CRC-32, then the payload: one MessagePack array
+(see `encode_entry`). The writer thread rotates to a new segment about once a
+second and creates the next segment's file ahead of time, so a request
+handler creates one only when none is ready. It deletes a closed segment once
+every entry in it is in DuckDB or in a spill file. At start, the rows of the remaining segments that are not yet in
 the ``predictions`` table are inserted before the daemon serves.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import struct
@@ -202,8 +204,11 @@ class Journal:
     def __init__(self, folder: Path, fsync_seconds: float) -> None:
         self.folder = folder
         self.fsync_seconds = fsync_seconds
-        self._sequence = time.time_ns()
+        self._sequence = 0
+        self._files = itertools.count()
         self._current: _Segment | None = None
+        self._spare: _Segment | None = None
+        """Empty segment created by the writer thread for the next `_open`."""
         self._closed: list[_Segment] = []
         self._synced_at = time.monotonic()
         self._lock = threading.Lock()
@@ -287,6 +292,10 @@ class Journal:
 
     def close(self, remove: bool) -> None:
         """Close every segment, and delete them when `remove` is true."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            _close_fd(spare)
+            _remove(spare.path)
         if self._current is not None:
             self._close_current()
         if not remove:
@@ -298,15 +307,38 @@ class Journal:
             if remove:
                 _remove(segment.path)
 
-    def _open(self) -> _Segment:
-        self._sequence = max(self._sequence + 1, time.time_ns())
-        path = self.folder / f"{_PREFIX}{self._sequence}{_SUFFIX}"
+    def prepare(self) -> None:
+        """Create the file of the next segment, so `write` does not create one."""
+        if self._spare is not None:
+            return
+        try:
+            self._spare = self._create()
+        except OSError:
+            logger.exception("journal segment create failed folder=%s", self.folder)
+
+    def _create(self) -> _Segment:
+        name = f"{_PREFIX}{time.time_ns()}-{next(self._files):06d}{_SUFFIX}"
+        path = self.folder / name
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
         fd = os.open(path, flags, 0o600)
-        self._current = _Segment(self._sequence, path, fd, time.monotonic())
         self._new_files = True
-        logger.debug("journal segment opened file=%s", path)
-        return self._current
+        logger.debug("journal segment created file=%s", path)
+        return _Segment(0, path, fd, 0.0)
+
+    def _open(self) -> _Segment:
+        """Make the prepared segment, or a new one, the current segment.
+
+        Its sequence is drawn here, under the caller's lock, so sequences
+        follow the order in which entries are queued.
+        """
+        segment, self._spare = self._spare, None
+        if segment is None:
+            segment = self._create()
+        self._sequence += 1
+        segment.sequence = self._sequence
+        segment.opened = time.monotonic()
+        self._current = segment
+        return segment
 
     def _close_current(self) -> None:
         """Move the current segment to the closed ones. With fsyncs, its fd
@@ -316,7 +348,7 @@ class Journal:
         self._current = None
         # A new sequence number makes the entries written from now on newer
         # than every entry of the closed segment.
-        self._sequence = max(self._sequence + 1, time.time_ns())
+        self._sequence += 1
         if not self.fsync_seconds or segment.synced:
             _close_fd(segment)
         with self._lock:

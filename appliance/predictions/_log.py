@@ -191,6 +191,7 @@ class PredictionLog:
                 inserted = self._write(db, batch) if batch else True
                 self._release_journal()
                 self.journal.sync_if_due()
+                self.journal.prepare()
                 if not inserted:
                     # A failed statement can leave the cursor unusable, so
                     # the writer goes on with a new one.

@@ -219,3 +219,15 @@ def test_journal_kept_segments_closed(
     assert open_files_under(tmp_path) == 0
     journal.close(remove=False)
     assert len(segment_files(tmp_path)) == 5
+
+
+def test_journal_write_uses_prepared_file(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, fsync_seconds=0.0)
+    journal.prepare()
+    (prepared,) = segment_files(tmp_path)
+    journal.write(json_entry("1" * 32))
+    journal.prepare()
+    assert len(segment_files(tmp_path)) == 2
+    assert [e.request_id for e in read_segment(prepared)] == ["1" * 32]
+    journal.close(remove=False)
+    assert segment_files(tmp_path) == [prepared]
