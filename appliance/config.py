@@ -100,8 +100,17 @@ class PredictionsConfig:
     """Maximum time a logged prediction waits in memory before it is written."""
     roll_rows: int = 500_000
     """Rows kept in the DuckDB table before the oldest are moved to Parquet."""
+    journal_fsync_seconds: float = 1.0
+    """Maximum time between fsyncs of the write-ahead journal, which bounds
+    the acknowledged predictions a power loss can lose; 0 never fsyncs, so
+    only a crash of the process is covered."""
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.journal_fsync_seconds <= 3600.0:
+            raise ValueError(
+                "journal_fsync_seconds must be within [0, 3600], got "
+                f"{self.journal_fsync_seconds}"
+            )
         for name in ("queue_max_rows", "batch_rows", "roll_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(

@@ -255,3 +255,21 @@ def test_config_home_file_rejected(
     monkeypatch.setenv("APPLIANCE_HOME", str(home))
     with pytest.raises(ConfigError, match=r"\(from APPLIANCE_HOME\) is a file"):
         load_config(write_toml(tmp_path / "other.toml", ""))
+
+
+@pytest.mark.parametrize("seconds", [-1, 3601])
+def test_journal_fsync_seconds_out_of_range(tmp_path: Path, seconds: int) -> None:
+    text = (
+        f'[storage]\nhome = "home"\n[predictions]\njournal_fsync_seconds = {seconds}\n'
+    )
+    path = write_toml(tmp_path / "config.toml", text)
+    with pytest.raises(
+        ConfigError, match=r"journal_fsync_seconds must be within \[0, 3600\]"
+    ):
+        load_config(path)
+
+
+def test_journal_fsync_seconds_zero_loads(tmp_path: Path) -> None:
+    text = '[storage]\nhome = "home"\n[predictions]\njournal_fsync_seconds = 0\n'
+    config = load_config(write_toml(tmp_path / "config.toml", text))
+    assert config.predictions.journal_fsync_seconds == 0

@@ -1,12 +1,16 @@
 """The prediction log writer: a bounded queue drained by one thread into DuckDB.
 
 Request handlers call `PredictionLog.append`, which never waits for the
-database: the entry joins an in-memory queue, or, when the queue already holds
-``queue_max_rows`` rows, it is written to an Arrow spill file under
-``HOME/predictions/spill/``. One writer thread inserts queued rows into the
-``predictions`` table in batches, then loads the spill files back in and
-deletes them. `PredictionLog.stop` writes everything still queued or spilled
-before it returns, so every prediction a client received is logged.
+database: the entry is written to the write-ahead journal (see `_journal`) and
+joins an in-memory queue, or, when the queue already holds ``queue_max_rows``
+rows, it is written to an Arrow spill file under ``HOME/predictions/spill/``.
+Either write is in the kernel when `append` returns, so a SIGKILL of the
+daemon loses no acknowledged prediction. One writer thread inserts queued rows
+into the ``predictions`` table in batches, deletes the journal segments whose
+rows are all inserted, then loads the spill files back in and deletes them.
+`PredictionLog.stop` writes everything still queued or spilled before it
+returns. `PredictionLog.start` loads what a crash left in spill files and
+journal segments.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import duckdb
 import pyarrow as pa
 
 from appliance.config import PredictionsConfig
+from appliance.predictions._journal import Journal, encode_entry, journal_dir
+from appliance.predictions._recover import recover_journal
 from appliance.predictions._rows import LogEntry, entries_to_table
 from appliance.predictions._store import (
     LOG_SCHEMA,
@@ -49,7 +55,12 @@ class PredictionLog:
         self.home = catalog.home
         self.spill_dir = catalog.home / "predictions" / "spill"
         self._catalog = catalog
-        self._queue: deque[LogEntry] = deque()
+        self._queue: deque[tuple[int, LogEntry]] = deque()
+        """Queued entries with the sequence of their journal segment."""
+        self.journal = Journal(journal_dir(self.home), config.journal_fsync_seconds)
+        self._retained = 0
+        """Sequence of the oldest journal segment kept because its rows could
+        neither be inserted nor spilled; 0 when none is."""
         self._queued_rows = 0
         self._wake = threading.Condition()
         self._stopping = False
@@ -64,7 +75,8 @@ class PredictionLog:
         self.spilled_rows = 0
         """Rows written to a spill file because the queue was full."""
         self.lost_rows = 0
-        """Rows that could neither be inserted nor spilled; logged as errors."""
+        """Rows that could neither be inserted nor spilled; logged as errors, and
+        kept in the journal for the next start."""
         self.failed_writes = 0
         """Batches that DuckDB rejected and that were spilled to retry later."""
 
@@ -79,7 +91,13 @@ class PredictionLog:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        """Create the table and start the writer thread."""
+        """Create the table, load what a crash left and start the writer thread.
+
+        Spill files are loaded before the journal, so that a row in both is
+        found in the table and inserted once.
+        """
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        self.journal.folder.mkdir(parents=True, exist_ok=True)
         db = self._catalog.db.cursor()
         try:
             create_table(db)
@@ -87,9 +105,19 @@ class PredictionLog:
             (self._table_rows,) = db.execute(
                 "SELECT count(*) FROM predictions"
             ).fetchall()[0]
+            self._catch_up(db)
+            if not self._spill_files():
+                recovered = recover_journal(db, self.home)
+                self.written_rows += recovered
+                self._table_rows += recovered
+            else:
+                logger.warning(
+                    "spill files not loaded; journal segments left for the next "
+                    "start folder=%s",
+                    self.journal.folder,
+                )
         finally:
             db.close()
-        self.spill_dir.mkdir(parents=True, exist_ok=True)
         self._spill_db = self._catalog.db.cursor()
         self._thread = threading.Thread(
             target=self._run, name="prediction-log", daemon=True
@@ -105,13 +133,22 @@ class PredictionLog:
         """Queue `entry` for the writer, or spill it when the queue is full.
 
         Never waits for the database. An entry larger than the whole queue is
-        still queued when the queue is empty.
+        still queued when the queue is empty. The entry is in the journal or in
+        a spill file when this returns. Encoding an Arrow entry for the journal
+        copies its tables, so a caller on an event loop should run the append
+        of a large Arrow entry in a worker thread.
         """
         rows = entry.rows
+        # Encoding outside the lock keeps the writer and other requests from
+        # waiting on it. An entry that ends up spilled was encoded for nothing.
+        record = encode_entry(entry)
         with self._wake:
             fits = self._queued_rows + rows <= self.config.queue_max_rows
             if (fits or not self._queue) and not self._stopping:
-                self._queue.append(entry)
+                # The journal write and the queueing share the lock, so the
+                # writer never deletes a segment whose entry is not queued yet.
+                sequence = self.journal.write(entry, record)
+                self._queue.append((sequence, entry))
                 self._queued_rows += rows
                 if self._queued_rows >= self.config.batch_rows:
                     self._wake.notify()
@@ -134,6 +171,8 @@ class PredictionLog:
                 )
                 self._thread.join(_STOP_PROGRESS_SECONDS)
         self._close_spill()
+        # Every queued row is inserted or spilled now, unless a batch was lost.
+        self.journal.close(remove=not self._retained and not self._queue)
         if self._spill_db is not None:
             self._spill_db.close()
             self._spill_db = None
@@ -147,14 +186,19 @@ class PredictionLog:
     def _run(self) -> None:
         db = self._catalog.db.cursor()
         try:
-            self._catch_up(db)
             while True:
                 batch, stopping = self._next_batch()
-                if batch and not self._write(db, batch):
+                inserted = self._write(db, batch) if batch else True
+                self._release_journal()
+                self.journal.sync_if_due()
+                self.journal.prepare()
+                if not inserted:
                     # A failed statement can leave the cursor unusable, so
                     # the writer goes on with a new one.
                     db.close()
                     db = self._catalog.db.cursor()
+                elif batch and self._table_rows > self.config.roll_rows:
+                    self._roll(db)
                 elif not batch and self._spill_pending():
                     self._catch_up(db)
                 if stopping and not batch:
@@ -166,10 +210,18 @@ class PredictionLog:
         finally:
             db.close()
 
+    def _release_journal(self) -> None:
+        """Delete the journal segments whose entries are all inserted or spilled."""
+        with self._wake:
+            oldest = self._queue[0][0] if self._queue else self.journal.sequence
+        if self._retained:
+            oldest = min(oldest, self._retained)
+        self.journal.release_before(oldest)
+
     def _spill_pending(self) -> bool:
         return self._spill_writer is not None or bool(self._spill_files())
 
-    def _next_batch(self) -> tuple[list[LogEntry], bool]:
+    def _next_batch(self) -> tuple[list[tuple[int, LogEntry]], bool]:
         """Wait for a full batch, the flush interval or a stop; take a batch."""
         deadline = time.monotonic() + self.config.flush_seconds
         with self._wake:
@@ -179,18 +231,22 @@ class PredictionLog:
                 and (remaining := deadline - time.monotonic()) > 0
             ):
                 self._wake.wait(remaining)
-            batch: list[LogEntry] = []
+            batch: list[tuple[int, LogEntry]] = []
             rows = 0
             while self._queue and (not batch or rows < self.config.batch_rows):
-                entry = self._queue.popleft()
-                batch.append(entry)
-                rows += entry.rows
+                item = self._queue.popleft()
+                batch.append(item)
+                rows += item[1].rows
             self._queued_rows -= rows
+            self.journal.rotate_if_due()
             return batch, self._stopping
 
-    def _write(self, db: duckdb.DuckDBPyConnection, batch: list[LogEntry]) -> bool:
-        """Insert `batch`, or spill it when DuckDB fails; return whether it was
+    def _write(
+        self, db: duckdb.DuckDBPyConnection, items: list[tuple[int, LogEntry]]
+    ) -> bool:
+        """Insert a batch, or spill it when DuckDB fails; return whether it was
         inserted."""
+        batch = [entry for _, entry in items]
         try:
             table = entries_to_table(batch, db)
             insert_rows(db, table)
@@ -205,16 +261,18 @@ class PredictionLog:
             try:
                 self._spill(batch)
             except Exception:
+                # The journal keeps the rows, and the next start loads them.
                 self.lost_rows += sum(e.rows for e in batch)
+                if not self._retained:
+                    self._retained = items[0][0]
                 logger.exception(
-                    "prediction log spill failed rows=%d; the rows are lost",
+                    "prediction log spill failed rows=%d; the journal keeps them "
+                    "for the next start",
                     sum(e.rows for e in batch),
                 )
             return False
         self.written_rows += table.num_rows
         self._table_rows += table.num_rows
-        if self._table_rows > self.config.roll_rows:
-            self._roll(db)
         return True
 
     def _roll(self, db: duckdb.DuckDBPyConnection) -> None:

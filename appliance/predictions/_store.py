@@ -93,6 +93,34 @@ def insert_rows(db: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
         db.unregister("_prediction_rows")
 
 
+def insert_missing_rows(
+    db: duckdb.DuckDBPyConnection, table: pa.Table, home: Path
+) -> int:
+    """Append the rows of `table` whose request id and row index are neither
+    in the predictions table nor in its Parquet files, each once.
+
+    Returns:
+        Number of rows appended.
+    """
+    logged = ["SELECT request_id, row_index FROM predictions"]
+    rolled = _parquet_source(home)
+    if rolled is not None:
+        logged.append(f"SELECT request_id, row_index FROM {rolled}")
+    names = ", ".join(COLUMNS)
+    db.register("_prediction_rows", table)
+    try:
+        (inserted,) = db.execute(
+            f"INSERT INTO predictions ({names}) SELECT {names} FROM _prediction_rows "
+            f"AS new WHERE NOT EXISTS (SELECT 1 FROM ({' UNION ALL '.join(logged)}) "
+            "AS old WHERE old.request_id = new.request_id "
+            "AND old.row_index = new.row_index) "
+            "QUALIFY row_number() OVER (PARTITION BY request_id, row_index) = 1"
+        ).fetchall()[0]
+    finally:
+        db.unregister("_prediction_rows")
+    return int(inserted)
+
+
 def roll_over(db: duckdb.DuckDBPyConnection, home: Path, keep_rows: int) -> int:
     """Move the oldest rows to a Parquet file when the table is above `keep_rows`.
 

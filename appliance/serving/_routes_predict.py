@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 import time
 import weakref
 from typing import Any
@@ -33,6 +31,7 @@ from appliance.serving._body import (
     receive_body,
 )
 from appliance.serving._errors import status_of
+from appliance.serving._ids import new_request_id
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._routes_monitoring import model_info
 from appliance.serving._routes_registry import pinned_batcher
@@ -41,19 +40,6 @@ from appliance.serving._state import DaemonState, daemon_state
 logger = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
-
-_ID_PREFIX = os.urandom(8).hex()
-_id_counter = itertools.count()
-
-
-def new_request_id() -> str:
-    """Return a request id of 32 hex digits, unique across daemon runs.
-
-    A random 64-bit prefix drawn at import and a counter replace uuid4, whose
-    read of the system's random source cost more than any other step of a
-    single-row request in a py-spy profile of the daemon.
-    """
-    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 @get("/v1/models", summary="List the served models with their input schemas")
@@ -159,7 +145,12 @@ async def serve_prediction(
     latency = time.perf_counter() - started
     entry.predicted_at = arrived
     entry.latency_ms = latency * 1000.0
-    state.predictions.append(entry)
+    if isinstance(entry.inputs, list):
+        state.predictions.append(entry)
+    else:
+        # The journal copies an Arrow request's tables, which would hold up
+        # the event loop for a large batch.
+        await asyncio.to_thread(state.predictions.append, entry)
     state.monitoring.submit(
         _model_info(model, state.config), entry.request_id, entry.inputs, entry.outputs
     )
