@@ -426,6 +426,11 @@ class MonitoringConfig:
     """Wait before the first retry; doubled at each further retry."""
     webhook_timeout_seconds: float = 5.0
     """Timeout of one webhook delivery."""
+    recent_rows: int = 10_000
+    """Predicted rows kept in memory to join labels to; labels of older rows
+    are joined from the prediction log in DuckDB, which holds a row about
+    ``[predictions] flush_seconds`` after its prediction. A kept row of a
+    single-row request holds about 500 bytes of Python objects."""
 
     def __post_init__(self) -> None:
         if self.drift_interval_seconds < 1 or self.drift_window_rows < 1:
@@ -434,6 +439,8 @@ class MonitoringConfig:
             )
         if self.min_samples < 1:
             raise ValueError(f"min_samples must be at least 1, got {self.min_samples}")
+        if self.recent_rows < 0:
+            raise ValueError(f"recent_rows must be 0 or more, got {self.recent_rows}")
         for name in ("health_interval_seconds", "health_window_seconds"):
             if getattr(self, name) < 1:
                 raise ValueError(
