@@ -62,6 +62,17 @@ class ServerConfig:
     session_threads: int = 0
     """Threads that run onnxruntime sessions; 0 uses every CPU the process may
     run on."""
+    catalog_memory_mb: int = 64
+    """DuckDB ``memory_limit`` of the daemon's catalog connection, in MB. Above
+    it DuckDB evicts cached table blocks (they are read again from the file)
+    and sorts that need more spill to ``catalog.duckdb.tmp``; 0 keeps DuckDB's
+    default of 80% of the machine's RAM."""
+    malloc_arenas: int = 2
+    """glibc malloc arenas of the daemon (``M_ARENA_MAX``); 0 keeps glibc's
+    default of 8 per CPU. Fewer arenas hold less freed memory."""
+    malloc_trim_seconds: float = 60.0
+    """Period at which the daemon returns freed glibc heap memory to the
+    system with ``malloc_trim``, in seconds; 0 turns it off."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -85,6 +96,13 @@ class ServerConfig:
         if self.session_threads < 0:
             raise ValueError(
                 f"session_threads must be 0 or more, got {self.session_threads}"
+            )
+        for name in ("catalog_memory_mb", "malloc_arenas"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if self.malloc_trim_seconds < 0:
+            raise ValueError(
+                f"malloc_trim_seconds must be 0 or more, got {self.malloc_trim_seconds}"
             )
 
 
