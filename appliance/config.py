@@ -69,7 +69,7 @@ class ServerConfig:
     default of 80% of the machine's RAM."""
     malloc_arenas: int = 2
     """glibc malloc arenas of the daemon (``M_ARENA_MAX``); 0 keeps glibc's
-    default of 8 per CPU. Fewer arenas hold less freed memory."""
+    default of 8 per CPU. Fewer arenas keep less freed memory."""
     malloc_trim_seconds: float = 60.0
     """Period at which the daemon returns freed glibc heap memory to the
     system with ``malloc_trim``, in seconds; 0 turns it off."""
@@ -446,9 +446,9 @@ class MonitoringConfig:
     """Timeout of one webhook delivery."""
     recent_rows: int = 10_000
     """Predicted rows kept in memory to join labels to; labels of older rows
-    are joined from the prediction log in DuckDB, which holds a row about
+    are joined from the prediction log in DuckDB, where a row arrives about
     ``[predictions] flush_seconds`` after its prediction. A kept row of a
-    single-row request holds about 500 bytes of Python objects."""
+    single-row request uses about 500 bytes of Python objects."""
 
     def __post_init__(self) -> None:
         if self.drift_interval_seconds < 1 or self.drift_window_rows < 1:
