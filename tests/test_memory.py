@@ -100,15 +100,15 @@ def test_recent_rows_evicted_go_to_lookup(tmp_path: Path) -> None:
     for index in range(3):
         output = {"label": 0, "probabilities": {"0": 0.75, "1": 0.25}}
         service.submit(INFO, f"request-{index}", [{"x": 1.0}], [output])
-    asked: list[list[str]] = []
+    requested: list[list[str]] = []
 
     def lookup(model: str, request_ids: list[str]) -> dict:
-        asked.append(request_ids)
+        requested.append(request_ids)
         return {(rid, 0): (1, [0.75, 0.25], None) for rid in request_ids}
 
     labels = [{"request_id": f"request-{i}", "row": 0, "label": 0} for i in range(3)]
     result = service.apply_labels(INFO, labels, lookup)
 
     assert service.recent_rows == 2
-    assert asked == [["request-0"]]
+    assert requested == [["request-0"]]
     assert result["stored"] == 3
