@@ -112,3 +112,19 @@ def test_recent_rows_evicted_go_to_lookup(tmp_path: Path) -> None:
     assert service.recent_rows == 2
     assert requested == [["request-0"]]
     assert result["stored"] == 3
+
+
+def test_memory_setting_change_needs_restart() -> None:
+    import dataclasses
+
+    from appliance.config import Config
+    from appliance.daemon import _check_reloadable
+    from appliance.errors import ConfigError
+
+    old = Config(path=Path("config.toml"))
+    new = dataclasses.replace(
+        old, server=dataclasses.replace(old.server, catalog_memory_mb=128)
+    )
+
+    with pytest.raises(ConfigError, match="'server.catalog_memory_mb' changed from 64"):
+        _check_reloadable(old, new)
