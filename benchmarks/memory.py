@@ -12,7 +12,10 @@ request rows) and prints, for each run:
 Two configurations run in alternating order: this version's defaults and
 the settings before the memory limits (``recent_rows = 200000``,
 ``catalog_memory_mb = 0``, ``malloc_arenas = 0``, ``malloc_trim_seconds = 0``).
-It also measures what each import of the daemon adds, in a fresh process.
+It also measures, each in a fresh process, what each import of the daemon
+adds, what each of the daemon's components adds as the lifespan enters it,
+and the memory of inserting distinct prediction-log-like rows into DuckDB
+with and without a ``memory_limit`` (`benchmarks/_memory_probes.py`).
 
 Run: .venv/bin/python benchmarks/memory.py [--requests 30000] [--repeats 2]
 Writes the "Memory" section of docs/benchmarks.md.
@@ -180,6 +183,18 @@ def import_breakdown() -> list[list[object]]:
     return json.loads(output)
 
 
+def probe(*args: str) -> object:
+    """Run `_memory_probes.py` with `args` and return the JSON it prints."""
+    output = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("_memory_probes.py")), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "APPLIANCE_HOME": str(serving.HOME)},
+    ).stdout
+    return json.loads(output)
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
@@ -192,6 +207,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=30000)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--duckdb-rows",
+        type=int,
+        default=300_000,
+        help="distinct rows of the DuckDB insert probe; 0 skips it",
+    )
     args = parser.parse_args()
     load_average = os.getloadavg()
     if len(os.sched_getaffinity(0)) > 1:
@@ -202,6 +223,12 @@ def main() -> int:
     FULL_BODY = json.dumps({"rows": [serving.filled_row()]}).encode()
     KEYS_BODY = json.dumps({"rows": [serving.ROW]}).encode()
     imports = import_breakdown()
+    # The component probe opens the catalog, so it runs before any daemon.
+    components = probe("components", str(write_variant_config(0, {})))
+    inserts = {
+        limit: probe("duckdb", str(args.duckdb_rows), str(limit))
+        for limit in ((64, 0) if args.duckdb_rows else ())
+    }
     runs = []
     for repeat in range(args.repeats):
         order = list(VARIANTS) if repeat % 2 == 0 else list(reversed(VARIANTS))
@@ -210,7 +237,9 @@ def main() -> int:
             print(json.dumps(result), flush=True)
             runs.append(result)
     (serving.WORK / "memory.json").write_text(json.dumps({"runs": runs}))
-    write_report(runs, imports, args, load_average, os.getloadavg())
+    write_report(
+        runs, (imports, components, inserts), args, load_average, os.getloadavg()
+    )
     return 0
 
 
@@ -218,7 +247,8 @@ FULL_BODY = b""
 KEYS_BODY = b""
 
 
-def write_report(runs, imports, args, load_before, load_after) -> None:  # noqa: ANN001
+def write_report(runs, probes, args, load_before, load_after) -> None:  # noqa: ANN001
+    imports, components, inserts = probes
     lines = [
         f"## {SECTION}",
         "",
@@ -281,6 +311,33 @@ def write_report(runs, imports, args, load_before, load_after) -> None:  # noqa:
         lines.append(
             f"| `{name}` | {rss:.1f} | {anonymous:.1f} | {file:.1f} | {seconds:.2f} |"
         )
+    lines += [
+        "",
+        "What each component of the daemon adds as its lifespan enters it, in one "
+        "process on the same home and config (MB; `imports` is the total before):",
+        "",
+        "| component | RSS | anonymous | file-backed |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, rss, anonymous, file in components:
+        lines.append(f"| `{name}` | {rss:.1f} | {anonymous:.1f} | {file:.1f} |")
+    if inserts:
+        lines += [
+            "",
+            f"DuckDB alone: {args.duckdb_rows:,} distinct rows of a prediction "
+            "log (request id, a 20-input JSON row of about 670 bytes, an output) "
+            "inserted from Arrow in batches of 1,000 into a fresh file (MB):",
+            "",
+            "| memory_limit | RSS before | RSS after | anonymous after | seconds |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for limit, result in inserts.items():
+            shown = f"{limit} MB" if limit else "default (80% of RAM)"
+            lines.append(
+                f"| {shown} | {result['before']['VmRSS']:.0f} | "
+                f"{result['after']['VmRSS']:.0f} | {result['after']['RssAnon']:.0f} | "
+                f"{result['seconds']:.1f} |"
+            )
     errors = sum(r["errors"] for r in runs)
     if errors:
         lines += ["", f"Responses other than 200 during the loads: {errors}."]
