@@ -71,32 +71,32 @@ def duckdb_inserts(rows: int, memory_mb: int) -> None:
 
     from appliance.memory import limit_duckdb
 
-    folder = tempfile.mkdtemp(prefix="memory-probe-")
-    db = duckdb.connect(str(Path(folder) / "probe.duckdb"))
-    limit_duckdb(db, memory_mb)
-    db.execute(
-        "CREATE TABLE predictions (request_id VARCHAR, input VARCHAR, "
-        "output VARCHAR, latency_ms DOUBLE)"
-    )
-    before = _memory()
-    started = time.perf_counter()
-    for batch in range(rows // 1000):
-        ids = range(batch * 1000, (batch + 1) * 1000)
-        table = pa.table(
-            {
-                "request_id": [f"{i:032x}" for i in ids],
-                "input": [_input_row(i) for i in ids],
-                "output": [json.dumps({"probabilities": [i / rows]}) for i in ids],
-                "latency_ms": [1.0] * 1000,
-            }
+    with tempfile.TemporaryDirectory(prefix="memory-probe-") as folder:
+        db = duckdb.connect(str(Path(folder) / "probe.duckdb"))
+        limit_duckdb(db, memory_mb)
+        db.execute(
+            "CREATE TABLE predictions (request_id VARCHAR, input VARCHAR, "
+            "output VARCHAR, latency_ms DOUBLE)"
         )
-        cursor = db.cursor()
-        cursor.register("batch", table)
-        cursor.execute("INSERT INTO predictions SELECT * FROM batch")
-        cursor.close()
-    seconds = time.perf_counter() - started
-    print(json.dumps({"before": before, "after": _memory(), "seconds": seconds}))
-    db.close()
+        before = _memory()
+        started = time.perf_counter()
+        for batch in range(rows // 1000):
+            ids = range(batch * 1000, (batch + 1) * 1000)
+            table = pa.table(
+                {
+                    "request_id": [f"{i:032x}" for i in ids],
+                    "input": [_input_row(i) for i in ids],
+                    "output": [json.dumps({"probabilities": [i / rows]}) for i in ids],
+                    "latency_ms": [1.0] * 1000,
+                }
+            )
+            cursor = db.cursor()
+            cursor.register("batch", table)
+            cursor.execute("INSERT INTO predictions SELECT * FROM batch")
+            cursor.close()
+        seconds = time.perf_counter() - started
+        print(json.dumps({"before": before, "after": _memory(), "seconds": seconds}))
+        db.close()
 
 
 if __name__ == "__main__":
