@@ -1,9 +1,10 @@
 """The daemon's memory: allocator settings, DuckDB limits and resident size.
 
-The daemon is meant for small boxes, so it bounds what grows with traffic:
-the catalog connection's DuckDB buffers (``[server] catalog_memory_mb``) and
-glibc's per-thread malloc arenas (``[server] malloc_arenas``). It also hands
-freed heap memory back to the system (``[server] malloc_trim_seconds``).
+The daemon is meant for small boxes, so it can bound what grows with
+traffic: the catalog connection's DuckDB buffers (``[server]
+catalog_memory_mb``, off by default) and glibc's per-thread malloc arenas
+(``[server] malloc_arenas``). It also hands freed heap memory back to the
+system (``[server] malloc_trim_seconds``).
 Every function is a no-op where its facility is missing (no glibc, no
 ``/proc``), so the daemon runs the same elsewhere.
 """
