@@ -8,7 +8,11 @@ the resident memory. The home of CONFIG must not be held by a daemon.
 a fresh DuckDB file in batches of 1,000, with ``memory_limit`` set to
 MEMORY_MB (0 keeps DuckDB's default), and print the process's memory.
 
-Both print one JSON document on stdout.
+``rollover ROWS MEMORY_MB``: fill a log table with ROWS rows of about 660
+bytes, then copy the older half to Parquet in log order, as the prediction
+log's roll-over does, and print the error DuckDB raised, if any.
+
+Each prints one JSON document on stdout.
 """
 
 from __future__ import annotations
@@ -99,8 +103,48 @@ def duckdb_inserts(rows: int, memory_mb: int) -> None:
         db.close()
 
 
+def rollover(rows: int, memory_mb: int) -> None:
+    """Print whether a roll-over of half of `rows` log rows to Parquet succeeds.
+
+    The statement is the shape of the prediction log's roll-over: the oldest
+    rows, in log order, copied to one Parquet file.
+    """
+    import duckdb
+
+    from appliance.memory import limit_duckdb
+
+    with tempfile.TemporaryDirectory(prefix="memory-probe-") as folder:
+        db = duckdb.connect(str(Path(folder) / "probe.duckdb"))
+        limit_duckdb(db, memory_mb)
+        db.execute(
+            "CREATE TABLE predictions (log_id BIGINT, request_id VARCHAR, "
+            "input VARCHAR)"
+        )
+        for start in range(0, rows, 10_000):
+            db.execute(
+                "INSERT INTO predictions SELECT i, md5(i::VARCHAR), "
+                "repeat(md5(i::VARCHAR), 20) FROM range(?, ?) AS t(i)",
+                [start, min(start + 10_000, rows)],
+            )
+        target = str(Path(folder) / "rolled.parquet").replace("'", "''")
+        started = time.perf_counter()
+        try:
+            db.execute(
+                f"COPY (SELECT * FROM predictions WHERE log_id < {rows // 2} "
+                f"ORDER BY log_id) TO '{target}' (FORMAT parquet)"
+            )
+            error = None
+        except duckdb.OutOfMemoryException as exc:
+            error = str(exc).splitlines()[0]
+        seconds = time.perf_counter() - started
+        print(json.dumps({"error": error, "seconds": seconds}))
+        db.close()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "components":
         components(Path(sys.argv[2]))
+    elif sys.argv[1] == "rollover":
+        rollover(int(sys.argv[2]), int(sys.argv[3]))
     else:
         duckdb_inserts(int(sys.argv[2]), int(sys.argv[3]))

@@ -210,6 +210,12 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=30000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(
+        "--rollover-rows",
+        type=int,
+        default=500_000,
+        help="rows of the roll-over probe, half of them rolled over; 0 skips it",
+    )
+    parser.add_argument(
         "--duckdb-rows",
         type=int,
         default=300_000,
@@ -231,6 +237,10 @@ def main() -> int:
         limit: probe("duckdb", str(args.duckdb_rows), str(limit))
         for limit in ((64, 0) if args.duckdb_rows else ())
     }
+    rollovers = {
+        limit: probe("rollover", str(args.rollover_rows), str(limit))
+        for limit in ((64, 128, 256, 512, 0) if args.rollover_rows else ())
+    }
     runs = []
     for repeat in range(args.repeats):
         order = list(VARIANTS) if repeat % 2 == 0 else list(reversed(VARIANTS))
@@ -240,7 +250,11 @@ def main() -> int:
             runs.append(result)
     (serving.WORK / "memory.json").write_text(json.dumps({"runs": runs}))
     write_report(
-        runs, (imports, components, inserts), args, load_average, os.getloadavg()
+        runs,
+        (imports, components, inserts, rollovers),
+        args,
+        load_average,
+        os.getloadavg(),
     )
     return 0
 
@@ -250,7 +264,7 @@ KEYS_BODY = b""
 
 
 def write_report(runs, probes, args, load_before, load_after) -> None:  # noqa: ANN001
-    imports, components, inserts = probes
+    imports, components, inserts, rollovers = probes
     lines = [
         f"## {SECTION}",
         "",
@@ -341,6 +355,20 @@ def write_report(runs, probes, args, load_before, load_after) -> None:  # noqa: 
                 f"{result['after']['VmRSS']:.0f} | {result['after']['RssAnon']:.0f} | "
                 f"{result['seconds']:.1f} |"
             )
+    if rollovers:
+        lines += [
+            "",
+            f"Roll-over under a limit: {args.rollover_rows // 2:,} of "
+            f"{args.rollover_rows:,} log rows of about 660 bytes copied in log "
+            "order to Parquet, as the prediction log's roll-over does:",
+            "",
+            "| memory_limit | result | seconds |",
+            "| --- | --- | ---: |",
+        ]
+        for limit, result in rollovers.items():
+            shown = f"{limit} MB" if limit else "default (80% of RAM)"
+            outcome = result["error"] or "done"
+            lines.append(f"| {shown} | {outcome} | {result['seconds']:.1f} |")
     errors = sum(r["errors"] for r in runs)
     if errors:
         lines += ["", f"Responses other than 200 during the loads: {errors}."]
