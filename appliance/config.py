@@ -62,6 +62,21 @@ class ServerConfig:
     session_threads: int = 0
     """Threads that run onnxruntime sessions; 0 uses every CPU the process may
     run on."""
+    catalog_memory_mb: int = 0
+    """DuckDB ``memory_limit`` of the daemon's catalog connection, in MB; 0
+    keeps DuckDB's default of 80% of the machine's RAM. Above the limit DuckDB
+    evicts cached table blocks, which are read again from the file.
+
+    NOTE: DuckDB 2.0.1's Parquet writer failed with an out-of-memory error
+    under limits of 64 to 256 MB when the prediction log rolled over 250,000
+    rows of about 700 bytes, so set a limit only with a small
+    ``[predictions] roll_rows``."""
+    malloc_arenas: int = 2
+    """glibc malloc arenas of the daemon (``M_ARENA_MAX``); 0 keeps glibc's
+    default of 8 per CPU. Fewer arenas keep less freed memory."""
+    malloc_trim_seconds: float = 60.0
+    """Period at which the daemon returns freed glibc heap memory to the
+    system with ``malloc_trim``, in seconds; 0 turns it off."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -85,6 +100,13 @@ class ServerConfig:
         if self.session_threads < 0:
             raise ValueError(
                 f"session_threads must be 0 or more, got {self.session_threads}"
+            )
+        for name in ("catalog_memory_mb", "malloc_arenas"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if self.malloc_trim_seconds < 0:
+            raise ValueError(
+                f"malloc_trim_seconds must be 0 or more, got {self.malloc_trim_seconds}"
             )
 
 
@@ -435,6 +457,11 @@ class MonitoringConfig:
     """Wait before the first retry; doubled at each further retry."""
     webhook_timeout_seconds: float = 5.0
     """Timeout of one webhook delivery."""
+    recent_rows: int = 10_000
+    """Predicted rows kept in memory to join labels to; labels of older rows
+    are joined from the prediction log in DuckDB, where a row arrives about
+    ``[predictions] flush_seconds`` after its prediction. A kept row of a
+    single-row request uses about 500 bytes of Python objects."""
 
     def __post_init__(self) -> None:
         if self.drift_interval_seconds < 1 or self.drift_window_rows < 1:
@@ -443,6 +470,8 @@ class MonitoringConfig:
             )
         if self.min_samples < 1:
             raise ValueError(f"min_samples must be at least 1, got {self.min_samples}")
+        if self.recent_rows < 0:
+            raise ValueError(f"recent_rows must be 0 or more, got {self.recent_rows}")
         for name in ("health_interval_seconds", "health_window_seconds"):
             if getattr(self, name) < 1:
                 raise ValueError(

@@ -13,7 +13,8 @@ uvicorn. The app's lifespan enters the `COMPONENTS` in order on one
 6. the streaming monitors, fed off the request path by one worker thread;
 7. the retraining service, one job per model at a time;
 8. the APScheduler scheduler;
-9. the SIGHUP handler that reloads the configuration.
+9. the periodic ``malloc_trim`` that returns freed heap memory;
+10. the SIGHUP handler that reloads the configuration.
 
 On SIGTERM uvicorn stops accepting connections and lets requests in flight
 finish; then the stack closes, so the scheduler stops, the buffered rows are
@@ -44,6 +45,13 @@ from appliance.errors import ApplianceError, ConfigError, DaemonError
 from appliance.features import FeatureServer
 from appliance.homelock import HomeLock
 from appliance.logs import configure_logging
+from appliance.memory import (
+    limit_duckdb,
+    limit_malloc_arenas,
+    process_memory,
+    trim_malloc,
+    trim_periodically,
+)
 from appliance.predictions import PredictionLog
 from appliance.serving import (
     DaemonState,
@@ -76,6 +84,7 @@ Component = Callable[[DaemonState], AbstractAsyncContextManager[None]]
 async def open_catalog(state: DaemonState) -> AsyncIterator[None]:
     """Open the catalog for writing; the daemon holds it until it stops."""
     state.catalog = Catalog(state.config.storage.home)
+    limit_duckdb(state.catalog.db, state.config.server.catalog_memory_mb)
     try:
         yield
     finally:
@@ -329,6 +338,11 @@ def schedule_jobs(scheduler: Any, config: Config) -> list[str]:
     return jobs
 
 
+def trim_memory(state: DaemonState) -> AbstractAsyncContextManager[None]:
+    """Return freed heap memory to the system every ``malloc_trim_seconds``."""
+    return trim_periodically(state.config.server.malloc_trim_seconds)
+
+
 @contextlib.asynccontextmanager
 async def handle_sighup(state: DaemonState) -> AsyncIterator[None]:
     """Reload the configuration on SIGHUP while the daemon runs."""
@@ -349,6 +363,7 @@ COMPONENTS: list[Component] = [
     run_monitoring,
     run_retraining,
     run_scheduler,
+    trim_memory,
     handle_sighup,
 ]
 """Parts of the daemon, entered in this order at startup and exited in reverse."""
@@ -425,6 +440,15 @@ def _check_reloadable(old: Config, new: Config) -> None:
             new.server.session_threads,
         ),
         "predictions": (old.predictions, new.predictions),
+        "server.catalog_memory_mb": (
+            old.server.catalog_memory_mb,
+            new.server.catalog_memory_mb,
+        ),
+        "server.malloc_arenas": (old.server.malloc_arenas, new.server.malloc_arenas),
+        "server.malloc_trim_seconds": (
+            old.server.malloc_trim_seconds,
+            new.server.malloc_trim_seconds,
+        ),
     }
     for key, (before, after) in fixed.items():
         if before != after:
@@ -454,12 +478,14 @@ def build_app(state: DaemonState) -> Litestar:
                 publish_model_schema(app, model)
             state.models.on_put = lambda model: publish_model_schema(app, model)
             _freeze_startup_objects()
+            trim_malloc()
             state.ready_at = time.time()
             logger.info(
-                "daemon ready host=%s port=%d seconds=%.3f",
+                "daemon ready host=%s port=%d seconds=%.3f rss_mb=%.1f",
                 state.host,
                 state.port,
                 time.perf_counter() - started,
+                process_memory().get("VmRSS", 0.0),
             )
             yield
             logger.info("daemon stopping")
@@ -492,6 +518,7 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
     """
     bind_host = host or config.server.host
     bind_port = config.server.port if port is None else port
+    limit_malloc_arenas(config.server.malloc_arenas)
     skip_pyarrow_pandas_probe()
     with HomeLock(config.storage.home) as lock:
         sock = _bind(bind_host, bind_port)

@@ -68,7 +68,8 @@ class MonitoringService:
     Args:
         home: The appliance home, where the monitoring store lives.
         config: The ``[monitoring]`` settings.
-        recent_rows: Predicted rows kept in memory for joining labels.
+        recent_rows: Predicted rows kept in memory for joining labels;
+            ``[monitoring] recent_rows`` when None.
         save_seconds: Period of state saves while the daemon runs.
     """
 
@@ -76,7 +77,7 @@ class MonitoringService:
         self,
         home: Path,
         config: MonitoringConfig,
-        recent_rows: int = 200_000,
+        recent_rows: int | None = None,
         save_seconds: float = 60.0,
     ) -> None:
         self.home = home
@@ -86,7 +87,7 @@ class MonitoringService:
             window=config.stream_window,
             p_value=config.stream_p_value,
         )
-        self.recent_rows = recent_rows
+        self.recent_rows = config.recent_rows if recent_rows is None else recent_rows
         self.save_seconds = save_seconds
         self._monitors: dict[str, tuple[int, StreamMonitor]] = {}
         self._versions = VersionMetrics(self.settings.metrics_window)
