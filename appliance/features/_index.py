@@ -68,7 +68,8 @@ class ViewIndex:
             f"SELECT {keys}{times}{picked} FROM ({source_sql(view)}) WHERE {present}"
         ).to_arrow_table()
         # Arrow's sort is stable, so rows with equal keys and times keep the
-        # view's order, and `lookup` returns the first of them, as the join does.
+        # view's order, and `lookup` returns the first of them, as the
+        # training join does.
         table = table.take(
             pc.sort_indices(table, [(name, "ascending") for name in order])
         )
