@@ -99,7 +99,10 @@ async def run_prediction_log(state: DaemonState) -> AsyncIterator[None]:
     await asyncio.to_thread(log.start)
     state.predictions = log
     state.metrics.watch_log(
-        lambda: log.queued_rows, lambda: log.spilled_rows, lambda: log.written_rows
+        lambda: log.queued_rows,
+        lambda: log.spilled_rows,
+        lambda: log.written_rows,
+        lambda: log.journal.failed_writes,
     )
     try:
         yield

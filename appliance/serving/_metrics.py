@@ -95,9 +95,10 @@ class ServingMetrics:
         queued: Callable[[], float],
         spilled: Callable[[], float],
         written: Callable[[], float],
+        journal_failures: Callable[[], float] = lambda: 0.0,
     ) -> None:
         """Read the prediction log's counters at every scrape."""
-        self._log.sources = (queued, spilled, written)
+        self._log.sources = (queued, spilled, written, journal_failures)
 
     def watch_monitoring(
         self,
@@ -223,7 +224,7 @@ class _LogCollector:
     def collect(self) -> Iterator[Any]:
         if self.sources is None:
             return
-        queued, spilled, written = self.sources
+        queued, spilled, written, journal_failures = self.sources
         yield GaugeMetricFamily(
             "appliance_prediction_log_queue_rows",
             "Logged predictions waiting in memory for the writer.",
@@ -238,6 +239,12 @@ class _LogCollector:
             "appliance_prediction_log_written_rows",
             "Logged predictions inserted into DuckDB since the daemon started.",
             value=written(),
+        )
+        yield CounterMetricFamily(
+            "appliance_prediction_journal_failed_writes",
+            "Requests whose log entry could not be written to the journal before "
+            "the response; a crash before the writer stores them would lose them.",
+            value=journal_failures(),
         )
 
 

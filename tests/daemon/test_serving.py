@@ -227,6 +227,7 @@ def test_metrics_parse_and_count_requests(start_daemon: Any) -> None:
         "appliance_rows_predicted",
         "appliance_prediction_log_queue_rows",
         "appliance_prediction_log_spilled_rows",
+        "appliance_prediction_journal_failed_writes",
         "appliance_model_load_seconds",
         "process_resident_memory_bytes",
     ):
@@ -238,6 +239,7 @@ def test_metrics_parse_and_count_requests(start_daemon: Any) -> None:
     }
     labels = (("model", MODEL), ("status", "200"), ("version", "1"))
     assert samples[("appliance_requests_total", labels)] == 3
+    assert samples[("appliance_prediction_journal_failed_writes_total", ())] == 0
     rejected = (("model", MODEL), ("status", "422"), ("version", "1"))
     assert samples[("appliance_requests_total", rejected)] == 1
     rows = (("model", MODEL), ("version", "1"))
