@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import gc
 import logging
 import signal
@@ -590,9 +591,14 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            advice = "choose another [server] port or stop the process using it"
+        else:
+            advice = (
+                "check [server] host (an address of this machine, such as 127.0.0.1)"
+            )
         raise DaemonError(
-            f"cannot listen on {host}:{port}: {exc.strerror}; choose another "
-            "[server] port or stop the process using it"
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; {advice}"
         ) from None
     sock.set_inheritable(True)
     return sock

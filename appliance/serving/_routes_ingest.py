@@ -64,7 +64,10 @@ async def append_rows(name: str, request: Request[Any, Any, Any]) -> Response[by
 @get("/v1/datasets/{name:str}/rows", summary="Rows waiting in a dataset's buffer")
 async def buffer_status(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
     """Return the rows buffered for the dataset and its flushes since start."""
-    buffered, flushed = daemon_state(request).ingest.buffered(name)
+    state = daemon_state(request)
+    buffered, flushed = state.ingest.buffered(name)
+    if not buffered and not flushed and name not in state.config.datasets:
+        await asyncio.to_thread(_check_exists, state, name)
     body = {"dataset": name, "buffered": buffered, "flushes": flushed}
     return Response(_encode(body), media_type=JSON)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -154,6 +155,25 @@ def test_damaged_catalog_start_fails_in_one_line(tmp_path: Path) -> None:
     last = started.stderr.strip().splitlines()[-1]
     assert last.startswith("error: the daemon failed to start: cannot open the catalog")
     assert "restore it from a backup" in last
+
+
+def test_bind_errors_name_host_or_port(start_daemon: Any) -> None:
+    first = start_daemon()
+    assert first.stop() == 0
+    # 192.0.2.1 is reserved for documentation, so no interface of this
+    # machine has it.
+    elsewhere = run_cli(first.config, "serve", "--host", "192.0.2.1", "--port", "0")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        taken = run_cli(first.config, "serve", "--port", str(port))
+
+    assert elsewhere.returncode == 1
+    assert "cannot listen on 192.0.2.1:0" in elsewhere.stderr
+    assert "check [server] host" in elsewhere.stderr
+    assert taken.returncode == 1
+    assert "choose another [server] port" in taken.stderr
 
 
 def test_sighup_reschedules_jobs(start_daemon: Any) -> None:

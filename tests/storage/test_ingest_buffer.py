@@ -314,6 +314,9 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
         )
         assert misspelt.status_code == 404
         assert "dataset 'evnets' is not declared" in misspelt.json()["error"]
+        unknown = httpx.get(f"{base}/v1/datasets/evnets/rows", trust_env=False)
+        assert unknown.status_code == 404
+        assert "dataset 'evnets' is not declared" in unknown.json()["error"]
     finally:
         stop(process)
 
