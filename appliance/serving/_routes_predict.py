@@ -266,6 +266,12 @@ async def _predict_arrow(
         receive, content_length, server.max_body_bytes, model.name
     )
     table = decode_arrow(body, model.name)
+    if not table.num_rows:
+        raise RequestError(
+            f"the Arrow stream sent to model {model.name!r} has no rows; send "
+            "at least one record batch with rows",
+            model=model.name,
+        )
     check_rows(table.num_rows, server.max_rows, model.name)
     loop = asyncio.get_running_loop()
     table, output, payload = await loop.run_in_executor(

@@ -191,6 +191,14 @@ def test_bad_requests_keep_their_errors(start_daemon: Any) -> None:
         daemon.base + PREDICT, content=b"not arrow", headers={"content-type": ARROW}
     )
     assert bad_arrow.status_code == 400
+    no_rows = pa.Table.from_pylist([row(0)]).slice(0, 0)
+    empty_arrow = httpx.post(
+        daemon.base + PREDICT,
+        content=arrow_bytes(no_rows),
+        headers={"content-type": ARROW},
+    )
+    assert empty_arrow.status_code == 422
+    assert "has no rows" in empty_arrow.json()["error"]
 
 
 def test_openapi_lists_model_input_schema(start_daemon: Any) -> None:
