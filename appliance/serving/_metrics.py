@@ -77,9 +77,9 @@ class ServingMetrics:
             ["model", "version"],
             registry=registry,
         )
-        self._log = _LogCollector()
+        self._log = _SourcesCollector(_LOG_METRICS)
         registry.register(self._log)
-        self._monitoring = _MonitoringCollector()
+        self._monitoring = _SourcesCollector(_MONITORING_METRICS)
         registry.register(self._monitoring)
         self.max_rss = Gauge(
             "appliance_process_max_resident_memory_bytes",
@@ -212,10 +212,66 @@ class _Family:
         self.collect = collect
 
 
-class _LogCollector:
-    """Collector that reads the prediction log's counters when scraped."""
+_LOG_METRICS = (
+    (
+        GaugeMetricFamily,
+        "appliance_prediction_log_queue_rows",
+        "Logged predictions waiting in memory for the writer.",
+    ),
+    (
+        CounterMetricFamily,
+        "appliance_prediction_log_spilled_rows",
+        "Logged predictions written to a spill file because the queue was full.",
+    ),
+    (
+        CounterMetricFamily,
+        "appliance_prediction_log_written_rows",
+        "Logged predictions inserted into DuckDB since the daemon started.",
+    ),
+    (
+        CounterMetricFamily,
+        "appliance_prediction_journal_failed_writes",
+        "Requests whose log entry could not be written to the journal before "
+        "the response; a crash before the writer stores them would lose them.",
+    ),
+)
+"""Metrics of `ServingMetrics.watch_log`, in the order of its arguments."""
 
-    def __init__(self) -> None:
+_MONITORING_METRICS = (
+    (
+        GaugeMetricFamily,
+        "appliance_monitoring_queue_requests",
+        "Prediction requests waiting for the streaming detectors.",
+    ),
+    (
+        CounterMetricFamily,
+        "appliance_monitoring_dropped_requests",
+        "Prediction requests not fed to the streaming detectors because "
+        "their queue was full.",
+    ),
+    (
+        CounterMetricFamily,
+        "appliance_monitoring_observed_rows",
+        "Predicted rows fed to the streaming detectors since the daemon started.",
+    ),
+    (
+        CounterMetricFamily,
+        "appliance_monitoring_cpu_seconds",
+        "CPU time (user and system) of the streaming monitors' worker thread.",
+    ),
+)
+"""Metrics of `ServingMetrics.watch_monitoring`, in the order of its arguments."""
+
+
+class _SourcesCollector:
+    """Collector that reads one value per metric from its sources when scraped.
+
+    Args:
+        metrics: Family class, name and help text of each metric.
+    """
+
+    def __init__(self, metrics: tuple[tuple[Any, str, str], ...]) -> None:
+        self.metrics = metrics
         self.sources: tuple[Callable[[], float], ...] | None = None
 
     def describe(self) -> list[Any]:
@@ -224,64 +280,8 @@ class _LogCollector:
     def collect(self) -> Iterator[Any]:
         if self.sources is None:
             return
-        queued, spilled, written, journal_failures = self.sources
-        yield GaugeMetricFamily(
-            "appliance_prediction_log_queue_rows",
-            "Logged predictions waiting in memory for the writer.",
-            value=queued(),
-        )
-        yield CounterMetricFamily(
-            "appliance_prediction_log_spilled_rows",
-            "Logged predictions written to a spill file because the queue was full.",
-            value=spilled(),
-        )
-        yield CounterMetricFamily(
-            "appliance_prediction_log_written_rows",
-            "Logged predictions inserted into DuckDB since the daemon started.",
-            value=written(),
-        )
-        yield CounterMetricFamily(
-            "appliance_prediction_journal_failed_writes",
-            "Requests whose log entry could not be written to the journal before "
-            "the response; a crash before the writer stores them would lose them.",
-            value=journal_failures(),
-        )
-
-
-class _MonitoringCollector:
-    """Collector that reads the streaming monitors' counters when scraped."""
-
-    def __init__(self) -> None:
-        self.sources: tuple[Callable[[], float], ...] | None = None
-
-    def describe(self) -> list[Any]:
-        return []
-
-    def collect(self) -> Iterator[Any]:
-        if self.sources is None:
-            return
-        queued, dropped, observed, cpu_seconds = self.sources
-        yield GaugeMetricFamily(
-            "appliance_monitoring_queue_requests",
-            "Prediction requests waiting for the streaming detectors.",
-            value=queued(),
-        )
-        yield CounterMetricFamily(
-            "appliance_monitoring_dropped_requests",
-            "Prediction requests not fed to the streaming detectors because "
-            "their queue was full.",
-            value=dropped(),
-        )
-        yield CounterMetricFamily(
-            "appliance_monitoring_observed_rows",
-            "Predicted rows fed to the streaming detectors since the daemon started.",
-            value=observed(),
-        )
-        yield CounterMetricFamily(
-            "appliance_monitoring_cpu_seconds",
-            "CPU time (user and system) of the streaming monitors' worker thread.",
-            value=cpu_seconds(),
-        )
+        for (family, name, text), read in zip(self.metrics, self.sources, strict=True):
+            yield family(name, text, value=read())
 
 
 def _max_rss_bytes() -> float:
