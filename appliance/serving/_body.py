@@ -31,25 +31,14 @@ def is_arrow(content_type: str | None) -> bool:
 
 
 async def read_body(request: Any, max_bytes: int, model: str) -> bytes:
-    """Read the body chunk by chunk, stopping as soon as it passes `max_bytes`.
-
-    A Content-Length above the limit is rejected before any byte is read, and a
-    chunked body is counted as it arrives, so neither is held whole in memory.
+    """Read a Litestar request's body with `receive_body`.
 
     Raises:
         LimitError: The body is larger than `max_bytes`.
     """
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_bytes:
-        raise _too_large(model, max_bytes, f"{int(length)} bytes")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(model, max_bytes, f"more than {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    declared = int(length) if length is not None and length.isdigit() else None
+    return await receive_body(request.receive, declared, max_bytes, model)
 
 
 async def receive_body(
@@ -58,7 +47,10 @@ async def receive_body(
     max_bytes: int,
     model: str,
 ) -> bytes:
-    """Read an ASGI request body under `max_bytes`, as `read_body` does.
+    """Read an ASGI request body, stopping as soon as it passes `max_bytes`.
+
+    A Content-Length above the limit is rejected before any byte is read, and a
+    chunked body is counted as it arrives, so neither is kept whole in memory.
 
     Raises:
         LimitError: The body is larger than `max_bytes`.

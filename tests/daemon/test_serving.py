@@ -118,6 +118,15 @@ def test_body_limit_content_length_and_chunked(start_daemon: Any) -> None:
     assert chunked_over.status_code == 413
     assert chunked_over.json()["limit"] == limit
 
+    # The ingest route reads its body through Litestar's request, with the
+    # same limit.
+    rows = daemon.base + "/v1/datasets/points/rows"
+    rows_over = httpx.post(rows, content=_body_of_size(limit + 1))
+    assert rows_over.status_code == 413
+    assert rows_over.json()["dataset"] == "points"
+    rows_chunked = httpx.post(rows, content=chunks(limit * 50))
+    assert rows_chunked.status_code == 413
+
 
 def test_chunked_body_rejected_before_the_end(start_daemon: Any) -> None:
     """The daemon rejects a chunked body above the limit before the body ends."""
