@@ -259,8 +259,9 @@ class Journal:
     def sync_if_due(self) -> None:
         """Fsync the closed segments, and the current one every `fsync_seconds`.
 
-        Runs without the caller's lock, so `write` never waits for the lock
-        during an fsync.
+        The caller must not hold the log's queue lock, so that `write` goes on
+        while an fsync runs. Only the list of closed segments is read under
+        this journal's own lock.
         """
         if not self.fsync_seconds:
             return

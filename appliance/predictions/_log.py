@@ -2,7 +2,7 @@
 
 Request handlers call `PredictionLog.append`, which never waits for the
 database: the entry is written to the write-ahead journal (see `_journal`) and
-joins an in-memory queue, or, when the queue already holds ``queue_max_rows``
+joins an in-memory queue, or, when the queue already contains ``queue_max_rows``
 rows, it is written to an Arrow spill file under ``HOME/predictions/spill/``.
 Either write is in the kernel when `append` returns, so a SIGKILL of the
 daemon loses no acknowledged prediction. One writer thread inserts queued rows

@@ -28,7 +28,7 @@ INLINE_MAX_ROWS = 16
 """Largest request whose session may run on the event loop when it is alone.
 
 On the 2-core benchmark machine one row of the 300-tree flights LightGBM model
-ran in about 30 us and 32 rows in about 150 us, so an inline run holds the
+ran in about 30 us and 32 rows in about 150 us, so an inline run blocks the
 loop for about 0.1 ms at most with that model."""
 
 

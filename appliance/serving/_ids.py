@@ -15,8 +15,8 @@ class _RandomIds:
 
     One read of the system's random source serves `_IDS_PER_BLOCK` ids, so an
     id costs a slice of a string instead of a system call (uuid4 makes one
-    per id). Every id is 128 bits from the kernel's CSPRNG, so no id tells
-    anything about the next one.
+    per id). Every id is 128 bits from the kernel's random source, so one id
+    reveals nothing about the next.
     """
 
     def __init__(self) -> None:

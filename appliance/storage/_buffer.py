@@ -77,7 +77,7 @@ class IngestBuffer:
         self.retry_first_seconds = 1.0
         """Wait before the first retry of a failed flush; it doubles each time."""
         self.retry_max_seconds = 60.0
-        """Longest wait between two retries of a failed flush."""
+        """Maximum wait between two retries of a failed flush."""
 
     def append(self, dataset: str, rows: Sequence[Any]) -> int:
         """Write `rows` durably to the dataset's buffer; return the buffered count.
@@ -278,7 +278,7 @@ class IngestBuffer:
         return self.catalog.cursor()
 
     def _open_catalog_waiting(self, dataset: str, segment: Path) -> Catalog:
-        """Open the catalog, waiting while another process holds it.
+        """Open the catalog, waiting while another process has it open.
 
         Raises:
             StorageError: The catalog stayed busy; the segment is kept.

@@ -209,7 +209,7 @@ def ingest(
 
 @dataclass(frozen=True)
 class _Checks:
-    """What an ingest rejects beyond the contract."""
+    """Checks an ingest applies beyond the contract."""
 
     strict: bool
     views: tuple[FeatureViewConfig, ...]

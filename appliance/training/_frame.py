@@ -106,7 +106,7 @@ class TrainingFrame:
     feature_versions: dict[str, str] = field(default_factory=dict)
     """Version read of each dataset behind the model's feature views."""
     db: Any = field(default=None, repr=False)
-    """What `base_sql` runs on: the feature store, whose ``cursor`` can read
+    """Connection `base_sql` runs on: the feature store, whose ``cursor`` can read
     the joined rows, when the model joins feature views, else None for the
     catalog's connection."""
 

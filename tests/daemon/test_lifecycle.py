@@ -167,13 +167,13 @@ def test_bind_errors_name_host_or_port(start_daemon: Any) -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        taken = run_cli(first.config, "serve", "--port", str(port))
+        port_in_use = run_cli(first.config, "serve", "--port", str(port))
 
     assert elsewhere.returncode == 1
     assert "cannot listen on 192.0.2.1:0" in elsewhere.stderr
     assert "check [server] host" in elsewhere.stderr
-    assert taken.returncode == 1
-    assert "choose another [server] port" in taken.stderr
+    assert port_in_use.returncode == 1
+    assert "choose another [server] port" in port_in_use.stderr
 
 
 def test_sighup_reschedules_jobs(start_daemon: Any) -> None:

@@ -322,10 +322,14 @@ def test_flights_fill_equals_training_frame(tmp_path: Path) -> None:
             ingest(catalog, name, [path])
         frame = load_frame(catalog, config.model("late"), config.feature_views)
     numeric = ", ".join(f"CAST({n} AS DOUBLE) AS {n}" for n in VIEW_FEATURES)
-    sample = frame.db.cursor().sql(
-        f"SELECT origin, tailnum, time_hour, {numeric} FROM ({frame.base_sql}) "
-        "USING SAMPLE reservoir(300 ROWS) REPEATABLE (1)"
-    ).fetchall()
+    sample = (
+        frame.db.cursor()
+        .sql(
+            f"SELECT origin, tailnum, time_hour, {numeric} FROM ({frame.base_sql}) "
+            "USING SAMPLE reservoir(300 ROWS) REPEATABLE (1)"
+        )
+        .fetchall()
+    )
     server = FeatureServer(config)
     server.load()
 
