@@ -5,8 +5,8 @@ the input row and the output as JSON text, and the request latency. New rows go
 to the ``predictions`` table of the catalog. When the table holds more than
 ``[predictions] roll_rows`` rows, all but the newest ``roll_rows / 2`` are
 copied to a zstd Parquet file under ``HOME/predictions/parquet/`` and deleted
-from the table. Queries read the
-table and the Parquet files together.
+from the table. Queries read the table and the Parquet files together and sort
+by ``log_id``, so the rows of a Parquet file are in no particular order.
 """
 
 from __future__ import annotations
@@ -65,6 +65,14 @@ LOG_SCHEMA = pa.schema(
     ]
 )
 """Arrow schema of the rows handed to `insert_rows`, and of spill files."""
+
+
+ROW_GROUP_BYTES = "8MB"
+"""Target size of a Parquet row group written by `roll_over`.
+
+DuckDB's Parquet writer buffers a whole row group per thread, 122,880 rows by
+default. With rows of about 700 bytes that buffer alone exceeds a 64 MB
+``memory_limit``, and a size in bytes also bounds it for wide input rows."""
 
 
 def parquet_dir(home: Path) -> Path:
@@ -142,17 +150,35 @@ def roll_over(db: duckdb.DuckDBPyConnection, home: Path, keep_rows: int) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"part-{time.time_ns()}.parquet"
     partial = target.with_name(target.name + ".tmp")
-    db.execute(
-        f"COPY (SELECT * FROM predictions WHERE log_id <= ? ORDER BY log_id) "
-        f"TO {_quote(str(partial))} (FORMAT parquet, COMPRESSION zstd)",
-        [cutoff],
-    ).fetchall()
+    _copy_to_parquet(db, cutoff, partial)
     os.replace(partial, target)
     (moved,) = db.execute(
         "DELETE FROM predictions WHERE log_id <= ?", [cutoff]
     ).fetchall()[0]
     logger.info("predictions rolled file=%s max_log_id=%d", target, cutoff)
     return int(moved)
+
+
+def _copy_to_parquet(db: duckdb.DuckDBPyConnection, cutoff: int, path: Path) -> None:
+    """Copy the rows up to log id `cutoff` to the Parquet file `path`.
+
+    The copy fits in a small DuckDB ``memory_limit`` whatever the number of
+    rows (tested at 64 MB with DuckDB 2.0.1). It sorts nothing, and it drops
+    insertion order, so the parallel scan holds back no batches to write them
+    in order. Row groups are `ROW_GROUP_BYTES`. The order setting belongs to
+    the session of a cursor of its own, so other queries keep insertion order.
+    """
+    cursor = db.cursor()
+    try:
+        cursor.execute("SET SESSION preserve_insertion_order = false").fetchall()
+        cursor.execute(
+            f"COPY (SELECT * FROM predictions WHERE log_id <= ?) "
+            f"TO {_quote(str(path))} (FORMAT parquet, COMPRESSION zstd, "
+            f"ROW_GROUP_SIZE_BYTES '{ROW_GROUP_BYTES}')",
+            [cutoff],
+        ).fetchall()
+    finally:
+        cursor.close()
 
 
 def remove_rolled(db: duckdb.DuckDBPyConnection, home: Path) -> int:
