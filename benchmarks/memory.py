@@ -68,10 +68,8 @@ IMPORTS = [
     "appliance.daemon",
     "appliance.monitoring",
     "appliance.retraining",
-    "scipy.special",
 ]
-"""Modules in the order the daemon imports them; scipy.special comes with the
-first full window of a streaming detector."""
+"""Modules in the order the daemon imports them."""
 _IMPORT_PROBE = """
 import json, re, sys, time
 def status():

@@ -24,6 +24,8 @@ from collections.abc import Hashable
 import numpy as np
 from river._river_rust.drift import AdaptiveWindowing
 
+from appliance.monitoring._special import chi2_sf, kolmogorov, smirnov
+
 
 class Adwin:
     """ADWIN on one numeric stream: River's ``river.drift.ADWIN`` without River's
@@ -200,21 +202,18 @@ def kstwo_sf(statistic: float, n: int) -> float:
     grid of statistics: equal for ``n > 140`` and within a relative 1e-7 for
     ``15 <= n <= 140`` wherever either is below 0.01, and within a relative
     0.42 between 0.01 and 0.05. Drift tests use p-values below 0.01, and this
-    keeps ``scipy.stats``, about 70 MB of imports, out of the daemon.
+    keeps SciPy out of the daemon (``scipy.stats`` is about 70 MB of imports).
 
     >>> f"{kstwo_sf(0.2, 250):.4e}"
     '3.0586e-09'
     """
-    # Imported on the first full window, not at the daemon's start (14 MB).
-    from scipy import special
-
     if statistic <= 0.0:
         return 1.0
     if statistic >= 1.0:
         return 0.0
     if n * statistic * statistic >= 2.2 or statistic >= 0.5:
-        return min(max(2.0 * float(special.smirnov(n, statistic)), 0.0), 1.0)
-    return float(special.kolmogorov(math.sqrt(n) * statistic))
+        return min(max(2.0 * smirnov(n, statistic), 0.0), 1.0)
+    return kolmogorov(math.sqrt(n) * statistic)
 
 
 class CategoryDriftDetector:
@@ -300,12 +299,10 @@ def chi2_independence_p(table: np.ndarray) -> float:
     >>> round(chi2_independence_p(np.array([[30.0, 70.0], [50.0, 50.0]])), 6)
     0.003892
     """
-    from scipy import special
-
     expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
     statistic = float(((table - expected) ** 2 / expected).sum())
     dof = (table.shape[0] - 1) * (table.shape[1] - 1)
-    return float(special.chdtrc(dof, statistic))
+    return chi2_sf(dof, statistic)
 
 
 class MeanDriftDetector:

@@ -1,4 +1,4 @@
-"""The serving daemon runs without the training libraries, pandas or scipy.stats.
+"""The serving daemon runs without the training libraries, pandas or SciPy.
 
 Each of them maps its own shared libraries into a process that imports it, so
 ``/proc/PID/maps`` of the daemon shows, from outside, whether it was imported.
@@ -21,6 +21,7 @@ MARKERS = {
     "matplotlib": "/matplotlib/",
     "pandas": "/pandas/",
     "scipy.stats": "/scipy/stats/",
+    "scipy.special": "/scipy/special/",
 }
 """Module, and a path part of the shared libraries it loads."""
 
