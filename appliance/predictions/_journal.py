@@ -282,6 +282,12 @@ class Journal:
             if not current.synced:
                 self._fsync(current)
 
+    def closed_paths(self, first: int, below: int) -> list[Path]:
+        """Return the files of the closed segments whose sequence is at least
+        `first` and below `below`, oldest first."""
+        with self._lock:
+            return [s.path for s in self._closed if first <= s.sequence < below]
+
     def release_before(self, sequence: int) -> None:
         """Delete the closed segments whose sequence is below `sequence`."""
         with self._lock:

@@ -8,6 +8,8 @@ Either write is in the kernel when `append` returns, so a SIGKILL of the
 daemon loses no acknowledged prediction. One writer thread inserts queued rows
 into the ``predictions`` table in batches, deletes the journal segments whose
 rows are all inserted, then loads the spill files back in and deletes them.
+When a batch can be neither inserted nor spilled, its journal segments stay,
+and the writer inserts their missing rows every `RETRY_SECONDS`.
 `PredictionLog.stop` writes everything still queued or spilled before it
 returns. `PredictionLog.start` loads what a crash left in spill files and
 journal segments.
@@ -26,7 +28,7 @@ import pyarrow as pa
 
 from appliance.config import PredictionsConfig
 from appliance.predictions._journal import Journal, encode_entry, journal_dir
-from appliance.predictions._recover import recover_journal
+from appliance.predictions._recover import insert_segment, recover_journal
 from appliance.predictions._rows import LogEntry, entries_to_table
 from appliance.predictions._store import (
     LOG_SCHEMA,
@@ -40,6 +42,9 @@ from appliance.storage import Catalog
 logger = logging.getLogger(__name__)
 
 _STOP_PROGRESS_SECONDS = 10.0
+RETRY_SECONDS = 10.0
+"""Time between attempts to insert the rows of journal segments kept after a
+batch could be neither inserted nor spilled."""
 
 
 class PredictionLog:
@@ -61,6 +66,11 @@ class PredictionLog:
         self._retained = 0
         """Sequence of the oldest journal segment kept because its rows could
         neither be inserted nor spilled; 0 when none is."""
+        self._retained_newest = 0
+        """Sequence of the newest journal segment kept for the same reason."""
+        self.retry_seconds = RETRY_SECONDS
+        """Time between attempts to insert the rows of the kept segments."""
+        self._retry_at = 0.0
         self._queued_rows = 0
         self._wake = threading.Condition()
         self._stopping = False
@@ -76,7 +86,7 @@ class PredictionLog:
         """Rows written to a spill file because the queue was full."""
         self.lost_rows = 0
         """Rows that could neither be inserted nor spilled; logged as errors, and
-        kept in the journal for the next start."""
+        kept in the journal until the writer or the next start inserts them."""
         self.failed_writes = 0
         """Batches that DuckDB rejected and that were spilled to retry later."""
 
@@ -201,6 +211,8 @@ class PredictionLog:
                     self._roll(db)
                 elif not batch and self._spill_pending():
                     self._catch_up(db)
+                if self._retained and (stopping or time.monotonic() >= self._retry_at):
+                    self._retry_retained()
                 if stopping and not batch:
                     self._catch_up(db)
                     return
@@ -265,9 +277,11 @@ class PredictionLog:
                 self.lost_rows += sum(e.rows for e in batch)
                 if not self._retained:
                     self._retained = items[0][0]
+                    self._retry_at = time.monotonic() + self.retry_seconds
+                self._retained_newest = max(self._retained_newest, items[-1][0])
                 logger.exception(
-                    "prediction log spill failed rows=%d; the journal keeps them "
-                    "for the next start",
+                    "prediction log spill failed rows=%d; the journal keeps them, "
+                    "and the writer retries them",
                     sum(e.rows for e in batch),
                 )
             return False
@@ -312,8 +326,12 @@ class PredictionLog:
     def _spill_files(self) -> list[Path]:
         return sorted(self.spill_dir.glob("spill-*.arrow"))
 
-    def _catch_up(self, db: duckdb.DuckDBPyConnection) -> None:
-        """Insert the rows of every closed spill file and delete the file."""
+    def _catch_up(self, db: duckdb.DuckDBPyConnection) -> bool:
+        """Insert the rows of every closed spill file and delete the file.
+
+        Returns:
+            True when every closed spill file was loaded.
+        """
         for path in self._close_spill():
             try:
                 table = _read_spill(path)
@@ -322,13 +340,51 @@ class PredictionLog:
                 logger.exception(
                     "spill file catch-up failed file=%s; retrying later", path
                 )
-                return
+                return False
             path.unlink()
             self.written_rows += table.num_rows
             self._table_rows += table.num_rows
             logger.info("spill file loaded file=%s rows=%d", path, table.num_rows)
         if self._table_rows > self.config.roll_rows:
             self._roll(db)
+        return True
+
+    def _retry_retained(self) -> None:
+        """Insert the missing rows of the journal segments kept after lost batches.
+
+        Spill files are loaded first, because rows of a batch that failed can be
+        in a spill file as well as in a kept segment, and `insert_segment` skips
+        rows already logged.
+        """
+        self._retry_at = time.monotonic() + self.retry_seconds
+        with self._wake:
+            # Segments from this sequence on are open or have queued entries.
+            below = self._queue[0][0] if self._queue else self.journal.sequence
+        if self._retained_newest >= below:
+            return
+        paths = self.journal.closed_paths(self._retained, below)
+        inserted = 0
+        db = self._catalog.db.cursor()
+        try:
+            if not self._catch_up(db):
+                return
+            for path in paths:
+                inserted += insert_segment(db, self.home, path)
+        except (duckdb.Error, pa.ArrowException, OSError):
+            logger.exception(
+                "journal segment retry failed; retrying in %.0f s", self.retry_seconds
+            )
+            return
+        finally:
+            self.written_rows += inserted
+            self._table_rows += inserted
+            db.close()
+        logger.info(
+            "journal segments kept after lost batches inserted segments=%d rows=%d",
+            len(paths),
+            inserted,
+        )
+        self._retained = self._retained_newest = 0
 
 
 def _read_spill(path: Path) -> pa.Table:

@@ -30,9 +30,7 @@ def recover_journal(db: duckdb.DuckDBPyConnection, home: Path) -> int:
     inserted = 0
     for path in segment_files(journal_dir(home)):
         try:
-            entries = read_segment(path)
-            table = entries_to_table(entries, db)
-            rows = insert_missing_rows(db, table, home)
+            inserted += insert_segment(db, home, path)
         except (duckdb.Error, pa.ArrowException, OSError):
             logger.exception(
                 "journal recovery failed file=%s; the file stays for the next start",
@@ -40,12 +38,27 @@ def recover_journal(db: duckdb.DuckDBPyConnection, home: Path) -> int:
             )
             break
         path.unlink()
-        inserted += rows
-        logger.info(
-            "journal segment recovered file=%s entries=%d rows=%d skipped_rows=%d",
-            path,
-            len(entries),
-            rows,
-            table.num_rows - rows,
-        )
     return inserted
+
+
+def insert_segment(db: duckdb.DuckDBPyConnection, home: Path, path: Path) -> int:
+    """Insert the rows of one journal segment that the prediction log lacks.
+
+    Returns:
+        Number of rows inserted.
+
+    Raises:
+        duckdb.Error, pyarrow.ArrowException, OSError: The segment could not
+            be read or its rows could not be inserted.
+    """
+    entries = read_segment(path)
+    table = entries_to_table(entries, db)
+    rows = insert_missing_rows(db, table, home)
+    logger.info(
+        "journal segment recovered file=%s entries=%d rows=%d skipped_rows=%d",
+        path,
+        len(entries),
+        rows,
+        table.num_rows - rows,
+    )
+    return rows
