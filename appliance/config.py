@@ -62,15 +62,11 @@ class ServerConfig:
     session_threads: int = 0
     """Threads that run onnxruntime sessions; 0 uses every CPU the process may
     run on."""
-    catalog_memory_mb: int = 0
+    catalog_memory_mb: int = 64
     """DuckDB ``memory_limit`` of the daemon's catalog connection, in MB; 0
     keeps DuckDB's default of 80% of the machine's RAM. Above the limit DuckDB
-    evicts cached table blocks, which are read again from the file.
-
-    NOTE: DuckDB 2.0.1's Parquet writer failed with an out-of-memory error
-    under limits of 64 to 256 MB when the prediction log rolled over 250,000
-    rows of about 700 bytes, so set a limit only with a small
-    ``[predictions] roll_rows``."""
+    evicts cached table blocks, which are read again from the file, and spills
+    large joins and sorts to a temporary folder beside the catalog file."""
     malloc_arenas: int = 2
     """glibc malloc arenas of the daemon (``M_ARENA_MAX``); 0 keeps glibc's
     default of 8 per CPU. Fewer arenas keep less freed memory."""

@@ -8,9 +8,10 @@ the resident memory. The home of CONFIG must not be held by a daemon.
 a fresh DuckDB file in batches of 1,000, with ``memory_limit`` set to
 MEMORY_MB (0 keeps DuckDB's default), and print the process's memory.
 
-``rollover ROWS MEMORY_MB``: fill a log table with ROWS rows of about 660
-bytes, then copy the older half to Parquet in log order, as the prediction
-log's roll-over does, and print the error DuckDB raised, if any.
+``rollover ROWS MEMORY_MB``: fill the prediction log's table with ROWS rows
+whose inputs are 672 bytes, run its `roll_over` down to ROWS / 2 rows (which
+moves three quarters of them to Parquet), and print the error DuckDB raised,
+if any, and the process's peak memory.
 
 Each prints one JSON document on stdout.
 """
@@ -104,40 +105,41 @@ def duckdb_inserts(rows: int, memory_mb: int) -> None:
 
 
 def rollover(rows: int, memory_mb: int) -> None:
-    """Print whether a roll-over of half of `rows` log rows to Parquet succeeds.
-
-    The statement is the shape of the prediction log's roll-over: the oldest
-    rows, in log order, copied to one Parquet file.
-    """
+    """Print whether the prediction log's roll-over of `rows` rows succeeds."""
     import duckdb
 
     from appliance.memory import limit_duckdb
+    from appliance.predictions._store import create_table, roll_over
 
     with tempfile.TemporaryDirectory(prefix="memory-probe-") as folder:
-        db = duckdb.connect(str(Path(folder) / "probe.duckdb"))
+        home = Path(folder)
+        db = duckdb.connect(str(home / "catalog.duckdb"))
         limit_duckdb(db, memory_mb)
-        db.execute(
-            "CREATE TABLE predictions (log_id BIGINT, request_id VARCHAR, "
-            "input VARCHAR)"
-        )
-        for start in range(0, rows, 10_000):
+        create_table(db)
+        for start in range(0, rows, 25_000):
             db.execute(
-                "INSERT INTO predictions SELECT i, md5(i::VARCHAR), "
-                "repeat(md5(i::VARCHAR), 20) FROM range(?, ?) AS t(i)",
-                [start, min(start + 10_000, rows)],
-            )
-        target = str(Path(folder) / "rolled.parquet").replace("'", "''")
+                "INSERT INTO predictions (request_id, row_index, model, version, "
+                "predicted_at, input, output, latency_ms) "
+                "SELECT md5(i::VARCHAR), 0, 'demo', 1, "
+                "TIMESTAMPTZ '2026-01-01 00:00:00+00' + to_microseconds(i), "
+                "repeat(md5(i::VARCHAR), 21), '{\"prediction\": 1}', 1.0 "
+                "FROM range(?, ?) AS t(i)",
+                [start, min(rows, start + 25_000)],
+            ).fetchall()
+        before = _memory()
         started = time.perf_counter()
         try:
-            db.execute(
-                f"COPY (SELECT * FROM predictions WHERE log_id < {rows // 2} "
-                f"ORDER BY log_id) TO '{target}' (FORMAT parquet)"
-            )
+            roll_over(db, home, keep_rows=rows // 2)
             error = None
         except duckdb.OutOfMemoryException as exc:
             error = str(exc).splitlines()[0]
         seconds = time.perf_counter() - started
-        print(json.dumps({"error": error, "seconds": seconds}))
+        peak = process_memory().get("VmHWM", 0.0)
+        print(
+            json.dumps(
+                {"error": error, "seconds": seconds, "before": before, "peak": peak}
+            )
+        )
         db.close()
 
 

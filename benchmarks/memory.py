@@ -6,17 +6,20 @@ request rows) and prints, for each run:
 - start to ready and VmRSS, anonymous and file-backed memory after start;
 - the same after a fixed number of single-row requests (full rows, then
   keys-only rows that join the feature views), so a faster daemon is not
-  charged for receiving more requests;
+  charged for receiving more requests, and again once the daemon's periodic
+  ``malloc_trim`` has run after the load;
 - the largest mappings of ``/proc/PID/smaps`` (shared libraries, heaps).
 
-Three configurations run in alternating order: this version's defaults, the
-defaults with ``catalog_memory_mb = 64``, and the settings before the memory
-limits (``recent_rows = 200000``, ``malloc_arenas = 0``,
+Three configurations run in alternating order: this version's defaults
+(``catalog_memory_mb = 64``), the defaults without a catalog limit
+(``catalog_memory_mb = 0``), and the settings before the memory limits
+(``recent_rows = 200000``, ``catalog_memory_mb = 0``, ``malloc_arenas = 0``,
 ``malloc_trim_seconds = 0``).
 It also measures, each in a fresh process, what each import of the daemon
 adds, what each of the daemon's components adds as the lifespan enters it,
-and the memory of inserting distinct prediction-log-like rows into DuckDB
-with and without a ``memory_limit`` (`benchmarks/_memory_probes.py`).
+the memory of inserting distinct prediction-log-like rows into DuckDB
+with and without a ``memory_limit``, and the prediction log's roll-over under
+several limits (`benchmarks/_memory_probes.py`).
 
 Run: .venv/bin/python benchmarks/memory.py [--requests 30000] [--repeats 2]
 Writes the "Memory" section of docs/benchmarks.md.
@@ -42,7 +45,7 @@ from _page import PAGE, write_section
 SECTION = "Memory"
 VARIANTS = {
     "defaults": {},
-    "catalog limit 64 MB": {"server": {"catalog_memory_mb": 64}},
+    "no catalog limit": {"server": {"catalog_memory_mb": 0}},
     "before the limits": {
         "server": {
             "catalog_memory_mb": 0,
@@ -136,7 +139,7 @@ def read_memory(pid: int) -> dict[str, object]:
     }
 
 
-def run_daemon(variant: str, requests: int) -> dict[str, object]:
+def run_daemon(variant: str, requests: int, settle_seconds: float) -> dict[str, object]:
     """Start the daemon with `variant`'s settings, load it and read its memory."""
     port = serving.free_port()
     config = write_variant_config(port, VARIANTS[variant])
@@ -167,6 +170,11 @@ def run_daemon(variant: str, requests: int) -> dict[str, object]:
         result["load"] = read_memory(pid)
         result["rps"] = [full_rps, keys_rps]
         result["errors"] = full_errors + keys_errors
+        if settle_seconds:
+            # The daemon trims every malloc_trim_seconds (60 by default) from
+            # its start, so one trim falls within this wait.
+            time.sleep(settle_seconds)
+            result["settled"] = read_memory(pid)
     finally:
         server.stop()
     return result
@@ -195,6 +203,12 @@ def probe(*args: str) -> object:
     return json.loads(output)
 
 
+def settled(runs: list[dict]) -> str:
+    """Return the median RSS after the trim wait, or "-" when it was skipped."""
+    values = [r["settled"]["rss"] for r in runs if "settled" in r]
+    return f"{median(values):.0f}" if values else "-"
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
@@ -207,6 +221,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=30000)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=62.0,
+        help="wait after the load for one periodic malloc_trim, then read the "
+        "memory again; 0 skips it",
+    )
     parser.add_argument(
         "--rollover-rows",
         type=int,
@@ -237,13 +258,13 @@ def main() -> int:
     }
     rollovers = {
         limit: probe("rollover", str(args.rollover_rows), str(limit))
-        for limit in ((64, 128, 256, 512, 0) if args.rollover_rows else ())
+        for limit in ((64, 256, 0) if args.rollover_rows else ())
     }
     runs = []
     for repeat in range(args.repeats):
         order = list(VARIANTS) if repeat % 2 == 0 else list(reversed(VARIANTS))
         for variant in order:
-            result = run_daemon(variant, args.requests)
+            result = run_daemon(variant, args.requests, args.settle_seconds)
             print(json.dumps(result), flush=True)
             runs.append(result)
     (serving.WORK / "memory.json").write_text(json.dumps({"runs": runs}))
@@ -277,15 +298,17 @@ def write_report(runs, probes, args, load_before, load_after) -> None:  # noqa: 
         f"{max(args.requests // 10, 1):,} with only the entity keys, over 8 "
         "connections. Memory is read 1 s after ready and 2 s after the load.",
         f"- {args.repeats} runs per configuration, in alternating order; the "
-        "table gives medians. 'before the limits' sets `recent_rows = 200000`, "
-        "`catalog_memory_mb = 0`, `malloc_arenas = 0` and "
-        "`malloc_trim_seconds = 0`; 'catalog limit 64 MB' is the defaults with "
-        "`catalog_memory_mb = 64`.",
+        "table gives medians. The defaults set `catalog_memory_mb = 64`; 'no "
+        "catalog limit' is the defaults with `catalog_memory_mb = 0`; 'before "
+        "the limits' sets `recent_rows = 200000`, `catalog_memory_mb = 0`, "
+        "`malloc_arenas = 0` and `malloc_trim_seconds = 0`. 'After trim' is read "
+        f"{args.settle_seconds:.0f} s after the load, once the daemon's periodic "
+        "`malloc_trim` (every 60 s) has run, except in 'before the limits'.",
         "",
         "| configuration | start to ready, s | RSS after start, MB | anonymous | "
-        "file-backed | RSS after load, MB | anonymous | file-backed | peak RSS, MB "
-        "| req/s full, keys |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "file-backed | RSS after load, MB | anonymous | file-backed | RSS after "
+        "trim, MB | peak RSS, MB | req/s full, keys |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for variant in VARIANTS:
         mine = [r for r in runs if r["variant"] == variant]
@@ -298,7 +321,7 @@ def write_report(runs, probes, args, load_before, load_after) -> None:  # noqa: 
             f"{med('start', 'rss'):.0f} | {med('start', 'anonymous'):.0f} | "
             f"{med('start', 'file'):.0f} | {med('load', 'rss'):.0f} | "
             f"{med('load', 'anonymous'):.0f} | {med('load', 'file'):.0f} | "
-            f"{med('load', 'peak'):.0f} | "
+            f"{settled(mine)} | {med('load', 'peak'):.0f} | "
             f"{median([r['rps'][0] for r in mine]):.0f}, "
             f"{median([r['rps'][1] for r in mine]):.0f} |"
         )
@@ -356,17 +379,21 @@ def write_report(runs, probes, args, load_before, load_after) -> None:  # noqa: 
     if rollovers:
         lines += [
             "",
-            f"Roll-over under a limit: {args.rollover_rows // 2:,} of "
-            f"{args.rollover_rows:,} log rows of about 660 bytes copied in log "
-            "order to Parquet, as the prediction log's roll-over does:",
+            f"Roll-over under a limit: the prediction log's `roll_over` moves "
+            f"{args.rollover_rows - args.rollover_rows // 4:,} of "
+            f"{args.rollover_rows:,} log rows with inputs of 672 bytes to "
+            "Parquet:",
             "",
-            "| memory_limit | result | seconds |",
-            "| --- | --- | ---: |",
+            "| memory_limit | result | seconds | peak RSS of the process, MB |",
+            "| --- | --- | ---: | ---: |",
         ]
         for limit, result in rollovers.items():
             shown = f"{limit} MB" if limit else "default (80% of RAM)"
             outcome = result["error"] or "done"
-            lines.append(f"| {shown} | {outcome} | {result['seconds']:.1f} |")
+            lines.append(
+                f"| {shown} | {outcome} | {result['seconds']:.1f} | "
+                f"{result['peak']:.0f} |"
+            )
     errors = sum(r["errors"] for r in runs)
     if errors:
         lines += ["", f"Responses other than 200 during the loads: {errors}."]
