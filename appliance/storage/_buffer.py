@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.config import Config
+from appliance.config import Config, dataset_name_problem
 from appliance.errors import IngestError, RequestError, StorageError
 from appliance.storage._catalog import Catalog
-from appliance.storage._ingest import IngestResult, ingest, name_problem
+from appliance.storage._ingest import IngestResult, ingest
 
 logger = logging.getLogger(__name__)
 
@@ -373,6 +373,6 @@ def _sync_folder(folder: Path) -> None:
 
 
 def _check_name(dataset: str) -> None:
-    problem = name_problem(dataset)
+    problem = dataset_name_problem(dataset)
     if problem is not None:
         raise RequestError(problem, dataset=dataset)

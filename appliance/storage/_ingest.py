@@ -35,6 +35,7 @@ from appliance.config import (
     ContractConfig,
     DatasetConfig,
     FeatureViewConfig,
+    dataset_name_problem,
 )
 from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
@@ -666,25 +667,8 @@ def _accepted_sql(types: dict[str, ColumnType], staged: _Staged, bad: int) -> st
     return rows
 
 
-MAX_NAME_LENGTH = 100
-"""Maximum length of a dataset name in characters. The name is a folder in the
-lake, and file systems limit a path component to 255 bytes."""
-
-
-def name_problem(dataset: str) -> str | None:
-    """Return why `dataset` cannot be a dataset name, or None when it can."""
-    if not dataset or not all(c.isalnum() or c in "_-" for c in dataset):
-        return f"invalid dataset name {dataset!r}; use letters, digits, '_' and '-'"
-    if len(dataset) > MAX_NAME_LENGTH:
-        return (
-            f"invalid dataset name {dataset[:20]!r}... of {len(dataset)} characters; "
-            f"use at most {MAX_NAME_LENGTH}"
-        )
-    return None
-
-
 def _check_name(dataset: str) -> None:
-    problem = name_problem(dataset)
+    problem = dataset_name_problem(dataset)
     if problem is not None:
         raise IngestError(problem)
 
