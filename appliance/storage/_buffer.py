@@ -33,6 +33,7 @@ from appliance.config import Config, dataset_name_problem
 from appliance.errors import IngestError, RequestError, StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._ingest import IngestResult, ingest
+from appliance.storage._quarantine import move_source
 
 logger = logging.getLogger(__name__)
 
@@ -301,17 +302,24 @@ class IngestBuffer:
 
     def _ingest_segment(self, dataset: str, segment: Path) -> None:
         settings = self.config.dataset(dataset)
+        kept = segment.parent / "quarantined" / segment.name
         try:
             with self._open_catalog_waiting(dataset, segment) as catalog:
                 result = ingest(catalog, dataset, [segment], "append", settings)
+                quarantined = _quarantined(result)
+                if quarantined:
+                    # The catalog names the segment where it is moved next; a
+                    # crash in between leaves the segment for the next flush,
+                    # which finds its version and moves it.
+                    move_source(catalog, dataset, result.version.version, segment, kept)
         except IngestError:
             logger.exception(
                 "buffer segment rejected dataset=%s segment=%s", dataset, segment
             )
             _move(segment, segment.parent / "rejected")
             return
-        if result.quarantined:
-            _move(segment, segment.parent / "quarantined")
+        if quarantined:
+            _move(segment, kept.parent)
         else:
             segment.unlink()
             _sync_folder(segment.parent)
@@ -326,6 +334,17 @@ class IngestBuffer:
         )
         if self.on_flush is not None:
             self.on_flush(dataset, result)
+
+
+def _quarantined(result: IngestResult) -> int:
+    """Return the rows of the segment's version that were quarantined.
+
+    A version found unchanged was written by an earlier flush of the same
+    segment, so its report holds the count.
+    """
+    if result.created:
+        return result.quarantined
+    return int(result.version.report.get("quarantined", 0))
 
 
 def _append_synced(path: Path, data: bytes) -> None:
