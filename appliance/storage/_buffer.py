@@ -305,7 +305,9 @@ class IngestBuffer:
         kept = segment.parent / "quarantined" / segment.name
         try:
             with self._open_catalog_waiting(dataset, segment) as catalog:
-                result = ingest(catalog, dataset, [segment], "append", settings)
+                result = ingest(
+                    catalog, dataset, [segment], "append", settings, same_paths=True
+                )
                 quarantined = _quarantined(result)
                 if quarantined:
                     # The catalog names the segment where it is moved next; a

@@ -128,6 +128,8 @@ def ingest(
     strict: bool = False,
     views: Sequence[FeatureViewConfig] = (),
     force: bool = False,
+    *,
+    same_paths: bool = False,
 ) -> IngestResult:
     """Load files into a new version of `dataset`, or find the existing one.
 
@@ -143,6 +145,10 @@ def ingest(
         views: The configured feature views, to check that a ``replace``
             keeps the columns their entity keys and timestamps are read from.
         force: Replace even when the files lack such a column (a warning).
+        same_paths: In ``append`` mode, take an earlier version of the same
+            bytes as this ingest only when it also read them from the same
+            paths. The ingest buffer sets it, because two of its segments
+            with equal bytes are two batches of rows.
 
     Raises:
         IngestError: A file is missing, empty, unreadable, of an unknown format,
@@ -175,7 +181,8 @@ def ingest(
 
     existing = find_version(catalog, dataset, version_id)
     if existing is None and mode == "append":
-        existing = find_by_sources(catalog, dataset, hashes)
+        paths = [str(s.path.resolve()) for s in sources] if same_paths else None
+        existing = find_by_sources(catalog, dataset, hashes, paths)
     if existing is not None:
         logger.info("ingest unchanged dataset=%s version=%s", dataset, existing.version)
         return IngestResult(existing, created=False)

@@ -212,6 +212,19 @@ def test_segment_ingested_before_crash_not_duplicated(tmp_path: Path) -> None:
     assert not segment.exists()
 
 
+def test_equal_batches_both_appended(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    buffer = IngestBuffer(config)
+
+    buffer.append("events", [{"id": 1, "value": 0.5}])
+    buffer.flush("events")
+    buffer.append("events", [{"id": 1, "value": 0.5}])
+    buffer.flush("events")
+
+    assert len(versions(config)) == 2
+    assert rows_of(config) == [(1, 0.5), (1, 0.5)]
+
+
 def test_quarantine_names_moved_segment(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     buffer = IngestBuffer(config)
