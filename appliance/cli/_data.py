@@ -91,10 +91,12 @@ def _ingest(config: Config, args: argparse.Namespace) -> int:
     else:
         from dataclasses import asdict
 
-        from appliance.storage import Catalog, ingest
+        from appliance.storage import Catalog, ingest, remove_orphan_folders
 
         settings = config.dataset(args.dataset)
         with Catalog(config.storage.home) as catalog:
+            # This process holds the catalog, so no other ingest is running.
+            remove_orphan_folders(catalog)
             local = ingest(
                 catalog,
                 args.dataset,
