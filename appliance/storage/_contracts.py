@@ -3,7 +3,8 @@
 A contract is declared in the configuration or, when it is not, taken from the
 schema of the dataset's first version. `violations_sql` returns one query that
 lists every broken rule as ``(_file, _record, column_name, value, reason)``;
-`schema_changes` compares a new file's columns with the contract.
+`schema_changes` compares a new file's columns with the contract. Besides
+the contract's rules, every text value is checked for NUL bytes.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ def violations_sql(
                     f"{raw} IS NOT NULL AND ({value}) IS NULL",
                 )
             )
+        if source == "VARCHAR":
+            parts.append(_nul_check(name))
         rule = contract.columns.get(name)
         if rule is not None:
             parts += _rule_checks(name, rule, value, text)
@@ -116,6 +119,26 @@ _EMPTY = (
     "SELECT NULL::BIGINT AS _file, NULL::BIGINT AS _record, NULL::VARCHAR AS "
     "column_name, NULL::VARCHAR AS value, NULL::VARCHAR AS reason WHERE false"
 )
+
+
+def _nul_check(name: str) -> str:
+    """Return the check that finds text values holding a NUL byte.
+
+    DuckDB reads a NUL byte in a CSV or JSON string as part of the value,
+    and tools that treat text as C strings cut it there, so such a row is
+    quarantined with the value shown as ``\\0`` at the NUL.
+    """
+    raw = _ident(name)
+    shown = f"replace({raw}, chr(0), '\\0')"
+    return _select(
+        name,
+        shown,
+        "'value \"' || "
+        + shown
+        + " || '\" holds a NUL byte (0x00) at character ' || "
+        + f"instr({raw}, chr(0)) || '; remove NUL bytes from the source'",
+        f"contains({raw}, chr(0))",
+    )
 
 
 def _rule_checks(name: str, rule: ColumnRule, value: str, text: str) -> list[str]:

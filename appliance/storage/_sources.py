@@ -241,6 +241,12 @@ def _header(path: Path, delimiter: str, quote: str, encoding: str) -> list[str]:
                 f"{path}, line 1, column {index}: the header name is empty; name "
                 "every column in the first line"
             )
+        if "\x00" in name:
+            shown = name.replace("\x00", "\\0")
+            raise IngestError(
+                f"{path}, line 1, column {index}: the header name '{shown}' holds "
+                "a NUL byte (0x00); remove NUL bytes from the file"
+            )
         if name in seen:
             raise IngestError(
                 f"{path}, line 1: duplicate column name {name!r} in columns "
