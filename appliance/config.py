@@ -553,6 +553,9 @@ class ColumnRule:
     """Regular expression that every text value must match in full."""
     date_format: str | None = None
     """strptime format of a DATE or TIMESTAMP column written in another form."""
+    allow_infinity: bool = False
+    """Whether a FLOAT or DOUBLE column keeps infinite values; when false they
+    are quarantined. NaN is always read as a missing value."""
 
 
 @dataclass(frozen=True)

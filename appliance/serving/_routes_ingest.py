@@ -15,7 +15,7 @@ import msgspec
 from litestar import Request, Response, get, post
 
 from appliance.errors import LimitError, NotFoundError, RequestError
-from appliance.serving._body import JSON, check_rows, read_body
+from appliance.serving._body import JSON, check_rows, decode_nan_literals, read_body
 from appliance.serving._state import DaemonState, daemon_state
 from appliance.storage import latest_version
 
@@ -100,6 +100,11 @@ def _decode(body: bytes, dataset: str) -> list[Any]:
     try:
         return _decoder.decode(body).rows
     except msgspec.DecodeError as exc:
+        # NaN and Infinity literals reach the ingest, which reads NaN as a
+        # missing value and quarantines infinities, as it does for files.
+        rows = decode_nan_literals(body)
+        if rows is not None:
+            return rows
         raise RequestError(
             f"malformed request body for dataset {dataset!r}: {exc}; send "
             '{"rows": [{...}, ...]}',

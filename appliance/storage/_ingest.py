@@ -71,10 +71,11 @@ from appliance.storage._sources import (
     open_source,
 )
 from appliance.storage._types import (
+    FLOAT_TYPES,
     ColumnType,
     Inference,
-    cast_sql,
     infer_types,
+    stored_sql,
     text_fallback_warnings,
 )
 from appliance.storage._view_keys import check_dropped_keys
@@ -612,7 +613,7 @@ def _write_rows(
     target.parent.mkdir(parents=True, exist_ok=True)
     partitioned = partition is not None and accepted > 0
     try:
-        if not partitioned and _can_keep_staged(staged, types, bad):
+        if not partitioned and _can_keep_staged(db, staged, types, bad):
             assert staged.typed_files is not None
             out.mkdir()
             os.replace(staged.typed_files[0], out / "data_0.parquet")
@@ -642,26 +643,42 @@ def _write_rows(
     return partitioned
 
 
-def _can_keep_staged(staged: _Staged, types: dict[str, ColumnType], bad: int) -> bool:
+def _can_keep_staged(
+    db: duckdb.DuckDBPyConnection,
+    staged: _Staged,
+    types: dict[str, ColumnType],
+    bad: int,
+) -> bool:
     """Tell whether the typed path's Parquet file is already the version's data.
 
-    It is when it is the only source, no row is dropped, and every column is
-    stored as read, in the same order, with no column added by the contract.
+    It is when it is the only source, no row is dropped, every column is
+    stored as read, in the same order, with no column added by the contract,
+    and no float column holds NaN, which is stored as missing.
     """
     if staged.typed_files is None or len(staged.typed_files) != 1:
         return False
     if bad or staged.missing:
         return False
-    return list(types) == list(staged.source_types) and all(
+    same = list(types) == list(staged.source_types) and all(
         column.type == staged.source_types[name] and not column.date_format
         for name, column in types.items()
     )
+    return same and not _holds_nan(db, types)
+
+
+def _holds_nan(db: duckdb.DuckDBPyConnection, types: dict[str, ColumnType]) -> bool:
+    floats = [name for name, column in types.items() if column.type in FLOAT_TYPES]
+    if not floats:
+        return False
+    found = " OR ".join(f"isnan({_ident(name)})" for name in floats)
+    row = db.execute(f"SELECT count(*) FROM {STAGED} WHERE {found}").fetchone()
+    return bool(row and row[0])
 
 
 def _accepted_sql(types: dict[str, ColumnType], staged: _Staged, bad: int) -> str:
     """Return the query of the rows that keep the contract, converted to `types`."""
     columns = ", ".join(
-        f"{cast_sql(name, column, staged.source_types.get(name, 'VARCHAR'))} AS "
+        f"{stored_sql(name, column, staged.source_types.get(name, 'VARCHAR'))} AS "
         f"{_ident(name)}"
         for name, column in types.items()
     )

@@ -281,6 +281,43 @@ def cast_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> str
     return f"TRY_CAST({v} AS {column.type})"
 
 
+FLOAT_TYPES = ("FLOAT", "DOUBLE")
+"""Types that hold NaN and the infinities."""
+_NAN_TEXT = ("nan", "+nan", "-nan")
+
+
+def nan_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> str | None:
+    """Return SQL that is true where column `name` holds NaN, None if it cannot.
+
+    NaN means missing in a column of a numeric type (see `stored_sql`). In
+    text it is written ``NaN`` in any case; a float source holds the value.
+    """
+    if column.type not in NUMERIC_TYPES and not column.type.startswith("DECIMAL"):
+        return None
+    v = _ident(name)
+    if source_type == "VARCHAR":
+        texts = ", ".join(_literal(text) for text in _NAN_TEXT)
+        return f"lower(trim({v})) IN ({texts})"
+    if source_type in FLOAT_TYPES:
+        return f"isnan({v})"
+    return None
+
+
+def stored_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> str:
+    """Return the SQL of the value stored for column `name`: `cast_sql` with NaN as missing.
+
+    A NaN in a numeric column is stored as missing (NULL), however it was
+    written: ``NaN`` in CSV, the ``NaN`` literal or the string ``"NaN"`` in
+    JSON, a float NaN in Parquet. Infinities are kept as values here and
+    quarantined by the contract checks unless the column allows them.
+    """
+    value = cast_sql(name, column, source_type)
+    nan = nan_sql(name, column, source_type)
+    if nan is None:
+        return value
+    return f"CASE WHEN {nan} THEN NULL ELSE {value} END"
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

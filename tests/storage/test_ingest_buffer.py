@@ -363,6 +363,27 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
             (str(segment), 2, "-3.0")
         ]
         assert segment.read_text().splitlines()[1] == '{"id":2,"value":-3}'
+        literals = httpx.post(
+            f"{base}/v1/datasets/events/rows",
+            content=b'{"rows": [{"id": 5, "value": NaN}, {"id": 6, "value": Infinity}]}',
+            headers={"Content-Type": "application/json"},
+            trust_env=False,
+        )
+        assert literals.status_code == 202, literals.text
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = httpx.get(
+                f"{base}/v1/datasets/events/rows", trust_env=False
+            ).json()
+            if status["flushes"] >= 2:
+                break
+            time.sleep(0.2)
+        assert status["flushes"] == 2
+        listed = httpx.get(
+            f"{base}/v1/admin/quarantine", params={"dataset": "events"}, trust_env=False
+        ).json()["rows"]
+        assert [(r["line"], r["value"]) for r in listed] == [(2, "-3.0"), (2, "inf")]
+        assert "is not a finite number" in listed[1]["reason"]
         bad = httpx.post(
             f"{base}/v1/datasets/events/rows", content=b"{", trust_env=False
         )
@@ -380,4 +401,4 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
     finally:
         stop(process)
 
-    assert rows_of(config) == [(1, 2.5)]
+    assert rows_of(config) == [(1, 2.5), (5, None)]

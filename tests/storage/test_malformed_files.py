@@ -532,31 +532,6 @@ def test_nul_byte_in_header_rejected(catalog: Catalog, write_file: WriteFile) ->
     )
 
 
-def test_nan_and_infinity_values_loaded(
-    catalog: Catalog, write_file: WriteFile
-) -> None:
-    text = "a,b\n1,NaN\n2,inf\n3,-Infinity\n4,NA\n5,2.5\n6,3.5\n7,100.0\n"
-    path = write_file("nan.csv", text)
-
-    result = ingest(catalog, "nan", [path])
-
-    assert result.version.schema == {"a": "BIGINT", "b": "DOUBLE"}
-    assert result.accepted == 7
-    column = result.version.report["quality"]["columns"]["b"]
-    assert column["quantiles"] == {"p25": 3.0, "p50": 3.5, "p75": 51.75}
-    # The infinities are outliers; NaN and NA are not.
-    assert column["outliers_iqr"] == 2
-
-
-def test_only_nan_values_loaded(catalog: Catalog, write_file: WriteFile) -> None:
-    path = write_file("allnan.csv", "a,b\n1,NaN\n2,NaN\n")
-
-    result = ingest(catalog, "allnan", [path])
-
-    assert result.version.schema == {"a": "BIGINT", "b": "DOUBLE"}
-    assert result.version.report["quality"]["columns"]["b"]["quantiles"] is None
-
-
 def test_mixed_json_types_read_as_text(catalog: Catalog, write_file: WriteFile) -> None:
     text = (
         '{"id": 1, "city": "z", "n": 1}\n'
