@@ -42,8 +42,9 @@ def register(commands: Any) -> None:
     ingest.add_argument(
         "--force",
         action="store_true",
-        help="replace even when the files lack a column that a feature view's "
-        "entity key or timestamp is read from (the view then matches no row)",
+        help="ingest even when the files lack a column that a feature view's "
+        "entity key or timestamp is read from (the view then matches none of "
+        "their rows)",
     )
 
     datasets = add_group(commands, "datasets", "dataset versions")

@@ -306,7 +306,13 @@ class IngestBuffer:
         try:
             with self._open_catalog_waiting(dataset, segment) as catalog:
                 result = ingest(
-                    catalog, dataset, [segment], "append", settings, same_paths=True
+                    catalog,
+                    dataset,
+                    [segment],
+                    "append",
+                    settings,
+                    views=list(self.config.feature_views.values()),
+                    same_paths=True,
                 )
                 quarantined = _quarantined(result)
                 if quarantined:

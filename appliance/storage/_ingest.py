@@ -143,9 +143,9 @@ def ingest(
         settings: The dataset's configuration; defaults when None.
         strict: Reject the whole ingest when any row breaks the contract or
             the schema changed, instead of quarantining rows.
-        views: The configured feature views, to check that a ``replace``
-            keeps the columns their entity keys and timestamps are read from.
-        force: Replace even when the files lack such a column (a warning).
+        views: The configured feature views, to check that the files have
+            the columns their entity keys and timestamps are read from.
+        force: Ingest even when the files lack such a column (a warning).
         same_paths: In ``append`` mode, take an earlier version of the same
             bytes as this ingest only when it also read them from the same
             paths. The ingest buffer sets it, because two of its segments
@@ -154,8 +154,7 @@ def ingest(
     Raises:
         IngestError: A file is missing, empty, unreadable, of an unknown format,
             breaks the contract while `strict` is set, or lacks a column that
-            a feature view's key is read from in ``replace`` mode without
-            `force`.
+            a feature view's key is read from without `force`.
         StorageError: The lake or the catalog cannot be written; nothing was
             stored.
     """
@@ -255,9 +254,9 @@ def _ingest_new(
             for name, t in staged.inference.types.items()
         }
         warnings += schema_changes(contract, inferred)
-    if mode == "replace" and staged.missing and checks.views:
+    if staged.missing and checks.views:
         warnings += check_dropped_keys(
-            db, dataset, staged.missing, checks.views, checks.force
+            db, dataset, staged.missing, checks.views, checks.force, mode
         )
 
     parent_scan = scan_sql(parent) if parent and mode == "append" else None

@@ -304,7 +304,7 @@ def nan_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> str 
 
 
 def stored_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> str:
-    """Return the SQL of the value stored for column `name`: `cast_sql` with NaN as missing.
+    """Return the SQL of the value stored for `name`: `cast_sql` with NaN as NULL.
 
     A NaN in a numeric column is stored as missing (NULL), however it was
     written: ``NaN`` in CSV, the ``NaN`` literal or the string ``"NaN"`` in

@@ -365,7 +365,8 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
         assert segment.read_text().splitlines()[1] == '{"id":2,"value":-3}'
         literals = httpx.post(
             f"{base}/v1/datasets/events/rows",
-            content=b'{"rows": [{"id": 5, "value": NaN}, {"id": 6, "value": Infinity}]}',
+            content=b'{"rows": [{"id": 5, "value": NaN}, '
+            b'{"id": 6, "value": Infinity}]}',
             headers={"Content-Type": "application/json"},
             trust_env=False,
         )
