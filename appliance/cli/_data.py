@@ -118,6 +118,8 @@ def _print_ingest(result: dict[str, Any]) -> None:
     name = f"{version['dataset']}@{version['version']}"
     if not result["created"]:
         print(f"{name} rows={version['row_count']} (unchanged, already ingested)")
+        for warning in result.get("warnings", []):
+            print(f"warning: {warning}")
         return
     print(
         f"{name} rows={version['row_count']} mode={version['mode']} "

@@ -11,8 +11,10 @@ reason; record the version with its lineage and quality report; apply the
 retention rule.
 
 A version id is a hash of the source files' hashes (and, in ``append`` mode,
-of the parent version), so ingesting the same bytes again finds the existing
-version and writes nothing.
+of the parent version, and when one is declared, of the contract), so
+ingesting the same bytes under the same contract again finds the existing
+version and writes nothing. `_unchanged.check_unchanged` decides whether an
+earlier version of the same files may stand for an ingest.
 """
 
 from __future__ import annotations
@@ -77,6 +79,11 @@ from appliance.storage._types import (
     infer_types,
     stored_sql,
     text_fallback_warnings,
+)
+from appliance.storage._unchanged import (
+    REPORT_KEY,
+    check_unchanged,
+    contract_fingerprint,
 )
 from appliance.storage._view_keys import check_dropped_keys
 
@@ -177,15 +184,23 @@ def ingest(
     parent = latest_version(catalog, dataset, missing_ok=True)
     if parent is None:
         mode = "replace"
-    version_id = _version_id(hashes, mode, parent)
+    version_id = _version_id(
+        hashes, mode, parent, contract_fingerprint(settings.contract)
+    )
 
     existing = find_version(catalog, dataset, version_id)
     if existing is None and mode == "append":
         paths = [str(s.path.resolve()) for s in sources] if same_paths else None
         existing = find_by_sources(catalog, dataset, hashes, paths)
     if existing is not None:
+        # A segment found by its path is the same flush, cut short by a crash.
+        checked = (
+            []
+            if same_paths
+            else check_unchanged(existing, _names(sources), settings.contract, strict)
+        )
         logger.info("ingest unchanged dataset=%s version=%s", dataset, existing.version)
-        return IngestResult(existing, created=False)
+        return IngestResult(existing, created=False, warnings=checked)
 
     contract = settings.contract or stored_contract(catalog, dataset)
     work = catalog.lake / settings.name / f"version={version_id}.tmp"
@@ -380,6 +395,7 @@ def _record_new(
         "quarantined": written.quarantined,
         "warnings": warnings,
         "quality": quality_report(db, f"({scan_sql(version)})", schema),
+        REPORT_KEY: contract_fingerprint(settings.contract),
     }
     version = replace(version, report=report)
     try:
@@ -696,10 +712,17 @@ def _check_name(dataset: str) -> None:
         raise IngestError(problem)
 
 
-def _version_id(hashes: list[str], mode: Mode, parent: DatasetVersion | None) -> str:
+def _version_id(
+    hashes: list[str],
+    mode: Mode,
+    parent: DatasetVersion | None,
+    contract: str | None,
+) -> str:
     parts = list(hashes)
     if mode == "append" and parent is not None:
         parts = ["append", parent.version, *parts]
+    if contract is not None:
+        parts += ["contract", contract]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
