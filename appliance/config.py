@@ -578,9 +578,9 @@ def dataset_name_problem(name: str) -> str | None:
     """Return why `name` cannot be a dataset name, or None when it can.
 
     A dataset name is a folder of the lake, a path segment of the HTTP API
-    and an argument of the CLI, so it starts with an ASCII letter or digit
-    (a leading ``-`` would read as a command-line option) and holds only
-    ASCII letters, digits, ``_`` and ``-``.
+    and an argument of the CLI. So it starts with an ASCII letter or digit,
+    because a leading ``-`` reads as a command-line option, and contains
+    only ASCII letters, digits, ``_`` and ``-``.
     """
     if len(name) > MAX_DATASET_NAME_LENGTH:
         return (

@@ -316,9 +316,9 @@ class IngestBuffer:
                 )
                 quarantined = _quarantined(result)
                 if quarantined:
-                    # The catalog names the segment where it is moved next; a
-                    # crash in between leaves the segment for the next flush,
-                    # which finds its version and moves it.
+                    # The catalog names the segment's next place before the
+                    # move. After a crash in between, the next flush finds the
+                    # segment's version and moves it.
                     move_source(catalog, dataset, result.version.version, segment, kept)
         except IngestError:
             logger.exception(
@@ -348,7 +348,7 @@ def _quarantined(result: IngestResult) -> int:
     """Return the rows of the segment's version that were quarantined.
 
     A version found unchanged was written by an earlier flush of the same
-    segment, so its report holds the count.
+    segment, so its report contains the count.
     """
     if result.created:
         return result.quarantined

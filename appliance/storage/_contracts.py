@@ -138,8 +138,8 @@ def _nul_check(name: str) -> str:
     """Return the check that finds text values holding a NUL byte.
 
     DuckDB reads a NUL byte in a CSV or JSON string as part of the value,
-    and tools that treat text as C strings cut it there, so such a row is
-    quarantined with the value shown as ``\\0`` at the NUL.
+    and tools that treat text as C strings cut the value there. Such a row
+    is quarantined, with the value shown as ``\\0`` at the NUL.
     """
     raw = _ident(name)
     shown = f"replace({raw}, chr(0), '\\0')"
@@ -155,7 +155,11 @@ def _nul_check(name: str) -> str:
 
 
 def _infinity_check(name: str, value: str, text: str) -> str:
-    """Return the check that finds infinite values, which few models can take."""
+    """Return the check that finds infinite values.
+
+    The predict route rejects an infinite input, so a model should not be
+    trained on one either.
+    """
     return _select(
         name,
         text,

@@ -282,15 +282,15 @@ def cast_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> str
 
 
 FLOAT_TYPES = ("FLOAT", "DOUBLE")
-"""Types that hold NaN and the infinities."""
+"""Types that can contain NaN and the infinities."""
 _NAN_TEXT = ("nan", "+nan", "-nan")
 
 
 def nan_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> str | None:
     """Return SQL that is true where column `name` holds NaN, None if it cannot.
 
-    NaN means missing in a column of a numeric type (see `stored_sql`). In
-    text it is written ``NaN`` in any case; a float source holds the value.
+    NaN means missing in a column of a numeric type (see `stored_sql`). Text
+    writes it as ``NaN`` in any case, and a float source contains the value.
     """
     if column.type not in NUMERIC_TYPES and not column.type.startswith("DECIMAL"):
         return None

@@ -1,8 +1,8 @@
 """Files ingested before: when an existing version may stand for a new ingest.
 
 A version id is a hash of the source files' hashes, of the parent in
-``append`` mode, and of the declared contract (`contract_fingerprint`), so
-a ``replace`` of the same bytes under another contract makes a new version
+``append`` mode, and of the declared contract (`contract_fingerprint`). So a
+``replace`` of the same bytes under another contract makes a new version,
 checked against that contract. An ``append`` of files that an earlier
 version already holds is not written again, because their accepted rows
 would be stored twice. `check_unchanged` decides whether that earlier
@@ -48,7 +48,7 @@ def check_unchanged(
     contract: ContractConfig | None,
     strict: bool,
 ) -> list[str]:
-    """Check that `version`, which holds the ingested files already, may stand.
+    """Check that `version`, which contains the ingested files already, may stand.
 
     Args:
         version: The version found for the files.
