@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import duckdb
 
-from appliance.config import ContractConfig
+from appliance.config import ColumnRule, ContractConfig
 from appliance.errors import IngestError
 from appliance.storage._contracts import STAGED, column_types, violations_sql
 from appliance.storage._datasets import DatasetVersion, scan_sql
@@ -35,10 +35,20 @@ _SHOWN = 3
 
 
 def contract_fingerprint(contract: ContractConfig | None) -> str | None:
-    """Return a short hash of a declared contract, or None when none is declared."""
+    """Return a short hash of a declared contract, or None when none is declared.
+
+    Only the rules set to other than their defaults count, so a rule added to
+    `ColumnRule` later leaves the fingerprints, and the version ids, as they are.
+    """
     if contract is None:
         return None
-    text = json.dumps(dataclasses.asdict(contract), sort_keys=True, default=str)
+    default = dataclasses.asdict(ColumnRule())
+    columns = {
+        name: {k: v for k, v in dataclasses.asdict(rule).items() if v != default[k]}
+        for name, rule in contract.columns.items()
+    }
+    rules = {"columns": columns, "unique_key": list(contract.unique_key)}
+    text = json.dumps(rules, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

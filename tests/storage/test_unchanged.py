@@ -10,6 +10,7 @@ import pytest
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError
 from appliance.storage import Catalog, ingest, list_quarantine, list_versions
+from appliance.storage._unchanged import contract_fingerprint
 
 WriteFile = Callable[[str, bytes | str], Path]
 
@@ -120,3 +121,15 @@ def test_strict_again_after_quarantine_rejected(
         f"as v@{version}, where 1 rows were quarantined; see 'appliance datasets "
         f"quarantine v --version {version}', fix the files and ingest them again"
     )
+
+
+def test_contract_defaults_keep_fingerprint() -> None:
+    plain = ContractConfig(columns={"x": ColumnRule(type="DOUBLE")})
+    spelled = ContractConfig(
+        columns={"x": ColumnRule(type="DOUBLE", nullable=True, allow_infinity=False)}
+    )
+    tighter = ContractConfig(columns={"x": ColumnRule(type="DOUBLE", min=0.0)})
+
+    assert contract_fingerprint(plain) == contract_fingerprint(spelled)
+    assert contract_fingerprint(plain) != contract_fingerprint(tighter)
+    assert contract_fingerprint(None) is None
