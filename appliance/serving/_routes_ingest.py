@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 
+from appliance.config import dataset_name_problem
 from appliance.errors import LimitError, NotFoundError, RequestError
 from appliance.serving._body import JSON, check_rows, decode_nan_literals, read_body
 from appliance.serving._state import DaemonState, daemon_state
@@ -47,6 +48,9 @@ async def append_rows(name: str, request: Request[Any, Any, Any]) -> Response[by
     """Write the rows of one request durably to the dataset's buffer."""
     state = daemon_state(request)
     server = state.config.server
+    problem = dataset_name_problem(name)
+    if problem is not None:
+        raise RequestError(problem, dataset=name)
     if name not in state.config.datasets:
         await asyncio.to_thread(_check_exists, state, name)
     try:

@@ -396,6 +396,15 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
         )
         assert misspelt.status_code == 404
         assert "dataset 'evnets' is not declared" in misspelt.json()["error"]
+        invalid = httpx.post(
+            f"{base}/v1/datasets/-events/rows",
+            json={"rows": [{"id": 3, "value": 1.0}]},
+            trust_env=False,
+        )
+        assert invalid.status_code == 422
+        assert invalid.json()["error"].startswith(
+            "invalid dataset name '-events'; start with a letter or digit"
+        )
         unknown = httpx.get(f"{base}/v1/datasets/evnets/rows", trust_env=False)
         assert unknown.status_code == 404
         assert "dataset 'evnets' is not declared" in unknown.json()["error"]
