@@ -4,6 +4,8 @@ Per column: null rate, distinct count (approximate, HyperLogLog), min, max;
 for numeric columns also the quartiles of the finite values (exact up to
 20,000 rows, else from a seeded sample of that size) and the exact count of
 values other than NaN outside ``[q1 - 1.5 IQR, q3 + 1.5 IQR]``. For the table: rows and duplicate rows.
+The report's ``methods`` entry states which of these are approximate, for
+readers such as ``appliance datasets show``.
 
 The report takes four small queries rather than one, because DuckDB 2.0
 plans each cheaper alone: min and max alone are read from the Parquet
@@ -46,7 +48,25 @@ def quality_report(
         duplicates = pool.submit(_fetch, second, table, [f"count(DISTINCT {row_hash})"])
         rows, columns = _column_stats(db, table, schema)
         (distinct_rows,) = duplicates.result()
-    return {"rows": rows, "duplicate_rows": rows - distinct_rows, "columns": columns}
+    return {
+        "rows": rows,
+        "duplicate_rows": rows - distinct_rows,
+        "columns": columns,
+        "methods": _methods(rows),
+    }
+
+
+def _methods(rows: int) -> dict[str, str]:
+    """Return how each statistic of a report over `rows` rows was computed."""
+    quantiles = "exact"
+    if rows > _QUANTILE_SAMPLE:
+        quantiles = f"approximate, from a seeded sample of {_QUANTILE_SAMPLE} rows"
+    return {
+        "distinct": "approximate, HyperLogLog",
+        "quantiles": quantiles,
+        "outliers_iqr": "exact count outside fences built from the quantiles",
+        "duplicate_rows": "exact unless two distinct rows share a 64-bit hash",
+    }
 
 
 def _column_stats(
