@@ -39,10 +39,11 @@ _SNIFF_ROWS = 2048
 """Rows the CSV sniffer reads. Column types are checked on every row later, so a
 wrong guess from a short sample costs a second, text read, never a wrong type."""
 _SNIFF_BUFFER = 2_000_000
-"""Bytes the CSV sniffer reads at a time. DuckDB 2.0.1's default buffer of 32 MiB
-makes the sniff of a large file read far more than its first rows. This one is
-DuckDB's default maximum line size, so the sniff rejects the same long lines as
-before, and the sniffer reads further buffers when its rows need them."""
+"""Bytes the CSV sniffer reads at a time: DuckDB's default maximum line size, so
+the sniff rejects the same overlong lines as with the default buffer. With
+DuckDB 2.0.1's default buffer size, the sniff of the 34 MB flights file took
+22 ms, and 15 ms with this one, with the same result. The sniffer reads
+further buffers when its rows need them."""
 _BOM = codecs.BOM_UTF8
 
 

@@ -189,8 +189,8 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
         "date_like": every(f"regexp_matches({v}, '{_DATE_LIKE}')"),
         "day_month": every(f"regexp_matches({v}, '{_DAY_MONTH}')"),
         # Only `_ambiguous` reads these two, and only when every value matches
-        # _DAY_MONTH. The CASE parses only the values that match it; an AND
-        # in its place parsed every value and cost 3 times as much (DuckDB 2.0.1).
+        # _DAY_MONTH. The CASE parses only the values that match it. An AND in
+        # its place parsed every value, at about 3 times the cost (DuckDB 2.0.1).
         "day_first_only": _only_one_order(v, "%m/%d/%Y", "%d/%m/%Y"),
         "month_first_only": _only_one_order(v, "%d/%m/%Y", "%m/%d/%Y"),
     }
