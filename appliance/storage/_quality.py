@@ -33,10 +33,17 @@ _QUANTILE_SAMPLE = 20_000
 def quality_report(
     db: duckdb.DuckDBPyConnection, table: str, schema: Mapping[str, str]
 ) -> dict[str, Any]:
-    """Compute the quality report of the rows in `table` (a table name or subquery).
+    """Compute the quality report of the rows in `table`.
 
     Duplicate rows are counted by a 64-bit hash of each row, so two distinct
     rows count as duplicates only on a hash collision (odds about n²/2⁶⁵).
+
+    Args:
+        db: Connection that runs the queries.
+        table: A subquery, or the name of a table that every cursor of `db`
+            sees. A temporary table or view does not qualify, because the
+            duplicate count runs on a second cursor.
+        schema: Type of each column to report on.
     """
     row_hash = f"hash({', '.join(_ident(n) for n in schema)})"
     with (
@@ -46,7 +53,11 @@ def quality_report(
         # The worker thread runs its query on its own cursor, because one
         # DuckDB connection runs one query at a time.
         duplicates = pool.submit(_fetch, second, table, [f"count(DISTINCT {row_hash})"])
-        rows, columns = _column_stats(db, table, schema)
+        try:
+            rows, columns = _column_stats(db, table, schema)
+        except BaseException:
+            second.interrupt()
+            raise
         (distinct_rows,) = duplicates.result()
     return {
         "rows": rows,
