@@ -178,19 +178,15 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
         "double": every(f"TRY_CAST({v} AS DOUBLE) IS NOT NULL"),
         "comma": every(f"regexp_matches({v}, '{_DECIMAL_COMMA}')"),
         "boolean": every(f"lower({v}) IN ('true', 'false')"),
-        "date": every(
-            f"regexp_matches({v}, '{_ISO_DATE}') AND TRY_CAST({v} AS DATE) IS NOT NULL"
-        ),
-        "timestamp": every(
-            f"TRY_CAST({v} AS TIMESTAMP) IS NOT NULL AND "
-            f"regexp_matches({v}, '^[0-9]{{4}}-')"
-        ),
+        # Each CASE casts only the values that match the pattern. An AND of
+        # the two took twice as long on the flights sample (DuckDB 2.0.1).
+        "date": every(_cast_if_matches(v, _ISO_DATE, "DATE")),
+        "timestamp": every(_cast_if_matches(v, "^[0-9]{4}-", "TIMESTAMP")),
         "zoned": f"bool_or(regexp_matches({v}, '{_TIME_ZONE}'))",
         "date_like": every(f"regexp_matches({v}, '{_DATE_LIKE}')"),
         "day_month": every(f"regexp_matches({v}, '{_DAY_MONTH}')"),
         # Only `_ambiguous` reads these two, and only when every value matches
-        # _DAY_MONTH. The CASE parses only the values that match it. An AND in
-        # its place parsed every value, at about 3 times the cost (DuckDB 2.0.1).
+        # _DAY_MONTH, so their CASE parses only the values that match it.
         "day_first_only": _only_one_order(v, "%m/%d/%Y", "%d/%m/%Y"),
         "month_first_only": _only_one_order(v, "%d/%m/%Y", "%m/%d/%Y"),
     }
@@ -199,6 +195,14 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
             f"TRY_STRPTIME({v}, {_literal(fmt)}) IS NOT NULL"
         )
     return tests
+
+
+def _cast_if_matches(v: str, pattern: str, kind: str) -> str:
+    """Return the condition that `v` matches `pattern` and casts to `kind`."""
+    return (
+        f"CASE WHEN regexp_matches({v}, '{pattern}') THEN "
+        f"TRY_CAST({v} AS {kind}) IS NOT NULL ELSE false END"
+    )
 
 
 def _only_one_order(v: str, other: str, fmt: str) -> str:
