@@ -220,6 +220,8 @@ def _show(config: Config, args: argparse.Namespace) -> None:
         print(f"  warning     {warning}")
     quality = report.get("quality", {})
     print(f"\nquality: duplicate rows {quality.get('duplicate_rows', '?')}")
+    for statistic, method in quality.get("methods", {}).items():
+        print(f"  {statistic}: {method}")
     rows = []
     for name, kind in version.schema.items():
         stats = quality.get("columns", {}).get(name, {})

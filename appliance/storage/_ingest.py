@@ -518,7 +518,9 @@ def _stage(
     for name in missing:
         source_types[name] = "VARCHAR"
     malformed = 0
-    malformed_sql = malformed_records(db, len(sources))
+    # Only the text read stores malformed records; the typed read has none.
+    typed = loaded.typed_files is not None
+    malformed_sql = None if typed else malformed_records(db, len(sources))
     if malformed_sql is not None:
         db.execute(f"CREATE TEMP TABLE malformed AS {malformed_sql}")
         malformed = db.execute("SELECT count(*) FROM malformed").fetchall()[0][0]
