@@ -21,7 +21,9 @@
 Every side runs once untimed before its timed runs. pandas runs in its own
 venv, ``benchmarks/.venvs/pandas``, created on first use; it is not a
 dependency of the project. Results replace this script's section of
-docs/benchmarks.md. Run: ``.venv/bin/python benchmarks/data_bench.py``.
+docs/benchmarks.md. Joins are reported in milliseconds, as the median of
+``--join-repeats`` runs (20 by default). Run:
+``.venv/bin/python benchmarks/data_bench.py``.
 """
 
 from __future__ import annotations
@@ -60,8 +62,21 @@ TTL_HOURS = 3
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs of each ingest"
+    )
+    parser.add_argument(
+        "--join-repeats",
+        type=int,
+        default=20,
+        help="timed runs of each join; a join takes tens of milliseconds",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--join-only",
+        action="store_true",
+        help="run only the join benchmark and print it (implies --no-write)",
+    )
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
@@ -69,15 +84,19 @@ def main() -> int:
     flights_csv, weather_parquet = _export_data()
     work = Path(tempfile.mkdtemp(prefix="data-bench-"))
     try:
-        ingest_rows = _bench_ingest(flights_csv, work, peer_python, args.repeats)
+        ingest_rows = []
+        if not args.join_only:
+            ingest_rows = _bench_ingest(flights_csv, work, peer_python, args.repeats)
         join_rows = _bench_join(
-            flights_csv, weather_parquet, work, peer_python, args.repeats
+            flights_csv, weather_parquet, work, peer_python, args.join_repeats
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report = _report(ingest_rows, join_rows, args.repeats, load_before)
+    report = _report(
+        ingest_rows, join_rows, args.repeats, args.join_repeats, load_before
+    )
     print(report)
-    if not args.no_write:
+    if not (args.no_write or args.join_only):
         write_section("Data layer", report)
     return 0
 
@@ -282,7 +301,11 @@ def _run_peer(peer: Path, *args: str) -> list[float]:
 
 
 def _report(
-    ingest_rows: list[dict], join_rows: list[dict], repeats: int, load_before: float
+    ingest_rows: list[dict],
+    join_rows: list[dict],
+    repeats: int,
+    join_repeats: int,
+    load_before: float,
 ) -> str:
     load = os.getloadavg()
     lines = [
@@ -293,38 +316,65 @@ def _report(
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1, 5, 15 minutes) at the end "
         "of the run (a shared, busy machine, so absolute times are noisy).",
         f"Versions: Python {platform.python_version()}, DuckDB {duckdb.__version__}, "
-        f"peer venv {' '.join(PEER_PACKAGES)}. Median of {repeats} runs; "
-        "script: `benchmarks/data_bench.py`.",
+        f"peer venv {' '.join(PEER_PACKAGES)}. Medians of {repeats} ingest runs "
+        f"and {join_repeats} join runs; script: `benchmarks/data_bench.py`.",
         "",
-        "Ingest of the flights CSV (336,776 rows, 19 columns):",
-        "",
-        *_table(ingest_rows, "appliance ingest (no partitions)"),
-        "",
+    ]
+    if ingest_rows:
+        lines += [
+            "Ingest of the flights CSV (336,776 rows, 19 columns):",
+            "",
+            *_table(ingest_rows, "appliance ingest (no partitions)"),
+            "",
+        ]
+    lines += [
         "Point-in-time join of flights with hourly weather by origin, 3 hour TTL:",
         "",
-        *_table(join_rows, "appliance join, Arrow rows"),
+        *_table(join_rows, "appliance join, Arrow rows", milliseconds=True),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _table(rows: list[dict], baseline_prefix: str) -> list[str]:
+def _table(
+    rows: list[dict], baseline_prefix: str, milliseconds: bool = False
+) -> list[str]:
+    """Return a Markdown table of the timed rows, in seconds or milliseconds.
+
+    Milliseconds list the fastest, the slowest and the quartiles of the runs
+    instead of every run, as a join is timed 20 times or more.
+    """
     timed = [r for r in rows if "seconds" in r]
     base = next(r for r in timed if r["name"].startswith(baseline_prefix))
     base_median = statistics.median(base["seconds"])
+    unit, scale = ("ms", 1000.0) if milliseconds else ("s", 1.0)
+    runs_heading = "min, quartiles, max (ms)" if milliseconds else "runs (s)"
     out = [
-        f"| run | median s | runs (s) | time / {base['name']} |",
+        f"| run | median {unit} | {runs_heading} | time / {base['name']} |",
         "| --- | --- | --- | --- |",
     ]
     for row in timed:
         median = statistics.median(row["seconds"])
-        runs = ", ".join(f"{s:.2f}" for s in row["seconds"])
+        if milliseconds:
+            runs = ", ".join(f"{s * scale:.1f}" for s in _spread(row["seconds"]))
+            shown = f"{median * scale:.1f}"
+        else:
+            runs = ", ".join(f"{s:.2f}" for s in row["seconds"])
+            shown = f"{median:.2f}"
         out.append(
-            f"| {row['name']} | {median:.2f} | {runs} | {median / base_median:.2f}x |"
+            f"| {row['name']} | {shown} | {runs} | {median / base_median:.2f}x |"
         )
     for row in rows:
         if "value" in row:
             out.append(f"| {row['name']} | {row['value']} | | |")
     return out
+
+
+def _spread(seconds: list[float]) -> list[float]:
+    """Return the minimum, the three quartiles and the maximum of `seconds`."""
+    if len(seconds) < 2:
+        return [*seconds]
+    quartiles = statistics.quantiles(seconds, n=4, method="inclusive")
+    return [min(seconds), *quartiles, max(seconds)]
 
 
 if __name__ == "__main__":
