@@ -413,3 +413,71 @@ def test_chained_sql_grows_linearly() -> None:
     assert names[-10:] == [f"temp_{i}" for i in range(10)]
     assert found[1][-10:] == (99.0, 99.0, 30.0, 30.0) + (None,) * 6
     assert found == expected
+
+
+def cache_store() -> FeatureStore:
+    """Return a store with hourly EWR weather and three flights."""
+    return make_store(
+        {
+            "weather": "SELECT * FROM (VALUES ('EWR', TIMESTAMPTZ '2013-01-01 09:00', "
+            "30.0), ('EWR', TIMESTAMPTZ '2013-01-01 10:00', 31.0)) "
+            "t(origin, time_hour, temp)",
+            "flights": "SELECT * FROM (VALUES (1, 'EWR', TIMESTAMPTZ "
+            "'2013-01-01 09:00'), (2, 'EWR', TIMESTAMPTZ '2013-01-01 10:00'), "
+            "(3, 'EWR', TIMESTAMPTZ '2013-01-01 11:00')) t(id, origin, event_at)",
+        }
+    )
+
+
+def test_cached_view_kept_until_cleared() -> None:
+    store = cache_store()
+    rows = store.db.sql("SELECT * FROM flights").to_arrow_table()
+
+    first = store.joined_table(rows, [WEATHER], "event_at")
+    store.db.execute("UPDATE weather SET temp = temp + 10")
+    kept = store.joined_table(rows, [WEATHER], "event_at")
+    store.clear_cache()
+    fresh = store.joined_table(rows, [WEATHER], "event_at")
+
+    assert first.column("temp").to_pylist() == [30.0, 31.0, 31.0]
+    assert kept.column("temp").to_pylist() == [30.0, 31.0, 31.0]
+    assert fresh.column("temp").to_pylist() == [40.0, 41.0, 41.0]
+
+
+def test_cached_view_per_key_type_matches_sql() -> None:
+    # The same view joined to text keys and then to integer keys: each key
+    # type gets its own prepared rows, and both match the SQL join.
+    view = FeatureViewConfig(
+        name="planes", sql="SELECT tailnum, seats FROM planes", entities=("tailnum",)
+    )
+    store = make_store(
+        {
+            "planes": "SELECT * FROM (VALUES (1, 150), (2, 200)) t(tailnum, seats)",
+            "by_text": "SELECT * FROM (VALUES (1, '1'), (2, '02')) t(id, tailnum)",
+            "by_number": "SELECT * FROM (VALUES (1, 2), (2, 3)) t(id, tailnum)",
+        }
+    )
+
+    text_sql, text_arrow, _ = both_ways(store, "SELECT * FROM by_text", [view], None)
+    number_sql, number_arrow, _ = both_ways(
+        store, "SELECT * FROM by_number", [view], None
+    )
+
+    assert [row[-1] for row in text_arrow] == [150, None]
+    assert [row[-1] for row in number_arrow] == [200, None]
+    assert text_arrow == text_sql
+    assert number_arrow == number_sql
+
+
+def test_view_cache_drops_oldest_view() -> None:
+    store = cache_store()
+    store.cache.max_views = 1
+    rows = store.db.sql("SELECT * FROM flights").to_arrow_table()
+    ttl = FeatureViewConfig(**{**WEATHER.__dict__, "ttl": "30m"})
+
+    store.joined_table(rows, [WEATHER], "event_at")
+    store.joined_table(rows, [ttl], "event_at")
+    store.db.execute("UPDATE weather SET temp = temp + 10")
+    again = store.joined_table(rows, [WEATHER], "event_at")
+
+    assert again.column("temp").to_pylist() == [40.0, 41.0, 41.0]
