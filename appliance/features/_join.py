@@ -115,8 +115,7 @@ def _join_view(
         times = _epoch_us(db, table, event_time)
     positions = prepared.positions(left_keys, times)
 
-    view_values = prepared.values.take(positions)
-    for name, column in zip(added, view_values.columns):
+    for name, column in zip(added, prepared.take(positions)):
         table = table.append_column(name, column)
     return table
 

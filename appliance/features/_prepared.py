@@ -4,7 +4,11 @@ Reading a view's rows out of DuckDB, numbering their keys and sorting them
 by key and time is the same work for every join of that view, so a store
 keeps the result in a `ViewCache`. A store reads fixed dataset versions, and
 a new version means a new store (`FeatureServer.load` opens one), so the
-cache holds as long as the tables a view's SQL reads do not change.
+cache stays valid as long as the tables a view's SQL reads do not change.
+
+NOTE: a change to a DuckDB table that a view reads, such as an ``UPDATE`` on
+the store's connection, is not detected; the code that makes it must call
+`FeatureStore.clear_cache`.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ class PreparedView:
     by_code: np.ndarray | None
     """For a static view: the position of the row of each key code, with the
     null row's position after the last code."""
+    gathers: tuple[_Gather | None, ...]
+    """The numpy gather of each column of `values` (see `_Gather`), or None
+    where Arrow's take is used, for columns that are not fixed width."""
 
     @property
     def missing(self) -> int:
@@ -69,6 +76,60 @@ class PreparedView:
             return self.by_code[codes.fill_null(self.keys.count).to_numpy()]
         assert self.sorted_view is not None and left_times is not None
         return self.sorted_view.positions(codes, left_times, self.missing)
+
+    def take(self, positions: np.ndarray) -> list[pa.Array | pa.ChunkedArray]:
+        """Return the columns of `values` at `positions`."""
+        taken = []
+        for column, gather in zip(self.values.columns, self.gathers):
+            if gather is None:
+                taken.append(column.take(positions))
+            else:
+                taken.append(gather.take(positions))
+        return taken
+
+
+@dataclass(frozen=True)
+class _Gather:
+    """One fixed-width column of values as numpy arrays, to take rows from.
+
+    Arrow's take of a float64 column at a few hundred thousand positions
+    took twice as long as numpy's take of its values and validity plus
+    packing the validity into bits (0.9 ms against 0.45 ms, pyarrow 26).
+    The values move as unsigned integers of their width, so bits are kept.
+    """
+
+    arrow_type: pa.DataType
+    data: np.ndarray
+    valid: np.ndarray
+
+    @classmethod
+    def of(cls, column: pa.ChunkedArray) -> _Gather | None:
+        """Return the column as numpy arrays, or None if it is not fixed width."""
+        kind = column.type
+        fixed = (
+            pa.types.is_integer(kind)
+            or pa.types.is_floating(kind)
+            or pa.types.is_temporal(kind)
+        )
+        if not fixed or column.num_chunks != 1 or kind.bit_width not in _UNSIGNED:
+            return None
+        chunk = column.chunk(0)
+        data = np.frombuffer(chunk.buffers()[1], dtype=_UNSIGNED[kind.bit_width])
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+        return cls(kind, data[chunk.offset : chunk.offset + len(chunk)], valid)
+
+    def take(self, positions: np.ndarray) -> pa.Array:
+        data = np.take(self.data, positions)
+        valid = np.packbits(np.take(self.valid, positions), bitorder="little")
+        return pa.Array.from_buffers(
+            self.arrow_type,
+            len(positions),
+            [pa.py_buffer(valid), pa.py_buffer(data)],
+        )
+
+
+_UNSIGNED = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}
+"""Numpy type with the bit width of an Arrow value, by width."""
 
 
 def prepare(
@@ -95,12 +156,13 @@ def prepare(
     view_keys = ViewKeys.of(keys)
     padded = with_null_row(values)
     missing = values.num_rows
+    gathers = tuple(_Gather.of(column) for column in padded.columns)
     if available is None or observed is None:
         by_code = static_index(view_keys.codes, view_keys.count, missing)
         if by_code is None:
             return None
         return PreparedView(
-            tuple(k.type for k in keys), view_keys, padded, None, by_code
+            tuple(k.type for k in keys), view_keys, padded, None, by_code, gathers
         )
     unavailable = available.is_null().to_numpy(zero_copy_only=False)
     sorted_view = SortedView(
@@ -110,7 +172,7 @@ def prepare(
         ttl_us,
     )
     return PreparedView(
-        tuple(k.type for k in keys), view_keys, padded, sorted_view, None
+        tuple(k.type for k in keys), view_keys, padded, sorted_view, None, gathers
     )
 
 
@@ -148,6 +210,11 @@ class ViewCache:
         self._views: dict[CacheKey, PreparedView | None] = {}
         self._columns: dict[str, list[str]] = {}
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """Return the number of views kept, those only SQL can join included."""
+        with self._lock:
+            return len(self._views)
 
     def view(
         self, key: CacheKey, build: Callable[[], PreparedView | None]
