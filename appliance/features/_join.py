@@ -30,13 +30,10 @@ from appliance.features._prepared import (
     prepare,
 )
 from appliance.features._sql import (
-    AVAILABLE,
-    OBSERVED,
     added_columns,
     ident,
     join_sql,
     require_event_time,
-    source_sql,
 )
 
 logger = logging.getLogger(__name__)
@@ -140,13 +137,18 @@ def _prepare_view(
         for i, key_type in enumerate(key_types)
         if key_type is not None
     ]
-    values = right.select(list(range(keys + 2, right.num_columns)))
-    ttl = view.ttl_seconds
     timed = view.timestamp is not None
+    values = right.select(list(range(keys + int(timed), right.num_columns)))
+    observed = None
+    if timed:
+        event_times = right.column(keys)
+        micros = pa.timestamp("us", event_times.type.tz)
+        observed = event_times.cast(micros).cast(pa.int64())
+    ttl = view.ttl_seconds
     return prepare(
         right_keys,
-        right.column(keys) if timed else None,
-        right.column(keys + 1) if timed else None,
+        observed,
+        view.delay_seconds * 1_000_000,
         values,
         None if ttl is None else ttl * 1_000_000,
     )
@@ -155,15 +157,16 @@ def _prepare_view(
 def _view_rows(
     db: duckdb.DuckDBPyConnection, view: FeatureViewConfig, added: list[str]
 ) -> pa.Table:
-    """Read the view's keys, times in microseconds and added columns, in order."""
-    keys = ", ".join(ident(k) for k in view.entities)
-    times = "NULL::BIGINT, NULL::BIGINT"
+    """Read the view's keys, event time (if any) and added columns, in order.
+
+    The event time is cast to ``TIMESTAMPTZ`` as in `source_sql`, whose
+    Arrow values are microseconds since the epoch in UTC in any time zone.
+    """
+    columns = [ident(k) for k in view.entities]
     if view.timestamp is not None:
-        times = f"epoch_us({AVAILABLE}), epoch_us({OBSERVED})"
-    picked = "".join(f", {ident(c)}" for c in added)
-    return db.sql(
-        f"SELECT {keys}, {times}{picked} FROM ({source_sql(view)})"
-    ).to_arrow_table()
+        columns.append(f"CAST({ident(view.timestamp)} AS TIMESTAMPTZ)")
+    columns += [ident(c) for c in added]
+    return db.sql(f"SELECT {', '.join(columns)} FROM ({view.sql})").to_arrow_table()
 
 
 def _key_type(left: pa.DataType, right: pa.DataType) -> pa.DataType | None:

@@ -25,6 +25,8 @@ from appliance.config import FeatureViewConfig
 from appliance.features._asof import (
     SortedView,
     ViewKeys,
+    gather,
+    numpy_view,
     static_index,
     with_null_row,
 )
@@ -50,8 +52,8 @@ class PreparedView:
     by_code: np.ndarray | None
     """For a static view: the position of the row of each key code, with the
     null row's position after the last code."""
-    gathers: tuple[_Gather | None, ...]
-    """The numpy gather of each column of `values` (see `_Gather`), or None
+    numpy_columns: tuple[_NumpyColumn | None, ...]
+    """The numpy gather of each column of `values` (see `_NumpyColumn`), or None
     where Arrow's take is used, for columns that are not fixed width."""
 
     @property
@@ -73,23 +75,23 @@ class PreparedView:
         """
         codes = self.keys.encode(left_keys)
         if self.by_code is not None:
-            return self.by_code[codes.fill_null(self.keys.count).to_numpy()]
+            return gather(self.by_code, numpy_view(codes.fill_null(self.keys.count)))
         assert self.sorted_view is not None and left_times is not None
         return self.sorted_view.positions(codes, left_times, self.missing)
 
     def take(self, positions: np.ndarray) -> list[pa.Array | pa.ChunkedArray]:
         """Return the columns of `values` at `positions`."""
         taken = []
-        for column, gather in zip(self.values.columns, self.gathers):
-            if gather is None:
+        for column, numpy_column in zip(self.values.columns, self.numpy_columns):
+            if numpy_column is None:
                 taken.append(column.take(positions))
             else:
-                taken.append(gather.take(positions))
+                taken.append(numpy_column.take(positions))
         return taken
 
 
 @dataclass(frozen=True)
-class _Gather:
+class _NumpyColumn:
     """One fixed-width column of values as numpy arrays, to take rows from.
 
     Arrow's take of a float64 column at a few hundred thousand positions
@@ -103,7 +105,7 @@ class _Gather:
     valid: np.ndarray
 
     @classmethod
-    def of(cls, column: pa.ChunkedArray) -> _Gather | None:
+    def of(cls, column: pa.ChunkedArray) -> _NumpyColumn | None:
         """Return the column as numpy arrays, or None if it is not fixed width."""
         kind = column.type
         fixed = (
@@ -119,12 +121,12 @@ class _Gather:
         return cls(kind, data[chunk.offset : chunk.offset + len(chunk)], valid)
 
     def take(self, positions: np.ndarray) -> pa.Array:
-        data = np.take(self.data, positions)
-        valid = np.packbits(np.take(self.valid, positions), bitorder="little")
+        data = pa.allocate_buffer(len(positions) * self.data.itemsize)
+        out = np.frombuffer(data, dtype=self.data.dtype)
+        np.take(self.data, positions, out=out, mode="clip")
+        valid = np.packbits(gather(self.valid, positions), bitorder="little")
         return pa.Array.from_buffers(
-            self.arrow_type,
-            len(positions),
-            [pa.py_buffer(valid), pa.py_buffer(data)],
+            self.arrow_type, len(positions), [pa.py_buffer(valid), data]
         )
 
 
@@ -134,8 +136,8 @@ _UNSIGNED = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}
 
 def prepare(
     keys: Sequence[pa.ChunkedArray],
-    available: pa.ChunkedArray | None,
     observed: pa.ChunkedArray | None,
+    delay_us: int,
     values: pa.Table,
     ttl_us: int | None,
 ) -> PreparedView | None:
@@ -143,9 +145,11 @@ def prepare(
 
     Args:
         keys: The view's key columns, already of the types rows are cast to.
-        available: Availability time of each row in microseconds, null for
+        observed: Event time of each row as int64 microseconds, null for
             none; None for a static view.
-        observed: Event time of each row in microseconds, for the TTL.
+        delay_us: Availability delay in microseconds. A row is available at
+            its event time plus the delay, as ``+ INTERVAL n SECOND`` adds
+            microseconds in `source_sql`.
         values: The columns the view adds.
         ttl_us: Time-to-live in microseconds, or None for no limit.
 
@@ -156,24 +160,19 @@ def prepare(
     view_keys = ViewKeys.of(keys)
     padded = with_null_row(values)
     missing = values.num_rows
-    gathers = tuple(_Gather.of(column) for column in padded.columns)
-    if available is None or observed is None:
+    numpy_columns = tuple(_NumpyColumn.of(column) for column in padded.columns)
+    key_types = tuple(k.type for k in keys)
+    if observed is None:
         by_code = static_index(view_keys.codes, view_keys.count, missing)
         if by_code is None:
             return None
-        return PreparedView(
-            tuple(k.type for k in keys), view_keys, padded, None, by_code, gathers
-        )
-    unavailable = available.is_null().to_numpy(zero_copy_only=False)
+        return PreparedView(key_types, view_keys, padded, None, by_code, numpy_columns)
+    unknown = observed.is_null().to_numpy(zero_copy_only=False)
+    times = _int64(observed)
     sorted_view = SortedView(
-        np.where(unavailable, -1, view_keys.codes),
-        _int64(available),
-        _int64(observed),
-        ttl_us,
+        np.where(unknown, -1, view_keys.codes), times + delay_us, times, ttl_us
     )
-    return PreparedView(
-        tuple(k.type for k in keys), view_keys, padded, sorted_view, None, gathers
-    )
+    return PreparedView(key_types, view_keys, padded, sorted_view, None, numpy_columns)
 
 
 def _int64(column: pa.ChunkedArray) -> np.ndarray:

@@ -481,3 +481,53 @@ def test_view_cache_drops_oldest_view() -> None:
     again = store.joined_table(rows, [WEATHER], "event_at")
 
     assert again.column("temp").to_pylist() == [40.0, 41.0, 41.0]
+
+
+def test_value_types_match_sql() -> None:
+    # Fixed-width columns are taken with numpy, the others with Arrow; a
+    # null value, a row with no match and one past the TTL cover the nulls.
+    values = (
+        "CAST(v AS TINYINT) AS tiny, CAST(v AS SMALLINT) AS small, "
+        "CAST(v AS INTEGER) AS medium, CAST(v AS UBIGINT) AS big, "
+        "CAST(v AS FLOAT) AS single, CAST(v AS DOUBLE) AS double, "
+        "CAST(v AS DECIMAL(10, 2)) AS money, v > 1 AS flag, "
+        "DATE '2013-01-01' + CAST(v AS INTEGER) AS day, "
+        "TIMESTAMP '2013-01-01' + to_hours(v) AS local_time, "
+        "TIMESTAMPTZ '2013-01-01 00:00+00' + to_hours(v) AS zoned_time, "
+        "TIME '00:00' + to_minutes(v) AS clock, to_days(v) AS span, "
+        "CAST(v AS VARCHAR) AS label"
+    )
+    store = make_store(
+        {
+            "weather": f"SELECT origin, time_hour, {values} FROM (VALUES "
+            "('EWR', TIMESTAMPTZ '2013-01-01 09:00', 1), "
+            "('EWR', TIMESTAMPTZ '2013-01-01 10:00', NULL), "
+            "('JFK', TIMESTAMPTZ '2013-01-01 09:00', 3)) t(origin, time_hour, v)",
+            "flights": "SELECT * FROM (VALUES "
+            "(1, 'EWR', TIMESTAMPTZ '2013-01-01 09:30'), "
+            "(2, 'EWR', TIMESTAMPTZ '2013-01-01 10:00'), "
+            "(3, 'JFK', TIMESTAMPTZ '2013-01-01 11:00'), "
+            "(4, 'JFK', TIMESTAMPTZ '2013-01-01 15:00'), "
+            "(5, 'LGA', TIMESTAMPTZ '2013-01-01 09:00')) t(id, origin, event_at)",
+        }
+    )
+    view = FeatureViewConfig(
+        name="weather",
+        sql="SELECT * FROM weather",
+        entities=("origin",),
+        timestamp="time_hour",
+        ttl="3h",
+    )
+
+    expected, found, names = both_ways(store, "SELECT * FROM flights", [view])
+    rows = store.db.sql("SELECT * FROM flights").to_arrow_table()
+    joined = store.joined_table(rows, [view], "event_at")
+    sql = store.joined_sql("SELECT * FROM flights", [view], "event_at")
+    by_sql = store.db.sql(sql).to_arrow_table()
+
+    assert joined.schema == by_sql.schema
+    assert len(names) == 3 + 14
+    assert found[0][3:] != (None,) * 14
+    assert found[1][3:] == (None,) * 14
+    assert found[3][3:] == (None,) * 14
+    assert found == expected
