@@ -440,9 +440,11 @@ def with_null_row(values: pa.Table) -> pa.Table:
     """Return `values` with one row of nulls appended, in one chunk per column.
 
     Taking at its position, ``values.num_rows``, gives nulls, so positions
-    need no null mask, and Arrow's take is faster without one.
+    need no null mask. Every field becomes nullable, as in a ``LEFT JOIN``.
     """
+    schema = pa.schema([field.with_nullable(True) for field in values.schema])
+    values = pa.Table.from_arrays(values.columns, schema=schema)
     nulls = pa.Table.from_arrays(
-        [pa.nulls(1, field.type) for field in values.schema], schema=values.schema
+        [pa.nulls(1, field.type) for field in schema], schema=schema
     )
     return pa.concat_tables([values, nulls]).combine_chunks()

@@ -116,6 +116,8 @@ class _NumpyColumn:
         if not fixed or column.num_chunks != 1 or kind.bit_width not in _UNSIGNED:
             return None
         chunk = column.chunk(0)
+        if chunk.buffers()[1] is None:
+            return None
         data = np.frombuffer(chunk.buffers()[1], dtype=_UNSIGNED[kind.bit_width])
         valid = chunk.is_valid().to_numpy(zero_copy_only=False)
         return cls(kind, data[chunk.offset : chunk.offset + len(chunk)], valid)

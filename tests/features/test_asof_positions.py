@@ -276,3 +276,13 @@ def test_null_row_taken_for_no_match() -> None:
     assert values.column("temp").num_chunks == 1
     assert taken.column("temp").to_pylist() == [2.5, None, 1.5]
     assert taken.column("origin").to_pylist() == ["b", None, "a"]
+
+
+def test_null_row_makes_fields_nullable() -> None:
+    schema = pa.schema([pa.field("seats", pa.int64(), nullable=False)])
+    values = pa.Table.from_arrays([pa.array([150])], schema=schema)
+
+    padded = with_null_row(values)
+
+    assert padded.schema.field("seats").nullable
+    assert padded.column("seats").to_pylist() == [150, None]
