@@ -11,12 +11,16 @@
    training runs) against pandas ``merge_asof`` with the same tolerance. Both
    sides start from the two tables in memory (an Arrow table of the flights
    and the feature server's DuckDB table of the weather; two DataFrames) and
-   end with the joined table in memory (an Arrow table, a DataFrame); reading
-   the view's rows out of DuckDB is timed on the appliance's side, as is the
-   sort on pandas'. Further appliance rows read the flights out of a DuckDB
-   table in every run, run the previous ``ASOF LEFT JOIN`` SQL, and read the
-   weather from the lake's Parquet files in every run. The outputs of the
-   first row and pandas are compared row for row.
+   end with the joined table in memory (an Arrow table, a DataFrame). The
+   store keeps the weather rows it read and sorted for the next join, so the
+   first row reuses them; the cold row clears that cache before each run and
+   so times reading the view's rows out of DuckDB and sorting them, as
+   pandas' side times its sort. Further appliance rows read the flights out
+   of a DuckDB table in every run, run the previous ``ASOF LEFT JOIN`` SQL,
+   and read the weather from the lake's Parquet files in every run (cold).
+   The outputs of the first row and pandas are compared row for row, and
+   the first row's output with the cold row's. The appliance's runs and
+   pandas' alternate in 4 rounds, pandas' runs of a round in one process.
 
 Every side runs once untimed before its timed runs. pandas runs in its own
 venv, ``benchmarks/.venvs/pandas``, created on first use; it is not a
@@ -58,6 +62,8 @@ DATA = ROOT / "benchmarks" / ".data"
 PEER_PACKAGES = ["pandas==3.1.1", "pyarrow==26.0.1"]
 WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_speed", "precip", "pressure", "visib"]
 TTL_HOURS = 3
+JOIN_ROUNDS = 4
+"""Turns each side of the join benchmark takes, in alternation."""
 
 
 def main() -> int:
@@ -228,39 +234,59 @@ def _bench_join(
 
     join([in_memory])
     join_sql()
-    seconds, fetched, by_sql, from_lake = [], [], [], []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        joined = join([in_memory])
-        seconds.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        join_fetched()
-        fetched.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        join_sql()
-        by_sql.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        join([view])
-        from_lake.append(time.perf_counter() - started)
+    # The store keeps each view's rows, read and sorted, for the next join
+    # (`FeatureStore.cache`). Cold runs clear it first, so they read the
+    # weather rows out of DuckDB and sort them, as a first join does.
+    seconds, cold, fetched, by_sql, from_lake = [], [], [], [], []
+    theirs = work / "pandas_asof.parquet"
+    pandas: list[float] = []
+    # The two sides take turns in rounds, so a change of the machine's load
+    # during the run reaches both.
+    for runs in _rounds(repeats, JOIN_ROUNDS):
+        for _ in range(runs):
+            store.clear_cache()
+            started = time.perf_counter()
+            join([view])
+            from_lake.append(time.perf_counter() - started)
+            store.clear_cache()
+            started = time.perf_counter()
+            cold_joined = join([in_memory])
+            cold.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            joined = join([in_memory])
+            seconds.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            join_fetched()
+            fetched.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            join_sql()
+            by_sql.append(time.perf_counter() - started)
+        pandas += _run_peer(
+            peer, "asof", str(left), str(right), str(theirs), str(runs), str(TTL_HOURS)
+        )
+    cold_same = "yes" if cold_joined.equals(joined) else "NO"
     ours = work / "ours.parquet"
     store.db.register("joined", joined)
     store.db.execute(f"COPY joined TO '{ours}'")
 
-    theirs = work / "pandas_asof.parquet"
-    pandas = _run_peer(
-        peer, "asof", str(left), str(right), str(theirs), str(repeats), str(TTL_HOURS)
-    )
     same = _same_rows(store.db, ours, theirs)
     store.close()
     assert flights_version is not None
     return [
         {
-            "name": f"appliance join, Arrow rows ({joined.num_rows} rows)",
+            "name": f"appliance join, Arrow rows ({joined.num_rows} rows), "
+            "weather rows kept from the previous join",
             "seconds": seconds,
+        },
+        {
+            "name": "appliance join, Arrow rows, cold: weather rows read out of "
+            "DuckDB and sorted in each run",
+            "seconds": cold,
         },
         {"name": "pandas merge_asof (sort + merge)", "seconds": pandas},
         {
-            "name": "appliance join, rows read from the DuckDB table each run",
+            "name": "appliance join, flights read out of the DuckDB table in each "
+            "run, weather rows kept",
             "seconds": fetched,
         },
         {
@@ -268,11 +294,19 @@ def _bench_join(
             "seconds": by_sql,
         },
         {
-            "name": "appliance join, weather read from the lake each run",
+            "name": "appliance join, cold, weather read from the lake's Parquet "
+            "files in each run",
             "seconds": from_lake,
         },
         {"name": "identical rows", "value": same},
+        {"name": "cold and kept joins give equal tables", "value": cold_same},
     ]
+
+
+def _rounds(repeats: int, rounds: int) -> list[int]:
+    """Split `repeats` runs into up to `rounds` rounds of nearly equal size."""
+    rounds = max(min(rounds, repeats), 1)
+    return [repeats // rounds + (i < repeats % rounds) for i in range(rounds)]
 
 
 def _same_rows(db: duckdb.DuckDBPyConnection, ours: Path, theirs: Path) -> str:
