@@ -179,7 +179,9 @@ class SortedView:
             found = _match_rows(self, left_codes, left_times)
             return np.where(found < 0, missing, found)
         packed = _Packing(low, span)
-        grid = _grid(left_codes, left_times, count, time_range["min"])
+        grid = _grid(
+            left_codes, left_times, count, time_range["min"], time_range["max"]
+        )
         if grid is not None:
             return grid.positions(self, packed, missing)
         return _match_pairs(self, packed, left_codes, left_times, missing)
@@ -260,6 +262,7 @@ def _grid(
     left_times: pa.Array | pa.ChunkedArray,
     count: int,
     low: int,
+    high: int,
 ) -> _Grid | None:
     """Return the rows' cells, or None when they need more cells than rows.
 
@@ -271,7 +274,7 @@ def _grid(
     offsets = numpy_view(pc.subtract(left_times.fill_null(low), low))
     sample = offsets[:: max(rows // _GCD_SAMPLE, 1)]
     step = int(np.gcd.reduce(sample)) or 1
-    slots = int(offsets.max()) // step + 1
+    slots = (high - low) // step + 1
     if (count + 1) * slots > rows:
         return None
     slot = pool_array(rows, np.int64)

@@ -120,6 +120,7 @@ def test_asof_positions_on_time_grid_match_reference(ttl_hours: int | None) -> N
         pa.array(left_times),
         keys,
         int(left_times.min()),
+        int(left_times.max()),
     )
     found = positions_of(
         left_codes, left_times, right_codes, available, observed, ttl_us
@@ -138,7 +139,7 @@ def test_asof_positions_grid_null_time_unmatched() -> None:
     times = pa.array([0, None, HOUR, HOUR, 0, HOUR], pa.int64())
     codes = pa.array([0, 0, None, 0, 0, 0])
 
-    grid = _grid(codes, times, 1, 0)
+    grid = _grid(codes, times, 1, 0, HOUR)
     found = asof_positions(
         codes, times, np.array([0, 0]), np.array([0, HOUR]), np.array([0, HOUR]), None
     )
@@ -154,7 +155,7 @@ def test_asof_positions_off_grid_row_not_gridded() -> None:
     times[1] += 1
     codes = pa.array(np.zeros(10_000, dtype=np.int64))
 
-    grid = _grid(codes, pa.array(times), 1, 0)
+    grid = _grid(codes, pa.array(times), 1, 0, int(times.max()))
     found = asof_positions(
         codes,
         pa.array(times),
