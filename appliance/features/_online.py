@@ -28,6 +28,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from appliance.config import Config, FeatureViewConfig
 from appliance.errors import RequestError
@@ -351,18 +352,24 @@ def _with_join_time(
     Raises:
         RequestError: A row's event time is not a time.
     """
-    rows = pa.array(range(request.num_rows), pa.int64())
     if event_time in request.column_names:
         times = request.column(event_time)
     else:
         times = pa.nulls(request.num_rows, pa.string())
-    cursor.register(_REQUEST, pa.table({"_row": rows, event_time: times}))
-    _check_event_times(cursor, model, event_time)
+    cursor.register(_REQUEST, pa.table({event_time: times}))
     column = f"TRY_CAST({ident(event_time)} AS TIMESTAMPTZ)"
+    # DuckDB keeps the rows' order in a projection without ORDER BY, as long
+    # as preserve_insertion_order is on, its default.
     cast = cursor.sql(
-        f"SELECT {column}, coalesce({column}, now()) FROM {_REQUEST} ORDER BY _row"
+        f"SELECT {column}, coalesce({column}, now()) FROM {_REQUEST}"
     ).to_arrow_table()
     cursor.unregister(_REQUEST)
+    unread = pc.and_(pc.is_valid(times), pc.is_null(cast.column(0)))
+    row = pc.index(unread, True).as_py()
+    if row >= 0:
+        value = times[row].as_py()
+        raise _event_time_error(model, event_time, row, str(value))
+
     if event_time in request.column_names:
         index = request.column_names.index(event_time)
         request = request.set_column(index, event_time, cast.column(0))
@@ -498,7 +505,14 @@ def _check_event_times(cursor: Any, model: str, event_time: str) -> None:
     if found is None:
         return
     row, value = found
-    raise RequestError(
+    raise _event_time_error(model, event_time, row, value)
+
+
+def _event_time_error(
+    model: str, event_time: str, row: int, value: str
+) -> RequestError:
+    """Return the error for a row whose event time, as text, is not a time."""
+    return RequestError(
         f"row {row} of the request to model {model!r}: event time column "
         f"{event_time!r} is {value!r}, not a time; send an ISO 8601 time such as "
         "2013-04-01T05:00:00Z, or null for the current time",
