@@ -1,12 +1,12 @@
 """Online features: fill prediction requests that carry only entity keys.
 
 `FeatureServer` loads every feature view once into an in-memory DuckDB, then
-joins each request's rows to them: a table (batch scoring, Arrow requests)
-with `join_table`, as training joins, and JSON rows with the ASOF SQL of
-`join_sql`. A row that carries the model's event time gets the values as of
-that time. A row without it gets the latest value per entity, and the view's
-TTL is then counted from now. The catalog is opened only for the moment of
-`load`.
+joins each request's rows to them with `join_table`, as training joins: a
+table (batch scoring, Arrow requests) as it is, and JSON rows as an Arrow
+table of their values. A row that carries the model's event time gets the
+values as of that time. A row without it gets the latest value per entity,
+and the view's TTL is then counted from now. The catalog is opened only for
+the moment of `load`.
 
 A request of a few rows is filled from a `ViewIndex` per view instead: the
 same rows found by binary search in memory, which skips the milliseconds
@@ -35,7 +35,7 @@ from appliance.errors import RequestError
 from appliance.features._derived import DerivedColumns, NotCached
 from appliance.features._index import Unsupported, ViewIndex, arrow_types, event_time
 from appliance.features._join import join_table
-from appliance.features._sql import feature_columns, ident, join_sql
+from appliance.features._sql import feature_columns, ident
 from appliance.features._store import (
     FeatureStore,
     model_views,
@@ -183,36 +183,22 @@ class FeatureServer:
                 return self._fill_indexed(model, rows, declared, event_time)
             except Unsupported as exc:
                 logger.debug("filled by a join model=%s reason=%s", model, exc)
-        views = [self._views[view.name] for view in declared]
         features = {
             name
             for view in declared
             for name in feature_columns(view, self._columns[view.name])
         }
         table, names = _request_table(rows, event_time, features)
-        with self._lock:
-            cursor = self._store.db.cursor()
-        try:
-            cursor.execute("SET TimeZone = 'UTC'")
-            cursor.register(_REQUEST, table)
-            if event_time:
-                _check_event_times(cursor, model, event_time)
-            rows_sql = _rows_sql(names, event_time)
-            event = f"coalesce({ident(event_time)}, now())" if event_time else None
-            sql = join_sql(rows_sql, ["_row", *names], views, self._columns, event)
-            try:
-                result = cursor.execute(f"SELECT * FROM ({sql}) ORDER BY _row")
-            except duckdb.Error as exc:
-                raise RequestError(
-                    f"features of model {model!r} cannot be joined to this "
-                    f"request: {exc}",
-                    model=model,
-                ) from None
-            columns = [d[0] for d in cursor.description]
-            result = result.fetchall()
-        finally:
-            cursor.close()
-        return _merge(rows, result, columns, names)
+        joined = self.fill_table(model, table.drop_columns(["_row"]))
+        added = joined.column_names[len(names) :]
+        found = joined.select(added).to_pylist()
+        filled = []
+        for row, values in zip(rows, found):
+            merged = dict(row)
+            for name in added:
+                merged.setdefault(name, _json_value(values[name]))
+            filled.append(merged)
+        return filled
 
     def _fill_indexed(
         self,
@@ -328,8 +314,8 @@ class FeatureServer:
                 )
             except duckdb.Error as exc:
                 raise RequestError(
-                    f"features of model {model!r} cannot be joined to this "
-                    f"table: {exc}",
+                    f"features of model {model!r} cannot be joined to these "
+                    f"rows: {exc}",
                     model=model,
                 ) from None
         finally:
@@ -490,24 +476,6 @@ def _check_rows(
                 )
 
 
-def _check_event_times(cursor: Any, model: str, event_time: str) -> None:
-    """Raise for the first request row whose event time is not a time.
-
-    Without this check the join's ``TRY_CAST`` would read such a value as
-    missing, and the row would get the features as of now.
-    """
-    column = ident(event_time)
-    found = cursor.execute(
-        f"SELECT _row, CAST({column} AS VARCHAR) FROM {_REQUEST} "
-        f"WHERE {column} IS NOT NULL AND TRY_CAST({column} AS TIMESTAMPTZ) IS NULL "
-        "ORDER BY _row LIMIT 1"
-    ).fetchone()
-    if found is None:
-        return
-    row, value = found
-    raise _event_time_error(model, event_time, row, value)
-
-
 def _event_time_error(
     model: str, event_time: str, row: int, value: str
 ) -> RequestError:
@@ -564,26 +532,6 @@ def _rows_sql(names: list[str], event_time: str | None) -> str:
         f"SELECT * REPLACE (TRY_CAST({column} AS TIMESTAMPTZ) AS {column}) "
         f"FROM {_REQUEST}"
     )
-
-
-def _merge(
-    rows: Sequence[dict[str, Any]],
-    result: list[tuple[Any, ...]],
-    columns: list[str],
-    request_names: list[str],
-) -> list[dict[str, Any]]:
-    added = [
-        (i, name)
-        for i, name in enumerate(columns)
-        if name not in request_names and name != "_row"
-    ]
-    filled = []
-    for row, values in zip(rows, result):
-        merged = dict(row)
-        for index, name in added:
-            merged.setdefault(name, _json_value(values[index]))
-        filled.append(merged)
-    return filled
 
 
 def _json_value(value: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -211,3 +212,29 @@ def test_batch_fill_without_event_time_joins_now(flights_home: Path) -> None:
     assert "time_hour" not in filled.column_names
     assert filled.column("temp").to_pylist() == [None]
     assert filled.column("seats").to_pylist() == [149]
+
+
+def test_json_rows_fill_as_sql_join(flights_home: Path) -> None:
+    # More rows than the view indexes serve, so the rows go through the
+    # join; row 0 has no time and row 1 no origin.
+    config = load_config(flights_home / "config.toml")
+    server = FeatureServer(config)
+    server.load()
+    source = flights_home / "february.csv"
+    table = duckdb.sql(f"SELECT * FROM read_csv('{source}') LIMIT 100").to_arrow_table()
+    rows = table.select(["origin", "tailnum", "distance"]).to_pylist()
+    for row, at in zip(rows, table.column("time_hour").to_pylist()):
+        row["time_hour"] = None if at is None else at.isoformat()
+
+    filled = server.fill("late", rows)
+    expected = sql_fill(server, "late", pa.Table.from_pylist(rows)).to_pylist()
+
+    features = ["temp", "humid", "precip", "visib", "year_built", "seats"]
+    assert len(filled) == 100
+    assert filled[0]["temp"] is None
+    assert filled[1]["temp"] is None
+    assert filled[2]["temp"] is not None
+    assert sum(row["plane_age"] is not None for row in filled) > 50
+    for index, (found, wanted) in enumerate(zip(filled, expected)):
+        for name in [*features, "plane_age"]:
+            assert found[name] == wanted[name], (index, name)
