@@ -13,8 +13,8 @@
    and the feature server's DuckDB table of the weather; two DataFrames) and
    end with the joined table in memory (an Arrow table, a DataFrame). The
    store keeps the weather rows it read and sorted for the next join, so the
-   first row reuses them; the cold row clears that cache before each run and
-   so times reading the view's rows out of DuckDB and sorting them, as
+   first row reuses them. The cold row clears that cache before each run, so
+   it times reading the view's rows out of DuckDB and sorting them, as
    pandas' side times its sort. Further appliance rows read the flights out
    of a DuckDB table in every run, run the previous ``ASOF LEFT JOIN`` SQL,
    and read the weather from the lake's Parquet files in every run (cold).
