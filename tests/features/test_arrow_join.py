@@ -531,3 +531,31 @@ def test_value_types_match_sql() -> None:
     assert found[1][3:] == (None,) * 14
     assert found[3][3:] == (None,) * 14
     assert found == expected
+
+
+def test_session_time_zone_matches_sql() -> None:
+    # Zoneless view and row times read in New York, across the jump to
+    # daylight saving time at 02:00 on 2013-03-10: 01:00 and 03:00 there
+    # are one hour apart.
+    store = make_store(
+        {
+            "weather": "SELECT * FROM (VALUES "
+            "('EWR', TIMESTAMP '2013-03-10 00:30', 30.0), "
+            "('EWR', TIMESTAMP '2013-03-10 01:00', 31.0), "
+            "('EWR', TIMESTAMP '2013-03-10 03:30', 32.0)) t(origin, time_hour, temp)",
+            "flights": "SELECT * FROM (VALUES "
+            "(1, 'EWR', TIMESTAMP '2013-03-10 01:30'), "
+            "(2, 'EWR', TIMESTAMP '2013-03-10 03:00'), "
+            "(3, 'EWR', TIMESTAMP '2013-03-10 03:59'), "
+            "(4, 'EWR', TIMESTAMP '2013-03-10 05:00')) t(id, origin, event_at)",
+        }
+    )
+    store.db.execute("SET TimeZone = 'America/New_York'")
+    view = FeatureViewConfig(**{**WEATHER.__dict__, "delay": "1h", "ttl": "2h"})
+
+    expected, found, _ = both_ways(store, "SELECT * FROM flights", [view])
+
+    # 01:00 plus the 1 hour delay is 03:00, and at 03:59 the 01:00 row is
+    # 1 hour 59 minutes old, within the 2 hour TTL.
+    assert [row[-1] for row in found] == [30.0, 31.0, 31.0, 32.0]
+    assert found == expected
