@@ -290,14 +290,14 @@ class FeatureServer:
             self.load()
         with self._lock:
             store, views, columns = self._store, self._views, self._columns
-        assert store is not None
+            assert store is not None
+            cursor = store.db.cursor()
         features = {
             name
             for view in declared
             for name in feature_columns(view, columns[view.name])
         }
         request = table.select([n for n in table.column_names if n not in features])
-        cursor = store.db.cursor()
         try:
             cursor.execute("SET TimeZone = 'UTC'")
             join_time = None
