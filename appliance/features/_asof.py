@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -293,7 +294,7 @@ def _grid(
     return _Grid(cells, count, low, step, slots)
 
 
-def pool_array(length: int, dtype: np.typing.DTypeLike) -> np.ndarray:
+def pool_array(length: int, dtype: npt.DTypeLike) -> np.ndarray:
     """Return an uninitialized numpy array in Arrow's memory pool.
 
     numpy takes arrays of a few MB from fresh pages of the OS each time, and
