@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from appliance.errors import ConfigError
+from appliance.errors import ConfigError, IngestError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 
@@ -548,6 +549,9 @@ class ColumnRule:
     """Regular expression that every text value must match in full."""
     date_format: str | None = None
     """strptime format of a DATE or TIMESTAMP column written in another form."""
+    allow_infinity: bool = False
+    """Whether a FLOAT or DOUBLE column keeps infinite values; when false they
+    are quarantined. NaN is always read as a missing value."""
 
 
 @dataclass(frozen=True)
@@ -558,6 +562,33 @@ class ContractConfig:
     """Rules by column name."""
     unique_key: tuple[str, ...] = ()
     """Columns whose values together identify a row; a repeated key is rejected."""
+
+
+MAX_DATASET_NAME_LENGTH = 100
+"""Maximum length of a dataset name in characters. The name is a folder in the
+lake, and file systems limit a path component to 255 bytes."""
+_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def dataset_name_problem(name: str) -> str | None:
+    """Return why `name` cannot be a dataset name, or None when it can.
+
+    A dataset name is a folder of the lake, a path segment of the HTTP API
+    and an argument of the CLI. So it starts with an ASCII letter or digit,
+    because a leading ``-`` reads as a command-line option, and contains
+    only ASCII letters, digits, ``_`` and ``-``.
+    """
+    if len(name) > MAX_DATASET_NAME_LENGTH:
+        return (
+            f"invalid dataset name {name[:20]!r}... of {len(name)} characters; "
+            f"use at most {MAX_DATASET_NAME_LENGTH}"
+        )
+    if not _DATASET_NAME.fullmatch(name):
+        return (
+            f"invalid dataset name {name!r}; start with a letter or digit and use "
+            "only ASCII letters, digits, '_' and '-', such as 'flights_2024'"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -584,6 +615,9 @@ class DatasetConfig:
     """Declared contract; the first version's schema is used when omitted."""
 
     def __post_init__(self) -> None:
+        problem = dataset_name_problem(self.name)
+        if problem is not None:
+            raise ValueError(problem)
         if self.keep_versions is not None and self.keep_versions < 1:
             raise ValueError(
                 f"keep_versions must be at least 1, got {self.keep_versions}"
@@ -833,8 +867,18 @@ class Config:
     """HTTP ingest buffer."""
 
     def dataset(self, name: str) -> DatasetConfig:
-        """Return the settings of dataset `name`, the defaults when undeclared."""
-        return self.datasets.get(name) or DatasetConfig(name=name)
+        """Return the settings of dataset `name`, the defaults when undeclared.
+
+        Raises:
+            IngestError: `name` is not a valid dataset name.
+        """
+        declared = self.datasets.get(name)
+        if declared is not None:
+            return declared
+        problem = dataset_name_problem(name)
+        if problem is not None:
+            raise IngestError(problem)
+        return DatasetConfig(name=name)
 
     def model(self, name: str) -> ModelConfig:
         """Return the model declared as ``[models.NAME]``."""

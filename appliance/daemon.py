@@ -74,6 +74,7 @@ from appliance.storage import (
     champion_models,
     fallback_versions,
     get_version,
+    remove_orphan_folders,
 )
 
 logger = logging.getLogger(__name__)
@@ -83,9 +84,14 @@ Component = Callable[[DaemonState], AbstractAsyncContextManager[None]]
 
 @contextlib.asynccontextmanager
 async def open_catalog(state: DaemonState) -> AsyncIterator[None]:
-    """Open the catalog for writing; the daemon holds it until it stops."""
+    """Open the catalog for writing; the daemon holds it until it stops.
+
+    Version folders left by an ingest that was killed are removed first,
+    while no ingest of this daemon runs.
+    """
     state.catalog = Catalog(state.config.storage.home)
     limit_duckdb(state.catalog.db, state.config.server.catalog_memory_mb)
+    await asyncio.to_thread(remove_orphan_folders, state.catalog)
     try:
         yield
     finally:

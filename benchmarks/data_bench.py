@@ -11,17 +11,23 @@
    training runs) against pandas ``merge_asof`` with the same tolerance. Both
    sides start from the two tables in memory (an Arrow table of the flights
    and the feature server's DuckDB table of the weather; two DataFrames) and
-   end with the joined table in memory (an Arrow table, a DataFrame); reading
-   the view's rows out of DuckDB is timed on the appliance's side, as is the
-   sort on pandas'. Further appliance rows read the flights out of a DuckDB
-   table in every run, run the previous ``ASOF LEFT JOIN`` SQL, and read the
-   weather from the lake's Parquet files in every run. The outputs of the
-   first row and pandas are compared row for row.
+   end with the joined table in memory (an Arrow table, a DataFrame). The
+   store keeps the weather rows it read and sorted for the next join, so the
+   first row reuses them. The cold row clears that cache before each run, so
+   it times reading the view's rows out of DuckDB and sorting them, as
+   pandas' side times its sort. Further appliance rows read the flights out
+   of a DuckDB table in every run, run the previous ``ASOF LEFT JOIN`` SQL,
+   and read the weather from the lake's Parquet files in every run (cold).
+   The outputs of the first row and pandas are compared row for row, and
+   the first row's output with the cold row's. The appliance's runs and
+   pandas' alternate in 4 rounds, pandas' runs of a round in one process.
 
 Every side runs once untimed before its timed runs. pandas runs in its own
 venv, ``benchmarks/.venvs/pandas``, created on first use; it is not a
 dependency of the project. Results replace this script's section of
-docs/benchmarks.md. Run: ``.venv/bin/python benchmarks/data_bench.py``.
+docs/benchmarks.md. Joins are reported in milliseconds, as the median of
+``--join-repeats`` runs (20 by default). Run:
+``.venv/bin/python benchmarks/data_bench.py``.
 """
 
 from __future__ import annotations
@@ -56,12 +62,27 @@ DATA = ROOT / "benchmarks" / ".data"
 PEER_PACKAGES = ["pandas==3.1.1", "pyarrow==26.0.1"]
 WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_speed", "precip", "pressure", "visib"]
 TTL_HOURS = 3
+JOIN_ROUNDS = 4
+"""Turns each side of the join benchmark takes, in alternation."""
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs of each ingest"
+    )
+    parser.add_argument(
+        "--join-repeats",
+        type=int,
+        default=20,
+        help="timed runs of each join; a join takes tens of milliseconds",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--join-only",
+        action="store_true",
+        help="run only the join benchmark and print it (implies --no-write)",
+    )
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
@@ -69,15 +90,19 @@ def main() -> int:
     flights_csv, weather_parquet = _export_data()
     work = Path(tempfile.mkdtemp(prefix="data-bench-"))
     try:
-        ingest_rows = _bench_ingest(flights_csv, work, peer_python, args.repeats)
+        ingest_rows = []
+        if not args.join_only:
+            ingest_rows = _bench_ingest(flights_csv, work, peer_python, args.repeats)
         join_rows = _bench_join(
-            flights_csv, weather_parquet, work, peer_python, args.repeats
+            flights_csv, weather_parquet, work, peer_python, args.join_repeats
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report = _report(ingest_rows, join_rows, args.repeats, load_before)
+    report = _report(
+        ingest_rows, join_rows, args.repeats, args.join_repeats, load_before
+    )
     print(report)
-    if not args.no_write:
+    if not (args.no_write or args.join_only):
         write_section("Data layer", report)
     return 0
 
@@ -209,39 +234,59 @@ def _bench_join(
 
     join([in_memory])
     join_sql()
-    seconds, fetched, by_sql, from_lake = [], [], [], []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        joined = join([in_memory])
-        seconds.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        join_fetched()
-        fetched.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        join_sql()
-        by_sql.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        join([view])
-        from_lake.append(time.perf_counter() - started)
+    # The store keeps each view's rows, read and sorted, for the next join
+    # (`FeatureStore.cache`). Cold runs clear it first, so they read the
+    # weather rows out of DuckDB and sort them, as a first join does.
+    seconds, cold, fetched, by_sql, from_lake = [], [], [], [], []
+    theirs = work / "pandas_asof.parquet"
+    pandas: list[float] = []
+    # The two sides take turns in rounds, so a change of the machine's load
+    # during the run reaches both.
+    for runs in _rounds(repeats, JOIN_ROUNDS):
+        for _ in range(runs):
+            store.clear_cache()
+            started = time.perf_counter()
+            join([view])
+            from_lake.append(time.perf_counter() - started)
+            store.clear_cache()
+            started = time.perf_counter()
+            cold_joined = join([in_memory])
+            cold.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            joined = join([in_memory])
+            seconds.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            join_fetched()
+            fetched.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            join_sql()
+            by_sql.append(time.perf_counter() - started)
+        pandas += _run_peer(
+            peer, "asof", str(left), str(right), str(theirs), str(runs), str(TTL_HOURS)
+        )
+    cold_same = "yes" if cold_joined.equals(joined) else "NO"
     ours = work / "ours.parquet"
     store.db.register("joined", joined)
     store.db.execute(f"COPY joined TO '{ours}'")
 
-    theirs = work / "pandas_asof.parquet"
-    pandas = _run_peer(
-        peer, "asof", str(left), str(right), str(theirs), str(repeats), str(TTL_HOURS)
-    )
     same = _same_rows(store.db, ours, theirs)
     store.close()
     assert flights_version is not None
     return [
         {
-            "name": f"appliance join, Arrow rows ({joined.num_rows} rows)",
+            "name": f"appliance join, Arrow rows ({joined.num_rows} rows), "
+            "weather rows kept from the previous join",
             "seconds": seconds,
+        },
+        {
+            "name": "appliance join, Arrow rows, cold: weather rows read out of "
+            "DuckDB and sorted in each run",
+            "seconds": cold,
         },
         {"name": "pandas merge_asof (sort + merge)", "seconds": pandas},
         {
-            "name": "appliance join, rows read from the DuckDB table each run",
+            "name": "appliance join, flights read out of the DuckDB table in each "
+            "run, weather rows kept",
             "seconds": fetched,
         },
         {
@@ -249,11 +294,19 @@ def _bench_join(
             "seconds": by_sql,
         },
         {
-            "name": "appliance join, weather read from the lake each run",
+            "name": "appliance join, cold, weather read from the lake's Parquet "
+            "files in each run",
             "seconds": from_lake,
         },
         {"name": "identical rows", "value": same},
+        {"name": "cold and kept joins give equal tables", "value": cold_same},
     ]
+
+
+def _rounds(repeats: int, rounds: int) -> list[int]:
+    """Split `repeats` runs into up to `rounds` rounds of nearly equal size."""
+    rounds = max(min(rounds, repeats), 1)
+    return [repeats // rounds + (i < repeats % rounds) for i in range(rounds)]
 
 
 def _same_rows(db: duckdb.DuckDBPyConnection, ours: Path, theirs: Path) -> str:
@@ -282,7 +335,11 @@ def _run_peer(peer: Path, *args: str) -> list[float]:
 
 
 def _report(
-    ingest_rows: list[dict], join_rows: list[dict], repeats: int, load_before: float
+    ingest_rows: list[dict],
+    join_rows: list[dict],
+    repeats: int,
+    join_repeats: int,
+    load_before: float,
 ) -> str:
     load = os.getloadavg()
     lines = [
@@ -293,38 +350,65 @@ def _report(
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1, 5, 15 minutes) at the end "
         "of the run (a shared, busy machine, so absolute times are noisy).",
         f"Versions: Python {platform.python_version()}, DuckDB {duckdb.__version__}, "
-        f"peer venv {' '.join(PEER_PACKAGES)}. Median of {repeats} runs; "
-        "script: `benchmarks/data_bench.py`.",
+        f"peer venv {' '.join(PEER_PACKAGES)}. Medians of {repeats} ingest runs "
+        f"and {join_repeats} join runs; script: `benchmarks/data_bench.py`.",
         "",
-        "Ingest of the flights CSV (336,776 rows, 19 columns):",
-        "",
-        *_table(ingest_rows, "appliance ingest (no partitions)"),
-        "",
+    ]
+    if ingest_rows:
+        lines += [
+            "Ingest of the flights CSV (336,776 rows, 19 columns):",
+            "",
+            *_table(ingest_rows, "appliance ingest (no partitions)"),
+            "",
+        ]
+    lines += [
         "Point-in-time join of flights with hourly weather by origin, 3 hour TTL:",
         "",
-        *_table(join_rows, "appliance join, Arrow rows"),
+        *_table(join_rows, "appliance join, Arrow rows", milliseconds=True),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _table(rows: list[dict], baseline_prefix: str) -> list[str]:
+def _table(
+    rows: list[dict], baseline_prefix: str, milliseconds: bool = False
+) -> list[str]:
+    """Return a Markdown table of the timed rows, in seconds or milliseconds.
+
+    Milliseconds list the fastest, the slowest and the quartiles of the runs
+    instead of every run, as a join is timed 20 times or more.
+    """
     timed = [r for r in rows if "seconds" in r]
     base = next(r for r in timed if r["name"].startswith(baseline_prefix))
     base_median = statistics.median(base["seconds"])
+    unit, scale = ("ms", 1000.0) if milliseconds else ("s", 1.0)
+    runs_heading = "min, quartiles, max (ms)" if milliseconds else "runs (s)"
     out = [
-        f"| run | median s | runs (s) | time / {base['name']} |",
+        f"| run | median {unit} | {runs_heading} | time / {base['name']} |",
         "| --- | --- | --- | --- |",
     ]
     for row in timed:
         median = statistics.median(row["seconds"])
-        runs = ", ".join(f"{s:.2f}" for s in row["seconds"])
+        if milliseconds:
+            runs = ", ".join(f"{s * scale:.1f}" for s in _spread(row["seconds"]))
+            shown = f"{median * scale:.1f}"
+        else:
+            runs = ", ".join(f"{s:.2f}" for s in row["seconds"])
+            shown = f"{median:.2f}"
         out.append(
-            f"| {row['name']} | {median:.2f} | {runs} | {median / base_median:.2f}x |"
+            f"| {row['name']} | {shown} | {runs} | {median / base_median:.2f}x |"
         )
     for row in rows:
         if "value" in row:
             out.append(f"| {row['name']} | {row['value']} | | |")
     return out
+
+
+def _spread(seconds: list[float]) -> list[float]:
+    """Return the minimum, the three quartiles and the maximum of `seconds`."""
+    if len(seconds) < 2:
+        return [*seconds]
+    quartiles = statistics.quantiles(seconds, n=4, method="inclusive")
+    return [min(seconds), *quartiles, max(seconds)]
 
 
 if __name__ == "__main__":

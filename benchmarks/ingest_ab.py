@@ -7,7 +7,8 @@ imports first). A worker ingests the flights CSV and runs raw DuckDB
 ``read_csv`` to Parquet right after each ingest, after one untimed pair,
 and reports the wall time and the process CPU time (user plus system, all
 threads) of both. The CPU ratio moves less than the wall ratio on a busy
-machine. Prints a summary; writes nothing to the docs.
+machine, and the ratio of the fastest runs of each side shows the least
+disturbed ones. Prints a summary; writes nothing to the docs.
 
 Run: ``.venv/bin/python benchmarks/ingest_ab.py --base main --rounds 4``.
 """
@@ -134,7 +135,9 @@ def _summary(side: str, found: dict) -> str:
         f"{side}: {len(wall)} ingests, median {median(found['appliance']):.3f} s "
         f"against raw DuckDB {median(found['raw']):.3f} s, wall ratio "
         f"{median(wall):.2f}x; CPU {median(found['appliance_cpu']):.3f} s against "
-        f"{median(found['raw_cpu']):.3f} s, CPU ratio {median(cpu):.2f}x; load "
+        f"{median(found['raw_cpu']):.3f} s, CPU ratio {median(cpu):.2f}x; fastest "
+        f"runs {min(found['appliance']):.3f} s against {min(found['raw']):.3f} s "
+        f"({min(found['appliance']) / min(found['raw']):.2f}x); load "
         f"{min(found['load']):.1f} to {max(found['load']):.1f}"
     )
 

@@ -42,8 +42,9 @@ def register(commands: Any) -> None:
     ingest.add_argument(
         "--force",
         action="store_true",
-        help="replace even when the files lack a column that a feature view's "
-        "entity key or timestamp is read from (the view then matches no row)",
+        help="ingest even when the files lack a column that a feature view's "
+        "entity key or timestamp is read from (the view then matches none of "
+        "their rows)",
     )
 
     datasets = add_group(commands, "datasets", "dataset versions")
@@ -91,10 +92,12 @@ def _ingest(config: Config, args: argparse.Namespace) -> int:
     else:
         from dataclasses import asdict
 
-        from appliance.storage import Catalog, ingest
+        from appliance.storage import Catalog, ingest, remove_orphan_folders
 
         settings = config.dataset(args.dataset)
         with Catalog(config.storage.home) as catalog:
+            # This process holds the catalog, so no other ingest is running.
+            remove_orphan_folders(catalog)
             local = ingest(
                 catalog,
                 args.dataset,
@@ -115,6 +118,8 @@ def _print_ingest(result: dict[str, Any]) -> None:
     name = f"{version['dataset']}@{version['version']}"
     if not result["created"]:
         print(f"{name} rows={version['row_count']} (unchanged, already ingested)")
+        for warning in result.get("warnings", []):
+            print(f"warning: {warning}")
         return
     print(
         f"{name} rows={version['row_count']} mode={version['mode']} "
@@ -215,6 +220,8 @@ def _show(config: Config, args: argparse.Namespace) -> None:
         print(f"  warning     {warning}")
     quality = report.get("quality", {})
     print(f"\nquality: duplicate rows {quality.get('duplicate_rows', '?')}")
+    for statistic, method in quality.get("methods", {}).items():
+        print(f"  {statistic}: {method}")
     rows = []
     for name, kind in version.schema.items():
         stats = quality.get("columns", {}).get(name, {})

@@ -20,24 +20,20 @@ import logging
 from collections.abc import Mapping, Sequence
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
 from appliance.config import FeatureViewConfig
-from appliance.features._asof import (
-    asof_positions,
-    key_codes,
-    static_positions,
-    take_rows,
+from appliance.features._prepared import (
+    PreparedView,
+    ViewCache,
+    cache_key,
+    prepare,
 )
 from appliance.features._sql import (
-    AVAILABLE,
-    OBSERVED,
     added_columns,
     ident,
     join_sql,
     require_event_time,
-    source_sql,
 )
 
 logger = logging.getLogger(__name__)
@@ -53,6 +49,7 @@ def join_table(
     views: Sequence[FeatureViewConfig],
     view_columns: Mapping[str, Sequence[str]],
     event_time: str | None,
+    cache: ViewCache | None = None,
 ) -> pa.Table:
     """Return `rows` with the features of every view joined, as `join_sql` does.
 
@@ -63,6 +60,8 @@ def join_table(
         view_columns: Output columns of each view's SQL, by view name.
         event_time: Column of `rows` with the time each row is predicted at;
             required when a view has a timestamp.
+        cache: Where each view's rows, once read and sorted, are kept for the
+            next join; None reads them for this join only.
 
     Raises:
         ConfigError: A view's feature column is already a column of the rows,
@@ -74,7 +73,7 @@ def join_table(
     for view in views:
         added = added_columns(view, view_columns[view.name], table.column_names)
         require_event_time(view, event_time)
-        joined = _join_view(db, table, view, added, event_time)
+        joined = _join_view(db, table, view, added, event_time, cache)
         if joined is None:
             logger.debug("view joined in SQL view=%s", view.name)
             table = _join_view_sql(db, table, view, view_columns, event_time)
@@ -91,83 +90,104 @@ def _join_view(
     view: FeatureViewConfig,
     added: list[str],
     event_time: str | None,
+    cache: ViewCache | None,
 ) -> pa.Table | None:
     """Return `table` with the view's columns, or None if only SQL can join it."""
-    keys = len(view.entities)
-    right = _view_rows(db, view, added)
+    left_types = [table.schema.field(name).type for name in view.entities]
+    key = cache_key(view, added, left_types)
 
-    pairs = [
-        _comparable(table.column(name), right.column(i))
-        for i, name in enumerate(view.entities)
-    ]
-    if any(pair is None for pair in pairs):
+    def build() -> PreparedView | None:
+        return _prepare_view(db, view, added, left_types)
+
+    prepared = build() if cache is None else cache.view(key, build)
+    if prepared is None:
         return None
-    left_keys = [pair[0] for pair in pairs if pair is not None]
-    right_keys = [pair[1] for pair in pairs if pair is not None]
-    left_codes, right_codes, count = key_codes(left_keys, right_keys)
-    values = right.select(list(range(keys + 2, right.num_columns)))
-
-    if view.timestamp is None:
-        positions = static_positions(left_codes, right_codes, count)
-        if positions is None:
-            return None
-    else:
+    left_keys = [
+        _cast(table.column(name), arrow_type)
+        for name, arrow_type in zip(view.entities, prepared.key_types)
+    ]
+    times = None
+    if view.timestamp is not None:
         assert event_time is not None
-        available, unavailable = _int64(right.column(keys))
-        observed, _ = _int64(right.column(keys + 1))
-        ttl = view.ttl_seconds
-        positions = asof_positions(
-            left_codes,
-            _epoch_us(db, table, event_time),
-            np.where(unavailable, -1, right_codes),
-            available,
-            observed,
-            None if ttl is None else ttl * 1_000_000,
-        )
+        times = _epoch_us(db, table, event_time)
+    positions = prepared.positions(left_keys, times)
 
-    view_values = take_rows(values, positions)
-    for name, column in zip(added, view_values.columns):
+    for name, column in zip(added, prepared.take(positions)):
         table = table.append_column(name, column)
     return table
+
+
+def _prepare_view(
+    db: duckdb.DuckDBPyConnection,
+    view: FeatureViewConfig,
+    added: list[str],
+    left_types: Sequence[pa.DataType],
+) -> PreparedView | None:
+    """Read and prepare a view's rows, or return None if only SQL can join it."""
+    keys = len(view.entities)
+    right = _view_rows(db, view, added)
+    key_types = [
+        _key_type(left_type, right.schema.field(i).type)
+        for i, left_type in enumerate(left_types)
+    ]
+    if any(key_type is None for key_type in key_types):
+        return None
+    right_keys = [
+        _cast(right.column(i), key_type)
+        for i, key_type in enumerate(key_types)
+        if key_type is not None
+    ]
+    timed = view.timestamp is not None
+    values = right.select(list(range(keys + int(timed), right.num_columns)))
+    observed = None
+    if timed:
+        event_times = right.column(keys)
+        micros = pa.timestamp("us", event_times.type.tz)
+        observed = event_times.cast(micros).cast(pa.int64())
+    ttl = view.ttl_seconds
+    return prepare(
+        right_keys,
+        observed,
+        view.delay_seconds * 1_000_000,
+        values,
+        None if ttl is None else ttl * 1_000_000,
+    )
 
 
 def _view_rows(
     db: duckdb.DuckDBPyConnection, view: FeatureViewConfig, added: list[str]
 ) -> pa.Table:
-    """Read the view's keys, times in microseconds and added columns, in order."""
-    keys = ", ".join(ident(k) for k in view.entities)
-    times = "NULL::BIGINT, NULL::BIGINT"
+    """Read the view's keys, event time (if any) and added columns, in order.
+
+    The event time is cast to ``TIMESTAMPTZ`` as in `source_sql`, whose
+    Arrow values are microseconds since the epoch in UTC in any time zone.
+    """
+    columns = [ident(k) for k in view.entities]
     if view.timestamp is not None:
-        times = f"epoch_us({AVAILABLE}), epoch_us({OBSERVED})"
-    picked = "".join(f", {ident(c)}" for c in added)
-    return db.sql(
-        f"SELECT {keys}, {times}{picked} FROM ({source_sql(view)})"
-    ).to_arrow_table()
+        columns.append(f"CAST({ident(view.timestamp)} AS TIMESTAMPTZ)")
+    columns += [ident(c) for c in added]
+    return db.sql(f"SELECT {', '.join(columns)} FROM ({view.sql})").to_arrow_table()
 
 
-def _comparable(
-    left: pa.ChunkedArray, right: pa.ChunkedArray
-) -> tuple[pa.ChunkedArray, pa.ChunkedArray] | None:
-    """Return two key columns of one type that compare as their SQL text does.
+def _key_type(left: pa.DataType, right: pa.DataType) -> pa.DataType | None:
+    """Return the type both key columns are cast to, so they compare as in SQL.
 
     The join compares ``CAST(key AS VARCHAR)``. For integers and text, equal
     values are equal texts and the other way round, and an integer's text is
     what Arrow's cast to string gives. Other types return None.
     """
-    left_kind, right_kind = _kind(left.type), _kind(right.type)
+    left_kind, right_kind = _kind(left), _kind(right)
     if left_kind is None or right_kind is None:
         return None
     if left_kind == right_kind == "integer":
-        return _cast(left, pa.int64()), _cast(right, pa.int64())
+        return pa.int64()
     # A cast copies every value, so the rows' text type is kept when they
     # have one; the view's rows are usually far fewer.
-    if _is_text(left.type):
-        text = left.type
-    elif _is_text(right.type):
-        text = right.type
-    else:
-        text = pa.large_string()
-    return _cast(left, text), _cast(right, text)
+    if _is_text(left):
+        return left
+    if _is_text(right):
+        return right
+    return pa.large_string()
 
 
 def _cast(column: pa.ChunkedArray, arrow_type: pa.DataType) -> pa.ChunkedArray:
@@ -186,13 +206,6 @@ def _kind(arrow_type: pa.DataType) -> str | None:
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
         return "text"
     return None
-
-
-def _int64(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Return an integer column as int64 values and a mask of its nulls."""
-    nulls = column.is_null().to_numpy(zero_copy_only=False)
-    values = column.fill_null(0).to_numpy().astype(np.int64, copy=False)
-    return values, nulls
 
 
 def _epoch_us(

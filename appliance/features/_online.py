@@ -1,10 +1,12 @@
 """Online features: fill prediction requests that carry only entity keys.
 
 `FeatureServer` loads every feature view once into an in-memory DuckDB, then
-joins each request's rows to them with the same SQL as training. A row that
-carries the model's event time gets the values as of that time. A row
-without it gets the latest value per entity, and the view's TTL is then
-counted from now. The catalog is opened only for the moment of `load`.
+joins each request's rows to them with `join_table`, as training joins: a
+table (batch scoring, Arrow requests) as it is, and JSON rows as an Arrow
+table of their values. A row that carries the model's event time gets the
+values as of that time. A row without it gets the latest value per entity,
+and the view's TTL is then counted from now. The catalog is opened only for
+the moment of `load`.
 
 A request of a few rows is filled from a `ViewIndex` per view instead: the
 same rows found by binary search in memory, which skips the milliseconds
@@ -26,12 +28,14 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from appliance.config import Config, FeatureViewConfig
 from appliance.errors import RequestError
 from appliance.features._derived import DerivedColumns, NotCached
 from appliance.features._index import Unsupported, ViewIndex, arrow_types, event_time
-from appliance.features._sql import feature_columns, ident, join_sql
+from appliance.features._join import join_table
+from appliance.features._sql import feature_columns, ident
 from appliance.features._store import (
     FeatureStore,
     model_views,
@@ -43,6 +47,8 @@ from appliance.storage import Catalog
 logger = logging.getLogger(__name__)
 
 _REQUEST = "request_rows"
+_JOIN_TIME = "_joined_at"
+"""Column of a batch with the time its rows are joined to the views at."""
 _INDEXED_ROWS = 64
 """Maximum rows of a request filled from the view indexes. A larger request is
 joined in DuckDB, whose fixed cost is then shared by more rows."""
@@ -177,36 +183,22 @@ class FeatureServer:
                 return self._fill_indexed(model, rows, declared, event_time)
             except Unsupported as exc:
                 logger.debug("filled by a join model=%s reason=%s", model, exc)
-        views = [self._views[view.name] for view in declared]
         features = {
             name
             for view in declared
             for name in feature_columns(view, self._columns[view.name])
         }
         table, names = _request_table(rows, event_time, features)
-        with self._lock:
-            cursor = self._store.db.cursor()
-        try:
-            cursor.execute("SET TimeZone = 'UTC'")
-            cursor.register(_REQUEST, table)
-            if event_time:
-                _check_event_times(cursor, model, event_time)
-            rows_sql = _rows_sql(names, event_time)
-            event = f"coalesce({ident(event_time)}, now())" if event_time else None
-            sql = join_sql(rows_sql, ["_row", *names], views, self._columns, event)
-            try:
-                result = cursor.execute(f"SELECT * FROM ({sql}) ORDER BY _row")
-            except duckdb.Error as exc:
-                raise RequestError(
-                    f"features of model {model!r} cannot be joined to this "
-                    f"request: {exc}",
-                    model=model,
-                ) from None
-            columns = [d[0] for d in cursor.description]
-            result = result.fetchall()
-        finally:
-            cursor.close()
-        return _merge(rows, result, columns, names)
+        joined = self.fill_table(model, table.drop_columns(["_row"]))
+        added = joined.column_names[len(names) :]
+        found = joined.select(added).to_pylist()
+        filled = []
+        for row, values in zip(rows, found):
+            merged = dict(row)
+            for name in added:
+                merged.setdefault(name, _json_value(values[name]))
+            filled.append(merged)
+        return filled
 
     def _fill_indexed(
         self,
@@ -274,11 +266,14 @@ class FeatureServer:
     def fill_table(self, model: str, table: pa.Table) -> pa.Table:
         """Return `table` with `model`'s feature columns it lacks joined in.
 
-        A feature column the table already has is kept as it is.
+        The views are joined as training joins them (`join_table`), with the
+        views' rows kept in the store's cache between batches. A row without
+        an event time gets the features as of now. A feature column the table
+        already has is kept as it is.
 
         Raises:
-            RequestError: The table lacks an entity key column, or a row's event
-                time is not a time.
+            RequestError: The table lacks an entity key column, a row's event
+                time is not a time, or a derived column cannot be computed.
         """
         if model not in self.models:
             return table
@@ -293,43 +288,83 @@ class FeatureServer:
                 )
         if self._store is None:
             self.load()
-        assert self._store is not None
-        views = [self._views[view.name] for view in declared]
+        with self._lock:
+            store, views, columns = self._store, self._views, self._columns
+            assert store is not None
+            cursor = store.db.cursor()
         features = {
             name
             for view in declared
-            for name in feature_columns(view, self._columns[view.name])
+            for name in feature_columns(view, columns[view.name])
         }
-        kept = [name for name in table.column_names if name not in features]
-        request = table.select(kept).append_column(
-            "_row", pa.array(range(table.num_rows), pa.int64())
-        )
-        if event_time and event_time not in kept:
-            request = request.append_column(
-                event_time, pa.nulls(table.num_rows, pa.string())
-            )
-        names = [n for n in request.column_names if n != "_row"]
-        with self._lock:
-            cursor = self._store.db.cursor()
+        request = table.select([n for n in table.column_names if n not in features])
         try:
             cursor.execute("SET TimeZone = 'UTC'")
-            cursor.register(_REQUEST, request)
+            join_time = None
             if event_time:
-                _check_event_times(cursor, model, event_time)
-            event = f"coalesce({ident(event_time)}, now())" if event_time else None
-            rows_sql = _rows_sql(names, event_time)
-            sql = join_sql(rows_sql, ["_row", *names], views, self._columns, event)
-            added = [c for c in _added_columns(cursor, sql, names) if c not in kept]
-            picked = ", ".join(ident(c) for c in added) or "NULL AS _none"
-            filled = cursor.sql(
-                f"SELECT {picked} FROM ({sql}) ORDER BY _row"
-            ).to_arrow_table()
+                request, join_time = _with_join_time(cursor, model, request, event_time)
+            try:
+                joined = join_table(
+                    cursor,
+                    request,
+                    [views[view.name] for view in declared],
+                    columns,
+                    join_time,
+                    store.cache,
+                )
+            except duckdb.Error as exc:
+                raise RequestError(
+                    f"features of model {model!r} cannot be joined to these "
+                    f"rows: {exc}",
+                    model=model,
+                ) from None
         finally:
             cursor.close()
-        for name in added:
+        for name in joined.column_names[request.num_columns :]:
             if name not in table.column_names:
-                table = table.append_column(name, filled.column(name))
+                table = table.append_column(name, joined.column(name))
         return table
+
+
+def _with_join_time(
+    cursor: Any, model: str, request: pa.Table, event_time: str
+) -> tuple[pa.Table, str]:
+    """Return `request` with its event times as times and the column to join at.
+
+    The event time column becomes ``TIMESTAMPTZ``, null where it is null or
+    missing, as derived expressions read it. The added column is the time
+    the views are joined at: the event time, or now where it is null.
+
+    Raises:
+        RequestError: A row's event time is not a time.
+    """
+    if event_time in request.column_names:
+        times = request.column(event_time)
+    else:
+        times = pa.nulls(request.num_rows, pa.string())
+    cursor.register(_REQUEST, pa.table({event_time: times}))
+    column = f"TRY_CAST({ident(event_time)} AS TIMESTAMPTZ)"
+    # DuckDB keeps the rows' order in a projection without ORDER BY, as long
+    # as preserve_insertion_order is on, its default.
+    cast = cursor.sql(
+        f"SELECT {column}, coalesce({column}, now()) FROM {_REQUEST}"
+    ).to_arrow_table()
+    cursor.unregister(_REQUEST)
+    unread = pc.and_(pc.is_valid(times), pc.is_null(cast.column(0)))
+    row = pc.index(unread, True).as_py()
+    if row >= 0:
+        value = times[row].as_py()
+        raise _event_time_error(model, event_time, row, str(value))
+
+    if event_time in request.column_names:
+        index = request.column_names.index(event_time)
+        request = request.set_column(index, event_time, cast.column(0))
+    else:
+        request = request.append_column(event_time, cast.column(0))
+    join_time = _JOIN_TIME
+    while join_time in request.column_names:
+        join_time = "_" + join_time
+    return request.append_column(join_time, cast.column(1)), join_time
 
 
 def _looked_up(view: FeatureViewConfig, columns: list[str]) -> list[str]:
@@ -419,11 +454,6 @@ def _add_derived(
         values.update(zip(columns, computed))
 
 
-def _added_columns(cursor: Any, sql: str, names: list[str]) -> list[str]:
-    described = cursor.execute(f"DESCRIBE {sql}").fetchall()
-    return [row[0] for row in described if row[0] not in names and row[0] != "_row"]
-
-
 def _check_rows(
     model: str, rows: Sequence[Any], views: list[FeatureViewConfig]
 ) -> None:
@@ -446,22 +476,11 @@ def _check_rows(
                 )
 
 
-def _check_event_times(cursor: Any, model: str, event_time: str) -> None:
-    """Raise for the first request row whose event time is not a time.
-
-    Without this check the join's ``TRY_CAST`` would read such a value as
-    missing, and the row would get the features as of now.
-    """
-    column = ident(event_time)
-    found = cursor.execute(
-        f"SELECT _row, CAST({column} AS VARCHAR) FROM {_REQUEST} "
-        f"WHERE {column} IS NOT NULL AND TRY_CAST({column} AS TIMESTAMPTZ) IS NULL "
-        "ORDER BY _row LIMIT 1"
-    ).fetchone()
-    if found is None:
-        return
-    row, value = found
-    raise RequestError(
+def _event_time_error(
+    model: str, event_time: str, row: int, value: str
+) -> RequestError:
+    """Return the error for a row whose event time, as text, is not a time."""
+    return RequestError(
         f"row {row} of the request to model {model!r}: event time column "
         f"{event_time!r} is {value!r}, not a time; send an ISO 8601 time such as "
         "2013-04-01T05:00:00Z, or null for the current time",
@@ -513,26 +532,6 @@ def _rows_sql(names: list[str], event_time: str | None) -> str:
         f"SELECT * REPLACE (TRY_CAST({column} AS TIMESTAMPTZ) AS {column}) "
         f"FROM {_REQUEST}"
     )
-
-
-def _merge(
-    rows: Sequence[dict[str, Any]],
-    result: list[tuple[Any, ...]],
-    columns: list[str],
-    request_names: list[str],
-) -> list[dict[str, Any]]:
-    added = [
-        (i, name)
-        for i, name in enumerate(columns)
-        if name not in request_names and name != "_row"
-    ]
-    filled = []
-    for row, values in zip(rows, result):
-        merged = dict(row)
-        for index, name in added:
-            merged.setdefault(name, _json_value(values[index]))
-        filled.append(merged)
-    return filled
 
 
 def _json_value(value: Any) -> Any:

@@ -1,7 +1,8 @@
-"""SQL of feature views: point-in-time joins for serving and SQL fallbacks.
+"""SQL of feature views: the point-in-time join as DuckDB SQL.
 
-Training joins with `_join` instead, which follows the same rules and falls
-back to this SQL, one view at a time, for views it cannot match itself.
+Training and serving join with `_join` instead, which follows the same rules
+and falls back to this SQL, one view at a time, for views it cannot match
+itself.
 
 A timestamped view is joined with DuckDB's ``ASOF LEFT JOIN``: each label row
 gets the latest feature row of its entity whose event time plus the view's

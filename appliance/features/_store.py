@@ -19,6 +19,7 @@ from appliance.config import FeatureViewConfig
 from appliance.derive import ExpressionError, check_expression
 from appliance.errors import ConfigError
 from appliance.features._join import join_table
+from appliance.features._prepared import ViewCache
 from appliance.features._sql import feature_columns, ident, join_sql
 from appliance.storage import Catalog, DatasetVersion, list_versions, scan_sql
 
@@ -34,6 +35,10 @@ class FeatureStore:
     """Version id read of each dataset."""
     tables: dict[str, pa.Table] = field(default_factory=dict)
     """Arrow tables registered on `db` and on every `cursor`, by name."""
+    cache: ViewCache = field(default_factory=ViewCache)
+    """Views' output columns and rows, read once and kept for later joins.
+    Code that changes a table of `db` that a view reads must call
+    `clear_cache`."""
 
     def view_columns(self, view: FeatureViewConfig) -> list[str]:
         """Return the output columns of a feature view's SQL.
@@ -42,14 +47,13 @@ class FeatureStore:
             ConfigError: The SQL is invalid or names an unknown dataset.
         """
         try:
-            described = self.db.execute(f"DESCRIBE {view.sql}").fetchall()
+            columns = self.cache.columns(view.sql, lambda: self._describe(view.sql))
         except duckdb.Error as exc:
             known = ", ".join(sorted(self.versions)) or "none"
             raise ConfigError(
                 f"invalid SQL of feature view {view.name!r}: {exc}; datasets with "
                 f"a version: {known}"
             ) from None
-        columns = [name for name, *_ in described]
         missing = [
             c for c in (*view.entities, view.timestamp) if c and c not in columns
         ]
@@ -59,6 +63,17 @@ class FeatureStore:
                 f"its SQL returns {', '.join(columns)}"
             )
         return columns
+
+    def _describe(self, sql: str) -> list[str]:
+        return [name for name, *_ in self.db.execute(f"DESCRIBE {sql}").fetchall()]
+
+    def clear_cache(self) -> None:
+        """Forget the views' columns and rows read so far.
+
+        Call it after changing a table of `db` that a view reads; the
+        datasets' versions a store reads never change.
+        """
+        self.cache.clear()
 
     def joined_sql(
         self,
@@ -81,6 +96,9 @@ class FeatureStore:
     ) -> pa.Table:
         """Return `rows` with the views' features joined, as `joined_sql` does.
 
+        Each view's rows are read and sorted at its first join and kept in
+        `cache` for the next ones.
+
         Raises:
             ConfigError: A view's SQL is invalid, a view adds a column the rows
                 have, or a timestamped view has no event time column.
@@ -88,7 +106,7 @@ class FeatureStore:
                 time cannot be cast to a time.
         """
         columns = {view.name: self.view_columns(view) for view in views}
-        return join_table(self.db, rows, views, columns, event_time)
+        return join_table(self.db, rows, views, columns, event_time, self.cache)
 
     def joined_source(
         self,

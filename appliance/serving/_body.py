@@ -96,7 +96,7 @@ def decode_json_rows(body: bytes, model: str) -> list[Any]:
     try:
         return _decoder.decode(body).rows
     except msgspec.DecodeError as exc:
-        rows = _decode_nan_literals(body)
+        rows = decode_nan_literals(body)
         if rows is not None:
             return rows
         raise RequestError(
@@ -107,7 +107,7 @@ def decode_json_rows(body: bytes, model: str) -> list[Any]:
         ) from None
 
 
-def _decode_nan_literals(body: bytes) -> list[Any] | None:
+def decode_nan_literals(body: bytes) -> list[Any] | None:
     """Decode a body that uses the NaN or Infinity literal, which JSON lacks.
 
     Python's json module reads them as floats; the input checks then treat NaN

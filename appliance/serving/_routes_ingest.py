@@ -14,8 +14,9 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 
+from appliance.config import dataset_name_problem
 from appliance.errors import LimitError, NotFoundError, RequestError
-from appliance.serving._body import JSON, check_rows, read_body
+from appliance.serving._body import JSON, check_rows, decode_nan_literals, read_body
 from appliance.serving._state import DaemonState, daemon_state
 from appliance.storage import latest_version
 
@@ -47,6 +48,9 @@ async def append_rows(name: str, request: Request[Any, Any, Any]) -> Response[by
     """Write the rows of one request durably to the dataset's buffer."""
     state = daemon_state(request)
     server = state.config.server
+    problem = dataset_name_problem(name)
+    if problem is not None:
+        raise RequestError(problem, dataset=name)
     if name not in state.config.datasets:
         await asyncio.to_thread(_check_exists, state, name)
     try:
@@ -100,6 +104,11 @@ def _decode(body: bytes, dataset: str) -> list[Any]:
     try:
         return _decoder.decode(body).rows
     except msgspec.DecodeError as exc:
+        # NaN and Infinity literals reach the ingest, which reads NaN as a
+        # missing value and quarantines infinities, as it does for files.
+        rows = decode_nan_literals(body)
+        if rows is not None:
+            return rows
         raise RequestError(
             f"malformed request body for dataset {dataset!r}: {exc}; send "
             '{"rows": [{...}, ...]}',

@@ -46,6 +46,7 @@ from appliance.storage._models import (
     verify_artifact,
 )
 from appliance.storage._lines import Records, record_lines
+from appliance.storage._orphans import remove_orphan_folders
 from appliance.storage._quarantine import QuarantinedRow, list_quarantine
 from appliance.storage._runs import (
     FAILED,
@@ -121,6 +122,7 @@ __all__ = [
     "read_schema",
     "record_lines",
     "register_version",
+    "remove_orphan_folders",
     "resolve_version",
     "rollback_alias",
     "rollback_target",

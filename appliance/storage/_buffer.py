@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.config import Config
+from appliance.config import Config, dataset_name_problem
 from appliance.errors import IngestError, RequestError, StorageError
 from appliance.storage._catalog import Catalog
-from appliance.storage._ingest import IngestResult, ingest, name_problem
+from appliance.storage._ingest import IngestResult, ingest
+from appliance.storage._quarantine import move_source
 
 logger = logging.getLogger(__name__)
 
@@ -301,17 +302,32 @@ class IngestBuffer:
 
     def _ingest_segment(self, dataset: str, segment: Path) -> None:
         settings = self.config.dataset(dataset)
+        kept = segment.parent / "quarantined" / segment.name
         try:
             with self._open_catalog_waiting(dataset, segment) as catalog:
-                result = ingest(catalog, dataset, [segment], "append", settings)
+                result = ingest(
+                    catalog,
+                    dataset,
+                    [segment],
+                    "append",
+                    settings,
+                    views=list(self.config.feature_views.values()),
+                    same_paths=True,
+                )
+                quarantined = _quarantined(result)
+                if quarantined:
+                    # The catalog names the segment's next place before the
+                    # move. After a crash in between, the next flush finds the
+                    # segment's version and moves it.
+                    move_source(catalog, dataset, result.version.version, segment, kept)
         except IngestError:
             logger.exception(
                 "buffer segment rejected dataset=%s segment=%s", dataset, segment
             )
             _move(segment, segment.parent / "rejected")
             return
-        if result.quarantined:
-            _move(segment, segment.parent / "quarantined")
+        if quarantined:
+            _move(segment, kept.parent)
         else:
             segment.unlink()
             _sync_folder(segment.parent)
@@ -326,6 +342,17 @@ class IngestBuffer:
         )
         if self.on_flush is not None:
             self.on_flush(dataset, result)
+
+
+def _quarantined(result: IngestResult) -> int:
+    """Return the rows of the segment's version that were quarantined.
+
+    A version found unchanged was written by an earlier flush of the same
+    segment, so its report contains the count.
+    """
+    if result.created:
+        return result.quarantined
+    return int(result.version.report.get("quarantined", 0))
 
 
 def _append_synced(path: Path, data: bytes) -> None:
@@ -373,6 +400,6 @@ def _sync_folder(folder: Path) -> None:
 
 
 def _check_name(dataset: str) -> None:
-    problem = name_problem(dataset)
+    problem = dataset_name_problem(dataset)
     if problem is not None:
         raise RequestError(problem, dataset=dataset)

@@ -3,7 +3,11 @@
 A contract is declared in the configuration or, when it is not, taken from the
 schema of the dataset's first version. `violations_sql` returns one query that
 lists every broken rule as ``(_file, _record, column_name, value, reason)``;
-`schema_changes` compares a new file's columns with the contract.
+`schema_changes` compares a new file's columns with the contract. Besides
+the contract's rules, every text value is checked for NUL bytes and every
+FLOAT or DOUBLE value for infinity, which is quarantined unless the column's
+rule sets ``allow_infinity``. NaN in a numeric column is a missing value
+(`_types.stored_sql`), so it passes every rule but ``nullable = false``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from appliance.config import ColumnRule, ContractConfig
-from appliance.storage._types import NUMERIC_TYPES, ColumnType, cast_sql
+from appliance.storage._types import (
+    FLOAT_TYPES,
+    NUMERIC_TYPES,
+    ColumnType,
+    nan_sql,
+    stored_sql,
+)
 
 STAGED = "staged_rows"
 """Table or view of the incoming rows with ``_file`` and ``_record`` columns."""
@@ -88,21 +98,27 @@ def violations_sql(
     parts = []
     for name, column in types.items():
         source = source_types.get(name, "VARCHAR")
-        value = cast_sql(name, column, source)
+        value = stored_sql(name, column, source)
+        nan = nan_sql(name, column, source)
         raw = _ident(name)
         text = f"CAST({raw} AS VARCHAR)"
         if fitting is None or fitting.get(name) != column:
+            invalid = f"{raw} IS NOT NULL AND ({value}) IS NULL"
             parts.append(
                 _select(
                     name,
                     text,
                     f"'value \"' || {text} || '\" is not a valid {column.type}'",
-                    f"{raw} IS NOT NULL AND ({value}) IS NULL",
+                    invalid if nan is None else f"{invalid} AND NOT ({nan})",
                 )
             )
+        if source == "VARCHAR":
+            parts.append(_nul_check(name))
         rule = contract.columns.get(name)
+        if column.type in FLOAT_TYPES and not (rule and rule.allow_infinity):
+            parts.append(_infinity_check(name, value, text))
         if rule is not None:
-            parts += _rule_checks(name, rule, value, text)
+            parts += _rule_checks(name, rule, value, text, nan)
     if contract.unique_key:
         parts.append(
             _unique_check(contract.unique_key, types, source_types, parent_scan)
@@ -118,16 +134,56 @@ _EMPTY = (
 )
 
 
-def _rule_checks(name: str, rule: ColumnRule, value: str, text: str) -> list[str]:
+def _nul_check(name: str) -> str:
+    """Return the check that finds text values holding a NUL byte.
+
+    DuckDB reads a NUL byte in a CSV or JSON string as part of the value,
+    and tools that treat text as C strings cut the value there. Such a row
+    is quarantined, with the value shown as ``\\0`` at the NUL.
+    """
+    raw = _ident(name)
+    shown = f"replace({raw}, chr(0), '\\0')"
+    return _select(
+        name,
+        shown,
+        "'value \"' || "
+        + shown
+        + " || '\" holds a NUL byte (0x00) at character ' || "
+        + f"instr({raw}, chr(0)) || '; remove NUL bytes from the source'",
+        f"contains({raw}, chr(0))",
+    )
+
+
+def _infinity_check(name: str, value: str, text: str) -> str:
+    """Return the check that finds infinite values.
+
+    The predict route rejects an infinite input, so a model should not be
+    trained on one either.
+    """
+    return _select(
+        name,
+        text,
+        f"'value \"' || {text} || '\" is not a finite number; fix it, or set "
+        f"allow_infinity = true in [datasets.NAME.contract.columns.{_escape(name)}]'",
+        f"isinf({value})",
+    )
+
+
+def _rule_checks(
+    name: str, rule: ColumnRule, value: str, text: str, nan: str | None
+) -> list[str]:
     raw = _ident(name)
     checks = []
     if not rule.nullable:
+        missing = f"{raw} IS NULL" if nan is None else f"{raw} IS NULL OR ({nan})"
         checks.append(
             _select(
                 name,
-                "NULL",
-                "'missing value in a column that is not nullable'",
-                f"{raw} IS NULL",
+                f"CAST({raw} AS VARCHAR)",
+                f"CASE WHEN {raw} IS NULL THEN 'missing value in a column that is "
+                "not nullable' ELSE 'missing value (NaN) in a column that is not "
+                "nullable' END",
+                missing,
             )
         )
     if rule.min is not None:
@@ -178,7 +234,7 @@ def _unique_check(
     parent_scan: str | None,
 ) -> str:
     values = [
-        f"({cast_sql(name, types[name], source_types.get(name, 'VARCHAR'))}) AS "
+        f"({stored_sql(name, types[name], source_types.get(name, 'VARCHAR'))}) AS "
         f"{_ident(name)}"
         for name in key
     ]

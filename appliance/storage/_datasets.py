@@ -132,12 +132,26 @@ def find_version(catalog: Catalog, dataset: str, version: str) -> DatasetVersion
 
 
 def find_by_sources(
-    catalog: Catalog, dataset: str, hashes: list[str]
+    catalog: Catalog,
+    dataset: str,
+    hashes: list[str],
+    paths: list[str] | None = None,
 ) -> DatasetVersion | None:
-    """Return a version of `dataset` built from exactly the files of `hashes`."""
-    wanted = sorted(hashes)
+    """Return a version of `dataset` built from exactly the files of `hashes`.
+
+    Args:
+        paths: When given, the version must also have read the files from
+            these paths, in the order of `hashes`.
+    """
+    if paths is None:
+        wanted = sorted(hashes)
+        for version in list_versions(catalog, dataset):
+            if sorted(s["sha256"] for s in version.sources) == wanted:
+                return version
+        return None
+    pairs = sorted(zip(hashes, paths))
     for version in list_versions(catalog, dataset):
-        if sorted(s["sha256"] for s in version.sources) == wanted:
+        if sorted((s["sha256"], s["path"]) for s in version.sources) == pairs:
             return version
     return None
 

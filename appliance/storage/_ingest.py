@@ -11,8 +11,10 @@ reason; record the version with its lineage and quality report; apply the
 retention rule.
 
 A version id is a hash of the source files' hashes (and, in ``append`` mode,
-of the parent version), so ingesting the same bytes again finds the existing
-version and writes nothing.
+of the parent version, and when one is declared, of the contract), so
+ingesting the same bytes under the same contract again finds the existing
+version and writes nothing. `_unchanged.check_unchanged` decides whether an
+earlier version of the same files may stand for an ingest.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from appliance.config import (
     ContractConfig,
     DatasetConfig,
     FeatureViewConfig,
+    dataset_name_problem,
 )
 from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
@@ -70,11 +73,17 @@ from appliance.storage._sources import (
     open_source,
 )
 from appliance.storage._types import (
+    FLOAT_TYPES,
     ColumnType,
     Inference,
-    cast_sql,
     infer_types,
+    stored_sql,
     text_fallback_warnings,
+)
+from appliance.storage._unchanged import (
+    REPORT_KEY,
+    check_unchanged,
+    contract_fingerprint,
 )
 from appliance.storage._view_keys import check_dropped_keys
 
@@ -127,6 +136,8 @@ def ingest(
     strict: bool = False,
     views: Sequence[FeatureViewConfig] = (),
     force: bool = False,
+    *,
+    same_paths: bool = False,
 ) -> IngestResult:
     """Load files into a new version of `dataset`, or find the existing one.
 
@@ -139,15 +150,18 @@ def ingest(
         settings: The dataset's configuration; defaults when None.
         strict: Reject the whole ingest when any row breaks the contract or
             the schema changed, instead of quarantining rows.
-        views: The configured feature views, to check that a ``replace``
-            keeps the columns their entity keys and timestamps are read from.
-        force: Replace even when the files lack such a column (a warning).
+        views: The configured feature views, to check that the files have
+            the columns their entity keys and timestamps are read from.
+        force: Ingest even when the files lack such a column (a warning).
+        same_paths: In ``append`` mode, take an earlier version of the same
+            bytes as this ingest only when it also read them from the same
+            paths. The ingest buffer sets it, because two of its segments
+            with equal bytes are two batches of rows.
 
     Raises:
         IngestError: A file is missing, empty, unreadable, of an unknown format,
             breaks the contract while `strict` is set, or lacks a column that
-            a feature view's key is read from in ``replace`` mode without
-            `force`.
+            a feature view's key is read from without `force`.
         StorageError: The lake or the catalog cannot be written; nothing was
             stored.
     """
@@ -170,14 +184,23 @@ def ingest(
     parent = latest_version(catalog, dataset, missing_ok=True)
     if parent is None:
         mode = "replace"
-    version_id = _version_id(hashes, mode, parent)
+    version_id = _version_id(
+        hashes, mode, parent, contract_fingerprint(settings.contract)
+    )
 
     existing = find_version(catalog, dataset, version_id)
     if existing is None and mode == "append":
-        existing = find_by_sources(catalog, dataset, hashes)
+        paths = [str(s.path.resolve()) for s in sources] if same_paths else None
+        existing = find_by_sources(catalog, dataset, hashes, paths)
     if existing is not None:
+        # A segment found by its path is the same flush, cut short by a crash.
+        checked = (
+            []
+            if same_paths
+            else check_unchanged(existing, _names(sources), settings.contract, strict)
+        )
         logger.info("ingest unchanged dataset=%s version=%s", dataset, existing.version)
-        return IngestResult(existing, created=False)
+        return IngestResult(existing, created=False, warnings=checked)
 
     contract = settings.contract or stored_contract(catalog, dataset)
     work = catalog.lake / settings.name / f"version={version_id}.tmp"
@@ -246,9 +269,9 @@ def _ingest_new(
             for name, t in staged.inference.types.items()
         }
         warnings += schema_changes(contract, inferred)
-    if mode == "replace" and staged.missing and checks.views:
+    if staged.missing and checks.views:
         warnings += check_dropped_keys(
-            db, dataset, staged.missing, checks.views, checks.force
+            db, dataset, staged.missing, checks.views, checks.force, mode
         )
 
     parent_scan = scan_sql(parent) if parent and mode == "append" else None
@@ -372,6 +395,7 @@ def _record_new(
         "quarantined": written.quarantined,
         "warnings": warnings,
         "quality": quality_report(db, f"({scan_sql(version)})", schema),
+        REPORT_KEY: contract_fingerprint(settings.contract),
     }
     version = replace(version, report=report)
     try:
@@ -494,7 +518,9 @@ def _stage(
     for name in missing:
         source_types[name] = "VARCHAR"
     malformed = 0
-    malformed_sql = malformed_records(db, len(sources))
+    # Only the text read stores malformed records; the typed read has none.
+    typed = loaded.typed_files is not None
+    malformed_sql = None if typed else malformed_records(db, len(sources))
     if malformed_sql is not None:
         db.execute(f"CREATE TEMP TABLE malformed AS {malformed_sql}")
         malformed = db.execute("SELECT count(*) FROM malformed").fetchall()[0][0]
@@ -604,7 +630,7 @@ def _write_rows(
     target.parent.mkdir(parents=True, exist_ok=True)
     partitioned = partition is not None and accepted > 0
     try:
-        if not partitioned and _can_keep_staged(staged, types, bad):
+        if not partitioned and _can_keep_staged(db, staged, types, bad):
             assert staged.typed_files is not None
             out.mkdir()
             os.replace(staged.typed_files[0], out / "data_0.parquet")
@@ -634,26 +660,42 @@ def _write_rows(
     return partitioned
 
 
-def _can_keep_staged(staged: _Staged, types: dict[str, ColumnType], bad: int) -> bool:
+def _can_keep_staged(
+    db: duckdb.DuckDBPyConnection,
+    staged: _Staged,
+    types: dict[str, ColumnType],
+    bad: int,
+) -> bool:
     """Tell whether the typed path's Parquet file is already the version's data.
 
-    It is when it is the only source, no row is dropped, and every column is
-    stored as read, in the same order, with no column added by the contract.
+    It is when it is the only source, no row is dropped, every column is
+    stored as read, in the same order, with no column added by the contract,
+    and no float column holds NaN, which is stored as missing.
     """
     if staged.typed_files is None or len(staged.typed_files) != 1:
         return False
     if bad or staged.missing:
         return False
-    return list(types) == list(staged.source_types) and all(
+    same = list(types) == list(staged.source_types) and all(
         column.type == staged.source_types[name] and not column.date_format
         for name, column in types.items()
     )
+    return same and not _holds_nan(db, types)
+
+
+def _holds_nan(db: duckdb.DuckDBPyConnection, types: dict[str, ColumnType]) -> bool:
+    floats = [name for name, column in types.items() if column.type in FLOAT_TYPES]
+    if not floats:
+        return False
+    found = " OR ".join(f"isnan({_ident(name)})" for name in floats)
+    row = db.execute(f"SELECT count(*) FROM {STAGED} WHERE {found}").fetchone()
+    return bool(row and row[0])
 
 
 def _accepted_sql(types: dict[str, ColumnType], staged: _Staged, bad: int) -> str:
     """Return the query of the rows that keep the contract, converted to `types`."""
     columns = ", ".join(
-        f"{cast_sql(name, column, staged.source_types.get(name, 'VARCHAR'))} AS "
+        f"{stored_sql(name, column, staged.source_types.get(name, 'VARCHAR'))} AS "
         f"{_ident(name)}"
         for name, column in types.items()
     )
@@ -666,33 +708,23 @@ def _accepted_sql(types: dict[str, ColumnType], staged: _Staged, bad: int) -> st
     return rows
 
 
-MAX_NAME_LENGTH = 100
-"""Maximum length of a dataset name in characters. The name is a folder in the
-lake, and file systems limit a path component to 255 bytes."""
-
-
-def name_problem(dataset: str) -> str | None:
-    """Return why `dataset` cannot be a dataset name, or None when it can."""
-    if not dataset or not all(c.isalnum() or c in "_-" for c in dataset):
-        return f"invalid dataset name {dataset!r}; use letters, digits, '_' and '-'"
-    if len(dataset) > MAX_NAME_LENGTH:
-        return (
-            f"invalid dataset name {dataset[:20]!r}... of {len(dataset)} characters; "
-            f"use at most {MAX_NAME_LENGTH}"
-        )
-    return None
-
-
 def _check_name(dataset: str) -> None:
-    problem = name_problem(dataset)
+    problem = dataset_name_problem(dataset)
     if problem is not None:
         raise IngestError(problem)
 
 
-def _version_id(hashes: list[str], mode: Mode, parent: DatasetVersion | None) -> str:
+def _version_id(
+    hashes: list[str],
+    mode: Mode,
+    parent: DatasetVersion | None,
+    contract: str | None,
+) -> str:
     parts = list(hashes)
     if mode == "append" and parent is not None:
         parts = ["append", parent.version, *parts]
+    if contract is not None:
+        parts += ["contract", contract]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 

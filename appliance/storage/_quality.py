@@ -4,18 +4,23 @@ Per column: null rate, distinct count (approximate, HyperLogLog), min, max;
 for numeric columns also the quartiles of the finite values (exact up to
 20,000 rows, else from a seeded sample of that size) and the exact count of
 values other than NaN outside ``[q1 - 1.5 IQR, q3 + 1.5 IQR]``. For the table: rows and duplicate rows.
+The report's ``methods`` entry states which of these are approximate, for
+readers such as ``appliance datasets show``.
 
 The report takes four small queries rather than one, because DuckDB 2.0
 plans each cheaper alone: min and max alone are read from the Parquet
 statistics without scanning rows, and the duplicate count (a DISTINCT
 aggregate) mixed with plain aggregates moves all of them to a slower plan.
 The quartiles come first, from the sample, so the non-null counts, the
-approximate distinct counts and the outlier counts share one scan.
+approximate distinct counts and the outlier counts share one scan. The
+duplicate count runs at the same time on a second cursor in a worker
+thread, so the two scans can run on two cores at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import duckdb
@@ -28,11 +33,57 @@ _QUANTILE_SAMPLE = 20_000
 def quality_report(
     db: duckdb.DuckDBPyConnection, table: str, schema: Mapping[str, str]
 ) -> dict[str, Any]:
-    """Compute the quality report of the rows in `table` (a table name or subquery).
+    """Compute the quality report of the rows in `table`.
 
     Duplicate rows are counted by a 64-bit hash of each row, so two distinct
     rows count as duplicates only on a hash collision (odds about n²/2⁶⁵).
+
+    Args:
+        db: Connection that runs the queries.
+        table: A subquery, or the name of a table that every cursor of `db`
+            sees. A temporary table or view does not qualify, because the
+            duplicate count runs on a second cursor.
+        schema: Type of each column to report on.
     """
+    row_hash = f"hash({', '.join(_ident(n) for n in schema)})"
+    with (
+        db.cursor() as second,
+        ThreadPoolExecutor(1, thread_name_prefix="quality") as pool,
+    ):
+        # The worker thread runs its query on its own cursor, because one
+        # DuckDB connection runs one query at a time.
+        duplicates = pool.submit(_fetch, second, table, [f"count(DISTINCT {row_hash})"])
+        try:
+            rows, columns = _column_stats(db, table, schema)
+        except BaseException:
+            second.interrupt()
+            raise
+        (distinct_rows,) = duplicates.result()
+    return {
+        "rows": rows,
+        "duplicate_rows": rows - distinct_rows,
+        "columns": columns,
+        "methods": _methods(rows),
+    }
+
+
+def _methods(rows: int) -> dict[str, str]:
+    """Return how each statistic of a report over `rows` rows was computed."""
+    quantiles = "exact"
+    if rows > _QUANTILE_SAMPLE:
+        quantiles = f"approximate, from a seeded sample of {_QUANTILE_SAMPLE} rows"
+    return {
+        "distinct": "approximate, HyperLogLog",
+        "quantiles": quantiles,
+        "outliers_iqr": "exact count outside fences built from the quantiles",
+        "duplicate_rows": "exact unless two distinct rows share a 64-bit hash",
+    }
+
+
+def _column_stats(
+    db: duckdb.DuckDBPyConnection, table: str, schema: Mapping[str, str]
+) -> tuple[int, dict[str, dict[str, Any]]]:
+    """Return the row count of `table` and the statistics of each column."""
     numeric = [n for n, kind in schema.items() if _is_numeric(kind)]
     quartiles = {
         name: q
@@ -48,8 +99,6 @@ def quality_report(
     ]
     rows, *scanned = _fetch(db, table, counts)
     present, distinct = scanned[: len(schema)], iter(scanned[len(schema) :])
-    row_hash = f"hash({', '.join(_ident(n) for n in schema)})"
-    (distinct_rows,) = _fetch(db, table, [f"count(DISTINCT {row_hash})"])
 
     columns: dict[str, dict[str, Any]] = {}
     for (name, kind), count in zip(schema.items(), present):
@@ -69,7 +118,7 @@ def quality_report(
         outliers = next(distinct)
         if rows:
             columns[name]["outliers_iqr"] = outliers
-    return {"rows": rows, "duplicate_rows": rows - distinct_rows, "columns": columns}
+    return rows, columns
 
 
 def _count_select(name: str) -> str:
@@ -133,9 +182,9 @@ def _outlier_count(name: str, quartiles: list[float]) -> str:
     low, high = quartiles[0] - spread, quartiles[2] + spread
     v = f"CAST({_ident(name)} AS DOUBLE)"
     # DuckDB orders NaN above every number, so NaN is excluded explicitly.
-    return (
-        f"count(*) FILTER (WHERE NOT isnan({v}) AND ({v} < {low!r} OR {v} > {high!r}))"
-    )
+    # count_if over the condition takes half the CPU time of the same count
+    # written as ``count(*) FILTER (WHERE ...)`` in DuckDB 2.0.1.
+    return f"count_if(NOT isnan({v}) AND ({v} < {low!r} OR {v} > {high!r}))"
 
 
 def _is_numeric(kind: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from appliance.storage._catalog import Catalog
@@ -18,7 +19,8 @@ class QuarantinedRow:
     version: str
     """Version whose ingest quarantined the row."""
     source: str
-    """Path of the file the row came from; for HTTP ingest, the buffer segment."""
+    """Path of the file the row came from. For rows sent over HTTP, the buffer
+    segment in the dataset's ``buffer/DATASET/quarantined/`` folder."""
     line: int | None
     """Line in a CSV or JSON-lines file (row position for Parquet), from 1."""
     column: str | None
@@ -49,3 +51,40 @@ def list_quarantine(
         QuarantinedRow(*row[:8], row=json.loads(row[8]) if row[8] else None)
         for row in rows
     ]
+
+
+def move_source(
+    catalog: Catalog, dataset: str, version: str, old: Path, new: Path
+) -> None:
+    """Record that source file `old` of `version` now lives at `new`.
+
+    The quarantined rows and the version's lineage name the file by its
+    absolute path; both are updated in one transaction.
+    """
+    old_path, new_path = str(old.resolve()), str(new.resolve())
+    catalog.db.execute("BEGIN TRANSACTION")
+    try:
+        catalog.db.execute(
+            "UPDATE quarantine SET source = ? "
+            "WHERE dataset = ? AND version = ? AND source = ?",
+            [new_path, dataset, version, old_path],
+        )
+        row = catalog.db.execute(
+            "SELECT sources_json FROM dataset_versions WHERE dataset = ? "
+            "AND version = ?",
+            [dataset, version],
+        ).fetchone()
+        if row is not None:
+            sources = [
+                {**s, "path": new_path} if s["path"] == old_path else s
+                for s in json.loads(row[0])
+            ]
+            catalog.db.execute(
+                "UPDATE dataset_versions SET sources_json = ? WHERE dataset = ? "
+                "AND version = ?",
+                [json.dumps(sources), dataset, version],
+            )
+        catalog.db.execute("COMMIT")
+    except BaseException:
+        catalog.db.execute("ROLLBACK")
+        raise

@@ -1,14 +1,15 @@
 """The dataset columns that feature views take their entity keys and timestamps from.
 
 A feature view joins rows by its entity keys and, when it has one, its event
-timestamp. A ``replace`` ingest whose files lack such a column stores it as
-missing in every row, so the view would match no request. `key_sources`
+timestamp. An ingest whose files lack such a column stores it as missing in
+each of their rows, so the view would match no request (``replace``) or none
+of the appended rows (``append``). `key_sources`
 finds those columns from each view's SQL as DuckDB parses it: the top-level
 SELECT item named like the key (``origin`` or ``CAST(time_hour AS
 TIMESTAMPTZ) AS time_hour``) and the columns it reads. A view whose SQL does
 not parse, or whose key is not a plain SELECT item (``SELECT *``, a UNION),
-is matched by the key's own name. `check_dropped_keys` rejects such a
-replace, or only warns when it is forced.
+is matched by the key's own name. `check_dropped_keys` rejects such an
+ingest, or only warns when it is forced.
 """
 
 from __future__ import annotations
@@ -68,15 +69,18 @@ def check_dropped_keys(
     missing: Sequence[str],
     views: Sequence[FeatureViewConfig],
     force: bool,
+    mode: str = "replace",
 ) -> list[str]:
-    """Reject a replace of `dataset` that lacks a column view keys are read from.
+    """Reject an ingest of `dataset` that lacks a column view keys are read from.
 
     Args:
         db: Any DuckDB connection.
-        dataset: The dataset being replaced.
+        dataset: The dataset being ingested.
         missing: Columns of its contract that the new files lack.
         views: The configured feature views.
         force: Return warnings instead of raising.
+        mode: ``replace``, where the view would match no row at all, or
+            ``append``, where it would match none of the appended rows.
 
     Returns:
         One warning per such column and view key when `force` is set.
@@ -88,16 +92,31 @@ def check_dropped_keys(
     dropped = [(column, use) for column in missing for use in uses.get(column, [])]
     if dropped and not force:
         column, use = dropped[0]
+        if mode == "append":
+            problem = (
+                f"append to dataset {dataset!r} lacks column {column!r}, which "
+                f"feature view {use.view!r} reads its {use.role} {use.key!r} from, "
+                "so the view would match none of the appended rows; add the column "
+                "to the files"
+            )
+        else:
+            problem = (
+                f"replace of dataset {dataset!r} drops column {column!r}, which "
+                f"feature view {use.view!r} reads its {use.role} {use.key!r} from, "
+                "so the view would match no row; keep the column in the files"
+            )
         raise IngestError(
-            f"replace of dataset {dataset!r} drops column {column!r}, which feature "
-            f"view {use.view!r} reads its {use.role} {use.key!r} from, so the view "
-            "would match no row; keep the column in the files, change "
-            f"[feature_views.{use.view}] in the configuration, or ingest with "
-            "--force to replace anyway"
+            f"{problem}, change [feature_views.{use.view}] in the configuration, "
+            f"or ingest with --force to {mode} anyway"
         )
+    outcome = (
+        "matches none of the appended rows"
+        if mode == "append"
+        else "matches no row until it is back"
+    )
     return [
         f"column {column!r} is missing, so feature view {use.view!r}, which reads "
-        f"its {use.role} {use.key!r} from it, matches no row until it is back"
+        f"its {use.role} {use.key!r} from it, {outcome}"
         for column, use in dropped
     ]
 

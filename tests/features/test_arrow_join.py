@@ -413,3 +413,149 @@ def test_chained_sql_grows_linearly() -> None:
     assert names[-10:] == [f"temp_{i}" for i in range(10)]
     assert found[1][-10:] == (99.0, 99.0, 30.0, 30.0) + (None,) * 6
     assert found == expected
+
+
+def cache_store() -> FeatureStore:
+    """Return a store with hourly EWR weather and three flights."""
+    return make_store(
+        {
+            "weather": "SELECT * FROM (VALUES ('EWR', TIMESTAMPTZ '2013-01-01 09:00', "
+            "30.0), ('EWR', TIMESTAMPTZ '2013-01-01 10:00', 31.0)) "
+            "t(origin, time_hour, temp)",
+            "flights": "SELECT * FROM (VALUES (1, 'EWR', TIMESTAMPTZ "
+            "'2013-01-01 09:00'), (2, 'EWR', TIMESTAMPTZ '2013-01-01 10:00'), "
+            "(3, 'EWR', TIMESTAMPTZ '2013-01-01 11:00')) t(id, origin, event_at)",
+        }
+    )
+
+
+def test_cached_view_kept_until_cleared() -> None:
+    store = cache_store()
+    rows = store.db.sql("SELECT * FROM flights").to_arrow_table()
+
+    first = store.joined_table(rows, [WEATHER], "event_at")
+    store.db.execute("UPDATE weather SET temp = temp + 10")
+    kept = store.joined_table(rows, [WEATHER], "event_at")
+    store.clear_cache()
+    fresh = store.joined_table(rows, [WEATHER], "event_at")
+
+    assert first.column("temp").to_pylist() == [30.0, 31.0, 31.0]
+    assert kept.column("temp").to_pylist() == [30.0, 31.0, 31.0]
+    assert fresh.column("temp").to_pylist() == [40.0, 41.0, 41.0]
+
+
+def test_cached_view_per_key_type_matches_sql() -> None:
+    # The same view joined to text keys and then to integer keys: each key
+    # type gets its own prepared rows, and both match the SQL join.
+    view = FeatureViewConfig(
+        name="planes", sql="SELECT tailnum, seats FROM planes", entities=("tailnum",)
+    )
+    store = make_store(
+        {
+            "planes": "SELECT * FROM (VALUES (1, 150), (2, 200)) t(tailnum, seats)",
+            "by_text": "SELECT * FROM (VALUES (1, '1'), (2, '02')) t(id, tailnum)",
+            "by_number": "SELECT * FROM (VALUES (1, 2), (2, 3)) t(id, tailnum)",
+        }
+    )
+
+    text_sql, text_arrow, _ = both_ways(store, "SELECT * FROM by_text", [view], None)
+    number_sql, number_arrow, _ = both_ways(
+        store, "SELECT * FROM by_number", [view], None
+    )
+
+    assert [row[-1] for row in text_arrow] == [150, None]
+    assert [row[-1] for row in number_arrow] == [200, None]
+    assert text_arrow == text_sql
+    assert number_arrow == number_sql
+
+
+def test_view_cache_drops_oldest_view() -> None:
+    store = cache_store()
+    store.cache.max_views = 1
+    rows = store.db.sql("SELECT * FROM flights").to_arrow_table()
+    ttl = FeatureViewConfig(**{**WEATHER.__dict__, "ttl": "30m"})
+
+    store.joined_table(rows, [WEATHER], "event_at")
+    store.joined_table(rows, [ttl], "event_at")
+    store.db.execute("UPDATE weather SET temp = temp + 10")
+    again = store.joined_table(rows, [WEATHER], "event_at")
+
+    assert again.column("temp").to_pylist() == [40.0, 41.0, 41.0]
+
+
+def test_value_types_match_sql() -> None:
+    # Fixed-width columns are taken with numpy, the others with Arrow; a
+    # null value, a row with no match and one past the TTL cover the nulls.
+    values = (
+        "CAST(v AS TINYINT) AS tiny, CAST(v AS SMALLINT) AS small, "
+        "CAST(v AS INTEGER) AS medium, CAST(v AS UBIGINT) AS big, "
+        "CAST(v AS FLOAT) AS single, CAST(v AS DOUBLE) AS double, "
+        "CAST(v AS DECIMAL(10, 2)) AS money, v > 1 AS flag, "
+        "DATE '2013-01-01' + CAST(v AS INTEGER) AS day, "
+        "TIMESTAMP '2013-01-01' + to_hours(v) AS local_time, "
+        "TIMESTAMPTZ '2013-01-01 00:00+00' + to_hours(v) AS zoned_time, "
+        "TIME '00:00' + to_minutes(v) AS clock, to_days(v) AS span, "
+        "CAST(v AS VARCHAR) AS label"
+    )
+    store = make_store(
+        {
+            "weather": f"SELECT origin, time_hour, {values} FROM (VALUES "
+            "('EWR', TIMESTAMPTZ '2013-01-01 09:00', 1), "
+            "('EWR', TIMESTAMPTZ '2013-01-01 10:00', NULL), "
+            "('JFK', TIMESTAMPTZ '2013-01-01 09:00', 3)) t(origin, time_hour, v)",
+            "flights": "SELECT * FROM (VALUES "
+            "(1, 'EWR', TIMESTAMPTZ '2013-01-01 09:30'), "
+            "(2, 'EWR', TIMESTAMPTZ '2013-01-01 10:00'), "
+            "(3, 'JFK', TIMESTAMPTZ '2013-01-01 11:00'), "
+            "(4, 'JFK', TIMESTAMPTZ '2013-01-01 15:00'), "
+            "(5, 'LGA', TIMESTAMPTZ '2013-01-01 09:00')) t(id, origin, event_at)",
+        }
+    )
+    view = FeatureViewConfig(
+        name="weather",
+        sql="SELECT * FROM weather",
+        entities=("origin",),
+        timestamp="time_hour",
+        ttl="3h",
+    )
+
+    expected, found, names = both_ways(store, "SELECT * FROM flights", [view])
+    rows = store.db.sql("SELECT * FROM flights").to_arrow_table()
+    joined = store.joined_table(rows, [view], "event_at")
+    sql = store.joined_sql("SELECT * FROM flights", [view], "event_at")
+    by_sql = store.db.sql(sql).to_arrow_table()
+
+    assert joined.schema == by_sql.schema
+    assert len(names) == 3 + 14
+    assert found[0][3:] != (None,) * 14
+    assert found[1][3:] == (None,) * 14
+    assert found[3][3:] == (None,) * 14
+    assert found == expected
+
+
+def test_session_time_zone_matches_sql() -> None:
+    # Zoneless view and row times read in New York, across the jump to
+    # daylight saving time at 02:00 on 2013-03-10: 01:00 and 03:00 there
+    # are one hour apart.
+    store = make_store(
+        {
+            "weather": "SELECT * FROM (VALUES "
+            "('EWR', TIMESTAMP '2013-03-10 00:30', 30.0), "
+            "('EWR', TIMESTAMP '2013-03-10 01:00', 31.0), "
+            "('EWR', TIMESTAMP '2013-03-10 03:30', 32.0)) t(origin, time_hour, temp)",
+            "flights": "SELECT * FROM (VALUES "
+            "(1, 'EWR', TIMESTAMP '2013-03-10 01:30'), "
+            "(2, 'EWR', TIMESTAMP '2013-03-10 03:00'), "
+            "(3, 'EWR', TIMESTAMP '2013-03-10 03:59'), "
+            "(4, 'EWR', TIMESTAMP '2013-03-10 05:00')) t(id, origin, event_at)",
+        }
+    )
+    store.db.execute("SET TimeZone = 'America/New_York'")
+    view = FeatureViewConfig(**{**WEATHER.__dict__, "delay": "1h", "ttl": "2h"})
+
+    expected, found, _ = both_ways(store, "SELECT * FROM flights", [view])
+
+    # 01:00 plus the 1 hour delay is 03:00, and at 03:59 the 01:00 row is
+    # 1 hour 59 minutes old, within the 2 hour TTL.
+    assert [row[-1] for row in found] == [30.0, 31.0, 31.0, 32.0]
+    assert found == expected

@@ -7,10 +7,11 @@ import pyarrow as pa
 import pytest
 
 from appliance.features._asof import (
+    _grid,
     asof_positions,
     key_codes,
     static_positions,
-    take_rows,
+    with_null_row,
 )
 
 HOUR = 3_600_000_000
@@ -98,6 +99,75 @@ def test_asof_positions_match_reference(
 
     assert sum(p >= 0 for p in found) > 0
     assert found == expected.tolist()
+
+
+@pytest.mark.parametrize("ttl_hours", [None, 2])
+def test_asof_positions_on_time_grid_match_reference(ttl_hours: int | None) -> None:
+    # Hourly row times and more rows than (key, hour) cells take the grid
+    # path; the view's times are off the grid by half an hour in places.
+    rng = np.random.default_rng(3)
+    keys = 4
+    right_codes = rng.integers(-1, keys, 300)
+    observed = rng.integers(0, 48, 300) * HOUR + rng.choice([0, HOUR // 2], 300)
+    available = observed + rng.choice([0, HOUR], 300)
+    left_codes = rng.integers(-1, keys + 2, 2_000)
+    left_codes[left_codes >= keys] = -1
+    left_times = rng.integers(-2, 52, 2_000) * HOUR
+    ttl_us = None if ttl_hours is None else ttl_hours * HOUR
+
+    grid = _grid(
+        pa.array(left_codes, mask=left_codes < 0),
+        pa.array(left_times),
+        keys,
+        int(left_times.min()),
+        int(left_times.max()),
+    )
+    found = positions_of(
+        left_codes, left_times, right_codes, available, observed, ttl_us
+    )
+    expected = reference_positions(
+        left_codes, left_times, right_codes, available, observed, ttl_us
+    )
+
+    assert grid is not None
+    assert grid.step == HOUR
+    assert sum(p >= 0 for p in found) > 0
+    assert found == expected.tolist()
+
+
+def test_asof_positions_grid_null_time_unmatched() -> None:
+    times = pa.array([0, None, HOUR, HOUR, 0, HOUR], pa.int64())
+    codes = pa.array([0, 0, None, 0, 0, 0])
+
+    grid = _grid(codes, times, 1, 0, HOUR)
+    found = asof_positions(
+        codes, times, np.array([0, 0]), np.array([0, HOUR]), np.array([0, HOUR]), None
+    )
+
+    assert grid is not None
+    assert found.to_pylist() == [0, None, None, 1, 0, 1]
+
+
+def test_asof_positions_off_grid_row_not_gridded() -> None:
+    # 10,000 hourly rows, but row 1 is a microsecond late. The step comes
+    # from every other row, so only the check of every row can catch it.
+    times = np.arange(10_000) % 24 * HOUR
+    times[1] += 1
+    codes = pa.array(np.zeros(10_000, dtype=np.int64))
+
+    grid = _grid(codes, pa.array(times), 1, 0, int(times.max()))
+    found = asof_positions(
+        codes,
+        pa.array(times),
+        np.array([0]),
+        np.array([HOUR + 1]),
+        np.array([HOUR + 1]),
+        None,
+    ).to_pylist()
+
+    assert grid is None
+    assert found[:4] == [None, 0, 0, 0]
+    assert found[24:26] == [None, None]
 
 
 def test_asof_positions_equal_time_joined() -> None:
@@ -195,12 +265,25 @@ def test_static_positions_found() -> None:
     found = static_positions(pa.array([1, None, 0, 2]), np.array([0, -1, 1]), 3)
 
     assert found is not None
-    assert found.to_pylist() == [2, None, 0, None]
+    assert found.tolist() == [2, -1, 0, -1]
 
 
-def test_take_rows_nulls_for_no_match() -> None:
-    values = pa.table({"temp": [1.5, 2.5]})
+def test_null_row_taken_for_no_match() -> None:
+    values = with_null_row(pa.table({"temp": [1.5, 2.5], "origin": ["a", "b"]}))
 
-    taken = take_rows(values, pa.array([1, None, 0]))
+    taken = values.take(np.array([1, 2, 0]))
 
+    assert values.num_rows == 3
+    assert values.column("temp").num_chunks == 1
     assert taken.column("temp").to_pylist() == [2.5, None, 1.5]
+    assert taken.column("origin").to_pylist() == ["b", None, "a"]
+
+
+def test_null_row_makes_fields_nullable() -> None:
+    schema = pa.schema([pa.field("seats", pa.int64(), nullable=False)])
+    values = pa.Table.from_arrays([pa.array([150])], schema=schema)
+
+    padded = with_null_row(values)
+
+    assert padded.schema.field("seats").nullable
+    assert padded.column("seats").to_pylist() == [150, None]

@@ -81,6 +81,7 @@ def test_datasets_commands_end_to_end(tmp_path: Path) -> None:
     assert f"parent      {oldest}" in shown.stdout
     assert "partitioned region" in shown.stdout
     assert "quality: duplicate rows 0" in shown.stdout
+    assert "  distinct: approximate, HyperLogLog" in shown.stdout
     assert diff.returncode == 0, diff.stderr
     assert "rows 2 -> 3" in diff.stdout
     assert (

@@ -1,4 +1,4 @@
-"""A replace that drops the column a feature view's key is read from is rejected."""
+"""An ingest whose files lack the column a feature view's key reads is rejected."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config import FeatureViewConfig
+from appliance.config import FeatureViewConfig, load_config
 from appliance.errors import IngestError
-from appliance.storage import Catalog, ingest, list_versions
+from appliance.storage import Catalog, IngestBuffer, ingest, list_versions
 from appliance.storage._view_keys import key_sources
 
 WriteFile = Callable[[str, bytes | str], Path]
@@ -87,15 +87,60 @@ def test_replace_dropping_feature_column_allowed(
     assert "missing column 'temp'; its values are read as missing" in result.warnings
 
 
-def test_append_without_key_not_checked(
-    catalog: Catalog, write_file: WriteFile
-) -> None:
-    _first(catalog, write_file)
+def test_append_without_key_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    first = _first(catalog, write_file)
     rows = write_file("b.csv", "time_hour,temp\n2013-01-01 06:00:00,40.0\n")
 
-    result = ingest(catalog, "weather", [rows], "append", views=[WEATHER])
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "weather", [rows], "append", views=[WEATHER])
+
+    assert str(raised.value) == (
+        "append to dataset 'weather' lacks column 'origin', which feature view "
+        "'weather' reads its entity key 'origin' from, so the view would match none "
+        "of the appended rows; add the column to the files, change "
+        "[feature_views.weather] in the configuration, or ingest with --force to "
+        "append anyway"
+    )
+    assert [v.version for v in list_versions(catalog, "weather")] == [first]
+
+
+def test_forced_append_warns(catalog: Catalog, write_file: WriteFile) -> None:
+    _first(catalog, write_file)
+    rows = write_file("b.csv", "origin,temp\nJFK,40.0\n")
+
+    result = ingest(catalog, "weather", [rows], "append", views=[WEATHER], force=True)
 
     assert result.created
+    assert (
+        "column 'time_hour' is missing, so feature view 'weather', which reads its "
+        "timestamp 'time_hour' from it, matches none of the appended rows"
+    ) in result.warnings
+
+
+def test_buffer_rows_without_key_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[storage]\nhome = "home"\n\n[feature_views.weather]\n'
+        f"sql = {WEATHER.sql!r}\n"
+        'entities = ["origin"]\ntimestamp = "time_hour"\n'
+    )
+    config = load_config(path)
+    with Catalog(config.storage.home) as catalog:
+        first = _first(catalog, lambda name, text: write_text(tmp_path / name, text))
+    buffer = IngestBuffer(config)
+
+    buffer.append("weather", [{"time_hour": "2013-01-01 06:00:00", "temp": 40.0}])
+    buffer.flush("weather")
+
+    folder = config.storage.home / "buffer" / "weather"
+    assert [p.parent.name for p in folder.glob("*/segment-*")] == ["rejected"]
+    with Catalog(config.storage.home) as catalog:
+        assert [v.version for v in list_versions(catalog, "weather")] == [first]
+
+
+def write_text(path: Path, text: bytes | str) -> Path:
+    path.write_text(text if isinstance(text, str) else text.decode())
+    return path
 
 
 def test_key_sources_follow_aliases_and_casts(catalog: Catalog) -> None:

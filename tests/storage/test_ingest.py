@@ -13,8 +13,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from appliance.config import DatasetConfig
-from appliance.errors import IngestError
+from appliance.config import DatasetConfig, load_config
+from appliance.errors import ConfigError, IngestError
 from appliance.storage import (
     Catalog,
     DatasetVersion,
@@ -266,13 +266,45 @@ def test_ingest_bad_file_reason(
         ingest(catalog, "small", paths)
 
 
-@pytest.mark.parametrize("name", ["", "has space", "dots.in.name", "../escape"])
+@pytest.mark.parametrize(
+    "name",
+    ["", "has space", "dots.in.name", "../escape", "-x", "--help", "_x", "caf\u00e9"],
+)
 def test_ingest_invalid_dataset_name(
     catalog: Catalog, tmp_path: Path, name: str
 ) -> None:
     source = write_csv(SMALL, tmp_path / "small.csv")
     with pytest.raises(IngestError, match=re.escape(f"invalid dataset name {name!r}")):
         ingest(catalog, name, [source])
+
+
+@pytest.mark.parametrize("name", ["a", "flights_2024", "A-1", "9lives"])
+def test_ingest_valid_dataset_name(catalog: Catalog, tmp_path: Path, name: str) -> None:
+    source = write_csv(SMALL, tmp_path / "small.csv")
+
+    result = ingest(catalog, name, [source])
+
+    assert result.version.dataset == name
+
+
+def test_config_dataset_name_checked(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[datasets."-flights"]\nkeep_versions = 2\n')
+
+    with pytest.raises(
+        ConfigError,
+        match=re.escape("invalid 'datasets.-flights'")
+        + ".*start with a letter or digit",
+    ):
+        load_config(path)
+
+
+def test_undeclared_dataset_name_checked(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("")
+
+    with pytest.raises(IngestError, match="invalid dataset name '-x'; start with"):
+        load_config(path).dataset("-x")
 
 
 def test_ingest_no_files_raises(catalog: Catalog) -> None:

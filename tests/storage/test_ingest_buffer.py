@@ -212,6 +212,57 @@ def test_segment_ingested_before_crash_not_duplicated(tmp_path: Path) -> None:
     assert not segment.exists()
 
 
+def test_equal_batches_both_appended(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    buffer = IngestBuffer(config)
+
+    buffer.append("events", [{"id": 1, "value": 0.5}])
+    buffer.flush("events")
+    buffer.append("events", [{"id": 1, "value": 0.5}])
+    buffer.flush("events")
+
+    assert len(versions(config)) == 2
+    assert rows_of(config) == [(1, 0.5), (1, 0.5)]
+
+
+def test_quarantine_names_moved_segment(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    buffer = IngestBuffer(config)
+
+    buffer.append("events", [{"id": 1, "value": 0.5}, {"id": 2, "value": -1.0}])
+    buffer.flush("events")
+
+    segment = next((config.storage.home / "buffer" / "events").glob("*/segment-*"))
+    assert segment.parent.name == "quarantined"
+    with Catalog(config.storage.home) as catalog:
+        quarantined = list_quarantine(catalog, "events")
+        version = list_versions(catalog, "events")[0]
+    assert [q.source for q in quarantined] == [str(segment.resolve())]
+    assert version.sources[0]["path"] == str(segment.resolve())
+
+
+def test_quarantined_segment_moved_after_crash(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    buffer = IngestBuffer(config)
+    buffer.append("events", [{"id": 1, "value": 0.5}, {"id": 2, "value": -1.0}])
+    buffer._rotate("events")
+    folder = config.storage.home / "buffer" / "events"
+    segment = next(folder.glob("segment-*"))
+    # The crash happened after the ingest but before the segment was moved.
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "events", [segment], "append", config.dataset("events"))
+
+    IngestBuffer(config).recover()
+
+    kept = folder / "quarantined" / segment.name
+    assert not segment.exists()
+    assert kept.exists()
+    assert len(versions(config)) == 1
+    with Catalog(config.storage.home) as catalog:
+        sources = [q.source for q in list_quarantine(catalog, "events")]
+    assert sources == [str(kept.resolve())]
+
+
 # --- the daemon, killed between acknowledgement and flush -------------------------
 
 
@@ -303,6 +354,37 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
                 break
             time.sleep(0.2)
         assert status == {"dataset": "events", "buffered": 0, "flushes": 1}
+        listed = httpx.get(
+            f"{base}/v1/admin/quarantine", params={"dataset": "events"}, trust_env=False
+        ).json()["rows"]
+        kept = config.storage.home / "buffer" / "events" / "quarantined"
+        segment = next(kept.glob("segment-*.jsonl")).resolve()
+        assert [(r["source"], r["line"], r["value"]) for r in listed] == [
+            (str(segment), 2, "-3.0")
+        ]
+        assert segment.read_text().splitlines()[1] == '{"id":2,"value":-3}'
+        literals = httpx.post(
+            f"{base}/v1/datasets/events/rows",
+            content=b'{"rows": [{"id": 5, "value": NaN}, '
+            b'{"id": 6, "value": Infinity}]}',
+            headers={"Content-Type": "application/json"},
+            trust_env=False,
+        )
+        assert literals.status_code == 202, literals.text
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = httpx.get(
+                f"{base}/v1/datasets/events/rows", trust_env=False
+            ).json()
+            if status["flushes"] >= 2:
+                break
+            time.sleep(0.2)
+        assert status["flushes"] == 2
+        listed = httpx.get(
+            f"{base}/v1/admin/quarantine", params={"dataset": "events"}, trust_env=False
+        ).json()["rows"]
+        assert [(r["line"], r["value"]) for r in listed] == [(2, "-3.0"), (2, "inf")]
+        assert "is not a finite number" in listed[1]["reason"]
         bad = httpx.post(
             f"{base}/v1/datasets/events/rows", content=b"{", trust_env=False
         )
@@ -314,10 +396,19 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
         )
         assert misspelt.status_code == 404
         assert "dataset 'evnets' is not declared" in misspelt.json()["error"]
+        invalid = httpx.post(
+            f"{base}/v1/datasets/-events/rows",
+            json={"rows": [{"id": 3, "value": 1.0}]},
+            trust_env=False,
+        )
+        assert invalid.status_code == 422
+        assert invalid.json()["error"].startswith(
+            "invalid dataset name '-events'; start with a letter or digit"
+        )
         unknown = httpx.get(f"{base}/v1/datasets/evnets/rows", trust_env=False)
         assert unknown.status_code == 404
         assert "dataset 'evnets' is not declared" in unknown.json()["error"]
     finally:
         stop(process)
 
-    assert rows_of(config) == [(1, 2.5)]
+    assert rows_of(config) == [(1, 2.5), (5, None)]

@@ -9,7 +9,13 @@ import pytest
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError
-from appliance.storage import Catalog, IngestResult, ingest, scan_sql
+from appliance.storage import (
+    Catalog,
+    IngestResult,
+    ingest,
+    list_quarantine,
+    scan_sql,
+)
 
 WriteFile = Callable[[str, bytes | str], Path]
 
@@ -468,29 +474,62 @@ def test_malformed_json_line_named(
     assert message.endswith("fix or remove that line and ingest the file again")
 
 
-def test_nan_and_infinity_values_loaded(
-    catalog: Catalog, write_file: WriteFile
-) -> None:
-    text = "a,b\n1,NaN\n2,inf\n3,-Infinity\n4,NA\n5,2.5\n6,3.5\n7,100.0\n"
-    path = write_file("nan.csv", text)
+def test_nul_byte_row_quarantined(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file(
+        "nul.csv", b'id,name,v\n1,"two\nlines",1.5\n2,a\x00b,2.5\n3,c,3.5\n'
+    )
 
-    result = ingest(catalog, "nan", [path])
+    result = ingest(catalog, "nul", [path])
 
-    assert result.version.schema == {"a": "BIGINT", "b": "DOUBLE"}
-    assert result.accepted == 7
-    column = result.version.report["quality"]["columns"]["b"]
-    assert column["quantiles"] == {"p25": 3.0, "p50": 3.5, "p75": 51.75}
-    # The infinities are outliers; NaN and NA are not.
-    assert column["outliers_iqr"] == 2
+    assert (result.accepted, result.quarantined) == (2, 1)
+    assert rows_of(catalog, result) == [(1, "two\nlines", 1.5), (3, "c", 3.5)]
+    (row,) = list_quarantine(catalog, "nul")
+    assert (row.source, row.line, row.column, row.value) == (
+        str(path.resolve()),
+        4,
+        "name",
+        "a\\0b",
+    )
+    assert row.reason == (
+        'value "a\\0b" holds a NUL byte (0x00) at character 2; remove NUL bytes '
+        "from the source"
+    )
+    assert row.row == {"id": 2, "name": "a\x00b", "v": 2.5}
 
 
-def test_only_nan_values_loaded(catalog: Catalog, write_file: WriteFile) -> None:
-    path = write_file("allnan.csv", "a,b\n1,NaN\n2,NaN\n")
+def test_nul_byte_in_number_keeps_type(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("nulnum.csv", b"id,v\n1,1.5\n2,2\x00.5\n3,3.5\n")
 
-    result = ingest(catalog, "allnan", [path])
+    result = ingest(catalog, "nulnum", [path])
 
-    assert result.version.schema == {"a": "BIGINT", "b": "DOUBLE"}
-    assert result.version.report["quality"]["columns"]["b"]["quantiles"] is None
+    assert result.version.schema == {"id": "BIGINT", "v": "DOUBLE"}
+    assert rows_of(catalog, result) == [(1, 1.5), (3, 3.5)]
+    assert [(q.line, q.column) for q in list_quarantine(catalog, "nulnum")] == [
+        (3, "v")
+    ]
+
+
+def test_nul_byte_rejected_when_strict(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("nul.csv", b"id,name\n1,a\n2,b\x00\n")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "nul", [path], strict=True)
+
+    assert f"{path.resolve()}, line 3, column 'name': value \"b\\0\" holds a NUL" in (
+        str(raised.value)
+    )
+
+
+def test_nul_byte_in_header_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("nulhead.csv", b"id,na\x00me\n1,a\n")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "nulhead", [path])
+
+    assert str(raised.value) == (
+        f"{path}, line 1, column 2: the header name 'na\\0me' holds a NUL byte "
+        "(0x00); remove NUL bytes from the file"
+    )
 
 
 def test_mixed_json_types_read_as_text(catalog: Catalog, write_file: WriteFile) -> None:

@@ -263,6 +263,31 @@ def test_quality_report_stored(catalog: Catalog, write_file: WriteFile) -> None:
     assert v["outliers_iqr"] == 1
     assert v["distinct"] == 9
     assert quality["columns"]["k"]["distinct"] == 1
+    assert quality["methods"]["distinct"] == "approximate, HyperLogLog"
+    assert quality["methods"]["quantiles"] == "exact"
+
+
+def test_quality_report_large_table_sampled(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    values = [*range(25_000), 0, 1, 2, 1_000_000]
+    text = "v\n" + "".join(f"{v}\n" for v in values)
+
+    result = ingest(catalog, "big", [write_file("big.csv", text)])
+
+    quality = result.version.report["quality"]
+    assert quality["rows"] == 25_004
+    assert quality["duplicate_rows"] == 3
+    v = quality["columns"]["v"]
+    assert v["outliers_iqr"] == 1
+    assert v["min"] == 0.0
+    assert v["max"] == 1_000_000.0
+    # The quartiles come from a 20,000-row sample, so the median is near,
+    # not at, the median of all rows (12,501).
+    assert 12_000 < v["quantiles"]["p50"] < 13_000
+    assert quality["methods"]["quantiles"] == (
+        "approximate, from a seeded sample of 20000 rows"
+    )
 
 
 def test_diff_reports_schema_and_rows(catalog: Catalog, write_file: WriteFile) -> None:

@@ -1,0 +1,157 @@
+"""Files ingested before: when an existing version may stand for a new ingest.
+
+A version id is a hash of the source files' hashes, of the parent in
+``append`` mode, and of the declared contract (`contract_fingerprint`). So a
+``replace`` of the same bytes under another contract makes a new version,
+checked against that contract. An ``append`` of files that an earlier
+version already holds is not written again, because their accepted rows
+would be stored twice. `check_unchanged` decides whether that earlier
+version may stand: it checks the version's own rows against the current
+contract when the version was written under another one, and a strict
+ingest rejects a version that quarantined rows or had warnings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from dataclasses import replace
+
+import duckdb
+
+from appliance.config import ColumnRule, ContractConfig
+from appliance.errors import IngestError
+from appliance.storage._contracts import STAGED, column_types, violations_sql
+from appliance.storage._datasets import DatasetVersion, scan_sql
+from appliance.storage._types import ColumnType
+
+logger = logging.getLogger(__name__)
+
+REPORT_KEY = "contract_sha256"
+"""Key of the declared contract's fingerprint in a version's report."""
+_SHOWN = 3
+
+
+def contract_fingerprint(contract: ContractConfig | None) -> str | None:
+    """Return a short hash of a declared contract, or None when none is declared.
+
+    Only the rules set to other than their defaults count, so a rule added to
+    `ColumnRule` later leaves the fingerprints, and the version ids, as they are.
+    """
+    if contract is None:
+        return None
+    default = dataclasses.asdict(ColumnRule())
+    columns = {
+        name: {k: v for k, v in dataclasses.asdict(rule).items() if v != default[k]}
+        for name, rule in contract.columns.items()
+    }
+    rules = {"columns": columns, "unique_key": list(contract.unique_key)}
+    text = json.dumps(rules, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_unchanged(
+    version: DatasetVersion,
+    names: str,
+    contract: ContractConfig | None,
+    strict: bool,
+) -> list[str]:
+    """Check that `version`, which contains the ingested files already, may stand.
+
+    Args:
+        version: The version found for the files.
+        names: The files, as named in messages.
+        contract: The dataset's declared contract, None when none is declared.
+        strict: The ingest is strict.
+
+    Returns:
+        A warning when the version's rows were checked again.
+
+    Raises:
+        IngestError: `strict` is set and the version quarantined rows or had
+            warnings, or a row of the version breaks the current contract.
+    """
+    reference = f"{version.dataset}@{version.version}"
+    if strict:
+        _check_strict(version, names, reference)
+    fingerprint = contract_fingerprint(contract)
+    if contract is None or version.report.get(REPORT_KEY) == fingerprint:
+        return []
+    own = [glob for glob in version.files if glob.startswith(f"{version.path}/")]
+    if not own:
+        return []
+    bad, total, examples = _violations(replace(version, files=own), contract)
+    logger.info(
+        "unchanged version checked against the current contract dataset=%s "
+        "version=%s rows=%d breaking=%d",
+        version.dataset,
+        version.version,
+        total,
+        bad,
+    )
+    if bad:
+        raise IngestError(
+            f"{names}: these files were ingested before as {reference} under "
+            f"another contract, and {bad} of their {total} stored rows break the "
+            f"current contract ({'; '.join(examples)}); nothing was written, "
+            "because appending the files again would store their other rows "
+            "twice. To check every row against the current contract, ingest all "
+            "of the dataset's files again in replace mode"
+        )
+    checked = (
+        f"these files were ingested before as {reference} under another contract; "
+        f"its {total} rows from them were checked again and keep the current one"
+    )
+    return [checked]
+
+
+def _check_strict(version: DatasetVersion, names: str, reference: str) -> None:
+    quarantined = int(version.report.get("quarantined", 0))
+    warnings = list(version.report.get("warnings", []))
+    if not quarantined and not warnings:
+        return
+    found = [f"{quarantined} rows were quarantined"] if quarantined else []
+    raise IngestError(
+        f"strict ingest of {version.dataset!r} rejected: {names}: these files "
+        f"were ingested before as {reference}, where {'; '.join(found + warnings)}; "
+        "see "
+        f"'appliance datasets quarantine {version.dataset} --version "
+        f"{version.version}', fix the files and ingest them again"
+    )
+
+
+def _violations(
+    version: DatasetVersion, contract: ContractConfig
+) -> tuple[int, int, list[str]]:
+    """Return the rows of `version` that break `contract`, their total and examples."""
+    missing = [name for name in contract.columns if name not in version.schema]
+    extra = "".join(f", NULL::VARCHAR AS {_ident(name)}" for name in missing)
+    stored = {name: ColumnType(kind) for name, kind in version.schema.items()}
+    source_types = {**version.schema, **{name: "VARCHAR" for name in missing}}
+    db = duckdb.connect()
+    try:
+        db.execute(
+            f"CREATE TEMP VIEW {STAGED} AS SELECT 0 AS _file, "
+            f"row_number() OVER () AS _record, *{extra} FROM ({scan_sql(version)})"
+        )
+        db.execute(
+            "CREATE TEMP TABLE violations AS "
+            + violations_sql(contract, column_types(contract, stored), source_types)
+        )
+        bad, total = db.execute(
+            "SELECT (SELECT count(DISTINCT _record) FROM violations), "
+            f"(SELECT count(*) FROM {STAGED})"
+        ).fetchone() or (0, 0)
+        shown = db.execute(
+            f"SELECT column_name, reason FROM violations ORDER BY _record, "
+            f"column_name LIMIT {_SHOWN}"
+        ).fetchall()
+    finally:
+        db.close()
+    return bad, total, [f"column {name!r}: {reason}" for name, reason in shown]
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,142 @@
+"""NaN and infinity: one rule for CSV, JSON lines, Parquet and rows sent over HTTP.
+
+NaN in a numeric column is a missing value. An infinite value in a FLOAT or
+DOUBLE column is quarantined unless the column's contract allows it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from appliance.config import ColumnRule, ContractConfig, DatasetConfig
+from appliance.storage import Catalog, IngestResult, ingest, list_quarantine, scan_sql
+
+WriteFile = Callable[[str, bytes | str], Path]
+
+VALUES = [1.5, math.nan, math.inf, -math.inf, None, 2.5]
+"""Column ``b`` of rows ``a`` = 1..6 in every format below."""
+STORED = [(1, 1.5), (2, None), (5, None), (6, 2.5)]
+INFINITE_REASON = (
+    "is not a finite number; fix it, or set allow_infinity = true in "
+    "[datasets.NAME.contract.columns.b]"
+)
+
+
+def csv_text() -> str:
+    written = {1.5: "1.5", 2.5: "2.5", None: "NA"}
+    cells = [written.get(v, "") for v in VALUES]
+    cells[1:4] = ["NaN", "inf", "-Infinity"]
+    return "a,b\n" + "".join(f"{i},{c}\n" for i, c in enumerate(cells, start=1))
+
+
+def jsonl_text() -> str:
+    cells = ["1.5", "NaN", "Infinity", "-Infinity", "null", "2.5"]
+    return "".join(f'{{"a": {i}, "b": {c}}}\n' for i, c in enumerate(cells, start=1))
+
+
+def write_source(kind: str, write_file: WriteFile, tmp_path: Path) -> Path:
+    if kind == "csv":
+        return write_file("values.csv", csv_text())
+    if kind == "jsonl":
+        return write_file("values.jsonl", jsonl_text())
+    path = tmp_path / "values.parquet"
+    table = pa.table({"a": pa.array(range(1, 7)), "b": pa.array(VALUES, pa.float64())})
+    pq.write_table(table, path)
+    return path
+
+
+def rows_of(catalog: Catalog, result: IngestResult) -> list[tuple]:
+    return catalog.db.execute(scan_sql(result.version) + " ORDER BY a").fetchall()
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet"])
+def test_nan_missing_infinity_quarantined(
+    catalog: Catalog, write_file: WriteFile, tmp_path: Path, kind: str
+) -> None:
+    path = write_source(kind, write_file, tmp_path)
+
+    result = ingest(catalog, "values", [path])
+
+    assert result.version.schema == {"a": "BIGINT", "b": "DOUBLE"}
+    assert (result.accepted, result.quarantined) == (4, 2)
+    assert rows_of(catalog, result) == STORED
+    quarantined = list_quarantine(catalog, "values")
+    first_line = 2 if kind == "csv" else 1
+    assert [(q.line, q.column) for q in quarantined] == [
+        (first_line + 2, "b"),
+        (first_line + 3, "b"),
+    ]
+    assert all(q.reason.endswith(INFINITE_REASON) for q in quarantined)
+    column = result.version.report["quality"]["columns"]["b"]
+    assert column["null_rate"] == 0.5
+
+
+def test_infinity_kept_when_allowed(catalog: Catalog, write_file: WriteFile) -> None:
+    contract = ContractConfig(columns={"b": ColumnRule(allow_infinity=True)})
+    settings = DatasetConfig(name="values", contract=contract)
+
+    result = ingest(
+        catalog, "values", [write_file("v.csv", csv_text())], "replace", settings
+    )
+
+    assert result.quarantined == 0
+    assert rows_of(catalog, result) == [
+        (1, 1.5),
+        (2, None),
+        (3, math.inf),
+        (4, -math.inf),
+        (5, None),
+        (6, 2.5),
+    ]
+
+
+def test_nan_breaks_not_nullable(catalog: Catalog, write_file: WriteFile) -> None:
+    rule = ColumnRule(type="DOUBLE", nullable=False, max=10.0)
+    settings = DatasetConfig(name="v", contract=ContractConfig(columns={"b": rule}))
+    path = write_file("v.csv", "a,b\n1,NaN\n2,\n3,4.5\n")
+
+    result = ingest(catalog, "v", [path], "replace", settings)
+
+    assert rows_of(catalog, result) == [(3, 4.5)]
+    reasons = [(q.line, q.value, q.reason) for q in list_quarantine(catalog, "v")]
+    assert reasons == [
+        (2, "nan", "missing value (NaN) in a column that is not nullable"),
+        (3, None, "missing value in a column that is not nullable"),
+    ]
+
+
+def test_nan_in_integer_column_missing(catalog: Catalog, write_file: WriteFile) -> None:
+    rule = ColumnRule(type="BIGINT")
+    settings = DatasetConfig(name="v", contract=ContractConfig(columns={"b": rule}))
+    path = write_file("v.csv", "a,b\n1,nan\n2,7\n")
+
+    result = ingest(catalog, "v", [path], "replace", settings)
+
+    assert result.quarantined == 0
+    assert rows_of(catalog, result) == [(1, None), (2, 7)]
+
+
+def test_nan_text_column_kept(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("names.csv", "a,name\n1,NaN\n2,Nan Yu\n")
+
+    result = ingest(catalog, "names", [path])
+
+    assert rows_of(catalog, result) == [(1, "NaN"), (2, "Nan Yu")]
+
+
+def test_only_nan_values_missing(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("allnan.csv", "a,b\n1,NaN\n2,NaN\n")
+
+    result = ingest(catalog, "allnan", [path])
+
+    assert result.version.schema == {"a": "BIGINT", "b": "DOUBLE"}
+    assert rows_of(catalog, result) == [(1, None), (2, None)]
+    column = result.version.report["quality"]["columns"]["b"]
+    assert column["null_rate"] == 1.0
+    assert column["quantiles"] is None

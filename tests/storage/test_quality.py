@@ -1,0 +1,36 @@
+"""The quality report over rows given as a subquery, without a catalog."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from appliance.storage._quality import quality_report
+
+ROWS = (
+    "(SELECT * FROM (VALUES (1, 'a'), (1, 'a'), (2, 'b'), (3, NULL), (90, 'c')) "
+    "t(x, s))"
+)
+
+
+def test_report_counts_rows_and_duplicates() -> None:
+    with duckdb.connect() as db:
+        report = quality_report(db, ROWS, {"x": "INTEGER", "s": "VARCHAR"})
+
+    assert report["rows"] == 5
+    assert report["duplicate_rows"] == 1
+    assert report["columns"]["x"]["min"] == 1.0
+    assert report["columns"]["x"]["max"] == 90.0
+    assert report["columns"]["x"]["outliers_iqr"] == 1
+    assert report["columns"]["s"]["null_rate"] == pytest.approx(0.2)
+    assert report["methods"]["quantiles"] == "exact"
+
+
+def test_report_error_raised_from_main_scan() -> None:
+    # The quartile query casts the text to DOUBLE and fails, while the
+    # duplicate count on the second cursor would succeed.
+    with duckdb.connect() as db:
+        with pytest.raises(duckdb.ConversionException, match="'text'"):
+            quality_report(db, "(SELECT 'text' AS v)", {"v": "DOUBLE"})
+
+        assert db.execute("SELECT 1").fetchall() == [(1,)]

@@ -1,0 +1,135 @@
+"""Files ingested before, under the contract declared now or another one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from appliance.config import ColumnRule, ContractConfig, DatasetConfig
+from appliance.errors import IngestError
+from appliance.storage import Catalog, ingest, list_quarantine, list_versions
+from appliance.storage._unchanged import contract_fingerprint
+
+WriteFile = Callable[[str, bytes | str], Path]
+
+
+def settings(minimum: float | None = None) -> DatasetConfig:
+    rules = {
+        "id": ColumnRule(type="BIGINT"),
+        "x": ColumnRule(type="DOUBLE", min=minimum),
+    }
+    return DatasetConfig(name="v", contract=ContractConfig(columns=rules))
+
+
+def test_replace_under_new_contract_rechecked(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("a.csv", "id,x\n1,-1.5\n2,2.5\n")
+    first = ingest(catalog, "v", [path], "replace", settings())
+
+    tighter = ingest(catalog, "v", [path], "replace", settings(minimum=0))
+    again = ingest(catalog, "v", [path], "replace", settings(minimum=0))
+
+    assert (first.accepted, first.quarantined) == (2, 0)
+    assert tighter.created
+    assert tighter.version.version != first.version.version
+    assert (tighter.accepted, tighter.quarantined) == (1, 1)
+    assert [(q.line, q.column) for q in list_quarantine(catalog, "v")] == [(2, "x")]
+    assert not again.created
+    assert again.version.version == tighter.version.version
+
+
+def test_replace_under_looser_contract_accepts(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("a.csv", "id,x\n1,-1.5\n2,2.5\n")
+    ingest(catalog, "v", [path], "replace", settings(minimum=0))
+
+    looser = ingest(catalog, "v", [path], "replace", settings())
+
+    assert looser.created
+    assert (looser.accepted, looser.quarantined) == (2, 0)
+
+
+def test_append_again_breaking_new_contract_rejected(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ingest(catalog, "v", [write_file("a.csv", "id,x\n1,1.5\n")], "replace", settings())
+    more = write_file("b.csv", "id,x\n2,-2.5\n3,3.5\n")
+    appended = ingest(catalog, "v", [more], "append", settings())
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "v", [more], "append", settings(minimum=0))
+
+    reference = f"v@{appended.version.version}"
+    assert str(raised.value) == (
+        f"{more}: these files were ingested before as {reference} under another "
+        "contract, and 1 of their 2 stored rows break the current contract "
+        "(column 'x': value \"-2.5\" is below the minimum 0); nothing was written, "
+        "because appending the files again would store their other rows twice. To "
+        "check every row against the current contract, ingest all of the "
+        "dataset's files again in replace mode"
+    )
+    assert len(list_versions(catalog, "v")) == 2
+
+
+def test_append_again_keeping_new_contract_unchanged(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ingest(catalog, "v", [write_file("a.csv", "id,x\n1,1.5\n")], "replace", settings())
+    more = write_file("b.csv", "id,x\n2,2.5\n3,3.5\n")
+    appended = ingest(catalog, "v", [more], "append", settings())
+
+    again = ingest(catalog, "v", [more], "append", settings(minimum=0))
+
+    assert not again.created
+    assert again.version.version == appended.version.version
+    assert again.warnings == [
+        f"these files were ingested before as v@{appended.version.version} under "
+        "another contract; its 2 rows from them were checked again and keep the "
+        "current one"
+    ]
+
+
+def test_append_again_same_contract_unchanged(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ingest(catalog, "v", [write_file("a.csv", "id,x\n1,1.5\n")], "replace", settings())
+    more = write_file("b.csv", "id,x\n2,-2.5\n")
+    ingest(catalog, "v", [more], "append", settings(minimum=0))
+
+    again = ingest(catalog, "v", [more], "append", settings(minimum=0))
+
+    assert not again.created
+    assert again.warnings == []
+
+
+def test_strict_again_after_quarantine_rejected(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("a.csv", "id,x\n1,-1.5\n2,2.5\n")
+    first = ingest(catalog, "v", [path], "replace", settings(minimum=0))
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "v", [path], "replace", settings(minimum=0), strict=True)
+
+    version = first.version.version
+    assert str(raised.value) == (
+        f"strict ingest of 'v' rejected: {path}: these files were ingested before "
+        f"as v@{version}, where 1 rows were quarantined; see 'appliance datasets "
+        f"quarantine v --version {version}', fix the files and ingest them again"
+    )
+
+
+def test_contract_defaults_keep_fingerprint() -> None:
+    plain = ContractConfig(columns={"x": ColumnRule(type="DOUBLE")})
+    spelled = ContractConfig(
+        columns={"x": ColumnRule(type="DOUBLE", nullable=True, allow_infinity=False)}
+    )
+    tighter = ContractConfig(columns={"x": ColumnRule(type="DOUBLE", min=0.0)})
+
+    assert contract_fingerprint(plain) == contract_fingerprint(spelled)
+    assert contract_fingerprint(plain) != contract_fingerprint(tighter)
+    assert contract_fingerprint(None) is None
