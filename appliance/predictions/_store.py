@@ -162,11 +162,12 @@ def roll_over(db: duckdb.DuckDBPyConnection, home: Path, keep_rows: int) -> int:
 def _copy_to_parquet(db: duckdb.DuckDBPyConnection, cutoff: int, path: Path) -> None:
     """Copy the rows up to log id `cutoff` to the Parquet file `path`.
 
-    The copy fits in a small DuckDB ``memory_limit`` whatever the number of
-    rows (tested at 64 MB with DuckDB 2.0.1). It sorts nothing, and it drops
-    insertion order, so the parallel scan holds back no batches to write them
-    in order. Row groups are `ROW_GROUP_BYTES`. The order setting belongs to
-    the session of a cursor of its own, so other queries keep insertion order.
+    The copy fits in a small DuckDB ``memory_limit``: with DuckDB 2.0.1 it
+    moved 1,500,000 rows of about 700 bytes under 64 MB. It sorts nothing,
+    and it drops insertion order, so the parallel scan holds back no batches
+    to write them in order. Row groups are `ROW_GROUP_BYTES`. The order
+    setting belongs to the session of a cursor of its own, so other queries
+    keep insertion order.
     """
     cursor = db.cursor()
     try:
