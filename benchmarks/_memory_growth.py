@@ -27,7 +27,7 @@ _STATS_ENV = "APPLIANCE_GROWTH_STATS"
 
 
 def _install_stats_handler() -> None:
-    """Install a SIGUSR1 handler that writes the daemon's allocator and DuckDB figures."""
+    """Make SIGUSR1 write the daemon's allocator and DuckDB figures to a file."""
     import pyarrow as pa
 
     from appliance.memory import trim_malloc
