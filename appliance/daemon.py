@@ -32,6 +32,7 @@ import gc
 import logging
 import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -80,6 +81,15 @@ from appliance.storage import (
 logger = logging.getLogger(__name__)
 
 Component = Callable[[DaemonState], AbstractAsyncContextManager[None]]
+
+GIL_SWITCH_SECONDS = 0.0005
+"""The interpreter's switch interval in the daemon (Python's default: 5 ms).
+
+The prediction log writer and the streaming monitors run Python code in
+their own threads. A request that arrives while one of them holds the GIL
+waits up to this interval before the interpreter makes it switch. On the
+benchmark machine at c=1, the p99 fell from 3.9 to 2.7 ms in two alternated
+runs each; turning the monitors off gave about 1.4 ms."""
 
 
 @contextlib.asynccontextmanager
@@ -422,7 +432,7 @@ def _reload_feature_declarations(state: DaemonState, old: Config, new: Config) -
 
 
 def _reschedule_jobs(state: DaemonState) -> None:
-    """Apply the reloaded schedules in a worker thread, because the job store is a file."""
+    """Apply the reloaded schedules off the loop, because the job store is a file."""
     scheduler = getattr(state, "scheduler", None)
     if scheduler is None:
         return
@@ -529,6 +539,7 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
     bind_host = host or config.server.host
     bind_port = config.server.port if port is None else port
     limit_malloc_arenas(config.server.malloc_arenas)
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     skip_pyarrow_pandas_probe()
     with HomeLock(config.storage.home) as lock:
         sock = _bind(bind_host, bind_port)
