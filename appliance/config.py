@@ -63,11 +63,13 @@ class ServerConfig:
     session_threads: int = 0
     """Threads that run onnxruntime sessions; 0 uses every CPU the process may
     run on."""
-    catalog_memory_mb: int = 64
+    catalog_memory_mb: int = 0
     """DuckDB ``memory_limit`` of the daemon's catalog connection, in MB; 0
     keeps DuckDB's default of 80% of the machine's RAM. Above the limit DuckDB
     evicts cached table blocks, which are read again from the file, and spills
-    large joins and sorts to a temporary folder beside the catalog file."""
+    large joins and sorts to a temporary folder beside the catalog file.
+    64 lowered the RSS after load from about 297 to 245 MB, but a 1,000,000-row
+    Arrow request took 17.5 s instead of 9.5 s, so the default is no limit."""
     malloc_arenas: int = 2
     """glibc malloc arenas of the daemon (``M_ARENA_MAX``); 0 keeps glibc's
     default of 8 per CPU. Fewer arenas keep less freed memory."""

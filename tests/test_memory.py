@@ -126,5 +126,5 @@ def test_memory_setting_change_needs_restart() -> None:
         old, server=dataclasses.replace(old.server, catalog_memory_mb=128)
     )
 
-    with pytest.raises(ConfigError, match="'server.catalog_memory_mb' changed from 64"):
+    with pytest.raises(ConfigError, match="'server.catalog_memory_mb' changed from 0"):
         _check_reloadable(old, new)
