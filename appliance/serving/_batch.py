@@ -142,7 +142,7 @@ def _read(source: Path) -> pa.Table:
             f"{source}: unsupported format {suffix!r}; score a .csv or .parquet file"
         )
     try:
-        return duckdb.sql(sql).fetch_arrow_table()
+        return duckdb.sql(sql).to_arrow_table()
     except duckdb.Error as exc:
         raise IngestError(f"{source}: cannot read file: {exc}") from None
 
