@@ -84,6 +84,8 @@ from appliance.storage._unchanged import (
     REPORT_KEY,
     check_unchanged,
     contract_fingerprint,
+    replaced_again,
+    is_in_latest,
 )
 from appliance.storage._view_keys import check_dropped_keys
 
@@ -191,9 +193,25 @@ def ingest(
     existing = find_version(catalog, dataset, version_id)
     if existing is None and mode == "append":
         paths = [str(s.path.resolve()) for s in sources] if same_paths else None
-        existing = find_by_sources(catalog, dataset, hashes, paths)
+        existing = find_by_sources(
+            catalog,
+            dataset,
+            hashes,
+            paths,
+            # A segment found by its path is the same flush, cut short by a crash.
+            None if same_paths else lambda v: is_in_latest(catalog, v, parent),
+        )
+    if existing is not None and mode == "replace" and parent is not None:
+        if existing.version != parent.version:
+            existing = replaced_again(parent, hashes, settings.contract)
+        if existing is None:
+            # The files' version is older than the latest, so they are stored
+            # again in a version that names the latest as the one it follows.
+            version_id = _version_id(
+                hashes, mode, parent, contract_fingerprint(settings.contract), parent
+            )
+            existing = find_version(catalog, dataset, version_id)
     if existing is not None:
-        # A segment found by its path is the same flush, cut short by a crash.
         checked = (
             []
             if same_paths
@@ -719,12 +737,15 @@ def _version_id(
     mode: Mode,
     parent: DatasetVersion | None,
     contract: str | None,
+    follows: DatasetVersion | None = None,
 ) -> str:
     parts = list(hashes)
     if mode == "append" and parent is not None:
         parts = ["append", parent.version, *parts]
     if contract is not None:
         parts += ["contract", contract]
+    if follows is not None:
+        parts += ["follows", follows.version]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
