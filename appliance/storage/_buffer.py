@@ -96,6 +96,7 @@ class IngestBuffer:
                     dataset=dataset,
                     row=index,
                 )
+            _check_keys(dataset, index, row)
             lines.append(json.dumps(row, separators=(",", ":"), default=str))
         if not lines:
             raise RequestError(
@@ -342,6 +343,25 @@ class IngestBuffer:
         )
         if self.on_flush is not None:
             self.on_flush(dataset, result)
+
+
+def _check_keys(dataset: str, index: int, row: dict[str, Any]) -> None:
+    """Reject a row whose column names the ingest of its segment would reject.
+
+    Found at the flush, such a name would reject the whole segment, with
+    the other rows of every request in it.
+    """
+    for key in row:
+        if key and "\0" not in key:
+            continue
+        problem = "is empty" if not key else "holds a NUL byte (0x00)"
+        shown = key.replace("\0", "\\0")
+        raise RequestError(
+            f"row {index} sent to dataset {dataset!r}: the column name '{shown}' "
+            f"{problem}; name every column of each row",
+            dataset=dataset,
+            row=index,
+        )
 
 
 def _quarantined(result: IngestResult) -> int:

@@ -85,6 +85,24 @@ def test_non_object_row_rejected(tmp_path: Path) -> None:
         buffer.append("events", [{"id": 1}, [1, 2]])
 
 
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [("", "'' is empty"), ("a\0b", "'a\\0b' holds a NUL byte (0x00)")],
+)
+def test_bad_column_name_rejected(tmp_path: Path, key: str, problem: str) -> None:
+    buffer = IngestBuffer(write_config(tmp_path))
+
+    with pytest.raises(RequestError) as raised:
+        buffer.append("events", [{"id": 1}, {"id": 2, key: 3}])
+
+    assert str(raised.value) == (
+        f"row 1 sent to dataset 'events': the column name {problem}; "
+        "name every column of each row"
+    )
+    assert raised.value.detail["row"] == 1
+    assert buffer.buffered("events") == (0, 0)
+
+
 def test_flush_appends_versions(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     buffer = IngestBuffer(config)
