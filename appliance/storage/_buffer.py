@@ -55,6 +55,10 @@ class _State:
     """Count of flushes that failed in a row, reset by a flush that succeeds."""
     retry_at: float | None = None
     """Monotonic time of the next attempt after a failed flush."""
+    rejected: int = 0
+    """Segments the ingest rejected as a whole since start."""
+    rejection: str | None = None
+    """Error of the latest rejected segment, naming its file in ``rejected/``."""
 
 
 class IngestBuffer:
@@ -119,6 +123,12 @@ class IngestBuffer:
         with self._lock:
             state = self._states.get(dataset, _State())
             return state.rows, state.flushed
+
+    def rejections(self, dataset: str) -> tuple[int, str | None]:
+        """Return the segments of `dataset` rejected since start and the latest error."""
+        with self._lock:
+            state = self._states.get(dataset, _State())
+            return state.rejected, state.rejection
 
     def start(self) -> None:
         """Flush what a previous run left, then flush by size or age in a thread."""
@@ -321,11 +331,17 @@ class IngestBuffer:
                     # move. After a crash in between, the next flush finds the
                     # segment's version and moves it.
                     move_source(catalog, dataset, result.version.version, segment, kept)
-        except IngestError:
+        except IngestError as exc:
             logger.exception(
                 "buffer segment rejected dataset=%s segment=%s", dataset, segment
             )
             _move(segment, segment.parent / "rejected")
+            with self._lock:
+                state = self._states.setdefault(dataset, _State())
+                state.rejected += 1
+                state.rejection = str(exc).replace(
+                    str(segment), str(segment.parent / "rejected" / segment.name)
+                )
             return
         if quarantined:
             _move(segment, kept.parent)

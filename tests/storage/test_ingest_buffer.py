@@ -124,6 +124,27 @@ def test_flush_appends_versions(tmp_path: Path) -> None:
     assert len(list((folder / "quarantined").iterdir())) == 1
 
 
+def test_rejected_segment_counted(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    buffer = IngestBuffer(config)
+    folder = config.storage.home / "buffer" / "events"
+    folder.mkdir(parents=True)
+    # A segment the reader rejects, as a file written by another tool would be.
+    (folder / "segment-00000000000000000001.jsonl").write_text('{"id": 1}\n[2]\n')
+
+    buffer.flush("events")
+
+    rejected, rejection = buffer.rejections("events")
+    kept = folder / "rejected" / "segment-00000000000000000001.jsonl"
+    assert rejected == 1
+    assert rejection == (
+        f"{kept}, line 2: an array where a JSON object was expected; write one "
+        'object per line (JSON Lines), such as {"id": 1, "name": "a"}'
+    )
+    assert kept.read_text() == '{"id": 1}\n[2]\n'
+    assert buffer.buffered("events") == (0, 0)
+
+
 def test_recovery_drops_torn_last_line(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     IngestBuffer(config).append("events", [{"id": 1, "value": 0.5}])
@@ -371,7 +392,13 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
             if status["flushes"] >= 1:
                 break
             time.sleep(0.2)
-        assert status == {"dataset": "events", "buffered": 0, "flushes": 1}
+        assert status == {
+            "dataset": "events",
+            "buffered": 0,
+            "flushes": 1,
+            "rejected_segments": 0,
+            "last_rejection": None,
+        }
         listed = httpx.get(
             f"{base}/v1/admin/quarantine", params={"dataset": "events"}, trust_env=False
         ).json()["rows"]
