@@ -125,7 +125,7 @@ class IngestBuffer:
             return state.rows, state.flushed
 
     def rejections(self, dataset: str) -> tuple[int, str | None]:
-        """Return the segments of `dataset` rejected since start and the latest error."""
+        """Return the count of `dataset`'s rejected segments and the latest error."""
         with self._lock:
             state = self._states.get(dataset, _State())
             return state.rejected, state.rejection
