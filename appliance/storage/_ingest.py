@@ -296,7 +296,12 @@ def _ingest_new(
     db.execute(
         "CREATE TEMP TABLE violations AS "
         + violations_sql(
-            active, types, staged.source_types, parent_scan, staged.inference.types
+            active,
+            types,
+            staged.source_types,
+            parent_scan,
+            staged.inference.types,
+            dataset,
         )
     )
     bad = db.execute(

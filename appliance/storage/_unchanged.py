@@ -186,7 +186,12 @@ def _violations(
         )
         db.execute(
             "CREATE TEMP TABLE violations AS "
-            + violations_sql(contract, column_types(contract, stored), source_types)
+            + violations_sql(
+                contract,
+                column_types(contract, stored),
+                source_types,
+                dataset=version.dataset,
+            )
         )
         bad, total = db.execute(
             "SELECT (SELECT count(DISTINCT _record) FROM violations), "
