@@ -84,8 +84,8 @@ from appliance.storage._unchanged import (
     REPORT_KEY,
     check_unchanged,
     contract_fingerprint,
-    replaced_again,
     is_in_latest,
+    replaced_again,
 )
 from appliance.storage._view_keys import check_dropped_keys
 
@@ -185,6 +185,7 @@ def ingest(
     check_distinct(sources)
     parent = latest_version(catalog, dataset, missing_ok=True)
     if parent is None:
+        _check_case(catalog, dataset)
         mode = "replace"
     version_id = _version_id(
         hashes, mode, parent, contract_fingerprint(settings.contract)
@@ -735,6 +736,25 @@ def _check_name(dataset: str) -> None:
     problem = dataset_name_problem(dataset)
     if problem is not None:
         raise IngestError(problem)
+
+
+def _check_case(catalog: Catalog, dataset: str) -> None:
+    """Reject a new dataset whose name differs from another's only in case.
+
+    SQL over datasets, such as a feature view's, names each dataset as a
+    DuckDB view, and DuckDB matches names regardless of case.
+    """
+    other = catalog.db.execute(
+        "SELECT dataset FROM dataset_versions WHERE lower(dataset) = lower(?) "
+        "AND dataset <> ? LIMIT 1",
+        [dataset, dataset],
+    ).fetchone()
+    if other is not None:
+        raise IngestError(
+            f"dataset name {dataset!r} differs from the existing dataset "
+            f"{other[0]!r} only in case, and SQL over datasets does not tell "
+            f"them apart; ingest into {other[0]!r} or choose another name"
+        )
 
 
 def _version_id(
