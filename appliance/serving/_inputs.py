@@ -315,9 +315,13 @@ def _arrow_numbers(
     model: str, name: str, kind: str, column: pa.ChunkedArray
 ) -> np.ndarray:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        values = [
-            _number(model, i, name, kind, v) for i, v in enumerate(column.to_pylist())
-        ]
+        texts = column.to_pylist()
+        # A CSV reader types a column as text when one value is not a number,
+        # so name that value before any number written as text.
+        for index, text in enumerate(texts):
+            if text is not None and not _is_number_text(text):
+                _number(model, index, name, kind, text)
+        values = [_number(model, i, name, kind, v) for i, v in enumerate(texts)]
         return np.asarray(values, dtype=np.float64)
     import pyarrow.compute as pc  # Arrow requests only; about 9 MB resident
 
@@ -343,6 +347,14 @@ def _arrow_numbers(
             for index in np.flatnonzero(finite & (array != 0) & (array != 1))[:1]:
                 _checked_number(model, int(index), name, kind, float(array[index]))
     return array
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _invalid(model: str, index: int, name: str, problem: str) -> RequestError:

@@ -72,7 +72,14 @@ async def buffer_status(name: str, request: Request[Any, Any, Any]) -> Response[
     buffered, flushed = state.ingest.buffered(name)
     if not buffered and not flushed and name not in state.config.datasets:
         await asyncio.to_thread(_check_exists, state, name)
-    body = {"dataset": name, "buffered": buffered, "flushes": flushed}
+    rejected, rejection = state.ingest.rejections(name)
+    body = {
+        "dataset": name,
+        "buffered": buffered,
+        "flushes": flushed,
+        "rejected_segments": rejected,
+        "last_rejection": rejection,
+    }
     return Response(_encode(body), media_type=JSON)
 
 

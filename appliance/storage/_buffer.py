@@ -55,6 +55,10 @@ class _State:
     """Count of flushes that failed in a row, reset by a flush that succeeds."""
     retry_at: float | None = None
     """Monotonic time of the next attempt after a failed flush."""
+    rejected: int = 0
+    """Segments the ingest rejected as a whole since start."""
+    rejection: str | None = None
+    """Error of the latest rejected segment, naming its file in ``rejected/``."""
 
 
 class IngestBuffer:
@@ -96,6 +100,7 @@ class IngestBuffer:
                     dataset=dataset,
                     row=index,
                 )
+            _check_keys(dataset, index, row)
             lines.append(json.dumps(row, separators=(",", ":"), default=str))
         if not lines:
             raise RequestError(
@@ -118,6 +123,12 @@ class IngestBuffer:
         with self._lock:
             state = self._states.get(dataset, _State())
             return state.rows, state.flushed
+
+    def rejections(self, dataset: str) -> tuple[int, str | None]:
+        """Return the count of `dataset`'s rejected segments and the latest error."""
+        with self._lock:
+            state = self._states.get(dataset, _State())
+            return state.rejected, state.rejection
 
     def start(self) -> None:
         """Flush what a previous run left, then flush by size or age in a thread."""
@@ -320,11 +331,17 @@ class IngestBuffer:
                     # move. After a crash in between, the next flush finds the
                     # segment's version and moves it.
                     move_source(catalog, dataset, result.version.version, segment, kept)
-        except IngestError:
+        except IngestError as exc:
             logger.exception(
                 "buffer segment rejected dataset=%s segment=%s", dataset, segment
             )
             _move(segment, segment.parent / "rejected")
+            with self._lock:
+                state = self._states.setdefault(dataset, _State())
+                state.rejected += 1
+                state.rejection = str(exc).replace(
+                    str(segment), str(segment.parent / "rejected" / segment.name)
+                )
             return
         if quarantined:
             _move(segment, kept.parent)
@@ -342,6 +359,25 @@ class IngestBuffer:
         )
         if self.on_flush is not None:
             self.on_flush(dataset, result)
+
+
+def _check_keys(dataset: str, index: int, row: dict[str, Any]) -> None:
+    """Reject a row whose column names the ingest of its segment would reject.
+
+    Found at the flush, such a name would reject the whole segment, with
+    the other rows of every request in it.
+    """
+    for key in row:
+        if key and "\0" not in key:
+            continue
+        problem = "is empty" if not key else "holds a NUL byte (0x00)"
+        shown = key.replace("\0", "\\0")
+        raise RequestError(
+            f"row {index} sent to dataset {dataset!r}: the column name '{shown}' "
+            f"{problem}; name every column of each row",
+            dataset=dataset,
+            row=index,
+        )
 
 
 def _quarantined(result: IngestResult) -> int:

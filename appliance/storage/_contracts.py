@@ -83,6 +83,7 @@ def violations_sql(
     source_types: Mapping[str, str],
     parent_scan: str | None = None,
     fitting: Mapping[str, ColumnType] | None = None,
+    dataset: str = "NAME",
 ) -> str:
     """Return a query listing every broken rule of the rows in `STAGED`.
 
@@ -94,6 +95,8 @@ def violations_sql(
             already present there is a violation too (append mode).
         fitting: Types that every value of the staged rows is known to convert
             to (inferred from these rows); their conversion is not checked again.
+        dataset: Name of the dataset, for the configuration table that a
+            message tells to change.
     """
     parts = []
     for name, column in types.items():
@@ -116,7 +119,7 @@ def violations_sql(
             parts.append(_nul_check(name))
         rule = contract.columns.get(name)
         if column.type in FLOAT_TYPES and not (rule and rule.allow_infinity):
-            parts.append(_infinity_check(name, value, text))
+            parts.append(_infinity_check(name, value, text, dataset))
         if rule is not None:
             parts += _rule_checks(name, rule, value, text, nan)
     if contract.unique_key:
@@ -154,7 +157,7 @@ def _nul_check(name: str) -> str:
     )
 
 
-def _infinity_check(name: str, value: str, text: str) -> str:
+def _infinity_check(name: str, value: str, text: str, dataset: str) -> str:
     """Return the check that finds infinite values.
 
     The predict route rejects an infinite input, so a model should not be
@@ -164,7 +167,8 @@ def _infinity_check(name: str, value: str, text: str) -> str:
         name,
         text,
         f"'value \"' || {text} || '\" is not a finite number; fix it, or set "
-        f"allow_infinity = true in [datasets.NAME.contract.columns.{_escape(name)}]'",
+        f"allow_infinity = true in "
+        f"[datasets.{_escape(dataset)}.contract.columns.{_escape(name)}]'",
         f"isinf({value})",
     )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -136,22 +137,28 @@ def find_by_sources(
     dataset: str,
     hashes: list[str],
     paths: list[str] | None = None,
+    accept: Callable[[DatasetVersion], bool] | None = None,
 ) -> DatasetVersion | None:
     """Return a version of `dataset` built from exactly the files of `hashes`.
 
     Args:
         paths: When given, the version must also have read the files from
             these paths, in the order of `hashes`.
+        accept: When given, the version must also pass this test.
     """
     if paths is None:
         wanted = sorted(hashes)
         for version in list_versions(catalog, dataset):
-            if sorted(s["sha256"] for s in version.sources) == wanted:
+            if sorted(s["sha256"] for s in version.sources) == wanted and (
+                accept is None or accept(version)
+            ):
                 return version
         return None
     pairs = sorted(zip(hashes, paths))
     for version in list_versions(catalog, dataset):
-        if sorted((s["sha256"], s["path"]) for s in version.sources) == pairs:
+        if sorted((s["sha256"], s["path"]) for s in version.sources) == pairs and (
+            accept is None or accept(version)
+        ):
             return version
     return None
 

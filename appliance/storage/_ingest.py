@@ -84,6 +84,8 @@ from appliance.storage._unchanged import (
     REPORT_KEY,
     check_unchanged,
     contract_fingerprint,
+    is_in_latest,
+    replaced_again,
 )
 from appliance.storage._view_keys import check_dropped_keys
 
@@ -183,6 +185,7 @@ def ingest(
     check_distinct(sources)
     parent = latest_version(catalog, dataset, missing_ok=True)
     if parent is None:
+        _check_case(catalog, dataset)
         mode = "replace"
     version_id = _version_id(
         hashes, mode, parent, contract_fingerprint(settings.contract)
@@ -191,9 +194,25 @@ def ingest(
     existing = find_version(catalog, dataset, version_id)
     if existing is None and mode == "append":
         paths = [str(s.path.resolve()) for s in sources] if same_paths else None
-        existing = find_by_sources(catalog, dataset, hashes, paths)
+        existing = find_by_sources(
+            catalog,
+            dataset,
+            hashes,
+            paths,
+            # A segment found by its path is the same flush, cut short by a crash.
+            None if same_paths else lambda v: is_in_latest(catalog, v, parent),
+        )
+    if existing is not None and mode == "replace" and parent is not None:
+        if existing.version != parent.version:
+            existing = replaced_again(parent, hashes, settings.contract)
+        if existing is None:
+            # The files' version is older than the latest, so they are stored
+            # again in a version that names the latest as the one it follows.
+            version_id = _version_id(
+                hashes, mode, parent, contract_fingerprint(settings.contract), parent
+            )
+            existing = find_version(catalog, dataset, version_id)
     if existing is not None:
-        # A segment found by its path is the same flush, cut short by a crash.
         checked = (
             []
             if same_paths
@@ -278,7 +297,12 @@ def _ingest_new(
     db.execute(
         "CREATE TEMP TABLE violations AS "
         + violations_sql(
-            active, types, staged.source_types, parent_scan, staged.inference.types
+            active,
+            types,
+            staged.source_types,
+            parent_scan,
+            staged.inference.types,
+            dataset,
         )
     )
     bad = db.execute(
@@ -714,17 +738,39 @@ def _check_name(dataset: str) -> None:
         raise IngestError(problem)
 
 
+def _check_case(catalog: Catalog, dataset: str) -> None:
+    """Reject a new dataset whose name differs from another's only in case.
+
+    SQL over datasets, such as a feature view's, names each dataset as a
+    DuckDB view, and DuckDB matches names regardless of case.
+    """
+    other = catalog.db.execute(
+        "SELECT dataset FROM dataset_versions WHERE lower(dataset) = lower(?) "
+        "AND dataset <> ? LIMIT 1",
+        [dataset, dataset],
+    ).fetchone()
+    if other is not None:
+        raise IngestError(
+            f"dataset name {dataset!r} differs from the existing dataset "
+            f"{other[0]!r} only in case, and SQL over datasets does not tell "
+            f"them apart; ingest into {other[0]!r} or choose another name"
+        )
+
+
 def _version_id(
     hashes: list[str],
     mode: Mode,
     parent: DatasetVersion | None,
     contract: str | None,
+    follows: DatasetVersion | None = None,
 ) -> str:
     parts = list(hashes)
     if mode == "append" and parent is not None:
         parts = ["append", parent.version, *parts]
     if contract is not None:
         parts += ["contract", contract]
+    if follows is not None:
+        parts += ["follows", follows.version]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 

@@ -284,17 +284,25 @@ def _other_sql(source: SourceFile) -> str:
     path = _literal(str(source.path))
     if source.reader == "read_parquet":
         return f"read_parquet({path})"
-    return f"read_json({path}, format='newline_delimited', sample_size=-1)"
+    # Without map_inference_threshold=-1, DuckDB 2.0.1 reads a file whose
+    # objects have 200 or more distinct keys as one MAP column.
+    return (
+        f"read_json({path}, format='newline_delimited', sample_size=-1, "
+        "map_inference_threshold=-1)"
+    )
 
 
 def _check_json_objects(db: duckdb.DuckDBPyConnection, index: int, path: Path) -> None:
     """Raise for the first line of a JSON-lines file that is not a JSON object.
 
-    When any line contains an array, a number or a string, DuckDB reads the
-    whole file as one column named ``json`` with each line as one value. Only
-    a table of that one column is scanned again in Python.
+    When any line contains an array, a number or a string, or an object with
+    an empty key, DuckDB reads the whole file as one column named ``json``
+    with each line as one value. Only a table of that one column is scanned
+    again in Python.
     """
     names = [row[0] for row in db.execute(f"DESCRIBE rows_{index}").fetchall()]
+    if any("\0" in name for name in names):
+        _raise_nul_key(path)
     if names != ["json"]:
         return
     with path.open("rb") as lines:
@@ -309,6 +317,27 @@ def _check_json_objects(db: duckdb.DuckDBPyConnection, index: int, path: Path) -
                     "expected; write one object per line (JSON Lines), such as "
                     '{"id": 1, "name": "a"}'
                 )
+            if "" in value:
+                raise IngestError(
+                    f'{path}, line {number}: the key "" is an empty column name; '
+                    "name the column, or remove the key from that object"
+                )
+
+
+def _raise_nul_key(path: Path) -> None:
+    """Raise for the first line of a JSON-lines file with a NUL byte in a key."""
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            value = json.loads(line) if line.strip() else None
+            if not isinstance(value, dict):
+                continue
+            for key in value:
+                if "\0" in key:
+                    shown = key.replace("\0", "\\0")
+                    raise IngestError(
+                        f"{path}, line {number}: the key '{shown}' holds a NUL "
+                        "byte (0x00); remove NUL bytes from the file"
+                    )
 
 
 def _raise_malformed_line(path: Path) -> None:

@@ -5,8 +5,12 @@ A version id is a hash of the source files' hashes, of the parent in
 ``replace`` of the same bytes under another contract makes a new version,
 checked against that contract. An ``append`` of files that an earlier
 version already holds is not written again, because their accepted rows
-would be stored twice. `check_unchanged` decides whether that earlier
-version may stand: it checks the version's own rows against the current
+would be stored twice. An earlier version is reused only while its rows
+are part of the latest version. In ``replace`` mode the latest version must
+be made of the same files (`replaced_again`). In ``append`` mode the found
+version must be the latest or an ancestor it appends to (`is_in_latest`).
+Otherwise the files are ingested again. `check_unchanged` decides whether
+that earlier version may stand: it checks the version's own rows against the current
 contract when the version was written under another one, and a strict
 ingest rejects a version that quarantined rows or had warnings.
 """
@@ -23,8 +27,9 @@ import duckdb
 
 from appliance.config import ColumnRule, ContractConfig
 from appliance.errors import IngestError
+from appliance.storage._catalog import Catalog
 from appliance.storage._contracts import STAGED, column_types, violations_sql
-from appliance.storage._datasets import DatasetVersion, scan_sql
+from appliance.storage._datasets import DatasetVersion, find_version, scan_sql
 from appliance.storage._types import ColumnType
 
 logger = logging.getLogger(__name__)
@@ -50,6 +55,49 @@ def contract_fingerprint(contract: ContractConfig | None) -> str | None:
     rules = {"columns": columns, "unique_key": list(contract.unique_key)}
     text = json.dumps(rules, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def is_in_latest(
+    catalog: Catalog, version: DatasetVersion, latest: DatasetVersion | None
+) -> bool:
+    """Return whether the rows of `version` are part of the latest version.
+
+    They are when `version` is the latest version or one of the ancestors it
+    appends to. An ``append`` of the files of a version that a later
+    ``replace`` left out must make a new version, or the ingest would report
+    the files as stored while the latest version lacks their rows.
+    """
+    if latest is None:
+        return False
+    if version.version == latest.version:
+        return True
+    own = f"{version.path}/"
+    if any(glob.startswith(own) for glob in latest.files):
+        return True
+    # An append with no accepted row adds no file, so follow the parent links.
+    current: DatasetVersion | None = latest
+    while current is not None and current.mode == "append" and current.parent:
+        if current.parent == version.version:
+            return True
+        current = find_version(catalog, current.dataset, current.parent)
+    return False
+
+
+def replaced_again(
+    latest: DatasetVersion, hashes: list[str], contract: ContractConfig | None
+) -> DatasetVersion | None:
+    """Return `latest` when it is a ``replace`` of the same files and contract.
+
+    A ``replace`` of the files of an older version finds that version by its
+    id. The ingest may reuse a version only when the latest version is made
+    of the same files, because otherwise the dataset would keep other rows.
+    """
+    same = (
+        latest.mode == "replace"
+        and sorted(s["sha256"] for s in latest.sources) == sorted(hashes)
+        and latest.report.get(REPORT_KEY) == contract_fingerprint(contract)
+    )
+    return latest if same else None
 
 
 def check_unchanged(
@@ -138,7 +186,12 @@ def _violations(
         )
         db.execute(
             "CREATE TEMP TABLE violations AS "
-            + violations_sql(contract, column_types(contract, stored), source_types)
+            + violations_sql(
+                contract,
+                column_types(contract, stored),
+                source_types,
+                dataset=version.dataset,
+            )
         )
         bad, total = db.execute(
             "SELECT (SELECT count(DISTINCT _record) FROM violations), "

@@ -223,6 +223,20 @@ def test_arrow_rules_match_json_rules():
     assert warnings == []
 
 
+def test_arrow_text_numbers_name_bad_value():
+    from appliance.serving import table_to_columns
+
+    request = [{"name": "income", "type": "number", "sql_type": "DOUBLE"}]
+    # A CSV reader types this column as text because of its third value.
+    table = pa.table({"income": pa.array(["1.5", None, "abc", "2"])})
+
+    with pytest.raises(RequestError) as raised:
+        table_to_columns("m", request, table)
+
+    assert raised.value.detail["row"] == 2
+    assert "must be a number or null, got 'abc'" in str(raised.value)
+
+
 def test_model_nan_output_returned_as_null(served):
     _, model, _ = served
     formatted = model.format(np.array([[math.nan, math.nan]]))

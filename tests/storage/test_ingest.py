@@ -15,11 +15,13 @@ import pytest
 
 from appliance.config import DatasetConfig, load_config
 from appliance.errors import ConfigError, IngestError
+from appliance.features import open_store
 from appliance.storage import (
     Catalog,
     DatasetVersion,
     ingest,
     latest_version,
+    list_versions,
     scan_sql,
 )
 
@@ -285,6 +287,22 @@ def test_ingest_valid_dataset_name(catalog: Catalog, tmp_path: Path, name: str) 
     result = ingest(catalog, name, [source])
 
     assert result.version.dataset == name
+
+
+def test_dataset_name_case_clash_rejected(catalog: Catalog, tmp_path: Path) -> None:
+    source = write_csv(SMALL, tmp_path / "small.csv")
+    ingest(catalog, "Planes", [source])
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "planes", [source])
+
+    assert str(raised.value) == (
+        "dataset name 'planes' differs from the existing dataset 'Planes' only in "
+        "case, and SQL over datasets does not tell them apart; ingest into "
+        "'Planes' or choose another name"
+    )
+    assert [v.dataset for v in list_versions(catalog)] == ["Planes"]
+    assert open_store(catalog).versions == {"Planes": list_versions(catalog)[0].version}
 
 
 def test_config_dataset_name_checked(tmp_path: Path) -> None:

@@ -85,6 +85,24 @@ def test_non_object_row_rejected(tmp_path: Path) -> None:
         buffer.append("events", [{"id": 1}, [1, 2]])
 
 
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [("", "'' is empty"), ("a\0b", "'a\\0b' holds a NUL byte (0x00)")],
+)
+def test_bad_column_name_rejected(tmp_path: Path, key: str, problem: str) -> None:
+    buffer = IngestBuffer(write_config(tmp_path))
+
+    with pytest.raises(RequestError) as raised:
+        buffer.append("events", [{"id": 1}, {"id": 2, key: 3}])
+
+    assert str(raised.value) == (
+        f"row 1 sent to dataset 'events': the column name {problem}; "
+        "name every column of each row"
+    )
+    assert raised.value.detail["row"] == 1
+    assert buffer.buffered("events") == (0, 0)
+
+
 def test_flush_appends_versions(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     buffer = IngestBuffer(config)
@@ -104,6 +122,27 @@ def test_flush_appends_versions(tmp_path: Path) -> None:
     folder = config.storage.home / "buffer" / "events"
     assert not (folder / "wal.jsonl").exists()
     assert len(list((folder / "quarantined").iterdir())) == 1
+
+
+def test_rejected_segment_counted(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    buffer = IngestBuffer(config)
+    folder = config.storage.home / "buffer" / "events"
+    folder.mkdir(parents=True)
+    # A segment the reader rejects, as a file written by another tool would be.
+    (folder / "segment-00000000000000000001.jsonl").write_text('{"id": 1}\n[2]\n')
+
+    buffer.flush("events")
+
+    rejected, rejection = buffer.rejections("events")
+    kept = folder / "rejected" / "segment-00000000000000000001.jsonl"
+    assert rejected == 1
+    assert rejection == (
+        f"{kept}, line 2: an array where a JSON object was expected; write one "
+        'object per line (JSON Lines), such as {"id": 1, "name": "a"}'
+    )
+    assert kept.read_text() == '{"id": 1}\n[2]\n'
+    assert buffer.buffered("events") == (0, 0)
 
 
 def test_recovery_drops_torn_last_line(tmp_path: Path) -> None:
@@ -353,7 +392,13 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
             if status["flushes"] >= 1:
                 break
             time.sleep(0.2)
-        assert status == {"dataset": "events", "buffered": 0, "flushes": 1}
+        assert status == {
+            "dataset": "events",
+            "buffered": 0,
+            "flushes": 1,
+            "rejected_segments": 0,
+            "last_rejection": None,
+        }
         listed = httpx.get(
             f"{base}/v1/admin/quarantine", params={"dataset": "events"}, trust_env=False
         ).json()["rows"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -548,6 +549,41 @@ def test_mixed_json_types_read_as_text(catalog: Catalog, write_file: WriteFile) 
         (2, '{"a":[1]}', 2),
         (3, "y z", None),
     ]
+
+
+def test_json_empty_key_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("blank.jsonl", '{"id": 1}\n{"id": 2, "": 3}\n')
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "blank", [path])
+
+    assert str(raised.value) == (
+        f'{path}, line 2: the key "" is an empty column name; name the column, '
+        "or remove the key from that object"
+    )
+
+
+def test_json_nul_key_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("nulkey.jsonl", '{"id": 1}\n{"id": 2, "a\\u0000b": 3}\n')
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "nulkey", [path])
+
+    assert str(raised.value) == (
+        f"{path}, line 2: the key 'a\\0b' holds a NUL byte (0x00); remove NUL "
+        "bytes from the file"
+    )
+
+
+def test_wide_json_keeps_columns(catalog: Catalog, write_file: WriteFile) -> None:
+    row = {f"c{i}": i for i in range(300)}
+    path = write_file("wide.jsonl", json.dumps(row) + "\n")
+
+    result = ingest(catalog, "wide", [path])
+
+    assert len(result.version.schema) == 300
+    assert result.version.schema["c299"] == "BIGINT"
+    assert rows_of(catalog, result) == [tuple(range(300))]
 
 
 def test_mixed_json_append_quarantines_value(

@@ -24,7 +24,7 @@ VALUES = [1.5, math.nan, math.inf, -math.inf, None, 2.5]
 STORED = [(1, 1.5), (2, None), (5, None), (6, 2.5)]
 INFINITE_REASON = (
     "is not a finite number; fix it, or set allow_infinity = true in "
-    "[datasets.NAME.contract.columns.b]"
+    "[datasets.values.contract.columns.b]"
 )
 
 

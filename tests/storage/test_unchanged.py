@@ -9,7 +9,14 @@ import pytest
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError
-from appliance.storage import Catalog, ingest, list_quarantine, list_versions
+from appliance.storage import (
+    Catalog,
+    ingest,
+    latest_version,
+    list_quarantine,
+    list_versions,
+    scan_sql,
+)
 from appliance.storage._unchanged import contract_fingerprint
 
 WriteFile = Callable[[str, bytes | str], Path]
@@ -133,3 +140,70 @@ def test_contract_defaults_keep_fingerprint() -> None:
     assert contract_fingerprint(plain) == contract_fingerprint(spelled)
     assert contract_fingerprint(plain) != contract_fingerprint(tighter)
     assert contract_fingerprint(None) is None
+
+
+def latest_rows(catalog: Catalog, dataset: str) -> list[tuple[object, ...]]:
+    version = latest_version(catalog, dataset)
+    assert version is not None
+    return catalog.db.execute(scan_sql(version) + " ORDER BY ALL").fetchall()
+
+
+def test_replace_with_older_files_restores_them(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    a = write_file("a.csv", "k,v\n1,a\n2,b\n")
+    b = write_file("b.csv", "k,v\n3,c\n")
+    first = ingest(catalog, "d", [a])
+    ingest(catalog, "d", [b])
+
+    restored = ingest(catalog, "d", [a])
+    again = ingest(catalog, "d", [a])
+
+    assert restored.created
+    assert restored.version.version != first.version.version
+    assert latest_rows(catalog, "d") == [(1, "a"), (2, "b")]
+    assert not again.created
+    assert again.version.version == restored.version.version
+
+
+def test_replace_after_append_drops_appended_rows(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    a = write_file("a.csv", "k,v\n1,a\n")
+    ingest(catalog, "d", [a])
+    ingest(catalog, "d", [write_file("b.csv", "k,v\n2,b\n")], "append")
+
+    replaced = ingest(catalog, "d", [a])
+
+    assert replaced.created
+    assert latest_rows(catalog, "d") == [(1, "a")]
+
+
+def test_append_of_replaced_files_stored_again(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    a = write_file("a.csv", "k,v\n1,a\n")
+    ingest(catalog, "d", [a])
+    ingest(catalog, "d", [write_file("b.csv", "k,v\n2,b\n")])
+
+    appended = ingest(catalog, "d", [a], "append")
+    again = ingest(catalog, "d", [a], "append")
+
+    assert appended.created
+    assert latest_rows(catalog, "d") == [(1, "a"), (2, "b")]
+    assert not again.created
+    assert again.version.version == appended.version.version
+
+
+def test_append_of_ancestor_files_unchanged(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    a = write_file("a.csv", "k,v\n1,a\n")
+    first = ingest(catalog, "d", [a])
+    ingest(catalog, "d", [write_file("b.csv", "k,v\n2,b\n")], "append")
+
+    again = ingest(catalog, "d", [a], "append")
+
+    assert not again.created
+    assert again.version.version == first.version.version
+    assert latest_rows(catalog, "d") == [(1, "a"), (2, "b")]
