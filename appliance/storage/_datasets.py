@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from appliance.config import dataset_name_problem
 from appliance.errors import NotFoundError, StorageError
 from appliance.storage._catalog import Catalog
 
@@ -78,6 +79,10 @@ def latest_version(
     if row is None:
         if missing_ok:
             return None
+        # An ingest cannot create a dataset of an invalid name, so say why.
+        problem = dataset_name_problem(dataset)
+        if problem is not None:
+            raise NotFoundError(problem)
         raise NotFoundError(
             f"dataset {dataset!r} has no version; run 'appliance ingest {dataset} "
             "FILE' first"

@@ -324,3 +324,14 @@ def test_damaged_catalog_named(tmp_path: Path) -> None:
     assert message.startswith(f"cannot open the catalog {home / 'catalog.duckdb'}")
     assert "The file is damaged or not a DuckDB database" in message
     assert "Another appliance process" not in message
+
+
+def test_unknown_dataset_names_next_step(catalog: Catalog) -> None:
+    with pytest.raises(NotFoundError) as missing:
+        get_dataset_version(catalog, "trips")
+    with pytest.raises(NotFoundError) as invalid:
+        get_dataset_version(catalog, "bad name")
+
+    assert "run 'appliance ingest trips FILE' first" in str(missing.value)
+    assert str(invalid.value).startswith("invalid dataset name 'bad name';")
+    assert "appliance ingest" not in str(invalid.value)
