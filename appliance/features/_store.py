@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from appliance.config import FeatureViewConfig
 from appliance.derive import ExpressionError, check_expression
-from appliance.errors import ConfigError
+from appliance.errors import ConfigError, StorageError
 from appliance.features._join import join_table
 from appliance.features._prepared import ViewCache
 from appliance.features._sql import feature_columns, ident, join_sql
@@ -204,14 +204,36 @@ def open_store(catalog: Catalog) -> FeatureStore:
 
 
 def store_of(versions: Sequence[DatasetVersion] | object) -> FeatureStore:
-    """Open a store with a view over each of `versions`, named by its dataset."""
+    """Open a store with a view over each of `versions`, named by its dataset.
+
+    Raises:
+        StorageError: Two datasets have names that differ only in case.
+    """
+    versions = list(versions)  # type: ignore[call-overload]
+    _check_case_clash([version.dataset for version in versions])
     db = duckdb.connect()
     db.execute("SET TimeZone = 'UTC'")
     read = {}
-    for version in versions:  # type: ignore[attr-defined]
+    for version in versions:
         db.execute(f"CREATE VIEW {ident(version.dataset)} AS {scan_sql(version)}")
         read[version.dataset] = version.version
     return FeatureStore(db, read)
+
+
+def _check_case_clash(names: list[str]) -> None:
+    """Raise when two dataset names differ only in case; DuckDB's names ignore it."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            # TODO: a command that removes a dataset would let the user keep
+            # the rest of such a home.
+            raise StorageError(
+                f"datasets {other!r} and {name!r} differ only in case, and SQL "
+                "names ignore case, so feature views cannot read them; ingest no "
+                "longer accepts such a second name, but this catalog has both. "
+                "Ingest the data again into a new home with distinct names"
+            )
 
 
 def model_views(

@@ -270,3 +270,18 @@ def test_frame_row_order_repeats(tmp_path: Path) -> None:
     assert first.x_test["flight"].tolist() == second.x_test["flight"].tolist()
     seen = first.x_train["flight"].tolist() + first.x_test["flight"].tolist()
     assert sorted(seen) == list(range(200_000))
+
+
+def test_store_rejects_case_clashing_datasets() -> None:
+    from types import SimpleNamespace
+
+    from appliance.errors import StorageError
+    from appliance.features._store import store_of
+
+    versions = [SimpleNamespace(dataset="planes"), SimpleNamespace(dataset="Planes")]
+
+    with pytest.raises(StorageError) as raised:
+        store_of(versions)
+
+    assert "datasets 'planes' and 'Planes' differ only in case" in str(raised.value)
+    assert "new home with distinct names" in str(raised.value)
