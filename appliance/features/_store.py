@@ -221,7 +221,7 @@ def store_of(versions: Sequence[DatasetVersion] | object) -> FeatureStore:
 
 
 def _check_case_clash(names: list[str]) -> None:
-    """Raise when two dataset names differ only in case; DuckDB's names ignore it."""
+    """Raise when two dataset names differ only in case, which DuckDB ignores."""
     seen: dict[str, str] = {}
     for name in names:
         other = seen.setdefault(name.lower(), name)
