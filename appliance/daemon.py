@@ -87,9 +87,10 @@ GIL_SWITCH_SECONDS = 0.0005
 
 The prediction log writer and the streaming monitors run Python code in
 their own threads. A request that arrives while one of them holds the GIL
-waits up to this interval before the interpreter makes it switch. On the
-benchmark machine at c=1, the p99 fell from 3.9 to 2.7 ms in two alternated
-runs each; turning the monitors off gave about 1.4 ms."""
+waits up to this interval before the interpreter makes it switch. In one-off
+alternated runs at c=1 (two each, an estimate), the p99 fell from 3.9 to 2.7
+ms, and turning the monitors off gave about 1.4 ms. The full benchmark
+(`benchmarks/serving.py`) still measured 3.16 ms with it."""
 
 
 @contextlib.asynccontextmanager

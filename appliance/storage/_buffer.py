@@ -370,7 +370,7 @@ def _check_keys(dataset: str, index: int, row: dict[str, Any]) -> None:
     for key in row:
         if key and "\0" not in key:
             continue
-        problem = "is empty" if not key else "holds a NUL byte (0x00)"
+        problem = "is empty" if not key else "contains a NUL byte (0x00)"
         shown = key.replace("\0", "\\0")
         raise RequestError(
             f"row {index} sent to dataset {dataset!r}: the column name '{shown}' "

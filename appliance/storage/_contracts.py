@@ -151,7 +151,7 @@ def _nul_check(name: str) -> str:
         shown,
         "'value \"' || "
         + shown
-        + " || '\" holds a NUL byte (0x00) at character ' || "
+        + " || '\" contains a NUL byte (0x00) at character ' || "
         + f"instr({raw}, chr(0)) || '; remove NUL bytes from the source'",
         f"contains({raw}, chr(0))",
     )

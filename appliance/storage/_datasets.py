@@ -79,7 +79,8 @@ def latest_version(
     if row is None:
         if missing_ok:
             return None
-        # An ingest cannot create a dataset of an invalid name, so say why.
+        # No ingest can create a dataset of an invalid name, so the error gives
+        # the name rule rather than an ingest command.
         problem = dataset_name_problem(dataset)
         if problem is not None:
             raise NotFoundError(problem)

@@ -335,7 +335,7 @@ def _raise_nul_key(path: Path) -> None:
                 if "\0" in key:
                     shown = key.replace("\0", "\\0")
                     raise IngestError(
-                        f"{path}, line {number}: the key '{shown}' holds a NUL "
+                        f"{path}, line {number}: the key '{shown}' contains a NUL "
                         "byte (0x00); remove NUL bytes from the file"
                     )
 

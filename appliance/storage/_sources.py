@@ -275,7 +275,7 @@ def _header(path: Path, delimiter: str, quote: str, encoding: str) -> list[str]:
         if "\x00" in name:
             shown = name.replace("\x00", "\\0")
             raise IngestError(
-                f"{path}, line 1, column {index}: the header name '{shown}' holds "
+                f"{path}, line 1, column {index}: the header name '{shown}' contains "
                 "a NUL byte (0x00); remove NUL bytes from the file"
             )
         if name in seen:

@@ -87,7 +87,7 @@ def test_non_object_row_rejected(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("key", "problem"),
-    [("", "'' is empty"), ("a\0b", "'a\\0b' holds a NUL byte (0x00)")],
+    [("", "'' is empty"), ("a\0b", "'a\\0b' contains a NUL byte (0x00)")],
 )
 def test_bad_column_name_rejected(tmp_path: Path, key: str, problem: str) -> None:
     buffer = IngestBuffer(write_config(tmp_path))

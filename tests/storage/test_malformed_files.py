@@ -492,7 +492,7 @@ def test_nul_byte_row_quarantined(catalog: Catalog, write_file: WriteFile) -> No
         "a\\0b",
     )
     assert row.reason == (
-        'value "a\\0b" holds a NUL byte (0x00) at character 2; remove NUL bytes '
+        'value "a\\0b" contains a NUL byte (0x00) at character 2; remove NUL bytes '
         "from the source"
     )
     assert row.row == {"id": 2, "name": "a\x00b", "v": 2.5}
@@ -516,7 +516,7 @@ def test_nul_byte_rejected_when_strict(catalog: Catalog, write_file: WriteFile) 
     with pytest.raises(IngestError) as raised:
         ingest(catalog, "nul", [path], strict=True)
 
-    assert f"{path.resolve()}, line 3, column 'name': value \"b\\0\" holds a NUL" in (
+    assert f"{path.resolve()}, line 3, column 'name': value \"b\\0\" contains a NUL" in (
         str(raised.value)
     )
 
@@ -528,7 +528,7 @@ def test_nul_byte_in_header_rejected(catalog: Catalog, write_file: WriteFile) ->
         ingest(catalog, "nulhead", [path])
 
     assert str(raised.value) == (
-        f"{path}, line 1, column 2: the header name 'na\\0me' holds a NUL byte "
+        f"{path}, line 1, column 2: the header name 'na\\0me' contains a NUL byte "
         "(0x00); remove NUL bytes from the file"
     )
 
@@ -570,7 +570,7 @@ def test_json_nul_key_rejected(catalog: Catalog, write_file: WriteFile) -> None:
         ingest(catalog, "nulkey", [path])
 
     assert str(raised.value) == (
-        f"{path}, line 2: the key 'a\\0b' holds a NUL byte (0x00); remove NUL "
+        f"{path}, line 2: the key 'a\\0b' contains a NUL byte (0x00); remove NUL "
         "bytes from the file"
     )
 
