@@ -151,6 +151,39 @@ class StreamMonitor:
         self._rows += 1
         return events
 
+    def observe_predictions(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        outputs: Sequence[Sequence[float] | float],
+    ) -> list[DriftEvent]:
+        """Feed predicted rows and their outputs in order; return the detections.
+
+        The same detections, in the same order, as `observe_prediction` row by
+        row, at about half its cost: each detector takes its column at once.
+        """
+        base = self._rows
+        found: list[tuple[int, int, DriftEvent]] = []
+        for rank, (name, detector) in enumerate(self._numeric_detectors):
+            for offset, cause in detector.update_many([row.get(name) for row in rows]):
+                event = DriftEvent("feature", name, cause, base + offset)
+                found.append((offset, rank, event))
+        rank = len(self._numeric_detectors)
+        for name, detector in self._category_detectors:
+            for offset in detector.update_many([row.get(name) for row in rows]):
+                event = DriftEvent("feature", name, "frequency", base + offset)
+                found.append((offset, rank, event))
+            rank += 1
+        scores = [
+            float(out) if isinstance(out, int | float) else float(out[-1])
+            for out in outputs
+        ]
+        for offset in self._prediction.update_many(scores):
+            event = DriftEvent("prediction", "prediction", "mean", base + offset)
+            found.append((offset, rank, event))
+        self._rows += len(rows)
+        found.sort(key=lambda item: item[:2])
+        return [event for _, _, event in found]
+
     def observe_label(
         self, label: float, output: Sequence[float] | float
     ) -> list[DriftEvent]:

@@ -28,6 +28,7 @@ from appliance.monitoring._monitor import DetectorSettings, DriftEvent, StreamMo
 from appliance.monitoring._store import MonitoringStore
 from appliance.monitoring._versions import VersionMetrics
 from appliance.monitoring._webhook import send_webhook
+from appliance.pacing import Pacer
 from appliance.storage import LabelRow
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,11 @@ QUEUE_MAX_REQUESTS = 10_000
 """Requests waiting for the detectors above which new ones are not monitored."""
 _DRAIN_SECONDS = 0.05
 """Period at which the worker feeds the queued requests to the detectors."""
+_RUN_ROWS = 1024
+"""Maximum rows of consecutive JSON requests taken from the queue at once."""
+_UNIT_ROWS = 16
+"""Rows fed to the detectors under one hold of the lock, between two ticks
+of the pacer."""
 
 Found = tuple[int, Any, Any]
 """Version, output and event time value of one logged prediction row."""
@@ -101,6 +107,7 @@ class MonitoringService:
         self._queue: deque[tuple[ModelInfo, list[Any], list[Any]]] = deque()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pacer = Pacer()
         self.dropped = 0
         """Requests not monitored because the queue was full."""
         self.observed = 0
@@ -328,26 +335,50 @@ class MonitoringService:
         while True:
             stopping = self._stopping.wait(_DRAIN_SECONDS)
             while self._queue:
-                self._observe(*self._queue.popleft())
+                self._observe(*self._take_run())
             if stopping:
                 return
             if time.monotonic() - saved_at >= self.save_seconds:
                 self.save()
                 saved_at = time.monotonic()
 
+    def _take_run(self) -> tuple[ModelInfo, list[Any], list[Any], str | None]:
+        """Pop the next queued request, joined with the JSON requests of the
+        same model version queued right after it, up to about `_RUN_ROWS` rows."""
+        info, rows, outputs, request_id = self._queue.popleft()
+        if request_id is not None:
+            return info, rows, outputs, request_id
+        rows, outputs = list(rows), list(outputs)
+        queue = self._queue
+        while queue and len(rows) < _RUN_ROWS:
+            following = queue[0]
+            if following[0] is not info or following[3] is not None:
+                break
+            queue.popleft()
+            rows += following[1]
+            outputs += following[2]
+        return info, rows, outputs, None
+
     def _observe(
         self, info: ModelInfo, rows: Any, outputs: Any, request_id: str | None
     ) -> None:
-        events: list[DriftEvent] = []
         try:
             if request_id is not None:
                 rows, outputs = self._convert(info, request_id, rows, outputs)
-            with self._lock:
-                monitor = self._monitor(info, info.version)
-                for row, output in zip(rows, outputs, strict=True):
-                    if isinstance(row, dict):
-                        events += monitor.observe_prediction(row, output)
-                        self.observed += 1
+            pairs = zip(rows, outputs, strict=True)
+            fed = [(r, o) for r, o in pairs if isinstance(r, dict)]
+            events: list[DriftEvent] = []
+            for start in range(0, len(fed), _UNIT_ROWS):
+                part = fed[start : start + _UNIT_ROWS]
+                with self._lock:
+                    monitor = self._monitor(info, info.version)
+                    events += monitor.observe_predictions(
+                        [r for r, _ in part], [o for _, o in part]
+                    )
+                    self.observed += len(part)
+                # Requests take the lock to remember their rows, so it is
+                # free during the pause.
+                self._pacer.tick()
         except Exception:
             logger.exception("monitoring update failed model=%s", info.name)
             return

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 import numpy as np
 from river._river_rust.drift import AdaptiveWindowing
@@ -158,12 +158,54 @@ class NumericDriftDetector:
         current = self._current
         current.append(value)
         if len(current) == self.window:
-            statistic, p_value = _ks_asymptotic(self._sorted_reference(), current)
-            if p_value < self.p_value and statistic >= self.ks_floor:
-                self._detect("distribution")
-            else:
-                self._current = []
+            self._window_drifted(current)
         return self
+
+    def update_many(self, values: Iterable[float | None]) -> list[tuple[int, str]]:
+        """Add values in order, as `update` would one at a time.
+
+        None counts as missing, like NaN. This is `update` unrolled: the
+        monitor feeds a whole request batch per feature, and the per-value
+        method calls were most of its cost.
+
+        Returns:
+            The offset in `values` and the cause of each detection.
+        """
+        found: list[tuple[int, str]] = []
+        for offset, x in enumerate(values):
+            if self._drift_detected:
+                self._reset()
+            if x is None:
+                continue
+            value = float(x)
+            if value != value:
+                continue
+            adwin = self._adwin
+            # While the wrapper has a pending detection, so has this detector,
+            # which then resets it above; its core can be fed directly.
+            if adwin._helper.update(value):
+                adwin._drift_detected = True
+                self._detect("mean")
+                found.append((offset, "mean"))
+            elif self._filling:
+                self._reference.append(value)
+                self._filling = len(self._reference) < self.window
+            else:
+                current = self._current
+                current.append(value)
+                if len(current) == self.window and self._window_drifted(current):
+                    found.append((offset, "distribution"))
+        return found
+
+    def _window_drifted(self, current: list[float]) -> bool:
+        """Test a full window against the reference; start the next window
+        unless it drifted."""
+        statistic, p_value = _ks_asymptotic(self._sorted_reference(), current)
+        if p_value < self.p_value and statistic >= self.ks_floor:
+            self._detect("distribution")
+            return True
+        self._current = []
+        return False
 
     def _detect(self, cause: str) -> None:
         self._drift_detected = True
@@ -276,6 +318,29 @@ class CategoryDriftDetector:
                 self._current_count = 0
         return self
 
+    def update_many(self, values: Iterable[Hashable]) -> list[int]:
+        """Add categories in order, as `update` would one at a time; return
+        the offset in `values` of each detection."""
+        found: list[int] = []
+        for offset, x in enumerate(values):
+            if self._drift_detected:
+                self._reset()
+            key = "" if x is None else x
+            if self._reference_count < self.window:
+                self._reference[key] += 1
+                self._reference_count += 1
+                continue
+            self._current[key] += 1
+            self._current_count += 1
+            if self._current_count == self.window:
+                if self._rejects():
+                    self._drift_detected = True
+                    found.append(offset)
+                else:
+                    self._current = Counter()
+                    self._current_count = 0
+        return found
+
     def _rejects(self) -> bool:
         keys = sorted(set(self._reference) | set(self._current), key=str)
         if len(keys) < 2:
@@ -342,3 +407,12 @@ class MeanDriftDetector:
             self._adwin.update(value)
             self._drift_detected = bool(self._adwin.drift_detected)
         return self
+
+    def update_many(self, values: Iterable[float]) -> list[int]:
+        """Add values in order, as `update` would one at a time; return the
+        offset in `values` of each detection."""
+        found: list[int] = []
+        for offset, x in enumerate(values):
+            if self.update(x)._drift_detected:
+                found.append(offset)
+        return found

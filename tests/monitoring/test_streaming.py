@@ -175,3 +175,53 @@ def _time(minutes: int):
     from datetime import datetime, timedelta
 
     return datetime(2013, 4, 1, tzinfo=UTC) + timedelta(minutes=minutes)
+
+
+def drifting_rows(seed: int, count: int) -> tuple[list[dict], list[list[float]]]:
+    """Rows whose numeric mean, spread and category shares change, with gaps."""
+    rng = np.random.default_rng(seed)
+    rows, outputs = [], []
+    for i in range(count):
+        late = i >= count // 2
+        x = rng.normal(4.0 if late else 0.0, 1.0)
+        spread = rng.normal(0.0, 3.0 if late else 1.0)
+        origin = rng.choice(["JFK", "LGA"] if late else ["JFK", "LGA", "EWR"])
+        row = {"x": float(x), "spread": float(spread), "origin": str(origin)}
+        if i % 97 == 0:
+            row["x"] = None
+        if i % 89 == 0:
+            row["spread"] = float("nan")
+        if i % 83 == 0:
+            del row["origin"]
+        p = 0.8 if late else 0.2
+        rows.append(row)
+        outputs.append([1 - p, p])
+    return rows, outputs
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100, 5000])
+def test_observe_predictions_matches_row_by_row(chunk: int) -> None:
+    rows, outputs = drifting_rows(5, 5000)
+    single = StreamMonitor("classification", ["x", "spread"], ["origin"])
+    expected = [
+        event
+        for row, output in zip(rows, outputs, strict=True)
+        for event in single.observe_prediction(row, output)
+    ]
+    batched = StreamMonitor("classification", ["x", "spread"], ["origin"])
+    found = []
+    for start in range(0, len(rows), chunk):
+        found += batched.observe_predictions(
+            rows[start : start + chunk], outputs[start : start + chunk]
+        )
+
+    assert {e.cause for e in expected} >= {"mean", "distribution", "frequency"}
+    assert found == expected
+    assert batched.rows == single.rows == 5000
+    # The states match too: both go on to the same detections.
+    tail_rows, tail_outputs = drifting_rows(6, 3000)
+    assert batched.observe_predictions(tail_rows, tail_outputs) == [
+        event
+        for row, output in zip(tail_rows, tail_outputs, strict=True)
+        for event in single.observe_prediction(row, output)
+    ]
