@@ -14,8 +14,9 @@ length, the payload's 4-byte CRC-32, then the payload: one MessagePack array
 (see `encode_entry`). The writer thread rotates to a new segment about once a
 second and creates the next segment's file ahead of time, so a request
 handler creates one only when none is ready. It deletes a closed segment once
-every entry in it is in DuckDB or in a spill file. At start, the rows of the remaining segments that are not yet in
-the ``predictions`` table are inserted before the daemon serves.
+every entry in it is in DuckDB or in a spill file. At start, the rows of the
+remaining segments that are not yet in the ``predictions`` table are inserted
+before the daemon serves.
 """
 
 from __future__ import annotations

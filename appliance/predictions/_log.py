@@ -27,6 +27,7 @@ import duckdb
 import pyarrow as pa
 
 from appliance.config import PredictionsConfig
+from appliance.pacing import Pacer
 from appliance.predictions._journal import Journal, encode_entry, journal_dir
 from appliance.predictions._recover import insert_segment, recover_journal
 from appliance.predictions._rows import LogEntry, entries_to_table
@@ -71,6 +72,7 @@ class PredictionLog:
         self.retry_seconds = RETRY_SECONDS
         """Time between attempts to insert the rows of the kept segments."""
         self._retry_at = 0.0
+        self._pacer = Pacer()
         self._queued_rows = 0
         self._wake = threading.Condition()
         self._stopping = False
@@ -260,7 +262,7 @@ class PredictionLog:
         inserted."""
         batch = [entry for _, entry in items]
         try:
-            table = entries_to_table(batch, db)
+            table = entries_to_table(batch, db, tick=self._pacer.tick)
             insert_rows(db, table)
         except Exception:
             # A failed batch goes to a spill file, which is retried later, so a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,17 +40,24 @@ class LogEntry:
 _encode = msgspec.json.Encoder().encode
 
 
+_UNIT_ENTRIES = 16
+"""JSON entries converted between two calls of the `tick` callback."""
+
+
 def entries_to_table(
-    entries: list[LogEntry], db: duckdb.DuckDBPyConnection
+    entries: list[LogEntry],
+    db: duckdb.DuckDBPyConnection,
+    tick: Callable[[], None] | None = None,
 ) -> pa.Table:
     """Return the log rows of `entries` as one table of `LOG_SCHEMA`.
 
     Args:
         entries: Entries to convert.
         db: DuckDB cursor used to write Arrow rows as JSON; it is only read.
+        tick: Called after every few JSON entries, such as a pacer's tick.
     """
     rows = [entry for entry in entries if entry.rows and isinstance(entry.inputs, list)]
-    parts = [_json_entries_table(rows)] if rows else []
+    parts = [_json_entries_table(rows, tick)] if rows else []
     parts += [
         _entry_table(entry, db)
         for entry in entries
@@ -60,11 +68,15 @@ def entries_to_table(
     return pa.concat_tables(parts)
 
 
-def _json_entries_table(entries: list[LogEntry]) -> pa.Table:
+def _json_entries_table(
+    entries: list[LogEntry], tick: Callable[[], None] | None
+) -> pa.Table:
     """Convert entries of JSON requests with one pass over their rows."""
     request_ids, indexes, models, versions, micros = [], [], [], [], []
     inputs, outputs, latencies = [], [], []
-    for entry in entries:
+    for number, entry in enumerate(entries, 1):
+        if tick is not None and number % _UNIT_ENTRIES == 0:
+            tick()
         count = entry.rows
         request_ids += [entry.request_id] * count
         indexes += range(count)
