@@ -140,3 +140,35 @@ def test_only_nan_values_missing(catalog: Catalog, write_file: WriteFile) -> Non
     column = result.version.report["quality"]["columns"]["b"]
     assert column["null_rate"] == 1.0
     assert column["quantiles"] is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "shown"),
+    [
+        ("csv", ["1e309", "-1E309"]),
+        ("jsonl", ["1e309", "-1E309"]),
+        ("parquet", ["inf", "-inf"]),
+    ],
+)
+def test_infinity_shown_as_written(
+    catalog: Catalog, write_file: WriteFile, tmp_path: Path, kind: str, shown: list
+) -> None:
+    if kind == "csv":
+        path = write_file("big.csv", "a,b\n1,1.50\n2,1e309\n3,-1E309\n")
+    elif kind == "jsonl":
+        rows = ['{"a": 1, "b": 1.50}', '{"a": 2, "b": 1e309}', '{"a": 3, "b": -1E309}']
+        path = write_file("big.jsonl", "\n".join(rows) + "\n")
+    else:
+        path = tmp_path / "big.parquet"
+        values = pa.array([1.5, math.inf, -math.inf], pa.float64())
+        pq.write_table(pa.table({"a": pa.array([1, 2, 3]), "b": values}), path)
+
+    result = ingest(catalog, "values", [path])
+
+    assert result.version.schema == {"a": "BIGINT", "b": "DOUBLE"}
+    assert rows_of(catalog, result) == [(1, 1.5)]
+    quarantined = list_quarantine(catalog, "values")
+    assert [q.value for q in quarantined] == shown
+    assert [q.reason for q in quarantined] == [
+        f'value "{value}" {INFINITE_REASON}' for value in shown
+    ]
