@@ -13,20 +13,19 @@ retention rule.
 A version id is a hash of the source files' hashes (and, in ``append`` mode,
 of the parent version, and when one is declared, of the contract), so
 ingesting the same bytes under the same contract again finds the existing
-version and writes nothing. `_unchanged.check_unchanged` decides whether an
-earlier version of the same files may stand for an ingest.
+version and writes nothing. `_unchanged.find_existing` finds such a version,
+and `_unchanged.check_unchanged` decides whether it may stand for the ingest.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +50,6 @@ from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
     apply_retention,
-    find_by_sources,
-    find_version,
     latest_version,
     record_version,
     scan_sql,
@@ -84,8 +81,7 @@ from appliance.storage._unchanged import (
     REPORT_KEY,
     check_unchanged,
     contract_fingerprint,
-    is_in_latest,
-    replaced_again,
+    find_existing,
 )
 from appliance.storage._view_keys import check_dropped_keys
 
@@ -111,6 +107,9 @@ class IngestResult:
     """Schema changes and columns left as text, such as ambiguous dates."""
     removed: list[str] = field(default_factory=list)
     """Old versions deleted by the retention rule."""
+    stored_in: str | None = None
+    """When nothing was written because an ancestor of the latest version
+    stored the files, that ancestor's id; `version` is then the latest."""
 
 
 @dataclass
@@ -187,39 +186,14 @@ def ingest(
     if parent is None:
         _check_case(catalog, dataset)
         mode = "replace"
-    version_id = _version_id(
-        hashes, mode, parent, contract_fingerprint(settings.contract)
+    resolved = [str(s.path.resolve()) for s in sources] if same_paths else None
+    version_id, existing = find_existing(
+        catalog, dataset, hashes, mode, parent, settings.contract, resolved
     )
-
-    existing = find_version(catalog, dataset, version_id)
-    if existing is None and mode == "append":
-        paths = [str(s.path.resolve()) for s in sources] if same_paths else None
-        existing = find_by_sources(
-            catalog,
-            dataset,
-            hashes,
-            paths,
-            # A segment found by its path is the same flush, cut short by a crash.
-            None if same_paths else lambda v: is_in_latest(catalog, v, parent),
-        )
-    if existing is not None and mode == "replace" and parent is not None:
-        if existing.version != parent.version:
-            existing = replaced_again(parent, hashes, settings.contract)
-        if existing is None:
-            # The files' version is older than the latest, so they are stored
-            # again in a version that names the latest as the one it follows.
-            version_id = _version_id(
-                hashes, mode, parent, contract_fingerprint(settings.contract), parent
-            )
-            existing = find_version(catalog, dataset, version_id)
     if existing is not None:
-        checked = (
-            []
-            if same_paths
-            else check_unchanged(existing, _names(sources), settings.contract, strict)
+        return _unchanged_result(
+            existing, parent, sources, settings, strict, same_paths
         )
-        logger.info("ingest unchanged dataset=%s version=%s", dataset, existing.version)
-        return IngestResult(existing, created=False, warnings=checked)
 
     contract = settings.contract or stored_contract(catalog, dataset)
     work = catalog.lake / settings.name / f"version={version_id}.tmp"
@@ -247,6 +221,43 @@ def ingest(
     finally:
         db.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _unchanged_result(
+    existing: DatasetVersion,
+    latest: DatasetVersion | None,
+    sources: list[SourceFile],
+    settings: DatasetConfig,
+    strict: bool,
+    same_paths: bool,
+) -> IngestResult:
+    """Return the result of an ingest of files that `existing` stored already.
+
+    When `existing` is an ancestor of the latest version, the result names
+    the latest version, whose rows include the files', so that the ingest
+    does not read as a return to the ancestor. The ingest buffer's segments
+    (`same_paths`) keep their own version, which a later flush may follow.
+    """
+    checked = (
+        []
+        if same_paths
+        else check_unchanged(existing, _names(sources), settings.contract, strict)
+    )
+    if same_paths or latest is None or existing.version == latest.version:
+        logger.info(
+            "ingest unchanged dataset=%s version=%s", settings.name, existing.version
+        )
+        return IngestResult(existing, created=False, warnings=checked)
+    logger.info(
+        "ingest unchanged, files stored by an ancestor dataset=%s version=%s "
+        "stored_in=%s",
+        settings.name,
+        latest.version,
+        existing.version,
+    )
+    return IngestResult(
+        latest, created=False, warnings=checked, stored_in=existing.version
+    )
 
 
 @dataclass(frozen=True)
@@ -405,7 +416,7 @@ def _record_new(
         dataset=dataset,
         version=written.version_id,
         parent=parent.version if parent else None,
-        created_at=datetime.now(timezone.utc),
+        created_at=datetime.now(UTC),
         row_count=written.accepted + (appended.row_count if appended else 0),
         schema=schema,
         sources=[{"path": str(s.path.resolve()), "sha256": s.sha256} for s in sources],
@@ -614,7 +625,7 @@ def _store_quarantine(catalog: Catalog, dataset: str, version: str, rows: Any) -
             "INSERT INTO quarantine (dataset, version, source, line, column_name, "
             "value, reason, quarantined_at, row_json) SELECT ?, ?, source, line, "
             "column_name, value, reason, ?, row_json FROM quarantine_rows",
-            [dataset, version, datetime.now(timezone.utc)],
+            [dataset, version, datetime.now(UTC)],
         )
     finally:
         catalog.db.unregister("quarantine_rows")
@@ -755,23 +766,6 @@ def _check_case(catalog: Catalog, dataset: str) -> None:
             f"{other[0]!r} only in case, and SQL over datasets does not tell "
             f"them apart; ingest into {other[0]!r} or choose another name"
         )
-
-
-def _version_id(
-    hashes: list[str],
-    mode: Mode,
-    parent: DatasetVersion | None,
-    contract: str | None,
-    follows: DatasetVersion | None = None,
-) -> str:
-    parts = list(hashes)
-    if mode == "append" and parent is not None:
-        parts = ["append", parent.version, *parts]
-    if contract is not None:
-        parts += ["contract", contract]
-    if follows is not None:
-        parts += ["follows", follows.version]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def _names(sources: list[SourceFile]) -> str:

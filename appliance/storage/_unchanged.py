@@ -29,7 +29,13 @@ from appliance.config import ColumnRule, ContractConfig
 from appliance.errors import IngestError
 from appliance.storage._catalog import Catalog
 from appliance.storage._contracts import STAGED, column_types, violations_sql
-from appliance.storage._datasets import DatasetVersion, find_version, scan_sql
+from appliance.storage._datasets import (
+    DatasetVersion,
+    Mode,
+    find_by_sources,
+    find_version,
+    scan_sql,
+)
 from appliance.storage._types import ColumnType
 
 logger = logging.getLogger(__name__)
@@ -55,6 +61,81 @@ def contract_fingerprint(contract: ContractConfig | None) -> str | None:
     rules = {"columns": columns, "unique_key": list(contract.unique_key)}
     text = json.dumps(rules, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def version_id(
+    hashes: list[str],
+    mode: Mode,
+    parent: DatasetVersion | None,
+    contract: str | None,
+    follows: DatasetVersion | None = None,
+) -> str:
+    """Return the id of a version of the files of `hashes`.
+
+    Args:
+        hashes: SHA-256 of each source file.
+        mode: The ingest's mode. An ``append`` id includes the parent's id.
+        parent: The latest version, which an append adds the rows to.
+        contract: `contract_fingerprint` of the declared contract.
+        follows: The latest version, when a ``replace`` stores the files of an
+            older version again.
+    """
+    parts = list(hashes)
+    if mode == "append" and parent is not None:
+        parts = ["append", parent.version, *parts]
+    if contract is not None:
+        parts += ["contract", contract]
+    if follows is not None:
+        parts += ["follows", follows.version]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def find_existing(
+    catalog: Catalog,
+    dataset: str,
+    hashes: list[str],
+    mode: Mode,
+    parent: DatasetVersion | None,
+    contract: ContractConfig | None,
+    paths: list[str] | None = None,
+) -> tuple[str, DatasetVersion | None]:
+    """Return the id of a new version of the files and a version that stores them.
+
+    Args:
+        hashes: SHA-256 of each source file.
+        mode: The ingest's mode.
+        parent: The latest version, None for a new dataset.
+        contract: The declared contract.
+        paths: The ingest buffer's segment paths. When given, an earlier
+            ``append`` of the same bytes counts only if it read them from the
+            same paths, whether or not the latest version includes it.
+
+    Returns:
+        The new version's id, and the existing version that may stand for the
+        ingest (None when the files must be stored). In ``append`` mode that
+        version may be an ancestor of the latest one.
+    """
+    fingerprint = contract_fingerprint(contract)
+    new_id = version_id(hashes, mode, parent, fingerprint)
+    existing = find_version(catalog, dataset, new_id)
+    if existing is None and mode == "append":
+        existing = find_by_sources(
+            catalog,
+            dataset,
+            hashes,
+            paths,
+            # A segment found by its path is the same flush, cut short by a crash.
+            None if paths is not None else lambda v: is_in_latest(catalog, v, parent),
+        )
+    if existing is not None and mode == "replace" and parent is not None:
+        if existing.version != parent.version:
+            existing = replaced_again(parent, hashes, contract)
+        if existing is None:
+            # The files' version is older than the latest, so they are stored
+            # again in a version that names the latest as the one it follows.
+            new_id = version_id(hashes, mode, parent, fingerprint, parent)
+            existing = find_version(catalog, dataset, new_id)
+    return new_id, existing
 
 
 def is_in_latest(

@@ -200,10 +200,54 @@ def test_append_of_ancestor_files_unchanged(
 ) -> None:
     a = write_file("a.csv", "k,v\n1,a\n")
     first = ingest(catalog, "d", [a])
-    ingest(catalog, "d", [write_file("b.csv", "k,v\n2,b\n")], "append")
+    latest = ingest(catalog, "d", [write_file("b.csv", "k,v\n2,b\n")], "append")
 
     again = ingest(catalog, "d", [a], "append")
 
     assert not again.created
-    assert again.version.version == first.version.version
+    assert again.version.version == latest.version.version
+    assert again.version.row_count == 2
+    assert again.stored_in == first.version.version
     assert latest_rows(catalog, "d") == [(1, "a"), (2, "b")]
+
+
+def test_append_of_latest_files_names_latest(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ingest(catalog, "d", [write_file("a.csv", "k,v\n1,a\n")])
+    b = write_file("b.csv", "k,v\n2,b\n")
+    latest = ingest(catalog, "d", [b], "append")
+
+    again = ingest(catalog, "d", [b], "append")
+
+    assert not again.created
+    assert again.version.version == latest.version.version
+    assert again.stored_in is None
+
+
+def test_cli_append_of_ancestor_files_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from appliance.cli import main
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'[storage]\nhome = "{tmp_path / "home"}"\n')
+    a = tmp_path / "a.csv"
+    a.write_text("k,v\n1,a\n")
+    b = tmp_path / "b.csv"
+    b.write_text("k,v\n2,b\n")
+    assert main(["--config", str(config), "ingest", "d", str(a)]) == 0
+    assert (
+        main(["--config", str(config), "ingest", "d", str(b), "--mode", "append"]) == 0
+    )
+    with Catalog(tmp_path / "home", read_only=True) as catalog:
+        first, latest = [v.version for v in reversed(list_versions(catalog, "d"))]
+    capsys.readouterr()
+
+    status = main(["--config", str(config), "ingest", "d", str(a), "--mode", "append"])
+
+    assert status == 0
+    assert capsys.readouterr().out == (
+        f"d@{latest} rows=2 (unchanged: the latest version's rows already include "
+        f"these files, first ingested as d@{first})\n"
+    )
