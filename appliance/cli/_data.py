@@ -128,6 +128,8 @@ def _print_ingest(result: dict[str, Any]) -> None:
             print(f"{name} rows={version['row_count']} (unchanged, already ingested)")
         for warning in result.get("warnings", []):
             print(f"warning: {warning}")
+        for note in result.get("notes", []):
+            print(f"note: {note}")
         return
     print(
         f"{name} rows={version['row_count']} mode={version['mode']} "
@@ -136,6 +138,8 @@ def _print_ingest(result: dict[str, Any]) -> None:
     )
     for warning in result["warnings"]:
         print(f"warning: {warning}")
+    for note in result.get("notes", []):
+        print(f"note: {note}")
     if result["quarantined"]:
         print(
             f"see the quarantined rows with 'appliance datasets quarantine "

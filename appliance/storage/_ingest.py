@@ -49,7 +49,7 @@ from appliance.storage._contracts import (
 from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
-    apply_retention,
+    find_version,
     latest_version,
     record_version,
     scan_sql,
@@ -63,6 +63,11 @@ from appliance.storage._loading import (
     normalize_type,
 )
 from appliance.storage._quality import quality_report
+from appliance.storage._retention import (
+    apply_retention,
+    forget_removed,
+    removed_notes,
+)
 from appliance.storage._sources import (
     Dialect,
     SourceFile,
@@ -107,6 +112,9 @@ class IngestResult:
     """Schema changes and columns left as text, such as ambiguous dates."""
     removed: list[str] = field(default_factory=list)
     """Old versions deleted by the retention rule."""
+    notes: list[str] = field(default_factory=list)
+    """Facts about the ingest that are no problem with the files, such as
+    files stored again after retention removed the version that contained them."""
     stored_in: str | None = None
     """When nothing was written because an ancestor of the latest version
     stored the files, that ancestor's id; `version` is then the latest."""
@@ -192,7 +200,7 @@ def ingest(
     )
     if existing is not None:
         return _unchanged_result(
-            existing, parent, sources, settings, strict, same_paths
+            catalog, existing, parent, sources, settings, strict, same_paths
         )
 
     contract = settings.contract or stored_contract(catalog, dataset)
@@ -205,9 +213,11 @@ def ingest(
             f"cannot create the staging folder {work}: {exc}; check the free disk "
             "space and permissions of the lake folder"
         ) from exc
+    files = [(str(source.path), source.sha256) for source in sources]
+    notes = removed_notes(catalog, dataset, version_id, files)
     db = duckdb.connect()
     try:
-        return _ingest_new(
+        result = _ingest_new(
             catalog,
             db,
             settings,
@@ -221,9 +231,11 @@ def ingest(
     finally:
         db.close()
         shutil.rmtree(work, ignore_errors=True)
+    return replace(result, notes=notes)
 
 
 def _unchanged_result(
+    catalog: Catalog,
     existing: DatasetVersion,
     latest: DatasetVersion | None,
     sources: list[SourceFile],
@@ -255,8 +267,18 @@ def _unchanged_result(
         latest.version,
         existing.version,
     )
+    notes = []
+    if find_version(catalog, settings.name, existing.version) is None:
+        notes.append(
+            f"{settings.name}@{existing.version} was removed by the retention rule, "
+            "and the latest version still reads its rows"
+        )
     return IngestResult(
-        latest, created=False, warnings=checked, stored_in=existing.version
+        latest,
+        created=False,
+        warnings=checked,
+        notes=notes,
+        stored_in=existing.version,
     )
 
 
@@ -436,6 +458,7 @@ def _record_new(
     try:
         catalog.db.execute("BEGIN TRANSACTION")
         try:
+            forget_removed(catalog, dataset, written.version_id)
             record_version(catalog, version)
             if quarantine is not None:
                 _store_quarantine(catalog, dataset, written.version_id, quarantine)

@@ -36,6 +36,7 @@ from appliance.storage._datasets import (
     find_version,
     scan_sql,
 )
+from appliance.storage._retention import find_removed_in_latest
 from appliance.storage._types import ColumnType
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ def find_existing(
             # A segment found by its path is the same flush, cut short by a crash.
             None if paths is not None else lambda v: is_in_latest(catalog, v, parent),
         )
+        if existing is None and paths is None:
+            existing = find_removed_in_latest(catalog, dataset, hashes, parent)
     if existing is not None and mode == "replace" and parent is not None:
         if existing.version != parent.version:
             existing = replaced_again(parent, hashes, contract)
