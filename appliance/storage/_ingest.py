@@ -25,7 +25,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +228,7 @@ def _unchanged_result(
     checked = (
         []
         if same_paths
-        else check_unchanged(existing, _names(sources), settings.contract, strict)
+        else check_unchanged(catalog, existing, sources, settings, strict)
     )
     if same_paths or latest is None or existing.version == latest.version:
         logger.info(
@@ -411,7 +411,7 @@ def _record_new(
         dataset=dataset,
         version=written.version_id,
         parent=parent.version if parent else None,
-        created_at=datetime.now(UTC),
+        created_at=datetime.now(timezone.utc),
         row_count=written.accepted + (appended.row_count if appended else 0),
         schema=schema,
         sources=[{"path": str(s.path.resolve()), "sha256": s.sha256} for s in sources],
@@ -501,7 +501,7 @@ def _store_quarantine(catalog: Catalog, dataset: str, version: str, rows: Any) -
             "INSERT INTO quarantine (dataset, version, source, line, column_name, "
             "value, reason, quarantined_at, row_json) SELECT ?, ?, source, line, "
             "column_name, value, reason, ?, row_json FROM quarantine_rows",
-            [dataset, version, datetime.now(UTC)],
+            [dataset, version, datetime.now(timezone.utc)],
         )
     finally:
         catalog.db.unregister("quarantine_rows")

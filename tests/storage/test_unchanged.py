@@ -74,11 +74,34 @@ def test_append_again_breaking_new_contract_rejected(
     assert str(raised.value) == (
         f"{more}: these files were ingested before as {reference} under another "
         "contract, and 1 of their 2 stored rows break the current contract "
-        "(column 'x': value \"-2.5\" is below the minimum 0); nothing was written, "
+        f"({more}, line 2, column 'x': value \"-2.5\" is below the minimum 0); "
+        "nothing was written, "
         "because appending the files again would store their other rows twice. To "
         "check every row against the current contract, ingest all of the "
         "dataset's files again in replace mode"
     )
+    assert len(list_versions(catalog, "v")) == 2
+
+
+def test_append_again_recheck_names_lines(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ingest(catalog, "v", [write_file("a.csv", "id,x\n1,1.5\n")], "replace", settings())
+    # Row 2 spans lines 2-3, and row 3 (line 4) is quarantined by either contract.
+    text = 'id,x,note\n2,-2.5,"two\nlines"\n3,abc,c\n4,-1,d\n'
+    appended = ingest(catalog, "v", [write_file("b.csv", text)], "append", settings())
+    assert (appended.accepted, appended.quarantined) == (2, 1)
+    moved = write_file("moved/b.csv", text)
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "v", [moved], "append", settings(minimum=0))
+
+    message = str(raised.value)
+    assert "2 of their 2 stored rows break the current contract" in message
+    assert (
+        f"({moved}, line 2, column 'x': value \"-2.5\" is below the minimum 0; "
+        f"{moved}, line 5, column 'x': value \"-1\" is below the minimum 0)"
+    ) in message
     assert len(list_versions(catalog, "v")) == 2
 
 
