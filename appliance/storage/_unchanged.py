@@ -319,7 +319,7 @@ def _stored_violations(
 def _quarantined_lines(
     catalog: Catalog, version: DatasetVersion, sources: list[SourceFile]
 ) -> set[tuple[str, int]]:
-    """Return the (file, line) of each row `version` quarantined, by the paths given now.
+    """Return the (file, line) of the rows `version` quarantined, at current paths.
 
     The quarantine names a file by the path it was read from, and the
     ingested files, of the same bytes, may be at other paths now.
