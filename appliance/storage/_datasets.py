@@ -22,6 +22,7 @@ from typing import Any, Literal
 from appliance.config import dataset_name_problem
 from appliance.errors import NotFoundError
 from appliance.storage._catalog import Catalog
+from appliance.storage._types import FLOAT_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -196,10 +197,12 @@ def scan_sql(version: DatasetVersion) -> str:
 
     The lake is Hive-partitioned, so the folder names ``version=ID`` and, when
     partitioned, ``COLUMN=VALUE`` become columns on read; the SELECT keeps only
-    the recorded columns, in order, cast to their recorded types.
+    the recorded columns, in order, cast to their recorded types. A NaN in a
+    FLOAT or DOUBLE column reads as NULL, because NaN is a missing value and
+    versions written before the ingest stored it as NULL still contain NaN.
     """
     columns = ", ".join(
-        f"CAST({_ident(name)} AS {kind}) AS {_ident(name)}"
+        f"{_read_sql(name, kind)} AS {_ident(name)}"
         for name, kind in version.schema.items()
     )
     files = "[" + ", ".join(_literal(glob) for glob in version.files) + "]"
@@ -312,6 +315,13 @@ def version_from_row(row: tuple[Any, ...]) -> DatasetVersion:
         partition_by=partition_by,
         report=json.loads(report) if report else {},
     )
+
+
+def _read_sql(name: str, kind: str) -> str:
+    value = f"CAST({_ident(name)} AS {kind})"
+    if kind.upper() not in FLOAT_TYPES:
+        return value
+    return f"CASE WHEN isnan({value}) THEN NULL ELSE {value} END"
 
 
 def _ident(name: str) -> str:

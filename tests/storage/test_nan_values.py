@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,6 +17,7 @@ import pytest
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.storage import Catalog, IngestResult, ingest, list_quarantine, scan_sql
+from appliance.storage._datasets import DatasetVersion, record_version
 
 WriteFile = Callable[[str, bytes | str], Path]
 
@@ -172,3 +174,29 @@ def test_infinity_shown_as_written(
     assert [q.reason for q in quarantined] == [
         f'value "{value}" {INFINITE_REASON}' for value in shown
     ]
+
+
+def test_stored_nan_reads_as_missing(catalog: Catalog, tmp_path: Path) -> None:
+    # A version written before NaN was stored as NULL: its Parquet file has NaN.
+    folder = catalog.lake / "old" / "version=0123456789abcdef"
+    folder.mkdir(parents=True)
+    table = pa.table(
+        {"a": pa.array([1, 2, 3]), "b": pa.array([1.5, math.nan, None], pa.float32())}
+    )
+    pq.write_table(table, folder / "data_0.parquet")
+    version = DatasetVersion(
+        dataset="old",
+        version="0123456789abcdef",
+        parent=None,
+        created_at=datetime.now(timezone.utc),
+        row_count=3,
+        schema={"a": "BIGINT", "b": "FLOAT"},
+        sources=[{"path": str(tmp_path / "old.csv"), "sha256": "0" * 64}],
+        path=folder,
+        files=[f"{folder}/*.parquet"],
+    )
+    record_version(catalog, version)
+
+    stored = catalog.db.execute(scan_sql(version) + " ORDER BY a").fetchall()
+
+    assert stored == [(1, 1.5), (2, None), (3, None)]
