@@ -61,6 +61,7 @@ from appliance.storage._loading import (
 from appliance.storage._quality import quality_report
 from appliance.storage._retention import (
     apply_retention,
+    find_removed_sources,
     forget_removed,
     removed_notes,
 )
@@ -189,7 +190,8 @@ def ingest(
             "space and permissions of the lake folder"
         ) from exc
     files = [(str(source.path), source.sha256) for source in sources]
-    notes = removed_notes(catalog, dataset, version_id, files)
+    # Read before the ingest records a version that recreates a removed one.
+    stored_again = find_removed_sources(catalog, dataset, files)
     db = duckdb.connect()
     try:
         result = _ingest_new(
@@ -206,7 +208,7 @@ def ingest(
     finally:
         db.close()
         shutil.rmtree(work, ignore_errors=True)
-    return replace(result, notes=notes)
+    return replace(result, notes=removed_notes(dataset, version_id, stored_again))
 
 
 def _unchanged_result(

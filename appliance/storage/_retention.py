@@ -90,34 +90,49 @@ def find_removed_in_latest(
     return None
 
 
-def removed_notes(
-    catalog: Catalog, dataset: str, version: str, sources: list[tuple[str, str]]
-) -> list[str]:
-    """Return and log a note for each file that a removed version contained.
+def find_removed_sources(
+    catalog: Catalog, dataset: str, sources: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Return each file that a removed version contained, with that version's id.
 
     Args:
-        version: The id of the version the ingest creates.
         sources: The ingested files as ``(name, sha256)`` pairs.
+
+    Returns:
+        ``(name, version)`` pairs, naming the newest removed version of a file.
     """
     removed = removed_versions(catalog, dataset)
-    notes = []
+    found = []
     for name, sha256 in sources:
         holder = next(
             (v for v in removed if any(s["sha256"] == sha256 for s in v.sources)),
             None,
         )
-        if holder is None:
-            continue
+        if holder is not None:
+            found.append((name, holder.version))
+    return found
+
+
+def removed_notes(
+    dataset: str, version: str, found: list[tuple[str, str]]
+) -> list[str]:
+    """Log and return a note for each file of `find_removed_sources` stored again.
+
+    Args:
+        version: The id of the version that stored the files again.
+    """
+    notes = []
+    for name, removed in found:
         logger.info(
-            "ingest stores files of a removed version again dataset=%s version=%s "
+            "ingest stored files of a removed version again dataset=%s version=%s "
             "removed_version=%s file=%s",
             dataset,
             version,
-            holder.version,
+            removed,
             name,
         )
         notes.append(
-            f"{name} was ingested before as {dataset}@{holder.version}, which the "
+            f"{name} was ingested before as {dataset}@{removed}, which the "
             "retention rule removed, so its rows are stored again in this version"
         )
     return notes

@@ -64,7 +64,7 @@ def test_append_of_removed_files_noted(
     assert again.notes == [note]
     logged = [r.getMessage() for r in caplog.records]
     assert (
-        "ingest stores files of a removed version again dataset=d "
+        "ingest stored files of a removed version again dataset=d "
         f"version={again.version.version} removed_version={first.version.version} "
         f"file={a}"
     ) in logged
