@@ -32,7 +32,7 @@ VERSION_COLUMNS = (
     "dataset, version, parent, created_at, row_count, schema_json, sources_json, "
     "path, mode, files_json, partition_by, report_json"
 )
-"""Columns of a version's row in ``dataset_versions``, as `version_from_row` reads them."""
+"""Columns of ``dataset_versions`` in the order `version_from_row` reads them."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,8 @@ def list_versions(catalog: Catalog, dataset: str | None = None) -> list[DatasetV
 def find_version(catalog: Catalog, dataset: str, version: str) -> DatasetVersion | None:
     """Return version `version` of `dataset`, or None."""
     rows = catalog.db.execute(
-        f"SELECT {VERSION_COLUMNS} FROM dataset_versions WHERE dataset = ? AND version = ?",
+        f"SELECT {VERSION_COLUMNS} FROM dataset_versions WHERE dataset = ? "
+        "AND version = ?",
         [dataset, version],
     ).fetchall()
     return _with_uses(catalog, [version_from_row(rows[0])])[0] if rows else None
