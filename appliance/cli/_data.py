@@ -117,9 +117,19 @@ def _print_ingest(result: dict[str, Any]) -> None:
     version = result["version"]
     name = f"{version['dataset']}@{version['version']}"
     if not result["created"]:
-        print(f"{name} rows={version['row_count']} (unchanged, already ingested)")
+        stored_in = result.get("stored_in")
+        if stored_in:
+            print(
+                f"{name} rows={version['row_count']} (unchanged: the latest version's "
+                f"rows already include these files, first ingested as "
+                f"{version['dataset']}@{stored_in})"
+            )
+        else:
+            print(f"{name} rows={version['row_count']} (unchanged, already ingested)")
         for warning in result.get("warnings", []):
             print(f"warning: {warning}")
+        for note in result.get("notes", []):
+            print(f"note: {note}")
         return
     print(
         f"{name} rows={version['row_count']} mode={version['mode']} "
@@ -128,6 +138,8 @@ def _print_ingest(result: dict[str, Any]) -> None:
     )
     for warning in result["warnings"]:
         print(f"warning: {warning}")
+    for note in result.get("notes", []):
+        print(f"note: {note}")
     if result["quarantined"]:
         print(
             f"see the quarantined rows with 'appliance datasets quarantine "

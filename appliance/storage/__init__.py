@@ -19,7 +19,6 @@ from appliance.storage._catalog import Catalog
 from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
-    apply_retention,
     diff_versions,
     get_dataset_version,
     latest_version,
@@ -48,6 +47,7 @@ from appliance.storage._models import (
 from appliance.storage._lines import Records, record_lines
 from appliance.storage._orphans import remove_orphan_folders
 from appliance.storage._quarantine import QuarantinedRow, list_quarantine
+from appliance.storage._retention import apply_retention
 from appliance.storage._runs import (
     FAILED,
     FINISHED,

@@ -33,6 +33,22 @@ ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS mode VARCHAR;
 ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS files_json VARCHAR;
 ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS partition_by VARCHAR;
 ALTER TABLE dataset_versions ADD COLUMN IF NOT EXISTS report_json VARCHAR;
+CREATE TABLE IF NOT EXISTS removed_versions (
+    dataset      VARCHAR NOT NULL,
+    version      VARCHAR NOT NULL,
+    parent       VARCHAR,
+    created_at   TIMESTAMPTZ NOT NULL,
+    row_count    BIGINT NOT NULL,
+    schema_json  VARCHAR NOT NULL,
+    sources_json VARCHAR NOT NULL,
+    path         VARCHAR NOT NULL,
+    mode         VARCHAR,
+    files_json   VARCHAR,
+    partition_by VARCHAR,
+    report_json  VARCHAR,
+    removed_at   TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (dataset, version)
+);
 CREATE TABLE IF NOT EXISTS dataset_contracts (
     dataset       VARCHAR PRIMARY KEY,
     from_version  VARCHAR NOT NULL,

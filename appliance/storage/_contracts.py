@@ -104,6 +104,10 @@ def violations_sql(
         value = stored_sql(name, column, source)
         nan = nan_sql(name, column, source)
         raw = _ident(name)
+        # NOTE: a column read typed (the CSV typed path, JSON lines, Parquet)
+        # shows its value as DuckDB prints it, such as -0.5 for "-0.50" in the
+        # file, and `regex` matches that text. Only infinities make the CSV and
+        # JSON-lines reads keep the text as written (`_loading`).
         text = f"CAST({raw} AS VARCHAR)"
         if fitting is None or fitting.get(name) != column:
             invalid = f"{raw} IS NOT NULL AND ({value}) IS NULL"

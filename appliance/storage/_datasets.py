@@ -1,19 +1,18 @@
-"""Dataset versions in the catalog: lookup, lineage, reading, retention and diff.
+"""Dataset versions in the catalog: lookup, lineage, reading and diff.
 
 A version is immutable. Its own rows are Parquet files under
 ``lake/DATASET/version=ID/`` (Hive-partitioned when the dataset declares
 ``partition_by``); an ``append`` version also reads the files of its parent
 chain, so appended rows are stored once. `scan_sql` returns the query that
-reads a version with its recorded column order and types. Retention deletes
-old versions but keeps every version a registered model was trained on,
-through its dataset or one of its feature views.
+reads a version with its recorded column order and types. A version lists
+the registered models trained on it (`DatasetVersion.used_by`), which
+`_retention.apply_retention` keeps.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -21,17 +20,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from appliance.config import dataset_name_problem
-from appliance.errors import NotFoundError, StorageError
+from appliance.errors import NotFoundError
 from appliance.storage._catalog import Catalog
+from appliance.storage._types import FLOAT_TYPES
 
 logger = logging.getLogger(__name__)
 
 Mode = Literal["append", "replace"]
 
-_COLUMNS = (
+VERSION_COLUMNS = (
     "dataset, version, parent, created_at, row_count, schema_json, sources_json, "
     "path, mode, files_json, partition_by, report_json"
 )
+"""Columns of ``dataset_versions`` in the order `version_from_row` reads them."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def latest_version(
         NotFoundError: The dataset has no version and `missing_ok` is false.
     """
     rows = catalog.db.execute(
-        f"SELECT {_COLUMNS} FROM dataset_versions WHERE dataset = ? "
+        f"SELECT {VERSION_COLUMNS} FROM dataset_versions WHERE dataset = ? "
         "ORDER BY created_at DESC LIMIT 1",
         [dataset],
     ).fetchall()
@@ -88,7 +89,7 @@ def latest_version(
             f"dataset {dataset!r} has no version; run 'appliance ingest {dataset} "
             "FILE' first"
         )
-    return _with_uses(catalog, [_from_row(row)])[0]
+    return _with_uses(catalog, [version_from_row(row)])[0]
 
 
 def get_dataset_version(catalog: Catalog, reference: str) -> DatasetVersion:
@@ -105,7 +106,7 @@ def get_dataset_version(catalog: Catalog, reference: str) -> DatasetVersion:
         assert found is not None
         return found
     rows = catalog.db.execute(
-        f"SELECT {_COLUMNS} FROM dataset_versions WHERE dataset = ? "
+        f"SELECT {VERSION_COLUMNS} FROM dataset_versions WHERE dataset = ? "
         "AND starts_with(version, ?)",
         [dataset, version],
     ).fetchall()
@@ -115,27 +116,28 @@ def get_dataset_version(catalog: Catalog, reference: str) -> DatasetVersion:
         raise NotFoundError(
             f"{version!r} {problem} of dataset {dataset!r}; versions: {known}"
         )
-    return _with_uses(catalog, [_from_row(rows[0])])[0]
+    return _with_uses(catalog, [version_from_row(rows[0])])[0]
 
 
 def list_versions(catalog: Catalog, dataset: str | None = None) -> list[DatasetVersion]:
     """Return the versions of every dataset, or of one, newest first."""
     where, params = ("WHERE dataset = ?", [dataset]) if dataset else ("", [])
     rows = catalog.db.execute(
-        f"SELECT {_COLUMNS} FROM dataset_versions {where} "
+        f"SELECT {VERSION_COLUMNS} FROM dataset_versions {where} "
         "ORDER BY dataset, created_at DESC",
         params,
     ).fetchall()
-    return _with_uses(catalog, [_from_row(row) for row in rows])
+    return _with_uses(catalog, [version_from_row(row) for row in rows])
 
 
 def find_version(catalog: Catalog, dataset: str, version: str) -> DatasetVersion | None:
     """Return version `version` of `dataset`, or None."""
     rows = catalog.db.execute(
-        f"SELECT {_COLUMNS} FROM dataset_versions WHERE dataset = ? AND version = ?",
+        f"SELECT {VERSION_COLUMNS} FROM dataset_versions WHERE dataset = ? "
+        "AND version = ?",
         [dataset, version],
     ).fetchall()
-    return _with_uses(catalog, [_from_row(rows[0])])[0] if rows else None
+    return _with_uses(catalog, [version_from_row(rows[0])])[0] if rows else None
 
 
 def find_by_sources(
@@ -172,7 +174,7 @@ def find_by_sources(
 def record_version(catalog: Catalog, version: DatasetVersion) -> None:
     """Insert `version` into the catalog."""
     catalog.db.execute(
-        f"INSERT INTO dataset_versions ({_COLUMNS}) "
+        f"INSERT INTO dataset_versions ({VERSION_COLUMNS}) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             version.dataset,
@@ -196,10 +198,12 @@ def scan_sql(version: DatasetVersion) -> str:
 
     The lake is Hive-partitioned, so the folder names ``version=ID`` and, when
     partitioned, ``COLUMN=VALUE`` become columns on read; the SELECT keeps only
-    the recorded columns, in order, cast to their recorded types.
+    the recorded columns, in order, cast to their recorded types. A NaN in a
+    FLOAT or DOUBLE column reads as NULL, because NaN is a missing value and
+    versions written before the ingest stored it as NULL still contain NaN.
     """
     columns = ", ".join(
-        f"CAST({_ident(name)} AS {kind}) AS {_ident(name)}"
+        f"{_read_sql(name, kind)} AS {_ident(name)}"
         for name, kind in version.schema.items()
     )
     files = "[" + ", ".join(_literal(glob) for glob in version.files) + "]"
@@ -218,42 +222,6 @@ def scan_sql(version: DatasetVersion) -> str:
         f"SELECT {columns} FROM read_parquet({files}, hive_partitioning=true, "
         f"union_by_name=true{hive_types})"
     )
-
-
-def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
-    """Delete all but the newest `keep` versions of `dataset`; return their ids.
-
-    An older version that a registered model was trained on is kept too. A
-    deleted version's folder stays while a kept version still reads it (an
-    ``append`` child reads its parent's files).
-    """
-    versions = list_versions(catalog, dataset)
-    kept = versions[:keep] + [v for v in versions[keep:] if v.used_by]
-    dropped = [v for v in versions[keep:] if not v.used_by]
-    for version in kept[keep:]:
-        logger.info(
-            "version kept by retention dataset=%s version=%s used_by=%s",
-            dataset,
-            version.version,
-            ",".join(version.used_by),
-        )
-    if not dropped:
-        return []
-    needed = {glob for version in kept for glob in version.files}
-    for version in dropped:
-        catalog.db.execute(
-            "DELETE FROM dataset_versions WHERE dataset = ? AND version = ?",
-            [dataset, version.version],
-        )
-        if not any(g.startswith(str(version.path) + "/") for g in needed):
-            _remove_folder(version.path)
-        logger.info(
-            "version removed by retention dataset=%s version=%s keep=%d",
-            dataset,
-            version.version,
-            keep,
-        )
-    return [version.version for version in dropped]
 
 
 def diff_versions(a: DatasetVersion, b: DatasetVersion) -> dict[str, Any]:
@@ -318,16 +286,7 @@ def _with_uses(
     return [replace(v, used_by=uses.get((v.dataset, v.version), [])) for v in versions]
 
 
-def _remove_folder(path: Path) -> None:
-    try:
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise StorageError(f"cannot remove old version folder {path}: {exc}") from exc
-
-
-def _from_row(row: tuple[Any, ...]) -> DatasetVersion:
+def version_from_row(row: tuple[Any, ...]) -> DatasetVersion:
     (
         dataset,
         version,
@@ -357,6 +316,13 @@ def _from_row(row: tuple[Any, ...]) -> DatasetVersion:
         partition_by=partition_by,
         report=json.loads(report) if report else {},
     )
+
+
+def _read_sql(name: str, kind: str) -> str:
+    value = f"CAST({_ident(name)} AS {kind})"
+    if kind.upper() not in FLOAT_TYPES:
+        return value
+    return f"CASE WHEN isnan({value}) THEN NULL ELSE {value} END"
 
 
 def _ident(name: str) -> str:

@@ -13,13 +13,12 @@ retention rule.
 A version id is a hash of the source files' hashes (and, in ``append`` mode,
 of the parent version, and when one is declared, of the contract), so
 ingesting the same bytes under the same contract again finds the existing
-version and writes nothing. `_unchanged.check_unchanged` decides whether an
-earlier version of the same files may stand for an ingest.
+version and writes nothing. `_unchanged.find_existing` finds such a version,
+and `_unchanged.check_unchanged` decides whether it may stand for the ingest.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -50,50 +49,44 @@ from appliance.storage._contracts import (
 from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
-    apply_retention,
-    find_by_sources,
     find_version,
     latest_version,
     record_version,
     scan_sql,
 )
 from appliance.storage._errors import short_error
-from appliance.storage._lines import line_sql
 from appliance.storage._loading import (
     PARQUET_OPTIONS,
-    load_sources,
-    malformed_records,
-    normalize_type,
 )
 from appliance.storage._quality import quality_report
+from appliance.storage._retention import (
+    apply_retention,
+    find_removed_sources,
+    forget_removed,
+    removed_notes,
+)
 from appliance.storage._sources import (
-    Dialect,
     SourceFile,
     check_distinct,
     open_source,
 )
+from appliance.storage._staging import Staged, quarantine_rows, stage_files
 from appliance.storage._types import (
     FLOAT_TYPES,
     ColumnType,
-    Inference,
-    infer_types,
     stored_sql,
-    text_fallback_warnings,
 )
 from appliance.storage._unchanged import (
     REPORT_KEY,
     check_unchanged,
     contract_fingerprint,
-    is_in_latest,
-    replaced_again,
+    find_existing,
 )
 from appliance.storage._view_keys import check_dropped_keys
 
 logger = logging.getLogger(__name__)
 
 _SHOWN_VIOLATIONS = 5
-RESERVED_COLUMN = "version"
-"""Column name taken by the lake's ``version=ID`` partition folders."""
 
 
 @dataclass(frozen=True)
@@ -111,22 +104,12 @@ class IngestResult:
     """Schema changes and columns left as text, such as ambiguous dates."""
     removed: list[str] = field(default_factory=list)
     """Old versions deleted by the retention rule."""
-
-
-@dataclass
-class _Staged:
-    source_types: dict[str, str]
-    inference: Inference
-    records: list[int]
-    """Row count of each source file."""
-    typed_files: list[Path] | None
-    """Parquet file of each source when the typed path read it, else None."""
-    dialects: list[Dialect] | None
-    """CSV dialect of each source; None for other formats."""
-    malformed: int = 0
-    """Records the CSV reader could not split into the header's columns."""
-    missing: list[str] = field(default_factory=list)
-    """Contract columns that no file has, staged as NULL text."""
+    notes: list[str] = field(default_factory=list)
+    """Facts about the ingest that are no problem with the files, such as
+    files stored again after retention removed the version that contained them."""
+    stored_in: str | None = None
+    """When nothing was written because an ancestor of the latest version
+    stored the files, that ancestor's id; `version` is then the latest."""
 
 
 def ingest(
@@ -187,39 +170,14 @@ def ingest(
     if parent is None:
         _check_case(catalog, dataset)
         mode = "replace"
-    version_id = _version_id(
-        hashes, mode, parent, contract_fingerprint(settings.contract)
+    resolved = [str(s.path.resolve()) for s in sources] if same_paths else None
+    version_id, existing = find_existing(
+        catalog, dataset, hashes, mode, parent, settings.contract, resolved
     )
-
-    existing = find_version(catalog, dataset, version_id)
-    if existing is None and mode == "append":
-        paths = [str(s.path.resolve()) for s in sources] if same_paths else None
-        existing = find_by_sources(
-            catalog,
-            dataset,
-            hashes,
-            paths,
-            # A segment found by its path is the same flush, cut short by a crash.
-            None if same_paths else lambda v: is_in_latest(catalog, v, parent),
-        )
-    if existing is not None and mode == "replace" and parent is not None:
-        if existing.version != parent.version:
-            existing = replaced_again(parent, hashes, settings.contract)
-        if existing is None:
-            # The files' version is older than the latest, so they are stored
-            # again in a version that names the latest as the one it follows.
-            version_id = _version_id(
-                hashes, mode, parent, contract_fingerprint(settings.contract), parent
-            )
-            existing = find_version(catalog, dataset, version_id)
     if existing is not None:
-        checked = (
-            []
-            if same_paths
-            else check_unchanged(existing, _names(sources), settings.contract, strict)
+        return _unchanged_result(
+            catalog, existing, parent, sources, settings, strict, same_paths
         )
-        logger.info("ingest unchanged dataset=%s version=%s", dataset, existing.version)
-        return IngestResult(existing, created=False, warnings=checked)
 
     contract = settings.contract or stored_contract(catalog, dataset)
     work = catalog.lake / settings.name / f"version={version_id}.tmp"
@@ -231,9 +189,12 @@ def ingest(
             f"cannot create the staging folder {work}: {exc}; check the free disk "
             "space and permissions of the lake folder"
         ) from exc
+    files = [(str(source.path), source.sha256) for source in sources]
+    # Read before the ingest records a version that recreates a removed one.
+    stored_again = find_removed_sources(catalog, dataset, files)
     db = duckdb.connect()
     try:
-        return _ingest_new(
+        result = _ingest_new(
             catalog,
             db,
             settings,
@@ -247,6 +208,55 @@ def ingest(
     finally:
         db.close()
         shutil.rmtree(work, ignore_errors=True)
+    return replace(result, notes=removed_notes(dataset, version_id, stored_again))
+
+
+def _unchanged_result(
+    catalog: Catalog,
+    existing: DatasetVersion,
+    latest: DatasetVersion | None,
+    sources: list[SourceFile],
+    settings: DatasetConfig,
+    strict: bool,
+    same_paths: bool,
+) -> IngestResult:
+    """Return the result of an ingest of files that `existing` stored already.
+
+    When `existing` is an ancestor of the latest version, the result names
+    the latest version, whose rows include the files', so that the ingest
+    does not read as a return to the ancestor. The ingest buffer's segments
+    (`same_paths`) keep their own version, which a later flush may follow.
+    """
+    checked = (
+        []
+        if same_paths
+        else check_unchanged(catalog, existing, sources, settings, strict)
+    )
+    if same_paths or latest is None or existing.version == latest.version:
+        logger.info(
+            "ingest unchanged dataset=%s version=%s", settings.name, existing.version
+        )
+        return IngestResult(existing, created=False, warnings=checked)
+    logger.info(
+        "ingest unchanged, files stored by an ancestor dataset=%s version=%s "
+        "stored_in=%s",
+        settings.name,
+        latest.version,
+        existing.version,
+    )
+    notes = []
+    if find_version(catalog, settings.name, existing.version) is None:
+        notes.append(
+            f"{settings.name}@{existing.version} was removed by the retention rule, "
+            "and the latest version still reads its rows"
+        )
+    return IngestResult(
+        latest,
+        created=False,
+        warnings=checked,
+        notes=notes,
+        stored_in=existing.version,
+    )
 
 
 @dataclass(frozen=True)
@@ -278,7 +288,7 @@ def _ingest_new(
     dataset = settings.name
     version_id, work = new_version
     target = catalog.lake / dataset / f"version={version_id}"
-    staged = _stage(db, sources, settings, contract, work)
+    staged = stage_files(db, sources, settings, contract, work)
     active = contract or ContractConfig()
     types = column_types(active, staged.inference.types)
     warnings = list(staged.inference.warnings)
@@ -311,9 +321,7 @@ def _ingest_new(
     total = sum(staged.records)
     accepted, quarantined = total - bad, bad + staged.malformed
     quarantine = (
-        _quarantine_rows(db, sources, staged, settings.encoding)
-        if quarantined
-        else None
+        quarantine_rows(db, sources, staged, settings.encoding) if quarantined else None
     )
     if checks.strict and (quarantined or warnings):
         raise IngestError(
@@ -425,6 +433,7 @@ def _record_new(
     try:
         catalog.db.execute("BEGIN TRANSACTION")
         try:
+            forget_removed(catalog, dataset, written.version_id)
             record_version(catalog, version)
             if quarantine is not None:
                 _store_quarantine(catalog, dataset, written.version_id, quarantine)
@@ -487,126 +496,6 @@ def _version_files(
     return [*parent.files, own_glob]
 
 
-def _stage(
-    db: duckdb.DuckDBPyConnection,
-    sources: list[SourceFile],
-    settings: DatasetConfig,
-    contract: ContractConfig | None,
-    work: Path,
-) -> _Staged:
-    """Load every file into ``raw_N`` views and the `STAGED` view over them."""
-    loaded = load_sources(db, sources, settings, contract, work)
-    union = " UNION ALL BY NAME ".join(
-        f"SELECT {i} AS _file, * FROM raw_{i}" for i in range(len(sources))
-    )
-    described = db.execute(f"DESCRIBE {union}").fetchall()
-    source_types = {
-        name: normalize_type(kind)
-        for name, kind, *_ in described
-        if name not in ("_file", "_record")
-    }
-    if not source_types:
-        raise IngestError(f"{_names(sources)}: no columns found")
-    if RESERVED_COLUMN in source_types:
-        # Hive-partitioned reads take `version` from the folder name, so a
-        # column of that name would be replaced by the version id on read.
-        raise IngestError(
-            f"{_names(sources)}: column {RESERVED_COLUMN!r} is reserved by the lake "
-            "layout (lake/DATASET/version=ID); rename it before ingesting"
-        )
-    missing = [
-        n for n in (contract.columns if contract else {}) if n not in source_types
-    ]
-    extra = "".join(f", NULL::VARCHAR AS {_ident(name)}" for name in missing)
-    db.execute(f"CREATE TEMP VIEW {STAGED} AS SELECT *{extra} FROM ({union})")
-
-    inference = Inference({n: ColumnType(k) for n, k in source_types.items()})
-    text = []
-    if sources[0].reader == "read_csv":
-        # Text columns get the appliance's rules: decimal commas, allowed date
-        # formats, ambiguous dates. Typed columns were read without an error.
-        text = [n for n, kind in source_types.items() if kind == "VARCHAR"]
-    elif loaded.mixed_columns:
-        # JSON-lines columns of mixed JSON types were loaded as text.
-        text = [n for n in source_types if n in loaded.mixed_columns]
-    if text:
-        found = infer_types(
-            db, STAGED, text, settings.date_formats, settings.decimal_separator
-        )
-        inference.types.update(found.types)
-        inference.warnings, inference.empty = found.warnings, found.empty
-        if loaded.dialects is not None:
-            inference.warnings += text_fallback_warnings(
-                db, STAGED, [s.path for s in sources], loaded.dialects, found.types
-            )
-    for name in missing:
-        source_types[name] = "VARCHAR"
-    malformed = 0
-    # Only the text read stores malformed records; the typed read has none.
-    typed = loaded.typed_files is not None
-    malformed_sql = None if typed else malformed_records(db, len(sources))
-    if malformed_sql is not None:
-        db.execute(f"CREATE TEMP TABLE malformed AS {malformed_sql}")
-        malformed = db.execute("SELECT count(*) FROM malformed").fetchall()[0][0]
-    return _Staged(
-        source_types,
-        inference,
-        loaded.records,
-        loaded.typed_files,
-        loaded.dialects,
-        malformed,
-        missing,
-    )
-
-
-def _quarantine_rows(
-    db: duckdb.DuckDBPyConnection,
-    sources: list[SourceFile],
-    staged: _Staged,
-    encoding: str,
-) -> Any:
-    """Return the violations as an Arrow table with source, line and whole row."""
-    lines = []
-    for index, source in enumerate(sources):
-        dialect = staged.dialects[index] if staged.dialects else None
-        records = staged.records[index]
-        lines.append(
-            line_sql(db, index, source, records, dialect, staged.malformed, encoding)
-        )
-    numbered = " UNION ALL ".join(lines)
-    fields = ", ".join(
-        f"{_ident(name)} := r.{_ident(name)}" for name in staged.source_types
-    )
-    paths = f"(SELECT * FROM (VALUES {_paths_values(sources)}) t(_file, path))"
-    query = f"""
-        SELECT v._file, s.path AS source, l.line, v.column_name, v.value, v.reason,
-               to_json(struct_pack({fields})) AS row_json
-        FROM violations v
-        JOIN ({numbered}) l USING (_file, _record)
-        JOIN {paths} s USING (_file)
-        JOIN {STAGED} r USING (_file, _record)
-    """
-    if staged.malformed:
-        query += f"""
-        UNION ALL
-        SELECT m._file, s.path, m.line, m.column_name, m.csv_line, m.message,
-               to_json(struct_pack(csv_line := m.csv_line))
-        FROM malformed m JOIN {paths} s USING (_file)
-        """
-    query = (
-        "SELECT source, line, column_name, value, reason, row_json FROM "
-        f"({query}) ORDER BY _file, line, column_name"
-    )
-    return db.sql(query).to_arrow_table()
-
-
-def _paths_values(sources: list[SourceFile]) -> str:
-    return ", ".join(
-        f"({index}, {_literal(str(source.path.resolve()))})"
-        for index, source in enumerate(sources)
-    )
-
-
 def _store_quarantine(catalog: Catalog, dataset: str, version: str, rows: Any) -> None:
     catalog.db.register("quarantine_rows", rows)
     try:
@@ -638,7 +527,7 @@ def _strict_message(
 def _write_rows(
     db: duckdb.DuckDBPyConnection,
     types: dict[str, ColumnType],
-    staged: _Staged,
+    staged: Staged,
     work: Path,
     target: Path,
     partition: str | None,
@@ -686,7 +575,7 @@ def _write_rows(
 
 def _can_keep_staged(
     db: duckdb.DuckDBPyConnection,
-    staged: _Staged,
+    staged: Staged,
     types: dict[str, ColumnType],
     bad: int,
 ) -> bool:
@@ -716,7 +605,7 @@ def _holds_nan(db: duckdb.DuckDBPyConnection, types: dict[str, ColumnType]) -> b
     return bool(row and row[0])
 
 
-def _accepted_sql(types: dict[str, ColumnType], staged: _Staged, bad: int) -> str:
+def _accepted_sql(types: dict[str, ColumnType], staged: Staged, bad: int) -> str:
     """Return the query of the rows that keep the contract, converted to `types`."""
     columns = ", ".join(
         f"{stored_sql(name, column, staged.source_types.get(name, 'VARCHAR'))} AS "
@@ -755,23 +644,6 @@ def _check_case(catalog: Catalog, dataset: str) -> None:
             f"{other[0]!r} only in case, and SQL over datasets does not tell "
             f"them apart; ingest into {other[0]!r} or choose another name"
         )
-
-
-def _version_id(
-    hashes: list[str],
-    mode: Mode,
-    parent: DatasetVersion | None,
-    contract: str | None,
-    follows: DatasetVersion | None = None,
-) -> str:
-    parts = list(hashes)
-    if mode == "append" and parent is not None:
-        parts = ["append", parent.version, *parts]
-    if contract is not None:
-        parts += ["contract", contract]
-    if follows is not None:
-        parts += ["follows", follows.version]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def _names(sources: list[SourceFile]) -> str:

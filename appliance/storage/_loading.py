@@ -7,9 +7,10 @@ straight into a zstd Parquet file in the staging folder, in one pass that
 fails on the first value that does not parse. When it succeeds, every row was
 checked against those types, which is as good as inferring them over the
 whole file and much faster, and the Parquet file can become the version's
-data file unchanged. When any value fails, or a guess is not one the
-appliance's rules allow (a date in a non-ISO format), the files are read
-again as text into temporary tables. Then `_types.infer_types` and the
+data file unchanged. When any value fails, a guess is not one the
+appliance's rules allow (a date in a non-ISO format), or a DOUBLE column
+holds an infinity that the quarantine must show as written (``1e309``), the
+files are read again as text into temporary tables. Then `_types.infer_types` and the
 contract checks decide each value.
 """
 
@@ -115,6 +116,7 @@ def load_sources(
             ) from None
         if source.reader == "read_json":
             _check_json_objects(db, index, source.path)
+            _reread_infinities_as_json(db, index, source, contract)
         columns, found = _json_as_text(db, f"rows_{index}")
         mixed.update(found)
         db.execute(
@@ -181,12 +183,80 @@ def _load_typed(
             )
             _drop_typed(db, files)
             return None
+        infinite = _infinite_columns(
+            db, f"read_parquet({_literal(str(out))})", types, contract
+        )
+        if infinite:
+            # The typed read turns "1e309" into inf, and the quarantine would
+            # show "inf". The text read keeps the value as written in the file.
+            logger.debug(
+                "typed read found infinities, reading as text file=%s columns=%s",
+                source.path,
+                ",".join(infinite),
+            )
+            _drop_typed(db, files)
+            return None
         db.execute(
             f"CREATE TEMP VIEW raw_{index} AS SELECT {_ROW_NUMBER} AS _record, "
             f"* EXCLUDE ({_ROW_NUMBER}) FROM read_parquet({_literal(str(out))}, "
             "file_row_number=true, hive_partitioning=false)"
         )
     return files
+
+
+def _infinite_columns(
+    db: duckdb.DuckDBPyConnection,
+    relation: str,
+    types: Mapping[str, str],
+    contract: ContractConfig | None,
+) -> list[str]:
+    """Return the DOUBLE columns of `relation` with an infinity to quarantine.
+
+    A column whose contract rule sets ``allow_infinity`` keeps its infinities,
+    so it is left out.
+    """
+    rules = contract.columns if contract else {}
+    names = [
+        name
+        for name, kind in types.items()
+        if kind == "DOUBLE" and not (name in rules and rules[name].allow_infinity)
+    ]
+    if not names:
+        return []
+    counts = ", ".join(f"count(*) FILTER (isinf({_ident(n)}))" for n in names)
+    row = db.execute(f"SELECT {counts} FROM {relation}").fetchone() or ()
+    return [name for name, count in zip(names, row) if count]
+
+
+def _reread_infinities_as_json(
+    db: duckdb.DuckDBPyConnection,
+    index: int,
+    source: SourceFile,
+    contract: ContractConfig | None,
+) -> None:
+    """Read the DOUBLE columns of ``rows_N`` with an infinity again as JSON.
+
+    ``read_json`` turns ``1e309`` into inf, and the quarantine would show
+    "inf". Read as JSON, each value keeps its text as written in the file,
+    and `_json_as_text` then loads the column as text, like a column of mixed
+    JSON types, whose type `_types.infer_types` decides.
+    """
+    table = f"rows_{index}"
+    types = {
+        name: kind for name, kind, *_ in db.execute(f"DESCRIBE {table}").fetchall()
+    }
+    infinite = _infinite_columns(db, table, types, contract)
+    if not infinite:
+        return
+    columns = {
+        name: "JSON" if name in infinite else kind for name, kind in types.items()
+    }
+    listed = ", ".join(f"{_literal(n)}: {_literal(k)}" for n, k in columns.items())
+    reader = (
+        f"read_json({_literal(str(source.path))}, format='newline_delimited', "
+        f"columns={{{listed}}})"
+    )
+    db.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {reader}")
 
 
 def _drop_typed(db: duckdb.DuckDBPyConnection, files: list[Path]) -> None:

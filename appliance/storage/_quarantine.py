@@ -25,6 +25,9 @@ class QuarantinedRow:
     """Line in a CSV or JSON-lines file (row position for Parquet), from 1."""
     column: str | None
     value: str | None
+    """The rejected value as written in a CSV or JSON-lines file, such as
+    ``1e309``. A Parquet file stores typed values and no text, so for Parquet
+    it is the stored value as DuckDB prints it, such as ``inf``."""
     reason: str
     quarantined_at: datetime
     row: dict[str, Any] | None = None

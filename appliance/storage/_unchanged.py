@@ -9,10 +9,13 @@ would be stored twice. An earlier version is reused only while its rows
 are part of the latest version. In ``replace`` mode the latest version must
 be made of the same files (`replaced_again`). In ``append`` mode the found
 version must be the latest or an ancestor it appends to (`is_in_latest`).
-Otherwise the files are ingested again. `check_unchanged` decides whether
-that earlier version may stand: it checks the version's own rows against the current
-contract when the version was written under another one, and a strict
-ingest rejects a version that quarantined rows or had warnings.
+Otherwise the files are ingested again. `find_existing` returns that
+version and the id of a new one. `check_unchanged` decides whether that
+earlier version may stand. When the version was written under another
+contract, it stages the files again and checks their rows that the version
+stored against the current contract, naming each breaking row's file and
+line. A strict ingest rejects a version that quarantined rows or had
+warnings.
 """
 
 from __future__ import annotations
@@ -21,16 +24,23 @@ import dataclasses
 import hashlib
 import json
 import logging
-from dataclasses import replace
+import shutil
 
 import duckdb
 
-from appliance.config import ColumnRule, ContractConfig
-from appliance.errors import IngestError
+from appliance.config import ColumnRule, ContractConfig, DatasetConfig
+from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
-from appliance.storage._contracts import STAGED, column_types, violations_sql
-from appliance.storage._datasets import DatasetVersion, find_version, scan_sql
-from appliance.storage._types import ColumnType
+from appliance.storage._contracts import column_types, violations_sql
+from appliance.storage._datasets import (
+    DatasetVersion,
+    Mode,
+    find_by_sources,
+    find_version,
+)
+from appliance.storage._retention import find_removed_in_latest
+from appliance.storage._sources import SourceFile
+from appliance.storage._staging import quarantine_rows, stage_files
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +65,83 @@ def contract_fingerprint(contract: ContractConfig | None) -> str | None:
     rules = {"columns": columns, "unique_key": list(contract.unique_key)}
     text = json.dumps(rules, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def version_id(
+    hashes: list[str],
+    mode: Mode,
+    parent: DatasetVersion | None,
+    contract: str | None,
+    follows: DatasetVersion | None = None,
+) -> str:
+    """Return the id of a version of the files of `hashes`.
+
+    Args:
+        hashes: SHA-256 of each source file.
+        mode: The ingest's mode. An ``append`` id includes the parent's id.
+        parent: The latest version, which an append adds the rows to.
+        contract: `contract_fingerprint` of the declared contract.
+        follows: The latest version, when a ``replace`` stores the files of an
+            older version again.
+    """
+    parts = list(hashes)
+    if mode == "append" and parent is not None:
+        parts = ["append", parent.version, *parts]
+    if contract is not None:
+        parts += ["contract", contract]
+    if follows is not None:
+        parts += ["follows", follows.version]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def find_existing(
+    catalog: Catalog,
+    dataset: str,
+    hashes: list[str],
+    mode: Mode,
+    parent: DatasetVersion | None,
+    contract: ContractConfig | None,
+    paths: list[str] | None = None,
+) -> tuple[str, DatasetVersion | None]:
+    """Return the id of a new version of the files and a version that stores them.
+
+    Args:
+        hashes: SHA-256 of each source file.
+        mode: The ingest's mode.
+        parent: The latest version, None for a new dataset.
+        contract: The declared contract.
+        paths: The ingest buffer's segment paths. When given, an earlier
+            ``append`` of the same bytes counts only if it read them from the
+            same paths, whether or not the latest version includes it.
+
+    Returns:
+        The new version's id, and the existing version that may stand for the
+        ingest (None when the files must be stored). In ``append`` mode that
+        version may be an ancestor of the latest one.
+    """
+    fingerprint = contract_fingerprint(contract)
+    new_id = version_id(hashes, mode, parent, fingerprint)
+    existing = find_version(catalog, dataset, new_id)
+    if existing is None and mode == "append":
+        existing = find_by_sources(
+            catalog,
+            dataset,
+            hashes,
+            paths,
+            # A segment found by its path is the same flush, cut short by a crash.
+            None if paths is not None else lambda v: is_in_latest(catalog, v, parent),
+        )
+        if existing is None and paths is None:
+            existing = find_removed_in_latest(catalog, dataset, hashes, parent)
+    if existing is not None and mode == "replace" and parent is not None:
+        if existing.version != parent.version:
+            existing = replaced_again(parent, hashes, contract)
+        if existing is None:
+            # The files' version is older than the latest, so they are stored
+            # again in a version that names the latest as the one it follows.
+            new_id = version_id(hashes, mode, parent, fingerprint, parent)
+            existing = find_version(catalog, dataset, new_id)
+    return new_id, existing
 
 
 def is_in_latest(
@@ -101,17 +188,19 @@ def replaced_again(
 
 
 def check_unchanged(
+    catalog: Catalog,
     version: DatasetVersion,
-    names: str,
-    contract: ContractConfig | None,
+    sources: list[SourceFile],
+    settings: DatasetConfig,
     strict: bool,
 ) -> list[str]:
     """Check that `version`, which contains the ingested files already, may stand.
 
     Args:
+        catalog: Open catalog, whose lake has room to stage the files.
         version: The version found for the files.
-        names: The files, as named in messages.
-        contract: The dataset's declared contract, None when none is declared.
+        sources: The ingested files, the same bytes as the version's sources.
+        settings: The dataset's configuration with its declared contract.
         strict: The ingest is strict.
 
     Returns:
@@ -121,16 +210,18 @@ def check_unchanged(
         IngestError: `strict` is set and the version quarantined rows or had
             warnings, or a row of the version breaks the current contract.
     """
+    names = ", ".join(str(source.path) for source in sources)
     reference = f"{version.dataset}@{version.version}"
     if strict:
         _check_strict(version, names, reference)
+    contract = settings.contract
     fingerprint = contract_fingerprint(contract)
     if contract is None or version.report.get(REPORT_KEY) == fingerprint:
         return []
     own = [glob for glob in version.files if glob.startswith(f"{version.path}/")]
     if not own:
         return []
-    bad, total, examples = _violations(replace(version, files=own), contract)
+    bad, total, examples = _stored_violations(catalog, version, sources, settings)
     logger.info(
         "unchanged version checked against the current contract dataset=%s "
         "version=%s rows=%d breaking=%d",
@@ -170,40 +261,77 @@ def _check_strict(version: DatasetVersion, names: str, reference: str) -> None:
     )
 
 
-def _violations(
-    version: DatasetVersion, contract: ContractConfig
+def _stored_violations(
+    catalog: Catalog,
+    version: DatasetVersion,
+    sources: list[SourceFile],
+    settings: DatasetConfig,
 ) -> tuple[int, int, list[str]]:
-    """Return the rows of `version` that break `contract`, their total and examples."""
-    missing = [name for name in contract.columns if name not in version.schema]
-    extra = "".join(f", NULL::VARCHAR AS {_ident(name)}" for name in missing)
-    stored = {name: ColumnType(kind) for name, kind in version.schema.items()}
-    source_types = {**version.schema, **{name: "VARCHAR" for name in missing}}
+    """Return the stored rows of `sources` that break the current contract.
+
+    The files are staged and checked as an ingest checks them, so each row
+    is named by its file and line. The rows that `version` quarantined are
+    not stored, so they are left out.
+
+    Returns:
+        The count of breaking rows, the count of stored rows from the files,
+        and examples as ``FILE, line N, column 'C': REASON``.
+    """
+    contract = settings.contract or ContractConfig()
+    work = catalog.lake / version.dataset / f"version={version.version}.recheck.tmp"
+    shutil.rmtree(work, ignore_errors=True)
     db = duckdb.connect()
     try:
-        db.execute(
-            f"CREATE TEMP VIEW {STAGED} AS SELECT 0 AS _file, "
-            f"row_number() OVER () AS _record, *{extra} FROM ({scan_sql(version)})"
-        )
+        work.mkdir(parents=True)
+        staged = stage_files(db, sources, settings, contract, work)
         db.execute(
             "CREATE TEMP TABLE violations AS "
             + violations_sql(
                 contract,
-                column_types(contract, stored),
-                source_types,
+                column_types(contract, staged.inference.types),
+                staged.source_types,
+                fitting=staged.inference.types,
                 dataset=version.dataset,
             )
         )
-        bad, total = db.execute(
-            "SELECT (SELECT count(DISTINCT _record) FROM violations), "
-            f"(SELECT count(*) FROM {STAGED})"
-        ).fetchone() or (0, 0)
-        shown = db.execute(
-            f"SELECT column_name, reason FROM violations ORDER BY _record, "
-            f"column_name LIMIT {_SHOWN}"
-        ).fetchall()
+        found = quarantine_rows(db, sources, staged, settings.encoding).to_pylist()
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create the staging folder {work}: {exc}; check the free disk "
+            "space and permissions of the lake folder"
+        ) from exc
     finally:
         db.close()
-    return bad, total, [f"column {name!r}: {reason}" for name, reason in shown]
+        shutil.rmtree(work, ignore_errors=True)
+    quarantined = _quarantined_lines(catalog, version, sources)
+    breaking = [row for row in found if (row["source"], row["line"]) not in quarantined]
+    records = sum(staged.records) + staged.malformed
+    total = records - len(quarantined)
+    lines = {(row["source"], row["line"]) for row in breaking}
+    examples = [
+        f"{row['source']}, line {row['line']}, column {row['column_name']!r}: "
+        f"{row['reason']}"
+        for row in breaking[:_SHOWN]
+    ]
+    return len(lines), total, examples
+
+
+def _quarantined_lines(
+    catalog: Catalog, version: DatasetVersion, sources: list[SourceFile]
+) -> set[tuple[str, int]]:
+    """Return the (file, line) of the rows `version` quarantined, at current paths.
+
+    The quarantine names a file by the path it was read from, and the
+    ingested files, of the same bytes, may be at other paths now.
+    """
+    recorded = {s["sha256"]: s["path"] for s in version.sources}
+    current = {recorded.get(s.sha256): str(s.path.resolve()) for s in sources}
+    rows = catalog.db.execute(
+        "SELECT DISTINCT source, line FROM quarantine WHERE dataset = ? "
+        "AND version = ?",
+        [version.dataset, version.version],
+    ).fetchall()
+    return {(current.get(source, source), line) for source, line in rows}
 
 
 def _ident(name: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,6 +17,7 @@ import pytest
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.storage import Catalog, IngestResult, ingest, list_quarantine, scan_sql
+from appliance.storage._datasets import DatasetVersion, record_version
 
 WriteFile = Callable[[str, bytes | str], Path]
 
@@ -140,3 +142,61 @@ def test_only_nan_values_missing(catalog: Catalog, write_file: WriteFile) -> Non
     column = result.version.report["quality"]["columns"]["b"]
     assert column["null_rate"] == 1.0
     assert column["quantiles"] is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "shown"),
+    [
+        ("csv", ["1e309", "-1E309"]),
+        ("jsonl", ["1e309", "-1E309"]),
+        ("parquet", ["inf", "-inf"]),
+    ],
+)
+def test_infinity_shown_as_written(
+    catalog: Catalog, write_file: WriteFile, tmp_path: Path, kind: str, shown: list
+) -> None:
+    if kind == "csv":
+        path = write_file("big.csv", "a,b\n1,1.50\n2,1e309\n3,-1E309\n")
+    elif kind == "jsonl":
+        rows = ['{"a": 1, "b": 1.50}', '{"a": 2, "b": 1e309}', '{"a": 3, "b": -1E309}']
+        path = write_file("big.jsonl", "\n".join(rows) + "\n")
+    else:
+        path = tmp_path / "big.parquet"
+        values = pa.array([1.5, math.inf, -math.inf], pa.float64())
+        pq.write_table(pa.table({"a": pa.array([1, 2, 3]), "b": values}), path)
+
+    result = ingest(catalog, "values", [path])
+
+    assert result.version.schema == {"a": "BIGINT", "b": "DOUBLE"}
+    assert rows_of(catalog, result) == [(1, 1.5)]
+    quarantined = list_quarantine(catalog, "values")
+    assert [q.value for q in quarantined] == shown
+    assert [q.reason for q in quarantined] == [
+        f'value "{value}" {INFINITE_REASON}' for value in shown
+    ]
+
+
+def test_stored_nan_reads_as_missing(catalog: Catalog, tmp_path: Path) -> None:
+    # A version written before NaN was stored as NULL: its Parquet file has NaN.
+    folder = catalog.lake / "old" / "version=0123456789abcdef"
+    folder.mkdir(parents=True)
+    table = pa.table(
+        {"a": pa.array([1, 2, 3]), "b": pa.array([1.5, math.nan, None], pa.float32())}
+    )
+    pq.write_table(table, folder / "data_0.parquet")
+    version = DatasetVersion(
+        dataset="old",
+        version="0123456789abcdef",
+        parent=None,
+        created_at=datetime.now(timezone.utc),
+        row_count=3,
+        schema={"a": "BIGINT", "b": "FLOAT"},
+        sources=[{"path": str(tmp_path / "old.csv"), "sha256": "0" * 64}],
+        path=folder,
+        files=[f"{folder}/*.parquet"],
+    )
+    record_version(catalog, version)
+
+    stored = catalog.db.execute(scan_sql(version) + " ORDER BY a").fetchall()
+
+    assert stored == [(1, 1.5), (2, None), (3, None)]

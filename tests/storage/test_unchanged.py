@@ -74,11 +74,34 @@ def test_append_again_breaking_new_contract_rejected(
     assert str(raised.value) == (
         f"{more}: these files were ingested before as {reference} under another "
         "contract, and 1 of their 2 stored rows break the current contract "
-        "(column 'x': value \"-2.5\" is below the minimum 0); nothing was written, "
+        f"({more}, line 2, column 'x': value \"-2.5\" is below the minimum 0); "
+        "nothing was written, "
         "because appending the files again would store their other rows twice. To "
         "check every row against the current contract, ingest all of the "
         "dataset's files again in replace mode"
     )
+    assert len(list_versions(catalog, "v")) == 2
+
+
+def test_append_again_recheck_names_lines(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ingest(catalog, "v", [write_file("a.csv", "id,x\n1,1.5\n")], "replace", settings())
+    # Row 2 spans lines 2-3, and row 3 (line 4) is quarantined by either contract.
+    text = 'id,x,note\n2,-2.5,"two\nlines"\n3,abc,c\n4,-1,d\n'
+    appended = ingest(catalog, "v", [write_file("b.csv", text)], "append", settings())
+    assert (appended.accepted, appended.quarantined) == (2, 1)
+    moved = write_file("moved/b.csv", text)
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "v", [moved], "append", settings(minimum=0))
+
+    message = str(raised.value)
+    assert "2 of their 2 stored rows break the current contract" in message
+    assert (
+        f"({moved}, line 2, column 'x': value \"-2.5\" is below the minimum 0; "
+        f"{moved}, line 5, column 'x': value \"-1\" is below the minimum 0)"
+    ) in message
     assert len(list_versions(catalog, "v")) == 2
 
 
@@ -200,10 +223,54 @@ def test_append_of_ancestor_files_unchanged(
 ) -> None:
     a = write_file("a.csv", "k,v\n1,a\n")
     first = ingest(catalog, "d", [a])
-    ingest(catalog, "d", [write_file("b.csv", "k,v\n2,b\n")], "append")
+    latest = ingest(catalog, "d", [write_file("b.csv", "k,v\n2,b\n")], "append")
 
     again = ingest(catalog, "d", [a], "append")
 
     assert not again.created
-    assert again.version.version == first.version.version
+    assert again.version.version == latest.version.version
+    assert again.version.row_count == 2
+    assert again.stored_in == first.version.version
     assert latest_rows(catalog, "d") == [(1, "a"), (2, "b")]
+
+
+def test_append_of_latest_files_names_latest(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ingest(catalog, "d", [write_file("a.csv", "k,v\n1,a\n")])
+    b = write_file("b.csv", "k,v\n2,b\n")
+    latest = ingest(catalog, "d", [b], "append")
+
+    again = ingest(catalog, "d", [b], "append")
+
+    assert not again.created
+    assert again.version.version == latest.version.version
+    assert again.stored_in is None
+
+
+def test_cli_append_of_ancestor_files_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from appliance.cli import main
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'[storage]\nhome = "{tmp_path / "home"}"\n')
+    a = tmp_path / "a.csv"
+    a.write_text("k,v\n1,a\n")
+    b = tmp_path / "b.csv"
+    b.write_text("k,v\n2,b\n")
+    assert main(["--config", str(config), "ingest", "d", str(a)]) == 0
+    assert (
+        main(["--config", str(config), "ingest", "d", str(b), "--mode", "append"]) == 0
+    )
+    with Catalog(tmp_path / "home", read_only=True) as catalog:
+        first, latest = [v.version for v in reversed(list_versions(catalog, "d"))]
+    capsys.readouterr()
+
+    status = main(["--config", str(config), "ingest", "d", str(a), "--mode", "append"])
+
+    assert status == 0
+    assert capsys.readouterr().out == (
+        f"d@{latest} rows=2 (unchanged: the latest version's rows already include "
+        f"these files, first ingested as d@{first})\n"
+    )

@@ -1,0 +1,180 @@
+"""Retention: old dataset versions deleted, and what the catalog keeps of them.
+
+`apply_retention` deletes all but the newest versions of a dataset, except
+those a registered model was trained on. Each deleted version's row moves to
+the ``removed_versions`` table, so a later ingest of the same files can name
+it. Files of a removed version are new to the dataset when no kept version
+reads their rows, and an ingest stores them again with a note naming the
+removed version (`removed_notes`). An append of the files of a removed
+version whose rows a kept ``append`` version still reads would store those
+rows twice, so `find_removed_in_latest` finds that version for the ingest.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from appliance.errors import StorageError
+from appliance.storage._catalog import Catalog
+from appliance.storage._datasets import (
+    VERSION_COLUMNS,
+    DatasetVersion,
+    list_versions,
+    version_from_row,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
+    """Delete all but the newest `keep` versions of `dataset`; return their ids.
+
+    An older version that a registered model was trained on is kept too. A
+    deleted version's folder stays while a kept version still reads it (an
+    ``append`` child reads its parent's files).
+    """
+    versions = list_versions(catalog, dataset)
+    kept = versions[:keep] + [v for v in versions[keep:] if v.used_by]
+    dropped = [v for v in versions[keep:] if not v.used_by]
+    for version in kept[keep:]:
+        logger.info(
+            "version kept by retention dataset=%s version=%s used_by=%s",
+            dataset,
+            version.version,
+            ",".join(version.used_by),
+        )
+    if not dropped:
+        return []
+    needed = {glob for version in kept for glob in version.files}
+    for version in dropped:
+        _move_to_removed(catalog, dataset, version.version)
+        if not any(g.startswith(str(version.path) + "/") for g in needed):
+            _remove_folder(version.path)
+        logger.info(
+            "version removed by retention dataset=%s version=%s keep=%d",
+            dataset,
+            version.version,
+            keep,
+        )
+    return [version.version for version in dropped]
+
+
+def removed_versions(catalog: Catalog, dataset: str) -> list[DatasetVersion]:
+    """Return the versions of `dataset` that retention removed, newest first."""
+    rows = catalog.db.execute(
+        f"SELECT {VERSION_COLUMNS} FROM removed_versions WHERE dataset = ? "
+        "ORDER BY created_at DESC",
+        [dataset],
+    ).fetchall()
+    return [version_from_row(row) for row in rows]
+
+
+def find_removed_in_latest(
+    catalog: Catalog, dataset: str, hashes: list[str], latest: DatasetVersion | None
+) -> DatasetVersion | None:
+    """Return a removed version of exactly these files whose rows `latest` reads.
+
+    Retention keeps the folder of a removed version while a kept ``append``
+    version reads it, so the files' rows are still part of the latest version.
+    """
+    if latest is None:
+        return None
+    wanted = sorted(hashes)
+    for version in removed_versions(catalog, dataset):
+        own = f"{version.path}/"
+        same = sorted(s["sha256"] for s in version.sources) == wanted
+        if same and any(glob.startswith(own) for glob in latest.files):
+            return version
+    return None
+
+
+def find_removed_sources(
+    catalog: Catalog, dataset: str, sources: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Return each file that a removed version contained, with that version's id.
+
+    Args:
+        sources: The ingested files as ``(name, sha256)`` pairs.
+
+    Returns:
+        ``(name, version)`` pairs, naming the newest removed version of a file.
+    """
+    removed = removed_versions(catalog, dataset)
+    found = []
+    for name, sha256 in sources:
+        holder = next(
+            (v for v in removed if any(s["sha256"] == sha256 for s in v.sources)),
+            None,
+        )
+        if holder is not None:
+            found.append((name, holder.version))
+    return found
+
+
+def removed_notes(
+    dataset: str, version: str, found: list[tuple[str, str]]
+) -> list[str]:
+    """Log and return a note for each file of `find_removed_sources` stored again.
+
+    Args:
+        version: The id of the version that stored the files again.
+    """
+    notes = []
+    for name, removed in found:
+        logger.info(
+            "ingest stored files of a removed version again dataset=%s version=%s "
+            "removed_version=%s file=%s",
+            dataset,
+            version,
+            removed,
+            name,
+        )
+        notes.append(
+            f"{name} was ingested before as {dataset}@{removed}, which the "
+            "retention rule removed, so its rows are stored again in this version"
+        )
+    return notes
+
+
+def forget_removed(catalog: Catalog, dataset: str, version: str) -> None:
+    """Delete the record and quarantined rows of a removed version recorded again.
+
+    The same files under the same contract get the same version id, so an
+    ingest of a removed version's files recreates it. Its old quarantined
+    rows are deleted, so the new ingest's rows are not listed twice.
+    """
+    for table in ("removed_versions", "quarantine"):
+        catalog.db.execute(
+            f"DELETE FROM {table} WHERE dataset = ? AND version = ?",
+            [dataset, version],
+        )
+
+
+def _move_to_removed(catalog: Catalog, dataset: str, version: str) -> None:
+    catalog.db.execute("BEGIN TRANSACTION")
+    try:
+        catalog.db.execute(
+            f"INSERT OR REPLACE INTO removed_versions ({VERSION_COLUMNS}, removed_at) "
+            f"SELECT {VERSION_COLUMNS}, now() FROM dataset_versions "
+            "WHERE dataset = ? AND version = ?",
+            [dataset, version],
+        )
+        catalog.db.execute(
+            "DELETE FROM dataset_versions WHERE dataset = ? AND version = ?",
+            [dataset, version],
+        )
+        catalog.db.execute("COMMIT")
+    except BaseException:
+        catalog.db.execute("ROLLBACK")
+        raise
+
+
+def _remove_folder(path: Path) -> None:
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot remove old version folder {path}: {exc}") from exc
