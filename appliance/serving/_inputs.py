@@ -14,8 +14,9 @@ read. Their ``type`` sets which JSON values are accepted:
 - ``string``: text, a whole number or a boolean; null means missing.
 - ``sql``: any scalar, cast by DuckDB to the column's type in the dataset.
 
-Infinite numbers, numbers beyond the float64 or float32 range and values
-outside the model's ``checks`` are rejected with the column and row named. Columns the
+Infinite numbers, numbers beyond the float64 or float32 range, text that
+contains a NUL byte and values outside the model's ``checks`` are rejected
+with the column and row named. Columns the
 model does not read are ignored and reported as warnings.
 """
 
@@ -29,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from appliance.errors import RequestError
+from appliance.serving._text_checks import check_arrow_texts, nul_error
 
 NUMBER = "number"
 STRING = "string"
@@ -109,7 +111,7 @@ def rows_to_columns(
                 _numbers(model, name, kind, values), dtype=np.float64
             )
         elif kind == SQL:
-            columns[name] = [_sql_text(v) for v in values]
+            columns[name] = [_sql_text(model, i, name, v) for i, v in enumerate(values)]
         else:
             texts = [_text(model, i, name, v) for i, v in enumerate(values)]
             columns[name] = np.asarray(texts, dtype=object)
@@ -139,6 +141,7 @@ def table_to_columns(
         if kind in _NUMERIC_KINDS:
             columns[name] = _arrow_numbers(model, name, kind, column)
         elif kind == SQL:
+            check_arrow_texts(model, name, column)
             columns[name] = column
         else:
             columns[name] = _arrow_texts(model, name, column)
@@ -334,6 +337,8 @@ def _text(model: str, index: int, name: str, value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
+        if "\0" in value:
+            raise nul_error(model, index, name, value)
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -344,11 +349,13 @@ def _text(model: str, index: int, name: str, value: Any) -> str:
     raise _invalid(model, index, name, f"must be a string or null, got {value!r}")
 
 
-def _sql_text(value: Any) -> str | None:
+def _sql_text(model: str, index: int, name: str, value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and "\0" in value:
+        raise nul_error(model, index, name, value)
     return str(value)
 
 
@@ -356,7 +363,9 @@ def _arrow_texts(model: str, name: str, column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         import pyarrow.compute as pc  # Arrow requests only; about 9 MB resident
 
-        # Same result as `_text` on every value: null becomes "", text stays.
+        # Same result as `_text` on every value: null becomes "", text stays,
+        # text with a NUL byte is rejected.
+        check_arrow_texts(model, name, column)
         return pc.fill_null(column, "").to_numpy(zero_copy_only=False)
     texts = [_text(model, i, name, v) for i, v in enumerate(column.to_pylist())]
     return np.asarray(texts, dtype=object)

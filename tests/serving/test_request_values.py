@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pandas as pd
+import pyarrow as pa
 import pytest
 from support import DATASETS, TrainedHome, json_rows, run_appliance
 
@@ -15,6 +16,7 @@ BINARY = "binary_lightgbm"
 NUMBER_COLUMN = "radius"
 TEXT_COLUMN = "site"
 PLACEHOLDER = "__value__"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 
 def feature_rows(frames: dict[str, pd.DataFrame], count: int) -> list[dict[str, Any]]:
@@ -100,3 +102,71 @@ def test_predict_file_overflowing_number_named(
         "(null)"
     ) in result.stderr
     assert not output.exists()
+
+
+def nul_message(row: int, shown: str, character: int) -> str:
+    return (
+        f"row {row}, column '{TEXT_COLUMN}' of model '{BINARY}' is the text "
+        f"'{shown}', which contains a NUL byte (0x00) at character {character}; "
+        "remove NUL bytes from the text"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "shown", "character"),
+    [
+        ("no\0rth", "no\\0rth", 3),
+        ("\0", "\\0", 1),
+        ("x" * 70 + "\0", "x" * 60 + "...", 71),
+    ],
+)
+def test_predict_nul_text_422(
+    http: httpx.Client,
+    frames: dict[str, pd.DataFrame],
+    text: str,
+    shown: str,
+    character: int,
+) -> None:
+    rows = feature_rows(frames, 3)
+    rows[2][TEXT_COLUMN] = text
+
+    response = http.post(f"/v1/models/{BINARY}/predict", json={"rows": rows})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["row"] == 2
+    assert body["column"] == TEXT_COLUMN
+    assert body["error"] == nul_message(2, shown, character)
+
+
+def test_predict_arrow_nul_text_422(
+    http: httpx.Client, frames: dict[str, pd.DataFrame]
+) -> None:
+    rows = feature_rows(frames, 3)
+    rows[1][TEXT_COLUMN] = "ea\0st"
+    table = pa.Table.from_pylist(rows)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+    response = http.post(
+        f"/v1/models/{BINARY}/predict",
+        content=sink.getvalue().to_pybytes(),
+        headers={"content-type": ARROW_STREAM},
+    )
+
+    assert response.status_code == 422
+    body = response.json()
+    assert (body["row"], body["column"]) == (1, TEXT_COLUMN)
+    assert body["error"] == nul_message(1, "ea\\0st", 3)
+
+
+def test_predict_text_without_nul_200(
+    http: httpx.Client, frames: dict[str, pd.DataFrame]
+) -> None:
+    rows = feature_rows(frames, 1)
+    rows[0][TEXT_COLUMN] = "north\\0 and \u00e9"
+
+    response = http.post(f"/v1/models/{BINARY}/predict", json={"rows": rows})
+
+    assert response.status_code == 200, response.text
