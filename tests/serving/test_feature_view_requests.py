@@ -151,3 +151,94 @@ def test_predict_entity_key_without_nul_200(client: httpx.Client) -> None:
 
     assert json_response.status_code == 200, json_response.text
     assert arrow_response.status_code == 200, arrow_response.text
+
+
+def buffer_status(client: httpx.Client) -> dict[str, Any]:
+    response = client.get("/v1/datasets/weather/rows")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_for_flushes(client: httpx.Client, count: int) -> dict[str, Any]:
+    """Return the weather buffer's status once it has `count` flushes."""
+    deadline = time.monotonic() + FLUSH_TIMEOUT_SECONDS
+    status = buffer_status(client)
+    while status["flushes"] < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = buffer_status(client)
+    return status
+
+
+def reading(**values: Any) -> dict[str, Any]:
+    return {"origin": "EWR", "time_hour": "2013-02-08T00:00:00Z", "temp": 5.0, **values}
+
+
+@pytest.mark.parametrize(
+    ("rows", "error"),
+    [
+        (
+            [{"time_hour": "2013-02-08T00:00:00Z", "temp": 5.0}] * 2,
+            "rows sent to dataset 'weather' lack column 'origin', which feature "
+            "view 'weather' reads its entity key 'origin' from, so the view would "
+            "match none of them; send the column in the rows (null where a value "
+            "is missing), or change [feature_views.weather] in the configuration",
+        ),
+        (
+            [{"temp": 5.0}],
+            "rows sent to dataset 'weather' lack column 'origin', which feature "
+            "view 'weather' reads its entity key 'origin' from, and column "
+            "'time_hour', which feature view 'weather' reads its timestamp "
+            "'time_hour' from, so the view would match none of them; send the "
+            "columns in the rows (null where a value is missing), or change "
+            "[feature_views.weather] in the configuration",
+        ),
+    ],
+    ids=["entity-key", "entity-key-and-timestamp"],
+)
+def test_rows_without_view_key_422(
+    client: httpx.Client, rows: list[dict[str, Any]], error: str
+) -> None:
+    before = buffer_status(client)
+
+    response = client.post("/v1/datasets/weather/rows", json={"rows": rows})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == error
+    assert body["dataset"] == "weather"
+    assert body["columns"] == sorted({"origin", "time_hour"} - set(rows[0]))
+    assert body["views"] == ["weather"]
+    assert buffer_status(client) == before
+
+
+def test_rows_with_view_key_flushed(client: httpx.Client) -> None:
+    flushes = buffer_status(client)["flushes"]
+    # One row carries the key, so the flushed segment has the column, as a
+    # file with some empty values in it would.
+    rows = [reading(), {"time_hour": "2013-02-08T03:00:00Z", "temp": 6.0}]
+
+    response = client.post("/v1/datasets/weather/rows", json={"rows": rows})
+    status = wait_for_flushes(client, flushes + 1)
+
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 2
+    assert status["flushes"] == flushes + 1
+    assert status["buffered"] == 0
+    assert status["rejected_segments"] == 0
+    assert status["last_rejection"] is None
+
+
+@pytest.mark.parametrize(
+    ("rows", "error"),
+    [
+        ([], "no rows sent to dataset 'weather'"),
+        ([{"temp": 1.0}, 5], "row 1 sent to dataset 'weather' is not a JSON object"),
+    ],
+)
+def test_rows_shape_error_comes_first(
+    client: httpx.Client, rows: list[Any], error: str
+) -> None:
+    response = client.post("/v1/datasets/weather/rows", json={"rows": rows})
+
+    assert response.status_code == 422
+    assert response.json()["error"].startswith(error)
