@@ -100,7 +100,7 @@ def decode_json_rows(body: bytes, model: str) -> list[Any]:
     try:
         return _decoder.decode(body).rows
     except msgspec.DecodeError as exc:
-        rows = _decode_with_python(body, str(exc))
+        rows = decode_with_python(body, str(exc))
         if rows is not None:
             return rows
         raise RequestError(
@@ -111,32 +111,17 @@ def decode_json_rows(body: bytes, model: str) -> list[Any]:
         ) from None
 
 
-def decode_nan_literals(body: bytes) -> list[Any] | None:
-    """Decode a body that uses the NaN or Infinity literal, which JSON lacks.
-
-    Python's json module reads them as floats; the input checks then treat NaN
-    as missing and reject infinity naming the column. Returns None when the
-    body is not valid even so.
-    """
-    if b"NaN" not in body and b"Infinity" not in body:
-        return None
-    try:
-        table = json.loads(body)
-    except ValueError:
-        return None
-    rows = table.get("rows") if isinstance(table, dict) else None
-    return rows if isinstance(rows, list) else None
-
-
-def _decode_with_python(body: bytes, error: str) -> list[Any] | None:
-    """Decode a body that msgspec rejects but the input checks can locate.
+def decode_with_python(body: bytes, error: str) -> list[Any] | None:
+    """Return the rows of a body that msgspec rejects but the checks can locate.
 
     Such a body uses the NaN or Infinity literal, or a number beyond the
-    float64 range such as ``1e999``, which msgspec reports as out of range.
-    Python's json module reads the literals as floats and an overflowing
-    number as an `OverflowedNumber`. The input checks then treat NaN as
-    missing and reject the others naming their row and column. Returns None
-    when the body is not valid even so.
+    float64 range such as ``1e999``, which msgspec reports as out of range
+    in `error`. Python's json module reads the literals as floats and an
+    overflowing number as an `OverflowedNumber`, an infinity. The predict
+    route's input checks then treat NaN as missing and reject the others
+    naming their row and column. The ingest treats them as in files: NaN is
+    missing and an infinity is quarantined. Returns None when the body is not
+    valid even so.
     """
     if b"NaN" not in body and b"Infinity" not in body and "out of range" not in error:
         return None

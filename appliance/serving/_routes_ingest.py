@@ -21,7 +21,7 @@ from litestar import Request, Response, get, post
 
 from appliance.config import Config, dataset_name_problem
 from appliance.errors import LimitError, NotFoundError, RequestError
-from appliance.serving._body import JSON, check_rows, decode_nan_literals, read_body
+from appliance.serving._body import JSON, check_rows, decode_with_python, read_body
 from appliance.serving._state import DaemonState, daemon_state, run_with_catalog
 from appliance.storage import (
     Catalog,
@@ -200,9 +200,10 @@ def _decode(body: bytes, dataset: str) -> list[Any]:
     try:
         return _decoder.decode(body).rows
     except msgspec.DecodeError as exc:
-        # NaN and Infinity literals reach the ingest, which reads NaN as a
-        # missing value and quarantines infinities, as it does for files.
-        rows = decode_nan_literals(body)
+        # NaN, Infinity and numbers beyond float64 reach the ingest, which
+        # reads NaN as a missing value and quarantines infinities, as it
+        # does for files.
+        rows = decode_with_python(body, str(exc))
         if rows is not None:
             return rows
         raise RequestError(

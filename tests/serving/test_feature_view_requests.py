@@ -242,3 +242,28 @@ def test_rows_shape_error_comes_first(
 
     assert response.status_code == 422
     assert response.json()["error"].startswith(error)
+
+
+def test_rows_overflowing_number_quarantined(client: httpx.Client) -> None:
+    flushes = buffer_status(client)["flushes"]
+    body = (
+        '{"rows": [{"origin": "EWR", "time_hour": "2013-02-08T06:00:00Z", '
+        '"temp": 7.0}, {"origin": "EWR", "time_hour": "2013-02-08T09:00:00Z", '
+        '"temp": 1e999}]}'
+    )
+
+    response = client.post(
+        "/v1/datasets/weather/rows",
+        content=body.encode(),
+        headers={"content-type": "application/json"},
+    )
+    status = wait_for_flushes(client, flushes + 1)
+    listed = client.get("/v1/admin/quarantine", params={"dataset": "weather"})
+
+    assert response.status_code == 202, response.text
+    assert status["flushes"] == flushes + 1
+    assert status["rejected_segments"] == 0
+    assert listed.status_code == 200, listed.text
+    quarantined = listed.json()["rows"]
+    assert [(row["line"], row["value"]) for row in quarantined] == [(2, "inf")]
+    assert "is not a finite number" in quarantined[0]["reason"]
