@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,9 +12,12 @@ import pyarrow as pa
 from litestar.exceptions import InternalServerException
 
 from appliance.errors import LimitError, RequestError
+from appliance.serving._inputs import OverflowedNumber
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 JSON = "application/json"
+
+_MAX_INT_DIGITS = 309
 
 
 class PredictRequest(msgspec.Struct, forbid_unknown_fields=False):
@@ -96,7 +100,7 @@ def decode_json_rows(body: bytes, model: str) -> list[Any]:
     try:
         return _decoder.decode(body).rows
     except msgspec.DecodeError as exc:
-        rows = decode_nan_literals(body)
+        rows = decode_with_python(body, str(exc))
         if rows is not None:
             return rows
         raise RequestError(
@@ -107,21 +111,39 @@ def decode_json_rows(body: bytes, model: str) -> list[Any]:
         ) from None
 
 
-def decode_nan_literals(body: bytes) -> list[Any] | None:
-    """Decode a body that uses the NaN or Infinity literal, which JSON lacks.
+def decode_with_python(body: bytes, error: str) -> list[Any] | None:
+    """Return the rows of a body that msgspec rejects but the checks can locate.
 
-    Python's json module reads them as floats; the input checks then treat NaN
-    as missing and reject infinity naming the column. Returns None when the
-    body is not valid even so.
+    Such a body uses the NaN or Infinity literal, or a number beyond the
+    float64 range such as ``1e999``, which msgspec reports as out of range
+    in `error`. Python's json module reads the literals as floats and an
+    overflowing number as an `OverflowedNumber`, an infinity. The predict
+    route's input checks then treat NaN as missing and reject the others
+    naming their row and column. The ingest treats them as in files: NaN is
+    missing and an infinity is quarantined. Returns None when the body is not
+    valid even so.
     """
-    if b"NaN" not in body and b"Infinity" not in body:
+    if b"NaN" not in body and b"Infinity" not in body and "out of range" not in error:
         return None
     try:
-        table = json.loads(body)
+        table = json.loads(body, parse_float=_parse_float, parse_int=_parse_int)
     except ValueError:
         return None
     rows = table.get("rows") if isinstance(table, dict) else None
     return rows if isinstance(rows, list) else None
+
+
+def _parse_float(text: str) -> float:
+    number = float(text)
+    return OverflowedNumber(text) if math.isinf(number) else number
+
+
+def _parse_int(text: str) -> int | float:
+    # int() rejects more than 4300 digits (sys.get_int_max_str_digits), and
+    # a float64 integer has at most 309 digits, so a longer one overflows.
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        return OverflowedNumber(text)
+    return int(text)
 
 
 def decode_arrow(body: bytes, model: str) -> pa.Table:

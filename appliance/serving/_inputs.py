@@ -14,8 +14,9 @@ read. Their ``type`` sets which JSON values are accepted:
 - ``string``: text, a whole number or a boolean; null means missing.
 - ``sql``: any scalar, cast by DuckDB to the column's type in the dataset.
 
-Infinite numbers, numbers beyond the float32 range and values outside the
-model's ``checks`` are rejected with the column and row named. Columns the
+Infinite numbers, numbers beyond the float64 or float32 range, text that
+contains a NUL byte and values outside the model's ``checks`` are rejected
+with the column and row named. Columns the
 model does not read are ignored and reported as warnings.
 """
 
@@ -23,12 +24,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pyarrow as pa
 
 from appliance.errors import RequestError
+from appliance.serving._text_checks import check_arrow_texts, nul_error
 
 NUMBER = "number"
 STRING = "string"
@@ -40,9 +42,35 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _NUMERIC_KINDS = (NUMBER, INTEGER, BOOLEAN)
 _MAX_WARNED_COLUMNS = 20
 
+_FLOAT64_MAX = float(np.finfo(np.float64).max)
+_SHOWN_DIGITS = 20
+
 Columns = dict[str, Any]
 """Request values by column: float64 arrays for numeric kinds, object arrays of
 text for strings, Arrow arrays or lists for ``sql`` columns."""
+
+
+class OverflowedNumber(float):
+    """A JSON number beyond the float64 range, such as ``1e999``.
+
+    Its value is infinity with the number's sign, and its repr is the number as
+    sent, so the input checks reject it naming the value the client wrote.
+    """
+
+    __slots__ = ("text",)
+
+    text: str
+
+    def __new__(cls, text: str) -> Self:
+        """Return the infinity of the sign of `text`, keeping `text` for errors."""
+        number = super().__new__(cls, "-inf" if text.startswith("-") else "inf")
+        number.text = text
+        return number
+
+    def __repr__(self) -> str:
+        if len(self.text) <= _SHOWN_DIGITS + 4:
+            return self.text
+        return f"{self.text[:_SHOWN_DIGITS]}... ({len(self.text)} characters)"
 
 
 def request_spec(schema: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -83,7 +111,7 @@ def rows_to_columns(
                 _numbers(model, name, kind, values), dtype=np.float64
             )
         elif kind == SQL:
-            columns[name] = [_sql_text(v) for v in values]
+            columns[name] = [_sql_text(model, i, name, v) for i, v in enumerate(values)]
         else:
             texts = [_text(model, i, name, v) for i, v in enumerate(values)]
             columns[name] = np.asarray(texts, dtype=object)
@@ -113,6 +141,7 @@ def table_to_columns(
         if kind in _NUMERIC_KINDS:
             columns[name] = _arrow_numbers(model, name, kind, column)
         elif kind == SQL:
+            check_arrow_texts(model, name, column)
             columns[name] = column
         else:
             columns[name] = _arrow_texts(model, name, column)
@@ -237,15 +266,25 @@ def _numbers(model: str, name: str, kind: str, values: list[Any]) -> list[float]
     Finite floats of a ``number`` column and integers of any kind but
     ``boolean`` need no check beyond their type, so they skip the call.
     """
-    numbers = []
-    for index, value in enumerate(values):
-        kind_of_value = type(value)
-        if kind_of_value is int and kind != BOOLEAN:
-            numbers.append(float(value))
-        elif kind_of_value is float and kind == NUMBER and -math.inf < value < math.inf:
-            numbers.append(value)
-        else:
-            numbers.append(_number(model, index, name, kind, value))
+    numbers: list[float] = []
+    try:
+        for index, value in enumerate(values):
+            kind_of_value = type(value)
+            if kind_of_value is int and kind != BOOLEAN:
+                numbers.append(float(value))
+            elif (
+                kind_of_value is float
+                and kind == NUMBER
+                and -math.inf < value < math.inf
+            ):
+                numbers.append(value)
+            else:
+                numbers.append(_number(model, index, name, kind, value))
+    except OverflowError:
+        # float() of an integer beyond the float64 range, such as 10**400.
+        index = len(numbers)
+        huge = OverflowedNumber(str(values[index]))
+        raise _invalid(model, index, name, _overflow_problem(huge)) from None
     return numbers
 
 
@@ -256,6 +295,8 @@ def _number(model: str, index: int, name: str, kind: str, value: Any) -> float:
         if kind == BOOLEAN:
             return 1.0 if value else 0.0
     elif isinstance(value, (int, float)):
+        if type(value) is OverflowedNumber:
+            raise _invalid(model, index, name, _overflow_problem(value))
         return _checked_number(model, index, name, kind, float(value))
     elif isinstance(value, str) and value.strip().lower() == "nan":
         return math.nan
@@ -269,7 +310,13 @@ def _checked_number(
     if math.isnan(value):
         return value
     if math.isinf(value):
-        raise _invalid(model, index, name, f"must be finite, got {value!r}")
+        raise _invalid(
+            model,
+            index,
+            name,
+            f"must be finite, got {value!r}; replace it with a finite number, or "
+            "with a missing value (null)",
+        )
     if kind == INTEGER and not value.is_integer():
         raise _invalid(model, index, name, f"must be a whole number, got {value!r}")
     if kind == BOOLEAN and value not in (0.0, 1.0):
@@ -279,10 +326,19 @@ def _checked_number(
     return value
 
 
+def _overflow_problem(value: OverflowedNumber) -> str:
+    return (
+        f"is {value!r}, beyond the float64 range (±{_FLOAT64_MAX:.4g}); send a "
+        "finite number within it, or null for a missing value"
+    )
+
+
 def _text(model: str, index: int, name: str, value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
+        if "\0" in value:
+            raise nul_error(model, index, name, value)
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -293,11 +349,13 @@ def _text(model: str, index: int, name: str, value: Any) -> str:
     raise _invalid(model, index, name, f"must be a string or null, got {value!r}")
 
 
-def _sql_text(value: Any) -> str | None:
+def _sql_text(model: str, index: int, name: str, value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and "\0" in value:
+        raise nul_error(model, index, name, value)
     return str(value)
 
 
@@ -305,7 +363,9 @@ def _arrow_texts(model: str, name: str, column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         import pyarrow.compute as pc  # Arrow requests only; about 9 MB resident
 
-        # Same result as `_text` on every value: null becomes "", text stays.
+        # Same result as `_text` on every value: null becomes "", text stays,
+        # text with a NUL byte is rejected.
+        check_arrow_texts(model, name, column)
         return pc.fill_null(column, "").to_numpy(zero_copy_only=False)
     texts = [_text(model, i, name, v) for i, v in enumerate(column.to_pylist())]
     return np.asarray(texts, dtype=object)

@@ -3,6 +3,11 @@
 A 202 response means the rows are fsynced to the buffer's write-ahead file.
 They reach a new dataset version at the next flush (by size or age), and a
 crash of the daemon in between loses none of them.
+
+A request whose rows all lack a column that a feature view reads its entity
+key or timestamp from is rejected with 422 before it is buffered. The flush
+would reject its whole segment for that, as the file ingest rejects a file
+without such a column.
 """
 
 from __future__ import annotations
@@ -14,11 +19,17 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 
-from appliance.config import dataset_name_problem
+from appliance.config import Config, dataset_name_problem
 from appliance.errors import LimitError, NotFoundError, RequestError
-from appliance.serving._body import JSON, check_rows, decode_nan_literals, read_body
-from appliance.serving._state import DaemonState, daemon_state
-from appliance.storage import latest_version
+from appliance.serving._body import JSON, check_rows, decode_with_python, read_body
+from appliance.serving._state import DaemonState, daemon_state, run_with_catalog
+from appliance.storage import (
+    Catalog,
+    KeyUse,
+    key_sources,
+    latest_version,
+    stored_contract,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +43,12 @@ class RowsRequest(msgspec.Struct, forbid_unknown_fields=False):
 
 
 _decoder = msgspec.json.Decoder(RowsRequest)
+
+KeyUses = dict[str, list[KeyUse]]
+"""The feature view keys read from each column of a dataset."""
+
+_key_uses: dict[str, tuple[Config, KeyUses]] = {}
+"""`KeyUses` by dataset, with the config they were found in."""
 
 
 @post(
@@ -60,6 +77,7 @@ async def append_rows(name: str, request: Request[Any, Any, Any]) -> Response[by
     except LimitError as exc:
         detail = {k: v for k, v in exc.detail.items() if k != "model"}
         raise LimitError(str(exc), dataset=name, **detail) from None
+    await _check_view_keys(state, name, rows)
     buffered = await asyncio.to_thread(state.ingest.append, name, rows)
     body = {"dataset": name, "accepted": len(rows), "buffered": buffered}
     return Response(_encode(body), status_code=202, media_type=JSON)
@@ -101,6 +119,77 @@ def _check_exists(state: DaemonState, dataset: str) -> None:
         )
 
 
+async def _check_view_keys(state: DaemonState, dataset: str, rows: list[Any]) -> None:
+    """Reject rows that all lack a column a feature view reads a key from.
+
+    The flush ingests a segment as a file in ``append`` mode, which rejects
+    the whole segment when it lacks such a column of the dataset's contract.
+    A request with the column in at least one row puts the column in every
+    segment that its rows are flushed in.
+
+    Raises:
+        RequestError: Every row lacks such a column (HTTP 422).
+    """
+    config = state.config
+    if not config.feature_views:
+        return
+    cached = _key_uses.get(dataset)
+    if cached is None or cached[0] is not config:
+        uses = await run_with_catalog(state, _find_key_uses, config, dataset)
+        cached = _key_uses[dataset] = (config, uses)
+    uses = cached[1]
+    if not uses or not rows:
+        return
+    present: set[str] = set()
+    for row in rows:
+        if not isinstance(row, dict):
+            return  # The buffer rejects the request, naming this row.
+        present.update(row)
+    absent = [column for column in uses if column not in present]
+    if absent:
+        await run_with_catalog(
+            state, _reject_absent_keys, config, dataset, absent, uses
+        )
+
+
+def _find_key_uses(catalog: Catalog, config: Config, dataset: str) -> KeyUses:
+    return key_sources(catalog.db, list(config.feature_views.values()), dataset)
+
+
+def _reject_absent_keys(
+    catalog: Catalog, config: Config, dataset: str, absent: list[str], uses: KeyUses
+) -> None:
+    """Raise for the `absent` key columns that the dataset's contract has.
+
+    A dataset without a contract yet (no version and none declared) takes
+    its columns from the first flush, which the file ingest accepts.
+    """
+    contract = config.dataset(dataset).contract or stored_contract(catalog, dataset)
+    if contract is None:
+        return
+    dropped = [column for column in absent if column in contract.columns]
+    if not dropped:
+        return
+    lacks = [(column, use) for column in sorted(dropped) for use in uses[column]]
+    described = ", and ".join(
+        f"column {column!r}, which feature view {use.view!r} reads its "
+        f"{use.role} {use.key!r} from"
+        for column, use in lacks
+    )
+    views = sorted({use.view for _, use in lacks})
+    changes = " or ".join(f"[feature_views.{view}]" for view in views)
+    noun = "column" if len(dropped) == 1 else "columns"
+    subject = "the view" if len(views) == 1 else "the views"
+    raise RequestError(
+        f"rows sent to dataset {dataset!r} lack {described}, so {subject} would "
+        f"match none of them; send the {noun} in the rows (null where a value "
+        f"is missing), or change {changes} in the configuration",
+        dataset=dataset,
+        columns=sorted(dropped),
+        views=views,
+    )
+
+
 def _decode(body: bytes, dataset: str) -> list[Any]:
     if not body.strip():
         raise RequestError(
@@ -111,9 +200,10 @@ def _decode(body: bytes, dataset: str) -> list[Any]:
     try:
         return _decoder.decode(body).rows
     except msgspec.DecodeError as exc:
-        # NaN and Infinity literals reach the ingest, which reads NaN as a
-        # missing value and quarantines infinities, as it does for files.
-        rows = decode_nan_literals(body)
+        # NaN, Infinity and numbers beyond float64 reach the ingest, which
+        # reads NaN as a missing value and quarantines infinities, as it
+        # does for files.
+        rows = decode_with_python(body, str(exc))
         if rows is not None:
             return rows
         raise RequestError(

@@ -67,6 +67,7 @@ from appliance.storage._runs import (
     read_artifact,
     start_run,
 )
+from appliance.storage._view_keys import KeyUse, key_sources
 
 __all__ = [
     "CHALLENGER",
@@ -81,6 +82,7 @@ __all__ = [
     "DatasetVersion",
     "IngestBuffer",
     "IngestResult",
+    "KeyUse",
     "LabelRow",
     "Mode",
     "ModelVersion",
@@ -108,6 +110,7 @@ __all__ = [
     "get_runs",
     "get_version",
     "ingest",
+    "key_sources",
     "latest_label_time",
     "latest_models",
     "latest_version",

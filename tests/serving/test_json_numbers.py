@@ -52,3 +52,17 @@ def test_json_numbers_rejected(row: dict, column: str, problem: str) -> None:
     assert raised.value.detail["column"] == column
     assert raised.value.detail["row"] == 1
     assert problem in str(raised.value)
+
+
+@pytest.mark.parametrize("column", ["i", "n", "b"])
+def test_json_integer_beyond_float64_rejected(column: str) -> None:
+    row = {"i": 0, "n": 0, "b": 0, column: -(10**400)}
+
+    with pytest.raises(RequestError) as raised:
+        rows_to_columns("m", REQUEST, [{"i": 0, "n": 0, "b": 0}, row])
+
+    assert raised.value.detail["column"] == column
+    assert raised.value.detail["row"] == 1
+    assert "is -1000000000000000000... (402 characters), beyond the float64" in str(
+        raised.value
+    )

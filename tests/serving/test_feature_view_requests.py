@@ -1,0 +1,269 @@
+"""Requests to a daemon whose model reads a feature view by entity key."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pytest
+from support import Daemon, start_daemon, stop_daemon
+
+from appliance.config import load_config
+from appliance.storage import Catalog, ingest
+from appliance.training import train_model
+
+CONFIG = """
+[storage]
+home = "home"
+
+[ingest]
+flush_rows = 2
+flush_seconds = 3600
+
+[feature_views.weather]
+sql = "SELECT origin, time_hour, temp FROM weather"
+entities = ["origin"]
+timestamp = "time_hour"
+
+[models.late]
+dataset = "flights"
+target = "late"
+task = "classification"
+algorithm = "random_forest"
+features = ["distance", "temp"]
+feature_views = ["weather"]
+event_timestamp = "time_hour"
+
+[models.late.params]
+n_estimators = 20
+"""
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+FLUSH_TIMEOUT_SECONDS = 30.0
+
+
+def write_data(folder: Path) -> tuple[Path, Path]:
+    """Write a week of 3-hourly flights and weather readings at EWR."""
+    flights = ["origin,time_hour,distance,late"]
+    weather = ["origin,time_hour,temp"]
+    for day in range(1, 8):
+        for hour in range(0, 24, 3):
+            stamp = f"2013-02-{day:02d}T{hour:02d}:00:00Z"
+            temp = float((day * 7 + hour) % 40)
+            weather.append(f"EWR,{stamp},{temp}")
+            flights.append(f"EWR,{stamp},{100 + hour * 10},{str(temp > 20).lower()}")
+    flights_csv, weather_csv = folder / "flights.csv", folder / "weather.csv"
+    flights_csv.write_text("\n".join(flights) + "\n")
+    weather_csv.write_text("\n".join(weather) + "\n")
+    return flights_csv, weather_csv
+
+
+@pytest.fixture(scope="module")
+def late_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """Train model ``late`` over the weather view and serve it."""
+    root = tmp_path_factory.mktemp("late")
+    (root / "config.toml").write_text(CONFIG)
+    config = load_config(root / "config.toml")
+    flights_csv, weather_csv = write_data(root)
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "flights", [flights_csv])
+        ingest(catalog, "weather", [weather_csv])
+    train_model(config, "late")
+    daemon = start_daemon(root / "config.toml", config.storage.home, root / "log")
+    try:
+        yield daemon
+    finally:
+        stop_daemon(daemon)
+
+
+@pytest.fixture
+def client(late_daemon: Daemon) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=late_daemon.base_url, trust_env=False, timeout=30.0
+    ) as http:
+        yield http
+
+
+def flight(**values: Any) -> dict[str, Any]:
+    return {
+        "origin": "EWR",
+        "time_hour": "2013-02-03T09:30:00Z",
+        "distance": 190,
+        **values,
+    }
+
+
+def arrow_body(rows: list[dict[str, Any]]) -> bytes:
+    table = pa.Table.from_pylist(rows)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+NUL_KEY_ERROR = (
+    "row 1, column 'origin' of model 'late' is the text 'EW\\0R', which contains "
+    "a NUL byte (0x00) at character 3; remove NUL bytes from the text"
+)
+
+
+@pytest.mark.parametrize(
+    "second",
+    [flight(origin="EW\0R"), flight(origin="EW\0R", temp=12.0)],
+    ids=["looked-up", "carried"],
+)
+def test_predict_nul_entity_key_422(
+    client: httpx.Client, second: dict[str, Any]
+) -> None:
+    response = client.post("/v1/models/late/predict", json={"rows": [flight(), second]})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert (body["row"], body["column"]) == (1, "origin")
+    assert body["error"] == NUL_KEY_ERROR
+
+
+def test_predict_arrow_nul_entity_key_422(client: httpx.Client) -> None:
+    response = client.post(
+        "/v1/models/late/predict",
+        content=arrow_body([flight(), flight(origin="EW\0R")]),
+        headers={"content-type": ARROW_STREAM},
+    )
+
+    assert response.status_code == 422
+    body = response.json()
+    assert (body["row"], body["column"]) == (1, "origin")
+    assert body["error"] == NUL_KEY_ERROR
+
+
+def test_predict_entity_key_without_nul_200(client: httpx.Client) -> None:
+    json_response = client.post(
+        "/v1/models/late/predict", json={"rows": [flight(), flight(origin="JFK")]}
+    )
+    arrow_response = client.post(
+        "/v1/models/late/predict",
+        content=arrow_body([flight()]),
+        headers={"content-type": ARROW_STREAM},
+    )
+
+    assert json_response.status_code == 200, json_response.text
+    assert arrow_response.status_code == 200, arrow_response.text
+
+
+def buffer_status(client: httpx.Client) -> dict[str, Any]:
+    response = client.get("/v1/datasets/weather/rows")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_for_flushes(client: httpx.Client, count: int) -> dict[str, Any]:
+    """Return the weather buffer's status once it has `count` flushes."""
+    deadline = time.monotonic() + FLUSH_TIMEOUT_SECONDS
+    status = buffer_status(client)
+    while status["flushes"] < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = buffer_status(client)
+    return status
+
+
+def reading(**values: Any) -> dict[str, Any]:
+    return {"origin": "EWR", "time_hour": "2013-02-08T00:00:00Z", "temp": 5.0, **values}
+
+
+@pytest.mark.parametrize(
+    ("rows", "error"),
+    [
+        (
+            [{"time_hour": "2013-02-08T00:00:00Z", "temp": 5.0}] * 2,
+            "rows sent to dataset 'weather' lack column 'origin', which feature "
+            "view 'weather' reads its entity key 'origin' from, so the view would "
+            "match none of them; send the column in the rows (null where a value "
+            "is missing), or change [feature_views.weather] in the configuration",
+        ),
+        (
+            [{"temp": 5.0}],
+            "rows sent to dataset 'weather' lack column 'origin', which feature "
+            "view 'weather' reads its entity key 'origin' from, and column "
+            "'time_hour', which feature view 'weather' reads its timestamp "
+            "'time_hour' from, so the view would match none of them; send the "
+            "columns in the rows (null where a value is missing), or change "
+            "[feature_views.weather] in the configuration",
+        ),
+    ],
+    ids=["entity-key", "entity-key-and-timestamp"],
+)
+def test_rows_without_view_key_422(
+    client: httpx.Client, rows: list[dict[str, Any]], error: str
+) -> None:
+    before = buffer_status(client)
+
+    response = client.post("/v1/datasets/weather/rows", json={"rows": rows})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == error
+    assert body["dataset"] == "weather"
+    assert body["columns"] == sorted({"origin", "time_hour"} - set(rows[0]))
+    assert body["views"] == ["weather"]
+    assert buffer_status(client) == before
+
+
+def test_rows_with_view_key_flushed(client: httpx.Client) -> None:
+    flushes = buffer_status(client)["flushes"]
+    # One row carries the key, so the flushed segment has the column, as a
+    # file with some empty values in it would.
+    rows = [reading(), {"time_hour": "2013-02-08T03:00:00Z", "temp": 6.0}]
+
+    response = client.post("/v1/datasets/weather/rows", json={"rows": rows})
+    status = wait_for_flushes(client, flushes + 1)
+
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 2
+    assert status["flushes"] == flushes + 1
+    assert status["buffered"] == 0
+    assert status["rejected_segments"] == 0
+    assert status["last_rejection"] is None
+
+
+@pytest.mark.parametrize(
+    ("rows", "error"),
+    [
+        ([], "no rows sent to dataset 'weather'"),
+        ([{"temp": 1.0}, 5], "row 1 sent to dataset 'weather' is not a JSON object"),
+    ],
+)
+def test_rows_shape_error_comes_first(
+    client: httpx.Client, rows: list[Any], error: str
+) -> None:
+    response = client.post("/v1/datasets/weather/rows", json={"rows": rows})
+
+    assert response.status_code == 422
+    assert response.json()["error"].startswith(error)
+
+
+def test_rows_overflowing_number_quarantined(client: httpx.Client) -> None:
+    flushes = buffer_status(client)["flushes"]
+    body = (
+        '{"rows": [{"origin": "EWR", "time_hour": "2013-02-08T06:00:00Z", '
+        '"temp": 7.0}, {"origin": "EWR", "time_hour": "2013-02-08T09:00:00Z", '
+        '"temp": 1e999}]}'
+    )
+
+    response = client.post(
+        "/v1/datasets/weather/rows",
+        content=body.encode(),
+        headers={"content-type": "application/json"},
+    )
+    status = wait_for_flushes(client, flushes + 1)
+    listed = client.get("/v1/admin/quarantine", params={"dataset": "weather"})
+
+    assert response.status_code == 202, response.text
+    assert status["flushes"] == flushes + 1
+    assert status["rejected_segments"] == 0
+    assert listed.status_code == 200, listed.text
+    quarantined = listed.json()["rows"]
+    assert [(row["line"], row["value"]) for row in quarantined] == [(2, "inf")]
+    assert "is not a finite number" in quarantined[0]["reason"]
