@@ -17,6 +17,7 @@ from litestar import Request, Response, get, post
 from appliance.config import dataset_name_problem
 from appliance.errors import LimitError, NotFoundError, RequestError
 from appliance.serving._body import JSON, check_rows, decode_nan_literals, read_body
+from appliance.serving._params import DatasetName
 from appliance.serving._state import DaemonState, daemon_state
 from appliance.storage import latest_version
 
@@ -44,7 +45,9 @@ _decoder = msgspec.json.Decoder(RowsRequest)
         "of the dataset, appended to the latest, at the next flush."
     ),
 )
-async def append_rows(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
+async def append_rows(
+    name: DatasetName, request: Request[Any, Any, Any]
+) -> Response[bytes]:
     """Write the rows of one request durably to the dataset's buffer."""
     state = daemon_state(request)
     server = state.config.server
@@ -66,7 +69,9 @@ async def append_rows(name: str, request: Request[Any, Any, Any]) -> Response[by
 
 
 @get("/v1/datasets/{name:str}/rows", summary="Rows waiting in a dataset's buffer")
-async def buffer_status(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
+async def buffer_status(
+    name: DatasetName, request: Request[Any, Any, Any]
+) -> Response[bytes]:
     """Return the rows buffered for the dataset and its flushes since start."""
     state = daemon_state(request)
     buffered, flushed = state.ingest.buffered(name)
