@@ -19,8 +19,8 @@ from litestar import Request, Response, get
 from litestar.params import QueryParameter
 
 from appliance.errors import StorageError
-from appliance.serving._params import ModelName
 from appliance.monitoring import MonitoringStore
+from appliance.serving._params import ModelName
 from appliance.serving._state import DaemonState, daemon_state
 from appliance.serving._traffic import (
     TrafficSample,
