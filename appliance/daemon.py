@@ -576,6 +576,9 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
                 raise
         finally:
             logging.getLogger("uvicorn.error").removeFilter(quiet)
+            # uvicorn closes the socket at shutdown but not when the startup
+            # fails, and a second close does nothing.
+            sock.close()
         if state.start_error is not None:
             raise DaemonError(f"the daemon failed to start: {state.start_error}")
         if not server.started:

@@ -18,10 +18,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.params import QueryParameter
+from litestar.params import PathParameter, QueryParameter
 
 from appliance.errors import RequestError
 from appliance.serving._onnx import OnnxModel
+from appliance.serving._params import ModelFilter
 from appliance.serving._routes_registry import serve_new_version
 from appliance.serving._state import (
     DaemonState,
@@ -178,7 +179,14 @@ async def datasets(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get("/v1/admin/dataset-version", summary="Show one dataset version")
 async def dataset_version(
-    request: Request[Any, Any, Any], reference: str
+    request: Request[Any, Any, Any],
+    reference: Annotated[
+        str,
+        QueryParameter(
+            description="DATASET for its latest version, or DATASET@VERSION where "
+            "VERSION is a unique prefix of a version id."
+        ),
+    ],
 ) -> Response[bytes]:
     """Return the version ``DATASET`` (latest) or ``DATASET@VERSION`` names."""
     state = daemon_state(request)
@@ -189,9 +197,19 @@ async def dataset_version(
 @get("/v1/admin/quarantine", summary="List quarantined rows of a dataset")
 async def quarantine(
     request: Request[Any, Any, Any],
-    dataset: str,
-    version: str | None = None,
-    limit: Annotated[int | None, QueryParameter(ge=0)] = None,
+    dataset: Annotated[str, QueryParameter(description="Name of the dataset.")],
+    version: Annotated[
+        str | None,
+        QueryParameter(
+            description="Only the rows of versions whose id starts with this prefix."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        QueryParameter(
+            ge=0, description="Maximum number of rows, or all rows when absent."
+        ),
+    ] = None,
 ) -> Response[bytes]:
     """Return the rows that broke the dataset's contract, oldest first."""
     state = daemon_state(request)
@@ -201,7 +219,7 @@ async def quarantine(
 
 @get("/v1/admin/model-versions", summary="List registered model versions")
 async def model_versions(
-    request: Request[Any, Any, Any], model: str | None = None
+    request: Request[Any, Any, Any], model: ModelFilter = None
 ) -> Response[bytes]:
     """Return registered versions, by model and newest first."""
     versions = await run_with_catalog(daemon_state(request), list_models, model)
@@ -210,7 +228,7 @@ async def model_versions(
 
 @get("/v1/admin/runs", summary="List training runs")
 async def runs(
-    request: Request[Any, Any, Any], model: str | None = None
+    request: Request[Any, Any, Any], model: ModelFilter = None
 ) -> Response[bytes]:
     """Return training runs, newest first."""
     found = await run_with_catalog(daemon_state(request), list_runs, model)
@@ -218,7 +236,10 @@ async def runs(
 
 
 @get("/v1/admin/runs/{run_id:str}", summary="Show one training run")
-async def run(request: Request[Any, Any, Any], run_id: str) -> Response[bytes]:
+async def run(
+    request: Request[Any, Any, Any],
+    run_id: Annotated[str, PathParameter(description="Id of the training run.")],
+) -> Response[bytes]:
     """Return one training run."""
     found = await run_with_catalog(daemon_state(request), get_run, run_id)
     return _json(asdict(found))
@@ -227,12 +248,24 @@ async def run(request: Request[Any, Any, Any], run_id: str) -> Response[bytes]:
 @get("/v1/predictions", summary="Query the prediction log")
 async def predictions(
     request: Request[Any, Any, Any],
-    model: str | None = None,
-    version: int | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: Annotated[int, QueryParameter(ge=0)] = 100,
-    newest_first: bool = False,
+    model: ModelFilter = None,
+    version: Annotated[
+        int | None, QueryParameter(description="Only the rows of this model version.")
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        QueryParameter(description="Only the rows predicted at or after this time."),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        QueryParameter(description="Only the rows predicted before this time."),
+    ] = None,
+    limit: Annotated[
+        int, QueryParameter(ge=0, description="Maximum number of rows.")
+    ] = 100,
+    newest_first: Annotated[
+        bool, QueryParameter(description="Whether the newest rows come first.")
+    ] = False,
 ) -> Response[bytes]:
     """Return logged predictions filtered by model, version and time."""
     from appliance.predictions import query

@@ -22,6 +22,7 @@ from litestar import Request, Response, get, post
 from appliance.config import Config, dataset_name_problem
 from appliance.errors import LimitError, NotFoundError, RequestError
 from appliance.serving._body import JSON, check_rows, decode_with_python, read_body
+from appliance.serving._params import DatasetName
 from appliance.serving._state import DaemonState, daemon_state, run_with_catalog
 from appliance.storage import (
     Catalog,
@@ -61,7 +62,9 @@ _key_uses: dict[str, tuple[Config, KeyUses]] = {}
         "of the dataset, appended to the latest, at the next flush."
     ),
 )
-async def append_rows(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
+async def append_rows(
+    name: DatasetName, request: Request[Any, Any, Any]
+) -> Response[bytes]:
     """Write the rows of one request durably to the dataset's buffer."""
     state = daemon_state(request)
     server = state.config.server
@@ -84,7 +87,9 @@ async def append_rows(name: str, request: Request[Any, Any, Any]) -> Response[by
 
 
 @get("/v1/datasets/{name:str}/rows", summary="Rows waiting in a dataset's buffer")
-async def buffer_status(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
+async def buffer_status(
+    name: DatasetName, request: Request[Any, Any, Any]
+) -> Response[bytes]:
     """Return the rows buffered for the dataset and its flushes since start."""
     state = daemon_state(request)
     buffered, flushed = state.ingest.buffered(name)

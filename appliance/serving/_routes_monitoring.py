@@ -6,10 +6,11 @@ import asyncio
 import json
 import logging
 import threading
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.params import PathParameter, QueryParameter
 
 from appliance.config import Config
 from appliance.errors import RequestError
@@ -24,6 +25,7 @@ from appliance.predictions import parquet_dir
 from appliance.serving._body import JSON, read_body
 from appliance.serving._inputs import NUMBER
 from appliance.serving._onnx import OnnxModel
+from appliance.serving._params import ModelFilter, ModelName
 from appliance.serving._state import DaemonState, daemon_state
 from appliance.storage import Catalog, LabelRow, store_labels
 
@@ -71,7 +73,7 @@ def model_info(model: OnnxModel, config: Config | None = None) -> ModelInfo:
         "with the label kept, and is not counted again."
     ),
 )
-async def feedback(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
+async def feedback(name: ModelName, request: Request[Any, Any, Any]) -> Response[bytes]:
     """Join labels to logged predictions, store them and feed the loss detectors."""
     state = daemon_state(request)
     model = state.models.get(name)
@@ -111,7 +113,14 @@ async def feedback(name: str, request: Request[Any, Any, Any]) -> Response[bytes
 
 @get("/v1/models/{name:str}/drift", summary="Drift scores, history and live metrics")
 async def drift(
-    name: str, request: Request[Any, Any, Any], history: int = 5
+    name: ModelName,
+    request: Request[Any, Any, Any],
+    history: Annotated[
+        int,
+        QueryParameter(
+            ge=0, description="Number of earlier checks listed after the latest."
+        ),
+    ] = 5,
 ) -> Response[bytes]:
     """Return the latest batch drift check, earlier ones, detections and live state."""
     state = daemon_state(request)
@@ -129,7 +138,14 @@ async def drift(
 
 @get("/v1/alerts", summary="Monitoring alerts, newest first")
 async def alerts(
-    request: Request[Any, Any, Any], status: str | None = None, model: str | None = None
+    request: Request[Any, Any, Any],
+    status: Annotated[
+        str | None,
+        QueryParameter(
+            description="Only the alerts in this status: open or acknowledged."
+        ),
+    ] = None,
+    model: ModelFilter = None,
 ) -> Response[bytes]:
     """Return alerts, optionally only ``open`` or ``acknowledged`` ones."""
     state = daemon_state(request)
@@ -149,7 +165,8 @@ async def alerts(
     summary="Acknowledge an alert, so a repeat opens a new one",
 )
 async def acknowledge(
-    alert_id: int, request: Request[Any, Any, Any]
+    alert_id: Annotated[int, PathParameter(description="Id of the alert.")],
+    request: Request[Any, Any, Any],
 ) -> Response[bytes]:
     """Mark one alert acknowledged and return it."""
     state = daemon_state(request)

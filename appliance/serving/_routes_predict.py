@@ -6,11 +6,12 @@ import asyncio
 import logging
 import time
 import weakref
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import pyarrow as pa
 from litestar import Request, Response, get, post
+from litestar.params import QueryParameter
 from litestar.types import Receive
 
 from appliance.config import Config
@@ -33,6 +34,7 @@ from appliance.serving._body import (
 from appliance.serving._errors import status_of
 from appliance.serving._ids import new_request_id
 from appliance.serving._onnx import OnnxModel
+from appliance.serving._params import ModelName
 from appliance.serving._routes_monitoring import model_info
 from appliance.serving._routes_registry import pinned_batcher
 from appliance.serving._state import DaemonState, daemon_state
@@ -75,7 +77,15 @@ async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
     ),
 )
 async def predict(
-    name: str, request: Request[Any, Any, Any], version: int | None = None
+    name: ModelName,
+    request: Request[Any, Any, Any],
+    version: Annotated[
+        int | None,
+        QueryParameter(
+            description="Registered version that predicts. The served version "
+            "(the champion) predicts when absent."
+        ),
+    ] = None,
 ) -> Response[bytes]:
     """Predict the rows of one request and log every prediction.
 

@@ -32,6 +32,7 @@ from appliance.registry import (
 )
 from appliance.serving._batcher import MicroBatcher
 from appliance.serving._onnx import OnnxModel
+from appliance.serving._params import ModelFilter, ModelName, VersionReference
 from appliance.serving._state import (
     DaemonState,
     daemon_state,
@@ -74,9 +75,19 @@ class LookupRequest(msgspec.Struct, forbid_unknown_fields=True):
 @get(f"{_PREFIX}/runs", summary="List runs without folds and evaluation")
 async def runs(
     request: Request[Any, Any, Any],
-    model: str | None = None,
-    parent: str | None = None,
-    limit: Annotated[int | None, QueryParameter(ge=0)] = None,
+    model: ModelFilter = None,
+    parent: Annotated[
+        str | None,
+        QueryParameter(
+            description="Only the child runs of the search with this run id."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        QueryParameter(
+            ge=0, description="Maximum number of runs, or all runs when absent."
+        ),
+    ] = None,
 ) -> Response[bytes]:
     """Return runs newest first, optionally of one model or one search."""
     found = await run_with_catalog(
@@ -97,7 +108,7 @@ async def lookup(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get(f"{_PREFIX}/models", summary="List versions with aliases")
 async def versions(
-    request: Request[Any, Any, Any], model: str | None = None
+    request: Request[Any, Any, Any], model: ModelFilter = None
 ) -> Response[bytes]:
     """Return registered versions with their aliases and serving state."""
     found = await run_with_catalog(daemon_state(request), model_versions, model)
@@ -106,7 +117,14 @@ async def versions(
 
 @get(f"{_PREFIX}/models/{{name:str}}/history", summary="List alias changes")
 async def alias_changes(
-    request: Request[Any, Any, Any], name: str, alias: str | None = None
+    request: Request[Any, Any, Any],
+    name: ModelName,
+    alias: Annotated[
+        str | None,
+        QueryParameter(
+            description="Only the changes of this alias, or of every alias when absent."
+        ),
+    ] = None,
 ) -> Response[bytes]:
     """Return who changed which alias of a model, when and why."""
     found = await run_with_catalog(daemon_state(request), history, name, alias)
@@ -115,7 +133,7 @@ async def alias_changes(
 
 @get(f"{_PREFIX}/models/{{name:str}}/resolve", summary="Resolve NAME@REFERENCE")
 async def resolve_reference(
-    request: Request[Any, Any, Any], name: str, reference: str | None = None
+    request: Request[Any, Any, Any], name: ModelName, reference: VersionReference = None
 ) -> Response[bytes]:
     """Return the version a number or alias names (the champion by default)."""
     found = await run_with_catalog(daemon_state(request), resolve, name, reference)
@@ -124,7 +142,7 @@ async def resolve_reference(
 
 @get(f"{_PREFIX}/models/{{name:str}}/card", summary="Model card as HTML")
 async def card(
-    request: Request[Any, Any, Any], name: str, reference: str | None = None
+    request: Request[Any, Any, Any], name: ModelName, reference: VersionReference = None
 ) -> Response[bytes]:
     """Return the self-contained HTML model card of a version."""
     page = await run_with_catalog(daemon_state(request), card_html, name, reference)
@@ -133,7 +151,7 @@ async def card(
 
 @post(f"{_PREFIX}/models/{{name:str}}/promote", status_code=200, summary="Promote")
 async def promote_version(
-    request: Request[Any, Any, Any], name: str
+    request: Request[Any, Any, Any], name: ModelName
 ) -> Response[bytes]:
     """Point an alias at a version; a new champion is served at once."""
     state = daemon_state(request)
@@ -155,7 +173,7 @@ async def promote_version(
 
 @post(f"{_PREFIX}/models/{{name:str}}/rollback", status_code=200, summary="Roll back")
 async def rollback_version(
-    request: Request[Any, Any, Any], name: str
+    request: Request[Any, Any, Any], name: ModelName
 ) -> Response[bytes]:
     """Return an alias to its previous version; a champion is served at once."""
     body = _decode(RollbackRequest, await request.body())

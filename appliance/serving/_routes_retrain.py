@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.params import QueryParameter
 
 from appliance.errors import NotFoundError, RequestError
 from appliance.serving._body import JSON
+from appliance.serving._params import ModelName
 from appliance.serving._state import DaemonState, daemon_state
 
 _TRIGGERS = ("manual", "drift", "schedule")
@@ -35,7 +37,9 @@ _BODY_MAX_BYTES = 10_000
         "id. force (manual only) starts a run whatever the policy decides."
     ),
 )
-async def start_retrain(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
+async def start_retrain(
+    name: ModelName, request: Request[Any, Any, Any]
+) -> Response[bytes]:
     """Decide on a retraining of `name` and start it when the policy allows."""
     state = daemon_state(request)
     _check_model(state, name)
@@ -46,7 +50,14 @@ async def start_retrain(name: str, request: Request[Any, Any, Any]) -> Response[
 
 @get("/v1/models/{name:str}/retrain", summary="Retraining runs of a model")
 async def retrain_history(
-    name: str, request: Request[Any, Any, Any], limit: int = 20
+    name: ModelName,
+    request: Request[Any, Any, Any],
+    limit: Annotated[
+        int,
+        QueryParameter(
+            description="Maximum number of records. Values below 1 count as 1."
+        ),
+    ] = 20,
 ) -> Response[bytes]:
     """Return whether a job runs and the model's records, newest first."""
     state = daemon_state(request)

@@ -20,6 +20,7 @@ from litestar.params import QueryParameter
 
 from appliance.errors import StorageError
 from appliance.monitoring import MonitoringStore
+from appliance.serving._params import ModelName
 from appliance.serving._state import DaemonState, daemon_state
 from appliance.serving._traffic import (
     TrafficSample,
@@ -146,8 +147,14 @@ async def jobs(request: Request[Any, Any, Any]) -> Response[bytes]:
 @get("/v1/ui/drift/{name:str}", summary="Drift scores of every check, for charts")
 async def drift_scores(
     request: Request[Any, Any, Any],
-    name: str,
-    limit: Annotated[int, QueryParameter(ge=0)] = DRIFT_HISTORY_ROWS,
+    name: ModelName,
+    limit: Annotated[
+        int,
+        QueryParameter(
+            ge=0,
+            description=f"Maximum number of score rows, at most {DRIFT_HISTORY_ROWS}.",
+        ),
+    ] = DRIFT_HISTORY_ROWS,
 ) -> Response[bytes]:
     """Return the batch drift scores of model `name`, newest check first."""
     state = daemon_state(request)

@@ -159,16 +159,22 @@ def test_concurrent_requests_match_their_rows(start_daemon: Any) -> None:
     ]
 
     local = threading.local()
+    clients: list[httpx.Client] = []
 
     def one(index: int) -> tuple[int, dict[str, Any]]:
         if not hasattr(local, "client"):
             local.client = httpx.Client(base_url=daemon.base)
+            clients.append(local.client)
         response = local.client.post(PREDICT, json={"rows": [rows[index]]})
         assert response.status_code == 200
         return index, response.json()["predictions"][0]
 
-    with ThreadPoolExecutor(16) as pool:
-        results = list(pool.map(one, range(len(rows))))
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(one, range(len(rows))))
+    finally:
+        for client in clients:
+            client.close()
     for index, prediction in results:
         assert prediction["label"] == expected[index]["label"], index
         assert close(

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from litestar import Litestar, get
+from litestar.params import QueryParameter
 from litestar.testing import TestClient
 
 from appliance.serving._errors import error_response
 
 
 @get("/items", sync_to_thread=False)
-def items(since: datetime | None = None, limit: int = 5) -> dict:
+def items(
+    since: Annotated[datetime | None, QueryParameter()] = None,
+    limit: Annotated[int, QueryParameter()] = 5,
+) -> dict:
     return {"since": since, "limit": limit}
 
 
