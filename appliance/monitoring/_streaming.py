@@ -301,21 +301,7 @@ class CategoryDriftDetector:
 
     def update(self, x: Hashable) -> CategoryDriftDetector:
         """Add one category (None and ``""`` count as one missing category)."""
-        if self._drift_detected:
-            self._reset()
-        key = "" if x is None else x
-        if self._reference_count < self.window:
-            self._reference[key] += 1
-            self._reference_count += 1
-            return self
-        self._current[key] += 1
-        self._current_count += 1
-        if self._current_count == self.window:
-            if self._rejects():
-                self._drift_detected = True
-            else:
-                self._current = Counter()
-                self._current_count = 0
+        self.update_many((x,))
         return self
 
     def update_many(self, values: Iterable[Hashable]) -> list[int]:
