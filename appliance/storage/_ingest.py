@@ -70,7 +70,13 @@ from appliance.storage._sources import (
     check_distinct,
     open_source,
 )
-from appliance.storage._staging import Staged, quarantine_rows, stage_files
+from appliance.storage._sql import ident, literal
+from appliance.storage._staging import (
+    Staged,
+    quarantine_rows,
+    source_names,
+    stage_files,
+)
 from appliance.storage._types import (
     FLOAT_TYPES,
     ColumnType,
@@ -161,8 +167,8 @@ def ingest(
     sources = [open_source(path, settings.encoding) for path in paths]
     if len({source.reader for source in sources}) > 1:
         raise IngestError(
-            f"{_names(sources)}: input files mix formats; ingest CSV, Parquet and "
-            "JSON-lines files in separate commands"
+            f"{source_names(sources)}: input files mix formats; ingest CSV, "
+            "Parquet and JSON-lines files in separate commands"
         )
     hashes = [source.sha256 for source in sources]
     check_distinct(sources)
@@ -549,14 +555,14 @@ def _write_rows(
             os.replace(staged.typed_files[0], out / "data_0.parquet")
         elif partitioned:
             db.execute(
-                f"COPY ({_accepted_sql(types, staged, bad)}) TO {_literal(str(out))} "
-                f"({PARQUET_OPTIONS}, PARTITION_BY ({_ident(partition or '')}))"
+                f"COPY ({_accepted_sql(types, staged, bad)}) TO {literal(str(out))} "
+                f"({PARQUET_OPTIONS}, PARTITION_BY ({ident(partition or '')}))"
             )
         else:
             out.mkdir()
             db.execute(
                 f"COPY ({_accepted_sql(types, staged, bad)}) TO "
-                f"{_literal(str(out / 'data_0.parquet'))} ({PARQUET_OPTIONS})"
+                f"{literal(str(out / 'data_0.parquet'))} ({PARQUET_OPTIONS})"
             )
         shutil.rmtree(target, ignore_errors=True)
         os.replace(out, target)
@@ -600,7 +606,7 @@ def _holds_nan(db: duckdb.DuckDBPyConnection, types: dict[str, ColumnType]) -> b
     floats = [name for name, column in types.items() if column.type in FLOAT_TYPES]
     if not floats:
         return False
-    found = " OR ".join(f"isnan({_ident(name)})" for name in floats)
+    found = " OR ".join(f"isnan({ident(name)})" for name in floats)
     row = db.execute(f"SELECT count(*) FROM {STAGED} WHERE {found}").fetchone()
     return bool(row and row[0])
 
@@ -609,7 +615,7 @@ def _accepted_sql(types: dict[str, ColumnType], staged: Staged, bad: int) -> str
     """Return the query of the rows that keep the contract, converted to `types`."""
     columns = ", ".join(
         f"{stored_sql(name, column, staged.source_types.get(name, 'VARCHAR'))} AS "
-        f"{_ident(name)}"
+        f"{ident(name)}"
         for name, column in types.items()
     )
     rows = f"SELECT {columns} FROM {STAGED}"
@@ -644,15 +650,3 @@ def _check_case(catalog: Catalog, dataset: str) -> None:
             f"{other[0]!r} only in case, and SQL over datasets does not tell "
             f"them apart; ingest into {other[0]!r} or choose another name"
         )
-
-
-def _names(sources: list[SourceFile]) -> str:
-    return ", ".join(str(source.path) for source in sources)
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

@@ -24,6 +24,7 @@ from appliance.storage._loading import (
     normalize_type,
 )
 from appliance.storage._sources import Dialect, SourceFile
+from appliance.storage._sql import ident, literal
 from appliance.storage._types import (
     ColumnType,
     Inference,
@@ -72,18 +73,18 @@ def stage_files(
         if name not in ("_file", "_record")
     }
     if not source_types:
-        raise IngestError(f"{_names(sources)}: no columns found")
+        raise IngestError(f"{source_names(sources)}: no columns found")
     if RESERVED_COLUMN in source_types:
         # Hive-partitioned reads take `version` from the folder name, so a
         # column of that name would be replaced by the version id on read.
         raise IngestError(
-            f"{_names(sources)}: column {RESERVED_COLUMN!r} is reserved by the lake "
-            "layout (lake/DATASET/version=ID); rename it before ingesting"
+            f"{source_names(sources)}: column {RESERVED_COLUMN!r} is reserved by "
+            "the lake layout (lake/DATASET/version=ID); rename it before ingesting"
         )
     missing = [
         n for n in (contract.columns if contract else {}) if n not in source_types
     ]
-    extra = "".join(f", NULL::VARCHAR AS {_ident(name)}" for name in missing)
+    extra = "".join(f", NULL::VARCHAR AS {ident(name)}" for name in missing)
     db.execute(f"CREATE TEMP VIEW {STAGED} AS SELECT *{extra} FROM ({union})")
 
     inference = Inference({n: ColumnType(k) for n, k in source_types.items()})
@@ -141,7 +142,7 @@ def quarantine_rows(
         )
     numbered = " UNION ALL ".join(lines)
     fields = ", ".join(
-        f"{_ident(name)} := r.{_ident(name)}" for name in staged.source_types
+        f"{ident(name)} := r.{ident(name)}" for name in staged.source_types
     )
     paths = f"(SELECT * FROM (VALUES {_paths_values(sources)}) t(_file, path))"
     query = f"""
@@ -168,18 +169,11 @@ def quarantine_rows(
 
 def _paths_values(sources: list[SourceFile]) -> str:
     return ", ".join(
-        f"({index}, {_literal(str(source.path.resolve()))})"
+        f"({index}, {literal(str(source.path.resolve()))})"
         for index, source in enumerate(sources)
     )
 
 
-def _names(sources: list[SourceFile]) -> str:
+def source_names(sources: list[SourceFile]) -> str:
+    """Return the paths of `sources`, comma-separated, for messages."""
     return ", ".join(str(source.path) for source in sources)
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

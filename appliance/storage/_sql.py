@@ -1,0 +1,13 @@
+"""Quoting of names and text in the SQL that ingest builds."""
+
+from __future__ import annotations
+
+
+def ident(name: str) -> str:
+    """Return `name` as a quoted DuckDB identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """Return `text` as a DuckDB string literal."""
+    return "'" + text.replace("'", "''") + "'"
