@@ -90,11 +90,11 @@ def _has_nul_byte(chunk: pa.Array) -> bool:
 
 def nul_error(model: str, index: int, name: str, text: str) -> RequestError:
     """Return the error for text with a NUL byte, shown as ``\\0`` at the byte."""
-    shown = text.replace("\0", "\\0")
-    if len(shown) > _SHOWN_CHARACTERS:
-        shown = shown[:_SHOWN_CHARACTERS] + "..."
+    escaped = text.replace("\0", "\\0")
+    if len(escaped) > _SHOWN_CHARACTERS:
+        escaped = escaped[:_SHOWN_CHARACTERS] + "..."
     return RequestError(
-        f"row {index}, column {name!r} of model {model!r} is the text '{shown}', "
+        f"row {index}, column {name!r} of model {model!r} is the text '{escaped}', "
         f"which contains a NUL byte (0x00) at character {text.index(chr(0)) + 1}; "
         "remove NUL bytes from the text",
         model=model,

@@ -81,11 +81,11 @@ def find_removed_in_latest(
     """
     if latest is None:
         return None
-    wanted = sorted(hashes)
+    file_hashes = sorted(hashes)
     for version in removed_versions(catalog, dataset):
-        own = f"{version.path}/"
-        same = sorted(s["sha256"] for s in version.sources) == wanted
-        if same and any(glob.startswith(own) for glob in latest.files):
+        prefix = f"{version.path}/"
+        same_files = sorted(s["sha256"] for s in version.sources) == file_hashes
+        if same_files and any(glob.startswith(prefix) for glob in latest.files):
             return version
     return None
 
