@@ -1,16 +1,26 @@
-"""Model input schemas published in the app's OpenAPI document.
+"""Request body schemas of the routes that read their body themselves.
+
+Litestar documents a request body only for a handler's ``data`` parameter,
+which it decodes and validates before the handler runs. The JSON routes decode
+their bodies with msgspec instead, for speed and for errors that name the row
+and column, so each passes an `Operation` class from `body_operation` as its
+``operation_class``. That class sets the request body to the JSON schema that
+msgspec generates for the route's body Struct.
 
 The predict route takes rows whose columns depend on the model, so each served
 model adds a ``<model>Row`` object schema to ``components/schemas`` of the
 document at Litestar's default path (``/schema/openapi.json``). The predict
 operation's request body refers to those schemas, and its error responses are
-listed, since the route reads its body itself and Litestar cannot infer them.
+listed, since Litestar cannot infer them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import Field, dataclass, fields
 from typing import Any
 
+import msgspec
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi.spec import (
@@ -19,11 +29,13 @@ from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
+    Operation,
     Reference,
     RequestBody,
     Schema,
 )
 
+from appliance.serving._body import ARROW_STREAM, JSON
 from appliance.serving._inputs import BOOLEAN, INTEGER, NUMBER
 from appliance.serving._onnx import OnnxModel
 
@@ -36,6 +48,12 @@ _KINDS = {
 _PREDICT_PATH = "/v1/models/{name}/predict"
 _ROW_TITLE = " input row"
 """End of the title of every model input row schema."""
+_ANY_ROW = Schema(
+    type=OpenAPIType.OBJECT,
+    description="Values by input column; GET /v1/models lists the inputs of "
+    "each served model.",
+)
+"""Schema of a predict row before a model is published."""
 _PREDICT_ERRORS = {
     "404": "The model is not served, or has no such version.",
     "413": "The request has more rows than [server] max_rows, or a body larger "
@@ -99,25 +117,129 @@ def _describe_predict(document: Any) -> None:
     items: Reference | Schema = (
         references[0] if len(references) == 1 else Schema(one_of=references)
     )
-    rows = Schema(
-        type=OpenAPIType.OBJECT,
-        properties={"rows": Schema(type=OpenAPIType.ARRAY, items=items)},
-        required=["rows"],
-    )
-
-    operation.request_body = RequestBody(
-        required=True,
-        description="Rows with the input columns of the model named in the path "
-        "(its <model>Row schema), as JSON or as an Arrow IPC stream.",
-        content={
-            "application/json": OpenAPIMediaType(schema=rows),
-            "application/vnd.apache.arrow.stream": OpenAPIMediaType(
-                schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
-            ),
-        },
-    )
+    operation.request_body = predict_body(items)
 
     responses = dict(operation.responses or {})
     for status, text in _PREDICT_ERRORS.items():
         responses.setdefault(status, OpenAPIResponse(description=text))
     operation.responses = responses
+
+
+def predict_body(items: Reference | Schema = _ANY_ROW) -> RequestBody:
+    """Return the request body of the predict route, with rows like `items`."""
+    rows = Schema(
+        type=OpenAPIType.OBJECT,
+        properties={"rows": Schema(type=OpenAPIType.ARRAY, items=items)},
+        required=["rows"],
+    )
+    return RequestBody(
+        required=True,
+        description="Rows with the input columns of the model named in the path "
+        "(its <model>Row schema), as JSON or as an Arrow IPC stream.",
+        content={
+            JSON: OpenAPIMediaType(schema=rows),
+            ARROW_STREAM: OpenAPIMediaType(
+                schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+            ),
+        },
+    )
+
+
+def body_operation(
+    body: type[msgspec.Struct], description: str, *, required: bool = True
+) -> type[Operation]:
+    """Return an `Operation` class whose request body is the JSON `body` Struct.
+
+    Args:
+        body: The Struct the route decodes its body into, or one that
+            describes the fields the route reads by hand.
+        description: What the body is for, shown above its schema.
+        required: False when the route also takes an empty body.
+    """
+
+    def make_body() -> RequestBody:
+        return RequestBody(
+            required=required,
+            description=description,
+            content={JSON: OpenAPIMediaType(schema=struct_schema(body))},
+        )
+
+    return operation_with_body(make_body)
+
+
+def operation_with_body(make_body: Callable[[], RequestBody]) -> type[Operation]:
+    """Return an `Operation` class whose request body `make_body` returns.
+
+    Each document gets a new body, so a change to one document, as
+    `publish_model_schema` makes, leaves the others as they are.
+    """
+
+    @dataclass
+    class BodyOperation(Operation):
+        def __post_init__(self) -> None:
+            self.request_body = make_body()
+
+    return BodyOperation
+
+
+def struct_schema(struct: type[msgspec.Struct]) -> Schema:
+    """Return msgspec's JSON schema of `struct` as a Litestar `Schema`.
+
+    Nested Structs are written in place, because Litestar replaces
+    ``components/schemas`` with the schemas of handler types when it builds
+    the document.
+    """
+    generated = msgspec.json.schema(struct)
+    return _to_schema(generated, generated.get("$defs", {}))
+
+
+def _keyword(field: Field[Any]) -> str:
+    """Return the JSON schema keyword that `Schema.to_schema` writes for `field`."""
+    head, *rest = field.name.split("_")
+    return field.metadata.get("alias") or head + "".join(p.title() for p in rest)
+
+
+_SCHEMA_FIELDS = {_keyword(field): field.name for field in fields(Schema)}
+"""`Schema` field names by JSON schema keyword."""
+_SUBSCHEMAS = {"items", "additional_properties", "schema_not", "contains"}
+_SCHEMA_LISTS = {"all_of", "any_of", "one_of", "prefix_items"}
+
+
+def _to_schema(node: dict[str, Any], definitions: dict[str, Any]) -> Schema:
+    """Convert one JSON schema object; ``$ref`` names an entry of `definitions`.
+
+    Raises:
+        ValueError: `node` has a keyword that `Schema` has no field for.
+    """
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        node = {**definitions[name], **node}
+    values = {}
+    for keyword, value in node.items():
+        if keyword in ("$ref", "$defs"):
+            continue
+        name = _SCHEMA_FIELDS.get(keyword)
+        if name is None:
+            raise ValueError(
+                f"JSON schema keyword {keyword!r} has no field in Litestar's Schema, "
+                "so the OpenAPI document cannot show it; remove it from the "
+                "Struct's msgspec.Meta"
+            )
+        values[name] = _to_value(name, value, definitions)
+    return Schema(**values)
+
+
+def _to_value(name: str, value: Any, definitions: dict[str, Any]) -> Any:
+    if name == "type":
+        if isinstance(value, list):
+            return [OpenAPIType(kind) for kind in value]
+        return OpenAPIType(value)
+    if name == "format":
+        return OpenAPIFormat(value)
+    if name == "properties":
+        return {key: _to_schema(item, definitions) for key, item in value.items()}
+    if name in _SCHEMA_LISTS:
+        return [_to_schema(item, definitions) for item in value]
+    if name in _SUBSCHEMAS and isinstance(value, dict):
+        return _to_schema(value, definitions)
+    return value

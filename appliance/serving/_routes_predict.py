@@ -34,6 +34,7 @@ from appliance.serving._body import (
 from appliance.serving._errors import status_of
 from appliance.serving._ids import new_request_id
 from appliance.serving._onnx import OnnxModel
+from appliance.serving._openapi import operation_with_body, predict_body
 from appliance.serving._params import ModelName
 from appliance.serving._routes_monitoring import model_info
 from appliance.serving._routes_registry import pinned_batcher
@@ -75,6 +76,7 @@ async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
         "classifiers, a probability_<class> column per class. The input schema "
         "of each model is in components/schemas as <model>Row."
     ),
+    operation_class=operation_with_body(predict_body),
 )
 async def predict(
     name: ModelName,
