@@ -22,6 +22,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from appliance.errors import RequestError
 from appliance.serving._onnx import OnnxModel
+from appliance.serving._openapi import body_operation
 from appliance.serving._params import ModelFilter
 from appliance.serving._routes_registry import serve_new_version
 from appliance.serving._state import (
@@ -40,8 +41,8 @@ from appliance.storage import (
     list_models,
     list_quarantine,
     list_runs,
+    list_versions,
 )
-from appliance.storage import list_versions
 
 logger = logging.getLogger(__name__)
 
@@ -49,21 +50,51 @@ _encode = msgspec.json.Encoder(enc_hook=str).encode
 
 
 class IngestRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Body of ``POST /v1/admin/ingest``: files on this box to ingest."""
+    """Files on this box to ingest into a new dataset version."""
 
-    dataset: str
-    paths: list[str]
-    mode: Literal["replace", "append"] = "replace"
-    strict: bool = False
-    force: bool = False
-    """Whether to replace even when the files lack a column that a feature
-    view's entity key or timestamp is read from."""
+    dataset: Annotated[
+        str, msgspec.Meta(description="Name of the dataset.", examples=["points"])
+    ]
+    paths: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="CSV, Parquet or JSON-lines files that the daemon can read.",
+            examples=[["/srv/data/points.csv"]],
+        ),
+    ]
+    mode: Annotated[
+        Literal["replace", "append"],
+        msgspec.Meta(
+            description="replace makes a version of these files only, and append "
+            "adds their rows to the latest version's rows."
+        ),
+    ] = "replace"
+    strict: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Whether to reject the whole ingest when a row breaks the "
+            "contract or the schema changed, instead of quarantining the rows."
+        ),
+    ] = False
+    force: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Whether to ingest even when the files lack a column that "
+            "a feature view's entity key or timestamp is read from."
+        ),
+    ] = False
 
 
 class TrainRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Body of ``POST /v1/admin/train``: the model to train and serve."""
+    """The model to train, register and serve."""
 
-    model: str
+    model: Annotated[
+        str,
+        msgspec.Meta(
+            description="Name of a model declared in the configuration.",
+            examples=["demo"],
+        ),
+    ]
 
 
 def _json(content: Any, status: int = 200) -> Response[bytes]:
@@ -79,7 +110,12 @@ def _decode(request_type: type, body: bytes, path: str) -> Any:
         ) from None
 
 
-@post("/v1/admin/ingest", status_code=200, summary="Ingest files into a dataset")
+@post(
+    "/v1/admin/ingest",
+    status_code=200,
+    summary="Ingest files into a dataset",
+    operation_class=body_operation(IngestRequest, "Files to ingest and how."),
+)
 async def ingest_files(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Ingest files readable by the daemon into a new dataset version.
 
@@ -114,7 +150,12 @@ def _ingest(catalog: Catalog, state: DaemonState, *args: Any) -> IngestResult:
         return ingest(catalog, *args)
 
 
-@post("/v1/admin/train", status_code=200, summary="Train a model and serve it")
+@post(
+    "/v1/admin/train",
+    status_code=200,
+    summary="Train a model and serve it",
+    operation_class=body_operation(TrainRequest, "The model to train."),
+)
 async def train(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Train, export and register a model, then serve the new version at once."""
     state = daemon_state(request)

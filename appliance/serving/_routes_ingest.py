@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 
 from appliance.config import Config, dataset_name_problem
 from appliance.errors import LimitError, NotFoundError, RequestError
 from appliance.serving._body import JSON, check_rows, decode_with_python, read_body
+from appliance.serving._openapi import body_operation
 from appliance.serving._params import DatasetName
 from appliance.serving._state import DaemonState, daemon_state, run_with_catalog
 from appliance.storage import (
@@ -38,9 +40,49 @@ _encode = msgspec.json.Encoder().encode
 
 
 class RowsRequest(msgspec.Struct, forbid_unknown_fields=False):
-    """Body of an ingest request."""
+    """Rows for the next version of a dataset."""
 
-    rows: list[Any]
+    rows: Annotated[
+        list[Any],
+        msgspec.Meta(
+            description="Rows as objects of column values, at most [server] "
+            "max_rows of them, where null is a missing value. The flush ingests "
+            "them like a file, so a row that breaks the dataset's contract is "
+            "quarantined.",
+            examples=[[{"x1": 0.25, "x2": -1.5, "color": "red", "label": 1}]],
+            # The decoder takes any item, so that the buffer's error names the
+            # row that is not an object, and an empty list gets its own error.
+            extra_json_schema={"items": {"type": "object"}, "minItems": 1},
+        ),
+    ]
+
+
+class RowsAccepted(msgspec.Struct):
+    """Rows written to a dataset's buffer."""
+
+    dataset: str
+    accepted: Annotated[int, msgspec.Meta(description="Rows of this request.")]
+    buffered: Annotated[
+        int,
+        msgspec.Meta(
+            description="Rows waiting in the buffer, this request's included."
+        ),
+    ]
+
+
+class BufferStatus(msgspec.Struct):
+    """A dataset's buffer and its flushes since the daemon started."""
+
+    dataset: str
+    buffered: Annotated[int, msgspec.Meta(description="Rows waiting for a flush.")]
+    flushes: Annotated[int, msgspec.Meta(description="Flushes since start.")]
+    rejected_segments: Annotated[
+        int,
+        msgspec.Meta(description="Flushed segments the ingest rejected since start."),
+    ]
+    last_rejection: Annotated[
+        str | None, msgspec.Meta(description="Error of the latest rejected segment.")
+    ]
 
 
 _decoder = msgspec.json.Decoder(RowsRequest)
@@ -61,6 +103,12 @@ _key_uses: dict[str, tuple[Config, KeyUses]] = {}
         "rows are on disk in the write-ahead buffer; they reach a new version "
         "of the dataset, appended to the latest, at the next flush."
     ),
+    operation_class=body_operation(RowsRequest, "Rows to append to the dataset."),
+    responses={
+        202: ResponseSpec(
+            RowsAccepted, description="Rows on disk.", generate_examples=False
+        )
+    },
 )
 async def append_rows(
     name: DatasetName, request: Request[Any, Any, Any]
@@ -82,11 +130,19 @@ async def append_rows(
         raise LimitError(str(exc), dataset=name, **detail) from None
     await _check_view_keys(state, name, rows)
     buffered = await asyncio.to_thread(state.ingest.append, name, rows)
-    body = {"dataset": name, "accepted": len(rows), "buffered": buffered}
-    return Response(_encode(body), status_code=202, media_type=JSON)
+    accepted = RowsAccepted(dataset=name, accepted=len(rows), buffered=buffered)
+    return Response(_encode(accepted), status_code=202, media_type=JSON)
 
 
-@get("/v1/datasets/{name:str}/rows", summary="Rows waiting in a dataset's buffer")
+@get(
+    "/v1/datasets/{name:str}/rows",
+    summary="Rows waiting in a dataset's buffer",
+    responses={
+        200: ResponseSpec(
+            BufferStatus, description="The buffer.", generate_examples=False
+        )
+    },
+)
 async def buffer_status(
     name: DatasetName, request: Request[Any, Any, Any]
 ) -> Response[bytes]:
@@ -96,14 +152,14 @@ async def buffer_status(
     if not buffered and not flushed and name not in state.config.datasets:
         await asyncio.to_thread(_check_exists, state, name)
     rejected, rejection = state.ingest.rejections(name)
-    body = {
-        "dataset": name,
-        "buffered": buffered,
-        "flushes": flushed,
-        "rejected_segments": rejected,
-        "last_rejection": rejection,
-    }
-    return Response(_encode(body), media_type=JSON)
+    status = BufferStatus(
+        dataset=name,
+        buffered=buffered,
+        flushes=flushed,
+        rejected_segments=rejected,
+        last_rejection=rejection,
+    )
+    return Response(_encode(status), media_type=JSON)
 
 
 def _check_exists(state: DaemonState, dataset: str) -> None:

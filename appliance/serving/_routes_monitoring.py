@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 
 from appliance.config import Config
@@ -25,6 +26,7 @@ from appliance.predictions import parquet_dir
 from appliance.serving._body import JSON, read_body
 from appliance.serving._inputs import NUMBER
 from appliance.serving._onnx import OnnxModel
+from appliance.serving._openapi import body_operation
 from appliance.serving._params import ModelFilter, ModelName
 from appliance.serving._state import DaemonState, daemon_state
 from appliance.storage import Catalog, LabelRow, store_labels
@@ -35,6 +37,56 @@ _encode = msgspec.json.Encoder().encode
 _FEEDBACK_MAX_BYTES = 10_000_000
 _LABELS_LOCK = threading.Lock()
 """Serializes label writes, so two requests with one key store it once."""
+
+
+class Label(msgspec.Struct):
+    """True label of one predicted row."""
+
+    request_id: Annotated[
+        str,
+        msgspec.Meta(
+            description="request_id of the prediction response.",
+            examples=["3f2a9c0e5b7d41e8a6c4b2d0f9e8a7c6"],
+        ),
+    ]
+    row: Annotated[
+        int,
+        msgspec.Meta(ge=0, description="Index of the row in its request, from 0."),
+    ]
+    label: Annotated[
+        Any,
+        msgspec.Meta(
+            description="A class of the model, or a number for a regression model.",
+            examples=["yes"],
+        ),
+    ]
+
+
+class FeedbackRequest(msgspec.Struct):
+    """True labels of earlier predictions.
+
+    `_decode_labels` and the monitoring service check the body by hand, so
+    that each error names the label. This Struct only documents the body.
+    """
+
+    labels: Annotated[list[Label], msgspec.Meta(min_length=1)]
+
+
+class FeedbackResult(msgspec.Struct):
+    """Labels stored by one feedback request."""
+
+    model: str
+    labels: Annotated[int, msgspec.Meta(description="Labels in the request.")]
+    stored: Annotated[int, msgspec.Meta(description="Labels stored by this request.")]
+    repeated: Annotated[
+        list[Label],
+        msgspec.Meta(
+            description="Labels of rows labelled before, each with the label kept."
+        ),
+    ]
+    events: Annotated[
+        int, msgspec.Meta(description="Detector events that the labels raised.")
+    ]
 
 
 def model_info(model: OnnxModel, config: Config | None = None) -> ModelInfo:
@@ -72,6 +124,12 @@ def model_info(model: OnnxModel, config: Config | None = None) -> ModelInfo:
         "once per (request_id, row): a repeat is answered under 'repeated' "
         "with the label kept, and is not counted again."
     ),
+    operation_class=body_operation(FeedbackRequest, "Labels to store."),
+    responses={
+        200: ResponseSpec(
+            FeedbackResult, description="Labels stored.", generate_examples=False
+        )
+    },
 )
 async def feedback(name: ModelName, request: Request[Any, Any, Any]) -> Response[bytes]:
     """Join labels to logged predictions, store them and feed the loss detectors."""

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 
 from appliance.errors import RegistryError, RequestError
@@ -32,6 +33,7 @@ from appliance.registry import (
 )
 from appliance.serving._batcher import MicroBatcher
 from appliance.serving._onnx import OnnxModel
+from appliance.serving._openapi import body_operation
 from appliance.serving._params import ModelFilter, ModelName, VersionReference
 from appliance.serving._state import (
     DaemonState,
@@ -47,29 +49,78 @@ _encode = msgspec.json.Encoder(enc_hook=str).encode
 _PREFIX = "/v1/admin/registry"
 
 
+_ACTOR = msgspec.Meta(
+    description="Who makes the change, as the alias history records it.",
+    examples=["alice"],
+)
+_REASON = msgspec.Meta(
+    description="Why, as the alias history records it.",
+    examples=["better AUC on the holdout"],
+)
+_ALIAS = msgspec.Meta(
+    description=f"Alias to move. The daemon serves the version that {CHAMPION} "
+    "points at.",
+    examples=[CHAMPION],
+)
+
+
 class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Body of a promotion."""
 
-    version: int
-    alias: str = CHAMPION
-    actor: str = "unknown"
-    reason: str = ""
+    version: Annotated[
+        int, msgspec.Meta(description="Registered version number.", examples=[3])
+    ]
+    alias: Annotated[str, _ALIAS] = CHAMPION
+    actor: Annotated[str, _ACTOR] = "unknown"
+    reason: Annotated[str, _REASON] = ""
 
 
 class RollbackRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Body of a rollback."""
+    """Body of a rollback; an empty body rolls back the champion."""
 
-    alias: str = CHAMPION
-    actor: str = "unknown"
-    reason: str = ""
+    alias: Annotated[str, _ALIAS] = CHAMPION
+    actor: Annotated[str, _ACTOR] = "unknown"
+    reason: Annotated[str, _REASON] = ""
 
 
 class LookupRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Body of a lookup of whole runs by id."""
 
-    run_ids: list[str]
-    details: bool = True
-    """False leaves out folds and evaluation."""
+    run_ids: Annotated[
+        list[str],
+        msgspec.Meta(description="Ids of the runs, in the order to return them."),
+    ]
+    details: Annotated[
+        bool,
+        msgspec.Meta(description="Whether to return folds and evaluation too."),
+    ] = True
+
+
+class AliasChange(msgspec.Struct):
+    """A recorded change of an alias."""
+
+    model: str
+    alias: str
+    version: Annotated[int, msgspec.Meta(description="Version the alias points at.")]
+    previous_version: Annotated[
+        int | None, msgspec.Meta(description="Version it pointed at before.")
+    ]
+    action: Annotated[str, msgspec.Meta(description="set (promote) or rollback.")]
+    actor: str
+    reason: str
+    changed_at: Annotated[str, msgspec.Meta(description="ISO 8601 time.")]
+    serving: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="Version the daemon serves from now on, present only when "
+            f"the alias is {CHAMPION}."
+        ),
+    ] = None
+
+
+_ALIAS_CHANGE = ResponseSpec(
+    AliasChange, description="The recorded change.", generate_examples=False
+)
 
 
 @get(f"{_PREFIX}/runs", summary="List runs without folds and evaluation")
@@ -96,7 +147,12 @@ async def runs(
     return _json({"runs": found})
 
 
-@post(f"{_PREFIX}/runs/lookup", status_code=200, summary="Read whole runs by id")
+@post(
+    f"{_PREFIX}/runs/lookup",
+    status_code=200,
+    summary="Read whole runs by id",
+    operation_class=body_operation(LookupRequest, "Runs to read."),
+)
 async def lookup(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Return whole runs with artifacts and child run ids, in the order asked."""
     body = _decode(LookupRequest, await request.body())
@@ -149,7 +205,13 @@ async def card(
     return _json({"html": page})
 
 
-@post(f"{_PREFIX}/models/{{name:str}}/promote", status_code=200, summary="Promote")
+@post(
+    f"{_PREFIX}/models/{{name:str}}/promote",
+    status_code=200,
+    summary="Promote",
+    operation_class=body_operation(PromoteRequest, "Version and alias to point."),
+    responses={200: _ALIAS_CHANGE},
+)
 async def promote_version(
     request: Request[Any, Any, Any], name: ModelName
 ) -> Response[bytes]:
@@ -171,7 +233,15 @@ async def promote_version(
     return _json(_serve(state, event_record(event), model))
 
 
-@post(f"{_PREFIX}/models/{{name:str}}/rollback", status_code=200, summary="Roll back")
+@post(
+    f"{_PREFIX}/models/{{name:str}}/rollback",
+    status_code=200,
+    summary="Roll back",
+    operation_class=body_operation(
+        RollbackRequest, "Alias to roll back; may be empty.", required=False
+    ),
+    responses={200: _ALIAS_CHANGE},
+)
 async def rollback_version(
     request: Request[Any, Any, Any], name: ModelName
 ) -> Response[bytes]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from litestar import Request, Response, get, post
@@ -17,11 +17,43 @@ from litestar.params import QueryParameter
 
 from appliance.errors import NotFoundError, RequestError
 from appliance.serving._body import JSON
+from appliance.serving._openapi import body_operation
 from appliance.serving._params import ModelName
 from appliance.serving._state import DaemonState, daemon_state
 
-_TRIGGERS = ("manual", "drift", "schedule")
+Trigger = Literal["manual", "drift", "schedule"]
+_TRIGGERS = get_args(Trigger)
 _BODY_MAX_BYTES = 10_000
+
+
+class RetrainRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """What the retraining policy decides for. Every field is optional.
+
+    `_decode` checks the body by hand, so that each error names the field and
+    the model. This Struct documents the body and lists its keys.
+    """
+
+    trigger: Annotated[
+        Trigger,
+        msgspec.Meta(description="Trigger that the policy decides for."),
+    ] = "manual"
+    as_of: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="ISO 8601 time taken as now, else the policy's clock.",
+            examples=["2013-06-01T00:00:00Z"],
+        ),
+    ] = None
+    force: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Whether to start a run whatever the policy decides, "
+            "which only trigger manual allows."
+        ),
+    ] = False
+
+
+_KEYS = RetrainRequest.__struct_fields__
 
 
 @post(
@@ -35,6 +67,9 @@ _BODY_MAX_BYTES = 10_000
         "record, outcome 'running'; follow it with GET on the same path. A skip "
         "is answered 200 with the recorded reason. 409 names the running job's "
         "id. force (manual only) starts a run whatever the policy decides."
+    ),
+    operation_class=body_operation(
+        RetrainRequest, "Trigger of the decision; may be empty.", required=False
     ),
 )
 async def start_retrain(
@@ -108,11 +143,11 @@ def _decode(body: bytes, model: str) -> tuple[str, datetime | None, bool]:
             model=model,
             malformed=True,
         )
-    unknown = sorted(set(decoded) - {"trigger", "as_of", "force"})
+    unknown = sorted(set(decoded) - set(_KEYS))
     if unknown:
         raise RequestError(
             f"retrain request for model {model!r} has unknown key {unknown[0]!r}; "
-            "known keys: trigger, as_of, force",
+            f"known keys: {', '.join(_KEYS)}",
             model=model,
         )
     trigger = decoded.get("trigger", "manual")
