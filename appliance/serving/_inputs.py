@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from appliance.errors import RequestError
+from appliance.jsonnumbers import OverflowedNumber
 from appliance.serving._text_checks import check_arrow_texts, nul_error
 
 NUMBER = "number"
@@ -43,34 +44,10 @@ _NUMERIC_KINDS = (NUMBER, INTEGER, BOOLEAN)
 _MAX_WARNED_COLUMNS = 20
 
 _FLOAT64_MAX = float(np.finfo(np.float64).max)
-_SHOWN_DIGITS = 20
 
 Columns = dict[str, Any]
 """Request values by column: float64 arrays for numeric kinds, object arrays of
 text for strings, Arrow arrays or lists for ``sql`` columns."""
-
-
-class OverflowedNumber(float):
-    """A JSON number beyond the float64 range, such as ``1e999``.
-
-    Its value is infinity with the number's sign, and its repr is the number as
-    sent, so the input checks reject it naming the value the client wrote.
-    """
-
-    __slots__ = ("text",)
-
-    text: str
-
-    def __new__(cls, text: str) -> Self:
-        """Return the infinity of the sign of `text`, keeping `text` for errors."""
-        number = super().__new__(cls, "-inf" if text.startswith("-") else "inf")
-        number.text = text
-        return number
-
-    def __repr__(self) -> str:
-        if len(self.text) <= _SHOWN_DIGITS + 4:
-            return self.text
-        return f"{self.text[:_SHOWN_DIGITS]}... ({len(self.text)} characters)"
 
 
 def request_spec(schema: Mapping[str, Any]) -> list[dict[str, str]]:

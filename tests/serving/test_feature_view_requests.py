@@ -246,15 +246,17 @@ def test_rows_shape_error_comes_first(
 
 def test_rows_overflowing_number_quarantined(client: httpx.Client) -> None:
     flushes = buffer_status(client)["flushes"]
-    body = (
-        '{"rows": [{"origin": "EWR", "time_hour": "2013-02-08T06:00:00Z", '
-        '"temp": 7.0}, {"origin": "EWR", "time_hour": "2013-02-08T09:00:00Z", '
-        '"temp": 1e999}]}'
+    huge = "1" + "0" * 5000
+    values = ["7.0", "1e999", "-1E400", huge, "Infinity"]
+    rows = ", ".join(
+        f'{{"origin": "EWR", "time_hour": "2013-02-08T{hour:02d}:00:00Z", '
+        f'"temp": {value}}}'
+        for hour, value in enumerate(values)
     )
 
     response = client.post(
         "/v1/datasets/weather/rows",
-        content=body.encode(),
+        content=f'{{"rows": [{rows}]}}'.encode(),
         headers={"content-type": "application/json"},
     )
     status = wait_for_flushes(client, flushes + 1)
@@ -265,6 +267,11 @@ def test_rows_overflowing_number_quarantined(client: httpx.Client) -> None:
     assert status["rejected_segments"] == 0
     assert listed.status_code == 200, listed.text
     quarantined = listed.json()["rows"]
-    # The buffer keeps the decoded row, so the value is shown as it stores it.
-    assert [(row["line"], row["value"]) for row in quarantined] == [(2, "Infinity")]
-    assert "is not a finite number" in quarantined[0]["reason"]
+    # Each value is shown as the client wrote it, as for a file.
+    assert [(row["line"], row["value"]) for row in quarantined] == [
+        (2, "1e999"),
+        (3, "-1E400"),
+        (4, huge),
+        (5, "Infinity"),
+    ]
+    assert all("is not a finite number" in row["reason"] for row in quarantined)
