@@ -96,6 +96,13 @@ class FeatureServer:
         """Tell whether `model` joins any feature view."""
         return model in self.models
 
+    def entity_keys(self, model: str) -> list[str]:
+        """Return the entity key columns of `model`'s feature views, in view order."""
+        if model not in self.models:
+            return []
+        declared, _ = self.models[model]
+        return [key for view in declared for key in view.entities]
+
     def lookup_columns(self, model: str) -> set[str]:
         """Return the columns `model`'s feature lookup reads or adds.
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from support import Daemon, start_daemon, stop_daemon
+from support import Daemon, run_appliance, start_daemon, stop_daemon
 
 from appliance.config import load_config
 from appliance.storage import Catalog, ingest
@@ -151,6 +152,31 @@ def test_predict_entity_key_without_nul_200(client: httpx.Client) -> None:
 
     assert json_response.status_code == 200, json_response.text
     assert arrow_response.status_code == 200, arrow_response.text
+
+
+@pytest.mark.parametrize(("suffix", "place"), [("parquet", "row 2"), ("csv", "line 3")])
+def test_cli_predict_nul_entity_key_rejected(
+    late_daemon: Daemon, tmp_path: Path, suffix: str, place: str
+) -> None:
+    rows = [flight(), flight(origin="EW\0R"), flight()]
+    source = tmp_path / f"rows.{suffix}"
+    if suffix == "parquet":
+        pq.write_table(pa.Table.from_pylist(rows), source)
+    else:
+        lines = [",".join(rows[0])] + [",".join(map(str, r.values())) for r in rows]
+        source.write_text("\n".join(lines) + "\n")
+    output = tmp_path / "scored.parquet"
+    config_path = late_daemon.log.parent / "config.toml"
+    home = load_config(config_path).storage.home
+
+    result = run_appliance(
+        config_path, home, "predict", "late", str(source), str(output)
+    )
+
+    assert result.returncode != 0
+    assert f"{source}, {place}, {NUL_KEY_ERROR[len('row 1, ') :]}" in result.stderr
+    assert not output.exists()
+    assert not output.with_name(output.name + ".partial").exists()
 
 
 def buffer_status(client: httpx.Client) -> dict[str, Any]:
