@@ -23,7 +23,7 @@ model does not read are ignored and reported as warnings.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
 import numpy as np
@@ -224,6 +224,72 @@ def table_to_feed(
     return columns_to_feed(inputs, columns)
 
 
+def check_finite_rows(model: str, rows: Sequence[Any], names: Set[str]) -> None:
+    """Reject infinite numbers in the columns `names` of JSON rows.
+
+    Numbers beyond the float64 range, such as ``1e999``, count as infinite.
+    `names` are lowercase, and a column matches in any case, as DuckDB
+    matches identifiers. NaN passes as a missing value. Rows that are not
+    objects are left to the other checks.
+
+    Raises:
+        RequestError: Such a number is found. The error names the first such
+            row, and in it the first such column.
+    """
+    if not names:
+        return
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            continue
+        for name, value in row.items():
+            kind = type(value)
+            if kind is int:
+                if -_FLOAT64_MAX <= value <= _FLOAT64_MAX:
+                    continue
+            elif kind is float or kind is OverflowedNumber:
+                if -math.inf < value < math.inf or value != value:
+                    continue
+            else:
+                continue
+            if name.lower() in names:
+                raise _infinite(model, index, name, value)
+
+
+def check_finite_table(model: str, table: pa.Table, names: Set[str]) -> None:
+    """Reject infinite numbers in the float columns `names` of an Arrow table.
+
+    `names` are lowercase, as in `check_finite_rows`.
+
+    Raises:
+        RequestError: Such a number is found. The error names the first such
+            column in table order and its first such row.
+    """
+    for name in table.column_names:
+        column = table.column(name)
+        if name.lower() not in names or not pa.types.is_floating(column.type):
+            continue
+        import pyarrow.compute as pc  # Arrow requests only; about 9 MB resident
+
+        row = pc.index(pc.is_inf(column), True).as_py()
+        if row >= 0:
+            raise _infinite(model, row, name, column[row].as_py())
+
+
+def _infinite(model: str, index: int, name: str, value: float | int) -> RequestError:
+    """Return the error for an infinite number, or one beyond the float64 range."""
+    if type(value) is int:
+        value = OverflowedNumber(str(value))
+    if type(value) is OverflowedNumber:
+        return _invalid(model, index, name, _overflow_problem(value))
+    return _invalid(
+        model,
+        index,
+        name,
+        f"must be finite, got {value!r}; replace it with a finite number, or "
+        "with a missing value (null)",
+    )
+
+
 def _field(model: str, index: int, name: str, row: Mapping[str, Any]) -> Any:
     try:
         return row[name]
@@ -287,13 +353,7 @@ def _checked_number(
     if math.isnan(value):
         return value
     if math.isinf(value):
-        raise _invalid(
-            model,
-            index,
-            name,
-            f"must be finite, got {value!r}; replace it with a finite number, or "
-            "with a missing value (null)",
-        )
+        raise _infinite(model, index, name, value)
     if kind == INTEGER and not value.is_integer():
         raise _invalid(model, index, name, f"must be a whole number, got {value!r}")
     if kind == BOOLEAN and value not in (0.0, 1.0):
@@ -333,6 +393,9 @@ def _sql_text(model: str, index: int, name: str, value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, str) and "\0" in value:
         raise nul_error(model, index, name, value)
+    if isinstance(value, float) and math.isinf(value):
+        # DuckDB casts the text "inf" to the infinite date or timestamp.
+        raise _infinite(model, index, name, value)
     return str(value)
 
 
