@@ -4,7 +4,7 @@ The request decoders read such a number as an `OverflowedNumber`: an
 infinity that carries its text. The predict route's input checks show that
 text in their errors. The ingest buffer writes it back with `dumps_as_sent`,
 so the quarantine shows ``1e999`` as the client wrote it, as it does for a
-file.
+file. The prediction log stores it as a string through `overflowed_text`.
 """
 
 from __future__ import annotations
@@ -61,3 +61,17 @@ def _encode(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ",".join(_encode(item) for item in value) + "]"
     return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def overflowed_text(value: Any) -> str:
+    """Return the text of an `OverflowedNumber`, as a msgspec ``enc_hook``.
+
+    JSON has no number beyond the float64 range that decoders read back, so
+    the prediction log stores it as a string of the text the client sent.
+
+    Raises:
+        TypeError: `value` is of any other type that msgspec cannot encode.
+    """
+    if type(value) is OverflowedNumber:
+        return value.text
+    raise TypeError(f"cannot encode objects of type {type(value).__name__}")

@@ -7,8 +7,11 @@ before the lookup, because SQL would compute ``temp / distance`` as 0.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyarrow as pa
@@ -47,6 +50,7 @@ n_estimators = 20
 """
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 FLOAT64_RANGE = "beyond the float64 range (±1.798e+308)"
+LOG_TIMEOUT_SECONDS = 10.0
 
 
 def write_data(folder: Path) -> tuple[Path, Path]:
@@ -199,3 +203,30 @@ def test_derived_input_first_row_named(client: httpx.Client) -> None:
     assert response.status_code == 422
     assert response.json()["row"] == 0
 
+
+def test_ignored_overflowed_number_logged(client: httpx.Client) -> None:
+    row = flight_json("190")[:-1] + ', "note": 1e999}'
+
+    response = post_rows(client, [row])
+    logged = logged_inputs(client, response.json()["request_id"])
+
+    assert response.status_code == 200, response.text
+    assert response.json()["warnings"] == [
+        "columns 'distance', 'note' are not inputs of model 'late' and were ignored"
+    ]
+    assert logged["note"] == "1e999"
+
+
+def logged_inputs(client: httpx.Client, request_id: str) -> dict[str, Any]:
+    """Return the logged inputs of a request's first row, waiting for the log."""
+    deadline = time.monotonic() + LOG_TIMEOUT_SECONDS
+    while True:
+        response = client.get(
+            "/v1/predictions", params={"model": "late", "limit": 1000}
+        )
+        assert response.status_code == 200, response.text
+        for row in response.json()["predictions"]:
+            if row["request_id"] == request_id:
+                return json.loads(row["input"])
+        assert time.monotonic() < deadline, f"request {request_id} not logged"
+        time.sleep(0.2)
