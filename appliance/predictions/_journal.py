@@ -49,7 +49,6 @@ ROTATE_BYTES = 64 * 1024 * 1024
 """Size of a segment after which the writer thread starts a new one."""
 _FAILURE_LOG_EVERY = 1000
 
-
 _msgpack = msgspec.msgpack.Encoder().encode
 _json = msgspec.json.Encoder(enc_hook=overflowed_text).encode
 

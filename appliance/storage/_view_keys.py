@@ -72,11 +72,13 @@ def key_sources(
         if view.timestamp:
             keys.append((view.timestamp, "timestamp"))
         for key, role in keys:
-            for reference in _read_by(items, key):
-                if owned_only and not _owned(reference, tables, dataset):
-                    continue
-                use = KeyUse(view.name, key, role)
-                found.setdefault(reference[-1], []).append(use)
+            columns = {
+                reference[-1]
+                for reference in _read_by(items, key)
+                if not owned_only or _owned(reference, tables, dataset)
+            }
+            for column in columns:
+                found.setdefault(column, []).append(KeyUse(view.name, key, role))
     return found
 
 
