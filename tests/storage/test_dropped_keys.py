@@ -303,3 +303,17 @@ def wait_for_flush(client: httpx.Client) -> dict[str, int]:
         if any(counts.values()) or time.monotonic() > deadline:
             return counts
         time.sleep(0.2)
+
+
+def test_key_sources_column_read_twice(catalog: Catalog) -> None:
+    view = FeatureViewConfig(
+        name="weather",
+        sql="SELECT coalesce(w.origin, origin) AS origin, temp FROM weather w",
+        entities=("origin",),
+    )
+
+    found = key_sources(catalog.db, [view], "weather")
+
+    assert {c: [u.view for u in uses] for c, uses in found.items()} == {
+        "origin": ["weather"]
+    }
