@@ -294,15 +294,18 @@ def _split_reference(text: str) -> tuple[str, str | None]:
 def _feature_filler(
     config: Config, args: argparse.Namespace
 ) -> Callable[[Any], Any] | None:
-    """Return what joins the model's feature views to a batch, if it has any.
+    """Return what checks a batch and joins the model's feature views to it.
 
-    The views are read from the latest dataset versions, listed by the daemon
-    while one holds the catalog.
+    The check rejects entity keys whose text contains a NUL byte, as the
+    predict route does. The views are read from the latest dataset versions,
+    listed by the daemon while one holds the catalog. Returns None for a
+    model without feature views.
     """
     declared = config.models.get(args.name)
     if declared is None or not declared.feature_views:
         return None
     from appliance.features import FeatureServer
+    from appliance.serving import check_lookup_table
     from appliance.storage import DatasetVersion
 
     records = read_catalog(config, "/v1/admin/datasets", "datasets", "list_versions")
@@ -311,4 +314,9 @@ def _feature_filler(
         version = DatasetVersion(**{**record, "path": Path(record["path"])})
         latest.setdefault(version.dataset, version)
     features = FeatureServer.from_versions(config, list(latest.values()))
-    return lambda table: features.fill_table(args.name, table)
+
+    def fill(table: Any) -> Any:
+        check_lookup_table(features, args.name, table)
+        return features.fill_table(args.name, table)
+
+    return fill

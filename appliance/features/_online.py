@@ -96,6 +96,23 @@ class FeatureServer:
         """Tell whether `model` joins any feature view."""
         return model in self.models
 
+    def entity_keys(self, model: str) -> list[str]:
+        """Return the entity key columns of `model`'s feature views, in view order."""
+        if model not in self.models:
+            return []
+        declared, _ = self.models[model]
+        return [key for view in declared for key in view.entities]
+
+    def derived_reads(self, model: str) -> set[str]:
+        """Return the lowercase names of the columns that derived columns read.
+
+        These are the derived columns of `model`'s feature views, and a column
+        they read comes from the request or from a view.
+        """
+        if model not in self.models:
+            return set()
+        return self._derived_columns(model).reads
+
     def lookup_columns(self, model: str) -> set[str]:
         """Return the columns `model`'s feature lookup reads or adds.
 
@@ -514,14 +531,37 @@ def _request_names(
 
 
 def _column_array(values: list[Any]) -> pa.Array:
-    """Return one request column as Arrow infers it, or as text if it cannot."""
+    """Return one request column as Arrow infers it, else as float64 or text."""
     try:
         array = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        array = pa.array([None if v is None else str(v) for v in values], pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        # pyarrow raises for values of mixed types, and OverflowError or
+        # ArrowInvalid for an integer of 2**63 or more, which int64 cannot hold.
+        array = _float_or_text(values)
     if array.type == pa.null():
         array = array.cast(pa.string())
     return array
+
+
+def _float_or_text(values: list[Any]) -> pa.Array:
+    """Return a column of numbers as float64, or any other column as text.
+
+    A float64 contains an integer beyond int64, as it does for the model's
+    number inputs. pyarrow converts no such Python integer to float64, so
+    each number is converted here.
+    """
+    if all(v is None or type(v) in (int, float) for v in values):
+        try:
+            return pa.array(
+                [None if v is None else float(v) for v in values], pa.float64()
+            )
+        except OverflowError:
+            pass  # An integer beyond the float64 range is kept as text.
+    return _text_array(values)
+
+
+def _text_array(values: list[Any]) -> pa.Array:
+    return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 def _rows_sql(names: list[str], event_time: str | None) -> str:

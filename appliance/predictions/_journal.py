@@ -35,6 +35,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
+from appliance.jsonnumbers import overflowed_text
 from appliance.predictions._rows import LogEntry
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ ROTATE_BYTES = 64 * 1024 * 1024
 _FAILURE_LOG_EVERY = 1000
 
 _msgpack = msgspec.msgpack.Encoder().encode
-_json = msgspec.json.Encoder().encode
+_json = msgspec.json.Encoder(enc_hook=overflowed_text).encode
 
 
 def journal_dir(home: Path) -> Path:
@@ -63,7 +64,8 @@ def encode_entry(entry: LogEntry) -> bytes:
     The payload is the MessagePack array ``[request_id, model, version,
     predicted_at, latency_ms, inputs, outputs]``. JSON rows are MessagePack
     arrays or maps; Arrow tables are Arrow IPC stream bytes. Rows that
-    MessagePack cannot hold, such as an integer above 64 bits, are JSON text.
+    MessagePack cannot hold, such as an integer above 64 bits, are JSON text,
+    where a number beyond the float64 range is a string (`overflowed_text`).
     """
     inputs, outputs = entry.inputs, entry.outputs
     head = (entry.request_id, entry.model, entry.version, entry.predicted_at)

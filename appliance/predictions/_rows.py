@@ -11,6 +11,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
+from appliance.jsonnumbers import overflowed_text
 from appliance.predictions._store import LOG_SCHEMA
 
 
@@ -37,7 +38,7 @@ class LogEntry:
         return len(self.inputs)
 
 
-_encode = msgspec.json.Encoder().encode
+_encode = msgspec.json.Encoder(enc_hook=overflowed_text).encode
 
 
 _UNIT_ENTRIES = 16

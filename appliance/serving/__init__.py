@@ -14,6 +14,7 @@ from appliance.serving._inputs import (
     table_to_feed,
 )
 from appliance.serving._lane import PredictLane
+from appliance.serving._lookup_checks import check_lookup_table
 from appliance.serving._metrics import ServingMetrics
 from appliance.serving._onnx import OnnxModel, class_key
 from appliance.serving._openapi import publish_model_schema
@@ -43,6 +44,7 @@ __all__ = [
     "PredictLane",
     "ServingMetrics",
     "batch_settings",
+    "check_lookup_table",
     "class_key",
     "columns_to_feed",
     "cpu_count",

@@ -12,7 +12,7 @@ import pyarrow as pa
 from litestar.exceptions import InternalServerException
 
 from appliance.errors import LimitError, RequestError
-from appliance.serving._inputs import OverflowedNumber
+from appliance.jsonnumbers import OverflowedNumber
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 JSON = "application/json"

@@ -23,13 +23,14 @@ model does not read are ignored and reported as warnings.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from collections.abc import Mapping, Sequence, Set
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from appliance.errors import RequestError
+from appliance.jsonnumbers import OverflowedNumber
 from appliance.serving._text_checks import check_arrow_texts, nul_error
 
 NUMBER = "number"
@@ -43,34 +44,10 @@ _NUMERIC_KINDS = (NUMBER, INTEGER, BOOLEAN)
 _MAX_WARNED_COLUMNS = 20
 
 _FLOAT64_MAX = float(np.finfo(np.float64).max)
-_SHOWN_DIGITS = 20
 
 Columns = dict[str, Any]
 """Request values by column: float64 arrays for numeric kinds, object arrays of
 text for strings, Arrow arrays or lists for ``sql`` columns."""
-
-
-class OverflowedNumber(float):
-    """A JSON number beyond the float64 range, such as ``1e999``.
-
-    Its value is infinity with the number's sign, and its repr is the number as
-    sent, so the input checks reject it naming the value the client wrote.
-    """
-
-    __slots__ = ("text",)
-
-    text: str
-
-    def __new__(cls, text: str) -> Self:
-        """Return the infinity of the sign of `text`, keeping `text` for errors."""
-        number = super().__new__(cls, "-inf" if text.startswith("-") else "inf")
-        number.text = text
-        return number
-
-    def __repr__(self) -> str:
-        if len(self.text) <= _SHOWN_DIGITS + 4:
-            return self.text
-        return f"{self.text[:_SHOWN_DIGITS]}... ({len(self.text)} characters)"
 
 
 def request_spec(schema: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -247,6 +224,72 @@ def table_to_feed(
     return columns_to_feed(inputs, columns)
 
 
+def check_finite_rows(model: str, rows: Sequence[Any], names: Set[str]) -> None:
+    """Reject infinite numbers in the columns `names` of JSON rows.
+
+    Numbers beyond the float64 range, such as ``1e999``, count as infinite.
+    `names` are lowercase, and a column matches in any case, as DuckDB
+    matches identifiers. NaN passes as a missing value. Rows that are not
+    objects are left to the other checks.
+
+    Raises:
+        RequestError: Such a number is found. The error names the first such
+            row, and in it the first such column.
+    """
+    if not names:
+        return
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            continue
+        for name, value in row.items():
+            kind = type(value)
+            if kind is int:
+                if -_FLOAT64_MAX <= value <= _FLOAT64_MAX:
+                    continue
+            elif kind is float or kind is OverflowedNumber:
+                if -math.inf < value < math.inf or value != value:
+                    continue
+            else:
+                continue
+            if name.lower() in names:
+                raise _infinite(model, index, name, value)
+
+
+def check_finite_table(model: str, table: pa.Table, names: Set[str]) -> None:
+    """Reject infinite numbers in the float columns `names` of an Arrow table.
+
+    `names` are lowercase, as in `check_finite_rows`.
+
+    Raises:
+        RequestError: Such a number is found. The error names the first such
+            column in table order and its first such row.
+    """
+    for name in table.column_names:
+        column = table.column(name)
+        if name.lower() not in names or not pa.types.is_floating(column.type):
+            continue
+        import pyarrow.compute as pc  # Arrow requests only; about 9 MB resident
+
+        row = pc.index(pc.is_inf(column), True).as_py()
+        if row >= 0:
+            raise _infinite(model, row, name, column[row].as_py())
+
+
+def _infinite(model: str, index: int, name: str, value: float | int) -> RequestError:
+    """Return the error for an infinite number, or one beyond the float64 range."""
+    if type(value) is int:
+        value = OverflowedNumber(str(value))
+    if type(value) is OverflowedNumber:
+        return _invalid(model, index, name, _overflow_problem(value))
+    return _invalid(
+        model,
+        index,
+        name,
+        f"must be finite, got {value!r}; replace it with a finite number, or "
+        "with a missing value (null)",
+    )
+
+
 def _field(model: str, index: int, name: str, row: Mapping[str, Any]) -> Any:
     try:
         return row[name]
@@ -310,13 +353,7 @@ def _checked_number(
     if math.isnan(value):
         return value
     if math.isinf(value):
-        raise _invalid(
-            model,
-            index,
-            name,
-            f"must be finite, got {value!r}; replace it with a finite number, or "
-            "with a missing value (null)",
-        )
+        raise _infinite(model, index, name, value)
     if kind == INTEGER and not value.is_integer():
         raise _invalid(model, index, name, f"must be a whole number, got {value!r}")
     if kind == BOOLEAN and value not in (0.0, 1.0):
@@ -356,6 +393,9 @@ def _sql_text(model: str, index: int, name: str, value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, str) and "\0" in value:
         raise nul_error(model, index, name, value)
+    if isinstance(value, float) and math.isinf(value):
+        # DuckDB casts the text "inf" to the infinite date or timestamp.
+        raise _infinite(model, index, name, value)
     return str(value)
 
 

@@ -184,7 +184,8 @@ async def _check_view_keys(state: DaemonState, dataset: str, rows: list[Any]) ->
     """Reject rows that all lack a column a feature view reads a key from.
 
     The flush ingests a segment as a file in ``append`` mode, which rejects
-    the whole segment when it lacks such a column of the dataset's contract.
+    the whole segment when it lacks such a column of the dataset's contract,
+    or, for a first version, such a column that is surely the dataset's.
     A request with the column in at least one row puts the column in every
     segment that its rows are flushed in.
 
@@ -209,7 +210,7 @@ async def _check_view_keys(state: DaemonState, dataset: str, rows: list[Any]) ->
     absent = [column for column in uses if column not in present]
     if absent:
         await run_with_catalog(
-            state, _reject_absent_keys, config, dataset, absent, uses
+            state, _reject_absent_keys, config, dataset, present, uses
         )
 
 
@@ -218,17 +219,29 @@ def _find_key_uses(catalog: Catalog, config: Config, dataset: str) -> KeyUses:
 
 
 def _reject_absent_keys(
-    catalog: Catalog, config: Config, dataset: str, absent: list[str], uses: KeyUses
+    catalog: Catalog, config: Config, dataset: str, present: set[str], uses: KeyUses
 ) -> None:
-    """Raise for the `absent` key columns that the dataset's contract has.
+    """Raise for the key columns absent from the rows that the ingest checks.
 
-    A dataset without a contract yet (no version and none declared) takes
-    its columns from the first flush, which the file ingest accepts.
+    With a contract, those are the key columns in it, as `check_dropped_keys`
+    checks them. A dataset without a contract yet (no version and none
+    declared) gets its first version from the flush, which checks the key
+    columns that are surely the dataset's, as `check_first_keys` does.
     """
     contract = config.dataset(dataset).contract or stored_contract(catalog, dataset)
     if contract is None:
-        return
-    dropped = [column for column in absent if column in contract.columns]
+        # The first version is checked for the owned key columns only.
+        uses = key_sources(
+            catalog.db, list(config.feature_views.values()), dataset, owned_only=True
+        )
+        sent = {column.lower() for column in present}
+        dropped = [column for column in uses if column.lower() not in sent]
+    else:
+        dropped = [
+            column
+            for column in uses
+            if column not in present and column in contract.columns
+        ]
     if not dropped:
         return
     lacks = [(column, use) for column in sorted(dropped) for use in uses[column]]

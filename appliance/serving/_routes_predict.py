@@ -33,13 +33,13 @@ from appliance.serving._body import (
 )
 from appliance.serving._errors import status_of
 from appliance.serving._ids import new_request_id
+from appliance.serving._lookup_checks import check_lookup_rows, check_lookup_table
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._openapi import operation_with_body, predict_body
 from appliance.serving._params import ModelName
 from appliance.serving._routes_monitoring import model_info
 from appliance.serving._routes_registry import pinned_batcher
 from appliance.serving._state import DaemonState, daemon_state
-from appliance.serving._text_checks import check_table_texts, check_texts
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ async def _predict_json(
         fed = rows
         features = state.features
         if features.uses_features(model.name):
-            check_texts(model.name, rows, _entity_keys(features, model.name))
+            check_lookup_rows(features, model.name, rows)
             lookup = features.lookup_columns(model.name)
             if features.loaded_at and _carry_all(rows, lookup):
                 fed = _without_lookup(model, rows, lookup)
@@ -242,12 +242,6 @@ def _fill_rows(
     """
     filled = features.fill(model.name, rows)
     return filled, _without_lookup(model, filled, features.lookup_columns(model.name))
-
-
-def _entity_keys(features: FeatureServer, model: str) -> list[str]:
-    """Return the entity key columns of `model`'s feature views."""
-    views, _ = features.models[model]
-    return [key for view in views for key in view.entities]
 
 
 def _carry_all(rows: list[Any], lookup: set[str]) -> bool:
@@ -316,8 +310,7 @@ def _score_arrow(
     Returns:
         The request table with its features, the output and its stream.
     """
-    if features.uses_features(model.name):
-        check_table_texts(model.name, table, _entity_keys(features, model.name))
+    check_lookup_table(features, model.name, table)
     table = features.fill_table(model.name, table)
     feed, _ = model.feed_table(table)
     output = model.format_table(model.run(feed))

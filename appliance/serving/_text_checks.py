@@ -3,7 +3,8 @@
 The ingest quarantines such text, and tools that read text as C strings cut
 it at the NUL byte. So the predict route rejects it too, in string and ``sql``
 request columns and in the entity keys of a model's feature views. Those keys
-are not always request columns, so the route checks them separately.
+are not always request columns, so the route and batch scoring check them
+separately, in `_lookup_checks`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ between attempts, until it succeeds. It needs no new row to start.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -31,6 +30,7 @@ from typing import Any
 
 from appliance.config import Config, dataset_name_problem
 from appliance.errors import IngestError, RequestError, StorageError
+from appliance.jsonnumbers import dumps_as_sent
 from appliance.storage._catalog import Catalog
 from appliance.storage._ingest import IngestResult, ingest
 from appliance.storage._quarantine import move_source
@@ -101,7 +101,7 @@ class IngestBuffer:
                     row=index,
                 )
             _check_keys(dataset, index, row)
-            lines.append(json.dumps(row, separators=(",", ":"), default=str))
+            lines.append(dumps_as_sent(row))
         if not lines:
             raise RequestError(
                 f'no rows sent to dataset {dataset!r}; send {{"rows": [{{...}}, ...]}}',

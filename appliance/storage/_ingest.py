@@ -88,7 +88,7 @@ from appliance.storage._unchanged import (
     contract_fingerprint,
     find_existing,
 )
-from appliance.storage._view_keys import check_dropped_keys
+from appliance.storage._view_keys import check_dropped_keys, check_first_keys
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +304,13 @@ def _ingest_new(
             for name, t in staged.inference.types.items()
         }
         warnings += schema_changes(contract, inferred)
-    if staged.missing and checks.views:
+    if checks.views and contract is None:
+        warnings += check_first_keys(
+            db, dataset, staged.source_types, checks.views, checks.force
+        )
+    elif checks.views and staged.missing:
+        # NOTE: a key column that a declared contract leaves out is not in
+        # `staged.missing`, so dropping it is not checked.
         warnings += check_dropped_keys(
             db, dataset, staged.missing, checks.views, checks.force, mode
         )

@@ -10,12 +10,19 @@ TIMESTAMPTZ) AS time_hour``) and the columns it reads. A view whose SQL does
 not parse, or whose key is not a plain SELECT item (``SELECT *``, a UNION),
 is matched by the key's own name. `check_dropped_keys` rejects such an
 ingest, or only warns when it is forced.
+
+The first version of a dataset without a declared contract has no columns to
+compare with. So `check_first_keys` compares the files with the key columns
+that are surely the dataset's: those of a view that reads no other table, and
+those qualified with the dataset's name or alias. A view whose key is read
+from an unqualified column of a join is not checked, because the column may
+be another table's.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +44,10 @@ class KeyUse:
 
 
 def key_sources(
-    db: duckdb.DuckDBPyConnection, views: Sequence[FeatureViewConfig], dataset: str
+    db: duckdb.DuckDBPyConnection,
+    views: Sequence[FeatureViewConfig],
+    dataset: str,
+    owned_only: bool = False,
 ) -> dict[str, list[KeyUse]]:
     """Return, per column of `dataset`, the view keys that are read from it.
 
@@ -45,20 +55,29 @@ def key_sources(
         db: Any DuckDB connection; only its SQL parser is used.
         views: The configured feature views.
         dataset: The dataset being ingested.
+        owned_only: Leave out the columns that may be another table's: those
+            of a view whose SQL does not parse, and unqualified columns of a
+            view that reads other tables too.
     """
     found: dict[str, list[KeyUse]] = {}
     for view in views:
         tree = _parse(db, view.sql)
         if tree is not None and dataset not in set(_tables(tree)):
             continue
-        if tree is None and dataset not in view.sql:
+        if tree is None and (owned_only or dataset not in view.sql):
             continue
         items = _select_items(tree)
+        tables = _table_names(tree) if tree is not None else {}
         keys = [(key, "entity key") for key in view.entities]
         if view.timestamp:
             keys.append((view.timestamp, "timestamp"))
         for key, role in keys:
-            for column in _read_by(items, key):
+            columns = {
+                reference[-1]
+                for reference in _read_by(items, key)
+                if not owned_only or _owned(reference, tables, dataset)
+            }
+            for column in columns:
                 found.setdefault(column, []).append(KeyUse(view.name, key, role))
     return found
 
@@ -90,34 +109,89 @@ def check_dropped_keys(
     """
     uses = key_sources(db, views, dataset)
     dropped = [(column, use) for column in missing for use in uses.get(column, [])]
-    if dropped and not force:
-        column, use = dropped[0]
+    return _reject_or_warn(dataset, dropped, force, mode)
+
+
+def check_first_keys(
+    db: duckdb.DuckDBPyConnection,
+    dataset: str,
+    columns: Collection[str],
+    views: Sequence[FeatureViewConfig],
+    force: bool,
+) -> list[str]:
+    """Reject a first version of `dataset` that lacks a column view keys are read from.
+
+    Only the columns that are surely the dataset's are checked (see
+    `key_sources` with ``owned_only``). Names match in any case, as DuckDB
+    matches identifiers.
+
+    Args:
+        db: Any DuckDB connection.
+        dataset: The dataset being ingested, without a version or a contract.
+        columns: The columns of the new files.
+        views: The configured feature views.
+        force: Return warnings instead of raising.
+
+    Returns:
+        One warning per such column and view key when `force` is set.
+
+    Raises:
+        IngestError: Such a column is missing and `force` is not set.
+    """
+    present = {column.lower() for column in columns}
+    uses = key_sources(db, views, dataset, owned_only=True)
+    lacking = [
+        (column, use)
+        for column, found in uses.items()
+        if column.lower() not in present
+        for use in found
+    ]
+    return _reject_or_warn(dataset, lacking, force, "first")
+
+
+def _reject_or_warn(
+    dataset: str, lacking: list[tuple[str, KeyUse]], force: bool, mode: str
+) -> list[str]:
+    """Raise for the first column in `lacking`, or return warnings when forced.
+
+    Args:
+        mode: ``replace``, ``append`` or ``first``, the first version.
+    """
+    if lacking and not force:
+        column, use = lacking[0]
+        read = f"feature view {use.view!r} reads its {use.role} {use.key!r} from"
         if mode == "append":
             problem = (
                 f"append to dataset {dataset!r} lacks column {column!r}, which "
-                f"feature view {use.view!r} reads its {use.role} {use.key!r} from, "
-                "so the view would match none of the appended rows; add the column "
+                f"{read}, so the view would match none of the appended rows; add "
+                "the column to the files"
+            )
+        elif mode == "first":
+            problem = (
+                f"first version of dataset {dataset!r} lacks column {column!r}, "
+                f"which {read}, so the view would match no row; add the column "
                 "to the files"
             )
         else:
             problem = (
                 f"replace of dataset {dataset!r} drops column {column!r}, which "
-                f"feature view {use.view!r} reads its {use.role} {use.key!r} from, "
-                "so the view would match no row; keep the column in the files"
+                f"{read}, so the view would match no row; keep the column in the "
+                "files"
             )
+        action = "create the version" if mode == "first" else mode
         raise IngestError(
             f"{problem}, change [feature_views.{use.view}] in the configuration, "
-            f"or ingest with --force to {mode} anyway"
+            f"or ingest with --force to {action} anyway"
         )
-    outcome = (
-        "matches none of the appended rows"
-        if mode == "append"
-        else "matches no row until it is back"
-    )
+    outcomes = {
+        "append": "matches none of the appended rows",
+        "first": "matches no row until a version has the column",
+        "replace": "matches no row until it is back",
+    }
     return [
         f"column {column!r} is missing, so feature view {use.view!r}, which reads "
-        f"its {use.role} {use.key!r} from it, {outcome}"
-        for column, use in dropped
+        f"its {use.role} {use.key!r} from it, {outcomes[mode]}"
+        for column, use in lacking
     ]
 
 
@@ -131,14 +205,20 @@ def _parse(db: duckdb.DuckDBPyConnection, sql: str) -> dict[str, Any] | None:
 
 def _tables(node: Any) -> Iterator[str]:
     """Yield the name of every table the parsed query reads, CTEs included."""
+    for table in _base_tables(node):
+        yield table["table_name"]
+
+
+def _base_tables(node: Any) -> Iterator[dict[str, Any]]:
+    """Yield the node of every table the parsed query reads, CTEs included."""
     if isinstance(node, dict):
         if node.get("type") == "BASE_TABLE" and "table_name" in node:
-            yield node["table_name"]
+            yield node
         for value in node.values():
-            yield from _tables(value)
+            yield from _base_tables(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _tables(value)
+            yield from _base_tables(value)
 
 
 def _select_items(tree: dict[str, Any] | None) -> dict[str, Any]:
@@ -155,18 +235,45 @@ def _select_items(tree: dict[str, Any] | None) -> dict[str, Any]:
     return items
 
 
-def _read_by(items: dict[str, Any], key: str) -> set[str]:
-    """Return the columns the SELECT item named `key` reads, or `key` itself."""
+def _table_names(tree: dict[str, Any]) -> dict[str, str]:
+    """Return the name of each table the parsed query reads, by lowercase alias.
+
+    A table without an alias is found by its own name.
+    """
+    names = {}
+    for node in _base_tables(tree):
+        alias = node.get("alias") or node["table_name"]
+        names[alias.lower()] = node["table_name"]
+    return names
+
+
+def _owned(reference: tuple[str, ...], tables: dict[str, str], dataset: str) -> bool:
+    """Tell whether a column reference is surely a column of `dataset`.
+
+    An unqualified column is the dataset's only when the query reads no other
+    table.
+    """
+    if len(reference) == 1:
+        return set(tables.values()) == {dataset}
+    return tables.get(reference[-2].lower()) == dataset
+
+
+def _read_by(items: dict[str, Any], key: str) -> set[tuple[str, ...]]:
+    """Return the column references the SELECT item named `key` reads.
+
+    A reference is the column's qualified name, such as ``("w", "origin")``.
+    Without such an item, the reference is `key` itself.
+    """
     item = items.get(key)
     if item is None:
-        return {key}
-    return set(_column_refs(item)) or {key}
+        return {(key,)}
+    return set(_column_refs(item)) or {(key,)}
 
 
-def _column_refs(node: Any) -> Iterator[str]:
+def _column_refs(node: Any) -> Iterator[tuple[str, ...]]:
     if isinstance(node, dict):
         if node.get("class") == "COLUMN_REF":
-            yield node["column_names"][-1]
+            yield tuple(node["column_names"])
             return
         for value in node.values():
             yield from _column_refs(value)

@@ -11,6 +11,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from appliance.jsonnumbers import OverflowedNumber
 from appliance.predictions._journal import (
     Journal,
     decode_entry,
@@ -44,6 +45,16 @@ def test_record_large_integer_round_trip() -> None:
     entry = LogEntry("b" * 32, "demo", 1, 1.0, 2.0, [{"x1": 2**70}], [0])
     decoded = decode_entry(encode_entry(entry)[8:])
     assert decoded.inputs == [{"x1": 2**70}]
+    assert decoded.outputs == [0]
+
+
+def test_record_overflowed_number_as_text() -> None:
+    inputs = [{"x1": 0.5, "note": OverflowedNumber("1e999")}]
+    entry = LogEntry("d" * 32, "demo", 1, 1.0, 2.0, inputs, [0])
+
+    decoded = decode_entry(encode_entry(entry)[8:])
+
+    assert decoded.inputs == [{"x1": 0.5, "note": "1e999"}]
     assert decoded.outputs == [0]
 
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from support import Daemon, start_daemon, stop_daemon
+from support import Daemon, run_appliance, start_daemon, stop_daemon
 
 from appliance.config import load_config
 from appliance.storage import Catalog, ingest
@@ -153,6 +154,31 @@ def test_predict_entity_key_without_nul_200(client: httpx.Client) -> None:
     assert arrow_response.status_code == 200, arrow_response.text
 
 
+@pytest.mark.parametrize(("suffix", "place"), [("parquet", "row 2"), ("csv", "line 3")])
+def test_cli_predict_nul_entity_key_rejected(
+    late_daemon: Daemon, tmp_path: Path, suffix: str, place: str
+) -> None:
+    rows = [flight(), flight(origin="EW\0R"), flight()]
+    source = tmp_path / f"rows.{suffix}"
+    if suffix == "parquet":
+        pq.write_table(pa.Table.from_pylist(rows), source)
+    else:
+        lines = [",".join(rows[0])] + [",".join(map(str, r.values())) for r in rows]
+        source.write_text("\n".join(lines) + "\n")
+    output = tmp_path / "scored.parquet"
+    config_path = late_daemon.log.parent / "config.toml"
+    home = load_config(config_path).storage.home
+
+    result = run_appliance(
+        config_path, home, "predict", "late", str(source), str(output)
+    )
+
+    assert result.returncode != 0
+    assert f"{source}, {place}, {NUL_KEY_ERROR[len('row 1, ') :]}" in result.stderr
+    assert not output.exists()
+    assert not output.with_name(output.name + ".partial").exists()
+
+
 def buffer_status(client: httpx.Client) -> dict[str, Any]:
     response = client.get("/v1/datasets/weather/rows")
     assert response.status_code == 200, response.text
@@ -246,15 +272,17 @@ def test_rows_shape_error_comes_first(
 
 def test_rows_overflowing_number_quarantined(client: httpx.Client) -> None:
     flushes = buffer_status(client)["flushes"]
-    body = (
-        '{"rows": [{"origin": "EWR", "time_hour": "2013-02-08T06:00:00Z", '
-        '"temp": 7.0}, {"origin": "EWR", "time_hour": "2013-02-08T09:00:00Z", '
-        '"temp": 1e999}]}'
+    huge = "1" + "0" * 5000
+    values = ["7.0", "1e999", "-1E400", huge, "Infinity"]
+    rows = ", ".join(
+        f'{{"origin": "EWR", "time_hour": "2013-02-08T{hour:02d}:00:00Z", '
+        f'"temp": {value}}}'
+        for hour, value in enumerate(values)
     )
 
     response = client.post(
         "/v1/datasets/weather/rows",
-        content=body.encode(),
+        content=f'{{"rows": [{rows}]}}'.encode(),
         headers={"content-type": "application/json"},
     )
     status = wait_for_flushes(client, flushes + 1)
@@ -265,6 +293,11 @@ def test_rows_overflowing_number_quarantined(client: httpx.Client) -> None:
     assert status["rejected_segments"] == 0
     assert listed.status_code == 200, listed.text
     quarantined = listed.json()["rows"]
-    # The buffer keeps the decoded row, so the value is shown as it stores it.
-    assert [(row["line"], row["value"]) for row in quarantined] == [(2, "Infinity")]
-    assert "is not a finite number" in quarantined[0]["reason"]
+    # Each value is shown as the client wrote it, as for a file.
+    assert [(row["line"], row["value"]) for row in quarantined] == [
+        (2, "1e999"),
+        (3, "-1E400"),
+        (4, huge),
+        (5, "Infinity"),
+    ]
+    assert all("is not a finite number" in row["reason"] for row in quarantined)

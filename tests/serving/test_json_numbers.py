@@ -7,6 +7,7 @@ import math
 import pytest
 
 from appliance.errors import RequestError
+from appliance.jsonnumbers import OverflowedNumber
 from appliance.serving._inputs import rows_to_columns
 
 REQUEST = [
@@ -66,3 +67,24 @@ def test_json_integer_beyond_float64_rejected(column: str) -> None:
     assert "is -1000000000000000000... (402 characters), beyond the float64" in str(
         raised.value
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (OverflowedNumber("1e999"), "is 1e999, beyond the float64 range"),
+        (math.inf, "must be finite, got inf"),
+        (-math.inf, "must be finite, got -inf"),
+    ],
+)
+def test_sql_column_infinite_rejected(value: float, problem: str) -> None:
+    # DuckDB would cast the text "inf" to the infinite timestamp.
+    request = [{"name": "t", "type": "sql", "sql_type": "TIMESTAMP"}]
+    rows = [{"t": "2024-03-01 10:00:00"}, {"t": value}]
+
+    with pytest.raises(RequestError) as raised:
+        rows_to_columns("m", request, rows)
+
+    assert raised.value.detail["column"] == "t"
+    assert raised.value.detail["row"] == 1
+    assert str(raised.value).startswith(f"row 1, column 't' of model 'm' {problem}")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
+from support import start_daemon, stop_daemon
 
 from appliance.config import FeatureViewConfig, load_config
 from appliance.errors import IngestError
@@ -21,6 +24,7 @@ WEATHER = FeatureViewConfig(
     timestamp="time_hour",
 )
 FIRST = "origin,time_hour,temp\nEWR,2013-01-01 05:00:00,39.0\n"
+FLUSH_TIMEOUT_SECONDS = 30.0
 
 
 def _first(catalog: Catalog, write_file: WriteFile) -> str:
@@ -167,4 +171,149 @@ def test_key_sources_follow_aliases_and_casts(catalog: Catalog) -> None:
     assert {c: [(u.view, u.key) for u in uses] for c, uses in found.items()} == {
         "origin": [("airports", "airport"), ("all", "origin")],
         "time_hour": [("airports", "t")],
+    }
+
+
+def test_key_sources_owned_only(catalog: Catalog) -> None:
+    views = [
+        FeatureViewConfig(
+            name="joined",
+            sql="SELECT w.origin, faa AS airport, time_hour, temp FROM weather w "
+            "JOIN airports a ON w.origin = a.faa",
+            entities=("origin", "airport"),
+            timestamp="time_hour",
+        ),
+        FeatureViewConfig(
+            name="alone", sql="SELECT * FROM weather", entities=("station",)
+        ),
+        FeatureViewConfig(name="broken", sql="SELECT origin FROM", entities=("x",)),
+    ]
+
+    every = key_sources(catalog.db, views, "weather")
+    owned = key_sources(catalog.db, views, "weather", owned_only=True)
+
+    assert sorted(every) == ["faa", "origin", "station", "time_hour"]
+    assert {c: [u.view for u in uses] for c, uses in owned.items()} == {
+        "origin": ["joined"],
+        "station": ["alone"],
+    }
+
+
+def test_first_version_without_key_rejected(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    rows = write_file("a.csv", "time_hour,temp\n2013-01-01 05:00:00,39.0\n")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "weather", [rows], views=[WEATHER])
+
+    assert str(raised.value) == (
+        "first version of dataset 'weather' lacks column 'origin', which feature "
+        "view 'weather' reads its entity key 'origin' from, so the view would match "
+        "no row; add the column to the files, change [feature_views.weather] in the "
+        "configuration, or ingest with --force to create the version anyway"
+    )
+    assert list_versions(catalog, "weather") == []
+    assert list((catalog.lake / "weather").glob("version=*")) == []
+
+
+def test_forced_first_version_warns(catalog: Catalog, write_file: WriteFile) -> None:
+    rows = write_file("a.csv", "origin,temp\nEWR,39.0\n")
+
+    result = ingest(catalog, "weather", [rows], views=[WEATHER], force=True)
+
+    assert result.created
+    assert result.warnings == [
+        "column 'time_hour' is missing, so feature view 'weather', which reads its "
+        "timestamp 'time_hour' from it, matches no row until a version has the "
+        "column"
+    ]
+
+
+def test_first_version_key_case_ignored(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    rows = write_file("a.csv", "ORIGIN,Time_Hour,temp\nEWR,2013-01-01 05:00:00,39.0\n")
+
+    result = ingest(catalog, "weather", [rows], views=[WEATHER])
+
+    assert result.created
+    assert result.warnings == []
+
+
+def test_first_version_join_key_unchecked(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    # 'faa' may be a column of airports, so weather may lack it.
+    joined = FeatureViewConfig(
+        name="joined",
+        sql="SELECT faa AS airport, temp FROM weather JOIN airports ON origin = faa",
+        entities=("airport",),
+    )
+    rows = write_file("a.csv", "origin,temp\nEWR,39.0\n")
+
+    result = ingest(catalog, "weather", [rows], views=[joined])
+
+    assert result.created
+    assert result.warnings == []
+
+
+def test_first_rows_without_key_422(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[storage]\nhome = "home"\n\n[ingest]\nflush_rows = 2\n\n'
+        "[datasets.weather]\nkeep_versions = 5\n\n[feature_views.weather]\n"
+        f"sql = {WEATHER.sql!r}\n"
+        'entities = ["origin"]\ntimestamp = "time_hour"\n'
+    )
+    home = load_config(path).storage.home
+    without_key = [{"time_hour": "2013-01-01 06:00:00", "temp": 40.0}] * 2
+    one_key = [{"origin": "EWR", **without_key[0]}, without_key[0]]
+    daemon = start_daemon(path, home, tmp_path / "log")
+    try:
+        with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
+            rejected = client.post(
+                "/v1/datasets/weather/rows", json={"rows": without_key}
+            )
+            accepted = client.post("/v1/datasets/weather/rows", json={"rows": one_key})
+            flushes = wait_for_flush(client)
+    finally:
+        stop_daemon(daemon)
+
+    assert rejected.status_code == 422
+    assert rejected.json()["error"] == (
+        "rows sent to dataset 'weather' lack column 'origin', which feature view "
+        "'weather' reads its entity key 'origin' from, so the view would match none "
+        "of them; send the column in the rows (null where a value is missing), or "
+        "change [feature_views.weather] in the configuration"
+    )
+    assert accepted.status_code == 202, accepted.text
+    assert flushes == {"flushes": 1, "rejected_segments": 0}
+    with Catalog(home) as catalog:
+        (version,) = list_versions(catalog, "weather")
+    assert version.row_count == 2
+
+
+def wait_for_flush(client: httpx.Client) -> dict[str, int]:
+    """Return the flush and rejection counts of weather's buffer after a flush."""
+    deadline = time.monotonic() + FLUSH_TIMEOUT_SECONDS
+    while True:
+        status = client.get("/v1/datasets/weather/rows").json()
+        counts = {k: status[k] for k in ("flushes", "rejected_segments")}
+        if any(counts.values()) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)
+
+
+def test_key_sources_column_read_twice(catalog: Catalog) -> None:
+    view = FeatureViewConfig(
+        name="weather",
+        sql="SELECT coalesce(w.origin, origin) AS origin, temp FROM weather w",
+        entities=("origin",),
+    )
+
+    found = key_sources(catalog.db, [view], "weather")
+
+    assert {c: [u.view for u in uses] for c, uses in found.items()} == {
+        "origin": ["weather"]
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import pytest
 
 from appliance.config import Config, load_config
 from appliance.errors import RequestError
+from appliance.jsonnumbers import OverflowedNumber
 from appliance.storage import (
     Catalog,
     IngestBuffer,
@@ -74,6 +76,45 @@ def test_append_is_on_disk_before_return(tmp_path: Path) -> None:
         {"id": 2, "value": 1.5},
     ]
     assert versions(config) == []
+
+
+def test_overflowed_number_written_as_sent(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    buffer = IngestBuffer(config)
+    nested = {"low": OverflowedNumber("-1E400"), "all": [1, OverflowedNumber("2e500")]}
+    rows = [
+        {"id": 1, "value": math.inf, "note": "Infinity"},
+        {"id": 2, "value": OverflowedNumber("1e999"), "extra": nested},
+    ]
+
+    buffer.append("events", rows)
+
+    wal = config.storage.home / "buffer" / "events" / "wal.jsonl"
+    assert wal.read_text().splitlines() == [
+        '{"id":1,"value":Infinity,"note":"Infinity"}',
+        '{"id":2,"value":1e999,"extra":{"low":-1E400,"all":[1,2e500]}}',
+    ]
+
+
+def test_overflowed_number_quarantined_as_sent(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    buffer = IngestBuffer(config)
+    rows = [
+        {"id": 1, "value": 0.5},
+        {"id": 2, "value": OverflowedNumber("1e999")},
+        {"id": 3, "value": OverflowedNumber("1" + "0" * 400)},
+    ]
+
+    buffer.append("events", rows)
+    buffer.flush("events")
+
+    with Catalog(config.storage.home) as catalog:
+        quarantined = list_quarantine(catalog, "events")
+    assert rows_of(config) == [(1, 0.5)]
+    assert [(q.line, q.value) for q in quarantined] == [
+        (2, "1e999"),
+        (3, "1" + "0" * 400),
+    ]
 
 
 def test_non_object_row_rejected(tmp_path: Path) -> None:

@@ -1,0 +1,46 @@
+"""Checks of the request columns that a model's feature lookup reads.
+
+The lookup matches rows by the entity keys of the model's feature views, and
+the views' derived columns read request columns by name in DuckDB SQL. Those
+columns are not always model inputs, so the input conversion does not check
+them. These checks run on the request before the lookup, for JSON rows, Arrow
+tables and files scored in a batch alike:
+
+- An entity key whose text contains a NUL byte is rejected.
+- An infinite number, or one beyond the float64 range such as ``1e999``, in a
+  column that a derived column reads is rejected. SQL would compute with it
+  as an infinity and feed the model a value such as ``temp / distance = 0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from appliance.features import FeatureServer
+from appliance.serving._inputs import check_finite_rows, check_finite_table
+from appliance.serving._text_checks import check_table_texts, check_texts
+
+
+def check_lookup_rows(features: FeatureServer, model: str, rows: Sequence[Any]) -> None:
+    """Reject JSON rows with a NUL byte in an entity key or an infinite input.
+
+    Raises:
+        RequestError: Such a value is found. The error names its row and column.
+    """
+    if features.uses_features(model):
+        check_texts(model, rows, features.entity_keys(model))
+        check_finite_rows(model, rows, features.derived_reads(model))
+
+
+def check_lookup_table(features: FeatureServer, model: str, table: pa.Table) -> None:
+    """Reject a table with a NUL byte in an entity key or an infinite input.
+
+    Raises:
+        RequestError: Such a value is found. The error names its row and column.
+    """
+    if features.uses_features(model):
+        check_table_texts(model, table, features.entity_keys(model))
+        check_finite_table(model, table, features.derived_reads(model))
