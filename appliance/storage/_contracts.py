@@ -25,6 +25,8 @@ from appliance.storage._types import (
 
 STAGED = "staged_rows"
 """Table or view of the incoming rows with ``_file`` and ``_record`` columns."""
+UNIQUE_KEY_REASON = "duplicate unique key"
+"""Start of the reason of a row whose unique key another row has."""
 
 
 def contract_from_schema(schema: Mapping[str, str]) -> ContractConfig:
@@ -104,10 +106,11 @@ def violations_sql(
         value = stored_sql(name, column, source)
         nan = nan_sql(name, column, source)
         raw = _ident(name)
-        # NOTE: a column read typed (the CSV typed path, JSON lines, Parquet)
-        # shows its value as DuckDB prints it, such as -0.5 for "-0.50" in the
-        # file, and `regex` matches that text. Only infinities make the CSV and
-        # JSON-lines reads keep the text as written (`_loading`).
+        # A typed column's text is DuckDB's print of the value, such as -0.5
+        # for "-0.50". CSV and JSON-lines files are staged with the columns
+        # that a regex matches or the quarantine shows read as text as written
+        # (`_staging.stage_checked`). A Parquet file stores no text, so its
+        # values show, and match a regex, as printed.
         text = f"CAST({raw} AS VARCHAR)"
         if fitting is None or fitting.get(name) != column:
             invalid = f"{raw} IS NOT NULL AND ({value}) IS NULL"
@@ -266,7 +269,7 @@ def _unique_check(
     label = _literal(", ".join(key))
     return (
         f"SELECT _file, _record, {label} AS column_name, {shown} AS value, "
-        f"'duplicate unique key (' || {shown} || ')' AS reason "
+        f"'{UNIQUE_KEY_REASON} (' || {shown} || ')' AS reason "
         f"FROM ({repeated}) WHERE {condition}"
     )
 

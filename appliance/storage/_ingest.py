@@ -40,12 +40,7 @@ from appliance.config import (
 )
 from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
-from appliance.storage._contracts import (
-    STAGED,
-    column_types,
-    schema_changes,
-    violations_sql,
-)
+from appliance.storage._contracts import STAGED, schema_changes
 from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
@@ -75,7 +70,7 @@ from appliance.storage._staging import (
     Staged,
     quarantine_rows,
     source_names,
-    stage_files,
+    stage_checked,
 )
 from appliance.storage._types import (
     FLOAT_TYPES,
@@ -294,9 +289,9 @@ def _ingest_new(
     dataset = settings.name
     version_id, work = new_version
     target = catalog.lake / dataset / f"version={version_id}"
-    staged = stage_files(db, sources, settings, contract, work)
-    active = contract or ContractConfig()
-    types = column_types(active, staged.inference.types)
+    parent_scan = scan_sql(parent) if parent and mode == "append" else None
+    checked = stage_checked(db, sources, settings, contract, work, parent_scan)
+    staged, types, bad = checked.staged, checked.types, checked.bad
     warnings = list(staged.inference.warnings)
     if contract is not None:
         inferred = {
@@ -309,21 +304,6 @@ def _ingest_new(
             db, dataset, staged.missing, checks.views, checks.force, mode
         )
 
-    parent_scan = scan_sql(parent) if parent and mode == "append" else None
-    db.execute(
-        "CREATE TEMP TABLE violations AS "
-        + violations_sql(
-            active,
-            types,
-            staged.source_types,
-            parent_scan,
-            staged.inference.types,
-            dataset,
-        )
-    )
-    bad = db.execute(
-        "SELECT count(*) FROM (SELECT DISTINCT _file, _record FROM violations)"
-    ).fetchall()[0][0]
     total = sum(staged.records)
     accepted, quarantined = total - bad, bad + staged.malformed
     quarantine = (

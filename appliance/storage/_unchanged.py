@@ -31,7 +31,6 @@ import duckdb
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
-from appliance.storage._contracts import column_types, violations_sql
 from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
@@ -40,7 +39,7 @@ from appliance.storage._datasets import (
 )
 from appliance.storage._retention import find_removed_in_latest
 from appliance.storage._sources import SourceFile
-from appliance.storage._staging import quarantine_rows, stage_files
+from appliance.storage._staging import quarantine_rows, stage_checked
 
 logger = logging.getLogger(__name__)
 
@@ -283,17 +282,7 @@ def _stored_violations(
     db = duckdb.connect()
     try:
         work.mkdir(parents=True)
-        staged = stage_files(db, sources, settings, contract, work)
-        db.execute(
-            "CREATE TEMP TABLE violations AS "
-            + violations_sql(
-                contract,
-                column_types(contract, staged.inference.types),
-                staged.source_types,
-                fitting=staged.inference.types,
-                dataset=version.dataset,
-            )
-        )
+        staged = stage_checked(db, sources, settings, contract, work).staged
         found = quarantine_rows(db, sources, staged, settings.encoding).to_pylist()
     except OSError as exc:
         raise StorageError(

@@ -108,7 +108,7 @@ def test_nan_breaks_not_nullable(catalog: Catalog, write_file: WriteFile) -> Non
     assert rows_of(catalog, result) == [(3, 4.5)]
     reasons = [(q.line, q.value, q.reason) for q in list_quarantine(catalog, "v")]
     assert reasons == [
-        (2, "nan", "missing value (NaN) in a column that is not nullable"),
+        (2, "NaN", "missing value (NaN) in a column that is not nullable"),
         (3, None, "missing value in a column that is not nullable"),
     ]
 
