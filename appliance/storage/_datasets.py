@@ -22,6 +22,7 @@ from typing import Any, Literal
 from appliance.config import dataset_name_problem
 from appliance.errors import NotFoundError
 from appliance.storage._catalog import Catalog
+from appliance.storage._sql import ident, literal
 from appliance.storage._types import FLOAT_TYPES
 
 logger = logging.getLogger(__name__)
@@ -203,10 +204,10 @@ def scan_sql(version: DatasetVersion) -> str:
     versions written before the ingest stored it as NULL still contain NaN.
     """
     columns = ", ".join(
-        f"{_read_sql(name, kind)} AS {_ident(name)}"
+        f"{_read_sql(name, kind)} AS {ident(name)}"
         for name, kind in version.schema.items()
     )
-    files = "[" + ", ".join(_literal(glob) for glob in version.files) + "]"
+    files = "[" + ", ".join(literal(glob) for glob in version.files) + "]"
     partitions = {
         name: kind
         for name, kind in version.schema.items()
@@ -214,9 +215,7 @@ def scan_sql(version: DatasetVersion) -> str:
     }
     hive_types = ""
     if partitions:
-        pairs = ", ".join(
-            f"{_literal(n)}: {_literal(k)}" for n, k in partitions.items()
-        )
+        pairs = ", ".join(f"{literal(n)}: {literal(k)}" for n, k in partitions.items())
         hive_types = f", hive_types={{{pairs}}}"
     return (
         f"SELECT {columns} FROM read_parquet({files}, hive_partitioning=true, "
@@ -319,15 +318,7 @@ def version_from_row(row: tuple[Any, ...]) -> DatasetVersion:
 
 
 def _read_sql(name: str, kind: str) -> str:
-    value = f"CAST({_ident(name)} AS {kind})"
+    value = f"CAST({ident(name)} AS {kind})"
     if kind.upper() not in FLOAT_TYPES:
         return value
     return f"CASE WHEN isnan({value}) THEN NULL ELSE {value} END"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

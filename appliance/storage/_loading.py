@@ -39,6 +39,7 @@ from appliance.storage._sources import (
     check_utf8,
     sniff_dialect,
 )
+from appliance.storage._sql import ident, literal
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def _json_as_text(
     described = db.execute(f"DESCRIBE {table}").fetchall()
     selects, mixed = [], []
     for name, kind, *_ in described:
-        column = f"{table}.{_ident(name)}"
+        column = f"{table}.{ident(name)}"
         text = f"CAST({column} AS VARCHAR)"
         if kind == "JSON":
             mixed.append(name)
@@ -197,8 +198,8 @@ def _json_as_text(
             continue
         if name in written:
             # A nested value has no text in written_N, so it keeps DuckDB's.
-            text = f"coalesce(written_{index}.{_ident(name)}, {text})"
-        selects.append(f"{text} AS {_ident(name)}")
+            text = f"coalesce(written_{index}.{ident(name)}, {text})"
+        selects.append(f"{text} AS {ident(name)}")
     return ", ".join(selects), mixed
 
 
@@ -319,7 +320,7 @@ def _load_typed(
         try:
             db.execute(
                 f"COPY (SELECT * FROM {_csv_sql(source, dialect, settings, types)})) "
-                f"TO {_literal(str(out))} ({PARQUET_OPTIONS})"
+                f"TO {literal(str(out))} ({PARQUET_OPTIONS})"
             )
         except duckdb.Error as exc:
             # The read stops at the first value that does not parse as its
@@ -334,7 +335,7 @@ def _load_typed(
         typed.update(name for name, kind in types.items() if kind != "VARCHAR")
         db.execute(
             f"CREATE TEMP VIEW raw_{index} AS SELECT {_ROW_NUMBER} AS _record, "
-            f"* EXCLUDE ({_ROW_NUMBER}) FROM read_parquet({_literal(str(out))}, "
+            f"* EXCLUDE ({_ROW_NUMBER}) FROM read_parquet({literal(str(out))}, "
             "file_row_number=true, hive_partitioning=false)"
         )
     return files, frozenset(typed)
@@ -422,20 +423,20 @@ def _csv_sql(
     types: Mapping[str, str],
 ) -> str:
     """Return ``read_csv(...`` without its closing parenthesis."""
-    nulls = "[" + ", ".join(_literal(v) for v in settings.null_values) + "]"
+    nulls = "[" + ", ".join(literal(v) for v in settings.null_values) + "]"
     columns = (
-        "{" + ", ".join(f"{_literal(n)}: {_literal(t)}" for n, t in types.items()) + "}"
+        "{" + ", ".join(f"{literal(n)}: {literal(t)}" for n, t in types.items()) + "}"
     )
     return (
-        f"read_csv({_literal(str(source.path))}, header=true, auto_detect=false, "
-        f"delim={_literal(dialect.delimiter)}, quote={_literal(dialect.quote)}, "
-        f"escape={_literal(dialect.escape)}, nullstr={nulls}, "
-        f"encoding={_literal(settings.encoding)}, columns={columns}"
+        f"read_csv({literal(str(source.path))}, header=true, auto_detect=false, "
+        f"delim={literal(dialect.delimiter)}, quote={literal(dialect.quote)}, "
+        f"escape={literal(dialect.escape)}, nullstr={nulls}, "
+        f"encoding={literal(settings.encoding)}, columns={columns}"
     )
 
 
 def _other_sql(source: SourceFile) -> str:
-    path = _literal(str(source.path))
+    path = literal(str(source.path))
     if source.reader == "read_parquet":
         return f"read_parquet({path})"
     # Without map_inference_threshold=-1, DuckDB 2.0.1 reads a file whose
@@ -531,11 +532,3 @@ def _counts(db: duckdb.DuckDBPyConnection, files: int) -> list[int]:
         db.execute(f"SELECT count(*) FROM raw_{index}").fetchall()[0][0]
         for index in range(files)
     ]
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -25,6 +25,7 @@ from typing import Any
 
 import duckdb
 
+from appliance.storage._sql import ident
 from appliance.storage._types import NUMERIC_TYPES
 
 _QUANTILE_SAMPLE = 20_000
@@ -45,7 +46,7 @@ def quality_report(
             duplicate count runs on a second cursor.
         schema: Type of each column to report on.
     """
-    row_hash = f"hash({', '.join(_ident(n) for n in schema)})"
+    row_hash = f"hash({', '.join(ident(n) for n in schema)})"
     with (
         db.cursor() as second,
         ThreadPoolExecutor(1, thread_name_prefix="quality") as pool,
@@ -122,11 +123,11 @@ def _column_stats(
 
 
 def _count_select(name: str) -> str:
-    return f"count({_ident(name)})"
+    return f"count({ident(name)})"
 
 
 def _range_select(name: str) -> str:
-    v = _ident(name)
+    v = ident(name)
     return f"[CAST(min({v}) AS VARCHAR), CAST(max({v}) AS VARCHAR)]"
 
 
@@ -134,7 +135,7 @@ def _distinct_selects(
     schema: Mapping[str, str], quartiles: Mapping[str, list[float]]
 ) -> list[str]:
     """Return each column's approximate distinct count, then the outlier counts."""
-    selects = [f"approx_count_distinct({_ident(name)})" for name in schema]
+    selects = [f"approx_count_distinct({ident(name)})" for name in schema]
     return selects + [_outlier_count(name, q) for name, q in quartiles.items()]
 
 
@@ -164,11 +165,11 @@ def _quartiles(
     # NaN and infinities are left out, so the quartiles and the outlier
     # fences built from them stay finite numbers.
     selects = ", ".join(
-        f"quantile_cont(CAST({_ident(n)} AS DOUBLE), [0.25, 0.5, 0.75]) "
-        f"FILTER (WHERE isfinite(CAST({_ident(n)} AS DOUBLE)))"
+        f"quantile_cont(CAST({ident(n)} AS DOUBLE), [0.25, 0.5, 0.75]) "
+        f"FILTER (WHERE isfinite(CAST({ident(n)} AS DOUBLE)))"
         for n in numeric
     )
-    projected = ", ".join(_ident(n) for n in numeric)
+    projected = ", ".join(ident(n) for n in numeric)
     sample = (
         f"(SELECT {projected} FROM {table}) USING SAMPLE "
         f"reservoir({_QUANTILE_SAMPLE} ROWS) REPEATABLE (0)"
@@ -180,7 +181,7 @@ def _outlier_count(name: str, quartiles: list[float]) -> str:
     """Return the aggregate counting values outside the column's IQR fences."""
     spread = 1.5 * (quartiles[2] - quartiles[0])
     low, high = quartiles[0] - spread, quartiles[2] + spread
-    v = f"CAST({_ident(name)} AS DOUBLE)"
+    v = f"CAST({ident(name)} AS DOUBLE)"
     # DuckDB orders NaN above every number, so NaN is excluded explicitly.
     # count_if over the condition takes half the CPU time of the same count
     # written as ``count(*) FILTER (WHERE ...)`` in DuckDB 2.0.1.
@@ -193,7 +194,3 @@ def _is_numeric(kind: str) -> bool:
 
 def _orderable(kind: str) -> bool:
     return not kind.endswith("[]") and not kind.startswith(("STRUCT", "MAP"))
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -321,7 +321,3 @@ def _quarantined_lines(
         [version.dataset, version.version],
     ).fetchall()
     return {(current.get(source, source), line) for source, line in rows}
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
