@@ -207,6 +207,16 @@ def scan_sql(version: DatasetVersion) -> str:
         f"{_read_sql(name, kind)} AS {ident(name)}"
         for name, kind in version.schema.items()
     )
+    return f"SELECT {columns} FROM {parquet_sql(version)}"
+
+
+def parquet_sql(version: DatasetVersion) -> str:
+    """Return the ``read_parquet`` call over the files of `version`, as stored.
+
+    Its columns keep the types of the files, and a NaN stays NaN. It also has
+    the ``version`` column of the folder names. `scan_sql` reads it in the
+    recorded schema.
+    """
     files = "[" + ", ".join(literal(glob) for glob in version.files) + "]"
     partitions = {
         name: kind
@@ -218,8 +228,7 @@ def scan_sql(version: DatasetVersion) -> str:
         pairs = ", ".join(f"{literal(n)}: {literal(k)}" for n, k in partitions.items())
         hive_types = f", hive_types={{{pairs}}}"
     return (
-        f"SELECT {columns} FROM read_parquet({files}, hive_partitioning=true, "
-        f"union_by_name=true{hive_types})"
+        f"read_parquet({files}, hive_partitioning=true, union_by_name=true{hive_types})"
     )
 
 

@@ -46,6 +46,7 @@ from appliance.storage._datasets import (
     Mode,
     find_version,
     latest_version,
+    parquet_sql,
     record_version,
     scan_sql,
 )
@@ -73,7 +74,6 @@ from appliance.storage._staging import (
     stage_checked,
 )
 from appliance.storage._types import (
-    FLOAT_TYPES,
     ColumnType,
     stored_sql,
 )
@@ -412,7 +412,9 @@ def _record_new(
         "accepted": written.accepted,
         "quarantined": written.quarantined,
         "warnings": warnings,
-        "quality": quality_report(db, f"({scan_sql(version)})", schema),
+        "quality": quality_report(
+            db, f"({scan_sql(version)})", schema, parquet_sql(version)
+        ),
         REPORT_KEY: contract_fingerprint(settings.contract),
     }
     version = replace(version, report=report)
@@ -529,7 +531,7 @@ def _write_rows(
     target.parent.mkdir(parents=True, exist_ok=True)
     partitioned = partition is not None and accepted > 0
     try:
-        if not partitioned and _can_keep_staged(db, staged, types, bad):
+        if not partitioned and _can_keep_staged(staged, types, bad):
             assert staged.typed_files is not None
             out.mkdir()
             os.replace(staged.typed_files[0], out / "data_0.parquet")
@@ -560,7 +562,6 @@ def _write_rows(
 
 
 def _can_keep_staged(
-    db: duckdb.DuckDBPyConnection,
     staged: Staged,
     types: dict[str, ColumnType],
     bad: int,
@@ -579,16 +580,7 @@ def _can_keep_staged(
         column.type == staged.source_types[name] and not column.date_format
         for name, column in types.items()
     )
-    return same and not _holds_nan(db, types)
-
-
-def _holds_nan(db: duckdb.DuckDBPyConnection, types: dict[str, ColumnType]) -> bool:
-    floats = [name for name, column in types.items() if column.type in FLOAT_TYPES]
-    if not floats:
-        return False
-    found = " OR ".join(f"isnan({ident(name)})" for name in floats)
-    row = db.execute(f"SELECT count(*) FROM {STAGED} WHERE {found}").fetchone()
-    return bool(row and row[0])
+    return same and not staged.nan_columns
 
 
 def _accepted_sql(types: dict[str, ColumnType], staged: Staged, bad: int) -> str:

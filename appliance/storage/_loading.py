@@ -73,6 +73,9 @@ class Loaded:
     typed_columns: frozenset[str] = frozenset()
     """CSV and JSON-lines columns of scalar values read typed, whose text is
     DuckDB's print of each value; ``as_text`` reads them as written."""
+    nan_columns: frozenset[str] = frozenset()
+    """Columns with a NaN in the typed path's Parquet files, from the
+    statistics that the Parquet writer returns."""
 
 
 def load_sources(
@@ -107,13 +110,7 @@ def load_sources(
         ]
         typed = _load_typed(db, sources, dialects, settings, contract, staging, as_text)
         if typed is not None:
-            files, typed_columns = typed
-            return Loaded(
-                _counts(db, len(sources)),
-                files,
-                dialects,
-                typed_columns=typed_columns,
-            )
+            return typed
         if settings.encoding == "utf-8":
             # The text read would quarantine a record with a non-UTF-8 byte,
             # so the whole file is rejected first, naming the byte's line.
@@ -302,14 +299,11 @@ def _load_typed(
     contract: ContractConfig | None,
     staging: Path,
     as_text: frozenset[str],
-) -> tuple[list[Path], frozenset[str]] | None:
-    """Try the typed path; return None, with no file or view left, if a value failed.
-
-    Returns the Parquet file of each source and the columns read typed
-    rather than as text.
-    """
+) -> Loaded | None:
+    """Try the typed path; return None, with no file or view left, if a value failed."""
     files = []
     typed: set[str] = set()
+    nan: set[str] = set()
     for index, (source, dialect) in enumerate(zip(sources, dialects)):
         types = _typed_columns(dialect, settings, contract, as_text)
         if _ROW_NUMBER in types:
@@ -318,10 +312,10 @@ def _load_typed(
         out = staging / f"raw_{index}.parquet"
         files.append(out)
         try:
-            db.execute(
+            written = db.execute(
                 f"COPY (SELECT * FROM {_csv_sql(source, dialect, settings, types)})) "
-                f"TO {literal(str(out))} ({PARQUET_OPTIONS})"
-            )
+                f"TO {literal(str(out))} ({PARQUET_OPTIONS}, RETURN_STATS)"
+            ).fetchall()
         except duckdb.Error as exc:
             # The read stops at the first value that does not parse as its
             # column's type, or at a record with the wrong number of fields.
@@ -333,12 +327,35 @@ def _load_typed(
             _drop_typed(db, files)
             return None
         typed.update(name for name, kind in types.items() if kind != "VARCHAR")
+        nan.update(_nan_columns(written, types))
         db.execute(
             f"CREATE TEMP VIEW raw_{index} AS SELECT {_ROW_NUMBER} AS _record, "
             f"* EXCLUDE ({_ROW_NUMBER}) FROM read_parquet({literal(str(out))}, "
             "file_row_number=true, hive_partitioning=false)"
         )
-    return files, frozenset(typed)
+    return Loaded(
+        _counts(db, len(sources)),
+        files,
+        dialects,
+        typed_columns=frozenset(typed),
+        nan_columns=frozenset(nan),
+    )
+
+
+def _nan_columns(written: list[tuple], types: Mapping[str, str]) -> list[str]:
+    """Return the columns with a NaN, from the rows of ``COPY ... RETURN_STATS``.
+
+    DuckDB 2.0.1 returns a row per file written, whose ``column_statistics``
+    maps each quoted column name to its statistics, with ``has_nan`` for a
+    float column.
+    """
+    names = {ident(name): name for name in types} | {name: name for name in types}
+    found = []
+    for row in written:
+        for key, stats in row[4].items():
+            if stats.get("has_nan") == "true":
+                found.append(names.get(key, key))
+    return found
 
 
 def _drop_typed(db: duckdb.DuckDBPyConnection, files: list[Path]) -> None:

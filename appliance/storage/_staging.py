@@ -60,6 +60,8 @@ class Staged:
     """Contract columns that no file has, staged as NULL text."""
     typed_columns: frozenset[str] = frozenset()
     """CSV and JSON-lines columns whose text is DuckDB's print of a typed value."""
+    nan_columns: frozenset[str] = frozenset()
+    """Columns with a NaN in the typed path's Parquet files."""
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,7 @@ def stage_files(
         malformed,
         missing,
         loaded.typed_columns,
+        loaded.nan_columns,
     )
 
 
