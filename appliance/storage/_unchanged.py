@@ -26,7 +26,6 @@ import json
 import logging
 import shutil
 
-import duckdb
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError, StorageError
@@ -279,7 +278,7 @@ def _stored_violations(
     contract = settings.contract or ContractConfig()
     work = catalog.lake / version.dataset / f"version={version.version}.recheck.tmp"
     shutil.rmtree(work, ignore_errors=True)
-    db = duckdb.connect()
+    db = catalog.db.cursor()
     try:
         work.mkdir(parents=True)
         staged = stage_checked(db, sources, settings, contract, work).staged
