@@ -112,7 +112,7 @@ def _check(
     parent_scan: str | None,
     dataset: str,
 ) -> tuple[dict[str, ColumnType], int]:
-    """Create the ``violations`` table; return the stored types and the bad rows."""
+    """Create the ``violations`` table and return the stored types and bad rows."""
     active = contract or ContractConfig()
     types = column_types(active, staged.inference.types)
     db.execute(
