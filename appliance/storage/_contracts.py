@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from appliance.config import ColumnRule, ContractConfig
+from appliance.storage._sql import ident, literal
 from appliance.storage._types import (
     FLOAT_TYPES,
     NUMERIC_TYPES,
@@ -25,6 +26,8 @@ from appliance.storage._types import (
 
 STAGED = "staged_rows"
 """Table or view of the incoming rows with ``_file`` and ``_record`` columns."""
+UNIQUE_KEY_REASON = "duplicate unique key"
+"""Start of the reason of a row whose unique key another row has."""
 
 
 def contract_from_schema(schema: Mapping[str, str]) -> ContractConfig:
@@ -103,11 +106,12 @@ def violations_sql(
         source = source_types.get(name, "VARCHAR")
         value = stored_sql(name, column, source)
         nan = nan_sql(name, column, source)
-        raw = _ident(name)
-        # NOTE: a column read typed (the CSV typed path, JSON lines, Parquet)
-        # shows its value as DuckDB prints it, such as -0.5 for "-0.50" in the
-        # file, and `regex` matches that text. Only infinities make the CSV and
-        # JSON-lines reads keep the text as written (`_loading`).
+        raw = ident(name)
+        # A typed column's text is DuckDB's print of the value, such as -0.5
+        # for "-0.50". CSV and JSON-lines files are staged with the columns
+        # that a regex matches or the quarantine shows read as text as written
+        # (`_staging.stage_checked`). A Parquet file stores no text, so its
+        # values show, and match a regex, as printed.
         text = f"CAST({raw} AS VARCHAR)"
         if fitting is None or fitting.get(name) != column:
             invalid = f"{raw} IS NOT NULL AND ({value}) IS NULL"
@@ -148,7 +152,7 @@ def _nul_check(name: str) -> str:
     and tools that treat text as C strings cut the value there. Such a row
     is quarantined, with the value shown as ``\\0`` at the NUL.
     """
-    raw = _ident(name)
+    raw = ident(name)
     shown = f"replace({raw}, chr(0), '\\0')"
     return _select(
         name,
@@ -180,7 +184,7 @@ def _infinity_check(name: str, value: str, text: str, dataset: str) -> str:
 def _rule_checks(
     name: str, rule: ColumnRule, value: str, text: str, nan: str | None
 ) -> list[str]:
-    raw = _ident(name)
+    raw = ident(name)
     checks = []
     if not rule.nullable:
         missing = f"{raw} IS NULL" if nan is None else f"{raw} IS NULL OR ({nan})"
@@ -213,7 +217,7 @@ def _rule_checks(
             )
         )
     if rule.allowed is not None:
-        allowed = ", ".join(_literal(item) for item in rule.allowed)
+        allowed = ", ".join(literal(item) for item in rule.allowed)
         checks.append(
             _select(
                 name,
@@ -229,7 +233,7 @@ def _rule_checks(
                 text,
                 f"'value \"' || {text} || '\" does not match {_escape(rule.regex)}'",
                 f"{raw} IS NOT NULL AND NOT regexp_full_match({text}, "
-                f"{_literal(rule.regex)})",
+                f"{literal(rule.regex)})",
             )
         )
     return checks
@@ -243,12 +247,12 @@ def _unique_check(
 ) -> str:
     values = [
         f"({stored_sql(name, types[name], source_types.get(name, 'VARCHAR'))}) AS "
-        f"{_ident(name)}"
+        f"{ident(name)}"
         for name in key
     ]
-    names = ", ".join(_ident(name) for name in key)
+    names = ", ".join(ident(name) for name in key)
     shown = " || ', ' || ".join(
-        f"{_literal(name + '=')} || coalesce(CAST({_ident(name)} AS VARCHAR), 'NULL')"
+        f"{literal(name + '=')} || coalesce(CAST({ident(name)} AS VARCHAR), 'NULL')"
         for name in key
     )
     keyed = f"SELECT _file, _record, {', '.join(values)} FROM {STAGED}"
@@ -263,28 +267,20 @@ def _unique_check(
             if len(key) > 1
             else f" OR {names} IN (SELECT {names} FROM ({parent_scan}))"
         )
-    label = _literal(", ".join(key))
+    label = literal(", ".join(key))
     return (
         f"SELECT _file, _record, {label} AS column_name, {shown} AS value, "
-        f"'duplicate unique key (' || {shown} || ')' AS reason "
+        f"'{UNIQUE_KEY_REASON} (' || {shown} || ')' AS reason "
         f"FROM ({repeated}) WHERE {condition}"
     )
 
 
 def _select(name: str, value: str, reason: str, condition: str) -> str:
     return (
-        f"SELECT _file, _record, {_literal(name)} AS column_name, {value} AS value, "
+        f"SELECT _file, _record, {literal(name)} AS column_name, {value} AS value, "
         f"{reason} AS reason FROM {STAGED} WHERE {condition}"
     )
 
 
 def _escape(text: str) -> str:
     return text.replace("'", "''")
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from appliance.config import dataset_name_problem
 from appliance.errors import NotFoundError
 from appliance.storage._catalog import Catalog
+from appliance.storage._sql import ident, literal
 from appliance.storage._types import FLOAT_TYPES
 
 logger = logging.getLogger(__name__)
@@ -203,10 +204,20 @@ def scan_sql(version: DatasetVersion) -> str:
     versions written before the ingest stored it as NULL still contain NaN.
     """
     columns = ", ".join(
-        f"{_read_sql(name, kind)} AS {_ident(name)}"
+        f"{_read_sql(name, kind)} AS {ident(name)}"
         for name, kind in version.schema.items()
     )
-    files = "[" + ", ".join(_literal(glob) for glob in version.files) + "]"
+    return f"SELECT {columns} FROM {parquet_sql(version)}"
+
+
+def parquet_sql(version: DatasetVersion) -> str:
+    """Return the ``read_parquet`` call over the files of `version`, as stored.
+
+    Its columns keep the types of the files, and a NaN stays NaN. It also has
+    the ``version`` column of the folder names. `scan_sql` reads it in the
+    recorded schema.
+    """
+    files = "[" + ", ".join(literal(glob) for glob in version.files) + "]"
     partitions = {
         name: kind
         for name, kind in version.schema.items()
@@ -214,13 +225,10 @@ def scan_sql(version: DatasetVersion) -> str:
     }
     hive_types = ""
     if partitions:
-        pairs = ", ".join(
-            f"{_literal(n)}: {_literal(k)}" for n, k in partitions.items()
-        )
+        pairs = ", ".join(f"{literal(n)}: {literal(k)}" for n, k in partitions.items())
         hive_types = f", hive_types={{{pairs}}}"
     return (
-        f"SELECT {columns} FROM read_parquet({files}, hive_partitioning=true, "
-        f"union_by_name=true{hive_types})"
+        f"read_parquet({files}, hive_partitioning=true, union_by_name=true{hive_types})"
     )
 
 
@@ -319,15 +327,7 @@ def version_from_row(row: tuple[Any, ...]) -> DatasetVersion:
 
 
 def _read_sql(name: str, kind: str) -> str:
-    value = f"CAST({_ident(name)} AS {kind})"
+    value = f"CAST({ident(name)} AS {kind})"
     if kind.upper() not in FLOAT_TYPES:
         return value
     return f"CASE WHEN isnan({value}) THEN NULL ELSE {value} END"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

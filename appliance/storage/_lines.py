@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from appliance.storage._sources import Dialect, SourceFile
+from appliance.storage._sql import ident
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def _estimated_lines(db: duckdb.DuckDBPyConnection, index: int, malformed: int) 
     columns = [r[0] for r in db.execute(f"DESCRIBE raw_{index}").fetchall()]
     breaks = " + ".join(
         f"coalesce(length({text}) - length(replace({text}, chr(10), '')), 0)"
-        for text in (f"CAST({_quote(c)} AS VARCHAR)" for c in columns[1:])
+        for text in (f"CAST({ident(c)} AS VARCHAR)" for c in columns[1:])
     )
     sql = (
         f"SELECT {index} AS _file, _record, 2 + _record + coalesce(sum(breaks) "
@@ -225,7 +226,3 @@ def _token_pattern(quote: str, escape: str) -> re.Pattern[bytes]:
     return re.compile(
         q + rb"(?:[^" + q + e + rb"]|" + e + rb".)*" + q + rb"|\n", re.DOTALL
     )
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

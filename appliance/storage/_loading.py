@@ -7,11 +7,16 @@ straight into a zstd Parquet file in the staging folder, in one pass that
 fails on the first value that does not parse. When it succeeds, every row was
 checked against those types, which is as good as inferring them over the
 whole file and much faster, and the Parquet file can become the version's
-data file unchanged. When any value fails, a guess is not one the
-appliance's rules allow (a date in a non-ISO format), or a DOUBLE column
-holds an infinity that the quarantine must show as written (``1e309``), the
-files are read again as text into temporary tables. Then `_types.infer_types` and the
+data file unchanged. When any value fails, or a guess is not one the
+appliance's rules allow (a date in a non-ISO format), the files are read
+again as text into temporary tables. Then `_types.infer_types` and the
 contract checks decide each value.
+
+A typed value prints as DuckDB writes it, such as ``-0.5`` for ``-0.50`` in
+the file. A column whose values must keep their text as written, because a
+contract ``regex`` matches it or the quarantine shows it, is named in
+`load_sources`'s ``as_text``: a CSV file reads it as VARCHAR, and a
+JSON-lines file has its text parsed again from the file.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from appliance.config import ContractConfig, DatasetConfig
 from appliance.errors import IngestError
@@ -33,6 +39,7 @@ from appliance.storage._sources import (
     check_utf8,
     sniff_dialect,
 )
+from appliance.storage._sql import ident, literal
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +67,15 @@ class Loaded:
     """Parquet file of each source written by the typed path; None otherwise."""
     dialects: list[Dialect] | None = None
     """CSV dialect of each source; None for other formats."""
-    mixed_columns: frozenset[str] = frozenset()
-    """JSON-lines columns whose values have several JSON types, loaded as text."""
+    text_columns: frozenset[str] = frozenset()
+    """JSON-lines columns loaded as text, whose type `infer_types` decides:
+    those whose values have several JSON types, and those read as written."""
+    typed_columns: frozenset[str] = frozenset()
+    """CSV and JSON-lines columns of scalar values read typed, whose text is
+    DuckDB's print of each value; ``as_text`` reads them as written."""
+    nan_columns: frozenset[str] = frozenset()
+    """Columns with a NaN in the typed path's Parquet files, from the
+    statistics that the Parquet writer returns."""
 
 
 def load_sources(
@@ -70,6 +84,7 @@ def load_sources(
     settings: DatasetConfig,
     contract: ContractConfig | None,
     staging: Path,
+    as_text: frozenset[str] = frozenset(),
 ) -> Loaded:
     """Create view ``raw_N`` for each source file.
 
@@ -78,19 +93,24 @@ def load_sources(
         sources: Files of one format.
         settings: The dataset's configuration.
         contract: The contract whose types the typed path reads CSV columns as.
+            Its columns with a ``regex`` rule are read as text as written.
         staging: Existing folder for the typed path's Parquet files.
+        as_text: Further columns to read as text as written, such as typed
+            columns with a value that the quarantine shows. Parquet files have
+            no text, so they ignore it.
 
     Raises:
         IngestError: A file cannot be read.
     """
+    as_text = as_text | _regex_columns(contract)
     if sources[0].reader == "read_csv":
         dialects = [
             sniff_dialect(db, s.path, settings.delimiter, settings.encoding)
             for s in sources
         ]
-        typed = _load_typed(db, sources, dialects, settings, contract, staging)
+        typed = _load_typed(db, sources, dialects, settings, contract, staging, as_text)
         if typed is not None:
-            return Loaded(_counts(db, len(sources)), typed, dialects)
+            return typed
         if settings.encoding == "utf-8":
             # The text read would quarantine a record with a non-UTF-8 byte,
             # so the whole file is rejected first, naming the byte's line.
@@ -103,7 +123,8 @@ def load_sources(
     else:
         dialects = None
         readers = [_other_sql(source) for source in sources]
-    mixed: set[str] = set()
+    text: set[str] = set()
+    typed_columns: set[str] = set()
     for index, (source, reader) in enumerate(zip(sources, readers)):
         try:
             db.execute(f"CREATE TEMP TABLE rows_{index} AS SELECT * FROM {reader}")
@@ -114,41 +135,160 @@ def load_sources(
                 f"{source.path}: cannot read file: {short_error(exc)}; check that "
                 f"it is a complete {_FORMATS[source.reader]} file"
             ) from None
+        written: list[str] = []
         if source.reader == "read_json":
             _check_json_objects(db, index, source.path)
-            _reread_infinities_as_json(db, index, source, contract)
-        columns, found = _json_as_text(db, f"rows_{index}")
-        mixed.update(found)
+            written = _read_as_written(db, index, source, as_text)
+        columns, mixed = _json_as_text(db, index, written)
+        text.update(mixed + written)
+        if source.reader == "read_json":
+            scalars = _scalar_columns(db, f"rows_{index}")
+            typed_columns.update(set(scalars + mixed) - set(written))
+        joined = f" POSITIONAL JOIN written_{index}" if written else ""
         db.execute(
-            f"CREATE TEMP VIEW raw_{index} AS SELECT rowid AS _record, {columns} "
-            f"FROM rows_{index}"
+            f"CREATE TEMP VIEW raw_{index} AS SELECT rows_{index}.rowid AS _record, "
+            f"{columns} FROM rows_{index}{joined}"
         )
-    return Loaded(_counts(db, len(sources)), None, dialects, frozenset(mixed))
+    return Loaded(
+        _counts(db, len(sources)),
+        None,
+        dialects,
+        frozenset(text),
+        frozenset(typed_columns),
+    )
 
 
-def _json_as_text(db: duckdb.DuckDBPyConnection, table: str) -> tuple[str, list[str]]:
-    """Return the select list of `table` with JSON-typed columns as plain text.
+def _regex_columns(contract: ContractConfig | None) -> frozenset[str]:
+    """Return the columns whose contract rule has a regex, which matches text."""
+    if contract is None:
+        return frozenset()
+    return frozenset(n for n, rule in contract.columns.items() if rule.regex)
+
+
+def _json_as_text(
+    db: duckdb.DuckDBPyConnection, index: int, written: list[str]
+) -> tuple[str, list[str]]:
+    """Return the select list of ``rows_N`` with JSON-typed columns as plain text.
 
     DuckDB's ``read_json`` types a column as JSON when its values have several
     JSON types, such as a number in one line and a string in the next. Cast
     to VARCHAR, a JSON string keeps its quotes, so each string value is
-    unwrapped instead and any other value becomes its JSON text. Returns the
-    select list and the names of the JSON-typed columns.
+    unwrapped instead and any other value becomes its JSON text. A column in
+    `written` takes its text from table ``written_N`` (`_read_as_written`),
+    joined by position. Returns the select list and the names of the
+    JSON-typed columns.
     """
+    table = f"rows_{index}"
     described = db.execute(f"DESCRIBE {table}").fetchall()
     selects, mixed = [], []
     for name, kind, *_ in described:
-        column = _ident(name)
-        if kind != "JSON":
+        column = f"{table}.{ident(name)}"
+        text = f"CAST({column} AS VARCHAR)"
+        if kind == "JSON":
+            mixed.append(name)
+            text = (
+                f"CASE WHEN json_type({column}) = 'VARCHAR' "
+                f"THEN json_extract_string({column}, '$') ELSE {text} END"
+            )
+        elif name not in written:
             selects.append(column)
             continue
-        mixed.append(name)
-        selects.append(
-            f"CASE WHEN json_type({column}) = 'VARCHAR' "
-            f"THEN json_extract_string({column}, '$') "
-            f"ELSE CAST({column} AS VARCHAR) END AS {column}"
-        )
+        if name in written:
+            # A nested value has no text in written_N, so it keeps DuckDB's.
+            text = f"coalesce(written_{index}.{ident(name)}, {text})"
+        selects.append(f"{text} AS {ident(name)}")
     return ", ".join(selects), mixed
+
+
+def _scalar_columns(db: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """Return the columns of `table` typed as a scalar other than text."""
+    return [
+        name
+        for name, kind, *_ in db.execute(f"DESCRIBE {table}").fetchall()
+        if kind not in ("VARCHAR", "JSON")
+        and not kind.endswith("]")
+        and not kind.startswith(("STRUCT", "MAP", "UNION"))
+    ]
+
+
+def _read_as_written(
+    db: duckdb.DuckDBPyConnection,
+    index: int,
+    source: SourceFile,
+    as_text: frozenset[str],
+) -> list[str]:
+    """Store the text as written of `as_text` columns of ``rows_N`` in ``written_N``.
+
+    DuckDB parses a JSON number and prints it back in its own form, such as
+    ``-0.5`` for ``-0.50``, even in a column read as JSON. Python's parser
+    returns each number's text unchanged, so the file is parsed again here,
+    for the columns in `as_text` that are typed or of mixed JSON types. A
+    text column already contains its strings as written. ``written_N`` has one
+    row per object, in file order: a string as itself, a number as written,
+    true and false as such, and NULL for null, a missing key or a nested
+    value. Returns the columns stored.
+    """
+    table = f"rows_{index}"
+    candidates = set(_scalar_columns(db, table))
+    candidates |= {
+        name
+        for name, kind, *_ in db.execute(f"DESCRIBE {table}").fetchall()
+        if kind == "JSON"
+    }
+    columns = sorted(candidates & as_text)
+    if not columns:
+        return []
+    try:
+        written = _parse_texts(source.path, columns)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # NOTE: DuckDB read a line that Python's parser rejects, so the
+        # values keep DuckDB's print.
+        logger.warning(
+            "JSON-lines file not parsed again, values shown as DuckDB prints "
+            "them file=%s error=%s",
+            source.path,
+            exc,
+        )
+        return []
+    rows = db.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    if written.num_rows != rows:
+        # Rows paired by position with other lines would show other values.
+        logger.warning(
+            "JSON-lines rows differ from the parsed lines, values shown as "
+            "DuckDB prints them file=%s rows=%d lines=%d",
+            source.path,
+            rows,
+            written.num_rows,
+        )
+        return []
+    db.register("written_texts", written)
+    try:
+        db.execute(f"CREATE TEMP TABLE written_{index} AS FROM written_texts")
+    finally:
+        db.unregister("written_texts")
+    return columns
+
+
+def _parse_texts(path: Path, columns: list[str]) -> pa.Table:
+    """Parse each non-blank line of `path`, keeping `columns` as text as written."""
+    texts: dict[str, list[str | None]] = {name: [] for name in columns}
+    with path.open("rb") as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            row = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
+            for name, values in texts.items():
+                values.append(_written_text(row.get(name)))
+    return pa.table({name: pa.array(v, pa.string()) for name, v in texts.items()})
+
+
+def _written_text(value: object) -> str | None:
+    """Return the text of a value that `json.loads` parsed with numbers as text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return None
 
 
 def _load_typed(
@@ -158,21 +298,24 @@ def _load_typed(
     settings: DatasetConfig,
     contract: ContractConfig | None,
     staging: Path,
-) -> list[Path] | None:
+    as_text: frozenset[str],
+) -> Loaded | None:
     """Try the typed path; return None, with no file or view left, if a value failed."""
     files = []
+    typed: set[str] = set()
+    nan: set[str] = set()
     for index, (source, dialect) in enumerate(zip(sources, dialects)):
-        types = _typed_columns(dialect, settings, contract)
+        types = _typed_columns(dialect, settings, contract, as_text)
         if _ROW_NUMBER in types:
             _drop_typed(db, files)
             return None
         out = staging / f"raw_{index}.parquet"
         files.append(out)
         try:
-            db.execute(
+            written = db.execute(
                 f"COPY (SELECT * FROM {_csv_sql(source, dialect, settings, types)})) "
-                f"TO {_literal(str(out))} ({PARQUET_OPTIONS})"
-            )
+                f"TO {literal(str(out))} ({PARQUET_OPTIONS}, RETURN_STATS)"
+            ).fetchall()
         except duckdb.Error as exc:
             # The read stops at the first value that does not parse as its
             # column's type, or at a record with the wrong number of fields.
@@ -183,80 +326,36 @@ def _load_typed(
             )
             _drop_typed(db, files)
             return None
-        infinite = _infinite_columns(
-            db, f"read_parquet({_literal(str(out))})", types, contract
-        )
-        if infinite:
-            # The typed read turns "1e309" into inf, and the quarantine would
-            # show "inf". The text read keeps the value as written in the file.
-            logger.debug(
-                "typed read found infinities, reading as text file=%s columns=%s",
-                source.path,
-                ",".join(infinite),
-            )
-            _drop_typed(db, files)
-            return None
+        typed.update(name for name, kind in types.items() if kind != "VARCHAR")
+        nan.update(_nan_columns(written, types))
         db.execute(
             f"CREATE TEMP VIEW raw_{index} AS SELECT {_ROW_NUMBER} AS _record, "
-            f"* EXCLUDE ({_ROW_NUMBER}) FROM read_parquet({_literal(str(out))}, "
+            f"* EXCLUDE ({_ROW_NUMBER}) FROM read_parquet({literal(str(out))}, "
             "file_row_number=true, hive_partitioning=false)"
         )
-    return files
-
-
-def _infinite_columns(
-    db: duckdb.DuckDBPyConnection,
-    relation: str,
-    types: Mapping[str, str],
-    contract: ContractConfig | None,
-) -> list[str]:
-    """Return the DOUBLE columns of `relation` with an infinity to quarantine.
-
-    A column whose contract rule sets ``allow_infinity`` keeps its infinities,
-    so it is left out.
-    """
-    rules = contract.columns if contract else {}
-    names = [
-        name
-        for name, kind in types.items()
-        if kind == "DOUBLE" and not (name in rules and rules[name].allow_infinity)
-    ]
-    if not names:
-        return []
-    counts = ", ".join(f"count(*) FILTER (isinf({_ident(n)}))" for n in names)
-    row = db.execute(f"SELECT {counts} FROM {relation}").fetchone() or ()
-    return [name for name, count in zip(names, row) if count]
-
-
-def _reread_infinities_as_json(
-    db: duckdb.DuckDBPyConnection,
-    index: int,
-    source: SourceFile,
-    contract: ContractConfig | None,
-) -> None:
-    """Read the DOUBLE columns of ``rows_N`` with an infinity again as JSON.
-
-    ``read_json`` turns ``1e309`` into inf, and the quarantine would show
-    "inf". Read as JSON, each value keeps its text as written in the file,
-    and `_json_as_text` then loads the column as text, like a column of mixed
-    JSON types, whose type `_types.infer_types` decides.
-    """
-    table = f"rows_{index}"
-    types = {
-        name: kind for name, kind, *_ in db.execute(f"DESCRIBE {table}").fetchall()
-    }
-    infinite = _infinite_columns(db, table, types, contract)
-    if not infinite:
-        return
-    columns = {
-        name: "JSON" if name in infinite else kind for name, kind in types.items()
-    }
-    listed = ", ".join(f"{_literal(n)}: {_literal(k)}" for n, k in columns.items())
-    reader = (
-        f"read_json({_literal(str(source.path))}, format='newline_delimited', "
-        f"columns={{{listed}}})"
+    return Loaded(
+        _counts(db, len(sources)),
+        files,
+        dialects,
+        typed_columns=frozenset(typed),
+        nan_columns=frozenset(nan),
     )
-    db.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {reader}")
+
+
+def _nan_columns(written: list[tuple], types: Mapping[str, str]) -> list[str]:
+    """Return the columns with a NaN, from the rows of ``COPY ... RETURN_STATS``.
+
+    DuckDB 2.0.1 returns a row per file written, whose ``column_statistics``
+    maps each quoted column name to its statistics, with ``has_nan`` for a
+    float column.
+    """
+    names = {ident(name): name for name in types} | {name: name for name in types}
+    found = []
+    for row in written:
+        for key, stats in row[4].items():
+            if stats.get("has_nan") == "true":
+                found.append(names.get(key, key))
+    return found
 
 
 def _drop_typed(db: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
@@ -266,7 +365,10 @@ def _drop_typed(db: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
 
 
 def _typed_columns(
-    dialect: Dialect, settings: DatasetConfig, contract: ContractConfig | None
+    dialect: Dialect,
+    settings: DatasetConfig,
+    contract: ContractConfig | None,
+    as_text: frozenset[str],
 ) -> dict[str, str]:
     """Return the type to read each column as on the typed path."""
     types = {}
@@ -276,7 +378,7 @@ def _typed_columns(
         rule = rules.get(name)
         if rule is not None and rule.type is not None:
             kind = "VARCHAR" if rule.date_format else rule.type.upper()
-        if kind not in _TYPED:
+        if kind not in _TYPED or name in as_text:
             kind = "VARCHAR"
         if kind == "DATE" and dialect.date_format not in (None, "%Y-%m-%d"):
             kind = "VARCHAR"
@@ -338,20 +440,20 @@ def _csv_sql(
     types: Mapping[str, str],
 ) -> str:
     """Return ``read_csv(...`` without its closing parenthesis."""
-    nulls = "[" + ", ".join(_literal(v) for v in settings.null_values) + "]"
+    nulls = "[" + ", ".join(literal(v) for v in settings.null_values) + "]"
     columns = (
-        "{" + ", ".join(f"{_literal(n)}: {_literal(t)}" for n, t in types.items()) + "}"
+        "{" + ", ".join(f"{literal(n)}: {literal(t)}" for n, t in types.items()) + "}"
     )
     return (
-        f"read_csv({_literal(str(source.path))}, header=true, auto_detect=false, "
-        f"delim={_literal(dialect.delimiter)}, quote={_literal(dialect.quote)}, "
-        f"escape={_literal(dialect.escape)}, nullstr={nulls}, "
-        f"encoding={_literal(settings.encoding)}, columns={columns}"
+        f"read_csv({literal(str(source.path))}, header=true, auto_detect=false, "
+        f"delim={literal(dialect.delimiter)}, quote={literal(dialect.quote)}, "
+        f"escape={literal(dialect.escape)}, nullstr={nulls}, "
+        f"encoding={literal(settings.encoding)}, columns={columns}"
     )
 
 
 def _other_sql(source: SourceFile) -> str:
-    path = _literal(str(source.path))
+    path = literal(str(source.path))
     if source.reader == "read_parquet":
         return f"read_parquet({path})"
     # Without map_inference_threshold=-1, DuckDB 2.0.1 reads a file whose
@@ -447,11 +549,3 @@ def _counts(db: duckdb.DuckDBPyConnection, files: int) -> list[int]:
         db.execute(f"SELECT count(*) FROM raw_{index}").fetchall()[0][0]
         for index in range(files)
     ]
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

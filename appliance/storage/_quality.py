@@ -3,18 +3,19 @@
 Per column: null rate, distinct count (approximate, HyperLogLog), min, max;
 for numeric columns also the quartiles of the finite values (exact up to
 20,000 rows, else from a seeded sample of that size) and the exact count of
-values other than NaN outside ``[q1 - 1.5 IQR, q3 + 1.5 IQR]``. For the table: rows and duplicate rows.
-The report's ``methods`` entry states which of these are approximate, for
-readers such as ``appliance datasets show``.
+values other than NaN outside ``[q1 - 1.5 IQR, q3 + 1.5 IQR]``. For the
+table: rows and duplicate rows. The report's ``methods`` entry states which
+of these are approximate, for readers such as ``appliance datasets show``.
 
-The report takes four small queries rather than one, because DuckDB 2.0
-plans each cheaper alone: min and max alone are read from the Parquet
-statistics without scanning rows, and the duplicate count (a DISTINCT
-aggregate) mixed with plain aggregates moves all of them to a slower plan.
-The quartiles come first, from the sample, so the non-null counts, the
-approximate distinct counts and the outlier counts share one scan. The
-duplicate count runs at the same time on a second cursor in a worker
-thread, so the two scans can run on two cores at once.
+The report takes a few small queries rather than one, because DuckDB 2.0
+plans each cheaper alone. Min and max over the Parquet files as stored,
+with no cast, come from the files' statistics without scanning rows, and the
+duplicate count (a DISTINCT aggregate) mixed with plain aggregates moves all
+of them to a slower plan. The quartiles come first, from the sample, so the
+non-null counts, the approximate distinct counts, the outlier counts and the
+ranges that the statistics cannot give share one scan. The duplicate count
+runs at the same time on a second cursor in a worker thread, so the two
+scans can run on two cores at once.
 """
 
 from __future__ import annotations
@@ -25,13 +26,18 @@ from typing import Any
 
 import duckdb
 
-from appliance.storage._types import NUMERIC_TYPES
+from appliance.storage._loading import normalize_type
+from appliance.storage._sql import ident
+from appliance.storage._types import FLOAT_TYPES, NUMERIC_TYPES
 
 _QUANTILE_SAMPLE = 20_000
 
 
 def quality_report(
-    db: duckdb.DuckDBPyConnection, table: str, schema: Mapping[str, str]
+    db: duckdb.DuckDBPyConnection,
+    table: str,
+    schema: Mapping[str, str],
+    stored: str | None = None,
 ) -> dict[str, Any]:
     """Compute the quality report of the rows in `table`.
 
@@ -44,8 +50,13 @@ def quality_report(
             sees. A temporary table or view does not qualify, because the
             duplicate count runs on a second cursor.
         schema: Type of each column to report on.
+        stored: The rows of `table` as a ``read_parquet`` call with no cast,
+            such as `_datasets.parquet_sql`. A column that it reads in its
+            `schema` type takes min and max from the files' statistics.
+            FLOAT and DOUBLE columns are left out, because `table` reads NaN
+            as missing.
     """
-    row_hash = f"hash({', '.join(_ident(n) for n in schema)})"
+    row_hash = f"hash({', '.join(ident(n) for n in schema)})"
     with (
         db.cursor() as second,
         ThreadPoolExecutor(1, thread_name_prefix="quality") as pool,
@@ -54,7 +65,7 @@ def quality_report(
         # DuckDB connection runs one query at a time.
         duplicates = pool.submit(_fetch, second, table, [f"count(DISTINCT {row_hash})"])
         try:
-            rows, columns = _column_stats(db, table, schema)
+            rows, columns = _column_stats(db, table, schema, stored)
         except BaseException:
             second.interrupt()
             raise
@@ -81,7 +92,10 @@ def _methods(rows: int) -> dict[str, str]:
 
 
 def _column_stats(
-    db: duckdb.DuckDBPyConnection, table: str, schema: Mapping[str, str]
+    db: duckdb.DuckDBPyConnection,
+    table: str,
+    schema: Mapping[str, str],
+    stored: str | None,
 ) -> tuple[int, dict[str, dict[str, Any]]]:
     """Return the row count of `table` and the statistics of each column."""
     numeric = [n for n, kind in schema.items() if _is_numeric(kind)]
@@ -91,42 +105,72 @@ def _column_stats(
         if q is not None and q[0] is not None
     }
     orderable = [n for n, kind in schema.items() if _orderable(kind)]
-    ranges = _fetch(db, table, [_range_select(n) for n in orderable] or ["NULL"])
+    from_files = _stored_as_recorded(db, stored, schema, orderable) if stored else []
+    ranges: dict[str, list[str | None]] = {}
+    if stored and from_files:
+        bounds = _fetch(db, stored, [_range_select(n) for n in from_files])
+        ranges.update(zip(from_files, bounds))
+    scanned = [n for n in orderable if n not in ranges]
     counts = [
         "count(*)",
         *map(_count_select, schema),
         *_distinct_selects(schema, quartiles),
+        *map(_range_select, scanned),
     ]
-    rows, *scanned = _fetch(db, table, counts)
-    present, distinct = scanned[: len(schema)], iter(scanned[len(schema) :])
+    found = iter(_fetch(db, table, counts))
+    rows = next(found)
+    present = [next(found) for _ in schema]
+    distinct = [next(found) for _ in schema]
+    outliers = {name: next(found) for name in quartiles}
+    ranges.update((name, next(found)) for name in scanned)
 
     columns: dict[str, dict[str, Any]] = {}
-    for (name, kind), count in zip(schema.items(), present):
+    for (name, kind), count, estimate in zip(schema.items(), present, distinct):
         columns[name] = {
             "type": kind,
             "null_rate": round(1 - count / rows, 6) if rows else None,
-            "distinct": next(distinct),
+            "distinct": estimate,
         }
         if name in orderable:
-            columns[name].update(_range_entry(kind, ranges[orderable.index(name)]))
+            columns[name].update(_range_entry(kind, ranges[name]))
         if name in numeric:
             q = quartiles.get(name)
             columns[name]["quantiles"] = (
                 {"p25": q[0], "p50": q[1], "p75": q[2]} if q else None
             )
-    for name in quartiles:
-        outliers = next(distinct)
+    for name, count in outliers.items():
         if rows:
-            columns[name]["outliers_iqr"] = outliers
+            columns[name]["outliers_iqr"] = count
     return rows, columns
 
 
+def _stored_as_recorded(
+    db: duckdb.DuckDBPyConnection,
+    stored: str,
+    schema: Mapping[str, str],
+    names: list[str],
+) -> list[str]:
+    """Return the `names` that `stored` reads in their `schema` type, floats aside.
+
+    Such a column's min and max are the same over `stored` as over the
+    report's table, whose cast changes nothing. A FLOAT or DOUBLE column is
+    left out, because the table reads NaN as missing and `stored` keeps it.
+    """
+    described = db.execute(f"DESCRIBE SELECT * FROM {stored}").fetchall()
+    types = {name: normalize_type(kind) for name, kind, *_ in described}
+    return [
+        name
+        for name in names
+        if types.get(name) == schema[name] and schema[name] not in FLOAT_TYPES
+    ]
+
+
 def _count_select(name: str) -> str:
-    return f"count({_ident(name)})"
+    return f"count({ident(name)})"
 
 
 def _range_select(name: str) -> str:
-    v = _ident(name)
+    v = ident(name)
     return f"[CAST(min({v}) AS VARCHAR), CAST(max({v}) AS VARCHAR)]"
 
 
@@ -134,7 +178,7 @@ def _distinct_selects(
     schema: Mapping[str, str], quartiles: Mapping[str, list[float]]
 ) -> list[str]:
     """Return each column's approximate distinct count, then the outlier counts."""
-    selects = [f"approx_count_distinct({_ident(name)})" for name in schema]
+    selects = [f"approx_count_distinct({ident(name)})" for name in schema]
     return selects + [_outlier_count(name, q) for name, q in quartiles.items()]
 
 
@@ -164,11 +208,11 @@ def _quartiles(
     # NaN and infinities are left out, so the quartiles and the outlier
     # fences built from them stay finite numbers.
     selects = ", ".join(
-        f"quantile_cont(CAST({_ident(n)} AS DOUBLE), [0.25, 0.5, 0.75]) "
-        f"FILTER (WHERE isfinite(CAST({_ident(n)} AS DOUBLE)))"
+        f"quantile_cont(CAST({ident(n)} AS DOUBLE), [0.25, 0.5, 0.75]) "
+        f"FILTER (WHERE isfinite(CAST({ident(n)} AS DOUBLE)))"
         for n in numeric
     )
-    projected = ", ".join(_ident(n) for n in numeric)
+    projected = ", ".join(ident(n) for n in numeric)
     sample = (
         f"(SELECT {projected} FROM {table}) USING SAMPLE "
         f"reservoir({_QUANTILE_SAMPLE} ROWS) REPEATABLE (0)"
@@ -180,7 +224,7 @@ def _outlier_count(name: str, quartiles: list[float]) -> str:
     """Return the aggregate counting values outside the column's IQR fences."""
     spread = 1.5 * (quartiles[2] - quartiles[0])
     low, high = quartiles[0] - spread, quartiles[2] + spread
-    v = f"CAST({_ident(name)} AS DOUBLE)"
+    v = f"CAST({ident(name)} AS DOUBLE)"
     # DuckDB orders NaN above every number, so NaN is excluded explicitly.
     # count_if over the condition takes half the CPU time of the same count
     # written as ``count(*) FILTER (WHERE ...)`` in DuckDB 2.0.1.
@@ -193,7 +237,3 @@ def _is_numeric(kind: str) -> bool:
 
 def _orderable(kind: str) -> bool:
     return not kind.endswith("[]") and not kind.startswith(("STRUCT", "MAP"))
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -23,6 +23,7 @@ import duckdb
 
 from appliance.errors import IngestError
 from appliance.storage._errors import short_error
+from appliance.storage._sql import literal
 
 READERS = {
     ".csv": "read_csv",
@@ -213,13 +214,13 @@ def sniff_dialect(
     Raises:
         IngestError: The header has an empty or a duplicate column name.
     """
-    options = f", encoding={_quote(encoding)}"
+    options = f", encoding={literal(encoding)}"
     if delimiter:
-        options += f", delim={_quote(delimiter)}"
+        options += f", delim={literal(delimiter)}"
     try:
         row = db.execute(
             "SELECT delimiter, quote, escape, columns, dateformat, timestampformat "
-            f"FROM sniff_csv({_quote(str(path))}, "
+            f"FROM sniff_csv({literal(str(path))}, "
             f"header=true, ignore_errors=true, sample_size={_SNIFF_ROWS}, "
             f"buffer_size={_SNIFF_BUFFER}{options})"
         ).fetchall()[0]
@@ -285,7 +286,3 @@ def _header(path: Path, delimiter: str, quote: str, encoding: str) -> list[str]:
             )
         seen[name] = index
     return names
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

@@ -1,4 +1,4 @@
-"""Quoting of names and text in the SQL that ingest builds."""
+"""Quoting of names and text in the SQL that the storage modules build."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Staging: source files loaded into DuckDB and their broken rules numbered by line.
 
 `stage_files` loads the files of an ingest into the `STAGED` view, with the
-types inferred over every row. `quarantine_rows` returns the rows of the
-``violations`` table (see `_contracts.violations_sql`) with each row's file,
-line and fields, as the quarantine table stores them.
+types inferred over every row, and `stage_checked` also fills the
+``violations`` table (see `_contracts.violations_sql`). `quarantine_rows`
+returns the rows of that table with each row's file, line and fields, as the
+quarantine table stores them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ import duckdb
 
 from appliance.config import ContractConfig, DatasetConfig
 from appliance.errors import IngestError
-from appliance.storage._contracts import STAGED
+from appliance.storage._contracts import (
+    STAGED,
+    UNIQUE_KEY_REASON,
+    column_types,
+    violations_sql,
+)
 from appliance.storage._lines import line_sql
 from appliance.storage._loading import (
     load_sources,
@@ -52,6 +58,110 @@ class Staged:
     """Records the CSV reader could not split into the header's columns."""
     missing: list[str] = field(default_factory=list)
     """Contract columns that no file has, staged as NULL text."""
+    typed_columns: frozenset[str] = frozenset()
+    """CSV and JSON-lines columns whose text is DuckDB's print of a typed value."""
+    nan_columns: frozenset[str] = frozenset()
+    """Columns with a NaN in the typed path's Parquet files."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Staged files with their broken rules in the ``violations`` table."""
+
+    staged: Staged
+    types: dict[str, ColumnType]
+    """Type each column is stored as."""
+    bad: int
+    """Rows with at least one broken rule."""
+
+
+def stage_checked(
+    db: duckdb.DuckDBPyConnection,
+    sources: list[SourceFile],
+    settings: DatasetConfig,
+    contract: ContractConfig | None,
+    work: Path,
+    parent_scan: str | None = None,
+) -> Checked:
+    """Stage the files and create the ``violations`` table of their broken rules.
+
+    A rejected value of a typed CSV or JSON-lines column shows as DuckDB
+    prints it, such as ``-0.5`` for ``-0.50``. When there is one, the files
+    are staged and checked again with those columns read as text, so the
+    quarantine shows each value as written in the file. Only an ingest that
+    quarantines such a value pays for the second pass.
+
+    Args:
+        parent_scan: SQL of the parent version's rows in append mode, whose
+            unique keys the new rows must not repeat.
+    """
+    staged = stage_files(db, sources, settings, contract, work)
+    types, bad = _check(db, staged, contract, parent_scan, settings.name)
+    printed = _printed_rejections(db, staged) if bad else frozenset()
+    if printed:
+        _drop_temporary(db)
+        staged = stage_files(db, sources, settings, contract, work, printed)
+        types, bad = _check(db, staged, contract, parent_scan, settings.name)
+    return Checked(staged, types, bad)
+
+
+def _check(
+    db: duckdb.DuckDBPyConnection,
+    staged: Staged,
+    contract: ContractConfig | None,
+    parent_scan: str | None,
+    dataset: str,
+) -> tuple[dict[str, ColumnType], int]:
+    """Create the ``violations`` table and return the stored types and bad rows."""
+    active = contract or ContractConfig()
+    types = column_types(active, staged.inference.types)
+    db.execute(
+        "CREATE TEMP TABLE violations AS "
+        + violations_sql(
+            active,
+            types,
+            staged.source_types,
+            parent_scan,
+            staged.inference.types,
+            dataset,
+        )
+    )
+    bad = db.execute(
+        "SELECT count(*) FROM (SELECT DISTINCT _file, _record FROM violations)"
+    ).fetchall()[0][0]
+    return types, bad
+
+
+def _printed_rejections(
+    db: duckdb.DuckDBPyConnection, staged: Staged
+) -> frozenset[str]:
+    """Return the typed columns whose rejected values ``violations`` shows printed.
+
+    A duplicate unique key shows the stored key, whatever the source's text,
+    so it is left out.
+    """
+    if not staged.typed_columns:
+        return frozenset()
+    rows = db.execute(
+        "SELECT DISTINCT column_name FROM violations WHERE value IS NOT NULL "
+        "AND NOT starts_with(reason, ?)",
+        [UNIQUE_KEY_REASON],
+    ).fetchall()
+    return frozenset(name for (name,) in rows if name in staged.typed_columns)
+
+
+def _drop_temporary(db: duckdb.DuckDBPyConnection) -> None:
+    """Drop every temporary view and table of the ingest's own connection."""
+    views = db.execute(
+        "SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal"
+    ).fetchall()
+    for (name,) in views:
+        db.execute(f"DROP VIEW {ident(name)}")
+    tables = db.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE temporary"
+    ).fetchall()
+    for (name,) in tables:
+        db.execute(f"DROP TABLE {ident(name)}")
 
 
 def stage_files(
@@ -60,9 +170,14 @@ def stage_files(
     settings: DatasetConfig,
     contract: ContractConfig | None,
     work: Path,
+    as_text: frozenset[str] = frozenset(),
 ) -> Staged:
-    """Load every file into ``raw_N`` views and the `STAGED` view over them."""
-    loaded = load_sources(db, sources, settings, contract, work)
+    """Load every file into ``raw_N`` views and the `STAGED` view over them.
+
+    The columns in `as_text` are read as text as written (see
+    `_loading.load_sources`), and their types inferred from that text.
+    """
+    loaded = load_sources(db, sources, settings, contract, work, as_text)
     union = " UNION ALL BY NAME ".join(
         f"SELECT {i} AS _file, * FROM raw_{i}" for i in range(len(sources))
     )
@@ -93,9 +208,9 @@ def stage_files(
         # Text columns get the appliance's rules: decimal commas, allowed date
         # formats, ambiguous dates. Typed columns were read without an error.
         text = [n for n, kind in source_types.items() if kind == "VARCHAR"]
-    elif loaded.mixed_columns:
-        # JSON-lines columns of mixed JSON types were loaded as text.
-        text = [n for n in source_types if n in loaded.mixed_columns]
+    elif loaded.text_columns:
+        # JSON-lines columns of mixed JSON types, or read as written, are text.
+        text = [n for n in source_types if n in loaded.text_columns]
     if text:
         found = infer_types(
             db, STAGED, text, settings.date_formats, settings.decimal_separator
@@ -123,6 +238,8 @@ def stage_files(
         loaded.dialects,
         malformed,
         missing,
+        loaded.typed_columns,
+        loaded.nan_columns,
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from appliance.storage._sources import Dialect
+from appliance.storage._sql import ident, literal
 
 INTEGER_TYPES = (
     "TINYINT",
@@ -164,7 +165,7 @@ def _run_full(
 
 def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
     """Return SQL aggregates that are true when every value fits a candidate."""
-    v = _ident(name)
+    v = ident(name)
 
     def every(condition: str) -> str:
         # A value with a NUL byte is quarantined whatever the type, so it
@@ -194,7 +195,7 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
     }
     for index, fmt in enumerate(date_formats):
         tests[f"format{index}"] = every(
-            f"TRY_STRPTIME({v}, {_literal(fmt)}) IS NOT NULL"
+            f"TRY_STRPTIME({v}, {literal(fmt)}) IS NOT NULL"
         )
     return tests
 
@@ -280,7 +281,7 @@ def _date_warning(
 
 def cast_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> str:
     """Return the SQL that converts column `name` to `column.type`, NULL on failure."""
-    v = _ident(name)
+    v = ident(name)
     if column.type == source_type:
         return v
     if source_type != "VARCHAR":
@@ -288,7 +289,7 @@ def cast_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> str
     if column.decimal_comma:
         return f"TRY_CAST(replace({v}, ',', '.') AS {column.type})"
     if column.date_format:
-        parsed = f"TRY_STRPTIME({v}, {_literal(column.date_format)})"
+        parsed = f"TRY_STRPTIME({v}, {literal(column.date_format)})"
         return f"TRY_CAST({parsed} AS {column.type})"
     if column.type == "BOOLEAN":
         return f"CASE lower({v}) WHEN 'true' THEN true WHEN 'false' THEN false END"
@@ -308,9 +309,9 @@ def nan_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> str 
     """
     if column.type not in NUMERIC_TYPES and not column.type.startswith("DECIMAL"):
         return None
-    v = _ident(name)
+    v = ident(name)
     if source_type == "VARCHAR":
-        texts = ", ".join(_literal(text) for text in _NAN_TEXT)
+        texts = ", ".join(literal(text) for text in _NAN_TEXT)
         return f"lower(trim({v})) IN ({texts})"
     if source_type in FLOAT_TYPES:
         return f"isnan({v})"
@@ -330,14 +331,6 @@ def stored_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> s
     if nan is None:
         return value
     return f"CASE WHEN {nan} THEN NULL ELSE {value} END"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 _SNIFFED_NON_TEXT = ("BIGINT", "DOUBLE", "BOOLEAN")
@@ -374,9 +367,9 @@ def text_fallback_warnings(
         if kind is None:
             continue
         row = db.execute(
-            f"SELECT _file, {_ident(name)} FROM {table} "
-            f"WHERE {_ident(name)} IS NOT NULL "
-            f"AND TRY_CAST({_ident(name)} AS {kind}) IS NULL "
+            f"SELECT _file, {ident(name)} FROM {table} "
+            f"WHERE {ident(name)} IS NOT NULL "
+            f"AND TRY_CAST({ident(name)} AS {kind}) IS NULL "
             "ORDER BY _file, _record LIMIT 1"
         ).fetchone()
         if row is None:

@@ -26,12 +26,10 @@ import json
 import logging
 import shutil
 
-import duckdb
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
-from appliance.storage._contracts import column_types, violations_sql
 from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
@@ -40,7 +38,7 @@ from appliance.storage._datasets import (
 )
 from appliance.storage._retention import find_removed_in_latest
 from appliance.storage._sources import SourceFile
-from appliance.storage._staging import quarantine_rows, stage_files
+from appliance.storage._staging import quarantine_rows, stage_checked
 
 logger = logging.getLogger(__name__)
 
@@ -280,20 +278,10 @@ def _stored_violations(
     contract = settings.contract or ContractConfig()
     work = catalog.lake / version.dataset / f"version={version.version}.recheck.tmp"
     shutil.rmtree(work, ignore_errors=True)
-    db = duckdb.connect()
+    db = catalog.db.cursor()
     try:
         work.mkdir(parents=True)
-        staged = stage_files(db, sources, settings, contract, work)
-        db.execute(
-            "CREATE TEMP TABLE violations AS "
-            + violations_sql(
-                contract,
-                column_types(contract, staged.inference.types),
-                staged.source_types,
-                fitting=staged.inference.types,
-                dataset=version.dataset,
-            )
-        )
+        staged = stage_checked(db, sources, settings, contract, work).staged
         found = quarantine_rows(db, sources, staged, settings.encoding).to_pylist()
     except OSError as exc:
         raise StorageError(
@@ -332,7 +320,3 @@ def _quarantined_lines(
         [version.dataset, version.version],
     ).fetchall()
     return {(current.get(source, source), line) for source, line in rows}
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

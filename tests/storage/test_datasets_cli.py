@@ -67,7 +67,7 @@ def test_datasets_commands_end_to_end(tmp_path: Path) -> None:
     assert versions[0]["parent"] == versions[1]["version"]
     rows = [json.loads(line) for line in quarantined.stdout.splitlines()]
     assert [(r["line"], r["column"], r["reason"]) for r in rows] == [
-        (3, "amount", 'value "-1.0" is below the minimum 0'),
+        (3, "amount", 'value "-1" is below the minimum 0'),
         (3, "id", "duplicate unique key (id=1)"),
     ]
     assert rows[0]["source"] == str(first.resolve())

@@ -446,7 +446,7 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
         kept = config.storage.home / "buffer" / "events" / "quarantined"
         segment = next(kept.glob("segment-*.jsonl")).resolve()
         assert [(r["source"], r["line"], r["value"]) for r in listed] == [
-            (str(segment), 2, "-3.0")
+            (str(segment), 2, "-3")
         ]
         assert segment.read_text().splitlines()[1] == '{"id":2,"value":-3}'
         literals = httpx.post(
@@ -471,7 +471,7 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
         ).json()["rows"]
         # The segment stores the value as sent, and the quarantine shows that text.
         assert [(r["line"], r["value"]) for r in listed] == [
-            (2, "-3.0"),
+            (2, "-3"),
             (2, "Infinity"),
         ]
         assert "is not a finite number" in listed[1]["reason"]

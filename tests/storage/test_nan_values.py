@@ -108,7 +108,7 @@ def test_nan_breaks_not_nullable(catalog: Catalog, write_file: WriteFile) -> Non
     assert rows_of(catalog, result) == [(3, 4.5)]
     reasons = [(q.line, q.value, q.reason) for q in list_quarantine(catalog, "v")]
     assert reasons == [
-        (2, "nan", "missing value (NaN) in a column that is not nullable"),
+        (2, "NaN", "missing value (NaN) in a column that is not nullable"),
         (3, None, "missing value in a column that is not nullable"),
     ]
 
@@ -200,3 +200,15 @@ def test_stored_nan_reads_as_missing(catalog: Catalog, tmp_path: Path) -> None:
     stored = catalog.db.execute(scan_sql(version) + " ORDER BY a").fetchall()
 
     assert stored == [(1, 1.5), (2, None), (3, None)]
+
+
+def test_nan_stored_as_null_in_file(catalog: Catalog, write_file: WriteFile) -> None:
+    # The typed read loads NaN as a float; the version's file stores NULL.
+    path = write_file("v.csv", "a,b\n1,NaN\n2,2.5\n")
+
+    result = ingest(catalog, "v", [path])
+
+    files = result.version.path / "data_0.parquet"
+    stored = pq.read_table(files).to_pydict()
+    assert stored == {"a": [1, 2], "b": [None, 2.5]}
+

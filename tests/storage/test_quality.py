@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pytest
 
@@ -34,3 +36,28 @@ def test_report_error_raised_from_main_scan() -> None:
             quality_report(db, "(SELECT 'text' AS v)", {"v": "DOUBLE"})
 
         assert db.execute("SELECT 1").fetchall() == [(1,)]
+
+
+def test_ranges_from_stored_files_match_scan(tmp_path: Path) -> None:
+    path = tmp_path / "rows.parquet"
+    with duckdb.connect() as db:
+        db.execute(
+            "COPY (SELECT * FROM (VALUES (1, 1.0, 'b'), (10, 'NaN'::DOUBLE, 'a'), "
+            f"(5, 3.0, 'c')) t(x, f, s)) TO '{path}' (FORMAT parquet)"
+        )
+        # x is BIGINT in the file and VARCHAR in the schema, so its range
+        # is of the text; NaN in f reads as missing.
+        table = (
+            f"(SELECT CAST(x AS VARCHAR) AS x, CASE WHEN isnan(f) THEN NULL "
+            f"ELSE f END AS f, s FROM read_parquet('{path}'))"
+        )
+        schema = {"x": "VARCHAR", "f": "DOUBLE", "s": "VARCHAR"}
+
+        scanned = quality_report(db, table, schema)
+        from_files = quality_report(db, table, schema, f"read_parquet('{path}')")
+
+    assert from_files == scanned
+    columns = from_files["columns"]
+    assert (columns["x"]["min"], columns["x"]["max"]) == ("1", "5")
+    assert (columns["f"]["min"], columns["f"]["max"]) == (1.0, 3.0)
+    assert (columns["s"]["min"], columns["s"]["max"]) == ("a", "c")
