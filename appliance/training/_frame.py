@@ -152,7 +152,7 @@ def load_frame(
     warnings: list[str] = []
     if store is not None:
         joined = model_views(cfg.feature_views, views or {})
-        feature_versions = dict(store.versions)
+        feature_versions = store.versions_read(joined)
         warnings = _repeated_key_warnings(cfg, store, joined)
     base = _base_sql(db, source, cfg, window)
     schema = _describe(db, base, cfg)
