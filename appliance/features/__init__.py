@@ -1,5 +1,6 @@
 """Feature store: feature views over datasets, point-in-time joins, online fill."""
 
+from appliance.features._lookup import RequestLookup
 from appliance.features._online import FeatureServer
 from appliance.features._repeats import RepeatedKeys, repeated_keys
 from appliance.features._sql import feature_columns, join_sql
@@ -15,6 +16,7 @@ __all__ = [
     "FeatureServer",
     "FeatureStore",
     "RepeatedKeys",
+    "RequestLookup",
     "feature_columns",
     "join_sql",
     "model_views",

@@ -35,6 +35,7 @@ from appliance.errors import RequestError
 from appliance.features._derived import DerivedColumns, NotCached
 from appliance.features._index import Unsupported, ViewIndex, arrow_types, event_time
 from appliance.features._join import join_table
+from appliance.features._lookup import RequestLookup, request_lookup
 from appliance.features._repeats import repeated_keys
 from appliance.features._sql import feature_columns, ident
 from appliance.features._store import (
@@ -114,6 +115,19 @@ class FeatureServer:
             names.update(self._columns.get(view.name, ()))
             names.update(view.derive)
         return names
+
+    def request_lookup(self, model: str) -> RequestLookup | None:
+        """Return the keys a request of `model` sends and the columns filled.
+
+        Returns None for a model without feature views. The views' columns
+        are known once `load` has read them.
+        """
+        if model not in self.models:
+            return None
+        declared, event_time = self.models[model]
+        with self._lock:
+            columns, schemas = self._columns, self._schemas
+        return request_lookup(declared, event_time, columns, schemas)
 
     def load(self) -> None:
         """Read every feature view into memory from the datasets' latest versions.
