@@ -496,8 +496,8 @@ def build_app(state: DaemonState) -> Litestar:
                 logger.error("daemon start failed error=%s", exc)
                 raise
             for model in state.models.models.values():
-                publish_model_schema(app, model)
-            state.models.on_put = lambda model: publish_model_schema(app, model)
+                _publish(app, state, model)
+            state.models.on_put = lambda model: _publish(app, state, model)
             _freeze_startup_objects()
             trim_malloc()
             state.ready_at = time.time()
@@ -512,6 +512,11 @@ def build_app(state: DaemonState) -> Litestar:
             logger.info("daemon stopping")
 
     return create_app(state, lifespan=[lifespan])
+
+
+def _publish(app: Litestar, state: DaemonState, model: OnnxModel) -> None:
+    """Publish the input row schema of `model` with its feature lookup."""
+    publish_model_schema(app, model, state.features.request_lookup(model.name))
 
 
 def _freeze_startup_objects() -> None:

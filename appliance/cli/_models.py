@@ -114,6 +114,8 @@ def _train(config: Config, args: argparse.Namespace) -> None:
             f"warning: overfitting gap {result['metrics']['overfit_gap']:.4g} is "
             f"above overfit_threshold {config.model(args.name).overfit_threshold}"
         )
+    for warning in result.get("warnings", []):
+        print(f"warning: {warning}")
     print(f"artifact {result['path']} sha256={result['sha256']}")
     if result.get("served"):
         print(f"serving version {result['version']} in the running daemon")
@@ -135,6 +137,7 @@ def _train_here(config: Config, name: str) -> dict[str, Any]:
         "rows_train": local.rows_train,
         "rows_test": local.rows_test,
         "trials": local.trials,
+        "warnings": local.warnings,
         "path": str(version.path),
         "sha256": version.sha256,
     }

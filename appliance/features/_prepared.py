@@ -142,7 +142,7 @@ def prepare(
     delay_us: int,
     values: pa.Table,
     ttl_us: int | None,
-) -> PreparedView | None:
+) -> PreparedView:
     """Number, sort and index a view's rows.
 
     Args:
@@ -154,10 +154,6 @@ def prepare(
             microseconds in `source_sql`.
         values: The columns the view adds.
         ttl_us: Time-to-live in microseconds, or None for no limit.
-
-    Returns:
-        None for a static view with two rows of one key, which a ``LEFT
-        JOIN`` pairs with a row twice and positions cannot express.
     """
     view_keys = ViewKeys.of(keys)
     padded = with_null_row(values)
@@ -166,8 +162,6 @@ def prepare(
     key_types = tuple(k.type for k in keys)
     if observed is None:
         by_code = static_index(view_keys.codes, view_keys.count, missing)
-        if by_code is None:
-            return None
         return PreparedView(key_types, view_keys, padded, None, by_code, numpy_columns)
     unknown = observed.is_null().to_numpy(zero_copy_only=False)
     times = _int64(observed)

@@ -10,6 +10,12 @@ availability delay is at or before the label time, never a later one. A value
 older than the view's time-to-live is treated as missing. A static view (no
 timestamp) is a plain ``LEFT JOIN`` on the entity keys.
 
+Every join reads a view's rows through `unique_sql`, which keeps one row per
+entity key (and event time, for a timestamped view): the last in the view's
+row order. For a view that selects from one dataset, that is the row ingested
+last, so a label row is never joined twice and a correction replaces the
+value it corrects.
+
 The ASOF join runs on the distinct (entity keys, event time) pairs of the
 rows only, and a hash join then hands each row its pair's features. The
 match depends on nothing else, so the rows are the same as an ASOF join of
@@ -30,6 +36,8 @@ AVAILABLE = "_available_at"
 """Column of a view's rows: event time plus the availability delay."""
 OBSERVED = "_observed_at"
 """Column of a view's rows: the event time, for the time-to-live check."""
+VIEW_ROW = "_view_row"
+"""Column numbering a view's rows in their order, while `unique_sql` reads them."""
 
 
 def feature_columns(view: FeatureViewConfig, view_columns: Sequence[str]) -> list[str]:
@@ -38,19 +46,59 @@ def feature_columns(view: FeatureViewConfig, view_columns: Sequence[str]) -> lis
     return [c for c in view_columns if c not in skipped] + list(view.derive)
 
 
-def source_sql(view: FeatureViewConfig) -> str:
-    """Return the view's rows with the availability and observation columns.
+def unique_sql(view: FeatureViewConfig) -> str:
+    """Return the view's rows with one row per entity key (and event time).
 
-    NOTE: among view rows with equal keys and availability time, the ASOF join
-    of this SQL takes whichever DuckDB meets first, while `_asof` and `_index`
-    take the first in the view's order. Only views with such ties differ.
+    Among rows whose keys (compared as ``CAST(... AS VARCHAR)``, as the join
+    compares them) and event times (cast to ``TIMESTAMPTZ``) are equal, the
+    last in the view's row order is kept. DuckDB keeps the order of a scan
+    through projections and filters (``preserve_insertion_order``, its
+    default), and a dataset is read in ingest order: an append's rows after
+    its parent's, each file in line order. A view that joins or aggregates
+    has no such order, so it should return one row per key itself.
     """
+    parts = [f"CAST({ident(k)} AS VARCHAR)" for k in view.entities]
+    if view.timestamp is not None:
+        parts.append(f"CAST({ident(view.timestamp)} AS TIMESTAMPTZ)")
+    numbered = f"SELECT *, row_number() OVER () AS {VIEW_ROW} FROM ({view.sql})"
+    # NOTE: DuckDB 2.0.1 rewrites ``QUALIFY row_number() OVER (...) = 1`` into
+    # an arg_max aggregate that reads -0.0 back as 0.0 when it carries several
+    # columns, so the last row is found by comparing with the partition's max.
+    return (
+        f"SELECT * EXCLUDE ({VIEW_ROW}) FROM ({numbered}) QUALIFY {VIEW_ROW} = "
+        f"max({VIEW_ROW}) OVER (PARTITION BY {', '.join(parts)})"
+    )
+
+
+def repeated_keys_sql(view: FeatureViewConfig) -> str:
+    """Return a query of the keys that several rows of the view share.
+
+    It returns one row: the count of such keys (with the event time, for a
+    timestamped view), the count of rows `unique_sql` drops and one such key
+    as text. Rows with a null key part are left out, since no join uses them.
+    """
+    keys = [f"CAST({ident(k)} AS VARCHAR)" for k in view.entities]
+    grouped = list(keys)
+    if view.timestamp is not None:
+        grouped.append(f"CAST({ident(view.timestamp)} AS TIMESTAMPTZ)")
+    present = " AND ".join(f"{ident(k)} IS NOT NULL" for k in view.entities)
+    text = " || ', ' || ".join(keys)
+    return (
+        "SELECT count(*), coalesce(sum(_rows - 1), 0), min(_key) FROM ("
+        f"SELECT count(*) AS _rows, {text} AS _key FROM ({view.sql}) "
+        f"WHERE {present} GROUP BY {', '.join(grouped)} HAVING count(*) > 1)"
+    )
+
+
+def source_sql(view: FeatureViewConfig) -> str:
+    """Return the view's unique rows with the availability and observation columns."""
+    rows = unique_sql(view)
     if view.timestamp is None:
-        return f"SELECT * FROM ({view.sql})"
+        return f"SELECT * FROM ({rows})"
     ts = f"CAST({ident(view.timestamp)} AS TIMESTAMPTZ)"
     return (
         f"SELECT *, {ts} + INTERVAL {view.delay_seconds} SECOND AS {AVAILABLE}, "
-        f"{ts} AS {OBSERVED} FROM ({view.sql})"
+        f"{ts} AS {OBSERVED} FROM ({rows})"
     )
 
 

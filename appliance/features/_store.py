@@ -21,7 +21,13 @@ from appliance.errors import ConfigError, StorageError
 from appliance.features._join import join_table
 from appliance.features._prepared import ViewCache
 from appliance.features._sql import feature_columns, ident, join_sql
-from appliance.storage import Catalog, DatasetVersion, list_versions, scan_sql
+from appliance.storage import (
+    Catalog,
+    DatasetVersion,
+    list_versions,
+    scan_sql,
+    tables_read,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +69,21 @@ class FeatureStore:
                 f"its SQL returns {', '.join(columns)}"
             )
         return columns
+
+    def versions_read(self, views: Sequence[FeatureViewConfig]) -> dict[str, str]:
+        """Return the version of each dataset that the views' SQL reads.
+
+        Dataset names match table names as SQL matches them, ignoring case.
+        """
+        read: set[str] = set()
+        for view in views:
+            tables = tables_read(self.db, view.sql)
+            if tables is None:
+                # NOTE: SQL that does not parse cannot be joined either, but
+                # naming every dataset keeps retention on the safe side.
+                return dict(self.versions)
+            read |= {name.lower() for name in tables}
+        return {d: v for d, v in self.versions.items() if d.lower() in read}
 
     def _describe(self, sql: str) -> list[str]:
         return [name for name, *_ in self.db.execute(f"DESCRIBE {sql}").fetchall()]

@@ -35,9 +35,11 @@ from litestar.openapi.spec import (
     Schema,
 )
 
+from appliance.features import RequestLookup
 from appliance.serving._body import ARROW_STREAM, JSON
 from appliance.serving._inputs import BOOLEAN, INTEGER, NUMBER
 from appliance.serving._onnx import OnnxModel
+from appliance.serving._request_fields import request_fields
 
 _KINDS = {
     NUMBER: OpenAPIType.NUMBER,
@@ -50,8 +52,8 @@ _ROW_TITLE = " input row"
 """End of the title of every model input row schema."""
 _ANY_ROW = Schema(
     type=OpenAPIType.OBJECT,
-    description="Values by input column; GET /v1/models lists the inputs of "
-    "each served model.",
+    description="Values by request column; GET /v1/models lists the request "
+    "columns of each served model.",
 )
 """Schema of a predict row before a model is published."""
 _PREDICT_ERRORS = {
@@ -63,14 +65,23 @@ _PREDICT_ERRORS = {
 }
 
 
-def publish_model_schema(app: Litestar, model: OnnxModel) -> None:
-    """Add or replace the input row schema of `model` in the OpenAPI document."""
+def publish_model_schema(
+    app: Litestar, model: OnnxModel, lookup: RequestLookup | None = None
+) -> None:
+    """Add or replace the input row schema of `model` in the OpenAPI document.
+
+    Args:
+        app: The daemon's app.
+        model: The model version served.
+        lookup: The keys and view columns of the model's feature lookup, for
+            a model with feature views.
+    """
     document = app.openapi_schema
     if document.components is None:
         document.components = Components()
     if document.components.schemas is None:
         document.components.schemas = {}
-    document.components.schemas[f"{model.name}Row"] = row_schema(model)
+    document.components.schemas[f"{model.name}Row"] = row_schema(model, lookup)
     _describe_predict(document)
     # Litestar keeps the document rendered as a dict after the first request
     # (litestar 2.25, OpenAPIPlugin._openapi_schema); clearing it renders the
@@ -80,24 +91,33 @@ def publish_model_schema(app: Litestar, model: OnnxModel) -> None:
         plugin._openapi_schema = None
 
 
-def row_schema(model: OnnxModel) -> Schema:
-    """Return the JSON schema of one input row of `model`."""
+def row_schema(model: OnnxModel, lookup: RequestLookup | None = None) -> Schema:
+    """Return the JSON schema of one input row of `model`.
+
+    The columns a feature view fills are optional, and the views' entity keys
+    and event time are required (see `request_fields`).
+    """
     properties = {}
-    for spec in model.request:
-        kind = _KINDS.get(spec["type"], OpenAPIType.STRING)
-        bounds = model.checks.get(spec["name"], {})
-        properties[spec["name"]] = Schema(
-            type=[kind, OpenAPIType.NULL],
+    required = []
+    for field in request_fields(model, lookup):
+        name = field["name"]
+        bounds = model.checks.get(name, {})
+        properties[name] = Schema(
+            type=[_KINDS.get(field["type"], OpenAPIType.STRING), OpenAPIType.NULL],
+            format=OpenAPIFormat(field["format"]) if "format" in field else None,
+            description=field["description"],
             minimum=bounds.get("min"),
             maximum=bounds.get("max"),
         )
+        if field["required"]:
+            required.append(name)
     return Schema(
         type=OpenAPIType.OBJECT,
         title=f"{model.name} version {model.version} input row",
         description="Columns the model does not use are ignored; null is a "
         "missing value.",
         properties=properties,
-        required=sorted(properties),
+        required=sorted(required),
     )
 
 

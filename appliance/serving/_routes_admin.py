@@ -181,6 +181,7 @@ async def train(request: Request[Any, Any, Any]) -> Response[bytes]:
             "sha256": version.sha256,
             "served": served,
             "trials": result.trials,
+            "warnings": result.warnings,
         }
     )
 

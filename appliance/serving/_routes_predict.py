@@ -37,6 +37,7 @@ from appliance.serving._lookup_checks import check_lookup_rows, check_lookup_tab
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._openapi import operation_with_body, predict_body
 from appliance.serving._params import ModelName
+from appliance.serving._request_fields import request_fields
 from appliance.serving._routes_monitoring import model_info
 from appliance.serving._routes_registry import pinned_batcher
 from appliance.serving._state import DaemonState, daemon_state
@@ -46,10 +47,18 @@ logger = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 
 
-@get("/v1/models", summary="List the served models with their input schemas")
+@get(
+    "/v1/models",
+    summary="List the served models with their input schemas",
+    description=(
+        "Each model lists its ONNX inputs under inputs, and under request the "
+        "columns a prediction row sends: required ones, and the columns its "
+        "feature views fill when absent, with required false and filled_from."
+    ),
+)
 async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Return every served model with its version, task, inputs and classes."""
-    models = daemon_state(request).models.models
+    state = daemon_state(request)
     body = {
         "models": [
             {
@@ -57,9 +66,10 @@ async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
                 "version": model.version,
                 "task": model.task,
                 "inputs": model.inputs,
+                "request": request_fields(model, state.features.request_lookup(name)),
                 "classes": model.classes,
             }
-            for name, model in sorted(models.items())
+            for name, model in sorted(state.models.models.items())
         ]
     }
     return Response(_encode(body), media_type=JSON)

@@ -285,8 +285,9 @@ def _with_uses(
     ).fetchall()
     uses: dict[tuple[str, str], list[str]] = {}
     for dataset, version, views_json, model, number in rows:
-        # A model with feature views records the version of every dataset its
-        # feature store read, so all of them are kept, not only the views'.
+        # A model with feature views records the version of each dataset its
+        # views read, so those are kept too. Runs recorded before that rule
+        # named every dataset of the catalog, and keep them all.
         read = set(json.loads(views_json or "{}").items())
         read.add((dataset, version))
         for pair in sorted(read, key=str):

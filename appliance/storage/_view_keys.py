@@ -195,6 +195,16 @@ def _reject_or_warn(
     ]
 
 
+def tables_read(db: duckdb.DuckDBPyConnection, sql: str) -> set[str] | None:
+    """Return the names of the tables a query reads, or None if it does not parse.
+
+    Only DuckDB's parser runs, so the tables need not exist. The names of
+    common table expressions the query reads are included.
+    """
+    tree = _parse(db, sql)
+    return None if tree is None else set(_tables(tree))
+
+
 def _parse(db: duckdb.DuckDBPyConnection, sql: str) -> dict[str, Any] | None:
     row = db.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
     tree = json.loads(row[0]) if row else {}

@@ -27,7 +27,7 @@ from appliance.derive import (
     utc_cursor,
 )
 from appliance.errors import TrainingError
-from appliance.features import FeatureStore, model_views, open_store
+from appliance.features import FeatureStore, model_views, open_store, repeated_keys
 from appliance.storage import Catalog, DatasetVersion, latest_version, scan_sql
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,9 @@ class TrainingFrame:
     base_sql: str = ""
     """SELECT of the dataset rows with the derived columns, after ``where``."""
     feature_versions: dict[str, str] = field(default_factory=dict)
-    """Version read of each dataset behind the model's feature views."""
+    """Version read of each dataset that the model's feature views read."""
+    warnings: list[str] = field(default_factory=list)
+    """Problems of the data that training worked around, for the run's record."""
     db: Any = field(default=None, repr=False)
     """Connection `base_sql` runs on: the feature store, whose ``cursor`` can read
     the joined rows, when the model joins feature views, else None for the
@@ -146,7 +148,12 @@ def load_frame(
     # open as long as the frame that refers to it.
     db: Any = catalog.db if store is None else store
     source = _rows_source(cfg, version, store, views or {})
-    feature_versions = dict(store.versions) if store is not None else {}
+    feature_versions: dict[str, str] = {}
+    warnings: list[str] = []
+    if store is not None:
+        joined = model_views(cfg.feature_views, views or {})
+        feature_versions = store.versions_read(joined)
+        warnings = _repeated_key_warnings(cfg, store, joined)
     base = _base_sql(db, source, cfg, window)
     schema = _describe(db, base, cfg)
     features = _feature_names(cfg, schema)
@@ -202,6 +209,7 @@ def load_frame(
         derive=derive,
         base_sql=base,
         feature_versions=feature_versions,
+        warnings=warnings,
         db=store,
     )
 
@@ -293,6 +301,29 @@ def _rows_source(
             f"of model {cfg.name!r}: {exc}; check the views' derive expressions "
             f"and the values of {cfg.event_timestamp!r}"
         ) from None
+
+
+def _repeated_key_warnings(
+    cfg: ModelConfig, store: FeatureStore, views: list[FeatureViewConfig]
+) -> list[str]:
+    """Return a warning per view with repeated keys, each logged as well."""
+    warnings = []
+    for view in views:
+        found = repeated_keys(store.db, view)
+        if found is None:
+            continue
+        logger.warning(
+            "feature view repeats entity keys model=%s view=%s keys=%s "
+            "repeated=%d dropped_rows=%d example=%r",
+            cfg.name,
+            view.name,
+            ",".join(view.entities),
+            found.keys,
+            found.dropped,
+            found.example,
+        )
+        warnings.append(found.message())
+    return warnings
 
 
 def _base_sql(

@@ -67,6 +67,9 @@ class TrainResult:
     rows_test: int
     trials: int = 0
     """Child runs recorded by the search; 0 without a search."""
+    warnings: list[str] = field(default_factory=list)
+    """Problems of the data that training worked around, such as a feature
+    view's repeated keys; also in the run's ``evaluation``."""
     x_holdout: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     """Holdout features, so a caller can score other versions on the same rows."""
     y_holdout: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -161,6 +164,7 @@ def _train(
     except ValueError as exc:
         raise TrainingError(f"fitting model {cfg.name!r} failed: {exc}") from exc
     evaluation = evaluate(pipeline, frame, cfg)
+    evaluation.details["warnings"] = list(frame.warnings)
     metrics.update(evaluation.metrics)
     metrics["fit_seconds"] = time.perf_counter() - started
 
@@ -200,6 +204,7 @@ def _train(
         rows_train=len(frame.y_train),
         rows_test=len(frame.y_test),
         trials=trials,
+        warnings=list(frame.warnings),
         x_holdout=frame.x_test,
         y_holdout=frame.y_test,
     )

@@ -116,7 +116,7 @@ def test_null_keys_and_times_match_sql() -> None:
     assert found == expected
 
 
-def test_equal_times_take_first_row() -> None:
+def test_equal_times_take_last_row() -> None:
     store = make_store(
         {
             "weather": "SELECT * FROM (VALUES ('EWR', TIMESTAMPTZ '2013-01-01 09:00', "
@@ -129,7 +129,7 @@ def test_equal_times_take_first_row() -> None:
 
     expected, found, _ = both_ways(store, "SELECT * FROM flights", [WEATHER])
 
-    assert [row[-1] for row in found] == [30.0]
+    assert [row[-1] for row in found] == [31.0]
     assert found == expected
 
 
@@ -201,7 +201,7 @@ def test_float_keys_fall_back_to_sql() -> None:
     assert found == expected
 
 
-def test_repeated_static_key_matches_sql() -> None:
+def test_repeated_static_key_takes_last_row() -> None:
     view = FeatureViewConfig(
         name="planes", sql="SELECT tailnum, seats FROM planes", entities=("tailnum",)
     )
@@ -215,8 +215,8 @@ def test_repeated_static_key_matches_sql() -> None:
 
     expected, found, _ = both_ways(store, "SELECT * FROM flights", [view], None)
 
-    assert sorted(found) == sorted(expected)
-    assert len(found) == 3
+    assert found == expected
+    assert found == [(1, "N1", 160), (2, "N2", 90)]
 
 
 def test_chained_views_and_derived_columns_match_sql() -> None:

@@ -54,7 +54,8 @@ def reference_positions(
         for j in range(len(right_codes)):
             if right_codes[j] != code or available[j] > at:
                 continue
-            if best < 0 or available[j] > available[best]:
+            # Of equal availability times, the last view row wins.
+            if best < 0 or available[j] >= available[best]:
                 best = j
         if best >= 0 and (ttl_us is None or observed[best] >= at - ttl_us):
             out[i] = best
@@ -183,7 +184,7 @@ def test_asof_positions_equal_time_joined() -> None:
     assert found == [0, -1]
 
 
-def test_asof_positions_tie_takes_first_row() -> None:
+def test_asof_positions_tie_takes_last_row() -> None:
     found = positions_of(
         np.array([0]),
         np.array([20]),
@@ -193,7 +194,7 @@ def test_asof_positions_tie_takes_first_row() -> None:
         None,
     )
 
-    assert found == [1]
+    assert found == [2]
 
 
 def test_asof_positions_ttl_boundary() -> None:
@@ -257,8 +258,10 @@ def test_key_codes_two_columns() -> None:
     assert left_list[4] is None
 
 
-def test_static_positions_repeated_key() -> None:
-    assert static_positions(pa.array([0, 1]), np.array([0, 1, 1]), 2) is None
+def test_static_positions_repeated_key_takes_last_row() -> None:
+    found = static_positions(pa.array([1, 0, None]), np.array([1, 0, 1, -1, 1]), 2)
+
+    assert found.tolist() == [4, 1, -1]
 
 
 def test_static_positions_found() -> None:

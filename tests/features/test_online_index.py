@@ -74,8 +74,8 @@ REQUESTS: list[dict[str, Any]] = [
     {"station": 1, "unit": "A7", "ts": "2024-05-01T03:00:00Z", "temp": 99.0},
 ]
 TIE = {"station": 2, "unit": "A7", "ts": "2024-05-01T05:00:00Z"}
-"""A row whose weather has two rows of one key and time. The training join
-takes the first in the view's order; the SQL join leaves the choice to DuckDB."""
+"""A row whose weather has two rows of one key and time. Every join takes the
+last in the view's order."""
 
 
 @pytest.fixture
@@ -118,11 +118,13 @@ def test_indexed_fill_values(server: FeatureServer) -> None:
     ]
 
 
-def test_indexed_fill_tie_takes_first_row(server: FeatureServer) -> None:
+def test_indexed_fill_tie_takes_last_row(server: FeatureServer) -> None:
     (row,) = server.fill("m", [TIE])
+    (joined,) = server.fill("m", [TIE] * (_INDEXED_ROWS + 1))[:1]
 
-    assert row["temp"] == 7.5
-    assert row["note"] == "first of two"
+    assert row["temp"] == 2.5
+    assert row["note"] == "second of two"
+    assert joined == row
 
 
 def test_indexed_fill_keeps_request_value(server: FeatureServer) -> None:

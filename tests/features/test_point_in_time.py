@@ -146,7 +146,7 @@ def test_frame_joins_model_views(tmp_path: Path) -> None:
     assert sorted(x["temp"].dropna().unique().tolist()) == [20.0, 30.0, 40.0]
     assert 99.0 not in x["temp"].tolist()
     assert frame.dataset_version == version
-    assert set(frame.feature_versions) == {"flights", "weather", "planes"}
+    assert set(frame.feature_versions) == {"weather", "planes"}
 
 
 def test_frame_view_derive_error_named(tmp_path: Path) -> None:
