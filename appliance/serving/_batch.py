@@ -41,7 +41,7 @@ def score_file(
         RequestError: A column the model needs is missing or mistyped; the
             message names the file and the line (CSV) or row (Parquet).
     """
-    _check_target(source, target)
+    check_target(source, target)
     table = _read(source)
     if prepare is not None:
         try:
@@ -114,10 +114,20 @@ def _place(source: Path, position: int, rows: int) -> str:
     return f"line {records.lines[position]}"
 
 
-def _check_target(source: Path, target: Path) -> None:
+def check_target(source: Path, target: Path) -> None:
+    """Check that `target` can be written as the scored copy of `source`.
+
+    Raises:
+        IngestError: `target` is the input, a folder, or in a missing folder.
+    """
     if target.resolve() == source.resolve():
         raise IngestError(
             f"{target}: the output file is the input file; name another output"
+        )
+    if target.is_dir():
+        raise IngestError(
+            f"{target}: the output is a folder; name a file to write, such as "
+            f"{target / (source.stem + '.parquet')}"
         )
     if not target.parent.is_dir():
         raise IngestError(
