@@ -272,6 +272,61 @@ def test_cli_predict_output_folder_missing(
     assert "Traceback" not in result.stderr
 
 
+def test_cli_predict_output_is_folder(
+    cli, trained: TrainedHome, tmp_path: Path
+) -> None:
+    source = trained.sources["binary"]
+    output = tmp_path / "scored"
+    output.mkdir()
+    result = score(cli, trained, "binary_lightgbm", source, output)
+
+    assert result.returncode == 1
+    assert error_line(result.stderr) == (
+        f"error: {output}: the output is a folder; name a file to write, such as "
+        f"{output / 'binary.parquet'}"
+    )
+    assert "Traceback" not in result.stderr
+    assert list(output.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [output]
+
+
+@pytest.mark.parametrize("reference", ["1", "champion"])
+def test_cli_predict_name_at_version(
+    cli,
+    trained: TrainedHome,
+    frames: dict[str, pd.DataFrame],
+    tmp_path: Path,
+    reference: str,
+) -> None:
+    name = "binary_lightgbm"
+    source = tmp_path / "in.csv"
+    scoring_frame(frames, name).to_csv(source, index=False)
+    output = tmp_path / "out.parquet"
+
+    result = score(cli, trained, f"{name}@{reference}", source, output)
+
+    assert result.returncode == 0, result.stderr
+    assert f"scored 40 rows with {name} version 1" in result.stdout
+    assert pq.ParquetFile(output).metadata.num_rows == 40
+
+
+def test_cli_predict_two_versions_rejected(
+    cli, trained: TrainedHome, tmp_path: Path
+) -> None:
+    output = tmp_path / "out.parquet"
+    args = ["predict", "binary_lightgbm@1", str(trained.sources["binary"])]
+    result = cli(
+        trained.config_path, trained.home, *args, str(output), "--version", "2"
+    )
+
+    assert result.returncode == 2
+    assert error_line(result.stderr) == (
+        "error: 'binary_lightgbm@1' and --version 2 name different versions; give "
+        "the version once, as NAME@VERSION or with --version"
+    )
+    assert not output.exists()
+
+
 def test_cli_predict_missing_column(
     cli, trained: TrainedHome, frames: dict[str, pd.DataFrame], tmp_path: Path
 ) -> None:
