@@ -405,6 +405,47 @@ def test_cli_config_error_exits(cli, tmp_path: Path) -> None:
     assert str(config) in line
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["datasets", "list"],
+        ["models", "list"],
+        ["alerts", "list"],
+        ["ingest", "points", "points.csv"],
+        ["serve", "--port", "0"],
+    ],
+)
+def test_cli_home_not_creatable(cli, tmp_path: Path, command: list[str]) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("", encoding="utf-8")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    home = blocker / "home"
+
+    result = cli(config, home, *command)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert error_line(result.stderr) == (
+        f"error: cannot create the appliance home {home} ({blocker} is a file, not "
+        "a folder); set APPLIANCE_HOME, or home in the [storage] section of the "
+        "configuration, to a folder that this user can write"
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_cli_home_under_proc(cli, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("", encoding="utf-8")
+
+    result = cli(config, Path("/proc/no-such-home"), "datasets", "list")
+
+    assert result.returncode == 1
+    assert error_line(result.stderr).startswith(
+        "error: cannot create the appliance home /proc/no-such-home (No such file"
+    )
+
+
 def test_cli_train_registers_version(
     cli, write_config, tmp_path: Path, frames: dict[str, pd.DataFrame]
 ) -> None:
