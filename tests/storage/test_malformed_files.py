@@ -667,3 +667,19 @@ def test_same_file_twice_rejected(catalog: Catalog, write_file: WriteFile) -> No
         ingest(catalog, "twice", [first, first])
     with pytest.raises(IngestError, match=r"b\.csv has the same content as .*a\.csv"):
         ingest(catalog, "twice", [first, copy])
+
+
+def test_ragged_rows_rejected_when_strict(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("ragged.csv", "a,b\n1,2\n3,4,5\n6,7\n")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "ragged", [path], strict=True)
+
+    message = str(raised.value)
+    assert (
+        f"{path.resolve()}, line 3: TOO MANY COLUMNS: Expected Number of Columns: 2 "
+        "Found: 3;"
+    ) in message
+    assert "None" not in message
