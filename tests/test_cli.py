@@ -327,6 +327,45 @@ def test_cli_predict_two_versions_rejected(
     assert not output.exists()
 
 
+def test_cli_predict_ragged_line(
+    cli, trained: TrainedHome, frames: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    name = "binary_lightgbm"
+    frame = scoring_frame(frames, name)
+    lines = frame.to_csv(index=False).splitlines()
+    # Line 4 of the file, the third row, keeps only its first 3 fields.
+    lines[3] = ",".join(lines[3].split(",")[:3])
+    source = tmp_path / "in.csv"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    output = tmp_path / "out.parquet"
+
+    result = score(cli, trained, name, source, output)
+
+    assert result.returncode == 1
+    assert error_line(result.stderr) == (
+        f"error: {source}, line 4: 3 fields where the header has "
+        f"{len(frame.columns)}; fix or remove the line"
+    )
+    assert not output.exists()
+
+
+def test_cli_predict_header_only(
+    cli, trained: TrainedHome, frames: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    name = "binary_lightgbm"
+    source = tmp_path / "in.csv"
+    scoring_frame(frames, name).head(0).to_csv(source, index=False)
+    output = tmp_path / "out.parquet"
+
+    result = score(cli, trained, name, source, output)
+
+    assert result.returncode == 1
+    assert error_line(result.stderr) == (
+        f"error: {source}: no rows after the header; nothing to score"
+    )
+    assert not output.exists()
+
+
 def test_cli_predict_missing_column(
     cli, trained: TrainedHome, frames: dict[str, pd.DataFrame], tmp_path: Path
 ) -> None:
