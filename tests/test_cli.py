@@ -430,6 +430,55 @@ def test_cli_predict_unknown_model(cli, trained: TrainedHome, tmp_path: Path) ->
     assert "model 'no_such_model' has no registered version" in line
 
 
+# --- unknown names -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (
+            ["datasets", "quarantine", "nope"],
+            "dataset 'nope' is not declared in [datasets] and has no version; "
+            "known datasets: binary, multiclass, regression",
+        ),
+        (
+            ["models", "history", "nope"],
+            "model 'nope' is not declared in [models] and has no registered "
+            f"version; known models: {', '.join(sorted(MODELS))}",
+        ),
+        (
+            ["predictions", "tail", "nope"],
+            "model 'nope' is not declared in [models] and has no registered "
+            f"version; known models: {', '.join(sorted(MODELS))}",
+        ),
+    ],
+)
+def test_cli_unknown_name_exits(
+    cli, trained: TrainedHome, command: list[str], expected: str
+) -> None:
+    result = cli(trained.config_path, trained.home, *command)
+
+    assert result.returncode == 1
+    assert error_line(result.stderr) == f"error: {expected}"
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["datasets", "quarantine", "binary"],
+        ["models", "history", "binary_lightgbm", "--alias", "no_such_alias"],
+    ],
+)
+def test_cli_known_name_without_rows(
+    cli, trained: TrainedHome, command: list[str]
+) -> None:
+    result = cli(trained.config_path, trained.home, *command)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "(none)\n"
+
+
 # --- config, train and serve -----------------------------------------------------
 
 

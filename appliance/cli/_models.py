@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from appliance.cli._names import check_model_known
 from appliance.cli._output import (
     add_command,
     add_group,
@@ -247,6 +248,8 @@ def _history(config: Config, args: argparse.Namespace) -> None:
         }
         for e in events
     ]
+    if not rows:
+        check_model_known(config, args.name)
     columns = ["changed_at", "alias", "action", "version", "previous_version"]
     print_rows(rows, args.json, columns + ["actor", "reason"])
 
