@@ -366,6 +366,20 @@ def test_cli_predict_header_only(
     assert not output.exists()
 
 
+def test_cli_predict_blank_lines(cli, trained: TrainedHome, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("\n\n\n", encoding="utf-8")
+    output = tmp_path / "out.parquet"
+
+    result = score(cli, trained, "binary_lightgbm", source, output)
+
+    assert result.returncode == 1
+    assert error_line(result.stderr) == (
+        f"error: {source}: the file contains only blank lines; nothing to score"
+    )
+    assert not output.exists()
+
+
 def test_cli_predict_missing_column(
     cli, trained: TrainedHome, frames: dict[str, pd.DataFrame], tmp_path: Path
 ) -> None:

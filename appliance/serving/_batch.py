@@ -169,8 +169,15 @@ def _read_csv(source: Path, path: str) -> pa.Table:
     Without ``ignore_errors`` the sniffer of DuckDB 2.0.1 reads a file with a
     ragged line as one column named after the whole header, so the error
     would name a missing column. With it, the rejected records are listed in
-    ``reject_errors``, and any of them rejects the file.
+    ``reject_errors``, and any of them rejects the file. A file of blank
+    lines would read as one column of nulls.
     """
+    from appliance.storage import only_blank_lines
+
+    if only_blank_lines(source):
+        raise IngestError(
+            f"{source}: the file contains only blank lines; nothing to score"
+        )
     db = duckdb.connect()
     try:
         table = db.sql(

@@ -33,6 +33,7 @@ from appliance.storage._labels import (
     list_labels,
     store_labels,
 )
+from appliance.storage._lines import Records, record_lines
 from appliance.storage._models import (
     MODEL_FILE,
     SCHEMA_FILE,
@@ -44,7 +45,6 @@ from appliance.storage._models import (
     register_version,
     verify_artifact,
 )
-from appliance.storage._lines import Records, record_lines
 from appliance.storage._orphans import remove_orphan_folders
 from appliance.storage._quarantine import QuarantinedRow, list_quarantine
 from appliance.storage._retention import apply_retention
@@ -67,6 +67,7 @@ from appliance.storage._runs import (
     read_artifact,
     start_run,
 )
+from appliance.storage._sources import only_blank_lines
 from appliance.storage._view_keys import KeyUse, key_sources
 
 __all__ = [
@@ -123,6 +124,7 @@ __all__ = [
     "read_artifact",
     "read_blob",
     "read_schema",
+    "only_blank_lines",
     "record_lines",
     "register_version",
     "remove_orphan_folders",
