@@ -37,8 +37,8 @@ logger = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 _FEEDBACK_MAX_BYTES = 10_000_000
 _LABELS_LOCK = threading.Lock()
-_LABELS_SHAPE = '{"labels": [{"request_id": ..., "row": 0, "label": ...}]}'
 """Serializes label writes, so two requests with one key store it once."""
+_LABELS_SHAPE = '{"labels": [{"request_id": ..., "row": 0, "label": ...}]}'
 
 
 class Label(msgspec.Struct):
