@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from appliance.errors import DaemonRunningError
+from appliance.home import create_home
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class HomeLock:
         self._fd: int | None = None
 
     def __enter__(self) -> HomeLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_home(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -106,7 +107,7 @@ def read_address(home: Path) -> DaemonAddress | None:
     path = home / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     try:
         try:

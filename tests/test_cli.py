@@ -272,6 +272,114 @@ def test_cli_predict_output_folder_missing(
     assert "Traceback" not in result.stderr
 
 
+def test_cli_predict_output_is_folder(
+    cli, trained: TrainedHome, tmp_path: Path
+) -> None:
+    source = trained.sources["binary"]
+    output = tmp_path / "scored"
+    output.mkdir()
+    result = score(cli, trained, "binary_lightgbm", source, output)
+
+    assert result.returncode == 1
+    assert error_line(result.stderr) == (
+        f"error: {output}: the output is a folder; name a file to write, such as "
+        f"{output / 'binary.parquet'}"
+    )
+    assert "Traceback" not in result.stderr
+    assert list(output.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [output]
+
+
+@pytest.mark.parametrize("reference", ["1", "champion"])
+def test_cli_predict_name_at_version(
+    cli,
+    trained: TrainedHome,
+    frames: dict[str, pd.DataFrame],
+    tmp_path: Path,
+    reference: str,
+) -> None:
+    name = "binary_lightgbm"
+    source = tmp_path / "in.csv"
+    scoring_frame(frames, name).to_csv(source, index=False)
+    output = tmp_path / "out.parquet"
+
+    result = score(cli, trained, f"{name}@{reference}", source, output)
+
+    assert result.returncode == 0, result.stderr
+    assert f"scored 40 rows with {name} version 1" in result.stdout
+    assert pq.ParquetFile(output).metadata.num_rows == 40
+
+
+def test_cli_predict_two_versions_rejected(
+    cli, trained: TrainedHome, tmp_path: Path
+) -> None:
+    output = tmp_path / "out.parquet"
+    args = ["predict", "binary_lightgbm@1", str(trained.sources["binary"])]
+    result = cli(
+        trained.config_path, trained.home, *args, str(output), "--version", "2"
+    )
+
+    assert result.returncode == 2
+    assert error_line(result.stderr) == (
+        "error: 'binary_lightgbm@1' and --version 2 name different versions; give "
+        "the version once, as NAME@VERSION or with --version"
+    )
+    assert not output.exists()
+
+
+def test_cli_predict_ragged_line(
+    cli, trained: TrainedHome, frames: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    name = "binary_lightgbm"
+    frame = scoring_frame(frames, name)
+    lines = frame.to_csv(index=False).splitlines()
+    # Line 4 of the file, the third row, keeps only its first 3 fields.
+    lines[3] = ",".join(lines[3].split(",")[:3])
+    source = tmp_path / "in.csv"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    output = tmp_path / "out.parquet"
+
+    result = score(cli, trained, name, source, output)
+
+    assert result.returncode == 1
+    assert error_line(result.stderr) == (
+        f"error: {source}, line 4: 3 fields where the header has "
+        f"{len(frame.columns)}; fix or remove the line"
+    )
+    assert not output.exists()
+
+
+def test_cli_predict_header_only(
+    cli, trained: TrainedHome, frames: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    name = "binary_lightgbm"
+    source = tmp_path / "in.csv"
+    scoring_frame(frames, name).head(0).to_csv(source, index=False)
+    output = tmp_path / "out.parquet"
+
+    result = score(cli, trained, name, source, output)
+
+    assert result.returncode == 1
+    assert error_line(result.stderr) == (
+        f"error: {source}: no rows after the header; nothing to score"
+    )
+    assert not output.exists()
+
+
+def test_cli_predict_blank_lines(cli, trained: TrainedHome, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("\n\n\n", encoding="utf-8")
+    output = tmp_path / "out.parquet"
+
+    result = score(cli, trained, "binary_lightgbm", source, output)
+
+    assert result.returncode == 1
+    assert error_line(result.stderr) == (
+        f"error: {source}: the file contains only blank lines; nothing to score"
+    )
+    assert not output.exists()
+
+
 def test_cli_predict_missing_column(
     cli, trained: TrainedHome, frames: dict[str, pd.DataFrame], tmp_path: Path
 ) -> None:
@@ -336,6 +444,55 @@ def test_cli_predict_unknown_model(cli, trained: TrainedHome, tmp_path: Path) ->
     assert "model 'no_such_model' has no registered version" in line
 
 
+# --- unknown names -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (
+            ["datasets", "quarantine", "nope"],
+            "dataset 'nope' is not declared in [datasets] and has no version; "
+            "known datasets: binary, multiclass, regression",
+        ),
+        (
+            ["models", "history", "nope"],
+            "model 'nope' is not declared in [models] and has no registered "
+            f"version; known models: {', '.join(sorted(MODELS))}",
+        ),
+        (
+            ["predictions", "tail", "nope"],
+            "model 'nope' is not declared in [models] and has no registered "
+            f"version; known models: {', '.join(sorted(MODELS))}",
+        ),
+    ],
+)
+def test_cli_unknown_name_exits(
+    cli, trained: TrainedHome, command: list[str], expected: str
+) -> None:
+    result = cli(trained.config_path, trained.home, *command)
+
+    assert result.returncode == 1
+    assert error_line(result.stderr) == f"error: {expected}"
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["datasets", "quarantine", "binary"],
+        ["models", "history", "binary_lightgbm", "--alias", "no_such_alias"],
+    ],
+)
+def test_cli_known_name_without_rows(
+    cli, trained: TrainedHome, command: list[str]
+) -> None:
+    result = cli(trained.config_path, trained.home, *command)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "(none)\n"
+
+
 # --- config, train and serve -----------------------------------------------------
 
 
@@ -348,6 +505,47 @@ def test_cli_config_error_exits(cli, tmp_path: Path) -> None:
     line = error_line(result.stderr)
     assert "unknown key 'server.prot'" in line
     assert str(config) in line
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["datasets", "list"],
+        ["models", "list"],
+        ["alerts", "list"],
+        ["ingest", "points", "points.csv"],
+        ["serve", "--port", "0"],
+    ],
+)
+def test_cli_home_not_creatable(cli, tmp_path: Path, command: list[str]) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("", encoding="utf-8")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    home = blocker / "home"
+
+    result = cli(config, home, *command)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert error_line(result.stderr) == (
+        f"error: cannot create the appliance home {home} ({blocker} is a file, not "
+        "a folder); set APPLIANCE_HOME, or home in the [storage] section of the "
+        "configuration, to a folder that this user can write"
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_cli_home_under_proc(cli, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("", encoding="utf-8")
+
+    result = cli(config, Path("/proc/no-such-home"), "datasets", "list")
+
+    assert result.returncode == 1
+    assert error_line(result.stderr).startswith(
+        "error: cannot create the appliance home /proc/no-such-home (No such file"
+    )
 
 
 def test_cli_train_registers_version(

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from appliance.cli._names import check_dataset_known
 from appliance.cli._output import (
     add_command,
     add_group,
@@ -308,6 +309,8 @@ def _quarantine(config: Config, args: argparse.Namespace) -> None:
     rows = read_catalog(
         config, "/v1/admin/quarantine", "rows", "list_quarantine", params
     )
+    if not rows:
+        check_dataset_known(config, args.dataset)
     fields = ("version", "source", "line", "column", "value", "reason", "row")
     table = [{name: row[name] for name in fields} for row in rows]
     print_rows(table, args.json, ["version", "source", "line", "column", "reason"])

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from appliance.cli._names import check_model_known
 from appliance.cli._output import (
     add_command,
     add_group,
@@ -28,11 +30,13 @@ def register(commands: Any) -> None:
     train.add_argument("name", help="model name declared as [models.NAME]")
 
     predict = add_command(commands, "predict", _predict, "score a file to Parquet")
-    predict.add_argument("name", help="model name")
+    predict.add_argument("name", metavar="NAME[@VERSION]", help=_REFERENCE_HELP)
     predict.add_argument("input", type=Path, help="CSV or Parquet file to score")
     predict.add_argument("output", type=Path, help="Parquet file to write")
     predict.add_argument(
-        "--version", help="version number or alias (default: the champion)"
+        "--version",
+        help="version number or alias, the same as NAME@VERSION (default: the "
+        "champion)",
     )
 
     models = add_group(commands, "models", "registered models")
@@ -143,24 +147,36 @@ def _train_here(config: Config, name: str) -> dict[str, Any]:
     }
 
 
-def _predict(config: Config, args: argparse.Namespace) -> None:
+def _predict(config: Config, args: argparse.Namespace) -> int:
     from appliance.registry import resolve, version_from_record
-    from appliance.serving import OnnxModel, score_file
+    from appliance.serving import OnnxModel, check_target, score_file
 
+    name, reference = _split_reference(args.name)
+    if reference is not None and args.version not in (None, reference):
+        print(
+            f"error: {args.name!r} and --version {args.version} name different "
+            "versions; give the version once, as NAME@VERSION or with --version",
+            file=sys.stderr,
+        )
+        return 2
+    reference = reference or args.version
+    check_target(args.input, args.output)
     record = registry_read(
         config,
-        f"/models/{args.name}/resolve",
+        f"/models/{name}/resolve",
         "version",
-        {"reference": args.version},
+        {"reference": reference},
         resolve,
-        args.name,
-        args.version,
+        name,
+        reference,
     )
     version = version_from_record(record)
     model = OnnxModel.load(version.path, version.sha256)
-    rows = score_file(model, args.input, args.output, _feature_filler(config, args))
+    filler = _feature_filler(config, name)
+    rows = score_file(model, args.input, args.output, filler)
     print(f"scored {rows} rows with {version.model} version {version.version}")
     print(f"wrote {args.output}")
+    return 0
 
 
 def _list(config: Config, args: argparse.Namespace) -> None:
@@ -235,6 +251,8 @@ def _history(config: Config, args: argparse.Namespace) -> None:
         }
         for e in events
     ]
+    if not rows:
+        check_model_known(config, args.name)
     columns = ["changed_at", "alias", "action", "version", "previous_version"]
     print_rows(rows, args.json, columns + ["actor", "reason"])
 
@@ -294,9 +312,7 @@ def _split_reference(text: str) -> tuple[str, str | None]:
     return name, reference or None
 
 
-def _feature_filler(
-    config: Config, args: argparse.Namespace
-) -> Callable[[Any], Any] | None:
+def _feature_filler(config: Config, name: str) -> Callable[[Any], Any] | None:
     """Return what checks a batch and joins the model's feature views to it.
 
     The check rejects entity keys whose text contains a NUL byte, as the
@@ -304,7 +320,7 @@ def _feature_filler(
     listed by the daemon while one holds the catalog. Returns None for a
     model without feature views.
     """
-    declared = config.models.get(args.name)
+    declared = config.models.get(name)
     if declared is None or not declared.feature_views:
         return None
     from appliance.features import FeatureServer
@@ -319,7 +335,7 @@ def _feature_filler(
     features = FeatureServer.from_versions(config, list(latest.values()))
 
     def fill(table: Any) -> Any:
-        check_lookup_table(features, args.name, table)
-        return features.fill_table(args.name, table)
+        check_lookup_table(features, name, table)
+        return features.fill_table(name, table)
 
     return fill

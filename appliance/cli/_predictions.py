@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from appliance.cli._names import check_model_known
 from appliance.cli._output import (
     add_command,
     add_group,
@@ -47,6 +48,8 @@ def register(commands: Any) -> None:
 
 def _tail(config: Config, args: argparse.Namespace) -> None:
     rows = fetch(config, {"model": args.name, "limit": args.rows, "newest_first": True})
+    if not rows:
+        check_model_known(config, args.name)
     _print(list(reversed(rows)), args.json)
 
 

@@ -335,8 +335,8 @@ class FeatureServer:
         for key in sorted({k for view in declared for k in view.entities}):
             if key not in table.column_names:
                 raise RequestError(
-                    f"column {key!r}, the entity key of model {model!r}'s features, "
-                    "is missing",
+                    f"column {key!r} is missing; model {model!r} joins its feature "
+                    "views on it, so add it to the rows",
                     model=model,
                     column=key,
                 )

@@ -116,7 +116,11 @@ class Alert:
 def drift_event_alerts(
     model: str, events: Iterable[DriftEvent]
 ) -> list[AlertCandidate]:
-    """Turn streaming detections into drift alert candidates."""
+    """Turn streaming detections into drift alert candidates.
+
+    The message gives the event's position as a row of the detector's stream,
+    counted from 0: the predicted rows, or the labels for the loss detector.
+    """
     return [
         AlertCandidate(
             model,
@@ -124,10 +128,14 @@ def drift_event_alerts(
             f"{event.kind}:{event.subject}",
             "warning",
             f"streaming {event.cause} drift on {event.kind} {event.subject!r} of "
-            f"model {model!r} at value {event.index}",
+            f"model {model!r} at row {event.index} of the {_stream(event)} stream",
         )
         for event in events
     ]
+
+
+def _stream(event: DriftEvent) -> str:
+    return "label" if event.kind == "loss" else "prediction"
 
 
 def batch_drift_alert(model: str, report: DriftReport) -> AlertCandidate | None:

@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 
 from appliance.errors import NotFoundError, StorageError
+from appliance.home import create_home
 from appliance.monitoring._alerts import Alert, AlertCandidate, AlertStatus
 from appliance.monitoring._batch import DriftReport
 from appliance.monitoring._monitor import DriftEvent
@@ -158,7 +159,7 @@ class MonitoringStore:
     """
 
     def __init__(self, home: Path, wait_seconds: float = 5.0) -> None:
-        home.mkdir(parents=True, exist_ok=True)
+        create_home(home)
         self.path = home / STORE_FILE
         self.db = _connect(self.path, wait_seconds)
         self.db.execute(_SCHEMA)

@@ -1,7 +1,7 @@
 """Serving: ONNX sessions, input conversion and the daemon's HTTP API."""
 
 from appliance.serving._app import ROUTE_MODULES, create_app
-from appliance.serving._batch import score_file
+from appliance.serving._batch import check_target, score_file
 from appliance.serving._batcher import BatchSettings, MicroBatcher
 from appliance.serving._imports import skip_pyarrow_pandas_probe
 from appliance.serving._inputs import (
@@ -45,6 +45,7 @@ __all__ = [
     "ServingMetrics",
     "batch_settings",
     "check_lookup_table",
+    "check_target",
     "class_key",
     "columns_to_feed",
     "cpu_count",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _BATCH_ROWS = 100_000
+_COLUMN_COUNTS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
 
 
 def score_file(
@@ -41,7 +43,7 @@ def score_file(
         RequestError: A column the model needs is missing or mistyped; the
             message names the file and the line (CSV) or row (Parquet).
     """
-    _check_target(source, target)
+    check_target(source, target)
     table = _read(source)
     if prepare is not None:
         try:
@@ -114,10 +116,20 @@ def _place(source: Path, position: int, rows: int) -> str:
     return f"line {records.lines[position]}"
 
 
-def _check_target(source: Path, target: Path) -> None:
+def check_target(source: Path, target: Path) -> None:
+    """Check that `target` can be written as the scored copy of `source`.
+
+    Raises:
+        IngestError: `target` is the input, a folder, or in a missing folder.
+    """
     if target.resolve() == source.resolve():
         raise IngestError(
             f"{target}: the output file is the input file; name another output"
+        )
+    if target.is_dir():
+        raise IngestError(
+            f"{target}: the output is a folder; name a file to write, such as "
+            f"{target / (source.stem + '.parquet')}"
         )
     if not target.parent.is_dir():
         raise IngestError(
@@ -134,17 +146,66 @@ def _read(source: Path) -> pa.Table:
     suffix = source.suffix.lower()
     path = "'" + str(source).replace("'", "''") + "'"
     if suffix in (".csv", ".tsv", ".txt"):
-        sql = f"SELECT * FROM read_csv({path}, sample_size=-1)"
-    elif suffix in (".parquet", ".pq"):
-        sql = f"SELECT * FROM read_parquet({path})"
-    else:
+        table = _read_csv(source, path)
+        if table.num_rows == 0:
+            raise IngestError(f"{source}: no rows after the header; nothing to score")
+        return table
+    if suffix not in (".parquet", ".pq"):
         raise IngestError(
             f"{source}: unsupported format {suffix!r}; score a .csv or .parquet file"
         )
     try:
-        return duckdb.sql(sql).to_arrow_table()
+        table = duckdb.sql(f"SELECT * FROM read_parquet({path})").to_arrow_table()
     except duckdb.Error as exc:
         raise IngestError(f"{source}: cannot read file: {exc}") from None
+    if table.num_rows == 0:
+        raise IngestError(f"{source}: the file has no rows; nothing to score")
+    return table
+
+
+def _read_csv(source: Path, path: str) -> pa.Table:
+    """Read a CSV file, or raise for its first record that DuckDB cannot split.
+
+    Without ``ignore_errors`` the sniffer of DuckDB 2.0.1 reads a file with a
+    ragged line as one column named after the whole header, so the error
+    would name a missing column. With it, the rejected records are listed in
+    ``reject_errors``, and any of them rejects the file. A file of blank
+    lines would read as one column of nulls.
+    """
+    from appliance.storage import only_blank_lines
+
+    if only_blank_lines(source):
+        raise IngestError(
+            f"{source}: the file contains only blank lines; nothing to score"
+        )
+    db = duckdb.connect()
+    try:
+        table = db.sql(
+            f"SELECT * FROM read_csv({path}, sample_size=-1, ignore_errors=true, "
+            "store_rejects=true)"
+        ).to_arrow_table()
+        rejects = db.execute(
+            "SELECT line, CAST(error_type AS VARCHAR), error_message, "
+            "count(DISTINCT line) OVER () FROM reject_errors "
+            "ORDER BY line, column_idx LIMIT 1"
+        ).fetchone()
+    except duckdb.Error as exc:
+        raise IngestError(f"{source}: cannot read file: {exc}") from None
+    finally:
+        db.close()
+    if rejects is None:
+        return table
+    line, kind, message, rejected = rejects
+    # DuckDB counts the header as line 1 and each record as one line, so
+    # _place maps the record to its line in the file.
+    where = _place(source, line - 2, table.num_rows + rejected)
+    counts = _COLUMN_COUNTS.fullmatch(message)
+    if counts is not None:
+        expected, found = counts.groups()
+        problem = f"{found} fields where the header has {expected}"
+    else:
+        problem = f"{kind.lower()}: {message}"
+    raise IngestError(f"{source}, {where}: {problem}; fix or remove the line")
 
 
 def _score(model: OnnxModel, table: pa.Table) -> pa.Table:

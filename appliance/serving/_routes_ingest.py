@@ -23,6 +23,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from appliance.config import Config, dataset_name_problem
 from appliance.errors import LimitError, NotFoundError, RequestError
 from appliance.serving._body import JSON, check_rows, decode_with_python, read_body
+from appliance.serving._nesting import FLAT_ROWS, reject_deep_nesting
 from appliance.serving._openapi import body_operation
 from appliance.serving._params import DatasetName
 from appliance.serving._state import DaemonState, daemon_state, run_with_catalog
@@ -123,7 +124,9 @@ async def append_rows(
         await asyncio.to_thread(_check_exists, state, name)
     try:
         body = await read_body(request, server.max_body_bytes, name)
-        rows = _decode(body, name)
+        subject = f"request body for dataset {name!r}"
+        with reject_deep_nesting(body, subject, FLAT_ROWS, dataset=name):
+            rows = _decode(body, name)
         check_rows(len(rows), server.max_rows, name)
     except LimitError as exc:
         detail = {k: v for k, v in exc.detail.items() if k != "model"}

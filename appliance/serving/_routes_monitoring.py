@@ -25,6 +25,7 @@ from appliance.monitoring import (
 from appliance.predictions import parquet_dir
 from appliance.serving._body import JSON, read_body
 from appliance.serving._inputs import NUMBER
+from appliance.serving._nesting import reject_deep_nesting
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._openapi import body_operation
 from appliance.serving._params import ModelFilter, ModelName
@@ -37,6 +38,7 @@ _encode = msgspec.json.Encoder().encode
 _FEEDBACK_MAX_BYTES = 10_000_000
 _LABELS_LOCK = threading.Lock()
 """Serializes label writes, so two requests with one key store it once."""
+_LABELS_SHAPE = '{"labels": [{"request_id": ..., "row": 0, "label": ...}]}'
 
 
 class Label(msgspec.Struct):
@@ -136,7 +138,9 @@ async def feedback(name: ModelName, request: Request[Any, Any, Any]) -> Response
     state = daemon_state(request)
     model = state.models.get(name)
     body = await read_body(request, _FEEDBACK_MAX_BYTES, name)
-    labels = _decode_labels(body, name)
+    subject = f"feedback body for model {name!r}"
+    with reject_deep_nesting(body, subject, _LABELS_SHAPE, model=name):
+        labels = _decode_labels(body, name)
     info = model_info(model, state.config)
 
     def lookup(model_name: str, request_ids: list[str]) -> dict:
@@ -254,7 +258,7 @@ def _decode_labels(body: bytes, model: str) -> list[Any]:
     except msgspec.DecodeError as exc:
         raise RequestError(
             f"malformed feedback body for model {model!r}: {exc}; send "
-            '{"labels": [{"request_id": ..., "row": 0, "label": ...}]}',
+            + _LABELS_SHAPE,
             model=model,
             malformed=True,
         ) from None

@@ -34,6 +34,7 @@ from appliance.serving._body import (
 from appliance.serving._errors import status_of
 from appliance.serving._ids import new_request_id
 from appliance.serving._lookup_checks import check_lookup_rows, check_lookup_table
+from appliance.serving._nesting import FLAT_ROWS, reject_deep_nesting
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._openapi import operation_with_body, predict_body
 from appliance.serving._params import ModelName
@@ -211,7 +212,9 @@ async def _predict_json(
         body = await receive_body(
             receive, content_length, server.max_body_bytes, model.name
         )
-        rows = decode_json_rows(body, model.name)
+        subject = f"request body for model {model.name!r}"
+        with reject_deep_nesting(body, subject, FLAT_ROWS, model=model.name):
+            rows = decode_json_rows(body, model.name)
         check_rows(len(rows), server.max_rows, model.name)
         fed = rows
         features = state.features

@@ -17,6 +17,7 @@ from litestar.params import QueryParameter
 
 from appliance.errors import NotFoundError, RequestError
 from appliance.serving._body import JSON
+from appliance.serving._nesting import reject_deep_nesting
 from appliance.serving._openapi import body_operation
 from appliance.serving._params import ModelName
 from appliance.serving._state import DaemonState, daemon_state
@@ -78,7 +79,10 @@ async def start_retrain(
     """Decide on a retraining of `name` and start it when the policy allows."""
     state = daemon_state(request)
     _check_model(state, name)
-    trigger, as_of, force = _decode(await request.body(), name)
+    body = await request.body()
+    subject = f"retrain request for model {name!r}"
+    with reject_deep_nesting(body, subject, '{"trigger": "manual"}', model=name):
+        trigger, as_of, force = _decode(body, name)
     record, started = await state.retraining.request(name, trigger, as_of, force)
     return _json(record, 202 if started else 200)
 

@@ -67,6 +67,7 @@ from appliance.storage._runs import (
     read_artifact,
     start_run,
 )
+from appliance.storage._sources import only_blank_lines
 from appliance.storage._view_keys import KeyUse, key_sources, tables_read
 
 __all__ = [
@@ -123,6 +124,7 @@ __all__ = [
     "read_artifact",
     "read_blob",
     "read_schema",
+    "only_blank_lines",
     "record_lines",
     "register_version",
     "remove_orphan_folders",

@@ -14,6 +14,7 @@ from types import TracebackType
 import duckdb
 
 from appliance.errors import StorageError
+from appliance.home import create_home
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class Catalog:
     def __init__(self, home: Path, read_only: bool = False) -> None:
         self.home = home
         self.path = home / "catalog.duckdb"
-        home.mkdir(parents=True, exist_ok=True)
+        create_home(home)
         try:
             if read_only and not self.path.exists():
                 read_only = False

@@ -119,7 +119,8 @@ def violations_sql(
                 _select(
                     name,
                     text,
-                    f"'value \"' || {text} || '\" is not a valid {column.type}'",
+                    f"'value \"' || {text} || '\" is not a valid {column.type}"
+                    f"{_date_hint(name, column, dataset)}'",
                     invalid if nan is None else f"{invalid} AND NOT ({nan})",
                 )
             )
@@ -162,6 +163,19 @@ def _nul_check(name: str) -> str:
         + " || '\" contains a NUL byte (0x00) at character ' || "
         + f"instr({raw}, chr(0)) || '; remove NUL bytes from the source'",
         f"contains({raw}, chr(0))",
+    )
+
+
+def _date_hint(name: str, column: ColumnType, dataset: str) -> str:
+    """Return how to read a date or time column's other format, escaped for SQL."""
+    if column.date_format is not None or not column.type.startswith(
+        ("DATE", "TIMESTAMP")
+    ):
+        return ""
+    return _escape(
+        f"; write it in ISO 8601, such as 2024-01-31 or 2024-01-31 09:00:00, or "
+        f"declare its strptime format, such as date_format = '%m/%d/%Y %H:%M', in "
+        f"[datasets.{dataset}.contract.columns.{name}]"
     )
 
 

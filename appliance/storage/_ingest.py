@@ -55,6 +55,7 @@ from appliance.storage._loading import (
     PARQUET_OPTIONS,
 )
 from appliance.storage._quality import quality_report
+from appliance.storage._quarantine import violation_place
 from appliance.storage._retention import (
     apply_retention,
     find_removed_sources,
@@ -512,10 +513,8 @@ def _strict_message(
     if bad:
         parts.append(f"{bad} of {total} rows break the contract")
         for row in quarantine.slice(0, _SHOWN_VIOLATIONS).to_pylist():
-            parts.append(
-                f"{row['source']}, line {row['line']}, column "
-                f"{row['column_name']!r}: {row['reason']}"
-            )
+            place = violation_place(row["source"], row["line"], row["column_name"])
+            parts.append(f"{place}: {row['reason']}")
     parts += warnings
     return "; ".join(parts) + "; fix the file or ingest without --strict to quarantine"
 

@@ -37,6 +37,7 @@ from appliance.storage._sources import (
     Dialect,
     SourceFile,
     check_utf8,
+    only_blank_lines,
     sniff_dialect,
 )
 from appliance.storage._sql import ident, literal
@@ -131,6 +132,11 @@ def load_sources(
         except duckdb.Error as exc:
             if source.reader == "read_json":
                 _raise_malformed_line(source.path)
+            if source.reader == "read_csv" and only_blank_lines(source.path):
+                raise IngestError(
+                    f"{source.path}: the file contains only blank lines; nothing "
+                    "to ingest"
+                ) from None
             raise IngestError(
                 f"{source.path}: cannot read file: {short_error(exc)}; check that "
                 f"it is a complete {_FORMATS[source.reader]} file"

@@ -34,6 +34,20 @@ class QuarantinedRow:
     """Every field of the source row as read, so the row is kept whole."""
 
 
+def violation_place(source: str, line: int | None, column: str | None) -> str:
+    """Return ``SOURCE, line N, column 'C'`` without the parts that are unknown.
+
+    A record with too many or too few fields has no column, and a row sent
+    over HTTP may have no line.
+    """
+    parts = [source]
+    if line is not None:
+        parts.append(f"line {line}")
+    if column is not None:
+        parts.append(f"column {column!r}")
+    return ", ".join(parts)
+
+
 def list_quarantine(
     catalog: Catalog, dataset: str, version: str | None = None, limit: int | None = None
 ) -> list[QuarantinedRow]:

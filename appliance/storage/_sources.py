@@ -140,6 +140,23 @@ def check_distinct(sources: list[SourceFile]) -> None:
         seen[source.sha256] = source.path
 
 
+def only_blank_lines(path: Path) -> bool:
+    """Return whether `path` contains only ASCII whitespace, such as blank lines.
+
+    DuckDB 2.0.1 reads such a CSV file as no column, which is a Binder Error,
+    or with ``ignore_errors`` as one column of nulls. An unreadable file
+    returns False, so the caller's read reports the error.
+    """
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                if chunk.strip():
+                    return False
+    except OSError:
+        return False
+    return True
+
+
 def check_utf8(path: Path) -> None:
     """Check that every byte of `path` is valid UTF-8.
 
@@ -190,6 +207,8 @@ def _raise_encoding(
     # The decoder keeps at most 3 bytes of a partial character from the last
     # chunk, so the position is within this chunk or right before it.
     position = max(exc.start, 0)
+    if newlines_before == 0 and position == 0:
+        _check_utf16_mark(path, chunk)
     line = newlines_before + chunk.count(b"\n", 0, position) + 1
     line_start = chunk.rfind(b"\n", 0, position) + 1
     column = position - line_start + 1
@@ -199,6 +218,22 @@ def _raise_encoding(
         "the file to UTF-8 or declare its encoding as [datasets.NAME] encoding = "
         "'latin-1' in the configuration"
     ) from None
+
+
+def _check_utf16_mark(path: Path, start: bytes) -> None:
+    """Raise for a file that starts with a UTF-16 byte order mark."""
+    if start.startswith(codecs.BOM_UTF16_LE):
+        raise IngestError(
+            f"{path}: the file starts with a UTF-16 (little-endian) byte order "
+            "mark; declare [datasets.NAME] encoding = 'utf-16' in the "
+            "configuration, or convert the file to UTF-8"
+        )
+    if start.startswith(codecs.BOM_UTF16_BE):
+        raise IngestError(
+            f"{path}: the file starts with a UTF-16 big-endian byte order mark, "
+            "which the CSV reader does not read; convert the file to UTF-8, such "
+            "as with 'iconv -f UTF-16 -t UTF-8'"
+        )
 
 
 def sniff_dialect(

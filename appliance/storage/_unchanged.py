@@ -36,6 +36,7 @@ from appliance.storage._datasets import (
     find_by_sources,
     find_version,
 )
+from appliance.storage._quarantine import violation_place
 from appliance.storage._retention import find_removed_in_latest
 from appliance.storage._sources import SourceFile
 from appliance.storage._staging import quarantine_rows, stage_checked
@@ -297,7 +298,7 @@ def _stored_violations(
     total = records - len(quarantined)
     lines = {(row["source"], row["line"]) for row in breaking}
     examples = [
-        f"{row['source']}, line {row['line']}, column {row['column_name']!r}: "
+        f"{violation_place(row['source'], row['line'], row['column_name'])}: "
         f"{row['reason']}"
         for row in breaking[:_SHOWN]
     ]

@@ -167,3 +167,29 @@ def test_replace_dropping_view_key_through_daemon(
     assert "rows=2 mode=replace" in forced.stdout
     assert "warning: column 'color' is missing" in forced.stdout
     assert daemon.stop() == 0
+
+
+def test_unknown_names_through_daemon(start_daemon: Any) -> None:
+    daemon = start_daemon()
+    commands = [
+        (
+            ("datasets", "quarantine", "nope"),
+            "error: dataset 'nope' is not declared in [datasets] and has no "
+            "version; known datasets: points",
+        ),
+        (
+            ("models", "history", "nope"),
+            "error: model 'nope' is not declared in [models] and has no "
+            f"registered version; known models: {MODEL}",
+        ),
+        (
+            ("predictions", "tail", "nope"),
+            "error: model 'nope' is not declared in [models] and has no "
+            f"registered version; known models: {MODEL}",
+        ),
+    ]
+    for command, expected in commands:
+        result = run_cli(daemon.config, *command)
+        assert result.returncode == 1, command
+        assert result.stderr.strip().splitlines()[-1] == expected, command
+    assert daemon.stop() == 0

@@ -200,6 +200,21 @@ def test_batch_fill_bad_event_time_names_row(flights_home: Path) -> None:
         server.fill_table("late", table)
 
 
+def test_batch_fill_missing_entity_key(flights_home: Path) -> None:
+    config = load_config(flights_home / "config.toml")
+    server = FeatureServer(config)
+    table = pa.table({"tailnum": ["N14228"], "time_hour": ["2013-01-01T05:00:00Z"]})
+
+    with pytest.raises(RequestError) as raised:
+        server.fill_table("late", table)
+
+    assert str(raised.value) == (
+        "column 'origin' is missing; model 'late' joins its feature views on it, "
+        "so add it to the rows"
+    )
+    assert raised.value.detail["column"] == "origin"
+
+
 def test_batch_fill_without_event_time_joins_now(flights_home: Path) -> None:
     config = load_config(flights_home / "config.toml")
     server = FeatureServer(config)

@@ -17,11 +17,13 @@ from appliance.errors import NotFoundError
 from appliance.monitoring import (
     AlertCandidate,
     AlertStatus,
+    DriftEvent,
     MonitoringStore,
+    RequestStats,
     RetrainRecord,
     StreamMonitor,
     batch_drift,
-    RequestStats,
+    drift_event_alerts,
     performance_alert,
     request_alerts,
     send_webhook,
@@ -207,3 +209,22 @@ def test_webhook_unreachable_does_not_raise() -> None:
 
     assert delivered is False
     assert waits == [0.01]
+
+
+def test_stream_drift_alert_names_row() -> None:
+    events = [
+        DriftEvent("feature", "seats", "mean", 9552),
+        DriftEvent("loss", "loss", "mean", 17),
+    ]
+
+    feature, loss = drift_event_alerts("flights_late", events)
+
+    assert feature.subject == "feature:seats"
+    assert feature.message == (
+        "streaming mean drift on feature 'seats' of model 'flights_late' at row "
+        "9552 of the prediction stream"
+    )
+    assert loss.message == (
+        "streaming mean drift on loss 'loss' of model 'flights_late' at row 17 of "
+        "the label stream"
+    )

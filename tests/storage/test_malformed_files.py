@@ -516,8 +516,9 @@ def test_nul_byte_rejected_when_strict(catalog: Catalog, write_file: WriteFile) 
     with pytest.raises(IngestError) as raised:
         ingest(catalog, "nul", [path], strict=True)
 
-    assert f"{path.resolve()}, line 3, column 'name': value \"b\\0\" contains a NUL" in (
-        str(raised.value)
+    assert (
+        f"{path.resolve()}, line 3, column 'name': value \"b\\0\" contains a NUL"
+        in (str(raised.value))
     )
 
 
@@ -667,3 +668,76 @@ def test_same_file_twice_rejected(catalog: Catalog, write_file: WriteFile) -> No
         ingest(catalog, "twice", [first, first])
     with pytest.raises(IngestError, match=r"b\.csv has the same content as .*a\.csv"):
         ingest(catalog, "twice", [first, copy])
+
+
+def test_ragged_rows_rejected_when_strict(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("ragged.csv", "a,b\n1,2\n3,4,5\n6,7\n")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "ragged", [path], strict=True)
+
+    message = str(raised.value)
+    assert (
+        f"{path.resolve()}, line 3: TOO MANY COLUMNS: Expected Number of Columns: 2 "
+        "Found: 3;"
+    ) in message
+    assert "None" not in message
+
+
+def test_blank_lines_file_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("blank.csv", "\n\n \r\n\n")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "blank", [path])
+
+    assert str(raised.value) == (
+        f"{path}: the file contains only blank lines; nothing to ingest"
+    )
+
+
+def test_utf16_mark_names_encoding(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("utf16.csv", "\ufeffid,t\n1,2\n".encode("utf-16-le"))
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "wide", [path])
+
+    assert str(raised.value) == (
+        f"{path}: the file starts with a UTF-16 (little-endian) byte order mark; "
+        "declare [datasets.NAME] encoding = 'utf-16' in the configuration, or "
+        "convert the file to UTF-8"
+    )
+    settings = DatasetConfig("wide", encoding="utf-16")
+    result = ingest(catalog, "wide", [path], settings=settings)
+    assert rows_of(catalog, result) == [(1, 2)]
+
+
+def test_utf16_big_endian_mark_rejected(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("utf16be.csv", "\ufeffid,t\n1,2\n".encode("utf-16-be"))
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "wide", [path])
+
+    assert str(raised.value).startswith(
+        f"{path}: the file starts with a UTF-16 big-endian byte order mark"
+    )
+
+
+def test_other_date_format_hint(catalog: Catalog, write_file: WriteFile) -> None:
+    first = write_file("iso.csv", "id,at\n1,2024-01-31 09:00:00\n")
+    ingest(catalog, "times", [first])
+    other = write_file("us.csv", "id,at\n2,02/01/2024 09:00\n3,2024-02-03 10:00:00\n")
+
+    result = ingest(catalog, "times", [other], "append")
+
+    rows = list_quarantine(catalog, "times", result.version.version)
+    assert [(row.line, row.column) for row in rows] == [(2, "at")]
+    assert rows[0].reason == (
+        'value "02/01/2024 09:00" is not a valid TIMESTAMP; write it in ISO 8601, '
+        "such as 2024-01-31 or 2024-01-31 09:00:00, or declare its strptime "
+        "format, such as date_format = '%m/%d/%Y %H:%M', in "
+        "[datasets.times.contract.columns.at]"
+    )
