@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _BATCH_ROWS = 100_000
+_RENAMED = re.compile(r".+_[0-9]+")
 
 
 def score_file(
@@ -142,9 +144,41 @@ def _read(source: Path) -> pa.Table:
             f"{source}: unsupported format {suffix!r}; score a .csv or .parquet file"
         )
     try:
-        return duckdb.sql(sql).to_arrow_table()
+        table = duckdb.sql(sql).to_arrow_table()
     except duckdb.Error as exc:
         raise IngestError(f"{source}: cannot read file: {exc}") from None
+    _check_unique_names(source, path, table.column_names)
+    return table
+
+
+def _check_unique_names(source: Path, path: str, names: list[str]) -> None:
+    """Reject a file whose header names a column twice.
+
+    DuckDB reads a repeated name ``a`` as ``a`` and ``a_1``, so the model
+    would read the first column and ignore the second without a warning.
+
+    Raises:
+        RequestError: The header repeats a name; the error names it.
+    """
+    present = set(names)
+    if not any(_RENAMED.fullmatch(n) and n.rsplit("_", 1)[0] in present for n in names):
+        return
+    # The file may also name a column "a_1"; its own header settles it.
+    if source.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq  # loaded by batch scoring only
+
+        header = pq.read_schema(source).names
+    else:
+        sql = f"SELECT * FROM read_csv({path}, header=false, all_varchar=true)"
+        rows = duckdb.sql(sql).limit(1).fetchall()
+        header = list(rows[0]) if rows else []
+    for name in header:
+        if header.count(name) > 1:
+            raise RequestError(
+                f"{source}: column {name!r} appears {header.count(name)} times in "
+                "the header; rename or remove the repeated column",
+                column=name,
+            )
 
 
 def _score(model: OnnxModel, table: pa.Table) -> pa.Table:
