@@ -814,6 +814,9 @@ class ModelConfig:
             raise ValueError(f"derive: {exc}") from None
 
     def _check_params(self) -> None:
+        # NOTE: unknown names and invalid values are rejected at training time
+        # (appliance/training/_params.py), because the checks need scikit-learn
+        # and LightGBM, which the daemon does not load to read its config.
         rejected = _UNEXPORTABLE_PARAMS.get(self.algorithm, {})
         for key in self.params:
             if key in rejected:

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 _BATCH_ROWS = 100_000
 _COLUMN_COUNTS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
+_RENAMED = re.compile(r".+_[0-9]+")
 
 
 def score_file(
@@ -160,6 +161,7 @@ def _read(source: Path) -> pa.Table:
         raise IngestError(f"{source}: cannot read file: {exc}") from None
     if table.num_rows == 0:
         raise IngestError(f"{source}: the file has no rows; nothing to score")
+    _check_unique_names(source, path, table.column_names)
     return table
 
 
@@ -194,6 +196,7 @@ def _read_csv(source: Path, path: str) -> pa.Table:
     finally:
         db.close()
     if rejects is None:
+        _check_unique_names(source, path, table.column_names)
         return table
     line, kind, message, rejected = rejects
     # DuckDB counts the header as line 1 and each record as one line, so
@@ -206,6 +209,36 @@ def _read_csv(source: Path, path: str) -> pa.Table:
     else:
         problem = f"{kind.lower()}: {message}"
     raise IngestError(f"{source}, {where}: {problem}; fix or remove the line")
+
+
+def _check_unique_names(source: Path, path: str, names: list[str]) -> None:
+    """Reject a file whose header names a column twice.
+
+    DuckDB reads a repeated name ``a`` as ``a`` and ``a_1``, so the model
+    would read the first column and ignore the second without a warning.
+
+    Raises:
+        RequestError: The header repeats a name; the error names it.
+    """
+    present = set(names)
+    if not any(_RENAMED.fullmatch(n) and n.rsplit("_", 1)[0] in present for n in names):
+        return
+    # The file may also name a column "a_1"; its own header settles it.
+    if source.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq  # loaded by batch scoring only
+
+        header = pq.read_schema(source).names
+    else:
+        sql = f"SELECT * FROM read_csv({path}, header=false, all_varchar=true)"
+        rows = duckdb.sql(sql).limit(1).fetchall()
+        header = list(rows[0]) if rows else []
+    for name in header:
+        if header.count(name) > 1:
+            raise RequestError(
+                f"{source}: column {name!r} appears {header.count(name)} times in "
+                "the header; rename or remove the repeated column",
+                column=name,
+            )
 
 
 def _score(model: OnnxModel, table: pa.Table) -> pa.Table:

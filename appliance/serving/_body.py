@@ -18,6 +18,13 @@ ARROW_STREAM = "application/vnd.apache.arrow.stream"
 JSON = "application/json"
 
 _MAX_INT_DIGITS = 309
+_ARROW_FILE_MAGIC = b"ARROW1"
+_ACCEPTED_TYPES = (
+    "send numbers as integers, float32 or float64, text as string, large_string "
+    "or dictionary, and booleans as bool"
+)
+WARNINGS_METADATA_KEY = "warnings"
+"""Schema metadata key of an Arrow response's warnings, a JSON list of strings."""
 
 
 class PredictRequest(msgspec.Struct, forbid_unknown_fields=False):
@@ -163,15 +170,74 @@ def decode_arrow(body: bytes, model: str) -> pa.Table:
         return pa.ipc.open_stream(body).read_all()
     except (pa.ArrowInvalid, OSError) as exc:
         raise RequestError(
-            f"malformed Arrow IPC stream for model {model!r}: {exc}; send the "
-            f"bytes of pyarrow.ipc.new_stream with Content-Type {ARROW_STREAM}",
+            f"malformed Arrow IPC stream for model {model!r}: {_not_stream(body, exc)}",
             model=model,
             malformed=True,
         ) from None
 
 
-def encode_arrow(table: pa.Table) -> bytes:
-    """Return `table` as the bytes of an Arrow IPC stream."""
+def _not_stream(body: bytes, exc: Exception) -> str:
+    """Return what a body that pyarrow cannot read as a stream is, and the fix."""
+    send = f"send the bytes of pyarrow.ipc.new_stream with Content-Type {ARROW_STREAM}"
+    if body.startswith(_ARROW_FILE_MAGIC):
+        return (
+            "the body is an Arrow IPC file (it starts with ARROW1), not a "
+            f"stream; {send}, or convert the file with pyarrow.ipc.open_file"
+        )
+    if body.lstrip()[:1] in (b"{", b"["):
+        return (
+            f"the body looks like JSON; send JSON with Content-Type {JSON}, or {send}"
+        )
+    return f"{exc}; {send}"
+
+
+def check_table_columns(table: pa.Table, model: str) -> None:
+    """Reject an Arrow request with a repeated column name or a float16 column.
+
+    A repeated name leaves no single column to read, and DuckDB, which joins
+    feature views and computes derived features, cannot read float16.
+
+    Raises:
+        RequestError: Such a column is found; the error names it (HTTP 422).
+    """
+    names = table.column_names
+    repeated = _repeated_name(names)
+    if repeated is not None:
+        raise RequestError(
+            f"column {repeated!r} appears {names.count(repeated)} times in the "
+            f"Arrow stream sent to model {model!r}; send each column once",
+            model=model,
+            column=repeated,
+        )
+    for name, kind in zip(names, table.schema.types):
+        if pa.types.is_float16(kind):
+            raise RequestError(
+                f"column {name!r} of the Arrow stream sent to model {model!r} is "
+                f"float16 (halffloat), which is not accepted; {_ACCEPTED_TYPES}",
+                model=model,
+                column=name,
+            )
+
+
+def _repeated_name(names: list[str]) -> str | None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+def encode_arrow(table: pa.Table, warnings: list[str] | None = None) -> bytes:
+    """Return `table` as the bytes of an Arrow IPC stream.
+
+    `warnings`, when given, go into the schema metadata under ``warnings``
+    as a JSON list of strings.
+    """
+    if warnings:
+        table = table.replace_schema_metadata(
+            {WARNINGS_METADATA_KEY: json.dumps(warnings)}
+        )
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

@@ -425,7 +425,9 @@ def _arrow_numbers(
         return np.asarray(values, dtype=np.float64)
     import pyarrow.compute as pc  # Arrow requests only; about 9 MB resident
 
-    if pa.types.is_boolean(column.type) and kind == BOOLEAN:
+    if pa.types.is_boolean(column.type):
+        if kind != BOOLEAN:
+            _reject_booleans(model, name, column)
         column = pc.cast(column, pa.int8())
     try:
         array = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
@@ -447,6 +449,19 @@ def _arrow_numbers(
             for index in np.flatnonzero(finite & (array != 0) & (array != 1))[:1]:
                 _checked_number(model, int(index), name, kind, float(array[index]))
     return array
+
+
+def _reject_booleans(model: str, name: str, column: pa.ChunkedArray) -> None:
+    """Reject a bool column of a numeric input, as `_number` rejects JSON true.
+
+    A column of nulls only passes, as JSON nulls do.
+    """
+    import pyarrow.compute as pc  # Arrow requests only; about 9 MB resident
+
+    row = pc.index(pc.is_valid(column), True).as_py()
+    if row >= 0:
+        value = column[row].as_py()
+        raise _invalid(model, row, name, f"must be a number or null, got {value!r}")
 
 
 def _is_number_text(text: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import weakref
@@ -25,6 +26,7 @@ from appliance.serving._body import (
     ARROW_STREAM,
     JSON,
     check_rows,
+    check_table_columns,
     decode_arrow,
     decode_json_rows,
     encode_arrow,
@@ -84,8 +86,10 @@ async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
         'JSON: {"rows": [{column: value, ...}, ...]} returns {"model", "version", '
         '"request_id", "predictions"}. Arrow: a stream with Content-Type '
         f"{ARROW_STREAM} returns a stream with a prediction column and, for "
-        "classifiers, a probability_<class> column per class. The input schema "
-        "of each model is in components/schemas as <model>Row."
+        "classifiers, a probability_<class> column per class; its warnings are "
+        "in the X-Appliance-Warnings header, a JSON list, and in the schema "
+        "metadata under warnings. The input schema of each model is in "
+        "components/schemas as <model>Row."
     ),
     operation_class=operation_with_body(predict_body),
 )
@@ -197,6 +201,8 @@ def _model_info(model: OnnxModel, config: Config) -> ModelInfo:
 
 _JSON_TYPE = JSON.encode()
 _ARROW_TYPE = ARROW_STREAM.encode()
+WARNINGS_HEADER = b"x-appliance-warnings"
+"""Header of an Arrow response with warnings, a JSON list of ASCII strings."""
 
 
 async def _predict_json(
@@ -300,8 +306,9 @@ async def _predict_arrow(
             model=model.name,
         )
     check_rows(table.num_rows, server.max_rows, model.name)
+    check_table_columns(table, model.name)
     loop = asyncio.get_running_loop()
-    table, output, payload = await loop.run_in_executor(
+    table, output, payload, warnings = await loop.run_in_executor(
         state.models.executor, _score_arrow, state.features, model, table
     )
     request_id = new_request_id()
@@ -310,6 +317,9 @@ async def _predict_arrow(
         (b"x-model", model.name.encode()),
         (b"x-model-version", str(model.version).encode()),
     ]
+    if warnings:
+        # ASCII JSON, so that any column name fits in an HTTP header.
+        headers.append((WARNINGS_HEADER, json.dumps(warnings).encode()))
     response = (payload, _ARROW_TYPE, headers)
     entry = LogEntry(request_id, model.name, model.version, 0.0, 0.0, table, output)
     return response, entry
@@ -317,17 +327,21 @@ async def _predict_arrow(
 
 def _score_arrow(
     features: FeatureServer, model: OnnxModel, table: pa.Table
-) -> tuple[pa.Table, pa.Table, bytes]:
+) -> tuple[pa.Table, pa.Table, bytes, list[str]]:
     """Fill features, score a table in a worker thread and encode the response.
 
     Returns:
-        The request table with its features, the output and its stream.
+        The request table with its features, the output, its stream and the
+        warnings about the request, which the stream's schema metadata also contains.
     """
     check_lookup_table(features, model.name, table)
     table = features.fill_table(model.name, table)
-    feed, _ = model.feed_table(table)
+    # As with JSON rows, lookup columns that are not model inputs get no warning.
+    unused = features.lookup_columns(model.name) - {s["name"] for s in model.request}
+    fed = table.drop_columns([n for n in table.column_names if n in unused])
+    feed, warnings = model.feed_table(fed)
     output = model.format_table(model.run(feed))
-    return table, output, encode_arrow(output)
+    return table, output, encode_arrow(output, warnings), warnings
 
 
 ROUTES = [list_models, predict]

@@ -101,9 +101,7 @@ def _categorical_steps(cfg: ModelConfig) -> Pipeline:
 
 def _estimator(cfg: ModelConfig) -> Any:
     params = estimator_params(cfg)
-    cls = _estimator_class(cfg.task, cfg.algorithm)
-    if cfg.algorithm == "lightgbm":
-        _check_lightgbm_params(cfg, cls)
+    cls = estimator_class(cfg.task, cfg.algorithm)
     try:
         estimator = cls(**params)
     except TypeError as exc:
@@ -113,32 +111,16 @@ def _estimator(cfg: ModelConfig) -> Any:
     return estimator
 
 
-def _check_lightgbm_params(cfg: ModelConfig, cls: type[Any]) -> None:
-    """Reject a LightGBM parameter that looks like a misspelt known one.
+def fit_errors(cfg: ModelConfig) -> tuple[type[Exception], ...]:
+    """Return the errors a fit raises for data or settings it cannot use."""
+    if cfg.algorithm == "lightgbm":
+        from lightgbm.basic import LightGBMError
 
-    LightGBM passes unknown keyword arguments on to its C++ core, which ignores
-    them when ``verbose`` is negative, so a typo would train with the default.
-    """
-    import difflib
-
-    from lightgbm.basic import _ConfigAliases
-
-    known = set(cls().get_params())
-    for name, aliases in _ConfigAliases._get_all_param_aliases().items():
-        known.add(name)
-        known.update(aliases)
-    for name in cfg.params:
-        if name in known:
-            continue
-        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
-        if close:
-            raise TrainingError(
-                f"unknown LightGBM parameter 'models.{cfg.name}.params.{name}'; "
-                f"did you mean {close[0]!r}?"
-            )
+        return (ValueError, LightGBMError)
+    return (ValueError,)
 
 
-def _estimator_class(task: str, algorithm: str) -> type[Any]:
+def estimator_class(task: str, algorithm: str) -> type[Any]:
     if algorithm == "lightgbm":
         from lightgbm import LGBMClassifier, LGBMRegressor
 

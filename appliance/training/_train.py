@@ -43,7 +43,13 @@ from appliance.training._export import (
 )
 from appliance.training._frame import TrainingFrame, TrainingWindow, load_frame
 from appliance.training._metrics import overfit_gap
-from appliance.training._pipeline import build_pipeline, estimator_params
+from appliance.training._params import check_params
+from appliance.training._pipeline import (
+    build_pipeline,
+    estimator_class,
+    estimator_params,
+    fit_errors,
+)
 from appliance.training._search import SearchOutcome, search
 from appliance.training._validation import cross_validate, summarize
 
@@ -141,6 +147,8 @@ def _train(
     started = time.perf_counter()
     frame = load_frame(catalog, cfg, views, window)
     n_classes = len(frame.classes) if frame.classes else None
+    estimator = estimator_class(cfg.task, cfg.algorithm)
+    check_params(cfg, estimator, estimator_params(cfg), n_classes)
     log = RunLog(catalog, run_id)
     metrics: dict[str, float] = {}
     folds = None
@@ -161,7 +169,9 @@ def _train(
 
     try:
         pipeline.fit(frame.x_train, frame.y_train)
-    except ValueError as exc:
+    except fit_errors(cfg) as exc:
+        # Parameters valid one by one can still conflict with each other or
+        # with the data.
         raise TrainingError(f"fitting model {cfg.name!r} failed: {exc}") from exc
     evaluation = evaluate(pipeline, frame, cfg)
     evaluation.details["warnings"] = list(frame.warnings)
