@@ -168,17 +168,26 @@ async def serve_prediction(
     latency = time.perf_counter() - started
     entry.predicted_at = arrived
     entry.latency_ms = latency * 1000.0
+    info = _model_info(model, state.config)
     if isinstance(entry.inputs, list):
-        state.predictions.append(entry)
+        _record(state, info, entry)
     else:
-        # The journal copies an Arrow request's tables, which would hold up
-        # the event loop for a large batch.
-        await asyncio.to_thread(state.predictions.append, entry)
-    state.monitoring.submit(
-        _model_info(model, state.config), entry.request_id, entry.inputs, entry.outputs
-    )
+        # The journal copies an Arrow request's tables, and the monitoring
+        # service reads their output columns, which would hold up the event
+        # loop for a large batch.
+        await asyncio.to_thread(_record, state, info, entry)
     state.metrics.observe(name, model.version, 200, latency, entry.rows)
     return response
+
+
+def _record(state: DaemonState, info: ModelInfo, entry: LogEntry) -> None:
+    """Log a request's predictions and pass them to the monitoring service.
+
+    Both are done before the response, so a label sent after it finds the
+    prediction.
+    """
+    state.predictions.append(entry)
+    state.monitoring.submit(info, entry.request_id, entry.inputs, entry.outputs)
 
 
 _infos: weakref.WeakKeyDictionary[OnnxModel, tuple[Config, ModelInfo]] = (
