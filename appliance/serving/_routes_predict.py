@@ -34,6 +34,7 @@ from appliance.serving._body import (
 from appliance.serving._errors import status_of
 from appliance.serving._ids import new_request_id
 from appliance.serving._lookup_checks import check_lookup_rows, check_lookup_table
+from appliance.serving._metrics import NO_VERSION
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._openapi import operation_with_body, predict_body
 from appliance.serving._params import ModelName
@@ -140,13 +141,7 @@ async def serve_prediction(
     """
     started = time.perf_counter()
     arrived = time.time()
-    try:
-        batcher = state.models.batcher(name)
-        if version is not None and version != batcher.model.version:
-            batcher = await pinned_batcher(state, name, version)
-    except NotFoundError:
-        state.metrics.observe("unknown", 0, 404, 0.0, 0)
-        raise
+    batcher = await _batcher(state, name, version)
     model = batcher.model
     try:
         if is_arrow(content_type):
@@ -178,6 +173,30 @@ async def serve_prediction(
         await asyncio.to_thread(_record, state, info, entry)
     state.metrics.observe(name, model.version, 200, latency, entry.rows)
     return response
+
+
+async def _batcher(state: DaemonState, name: str, version: int | None) -> MicroBatcher:
+    """Return the batcher of the requested version, counting a failure.
+
+    A failure is counted with version label `NO_VERSION`, and one for a model
+    that is not served with an empty model label too, because both values
+    come from the client and each new value would start a new series.
+    """
+    try:
+        batcher = state.models.batcher(name)
+    except NotFoundError:
+        state.metrics.observe("", NO_VERSION, 404, 0.0, 0)
+        raise
+    if version is None or version == batcher.model.version:
+        return batcher
+    try:
+        return await pinned_batcher(state, name, version)
+    except ApplianceError as exc:
+        state.metrics.observe(name, NO_VERSION, status_of(exc), 0.0, 0)
+        raise
+    except Exception:
+        state.metrics.observe(name, NO_VERSION, 500, 0.0, 0)
+        raise
 
 
 def _record(state: DaemonState, info: ModelInfo, entry: LogEntry) -> None:

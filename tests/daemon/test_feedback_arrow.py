@@ -1,4 +1,4 @@
-"""Labels for predictions made over Arrow, joined in memory and from the log."""
+"""Labels for predictions made over Arrow, and the feedback and 404 metrics."""
 
 from __future__ import annotations
 
@@ -100,3 +100,51 @@ def test_arrow_labels_past_recent_rows(start_daemon: Any) -> None:
     assert response.json()["stored"] == 3
     assert len(stored_labels(daemon.home)) == 3
 
+
+def test_metrics_count_feedback_and_404(start_daemon: Any) -> None:
+    daemon = start_daemon()
+    body = predict(daemon, 0, 2)
+    rid = body["request_id"]
+    first = [{"request_id": rid, "row": 0, "label": 1}]
+    again = [*first, {"request_id": rid, "row": 1, "label": 0}]
+    unknown = [
+        {"request_id": rid, "row": 1, "label": 0},
+        {"request_id": "feedcafe", "row": 0, "label": 0},
+    ]
+    codes = [
+        httpx.post(daemon.base + FEEDBACK, json={"labels": labels}).status_code
+        for labels in (first, again, unknown)
+    ]
+    malformed = httpx.post(daemon.base + FEEDBACK, content=b"{")
+    missing_version = httpx.post(
+        daemon.base + PREDICT, params={"version": 99}, json={"rows": [row(0)]}
+    )
+    for name in ("nope", "other"):
+        httpx.post(daemon.base + f"/v1/models/{name}/predict", json={"rows": []})
+    found = samples(daemon)
+
+    def labels(outcome: str) -> float:
+        key = (("model", MODEL), ("outcome", outcome))
+        return found[("appliance_feedback_labels_total", key)]
+
+    def requests(status: str) -> float:
+        key = (("model", MODEL), ("status", status))
+        return found[("appliance_feedback_requests_total", key)]
+
+    def predicts(model: str, version: str) -> float:
+        key = (("model", model), ("status", "404"), ("version", version))
+        return found.get(("appliance_requests_total", key), 0.0)
+
+    assert codes == [200, 200, 422]
+    assert malformed.status_code == 400
+    assert labels("stored") == 2
+    assert labels("repeated") == 1
+    assert labels("rejected") == 2
+    assert requests("200") == 2
+    assert requests("422") == 1
+    assert requests("400") == 1
+    assert missing_version.status_code == 404
+    assert predicts(MODEL, "") == 1
+    assert predicts(MODEL, "99") == 0
+    assert predicts("", "") == 2
+    assert not [k for k in found if ("model", "nope") in k[1]]
