@@ -236,6 +236,7 @@ async def run_ingest_buffer(state: DaemonState) -> AsyncIterator[None]:
     buffer.on_flush = lambda dataset, result: reload_features(state)
     await asyncio.to_thread(buffer.start)
     state.ingest = buffer
+    state.metrics.watch_ingest(buffer.counts)
     try:
         yield
     finally:

@@ -104,7 +104,9 @@ class MonitoringService:
         self._lock = threading.Lock()
         # A deque appended to without a lock or a wake-up: the worker drains it
         # every _DRAIN_SECONDS, so a request does not wake the worker thread.
-        self._queue: deque[tuple[ModelInfo, list[Any], list[Any]]] = deque()
+        self._queue: deque[tuple[ModelInfo, Any, list[Any]]] = deque()
+        """Requests waiting for the detectors: model, rows (a list, or an Arrow
+        table not converted yet) and per-row outputs."""
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._pacer = Pacer()
@@ -140,33 +142,24 @@ class MonitoringService:
         logger.info("monitoring stopped dropped=%d", self.dropped)
 
     def submit(self, info: ModelInfo, request_id: str, rows: Any, outputs: Any) -> None:
-        """Queue one request's rows and outputs without blocking.
+        """Remember one request's outputs for labels and queue its rows.
 
-        When the queue is full the rows are counted in `dropped` and skipped by
-        the detectors; the prediction log still records them.
+        The outputs and event times are in the recent rows when this returns,
+        so a label sent after the response joins them. For an Arrow request
+        this converts the output columns and the event time column, so call
+        it from a worker thread for a large table. Its rows stay Arrow in the
+        queue, and the monitoring worker converts them for the detectors.
+        When the queue is full the rows are counted in `dropped` and skipped
+        by the detectors, but the prediction log still records them.
         """
-        if hasattr(rows, "to_pylist") and self.config.streaming:
-            # An Arrow batch can hold a million rows, and turning them into
-            # Python objects here would stall the event loop for seconds, so
-            # the worker converts and remembers them.
-            self._enqueue((info, rows, outputs, request_id))
-            return
-        inputs, results = self._convert(info, request_id, rows, outputs)
-        if self.config.streaming:
-            self._enqueue((info, inputs, results, None))
-
-    def _convert(
-        self, info: ModelInfo, request_id: str, rows: Any, outputs: Any
-    ) -> tuple[list[Any], list[Any]]:
-        """Return rows and outputs as Python lists, remembered for labels."""
-        inputs = rows.to_pylist() if hasattr(rows, "to_pylist") else rows
         results = _outputs(info, outputs)
-        times = _event_times(info, inputs, len(results))
+        times = _event_times(info, rows, len(results))
         with self._lock:
             self._remember(request_id, info, results, times)
-        return inputs, results
+        if self.config.streaming:
+            self._enqueue((info, rows, results))
 
-    def _enqueue(self, item: tuple[ModelInfo, Any, Any, str | None]) -> None:
+    def _enqueue(self, item: tuple[ModelInfo, Any, list[Any]]) -> None:
         if len(self._queue) >= QUEUE_MAX_REQUESTS:
             self.dropped += 1
             if self.dropped % 1000 == 1:
@@ -342,29 +335,32 @@ class MonitoringService:
                 self.save()
                 saved_at = time.monotonic()
 
-    def _take_run(self) -> tuple[ModelInfo, list[Any], list[Any], str | None]:
+    def _take_run(self) -> tuple[ModelInfo, Any, list[Any]]:
         """Pop the next queued request, joined with the JSON requests of the
-        same model version queued right after it, up to about `_RUN_ROWS` rows."""
-        info, rows, outputs, request_id = self._queue.popleft()
-        if request_id is not None:
-            return info, rows, outputs, request_id
+        same model version queued right after it, up to about `_RUN_ROWS` rows.
+
+        An Arrow request is taken alone.
+        """
+        info, rows, outputs = self._queue.popleft()
+        if not isinstance(rows, list):
+            return info, rows, outputs
         rows, outputs = list(rows), list(outputs)
         queue = self._queue
         while queue and len(rows) < _RUN_ROWS:
             following = queue[0]
-            if following[0] is not info or following[3] is not None:
+            if following[0] is not info or not isinstance(following[1], list):
                 break
             queue.popleft()
             rows += following[1]
             outputs += following[2]
-        return info, rows, outputs, None
+        return info, rows, outputs
 
-    def _observe(
-        self, info: ModelInfo, rows: Any, outputs: Any, request_id: str | None
-    ) -> None:
+    def _observe(self, info: ModelInfo, rows: Any, outputs: list[Any]) -> None:
         try:
-            if request_id is not None:
-                rows, outputs = self._convert(info, request_id, rows, outputs)
+            if not isinstance(rows, list):
+                # Converted here rather than on the event loop, because an
+                # Arrow batch can hold a million rows, which takes seconds.
+                rows = rows.to_pylist()
             pairs = zip(rows, outputs, strict=True)
             fed = [(r, o) for r, o in pairs if isinstance(r, dict)]
             events: list[DriftEvent] = []
@@ -434,6 +430,9 @@ class MonitoringService:
         stored = tuple(tuple(o) if isinstance(o, list) else o for o in outputs)
         self._recent[request_id] = (info.name, info.version, stored, tuple(times))
         self._recent_count += len(outputs)
+        # NOTE: a request evicted here before the prediction log writer has
+        # inserted it (recent_rows = 0, or more than recent_rows rows within
+        # one [predictions] flush_seconds) is found by no lookup until then.
         while self._recent_count > self.recent_rows and self._recent:
             _, (_, _, old, _) = self._recent.popitem(last=False)
             self._recent_count -= len(old)
@@ -499,29 +498,47 @@ def parse_event_time(value: Any) -> datetime | None:
 
 
 def _event_times(info: ModelInfo, inputs: Any, count: int) -> list[Any]:
+    """Return each row's event time value: JSON rows or an Arrow table."""
     column = info.event_timestamp
-    if column is None or not isinstance(inputs, list):
+    if column is None:
         return [None] * count
-    return [row.get(column) if isinstance(row, dict) else None for row in inputs]
+    if isinstance(inputs, list):
+        return [row.get(column) if isinstance(row, dict) else None for row in inputs]
+    if column not in inputs.column_names:
+        return [None] * count
+    return inputs.column(column).to_pylist()
 
 
 def _outputs(info: ModelInfo, outputs: Any) -> list[Any]:
-    """Return per-row probability lists (classification) or values."""
-    if hasattr(outputs, "to_pylist"):
-        outputs = outputs.to_pylist()
-        if info.task == "regression":
-            return [o["prediction"] for o in outputs]
-        keys = [f"probability_{_class_key(c)}" for c in info.classes or ()]
-        return [[o[k] for k in keys] for o in outputs]
-    return [output_values(info, o) for o in outputs]
+    """Return per-row probability lists (classification) or values.
+
+    `outputs` is the list of JSON outputs, or the Arrow table of the response,
+    read column by column.
+    """
+    if isinstance(outputs, list):
+        return [output_values(info, o) for o in outputs]
+    if info.task == "regression":
+        return outputs.column("prediction").to_pylist()
+    keys = [f"probability_{_class_key(c)}" for c in info.classes or ()]
+    columns = [outputs.column(k).to_pylist() for k in keys]
+    return [list(row) for row in zip(*columns, strict=True)]
 
 
 def output_values(info: ModelInfo, output: dict[str, Any]) -> Any:
-    """Return one logged output as a probability list in class order, or a value."""
+    """Return one logged output as a probability list in class order, or a value.
+
+    Reads both shapes that the prediction log contains: the output of a JSON
+    request, ``{"label", "probabilities": {class: p}}`` or ``{"value"}``, and a
+    row of an Arrow response, ``{"prediction", "probability_<class>", ...}``
+    or ``{"prediction"}``.
+    """
+    keys = [_class_key(c) for c in info.classes or ()]
     if info.task == "regression":
-        return output["value"]
-    probabilities = output["probabilities"]
-    return [probabilities[_class_key(c)] for c in info.classes or ()]
+        return output["value"] if "value" in output else output["prediction"]
+    if "probabilities" in output:
+        probabilities = output["probabilities"]
+        return [probabilities[k] for k in keys]
+    return [output[f"probability_{k}"] for k in keys]
 
 
 def _label_key(info: ModelInfo, index: int, item: Any) -> tuple[str, int]:

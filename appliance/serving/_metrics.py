@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
+    Counter,
     Gauge,
     Histogram,
     ProcessCollector,
@@ -49,6 +50,11 @@ _LATENCY_BUCKETS = (
 )
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 10_000, 100_000)
 
+NO_VERSION = ""
+"""Version label of a request that no served version predicted, such as a
+request for a version that does not exist. The requested version is not the
+label value, because a client could start a series per number it sends."""
+
 
 class ServingMetrics:
     """The metrics of one daemon and the registry that exposes them."""
@@ -81,6 +87,22 @@ class ServingMetrics:
         registry.register(self._log)
         self._monitoring = _SourcesCollector(_MONITORING_METRICS)
         registry.register(self._monitoring)
+        self._ingest = _IngestCollector()
+        registry.register(self._ingest)
+        self.feedback_labels = Counter(
+            "appliance_feedback_labels",
+            "Labels sent to the feedback route by model and outcome: stored, "
+            "repeated (stored before, not counted again) or rejected (in a "
+            "request answered with an error).",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self.feedback_requests = Counter(
+            "appliance_feedback_requests",
+            "Feedback requests by served model and HTTP status.",
+            ["model", "status"],
+            registry=registry,
+        )
         self.max_rss = Gauge(
             "appliance_process_max_resident_memory_bytes",
             "Peak resident memory of the daemon process.",
@@ -110,10 +132,21 @@ class ServingMetrics:
         """Read the streaming monitors' counters at every scrape."""
         self._monitoring.sources = (queued, dropped, observed, cpu_seconds)
 
-    def observe(
-        self, model: str, version: int, status: int, seconds: float, rows: int
+    def watch_ingest(
+        self, counts: Callable[[], dict[str, tuple[int, int, int, int]]]
     ) -> None:
-        """Record one prediction request; call it on the event loop only."""
+        """Read the ingest buffer's counts at every scrape: by dataset, rows
+        accepted, flushed and quarantined, and segments rejected."""
+        self._ingest.counts = counts
+
+    def observe(
+        self, model: str, version: int | str, status: int, seconds: float, rows: int
+    ) -> None:
+        """Record one prediction request; call it on the event loop only.
+
+        `model` is "" for a model that is not served, and `version` is
+        `NO_VERSION` when no served version predicted.
+        """
         self._served.observe(model, version, status, seconds, rows)
 
     def observe_batch(self, model: str, rows: int) -> None:
@@ -139,14 +172,14 @@ class _RequestMetrics:
     """
 
     def __init__(self) -> None:
-        self._counts: dict[tuple[str, int, int], int] = {}
+        self._counts: dict[tuple[str, int | str, int], int] = {}
         self._latency: dict[tuple[str, int], list[float]] = {}
         """Per bucket of `_LATENCY_BUCKETS` and +Inf, the requests whose
         latency falls in it (not cumulative), then the sum of latencies."""
         self._rows: dict[tuple[str, int], int] = {}
 
     def observe(
-        self, model: str, version: int, status: int, seconds: float, rows: int
+        self, model: str, version: int | str, status: int, seconds: float, rows: int
     ) -> None:
         key = (model, version, status)
         self._counts[key] = self._counts.get(key, 0) + 1
@@ -282,6 +315,45 @@ class _SourcesCollector:
             return
         for (family, name, text), read in zip(self.metrics, self.sources, strict=True):
             yield family(name, text, value=read())
+
+
+_INGEST_METRICS = (
+    (
+        "appliance_ingest_accepted_rows",
+        "Rows of POST /v1/datasets/NAME/rows written to the ingest buffer.",
+    ),
+    (
+        "appliance_ingest_flushed_rows",
+        "Buffered rows that flushes wrote to new dataset versions.",
+    ),
+    (
+        "appliance_ingest_quarantined_rows",
+        "Buffered rows that flushes quarantined for breaking the contract.",
+    ),
+    (
+        "appliance_ingest_rejected_segments",
+        "Buffer segments that the ingest rejected as a whole at a flush.",
+    ),
+)
+"""Metrics of `ServingMetrics.watch_ingest`, in the order of its counts."""
+
+
+class _IngestCollector:
+    """Collector of the ingest buffer's counts by dataset, read when scraped."""
+
+    def __init__(self) -> None:
+        self.counts: Callable[[], dict[str, tuple[int, int, int, int]]] | None = None
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        counts = self.counts() if self.counts is not None else {}
+        for index, (name, text) in enumerate(_INGEST_METRICS):
+            family = CounterMetricFamily(name, text, labels=["dataset"])
+            for dataset, values in sorted(counts.items()):
+                family.add_metric([dataset], values[index])
+            yield family
 
 
 def _max_rss_bytes() -> float:

@@ -14,7 +14,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 
 from appliance.config import Config
-from appliance.errors import RequestError
+from appliance.errors import ApplianceError, RequestError
 from appliance.monitoring import (
     AlertStatus,
     ModelInfo,
@@ -24,6 +24,7 @@ from appliance.monitoring import (
 )
 from appliance.predictions import parquet_dir
 from appliance.serving._body import JSON, read_body
+from appliance.serving._errors import status_of
 from appliance.serving._inputs import NUMBER
 from appliance.serving._nesting import reject_deep_nesting
 from appliance.serving._onnx import OnnxModel
@@ -137,10 +138,41 @@ async def feedback(name: ModelName, request: Request[Any, Any, Any]) -> Response
     """Join labels to logged predictions, store them and feed the loss detectors."""
     state = daemon_state(request)
     model = state.models.get(name)
-    body = await read_body(request, _FEEDBACK_MAX_BYTES, name)
-    subject = f"feedback body for model {name!r}"
-    with reject_deep_nesting(body, subject, _LABELS_SHAPE, model=name):
-        labels = _decode_labels(body, name)
+    labels: list[Any] = []
+    try:
+        body = await read_body(request, _FEEDBACK_MAX_BYTES, name)
+        subject = f"feedback body for model {name!r}"
+        with reject_deep_nesting(body, subject, _LABELS_SHAPE, model=name):
+            labels = _decode_labels(body, name)
+        result = await _apply_labels(state, model, labels)
+    except Exception as exc:
+        status = status_of(exc) if isinstance(exc, ApplianceError) else 500
+        metrics = state.metrics
+        metrics.feedback_requests.labels(name, str(status)).inc()
+        metrics.feedback_labels.labels(name, "rejected").inc(len(labels))
+        raise
+    _count_feedback(state, name, result)
+    logger.info(
+        "labels received model=%s labels=%d stored=%d repeated=%d",
+        name,
+        len(labels),
+        result["stored"],
+        len(result["repeated"]),
+    )
+    return Response(_encode(result), media_type=JSON)
+
+
+def _count_feedback(state: DaemonState, name: str, result: dict[str, Any]) -> None:
+    metrics = state.metrics
+    metrics.feedback_requests.labels(name, "200").inc()
+    metrics.feedback_labels.labels(name, "stored").inc(result["stored"])
+    metrics.feedback_labels.labels(name, "repeated").inc(len(result["repeated"]))
+
+
+async def _apply_labels(
+    state: DaemonState, model: OnnxModel, labels: list[Any]
+) -> dict[str, Any]:
+    """Join labels to the logged predictions of `model` and store them."""
     info = model_info(model, state.config)
 
     def lookup(model_name: str, request_ids: list[str]) -> dict:
@@ -160,17 +192,9 @@ async def feedback(name: ModelName, request: Request[Any, Any, Any]) -> Response
         finally:
             view.close()
 
-    result = await asyncio.to_thread(
+    return await asyncio.to_thread(
         state.monitoring.apply_labels, info, labels, lookup, persist
     )
-    logger.info(
-        "labels received model=%s labels=%d stored=%d repeated=%d",
-        name,
-        len(labels),
-        result["stored"],
-        len(result["repeated"]),
-    )
-    return Response(_encode(result), media_type=JSON)
 
 
 @get("/v1/models/{name:str}/drift", summary="Drift scores, history and live metrics")

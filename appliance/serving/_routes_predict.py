@@ -36,6 +36,7 @@ from appliance.serving._body import (
 from appliance.serving._errors import status_of
 from appliance.serving._ids import new_request_id
 from appliance.serving._lookup_checks import check_lookup_rows, check_lookup_table
+from appliance.serving._metrics import NO_VERSION
 from appliance.serving._nesting import FLAT_ROWS, reject_deep_nesting
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._openapi import operation_with_body, predict_body
@@ -145,13 +146,7 @@ async def serve_prediction(
     """
     started = time.perf_counter()
     arrived = time.time()
-    try:
-        batcher = state.models.batcher(name)
-        if version is not None and version != batcher.model.version:
-            batcher = await pinned_batcher(state, name, version)
-    except NotFoundError:
-        state.metrics.observe("unknown", 0, 404, 0.0, 0)
-        raise
+    batcher = await _batcher(state, name, version)
     model = batcher.model
     try:
         if is_arrow(content_type):
@@ -173,17 +168,50 @@ async def serve_prediction(
     latency = time.perf_counter() - started
     entry.predicted_at = arrived
     entry.latency_ms = latency * 1000.0
+    info = _model_info(model, state.config)
     if isinstance(entry.inputs, list):
-        state.predictions.append(entry)
+        _record(state, info, entry)
     else:
-        # The journal copies an Arrow request's tables, which would hold up
-        # the event loop for a large batch.
-        await asyncio.to_thread(state.predictions.append, entry)
-    state.monitoring.submit(
-        _model_info(model, state.config), entry.request_id, entry.inputs, entry.outputs
-    )
+        # The journal copies an Arrow request's tables, and the monitoring
+        # service reads their output columns, which would hold up the event
+        # loop for a large batch.
+        await asyncio.to_thread(_record, state, info, entry)
     state.metrics.observe(name, model.version, 200, latency, entry.rows)
     return response
+
+
+async def _batcher(state: DaemonState, name: str, version: int | None) -> MicroBatcher:
+    """Return the batcher of the requested version, counting a failure.
+
+    A failure is counted with version label `NO_VERSION`, and one for a model
+    that is not served with an empty model label too, because both values
+    come from the client and each new value would start a new series.
+    """
+    try:
+        batcher = state.models.batcher(name)
+    except NotFoundError:
+        state.metrics.observe("", NO_VERSION, 404, 0.0, 0)
+        raise
+    if version is None or version == batcher.model.version:
+        return batcher
+    try:
+        return await pinned_batcher(state, name, version)
+    except ApplianceError as exc:
+        state.metrics.observe(name, NO_VERSION, status_of(exc), 0.0, 0)
+        raise
+    except Exception:
+        state.metrics.observe(name, NO_VERSION, 500, 0.0, 0)
+        raise
+
+
+def _record(state: DaemonState, info: ModelInfo, entry: LogEntry) -> None:
+    """Log a request's predictions and pass them to the monitoring service.
+
+    Both are done before the response, so a label sent after it finds the
+    prediction.
+    """
+    state.predictions.append(entry)
+    state.monitoring.submit(info, entry.request_id, entry.inputs, entry.outputs)
 
 
 _infos: weakref.WeakKeyDictionary[OnnxModel, tuple[Config, ModelInfo]] = (

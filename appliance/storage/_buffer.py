@@ -59,6 +59,12 @@ class _State:
     """Segments the ingest rejected as a whole since start."""
     rejection: str | None = None
     """Error of the latest rejected segment, naming its file in ``rejected/``."""
+    accepted_rows: int = 0
+    """Rows written to the write-ahead file since start."""
+    flushed_rows: int = 0
+    """Rows that flushes wrote to new versions since start."""
+    quarantined_rows: int = 0
+    """Rows that flushes stored in the quarantine table since start."""
 
 
 class IngestBuffer:
@@ -112,6 +118,7 @@ class IngestBuffer:
             state = self._states.setdefault(dataset, _State())
             _append_synced(self.root / dataset / WAL, data)
             state.rows += len(lines)
+            state.accepted_rows += len(lines)
             if state.oldest is None:
                 state.oldest = time.monotonic()
             buffered = state.rows
@@ -129,6 +136,20 @@ class IngestBuffer:
         with self._lock:
             state = self._states.get(dataset, _State())
             return state.rejected, state.rejection
+
+    def counts(self) -> dict[str, tuple[int, int, int, int]]:
+        """Return, by dataset, the rows accepted, flushed and quarantined and
+        the segments rejected since start."""
+        with self._lock:
+            return {
+                name: (
+                    state.accepted_rows,
+                    state.flushed_rows,
+                    state.quarantined_rows,
+                    state.rejected,
+                )
+                for name, state in self._states.items()
+            }
 
     def start(self) -> None:
         """Flush what a previous run left, then flush by size or age in a thread."""
@@ -349,7 +370,10 @@ class IngestBuffer:
             segment.unlink()
             _sync_folder(segment.parent)
         with self._lock:
-            self._states.setdefault(dataset, _State()).flushed += 1
+            state = self._states.setdefault(dataset, _State())
+            state.flushed += 1
+            state.flushed_rows += _accepted(result)
+            state.quarantined_rows += quarantined
         logger.info(
             "buffer flushed dataset=%s version=%s accepted=%d quarantined=%d",
             dataset,
@@ -378,6 +402,17 @@ def _check_keys(dataset: str, index: int, row: dict[str, Any]) -> None:
             dataset=dataset,
             row=index,
         )
+
+
+def _accepted(result: IngestResult) -> int:
+    """Return the rows of the segment that its version contains.
+
+    A version found unchanged was written by an earlier flush of the same
+    segment, so its report contains the count.
+    """
+    if result.created:
+        return result.accepted
+    return int(result.version.report.get("accepted", 0))
 
 
 def _quarantined(result: IngestResult) -> int:

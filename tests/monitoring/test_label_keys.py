@@ -9,7 +9,7 @@ import pytest
 
 from appliance.config import MonitoringConfig
 from appliance.errors import RequestError
-from appliance.monitoring import ModelInfo, MonitoringService
+from appliance.monitoring import ModelInfo, MonitoringService, output_values
 
 INFO = ModelInfo("m", 1, "classification", ("x",), (), (0, 1))
 
@@ -61,3 +61,19 @@ def test_boolean_class_label_two_rejected() -> None:
 
     with pytest.raises(RequestError, match="label 2 is not a class of model 'b'"):
         _target(info, {"label": 2})
+
+
+def test_output_values_reads_json_and_arrow_outputs() -> None:
+    binary = ModelInfo("b", 1, "classification", ("x",), (), (False, True))
+    regression = ModelInfo("r", 1, "regression", ("x",), (), None)
+    json_output = {"label": True, "probabilities": {"false": 0.25, "true": 0.75}}
+    arrow_output = {
+        "prediction": True,
+        "probability_false": 0.25,
+        "probability_true": 0.75,
+    }
+
+    assert output_values(binary, json_output) == [0.25, 0.75]
+    assert output_values(binary, arrow_output) == [0.25, 0.75]
+    assert output_values(regression, {"value": 1.5}) == 1.5
+    assert output_values(regression, {"prediction": 1.5}) == 1.5

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.config import Config, load_config
 from appliance.errors import RequestError
@@ -184,6 +185,24 @@ def test_rejected_segment_counted(tmp_path: Path) -> None:
     )
     assert kept.read_text() == '{"id": 1}\n[2]\n'
     assert buffer.buffered("events") == (0, 0)
+
+
+def test_counts_by_dataset(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    buffer = IngestBuffer(config)
+    buffer.append("events", [{"id": 1, "value": 0.5}])
+    buffer.flush("events")
+    buffer.append("events", [{"id": 2, "value": 2.0}, {"id": 3, "value": -1.0}])
+    buffer.append("events", [{"id": 4, "value": 1.0}])
+    before_flush = buffer.counts()
+    buffer.flush("events")
+    folder = config.storage.home / "buffer" / "events"
+    (folder / "segment-00000000000000000001.jsonl").write_text("[2]\n")
+    buffer.flush("events")
+
+    # accepted, flushed and quarantined rows, rejected segments
+    assert before_flush == {"events": (4, 1, 0, 0)}
+    assert buffer.counts() == {"events": (4, 3, 1, 1)}
 
 
 def test_recovery_drops_torn_last_line(tmp_path: Path) -> None:
@@ -440,6 +459,17 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
             "rejected_segments": 0,
             "last_rejection": None,
         }
+        metrics = httpx.get(f"{base}/metrics", trust_env=False).text
+        counted = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(metrics)
+            for sample in family.samples
+            if sample.labels.get("dataset") == "events"
+        }
+        assert counted["appliance_ingest_accepted_rows_total"] == 2
+        assert counted["appliance_ingest_flushed_rows_total"] == 1
+        assert counted["appliance_ingest_quarantined_rows_total"] == 1
+        assert counted["appliance_ingest_rejected_segments_total"] == 0
         listed = httpx.get(
             f"{base}/v1/admin/quarantine", params={"dataset": "events"}, trust_env=False
         ).json()["rows"]
