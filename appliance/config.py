@@ -76,6 +76,11 @@ class ServerConfig:
     malloc_trim_seconds: float = 60.0
     """Period at which the daemon returns freed glibc heap memory to the
     system with ``malloc_trim``, in seconds; 0 turns it off."""
+    background_nice: int = 10
+    """Added to the nice value of the daemon's background threads on Linux
+    (DuckDB's workers, the prediction log writer, the monitors, the ingest
+    buffer), so that a request thread that wakes up runs before them; 0 leaves
+    them at the process's priority."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -106,6 +111,10 @@ class ServerConfig:
         if self.malloc_trim_seconds < 0:
             raise ValueError(
                 f"malloc_trim_seconds must be 0 or more, got {self.malloc_trim_seconds}"
+            )
+        if not 0 <= self.background_nice <= 19:
+            raise ValueError(
+                f"background_nice must be within 0..19, got {self.background_nice}"
             )
 
 

@@ -14,7 +14,8 @@ uvicorn. The app's lifespan enters the `COMPONENTS` in order on one
 7. the retraining service, one job per model at a time;
 8. the APScheduler scheduler;
 9. the periodic ``malloc_trim`` that returns freed heap memory;
-10. the SIGHUP handler that reloads the configuration.
+10. the lower priority of the background threads (``[server] background_nice``);
+11. the SIGHUP handler that reloads the configuration.
 
 On SIGTERM uvicorn stops accepting connections and lets requests in flight
 finish; then the stack closes, so the scheduler stops, the buffered rows are
@@ -54,6 +55,7 @@ from appliance.memory import (
     trim_malloc,
     trim_periodically,
 )
+from appliance.pacing import lower_priority, thread_ids
 from appliance.predictions import PredictionLog
 from appliance.serving import (
     DaemonState,
@@ -100,7 +102,9 @@ async def open_catalog(state: DaemonState) -> AsyncIterator[None]:
     Version folders left by an ingest that was killed are removed first,
     while no ingest of this daemon runs.
     """
+    before = thread_ids()
     state.catalog = Catalog(state.config.storage.home)
+    state.duckdb_threads = thread_ids() - before
     limit_duckdb(state.catalog.db, state.config.server.catalog_memory_mb)
     await asyncio.to_thread(remove_orphan_folders, state.catalog)
     try:
@@ -366,6 +370,19 @@ def trim_memory(state: DaemonState) -> AbstractAsyncContextManager[None]:
 
 
 @contextlib.asynccontextmanager
+async def lower_background_priority(state: DaemonState) -> AsyncIterator[None]:
+    """Lower the priority of the background threads started so far."""
+    writers = (state.predictions, state.monitoring, state.ingest)
+    threads = state.duckdb_threads | {
+        thread for writer in writers if (thread := writer.thread_id) is not None
+    }
+    by = state.config.server.background_nice
+    changed = lower_priority(threads, by)
+    logger.info("background threads lowered by=%d threads=%d", by, changed)
+    yield
+
+
+@contextlib.asynccontextmanager
 async def handle_sighup(state: DaemonState) -> AsyncIterator[None]:
     """Reload the configuration on SIGHUP while the daemon runs."""
     loop = asyncio.get_running_loop()
@@ -386,6 +403,7 @@ COMPONENTS: list[Component] = [
     run_retraining,
     run_scheduler,
     trim_memory,
+    lower_background_priority,
     handle_sighup,
 ]
 """Parts of the daemon, entered in this order at startup and exited in reverse."""
@@ -396,8 +414,8 @@ def reload_config(state: DaemonState) -> bool:
 
     Settings read per request (limits, micro-batching, model declarations, log
     level) apply at once, and scheduled jobs follow the new intervals and
-    retraining schedules. A change of the home, host, port or session threads
-    needs a restart, so such a file is rejected as a whole.
+    retraining schedules. A change of the home, host, port, session threads,
+    memory or priority settings needs a restart, so such a file is rejected as a whole.
 
     Returns:
         True when the new configuration is in force.
@@ -470,6 +488,10 @@ def _check_reloadable(old: Config, new: Config) -> None:
         "server.malloc_trim_seconds": (
             old.server.malloc_trim_seconds,
             new.server.malloc_trim_seconds,
+        ),
+        "server.background_nice": (
+            old.server.background_nice,
+            new.server.background_nice,
         ),
     }
     for key, (before, after) in fixed.items():

@@ -7,12 +7,21 @@ the interpreter forces a switch, and then for the core, until the scheduler
 runs the request thread. Background loops therefore work in short chunks and
 pause between them: `pause` releases the GIL and yields the core, so a waiting
 request runs after about one chunk.
+
+On Linux the daemon also lowers the scheduling priority of its background
+threads (`lower_priority`), so that the kernel runs a request thread that
+wakes up at once instead of letting a background thread finish its time slice.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import time
+from collections.abc import Iterable
+
+logger = logging.getLogger(__name__)
 
 CHUNK_SECONDS = 0.0002
 """Length of background work after which `Pacer.tick` pauses."""
@@ -48,3 +57,41 @@ def pause() -> None:
 
 
 _sched_yield = getattr(os, "sched_yield", None)
+
+
+def thread_ids() -> set[int]:
+    """Return the kernel ids of this process's threads; empty without ``/proc``."""
+    try:
+        return {int(name) for name in os.listdir("/proc/self/task")}
+    except OSError:
+        return set()
+
+
+def lower_priority(threads: Iterable[int], by: int) -> int:
+    """Raise the nice value of each thread of this process in `threads` by `by`.
+
+    The new value is the calling thread's nice value plus `by`, at most 19.
+    Linux keeps a nice value per thread, so the other threads of the process
+    keep theirs. Elsewhere this does nothing, because there the same call
+    would change the whole process. A thread that is not (or no longer) one
+    of this process is skipped.
+
+    Returns:
+        Number of threads changed.
+    """
+    if by <= 0 or not sys.platform.startswith("linux"):
+        return 0
+    nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + by)
+    changed = 0
+    for thread in threads:
+        # A thread id is a process id too: one of an ended thread may now
+        # name a thread of another process, which must be left alone.
+        if not os.path.exists(f"/proc/self/task/{thread}"):
+            continue
+        try:
+            os.setpriority(os.PRIO_PROCESS, thread, nice)
+        except (ProcessLookupError, PermissionError) as exc:
+            logger.debug("priority unchanged thread=%d error=%s", thread, exc)
+            continue
+        changed += 1
+    return changed

@@ -6,7 +6,9 @@ import sys
 import threading
 import time
 
-from appliance.pacing import Pacer, pause
+import pytest
+
+from appliance.pacing import Pacer, lower_priority, pause, thread_ids
 
 
 def test_pacer_pauses_after_chunk() -> None:
@@ -56,3 +58,39 @@ def test_pause_releases_gil() -> None:
         worker.join()
 
     assert progressed > 0
+
+
+def _nice(thread: int) -> int:
+    # Field 19 of /proc/self/task/TID/stat, counted after the command name,
+    # which ends with the last ")".
+    stat = open(f"/proc/self/task/{thread}/stat").read()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+def test_lower_priority_changes_only_given_threads() -> None:
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        own = _nice(threading.get_native_id())
+        assert worker.native_id in thread_ids()
+
+        changed = lower_priority([worker.native_id], 5)
+
+        assert changed == 1
+        assert _nice(worker.native_id) == min(19, own + 5)
+        assert _nice(threading.get_native_id()) == own
+    finally:
+        release.set()
+        worker.join()
+
+
+def test_lower_priority_skips_ended_threads_and_zero() -> None:
+    worker = threading.Thread(target=lambda: None)
+    worker.start()
+    worker.join()
+    assert worker.native_id is not None
+
+    assert lower_priority([worker.native_id], 5) == 0
+    assert lower_priority([threading.get_native_id()], 0) == 0

@@ -118,6 +118,12 @@ class MonitoringService:
         """Called with the model name from the worker thread after streaming
         detections of the model were recorded, such as to start a retraining."""
 
+    @property
+    def thread_id(self) -> int | None:
+        """Kernel id of the worker thread while it runs, else None."""
+        thread = self._thread
+        return thread.native_id if thread is not None and thread.is_alive() else None
+
     def start(self) -> None:
         """Restore the saved monitors and start the worker thread."""
         self._restore_all()

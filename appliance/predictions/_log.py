@@ -102,6 +102,12 @@ class PredictionLog:
         """True while the writer thread runs."""
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def thread_id(self) -> int | None:
+        """Kernel id of the worker thread while it runs, else None."""
+        thread = self._thread
+        return thread.native_id if thread is not None and thread.is_alive() else None
+
     def start(self) -> None:
         """Create the table, load what a crash left and start the writer thread.
 

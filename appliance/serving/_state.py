@@ -179,6 +179,8 @@ class DaemonState:
     """Write-ahead buffer of the rows sent to ``POST /v1/datasets/NAME/rows``."""
     retraining: RetrainService = field(init=False)
     """Retraining jobs of the models, one at a time per model."""
+    duckdb_threads: set[int] = field(default_factory=set)
+    """Kernel ids of the worker threads DuckDB started for the catalog."""
     admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while an admin command changes the catalog, one at a time."""
     ready_at: float | None = None

@@ -151,6 +151,12 @@ class IngestBuffer:
                 for name, state in self._states.items()
             }
 
+    @property
+    def thread_id(self) -> int | None:
+        """Kernel id of the worker thread while it runs, else None."""
+        thread = self._thread
+        return thread.native_id if thread is not None and thread.is_alive() else None
+
     def start(self) -> None:
         """Flush what a previous run left, then flush by size or age in a thread."""
         self.recover()
