@@ -67,10 +67,11 @@ def thread_ids() -> set[int]:
         return set()
 
 
-def lower_priority(threads: Iterable[int], by: int) -> int:
-    """Raise the nice value of each thread of this process in `threads` by `by`.
+def lower_priority(threads: Iterable[int], increment: int) -> int:
+    """Raise the nice value of each thread of this process in `threads`.
 
-    The new value is the calling thread's nice value plus `by`, at most 19.
+    The new value is the calling thread's nice value plus `increment`, at
+    most 19.
     Linux keeps a nice value per thread, so the other threads of the process
     keep theirs. Elsewhere this does nothing, because there the same call
     would change the whole process. A thread that is not (or no longer) one
@@ -79,13 +80,13 @@ def lower_priority(threads: Iterable[int], by: int) -> int:
     Returns:
         Number of threads changed.
     """
-    if by <= 0 or not sys.platform.startswith("linux"):
+    if increment <= 0 or not sys.platform.startswith("linux"):
         return 0
-    nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + by)
+    nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + increment)
     changed = 0
     for thread in threads:
-        # A thread id is a process id too: one of an ended thread may now
-        # name a thread of another process, which must be left alone.
+        # Thread ids and process ids share one number space, so the id of an
+        # ended thread may now belong to another process, which is left alone.
         if not os.path.exists(f"/proc/self/task/{thread}"):
             continue
         try:
