@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import DaemonError
-from appliance.homelock import DaemonAddress, read_address
+from appliance.homelock import DaemonAddress, file_sha256, read_address
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +107,13 @@ class DaemonClient:
         )
 
 
-def find_daemon(home: Path) -> DaemonClient | None:
+def find_daemon(home: Path, config: Path | None = None) -> DaemonClient | None:
     """Return a client of the daemon running on `home`, or None if none runs.
 
     A daemon that is starting is waited for until it has bound its port.
+    A warning is logged when `config`, the command's configuration file, is
+    not the file the daemon runs with or has changed since the daemon read it,
+    because the daemon carries out the command with its own settings.
 
     Raises:
         DaemonError: A daemon holds the home but did not bind a port in time.
@@ -129,7 +132,37 @@ def find_daemon(home: Path) -> DaemonClient | None:
         address = read_address(home)
         if address is None:
             return None
+    if config is not None:
+        _warn_if_config_differs(address, config)
     return DaemonClient(address)
+
+
+def _warn_if_config_differs(address: DaemonAddress, config: Path) -> None:
+    """Warn when the daemon at `address` does not run with `config` as it is."""
+    if address.config is None:
+        return
+    reload = f"kill -HUP {address.pid}, or systemctl reload appliance"
+    if Path(address.config) != config.resolve():
+        logger.warning(
+            "the daemon (pid %d) runs with %s, not %s, and carries out this "
+            "command with its settings; to use %s, copy it to %s and reload the "
+            "daemon (%s)",
+            address.pid,
+            address.config,
+            config,
+            config,
+            address.config,
+            reload,
+        )
+    elif address.config_sha256 != file_sha256(config):
+        logger.warning(
+            "%s changed after the daemon (pid %d) read it, and the daemon carries "
+            "out this command with the settings it read; reload it to apply the "
+            "change (%s)",
+            config,
+            address.pid,
+            reload,
+        )
 
 
 def _param(value: Any) -> str:

@@ -430,6 +430,8 @@ def reload_config(state: DaemonState) -> bool:
         )
         return False
     state.config = new
+    if state.home_lock is not None:
+        state.home_lock.record(state.host, state.port, new.path)
     state.models.configure(batch_settings(new.server))
     # Dataset settings and contracts apply from the next flush; the flush
     # thresholds of [ingest] need a restart.
@@ -573,12 +575,13 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
     with HomeLock(config.storage.home) as lock:
         sock = _bind(bind_host, bind_port)
         bound_port = sock.getsockname()[1]
-        lock.record(bind_host, bound_port)
+        lock.record(bind_host, bound_port, config.path)
         state = DaemonState(
             config=dataclasses.replace(config),
             metrics=ServingMetrics(),
             host=bind_host,
             port=bound_port,
+            home_lock=lock,
         )
         server = uvicorn.Server(
             uvicorn.Config(

@@ -1,7 +1,8 @@
 """The daemon lock: one running daemon per home, and where to reach it.
 
 The daemon holds an exclusive `fcntl.flock` on ``HOME/daemon.lock`` for its
-whole life and writes its pid, host and port into the file. The kernel drops
+whole life and writes its pid, host and port into the file, with the path and
+SHA-256 of the configuration file it runs with. The kernel drops
 the lock when the process dies, so a stale file left by a crash never blocks a
 new daemon. Clients read the file to find the daemon's port, and test the lock
 to know that the daemon is still running.
@@ -10,6 +11,7 @@ to know that the daemon is still running.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -32,6 +34,10 @@ class DaemonAddress:
     pid: int
     host: str
     port: int
+    config: str | None = None
+    """Path of the configuration file the daemon runs with."""
+    config_sha256: str | None = None
+    """SHA-256 of that file's bytes when the daemon read it."""
 
     @property
     def base_url(self) -> str:
@@ -70,14 +76,19 @@ class HomeLock:
                 "stop it first or use another APPLIANCE_HOME"
             ) from None
         self._fd = fd
-        self.record("", 0)
+        self.record("", 0, None)
         logger.info("home locked path=%s pid=%d", self.path, os.getpid())
         return self
 
-    def record(self, host: str, port: int) -> None:
-        """Write this process's pid and the address it listens on."""
+    def record(self, host: str, port: int, config: Path | None) -> None:
+        """Write this process's pid, the address it listens on and the path and
+        SHA-256 of its configuration file (when it was read from one)."""
         assert self._fd is not None, "enter the lock before recording an address"
-        text = json.dumps({"pid": os.getpid(), "host": host, "port": port})
+        fields = {"pid": os.getpid(), "host": host, "port": port}
+        if config is not None:
+            fields["config"] = str(config.resolve())
+            fields["config_sha256"] = file_sha256(config)
+        text = json.dumps(fields)
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, text.encode(), 0)
         os.fsync(self._fd)
@@ -123,8 +134,20 @@ def read_address(home: Path) -> DaemonAddress | None:
     try:
         record = json.loads(text)
         address = DaemonAddress(
-            int(record["pid"]), str(record["host"]), int(record["port"])
+            int(record["pid"]),
+            str(record["host"]),
+            int(record["port"]),
+            record.get("config"),
+            record.get("config_sha256"),
         )
     except (ValueError, KeyError, TypeError):
         return None
     return address
+
+
+def file_sha256(path: Path) -> str | None:
+    """Return the SHA-256 of the file at `path`, or None if it cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None

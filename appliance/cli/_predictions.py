@@ -72,7 +72,7 @@ def fetch(config: Config, params: dict[str, Any]) -> list[dict[str, Any]]:
     """
     from appliance.client import find_daemon
 
-    client = find_daemon(config.storage.home)
+    client = find_daemon(config.storage.home, config.path)
     if client is not None:
         return client.get("/v1/predictions", params)["predictions"]
     from appliance.predictions import query

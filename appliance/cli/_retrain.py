@@ -70,7 +70,7 @@ def _retrain(config: Config, args: argparse.Namespace) -> None:
     from appliance.client import find_daemon
 
     config.model(args.name)
-    client = find_daemon(config.storage.home)
+    client = find_daemon(config.storage.home, config.path)
     if args.history:
         rows = _history(config, client, args.name)
         print_rows(rows, args.json, _HISTORY_COLUMNS)

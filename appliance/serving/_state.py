@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from litestar import Request
 
     from appliance.features import FeatureServer
+    from appliance.homelock import HomeLock
     from appliance.monitoring import MonitoringService
     from appliance.predictions import PredictionLog
     from appliance.retraining import RetrainService
@@ -165,6 +166,8 @@ class DaemonState:
     metrics: ServingMetrics
     host: str
     port: int
+    home_lock: HomeLock | None = None
+    """The lock on the home, whose record names the configuration in force."""
     started_at: float = field(default_factory=time.time)
     catalog: Catalog = field(init=False)
     """The daemon's connection, the only writer of the catalog while it runs."""

@@ -123,7 +123,9 @@ def test_ingest_through_daemon_waits_long(
     data = tmp_path / "sales.csv"
     data.write_text("id,region,amount\n1,north,2.5\n")
     recording = _RecordingClient()
-    monkeypatch.setattr(client_module, "find_daemon", lambda home: recording)
+    monkeypatch.setattr(
+        client_module, "find_daemon", lambda home, config=None: recording
+    )
 
     status = main(["--config", str(tmp_path / "c.toml"), "ingest", "sales", str(data)])
 
