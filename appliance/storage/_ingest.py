@@ -139,7 +139,8 @@ def ingest(
             the schema changed, instead of quarantining rows.
         views: The configured feature views, to check that the files have
             the columns their entity keys and timestamps are read from.
-        force: Ingest even when the files lack such a column (a warning).
+        force: Ingest even when the files lack such a column, or have none
+            of the dataset's columns (a warning).
         same_paths: In ``append`` mode, take an earlier version of the same
             bytes as this ingest only when it also read them from the same
             paths. The ingest buffer sets it, because two of its segments
@@ -147,8 +148,9 @@ def ingest(
 
     Raises:
         IngestError: A file is missing, empty, unreadable, of an unknown format,
-            breaks the contract while `strict` is set, or lacks a column that
-            a feature view's key is read from without `force`.
+            breaks the contract while `strict` is set, or, without `force`,
+            lacks a column that a feature view's key is read from or has none
+            of the dataset's columns.
         StorageError: The lake or the catalog cannot be written; nothing was
             stored.
     """
@@ -302,6 +304,10 @@ def _ingest_new(
             for name, t in staged.inference.types.items()
         }
         warnings += schema_changes(contract, inferred)
+    if contract is not None and contract.columns:
+        warnings += _check_shared_columns(
+            sources, dataset, list(contract.columns), staged.missing, checks.force
+        )
     if checks.views and contract is None:
         warnings += check_first_keys(
             db, dataset, staged.source_types, checks.views, checks.force
@@ -375,6 +381,40 @@ class _Written:
     partitioned: bool
     accepted: int
     quarantined: int
+
+
+def _check_shared_columns(
+    sources: list[SourceFile],
+    dataset: str,
+    columns: list[str],
+    missing: list[str],
+    force: bool,
+) -> list[str]:
+    """Reject files that have none of the contract's `columns`, unless `force`.
+
+    Such files are most likely meant for another dataset: taken as they are,
+    every row would be missing every known column.
+
+    Returns:
+        A warning when the files share no column and `force` is set.
+
+    Raises:
+        IngestError: The files share no column and `force` is not set.
+    """
+    if len(missing) < len(columns):
+        return []
+    shown = ", ".join(repr(name) for name in columns[:8])
+    more = f" and {len(columns) - 8} more" if len(columns) > 8 else ""
+    problem = (
+        f"{source_names(sources)} has none of the columns of dataset "
+        f"{dataset!r} ({shown}{more})"
+    )
+    if not force:
+        raise IngestError(
+            f"{problem}; check the dataset name and the file, or ingest with "
+            "--force to store it anyway"
+        )
+    return [f"{problem}; stored because of --force"]
 
 
 def _record_new(
