@@ -15,6 +15,7 @@ import duckdb
 
 from appliance.errors import StorageError
 from appliance.home import create_home
+from appliance.storage._relocate import recorded_home, relocate
 
 logger = logging.getLogger(__name__)
 
@@ -148,9 +149,15 @@ class Catalog:
         try:
             if read_only and not self.path.exists():
                 read_only = False
+            if read_only and self._moved():
+                # The paths are rewritten once, on a connection that may write.
+                with duckdb.connect(str(self.path)) as db:
+                    db.execute(_SCHEMA)
+                    relocate(db, str(home.resolve()))
             self.db = duckdb.connect(str(self.path), read_only=read_only)
             if not read_only:
                 self.db.execute(_SCHEMA)
+                relocate(self.db, str(home.resolve()))
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 hint = (
@@ -165,6 +172,12 @@ class Catalog:
             raise StorageError(
                 f"cannot open the catalog {self.path}: {exc}. {hint}"
             ) from exc
+
+    def _moved(self) -> bool:
+        """Return whether the catalog's paths are under another home than its own."""
+        with duckdb.connect(str(self.path), read_only=True) as db:
+            recorded = recorded_home(db)
+        return recorded is not None and recorded != str(self.home.resolve())
 
     @property
     def lake(self) -> Path:
