@@ -241,6 +241,41 @@ def test_cli_predict_regression_file(
     assert scored["prediction"].tolist() == pytest.approx(want, abs=TOLERANCE)
 
 
+def test_cli_predict_csv_output(
+    cli, trained: TrainedHome, frames: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    name = "regression_lightgbm"
+    frame = scoring_frame(frames, name)
+    source = tmp_path / "in.parquet"
+    frame.to_parquet(source, index=False)
+    csv_output, parquet_output = tmp_path / "out.csv", tmp_path / "out.parquet"
+
+    assert score(cli, trained, name, source, csv_output).returncode == 0
+    assert score(cli, trained, name, source, parquet_output).returncode == 0
+
+    from_csv = pd.read_csv(csv_output)
+    from_parquet = pq.ParquetFile(parquet_output).read().to_pandas()
+    assert list(from_csv.columns) == list(from_parquet.columns)
+    assert len(from_csv) == len(frame)
+    assert from_csv["prediction"].tolist() == pytest.approx(
+        from_parquet["prediction"].tolist(), rel=1e-6
+    )
+
+
+def test_cli_predict_unknown_output_suffix(
+    cli, trained: TrainedHome, tmp_path: Path
+) -> None:
+    output = tmp_path / "out.json"
+    result = score(cli, trained, "binary_lightgbm", trained.sources["binary"], output)
+
+    assert result.returncode == 1
+    assert error_line(result.stderr) == (
+        f"error: {output}: the output format is taken from the file name; end it "
+        "with .parquet (or .pq) for Parquet or .csv for CSV"
+    )
+    assert not output.exists()
+
+
 def test_cli_predict_missing_input(cli, trained: TrainedHome, tmp_path: Path) -> None:
     source = tmp_path / "absent.csv"
     output = tmp_path / "out.parquet"

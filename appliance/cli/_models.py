@@ -29,10 +29,16 @@ def register(commands: Any) -> None:
     train = add_command(commands, "train", _train, "train, export and register a model")
     train.add_argument("name", help="model name declared as [models.NAME]")
 
-    predict = add_command(commands, "predict", _predict, "score a file to Parquet")
+    predict = add_command(
+        commands, "predict", _predict, "score a file to Parquet or CSV"
+    )
     predict.add_argument("name", metavar="NAME[@VERSION]", help=_REFERENCE_HELP)
     predict.add_argument("input", type=Path, help="CSV or Parquet file to score")
-    predict.add_argument("output", type=Path, help="Parquet file to write")
+    predict.add_argument(
+        "output",
+        type=Path,
+        help="file to write: .parquet (or .pq) for Parquet, .csv for CSV",
+    )
     predict.add_argument(
         "--version",
         help="version number or alias, the same as NAME@VERSION (default: the "

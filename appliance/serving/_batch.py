@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -15,14 +15,12 @@ import pyarrow as pa
 from appliance.errors import IngestError, RequestError
 from appliance.serving._onnx import OnnxModel
 
-if TYPE_CHECKING:
-    import pyarrow.parquet as pq
-
 logger = logging.getLogger(__name__)
 
 _BATCH_ROWS = 100_000
 _COLUMN_COUNTS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
 _RENAMED = re.compile(r".+_[0-9]+")
+_OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
 
 
 def score_file(
@@ -31,7 +29,9 @@ def score_file(
     target: Path,
     prepare: Callable[[pa.Table], pa.Table] | None = None,
 ) -> int:
-    """Write `source` rows with their predictions to Parquet file `target`.
+    """Write `source` rows with their predictions to `target`.
+
+    The output is CSV when `target` ends with ``.csv``, else Parquet (zstd).
 
     `prepare`, when given, transforms the rows before scoring, such as
     joining the model's feature views.
@@ -40,7 +40,8 @@ def score_file(
         Number of rows scored.
 
     Raises:
-        IngestError: The input is missing, empty or not CSV or Parquet.
+        IngestError: The input is missing, empty or not CSV or Parquet, or the
+            output name ends with neither ``.csv`` nor ``.parquet``/``.pq``.
         RequestError: A column the model needs is missing or mistyped; the
             message names the file and the line (CSV) or row (Parquet).
     """
@@ -52,9 +53,7 @@ def score_file(
         except RequestError as exc:
             raise _located(exc, source, 0, table.num_rows) from None
     partial = target.with_name(target.name + ".partial")
-    import pyarrow.parquet as pq  # loaded by batch scoring only
-
-    writer: pq.ParquetWriter | None = None
+    writer: Any = None
     try:
         for start in range(0, max(table.num_rows, 1), _BATCH_ROWS):
             chunk = table.slice(start, _BATCH_ROWS)
@@ -63,7 +62,7 @@ def score_file(
             except RequestError as exc:
                 raise _located(exc, source, start, table.num_rows) from None
             if writer is None:
-                writer = pq.ParquetWriter(partial, scored.schema, compression="zstd")
+                writer = _open_writer(partial, scored.schema, target)
             writer.write_table(scored)
         if writer is not None:
             writer.close()
@@ -117,12 +116,29 @@ def _place(source: Path, position: int, rows: int) -> str:
     return f"line {records.lines[position]}"
 
 
+def _open_writer(partial: Path, schema: pa.Schema, target: Path) -> Any:
+    """Return a writer of `schema` rows to `partial`, in the format `target` names."""
+    if target.suffix.lower() == ".csv":
+        import pyarrow.csv as pc_csv  # loaded by batch scoring only
+
+        return pc_csv.CSVWriter(partial, schema)
+    import pyarrow.parquet as pq  # loaded by batch scoring only
+
+    return pq.ParquetWriter(partial, schema, compression="zstd")
+
+
 def check_target(source: Path, target: Path) -> None:
     """Check that `target` can be written as the scored copy of `source`.
 
     Raises:
-        IngestError: `target` is the input, a folder, or in a missing folder.
+        IngestError: `target` is the input, a folder, in a missing folder, or
+            named with a suffix other than ``.csv``, ``.parquet`` or ``.pq``.
     """
+    if target.suffix.lower() not in _OUTPUT_SUFFIXES and not target.is_dir():
+        raise IngestError(
+            f"{target}: the output format is taken from the file name; end it "
+            "with .parquet (or .pq) for Parquet or .csv for CSV"
+        )
     if target.resolve() == source.resolve():
         raise IngestError(
             f"{target}: the output file is the input file; name another output"
