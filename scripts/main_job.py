@@ -75,7 +75,7 @@ def main() -> int:
         if daemon.returncode != 0:
             print(log[-2000:])
 
-    _step("6/6 score April as a batch file")
+    _step("6/6 score April as a batch file, cancelled flights included")
     april_csv = source / "april.csv"
     scored = home / "april_scored.parquet"
     _write_april(flights_csv, april_csv)
@@ -176,7 +176,8 @@ def _serve_april(base: str, flights_csv: Path) -> None:
         scores += [p["probabilities"]["true"] for p in response["predictions"]]
     batch_seconds = time.perf_counter() - started
     print(
-        f"{len(scores)} April flights in batches of {BATCH_ROWS}: "
+        f"{len(scores)} April flights that arrived (cancelled and diverted "
+        f"flights have no arrival delay to score) in batches of {BATCH_ROWS}: "
         f"{len(scores) / batch_seconds:.0f} rows/s"
     )
     proba = np.array(scores)
