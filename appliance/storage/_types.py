@@ -39,6 +39,8 @@ _ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _TIME_ZONE = r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
 _DATE_LIKE = r"^[0-9]{1,4}[-/. ]([0-9]{1,2}|[A-Za-z]{3,9})[-/. ][0-9]{1,4}$"
 _DAY_MONTH = r"^[0-9]{1,2}[-/.][0-9]{1,2}[-/.][0-9]{4}$"
+_GROUPED = r"^[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?$"
+"""A number with commas between groups of thousands, such as 1,234.5."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def infer_types(
         for name in pending:
             try:
                 column = _choose(known[name], date_formats, decimal_separator)
-                warning = _date_warning(name, known[name], column, date_formats)
+                warning = _text_warning(name, known[name], column, date_formats)
             except _Unknown as unknown:
                 requests[name] = unknown.test
                 continue
@@ -188,6 +190,9 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
         "zoned": f"bool_or(regexp_matches({v}, '{_TIME_ZONE}'))",
         "date_like": every(f"regexp_matches({v}, '{_DATE_LIKE}')"),
         "day_month": every(f"regexp_matches({v}, '{_DAY_MONTH}')"),
+        "grouped": every(
+            f"regexp_matches({v}, '{_GROUPED}') OR TRY_CAST({v} AS DOUBLE) IS NOT NULL"
+        ),
         # Only `_ambiguous` reads these two, and only when every value matches
         # _DAY_MONTH, so their CASE parses only the values that match it.
         "day_first_only": _only_one_order(v, "%m/%d/%Y", "%d/%m/%Y"),
@@ -255,7 +260,7 @@ def _ambiguous(outcome: dict[str, bool]) -> bool:
     )
 
 
-def _date_warning(
+def _text_warning(
     name: str,
     outcome: _Outcome,
     chosen: ColumnType,
@@ -275,6 +280,12 @@ def _date_warning(
             f"column {name!r} looks like dates in a format that is not allowed "
             f"(allowed: {allowed}), so it stays text; add its format to "
             "[datasets.NAME] date_formats"
+        )
+    if outcome["grouped"]:
+        return (
+            f"column {name!r} contains numbers with ',' between thousands (such as "
+            "1,234.5), so it stays text; remove the separators from the file to "
+            "store it as numbers"
         )
     return None
 
@@ -335,7 +346,7 @@ def stored_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> s
 
 _SNIFFED_NON_TEXT = ("BIGINT", "DOUBLE", "BOOLEAN")
 """Sniffed types that get a warning when their column ends as text. Dates have
-their own warnings in `_date_warning`."""
+their own warnings in `_text_warning`."""
 
 
 def text_fallback_warnings(

@@ -310,6 +310,28 @@ def test_day_month_ambiguous_flagged(catalog: Catalog, write_file: WriteFile) ->
     assert "column 'd' holds ambiguous dates" in result.warnings[0]
 
 
+def test_thousands_separators_flagged(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("amounts.csv", 'id,amount\n1,"1,234.5"\n2,12.5\n3,"2,000"\n')
+
+    result = ingest(catalog, "amounts", [path])
+
+    assert result.version.schema == {"id": "BIGINT", "amount": "VARCHAR"}
+    assert result.warnings == [
+        "column 'amount' contains numbers with ',' between thousands (such as "
+        "1,234.5), so it stays text; remove the separators from the file to "
+        "store it as numbers"
+    ]
+
+
+def test_text_with_commas_not_flagged(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("notes.csv", 'id,note\n1,"1,234.5"\n2,"red, blue"\n')
+
+    result = ingest(catalog, "notes", [path])
+
+    assert result.version.schema["note"] == "VARCHAR"
+    assert result.warnings == []
+
+
 def test_day_first_unambiguous_parses(catalog: Catalog, write_file: WriteFile) -> None:
     path = write_file("dmy.csv", "d\n01/02/2024\n25/12/2024\n")
     settings = DatasetConfig(name="dmy", date_formats=("%d/%m/%Y", "%m/%d/%Y"))
