@@ -269,10 +269,14 @@ def _unique_check(
         f"{literal(name + '=')} || coalesce(CAST({ident(name)} AS VARCHAR), 'NULL')"
         for name in key
     )
+    # Like SQL's UNIQUE, a key with a missing value repeats no other key. An
+    # invalid value, which reads as missing here, is quarantined for itself,
+    # and `nullable = false` is the rule that rejects a missing one.
+    present = " AND ".join(f"{ident(name)} IS NOT NULL" for name in key)
     keyed = f"SELECT _file, _record, {', '.join(values)} FROM {STAGED}"
     repeated = (
         f"SELECT _file, _record, {names}, row_number() OVER (PARTITION BY {names} "
-        f"ORDER BY _file, _record) AS _seen FROM ({keyed})"
+        f"ORDER BY _file, _record) AS _seen FROM ({keyed}) WHERE {present}"
     )
     condition = "_seen > 1"
     if parent_scan:

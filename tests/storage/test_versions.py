@@ -160,6 +160,23 @@ def test_retention_keeps_files_of_append_chain(
     assert rows == [(0,), (1,)]
 
 
+def test_missing_keys_repeat_no_key(catalog: Catalog, write_file: WriteFile) -> None:
+    contract = ContractConfig(
+        columns={"id": ColumnRule(type="BIGINT")}, unique_key=("id",)
+    )
+    settings = DatasetConfig(name="k", contract=contract)
+    text = "id,v\n1,a\nabc,b\n,c\n,d\n2,e\n1,f\n"
+
+    result = ingest(catalog, "k", [write_file("k.csv", text)], settings=settings)
+
+    found = [(r.line, r.column, r.reason) for r in list_quarantine(catalog, "k")]
+    assert found == [
+        (3, "id", 'value "abc" is not a valid BIGINT'),
+        (7, "id", "duplicate unique key (id=1)"),
+    ]
+    assert result.accepted == 4
+
+
 def test_quarantine_counts_and_rows(catalog: Catalog, write_file: WriteFile) -> None:
     contract = ContractConfig(
         columns={
