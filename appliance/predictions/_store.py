@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from appliance.errors import RequestError
 from appliance.storage import Catalog
 
 logger = logging.getLogger(__name__)
@@ -218,7 +219,15 @@ def query(
         until: Only rows predicted before this time.
         limit: Most rows returned.
         newest_first: Order by newest first instead of oldest first.
+
+    Raises:
+        RequestError: `since` is not before `until`, so no row can match.
     """
+    if since is not None and until is not None and since >= until:
+        raise RequestError(
+            f"since {since.isoformat()} is not before until {until.isoformat()}, "
+            "so no prediction can match; swap them or widen the range"
+        )
     db = catalog.db
     tables = [t for (t,) in db.execute("SHOW TABLES").fetchall()]
     sources = ["SELECT * FROM predictions"] if "predictions" in tables else []

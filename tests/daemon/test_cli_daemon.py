@@ -102,6 +102,30 @@ def test_predictions_tail_and_query(start_daemon: Any) -> None:
     assert none.stdout == ""
 
 
+def test_query_since_after_until_rejected(start_daemon: Any) -> None:
+    daemon = start_daemon()
+    window = ["--since", "2026-12-06", "--until", "2026-12-05"]
+    expected = (
+        "since 2026-12-06T00:00:00+00:00 is not before until "
+        "2026-12-05T00:00:00+00:00, so no prediction can match; swap them or "
+        "widen the range"
+    )
+
+    online = run_cli(daemon.config, "predictions", "query", *window)
+    response = httpx.get(
+        daemon.base + "/v1/predictions",
+        params={"since": "2026-12-06T00:00:00Z", "until": "2026-12-05T00:00:00Z"},
+    )
+    assert daemon.stop() == 0
+    offline = run_cli(daemon.config, "predictions", "query", *window)
+
+    assert online.returncode != 0
+    assert expected in online.stderr
+    assert response.status_code == 422
+    assert offline.returncode != 0
+    assert expected in offline.stderr
+
+
 def test_negative_limit_rejected(start_daemon: Any) -> None:
     daemon = start_daemon()
     routes = [
