@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import duckdb
+
 from appliance.config import dataset_name_problem
 from appliance.errors import NotFoundError
 from appliance.storage._catalog import Catalog
@@ -114,10 +116,31 @@ def get_dataset_version(catalog: Catalog, reference: str) -> DatasetVersion:
     if len(rows) != 1:
         known = ", ".join(v.version for v in list_versions(catalog, dataset)) or "none"
         problem = "matches several versions" if rows else "is not a version"
+        removed = None if rows else _removed_at(catalog, dataset, version)
+        if removed is not None:
+            raise NotFoundError(
+                f"version {removed[0]} of dataset {dataset!r} was removed by the "
+                f"retention rule ([datasets.{dataset}] keep_versions) at "
+                f"{removed[1].isoformat()}; versions: {known}"
+            )
         raise NotFoundError(
             f"{version!r} {problem} of dataset {dataset!r}; versions: {known}"
         )
     return _with_uses(catalog, [version_from_row(rows[0])])[0]
+
+
+def _removed_at(catalog: Catalog, dataset: str, prefix: str) -> tuple | None:
+    """Return the id and removal time of the one removed version `prefix` names."""
+    try:
+        rows = catalog.db.execute(
+            "SELECT version, removed_at FROM removed_versions WHERE dataset = ? "
+            "AND starts_with(version, ?)",
+            [dataset, prefix],
+        ).fetchall()
+    except duckdb.CatalogException:
+        # A catalog written before removed versions were recorded, read-only.
+        return None
+    return rows[0] if len(rows) == 1 else None
 
 
 def list_versions(catalog: Catalog, dataset: str | None = None) -> list[DatasetVersion]:

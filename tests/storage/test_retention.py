@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from appliance.config import DatasetConfig
+from appliance.errors import NotFoundError
 from appliance.storage import Catalog, get_dataset_version, ingest, list_versions
 from pipeline_support import train_on
 
@@ -80,3 +82,19 @@ def test_datasets_list_names_model_versions(tmp_path: Path) -> None:
     assert rows[newest]["used_by"] == []
     assert shown.returncode == 0, shown.stderr
     assert "used by     m v1 (retention keeps this version)" in shown.stdout
+
+
+def test_removed_version_named_as_removed(tmp_path: Path) -> None:
+    with Catalog(tmp_path / "home") as catalog:
+        first = _ingest_more(tmp_path, catalog, 1, keep=1)
+        latest = _ingest_more(tmp_path, catalog, 2, keep=1)
+
+        with pytest.raises(NotFoundError) as raised:
+            get_dataset_version(catalog, f"d@{first[:8]}")
+
+    message = str(raised.value)
+    assert message.startswith(
+        f"version {first} of dataset 'd' was removed by the retention rule "
+        "([datasets.d] keep_versions) at "
+    )
+    assert message.endswith(f"; versions: {latest}")

@@ -141,7 +141,7 @@ def test_retention_keeps_newest(catalog: Catalog, write_file: WriteFile) -> None
 
     assert kept == [ids[2], ids[1]]
     assert not (catalog.lake / "d" / f"version={ids[0]}").exists()
-    with pytest.raises(NotFoundError, match="is not a version of dataset 'd'"):
+    with pytest.raises(NotFoundError, match="was removed by the retention rule"):
         get_dataset_version(catalog, f"d@{ids[0]}")
 
 
