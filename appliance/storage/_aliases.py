@@ -85,10 +85,16 @@ def rollback_target(catalog: Catalog, model: str, alias: str = CHAMPION) -> int:
     """
     stack = _version_stack(catalog, model, alias)
     if len(stack) < 2:
+        where = (
+            f"version {stack[-1]} is the first {alias} that the earlier "
+            "promotions and rollbacks left"
+            if stack
+            else f"it has no {alias} yet"
+        )
         raise RegistryError(
-            f"model {model!r} has no previous {alias} to roll back to; its "
-            f"{alias} history holds {len(stack)} version(s). Use 'appliance models "
-            f"promote {model} VERSION' to choose a version"
+            f"model {model!r} has no earlier {alias} to roll back to: {where} "
+            f"('appliance models history {model}' lists them). Use 'appliance "
+            f"models promote {model} VERSION' to choose a version"
         )
     return stack[-2]
 

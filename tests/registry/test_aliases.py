@@ -98,9 +98,12 @@ def test_rollback_walks_history_back(tmp_path: Path) -> None:
     _rollback(tmp_path, "bob", "back to the latest")
     assert _champion(tmp_path) == 3
 
-    with pytest.raises(RegistryError, match="no previous champion"):
+    with pytest.raises(RegistryError, match="no earlier champion") as raised:
         _rollback(tmp_path, "bob", "nothing left")
     assert _champion(tmp_path) == 3
+    assert "version 3 is the first champion that the earlier promotions" in str(
+        raised.value
+    )
 
     with Catalog(tmp_path, read_only=True) as catalog:
         history = alias_history(catalog, "m", CHAMPION)
@@ -112,7 +115,7 @@ def test_rollback_walks_history_back(tmp_path: Path) -> None:
 def test_rollback_without_history_rejected(tmp_path: Path) -> None:
     _register(tmp_path, 2)
 
-    with pytest.raises(RegistryError, match="no previous champion"):
+    with pytest.raises(RegistryError, match="no earlier champion"):
         _rollback(tmp_path, "bob", "")
 
 

@@ -103,4 +103,4 @@ def _daemon_commands(
     assert "late champion: version 2 (was 1), rollback by" in rolled
     again = run(config.path, config.storage.home, "models", "rollback", "late")
     assert again.returncode == 1
-    assert "no previous champion" in again.stderr
+    assert "no earlier champion" in again.stderr
