@@ -429,3 +429,44 @@ def http(daemon: Daemon) -> Iterator[httpx.Client]:
     client = httpx.Client(base_url=daemon.base_url, trust_env=False, timeout=30.0)
     with client:
         yield client
+
+
+def write_flights_week(folder: Path) -> tuple[Path, Path]:
+    """Write a week of 3-hourly flights and weather readings at EWR.
+
+    Returns:
+        The flights CSV (origin, time_hour, distance, late) and the weather
+        CSV (origin, time_hour, temp), both in `folder`.
+    """
+    flights = ["origin,time_hour,distance,late"]
+    weather = ["origin,time_hour,temp"]
+    for day in range(1, 8):
+        for hour in range(0, 24, 3):
+            stamp = f"2013-02-{day:02d}T{hour:02d}:00:00Z"
+            temp = float((day * 7 + hour) % 40)
+            weather.append(f"EWR,{stamp},{temp}")
+            flights.append(f"EWR,{stamp},{100 + hour * 10},{str(temp > 20).lower()}")
+    flights_csv, weather_csv = folder / "flights.csv", folder / "weather.csv"
+    flights_csv.write_text("\n".join(flights) + "\n")
+    weather_csv.write_text("\n".join(weather) + "\n")
+    return flights_csv, weather_csv
+
+
+def serve_flights_week(root: Path, config_text: str) -> Iterator[Daemon]:
+    """Train model ``late`` of `config_text` on `write_flights_week` and serve it.
+
+    A generator for module fixtures: it yields the running daemon and stops
+    it when resumed.
+    """
+    (root / "config.toml").write_text(config_text)
+    config = load_config(root / "config.toml")
+    flights_csv, weather_csv = write_flights_week(root)
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "flights", [flights_csv])
+        ingest(catalog, "weather", [weather_csv])
+    train_model(config, "late")
+    daemon = start_daemon(root / "config.toml", config.storage.home, root / "log")
+    try:
+        yield daemon
+    finally:
+        stop_daemon(daemon)

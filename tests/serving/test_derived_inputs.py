@@ -16,11 +16,9 @@ from typing import Any
 import httpx
 import pyarrow as pa
 import pytest
-from support import Daemon, run_appliance, start_daemon, stop_daemon
+from support import Daemon, run_appliance, serve_flights_week
 
 from appliance.config import load_config
-from appliance.storage import Catalog, ingest
-from appliance.training import train_model
 
 CONFIG = """
 [storage]
@@ -53,38 +51,10 @@ FLOAT64_RANGE = "beyond the float64 range (±1.798e+308)"
 LOG_TIMEOUT_SECONDS = 10.0
 
 
-def write_data(folder: Path) -> tuple[Path, Path]:
-    """Write a week of 3-hourly flights and weather readings at EWR."""
-    flights = ["origin,time_hour,distance,late"]
-    weather = ["origin,time_hour,temp"]
-    for day in range(1, 8):
-        for hour in range(0, 24, 3):
-            stamp = f"2013-02-{day:02d}T{hour:02d}:00:00Z"
-            temp = float((day * 7 + hour) % 40)
-            weather.append(f"EWR,{stamp},{temp}")
-            flights.append(f"EWR,{stamp},{100 + hour * 10},{str(temp > 20).lower()}")
-    flights_csv, weather_csv = folder / "flights.csv", folder / "weather.csv"
-    flights_csv.write_text("\n".join(flights) + "\n")
-    weather_csv.write_text("\n".join(weather) + "\n")
-    return flights_csv, weather_csv
-
-
 @pytest.fixture(scope="module")
 def derived_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """Train model ``late`` over the weather view's derived columns and serve it."""
-    root = tmp_path_factory.mktemp("derived")
-    (root / "config.toml").write_text(CONFIG)
-    config = load_config(root / "config.toml")
-    flights_csv, weather_csv = write_data(root)
-    with Catalog(config.storage.home) as catalog:
-        ingest(catalog, "flights", [flights_csv])
-        ingest(catalog, "weather", [weather_csv])
-    train_model(config, "late")
-    daemon = start_daemon(root / "config.toml", config.storage.home, root / "log")
-    try:
-        yield daemon
-    finally:
-        stop_daemon(daemon)
+    yield from serve_flights_week(tmp_path_factory.mktemp("derived"), CONFIG)
 
 
 @pytest.fixture
