@@ -31,7 +31,8 @@ def score_file(
 ) -> int:
     """Write `source` rows with their predictions to `target`.
 
-    The output is CSV when `target` ends with ``.csv``, else Parquet (zstd).
+    The output is CSV when `target` ends with ``.csv`` and Parquet (zstd) when
+    it ends with ``.parquet`` or ``.pq``.
 
     `prepare`, when given, transforms the rows before scoring, such as
     joining the model's feature views.
