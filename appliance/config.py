@@ -79,9 +79,10 @@ class ServerConfig:
     background_nice: int = 3
     """Added to the nice value of the daemon's background threads on Linux
     (DuckDB's workers, the prediction log writer, the monitors, the ingest
-    buffer), so that a request thread that wakes up runs before them; 0 leaves
-    them at the process's priority. At 10 the monitors fell behind a core
-    kept busy by requests and their queue dropped rows; 3 did not."""
+    buffer), so that a request thread that wakes up runs before them. 0
+    leaves them at the process's priority. At 10 the monitors fell behind a
+    core kept busy by requests and their queue dropped rows, and at 3 they
+    did not."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -323,7 +323,7 @@ def _feature_filler(config: Config, name: str) -> Callable[[Any], Any] | None:
 
     The check rejects entity keys whose text contains a NUL byte, as the
     predict route does. The views are read from the latest dataset versions,
-    listed by the daemon while one holds the catalog. Returns None for a
+    listed by the daemon while one has the catalog open. Returns None for a
     model without feature views.
     """
     declared = config.models.get(name)
