@@ -431,8 +431,9 @@ def http(daemon: Daemon) -> Iterator[httpx.Client]:
         yield client
 
 
-def write_flights_week(folder: Path) -> tuple[Path, Path]:
-    """Write a week of 3-hourly flights and weather readings at EWR.
+def write_flights_week(folder: Path, days: int = 7) -> tuple[Path, Path]:
+    """Write `days` days (at most 28) of 3-hourly flights and weather readings
+    at EWR, from 2013-02-01 on.
 
     Returns:
         The flights CSV (origin, time_hour, distance, late) and the weather
@@ -440,7 +441,7 @@ def write_flights_week(folder: Path) -> tuple[Path, Path]:
     """
     flights = ["origin,time_hour,distance,late"]
     weather = ["origin,time_hour,temp"]
-    for day in range(1, 8):
+    for day in range(1, days + 1):
         for hour in range(0, 24, 3):
             stamp = f"2013-02-{day:02d}T{hour:02d}:00:00Z"
             temp = float((day * 7 + hour) % 40)

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
-from support import start_daemon, stop_daemon, subprocess_env
+from support import start_daemon, stop_daemon, subprocess_env, write_flights_week
 
 from appliance.config import load_config
 from appliance.storage import Catalog, ingest
@@ -39,25 +39,10 @@ n_estimators = 20
 """
 
 
-def write_data(tmp_path: Path) -> tuple[Path, Path]:
-    flights = ["origin,time_hour,distance,late"]
-    weather = ["origin,time_hour,temp"]
-    for day in range(1, 29):
-        for hour in range(0, 24, 3):
-            stamp = f"2013-02-{day:02d}T{hour:02d}:00:00Z"
-            temp = float((day * 7 + hour) % 40)
-            weather.append(f"EWR,{stamp},{temp}")
-            flights.append(f"EWR,{stamp},{100 + hour * 10},{str(temp > 20).lower()}")
-    flights_csv, weather_csv = tmp_path / "flights.csv", tmp_path / "weather.csv"
-    flights_csv.write_text("\n".join(flights) + "\n")
-    weather_csv.write_text("\n".join(weather) + "\n")
-    return flights_csv, weather_csv
-
-
 def test_predict_fills_features_from_keys(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text(CONFIG)
     config = load_config(tmp_path / "config.toml")
-    flights_csv, weather_csv = write_data(tmp_path)
+    flights_csv, weather_csv = write_flights_week(tmp_path, days=28)
     with Catalog(config.storage.home) as catalog:
         ingest(catalog, "flights", [flights_csv])
         ingest(catalog, "weather", [weather_csv])
