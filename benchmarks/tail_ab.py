@@ -4,8 +4,10 @@ The driver behind the "fourth look" in docs/benchmarks.md ("Notes: serving").
 It reuses the servers of `serving.py` (same model, same row, server on CPU 0,
 wrk on CPU 1) and runs each variant for SECONDS at one concurrency, ROUNDS
 times, in alternating order, after 3 s of untimed load at c=8. Each run also
-reports the CPU that other processes used, so that runs on a busy machine can be
-set apart. It prints its results and writes no file.
+reports the CPU that other processes used, so that runs on a busy machine
+can be set apart. It prints its results; the only files it writes are the
+variants' configs in a temporary folder and the servers' logs under
+benchmarks/.work/.
 
     .venv/bin/python benchmarks/tail_ab.py CONCURRENCY SECONDS ROUNDS VARIANT...
 
