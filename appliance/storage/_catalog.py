@@ -149,15 +149,17 @@ class Catalog:
         try:
             if read_only and not self.path.exists():
                 read_only = False
-            if read_only and self._moved():
-                # The paths are rewritten once, on a connection that may write.
-                with duckdb.connect(str(self.path)) as db:
-                    db.execute(_SCHEMA)
-                    relocate(db, str(home.resolve()))
             self.db = duckdb.connect(str(self.path), read_only=read_only)
             if not read_only:
                 self.db.execute(_SCHEMA)
                 relocate(self.db, str(home.resolve()))
+            elif self._moved():
+                # The paths are rewritten once, on a connection that may write.
+                self.db.close()
+                with duckdb.connect(str(self.path)) as db:
+                    db.execute(_SCHEMA)
+                    relocate(db, str(home.resolve()))
+                self.db = duckdb.connect(str(self.path), read_only=True)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 hint = (
@@ -175,8 +177,7 @@ class Catalog:
 
     def _moved(self) -> bool:
         """Return whether the catalog's paths are under another home than its own."""
-        with duckdb.connect(str(self.path), read_only=True) as db:
-            recorded = recorded_home(db)
+        recorded = recorded_home(self.db)
         return recorded is not None and recorded != str(self.home.resolve())
 
     @property
