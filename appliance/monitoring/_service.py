@@ -23,7 +23,7 @@ from typing import Any
 
 from appliance.config import MonitoringConfig
 from appliance.errors import RequestError, StorageError
-from appliance.monitoring._alerts import drift_event_alerts
+from appliance.monitoring._alerts import AlertCandidate, drift_event_alerts
 from appliance.monitoring._monitor import DetectorSettings, DriftEvent, StreamMonitor
 from appliance.monitoring._store import MonitoringStore
 from appliance.monitoring._versions import VersionMetrics
@@ -42,6 +42,11 @@ _RUN_ROWS = 1024
 _UNIT_ROWS = 16
 """Rows fed to the detectors under one hold of the lock, between two ticks
 of the pacer."""
+STOP_SECONDS = 5.0
+"""Time the worker goes on feeding queued rows to the detectors once stop is
+asked. A million-row Arrow request takes about ten seconds to feed. The rows
+left after this time are counted and not monitored, so that a SIGTERM ends the
+process promptly. The prediction log contains every row either way."""
 
 Found = tuple[int, Any, Any]
 """Version, output and event time value of one logged prediction row."""
@@ -108,12 +113,15 @@ class MonitoringService:
         """Requests waiting for the detectors: model, rows (a list, or an Arrow
         table not converted yet) and per-row outputs."""
         self._stopping = threading.Event()
+        self._stop_by = float("inf")
         self._thread: threading.Thread | None = None
         self._pacer = Pacer()
         self.dropped = 0
         """Requests not monitored because the queue was full."""
         self.observed = 0
         """Predicted rows fed to the detectors since start."""
+        self.skipped_at_stop = 0
+        """Queued rows left unmonitored because stop's time ran out."""
         self.on_drift: Callable[[str], None] | None = None
         """Called with the model name from the worker thread after streaming
         detections of the model were recorded, such as to start a retraining."""
@@ -141,11 +149,22 @@ class MonitoringService:
     def stop(self) -> None:
         """Process the queued predictions, stop the worker and save the state."""
         if self._thread is not None:
+            self._stop_by = time.monotonic() + STOP_SECONDS
             self._stopping.set()
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=STOP_SECONDS + 30)
+            if self._thread.is_alive():
+                logger.error(
+                    "monitoring stop timed out thread_id=%s; state not saved",
+                    self._thread.native_id,
+                )
+                return
             self._thread = None
         self.save()
-        logger.info("monitoring stopped dropped=%d", self.dropped)
+        logger.info(
+            "monitoring stopped dropped=%d skipped_at_stop=%d",
+            self.dropped,
+            self.skipped_at_stop,
+        )
 
     def submit(self, info: ModelInfo, request_id: str, rows: Any, outputs: Any) -> None:
         """Remember one request's outputs for labels and queue its rows.
@@ -333,13 +352,18 @@ class MonitoringService:
         saved_at = time.monotonic()
         while True:
             stopping = self._stopping.wait(_DRAIN_SECONDS)
-            while self._queue:
+            while self._queue and not self._out_of_time():
                 self._observe(*self._take_run())
             if stopping:
+                while self._queue:
+                    self.skipped_at_stop += len(self._queue.popleft()[2])
                 return
             if time.monotonic() - saved_at >= self.save_seconds:
                 self.save()
                 saved_at = time.monotonic()
+
+    def _out_of_time(self) -> bool:
+        return self._stopping.is_set() and time.monotonic() > self._stop_by
 
     def _take_run(self) -> tuple[ModelInfo, Any, list[Any]]:
         """Pop the next queued request, joined with the JSON requests of the
@@ -371,6 +395,9 @@ class MonitoringService:
             fed = [(r, o) for r, o in pairs if isinstance(r, dict)]
             events: list[DriftEvent] = []
             for start in range(0, len(fed), _UNIT_ROWS):
+                if self._out_of_time():
+                    self.skipped_at_stop += len(fed) - start
+                    break
                 part = fed[start : start + _UNIT_ROWS]
                 with self._lock:
                     monitor = self._monitor(info, info.version)
@@ -391,8 +418,8 @@ class MonitoringService:
         try:
             with MonitoringStore(self.home) as store:
                 store.record_events(model, events)
-                for candidate in drift_event_alerts(model, events):
-                    alert, new = store.record_alert(candidate)
+                for candidate, count in _by_key(drift_event_alerts(model, events)):
+                    alert, new = store.record_alert(candidate, occurrences=count)
                     if new:
                         logger.warning(
                             "alert opened id=%d model=%s kind=%s subject=%s",
@@ -604,3 +631,17 @@ def _class_key(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _by_key(candidates: list[AlertCandidate]) -> list[tuple[AlertCandidate, int]]:
+    """Return the last candidate of each alert key with the number of candidates.
+
+    A large request can yield thousands of detections of a few alerts; each
+    alert is then written once rather than once per detection.
+    """
+    last: dict[tuple[str, str, str], AlertCandidate] = {}
+    counts: dict[tuple[str, str, str], int] = {}
+    for candidate in candidates:
+        last[candidate.key] = candidate
+        counts[candidate.key] = counts.get(candidate.key, 0) + 1
+    return [(candidate, counts[key]) for key, candidate in last.items()]

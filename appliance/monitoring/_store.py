@@ -180,9 +180,15 @@ class MonitoringStore:
         self.close()
 
     def record_alert(
-        self, candidate: AlertCandidate, now: datetime | None = None
+        self,
+        candidate: AlertCandidate,
+        now: datetime | None = None,
+        occurrences: int = 1,
     ) -> tuple[Alert, bool]:
         """Open an alert, or fold the candidate into the open one with its key.
+
+        `occurrences` is how many crossings the candidate stands for, added to
+        the alert's count.
 
         Returns:
             The stored alert and whether it is new.
@@ -197,16 +203,16 @@ class MonitoringStore:
             ).fetchone()
             if row is not None:
                 self.db.execute(
-                    "UPDATE alerts SET count = count + 1, last_seen_at = ?, "
+                    "UPDATE alerts SET count = count + ?, last_seen_at = ?, "
                     "message = ?, value = ? WHERE id = ?",
-                    [now, candidate.message, candidate.value, row[0]],
+                    [occurrences, now, candidate.message, candidate.value, row[0]],
                 )
                 alert_id, new = int(row[0]), False
             else:
                 alert_id = self.db.execute(
                     "INSERT INTO alerts (model, kind, subject, severity, status, "
                     "message, value, threshold, opened_at, last_seen_at, count) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     [
                         *candidate.key,
                         candidate.severity,
@@ -216,6 +222,7 @@ class MonitoringStore:
                         candidate.threshold,
                         now,
                         now,
+                        occurrences,
                     ],
                 ).fetchone()[0]
                 new = True
@@ -317,9 +324,19 @@ class MonitoringStore:
         """Append streaming detections."""
         now = now or _now()
         if events:
-            self.db.executemany(
-                "INSERT INTO drift_events VALUES (?, ?, ?, ?, ?, ?)",
-                [[now, model, e.kind, e.subject, e.cause, e.index] for e in events],
+            # One statement over lists: a large Arrow request can yield tens of
+            # thousands of detections, which executemany inserts one by one.
+            self.db.execute(
+                "INSERT INTO drift_events SELECT ?, ?, unnest(?), unnest(?), "
+                "unnest(?), unnest(?)",
+                [
+                    now,
+                    model,
+                    [e.kind for e in events],
+                    [e.subject for e in events],
+                    [e.cause for e in events],
+                    [e.index for e in events],
+                ],
             )
 
     def drift_events(self, model: str, limit: int = 1000) -> list[dict[str, Any]]:
