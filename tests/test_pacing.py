@@ -91,6 +91,10 @@ def test_lower_priority_skips_ended_threads_and_zero() -> None:
     worker.start()
     worker.join()
     assert worker.native_id is not None
+    # join() returns before the kernel removes the thread's task entry.
+    deadline = time.monotonic() + 10
+    while worker.native_id in thread_ids() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
     assert lower_priority([worker.native_id], 5) == 0
     assert lower_priority([threading.get_native_id()], 0) == 0
