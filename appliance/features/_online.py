@@ -291,13 +291,21 @@ class FeatureServer:
         ]
         if any(view.derive for view in declared):
             types = [schemas[view.name] for view in declared]
+            timed = _at_request_time(rows, event_column, now)
             try:
                 _add_cached(
-                    self._derived_columns(model), rows, found, types, set(order)
+                    self._derived_columns(model), timed, found, types, set(order)
                 )
             except NotCached:
                 _add_derived(
-                    model, store, rows, found, declared, types, set(order), event_column
+                    model,
+                    store,
+                    timed,
+                    found,
+                    declared,
+                    types,
+                    set(order),
+                    event_column,
                 )
         filled = []
         for row, values in zip(rows, found):
@@ -385,9 +393,9 @@ def _with_join_time(
 ) -> tuple[pa.Table, str]:
     """Return `request` with its event times as times and the column to join at.
 
-    The event time column becomes ``TIMESTAMPTZ``, null where it is null or
-    missing, as derived expressions read it. The added column is the time
-    the views are joined at: the event time, or now where it is null.
+    The event time column becomes ``TIMESTAMPTZ``, as derived expressions
+    read it, and so does the added column, the time the views are joined at:
+    both are the event time, or now where it is null or missing.
 
     Raises:
         RequestError: A row's event time is not a time.
@@ -412,13 +420,30 @@ def _with_join_time(
 
     if event_time in request.column_names:
         index = request.column_names.index(event_time)
-        request = request.set_column(index, event_time, cast.column(0))
+        request = request.set_column(index, event_time, cast.column(1))
     else:
-        request = request.append_column(event_time, cast.column(0))
+        request = request.append_column(event_time, cast.column(1))
     join_time = _JOIN_TIME
     while join_time in request.column_names:
         join_time = "_" + join_time
     return request.append_column(join_time, cast.column(1)), join_time
+
+
+def _at_request_time(
+    rows: Sequence[dict[str, Any]], event_column: str | None, now: dt.datetime
+) -> Sequence[dict[str, Any]]:
+    """Return `rows` with `now` as the event time of rows that have none.
+
+    The views are joined as of now for such a row, so its derived columns are
+    computed at the same time, such as a plane's age in the current year.
+    """
+    if not event_column or all(row.get(event_column) is not None for row in rows):
+        return rows
+    text = now.isoformat()
+    return [
+        row if row.get(event_column) is not None else {**row, event_column: text}
+        for row in rows
+    ]
 
 
 def _looked_up(view: FeatureViewConfig, columns: list[str]) -> list[str]:

@@ -59,6 +59,7 @@ def _field(name: str, kind: str, lookup: RequestLookup | None) -> dict[str, Any]
     elif name == lookup.event_time:
         field["description"] = (
             "Event time, ISO 8601: the feature views are joined as of this time. "
-            "A row without it is joined as of the time of the request."
+            "A row without it is joined, and its derived columns computed, as of "
+            "the time of the request."
         )
     return field

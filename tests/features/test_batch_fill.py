@@ -74,17 +74,12 @@ def sql_fill(server: FeatureServer, model: str, table: pa.Table) -> pa.Table:
     )
 
     column = ident(event_time)
+    # A row without an event time is joined, and its columns derived, at now.
     rows = (
-        f"SELECT * REPLACE (TRY_CAST({column} AS TIMESTAMPTZ) AS {column}) "
-        f"FROM {SQL_ROWS}"
+        f"SELECT * REPLACE (coalesce(TRY_CAST({column} AS TIMESTAMPTZ), now()) "
+        f"AS {column}) FROM {SQL_ROWS}"
     )
-    sql = join_sql(
-        rows,
-        ["_row", *kept],
-        views,
-        server._columns,
-        f"coalesce({column}, now())",
-    )
+    sql = join_sql(rows, ["_row", *kept], views, server._columns, column)
 
     with store.db.cursor() as cursor:
         cursor.execute("SET TimeZone = 'UTC'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,19 @@ def test_fill_invalid_event_time_rejected(server: FeatureServer, value: Any) -> 
     assert err.value.detail == {"model": "m", "row": 1, "column": "ts"}
     with pytest.raises(RequestError, match=r"row 1 .* 'ts' is .* not a time"):
         server.fill_table("m", pa.Table.from_pylist([REQUESTS[-4], rows[1]]))
+
+
+def test_fill_without_event_time_derives_at_now(server: FeatureServer) -> None:
+    year = dt.datetime.now(dt.timezone.utc).year
+    rows = [{"station": 1, "unit": "A7", "ts": None}, {"station": 1, "unit": "A7"}]
+    padding = [REQUESTS[0]] * _INDEXED_ROWS
+
+    indexed = server.fill("m", rows)
+    joined = server.fill("m", rows + padding)[:2]
+    table = server.fill_table("m", pa.table({"station": [1], "unit": ["A7"]}))
+
+    assert [row["age"] for row in indexed] == [year - 2001] * 2
+    assert [row["age"] for row in joined] == [year - 2001] * 2
+    assert table.column("age").to_pylist() == [year - 2001]
+    assert "ts" not in indexed[1]
+    assert "ts" not in table.column_names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pandas as pd
@@ -176,7 +177,7 @@ def test_fill_latest_value_per_entity(tmp_path: Path) -> None:
             "temp": 40.0,
             "year_built": 2010,
             "seats": 200,
-            "plane_age": None,
+            "plane_age": dt.datetime.now(dt.timezone.utc).year - 2010,
         }
     ]
 
