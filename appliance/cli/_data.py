@@ -45,7 +45,8 @@ def register(commands: Any) -> None:
         action="store_true",
         help="ingest even when the files lack a column that a feature view's "
         "entity key or timestamp is read from (the view then matches none of "
-        "their rows)",
+        "their rows), share no column with the dataset, or leave no row to "
+        "store in a replace",
     )
 
     datasets = add_group(commands, "datasets", "dataset versions")

@@ -330,6 +330,8 @@ def _ingest_new(
                 dataset, quarantined, total + staged.malformed, warnings, quarantine
             )
         )
+    if accepted == 0 and mode == "replace" and parent and parent.row_count:
+        warnings += _check_emptying(sources, parent, quarantined, quarantine, checks)
 
     partition = settings.partition_by if settings.partition_by in types else None
     partitioned = _write_rows(db, types, staged, work, target, partition, bad, accepted)
@@ -544,6 +546,42 @@ def _store_quarantine(catalog: Catalog, dataset: str, version: str, rows: Any) -
         )
     finally:
         catalog.db.unregister("quarantine_rows")
+
+
+def _check_emptying(
+    sources: list[SourceFile],
+    parent: DatasetVersion,
+    quarantined: int,
+    quarantine: Any,
+    checks: _Checks,
+) -> list[str]:
+    """Reject a replace that would leave a dataset with no rows, unless `force`.
+
+    Views and training read the latest version, so a header-only file, or
+    one whose every row breaks the contract, would empty them.
+
+    Returns:
+        A warning when `force` is set.
+
+    Raises:
+        IngestError: `force` is not set.
+    """
+    problem = f"{source_names(sources)} has no row to store"
+    if quarantined:
+        problem += f": all {quarantined} rows break the contract"
+        for row in quarantine.slice(0, _SHOWN_VIOLATIONS).to_pylist():
+            place = violation_place(row["source"], row["line"], row["column_name"])
+            problem += f"; {place}: {row['reason']}"
+    problem += (
+        f"; as a replace it would empty dataset {parent.dataset!r} "
+        f"(version {parent.version} has {parent.row_count} "
+        f"row{'s' if parent.row_count != 1 else ''})"
+    )
+    if not checks.force:
+        raise IngestError(
+            f"{problem}; fix the file, or ingest with --force to store an empty version"
+        )
+    return [f"{problem}; stored because of --force"]
 
 
 def _strict_message(
