@@ -16,6 +16,7 @@ CLOSED)`` with None for an open end, ``("options", VALUES)``, or
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from appliance._param_table import (
@@ -141,7 +142,7 @@ def _satisfies(value: Any, rule: Rule) -> bool:
     if kind == "hidden":
         return _satisfies(value, rule[1])
     if kind == "options":
-        return any(type(value) is type(item) and value == item for item in rule[1])
+        return any(isinstance(value, type(item)) and value == item for item in rule[1])
     if kind == "type":
         return _is_kind(value, rule[1])
     _, number_kind, left, right, closed = rule
@@ -157,18 +158,21 @@ def _satisfies(value: Any, rule: Rule) -> bool:
 def _is_kind(value: Any, kind: str) -> bool:
     # TOML's true and false are Python bools, which are ints too. A number
     # parameter set to true is a mistake, so only "bool" and "verbose" take them.
+    # The numbers ABCs also take NumPy's numbers, which a search samples.
     if kind == "bool":
         return isinstance(value, bool)
     if kind == "verbose":
-        return isinstance(value, int)
+        return isinstance(value, numbers.Integral)
     if isinstance(value, bool):
         return False
     if kind == "int":
-        return isinstance(value, int)
+        return isinstance(value, numbers.Integral)
     if kind == "real":
-        return isinstance(value, (int, float))
+        return isinstance(value, numbers.Real)
     if kind == "float":
-        return isinstance(value, float)
+        return isinstance(value, numbers.Real) and not isinstance(
+            value, numbers.Integral
+        )
     types = {"str": str, "dict": dict, "list": list}
     return isinstance(value, types[kind])
 

@@ -120,3 +120,14 @@ def test_sklearn_check_agrees_with_sklearn(
     else:
         with pytest.raises(ValueError, match=f"{next(iter(params))} = "):
             check_params("m", algorithm, task, params)
+
+
+def test_numpy_values_from_search_accepted() -> None:
+    check_params("m", "lightgbm", "classification", {"num_leaves": np.int64(7)})
+    check_params("m", "lightgbm", "regression", {"learning_rate": np.float64(0.1)})
+    check_params("m", "random_forest", "regression", {"n_estimators": np.int64(5)})
+    check_params("m", "random_forest", "regression", {"max_features": np.float64(0.5)})
+    with pytest.raises(ValueError, match="num_leaves = "):
+        check_params("m", "lightgbm", "classification", {"num_leaves": np.int64(1)})
+    with pytest.raises(ValueError, match="n_estimators = True "):
+        check_params("m", "random_forest", "regression", {"n_estimators": True})
