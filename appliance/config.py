@@ -825,9 +825,10 @@ class ModelConfig:
             raise ValueError(f"derive: {exc}") from None
 
     def _check_params(self) -> None:
-        # NOTE: unknown names and invalid values are rejected at training time
-        # (appliance/training/_params.py), because the checks need scikit-learn
-        # and LightGBM, which the daemon does not load to read its config.
+        # Imported here, so that `python -m appliance.training._param_source`
+        # can write the table even when the stored one does not import.
+        from appliance._param_checks import check_params
+
         rejected = _UNEXPORTABLE_PARAMS.get(self.algorithm, {})
         for key in self.params:
             if key in rejected:
@@ -841,6 +842,7 @@ class ModelConfig:
                     f"params.objective {objective!r} cannot be exported to ONNX; "
                     f"use one of {', '.join(_LIGHTGBM_OBJECTIVES)}"
                 )
+        check_params(self.name, self.algorithm, self.task, self.params)
 
     def _check_checks(self) -> None:
         for column, bounds in self.checks.items():

@@ -302,10 +302,24 @@ def _export(config: Config, args: argparse.Namespace) -> None:
 
 
 def _print_event(event: dict[str, Any]) -> None:
+    from appliance.registry import UNCHANGED
+
+    if event["action"] == UNCHANGED:
+        print(
+            f"{event['model']} {event['alias']}: version {event['version']} already "
+            f"is the {event['alias']} (set by {event['actor']} at "
+            f"{iso_seconds(event['changed_at'])}); nothing recorded"
+        )
+        return
     previous = event.get("previous_version")
+    previous_text = "unset" if previous is None else previous
+    if event["action"] == "set" and previous == event["version"]:
+        # The first promotion of the champion records the latest version, which
+        # was served while no champion was set, as the previous one.
+        previous_text = "the latest version, served while no champion was set"
     print(
         f"{event['model']} {event['alias']}: version {event['version']} "
-        f"(was {previous if previous is not None else 'unset'}), "
+        f"(was {previous_text}), "
         f"{event['action']} by {event['actor']}"
         + (f": {event['reason']}" if event.get("reason") else "")
     )

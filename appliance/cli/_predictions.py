@@ -75,14 +75,14 @@ def fetch(config: Config, params: dict[str, Any]) -> list[dict[str, Any]]:
     client = find_daemon(config.storage.home, config.path)
     if client is not None:
         return client.get("/v1/predictions", params)["predictions"]
-    from appliance.predictions import query
+    from appliance.predictions import query, utc_text
     from appliance.storage import Catalog
 
     if not (config.storage.home / "catalog.duckdb").exists():
         return []
     with Catalog(config.storage.home, read_only=True) as catalog:
         found = query(catalog, **{k: v for k, v in params.items() if v is not None})
-    return [{**row, "predicted_at": row["predicted_at"].isoformat()} for row in found]
+    return [{**row, "predicted_at": utc_text(row["predicted_at"])} for row in found]
 
 
 def _print(rows: list[dict[str, Any]], as_json: bool) -> None:

@@ -2,7 +2,13 @@
 
 from appliance.predictions._log import PredictionLog
 from appliance.predictions._rows import LogEntry, entries_to_table
-from appliance.predictions._store import LOG_SCHEMA, create_table, parquet_dir, query
+from appliance.predictions._store import (
+    LOG_SCHEMA,
+    create_table,
+    parquet_dir,
+    query,
+    utc_text,
+)
 
 __all__ = [
     "LOG_SCHEMA",
@@ -12,4 +18,5 @@ __all__ = [
     "entries_to_table",
     "parquet_dir",
     "query",
+    "utc_text",
 ]

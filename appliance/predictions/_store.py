@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +220,9 @@ def query(
         limit: Most rows returned.
         newest_first: Order by newest first instead of oldest first.
 
+    Returns:
+        One dict per row, with ``predicted_at`` as an aware time in UTC.
+
     Raises:
         RequestError: `since` is not before `until`, so no row can match.
     """
@@ -244,7 +247,22 @@ def query(
     )
     cursor = db.execute(sql, [*params, limit])
     names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
+    rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+    # DuckDB returns TIMESTAMPTZ values in the session's time zone, which is
+    # the process's local zone. In UTC every reader prints the same text.
+    for row in rows:
+        row["predicted_at"] = row["predicted_at"].astimezone(timezone.utc)
+    return rows
+
+
+def utc_text(value: datetime) -> str:
+    """Format an aware time as ISO 8601 in UTC with a ``Z`` suffix.
+
+    The text is the one msgspec 0.23 writes for the same time in the daemon's
+    JSON responses, such as ``2026-12-05T08:00:00.120000Z``.
+    """
+    text = value.astimezone(timezone.utc).isoformat()
+    return text.removesuffix("+00:00") + "Z"
 
 
 def _filters(

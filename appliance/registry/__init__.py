@@ -8,7 +8,12 @@ from appliance.registry._card import (
     write_card,
 )
 from appliance.registry._export import FORMATS, export_version, mlmodel_yaml
-from appliance.registry._promote import is_serving_alias, promote, rollback
+from appliance.registry._promote import (
+    UNCHANGED,
+    is_serving_alias,
+    promote,
+    rollback,
+)
 from appliance.registry._queries import (
     event_record,
     history,
@@ -21,6 +26,7 @@ from appliance.registry._queries import (
 
 __all__ = [
     "FORMATS",
+    "UNCHANGED",
     "CardData",
     "card_html",
     "collect_card",

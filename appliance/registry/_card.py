@@ -118,7 +118,7 @@ def render_card(data: CardData) -> str:
         "<h2>Model</h2>",
         _pairs(_model_rows(data)),
         "<h2>Data</h2>",
-        _pairs(_data_rows(schema)),
+        _pairs(_data_rows(schema, run)),
         "<h2>Features</h2>",
         _table(["name", "type"], [[i["name"], i["type"]] for i in schema["inputs"]]),
         "<h2>Parameters</h2>",
@@ -153,9 +153,13 @@ def _model_rows(data: CardData) -> list[tuple[str, Any]]:
     return rows
 
 
-def _data_rows(schema: dict[str, Any]) -> list[tuple[str, Any]]:
+def _data_rows(schema: dict[str, Any], run: Run) -> list[tuple[str, Any]]:
+    # The versions of the datasets that the feature views read in training.
+    views = run.feature_views
+    view_data = ", ".join(f"{name}@{views[name]}" for name in sorted(views))
     return [
         ("dataset", f"{schema.get('dataset')}@{schema.get('dataset_version')}"),
+        ("feature view datasets", view_data or "none"),
         ("training rows", schema.get("rows_train")),
         ("holdout rows", schema.get("rows_test")),
         ("rows without a label", schema.get("rows_unlabelled")),
@@ -187,7 +191,11 @@ def _details(run: Run) -> str:
         parts += ["<h3>Per class</h3>", _table(["class", *keys], rows)]
     for column, segments in (evaluation.get("segments") or {}).items():
         metric = evaluation.get("metric", "")
-        keys = ["rows", metric] + [k for k in ("accuracy", "mae") if k != metric]
+        # Show only the metrics of the task, which are accuracy for a
+        # classifier and mae for a regressor.
+        recorded = {k for scores in segments.values() for k in scores}
+        extra = [k for k in ("accuracy", "mae") if k != metric and k in recorded]
+        keys = ["rows", metric, *extra]
         rows = [[value, *(m.get(k) for k in keys)] for value, m in segments.items()]
         parts += [f"<h3>By {_e(column)}</h3>", _table([column, *keys], rows)]
     return "\n".join(parts)

@@ -7,6 +7,8 @@ keeps serving.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,6 +17,8 @@ from appliance.storage import (
     AliasEvent,
     Catalog,
     ModelVersion,
+    alias_history,
+    aliases,
     get_version,
     rollback_alias,
     rollback_target,
@@ -22,7 +26,12 @@ from appliance.storage import (
     verify_artifact,
 )
 
+logger = logging.getLogger(__name__)
+
 T = TypeVar("T")
+
+UNCHANGED = "unchanged"
+"""Action of a promotion to the version the alias already points at."""
 
 Loader = Callable[[ModelVersion], Any]
 """Check a version's artifact and return what serving needs, such as a session."""
@@ -39,6 +48,10 @@ def promote(
 ) -> tuple[AliasEvent, Any]:
     """Point `alias` of `model` at `version` once `load` accepted its artifact.
 
+    When `alias` already points at `version`, nothing is recorded or loaded.
+    The result is then the change that set the alias, with action `UNCHANGED`,
+    and None.
+
     Returns:
         The recorded change and what `load` returned.
 
@@ -48,6 +61,20 @@ def promote(
         RegistryError: The alias name is invalid.
     """
     target = get_version(catalog, model, version)
+    current = aliases(catalog, model).get(model, {}).get(alias)
+    if current == version:
+        last = alias_history(catalog, model, alias)[-1]
+        logger.info(
+            "alias unchanged model=%s alias=%s version=%d actor=%s",
+            model,
+            alias,
+            version,
+            actor,
+        )
+        unchanged = dataclasses.replace(
+            last, previous_version=version, action=UNCHANGED
+        )
+        return unchanged, None
     loaded = load(target)
     return set_alias(catalog, model, alias, version, actor, reason), loaded
 

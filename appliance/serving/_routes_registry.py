@@ -41,7 +41,13 @@ from appliance.serving._state import (
     run_with_catalog,
     session_threads,
 )
-from appliance.storage import CHAMPION, ModelVersion, get_version, verify_artifact
+from appliance.storage import (
+    CHAMPION,
+    ModelVersion,
+    alias_problem,
+    get_version,
+    verify_artifact,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +111,15 @@ class AliasChange(msgspec.Struct):
     previous_version: Annotated[
         int | None, msgspec.Meta(description="Version it pointed at before.")
     ]
-    action: Annotated[str, msgspec.Meta(description="set (promote) or rollback.")]
+    action: Annotated[
+        str,
+        msgspec.Meta(
+            description="set (promote), rollback, or unchanged when the alias "
+            "already pointed at the version. An unchanged promotion records "
+            "nothing, and its changed_at, actor and reason are those of the "
+            "change that set the alias."
+        ),
+    ]
     actor: str
     reason: str
     changed_at: Annotated[str, msgspec.Meta(description="ISO 8601 time.")]
@@ -218,6 +232,7 @@ async def promote_version(
     """Point an alias at a version; a new champion is served at once."""
     state = daemon_state(request)
     body = _decode(PromoteRequest, await request.body())
+    _check_alias(body.alias)
     load = _loader(state, body.alias)
     async with state.admin_lock:
         event, model = await run_with_catalog(
@@ -247,6 +262,7 @@ async def rollback_version(
 ) -> Response[bytes]:
     """Return an alias to its previous version; a champion is served at once."""
     body = _decode(RollbackRequest, await request.body())
+    _check_alias(body.alias)
     record = await rollback_served(
         daemon_state(request), name, body.alias, body.actor, body.reason
     )
@@ -331,6 +347,13 @@ async def serve_new_version(state: DaemonState, found: ModelVersion) -> bool:
     model = await asyncio.to_thread(OnnxModel.load, found.path, found.sha256, threads)
     state.models.put(model)
     return True
+
+
+def _check_alias(alias: str) -> None:
+    """Reject an invalid alias name with HTTP 422, naming it and the valid form."""
+    problem = alias_problem(alias)
+    if problem is not None:
+        raise RequestError(problem, alias=alias)
 
 
 def _loader(state: DaemonState, alias: str) -> Any:

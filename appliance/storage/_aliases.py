@@ -250,9 +250,17 @@ def _version_stack(catalog: Catalog, model: str, alias: str) -> list[int]:
     return stack
 
 
-def _check_alias(alias: str) -> None:
+def alias_problem(alias: str) -> str | None:
+    """Return why `alias` is not a valid alias name, or None when it is valid."""
     if not alias or alias.isdigit() or not all(c.isalnum() or c in "_-" for c in alias):
-        raise RegistryError(
+        return (
             f"invalid alias {alias!r}; use letters, digits, '_' and '-', and not "
             "only digits, which would read as a version number"
         )
+    return None
+
+
+def _check_alias(alias: str) -> None:
+    problem = alias_problem(alias)
+    if problem is not None:
+        raise RegistryError(problem)

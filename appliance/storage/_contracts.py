@@ -127,10 +127,11 @@ def violations_sql(
         if source == "VARCHAR":
             parts.append(_nul_check(name))
         rule = contract.columns.get(name)
-        if column.type in FLOAT_TYPES and not (rule and rule.allow_infinity):
+        finite = column.type in FLOAT_TYPES and not (rule and rule.allow_infinity)
+        if finite:
             parts.append(_infinity_check(name, value, text, dataset))
         if rule is not None:
-            parts += _rule_checks(name, rule, value, text, nan)
+            parts += _rule_checks(name, rule, value, text, nan, finite)
     if contract.unique_key:
         parts.append(
             _unique_check(contract.unique_key, types, source_types, parent_scan)
@@ -196,10 +197,21 @@ def _infinity_check(name: str, value: str, text: str, dataset: str) -> str:
 
 
 def _rule_checks(
-    name: str, rule: ColumnRule, value: str, text: str, nan: str | None
+    name: str,
+    rule: ColumnRule,
+    value: str,
+    text: str,
+    nan: str | None,
+    finite: bool = False,
 ) -> list[str]:
+    """Return the SQL checks of `rule`.
+
+    When `finite` is true, `_infinity_check` already rejects an infinite value,
+    so the range checks skip it and the row gets one reason, not two.
+    """
     raw = ident(name)
     checks = []
+    finite_only = f"NOT isinf({value}) AND " if finite else ""
     if not rule.nullable:
         missing = f"{raw} IS NULL" if nan is None else f"{raw} IS NULL OR ({nan})"
         checks.append(
@@ -218,7 +230,7 @@ def _rule_checks(
                 name,
                 text,
                 f"'value \"' || {text} || '\" is below the minimum {rule.min:g}'",
-                f"({value}) < {rule.min!r}",
+                f"{finite_only}({value}) < {rule.min!r}",
             )
         )
     if rule.max is not None:
@@ -227,7 +239,7 @@ def _rule_checks(
                 name,
                 text,
                 f"'value \"' || {text} || '\" is above the maximum {rule.max:g}'",
-                f"({value}) > {rule.max!r}",
+                f"{finite_only}({value}) > {rule.max!r}",
             )
         )
     if rule.allowed is not None:

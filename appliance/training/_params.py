@@ -1,7 +1,9 @@
 """Checks of ``[models.NAME.params]``: known names and values the estimator takes.
 
-They run at training time because they need scikit-learn and LightGBM, which
-the daemon loads only to train.
+The config already rejected what `appliance._param_checks` covers without the
+libraries. These checks run at training time with scikit-learn and LightGBM
+themselves, so they also catch values of LightGBM parameters that table has no
+rule for.
 """
 
 from __future__ import annotations

@@ -238,12 +238,13 @@ def _search(
         cfg.split.seed,
     )
     for trial in outcome.trials:
-        trial_cfg = dataclasses.replace(cfg, params={**cfg.params, **trial.params})
+        # Not a new ModelConfig: its checks would reject the params of a failed
+        # candidate, which is recorded as a failed child run instead.
         child = start_run(
             catalog,
             cfg.name,
             cfg.dataset,
-            {"algorithm": cfg.algorithm, **estimator_params(trial_cfg)},
+            {"algorithm": cfg.algorithm, **estimator_params(cfg), **trial.params},
             code_version(),
             parent_run_id=run_id,
             kind="trial",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from daemon_support import MODEL, row, run_cli, write_dataset
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -124,6 +125,37 @@ def test_query_since_after_until_rejected(start_daemon: Any) -> None:
     assert response.status_code == 422
     assert offline.returncode != 0
     assert expected in offline.stderr
+
+
+def test_predicted_at_one_format(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Outside UTC, DuckDB returns times in the local zone, so both readers
+    # must convert them to print the same text.
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    daemon = start_daemon(predictions={"flush_seconds": 0.1})
+    body = httpx.post(daemon.base + PREDICT, json={"rows": [row(i) for i in range(2)]})
+    assert body.status_code == 200
+    assert wait_written(daemon, 2)
+    online = run_cli(daemon.config, "predictions", "tail", MODEL, "--json")
+    queried = run_cli(daemon.config, "predictions", "query", "--model", MODEL)
+    served = httpx.get(daemon.base + "/v1/predictions").json()["predictions"]
+    assert daemon.stop() == 0
+    offline = run_cli(daemon.config, "predictions", "tail", MODEL, "--json")
+    offline_query = run_cli(daemon.config, "predictions", "query", "--model", MODEL)
+
+    assert online.returncode == 0, online.stderr
+    assert offline.returncode == 0, offline.stderr
+    times = [json.loads(line)["predicted_at"] for line in online.stdout.splitlines()]
+    assert len(times) == 2
+    assert all(text.endswith("Z") for text in times), times
+    assert [row["predicted_at"] for row in served] == times
+    offline_times = [
+        json.loads(line)["predicted_at"] for line in offline.stdout.splitlines()
+    ]
+    assert offline_times == times
+    assert queried.stdout == offline_query.stdout
+    assert times[0] in queried.stdout
 
 
 def test_negative_limit_rejected(start_daemon: Any) -> None:

@@ -137,3 +137,22 @@ def test_deadline_check_rejects_late_fit() -> None:
     DeadlineCheck(None).fit([[1.0]])
     with pytest.raises(TimeoutError, match="time budget"):
         DeadlineCheck(time.time() - 1).fit([[1.0]])
+
+
+def test_invalid_candidate_recorded_as_failed(trips: Callable[[str], Config]) -> None:
+    # The config checks params, not the search space, so num_leaves = 1 fails
+    # only its own candidate.
+    config = trips(
+        """
+        [models.late.search]
+        method = "grid"
+        space = {num_leaves = [1, 7]}
+        """
+    )
+
+    result = train_model(config, "late")
+
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        children = list_runs(catalog, parent_run_id=result.run_id)
+    status = {child.params["num_leaves"]: child.status for child in children}
+    assert status == {1: "failed", 7: "finished"}

@@ -212,3 +212,37 @@ def test_nan_stored_as_null_in_file(catalog: Catalog, write_file: WriteFile) -> 
     stored = pq.read_table(files).to_pydict()
     assert stored == {"a": [1, 2], "b": [None, 2.5]}
 
+
+def test_infinity_out_of_range_one_reason(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    rule = ColumnRule(type="DOUBLE", min=0.0, max=60.0)
+    settings = DatasetConfig(
+        name="values", contract=ContractConfig(columns={"b": rule})
+    )
+    path = write_file("v.csv", "a,b\n1,Infinity\n2,-Infinity\n3,61\n4,5\n")
+
+    result = ingest(catalog, "values", [path], "replace", settings)
+
+    assert rows_of(catalog, result) == [(4, 5.0)]
+    reasons = [(q.line, q.reason) for q in list_quarantine(catalog, "values")]
+    assert len(reasons) == 3
+    assert reasons[0] == (2, f'value "Infinity" {INFINITE_REASON}')
+    assert reasons[1] == (3, f'value "-Infinity" {INFINITE_REASON}')
+    assert reasons[2] == (4, 'value "61" is above the maximum 60')
+
+
+def test_allowed_infinity_checked_by_range(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    rule = ColumnRule(type="DOUBLE", max=60.0, allow_infinity=True)
+    settings = DatasetConfig(
+        name="values", contract=ContractConfig(columns={"b": rule})
+    )
+    path = write_file("v.csv", "a,b\n1,Infinity\n2,-Infinity\n")
+
+    result = ingest(catalog, "values", [path], "replace", settings)
+
+    assert rows_of(catalog, result) == [(2, -math.inf)]
+    reasons = [(q.line, q.reason) for q in list_quarantine(catalog, "values")]
+    assert reasons == [(2, 'value "Infinity" is above the maximum 60')]

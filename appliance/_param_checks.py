@@ -1,0 +1,191 @@
+"""Checks of ``[models.NAME.params]`` that run without scikit-learn or LightGBM.
+
+They run when the config loads, so a CLI command, ``appliance serve`` and a
+SIGHUP reload reject an unknown name or an invalid value before any training.
+The names and scikit-learn's constraints come from `appliance._param_table`,
+generated from the libraries. LightGBM checks its values in C++ and exports no
+table of them, so `LIGHTGBM_RULES` lists the rules of its common parameters,
+and a test probes each rule against LightGBM. Training checks every value
+again with the libraries themselves (`appliance.training._params`).
+
+A rule is a tuple: ``("type", KIND)``, ``("interval", KIND, LEFT, RIGHT,
+CLOSED)`` with None for an open end, ``("options", VALUES)``, or
+``("hidden", RULE)`` for a value accepted but not listed in messages.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from appliance._param_table import (
+    CLASSES,
+    CONSTRAINTS,
+    LIGHTGBM_ALIASES,
+    LIGHTGBM_PARAMS,
+    NAMES,
+)
+
+Rule = tuple[Any, ...]
+
+LIGHTGBM_RULES: dict[str, list[Rule]] = {
+    "num_iterations": [("interval", "int", 0, None, "neither")],
+    "learning_rate": [("interval", "real", 0, None, "neither")],
+    "num_leaves": [("interval", "int", 1, 131072, "right")],
+    "max_depth": [("type", "int")],
+    "min_data_in_leaf": [("interval", "int", 0, None, "left")],
+    "min_sum_hessian_in_leaf": [("interval", "real", 0, None, "left")],
+    "bagging_fraction": [("interval", "real", 0, 1, "right")],
+    "bagging_freq": [("type", "int")],
+    "feature_fraction": [("interval", "real", 0, 1, "right")],
+    "feature_fraction_bynode": [("interval", "real", 0, 1, "right")],
+    "lambda_l1": [("interval", "real", 0, None, "left")],
+    "lambda_l2": [("interval", "real", 0, None, "left")],
+    "min_gain_to_split": [("interval", "real", 0, None, "left")],
+    "max_bin": [("interval", "int", 1, None, "neither")],
+    "min_data_in_bin": [("interval", "int", 0, None, "neither")],
+    "bin_construct_sample_cnt": [("interval", "int", 0, None, "neither")],
+    "num_threads": [("type", "int")],
+    "seed": [("type", "int")],
+    "extra_trees": [("type", "bool")],
+    "path_smooth": [("interval", "real", 0, None, "left")],
+    "max_delta_step": [("type", "real")],
+    "drop_rate": [("interval", "real", 0, 1, "both")],
+    "skip_drop": [("interval", "real", 0, 1, "both")],
+    "max_drop": [("type", "int")],
+    "max_cat_threshold": [("interval", "int", 0, None, "neither")],
+    "cat_l2": [("interval", "real", 0, None, "left")],
+    "cat_smooth": [("interval", "real", 0, None, "left")],
+    "max_cat_to_onehot": [("interval", "int", 0, None, "neither")],
+    "min_data_per_group": [("interval", "int", 0, None, "neither")],
+    "scale_pos_weight": [("interval", "real", 0, None, "neither")],
+    "is_unbalance": [("type", "bool")],
+    "sigmoid": [("interval", "real", 0, None, "neither")],
+    "verbosity": [("type", "int")],
+    "deterministic": [("type", "bool")],
+}
+"""Rules of LightGBM 4.7's values by its own parameter name; aliases map to it.
+
+NOTE: a value of a LightGBM parameter not listed here is checked at training
+only, by `appliance.training._params`."""
+
+_KIND_NAMES = {
+    "bool": "true or false",
+    "int": "an integer",
+    "real": "a number",
+    "float": "a number with a decimal point",
+    "verbose": "an integer or true or false",
+    "str": "a string",
+    "dict": "a table",
+    "list": "a list",
+}
+
+
+def check_params(model: str, algorithm: str, task: str, params: dict) -> None:
+    """Reject an unknown name or an invalid value in a model's ``params``.
+
+    Raises:
+        ValueError: The message names ``[models.NAME.params] KEY``, the value
+            and the allowed values, or lists the known names.
+    """
+    owner = CLASSES[(algorithm, task)]
+    lightgbm = algorithm == "lightgbm"
+    listed = set(NAMES[owner])
+    known = set(listed)
+    if lightgbm:
+        listed.update(LIGHTGBM_PARAMS)
+        known.update(LIGHTGBM_PARAMS, LIGHTGBM_ALIASES)
+    for key, value in params.items():
+        if key not in known:
+            raise ValueError(_unknown(model, owner, key, known, sorted(listed)))
+        if lightgbm:
+            # Per-feature and per-class settings, such as monotone_constraints,
+            # depend on the real columns and classes, so training checks them.
+            if isinstance(value, (list, dict)):
+                continue
+            rules = LIGHTGBM_RULES.get(LIGHTGBM_ALIASES.get(key, key), [])
+        else:
+            rules = CONSTRAINTS[owner].get(key, [])
+        if rules and not any(_satisfies(value, rule) for rule in rules):
+            raise ValueError(
+                f"[models.{model}.params] {key} = {value!r} is invalid for "
+                f"{algorithm}: it must be {describe(rules)}; fix the value in the "
+                "config file"
+            )
+
+
+def describe(rules: list[Rule]) -> str:
+    """Return the values that `rules` allow, in words, without hidden ones."""
+    parts = [_describe(rule) for rule in rules if rule[0] != "hidden"]
+    if len(parts) == 1:
+        return parts[0]
+    return ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+def _unknown(
+    model: str, owner: str, key: str, known: set[str], listed: list[str]
+) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.8)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    aliases = " (LightGBM also takes their aliases)" if owner.startswith("LGBM") else ""
+    return (
+        f"[models.{model}.params] {key} is not a parameter of {owner}; {hint}"
+        f"known parameters{aliases}: {', '.join(listed)}"
+    )
+
+
+def _satisfies(value: Any, rule: Rule) -> bool:
+    kind = rule[0]
+    if kind == "hidden":
+        return _satisfies(value, rule[1])
+    if kind == "options":
+        return any(isinstance(value, type(item)) and value == item for item in rule[1])
+    if kind == "type":
+        return _is_kind(value, rule[1])
+    _, number_kind, left, right, closed = rule
+    if not _is_kind(value, number_kind) or math.isnan(value):
+        return False
+    low = -math.inf if left is None else left
+    high = math.inf if right is None else right
+    above = value >= low if closed in ("left", "both") else value > low
+    below = value <= high if closed in ("right", "both") else value < high
+    return above and below
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    # TOML's true and false are Python bools, which are ints too. A number
+    # parameter set to true is a mistake, so only "bool" and "verbose" take them.
+    # The numbers ABCs also take NumPy's numbers, which a search samples.
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "verbose":
+        return isinstance(value, numbers.Integral)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, numbers.Integral)
+    if kind == "real":
+        return isinstance(value, numbers.Real)
+    if kind == "float":
+        return isinstance(value, numbers.Real) and not isinstance(
+            value, numbers.Integral
+        )
+    types = {"str": str, "dict": dict, "list": list}
+    return isinstance(value, types[kind])
+
+
+def _describe(rule: Rule) -> str:
+    kind = rule[0]
+    if kind == "options":
+        return "one of " + ", ".join(repr(item) for item in rule[1])
+    if kind == "type":
+        return _KIND_NAMES[rule[1]]
+    _, number_kind, left, right, closed = rule
+    opening = "[" if closed in ("left", "both") and left is not None else "("
+    closing = "]" if closed in ("right", "both") and right is not None else ")"
+    low = "-inf" if left is None else left
+    high = "inf" if right is None else right
+    return f"{_KIND_NAMES[number_kind]} in the range {opening}{low}, {high}{closing}"
