@@ -19,6 +19,7 @@ and `_unchanged.check_unchanged` decides whether it may stand for the ingest.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -48,6 +49,7 @@ from appliance.storage._datasets import (
     latest_version,
     parquet_sql,
     record_version,
+    sample_sql,
     scan_sql,
 )
 from appliance.storage._errors import short_error
@@ -462,7 +464,11 @@ def _record_new(
         "quarantined": written.quarantined,
         "warnings": warnings,
         "quality": quality_report(
-            db, f"({scan_sql(version)})", schema, parquet_sql(version)
+            db,
+            f"({scan_sql(version)})",
+            schema,
+            parquet_sql(version),
+            functools.partial(sample_sql, version),
         ),
         REPORT_KEY: contract_fingerprint(settings.contract),
     }
