@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from appliance.storage import _quality as quality
 from appliance.storage._quality import quality_report
 
 ROWS = (
@@ -115,3 +116,19 @@ def test_quartiles_from_given_sample() -> None:
     assert fallback["methods"]["quantiles"] == (
         "approximate, from a seeded sample of 20000 rows"
     )
+
+
+def test_duplicates_sorted_or_aggregated(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rows 0 to 99 twice, and 7 a third time: 101 duplicates.
+    table = (
+        "(SELECT range AS x, range % 3 AS y FROM range(100) UNION ALL "
+        "SELECT range, range % 3 FROM range(100) UNION ALL SELECT 7, 1)"
+    )
+    schema = {"x": "BIGINT", "y": "BIGINT"}
+    with duckdb.connect() as db:
+        sorted_count = quality_report(db, table, schema)["duplicate_rows"]
+        monkeypatch.setattr(quality, "_SORTED_ROWS", 0)
+        aggregated = quality_report(db, table, schema)["duplicate_rows"]
+
+    assert sorted_count == 101
+    assert aggregated == 101
