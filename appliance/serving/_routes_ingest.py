@@ -226,12 +226,14 @@ def _reject_absent_keys(
 ) -> None:
     """Raise for the key columns absent from the rows that the ingest checks.
 
-    With a contract, those are the key columns in it, as `check_dropped_keys`
-    checks them. A dataset without a contract yet (no version and none
-    declared) gets its first version from the flush, which checks the key
-    columns that are surely the dataset's, as `check_first_keys` does.
+    With a contract, those are the key columns in it or in the latest
+    version, as the ingest checks them with `check_dropped_keys`. A dataset
+    without a contract yet (no version and none declared) gets its first
+    version from the flush, which checks the key columns that are surely the
+    dataset's, as `check_first_keys` does.
     """
     contract = config.dataset(dataset).contract or stored_contract(catalog, dataset)
+    latest = latest_version(catalog, dataset, missing_ok=True)
     if contract is None:
         # The first version is checked for the owned key columns only.
         uses = key_sources(
@@ -240,10 +242,9 @@ def _reject_absent_keys(
         sent = {column.lower() for column in present}
         dropped = [column for column in uses if column.lower() not in sent]
     else:
+        known = set(contract.columns) | set(latest.schema if latest else ())
         dropped = [
-            column
-            for column in uses
-            if column not in present and column in contract.columns
+            column for column in uses if column not in present and column in known
         ]
     if not dropped:
         return

@@ -310,15 +310,9 @@ def _ingest_new(
         warnings += _check_shared_columns(
             sources, dataset, list(contract.columns), staged.missing, checks.force
         )
-    if checks.views and contract is None:
-        warnings += check_first_keys(
-            db, dataset, staged.source_types, checks.views, checks.force
-        )
-    elif checks.views and staged.missing:
-        # NOTE: a key column that a declared contract leaves out is not in
-        # `staged.missing`, so dropping it is not checked.
-        warnings += check_dropped_keys(
-            db, dataset, staged.missing, checks.views, checks.force, mode
+    if checks.views:
+        warnings += _check_view_keys(
+            db, dataset, staged, (contract, parent), mode, checks
         )
 
     total = sum(staged.records)
@@ -372,6 +366,46 @@ def _ingest_new(
         len(sources),
     )
     return IngestResult(version, True, accepted, quarantined, warnings, removed)
+
+
+def _check_view_keys(
+    db: duckdb.DuckDBPyConnection,
+    dataset: str,
+    staged: Staged,
+    known: tuple[ContractConfig | None, DatasetVersion | None],
+    mode: Mode,
+    checks: _Checks,
+) -> list[str]:
+    """Reject files that lack a column the feature views read a key from.
+
+    Such a column is dropped when the contract or the latest version has it,
+    also when a declared contract leaves it out. A first version checks the
+    key columns that are surely the dataset's (`check_first_keys`).
+
+    Args:
+        known: The contract and the latest version, whose columns the files
+            should keep.
+
+    Returns:
+        Warnings when `checks.force` is set.
+    """
+    contract, parent = known
+    files = [name for name in staged.source_types if name not in staged.missing]
+    columns = [
+        *(contract.columns if contract else ()),
+        *(parent.schema if parent else ()),
+    ]
+    dropped = list(dict.fromkeys(name for name in columns if name not in files))
+    warnings = []
+    if dropped:
+        warnings += check_dropped_keys(
+            db, dataset, dropped, checks.views, checks.force, mode
+        )
+    if parent is None:
+        warnings += check_first_keys(
+            db, dataset, [*files, *dropped], checks.views, checks.force
+        )
+    return warnings
 
 
 @dataclass(frozen=True)
