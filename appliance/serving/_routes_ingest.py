@@ -71,6 +71,24 @@ class RowsAccepted(msgspec.Struct):
     ]
 
 
+class FlushedSegment(msgspec.Struct):
+    """Rows of one flushed segment of a dataset's buffer."""
+
+    version: Annotated[
+        str, msgspec.Meta(description="Version with the segment's accepted rows.")
+    ]
+    accepted: Annotated[
+        int, msgspec.Meta(description="Rows of the segment written to the version.")
+    ]
+    quarantined: Annotated[
+        int,
+        msgspec.Meta(
+            description="Rows of the segment that broke the contract, stored in "
+            "the quarantine table."
+        ),
+    ]
+
+
 class BufferStatus(msgspec.Struct):
     """A dataset's buffer and its flushes since the daemon started."""
 
@@ -83,6 +101,21 @@ class BufferStatus(msgspec.Struct):
     ]
     last_rejection: Annotated[
         str | None, msgspec.Meta(description="Error of the latest rejected segment.")
+    ]
+    flushed_rows: Annotated[
+        int,
+        msgspec.Meta(description="Rows that flushes wrote to versions since start."),
+    ]
+    quarantined_rows: Annotated[
+        int,
+        msgspec.Meta(
+            description="Rows that flushes quarantined since start, for breaking "
+            "the dataset's contract."
+        ),
+    ]
+    last_flush: Annotated[
+        FlushedSegment | None,
+        msgspec.Meta(description="The latest segment a flush ingested since start."),
     ]
 
 
@@ -155,12 +188,18 @@ async def buffer_status(
     if not buffered and not flushed and name not in state.config.datasets:
         await asyncio.to_thread(_check_exists, state, name)
     rejected, rejection = state.ingest.rejections(name)
+    flushed_rows, quarantined_rows, last = state.ingest.flushed_rows(name)
     status = BufferStatus(
         dataset=name,
         buffered=buffered,
         flushes=flushed,
         rejected_segments=rejected,
         last_rejection=rejection,
+        flushed_rows=flushed_rows,
+        quarantined_rows=quarantined_rows,
+        last_flush=None
+        if last is None
+        else FlushedSegment(last.version, last.accepted, last.quarantined),
     )
     return Response(_encode(status), media_type=JSON)
 

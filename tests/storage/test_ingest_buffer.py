@@ -452,13 +452,18 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
             if status["flushes"] >= 1:
                 break
             time.sleep(0.2)
+        last_flush = status.pop("last_flush")
         assert status == {
             "dataset": "events",
             "buffered": 0,
             "flushes": 1,
             "rejected_segments": 0,
             "last_rejection": None,
+            "flushed_rows": 1,
+            "quarantined_rows": 1,
         }
+        first_version = last_flush.pop("version")
+        assert last_flush == {"accepted": 1, "quarantined": 1}
         metrics = httpx.get(f"{base}/metrics", trust_env=False).text
         counted = {
             sample.name: sample.value
@@ -496,6 +501,11 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
                 break
             time.sleep(0.2)
         assert status["flushes"] == 2
+        # NaN is a missing value and accepted; Infinity is quarantined.
+        assert (status["flushed_rows"], status["quarantined_rows"]) == (2, 2)
+        assert status["last_flush"]["accepted"] == 1
+        assert status["last_flush"]["quarantined"] == 1
+        second_version = status["last_flush"]["version"]
         listed = httpx.get(
             f"{base}/v1/admin/quarantine", params={"dataset": "events"}, trust_env=False
         ).json()["rows"]
@@ -532,3 +542,6 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
         stop(process)
 
     assert rows_of(config) == [(1, 2.5), (5, None)]
+    first, second = sorted(versions(config), key=lambda v: v.created_at)
+    assert first.version == first_version
+    assert second.version == second_version
