@@ -77,6 +77,9 @@ class Loaded:
     nan_columns: frozenset[str] = frozenset()
     """Columns with a NaN in the typed path's Parquet files, from the
     statistics that the Parquet writer returns."""
+    finite_columns: frozenset[str] = frozenset()
+    """DOUBLE columns of the typed path without an infinity, from the
+    statistics that the Parquet writer returns."""
 
 
 def load_sources(
@@ -318,6 +321,8 @@ def _load_typed(
     files = []
     typed: set[str] = set()
     nan: set[str] = set()
+    infinite: set[str] = set()
+    doubles: set[str] | None = None
     for index, (source, dialect) in enumerate(zip(sources, dialects)):
         types = _typed_columns(dialect, settings, contract, as_text)
         if _ROW_NUMBER in types:
@@ -342,6 +347,9 @@ def _load_typed(
             return None
         typed.update(name for name, kind in types.items() if kind != "VARCHAR")
         nan.update(_nan_columns(written, types))
+        infinite.update(_unbounded_columns(written, types))
+        double = {name for name, kind in types.items() if kind == "DOUBLE"}
+        doubles = double if doubles is None else doubles & double
         db.execute(
             f"CREATE TEMP VIEW raw_{index} AS SELECT {_ROW_NUMBER} AS _record, "
             f"* EXCLUDE ({_ROW_NUMBER}) FROM read_parquet({literal(str(out))}, "
@@ -353,7 +361,25 @@ def _load_typed(
         dialects,
         typed_columns=frozenset(typed),
         nan_columns=frozenset(nan),
+        finite_columns=frozenset((doubles or set()) - infinite),
     )
+
+
+def _unbounded_columns(written: list[tuple], types: Mapping[str, str]) -> list[str]:
+    """Return the columns whose statistics do not bound them by finite numbers.
+
+    Those are the columns with an infinity as min or max in the rows of
+    ``COPY ... RETURN_STATS``, or whose min or max is not exact.
+    """
+    names = {ident(name): name for name in types} | {name: name for name in types}
+    found = []
+    for row in written:
+        for key, stats in row[4].items():
+            bounds = (stats.get("min"), stats.get("max"))
+            exact = (stats.get("min_is_exact"), stats.get("max_is_exact"))
+            if any(b in ("inf", "-inf") for b in bounds) or "false" in exact:
+                found.append(names.get(key, key))
+    return found
 
 
 def _nan_columns(written: list[tuple], types: Mapping[str, str]) -> list[str]:

@@ -62,6 +62,8 @@ class Staged:
     """CSV and JSON-lines columns whose text is DuckDB's print of a typed value."""
     nan_columns: frozenset[str] = frozenset()
     """Columns with a NaN in the typed path's Parquet files."""
+    finite_columns: frozenset[str] = frozenset()
+    """DOUBLE columns of the typed path without an infinity."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ def _check(
             parent_scan,
             staged.inference.types,
             dataset,
+            staged.finite_columns,
         )
     )
     bad = db.execute(
@@ -240,6 +243,7 @@ def stage_files(
         missing,
         loaded.typed_columns,
         loaded.nan_columns,
+        loaded.finite_columns,
     )
 
 
