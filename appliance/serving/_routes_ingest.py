@@ -22,7 +22,13 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from appliance.config import Config, dataset_name_problem
 from appliance.errors import LimitError, NotFoundError, RequestError
-from appliance.serving._body import JSON, check_rows, decode_with_python, read_body
+from appliance.serving._body import (
+    JSON,
+    check_rows,
+    decode_repeated_keys,
+    decode_with_python,
+    read_body,
+)
 from appliance.serving._nesting import FLAT_ROWS, reject_deep_nesting
 from appliance.serving._openapi import body_operation
 from appliance.serving._params import DatasetName
@@ -315,14 +321,14 @@ def _decode(body: bytes, dataset: str) -> list[Any]:
             malformed=True,
         )
     try:
-        return _decoder.decode(body).rows
+        return decode_repeated_keys(body, _decoder.decode(body).rows)
     except msgspec.DecodeError as exc:
         # NaN, Infinity and numbers beyond float64 reach the ingest, which
         # reads NaN as a missing value and quarantines infinities, as it
         # does for files.
         rows = decode_with_python(body, str(exc))
         if rows is not None:
-            return rows
+            return decode_repeated_keys(body, rows)
         raise RequestError(
             f"malformed request body for dataset {dataset!r}: {exc}; send "
             '{"rows": [{...}, ...]}',

@@ -47,6 +47,7 @@ from appliance.storage._models import (
 )
 from appliance.storage._orphans import remove_orphan_folders
 from appliance.storage._quarantine import QuarantinedRow, list_quarantine
+from appliance.storage._repeated_keys import count_keys, keep_repeats
 from appliance.storage._retention import apply_retention
 from appliance.storage._runs import (
     FAILED,
@@ -98,6 +99,7 @@ __all__ = [
     "champion_models",
     "fallback_versions",
     "children_of",
+    "count_keys",
     "count_labels",
     "apply_retention",
     "diff_versions",
@@ -111,6 +113,7 @@ __all__ = [
     "get_runs",
     "get_version",
     "ingest",
+    "keep_repeats",
     "key_sources",
     "latest_label_time",
     "latest_models",

@@ -30,10 +30,10 @@ from typing import Any
 
 from appliance.config import Config, dataset_name_problem
 from appliance.errors import IngestError, RequestError, StorageError
-from appliance.jsonnumbers import dumps_as_sent
 from appliance.storage._catalog import Catalog
 from appliance.storage._ingest import IngestResult, ingest
 from appliance.storage._quarantine import move_source
+from appliance.storage._repeated_keys import encode_as_sent
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class IngestBuffer:
                     row=index,
                 )
             _check_keys(dataset, index, row)
-            lines.append(dumps_as_sent(row))
+            lines.append(encode_as_sent(row))
         if not lines:
             raise RequestError(
                 f'no rows sent to dataset {dataset!r}; send {{"rows": [{{...}}, ...]}}',

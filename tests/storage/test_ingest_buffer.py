@@ -515,6 +515,33 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
             (2, "Infinity"),
         ]
         assert "is not a finite number" in listed[1]["reason"]
+        repeated = httpx.post(
+            f"{base}/v1/datasets/events/rows",
+            content=b'{"rows": [{"id": 7, "value": 1.0, "value" : 2.50}, '
+            b'{"id": 8, "value": 4.0}]}',
+            headers={"Content-Type": "application/json"},
+            trust_env=False,
+        )
+        assert repeated.status_code == 202, repeated.text
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = httpx.get(
+                f"{base}/v1/datasets/events/rows", trust_env=False
+            ).json()
+            if status["flushes"] >= 3:
+                break
+            time.sleep(0.2)
+        assert status["last_flush"]["accepted"] == 1
+        assert status["last_flush"]["quarantined"] == 1
+        listed = httpx.get(
+            f"{base}/v1/admin/quarantine", params={"dataset": "events"}, trust_env=False
+        ).json()["rows"]
+        # The buffer writes each number as Python prints the parsed float.
+        assert (listed[-1]["line"], listed[-1]["value"]) == (1, "1.0, 2.5")
+        assert listed[-1]["reason"] == (
+            "key 'value' appears 2 times in the object, with the values 1.0, 2.5; "
+            "send each key once"
+        )
         bad = httpx.post(
             f"{base}/v1/datasets/events/rows", content=b"{", trust_env=False
         )
@@ -541,7 +568,8 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
     finally:
         stop(process)
 
-    assert rows_of(config) == [(1, 2.5), (5, None)]
-    first, second = sorted(versions(config), key=lambda v: v.created_at)
+    assert rows_of(config) == [(1, 2.5), (5, None), (8, 4.0)]
+    first, second, third = sorted(versions(config), key=lambda v: v.created_at)
     assert first.version == first_version
     assert second.version == second_version
+    assert third.version == status["last_flush"]["version"]
