@@ -160,7 +160,7 @@ def _column_stats(
     scanned = [n for n in orderable if n not in ranges]
     counts = [
         *map(_count_select, schema),
-        *_distinct_selects(schema, fenced, schema),
+        *_distinct_selects(schema, fenced),
         *map(_range_select, scanned),
     ]
     found = iter(_fetch(db, table, counts))
@@ -250,14 +250,12 @@ def _range_select(name: str) -> str:
 
 
 def _distinct_selects(
-    schema: Mapping[str, str],
-    quartiles: Mapping[str, list[float]],
-    types: Mapping[str, str],
+    schema: Mapping[str, str], quartiles: Mapping[str, list[float]]
 ) -> list[str]:
     """Return each column's approximate distinct count, then the outlier counts."""
     selects = [f"approx_count_distinct({ident(name)})" for name in schema]
     return selects + [
-        _outlier_count(name, q, types[name]) for name, q in quartiles.items()
+        _outlier_count(name, q, schema[name]) for name, q in quartiles.items()
     ]
 
 
