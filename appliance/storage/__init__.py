@@ -47,7 +47,7 @@ from appliance.storage._models import (
 )
 from appliance.storage._orphans import remove_orphan_folders
 from appliance.storage._quarantine import QuarantinedRow, list_quarantine
-from appliance.storage._repeated_keys import count_keys, keep_repeats
+from appliance.storage._repeated_keys import count_keys, keep_repeats, mark_repeats
 from appliance.storage._retention import apply_retention
 from appliance.storage._runs import (
     FAILED,
@@ -123,6 +123,7 @@ __all__ = [
     "list_models",
     "list_runs",
     "list_versions",
+    "mark_repeats",
     "metric_series",
     "read_artifact",
     "read_blob",

@@ -70,17 +70,37 @@ def count_keys(value: Any) -> int:
     return 0
 
 
-def encode_as_sent(value: Any) -> str:
-    """Encode `value` as compact JSON, with repeated keys as they were sent.
+def mark_repeats(row: Any) -> Any:
+    """Return `row` as a `RepeatedKeysObject` when a nested object repeats a key.
 
-    Values without a `RepeatedKeysObject` are encoded by `dumps_as_sent`.
+    `encode_as_sent` looks for repeated keys only in such a row, so that
+    other rows cost it one type check.
     """
+    if isinstance(row, RepeatedKeysObject) or not _has_repeats(row):
+        return row
+    marked = RepeatedKeysObject(row)
+    marked.pairs = list(row.items())
+    return marked
+
+
+def encode_as_sent(value: Any) -> str:
+    """Encode a row as compact JSON, with repeated keys as they were sent.
+
+    A row that is not a `RepeatedKeysObject` (see `mark_repeats`) is encoded
+    by `dumps_as_sent`.
+    """
+    if type(value) is not RepeatedKeysObject:
+        return dumps_as_sent(value)
+    return _encode(value)
+
+
+def _encode(value: Any) -> str:
     if not _has_repeats(value):
         return dumps_as_sent(value)
     if isinstance(value, list):
-        return "[" + ",".join(encode_as_sent(item) for item in value) + "]"
+        return "[" + ",".join(_encode(item) for item in value) + "]"
     pairs = value.pairs if isinstance(value, RepeatedKeysObject) else value.items()
-    items = (f"{json.dumps(str(k))}:{encode_as_sent(v)}" for k, v in pairs)
+    items = (f"{json.dumps(str(k))}:{_encode(v)}" for k, v in pairs)
     return "{" + ",".join(items) + "}"
 
 

@@ -92,7 +92,9 @@ def test_buffer_segment_quarantines_row(tmp_path: Path) -> None:
 
 
 def test_encode_nested_repeats() -> None:
-    inner = json.loads('{"d": 1, "d": 2}', object_pairs_hook=keep_repeats)
+    body = b'{"rows": [{"c": [{"d": 1, "d": 2}], "e": 1.5}, {"c": 1}]}'
 
-    assert encode_as_sent({"c": [inner], "e": 1.5}) == '{"c":[{"d":1,"d":2}],"e":1.5}'
-    assert encode_as_sent({"c": 1}) == '{"c":1}'
+    rows = decode_repeated_keys(body, json.loads(body)["rows"])
+
+    assert encode_as_sent(rows[0]) == '{"c":[{"d":1,"d":2}],"e":1.5}'
+    assert encode_as_sent(rows[1]) == '{"c":1}'
