@@ -67,7 +67,7 @@ from appliance.storage._retention import (
 from appliance.storage._sources import (
     SourceFile,
     check_distinct,
-    open_sources,
+    open_source,
 )
 from appliance.storage._sql import ident, literal
 from appliance.storage._staging import (
@@ -164,7 +164,7 @@ def ingest(
         )
     if not paths:
         raise IngestError("no input files given; name at least one file")
-    sources = open_sources(catalog.db, paths, settings.delimiter, settings.encoding)
+    sources = [open_source(path, settings.encoding) for path in paths]
     if len({source.reader for source in sources}) > 1:
         raise IngestError(
             f"{source_names(sources)}: input files mix formats; ingest CSV, "

@@ -115,7 +115,10 @@ def load_sources(
     """
     as_text = as_text | _regex_columns(contract)
     if sources[0].reader == "read_csv":
-        dialects = [_dialect(db, source, settings) for source in sources]
+        dialects = [
+            sniff_dialect(db, s.path, settings.delimiter, settings.encoding)
+            for s in sources
+        ]
         typed = _load_typed(db, sources, dialects, settings, contract, staging, as_text)
         if typed is not None:
             return typed
@@ -198,17 +201,6 @@ def _read_without_repeats(
     )
     # The copy's folder is named like a Hive partition (version=ID.tmp).
     return _other_sql(replace(source, path=copy), hive_partitioning=False)
-
-
-def _dialect(
-    db: duckdb.DuckDBPyConnection, source: SourceFile, settings: DatasetConfig
-) -> Dialect:
-    """Return the CSV dialect sniffed beside the hash, or sniff it now."""
-    if isinstance(source.sniffed, Dialect):
-        return source.sniffed
-    if isinstance(source.sniffed, IngestError):
-        raise source.sniffed
-    return sniff_dialect(db, source.path, settings.delimiter, settings.encoding)
 
 
 def _regex_columns(contract: ContractConfig | None) -> frozenset[str]:

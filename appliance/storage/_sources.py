@@ -16,9 +16,7 @@ import csv
 import functools
 import hashlib
 import io
-import logging
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -26,8 +24,6 @@ import duckdb
 from appliance.errors import IngestError
 from appliance.storage._errors import short_error
 from appliance.storage._sql import literal
-
-logger = logging.getLogger(__name__)
 
 READERS = {
     ".csv": "read_csv",
@@ -60,9 +56,6 @@ class SourceFile:
     reader: str
     """DuckDB table function: ``read_csv``, ``read_parquet`` or ``read_json``."""
     sha256: str
-    sniffed: Dialect | IngestError | None = field(default=None, compare=False)
-    """CSV dialect sniffed beside the hash (`open_sources`), or the sniff's
-    error; None when the file was not sniffed."""
 
     @functools.cached_property
     def newlines(self) -> int:
@@ -112,66 +105,6 @@ def open_source(path: Path, encoding: str = "utf-8") -> SourceFile:
         IngestError: The file is a directory, missing, empty, of an unknown format,
             unreadable or not valid UTF-8.
     """
-    reader = _check_path(path)
-    return SourceFile(
-        path, reader, _scan(path, reader == "read_json" and encoding == "utf-8")
-    )
-
-
-def open_sources(
-    db: duckdb.DuckDBPyConnection,
-    paths: list[Path],
-    delimiter: str | None,
-    encoding: str,
-) -> list[SourceFile]:
-    """Return `open_source` of each path, with CSV dialects sniffed meanwhile.
-
-    When every file is CSV, a worker thread sniffs them on its own cursor of
-    `db` while this thread hashes them, because the hash and DuckDB's sniff
-    both run without the GIL. A sniff's error is kept with its source and
-    raised where the dialect is first needed (`_loading.load_sources`), so
-    errors come in the same order as with the sniff after the hash.
-
-    Raises:
-        IngestError: As `open_source`.
-    """
-    readers = [_check_path(path) for path in paths]
-    if not paths or any(reader != "read_csv" for reader in readers):
-        return [open_source(path, encoding) for path in paths]
-    cursor = db.cursor()
-    with cursor, ThreadPoolExecutor(1, thread_name_prefix="sniff") as pool:
-        sniffed = pool.submit(_sniff_each, cursor, paths, delimiter, encoding)
-        try:
-            sources = [open_source(path, encoding) for path in paths]
-        except BaseException:
-            cursor.interrupt()
-            raise
-        dialects = sniffed.result()
-    return [replace(s, sniffed=d) for s, d in zip(sources, dialects)]
-
-
-def _sniff_each(
-    db: duckdb.DuckDBPyConnection,
-    paths: list[Path],
-    delimiter: str | None,
-    encoding: str,
-) -> list[Dialect | IngestError | None]:
-    """Return the dialect of each file, its `IngestError`, or None on another error."""
-    found: list[Dialect | IngestError | None] = []
-    for path in paths:
-        try:
-            found.append(sniff_dialect(db, path, delimiter, encoding))
-        except IngestError as exc:
-            found.append(exc)
-        except Exception:
-            # The sniff runs again where its dialect is needed, and raises there.
-            logger.debug("sniff beside the hash failed file=%s", path, exc_info=True)
-            found.append(None)
-    return found
-
-
-def _check_path(path: Path) -> str:
-    """Return the reader of `path` after checking that it is a non-empty file."""
     if path.is_dir():
         raise IngestError(
             f"{path}: is a directory; name the files in it instead, such as "
@@ -190,7 +123,9 @@ def _check_path(path: Path) -> str:
         raise IngestError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise IngestError(f"{path}: file is empty (0 bytes); nothing to ingest")
-    return reader
+    return SourceFile(
+        path, reader, _scan(path, reader == "read_json" and encoding == "utf-8")
+    )
 
 
 def check_distinct(sources: list[SourceFile]) -> None:
