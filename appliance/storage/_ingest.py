@@ -76,6 +76,7 @@ from appliance.storage._staging import (
     source_names,
     stage_checked,
 )
+from appliance.storage._steps import timed_step
 from appliance.storage._types import (
     ColumnType,
     stored_sql,
@@ -164,7 +165,8 @@ def ingest(
         )
     if not paths:
         raise IngestError("no input files given; name at least one file")
-    sources = [open_source(path, settings.encoding) for path in paths]
+    with timed_step(dataset, "hash"):
+        sources = [open_source(path, settings.encoding) for path in paths]
     if len({source.reader for source in sources}) > 1:
         raise IngestError(
             f"{source_names(sources)}: input files mix formats; ingest CSV, "
@@ -297,7 +299,8 @@ def _ingest_new(
     version_id, work = new_version
     target = catalog.lake / dataset / f"version={version_id}"
     parent_scan = scan_sql(parent) if parent and mode == "append" else None
-    checked = stage_checked(db, sources, settings, contract, work, parent_scan)
+    with timed_step(dataset, "stage"):
+        checked = stage_checked(db, sources, settings, contract, work, parent_scan)
     staged, types, bad = checked.staged, checked.types, checked.bad
     warnings = list(staged.inference.warnings)
     if contract is not None:
@@ -317,9 +320,10 @@ def _ingest_new(
 
     total = sum(staged.records)
     accepted, quarantined = total - bad, bad + staged.malformed
-    quarantine = (
-        quarantine_rows(db, sources, staged, settings.encoding) if quarantined else None
-    )
+    quarantine = None
+    if quarantined:
+        with timed_step(dataset, "quarantine"):
+            quarantine = quarantine_rows(db, sources, staged, settings.encoding)
     if checks.strict and (quarantined or warnings):
         raise IngestError(
             _strict_message(
@@ -328,7 +332,10 @@ def _ingest_new(
         )
 
     partition = settings.partition_by if settings.partition_by in types else None
-    partitioned = _write_rows(db, types, staged, work, target, partition, bad, accepted)
+    with timed_step(dataset, "write"):
+        partitioned = _write_rows(
+            db, types, staged, work, target, partition, bad, accepted
+        )
     try:
         version = _record_new(
             catalog,
@@ -493,17 +500,19 @@ def _record_new(
         files=_version_files(appended, own_glob, written.accepted),
         partition_by=settings.partition_by if written.partitioned else None,
     )
-    report = {
-        "accepted": written.accepted,
-        "quarantined": written.quarantined,
-        "warnings": warnings,
-        "quality": quality_report(
+    with timed_step(dataset, "report"):
+        quality = quality_report(
             db,
             f"({scan_sql(version)})",
             schema,
             parquet_sql(version),
             functools.partial(sample_sql, version),
-        ),
+        )
+    report = {
+        "accepted": written.accepted,
+        "quarantined": written.quarantined,
+        "warnings": warnings,
+        "quality": quality,
         REPORT_KEY: contract_fingerprint(settings.contract),
     }
     version = replace(version, report=report)
