@@ -22,7 +22,13 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from appliance.config import Config, dataset_name_problem
 from appliance.errors import LimitError, NotFoundError, RequestError
-from appliance.serving._body import JSON, check_rows, decode_with_python, read_body
+from appliance.serving._body import (
+    JSON,
+    check_rows,
+    decode_repeated_keys,
+    decode_with_python,
+    read_body,
+)
 from appliance.serving._nesting import FLAT_ROWS, reject_deep_nesting
 from appliance.serving._openapi import body_operation
 from appliance.serving._params import DatasetName
@@ -71,6 +77,24 @@ class RowsAccepted(msgspec.Struct):
     ]
 
 
+class FlushedSegment(msgspec.Struct):
+    """Rows of one flushed segment of a dataset's buffer."""
+
+    version: Annotated[
+        str, msgspec.Meta(description="Version with the segment's accepted rows.")
+    ]
+    accepted: Annotated[
+        int, msgspec.Meta(description="Rows of the segment written to the version.")
+    ]
+    quarantined: Annotated[
+        int,
+        msgspec.Meta(
+            description="Rows of the segment that broke the contract, stored in "
+            "the quarantine table."
+        ),
+    ]
+
+
 class BufferStatus(msgspec.Struct):
     """A dataset's buffer and its flushes since the daemon started."""
 
@@ -83,6 +107,21 @@ class BufferStatus(msgspec.Struct):
     ]
     last_rejection: Annotated[
         str | None, msgspec.Meta(description="Error of the latest rejected segment.")
+    ]
+    flushed_rows: Annotated[
+        int,
+        msgspec.Meta(description="Rows that flushes wrote to versions since start."),
+    ]
+    quarantined_rows: Annotated[
+        int,
+        msgspec.Meta(
+            description="Rows that flushes quarantined since start, for breaking "
+            "the dataset's contract."
+        ),
+    ]
+    last_flush: Annotated[
+        FlushedSegment | None,
+        msgspec.Meta(description="The latest segment a flush ingested since start."),
     ]
 
 
@@ -155,12 +194,18 @@ async def buffer_status(
     if not buffered and not flushed and name not in state.config.datasets:
         await asyncio.to_thread(_check_exists, state, name)
     rejected, rejection = state.ingest.rejections(name)
+    flushed_rows, quarantined_rows, last = state.ingest.flushed_rows(name)
     status = BufferStatus(
         dataset=name,
         buffered=buffered,
         flushes=flushed,
         rejected_segments=rejected,
         last_rejection=rejection,
+        flushed_rows=flushed_rows,
+        quarantined_rows=quarantined_rows,
+        last_flush=None
+        if last is None
+        else FlushedSegment(last.version, last.accepted, last.quarantined),
     )
     return Response(_encode(status), media_type=JSON)
 
@@ -226,12 +271,14 @@ def _reject_absent_keys(
 ) -> None:
     """Raise for the key columns absent from the rows that the ingest checks.
 
-    With a contract, those are the key columns in it, as `check_dropped_keys`
-    checks them. A dataset without a contract yet (no version and none
-    declared) gets its first version from the flush, which checks the key
-    columns that are surely the dataset's, as `check_first_keys` does.
+    With a contract, those are the key columns in it or in the latest
+    version, as the ingest checks them with `check_dropped_keys`. A dataset
+    without a contract yet (no version and none declared) gets its first
+    version from the flush, which checks the key columns that are surely the
+    dataset's, as `check_first_keys` does.
     """
     contract = config.dataset(dataset).contract or stored_contract(catalog, dataset)
+    latest = latest_version(catalog, dataset, missing_ok=True)
     if contract is None:
         # The first version is checked for the owned key columns only.
         uses = key_sources(
@@ -240,10 +287,9 @@ def _reject_absent_keys(
         sent = {column.lower() for column in present}
         dropped = [column for column in uses if column.lower() not in sent]
     else:
+        known = set(contract.columns) | set(latest.schema if latest else ())
         dropped = [
-            column
-            for column in uses
-            if column not in present and column in contract.columns
+            column for column in uses if column not in present and column in known
         ]
     if not dropped:
         return
@@ -275,14 +321,14 @@ def _decode(body: bytes, dataset: str) -> list[Any]:
             malformed=True,
         )
     try:
-        return _decoder.decode(body).rows
+        return decode_repeated_keys(body, _decoder.decode(body).rows)
     except msgspec.DecodeError as exc:
         # NaN, Infinity and numbers beyond float64 reach the ingest, which
         # reads NaN as a missing value and quarantines infinities, as it
         # does for files.
         rows = decode_with_python(body, str(exc))
         if rows is not None:
-            return rows
+            return decode_repeated_keys(body, rows)
         raise RequestError(
             f"malformed request body for dataset {dataset!r}: {exc}; send "
             '{"rows": [{...}, ...]}',

@@ -48,6 +48,7 @@ from appliance.storage._models import (
 )
 from appliance.storage._orphans import remove_orphan_folders
 from appliance.storage._quarantine import QuarantinedRow, list_quarantine
+from appliance.storage._repeated_keys import count_keys, keep_repeats, mark_repeats
 from appliance.storage._retention import apply_retention
 from appliance.storage._runs import (
     FAILED,
@@ -100,6 +101,7 @@ __all__ = [
     "champion_models",
     "fallback_versions",
     "children_of",
+    "count_keys",
     "count_labels",
     "apply_retention",
     "diff_versions",
@@ -113,6 +115,7 @@ __all__ = [
     "get_runs",
     "get_version",
     "ingest",
+    "keep_repeats",
     "key_sources",
     "latest_label_time",
     "latest_models",
@@ -122,6 +125,7 @@ __all__ = [
     "list_models",
     "list_runs",
     "list_versions",
+    "mark_repeats",
     "metric_series",
     "read_artifact",
     "read_blob",

@@ -30,10 +30,10 @@ from typing import Any
 
 from appliance.config import Config, dataset_name_problem
 from appliance.errors import IngestError, RequestError, StorageError
-from appliance.jsonnumbers import dumps_as_sent
 from appliance.storage._catalog import Catalog
 from appliance.storage._ingest import IngestResult, ingest
 from appliance.storage._quarantine import move_source
+from appliance.storage._repeated_keys import encode_as_sent
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,20 @@ class _State:
     """Rows that flushes wrote to new versions since start."""
     quarantined_rows: int = 0
     """Rows that flushes stored in the quarantine table since start."""
+    last_flush: LastFlush | None = None
+    """The latest segment a flush ingested since start."""
+
+
+@dataclass(frozen=True)
+class LastFlush:
+    """Rows of the latest buffer segment that a flush ingested."""
+
+    version: str
+    """Version that contains the segment's accepted rows."""
+    accepted: int
+    """Rows of the segment written to the version."""
+    quarantined: int
+    """Rows of the segment stored in the quarantine table."""
 
 
 class IngestBuffer:
@@ -107,7 +121,7 @@ class IngestBuffer:
                     row=index,
                 )
             _check_keys(dataset, index, row)
-            lines.append(dumps_as_sent(row))
+            lines.append(encode_as_sent(row))
         if not lines:
             raise RequestError(
                 f'no rows sent to dataset {dataset!r}; send {{"rows": [{{...}}, ...]}}',
@@ -136,6 +150,13 @@ class IngestBuffer:
         with self._lock:
             state = self._states.get(dataset, _State())
             return state.rejected, state.rejection
+
+    def flushed_rows(self, dataset: str) -> tuple[int, int, LastFlush | None]:
+        """Return the rows that flushes of `dataset` wrote to versions and
+        quarantined since start, and the latest flushed segment."""
+        with self._lock:
+            state = self._states.get(dataset, _State())
+            return state.flushed_rows, state.quarantined_rows, state.last_flush
 
     def counts(self) -> dict[str, tuple[int, int, int, int]]:
         """Return, by dataset, the rows accepted, flushed and quarantined and
@@ -377,9 +398,11 @@ class IngestBuffer:
             _sync_folder(segment.parent)
         with self._lock:
             state = self._states.setdefault(dataset, _State())
+            accepted = _accepted(result)
             state.flushed += 1
-            state.flushed_rows += _accepted(result)
+            state.flushed_rows += accepted
             state.quarantined_rows += quarantined
+            state.last_flush = LastFlush(result.version.version, accepted, quarantined)
         logger.info(
             "buffer flushed dataset=%s version=%s accepted=%d quarantined=%d",
             dataset,

@@ -12,7 +12,7 @@ rule sets ``allow_infinity``. NaN in a numeric column is a missing value
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from appliance.config import ColumnRule, ContractConfig
 from appliance.storage._sql import ident, literal
@@ -87,6 +87,7 @@ def violations_sql(
     parent_scan: str | None = None,
     fitting: Mapping[str, ColumnType] | None = None,
     dataset: str = "NAME",
+    finite: Collection[str] = (),
 ) -> str:
     """Return a query listing every broken rule of the rows in `STAGED`.
 
@@ -100,6 +101,9 @@ def violations_sql(
             to (inferred from these rows); their conversion is not checked again.
         dataset: Name of the dataset, for the configuration table that a
             message tells to change.
+        finite: Float columns of `STAGED` known to hold no infinity, such as
+            from the Parquet statistics of the typed read. A column stored in
+            its staged type is not checked for infinities.
     """
     parts = []
     for name, column in types.items():
@@ -127,11 +131,14 @@ def violations_sql(
         if source == "VARCHAR":
             parts.append(_nul_check(name))
         rule = contract.columns.get(name)
-        finite = column.type in FLOAT_TYPES and not (rule and rule.allow_infinity)
-        if finite:
+        checks_finite = column.type in FLOAT_TYPES and not (
+            rule and rule.allow_infinity
+        )
+        unchanged_finite = name in finite and source == column.type
+        if checks_finite and not unchanged_finite:
             parts.append(_infinity_check(name, value, text, dataset))
         if rule is not None:
-            parts += _rule_checks(name, rule, value, text, nan, finite)
+            parts += _rule_checks(name, rule, value, text, nan, checks_finite)
     if contract.unique_key:
         parts.append(
             _unique_check(contract.unique_key, types, source_types, parent_scan)

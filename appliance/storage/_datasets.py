@@ -36,6 +36,8 @@ VERSION_COLUMNS = (
     "path, mode, files_json, partition_by, report_json"
 )
 """Columns of ``dataset_versions`` in the order `version_from_row` reads them."""
+_ROW_NUMBER = "file_row_number"
+"""Column that ``read_parquet(..., file_row_number=true)`` adds."""
 
 
 @dataclass(frozen=True)
@@ -226,19 +228,40 @@ def scan_sql(version: DatasetVersion) -> str:
     FLOAT or DOUBLE column reads as NULL, because NaN is a missing value and
     versions written before the ingest stored it as NULL still contain NaN.
     """
-    columns = ", ".join(
+    return f"SELECT {_scan_columns(version)} FROM {parquet_sql(version)}"
+
+
+def sample_sql(version: DatasetVersion, every: int) -> str | None:
+    """Return a SELECT of about one row in `every` of `version`, read as `scan_sql`.
+
+    A row is taken when a hash of its position in its file is a multiple of
+    `every`, so a version always gives the same sample, and rows that repeat
+    with a period in the file, such as one row per hour, are not taken or
+    left out together. None when a column is named ``file_row_number``,
+    which DuckDB's reader uses for the position.
+    """
+    if _ROW_NUMBER in version.schema:
+        return None
+    return (
+        f"SELECT {_scan_columns(version)} FROM {parquet_sql(version, True)} "
+        f"WHERE hash({_ROW_NUMBER}) % {int(every)} = 0"
+    )
+
+
+def _scan_columns(version: DatasetVersion) -> str:
+    return ", ".join(
         f"{_read_sql(name, kind)} AS {ident(name)}"
         for name, kind in version.schema.items()
     )
-    return f"SELECT {columns} FROM {parquet_sql(version)}"
 
 
-def parquet_sql(version: DatasetVersion) -> str:
+def parquet_sql(version: DatasetVersion, row_numbers: bool = False) -> str:
     """Return the ``read_parquet`` call over the files of `version`, as stored.
 
     Its columns keep the types of the files, and a NaN stays NaN. It also has
-    the ``version`` column of the folder names. `scan_sql` reads it in the
-    recorded schema.
+    the ``version`` column of the folder names, and with `row_numbers` the
+    ``file_row_number`` column, each row's position in its file from 0.
+    `scan_sql` reads it in the recorded schema.
     """
     files = "[" + ", ".join(literal(glob) for glob in version.files) + "]"
     partitions = {
@@ -250,8 +273,10 @@ def parquet_sql(version: DatasetVersion) -> str:
     if partitions:
         pairs = ", ".join(f"{literal(n)}: {literal(k)}" for n, k in partitions.items())
         hive_types = f", hive_types={{{pairs}}}"
+    numbered = ", file_row_number=true" if row_numbers else ""
     return (
-        f"read_parquet({files}, hive_partitioning=true, union_by_name=true{hive_types})"
+        f"read_parquet({files}, hive_partitioning=true, union_by_name=true"
+        f"{hive_types}{numbered})"
     )
 
 

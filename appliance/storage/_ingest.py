@@ -19,6 +19,7 @@ and `_unchanged.check_unchanged` decides whether it may stand for the ingest.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -48,6 +49,7 @@ from appliance.storage._datasets import (
     latest_version,
     parquet_sql,
     record_version,
+    sample_sql,
     scan_sql,
 )
 from appliance.storage._errors import short_error
@@ -74,6 +76,7 @@ from appliance.storage._staging import (
     source_names,
     stage_checked,
 )
+from appliance.storage._steps import timed_step
 from appliance.storage._types import (
     ColumnType,
     stored_sql,
@@ -162,7 +165,8 @@ def ingest(
         )
     if not paths:
         raise IngestError("no input files given; name at least one file")
-    sources = [open_source(path, settings.encoding) for path in paths]
+    with timed_step(dataset, "hash"):
+        sources = [open_source(path, settings.encoding) for path in paths]
     if len({source.reader for source in sources}) > 1:
         raise IngestError(
             f"{source_names(sources)}: input files mix formats; ingest CSV, "
@@ -295,7 +299,8 @@ def _ingest_new(
     version_id, work = new_version
     target = catalog.lake / dataset / f"version={version_id}"
     parent_scan = scan_sql(parent) if parent and mode == "append" else None
-    checked = stage_checked(db, sources, settings, contract, work, parent_scan)
+    with timed_step(dataset, "stage"):
+        checked = stage_checked(db, sources, settings, contract, work, parent_scan)
     staged, types, bad = checked.staged, checked.types, checked.bad
     warnings = list(staged.inference.warnings)
     if contract is not None:
@@ -308,22 +313,17 @@ def _ingest_new(
         warnings += _check_shared_columns(
             sources, dataset, list(contract.columns), staged.missing, checks.force
         )
-    if checks.views and contract is None:
-        warnings += check_first_keys(
-            db, dataset, staged.source_types, checks.views, checks.force
-        )
-    elif checks.views and staged.missing:
-        # NOTE: a key column that a declared contract leaves out is not in
-        # `staged.missing`, so dropping it is not checked.
-        warnings += check_dropped_keys(
-            db, dataset, staged.missing, checks.views, checks.force, mode
+    if checks.views:
+        warnings += _check_view_keys(
+            db, dataset, staged, (contract, parent), mode, checks
         )
 
     total = sum(staged.records)
     accepted, quarantined = total - bad, bad + staged.malformed
-    quarantine = (
-        quarantine_rows(db, sources, staged, settings.encoding) if quarantined else None
-    )
+    quarantine = None
+    if quarantined:
+        with timed_step(dataset, "quarantine"):
+            quarantine = quarantine_rows(db, sources, staged, settings.encoding)
     if checks.strict and (quarantined or warnings):
         raise IngestError(
             _strict_message(
@@ -334,7 +334,10 @@ def _ingest_new(
         warnings += _check_emptying(sources, parent, quarantined, quarantine, checks)
 
     partition = settings.partition_by if settings.partition_by in types else None
-    partitioned = _write_rows(db, types, staged, work, target, partition, bad, accepted)
+    with timed_step(dataset, "write"):
+        partitioned = _write_rows(
+            db, types, staged, work, target, partition, bad, accepted
+        )
     try:
         version = _record_new(
             catalog,
@@ -372,6 +375,46 @@ def _ingest_new(
         len(sources),
     )
     return IngestResult(version, True, accepted, quarantined, warnings, removed)
+
+
+def _check_view_keys(
+    db: duckdb.DuckDBPyConnection,
+    dataset: str,
+    staged: Staged,
+    known: tuple[ContractConfig | None, DatasetVersion | None],
+    mode: Mode,
+    checks: _Checks,
+) -> list[str]:
+    """Reject files that lack a column the feature views read a key from.
+
+    Such a column is dropped when the contract or the latest version has it,
+    also when a declared contract leaves it out. A first version checks the
+    key columns that are surely the dataset's (`check_first_keys`).
+
+    Args:
+        known: The contract and the latest version, whose columns the files
+            should keep.
+
+    Returns:
+        Warnings when `checks.force` is set.
+    """
+    contract, parent = known
+    files = [name for name in staged.source_types if name not in staged.missing]
+    columns = [
+        *(contract.columns if contract else ()),
+        *(parent.schema if parent else ()),
+    ]
+    dropped = list(dict.fromkeys(name for name in columns if name not in files))
+    warnings = []
+    if dropped:
+        warnings += check_dropped_keys(
+            db, dataset, dropped, checks.views, checks.force, mode
+        )
+    if parent is None:
+        warnings += check_first_keys(
+            db, dataset, [*files, *dropped], checks.views, checks.force
+        )
+    return warnings
 
 
 @dataclass(frozen=True)
@@ -459,13 +502,19 @@ def _record_new(
         files=_version_files(appended, own_glob, written.accepted),
         partition_by=settings.partition_by if written.partitioned else None,
     )
+    with timed_step(dataset, "report"):
+        quality = quality_report(
+            db,
+            f"({scan_sql(version)})",
+            schema,
+            parquet_sql(version),
+            functools.partial(sample_sql, version),
+        )
     report = {
         "accepted": written.accepted,
         "quarantined": written.quarantined,
         "warnings": warnings,
-        "quality": quality_report(
-            db, f"({scan_sql(version)})", schema, parquet_sql(version)
-        ),
+        "quality": quality,
         REPORT_KEY: contract_fingerprint(settings.contract),
     }
     version = replace(version, report=report)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -33,6 +33,11 @@ import pyarrow as pa
 from appliance.config import ContractConfig, DatasetConfig
 from appliance.errors import IngestError
 from appliance.storage._errors import short_error
+from appliance.storage._repeated_keys import (
+    REPEATED_KEY_ERROR,
+    store_repeats,
+    write_without_repeats,
+)
 from appliance.storage._sources import (
     Dialect,
     SourceFile,
@@ -76,6 +81,11 @@ class Loaded:
     DuckDB's print of each value; ``as_text`` reads them as written."""
     nan_columns: frozenset[str] = frozenset()
     """Columns with a NaN in the typed path's Parquet files, from the
+    statistics that the Parquet writer returns."""
+    repeated_keys: tuple[str, ...] = ()
+    """Tables of the rows whose JSON objects repeat a key, as violations."""
+    finite_columns: frozenset[str] = frozenset()
+    """DOUBLE columns of the typed path without an infinity, from the
     statistics that the Parquet writer returns."""
 
 
@@ -126,9 +136,17 @@ def load_sources(
         readers = [_other_sql(source) for source in sources]
     text: set[str] = set()
     typed_columns: set[str] = set()
+    repeated: list[str] = []
     for index, (source, reader) in enumerate(zip(sources, readers)):
         try:
-            db.execute(f"CREATE TEMP TABLE rows_{index} AS SELECT * FROM {reader}")
+            try:
+                db.execute(f"CREATE TEMP TABLE rows_{index} AS SELECT * FROM {reader}")
+            except duckdb.Error as exc:
+                if REPEATED_KEY_ERROR not in str(exc):
+                    raise
+                reader = _read_without_repeats(db, index, source, staging)
+                repeated.append(f"repeated_keys_{index}")
+                db.execute(f"CREATE TEMP TABLE rows_{index} AS SELECT * FROM {reader}")
         except duckdb.Error as exc:
             if source.reader == "read_json":
                 _raise_malformed_line(source.path)
@@ -161,7 +179,28 @@ def load_sources(
         dialects,
         frozenset(text),
         frozenset(typed_columns),
+        repeated_keys=tuple(repeated),
     )
+
+
+def _read_without_repeats(
+    db: duckdb.DuckDBPyConnection, index: int, source: SourceFile, staging: Path
+) -> str:
+    """Return the read of a copy of a JSON-lines file without repeated keys.
+
+    The repeated keys are stored in table ``repeated_keys_N`` (see
+    `_repeated_keys`), so that their rows are quarantined.
+    """
+    copy = staging / f"without_repeats_{index}.jsonl"
+    repeats = write_without_repeats(source.path, copy)
+    store_repeats(db, index, repeats)
+    logger.info(
+        "JSON-lines objects repeat keys, rows quarantined file=%s keys=%d",
+        source.path,
+        len(repeats),
+    )
+    # The copy's folder is named like a Hive partition (version=ID.tmp).
+    return _other_sql(replace(source, path=copy), hive_partitioning=False)
 
 
 def _regex_columns(contract: ContractConfig | None) -> frozenset[str]:
@@ -310,6 +349,8 @@ def _load_typed(
     files = []
     typed: set[str] = set()
     nan: set[str] = set()
+    infinite: set[str] = set()
+    doubles: set[str] | None = None
     for index, (source, dialect) in enumerate(zip(sources, dialects)):
         types = _typed_columns(dialect, settings, contract, as_text)
         if _ROW_NUMBER in types:
@@ -334,6 +375,9 @@ def _load_typed(
             return None
         typed.update(name for name, kind in types.items() if kind != "VARCHAR")
         nan.update(_nan_columns(written, types))
+        infinite.update(_unbounded_columns(written, types))
+        double = {name for name, kind in types.items() if kind == "DOUBLE"}
+        doubles = double if doubles is None else doubles & double
         db.execute(
             f"CREATE TEMP VIEW raw_{index} AS SELECT {_ROW_NUMBER} AS _record, "
             f"* EXCLUDE ({_ROW_NUMBER}) FROM read_parquet({literal(str(out))}, "
@@ -345,7 +389,25 @@ def _load_typed(
         dialects,
         typed_columns=frozenset(typed),
         nan_columns=frozenset(nan),
+        finite_columns=frozenset((doubles or set()) - infinite),
     )
+
+
+def _unbounded_columns(written: list[tuple], types: Mapping[str, str]) -> list[str]:
+    """Return the columns whose statistics do not bound them by finite numbers.
+
+    Those are the columns with an infinity as min or max in the rows of
+    ``COPY ... RETURN_STATS``, or whose min or max is not exact.
+    """
+    names = {ident(name): name for name in types} | {name: name for name in types}
+    found = []
+    for row in written:
+        for key, stats in row[4].items():
+            bounds = (stats.get("min"), stats.get("max"))
+            exact = (stats.get("min_is_exact"), stats.get("max_is_exact"))
+            if any(b in ("inf", "-inf") for b in bounds) or "false" in exact:
+                found.append(names.get(key, key))
+    return found
 
 
 def _nan_columns(written: list[tuple], types: Mapping[str, str]) -> list[str]:
@@ -458,15 +520,16 @@ def _csv_sql(
     )
 
 
-def _other_sql(source: SourceFile) -> str:
+def _other_sql(source: SourceFile, hive_partitioning: bool = True) -> str:
     path = literal(str(source.path))
     if source.reader == "read_parquet":
         return f"read_parquet({path})"
+    hive = "" if hive_partitioning else ", hive_partitioning=false"
     # Without map_inference_threshold=-1, DuckDB 2.0.1 reads a file whose
     # objects have 200 or more distinct keys as one MAP column.
     return (
         f"read_json({path}, format='newline_delimited', sample_size=-1, "
-        "map_inference_threshold=-1)"
+        f"map_inference_threshold=-1{hive})"
     )
 
 

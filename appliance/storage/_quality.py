@@ -2,7 +2,7 @@
 
 Per column: null rate, distinct count (approximate, HyperLogLog), min, max;
 for numeric columns also the quartiles of the finite values (exact up to
-20,000 rows, else from a seeded sample of that size) and the exact count of
+20,000 rows, else from a sample of about that size) and the exact count of
 values other than NaN outside ``[q1 - 1.5 IQR, q3 + 1.5 IQR]``. For the
 table: rows and duplicate rows. The report's ``methods`` entry states which
 of these are approximate, for readers such as ``appliance datasets show``.
@@ -13,24 +13,34 @@ with no cast, come from the files' statistics without scanning rows, and the
 duplicate count (a DISTINCT aggregate) mixed with plain aggregates moves all
 of them to a slower plan. The quartiles come first, from the sample, so the
 non-null counts, the approximate distinct counts, the outlier counts and the
-ranges that the statistics cannot give share one scan. The duplicate count
-runs at the same time on a second cursor in a worker thread, so the two
-scans can run on two cores at once.
+ranges that the statistics cannot give share one scan. A column whose range
+from the statistics lies within its fences has no outlier, so it is not
+counted. The duplicate count runs at the same time on a second cursor in a
+worker thread, so the two scans can run on two cores at once.
+
+numpy computes the quartiles of the fetched sample, with the same linear
+interpolation as DuckDB's ``quantile_cont``. On the 20,000-row sample of the
+14 numeric flights columns it took about 0.004 CPU s against 0.012 for
+DuckDB 2.0.1, in one run on a shared 2-core machine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from appliance.storage._loading import normalize_type
 from appliance.storage._sql import ident
-from appliance.storage._types import FLOAT_TYPES, NUMERIC_TYPES
+from appliance.storage._types import FLOAT_TYPES, INTEGER_TYPES, NUMERIC_TYPES
 
 _QUANTILE_SAMPLE = 20_000
+_SORTED_ROWS = 2_000_000
+"""Tables up to this many rows count duplicates from a sort of the row hashes."""
 
 
 def quality_report(
@@ -38,6 +48,7 @@ def quality_report(
     table: str,
     schema: Mapping[str, str],
     stored: str | None = None,
+    sample: Callable[[int], str | None] | None = None,
 ) -> dict[str, Any]:
     """Compute the quality report of the rows in `table`.
 
@@ -55,34 +66,37 @@ def quality_report(
             `schema` type takes min and max from the files' statistics.
             FLOAT and DOUBLE columns are left out, because `table` reads NaN
             as missing.
+        sample: Returns a query of about one row in every N of `table`, given
+            N, such as `_datasets.sample_sql`, or None when it cannot. The
+            quartiles of a table of more than 20,000 rows come from it, and
+            otherwise from a seeded reservoir sample of `table`.
     """
-    row_hash = f"hash({', '.join(ident(n) for n in schema)})"
+    (rows,) = _fetch(db, stored or table, ["count(*)"])
     with (
         db.cursor() as second,
         ThreadPoolExecutor(1, thread_name_prefix="quality") as pool,
     ):
         # The worker thread runs its query on its own cursor, because one
         # DuckDB connection runs one query at a time.
-        duplicates = pool.submit(_fetch, second, table, [f"count(DISTINCT {row_hash})"])
+        duplicates = pool.submit(_duplicate_rows, second, table, schema, rows)
         try:
-            rows, columns = _column_stats(db, table, schema, stored)
+            columns, quantiles = _column_stats(
+                db, table, schema, rows, (stored, sample)
+            )
         except BaseException:
             second.interrupt()
             raise
-        (distinct_rows,) = duplicates.result()
+        duplicate_rows = duplicates.result()
     return {
         "rows": rows,
-        "duplicate_rows": rows - distinct_rows,
+        "duplicate_rows": duplicate_rows,
         "columns": columns,
-        "methods": _methods(rows),
+        "methods": _methods(quantiles),
     }
 
 
-def _methods(rows: int) -> dict[str, str]:
-    """Return how each statistic of a report over `rows` rows was computed."""
-    quantiles = "exact"
-    if rows > _QUANTILE_SAMPLE:
-        quantiles = f"approximate, from a seeded sample of {_QUANTILE_SAMPLE} rows"
+def _methods(quantiles: str) -> dict[str, str]:
+    """Return how each statistic of a report was computed."""
     return {
         "distinct": "approximate, HyperLogLog",
         "quantiles": quantiles,
@@ -91,18 +105,46 @@ def _methods(rows: int) -> dict[str, str]:
     }
 
 
+def _duplicate_rows(
+    db: duckdb.DuckDBPyConnection, table: str, schema: Mapping[str, str], rows: int
+) -> int:
+    """Return the count of rows of `table` whose hash an earlier row has.
+
+    Up to `_SORTED_ROWS` rows, numpy sorts the fetched hashes in place, 8
+    bytes a row: 0.030 CPU s against 0.049 for DuckDB 2.0.1's DISTINCT
+    aggregate on the flights rows, of which 0.026 is the read and the hash.
+    A larger table keeps the aggregate, which can spill to disk.
+    """
+    row_hash = f"hash({', '.join(ident(n) for n in schema)})"
+    if rows > _SORTED_ROWS:
+        (distinct,) = _fetch(db, table, [f"count(DISTINCT {row_hash})"])
+        return rows - distinct
+    hashes = db.execute(f"SELECT {row_hash} AS h FROM {table}").fetchnumpy()["h"]
+    hashes = np.asarray(hashes)
+    hashes.sort()
+    repeats = np.count_nonzero(hashes[1:] == hashes[:-1]) if hashes.size else 0
+    return int(repeats)
+
+
 def _column_stats(
     db: duckdb.DuckDBPyConnection,
     table: str,
     schema: Mapping[str, str],
-    stored: str | None,
-) -> tuple[int, dict[str, dict[str, Any]]]:
-    """Return the row count of `table` and the statistics of each column."""
+    rows: int,
+    sources: tuple[str | None, Callable[[int], str | None] | None],
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """Return the statistics of each column and how the quartiles were computed.
+
+    Args:
+        sources: The `stored` and `sample` arguments of `quality_report`.
+    """
+    stored, sample = sources
     numeric = [n for n, kind in schema.items() if _is_numeric(kind)]
+    sampled, method = _sample_query(table, rows, sample)
     quartiles = {
         name: q
-        for name, q in zip(numeric, _quartiles(db, table, numeric))
-        if q is not None and q[0] is not None
+        for name, q in zip(numeric, _quartiles(db, sampled, numeric))
+        if q is not None
     }
     orderable = [n for n, kind in schema.items() if _orderable(kind)]
     from_files = _stored_as_recorded(db, stored, schema, orderable) if stored else []
@@ -110,18 +152,21 @@ def _column_stats(
     if stored and from_files:
         bounds = _fetch(db, stored, [_range_select(n) for n in from_files])
         ranges.update(zip(from_files, bounds))
+    fenced = {
+        name: q
+        for name, q in quartiles.items()
+        if name not in ranges or not _within_fences(ranges[name], q)
+    }
     scanned = [n for n in orderable if n not in ranges]
     counts = [
-        "count(*)",
         *map(_count_select, schema),
-        *_distinct_selects(schema, quartiles),
+        *_distinct_selects(schema, fenced),
         *map(_range_select, scanned),
     ]
     found = iter(_fetch(db, table, counts))
-    rows = next(found)
     present = [next(found) for _ in schema]
     distinct = [next(found) for _ in schema]
-    outliers = {name: next(found) for name in quartiles}
+    outliers = {name: next(found) if name in fenced else 0 for name in quartiles}
     ranges.update((name, next(found)) for name in scanned)
 
     columns: dict[str, dict[str, Any]] = {}
@@ -141,7 +186,37 @@ def _column_stats(
     for name, count in outliers.items():
         if rows:
             columns[name]["outliers_iqr"] = count
-    return rows, columns
+    return columns, method
+
+
+def _sample_query(
+    table: str, rows: int, sample: Callable[[int], str | None] | None
+) -> tuple[str, str]:
+    """Return the rows to take the quartiles from and how they were chosen."""
+    if rows <= _QUANTILE_SAMPLE:
+        return table, "exact"
+    every = -(-rows // _QUANTILE_SAMPLE)
+    query = sample(every) if sample is not None else None
+    if query is not None:
+        method = (
+            f"approximate, from a sample of one row in {every} of each file, "
+            "chosen by a hash of the row's position"
+        )
+        return f"({query})", method
+    reservoir = (
+        f"(SELECT * FROM {table}) USING SAMPLE reservoir({_QUANTILE_SAMPLE} ROWS) "
+        "REPEATABLE (0)"
+    )
+    return reservoir, f"approximate, from a seeded sample of {_QUANTILE_SAMPLE} rows"
+
+
+def _within_fences(bounds: list[str | None], quartiles: list[float]) -> bool:
+    """Tell whether a column's min and max lie within its outlier fences."""
+    low, high = bounds
+    if low is None or high is None:
+        return True
+    fence_low, fence_high = _fences(quartiles)
+    return float(low) >= fence_low and float(high) <= fence_high
 
 
 def _stored_as_recorded(
@@ -179,7 +254,9 @@ def _distinct_selects(
 ) -> list[str]:
     """Return each column's approximate distinct count, then the outlier counts."""
     selects = [f"approx_count_distinct({ident(name)})" for name in schema]
-    return selects + [_outlier_count(name, q) for name, q in quartiles.items()]
+    return selects + [
+        _outlier_count(name, q, schema[name]) for name, q in quartiles.items()
+    ]
 
 
 def _fetch(db: duckdb.DuckDBPyConnection, table: str, selects: list[str]) -> tuple:
@@ -196,34 +273,44 @@ def _range_entry(kind: str, bounds: list[str | None]) -> dict[str, Any]:
 
 
 def _quartiles(
-    db: duckdb.DuckDBPyConnection, table: str, numeric: list[str]
-) -> list[Any]:
-    """Return the quartiles of each numeric column, from a sample of large tables.
+    db: duckdb.DuckDBPyConnection, rows: str, numeric: list[str]
+) -> list[list[float] | None]:
+    """Return the quartiles of the finite values of each numeric column of `rows`.
 
-    The sample is a seeded reservoir of `_QUANTILE_SAMPLE` rows, so the same
-    version always gets the same quartiles.
+    None for a column without a finite value. NaN and infinities are left
+    out, so the quartiles and the outlier fences built from them stay finite.
     """
     if not numeric:
         return []
-    # NaN and infinities are left out, so the quartiles and the outlier
-    # fences built from them stay finite numbers.
-    selects = ", ".join(
-        f"quantile_cont(CAST({ident(n)} AS DOUBLE), [0.25, 0.5, 0.75]) "
-        f"FILTER (WHERE isfinite(CAST({ident(n)} AS DOUBLE)))"
-        for n in numeric
-    )
-    projected = ", ".join(ident(n) for n in numeric)
-    sample = (
-        f"(SELECT {projected} FROM {table}) USING SAMPLE "
-        f"reservoir({_QUANTILE_SAMPLE} ROWS) REPEATABLE (0)"
-    )
-    return list(db.execute(f"SELECT {selects} FROM {sample}").fetchall()[0])
+    selects = ", ".join(f"CAST({ident(n)} AS DOUBLE) AS {ident(n)}" for n in numeric)
+    fetched = db.execute(f"SELECT {selects} FROM {rows}").fetchnumpy()
+    found: list[list[float] | None] = []
+    for name in numeric:
+        values = np.ma.asarray(fetched[name], dtype=np.float64).compressed()
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            found.append(None)
+            continue
+        found.append(np.quantile(values, [0.25, 0.5, 0.75]).tolist())
+    return found
 
 
-def _outlier_count(name: str, quartiles: list[float]) -> str:
-    """Return the aggregate counting values outside the column's IQR fences."""
+def _fences(quartiles: list[float]) -> tuple[float, float]:
+    """Return the outlier fences ``q1 - 1.5 IQR`` and ``q3 + 1.5 IQR``."""
     spread = 1.5 * (quartiles[2] - quartiles[0])
-    low, high = quartiles[0] - spread, quartiles[2] + spread
+    return quartiles[0] - spread, quartiles[2] + spread
+
+
+def _outlier_count(name: str, quartiles: list[float], kind: str) -> str:
+    """Return the aggregate counting values outside the column's IQR fences.
+
+    An integer column is compared with integer bounds, with no cast: below
+    ``ceil(low)`` is below `low`, and above ``floor(high)`` is above `high`.
+    """
+    low, high = _fences(quartiles)
+    if kind in INTEGER_TYPES:
+        v = ident(name)
+        return f"count_if({v} < {math.ceil(low)} OR {v} > {math.floor(high)})"
     v = f"CAST({ident(name)} AS DOUBLE)"
     # DuckDB orders NaN above every number, so NaN is excluded explicitly.
     # count_if over the condition takes half the CPU time of the same count

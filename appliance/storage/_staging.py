@@ -62,6 +62,10 @@ class Staged:
     """CSV and JSON-lines columns whose text is DuckDB's print of a typed value."""
     nan_columns: frozenset[str] = frozenset()
     """Columns with a NaN in the typed path's Parquet files."""
+    repeated_keys: tuple[str, ...] = ()
+    """Tables of the rows whose JSON objects repeat a key, as violations."""
+    finite_columns: frozenset[str] = frozenset()
+    """DOUBLE columns of the typed path without an infinity."""
 
 
 @dataclass(frozen=True)
@@ -124,8 +128,11 @@ def _check(
             parent_scan,
             staged.inference.types,
             dataset,
+            staged.finite_columns,
         )
     )
+    for table in staged.repeated_keys:
+        db.execute(f"INSERT INTO violations SELECT * FROM {table}")
     bad = db.execute(
         "SELECT count(*) FROM (SELECT DISTINCT _file, _record FROM violations)"
     ).fetchall()[0][0]
@@ -240,6 +247,8 @@ def stage_files(
         missing,
         loaded.typed_columns,
         loaded.nan_columns,
+        loaded.repeated_keys,
+        loaded.finite_columns,
     )
 
 

@@ -10,7 +10,13 @@ import httpx
 import pytest
 from support import start_daemon, stop_daemon
 
-from appliance.config import FeatureViewConfig, load_config
+from appliance.config import (
+    ColumnRule,
+    ContractConfig,
+    DatasetConfig,
+    FeatureViewConfig,
+    load_config,
+)
 from appliance.errors import IngestError
 from appliance.storage import Catalog, IngestBuffer, ingest, list_versions
 from appliance.storage._view_keys import key_sources
@@ -119,6 +125,53 @@ def test_forced_append_warns(catalog: Catalog, write_file: WriteFile) -> None:
         "column 'time_hour' is missing, so feature view 'weather', which reads its "
         "timestamp 'time_hour' from it, matches none of the appended rows"
     ) in result.warnings
+
+
+TEMP_ONLY = DatasetConfig(
+    name="weather",
+    contract=ContractConfig(columns={"temp": ColumnRule(type="DOUBLE")}),
+)
+"""A declared contract that leaves out the view's key columns."""
+
+
+@pytest.mark.parametrize("mode", ["replace", "append"])
+def test_key_outside_contract_checked(
+    catalog: Catalog, write_file: WriteFile, mode: str
+) -> None:
+    first = ingest(
+        catalog, "weather", [write_file("a.csv", FIRST)], settings=TEMP_ONLY
+    ).version.version
+    rows = write_file("b.csv", "time_hour,temp\n2013-01-01 06:00:00,40.0\n")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "weather", [rows], mode, TEMP_ONLY, views=[WEATHER])
+    forced = ingest(
+        catalog, "weather", [rows], mode, TEMP_ONLY, views=[WEATHER], force=True
+    )
+
+    start = "append to" if mode == "append" else "replace of"
+    verb = "lacks" if mode == "append" else "drops"
+    assert str(raised.value).startswith(
+        f"{start} dataset 'weather' {verb} column 'origin', which feature view "
+        "'weather' reads its entity key 'origin' from"
+    )
+    assert forced.created
+    assert forced.version.parent == first
+    assert any("column 'origin' is missing" in w for w in forced.warnings)
+
+
+def test_first_version_key_outside_contract_checked(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    rows = write_file("a.csv", "time_hour,temp\n2013-01-01 05:00:00,39.0\n")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "weather", [rows], settings=TEMP_ONLY, views=[WEATHER])
+
+    assert str(raised.value).startswith(
+        "first version of dataset 'weather' lacks column 'origin'"
+    )
+    assert list_versions(catalog, "weather") == []
 
 
 def test_buffer_rows_without_key_rejected(tmp_path: Path) -> None:
@@ -292,6 +345,33 @@ def test_first_rows_without_key_422(tmp_path: Path) -> None:
     with Catalog(home) as catalog:
         (version,) = list_versions(catalog, "weather")
     assert version.row_count == 2
+
+
+def test_rows_without_key_outside_contract_422(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[storage]\nhome = "home"\n\n'
+        '[datasets.weather.contract.columns.temp]\ntype = "DOUBLE"\n\n'
+        f"[feature_views.weather]\nsql = {WEATHER.sql!r}\n"
+        'entities = ["origin"]\ntimestamp = "time_hour"\n'
+    )
+    config = load_config(path)
+    with Catalog(config.storage.home) as catalog:
+        first = tmp_path / "a.csv"
+        first.write_text(FIRST)
+        ingest(catalog, "weather", [first], settings=config.dataset("weather"))
+    daemon = start_daemon(path, config.storage.home, tmp_path / "log")
+    try:
+        with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
+            rejected = client.post(
+                "/v1/datasets/weather/rows",
+                json={"rows": [{"time_hour": "2013-01-01 06:00:00", "temp": 1.0}]},
+            )
+    finally:
+        stop_daemon(daemon)
+
+    assert rejected.status_code == 422
+    assert rejected.json()["columns"] == ["origin"]
 
 
 def wait_for_flush(client: httpx.Client) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from appliance.config import DatasetConfig, load_config
+from appliance.config import ColumnRule, ContractConfig, DatasetConfig, load_config
 from appliance.errors import ConfigError, IngestError
 from appliance.features import open_store
 from appliance.storage import (
@@ -328,3 +329,28 @@ def test_undeclared_dataset_name_checked(tmp_path: Path) -> None:
 def test_ingest_no_files_raises(catalog: Catalog) -> None:
     with pytest.raises(IngestError, match="no input files"):
         ingest(catalog, "small", [])
+
+
+def test_steps_logged_with_times(
+    catalog: Catalog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = tmp_path / "steps.csv"
+    source.write_text("x,y\n1,a\n-1,b\n")
+    contract = ContractConfig(columns={"x": ColumnRule(type="BIGINT", min=0)})
+    settings = DatasetConfig(name="steps", contract=contract)
+
+    with caplog.at_level(logging.DEBUG, logger="appliance.storage._steps"):
+        ingest(catalog, "steps", [source], settings=settings)
+
+    lines = [
+        r.getMessage() for r in caplog.records if r.name == "appliance.storage._steps"
+    ]
+    steps = [line.split()[3] for line in lines]
+    assert steps == [
+        "step=hash",
+        "step=stage",
+        "step=quarantine",
+        "step=write",
+        "step=report",
+    ]
+    assert all(" wall_ms=" in line and " cpu_ms=" in line for line in lines)

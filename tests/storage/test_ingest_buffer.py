@@ -452,13 +452,18 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
             if status["flushes"] >= 1:
                 break
             time.sleep(0.2)
+        last_flush = status.pop("last_flush")
         assert status == {
             "dataset": "events",
             "buffered": 0,
             "flushes": 1,
             "rejected_segments": 0,
             "last_rejection": None,
+            "flushed_rows": 1,
+            "quarantined_rows": 1,
         }
+        first_version = last_flush.pop("version")
+        assert last_flush == {"accepted": 1, "quarantined": 1}
         metrics = httpx.get(f"{base}/metrics", trust_env=False).text
         counted = {
             sample.name: sample.value
@@ -496,6 +501,11 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
                 break
             time.sleep(0.2)
         assert status["flushes"] == 2
+        # NaN is a missing value and accepted; Infinity is quarantined.
+        assert (status["flushed_rows"], status["quarantined_rows"]) == (2, 2)
+        assert status["last_flush"]["accepted"] == 1
+        assert status["last_flush"]["quarantined"] == 1
+        second_version = status["last_flush"]["version"]
         listed = httpx.get(
             f"{base}/v1/admin/quarantine", params={"dataset": "events"}, trust_env=False
         ).json()["rows"]
@@ -505,6 +515,33 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
             (2, "Infinity"),
         ]
         assert "is not a finite number" in listed[1]["reason"]
+        repeated = httpx.post(
+            f"{base}/v1/datasets/events/rows",
+            content=b'{"rows": [{"id": 7, "value": 1.0, "value" : 2.50}, '
+            b'{"id": 8, "value": 4.0}]}',
+            headers={"Content-Type": "application/json"},
+            trust_env=False,
+        )
+        assert repeated.status_code == 202, repeated.text
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = httpx.get(
+                f"{base}/v1/datasets/events/rows", trust_env=False
+            ).json()
+            if status["flushes"] >= 3:
+                break
+            time.sleep(0.2)
+        assert status["last_flush"]["accepted"] == 1
+        assert status["last_flush"]["quarantined"] == 1
+        listed = httpx.get(
+            f"{base}/v1/admin/quarantine", params={"dataset": "events"}, trust_env=False
+        ).json()["rows"]
+        # The buffer writes each number as Python prints the parsed float.
+        assert (listed[-1]["line"], listed[-1]["value"]) == (1, "1.0, 2.5")
+        assert listed[-1]["reason"] == (
+            "key 'value' appears 2 times in the object, with the values 1.0, 2.5; "
+            "send each key once"
+        )
         bad = httpx.post(
             f"{base}/v1/datasets/events/rows", content=b"{", trust_env=False
         )
@@ -531,4 +568,8 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
     finally:
         stop(process)
 
-    assert rows_of(config) == [(1, 2.5), (5, None)]
+    assert rows_of(config) == [(1, 2.5), (5, None), (8, 4.0)]
+    first, second, third = sorted(versions(config), key=lambda v: v.created_at)
+    assert first.version == first_version
+    assert second.version == second_version
+    assert third.version == status["last_flush"]["version"]

@@ -246,3 +246,21 @@ def test_allowed_infinity_checked_by_range(
     assert rows_of(catalog, result) == [(2, -math.inf)]
     reasons = [(q.line, q.reason) for q in list_quarantine(catalog, "values")]
     assert reasons == [(2, 'value "Infinity" is above the maximum 60')]
+
+
+def test_infinity_in_second_file_quarantined(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    # The typed read skips the infinity check only for columns whose
+    # statistics in every file are finite.
+    first = write_file("first.csv", "a,b\n1,1.5\n2,2.5\n")
+    second = write_file("second.csv", "a,b\n3,-inf\n4,3.5\n")
+
+    result = ingest(catalog, "values", [first, second])
+
+    quarantined = list_quarantine(catalog, "values")
+    assert (result.accepted, result.quarantined) == (3, 1)
+    assert [(q.source, q.line, q.column) for q in quarantined] == [
+        (str(second.resolve()), 2, "b")
+    ]
+    assert quarantined[0].reason.endswith(INFINITE_REASON)

@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from appliance.storage import _quality as quality
 from appliance.storage._quality import quality_report
 
 ROWS = (
@@ -61,3 +62,73 @@ def test_ranges_from_stored_files_match_scan(tmp_path: Path) -> None:
     assert (columns["x"]["min"], columns["x"]["max"]) == ("1", "5")
     assert (columns["f"]["min"], columns["f"]["max"]) == (1.0, 3.0)
     assert (columns["s"]["min"], columns["s"]["max"]) == ("a", "c")
+
+
+def test_outliers_from_files_match_scan(tmp_path: Path) -> None:
+    # The range of i lies within its fences, so the report does not count
+    # its outliers. j has one outlier below its fences and one above.
+    path = tmp_path / "rows.parquet"
+    with duckdb.connect() as db:
+        db.execute(
+            "COPY (SELECT range % 10 AS i, CASE WHEN range = 0 THEN -40 WHEN "
+            "range = 1 THEN 50 ELSE range % 7 END AS j, range / 3 AS f "
+            f"FROM range(100)) TO '{path}' (FORMAT parquet)"
+        )
+        table = f"(SELECT * FROM read_parquet('{path}'))"
+        schema = {"i": "BIGINT", "j": "BIGINT", "f": "DOUBLE"}
+
+        scanned = quality_report(db, table, schema)
+        from_files = quality_report(db, table, schema, f"read_parquet('{path}')")
+        expected = db.execute(
+            "WITH q AS (SELECT quantile_cont(j, 0.25) AS q1, quantile_cont(j, 0.75) "
+            "AS q3 FROM read_parquet($1)) SELECT count_if(j < q1 - 1.5 * (q3 - q1) "
+            "OR j > q3 + 1.5 * (q3 - q1)) FROM read_parquet($1), q",
+            [str(path)],
+        ).fetchone()
+
+    assert from_files == scanned
+    columns = from_files["columns"]
+    assert columns["i"]["outliers_iqr"] == 0
+    assert expected == (2,)
+    assert columns["j"]["outliers_iqr"] == 2
+    assert columns["f"]["outliers_iqr"] == 0
+
+
+def test_quartiles_from_given_sample() -> None:
+    table = "(SELECT range AS x FROM range(30000))"
+    asked: list[int] = []
+
+    def every_tenth(every: int) -> str:
+        asked.append(every)
+        return f"SELECT x FROM {table} WHERE x % 10 = 0"
+
+    with duckdb.connect() as db:
+        report = quality_report(db, table, {"x": "BIGINT"}, sample=every_tenth)
+        fallback = quality_report(db, table, {"x": "BIGINT"}, sample=lambda _: None)
+
+    assert asked == [2]
+    assert report["columns"]["x"]["quantiles"] == {
+        "p25": 7497.5,
+        "p50": 14995.0,
+        "p75": 22492.5,
+    }
+    assert report["methods"]["quantiles"].startswith("approximate, from a sample")
+    assert fallback["methods"]["quantiles"] == (
+        "approximate, from a seeded sample of 20000 rows"
+    )
+
+
+def test_duplicates_sorted_or_aggregated(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rows 0 to 99 twice, and 7 a third time: 101 duplicates.
+    table = (
+        "(SELECT range AS x, range % 3 AS y FROM range(100) UNION ALL "
+        "SELECT range, range % 3 FROM range(100) UNION ALL SELECT 7, 1)"
+    )
+    schema = {"x": "BIGINT", "y": "BIGINT"}
+    with duckdb.connect() as db:
+        sorted_count = quality_report(db, table, schema)["duplicate_rows"]
+        monkeypatch.setattr(quality, "_SORTED_ROWS", 0)
+        aggregated = quality_report(db, table, schema)["duplicate_rows"]
+
+    assert sorted_count == 101
+    assert aggregated == 101

@@ -299,12 +299,25 @@ def test_quality_report_large_table_sampled(
     assert v["outliers_iqr"] == 1
     assert v["min"] == 0.0
     assert v["max"] == 1_000_000.0
-    # The quartiles come from a 20,000-row sample, so the median is near,
+    # The quartiles come from about one row in 2, so the median is near,
     # not at, the median of all rows (12,501).
     assert 12_000 < v["quantiles"]["p50"] < 13_000
     assert quality["methods"]["quantiles"] == (
-        "approximate, from a seeded sample of 20000 rows"
+        "approximate, from a sample of one row in 2 of each file, chosen by a "
+        "hash of the row's position"
     )
+
+
+def test_quality_sample_not_periodic(catalog: Catalog, write_file: WriteFile) -> None:
+    # Every other row is 100: a sample of every second row would see only
+    # one of the two values.
+    text = "v\n" + "".join(f"{100 * (i % 2)}\n" for i in range(30_000))
+
+    result = ingest(catalog, "periodic", [write_file("periodic.csv", text)])
+
+    quantiles = result.version.report["quality"]["columns"]["v"]["quantiles"]
+    assert quantiles["p25"] == 0.0
+    assert quantiles["p75"] == 100.0
 
 
 def test_diff_reports_schema_and_rows(catalog: Catalog, write_file: WriteFile) -> None:
