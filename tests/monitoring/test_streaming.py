@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import math
 from datetime import UTC
+from pathlib import Path
 
 import numpy as np
 import pytest
 from river.drift import KSWIN, PageHinkley
 
-from appliance.config import RetrainConfig
+from appliance.config import MonitoringConfig, RetrainConfig
 from appliance.monitoring import (
     CategoryDriftDetector,
     DetectorSettings,
     MeanDriftDetector,
+    MonitoringService,
     NumericDriftDetector,
     StreamMonitor,
     decide_retrain,
@@ -70,7 +72,9 @@ def test_numeric_detector_replay_identical() -> None:
 
 def test_numeric_detector_silent_while_reference_fills() -> None:
     rng = np.random.default_rng(1)
-    stream = np.concatenate([rng.normal(0, 1, 3000), rng.normal(5, 1, 3999)])
+    stream = np.concatenate(
+        [rng.normal(0, 1, 3000), rng.normal(5, 1, REFERENCE - 3000)]
+    )
 
     assert detections(NumericDriftDetector(), stream) == []
 
@@ -230,7 +234,7 @@ def test_category_detector_frequency_shift() -> None:
 
 def test_category_detector_daily_mix_then_new_category() -> None:
     # Mornings mostly EWR, evenings mostly LGA: quiet over whole days. From
-    # row 9000 a new carrier takes a fifth of the traffic.
+    # row 9000 a new origin code takes a fifth of the traffic.
     rng = np.random.default_rng(3)
     hours = np.arange(12_000) % 1000
     morning = rng.choice(["EWR", "JFK", "LGA"], size=12_000, p=[0.7, 0.2, 0.1])
@@ -354,3 +358,15 @@ def test_observe_predictions_matches_row_by_row(chunk: int) -> None:
         for row, output in zip(tail_rows, tail_outputs, strict=True)
         for event in single.observe_prediction(row, output)
     ]
+
+
+def test_monitoring_config_stream_windows(tmp_path: Path) -> None:
+    config = MonitoringConfig(stream_horizon=200, stream_reference_cycles=3)
+    settings = MonitoringService(tmp_path, config).settings
+
+    assert settings.horizon == 200
+    assert settings.cycles == 3
+    with pytest.raises(ValueError, match="stream_horizon must be at least 30"):
+        MonitoringConfig(stream_horizon=10)
+    with pytest.raises(ValueError, match="stream_reference_cycles at least 2"):
+        MonitoringConfig(stream_reference_cycles=1)
