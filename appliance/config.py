@@ -437,9 +437,15 @@ class MonitoringConfig:
     detectors. When false, labels still join predictions and feed the live
     metrics and the loss detector, and the batch drift check still runs."""
     stream_delta: float = 0.002
-    """ADWIN confidence of the streaming detectors."""
-    stream_window: int = 500
-    """Values per window of the streaming KS and chi-squared detectors."""
+    """ADWIN confidence of the streaming loss detector."""
+    stream_horizon: int = 1000
+    """Values per window of the streaming feature and prediction detectors.
+    Set it to one full cycle of the traffic, such as a day of requests, so
+    that patterns within a day (morning and evening traffic) raise no alarm."""
+    stream_reference_cycles: int = 7
+    """Windows that the streaming detectors compare each new window with; they
+    stay silent for the first ``stream_horizon * stream_reference_cycles``
+    values of a model version."""
     stream_p_value: float = 0.001
     """p-value of the streaming windowed tests."""
     performance_drop: float = 0.05
@@ -502,9 +508,11 @@ class MonitoringConfig:
                 raise ValueError(
                     f"{name} must be within (0, 1), got {getattr(self, name)}"
                 )
-        if self.stream_window < 30:
+        if self.stream_horizon < 30 or self.stream_reference_cycles < 2:
             raise ValueError(
-                f"stream_window must be at least 30, got {self.stream_window}"
+                "stream_horizon must be at least 30 and stream_reference_cycles "
+                f"at least 2, got {self.stream_horizon} and "
+                f"{self.stream_reference_cycles}"
             )
         if self.webhook_retries < 0 or self.webhook_backoff_seconds < 0:
             raise ValueError("webhook_retries and webhook_backoff_seconds must be >= 0")

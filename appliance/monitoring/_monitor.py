@@ -23,7 +23,7 @@ from appliance.monitoring._streaming import (
     NumericDriftDetector,
 )
 
-_STATE_FORMAT = 1
+_STATE_FORMAT = 2
 """Version of the serialized state; a mismatch starts fresh detectors."""
 
 DetectorKind = Literal["feature", "prediction", "loss"]
@@ -37,7 +37,8 @@ class DriftEvent:
     subject: str
     """Feature name, or ``prediction`` or ``loss``."""
     cause: str
-    """``mean``, ``distribution`` or ``frequency``."""
+    """``distribution`` or ``constant`` (numbers and predictions),
+    ``frequency`` (categories) or ``mean`` (loss)."""
     index: int
     """Zero-based position of the value in the detector's stream."""
 
@@ -47,9 +48,12 @@ class DetectorSettings:
     """Parameters of the streaming detectors of one model."""
 
     delta: float = 0.002
-    """ADWIN confidence of the feature, prediction and loss detectors."""
-    window: int = 500
-    """Values per tumbling window of the KS and chi-squared detectors."""
+    """ADWIN confidence of the loss detector."""
+    horizon: int = 1000
+    """Values per tumbling window of the feature and prediction detectors:
+    one cycle of the traffic, such as a day of requests."""
+    cycles: int = 7
+    """Windows in their reference; no test runs before it is full."""
     p_value: float = 0.001
     """p-value below which a windowed test may count as drift."""
     ks_floor: float = 0.1
@@ -86,12 +90,12 @@ class StreamMonitor:
     def _reset(self) -> None:
         s = self.settings
         self._features: dict[str, NumericDriftDetector | CategoryDriftDetector] = {
-            name: NumericDriftDetector(s.delta, s.window, s.p_value, s.ks_floor)
+            name: NumericDriftDetector(s.horizon, s.cycles, s.p_value, s.ks_floor)
             for name in self.numeric
         }
         for name in self.categorical:
             self._features[name] = CategoryDriftDetector(
-                s.window, s.p_value, s.tvd_floor
+                s.horizon, s.cycles, s.p_value, s.tvd_floor
             )
         self._numeric_detectors = [
             (name, d)
@@ -103,7 +107,9 @@ class StreamMonitor:
             for name, d in self._features.items()
             if isinstance(d, CategoryDriftDetector)
         ]
-        self._prediction = MeanDriftDetector(s.delta)
+        self._prediction = NumericDriftDetector(
+            s.horizon, s.cycles, s.p_value, s.ks_floor
+        )
         self._loss = MeanDriftDetector(s.delta)
         self._live = LiveMetrics(self.task, s.metrics_window)
         self._rows = 0
@@ -146,8 +152,11 @@ class StreamMonitor:
             if detector.update(get(name)).drift_detected:
                 events.append(DriftEvent("feature", name, "frequency", index))
         score = float(output) if isinstance(output, int | float) else float(output[-1])
-        if self._prediction.update(score).drift_detected:
-            events.append(DriftEvent("prediction", "prediction", "mean", index))
+        prediction = self._prediction.update(score)
+        if prediction.drift_detected:
+            events.append(
+                DriftEvent("prediction", "prediction", prediction.cause, index)
+            )
         self._rows += 1
         return events
 
@@ -178,8 +187,8 @@ class StreamMonitor:
             float(out) if isinstance(out, int | float) else float(out[-1])
             for out in outputs
         ]
-        for offset in self._prediction.update_many(scores):
-            event = DriftEvent("prediction", "prediction", "mean", base + offset)
+        for offset, cause in self._prediction.update_many(scores):
+            event = DriftEvent("prediction", "prediction", cause, base + offset)
             found.append((offset, rank, event))
         self._rows += len(rows)
         found.sort(key=lambda item: item[:2])

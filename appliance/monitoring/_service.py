@@ -95,7 +95,8 @@ class MonitoringService:
         self.config = config
         self.settings = DetectorSettings(
             delta=config.stream_delta,
-            window=config.stream_window,
+            horizon=config.stream_horizon,
+            cycles=config.stream_reference_cycles,
             p_value=config.stream_p_value,
         )
         self.recent_rows = config.recent_rows if recent_rows is None else recent_rows

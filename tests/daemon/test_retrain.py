@@ -66,6 +66,11 @@ def write_config(path: Path, home: Path, **retrain: Any) -> Path:
         f"home = {json.dumps(str(home))}",
         "[ingest]",
         "flush_seconds = 3600",
+        # Windows of 100 predicted rows, so a test's few hundred rows fill the
+        # streaming detectors' reference of 3 windows.
+        "[monitoring]",
+        "stream_horizon = 100",
+        "stream_reference_cycles = 3",
         f"[models.{MODEL}]",
         'dataset = "events"',
         'target = "label"',

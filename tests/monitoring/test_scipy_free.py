@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import numpy as np
@@ -10,6 +11,7 @@ from river.drift import ADWIN
 from scipy import special, stats
 
 from appliance.monitoring import StreamMonitor, roc_auc
+from appliance.monitoring._monitor import _STATE_FORMAT
 from appliance.monitoring._special import chi2_sf, kolmogorov, smirnov
 from appliance.monitoring._streaming import Adwin, chi2_independence_p, kstwo_sf
 
@@ -34,17 +36,17 @@ def test_adwin_detects_where_river_does() -> None:
 
 def test_state_with_river_adwin_restores() -> None:
     monitor = StreamMonitor("classification", ["x"], ["c"])
-    monitor._prediction._adwin = ADWIN(delta=0.002)
-    for index in range(300):
-        monitor.observe_prediction({"x": float(index % 7), "c": "a"}, [0.4, 0.6])
-    data = pickle.dumps((1, monitor), protocol=pickle.HIGHEST_PROTOCOL)
+    monitor._loss._adwin = ADWIN(delta=0.002)
+    for _ in range(300):
+        monitor.observe_label(1, [0.4, 0.6])
+    data = pickle.dumps((_STATE_FORMAT, monitor), protocol=pickle.HIGHEST_PROTOCOL)
 
     restored = StreamMonitor.from_bytes(data)
 
-    adwin = restored._prediction._adwin
+    adwin = restored._loss._adwin
     assert isinstance(adwin, Adwin)
-    assert adwin.estimation == pytest.approx(0.6)
-    assert restored.rows == 300
+    assert adwin.estimation == pytest.approx(-math.log(0.6))
+    assert restored.labels == 300
 
 
 @pytest.mark.parametrize("n", [15, 60, 140, 141, 250, 1000])
