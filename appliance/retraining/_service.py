@@ -32,6 +32,7 @@ from appliance.retraining._job import (
     Outcome,
     RetrainDecision,
     decide,
+    forced_note,
     pin_champion,
     train_challenger,
 )
@@ -161,7 +162,7 @@ class RetrainService:
             self._running.pop(model, None)
             skipped = await asyncio.to_thread(self._skip, model, trigger, decided)
             return record_dict(skipped.__dict__), False
-        note = None if act else f"forced by the operator ({decided.decision.reason})"
+        note = None if act else forced_note(decided.decision)
         record = self._begin(
             model, trigger, decided.as_of or as_of, decided.new_labels, note=note
         )

@@ -214,7 +214,7 @@ def test_retrain_rejects_then_promotes(daemons: list, daemon_home: Path) -> None
     assert serving == 4
     assert cooling.status_code == 200
     assert cooling.json()["outcome"] == "skipped"
-    assert "in cool-down until" in cooling.json()["reason"]
+    assert "cooldown_hours = 120 allows the next from" in cooling.json()["reason"]
     assert [r["outcome"] for r in history] == ["skipped", "promoted", "rejected"]
     assert stored_event_times(daemon_home)[0] == "2024-02-20 00:00:00+00:00"
 
@@ -293,23 +293,55 @@ def test_cli_retrain_without_daemon(daemon_home: Path) -> None:
     forced = run_cli(config, "retrain", MODEL, "--as-of", as_of, "--force", "--json")
     history = run_cli(config, "retrain", MODEL, "--history", "--json")
 
+    table = run_cli(config, "retrain", MODEL, "--history")
+
+    no_labels = (
+        "no feedback labels stored for model 'shift' yet, and min_new_labels = 5 "
+        "of [models.shift.retrain] needs that many; send labels to POST "
+        "/v1/models/shift/feedback"
+    )
     assert skipped.returncode == 0, skipped.stderr
     assert json.loads(skipped.stdout)["outcome"] == "skipped"
-    assert json.loads(skipped.stdout)["reason"] == (
-        "no new labels since the last retraining"
-    )
+    assert json.loads(skipped.stdout)["reason"] == no_labels
     assert forced.returncode == 0, forced.stderr
     record = json.loads(forced.stdout)
     assert record["outcome"] in ("promoted", "rejected"), record
     assert record["challenger_version"] == 2
     assert record["detail"]["forced"] == (
-        "forced by the operator (no new labels since the last retraining)"
+        f"forced by the operator, although the policy skips: {no_labels}"
     )
     rows = [json.loads(line) for line in history.stdout.splitlines()]
     assert [r["outcome"] for r in rows] == [
         record["outcome"],
         "skipped",
     ]
+    header, first = table.stdout.splitlines()[:2]
+    assert header.split()[:2] == ["started_at", "as_of"]
+    assert first.split()[1] == record["as_of"]
+    assert f"{record['challenger_score']:.6f}" in first
+
+
+def test_cli_retrain_failure_exit_status(daemon_home: Path) -> None:
+    from daemon_support import run_cli
+
+    config = write_config(daemon_home.parent / "config.toml", daemon_home, clock="wall")
+    skipped = run_cli(config, "retrain", MODEL)
+    failed = run_cli(config, "retrain", MODEL, "--force")
+    help_text = run_cli(config, "retrain", "--help")
+
+    assert skipped.returncode == 0, skipped.stderr
+    assert "to train anyway: appliance retrain shift --force" in skipped.stdout
+    assert failed.returncode == 3, failed.stdout + failed.stderr
+    assert "retraining of shift: failed" in failed.stdout
+    assert "window_days = 20 and holdout_days = 7 before the run's as_of" in (
+        failed.stdout
+    )
+    assert '(--as-of, or "as_of" over HTTP)' in failed.stdout
+    assert 'set clock = "event" in [models.shift.retrain]' in failed.stdout
+    assert "forced: forced by the operator, although the policy skips" in (
+        failed.stdout
+    )
+    assert "3  the run failed" in help_text.stdout
 
 
 def test_missed_cron_ticks_run_once(daemons: list, daemon_home: Path) -> None:
