@@ -250,6 +250,76 @@ def test_retrain_interrupted_runs_once(daemons: list, daemon_home: Path) -> None
     assert len(later) == 2
 
 
+SLOW_SEARCH = f"""
+[models.{MODEL}.search]
+method = "random"
+max_trials = 100000
+max_seconds = 120
+[models.{MODEL}.search.space]
+learning_rate = {{low = 0.01, high = 0.3}}
+"""
+"""A search that trains for two minutes, longer than a stop waits for a run."""
+
+
+def test_retrain_stop_marks_interrupted(daemons: list, daemon_home: Path) -> None:
+    config = write_config(daemon_home.parent / "config.toml", daemon_home)
+    with config.open("a", encoding="utf-8") as file:
+        file.write(SLOW_SEARCH)
+    daemon = Daemon(config, daemon_home, free_port())
+    daemons.append(daemon)
+    daemon.wait_ready()
+    started = httpx.post(
+        daemon.base + RETRAIN,
+        json={"force": True, "as_of": day(CHANGE_DAY).isoformat()},
+    )
+    stopped = daemon.stop()
+    log = daemon.log()
+    stored = stored_history(daemon_home)
+
+    daemon = start(daemons, daemon_home)
+    after = wait_finished(daemon)["history"]
+    assert daemon.stop() == 0
+
+    assert started.status_code == 202, started.text
+    assert stopped == 0, log
+    assert stored[0]["id"] == started.json()["id"]
+    assert stored[0]["outcome"] == "interrupted", log
+    assert stored[0]["detail"]["resume_at_start"] is True
+    assert "interrupted by a daemon stop, run again once" in stored[0]["reason"]
+    assert after[0]["detail"]["resumes"] == started.json()["id"]
+    assert after[0]["outcome"] in ("promoted", "rejected"), after[0]
+    assert after[1]["outcome"] == "interrupted"
+    assert "resume_at_start" not in after[1]["detail"]
+
+
+def test_stopped_service_starts_no_retraining(daemon_home: Path) -> None:
+    import asyncio
+
+    from appliance.config import load_config
+    from appliance.errors import DaemonError
+    from appliance.retraining import RetrainService
+    from appliance.serving import DaemonState, ServingMetrics
+
+    config = load_config(write_config(daemon_home.parent / "config.toml", daemon_home))
+    state = DaemonState(config, ServingMetrics(), "127.0.0.1", 0)
+    service = RetrainService(state)
+
+    async def stop_then_request() -> None:
+        await service.stop()
+        await service.request(MODEL, "manual", force=True)
+
+    with pytest.raises(DaemonError, match="the daemon is stopping, so no retraining"):
+        asyncio.run(stop_then_request())
+    assert stored_history(daemon_home) == []
+
+
+def stored_history(home: Path) -> list[dict[str, Any]]:
+    from appliance.monitoring import MonitoringStore
+
+    with MonitoringStore(home) as store:
+        return store.retrain_history(MODEL)
+
+
 def test_drift_alarm_starts_decision(daemons: list, daemon_home: Path) -> None:
     daemon = start(daemons, daemon_home)
     rng = np.random.default_rng(5)
