@@ -519,9 +519,11 @@ class MonitoringConfig:
         if self.webhook_url and not self.webhook_url.startswith(
             ("http://", "https://")
         ):
+            # Only the scheme is shown, because the URL may contain a password.
+            scheme = self.webhook_url.partition(":")[0]
             raise ValueError(
-                f"webhook_url must start with http:// or https://, got "
-                f"{self.webhook_url!r}"
+                f"webhook_url must start with http:// or https://, got scheme "
+                f"{scheme!r}"
             )
 
 

@@ -44,7 +44,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from litestar import Litestar
 
 from appliance.config import Config, load_config
-from appliance.errors import ApplianceError, ConfigError, DaemonError
+from appliance.errors import ApplianceError, ConfigError, DaemonError, NotFoundError
 from appliance.features import FeatureServer
 from appliance.homelock import HomeLock
 from appliance.logs import configure_logging
@@ -140,6 +140,7 @@ async def serve_models(state: DaemonState) -> AsyncIterator[None]:
         settings=settings,
         on_batch=state.metrics.observe_batch,
     )
+    state.models.explain_missing = lambda name: _explain_missing(state, name)
     try:
         await asyncio.to_thread(_load_models, state)
         state.models.loaded = True
@@ -170,6 +171,23 @@ def _load_models(state: DaemonState) -> None:
         "models ready count=%d seconds=%.3f",
         len(state.models.models),
         time.perf_counter() - started,
+    )
+
+
+def _explain_missing(state: DaemonState, name: str) -> str | None:
+    """Say why declared model `name` is not served; None for an undeclared one."""
+    if name not in state.config.models:
+        return None
+    failed = [f for f in state.load_failures if f[0] == name and f[2] is None]
+    if failed:
+        _, version, _, reason = failed[-1]
+        return (
+            f"no version of it loads (champion version {version}: {reason}); "
+            "restore its artifact from a backup, or promote a version that loads"
+        )
+    return (
+        f"it is declared in {state.config.path} but has no version yet; run "
+        f"'appliance train {name}'"
     )
 
 
@@ -218,12 +236,16 @@ async def serve_features(state: DaemonState) -> AsyncIterator[None]:
     """Read the feature views of the models that join any.
 
     A view that cannot be read is logged; the first request that needs it
-    tries again and fails with the error.
+    tries again and fails with the error. A view whose dataset has no version
+    yet, as on the first start of a new home, gets one warning and no
+    traceback.
     """
     state.features = FeatureServer(state.config, state.catalog)
     if state.features.models:
         try:
             await asyncio.to_thread(state.features.load)
+        except NotFoundError as exc:
+            logger.warning("feature views not loaded yet: %s", exc)
         except ApplianceError:
             logger.exception("feature views load failed; retried on the first request")
     yield

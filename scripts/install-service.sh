@@ -3,6 +3,8 @@
 # folder, the configuration and the unit file, then enable and start it.
 # Run as root from the repository: scripts/install-service.sh [--no-start]
 # scripts/install-service.sh --print-unit writes the unit to stdout and exits.
+# scripts/install-service.sh --check runs the location and access checks of an
+# install and exits: 0 when they pass, 1 otherwise.
 # Settings (environment): APPLIANCE_USER (appliance), APPLIANCE_HOME
 # (/var/lib/edge-appliance), APPLIANCE_CONFIG_DIR (/etc/edge-appliance),
 # APPLIANCE_PREFIX (the repository; it must contain .venv, see README).
@@ -24,22 +26,107 @@ render_unit() {
         systemd/appliance.service
 }
 
-if [ "${1:-}" = "--print-unit" ]; then
+# The unit hides these folders from the service: ProtectHome=yes hides the
+# first three, PrivateTmp=yes the next two, and PrivateDevices=yes gives it a
+# /dev of its own.
+hidden_dirs=(/home /root /run/user /tmp /var/tmp /dev)
+
+# Print the folder of hidden_dirs that contains path $1, or nothing.
+hidden_dir_of() {
+    local dir
+    for dir in "${hidden_dirs[@]}"; do
+        case "$1/" in "$dir"/*)
+            echo "$dir"
+            return
+            ;;
+        esac
+    done
+}
+
+# Reject a repository, venv or interpreter that the unit hides from the service.
+check_locations() {
+    local python="$prefix/.venv/bin/python" failed=0 base="" what path dir
+    if [ ! -x "$python" ]; then
+        echo "error: $python not found; create the venv first (see README," \
+            "\"Install as a service\")" >&2
+        return 1
+    fi
+    if [ -f "$prefix/.venv/pyvenv.cfg" ]; then
+        base=$(sed -n 's/^home *= *//p' "$prefix/.venv/pyvenv.cfg")
+    fi
+    for what in repository venv python base; do
+        case $what in
+        repository) path=$(readlink -f "$prefix") ;;
+        venv) path=$(readlink -f "$prefix/.venv") ;;
+        python) path=$(readlink -f "$python") what="venv's python" ;;
+        base)
+            [ -n "$base" ] || continue
+            path=$(readlink -f "$base") what="python home of the venv"
+            ;;
+        esac
+        dir=$(hidden_dir_of "$path")
+        [ -z "$dir" ] && continue
+        echo "error: the $what $path is under $dir, which the unit hides" \
+            "from the service (ProtectHome, PrivateTmp, PrivateDevices); clone" \
+            "the repository to a folder such as /opt/edge-appliance and create" \
+            "its venv from a system python such as /usr/bin/python3 (see" \
+            "README, \"Install as a service\")" >&2
+        failed=1
+    done
+    return $failed
+}
+
+# Reject a venv the service user cannot run or import the appliance from.
+check_user_access() {
+    local python="$prefix/.venv/bin/python" output
+    if ! id -u "$user" >/dev/null 2>&1; then
+        echo "note: user $user does not exist yet, so its access is checked" \
+            "after the install creates it"
+        return 0
+    fi
+    if [ "$(id -u)" -ne 0 ] && [ "$(id -un)" != "$user" ]; then
+        echo "note: the access of user $user is checked only as root"
+        return 0
+    fi
+    if ! command -v runuser >/dev/null; then
+        echo "note: runuser (util-linux) is missing, so the access of user" \
+            "$user is not checked"
+        return 0
+    fi
+    if output=$(cd / && runuser -u "$user" -- "$python" -c "import appliance" \
+        2>&1); then
+        return 0
+    fi
+    echo "error: user $user cannot run $python -c 'import appliance':" \
+        "$(printf '%s\n' "$output" | tail -n 1); make the repository, the venv" \
+        "and the python it was made from readable by $user, such as with" \
+        "chmod -R o+rX on each, or move them (see README, \"Install as a" \
+        "service\")" >&2
+    return 1
+}
+
+case "${1:-}" in
+--print-unit)
     render_unit
     exit 0
-fi
+    ;;
+--check)
+    status=0
+    check_locations || status=1
+    check_user_access || status=1
+    [ $status -ne 0 ] || echo "ok: $prefix passes the checks for user $user"
+    exit $status
+    ;;
+esac
 if [ "$(id -u)" -ne 0 ]; then
     echo "error: run as root (it creates a user and writes $unit)" >&2
     exit 1
 fi
-if [ ! -x "$prefix/.venv/bin/python" ]; then
-    echo "error: $prefix/.venv/bin/python not found; run scripts/test.sh or" \
-        "create the venv first" >&2
-    exit 1
-fi
+check_locations
 
 id -u "$user" >/dev/null 2>&1 ||
     useradd --system --home-dir "$home" --shell /usr/sbin/nologin "$user"
+check_user_access
 install -d -o "$user" -g "$user" -m 0750 "$home"
 install -d -m 0755 "$config_dir"
 [ -f "$config_dir/config.toml" ] || install -m 0644 config.toml "$config_dir/config.toml"

@@ -19,8 +19,12 @@ from appliance.config import Config
 from appliance.errors import ConfigError
 
 POLL_SECONDS = 1.0
+EXIT_RUN_FAILED = 3
+"""Exit status when the retraining run failed or a daemon stop interrupted it."""
+_UNFINISHED = ("failed", "interrupted")
 _HISTORY_COLUMNS = [
     "started_at",
+    "as_of",
     "trigger",
     "outcome",
     "champion_version",
@@ -30,6 +34,22 @@ _HISTORY_COLUMNS = [
     "challenger_score",
     "reason",
 ]
+_PRINTED_FIELDS = (
+    "as_of",
+    "new_labels",
+    "champion_version",
+    "challenger_version",
+    "promoted_version",
+    "champion_score",
+    "challenger_score",
+)
+_EXIT_STATUS = f"""exit status:
+  0  the run finished (promoted or rejected), the policy skipped it, or
+     --no-wait returned once it started
+  1  the command failed, such as an unknown model or an unreachable daemon
+  2  invalid arguments
+  {EXIT_RUN_FAILED}  the run failed, or a daemon stop interrupted it
+"""
 
 
 def register(commands: Any) -> None:
@@ -40,6 +60,8 @@ def register(commands: Any) -> None:
         _retrain,
         "decide on a retraining by the model's policy and run it",
     )
+    retrain.epilog = _EXIT_STATUS
+    retrain.formatter_class = argparse.RawDescriptionHelpFormatter
     retrain.add_argument("name", help="model name declared as [models.NAME]")
     retrain.add_argument(
         "--trigger",
@@ -66,15 +88,17 @@ def register(commands: Any) -> None:
     add_json_flag(retrain)
 
 
-def _retrain(config: Config, args: argparse.Namespace) -> None:
+def _retrain(config: Config, args: argparse.Namespace) -> int:
     from appliance.client import find_daemon
 
     config.model(args.name)
     client = find_daemon(config.storage.home, config.path)
     if args.history:
         rows = _history(config, client, args.name)
+        if not args.json:
+            rows = [_history_row(row) for row in rows]
         print_rows(rows, args.json, _HISTORY_COLUMNS)
-        return
+        return 0
     as_of = _as_of(args.as_of)
     if args.force and args.trigger != "manual":
         raise ConfigError("--force applies to the manual trigger only")
@@ -85,6 +109,7 @@ def _retrain(config: Config, args: argparse.Namespace) -> None:
     else:
         record = _through_daemon(client, args, as_of)
     _print(record, args.json)
+    return EXIT_RUN_FAILED if record.get("outcome") in _UNFINISHED else 0
 
 
 def _through_daemon(
@@ -128,12 +153,30 @@ def _as_of(text: str | None) -> datetime | None:
         ) from None
 
 
+def _history_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Return a history row with its scores as text of six decimals.
+
+    Three significant digits, the table's default, print 0.7324 and 0.7317
+    alike, which hides a gain below a typical `promote_margin`.
+    """
+    formatted = dict(row)
+    for key in ("champion_score", "challenger_score"):
+        if isinstance(formatted.get(key), float):
+            formatted[key] = f"{formatted[key]:.6f}"
+    return formatted
+
+
 def _print(record: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(record, default=str))
         return
     print(f"retraining of {record['model']}: {record['outcome']} ({record['id']})")
     print(f"  reason: {record['reason']}")
-    for key in ("as_of", "new_labels", *_HISTORY_COLUMNS[3:8]):
+    for key in _PRINTED_FIELDS:
         if record.get(key) is not None:
             print(f"  {key}: {record[key]}")
+    forced = (record.get("detail") or {}).get("forced")
+    if forced:
+        print(f"  forced: {forced}")
+    if record["outcome"] == "skipped" and record.get("trigger") == "manual":
+        print(f"  to train anyway: appliance retrain {record['model']} --force")

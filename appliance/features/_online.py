@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import decimal
+import json
 import logging
 import threading
 import time
@@ -31,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from appliance.config import Config, FeatureViewConfig
-from appliance.errors import RequestError
+from appliance.errors import NotFoundError, RequestError
 from appliance.features._derived import DerivedColumns, NotCached
 from appliance.features._index import Unsupported, ViewIndex, arrow_types, event_time
 from appliance.features._join import join_table
@@ -44,7 +45,7 @@ from appliance.features._store import (
     open_store,
     store_of,
 )
-from appliance.storage import Catalog
+from appliance.storage import Catalog, tables_read
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +152,11 @@ class FeatureServer:
 
         The daemon calls this at start, after each ingest it runs and after
         each flush of its ingest buffer.
+
+        Raises:
+            NotFoundError: A view reads a dataset that has no version yet, as
+                on the first start of a new home.
+            ConfigError: A view's SQL is invalid.
         """
         started = time.perf_counter()
         if self.catalog is None:
@@ -159,6 +165,7 @@ class FeatureServer:
         else:
             with self.catalog.cursor() as catalog:
                 store = open_store(catalog)
+        self._check_datasets(store)
         self._install(store)
         logger.info(
             "feature views loaded views=%d datasets=%s seconds=%.3f",
@@ -166,6 +173,25 @@ class FeatureServer:
             ",".join(f"{d}@{v}" for d, v in sorted(store.versions.items())),
             time.perf_counter() - started,
         )
+
+    def _check_datasets(self, store: FeatureStore) -> None:
+        """Raise `NotFoundError` naming each view whose datasets have no version."""
+        users: dict[str, list[str]] = {}
+        views: dict[str, FeatureViewConfig] = {}
+        for model, (declared, _) in sorted(self.models.items()):
+            for view in declared:
+                users.setdefault(view.name, []).append(model)
+                views[view.name] = view
+        problems = []
+        for name, view in views.items():
+            for dataset in _datasets_without_version(store, view.sql):
+                problems.append(
+                    f"feature view {name!r} of model {', '.join(users[name])} "
+                    f"reads dataset {dataset!r}, which has no version yet; ingest "
+                    f"it with 'appliance ingest {dataset} FILE'"
+                )
+        if problems:
+            raise NotFoundError("; ".join(problems))
 
     def _install(self, store: FeatureStore) -> None:
         """Materialize the served models' views in `store` and serve from it."""
@@ -642,3 +668,32 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
     return value
+
+
+def _datasets_without_version(store: FeatureStore, sql: str) -> list[str]:
+    """Return the tables `sql` reads that are neither a dataset nor a CTE.
+
+    SQL that does not parse returns none, so `view_columns` reports it.
+    """
+    read = tables_read(store.db, sql)
+    if not read:
+        return []
+    known = {name.lower() for name in (*store.versions, *store.tables)}
+    known |= _cte_names(store.db, sql)
+    return sorted(name for name in read if name.lower() not in known)
+
+
+def _cte_names(db: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
+    """Return the lowercase names of the common table expressions in `sql`."""
+    row = db.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    names: set[str] = set()
+    pending: list[Any] = [json.loads(row[0]) if row else {}]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            for entry in (node.get("cte_map") or {}).get("map", []):
+                names.add(str(entry.get("key", "")).lower())
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return names

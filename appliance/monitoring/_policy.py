@@ -57,7 +57,10 @@ def decide_retrain(
     cooldown = timedelta(hours=policy.cooldown_hours)
     if last is not None and now - last < cooldown:
         return Decision(
-            False, f"in cool-down until {(last + cooldown).isoformat()}; recorded only"
+            False,
+            f"the last retraining started at {last.isoformat()}, and "
+            f"cooldown_hours = {policy.cooldown_hours:g} allows the next from "
+            f"{(last + cooldown).isoformat()}",
         )
     period_start = now - timedelta(days=policy.budget_days)
     used = sum(period_start < run <= now for run in past_runs)
@@ -71,7 +74,9 @@ def decide_retrain(
         return Decision(False, no_labels_reason)
     if new_labels < policy.min_new_labels:
         return Decision(
-            False, f"{new_labels} new labels, fewer than {policy.min_new_labels}"
+            False,
+            f"{new_labels} new labels, fewer than min_new_labels = "
+            f"{policy.min_new_labels}",
         )
     return Decision(True, f"{trigger} retraining allowed")
 

@@ -1,11 +1,20 @@
-"""Webhook delivery of alerts: JSON POST with retries and exponential backoff."""
+"""Webhook delivery of alerts: JSON POST with retries and exponential backoff.
+
+A URL may carry credentials as ``http://USER:PASSWORD@HOST/...``. They are
+sent as HTTP basic authentication, because many receivers (reverse proxies,
+small alert relays) take it and the URL is the only webhook setting. Rejecting
+them would leave such a receiver out of reach. Logs show the URL with its
+credentials and query values masked.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -33,32 +42,71 @@ def send_webhook(
         cannot stop monitoring.
     """
     body = json.dumps(payload).encode()
+    logged_url = redact_url(url)
+    target, headers = _split_credentials(url)
     wait = backoff_seconds
     for attempt in range(retries + 1):
         if attempt:
             sleep(wait)
             wait *= 2
-        status, error = _post(url, body, timeout_seconds)
+        status, error = _post(target, headers, body, timeout_seconds)
         if status is not None and 200 <= status < 300:
-            logger.info("webhook delivered url=%s attempt=%d", url, attempt + 1)
+            logger.info("webhook delivered url=%s attempt=%d", logged_url, attempt + 1)
             return True
         logger.warning(
             "webhook failed url=%s attempt=%d status=%s error=%s",
-            url,
+            logged_url,
             attempt + 1,
             status,
             error,
         )
         if status is not None and 400 <= status < 500 and status not in (408, 429):
             break
-    logger.error("webhook gave up url=%s attempts=%d", url, attempt + 1)
+    logger.error("webhook gave up url=%s attempts=%d", logged_url, attempt + 1)
     return False
 
 
-def _post(url: str, body: bytes, timeout: float) -> tuple[int | None, str]:
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+def redact_url(url: str) -> str:
+    """Return `url` with its user, password and query values replaced by ``***``.
+
+    NOTE: the path is kept, so a receiver that takes its secret in the path
+    (such as ``/services/T0/B0/SECRET``) still has it logged.
+
+    >>> redact_url("http://alice:pw@127.0.0.1:8080/hook?token=abc&x=1#top")
+    'http://***@127.0.0.1:8080/hook?token=***&x=***'
+    """
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(
+        f"{key}=***"
+        for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """Return `url` without its user and password, and the request headers.
+
+    The credentials, percent-decoded, become a basic ``Authorization`` header.
+    """
+    headers = {"Content-Type": "application/json"}
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, headers
+    user = urllib.parse.unquote(parts.username)
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    headers["Authorization"] = f"Basic {token}"
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), headers
+
+
+def _post(
+    url: str, headers: dict[str, str], body: bytes, timeout: float
+) -> tuple[int | None, str]:
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, ""

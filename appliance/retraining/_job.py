@@ -42,6 +42,9 @@ from appliance.storage import (
 
 logger = logging.getLogger(__name__)
 
+_NO_ROWS = "has no labelled rows"
+"""Part of the `TrainingError` messages of a data selection without rows."""
+
 ACTOR = "retraining"
 """Actor of the alias changes the retraining job makes."""
 
@@ -101,7 +104,12 @@ def decide(
     history = store.retrain_history(cfg.name)
     trained = [r for r in history if r["outcome"] in COUNTED_OUTCOMES]
     past = [as_utc(r["as_of"] or r["started_at"]) for r in trained]
-    no_labels = "no new labels since the last retraining"
+    section = f"[models.{cfg.name}.retrain]"
+    no_labels = (
+        f"no feedback labels stored for model {cfg.name!r} yet, and "
+        f"min_new_labels = {policy.min_new_labels} of {section} needs that many; "
+        f"send labels to POST /v1/models/{cfg.name}/feedback"
+    )
     if trained and event_clock:
         new_labels = count_labels(catalog, cfg.name, event_after=max(past))
         # Labels that arrive late for events before the last run's as-of
@@ -114,6 +122,11 @@ def decide(
     elif trained:
         last = max(as_utc(r["started_at"]) for r in trained)
         new_labels = count_labels(catalog, cfg.name, received_after=last)
+        no_labels = (
+            f"no labels received since the last retraining started at "
+            f"{last.isoformat()}, and min_new_labels = {policy.min_new_labels} of "
+            f"{section} needs that many"
+        )
     else:
         new_labels = count_labels(catalog, cfg.name)
     decision = decide_retrain(
@@ -163,7 +176,10 @@ def train_challenger(
             "rejected", f"challenger failed the ONNX export or parity check: {exc}"
         )
     except TrainingError as exc:
-        return Outcome("failed", f"challenger not trained: {exc}", detail=detail)
+        reason = f"challenger not trained: {exc}"
+        if window is not None and _NO_ROWS in str(exc):
+            reason += f". {_window_hint(cfg, window)}"
+        return Outcome("failed", reason, detail=detail)
 
     version = result.model_version
     challenger = OnnxModel.load(version.path, version.sha256)
@@ -193,6 +209,32 @@ def train_challenger(
     if promotion.act and policy.refit and window is not None:
         _refit(catalog, config, name, window, tags, outcome)
     return outcome
+
+
+def forced_note(decision: Decision) -> str:
+    """Return the note recorded with a run the operator forced past a skip."""
+    return f"forced by the operator, although the policy skips: {decision.reason}"
+
+
+def _window_hint(cfg: ModelConfig, window: Any) -> str:
+    """Explain where a retraining looked for rows, and how to move it."""
+    policy = cfg.retrain
+    span = f"holdout_days = {policy.holdout_days:g}"
+    if window.start is not None:
+        span = f"window_days = {policy.window_days:g} and {span}"
+    start = window.start.isoformat() if window.start is not None else "the first"
+    hint = (
+        f"The run read rows with {cfg.event_timestamp} from {start} to "
+        f"{window.end.isoformat()} ({span} before the run's as_of time). "
+        "If the data's event times lie elsewhere, give an as_of time within "
+        'them (--as-of, or "as_of" over HTTP)'
+    )
+    if policy.clock == "wall":
+        hint += (
+            f', or set clock = "event" in [models.{cfg.name}.retrain] to take '
+            "the latest labelled event time as now"
+        )
+    return hint
 
 
 def _champion_score(
@@ -288,8 +330,7 @@ def run_offline(
             catalog, config, name, champion, base.as_of, record_id
         )
         if not decided.decision.act:
-            reason = decided.decision.reason
-            outcome.detail["forced"] = f"forced by the operator ({reason})"
+            outcome.detail["forced"] = forced_note(decided.decision)
         if outcome.promoted_version is not None:
             promote(
                 catalog,

@@ -7,16 +7,18 @@ decision goes through `decide_retrain`, so the cool-down, the budget and the
 count of new labels apply, and each is recorded in the monitoring store's
 ``retrain_runs``: skips, runs and their outcome.
 
-A run is recorded as ``running`` before it trains. A daemon stopped or killed
-during a run leaves that record, and the next start marks it ``interrupted``
-and runs it again once, with the same trigger and time, without deciding
-again. The training runs in a daemon thread, so a stop does not wait for it
-beyond `stop_wait_seconds`.
+A run is recorded as ``running`` before it trains. Once the daemon stops, no
+new run starts. A stop waits `stop_wait_seconds` for a run, because the
+training runs in a daemon thread that cannot be cancelled, and then records a
+run still training as ``interrupted``. A killed daemon leaves the ``running``
+record, and the next start marks it ``interrupted``. Either way the next start
+runs it again once, with the same trigger and time, without deciding again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import uuid
@@ -24,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from appliance.errors import JobRunningError
+from appliance.errors import DaemonError, JobRunningError
 from appliance.monitoring import MonitoringStore, RetrainRecord
 from appliance.registry import promote
 from appliance.retraining._job import (
@@ -32,6 +34,7 @@ from appliance.retraining._job import (
     Outcome,
     RetrainDecision,
     decide,
+    forced_note,
     pin_champion,
     train_challenger,
 )
@@ -47,6 +50,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TRIGGERS = ("manual", "drift", "schedule")
+
+_RESUME = "resume_at_start"
+"""Detail key of an interrupted run that the next start runs again."""
 
 _SERVICES: dict[str, RetrainService] = {}
 """Running services by home folder, for the scheduler's job function."""
@@ -65,6 +71,9 @@ class RetrainService:
         self.stop_wait_seconds = stop_wait_seconds
         self._running: dict[str, RetrainRecord] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._finishing: set[str] = set()
+        """Models whose run has trained and now promotes or records its outcome."""
+        self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -98,24 +107,36 @@ class RetrainService:
             )
 
     async def stop(self) -> None:
-        """Wait a short while for running jobs; a job still running stays recorded
-        as ``running`` and is run again at the next start."""
+        """Start no new job, and wait a short while for running ones.
+
+        A job still training is recorded as ``interrupted`` and run again at
+        the next start. One that is promoting or recording its outcome stays
+        ``running``, because its worker thread may still write that outcome,
+        and the next start marks it.
+        """
+        self._stopping.set()
         _SERVICES.pop(str(self.home), None)
         tasks = [t for t in self._tasks.values() if not t.done()]
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks, timeout=self.stop_wait_seconds)
-        for model, record in list(self._running.items()):
-            if self._tasks.get(model) not in pending:
-                continue
-            logger.warning(
-                "retraining still running at stop model=%s id=%s; run again at "
-                "the next start",
-                model,
-                record.id,
-            )
+        stopped = [
+            (record, model not in self._finishing)
+            for model, record in self._running.items()
+            if self._tasks.get(model) in pending
+        ]
         for task in pending:
             task.cancel()
+        for record, training in stopped:
+            if training:
+                await asyncio.to_thread(_update, self.home, _interrupted(record))
+            logger.warning(
+                "retraining still running at stop model=%s id=%s outcome=%s; run "
+                "again at the next start",
+                record.model,
+                record.id,
+                "interrupted" if training else "running",
+            )
 
     def running(self, model: str) -> RetrainRecord | None:
         """Return the record of the job of `model` that runs now, if any."""
@@ -146,6 +167,11 @@ class RetrainService:
             ConfigError: The model is not declared.
         """
         cfg = self.state.config.model(model)
+        if self._stopping.is_set():
+            raise DaemonError(
+                f"the daemon is stopping, so no retraining of model {model!r} "
+                "starts; request it again once the daemon runs"
+            )
         self._check_idle(model)
         placeholder = RetrainRecord(
             model, trigger, "deciding", "", datetime.now(UTC), id=_new_id()
@@ -161,7 +187,7 @@ class RetrainService:
             self._running.pop(model, None)
             skipped = await asyncio.to_thread(self._skip, model, trigger, decided)
             return record_dict(skipped.__dict__), False
-        note = None if act else f"forced by the operator ({decided.decision.reason})"
+        note = None if act else forced_note(decided.decision)
         record = self._begin(
             model, trigger, decided.as_of or as_of, decided.new_labels, note=note
         )
@@ -219,6 +245,14 @@ class RetrainService:
             )
             await asyncio.to_thread(_insert, self.home, skipped)
             return record_dict(skipped.__dict__)
+        except DaemonError as exc:
+            logger.warning(
+                "retraining not started model=%s trigger=%s reason=%s",
+                model,
+                trigger,
+                exc,
+            )
+            return {"outcome": "skipped", "reason": str(exc)}
         except Exception:
             logger.exception("retraining decision failed model=%s", model)
             return {"outcome": "failed"}
@@ -315,16 +349,28 @@ class RetrainService:
             try:
                 async with self.state.admin_lock:
                     outcome = await _in_thread(f"retrain-{model}", self._train, record)
+                    self._finishing.add(model)
                     if outcome.promoted_version is not None:
                         await self._promote(model, outcome)
+            except _Stopped:
+                await asyncio.to_thread(_update, self.home, _interrupted(record))
+                logger.warning(
+                    "retraining interrupted before training model=%s id=%s; run "
+                    "again at the next start",
+                    model,
+                    record.id,
+                )
+                return
             except Exception as exc:
                 logger.exception("retraining failed model=%s id=%s", model, record.id)
                 outcome = Outcome("failed", f"{type(exc).__name__}: {exc}")
+            self._finishing.add(model)
             finished = _finished(record, outcome)
             await asyncio.to_thread(_update, self.home, finished)
         finally:
-            # A cancelled run (a stop) keeps its ``running`` record for resumption.
+            # `stop` records a run cancelled while it trained as interrupted.
             self._running.pop(model, None)
+            self._finishing.discard(model)
         logger.info(
             "retraining finished model=%s id=%s outcome=%s reason=%s",
             model,
@@ -337,7 +383,11 @@ class RetrainService:
         """Flush the dataset's buffer, keep the served version as champion, train."""
         config = self.state.config
         cfg = config.model(record.model)
+        if self._stopping.is_set():
+            raise _Stopped()
         self.state.ingest.flush(cfg.dataset)
+        if self._stopping.is_set():
+            raise _Stopped()
         champion = self.state.models.models.get(record.model)
         view = self.state.catalog.cursor()
         try:
@@ -376,21 +426,20 @@ class RetrainService:
         )
 
     def _mark_interrupted(self) -> list[RetrainRecord]:
+        """Mark runs a kill left ``running`` and return every run to resume."""
         with MonitoringStore(self.home) as store:
-            rows = store.retrain_history(outcome="running")
-            records = [_record(row) for row in rows]
-            for record in records:
-                store.update_retrain(
-                    RetrainRecord(
-                        **{
-                            **record.__dict__,
-                            "outcome": "interrupted",
-                            "reason": record.reason
-                            + "; interrupted by a daemon stop, run again once",
-                            "finished_at": datetime.now(UTC),
-                        }
-                    )
-                )
+            killed = [_record(r) for r in store.retrain_history(outcome="running")]
+            stopped = [
+                _record(r)
+                for r in store.retrain_history(outcome="interrupted")
+                if (r.get("detail") or {}).get(_RESUME)
+            ]
+            for record in killed:
+                store.update_retrain(_interrupted(record, resume_later=False))
+            for record in stopped:
+                detail = {k: v for k, v in record.detail.items() if k != _RESUME}
+                store.update_retrain(dataclasses.replace(record, detail=detail or None))
+        records = sorted(killed + stopped, key=lambda r: r.started_at, reverse=True)
         newest: dict[str, RetrainRecord] = {}
         for record in records:
             newest.setdefault(record.model, record)
@@ -542,6 +591,30 @@ def _finished(record: RetrainRecord, outcome: Outcome) -> RetrainRecord:
             "promoted_version": outcome.promoted_version,
             "detail": {**(record.detail or {}), **outcome.detail},
         }
+    )
+
+
+class _Stopped(Exception):
+    """The daemon began to stop before a run started training."""
+
+
+def _interrupted(record: RetrainRecord, resume_later: bool = True) -> RetrainRecord:
+    """Return `record` as interrupted by a daemon stop.
+
+    Args:
+        record: The run's ``running`` record.
+        resume_later: Mark it for the next start to run again; False when the
+            start that marks it runs it again at once.
+    """
+    detail = dict(record.detail or {})
+    if resume_later:
+        detail[_RESUME] = True
+    return dataclasses.replace(
+        record,
+        outcome="interrupted",
+        reason=record.reason + "; interrupted by a daemon stop, run again once",
+        finished_at=datetime.now(UTC),
+        detail=detail or None,
     )
 
 

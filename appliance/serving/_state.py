@@ -94,6 +94,8 @@ class ModelSet:
         self.loaded_at = time.time()
         self.on_put: Callable[[OnnxModel], None] | None = None
         """Called with every model `put` serves, such as to publish its schema."""
+        self.explain_missing: Callable[[str], str | None] | None = None
+        """Function that returns why a model is not served, for the 404 message."""
         self._on_batch = on_batch
         for model in (models or {}).values():
             self.put(model)
@@ -142,8 +144,10 @@ class ModelSet:
             return self.batchers[name]
         except KeyError:
             served = ", ".join(sorted(self.models)) or "none"
+            reason = self.explain_missing(name) if self.explain_missing else None
+            reason = f": {reason}" if reason else ""
             raise NotFoundError(
-                f"model {name!r} is not served; served models: {served}"
+                f"model {name!r} is not served{reason}; served models: {served}"
             ) from None
 
     def configure(self, settings: BatchSettings) -> None:
@@ -210,6 +214,8 @@ def reload_features(state: DaemonState) -> None:
         return
     try:
         state.features.load()
+    except NotFoundError as exc:
+        logger.warning("feature views not loaded yet: %s", exc)
     except ApplianceError:
         logger.exception("feature views reload failed; the previous views are kept")
 

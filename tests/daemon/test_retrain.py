@@ -219,7 +219,7 @@ def test_retrain_rejects_then_promotes(daemons: list, daemon_home: Path) -> None
     assert serving == 4
     assert cooling.status_code == 200
     assert cooling.json()["outcome"] == "skipped"
-    assert "in cool-down until" in cooling.json()["reason"]
+    assert "cooldown_hours = 120 allows the next from" in cooling.json()["reason"]
     assert [r["outcome"] for r in history] == ["skipped", "promoted", "rejected"]
     assert stored_event_times(daemon_home)[0] == "2024-02-20 00:00:00+00:00"
 
@@ -253,6 +253,76 @@ def test_retrain_interrupted_runs_once(daemons: list, daemon_home: Path) -> None
     assert after[0]["as_of"] == started.json()["as_of"]
     assert after[1]["detail"]["forced"].startswith("forced by the operator")
     assert len(later) == 2
+
+
+SLOW_SEARCH = f"""
+[models.{MODEL}.search]
+method = "random"
+max_trials = 100000
+max_seconds = 120
+[models.{MODEL}.search.space]
+learning_rate = {{low = 0.01, high = 0.3}}
+"""
+"""A search that trains for two minutes, longer than a stop waits for a run."""
+
+
+def test_retrain_stop_marks_interrupted(daemons: list, daemon_home: Path) -> None:
+    config = write_config(daemon_home.parent / "config.toml", daemon_home)
+    with config.open("a", encoding="utf-8") as file:
+        file.write(SLOW_SEARCH)
+    daemon = Daemon(config, daemon_home, free_port())
+    daemons.append(daemon)
+    daemon.wait_ready()
+    started = httpx.post(
+        daemon.base + RETRAIN,
+        json={"force": True, "as_of": day(CHANGE_DAY).isoformat()},
+    )
+    stopped = daemon.stop()
+    log = daemon.log()
+    stored = stored_history(daemon_home)
+
+    daemon = start(daemons, daemon_home)
+    after = wait_finished(daemon)["history"]
+    assert daemon.stop() == 0
+
+    assert started.status_code == 202, started.text
+    assert stopped == 0, log
+    assert stored[0]["id"] == started.json()["id"]
+    assert stored[0]["outcome"] == "interrupted", log
+    assert stored[0]["detail"]["resume_at_start"] is True
+    assert "interrupted by a daemon stop, run again once" in stored[0]["reason"]
+    assert after[0]["detail"]["resumes"] == started.json()["id"]
+    assert after[0]["outcome"] in ("promoted", "rejected"), after[0]
+    assert after[1]["outcome"] == "interrupted"
+    assert "resume_at_start" not in after[1]["detail"]
+
+
+def test_stopped_service_starts_no_retraining(daemon_home: Path) -> None:
+    import asyncio
+
+    from appliance.config import load_config
+    from appliance.errors import DaemonError
+    from appliance.retraining import RetrainService
+    from appliance.serving import DaemonState, ServingMetrics
+
+    config = load_config(write_config(daemon_home.parent / "config.toml", daemon_home))
+    state = DaemonState(config, ServingMetrics(), "127.0.0.1", 0)
+    service = RetrainService(state)
+
+    async def stop_then_request() -> None:
+        await service.stop()
+        await service.request(MODEL, "manual", force=True)
+
+    with pytest.raises(DaemonError, match="the daemon is stopping, so no retraining"):
+        asyncio.run(stop_then_request())
+    assert stored_history(daemon_home) == []
+
+
+def stored_history(home: Path) -> list[dict[str, Any]]:
+    from appliance.monitoring import MonitoringStore
+
+    with MonitoringStore(home) as store:
+        return store.retrain_history(MODEL)
 
 
 def test_drift_alarm_starts_decision(daemons: list, daemon_home: Path) -> None:
@@ -298,23 +368,55 @@ def test_cli_retrain_without_daemon(daemon_home: Path) -> None:
     forced = run_cli(config, "retrain", MODEL, "--as-of", as_of, "--force", "--json")
     history = run_cli(config, "retrain", MODEL, "--history", "--json")
 
+    table = run_cli(config, "retrain", MODEL, "--history")
+
+    no_labels = (
+        "no feedback labels stored for model 'shift' yet, and min_new_labels = 5 "
+        "of [models.shift.retrain] needs that many; send labels to POST "
+        "/v1/models/shift/feedback"
+    )
     assert skipped.returncode == 0, skipped.stderr
     assert json.loads(skipped.stdout)["outcome"] == "skipped"
-    assert json.loads(skipped.stdout)["reason"] == (
-        "no new labels since the last retraining"
-    )
+    assert json.loads(skipped.stdout)["reason"] == no_labels
     assert forced.returncode == 0, forced.stderr
     record = json.loads(forced.stdout)
     assert record["outcome"] in ("promoted", "rejected"), record
     assert record["challenger_version"] == 2
     assert record["detail"]["forced"] == (
-        "forced by the operator (no new labels since the last retraining)"
+        f"forced by the operator, although the policy skips: {no_labels}"
     )
     rows = [json.loads(line) for line in history.stdout.splitlines()]
     assert [r["outcome"] for r in rows] == [
         record["outcome"],
         "skipped",
     ]
+    header, first = table.stdout.splitlines()[:2]
+    assert header.split()[:2] == ["started_at", "as_of"]
+    assert first.split()[1] == record["as_of"]
+    assert f"{record['challenger_score']:.6f}" in first
+
+
+def test_cli_retrain_failure_exit_status(daemon_home: Path) -> None:
+    from daemon_support import run_cli
+
+    config = write_config(daemon_home.parent / "config.toml", daemon_home, clock="wall")
+    skipped = run_cli(config, "retrain", MODEL)
+    failed = run_cli(config, "retrain", MODEL, "--force")
+    help_text = run_cli(config, "retrain", "--help")
+
+    assert skipped.returncode == 0, skipped.stderr
+    assert "to train anyway: appliance retrain shift --force" in skipped.stdout
+    assert failed.returncode == 3, failed.stdout + failed.stderr
+    assert "retraining of shift: failed" in failed.stdout
+    assert "window_days = 20 and holdout_days = 7 before the run's as_of" in (
+        failed.stdout
+    )
+    assert '(--as-of, or "as_of" over HTTP)' in failed.stdout
+    assert 'set clock = "event" in [models.shift.retrain]' in failed.stdout
+    assert "forced: forced by the operator, although the policy skips" in (
+        failed.stdout
+    )
+    assert "3  the run failed" in help_text.stdout
 
 
 def test_missed_cron_ticks_run_once(daemons: list, daemon_home: Path) -> None:

@@ -1,4 +1,8 @@
-"""The systemd unit: rendered by the install script and checked by systemd."""
+"""The systemd unit: rendered by the install script and checked by systemd.
+
+The install script's ``--check`` runs its location and access checks without
+installing anything; the tests build stand-in repositories for it.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 # The unit runs <prefix>/.venv/bin/python; the venv running the tests stands in.
 PREFIX = Path(sys.executable).parents[2]
+HIDDEN = ("/home/", "/root/", "/run/user/", "/tmp/", "/var/tmp/", "/dev/")
+"""Folders the unit hides from the service, as the install script lists them."""
+MISSING_USER = "appliance-test-no-such-user"
 
 
 def render_unit(tmp_path: Path) -> str:
@@ -68,3 +75,110 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "appliance.service" not in result.stderr, result.stderr
+
+
+def run_check(prefix: Path, user: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "APPLIANCE_PREFIX": str(prefix), "APPLIANCE_USER": user}
+    return subprocess.run(
+        [str(ROOT / "scripts" / "install-service.sh"), "--check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def fake_repository(prefix: Path, python: Path) -> Path:
+    """Make `prefix` look like a clone whose venv runs `python`."""
+    bin_dir = prefix / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").symlink_to(python)
+    (prefix / ".venv" / "pyvenv.cfg").write_text(
+        f"home = {python.parent}\n", encoding="utf-8"
+    )
+    return prefix
+
+
+def is_hidden(path: Path) -> bool:
+    return (str(path.resolve()) + "/").startswith(HIDDEN)
+
+
+@pytest.fixture
+def visible_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """Return an empty folder that the unit does not hide, in pytest's cache."""
+    cache = getattr(request.config, "cache", None)
+    if cache is None:
+        pytest.skip("pytest's cache provider is off")
+    folder = cache.mkdir("install-check")
+    shutil.rmtree(folder)
+    folder.mkdir()
+    if is_hidden(folder):
+        pytest.skip(f"the repository itself is in a hidden folder: {folder}")
+    return folder
+
+
+@pytest.fixture
+def system_python() -> Path:
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        path = Path(candidate)
+        if path.exists() and not is_hidden(path):
+            return path
+    pytest.skip("no python outside the hidden folders")
+
+
+def test_check_rejects_clone_under_tmp(tmp_path: Path) -> None:
+    repository = fake_repository(tmp_path / "repo", Path(sys.executable))
+
+    result = run_check(repository, MISSING_USER)
+
+    assert result.returncode == 1
+    assert f"the repository {repository.resolve()} is under /tmp" in result.stderr
+    assert "clone the repository to a folder such as /opt" in result.stderr
+    assert "ok:" not in result.stdout
+
+
+def test_check_rejects_python_under_tmp(visible_dir: Path, tmp_path: Path) -> None:
+    python = tmp_path / "python3"
+    python.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+    python.chmod(0o755)
+    repository = fake_repository(visible_dir / "repo", python)
+
+    result = run_check(repository, MISSING_USER)
+
+    assert result.returncode == 1
+    assert f"the venv's python {python} is under /tmp" in result.stderr
+    assert f"the python home of the venv {tmp_path} is under /tmp" in result.stderr
+    assert "error: the repository" not in result.stderr
+
+
+def test_check_passes_system_python(visible_dir: Path, system_python: Path) -> None:
+    repository = fake_repository(visible_dir / "repo", system_python)
+
+    result = run_check(repository, MISSING_USER)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert f"user {MISSING_USER} does not exist yet" in result.stdout
+    assert f"ok: {repository} passes the checks" in result.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+@pytest.mark.skipif(shutil.which("runuser") is None, reason="runuser is missing")
+def test_check_rejects_user_without_access(
+    visible_dir: Path, system_python: Path
+) -> None:
+    import pwd
+
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("user nobody does not exist")
+    # The system python runs as user nobody but has no appliance package.
+    repository = fake_repository(visible_dir / "repo", system_python)
+
+    result = run_check(repository, "nobody")
+
+    assert result.returncode == 1
+    assert "error: user nobody cannot run" in result.stderr
+    assert "import appliance" in result.stderr
+    assert "ok:" not in result.stdout

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,6 +30,7 @@ from appliance.monitoring import (
     request_alerts,
     send_webhook,
 )
+from appliance.monitoring._webhook import redact_url
 
 T0 = datetime(2013, 4, 1, tzinfo=UTC)
 
@@ -139,10 +142,13 @@ def test_threshold_alerts() -> None:
 class _Receiver(BaseHTTPRequestHandler):
     failures_left = 0
     bodies: list[dict] = []
+    requests: list[tuple[str, str | None]] = []
+    """Path and Authorization header of each request."""
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         cls = type(self)
+        cls.requests.append((self.path, self.headers.get("Authorization")))
         if cls.failures_left > 0:
             cls.failures_left -= 1
             self.send_response(503)
@@ -157,7 +163,9 @@ class _Receiver(BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
-    handler = type("Receiver", (_Receiver,), {"failures_left": 0, "bodies": []})
+    handler = type(
+        "Receiver", (_Receiver,), {"failures_left": 0, "bodies": [], "requests": []}
+    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -194,6 +202,38 @@ def test_webhook_gives_up(receiver) -> None:
     assert delivered is False
     assert waits == [0.1, 0.2]
     assert handler.failures_left == 7
+
+
+def test_webhook_credentials_basic_auth_masked(
+    receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, handler = receiver
+    handler.failures_left = 1
+    secret_url = url.replace("http://", "http://alice:s3cr%40pw@") + "?token=abc123"
+    caplog.set_level(logging.INFO, logger="appliance.monitoring._webhook")
+
+    delivered = send_webhook(
+        secret_url, {"id": 3}, retries=1, backoff_seconds=0.0, sleep=lambda _: None
+    )
+
+    expected_auth = "Basic " + base64.b64encode(b"alice:s3cr@pw").decode()
+    assert delivered is True
+    assert handler.requests == [("/alerts?token=abc123", expected_auth)] * 2
+    assert handler.bodies == [{"id": 3}]
+    assert len(caplog.records) == 2
+    masked = url.replace("http://", "http://***@") + "?token=***"
+    for record in caplog.records:
+        assert f"url={masked} " in record.getMessage()
+    assert "s3cr" not in caplog.text
+    assert "alice" not in caplog.text
+    assert "abc123" not in caplog.text
+
+
+def test_redact_url_masks_credentials_and_query() -> None:
+    assert redact_url("https://u:p@h:8443/a/b?x=1&y=&z=3#frag") == (
+        "https://***@h:8443/a/b?x=***&y=***&z=***"
+    )
+    assert redact_url("http://127.0.0.1:9/hook") == "http://127.0.0.1:9/hook"
 
 
 def test_webhook_unreachable_does_not_raise() -> None:

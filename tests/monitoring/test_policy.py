@@ -43,7 +43,11 @@ def test_daily_alarms_with_cooldown_and_budget() -> None:
 
     assert runs == [days(0), days(7), days(14), days(30), days(37), days(44)]
     assert len(skipped) == 54
-    assert sum("cool-down" in r for r in skipped) == 36
+    assert sum("cooldown_hours = 168 allows the next from" in r for r in skipped) == 36
+    assert skipped[0] == (
+        "the last retraining started at 2013-04-01T00:00:00+00:00, and "
+        "cooldown_hours = 168 allows the next from 2013-04-08T00:00:00+00:00"
+    )
     assert sum("budget used" in r for r in skipped) == 18
 
 
@@ -63,7 +67,7 @@ def test_min_new_labels_blocks() -> None:
     decision = decide_retrain(policy, "schedule", T0, [], 499)
 
     assert decision.act is False
-    assert decision.reason == "499 new labels, fewer than 500"
+    assert decision.reason == "499 new labels, fewer than min_new_labels = 500"
     assert decide_retrain(policy, "schedule", T0, [], 0).act is False
     assert decide_retrain(policy, "schedule", T0, [], 500).act is True
 
