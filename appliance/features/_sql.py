@@ -91,9 +91,14 @@ def repeated_keys_sql(view: FeatureViewConfig) -> str:
     )
 
 
-def source_sql(view: FeatureViewConfig) -> str:
-    """Return the view's unique rows with the availability and observation columns."""
-    rows = unique_sql(view)
+def source_sql(view: FeatureViewConfig, unique: bool = True) -> str:
+    """Return the view's rows with the availability and observation columns.
+
+    With `unique`, the rows are those `unique_sql` keeps. Without it, every
+    row is returned in the view's row order, for callers that take the last
+    of rows with equal keys and event times themselves.
+    """
+    rows = unique_sql(view) if unique else view.sql
     if view.timestamp is None:
         return f"SELECT * FROM ({rows})"
     ts = f"CAST({ident(view.timestamp)} AS TIMESTAMPTZ)"
