@@ -44,7 +44,7 @@ class ViewIndex:
         view: FeatureViewConfig,
         features: Sequence[str],
     ) -> None:
-        """Read the view's unique rows from `db`, where `view.sql` can run."""
+        """Read and sort the view's rows from `db`, where `view.sql` can run."""
         self.view = view
         self.features = list(features)
         names = [f"_key{i}" for i in range(len(view.entities))]
@@ -59,11 +59,13 @@ class ViewIndex:
             times = f", epoch_us({AVAILABLE}) AS _at, epoch_us({OBSERVED}) AS _seen"
             present += f" AND {AVAILABLE} IS NOT NULL"
             order.append("_at")
+        # Repeated keys are read too, without the window of `unique_sql`.
+        # The sort is stable, so rows of equal keys and times stay in the
+        # view's row order and `lookup` takes the last of them.
+        rows = source_sql(view, unique=False)
         table = db.sql(
-            f"SELECT {keys}{times}{picked} FROM ({source_sql(view)}) WHERE {present}"
+            f"SELECT {keys}{times}{picked} FROM ({rows}) WHERE {present}"
         ).to_arrow_table()
-        # `source_sql` keeps one row per key and time, so the order of rows
-        # with equal keys is by time alone.
         table = table.take(
             pc.sort_indices(table, [(name, "ascending") for name in order])
         )
@@ -94,7 +96,7 @@ class ViewIndex:
         if key is None or key not in self.keys:
             return missing
         start, end = self.keys[key]
-        position = start
+        position = end - 1
         if self.view.timestamp is not None:
             assert at is not None
             micros = _epoch_us(at)

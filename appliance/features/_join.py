@@ -8,11 +8,14 @@ producing a wide join result is the part this avoids: on the 336,776
 nycflights13 flights joined with hourly weather, the SQL join spent most of
 its time building the 27-column result.
 
-Both read a view's rows through `unique_sql`, one row per key and event time.
+Of view rows with equal keys (and event times), both use the last in the
+view's row order. The SQL reads the view's rows through `unique_sql`, while
+`_asof` takes the last of equal rows itself, so this join reads the rows as
+they are (see `_view_rows`).
+
 A view whose keys are not integers or text on both sides is joined with the
-SQL of `join_sql` instead. That
-SQL runs over the table built so far, so each view's input is read once
-either way.
+SQL of `join_sql` instead. That SQL runs over the table built so far, so
+each view's input is read once either way.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from appliance.features._sql import (
     ident,
     join_sql,
     require_event_time,
-    unique_sql,
 )
 
 logger = logging.getLogger(__name__)
@@ -159,7 +161,14 @@ def _prepare_view(
 def _view_rows(
     db: duckdb.DuckDBPyConnection, view: FeatureViewConfig, added: list[str]
 ) -> pa.Table:
-    """Read the keys, event time (if any) and added columns of the view's unique rows.
+    """Read the keys, event time (if any) and added columns of the view's rows.
+
+    Repeated keys are kept, in the view's row order, which DuckDB keeps here
+    as it does for `unique_sql` (``preserve_insertion_order``). `SortedView`
+    and `static_index` take the last row of equal keys and event times, the
+    row `unique_sql` keeps, so its window is left out: on the 26,115
+    nycflights13 weather rows it took 15 to 25 ms of a 30 ms cold join
+    (DuckDB 2.0.1, shared 2-core machine).
 
     The event time is cast to ``TIMESTAMPTZ`` as in `source_sql`, whose
     Arrow values are microseconds since the epoch in UTC in any time zone.
@@ -168,8 +177,7 @@ def _view_rows(
     if view.timestamp is not None:
         columns.append(f"CAST({ident(view.timestamp)} AS TIMESTAMPTZ)")
     columns += [ident(c) for c in added]
-    rows = unique_sql(view)
-    return db.sql(f"SELECT {', '.join(columns)} FROM ({rows})").to_arrow_table()
+    return db.sql(f"SELECT {', '.join(columns)} FROM ({view.sql})").to_arrow_table()
 
 
 def _key_type(left: pa.DataType, right: pa.DataType) -> pa.DataType | None:

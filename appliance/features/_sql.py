@@ -10,11 +10,12 @@ availability delay is at or before the label time, never a later one. A value
 older than the view's time-to-live is treated as missing. A static view (no
 timestamp) is a plain ``LEFT JOIN`` on the entity keys.
 
-Every join reads a view's rows through `unique_sql`, which keeps one row per
-entity key (and event time, for a timestamped view): the last in the view's
-row order. For a view that selects from one dataset, that is the row ingested
-last, so a label row is never joined twice and a correction replaces the
-value it corrects.
+Every join uses one row per entity key (and event time, for a timestamped
+view): the last in the view's row order. For a view that selects from one
+dataset, that is the row ingested last, so a label row is never joined twice
+and a correction replaces the value it corrects. This SQL reads a view's rows
+through `unique_sql` to keep that row, and the Arrow join of `_join` picks
+the same row while matching.
 
 The ASOF join runs on the distinct (entity keys, event time) pairs of the
 rows only, and a hash join then hands each row its pair's features. The
@@ -90,9 +91,14 @@ def repeated_keys_sql(view: FeatureViewConfig) -> str:
     )
 
 
-def source_sql(view: FeatureViewConfig) -> str:
-    """Return the view's unique rows with the availability and observation columns."""
-    rows = unique_sql(view)
+def source_sql(view: FeatureViewConfig, unique: bool = True) -> str:
+    """Return the view's rows with the availability and observation columns.
+
+    With `unique`, the rows are those `unique_sql` keeps. Without it, every
+    row is returned in the view's row order, for callers that take the last
+    of rows with equal keys and event times themselves.
+    """
+    rows = unique_sql(view) if unique else view.sql
     if view.timestamp is None:
         return f"SELECT * FROM ({rows})"
     ts = f"CAST({ident(view.timestamp)} AS TIMESTAMPTZ)"

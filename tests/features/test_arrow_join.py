@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -558,4 +559,87 @@ def test_session_time_zone_matches_sql() -> None:
     # 01:00 plus the 1 hour delay is 03:00, and at 03:59 the 01:00 row is
     # 1 hour 59 minutes old, within the 2 hour TTL.
     assert [row[-1] for row in found] == [30.0, 31.0, 31.0, 32.0]
+    assert found == expected
+
+
+def repeats_store(seed: int) -> FeatureStore:
+    """Return a store whose views repeat keys and event times with new values.
+
+    Readings of two-part keys (origin, gate) fall on 10-minute steps, so
+    about a third of them repeat an earlier key and time. Planes repeat
+    about half their tail numbers. Every row has its own value.
+    """
+    rng = np.random.default_rng(seed)
+    start = np.datetime64("2013-01-01T00:00", "us")
+    readings = 600
+    steps = rng.integers(0, 40, readings) * np.timedelta64(10, "m")
+    origins = rng.choice(["EWR", "JFK", None], readings, p=[0.45, 0.45, 0.1])
+    weather = pa.table(
+        {
+            "origin": pa.array(origins, pa.string()),
+            "gate": pa.array(rng.integers(1, 4, readings)),
+            "time_hour": pa.array(start + steps, pa.timestamp("us", "UTC")),
+            "temp": pa.array(np.arange(readings, dtype=np.float64)),
+        }
+    )
+    planes = pa.table(
+        {
+            "tailnum": pa.array([f"N{i}" for i in rng.integers(0, 40, 80)]),
+            "seats": pa.array(np.arange(80)),
+        }
+    )
+    labels = 500
+    flights = pa.table(
+        {
+            "id": pa.array(np.arange(labels)),
+            "origin": pa.array(rng.choice(["EWR", "JFK", "LGA"], labels)),
+            "gate": pa.array(rng.integers(0, 4, labels)),
+            "tailnum": pa.array([f"N{i}" for i in rng.integers(0, 45, labels)]),
+            "event_at": pa.array(
+                start + rng.integers(-30, 450, labels) * np.timedelta64(1, "m"),
+                pa.timestamp("us", "UTC"),
+            ),
+        }
+    )
+    store = make_store({})
+    for name, table in (("weather", weather), ("planes", planes), ("flights", flights)):
+        store.db.register(f"{name}_arrow", table)
+        store.db.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_arrow")
+    return store
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_repeated_keys_match_sql(seed: int) -> None:
+    # The Arrow join reads the views' rows with their repeats, and must pick
+    # the last row of each key and time, as the SQL's unique_sql keeps it.
+    weather = FeatureViewConfig(
+        name="weather",
+        sql="SELECT origin, gate, time_hour, temp FROM weather",
+        entities=("origin", "gate"),
+        timestamp="time_hour",
+        ttl="30m",
+        delay="10m",
+    )
+    planes = FeatureViewConfig(
+        name="planes", sql="SELECT tailnum, seats FROM planes", entities=("tailnum",)
+    )
+    store = repeats_store(seed)
+    ((repeated_times,),) = store.db.execute(
+        "SELECT count(*) - count(DISTINCT (origin, gate, time_hour)) FROM weather "
+        "WHERE origin IS NOT NULL"
+    ).fetchall()
+    ((repeated_tails,),) = store.db.execute(
+        "SELECT count(*) - count(DISTINCT tailnum) FROM planes"
+    ).fetchall()
+
+    expected, found, names = both_ways(
+        store, "SELECT * FROM flights", [weather, planes]
+    )
+
+    temps = [row[names.index("temp")] for row in found]
+    seats = [row[names.index("seats")] for row in found]
+    assert repeated_times > 100
+    assert repeated_tails > 20
+    assert 100 < sum(t is not None for t in temps) < len(found)
+    assert 100 < sum(s is not None for s in seats) < len(found)
     assert found == expected
