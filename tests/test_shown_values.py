@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from appliance.errors import SHOWN_CHARACTERS, cut, shown
+from appliance.times import parse_time
 
 
 def test_short_value_shown_whole() -> None:
@@ -30,3 +33,21 @@ def test_long_list_cut_by_repr() -> None:
 def test_cut_keeps_short_text() -> None:
     assert cut("abc") == "abc"
     assert cut("abcdef", 3) == "abc... (6 characters)"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-12-05T08:32", "2026-12-05T08:32:00+00:00"),
+        ("2026-12-05", "2026-12-05T00:00:00+00:00"),
+        ("2026-12-05T08:32:00+02:00", "2026-12-05T08:32:00+02:00"),
+        ("2026-12-05T08:32:00Z", "2026-12-05T08:32:00+00:00"),
+    ],
+)
+def test_parse_time_reads_iso(text: str, expected: str) -> None:
+    assert parse_time(text).isoformat() == expected
+
+
+def test_parse_time_rejects_with_example() -> None:
+    with pytest.raises(ValueError, match=r"invalid time 'noon'; use ISO 8601 such"):
+        parse_time("noon")
