@@ -18,12 +18,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 
 from appliance.errors import RequestError, shown
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._openapi import body_operation
 from appliance.serving._params import ModelFilter
+from appliance.serving._responses import TrainResult
 from appliance.serving._routes_registry import serve_new_version
 from appliance.serving._state import (
     DaemonState,
@@ -56,14 +58,12 @@ LATEST = "latest"
 class IngestRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Files on this box to ingest into a new dataset version."""
 
-    dataset: Annotated[
-        str, msgspec.Meta(description="Name of the dataset.", examples=["points"])
-    ]
+    dataset: Annotated[str, msgspec.Meta(description="Name of the dataset.")]
     paths: Annotated[
         list[str],
         msgspec.Meta(
-            description="CSV, Parquet or JSON-lines files that the daemon can read.",
-            examples=[["/srv/data/points.csv"]],
+            description="CSV, Parquet or JSON-lines files that the daemon can "
+            "read. A relative path is taken from the daemon's working directory."
         ),
     ]
     mode: Annotated[
@@ -94,10 +94,7 @@ class TrainRequest(msgspec.Struct, forbid_unknown_fields=True):
 
     model: Annotated[
         str,
-        msgspec.Meta(
-            description="Name of a model declared in the configuration.",
-            examples=["demo"],
-        ),
+        msgspec.Meta(description="Name of a model declared in the configuration."),
     ]
 
 
@@ -159,6 +156,11 @@ def _ingest(catalog: Catalog, state: DaemonState, *args: Any) -> IngestResult:
     status_code=200,
     summary="Train a model and serve it",
     operation_class=body_operation(TrainRequest, "The model to train."),
+    responses={
+        200: ResponseSpec(
+            TrainResult, description="The new version.", generate_examples=False
+        )
+    },
 )
 async def train(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Train, export and register a model, then serve the new version at once."""
