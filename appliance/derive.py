@@ -25,6 +25,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from appliance.errors import shown
+
 TIME_ZONE = "UTC"
 """Session time zone of every query that computes derived columns. DuckDB takes
 the process's time zone by default, and functions of TIMESTAMP WITH TIME ZONE
@@ -485,7 +487,7 @@ class CastError(ValueError):
 
     def __init__(self, column: str, row: int, value: Any, sql_type: str) -> None:
         super().__init__(
-            f"value {value!r} cannot be cast to {sql_type}, the type of "
+            f"value {shown(value)} cannot be cast to {sql_type}, the type of "
             f"{column!r} in the dataset"
         )
         self.column = column

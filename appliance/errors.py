@@ -19,12 +19,44 @@ caller can catch one family and show its message. The tree::
     └── DaemonError          the running daemon cannot be reached or failed
 
 Messages are one or two sentences that name the thing at fault and, where
-there is one, the fix.
+there is one, the fix. A value from a request or a file is shown with `shown`,
+so a huge value cannot flood a response or the log.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+SHOWN_CHARACTERS = 80
+"""Maximum characters of a value that a message shows, before the cut mark."""
+
+
+def cut(text: str, limit: int = SHOWN_CHARACTERS) -> str:
+    """Return `text`, or its first `limit` characters and its length when longer.
+
+    >>> cut("x" * 100, 5)
+    'xxxxx... (100 characters)'
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def shown(value: Any, limit: int = SHOWN_CHARACTERS) -> str:
+    """Return ``repr(value)`` for a message, cut as `cut` does.
+
+    A text is cut after `limit` characters of the text itself, and only that
+    head is converted, so a value of megabytes costs no more than a short one.
+
+    >>> shown("abc" * 40, 8)
+    "'abcabcab... (120 characters)"
+    """
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        # The head's repr without its closing quote, which the cut mark replaces.
+        return f"{repr(value[:limit])[:-1]}... ({len(value)} characters)"
+    return cut(repr(value), limit)
 
 
 class ApplianceError(Exception):

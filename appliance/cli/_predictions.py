@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from appliance.cli._names import check_model_known
@@ -16,6 +16,7 @@ from appliance.cli._output import (
     row_count,
 )
 from appliance.config import Config
+from appliance.times import parse_time
 
 _COLUMNS = ["predicted_at", "model", "version", "request_id", "row_index", "output"]
 
@@ -67,6 +68,7 @@ def _query(config: Config, args: argparse.Namespace) -> None:
 def fetch(config: Config, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Return logged predictions from the running daemon, or from the catalog.
 
+    Each row's ``input`` and ``output`` are JSON values, not JSON texts.
     Rows still waiting in the daemon's queue (at most ``[predictions]
     flush_seconds`` old) are not returned yet.
     """
@@ -74,7 +76,8 @@ def fetch(config: Config, params: dict[str, Any]) -> list[dict[str, Any]]:
 
     client = find_daemon(config.storage.home, config.path)
     if client is not None:
-        return client.get("/v1/predictions", params)["predictions"]
+        found = client.get("/v1/predictions", params)["predictions"]
+        return [_decoded(row) for row in found]
     from appliance.predictions import query, utc_text
     from appliance.storage import Catalog
 
@@ -82,31 +85,41 @@ def fetch(config: Config, params: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     with Catalog(config.storage.home, read_only=True) as catalog:
         found = query(catalog, **{k: v for k, v in params.items() if v is not None})
-    return [{**row, "predicted_at": utc_text(row["predicted_at"])} for row in found]
+    return [
+        {**_decoded(row), "predicted_at": utc_text(row["predicted_at"])}
+        for row in found
+    ]
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    """Return `row` with its ``input`` and ``output`` texts decoded.
+
+    The catalog stores them as JSON texts, and a daemon before the current
+    one returned them so. A decoded value is an object, never a text.
+    """
+    decoded = dict(row)
+    for key in ("input", "output"):
+        if isinstance(decoded.get(key), str):
+            decoded[key] = json.loads(decoded[key])
+    return decoded
 
 
 def _print(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         for row in rows:
-            print(
-                json.dumps(
-                    {
-                        **row,
-                        "input": json.loads(row["input"]),
-                        "output": json.loads(row["output"]),
-                    },
-                    default=str,
-                )
-            )
+            print(json.dumps(row, default=str))
         return
-    print_rows(rows, False, _COLUMNS)
+    compact = [{**row, "output": _compact(row["output"])} for row in rows]
+    print_rows(compact, False, _COLUMNS)
+
+
+def _compact(value: Any) -> str:
+    """Return a JSON value as the catalog stores it, without spaces."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _time(text: str) -> datetime:
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid time {text!r}; use ISO 8601 such as 2026-01-31T08:00"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from appliance.config import FeatureViewConfig
+from appliance.errors import shown
 from appliance.features._sql import AVAILABLE, OBSERVED, ident, source_sql
 
 _ISO_TIME = re.compile(
@@ -123,11 +124,11 @@ def event_time(value: Any, now: dt.datetime) -> dt.datetime:
     if value is None:
         return now
     if not isinstance(value, str) or not _ISO_TIME.fullmatch(value):
-        raise Unsupported(f"event time {value!r} is not a plain ISO 8601 text")
+        raise Unsupported(f"event time {shown(value)} is not a plain ISO 8601 text")
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise Unsupported(f"event time {value!r} is not a valid time") from None
+        raise Unsupported(f"event time {shown(value)} is not a valid time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
     return parsed
@@ -145,7 +146,7 @@ def _key_texts(values: list[Any]) -> tuple[str, ...] | None:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise Unsupported(f"entity key {value!r} is not text or an integer")
+            raise Unsupported(f"entity key {shown(value)} is not text or an integer")
         parts.append(str(value))
     return tuple(parts)
 

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from appliance.config import Config, FeatureViewConfig
-from appliance.errors import NotFoundError, RequestError
+from appliance.errors import NotFoundError, RequestError, shown
 from appliance.features._derived import DerivedColumns, NotCached
 from appliance.features._index import Unsupported, ViewIndex, arrow_types, event_time
 from appliance.features._join import join_table
@@ -587,7 +587,7 @@ def _event_time_error(
     """Return the error for a row whose event time, as text, is not a time."""
     return RequestError(
         f"row {row} of the request to model {model!r}: event time column "
-        f"{event_time!r} is {value!r}, not a time; send an ISO 8601 time such as "
+        f"{event_time!r} is {shown(value)}, not a time; send an ISO 8601 time such as "
         "2013-04-01T05:00:00Z, or null for the current time",
         model=model,
         row=row,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config import MonitoringConfig
-from appliance.errors import RequestError, StorageError
+from appliance.errors import RequestError, StorageError, cut, shown
 from appliance.monitoring._alerts import AlertCandidate, drift_event_alerts
 from appliance.monitoring._monitor import DetectorSettings, DriftEvent, StreamMonitor
 from appliance.monitoring._store import MonitoringStore
@@ -238,10 +238,10 @@ class MonitoringService:
         found = self._find(info, keys, lookup)
         missing = [k for k in keys if k not in found]
         if missing:
-            shown = ", ".join(f"{rid} row {row}" for rid, row in missing[:5])
+            listed = ", ".join(f"{cut(rid)} row {row}" for rid, row in missing[:5])
             raise RequestError(
                 f"{len(missing)} of {len(keys)} labels for model {info.name!r} match "
-                f"no logged prediction ({shown}); check the request_id and row "
+                f"no logged prediction ({listed}); check the request_id and row "
                 "values. No label of this request was stored",
                 model=info.name,
                 unknown=[{"request_id": r, "row": i} for r, i in missing],
@@ -587,15 +587,16 @@ def _label_key(info: ModelInfo, index: int, item: Any) -> tuple[str, int]:
         # Rejected rather than read as 0, because in a request of several rows
         # row 0 would be the wrong prediction.
         raise RequestError(
-            f"label {index} for model {info.name!r} (request_id {request_id!r}) has "
-            "no 'row'; send the index of the predicted row in its request, from 0",
+            f"label {index} for model {info.name!r} (request_id "
+            f"{shown(request_id)}) has no 'row'; send the index of the predicted "
+            "row in its request, from 0",
             model=info.name,
         )
     valid_row = isinstance(row, int) and not isinstance(row, bool) and row >= 0
     if not isinstance(request_id, str) or not valid_row:
         raise RequestError(
             f"label {index} for model {info.name!r} needs a string request_id and "
-            f"a row index of at least 0, got {request_id!r} and {row!r}",
+            f"a row index of at least 0, got {shown(request_id)} and {shown(row)}",
             model=info.name,
         )
     if "label" not in item:
@@ -611,7 +612,8 @@ def _target(info: ModelInfo, item: dict[str, Any]) -> float:
     if info.task == "regression":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RequestError(
-                f"label {value!r} for regression model {info.name!r} is not a number",
+                f"label {shown(value)} for regression model {info.name!r} is not "
+                "a number",
                 model=info.name,
             )
         return float(value)
@@ -621,7 +623,7 @@ def _target(info: ModelInfo, item: dict[str, Any]) -> float:
         value = bool(value)
     if _class_key(value) not in keys:
         raise RequestError(
-            f"label {value!r} is not a class of model {info.name!r}; classes: "
+            f"label {shown(value)} is not a class of model {info.name!r}; classes: "
             f"{', '.join(keys)}",
             model=info.name,
         )

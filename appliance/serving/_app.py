@@ -26,6 +26,7 @@ from appliance.serving import (
     _routes_ui,
 )
 from appliance.serving._errors import error_response
+from appliance.serving._openapi import describe_responses
 from appliance.serving._state import DaemonState
 
 ROUTE_MODULES = (
@@ -54,7 +55,7 @@ def create_app(
         extra_routes: Handlers mounted beside those of `ROUTE_MODULES`.
     """
     routes = [handler for module in ROUTE_MODULES for handler in module.ROUTES]
-    return Litestar(
+    app = Litestar(
         route_handlers=[*routes, *extra_routes],
         exception_handlers={Exception: error_response},
         lifespan=list(lifespan),
@@ -70,3 +71,5 @@ def create_app(
         ),
         logging_config=None,
     )
+    describe_responses(app, state.config)
+    return app

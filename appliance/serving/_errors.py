@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -10,6 +11,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from appliance.errors import (
+    SHOWN_CHARACTERS,
     ApplianceError,
     ConfigError,
     ExportError,
@@ -22,11 +24,17 @@ from appliance.errors import (
     RequestError,
     StorageError,
     TrainingError,
+    cut,
 )
+from appliance.serving._ids import new_request_id
 
 logger = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
+LOGGED_ERROR_CHARACTERS = 1000
+"""Maximum characters of an error message in a log line. Messages cut the
+request values they show with `shown`, so this bounds the rest, such as a
+message that lists many column names."""
 _STATUS: dict[type[ApplianceError], int] = {
     NotFoundError: 404,
     RegistryError: 409,
@@ -55,35 +63,63 @@ def status_of(exc: ApplianceError) -> int:
 def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """Return the JSON error response of any exception raised by a route.
 
-    The body is ``{"error": message, ...}`` plus the fields that locate the
-    problem (model, row, column, limit).
+    The body is ``{"error": message, "request_id": ..., ...}`` plus the
+    fields that locate the problem (model, row, column, limit). The request
+    id is new, and the log line of the rejection or failure names it.
     """
+    request_id = new_request_id()
     if isinstance(exc, HTTPException):
-        body: dict[str, Any] = {"error": exc.detail}
+        # NOTE: errors of the HTTP layer (unknown route, invalid parameter
+        # type) are not logged, so that a scanner's requests cannot fill the
+        # log.
+        body: dict[str, Any] = {"error": exc.detail, "request_id": request_id}
         invalid = _invalid_parameters(exc.extra)
         if invalid:
             body["error"] = f"{exc.detail}; " + "; ".join(invalid.values())
             body["parameters"] = list(invalid)
-        return Response(
-            _encode(body), status_code=exc.status_code, media_type="application/json"
-        )
+        return _json(body, exc.status_code)
     if isinstance(exc, ApplianceError):
         status = status_of(exc)
         logger.warning(
-            "request rejected path=%s status=%d error=%s", request.url.path, status, exc
+            "request rejected request_id=%s method=%s path=%s status=%d error=%s",
+            request_id,
+            request.method,
+            log_text(request.url.path),
+            status,
+            log_text(str(exc), LOGGED_ERROR_CHARACTERS),
         )
         detail = getattr(exc, "detail", {})
         body = {
             "error": str(exc),
             "type": type(exc).__name__,
+            "request_id": request_id,
             **{k: v for k, v in detail.items() if k != "malformed"},
         }
-        return Response(
-            _encode(body), status_code=status, media_type="application/json"
-        )
-    logger.exception("request failed path=%s", request.url.path)
-    body = {"error": "internal error; see the daemon log"}
-    return Response(_encode(body), status_code=500, media_type="application/json")
+        return _json(body, status)
+    logger.exception(
+        "request failed request_id=%s method=%s path=%s",
+        request_id,
+        request.method,
+        log_text(request.url.path),
+    )
+    body = {
+        "error": "internal error; see the daemon log line of this request_id",
+        "request_id": request_id,
+    }
+    return _json(body, 500)
+
+
+def log_text(text: str, limit: int = SHOWN_CHARACTERS) -> str:
+    """Return `text` cut as `cut` does and quoted, for a ``key=value`` log field.
+
+    The quoted form is a JSON string, so a space, quote or line break in the
+    text cannot end the field early.
+    """
+    return json.dumps(cut(text, limit), ensure_ascii=False)
+
+
+def _json(body: dict[str, Any], status: int) -> Response[bytes]:
+    return Response(_encode(body), status_code=status, media_type="application/json")
 
 
 def _invalid_parameters(extra: Any) -> dict[str, str]:

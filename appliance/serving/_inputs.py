@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from appliance.errors import RequestError
+from appliance.errors import RequestError, shown
 from appliance.jsonnumbers import OverflowedNumber
 from appliance.serving._text_checks import check_arrow_texts, nul_error
 
@@ -285,7 +285,7 @@ def _infinite(model: str, index: int, name: str, value: float | int) -> RequestE
         model,
         index,
         name,
-        f"must be finite, got {value!r}; replace it with a finite number, or "
+        f"must be finite, got {shown(value)}; replace it with a finite number, or "
         "with a missing value (null)",
     )
 
@@ -344,7 +344,7 @@ def _number(model: str, index: int, name: str, kind: str, value: Any) -> float:
     elif isinstance(value, str) and value.strip().lower() == "nan":
         return math.nan
     expected = "true, false or null" if kind == BOOLEAN else "a number or null"
-    raise _invalid(model, index, name, f"must be {expected}, got {value!r}")
+    raise _invalid(model, index, name, f"must be {expected}, got {shown(value)}")
 
 
 def _checked_number(
@@ -355,17 +355,19 @@ def _checked_number(
     if math.isinf(value):
         raise _infinite(model, index, name, value)
     if kind == INTEGER and not value.is_integer():
-        raise _invalid(model, index, name, f"must be a whole number, got {value!r}")
+        raise _invalid(
+            model, index, name, f"must be a whole number, got {shown(value)}"
+        )
     if kind == BOOLEAN and value not in (0.0, 1.0):
         raise _invalid(
-            model, index, name, f"must be true, false, 0 or 1, got {value!r}"
+            model, index, name, f"must be true, false, 0 or 1, got {shown(value)}"
         )
     return value
 
 
 def _overflow_problem(value: OverflowedNumber) -> str:
     return (
-        f"is {value!r}, beyond the float64 range (±{_FLOAT64_MAX:.4g}); send a "
+        f"is {shown(value)}, beyond the float64 range (±{_FLOAT64_MAX:.4g}); send a "
         "finite number within it, or null for a missing value"
     )
 
@@ -383,7 +385,7 @@ def _text(model: str, index: int, name: str, value: Any) -> str:
         return str(value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    raise _invalid(model, index, name, f"must be a string or null, got {value!r}")
+    raise _invalid(model, index, name, f"must be a string or null, got {shown(value)}")
 
 
 def _sql_text(model: str, index: int, name: str, value: Any) -> str | None:
@@ -461,7 +463,9 @@ def _reject_booleans(model: str, name: str, column: pa.ChunkedArray) -> None:
     row = pc.index(pc.is_valid(column), True).as_py()
     if row >= 0:
         value = column[row].as_py()
-        raise _invalid(model, row, name, f"must be a number or null, got {value!r}")
+        raise _invalid(
+            model, row, name, f"must be a number or null, got {shown(value)}"
+        )
 
 
 def _is_number_text(text: str) -> bool:
@@ -484,9 +488,9 @@ def _invalid(model: str, index: int, name: str, problem: str) -> RequestError:
 def _ignored(model: str, extra: list[str]) -> list[str]:
     if not extra:
         return []
-    shown = ", ".join(repr(name) for name in extra[:_MAX_WARNED_COLUMNS])
+    names = ", ".join(shown(name) for name in extra[:_MAX_WARNED_COLUMNS])
     more = len(extra) - _MAX_WARNED_COLUMNS
     suffix = f" and {more} more" if more > 0 else ""
     return [
-        f"columns {shown}{suffix} are not inputs of model {model!r} and were ignored"
+        f"columns {names}{suffix} are not inputs of model {model!r} and were ignored"
     ]

@@ -10,8 +10,13 @@ msgspec generates for the route's body Struct.
 The predict route takes rows whose columns depend on the model, so each served
 model adds a ``<model>Row`` object schema to ``components/schemas`` of the
 document at Litestar's default path (``/schema/openapi.json``). The predict
-operation's request body refers to those schemas, and its error responses are
-listed, since Litestar cannot infer them.
+operation's request body refers to those schemas.
+
+Litestar documents its own error body, ``{status_code, detail, extra}``, and a
+string for a route that returns bytes. `describe_responses` replaces both once
+the document is built: every error response gets the ``Error`` schema of
+`ErrorBody`, the predict route its JSON and Arrow results, and the examples
+that name a model or dataset get names of the daemon's configuration.
 """
 
 from __future__ import annotations
@@ -35,11 +40,13 @@ from litestar.openapi.spec import (
     Schema,
 )
 
+from appliance.config import Config
 from appliance.features import RequestLookup
 from appliance.serving._body import ARROW_STREAM, JSON
 from appliance.serving._inputs import BOOLEAN, INTEGER, NUMBER
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._request_fields import request_fields
+from appliance.serving._responses import ErrorBody, PredictResult
 
 _KINDS = {
     NUMBER: OpenAPIType.NUMBER,
@@ -56,6 +63,14 @@ _ANY_ROW = Schema(
     "columns of each served model.",
 )
 """Schema of a predict row before a model is published."""
+_ERROR = Reference(ref="#/components/schemas/Error")
+_ERROR_STATUS = 400
+_OTHER_ERRORS = (
+    "Any other error; error says what failed and what to do next. Common ones: "
+    "404 for an unknown model, dataset or version, 409 for a conflicting job "
+    "or alias, 422 for a request the daemon cannot act on, 500 for an internal "
+    "error and 503 when the catalog cannot be read or written."
+)
 _PREDICT_ERRORS = {
     "404": "The model is not served, or has no such version.",
     "413": "The request has more rows than [server] max_rows, or a body larger "
@@ -81,8 +96,13 @@ def publish_model_schema(
         document.components = Components()
     if document.components.schemas is None:
         document.components.schemas = {}
-    document.components.schemas[f"{model.name}Row"] = row_schema(model, lookup)
+    schemas = document.components.schemas
+    schemas[f"{model.name}Row"] = row_schema(model, lookup)
     _describe_predict(document)
+    # The label example fits the first model by name, so it does not change
+    # with the order in which models are loaded.
+    if f"{model.name}Row" == _row_schema_names(document)[0]:
+        _label_example(document, model)
     # Litestar keeps the document rendered as a dict after the first request
     # (litestar 2.25, OpenAPIPlugin._openapi_schema); clearing it renders the
     # change at the next request.
@@ -122,27 +142,144 @@ def row_schema(model: OnnxModel, lookup: RequestLookup | None = None) -> Schema:
 
 
 def _describe_predict(document: Any) -> None:
-    """Set the predict operation's request body and error responses."""
+    """Set the predict operation's request body to the published row schemas."""
     path = (document.paths or {}).get(_PREDICT_PATH)
     operation = path.post if path is not None else None
     if operation is None:
         return
 
-    names = sorted(
-        name
-        for name, schema in document.components.schemas.items()
-        if isinstance(schema, Schema) and (schema.title or "").endswith(_ROW_TITLE)
-    )
+    names = _row_schema_names(document)
     references = [Reference(ref=f"#/components/schemas/{name}") for name in names]
     items: Reference | Schema = (
         references[0] if len(references) == 1 else Schema(one_of=references)
     )
     operation.request_body = predict_body(items)
 
+
+def _row_schema_names(document: Any) -> list[str]:
+    """Return the names of the published input row schemas, sorted."""
+    return sorted(
+        name
+        for name, schema in document.components.schemas.items()
+        if isinstance(schema, Schema) and (schema.title or "").endswith(_ROW_TITLE)
+    )
+
+
+def describe_responses(app: Litestar, config: Config) -> None:
+    """Document the error body, the predict results and the name examples.
+
+    Builds the OpenAPI document of `app` if it was not built yet. The
+    changes that `publish_model_schema` makes later keep these.
+    """
+    document = app.openapi_schema
+    if document.components is None:
+        document.components = Components()
+    if document.components.schemas is None:
+        document.components.schemas = {}
+    document.components.schemas["Error"] = struct_schema(ErrorBody)
+    for item in (document.paths or {}).values():
+        for operation in _operations(item):
+            operation.responses = _with_error_bodies(operation.responses or {})
+    _describe_predict_responses(document)
+    _name_examples(document, config)
+
+
+def _operations(item: Any) -> list[Operation]:
+    methods = ("get", "put", "post", "delete", "patch")
+    return [getattr(item, m) for m in methods if getattr(item, m, None) is not None]
+
+
+def _with_error_bodies(responses: dict[str, Any]) -> dict[str, Any]:
+    """Return `responses` with the ``Error`` body on every error status.
+
+    A success response that Litestar documents as a JSON string, because
+    the route returns encoded bytes, becomes a JSON object.
+    """
+    described = {}
+    for status, response in responses.items():
+        if isinstance(response, OpenAPIResponse):
+            if status.isdigit() and int(status) >= _ERROR_STATUS:
+                response = OpenAPIResponse(
+                    description=response.description, content=_error_content()
+                )
+            else:
+                _object_not_string(response)
+        described[status] = response
+    described["default"] = OpenAPIResponse(
+        description=_OTHER_ERRORS, content=_error_content()
+    )
+    return described
+
+
+def _error_content() -> dict[str, OpenAPIMediaType]:
+    return {JSON: OpenAPIMediaType(schema=_ERROR)}
+
+
+def _object_not_string(response: OpenAPIResponse) -> None:
+    media = (response.content or {}).get(JSON)
+    schema = media.schema if media is not None else None
+    if isinstance(schema, Schema) and schema.type == OpenAPIType.STRING:
+        media.schema = Schema(type=OpenAPIType.OBJECT)
+
+
+def _describe_predict_responses(document: Any) -> None:
+    """Set the predict operation's result and its error responses."""
+    path = (document.paths or {}).get(_PREDICT_PATH)
+    operation = path.post if path is not None else None
+    if operation is None:
+        return
     responses = dict(operation.responses or {})
+    responses["200"] = OpenAPIResponse(
+        description="Predictions of the rows, in the request's format.",
+        content={
+            JSON: OpenAPIMediaType(schema=struct_schema(PredictResult)),
+            ARROW_STREAM: OpenAPIMediaType(
+                schema=Schema(
+                    type=OpenAPIType.STRING,
+                    format=OpenAPIFormat.BINARY,
+                    description="Arrow IPC stream with a prediction column and, "
+                    "for a classifier, a probability_<class> column per class.",
+                )
+            ),
+        },
+    )
     for status, text in _PREDICT_ERRORS.items():
-        responses.setdefault(status, OpenAPIResponse(description=text))
+        responses[status] = OpenAPIResponse(description=text, content=_error_content())
     operation.responses = responses
+
+
+def _name_examples(document: Any, config: Config) -> None:
+    """Set the examples of the train and ingest bodies to declared names."""
+    model = next(iter(config.models), None)
+    dataset = config.models[model].dataset if model is not None else None
+    _set_example(document, "/v1/admin/train", ["model"], model)
+    _set_example(document, "/v1/admin/ingest", ["dataset"], dataset)
+
+
+def _label_example(document: Any, model: OnnxModel) -> None:
+    """Set the feedback label example to a class, or a value, of `model`."""
+    label = model.classes[0] if model.classes else 1.0
+    _set_example(document, "/v1/models/{name}/feedback", ["labels", "label"], label)
+
+
+def _set_example(document: Any, path: str, names: list[str], value: Any) -> None:
+    """Set the example of a JSON body field, found by property and item names.
+
+    A value of None removes the example, since no value would work as sent.
+    """
+    item = (document.paths or {}).get(path)
+    body = item.post.request_body if item is not None and item.post else None
+    if not isinstance(body, RequestBody) or JSON not in (body.content or {}):
+        return
+    schema = body.content[JSON].schema
+    for name in names:
+        if isinstance(schema, Schema) and schema.type == OpenAPIType.ARRAY:
+            schema = schema.items
+        if not isinstance(schema, Schema) or name not in (schema.properties or {}):
+            return
+        schema = schema.properties[name]
+    if isinstance(schema, Schema):
+        schema.examples = None if value is None else [value]
 
 
 def predict_body(items: Reference | Schema = _ANY_ROW) -> RequestBody:

@@ -1,9 +1,11 @@
 """The columns a prediction request sends, as `GET /v1/models` and OpenAPI list them.
 
 A model's ``request`` columns (its schema.json) include the columns its
-feature views fill. With the model's `RequestLookup`, those become optional,
-and the views' entity keys and event time, which the lookup reads, are added
-as required columns even though the model does not take them as inputs.
+feature views fill. With the model's `RequestLookup`, those become optional.
+The views' entity keys, which the lookup reads, are added as required columns
+even though the model does not take them as inputs. The event time is added
+as an optional column, because a row without it is joined as of the time of
+the request.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def request_fields(
         event_time = lookup.event_time
         if event_time is not None and event_time not in listed:
             fields.append(_field(event_time, STRING, lookup))
+            fields[-1]["required"] = False
             fields[-1]["format"] = "date-time"
     return fields
 

@@ -18,12 +18,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 
-from appliance.errors import RequestError
+from appliance.errors import RequestError, shown
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._openapi import body_operation
 from appliance.serving._params import ModelFilter
+from appliance.serving._responses import TrainResult
 from appliance.serving._routes_registry import serve_new_version
 from appliance.serving._state import (
     DaemonState,
@@ -43,23 +45,25 @@ from appliance.storage import (
     list_runs,
     list_versions,
 )
+from appliance.times import TIME_EXAMPLES, parse_time
 
 logger = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder(enc_hook=str).encode
+_decode_text = msgspec.json.decode
+LATEST = "latest"
+"""The reference of a dataset's newest version, with the dataset parameter."""
 
 
 class IngestRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Files on this box to ingest into a new dataset version."""
 
-    dataset: Annotated[
-        str, msgspec.Meta(description="Name of the dataset.", examples=["points"])
-    ]
+    dataset: Annotated[str, msgspec.Meta(description="Name of the dataset.")]
     paths: Annotated[
         list[str],
         msgspec.Meta(
-            description="CSV, Parquet or JSON-lines files that the daemon can read.",
-            examples=[["/srv/data/points.csv"]],
+            description="CSV, Parquet or JSON-lines files that the daemon can "
+            "read. A relative path is taken from the daemon's working directory."
         ),
     ]
     mode: Annotated[
@@ -90,10 +94,7 @@ class TrainRequest(msgspec.Struct, forbid_unknown_fields=True):
 
     model: Annotated[
         str,
-        msgspec.Meta(
-            description="Name of a model declared in the configuration.",
-            examples=["demo"],
-        ),
+        msgspec.Meta(description="Name of a model declared in the configuration."),
     ]
 
 
@@ -155,6 +156,11 @@ def _ingest(catalog: Catalog, state: DaemonState, *args: Any) -> IngestResult:
     status_code=200,
     summary="Train a model and serve it",
     operation_class=body_operation(TrainRequest, "The model to train."),
+    responses={
+        200: ResponseSpec(
+            TrainResult, description="The new version.", generate_examples=False
+        )
+    },
 )
 async def train(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Train, export and register a model, then serve the new version at once."""
@@ -223,17 +229,53 @@ async def datasets(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def dataset_version(
     request: Request[Any, Any, Any],
     reference: Annotated[
-        str,
+        str | None,
         QueryParameter(
             description="DATASET for its latest version, or DATASET@VERSION where "
-            "VERSION is a unique prefix of a version id."
+            "VERSION is a unique prefix of a version id. With dataset: latest, "
+            "the default, or a VERSION prefix."
         ),
-    ],
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        QueryParameter(description="Name of the dataset, when reference omits it."),
+    ] = None,
 ) -> Response[bytes]:
     """Return the version ``DATASET`` (latest) or ``DATASET@VERSION`` names."""
     state = daemon_state(request)
-    found = await run_with_catalog(state, get_dataset_version, reference)
+    named = _dataset_reference(dataset, reference)
+    found = await run_with_catalog(state, get_dataset_version, named)
     return _json({"version": asdict(found)})
+
+
+def _dataset_reference(dataset: str | None, reference: str | None) -> str:
+    """Return the ``DATASET[@VERSION]`` reference that the two parameters name.
+
+    Raises:
+        RequestError: Neither is given, or the reference names another dataset.
+    """
+    if dataset is None:
+        if reference is None:
+            raise RequestError(
+                "the dataset version is not named; send reference=DATASET or "
+                "reference=DATASET@VERSION, or dataset=DATASET with an optional "
+                "reference=VERSION",
+                parameters=["reference", "dataset"],
+            )
+        return reference
+    if reference is None or reference == LATEST:
+        return dataset
+    named, at, version = reference.partition("@")
+    if not at:
+        return f"{dataset}@{reference}"
+    if named != dataset:
+        raise RequestError(
+            f"reference {shown(reference)} names dataset {shown(named)}, but "
+            f"dataset is {shown(dataset)}; send the version alone as reference, "
+            "or leave out dataset",
+            parameters=["reference", "dataset"],
+        )
+    return f"{dataset}@{version}"
 
 
 @get("/v1/admin/quarantine", summary="List quarantined rows of a dataset")
@@ -295,12 +337,18 @@ async def predictions(
         int | None, QueryParameter(description="Only the rows of this model version.")
     ] = None,
     since: Annotated[
-        datetime | None,
-        QueryParameter(description="Only the rows predicted at or after this time."),
+        str | None,
+        QueryParameter(
+            description="Only the rows predicted at or after this time, ISO 8601 "
+            f"such as {TIME_EXAMPLES}; UTC unless an offset is given."
+        ),
     ] = None,
     until: Annotated[
-        datetime | None,
-        QueryParameter(description="Only the rows predicted before this time."),
+        str | None,
+        QueryParameter(
+            description="Only the rows predicted before this time, in the form "
+            "of since."
+        ),
     ] = None,
     limit: Annotated[
         int, QueryParameter(ge=0, description="Maximum number of rows.")
@@ -309,14 +357,38 @@ async def predictions(
         bool, QueryParameter(description="Whether the newest rows come first.")
     ] = False,
 ) -> Response[bytes]:
-    """Return logged predictions filtered by model, version and time."""
+    """Return logged predictions filtered by model, version and time.
+
+    Each row's ``input`` and ``output`` are JSON objects; the log stores them
+    as JSON texts.
+    """
     from appliance.predictions import query
 
     state = daemon_state(request)
+    start, end = _time_parameter("since", since), _time_parameter("until", until)
     rows = await run_with_catalog(
-        state, query, model, version, since, until, limit, newest_first
+        state, query, model, version, start, end, limit, newest_first
     )
+    for row in rows:
+        row["input"] = _decode_text(row["input"])
+        row["output"] = _decode_text(row["output"])
     return _json({"predictions": rows})
+
+
+def _time_parameter(name: str, text: str | None) -> datetime | None:
+    """Parse query parameter `name` as the CLI parses ``--since``.
+
+    Raises:
+        RequestError: The text is not an ISO 8601 time; 422.
+    """
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise RequestError(
+            f"query parameter {name!r}: {exc}", parameters=[name]
+        ) from None
 
 
 ROUTES = [

@@ -55,7 +55,11 @@ async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
     )
 
 
-@get("/metrics", summary="Prometheus metrics in the text exposition format")
+@get(
+    "/metrics",
+    media_type=CONTENT_TYPE,
+    summary="Prometheus metrics in the text exposition format",
+)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Return every metric of the daemon."""
     return Response(daemon_state(request).metrics.render(), media_type=CONTENT_TYPE)

@@ -48,8 +48,8 @@ class Label(msgspec.Struct):
     request_id: Annotated[
         str,
         msgspec.Meta(
-            description="request_id of the prediction response.",
-            examples=["3f2a9c0e5b7d41e8a6c4b2d0f9e8a7c6"],
+            description="request_id of the prediction response; it names a "
+            "logged prediction, so no fixed example is valid."
         ),
     ]
     row: Annotated[
@@ -59,18 +59,17 @@ class Label(msgspec.Struct):
     label: Annotated[
         Any,
         msgspec.Meta(
-            description="A class of the model, or a number for a regression model.",
-            examples=["yes"],
+            description="A class of the model, or a number for a regression model."
         ),
     ]
 
 
 class FeedbackRequest(msgspec.Struct):
-    """True labels of earlier predictions.
+    """True labels of earlier predictions."""
 
-    `_decode_labels` and the monitoring service check the body by hand, so
-    that each error names the label. This Struct only documents the body.
-    """
+    # The route checks the body by hand (`_decode_labels` and the monitoring
+    # service), so that each error names the label. This Struct only
+    # documents the body.
 
     labels: Annotated[list[Label], msgspec.Meta(min_length=1)]
 

@@ -74,7 +74,7 @@ class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Body of a promotion."""
 
     version: Annotated[
-        int, msgspec.Meta(description="Registered version number.", examples=[3])
+        int, msgspec.Meta(description="Registered version number.", examples=[1])
     ]
     alias: Annotated[str, _ALIAS] = CHAMPION
     actor: Annotated[str, _ACTOR] = "unknown"

@@ -15,7 +15,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import QueryParameter
 
-from appliance.errors import NotFoundError, RequestError
+from appliance.errors import NotFoundError, RequestError, shown
 from appliance.serving._body import JSON
 from appliance.serving._nesting import reject_deep_nesting
 from appliance.serving._openapi import body_operation
@@ -179,7 +179,7 @@ def _as_of(value: Any, model: str) -> datetime | None:
         return datetime.fromisoformat(value)
     except (TypeError, ValueError):
         raise RequestError(
-            f"as_of {value!r} of the retrain request for model {model!r} is not "
+            f"as_of {shown(value)} of the retrain request for model {model!r} is not "
             "an ISO 8601 time such as 2013-06-01T00:00:00Z",
             model=model,
         ) from None

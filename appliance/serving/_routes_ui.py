@@ -16,11 +16,13 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 
 from appliance.errors import StorageError
 from appliance.monitoring import MonitoringStore
 from appliance.serving._params import ModelName
+from appliance.serving._responses import Overview
 from appliance.serving._state import DaemonState, daemon_state
 from appliance.serving._traffic import (
     TrafficSample,
@@ -100,7 +102,15 @@ async def last_job_runs(state: DaemonState) -> dict[str, dict[str, Any]]:
         return {}
 
 
-@get("/v1/ui/overview", summary="Summarize health, traffic, models and jobs")
+@get(
+    "/v1/ui/overview",
+    summary="Summarize health, traffic, models and jobs",
+    responses={
+        200: ResponseSpec(
+            Overview, description="The overview.", generate_examples=False
+        )
+    },
+)
 async def overview(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Return what the overview screen shows, computed from the daemon's memory.
 

@@ -15,9 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from appliance.errors import RequestError
-
-_SHOWN_CHARACTERS = 60
+from appliance.errors import SHOWN_CHARACTERS, RequestError
 
 
 def check_texts(model: str, rows: Sequence[Any], names: Sequence[str]) -> None:
@@ -91,9 +89,10 @@ def _has_nul_byte(chunk: pa.Array) -> bool:
 
 def nul_error(model: str, index: int, name: str, text: str) -> RequestError:
     """Return the error for text with a NUL byte, shown as ``\\0`` at the byte."""
-    escaped = text.replace("\0", "\\0")
-    if len(escaped) > _SHOWN_CHARACTERS:
-        escaped = escaped[:_SHOWN_CHARACTERS] + "..."
+    # Cut as `shown` cuts, counting the characters of the text itself.
+    escaped = text[:SHOWN_CHARACTERS].replace("\0", "\\0")
+    if len(text) > SHOWN_CHARACTERS:
+        escaped += f"... ({len(text)} characters)"
     return RequestError(
         f"row {index}, column {name!r} of model {model!r} is the text '{escaped}', "
         f"which contains a NUL byte (0x00) at character {text.index(chr(0)) + 1}; "

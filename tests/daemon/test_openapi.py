@@ -200,3 +200,123 @@ def test_retrain_body_lists_known_keys(
         "manual",
         "schedule",
     ]
+
+
+def component(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Return `schema`, or the component schema its ``$ref`` names."""
+    if "$ref" not in schema:
+        return schema
+    return document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+
+
+def test_error_responses_documented(daemon: Daemon, document: dict[str, Any]) -> None:
+    error = document["components"]["schemas"]["Error"]
+    reference = {"$ref": "#/components/schemas/Error"}
+    wrong = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            if "default" not in responses:
+                wrong.append((method, path, "no default"))
+            for status, response in responses.items():
+                if status != "default" and int(status) < 400:
+                    continue
+                schema = response["content"]["application/json"]["schema"]
+                if schema != reference:
+                    wrong.append((method, path, status))
+
+    sent = {
+        "invalid value": httpx.post(
+            f"{daemon.base}/v1/models/{MODEL}/predict",
+            json={"rows": [{**row(0), "x1": "text"}]},
+        ),
+        "invalid parameter": httpx.get(
+            f"{daemon.base}/v1/predictions", params={"limit": "x"}
+        ),
+        "unknown model": httpx.get(f"{daemon.base}/v1/models/nope/drift"),
+        "unknown route": httpx.get(f"{daemon.base}/v1/nope"),
+    }
+
+    assert wrong == []
+    assert "detail" not in error["properties"]
+    for name, response in sent.items():
+        assert response.status_code >= 400, name
+        assert set(response.json()) <= set(error["properties"]), name
+        assert set(error["required"]) <= set(response.json()), name
+
+
+def test_predict_result_documented(daemon: Daemon, document: dict[str, Any]) -> None:
+    content = document["paths"]["/v1/models/{name}/predict"]["post"]["responses"][
+        "200"
+    ]["content"]
+    schema = content["application/json"]["schema"]
+    prediction = schema["properties"]["predictions"]["items"]
+
+    predicted = httpx.post(
+        f"{daemon.base}/v1/models/{MODEL}/predict",
+        json={"rows": [row(0), {**row(1), "note": "ignored"}]},
+    )
+    body = predicted.json()
+
+    assert predicted.status_code == 200, predicted.text
+    assert set(body) == set(schema["properties"])
+    assert set(schema["required"]) <= set(body)
+    for result in body["predictions"]:
+        assert set(result) <= set(prediction["properties"])
+    assert content["application/vnd.apache.arrow.stream"]["schema"]["format"] == (
+        "binary"
+    )
+
+
+def test_overview_documented(daemon: Daemon, document: dict[str, Any]) -> None:
+    response = document["paths"]["/v1/ui/overview"]["get"]["responses"]["200"]
+    schema = component(document, response["content"]["application/json"]["schema"])
+    properties = schema["properties"]
+
+    overview = httpx.get(f"{daemon.base}/v1/ui/overview")
+    body = overview.json()
+
+    assert overview.status_code == 200
+    assert set(body) == set(properties)
+    for name in ("traffic", "prediction_log"):
+        nested = component(document, properties[name])
+        assert set(body[name]) == set(nested["properties"]), name
+    for name in ("models", "jobs"):
+        items = component(document, properties[name]["items"])
+        assert body[name], name
+        assert set(body[name][0]) == set(items["properties"]), name
+
+
+def test_train_example_works_as_sent(daemon: Daemon, document: dict[str, Any]) -> None:
+    body = request_schema(document, "post", "/v1/admin/train")
+    response = document["paths"]["/v1/admin/train"]["post"]["responses"]["200"]
+    result = component(document, response["content"]["application/json"]["schema"])
+    (example,) = body["properties"]["model"]["examples"]
+
+    trained = httpx.post(
+        f"{daemon.base}/v1/admin/train", json={"model": example}, timeout=120
+    )
+
+    assert example == MODEL
+    assert trained.status_code == 200, trained.text
+    assert set(trained.json()) == set(result["properties"])
+
+
+def test_label_example_is_class(daemon: Daemon, document: dict[str, Any]) -> None:
+    body = request_schema(document, "post", "/v1/models/{name}/feedback")
+    label = body["properties"]["labels"]["items"]["properties"]
+    (example,) = label["label"]["examples"]
+
+    listed = httpx.get(f"{daemon.base}/v1/models").json()["models"]
+    predicted = httpx.post(
+        f"{daemon.base}/v1/models/{MODEL}/predict", json={"rows": [row(5)]}
+    ).json()
+    sent = {"request_id": predicted["request_id"], "row": 0, "label": example}
+    stored = httpx.post(
+        f"{daemon.base}/v1/models/{MODEL}/feedback", json={"labels": [sent]}
+    )
+
+    assert example in listed[0]["classes"]
+    assert "examples" not in label["request_id"]
+    assert stored.status_code == 200, stored.text
+    assert "_decode_labels" not in body["description"]

@@ -1,7 +1,7 @@
 """The published input schema of a model with feature views, from a real daemon.
 
-A request sends the entity keys and the event time, which the model does not
-take as inputs, and may leave out every column the views fill.
+A request sends the entity keys, which the model does not take as inputs, and
+may leave out the event time and every column the views fill.
 """
 
 from __future__ import annotations
@@ -90,6 +90,13 @@ def test_schema_requires_keys_not_view_columns(tmp_path: Path) -> None:
             json={"rows": [row_of_required(listed.json())]},
             trust_env=False,
         )
+        without_key = row_of_required(listed.json())
+        del without_key["tailnum"]
+        no_key = httpx.post(
+            f"{daemon.base_url}/v1/models/late/predict",
+            json={"rows": [without_key]},
+            trust_env=False,
+        )
     finally:
         stop_daemon(daemon)
 
@@ -108,7 +115,8 @@ def test_schema_requires_keys_not_view_columns(tmp_path: Path) -> None:
         + ["time_hour"]
     )
     required = sorted(name for name, field in fields.items() if field["required"])
-    assert required == ["carrier", "distance", "origin", "tailnum", "time_hour"]
+    assert required == ["carrier", "distance", "origin", "tailnum"]
+    assert fields["time_hour"]["required"] is False
     for name, view in FILLED.items():
         assert fields[name]["required"] is False
         assert fields[name]["filled_from"] == view
@@ -130,8 +138,27 @@ def test_schema_requires_keys_not_view_columns(tmp_path: Path) -> None:
     assert row["properties"]["tailnum"]["type"] == ["string", "null"]
     assert row["properties"]["distance"]["type"] == ["integer", "null"]
 
-    # A row of only the required columns is one the daemon predicts.
+    # The examples name this configuration's model, dataset and classes.
+    paths = document["paths"]
+    train = body_properties(paths["/v1/admin/train"]["post"])
+    ingest = body_properties(paths["/v1/admin/ingest"]["post"])
+    feedback = body_properties(paths["/v1/models/{name}/feedback"]["post"])
+    label = feedback["labels"]["items"]["properties"]["label"]
+    assert train["model"]["examples"] == ["late"]
+    assert ingest["dataset"]["examples"] == ["flights"]
+    assert label["examples"][0] in model["classes"]
+
+    # A row of only the required columns is one the daemon predicts, and a
+    # row without an entity key is not.
     assert keys_only.status_code == 200, keys_only.text
+    assert no_key.status_code == 422, no_key.text
+    assert no_key.json()["column"] == "tailnum"
+
+
+def body_properties(operation: dict[str, Any]) -> dict[str, Any]:
+    """Return the properties of an operation's JSON request body."""
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    return body["properties"]
 
 
 def row_of_required(listed: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +168,6 @@ def row_of_required(listed: dict[str, Any]) -> dict[str, Any]:
         "distance": 150,
         "origin": "EWR",
         "tailnum": "N1",
-        "time_hour": "2013-02-11T06:30:00Z",
     }
     (model,) = listed["models"]
     return {f["name"]: values[f["name"]] for f in model["request"] if f["required"]}

@@ -7,7 +7,6 @@ before the lookup, because SQL would compute ``temp / distance`` as 0.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,6 +196,6 @@ def logged_inputs(client: httpx.Client, request_id: str) -> dict[str, Any]:
         assert response.status_code == 200, response.text
         for row in response.json()["predictions"]:
             if row["request_id"] == request_id:
-                return json.loads(row["input"])
+                return row["input"]
         assert time.monotonic() < deadline, f"request {request_id} not logged"
         time.sleep(0.2)

@@ -117,7 +117,8 @@ def nul_message(row: int, shown: str, character: int) -> str:
     [
         ("no\0rth", "no\\0rth", 3),
         ("\0", "\\0", 1),
-        ("x" * 70 + "\0", "x" * 60 + "...", 71),
+        ("x" * 70 + "\0", "x" * 70 + "\\0", 71),
+        ("x" * 90 + "\0", "x" * 80 + "... (91 characters)", 91),
     ],
 )
 def test_predict_nul_text_422(
