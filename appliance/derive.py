@@ -25,6 +25,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from appliance.dbrows import first_row
 from appliance.errors import shown
 
 TIME_ZONE = "UTC"
@@ -254,7 +255,7 @@ def _serialize(expression: str) -> str:
     """Return DuckDB's JSON parse tree of ``SELECT expression``."""
     with _cursor() as db:
         row = db.execute("SELECT json_serialize_sql(?)", [f"SELECT {expression}"])
-        return str(row.fetchone()[0])  # type: ignore[index]
+        return str(first_row(row)[0])  # type: ignore[index]
 
 
 def _walk(node: Any) -> Iterator[dict[str, Any]]:

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from appliance.config import Config, FeatureViewConfig
+from appliance.dbrows import first_row
 from appliance.errors import NotFoundError, RequestError, shown
 from appliance.features._derived import DerivedColumns, NotCached
 from appliance.features._index import Unsupported, ViewIndex, arrow_types, event_time
@@ -685,7 +686,7 @@ def _datasets_without_version(store: FeatureStore, sql: str) -> list[str]:
 
 def _cte_names(db: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
     """Return the lowercase names of the common table expressions in `sql`."""
-    row = db.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    row = first_row(db.execute("SELECT json_serialize_sql(?)", [sql]))
     names: set[str] = set()
     pending: list[Any] = [json.loads(row[0]) if row else {}]
     while pending:

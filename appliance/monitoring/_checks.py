@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from appliance.config import Config, ModelConfig, MonitoringConfig, load_config
+from appliance.dbrows import first_row
 from appliance.monitoring._alerts import batch_drift_alert
 from appliance.monitoring._batch import DriftReport, DriftThresholds, batch_drift
 from appliance.monitoring._jobs import schedule_per_model
@@ -93,10 +94,12 @@ def _reference(
     numeric: list[str],
     categorical: list[str],
 ) -> dict[str, np.ndarray]:
-    row = catalog.db.execute(
-        "SELECT path FROM dataset_versions WHERE dataset = ? AND version = ?",
-        [schema["dataset"], schema["dataset_version"]],
-    ).fetchone()
+    row = first_row(
+        catalog.db.execute(
+            "SELECT path FROM dataset_versions WHERE dataset = ? AND version = ?",
+            [schema["dataset"], schema["dataset_version"]],
+        )
+    )
     if row is None:
         raise FileNotFoundError(
             f"dataset {schema['dataset']}@{schema['dataset_version']} of model "

@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 
+from appliance.dbrows import first_row
 from appliance.errors import NotFoundError, StorageError
 from appliance.home import create_home
 from appliance.monitoring._alerts import Alert, AlertCandidate, AlertStatus
@@ -196,11 +197,13 @@ class MonitoringStore:
         now = now or _now()
         self.db.execute("BEGIN TRANSACTION")
         try:
-            row = self.db.execute(
-                "SELECT id FROM alerts WHERE model = ? AND kind = ? AND subject = ? "
-                "AND status = ?",
-                [*candidate.key, AlertStatus.OPEN.value],
-            ).fetchone()
+            row = first_row(
+                self.db.execute(
+                    "SELECT id FROM alerts WHERE model = ? AND kind = ? "
+                    "AND subject = ? AND status = ?",
+                    [*candidate.key, AlertStatus.OPEN.value],
+                )
+            )
             if row is not None:
                 self.db.execute(
                     "UPDATE alerts SET count = count + ?, last_seen_at = ?, "
@@ -209,22 +212,24 @@ class MonitoringStore:
                 )
                 alert_id, new = int(row[0]), False
             else:
-                alert_id = self.db.execute(
-                    "INSERT INTO alerts (model, kind, subject, severity, status, "
-                    "message, value, threshold, opened_at, last_seen_at, count) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    [
-                        *candidate.key,
-                        candidate.severity,
-                        AlertStatus.OPEN.value,
-                        candidate.message,
-                        candidate.value,
-                        candidate.threshold,
-                        now,
-                        now,
-                        occurrences,
-                    ],
-                ).fetchone()[0]
+                alert_id = first_row(
+                    self.db.execute(
+                        "INSERT INTO alerts (model, kind, subject, severity, status, "
+                        "message, value, threshold, opened_at, last_seen_at, count) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        [
+                            *candidate.key,
+                            candidate.severity,
+                            AlertStatus.OPEN.value,
+                            candidate.message,
+                            candidate.value,
+                            candidate.threshold,
+                            now,
+                            now,
+                            occurrences,
+                        ],
+                    )
+                )[0]
                 new = True
             self.db.execute("COMMIT")
         except BaseException:
@@ -238,9 +243,11 @@ class MonitoringStore:
         Raises:
             NotFoundError: No alert has that id.
         """
-        row = self.db.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", [alert_id]
-        ).fetchone()
+        row = first_row(
+            self.db.execute(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", [alert_id]
+            )
+        )
         if row is None:
             raise NotFoundError(
                 f"alert {alert_id} does not exist; 'appliance alerts list' shows ids"
@@ -359,9 +366,11 @@ class MonitoringStore:
 
     def load_state(self, model: str) -> tuple[int, bytes] | None:
         """Return the stored model version and monitor state, or None."""
-        row = self.db.execute(
-            "SELECT version, state FROM detector_state WHERE model = ?", [model]
-        ).fetchone()
+        row = first_row(
+            self.db.execute(
+                "SELECT version, state FROM detector_state WHERE model = ?", [model]
+            )
+        )
         return None if row is None else (int(row[0]), bytes(row[1]))
 
     def load_states(self) -> list[tuple[str, int, bytes]]:
@@ -380,9 +389,9 @@ class MonitoringStore:
 
     def load_version_metrics(self) -> bytes | None:
         """Return the stored live metrics windows per version, or None."""
-        row = self.db.execute(
-            "SELECT state FROM version_metrics WHERE name = 'live'"
-        ).fetchone()
+        row = first_row(
+            self.db.execute("SELECT state FROM version_metrics WHERE name = 'live'")
+        )
         return None if row is None else bytes(row[0])
 
     def record_rollback_check(
@@ -445,9 +454,11 @@ class MonitoringStore:
             NotFoundError: No record has that id.
         """
         values = _retrain_values(record)
-        found = self.db.execute(
-            "SELECT count(*) FROM retrain_runs WHERE id = ?", [record.id]
-        ).fetchone()
+        found = first_row(
+            self.db.execute(
+                "SELECT count(*) FROM retrain_runs WHERE id = ?", [record.id]
+            )
+        )
         if not found or not found[0]:
             raise NotFoundError(f"retraining run {record.id!r} is not recorded")
         assignments = ", ".join(f"{name} = ?" for name in values)

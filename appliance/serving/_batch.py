@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from appliance.dbrows import first_row
 from appliance.errors import IngestError, RequestError
 from appliance.serving._onnx import OnnxModel
 
@@ -203,11 +204,13 @@ def _read_csv(source: Path, path: str) -> pa.Table:
             f"SELECT * FROM read_csv({path}, sample_size=-1, ignore_errors=true, "
             "store_rejects=true)"
         ).to_arrow_table()
-        rejects = db.execute(
-            "SELECT line, CAST(error_type AS VARCHAR), error_message, "
-            "count(DISTINCT line) OVER () FROM reject_errors "
-            "ORDER BY line, column_idx LIMIT 1"
-        ).fetchone()
+        rejects = first_row(
+            db.execute(
+                "SELECT line, CAST(error_type AS VARCHAR), error_message, "
+                "count(DISTINCT line) OVER () FROM reject_errors "
+                "ORDER BY line, column_idx LIMIT 1"
+            )
+        )
     except duckdb.Error as exc:
         raise IngestError(f"{source}: cannot read file: {exc}") from None
     finally:

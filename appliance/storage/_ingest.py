@@ -39,6 +39,7 @@ from appliance.config import (
     FeatureViewConfig,
     dataset_name_problem,
 )
+from appliance.dbrows import first_row
 from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._contracts import STAGED, schema_changes
@@ -745,11 +746,13 @@ def _check_case(catalog: Catalog, dataset: str) -> None:
     SQL over datasets, such as a feature view's, names each dataset as a
     DuckDB view, and DuckDB matches names regardless of case.
     """
-    other = catalog.db.execute(
-        "SELECT dataset FROM dataset_versions WHERE lower(dataset) = lower(?) "
-        "AND dataset <> ? LIMIT 1",
-        [dataset, dataset],
-    ).fetchone()
+    other = first_row(
+        catalog.db.execute(
+            "SELECT dataset FROM dataset_versions WHERE lower(dataset) = lower(?) "
+            "AND dataset <> ? LIMIT 1",
+            [dataset, dataset],
+        )
+    )
     if other is not None:
         raise IngestError(
             f"dataset name {dataset!r} differs from the existing dataset "

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from appliance.dbrows import first_row
 from appliance.errors import StorageError
 from appliance.storage._catalog import Catalog
 
@@ -146,16 +147,18 @@ def count_labels(
     if event_after is not None:
         sql += " AND event_time > ?"
         params.append(event_after)
-    return int(catalog.db.execute(sql, params).fetchone()[0])
+    return int(first_row(catalog.db.execute(sql, params))[0])
 
 
 def latest_label_time(catalog: Catalog, model: str) -> datetime | None:
     """Return the latest event time among the stored labels of `model`."""
     if not _exists(catalog):
         return None
-    row = catalog.db.execute(
-        "SELECT max(event_time) FROM labels WHERE model = ?", [model]
-    ).fetchone()
+    row = first_row(
+        catalog.db.execute(
+            "SELECT max(event_time) FROM labels WHERE model = ?", [model]
+        )
+    )
     return row[0] if row else None
 
 
@@ -191,9 +194,11 @@ def _stored(
 
 
 def _exists(catalog: Catalog) -> bool:
-    row = catalog.db.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'labels'"
-    ).fetchone()
+    row = first_row(
+        catalog.db.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'labels'"
+        )
+    )
     return bool(row and row[0])
 
 

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from appliance.dbrows import first_row
 from appliance.errors import IntegrityError, NotFoundError
 from appliance.storage._catalog import Catalog
 
@@ -52,10 +53,12 @@ def register_version(
     parity: float,
 ) -> ModelVersion:
     """Store an ONNX model as the next version of `model`."""
-    row = catalog.db.execute(
-        "SELECT coalesce(max(version), 0) FROM model_versions WHERE model = ?",
-        [model],
-    ).fetchone()
+    row = first_row(
+        catalog.db.execute(
+            "SELECT coalesce(max(version), 0) FROM model_versions WHERE model = ?",
+            [model],
+        )
+    )
     version = int(row[0]) + 1
     digest = hashlib.sha256(onnx_bytes).hexdigest()
     folder = catalog.models_dir / model / str(version)

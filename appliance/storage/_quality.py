@@ -34,6 +34,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from appliance.dbrows import first_row
 from appliance.storage._loading import normalize_type
 from appliance.storage._sql import ident
 from appliance.storage._types import FLOAT_TYPES, INTEGER_TYPES, NUMERIC_TYPES
@@ -260,7 +261,7 @@ def _distinct_selects(
 
 
 def _fetch(db: duckdb.DuckDBPyConnection, table: str, selects: list[str]) -> tuple:
-    row = db.execute(f"SELECT {', '.join(selects)} FROM {table}").fetchone()
+    row = first_row(db.execute(f"SELECT {', '.join(selects)} FROM {table}"))
     assert row is not None
     return row
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from appliance.dbrows import first_row
 from appliance.storage._catalog import Catalog
 
 
@@ -86,11 +87,13 @@ def move_source(
             "WHERE dataset = ? AND version = ? AND source = ?",
             [new_path, dataset, version, old_path],
         )
-        row = catalog.db.execute(
-            "SELECT sources_json FROM dataset_versions WHERE dataset = ? "
-            "AND version = ?",
-            [dataset, version],
-        ).fetchone()
+        row = first_row(
+            catalog.db.execute(
+                "SELECT sources_json FROM dataset_versions WHERE dataset = ? "
+                "AND version = ?",
+                [dataset, version],
+            )
+        )
         if row is not None:
             sources = [
                 {**s, "path": new_path} if s["path"] == old_path else s

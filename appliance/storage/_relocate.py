@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 
 import duckdb
 
+from appliance.dbrows import first_row
 from appliance.storage._sql import literal
 
 logger = logging.getLogger(__name__)
@@ -84,12 +85,14 @@ def _rewrite_paths(db: duckdb.DuckDBPyConnection, old: str, new: str) -> None:
 
 
 def _stored_home(db: duckdb.DuckDBPyConnection) -> str | None:
-    exists = db.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'catalog_home'"
-    ).fetchone()
+    exists = first_row(
+        db.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'catalog_home'"
+        )
+    )
     if not exists or not exists[0]:
         return None
-    row = db.execute("SELECT home FROM catalog_home").fetchone()
+    row = first_row(db.execute("SELECT home FROM catalog_home"))
     return row[0] if row is not None else None
 
 
@@ -114,7 +117,7 @@ def _home_from_paths(db: duckdb.DuckDBPyConnection) -> str | None:
     versions in ``HOME/models/MODEL/VERSION``.
     """
     for table, folder in (("dataset_versions", "lake"), ("model_versions", "models")):
-        row = db.execute(f"SELECT path FROM {table} LIMIT 1").fetchone()
+        row = first_row(db.execute(f"SELECT path FROM {table} LIMIT 1"))
         if row is None:
             continue
         path = PurePosixPath(row[0])

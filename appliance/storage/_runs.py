@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 
+from appliance.dbrows import first_row
 from appliance.errors import NotFoundError, StorageError
 from appliance.storage._blobs import read_blob, write_blob
 from appliance.storage._catalog import Catalog
@@ -265,9 +266,9 @@ def get_run(catalog: Catalog, run_id: str) -> Run:
     Raises:
         NotFoundError: No run has this id.
     """
-    row = catalog.db.execute(
-        f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", [run_id]
-    ).fetchone()
+    row = first_row(
+        catalog.db.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", [run_id])
+    )
     if row is None:
         raise NotFoundError(
             f"run {run_id!r} not found; 'appliance runs list' shows ids"
@@ -360,10 +361,12 @@ def read_artifact(catalog: Catalog, run_id: str, name: str) -> bytes:
         NotFoundError: The run has no artifact of that name.
         IntegrityError: The stored bytes do not match the recorded sha256.
     """
-    row = catalog.db.execute(
-        "SELECT sha256 FROM run_artifacts WHERE run_id = ? AND name = ?",
-        [run_id, name],
-    ).fetchone()
+    row = first_row(
+        catalog.db.execute(
+            "SELECT sha256 FROM run_artifacts WHERE run_id = ? AND name = ?",
+            [run_id, name],
+        )
+    )
     if row is None:
         raise NotFoundError(
             f"run {run_id!r} has no artifact {name!r}; 'appliance runs show "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from appliance.dbrows import first_row
 from appliance.storage._sources import Dialect
 from appliance.storage._sql import ident, literal
 
@@ -377,12 +378,14 @@ def text_fallback_warnings(
         kind = next((k for k in sniffed if k in _SNIFFED_NON_TEXT), None)
         if kind is None:
             continue
-        row = db.execute(
-            f"SELECT _file, {ident(name)} FROM {table} "
-            f"WHERE {ident(name)} IS NOT NULL "
-            f"AND TRY_CAST({ident(name)} AS {kind}) IS NULL "
-            "ORDER BY _file, _record LIMIT 1"
-        ).fetchone()
+        row = first_row(
+            db.execute(
+                f"SELECT _file, {ident(name)} FROM {table} "
+                f"WHERE {ident(name)} IS NOT NULL "
+                f"AND TRY_CAST({ident(name)} AS {kind}) IS NULL "
+                "ORDER BY _file, _record LIMIT 1"
+            )
+        )
         if row is None:
             continue
         warnings.append(

@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 
 from appliance.config import FeatureViewConfig
+from appliance.dbrows import first_row
 from appliance.errors import IngestError
 
 
@@ -206,7 +207,7 @@ def tables_read(db: duckdb.DuckDBPyConnection, sql: str) -> set[str] | None:
 
 
 def _parse(db: duckdb.DuckDBPyConnection, sql: str) -> dict[str, Any] | None:
-    row = db.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    row = first_row(db.execute("SELECT json_serialize_sql(?)", [sql]))
     tree = json.loads(row[0]) if row else {}
     if tree.get("error") or len(tree.get("statements", [])) != 1:
         return None
