@@ -333,13 +333,24 @@ class MonitoringService:
             with MonitoringStore(self.home) as store:
                 saved = store.load_states()
                 versions = store.load_version_metrics()
-            for name, version, state in saved:
-                self._monitors[name] = (version, StreamMonitor.from_bytes(state))
             if versions is not None:
                 self._versions = VersionMetrics.from_bytes(versions)
         except StorageError:
             logger.exception("monitoring state not restored; detectors start fresh")
             return
+        for name, version, state in saved:
+            try:
+                self._monitors[name] = (version, StreamMonitor.from_bytes(state))
+            except StorageError as exc:
+                # A state saved by another release of the detectors is expected
+                # after an upgrade: the model's detectors start fresh.
+                logger.warning(
+                    "monitoring state not restored model=%s version=%d "
+                    "reason=%r; its detectors start fresh",
+                    name,
+                    version,
+                    str(exc),
+                )
         for name, (version, monitor) in self._monitors.items():
             logger.info(
                 "monitoring state restored model=%s version=%d rows=%d labels=%d",
