@@ -47,7 +47,7 @@ _UNIT_ROWS = 16
 of the pacer."""
 STOP_SECONDS = 5.0
 """Time the worker goes on feeding queued rows to the detectors once stop is
-asked. A million-row Arrow request of flights rows takes about 5.4 s of CPU
+asked. A million-row Arrow request of flights rows takes about 4.5 s of CPU
 time to feed (one-off timing without the pacer's pauses). The rows left after
 this time are counted and not monitored, so that a SIGTERM ends the process
 promptly. The prediction log contains every row either way."""

@@ -78,8 +78,10 @@ def observed_events(service: MonitoringService, rows: int) -> list[tuple]:
 
 def test_arrow_batch_detections_match_json(tmp_path: Path) -> None:
     rows, scores = drifting_batch(12_000)
-    as_json = MonitoringService(tmp_path / "json", MonitoringConfig())
-    as_arrow = MonitoringService(tmp_path / "arrow", MonitoringConfig())
+    # Windows of 200 rows against 3 of them, so that 12,000 rows detect.
+    config = MonitoringConfig(stream_horizon=200, stream_reference_cycles=3)
+    as_json = MonitoringService(tmp_path / "json", config)
+    as_arrow = MonitoringService(tmp_path / "arrow", config)
     as_json.start()
     as_arrow.start()
 
