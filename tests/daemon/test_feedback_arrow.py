@@ -7,9 +7,10 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
-from daemon_support import MODEL, row
+import pytest
+from daemon_support import MODEL, logged_rows, row
 from prometheus_client.parser import text_string_to_metric_families
-from test_feedback import FEEDBACK, PREDICT, predict, stored_labels
+from test_feedback import DRIFT, FEEDBACK, PREDICT, predict, stored_labels
 
 ARROW = "application/vnd.apache.arrow.stream"
 
@@ -28,6 +29,28 @@ def predict_arrow(daemon: Any, first: int, count: int) -> tuple[str, pa.Table]:
     assert response.status_code == 200, response.text
     output = pa.ipc.open_stream(response.content).read_all()
     return response.headers["x-request-id"], output
+
+
+def predict_rows(daemon: Any, indexes: list[int]) -> list[dict[str, Any]]:
+    """Predict the rows `row(i)` of `indexes` as JSON; return the predictions."""
+    rows = [row(i) for i in indexes]
+    response = httpx.post(daemon.base + PREDICT, json={"rows": rows})
+    assert response.status_code == 200, response.text
+    return response.json()["predictions"]
+
+
+def observed_rows(daemon: Any, rows: int) -> int:
+    """Wait until the monitors have seen `rows` rows; return the rows seen.
+
+    The monitors pause every few rows to let requests run, so on a busy
+    machine 100,000 rows took them 15 s.
+    """
+    deadline = time.monotonic() + 120
+    while True:
+        seen = httpx.get(daemon.base + DRIFT).json()["stream"]["rows"]
+        if seen >= rows or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.1)
 
 
 def samples(daemon: Any) -> dict[tuple[str, tuple], float]:
@@ -87,10 +110,12 @@ def test_arrow_and_json_labels_after_restart(start_daemon: Any) -> None:
 
 
 def test_arrow_labels_past_recent_rows(start_daemon: Any) -> None:
-    # One row is kept in memory, so the 3-row request is joined from DuckDB.
+    # One row is kept in memory, and the newest request whole, so the 3-row
+    # request is joined from DuckDB once the next one has evicted it.
     daemon = start_daemon(monitoring={"recent_rows": 1})
     request_id, _ = predict_arrow(daemon, 0, 3)
-    wait_written(daemon, 3)
+    predict_arrow(daemon, 3, 1)
+    wait_written(daemon, 4)
 
     labels = [{"request_id": request_id, "row": i, "label": i % 2} for i in range(3)]
     response = httpx.post(daemon.base + FEEDBACK, json={"labels": labels})
@@ -148,3 +173,30 @@ def test_metrics_count_feedback_and_404(start_daemon: Any) -> None:
     assert predicts(MODEL, "99") == 0
     assert predicts("", "") == 2
     assert not [k for k in found if ("model", "nope") in k[1]]
+
+
+def test_arrow_large_batch_logged_labelled_monitored(start_daemon: Any) -> None:
+    # More rows than [monitoring] recent_rows (10000) and than one
+    # onnxruntime run takes (RUN_CHUNK_ROWS).
+    count = 100_000
+    daemon = start_daemon(server={"max_rows": count})
+    request_id, output = predict_arrow(daemon, 0, count)
+    labels = [
+        {"request_id": request_id, "row": 70_000, "label": 1},
+        {"request_id": request_id, "row": count - 1, "label": 0},
+    ]
+    labelled = httpx.post(daemon.base + FEEDBACK, json={"labels": labels})
+    checked = [0, 65_535, 65_536, count - 1]
+    as_json = predict_rows(daemon, checked)
+    observed = observed_rows(daemon, count + len(checked))
+    assert daemon.stop() == 0
+    logged = [i for rid, i in logged_rows(daemon.home) if rid == request_id]
+
+    assert output.num_rows == count
+    assert labelled.status_code == 200, labelled.text
+    assert labelled.json()["stored"] == 2
+    assert observed == count + len(checked)
+    assert sorted(logged) == list(range(count))
+    for index, predicted in zip(checked, as_json, strict=True):
+        probability = output.column("probability_1")[index].as_py()
+        assert probability == pytest.approx(predicted["probabilities"]["1"])

@@ -41,3 +41,31 @@ def test_float32_check_passes_nan_and_limits() -> None:
     }
 
     check_float32("m", INPUTS, columns)
+
+
+def test_float32_check_large_request_names_first_column_row() -> None:
+    # Above 65,536 values the columns are checked one at a time.
+    rows = 40_000
+    a = np.zeros(rows)
+    b = np.zeros(rows)
+    a[30_000] = -1e39
+    b[10] = 1e39
+    a[:5] = math.nan
+    columns = {"a": a, "text": np.full(rows, "x", dtype=object), "b": b}
+
+    with pytest.raises(RequestError) as raised:
+        check_float32("m", INPUTS, columns)
+
+    assert raised.value.detail["column"] == "a"
+    assert raised.value.detail["row"] == 30_000
+
+
+def test_float32_check_large_request_passes_nan_and_limits() -> None:
+    largest = float(np.finfo(np.float32).max)
+    rows = 40_000
+    a = np.full(rows, math.nan)
+    b = np.zeros(rows)
+    b[0], b[1] = largest, -largest
+    columns = {"a": a, "text": np.full(rows, "", dtype=object), "b": b}
+
+    check_float32("m", INPUTS, columns)
