@@ -45,9 +45,8 @@ def test_json_append_to_view_dataset_quarantines(tmp_path: Path) -> None:
 
 
 def test_package_reads_no_row_with_fetchone() -> None:
-    # fetchone leaves a one-row result open, and DuckDB then fails the next
-    # relation query on that connection; `appliance.dbrows.first_row` reads
-    # single rows instead.
+    # fetchone leaves a one-row result open, so DuckDB fails the next relation
+    # query on that connection. `appliance.dbrows.first_row` reads rows instead.
     found = [
         f"{path.relative_to(ROOT)}:{number}"
         for path in sorted((ROOT / "appliance").rglob("*.py"))
