@@ -33,11 +33,12 @@ INTEGER_TYPES = (
 NUMERIC_TYPES = (*INTEGER_TYPES, "FLOAT", "DOUBLE")
 
 _SAMPLE_ROWS = 2048
-_ANY_TESTS = ("present", "zoned", "day_first_only", "month_first_only")
+_ANY_TESTS = ("present", "zoned", "day_first_only", "month_first_only", "some_iso")
 """Tests that are true when any value fits; all the others need every value."""
 _DECIMAL_COMMA = r"^[+-]?[0-9]+(,[0-9]+)?([eE][+-]?[0-9]+)?$"
 _ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _TIME_ZONE = r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+_ISO_START = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}|$)"
 _DATE_LIKE = r"^[0-9]{1,4}[-/. ]([0-9]{1,2}|[A-Za-z]{3,9})[-/. ][0-9]{1,4}$"
 _DAY_MONTH = r"^[0-9]{1,2}[-/.][0-9]{1,2}[-/.][0-9]{4}$"
 _GROUPED = r"^[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?$"
@@ -189,6 +190,7 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
         "date": every(_cast_if_matches(v, _ISO_DATE, "DATE")),
         "timestamp": every(_cast_if_matches(v, "^[0-9]{4}-", "TIMESTAMP")),
         "zoned": f"bool_or(regexp_matches({v}, '{_TIME_ZONE}'))",
+        "some_iso": f"bool_or(regexp_matches({v}, '{_ISO_START}'))",
         "date_like": every(f"regexp_matches({v}, '{_DATE_LIKE}')"),
         "day_month": every(f"regexp_matches({v}, '{_DAY_MONTH}')"),
         "grouped": every(
@@ -287,6 +289,14 @@ def _text_warning(
             f"column {name!r} contains numbers with ',' between thousands (such as "
             "1,234.5), so it stays text; remove the separators from the file to "
             "store it as numbers"
+        )
+    # Read from the first rows only: dict.get gives None where they did not
+    # settle it, so no whole-column scan runs for this warning.
+    if dict.get(outcome, "some_iso"):
+        return (
+            f"column {name!r} mixes ISO 8601 dates or times with other values, "
+            "so it stays text; write every value in one format, or add the "
+            "other format to [datasets.NAME] date_formats"
         )
     return None
 

@@ -763,3 +763,17 @@ def test_other_date_format_hint(catalog: Catalog, write_file: WriteFile) -> None
         "format, such as date_format = '%m/%d/%Y %H:%M', in "
         "[datasets.times.contract.columns.at]"
     )
+
+
+def test_mixed_date_formats_warned(catalog: Catalog, write_file: WriteFile) -> None:
+    text = "id,day\n1,2013-01-01\n2,01/02/2013\n3,2013-01-01T05:00:00Z\n"
+    path = write_file("mixed.csv", text)
+
+    result = ingest(catalog, "mixed", [path])
+
+    assert result.version.schema == {"id": "BIGINT", "day": "VARCHAR"}
+    assert result.warnings == [
+        "column 'day' mixes ISO 8601 dates or times with other values, so it "
+        "stays text; write every value in one format, or add the other format "
+        "to [datasets.NAME] date_formats"
+    ]
