@@ -143,8 +143,8 @@ class Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(30)
-        # Workers of a server can outlive its first process and go on
-        # answering on the port, which a restart would then take for ready.
+        # Workers of a server can outlive its first process and keep serving
+        # on the port, so a restart would read them as ready.
         deadline = time.monotonic() + 30
         while _group_alive(self.process.pid) and time.monotonic() < deadline:
             time.sleep(0.05)

