@@ -560,6 +560,7 @@ def _record_new(
             schema,
             parquet_sql(version),
             functools.partial(sample_sql, version),
+            version.row_count,
         )
     report = {
         "accepted": written.accepted,
