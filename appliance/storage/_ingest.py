@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -66,9 +67,12 @@ from appliance.storage._retention import (
     removed_notes,
 )
 from appliance.storage._sources import (
+    READERS,
+    Dialect,
     SourceFile,
     check_distinct,
     open_source,
+    sniff_dialect,
 )
 from appliance.storage._sql import ident, literal
 from appliance.storage._staging import (
@@ -167,7 +171,7 @@ def ingest(
     if not paths:
         raise IngestError("no input files given; name at least one file")
     with timed_step(dataset, "hash"):
-        sources = [open_source(path, settings.encoding) for path in paths]
+        sources = _open_sources(catalog, paths, settings)
     if len({source.reader for source in sources}) > 1:
         raise IngestError(
             f"{source_names(sources)}: input files mix formats; ingest CSV, "
@@ -220,6 +224,52 @@ def ingest(
         db.close()
         shutil.rmtree(work, ignore_errors=True)
     return replace(result, notes=removed_notes(dataset, version_id, stored_again))
+
+
+def _open_sources(
+    catalog: Catalog, paths: list[Path], settings: DatasetConfig
+) -> list[SourceFile]:
+    """Check and hash `paths`, and sniff the dialect of CSV files meanwhile.
+
+    Hashing and the sniff each use one core, so a worker thread hashes while
+    this thread sniffs the files until the hashes are done. When an existing
+    version has the same bytes, the dialects go unused. Staging sniffs a file
+    that was not sniffed here or whose sniff failed, and so raises that
+    sniff's error at the same step as before.
+    """
+    if not all(READERS.get(path.suffix.lower()) == "read_csv" for path in paths):
+        return [open_source(path, settings.encoding) for path in paths]
+    with ThreadPoolExecutor(1, thread_name_prefix="ingest-hash") as pool:
+        opened = pool.submit(
+            lambda: [open_source(path, settings.encoding) for path in paths]
+        )
+        dialects = _sniff_ahead(catalog, paths, settings, opened)
+        sources = opened.result()
+    return [
+        replace(source, dialect=dialect) for source, dialect in zip(sources, dialects)
+    ]
+
+
+def _sniff_ahead(
+    catalog: Catalog, paths: list[Path], settings: DatasetConfig, hashing: Future
+) -> list[Dialect | None]:
+    """Sniff the CSV files in order until `hashing` is done.
+
+    Returns:
+        The dialect of each file; None where the sniff failed or did not run.
+    """
+    dialects: list[Dialect | None] = [None] * len(paths)
+    with catalog.db.cursor() as db:
+        for index, path in enumerate(paths):
+            if hashing.done():
+                break
+            try:
+                dialects[index] = sniff_dialect(
+                    db, path, settings.delimiter, settings.encoding
+                )
+            except (IngestError, OSError):
+                continue
+    return dialects
 
 
 def _unchanged_result(
@@ -510,6 +560,7 @@ def _record_new(
             schema,
             parquet_sql(version),
             functools.partial(sample_sql, version),
+            version.row_count,
         )
     report = {
         "accepted": written.accepted,

@@ -116,7 +116,8 @@ def load_sources(
     as_text = as_text | _regex_columns(contract)
     if sources[0].reader == "read_csv":
         dialects = [
-            sniff_dialect(db, s.path, settings.delimiter, settings.encoding)
+            s.dialect
+            or sniff_dialect(db, s.path, settings.delimiter, settings.encoding)
             for s in sources
         ]
         typed = _load_typed(db, sources, dialects, settings, contract, staging, as_text)

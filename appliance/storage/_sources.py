@@ -16,7 +16,7 @@ import csv
 import functools
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -56,6 +56,9 @@ class SourceFile:
     reader: str
     """DuckDB table function: ``read_csv``, ``read_parquet`` or ``read_json``."""
     sha256: str
+    dialect: Dialect | None = field(default=None, compare=False)
+    """CSV dialect sniffed while the file was hashed. None when the file was not
+    sniffed or the sniff failed, so that `_loading.load_sources` sniffs it."""
 
     @functools.cached_property
     def newlines(self) -> int:

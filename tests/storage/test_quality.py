@@ -132,3 +132,21 @@ def test_duplicates_sorted_or_aggregated(monkeypatch: pytest.MonkeyPatch) -> Non
 
     assert sorted_count == 101
     assert aggregated == 101
+
+
+def test_report_known_row_count_same() -> None:
+    schema = {"x": "INTEGER", "s": "VARCHAR"}
+    with duckdb.connect() as db:
+        counted = quality_report(db, ROWS, schema)
+        known = quality_report(db, ROWS, schema, rows=5)
+
+    assert known == counted
+
+
+def test_report_empty_table_no_duplicates() -> None:
+    with duckdb.connect() as db:
+        report = quality_report(db, "(SELECT 1 AS x WHERE false)", {"x": "INTEGER"})
+
+    assert report["rows"] == 0
+    assert report["duplicate_rows"] == 0
+    assert report["columns"]["x"]["null_rate"] is None
