@@ -180,10 +180,23 @@ def _date_hint(name: str, column: ColumnType, dataset: str) -> str:
         ("DATE", "TIMESTAMP")
     ):
         return ""
+    where = f"[datasets.{dataset}.contract.columns.{name}]"
+    if column.type == "DATE":
+        return _escape(
+            f"; write it as an ISO 8601 date without a time, such as 2024-01-31, "
+            f"or declare its strptime format, such as date_format = '%m/%d/%Y', "
+            f"in {where}"
+        )
+    if column.type == "TIMESTAMP":
+        return _escape(
+            f"; write it in ISO 8601 without a UTC offset, such as 2024-01-31 "
+            f"09:00:00, or declare type = 'TIMESTAMPTZ' or its strptime format, "
+            f"such as date_format = '%m/%d/%Y %H:%M', in {where}"
+        )
     return _escape(
         f"; write it in ISO 8601, such as 2024-01-31 or 2024-01-31 09:00:00, or "
         f"declare its strptime format, such as date_format = '%m/%d/%Y %H:%M', in "
-        f"[datasets.{dataset}.contract.columns.{name}]"
+        f"{where}"
     )
 
 

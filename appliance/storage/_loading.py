@@ -46,6 +46,7 @@ from appliance.storage._sources import (
     sniff_dialect,
 )
 from appliance.storage._sql import ident, literal
+from appliance.storage._types import exact_text_sql
 
 logger = logging.getLogger(__name__)
 
@@ -358,9 +359,11 @@ def _load_typed(
             return None
         out = staging / f"raw_{index}.parquet"
         files.append(out)
+        read_types, columns = _exact_columns(types)
         try:
             written = db.execute(
-                f"COPY (SELECT * FROM {_csv_sql(source, dialect, settings, types)})) "
+                f"COPY (SELECT {columns} FROM "
+                f"{_csv_sql(source, dialect, settings, read_types)})) "
                 f"TO {literal(str(out))} ({PARQUET_OPTIONS}, RETURN_STATS)"
             ).fetchall()
         except duckdb.Error as exc:
@@ -391,6 +394,31 @@ def _load_typed(
         nan_columns=frozenset(nan),
         finite_columns=frozenset((doubles or set()) - infinite),
     )
+
+
+def _exact_columns(types: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """Return the types to read a CSV file as and the SELECT list that converts them.
+
+    DuckDB's CSV reader converts a value to BIGINT, DATE or TIMESTAMP as
+    leniently as its casts (see `_types.exact_text_sql`), such as ``2.5`` to
+    3. Such columns are read as text, and a value that the cast would change
+    raises an error, which sends the file to the text path.
+    """
+    read_types = dict(types)
+    columns = []
+    for name, kind in types.items():
+        v = ident(name)
+        exact = exact_text_sql(v, kind)
+        if exact is None:
+            columns.append(v)
+            continue
+        read_types[name] = "VARCHAR"
+        message = literal(f"a value of column {name!r} changes in a cast to {kind}")
+        columns.append(
+            f"CASE WHEN {v} IS NULL OR {exact} THEN CAST({v} AS {kind}) "
+            f"ELSE error({message}) END AS {v}"
+        )
+    return read_types, ", ".join(columns)
 
 
 def _unbounded_columns(written: list[tuple], types: Mapping[str, str]) -> list[str]:
