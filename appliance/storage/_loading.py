@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from appliance.config import ContractConfig, DatasetConfig
 from appliance.errors import IngestError
+from appliance.storage._column_names import check_json_key_case, check_parquet_names
 from appliance.storage._errors import short_error
 from appliance.storage._repeated_keys import (
     REPEATED_KEY_ERROR,
@@ -135,6 +136,9 @@ def load_sources(
     else:
         dialects = None
         readers = [_other_sql(source) for source in sources]
+        for source in sources:
+            if source.reader == "read_parquet":
+                check_parquet_names(source.path)
     text: set[str] = set()
     typed_columns: set[str] = set()
     repeated: list[str] = []
@@ -163,6 +167,8 @@ def load_sources(
         written: list[str] = []
         if source.reader == "read_json":
             _check_json_objects(db, index, source.path)
+            described = db.execute(f"DESCRIBE rows_{index}").fetchall()
+            check_json_key_case(source.path, [row[0] for row in described])
             written = _read_as_written(db, index, source, as_text)
         columns, mixed = _json_as_text(db, index, written)
         text.update(mixed + written)
