@@ -73,9 +73,11 @@ def schema_changes(
         if name not in source_types:
             changes.append(f"missing column {name!r}; its values are read as missing")
         elif rule.type and source_types[name] not in (None, rule.type.upper()):
+            kind = rule.type.upper()
             changes.append(
-                f"column {name!r} was {rule.type.upper()}, the file has "
-                f"{source_types[name]}; values are converted to {rule.type.upper()}"
+                f"column {name!r} is {kind} in the contract and "
+                f"{source_types[name]} in the file; values are converted to "
+                f"{kind}, and a value that does not convert is quarantined"
             )
     return changes
 
