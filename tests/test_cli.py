@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ from support import (
     stop_daemon,
 )
 
+from appliance.config import DEFAULT_CONFIG
 from appliance.serving import OnnxModel, class_key
 
 SMALL = pd.DataFrame(
@@ -148,6 +150,19 @@ def test_cli_ingest_without_paths_usage(cli, write_config, tmp_path: Path) -> No
     result = cli(write_config(), tmp_path / "home", "ingest", "small")
     assert result.returncode == 2
     assert "the following arguments are required: paths" in result.stderr
+
+
+def test_cli_help_names_default_config() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert f"else {DEFAULT_CONFIG}, not a config.toml in the current folder" in text
 
 
 # --- batch predict ---------------------------------------------------------------
