@@ -25,6 +25,25 @@ _RENAMED = re.compile(r"(.+)_[0-9]+")
 """A name as DuckDB renames the second of two names that match."""
 
 
+INTERNAL_COLUMNS = ("_file", "_record")
+"""Columns the ingest adds to the staged rows: each row's file and position."""
+
+
+def check_internal_names(path: Path, names: list[str]) -> None:
+    """Reject a file with a column that the ingest adds to its rows itself.
+
+    Raises:
+        IngestError: A name is one of `INTERNAL_COLUMNS`, in any case.
+    """
+    for name in names:
+        if ascii_lower(name) in INTERNAL_COLUMNS:
+            raise IngestError(
+                f"{path}: column {name!r} is reserved, in any case, because the "
+                "ingest adds columns '_file' and '_record' to the rows it reads; "
+                "rename it before ingesting"
+            )
+
+
 def ascii_lower(name: str) -> str:
     """Return `name` with ASCII letters in lower case, as DuckDB compares names."""
     return name.translate(_ASCII_LOWER)
@@ -54,15 +73,17 @@ def clash_message(first: str, second: str, where: str) -> str:
 
 
 def check_parquet_names(path: Path) -> None:
-    """Reject a Parquet file with an empty or a repeated top-level column name.
+    """Reject a Parquet file with an empty, a repeated or a reserved column name.
 
     Raises:
-        IngestError: A name is empty, or two names match regardless of case.
+        IngestError: A name is empty or reserved, or two names match
+            regardless of case.
     """
     try:
         names = pq.read_schema(path).names
     except (OSError, pa.ArrowException):
         return  # The read names what is wrong with the file.
+    check_internal_names(path, names)
     for index, name in enumerate(names, start=1):
         if not name.strip():
             raise IngestError(

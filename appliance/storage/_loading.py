@@ -32,7 +32,11 @@ import pyarrow as pa
 
 from appliance.config import ContractConfig, DatasetConfig
 from appliance.errors import IngestError
-from appliance.storage._column_names import check_json_key_case, check_parquet_names
+from appliance.storage._column_names import (
+    check_internal_names,
+    check_json_key_case,
+    check_parquet_names,
+)
 from appliance.storage._errors import short_error
 from appliance.storage._repeated_keys import (
     REPEATED_KEY_ERROR,
@@ -121,6 +125,8 @@ def load_sources(
             sniff_dialect(db, s.path, settings.delimiter, settings.encoding)
             for s in sources
         ]
+        for source, dialect in zip(sources, dialects):
+            check_internal_names(source.path, dialect.columns)
         typed = _load_typed(db, sources, dialects, settings, contract, staging, as_text)
         if typed is not None:
             return typed
@@ -168,6 +174,7 @@ def load_sources(
         if source.reader == "read_json":
             _check_json_objects(db, index, source.path)
             described = db.execute(f"DESCRIBE rows_{index}").fetchall()
+            check_internal_names(source.path, [row[0] for row in described])
             check_json_key_case(source.path, [row[0] for row in described])
             written = _read_as_written(db, index, source, as_text)
         columns, mixed = _json_as_text(db, index, written)

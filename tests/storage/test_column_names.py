@@ -114,6 +114,36 @@ def test_version_any_case_rejected(
         ingest(catalog, "reserved", [path])
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("internal.csv", "_file,x\n7,9\n"),
+        ("internal.jsonl", '{"x": 9, "_record": 8}\n'),
+    ],
+)
+def test_internal_names_rejected(
+    catalog: Catalog, write_file: WriteFile, name: str, text: str
+) -> None:
+    path = write_file(name, text)
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "internal", [path])
+
+    column = "_file" if name.endswith(".csv") else "_record"
+    assert str(raised.value) == (
+        f"{path}: column {column!r} is reserved, in any case, because the ingest "
+        "adds columns '_file' and '_record' to the rows it reads; rename it "
+        "before ingesting"
+    )
+
+
+def test_internal_parquet_name_rejected(catalog: Catalog, tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "internal.parquet", ["x", "_Record"])
+
+    with pytest.raises(IngestError, match=r"column '_Record' is reserved"):
+        ingest(catalog, "internal", [path])
+
+
 def test_buffer_case_clash_422(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text('[storage]\nhome = "home"\n\n[datasets.sensors]\n')
