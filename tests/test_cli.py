@@ -548,6 +548,18 @@ def test_cli_known_name_without_rows(
     assert result.stdout == "(none)\n"
 
 
+def test_cli_quarantine_unknown_version(cli, trained: TrainedHome) -> None:
+    command = ["datasets", "quarantine", "binary", "--version", "zzz"]
+
+    result = cli(trained.config_path, trained.home, *command)
+
+    assert result.returncode == 1
+    assert error_line(result.stderr).startswith(
+        "error: 'zzz' is not a version of dataset 'binary'; versions: "
+    )
+    assert result.stdout == ""
+
+
 # --- config, train and serve -----------------------------------------------------
 
 
