@@ -37,6 +37,9 @@ _ANY_TESTS = ("present", "zoned", "day_first_only", "month_first_only", "some_is
 """Tests that are true when any value fits; all the others need every value."""
 _DECIMAL_COMMA = r"^[+-]?[0-9]+(,[0-9]+)?([eE][+-]?[0-9]+)?$"
 _ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_DATE_TEXT = r"\s*[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}\s*"
+"""A date as year-month-day, with the spaces around it and the one-digit month
+or day that DuckDB's cast to DATE accepts without changing the date."""
 _INTEGER = r"\s*[+-]?[0-9]+\s*"
 """Matched in full: ``regexp_full_match`` took 0.72 s on 5,000,000 values
 and ``regexp_matches`` with ``^...$`` 1.09 s (DuckDB 2.0.1, shared 2-core box)."""
@@ -322,7 +325,7 @@ def exact_text_sql(v: str, kind: str) -> str | None:
     if kind in INTEGER_TYPES:
         return f"regexp_full_match({v}, '{_INTEGER}')"
     if kind == "DATE":
-        return f"regexp_matches({v}, '{_ISO_DATE}')"
+        return f"regexp_full_match({v}, '{_DATE_TEXT}')"
     if kind == "TIMESTAMP":
         # NOTE: a zone name such as 'Europe/Paris' after the time is not
         # caught, and DuckDB drops it too.

@@ -130,6 +130,20 @@ def test_declared_types_quarantine_changed_values(
     ]
 
 
+def test_declared_date_keeps_loose_dates(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("d.csv", "d\n 2024-01-02 \n2024-1-3\n")
+    contract = ContractConfig(columns={"d": ColumnRule(type="DATE")})
+
+    result = ingest(
+        catalog, "d", [path], settings=DatasetConfig("d", contract=contract)
+    )
+
+    assert result.quarantined == 0
+    assert rows_of(catalog, result) == [(dt.date(2024, 1, 2),), (dt.date(2024, 1, 3),)]
+
+
 def test_declared_integer_quarantines_json_fraction(
     catalog: Catalog, write_file: WriteFile
 ) -> None:
