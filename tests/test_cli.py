@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ from support import (
     stop_daemon,
 )
 
+from appliance.config import DEFAULT_CONFIG
 from appliance.serving import OnnxModel, class_key
 
 SMALL = pd.DataFrame(
@@ -148,6 +150,19 @@ def test_cli_ingest_without_paths_usage(cli, write_config, tmp_path: Path) -> No
     result = cli(write_config(), tmp_path / "home", "ingest", "small")
     assert result.returncode == 2
     assert "the following arguments are required: paths" in result.stderr
+
+
+def test_cli_help_names_default_config() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert f"else {DEFAULT_CONFIG}, not a config.toml in the current folder" in text
 
 
 # --- batch predict ---------------------------------------------------------------
@@ -500,6 +515,11 @@ def test_cli_predict_unknown_model(cli, trained: TrainedHome, tmp_path: Path) ->
             "model 'nope' is not declared in [models] and has no registered "
             f"version; known models: {', '.join(sorted(MODELS))}",
         ),
+        (
+            ["predictions", "query", "--model", "nope"],
+            "model 'nope' is not declared in [models] and has no registered "
+            f"version; known models: {', '.join(sorted(MODELS))}",
+        ),
     ],
 )
 def test_cli_unknown_name_exits(
@@ -526,6 +546,18 @@ def test_cli_known_name_without_rows(
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "(none)\n"
+
+
+def test_cli_quarantine_unknown_version(cli, trained: TrainedHome) -> None:
+    command = ["datasets", "quarantine", "binary", "--version", "zzz"]
+
+    result = cli(trained.config_path, trained.home, *command)
+
+    assert result.returncode == 1
+    assert error_line(result.stderr).startswith(
+        "error: 'zzz' is not a version of dataset 'binary'; versions: "
+    )
+    assert result.stdout == ""
 
 
 # --- config, train and serve -----------------------------------------------------

@@ -25,7 +25,7 @@ from appliance.cli import (
     _runs,
     _tui,
 )
-from appliance.config import load_config
+from appliance.config import DEFAULT_CONFIG, load_config
 from appliance.errors import ApplianceError
 from appliance.logs import configure_logging
 
@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="appliance", description="Edge MLOps appliance: ingest, train, serve."
     )
     parser.add_argument(
-        "--config", help="configuration file (default: APPLIANCE_CONFIG or config.toml)"
+        "--config",
+        help="configuration file (default: APPLIANCE_CONFIG, else "
+        f"{DEFAULT_CONFIG}, not a config.toml in the current folder)",
     )
     parser.add_argument("--log-level", help="lowest log level shown, such as DEBUG")
     commands = parser.add_subparsers(metavar="COMMAND")

@@ -312,6 +312,8 @@ def _quarantine(config: Config, args: argparse.Namespace) -> None:
     )
     if not rows:
         check_dataset_known(config, args.dataset)
+    if not rows and args.version:
+        _versions(config, [f"{args.dataset}@{args.version}"])
     fields = ("version", "source", "line", "column", "value", "reason", "row")
     table = [{name: row[name] for name in fields} for row in rows]
     print_rows(table, args.json, ["version", "source", "line", "column", "reason"])

@@ -39,6 +39,12 @@ def register(commands: Any) -> None:
     drift.add_argument(
         "--history", type=int, default=5, help="earlier checks shown (default: 5)"
     )
+    drift.add_argument(
+        "--events",
+        type=int,
+        default=20,
+        help="newest streaming detections shown (default: 20)",
+    )
     add_json_flag(drift)
 
     alerts = add_group(commands, "alerts", "monitoring alerts")
@@ -56,12 +62,12 @@ def _drift(config: Config, args: argparse.Namespace) -> None:
     config.model(args.name)
     with MonitoringStore(config.storage.home) as store:
         rows = store.drift_history(args.name, limit=10_000)
-        events = store.drift_events(args.name, limit=20)
+        events = store.drift_events(args.name, limit=max(args.events, 0))
+        total = store.count_drift_events(args.name)
     summary = drift_summary(rows, args.history)
     if args.json:
-        print(
-            json.dumps({"model": args.name, **summary, "events": events}, default=str)
-        )
+        shown = {"events": events, "events_total": total}
+        print(json.dumps({"model": args.name, **summary, **shown}, default=str))
         return
     if not summary["latest"]:
         print(f"no drift check recorded for model {args.name!r} yet")
@@ -78,7 +84,12 @@ def _drift(config: Config, args: argparse.Namespace) -> None:
             False,
             ["checked_at", "features", "drifted"],
         )
-    if events:
+    if events and total > len(events):
+        print(
+            f"\nstreaming detections, newest {len(events)} of {total} "
+            "(--events N shows more):"
+        )
+    elif events:
         print("\nstreaming detections:")
         print_rows(
             events, False, ["detected_at", "kind", "subject", "cause", "position"]

@@ -62,7 +62,10 @@ def _query(config: Config, args: argparse.Namespace) -> None:
         "until": args.until,
         "limit": args.limit,
     }
-    _print(fetch(config, params), args.json)
+    rows = fetch(config, params)
+    if not rows and args.model is not None:
+        check_model_known(config, args.model)
+    _print(rows, args.json)
 
 
 def fetch(config: Config, params: dict[str, Any]) -> list[dict[str, Any]]:

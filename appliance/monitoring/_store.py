@@ -346,6 +346,15 @@ class MonitoringStore:
                 ],
             )
 
+    def count_drift_events(self, model: str) -> int:
+        """Return the number of streaming detections stored for `model`."""
+        row = first_row(
+            self.db.execute(
+                "SELECT count(*) FROM drift_events WHERE model = ?", [model]
+            )
+        )
+        return 0 if row is None else int(row[0])
+
     def drift_events(self, model: str, limit: int = 1000) -> list[dict[str, Any]]:
         """Return streaming detections of `model`, newest first."""
         cursor = self.db.execute(

@@ -14,6 +14,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 
 from appliance.serving import (
     _routes_admin,
@@ -68,6 +69,10 @@ def create_app(
             version="1",
             description="Predictions, health, metrics and admin commands of the "
             "appliance daemon.",
+            # Litestar's HTML pages (Redoc, Swagger UI) load their scripts
+            # from public CDNs, which a box without internet cannot reach, so
+            # /schema serves the JSON document too.
+            render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])],
         ),
         logging_config=None,
     )

@@ -17,6 +17,7 @@ from appliance.storage._aliases import (
 from appliance.storage._blobs import read_blob, write_blob
 from appliance.storage._buffer import IngestBuffer
 from appliance.storage._catalog import Catalog
+from appliance.storage._column_names import case_clash
 from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
@@ -97,6 +98,7 @@ __all__ = [
     "alias_history",
     "alias_problem",
     "artifacts_of",
+    "case_clash",
     "aliases",
     "champion_models",
     "fallback_versions",

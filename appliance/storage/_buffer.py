@@ -31,9 +31,11 @@ from typing import Any
 from appliance.config import Config, dataset_name_problem
 from appliance.errors import IngestError, RequestError, StorageError
 from appliance.storage._catalog import Catalog
+from appliance.storage._column_names import INTERNAL_COLUMNS, ascii_lower
 from appliance.storage._ingest import IngestResult, ingest
 from appliance.storage._quarantine import move_source
 from appliance.storage._repeated_keys import encode_as_sent
+from appliance.storage._staging import RESERVED_COLUMN
 
 logger = logging.getLogger(__name__)
 
@@ -421,6 +423,22 @@ def _check_keys(dataset: str, index: int, row: dict[str, Any]) -> None:
     the other rows of every request in it.
     """
     for key in row:
+        if ascii_lower(key) == RESERVED_COLUMN:
+            raise RequestError(
+                f"row {index} sent to dataset {dataset!r}: the column name "
+                f"{key!r} is reserved by the lake layout (lake/DATASET/version=ID), "
+                "in any case; rename that column",
+                dataset=dataset,
+                row=index,
+            )
+        if ascii_lower(key) in INTERNAL_COLUMNS:
+            raise RequestError(
+                f"row {index} sent to dataset {dataset!r}: the column name "
+                f"{key!r} is reserved, in any case, because the ingest adds columns "
+                "'_file' and '_record' to the rows it reads; rename that column",
+                dataset=dataset,
+                row=index,
+            )
         if key and "\0" not in key:
             continue
         problem = "is empty" if not key else "contains a NUL byte (0x00)"

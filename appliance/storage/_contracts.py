@@ -73,9 +73,11 @@ def schema_changes(
         if name not in source_types:
             changes.append(f"missing column {name!r}; its values are read as missing")
         elif rule.type and source_types[name] not in (None, rule.type.upper()):
+            kind = rule.type.upper()
             changes.append(
-                f"column {name!r} was {rule.type.upper()}, the file has "
-                f"{source_types[name]}; values are converted to {rule.type.upper()}"
+                f"column {name!r} is {kind} in the contract and "
+                f"{source_types[name]} in the file; values are converted to "
+                f"{kind}, and a value that does not convert is quarantined"
             )
     return changes
 
@@ -180,10 +182,23 @@ def _date_hint(name: str, column: ColumnType, dataset: str) -> str:
         ("DATE", "TIMESTAMP")
     ):
         return ""
+    where = f"[datasets.{dataset}.contract.columns.{name}]"
+    if column.type == "DATE":
+        return _escape(
+            f"; write it as an ISO 8601 date without a time, such as 2024-01-31, "
+            f"or declare its strptime format, such as date_format = '%m/%d/%Y', "
+            f"in {where}"
+        )
+    if column.type == "TIMESTAMP":
+        return _escape(
+            f"; write it in ISO 8601 without a UTC offset, such as 2024-01-31 "
+            f"09:00:00, or declare type = 'TIMESTAMPTZ' or its strptime format, "
+            f"such as date_format = '%m/%d/%Y %H:%M', in {where}"
+        )
     return _escape(
         f"; write it in ISO 8601, such as 2024-01-31 or 2024-01-31 09:00:00, or "
         f"declare its strptime format, such as date_format = '%m/%d/%Y %H:%M', in "
-        f"[datasets.{dataset}.contract.columns.{name}]"
+        f"{where}"
     )
 
 

@@ -32,6 +32,11 @@ import pyarrow as pa
 
 from appliance.config import ContractConfig, DatasetConfig
 from appliance.errors import IngestError
+from appliance.storage._column_names import (
+    check_internal_names,
+    check_json_key_case,
+    check_parquet_names,
+)
 from appliance.storage._errors import short_error
 from appliance.storage._repeated_keys import (
     REPEATED_KEY_ERROR,
@@ -46,6 +51,7 @@ from appliance.storage._sources import (
     sniff_dialect,
 )
 from appliance.storage._sql import ident, literal
+from appliance.storage._types import exact_text_sql
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +126,8 @@ def load_sources(
             or sniff_dialect(db, s.path, settings.delimiter, settings.encoding)
             for s in sources
         ]
+        for source, dialect in zip(sources, dialects):
+            check_internal_names(source.path, dialect.columns)
         typed = _load_typed(db, sources, dialects, settings, contract, staging, as_text)
         if typed is not None:
             return typed
@@ -135,6 +143,9 @@ def load_sources(
     else:
         dialects = None
         readers = [_other_sql(source) for source in sources]
+        for source in sources:
+            if source.reader == "read_parquet":
+                check_parquet_names(source.path)
     text: set[str] = set()
     typed_columns: set[str] = set()
     repeated: list[str] = []
@@ -163,6 +174,9 @@ def load_sources(
         written: list[str] = []
         if source.reader == "read_json":
             _check_json_objects(db, index, source.path)
+            described = db.execute(f"DESCRIBE rows_{index}").fetchall()
+            check_internal_names(source.path, [row[0] for row in described])
+            check_json_key_case(source.path, [row[0] for row in described])
             written = _read_as_written(db, index, source, as_text)
         columns, mixed = _json_as_text(db, index, written)
         text.update(mixed + written)
@@ -359,9 +373,11 @@ def _load_typed(
             return None
         out = staging / f"raw_{index}.parquet"
         files.append(out)
+        read_types, columns = _exact_columns(types)
         try:
             written = db.execute(
-                f"COPY (SELECT * FROM {_csv_sql(source, dialect, settings, types)})) "
+                f"COPY (SELECT {columns} FROM "
+                f"{_csv_sql(source, dialect, settings, read_types)})) "
                 f"TO {literal(str(out))} ({PARQUET_OPTIONS}, RETURN_STATS)"
             ).fetchall()
         except duckdb.Error as exc:
@@ -392,6 +408,31 @@ def _load_typed(
         nan_columns=frozenset(nan),
         finite_columns=frozenset((doubles or set()) - infinite),
     )
+
+
+def _exact_columns(types: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """Return the types to read a CSV file as and the SELECT list that converts them.
+
+    DuckDB's CSV reader converts a value to BIGINT, DATE or TIMESTAMP as
+    leniently as its casts (see `_types.exact_text_sql`), such as ``2.5`` to
+    3. Such columns are read as text, and a value that the cast would change
+    raises an error, which sends the file to the text path.
+    """
+    read_types = dict(types)
+    columns = []
+    for name, kind in types.items():
+        v = ident(name)
+        exact = exact_text_sql(v, kind)
+        if exact is None:
+            columns.append(v)
+            continue
+        read_types[name] = "VARCHAR"
+        message = literal(f"a value of column {name!r} changes in a cast to {kind}")
+        columns.append(
+            f"CASE WHEN {v} IS NULL OR {exact} THEN CAST({v} AS {kind}) "
+            f"ELSE error({message}) END AS {v}"
+        )
+    return read_types, ", ".join(columns)
 
 
 def _unbounded_columns(written: list[tuple], types: Mapping[str, str]) -> list[str]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 
 from appliance.errors import IngestError
+from appliance.storage._column_names import ascii_lower, clash_message
 from appliance.storage._errors import short_error
 from appliance.storage._sql import literal
 
@@ -317,10 +318,11 @@ def _header(path: Path, delimiter: str, quote: str, encoding: str) -> list[str]:
                 f"{path}, line 1, column {index}: the header name '{shown}' contains "
                 "a NUL byte (0x00); remove NUL bytes from the file"
             )
-        if name in seen:
-            raise IngestError(
-                f"{path}, line 1: duplicate column name {name!r} in columns "
-                f"{seen[name]} and {index}; give each column a distinct name"
-            )
-        seen[name] = index
+        key = ascii_lower(name)
+        if key in seen:
+            first = seen[key]
+            where = f"in columns {first} and {index}"
+            message = clash_message(names[first - 1], name, where)
+            raise IngestError(f"{path}, line 1: {message}")
+        seen[key] = index
     return names

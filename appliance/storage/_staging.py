@@ -17,6 +17,7 @@ import duckdb
 
 from appliance.config import ContractConfig, DatasetConfig
 from appliance.errors import IngestError
+from appliance.storage._column_names import ascii_lower
 from appliance.storage._contracts import (
     STAGED,
     UNIQUE_KEY_REASON,
@@ -196,12 +197,15 @@ def stage_files(
     }
     if not source_types:
         raise IngestError(f"{source_names(sources)}: no columns found")
-    if RESERVED_COLUMN in source_types:
-        # Hive-partitioned reads take `version` from the folder name, so a
-        # column of that name would be replaced by the version id on read.
+    reserved = [n for n in source_types if ascii_lower(n) == RESERVED_COLUMN]
+    if reserved:
+        # Hive-partitioned reads take `version` from the folder name, and
+        # DuckDB matches names regardless of case, so a column of that name
+        # in any case would be replaced by the version id on read.
         raise IngestError(
-            f"{source_names(sources)}: column {RESERVED_COLUMN!r} is reserved by "
-            "the lake layout (lake/DATASET/version=ID); rename it before ingesting"
+            f"{source_names(sources)}: column {reserved[0]!r} is reserved by "
+            "the lake layout (lake/DATASET/version=ID), in any case; rename it "
+            "before ingesting"
         )
     missing = [
         n for n in (contract.columns if contract else {}) if n not in source_types

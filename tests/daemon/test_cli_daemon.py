@@ -243,6 +243,11 @@ def test_unknown_names_through_daemon(start_daemon: Any) -> None:
             "error: model 'nope' is not declared in [models] and has no "
             f"registered version; known models: {MODEL}",
         ),
+        (
+            ("predictions", "query", "--model", "nope"),
+            "error: model 'nope' is not declared in [models] and has no "
+            f"registered version; known models: {MODEL}",
+        ),
     ]
     for command, expected in commands:
         result = run_cli(daemon.config, *command)

@@ -49,6 +49,16 @@ def document(daemon: Daemon) -> dict[str, Any]:
     return response.json()
 
 
+def test_schema_pages_need_no_internet(daemon: Daemon) -> None:
+    root = httpx.get(daemon.base + "/schema")
+    swagger = httpx.get(daemon.base + "/schema/swagger")
+
+    assert root.status_code == 200
+    assert root.headers["content-type"].startswith("application/vnd.oai.openapi+json")
+    assert root.json()["info"]["title"] == "edge-appliance"
+    assert swagger.status_code == 404
+
+
 def request_schema(document: dict[str, Any], method: str, path: str) -> dict:
     """Return the JSON schema of an operation's request body."""
     body = document["paths"][path][method]["requestBody"]

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from appliance.cli import main
-from appliance.monitoring import AlertCandidate, MonitoringStore, batch_drift
+from appliance.monitoring import (
+    AlertCandidate,
+    DriftEvent,
+    MonitoringStore,
+    batch_drift,
+)
 
 T0 = datetime(2013, 4, 1, tzinfo=timezone.utc)
 
@@ -54,6 +59,22 @@ def test_drift_command_latest_and_history(config_file, tmp_path, capsys) -> None
     assert len(output["history"]) == 1
     assert output["history"][0]["features"] == 2
     assert output["history"][0]["drifted"] == []
+
+
+def test_drift_command_says_events_cut(config_file, tmp_path, capsys) -> None:
+    events = [DriftEvent("feature", "x", "distribution", i * 1000) for i in range(3)]
+    with MonitoringStore(tmp_path / "home") as store:
+        store.record_events("m", events, T0)
+
+    status = main(["--config", str(config_file), "drift", "m", "--events", "2"])
+    text = capsys.readouterr().out
+    main(["--config", str(config_file), "drift", "m", "--events", "2", "--json"])
+    output = json.loads(capsys.readouterr().out)
+
+    assert status == 0
+    assert "streaming detections, newest 2 of 3 (--events N shows more):" in text
+    assert [event["position"] for event in output["events"]] == [2000, 1000]
+    assert output["events_total"] == 3
 
 
 def test_drift_command_unknown_model(config_file, capsys) -> None:

@@ -145,6 +145,32 @@ def test_bad_column_name_rejected(tmp_path: Path, key: str, problem: str) -> Non
     assert buffer.buffered("events") == (0, 0)
 
 
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("version", " by the lake layout (lake/DATASET/version=ID), in any case"),
+        ("Version", " by the lake layout (lake/DATASET/version=ID), in any case"),
+        (
+            "_File",
+            ", in any case, because the ingest adds columns '_file' and '_record' "
+            "to the rows it reads",
+        ),
+    ],
+)
+def test_reserved_column_name_rejected(tmp_path: Path, key: str, reason: str) -> None:
+    buffer = IngestBuffer(write_config(tmp_path))
+
+    with pytest.raises(RequestError) as raised:
+        buffer.append("events", [{"id": 1}, {"id": 2, key: "x"}])
+
+    assert str(raised.value) == (
+        f"row 1 sent to dataset 'events': the column name {key!r} is reserved"
+        f"{reason}; rename that column"
+    )
+    assert raised.value.detail["row"] == 1
+    assert buffer.buffered("events") == (0, 0)
+
+
 def test_flush_appends_versions(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     buffer = IngestBuffer(config)

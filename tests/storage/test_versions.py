@@ -247,7 +247,8 @@ def test_first_version_becomes_contract(
 
     assert result.warnings == [
         "new column 'extra' of type BIGINT",
-        "column 'id' was BIGINT, the file has VARCHAR; values are converted to BIGINT",
+        "column 'id' is BIGINT in the contract and VARCHAR in the file; values "
+        "are converted to BIGINT, and a value that does not convert is quarantined",
         "missing column 'name'; its values are read as missing",
     ]
     assert result.quarantined == 1

@@ -1,0 +1,178 @@
+"""Ingest never changes a value by a lenient cast to the column's type.
+
+DuckDB casts ``2.5`` to the BIGINT 3, ``0x10`` to 16, ``2024-01-01 10:00``
+to a DATE without its time and ``10:00+05`` to a TIMESTAMP without its
+offset. These tests put such values past the CSV sniffer's first rows, where
+the typed read used to store them changed, and into declared columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from appliance.config import ColumnRule, ContractConfig, DatasetConfig
+from appliance.storage import Catalog, IngestResult, ingest, list_quarantine, scan_sql
+
+WriteFile = Callable[[str, bytes | str], Path]
+_SNIFFED_ROWS = 5000
+"""Rows before the odd value: more than the 2,048 rows the sniffer reads."""
+
+
+def rows_of(catalog: Catalog, result: IngestResult) -> list[tuple]:
+    return catalog.db.execute(scan_sql(result.version)).fetchall()
+
+
+def late_value_csv(write_file: WriteFile, name: str, first: str, late: str) -> Path:
+    lines = [f"{i},{first}\n" for i in range(_SNIFFED_ROWS)]
+    return write_file(name, "id,v\n" + "".join(lines) + f"{_SNIFFED_ROWS},{late}\n")
+
+
+def test_late_fraction_kept_as_double(catalog: Catalog, write_file: WriteFile) -> None:
+    path = late_value_csv(write_file, "frac.csv", "7", "2.5")
+
+    result = ingest(catalog, "frac", [path])
+
+    assert result.version.schema["v"] == "DOUBLE"
+    assert rows_of(catalog, result)[-1] == (_SNIFFED_ROWS, 2.5)
+
+
+def test_late_hex_kept_as_text(catalog: Catalog, write_file: WriteFile) -> None:
+    path = late_value_csv(write_file, "hex.csv", "7", "0x10")
+
+    result = ingest(catalog, "hex", [path])
+
+    assert result.version.schema["v"] == "VARCHAR"
+    assert rows_of(catalog, result)[-1] == (_SNIFFED_ROWS, "0x10")
+
+
+def test_late_time_kept_in_date_column(catalog: Catalog, write_file: WriteFile) -> None:
+    path = late_value_csv(write_file, "when.csv", "2024-01-01", "2024-01-02 10:30:00")
+
+    result = ingest(catalog, "when", [path])
+
+    assert result.version.schema["v"] == "TIMESTAMP"
+    rows = rows_of(catalog, result)
+    assert rows[0] == (0, dt.datetime(2024, 1, 1))
+    assert rows[-1] == (_SNIFFED_ROWS, dt.datetime(2024, 1, 2, 10, 30))
+
+
+def test_late_offset_kept_in_timestamp_column(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = late_value_csv(
+        write_file, "zone.csv", "2024-01-01 10:00:00", "2024-01-01 10:00:00+05"
+    )
+
+    result = ingest(catalog, "zone", [path])
+
+    assert result.version.schema["v"] == "TIMESTAMPTZ"
+    last = rows_of(catalog, result)[-1][1]
+    assert last == dt.datetime(2024, 1, 1, 5, tzinfo=dt.timezone.utc)
+
+
+def test_exact_integers_stay_typed(catalog: Catalog, write_file: WriteFile) -> None:
+    path = late_value_csv(write_file, "ints.csv", "-3", " +12 ")
+
+    result = ingest(catalog, "ints", [path])
+
+    assert result.version.schema["v"] == "BIGINT"
+    assert rows_of(catalog, result)[-1] == (_SNIFFED_ROWS, 12)
+
+
+def test_declared_types_quarantine_changed_values(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file(
+        "m.csv",
+        "n,d,t\n"
+        "1,2024-01-01,2024-01-01 10:00:00\n"
+        "2.5,2024-01-02,2024-01-01 11:00:00\n"
+        "0x10,2024-01-03 13:00:00,2024-01-01 12:00:00\n"
+        "4,2024-01-04,2024-01-01 10:00:00+05\n",
+    )
+    contract = ContractConfig(
+        columns={
+            "n": ColumnRule(type="BIGINT"),
+            "d": ColumnRule(type="DATE"),
+            "t": ColumnRule(type="TIMESTAMP"),
+        }
+    )
+
+    result = ingest(
+        catalog, "m", [path], settings=DatasetConfig("m", contract=contract)
+    )
+
+    rows = list_quarantine(catalog, "m", result.version.version)
+    found = [(row.line, row.column, row.value) for row in rows]
+    assert found == [
+        (3, "n", "2.5"),
+        (4, "d", "2024-01-03 13:00:00"),
+        (4, "n", "0x10"),
+        (5, "t", "2024-01-01 10:00:00+05"),
+    ]
+    assert rows[0].reason == 'value "2.5" is not a valid BIGINT'
+    assert rows[1].reason.startswith(
+        'value "2024-01-03 13:00:00" is not a valid DATE; write it as an ISO 8601 '
+        "date without a time"
+    )
+    assert rows[3].reason.startswith(
+        'value "2024-01-01 10:00:00+05" is not a valid TIMESTAMP; write it in '
+        "ISO 8601 without a UTC offset"
+    )
+    assert rows_of(catalog, result) == [
+        (1, dt.date(2024, 1, 1), dt.datetime(2024, 1, 1, 10))
+    ]
+
+
+def test_declared_date_keeps_loose_dates(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("d.csv", "d\n 2024-01-02 \n2024-1-3\n")
+    contract = ContractConfig(columns={"d": ColumnRule(type="DATE")})
+
+    result = ingest(
+        catalog, "d", [path], settings=DatasetConfig("d", contract=contract)
+    )
+
+    assert result.quarantined == 0
+    assert rows_of(catalog, result) == [(dt.date(2024, 1, 2),), (dt.date(2024, 1, 3),)]
+
+
+def test_declared_integer_quarantines_json_fraction(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    lines = [{"n": 1, "d": "2024-01-01"}, {"n": 2.5, "d": "2024-01-02 13:00:00"}]
+    path = write_file("m.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    contract = ContractConfig(
+        columns={"n": ColumnRule(type="BIGINT"), "d": ColumnRule(type="DATE")}
+    )
+
+    result = ingest(
+        catalog, "j", [path], settings=DatasetConfig("j", contract=contract)
+    )
+
+    rows = list_quarantine(catalog, "j", result.version.version)
+    assert sorted((row.line, row.column) for row in rows) == [(2, "d"), (2, "n")]
+    assert rows_of(catalog, result) == [(1, dt.date(2024, 1, 1))]
+
+
+def test_declared_integer_quarantines_parquet_fraction(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    path = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"n": pa.array([1.0, 2.5, 3.0])}), path)
+    contract = ContractConfig(columns={"n": ColumnRule(type="BIGINT")})
+
+    result = ingest(
+        catalog, "p", [path], settings=DatasetConfig("p", contract=contract)
+    )
+
+    rows = list_quarantine(catalog, "p", result.version.version)
+    assert [(row.line, row.value) for row in rows] == [(2, "2.5")]
+    assert rows_of(catalog, result) == [(1,), (3,)]

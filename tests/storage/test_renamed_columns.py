@@ -1,0 +1,171 @@
+"""Column names that DuckDB would rename: repeated, empty, or equal but for case.
+
+DuckDB 2.0.1 renames the second of two names that differ only in case to
+``a_1`` and an empty Parquet name to ``C1``, and a Hive read takes any column
+spelt ``version`` in any case from the folder name. Each is rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from support import start_daemon, stop_daemon
+
+from appliance.errors import IngestError
+from appliance.storage import Catalog, ingest, list_versions, scan_sql
+
+WriteFile = Callable[[str, bytes | str], Path]
+
+
+def write_parquet(path: Path, names: list[str]) -> Path:
+    arrays = [pa.array([index]) for index in range(len(names))]
+    pq.write_table(pa.Table.from_arrays(arrays, names=names), path)
+    return path
+
+
+def test_csv_case_clash_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("case.csv", "ID,name,id\n1,a,2\n")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "case", [path])
+
+    assert str(raised.value) == (
+        f"{path}, line 1: column names 'ID' and 'id' in columns 1 and 3 differ "
+        "only in case, and DuckDB does not tell them apart; rename one of them"
+    )
+
+
+def test_parquet_repeated_name_rejected(catalog: Catalog, tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "dup.parquet", ["a", "b", "a"])
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "dup", [path])
+
+    assert str(raised.value) == (
+        f"{path}: duplicate column name 'a' in Parquet columns 1 and 3; give each "
+        "column a distinct name"
+    )
+
+
+def test_parquet_case_clash_rejected(catalog: Catalog, tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "case.parquet", ["Id", "id"])
+
+    with pytest.raises(IngestError, match=r"column names 'Id' and 'id' in Parquet"):
+        ingest(catalog, "case", [path])
+
+
+def test_parquet_empty_name_rejected(catalog: Catalog, tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "empty.parquet", ["a", ""])
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "empty", [path])
+
+    assert str(raised.value) == (
+        f"{path}: column 2 of the Parquet schema has an empty name; name every "
+        "column before ingesting"
+    )
+
+
+def test_json_case_clash_names_line(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("case.jsonl", '{"temp": 1}\n\n{"Temp": 2}\n')
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "case", [path])
+
+    assert str(raised.value) == (
+        f"{path}, line 3: key 'Temp' and key 'temp' differ only in case, and "
+        "DuckDB does not tell them apart; use one spelling in every line"
+    )
+
+
+def test_json_numbered_name_accepted(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("numbered.jsonl", '{"a": 1, "a_1": 2}\n')
+
+    result = ingest(catalog, "numbered", [path])
+
+    assert list(result.version.schema) == ["a", "a_1"]
+
+
+def test_non_ascii_case_accepted(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("accents.csv", "É,é\n1,2\n")
+
+    result = ingest(catalog, "accents", [path])
+
+    assert list(result.version.schema) == ["É", "é"]
+    rows = catalog.db.execute(scan_sql(result.version)).fetchall()
+    assert rows == [(1, 2)]
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("upper.csv", "id,Version\n1,x\n"), ("upper.jsonl", '{"id": 1, "VERSION": 2}\n')],
+)
+def test_version_any_case_rejected(
+    catalog: Catalog, write_file: WriteFile, name: str, text: str
+) -> None:
+    path = write_file(name, text)
+
+    with pytest.raises(IngestError, match=r"is reserved by the lake layout"):
+        ingest(catalog, "reserved", [path])
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("internal.csv", "_file,x\n7,9\n"),
+        ("internal.jsonl", '{"x": 9, "_record": 8}\n'),
+    ],
+)
+def test_internal_names_rejected(
+    catalog: Catalog, write_file: WriteFile, name: str, text: str
+) -> None:
+    path = write_file(name, text)
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "internal", [path])
+
+    column = "_file" if name.endswith(".csv") else "_record"
+    assert str(raised.value) == (
+        f"{path}: column {column!r} is reserved, in any case, because the ingest "
+        "adds columns '_file' and '_record' to the rows it reads; rename it "
+        "before ingesting"
+    )
+
+
+def test_internal_parquet_name_rejected(catalog: Catalog, tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "internal.parquet", ["x", "_Record"])
+
+    with pytest.raises(IngestError, match=r"column '_Record' is reserved"):
+        ingest(catalog, "internal", [path])
+
+
+def test_buffer_case_clash_422(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[storage]\nhome = "home"\n\n[datasets.sensors]\n')
+    home = tmp_path / "home"
+    rows = [{"id": 1, "temp": 20.5}, {"id": 2, "Temp": 21.0}]
+    daemon = start_daemon(path, home, tmp_path / "log")
+    try:
+        with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
+            rejected = client.post("/v1/datasets/sensors/rows", json={"rows": rows})
+            status = client.get("/v1/datasets/sensors/rows").json()
+    finally:
+        stop_daemon(daemon)
+
+    assert rejected.status_code == 422
+    body = rejected.json()
+    assert body["error"] == (
+        "row 1 sent to dataset 'sensors' has key 'Temp', which differs from key "
+        "'temp' only in case, and the ingest does not tell them apart; use one "
+        "spelling in every row"
+    )
+    assert body["row"] == 1
+    assert body["columns"] == ["temp", "Temp"]
+    assert status["buffered"] == 0
+    with Catalog(home) as catalog:
+        assert list_versions(catalog, "sensors") == []
