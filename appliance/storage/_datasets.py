@@ -105,7 +105,12 @@ def get_dataset_version(catalog: Catalog, reference: str) -> DatasetVersion:
     Raises:
         NotFoundError: No such dataset or version.
     """
-    dataset, _, version = reference.partition("@")
+    dataset, at, version = reference.partition("@")
+    if at and not version:
+        raise NotFoundError(
+            f"{reference!r} names no version after '@'; give {dataset}@VERSION, "
+            f"or {dataset} for the latest version"
+        )
     if not version:
         found = latest_version(catalog, dataset)
         assert found is not None
@@ -116,7 +121,11 @@ def get_dataset_version(catalog: Catalog, reference: str) -> DatasetVersion:
         [dataset, version],
     ).fetchall()
     if len(rows) != 1:
-        known = ", ".join(v.version for v in list_versions(catalog, dataset)) or "none"
+        versions = list_versions(catalog, dataset)
+        if not versions:
+            # Raises the error for a dataset without versions.
+            latest_version(catalog, dataset)
+        known = ", ".join(v.version for v in versions)
         problem = "matches several versions" if rows else "is not a version"
         removed = None if rows else _removed_at(catalog, dataset, version)
         if removed is not None:

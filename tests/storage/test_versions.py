@@ -343,6 +343,20 @@ def test_version_reference_by_prefix(catalog: Catalog, write_file: WriteFile) ->
         get_dataset_version(catalog, "d@zzz")
 
 
+def test_version_reference_empty_after_at(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ingest(catalog, "d", [write_file("a.csv", "x\n1\n")])
+
+    with pytest.raises(NotFoundError, match="'d@' names no version after '@'"):
+        get_dataset_version(catalog, "d@")
+
+
+def test_version_reference_unknown_dataset(catalog: Catalog) -> None:
+    with pytest.raises(NotFoundError, match="dataset 'semi' has no version"):
+        get_dataset_version(catalog, "semi@abc")
+
+
 def test_damaged_catalog_named(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
