@@ -520,6 +520,16 @@ def test_cli_predict_unknown_model(cli, trained: TrainedHome, tmp_path: Path) ->
             "model 'nope' is not declared in [models] and has no registered "
             f"version; known models: {', '.join(sorted(MODELS))}",
         ),
+        (
+            ["models", "promote", "nope", "1"],
+            "model 'nope' is not declared in [models] and has no registered "
+            f"version; known models: {', '.join(sorted(MODELS))}",
+        ),
+        (
+            ["models", "rollback", "nope"],
+            "model 'nope' is not declared in [models] and has no registered "
+            f"version; known models: {', '.join(sorted(MODELS))}",
+        ),
     ],
 )
 def test_cli_unknown_name_exits(

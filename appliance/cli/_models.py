@@ -213,6 +213,7 @@ def _list(config: Config, args: argparse.Namespace) -> None:
 def _promote(config: Config, args: argparse.Namespace) -> None:
     from appliance.registry import promote
 
+    check_model_known(config, args.name)
     body = {
         "version": args.version,
         "alias": args.alias,
@@ -225,6 +226,7 @@ def _promote(config: Config, args: argparse.Namespace) -> None:
 def _rollback(config: Config, args: argparse.Namespace) -> None:
     from appliance.registry import rollback
 
+    check_model_known(config, args.name)
     body = {
         "alias": args.alias,
         "actor": args.by or getpass.getuser(),
@@ -267,6 +269,7 @@ def _card(config: Config, args: argparse.Namespace) -> None:
     from appliance.registry import card_html, write_card
 
     name, reference = _split_reference(args.reference)
+    check_model_known(config, name)
     page = registry_read(
         config,
         f"/models/{name}/card",
@@ -284,6 +287,7 @@ def _export(config: Config, args: argparse.Namespace) -> None:
     from appliance.registry import export_version, resolve, version_from_record
 
     name, reference = _split_reference(args.reference)
+    check_model_known(config, name)
     record = registry_read(
         config,
         f"/models/{name}/resolve",
