@@ -157,3 +157,28 @@ def test_lightgbm_list_value_checked_by_fit(tmp_path: Path) -> None:
     text = MODEL.format(algorithm="lightgbm", params="monotone_constraints = [1, 1, 1]")
     with pytest.raises(TrainingError, match="^fitting model 'm' failed: "):
         train_on(tmp_path, DATA, text)
+
+
+@pytest.mark.parametrize("key", ["n_estimators", "num_iterations"])
+def test_rounds_probe_fits_one_round(key: str) -> None:
+    import time
+
+    from lightgbm import LGBMClassifier
+
+    from appliance.config import ModelConfig
+    from appliance.training._params import check_params
+
+    cfg = ModelConfig(
+        name="m",
+        dataset="d",
+        target="y",
+        task="classification",
+        algorithm="lightgbm",
+        params={key: 1_000_000},
+    )
+    started = time.perf_counter()
+
+    check_params(cfg, LGBMClassifier, {key: 1_000_000}, 2)
+
+    # A million rounds on the probe's 20 rows would take minutes.
+    assert time.perf_counter() - started < 5.0
