@@ -182,3 +182,61 @@ def test_rounds_probe_fits_one_round(key: str) -> None:
 
     # A million rounds on the probe's 20 rows would take minutes.
     assert time.perf_counter() - started < 5.0
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "space", "expected"),
+    [
+        (
+            "lightgbm",
+            "num_leaves = [7, 1]",
+            "[models.m.search.space] num_leaves = 1 is invalid for lightgbm: it "
+            "must be an integer in the range (1, 131072]; fix the value in the "
+            "config file",
+        ),
+        (
+            "lightgbm",
+            "learning_rate = {low = 0.0, high = 0.3}",
+            "[models.m.search.space] learning_rate = 0.0 is invalid for lightgbm: "
+            "it must be a number in the range (0, inf); fix the value in the "
+            "config file",
+        ),
+        (
+            "random_forest",
+            "max_depht = [3, 5]",
+            "[models.m.search.space] max_depht is not a parameter of "
+            "RandomForestClassifier; did you mean 'max_depth'? known parameters: ",
+        ),
+        (
+            "logistic_regression",
+            "C = {low = 0.0, high = 1.0}",
+            "[models.m.search.space] C = 0.0 is invalid for logistic_regression: "
+            "it must be a number in the range (0, inf)",
+        ),
+    ],
+)
+def test_search_space_checked_at_load(
+    tmp_path: Path, algorithm: str, space: str, expected: str
+) -> None:
+    text = MODEL.format(algorithm=algorithm, params="")
+    text += f'[models.m.search]\nmethod = "random"\n[models.m.search.space]\n{space}\n'
+
+    with pytest.raises(ConfigError) as raised:
+        train_on(tmp_path, DATA, text)
+
+    assert expected in str(raised.value)
+    assert not (tmp_path / "home" / "catalog.duckdb").exists()
+
+
+def test_valid_search_space_loads(tmp_path: Path) -> None:
+    from pipeline_support import write_config
+
+    from appliance.config import load_config
+
+    space = "num_leaves = [3, 7]\nlearning_rate = {low = 0.01, high = 0.3, log = true}"
+    text = MODEL.format(algorithm="lightgbm", params="")
+    text += f'[models.m.search]\nmethod = "random"\n[models.m.search.space]\n{space}\n'
+
+    config = load_config(write_config(tmp_path, text))
+
+    assert config.model("m").search is not None
