@@ -1,4 +1,4 @@
-"""Checks of ``[models.NAME.params]`` that run without scikit-learn or LightGBM.
+"""Checks of ``[models.NAME.params]`` and its search space, without the libraries.
 
 They run when the config loads, so a CLI command, ``appliance serve`` and a
 SIGHUP reload reject an unknown name or an invalid value before any training.
@@ -82,11 +82,20 @@ _KIND_NAMES = {
 }
 
 
-def check_params(model: str, algorithm: str, task: str, params: dict) -> None:
+def check_params(
+    model: str, algorithm: str, task: str, params: dict, table: str = "params"
+) -> None:
     """Reject an unknown name or an invalid value in a model's ``params``.
 
+    Args:
+        model: The model's name.
+        algorithm: The model's ``algorithm``.
+        task: The model's ``task``.
+        params: Parameter names and values.
+        table: The table of ``[models.NAME]`` named in messages.
+
     Raises:
-        ValueError: The message names ``[models.NAME.params] KEY``, the value
+        ValueError: The message names ``[models.NAME.TABLE] KEY``, the value
             and the allowed values, or lists the known names.
     """
     owner = CLASSES[(algorithm, task)]
@@ -98,7 +107,9 @@ def check_params(model: str, algorithm: str, task: str, params: dict) -> None:
         known.update(LIGHTGBM_PARAMS, LIGHTGBM_ALIASES)
     for key, value in params.items():
         if key not in known:
-            raise ValueError(_unknown(model, owner, key, known, sorted(listed)))
+            raise ValueError(
+                _unknown(f"{model}.{table}", owner, key, known, sorted(listed))
+            )
         if lightgbm:
             # Per-feature and per-class settings, such as monotone_constraints,
             # depend on the real columns and classes, so training checks them.
@@ -109,10 +120,29 @@ def check_params(model: str, algorithm: str, task: str, params: dict) -> None:
             rules = CONSTRAINTS[owner].get(key, [])
         if rules and not any(_satisfies(value, rule) for rule in rules):
             raise ValueError(
-                f"[models.{model}.params] {key} = {value!r} is invalid for "
+                f"[models.{model}.{table}] {key} = {value!r} is invalid for "
                 f"{algorithm}: it must be {describe(rules)}; fix the value in the "
                 "config file"
             )
+
+
+def check_search_space(
+    model: str, algorithm: str, task: str, space: dict[str, Any]
+) -> None:
+    """Reject a search-space name, or a listed value or range end, that
+    `check_params` rejects in ``params``.
+
+    Raises:
+        ValueError: The message names ``[models.NAME.search.space] KEY`` and
+            the value.
+    """
+    for key, values in space.items():
+        if isinstance(values, dict):
+            # An integer range draws both ends, and a real range comes as
+            # close to them as the sampler's precision allows.
+            values = [values["low"], values["high"]]
+        for value in values:
+            check_params(model, algorithm, task, {key: value}, "search.space")
 
 
 def describe(rules: list[Rule]) -> str:
@@ -124,7 +154,7 @@ def describe(rules: list[Rule]) -> str:
 
 
 def _unknown(
-    model: str, owner: str, key: str, known: set[str], listed: list[str]
+    table: str, owner: str, key: str, known: set[str], listed: list[str]
 ) -> str:
     import difflib
 
@@ -132,7 +162,7 @@ def _unknown(
     hint = f"did you mean {close[0]!r}? " if close else ""
     aliases = " (LightGBM also takes their aliases)" if owner.startswith("LGBM") else ""
     return (
-        f"[models.{model}.params] {key} is not a parameter of {owner}; {hint}"
+        f"[models.{table}] {key} is not a parameter of {owner}; {hint}"
         f"known parameters{aliases}: {', '.join(listed)}"
     )
 

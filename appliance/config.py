@@ -839,7 +839,7 @@ class ModelConfig:
     def _check_params(self) -> None:
         # Imported here, so that `python -m appliance.training._param_source`
         # can write the table even when the stored one does not import.
-        from appliance._param_checks import check_params
+        from appliance._param_checks import check_params, check_search_space
 
         rejected = _UNEXPORTABLE_PARAMS.get(self.algorithm, {})
         for key in self.params:
@@ -855,6 +855,8 @@ class ModelConfig:
                     f"use one of {', '.join(_LIGHTGBM_OBJECTIVES)}"
                 )
         check_params(self.name, self.algorithm, self.task, self.params)
+        if self.search is not None:
+            check_search_space(self.name, self.algorithm, self.task, self.search.space)
 
     def _check_checks(self) -> None:
         for column, bounds in self.checks.items():

@@ -321,8 +321,8 @@ async def run_retraining(state: DaemonState) -> AsyncIterator[None]:
     """Run the retraining service; resume the runs a stop interrupted.
 
     Drift alarms of the streaming monitors start retraining decisions. At exit
-    a running job gets a short while to finish; one still running is resumed
-    at the next start.
+    a running job stops at its next stop check, within a short wait, and is
+    resumed at the next start.
     """
     from appliance.retraining import RetrainService
 

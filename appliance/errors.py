@@ -18,6 +18,10 @@ caller can catch one family and show its message. The tree::
     ├── DaemonRunningError   another daemon already holds the home
     └── DaemonError          the running daemon cannot be reached or failed
 
+`TrainingStopped` is outside the tree. It derives from `BaseException`, like
+`KeyboardInterrupt`, so that it passes the ``except Exception`` handlers
+between the stop check and the training's caller.
+
 Messages are one or two sentences that name the thing at fault and, where
 there is one, the fix. A value from a request or a file is shown with `shown`,
 so a huge value cannot flood a response or the log.
@@ -137,3 +141,11 @@ class DaemonError(ApplianceError):
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
+
+
+class TrainingStopped(BaseException):
+    """A training that ended early because its stop event was set.
+
+    Not an `Exception`, so that scikit-learn's search, which records a
+    candidate's `Exception` as an unscored trial and goes on, lets it through.
+    """

@@ -4,7 +4,7 @@ A URL may carry credentials as ``http://USER:PASSWORD@HOST/...``. They are
 sent as HTTP basic authentication, because many receivers (reverse proxies,
 small alert relays) take it and the URL is the only webhook setting. Rejecting
 them would leave such a receiver out of reach. Logs show the URL with its
-credentials and query values masked.
+credentials, query values and path after the first segment masked.
 """
 
 from __future__ import annotations
@@ -67,13 +67,18 @@ def send_webhook(
 
 
 def redact_url(url: str) -> str:
-    """Return `url` with its user, password and query values replaced by ``***``.
+    """Return `url` as logged: scheme, host, port and the first path segment.
 
-    NOTE: the path is kept, so a receiver that takes its secret in the path
-    (such as ``/services/T0/B0/SECRET``) still has it logged.
+    The user and password, the query values and every path segment after the
+    first are replaced by ``***``, and the fragment is left out. Some receivers
+    take their secret in the later segments of the path, as in
+    ``/services/T0/B0/SECRET``.
 
-    >>> redact_url("http://alice:pw@127.0.0.1:8080/hook?token=abc&x=1#top")
-    'http://***@127.0.0.1:8080/hook?token=***&x=***'
+    NOTE: a secret in the first path segment (``/SECRET``) is still logged,
+    because that segment is kept to tell receivers on one host apart.
+
+    >>> redact_url("http://alice:pw@127.0.0.1:8080/hooks/T0/abc?token=abc&x=1#top")
+    'http://***@127.0.0.1:8080/hooks/***?token=***&x=***'
     """
     parts = urllib.parse.urlsplit(url)
     netloc = parts.netloc
@@ -83,7 +88,22 @@ def redact_url(url: str) -> str:
         f"{key}=***"
         for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    path = _masked_path(parts.path)
+    return urllib.parse.urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
+def _masked_path(path: str) -> str:
+    """Return `path` with every segment after the first replaced by one ``***``.
+
+    >>> _masked_path("/services/T0/B0/SECRET")
+    '/services/***'
+    >>> _masked_path("/hook/")
+    '/hook/'
+    """
+    first, _, rest = path.lstrip("/").partition("/")
+    if not rest:
+        return path
+    return f"/{first}/***"
 
 
 def _split_credentials(url: str) -> tuple[str, dict[str, str]]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from appliance.config import Config, ModelConfig
-from appliance.errors import ExportError, TrainingError
+from appliance.errors import ExportError, TrainingError, TrainingStopped
 from appliance.monitoring import (
     Decision,
     MonitoringStore,
@@ -147,6 +148,7 @@ def train_challenger(
     champion: OnnxModel | None,
     as_of: datetime,
     run_id: str,
+    stop: threading.Event | None = None,
 ) -> Outcome:
     """Train a challenger on the policy's window and score it against `champion`.
 
@@ -154,6 +156,11 @@ def train_challenger(
     `holdout_days` before `as_of`, or the model's own split when it has no
     `event_timestamp`. A challenger that wins is trained again on the whole
     window when `refit` is on.
+
+    Raises:
+        TrainingStopped: `stop` was set during a training, or before the
+            refit. A challenger registered before the refit stays registered
+            and unpromoted.
     """
     from appliance.training import TrainingWindow, train_model
 
@@ -170,7 +177,7 @@ def train_challenger(
         "window": window.to_dict() if window is not None else None,
     }
     try:
-        result = train_model(config, name, catalog, window, tags)
+        result = train_model(config, name, catalog, window, tags, stop)
     except ExportError as exc:
         return Outcome(
             "rejected", f"challenger failed the ONNX export or parity check: {exc}"
@@ -207,7 +214,12 @@ def train_challenger(
         detail,
     )
     if promotion.act and policy.refit and window is not None:
-        _refit(catalog, config, name, window, tags, outcome)
+        if stop is not None and stop.is_set():
+            raise TrainingStopped(
+                f"training stopped before the refit of challenger version "
+                f"{version.version}"
+            )
+        _refit(catalog, config, name, window, tags, outcome, stop)
     return outcome
 
 
@@ -257,13 +269,15 @@ def _refit(
     window: Any,
     tags: dict[str, str],
     outcome: Outcome,
+    stop: threading.Event | None,
 ) -> None:
     """Train the winner again on the whole window; keep the challenger on failure."""
     from appliance.training import train_model
 
     refit_window = dataclasses.replace(window, refit=True)
+    refit_tags = {**tags, "refit": "1"}
     try:
-        refit = train_model(config, name, catalog, refit_window, {**tags, "refit": "1"})
+        refit = train_model(config, name, catalog, refit_window, refit_tags, stop)
     except (TrainingError, ExportError) as exc:
         outcome.detail["refit_error"] = str(exc)
         outcome.reason += f"; refit failed, so the challenger serves: {exc}"

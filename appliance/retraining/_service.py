@@ -8,11 +8,15 @@ count of new labels apply, and each is recorded in the monitoring store's
 ``retrain_runs``: skips, runs and their outcome.
 
 A run is recorded as ``running`` before it trains. Once the daemon stops, no
-new run starts. A stop waits `stop_wait_seconds` for a run, because the
-training runs in a daemon thread that cannot be cancelled, and then records a
-run still training as ``interrupted``. A killed daemon leaves the ``running``
-record, and the next start marks it ``interrupted``. Either way the next start
-runs it again once, with the same trigger and time, without deciding again.
+new run starts, and a run that trains ends at its next stop check (between
+steps, folds, search candidates and LightGBM boosting iterations) and is
+recorded as ``interrupted``. Its training run is recorded as failed, and no
+version is left half registered. A stop waits `stop_wait_seconds` for that,
+because a step without a check, such as the ONNX export, runs to its end. A
+run still training after that wait is recorded as ``interrupted`` too. A
+killed daemon leaves the ``running`` record, and the next start marks it
+``interrupted``. Either way the next start runs it again once, with the same
+trigger and time, without deciding again.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from appliance.errors import DaemonError, JobRunningError
+from appliance.errors import DaemonError, JobRunningError, TrainingStopped
 from appliance.monitoring import MonitoringStore, RetrainRecord
 from appliance.registry import promote
 from appliance.retraining._job import (
@@ -125,6 +129,9 @@ class RetrainService:
             for model, record in self._running.items()
             if self._tasks.get(model) in pending
         ]
+        # NOTE: a training thread still running here keeps its catalog cursor.
+        # Inside a DuckDB call when the catalog closes or the interpreter exits,
+        # it fails the close or aborts the process with SIGABRT.
         for task in pending:
             task.cancel()
         for record, training in stopped:
@@ -352,13 +359,14 @@ class RetrainService:
                     self._finishing.add(model)
                     if outcome.promoted_version is not None:
                         await self._promote(model, outcome)
-            except _Stopped:
+            except TrainingStopped as exc:
                 await asyncio.to_thread(_update, self.home, _interrupted(record))
                 logger.warning(
-                    "retraining interrupted before training model=%s id=%s; run "
-                    "again at the next start",
+                    "retraining interrupted model=%s id=%s step=%r; run again at "
+                    "the next start",
                     model,
                     record.id,
+                    str(exc),
                 )
                 return
             except Exception as exc:
@@ -383,11 +391,9 @@ class RetrainService:
         """Flush the dataset's buffer, keep the served version as champion, train."""
         config = self.state.config
         cfg = config.model(record.model)
-        if self._stopping.is_set():
-            raise _Stopped()
+        self._check_stopping("before flushing the dataset's buffer")
         self.state.ingest.flush(cfg.dataset)
-        if self._stopping.is_set():
-            raise _Stopped()
+        self._check_stopping("before training")
         champion = self.state.models.models.get(record.model)
         view = self.state.catalog.cursor()
         try:
@@ -395,10 +401,20 @@ class RetrainService:
                 pin_champion(view, record.model, champion.version)
             assert record.as_of is not None and record.id is not None
             return train_challenger(
-                view, config, record.model, champion, record.as_of, record.id
+                view,
+                config,
+                record.model,
+                champion,
+                record.as_of,
+                record.id,
+                self._stopping,
             )
         finally:
             view.close()
+
+    def _check_stopping(self, where: str) -> None:
+        if self._stopping.is_set():
+            raise TrainingStopped(f"training stopped {where}")
 
     async def _promote(self, model: str, outcome: Outcome) -> None:
         threads = session_threads(self.state.config.server)
@@ -592,10 +608,6 @@ def _finished(record: RetrainRecord, outcome: Outcome) -> RetrainRecord:
             "detail": {**(record.detail or {}), **outcome.detail},
         }
     )
-
-
-class _Stopped(Exception):
-    """The daemon began to stop before a run started training."""
 
 
 def _interrupted(record: RetrainRecord, resume_later: bool = True) -> RetrainRecord:

@@ -100,7 +100,9 @@ def _check_lightgbm_values(
     """Fit a one-round model on a few synthetic rows with each value alone.
 
     LightGBM checks its parameters in C++ only when it builds a booster. Each
-    probe takes a few milliseconds, and a failing probe names its key.
+    probe takes a few milliseconds, and a failing probe names its key. A probe
+    of the number of rounds keeps its value and ends after the first round, so
+    ``n_estimators = 200000`` does not train 200000 rounds twice.
     """
     from lightgbm.basic import LightGBMError
 
@@ -115,12 +117,22 @@ def _check_lightgbm_values(
             # depend on the real columns and classes, so the real fit checks them.
             continue
         probe = {"verbose": -1, key: value}
-        if key not in rounds:
+        callbacks = []
+        if key in rounds:
+            callbacks.append(_end_after_first_round)
+        else:
             probe["n_estimators"] = 1
         try:
-            cls(**probe).fit(x, y)
+            cls(**probe).fit(x, y, callbacks=callbacks)
         except (LightGBMError, ValueError, TypeError) as exc:
             raise _invalid(cfg, key, _SOURCE_PLACE.sub("", str(exc))) from None
+
+
+def _end_after_first_round(env: Any) -> None:
+    """End a LightGBM training after its first round, as early stopping does."""
+    from lightgbm.callback import EarlyStopException
+
+    raise EarlyStopException(env.iteration, env.evaluation_result_list)
 
 
 def _invalid(cfg: ModelConfig, key: str, message: str) -> TrainingError:

@@ -26,6 +26,7 @@ from sklearn.pipeline import Pipeline
 from appliance.config import LOWER_IS_BETTER, CVConfig, SearchConfig
 from appliance.errors import TrainingError
 from appliance.training._metrics import from_score, scorer_name
+from appliance.training._stop import StopCheck
 from appliance.training._validation import splitter
 
 logger = logging.getLogger(__name__)
@@ -66,13 +67,20 @@ class SearchOutcome:
 
 
 class DeadlineCheck(TransformerMixin, BaseEstimator):  # type: ignore[misc]
-    """Pass-through step whose `fit` raises once `deadline` (epoch seconds) passed."""
+    """Pass-through step whose `fit` raises once `deadline` (epoch seconds)
+    passed or `stop` is set."""
 
-    def __init__(self, deadline: float | None = None) -> None:
+    def __init__(
+        self, deadline: float | None = None, stop: StopCheck | None = None
+    ) -> None:
         self.deadline = deadline
+        self.stop = stop
 
     def fit(self, x: Any, y: Any = None) -> DeadlineCheck:
-        """Raise `TimeoutError` after the deadline, else do nothing."""
+        """Raise `TimeoutError` after the deadline, `TrainingStopped` once
+        `stop` is set, else do nothing."""
+        if self.stop is not None:
+            self.stop("before a search candidate's fit")
         if self.deadline is not None and time.time() > self.deadline:
             raise TimeoutError(_BUDGET_MESSAGE)
         return self
@@ -91,12 +99,18 @@ def search(
     metric: str,
     n_classes: int | None,
     seed: int,
+    stop: StopCheck | None = None,
+    fit_params: dict[str, Any] | None = None,
 ) -> SearchOutcome:
     """Run the search that `config` declares and return every trial.
+
+    `stop` is checked before each candidate's fit on each fold, and
+    `fit_params` go to each of those fits.
 
     Raises:
         TrainingError: No candidate was scored, the metric does not fit the
             target, or a parameter is not accepted by the estimator.
+        TrainingStopped: `stop` was set.
     """
     try:
         scoring = scorer_name(metric, n_classes)
@@ -104,12 +118,13 @@ def search(
         raise TrainingError(str(exc)) from None
     started = time.time()
     deadline = None if config.max_seconds is None else started + config.max_seconds
-    budgeted = Pipeline([("deadline", DeadlineCheck(deadline)), *pipeline.steps])
+    check = DeadlineCheck(deadline, stop)
+    budgeted = Pipeline([("deadline", check), *pipeline.steps])
     searcher = _searcher(budgeted, config, splitter(cv, seed), scoring, seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            searcher.fit(x, y)
+            searcher.fit(x, y, **(fit_params or {}))
         except ValueError as exc:
             raise TrainingError(f"hyperparameter search failed: {exc}") from exc
     seconds = time.time() - started
@@ -153,6 +168,8 @@ def _searcher(
     if config.method == "random" or (config.method == "halving" and ranges):
         space = {_PREFIX + k: _distribution(v) for k, v in config.space.items()}
         if config.method == "random":
+            # NOTE: the search draws all max_trials candidates before its first
+            # fit, without a stop check: 100000 took 8 s on a shared 2-core host.
             return RandomizedSearchCV(
                 pipeline, space, n_iter=config.max_trials, random_state=seed, **common
             )

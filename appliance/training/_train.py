@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from appliance.config import Config, FeatureViewConfig, ModelConfig
-from appliance.errors import ExportError, TrainingError
+from appliance.errors import ExportError, TrainingError, TrainingStopped
 from appliance.serving import OnnxModel
 from appliance.storage import (
     Catalog,
@@ -51,6 +52,7 @@ from appliance.training._pipeline import (
     fit_errors,
 )
 from appliance.training._search import SearchOutcome, search
+from appliance.training._stop import StopCheck
 from appliance.training._validation import cross_validate, summarize
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ def train_model(
     catalog: Catalog | None = None,
     window: TrainingWindow | None = None,
     tags: dict[str, str] | None = None,
+    stop: threading.Event | None = None,
 ) -> TrainResult:
     """Train model `name` on the latest version of its dataset and register it.
 
@@ -99,19 +102,26 @@ def train_model(
         window: Rows and holdout by event time, in place of the model's
             ``where`` and ``split``, as the retraining job uses them.
         tags: Labels added to the run's tags.
+        stop: Event that ends the training early once set, such as at a
+            daemon stop. It is checked between steps, folds, search candidates
+            and LightGBM boosting iterations, and never after the version is
+            registered.
 
     Raises:
         TrainingError: The data cannot train this model.
         ExportError: The pipeline cannot be exported, or ONNX and native
             outputs differ by more than `PARITY_TOLERANCE`.
+        TrainingStopped: `stop` was set before the version was registered.
+            The run is recorded as failed, and no version is registered.
     """
     cfg = config.model(name)
     if tags:
         cfg = dataclasses.replace(cfg, tags={**cfg.tags, **tags})
+    check = StopCheck(stop)
     if catalog is not None:
-        return _recorded_train(catalog, cfg, config.feature_views, window)
+        return _recorded_train(catalog, cfg, config.feature_views, window, check)
     with Catalog(config.storage.home) as opened:
-        return _recorded_train(opened, cfg, config.feature_views, window)
+        return _recorded_train(opened, cfg, config.feature_views, window, check)
 
 
 def _recorded_train(
@@ -119,6 +129,7 @@ def _recorded_train(
     cfg: ModelConfig,
     views: dict[str, FeatureViewConfig],
     window: TrainingWindow | None,
+    stop: StopCheck,
 ) -> TrainResult:
     run_id = start_run(
         catalog,
@@ -131,7 +142,7 @@ def _recorded_train(
         packages=package_versions(),
     )
     try:
-        return _train(catalog, cfg, run_id, views, window)
+        return _train(catalog, cfg, run_id, views, window, stop)
     except BaseException as exc:
         fail_run(catalog, run_id, _error_text(exc))
         raise
@@ -143,9 +154,11 @@ def _train(
     run_id: str,
     views: dict[str, FeatureViewConfig],
     window: TrainingWindow | None,
+    stop: StopCheck,
 ) -> TrainResult:
     started = time.perf_counter()
     frame = load_frame(catalog, cfg, views, window)
+    stop("after reading the training frame")
     n_classes = len(frame.classes) if frame.classes else None
     estimator = estimator_class(cfg.task, cfg.algorithm)
     check_params(cfg, estimator, estimator_params(cfg), n_classes)
@@ -154,21 +167,30 @@ def _train(
     folds = None
     trials = 0
     if cfg.search is not None:
-        outcome = _search(catalog, cfg, frame, run_id)
+        outcome = _search(catalog, cfg, frame, run_id, stop)
         cfg = dataclasses.replace(cfg, params={**cfg.params, **outcome.best.params})
         folds, trials = outcome.best.folds, len(outcome.trials)
         metrics[f"search_best_{outcome.metric}"] = outcome.best.score
         metrics["search_trials"] = float(trials)
         metrics["search_seconds"] = outcome.seconds
     pipeline = build_pipeline(cfg, frame.numeric, frame.categorical)
+    fit_params = stop.fit_params(cfg.algorithm)
     if cfg.cv is not None and cfg.search is None:
         folds = cross_validate(
-            pipeline, frame.x_train, frame.y_train, cfg.cv, cfg.split.seed, n_classes
+            pipeline,
+            frame.x_train,
+            frame.y_train,
+            cfg.cv,
+            cfg.split.seed,
+            n_classes,
+            stop,
+            fit_params,
         )
         metrics.update(summarize(folds))
 
+    stop("before the final fit")
     try:
-        pipeline.fit(frame.x_train, frame.y_train)
+        pipeline.fit(frame.x_train, frame.y_train, **fit_params)
     except fit_errors(cfg) as exc:
         # Parameters valid one by one can still conflict with each other or
         # with the data.
@@ -183,8 +205,12 @@ def _train(
     if window is not None:
         schema["where"] = None
         schema["window"] = window.to_dict()
+    stop("before the ONNX export")
     onnx_bytes, difference = _export(catalog, cfg, pipeline, frame, schema, metrics)
     schema["parity"] = difference
+    # This is the last check, because the version is registered and its run
+    # finished as one unit.
+    stop("before registering the version")
     version = register_version(
         catalog, cfg.name, run_id, cfg.task, onnx_bytes, schema, difference
     )
@@ -221,7 +247,11 @@ def _train(
 
 
 def _search(
-    catalog: Catalog, cfg: ModelConfig, frame: TrainingFrame, run_id: str
+    catalog: Catalog,
+    cfg: ModelConfig,
+    frame: TrainingFrame,
+    run_id: str,
+    stop: StopCheck,
 ) -> SearchOutcome:
     """Run the declared search and record each candidate as a child run."""
     from appliance.config import CVConfig
@@ -236,6 +266,8 @@ def _search(
         cfg.primary_metric,
         len(frame.classes) if frame.classes else None,
         cfg.split.seed,
+        stop,
+        stop.fit_params(cfg.algorithm),
     )
     for trial in outcome.trials:
         # Not a new ModelConfig: its checks would reject the params of a failed
@@ -345,4 +377,6 @@ def _full_params(pipeline: Any, cfg: ModelConfig) -> dict[str, Any]:
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted: the training was stopped by the user (Ctrl-C)"
+    if isinstance(exc, TrainingStopped):
+        return f"interrupted: {exc}, on a stop request such as a daemon stop"
     return f"{type(exc).__name__}: {exc}"

@@ -10,6 +10,7 @@ import pandas as pd
 from appliance.config import CVConfig
 from appliance.errors import TrainingError
 from appliance.training._metrics import classification_metrics, regression_metrics
+from appliance.training._stop import StopCheck
 
 
 def splitter(cv: CVConfig, seed: int) -> Any:
@@ -34,15 +35,19 @@ def cross_validate(
     cv: CVConfig,
     seed: int,
     n_classes: int | None,
+    stop: StopCheck | None = None,
+    fit_params: dict[str, Any] | None = None,
 ) -> list[dict[str, float]]:
     """Fit a clone of `pipeline` per fold and return each fold's metrics.
 
     Each dictionary contains every metric of the task on the fold's validation
-    rows, plus ``rows_train`` and ``rows_validation``.
+    rows, plus ``rows_train`` and ``rows_validation``. `stop` is checked before
+    each fold, and `fit_params` go to each fold's fit.
 
     Raises:
         TrainingError: The rows cannot be split into `cv.folds` folds, or a fit
             fails.
+        TrainingStopped: `stop` was set.
     """
     from sklearn.base import clone
 
@@ -55,9 +60,11 @@ def cross_validate(
         ) from None
     folds = []
     for index, (train, valid) in enumerate(splits):
+        if stop is not None:
+            stop(f"before cross-validation fold {index}")
         fitted = clone(pipeline)
         try:
-            fitted.fit(x.iloc[train], y[train])
+            fitted.fit(x.iloc[train], y[train], **(fit_params or {}))
         except ValueError as exc:
             raise TrainingError(f"fitting fold {index} failed: {exc}") from exc
         scores = _fold_metrics(fitted, x.iloc[valid], y[valid], n_classes)

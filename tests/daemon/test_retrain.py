@@ -297,6 +297,65 @@ def test_retrain_stop_marks_interrupted(daemons: list, daemon_home: Path) -> Non
     assert "resume_at_start" not in after[1]["detail"]
 
 
+SLOW_FIT_ESTIMATORS = 200_000
+"""Boosting iterations of a fit that takes minutes, caught mid-training."""
+
+
+def wait_for_log(daemon: Daemon, text: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while text not in daemon.log():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not logged:\n{daemon.log()}")
+        time.sleep(0.1)
+
+
+def test_retrain_sigterm_stops_training(daemons: list, daemon_home: Path) -> None:
+    config = write_config(daemon_home.parent / "config.toml", daemon_home)
+    text = config.read_text(encoding="utf-8")
+    slow = f"n_estimators = {SLOW_FIT_ESTIMATORS}"
+    config.write_text(text.replace("n_estimators = 20", slow), encoding="utf-8")
+    daemon = Daemon(config, daemon_home, free_port())
+    daemons.append(daemon)
+    daemon.wait_ready()
+    started = httpx.post(
+        daemon.base + RETRAIN,
+        json={"force": True, "as_of": day(CHANGE_DAY).isoformat()},
+    )
+    wait_for_log(daemon, f"model={MODEL} kind=train")
+    # Reading the frame took under 0.1 s in daemon logs, so the fit is boosting.
+    time.sleep(2.0)
+    signalled = time.monotonic()
+    stopped = daemon.stop()
+    seconds = time.monotonic() - signalled
+    log = daemon.log()
+    stored = stored_history(daemon_home)
+    runs, versions = stored_runs(daemon_home)
+
+    assert started.status_code == 202, started.text
+    assert stopped == 0, log
+    # A stop that waited for the run instead takes stop_wait_seconds = 10.
+    assert seconds < 8.0, log
+    assert stored[0]["id"] == started.json()["id"]
+    assert stored[0]["outcome"] == "interrupted", log
+    assert stored[0]["detail"]["resume_at_start"] is True
+    assert "retraining interrupted model=shift" in log
+    assert "retraining still running at stop" not in log
+    assert versions == [1]
+    assert runs[0].status == "failed"
+    assert runs[0].error is not None
+    assert runs[0].error.startswith("interrupted: training stopped at boosting")
+
+
+def stored_runs(home: Path) -> tuple[list[Any], list[int]]:
+    """Return the runs of `MODEL`, newest first, and its registered versions."""
+    from appliance.storage import Catalog, list_models, list_runs
+
+    with Catalog(home, read_only=True) as catalog:
+        runs = list_runs(catalog, MODEL)
+        versions = [v.version for v in list_models(catalog, MODEL)]
+    return runs, versions
+
+
 def test_stopped_service_starts_no_retraining(daemon_home: Path) -> None:
     import asyncio
 

@@ -229,11 +229,35 @@ def test_webhook_credentials_basic_auth_masked(
     assert "abc123" not in caplog.text
 
 
-def test_redact_url_masks_credentials_and_query() -> None:
-    assert redact_url("https://u:p@h:8443/a/b?x=1&y=&z=3#frag") == (
-        "https://***@h:8443/a/b?x=***&y=***&z=***"
-    )
-    assert redact_url("http://127.0.0.1:9/hook") == "http://127.0.0.1:9/hook"
+def test_webhook_path_secret_masked(receiver, caplog: pytest.LogCaptureFixture) -> None:
+    url, handler = receiver
+    caplog.set_level(logging.INFO, logger="appliance.monitoring._webhook")
+
+    delivered = send_webhook(url + "/T0/B0/xoxb-s3cret", {"id": 4}, retries=0)
+
+    assert delivered is True
+    assert handler.requests[0][0] == "/alerts/T0/B0/xoxb-s3cret"
+    assert f"url={url}/*** " in caplog.records[0].getMessage()
+    assert "s3cret" not in caplog.text
+    assert "T0" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "logged"),
+    [
+        (
+            "https://u:p@h:8443/a/b?x=1&y=&z=3#frag",
+            "https://***@h:8443/a/***?x=***&y=***&z=***",
+        ),
+        ("http://127.0.0.1:9/hook", "http://127.0.0.1:9/hook"),
+        ("http://127.0.0.1:9/hook/", "http://127.0.0.1:9/hook/"),
+        ("http://h/services/T0/B0/SECRET", "http://h/services/***"),
+        ("http://h:80", "http://h:80"),
+        ("http://[::1]:9/a/b/", "http://[::1]:9/a/***"),
+    ],
+)
+def test_redact_url_masks_secrets(url: str, logged: str) -> None:
+    assert redact_url(url) == logged
 
 
 def test_webhook_unreachable_does_not_raise() -> None:
@@ -268,3 +292,14 @@ def test_stream_drift_alert_names_row() -> None:
         "streaming mean drift on loss 'loss' of model 'flights_late' at row 17 of "
         "the label stream"
     )
+
+
+def test_doctests_of_webhook_module() -> None:
+    import doctest
+
+    from appliance.monitoring import _webhook
+
+    result = doctest.testmod(_webhook)
+
+    assert result.attempted == 3
+    assert result.failed == 0

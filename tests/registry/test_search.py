@@ -140,13 +140,13 @@ def test_deadline_check_rejects_late_fit() -> None:
 
 
 def test_invalid_candidate_recorded_as_failed(trips: Callable[[str], Config]) -> None:
-    # The config checks params, not the search space, so num_leaves = 1 fails
-    # only its own candidate.
+    # The config has no rule for top_rate, so top_rate = 2.0 passes the load
+    # check, and LightGBM's own check fails only its candidate.
     config = trips(
         """
         [models.late.search]
         method = "grid"
-        space = {num_leaves = [1, 7]}
+        space = {top_rate = [2.0, 0.2]}
         """
     )
 
@@ -154,5 +154,5 @@ def test_invalid_candidate_recorded_as_failed(trips: Callable[[str], Config]) ->
 
     with Catalog(config.storage.home, read_only=True) as catalog:
         children = list_runs(catalog, parent_run_id=result.run_id)
-    status = {child.params["num_leaves"]: child.status for child in children}
-    assert status == {1: "failed", 7: "finished"}
+    status = {child.params["top_rate"]: child.status for child in children}
+    assert status == {2.0: "failed", 0.2: "finished"}

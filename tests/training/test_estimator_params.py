@@ -157,3 +157,86 @@ def test_lightgbm_list_value_checked_by_fit(tmp_path: Path) -> None:
     text = MODEL.format(algorithm="lightgbm", params="monotone_constraints = [1, 1, 1]")
     with pytest.raises(TrainingError, match="^fitting model 'm' failed: "):
         train_on(tmp_path, DATA, text)
+
+
+@pytest.mark.parametrize("key", ["n_estimators", "num_iterations"])
+def test_rounds_probe_fits_one_round(key: str) -> None:
+    import time
+
+    from lightgbm import LGBMClassifier
+
+    from appliance.config import ModelConfig
+    from appliance.training._params import check_params
+
+    cfg = ModelConfig(
+        name="m",
+        dataset="d",
+        target="y",
+        task="classification",
+        algorithm="lightgbm",
+        params={key: 1_000_000},
+    )
+    started = time.perf_counter()
+
+    check_params(cfg, LGBMClassifier, {key: 1_000_000}, 2)
+
+    # A million rounds on the probe's 20 rows would take minutes.
+    assert time.perf_counter() - started < 5.0
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "space", "expected"),
+    [
+        (
+            "lightgbm",
+            "num_leaves = [7, 1]",
+            "[models.m.search.space] num_leaves = 1 is invalid for lightgbm: it "
+            "must be an integer in the range (1, 131072]; fix the value in the "
+            "config file",
+        ),
+        (
+            "lightgbm",
+            "learning_rate = {low = 0.0, high = 0.3}",
+            "[models.m.search.space] learning_rate = 0.0 is invalid for lightgbm: "
+            "it must be a number in the range (0, inf); fix the value in the "
+            "config file",
+        ),
+        (
+            "random_forest",
+            "max_depht = [3, 5]",
+            "[models.m.search.space] max_depht is not a parameter of "
+            "RandomForestClassifier; did you mean 'max_depth'? known parameters: ",
+        ),
+        (
+            "logistic_regression",
+            "C = {low = 0.0, high = 1.0}",
+            "[models.m.search.space] C = 0.0 is invalid for logistic_regression: "
+            "it must be a number in the range (0, inf)",
+        ),
+    ],
+)
+def test_search_space_checked_at_load(
+    tmp_path: Path, algorithm: str, space: str, expected: str
+) -> None:
+    text = MODEL.format(algorithm=algorithm, params="")
+    text += f'[models.m.search]\nmethod = "random"\n[models.m.search.space]\n{space}\n'
+
+    with pytest.raises(ConfigError) as raised:
+        train_on(tmp_path, DATA, text)
+
+    assert expected in str(raised.value)
+    assert not (tmp_path / "home" / "catalog.duckdb").exists()
+
+
+def test_valid_search_space_loads(tmp_path: Path) -> None:
+    from pipeline_support import write_config
+
+    from appliance.config import load_config
+
+    space = "num_leaves = [3, 7]\nlearning_rate = {low = 0.01, high = 0.3, log = true}"
+    text = MODEL.format(algorithm="lightgbm", params="")
+    text += f'[models.m.search]\nmethod = "random"\n[models.m.search.space]\n{space}\n'
+
+    config = load_config(write_config(tmp_path, text))
+
+    assert config.model("m").search is not None
