@@ -324,12 +324,23 @@ def exact_text_sql(v: str, kind: str) -> str | None:
     """
     if kind in INTEGER_TYPES:
         return f"regexp_full_match({v}, '{_INTEGER}')"
+    # A cheap test passes the common forms first, and the pattern runs only on
+    # the rest (CASE evaluates each branch on its own rows).
     if kind == "DATE":
-        return f"regexp_full_match({v}, '{_DATE_TEXT}')"
+        plain = (
+            f"length({v}) = 10 AND {v}[1] BETWEEN '0' AND '9' "
+            f"AND {v}[5] = '-' AND {v}[8] = '-'"
+        )
+        match = f"regexp_full_match({v}, '{_DATE_TEXT}')"
+        return f"CASE WHEN {plain} THEN true ELSE {match} END"
     if kind == "TIMESTAMP":
+        # Without a '+', or a '-' after the first 10 characters, no offset
+        # follows the time.
+        plain = f"strpos({v}, '+') = 0 AND strpos(substr({v}, 11), '-') = 0"
         # NOTE: a zone name such as 'Europe/Paris' after the time is not
         # caught, and DuckDB drops it too.
-        return f"NOT regexp_matches({v}, '{_OFFSET_AFTER_TIME}')"
+        offset = f"regexp_matches({v}, '{_OFFSET_AFTER_TIME}')"
+        return f"CASE WHEN {plain} THEN true ELSE NOT {offset} END"
     return None
 
 

@@ -85,6 +85,27 @@ def test_exact_integers_stay_typed(catalog: Catalog, write_file: WriteFile) -> N
     assert rows_of(catalog, result)[-1] == (_SNIFFED_ROWS, 12)
 
 
+def test_late_large_integer_kept_exact(catalog: Catalog, write_file: WriteFile) -> None:
+    path = late_value_csv(write_file, "big.csv", "7", "9007199254740993")
+
+    result = ingest(catalog, "big", [path])
+
+    assert result.version.schema["v"] == "BIGINT"
+    assert rows_of(catalog, result)[-1] == (_SNIFFED_ROWS, 2**53 + 1)
+
+
+def test_late_negative_offset_kept(catalog: Catalog, write_file: WriteFile) -> None:
+    path = late_value_csv(
+        write_file, "west.csv", "2024-01-01 10:00:00", "2024-01-01 10:00:00-05"
+    )
+
+    result = ingest(catalog, "west", [path])
+
+    assert result.version.schema["v"] == "TIMESTAMPTZ"
+    last = rows_of(catalog, result)[-1][1]
+    assert last == dt.datetime(2024, 1, 1, 15, tzinfo=dt.timezone.utc)
+
+
 def test_declared_types_quarantine_changed_values(
     catalog: Catalog, write_file: WriteFile
 ) -> None:
