@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import WriteFile
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError
 from appliance.storage import Catalog, ingest
-
-WriteFile = Callable[[str, bytes | str], Path]
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -27,35 +25,35 @@ def quarantined_lines(
     ).fetchall()
 
 
+_BREAK_CASES = [
+    ("blank.jsonl", b'{"a": 1}\n\n{"a": 50}\n{"a": 2}\n', 3),
+    ("whitespace.jsonl", b'{"a": 1}\n   \n\t\n{"a": 50}\n', 4),
+    ("crlf.jsonl", b'{"a": 1}\r\n\r\n{"a": 50}\r\n', 3),
+    ("bom.jsonl", _BOM + b'{"a": 1}\n\n{"a": 50}\n', 3),
+    ("bom_line.jsonl", _BOM + b'\n{"a": 1}\n{"a": 50}\n', 3),
+    ("leading.jsonl", b'\n\n{"a": 1}\n{"a": 50}\n', 4),
+    ("no_end.jsonl", b'{"a": 1}\n\n{"a": 50}', 3),
+    ("escaped.jsonl", b'{"a": 1, "b": "x\\ny"}\n\n{"a": 50, "b": "z"}\n', 3),
+    ("trailing.jsonl", b'{"a": 1}\n{"a": 50}\n\n\n', 2),
+    ("no_end.csv", b"a,b\n1,x\n\n50,y", 4),
+    ("crlf_no_end.csv", b"a,b\r\n1,x\r\n\r\n50,y", 4),
+    ("bom_blank.csv", _BOM + b"a,b\n\n1,x\n50,y\n", 4),
+    ("crlf_quoted.csv", b'a,b\r\n1,"x\r\ny"\r\n\r\n50,y\r\n', 5),
+    ("inner_quote.csv", b'a,b\n1,ab"c\n\n50,"x\ny"\n2,z\n', 4),
+    ("trailing.csv", b"a,b\n1,x\n50,y\n\n\n", 3),
+]
+"""File name, content, and the line of its row with the value 50."""
+
+
 @pytest.mark.parametrize(
-    ("content", "line"),
-    [
-        (b'{"a": 1}\n\n{"a": 50}\n{"a": 2}\n', 3),
-        (b'{"a": 1}\n   \n\t\n{"a": 50}\n', 4),
-        (b'{"a": 1}\r\n\r\n{"a": 50}\r\n', 3),
-        (_BOM + b'{"a": 1}\n\n{"a": 50}\n', 3),
-        (_BOM + b'\n{"a": 1}\n{"a": 50}\n', 3),
-        (b'\n\n{"a": 1}\n{"a": 50}\n', 4),
-        (b'{"a": 1}\n\n{"a": 50}', 3),
-        (b'{"a": 1, "b": "x\\ny"}\n\n{"a": 50, "b": "z"}\n', 3),
-        (b'{"a": 1}\n{"a": 50}\n\n\n', 2),
-    ],
-    ids=[
-        "blank",
-        "whitespace",
-        "crlf",
-        "bom",
-        "bom-then-blank",
-        "leading-blanks",
-        "no-final-newline",
-        "escaped-newline",
-        "trailing-blanks",
-    ],
+    ("name", "content", "line"),
+    _BREAK_CASES,
+    ids=[name for name, _, _ in _BREAK_CASES],
 )
-def test_json_lines_quarantine_line(
-    catalog: Catalog, write_file: WriteFile, content: bytes, line: int
+def test_quarantine_line_after_breaks(
+    catalog: Catalog, write_file: WriteFile, name: str, content: bytes, line: int
 ) -> None:
-    path = write_file("rows.jsonl", content)
+    path = write_file(name, content)
 
     rows = quarantined_lines(catalog, path, {"a": ColumnRule(type="BIGINT", max=10)})
 
@@ -98,35 +96,6 @@ def test_json_lines_error_line(
         ingest(catalog, "bad", [path])
 
     assert str(raised.value).startswith(f"{path}, line ")
-
-
-@pytest.mark.parametrize(
-    ("content", "line"),
-    [
-        (b"a,b\n1,x\n\n50,y", 4),
-        (b"a,b\r\n1,x\r\n\r\n50,y", 4),
-        (_BOM + b"a,b\n\n1,x\n50,y\n", 4),
-        (b'a,b\r\n1,"x\r\ny"\r\n\r\n50,y\r\n', 5),
-        (b'a,b\n1,ab"c\n\n50,"x\ny"\n2,z\n', 4),
-        (b"a,b\n1,x\n50,y\n\n\n", 3),
-    ],
-    ids=[
-        "no-final-newline",
-        "crlf-no-final-newline",
-        "bom-blank",
-        "crlf-quoted-break",
-        "quote-inside-field",
-        "trailing-blanks",
-    ],
-)
-def test_csv_quarantine_line(
-    catalog: Catalog, write_file: WriteFile, content: bytes, line: int
-) -> None:
-    path = write_file("rows.csv", content)
-
-    rows = quarantined_lines(catalog, path, {"a": ColumnRule(type="BIGINT", max=10)})
-
-    assert rows == [(line, "a", "50")]
 
 
 def test_csv_text_read_line(catalog: Catalog, write_file: WriteFile) -> None:

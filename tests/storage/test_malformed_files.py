@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import WriteFile
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError
@@ -17,8 +17,6 @@ from appliance.storage import (
     list_quarantine,
     scan_sql,
 )
-
-WriteFile = Callable[[str, bytes | str], Path]
 
 
 def rows_of(catalog: Catalog, result: IngestResult) -> list[tuple]:
