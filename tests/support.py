@@ -71,6 +71,17 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("APPLIANCE_CONFIG", raising=False)
 
 
+WriteFile = Callable[[str, bytes | str], Path]
+"""Type of the storage tests' ``write_file`` fixture: file name and content to path."""
+
+
+def load_config_text(folder: Path, text: str) -> Config:
+    """Write `text` to ``folder/config.toml`` and return the config loaded from it."""
+    path = folder / "config.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
 def subprocess_env(home: Path) -> dict[str, str]:
     """Return the environment of an appliance subprocess that stores under `home`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
@@ -453,14 +464,35 @@ def write_flights_week(folder: Path, days: int = 7) -> tuple[Path, Path]:
     return flights_csv, weather_csv
 
 
+TAIL_FLIGHT_ROWS = 120
+"""Rows of the flights file that `write_tail_flights` writes."""
+
+
+def write_tail_flights(folder: Path) -> tuple[Path, Path]:
+    """Write flights over three tail numbers and the planes of those tail numbers.
+
+    Returns:
+        flights.csv (tailnum, distance, late) of `TAIL_FLIGHT_ROWS` rows and
+        planes.csv (tailnum, year, seats), both in `folder`.
+    """
+    tails = ("N1", "N2", "N3")
+    flights = ["tailnum,distance,late"]
+    for i in range(TAIL_FLIGHT_ROWS):
+        late = str(i % 3 == 0 or i % 7 == 0).lower()
+        flights.append(f"{tails[i % 3]},{100 + (i * 37) % 900},{late}")
+    flights_csv, planes_csv = folder / "flights.csv", folder / "planes.csv"
+    flights_csv.write_text("\n".join(flights) + "\n")
+    planes_csv.write_text("tailnum,year,seats\nN1,2003,150\nN2,2010,200\nN3,1999,50\n")
+    return flights_csv, planes_csv
+
+
 def serve_flights_week(root: Path, config_text: str) -> Iterator[Daemon]:
     """Train model ``late`` of `config_text` on `write_flights_week` and serve it.
 
     A generator for module fixtures: it yields the running daemon and stops
     it when resumed.
     """
-    (root / "config.toml").write_text(config_text)
-    config = load_config(root / "config.toml")
+    config = load_config_text(root, config_text)
     flights_csv, weather_csv = write_flights_week(root)
     with Catalog(config.storage.home) as catalog:
         ingest(catalog, "flights", [flights_csv])

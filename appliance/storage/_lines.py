@@ -1,22 +1,25 @@
-"""Physical line numbers of CSV records, for files whose records span several lines.
+"""Physical line numbers of CSV and JSON-lines records, from 1.
 
-DuckDB numbers the records of a CSV file, not its lines. A quoted field with
+DuckDB numbers the records of a file, not its lines. A quoted CSV field with
 line breaks, a blank line the reader skips, or a malformed record that spans
 lines moves every later record down in the file, but not in DuckDB's count.
-`record_lines` finds where each record starts by scanning the bytes for line
-breaks outside quoted fields, and `match_records` pairs those records with
-DuckDB's accepted rows and rejected records, so each quarantined row can name
-the line it starts on. `line_sql` returns those lines to the ingest's query.
+`record_lines` finds where each CSV record starts by scanning the bytes for
+line breaks outside quoted fields, and `match_records` pairs those records
+with DuckDB's accepted rows and rejected records, so each quarantined row can
+name the line it starts on. `json_record_lines` finds the non-blank lines of
+a JSON-lines file, one object each. `line_sql` returns those lines to the
+ingest's query.
 """
 
 from __future__ import annotations
 
 import array
 import bisect
+import codecs
 import logging
 import mmap
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,26 +42,31 @@ class Records:
     """Line each record starts on, from 1."""
 
 
-def record_lines(path: Path, encoding: str, quote: str, escape: str) -> Records:
+def record_lines(
+    path: Path, encoding: str, quote: str, escape: str, delimiter: str = ""
+) -> Records:
     """Scan `path` for its records' offsets and first lines.
 
     Offsets are of the file's UTF-8 bytes, as DuckDB reads it. A UTF-8 file
     is mapped into memory rather than read; a file in another encoding is
-    read and converted first.
+    read and converted first. Given the `delimiter`, a quote opens a quoted
+    field only at the start of a field, as DuckDB reads ``ab"c`` as text;
+    without it, every quote does.
     """
+    pattern = _token_pattern(quote, escape, delimiter)
     with (
         path.open("rb") as handle,
         mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
     ):
         if encoding == "utf-8":
-            return _scan(mapped, quote, escape)
-        return _scan(mapped[:].decode(encoding).encode(), quote, escape)
+            return _scan(mapped, pattern)
+        return _scan(mapped[:].decode(encoding).encode(), pattern)
 
 
-def _scan(data: bytes | mmap.mmap, quote: str, escape: str) -> Records:
+def _scan(data: bytes | mmap.mmap, pattern: re.Pattern[bytes]) -> Records:
     ends, lines = array.array("q"), array.array("q")
     start, line, record_line = 0, 1, 1
-    for match in _token_pattern(quote, escape).finditer(data):
+    for match in pattern.finditer(data):
         token = match.group()
         if token != b"\n":
             line += token.count(b"\n")
@@ -114,10 +122,11 @@ def line_sql(
     """Return SQL mapping each record of view ``raw_N`` to its line in the file.
 
     CSV records start on line 2 after the header, one line each unless the
-    file has more line breaks than records; then `record_lines` finds each
+    file has more lines than records; then `record_lines` finds each
     record's line, and the lines of the file's rows in the ``malformed``
-    table are set too. JSON lines are numbered from 1; for Parquet the number
-    is the row's position, from 1.
+    table are set too. JSON-lines records are the file's lines from 1 unless
+    it has blank lines, which `json_record_lines` skips. For Parquet the
+    number is the row's position, from 1.
 
     Args:
         db: The ingest's connection, with ``raw_N`` and ``malformed`` tables.
@@ -129,6 +138,8 @@ def line_sql(
         encoding: The file's encoding.
     """
     keys = f"SELECT {index} AS _file, _record"
+    if source.reader == "read_json":
+        return _json_line_sql(db, index, source, records)
     if source.reader != "read_csv":
         return f"{keys}, _record + 1 AS line FROM raw_{index}"
     malformed = 0
@@ -136,11 +147,13 @@ def line_sql(
         malformed = db.execute(
             f"SELECT count(*) FROM malformed WHERE _file = {index}"
         ).fetchall()[0][0]
-    if source.newlines <= records + malformed + 1:
+    if source.lines <= records + malformed + 1:
         simple = f"{keys}, _record + 2 AS line FROM raw_{index}"
         return _skip_malformed_lines(simple) if malformed else simple
     assert dialect is not None
-    found = record_lines(source.path, encoding, dialect.quote, dialect.escape)
+    found = record_lines(
+        source.path, encoding, dialect.quote, dialect.escape, dialect.delimiter
+    )
     rejected = []
     if malformed:
         rejected = db.execute(
@@ -149,10 +162,10 @@ def line_sql(
     matched = match_records(found, [r[1] for r in rejected], records)
     if matched is None:
         logger.warning(
-            "line numbers estimated file=%s records=%d line_breaks=%d",
+            "line numbers estimated file=%s records=%d lines=%d",
             source.path,
             records,
-            source.newlines,
+            source.lines,
         )
         return _estimated_lines(db, index, malformed)
     accepted, rejected_lines = matched
@@ -164,8 +177,55 @@ def line_sql(
             "WHERE malformed.rowid = r.id"
         )
         db.unregister("rejected_lines")
+    return _registered_lines(db, index, accepted)
+
+
+def json_record_lines(path: Path) -> Sequence[int]:
+    """Return the line of each record of a JSON-lines file, from 1."""
+    return array.array("q", (number for number, _ in non_blank_lines(path)))
+
+
+def non_blank_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Yield each line of a JSON-lines file that DuckDB reads, with its number.
+
+    DuckDB's ``read_json`` skips blank lines, lines of only spaces, tabs or
+    carriage returns, and a UTF-8 byte order mark at the start of the file,
+    so those are left out. Lines are split at line feeds only.
+    """
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if number == 1:
+                line = line.removeprefix(codecs.BOM_UTF8)
+            if line.strip():
+                yield number, line
+
+
+def _json_line_sql(
+    db: duckdb.DuckDBPyConnection, index: int, source: SourceFile, records: int
+) -> str:
+    """Return SQL mapping each record of a JSON-lines file to its line."""
+    if source.lines == records:
+        return f"SELECT {index} AS _file, _record, _record + 1 AS line FROM raw_{index}"
+    lines = json_record_lines(source.path)
+    if len(lines) != records:
+        # NOTE: DuckDB read another count of objects than the file has
+        # non-blank lines, so each row's line is taken from its position.
+        logger.warning(
+            "line numbers estimated file=%s records=%d non_blank_lines=%d",
+            source.path,
+            records,
+            len(lines),
+        )
+        return f"SELECT {index} AS _file, _record, _record + 1 AS line FROM raw_{index}"
+    return _registered_lines(db, index, lines)
+
+
+def _registered_lines(
+    db: duckdb.DuckDBPyConnection, index: int, lines: Sequence[int]
+) -> str:
+    """Register the line of each record of file `index` and return SQL of them."""
     table = f"record_lines_{index}"
-    numbers = pa.table({"_record": range(len(accepted)), "line": accepted})
+    numbers = pa.table({"_record": range(len(lines)), "line": lines})
     db.register(table, numbers)
     return f"SELECT {index} AS _file, _record, line FROM {table}"
 
@@ -175,7 +235,8 @@ def _estimated_lines(db: duckdb.DuckDBPyConnection, index: int, malformed: int) 
 
     NOTE: this misses blank lines and counts a malformed record as one line,
     so it is used only when `match_records` cannot pair the file's records with
-    DuckDB's, such as after a quote left open.
+    DuckDB's, which happens when the scan reads quotes or escapes otherwise
+    than DuckDB does.
     """
     columns = [r[0] for r in db.execute(f"DESCRIBE raw_{index}").fetchall()]
     breaks = " + ".join(
@@ -211,18 +272,27 @@ def _skip_malformed_lines(line_sql: str) -> str:
     )
 
 
-def _token_pattern(quote: str, escape: str) -> re.Pattern[bytes]:
+def _token_pattern(quote: str, escape: str, delimiter: str) -> re.Pattern[bytes]:
     """Return a pattern matching a quoted field (line breaks and all) or a line break.
 
     Two quoted tokens back to back read a doubled quote, so a quote that is
-    its own escape needs no case of its own.
+    its own escape needs no case of its own, and a quote right after a quote
+    opens a token too. A quote left open runs to the end of the file, as
+    DuckDB reads it: one malformed record.
     """
     if not quote:
         return re.compile(rb"\n")
     q = re.escape(quote.encode())
+    opening = q
+    if delimiter:
+        starts = (rb"\n", re.escape(delimiter.encode()), q)
+        after = b"|".join(rb"(?<=" + start + rb")" for start in starts)
+        opening = rb"(?:\A|" + after + rb")" + q
+    close = rb"(?:" + q + rb"|\Z)"
     if not escape or escape == quote:
-        return re.compile(q + rb"[^" + q + rb"]*" + q + rb"|\n")
+        return re.compile(opening + rb"[^" + q + rb"]*" + close + rb"|\n")
     e = re.escape(escape.encode())
     return re.compile(
-        q + rb"(?:[^" + q + e + rb"]|" + e + rb".)*" + q + rb"|\n", re.DOTALL
+        opening + rb"(?:[^" + q + e + rb"]|" + e + rb".)*" + close + rb"|\n",
+        re.DOTALL,
     )

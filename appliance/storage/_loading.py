@@ -38,6 +38,7 @@ from appliance.storage._column_names import (
     check_parquet_names,
 )
 from appliance.storage._errors import short_error
+from appliance.storage._lines import non_blank_lines
 from appliance.storage._repeated_keys import (
     REPEATED_KEY_ERROR,
     store_repeats,
@@ -332,13 +333,10 @@ def _read_as_written(
 def _parse_texts(path: Path, columns: list[str]) -> pa.Table:
     """Parse each non-blank line of `path`, keeping `columns` as text as written."""
     texts: dict[str, list[str | None]] = {name: [] for name in columns}
-    with path.open("rb") as lines:
-        for line in lines:
-            if not line.strip():
-                continue
-            row = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
-            for name, values in texts.items():
-                values.append(_written_text(row.get(name)))
+    for _, line in non_blank_lines(path):
+        row = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
+        for name, values in texts.items():
+            values.append(_written_text(row.get(name)))
     return pa.table({name: pa.array(v, pa.string()) for name, v in texts.items()})
 
 
@@ -601,39 +599,35 @@ def _check_json_objects(db: duckdb.DuckDBPyConnection, index: int, path: Path) -
         _raise_nul_key(path)
     if names != ["json"]:
         return
-    with path.open("rb") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            value = json.loads(line)
-            if not isinstance(value, dict):
-                kind = "an array" if isinstance(value, list) else "a single value"
-                raise IngestError(
-                    f"{path}, line {number}: {kind} where a JSON object was "
-                    "expected; write one object per line (JSON Lines), such as "
-                    '{"id": 1, "name": "a"}'
-                )
-            if "" in value:
-                raise IngestError(
-                    f'{path}, line {number}: the key "" is an empty column name; '
-                    "name the column, or remove the key from that object"
-                )
+    for number, line in non_blank_lines(path):
+        value = json.loads(line)
+        if not isinstance(value, dict):
+            kind = "an array" if isinstance(value, list) else "a single value"
+            raise IngestError(
+                f"{path}, line {number}: {kind} where a JSON object was "
+                "expected; write one object per line (JSON Lines), such as "
+                '{"id": 1, "name": "a"}'
+            )
+        if "" in value:
+            raise IngestError(
+                f'{path}, line {number}: the key "" is an empty column name; '
+                "name the column, or remove the key from that object"
+            )
 
 
 def _raise_nul_key(path: Path) -> None:
     """Raise for the first line of a JSON-lines file with a NUL byte in a key."""
-    with path.open("rb") as lines:
-        for number, line in enumerate(lines, start=1):
-            value = json.loads(line) if line.strip() else None
-            if not isinstance(value, dict):
-                continue
-            for key in value:
-                if "\0" in key:
-                    shown = key.replace("\0", "\\0")
-                    raise IngestError(
-                        f"{path}, line {number}: the key '{shown}' contains a NUL "
-                        "byte (0x00); remove NUL bytes from the file"
-                    )
+    for number, line in non_blank_lines(path):
+        value = json.loads(line)
+        if not isinstance(value, dict):
+            continue
+        for key in value:
+            if "\0" in key:
+                shown = key.replace("\0", "\\0")
+                raise IngestError(
+                    f"{path}, line {number}: the key '{shown}' contains a NUL "
+                    "byte (0x00); remove NUL bytes from the file"
+                )
 
 
 def _raise_malformed_line(path: Path) -> None:
@@ -643,29 +637,28 @@ def _raise_malformed_line(path: Path) -> None:
     is scanned again here. Returns when every line parses, and the caller
     then reports DuckDB's error.
     """
-    with path.open("rb") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                json.loads(line)
-            except json.JSONDecodeError as exc:
-                if line.strip() in (b"[", b"{"):
-                    raise IngestError(
-                        f"{path}, line {number}: a JSON value spread over several "
-                        "lines; write one object per line (JSON Lines), such as "
-                        '{"id": 1, "name": "a"}'
-                    ) from None
+    for number, line in non_blank_lines(path):
+        try:
+            # Without its line break, an object cut short at the end of the
+            # line has its error at the line's last column.
+            json.loads(line.rstrip(b"\r\n"))
+        except json.JSONDecodeError as exc:
+            if line.strip() in (b"[", b"{"):
                 raise IngestError(
-                    f"{path}, line {number}: invalid JSON: {exc.msg} at column "
-                    f"{exc.colno}; fix or remove that line and ingest the file again"
+                    f"{path}, line {number}: a JSON value spread over several "
+                    "lines; write one object per line (JSON Lines), such as "
+                    '{"id": 1, "name": "a"}'
                 ) from None
-            except UnicodeDecodeError as exc:
-                raise IngestError(
-                    f"{path}, line {number}: invalid JSON: not UTF-8 text "
-                    f"({exc.reason}); fix or remove that line and ingest the "
-                    "file again"
-                ) from None
+            raise IngestError(
+                f"{path}, line {number}: invalid JSON: {exc.msg} at column "
+                f"{exc.colno}; fix or remove that line and ingest the file again"
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise IngestError(
+                f"{path}, line {number}: invalid JSON: not UTF-8 text "
+                f"({exc.reason}); fix or remove that line and ingest the "
+                "file again"
+            ) from None
 
 
 def _counts(db: duckdb.DuckDBPyConnection, files: int) -> list[int]:

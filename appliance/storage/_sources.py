@@ -62,23 +62,25 @@ class SourceFile:
     sniffed or the sniff failed, so that `_loading.load_sources` sniffs it."""
 
     @functools.cached_property
-    def newlines(self) -> int:
-        """Count of line feeds in the file, counted on first use.
+    def lines(self) -> int:
+        """Count of lines in the file, counted on first use.
 
-        Only the line numbers of quarantined CSV records need it, so a clean
+        That is the count of line feeds, plus one when the last line has
+        none. Only the line numbers of quarantined rows need it, so a clean
         ingest does not read the file for it.
 
         Raises:
             IngestError: The file cannot be read.
         """
-        newlines = 0
+        lines, last = 0, b"\n"
         try:
             with self.path.open("rb") as handle:
                 while chunk := handle.read(_CHUNK):
-                    newlines += chunk.count(b"\n")
+                    lines += chunk.count(b"\n")
+                    last = chunk[-1:]
         except OSError as exc:
             raise IngestError(f"{self.path}: cannot read file: {exc.strerror}") from exc
-        return newlines
+        return lines + (last != b"\n")
 
 
 @dataclass(frozen=True)

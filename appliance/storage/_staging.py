@@ -9,6 +9,7 @@ quarantine table stores them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from appliance.storage._contracts import (
 )
 from appliance.storage._lines import line_sql
 from appliance.storage._loading import (
+    Loaded,
     load_sources,
     malformed_records,
     normalize_type,
@@ -213,6 +215,14 @@ def stage_files(
     extra = "".join(f", NULL::VARCHAR AS {ident(name)}" for name in missing)
     db.execute(f"CREATE TEMP VIEW {STAGED} AS SELECT *{extra} FROM ({union})")
 
+    malformed = 0
+    # Only the text read stores malformed records; the typed read has none.
+    typed = loaded.typed_files is not None
+    malformed_sql = None if typed else malformed_records(db, len(sources))
+    if malformed_sql is not None:
+        db.execute(f"CREATE TEMP TABLE malformed AS {malformed_sql}")
+        malformed = db.execute("SELECT count(*) FROM malformed").fetchall()[0][0]
+
     inference = Inference({n: ColumnType(k) for n, k in source_types.items()})
     text = []
     if sources[0].reader == "read_csv":
@@ -229,18 +239,17 @@ def stage_files(
         inference.types.update(found.types)
         inference.warnings, inference.empty = found.warnings, found.empty
         if loaded.dialects is not None:
+            line_of = _line_finder(db, sources, loaded, malformed, settings.encoding)
             inference.warnings += text_fallback_warnings(
-                db, STAGED, [s.path for s in sources], loaded.dialects, found.types
+                db,
+                STAGED,
+                [s.path for s in sources],
+                loaded.dialects,
+                found.types,
+                line_of,
             )
     for name in missing:
         source_types[name] = "VARCHAR"
-    malformed = 0
-    # Only the text read stores malformed records; the typed read has none.
-    typed = loaded.typed_files is not None
-    malformed_sql = None if typed else malformed_records(db, len(sources))
-    if malformed_sql is not None:
-        db.execute(f"CREATE TEMP TABLE malformed AS {malformed_sql}")
-        malformed = db.execute("SELECT count(*) FROM malformed").fetchall()[0][0]
     return Staged(
         source_types,
         inference,
@@ -254,6 +263,38 @@ def stage_files(
         loaded.repeated_keys,
         loaded.finite_columns,
     )
+
+
+def _line_finder(
+    db: duckdb.DuckDBPyConnection,
+    sources: list[SourceFile],
+    loaded: Loaded,
+    malformed: int,
+    encoding: str,
+) -> Callable[[int, int], int]:
+    """Return a function from a row's ``_file`` and ``_record`` to its line.
+
+    Each call numbers the lines of the row's whole file, so it suits a few
+    rows, such as those named in warnings.
+    """
+
+    def line_of(file: int, record: int) -> int:
+        dialect = loaded.dialects[file] if loaded.dialects else None
+        numbered = line_sql(
+            db,
+            file,
+            sources[file],
+            loaded.records[file],
+            dialect,
+            malformed,
+            encoding,
+        )
+        row = db.execute(
+            f"SELECT line FROM ({numbered}) WHERE _record = ?", [record]
+        ).fetchall()
+        return row[0][0]
+
+    return line_of
 
 
 def quarantine_rows(

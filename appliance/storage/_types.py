@@ -10,6 +10,7 @@ value that does not convert becomes NULL, which the contract checks report.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -437,12 +438,13 @@ def text_fallback_warnings(
     paths: list[Path],
     dialects: list[Dialect],
     inferred: dict[str, ColumnType],
+    line_of: Callable[[int, int], int],
 ) -> list[str]:
     """Warn of columns that look numeric or boolean in the first rows but end as text.
 
     The sniffer reads the first rows of a file only, so a single value further
     down, such as ``warm`` in a temperature column, turns the whole column
-    into text. The warning names that value and its file.
+    into text. The warning names the first such value, its file and line.
 
     Args:
         db: Connection holding `table`.
@@ -450,6 +452,7 @@ def text_fallback_warnings(
         paths: Source file of each ``_file`` index.
         dialects: CSV dialect of each source file.
         inferred: Column types inferred over every row.
+        line_of: Function from a row's ``_file`` and ``_record`` to its line.
     """
     warnings = []
     for name, column in inferred.items():
@@ -461,7 +464,7 @@ def text_fallback_warnings(
             continue
         row = first_row(
             db.execute(
-                f"SELECT _file, {ident(name)} FROM {table} "
+                f"SELECT _file, _record, {ident(name)} FROM {table} "
                 f"WHERE {ident(name)} IS NOT NULL "
                 f"AND TRY_CAST({ident(name)} AS {kind}) IS NULL "
                 "ORDER BY _file, _record LIMIT 1"
@@ -469,10 +472,12 @@ def text_fallback_warnings(
         )
         if row is None:
             continue
+        file, record, value = row
         warnings.append(
             f"column {name!r} looks like {kind} in the first rows of "
-            f"{paths[row[0]]} but holds {row[1]!r}, so the whole column "
-            "is read as text; fix that value, or declare the column's type in "
-            "[datasets.NAME.contract] to quarantine such rows instead"
+            f"{paths[file]} but has {value!r} at line {line_of(file, record)}, "
+            "so the whole column is read as text; fix that value, or declare "
+            "the column's type in [datasets.NAME.contract] to quarantine such "
+            "rows instead"
         )
     return warnings

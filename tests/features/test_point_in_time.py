@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import load_config_text
 
-from appliance.config import Config, load_config
+from appliance.config import Config
 from appliance.errors import RequestError, TrainingError
 from appliance.features import FeatureServer, model_views, open_store
 from appliance.storage import Catalog, ingest
@@ -55,8 +56,7 @@ event_timestamp = "time_hour"
 
 
 def make_home(tmp_path: Path, weather_extra: str = "") -> Config:
-    (tmp_path / "config.toml").write_text(CONFIG.format(weather_extra=weather_extra))
-    config = load_config(tmp_path / "config.toml")
+    config = load_config_text(tmp_path, CONFIG.format(weather_extra=weather_extra))
     with Catalog(config.storage.home) as catalog:
         for name, text in (
             ("flights", FLIGHTS),

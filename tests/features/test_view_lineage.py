@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from support import subprocess_env
-from test_daemon_repeats import write_data
+from support import load_config_text, run_appliance, write_tail_flights
 
-from appliance.config import load_config
 from appliance.storage import Catalog, get_run, ingest, list_versions
 from appliance.training import train_model
 
@@ -39,9 +35,8 @@ n_estimators = 10
 
 
 def test_run_lineage_names_view_datasets(tmp_path: Path) -> None:
-    (tmp_path / "config.toml").write_text(CONFIG)
-    config = load_config(tmp_path / "config.toml")
-    flights_csv, planes_csv = write_data(tmp_path)
+    config = load_config_text(tmp_path, CONFIG)
+    flights_csv, planes_csv = write_tail_flights(tmp_path)
     makers_csv, other_csv = tmp_path / "makers.csv", tmp_path / "s_bom.csv"
     makers_csv.write_text("tailnum,maker\nN1,Airbus\nN2,Boeing\n")
     other_csv.write_text("id,note\n1,unrelated\n")
@@ -55,14 +50,8 @@ def test_run_lineage_names_view_datasets(tmp_path: Path) -> None:
     with Catalog(config.storage.home) as catalog:
         run = get_run(catalog, result.run_id)
         used_by = {v.dataset: v.used_by for v in list_versions(catalog)}
-    listed = subprocess.run(
-        [sys.executable, "-m", "appliance", "--config", str(tmp_path / "config.toml")]
-        + ["datasets", "list", "--json"],
-        env=subprocess_env(config.storage.home),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    listed = run_appliance(
+        tmp_path / "config.toml", config.storage.home, "datasets", "list", "--json"
     )
 
     assert run.feature_views == {"planes": planes, "makers": makers}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from appliance.config import load_config
+from support import load_config_text
+
 from appliance.registry import card_html
 from appliance.storage import Catalog, ingest
 from appliance.training import train_model
@@ -66,8 +67,7 @@ def _segment_header(page: str) -> list[str]:
 
 
 def test_card_names_view_data_and_task_metrics(tmp_path: Path) -> None:
-    (tmp_path / "config.toml").write_text(CONFIG)
-    config = load_config(tmp_path / "config.toml")
+    config = load_config_text(tmp_path, CONFIG)
     flights_csv, planes_csv = _write_data(tmp_path)
     with Catalog(config.storage.home) as catalog:
         flights = ingest(catalog, "flights", [flights_csv]).version.version

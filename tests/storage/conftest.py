@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import WriteFile
 
 from appliance.storage import Catalog
 
@@ -18,7 +19,7 @@ def catalog(tmp_path: Path) -> Iterator[Catalog]:
 
 
 @pytest.fixture
-def write_file(tmp_path: Path) -> Callable[[str, bytes | str], Path]:
+def write_file(tmp_path: Path) -> WriteFile:
     """Return a writer of files under ``tmp_path/data`` from bytes or text."""
 
     def write(name: str, content: bytes | str) -> Path:

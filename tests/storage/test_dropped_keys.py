@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from support import start_daemon, stop_daemon
+from support import WriteFile, start_daemon, stop_daemon
 
 from appliance.config import (
     ColumnRule,
@@ -20,8 +19,6 @@ from appliance.config import (
 from appliance.errors import IngestError
 from appliance.storage import Catalog, IngestBuffer, ingest, list_versions
 from appliance.storage._view_keys import key_sources
-
-WriteFile = Callable[[str, bytes | str], Path]
 
 WEATHER = FeatureViewConfig(
     name="weather",

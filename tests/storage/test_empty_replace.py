@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
+from support import WriteFile
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError
 from appliance.storage import Catalog, ingest, latest_version
-
-WriteFile = Callable[[str, bytes | str], Path]
 
 RANGED = DatasetConfig(
     "t", contract=ContractConfig(columns={"v": ColumnRule(type="BIGINT", max=10)})

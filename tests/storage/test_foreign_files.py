@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
+from support import WriteFile
 
 from appliance.errors import IngestError
 from appliance.storage import Catalog, ingest, list_versions
-
-WriteFile = Callable[[str, bytes | str], Path]
 
 FIRST = "origin,month,temp\nEWR,1,39.0\nJFK,1,40.0\n"
 FOREIGN = "id,site\n1,north\n2,south\n"

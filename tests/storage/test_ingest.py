@@ -6,7 +6,7 @@ import hashlib
 import logging
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -55,12 +55,6 @@ WRITERS: dict[str, Callable[[pd.DataFrame, Path], Path]] = {
     "parquet": write_parquet,
     "jsonl": write_jsonl,
 }
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    with Catalog(tmp_path / "home") as opened:
-        yield opened
 
 
 def lake_files(catalog: Catalog) -> dict[Path, int]:

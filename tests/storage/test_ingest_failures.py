@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
+from support import WriteFile
 
 from appliance.errors import StorageError
 from appliance.storage import Catalog, ingest, list_versions
 from appliance.storage import _ingest as ingest_module
-
-WriteFile = Callable[[str, bytes | str], Path]
 
 
 def _folders(catalog: Catalog, dataset: str) -> list[str]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import WriteFile
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError
@@ -17,8 +17,6 @@ from appliance.storage import (
     list_quarantine,
     scan_sql,
 )
-
-WriteFile = Callable[[str, bytes | str], Path]
 
 
 def rows_of(catalog: Catalog, result: IngestResult) -> list[tuple]:
@@ -122,11 +120,27 @@ def test_type_change_after_thousands_of_rows(
     assert result.version.row_count == 5001
     assert rows_of(catalog, result)[-1] == ("n/a-code",)
     assert result.warnings == [
-        f"column 'a' looks like BIGINT in the first rows of {path} but holds "
-        "'n/a-code', so the whole column is read as text; fix that value, or "
-        "declare the column's type in [datasets.NAME.contract] to quarantine such "
-        "rows instead"
+        f"column 'a' looks like BIGINT in the first rows of {path} but has "
+        "'n/a-code' at line 5002, so the whole column is read as text; fix that "
+        "value, or declare the column's type in [datasets.NAME.contract] to "
+        "quarantine such rows instead"
     ]
+
+
+def test_type_change_line_after_breaks(catalog: Catalog, write_file: WriteFile) -> None:
+    rows = "".join(f"{i},{i}.5,z\r\n" for i in range(3000))
+    first = write_file("first.csv", "a,b,c\r\n1,2.5,x\r\n")
+    text = f'a,b,c\r\n1,3.5,"x\r\ny"\r\n\r\n{rows}\r\n2,warm,z\r\n3,cold,z\r\n'
+    second = write_file("second.csv", b"\xef\xbb\xbf" + text.encode())
+
+    result = ingest(catalog, "late", [first, second])
+
+    assert result.version.schema == {"a": "BIGINT", "b": "VARCHAR", "c": "VARCHAR"}
+    assert len(result.warnings) == 1
+    assert result.warnings[0].startswith(
+        f"column 'b' looks like DOUBLE in the first rows of {second} but has "
+        "'warm' at line 3006, so the whole column is read as text"
+    )
 
 
 def test_type_change_rejected_when_strict(

@@ -7,19 +7,17 @@ DOUBLE column is quarantined unless the column's contract allows it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support import WriteFile
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.storage import Catalog, IngestResult, ingest, list_quarantine, scan_sql
 from appliance.storage._datasets import DatasetVersion, record_version
-
-WriteFile = Callable[[str, bytes | str], Path]
 
 VALUES = [1.5, math.nan, math.inf, -math.inf, None, 2.5]
 """Column ``b`` of rows ``a`` = 1..6 in every format below."""

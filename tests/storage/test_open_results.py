@@ -6,7 +6,8 @@ import json
 import re
 from pathlib import Path
 
-from appliance.config import load_config
+from support import load_config_text
+
 from appliance.storage import Catalog, ingest, list_quarantine
 
 CONFIG = """
@@ -22,8 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_json_append_to_view_dataset_quarantines(tmp_path: Path) -> None:
-    (tmp_path / "config.toml").write_text(CONFIG)
-    config = load_config(tmp_path / "config.toml")
+    config = load_config_text(tmp_path, CONFIG)
     views = list(config.feature_views.values())
     first = tmp_path / "planes.jsonl"
     # The appended file lacks the column `model`, so the ingest parses the

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import WriteFile
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.storage import (
@@ -16,8 +16,6 @@ from appliance.storage import (
     list_quarantine,
     scan_sql,
 )
-
-WriteFile = Callable[[str, bytes | str], Path]
 
 SETTINGS = DatasetConfig(
     name="d",

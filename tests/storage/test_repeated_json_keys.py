@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import WriteFile
 
 from appliance.config import load_config
 from appliance.errors import IngestError
@@ -20,8 +20,6 @@ from appliance.storage import (
     scan_sql,
 )
 from appliance.storage._repeated_keys import RepeatedKeysObject, encode_as_sent
-
-WriteFile = Callable[[str, bytes | str], Path]
 
 LINES = (
     '{"a": 1, "b": "x"}\n'

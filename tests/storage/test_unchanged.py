@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import WriteFile
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError
@@ -18,8 +18,6 @@ from appliance.storage import (
     scan_sql,
 )
 from appliance.storage._unchanged import contract_fingerprint
-
-WriteFile = Callable[[str, bytes | str], Path]
 
 
 def settings(minimum: float | None = None) -> DatasetConfig:

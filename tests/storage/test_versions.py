@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
+from support import WriteFile
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError, NotFoundError, StorageError
@@ -20,8 +20,6 @@ from appliance.storage import (
     list_versions,
     scan_sql,
 )
-
-WriteFile = Callable[[str, bytes | str], Path]
 
 
 def test_same_bytes_same_version(catalog: Catalog, write_file: WriteFile) -> None:

@@ -8,17 +8,15 @@ values show, and match, as DuckDB prints them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support import WriteFile
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.storage import Catalog, IngestResult, ingest, list_quarantine, scan_sql
-
-WriteFile = Callable[[str, bytes | str], Path]
 
 
 def write_source(
