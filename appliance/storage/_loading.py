@@ -168,6 +168,11 @@ def load_sources(
                     f"{source.path}: the file contains only blank lines; nothing "
                     "to ingest"
                 ) from None
+            if source.reader == "read_csv" and _first_line_blank(source.path):
+                raise IngestError(
+                    f"{source.path}, line 1: the line is empty, and the header "
+                    "must be the first line; remove the blank lines above it"
+                ) from None
             raise IngestError(
                 f"{source.path}: cannot read file: {short_error(exc)}; check that "
                 f"it is a complete {_FORMATS[source.reader]} file"
@@ -410,6 +415,13 @@ def _load_typed(
 
 _EXACT_DOUBLE_LIMIT = 2**53
 """Magnitude from which a DOUBLE no longer represents every whole number exactly."""
+
+
+def _first_line_blank(path: Path) -> bool:
+    """Return whether the first line of `path`, after a UTF-8 BOM, is blank."""
+    with path.open("rb") as handle:
+        start = handle.read(4096).removeprefix(b"\xef\xbb\xbf")
+    return not start.split(b"\n", 1)[0].strip()
 
 
 def _exact_columns(types: Mapping[str, str]) -> tuple[dict[str, str], str]:

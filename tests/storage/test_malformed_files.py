@@ -49,6 +49,17 @@ def test_empty_header_name_rejected(catalog: Catalog, write_file: WriteFile) -> 
         ingest(catalog, "blank", [path])
 
 
+def test_blank_line_above_header_rejected(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("gap.csv", "\n\nid,name\n1,a\n")
+
+    with pytest.raises(
+        IngestError, match=r"gap.csv, line 1: the line is empty, and the header"
+    ):
+        ingest(catalog, "gap", [path])
+
+
 def test_semicolon_decimal_comma_detected(
     catalog: Catalog, write_file: WriteFile
 ) -> None:
