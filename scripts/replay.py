@@ -118,11 +118,17 @@ class DaemonTimeline:
             "promoted": events[events["text"].str.contains(" promoted ")]
             .groupby(months)
             .size(),
-            "rollbacks": events[events["kind"] == "rollback"].groupby(months).size(),
+            "rollbacks": events[_rolled_back(events)].groupby(months).size(),
         }
         table = pd.DataFrame(counts).fillna(0).astype(int)
         table.index.name = "month"
         return table
+
+
+def _rolled_back(events: pd.DataFrame) -> pd.Series:
+    """Return which events are rollbacks made, not rollbacks that failed."""
+    rollback = events["kind"] == "rollback"
+    return rollback & events["text"].str.contains(" rolled back from ")
 
 
 class PhaseClock:
