@@ -300,10 +300,9 @@ class ReplayDaemon:
             f" see {self._log}"
         )
 
-    def alert_counts(self) -> dict[str, int]:
-        """Return the count of each open or acknowledged drift alert, by subject."""
-        alerts = self.client.get("/v1/alerts", {"model": MODEL})["alerts"]
-        return {f"{a['kind']}:{a['subject']}": int(a.get("count", 1)) for a in alerts}
+    def alerts(self) -> list[dict[str, Any]]:
+        """Return the model's open or acknowledged alerts of every kind."""
+        return self.client.get("/v1/alerts", {"model": MODEL})["alerts"]
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_SECONDS

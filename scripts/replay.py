@@ -22,8 +22,8 @@ the AUC of three references computed in this process on the same features
 as many retrainings as the daemon ran, on evenly spaced days through the same
 gate and refit; a hindsight model retrained on the first of every month on
 all earlier labels), and the days with drift alerts, the alarms recorded
-without a run, the runs and the promotions. Then the timeline of runs. A full
-run replaces the section of docs/benchmarks.md.
+without a run, the runs, the promotions and the rollbacks. Then the timeline of
+runs and rollbacks. A full run replaces the section of docs/benchmarks.md.
 
 Usage:
     .venv/bin/python scripts/replay.py [--estimators 60] [--days N] ...
@@ -88,7 +88,8 @@ class DaemonTimeline:
     """Events of the daemon during the replay, by replayed day."""
 
     events: list[tuple[pd.Timestamp, str, str]] = field(default_factory=list)
-    """Replayed day, kind (``alert``, ``skip`` or ``retrain``) and text."""
+    """Replayed day, kind (``alert``, ``skip``, ``retrain`` or ``rollback``) and
+    text."""
     retrainings: list[dict[str, Any]] = field(default_factory=list)
     """Retraining runs (not skips), oldest first."""
     seen: set[str] = field(default_factory=set)
@@ -96,7 +97,7 @@ class DaemonTimeline:
     skips: int = 0
     """Alarms the policy recorded without a run (cool-down, budget, labels)."""
     alerts: dict[str, int] = field(default_factory=dict)
-    """Count of each drift alert, by kind and subject, after the latest day."""
+    """Count of each alert, by kind and subject, after the latest day."""
     alert_days: int = 0
     """Replayed days that raised or repeated a drift alert."""
     seconds: dict[str, float] = field(default_factory=dict)
@@ -117,10 +118,17 @@ class DaemonTimeline:
             "promoted": events[events["text"].str.contains(" promoted ")]
             .groupby(months)
             .size(),
+            "rollbacks": events[_rolled_back(events)].groupby(months).size(),
         }
         table = pd.DataFrame(counts).fillna(0).astype(int)
         table.index.name = "month"
         return table
+
+
+def _rolled_back(events: pd.DataFrame) -> pd.Series:
+    """Return which events are rollbacks made, not rollbacks that failed."""
+    rollback = events["kind"] == "rollback"
+    return rollback & events["text"].str.contains(" rolled back from ")
 
 
 class PhaseClock:
@@ -167,7 +175,9 @@ def replay_days(
     """
     timeline = DaemonTimeline()
     by_day = frame.groupby("day").indices
-    monitored: dict[int, int] = {}
+    # The daemon keeps one monitor per model and starts a fresh one whenever
+    # the served version changes, after a promotion or a rollback alike.
+    monitor_version, monitored_rows = 0, 0
     outputs = []
     clock = PhaseClock()
     for day in days:
@@ -188,9 +198,11 @@ def replay_days(
                 }
             )
         )
-        monitored[version] = monitored.get(version, 0) + len(rows)
+        if version != monitor_version:
+            monitor_version, monitored_rows = version, 0
+        monitored_rows += len(rows)
         with clock("monitor"):
-            daemon.wait_monitored(version, monitored[version])
+            daemon.wait_monitored(version, monitored_rows)
         with clock("retrain"):
             _record_retrainings(daemon.wait_retrain(SETTLE_SECONDS), day, timeline)
 
@@ -201,7 +213,7 @@ def replay_days(
         with clock("retrain"):
             _record_retrainings(daemon.wait_retrain(), day, timeline)
         with clock("alerts"):
-            _record_alerts(daemon.alert_counts(), day, timeline)
+            _record_alerts(daemon.alerts(), day, timeline)
     timeline.seconds = clock.seconds
     return pd.concat(outputs, ignore_index=True), timeline
 
@@ -232,17 +244,21 @@ def _retrain_text(record: dict[str, Any]) -> str:
 
 
 def _record_alerts(
-    counts: dict[str, int], day: pd.Timestamp, timeline: DaemonTimeline
+    alerts: list[dict[str, Any]], day: pd.Timestamp, timeline: DaemonTimeline
 ) -> None:
-    raised = sorted(
-        subject
-        for subject, count in counts.items()
-        if count > timeline.alerts.get(subject, 0)
-    )
+    """Add the drift alerts raised or repeated on `day`, and any rollback."""
+    counts = {f"{a['kind']}:{a['subject']}": int(a.get("count", 1)) for a in alerts}
+    raised = {
+        key for key, count in counts.items() if count > timeline.alerts.get(key, 0)
+    }
     timeline.alerts = counts
-    if raised:
+    drift = sorted(key for key in raised if key.startswith("drift:"))
+    if drift:
         timeline.alert_days += 1
-        timeline.add(day, "alert", ", ".join(raised))
+        timeline.add(day, "alert", ", ".join(drift))
+    for alert in alerts:
+        if alert["kind"] == "rollback" and f"rollback:{alert['subject']}" in raised:
+            timeline.add(day, "rollback", alert["message"])
 
 
 def retrain_policy(settings: PolicySettings) -> RetrainConfig:
@@ -429,7 +445,7 @@ def _report(
         "\ntimeline (replayed day; with --verbose also every drift alert and skip):"
     )
     for day, kind, text in timeline.events:
-        if kind == "retrain":
+        if kind in ("retrain", "rollback"):
             lines.append(f"  {day:%Y-%m-%d}  {text}")
         elif verbose:
             lines.append(f"  {day:%Y-%m-%d}  {kind} {text}")
@@ -454,7 +470,7 @@ def _write_docs(
     timeline_lines = [
         f"- {day:%Y-%m-%d}: {text}"
         for day, kind, text in timeline.events
-        if kind == "retrain"
+        if kind in ("retrain", "rollback")
     ]
     body = "\n".join(
         [
@@ -476,7 +492,7 @@ def _write_docs(
             f"- CPU minutes of the script and its subprocesses: {_cpu_minutes():.1f}.",
             _VARIATION,
             "",
-            "Retrainings and promotions, by replayed day:",
+            "Retrainings, promotions and rollbacks, by replayed day:",
             "",
             *timeline_lines,
         ]
@@ -485,9 +501,12 @@ def _write_docs(
 
 
 _VARIATION = (
-    "- Runs differ slightly from one replay to the next: an alarm of a day's "
+    "- Runs differ from one replay to the next. An alarm of a day's "
     "predictions can reach the retraining service before or after the day's "
-    "labels arrive, so a run's `as of` is the day before or the day itself."
+    "labels arrive, so a run's `as of` is the day before or the day itself. "
+    "The rollback watch runs with the health check every "
+    "`health_interval_seconds` of wall time, so how many labels a promoted "
+    "version has when it is judged depends on how fast the days are replayed."
 )
 
 
@@ -529,7 +548,9 @@ def _policy_text(settings: PolicySettings) -> str:
         f"the last {settings.holdout_days:g} days of labels, promotion margin "
         f"{settings.promote_margin} AUC plus the ONNX parity check, "
         f"`refit = {str(settings.refit).lower()}` (a promoted challenger is trained "
-        "again on the whole window, holdout included). Static: the daemon's "
+        "again on the whole window, holdout included). A detection of any "
+        "streaming detector is an alarm: the 14 features, the prediction, and the "
+        "loss (ADWIN on each label's log loss). Static: the daemon's "
         "version 1, trained by `appliance train` on the first 80% of January to "
         "March by time (the model's time split). Blind schedule: as many "
         "retrainings as the daemon ran, on evenly spaced days, in process, through "
@@ -538,7 +559,10 @@ def _policy_text(settings: PolicySettings) -> str:
         "model is trained on all of January to March. Columns `alert_days`, "
         "`skips`, `runs` and `promoted` count the replayed days with a new or "
         "repeated drift alert, the alarms the policy recorded without a run "
-        "(cool-down, budget, too few labels), the runs and the promotions."
+        "(cool-down, budget, too few labels), the runs and the promotions. Column "
+        "`rollbacks` counts the promotions that the rollback watch undid, because "
+        "the new version scored worse live than the one before by more than "
+        "`rollback_margin` (0.02 AUC)."
     )
 
 
