@@ -99,6 +99,10 @@ class RegistryError(ApplianceError):
     """An alias name or alias change that the registry rejects."""
 
 
+class AliasMovedError(RegistryError):
+    """An alias change made only while the alias points at a version it left."""
+
+
 class JobRunningError(ApplianceError):
     """A job was requested while another of the same model runs.
 

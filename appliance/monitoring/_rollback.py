@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.config import RetrainConfig
-from appliance.errors import ApplianceError
+from appliance.errors import AliasMovedError, ApplianceError
 from appliance.monitoring._alerts import AlertCandidate
 from appliance.monitoring._health import (
     ServedVersion,
@@ -47,7 +47,8 @@ class RollbackVerdict:
     model: str
     outcome: str
     """``idle`` (no promotion to watch), ``waiting`` (too few labels yet),
-    ``kept``, ``rolled_back`` or ``failed`` (retried at the next run)."""
+    ``kept``, ``rolled_back``, ``superseded`` (the champion changed again
+    before the rollback) or ``failed`` (retried at the next run)."""
     reason: str
     version: int | None = None
     """The promoted version."""
@@ -168,6 +169,14 @@ def _roll_back(
     config = daemon.config.monitoring
     try:
         daemon.rollback(model, new, ACTOR, reason)
+    except AliasMovedError as exc:
+        # A promotion or rollback since this verdict began replaced the
+        # version, so there is nothing to roll back; the next run judges the
+        # champion's new promotion, if any.
+        logger.info(
+            "rollback watch skipped model=%s version=%d reason=%s", model, new, exc
+        )
+        return RollbackVerdict(model, "superseded", str(exc), new, old)
     except ApplianceError as exc:
         logger.exception("rollback failed model=%s version=%d", model, new)
         failed = (

@@ -18,7 +18,7 @@ from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 
-from appliance.errors import RegistryError, RequestError
+from appliance.errors import AliasMovedError, RequestError
 from appliance.registry import (
     card_html,
     event_record,
@@ -292,8 +292,8 @@ async def rollback_served(
         The recorded alias change, with ``serving`` set when it serves now.
 
     Raises:
-        RegistryError: The alias has no previous version, or it no longer
-            points at `expected_version`.
+        RegistryError: The alias has no previous version.
+        AliasMovedError: The alias no longer points at `expected_version`.
         IntegrityError: The previous version's artifact is corrupted.
     """
     load = _loader(state, alias)
@@ -301,7 +301,7 @@ async def rollback_served(
         if expected_version is not None:
             current = await run_with_catalog(state, resolve, name, alias)
             if current["version"] != expected_version:
-                raise RegistryError(
+                raise AliasMovedError(
                     f"{alias} of model {name!r} is version {current['version']}, "
                     f"no longer {expected_version}; the rollback was not made"
                 )
