@@ -535,9 +535,8 @@ class MonitoringService:
         # The newest request stays even when it alone has more than
         # recent_rows rows, such as a large Arrow batch, so that labels sent
         # right after its response join it.
-        # NOTE: a request evicted here before the prediction log writer has
-        # inserted it (recent_rows = 0, or more than recent_rows rows within
-        # one [predictions] flush_seconds) is found by no lookup until then.
+        # A request evicted here before the prediction log writer inserted it
+        # is found among the writer's unwritten entries.
         while self._recent_count > self.recent_rows and len(self._recent) > 1:
             _, (_, _, old, _) = self._recent.popitem(last=False)
             self._recent_count -= len(old)

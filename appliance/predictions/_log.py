@@ -74,6 +74,8 @@ class PredictionLog:
         self._retry_at = 0.0
         self._pacer = Pacer()
         self._queued_rows = 0
+        self._writing: list[tuple[int, LogEntry]] = []
+        """The batch the writer takes out of the queue, until its insert ends."""
         self._wake = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -91,6 +93,23 @@ class PredictionLog:
         kept in the journal until the writer or the next start inserts them."""
         self.failed_writes = 0
         """Batches that DuckDB rejected and that were spilled to retry later."""
+
+    def unwritten(self, model: str, request_ids: set[str]) -> list[LogEntry]:
+        """Return the entries of `request_ids` of `model` not yet in the table.
+
+        These are the queued entries and the batch being inserted. An entry
+        leaves this set only after its insert committed, so a reader that calls
+        this and then reads the table finds every entry in one or the other.
+        NOTE: entries that went to a spill file are in neither until the
+        writer loads the file.
+        """
+        with self._wake:
+            items = [*self._writing, *self._queue]
+        return [
+            entry
+            for _, entry in items
+            if entry.model == model and entry.request_id in request_ids
+        ]
 
     @property
     def queued_rows(self) -> int:
@@ -207,6 +226,8 @@ class PredictionLog:
             while True:
                 batch, stopping = self._next_batch()
                 inserted = self._write(db, batch) if batch else True
+                with self._wake:
+                    self._writing = []
                 self._release_journal()
                 self.journal.sync_if_due()
                 self.journal.prepare()
@@ -258,6 +279,7 @@ class PredictionLog:
                 batch.append(item)
                 rows += item[1].rows
             self._queued_rows -= rows
+            self._writing = batch
             self.journal.rotate_if_due()
             return batch, self._stopping
 

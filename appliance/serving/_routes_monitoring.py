@@ -22,7 +22,7 @@ from appliance.monitoring import (
     drift_summary,
     output_values,
 )
-from appliance.predictions import parquet_dir
+from appliance.predictions import entries_to_table, parquet_dir
 from appliance.serving._body import JSON, read_body
 from appliance.serving._errors import status_of
 from appliance.serving._inputs import NUMBER
@@ -295,6 +295,10 @@ def _decode_labels(body: bytes, model: str) -> list[Any]:
     return labels
 
 
+_UNWRITTEN = "unwritten_predictions"
+"""Name under which a label lookup registers the log entries not yet inserted."""
+
+
 def _logged_outputs(
     view: Catalog, model: str, request_ids: list[str], state: DaemonState
 ) -> dict[tuple[str, int], tuple[int, Any, Any]]:
@@ -306,6 +310,12 @@ def _logged_outputs(
     info = model_info(served, state.config)
     columns = "request_id, row_index, version, output, model, input"
     sources = [f"SELECT {columns} FROM predictions"]
+    # Read before the table: the writer lists an entry as unwritten until its
+    # insert has committed, so the lookup finds it in one of the two.
+    unwritten = state.predictions.unwritten(model, set(request_ids))
+    if unwritten:
+        view.db.register(_UNWRITTEN, entries_to_table(unwritten, view.db))
+        sources.append(f"SELECT {columns} FROM {_UNWRITTEN}")
     folder = parquet_dir(view.home)
     if folder.is_dir() and any(folder.glob("*.parquet")):
         pattern = str(folder / "*.parquet").replace("'", "''")

@@ -172,3 +172,27 @@ def stored_labels(home: Any) -> list[dict]:
     with Catalog(home, read_only=True) as catalog:
         rows = list_labels(catalog, MODEL)
     return sorted(rows, key=lambda r: r["row_index"])
+
+
+def test_feedback_finds_rows_not_yet_logged(start_daemon: Any) -> None:
+    # No recent rows in memory and a writer that waits 30 s, so the labels
+    # can join only the entries the prediction log has not inserted yet.
+    daemon = start_daemon(
+        monitoring={"recent_rows": 0}, predictions={"flush_seconds": 30.0}
+    )
+    answer = predict(daemon, 20, 3)
+    # The monitor keeps only the newest request, so this one evicts the first.
+    predict(daemon, 23, 1)
+    labels = [
+        {"request_id": answer["request_id"], "row": i, "label": p["label"]}
+        for i, p in enumerate(answer["predictions"])
+    ]
+
+    response = httpx.post(daemon.base + FEEDBACK, json={"labels": labels})
+    again = httpx.post(daemon.base + FEEDBACK, json={"labels": labels[:1]})
+    assert daemon.stop() == 0
+
+    assert response.status_code == 200, response.text
+    assert response.json()["stored"] == 3
+    assert again.status_code == 200
+    assert again.json()["stored"] == 0
