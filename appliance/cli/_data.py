@@ -94,8 +94,10 @@ def _ingest(config: Config, args: argparse.Namespace) -> int:
     else:
         from dataclasses import asdict
 
+        from appliance.pandas_probe import skip_pyarrow_pandas_probe
         from appliance.storage import Catalog, ingest, remove_orphan_folders
 
+        skip_pyarrow_pandas_probe()
         settings = config.dataset(args.dataset)
         with Catalog(config.storage.home) as catalog:
             # This process holds the catalog, so no other ingest is running.

@@ -1,9 +1,9 @@
 """Serving: ONNX sessions, input conversion and the daemon's HTTP API."""
 
+from appliance.pandas_probe import skip_pyarrow_pandas_probe
 from appliance.serving._app import ROUTE_MODULES, create_app
 from appliance.serving._batch import check_target, score_file
 from appliance.serving._batcher import BatchSettings, MicroBatcher
-from appliance.serving._imports import skip_pyarrow_pandas_probe
 from appliance.serving._inputs import (
     NUMBER,
     STRING,
