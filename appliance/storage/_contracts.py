@@ -142,8 +142,9 @@ def violations_sql(
         if rule is not None:
             parts += _rule_checks(name, rule, value, text, nan, checks_finite)
     if contract.unique_key:
+        broken = "\nUNION ALL\n".join(parts) if parts else None
         parts.append(
-            _unique_check(contract.unique_key, types, source_types, parent_scan)
+            _unique_check(contract.unique_key, types, source_types, parent_scan, broken)
         )
     if not parts:
         return _EMPTY
@@ -292,7 +293,14 @@ def _unique_check(
     types: Mapping[str, ColumnType],
     source_types: Mapping[str, str],
     parent_scan: str | None,
+    broken: str | None = None,
 ) -> str:
+    """Return the check that finds rows repeating an earlier row's key.
+
+    Rows that break another rule are quarantined for it and keep no key, so
+    the first valid row of a key is stored. `broken` is the query of the
+    other rules' violations.
+    """
     values = [
         f"({stored_sql(name, types[name], source_types.get(name, 'VARCHAR'))}) AS "
         f"{ident(name)}"
@@ -308,6 +316,11 @@ def _unique_check(
     # and `nullable = false` is the rule that rejects a missing one.
     present = " AND ".join(f"{ident(name)} IS NOT NULL" for name in key)
     keyed = f"SELECT _file, _record, {', '.join(values)} FROM {STAGED}"
+    if broken is not None:
+        keyed = (
+            f"SELECT * FROM ({keyed}) ANTI JOIN ({broken}) AS _broken "
+            "USING (_file, _record)"
+        )
     repeated = (
         f"SELECT _file, _record, {names}, row_number() OVER (PARTITION BY {names} "
         f"ORDER BY _file, _record) AS _seen FROM ({keyed}) WHERE {present}"

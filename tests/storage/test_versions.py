@@ -175,6 +175,27 @@ def test_missing_keys_repeat_no_key(catalog: Catalog, write_file: WriteFile) -> 
     assert result.accepted == 4
 
 
+def test_unique_key_skips_broken_rows(catalog: Catalog, write_file: WriteFile) -> None:
+    contract = ContractConfig(
+        columns={"id": ColumnRule(type="BIGINT"), "v": ColumnRule(max=10)},
+        unique_key=("id",),
+    )
+    settings = DatasetConfig(name="u", contract=contract)
+    # Line 2 breaks the maximum, so line 3 is the first valid row of id 1.
+    text = "id,v\n1,200\n1,5\n1,6\n2,7\n"
+
+    result = ingest(catalog, "u", [write_file("u.csv", text)], settings=settings)
+
+    found = [(r.line, r.column, r.reason) for r in list_quarantine(catalog, "u")]
+    assert found == [
+        (2, "v", 'value "200" is above the maximum 10'),
+        (4, "id", "duplicate unique key (id=1)"),
+    ]
+    assert result.accepted == 2
+    rows = catalog.db.execute(scan_sql(result.version) + " ORDER BY id").fetchall()
+    assert rows == [(1, 5), (2, 7)]
+
+
 def test_quarantine_counts_and_rows(catalog: Catalog, write_file: WriteFile) -> None:
     contract = ContractConfig(
         columns={
