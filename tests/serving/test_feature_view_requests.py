@@ -124,6 +124,42 @@ def test_predict_entity_key_without_nul_200(client: httpx.Client) -> None:
     assert arrow_response.status_code == 200, arrow_response.text
 
 
+@pytest.mark.parametrize("key", [["EWR"], {"code": "EWR"}], ids=["array", "object"])
+def test_predict_nested_entity_key_422(client: httpx.Client, key: Any) -> None:
+    rows = [flight(), flight(origin=key)]
+
+    response = client.post("/v1/models/late/predict", json={"rows": rows})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert (body["row"], body["column"]) == (1, "origin")
+    assert body["error"] == (
+        "row 1, column 'origin' of model 'late' is an entity key of its feature "
+        f"views and must be text, an integer or null, got {key!r}; send the "
+        "key's value itself"
+    )
+
+
+def test_predict_arrow_list_entity_key_422(client: httpx.Client) -> None:
+    table = pa.table({"origin": [["EWR"]], "time_hour": ["2013-02-03T09:30:00Z"]})
+    table = table.append_column("distance", pa.array([190]))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+    response = client.post(
+        "/v1/models/late/predict",
+        content=sink.getvalue().to_pybytes(),
+        headers={"content-type": ARROW_STREAM},
+    )
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["column"] == "origin"
+    assert "row" not in body
+    assert "got list<item: string>" in body["error"]
+
+
 @pytest.mark.parametrize(("suffix", "place"), [("parquet", "row 2"), ("csv", "line 3")])
 def test_cli_predict_nul_entity_key_rejected(
     late_daemon: Daemon, tmp_path: Path, suffix: str, place: str
