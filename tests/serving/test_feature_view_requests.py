@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,6 +159,41 @@ def test_predict_arrow_list_entity_key_422(client: httpx.Client) -> None:
     assert body["column"] == "origin"
     assert "row" not in body
     assert "got list<item: string>" in body["error"]
+
+
+UNKNOWN_ORIGIN_WARNING = (
+    "feature view 'weather' has no values for 1 of 2 rows, first row 1 "
+    "(origin='XXX'), so its columns temp were missing values; check the entity "
+    "keys and the event time against the view's rows and its ttl"
+)
+
+
+def test_predict_unknown_entity_key_warns(client: httpx.Client) -> None:
+    rows = [flight(), flight(origin="XXX")]
+
+    response = client.post("/v1/models/late/predict", json={"rows": rows})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["warnings"] == [UNKNOWN_ORIGIN_WARNING]
+
+
+def test_predict_arrow_unknown_entity_key_warns(client: httpx.Client) -> None:
+    response = client.post(
+        "/v1/models/late/predict",
+        content=arrow_body([flight(), flight(origin="XXX")]),
+        headers={"content-type": ARROW_STREAM},
+    )
+
+    assert response.status_code == 200, response.text
+    header = response.headers["x-appliance-warnings"]
+    assert json.loads(header) == [UNKNOWN_ORIGIN_WARNING]
+
+
+def test_predict_known_entity_keys_no_warning(client: httpx.Client) -> None:
+    response = client.post("/v1/models/late/predict", json={"rows": [flight()]})
+
+    assert response.status_code == 200, response.text
+    assert "warnings" not in response.json()
 
 
 @pytest.mark.parametrize(("suffix", "place"), [("parquet", "row 2"), ("csv", "line 3")])
