@@ -271,7 +271,8 @@ def _rule_checks(
             _select(
                 name,
                 text,
-                f"'value \"' || {text} || '\" is not an allowed category'",
+                f"'value \"' || {text} || '\" is not an allowed category; allowed "
+                f"values: {_escape(_allowed_list(rule.allowed))}'",
                 f"{raw} IS NOT NULL AND CAST(({value}) AS VARCHAR) NOT IN ({allowed})",
             )
         )
@@ -345,6 +346,17 @@ def _select(name: str, value: str, reason: str, condition: str) -> str:
         f"SELECT _file, _record, {literal(name)} AS column_name, {value} AS value, "
         f"{reason} AS reason FROM {STAGED} WHERE {condition}"
     )
+
+
+_SHOWN_CATEGORIES = 10
+"""Maximum allowed values that a quarantine reason lists."""
+
+
+def _allowed_list(allowed: tuple[str, ...]) -> str:
+    listed = ", ".join(allowed[:_SHOWN_CATEGORIES])
+    if len(allowed) > _SHOWN_CATEGORIES:
+        listed += f", ... ({len(allowed)} values)"
+    return listed
 
 
 def _escape(text: str) -> str:

@@ -196,6 +196,23 @@ def test_unique_key_skips_broken_rows(catalog: Catalog, write_file: WriteFile) -
     assert rows == [(1, 5), (2, 7)]
 
 
+def test_allowed_reason_lists_values(catalog: Catalog, write_file: WriteFile) -> None:
+    allowed = tuple(f"k'{number}" for number in range(12))
+    settings = DatasetConfig(
+        name="c", contract=ContractConfig(columns={"k": ColumnRule(allowed=allowed)})
+    )
+
+    ingest(catalog, "c", [write_file("c.csv", "k\nk'0\nz\n")], settings=settings)
+
+    listed = ", ".join(allowed[:10])
+    [found] = list_quarantine(catalog, "c")
+    assert (found.line, found.column) == (3, "k")
+    assert found.reason == (
+        f'value "z" is not an allowed category; allowed values: {listed}, ... '
+        "(12 values)"
+    )
+
+
 def test_quarantine_counts_and_rows(catalog: Catalog, write_file: WriteFile) -> None:
     contract = ContractConfig(
         columns={
@@ -228,7 +245,7 @@ def test_quarantine_counts_and_rows(catalog: Catalog, write_file: WriteFile) -> 
     assert found == [
         (3, "id", "missing value in a column that is not nullable"),
         (4, "score", 'value "1.5" is above the maximum 1'),
-        (5, "kind", 'value "c" is not an allowed category'),
+        (5, "kind", 'value "c" is not an allowed category; allowed values: a, b'),
         (6, "code", 'value "ab5" does not match [A-Z]{2}[0-9]'),
         (7, "id", "duplicate unique key (id=1)"),
         (8, "score", 'value "x" is not a valid DOUBLE'),
