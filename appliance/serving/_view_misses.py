@@ -97,7 +97,10 @@ def _warning(
     total: int,
     first: Mapping[str, Any],
 ) -> str:
-    key = ", ".join(f"{name}={shown(value)}" for name, value in first.items())
+    key = ", ".join(
+        f"{name}={'null' if value is None else shown(value)}"
+        for name, value in first.items()
+    )
     return (
         f"feature view {view!r} has no values for {len(missed)} of {total} rows, "
         f"first row {missed[0]} ({key}), so its columns {', '.join(columns)} "

@@ -189,6 +189,19 @@ def test_predict_arrow_unknown_entity_key_warns(client: httpx.Client) -> None:
     assert json.loads(header) == [UNKNOWN_ORIGIN_WARNING]
 
 
+def test_predict_null_entity_key_warns(client: httpx.Client) -> None:
+    response = client.post(
+        "/v1/models/late/predict", json={"rows": [flight(origin=None)]}
+    )
+
+    assert response.status_code == 200, response.text
+    [warning] = response.json()["warnings"]
+    assert warning.startswith(
+        "feature view 'weather' has no values for 1 of 1 rows, first row 0 "
+        "(origin=null), "
+    )
+
+
 def test_predict_known_entity_keys_no_warning(client: httpx.Client) -> None:
     response = client.post("/v1/models/late/predict", json={"rows": [flight()]})
 
