@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from appliance.config import ColumnRule, ContractConfig
+from appliance.errors import IngestError
 from appliance.storage._sql import ident, literal
 from appliance.storage._types import (
     FLOAT_TYPES,
@@ -142,6 +143,7 @@ def violations_sql(
         if rule is not None:
             parts += _rule_checks(name, rule, value, text, nan, checks_finite)
     if contract.unique_key:
+        _check_key_columns(contract.unique_key, types, dataset)
         broken = "\nUNION ALL\n".join(parts) if parts else None
         parts.append(
             _unique_check(contract.unique_key, types, source_types, parent_scan, broken)
@@ -287,6 +289,19 @@ def _rule_checks(
             )
         )
     return checks
+
+
+def _check_key_columns(
+    key: tuple[str, ...], types: Mapping[str, ColumnType], dataset: str
+) -> None:
+    """Raise `IngestError` when a unique key column is not among the rows' columns."""
+    for name in key:
+        if name not in types:
+            raise IngestError(
+                f"unique_key column {name!r} of [datasets.{dataset}.contract] is "
+                f"not a column of the ingested rows; columns: {', '.join(types)}. "
+                "Fix unique_key or add the column to the files"
+            )
 
 
 def _unique_check(

@@ -213,6 +213,21 @@ def test_allowed_reason_lists_values(catalog: Catalog, write_file: WriteFile) ->
     )
 
 
+def test_unique_key_unknown_column_rejected(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    settings = DatasetConfig(name="n", contract=ContractConfig(unique_key=("id",)))
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "n", [write_file("n.csv", "x,y\n1,2\n")], settings=settings)
+
+    assert str(raised.value) == (
+        "unique_key column 'id' of [datasets.n.contract] is not a column of the "
+        "ingested rows; columns: x, y. Fix unique_key or add the column to the files"
+    )
+    assert list_versions(catalog, "n") == []
+
+
 def test_quarantine_counts_and_rows(catalog: Catalog, write_file: WriteFile) -> None:
     contract = ContractConfig(
         columns={
