@@ -597,7 +597,8 @@ def _check_regex(pattern: str) -> None:
     """Raise `ValueError` unless DuckDB's regular expressions (RE2) compile `pattern`.
 
     The ingest matches values with DuckDB's ``regexp_full_match``, whose RE2
-    syntax differs from Python's ``re`` (no backreferences or lookarounds).
+    syntax differs from Python's ``re``: RE2 rejects a backreference such as
+    ``\\1``, for one.
     """
     import duckdb
 
