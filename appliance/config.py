@@ -578,6 +578,39 @@ class ColumnRule:
     """Whether a FLOAT or DOUBLE column keeps infinite values; when false they
     are quarantined. NaN is always read as a missing value."""
 
+    def __post_init__(self) -> None:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(
+                f"min {self.min:g} is above max {self.max:g}, so every value "
+                "would be quarantined; swap them"
+            )
+        if self.allowed is not None and not self.allowed:
+            raise ValueError(
+                "allowed is empty, so every value would be quarantined; list "
+                "the allowed values or remove the key"
+            )
+        if self.regex is not None:
+            _check_regex(self.regex)
+
+
+def _check_regex(pattern: str) -> None:
+    """Raise `ValueError` unless DuckDB's regular expressions (RE2) compile `pattern`.
+
+    The ingest matches values with DuckDB's ``regexp_full_match``, whose RE2
+    syntax differs from Python's ``re``: RE2 rejects a backreference such as
+    ``\\1``, for one.
+    """
+    import duckdb
+
+    with duckdb.connect() as db:
+        try:
+            db.execute("SELECT regexp_full_match('', $1)", [pattern])
+        except duckdb.Error as exc:
+            reason = str(exc).splitlines()[0]
+            raise ValueError(
+                f"regex {pattern!r} is not a valid RE2 regular expression: {reason}"
+            ) from None
+
 
 @dataclass(frozen=True)
 class ContractConfig:

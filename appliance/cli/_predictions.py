@@ -16,6 +16,7 @@ from appliance.cli._output import (
     row_count,
 )
 from appliance.config import Config
+from appliance.errors import DaemonError
 from appliance.times import parse_time
 
 _COLUMNS = ["predicted_at", "model", "version", "request_id", "row_index", "output"]
@@ -79,7 +80,14 @@ def fetch(config: Config, params: dict[str, Any]) -> list[dict[str, Any]]:
 
     client = find_daemon(config.storage.home, config.path)
     if client is not None:
-        found = client.get("/v1/predictions", params)["predictions"]
+        try:
+            found = client.get("/v1/predictions", params)["predictions"]
+        except DaemonError as exc:
+            # The daemon rejects an unknown model with 404. The callers' name
+            # check then raises the error that the catalog path raises.
+            if exc.status != 404 or params.get("model") is None:
+                raise
+            return []
         return [_decoded(row) for row in found]
     from appliance.predictions import query, utc_text
     from appliance.storage import Catalog

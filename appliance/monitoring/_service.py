@@ -260,7 +260,7 @@ class MonitoringService:
                 model=info.name,
                 unknown=[{"request_id": r, "row": i} for r, i in missing],
             )
-        targets = [_target(info, item) for item in labels]
+        targets = [_target(info, i, item) for i, item in enumerate(labels)]
         fresh, kept = _first_of_each(keys, labels)
         rows = [_label_row(info, keys[i], labels[i], found[keys[i]]) for i in fresh]
         stored = persist(rows) if persist is not None else {}
@@ -706,13 +706,14 @@ def _label_key(info: ModelInfo, index: int, item: Any) -> tuple[str, int]:
     return request_id, row
 
 
-def _target(info: ModelInfo, item: dict[str, Any]) -> float:
+def _target(info: ModelInfo, index: int, item: dict[str, Any]) -> float:
     value = item["label"]
+    written = _json_shown(value)
     if info.task == "regression":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RequestError(
-                f"label {shown(value)} for regression model {info.name!r} is not "
-                "a number",
+                f"label {written} for regression model {info.name!r} is not "
+                f"a number (label {index} of the request)",
                 model=info.name,
             )
         return float(value)
@@ -722,11 +723,20 @@ def _target(info: ModelInfo, item: dict[str, Any]) -> float:
         value = bool(value)
     if _class_key(value) not in keys:
         raise RequestError(
-            f"label {shown(value)} is not a class of model {info.name!r}; classes: "
-            f"{', '.join(keys)}",
+            f"label {written} is not a class of model {info.name!r} (label {index} "
+            f"of the request); classes: {', '.join(keys)}",
             model=info.name,
         )
     return float(keys.index(_class_key(value)))
+
+
+def _json_shown(value: Any) -> str:
+    """Return `value` for a message, with null, true and false as JSON writes them."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return shown(value)
 
 
 def _class_key(value: Any) -> str:

@@ -21,7 +21,7 @@ from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 
-from appliance.errors import RequestError, shown
+from appliance.errors import NotFoundError, RequestError, shown
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._openapi import body_operation
 from appliance.serving._params import ModelFilter
@@ -369,10 +369,27 @@ async def predictions(
     rows = await run_with_catalog(
         state, query, model, version, start, end, limit, newest_first
     )
+    if not rows and model is not None and model not in state.config.models:
+        declared = set(state.config.models)
+        await run_with_catalog(state, _check_registered, model, declared)
     for row in rows:
         row["input"] = _decode_text(row["input"])
         row["output"] = _decode_text(row["output"])
     return _json({"predictions": rows})
+
+
+def _check_registered(catalog: Catalog, model: str, declared: set[str]) -> None:
+    """Raise `NotFoundError` unless `model` has a registered version.
+
+    An empty response for a misspelt model would read as "no predictions yet".
+    """
+    registered = {version.model for version in list_models(catalog)}
+    if model not in registered:
+        known = ", ".join(sorted(registered | declared)) or "none"
+        raise NotFoundError(
+            f"model {model!r} is not declared in [models] and has no registered "
+            f"version; known models: {known}"
+        )
 
 
 def _time_parameter(name: str, text: str | None) -> datetime | None:

@@ -45,6 +45,7 @@ from appliance.serving._request_fields import request_fields
 from appliance.serving._routes_monitoring import model_info
 from appliance.serving._routes_registry import pinned_batcher
 from appliance.serving._state import DaemonState, daemon_state
+from appliance.serving._view_misses import row_miss_warnings, table_miss_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -251,6 +252,7 @@ async def _predict_json(
             rows = decode_json_rows(body, model.name)
         check_rows(len(rows), server.max_rows, model.name)
         fed = rows
+        misses: list[str] = []
         features = state.features
         if features.uses_features(model.name):
             check_lookup_rows(features, model.name, rows)
@@ -258,8 +260,11 @@ async def _predict_json(
             if features.loaded_at and _carry_all(rows, lookup):
                 fed = _without_lookup(model, rows, lookup)
             else:
-                rows, fed = await asyncio.to_thread(_fill_rows, features, model, rows)
+                rows, fed, misses = await asyncio.to_thread(
+                    _fill_rows, features, model, rows
+                )
         feed, warnings = _json_feed(model, fed)
+        warnings = [*warnings, *misses]
     except BaseException:
         batcher.withdraw()
         raise
@@ -280,15 +285,18 @@ async def _predict_json(
 
 def _fill_rows(
     features: FeatureServer, model: OnnxModel, rows: list[Any]
-) -> tuple[list[Any], list[Any]]:
+) -> tuple[list[Any], list[Any], list[str]]:
     """Fill the feature view columns of JSON rows in a worker thread.
 
     Returns:
-        The filled rows, as logged, and the same rows without the lookup
-        columns that are not model inputs, as fed to the model.
+        The filled rows, as logged, the same rows without the lookup columns
+        that are not model inputs, as fed to the model, and a warning per
+        view that had no values for some rows.
     """
     filled = features.fill(model.name, rows)
-    return filled, _without_lookup(model, filled, features.lookup_columns(model.name))
+    fed = _without_lookup(model, filled, features.lookup_columns(model.name))
+    misses = row_miss_warnings(features, model.name, rows, filled)
+    return filled, fed, misses
 
 
 def _carry_all(rows: list[Any], lookup: set[str]) -> bool:
@@ -363,11 +371,14 @@ def _score_arrow(
         warnings about the request, which the stream's schema metadata also contains.
     """
     check_lookup_table(features, model.name, table)
+    sent = table
     table = features.fill_table(model.name, table)
+    misses = table_miss_warnings(features, model.name, sent, table)
     # As with JSON rows, lookup columns that are not model inputs get no warning.
     unused = features.lookup_columns(model.name) - {s["name"] for s in model.request}
     fed = table.drop_columns([n for n in table.column_names if n in unused])
     feed, warnings = model.feed_table(fed)
+    warnings = [*warnings, *misses]
     output = model.format_table(model.run(feed))
     return table, output, encode_arrow(output, warnings), warnings
 

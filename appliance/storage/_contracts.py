@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from appliance.config import ColumnRule, ContractConfig
+from appliance.errors import IngestError
 from appliance.storage._sql import ident, literal
 from appliance.storage._types import (
     FLOAT_TYPES,
@@ -142,8 +143,10 @@ def violations_sql(
         if rule is not None:
             parts += _rule_checks(name, rule, value, text, nan, checks_finite)
     if contract.unique_key:
+        _check_key_columns(contract.unique_key, types, dataset)
+        broken = "\nUNION ALL\n".join(parts) if parts else None
         parts.append(
-            _unique_check(contract.unique_key, types, source_types, parent_scan)
+            _unique_check(contract.unique_key, types, source_types, parent_scan, broken)
         )
     if not parts:
         return _EMPTY
@@ -270,7 +273,8 @@ def _rule_checks(
             _select(
                 name,
                 text,
-                f"'value \"' || {text} || '\" is not an allowed category'",
+                f"'value \"' || {text} || '\" is not an allowed category; allowed "
+                f"values: {_escape(_allowed_list(rule.allowed))}'",
                 f"{raw} IS NOT NULL AND CAST(({value}) AS VARCHAR) NOT IN ({allowed})",
             )
         )
@@ -287,12 +291,32 @@ def _rule_checks(
     return checks
 
 
+def _check_key_columns(
+    key: tuple[str, ...], types: Mapping[str, ColumnType], dataset: str
+) -> None:
+    """Raise `IngestError` when a unique key column is not among the rows' columns."""
+    for name in key:
+        if name not in types:
+            raise IngestError(
+                f"unique_key column {name!r} of [datasets.{dataset}.contract] is "
+                f"not a column of the ingested rows; columns: {', '.join(types)}. "
+                "Fix unique_key or add the column to the files"
+            )
+
+
 def _unique_check(
     key: tuple[str, ...],
     types: Mapping[str, ColumnType],
     source_types: Mapping[str, str],
     parent_scan: str | None,
+    broken: str | None = None,
 ) -> str:
+    """Return the check that finds rows repeating an earlier row's key.
+
+    Rows that break another rule are quarantined for it and keep no key, so
+    the first valid row of a key is stored. `broken` is the query of the
+    other rules' violations.
+    """
     values = [
         f"({stored_sql(name, types[name], source_types.get(name, 'VARCHAR'))}) AS "
         f"{ident(name)}"
@@ -308,6 +332,11 @@ def _unique_check(
     # and `nullable = false` is the rule that rejects a missing one.
     present = " AND ".join(f"{ident(name)} IS NOT NULL" for name in key)
     keyed = f"SELECT _file, _record, {', '.join(values)} FROM {STAGED}"
+    if broken is not None:
+        keyed = (
+            f"SELECT * FROM ({keyed}) ANTI JOIN ({broken}) AS _broken "
+            "USING (_file, _record)"
+        )
     repeated = (
         f"SELECT _file, _record, {names}, row_number() OVER (PARTITION BY {names} "
         f"ORDER BY _file, _record) AS _seen FROM ({keyed}) WHERE {present}"
@@ -332,6 +361,17 @@ def _select(name: str, value: str, reason: str, condition: str) -> str:
         f"SELECT _file, _record, {literal(name)} AS column_name, {value} AS value, "
         f"{reason} AS reason FROM {STAGED} WHERE {condition}"
     )
+
+
+_SHOWN_CATEGORIES = 10
+"""Maximum allowed values that a quarantine reason lists."""
+
+
+def _allowed_list(allowed: tuple[str, ...]) -> str:
+    listed = ", ".join(allowed[:_SHOWN_CATEGORIES])
+    if len(allowed) > _SHOWN_CATEGORIES:
+        listed += f", ... ({len(allowed)} values)"
+    return listed
 
 
 def _escape(text: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -296,11 +296,51 @@ def _rows_source(
     try:
         return store.joined_source(rows, joined, cfg.event_timestamp, _ORDER)
     except duckdb.Error as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        failed = _failed_derive(store, rows, joined, cfg.event_timestamp)
+        if failed is not None:
+            view, name = failed
+            raise TrainingError(
+                f"cannot join feature views {', '.join(cfg.feature_views)} to the "
+                f"rows of model {cfg.name!r}: derived column {name!r} = "
+                f"{view.derive[name]!r} of feature view {view.name!r} failed: "
+                f"{reason}; fix the expression (TRY_CAST gives NULL for a value "
+                "that does not convert) or the rows it reads"
+            ) from None
         raise TrainingError(
             f"cannot join feature views {', '.join(cfg.feature_views)} to the rows "
-            f"of model {cfg.name!r}: {exc}; check the views' derive expressions "
+            f"of model {cfg.name!r}: {reason}; check the views' derive expressions "
             f"and the values of {cfg.event_timestamp!r}"
         ) from None
+
+
+def _failed_derive(
+    store: FeatureStore,
+    rows: str,
+    views: list[FeatureViewConfig],
+    event_time: str | None,
+) -> tuple[FeatureViewConfig, str] | None:
+    """Return the view and the name of the first derived column whose join fails.
+
+    Each derived column is joined with those declared before it, so an
+    expression that reads an earlier one still works. Only a failed join
+    pays for these extra joins. Returns None when the join fails without
+    any derived column.
+    """
+    for position, view in enumerate(views):
+        names = list(view.derive)
+        for count in range(len(names) + 1):
+            prefix = dict(list(view.derive.items())[:count])
+            tried = [
+                *views[:position],
+                replace(view, derive=prefix),
+                *(replace(later, derive={}) for later in views[position + 1 :]),
+            ]
+            try:
+                store.joined_source(rows, tried, event_time, _ORDER)
+            except duckdb.Error:
+                return (view, names[count - 1]) if count else None
+    return None
 
 
 def _repeated_key_warnings(

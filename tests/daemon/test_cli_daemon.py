@@ -127,6 +127,22 @@ def test_query_since_after_until_rejected(start_daemon: Any) -> None:
     assert expected in offline.stderr
 
 
+def test_query_unknown_model_404(start_daemon: Any) -> None:
+    daemon = start_daemon()
+
+    unknown = httpx.get(daemon.base + "/v1/predictions", params={"model": "nope"})
+    known = httpx.get(daemon.base + "/v1/predictions", params={"model": MODEL})
+    assert daemon.stop() == 0
+
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] == (
+        "model 'nope' is not declared in [models] and has no registered version; "
+        f"known models: {MODEL}"
+    )
+    assert known.status_code == 200, known.text
+    assert known.json() == {"predictions": []}
+
+
 def test_predicted_at_one_format(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

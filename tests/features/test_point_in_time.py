@@ -158,9 +158,18 @@ def test_frame_view_derive_error_named(tmp_path: Path) -> None:
 
     with (
         Catalog(config.storage.home) as catalog,
-        pytest.raises(TrainingError, match="cannot join feature views weather, planes"),
+        pytest.raises(TrainingError) as raised,
     ):
         load_frame(catalog, config.model("late"), config.feature_views)
+
+    assert str(raised.value) == (
+        "cannot join feature views weather, planes to the rows of model 'late': "
+        "derived column 'origin_code' = 'CAST(origin AS INTEGER)' of feature view "
+        "'weather' failed: Conversion Error: Could not convert string 'EWR' to "
+        "INT32 when casting from source column origin; fix the expression "
+        "(TRY_CAST gives NULL for a value that does not convert) or the rows it "
+        "reads"
+    )
 
 
 def test_fill_latest_value_per_entity(tmp_path: Path) -> None:

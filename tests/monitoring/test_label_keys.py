@@ -51,7 +51,7 @@ def test_boolean_class_label_forms(label: Any, index: float) -> None:
 
     info = ModelInfo("b", 1, "classification", ("x",), (), (False, True))
 
-    assert _target(info, {"label": label}) == index
+    assert _target(info, 0, {"label": label}) == index
 
 
 def test_boolean_class_label_two_rejected() -> None:
@@ -60,7 +60,21 @@ def test_boolean_class_label_two_rejected() -> None:
     info = ModelInfo("b", 1, "classification", ("x",), (), (False, True))
 
     with pytest.raises(RequestError, match="label 2 is not a class of model 'b'"):
-        _target(info, {"label": 2})
+        _target(info, 0, {"label": 2})
+
+
+def test_null_class_label_shown_as_json() -> None:
+    from appliance.monitoring._service import _target
+
+    info = ModelInfo("b", 1, "classification", ("x",), (), (False, True))
+
+    with pytest.raises(RequestError) as raised:
+        _target(info, 3, {"label": None})
+
+    assert str(raised.value) == (
+        "label null is not a class of model 'b' (label 3 of the request); "
+        "classes: false, true"
+    )
 
 
 def test_output_values_reads_json_and_arrow_outputs() -> None:

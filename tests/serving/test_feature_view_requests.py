@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +123,90 @@ def test_predict_entity_key_without_nul_200(client: httpx.Client) -> None:
 
     assert json_response.status_code == 200, json_response.text
     assert arrow_response.status_code == 200, arrow_response.text
+
+
+@pytest.mark.parametrize("key", [["EWR"], {"code": "EWR"}], ids=["array", "object"])
+def test_predict_nested_entity_key_422(client: httpx.Client, key: Any) -> None:
+    rows = [flight(), flight(origin=key)]
+
+    response = client.post("/v1/models/late/predict", json={"rows": rows})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert (body["row"], body["column"]) == (1, "origin")
+    assert body["error"] == (
+        "row 1, column 'origin' of model 'late' is an entity key of its feature "
+        f"views and must be text, an integer or null, got {key!r}; send the "
+        "key's value itself"
+    )
+
+
+def test_predict_arrow_list_entity_key_422(client: httpx.Client) -> None:
+    table = pa.table({"origin": [["EWR"]], "time_hour": ["2013-02-03T09:30:00Z"]})
+    table = table.append_column("distance", pa.array([190]))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+    response = client.post(
+        "/v1/models/late/predict",
+        content=sink.getvalue().to_pybytes(),
+        headers={"content-type": ARROW_STREAM},
+    )
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["column"] == "origin"
+    assert "row" not in body
+    assert "got list<item: string>" in body["error"]
+
+
+UNKNOWN_ORIGIN_WARNING = (
+    "feature view 'weather' has no values for 1 of 2 rows, first row 1 "
+    "(origin='XXX'), so its columns temp were missing values; check the entity "
+    "keys and the event time against the view's rows and its ttl"
+)
+
+
+def test_predict_unknown_entity_key_warns(client: httpx.Client) -> None:
+    rows = [flight(), flight(origin="XXX")]
+
+    response = client.post("/v1/models/late/predict", json={"rows": rows})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["warnings"] == [UNKNOWN_ORIGIN_WARNING]
+
+
+def test_predict_arrow_unknown_entity_key_warns(client: httpx.Client) -> None:
+    response = client.post(
+        "/v1/models/late/predict",
+        content=arrow_body([flight(), flight(origin="XXX")]),
+        headers={"content-type": ARROW_STREAM},
+    )
+
+    assert response.status_code == 200, response.text
+    header = response.headers["x-appliance-warnings"]
+    assert json.loads(header) == [UNKNOWN_ORIGIN_WARNING]
+
+
+def test_predict_null_entity_key_warns(client: httpx.Client) -> None:
+    response = client.post(
+        "/v1/models/late/predict", json={"rows": [flight(origin=None)]}
+    )
+
+    assert response.status_code == 200, response.text
+    [warning] = response.json()["warnings"]
+    assert warning.startswith(
+        "feature view 'weather' has no values for 1 of 1 rows, first row 0 "
+        "(origin=null), "
+    )
+
+
+def test_predict_known_entity_keys_no_warning(client: httpx.Client) -> None:
+    response = client.post("/v1/models/late/predict", json={"rows": [flight()]})
+
+    assert response.status_code == 200, response.text
+    assert "warnings" not in response.json()
 
 
 @pytest.mark.parametrize(("suffix", "place"), [("parquet", "row 2"), ("csv", "line 3")])

@@ -63,6 +63,37 @@ def test_unknown_contract_key_rejected(tmp_path: Path) -> None:
         load_config(path)
 
 
+@pytest.mark.parametrize(
+    ("rule", "reason"),
+    [
+        (
+            'regex = "["',
+            "regex '[' is not a valid RE2 regular expression: Invalid Input "
+            "Error: missing ]: [",
+        ),
+        (
+            "min = 10\nmax = 1",
+            "min 10 is above max 1, so every value would be quarantined; swap them",
+        ),
+        (
+            "allowed = []",
+            "allowed is empty, so every value would be quarantined; list the "
+            "allowed values or remove the key",
+        ),
+    ],
+    ids=["regex", "range", "allowed"],
+)
+def test_contract_rule_rejected(tmp_path: Path, rule: str, reason: str) -> None:
+    path = write(tmp_path, f"[datasets.d.contract.columns.x]\n{rule}\n")
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+
+    assert str(raised.value) == (
+        f"invalid 'datasets.d.contract.columns.x' in {path}: {reason}"
+    )
+
+
 def test_keep_versions_below_one_rejected(tmp_path: Path) -> None:
     path = write(tmp_path, "[datasets.d]\nkeep_versions = 0\n")
 

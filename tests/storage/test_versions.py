@@ -175,6 +175,59 @@ def test_missing_keys_repeat_no_key(catalog: Catalog, write_file: WriteFile) -> 
     assert result.accepted == 4
 
 
+def test_unique_key_skips_broken_rows(catalog: Catalog, write_file: WriteFile) -> None:
+    contract = ContractConfig(
+        columns={"id": ColumnRule(type="BIGINT"), "v": ColumnRule(max=10)},
+        unique_key=("id",),
+    )
+    settings = DatasetConfig(name="u", contract=contract)
+    # Line 2 breaks the maximum, so line 3 is the first valid row of id 1.
+    text = "id,v\n1,200\n1,5\n1,6\n2,7\n"
+
+    result = ingest(catalog, "u", [write_file("u.csv", text)], settings=settings)
+
+    found = [(r.line, r.column, r.reason) for r in list_quarantine(catalog, "u")]
+    assert found == [
+        (2, "v", 'value "200" is above the maximum 10'),
+        (4, "id", "duplicate unique key (id=1)"),
+    ]
+    assert result.accepted == 2
+    rows = catalog.db.execute(scan_sql(result.version) + " ORDER BY id").fetchall()
+    assert rows == [(1, 5), (2, 7)]
+
+
+def test_allowed_reason_lists_values(catalog: Catalog, write_file: WriteFile) -> None:
+    allowed = tuple(f"k'{number}" for number in range(12))
+    settings = DatasetConfig(
+        name="c", contract=ContractConfig(columns={"k": ColumnRule(allowed=allowed)})
+    )
+
+    ingest(catalog, "c", [write_file("c.csv", "k\nk'0\nz\n")], settings=settings)
+
+    listed = ", ".join(allowed[:10])
+    [found] = list_quarantine(catalog, "c")
+    assert (found.line, found.column) == (3, "k")
+    assert found.reason == (
+        f'value "z" is not an allowed category; allowed values: {listed}, ... '
+        "(12 values)"
+    )
+
+
+def test_unique_key_unknown_column_rejected(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    settings = DatasetConfig(name="n", contract=ContractConfig(unique_key=("id",)))
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "n", [write_file("n.csv", "x,y\n1,2\n")], settings=settings)
+
+    assert str(raised.value) == (
+        "unique_key column 'id' of [datasets.n.contract] is not a column of the "
+        "ingested rows; columns: x, y. Fix unique_key or add the column to the files"
+    )
+    assert list_versions(catalog, "n") == []
+
+
 def test_quarantine_counts_and_rows(catalog: Catalog, write_file: WriteFile) -> None:
     contract = ContractConfig(
         columns={
@@ -207,7 +260,7 @@ def test_quarantine_counts_and_rows(catalog: Catalog, write_file: WriteFile) -> 
     assert found == [
         (3, "id", "missing value in a column that is not nullable"),
         (4, "score", 'value "1.5" is above the maximum 1'),
-        (5, "kind", 'value "c" is not an allowed category'),
+        (5, "kind", 'value "c" is not an allowed category; allowed values: a, b'),
         (6, "code", 'value "ab5" does not match [A-Z]{2}[0-9]'),
         (7, "id", "duplicate unique key (id=1)"),
         (8, "score", 'value "x" is not a valid DOUBLE'),
