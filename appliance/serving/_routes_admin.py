@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+import typing
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -106,9 +108,20 @@ def _decode(request_type: type, body: bytes, path: str) -> Any:
     try:
         return msgspec.json.decode(body, type=request_type)
     except msgspec.DecodeError as exc:
+        allowed = _allowed_values(request_type, str(exc))
         raise RequestError(
-            f"malformed body for {path}: {exc}", malformed=True
+            f"malformed body for {path}: {exc}{allowed}", malformed=True
         ) from None
+
+
+def _allowed_values(request_type: type, error: str) -> str:
+    """Return the values a field takes when `error` rejects a value of it."""
+    found = re.search(r"Invalid enum value .* at `\$\.(\w+)`", error)
+    if found is None:
+        return ""
+    hint = typing.get_type_hints(request_type).get(found.group(1))
+    values = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+    return f"; use one of {', '.join(map(str, values))}" if values else ""
 
 
 @post(
@@ -334,7 +347,8 @@ async def predictions(
     request: Request[Any, Any, Any],
     model: ModelFilter = None,
     version: Annotated[
-        int | None, QueryParameter(description="Only the rows of this model version.")
+        int | None,
+        QueryParameter(ge=1, description="Only the rows of this model version."),
     ] = None,
     since: Annotated[
         str | None,
@@ -371,14 +385,14 @@ async def predictions(
     )
     if not rows and model is not None and model not in state.config.models:
         declared = set(state.config.models)
-        await run_with_catalog(state, _check_registered, model, declared)
+        await run_with_catalog(state, check_registered, model, declared)
     for row in rows:
         row["input"] = _decode_text(row["input"])
         row["output"] = _decode_text(row["output"])
     return _json({"predictions": rows})
 
 
-def _check_registered(catalog: Catalog, model: str, declared: set[str]) -> None:
+def check_registered(catalog: Catalog, model: str, declared: set[str]) -> None:
     """Raise `NotFoundError` unless `model` has a registered version.
 
     An empty response for a misspelt model would read as "no predictions yet".

@@ -30,7 +30,8 @@ from appliance.serving._nesting import reject_deep_nesting
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._openapi import body_operation
 from appliance.serving._params import ModelFilter, ModelName
-from appliance.serving._state import DaemonState, daemon_state
+from appliance.serving._routes_admin import check_registered
+from appliance.serving._state import DaemonState, daemon_state, run_with_catalog
 from appliance.storage import Catalog, LabelRow, store_labels
 
 logger = logging.getLogger(__name__)
@@ -241,6 +242,9 @@ async def alerts(
             f"status {status!r} is not an alert status; use open or acknowledged"
         ) from None
     found = await asyncio.to_thread(_alerts, state, wanted, model)
+    if not found and model is not None and model not in state.config.models:
+        declared = set(state.config.models)
+        await run_with_catalog(state, check_registered, model, declared)
     return Response(_encode({"alerts": found}), media_type=JSON)
 
 

@@ -143,6 +143,29 @@ def test_query_unknown_model_404(start_daemon: Any) -> None:
     assert known.json() == {"predictions": []}
 
 
+def test_unknown_names_and_bad_values_rejected(start_daemon: Any) -> None:
+    daemon = start_daemon()
+    base = daemon.base
+
+    alerts = httpx.get(base + "/v1/alerts", params={"model": "nope"})
+    known = httpx.get(base + "/v1/alerts", params={"model": MODEL})
+    version = httpx.get(base + "/v1/predictions", params={"version": -1})
+    body = {"dataset": "d", "paths": ["x.csv"], "mode": "sideways"}
+    mode = httpx.post(base + "/v1/admin/ingest", json=body)
+    assert daemon.stop() == 0
+
+    assert alerts.status_code == 404
+    assert alerts.json()["error"].startswith("model 'nope' is not declared")
+    assert known.status_code == 200
+    assert known.json() == {"alerts": []}
+    assert version.status_code == 400
+    assert "version" in version.json()["error"]
+    assert mode.status_code == 400
+    assert mode.json()["error"].endswith(
+        "Invalid enum value 'sideways' - at `$.mode`; use one of replace, append"
+    )
+
+
 def test_predicted_at_one_format(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
