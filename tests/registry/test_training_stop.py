@@ -82,48 +82,38 @@ def test_fit_stops_at_boosting_iteration(trips: Callable[[str], Config]) -> None
         pipeline.fit(frame.x_train, frame.y_train, **stopping_params(event, 3))
 
 
-def test_search_stops_mid_candidate(trips: Callable[[str], Config]) -> None:
-    config = trips(SEARCH)
+def run_search(config: Config, event: threading.Event, *fit_params: Any) -> None:
+    """Run the hyperparameter search of model ``late`` with stop checks."""
     cfg = config.model("late")
     frame, pipeline = frame_and_pipeline(config)
-    event = threading.Event()
     assert cfg.search is not None
+    search(
+        pipeline,
+        frame.x_train,
+        frame.y_train,
+        cfg.search,
+        CVConfig(),
+        cfg.primary_metric,
+        len(frame.classes),
+        0,
+        StopCheck(event),
+        *fit_params,
+    )
+
+
+def test_search_stops_mid_candidate(trips: Callable[[str], Config]) -> None:
+    event = threading.Event()
 
     with pytest.raises(TrainingStopped, match="at boosting iteration 2$"):
-        search(
-            pipeline,
-            frame.x_train,
-            frame.y_train,
-            cfg.search,
-            CVConfig(),
-            cfg.primary_metric,
-            len(frame.classes),
-            0,
-            StopCheck(event),
-            stopping_params(event, 2),
-        )
+        run_search(trips(SEARCH), event, stopping_params(event, 2))
 
 
 def test_search_stops_before_candidate(trips: Callable[[str], Config]) -> None:
-    config = trips(SEARCH)
-    cfg = config.model("late")
-    frame, pipeline = frame_and_pipeline(config)
     event = threading.Event()
     event.set()
-    assert cfg.search is not None
 
     with pytest.raises(TrainingStopped, match="before a search candidate's fit"):
-        search(
-            pipeline,
-            frame.x_train,
-            frame.y_train,
-            cfg.search,
-            CVConfig(),
-            cfg.primary_metric,
-            len(frame.classes),
-            0,
-            StopCheck(event),
-        )
+        run_search(trips(SEARCH), event)
 
 
 def test_cross_validation_stops_between_folds(trips: Callable[[str], Config]) -> None:
