@@ -73,6 +73,14 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
         # type) are not logged, so that a scanner's requests cannot fill the
         # log.
         body: dict[str, Any] = {"error": exc.detail, "request_id": request_id}
+        if exc.status_code in (404, 405):
+            # The router found no route, or none for this method; the
+            # document at /schema lists them.
+            path = cut(request.url.path)
+            body["error"] = (
+                f"{exc.detail}: no route {request.method} {path}; GET /schema "
+                "lists the routes and their parameters"
+            )
         invalid = _invalid_parameters(exc.extra)
         if invalid:
             body["error"] = f"{exc.detail}; " + "; ".join(invalid.values())

@@ -85,6 +85,21 @@ def test_litestar_error_has_request_id(start_daemon: Any) -> None:
     assert response.json()["parameters"] == ["limit"]
 
 
+def test_unknown_route_names_itself(start_daemon: Any) -> None:
+    daemon = start_daemon()
+
+    text_id = httpx.post(f"{daemon.base}/v1/alerts/abc/acknowledge")
+    method = httpx.delete(f"{daemon.base}/v1/alerts")
+
+    assert text_id.status_code == 404
+    assert text_id.json()["error"] == (
+        "Not Found: no route POST /v1/alerts/abc/acknowledge; GET /schema lists "
+        "the routes and their parameters"
+    )
+    assert method.status_code == 405
+    assert "no route DELETE /v1/alerts;" in method.json()["error"]
+
+
 def test_prediction_log_times_as_cli(start_daemon: Any) -> None:
     daemon = start_daemon(predictions={"flush_seconds": 0.05})
     predicted = httpx.post(
