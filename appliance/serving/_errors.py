@@ -73,13 +73,18 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
         # type) are not logged, so that a scanner's requests cannot fill the
         # log.
         body: dict[str, Any] = {"error": exc.detail, "request_id": request_id}
-        if exc.status_code in (404, 405):
-            # The router found no route, or none for this method; the
-            # document at /schema lists them.
-            path = cut(request.url.path)
+        path, method = cut(request.url.path), request.method
+        # The router found no route, or none for this method; the document
+        # at /schema lists them.
+        if exc.status_code == 404:
             body["error"] = (
-                f"{exc.detail}: no route {request.method} {path}; GET /schema "
-                "lists the routes and their parameters"
+                f"{exc.detail}: no route {method} {path}; GET /schema lists the "
+                "routes and their parameters"
+            )
+        elif exc.status_code == 405:
+            body["error"] = (
+                f"{exc.detail}: {path} takes no {method} request; GET /schema "
+                "lists the methods of each route"
             )
         invalid = _invalid_parameters(exc.extra)
         if invalid:

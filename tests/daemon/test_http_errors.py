@@ -97,7 +97,7 @@ def test_unknown_route_names_itself(start_daemon: Any) -> None:
         "the routes and their parameters"
     )
     assert method.status_code == 405
-    assert "no route DELETE /v1/alerts;" in method.json()["error"]
+    assert "/v1/alerts takes no DELETE request;" in method.json()["error"]
 
 
 def test_prediction_log_times_as_cli(start_daemon: Any) -> None:

@@ -36,7 +36,10 @@ def test_lane_errors_keep_their_bodies(start_daemon: Any) -> None:
 
     wrong_method = httpx.get(base + PREDICT)
     assert wrong_method.status_code == 405
-    assert wrong_method.json()["error"] == "Method Not Allowed"
+    assert wrong_method.json()["error"] == (
+        f"Method Not Allowed: {PREDICT} takes no GET request; GET /schema lists "
+        "the methods of each route"
+    )
 
     bad_version = httpx.post(base + PREDICT + "?version=abc", json={"rows": [row(0)]})
     assert bad_version.status_code == 400
