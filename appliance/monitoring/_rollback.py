@@ -170,9 +170,8 @@ def _roll_back(
     try:
         daemon.rollback(model, new, ACTOR, reason)
     except AliasMovedError as exc:
-        # A promotion or rollback since this verdict began replaced the
-        # version, so there is nothing to roll back; the next run judges the
-        # champion's new promotion, if any.
+        # A newer promotion or rollback replaced the version, so nothing is
+        # rolled back. The next run judges the newer promotion.
         logger.info(
             "rollback watch skipped model=%s version=%d reason=%s", model, new, exc
         )

@@ -120,27 +120,22 @@ def test_cross_validation_stops_between_folds(trips: Callable[[str], Config]) ->
     frame, pipeline = frame_and_pipeline(trips(""))
     event = threading.Event()
 
+    def run(*fit_params: Any) -> None:
+        cross_validate(
+            pipeline,
+            frame.x_train,
+            frame.y_train,
+            CVConfig(),
+            0,
+            len(frame.classes),
+            StopCheck(event),
+            *fit_params,
+        )
+
     with pytest.raises(TrainingStopped, match="at boosting iteration 4$"):
-        cross_validate(
-            pipeline,
-            frame.x_train,
-            frame.y_train,
-            CVConfig(),
-            0,
-            len(frame.classes),
-            StopCheck(event),
-            stopping_params(event, 4),
-        )
+        run(stopping_params(event, 4))
     with pytest.raises(TrainingStopped, match="before cross-validation fold 0$"):
-        cross_validate(
-            pipeline,
-            frame.x_train,
-            frame.y_train,
-            CVConfig(),
-            0,
-            len(frame.classes),
-            StopCheck(event),
-        )
+        run()
 
 
 def test_stopped_training_registers_nothing(trips: Callable[[str], Config]) -> None:
