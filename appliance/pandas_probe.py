@@ -5,8 +5,8 @@ given anything but a numpy array, or ``Array.to_numpy`` copies, only to ask
 whether the object is a pandas Series. The prediction log and the feature
 lookup call ``pa.array`` on lists all the time, so the daemon would carry
 pandas (about 50 MB resident with pandas 2.x) without using it, and the
-quality report of ``appliance ingest`` would wait for its import (0.3 to
-0.4 s on the flights file).
+quality report of ``appliance ingest`` would wait for its import (about
+0.2 s of CPU on the flights file, an estimate from one-off timings).
 """
 
 from __future__ import annotations
