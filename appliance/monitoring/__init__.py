@@ -29,6 +29,7 @@ from appliance.monitoring._batch import (
 from appliance.monitoring._checks import check_drift, schedule_drift_checks, thresholds
 from appliance.monitoring._health import (
     LIVE_METRICS,
+    SameRows,
     ServedVersion,
     WatchedDaemon,
     check_health,
@@ -64,7 +65,12 @@ from appliance.monitoring._rollback import (
     last_promotion,
     watch_rollback,
 )
-from appliance.monitoring._service import ModelInfo, MonitoringService, output_values
+from appliance.monitoring._service import (
+    ModelInfo,
+    MonitoringService,
+    label_target,
+    output_values,
+)
 from appliance.monitoring._store import (
     STORE_FILE,
     MonitoringStore,
@@ -113,6 +119,7 @@ __all__ = [
     "MonitoringService",
     "MonitoringStore",
     "NumericDriftDetector",
+    "label_target",
     "output_values",
     "performance_alert",
     "psi_categorical",
@@ -130,6 +137,7 @@ __all__ = [
     "schedule_health_checks",
     "schedule_interval",
     "send_webhook",
+    "SameRows",
     "ServedVersion",
     "STORE_FILE",
     "StreamMonitor",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,6 +52,16 @@ class ServedVersion:
     """Number of classes of a classifier; None for regression."""
 
 
+@dataclass(frozen=True)
+class SameRows:
+    """Live metrics of a promoted version and the one it replaced, on the same
+    labelled rows: those the promoted version served since its promotion."""
+
+    rows: int
+    promoted: dict[str, Any]
+    previous: dict[str, Any]
+
+
 class WatchedDaemon(Protocol):
     """The daemon's view that the health check and the rollback watch read."""
 
@@ -75,6 +86,21 @@ class WatchedDaemon(Protocol):
 
     def champion_history(self, model: str) -> list[AliasEvent]:
         """Return the changes of the model's champion alias, oldest first."""
+
+    def same_rows(
+        self,
+        model: str,
+        version: int,
+        previous: int,
+        since: datetime,
+        min_auc_labels: int,
+    ) -> SameRows:
+        """Score `previous` on the labelled rows that `version` served since `since`.
+
+        Raises:
+            ApplianceError: `previous` cannot score those rows: its artifact is
+                missing or corrupted, or its inputs or classes differ.
+        """
 
     def rollback(
         self, model: str, expected_version: int, actor: str, reason: str

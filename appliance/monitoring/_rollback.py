@@ -1,13 +1,19 @@
 """The rollback watch: return a newly promoted champion that does worse live.
 
 After a promotion of the champion alias, the watch waits until the new
-champion has `min_live_labels` labels in its live window. Then it compares
-the new champion's live metric with the previous champion's, which comes from
-labels of the previous champion's own predictions, made before the promotion.
-When the new one is worse by more than the model's `rollback_margin`, the
-watch rolls the alias back through the registry and raises a ``rollback``
-alert saying why. The alias history records the rollback, and the daemon
-serves the previous champion at once.
+champion has `min_live_labels` labels in its live window. Then it scores the
+previous champion again on the rows the new one served since its promotion
+and got labels for, and compares the two on those same rows. When the new one
+is worse by more than the model's `rollback_margin`, the watch rolls the
+alias back through the registry and raises a ``rollback`` alert saying why.
+The alias history records the rollback, and the daemon serves the previous
+champion at once.
+
+The previous champion's own live window, with labels of its predictions
+from before the promotion, serves only when it cannot score the new rows
+(its artifact is gone, or it reads other inputs). Those labels come from
+other weeks, and on seasonal data the weeks differ more than the versions:
+a replay of 2013 flights rolled back 4 of 14 promotions that way.
 
 Each promotion gets one verdict, stored in the monitoring store, so a kept
 champion is not judged again as its window slides. The health check calls
@@ -101,7 +107,7 @@ def watch_rollback(daemon: WatchedDaemon, model: str) -> RollbackVerdict:
 def _judge(
     daemon: WatchedDaemon, promotion: AliasEvent, served: ServedVersion
 ) -> RollbackVerdict:
-    """Compare the live metrics of the promoted and the previous champion."""
+    """Compare the promoted and the previous champion on the same labelled rows."""
     model, new = promotion.model, promotion.version
     old = int(promotion.previous_version or 0)
     config = daemon.config
@@ -109,31 +115,87 @@ def _judge(
     metric = live_metric(cfg, served.task, served.classes)
     policy = dataclasses.replace(cfg.retrain if cfg else RetrainConfig(), metric=metric)
     needed = config.monitoring.min_live_labels
-    # NOTE: a version's window contains its latest labels, not only those since
-    # this promotion, so a version promoted again starts with its old labels.
     new_live = daemon.live_metrics(model, new, needed) or {"labels": 0}
-    old_live = daemon.live_metrics(model, old, needed) or {"labels": 0}
     if new_live["labels"] < needed or new_live.get(metric) is None:
         # ROC AUC stays undefined while the labels hold one class only.
-        return RollbackVerdict(
+        return _waiting(promotion, new_live["labels"], needed, metric, new_live)
+    try:
+        same = daemon.same_rows(model, new, old, promotion.changed_at, needed)
+    except ApplianceError as exc:
+        logger.warning(
+            "rollback watch compares windows model=%s version=%d previous=%d reason=%s",
             model,
-            "waiting",
-            f"version {new} has {new_live['labels']} of {needed} labels and "
-            f"live {metric} {new_live.get(metric)}",
             new,
             old,
+            exc,
         )
+        return _judge_windows(daemon, promotion, policy, new_live, str(exc))
+    if same.rows < needed or None in (
+        same.promoted.get(metric),
+        same.previous.get(metric),
+    ):
+        # A version promoted again has labels from its earlier service too.
+        return _waiting(promotion, same.rows, needed, metric, same.promoted)
+    decision = decide_rollback(
+        policy, same.promoted.get(metric), same.previous.get(metric)
+    )
+    rows = f"on the same {same.rows} labelled rows"
+    if not decision.act:
+        return _keep(daemon, promotion, f"version {new}: {decision.reason}, {rows}")
+    reason = f"{decision.reason}, {rows} served by version {new}"
+    return _roll_back(daemon, promotion, policy, reason, same.promoted.get(metric))
+
+
+def _waiting(
+    promotion: AliasEvent,
+    labels: int,
+    needed: int,
+    metric: str,
+    live: dict[str, Any],
+) -> RollbackVerdict:
+    new, old = promotion.version, int(promotion.previous_version or 0)
+    reason = (
+        f"version {new} has {labels} of {needed} labels since its promotion and "
+        f"live {metric} {live.get(metric)}"
+    )
+    return RollbackVerdict(promotion.model, "waiting", reason, new, old)
+
+
+def _judge_windows(
+    daemon: WatchedDaemon,
+    promotion: AliasEvent,
+    policy: RetrainConfig,
+    new_live: dict[str, Any],
+    cause: str,
+) -> RollbackVerdict:
+    """Compare each version's own live window, when the previous version
+    cannot score the promoted one's rows.
+
+    The windows contain labels of different periods, so a change between the
+    periods reads as a difference between the versions.
+    """
+    model, new = promotion.model, promotion.version
+    old = int(promotion.previous_version or 0)
+    metric = policy.metric
+    needed = daemon.config.monitoring.min_live_labels
+    old_live = daemon.live_metrics(model, old, needed) or {"labels": 0}
     if old_live["labels"] < needed or old_live.get(metric) is None:
         reason = (
             f"previous champion version {old} has {old_live['labels']} labels "
             f"(at least {needed} needed) and live {metric} "
-            f"{old_live.get(metric)}, so version {new} is kept without a comparison"
+            f"{old_live.get(metric)}, so version {new} is kept without a "
+            f"comparison ({cause})"
         )
         return _keep(daemon, promotion, reason)
     decision = decide_rollback(policy, new_live.get(metric), old_live.get(metric))
+    rows = (
+        f"on {new_live['labels']} and {old_live['labels']} labels of each "
+        f"version's own predictions ({cause})"
+    )
     if not decision.act:
-        return _keep(daemon, promotion, f"version {new}: {decision.reason}")
-    return _roll_back(daemon, promotion, policy, decision.reason, new_live, old_live)
+        return _keep(daemon, promotion, f"version {new}: {decision.reason}, {rows}")
+    reason = f"{decision.reason}, {rows}"
+    return _roll_back(daemon, promotion, policy, reason, new_live.get(metric))
 
 
 def _keep(daemon: WatchedDaemon, promotion: AliasEvent, reason: str) -> RollbackVerdict:
@@ -157,15 +219,11 @@ def _roll_back(
     promotion: AliasEvent,
     policy: RetrainConfig,
     decision_reason: str,
-    new_live: dict[str, Any],
-    old_live: dict[str, Any],
+    value: float | None,
 ) -> RollbackVerdict:
     model, new = promotion.model, promotion.version
     old = int(promotion.previous_version or 0)
-    reason = (
-        f"rolled back from version {new} to {old}: {decision_reason} "
-        f"({new_live['labels']} and {old_live['labels']} labels)"
-    )
+    reason = f"rolled back from version {new} to {old}: {decision_reason}"
     config = daemon.config.monitoring
     try:
         daemon.rollback(model, new, ACTOR, reason)
@@ -207,7 +265,7 @@ def _roll_back(
                 f"version:{new}",
                 "critical",
                 f"model {model!r} {reason}",
-                value=new_live.get(policy.metric),
+                value=value,
                 threshold=policy.rollback_margin,
             )
         ],

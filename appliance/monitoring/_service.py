@@ -674,6 +674,16 @@ def output_values(info: ModelInfo, output: dict[str, Any]) -> Any:
     return [output[f"probability_{k}"] for k in keys]
 
 
+def label_target(info: ModelInfo, label: Any) -> float:
+    """Return a stored label as the live metrics take it: a class index or value.
+
+    Raises:
+        RequestError: `label` is not a class of the model, or not a number
+            for a regression.
+    """
+    return _target(info, 0, {"label": label})
+
+
 def _label_key(info: ModelInfo, index: int, item: Any) -> tuple[str, int]:
     if not isinstance(item, dict):
         raise RequestError(

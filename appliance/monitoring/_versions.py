@@ -3,9 +3,10 @@
 The streaming monitor of a model follows the served version and starts afresh
 when it changes. The live performance check and the rollback watch need the
 window of each version instead: the new champion's labels since its promotion
-and the previous champion's labels from before it. `VersionMetrics` keeps one
-`LiveMetrics` window per ``(model, version)``, fed with each label by the
-version whose prediction it scores.
+and, when the previous champion cannot score the new one's rows, its labels
+from before the promotion. `VersionMetrics` keeps one `LiveMetrics` window per
+``(model, version)``, fed with each label by the version whose prediction it
+scores.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from appliance.predictions._rows import LogEntry, entries_to_table
 from appliance.predictions._store import (
     LOG_SCHEMA,
     create_table,
+    labelled,
     parquet_dir,
     query,
     utc_text,
@@ -16,6 +17,7 @@ __all__ = [
     "PredictionLog",
     "create_table",
     "entries_to_table",
+    "labelled",
     "parquet_dir",
     "query",
     "utc_text",

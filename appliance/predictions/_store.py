@@ -255,6 +255,40 @@ def query(
     return rows
 
 
+def labelled(
+    catalog: Catalog, model: str, version: int, since: datetime, limit: int
+) -> list[tuple[str, str, str]]:
+    """Return the latest labelled predictions of one version, oldest first.
+
+    Only predictions made at or after `since` count, so a version promoted
+    again is judged on the rows it served since then.
+
+    Returns:
+        Up to `limit` tuples of label, input row and output, as JSON text,
+        taken newest label first.
+    """
+    db = catalog.db
+    tables = {t for (t,) in db.execute("SHOW TABLES").fetchall()}
+    if "labels" not in tables or "predictions" not in tables:
+        return []
+    columns = (
+        "log_id, request_id, row_index, model, version, predicted_at, input, output"
+    )
+    sources = [f"SELECT {columns} FROM predictions"]
+    rolled = _parquet_source(catalog.home)
+    if rolled is not None:
+        sources.append(f"SELECT {columns} FROM {rolled}")
+    rows = db.execute(
+        "SELECT l.label, p.input, p.output FROM labels AS l "
+        f"JOIN ({' UNION ALL '.join(sources)}) AS p ON p.model = l.model "
+        "AND p.request_id = l.request_id AND p.row_index = l.row_index "
+        "WHERE l.model = ? AND l.version = ? AND p.version = ? "
+        "AND p.predicted_at >= ? ORDER BY l.received_at DESC, p.log_id DESC LIMIT ?",
+        [model, version, version, since, limit],
+    ).fetchall()
+    return rows[::-1]
+
+
 def utc_text(value: datetime) -> str:
     """Format an aware time as ISO 8601 in UTC with a ``Z`` suffix.
 

@@ -16,11 +16,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from appliance.config import Config
-from appliance.monitoring import RequestStats, ServedVersion
+from appliance.monitoring import RequestStats, SameRows, ServedVersion
+from appliance.serving._rescore import same_rows
 from appliance.serving._routes_registry import rollback_served
 from appliance.serving._state import DaemonState
 from appliance.serving._traffic import Buckets, histogram_quantile
@@ -116,6 +118,17 @@ class DaemonWatch:
             return alias_history(view, model, CHAMPION)
         finally:
             view.close()
+
+    def same_rows(
+        self,
+        model: str,
+        version: int,
+        previous: int,
+        since: datetime,
+        min_auc_labels: int,
+    ) -> SameRows:
+        """Score `previous` on the labelled rows that `version` served since `since`."""
+        return same_rows(self.state, model, version, previous, since, min_auc_labels)
 
     def rollback(
         self, model: str, expected_version: int, actor: str, reason: str

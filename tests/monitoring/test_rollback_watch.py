@@ -38,11 +38,8 @@ def test_superseded_rollback_raises_no_alert(tmp_path: Path) -> None:
     daemon = MovedChampion(tmp_path)
     changed_at = datetime(2026, 1, 1, tzinfo=UTC)
     promotion = AliasEvent("demo", "champion", 2, 1, "set", "test", "", changed_at)
-    live = {"labels": 60, "roc_auc": 0.5}
 
-    verdict = _roll_back(
-        daemon, promotion, RetrainConfig(), "worse", live, {**live, "roc_auc": 0.8}
-    )
+    verdict = _roll_back(daemon, promotion, RetrainConfig(), "worse", 0.5)
 
     with MonitoringStore(tmp_path) as store:
         alerts = store.list_alerts()
