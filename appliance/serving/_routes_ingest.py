@@ -36,7 +36,6 @@ from appliance.serving._state import DaemonState, daemon_state, run_with_catalog
 from appliance.storage import (
     Catalog,
     KeyUse,
-    case_clash,
     key_sources,
     latest_version,
     stored_contract,
@@ -171,7 +170,6 @@ async def append_rows(
     except LimitError as exc:
         detail = {k: v for k, v in exc.detail.items() if k != "model"}
         raise LimitError(str(exc), dataset=name, **detail) from None
-    _check_key_case(rows, name)
     await _check_view_keys(state, name, rows)
     buffered = await asyncio.to_thread(state.ingest.append, name, rows)
     accepted = RowsAccepted(dataset=name, accepted=len(rows), buffered=buffered)
@@ -312,39 +310,6 @@ def _reject_absent_keys(
         dataset=dataset,
         columns=sorted(dropped),
         views=views,
-    )
-
-
-def _check_key_case(rows: list[Any], dataset: str) -> None:
-    """Reject rows with two keys that differ only in case, such as ``a`` and ``A``.
-
-    The flush reads the segment with DuckDB, which does not tell such column
-    names apart, so the ingest would reject the whole segment.
-    NOTE: keys of rows sent in earlier requests of the same segment are not
-    compared, so a key that differs from one of those only in case still
-    gets its segment rejected at the flush.
-
-    Raises:
-        RequestError: Two keys differ only in case (HTTP 422).
-    """
-    keys: dict[str, None] = {}
-    for row in rows:
-        if not isinstance(row, dict):
-            return  # The buffer rejects the request, naming this row.
-        keys.update(dict.fromkeys(row))
-    names = list(keys)
-    clash = case_clash(names)
-    if clash is None:
-        return
-    first, second = names[clash[0]], names[clash[1]]
-    row = next(i for i, r in enumerate(rows) if second in r)
-    raise RequestError(
-        f"row {row} sent to dataset {dataset!r} has key {second!r}, which "
-        f"differs from key {first!r} only in case, and the ingest does not tell "
-        "them apart; use one spelling in every row",
-        dataset=dataset,
-        row=row,
-        columns=[first, second],
     )
 
 

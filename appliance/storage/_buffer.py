@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,9 @@ class _State:
     """Rows that flushes stored in the quarantine table since start."""
     last_flush: LastFlush | None = None
     """The latest segment a flush ingested since start."""
+    keys: dict[str, str] = field(default_factory=dict)
+    """Column names of the rows in the write-ahead file, by their lower case
+    form, as the rows first spelled them."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,9 @@ class IngestBuffer:
         data = ("\n".join(lines) + "\n").encode()
         with self._lock:
             state = self._states.setdefault(dataset, _State())
+            spellings = _spellings(dataset, rows, state.keys)
             _append_synced(self.root / dataset / WAL, data)
+            state.keys.update(spellings)
             state.rows += len(lines)
             state.accepted_rows += len(lines)
             if state.oldest is None:
@@ -333,6 +338,7 @@ class IngestBuffer:
                 else:
                     wal.unlink()
             state.rows, state.oldest = 0, None
+            state.keys.clear()
 
     def _open_catalog(self) -> Catalog:
         if self.catalog is None:
@@ -449,6 +455,40 @@ def _check_keys(dataset: str, index: int, row: dict[str, Any]) -> None:
             dataset=dataset,
             row=index,
         )
+
+
+def _spellings(
+    dataset: str, rows: Sequence[dict[str, Any]], buffered: dict[str, str]
+) -> dict[str, str]:
+    """Return the new column names of `rows` by their lower case form.
+
+    The flush reads a whole write-ahead file with DuckDB, which does not tell
+    apart names that differ only in case, so such a pair would reject every
+    row of the file, those of earlier requests too.
+
+    Raises:
+        RequestError: A name differs only in case from another name of
+            `rows` or of the rows already buffered (HTTP 422).
+    """
+    seen = dict(buffered)
+    new: dict[str, str] = {}
+    for index, row in enumerate(rows):
+        for key in row:
+            lower = ascii_lower(key)
+            first = seen.setdefault(lower, key)
+            if first == key:
+                new.setdefault(lower, key)
+                continue
+            where = " of rows buffered by earlier requests" if lower in buffered else ""
+            raise RequestError(
+                f"row {index} sent to dataset {dataset!r} has key {key!r}, which "
+                f"differs from key {first!r}{where} only in case, and the ingest "
+                "does not tell them apart; use one spelling in every row",
+                dataset=dataset,
+                row=index,
+                columns=[first, key],
+            )
+    return {k: v for k, v in new.items() if k not in buffered}
 
 
 def _accepted(result: IngestResult) -> int:

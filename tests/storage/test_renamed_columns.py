@@ -169,3 +169,43 @@ def test_buffer_case_clash_422(tmp_path: Path) -> None:
     assert status["buffered"] == 0
     with Catalog(home) as catalog:
         assert list_versions(catalog, "sensors") == []
+
+
+def test_buffer_case_clash_across_requests_422(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[storage]\nhome = "home"\n\n[ingest]\nflush_seconds = 3600\n\n'
+        "[datasets.sensors]\n"
+    )
+    home = tmp_path / "home"
+    daemon = start_daemon(path, home, tmp_path / "log")
+    try:
+        with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
+            first = client.post(
+                "/v1/datasets/sensors/rows", json={"rows": [{"id": 1, "temp": 20.5}]}
+            )
+            clash = client.post(
+                "/v1/datasets/sensors/rows", json={"rows": [{"id": 2, "Temp": 21.0}]}
+            )
+            same = client.post(
+                "/v1/datasets/sensors/rows", json={"rows": [{"id": 3, "temp": 22.0}]}
+            )
+            status = client.get("/v1/datasets/sensors/rows").json()
+    finally:
+        stop_daemon(daemon)
+
+    assert first.status_code == 202
+    assert clash.status_code == 422
+    assert clash.json()["error"] == (
+        "row 0 sent to dataset 'sensors' has key 'Temp', which differs from key "
+        "'temp' of rows buffered by earlier requests only in case, and the ingest "
+        "does not tell them apart; use one spelling in every row"
+    )
+    assert same.status_code == 202
+    assert status["buffered"] == 2
+    with Catalog(home) as catalog:
+        (version,) = list_versions(catalog, "sensors")
+        rows = catalog.db.execute(
+            f"SELECT id, temp FROM ({scan_sql(version)}) ORDER BY id"
+        ).fetchall()
+    assert rows == [(1, 20.5), (3, 22.0)]
