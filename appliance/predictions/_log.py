@@ -101,7 +101,7 @@ class PredictionLog:
         leaves this set only after its insert committed, so a reader that calls
         this and then reads the table finds every entry in one or the other.
         NOTE: entries that went to a spill file are in neither until the
-        writer loads the file.
+        writer loads the file; `has_spilled` tells whether any are waiting.
         """
         with self._wake:
             items = [*self._writing, *self._queue]
@@ -110,6 +110,10 @@ class PredictionLog:
             for _, entry in items
             if entry.model == model and entry.request_id in request_ids
         ]
+
+    def has_spilled(self) -> bool:
+        """Return whether rows wait in a spill file, out of the table's reach."""
+        return self._spill_pending()
 
     @property
     def queued_rows(self) -> int:

@@ -192,9 +192,19 @@ async def _apply_labels(
         finally:
             view.close()
 
-    return await asyncio.to_thread(
-        state.monitoring.apply_labels, info, labels, lookup, persist
-    )
+    try:
+        return await asyncio.to_thread(
+            state.monitoring.apply_labels, info, labels, lookup, persist
+        )
+    except RequestError as exc:
+        if "unknown" not in exc.detail or not state.predictions.has_spilled():
+            raise
+        raise RequestError(
+            f"{exc}. The prediction log has rows in a spill file, which labels "
+            "join only after the log's writer loads them; if these requests were "
+            "answered recently, send the labels again in a minute",
+            **exc.detail,
+        ) from None
 
 
 @get("/v1/models/{name:str}/drift", summary="Drift scores, history and live metrics")

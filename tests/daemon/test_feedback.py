@@ -196,3 +196,26 @@ def test_feedback_finds_rows_not_yet_logged(start_daemon: Any) -> None:
     assert response.json()["stored"] == 3
     assert again.status_code == 200
     assert again.json()["stored"] == 0
+
+
+def test_feedback_for_spilled_rows_says_retry(start_daemon: Any) -> None:
+    # A queue of 2 rows spills the rest, and the writer waits 30 s before it
+    # takes a batch, so the spilled rows stay out of the table meanwhile.
+    daemon = start_daemon(
+        monitoring={"recent_rows": 0},
+        predictions={"queue_max_rows": 2, "batch_rows": 1000, "flush_seconds": 30.0},
+    )
+    answers = [predict(daemon, index, 1) for index in range(6)]
+    # The monitor keeps only the newest request, so the one before it is in
+    # the spill file only.
+    spilled = answers[-2]
+    labels = [{"request_id": spilled["request_id"], "row": 0, "label": 1}]
+
+    response = httpx.post(daemon.base + FEEDBACK, json={"labels": labels})
+    assert daemon.stop() == 0
+
+    assert response.status_code == 422
+    message = response.json()["error"]
+    assert "1 of 1 labels for model 'demo' match no logged prediction" in message
+    assert "The prediction log has rows in a spill file" in message
+    assert "send the labels again in a minute" in message
