@@ -256,13 +256,15 @@ def _history(config: Config, args: argparse.Namespace) -> None:
             "previous_version": e["previous_version"],
             "actor": e["actor"],
             "reason": e["reason"],
+            "watch": e.get("watch", {}).get("outcome", ""),
+            "watch_reason": e.get("watch", {}).get("reason", ""),
         }
         for e in events
     ]
     if not rows:
         check_model_known(config, args.name)
     columns = ["changed_at", "alias", "action", "version", "previous_version"]
-    print_rows(rows, args.json, columns + ["actor", "reason"])
+    print_rows(rows, args.json, columns + ["actor", "reason", "watch"])
 
 
 def _card(config: Config, args: argparse.Namespace) -> None:

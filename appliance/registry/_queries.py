@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.storage import (
+    CHAMPION,
     AliasEvent,
     Catalog,
     ModelVersion,
@@ -88,8 +89,56 @@ def model_versions(catalog: Catalog, model: str | None = None) -> list[dict[str,
 def history(
     catalog: Catalog, model: str, alias: str | None = None
 ) -> list[dict[str, Any]]:
-    """Return the alias changes of `model`, oldest first."""
-    return [event_record(event) for event in alias_history(catalog, model, alias)]
+    """Return the alias changes of `model`, oldest first.
+
+    Each promotion of the champion to another version carries ``watch``: the
+    rollback watch's verdict on it (``kept`` or ``rolled_back`` with the
+    reason), or ``pending`` for the latest one while it is not judged yet.
+    """
+    events = alias_history(catalog, model, alias)
+    records = [event_record(event) for event in events]
+    promotions = [
+        (event, record)
+        for event, record in zip(events, records, strict=True)
+        if event.alias == CHAMPION
+        and event.action == "set"
+        and event.previous_version not in (None, event.version)
+    ]
+    if promotions:
+        last = [event for event in events if event.alias == CHAMPION][-1]
+        _add_verdicts(catalog.home, model, promotions, last)
+    return records
+
+
+def _add_verdicts(
+    home: Path,
+    model: str,
+    promotions: list[tuple[AliasEvent, dict[str, Any]]],
+    last: AliasEvent,
+) -> None:
+    """Set ``watch`` on each promotion record from the rollback watch's verdicts.
+
+    `last` is the latest change of the champion, which is pending while
+    it is a promotion the watch has not judged.
+    """
+    from appliance.monitoring import MonitoringStore
+
+    with MonitoringStore(home) as store:
+        verdicts = {c["promoted_at"]: c for c in store.rollback_checks(model)}
+    for event, record in promotions:
+        verdict = verdicts.get(event.changed_at)
+        if verdict is not None:
+            record["watch"] = {
+                "outcome": verdict["outcome"],
+                "reason": verdict["reason"],
+                "decided_at": verdict["decided_at"].isoformat(),
+            }
+        elif event is last:
+            record["watch"] = {
+                "outcome": "pending",
+                "reason": "the rollback watch judges this promotion once the "
+                "version has min_live_labels labels since it",
+            }
 
 
 def resolve(catalog: Catalog, model: str, reference: str | None) -> dict[str, Any]:

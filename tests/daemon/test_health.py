@@ -314,6 +314,7 @@ def test_rollback_on_worse_champion(
     promote(daemon, 1)
     assert truly_labelled_traffic(daemon, 0) == 1
     promote(daemon, 2)
+    pending = champion_events(daemon)[-1]["watch"]
     assert truly_labelled_traffic(daemon, 1) == 2
 
     rollback = wait_for(
@@ -335,6 +336,9 @@ def test_rollback_on_worse_champion(
 
     assert served == 1
     assert listed == 0
+    assert pending["outcome"] == "pending"
+    assert events[-2]["watch"]["outcome"] == "rolled_back"
+    assert events[-2]["watch"]["reason"] == events[-1]["reason"]
     assert [r["id"] for r in rows if r["kind"] == "rollback"] == [rollback["id"]]
     assert (events[-1]["action"], events[-1]["version"]) == ("rollback", 1)
     assert events[-1]["actor"] == "monitoring"
@@ -384,6 +388,8 @@ def test_rollback_keeps_champion_on_noisier_labels(
     assert float(kept.group(1)) < 0.9
     assert abs(float(kept.group(1)) - float(kept.group(2))) <= 0.02
     assert [e["action"] for e in events] == ["set", "set"]
+    assert events[-1]["watch"]["outcome"] == "kept"
+    assert "on the same 60 labelled rows" in events[-1]["watch"]["reason"]
     assert [a for a in alerts if a["kind"] == "rollback"] == []
     assert not any(b["kind"] == "rollback" for b in receiver.bodies)
 
