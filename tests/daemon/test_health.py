@@ -385,7 +385,8 @@ def test_rollback_keeps_champion_on_noisier_labels(
     assert served == 2
     assert daemon.log().count("rollback watch kept model=demo version=2") == 1
     kept = re.search(
-        r"live roc_auc ([0-9.]+) is not worse than the previous champion's "
+        r"version 2: live roc_auc ([0-9.]+) is not worse than the previous "
+        r"champion's "
         r"([0-9.]+) by more than 0.02, on the same (\d+) labelled rows",
         daemon.log(),
     )
@@ -420,7 +421,8 @@ def test_rollback_falls_back_to_windows(
     assert daemon.stop() == 0
 
     kept = re.search(
-        r"live roc_auc ([0-9.]+) is not worse than the previous champion's "
+        r"version 2: live roc_auc ([0-9.]+) is not worse than the previous "
+        r"champion's "
         r"([0-9.]+) by more than 0.02, on (\d+) and 60 labels of each version's own "
         r"predictions \(.*sha256",
         daemon.log(),
