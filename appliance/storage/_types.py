@@ -3,21 +3,21 @@
 CSV columns are loaded as text first. `infer_types` then tries each candidate
 type on every value of a column in one aggregate query, so a column that turns
 to text after thousands of numeric rows is typed as text, never guessed from a
-sample. `text_fallback_warnings` reports when that happened to a column the CSV
-sniffer took for numbers. `cast_sql` converts a text column to its type; a
-value that does not convert becomes NULL, which the contract checks report.
+sample. `text_fallback_warnings` reports when that happened to a column whose
+first rows are numbers, such as one the CSV sniffer took for numbers.
+`cast_sql` converts a text column to its type; a value that does not convert
+becomes NULL, which the contract checks report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
 from appliance.dbrows import first_row
-from appliance.storage._sources import Dialect
 from appliance.storage._sql import ident, literal
 
 INTEGER_TYPES = (
@@ -436,21 +436,23 @@ def text_fallback_warnings(
     db: duckdb.DuckDBPyConnection,
     table: str,
     paths: list[Path],
-    dialects: list[Dialect],
+    first_types: list[Mapping[str, str]],
     inferred: dict[str, ColumnType],
     line_of: Callable[[int, int], int],
 ) -> list[str]:
     """Warn of columns that look numeric or boolean in the first rows but end as text.
 
-    The sniffer reads the first rows of a file only, so a single value further
-    down, such as ``warm`` in a temperature column, turns the whole column
-    into text. The warning names the first such value, its file and line.
+    The CSV sniffer reads the first rows of a file only, and a JSON-lines
+    column is typed from every line, so a single value further down, such as
+    ``warm`` in a temperature column, turns the whole column into text. The
+    warning names the first such value, its file and line.
 
     Args:
         db: Connection holding `table`.
         table: Staged rows with ``_file`` and ``_record`` columns.
         paths: Source file of each ``_file`` index.
-        dialects: CSV dialect of each source file.
+        first_types: Type of each column in the first rows of each source
+            file, such as a CSV dialect's ``sniffed_types``.
         inferred: Column types inferred over every row.
         line_of: Function from a row's ``_file`` and ``_record`` to its line.
     """
@@ -458,7 +460,7 @@ def text_fallback_warnings(
     for name, column in inferred.items():
         if column.type != "VARCHAR":
             continue
-        sniffed = [d.sniffed_types.get(name) for d in dialects]
+        sniffed = [types.get(name) for types in first_types]
         kind = next((k for k in sniffed if k in _SNIFFED_NON_TEXT), None)
         if kind is None:
             continue
