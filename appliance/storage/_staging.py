@@ -266,7 +266,7 @@ def _fallback_warnings(
     types: dict[str, ColumnType],
     numbering: tuple[int, str],
 ) -> list[str]:
-    """Warn of text columns whose first rows look numeric or boolean.
+    """Warn of text columns whose first rows look numeric, boolean or timed.
 
     Args:
         types: Type of each staged column.
@@ -277,7 +277,7 @@ def _fallback_warnings(
     if not text or sources[0].reader == "read_parquet":
         return []
     if loaded.dialects is not None:
-        first_types = [dialect.sniffed_types for dialect in loaded.dialects]
+        first_types = [_iso_sniffed_types(dialect) for dialect in loaded.dialects]
     else:
         first_types = _json_first_types(db, len(sources), text)
     malformed, encoding = numbering
@@ -289,6 +289,18 @@ def _fallback_warnings(
         types,
         _line_finder(db, sources, loaded, malformed, encoding),
     )
+
+
+def _iso_sniffed_types(dialect: Dialect) -> dict[str, str]:
+    """Return the sniffed types, without timestamps in a format other than ISO."""
+    fmt = dialect.timestamp_format
+    if fmt is None or fmt.startswith("%Y-%m-%d"):
+        return dialect.sniffed_types
+    return {
+        name: kind
+        for name, kind in dialect.sniffed_types.items()
+        if not kind.startswith("TIMESTAMP")
+    }
 
 
 _JSON_FIRST_ROWS = 2048

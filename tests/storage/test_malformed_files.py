@@ -832,9 +832,9 @@ def test_other_date_format_hint(catalog: Catalog, write_file: WriteFile) -> None
     assert [(row.line, row.column) for row in rows] == [(2, "at")]
     assert rows[0].reason == (
         'value "02/01/2024 09:00" is not a valid TIMESTAMP; write it in ISO 8601 '
-        "without a UTC offset, such as 2024-01-31 09:00:00, or declare type = "
-        "'TIMESTAMPTZ' or its strptime format, such as date_format = "
-        "'%m/%d/%Y %H:%M', in [datasets.times.contract.columns.at]"
+        "without a UTC offset or time zone name, such as 2024-01-31 09:00:00, or "
+        "declare type = 'TIMESTAMPTZ' or its strptime format, such as "
+        "date_format = '%m/%d/%Y %H:%M', in [datasets.times.contract.columns.at]"
     )
 
 
