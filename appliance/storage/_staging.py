@@ -357,7 +357,8 @@ def _first_json_types(
     row = db.execute(
         f"SELECT {selects} FROM (SELECT * FROM {table} LIMIT {_JSON_FIRST_ROWS})"
     ).fetchall()[0]
-    return {name: _common_type(set(names)) for name, names in zip(mixed, row)}
+    # A column without a value in the first rows has NULL for its list.
+    return {name: _common_type(set(names or ())) for name, names in zip(mixed, row)}
 
 
 def _common_type(names: set[str]) -> str | None:

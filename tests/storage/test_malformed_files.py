@@ -191,6 +191,18 @@ def test_json_type_change_across_files_warned(
     )
 
 
+def test_json_null_first_rows_not_warned(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    lines = '{"a": null, "b": 1}\n' * 3000
+    path = write_file("nulls.jsonl", lines + '{"a": 1, "b": 2}\n{"a": "x", "b": 3}\n')
+
+    result = ingest(catalog, "nulls", [path])
+
+    assert result.version.schema == {"a": "VARCHAR", "b": "BIGINT"}
+    assert result.warnings == []
+
+
 def test_json_text_from_start_not_warned(
     catalog: Catalog, write_file: WriteFile
 ) -> None:
