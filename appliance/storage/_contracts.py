@@ -194,9 +194,10 @@ def _date_hint(name: str, column: ColumnType, dataset: str) -> str:
         )
     if column.type == "TIMESTAMP":
         return _escape(
-            f"; write it in ISO 8601 without a UTC offset, such as 2024-01-31 "
-            f"09:00:00, or declare type = 'TIMESTAMPTZ' or its strptime format, "
-            f"such as date_format = '%m/%d/%Y %H:%M', in {where}"
+            f"; write it in ISO 8601 without a UTC offset or time zone name, "
+            f"such as 2024-01-31 09:00:00, or declare type = 'TIMESTAMPTZ' or "
+            f"its strptime format, such as date_format = '%m/%d/%Y %H:%M', in "
+            f"{where}"
         )
     return _escape(
         f"; write it in ISO 8601, such as 2024-01-31 or 2024-01-31 09:00:00, or "

@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -393,7 +393,14 @@ def _ingest_new(
         version = _record_new(
             catalog,
             db,
-            _Written(version_id, target, partitioned, accepted, quarantined),
+            _Written(
+                version_id,
+                target,
+                partitioned,
+                accepted,
+                quarantined,
+                _staged_sample(types, staged, bad) if partitioned else None,
+            ),
             settings,
             sources,
             (mode, parent if parent_scan else None, parent),
@@ -477,6 +484,10 @@ class _Written:
     partitioned: bool
     accepted: int
     quarantined: int
+    sample: Callable[[int], str] | None = None
+    """Returns a query of about one accepted row in every N, given N, for
+    the quality report of a partitioned write. When None, the report takes
+    its sample from the lake's files (`sample_sql`)."""
 
 
 def _check_shared_columns(
@@ -553,13 +564,16 @@ def _record_new(
         files=_version_files(appended, own_glob, written.accepted),
         partition_by=settings.partition_by if written.partitioned else None,
     )
+    sample = functools.partial(sample_sql, version)
+    if written.sample is not None:
+        sample = functools.partial(_with_parent_sample, written.sample, appended)
     with timed_step(dataset, "report"):
         quality = quality_report(
             db,
             f"({scan_sql(version)})",
             schema,
             parquet_sql(version),
-            functools.partial(sample_sql, version),
+            sample,
             version.row_count,
         )
     report = {
@@ -774,8 +788,14 @@ def _can_keep_staged(
     return same and not staged.nan_columns
 
 
-def _accepted_sql(types: dict[str, ColumnType], staged: Staged, bad: int) -> str:
-    """Return the query of the rows that keep the contract, converted to `types`."""
+def _accepted_sql(
+    types: dict[str, ColumnType], staged: Staged, bad: int, where: str = "true"
+) -> str:
+    """Return the query of the rows that keep the contract, converted to `types`.
+
+    Args:
+        where: A further condition on the staged rows.
+    """
     columns = ", ".join(
         f"{stored_sql(name, column, staged.source_types.get(name, 'VARCHAR'))} AS "
         f"{ident(name)}"
@@ -784,10 +804,43 @@ def _accepted_sql(types: dict[str, ColumnType], staged: Staged, bad: int) -> str
     rows = f"SELECT {columns} FROM {STAGED}"
     if bad:
         rows += (
-            " WHERE (_file, _record) NOT IN (SELECT (_file, _record) FROM violations) "
-            "ORDER BY _file, _record"
+            f" WHERE ({where}) AND (_file, _record) NOT IN "
+            "(SELECT (_file, _record) FROM violations) ORDER BY _file, _record"
         )
+    elif where != "true":
+        rows += f" WHERE {where}"
     return rows
+
+
+def _staged_sample(
+    types: dict[str, ColumnType], staged: Staged, bad: int
+) -> Callable[[int], str]:
+    """Return the query builder of a sample of the accepted rows by source position.
+
+    DuckDB writes partitioned files in the order its threads finish, so a
+    sample by a row's position in the lake's files, as `sample_sql` takes,
+    differs between two ingests of the same bytes. A row's position in its
+    source file does not. The query reads the ingest's staged rows, so it
+    runs on the ingest's cursor while those exist.
+    """
+
+    def sample(every: int) -> str:
+        chosen = f"hash(_file, _record) % {int(every)} = 0"
+        return _accepted_sql(types, staged, bad, chosen)
+
+    return sample
+
+
+def _with_parent_sample(
+    own: Callable[[int], str], appended: DatasetVersion | None, every: int
+) -> str | None:
+    """Return the `own` sample, with the appended parent's rows sampled too."""
+    if appended is None:
+        return own(every)
+    parent = sample_sql(appended, every)
+    if parent is None:
+        return None
+    return f"SELECT * FROM ({own(every)}) UNION ALL BY NAME SELECT * FROM ({parent})"
 
 
 def _check_name(dataset: str) -> None:

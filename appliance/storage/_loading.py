@@ -47,6 +47,7 @@ from appliance.storage._repeated_keys import (
 from appliance.storage._sources import (
     Dialect,
     SourceFile,
+    check_line_breaks,
     check_utf8,
     only_blank_lines,
     sniff_dialect,
@@ -173,6 +174,9 @@ def load_sources(
                     f"{source.path}, line 1: the line is empty, and the header "
                     "must be the first line; remove the blank lines above it"
                 ) from None
+            if source.reader == "read_csv":
+                assert dialects is not None
+                check_line_breaks(source.path, settings.encoding, dialects[index].quote)
             raise IngestError(
                 f"{source.path}: cannot read file: {short_error(exc)}; check that "
                 f"it is a complete {_FORMATS[source.reader]} file"

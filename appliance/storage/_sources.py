@@ -16,6 +16,8 @@ import csv
 import functools
 import hashlib
 import io
+import mmap
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,6 +175,53 @@ def check_utf8(path: Path) -> None:
     _scan(path, check_utf8=True)
 
 
+def check_line_breaks(path: Path, encoding: str, quote: str = '"') -> None:
+    """Check that no line of a CSV file ends with a carriage return alone.
+
+    Such a line break (``\\r`` without ``\\n``, as in files from classic
+    Mac OS) makes DuckDB 2.0.1's CSV sniffer or reader fail with an error
+    that names no line, so a failed read calls this first. A carriage return
+    inside a quoted field is a value's text and passes.
+
+    Raises:
+        IngestError: A line ends with a carriage return alone (naming the
+            first such line, counted by line feeds), or the file cannot be
+            read.
+    """
+    if "\r".encode(encoding) != b"\r":
+        return
+    pattern = _bare_return_pattern(quote.encode(encoding))
+    try:
+        with (
+            path.open("rb") as handle,
+            mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data,
+        ):
+            for match in pattern.finditer(data):
+                if match.group() == b"\r":
+                    line = data[: match.start()].count(b"\n") + 1
+                    break
+            else:
+                return
+    except (OSError, ValueError) as exc:
+        raise IngestError(f"{path}: cannot read file: {exc}") from exc
+    raise IngestError(
+        f"{path}, line {line}: a line ends with a carriage return (\\r) alone, "
+        "as in files from classic Mac OS, and the CSV reader splits lines at "
+        "line feeds (\\n or \\r\\n) only; convert the line breaks, such as with "
+        f"perl -pe 's/\\r\\n?/\\n/g' < {path.name} > converted.csv, and ingest "
+        "the converted file"
+    )
+
+
+def _bare_return_pattern(quote: bytes) -> re.Pattern[bytes]:
+    """Return a pattern matching a quoted field or a carriage return alone."""
+    bare = rb"\r(?!\n)"
+    if not quote:
+        return re.compile(bare)
+    q = re.escape(quote)
+    return re.compile(q + rb"[^" + q + rb"]*" + q + rb"|" + bare)
+
+
 def _scan(path: Path, check_utf8: bool) -> str:
     """Return the SHA-256 of the file, decoding it as UTF-8 when `check_utf8`."""
     if not check_utf8:
@@ -268,6 +317,7 @@ def sniff_dialect(
     except duckdb.Error as exc:
         if encoding == "utf-8":
             check_utf8(path)
+        check_line_breaks(path, encoding)
         raise IngestError(
             f"{path}: cannot detect the CSV format: {short_error(exc)}; check that "
             f"it is a CSV text file in encoding {encoding!r}"
@@ -306,6 +356,7 @@ def _header(path: Path, delimiter: str, quote: str, encoding: str) -> list[str]:
     try:
         names = next(reader)
     except (StopIteration, csv.Error) as exc:
+        check_line_breaks(path, encoding, quote)
         raise IngestError(f"{path}, line 1: cannot read the header: {exc}") from None
     seen: dict[str, int] = {}
     for index, name in enumerate(names, start=1):

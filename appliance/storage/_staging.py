@@ -35,6 +35,7 @@ from appliance.storage._loading import (
 from appliance.storage._sources import Dialect, SourceFile
 from appliance.storage._sql import ident, literal
 from appliance.storage._types import (
+    INTEGER_TYPES,
     ColumnType,
     Inference,
     infer_types,
@@ -238,18 +239,11 @@ def stage_files(
         )
         inference.types.update(found.types)
         inference.warnings, inference.empty = found.warnings, found.empty
-        if loaded.dialects is not None:
-            line_of = _line_finder(db, sources, loaded, malformed, settings.encoding)
-            inference.warnings += text_fallback_warnings(
-                db,
-                STAGED,
-                [s.path for s in sources],
-                loaded.dialects,
-                found.types,
-                line_of,
-            )
     for name in missing:
         source_types[name] = "VARCHAR"
+    inference.warnings += _fallback_warnings(
+        db, sources, loaded, inference.types, (malformed, settings.encoding)
+    )
     return Staged(
         source_types,
         inference,
@@ -263,6 +257,117 @@ def stage_files(
         loaded.repeated_keys,
         loaded.finite_columns,
     )
+
+
+def _fallback_warnings(
+    db: duckdb.DuckDBPyConnection,
+    sources: list[SourceFile],
+    loaded: Loaded,
+    types: dict[str, ColumnType],
+    numbering: tuple[int, str],
+) -> list[str]:
+    """Warn of text columns whose first rows look numeric, boolean or timed.
+
+    Args:
+        types: Type of each staged column.
+        numbering: The count of malformed records and the files' encoding,
+            which the line numbers of the named values need.
+    """
+    text = [name for name, column in types.items() if column.type == "VARCHAR"]
+    if not text or sources[0].reader == "read_parquet":
+        return []
+    if loaded.dialects is not None:
+        first_types = [_iso_sniffed_types(dialect) for dialect in loaded.dialects]
+    else:
+        first_types = _json_first_types(db, len(sources), text)
+    malformed, encoding = numbering
+    return text_fallback_warnings(
+        db,
+        STAGED,
+        [s.path for s in sources],
+        first_types,
+        types,
+        _line_finder(db, sources, loaded, malformed, encoding),
+    )
+
+
+def _iso_sniffed_types(dialect: Dialect) -> dict[str, str]:
+    """Return the sniffed types, without timestamps in a format other than ISO."""
+    fmt = dialect.timestamp_format
+    if fmt is None or fmt.startswith("%Y-%m-%d"):
+        return dialect.sniffed_types
+    return {
+        name: kind
+        for name, kind in dialect.sniffed_types.items()
+        if not kind.startswith("TIMESTAMP")
+    }
+
+
+_JSON_FIRST_ROWS = 2048
+"""Rows of a JSON-lines file whose values give the type a column looks like,
+as many as the CSV sniffer reads."""
+_JSON_NUMBERS = {"BIGINT": "BIGINT", "UBIGINT": "BIGINT", "DOUBLE": "DOUBLE"}
+"""DuckDB's ``json_type`` names of JSON numbers, with the type they look like."""
+_SCALAR_LOOKS = {
+    **{kind: "BIGINT" for kind in INTEGER_TYPES},
+    "DOUBLE": "DOUBLE",
+    "BOOLEAN": "BOOLEAN",
+}
+"""Types of ``read_json`` columns of numbers or booleans, with the type they
+look like."""
+
+
+def _json_first_types(
+    db: duckdb.DuckDBPyConnection, files: int, columns: list[str]
+) -> list[dict[str, str]]:
+    """Return the type each of `columns` looks like in each file's first rows.
+
+    A column of numbers, or of ``true`` and ``false``, in a file's first
+    rows looks like BIGINT, DOUBLE or BOOLEAN; other columns are left out.
+    Read from table ``rows_N``, where a column is of a scalar type when all
+    its values in file N have that JSON type, and of type JSON when they
+    have several.
+    """
+    found = []
+    for index in range(files):
+        table = f"rows_{index}"
+        described = db.execute(f"DESCRIBE {table}").fetchall()
+        kinds = {
+            name: _SCALAR_LOOKS.get(normalize_type(kind))
+            for name, kind, *_ in described
+            if name in columns
+        }
+        mixed = [name for name, kind, *_ in described if kind == "JSON"]
+        mixed = [name for name in mixed if name in columns]
+        if mixed:
+            kinds.update(_first_json_types(db, table, mixed))
+        found.append({name: kind for name, kind in kinds.items() if kind})
+    return found
+
+
+def _first_json_types(
+    db: duckdb.DuckDBPyConnection, table: str, mixed: list[str]
+) -> dict[str, str | None]:
+    """Return the type that each JSON column of `table` looks like in its first rows."""
+    selects = ", ".join(
+        f"list_distinct(list(json_type({ident(name)})) "
+        f"FILTER (WHERE {ident(name)} IS NOT NULL))"
+        for name in mixed
+    )
+    row = db.execute(
+        f"SELECT {selects} FROM (SELECT * FROM {table} LIMIT {_JSON_FIRST_ROWS})"
+    ).fetchall()[0]
+    # A column without a value in the first rows has NULL for its list.
+    return {name: _common_type(set(names or ())) for name, names in zip(mixed, row)}
+
+
+def _common_type(names: set[str]) -> str | None:
+    """Return the type that values of the JSON types `names` look like, if any."""
+    if names == {"BOOLEAN"}:
+        return "BOOLEAN"
+    if not names or not names <= set(_JSON_NUMBERS):
+        return None
+    return "DOUBLE" if "DOUBLE" in names else "BIGINT"
 
 
 def _line_finder(

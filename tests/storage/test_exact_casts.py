@@ -1,9 +1,10 @@
 """Ingest never changes a value by a lenient cast to the column's type.
 
 DuckDB casts ``2.5`` to the BIGINT 3, ``0x10`` to 16, ``2024-01-01 10:00``
-to a DATE without its time and ``10:00+05`` to a TIMESTAMP without its
-offset. These tests put such values past the CSV sniffer's first rows, where
-the typed read used to store them changed, and into declared columns.
+to a DATE without its time, and ``10:00+05`` or ``10:00 Europe/Paris`` to a
+TIMESTAMP without its offset or time zone name. These tests put such values
+past the CSV sniffer's first rows, where the typed read used to store them
+changed, and into declared columns.
 """
 
 from __future__ import annotations
@@ -104,6 +105,80 @@ def test_late_negative_offset_kept(catalog: Catalog, write_file: WriteFile) -> N
     assert result.version.schema["v"] == "TIMESTAMPTZ"
     last = rows_of(catalog, result)[-1][1]
     assert last == dt.datetime(2024, 1, 1, 15, tzinfo=dt.timezone.utc)
+
+
+def test_late_zone_name_converted(catalog: Catalog, write_file: WriteFile) -> None:
+    path = late_value_csv(
+        write_file,
+        "named.csv",
+        "2024-01-01 10:00:00",
+        "2013-07-01 05:00 America/New_York",
+    )
+
+    result = ingest(catalog, "named", [path])
+
+    assert result.version.schema["v"] == "TIMESTAMPTZ"
+    assert result.warnings == []
+    last = rows_of(catalog, result)[-1][1]
+    # New York is 4 hours behind UTC in July (daylight saving time).
+    assert last == dt.datetime(2013, 7, 1, 9, tzinfo=dt.timezone.utc)
+
+
+def test_zone_names_converted_from_start(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    text = "id,v\n1,2013-01-01 05:00 America/New_York\nx,2013-01-01 05:00 Asia/Tokyo\n"
+    path = write_file("zones.csv", text)
+
+    result = ingest(catalog, "zones", [path])
+
+    assert result.version.schema == {"id": "VARCHAR", "v": "TIMESTAMPTZ"}
+    assert rows_of(catalog, result) == [
+        ("1", dt.datetime(2013, 1, 1, 10, tzinfo=dt.timezone.utc)),
+        ("x", dt.datetime(2012, 12, 31, 20, tzinfo=dt.timezone.utc)),
+    ]
+
+
+def test_late_unknown_word_kept_as_text(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    for late in ("2024-01-02 10:00 PM", "2024-01-02 10:00 Nowhere/Land"):
+        dataset = "pm" if late.endswith("PM") else "nowhere"
+        path = late_value_csv(write_file, f"{dataset}.csv", "2024-01-01 10:00", late)
+
+        result = ingest(catalog, dataset, [path])
+
+        assert result.version.schema["v"] == "VARCHAR"
+        assert rows_of(catalog, result)[-1] == (_SNIFFED_ROWS, late)
+        assert len(result.warnings) == 2
+        assert result.warnings[0].startswith("column 'v' mixes ISO 8601 dates")
+        assert result.warnings[1].startswith(
+            f"column 'v' looks like TIMESTAMP in the first rows of {path} but has "
+            f"{late!r} at line {_SNIFFED_ROWS + 2}, so the whole column is read as "
+            "text"
+        )
+
+
+def test_declared_timestamp_quarantines_zone_name(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = late_value_csv(
+        write_file, "declared.csv", "2024-01-01 10:00", "2024-01-02 10:00 Europe/Paris"
+    )
+    contract = ContractConfig(columns={"v": ColumnRule(type="TIMESTAMP")})
+    settings = DatasetConfig("declared", contract=contract)
+
+    result = ingest(catalog, "declared", [path], settings=settings)
+
+    assert result.accepted == _SNIFFED_ROWS
+    rows = list_quarantine(catalog, "declared")
+    assert [(row.line, row.column, row.value) for row in rows] == [
+        (_SNIFFED_ROWS + 2, "v", "2024-01-02 10:00 Europe/Paris")
+    ]
+    assert rows[0].reason.startswith(
+        'value "2024-01-02 10:00 Europe/Paris" is not a valid TIMESTAMP; write it '
+        "in ISO 8601 without a UTC offset or time zone name"
+    )
 
 
 def test_declared_types_quarantine_changed_values(

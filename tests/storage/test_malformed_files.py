@@ -154,6 +154,66 @@ def test_type_change_line_after_breaks(catalog: Catalog, write_file: WriteFile) 
     )
 
 
+def test_json_type_change_late_warned(catalog: Catalog, write_file: WriteFile) -> None:
+    lines = "".join(json.dumps({"a": i, "b": True}) + "\n" for i in range(5000))
+    text = lines + '\n{"a": "n/a-code", "b": true}\n{"a": 7, "b": "maybe"}\n'
+    path = write_file("late.jsonl", text)
+
+    result = ingest(catalog, "late", [path])
+
+    assert result.version.schema == {"a": "VARCHAR", "b": "VARCHAR"}
+    assert result.version.row_count == 5002
+    assert result.warnings == [
+        f"column 'a' looks like BIGINT in the first rows of {path} but has "
+        "'n/a-code' at line 5002, so the whole column is read as text; fix that "
+        "value, or declare the column's type in [datasets.NAME.contract] to "
+        "quarantine such rows instead",
+        f"column 'b' looks like BOOLEAN in the first rows of {path} but has "
+        "'maybe' at line 5003, so the whole column is read as text; fix that "
+        "value, or declare the column's type in [datasets.NAME.contract] to "
+        "quarantine such rows instead",
+    ]
+
+
+def test_json_type_change_across_files_warned(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    first = write_file("first.jsonl", '{"a": 1.5}\n{"a": 2}\n')
+    second = write_file("second.jsonl", '{"a": 3.5}\n\n{"a": "warm"}\n')
+
+    result = ingest(catalog, "late", [first, second])
+
+    assert result.version.schema == {"a": "VARCHAR"}
+    assert len(result.warnings) == 1
+    assert result.warnings[0].startswith(
+        f"column 'a' looks like DOUBLE in the first rows of {second} but has "
+        "'warm' at line 3, so the whole column is read as text"
+    )
+
+
+def test_json_null_first_rows_not_warned(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    lines = '{"a": null, "b": 1}\n' * 3000
+    path = write_file("nulls.jsonl", lines + '{"a": 1, "b": 2}\n{"a": "x", "b": 3}\n')
+
+    result = ingest(catalog, "nulls", [path])
+
+    assert result.version.schema == {"a": "VARCHAR", "b": "BIGINT"}
+    assert result.warnings == []
+
+
+def test_json_text_from_start_not_warned(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("text.jsonl", '{"a": "x"}\n{"a": 2}\n{"a": 3}\n')
+
+    result = ingest(catalog, "text", [path])
+
+    assert result.version.schema == {"a": "VARCHAR"}
+    assert result.warnings == []
+
+
 def test_type_change_rejected_when_strict(
     catalog: Catalog, write_file: WriteFile
 ) -> None:
@@ -784,9 +844,9 @@ def test_other_date_format_hint(catalog: Catalog, write_file: WriteFile) -> None
     assert [(row.line, row.column) for row in rows] == [(2, "at")]
     assert rows[0].reason == (
         'value "02/01/2024 09:00" is not a valid TIMESTAMP; write it in ISO 8601 '
-        "without a UTC offset, such as 2024-01-31 09:00:00, or declare type = "
-        "'TIMESTAMPTZ' or its strptime format, such as date_format = "
-        "'%m/%d/%Y %H:%M', in [datasets.times.contract.columns.at]"
+        "without a UTC offset or time zone name, such as 2024-01-31 09:00:00, or "
+        "declare type = 'TIMESTAMPTZ' or its strptime format, such as "
+        "date_format = '%m/%d/%Y %H:%M', in [datasets.times.contract.columns.at]"
     )
 
 

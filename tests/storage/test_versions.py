@@ -13,6 +13,7 @@ from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError, NotFoundError, StorageError
 from appliance.storage import (
     Catalog,
+    IngestResult,
     diff_versions,
     get_dataset_version,
     ingest,
@@ -126,6 +127,66 @@ def test_partitioned_layout_readable_by_duckdb(
     assert plain == [(vid, 1, 5), (vid, 1, 7), (vid, 2, 3)]
     rows = catalog.db.execute(scan_sql(result.version) + " ORDER BY delay").fetchall()
     assert rows == [(2, 3), (1, 5), (1, 7)]
+
+
+def _quartiles(result: IngestResult, column: str) -> dict[str, float]:
+    return result.version.report["quality"]["columns"][column]["quantiles"]
+
+
+def test_partitioned_quartiles_same_each_ingest(
+    tmp_path: Path, write_file: WriteFile
+) -> None:
+    # More rows than one Parquet row group (122,880), so that DuckDB writes
+    # the partitions from several threads, in the order they finish.
+    rows = 300_000
+    lines = "".join(
+        f"{i % 7},{(i * 7919) % 100_003},{i % 977 / 4}\n" for i in range(rows)
+    )
+    path = write_file("wide.csv", "region,amount,score\n" + lines)
+    settings = DatasetConfig(name="w", partition_by="region")
+
+    results = []
+    for home in ("first", "second", "third"):
+        with Catalog(tmp_path / home) as catalog:
+            results.append(ingest(catalog, "w", [path], settings=settings))
+
+    first = results[0]
+    method = first.version.report["quality"]["methods"]["quantiles"]
+    assert method.startswith("approximate, from a sample")
+    for other in results[1:]:
+        assert _quartiles(other, "amount") == _quartiles(first, "amount")
+        assert _quartiles(other, "score") == _quartiles(first, "score")
+    (exact,) = duckdb.sql(
+        f"SELECT quantile_cont(amount, 0.5) FROM read_csv('{path}')"
+    ).fetchall()[0]
+    assert abs(_quartiles(first, "amount")["p50"] - exact) < 2_000
+
+
+def test_partitioned_append_quartiles_sampled(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    settings = DatasetConfig(name="a", partition_by="region")
+    first = write_file(
+        "first.csv",
+        "region,amount\n" + "".join(f"{i % 3},{i}\n" for i in range(15_000)),
+    )
+    # One row with a text amount breaks the stored BIGINT type.
+    second = write_file(
+        "second.csv",
+        "region,amount\n"
+        + "".join(f"{i % 3},{i + 15_000}\n" for i in range(15_000))
+        + "1,lost\n",
+    )
+    ingest(catalog, "a", [first], settings=settings)
+
+    result = ingest(catalog, "a", [second], mode="append", settings=settings)
+
+    assert result.quarantined == 1
+    assert result.version.row_count == 30_000
+    quartiles = _quartiles(result, "amount")
+    assert abs(quartiles["p25"] - 7_500) < 500
+    assert abs(quartiles["p50"] - 15_000) < 500
+    assert abs(quartiles["p75"] - 22_500) < 500
 
 
 def test_retention_keeps_newest(catalog: Catalog, write_file: WriteFile) -> None:
