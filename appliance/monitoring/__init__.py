@@ -45,6 +45,7 @@ from appliance.monitoring._jobs import (
     DuckDBJobStore,
     run_job,
     schedule_interval,
+    wait_for_jobs,
 )
 from appliance.monitoring._monitor import (
     DetectorSettings,
@@ -146,6 +147,7 @@ __all__ = [
     "unregister_daemon",
     "VersionMetrics",
     "watch_rollback",
+    "wait_for_jobs",
     "watched_daemon",
     "WatchedDaemon",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -11,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from appliance.monitoring import MonitoringStore
@@ -19,6 +21,7 @@ from appliance.monitoring._jobs import (
     DuckDBJobStore,
     run_job,
     schedule_interval,
+    wait_for_jobs,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -174,3 +177,27 @@ def test_run_job_prunes_old_runs(tmp_path, monkeypatch) -> None:
     assert len(runs(tmp_path, "health:m")) == 1
     assert last["drift:m"]["started_at"] == kept[1]["started_at"]
     assert last["health:m"]["outcome"] == "running"
+
+
+def test_stop_waits_for_running_job(tmp_path, monkeypatch, caplog) -> None:
+    monkeypatch.syspath_prepend(str(HERE))
+    job = [str(tmp_path), "slow:m", 60.0, "jobs_target:slow", 0.5]
+
+    async def stop_during_run() -> bool:
+        # As the daemon stops: pause, wait for the run, then shut down.
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler.start()
+        scheduler.add_job(run_job, args=job, id="slow:m")
+        while not runs(tmp_path, "slow:m"):
+            await asyncio.sleep(0.02)
+        scheduler.pause()
+        finished = await asyncio.to_thread(wait_for_jobs, 10.0)
+        scheduler.shutdown(wait=False)
+        return finished
+
+    with caplog.at_level(logging.ERROR):
+        finished = asyncio.run(stop_during_run())
+
+    assert finished
+    assert [r["outcome"] for r in runs(tmp_path, "slow:m")] == ["finished"]
+    assert "Error running job" not in caplog.text
