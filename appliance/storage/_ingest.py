@@ -575,6 +575,9 @@ def _record_new(
             parquet_sql(version),
             sample,
             version.row_count,
+            # Without an appended parent, every file is this ingest's, and it
+            # stores NaN as NULL.
+            stored_nan=appended is not None,
         )
     report = {
         "accepted": written.accepted,

@@ -443,23 +443,38 @@ def _exact_columns(types: Mapping[str, str]) -> tuple[dict[str, str], str]:
     columns = []
     for name, kind in types.items():
         v = ident(name)
+        message = literal(f"a value of column {name!r} changes in a cast to {kind}")
         if kind in INTEGER_TYPES:
             # A one-off probe on the flights file (an estimate): these checks
             # added 0.07 s of CPU to a 0.50 s read, a pattern per value 0.18 s.
             read_types[name] = "DOUBLE"
-            exact = f"({v} = trunc({v}) AND abs({v}) < {_EXACT_DOUBLE_LIMIT})"
-        else:
-            exact = exact_text_sql(v, kind)
-            if exact is None:
-                columns.append(v)
-                continue
-            read_types[name] = "VARCHAR"
-        message = literal(f"a value of column {name!r} changes in a cast to {kind}")
+            columns.append(_exact_integer_sql(v, kind, message))
+            continue
+        exact = exact_text_sql(v, kind)
+        if exact is None:
+            columns.append(v)
+            continue
+        read_types[name] = "VARCHAR"
         columns.append(
             f"CASE WHEN {v} IS NULL OR {exact} THEN CAST({v} AS {kind}) "
             f"ELSE error({message}) END AS {v}"
         )
     return read_types, ", ".join(columns)
+
+
+def _exact_integer_sql(v: str, kind: str, message: str) -> str:
+    """Return the cast of DOUBLE `v` to `kind`, which raises `message` on a change.
+
+    A NULL makes the condition NULL, so it takes the cast. The infinities
+    fail the bound, and so does NaN, because DuckDB orders NaN above every
+    number. With the error as the condition's branch, the typed read of the
+    flights file took 0.01 to 0.02 CPU s less than with the cast as that
+    branch (medians of 9 and 15 one-off alternated runs at a load of 7 to 10).
+    """
+    changed = f"{v} <> trunc({v}) OR abs({v}) >= {_EXACT_DOUBLE_LIMIT}"
+    return (
+        f"CASE WHEN {changed} THEN error({message}) ELSE CAST({v} AS {kind}) END AS {v}"
+    )
 
 
 def _unbounded_columns(written: list[tuple], types: Mapping[str, str]) -> list[str]:

@@ -53,6 +53,7 @@ def quality_report(
     stored: str | None = None,
     sample: Callable[[int], str | None] | None = None,
     rows: int | None = None,
+    stored_nan: bool = True,
 ) -> dict[str, Any]:
     """Compute the quality report of the rows in `table`.
 
@@ -69,14 +70,17 @@ def quality_report(
         stored: The rows of `table` as a ``read_parquet`` call with no cast,
             such as `_datasets.parquet_sql`. A column that it reads in its
             `schema` type takes min and max from the files' statistics.
-            FLOAT and DOUBLE columns are left out, because `table` reads NaN
-            as missing.
+            FLOAT and DOUBLE columns are left out while `stored_nan` is set,
+            because `table` reads NaN as missing.
         sample: Returns a query of about one row in every N of `table`, given
             N, such as `_datasets.sample_sql`, or None when it cannot. The
             quartiles of a table of more than 20,000 rows come from it, and
             otherwise from a seeded reservoir sample of `table`.
         rows: The row count of `table` when the caller knows it, such as the
             row count of the version it records; None counts the rows.
+        stored_nan: Whether a FLOAT or DOUBLE column of `stored` may contain
+            NaN. The ingest clears it for files it wrote itself, which store
+            NaN as NULL.
     """
     if rows is None:
         (rows,) = _fetch(db, stored or table, ["count(*)"])
@@ -84,7 +88,7 @@ def quality_report(
     row_hash = f"hash({', '.join(ident(n) for n in schema)})"
     if rows <= _SORTED_ROWS:
         columns, quantiles, hashes = _column_stats(
-            db, table, schema, rows, sources, row_hash
+            db, table, schema, rows, sources, stored_nan, row_hash
         )
         duplicate_rows = _repeated_hashes(hashes)
     else:
@@ -96,7 +100,9 @@ def quality_report(
             # DuckDB connection runs one query at a time.
             duplicates = pool.submit(_distinct_rows, second, table, row_hash)
             try:
-                columns, quantiles, _ = _column_stats(db, table, schema, rows, sources)
+                columns, quantiles, _ = _column_stats(
+                    db, table, schema, rows, sources, stored_nan
+                )
             except BaseException:
                 second.interrupt()
                 raise
@@ -147,12 +153,14 @@ def _column_stats(
     schema: Mapping[str, str],
     rows: int,
     sources: tuple[str | None, Callable[[int], str | None] | None],
+    stored_nan: bool,
     row_hash: str | None = None,
 ) -> tuple[dict[str, dict[str, Any]], str, np.ndarray]:
     """Return the statistics of each column and how the quartiles were computed.
 
     Args:
         sources: The `stored` and `sample` arguments of `quality_report`.
+        stored_nan: The argument of `quality_report`.
         row_hash: An expression of each row's hash, whose values the scan
             for the counts also returns, with no order, in the third item.
     """
@@ -165,7 +173,9 @@ def _column_stats(
         if q is not None
     }
     orderable = [n for n, kind in schema.items() if _orderable(kind)]
-    from_files = _stored_as_recorded(db, stored, schema, orderable) if stored else []
+    from_files = []
+    if stored:
+        from_files = _stored_as_recorded(db, stored, schema, orderable, stored_nan)
     ranges: dict[str, list[str | None]] = {}
     if stored and from_files:
         bounds = _fetch(db, stored, [_range_select(n) for n in from_files])
@@ -260,19 +270,22 @@ def _stored_as_recorded(
     stored: str,
     schema: Mapping[str, str],
     names: list[str],
+    stored_nan: bool,
 ) -> list[str]:
-    """Return the `names` that `stored` reads in their `schema` type, floats aside.
+    """Return the `names` that `stored` reads in their `schema` type.
 
     Such a column's min and max are the same over `stored` as over the
-    report's table, whose cast changes nothing. A FLOAT or DOUBLE column is
-    left out, because the table reads NaN as missing and `stored` keeps it.
+    report's table, whose cast changes nothing. While `stored_nan` is set, a
+    FLOAT or DOUBLE column is left out, because the table reads NaN as
+    missing and `stored` keeps it.
     """
     described = db.execute(f"DESCRIBE SELECT * FROM {stored}").fetchall()
     types = {name: normalize_type(kind) for name, kind, *_ in described}
     return [
         name
         for name in names
-        if types.get(name) == schema[name] and schema[name] not in FLOAT_TYPES
+        if types.get(name) == schema[name]
+        and not (stored_nan and schema[name] in FLOAT_TYPES)
     ]
 
 

