@@ -178,7 +178,9 @@ def load_frame(
         )
     if window is not None:
         train_idx, test_idx = window_split(cfg, frame[_TIME].to_numpy(), window)
-        keep = np.sort(np.concatenate([train_idx, test_idx]))
+        # A refit's training rows include the holdout rows. Each row is kept
+        # once, because a repeated position would train on the row twice.
+        keep = np.union1d(train_idx, test_idx)
         frame = frame.iloc[keep].reset_index(drop=True)
         train_idx, test_idx = window_split(cfg, frame[_TIME].to_numpy(), window)
     y, classes = _encode_target(cfg, frame[cfg.target])
