@@ -70,6 +70,9 @@ class TrainingWindow:
     """Most training rows kept, the latest by event time; all when None."""
     refit: bool = False
     """Train on the holdout rows too; the holdout metrics are then in-sample."""
+    reference_metrics: dict[str, float] | None = field(default=None, compare=False)
+    """Holdout metrics of the challenger that a refit trains again, measured on
+    rows it did not train on. The refit version is judged live against them."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the window as JSON-ready values."""

@@ -168,6 +168,12 @@ def wait_finished(daemon: Daemon, seconds: float = 90) -> dict[str, Any]:
     raise AssertionError(f"retraining still running:\n{daemon.log()}")
 
 
+def version_schema(home: Path, version: int) -> dict[str, Any]:
+    """Return the schema.json that training wrote beside a version's ONNX file."""
+    text = (home / "models" / MODEL / str(version) / "schema.json").read_text()
+    return json.loads(text)
+
+
 def served_version(daemon: Daemon) -> int:
     models = httpx.get(daemon.base + "/v1/models").json()["models"]
     return next(m["version"] for m in models if m["name"] == MODEL)
@@ -222,6 +228,12 @@ def test_retrain_rejects_then_promotes(daemons: list, daemon_home: Path) -> None
     assert "cooldown_hours = 120 allows the next from" in cooling.json()["reason"]
     assert [r["outcome"] for r in history] == ["skipped", "promoted", "rejected"]
     assert stored_event_times(daemon_home)[0] == "2024-02-20 00:00:00+00:00"
+
+    challenger, refit = version_schema(daemon_home, 3), version_schema(daemon_home, 4)
+    assert refit["window"]["refit"] is True
+    assert refit["rows_test"] == challenger["rows_test"]
+    assert refit["rows_train"] == challenger["rows_train"] + challenger["rows_test"]
+    assert refit["reference_metrics"] == challenger["metrics"]
 
 
 def test_retrain_interrupted_runs_once(daemons: list, daemon_home: Path) -> None:
