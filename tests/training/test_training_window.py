@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 from pipeline_support import train_on
 
+from appliance.registry import card_html
 from appliance.storage import Catalog
-from appliance.training import TrainingWindow
+from appliance.training import TrainingWindow, train_model
 from appliance.training._frame import load_frame
 
 MODEL = """
@@ -44,6 +46,12 @@ def _data() -> pd.DataFrame:
     return data
 
 
+def _card_text(config, reference: str) -> str:
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        page = card_html(catalog, "m", reference)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
+
+
 def test_refit_frame_keeps_each_row_once(tmp_path):
     config, _ = train_on(tmp_path, _data(), MODEL)
     refit = dataclasses.replace(WINDOW, refit=True)
@@ -58,3 +66,27 @@ def test_refit_frame_keeps_each_row_once(tmp_path):
     assert frame.x_train["a"].is_unique
     assert set(frame.x_test["a"]) <= set(frame.x_train["a"])
 
+
+def test_refit_version_records_reference(tmp_path):
+    config, _ = train_on(tmp_path, _data(), MODEL)
+    challenger = train_model(config, "m", window=WINDOW)
+    refit_window = dataclasses.replace(
+        WINDOW, refit=True, reference_metrics=challenger.metrics
+    )
+    refit = train_model(config, "m", window=refit_window)
+
+    refit_card = _card_text(config, str(refit.model_version.version))
+    challenger_card = _card_text(config, str(challenger.model_version.version))
+    assert refit.rows_train == ROWS
+    assert refit.rows_test == 48
+    assert "holdout split" not in refit_card
+    assert "row filter" not in refit_card
+    assert "training window event times from the first row to 2024-03-09" in (
+        refit_card
+    )
+    assert "holdout window event times from 2024-03-09" in refit_card
+    expected = f"out-of-sample rmse was {challenger.metrics['rmse']:.4g}"
+    assert "in-sample: this refit trained on the holdout rows too" in refit_card
+    assert expected in refit_card
+    assert "in-sample" not in challenger_card
+    assert "holdout window" in challenger_card
