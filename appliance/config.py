@@ -967,13 +967,20 @@ def load_config(path: str | Path | None = None) -> Config:
         path: File to read; ``APPLIANCE_CONFIG`` or the default file when None.
 
     Raises:
-        ConfigError: The file is missing, is not TOML or breaks the schema.
+        ConfigError: The file is missing or unreadable, is not TOML or breaks
+            the schema.
     """
     source = Path(path or os.environ.get("APPLIANCE_CONFIG") or DEFAULT_CONFIG)
     try:
         table = tomllib.loads(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"configuration file {source} not found") from None
+    except OSError as exc:
+        # Such as a folder given as the file, or a file the user cannot read.
+        raise ConfigError(
+            f"configuration file {source} could not be read ({exc.strerror}); "
+            "give a readable TOML file with --config or APPLIANCE_CONFIG"
+        ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
 

@@ -177,6 +177,12 @@ def test_config_missing_file_named(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_config_folder_named(tmp_path: Path) -> None:
+    expected = f"configuration file {tmp_path} could not be read (Is a directory)"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(tmp_path)
+
+
 def test_config_invalid_toml_named(tmp_path: Path) -> None:
     path = write_toml(tmp_path / "config.toml", "[server\nport = 1\n")
     with pytest.raises(ConfigError, match=re.escape(f"{path} is not valid TOML")):

@@ -21,7 +21,11 @@ def register(commands: Any) -> None:
         help="daemon address such as http://127.0.0.1:8765 (default: the daemon "
         "running on [storage] home, else [server] host and port)",
     )
-    tui.add_argument("--api-key", help="API key sent as a bearer token")
+    tui.add_argument(
+        "--api-key",
+        help="API key sent as a bearer token, for a proxy in front of the "
+        "daemon; the daemon itself checks no key",
+    )
     tui.add_argument(
         "--refresh",
         type=float,

@@ -47,7 +47,8 @@ class ServedVersion:
     version: int
     task: str
     holdout: dict[str, float]
-    """Metrics on the holdout rows, as recorded when the version was trained."""
+    """Metrics on holdout rows the version did not train on, as recorded at
+    training. A refit trains on its holdout, so its challenger's are used."""
     classes: int | None = None
     """Number of classes of a classifier; None for regression."""
 

@@ -157,16 +157,50 @@ def _data_rows(schema: dict[str, Any], run: Run) -> list[tuple[str, Any]]:
     # The versions of the datasets that the feature views read in training.
     views = run.feature_views
     view_data = ", ".join(f"{name}@{views[name]}" for name in sorted(views))
-    return [
+    rows: list[tuple[str, Any]] = [
         ("dataset", f"{schema.get('dataset')}@{schema.get('dataset_version')}"),
         ("feature view datasets", view_data or "none"),
         ("training rows", schema.get("rows_train")),
         ("holdout rows", schema.get("rows_test")),
         ("rows without a label", schema.get("rows_unlabelled")),
+    ]
+    window = schema.get("window")
+    if window:
+        # A retraining selects rows by event time in place of the model's
+        # where and split, so those settings did not apply.
+        return rows + _window_rows(schema, window)
+    return rows + [
         ("row filter", schema.get("where") or "none"),
         ("derived columns", schema.get("derive") or "none"),
         ("holdout split", schema.get("split")),
     ]
+
+
+def _window_rows(
+    schema: dict[str, Any], window: dict[str, Any]
+) -> list[tuple[str, Any]]:
+    start = window.get("start") or "the first row"
+    rows: list[tuple[str, Any]] = [
+        ("derived columns", schema.get("derive") or "none"),
+        (
+            "training window",
+            f"event times from {start} to {window.get('holdout_start')}",
+        ),
+        (
+            "holdout window",
+            f"event times from {window.get('holdout_start')} to {window.get('end')}",
+        ),
+    ]
+    if window.get("max_rows") is not None:
+        rows.append(("most training rows", window["max_rows"]))
+    if window.get("refit"):
+        metric = schema.get("metric")
+        reference = (schema.get("reference_metrics") or {}).get(metric)
+        note = "in-sample: this refit trained on the holdout rows too"
+        if reference is not None:
+            note += f"; the challenger's out-of-sample {metric} was {reference:.4g}"
+        rows.append(("holdout metrics", note))
+    return rows
 
 
 def _details(run: Run) -> str:

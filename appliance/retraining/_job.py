@@ -219,7 +219,10 @@ def train_challenger(
                 f"training stopped before the refit of challenger version "
                 f"{version.version}"
             )
-        _refit(catalog, config, name, window, tags, outcome, stop)
+        refit_window = dataclasses.replace(
+            window, refit=True, reference_metrics=result.metrics
+        )
+        _refit(catalog, config, name, refit_window, tags, outcome, stop)
     return outcome
 
 
@@ -271,13 +274,12 @@ def _refit(
     outcome: Outcome,
     stop: threading.Event | None,
 ) -> None:
-    """Train the winner again on the whole window; keep the challenger on failure."""
+    """Train the winner again on the refit `window`; keep the challenger on failure."""
     from appliance.training import train_model
 
-    refit_window = dataclasses.replace(window, refit=True)
     refit_tags = {**tags, "refit": "1"}
     try:
-        refit = train_model(config, name, catalog, refit_window, refit_tags, stop)
+        refit = train_model(config, name, catalog, window, refit_tags, stop)
     except (TrainingError, ExportError) as exc:
         outcome.detail["refit_error"] = str(exc)
         outcome.reason += f"; refit failed, so the challenger serves: {exc}"

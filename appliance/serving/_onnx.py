@@ -7,7 +7,6 @@ without the training libraries.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 from pathlib import Path
@@ -29,7 +28,7 @@ from appliance.serving._inputs import (
     rows_to_columns,
     table_to_columns,
 )
-from appliance.storage import MODEL_FILE, SCHEMA_FILE
+from appliance.storage import MODEL_FILE, SCHEMA_FILE, load_schema
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +78,17 @@ class OnnxModel:
         """Load a registered version from its folder, verifying the ONNX hash.
 
         Raises:
-            IntegrityError: The file's sha256 differs from the recorded one.
+            IntegrityError: A file is missing, the schema is not a JSON object,
+                or the ONNX file's sha256 differs from the recorded one.
         """
-        onnx_bytes = (folder / MODEL_FILE).read_bytes()
-        schema = json.loads((folder / SCHEMA_FILE).read_text(encoding="utf-8"))
+        try:
+            onnx_bytes = (folder / MODEL_FILE).read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(
+                f"{folder / MODEL_FILE} is missing; restore the version folder from "
+                "a backup or retrain"
+            ) from None
+        schema = load_schema(folder / SCHEMA_FILE)
         expected = sha256 or schema.get("sha256")
         actual = hashlib.sha256(onnx_bytes).hexdigest()
         if expected and actual != expected:

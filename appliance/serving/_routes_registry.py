@@ -31,6 +31,10 @@ from appliance.registry import (
     run_details,
     run_summaries,
 )
+from appliance.serving._admin_lock import (
+    ALIAS_CHANGE_WAIT_SECONDS,
+    admin_lock_within,
+)
 from appliance.serving._batcher import MicroBatcher
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._openapi import body_operation
@@ -234,7 +238,8 @@ async def promote_version(
     body = _decode(PromoteRequest, await request.body())
     _check_alias(body.alias)
     load = _loader(state, body.alias)
-    async with state.admin_lock:
+    lock = admin_lock_within(state, name, "promotion", ALIAS_CHANGE_WAIT_SECONDS)
+    async with lock:
         event, model = await run_with_catalog(
             state,
             promote,
@@ -264,7 +269,12 @@ async def rollback_version(
     body = _decode(RollbackRequest, await request.body())
     _check_alias(body.alias)
     record = await rollback_served(
-        daemon_state(request), name, body.alias, body.actor, body.reason
+        daemon_state(request),
+        name,
+        body.alias,
+        body.actor,
+        body.reason,
+        lock_wait_seconds=ALIAS_CHANGE_WAIT_SECONDS,
     )
     return _json(record)
 
@@ -276,6 +286,7 @@ async def rollback_served(
     actor: str,
     reason: str,
     expected_version: int | None = None,
+    lock_wait_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Return an alias to its previous version and serve it if it is the champion.
 
@@ -287,6 +298,7 @@ async def rollback_served(
         reason: Why, as the alias history records it.
         expected_version: When set, the rollback happens only while the alias
             still points at this version, checked under the admin lock.
+        lock_wait_seconds: Maximum wait for the admin lock; no limit when None.
 
     Returns:
         The recorded alias change, with ``serving`` set when it serves now.
@@ -295,9 +307,13 @@ async def rollback_served(
         RegistryError: The alias has no previous version.
         AliasMovedError: The alias no longer points at `expected_version`.
         IntegrityError: The previous version's artifact is corrupted.
+        JobRunningError: The admin lock stayed taken for `lock_wait_seconds`.
     """
     load = _loader(state, alias)
-    async with state.admin_lock:
+    lock: Any = state.admin_lock
+    if lock_wait_seconds is not None:
+        lock = admin_lock_within(state, name, "rollback", lock_wait_seconds)
+    async with lock:
         if expected_version is not None:
             current = await run_with_catalog(state, resolve, name, alias)
             if current["version"] != expected_version:

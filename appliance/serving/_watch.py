@@ -80,7 +80,7 @@ class DaemonWatch:
                 m.name,
                 m.version,
                 m.task,
-                _numbers(m.schema.get("metrics")),
+                _holdout_metrics(m.schema),
                 len(m.classes) if m.classes is not None else None,
             )
             for m in models
@@ -189,6 +189,15 @@ def window_stats(old: VersionSample, new: VersionSample) -> RequestStats:
 
 def _matches(sample: Any, labels: dict[str, str]) -> bool:
     return all(sample.labels.get(k) == v for k, v in labels.items())
+
+
+def _holdout_metrics(schema: dict[str, Any]) -> dict[str, float]:
+    """Return the out-of-sample holdout metrics recorded in a version's schema.
+
+    A refit version trained on its holdout rows too, so its own metrics are
+    in-sample, and the schema's ``reference_metrics`` (its challenger's) count.
+    """
+    return _numbers(schema.get("reference_metrics") or schema.get("metrics"))
 
 
 def _numbers(metrics: Any) -> dict[str, float]:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 import duckdb
 
-from appliance.errors import NotFoundError, RegistryError, StorageError
+from appliance.errors import NotFoundError, RegistryError, StorageError, shown
 from appliance.storage._catalog import Catalog
 from appliance.storage._models import (
     ModelVersion,
@@ -84,19 +84,29 @@ def rollback_target(catalog: Catalog, model: str, alias: str = CHAMPION) -> int:
         RegistryError: The alias has no earlier version to return to.
     """
     stack = _version_stack(catalog, model, alias)
-    if len(stack) < 2:
+    if len(stack) >= 2 and stack[-2] != stack[-1]:
+        return stack[-2]
+    if not stack:
+        where = f"it has no {alias} yet"
+    elif len(stack) == 1:
         where = (
             f"version {stack[-1]} is the first {alias} that the earlier "
             "promotions and rollbacks left"
-            if stack
-            else f"it has no {alias} yet"
         )
-        raise RegistryError(
-            f"model {model!r} has no earlier {alias} to roll back to: {where} "
-            f"('appliance models history {model}' lists them). Use 'appliance "
-            f"models promote {model} VERSION' to choose a version"
+    else:
+        # The first promotion records the latest version as the previous
+        # one, and that can be the promoted version itself.
+        where = (
+            f"version {stack[-1]} is the {alias}, and it was also the latest "
+            "version served before the first promotion, so a rollback would "
+            "change nothing"
         )
-    return stack[-2]
+    option = "" if alias == CHAMPION else f" --alias {alias}"
+    raise RegistryError(
+        f"model {model!r} has no earlier {alias} to roll back to: {where} "
+        f"('appliance models history {model}' lists them). Use 'appliance "
+        f"models promote {model} VERSION{option}' to choose a version"
+    )
 
 
 def aliases(catalog: Catalog, model: str | None = None) -> dict[str, dict[str, int]]:
@@ -250,8 +260,17 @@ def _version_stack(catalog: Catalog, model: str, alias: str) -> list[int]:
     return stack
 
 
+MAX_ALIAS_LENGTH = 64
+"""Maximum length of an alias name, so the tables of the models commands stay
+readable."""
+
+
 def alias_problem(alias: str) -> str | None:
     """Return why `alias` is not a valid alias name, or None when it is valid."""
+    if len(alias) > MAX_ALIAS_LENGTH:
+        return (
+            f"invalid alias {shown(alias)}; use at most {MAX_ALIAS_LENGTH} characters"
+        )
     if not alias or alias.isdigit() or not all(c.isalnum() or c in "_-" for c in alias):
         return (
             f"invalid alias {alias!r}; use letters, digits, '_' and '-', and not "

@@ -151,8 +151,40 @@ def verify_artifact(version: ModelVersion) -> bytes:
 
 
 def read_schema(version: ModelVersion) -> dict[str, Any]:
-    """Return the schema written beside the ONNX file of `version`."""
-    return json.loads((version.path / SCHEMA_FILE).read_text(encoding="utf-8"))
+    """Return the schema written beside the ONNX file of `version`.
+
+    Raises:
+        IntegrityError: The file is missing, or is not a JSON object.
+    """
+    return load_schema(version.path / SCHEMA_FILE)
+
+
+def load_schema(path: Path) -> dict[str, Any]:
+    """Read a version's ``schema.json``.
+
+    NOTE: the catalog records the sha256 of the ONNX file only, so a schema
+    edited into another valid JSON object is not detected.
+
+    Raises:
+        IntegrityError: The file is missing, or is not a JSON object.
+    """
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IntegrityError(
+            f"{path} is missing; restore the version folder from a backup or retrain"
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(
+            f"{path} is not valid JSON ({exc}); the artifact is corrupted, restore "
+            "it from a backup or retrain"
+        ) from None
+    if not isinstance(schema, dict):
+        raise IntegrityError(
+            f"{path} does not contain a JSON object; the artifact is corrupted, "
+            "restore it from a backup or retrain"
+        )
+    return schema
 
 
 def _from_row(row: tuple) -> ModelVersion:

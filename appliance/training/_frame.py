@@ -70,6 +70,9 @@ class TrainingWindow:
     """Most training rows kept, the latest by event time; all when None."""
     refit: bool = False
     """Train on the holdout rows too; the holdout metrics are then in-sample."""
+    reference_metrics: dict[str, float] | None = field(default=None, compare=False)
+    """Holdout metrics of the challenger that a refit trains again, measured on
+    rows it did not train on. The refit version is judged live against them."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the window as JSON-ready values."""
@@ -178,7 +181,9 @@ def load_frame(
         )
     if window is not None:
         train_idx, test_idx = window_split(cfg, frame[_TIME].to_numpy(), window)
-        keep = np.sort(np.concatenate([train_idx, test_idx]))
+        # A refit's training rows include the holdout rows. Each row is kept
+        # once, because a repeated position would train on the row twice.
+        keep = np.union1d(train_idx, test_idx)
         frame = frame.iloc[keep].reset_index(drop=True)
         train_idx, test_idx = window_split(cfg, frame[_TIME].to_numpy(), window)
     y, classes = _encode_target(cfg, frame[cfg.target])

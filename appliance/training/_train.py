@@ -205,6 +205,8 @@ def _train(
     if window is not None:
         schema["where"] = None
         schema["window"] = window.to_dict()
+        if window.refit and window.reference_metrics is not None:
+            schema["reference_metrics"] = window.reference_metrics
     stop("before the ONNX export")
     onnx_bytes, difference = _export(catalog, cfg, pipeline, frame, schema, metrics)
     schema["parity"] = difference

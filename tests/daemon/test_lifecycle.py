@@ -138,6 +138,16 @@ def test_sighup_reloads_or_keeps_config(start_daemon: Any, tmp_path: Path) -> No
     write_config(daemon.config, daemon.home, server={"max_rows": 2, "port": 1})
     os.kill(daemon.process.pid, signal.SIGHUP)
     assert _eventually(lambda: "restart the daemon to apply it" in daemon.log())
+
+    # A folder in place of the file cannot be read, as a file without read
+    # permission cannot.
+    daemon.config.unlink()
+    daemon.config.mkdir()
+    os.kill(daemon.process.pid, signal.SIGHUP)
+    unreadable = f"configuration file {daemon.config} could not be read"
+    assert _eventually(lambda: unreadable in daemon.log())
+    assert "Traceback" not in daemon.log()
+    assert httpx.post(daemon.base + PREDICT, json=two).status_code == 200
     assert daemon.stop() == 0
 
 

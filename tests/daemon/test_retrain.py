@@ -168,6 +168,12 @@ def wait_finished(daemon: Daemon, seconds: float = 90) -> dict[str, Any]:
     raise AssertionError(f"retraining still running:\n{daemon.log()}")
 
 
+def version_schema(home: Path, version: int) -> dict[str, Any]:
+    """Return the schema.json that training wrote beside a version's ONNX file."""
+    text = (home / "models" / MODEL / str(version) / "schema.json").read_text()
+    return json.loads(text)
+
+
 def served_version(daemon: Daemon) -> int:
     models = httpx.get(daemon.base + "/v1/models").json()["models"]
     return next(m["version"] for m in models if m["name"] == MODEL)
@@ -222,6 +228,12 @@ def test_retrain_rejects_then_promotes(daemons: list, daemon_home: Path) -> None
     assert "cooldown_hours = 120 allows the next from" in cooling.json()["reason"]
     assert [r["outcome"] for r in history] == ["skipped", "promoted", "rejected"]
     assert stored_event_times(daemon_home)[0] == "2024-02-20 00:00:00+00:00"
+
+    challenger, refit = version_schema(daemon_home, 3), version_schema(daemon_home, 4)
+    assert refit["window"]["refit"] is True
+    assert refit["rows_test"] == challenger["rows_test"]
+    assert refit["rows_train"] == challenger["rows_train"] + challenger["rows_test"]
+    assert refit["reference_metrics"] == challenger["metrics"]
 
 
 def test_retrain_interrupted_runs_once(daemons: list, daemon_home: Path) -> None:
@@ -354,6 +366,45 @@ def stored_runs(home: Path) -> tuple[list[Any], list[int]]:
         runs = list_runs(catalog, MODEL)
         versions = [v.version for v in list_models(catalog, MODEL)]
     return runs, versions
+
+
+def test_promotion_during_retraining_rejected(daemons: list, daemon_home: Path) -> None:
+    from daemon_support import run_cli
+
+    from appliance.storage import Catalog, alias_history
+
+    config = write_config(daemon_home.parent / "config.toml", daemon_home)
+    text = config.read_text(encoding="utf-8")
+    slow = f"n_estimators = {SLOW_FIT_ESTIMATORS}"
+    config.write_text(text.replace("n_estimators = 20", slow), encoding="utf-8")
+    daemon = Daemon(config, daemon_home, free_port())
+    daemons.append(daemon)
+    daemon.wait_ready()
+    started = httpx.post(
+        daemon.base + RETRAIN,
+        json={"force": True, "as_of": day(CHANGE_DAY).isoformat()},
+    )
+    wait_for_log(daemon, f"model={MODEL} kind=train")
+    promote = f"/v1/admin/registry/models/{MODEL}/promote"
+    promoted = httpx.post(daemon.base + promote, json={"version": 1}, timeout=10)
+    rollback = f"/v1/admin/registry/models/{MODEL}/rollback"
+    rolled_back = httpx.post(daemon.base + rollback, json={}, timeout=10)
+    command = run_cli(config, "models", "promote", MODEL, "1", "--by", "ann")
+    # A change that waited for the lock would be made once the run stopped.
+    assert daemon.stop() == 0
+    with Catalog(daemon_home, read_only=True) as catalog:
+        changes = alias_history(catalog, MODEL)
+
+    job_id = started.json()["id"]
+    assert promoted.status_code == 409, promoted.text
+    assert promoted.json()["job_id"] == job_id
+    assert "promotion of model 'shift' was not made" in promoted.json()["error"]
+    assert f"Retraining {job_id} of this model runs" in promoted.json()["error"]
+    assert rolled_back.status_code == 409, rolled_back.text
+    assert "rollback of model 'shift' was not made" in rolled_back.json()["error"]
+    assert command.returncode == 1
+    assert "promotion of model 'shift' was not made" in command.stderr
+    assert [c for c in changes if c.actor != "retraining"] == []
 
 
 def test_stopped_service_starts_no_retraining(daemon_home: Path) -> None:

@@ -112,6 +112,47 @@ def test_rollback_walks_history_back(tmp_path: Path) -> None:
     assert history[-1].reason == "back to the latest"
 
 
+def test_rollback_to_same_version_rejected(tmp_path: Path) -> None:
+    _register(tmp_path, 2)
+    # Version 2, the latest, was served before this first promotion.
+    _promote(tmp_path, 2, CHAMPION, "alice", "pin the latest")
+
+    with pytest.raises(RegistryError, match="no earlier champion") as raised:
+        _rollback(tmp_path, "bob", "")
+
+    assert "a rollback would change nothing" in str(raised.value)
+    assert "'appliance models promote m VERSION' to choose" in str(raised.value)
+    with Catalog(tmp_path, read_only=True) as catalog:
+        history = alias_history(catalog, "m")
+    assert [e.action for e in history] == ["set"]
+    assert _champion(tmp_path) == 2
+
+
+def test_rollback_hint_names_alias(tmp_path: Path) -> None:
+    _register(tmp_path, 2)
+    _promote(tmp_path, 1, "staging", "alice", "")
+
+    with Catalog(tmp_path) as catalog:
+        with pytest.raises(RegistryError, match="no earlier staging") as raised:
+            rollback(catalog, "m", "staging", "bob", "")
+
+    expected = "'appliance models promote m VERSION --alias staging' to choose"
+    assert expected in str(raised.value)
+
+
+def test_long_alias_rejected(tmp_path: Path) -> None:
+    _register(tmp_path, 1)
+    _promote(tmp_path, 1, "a" * 64, "alice", "")
+
+    with pytest.raises(RegistryError, match="use at most 64 characters") as raised:
+        _promote(tmp_path, 1, "b" * 5000, "alice", "")
+
+    assert "(5000 characters)" in str(raised.value)
+    assert len(str(raised.value)) < 200
+    with Catalog(tmp_path, read_only=True) as catalog:
+        assert list(aliases(catalog, "m")["m"]) == ["a" * 64]
+
+
 def test_rollback_without_history_rejected(tmp_path: Path) -> None:
     _register(tmp_path, 2)
 
