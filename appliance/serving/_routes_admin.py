@@ -53,6 +53,11 @@ logger = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder(enc_hook=str).encode
 _decode_text = msgspec.json.decode
+
+MAX_QUERY_ROWS = 10_000
+"""Most rows one query of the prediction log returns. In a one-off check, a
+query of 37,000 rows took 1.7 s and returned 26 MB, so a larger page would
+hold the daemon's memory and a worker thread for long."""
 LATEST = "latest"
 """The reference of a dataset's newest version, with the dataset parameter."""
 
@@ -365,7 +370,11 @@ async def predictions(
         ),
     ] = None,
     limit: Annotated[
-        int, QueryParameter(ge=0, description="Maximum number of rows.")
+        int,
+        QueryParameter(
+            ge=0,
+            description=f"Maximum number of rows, at most {MAX_QUERY_ROWS}.",
+        ),
     ] = 100,
     newest_first: Annotated[
         bool, QueryParameter(description="Whether the newest rows come first.")
@@ -376,20 +385,37 @@ async def predictions(
     Each row's ``input`` and ``output`` are JSON objects; the log stores them
     as JSON texts.
     """
-    from appliance.predictions import query
-
     state = daemon_state(request)
     start, end = _time_parameter("since", since), _time_parameter("until", until)
-    rows = await run_with_catalog(
-        state, query, model, version, start, end, limit, newest_first
+    if limit > MAX_QUERY_ROWS:
+        raise RequestError(
+            f"limit {limit} is above the maximum of {MAX_QUERY_ROWS} rows per "
+            f"query; ask for at most {MAX_QUERY_ROWS} rows and read the log in "
+            "parts with since and until",
+            limit=limit,
+        )
+    rows, body = await run_with_catalog(
+        state, _query_log, model, version, start, end, limit, newest_first
     )
     if not rows and model is not None and model not in state.config.models:
         declared = set(state.config.models)
         await run_with_catalog(state, check_registered, model, declared)
+    return Response(body, media_type="application/json")
+
+
+def _query_log(catalog: Catalog, *args: Any) -> tuple[int, bytes]:
+    """Query the prediction log and encode the response body off the event loop.
+
+    Returns:
+        The number of rows and the JSON body.
+    """
+    from appliance.predictions import query
+
+    rows = query(catalog, *args)
     for row in rows:
         row["input"] = _decode_text(row["input"])
         row["output"] = _decode_text(row["output"])
-    return _json({"predictions": rows})
+    return len(rows), _encode({"predictions": rows})
 
 
 def check_registered(catalog: Catalog, model: str, declared: set[str]) -> None:

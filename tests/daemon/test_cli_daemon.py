@@ -143,6 +143,31 @@ def test_query_unknown_model_404(start_daemon: Any) -> None:
     assert known.json() == {"predictions": []}
 
 
+def test_query_limit_above_maximum_422(start_daemon: Any) -> None:
+    daemon = start_daemon(predictions={"flush_seconds": 0.1})
+    answer = httpx.post(
+        daemon.base + f"/v1/models/{MODEL}/predict", json={"rows": [row(0)]}
+    )
+    deadline = time.monotonic() + 20
+    found: list = []
+    while not found and time.monotonic() < deadline:
+        found = httpx.get(
+            daemon.base + "/v1/predictions", params={"limit": 10_000}
+        ).json()["predictions"]
+        time.sleep(0.1)
+    above = httpx.get(daemon.base + "/v1/predictions", params={"limit": 10_001})
+    assert daemon.stop() == 0
+
+    assert answer.status_code == 200
+    assert [r["request_id"] for r in found] == [answer.json()["request_id"]]
+    assert isinstance(found[0]["input"], dict)
+    assert above.status_code == 422
+    assert above.json()["error"] == (
+        "limit 10001 is above the maximum of 10000 rows per query; ask for at "
+        "most 10000 rows and read the log in parts with since and until"
+    )
+
+
 def test_unknown_names_and_bad_values_rejected(start_daemon: Any) -> None:
     daemon = start_daemon()
     base = daemon.base
