@@ -69,10 +69,11 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
     """
     request_id = new_request_id()
     if isinstance(exc, HTTPException):
-        # NOTE: errors of the HTTP layer (unknown route, invalid parameter
-        # type) are not logged, so that a scanner's requests cannot fill the
-        # log.
-        body: dict[str, Any] = {"error": exc.detail, "request_id": request_id}
+        body: dict[str, Any] = {
+            "error": exc.detail,
+            "type": type(exc).__name__,
+            "request_id": request_id,
+        }
         path, method = cut(request.url.path), request.method
         # The router found no route, or none for this method; the document
         # at /schema lists them.
@@ -90,17 +91,14 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
         if invalid:
             body["error"] = f"{exc.detail}; " + "; ".join(invalid.values())
             body["parameters"] = list(invalid)
+        if exc.status_code not in (404, 405):
+            # A request for a route that does not exist is not logged, so
+            # that a scanner's requests cannot fill the log.
+            _log_rejection(request, request_id, exc.status_code, body["error"])
         return _json(body, exc.status_code)
     if isinstance(exc, ApplianceError):
         status = status_of(exc)
-        logger.warning(
-            "request rejected request_id=%s method=%s path=%s status=%d error=%s",
-            request_id,
-            request.method,
-            log_text(request.url.path),
-            status,
-            log_text(str(exc), LOGGED_ERROR_CHARACTERS),
-        )
+        _log_rejection(request, request_id, status, str(exc))
         detail = getattr(exc, "detail", {})
         body = {
             "error": str(exc),
@@ -120,6 +118,19 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
         "request_id": request_id,
     }
     return _json(body, 500)
+
+
+def _log_rejection(
+    request: Request[Any, Any, Any], request_id: str, status: int, error: str
+) -> None:
+    logger.warning(
+        "request rejected request_id=%s method=%s path=%s status=%d error=%s",
+        request_id,
+        request.method,
+        log_text(request.url.path),
+        status,
+        log_text(error, LOGGED_ERROR_CHARACTERS),
+    )
 
 
 def log_text(text: str, limit: int = SHOWN_CHARACTERS) -> str:

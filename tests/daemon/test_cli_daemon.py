@@ -185,6 +185,9 @@ def test_unknown_names_and_bad_values_rejected(start_daemon: Any) -> None:
     assert known.json() == {"alerts": []}
     assert version.status_code == 400
     assert "version" in version.json()["error"]
+    assert version.json()["type"] == "ValidationException"
+    logged = f"request_id={version.json()['request_id']} method=GET"
+    assert logged in daemon.log()
     assert mode.status_code == 400
     assert mode.json()["error"].endswith(
         "Invalid enum value 'sideways' - at `$.mode`; use one of replace, append"
