@@ -73,7 +73,7 @@ from appliance.monitoring._store import (
 )
 from appliance.monitoring._streaming import (
     CategoryDriftDetector,
-    MeanDriftDetector,
+    LossDriftDetector,
     NumericDriftDetector,
 )
 from appliance.monitoring._versions import VersionMetrics
@@ -108,7 +108,7 @@ __all__ = [
     "live_metric",
     "LIVE_METRICS",
     "LiveMetrics",
-    "MeanDriftDetector",
+    "LossDriftDetector",
     "ModelInfo",
     "MonitoringService",
     "MonitoringStore",
