@@ -459,6 +459,14 @@ class MonitoringConfig:
     stream_loss_threshold: float = 4.0
     """CUSUM threshold (h) of the streaming loss detector, in the same standard
     deviations: the loss drifts when the sum exceeds it."""
+    stream_loss_test: str = "cusum"
+    """``cusum``: the CUSUM of window means above, for traffic with a daily
+    cycle. ``adwin``: River's ADWIN on each label's loss, which reacts within a
+    few hundred labels, for traffic without a cycle such as a machine that
+    runs around the clock; on cyclic traffic it alarms almost daily."""
+    stream_delta: float = 0.002
+    """ADWIN confidence of the streaming loss detector with
+    ``stream_loss_test = "adwin"``."""
     performance_drop: float = 0.05
     """Drop of the live metric below the model's holdout metric that alerts."""
     min_live_labels: int = 500
@@ -522,13 +530,18 @@ class MonitoringConfig:
                 f"stream_reference_cycles ({self.stream_reference_cycles}), got "
                 f"{self.stream_loss_reference_cycles}"
             )
+        if self.stream_loss_test not in ("cusum", "adwin"):
+            raise ValueError(
+                f"stream_loss_test must be 'cusum' or 'adwin', got "
+                f"{self.stream_loss_test!r}"
+            )
         if not self.stream_loss_allowance >= 0.0 or not self.stream_loss_threshold > 0:
             raise ValueError(
                 "stream_loss_allowance must be at least 0 and stream_loss_threshold "
                 f"above 0, got {self.stream_loss_allowance} and "
                 f"{self.stream_loss_threshold}"
             )
-        for name in ("p_value", "stream_p_value"):
+        for name in ("p_value", "stream_delta", "stream_p_value"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(
                     f"{name} must be within (0, 1), got {getattr(self, name)}"

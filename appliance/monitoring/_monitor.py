@@ -19,6 +19,7 @@ from appliance.monitoring._performance import LiveMetrics, row_loss
 from appliance.monitoring._streaming import (
     CategoryDriftDetector,
     LossDriftDetector,
+    MeanDriftDetector,
     NumericDriftDetector,
 )
 
@@ -27,15 +28,8 @@ _STATE_FORMAT = 3
 3 replaced the ADWIN loss detector of formats 1 and 2 with a CUSUM of window
 means."""
 
-_RETIRED_CLASSES = frozenset(
-    {
-        ("river.drift.adwin", "ADWIN"),
-        ("river._river_rust.drift", "AdaptiveWindowing"),
-        ("appliance.monitoring._streaming", "Adwin"),
-        ("appliance.monitoring._streaming", "MeanDriftDetector"),
-    }
-)
-"""Classes of the ADWIN loss detector in states of formats 1 and 2."""
+_RETIRED_CLASSES = frozenset({("river.drift.adwin", "ADWIN")})
+"""Classes of the ADWIN loss detector in states of format 1."""
 
 DetectorKind = Literal["feature", "prediction", "loss"]
 
@@ -77,6 +71,12 @@ class DetectorSettings:
     windows' mean loss."""
     loss_threshold: float = 4.0
     """CUSUM threshold of the loss detector, in the same spreads."""
+    loss_test: Literal["cusum", "adwin"] = "cusum"
+    """``cusum``: `LossDriftDetector` on window means, for traffic with a daily
+    cycle. ``adwin``: River's ADWIN on each label's loss, for traffic without
+    one."""
+    delta: float = 0.002
+    """ADWIN confidence of the loss detector with ``loss_test = "adwin"``."""
     metrics_window: int = 5000
     """Labelled predictions in the live metrics window."""
 
@@ -127,9 +127,13 @@ class StreamMonitor:
         self._prediction = NumericDriftDetector(
             s.horizon, s.cycles, s.p_value, s.ks_floor
         )
-        self._loss = LossDriftDetector(
-            s.horizon, s.cycles, s.loss_cycles, s.loss_allowance, s.loss_threshold
-        )
+        self._loss: LossDriftDetector | MeanDriftDetector
+        if s.loss_test == "adwin":
+            self._loss = MeanDriftDetector(s.delta)
+        else:
+            self._loss = LossDriftDetector(
+                s.horizon, s.cycles, s.loss_cycles, s.loss_allowance, s.loss_threshold
+            )
         self._live = LiveMetrics(self.task, s.metrics_window)
         self._rows = 0
         self._labels = 0
@@ -276,11 +280,10 @@ class StreamMonitor:
 
 
 class _StateUnpickler(pickle.Unpickler):
-    """Unpickler that reads the ADWIN loss detector of earlier state formats as
-    `_Retired`, so that `from_bytes` reports the format mismatch.
+    """Unpickler that reads River's ADWIN of format 1 states as `_Retired`, so
+    that `from_bytes` reports the format mismatch.
 
-    Without it such a state would fail on a class that no longer exists, or
-    import ``river.drift``, which loads scikit-learn into the daemon.
+    Importing ``river.drift`` would load scikit-learn into the daemon.
     """
 
     def find_class(self, module: str, name: str) -> Any:

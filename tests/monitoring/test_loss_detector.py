@@ -262,3 +262,45 @@ def test_monitoring_config_loss_settings(tmp_path: Path) -> None:
         MonitoringConfig(stream_loss_allowance=-0.5)
     with pytest.raises(ValueError, match="got 2.0 and 0.0"):
         MonitoringConfig(stream_loss_threshold=0.0)
+
+
+def test_adwin_loss_test_restores_and_matches_river() -> None:
+    # ADWIN on each label's loss finds the same step as River's own ADWIN,
+    # and its state survives a save and a restore in the middle.
+    rng = np.random.default_rng(7)
+    late_rate = np.where(np.arange(6_000) < 3_000, 0.3, 0.6)
+    labels = (rng.random(late_rate.size) < late_rate).astype(int)
+    outputs = [0.7, 0.3]
+    settings = DetectorSettings(loss_test="adwin", delta=0.002)
+    first = StreamMonitor("classification", [], [], settings)
+    events = [
+        event.index
+        for label in labels[:2_000]
+        for event in first.observe_label(label, outputs)
+    ]
+    restored = StreamMonitor.from_bytes(first.to_bytes())
+    events += [
+        event.index
+        for label in labels[2_000:]
+        for event in restored.observe_label(label, outputs)
+    ]
+    losses = -np.log(np.where(labels == 1, 0.3, 0.7))
+
+    expected = detections(ADWIN(delta=0.002), losses)
+
+    assert expected
+    assert 3_000 <= expected[0] < 3_500
+    assert events == expected
+
+
+def test_monitoring_config_loss_test(tmp_path: Path) -> None:
+    config = MonitoringConfig(stream_loss_test="adwin", stream_delta=0.01)
+
+    settings = MonitoringService(tmp_path, config).settings
+
+    assert settings.loss_test == "adwin"
+    assert settings.delta == 0.01
+    with pytest.raises(ValueError, match="stream_loss_test must be 'cusum' or"):
+        MonitoringConfig(stream_loss_test="page-hinkley")
+    with pytest.raises(ValueError, match="stream_delta must be within"):
+        MonitoringConfig(stream_delta=1.5)
