@@ -25,8 +25,8 @@ from appliance.monitoring._streaming import (
 
 _STATE_FORMAT = 3
 """Version of the serialized state; a mismatch starts fresh detectors. Format
-3 replaced the ADWIN loss detector of formats 1 and 2 with a CUSUM of window
-means."""
+3 made a CUSUM of window means the default loss detector, in place of the
+ADWIN of formats 1 and 2."""
 
 _RETIRED_CLASSES = frozenset({("river.drift.adwin", "ADWIN")})
 """Classes of the ADWIN loss detector in states of format 1."""
