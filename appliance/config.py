@@ -436,18 +436,37 @@ class MonitoringConfig:
     """Whether predicted rows feed the streaming feature and prediction
     detectors. When false, labels still join predictions and feed the live
     metrics and the loss detector, and the batch drift check still runs."""
-    stream_delta: float = 0.002
-    """ADWIN confidence of the streaming loss detector."""
     stream_horizon: int = 1000
-    """Values per window of the streaming feature and prediction detectors.
-    Set it to one full cycle of the traffic, such as a day of requests, so
-    that patterns within a day (morning and evening traffic) raise no alarm."""
+    """Values per window of the streaming detectors (rows for the feature and
+    prediction detectors, labels for the loss detector). Set it to one full
+    cycle of the traffic, such as a day of requests, so that patterns within
+    a day (morning and evening traffic) raise no alarm."""
     stream_reference_cycles: int = 7
     """Windows that the streaming detectors compare each new window with; they
     stay silent for the first ``stream_horizon * stream_reference_cycles``
     values of a model version."""
     stream_p_value: float = 0.001
     """p-value of the streaming windowed tests."""
+    stream_loss_reference_cycles: int = 28
+    """Windows of mean loss that the streaming loss detector's reference keeps
+    at most. It tests from ``stream_reference_cycles`` windows on, and a
+    longer reference gives fewer false alarms."""
+    stream_loss_allowance: float = 2.0
+    """CUSUM allowance (k) of the streaming loss detector, in standard
+    deviations of the reference windows' mean loss: each window adds its
+    distance above the reference mean less k to the sum, which stays at 0 or
+    above."""
+    stream_loss_threshold: float = 4.0
+    """CUSUM threshold (h) of the streaming loss detector, in the same standard
+    deviations: the loss drifts when the sum exceeds it."""
+    stream_loss_test: str = "cusum"
+    """``cusum``: the CUSUM of window means above, for traffic with a daily
+    cycle. ``adwin``: River's ADWIN on each label's loss, which reacts within a
+    few hundred labels, for traffic without a cycle such as a machine that
+    runs around the clock; on cyclic traffic it alarms almost daily."""
+    stream_delta: float = 0.002
+    """ADWIN confidence of the streaming loss detector with
+    ``stream_loss_test = "adwin"``."""
     performance_drop: float = 0.05
     """Drop of the live metric below the model's holdout metric that alerts."""
     min_live_labels: int = 500
@@ -504,6 +523,23 @@ class MonitoringConfig:
             raise ValueError(
                 "error_rate must be within [0, 1) and latency_p99_ms above 0, got "
                 f"{self.error_rate} and {self.latency_p99_ms}"
+            )
+        if self.stream_loss_reference_cycles < self.stream_reference_cycles:
+            raise ValueError(
+                "stream_loss_reference_cycles must be at least "
+                f"stream_reference_cycles ({self.stream_reference_cycles}), got "
+                f"{self.stream_loss_reference_cycles}"
+            )
+        if self.stream_loss_test not in ("cusum", "adwin"):
+            raise ValueError(
+                f"stream_loss_test must be 'cusum' or 'adwin', got "
+                f"{self.stream_loss_test!r}"
+            )
+        if not self.stream_loss_allowance >= 0.0 or not self.stream_loss_threshold > 0:
+            raise ValueError(
+                "stream_loss_allowance must be at least 0 and stream_loss_threshold "
+                f"above 0, got {self.stream_loss_allowance} and "
+                f"{self.stream_loss_threshold}"
             )
         for name in ("p_value", "stream_delta", "stream_p_value"):
             if not 0.0 < getattr(self, name) < 1.0:

@@ -97,6 +97,8 @@ class ReplayHome:
         categorical: Categorical features of the model.
         params: LightGBM parameters.
         policy: The retraining policy.
+        stream_horizon: ``[monitoring] stream_horizon``; the daemon's default
+            when None.
     """
 
     def __init__(
@@ -106,12 +108,14 @@ class ReplayHome:
         categorical: list[str],
         params: dict[str, Any],
         policy: PolicySettings,
+        stream_horizon: int | None = None,
     ) -> None:
         self.home = home
         self.numeric = numeric
         self.categorical = categorical
         self.params = params
         self.policy = policy
+        self.stream_horizon = stream_horizon
         self.config = home / "config.toml"
 
     def create(self, first_rows: pd.DataFrame) -> None:
@@ -183,6 +187,8 @@ class ReplayHome:
             f"[models.{MODEL}.retrain]",
             *(f"{key} = {_toml(value)}" for key, value in self.policy.table().items()),
         ]
+        if self.stream_horizon is not None:
+            lines += ["[monitoring]", f"stream_horizon = {self.stream_horizon}"]
         return "\n".join(lines) + "\n"
 
 

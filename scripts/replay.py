@@ -110,6 +110,8 @@ class DaemonTimeline:
     def by_month(self) -> pd.DataFrame:
         """Return per month the days with drift alerts, skips, runs, promotions."""
         events = pd.DataFrame(self.events, columns=["day", "kind", "text"])
+        # A replay without events gives an object column, which has no .dt.
+        events["day"] = pd.to_datetime(events["day"])
         months = events["day"].dt.month
         counts = {
             "alert_days": events[events["kind"] == "alert"].groupby(months).size(),
@@ -412,7 +414,9 @@ def _replay_through_daemon(
     home_dir = (
         Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="replay-"))
     )
-    home = ReplayHome(home_dir, NUMERIC, CATEGORICAL, params, settings)
+    home = ReplayHome(
+        home_dir, NUMERIC, CATEGORICAL, params, settings, args.stream_horizon
+    )
     try:
         started = time.perf_counter()
         home.create(first[DATASET_COLUMNS])
@@ -550,7 +554,8 @@ def _policy_text(settings: PolicySettings) -> str:
         f"`refit = {str(settings.refit).lower()}` (a promoted challenger is trained "
         "again on the whole window, holdout included). A detection of any "
         "streaming detector is an alarm: the 14 features, the prediction, and the "
-        "loss (ADWIN on each label's log loss). Static: the daemon's "
+        "loss (a CUSUM of the mean log loss of each window of labels). Static: "
+        "the daemon's "
         "version 1, trained by `appliance train` on the first 80% of January to "
         "March by time (the model's time split). Blind schedule: as many "
         "retrainings as the daemon ran, on evenly spaced days, in process, through "
@@ -621,6 +626,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--no-docs",
         action="store_true",
         help="leave docs/benchmarks.md as it is; a run with --days never writes it",
+    )
+    parser.add_argument(
+        "--stream-horizon",
+        type=int,
+        default=None,
+        help="labels and rows per window of the streaming detectors "
+        "(default: the daemon's 1000); they are silent for the first 7 windows",
     )
     parser.add_argument("--verbose", action="store_true", help="print every alert day")
     return parser.parse_args(argv)

@@ -36,6 +36,10 @@ def test_replay_script_three_days(tmp_path: Path) -> None:
             "1",
             "--min-new-labels",
             "100",
+            # Three days are about 2,700 rows: windows of 100 let the
+            # detectors, silent for their first 7 windows, raise alarms.
+            "--stream-horizon",
+            "100",
             "--home",
             str(home),
         ],

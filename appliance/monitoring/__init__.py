@@ -80,7 +80,7 @@ from appliance.monitoring._store import (
 )
 from appliance.monitoring._streaming import (
     CategoryDriftDetector,
-    MeanDriftDetector,
+    LossDriftDetector,
     NumericDriftDetector,
 )
 from appliance.monitoring._versions import VersionMetrics
@@ -115,7 +115,7 @@ __all__ = [
     "live_metric",
     "LIVE_METRICS",
     "LiveMetrics",
-    "MeanDriftDetector",
+    "LossDriftDetector",
     "ModelInfo",
     "MonitoringService",
     "MonitoringStore",

@@ -17,14 +17,19 @@ from typing import Any, Literal
 from appliance.errors import StorageError
 from appliance.monitoring._performance import LiveMetrics, row_loss
 from appliance.monitoring._streaming import (
-    Adwin,
     CategoryDriftDetector,
+    LossDriftDetector,
     MeanDriftDetector,
     NumericDriftDetector,
 )
 
-_STATE_FORMAT = 2
-"""Version of the serialized state; a mismatch starts fresh detectors."""
+_STATE_FORMAT = 3
+"""Version of the serialized state; a mismatch starts fresh detectors. Format
+3 made a CUSUM of window means the default loss detector, in place of the
+ADWIN of formats 1 and 2."""
+
+_RETIRED_CLASSES = frozenset({("river.drift.adwin", "ADWIN")})
+"""Classes of the ADWIN loss detector in states of format 1."""
 
 DetectorKind = Literal["feature", "prediction", "loss"]
 
@@ -47,11 +52,9 @@ class DriftEvent:
 class DetectorSettings:
     """Parameters of the streaming detectors of one model."""
 
-    delta: float = 0.002
-    """ADWIN confidence of the loss detector."""
     horizon: int = 1000
-    """Values per tumbling window of the feature and prediction detectors:
-    one cycle of the traffic, such as a day of requests."""
+    """Values per tumbling window of every streaming detector: one cycle of
+    the traffic, such as a day of requests or of labels."""
     cycles: int = 7
     """Windows in their reference; no test runs before it is full."""
     p_value: float = 0.001
@@ -60,6 +63,20 @@ class DetectorSettings:
     """Smallest KS statistic that counts as drift in a window."""
     tvd_floor: float = 0.1
     """Smallest total variation distance of category frequencies that counts."""
+    loss_cycles: int = 28
+    """Windows of mean loss that the loss detector's reference keeps at most;
+    it tests from `cycles` windows on."""
+    loss_allowance: float = 2.0
+    """CUSUM allowance of the loss detector, in spreads of the reference
+    windows' mean loss."""
+    loss_threshold: float = 4.0
+    """CUSUM threshold of the loss detector, in the same spreads."""
+    loss_test: Literal["cusum", "adwin"] = "cusum"
+    """``cusum``: `LossDriftDetector` on window means, for traffic with a daily
+    cycle. ``adwin``: River's ADWIN on each label's loss, for traffic without
+    one."""
+    delta: float = 0.002
+    """ADWIN confidence of the loss detector with ``loss_test = "adwin"``."""
     metrics_window: int = 5000
     """Labelled predictions in the live metrics window."""
 
@@ -110,7 +127,13 @@ class StreamMonitor:
         self._prediction = NumericDriftDetector(
             s.horizon, s.cycles, s.p_value, s.ks_floor
         )
-        self._loss = MeanDriftDetector(s.delta)
+        self._loss: LossDriftDetector | MeanDriftDetector
+        if s.loss_test == "adwin":
+            self._loss = MeanDriftDetector(s.delta)
+        else:
+            self._loss = LossDriftDetector(
+                s.horizon, s.cycles, s.loss_cycles, s.loss_allowance, s.loss_threshold
+            )
         self._live = LiveMetrics(self.task, s.metrics_window)
         self._rows = 0
         self._labels = 0
@@ -257,14 +280,23 @@ class StreamMonitor:
 
 
 class _StateUnpickler(pickle.Unpickler):
-    """Unpickler that reads River's ADWIN, in states saved before `Adwin`
-    replaced it, as `Adwin`.
+    """Unpickler that reads River's ADWIN of format 1 states as `_Retired`, so
+    that `from_bytes` reports the format mismatch.
 
-    Both keep the same attributes around the same Rust core, and importing
-    ``river.drift`` would load scikit-learn into the daemon.
+    Importing ``river.drift`` would load scikit-learn into the daemon.
     """
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) == ("river.drift.adwin", "ADWIN"):
-            return Adwin
+        if (module, name) in _RETIRED_CLASSES:
+            return _Retired
         return super().find_class(module, name)
+
+
+class _Retired:
+    """Placeholder for an object of a retired class; it drops its state."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass

@@ -102,10 +102,14 @@ class MonitoringService:
         self.home = home
         self.config = config
         self.settings = DetectorSettings(
-            delta=config.stream_delta,
             horizon=config.stream_horizon,
             cycles=config.stream_reference_cycles,
             p_value=config.stream_p_value,
+            loss_cycles=config.stream_loss_reference_cycles,
+            loss_allowance=config.stream_loss_allowance,
+            loss_threshold=config.stream_loss_threshold,
+            loss_test=config.stream_loss_test,  # type: ignore[arg-type]
+            delta=config.stream_delta,
         )
         self.recent_rows = config.recent_rows if recent_rows is None else recent_rows
         self.save_seconds = save_seconds

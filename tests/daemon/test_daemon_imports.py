@@ -1,4 +1,4 @@
-"""The serving daemon runs without the training libraries, pandas or SciPy.
+"""The serving daemon runs without the training libraries, pandas, SciPy or River.
 
 Each of them maps its own shared libraries into a process that imports it, so
 ``/proc/PID/maps`` of the daemon shows, from outside, whether it was imported.
@@ -22,6 +22,7 @@ MARKERS = {
     "pandas": "/pandas/",
     "scipy.stats": "/scipy/stats/",
     "scipy.special": "/scipy/special/",
+    "river": "/river/",
 }
 """Module, and a path part of the shared libraries it loads."""
 
@@ -38,6 +39,7 @@ def test_markers_detect_an_import() -> None:
     import lightgbm  # noqa: F401
     import matplotlib.pyplot  # noqa: F401
     import pandas  # noqa: F401
+    import river._river_rust  # noqa: F401
     import scipy.stats  # noqa: F401
     import sklearn.linear_model  # noqa: F401
 

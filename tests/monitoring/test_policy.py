@@ -23,8 +23,8 @@ def days(n: float) -> datetime:
 
 
 def test_daily_alarms_with_cooldown_and_budget() -> None:
-    # A loss detector on flights fires nearly every day; the policy must not
-    # turn that into daily retraining.
+    # A detector that fires nearly every day, as ADWIN on the flights loss
+    # did, must not turn into daily retraining.
     policy = RetrainConfig(
         trigger="drift",
         cooldown_hours=24 * 7,

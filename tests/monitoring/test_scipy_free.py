@@ -1,52 +1,14 @@
-"""The daemon's drift statistics against River and SciPy, which it no longer imports."""
+"""The daemon's drift statistics against SciPy, which it does not import."""
 
 from __future__ import annotations
 
-import math
-import pickle
-
 import numpy as np
 import pytest
-from river.drift import ADWIN
 from scipy import special, stats
 
-from appliance.monitoring import StreamMonitor, roc_auc
-from appliance.monitoring._monitor import _STATE_FORMAT
+from appliance.monitoring import roc_auc
 from appliance.monitoring._special import chi2_sf, kolmogorov, smirnov
-from appliance.monitoring._streaming import Adwin, chi2_independence_p, kstwo_sf
-
-
-def test_adwin_detects_where_river_does() -> None:
-    rng = np.random.default_rng(3)
-    stream = np.concatenate(
-        [rng.normal(0, 1, 1500), rng.normal(1.5, 1, 1500), rng.normal(0, 2, 1500)]
-    )
-    ours, river = Adwin(0.002), ADWIN(delta=0.002)
-    found_ours, found_river = [], []
-    for index, value in enumerate(stream):
-        if ours.update(value).drift_detected:
-            found_ours.append(index)
-        river.update(value)
-        if river.drift_detected:
-            found_river.append(index)
-        assert ours.estimation == river.estimation
-    assert found_river
-    assert found_ours == found_river
-
-
-def test_state_with_river_adwin_restores() -> None:
-    monitor = StreamMonitor("classification", ["x"], ["c"])
-    monitor._loss._adwin = ADWIN(delta=0.002)
-    for _ in range(300):
-        monitor.observe_label(1, [0.4, 0.6])
-    data = pickle.dumps((_STATE_FORMAT, monitor), protocol=pickle.HIGHEST_PROTOCOL)
-
-    restored = StreamMonitor.from_bytes(data)
-
-    adwin = restored._loss._adwin
-    assert isinstance(adwin, Adwin)
-    assert adwin.estimation == pytest.approx(-math.log(0.6))
-    assert restored.labels == 300
+from appliance.monitoring._streaming import chi2_independence_p, kstwo_sf
 
 
 @pytest.mark.parametrize("n", [15, 60, 140, 141, 250, 1000])
