@@ -69,11 +69,7 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
     """
     request_id = new_request_id()
     if isinstance(exc, HTTPException):
-        body: dict[str, Any] = {
-            "error": exc.detail,
-            "type": type(exc).__name__,
-            "request_id": request_id,
-        }
+        body: dict[str, Any] = {"error": exc.detail, "request_id": request_id}
         path, method = cut(request.url.path), request.method
         # The router found no route, or none for this method; the document
         # at /schema lists them.
@@ -93,7 +89,9 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
             body["parameters"] = list(invalid)
         if exc.status_code not in (404, 405):
             # A request for a route that does not exist is not logged, so
-            # that a scanner's requests cannot fill the log.
+            # that a scanner's requests cannot fill the log. It has no type
+            # either, which tells a client that this daemon lacks the route.
+            body["type"] = type(exc).__name__
             _log_rejection(request, request_id, exc.status_code, body["error"])
         return _json(body, exc.status_code)
     if isinstance(exc, ApplianceError):
