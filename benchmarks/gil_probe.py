@@ -1,0 +1,113 @@
+"""How long a DuckDB call in one thread holds up another Python thread.
+
+A writer thread inserts an Arrow table of ROWS prediction-log-like rows into
+a DuckDB file every 50 ms, as the prediction log writer does. Meanwhile the
+main thread sleeps 0.2 ms at a time for 8 s and records each gap between its
+wake-ups. Gaps above 1 ms are waits for the GIL or the CPU. Modes of the
+writer:
+
+- ``idle``: no DuckDB call, the machine's own noise;
+- ``noop``: ``SELECT 1``;
+- ``scan``: the log's insert, ``INSERT ... SELECT * FROM`` the Arrow table;
+- ``relation``: ``from_arrow(table).insert_into``;
+- ``register``: register the table as a view, insert from it, unregister.
+
+Run: .venv/bin/python benchmarks/gil_probe.py [ROWS] [MODE...]
+Prints one line per mode; it writes only a temporary DuckDB file.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+import duckdb
+import pyarrow as pa
+
+SECONDS = 8.0
+TICK_SECONDS = 0.0002
+WRITE_EVERY_SECONDS = 0.05
+
+
+def probe(rows: int, mode: str) -> str:
+    """Run the writer in `mode` beside the ticker and describe the gaps."""
+    db = duckdb.connect(os.path.join(tempfile.mkdtemp(), "probe.duckdb"))
+    db.execute("CREATE TABLE log (request_id VARCHAR, input VARCHAR, score DOUBLE)")
+    table = pa.table(
+        {
+            "request_id": ["r" * 32] * rows,
+            "input": ['{"temp": 59.0, "origin": "EWR"}' * 20] * rows,
+            "score": [0.25] * rows,
+        }
+    )
+    stop = threading.Event()
+    calls: list[float] = []
+    writer = threading.Thread(target=_write, args=(db, table, mode, stop, calls))
+    writer.start()
+    gaps = _tick(SECONDS)
+    stop.set()
+    writer.join()
+    db.close()
+    gaps.sort()
+    long = sum(gap > 0.001 for gap in gaps)
+    return (
+        f"{mode}: {len(calls)} calls of median {statistics.median(calls) * 1e3:.2f} "
+        f"ms; gaps p99 {gaps[int(len(gaps) * 0.99)] * 1e3:.3f} ms, p99.9 "
+        f"{gaps[int(len(gaps) * 0.999)] * 1e3:.3f} ms, max {gaps[-1] * 1e3:.2f} "
+        f"ms, {long} above 1 ms"
+    )
+
+
+def _write(
+    db: duckdb.DuckDBPyConnection,
+    table: pa.Table,
+    mode: str,
+    stop: threading.Event,
+    calls: list[float],
+) -> None:
+    cursor = db.cursor()
+    while not stop.is_set():
+        started = time.perf_counter()
+        if mode == "noop":
+            cursor.execute("SELECT 1").fetchall()
+        elif mode == "scan":
+            log_rows = table  # noqa: F841 (found by DuckDB's replacement scan)
+            cursor.execute("INSERT INTO log SELECT * FROM log_rows").fetchall()
+        elif mode == "relation":
+            cursor.from_arrow(table).insert_into("log")
+        elif mode == "register":
+            cursor.register("log_view", table)
+            cursor.execute("INSERT INTO log SELECT * FROM log_view").fetchall()
+            cursor.unregister("log_view")
+        calls.append(time.perf_counter() - started)
+        time.sleep(WRITE_EVERY_SECONDS)
+    cursor.close()
+
+
+def _tick(seconds: float) -> list[float]:
+    gaps = []
+    last = time.perf_counter()
+    end = last + seconds
+    while last < end:
+        time.sleep(TICK_SECONDS)
+        now = time.perf_counter()
+        gaps.append(now - last)
+        last = now
+    return gaps
+
+
+def main() -> int:
+    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 270
+    modes = sys.argv[2:] or ["idle", "noop", "scan", "relation", "register"]
+    print(f"rows {rows}, DuckDB {duckdb.__version__}")
+    for mode in modes:
+        print(probe(rows, mode), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
