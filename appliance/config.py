@@ -461,9 +461,10 @@ class MonitoringConfig:
     deviations: the loss drifts when the sum exceeds it."""
     stream_loss_test: str = "cusum"
     """``cusum``: the CUSUM of window means above, for traffic with a daily
-    cycle. ``adwin``: River's ADWIN on each label's loss, which reacts within a
-    few hundred labels, for traffic without a cycle such as a machine that
-    runs around the clock; on cyclic traffic it alarms almost daily."""
+    cycle. ``adwin``: River's ADWIN on each label's loss, for traffic without
+    a cycle, such as a machine that runs around the clock. ADWIN reacts
+    within a few hundred labels, but on cyclic traffic it alarms almost
+    daily."""
     stream_delta: float = 0.002
     """ADWIN confidence of the streaming loss detector with
     ``stream_loss_test = "adwin"``."""

@@ -95,7 +95,7 @@ ms, and turning the monitors off gave about 1.4 ms. The full benchmark
 (`benchmarks/serving.py`) still measured 3.16 ms with it."""
 
 JOB_STOP_WAIT_SECONDS = 30.0
-"""Longest wait at stop for scheduled jobs in progress, such as a health check
+"""Maximum wait at stop for scheduled jobs in progress, such as a health check
 that scores a previous champion or a batch drift check, to finish."""
 
 

@@ -3,10 +3,10 @@
 A promotion every 14 days from 15 April to 2 December 2013. At each one the
 new champion is the flights model of `scripts/replay_in_process.py` fitted on
 every earlier flight, and the previous champion is the one fitted 14 days
-before. The watch judges the new champion on its first day of labels (about
-900 flights; the daemon judges once `min_live_labels`, 500 by default, have
-arrived), and again on its first 3 days. Both use `decide_rollback` with a
-margin of 0.02 ROC AUC:
+before. The watch judges the new champion on its first day of labels, about
+900 flights, and again on its first 3 days. (The daemon judges once
+`min_live_labels`, 500 by default, have arrived.) Both use `decide_rollback`
+with a margin of 0.02 ROC AUC:
 
 - windows: the new champion's labels against the previous champion's last
   `metrics_window` labelled flights before the promotion (how the watch

@@ -443,7 +443,7 @@ class MeanDriftDetector:
     "adwin"``, for traffic without a daily or weekly cycle, such as a machine
     that runs around the clock. On flights in time order it alarmed almost
     daily (1.86 alarms a day on three stable weeks of July), because the
-    mean loss of a day moves with the weather; `LossDriftDetector` is the
+    mean loss of a day moves with the weather. `LossDriftDetector` is the
     default for such traffic.
     """
 

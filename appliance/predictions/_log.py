@@ -101,7 +101,7 @@ class PredictionLog:
         leaves this set only after its insert committed, so a reader that calls
         this and then reads the table finds every entry in one or the other.
         NOTE: entries that went to a spill file are in neither until the
-        writer loads the file; `has_spilled` tells whether any are waiting.
+        writer loads the file; `has_spilled` returns whether any are waiting.
         """
         with self._wake:
             items = [*self._writing, *self._queue]

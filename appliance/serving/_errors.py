@@ -90,7 +90,7 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
         if exc.status_code not in (404, 405):
             # A request for a route that does not exist is not logged, so
             # that a scanner's requests cannot fill the log. It has no type
-            # either, which tells a client that this daemon lacks the route.
+            # either, so a client can see that this daemon lacks the route.
             body["type"] = type(exc).__name__
             _log_rejection(request, request_id, exc.status_code, body["error"])
         return _json(body, exc.status_code)

@@ -375,8 +375,8 @@ def test_promotion_during_retraining_rejected(daemons: list, daemon_home: Path) 
     from appliance.storage import Catalog, alias_history
 
     config = write_config(daemon_home.parent / "config.toml", daemon_home)
-    # A search bounded by time, not by rounds, holds the daemon for two
-    # minutes on a fast machine too; 200,000 rounds took 5 s on a quiet one.
+    # A search bounded by time, not by rounds, keeps the daemon busy for two
+    # minutes on a fast machine too. 200,000 rounds took 5 s on a quiet one.
     with config.open("a", encoding="utf-8") as file:
         file.write(SLOW_SEARCH)
     daemon = Daemon(config, daemon_home, free_port())
