@@ -384,19 +384,19 @@ def test_rollback_keeps_champion_on_noisier_labels(
 
     assert served == 2
     assert daemon.log().count("rollback watch kept model=demo version=2") == 1
-    kept = re.search(
+    verdict = re.search(
         r"version 2: live roc_auc ([0-9.]+) is not worse than the previous "
         r"champion's "
         r"([0-9.]+) by more than 0.02, on the same (\d+) labelled rows",
         daemon.log(),
     )
-    assert kept is not None
-    assert float(kept.group(1)) < 0.9
-    assert abs(float(kept.group(1)) - float(kept.group(2))) <= 0.02
+    assert verdict is not None
+    assert float(verdict.group(1)) < 0.9
+    assert abs(float(verdict.group(1)) - float(verdict.group(2))) <= 0.02
     assert [e["action"] for e in events] == ["set", "set"]
     assert events[-1]["watch"]["outcome"] == "kept"
     assert "labelled rows" in events[-1]["watch"]["reason"]
-    assert 40 <= int(kept.group(3)) <= 60
+    assert 40 <= int(verdict.group(3)) <= 60
     assert [a for a in alerts if a["kind"] == "rollback"] == []
     assert not any(b["kind"] == "rollback" for b in receiver.bodies)
 
@@ -420,7 +420,7 @@ def test_rollback_falls_back_to_windows(
     served = predict(daemon, range(1))["version"]
     assert daemon.stop() == 0
 
-    kept = re.search(
+    verdict = re.search(
         r"version 2: live roc_auc ([0-9.]+) is not worse than the previous "
         r"champion's "
         r"([0-9.]+) by more than 0.02, on (\d+) and 60 labels of each version's own "
@@ -428,6 +428,6 @@ def test_rollback_falls_back_to_windows(
         daemon.log(),
     )
     assert served == 2
-    assert kept is not None
-    assert float(kept.group(1)) > float(kept.group(2)) + 0.02
+    assert verdict is not None
+    assert float(verdict.group(1)) > float(verdict.group(2)) + 0.02
     assert "rollback watch compares windows model=demo version=2" in daemon.log()

@@ -278,7 +278,15 @@ learning_rate = {{low = 0.01, high = 0.3}}
 """A search that trains for two minutes, longer than a stop waits for a run."""
 
 
-def test_retrain_stop_marks_interrupted(daemons: list, daemon_home: Path) -> None:
+def start_slow_search(daemons: list, daemon_home: Path) -> tuple[Daemon, Any]:
+    """Start a daemon whose model searches for two minutes, and force a retraining.
+
+    The search is bounded by time, not by rounds, so it keeps the daemon busy
+    on a fast machine too: 200,000 boosting rounds took 5 s on a quiet one.
+
+    Returns:
+        The daemon and the response that started the retraining.
+    """
     config = write_config(daemon_home.parent / "config.toml", daemon_home)
     with config.open("a", encoding="utf-8") as file:
         file.write(SLOW_SEARCH)
@@ -289,6 +297,11 @@ def test_retrain_stop_marks_interrupted(daemons: list, daemon_home: Path) -> Non
         daemon.base + RETRAIN,
         json={"force": True, "as_of": day(CHANGE_DAY).isoformat()},
     )
+    return daemon, started
+
+
+def test_retrain_stop_marks_interrupted(daemons: list, daemon_home: Path) -> None:
+    daemon, started = start_slow_search(daemons, daemon_home)
     stopped = daemon.stop()
     log = daemon.log()
     stored = stored_history(daemon_home)
@@ -374,18 +387,8 @@ def test_promotion_during_retraining_rejected(daemons: list, daemon_home: Path) 
 
     from appliance.storage import Catalog, alias_history
 
-    config = write_config(daemon_home.parent / "config.toml", daemon_home)
-    # A search bounded by time, not by rounds, keeps the daemon busy for two
-    # minutes on a fast machine too. 200,000 rounds took 5 s on a quiet one.
-    with config.open("a", encoding="utf-8") as file:
-        file.write(SLOW_SEARCH)
-    daemon = Daemon(config, daemon_home, free_port())
-    daemons.append(daemon)
-    daemon.wait_ready()
-    started = httpx.post(
-        daemon.base + RETRAIN,
-        json={"force": True, "as_of": day(CHANGE_DAY).isoformat()},
-    )
+    daemon, started = start_slow_search(daemons, daemon_home)
+    config = daemon.config
     wait_for_log(daemon, f"model={MODEL} kind=")
     promote = f"/v1/admin/registry/models/{MODEL}/promote"
     promoted = httpx.post(daemon.base + promote, json={"version": 1}, timeout=10)
