@@ -66,38 +66,31 @@ def promote(
     """
     details = {"alias": alias, "version": version, "actor": actor, "reason": reason}
     with _audited(catalog, "model.promote", model, details):
-        return _promote(catalog, model, version, alias, actor, reason, load)
-
-
-def _promote(
-    catalog: Catalog,
-    model: str,
-    version: int,
-    alias: str,
-    actor: str,
-    reason: str,
-    load: Loader,
-) -> tuple[AliasEvent, Any]:
-    target = get_version(catalog, model, version)
-    current = aliases(catalog, model).get(model, {}).get(alias)
-    if current == version:
-        last = alias_history(catalog, model, alias)[-1]
-        logger.info(
-            "alias unchanged model=%s alias=%s version=%d actor=%s",
-            model,
-            alias,
-            version,
-            actor,
-        )
-        unchanged = dataclasses.replace(
-            last, previous_version=version, action=UNCHANGED
-        )
-        record(catalog, "model.promote", model, _details(unchanged), UNCHANGED)
-        return unchanged, None
-    loaded = load(target)
-    event = set_alias(catalog, model, alias, version, actor, reason)
+        target = get_version(catalog, model, version)
+        current = aliases(catalog, model).get(model, {}).get(alias)
+        if current == version:
+            return _unchanged(catalog, model, alias, version, actor), None
+        loaded = load(target)
+        event = set_alias(catalog, model, alias, version, actor, reason)
     record(catalog, "model.promote", model, _details(event))
     return event, loaded
+
+
+def _unchanged(
+    catalog: Catalog, model: str, alias: str, version: int, actor: str
+) -> AliasEvent:
+    """Return the change that set `alias` to `version`, as an unchanged one."""
+    last = alias_history(catalog, model, alias)[-1]
+    logger.info(
+        "alias unchanged model=%s alias=%s version=%d actor=%s",
+        model,
+        alias,
+        version,
+        actor,
+    )
+    unchanged = dataclasses.replace(last, previous_version=version, action=UNCHANGED)
+    record(catalog, "model.promote", model, _details(unchanged), UNCHANGED)
+    return unchanged
 
 
 def rollback(

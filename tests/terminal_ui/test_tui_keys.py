@@ -44,6 +44,24 @@ def secured_copy(ui_home: UiHome, root: Path) -> tuple[UiHome, dict[str, str]]:
     return copy, tokens
 
 
+def promote_version(target: int, outcome: str) -> Any:
+    """Return a scenario that promotes `target` and waits for `outcome` shown."""
+
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("2")
+        table = app.query_one("#versions", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, "two versions")
+        table.move_cursor(row=table.get_row_index(f"{MODEL}\t{target}"))
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm")
+        await pilot.press("y")
+        await wait_for(
+            pilot, lambda: any(outcome in n for n in notifications(app)), outcome
+        )
+
+    return scenario
+
+
 def test_tui_with_keys_required(
     ui_home: UiHome, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -64,34 +82,6 @@ def test_tui_with_keys_required(
         assert not any("401" in n or "403" in n for n in notifications(app))
         assert "Traceback" not in screen_text(app)
 
-    async def promote_refused(app: Any, pilot: Any) -> None:
-        await pilot.press("2")
-        table = app.query_one("#versions", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 2, "two versions")
-        table.move_cursor(row=table.get_row_index(f"{MODEL}\t{target}"))
-        await pilot.press("p")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm")
-        await pilot.press("y")
-        await wait_for(
-            pilot,
-            lambda: any("HTTP 403" in n for n in notifications(app)),
-            "the refused promotion",
-        )
-
-    async def promote(app: Any, pilot: Any) -> None:
-        await pilot.press("2")
-        table = app.query_one("#versions", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 2, "two versions")
-        table.move_cursor(row=table.get_row_index(f"{MODEL}\t{target}"))
-        await pilot.press("p")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm")
-        await pilot.press("y")
-        await wait_for(
-            pilot,
-            lambda: any(f"now version {target}" in n for n in notifications(app)),
-            "the promotion",
-        )
-
     async def without_key(app: Any, pilot: Any) -> None:
         await wait_for(
             pilot,
@@ -107,9 +97,11 @@ def test_tui_with_keys_required(
 
     try:
         run_app(daemon.base_url, read_every_pane, api_key=tokens["reader"])
-        run_app(daemon.base_url, promote_refused, api_key=tokens["reader"])
+        refused = promote_version(target, "HTTP 403")
+        run_app(daemon.base_url, refused, api_key=tokens["reader"])
         assert operator.served_models()[0]["version"] == before
-        run_app(daemon.base_url, promote, api_key=tokens["operator"])
+        promoted = promote_version(target, f"now version {target}")
+        run_app(daemon.base_url, promoted, api_key=tokens["operator"])
         assert operator.served_models()[0]["version"] == target
         run_app(daemon.base_url, without_key)
     finally:
