@@ -73,8 +73,10 @@ def test_audit_names_key_of_each_change(start_daemon: Any, home: Path) -> None:
     assert (keys[4]["actor"], keys[4]["actor_role"]) == ("admin-key", "admin")
     assert keys[4]["target"] == "scanner"
     assert keys[4]["details"]["role"] == "predictor"
-    assert [e["action"] for e in promotions] == ["model.promote"]
-    promotion = promotions[0]
+    # The home's one version was trained and registered before the test.
+    assert [e["action"] for e in promotions] == ["model.register", "model.promote"]
+    assert promotions[0]["details"]["version"] == 1
+    promotion = promotions[1]
     assert (promotion["actor"], promotion["actor_role"]) == ("operator-key", "operator")
     assert promotion["details"]["version"] == 1
     assert promotion["details"]["reason"] == "first champion"
