@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,29 @@ def test_keys_cli_without_daemon(home: Path, tmp_path: Path) -> None:
     with duckdb.connect(str(home / "catalog.duckdb"), read_only=True) as db:
         stored = db.execute("SELECT token_sha256 FROM api_keys").fetchall()
     assert body["token"] not in json.dumps(stored)
+
+
+def test_reload_and_ack_audited(start_daemon: Any, home: Path) -> None:
+    from appliance.monitoring import AlertCandidate, MonitoringStore
+
+    with MonitoringStore(home) as store:
+        alert, _ = store.record_alert(
+            AlertCandidate(MODEL, "drift", "x1", "warning", "x1 drifted", 0.3, 0.2)
+        )
+    daemon = start_daemon()
+    acked = cli(daemon.config, "alerts", "ack", str(alert.id))
+    os.kill(daemon.process.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while "config reloaded" not in daemon.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert daemon.stop() == 0
+    entries = audit_entries(daemon.config)
+
+    assert acked.returncode == 0, acked.stderr
+    assert f"alert {alert.id} acknowledged" in acked.stdout
+    acks = [e for e in entries if e["action"] == "alert.acknowledge"]
+    assert [(e["target"], e["actor"]) for e in acks] == [(str(alert.id), "anonymous")]
+    assert acks[0]["details"] == {"kind": "drift", "model": MODEL}
+    reloads = [e for e in entries if e["action"] == "config.reload"]
+    assert [(e["actor"], e["outcome"]) for e in reloads] == [("daemon", "ok")]
+    assert reloads[0]["target"] == str(daemon.config.resolve())
