@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from appliance.access._actor import Actor, current_actor
+from appliance.dbrows import first_row
 
 if TYPE_CHECKING:
     from appliance.storage import Catalog
@@ -146,9 +147,9 @@ def record(
             ensure_table(db)
             db.execute("BEGIN TRANSACTION")
             began = True
-            last = db.execute(
-                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
+            last = first_row(
+                db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            )
             seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
             fields = (at, who.name, who.role, who.user, action, target, text, outcome)
             digest = entry_hash(prev, seq, *fields)
@@ -268,10 +269,12 @@ def _problem(entry: AuditEntry, expected_seq: int, prev: str) -> str | None:
 
 def table_exists(db: duckdb.DuckDBPyConnection, table: str) -> bool:
     """Return whether the catalog has `table`; a read-only one may lack it."""
-    found = db.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
-        [table],
-    ).fetchone()
+    found = first_row(
+        db.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+            [table],
+        )
+    )
     return bool(found and found[0])
 
 

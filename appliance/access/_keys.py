@@ -22,6 +22,7 @@ import duckdb
 
 from appliance.access._actor import RESERVED_NAMES, Actor, current_actor
 from appliance.access._audit import record, table_exists
+from appliance.dbrows import first_row
 from appliance.errors import ApiKeyError, NotFoundError, RequestError
 
 if TYPE_CHECKING:
@@ -215,14 +216,17 @@ def _check_name(name: str) -> None:
 
 
 def _row(db: duckdb.DuckDBPyConnection, name: str) -> ApiKey | None:
-    row = db.execute(
-        f"SELECT {_COLUMNS} FROM api_keys WHERE name = ?", [name]
-    ).fetchone()
+    row = first_row(
+        db.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE name = ?", [name])
+    )
     return ApiKey(*row) if row else None
 
 
 def _active_admins(db: duckdb.DuckDBPyConnection) -> int:
-    row = db.execute(
-        "SELECT count(*) FROM api_keys WHERE role = ? AND revoked_at IS NULL", [ADMIN]
-    ).fetchone()
+    row = first_row(
+        db.execute(
+            "SELECT count(*) FROM api_keys WHERE role = ? AND revoked_at IS NULL",
+            [ADMIN],
+        )
+    )
     return int(row[0]) if row else 0
