@@ -36,11 +36,13 @@ class DaemonClient:
 
     Args:
         address: Where the daemon listens, from its lock file.
+        api_key: Sent as a bearer token when set.
     """
 
-    def __init__(self, address: DaemonAddress) -> None:
+    def __init__(self, address: DaemonAddress, api_key: str | None = None) -> None:
         self.address = address
         self.base_url = address.base_url
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def get(
         self,
@@ -62,7 +64,8 @@ class DaemonClient:
         url = self.base_url + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
-        return self._send(urllib.request.Request(url, method="GET"), timeout)
+        request = urllib.request.Request(url, headers=self._headers, method="GET")
+        return self._send(request, timeout)
 
     def post(
         self, path: str, body: Any, timeout: float = DEFAULT_TIMEOUT_SECONDS
@@ -75,7 +78,7 @@ class DaemonClient:
         request = urllib.request.Request(
             self.base_url + path,
             data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **self._headers},
             method="POST",
         )
         return self._send(request, timeout)
@@ -107,8 +110,12 @@ class DaemonClient:
         )
 
 
-def find_daemon(home: Path, config: Path | None = None) -> DaemonClient | None:
+def find_daemon(
+    home: Path, config: Path | None = None, api_key: str | None = None
+) -> DaemonClient | None:
     """Return a client of the daemon running on `home`, or None if none runs.
+
+    The client sends `api_key` with every call, when it is set.
 
     A daemon that is starting is waited for until it has bound its port.
     A warning is logged when `config`, the command's configuration file, is
@@ -134,7 +141,7 @@ def find_daemon(home: Path, config: Path | None = None) -> DaemonClient | None:
             return None
     if config is not None:
         _warn_if_config_differs(address, config)
-    return DaemonClient(address)
+    return DaemonClient(address, api_key)
 
 
 def _warn_if_config_differs(address: DaemonAddress, config: Path) -> None:

@@ -1,8 +1,9 @@
 """Configuration: `config.toml` parsed once into frozen, validated dataclasses.
 
 The file is chosen by ``--config PATH``, else ``APPLIANCE_CONFIG``, else the
-`config.toml` beside the package. ``APPLIANCE_HOME`` overrides ``[storage] home``.
-Environment variables are read in `load_config` and nowhere else.
+`config.toml` beside the package. ``APPLIANCE_HOME`` overrides ``[storage] home``,
+and ``APPLIANCE_API_KEY`` sets `Config.api_key`. Environment variables are read
+in `load_config` and nowhere else.
 
 A key the schema does not know, a value of the wrong type or an impossible
 value raises `ConfigError` naming the key and the file.
@@ -790,6 +791,28 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Access control of the daemon's HTTP API."""
+
+    require_keys: bool = False
+    """Reject requests without a valid API key (401), except the health
+    probes. When false, a request without a key may do anything, and a key
+    that is sent is still checked. A daemon bound to an address other than a
+    loopback one refuses to start unless this is true."""
+    refused_audit_seconds: float = 60.0
+    """Period, in seconds, of the audit entries that count refused requests
+    (401 and 403): one entry per period that had any, so a flood of bad
+    requests cannot flood the audit log."""
+
+    def __post_init__(self) -> None:
+        if self.refused_audit_seconds <= 0:
+            raise ValueError(
+                "refused_audit_seconds must be above 0, got "
+                f"{self.refused_audit_seconds}"
+            )
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One model declared as ``[models.NAME]``."""
 
@@ -967,6 +990,11 @@ class Config:
     """Feature views by name."""
     ingest: IngestConfig = field(default_factory=IngestConfig)
     """HTTP ingest buffer."""
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    """Access control of the HTTP API."""
+    api_key: str | None = field(default=None, repr=False)
+    """Key the commands and the terminal UI send to the daemon, from
+    ``APPLIANCE_API_KEY``; never read from the file."""
 
     def dataset(self, name: str) -> DatasetConfig:
         """Return the settings of dataset `name`, the defaults when undeclared.
@@ -1031,6 +1059,7 @@ def load_config(path: str | Path | None = None) -> Config:
         "datasets",
         "feature_views",
         "ingest",
+        "security",
     }
     if unknown:
         raise ConfigError(f"unknown key {sorted(unknown)[0]!r} in {source}")
@@ -1056,6 +1085,7 @@ def load_config(path: str | Path | None = None) -> Config:
         FeatureViewConfig, table.get("feature_views", {}), "feature_views", source
     )
     ingest = _build(IngestConfig, table.get("ingest", {}), "ingest", source)
+    security = _build(SecurityConfig, table.get("security", {}), "security", source)
     _check_feature_views(models, views, source)
 
     home = Path(os.environ.get("APPLIANCE_HOME") or storage.home).expanduser()
@@ -1080,6 +1110,8 @@ def load_config(path: str | Path | None = None) -> Config:
         datasets=datasets,
         feature_views=views,
         ingest=ingest,
+        security=security,
+        api_key=os.environ.get("APPLIANCE_API_KEY") or None,
     )
 
 

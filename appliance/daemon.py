@@ -5,17 +5,18 @@ uvicorn. The app's lifespan enters the `COMPONENTS` in order on one
 `AsyncExitStack` and exits them in reverse at shutdown:
 
 1. the catalog connection, the only writer of the catalog while the daemon runs;
-2. the prediction log writer;
-3. the served models (the champion of each, else its latest version), on a
+2. the active API keys, which the access gate in front of the app checks;
+3. the prediction log writer;
+4. the served models (the champion of each, else its latest version), on a
    session thread pool;
-4. the feature views, read into memory to fill requests from entity keys;
-5. the ingest buffer of ``POST /v1/datasets/NAME/rows``, flushed in a thread;
-6. the streaming monitors, fed off the request path by one worker thread;
-7. the retraining service, one job per model at a time;
-8. the APScheduler scheduler;
-9. the periodic ``malloc_trim`` that returns freed heap memory;
-10. the lower priority of the background threads (``[server] background_nice``);
-11. the SIGHUP handler that reloads the configuration.
+5. the feature views, read into memory to fill requests from entity keys;
+6. the ingest buffer of ``POST /v1/datasets/NAME/rows``, flushed in a thread;
+7. the streaming monitors, fed off the request path by one worker thread;
+8. the retraining service, one job per model at a time;
+9. the APScheduler scheduler;
+10. the periodic ``malloc_trim`` that returns freed heap memory;
+11. the lower priority of the background threads (``[server] background_nice``);
+12. the SIGHUP handler that reloads the configuration.
 
 On SIGTERM uvicorn stops accepting connections and lets requests in flight
 finish; then the stack closes, so the scheduler stops, the buffered rows are
@@ -43,6 +44,7 @@ import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from litestar import Litestar
 
+from appliance.access import DAEMON, Actor, active_keys, set_process_actor
 from appliance.config import Config, load_config
 from appliance.errors import ApplianceError, ConfigError, DaemonError, NotFoundError
 from appliance.features import FeatureServer
@@ -58,15 +60,21 @@ from appliance.memory import (
 from appliance.pacing import lower_priority, thread_ids
 from appliance.predictions import PredictionLog
 from appliance.serving import (
+    AccessControl,
+    AccessGate,
     DaemonState,
     ModelSet,
     OnnxModel,
     PredictLane,
     ServingMetrics,
     batch_settings,
+    check_exposure,
     create_app,
     publish_model_schema,
+    record_in_daemon,
+    record_refusals,
     reload_features,
+    run_with_catalog,
     session_threads,
     skip_pyarrow_pandas_probe,
 )
@@ -116,6 +124,34 @@ async def open_catalog(state: DaemonState) -> AsyncIterator[None]:
     finally:
         state.catalog.close()
         logger.info("catalog closed path=%s", state.catalog.path)
+
+
+@contextlib.asynccontextmanager
+async def control_access(state: DaemonState) -> AsyncIterator[None]:
+    """Read the active API keys; record the refused requests counted at exit.
+
+    Raises:
+        ConfigError: ``[security] require_keys`` is true and no key is active,
+            so no request but the health probes could be served.
+    """
+    keys = await run_with_catalog(state, active_keys)
+    if state.config.security.require_keys and not keys:
+        raise ConfigError(
+            f"[security] require_keys is true in {state.config.path}, but the "
+            "catalog has no active API key, so every request would be rejected; "
+            "with the daemon stopped, run 'appliance keys create NAME --role "
+            "admin' and start it again"
+        )
+    state.access = AccessControl(keys)
+    logger.info(
+        "access control ready keys=%d require_keys=%s",
+        len(keys),
+        state.config.security.require_keys,
+    )
+    try:
+        yield
+    finally:
+        await run_with_catalog(state, record_refusals, state.access.refusals)
 
 
 @contextlib.asynccontextmanager
@@ -428,6 +464,7 @@ async def handle_sighup(state: DaemonState) -> AsyncIterator[None]:
 
 COMPONENTS: list[Component] = [
     open_catalog,
+    control_access,
     run_prediction_log,
     serve_models,
     serve_features,
@@ -457,12 +494,16 @@ def reload_config(state: DaemonState) -> bool:
     try:
         new = load_config(old.path)
         _check_reloadable(old, new)
+        check_exposure(state.host, new.security.require_keys, new.path)
     except ApplianceError as exc:
         logger.error(
             "config reload rejected path=%s error=%s; old config kept", old.path, exc
         )
+        details = {"error": str(exc)}
+        record_in_daemon(state, "config.reload", str(old.path), details, "failed")
         return False
     state.config = new
+    record_in_daemon(state, "config.reload", str(new.path))
     if state.home_lock is not None:
         state.home_lock.record(state.host, state.port, new.path)
     state.models.configure(batch_settings(new.server))
@@ -602,6 +643,8 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
     """
     bind_host = host or config.server.host
     bind_port = config.server.port if port is None else port
+    check_exposure(bind_host, config.security.require_keys, config.path)
+    set_process_actor(Actor(DAEMON))
     limit_malloc_arenas(config.server.malloc_arenas)
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     skip_pyarrow_pandas_probe()
@@ -618,7 +661,7 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
         )
         server = uvicorn.Server(
             uvicorn.Config(
-                PredictLane(build_app(state)),
+                AccessGate(PredictLane(build_app(state)), state),
                 log_config=None,
                 access_log=False,
                 lifespan="on",

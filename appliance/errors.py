@@ -12,6 +12,7 @@ caller can catch one family and show its message. The tree::
     ├── ExportError          ONNX conversion failed or lost parity
     ├── IntegrityError       a stored artifact does not match its hash
     ├── RegistryError        an alias change the registry rejects
+    ├── ApiKeyError          an API key change the key store rejects
     ├── JobRunningError      a job of the same kind and model is running
     ├── RequestError         a prediction request does not fit the model
     │   └── LimitError       a request above the configured rows or bytes
@@ -97,6 +98,10 @@ class IntegrityError(ApplianceError):
 
 class RegistryError(ApplianceError):
     """An alias name or alias change that the registry rejects."""
+
+
+class ApiKeyError(ApplianceError):
+    """An API key change the key store rejects, such as a taken name."""
 
 
 class AliasMovedError(RegistryError):

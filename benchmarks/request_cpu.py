@@ -1,6 +1,7 @@
 """CPU time per single-row predict request, measured in process over ASGI.
 
-The daemon's app (with and without the predict lane) and the bare Litestar
+The daemon's app (with and without the predict lane, and behind the access
+gate with ``[security] require_keys`` and a bearer key) and the bare Litestar
 endpoint of `bare_litestar.py` are called directly with ASGI messages, one
 request at a time, so no socket, HTTP parser or load generator runs. The CPU
 time of the whole process (every thread: the event loop, session threads,
@@ -35,10 +36,18 @@ import serving
 from _page import write_section
 
 SECTION = "## Predict request CPU time, in process"
-VARIANTS = ("appliance", "appliance without the lane", "bare Litestar")
+KEYED = "appliance, key required"
+VARIANTS = ("appliance", KEYED, "appliance without the lane", "bare Litestar")
 
 
-def _scope(path: str, body: bytes) -> dict[str, Any]:
+def _scope(path: str, body: bytes, token: str | None) -> dict[str, Any]:
+    headers = [
+        (b"host", b"127.0.0.1"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if token is not None:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -51,16 +60,14 @@ def _scope(path: str, body: bytes) -> dict[str, Any]:
         "path": path,
         "raw_path": path.encode(),
         "query_string": b"",
-        "headers": [
-            (b"host", b"127.0.0.1"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ],
+        "headers": headers,
         "state": {},
     }
 
 
-async def _call(app: Any, path: str, body: bytes) -> list[dict[str, Any]]:
+async def _call(
+    app: Any, path: str, body: bytes, token: str | None = None
+) -> list[dict[str, Any]]:
     """Send one request to `app` and return the response messages."""
     sent = False
     messages: list[dict[str, Any]] = []
@@ -76,7 +83,7 @@ async def _call(app: Any, path: str, body: bytes) -> list[dict[str, Any]]:
     async def send(message: dict[str, Any]) -> None:
         messages.append(message)
 
-    await app(_scope(path, body), receive, send)
+    await app(_scope(path, body, token), receive, send)
     return messages
 
 
@@ -94,6 +101,7 @@ async def _start(app: Any) -> tuple[asyncio.Queue, asyncio.Queue]:
 
 
 async def _measure(variant: str, body: bytes, requests: int) -> dict[str, float]:
+    token = None
     if variant == "bare Litestar":
         sys.argv = ["bare_litestar.py", str(serving.prepare_model()), "0"]
         import bare_litestar
@@ -107,6 +115,10 @@ async def _measure(variant: str, body: bytes, requests: int) -> dict[str, float]
         from appliance.serving import DaemonState, ServingMetrics
 
         config = load_config(serving.write_config(8000))
+        if variant == KEYED:
+            token = _new_key(config)
+            security = dataclasses.replace(config.security, require_keys=True)
+            config = dataclasses.replace(config, security=security)
         state = DaemonState(
             config=dataclasses.replace(config),
             metrics=ServingMetrics(),
@@ -115,19 +127,21 @@ async def _measure(variant: str, body: bytes, requests: int) -> dict[str, float]
         )
         app = build_app(state)
         queues = await _start(app)
-        if variant == "appliance":
-            from appliance.serving import PredictLane
+        if variant in ("appliance", KEYED):
+            from appliance.serving import AccessGate, PredictLane
 
             app = PredictLane(app)
+            if variant == KEYED:
+                app = AccessGate(app, state)
         path = f"/v1/models/{serving.MODEL}/predict"
     if queues is None:
         await _start(app)
     for _ in range(200):
-        await _call(app, path, body)
+        await _call(app, path, body, token)
     gc.collect()
     process, thread = time.process_time(), time.thread_time()
     for _ in range(requests):
-        messages = await _call(app, path, body)
+        messages = await _call(app, path, body, token)
     process, thread = time.process_time() - process, time.thread_time() - thread
     if messages[0]["status"] != 200:
         raise SystemExit(f"{variant} failed the last request: {messages}")
@@ -139,6 +153,15 @@ async def _measure(variant: str, body: bytes, requests: int) -> dict[str, float]
         "process_us": process / requests * 1e6,
         "loop_us": thread / requests * 1e6,
     }
+
+
+def _new_key(config: Any) -> str:
+    """Create a predictor key in the benchmark's catalog and return its token."""
+    from appliance.access import create_key
+    from appliance.storage import Catalog
+
+    with Catalog(config.storage.home) as catalog:
+        return create_key(catalog, f"bench-{os.getpid()}", "predictor")[1]
 
 
 def _child(variant: str, requests: int) -> None:

@@ -66,9 +66,11 @@ MODELS = {
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Remove the variables that would redirect the appliance's config or home."""
+    """Remove the variables that would redirect the appliance's config or home,
+    or send a key."""
     monkeypatch.delenv("APPLIANCE_HOME", raising=False)
     monkeypatch.delenv("APPLIANCE_CONFIG", raising=False)
+    monkeypatch.delenv("APPLIANCE_API_KEY", raising=False)
 
 
 WriteFile = Callable[[str, bytes | str], Path]

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from appliance.cli import (
+    _access,
     _daemon,
     _data,
     _models,
@@ -37,6 +38,7 @@ COMMAND_MODULES = (
     _monitoring,
     _retrain,
     _daemon,
+    _access,
     _tui,
 )
 

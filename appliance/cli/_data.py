@@ -74,7 +74,7 @@ def register(commands: Any) -> None:
 def _ingest(config: Config, args: argparse.Namespace) -> int:
     from appliance.client import LONG_TIMEOUT_SECONDS, find_daemon
 
-    client = find_daemon(config.storage.home, config.path)
+    client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
         # The daemon reads the files itself, so it gets absolute paths. A large
         # file takes minutes on a busy box, and the daemon finishes the ingest
@@ -197,7 +197,7 @@ def _versions(config: Config, references: list[str]) -> list[Any]:
     from appliance.client import find_daemon
     from appliance.storage import Catalog, DatasetVersion, get_dataset_version
 
-    client = find_daemon(config.storage.home, config.path)
+    client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is None:
         with Catalog(config.storage.home, read_only=True) as catalog:
             return [get_dataset_version(catalog, ref) for ref in references]

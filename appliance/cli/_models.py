@@ -99,7 +99,7 @@ def _train(config: Config, args: argparse.Namespace) -> None:
     from appliance.client import LONG_TIMEOUT_SECONDS, find_daemon
 
     config.model(args.name)
-    client = find_daemon(config.storage.home, config.path)
+    client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
         # The daemon trains in a worker thread and serves the new version
         # unless a champion was promoted.

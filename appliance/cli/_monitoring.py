@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime
 from typing import Any
 
 from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
@@ -106,8 +107,27 @@ def _alerts_list(config: Config, args: argparse.Namespace) -> None:
 
 
 def _alerts_ack(config: Config, args: argparse.Namespace) -> None:
+    from appliance.client import find_daemon
+
+    client = find_daemon(config.storage.home, config.path, config.api_key)
+    if client is not None:
+        alert = client.post(f"/v1/alerts/{args.id}/acknowledge", {})
+        acknowledged = datetime.fromisoformat(alert["acknowledged_at"])
+    else:
+        acknowledged = _acknowledge_locally(config, args.id)
+    print(f"alert {args.id} acknowledged at {acknowledged:%Y-%m-%d %H:%M:%S}")
+
+
+def _acknowledge_locally(config: Config, alert_id: int) -> datetime:
+    """Acknowledge an alert with no daemon running, and audit it in the catalog."""
+    from appliance.access import record
     from appliance.monitoring import MonitoringStore
+    from appliance.storage import Catalog
 
     with MonitoringStore(config.storage.home) as store:
-        alert = store.acknowledge(args.id)
-    print(f"alert {alert.id} acknowledged at {alert.acknowledged_at:%Y-%m-%d %H:%M:%S}")
+        alert = store.acknowledge(alert_id)
+    with Catalog(config.storage.home) as catalog:
+        details = {"model": alert.model, "kind": alert.kind}
+        record(catalog, "alert.acknowledge", str(alert_id), details)
+    assert alert.acknowledged_at is not None
+    return alert.acknowledged_at

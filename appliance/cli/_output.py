@@ -93,7 +93,7 @@ def read_catalog(
     """
     from appliance.client import find_daemon
 
-    client = find_daemon(config.storage.home, config.path)
+    client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
         return client.get(path, params)[key]
     from appliance import storage

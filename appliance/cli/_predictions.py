@@ -78,7 +78,7 @@ def fetch(config: Config, params: dict[str, Any]) -> list[dict[str, Any]]:
     """
     from appliance.client import find_daemon
 
-    client = find_daemon(config.storage.home, config.path)
+    client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
         try:
             found = client.get("/v1/predictions", params)["predictions"]

@@ -25,7 +25,7 @@ def registry_read(
     """Return ``function(catalog, *args)``, or the daemon's response under `key`."""
     from appliance.client import find_daemon
 
-    client = find_daemon(config.storage.home, config.path)
+    client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
         return client.get(f"/v1/admin/registry{path}", params)[key]
     from appliance.storage import Catalog
@@ -41,7 +41,7 @@ def registry_lookup(
     from appliance.client import find_daemon
     from appliance.registry import run_details
 
-    client = find_daemon(config.storage.home, config.path)
+    client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
         body = {"run_ids": run_ids, "details": details}
         return client.post("/v1/admin/registry/runs/lookup", body)["runs"]
@@ -67,7 +67,7 @@ def registry_change(
     from appliance.client import find_daemon
     from appliance.registry import event_record
 
-    client = find_daemon(config.storage.home, config.path)
+    client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
         return client.post(f"/v1/admin/registry/models/{model}/{action}", body)
     from appliance.storage import Catalog

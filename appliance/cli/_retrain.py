@@ -92,7 +92,7 @@ def _retrain(config: Config, args: argparse.Namespace) -> int:
     from appliance.client import find_daemon
 
     config.model(args.name)
-    client = find_daemon(config.storage.home, config.path)
+    client = find_daemon(config.storage.home, config.path, config.api_key)
     if args.history:
         rows = _history(config, client, args.name)
         if not args.json:

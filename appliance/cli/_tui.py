@@ -23,8 +23,9 @@ def register(commands: Any) -> None:
     )
     tui.add_argument(
         "--api-key",
-        help="API key sent as a bearer token, for a proxy in front of the "
-        "daemon; the daemon itself checks no key",
+        help="API key sent as a bearer token (default: APPLIANCE_API_KEY); "
+        "a key with role reader shows every screen, and operator also "
+        "promotes, rolls back and retrains",
     )
     tui.add_argument(
         "--refresh",
@@ -62,9 +63,7 @@ def _tui(config: Config, args: argparse.Namespace) -> int:
 
         raise ConfigError(f"--refresh must be above 0 seconds, got {args.refresh!r}")
     _log_to_file(args.log_file)
-    # NOTE: the configuration has no API key setting yet; getattr lets a
-    # `[server] api_key` be used as soon as the configuration defines one.
-    api_key = args.api_key or getattr(config.server, "api_key", None)
+    api_key = args.api_key or config.api_key
     client = UiClient(daemon_url(config, args.url), api_key=api_key)
     ApplianceApp(client, refresh_seconds=args.refresh, light=args.light).run()
     return 0

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from appliance.access import record
+from appliance.errors import ApplianceError
 from appliance.storage import (
     CHAMPION,
     AliasEvent,
@@ -48,9 +51,10 @@ def promote(
 ) -> tuple[AliasEvent, Any]:
     """Point `alias` of `model` at `version` once `load` accepted its artifact.
 
-    When `alias` already points at `version`, nothing is recorded or loaded.
-    The result is then the change that set the alias, with action `UNCHANGED`,
-    and None.
+    When `alias` already points at `version`, nothing is loaded and the alias
+    history is left as it is. The result is then the change that set the
+    alias, with action `UNCHANGED`, and None. Every call, failed ones too, adds
+    an audit entry.
 
     Returns:
         The recorded change and what `load` returned.
@@ -60,23 +64,33 @@ def promote(
         IntegrityError: The artifact does not match its sha256; no alias moved.
         RegistryError: The alias name is invalid.
     """
-    target = get_version(catalog, model, version)
-    current = aliases(catalog, model).get(model, {}).get(alias)
-    if current == version:
-        last = alias_history(catalog, model, alias)[-1]
-        logger.info(
-            "alias unchanged model=%s alias=%s version=%d actor=%s",
-            model,
-            alias,
-            version,
-            actor,
-        )
-        unchanged = dataclasses.replace(
-            last, previous_version=version, action=UNCHANGED
-        )
-        return unchanged, None
-    loaded = load(target)
-    return set_alias(catalog, model, alias, version, actor, reason), loaded
+    details = {"alias": alias, "version": version, "actor": actor, "reason": reason}
+    with _audited(catalog, "model.promote", model, details):
+        target = get_version(catalog, model, version)
+        current = aliases(catalog, model).get(model, {}).get(alias)
+        if current == version:
+            return _unchanged(catalog, model, alias, version, actor), None
+        loaded = load(target)
+        event = set_alias(catalog, model, alias, version, actor, reason)
+    record(catalog, "model.promote", model, _details(event))
+    return event, loaded
+
+
+def _unchanged(
+    catalog: Catalog, model: str, alias: str, version: int, actor: str
+) -> AliasEvent:
+    """Return the change that set `alias` to `version`, as an unchanged one."""
+    last = alias_history(catalog, model, alias)[-1]
+    logger.info(
+        "alias unchanged model=%s alias=%s version=%d actor=%s",
+        model,
+        alias,
+        version,
+        actor,
+    )
+    unchanged = dataclasses.replace(last, previous_version=version, action=UNCHANGED)
+    record(catalog, "model.promote", model, _details(unchanged), UNCHANGED)
+    return unchanged
 
 
 def rollback(
@@ -93,9 +107,36 @@ def rollback(
         RegistryError: The alias has no previous version.
         IntegrityError: The previous version's artifact is corrupted.
     """
-    target = get_version(catalog, model, rollback_target(catalog, model, alias))
-    loaded = load(target)
-    return rollback_alias(catalog, model, actor, reason, alias), loaded
+    details = {"alias": alias, "actor": actor, "reason": reason}
+    with _audited(catalog, "model.rollback", model, details):
+        target = get_version(catalog, model, rollback_target(catalog, model, alias))
+        loaded = load(target)
+        event = rollback_alias(catalog, model, actor, reason, alias)
+    record(catalog, "model.rollback", model, _details(event))
+    return event, loaded
+
+
+def _details(event: AliasEvent) -> dict[str, Any]:
+    """Return the audit details of an alias change."""
+    return {
+        "alias": event.alias,
+        "version": event.version,
+        "previous_version": event.previous_version,
+        "actor": event.actor,
+        "reason": event.reason,
+    }
+
+
+@contextmanager
+def _audited(
+    catalog: Catalog, action: str, model: str, details: dict[str, Any]
+) -> Iterator[None]:
+    """Record a failed audit entry when the block raises an `ApplianceError`."""
+    try:
+        yield
+    except ApplianceError as exc:
+        record(catalog, action, model, {**details, "error": str(exc)}, "failed")
+        raise
 
 
 def is_serving_alias(alias: str) -> bool:

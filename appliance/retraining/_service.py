@@ -43,7 +43,12 @@ from appliance.retraining._job import (
     train_challenger,
 )
 from appliance.retraining._scoring import as_utc, record_dict
-from appliance.serving import OnnxModel, run_with_catalog, session_threads
+from appliance.serving import (
+    OnnxModel,
+    record_in_daemon,
+    run_with_catalog,
+    session_threads,
+)
 from appliance.storage import CHAMPION
 
 if TYPE_CHECKING:
@@ -339,6 +344,12 @@ class RetrainService:
         # The insert is short. It runs on the loop so that the record exists
         # before the route responds, and a restart after a kill finds it.
         _insert(self.home, record)
+        record_in_daemon(
+            self.state,
+            "retrain.start",
+            model,
+            {"id": record.id, "trigger": trigger, "reason": reason},
+        )
         self._running[model] = record
         self._tasks[model] = asyncio.ensure_future(self._run(record))
         logger.info(
@@ -361,6 +372,7 @@ class RetrainService:
                         await self._promote(model, outcome)
             except TrainingStopped as exc:
                 await asyncio.to_thread(_update, self.home, _interrupted(record))
+                await self._audit_finish(record, "interrupted", str(exc))
                 logger.warning(
                     "retraining interrupted model=%s id=%s step=%r; run again at "
                     "the next start",
@@ -375,6 +387,7 @@ class RetrainService:
             self._finishing.add(model)
             finished = _finished(record, outcome)
             await asyncio.to_thread(_update, self.home, finished)
+            await self._audit_finish(record, outcome.outcome, outcome.reason)
         finally:
             # `stop` records a run cancelled while it trained as interrupted.
             self._running.pop(model, None)
@@ -385,6 +398,19 @@ class RetrainService:
             record.id,
             outcome.outcome,
             outcome.reason,
+        )
+
+    async def _audit_finish(
+        self, record: RetrainRecord, outcome: str, reason: str
+    ) -> None:
+        details = {"id": record.id, "trigger": record.trigger, "reason": reason}
+        await asyncio.to_thread(
+            record_in_daemon,
+            self.state,
+            "retrain.finish",
+            record.model,
+            details,
+            outcome,
         )
 
     def _train(self, record: RetrainRecord) -> Outcome:

@@ -1,6 +1,13 @@
 """Serving: ONNX sessions, input conversion and the daemon's HTTP API."""
 
 from appliance.pandas_probe import skip_pyarrow_pandas_probe
+from appliance.serving._access import (
+    AccessControl,
+    AccessGate,
+    check_exposure,
+    record_in_daemon,
+    record_refusals,
+)
 from appliance.serving._app import ROUTE_MODULES, create_app
 from appliance.serving._batch import check_target, score_file
 from appliance.serving._batcher import BatchSettings, MicroBatcher
@@ -35,6 +42,8 @@ __all__ = [
     "NUMBER",
     "ROUTE_MODULES",
     "STRING",
+    "AccessControl",
+    "AccessGate",
     "BatchSettings",
     "DaemonState",
     "DaemonWatch",
@@ -44,6 +53,7 @@ __all__ = [
     "PredictLane",
     "ServingMetrics",
     "batch_settings",
+    "check_exposure",
     "check_lookup_table",
     "check_target",
     "class_key",
@@ -53,6 +63,8 @@ __all__ = [
     "daemon_state",
     "load_version",
     "publish_model_schema",
+    "record_in_daemon",
+    "record_refusals",
     "reload_features",
     "rows_to_columns",
     "rows_to_feed",

@@ -17,6 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
 from appliance.serving import (
+    _routes_access,
     _routes_admin,
     _routes_health,
     _routes_ingest,
@@ -39,6 +40,7 @@ ROUTE_MODULES = (
     _routes_ui,
     _routes_ingest,
     _routes_retrain,
+    _routes_access,
 )
 
 

@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException
 
 from appliance.errors import (
     SHOWN_CHARACTERS,
+    ApiKeyError,
     ApplianceError,
     ConfigError,
     ExportError,
@@ -38,6 +39,7 @@ message that lists many column names."""
 _STATUS: dict[type[ApplianceError], int] = {
     NotFoundError: 404,
     RegistryError: 409,
+    ApiKeyError: 409,
     JobRunningError: 409,
     LimitError: 413,
     RequestError: 422,

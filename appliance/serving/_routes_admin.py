@@ -386,7 +386,7 @@ async def predictions(
     as JSON texts.
     """
     state = daemon_state(request)
-    start, end = _time_parameter("since", since), _time_parameter("until", until)
+    start, end = time_parameter("since", since), time_parameter("until", until)
     if limit > MAX_QUERY_ROWS:
         raise RequestError(
             f"limit {limit} is above the maximum of {MAX_QUERY_ROWS} rows per "
@@ -432,7 +432,7 @@ def check_registered(catalog: Catalog, model: str, declared: set[str]) -> None:
         )
 
 
-def _time_parameter(name: str, text: str | None) -> datetime | None:
+def time_parameter(name: str, text: str | None) -> datetime | None:
     """Parse query parameter `name` as the CLI parses ``--since``.
 
     Raises:

@@ -23,6 +23,7 @@ from appliance.monitoring import (
     output_values,
 )
 from appliance.predictions import entries_to_table, parquet_dir
+from appliance.serving._access import record_in_daemon
 from appliance.serving._body import JSON, read_body
 from appliance.serving._errors import status_of
 from appliance.serving._inputs import NUMBER
@@ -276,7 +277,10 @@ async def acknowledge(
 
 def _acknowledge(state: DaemonState, alert_id: int) -> dict[str, Any]:
     with MonitoringStore(state.config.storage.home) as store:
-        return store.acknowledge(alert_id).to_dict()
+        alert = store.acknowledge(alert_id).to_dict()
+    details = {"model": alert.get("model"), "kind": alert.get("kind")}
+    record_in_daemon(state, "alert.acknowledge", str(alert_id), details)
+    return alert
 
 
 def _drift_rows(state: DaemonState, name: str) -> tuple[list, list]:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from appliance.monitoring import MonitoringService
     from appliance.predictions import PredictionLog
     from appliance.retraining import RetrainService
+    from appliance.serving._access import AccessControl
     from appliance.storage import IngestBuffer
 
 logger = logging.getLogger(__name__)
@@ -186,6 +187,8 @@ class DaemonState:
     """Write-ahead buffer of the rows sent to ``POST /v1/datasets/NAME/rows``."""
     retraining: RetrainService = field(init=False)
     """Retraining jobs of the models, one at a time per model."""
+    access: AccessControl = field(init=False)
+    """Active API keys and the count of refused requests."""
     duckdb_threads: set[int] = field(default_factory=set)
     """Kernel ids of the worker threads DuckDB started for the catalog."""
     admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -33,6 +33,7 @@ from typing import Any
 
 import duckdb
 
+from appliance.access import record
 from appliance.config import (
     ColumnRule,
     ContractConfig,
@@ -162,6 +163,35 @@ def ingest(
         StorageError: The lake or the catalog cannot be written; nothing was
             stored.
     """
+    args = (catalog, dataset, paths, mode, settings, strict, views, force)
+    details: dict[str, Any] = {"mode": mode, "files": [str(p) for p in paths]}
+    try:
+        result = _ingest(*args, same_paths)
+    except (IngestError, StorageError) as exc:
+        details["error"] = str(exc)
+        record(catalog, "dataset.ingest", dataset, details, "failed")
+        raise
+    details.update(
+        version=result.version.version,
+        created=result.created,
+        accepted=result.accepted,
+        quarantined=result.quarantined,
+    )
+    record(catalog, "dataset.ingest", dataset, details)
+    return result
+
+
+def _ingest(
+    catalog: Catalog,
+    dataset: str,
+    paths: list[Path],
+    mode: Mode,
+    settings: DatasetConfig | None,
+    strict: bool,
+    views: Sequence[FeatureViewConfig],
+    force: bool,
+    same_paths: bool,
+) -> IngestResult:
     _check_name(dataset)
     settings = settings or DatasetConfig(name=dataset)
     if settings.name != dataset:

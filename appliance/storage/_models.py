@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from appliance.access import record
 from appliance.dbrows import first_row
 from appliance.errors import IntegrityError, NotFoundError
 from appliance.storage._catalog import Catalog
@@ -52,7 +53,7 @@ def register_version(
     schema: dict[str, Any],
     parity: float,
 ) -> ModelVersion:
-    """Store an ONNX model as the next version of `model`."""
+    """Store an ONNX model as the next version of `model` and audit it."""
     row = first_row(
         catalog.db.execute(
             "SELECT coalesce(max(version), 0) FROM model_versions WHERE model = ?",
@@ -80,6 +81,8 @@ def register_version(
     logger.info(
         "model registered model=%s version=%d sha256=%s", model, version, digest
     )
+    details = {"version": version, "run_id": run_id, "sha256": digest}
+    record(catalog, "model.register", model, details)
     return ModelVersion(model, version, run_id, created, task, folder, digest, parity)
 
 

@@ -22,7 +22,9 @@ import httpx
 import pytest
 from daemon_support import HOST, MODEL, row, write_config, write_dataset
 
+from appliance.access import list_entries
 from appliance.cli import main
+from appliance.storage import Catalog
 
 PREDICT = f"/v1/models/{MODEL}/predict"
 FEEDBACK = f"/v1/models/{MODEL}/feedback"
@@ -91,7 +93,7 @@ def worse_version_home(trained_home: Path, tmp_path_factory: pytest.TempPathFact
     """Return a home whose model ``demo`` has a good version 1 and a version 2
     trained on labels drawn at random, so it ranks rows no better than chance."""
     from appliance.config import load_config
-    from appliance.storage import Catalog, ingest
+    from appliance.storage import ingest
     from appliance.training import train_model
 
     root = tmp_path_factory.mktemp("worse_version")
@@ -353,6 +355,10 @@ def test_rollback_on_worse_champion(
     assert same is not None
     assert 40 <= int(same.group(1)) <= 60
     assert "champion switched model=demo version=1 previous=2" in daemon.log()
+    with Catalog(daemon.home, read_only=True) as catalog:
+        rollbacks = list_entries(catalog, action="model.rollback")
+    assert [(e.actor, e.outcome) for e in rollbacks] == [("daemon", "ok")]
+    assert json.loads(rollbacks[0].details)["actor"] == "monitoring"
 
 
 def test_rollback_keeps_champion_on_noisier_labels(

@@ -171,8 +171,14 @@ def test_bind_errors_name_host_or_port(start_daemon: Any) -> None:
     first = start_daemon()
     assert first.stop() == 0
     # 192.0.2.1 is reserved for documentation, so no interface of this
-    # machine has it.
-    elsewhere = run_cli(first.config, "serve", "--host", "192.0.2.1", "--port", "0")
+    # machine has it. Keys are required, because the daemon rejects an open
+    # API on an address other than a loopback one before it binds.
+    exposed = write_config(
+        first.config.parent / "exposed.toml",
+        first.home,
+        security={"require_keys": True},
+    )
+    elsewhere = run_cli(exposed, "serve", "--host", "192.0.2.1", "--port", "0")
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()

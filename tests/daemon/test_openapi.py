@@ -21,6 +21,8 @@ BODY_METHODS = {"post", "put", "patch"}
 EXEMPT = {
     ("post", "/v1/alerts/{alert_id}/acknowledge"): "takes no body; the alert id "
     "is in the path",
+    ("post", "/v1/admin/keys/{name}/revoke"): "takes no body; the key name is "
+    "in the path",
 }
 """Operations that need no request body schema, with the reason."""
 

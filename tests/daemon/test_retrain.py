@@ -20,6 +20,9 @@ import numpy as np
 import pytest
 from daemon_support import Daemon, free_port
 
+from appliance.access import list_entries
+from appliance.storage import Catalog
+
 MODEL = "shift"
 START = datetime(2024, 1, 1, tzinfo=UTC)
 CHANGE_DAY = 30
@@ -234,6 +237,22 @@ def test_retrain_rejects_then_promotes(daemons: list, daemon_home: Path) -> None
     assert refit["rows_test"] == challenger["rows_test"]
     assert refit["rows_train"] == challenger["rows_train"] + challenger["rows_test"]
     assert refit["reference_metrics"] == challenger["metrics"]
+
+    with Catalog(daemon_home, read_only=True) as catalog:
+        entries = list_entries(catalog)
+    finished = [e.outcome for e in entries if e.action == "retrain.finish"]
+    assert finished == ["rejected", "promoted"]
+    promotions = [e for e in entries if e.action == "model.promote"]
+    assert [json.loads(e.details)["version"] for e in promotions] == [4]
+    assert json.loads(promotions[0].details)["actor"] == "retraining"
+    # The requests carried no key, to a daemon that does not require one.
+    assert {e.actor for e in entries if e.action.startswith("retrain.")} == {
+        "anonymous"
+    }
+    flushes = [e for e in entries if e.action == "dataset.ingest"]
+    assert [e.actor for e in flushes][-1] == "daemon"
+    sent = len(event_rows(CHANGE_DAY, 60, seed=2))
+    assert json.loads(flushes[-1].details)["accepted"] == sent
 
 
 def test_retrain_interrupted_runs_once(daemons: list, daemon_home: Path) -> None:

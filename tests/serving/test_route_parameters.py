@@ -31,6 +31,15 @@ PARAMETERS = {
     ],
     ("GET", "/v1/admin/datasets"): [],
     ("POST", "/v1/admin/ingest"): [],
+    ("GET", "/v1/admin/keys"): [],
+    ("POST", "/v1/admin/keys"): [],
+    ("POST", "/v1/admin/keys/{name}/revoke"): [("name", "path")],
+    ("GET", "/v1/admin/audit"): [
+        ("since", "query"),
+        ("action", "query"),
+        ("limit", "query"),
+    ],
+    ("GET", "/v1/admin/audit/verify"): [],
     ("GET", "/v1/admin/model-versions"): [("model", "query")],
     ("GET", "/v1/admin/quarantine"): [
         ("dataset", "query"),

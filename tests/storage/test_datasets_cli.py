@@ -124,7 +124,7 @@ def test_ingest_through_daemon_waits_long(
     data.write_text("id,region,amount\n1,north,2.5\n")
     recording = _RecordingClient()
     monkeypatch.setattr(
-        client_module, "find_daemon", lambda home, config=None: recording
+        client_module, "find_daemon", lambda home, config=None, key=None: recording
     )
 
     status = main(["--config", str(tmp_path / "c.toml"), "ingest", "sales", str(data)])

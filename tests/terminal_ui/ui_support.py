@@ -146,11 +146,16 @@ def run_app(
     scenario: Callable[[ApplianceApp, Any], Awaitable[None]],
     size: tuple[int, int] = SIZES["small"],
     refresh_seconds: float = 0.5,
+    api_key: str | None = None,
 ) -> None:
-    """Run the app headless against `base_url` and drive it with `scenario`."""
+    """Run the app headless against `base_url` and drive it with `scenario`.
+
+    The app's client sends `api_key` as a bearer token when it is set.
+    """
 
     async def main() -> None:
-        app = ApplianceApp(UiClient(base_url), refresh_seconds=refresh_seconds)
+        client = UiClient(base_url, api_key=api_key)
+        app = ApplianceApp(client, refresh_seconds=refresh_seconds)
         async with app.run_test(size=size) as pilot:
             await scenario(app, pilot)
 

@@ -1,0 +1,61 @@
+"""Access control and the audit log: API keys with roles, who did what."""
+
+from appliance.access._actor import (
+    ANONYMOUS,
+    DAEMON,
+    LOCAL,
+    Actor,
+    acting_as,
+    current_actor,
+    enter_actor,
+    leave_actor,
+    local_actor,
+    set_process_actor,
+)
+from appliance.access._audit import (
+    AuditEntry,
+    ChainCheck,
+    list_entries,
+    record,
+    verify_chain,
+)
+from appliance.access._keys import (
+    ADMIN,
+    ROLES,
+    TOKEN_PREFIX,
+    ApiKey,
+    active_keys,
+    create_key,
+    find_holder,
+    list_keys,
+    revoke_key,
+    role_allows,
+)
+
+__all__ = [
+    "ADMIN",
+    "ANONYMOUS",
+    "DAEMON",
+    "LOCAL",
+    "ROLES",
+    "TOKEN_PREFIX",
+    "Actor",
+    "ApiKey",
+    "AuditEntry",
+    "ChainCheck",
+    "acting_as",
+    "active_keys",
+    "create_key",
+    "current_actor",
+    "enter_actor",
+    "leave_actor",
+    "find_holder",
+    "list_entries",
+    "list_keys",
+    "local_actor",
+    "record",
+    "revoke_key",
+    "role_allows",
+    "set_process_actor",
+    "verify_chain",
+]

@@ -1,0 +1,185 @@
+"""Access commands: ``keys create|list|revoke`` and ``audit list|verify``.
+
+While a daemon runs they go through its admin routes, with the key in
+``APPLIANCE_API_KEY``. Otherwise they open the catalog themselves, which
+needs no key, because a user who can write the home's files operates the box.
+That is how the first admin key is made. The audit log then names the actor
+``local`` with the OS user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
+from appliance.config import Config
+from appliance.errors import ApplianceError
+from appliance.times import parse_time
+
+_KEY_COLUMNS = ["name", "role", "token_prefix", "created_at", "created_by", "status"]
+_AUDIT_COLUMNS = [
+    "seq",
+    "recorded_at",
+    "actor",
+    "action",
+    "target",
+    "outcome",
+    "details",
+]
+
+
+def register(commands: Any) -> None:
+    """Add the key and audit commands."""
+    from appliance.access import ROLES
+
+    keys = add_group(commands, "keys", "API keys of the daemon's HTTP API")
+    create = add_command(
+        keys, "create", _create, "create a key and print its token once"
+    )
+    create.add_argument("name", help="key name, shown in the audit log")
+    create.add_argument(
+        "--role",
+        required=True,
+        choices=ROLES,
+        help="rights of the key; each role includes the ones listed before it",
+    )
+    add_json_flag(create)
+    listing = add_command(keys, "list", _list, "list keys without their tokens")
+    add_json_flag(listing)
+    revoke = add_command(keys, "revoke", _revoke, "revoke a key at once")
+    revoke.add_argument("name")
+
+    audit = add_group(commands, "audit", "the audit log of who did what")
+    entries = add_command(audit, "list", _audit_list, "list entries, oldest first")
+    entries.add_argument(
+        "--since", type=_time, help="from this ISO 8601 time on (UTC unless given)"
+    )
+    entries.add_argument(
+        "--action",
+        help="only this action, or every action under a prefix such as 'model'",
+    )
+    entries.add_argument(
+        "--limit", type=int, default=1000, help="newest entries shown (default: 1000)"
+    )
+    add_json_flag(entries)
+    add_command(
+        audit, "verify", _audit_verify, "check the hash chain; exit 1 when broken"
+    )
+
+
+def _create(config: Config, args: argparse.Namespace) -> None:
+    body = {"name": args.name, "role": args.role}
+    created = _through_daemon(config, "post", "/v1/admin/keys", body)
+    if created is None:
+        from appliance.access import create_key
+
+        with _catalog(config) as catalog:
+            key, token = create_key(catalog, args.name, args.role)
+        created = {**key.to_dict(), "token": token}
+    if args.json:
+        print(json.dumps(created))
+        return
+    print(
+        f"key {created['name']!r} created with role {created['role']}; its token "
+        "is shown only now, so store it:"
+    )
+    print(created["token"])
+
+
+def _list(config: Config, args: argparse.Namespace) -> None:
+    found = _through_daemon(config, "get", "/v1/admin/keys")
+    if found is None:
+        from appliance.access import list_keys
+
+        with _catalog(config, read_only=True) as catalog:
+            found = {"keys": [key.to_dict() for key in list_keys(catalog)]}
+    rows = [
+        {**key, "status": "active" if key["active"] else f"revoked {key['revoked_at']}"}
+        for key in found["keys"]
+    ]
+    print_rows(rows, args.json, _KEY_COLUMNS)
+
+
+def _revoke(config: Config, args: argparse.Namespace) -> None:
+    path = f"/v1/admin/keys/{args.name}/revoke"
+    revoked = _through_daemon(config, "post", path, {})
+    if revoked is None:
+        from appliance.access import revoke_key
+
+        with _catalog(config) as catalog:
+            revoked = revoke_key(catalog, args.name).to_dict()
+    print(f"key {revoked['name']!r} revoked at {revoked['revoked_at']}")
+
+
+def _audit_list(config: Config, args: argparse.Namespace) -> None:
+    if args.limit < 1:
+        raise ApplianceError(f"--limit must be at least 1, got {args.limit}")
+    params = {"since": args.since, "action": args.action, "limit": args.limit}
+    found = _through_daemon(config, "get", "/v1/admin/audit", params)
+    if found is None:
+        from appliance.access import list_entries
+
+        with _catalog(config, read_only=True) as catalog:
+            entries = list_entries(catalog, args.since, args.action, args.limit)
+        found = {"entries": [entry.to_dict() for entry in entries]}
+    rows = found["entries"]
+    if not args.json:
+        rows = [_shown_entry(entry) for entry in rows]
+    print_rows(rows, args.json, _AUDIT_COLUMNS)
+
+
+def _audit_verify(config: Config, args: argparse.Namespace) -> int:
+    check = _through_daemon(config, "get", "/v1/admin/audit/verify")
+    if check is None:
+        from appliance.access import verify_chain
+
+        with _catalog(config, read_only=True) as catalog:
+            check = verify_chain(catalog).to_dict()
+    if check["intact"]:
+        head = check["head"] or "none"
+        print(f"audit log intact: {check['entries']} entries, newest hash {head}")
+        return 0
+    print(
+        f"audit log broken at entry {check['broken_seq']}: {check['problem']}; "
+        f"the {check['entries']} entries before it verified"
+    )
+    return 1
+
+
+def _shown_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """Return an entry for the table: actor with role or user, details as JSON."""
+    actor = entry["actor"]
+    qualifier = entry["actor_role"] or entry["actor_user"]
+    if qualifier:
+        actor = f"{actor} ({qualifier})"
+    details = json.dumps(entry["details"], sort_keys=True, separators=(",", ":"))
+    return {**entry, "actor": actor, "details": details}
+
+
+def _through_daemon(
+    config: Config, method: str, path: str, body: Any = None
+) -> Any | None:
+    """Return the daemon's response, or None when no daemon runs on the home."""
+    from appliance.client import find_daemon
+
+    client = find_daemon(config.storage.home, config.path, config.api_key)
+    if client is None:
+        return None
+    if method == "get":
+        return client.get(path, body)
+    return client.post(path, body)
+
+
+def _catalog(config: Config, read_only: bool = False) -> Any:
+    from appliance.storage import Catalog
+
+    return Catalog(config.storage.home, read_only=read_only)
+
+
+def _time(text: str) -> Any:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
