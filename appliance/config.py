@@ -790,6 +790,22 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Signing and verification of model versions.
+
+    A relative path is taken from the folder of the configuration file.
+    """
+
+    signing_key: Path | None = None
+    """Ed25519 private key (PEM, PKCS#8) that signs new model versions; None
+    uses the home's own key, generated at first need."""
+    trusted_keys: tuple[Path, ...] = ()
+    """Ed25519 public keys (PEM) whose signatures are accepted besides the
+    key that signs on this box, such as the key of the box that trains for a
+    fleet."""
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One model declared as ``[models.NAME]``."""
 
@@ -967,6 +983,8 @@ class Config:
     """Feature views by name."""
     ingest: IngestConfig = field(default_factory=IngestConfig)
     """HTTP ingest buffer."""
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    """Keys that sign and verify model versions."""
 
     def dataset(self, name: str) -> DatasetConfig:
         """Return the settings of dataset `name`, the defaults when undeclared.
@@ -1031,6 +1049,7 @@ def load_config(path: str | Path | None = None) -> Config:
         "datasets",
         "feature_views",
         "ingest",
+        "security",
     }
     if unknown:
         raise ConfigError(f"unknown key {sorted(unknown)[0]!r} in {source}")
@@ -1056,6 +1075,10 @@ def load_config(path: str | Path | None = None) -> Config:
         FeatureViewConfig, table.get("feature_views", {}), "feature_views", source
     )
     ingest = _build(IngestConfig, table.get("ingest", {}), "ingest", source)
+    security = _resolve_paths(
+        _build(SecurityConfig, table.get("security", {}), "security", source),
+        source.parent,
+    )
     _check_feature_views(models, views, source)
 
     home = Path(os.environ.get("APPLIANCE_HOME") or storage.home).expanduser()
@@ -1080,6 +1103,17 @@ def load_config(path: str | Path | None = None) -> Config:
         datasets=datasets,
         feature_views=views,
         ingest=ingest,
+        security=security,
+    )
+
+
+def _resolve_paths(security: SecurityConfig, base: Path) -> SecurityConfig:
+    """Return `security` with its key files taken from `base` when relative."""
+    key = security.signing_key
+    return dataclasses.replace(
+        security,
+        signing_key=None if key is None else base / key.expanduser(),
+        trusted_keys=tuple(base / path.expanduser() for path in security.trusted_keys),
     )
 
 
@@ -1170,7 +1204,7 @@ def _convert(value: Any, hint: Any, key: str, source: Path) -> Any:
         return _build(hint, value, key, source)
     if origin is tuple:
         items = _check_type(value, list, key, source)
-        return tuple(_check_type(item, args[0], key, source) for item in items)
+        return tuple(_convert(item, args[0], key, source) for item in items)
     if origin is dict:
         table = _check_type(value, dict, key, source)
         if args[1] is Any:

@@ -19,6 +19,7 @@ from appliance.cli._output import (
     read_catalog,
 )
 from appliance.cli._remote import registry_change, registry_read
+from appliance.cli._signing import register as register_signing
 from appliance.config import Config
 
 _REFERENCE_HELP = "model name, optionally with @VERSION or @ALIAS (default: champion)"
@@ -84,8 +85,10 @@ def register(commands: Any) -> None:
         choices=("mlflow", "onnx"),
         default="mlflow",
         help="mlflow: MLflow model directory with MLmodel; onnx: model.onnx and "
-        "schema.json (default: mlflow)",
+        "schema.json (default: mlflow); both ship signature.json and the "
+        "signer's public key",
     )
+    register_signing(models)
 
 
 def _add_audit_flags(parser: argparse.ArgumentParser) -> None:
@@ -156,6 +159,7 @@ def _train_here(config: Config, name: str) -> dict[str, Any]:
 def _predict(config: Config, args: argparse.Namespace) -> int:
     from appliance.registry import resolve, version_from_record
     from appliance.serving import OnnxModel, check_target, score_file
+    from appliance.signing import trusted_keys
 
     name, reference = _split_reference(args.name)
     if reference is not None and args.version not in (None, reference):
@@ -177,7 +181,7 @@ def _predict(config: Config, args: argparse.Namespace) -> int:
         reference,
     )
     version = version_from_record(record)
-    model = OnnxModel.load(version.path, version.sha256)
+    model = OnnxModel.load(version.path, version.sha256, trusted=trusted_keys(config))
     filler = _feature_filler(config, name)
     rows = score_file(model, args.input, args.output, filler)
     print(f"scored {rows} rows with {version.model} version {version.version}")
@@ -287,6 +291,7 @@ def _card(config: Config, args: argparse.Namespace) -> None:
 
 def _export(config: Config, args: argparse.Namespace) -> None:
     from appliance.registry import export_version, resolve, version_from_record
+    from appliance.signing import trusted_keys
 
     name, reference = _split_reference(args.reference)
     check_model_known(config, name)
@@ -300,7 +305,7 @@ def _export(config: Config, args: argparse.Namespace) -> None:
         reference,
     )
     version = version_from_record(record)
-    files = export_version(version, args.folder, args.format)
+    files = export_version(version, args.folder, args.format, trusted_keys(config))
     print(
         f"exported {name} version {version.version} as {args.format} to "
         f"{args.folder}: {', '.join(f.name for f in files)}"

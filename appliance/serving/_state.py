@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from appliance.config import Config, ServerConfig
@@ -23,6 +24,7 @@ from appliance.errors import ApplianceError, NotFoundError
 from appliance.serving._batcher import BatchSettings, MicroBatcher
 from appliance.serving._metrics import ServingMetrics
 from appliance.serving._onnx import OnnxModel
+from appliance.signing import trusted_keys
 from appliance.storage import Catalog
 
 if TYPE_CHECKING:
@@ -62,6 +64,20 @@ def batch_settings(server: ServerConfig) -> BatchSettings:
 def session_threads(server: ServerConfig) -> int:
     """Return the number of threads that run onnxruntime sessions."""
     return server.session_threads or cpu_count()
+
+
+def load_model(config: Config, folder: Path, sha256: str | None) -> OnnxModel:
+    """Load a registered version to serve, with the keys `config` trusts.
+
+    Blocks while the files are read and checked, so call it off the event loop.
+
+    Raises:
+        SignatureError: The version's signature is missing, invalid or
+            untrusted, or a file differs from its signed hash.
+        IntegrityError: The ONNX file differs from the catalog's sha256.
+    """
+    threads = session_threads(config.server)
+    return OnnxModel.load(folder, sha256, threads, trusted=trusted_keys(config))
 
 
 class ModelSet:
