@@ -181,8 +181,8 @@ def _signed_files(
     unsigned = sorted(present - set(hashes))
     if unsigned:
         raise SignatureError(
-            f"file {unsigned[0]} in {folder} of {where} is not covered by its "
-            f"signature; remove it, or restore the version folder from a backup"
+            f"{folder / unsigned[0]} of {where} is not covered by its signature; "
+            "remove it, or restore the version folder from a backup"
         )
     files = {}
     for name, expected in hashes.items():
@@ -191,14 +191,14 @@ def _signed_files(
             data = path.read_bytes()
         except FileNotFoundError:
             raise SignatureError(
-                f"file {name} of {where} is signed but missing from {folder}; "
-                "restore it from a backup or retrain"
+                f"{path} of {where} is signed but missing; restore it from a "
+                "backup or retrain"
             ) from None
         actual = _sha256(data)
         if actual != expected:
             raise SignatureError(
-                f"file {name} of {where} was changed after signing: sha256 "
-                f"{actual}, signed {expected}; restore it from a backup or retrain"
+                f"{path} of {where} was changed after signing: sha256 {actual}, "
+                f"signed {expected}; restore it from a backup or retrain"
             )
         files[name] = data
     return files

@@ -207,7 +207,7 @@ def test_promote_corrupted_artifact_rejected(tmp_path: Path) -> None:
     data[3] ^= 0x01
     artifact.write_bytes(bytes(data))
 
-    changed = "file model.onnx of model 'm' version 2 was changed after signing"
+    changed = "model.onnx of model 'm' version 2 was changed after signing"
     with pytest.raises(IntegrityError, match=changed):
         _promote(tmp_path, 2, CHAMPION, "alice", "")
 

@@ -40,7 +40,7 @@ def test_cli_names_damaged_schema(
         "export": ("models", "export", "late@1", str(tmp_path / "exported")),
         "predict": ("predict", "late", str(source), str(tmp_path / "out.parquet")),
     }
-    changed = "file schema.json of model 'late' version 1 was changed after signing"
+    changed = "schema.json of model 'late' version 1 was changed after signing"
     for name, args in commands.items():
         result = run_appliance(config.path, config.storage.home, *args)
 
@@ -81,7 +81,7 @@ def test_daemon_rejects_damaged_schema(
     for response in (pinned, card):
         assert response.status_code == 500, response.text
     assert pinned.json()["type"] == "SignatureError"
-    changed = "file schema.json of model 'late' version 2 was changed after signing"
+    changed = "schema.json of model 'late' version 2 was changed after signing"
     assert changed in pinned.json()["error"]
     assert card.json()["type"] == "IntegrityError"
     assert f"{schema} is not valid JSON" in card.json()["error"]

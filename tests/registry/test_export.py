@@ -114,7 +114,7 @@ def test_flipped_byte_detected_on_load(
     artifact.write_bytes(bytes(data))
 
     trusted = trusted_keys(config)
-    changed = r"file model\.onnx of model 'late' version 1 was changed after signing"
+    changed = r"model\.onnx of model 'late' version 1 was changed after signing"
     with pytest.raises(SignatureError, match=changed):
         OnnxModel.load(version.path, version.sha256, trusted=trusted)
     with pytest.raises(SignatureError, match=changed):

@@ -65,12 +65,12 @@ def _delete_signature(version: ModelVersion) -> None:
 TAMPERING = [
     pytest.param(
         _flip_onnx_byte,
-        "file model.onnx of model 'late' version 1 was changed after signing",
+        "model.onnx of model 'late' version 1 was changed after signing",
         id="onnx-byte",
     ),
     pytest.param(
         _edit_schema,
-        "file schema.json of model 'late' version 1 was changed after signing",
+        "schema.json of model 'late' version 1 was changed after signing",
         id="schema-edit",
     ),
     pytest.param(
@@ -249,7 +249,7 @@ def test_champion_serves_after_tampered_promotion(
     finally:
         stop_daemon(daemon)
 
-    changed = "file model.onnx of model 'late' version 2 was changed after signing"
+    changed = "model.onnx of model 'late' version 2 was changed after signing"
     for response in (promoted, staged, pinned):
         assert response.status_code == 500, response.text
         assert response.json()["type"] == "SignatureError"
