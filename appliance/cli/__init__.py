@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from appliance.cli import (
     _daemon,
     _data,
+    _explain,
     _models,
     _monitoring,
     _predictions,
@@ -32,6 +33,7 @@ from appliance.logs import configure_logging
 COMMAND_MODULES = (
     _data,
     _models,
+    _explain,
     _runs,
     _predictions,
     _monitoring,

@@ -351,11 +351,28 @@ def _feature_filler(config: Config, name: str) -> Callable[[Any], Any] | None:
     listed by the daemon while one has the catalog open. Returns None for a
     model without feature views.
     """
+    features = feature_server(config, name)
+    if features is None:
+        return None
+    from appliance.serving import check_lookup_table
+
+    def fill(table: Any) -> Any:
+        check_lookup_table(features, name, table)
+        return features.fill_table(name, table)
+
+    return fill
+
+
+def feature_server(config: Config, name: str) -> Any:
+    """Return a `FeatureServer` over the latest dataset versions, or None.
+
+    The versions are listed by the daemon while one has the catalog open.
+    Returns None for a model without feature views.
+    """
     declared = config.models.get(name)
     if declared is None or not declared.feature_views:
         return None
     from appliance.features import FeatureServer
-    from appliance.serving import check_lookup_table
     from appliance.storage import DatasetVersion
 
     records = read_catalog(config, "/v1/admin/datasets", "datasets", "list_versions")
@@ -363,10 +380,4 @@ def _feature_filler(config: Config, name: str) -> Callable[[Any], Any] | None:
     for record in records:
         version = DatasetVersion(**{**record, "path": Path(record["path"])})
         latest.setdefault(version.dataset, version)
-    features = FeatureServer.from_versions(config, list(latest.values()))
-
-    def fill(table: Any) -> Any:
-        check_lookup_table(features, name, table)
-        return features.fill_table(name, table)
-
-    return fill
+    return FeatureServer.from_versions(config, list(latest.values()))

@@ -2,8 +2,9 @@
 
 from appliance.pandas_probe import skip_pyarrow_pandas_probe
 from appliance.serving._app import ROUTE_MODULES, create_app
-from appliance.serving._batch import check_target, score_file
+from appliance.serving._batch import check_target, read_rows_file, score_file
 from appliance.serving._batcher import BatchSettings, MicroBatcher
+from appliance.serving._explain import explain_feed, reference_of
 from appliance.serving._inputs import (
     NUMBER,
     STRING,
@@ -19,6 +20,12 @@ from appliance.serving._metrics import ServingMetrics
 from appliance.serving._onnx import OnnxModel, class_key
 from appliance.serving._openapi import publish_model_schema
 from appliance.serving._routes_admin import load_version
+from appliance.serving._routes_explain import (
+    EXPLAIN_MAX_ROWS,
+    check_count,
+    explain_response,
+    feed_rows,
+)
 from appliance.serving._state import (
     DaemonState,
     ModelSet,
@@ -33,6 +40,7 @@ from appliance.serving._state import (
 from appliance.serving._watch import DaemonWatch
 
 __all__ = [
+    "EXPLAIN_MAX_ROWS",
     "NUMBER",
     "ROUTE_MODULES",
     "STRING",
@@ -45,6 +53,7 @@ __all__ = [
     "PredictLane",
     "ServingMetrics",
     "batch_settings",
+    "check_count",
     "check_lookup_table",
     "check_target",
     "class_key",
@@ -52,9 +61,14 @@ __all__ = [
     "cpu_count",
     "create_app",
     "daemon_state",
+    "explain_feed",
+    "explain_response",
+    "feed_rows",
     "load_model",
     "load_version",
     "publish_model_schema",
+    "read_rows_file",
+    "reference_of",
     "reload_features",
     "rows_to_columns",
     "rows_to_feed",

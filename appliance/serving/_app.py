@@ -18,6 +18,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 
 from appliance.serving import (
     _routes_admin,
+    _routes_explain,
     _routes_health,
     _routes_ingest,
     _routes_monitoring,
@@ -33,6 +34,7 @@ from appliance.serving._state import DaemonState
 ROUTE_MODULES = (
     _routes_health,
     _routes_predict,
+    _routes_explain,
     _routes_admin,
     _routes_monitoring,
     _routes_registry,

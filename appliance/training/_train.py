@@ -53,6 +53,7 @@ from appliance.training._pipeline import (
     estimator_params,
     fit_errors,
 )
+from appliance.training._reference import reference_values
 from appliance.training._search import SearchOutcome, search
 from appliance.training._stop import StopCheck
 from appliance.training._validation import cross_validate, summarize
@@ -208,6 +209,9 @@ def _train(
 
     inputs = input_schema(frame.numeric, frame.categorical)
     schema = _schema(cfg, frame, inputs, run_id, metrics)
+    schema["reference"] = reference_values(
+        frame.x_train, frame.numeric, frame.categorical
+    )
     if window is not None:
         schema["where"] = None
         schema["window"] = window.to_dict()
