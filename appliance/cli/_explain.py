@@ -16,6 +16,7 @@ from typing import Any
 
 from appliance.cli._names import check_model_known
 from appliance.cli._output import add_command, add_json_flag
+from appliance.cli._remote import registry_version
 from appliance.config import Config
 
 
@@ -63,7 +64,6 @@ def _explain(config: Config, args: argparse.Namespace) -> int:
 def _explain_here(config: Config, name: str, rows: list[Any]) -> dict[str, Any]:
     """Explain `rows` with the champion loaded in this process."""
     from appliance.cli._models import feature_server
-    from appliance.registry import resolve, version_from_record
     from appliance.serving import (
         EXPLAIN_MAX_ROWS,
         OnnxModel,
@@ -74,10 +74,8 @@ def _explain_here(config: Config, name: str, rows: list[Any]) -> dict[str, Any]:
         reference_of,
     )
     from appliance.signing import trusted_keys
-    from appliance.storage import CHAMPION, Catalog
 
-    with Catalog(config.storage.home, read_only=True) as catalog:
-        found = version_from_record(resolve(catalog, name, CHAMPION))
+    found = registry_version(config, name, None)
     model = OnnxModel.load(found.path, found.sha256, trusted=trusted_keys(config))
     reference = reference_of(model)
     check_count(model, len(rows), EXPLAIN_MAX_ROWS)

@@ -18,7 +18,7 @@ from appliance.cli._output import (
     print_rows,
     read_catalog,
 )
-from appliance.cli._remote import registry_change, registry_read
+from appliance.cli._remote import registry_change, registry_read, registry_version
 from appliance.cli._signing import register as register_signing
 from appliance.config import Config
 
@@ -157,7 +157,6 @@ def _train_here(config: Config, name: str) -> dict[str, Any]:
 
 
 def _predict(config: Config, args: argparse.Namespace) -> int:
-    from appliance.registry import resolve, version_from_record
     from appliance.serving import OnnxModel, check_target, score_file
     from appliance.signing import trusted_keys
 
@@ -171,16 +170,7 @@ def _predict(config: Config, args: argparse.Namespace) -> int:
         return 2
     reference = reference or args.version
     check_target(args.input, args.output)
-    record = registry_read(
-        config,
-        f"/models/{name}/resolve",
-        "version",
-        {"reference": reference},
-        resolve,
-        name,
-        reference,
-    )
-    version = version_from_record(record)
+    version = registry_version(config, name, reference)
     model = OnnxModel.load(version.path, version.sha256, trusted=trusted_keys(config))
     filler = _feature_filler(config, name)
     rows = score_file(model, args.input, args.output, filler)
@@ -290,21 +280,12 @@ def _card(config: Config, args: argparse.Namespace) -> None:
 
 
 def _export(config: Config, args: argparse.Namespace) -> None:
-    from appliance.registry import export_version, resolve, version_from_record
+    from appliance.registry import export_version
     from appliance.signing import trusted_keys
 
     name, reference = _split_reference(args.reference)
     check_model_known(config, name)
-    record = registry_read(
-        config,
-        f"/models/{name}/resolve",
-        "version",
-        {"reference": reference},
-        resolve,
-        name,
-        reference,
-    )
-    version = version_from_record(record)
+    version = registry_version(config, name, reference)
     files = export_version(version, args.folder, args.format, trusted_keys(config))
     print(
         f"exported {name} version {version.version} as {args.format} to "

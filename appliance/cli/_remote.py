@@ -34,6 +34,26 @@ def registry_read(
         return function(catalog, *args)
 
 
+def registry_version(config: Config, name: str, reference: str | None) -> Any:
+    """Return the `ModelVersion` that ``NAME@REFERENCE`` names; None is the champion.
+
+    Raises:
+        NotFoundError: The model, version or alias does not exist.
+    """
+    from appliance.registry import resolve, version_from_record
+
+    record = registry_read(
+        config,
+        f"/models/{name}/resolve",
+        "version",
+        {"reference": reference},
+        resolve,
+        name,
+        reference,
+    )
+    return version_from_record(record)
+
+
 def registry_lookup(
     config: Config, run_ids: list[str], details: bool = True
 ) -> list[dict[str, Any]]:

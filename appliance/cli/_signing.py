@@ -8,7 +8,7 @@ from typing import Any
 
 from appliance.cli._names import check_model_known
 from appliance.cli._output import add_command, add_json_flag, print_rows
-from appliance.cli._remote import registry_read
+from appliance.cli._remote import registry_read, registry_version
 from appliance.config import Config
 
 
@@ -92,19 +92,10 @@ def _sign(config: Config, args: argparse.Namespace) -> int:
 
 def _versions(config: Config, name: str, reference: str | None) -> list[Any]:
     """Return one version of `name`, or every version when `reference` is None."""
-    from appliance.registry import model_versions, resolve, version_from_record
+    from appliance.registry import model_versions, version_from_record
 
     if reference is not None:
-        record = registry_read(
-            config,
-            f"/models/{name}/resolve",
-            "version",
-            {"reference": reference},
-            resolve,
-            name,
-            reference,
-        )
-        return [version_from_record(record)]
+        return [registry_version(config, name, reference)]
     records = registry_read(
         config, "/models", "versions", {"model": name}, model_versions, name
     )
