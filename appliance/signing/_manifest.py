@@ -32,6 +32,16 @@ FORMAT = 1
 ALGORITHM = "Ed25519"
 
 _FIELDS = ("format", "algorithm", "model", "version", "files", "key_id", "signed_at")
+_TYPES = {
+    "algorithm": str,
+    "model": str,
+    "version": int,
+    "files": dict,
+    "key_id": str,
+    "signed_at": str,
+    "signature": str,
+}
+"""Type of each manifest field besides ``format``, which is checked first."""
 
 
 def sign_manifest(
@@ -153,12 +163,21 @@ def _fields(manifest: Any, where: str) -> tuple[dict[str, Any], bytes]:
             f"{SIGNATURE_FILE} of {where} is not a format {FORMAT} manifest; "
             "restore the version folder from a backup or retrain"
         )
-    missing = [name for name in (*_FIELDS, "signature") if name not in manifest]
+    invalid = [
+        name
+        for name, kind in _TYPES.items()
+        if not isinstance(manifest.get(name), kind)
+    ]
     files = manifest.get("files")
-    if missing or not isinstance(files, dict) or manifest["algorithm"] != ALGORITHM:
+    if isinstance(files, dict) and not all(
+        isinstance(name, str) and isinstance(digest, str)
+        for name, digest in files.items()
+    ):
+        invalid.append("files")
+    if invalid or manifest["algorithm"] != ALGORITHM:
         raise SignatureError(
-            f"{SIGNATURE_FILE} of {where} is malformed (missing fields: "
-            f"{', '.join(missing) or 'none'}, algorithm "
+            f"{SIGNATURE_FILE} of {where} is malformed (missing or invalid "
+            f"fields: {', '.join(invalid) or 'none'}, algorithm "
             f"{manifest.get('algorithm')!r}); restore the version folder from a "
             "backup or retrain"
         )

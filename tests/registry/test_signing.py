@@ -23,9 +23,11 @@ from appliance.signing import (
     KEY_FOLDER,
     PRIVATE_FILE,
     PUBLIC_FILE,
+    TrustedKeys,
     key_id,
     sign_manifest,
     trusted_keys,
+    verify_folder,
 )
 from appliance.storage import ModelVersion
 from appliance.training import train_model
@@ -259,3 +261,29 @@ def test_champion_serves_after_tampered_promotion(
     text = log.read_text(errors="replace")
     assert "model version rejected model=late version=2" in text
     assert "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"key_id": ["a"]}, "missing or invalid fields: key_id"),
+        ({"version": "1"}, "missing or invalid fields: version"),
+        ({"files": {"model.onnx": 1}}, "missing or invalid fields: files"),
+        ({"signature": "not base64!"}, "signature that is not base64"),
+        ({"format": 2}, "is not a format 1 manifest"),
+    ],
+)
+def test_malformed_manifest_rejected(
+    tmp_path: Path, change: dict, expected: str
+) -> None:
+    folder = tmp_path / "models" / "m" / "1"
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"onnx")
+    key = Ed25519PrivateKey.generate()
+    manifest = json.loads(sign_manifest("m", 1, {"model.onnx": b"onnx"}, key))
+    (folder / "signature.json").write_text(json.dumps({**manifest, **change}))
+    public = key.public_key()
+    trusted = TrustedKeys({key_id(public): public}, {key_id(public): tmp_path})
+
+    with pytest.raises(SignatureError, match=re.escape(expected)):
+        verify_folder(folder, "m", 1, trusted)
