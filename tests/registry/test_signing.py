@@ -248,6 +248,7 @@ def test_champion_serves_after_tampered_promotion(
                 "/v1/models/late/predict?version=2", json={"rows": [ROW]}
             )
             served = client.post("/v1/models/late/predict", json={"rows": [ROW]})
+            alerts = client.get("/v1/alerts").json()["alerts"]
     finally:
         stop_daemon(daemon)
 
@@ -261,6 +262,11 @@ def test_champion_serves_after_tampered_promotion(
     text = log.read_text(errors="replace")
     assert "model version rejected model=late version=2" in text
     assert "Traceback" not in text
+    (alert,) = [a for a in alerts if a["kind"] == "signature"]
+    assert alert["severity"] == "critical"
+    assert alert["model"] == "late"
+    assert "version 2 of model 'late' was not loaded" in alert["message"]
+    assert changed in alert["message"]
 
 
 @pytest.mark.parametrize(
