@@ -792,7 +792,10 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class SecurityConfig:
-    """Access control of the daemon's HTTP API."""
+    """Access control of the HTTP API and the keys that sign model versions.
+
+    A relative key path is taken from the folder of the configuration file.
+    """
 
     require_keys: bool = False
     """Reject requests without a valid API key (401), except the health
@@ -803,6 +806,14 @@ class SecurityConfig:
     """Period, in seconds, of the audit entries that count refused requests
     (401 and 403): one entry per period that had any, so a flood of bad
     requests cannot flood the audit log."""
+
+    signing_key: Path | None = None
+    """Ed25519 private key (PEM, PKCS#8) that signs new model versions; None
+    uses the home's own key, generated at first need."""
+    trusted_keys: tuple[Path, ...] = ()
+    """Ed25519 public keys (PEM) whose signatures are accepted besides the
+    key that signs on this box, such as the key of the box that trains for a
+    fleet."""
 
     def __post_init__(self) -> None:
         if self.refused_audit_seconds <= 0:
@@ -991,7 +1002,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     """HTTP ingest buffer."""
     security: SecurityConfig = field(default_factory=SecurityConfig)
-    """Access control of the HTTP API."""
+    """Access control of the HTTP API and keys of model signatures."""
     api_key: str | None = field(default=None, repr=False)
     """Key the commands and the terminal UI send to the daemon, from
     ``APPLIANCE_API_KEY``; never read from the file."""
@@ -1085,7 +1096,10 @@ def load_config(path: str | Path | None = None) -> Config:
         FeatureViewConfig, table.get("feature_views", {}), "feature_views", source
     )
     ingest = _build(IngestConfig, table.get("ingest", {}), "ingest", source)
-    security = _build(SecurityConfig, table.get("security", {}), "security", source)
+    security = _resolve_paths(
+        _build(SecurityConfig, table.get("security", {}), "security", source),
+        source.parent,
+    )
     _check_feature_views(models, views, source)
 
     home = Path(os.environ.get("APPLIANCE_HOME") or storage.home).expanduser()
@@ -1112,6 +1126,16 @@ def load_config(path: str | Path | None = None) -> Config:
         ingest=ingest,
         security=security,
         api_key=os.environ.get("APPLIANCE_API_KEY") or None,
+    )
+
+
+def _resolve_paths(security: SecurityConfig, base: Path) -> SecurityConfig:
+    """Return `security` with its key files taken from `base` when relative."""
+    key = security.signing_key
+    return dataclasses.replace(
+        security,
+        signing_key=None if key is None else base / key.expanduser(),
+        trusted_keys=tuple(base / path.expanduser() for path in security.trusted_keys),
     )
 
 
@@ -1202,7 +1226,7 @@ def _convert(value: Any, hint: Any, key: str, source: Path) -> Any:
         return _build(hint, value, key, source)
     if origin is tuple:
         items = _check_type(value, list, key, source)
-        return tuple(_check_type(item, args[0], key, source) for item in items)
+        return tuple(_convert(item, args[0], key, source) for item in items)
     if origin is dict:
         table = _check_type(value, dict, key, source)
         if args[1] is Any:

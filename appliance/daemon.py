@@ -70,12 +70,12 @@ from appliance.serving import (
     batch_settings,
     check_exposure,
     create_app,
+    load_model,
     publish_model_schema,
     record_in_daemon,
     record_refusals,
     reload_features,
     run_with_catalog,
-    session_threads,
     skip_pyarrow_pandas_probe,
 )
 from appliance.storage import (
@@ -199,10 +199,9 @@ def _load_models(state: DaemonState) -> None:
     """
     started = time.perf_counter()
     view = state.catalog.cursor()
-    threads = session_threads(state.config.server)
     try:
         for version in champion_models(view):
-            model = _load_champion(state, view, version, threads)
+            model = _load_champion(state, view, version)
             if model is not None:
                 state.models.put(model)
     finally:
@@ -232,7 +231,7 @@ def _explain_missing(state: DaemonState, name: str) -> str | None:
 
 
 def _load_champion(
-    state: DaemonState, view: Catalog, version: ModelVersion, threads: int
+    state: DaemonState, view: Catalog, version: ModelVersion
 ) -> OnnxModel | None:
     """Load a model's champion, or the first earlier version that loads."""
     failure = ""
@@ -247,7 +246,7 @@ def _load_champion(
         )
         begun = time.perf_counter()
         try:
-            model = OnnxModel.load(candidate.path, candidate.sha256, threads)
+            model = load_model(state.config, candidate.path, candidate.sha256)
         except Exception as exc:
             logger.exception(
                 "model load failed model=%s version=%d", version.model, number

@@ -11,6 +11,7 @@ caller can catch one family and show its message. The tree::
     ├── TrainingError        a model cannot be trained on the data given
     ├── ExportError          ONNX conversion failed or lost parity
     ├── IntegrityError       a stored artifact does not match its hash
+    │   └── SignatureError   a model version's signature is missing or invalid
     ├── RegistryError        an alias change the registry rejects
     ├── ApiKeyError          an API key change the key store rejects
     ├── JobRunningError      a job of the same kind and model is running
@@ -94,6 +95,11 @@ class ExportError(ApplianceError):
 
 class IntegrityError(ApplianceError):
     """A stored artifact whose bytes do not match the recorded hash."""
+
+
+class SignatureError(IntegrityError):
+    """A model version whose signature is missing, invalid or untrusted, or
+    whose files differ from the signed hashes."""
 
 
 class RegistryError(ApplianceError):

@@ -2,7 +2,8 @@
 
 It decodes one JSON body, builds the feed and runs the session inline, with no
 logging, metrics, limits or batching: the practical limit of this stack.
-Run: python bare_litestar.py MODEL_FOLDER PORT
+Run: python bare_litestar.py MODEL_FOLDER PORT, with the folder
+HOME/models/NAME/VERSION of a home whose own key signed the version.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
 
+from appliance.config import Config, StorageConfig
 from appliance.serving import OnnxModel, rows_to_feed
+from appliance.signing import trusted_keys
 
-model = OnnxModel.load(Path(sys.argv[1]))
+folder = Path(sys.argv[1]).resolve()
+home = Config(folder / "config.toml", storage=StorageConfig(home=folder.parents[2]))
+model = OnnxModel.load(folder, trusted=trusted_keys(home))
 decoder = msgspec.json.Decoder()
 encode = msgspec.json.Encoder().encode
 

@@ -25,6 +25,7 @@ import pandas as pd
 from appliance.config import load_config
 from appliance.registry import export_version
 from appliance.serving import OnnxModel
+from appliance.signing import trusted_keys
 from appliance.storage import Catalog, resolve_version
 
 VENV_PYTHON = Path(__file__).resolve().parent / ".venvs" / "mlflow" / "bin" / "python"
@@ -52,7 +53,8 @@ def main() -> None:
     with Catalog(config.storage.home, read_only=True) as catalog:
         version = resolve_version(catalog, name, ref or None)
     rows = pd.read_csv(rows_path)
-    served = OnnxModel.load(version.path, version.sha256)
+    trusted = trusted_keys(config)
+    served = OnnxModel.load(version.path, version.sha256, trusted=trusted)
     inputs = {}
     for spec in served.inputs:
         column = rows[spec["name"]]
@@ -74,7 +76,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "model"
-        export_version(version, folder, "mlflow")
+        export_version(version, folder, "mlflow", trusted)
         result = subprocess.run(
             [str(VENV_PYTHON), "-c", _LOAD, str(folder)],
             input=json.dumps(inputs),

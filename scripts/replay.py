@@ -70,9 +70,10 @@ from replay_in_process import (
     score,
 )
 
-from appliance.config import ModelConfig, RetrainConfig
+from appliance.config import ModelConfig, RetrainConfig, load_config
 from appliance.serving import OnnxModel
 from appliance.serving._inputs import columns_to_feed
+from appliance.signing import trusted_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_DAY = pd.Timestamp(2013, 4, 1)
@@ -425,7 +426,10 @@ def _replay_through_daemon(
         )
         with ReplayDaemon(home) as daemon:
             served, timeline = replay_days(daemon, frame, days)
-        static = OnnxScorer(OnnxModel.load(home_dir / "models" / MODEL / "1"))
+        trusted = trusted_keys(load_config(home.config))
+        static = OnnxScorer(
+            OnnxModel.load(home_dir / "models" / MODEL / "1", trusted=trusted)
+        )
     finally:
         if not args.home and not args.keep_home:
             shutil.rmtree(home_dir, ignore_errors=True)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from appliance.config import Config, load_config
 from appliance.serving import OnnxModel
+from appliance.signing import trusted_keys
 from appliance.storage import Catalog, get_version, ingest
 from appliance.training import TrainResult, train_model
 
@@ -45,7 +46,7 @@ def load_model(config: Config, name: str = "m") -> OnnxModel:
     """Load the latest registered version of model `name`."""
     with Catalog(config.storage.home, read_only=True) as catalog:
         version = get_version(catalog, name, None)
-    return OnnxModel.load(version.path, version.sha256)
+    return OnnxModel.load(version.path, version.sha256, trusted=trusted_keys(config))
 
 
 def native_pipeline(config: Config, name: str, data: pd.DataFrame) -> Any:

@@ -24,6 +24,7 @@ from support import (
 
 from appliance.config import DEFAULT_CONFIG
 from appliance.serving import OnnxModel, class_key
+from appliance.signing import trusted_keys
 
 SMALL = pd.DataFrame(
     {
@@ -190,7 +191,8 @@ def score(
 
 def load_onnx(trained: TrainedHome, name: str) -> OnnxModel:
     version = trained.results[name].model_version
-    return OnnxModel.load(version.path, version.sha256)
+    trusted = trusted_keys(trained.config)
+    return OnnxModel.load(version.path, version.sha256, trusted=trusted)
 
 
 @pytest.mark.parametrize(

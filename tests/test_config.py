@@ -54,6 +54,7 @@ def test_config_valid_file_loads(write_config) -> None:
             "[models.m.split]\nratio = 0.3\n",
             "'models.m.split.ratio'",
         ),
+        ('[security]\ntrusted_key = "a.pub"\n', "'security.trusted_key'"),
     ],
 )
 def test_config_unknown_key_named(tmp_path: Path, text: str, key: str) -> None:
@@ -94,6 +95,8 @@ def test_config_unknown_key_named(tmp_path: Path, text: str, key: str) -> None:
             "'monitoring.streaming'",
             "true or false",
         ),
+        ('[security]\ntrusted_keys = "a.pub"\n', "'security.trusted_keys'", "a list"),
+        ("[security]\ntrusted_keys = [1]\n", "'security.trusted_keys'", "a string"),
     ],
 )
 def test_config_wrong_type_named(
@@ -102,6 +105,13 @@ def test_config_wrong_type_named(
     path = write_toml(tmp_path / "config.toml", text)
     with pytest.raises(ConfigError, match=f"{re.escape(key)} in .* must be {expected}"):
         load_config(path)
+
+
+def test_security_keys_relative_to_config(tmp_path: Path) -> None:
+    text = '[security]\nsigning_key = "keys/box.key"\ntrusted_keys = ["/etc/a.pub"]\n'
+    config = load_config(write_toml(tmp_path / "config.toml", text))
+    assert config.security.signing_key == tmp_path / "keys" / "box.key"
+    assert config.security.trusted_keys == (Path("/etc/a.pub"),)
 
 
 def test_config_wrong_type_names_file(tmp_path: Path) -> None:

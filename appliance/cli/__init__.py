@@ -19,6 +19,7 @@ from appliance.cli import (
     _access,
     _daemon,
     _data,
+    _explain,
     _models,
     _monitoring,
     _predictions,
@@ -33,6 +34,7 @@ from appliance.logs import configure_logging
 COMMAND_MODULES = (
     _data,
     _models,
+    _explain,
     _runs,
     _predictions,
     _monitoring,

@@ -18,7 +18,8 @@ from appliance.cli._output import (
     print_rows,
     read_catalog,
 )
-from appliance.cli._remote import registry_change, registry_read
+from appliance.cli._remote import registry_change, registry_read, registry_version
+from appliance.cli._signing import register as register_signing
 from appliance.config import Config
 
 _REFERENCE_HELP = "model name, optionally with @VERSION or @ALIAS (default: champion)"
@@ -84,8 +85,10 @@ def register(commands: Any) -> None:
         choices=("mlflow", "onnx"),
         default="mlflow",
         help="mlflow: MLflow model directory with MLmodel; onnx: model.onnx and "
-        "schema.json (default: mlflow)",
+        "schema.json (default: mlflow); both ship signature.json and the "
+        "signer's public key",
     )
+    register_signing(models)
 
 
 def _add_audit_flags(parser: argparse.ArgumentParser) -> None:
@@ -154,8 +157,8 @@ def _train_here(config: Config, name: str) -> dict[str, Any]:
 
 
 def _predict(config: Config, args: argparse.Namespace) -> int:
-    from appliance.registry import resolve, version_from_record
     from appliance.serving import OnnxModel, check_target, score_file
+    from appliance.signing import trusted_keys
 
     name, reference = _split_reference(args.name)
     if reference is not None and args.version not in (None, reference):
@@ -167,17 +170,8 @@ def _predict(config: Config, args: argparse.Namespace) -> int:
         return 2
     reference = reference or args.version
     check_target(args.input, args.output)
-    record = registry_read(
-        config,
-        f"/models/{name}/resolve",
-        "version",
-        {"reference": reference},
-        resolve,
-        name,
-        reference,
-    )
-    version = version_from_record(record)
-    model = OnnxModel.load(version.path, version.sha256)
+    version = registry_version(config, name, reference)
+    model = OnnxModel.load(version.path, version.sha256, trusted=trusted_keys(config))
     filler = _feature_filler(config, name)
     rows = score_file(model, args.input, args.output, filler)
     print(f"scored {rows} rows with {version.model} version {version.version}")
@@ -286,21 +280,13 @@ def _card(config: Config, args: argparse.Namespace) -> None:
 
 
 def _export(config: Config, args: argparse.Namespace) -> None:
-    from appliance.registry import export_version, resolve, version_from_record
+    from appliance.registry import export_version
+    from appliance.signing import trusted_keys
 
     name, reference = _split_reference(args.reference)
     check_model_known(config, name)
-    record = registry_read(
-        config,
-        f"/models/{name}/resolve",
-        "version",
-        {"reference": reference},
-        resolve,
-        name,
-        reference,
-    )
-    version = version_from_record(record)
-    files = export_version(version, args.folder, args.format)
+    version = registry_version(config, name, reference)
+    files = export_version(version, args.folder, args.format, trusted_keys(config))
     print(
         f"exported {name} version {version.version} as {args.format} to "
         f"{args.folder}: {', '.join(f.name for f in files)}"
@@ -346,11 +332,28 @@ def _feature_filler(config: Config, name: str) -> Callable[[Any], Any] | None:
     listed by the daemon while one has the catalog open. Returns None for a
     model without feature views.
     """
+    features = feature_server(config, name)
+    if features is None:
+        return None
+    from appliance.serving import check_lookup_table
+
+    def fill(table: Any) -> Any:
+        check_lookup_table(features, name, table)
+        return features.fill_table(name, table)
+
+    return fill
+
+
+def feature_server(config: Config, name: str) -> Any:
+    """Return a `FeatureServer` over the latest dataset versions, or None.
+
+    The versions are listed by the daemon while one has the catalog open.
+    Returns None for a model without feature views.
+    """
     declared = config.models.get(name)
     if declared is None or not declared.feature_views:
         return None
     from appliance.features import FeatureServer
-    from appliance.serving import check_lookup_table
     from appliance.storage import DatasetVersion
 
     records = read_catalog(config, "/v1/admin/datasets", "datasets", "list_versions")
@@ -358,10 +361,4 @@ def _feature_filler(config: Config, name: str) -> Callable[[Any], Any] | None:
     for record in records:
         version = DatasetVersion(**{**record, "path": Path(record["path"])})
         latest.setdefault(version.dataset, version)
-    features = FeatureServer.from_versions(config, list(latest.values()))
-
-    def fill(table: Any) -> Any:
-        check_lookup_table(features, name, table)
-        return features.fill_table(name, table)
-
-    return fill
+    return FeatureServer.from_versions(config, list(latest.values()))

@@ -34,6 +34,26 @@ def registry_read(
         return function(catalog, *args)
 
 
+def registry_version(config: Config, name: str, reference: str | None) -> Any:
+    """Return the `ModelVersion` that ``NAME@REFERENCE`` names; None is the champion.
+
+    Raises:
+        NotFoundError: The model, version or alias does not exist.
+    """
+    from appliance.registry import resolve, version_from_record
+
+    record = registry_read(
+        config,
+        f"/models/{name}/resolve",
+        "version",
+        {"reference": reference},
+        resolve,
+        name,
+        reference,
+    )
+    return version_from_record(record)
+
+
 def registry_lookup(
     config: Config, run_ids: list[str], details: bool = True
 ) -> list[dict[str, Any]]:
@@ -62,7 +82,8 @@ def registry_change(
 
     `action` is ``promote`` or ``rollback`` and `function` the matching
     `appliance.registry` function, called with the fields of `body` as
-    keyword arguments when no daemon runs.
+    keyword arguments when no daemon runs. The target version's signature
+    is checked before the alias moves.
     """
     from appliance.client import find_daemon
     from appliance.registry import event_record
@@ -70,8 +91,10 @@ def registry_change(
     client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
         return client.post(f"/v1/admin/registry/models/{model}/{action}", body)
+    from appliance.signing import trusted_keys, version_check
     from appliance.storage import Catalog
 
+    check = version_check(trusted_keys(config))
     with Catalog(config.storage.home) as catalog:
-        event, _ = function(catalog, model, **body)
+        event, _ = function(catalog, model, load=check, **body)
     return event_record(event)

@@ -35,8 +35,9 @@ class AlertCandidate:
 
     model: str
     kind: str
-    """``drift``, ``performance``, ``error_rate``, ``latency``, ``rollback``, or
-    ``load`` (a champion that failed to load at start)."""
+    """``drift``, ``performance``, ``error_rate``, ``latency``, ``rollback``,
+    ``load`` (a champion that failed to load at start), or ``signature`` (a
+    version the daemon did not load because its signature failed)."""
     subject: str
     """What crossed: a feature, ``prediction``, ``loss``, a metric name."""
     severity: str

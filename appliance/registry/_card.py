@@ -71,6 +71,8 @@ def collect_card(
         IntegrityError: The ONNX file or a plot does not match its sha256.
     """
     version = resolve_version(catalog, model, reference)
+    # NOTE: the card checks the ONNX file's sha256 but not the version's
+    # signature, so it shows a schema.json edited after signing.
     verify_artifact(version)
     run = get_run(catalog, version.run_id)
     plots = {

@@ -5,6 +5,10 @@ The MLflow layout is written without MLflow: an ``MLmodel`` YAML file with the
 ``model.onnx`` and the environment files MLflow reads. MLflow (2.x and later)
 loads such a folder with ``mlflow.onnx.load_model`` or
 ``mlflow.pyfunc.load_model``; any ONNX server takes ``model.onnx`` alone.
+
+Both formats ship the version's files as signed, with ``signature.json`` and
+the signer's public key in ``signing_key.pub``, so the receiver can check
+them. The signature does not cover the MLflow files.
 """
 
 from __future__ import annotations
@@ -21,17 +25,21 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import StorageError
+from appliance.signing import TrustedKeys, public_pem, signer_id, verify_version
 from appliance.storage import (
     MODEL_FILE,
     SCHEMA_FILE,
+    SIGNATURE_FILE,
     ModelVersion,
-    read_schema,
-    verify_artifact,
+    parse_schema,
 )
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("mlflow", "onnx")
+
+PUBLIC_KEY_FILE = "signing_key.pub"
+"""Public key (PEM) of the key that signed an exported version."""
 
 _ONNX_TYPES = {
     "tensor(float)": "float32",
@@ -43,10 +51,14 @@ _ONNX_TYPES = {
 }
 
 
-def export_version(version: ModelVersion, target: Path, fmt: str) -> list[Path]:
+def export_version(
+    version: ModelVersion, target: Path, fmt: str, trusted: TrustedKeys
+) -> list[Path]:
     """Write `version` to the new folder `target` and return the files written.
 
     Raises:
+        SignatureError: The version's signature is missing, invalid or
+            untrusted, or a file differs from its signed hash.
         IntegrityError: The ONNX file does not match its recorded sha256.
         StorageError: `target` exists and is not an empty folder, or cannot
             be written.
@@ -58,12 +70,12 @@ def export_version(version: ModelVersion, target: Path, fmt: str) -> list[Path]:
             f"export folder {target} already exists and is not empty; choose a "
             "new folder"
         )
-    onnx_bytes = verify_artifact(version)
-    schema = read_schema(version)
-    files: dict[str, bytes] = {
-        MODEL_FILE: onnx_bytes,
-        SCHEMA_FILE: json.dumps(schema, indent=2).encode(),
-    }
+    signed = verify_version(version, trusted)
+    onnx_bytes = signed[MODEL_FILE]
+    schema = parse_schema(signed[SCHEMA_FILE], version.path / SCHEMA_FILE)
+    signer = signer_id(signed[SIGNATURE_FILE])
+    assert signer is not None, "a verified manifest names its key"
+    files = {**signed, PUBLIC_KEY_FILE: public_pem(trusted.keys[signer])}
     if fmt == "mlflow":
         files.update(mlflow_files(version, onnx_bytes, schema))
     _write_folder(target, files)

@@ -1,8 +1,8 @@
 """Promotion and rollback of model versions, for the CLI and the daemon.
 
-A version's artifact is checked (or loaded, inside the daemon) before any
-alias moves, so a corrupted artifact is rejected and the previous champion
-keeps serving.
+A version's signature and files are checked (or the version is loaded, inside
+the daemon) before any alias moves, so a tampered or corrupted version is
+rejected and the previous champion keeps serving.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from appliance.storage import (
     rollback_alias,
     rollback_target,
     set_alias,
-    verify_artifact,
 )
 
 logger = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ def promote(
     alias: str,
     actor: str,
     reason: str,
-    load: Loader = verify_artifact,
+    load: Loader,
 ) -> tuple[AliasEvent, Any]:
     """Point `alias` of `model` at `version` once `load` accepted its artifact.
 
@@ -61,7 +60,8 @@ def promote(
 
     Raises:
         NotFoundError: The model or version does not exist.
-        IntegrityError: The artifact does not match its sha256; no alias moved.
+        IntegrityError: `load` rejected the version's files, such as for a
+            missing or invalid signature; no alias moved.
         RegistryError: The alias name is invalid.
     """
     details = {"alias": alias, "version": version, "actor": actor, "reason": reason}
@@ -99,13 +99,13 @@ def rollback(
     alias: str,
     actor: str,
     reason: str,
-    load: Loader = verify_artifact,
+    load: Loader,
 ) -> tuple[AliasEvent, Any]:
     """Point `alias` back at its previous version once `load` accepted it.
 
     Raises:
         RegistryError: The alias has no previous version.
-        IntegrityError: The previous version's artifact is corrupted.
+        IntegrityError: `load` rejected the previous version's files.
     """
     details = {"alias": alias, "actor": actor, "reason": reason}
     with _audited(catalog, "model.rollback", model, details):

@@ -32,6 +32,7 @@ from appliance.retraining._scoring import (
     window_bounds,
 )
 from appliance.serving import OnnxModel, columns_to_feed
+from appliance.signing import trusted_keys, version_check
 from appliance.storage import (
     CHAMPION,
     Catalog,
@@ -189,7 +190,9 @@ def train_challenger(
         return Outcome("failed", reason, detail=detail)
 
     version = result.model_version
-    challenger = OnnxModel.load(version.path, version.sha256)
+    challenger = OnnxModel.load(
+        version.path, version.sha256, trusted=trusted_keys(config)
+    )
     y = result.y_holdout
     challenger_score = score(metric, y, _output(challenger, result.x_holdout))
     champion_score = None
@@ -338,7 +341,7 @@ def run_offline(
             finished = dataclasses.replace(base, finished_at=datetime.now(UTC))
             _store_record(home, finished)
             return record_dict(finished.__dict__)
-        champion = _served(catalog, name, resolve_version)
+        champion = _served(catalog, config, name, resolve_version)
         if champion is not None:
             pin_champion(catalog, name, champion.version)
         assert base.as_of is not None
@@ -355,6 +358,7 @@ def run_offline(
                 CHAMPION,
                 "retraining",
                 outcome.reason,
+                load=version_check(trusted_keys(config)),
             )
     finished = dataclasses.replace(
         base,
@@ -390,14 +394,16 @@ def pin_champion(view: Any, model: str, version: int) -> None:
     )
 
 
-def _served(catalog: Catalog, name: str, resolve: Any) -> OnnxModel | None:
+def _served(
+    catalog: Catalog, config: Config, name: str, resolve: Any
+) -> OnnxModel | None:
     from appliance.errors import NotFoundError
 
     try:
         found = resolve(catalog, name)
     except NotFoundError:
         return None
-    return OnnxModel.load(found.path, found.sha256)
+    return OnnxModel.load(found.path, found.sha256, trusted=trusted_keys(config))
 
 
 def _store_record(home: Any, record: RetrainRecord) -> None:

@@ -45,9 +45,9 @@ from appliance.retraining._job import (
 from appliance.retraining._scoring import as_utc, record_dict
 from appliance.serving import (
     OnnxModel,
+    load_model,
     record_in_daemon,
     run_with_catalog,
-    session_threads,
 )
 from appliance.storage import CHAMPION
 
@@ -443,10 +443,10 @@ class RetrainService:
             raise TrainingStopped(f"training stopped {where}")
 
     async def _promote(self, model: str, outcome: Outcome) -> None:
-        threads = session_threads(self.state.config.server)
+        config = self.state.config
 
         def load(found: Any) -> OnnxModel:
-            return OnnxModel.load(found.path, found.sha256, threads)
+            return load_model(config, found.path, found.sha256)
 
         _, loaded = await run_with_catalog(
             self.state,

@@ -9,8 +9,9 @@ from appliance.serving._access import (
     record_refusals,
 )
 from appliance.serving._app import ROUTE_MODULES, create_app
-from appliance.serving._batch import check_target, score_file
+from appliance.serving._batch import check_target, read_rows_file, score_file
 from appliance.serving._batcher import BatchSettings, MicroBatcher
+from appliance.serving._explain import explain_feed, reference_of
 from appliance.serving._inputs import (
     NUMBER,
     STRING,
@@ -26,12 +27,19 @@ from appliance.serving._metrics import ServingMetrics
 from appliance.serving._onnx import OnnxModel, class_key
 from appliance.serving._openapi import publish_model_schema
 from appliance.serving._routes_admin import load_version
+from appliance.serving._routes_explain import (
+    EXPLAIN_MAX_ROWS,
+    check_count,
+    explain_response,
+    feed_rows,
+)
 from appliance.serving._state import (
     DaemonState,
     ModelSet,
     batch_settings,
     cpu_count,
     daemon_state,
+    load_model,
     reload_features,
     run_with_catalog,
     session_threads,
@@ -39,6 +47,7 @@ from appliance.serving._state import (
 from appliance.serving._watch import DaemonWatch
 
 __all__ = [
+    "EXPLAIN_MAX_ROWS",
     "NUMBER",
     "ROUTE_MODULES",
     "STRING",
@@ -54,6 +63,7 @@ __all__ = [
     "ServingMetrics",
     "batch_settings",
     "check_exposure",
+    "check_count",
     "check_lookup_table",
     "check_target",
     "class_key",
@@ -61,10 +71,16 @@ __all__ = [
     "cpu_count",
     "create_app",
     "daemon_state",
+    "explain_feed",
+    "explain_response",
+    "feed_rows",
+    "load_model",
     "load_version",
     "publish_model_schema",
     "record_in_daemon",
     "record_refusals",
+    "read_rows_file",
+    "reference_of",
     "reload_features",
     "rows_to_columns",
     "rows_to_feed",

@@ -19,6 +19,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from appliance.serving import (
     _routes_access,
     _routes_admin,
+    _routes_explain,
     _routes_health,
     _routes_ingest,
     _routes_monitoring,
@@ -34,6 +35,7 @@ from appliance.serving._state import DaemonState
 ROUTE_MODULES = (
     _routes_health,
     _routes_predict,
+    _routes_explain,
     _routes_admin,
     _routes_monitoring,
     _routes_registry,

@@ -48,7 +48,7 @@ def score_file(
             message names the file and the line (CSV) or row (Parquet).
     """
     check_target(source, target)
-    table = _read(source)
+    table = read_rows_file(source)
     if prepare is not None:
         try:
             table = prepare(table)
@@ -157,7 +157,12 @@ def check_target(source: Path, target: Path) -> None:
         )
 
 
-def _read(source: Path) -> pa.Table:
+def read_rows_file(source: Path) -> pa.Table:
+    """Read a CSV or Parquet file of rows to score.
+
+    Raises:
+        IngestError: The file is missing, empty, or neither CSV nor Parquet.
+    """
     if not source.is_file():
         raise IngestError(f"{source}: file not found")
     if source.stat().st_size == 0:

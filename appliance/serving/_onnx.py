@@ -6,7 +6,6 @@ without the training libraries.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import pyarrow as pa
 
-from appliance.errors import IntegrityError, RequestError
+from appliance.errors import RequestError
 from appliance.serving._inputs import (
     NUMBER,
     Columns,
@@ -28,7 +27,8 @@ from appliance.serving._inputs import (
     rows_to_columns,
     table_to_columns,
 )
-from appliance.storage import MODEL_FILE, SCHEMA_FILE, load_schema
+from appliance.signing import TrustedKeys, verified_files
+from appliance.storage import MODEL_FILE, SCHEMA_FILE, parse_schema
 
 logger = logging.getLogger(__name__)
 
@@ -73,30 +73,30 @@ class OnnxModel:
 
     @classmethod
     def load(
-        cls, folder: Path, sha256: str | None = None, threads: int = 1
+        cls,
+        folder: Path,
+        sha256: str | None = None,
+        threads: int = 1,
+        *,
+        trusted: TrustedKeys,
     ) -> OnnxModel:
-        """Load a registered version from its folder, verifying the ONNX hash.
+        """Load a registered version from its folder once its signature is verified.
+
+        Args:
+            folder: The version folder ``models/NAME/VERSION``.
+            sha256: The ONNX file's sha256 recorded in the catalog, if known.
+            threads: Intra-op threads of the onnxruntime session.
+            trusted: Keys whose signatures are accepted.
 
         Raises:
-            IntegrityError: A file is missing, the schema is not a JSON object,
-                or the ONNX file's sha256 differs from the recorded one.
+            SignatureError: The signature is missing, invalid or untrusted, or
+                a file differs from its signed hash.
+            IntegrityError: The schema is not a JSON object, or the ONNX
+                file's sha256 differs from the recorded one.
         """
-        try:
-            onnx_bytes = (folder / MODEL_FILE).read_bytes()
-        except FileNotFoundError:
-            raise IntegrityError(
-                f"{folder / MODEL_FILE} is missing; restore the version folder from "
-                "a backup or retrain"
-            ) from None
-        schema = load_schema(folder / SCHEMA_FILE)
-        expected = sha256 or schema.get("sha256")
-        actual = hashlib.sha256(onnx_bytes).hexdigest()
-        if expected and actual != expected:
-            raise IntegrityError(
-                f"{folder / MODEL_FILE} has sha256 {actual}, expected {expected}; "
-                "the artifact is corrupted, retrain or restore it"
-            )
-        return cls(onnx_bytes, schema, threads)
+        files = verified_files(folder, trusted, sha256)
+        schema = parse_schema(files[SCHEMA_FILE], folder / SCHEMA_FILE)
+        return cls(files[MODEL_FILE], schema, threads)
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         """Return class probabilities ``(rows, classes)`` or values ``(rows,)``.

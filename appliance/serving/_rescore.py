@@ -28,6 +28,7 @@ from appliance.predictions import labelled
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._routes_monitoring import model_info
 from appliance.serving._state import DaemonState
+from appliance.signing import trusted_keys
 from appliance.storage import get_version
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def same_rows(
         RescoreError: `version` is not served, or `previous` cannot score
             its rows (different classes, inputs it cannot read).
         NotFoundError: `previous` is not registered.
-        IntegrityError: The artifact of `previous` is corrupted.
+        IntegrityError: The signature or files of `previous` fail verification.
     """
     served = state.models.models.get(model)
     if served is None or served.version != version:
@@ -66,7 +67,7 @@ def same_rows(
         found = get_version(view, model, previous)
     finally:
         view.close()
-    old = OnnxModel.load(found.path, found.sha256)
+    old = OnnxModel.load(found.path, found.sha256, trusted=trusted_keys(state.config))
     if old.task != served.task or old.classes != served.classes:
         raise RescoreError(
             f"version {previous} of model {model!r} has classes {old.classes} "

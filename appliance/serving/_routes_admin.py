@@ -32,9 +32,9 @@ from appliance.serving._routes_registry import serve_new_version
 from appliance.serving._state import (
     DaemonState,
     daemon_state,
+    load_model,
     reload_features,
     run_with_catalog,
-    session_threads,
 )
 from appliance.storage import (
     Catalog,
@@ -221,8 +221,7 @@ async def load_version(state: DaemonState, folder: Path, sha256: str) -> OnnxMod
     """Load a registered version in a worker thread and serve it from now on."""
 
     started = time.perf_counter()
-    threads = session_threads(state.config.server)
-    model = await asyncio.to_thread(OnnxModel.load, folder, sha256, threads)
+    model = await asyncio.to_thread(load_model, state.config, folder, sha256)
     seconds = time.perf_counter() - started
     previous = state.models.put(model)
     state.metrics.model_load.labels(model.name, str(model.version)).set(seconds)

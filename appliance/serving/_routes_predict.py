@@ -261,7 +261,7 @@ async def _predict_json(
                 fed = _without_lookup(model, rows, lookup)
             else:
                 rows, fed, misses = await asyncio.to_thread(
-                    _fill_rows, features, model, rows
+                    fill_rows, features, model, rows
                 )
         feed, warnings = _json_feed(model, fed)
         warnings = [*warnings, *misses]
@@ -283,7 +283,7 @@ async def _predict_json(
     return response, entry
 
 
-def _fill_rows(
+def fill_rows(
     features: FeatureServer, model: OnnxModel, rows: list[Any]
 ) -> tuple[list[Any], list[Any], list[str]]:
     """Fill the feature view columns of JSON rows in a worker thread.

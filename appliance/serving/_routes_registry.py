@@ -42,15 +42,15 @@ from appliance.serving._params import ModelFilter, ModelName, VersionReference
 from appliance.serving._state import (
     DaemonState,
     daemon_state,
+    load_model,
     run_with_catalog,
-    session_threads,
 )
+from appliance.signing import trusted_keys, version_check
 from appliance.storage import (
     CHAMPION,
     ModelVersion,
     alias_problem,
     get_version,
-    verify_artifact,
 )
 
 logger = logging.getLogger(__name__)
@@ -306,7 +306,7 @@ async def rollback_served(
     Raises:
         RegistryError: The alias has no previous version.
         AliasMovedError: The alias no longer points at `expected_version`.
-        IntegrityError: The previous version's artifact is corrupted.
+        IntegrityError: The previous version's signature or files fail verification.
         JobRunningError: The admin lock stayed taken for `lock_wait_seconds`.
     """
     load = _loader(state, alias)
@@ -332,14 +332,13 @@ async def pinned_batcher(state: DaemonState, name: str, version: int) -> MicroBa
 
     Raises:
         NotFoundError: The version does not exist.
-        IntegrityError: Its artifact does not match the recorded sha256.
+        IntegrityError: Its signature or files fail verification.
     """
     batcher = state.models.pinned.get((name, version))
     if batcher is not None:
         return batcher
     found: ModelVersion = await run_with_catalog(state, get_version, name, version)
-    threads = session_threads(state.config.server)
-    model = await asyncio.to_thread(OnnxModel.load, found.path, found.sha256, threads)
+    model = await asyncio.to_thread(load_model, state.config, found.path, found.sha256)
     logger.info("model version loaded model=%s version=%d", name, version)
     return state.models.pin(model)
 
@@ -359,8 +358,7 @@ async def serve_new_version(state: DaemonState, found: ModelVersion) -> bool:
             champion["version"],
         )
         return False
-    threads = session_threads(state.config.server)
-    model = await asyncio.to_thread(OnnxModel.load, found.path, found.sha256, threads)
+    model = await asyncio.to_thread(load_model, state.config, found.path, found.sha256)
     state.models.put(model)
     return True
 
@@ -375,9 +373,8 @@ def _check_alias(alias: str) -> None:
 def _loader(state: DaemonState, alias: str) -> Any:
     """Return the artifact check of a promotion: a full load for the champion."""
     if not is_serving_alias(alias):
-        return verify_artifact
-    threads = session_threads(state.config.server)
-    return lambda found: OnnxModel.load(found.path, found.sha256, threads)
+        return version_check(trusted_keys(state.config))
+    return lambda found: load_model(state.config, found.path, found.sha256)
 
 
 def _serve(

@@ -16,13 +16,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from appliance.config import Config, ServerConfig
-from appliance.errors import ApplianceError, NotFoundError
+from appliance.errors import ApplianceError, NotFoundError, SignatureError
 from appliance.serving._batcher import BatchSettings, MicroBatcher
 from appliance.serving._metrics import ServingMetrics
 from appliance.serving._onnx import OnnxModel
+from appliance.signing import trusted_keys
 from appliance.storage import Catalog
 
 if TYPE_CHECKING:
@@ -63,6 +65,41 @@ def batch_settings(server: ServerConfig) -> BatchSettings:
 def session_threads(server: ServerConfig) -> int:
     """Return the number of threads that run onnxruntime sessions."""
     return server.session_threads or cpu_count()
+
+
+def load_model(config: Config, folder: Path, sha256: str | None) -> OnnxModel:
+    """Load a registered version to serve, with the keys `config` trusts.
+
+    Blocks while the files are read and checked, so call it off the event loop.
+    A signature failure also raises a critical ``signature`` alert.
+
+    Raises:
+        SignatureError: The version's signature is missing, invalid or
+            untrusted, or a file differs from its signed hash.
+        IntegrityError: The ONNX file differs from the catalog's sha256.
+    """
+    threads = session_threads(config.server)
+    try:
+        return OnnxModel.load(folder, sha256, threads, trusted=trusted_keys(config))
+    except SignatureError as exc:
+        _raise_signature_alert(config, folder, exc)
+        raise
+
+
+def _raise_signature_alert(config: Config, folder: Path, exc: SignatureError) -> None:
+    from appliance.monitoring import AlertCandidate, raise_alerts
+
+    model, version = folder.parent.name, folder.name
+    message = f"version {version} of model {model!r} was not loaded: {exc}"
+    alert = AlertCandidate(
+        model, "signature", f"version {version}", "critical", message
+    )
+    try:
+        raise_alerts(config.storage.home, [alert], config.monitoring)
+    except ApplianceError:
+        logger.exception(
+            "signature alert not stored model=%s version=%s", model, version
+        )
 
 
 class ModelSet:

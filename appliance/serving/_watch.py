@@ -138,7 +138,8 @@ class DaemonWatch:
         Raises:
             RegistryError: The champion is no longer `expected_version` or has
                 no previous version.
-            IntegrityError: The previous version's artifact is corrupted.
+            IntegrityError: The previous version's signature or files fail
+                verification.
         """
         future = asyncio.run_coroutine_threadsafe(
             rollback_served(

@@ -1,8 +1,9 @@
 """Model versions: ONNX artifacts on disk, their hashes and schemas in the catalog.
 
 Each version lives in ``models/NAME/VERSION/`` as ``model.onnx`` plus
-``schema.json`` (inputs, classes, task). The catalog records the sha256 of the
-ONNX file; loaders compare it before trusting the bytes.
+``schema.json`` (inputs, classes, task) and ``signature.json``, a signed list
+of the sha256 of every other file of the folder (see `appliance.signing`).
+The catalog records the sha256 of the ONNX file too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,10 +24,15 @@ from appliance.dbrows import first_row
 from appliance.errors import IntegrityError, NotFoundError
 from appliance.storage._catalog import Catalog
 
+Signer = Callable[[str, int, dict[str, bytes]], bytes]
+"""Return the ``signature.json`` bytes of a version from its model name,
+version number and files by name."""
+
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
 SCHEMA_FILE = "schema.json"
+SIGNATURE_FILE = "signature.json"
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,13 @@ def register_version(
     onnx_bytes: bytes,
     schema: dict[str, Any],
     parity: float,
+    sign: Signer | None,
 ) -> ModelVersion:
-    """Store an ONNX model as the next version of `model` and audit it."""
+    """Store an ONNX model as the next version of `model` and audit it.
+
+    `sign` writes the version's signature in the same folder write; None
+    registers an unsigned version, which loaders reject until it is signed.
+    """
     row = first_row(
         catalog.db.execute(
             "SELECT coalesce(max(version), 0) FROM model_versions WHERE model = ?",
@@ -63,16 +75,16 @@ def register_version(
     version = int(row[0]) + 1
     digest = hashlib.sha256(onnx_bytes).hexdigest()
     folder = catalog.models_dir / model / str(version)
-    _write_folder(
-        folder,
-        {
-            MODEL_FILE: onnx_bytes,
-            SCHEMA_FILE: json.dumps(
-                {**schema, "model": model, "version": version, "sha256": digest},
-                indent=2,
-            ).encode(),
-        },
-    )
+    files = {
+        MODEL_FILE: onnx_bytes,
+        SCHEMA_FILE: json.dumps(
+            {**schema, "model": model, "version": version, "sha256": digest},
+            indent=2,
+        ).encode(),
+    }
+    if sign is not None:
+        files[SIGNATURE_FILE] = sign(model, version, files)
+    _write_folder(folder, files)
     created = datetime.now(timezone.utc)
     catalog.db.execute(
         "INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -143,14 +155,25 @@ def verify_artifact(version: ModelVersion) -> bytes:
             f"{path} of model {version.model!r} version {version.version} is "
             "missing; restore it from a backup or retrain"
         ) from None
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != version.sha256:
-        raise IntegrityError(
-            f"{path} of model {version.model!r} version {version.version} has "
-            f"sha256 {actual}, expected {version.sha256}; the artifact is "
-            "corrupted, restore it from a backup or retrain"
-        )
+    check_onnx_hash(path, version.model, version.version, data, version.sha256)
     return data
+
+
+def check_onnx_hash(
+    path: Path, model: str, version: int, data: bytes, expected: str
+) -> None:
+    """Compare the ONNX bytes read from `path` with the catalog's sha256.
+
+    Raises:
+        IntegrityError: The sha256 of `data` differs from `expected`.
+    """
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise IntegrityError(
+            f"{path} of model {model!r} version {version} has sha256 {actual}, "
+            f"expected {expected}; the artifact is corrupted, restore it from a "
+            "backup or retrain"
+        )
 
 
 def read_schema(version: ModelVersion) -> dict[str, Any]:
@@ -165,18 +188,28 @@ def read_schema(version: ModelVersion) -> dict[str, Any]:
 def load_schema(path: Path) -> dict[str, Any]:
     """Read a version's ``schema.json``.
 
-    NOTE: the catalog records the sha256 of the ONNX file only, so a schema
-    edited into another valid JSON object is not detected.
+    The file's hash is checked by the version's signature, not here.
 
     Raises:
         IntegrityError: The file is missing, or is not a JSON object.
     """
     try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise IntegrityError(
             f"{path} is missing; restore the version folder from a backup or retrain"
         ) from None
+    return parse_schema(data, path)
+
+
+def parse_schema(data: bytes, path: Path) -> dict[str, Any]:
+    """Parse the bytes of ``schema.json`` read from `path`.
+
+    Raises:
+        IntegrityError: The bytes are not a JSON object.
+    """
+    try:
+        schema = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IntegrityError(
             f"{path} is not valid JSON ({exc}); the artifact is corrupted, restore "

@@ -21,11 +21,13 @@ import pandas as pd
 from appliance.config import Config, FeatureViewConfig, ModelConfig
 from appliance.errors import ExportError, TrainingError, TrainingStopped
 from appliance.serving import OnnxModel
+from appliance.signing import version_signer
 from appliance.storage import (
     Catalog,
     ModelVersion,
     RunLog,
     RunResult,
+    Signer,
     fail_run,
     finish_run,
     register_version,
@@ -51,6 +53,7 @@ from appliance.training._pipeline import (
     estimator_params,
     fit_errors,
 )
+from appliance.training._reference import reference_values
 from appliance.training._search import SearchOutcome, search
 from appliance.training._stop import StopCheck
 from appliance.training._validation import cross_validate, summarize
@@ -118,10 +121,12 @@ def train_model(
     if tags:
         cfg = dataclasses.replace(cfg, tags={**cfg.tags, **tags})
     check = StopCheck(stop)
+    sign = version_signer(config)
+    views = config.feature_views
     if catalog is not None:
-        return _recorded_train(catalog, cfg, config.feature_views, window, check)
+        return _recorded_train(catalog, cfg, views, window, check, sign)
     with Catalog(config.storage.home) as opened:
-        return _recorded_train(opened, cfg, config.feature_views, window, check)
+        return _recorded_train(opened, cfg, views, window, check, sign)
 
 
 def _recorded_train(
@@ -130,6 +135,7 @@ def _recorded_train(
     views: dict[str, FeatureViewConfig],
     window: TrainingWindow | None,
     stop: StopCheck,
+    sign: Signer,
 ) -> TrainResult:
     run_id = start_run(
         catalog,
@@ -142,7 +148,7 @@ def _recorded_train(
         packages=package_versions(),
     )
     try:
-        return _train(catalog, cfg, run_id, views, window, stop)
+        return _train(catalog, cfg, run_id, views, window, stop, sign)
     except BaseException as exc:
         fail_run(catalog, run_id, _error_text(exc))
         raise
@@ -155,6 +161,7 @@ def _train(
     views: dict[str, FeatureViewConfig],
     window: TrainingWindow | None,
     stop: StopCheck,
+    sign: Signer,
 ) -> TrainResult:
     started = time.perf_counter()
     frame = load_frame(catalog, cfg, views, window)
@@ -202,6 +209,9 @@ def _train(
 
     inputs = input_schema(frame.numeric, frame.categorical)
     schema = _schema(cfg, frame, inputs, run_id, metrics)
+    schema["reference"] = reference_values(
+        frame.x_train, frame.numeric, frame.categorical
+    )
     if window is not None:
         schema["where"] = None
         schema["window"] = window.to_dict()
@@ -214,7 +224,7 @@ def _train(
     # finished as one unit.
     stop("before registering the version")
     version = register_version(
-        catalog, cfg.name, run_id, cfg.task, onnx_bytes, schema, difference
+        catalog, cfg.name, run_id, cfg.task, onnx_bytes, schema, difference, sign
     )
 
     for name, png in evaluation.plots.items():

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from daemon_support import MODEL, row
 
+from appliance.config import load_config
 from appliance.serving import BatchSettings, MicroBatcher, OnnxModel, rows_to_feed
 from appliance.serving._batcher import INLINE_MAX_ROWS
+from appliance.signing import trusted_keys
 from appliance.storage import Catalog, get_version
 
 
@@ -19,7 +21,8 @@ from appliance.storage import Catalog, get_version
 def model(trained_home: Path) -> OnnxModel:
     with Catalog(trained_home, read_only=True) as catalog:
         version = get_version(catalog, MODEL, None)
-    return OnnxModel.load(version.path, version.sha256)
+    trusted = trusted_keys(load_config(trained_home.parent / "config.toml"))
+    return OnnxModel.load(version.path, version.sha256, trusted=trusted)
 
 
 def predict_all(model: OnnxModel, settings: BatchSettings, count: int) -> tuple:

@@ -1,4 +1,5 @@
-"""The serving daemon runs without the training libraries, pandas, SciPy or River.
+"""The serving daemon runs without the training libraries, pandas, SciPy or River,
+also after explaining predictions.
 
 Each of them maps its own shared libraries into a process that imports it, so
 ``/proc/PID/maps`` of the daemon shows, from outside, whether it was imported.
@@ -66,6 +67,12 @@ def test_daemon_after_predictions_loads_no_training_library(
             timeout=30,
         )
         assert response.status_code == 200
+    explained = httpx.post(
+        f"{daemon.base}/v1/models/{MODEL}/explain",
+        json={"rows": rows[:100]},
+        timeout=30,
+    )
+    assert explained.status_code == 200, explained.text
     wait_monitored(daemon.base, 620)
 
     maps = mapped_files(daemon.process.pid)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from appliance.config import Config, StorageConfig
 from appliance.errors import IntegrityError, NotFoundError, RegistryError
 from appliance.registry import history, promote, rollback
+from appliance.signing import trusted_keys, version_check, version_signer
 from appliance.storage import (
     CHAMPION,
     Catalog,
@@ -19,7 +21,12 @@ from appliance.storage import (
 )
 
 
+def _config(home: Path) -> Config:
+    return Config(home / "config.toml", storage=StorageConfig(home=home))
+
+
 def _register(home: Path, count: int) -> None:
+    sign = version_signer(_config(home))
     with Catalog(home) as catalog:
         for index in range(count):
             register_version(
@@ -30,17 +37,20 @@ def _register(home: Path, count: int) -> None:
                 f"not really onnx {index}".encode(),
                 {"task": "regression", "inputs": []},
                 0.0,
+                sign,
             )
 
 
 def _promote(home: Path, version: int, alias: str, actor: str, reason: str) -> None:
+    check = version_check(trusted_keys(_config(home)))
     with Catalog(home) as catalog:
-        promote(catalog, "m", version, alias, actor, reason)
+        promote(catalog, "m", version, alias, actor, reason, check)
 
 
 def _rollback(home: Path, actor: str, reason: str) -> dict[str, int | None]:
+    check = version_check(trusted_keys(_config(home)))
     with Catalog(home) as catalog:
-        event, _ = rollback(catalog, "m", CHAMPION, actor, reason)
+        event, _ = rollback(catalog, "m", CHAMPION, actor, reason, check)
     return {"version": event.version, "previous_version": event.previous_version}
 
 
@@ -148,7 +158,7 @@ def test_rollback_hint_names_alias(tmp_path: Path) -> None:
 
     with Catalog(tmp_path) as catalog:
         with pytest.raises(RegistryError, match="no earlier staging") as raised:
-            rollback(catalog, "m", "staging", "bob", "")
+            rollback(catalog, "m", "staging", "bob", "", lambda v: None)
 
     expected = "'appliance models promote m VERSION --alias staging' to choose"
     assert expected in str(raised.value)
@@ -197,7 +207,8 @@ def test_promote_corrupted_artifact_rejected(tmp_path: Path) -> None:
     data[3] ^= 0x01
     artifact.write_bytes(bytes(data))
 
-    with pytest.raises(IntegrityError, match=r"version 2 has sha256 .* expected"):
+    changed = "model.onnx of model 'm' version 2 was changed after signing"
+    with pytest.raises(IntegrityError, match=changed):
         _promote(tmp_path, 2, CHAMPION, "alice", "")
 
     assert _champion(tmp_path) == 1

@@ -1,4 +1,8 @@
-"""A version whose schema.json is damaged gets a clear error, not a traceback."""
+"""A version whose schema.json is damaged gets a clear error, not a traceback.
+
+Loading and exporting reject it as changed after signing; the model card,
+which reads the schema without loading the version, names the parse error.
+"""
 
 from __future__ import annotations
 
@@ -36,12 +40,14 @@ def test_cli_names_damaged_schema(
         "export": ("models", "export", "late@1", str(tmp_path / "exported")),
         "predict": ("predict", "late", str(source), str(tmp_path / "out.parquet")),
     }
+    changed = "schema.json of model 'late' version 1 was changed after signing"
     for name, args in commands.items():
         result = run_appliance(config.path, config.storage.home, *args)
 
         assert result.returncode == 1, (name, result.stderr)
         assert "Traceback" not in result.stderr, name
-        assert f"{schema} {expected}" in result.stderr, (name, result.stderr)
+        message = f"{schema} {expected}" if name == "card" else changed
+        assert message in result.stderr, (name, result.stderr)
         assert "restore it from a backup or retrain" in result.stderr, name
 
 
@@ -74,5 +80,8 @@ def test_daemon_rejects_damaged_schema(
     assert served.json()["version"] == 1
     for response in (pinned, card):
         assert response.status_code == 500, response.text
-        assert response.json()["type"] == "IntegrityError"
-        assert f"{schema} is not valid JSON" in response.json()["error"]
+    assert pinned.json()["type"] == "SignatureError"
+    changed = "schema.json of model 'late' version 2 was changed after signing"
+    assert changed in pinned.json()["error"]
+    assert card.json()["type"] == "IntegrityError"
+    assert f"{schema} is not valid JSON" in card.json()["error"]

@@ -15,9 +15,10 @@ import yaml
 from trips_data import trips_frame
 
 from appliance.config import Config
-from appliance.errors import IntegrityError, StorageError
+from appliance.errors import SignatureError, StorageError
 from appliance.registry import collect_card, export_version, render_card
 from appliance.serving import OnnxModel
+from appliance.signing import trusted_keys
 from appliance.storage import Catalog, ModelVersion, get_version
 from appliance.training import TrainResult, train_model
 
@@ -45,7 +46,7 @@ def test_mlflow_export_matches_appliance(
     version = _version(config)
     target = tmp_path / "exported"
 
-    export_version(version, target, "mlflow")
+    export_version(version, target, "mlflow", trusted_keys(config))
 
     mlmodel = yaml.safe_load((target / "MLmodel").read_text())
     assert mlmodel["flavors"]["onnx"]["data"] == "model.onnx"
@@ -74,9 +75,9 @@ def test_mlflow_export_matches_appliance(
         "carrier": rows[["carrier"]].to_numpy(object),
     }
     (exported,) = session.run(["probabilities"], feed)
-    served = OnnxModel.load(version.path, version.sha256).predict_rows(
-        rows.drop(columns="late").to_dict(orient="records")
-    )
+    served = OnnxModel.load(
+        version.path, version.sha256, trusted=trusted_keys(config)
+    ).predict_rows(rows.drop(columns="late").to_dict(orient="records"))
     expected = np.array(
         [[p["false"], p["true"]] for p in (r["probabilities"] for r in served)]
     )
@@ -89,12 +90,17 @@ def test_onnx_export_writes_model_and_schema(
     config, _ = trained
     target = tmp_path / "plain"
 
-    files = export_version(_version(config), target, "onnx")
+    files = export_version(_version(config), target, "onnx", trusted_keys(config))
 
-    assert sorted(f.name for f in files) == ["model.onnx", "schema.json"]
+    assert sorted(f.name for f in files) == [
+        "model.onnx",
+        "schema.json",
+        "signature.json",
+        "signing_key.pub",
+    ]
     assert not (target / "MLmodel").exists()
     with pytest.raises(StorageError, match="not empty"):
-        export_version(_version(config), target, "onnx")
+        export_version(_version(config), target, "onnx", trusted_keys(config))
 
 
 def test_flipped_byte_detected_on_load(
@@ -107,10 +113,12 @@ def test_flipped_byte_detected_on_load(
     data[len(data) // 2] ^= 0x10
     artifact.write_bytes(bytes(data))
 
-    with pytest.raises(IntegrityError, match=r"model\.onnx has sha256 [0-9a-f]{64}"):
-        OnnxModel.load(version.path, version.sha256)
-    with pytest.raises(IntegrityError, match="corrupted"):
-        export_version(version, tmp_path / "out", "mlflow")
+    trusted = trusted_keys(config)
+    changed = r"model\.onnx of model 'late' version 1 was changed after signing"
+    with pytest.raises(SignatureError, match=changed):
+        OnnxModel.load(version.path, version.sha256, trusted=trusted)
+    with pytest.raises(SignatureError, match=changed):
+        export_version(version, tmp_path / "out", "mlflow", trusted)
     assert not (tmp_path / "out").exists()
 
 

@@ -181,7 +181,7 @@ def test_version_query_and_corrupted_promotion(served: tuple[Config, Daemon]) ->
 
     assert result.returncode == 1
     assert "sha256" in result.stderr
-    assert "corrupted" in result.stderr
+    assert "changed after signing" in result.stderr
     with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
         champion = client.post("/v1/models/late/predict", json={"rows": [ROW]})
         corrupted = client.post(

@@ -25,6 +25,7 @@ from support import (
 
 from appliance.config import load_config
 from appliance.serving import OnnxModel, class_key
+from appliance.signing import trusted_keys
 from appliance.storage import MODEL_FILE, Catalog, ingest
 from appliance.training import train_model
 
@@ -49,7 +50,8 @@ def request_rows(frames: dict[str, pd.DataFrame], name: str) -> list[dict[str, A
 
 def load_onnx(trained: TrainedHome, name: str) -> OnnxModel:
     version = trained.results[name].model_version
-    return OnnxModel.load(version.path, version.sha256)
+    trusted = trusted_keys(trained.config)
+    return OnnxModel.load(version.path, version.sha256, trusted=trusted)
 
 
 def predict(http: httpx.Client, name: str, body: Any) -> httpx.Response:

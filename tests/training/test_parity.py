@@ -14,6 +14,7 @@ from support import DATASETS, MODELS, TrainedHome, json_rows, model_table
 from appliance.config import load_config
 from appliance.errors import IntegrityError, TrainingError
 from appliance.serving import NUMBER, STRING, OnnxModel, class_key
+from appliance.signing import trusted_keys
 from appliance.storage import MODEL_FILE, Catalog, get_version, ingest, list_runs
 from appliance.training import PARITY_TOLERANCE, train_model
 
@@ -24,7 +25,8 @@ PROBABILITY_SUM_TOLERANCE = 1e-6
 
 def load_onnx(trained: TrainedHome, name: str) -> OnnxModel:
     version = trained.results[name].model_version
-    return OnnxModel.load(version.path, version.sha256)
+    trusted = trusted_keys(trained.config)
+    return OnnxModel.load(version.path, version.sha256, trusted=trusted)
 
 
 def training_classes(frames: dict[str, pd.DataFrame], name: str) -> list[Any]:
@@ -144,7 +146,7 @@ def test_onnx_nan_equals_none(
 def test_onnx_load_rejects_wrong_hash(trained: TrainedHome) -> None:
     folder = trained.results["binary_lightgbm"].model_version.path
     with pytest.raises(IntegrityError, match=str(folder / MODEL_FILE)):
-        OnnxModel.load(folder, "0" * 64)
+        OnnxModel.load(folder, "0" * 64, trusted=trusted_keys(trained.config))
 
 
 def assert_same_prediction(left: dict[str, Any], right: dict[str, Any]) -> None:

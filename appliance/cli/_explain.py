@@ -1,0 +1,124 @@
+"""The ``explain`` command: each input feature's contribution to predictions.
+
+While a daemon runs, the rows go to its explain route and the served
+champion explains them. Otherwise the command loads the champion itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import decimal
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from appliance.cli._names import check_model_known
+from appliance.cli._output import add_command, add_json_flag
+from appliance.cli._remote import registry_version
+from appliance.config import Config
+
+
+def register(commands: Any) -> None:
+    """Add the ``explain`` command."""
+    explain = add_command(
+        commands,
+        "explain",
+        _explain,
+        "explain the champion's predictions of a file's rows, feature by feature",
+    )
+    explain.add_argument("name", help="model name declared as [models.NAME]")
+    explain.add_argument(
+        "input", type=Path, help="CSV or Parquet file of at most 100 rows"
+    )
+    add_json_flag(explain)
+
+
+def _explain(config: Config, args: argparse.Namespace) -> int:
+    from appliance.client import find_daemon
+    from appliance.serving import read_rows_file
+
+    check_model_known(config, args.name)
+    rows = [_json_row(row) for row in read_rows_file(args.input).to_pylist()]
+    client = find_daemon(config.storage.home, config.path)
+    if client is not None:
+        body = client.post(f"/v1/models/{args.name}/explain", {"rows": rows})
+    else:
+        body = _explain_here(config, args.name, rows)
+    if args.json:
+        for index, explanation in enumerate(body["explanations"]):
+            print(json.dumps({"row": index, **explanation}))
+        return 0
+    print(
+        f"{body['model']} version {body['version']}, method {body['method']}: "
+        f"{body['method_description']}"
+    )
+    for index, explanation in enumerate(body["explanations"]):
+        _print_explanation(index, explanation)
+    for warning in body.get("warnings", []):
+        print(f"warning: {warning}")
+    return 0
+
+
+def _explain_here(config: Config, name: str, rows: list[Any]) -> dict[str, Any]:
+    """Explain `rows` with the champion loaded in this process."""
+    from appliance.cli._models import feature_server
+    from appliance.serving import (
+        EXPLAIN_MAX_ROWS,
+        OnnxModel,
+        check_count,
+        explain_feed,
+        explain_response,
+        feed_rows,
+        reference_of,
+    )
+    from appliance.signing import trusted_keys
+
+    found = registry_version(config, name, None)
+    model = OnnxModel.load(found.path, found.sha256, trusted=trusted_keys(config))
+    reference = reference_of(model)
+    check_count(model, len(rows), EXPLAIN_MAX_ROWS)
+    feed, warnings = feed_rows(feature_server(config, name), model, rows)
+    explanations = explain_feed(model, feed, reference)
+    return explain_response(model, reference, explanations, warnings)
+
+
+def _print_explanation(index: int, explanation: dict[str, Any]) -> None:
+    outcome = explanation.get("label", explanation.get("value"))
+    print(
+        f"row {index}: {outcome} ({explanation['explained']} "
+        f"{_number(explanation['prediction'])}, baseline "
+        f"{_number(explanation['baseline'])})"
+    )
+    ranked = sorted(
+        explanation["contributions"].items(),
+        key=lambda item: -abs(item[1] or 0.0),
+    )
+    width = max(len(name) for name, _ in ranked)
+    for name, value in ranked:
+        print(f"  {name:<{width}}  {_signed(value)}")
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Return a file row as JSON values: NaN as null (a missing value), times
+    as ISO 8601 text and decimals as numbers."""
+    return {key: _json_value(value) for key, value in row.items()}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    return value
+
+
+def _number(value: float | None) -> str:
+    return "missing" if value is None else f"{value:.6g}"
+
+
+def _signed(value: float | None) -> str:
+    return "missing" if value is None else f"{value:+.6g}"

@@ -1,0 +1,47 @@
+"""Ed25519 signatures of model versions: keys, signed manifests, verification."""
+
+from appliance.signing._keys import (
+    KEY_FOLDER,
+    PRIVATE_FILE,
+    PUBLIC_FILE,
+    TrustedKeys,
+    key_id,
+    public_pem,
+    read_public_key,
+    signing_key,
+    trusted_keys,
+)
+from appliance.signing._manifest import (
+    canonical,
+    sign_manifest,
+    signer_id,
+    verify_folder,
+)
+from appliance.signing._versions import (
+    sign_version,
+    verified_files,
+    verify_version,
+    version_check,
+    version_signer,
+)
+
+__all__ = [
+    "KEY_FOLDER",
+    "PRIVATE_FILE",
+    "PUBLIC_FILE",
+    "TrustedKeys",
+    "canonical",
+    "key_id",
+    "public_pem",
+    "read_public_key",
+    "sign_manifest",
+    "sign_version",
+    "signer_id",
+    "signing_key",
+    "trusted_keys",
+    "verified_files",
+    "verify_folder",
+    "verify_version",
+    "version_check",
+    "version_signer",
+]
