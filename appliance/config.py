@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from appliance._sensitive_checks import check_sensitive_columns
 from appliance.errors import ConfigError, IngestError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
@@ -708,6 +709,9 @@ class DatasetConfig:
     """CSV values read as missing."""
     contract: ContractConfig | None = None
     """Declared contract; the first version's schema is used when omitted."""
+    sensitive: tuple[str, ...] = ()
+    """Columns stored encrypted with the column key (AES-SIV, deterministic),
+    such as ``["tailnum"]``. Applies to versions ingested after it is set."""
 
     def __post_init__(self) -> None:
         problem = dataset_name_problem(self.name)
@@ -727,6 +731,27 @@ class DatasetConfig:
             )
         if self.delimiter is not None and len(self.delimiter) != 1:
             raise ValueError(f"delimiter must be one character, got {self.delimiter!r}")
+        self._check_sensitive()
+
+    def _check_sensitive(self) -> None:
+        repeated = sorted({n for n in self.sensitive if self.sensitive.count(n) > 1})
+        if repeated:
+            raise ValueError(f"sensitive lists {repeated[0]!r} twice")
+        if self.partition_by in self.sensitive:
+            raise ValueError(
+                f"sensitive column {self.partition_by!r} is also partition_by, and "
+                "partition folders are named by plaintext values; partition by "
+                "another column"
+            )
+        unique = [n for n in self.contract.unique_key if n in self.sensitive] if (
+            self.contract
+        ) else []
+        if unique:
+            raise ValueError(
+                f"sensitive column {unique[0]!r} is in contract.unique_key, whose "
+                "check against earlier versions does not read ciphertext; remove "
+                "it from one of the two"
+            )
 
 
 @dataclass(frozen=True)
@@ -948,6 +973,16 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Keys that protect stored data, declared as ``[security]``."""
+
+    column_key: Path | None = None
+    """File with the base64 AES-SIV key of the datasets' sensitive columns.
+    When None, ``HOME/keys/column.key`` is used, made at first need with mode
+    0600. A relative path is taken from the folder of the configuration file."""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one appliance."""
 
@@ -967,6 +1002,18 @@ class Config:
     """Feature views by name."""
     ingest: IngestConfig = field(default_factory=IngestConfig)
     """HTTP ingest buffer."""
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    """Keys that protect stored data."""
+
+    @property
+    def sensitive_columns(self) -> frozenset[str]:
+        """Column names that any dataset declares sensitive.
+
+        Request rows and the prediction log encrypt every column of such a
+        name, because a request does not say which dataset its columns come
+        from.
+        """
+        return frozenset(n for d in self.datasets.values() for n in d.sensitive)
 
     def dataset(self, name: str) -> DatasetConfig:
         """Return the settings of dataset `name`, the defaults when undeclared.
@@ -1031,6 +1078,7 @@ def load_config(path: str | Path | None = None) -> Config:
         "datasets",
         "feature_views",
         "ingest",
+        "security",
     }
     if unknown:
         raise ConfigError(f"unknown key {sorted(unknown)[0]!r} in {source}")
@@ -1056,7 +1104,12 @@ def load_config(path: str | Path | None = None) -> Config:
         FeatureViewConfig, table.get("feature_views", {}), "feature_views", source
     )
     ingest = _build(IngestConfig, table.get("ingest", {}), "ingest", source)
+    security = _build(SecurityConfig, table.get("security", {}), "security", source)
+    if security.column_key is not None:
+        key = security.column_key.expanduser()
+        security = SecurityConfig(column_key=source.parent.resolve() / key)
     _check_feature_views(models, views, source)
+    check_sensitive_columns(models, datasets, views, source)
 
     home = Path(os.environ.get("APPLIANCE_HOME") or storage.home).expanduser()
     if not home.is_absolute():
@@ -1080,6 +1133,7 @@ def load_config(path: str | Path | None = None) -> Config:
         datasets=datasets,
         feature_views=views,
         ingest=ingest,
+        security=security,
     )
 
 

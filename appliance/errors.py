@@ -11,6 +11,8 @@ caller can catch one family and show its message. The tree::
     ├── TrainingError        a model cannot be trained on the data given
     ├── ExportError          ONNX conversion failed or lost parity
     ├── IntegrityError       a stored artifact does not match its hash
+    ├── ColumnKeyError       the column key is missing, invalid or not the one
+    │                        that encrypted the stored values
     ├── RegistryError        an alias change the registry rejects
     ├── JobRunningError      a job of the same kind and model is running
     ├── RequestError         a prediction request does not fit the model
@@ -93,6 +95,10 @@ class ExportError(ApplianceError):
 
 class IntegrityError(ApplianceError):
     """A stored artifact whose bytes do not match the recorded hash."""
+
+
+class ColumnKeyError(ApplianceError):
+    """A column key that is missing, invalid or not the one that encrypted the data."""
 
 
 class RegistryError(ApplianceError):

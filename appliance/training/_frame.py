@@ -28,7 +28,13 @@ from appliance.derive import (
 )
 from appliance.errors import TrainingError
 from appliance.features import FeatureStore, model_views, open_store, repeated_keys
-from appliance.storage import Catalog, DatasetVersion, latest_version, scan_sql
+from appliance.storage import (
+    Catalog,
+    DatasetVersion,
+    encrypted_columns,
+    latest_version,
+    scan_sql,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +165,7 @@ def load_frame(
         warnings = _repeated_key_warnings(cfg, store, joined)
     base = _base_sql(db, source, cfg, window)
     schema = _describe(db, base, cfg)
-    features = _feature_names(cfg, schema)
+    features = _feature_names(cfg, schema, encrypted_columns(version))
     numeric, categorical = _split_kinds(cfg, features, schema)
     if cfg.target not in schema:
         raise TrainingError(
@@ -461,7 +467,11 @@ def _describe(
     return {name: kind for name, kind, *_ in rows if name != _ORDER}
 
 
-def _feature_names(cfg: ModelConfig, schema: dict[str, str]) -> list[str]:
+def _feature_names(
+    cfg: ModelConfig, schema: dict[str, str], encrypted: list[str]
+) -> list[str]:
+    """Return the model's features; by default every column but the target,
+    the split column, derived columns and encrypted columns."""
     if cfg.features is not None:
         missing = [name for name in cfg.features if name not in schema]
         if missing:
@@ -470,7 +480,7 @@ def _feature_names(cfg: ModelConfig, schema: dict[str, str]) -> list[str]:
                 f"{cfg.dataset!r}; columns: {', '.join(schema)}"
             )
         return list(cfg.features)
-    excluded = {cfg.target, cfg.split.column, *cfg.derive}
+    excluded = {cfg.target, cfg.split.column, *cfg.derive, *encrypted}
     return [name for name in schema if name not in excluded]
 
 

@@ -1,0 +1,178 @@
+"""A feature view keyed by an encrypted column, served by a running daemon.
+
+The tail numbers are stored as AES-SIV ciphertext. A request sends them in
+plaintext, and no file under the home holds one afterwards: not the lake,
+the catalog, the quarantine, the ingest buffer or the prediction log.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+from support import load_config_text, run_appliance, start_daemon, stop_daemon
+
+from appliance.crypto import column_cipher
+from appliance.storage import Catalog, ingest
+from appliance.training import train_model
+
+CONFIG = """
+[storage]
+home = "home"
+
+[ingest]
+flush_rows = 1
+
+[predictions]
+roll_rows = 1
+queue_max_rows = 1
+
+[datasets.flights]
+sensitive = ["tailnum"]
+
+[datasets.planes]
+sensitive = ["tailnum"]
+
+[datasets.planes.contract.columns.tailnum]
+type = "VARCHAR"
+regex = "^N[0-9]SECRET$"
+
+[feature_views.planes]
+sql = "SELECT tailnum, year AS year_built, seats FROM planes"
+entities = ["tailnum"]
+
+[models.late]
+dataset = "flights"
+target = "late"
+task = "classification"
+algorithm = "random_forest"
+features = ["distance", "seats"]
+feature_views = ["planes"]
+
+[models.late.params]
+n_estimators = 20
+"""
+TAILS = {"N1SECRET": 150, "N2SECRET": 200, "N3SECRET": 50}
+"""Tail numbers with their seats; each tail number is a plaintext to look for."""
+BAD_TAIL = "BADTAIL77"
+"""A tail number that breaks the contract's regex, posted to be quarantined."""
+POSTED_TAIL = "N8SECRET"
+FLUSH_TIMEOUT_SECONDS = 30.0
+
+
+def write_files(folder: Path) -> tuple[Path, Path]:
+    tails = list(TAILS)
+    flights = ["tailnum,distance,late"]
+    for i in range(120):
+        late = str(TAILS[tails[i % 3]] > 100 or i % 7 == 0).lower()
+        flights.append(f"{tails[i % 3]},{100 + (i * 37) % 900},{late}")
+    planes = ["tailnum,year,seats"] + [f"{t},2005,{s}" for t, s in TAILS.items()]
+    flights_csv, planes_csv = folder / "flights.csv", folder / "planes.csv"
+    flights_csv.write_text("\n".join(flights) + "\n")
+    planes_csv.write_text("\n".join(planes) + "\n")
+    return flights_csv, planes_csv
+
+
+def files_containing(root: Path, texts: list[str]) -> list[str]:
+    """Return ``PATH: TEXT`` for every file under `root` whose bytes contain a text."""
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            found += [f"{path}: {t}" for t in texts if t.encode() in data]
+    return found
+
+
+def predict(base: str, row: dict) -> httpx.Response:
+    return httpx.post(
+        f"{base}/v1/models/late/predict", json={"rows": [row]}, trust_env=False
+    )
+
+
+def wait_flushed(base: str, dataset: str, versions: int) -> bool:
+    """Wait until `dataset` has `versions` versions."""
+    deadline = time.monotonic() + FLUSH_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        listed = httpx.get(f"{base}/v1/admin/datasets", trust_env=False).json()
+        found = [v for v in listed["datasets"] if v["dataset"] == dataset]
+        if len(found) >= versions:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_encrypted_key_serves_and_stays_encrypted(tmp_path: Path) -> None:
+    config = load_config_text(tmp_path, CONFIG)
+    flights_csv, planes_csv = write_files(tmp_path)
+    cipher = column_cipher(config)
+    with Catalog(config.storage.home) as catalog:
+        ingest(
+            catalog,
+            "flights",
+            [flights_csv],
+            settings=config.dataset("flights"),
+            cipher=cipher,
+        )
+        ingest(
+            catalog,
+            "planes",
+            [planes_csv],
+            settings=config.dataset("planes"),
+            cipher=cipher,
+        )
+    train_model(config, "late")
+
+    config_path, home = tmp_path / "config.toml", config.storage.home
+    daemon = start_daemon(config_path, home, tmp_path / "daemon.log")
+    base = daemon.base_url
+    try:
+        keys_only = {t: predict(base, {"tailnum": t, "distance": 500}) for t in TAILS}
+        given = {
+            t: predict(base, {"tailnum": t, "distance": 500, "seats": s})
+            for t, s in TAILS.items()
+        }
+        unknown = predict(base, {"tailnum": "N9SECRET", "distance": 500})
+        posted = httpx.post(
+            f"{base}/v1/datasets/flights/rows",
+            json={"rows": [{"tailnum": POSTED_TAIL, "distance": 10, "late": True}]},
+            trust_env=False,
+        )
+        bad = httpx.post(
+            f"{base}/v1/datasets/planes/rows",
+            json={"rows": [{"tailnum": BAD_TAIL, "year": 2001, "seats": 9}]},
+            trust_env=False,
+        )
+        flushed = wait_flushed(base, "flights", 2) and wait_flushed(base, "planes", 2)
+        running = files_containing(home, [*TAILS, POSTED_TAIL, BAD_TAIL])
+    finally:
+        stop_daemon(daemon)
+    stopped = files_containing(home, [*TAILS, POSTED_TAIL, BAD_TAIL, "N9SECRET"])
+    rows = run_appliance(
+        config_path, home, "datasets", "rows", "flights", "--decrypt", "--limit", "500"
+    )
+    quarantine = run_appliance(
+        config_path, home, "datasets", "quarantine", "planes", "--decrypt"
+    )
+    shown = run_appliance(config_path, home, "datasets", "show", "planes")
+
+    for tail in TAILS:
+        assert keys_only[tail].status_code == 200, keys_only[tail].text
+        assert "warnings" not in keys_only[tail].json(), keys_only[tail].text
+        assert (
+            keys_only[tail].json()["predictions"] == given[tail].json()["predictions"]
+        )
+    assert unknown.status_code == 200, unknown.text
+    assert "warnings" in unknown.json(), unknown.text
+    assert posted.status_code == 202, posted.text
+    assert bad.status_code == 202, bad.text
+    assert flushed
+    assert running == []
+    assert stopped == []
+    assert rows.returncode == 0, rows.stderr
+    assert POSTED_TAIL in rows.stdout
+    assert "N1SECRET" in rows.stdout
+    assert quarantine.returncode == 0, quarantine.stderr
+    assert BAD_TAIL in quarantine.stdout
+    assert shown.returncode == 0, shown.stderr
+    assert "encrypted   tailnum (AES-SIV)" in shown.stdout
