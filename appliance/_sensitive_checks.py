@@ -2,7 +2,7 @@
 
 A sensitive column is stored as AES-SIV ciphertext. It may be a feature
 view's entity key, because equal values stay equal, but not a model input,
-label or segment: its ciphertext would be a meaningless category.
+label or segment, because its ciphertext would be a meaningless category.
 """
 
 from __future__ import annotations

@@ -743,9 +743,8 @@ class DatasetConfig:
                 "partition folders are named by plaintext values; partition by "
                 "another column"
             )
-        unique = [n for n in self.contract.unique_key if n in self.sensitive] if (
-            self.contract
-        ) else []
+        keys = self.contract.unique_key if self.contract else ()
+        unique = [name for name in keys if name in self.sensitive]
         if unique:
             raise ValueError(
                 f"sensitive column {unique[0]!r} is in contract.unique_key, whose "

@@ -15,7 +15,7 @@ def read_rows(
     """Return the first `limit` rows of `version` from its Parquet files.
 
     The lake's files are immutable, so they are read without the catalog,
-    while a daemon holds it. Encrypted columns stay ciphertext unless
+    even while a daemon has it open. Encrypted columns stay ciphertext unless
     `decrypt` is set.
 
     Raises:

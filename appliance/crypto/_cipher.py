@@ -26,7 +26,8 @@ from appliance.errors import ColumnKeyError
 
 _KEY_ID_LABEL = b"edge-appliance column key id\0"
 _CACHE_LIMIT = 100_000
-"""Ciphertexts kept by plaintext; the cache is emptied when it grows past it."""
+"""Ciphertexts kept by plaintext; a cache is emptied when it grows past it."""
+_EMPTY = pa.array([], pa.string())
 
 
 def plaintext_of(value: Any) -> str:
@@ -34,6 +35,8 @@ def plaintext_of(value: Any) -> str:
 
     A string is itself, a boolean ``true`` or ``false``, and a number its
     decimal text, so a key sent as JSON matches the key stored from a file.
+    NOTE: Dates and times print otherwise in Python than in DuckDB, so such
+    a key sent in a request matches no stored ciphertext.
     """
     if isinstance(value, str):
         return value
@@ -61,6 +64,10 @@ class ColumnCipher:
         self.key_id = hashlib.sha256(_KEY_ID_LABEL + key).hexdigest()[:16]
         """Fingerprint of the key, stored with each version it encrypted."""
         self._cache: dict[str, str] = {}
+        self._known: tuple[pa.Array, pa.Array] = (_EMPTY, _EMPTY)
+        """Plaintexts encrypted by `encrypt_array` and their ciphertexts, at
+        the same positions. DuckDB may call it from several threads, so the
+        pair is replaced as a whole, never changed in place."""
 
     def encrypt_text(self, text: str) -> str:
         """Return the ciphertext of `text` as base64 text."""
@@ -97,9 +104,28 @@ class ColumnCipher:
     def encrypt_array(self, array: pa.Array | pa.ChunkedArray) -> pa.Array:
         """Return the ciphertexts of a column, encrypting each distinct value once.
 
-        Nulls stay null. A column of another type is encrypted as its text.
+        Values are looked up among those encrypted before in Arrow's compute
+        functions, so a column of known values costs no Python call per value.
+        Nulls stay null. A column of another type than text is encrypted as
+        the text of its values (`plaintext_of`).
         """
-        return self._map_distinct(array, self.encrypt_text)
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        if not pa.types.is_string(array.type):
+            array = self._map_distinct(array, lambda text: text)
+        plain, sealed = self._known
+        positions = pc.index_in(array, value_set=plain)
+        new = pc.and_(pc.is_null(positions), pc.is_valid(array))
+        if pc.any(new).as_py():
+            added = pc.unique(pc.filter(array, new))
+            tokens = pa.array([self.encrypt_text(t) for t in added.to_pylist()])
+            if len(plain) + len(added) > _CACHE_LIMIT:
+                plain, sealed = _EMPTY, _EMPTY
+            plain = pa.concat_arrays([plain, added])
+            sealed = pa.concat_arrays([sealed, tokens.cast(pa.string())])
+            self._known = (plain, sealed)
+            positions = pc.index_in(array, value_set=plain)
+        return pc.take(sealed, positions)
 
     def decrypt_array(self, array: pa.Array | pa.ChunkedArray) -> pa.Array:
         """Return the plaintexts of a column of ciphertexts; nulls stay null.
@@ -111,19 +137,10 @@ class ColumnCipher:
 
     @staticmethod
     def _map_distinct(array: pa.Array | pa.ChunkedArray, convert: Any) -> pa.Array:
+        """Return `convert` of each value's text, called once per distinct value."""
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()
-        if not pa.types.is_string(array.type):
-            array = _as_text(array)
         encoded = pc.dictionary_encode(array)
-        converted = [convert(value) for value in encoded.dictionary.to_pylist()]
-        return pc.take(pa.array(converted, pa.string()), encoded.indices)
-
-
-def _as_text(array: pa.Array) -> pa.Array:
-    """Return `array` as text, booleans as ``true`` and ``false``."""
-    if pa.types.is_boolean(array.type):
-        return pc.if_else(array, "true", "false")
-    if pa.types.is_large_string(array.type):
-        return array.cast(pa.string())
-    return pa.array([None if v is None else plaintext_of(v) for v in array.to_pylist()])
+        distinct = encoded.dictionary.to_pylist()
+        converted = pa.array([convert(plaintext_of(v)) for v in distinct], pa.string())
+        return pc.take(converted, encoded.indices)

@@ -80,8 +80,8 @@ def _create_key_file(path: Path) -> None:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
-        # link fails when another process made the file meanwhile, and then
-        # both use that one.
+        # os.link fails when another process created the file meanwhile, and
+        # then both processes use that file.
         try:
             os.link(temporary, path)
         except FileExistsError:

@@ -15,7 +15,7 @@ returns. `PredictionLog.start` loads what a crash left in spill files and
 journal segments.
 
 Input columns that a dataset declares sensitive are encrypted in `append`,
-before the journal, a spill file or the table sees them.
+before they are written to the journal, a spill file or the table.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Sensitive columns in storage: the SQL functions, the quarantine and key checks.
 
 An ingest of a dataset with ``sensitive`` columns registers `ENCRYPT` and
-`DECRYPT` as DuckDB functions on its own cursor. They run in Python on whole
-Arrow vectors, and each distinct value is encrypted once (`ColumnCipher`).
+`DECRYPT` as DuckDB functions on its own cursor. They run in Python on Arrow
+batches, and each distinct value is encrypted once (`ColumnCipher`).
 Each version records the encrypted columns and the key's fingerprint in its
-report under `REPORT_KEY`, so a later ingest or lookup with another key
-fails with a clear error instead of writing values that match nothing.
+report under `REPORT_KEY`, so a later ingest or daemon start with another
+key fails with a clear error instead of writing values that match nothing.
 """
 
 from __future__ import annotations

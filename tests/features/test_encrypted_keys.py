@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pyarrow.parquet as pq
 from support import load_config_text, run_appliance, start_daemon, stop_daemon
 
 from appliance.crypto import column_cipher
+from appliance.predictions import parquet_dir
 from appliance.storage import Catalog, ingest
 from appliance.training import train_model
 
@@ -123,6 +125,8 @@ def test_encrypted_key_serves_and_stays_encrypted(tmp_path: Path) -> None:
         )
     train_model(config, "late")
 
+    rows_csv = tmp_path / "rows.csv"
+    rows_csv.write_text("tailnum,distance\n" + "".join(f"{t},500\n" for t in TAILS))
     config_path, home = tmp_path / "config.toml", config.storage.home
     daemon = start_daemon(config_path, home, tmp_path / "daemon.log")
     base = daemon.base_url
@@ -145,6 +149,10 @@ def test_encrypted_key_serves_and_stays_encrypted(tmp_path: Path) -> None:
         )
         flushed = wait_flushed(base, "flights", 2) and wait_flushed(base, "planes", 2)
         running = files_containing(home, [*TAILS, POSTED_TAIL, BAD_TAIL])
+        scored = tmp_path / "scored.parquet"
+        batch = run_appliance(
+            config_path, home, "predict", "late", str(rows_csv), str(scored)
+        )
     finally:
         stop_daemon(daemon)
     stopped = files_containing(home, [*TAILS, POSTED_TAIL, BAD_TAIL, "N9SECRET"])
@@ -167,6 +175,14 @@ def test_encrypted_key_serves_and_stays_encrypted(tmp_path: Path) -> None:
     assert posted.status_code == 202, posted.text
     assert bad.status_code == 202, bad.text
     assert flushed
+    assert batch.returncode == 0, batch.stderr
+    scored_rows = pq.read_table(scored).to_pylist()
+    assert [row["tailnum"] for row in scored_rows] == list(TAILS)
+    for row in scored_rows:
+        sent = given[row["tailnum"]].json()["predictions"][0]
+        assert row["seats"] == TAILS[row["tailnum"]], row
+        assert row["prediction"] == sent["label"], row
+    assert list(parquet_dir(home).rglob("*.parquet")), "no rolled prediction log"
     assert running == []
     assert stopped == []
     assert rows.returncode == 0, rows.stderr
