@@ -25,7 +25,7 @@ def read_rows(
     from appliance.storage import encrypted_columns, scan_sql
 
     with duckdb.connect() as db:
-        table = db.execute(f"{scan_sql(version)} LIMIT {int(limit)}").to_arrow_table()
+        table = db.sql(f"{scan_sql(version)} LIMIT {int(limit)}").to_arrow_table()
     encrypted = encrypted_columns(version)
     if decrypt and encrypted:
         cipher = column_cipher(config)

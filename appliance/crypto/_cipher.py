@@ -27,7 +27,6 @@ from appliance.errors import ColumnKeyError
 _KEY_ID_LABEL = b"edge-appliance column key id\0"
 _CACHE_LIMIT = 100_000
 """Ciphertexts kept by plaintext; a cache is emptied when it grows past it."""
-_EMPTY = pa.array([], pa.string())
 
 
 def plaintext_of(value: Any) -> str:
@@ -64,7 +63,10 @@ class ColumnCipher:
         self.key_id = hashlib.sha256(_KEY_ID_LABEL + key).hexdigest()[:16]
         """Fingerprint of the key, stored with each version it encrypted."""
         self._cache: dict[str, str] = {}
-        self._known: tuple[pa.Array, pa.Array] = (_EMPTY, _EMPTY)
+        # Made here, not at import: pa.array runs pyarrow's pandas probe,
+        # which the daemon skips before it (see `appliance.pandas_probe`).
+        empty = pa.array([], pa.string())
+        self._known: tuple[pa.Array, pa.Array] = (empty, empty)
         """Plaintexts encrypted by `encrypt_array` and their ciphertexts, at
         the same positions. DuckDB may call it from several threads, so the
         pair is replaced as a whole, never changed in place."""
@@ -120,7 +122,7 @@ class ColumnCipher:
             added = pc.unique(pc.filter(array, new))
             tokens = pa.array([self.encrypt_text(t) for t in added.to_pylist()])
             if len(plain) + len(added) > _CACHE_LIMIT:
-                plain, sealed = _EMPTY, _EMPTY
+                plain, sealed = plain.slice(0, 0), sealed.slice(0, 0)
             plain = pa.concat_arrays([plain, added])
             sealed = pa.concat_arrays([sealed, tokens.cast(pa.string())])
             self._known = (plain, sealed)

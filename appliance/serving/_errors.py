@@ -13,6 +13,7 @@ from litestar.exceptions import HTTPException
 from appliance.errors import (
     SHOWN_CHARACTERS,
     ApplianceError,
+    ColumnKeyError,
     ConfigError,
     ExportError,
     IngestError,
@@ -47,6 +48,7 @@ _STATUS: dict[type[ApplianceError], int] = {
     ExportError: 422,
     StorageError: 503,
     IntegrityError: 500,
+    ColumnKeyError: 500,
 }
 
 

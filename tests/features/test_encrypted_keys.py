@@ -7,14 +7,21 @@ the catalog, the quarantine, the ingest buffer or the prediction log.
 
 from __future__ import annotations
 
+import base64
 import time
 from pathlib import Path
 
 import httpx
 import pyarrow.parquet as pq
-from support import load_config_text, run_appliance, start_daemon, stop_daemon
+from support import (
+    free_port,
+    load_config_text,
+    run_appliance,
+    start_daemon,
+    stop_daemon,
+)
 
-from appliance.crypto import column_cipher
+from appliance.crypto import KEY_FILE, column_cipher
 from appliance.predictions import parquet_dir
 from appliance.storage import Catalog, ingest
 from appliance.training import train_model
@@ -192,3 +199,28 @@ def test_encrypted_key_serves_and_stays_encrypted(tmp_path: Path) -> None:
     assert BAD_TAIL in quarantine.stdout
     assert shown.returncode == 0, shown.stderr
     assert "encrypted   tailnum (AES-SIV)" in shown.stdout
+
+
+def test_daemon_start_rejects_other_key(tmp_path: Path) -> None:
+    config = load_config_text(tmp_path, CONFIG)
+    _, planes_csv = write_files(tmp_path)
+    with Catalog(config.storage.home) as catalog:
+        ingest(
+            catalog,
+            "planes",
+            [planes_csv],
+            settings=config.dataset("planes"),
+            cipher=column_cipher(config),
+        )
+    key_file = config.storage.home / KEY_FILE
+    key_file.write_text(base64.b64encode(bytes(64)).decode())
+    config_path, home = tmp_path / "config.toml", config.storage.home
+
+    served = run_appliance(config_path, home, "serve", "--port", str(free_port()))
+    rows = run_appliance(config_path, home, "datasets", "rows", "planes", "--decrypt")
+
+    assert served.returncode != 0
+    assert "is not the key that encrypted planes@" in served.stderr
+    assert rows.returncode != 0
+    assert "does not decrypt with the column key" in rows.stderr
+    assert "N1SECRET" not in rows.stdout
