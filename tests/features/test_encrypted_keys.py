@@ -1,7 +1,7 @@
 """A feature view keyed by an encrypted column, served by a running daemon.
 
 The tail numbers are stored as AES-SIV ciphertext. A request sends them in
-plaintext, and no file under the home holds one afterwards: not the lake,
+plaintext, and no file under the home contains one afterwards: not the lake,
 the catalog, the quarantine, the ingest buffer or the prediction log.
 """
 

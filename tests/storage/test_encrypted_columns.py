@@ -329,3 +329,21 @@ feature_views = ["planes"]
 def test_sensitive_partition_column_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="also partition_by"):
         write_config(tmp_path, 'partition_by = "tailnum"')
+
+
+def test_default_features_leave_out_encrypted(tmp_path: Path) -> None:
+    from appliance.training import train_model
+
+    model = (
+        "[models.far]\ndataset = 'flights'\ntarget = 'far'\n"
+        "task = 'classification'\nalgorithm = 'random_forest'\n"
+        "[models.far.derive]\nfar = 'distance > 500'\n"
+        "[models.far.params]\nn_estimators = 5"
+    )
+    config = write_config(tmp_path, model)
+    lines = [f"N{i % 5}SECRET,{1 + i % 12},{100 + (i * 37) % 900}" for i in range(200)]
+    ingest_flights(config, write_flights(tmp_path, lines))
+
+    result = train_model(config, "far")
+
+    assert list(result.x_holdout.columns) == ["month", "distance"]
