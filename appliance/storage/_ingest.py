@@ -405,6 +405,8 @@ def _ingest_new(
     parent_scan = scan_sql(parent) if parent and mode == "append" else None
     sensitive = frozenset(settings.sensitive) if encryption else frozenset()
     decrypted = sensitive if encryption and encryption.ciphertext_sources else None
+    # NOTE: The typed path stages a CSV file as plaintext Parquet in `work`,
+    # sensitive columns included, until the caller removes the folder.
     with timed_step(dataset, "stage"):
         checked = stage_checked(
             db, sources, settings, contract, work, parent_scan, (sensitive, decrypted)
