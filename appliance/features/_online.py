@@ -65,9 +65,9 @@ class FeatureServer:
     def __init__(self, config: Config, catalog: Catalog | None = None) -> None:
         self.config = config
         self.home: Path = config.storage.home
-        self.sensitive = config.sensitive_columns
-        """Columns stored encrypted; such entity keys are encrypted to look up."""
         self._cipher: ColumnCipher | None = None
+        self._mismatched_keys: set[tuple[str, str]] = set()
+        """Views and keys stored otherwise than declared, logged once each."""
         self.catalog = catalog
         """Open catalog to read the dataset versions from, such as the
         daemon's connection; the catalog under the home is opened when None."""
@@ -216,12 +216,33 @@ class FeatureServer:
                 added = _looked_up(view, columns[view.name])
                 indexes[view.name] = ViewIndex(store.db, views[view.name], added)
                 self._warn_repeats(store, views[view.name])
+                self._warn_key_storage(store, view)
         # The previous store is not closed here, because a request may still
         # be reading it; it is closed when the last reference goes.
         with self._lock:
             self._store, self._views, self._columns = store, views, columns
             self._indexes, self._schemas = indexes, schemas
             self.loaded_at = time.time()
+
+    def _warn_key_storage(self, store: FeatureStore, view: FeatureViewConfig) -> None:
+        """Log a warning, once per view and key, when a key's storage differs
+        from its ``sensitive`` setting, as after a change of the setting."""
+        declared = self.config.sensitive_columns
+        for key in view.entities:
+            if (key in declared) == (key in store.encrypted):
+                continue
+            if (view.name, key) in self._mismatched_keys:
+                continue
+            self._mismatched_keys.add((view.name, key))
+            logger.warning(
+                "feature view key stored otherwise than declared view=%s key=%s "
+                "declared_sensitive=%s stored_encrypted=%s; ingest the view's "
+                "datasets again with --mode replace to apply the setting",
+                view.name,
+                key,
+                key in declared,
+                key in store.encrypted,
+            )
 
     def _warn_repeats(self, store: FeatureStore, view: FeatureViewConfig) -> None:
         """Log a warning when a view's count of repeated keys changes.
@@ -248,8 +269,19 @@ class FeatureServer:
         )
 
     def encrypted_keys(self, model: str) -> list[str]:
-        """Return the entity keys of `model` that the datasets store encrypted."""
-        return [k for k in self.entity_keys(model) if k in self.sensitive]
+        """Return the entity keys of `model` that the datasets store encrypted.
+
+        The latest versions decide, not the configuration, so a version
+        ingested before a key was declared sensitive is still looked up in
+        plaintext.
+        """
+        if model not in self.models:
+            return []
+        if self._store is None:
+            self.load()
+        assert self._store is not None
+        stored = self._store.encrypted
+        return [key for key in self.entity_keys(model) if key in stored]
 
     def cipher(self) -> ColumnCipher:
         """Return the column key's cipher, reading the key file at first need."""

@@ -8,7 +8,7 @@ feeds to ONNX, so native and exported models see identical inputs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -162,6 +162,7 @@ def load_frame(
     if store is not None:
         joined = model_views(cfg.feature_views, views or {})
         feature_versions = store.versions_read(joined)
+        _check_key_storage(cfg, version, store, joined)
         warnings = _repeated_key_warnings(cfg, store, joined)
     base = _base_sql(db, source, cfg, window)
     schema = _describe(db, base, cfg)
@@ -465,6 +466,38 @@ def _describe(
             f"invalid 'where' or 'derive' of model {cfg.name!r}: {exc}"
         ) from None
     return {name: kind for name, kind, *_ in rows if name != _ORDER}
+
+
+def _check_key_storage(
+    cfg: ModelConfig,
+    version: DatasetVersion,
+    store: FeatureStore,
+    views: Sequence[FeatureViewConfig],
+) -> None:
+    """Reject a join on a key that one side stores encrypted and the other not.
+
+    Such a join matches no row, as after ``sensitive`` changed and only some
+    datasets were ingested again.
+
+    Raises:
+        TrainingError: Naming the key and the dataset version to ingest again.
+    """
+    own = set(encrypted_columns(version))
+    for view in views:
+        for key in view.entities:
+            if (key in own) == (key in store.encrypted):
+                continue
+            plain = (
+                f"{version.dataset}@{version.version}"
+                if key not in own
+                else f"the datasets of feature view {view.name!r}"
+            )
+            raise TrainingError(
+                f"model {cfg.name!r} joins feature view {view.name!r} on {key!r}, "
+                f"which {plain} stores in plaintext while the other side stores "
+                "it encrypted, so the join would match no row; ingest it again "
+                "with --mode replace so that both store it as declared sensitive"
+            )
 
 
 def _feature_names(

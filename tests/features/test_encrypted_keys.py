@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pyarrow.parquet as pq
+import pytest
 from support import (
     free_port,
     load_config_text,
@@ -22,6 +23,8 @@ from support import (
 )
 
 from appliance.crypto import KEY_FILE, column_cipher
+from appliance.errors import TrainingError
+from appliance.features import FeatureServer
 from appliance.predictions import parquet_dir
 from appliance.storage import Catalog, ingest
 from appliance.training import train_model
@@ -224,3 +227,28 @@ def test_daemon_start_rejects_other_key(tmp_path: Path) -> None:
     assert rows.returncode != 0
     assert "does not decrypt with the column key" in rows.stderr
     assert "N1SECRET" not in rows.stdout
+
+
+def test_setting_change_keeps_plaintext_lookups(tmp_path: Path) -> None:
+    plain_text = CONFIG.replace('sensitive = ["tailnum"]', "sensitive = []")
+    plain = load_config_text(tmp_path, plain_text)
+    flights_csv, planes_csv = write_files(tmp_path)
+    with Catalog(plain.storage.home) as catalog:
+        ingest(catalog, "flights", [flights_csv])
+        ingest(catalog, "planes", [planes_csv])
+    config = load_config_text(tmp_path, CONFIG)
+
+    served = FeatureServer(config).fill("late", [{"tailnum": "N1SECRET"}])
+    with Catalog(config.storage.home) as catalog:
+        ingest(
+            catalog,
+            "planes",
+            [planes_csv],
+            settings=config.dataset("planes"),
+            cipher=column_cipher(config),
+        )
+    with pytest.raises(TrainingError, match=r"which flights@\w+ stores in plaintext"):
+        train_model(config, "late")
+
+    assert served[0]["seats"] == 150
+    assert served[0]["tailnum"] == "N1SECRET"
