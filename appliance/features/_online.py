@@ -67,7 +67,8 @@ class FeatureServer:
         self.home: Path = config.storage.home
         self._cipher: ColumnCipher | None = None
         self._mismatched_keys: set[tuple[str, str]] = set()
-        """Views and keys stored otherwise than declared, logged once each."""
+        """Views and keys whose storage differs from the ``sensitive`` setting,
+        logged once each."""
         self.catalog = catalog
         """Open catalog to read the dataset versions from, such as the
         daemon's connection; the catalog under the home is opened when None."""
@@ -235,7 +236,7 @@ class FeatureServer:
                 continue
             self._mismatched_keys.add((view.name, key))
             logger.warning(
-                "feature view key stored otherwise than declared view=%s key=%s "
+                "feature view key stored unlike its sensitive setting view=%s key=%s "
                 "declared_sensitive=%s stored_encrypted=%s; ingest the view's "
                 "datasets again with --mode replace to apply the setting",
                 view.name,

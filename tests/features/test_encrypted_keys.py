@@ -22,6 +22,7 @@ from support import (
     stop_daemon,
 )
 
+from appliance.config import Config
 from appliance.crypto import KEY_FILE, column_cipher
 from appliance.errors import TrainingError
 from appliance.features import FeatureServer
@@ -86,6 +87,18 @@ def write_files(folder: Path) -> tuple[Path, Path]:
     return flights_csv, planes_csv
 
 
+def ingest_encrypted(config: Config, dataset: str, path: Path) -> None:
+    """Ingest `path` into `dataset` with the configured column key."""
+    with Catalog(config.storage.home) as catalog:
+        ingest(
+            catalog,
+            dataset,
+            [path],
+            settings=config.dataset(dataset),
+            cipher=column_cipher(config),
+        )
+
+
 def files_containing(root: Path, texts: list[str]) -> list[str]:
     """Return ``PATH: TEXT`` for every file under `root` whose bytes contain a text."""
     found = []
@@ -117,22 +130,8 @@ def wait_flushed(base: str, dataset: str, versions: int) -> bool:
 def test_encrypted_key_serves_and_stays_encrypted(tmp_path: Path) -> None:
     config = load_config_text(tmp_path, CONFIG)
     flights_csv, planes_csv = write_files(tmp_path)
-    cipher = column_cipher(config)
-    with Catalog(config.storage.home) as catalog:
-        ingest(
-            catalog,
-            "flights",
-            [flights_csv],
-            settings=config.dataset("flights"),
-            cipher=cipher,
-        )
-        ingest(
-            catalog,
-            "planes",
-            [planes_csv],
-            settings=config.dataset("planes"),
-            cipher=cipher,
-        )
+    ingest_encrypted(config, "flights", flights_csv)
+    ingest_encrypted(config, "planes", planes_csv)
     train_model(config, "late")
 
     rows_csv = tmp_path / "rows.csv"
@@ -207,14 +206,7 @@ def test_encrypted_key_serves_and_stays_encrypted(tmp_path: Path) -> None:
 def test_daemon_start_rejects_other_key(tmp_path: Path) -> None:
     config = load_config_text(tmp_path, CONFIG)
     _, planes_csv = write_files(tmp_path)
-    with Catalog(config.storage.home) as catalog:
-        ingest(
-            catalog,
-            "planes",
-            [planes_csv],
-            settings=config.dataset("planes"),
-            cipher=column_cipher(config),
-        )
+    ingest_encrypted(config, "planes", planes_csv)
     key_file = config.storage.home / KEY_FILE
     key_file.write_text(base64.b64encode(bytes(64)).decode())
     config_path, home = tmp_path / "config.toml", config.storage.home
@@ -239,14 +231,7 @@ def test_setting_change_keeps_plaintext_lookups(tmp_path: Path) -> None:
     config = load_config_text(tmp_path, CONFIG)
 
     served = FeatureServer(config).fill("late", [{"tailnum": "N1SECRET"}])
-    with Catalog(config.storage.home) as catalog:
-        ingest(
-            catalog,
-            "planes",
-            [planes_csv],
-            settings=config.dataset("planes"),
-            cipher=column_cipher(config),
-        )
+    ingest_encrypted(config, "planes", planes_csv)
     with pytest.raises(TrainingError, match=r"which flights@\w+ stores in plaintext"):
         train_model(config, "late")
 
