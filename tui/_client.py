@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 _REGISTRY = "/v1/admin/registry/models"
 
 READ_TIMEOUT_SECONDS = 5.0
+ALIAS_CHANGE_TIMEOUT_SECONDS = 30.0
+"""Timeout of a promotion or rollback, the command line's default. The daemon
+waits up to 3 s for a retraining to release the registry, then loads the model,
+so a shorter timeout could report a failure for a change that then completes."""
 TRAIN_TIMEOUT_SECONDS = 3600.0
 """How long `UiClient.retrain` waits for a retraining run to finish."""
 RETRAIN_POLL_SECONDS = 0.5
@@ -106,7 +110,9 @@ class UiClient:
             "actor": actor,
             "reason": "promoted from the terminal UI",
         }
-        return self._post_object(f"{_REGISTRY}/{_quote(model)}/promote", body)
+        return self._post_object(
+            f"{_REGISTRY}/{_quote(model)}/promote", body, ALIAS_CHANGE_TIMEOUT_SECONDS
+        )
 
     def rollback(self, model: str, actor: str) -> dict[str, Any]:
         """Point the champion of `model` back at its previous version."""
@@ -115,7 +121,9 @@ class UiClient:
             "actor": actor,
             "reason": "rolled back from the terminal UI",
         }
-        return self._post_object(f"{_REGISTRY}/{_quote(model)}/rollback", body)
+        return self._post_object(
+            f"{_REGISTRY}/{_quote(model)}/rollback", body, ALIAS_CHANGE_TIMEOUT_SECONDS
+        )
 
     def model_card(self, model: str, version: int) -> str:
         """Return the model card of one version as Markdown."""

@@ -93,7 +93,8 @@ def history(
 
     Each promotion of the champion to another version carries ``watch``: the
     rollback watch's verdict on it (``kept`` or ``rolled_back`` with the
-    reason), or ``pending`` for the latest one while it is not judged yet.
+    reason), ``pending`` for the latest one while it is not judged yet, or
+    ``not_judged`` for one the champion moved on from before a verdict.
     """
     events = alias_history(catalog, model, alias)
     records = [event_record(event) for event in events]
@@ -119,7 +120,8 @@ def _add_verdicts(
     """Set ``watch`` on each promotion record from the rollback watch's verdicts.
 
     `last` is the latest change of the champion, which is pending while
-    it is a promotion the watch has not judged.
+    it is a promotion the watch has not judged. The watch judges only the
+    served champion, so an earlier promotion without a verdict is never judged.
     """
     from appliance.monitoring import MonitoringStore
 
@@ -138,6 +140,12 @@ def _add_verdicts(
                 "outcome": "pending",
                 "reason": "the rollback watch judges this promotion once the "
                 "version has min_live_labels labels since it",
+            }
+        else:
+            record["watch"] = {
+                "outcome": "not_judged",
+                "reason": "the champion changed again before the rollback watch "
+                "had min_live_labels labels of this version",
             }
 
 

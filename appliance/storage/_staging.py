@@ -249,13 +249,32 @@ def stage_files(
         )
         inference.types.update(found.types)
         inference.warnings, inference.empty = found.warnings, found.empty
+        inference.warned = found.warned
+    if sources[0].reader == "read_json":
+        # DuckDB types ISO dates and times of JSON strings; other strings get
+        # the allowed date formats and the warnings of CSV text.
+        strings = [
+            n
+            for n, kind in source_types.items()
+            if kind == "VARCHAR" and n not in loaded.text_columns
+        ]
+        found = infer_types(db, STAGED, strings, settings.date_formats, None, True)
+        inference.types.update(found.types)
+        inference.warnings += found.warnings
+        inference.warned.update(found.warned)
+        inference.empty |= found.empty
     for name in missing:
         source_types[name] = "VARCHAR"
     # A warning of a text column names a value, so sensitive columns get none.
     shown = {n: t for n, t in inference.types.items() if n not in hidden}
-    inference.warnings += _fallback_warnings(
+    fallback = _fallback_warnings(
         db, sources, loaded, shown, (malformed, settings.encoding)
     )
+    # A value named by its line explains a column better than the first rows'
+    # formats do, so it replaces that column's inference warning.
+    replaced = {inference.warned[n] for n in fallback if n in inference.warned}
+    inference.warnings = [w for w in inference.warnings if w not in replaced]
+    inference.warnings += fallback.values()
     return Staged(
         source_types,
         inference,
@@ -277,7 +296,7 @@ def _fallback_warnings(
     loaded: Loaded,
     types: dict[str, ColumnType],
     numbering: tuple[int, str],
-) -> list[str]:
+) -> dict[str, str]:
     """Warn of text columns whose first rows look numeric, boolean or timed.
 
     Args:
@@ -287,7 +306,7 @@ def _fallback_warnings(
     """
     text = [name for name, column in types.items() if column.type == "VARCHAR"]
     if not text or sources[0].reader == "read_parquet":
-        return []
+        return {}
     if loaded.dialects is not None:
         first_types = [_iso_sniffed_types(dialect) for dialect in loaded.dialects]
     else:

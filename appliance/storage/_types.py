@@ -36,8 +36,17 @@ NUMERIC_TYPES = (*INTEGER_TYPES, "FLOAT", "DOUBLE")
 _SAMPLE_ROWS = 2048
 _VALUE = "_value"
 """Column of the unpivoted sample's values, which the type tests read."""
-_ANY_TESTS = ("present", "zoned", "day_first_only", "month_first_only", "some_iso")
+_ANY_TESTS = (
+    "present",
+    "zoned",
+    "day_first_only",
+    "month_first_only",
+    "some_iso",
+    "twelve_hour",
+)
 """Tests that are true when any value fits; all the others need every value."""
+_NON_DATE_TESTS = ("bigint", "double", "comma", "boolean", "grouped")
+"""Tests of the candidates other than dates and times."""
 _DECIMAL_COMMA = r"^[+-]?[0-9]+(,[0-9]+)?([eE][+-]?[0-9]+)?$"
 _ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _DATE_TEXT = r"\s*[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}\s*"
@@ -61,6 +70,11 @@ _TIME_ZONE = r"([0-9]Z$|" + _OFFSET_AFTER_TIME + "|" + _ZONE_NAME_AFTER_TIME + "
 ``2024-01-01``, does not match, although it ends in what reads like the
 offset ``-01``."""
 _ISO_START = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}|$)"
+_TWELVE_HOUR = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{1,2}:[0-9]{2}(:[0-9]{2})?"
+    r"\s*[AaPp]\.?[Mm]\.?$"
+)
+"""An ISO 8601 date and a time on a 12-hour clock, such as ``2024-01-01 10:00 PM``."""
 _DATE_LIKE = r"^[0-9]{1,4}[-/. ]([0-9]{1,2}|[A-Za-z]{3,9})[-/. ][0-9]{1,4}$"
 _DAY_MONTH = r"^[0-9]{1,2}[-/.][0-9]{1,2}[-/.][0-9]{4}$"
 _GROUPED = r"^[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?$"
@@ -85,6 +99,8 @@ class Inference:
 
     types: dict[str, ColumnType] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    warned: dict[str, str] = field(default_factory=dict)
+    """The warning in `warnings` of each column that got one."""
     empty: set[str] = field(default_factory=set)
     """Columns without a single value, so their inferred type means nothing."""
 
@@ -95,18 +111,23 @@ def infer_types(
     columns: list[str],
     date_formats: tuple[str, ...] = (),
     decimal_separator: str | None = None,
+    dates_only: bool = False,
 ) -> Inference:
     """Infer the narrowest type that every non-missing value of each column fits.
 
     Candidates in order: BIGINT, DOUBLE (decimal comma too unless the separator
     is declared as ``.``), BOOLEAN, DATE and TIMESTAMP in ISO 8601, then the
     allowed `date_formats`; else VARCHAR. A column of dates that fits both a
-    day-first and a month-first format stays text with a warning.
+    day-first and a month-first format stays text with a warning. With
+    `dates_only`, as for JSON strings, numbers and booleans are no candidates.
     """
     if not columns:
         return Inference()
     tests = {name: _tests(name, date_formats) for name in columns}
     known = _sample_outcomes(db, table, columns, date_formats)
+    if dates_only:
+        for outcome in known.values():
+            outcome.update(dict.fromkeys(_NON_DATE_TESTS, False))
     inference = Inference()
     pending = list(columns)
     while pending:
@@ -121,6 +142,7 @@ def infer_types(
             inference.types[name] = column
             if warning:
                 inference.warnings.append(warning)
+                inference.warned[name] = warning
             if not known[name]["present"]:
                 inference.empty.add(name)
         _run_full(db, table, tests, requests, known)
@@ -230,6 +252,7 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
         "timestamp": every(_timestamp_test(v)),
         "zoned": f"bool_or(regexp_matches({v}, '{_TIME_ZONE}'))",
         "some_iso": f"bool_or(regexp_matches({v}, '{_ISO_START}'))",
+        "twelve_hour": f"bool_or(regexp_matches({v}, '{_TWELVE_HOUR}'))",
         "date_like": every(f"regexp_matches({v}, '{_DATE_LIKE}')"),
         "day_month": every(f"regexp_matches({v}, '{_DAY_MONTH}')"),
         "grouped": every(
@@ -344,7 +367,13 @@ def _text_warning(
             "store it as numbers"
         )
     # Read from the first rows only: dict.get gives None where they did not
-    # settle it, so no whole-column scan runs for this warning.
+    # settle it, so no whole-column scan runs for these warnings.
+    if dict.get(outcome, "twelve_hour"):
+        return (
+            f"column {name!r} has times on a 12-hour clock (such as "
+            "'2024-01-01 10:00 PM'), so it stays text; add their format, such as "
+            "'%Y-%m-%d %I:%M %p', to [datasets.NAME] date_formats"
+        )
     if dict.get(outcome, "some_iso"):
         return (
             f"column {name!r} mixes ISO 8601 dates or times with other values, "
@@ -484,7 +513,7 @@ def text_fallback_warnings(
     first_types: list[Mapping[str, str]],
     inferred: dict[str, ColumnType],
     line_of: Callable[[int, int], int],
-) -> list[str]:
+) -> dict[str, str]:
     """Warn of columns that look numeric or boolean in the first rows but end as text.
 
     The CSV sniffer reads the first rows of a file only, and a JSON-lines
@@ -500,8 +529,11 @@ def text_fallback_warnings(
             file, such as a CSV dialect's ``sniffed_types``.
         inferred: Column types inferred over every row.
         line_of: Function from a row's ``_file`` and ``_record`` to its line.
+
+    Returns:
+        The warning of each such column, by column name.
     """
-    warnings = []
+    warnings = {}
     for name, column in inferred.items():
         if column.type != "VARCHAR":
             continue
@@ -522,7 +554,7 @@ def text_fallback_warnings(
         if row is None:
             continue
         file, record, value = row
-        warnings.append(
+        warnings[name] = (
             f"column {name!r} looks like {kind} in the first rows of "
             f"{paths[file]} but has {value!r} at line {line_of(file, record)}, "
             "so the whole column is read as text; fix that value, or declare "

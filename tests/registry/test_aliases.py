@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import IntegrityError, NotFoundError, RegistryError
-from appliance.registry import promote, rollback
+from appliance.registry import history, promote, rollback
 from appliance.storage import (
     CHAMPION,
     Catalog,
@@ -80,6 +80,20 @@ def test_promote_records_history(tmp_path: Path) -> None:
     assert history[0].reason == "best holdout AUC"
     assert history[0].changed_at <= history[1].changed_at <= history[2].changed_at
     assert [e.action for e in history] == ["set", "set", "set"]
+
+
+def test_history_marks_replaced_promotion_not_judged(tmp_path: Path) -> None:
+    _register(tmp_path, 3)
+    _promote(tmp_path, 1, CHAMPION, "alice", "release 1")
+    _promote(tmp_path, 2, CHAMPION, "alice", "release 2")
+
+    with Catalog(tmp_path, read_only=True) as catalog:
+        records = history(catalog, "m", CHAMPION)
+
+    assert [r["version"] for r in records] == [1, 2]
+    assert records[0]["watch"]["outcome"] == "not_judged"
+    assert "changed again" in records[0]["watch"]["reason"]
+    assert records[1]["watch"]["outcome"] == "pending"
 
 
 def test_rollback_walks_history_back(tmp_path: Path) -> None:

@@ -850,6 +850,47 @@ def test_other_date_format_hint(catalog: Catalog, write_file: WriteFile) -> None
     )
 
 
+def test_json_strings_read_allowed_date_formats(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    lines = [
+        {"id": 1, "day": "31/01/2024", "code": "123", "at": "2024-01-01 10:00 PM"},
+        {"id": 2, "day": "01/02/2024", "code": "456", "at": "2024-01-02 09:30 AM"},
+    ]
+    path = write_file("days.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    settings = DatasetConfig("days", date_formats=("%d/%m/%Y", "%Y-%m-%d %I:%M %p"))
+
+    result = ingest(catalog, "days", [path], settings=settings)
+
+    assert result.version.schema == {
+        "id": "BIGINT",
+        "day": "DATE",
+        "code": "VARCHAR",
+        "at": "TIMESTAMP",
+    }
+    assert [(str(d), c, str(a)) for _, d, c, a in rows_of(catalog, result)] == [
+        ("2024-01-31", "123", "2024-01-01 22:00:00"),
+        ("2024-02-01", "456", "2024-01-02 09:30:00"),
+    ]
+    assert result.warnings == []
+
+
+def test_twelve_hour_times_warned(catalog: Catalog, write_file: WriteFile) -> None:
+    csv_path = write_file("pm.csv", "id,at\n1,2024-01-01 10:00 PM\n")
+    json_path = write_file("pm.jsonl", '{"id": 1, "at": "2024-01-01 10:00 PM"}\n')
+    expected = (
+        "column 'at' has times on a 12-hour clock (such as '2024-01-01 10:00 PM'), "
+        "so it stays text; add their format, such as '%Y-%m-%d %I:%M %p', to "
+        "[datasets.NAME] date_formats"
+    )
+
+    for dataset, path in (("pm_csv", csv_path), ("pm_json", json_path)):
+        result = ingest(catalog, dataset, [path])
+
+        assert result.version.schema["at"] == "VARCHAR"
+        assert result.warnings == [expected]
+
+
 def test_mixed_date_formats_warned(catalog: Catalog, write_file: WriteFile) -> None:
     text = "id,day\n1,2013-01-01\n2,01/02/2013\n3,2013-01-01T05:00:00Z\n"
     path = write_file("mixed.csv", text)

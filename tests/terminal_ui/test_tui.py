@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -114,6 +118,53 @@ def test_client_closed_port_is_unreachable() -> None:
     client = UiClient(f"http://127.0.0.1:{free_port()}", timeout=2.0)
     with pytest.raises(DaemonUnreachableError, match="appliance serve"):
         client.overview()
+
+
+class SlowDaemon:
+    """HTTP server on 127.0.0.1 that responds to every request after `delay`."""
+
+    def __init__(self, delay: float) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def respond(self) -> None:
+                time.sleep(delay)
+                body = json.dumps({"version": 2, "previous_version": 1}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.respond()
+
+            do_GET = respond
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_alias_change_outwaits_read_timeout() -> None:
+    # A promotion waits for the registry lock and loads the model, so it may
+    # take longer than a read. Timing out early would report a failure for a
+    # change that then completes.
+    slow = SlowDaemon(delay=1.0)
+    try:
+        client = UiClient(slow.url, timeout=0.3)
+        with pytest.raises(DaemonUnreachableError, match="timed out"):
+            client.overview()
+        assert client.promote(MODEL, 2, "tester")["version"] == 2
+        assert client.rollback(MODEL, "tester")["previous_version"] == 1
+    finally:
+        slow.close()
 
 
 def test_tui_command_finds_running_daemon(ui_daemon: Daemon) -> None:
