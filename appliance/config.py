@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from appliance._sensitive_checks import check_sensitive_columns
 from appliance.errors import ConfigError, IngestError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
@@ -709,6 +710,9 @@ class DatasetConfig:
     """CSV values read as missing."""
     contract: ContractConfig | None = None
     """Declared contract; the first version's schema is used when omitted."""
+    sensitive: tuple[str, ...] = ()
+    """Columns stored encrypted with the column key (AES-SIV, deterministic),
+    such as ``["tailnum"]``. Applies to versions ingested after it is set."""
 
     def __post_init__(self) -> None:
         problem = dataset_name_problem(self.name)
@@ -728,6 +732,26 @@ class DatasetConfig:
             )
         if self.delimiter is not None and len(self.delimiter) != 1:
             raise ValueError(f"delimiter must be one character, got {self.delimiter!r}")
+        self._check_sensitive()
+
+    def _check_sensitive(self) -> None:
+        repeated = sorted({n for n in self.sensitive if self.sensitive.count(n) > 1})
+        if repeated:
+            raise ValueError(f"sensitive lists {repeated[0]!r} twice")
+        if self.partition_by in self.sensitive:
+            raise ValueError(
+                f"sensitive column {self.partition_by!r} is also partition_by, and "
+                "partition folders are named by plaintext values; partition by "
+                "another column"
+            )
+        keys = self.contract.unique_key if self.contract else ()
+        unique = [name for name in keys if name in self.sensitive]
+        if unique:
+            raise ValueError(
+                f"sensitive column {unique[0]!r} is in contract.unique_key, whose "
+                "check against earlier versions does not read ciphertext; remove "
+                "it from one of the two"
+            )
 
 
 @dataclass(frozen=True)
@@ -792,7 +816,7 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class SecurityConfig:
-    """Access control of the HTTP API and the keys that sign model versions.
+    """Access control of the HTTP API and the keys of signatures and columns.
 
     A relative key path is taken from the folder of the configuration file.
     """
@@ -814,6 +838,10 @@ class SecurityConfig:
     """Ed25519 public keys (PEM) whose signatures are accepted besides the
     key that signs on this box, such as the key of the box that trains for a
     fleet."""
+    column_key: Path | None = None
+    """File with the base64 AES-SIV key of the datasets' sensitive columns.
+    When None, ``HOME/keys/column.key`` is used, made at first need with mode
+    0600."""
 
     def __post_init__(self) -> None:
         if self.refused_audit_seconds <= 0:
@@ -1002,10 +1030,20 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     """HTTP ingest buffer."""
     security: SecurityConfig = field(default_factory=SecurityConfig)
-    """Access control of the HTTP API and keys of model signatures."""
+    """Access control of the HTTP API and keys of signatures and columns."""
     api_key: str | None = field(default=None, repr=False)
     """Key the commands and the terminal UI send to the daemon, from
     ``APPLIANCE_API_KEY``; never read from the file."""
+
+    @property
+    def sensitive_columns(self) -> frozenset[str]:
+        """Column names that any dataset declares sensitive.
+
+        Request rows and the prediction log encrypt every column of such a
+        name, because a request does not say which dataset its columns come
+        from.
+        """
+        return frozenset(n for d in self.datasets.values() for n in d.sensitive)
 
     def dataset(self, name: str) -> DatasetConfig:
         """Return the settings of dataset `name`, the defaults when undeclared.
@@ -1101,6 +1139,7 @@ def load_config(path: str | Path | None = None) -> Config:
         source.parent,
     )
     _check_feature_views(models, views, source)
+    check_sensitive_columns(models, datasets, views, source)
 
     home = Path(os.environ.get("APPLIANCE_HOME") or storage.home).expanduser()
     if not home.is_absolute():
@@ -1131,11 +1170,12 @@ def load_config(path: str | Path | None = None) -> Config:
 
 def _resolve_paths(security: SecurityConfig, base: Path) -> SecurityConfig:
     """Return `security` with its key files taken from `base` when relative."""
-    key = security.signing_key
+    key, column = security.signing_key, security.column_key
     return dataclasses.replace(
         security,
         signing_key=None if key is None else base / key.expanduser(),
         trusted_keys=tuple(base / path.expanduser() for path in security.trusted_keys),
+        column_key=None if column is None else base / column.expanduser(),
     )
 
 

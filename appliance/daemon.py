@@ -46,6 +46,7 @@ from litestar import Litestar
 
 from appliance.access import DAEMON, Actor, active_keys, set_process_actor
 from appliance.config import Config, load_config
+from appliance.crypto import ColumnCipher, column_cipher
 from appliance.errors import ApplianceError, ConfigError, DaemonError, NotFoundError
 from appliance.features import FeatureServer
 from appliance.homelock import HomeLock
@@ -83,6 +84,7 @@ from appliance.storage import (
     IngestBuffer,
     ModelVersion,
     champion_models,
+    check_key,
     fallback_versions,
     get_version,
     remove_orphan_folders,
@@ -126,6 +128,23 @@ async def open_catalog(state: DaemonState) -> AsyncIterator[None]:
         logger.info("catalog closed path=%s", state.catalog.path)
 
 
+def sensitive_inputs(state: DaemonState) -> tuple[frozenset[str], ColumnCipher] | None:
+    """Return the input columns the prediction log encrypts, with their cipher.
+
+    The key is checked against the stored versions here, so a wrong key file
+    stops the start instead of logging values that match no stored one.
+
+    Raises:
+        ColumnKeyError: The key file is missing, invalid or another key.
+    """
+    columns = state.config.sensitive_columns
+    if not columns:
+        return None
+    cipher = column_cipher(state.config)
+    check_key(state.catalog, cipher)
+    return columns, cipher
+
+
 @contextlib.asynccontextmanager
 async def control_access(state: DaemonState) -> AsyncIterator[None]:
     """Read the active API keys; record the refused requests counted at exit.
@@ -157,7 +176,9 @@ async def control_access(state: DaemonState) -> AsyncIterator[None]:
 @contextlib.asynccontextmanager
 async def run_prediction_log(state: DaemonState) -> AsyncIterator[None]:
     """Run the prediction log writer; write out every queued row at exit."""
-    log = PredictionLog(state.catalog, state.config.predictions)
+    log = PredictionLog(
+        state.catalog, state.config.predictions, sensitive_inputs(state)
+    )
     await asyncio.to_thread(log.start)
     state.predictions = log
     state.metrics.watch_log(
@@ -555,6 +576,11 @@ def _check_reloadable(old: Config, new: Config) -> None:
             new.server.session_threads,
         ),
         "predictions": (old.predictions, new.predictions),
+        "security": (old.security, new.security),
+        "datasets.*.sensitive": (
+            sorted(old.sensitive_columns),
+            sorted(new.sensitive_columns),
+        ),
         "server.catalog_memory_mb": (
             old.server.catalog_memory_mb,
             new.server.catalog_memory_mb,

@@ -12,6 +12,8 @@ caller can catch one family and show its message. The tree::
     ├── ExportError          ONNX conversion failed or lost parity
     ├── IntegrityError       a stored artifact does not match its hash
     │   └── SignatureError   a model version's signature is missing or invalid
+    ├── ColumnKeyError       the column key is missing, invalid or not the one
+    │                        that encrypted the stored values
     ├── RegistryError        an alias change the registry rejects
     ├── ApiKeyError          an API key change the key store rejects
     ├── JobRunningError      a job of the same kind and model is running
@@ -100,6 +102,10 @@ class IntegrityError(ApplianceError):
 class SignatureError(IntegrityError):
     """A model version whose signature is missing, invalid or untrusted, or
     whose files differ from the signed hashes."""
+
+
+class ColumnKeyError(ApplianceError):
+    """A column key that is missing, invalid or not the one that encrypted the data."""
 
 
 class RegistryError(ApplianceError):

@@ -41,13 +41,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="feature-fill-") as home:
         os.environ["APPLIANCE_HOME"] = home
         from appliance.config import load_config
+        from appliance.crypto import column_cipher
         from appliance.features import FeatureServer
         from appliance.storage import Catalog, ingest
 
         config = load_config(ROOT / "config.toml")
+        cipher = column_cipher(config)
         with Catalog(config.storage.home) as catalog:
             for name, path in _export().items():
-                ingest(catalog, name, [path], settings=config.dataset(name))
+                settings = config.dataset(name)
+                ingest(catalog, name, [path], settings=settings, cipher=cipher)
         server = FeatureServer(config)
         loads = []
         for _ in range(max(args.loads, 1)):

@@ -60,6 +60,13 @@ def register(commands: Any) -> None:
     diff.add_argument("a", metavar="DATASET@VERSION")
     diff.add_argument("b", metavar="DATASET@VERSION")
     add_json_flag(diff)
+    rows = add_command(datasets, "rows", _rows, "print the first rows of a version")
+    rows.add_argument("reference", metavar="DATASET[@VERSION]")
+    rows.add_argument(
+        "--limit", type=row_count, default=20, help="most rows printed (default: 20)"
+    )
+    _add_decrypt_flag(rows)
+    add_json_flag(rows)
     quarantine = add_command(
         datasets, "quarantine", _quarantine, "list rows that broke the contract"
     )
@@ -68,7 +75,17 @@ def register(commands: Any) -> None:
     quarantine.add_argument(
         "--limit", type=row_count, default=100, help="most rows listed (default: 100)"
     )
+    _add_decrypt_flag(quarantine)
     add_json_flag(quarantine)
+
+
+def _add_decrypt_flag(command: Any) -> None:
+    command.add_argument(
+        "--decrypt",
+        action="store_true",
+        help="show the plaintext of encrypted columns, decrypted with the column "
+        "key ([security] column_key, else HOME/keys/column.key)",
+    )
 
 
 def _ingest(config: Config, args: argparse.Namespace) -> int:
@@ -94,11 +111,13 @@ def _ingest(config: Config, args: argparse.Namespace) -> int:
     else:
         from dataclasses import asdict
 
+        from appliance.crypto import column_cipher
         from appliance.pandas_probe import skip_pyarrow_pandas_probe
         from appliance.storage import Catalog, ingest, remove_orphan_folders
 
         skip_pyarrow_pandas_probe()
         settings = config.dataset(args.dataset)
+        cipher = column_cipher(config) if settings.sensitive else None
         with Catalog(config.storage.home) as catalog:
             # This process holds the catalog, so no other ingest is running.
             remove_orphan_folders(catalog)
@@ -111,6 +130,7 @@ def _ingest(config: Config, args: argparse.Namespace) -> int:
                 args.strict,
                 list(config.feature_views.values()),
                 args.force,
+                cipher=cipher,
             )
         result = asdict(local)
     _print_ingest(result)
@@ -225,6 +245,7 @@ def _show(config: Config, args: argparse.Namespace) -> None:
     print(f"  accepted    {report.get('accepted', '?')}")
     print(f"  quarantined {report.get('quarantined', '?')}")
     print(f"  partitioned {version.partition_by or '(no)'}")
+    print(f"  encrypted   {_encryption_text(config, version)}")
     print(f"  folder      {version.path}")
     if version.used_by:
         print(
@@ -257,6 +278,35 @@ def _show(config: Config, args: argparse.Namespace) -> None:
             }
         )
     print_rows(rows, False, list(rows[0]) if rows else ["column"])
+
+
+def _rows(config: Config, args: argparse.Namespace) -> None:
+    from appliance.cli._decrypt import read_rows
+
+    (version,) = _versions(config, [args.reference])
+    rows = read_rows(config, version, args.limit, args.decrypt)
+    print_rows(rows, args.json, list(version.schema))
+
+
+def _encryption_text(config: Config, version: Any) -> str:
+    """Return which columns `version` stores encrypted, and which sensitive
+    columns it stores in plaintext because they were declared after it."""
+    from appliance.storage import encrypted_columns
+
+    stored = encrypted_columns(version)
+    text = ", ".join(stored) + " (AES-SIV)" if stored else "(none)"
+    key = version.report.get("encryption", {}).get("key_id")
+    if key:
+        text += f", key id {key}"
+    declared = config.dataset(version.dataset).sensitive
+    plain = [name for name in declared if name not in stored]
+    if plain:
+        text += (
+            f"; PLAINTEXT: {', '.join(plain)} declared sensitive after this "
+            "version was ingested; the setting applies to new versions, so "
+            "ingest the data again (--mode replace) to encrypt them"
+        )
+    return text
 
 
 def _number(value: Any) -> Any:
@@ -318,4 +368,11 @@ def _quarantine(config: Config, args: argparse.Namespace) -> None:
         _versions(config, [f"{args.dataset}@{args.version}"])
     fields = ("version", "source", "line", "column", "value", "reason", "row")
     table = [{name: row[name] for name in fields} for row in rows]
-    print_rows(table, args.json, ["version", "source", "line", "column", "reason"])
+    if args.decrypt:
+        from appliance.cli._decrypt import decrypt_quarantine
+
+        decrypt_quarantine(config, args.dataset, table)
+    shown = ["version", "source", "line", "column", "reason"]
+    if args.decrypt:
+        shown.insert(4, "value")
+    print_rows(table, args.json, shown)

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from appliance.config import Config, FeatureViewConfig
+from appliance.crypto import ColumnCipher, column_cipher, encrypt_rows, encrypt_table
 from appliance.dbrows import first_row
 from appliance.errors import NotFoundError, RequestError, shown
 from appliance.features._derived import DerivedColumns, NotCached
@@ -62,7 +63,12 @@ class FeatureServer:
     """Fills the feature view columns of prediction requests, per model."""
 
     def __init__(self, config: Config, catalog: Catalog | None = None) -> None:
+        self.config = config
         self.home: Path = config.storage.home
+        self._cipher: ColumnCipher | None = None
+        self._mismatched_keys: set[tuple[str, str]] = set()
+        """Views and keys whose storage differs from the ``sensitive`` setting,
+        logged once each."""
         self.catalog = catalog
         """Open catalog to read the dataset versions from, such as the
         daemon's connection; the catalog under the home is opened when None."""
@@ -211,12 +217,33 @@ class FeatureServer:
                 added = _looked_up(view, columns[view.name])
                 indexes[view.name] = ViewIndex(store.db, views[view.name], added)
                 self._warn_repeats(store, views[view.name])
+                self._warn_key_storage(store, view)
         # The previous store is not closed here, because a request may still
         # be reading it; it is closed when the last reference goes.
         with self._lock:
             self._store, self._views, self._columns = store, views, columns
             self._indexes, self._schemas = indexes, schemas
             self.loaded_at = time.time()
+
+    def _warn_key_storage(self, store: FeatureStore, view: FeatureViewConfig) -> None:
+        """Log a warning, once per view and key, when a key's storage differs
+        from its ``sensitive`` setting, as after a change of the setting."""
+        declared = self.config.sensitive_columns
+        for key in view.entities:
+            if (key in declared) == (key in store.encrypted):
+                continue
+            if (view.name, key) in self._mismatched_keys:
+                continue
+            self._mismatched_keys.add((view.name, key))
+            logger.warning(
+                "feature view key stored unlike its sensitive setting view=%s key=%s "
+                "declared_sensitive=%s stored_encrypted=%s; ingest the view's "
+                "datasets again with --mode replace to apply the setting",
+                view.name,
+                key,
+                key in declared,
+                key in store.encrypted,
+            )
 
     def _warn_repeats(self, store: FeatureStore, view: FeatureViewConfig) -> None:
         """Log a warning when a view's count of repeated keys changes.
@@ -242,16 +269,51 @@ class FeatureServer:
             found.example,
         )
 
+    def encrypted_keys(self, model: str) -> list[str]:
+        """Return the entity keys of `model` that the datasets store encrypted.
+
+        The latest versions decide, not the configuration, so a version
+        ingested before a key was declared sensitive is still looked up in
+        plaintext.
+        """
+        if model not in self.models:
+            return []
+        if self._store is None:
+            self.load()
+        assert self._store is not None
+        stored = self._store.encrypted
+        return [key for key in self.entity_keys(model) if key in stored]
+
+    def cipher(self) -> ColumnCipher:
+        """Return the column key's cipher, reading the key file at first need."""
+        if self._cipher is None:
+            self._cipher = column_cipher(self.config)
+        return self._cipher
+
     def fill(self, model: str, rows: Sequence[Any]) -> list[Any]:
         """Return `rows` with every feature column of `model`'s views filled in.
 
         A value the request already carries is kept. Rows of a model without
-        feature views are returned unchanged.
+        feature views are returned unchanged. Entity keys that the datasets
+        store encrypted are encrypted for the lookup, and the rows returned
+        keep the plaintext keys sent.
 
         Raises:
             RequestError: A row is not an object, lacks an entity key column or
                 has an event time that is not a time.
+            ColumnKeyError: The column key file is missing or invalid.
         """
+        encrypted = self.encrypted_keys(model)
+        if not encrypted:
+            return self._fill(model, rows)
+        filled = self._fill(model, encrypt_rows(rows, encrypted, self.cipher()))
+        for sent, row in zip(rows, filled):
+            for key in encrypted:
+                if isinstance(sent, dict) and key in sent:
+                    row[key] = sent[key]
+        return filled
+
+    def _fill(self, model: str, rows: Sequence[Any]) -> list[Any]:
         if model not in self.models:
             return list(rows)
         declared, event_time = self.models[model]
@@ -270,7 +332,7 @@ class FeatureServer:
             for name in feature_columns(view, self._columns[view.name])
         }
         table, names = _request_table(rows, event_time, features)
-        joined = self.fill_table(model, table.drop_columns(["_row"]))
+        joined = self._fill_table(model, table.drop_columns(["_row"]))
         added = joined.column_names[len(names) :]
         found = joined.select(added).to_pylist()
         filled = []
@@ -358,12 +420,27 @@ class FeatureServer:
         The views are joined as training joins them (`join_table`), with the
         views' rows kept in the store's cache between batches. A row without
         an event time gets the features as of now. A feature column the table
-        already has is kept as it is.
+        already has is kept as it is. Entity keys that the datasets store
+        encrypted are encrypted for the join, and the table returned keeps
+        the plaintext keys sent.
 
         Raises:
             RequestError: The table lacks an entity key column, a row's event
                 time is not a time, or a derived column cannot be computed.
+            ColumnKeyError: The column key file is missing or invalid.
         """
+        encrypted = [k for k in self.encrypted_keys(model) if k in table.column_names]
+        if not encrypted:
+            return self._fill_table(model, table)
+        filled = self._fill_table(model, encrypt_table(table, encrypted, self.cipher()))
+        for key in encrypted:
+            index = filled.column_names.index(key)
+            filled = filled.set_column(
+                index, table.schema.field(key), table.column(key)
+            )
+        return filled
+
+    def _fill_table(self, model: str, table: pa.Table) -> pa.Table:
         if model not in self.models:
             return table
         declared, event_time = self.models[model]

@@ -24,6 +24,7 @@ from appliance.features._sql import feature_columns, ident, join_sql
 from appliance.storage import (
     Catalog,
     DatasetVersion,
+    encrypted_columns,
     list_versions,
     scan_sql,
     tables_read,
@@ -45,6 +46,8 @@ class FeatureStore:
     """Views' output columns and rows, read once and kept for later joins.
     Code that changes a table of `db` that a view reads must call
     `clear_cache`."""
+    encrypted: frozenset[str] = frozenset()
+    """Columns that any of the versions read stores encrypted."""
 
     def view_columns(self, view: FeatureViewConfig) -> list[str]:
         """Return the output columns of a feature view's SQL.
@@ -235,10 +238,12 @@ def store_of(versions: Sequence[DatasetVersion] | object) -> FeatureStore:
     db = duckdb.connect()
     db.execute("SET TimeZone = 'UTC'")
     read = {}
+    encrypted: set[str] = set()
     for version in versions:
         db.execute(f"CREATE VIEW {ident(version.dataset)} AS {scan_sql(version)}")
         read[version.dataset] = version.version
-    return FeatureStore(db, read)
+        encrypted.update(encrypted_columns(version))
+    return FeatureStore(db, read, encrypted=frozenset(encrypted))
 
 
 def _check_case_clash(names: list[str]) -> None:

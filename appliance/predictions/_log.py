@@ -13,20 +13,26 @@ and the writer inserts their missing rows every `RETRY_SECONDS`.
 `PredictionLog.stop` writes everything still queued or spilled before it
 returns. `PredictionLog.start` loads what a crash left in spill files and
 journal segments.
+
+Input columns that a dataset declares sensitive are encrypted in `append`,
+before they are written to the journal, a spill file or the table.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from appliance.config import PredictionsConfig
+from appliance.crypto import ColumnCipher, encrypt_rows, encrypt_table
 from appliance.pacing import Pacer
 from appliance.predictions._journal import Journal, encode_entry, journal_dir
 from appliance.predictions._recover import insert_segment, recover_journal
@@ -54,10 +60,17 @@ class PredictionLog:
     Args:
         catalog: The daemon's catalog; the writer uses cursors of its connection.
         config: Queue size, batch size, flush interval and roll-over size.
+        sensitive: Input columns to encrypt, and the cipher to encrypt them with.
     """
 
-    def __init__(self, catalog: Catalog, config: PredictionsConfig) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        config: PredictionsConfig,
+        sensitive: tuple[frozenset[str], ColumnCipher] | None = None,
+    ) -> None:
         self.config = config
+        self.sensitive = sensitive
         self.home = catalog.home
         self.spill_dir = catalog.home / "predictions" / "spill"
         self._catalog = catalog
@@ -179,6 +192,8 @@ class PredictionLog:
         copies its tables, so a caller on an event loop should run the append
         of a large Arrow entry in a worker thread.
         """
+        if self.sensitive is not None:
+            entry = _encrypted_entry(entry, *self.sensitive)
         rows = entry.rows
         # Encoding outside the lock keeps the writer and other requests from
         # waiting on it. An entry that ends up spilled was encoded for nothing.
@@ -419,6 +434,17 @@ class PredictionLog:
             inserted,
         )
         self._retained = self._retained_newest = 0
+
+
+def _encrypted_entry(
+    entry: LogEntry, columns: frozenset[str], cipher: ColumnCipher
+) -> LogEntry:
+    """Return `entry` with the input values of `columns` encrypted."""
+    if isinstance(entry.inputs, list):
+        inputs: list[Any] | pa.Table = encrypt_rows(entry.inputs, columns, cipher)
+    else:
+        inputs = encrypt_table(entry.inputs, columns, cipher)
+    return dataclasses.replace(entry, inputs=inputs)
 
 
 def _read_spill(path: Path) -> pa.Table:

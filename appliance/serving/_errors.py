@@ -14,6 +14,7 @@ from appliance.errors import (
     SHOWN_CHARACTERS,
     ApiKeyError,
     ApplianceError,
+    ColumnKeyError,
     ConfigError,
     ExportError,
     IngestError,
@@ -49,6 +50,7 @@ _STATUS: dict[type[ApplianceError], int] = {
     ExportError: 422,
     StorageError: 503,
     IntegrityError: 500,
+    ColumnKeyError: 500,
 }
 
 

@@ -165,8 +165,10 @@ async def ingest_files(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 def _ingest(catalog: Catalog, state: DaemonState, *args: Any) -> IngestResult:
     # The buffer's flushes write versions too; one writer at a time.
+    settings = args[3]
+    cipher = state.ingest.cipher() if settings.sensitive else None
     with state.ingest.flush_lock:
-        return ingest(catalog, *args)
+        return ingest(catalog, *args, cipher=cipher)
 
 
 @post(

@@ -27,6 +27,7 @@ from appliance.storage._datasets import (
     list_versions,
     scan_sql,
 )
+from appliance.storage._encrypted import check_key, encrypted_columns
 from appliance.storage._ingest import IngestResult, ingest, stored_contract
 from appliance.storage._labels import (
     LabelRow,
@@ -107,6 +108,8 @@ __all__ = [
     "artifacts_of",
     "case_clash",
     "check_onnx_hash",
+    "check_key",
+    "encrypted_columns",
     "aliases",
     "champion_models",
     "fallback_versions",

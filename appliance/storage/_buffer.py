@@ -7,6 +7,10 @@ the write-ahead file to a segment, ingests the segment in ``append`` mode and
 deletes it. A segment with quarantined rows is moved to ``quarantined/``
 instead, so the whole rows stay available for review.
 
+The values of a dataset's ``sensitive`` columns are encrypted before they
+are written, so the write-ahead file and the segments hold ciphertext, and
+the flush decrypts them in memory to check them against the contract.
+
 Recovery after a crash needs no log replay: leftover segments and write-ahead
 files are flushed at start. A segment ingested just before a crash, but not
 yet deleted, is found by its hash and not ingested twice.
@@ -29,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config import Config, dataset_name_problem
-from appliance.errors import IngestError, RequestError, StorageError
+from appliance.crypto import ColumnCipher, column_cipher, encrypt_rows
+from appliance.errors import ColumnKeyError, IngestError, RequestError, StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._column_names import INTERNAL_COLUMNS, ascii_lower
 from appliance.storage._ingest import IngestResult, ingest
@@ -108,6 +113,7 @@ class IngestBuffer:
         """Wait before the first retry of a failed flush; it doubles each time."""
         self.retry_max_seconds = 60.0
         """Maximum wait between two retries of a failed flush."""
+        self._cipher: ColumnCipher | None = None
 
     def append(self, dataset: str, rows: Sequence[Any]) -> int:
         """Write `rows` durably to the dataset's buffer; return the buffered count.
@@ -117,6 +123,7 @@ class IngestBuffer:
             StorageError: The buffer file cannot be written.
         """
         _check_name(dataset)
+        sensitive = self.config.dataset(dataset).sensitive
         lines = []
         for index, row in enumerate(rows):
             if not isinstance(row, dict):
@@ -126,6 +133,8 @@ class IngestBuffer:
                     row=index,
                 )
             _check_keys(dataset, index, row)
+            if sensitive:
+                row = encrypt_rows([row], sensitive, self.cipher())[0]
             lines.append(encode_as_sent(row))
         if not lines:
             raise RequestError(
@@ -145,6 +154,16 @@ class IngestBuffer:
             buffered = state.rows
         logger.debug("rows buffered dataset=%s rows=%d", dataset, len(lines))
         return buffered
+
+    def cipher(self) -> ColumnCipher:
+        """Return the column key's cipher, reading the key file at first need.
+
+        Raises:
+            ColumnKeyError: The key file is missing or invalid.
+        """
+        if self._cipher is None:
+            self._cipher = column_cipher(self.config)
+        return self._cipher
 
     def buffered(self, dataset: str) -> tuple[int, int]:
         """Return the rows waiting in `dataset`'s buffer and its flush count."""
@@ -380,6 +399,8 @@ class IngestBuffer:
                     settings,
                     views=list(self.config.feature_views.values()),
                     same_paths=True,
+                    cipher=self.cipher() if settings.sensitive else None,
+                    ciphertext_sources=True,
                 )
                 quarantined = _quarantined(result)
                 if quarantined:
@@ -387,7 +408,10 @@ class IngestBuffer:
                     # move. After a crash in between, the next flush finds the
                     # segment's version and moves it.
                     move_source(catalog, dataset, result.version.version, segment, kept)
-        except IngestError as exc:
+        except (IngestError, ColumnKeyError) as exc:
+            # NOTE: Rows buffered before a change of `sensitive` and flushed
+            # after it do not decrypt, or would be stored as ciphertext, so
+            # flush the buffer (stop the daemon) before changing it.
             logger.exception(
                 "buffer segment rejected dataset=%s segment=%s", dataset, segment
             )

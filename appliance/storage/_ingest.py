@@ -41,6 +41,7 @@ from appliance.config import (
     FeatureViewConfig,
     dataset_name_problem,
 )
+from appliance.crypto import ColumnCipher
 from appliance.dbrows import first_row
 from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
@@ -54,6 +55,16 @@ from appliance.storage._datasets import (
     record_version,
     sample_sql,
     scan_sql,
+)
+from appliance.storage._encrypted import (
+    check_cipher,
+    check_same_columns,
+    encrypt_quarantine,
+    encrypted_columns,
+    encrypted_sql,
+    encryption_report,
+    register_functions,
+    remove_functions,
 )
 from appliance.storage._errors import short_error
 from appliance.storage._loading import (
@@ -134,6 +145,8 @@ def ingest(
     force: bool = False,
     *,
     same_paths: bool = False,
+    cipher: ColumnCipher | None = None,
+    ciphertext_sources: bool = False,
 ) -> IngestResult:
     """Load files into a new version of `dataset`, or find the existing one.
 
@@ -154,6 +167,11 @@ def ingest(
             bytes as this ingest only when it also read them from the same
             paths. The ingest buffer sets it, because two of its segments
             with equal bytes are two batches of rows.
+        cipher: The column key's cipher; needed when `settings` declares
+            sensitive columns, whose values are then stored encrypted.
+        ciphertext_sources: The files hold the sensitive columns encrypted
+            already, as the ingest buffer's segments do; they are decrypted
+            in memory to be checked against the contract.
 
     Raises:
         IngestError: A file is missing, empty, unreadable, of an unknown format,
@@ -162,6 +180,8 @@ def ingest(
             of the dataset's columns.
         StorageError: The lake or the catalog cannot be written; nothing was
             stored.
+        ColumnKeyError: Sensitive columns are declared and `cipher` is None
+            or has another key than the stored versions.
     """
     args = (catalog, dataset, paths, mode, settings, strict, views, force)
     details: dict[str, Any] = {"mode": mode, "files": [str(p) for p in paths]}
@@ -200,6 +220,7 @@ def _ingest(
         )
     if not paths:
         raise IngestError("no input files given; name at least one file")
+    check_cipher(catalog, settings, cipher)
     with timed_step(dataset, "hash"):
         sources = _open_sources(catalog, paths, settings)
     if len({source.reader for source in sources}) > 1:
@@ -215,13 +236,27 @@ def _ingest(
         mode = "replace"
     resolved = [str(s.path.resolve()) for s in sources] if same_paths else None
     version_id, existing = find_existing(
-        catalog, dataset, hashes, mode, parent, settings.contract, resolved
+        catalog,
+        dataset,
+        hashes,
+        mode,
+        parent,
+        settings.contract,
+        resolved,
+        settings.sensitive,
     )
+    if existing is not None and encrypted_columns(existing) != sorted(
+        settings.sensitive
+    ):
+        # The same files stored under another sensitive setting.
+        existing = None
     if existing is not None:
         return _unchanged_result(
             catalog, existing, parent, sources, settings, strict, same_paths
         )
 
+    if mode == "append" and parent is not None:
+        check_same_columns(parent, settings)
     contract = settings.contract or stored_contract(catalog, dataset)
     work = catalog.lake / settings.name / f"version={version_id}.tmp"
     shutil.rmtree(work, ignore_errors=True)
@@ -238,6 +273,10 @@ def _ingest(
     # A cursor has its own temporary tables and views, and opening one takes
     # 0.1 ms against 12 ms for a new in-memory database (DuckDB 2.0.1).
     db = catalog.db.cursor()
+    encryption = None
+    if cipher is not None and settings.sensitive:
+        encryption = _Encryption(cipher, ciphertext_sources)
+        register_functions(db, cipher)
     try:
         result = _ingest_new(
             catalog,
@@ -249,8 +288,11 @@ def _ingest(
             parent,
             contract,
             _Checks(strict, tuple(views), force),
+            encryption,
         )
     finally:
+        if encryption is not None:
+            remove_functions(db)
         db.close()
         shutil.rmtree(work, ignore_errors=True)
     return replace(result, notes=removed_notes(dataset, version_id, stored_again))
@@ -351,6 +393,15 @@ def _unchanged_result(
 
 
 @dataclass(frozen=True)
+class _Encryption:
+    """The cipher of an ingest's sensitive columns, registered on its cursor."""
+
+    cipher: ColumnCipher
+    ciphertext_sources: bool
+    """The source files hold the sensitive columns encrypted."""
+
+
+@dataclass(frozen=True)
 class _Checks:
     """Checks an ingest applies beyond the contract."""
 
@@ -369,19 +420,27 @@ def _ingest_new(
     parent: DatasetVersion | None,
     contract: ContractConfig | None,
     checks: _Checks,
+    encryption: _Encryption | None = None,
 ) -> IngestResult:
     """Stage, check and write a new version.
 
     Args:
         new_version: The new version's id and its staging folder, which the
             caller removes afterwards.
+        encryption: The cipher of the sensitive columns, None without them.
     """
     dataset = settings.name
     version_id, work = new_version
     target = catalog.lake / dataset / f"version={version_id}"
     parent_scan = scan_sql(parent) if parent and mode == "append" else None
+    sensitive = frozenset(settings.sensitive) if encryption else frozenset()
+    decrypted = sensitive if encryption and encryption.ciphertext_sources else None
+    # NOTE: The typed path stages a CSV file as plaintext Parquet in `work`,
+    # sensitive columns included, until the caller removes the folder.
     with timed_step(dataset, "stage"):
-        checked = stage_checked(db, sources, settings, contract, work, parent_scan)
+        checked = stage_checked(
+            db, sources, settings, contract, work, parent_scan, (sensitive, decrypted)
+        )
     staged, types, bad = checked.staged, checked.types, checked.bad
     warnings = list(staged.inference.warnings)
     if contract is not None:
@@ -405,6 +464,10 @@ def _ingest_new(
     if quarantined:
         with timed_step(dataset, "quarantine"):
             quarantine = quarantine_rows(db, sources, staged, settings.encoding)
+            if encryption is not None:
+                quarantine = encrypt_quarantine(
+                    quarantine, sensitive, encryption.cipher
+                )
     if checks.strict and (quarantined or warnings):
         raise IngestError(
             _strict_message(
@@ -417,7 +480,13 @@ def _ingest_new(
     partition = settings.partition_by if settings.partition_by in types else None
     with timed_step(dataset, "write"):
         partitioned = _write_rows(
-            db, types, staged, work, target, partition, bad, accepted
+            db,
+            _Columns(types, sensitive),
+            staged,
+            (work, target),
+            partition,
+            bad,
+            accepted,
         )
     try:
         version = _record_new(
@@ -429,7 +498,9 @@ def _ingest_new(
                 partitioned,
                 accepted,
                 quarantined,
-                _staged_sample(types, staged, bad) if partitioned else None,
+                _staged_sample(_Columns(types, sensitive), staged, bad)
+                if partitioned
+                else None,
             ),
             settings,
             sources,
@@ -437,7 +508,7 @@ def _ingest_new(
             types,
             warnings,
             quarantine,
-            contract,
+            (contract, encryption.cipher if encryption else None),
         )
     except BaseException:
         # The catalog is as it was: remove the rows no version points to.
@@ -564,21 +635,27 @@ def _record_new(
     types: dict[str, ColumnType],
     warnings: list[str],
     quarantine: Any,
-    contract: ContractConfig | None,
+    rules: tuple[ContractConfig | None, ColumnCipher | None],
 ) -> DatasetVersion:
     """Compute the quality report and record the version in one transaction.
 
     Args:
         lineage: The mode, the parent whose rows the version also reads
             (appended), and the latest version (its parent in the lineage).
+        rules: The contract, and the cipher of the sensitive columns, which
+            are stored as text.
 
     Raises:
         StorageError: The catalog cannot be written; nothing was recorded.
     """
     mode, appended, parent = lineage
+    contract, cipher = rules
     dataset, target = settings.name, written.target
     own_glob = str(target) + ("/*/*.parquet" if written.partitioned else "/*.parquet")
-    schema = {name: column.type for name, column in types.items()}
+    schema = {
+        name: "VARCHAR" if cipher and name in settings.sensitive else column.type
+        for name, column in types.items()
+    }
     if appended is not None:
         schema = {**appended.schema, **schema}
     version = DatasetVersion(
@@ -615,6 +692,7 @@ def _record_new(
         "warnings": warnings,
         "quality": quality,
         REPORT_KEY: contract_fingerprint(settings.contract),
+        **encryption_report(settings, cipher),
     }
     version = replace(version, report=report)
     try:
@@ -750,38 +828,49 @@ def _strict_message(
     return "; ".join(parts) + "; fix the file or ingest without --strict to quarantine"
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """The stored type of each column, and the columns stored encrypted."""
+
+    types: dict[str, ColumnType]
+    sensitive: frozenset[str] = frozenset()
+
+
 def _write_rows(
     db: duckdb.DuckDBPyConnection,
-    types: dict[str, ColumnType],
+    columns: _Columns,
     staged: Staged,
-    work: Path,
-    target: Path,
+    folders: tuple[Path, Path],
     partition: str | None,
     bad: int,
     accepted: int,
 ) -> bool:
-    """Write the accepted rows to ``work/out`` and move that folder to `target`.
+    """Write the accepted rows to ``WORK/out`` and move that folder to TARGET.
+
+    Args:
+        folders: The staging folder WORK and the version's folder TARGET.
 
     Returns:
         Whether the files are Hive-partitioned by `partition`.
     """
+    work, target = folders
     out = work / "out"
     target.parent.mkdir(parents=True, exist_ok=True)
     partitioned = partition is not None and accepted > 0
     try:
-        if not partitioned and _can_keep_staged(staged, types, bad):
+        if not partitioned and _can_keep_staged(staged, columns, bad):
             assert staged.typed_files is not None
             out.mkdir()
             os.replace(staged.typed_files[0], out / "data_0.parquet")
         elif partitioned:
             db.execute(
-                f"COPY ({_accepted_sql(types, staged, bad)}) TO {literal(str(out))} "
+                f"COPY ({_accepted_sql(columns, staged, bad)}) TO {literal(str(out))} "
                 f"({PARQUET_OPTIONS}, PARTITION_BY ({ident(partition or '')}))"
             )
         else:
             out.mkdir()
             db.execute(
-                f"COPY ({_accepted_sql(types, staged, bad)}) TO "
+                f"COPY ({_accepted_sql(columns, staged, bad)}) TO "
                 f"{literal(str(out / 'data_0.parquet'))} ({PARQUET_OPTIONS})"
             )
         shutil.rmtree(target, ignore_errors=True)
@@ -799,20 +888,18 @@ def _write_rows(
     return partitioned
 
 
-def _can_keep_staged(
-    staged: Staged,
-    types: dict[str, ColumnType],
-    bad: int,
-) -> bool:
+def _can_keep_staged(staged: Staged, columns: _Columns, bad: int) -> bool:
     """Tell whether the typed path's Parquet file is already the version's data.
 
     It is when it is the only source, no row is dropped, every column is
-    stored as read, in the same order, with no column added by the contract,
-    and no float column holds NaN, which is stored as missing.
+    stored as read, in the same order, with no column added by the contract
+    and none encrypted, and no float column holds NaN, which is stored as
+    missing.
     """
+    types = columns.types
     if staged.typed_files is None or len(staged.typed_files) != 1:
         return False
-    if bad or staged.missing:
+    if bad or staged.missing or columns.sensitive:
         return False
     same = list(types) == list(staged.source_types) and all(
         column.type == staged.source_types[name] and not column.date_format
@@ -822,19 +909,21 @@ def _can_keep_staged(
 
 
 def _accepted_sql(
-    types: dict[str, ColumnType], staged: Staged, bad: int, where: str = "true"
+    columns: _Columns, staged: Staged, bad: int, where: str = "true"
 ) -> str:
-    """Return the query of the rows that keep the contract, converted to `types`.
+    """Return the query of the rows that keep the contract, converted to their
+    types, with the sensitive columns encrypted.
 
     Args:
         where: A further condition on the staged rows.
     """
-    columns = ", ".join(
-        f"{stored_sql(name, column, staged.source_types.get(name, 'VARCHAR'))} AS "
-        f"{ident(name)}"
-        for name, column in types.items()
-    )
-    rows = f"SELECT {columns} FROM {STAGED}"
+    selects = []
+    for name, column in columns.types.items():
+        value = stored_sql(name, column, staged.source_types.get(name, "VARCHAR"))
+        if name in columns.sensitive:
+            value = encrypted_sql(value)
+        selects.append(f"{value} AS {ident(name)}")
+    rows = f"SELECT {', '.join(selects)} FROM {STAGED}"
     if bad:
         rows += (
             f" WHERE ({where}) AND (_file, _record) NOT IN "
@@ -845,9 +934,7 @@ def _accepted_sql(
     return rows
 
 
-def _staged_sample(
-    types: dict[str, ColumnType], staged: Staged, bad: int
-) -> Callable[[int], str]:
+def _staged_sample(columns: _Columns, staged: Staged, bad: int) -> Callable[[int], str]:
     """Return the query builder of a sample of the accepted rows by source position.
 
     DuckDB writes partitioned files in the order its threads finish, so a
@@ -859,7 +946,7 @@ def _staged_sample(
 
     def sample(every: int) -> str:
         chosen = f"hash(_file, _record) % {int(every)} = 0"
-        return _accepted_sql(types, staged, bad, chosen)
+        return _accepted_sql(columns, staged, bad, chosen)
 
     return sample
 

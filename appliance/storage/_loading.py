@@ -37,6 +37,7 @@ from appliance.storage._column_names import (
     check_json_key_case,
     check_parquet_names,
 )
+from appliance.storage._encrypted import DECRYPT
 from appliance.storage._errors import short_error
 from appliance.storage._lines import non_blank_lines
 from appliance.storage._repeated_keys import (
@@ -104,6 +105,7 @@ def load_sources(
     contract: ContractConfig | None,
     staging: Path,
     as_text: frozenset[str] = frozenset(),
+    decrypted: frozenset[str] | None = None,
 ) -> Loaded:
     """Create view ``raw_N`` for each source file.
 
@@ -117,6 +119,9 @@ def load_sources(
         as_text: Further columns to read as text as written, such as typed
             columns with a value that the quarantine shows. Parquet files have
             no text, so they ignore it.
+        decrypted: JSON-lines columns that the files hold encrypted, as the
+            ingest buffer writes them. They are decrypted with the `DECRYPT`
+            function into text, whose type is then inferred.
 
     Raises:
         IngestError: A file cannot be read.
@@ -188,8 +193,9 @@ def load_sources(
             check_internal_names(source.path, [row[0] for row in described])
             check_json_key_case(source.path, [row[0] for row in described])
             written = _read_as_written(db, index, source, as_text)
-        columns, mixed = _json_as_text(db, index, written)
+        columns, mixed = _json_as_text(db, index, written, decrypted)
         text.update(mixed + written)
+        text.update(decrypted or ())
         if source.reader == "read_json":
             scalars = _scalar_columns(db, f"rows_{index}")
             typed_columns.update(set(scalars + mixed) - set(written))
@@ -236,7 +242,10 @@ def _regex_columns(contract: ContractConfig | None) -> frozenset[str]:
 
 
 def _json_as_text(
-    db: duckdb.DuckDBPyConnection, index: int, written: list[str]
+    db: duckdb.DuckDBPyConnection,
+    index: int,
+    written: list[str],
+    decrypted: frozenset[str] | None = None,
 ) -> tuple[str, list[str]]:
     """Return the select list of ``rows_N`` with JSON-typed columns as plain text.
 
@@ -245,14 +254,17 @@ def _json_as_text(
     to VARCHAR, a JSON string keeps its quotes, so each string value is
     unwrapped instead and any other value becomes its JSON text. A column in
     `written` takes its text from table ``written_N`` (`_read_as_written`),
-    joined by position. Returns the select list and the names of the
-    JSON-typed columns.
+    joined by position. A column in `decrypted` is decrypted to its text.
+    Returns the select list and the names of the JSON-typed columns.
     """
     table = f"rows_{index}"
     described = db.execute(f"DESCRIBE {table}").fetchall()
     selects, mixed = [], []
     for name, kind, *_ in described:
         column = f"{table}.{ident(name)}"
+        if decrypted and name in decrypted:
+            selects.append(f"{DECRYPT}(CAST({column} AS VARCHAR)) AS {ident(name)}")
+            continue
         text = f"CAST({column} AS VARCHAR)"
         if kind == "JSON":
             mixed.append(name)

@@ -90,6 +90,7 @@ def stage_checked(
     contract: ContractConfig | None,
     work: Path,
     parent_scan: str | None = None,
+    sensitive: tuple[frozenset[str], frozenset[str] | None] = (frozenset(), None),
 ) -> Checked:
     """Stage the files and create the ``violations`` table of their broken rules.
 
@@ -102,13 +103,18 @@ def stage_checked(
     Args:
         parent_scan: SQL of the parent version's rows in append mode, whose
             unique keys the new rows must not repeat.
+        sensitive: The sensitive columns, whose values no warning shows, and
+            those of them that the files hold encrypted, which are decrypted
+            as they are read (None when the files hold plaintext).
     """
-    staged = stage_files(db, sources, settings, contract, work)
+    staged = stage_files(db, sources, settings, contract, work, sensitive=sensitive)
     types, bad = _check(db, staged, contract, parent_scan, settings.name)
     printed = _printed_rejections(db, staged) if bad else frozenset()
     if printed:
         _drop_temporary(db)
-        staged = stage_files(db, sources, settings, contract, work, printed)
+        staged = stage_files(
+            db, sources, settings, contract, work, printed, sensitive=sensitive
+        )
         types, bad = _check(db, staged, contract, parent_scan, settings.name)
     return Checked(staged, types, bad)
 
@@ -182,13 +188,17 @@ def stage_files(
     contract: ContractConfig | None,
     work: Path,
     as_text: frozenset[str] = frozenset(),
+    *,
+    sensitive: tuple[frozenset[str], frozenset[str] | None] = (frozenset(), None),
 ) -> Staged:
     """Load every file into ``raw_N`` views and the `STAGED` view over them.
 
     The columns in `as_text` are read as text as written (see
     `_loading.load_sources`), and their types inferred from that text.
+    `sensitive` is as `stage_checked` takes it.
     """
-    loaded = load_sources(db, sources, settings, contract, work, as_text)
+    hidden, decrypted = sensitive
+    loaded = load_sources(db, sources, settings, contract, work, as_text, decrypted)
     union = " UNION ALL BY NAME ".join(
         f"SELECT {i} AS _file, * FROM raw_{i}" for i in range(len(sources))
     )
@@ -255,8 +265,10 @@ def stage_files(
         inference.empty |= found.empty
     for name in missing:
         source_types[name] = "VARCHAR"
+    # A warning of a text column names a value, so sensitive columns get none.
+    shown = {n: t for n, t in inference.types.items() if n not in hidden}
     fallback = _fallback_warnings(
-        db, sources, loaded, inference.types, (malformed, settings.encoding)
+        db, sources, loaded, shown, (malformed, settings.encoding)
     )
     # A value named by its line explains a column better than the first rows'
     # formats do, so it replaces that column's inference warning.

@@ -26,7 +26,6 @@ import json
 import logging
 import shutil
 
-
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
@@ -101,6 +100,7 @@ def find_existing(
     parent: DatasetVersion | None,
     contract: ContractConfig | None,
     paths: list[str] | None = None,
+    encrypted: tuple[str, ...] = (),
 ) -> tuple[str, DatasetVersion | None]:
     """Return the id of a new version of the files and a version that stores them.
 
@@ -112,6 +112,8 @@ def find_existing(
         paths: The ingest buffer's segment paths. When given, an earlier
             ``append`` of the same bytes counts only if it read them from the
             same paths, whether or not the latest version includes it.
+        encrypted: The sensitive columns. They are part of the new id, so
+            that the same files stored under another setting make a new version.
 
     Returns:
         The new version's id, and the existing version that may stand for the
@@ -119,6 +121,8 @@ def find_existing(
         version may be an ancestor of the latest one.
     """
     fingerprint = contract_fingerprint(contract)
+    if encrypted:
+        fingerprint = f"{fingerprint}\nencrypted\n{','.join(sorted(encrypted))}"
     new_id = version_id(hashes, mode, parent, fingerprint)
     existing = find_version(catalog, dataset, new_id)
     if existing is None and mode == "append":

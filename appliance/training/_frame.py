@@ -8,7 +8,7 @@ feeds to ONNX, so native and exported models see identical inputs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -28,7 +28,13 @@ from appliance.derive import (
 )
 from appliance.errors import TrainingError
 from appliance.features import FeatureStore, model_views, open_store, repeated_keys
-from appliance.storage import Catalog, DatasetVersion, latest_version, scan_sql
+from appliance.storage import (
+    Catalog,
+    DatasetVersion,
+    encrypted_columns,
+    latest_version,
+    scan_sql,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -156,10 +162,11 @@ def load_frame(
     if store is not None:
         joined = model_views(cfg.feature_views, views or {})
         feature_versions = store.versions_read(joined)
+        _check_key_storage(cfg, version, store, joined)
         warnings = _repeated_key_warnings(cfg, store, joined)
     base = _base_sql(db, source, cfg, window)
     schema = _describe(db, base, cfg)
-    features = _feature_names(cfg, schema)
+    features = _feature_names(cfg, schema, encrypted_columns(version))
     numeric, categorical = _split_kinds(cfg, features, schema)
     if cfg.target not in schema:
         raise TrainingError(
@@ -461,7 +468,43 @@ def _describe(
     return {name: kind for name, kind, *_ in rows if name != _ORDER}
 
 
-def _feature_names(cfg: ModelConfig, schema: dict[str, str]) -> list[str]:
+def _check_key_storage(
+    cfg: ModelConfig,
+    version: DatasetVersion,
+    store: FeatureStore,
+    views: Sequence[FeatureViewConfig],
+) -> None:
+    """Reject a join on a key that one side stores encrypted and the other not.
+
+    Such a join matches no row, as after ``sensitive`` changed and only some
+    datasets were ingested again.
+
+    Raises:
+        TrainingError: Naming the key and the dataset version to ingest again.
+    """
+    own = set(encrypted_columns(version))
+    for view in views:
+        for key in view.entities:
+            if (key in own) == (key in store.encrypted):
+                continue
+            plain = (
+                f"{version.dataset}@{version.version}"
+                if key not in own
+                else f"the datasets of feature view {view.name!r}"
+            )
+            raise TrainingError(
+                f"model {cfg.name!r} joins feature view {view.name!r} on {key!r}, "
+                f"which {plain} stores in plaintext while the other side stores "
+                "it encrypted, so the join would match no row; ingest it again "
+                "with --mode replace so that both store it as declared sensitive"
+            )
+
+
+def _feature_names(
+    cfg: ModelConfig, schema: dict[str, str], encrypted: list[str]
+) -> list[str]:
+    """Return the model's features; by default every column but the target,
+    the split column, derived columns and encrypted columns."""
     if cfg.features is not None:
         missing = [name for name in cfg.features if name not in schema]
         if missing:
@@ -470,7 +513,7 @@ def _feature_names(cfg: ModelConfig, schema: dict[str, str]) -> list[str]:
                 f"{cfg.dataset!r}; columns: {', '.join(schema)}"
             )
         return list(cfg.features)
-    excluded = {cfg.target, cfg.split.column, *cfg.derive}
+    excluded = {cfg.target, cfg.split.column, *cfg.derive, *encrypted}
     return [name for name in schema if name not in excluded]
 
 

@@ -164,6 +164,8 @@ def test_default_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     assert model.feature_views == ("weather", "planes")
     assert config.feature_views["weather"].ttl_seconds == 3 * 3600
     assert config.dataset("flights").partition_by == "month"
+    assert config.dataset("flights").sensitive == ("tailnum",)
+    assert config.dataset("planes").sensitive == ("tailnum",)
 
 
 @pytest.mark.parametrize("package", [appliance.storage, appliance.features])

@@ -1,0 +1,96 @@
+"""The column key file: read from ``[security] column_key`` or made in the home.
+
+The file contains the key as base64 text. A key made by the appliance is 64
+bytes (AES-SIV with AES-256) from the ``cryptography`` package and is written
+with mode 0600 through a temporary file, so a reader never sees a partial key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
+from appliance.config import Config
+from appliance.crypto._cipher import ColumnCipher
+from appliance.errors import ColumnKeyError
+
+logger = logging.getLogger(__name__)
+
+KEY_FILE = Path("keys") / "column.key"
+"""Key file under the home, used when ``[security] column_key`` is not set."""
+
+
+def column_cipher(config: Config) -> ColumnCipher:
+    """Return the cipher of the configured key file, making the home's at first need.
+
+    Raises:
+        ColumnKeyError: The configured key file is missing, or a key file is
+            unreadable or does not contain a key.
+    """
+    configured = config.security.column_key
+    if configured is not None:
+        return load_key_file(configured)
+    path = config.storage.home / KEY_FILE
+    if not path.exists():
+        _create_key_file(path)
+    return load_key_file(path)
+
+
+def load_key_file(path: Path) -> ColumnCipher:
+    """Return the cipher of the key in `path`.
+
+    Raises:
+        ColumnKeyError: The file is missing, unreadable or not a key.
+    """
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise ColumnKeyError(
+            f"column key file {path} not found; restore it from a backup, because "
+            "values encrypted with it cannot be read without it"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ColumnKeyError(
+            f"cannot read column key file {path} ({exc}); check its permissions"
+        ) from None
+    try:
+        key = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise ColumnKeyError(
+            f"column key file {path} does not contain base64 text; restore the "
+            "key file the appliance wrote"
+        ) from None
+    return ColumnCipher(key, path)
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new random key to `path` with mode 0600."""
+    key = base64.b64encode(AESSIV.generate_key(512)) + b"\n"
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(descriptor, key)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        # os.link fails when another process created the file meanwhile, and
+        # then both processes use that file.
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+    except OSError as exc:
+        raise ColumnKeyError(
+            f"cannot create column key file {path} ({exc.strerror}); check that "
+            "the home is writable, or name a key file in [security] column_key"
+        ) from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    logger.info("column key created path=%s", path)

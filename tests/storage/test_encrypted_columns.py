@@ -1,0 +1,349 @@
+"""Sensitive columns stored encrypted: the lake, catalog, quarantine and buffer.
+
+Each check greps the bytes of every file under the home for a known plaintext,
+so a copy in any file (DuckDB's write-ahead log included) fails it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from support import load_config_text, run_appliance
+
+from appliance.config import Config
+from appliance.crypto import KEY_FILE, column_cipher, load_key_file
+from appliance.errors import ColumnKeyError, ConfigError, IngestError
+from appliance.storage import (
+    Catalog,
+    IngestBuffer,
+    ingest,
+    latest_version,
+    list_quarantine,
+    scan_sql,
+)
+
+CONFIG = """
+[storage]
+home = "home"
+
+[datasets.flights]
+sensitive = ["tailnum"]
+{extra}
+"""
+SECRET = "N42SECRET"
+"""A tail number whose bytes no stored file may contain."""
+
+
+def write_config(folder: Path, extra: str = "") -> Config:
+    return load_config_text(folder, CONFIG.format(extra=extra))
+
+
+def write_flights(folder: Path, lines: list[str]) -> Path:
+    path = folder / "flights.csv"
+    path.write_text("tailnum,month,distance\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def files_containing(root: Path, text: str) -> list[str]:
+    """Return the files under `root` whose bytes contain `text`."""
+    return [
+        str(path)
+        for path in root.rglob("*")
+        if path.is_file() and text.encode() in path.read_bytes()
+    ]
+
+
+def ingest_flights(config: Config, path: Path, **options: object):
+    with Catalog(config.storage.home) as catalog:
+        return ingest(
+            catalog,
+            "flights",
+            [path],
+            settings=config.dataset("flights"),
+            cipher=column_cipher(config),
+            **options,
+        )
+
+
+def stored_rows(config: Config) -> list[tuple]:
+    with Catalog(config.storage.home) as catalog:
+        version = latest_version(catalog, "flights")
+        return catalog.db.execute(scan_sql(version)).fetchall()
+
+
+@pytest.mark.parametrize("partition", ["", 'partition_by = "month"'])
+def test_lake_and_catalog_hold_ciphertext(tmp_path: Path, partition: str) -> None:
+    config = write_config(tmp_path, partition)
+    rows = [f"{SECRET},1,100", "N7,1,200", f"{SECRET},2,300"]
+    result = ingest_flights(config, write_flights(tmp_path, rows))
+
+    stored = stored_rows(config)
+    cipher = column_cipher(config)
+    tails = sorted(cipher.decrypt_text(row[0]) for row in stored)
+    quality = json.dumps(result.version.report["quality"])
+    assert files_containing(config.storage.home, SECRET) == []
+    assert SECRET not in quality
+    assert tails == [SECRET, SECRET, "N7"]
+    assert len({row[0] for row in stored}) == 2
+    assert result.version.schema["tailnum"] == "VARCHAR"
+    assert result.version.report["encryption"] == {
+        "columns": ["tailnum"],
+        "key_id": cipher.key_id,
+    }
+
+
+def test_plaintext_found_without_sensitive(tmp_path: Path) -> None:
+    # The control of the checks above: the same rows stored without the
+    # setting leave the plaintext in the lake's and the catalog's bytes.
+    config = load_config_text(tmp_path, '[storage]\nhome = "home"\n')
+    path = write_flights(tmp_path, [f"{SECRET},1,100", "N7,1,200"])
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "flights", [path])
+
+    found = files_containing(config.storage.home, SECRET)
+
+    assert any(name.endswith(".parquet") for name in found), found
+    assert any(name.endswith("catalog.duckdb") for name in found), found
+
+
+def test_key_file_made_with_mode_0600(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    column_cipher(config)
+
+    path = config.storage.home / KEY_FILE
+    key = base64.b64decode(path.read_text())
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert len(key) == 64
+
+
+def test_configured_key_file_used(tmp_path: Path) -> None:
+    key = tmp_path / "column.key"
+    key.write_text(base64.b64encode(bytes(range(64))).decode())
+    config = write_config(tmp_path, '[security]\ncolumn_key = "column.key"')
+
+    cipher = column_cipher(config)
+
+    assert cipher.source == key
+    assert not (config.storage.home / KEY_FILE).exists()
+
+
+def test_quarantine_holds_ciphertext(tmp_path: Path) -> None:
+    contract = (
+        "[datasets.flights.contract.columns.tailnum]\n"
+        'type = "VARCHAR"\nregex = "^N[0-9]$"'
+    )
+    config = write_config(tmp_path, contract)
+    rows = [f"{SECRET},1,100", "N7,1,200"]
+    result = ingest_flights(config, write_flights(tmp_path, rows))
+
+    with Catalog(config.storage.home) as catalog:
+        (quarantined,) = list_quarantine(catalog, "flights")
+    cipher = column_cipher(config)
+    shown = run_appliance(
+        tmp_path / "config.toml",
+        config.storage.home,
+        "datasets",
+        "quarantine",
+        "flights",
+        "--decrypt",
+        "--json",
+    )
+    assert result.quarantined == 1
+    assert files_containing(config.storage.home, SECRET) == []
+    assert cipher.decrypt_text(quarantined.value) == SECRET
+    assert cipher.decrypt_text(quarantined.row["tailnum"]) == SECRET
+    assert SECRET not in quarantined.reason
+    assert "[encrypted]" in quarantined.reason
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["value"] == SECRET
+    assert json.loads(shown.stdout)["row"]["tailnum"] == SECRET
+
+
+def test_unsplit_line_quarantined_encrypted(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    lines = [f"N{i},1,{i}" for i in range(30)] + [f"{SECRET},1,100,extra"]
+    result = ingest_flights(config, write_flights(tmp_path, lines))
+
+    with Catalog(config.storage.home) as catalog:
+        (quarantined,) = list_quarantine(catalog, "flights")
+    cipher = column_cipher(config)
+    assert result.quarantined == 1
+    assert files_containing(config.storage.home, SECRET) == []
+    assert SECRET in cipher.decrypt_text(quarantined.value)
+
+
+def test_buffer_holds_ciphertext(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    buffer = IngestBuffer(config)
+
+    buffer.append("flights", [{"tailnum": SECRET, "month": 1, "distance": 100}])
+    buffered = files_containing(config.storage.home, SECRET)
+    buffer.flush("flights")
+
+    cipher = column_cipher(config)
+    stored = stored_rows(config)
+    assert buffered == []
+    assert files_containing(config.storage.home, SECRET) == []
+    assert [(cipher.decrypt_text(t), m, d) for t, m, d in stored] == [(SECRET, 1, 100)]
+
+
+def test_buffer_quarantine_holds_ciphertext(tmp_path: Path) -> None:
+    contract = "[datasets.flights.contract.columns.tailnum]\nregex = '^N[0-9]$'"
+    config = write_config(tmp_path, contract)
+    buffer = IngestBuffer(config)
+
+    buffer.append(
+        "flights",
+        [
+            {"tailnum": "N1", "month": 1, "distance": 100},
+            {"tailnum": SECRET, "month": 1, "distance": 200},
+        ],
+    )
+    buffer.flush("flights")
+
+    with Catalog(config.storage.home) as catalog:
+        (quarantined,) = list_quarantine(catalog, "flights")
+    cipher = column_cipher(config)
+    assert files_containing(config.storage.home, SECRET) == []
+    assert cipher.decrypt_text(quarantined.value) == SECRET
+    assert quarantined.line == 2
+
+
+def test_wrong_key_file_rejected(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    path = write_flights(tmp_path, [f"{SECRET},1,100"])
+    ingest_flights(config, path)
+    stored = stored_rows(config)
+    (config.storage.home / KEY_FILE).unlink()
+
+    other = column_cipher(config)
+    with (
+        Catalog(config.storage.home) as catalog,
+        pytest.raises(ColumnKeyError, match=r"is not the key that encrypted flights@"),
+    ):
+        ingest(
+            catalog,
+            "flights",
+            [write_flights(tmp_path, ["N1,1,100"])],
+            settings=config.dataset("flights"),
+            cipher=other,
+        )
+    with pytest.raises(ColumnKeyError, match="does not decrypt with the column key"):
+        other.decrypt_text(stored[0][0])
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("not base64 !", "does not contain base64 text"),
+        (base64.b64encode(b"short").decode(), "has 5 bytes"),
+    ],
+)
+def test_invalid_key_file_rejected(tmp_path: Path, content: str, problem: str) -> None:
+    path = tmp_path / "column.key"
+    path.write_text(content)
+
+    with pytest.raises(ColumnKeyError, match=problem):
+        load_key_file(path)
+
+
+def test_missing_configured_key_rejected(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[security]\ncolumn_key = "gone.key"')
+
+    with pytest.raises(ColumnKeyError, match="gone.key not found"):
+        column_cipher(config)
+
+
+def test_sensitive_setting_applies_to_new_versions(tmp_path: Path) -> None:
+    plain = load_config_text(tmp_path, '[storage]\nhome = "home"\n')
+    path = write_flights(tmp_path, [f"{SECRET},1,100"])
+    with Catalog(plain.storage.home) as catalog:
+        first = ingest(catalog, "flights", [path])
+    config = write_config(tmp_path)
+    shown = run_appliance(
+        tmp_path / "config.toml", config.storage.home, "datasets", "show", "flights"
+    )
+
+    with pytest.raises(IngestError, match="an append would mix plaintext"):
+        ingest_flights(config, write_flights(tmp_path, ["N1,1,1"]), mode="append")
+    second = ingest_flights(config, path)
+
+    assert shown.returncode == 0, shown.stderr
+    assert "PLAINTEXT: tailnum declared sensitive after this version" in shown.stdout
+    assert second.created
+    assert second.version.version != first.version.version
+    assert stored_rows(config)[0][0] != SECRET
+
+
+@pytest.mark.parametrize(
+    ("model", "role"),
+    [
+        ('features = ["tailnum", "distance"]', "a feature"),
+        ('segments = ["tailnum"]', "a segment"),
+        ('target = "tailnum"', "the target"),
+    ],
+)
+def test_sensitive_model_column_rejected(tmp_path: Path, model: str, role: str) -> None:
+    table = "[models.late]\ndataset = 'flights'\ntask = 'classification'\n" + model
+    if "target" not in model:
+        table += "\ntarget = 'late'"
+    if "segments" in model:
+        table += "\ncategorical = ['tailnum']"
+
+    with pytest.raises(
+        ConfigError, match=f"model 'late' .* uses column 'tailnum' as {role}"
+    ):
+        write_config(tmp_path, table)
+
+
+def test_plaintext_join_key_rejected(tmp_path: Path) -> None:
+    text = """
+[storage]
+home = "home"
+
+[datasets.planes]
+sensitive = ["tailnum"]
+
+[feature_views.planes]
+sql = "SELECT tailnum, seats FROM planes"
+entities = ["tailnum"]
+
+[models.late]
+dataset = "flights"
+target = "late"
+task = "classification"
+features = ["distance", "seats"]
+feature_views = ["planes"]
+"""
+    with pytest.raises(
+        ConfigError, match=r"add sensitive = \['tailnum'\] to \[datasets.flights\]"
+    ):
+        load_config_text(tmp_path, text)
+
+
+def test_sensitive_partition_column_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="also partition_by"):
+        write_config(tmp_path, 'partition_by = "tailnum"')
+
+
+def test_default_features_leave_out_encrypted(tmp_path: Path) -> None:
+    from appliance.training import train_model
+
+    model = (
+        "[models.far]\ndataset = 'flights'\ntarget = 'far'\n"
+        "task = 'classification'\nalgorithm = 'random_forest'\n"
+        "[models.far.derive]\nfar = 'distance > 500'\n"
+        "[models.far.params]\nn_estimators = 5"
+    )
+    config = write_config(tmp_path, model)
+    lines = [f"N{i % 5}SECRET,{1 + i % 12},{100 + (i * 37) % 900}" for i in range(200)]
+    ingest_flights(config, write_flights(tmp_path, lines))
+
+    result = train_model(config, "far")
+
+    assert list(result.x_holdout.columns) == ["month", "distance"]
