@@ -75,6 +75,8 @@ from appliance.storage import (
     IngestBuffer,
     ModelVersion,
     champion_models,
+    compact_catalog,
+    compaction_requested,
     fallback_versions,
     get_version,
     remove_orphan_folders,
@@ -103,11 +105,16 @@ that scores a previous champion or a batch drift check, to finish."""
 async def open_catalog(state: DaemonState) -> AsyncIterator[None]:
     """Open the catalog for writing; the daemon holds it until it stops.
 
-    Version folders left by an ingest that was killed are removed first,
-    while no ingest of this daemon runs.
+    The catalog is compacted first when an erasure asked for it. Version
+    folders left by an ingest or an erasure that was killed are removed
+    first, while no ingest of this daemon runs.
     """
+    home = state.config.storage.home
+    if compaction_requested(home):
+        # An erasure ran in the previous run; the bytes of its rows go now.
+        await asyncio.to_thread(compact_catalog, home)
     before = thread_ids()
-    state.catalog = Catalog(state.config.storage.home)
+    state.catalog = Catalog(home)
     state.duckdb_threads = thread_ids() - before
     limit_duckdb(state.catalog.db, state.config.server.catalog_memory_mb)
     await asyncio.to_thread(remove_orphan_folders, state.catalog)

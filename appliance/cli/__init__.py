@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from appliance.cli import (
     _daemon,
     _data,
+    _erase,
     _models,
     _monitoring,
     _predictions,
@@ -31,6 +32,7 @@ from appliance.logs import configure_logging
 
 COMMAND_MODULES = (
     _data,
+    _erase,
     _models,
     _runs,
     _predictions,

@@ -18,6 +18,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 
 from appliance.serving import (
     _routes_admin,
+    _routes_erase,
     _routes_health,
     _routes_ingest,
     _routes_monitoring,
@@ -39,6 +40,7 @@ ROUTE_MODULES = (
     _routes_ui,
     _routes_ingest,
     _routes_retrain,
+    _routes_erase,
 )
 
 

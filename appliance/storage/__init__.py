@@ -18,6 +18,11 @@ from appliance.storage._blobs import read_blob, write_blob
 from appliance.storage._buffer import IngestBuffer
 from appliance.storage._catalog import Catalog
 from appliance.storage._column_names import case_clash
+from appliance.storage._compact import (
+    compact_catalog,
+    compaction_requested,
+    request_compaction,
+)
 from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
@@ -100,6 +105,9 @@ __all__ = [
     "alias_problem",
     "artifacts_of",
     "case_clash",
+    "compact_catalog",
+    "compaction_requested",
+    "request_compaction",
     "aliases",
     "champion_models",
     "fallback_versions",

@@ -179,6 +179,22 @@ class IngestBuffer:
                 for name, state in self._states.items()
             }
 
+    def rewrite_wal(self, dataset: str, rewrite: Callable[[Path], int]) -> int:
+        """Call ``rewrite(path)`` on the dataset's write-ahead file while no row
+        is appended, and count its rows again; return what `rewrite` returns.
+
+        The caller holds `flush_lock`, so no flush renames the file meanwhile.
+        """
+        wal = self.root / dataset / WAL
+        with self._lock:
+            changed = rewrite(wal) if wal.exists() else 0
+            state = self._states.get(dataset)
+            if state is not None:
+                state.rows = _line_count(wal)
+                if not state.rows:
+                    state.oldest = None
+        return changed
+
     @property
     def thread_id(self) -> int | None:
         """Kernel id of the worker thread while it runs, else None."""
@@ -527,6 +543,13 @@ def _append_synced(path: Path, data: bytes) -> None:
             _sync_folder(path.parent)
     except OSError as exc:
         raise StorageError(f"cannot write the ingest buffer {path}: {exc}") from exc
+
+
+def _line_count(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
 
 
 def _drop_torn_line(path: Path) -> None:
