@@ -708,6 +708,9 @@ class DatasetConfig:
     """CSV values read as missing."""
     contract: ContractConfig | None = None
     """Declared contract; the first version's schema is used when omitted."""
+    subject_keys: tuple[str, ...] = ()
+    """Columns that identify a data subject, such as ``tailnum``. When declared,
+    ``appliance erase`` accepts only these columns in ``--where``."""
 
     def __post_init__(self) -> None:
         problem = dataset_name_problem(self.name)

@@ -18,11 +18,13 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import duckdb
+
 from appliance.config import Config
 from appliance.erasure._buffer import count_buffer, erase_buffer
 from appliance.erasure._lake import LakeErasure, apply_lake, plan_lake
 from appliance.erasure._receipts import Receipt, store_receipt
-from appliance.erasure._subject import Subject
+from appliance.erasure._subject import Subject, check_subject_keys
 from appliance.predictions import PredictionLog
 from appliance.predictions._erase import (
     count_journal,
@@ -70,8 +72,9 @@ def erase(
 
     Raises:
         NotFoundError: The dataset has no version.
-        RequestError: A key column is in no version of the dataset, or a value
-            does not read as the column's type.
+        RequestError: A key column is in no version of the dataset or not in
+            its declared ``subject_keys``, or a value does not read as the
+            column's type.
         StorageError: A place could not be rewritten; the places before it
             are erased, and running the erasure again finishes the rest.
     """
@@ -83,9 +86,14 @@ def erase(
         started_at=datetime.now(timezone.utc),
         dry_run=dry_run,
     )
+    check_subject_keys(subject, config.dataset(subject.dataset).subject_keys)
     plan = plan_lake(catalog, subject)
     receipt.models = _trained_on(plan)
-    receipt.notes = [DERIVED_NOTE, *_model_files_notes(catalog, subject)]
+    receipt.notes = [
+        DERIVED_NOTE,
+        *_model_files_notes(catalog, subject),
+        *_detector_notes(catalog, subject),
+    ]
     if dry_run:
         receipt.removed = _counts(catalog, plan, subject)
     else:
@@ -213,6 +221,25 @@ def _model_files_notes(catalog: Catalog, subject: Subject) -> list[str]:
                 "and delete that version to remove it"
             )
     return notes
+
+
+def _detector_notes(catalog: Catalog, subject: Subject) -> list[str]:
+    """Name the models whose saved drift detector state contains a key value.
+
+    The detectors of a categorical input count the categories of their
+    windows, so a key column that is a model input can appear in them.
+    """
+    values = [value.encode() for _, value in subject.keys]
+    try:
+        rows = catalog.db.execute("SELECT model, state FROM detector_state").fetchall()
+    except duckdb.CatalogException:
+        return []
+    return [
+        f"the saved drift detector state of model {model} contains a key value "
+        "as a category count; it is derived data, which the erasure does not change"
+        for model, state in rows
+        if all(value in bytes(state) for value in values)
+    ]
 
 
 def _files(folder: Path) -> list[Path]:

@@ -41,6 +41,8 @@ _PATTERNS = ("/*/*.parquet", "/*.parquet")
 """How a version's file glob ends: partitioned, or one folder of files."""
 _REDACTED = ".redacted-"
 _PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
+_NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+"""Folder name value that DuckDB 2.0.1 writes and reads as a NULL partition."""
 
 
 @dataclass
@@ -125,15 +127,22 @@ def apply_lake(
         for folder in changed:
             _rewrite_folder(catalog.db, folder, subject)
         updated = _updated_versions(catalog, plan, changed, subject)
-        _record(catalog, updated, changed, erasure_id)
+        _record(catalog, updated, changed, erasure_id, subject)
     except (duckdb.Error, OSError) as exc:
         for folder in changed:
+            shutil.rmtree(_work_path(folder), ignore_errors=True)
             if folder.new_path:
                 shutil.rmtree(folder.new_path, ignore_errors=True)
         raise StorageError(
             f"erasure from dataset {subject.dataset!r} failed: {exc}; the "
             "versions keep their rows, check the free disk space and retry"
         ) from exc
+    _remove_old(changed, subject)
+    return updated
+
+
+def _remove_old(changed: list[Folder], subject: Subject) -> None:
+    """Delete the folders that no version reads since the commit."""
     for folder in changed:
         shutil.rmtree(folder.path, ignore_errors=True)
         logger.info(
@@ -143,7 +152,6 @@ def apply_lake(
             folder.matched,
             folder.new_path,
         )
-    return updated
 
 
 def _folders(versions: list[DatasetVersion]) -> list[Folder]:
@@ -176,54 +184,95 @@ def _count(db: duckdb.DuckDBPyConnection, folder: Folder, subject: Subject) -> i
 def _rewrite_folder(
     db: duckdb.DuckDBPyConnection, folder: Folder, subject: Subject
 ) -> None:
-    """Write the folder's rows without the subject's into a new folder."""
+    """Write the folder's rows without the subject's into a new folder.
+
+    A partition that loses every row is left out, because its folder name
+    is a value of the partition column, which may be the subject's key.
+    """
     old = Path(folder.path)
-    work = old.with_name(f"{old.name.split(_REDACTED)[0]}.erase.tmp")
+    base = old.name.split(_REDACTED)[0]
+    work = _work_path(folder)
     shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     where = typed_sql(subject, folder.owner.schema)
-    digest = hashlib.sha256()
+    partitioned = folder.pattern == _PATTERNS[0]
+    columns = ""
     for file in sorted(old.glob(folder.pattern.removeprefix("/"))):
-        relative = file.relative_to(old)
-        target = work / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_file(db, folder, file, target, where)
-        digest.update(f"{relative}\0{_file_sha256(target)}\n".encode())
+        columns = _file_columns(db, file)
+        target = work / file.relative_to(old)
+        _write_file(db, folder, file, target, where, columns, partitioned)
+    if partitioned and not any(work.glob("*/*.parquet")):
+        # A version's glob must match a file, so an empty one stands in.
+        empty = work / f"{folder.owner.partition_by}={_NULL_PARTITION}"
+        empty.mkdir(parents=True)
+        db.execute(
+            f"COPY (SELECT {columns} FROM {_read(folder, folder.glob)} LIMIT 0) "
+            f"TO {literal(str(empty / 'data_0.parquet'))} ({_PARQUET_OPTIONS})"
+        ).fetchall()
+    folder.sha256 = _tree_sha256(work)
     _sync_tree(work)
-    folder.sha256 = digest.hexdigest()
-    final = old.with_name(
-        f"{old.name.split(_REDACTED)[0]}{_REDACTED}{folder.sha256[:16]}"
-    )
+    final = old.with_name(f"{base}{_REDACTED}{folder.sha256[:16]}")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(work, final)
     _fsync(old.parent)
     folder.new_path = str(final)
 
 
+def _work_path(folder: Folder) -> Path:
+    """Return the staging folder of the rewrite, deleted as an orphan after a
+    crash because its name ends in ``.tmp``."""
+    old = Path(folder.path)
+    return old.with_name(f"{old.name.split(_REDACTED)[0]}.erase.tmp")
+
+
 def _write_file(
-    db: duckdb.DuckDBPyConnection, folder: Folder, file: Path, target: Path, where: str
+    db: duckdb.DuckDBPyConnection,
+    folder: Folder,
+    file: Path,
+    target: Path,
+    where: str,
+    columns: str,
+    partitioned: bool,
 ) -> None:
-    """Copy `file` to `target` without matching rows; hard-link it without any."""
+    """Copy `file` to `target` without matching rows; hard-link it without any.
+
+    A partition file left with no row is not written.
+    """
     read = _read(folder, str(file))
-    (matched,) = db.execute(f"SELECT count(*) FROM {read} WHERE {where}").fetchall()[0]
+    (matched, total) = db.execute(
+        f"SELECT count(*) FILTER ({where}), count(*) FROM {read}"
+    ).fetchall()[0]
+    if partitioned and matched == total:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
     if not matched:
         try:
             os.link(file, target)
         except OSError:
             shutil.copy2(file, target)
         return
-    names = [
-        row[0]
-        for row in db.execute(
-            f"DESCRIBE SELECT * FROM read_parquet({literal(str(file))}, "
-            "hive_partitioning=false)"
-        ).fetchall()
-    ]
-    columns = ", ".join(ident(name) for name in names)
     # IS NOT TRUE keeps the rows where a key column is NULL.
     db.execute(
         f"COPY (SELECT {columns} FROM {read} WHERE ({where}) IS NOT TRUE) "
         f"TO {literal(str(target))} ({_PARQUET_OPTIONS})"
     ).fetchall()
+
+
+def _file_columns(db: duckdb.DuckDBPyConnection, file: Path) -> str:
+    """Return the quoted column list stored in `file`, without Hive columns."""
+    rows = db.execute(
+        f"DESCRIBE SELECT * FROM read_parquet({literal(str(file))}, "
+        "hive_partitioning=false)"
+    ).fetchall()
+    return ", ".join(ident(row[0]) for row in rows)
+
+
+def _tree_sha256(folder: Path) -> str:
+    """Return the SHA-256 of the relative paths and contents of the files."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder)}\0{_file_sha256(path)}\n".encode())
+    return digest.hexdigest()
 
 
 def _updated_versions(
@@ -291,6 +340,7 @@ def _record(
     versions: list[DatasetVersion],
     changed: list[Folder],
     erasure_id: str,
+    subject: Subject,
 ) -> None:
     """Point the versions at the new folders and record the redactions, at once."""
     now = datetime.now(timezone.utc)
@@ -322,10 +372,38 @@ def _record(
                     folder.sha256,
                 ],
             )
+        _scrub_removed(db, subject, erasure_id)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def _scrub_removed(
+    db: duckdb.DuckDBPyConnection, subject: Subject, erasure_id: str
+) -> None:
+    """Drop the quality statistics of removed versions that show a key value.
+
+    Retention deleted those versions' files, so the statistics cannot be
+    computed again without the subject's rows; a minimum or maximum of a
+    text column can be the value itself.
+    """
+    rows = db.execute(
+        "SELECT version, report_json FROM removed_versions WHERE dataset = ?",
+        [subject.dataset],
+    ).fetchall()
+    quoted = [json.dumps(value) for _, value in subject.keys]
+    for version, text in rows:
+        if not text or not any(value in text for value in quoted):
+            continue
+        report = json.loads(text)
+        report["quality"] = {"removed_by_erasure": erasure_id}
+        report["warnings"] = _scrubbed(report.get("warnings", []), subject)
+        db.execute(
+            "UPDATE removed_versions SET report_json = ? WHERE dataset = ? "
+            "AND version = ?",
+            [json.dumps(report, default=str), subject.dataset, version],
+        )
 
 
 def _file_sha256(path: Path) -> str:

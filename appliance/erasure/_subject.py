@@ -78,9 +78,11 @@ def parse_subject(dataset: str, pairs: Sequence[str]) -> Subject:
     for pair in pairs:
         name, sign, value = pair.partition("=")
         if not sign or not name:
+            # The text may be the value alone, so the message leaves it out.
             raise RequestError(
-                f"invalid key {pair!r} for the erasure from dataset {dataset!r}; "
-                "write it as COLUMN=VALUE, such as tailnum=N14228"
+                f"a key for the erasure from dataset {dataset!r} has no column "
+                "name or no '='; write each key as COLUMN=VALUE, such as "
+                "tailnum=N14228"
             )
         if name in keys:
             raise RequestError(
@@ -89,6 +91,23 @@ def parse_subject(dataset: str, pairs: Sequence[str]) -> Subject:
             )
         keys[name] = value
     return Subject(dataset, tuple(keys.items()))
+
+
+def check_subject_keys(subject: Subject, declared: Sequence[str]) -> None:
+    """Check the key columns against the dataset's declared `subject_keys`.
+
+    Raises:
+        RequestError: `declared` is not empty and a key column is not in it.
+    """
+    if not declared:
+        return
+    for name in subject.columns:
+        if name not in declared:
+            raise RequestError(
+                f"column {name!r} is not a subject key of dataset "
+                f"{subject.dataset!r}; [datasets.{subject.dataset}] subject_keys "
+                f"declares {', '.join(declared)}, so erase by one of those"
+            )
 
 
 def subject_from_keys(dataset: str, keys: Mapping[str, str]) -> Subject:

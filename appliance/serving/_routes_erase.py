@@ -5,7 +5,8 @@ daemon runs meanwhile, and under the ingest buffer's flush lock, so no flush
 writes a version that still reads the old folders. Predictions go on being
 answered and logged; the prediction log writer waits while the log is
 rewritten. The feature views are read again afterwards, so the in-memory
-indexes drop the subject's rows.
+indexes drop the subject's rows, and the caches of derived values are
+emptied.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import QueryParameter
 
+from appliance.derive import clear_feature_caches
 from appliance.erasure import Receipt, erase, list_receipts, subject_from_keys
 from appliance.serving._openapi import body_operation
 from appliance.serving._routes_admin import _decode, _json
@@ -63,6 +65,10 @@ async def erase_subject(request: Request[Any, Any, Any]) -> Response[bytes]:
     async with state.admin_lock:
         receipt = await run_with_catalog(state, _erase, state, subject, body.dry_run)
     if not body.dry_run:
+        # The caches of derived values are keyed by request values, which
+        # may be the subject's.
+        state.features.clear_derived()
+        clear_feature_caches()
         await asyncio.to_thread(reload_features, state)
     return _json({"receipt": receipt.to_dict()})
 

@@ -320,10 +320,20 @@ def test_erase_while_daemon_serves(tmp_path: Path) -> None:
         sent: list[int] = []
         stop = threading.Event()
 
+        posted: list[int] = []
+
         def keep_predicting() -> None:
             while not stop.is_set():
                 predict(daemon.base_url, [OTHERS[1]])
                 sent.append(1)
+                row = {"tailnum": OTHERS[1], "distance": 9999, "late": True}
+                response = httpx.post(
+                    f"{daemon.base_url}/v1/datasets/flights/rows",
+                    json={"rows": [row]},
+                    trust_env=False,
+                )
+                assert response.status_code == 202, response.text
+                posted.append(1)
 
         worker = threading.Thread(target=keep_predicting)
         worker.start()
@@ -346,7 +356,8 @@ def test_erase_while_daemon_serves(tmp_path: Path) -> None:
         assert planes.json()["receipt"]["removed"]["dataset_versions"] != {}
 
         rows = client.get("/v1/datasets/flights/rows").json()
-        assert rows["buffered"] == 1
+        assert rows["buffered"] == 1 + len(posted)
+        assert len(posted) >= 1
         after = client.post(
             "/v1/models/late/predict",
             json={"rows": [{"tailnum": SUBJECT, "distance": 5}]},
@@ -360,6 +371,8 @@ def test_erase_while_daemon_serves(tmp_path: Path) -> None:
         stop_daemon(daemon)
     inputs = logged_inputs(home)
     assert [r["tailnum"] for r in inputs].count(OTHERS[1]) == len(sent)
+    # The buffer was flushed at the stop, with every row posted meanwhile.
+    assert lake_rows(home, "distance = 9999") == len(posted)
     tails = [r["tailnum"] for r in inputs]
     assert tails.count(SUBJECT) == 1  # sent after the erasure, so it stays
     # The next start compacts the catalog, and the erased bytes go with it.
