@@ -28,6 +28,7 @@ from appliance.erasure._subject import Subject, check_subject_keys
 from appliance.predictions import PredictionLog
 from appliance.predictions._erase import (
     count_journal,
+    count_labels,
     count_parquet,
     count_spill,
     count_table,
@@ -125,6 +126,7 @@ def _counts(catalog: Catalog, plan: LakeErasure, subject: Subject) -> dict:
         "predictions_parquet": count_parquet(catalog.db, home, condition),
         "predictions_journal": count_journal(home, subject.matches_json),
         "predictions_spill": count_spill(home, subject.matches_json),
+        "labels": count_labels(catalog.db, home, condition),
     }
 
 
@@ -149,16 +151,18 @@ def _remove(
             f"{journal} matching rows of journal segments and {spill} of spill "
             "files were moved to the predictions table first and are counted there"
         )
-    table, parquet = _remove_predictions(catalog, config, subject, log)
+    table, parquet, labels = _remove_predictions(catalog, config, subject, log)
     removed["predictions_table"] = table
     removed["predictions_parquet"] = parquet
+    removed["labels"] = labels
     return removed
 
 
 def _remove_predictions(
     catalog: Catalog, config: Config, subject: Subject, log: PredictionLog | None
-) -> tuple[int, int]:
-    """Return the rows removed from the predictions table and its Parquet files."""
+) -> tuple[int, int, int]:
+    """Return the rows removed from the predictions table and its Parquet files,
+    and the labels of those rows deleted."""
     own = log is None
     if log is None:
         log = PredictionLog(catalog, config.predictions)
@@ -166,12 +170,12 @@ def _remove_predictions(
     condition = subject.json_sql("input")
     try:
         with log.flushed() as db:
-            parquet, _ = rewrite_parquet(db, catalog.home, condition)
-            table = delete_from_table(db, condition)
+            parquet, parquet_labels = rewrite_parquet(db, catalog.home, condition)
+            table, table_labels = delete_from_table(db, condition)
     finally:
         if own:
             log.stop()
-    return table, parquet
+    return table, parquet, parquet_labels + table_labels
 
 
 def _quarantine(catalog: Catalog, subject: Subject, delete: bool) -> int:

@@ -39,18 +39,17 @@ def count_table(db: duckdb.DuckDBPyConnection, condition: str) -> int:
     return int(db.execute(sql).fetchall()[0][0])
 
 
-def delete_from_table(db: duckdb.DuckDBPyConnection, condition: str) -> int:
-    """Delete the matching rows of the table and their labels; return the rows."""
+def delete_from_table(db: duckdb.DuckDBPyConnection, condition: str) -> tuple[int, int]:
+    """Delete the matching rows of the table and their labels, in one transaction.
+
+    Returns:
+        The rows and the labels deleted.
+    """
     if not _has_table(db, "predictions"):
-        return 0
+        return 0, 0
     db.execute("BEGIN TRANSACTION").fetchall()
     try:
-        if _has_table(db, "labels"):
-            db.execute(
-                "DELETE FROM labels WHERE (model, request_id, row_index) IN "
-                "(SELECT (model, request_id, row_index) FROM predictions "
-                f"WHERE {condition})"
-            ).fetchall()
+        labels = _delete_labels(db, "predictions", condition)
         (deleted,) = db.execute(
             f"DELETE FROM predictions WHERE {condition}"
         ).fetchall()[0]
@@ -58,7 +57,39 @@ def delete_from_table(db: duckdb.DuckDBPyConnection, condition: str) -> int:
     except BaseException:
         db.execute("ROLLBACK").fetchall()
         raise
-    return int(deleted)
+    return int(deleted), labels
+
+
+def count_labels(db: duckdb.DuckDBPyConnection, home: Path, condition: str) -> int:
+    """Return the labels of the matching rows of the table and its Parquet files."""
+    if not _has_table(db, "labels"):
+        return 0
+    sources = [f"read_parquet({_quote(str(p))})" for p in _parquet_files(home)]
+    if _has_table(db, "predictions"):
+        sources.append("predictions")
+    return sum(
+        int(
+            db.execute(
+                f"SELECT count(*) FROM labels WHERE {_labelled(source, condition)}"
+            ).fetchall()[0][0]
+        )
+        for source in sources
+    )
+
+
+def _delete_labels(db: duckdb.DuckDBPyConnection, source: str, condition: str) -> int:
+    """Delete the labels of the matching rows of `source`; return their count."""
+    if not _has_table(db, "labels"):
+        return 0
+    sql = f"DELETE FROM labels WHERE {_labelled(source, condition)}"
+    return int(db.execute(sql).fetchall()[0][0])
+
+
+def _labelled(source: str, condition: str) -> str:
+    return (
+        "(model, request_id, row_index) IN (SELECT (model, request_id, row_index) "
+        f"FROM {source} WHERE {condition})"
+    )
 
 
 def count_parquet(db: duckdb.DuckDBPyConnection, home: Path, condition: str) -> int:
@@ -76,20 +107,15 @@ def rewrite_parquet(
     deleted first.
 
     Returns:
-        The rows removed and the files rewritten.
+        The rows removed and the labels deleted.
     """
-    removed = files = 0
+    removed = labels = 0
     for path in _parquet_files(home):
         matched = _count_file(db, path, condition)
         if not matched:
             continue
         source = f"read_parquet({_quote(str(path))})"
-        if _has_table(db, "labels"):
-            db.execute(
-                "DELETE FROM labels WHERE (model, request_id, row_index) IN "
-                f"(SELECT (model, request_id, row_index) FROM {source} "
-                f"WHERE {condition})"
-            ).fetchall()
+        labels += _delete_labels(db, source, condition)
         partial = path.with_name(path.name + ".tmp")
         db.execute(
             f"COPY (SELECT * FROM {source} WHERE ({condition}) IS NOT TRUE) "
@@ -99,9 +125,8 @@ def rewrite_parquet(
         os.replace(partial, path)
         _fsync_file(path.parent)
         removed += matched
-        files += 1
         logger.info("prediction file redacted file=%s rows=%d", path, matched)
-    return removed, files
+    return removed, labels
 
 
 def count_journal(home: Path, test: RowTest) -> int:

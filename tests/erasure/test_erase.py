@@ -105,7 +105,7 @@ def lake_rows(home: Path, where: str = "true") -> int:
         return catalog.db.execute(sql).fetchall()[0][0]
 
 
-def predict(base_url: str, tails: list[str]) -> None:
+def predict(base_url: str, tails: list[str]) -> dict[str, Any]:
     rows = [{"tailnum": tail, "distance": 300 + i} for i, tail in enumerate(tails)]
     response = httpx.post(
         f"{base_url}/v1/models/late/predict",
@@ -114,6 +114,7 @@ def predict(base_url: str, tails: list[str]) -> None:
         trust_env=False,
     )
     assert response.status_code == 200, response.text
+    return response.json()
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
@@ -303,7 +304,13 @@ def test_erase_while_daemon_serves(tmp_path: Path) -> None:
         ]
         response = client.post("/v1/datasets/flights/rows", json={"rows": buffered})
         assert response.status_code == 202, response.text
-        predict(daemon.base_url, [SUBJECT, OTHERS[0]])
+        first = predict(daemon.base_url, [SUBJECT, OTHERS[0]])
+        labels = [
+            {"request_id": first["request_id"], "row": i, "label": p["label"]}
+            for i, p in enumerate(first["predictions"])
+        ]
+        feedback = client.post("/v1/models/late/feedback", json={"labels": labels})
+        assert feedback.status_code == 200, feedback.text
         seats = client.post(
             "/v1/models/late/predict",
             json={"rows": [{"tailnum": SUBJECT, "distance": 5}]},
@@ -353,6 +360,7 @@ def test_erase_while_daemon_serves(tmp_path: Path) -> None:
         removed = flights.json()["receipt"]["removed"]
         assert removed["buffer"] == 2
         assert removed["predictions_table"] + removed["predictions_parquet"] == 2
+        assert removed["labels"] == 1
         assert planes.json()["receipt"]["removed"]["dataset_versions"] != {}
 
         rows = client.get("/v1/datasets/flights/rows").json()
@@ -382,4 +390,6 @@ def test_erase_while_daemon_serves(tmp_path: Path) -> None:
     assert not (home / "catalog.compact").exists()
     with duckdb.connect(str(home / "catalog.duckdb"), read_only=True) as db:
         (count,) = db.execute("SELECT count(*) FROM erasures").fetchall()[0]
+        (labels_left,) = db.execute("SELECT count(*) FROM labels").fetchall()[0]
     assert count == 2
+    assert labels_left == 1
