@@ -78,8 +78,8 @@ def _run(config: Config, subject: Any, dry_run: bool) -> dict[str, Any]:
 
     with Catalog(config.storage.home, read_only=dry_run) as catalog:
         if not dry_run:
-            # This process holds the catalog, so no ingest or erasure runs, and
-            # the folders an interrupted erasure left can go.
+            # This process has the catalog open, so no ingest or erasure runs,
+            # and the folders an interrupted erasure left can be deleted.
             remove_orphan_folders(catalog)
         receipt = erase(catalog, config, subject, dry_run).to_dict()
     if not dry_run:

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from appliance.erasure._subject import Subject
-from appliance.storage import IngestBuffer
+from appliance.storage import IngestBuffer, fsync_path
 from appliance.storage._buffer import WAL
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def erase_buffer(root: Path, subject: Subject, buffer: IngestBuffer | None) -> i
         root: The buffer folder, ``HOME/buffer``.
         buffer: The daemon's running buffer, whose appends wait while the
             write-ahead file is rewritten; None when no daemon runs. The
-            caller holds its `IngestBuffer.flush_lock`.
+            caller has taken its `IngestBuffer.flush_lock`.
     """
     if buffer is None:
         return sum(_rewrite(path, subject) for path in _files(root, subject))
@@ -68,11 +68,7 @@ def _rewrite(path: Path, subject: Subject) -> int:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(partial, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(path.parent)
     logger.info("buffer file redacted file=%s rows=%d", path, removed)
     return removed
 

@@ -4,7 +4,7 @@ The places, in the order they are changed: the dataset's versions in the
 lake (`_lake`), the quarantine table, the HTTP ingest buffer's files
 (`_buffer`), and the prediction log (`appliance.predictions`). Each place is
 changed atomically on its own, so a crash between two places leaves the
-earlier ones erased; running the same erasure again finishes the rest. The
+earlier ones erased. Running the same erasure again finishes the rest. The
 receipt is stored only when every place is done.
 
 Models are derived data and are not changed. The receipt lists the model
@@ -25,6 +25,7 @@ from appliance.erasure._buffer import count_buffer, erase_buffer
 from appliance.erasure._lake import LakeErasure, apply_lake, plan_lake
 from appliance.erasure._receipts import Receipt, store_receipt
 from appliance.erasure._subject import Subject, check_subject_keys
+from appliance.errors import StorageError
 from appliance.predictions import PredictionLog
 from appliance.predictions._erase import (
     count_journal,
@@ -88,22 +89,15 @@ def erase(
         dry_run=dry_run,
     )
     check_subject_keys(subject, config.dataset(subject.dataset).subject_keys)
-    plan = plan_lake(catalog, subject)
-    receipt.models = _trained_on(plan)
-    receipt.notes = [
-        DERIVED_NOTE,
-        *_model_files_notes(catalog, subject),
-        *_detector_notes(catalog, subject),
-    ]
-    if dry_run:
-        receipt.removed = _counts(catalog, plan, subject)
-    else:
-        receipt.removed = _remove(catalog, config, plan, subject, log, buffer, receipt)
-        receipt.finished_at = datetime.now(timezone.utc)
-        store_receipt(catalog, receipt)
-        if log is not None:
-            request_compaction(catalog.home)
-            receipt.notes.append(COMPACTION_NOTE)
+    try:
+        _run(catalog, config, subject, log, buffer, receipt)
+    except (duckdb.Error, OSError) as exc:
+        # DuckDB's messages can quote the SQL, which contains the key values.
+        raise StorageError(
+            f"erasure {receipt.erasure_id} from dataset {subject.dataset!r} "
+            f"failed: {subject.redact(str(exc))}; the places erased before the "
+            "failure stay erased, and running the erasure again finishes the rest"
+        ) from None
     logger.info(
         "erasure %s id=%s dataset=%s subject_sha256=%s rows=%d",
         "counted" if dry_run else "done",
@@ -113,6 +107,33 @@ def erase(
         receipt.total,
     )
     return receipt
+
+
+def _run(
+    catalog: Catalog,
+    config: Config,
+    subject: Subject,
+    log: PredictionLog | None,
+    buffer: IngestBuffer | None,
+    receipt: Receipt,
+) -> None:
+    """Fill in `receipt` while counting or removing the subject's rows."""
+    plan = plan_lake(catalog, subject)
+    receipt.models = _trained_on(plan)
+    receipt.notes = [
+        DERIVED_NOTE,
+        *_model_files_notes(catalog, subject),
+        *_detector_notes(catalog, subject),
+    ]
+    if receipt.dry_run:
+        receipt.removed = _counts(catalog, plan, subject)
+        return
+    receipt.removed = _remove(catalog, config, plan, subject, log, buffer, receipt)
+    receipt.finished_at = datetime.now(timezone.utc)
+    store_receipt(catalog, receipt)
+    if log is not None:
+        request_compaction(catalog.home)
+        receipt.notes.append(COMPACTION_NOTE)
 
 
 def _counts(catalog: Catalog, plan: LakeErasure, subject: Subject) -> dict:

@@ -2,7 +2,7 @@
 
 A version's own rows are in one folder, ``lake/DATASET/version=ID/``, and an
 ``append`` version also reads its parent chain's folders. Each folder that
-holds a matching row is copied to a new folder with the rows left out (files
+contains a matching row is copied to a new folder with the rows left out (files
 without a match are hard-linked), named ``version=ID.redacted-HASH`` after the
 new content. One catalog transaction then points every version of the
 dataset at the new folders and records the redactions, so a reader sees
@@ -30,7 +30,7 @@ import duckdb
 
 from appliance.erasure._subject import Subject, check_values, typed_sql
 from appliance.errors import StorageError
-from appliance.storage import Catalog, DatasetVersion, list_versions
+from appliance.storage import Catalog, DatasetVersion, fsync_path, list_versions
 from appliance.storage._datasets import parquet_sql, sample_sql, scan_sql
 from appliance.storage._quality import quality_report
 from appliance.storage._sql import ident, literal
@@ -38,7 +38,7 @@ from appliance.storage._sql import ident, literal
 logger = logging.getLogger(__name__)
 
 _PATTERNS = ("/*/*.parquet", "/*.parquet")
-"""How a version's file glob ends: partitioned, or one folder of files."""
+"""Endings of a version's file glob: partitioned, or one folder of files."""
 _REDACTED = ".redacted-"
 _PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
 _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -80,7 +80,7 @@ class LakeErasure:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Matching rows by version id of the folder that holds them."""
+        """Matching rows by version id of the folder that contains them."""
         return {f.version: f.matched for f in self.folders}
 
 
@@ -134,9 +134,10 @@ def apply_lake(
             if folder.new_path:
                 shutil.rmtree(folder.new_path, ignore_errors=True)
         raise StorageError(
-            f"erasure from dataset {subject.dataset!r} failed: {exc}; the "
-            "versions keep their rows, check the free disk space and retry"
-        ) from exc
+            f"erasure from dataset {subject.dataset!r} failed: "
+            f"{subject.redact(str(exc))}; the versions keep their rows, check "
+            "the free disk space and retry"
+        ) from None
     _remove_old(changed, subject)
     return updated
 
@@ -202,7 +203,7 @@ def _rewrite_folder(
         target = work / file.relative_to(old)
         _write_file(db, folder, file, target, where, columns, partitioned)
     if partitioned and not any(work.glob("*/*.parquet")):
-        # A version's glob must match a file, so an empty one stands in.
+        # A version's glob must match a file, so an empty file is written.
         empty = work / f"{folder.owner.partition_by}={_NULL_PARTITION}"
         empty.mkdir(parents=True)
         db.execute(
@@ -214,7 +215,7 @@ def _rewrite_folder(
     final = old.with_name(f"{base}{_REDACTED}{folder.sha256[:16]}")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(work, final)
-    _fsync(old.parent)
+    fsync_path(old.parent)
     folder.new_path = str(final)
 
 
@@ -385,7 +386,7 @@ def _scrub_removed(
     """Drop the quality statistics of removed versions that show a key value.
 
     Retention deleted those versions' files, so the statistics cannot be
-    computed again without the subject's rows; a minimum or maximum of a
+    computed again without the subject's rows. A minimum or maximum of a
     text column can be the value itself.
     """
     rows = db.execute(
@@ -418,20 +419,5 @@ def _sync_tree(folder: Path) -> None:
     """Fsync every file and folder under `folder`, so the rename publishes
     complete files after a power loss too."""
     for path in sorted(folder.rglob("*"), reverse=True):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        else:
-            _fsync(path)
-    _fsync(folder)
-
-
-def _fsync(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_path(path)
+    fsync_path(folder)

@@ -45,8 +45,15 @@ class Subject:
         """Names of the key columns."""
         return [name for name, _ in self.keys]
 
+    def redact(self, text: str) -> str:
+        """Return `text` with each key value replaced by ``<erased>``."""
+        for _, value in self.keys:
+            if value:
+                text = text.replace(value, "<erased>")
+        return text
+
     def matches_json(self, row: Any) -> bool:
-        """Tell whether a JSON object row holds every key value."""
+        """Tell whether a JSON object row contains every key value."""
         if not isinstance(row, dict):
             return False
         return all(

@@ -5,8 +5,8 @@ The functions take a SQL condition on the ``input`` column, such as
 of one input row for the journal and spill files, which hold the rows as
 sent. `PredictionLog.flushed` first moves every row out of the journal and
 the spill files into the table, so an erasure in the daemon changes only the
-table and the Parquet files; the journal and spill counts are then of rows
-still on disk, as a dry run reports them.
+table and the Parquet files. The journal and spill counts are of the rows
+still on disk, which a dry run reports.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pyarrow as pa
 from appliance.predictions._journal import journal_dir, read_segment, segment_files
 from appliance.predictions._log import read_spill
 from appliance.predictions._store import parquet_dir
+from appliance.storage import fsync_path
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def count_parquet(db: duckdb.DuckDBPyConnection, home: Path, condition: str) -> 
 def rewrite_parquet(
     db: duckdb.DuckDBPyConnection, home: Path, condition: str
 ) -> tuple[int, int]:
-    """Rewrite each rolled-over file that holds a matching row without it.
+    """Rewrite each rolled-over file that contains a matching row without it.
 
     Each file is written beside the old one and renamed over it, so a crash
     leaves the old or the new file. The labels of the removed rows are
@@ -121,9 +122,9 @@ def rewrite_parquet(
             f"COPY (SELECT * FROM {source} WHERE ({condition}) IS NOT TRUE) "
             f"TO {_quote(str(partial))} (FORMAT parquet, COMPRESSION zstd)"
         ).fetchall()
-        _fsync_file(partial)
+        fsync_path(partial)
         os.replace(partial, path)
-        _fsync_file(path.parent)
+        fsync_path(path.parent)
         removed += matched
         logger.info("prediction file redacted file=%s rows=%d", path, matched)
     return removed, labels
@@ -166,14 +167,6 @@ def _parquet_files(home: Path) -> list[Path]:
 def _has_table(db: duckdb.DuckDBPyConnection, name: str) -> bool:
     tables = {t for (t,) in db.execute("SHOW TABLES").fetchall()}
     return name in tables
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _quote(text: str) -> str:

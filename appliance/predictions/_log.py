@@ -285,8 +285,8 @@ class PredictionLog:
         """Write every queued and spilled row, then hold off the writer.
 
         While the context is open, the ``predictions`` table and its Parquet
-        files hold every row appended before it opened, and no journal segment
-        or spill file holds any of them. Requests go on being answered: new
+        files contain every row appended before it opened, and no journal
+        segment or spill file contains any of them. Requests go on being answered: new
         entries are journaled and queued, and the writer inserts them after
         the context closes. Yields a cursor of the catalog.
 

@@ -2,9 +2,9 @@
 
 An erasure runs under the admin lock, so no ingest or training of this
 daemon runs meanwhile, and under the ingest buffer's flush lock, so no flush
-writes a version that still reads the old folders. Predictions go on being
-answered and logged; the prediction log writer waits while the log is
-rewritten. The feature views are read again afterwards, so the in-memory
+writes a version that still reads the old folders. The daemon goes on
+serving and logging predictions, and the prediction log writer waits while
+the log is rewritten. The feature views are read again afterwards, so the in-memory
 indexes drop the subject's rows, and the caches of derived values are
 emptied.
 """

@@ -32,6 +32,7 @@ from appliance.storage._datasets import (
     list_versions,
     scan_sql,
 )
+from appliance.storage._fsync import fsync_path
 from appliance.storage._ingest import IngestResult, ingest, stored_contract
 from appliance.storage._labels import (
     LabelRow,
@@ -122,6 +123,7 @@ __all__ = [
     "stored_contract",
     "fail_run",
     "finish_run",
+    "fsync_path",
     "get_run",
     "get_runs",
     "get_version",

@@ -32,6 +32,7 @@ from appliance.config import Config, dataset_name_problem
 from appliance.errors import IngestError, RequestError, StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._column_names import INTERNAL_COLUMNS, ascii_lower
+from appliance.storage._fsync import fsync_path
 from appliance.storage._ingest import IngestResult, ingest
 from appliance.storage._quarantine import move_source
 from appliance.storage._repeated_keys import encode_as_sent
@@ -183,7 +184,8 @@ class IngestBuffer:
         """Call ``rewrite(path)`` on the dataset's write-ahead file while no row
         is appended, and count its rows again; return what `rewrite` returns.
 
-        The caller holds `flush_lock`, so no flush renames the file meanwhile.
+        The caller has taken `flush_lock`, so no flush renames the file
+        meanwhile.
         """
         wal = self.root / dataset / WAL
         with self._lock:
@@ -573,11 +575,7 @@ def _move(segment: Path, folder: Path) -> None:
 
 
 def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(folder)
 
 
 def _check_name(dataset: str) -> None:

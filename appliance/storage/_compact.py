@@ -20,12 +20,13 @@ from pathlib import Path
 import duckdb
 
 from appliance.errors import StorageError
+from appliance.storage._fsync import fsync_path
 from appliance.storage._sql import literal
 
 logger = logging.getLogger(__name__)
 
 MARKER = "catalog.compact"
-"""File under the home whose presence asks for a compaction."""
+"""Marker file under the home: while it exists, the next daemon start compacts."""
 
 
 def request_compaction(home: Path) -> None:
@@ -66,13 +67,10 @@ def compact_catalog(home: Path) -> None:
             f"compaction of the catalog {path} failed: {exc}; the catalog is "
             "unchanged, check the free disk space"
         ) from exc
-    fd = os.open(copy, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(copy)
     before = path.stat().st_size
     os.replace(copy, path)
+    fsync_path(home)
     (home / MARKER).unlink(missing_ok=True)
     logger.info(
         "catalog compacted path=%s bytes_before=%d bytes_after=%d",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -85,6 +86,11 @@ def write_home(root: Path) -> Path:
     return root / "config.toml"
 
 
+def erase_cli(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``appliance erase ARGS`` on the home beside `config_path`."""
+    return run_appliance(config_path, config_path.parent / "home", "erase", *args)
+
+
 def files_containing(home: Path, text: str) -> list[Path]:
     """Return every file under `home` whose bytes contain `text`."""
     needle = text.encode()
@@ -142,7 +148,7 @@ def crashed_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = root / "home"
     daemon = start_daemon(config_path, home, root / "daemon.log")
     try:
-        # Five rows fill a batch; the table then holds more than roll_rows,
+        # Five rows fill a batch, and the table then has more than roll_rows,
         # so they are rolled over to a Parquet file.
         predict(daemon.base_url, [SUBJECT, OTHERS[0], SUBJECT, OTHERS[1], SUBJECT])
         parquet = home / "predictions" / "parquet"
@@ -158,15 +164,8 @@ def crashed_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_erase_dry_run_changes_nothing(crashed_home: Path) -> None:
     home = crashed_home.parent / "home"
     before = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
-    result = run_appliance(
-        crashed_home,
-        home,
-        "erase",
-        "flights",
-        "--where",
-        f"tailnum={SUBJECT}",
-        "--dry-run",
-        "--json",
+    result = erase_cli(
+        crashed_home, "flights", "--where", f"tailnum={SUBJECT}", "--dry-run", "--json"
     )
     assert result.returncode == 0, result.stderr
     receipt = json.loads(result.stdout)
@@ -175,8 +174,8 @@ def test_erase_dry_run_changes_nothing(crashed_home: Path) -> None:
     assert receipt["removed"]["quarantine"] == 1
     assert receipt["removed"]["predictions_parquet"] == 2
     assert receipt["removed"]["predictions_table"] == 1
-    # The journal may still hold inserted rows too, so a row can be counted
-    # in two places; the unwritten request holds one matching row.
+    # The journal may still contain inserted rows too, so a row can be
+    # counted in two places. The unwritten request contains one matching row.
     assert receipt["removed"]["predictions_journal"] >= 1
     assert receipt["models"] == ["late v1"]
     after = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
@@ -185,10 +184,7 @@ def test_erase_dry_run_changes_nothing(crashed_home: Path) -> None:
 
 
 def test_erase_unknown_column(crashed_home: Path) -> None:
-    home = crashed_home.parent / "home"
-    result = run_appliance(
-        crashed_home, home, "erase", "flights", "--where", "tail_number=N1"
-    )
+    result = erase_cli(crashed_home, "flights", "--where", "tail_number=N1")
     assert result.returncode == 1
     assert "column 'tail_number' is not in dataset 'flights'" in result.stderr
     assert "tailnum" in result.stderr
@@ -198,14 +194,8 @@ def test_erase_removes_every_copy(crashed_home: Path) -> None:
     home = crashed_home.parent / "home"
     others_before = lake_rows(home, f"tailnum <> '{SUBJECT}'")
     assert files_containing(home, SUBJECT), "the value must be stored before"
-    result = run_appliance(
-        crashed_home,
-        home,
-        "erase",
-        "flights",
-        "--where",
-        f"tailnum={SUBJECT}",
-        "--json",
+    result = erase_cli(
+        crashed_home, "flights", "--where", f"tailnum={SUBJECT}", "--json"
     )
     assert result.returncode == 0, result.stderr
     receipt = json.loads(result.stdout)
@@ -225,9 +215,7 @@ def test_erase_removes_every_copy(crashed_home: Path) -> None:
         "catalog.duckdb",
         "data_0.parquet",
     ]
-    planes = run_appliance(
-        crashed_home, home, "erase", "planes", "--where", f"tailnum={SUBJECT}"
-    )
+    planes = erase_cli(crashed_home, "planes", "--where", f"tailnum={SUBJECT}")
     assert planes.returncode == 0, planes.stderr
     assert files_containing(home, SUBJECT) == []
     assert lake_rows(home, f"tailnum = '{SUBJECT}'") == 0
@@ -257,21 +245,12 @@ def test_erase_recorded_in_versions(crashed_home: Path) -> None:
 
 
 def test_erase_no_match_gives_zeros(crashed_home: Path) -> None:
-    home = crashed_home.parent / "home"
-    result = run_appliance(
-        crashed_home,
-        home,
-        "erase",
-        "flights",
-        "--where",
-        "tailnum=N000NONE",
-        "--json",
-    )
+    result = erase_cli(crashed_home, "flights", "--where", "tailnum=N000NONE", "--json")
     assert result.returncode == 0, result.stderr
     receipt = json.loads(result.stdout)
     assert receipt["total"] == 0
     assert receipt["removed"]["dataset_versions"] == {}
-    listed = run_appliance(crashed_home, home, "erase", "--list", "--json")
+    listed = erase_cli(crashed_home, "--list", "--json")
     receipts = json.loads(listed.stdout)
     assert [r["total"] for r in receipts] == [0, 1, 27]
     assert SUBJECT not in listed.stdout

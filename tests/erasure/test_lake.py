@@ -10,8 +10,8 @@ import pytest
 from support import load_config_text
 
 from appliance.config import Config
-from appliance.erasure import erase, parse_subject
 from appliance.erasure import _lake as lake
+from appliance.erasure import erase, parse_subject
 from appliance.errors import RequestError, StorageError
 from appliance.storage import (
     Catalog,
@@ -179,3 +179,23 @@ def test_buffer_files_keep_line_numbers(tmp_path: Path) -> None:
     assert receipt.removed["buffer"] == 2
     assert (folder / "wal.jsonl").read_text() == "\n".join(lines[1:]) + "\n"
     assert kept.read_text().splitlines() == ["", *lines[1:]]
+
+
+def test_error_message_hides_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, catalog = make_home(tmp_path)
+    from appliance.erasure import _erase
+
+    def fail(db: object, condition: str) -> tuple[int, int]:
+        raise duckdb.BinderException(f"LINE 1: WHERE {condition}")
+
+    monkeypatch.setattr(_erase, "delete_from_table", fail)
+    with catalog:
+        subject = parse_subject("flights", [f"tailnum={SUBJECT}"])
+        with pytest.raises(StorageError, match="running the erasure again") as raised:
+            erase(catalog, config, subject)
+        assert SUBJECT not in str(raised.value)
+        assert "<erased>" in str(raised.value)
+        # The lake was erased before the failure and stays so.
+        assert rows(catalog, f"tailnum = '{SUBJECT}'") == []
