@@ -44,7 +44,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from litestar import Litestar
 
 from appliance.config import Config, load_config
-from appliance.errors import ApplianceError, ConfigError, DaemonError, NotFoundError
+from appliance.errors import (
+    ApplianceError,
+    ConfigError,
+    DaemonError,
+    NotFoundError,
+    StorageError,
+)
 from appliance.features import FeatureServer
 from appliance.homelock import HomeLock
 from appliance.logs import configure_logging
@@ -112,7 +118,14 @@ async def open_catalog(state: DaemonState) -> AsyncIterator[None]:
     home = state.config.storage.home
     if compaction_requested(home):
         # An erasure ran in the previous run; the bytes of its rows go now.
-        await asyncio.to_thread(compact_catalog, home)
+        try:
+            await asyncio.to_thread(compact_catalog, home)
+        except StorageError:
+            logger.exception(
+                "catalog compaction failed; the marker stays for the next start "
+                "home=%s",
+                home,
+            )
     before = thread_ids()
     state.catalog = Catalog(home)
     state.duckdb_threads = thread_ids() - before

@@ -74,7 +74,7 @@ def _run(config: Config, subject: Any, dry_run: bool) -> dict[str, Any]:
         response = client.post("/v1/admin/erase", body, timeout=LONG_TIMEOUT_SECONDS)
         return response["receipt"]
     from appliance.erasure import erase
-    from appliance.storage import Catalog, compact_catalog, remove_orphan_folders
+    from appliance.storage import Catalog, remove_orphan_folders
 
     with Catalog(config.storage.home, read_only=dry_run) as catalog:
         if not dry_run:
@@ -83,9 +83,27 @@ def _run(config: Config, subject: Any, dry_run: bool) -> dict[str, Any]:
             remove_orphan_folders(catalog)
         receipt = erase(catalog, config, subject, dry_run).to_dict()
     if not dry_run:
-        # Deleted rows keep their bytes in the file until it is rewritten.
-        compact_catalog(config.storage.home)
+        _compact(config, receipt)
     return receipt
+
+
+def _compact(config: Config, receipt: dict[str, Any]) -> None:
+    """Compact the catalog, whose deleted rows keep their bytes until then.
+
+    When that fails, such as because a daemon started meanwhile, the daemon's
+    next start compacts it.
+    """
+    from appliance.errors import StorageError
+    from appliance.storage import compact_catalog, request_compaction
+
+    try:
+        compact_catalog(config.storage.home)
+    except StorageError as exc:
+        request_compaction(config.storage.home)
+        receipt["notes"].append(
+            f"the catalog was not compacted ({exc}); the daemon's next start "
+            "compacts it"
+        )
 
 
 def _print_receipt(receipt: dict[str, Any]) -> None:

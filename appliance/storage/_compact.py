@@ -67,6 +67,16 @@ def compact_catalog(home: Path) -> None:
             f"compaction of the catalog {path} failed: {exc}; the catalog is "
             "unchanged, check the free disk space"
         ) from exc
+    wal = path.with_name(path.name + ".wal")
+    if wal.exists():
+        # DETACH checkpoints the log into the file; one left over would be
+        # replayed onto the copy.
+        copy.unlink(missing_ok=True)
+        raise StorageError(
+            f"compaction of the catalog {path} stopped, because its write-ahead "
+            f"log {wal} was not checkpointed; the catalog is unchanged, open it "
+            "once with the appliance and retry"
+        )
     fsync_path(copy)
     before = path.stat().st_size
     os.replace(copy, path)
