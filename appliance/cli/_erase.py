@@ -120,6 +120,8 @@ def _print_receipt(receipt: dict[str, Any]) -> None:
                 print(f"  {verb} {rows} rows  {place} {version}")
             if not count:
                 print(f"  {verb} 0 rows  {place}")
+        elif place in ("predictions_journal", "predictions_spill"):
+            print(f"  {verb} {count} rows  {place} (also in predictions_table)")
         else:
             print(f"  {verb} {count} rows  {place}")
     print(f"  total {receipt['total']} rows")

@@ -165,13 +165,10 @@ def _remove(
     removed: dict = {"dataset_versions": {k: v for k, v in plan.counts.items() if v}}
     removed["quarantine"] = _quarantine(catalog, subject, delete=True)
     removed["buffer"] = erase_buffer(home / "buffer", subject, buffer)
-    journal = count_journal(home, subject.matches_json)
-    spill = count_spill(home, subject.matches_json)
-    if journal or spill:
-        receipt.notes.append(
-            f"{journal} matching rows of journal segments and {spill} of spill "
-            "files were moved to the predictions table first and are counted there"
-        )
+    # Counted before the log moves their rows into the table, where they are
+    # erased and counted again.
+    removed["predictions_journal"] = count_journal(home, subject.matches_json)
+    removed["predictions_spill"] = count_spill(home, subject.matches_json)
     table, parquet, labels = _remove_predictions(catalog, config, subject, log)
     removed["predictions_table"] = table
     removed["predictions_parquet"] = parquet

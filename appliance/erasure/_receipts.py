@@ -31,6 +31,10 @@ CREATE TABLE IF NOT EXISTS erasures (
 """
 
 
+ALSO_IN_TABLE = ("predictions_journal", "predictions_spill")
+"""Places whose rows the erasure writes to the predictions table first."""
+
+
 @dataclass
 class Receipt:
     """The outcome of one erasure, or of a dry run when `dry_run` is set."""
@@ -43,7 +47,10 @@ class Receipt:
     started_at: datetime
     finished_at: datetime | None = None
     removed: dict[str, Any] = field(default_factory=dict)
-    """Rows removed, or matched in a dry run, per place."""
+    """Rows removed, or matched in a dry run, per place. The rows of journal
+    segments and spill files are written to the predictions table before the
+    erasure, so they are counted under ``predictions_table`` too, and a row
+    can be in the journal and the table at once."""
     models: list[str] = field(default_factory=list)
     """Model versions trained on a redacted dataset version, as ``MODEL vN``.
     They are not changed; retrain them to drop the rows' influence."""
@@ -52,8 +59,13 @@ class Receipt:
 
     @property
     def total(self) -> int:
-        """Rows removed, or matched in a dry run, over every place."""
-        return sum(_total(value) for value in self.removed.values())
+        """Rows removed, or matched in a dry run, over every place but the
+        journal and spill files, whose rows the table count includes."""
+        return sum(
+            _total(value)
+            for place, value in self.removed.items()
+            if place not in ALSO_IN_TABLE
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the receipt as JSON-ready values."""
