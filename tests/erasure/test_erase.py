@@ -354,9 +354,20 @@ def test_erase_while_daemon_serves(tmp_path: Path) -> None:
         wal = home / "buffer" / "flights" / "wal.jsonl"
         assert SUBJECT not in wal.read_text()
         assert OTHERS[0] in wal.read_text()
+
+        unknown = client.post(
+            "/v1/admin/erase",
+            json={"dataset": "flights", "keys": {"tail": SUBJECT}},
+        )
+        assert unknown.status_code == 422, unknown.text
+        assert "column 'tail' is not in dataset 'flights'" in unknown.text
+        listed = client.get("/v1/admin/erasures", params={"dataset": "flights"})
+        assert [r["dataset"] for r in listed.json()["receipts"]] == ["flights"]
+        assert SUBJECT not in listed.text
     finally:
         client.close()
         stop_daemon(daemon)
+    assert SUBJECT not in (tmp_path / "daemon.log").read_text()
     inputs = logged_inputs(home)
     assert [r["tailnum"] for r in inputs].count(OTHERS[1]) == len(sent)
     # The buffer was flushed at the stop, with every row posted meanwhile.
