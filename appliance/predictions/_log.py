@@ -286,9 +286,9 @@ class PredictionLog:
 
         While the context is open, the ``predictions`` table and its Parquet
         files contain every row appended before it opened, and no journal
-        segment or spill file contains any of them. Requests go on being answered: new
-        entries are journaled and queued, and the writer inserts them after
-        the context closes. Yields a cursor of the catalog.
+        segment or spill file contains any of them. Requests go on being
+        served: new entries are journaled and queued, and the writer inserts
+        them after the context closes. Yields a cursor of the catalog.
 
         Raises:
             StorageError: The queued rows or spill files could not be
