@@ -713,6 +713,9 @@ class DatasetConfig:
     sensitive: tuple[str, ...] = ()
     """Columns stored encrypted with the column key (AES-SIV, deterministic),
     such as ``["tailnum"]``. Applies to versions ingested after it is set."""
+    subject_keys: tuple[str, ...] = ()
+    """Columns that identify a data subject, such as ``tailnum``. When declared,
+    ``appliance erase`` accepts only these columns in ``--where``."""
 
     def __post_init__(self) -> None:
         problem = dataset_name_problem(self.name)

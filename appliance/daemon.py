@@ -47,7 +47,13 @@ from litestar import Litestar
 from appliance.access import DAEMON, Actor, active_keys, set_process_actor
 from appliance.config import Config, load_config
 from appliance.crypto import ColumnCipher, column_cipher
-from appliance.errors import ApplianceError, ConfigError, DaemonError, NotFoundError
+from appliance.errors import (
+    ApplianceError,
+    ConfigError,
+    DaemonError,
+    NotFoundError,
+    StorageError,
+)
 from appliance.features import FeatureServer
 from appliance.homelock import HomeLock
 from appliance.logs import configure_logging
@@ -85,6 +91,8 @@ from appliance.storage import (
     ModelVersion,
     champion_models,
     check_key,
+    compact_catalog,
+    compaction_requested,
     fallback_versions,
     get_version,
     remove_orphan_folders,
@@ -113,11 +121,23 @@ that scores a previous champion or a batch drift check, to finish."""
 async def open_catalog(state: DaemonState) -> AsyncIterator[None]:
     """Open the catalog for writing; the daemon holds it until it stops.
 
-    Version folders left by an ingest that was killed are removed first,
-    while no ingest of this daemon runs.
+    The catalog is compacted first when an erasure asked for it. Version
+    folders left by an ingest or an erasure that was killed are removed
+    first, while no ingest of this daemon runs.
     """
+    home = state.config.storage.home
+    if compaction_requested(home):
+        # An erasure ran in the previous run; the bytes of its rows go now.
+        try:
+            await asyncio.to_thread(compact_catalog, home)
+        except StorageError:
+            logger.exception(
+                "catalog compaction failed; the marker stays for the next start "
+                "home=%s",
+                home,
+            )
     before = thread_ids()
-    state.catalog = Catalog(state.config.storage.home)
+    state.catalog = Catalog(home)
     state.duckdb_threads = thread_ids() - before
     limit_duckdb(state.catalog.db, state.config.server.catalog_memory_mb)
     await asyncio.to_thread(remove_orphan_folders, state.catalog)

@@ -150,6 +150,11 @@ class RowCache:
         """Return the number of rows in the cache."""
         return len(self._rows)
 
+    def clear(self) -> None:
+        """Forget every cached row, such as the input values of erased rows."""
+        with self._lock:
+            self._rows.clear()
+
     def get(self, keys: Sequence[Any]) -> tuple[list[Any], list[int]]:
         """Look up rows by key.
 
@@ -443,6 +448,14 @@ def _feature_cache(
                 _feature_caches.popitem(last=False)
         _feature_caches.move_to_end(key)
         return found
+
+
+def clear_feature_caches() -> None:
+    """Forget the cached rows of every set of derived features."""
+    with _feature_caches_lock:
+        caches = list(_feature_caches.values())
+    for row_cache in caches:
+        row_cache.clear()
 
 
 _database: Any = None

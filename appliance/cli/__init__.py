@@ -19,6 +19,7 @@ from appliance.cli import (
     _access,
     _daemon,
     _data,
+    _erase,
     _explain,
     _models,
     _monitoring,
@@ -33,6 +34,7 @@ from appliance.logs import configure_logging
 
 COMMAND_MODULES = (
     _data,
+    _erase,
     _models,
     _explain,
     _runs,

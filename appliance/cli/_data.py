@@ -251,6 +251,15 @@ def _show(config: Config, args: argparse.Namespace) -> None:
         print(
             f"  used by     {', '.join(version.used_by)} (retention keeps this version)"
         )
+    for redaction in version.redactions:
+        print(
+            f"  redacted    {redaction['redacted_at']} "
+            f"erasure={redaction['erasure_id']} "
+            f"rows_removed={redaction['rows_removed']} "
+            f"content_sha256={redaction['content_sha256']}"
+        )
+    if version.redactions:
+        print("  (the version keeps its id; 'appliance erase --list' has receipts)")
     for source in version.sources:
         print(f"  source      {source['path']} sha256={source['sha256']}")
     for warning in report.get("warnings", []):
@@ -328,6 +337,7 @@ def _version_json(version: Any) -> dict[str, Any]:
         "files": version.files,
         "partition_by": version.partition_by,
         "used_by": version.used_by,
+        "redactions": version.redactions,
         "report": version.report,
     }
 

@@ -404,6 +404,13 @@ class FeatureServer:
             filled.append(merged)
         return filled
 
+    def clear_derived(self) -> None:
+        """Forget the cached derived values, keyed by the values of request rows."""
+        with self._lock:
+            derived = list(self._derived.values())
+        for columns in derived:
+            columns.cache.clear()
+
     def _derived_columns(self, model: str) -> DerivedColumns:
         derived = self._derived.get(model)
         if derived is None:

@@ -267,6 +267,11 @@ class Journal:
         if age >= ROTATE_SECONDS or segment.size >= ROTATE_BYTES:
             self._close_current()
 
+    def rotate(self) -> None:
+        """Start a new segment when the current one holds any entry."""
+        if self._current is not None and self._current.size:
+            self._close_current()
+
     def sync_if_due(self) -> None:
         """Fsync the closed segments, and the current one every `fsync_seconds`.
 

@@ -20,11 +20,13 @@ before they are written to the journal, a spill file or the table.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ import pyarrow as pa
 
 from appliance.config import PredictionsConfig
 from appliance.crypto import ColumnCipher, encrypt_rows, encrypt_table
+from appliance.errors import StorageError
 from appliance.pacing import Pacer
 from appliance.predictions._journal import Journal, encode_entry, journal_dir
 from appliance.predictions._recover import insert_segment, recover_journal
@@ -90,6 +93,8 @@ class PredictionLog:
         self._writing: list[tuple[int, LogEntry]] = []
         """The batch the writer takes out of the queue, until its insert ends."""
         self._wake = threading.Condition()
+        self._change_lock = threading.Lock()
+        """Held by the writer while it inserts a batch, and by `flushed`."""
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._spill_lock = threading.Lock()
@@ -244,31 +249,95 @@ class PredictionLog:
         try:
             while True:
                 batch, stopping = self._next_batch()
-                inserted = self._write(db, batch) if batch else True
-                with self._wake:
-                    self._writing = []
-                self._release_journal()
-                self.journal.sync_if_due()
-                self.journal.prepare()
-                if not inserted:
-                    # A failed statement can leave the cursor unusable, so
-                    # the writer goes on with a new one.
-                    db.close()
-                    db = self._catalog.db.cursor()
-                elif batch and self._table_rows > self.config.roll_rows:
-                    self._roll(db)
-                elif not batch and self._spill_pending():
-                    self._catch_up(db)
-                if self._retained and (stopping or time.monotonic() >= self._retry_at):
-                    self._retry_retained()
-                if stopping and not batch:
-                    self._catch_up(db)
+                with self._change_lock:
+                    with self._wake:
+                        # An erasure that ran meanwhile inserted the batch.
+                        batch = self._writing
+                    db, done = self._write_step(db, batch, stopping)
+                if done:
                     return
         except BaseException:
             logger.exception("prediction log writer failed")
             raise
         finally:
             db.close()
+
+    def _write_step(
+        self,
+        db: duckdb.DuckDBPyConnection,
+        batch: list[tuple[int, LogEntry]],
+        stopping: bool,
+    ) -> tuple[duckdb.DuckDBPyConnection, bool]:
+        """Insert one batch and do the upkeep after it.
+
+        Returns:
+            The cursor to go on with, and whether the writer is done.
+        """
+        inserted = self._write(db, batch) if batch else True
+        with self._wake:
+            self._writing = []
+        self._release_journal()
+        self.journal.sync_if_due()
+        self.journal.prepare()
+        if not inserted:
+            # A failed statement can leave the cursor unusable, so
+            # the writer goes on with a new one.
+            db.close()
+            db = self._catalog.db.cursor()
+        elif batch and self._table_rows > self.config.roll_rows:
+            self._roll(db)
+        elif not batch and self._spill_pending():
+            self._catch_up(db)
+        if self._retained and (stopping or time.monotonic() >= self._retry_at):
+            self._retry_retained()
+        if stopping and not batch:
+            self._catch_up(db)
+            return db, True
+        return db, False
+
+    @contextlib.contextmanager
+    def flushed(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Write every queued and spilled row, then hold off the writer.
+
+        While the context is open, the ``predictions`` table and its Parquet
+        files contain every row appended before it opened, and no journal
+        segment or spill file contains any of them. Requests go on being
+        served: new entries are journaled and queued, and the writer inserts
+        them after the context closes. Yields a cursor of the catalog.
+
+        Raises:
+            StorageError: The queued rows or spill files could not be
+                written; they stay queued or on disk.
+        """
+        with self._change_lock:
+            db = self._catalog.db.cursor()
+            try:
+                self._write_pending(db)
+                yield db
+            finally:
+                db.close()
+
+    def _write_pending(self, db: duckdb.DuckDBPyConnection) -> None:
+        with self._wake:
+            items = [*self._writing, *self._queue]
+            self._writing = []
+            self._queue.clear()
+            self._queued_rows = 0
+            self.journal.rotate()
+            boundary = self.journal.sequence
+        if items and not self._write(db, items):
+            raise StorageError(
+                "the prediction log could not write its queued rows, so they are "
+                "kept in a spill file or the journal; retry when the log is writable"
+            )
+        if self._retained:
+            self._retry_retained()
+        if not self._catch_up(db) or self._retained:
+            raise StorageError(
+                "the prediction log could not load its spill files or journal "
+                "segments; retry when the catalog is writable"
+            )
+        self.journal.release_before(boundary)
 
     def _release_journal(self) -> None:
         """Delete the journal segments whose entries are all inserted or spilled."""
@@ -383,7 +452,7 @@ class PredictionLog:
         """
         for path in self._close_spill():
             try:
-                table = _read_spill(path)
+                table = read_spill(path)
                 insert_rows(db, table)
             except (duckdb.Error, pa.ArrowException, OSError):
                 logger.exception(
@@ -447,7 +516,7 @@ def _encrypted_entry(
     return dataclasses.replace(entry, inputs=inputs)
 
 
-def _read_spill(path: Path) -> pa.Table:
+def read_spill(path: Path) -> pa.Table:
     """Read every complete batch of a spill file, even when the last one is cut."""
     batches = []
     with pa.OSFile(str(path), "rb") as source:

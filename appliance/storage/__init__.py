@@ -18,6 +18,11 @@ from appliance.storage._blobs import read_blob, write_blob
 from appliance.storage._buffer import IngestBuffer
 from appliance.storage._catalog import Catalog
 from appliance.storage._column_names import case_clash
+from appliance.storage._compact import (
+    compact_catalog,
+    compaction_requested,
+    request_compaction,
+)
 from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
@@ -28,6 +33,7 @@ from appliance.storage._datasets import (
     scan_sql,
 )
 from appliance.storage._encrypted import check_key, encrypted_columns
+from appliance.storage._fsync import fsync_path
 from appliance.storage._ingest import IngestResult, ingest, stored_contract
 from appliance.storage._labels import (
     LabelRow,
@@ -110,6 +116,9 @@ __all__ = [
     "check_onnx_hash",
     "check_key",
     "encrypted_columns",
+    "compact_catalog",
+    "compaction_requested",
+    "request_compaction",
     "aliases",
     "champion_models",
     "fallback_versions",
@@ -124,6 +133,7 @@ __all__ = [
     "stored_contract",
     "fail_run",
     "finish_run",
+    "fsync_path",
     "get_run",
     "get_runs",
     "get_version",

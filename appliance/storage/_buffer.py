@@ -37,6 +37,7 @@ from appliance.crypto import ColumnCipher, column_cipher, encrypt_rows
 from appliance.errors import ColumnKeyError, IngestError, RequestError, StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._column_names import INTERNAL_COLUMNS, ascii_lower
+from appliance.storage._fsync import fsync_path
 from appliance.storage._ingest import IngestResult, ingest
 from appliance.storage._quarantine import move_source
 from appliance.storage._repeated_keys import encode_as_sent
@@ -197,6 +198,23 @@ class IngestBuffer:
                 )
                 for name, state in self._states.items()
             }
+
+    def rewrite_wal(self, dataset: str, rewrite: Callable[[Path], int]) -> int:
+        """Call ``rewrite(path)`` on the dataset's write-ahead file while no row
+        is appended, and count its rows again; return what `rewrite` returns.
+
+        The caller has taken `flush_lock`, so no flush renames the file
+        meanwhile.
+        """
+        wal = self.root / dataset / WAL
+        with self._lock:
+            changed = rewrite(wal) if wal.exists() else 0
+            state = self._states.get(dataset)
+            if state is not None:
+                state.rows = _line_count(wal)
+                if not state.rows:
+                    state.oldest = None
+        return changed
 
     @property
     def thread_id(self) -> int | None:
@@ -553,6 +571,13 @@ def _append_synced(path: Path, data: bytes) -> None:
         raise StorageError(f"cannot write the ingest buffer {path}: {exc}") from exc
 
 
+def _line_count(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
 def _drop_torn_line(path: Path) -> None:
     """Cut a last line left incomplete by a crash, which was never acknowledged."""
     with path.open("rb+") as handle:
@@ -574,11 +599,7 @@ def _move(segment: Path, folder: Path) -> None:
 
 
 def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(folder)
 
 
 def _check_name(dataset: str) -> None:

@@ -51,6 +51,14 @@ CREATE TABLE IF NOT EXISTS removed_versions (
     removed_at   TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (dataset, version)
 );
+CREATE TABLE IF NOT EXISTS dataset_redactions (
+    dataset        VARCHAR NOT NULL,
+    version        VARCHAR NOT NULL,
+    erasure_id     VARCHAR NOT NULL,
+    redacted_at    TIMESTAMPTZ NOT NULL,
+    rows_removed   BIGINT NOT NULL,
+    content_sha256 VARCHAR NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dataset_contracts (
     dataset       VARCHAR PRIMARY KEY,
     from_version  VARCHAR NOT NULL,

@@ -66,6 +66,10 @@ class DatasetVersion:
     used_by: list[str] = field(default_factory=list)
     """Registered model versions trained on this version, as ``MODEL vN``.
     Retention keeps the version while any is listed."""
+    redactions: list[dict[str, Any]] = field(default_factory=list)
+    """Erasures that removed rows of this version, oldest first: ``erasure_id``,
+    ``redacted_at``, ``rows_removed`` and the ``content_sha256`` of its files
+    after the erasure. The version keeps its id."""
 
 
 def latest_version(
@@ -349,7 +353,42 @@ def _with_uses(
         read.add((dataset, version))
         for pair in sorted(read, key=str):
             uses.setdefault(pair, []).append(f"{model} v{number}")
-    return [replace(v, used_by=uses.get((v.dataset, v.version), [])) for v in versions]
+    redactions = _redactions(catalog, {v.dataset for v in versions})
+    return [
+        replace(
+            v,
+            used_by=uses.get((v.dataset, v.version), []),
+            redactions=redactions.get((v.dataset, v.version), []),
+        )
+        for v in versions
+    ]
+
+
+def _redactions(
+    catalog: Catalog, datasets: set[str]
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Return the recorded redactions of the datasets' versions."""
+    try:
+        rows = catalog.db.execute(
+            "SELECT dataset, version, erasure_id, redacted_at, rows_removed, "
+            "content_sha256 FROM dataset_redactions WHERE list_contains(?, dataset) "
+            "ORDER BY redacted_at",
+            [sorted(datasets)],
+        ).fetchall()
+    except duckdb.CatalogException:
+        # A catalog written before erasures existed, opened read-only.
+        return {}
+    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for dataset, version, erasure, at, count, digest in rows:
+        found.setdefault((dataset, version), []).append(
+            {
+                "erasure_id": erasure,
+                "redacted_at": at.isoformat(),
+                "rows_removed": count,
+                "content_sha256": digest,
+            }
+        )
+    return found
 
 
 def version_from_row(row: tuple[Any, ...]) -> DatasetVersion:

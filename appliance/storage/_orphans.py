@@ -3,7 +3,9 @@
 An ingest writes a version's rows to ``lake/DATASET/version=ID/`` and then
 records the version in the catalog. A process killed between the two leaves
 a folder that no version names; one killed while staging leaves its
-``version=ID.tmp`` folder. `remove_orphan_folders` deletes both kinds. It
+``version=ID.tmp`` folder. An erasure killed before its commit leaves a
+``version=ID.erase.tmp`` folder, and one killed after it the old folder of
+each version it rewrote. `remove_orphan_folders` deletes all of them. It
 must run while no ingest is in progress, such as at the daemon's start or
 before a command-line ingest, because an ingest's folder has no catalog row
 until the ingest ends.
@@ -27,8 +29,8 @@ _STAGING = ".tmp"
 def remove_orphan_folders(catalog: Catalog) -> list[Path]:
     """Delete the version folders of the lake that no catalog row reads.
 
-    A folder is kept while its version is in the catalog or while another
-    version reads its files: an ``append`` version reads its parent's files
+    A folder is kept while a version in the catalog is stored in it or while
+    another version reads its files: an ``append`` version reads its parent's files
     even after retention deleted the parent's row.
 
     A folder that cannot be deleted is logged and kept, so a start or an
@@ -59,11 +61,24 @@ def remove_orphan_folders(catalog: Catalog) -> list[Path]:
 
 
 def _referenced(catalog: Catalog) -> tuple[set[tuple[str, str]], list[str]]:
-    """Return the (dataset, version) pairs of the catalog and every file glob."""
+    """Return the (dataset, folder name) pairs of the catalog and every file glob.
+
+    The folder name is the version id, or after an erasure the id and the
+    suffix of its redacted folder (``ID.redacted-HASH``).
+    """
     rows = catalog.db.execute(
-        "SELECT dataset, version, files_json FROM dataset_versions"
+        "SELECT dataset, version, path, files_json FROM dataset_versions"
     ).fetchall()
-    known = {(dataset, version) for dataset, version, _ in rows}
+    known = set()
+    for dataset, version, path, _ in rows:
+        name = Path(path).name
+        # A version recorded before its files were listed names one file.
+        known.add(
+            (
+                dataset,
+                name.removeprefix(_PREFIX) if name.startswith(_PREFIX) else version,
+            )
+        )
     globs = []
     for *_, files in rows:
         if files:

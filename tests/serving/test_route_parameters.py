@@ -30,6 +30,8 @@ PARAMETERS = {
         ("dataset", "query"),
     ],
     ("GET", "/v1/admin/datasets"): [],
+    ("POST", "/v1/admin/erase"): [],
+    ("GET", "/v1/admin/erasures"): [("dataset", "query")],
     ("POST", "/v1/admin/ingest"): [],
     ("GET", "/v1/admin/keys"): [],
     ("POST", "/v1/admin/keys"): [],

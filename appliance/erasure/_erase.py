@@ -1,0 +1,273 @@
+"""One erasure: the subject's rows removed from every place the appliance stores.
+
+The places, in the order they are changed: the dataset's versions in the
+lake (`_lake`), the quarantine table, the HTTP ingest buffer's files
+(`_buffer`), and the prediction log (`appliance.predictions`). Each place is
+changed atomically on its own, so a crash between two places leaves the
+earlier ones erased. Running the same erasure again finishes the rest. The
+receipt is stored only when every place is done.
+
+Models are derived data and are not changed. The receipt lists the model
+versions trained on a redacted version, so the operator can retrain them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+from appliance.config import Config
+from appliance.erasure._buffer import count_buffer, erase_buffer
+from appliance.erasure._lake import LakeErasure, apply_lake, plan_lake
+from appliance.erasure._receipts import Receipt, store_receipt
+from appliance.erasure._subject import Subject, check_subject_keys
+from appliance.errors import StorageError
+from appliance.predictions import PredictionLog
+from appliance.predictions._erase import (
+    count_journal,
+    count_labels,
+    count_parquet,
+    count_spill,
+    count_table,
+    delete_from_table,
+    rewrite_parquet,
+)
+from appliance.storage import (
+    Catalog,
+    IngestBuffer,
+    list_models,
+    request_compaction,
+)
+
+logger = logging.getLogger(__name__)
+
+COMPACTION_NOTE = (
+    "the catalog file keeps the bytes of the deleted rows in freed blocks until "
+    "it is compacted, which the daemon does at its next start"
+)
+
+DERIVED_NOTE = (
+    "models already trained on the erased rows are not changed; retrain the "
+    "listed model versions to remove the rows' influence"
+)
+
+
+def erase(
+    catalog: Catalog,
+    config: Config,
+    subject: Subject,
+    dry_run: bool = False,
+    log: PredictionLog | None = None,
+    buffer: IngestBuffer | None = None,
+) -> Receipt:
+    """Remove the subject's rows everywhere, or count them when `dry_run` is set.
+
+    Args:
+        catalog: A writable catalog, or the daemon's cursor view of it.
+        log: The daemon's running prediction log; a log of its own is started
+            for the erasure when None.
+        buffer: The daemon's running ingest buffer; None when no daemon runs.
+
+    Raises:
+        NotFoundError: The dataset has no version.
+        RequestError: A key column is in no version of the dataset or not in
+            its declared ``subject_keys``, or a value does not read as the
+            column's type.
+        StorageError: A place could not be rewritten; the places before it
+            are erased, and running the erasure again finishes the rest.
+    """
+    receipt = Receipt(
+        erasure_id=uuid.uuid4().hex[:16],
+        dataset=subject.dataset,
+        columns=subject.columns,
+        subject_sha256=subject.digest,
+        started_at=datetime.now(timezone.utc),
+        dry_run=dry_run,
+    )
+    check_subject_keys(subject, config.dataset(subject.dataset).subject_keys)
+    try:
+        _run(catalog, config, subject, log, buffer, receipt)
+    except (duckdb.Error, OSError) as exc:
+        # DuckDB's messages can quote the SQL, which contains the key values.
+        raise StorageError(
+            f"erasure {receipt.erasure_id} from dataset {subject.dataset!r} "
+            f"failed: {subject.redact(str(exc))}; the places erased before the "
+            "failure stay erased, and running the erasure again finishes the rest"
+        ) from None
+    logger.info(
+        "erasure %s id=%s dataset=%s subject_sha256=%s rows=%d",
+        "counted" if dry_run else "done",
+        receipt.erasure_id,
+        subject.dataset,
+        receipt.subject_sha256,
+        receipt.total,
+    )
+    return receipt
+
+
+def _run(
+    catalog: Catalog,
+    config: Config,
+    subject: Subject,
+    log: PredictionLog | None,
+    buffer: IngestBuffer | None,
+    receipt: Receipt,
+) -> None:
+    """Fill in `receipt` while counting or removing the subject's rows."""
+    plan = plan_lake(catalog, subject)
+    receipt.models = _trained_on(plan)
+    receipt.notes = [
+        DERIVED_NOTE,
+        *_model_files_notes(catalog, subject),
+        *_detector_notes(catalog, subject),
+    ]
+    if receipt.dry_run:
+        receipt.removed = _counts(catalog, plan, subject)
+        return
+    receipt.removed = _remove(catalog, config, plan, subject, log, buffer, receipt)
+    receipt.finished_at = datetime.now(timezone.utc)
+    store_receipt(catalog, receipt)
+    if log is not None:
+        request_compaction(catalog.home)
+        receipt.notes.append(COMPACTION_NOTE)
+
+
+def _counts(catalog: Catalog, plan: LakeErasure, subject: Subject) -> dict:
+    condition = subject.json_sql("input")
+    home = catalog.home
+    return {
+        "dataset_versions": plan.counts,
+        "quarantine": _quarantine(catalog, subject, delete=False),
+        "buffer": count_buffer(home / "buffer", subject),
+        "predictions_table": count_table(catalog.db, condition),
+        "predictions_parquet": count_parquet(catalog.db, home, condition),
+        "predictions_journal": count_journal(home, subject.matches_json),
+        "predictions_spill": count_spill(home, subject.matches_json),
+        "labels": count_labels(catalog.db, home, condition),
+    }
+
+
+def _remove(
+    catalog: Catalog,
+    config: Config,
+    plan: LakeErasure,
+    subject: Subject,
+    log: PredictionLog | None,
+    buffer: IngestBuffer | None,
+    receipt: Receipt,
+) -> dict:
+    home = catalog.home
+    apply_lake(catalog, plan, subject, receipt.erasure_id)
+    removed: dict = {"dataset_versions": {k: v for k, v in plan.counts.items() if v}}
+    removed["quarantine"] = _quarantine(catalog, subject, delete=True)
+    removed["buffer"] = erase_buffer(home / "buffer", subject, buffer)
+    # Counted before the log moves their rows into the table, where they are
+    # erased and counted again.
+    removed["predictions_journal"] = count_journal(home, subject.matches_json)
+    removed["predictions_spill"] = count_spill(home, subject.matches_json)
+    table, parquet, labels = _remove_predictions(catalog, config, subject, log)
+    removed["predictions_table"] = table
+    removed["predictions_parquet"] = parquet
+    removed["labels"] = labels
+    return removed
+
+
+def _remove_predictions(
+    catalog: Catalog, config: Config, subject: Subject, log: PredictionLog | None
+) -> tuple[int, int, int]:
+    """Return the rows removed from the predictions table and its Parquet files,
+    and the labels of those rows deleted."""
+    own = log is None
+    if log is None:
+        log = PredictionLog(catalog, config.predictions)
+        log.start()
+    condition = subject.json_sql("input")
+    try:
+        with log.flushed() as db:
+            parquet, parquet_labels = rewrite_parquet(db, catalog.home, condition)
+            table, table_labels = delete_from_table(db, condition)
+    finally:
+        if own:
+            log.stop()
+    return table, parquet, parquet_labels + table_labels
+
+
+def _quarantine(catalog: Catalog, subject: Subject, delete: bool) -> int:
+    """Count or delete the dataset's quarantined rows of the subject.
+
+    A record the CSV reader could not split keeps only its line's text, so
+    it matches when the text contains every key value.
+    """
+    condition = (
+        f"({subject.json_sql('row_json')}) OR (row_json->>'$.csv_line' IS NOT NULL "
+        + "".join("AND contains(row_json->>'$.csv_line', ?) " for _ in subject.keys)
+        + ")"
+    )
+    params = [subject.dataset, *(value for _, value in subject.keys)]
+    verb = "DELETE" if delete else "SELECT count(*)"
+    rows = catalog.db.execute(
+        f"{verb} FROM quarantine WHERE dataset = ? AND ({condition})", params
+    ).fetchall()
+    return int(rows[0][0])
+
+
+def _trained_on(plan: LakeErasure) -> list[str]:
+    """Return the model versions trained on a version that has matching rows."""
+    matched = {f.owner.version for f in plan.folders if f.matched}
+    models: list[str] = []
+    for version in plan.versions:
+        if version.version in matched or any(
+            f.matched and f.glob in version.files for f in plan.folders
+        ):
+            models += [m for m in version.used_by if m not in models]
+    return models
+
+
+def _model_files_notes(catalog: Catalog, subject: Subject) -> list[str]:
+    """Name the model versions whose files contain a key value's text.
+
+    A one-hot encoder stores the categories it saw, so a model trained with
+    the key column as a feature contains the value until it is retrained.
+    """
+    values = [value.encode() for _, value in subject.keys]
+    notes = []
+    for version in list_models(catalog):
+        if any(_contains(path, values) for path in _files(version.path)):
+            notes.append(
+                f"the files of model {version.model} v{version.version} contain a "
+                "key value (such as a category of an encoder); retrain the model "
+                "and delete that version to remove it"
+            )
+    return notes
+
+
+def _detector_notes(catalog: Catalog, subject: Subject) -> list[str]:
+    """Name the models whose saved drift detector state contains a key value.
+
+    The detectors of a categorical input count the categories of their
+    windows, so a key column that is a model input can appear in them.
+    """
+    values = [value.encode() for _, value in subject.keys]
+    try:
+        rows = catalog.db.execute("SELECT model, state FROM detector_state").fetchall()
+    except duckdb.CatalogException:
+        return []
+    return [
+        f"the saved drift detector state of model {model} contains a key value "
+        "as a category count; it is derived data, which the erasure does not change"
+        for model, state in rows
+        if all(value in bytes(state) for value in values)
+    ]
+
+
+def _files(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.rglob("*")) if p.is_file()] if folder else []
+
+
+def _contains(path: Path, values: list[bytes]) -> bool:
+    data = path.read_bytes()
+    return all(value in data for value in values)

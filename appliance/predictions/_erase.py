@@ -1,0 +1,173 @@
+"""Erasure of logged input rows: the table, its Parquet files, journal and spill.
+
+The functions take a SQL condition on the ``input`` column, such as
+``json_extract_string(input, '$."tailnum"') = 'N14228'``, and a Python test
+of one input row for the journal and spill files, which hold the rows as
+sent. `PredictionLog.flushed` first moves every row out of the journal and
+the spill files into the table, so an erasure in the daemon changes only the
+table and the Parquet files. The journal and spill counts are of the rows
+still on disk, which a dry run reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from appliance.predictions._journal import journal_dir, read_segment, segment_files
+from appliance.predictions._log import read_spill
+from appliance.predictions._store import parquet_dir
+from appliance.storage import fsync_path
+
+logger = logging.getLogger(__name__)
+
+RowTest = Callable[[Any], bool]
+"""Tells whether one input row, as sent, belongs to the subject."""
+
+
+def count_table(db: duckdb.DuckDBPyConnection, condition: str) -> int:
+    """Return the rows of the ``predictions`` table whose input matches."""
+    if not _has_table(db, "predictions"):
+        return 0
+    sql = f"SELECT count(*) FROM predictions WHERE {condition}"
+    return int(db.execute(sql).fetchall()[0][0])
+
+
+def delete_from_table(db: duckdb.DuckDBPyConnection, condition: str) -> tuple[int, int]:
+    """Delete the matching rows of the table and their labels, in one transaction.
+
+    Returns:
+        The rows and the labels deleted.
+    """
+    if not _has_table(db, "predictions"):
+        return 0, 0
+    db.execute("BEGIN TRANSACTION").fetchall()
+    try:
+        labels = _delete_labels(db, "predictions", condition)
+        (deleted,) = db.execute(
+            f"DELETE FROM predictions WHERE {condition}"
+        ).fetchall()[0]
+        db.execute("COMMIT").fetchall()
+    except BaseException:
+        db.execute("ROLLBACK").fetchall()
+        raise
+    return int(deleted), labels
+
+
+def count_labels(db: duckdb.DuckDBPyConnection, home: Path, condition: str) -> int:
+    """Return the labels of the matching rows of the table and its Parquet files."""
+    if not _has_table(db, "labels"):
+        return 0
+    sources = [f"read_parquet({_quote(str(p))})" for p in _parquet_files(home)]
+    if _has_table(db, "predictions"):
+        sources.append("predictions")
+    return sum(
+        int(
+            db.execute(
+                f"SELECT count(*) FROM labels WHERE {_labelled(source, condition)}"
+            ).fetchall()[0][0]
+        )
+        for source in sources
+    )
+
+
+def _delete_labels(db: duckdb.DuckDBPyConnection, source: str, condition: str) -> int:
+    """Delete the labels of the matching rows of `source`; return their count."""
+    if not _has_table(db, "labels"):
+        return 0
+    sql = f"DELETE FROM labels WHERE {_labelled(source, condition)}"
+    return int(db.execute(sql).fetchall()[0][0])
+
+
+def _labelled(source: str, condition: str) -> str:
+    return (
+        "(model, request_id, row_index) IN (SELECT (model, request_id, row_index) "
+        f"FROM {source} WHERE {condition})"
+    )
+
+
+def count_parquet(db: duckdb.DuckDBPyConnection, home: Path, condition: str) -> int:
+    """Return the matching rows of the rolled-over Parquet files."""
+    return sum(_count_file(db, path, condition) for path in _parquet_files(home))
+
+
+def rewrite_parquet(
+    db: duckdb.DuckDBPyConnection, home: Path, condition: str
+) -> tuple[int, int]:
+    """Rewrite each rolled-over file that contains a matching row without it.
+
+    Each file is written beside the old one and renamed over it, so a crash
+    leaves the old or the new file. The labels of the removed rows are
+    deleted first.
+
+    Returns:
+        The rows removed and the labels deleted.
+    """
+    removed = labels = 0
+    for path in _parquet_files(home):
+        matched = _count_file(db, path, condition)
+        if not matched:
+            continue
+        source = f"read_parquet({_quote(str(path))})"
+        labels += _delete_labels(db, source, condition)
+        partial = path.with_name(path.name + ".tmp")
+        db.execute(
+            f"COPY (SELECT * FROM {source} WHERE ({condition}) IS NOT TRUE) "
+            f"TO {_quote(str(partial))} (FORMAT parquet, COMPRESSION zstd)"
+        ).fetchall()
+        fsync_path(partial)
+        os.replace(partial, path)
+        fsync_path(path.parent)
+        removed += matched
+        logger.info("prediction file redacted file=%s rows=%d", path, matched)
+    return removed, labels
+
+
+def count_journal(home: Path, test: RowTest) -> int:
+    """Return the matching input rows in the journal segments on disk."""
+    count = 0
+    for path in segment_files(journal_dir(home)):
+        for entry in read_segment(path):
+            count += _count_rows(entry.inputs, test)
+    return count
+
+
+def count_spill(home: Path, test: RowTest) -> int:
+    """Return the matching input rows in the spill files on disk."""
+    count = 0
+    for path in sorted((home / "predictions" / "spill").glob("spill-*.arrow")):
+        table = read_spill(path)
+        texts = table.column("input").to_pylist()
+        count += sum(1 for text in texts if test(json.loads(text)))
+    return count
+
+
+def _count_rows(inputs: list[Any] | pa.Table, test: RowTest) -> int:
+    rows = inputs.to_pylist() if isinstance(inputs, pa.Table) else inputs
+    return sum(1 for row in rows if test(row))
+
+
+def _count_file(db: duckdb.DuckDBPyConnection, path: Path, condition: str) -> int:
+    sql = f"SELECT count(*) FROM read_parquet({_quote(str(path))}) WHERE {condition}"
+    return int(db.execute(sql).fetchall()[0][0])
+
+
+def _parquet_files(home: Path) -> list[Path]:
+    folder = parquet_dir(home)
+    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+def _has_table(db: duckdb.DuckDBPyConnection, name: str) -> bool:
+    tables = {t for (t,) in db.execute("SHOW TABLES").fetchall()}
+    return name in tables
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
