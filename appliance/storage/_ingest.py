@@ -186,7 +186,7 @@ def ingest(
     args = (catalog, dataset, paths, mode, settings, strict, views, force)
     details: dict[str, Any] = {"mode": mode, "files": [str(p) for p in paths]}
     try:
-        result = _ingest(*args, same_paths)
+        result = _ingest(*args, same_paths, cipher, ciphertext_sources)
     except (IngestError, StorageError) as exc:
         details["error"] = str(exc)
         record(catalog, "dataset.ingest", dataset, details, "failed")
@@ -211,6 +211,8 @@ def _ingest(
     views: Sequence[FeatureViewConfig],
     force: bool,
     same_paths: bool,
+    cipher: ColumnCipher | None,
+    ciphertext_sources: bool,
 ) -> IngestResult:
     _check_name(dataset)
     settings = settings or DatasetConfig(name=dataset)
