@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 
 from appliance.config import Config
+from appliance.crypto import column_cipher
 from appliance.erasure._buffer import count_buffer, erase_buffer
 from appliance.erasure._lake import LakeErasure, apply_lake, plan_lake
 from appliance.erasure._receipts import Receipt, store_receipt
@@ -90,7 +91,10 @@ def erase(
     )
     check_subject_keys(subject, config.dataset(subject.dataset).subject_keys)
     try:
-        _run(catalog, config, subject, log, buffer, receipt)
+        for form in _stored_forms(config, subject):
+            _run(catalog, config, form, log, buffer, receipt)
+        if not dry_run:
+            _finish(catalog, receipt, log)
     except (duckdb.Error, OSError) as exc:
         # DuckDB's messages can quote the SQL, which contains the key values.
         raise StorageError(
@@ -109,6 +113,24 @@ def erase(
     return receipt
 
 
+def _stored_forms(config: Config, subject: Subject) -> list[Subject]:
+    """Return `subject` as written and, when a key column is sensitive, encrypted.
+
+    Versions ingested before a column became sensitive keep its plaintext,
+    and later ones, the buffer, the quarantine and the prediction log its
+    ciphertext, so the erasure looks for both.
+    """
+    sensitive = config.sensitive_columns
+    if not any(name in sensitive for name in subject.columns):
+        return [subject]
+    cipher = column_cipher(config)
+    keys = tuple(
+        (name, cipher.encrypt_text(value) if name in sensitive else value)
+        for name, value in subject.keys
+    )
+    return [subject, Subject(subject.dataset, keys)]
+
+
 def _run(
     catalog: Catalog,
     config: Config,
@@ -117,23 +139,41 @@ def _run(
     buffer: IngestBuffer | None,
     receipt: Receipt,
 ) -> None:
-    """Fill in `receipt` while counting or removing the subject's rows."""
+    """Add to `receipt` the counts of the subject's rows, removing them too
+    unless it is a dry run."""
     plan = plan_lake(catalog, subject)
-    receipt.models = _trained_on(plan)
-    receipt.notes = [
+    receipt.models += [m for m in _trained_on(plan) if m not in receipt.models]
+    notes = [
         DERIVED_NOTE,
         *_model_files_notes(catalog, subject),
         *_detector_notes(catalog, subject),
     ]
+    receipt.notes += [note for note in notes if note not in receipt.notes]
     if receipt.dry_run:
-        receipt.removed = _counts(catalog, plan, subject)
-        return
-    receipt.removed = _remove(catalog, config, plan, subject, log, buffer, receipt)
+        counts = _counts(catalog, plan, subject)
+    else:
+        counts = _remove(catalog, config, plan, subject, log, buffer, receipt)
+    receipt.removed = _added(receipt.removed, counts)
+
+
+def _finish(catalog: Catalog, receipt: Receipt, log: PredictionLog | None) -> None:
+    """Store the receipt of a finished erasure and plan the catalog's compaction."""
     receipt.finished_at = datetime.now(timezone.utc)
     store_receipt(catalog, receipt)
     if log is not None:
         request_compaction(catalog.home)
         receipt.notes.append(COMPACTION_NOTE)
+
+
+def _added(total: dict, counts: dict) -> dict:
+    """Return the sum of two count mappings, such as per place or per version."""
+    result = dict(total)
+    for place, count in counts.items():
+        if isinstance(count, dict):
+            result[place] = _added(result.get(place, {}), count)
+        else:
+            result[place] = result.get(place, 0) + count
+    return result
 
 
 def _counts(catalog: Catalog, plan: LakeErasure, subject: Subject) -> dict:

@@ -138,7 +138,10 @@ def typed_sql(subject: Subject, schema: Mapping[str, str]) -> str:
                 f"column {name!r} is not in dataset {subject.dataset!r}; its "
                 f"columns are {', '.join(schema)}"
             )
-        clauses.append(f"{ident(name)} = CAST({literal(value)} AS {schema[name]})")
+        # TRY_CAST: an encrypted key's text matches no older plaintext
+        # version of another type, rather than failing on it.
+        cast = f"TRY_CAST({literal(value)} AS {schema[name]})"
+        clauses.append(f"{ident(name)} = {cast}")
     return " AND ".join(clauses)
 
 

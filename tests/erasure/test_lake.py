@@ -10,6 +10,7 @@ import pytest
 from support import load_config_text
 
 from appliance.config import Config
+from appliance.crypto import column_cipher
 from appliance.erasure import _lake as lake
 from appliance.erasure import erase, parse_subject
 from appliance.errors import RequestError, StorageError
@@ -199,3 +200,40 @@ def test_error_message_hides_values(
         assert "<erased>" in str(raised.value)
         # The lake was erased before the failure and stays so.
         assert rows(catalog, f"tailnum = '{SUBJECT}'") == []
+
+
+def test_sensitive_key_erased_as_plaintext_and_ciphertext(tmp_path: Path) -> None:
+    plain = load_config_text(tmp_path, '[storage]\nhome = "home"\n')
+    catalog = Catalog(plain.storage.home)
+    first = write_flights(tmp_path / "a.csv", 30)
+    ingest(catalog, "flights", [first], "replace", plain.dataset("flights"))
+    config = load_config_text(
+        tmp_path,
+        '[storage]\nhome = "home"\n[datasets.flights]\nsensitive = ["tailnum"]\n',
+    )
+    cipher = column_cipher(config)
+    second = write_flights(tmp_path / "b.csv", 6, start=30)
+    settings = config.dataset("flights")
+    ingest(catalog, "flights", [second], "replace", settings, cipher=cipher)
+    lake_files = [p for p in (config.storage.home / "lake").rglob("*") if p.is_file()]
+    token = cipher.encrypt_text(SUBJECT)
+
+    with catalog:
+        receipt = erase(
+            catalog, config, parse_subject("flights", [f"tailnum={SUBJECT}"])
+        )
+        versions = list_versions(catalog, "flights")
+        remaining = [
+            catalog.db.execute(f"SELECT count(*) FROM ({scan_sql(v)})").fetchall()[0][0]
+            for v in versions
+        ]
+
+    kept = [p for p in (config.storage.home / "lake").rglob("*") if p.is_file()]
+    assert lake_files
+    assert receipt.removed["dataset_versions"] == {
+        versions[1].version: 10,
+        versions[0].version: 2,
+    }
+    assert remaining == [4, 20]
+    assert [p for p in kept if SUBJECT.encode() in p.read_bytes()] == []
+    assert [p for p in kept if token.encode() in p.read_bytes()] == []
