@@ -20,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 
+from appliance.access import record
 from appliance.config import Config
 from appliance.crypto import column_cipher
 from appliance.erasure._buffer import count_buffer, erase_buffer
@@ -97,11 +98,16 @@ def erase(
             _finish(catalog, receipt, log)
     except (duckdb.Error, OSError) as exc:
         # DuckDB's messages can quote the SQL, which contains the key values.
+        error = subject.redact(str(exc))
+        if not dry_run:
+            _audit(catalog, receipt, "failed", error)
         raise StorageError(
             f"erasure {receipt.erasure_id} from dataset {subject.dataset!r} "
-            f"failed: {subject.redact(str(exc))}; the places erased before the "
+            f"failed: {error}; the places erased before the "
             "failure stay erased, and running the erasure again finishes the rest"
         ) from None
+    if not dry_run:
+        _audit(catalog, receipt, "ok")
     logger.info(
         "erasure %s id=%s dataset=%s subject_sha256=%s rows=%d",
         "counted" if dry_run else "done",
@@ -154,6 +160,21 @@ def _run(
     else:
         counts = _remove(catalog, config, plan, subject, log, buffer, receipt)
     receipt.removed = _added(receipt.removed, counts)
+
+
+def _audit(
+    catalog: Catalog, receipt: Receipt, outcome: str, error: str | None = None
+) -> None:
+    """Record the erasure in the audit log, naming the subject by its hash only."""
+    details = {
+        "erasure_id": receipt.erasure_id,
+        "columns": receipt.columns,
+        "subject_sha256": receipt.subject_sha256,
+        "rows": receipt.total,
+    }
+    if error is not None:
+        details["error"] = error
+    record(catalog, "dataset.erase", receipt.dataset, details, outcome)
 
 
 def _finish(catalog: Catalog, receipt: Receipt, log: PredictionLog | None) -> None:

@@ -54,7 +54,8 @@ logger = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
 """Paths served without a key, for systemd, load balancers and probes."""
-ADMIN_PREFIXES = ("/v1/admin/keys", "/v1/admin/audit")
+ADMIN_PREFIXES = ("/v1/admin/keys", "/v1/admin/audit", "/v1/admin/erase")
+"""Paths of the admin role: keys, the audit log, erasures and their receipts."""
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _ANONYMOUS = Actor(ANONYMOUS)
 _DAEMON = Actor(DAEMON)
@@ -73,7 +74,7 @@ def required_role(method: str, path: str) -> str | None:
         return "reader"
     if method == "POST":
         if path.startswith("/v1/models/") and path.endswith(
-            ("/predict", "/predict/", "/feedback")
+            ("/predict", "/predict/", "/feedback", "/explain")
         ):
             return "predictor"
         if path.startswith("/v1/datasets/") and path.endswith("/rows"):

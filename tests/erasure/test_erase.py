@@ -245,6 +245,23 @@ def test_erase_recorded_in_versions(crashed_home: Path) -> None:
     assert all(Path(glob).parent.exists() for glob in latest.files)
 
 
+def test_erase_recorded_in_audit_log(crashed_home: Path) -> None:
+    home = crashed_home.parent / "home"
+    result = run_appliance(
+        crashed_home, home, "audit", "list", "--action", "dataset.erase", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    # The flights erasure, then the planes one of the same tail number.
+    assert [(e["target"], e["outcome"]) for e in entries] == [
+        ("flights", "ok"),
+        ("planes", "ok"),
+    ]
+    assert [e["details"]["rows"] for e in entries] == [27, 1]
+    assert len(entries[0]["details"]["subject_sha256"]) == 64
+    assert SUBJECT not in result.stdout
+
+
 def test_erase_no_match_gives_zeros(crashed_home: Path) -> None:
     result = erase_cli(crashed_home, "flights", "--where", "tailnum=N000NONE", "--json")
     assert result.returncode == 0, result.stderr

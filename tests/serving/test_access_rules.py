@@ -24,6 +24,7 @@ from appliance.serving._access import check_exposure, required_role, sent_token
         ("HEAD", "/v1/alerts", "reader"),
         ("POST", "/v1/models/m/predict", "predictor"),
         ("POST", "/v1/models/m/feedback", "predictor"),
+        ("POST", "/v1/models/m/explain", "predictor"),
         ("POST", "/v1/datasets/d/rows", "predictor"),
         ("POST", "/v1/admin/registry/runs/lookup", "reader"),
         ("POST", "/v1/admin/registry/models/m/promote", "operator"),
@@ -35,6 +36,8 @@ from appliance.serving._access import check_exposure, required_role, sent_token
         ("GET", "/v1/admin/keys", "admin"),
         ("POST", "/v1/admin/keys/k/revoke", "admin"),
         ("GET", "/v1/admin/audit/verify", "admin"),
+        ("POST", "/v1/admin/erase", "admin"),
+        ("GET", "/v1/admin/erasures", "admin"),
         ("POST", "/health/live", None),
     ],
 )
