@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,6 +65,7 @@ def erase(
     dry_run: bool = False,
     log: PredictionLog | None = None,
     buffer: IngestBuffer | None = None,
+    after_commit: Callable[[], None] | None = None,
 ) -> Receipt:
     """Remove the subject's rows everywhere, or count them when `dry_run` is set.
 
@@ -71,6 +74,9 @@ def erase(
         log: The daemon's running prediction log; a log of its own is started
             for the erasure when None.
         buffer: The daemon's running ingest buffer; None when no daemon runs.
+        after_commit: Called once the dataset's versions read their new
+            folders, before the old ones are deleted; not called when no
+            version changed.
 
     Raises:
         NotFoundError: The dataset has no version.
@@ -90,7 +96,8 @@ def erase(
     )
     check_subject_keys(subject, config.dataset(subject.dataset).subject_keys)
     try:
-        _run(catalog, config, subject, log, buffer, receipt)
+        places = _Places(log, buffer, after_commit)
+        _run(catalog, config, subject, places, receipt)
     except (duckdb.Error, OSError) as exc:
         # DuckDB's messages can quote the SQL, which contains the key values.
         raise StorageError(
@@ -109,12 +116,20 @@ def erase(
     return receipt
 
 
+@dataclass(frozen=True)
+class _Places:
+    """The daemon's running parts that an erasure changes, None without one."""
+
+    log: PredictionLog | None
+    buffer: IngestBuffer | None
+    after_commit: Callable[[], None] | None
+
+
 def _run(
     catalog: Catalog,
     config: Config,
     subject: Subject,
-    log: PredictionLog | None,
-    buffer: IngestBuffer | None,
+    places: _Places,
     receipt: Receipt,
 ) -> None:
     """Fill in `receipt` while counting or removing the subject's rows."""
@@ -128,10 +143,10 @@ def _run(
     if receipt.dry_run:
         receipt.removed = _counts(catalog, plan, subject)
         return
-    receipt.removed = _remove(catalog, config, plan, subject, log, buffer, receipt)
+    receipt.removed = _remove(catalog, config, plan, subject, places, receipt)
     receipt.finished_at = datetime.now(timezone.utc)
     store_receipt(catalog, receipt)
-    if log is not None:
+    if places.log is not None:
         request_compaction(catalog.home)
         receipt.notes.append(COMPACTION_NOTE)
 
@@ -156,20 +171,19 @@ def _remove(
     config: Config,
     plan: LakeErasure,
     subject: Subject,
-    log: PredictionLog | None,
-    buffer: IngestBuffer | None,
+    places: _Places,
     receipt: Receipt,
 ) -> dict:
     home = catalog.home
-    apply_lake(catalog, plan, subject, receipt.erasure_id)
+    apply_lake(catalog, plan, subject, receipt.erasure_id, places.after_commit)
     removed: dict = {"dataset_versions": {k: v for k, v in plan.counts.items() if v}}
     removed["quarantine"] = _quarantine(catalog, subject, delete=True)
-    removed["buffer"] = erase_buffer(home / "buffer", subject, buffer)
+    removed["buffer"] = erase_buffer(home / "buffer", subject, places.buffer)
     # Counted before the log moves their rows into the table, where they are
     # erased and counted again.
     removed["predictions_journal"] = count_journal(home, subject.matches_json)
     removed["predictions_spill"] = count_spill(home, subject.matches_json)
-    table, parquet, labels = _remove_predictions(catalog, config, subject, log)
+    table, parquet, labels = _remove_predictions(catalog, config, subject, places.log)
     removed["predictions_table"] = table
     removed["predictions_parquet"] = parquet
     removed["labels"] = labels
