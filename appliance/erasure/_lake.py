@@ -305,7 +305,7 @@ def _updated_versions(
         files = [_moved(glob, moved) for glob in version.files]
         if files == version.files:
             continue
-        gone = sum(
+        removed_rows = sum(
             removed.get(glob.removesuffix(p), 0)
             for glob in version.files
             for p in _PATTERNS
@@ -314,7 +314,7 @@ def _updated_versions(
         own = removed.get(str(version.path), 0)
         path = Path(moved.get(str(version.path) + "/", str(version.path) + "/"))
         new = replace(
-            version, files=files, path=path, row_count=version.row_count - gone
+            version, files=files, path=path, row_count=version.row_count - removed_rows
         )
         report = dict(version.report)
         if "accepted" in report:
