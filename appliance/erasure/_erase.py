@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -65,6 +67,7 @@ def erase(
     dry_run: bool = False,
     log: PredictionLog | None = None,
     buffer: IngestBuffer | None = None,
+    after_commit: Callable[[], None] | None = None,
 ) -> Receipt:
     """Remove the subject's rows everywhere, or count them when `dry_run` is set.
 
@@ -73,6 +76,9 @@ def erase(
         log: The daemon's running prediction log; a log of its own is started
             for the erasure when None.
         buffer: The daemon's running ingest buffer; None when no daemon runs.
+        after_commit: Called once the dataset's versions read their new
+            folders, before the old ones are deleted; not called when no
+            version changed.
 
     Raises:
         NotFoundError: The dataset has no version.
@@ -92,10 +98,11 @@ def erase(
     )
     check_subject_keys(subject, config.dataset(subject.dataset).subject_keys)
     try:
+        places = _Places(log, buffer, after_commit)
         for form in _stored_forms(config, subject):
-            _run(catalog, config, form, log, buffer, receipt)
+            _run(catalog, config, form, places, receipt)
         if not dry_run:
-            _finish(catalog, receipt, log)
+            _finish(catalog, receipt, places.log)
     except (duckdb.Error, OSError) as exc:
         # DuckDB's messages can quote the SQL, which contains the key values.
         error = subject.redact(str(exc))
@@ -137,12 +144,20 @@ def _stored_forms(config: Config, subject: Subject) -> list[Subject]:
     return [subject, Subject(subject.dataset, keys)]
 
 
+@dataclass(frozen=True)
+class _Places:
+    """The daemon's running parts that an erasure changes, None without one."""
+
+    log: PredictionLog | None
+    buffer: IngestBuffer | None
+    after_commit: Callable[[], None] | None
+
+
 def _run(
     catalog: Catalog,
     config: Config,
     subject: Subject,
-    log: PredictionLog | None,
-    buffer: IngestBuffer | None,
+    places: _Places,
     receipt: Receipt,
 ) -> None:
     """Add to `receipt` the counts of the subject's rows, removing them too
@@ -158,7 +173,7 @@ def _run(
     if receipt.dry_run:
         counts = _counts(catalog, plan, subject)
     else:
-        counts = _remove(catalog, config, plan, subject, log, buffer, receipt)
+        counts = _remove(catalog, config, plan, subject, places, receipt)
     receipt.removed = _added(receipt.removed, counts)
 
 
@@ -217,20 +232,19 @@ def _remove(
     config: Config,
     plan: LakeErasure,
     subject: Subject,
-    log: PredictionLog | None,
-    buffer: IngestBuffer | None,
+    places: _Places,
     receipt: Receipt,
 ) -> dict:
     home = catalog.home
-    apply_lake(catalog, plan, subject, receipt.erasure_id)
+    apply_lake(catalog, plan, subject, receipt.erasure_id, places.after_commit)
     removed: dict = {"dataset_versions": {k: v for k, v in plan.counts.items() if v}}
     removed["quarantine"] = _quarantine(catalog, subject, delete=True)
-    removed["buffer"] = erase_buffer(home / "buffer", subject, buffer)
+    removed["buffer"] = erase_buffer(home / "buffer", subject, places.buffer)
     # Counted before the log moves their rows into the table, where they are
     # erased and counted again.
     removed["predictions_journal"] = count_journal(home, subject.matches_json)
     removed["predictions_spill"] = count_spill(home, subject.matches_json)
-    table, parquet, labels = _remove_predictions(catalog, config, subject, log)
+    table, parquet, labels = _remove_predictions(catalog, config, subject, places.log)
     removed["predictions_table"] = table
     removed["predictions_parquet"] = parquet
     removed["labels"] = labels

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -109,9 +110,18 @@ def plan_lake(catalog: Catalog, subject: Subject) -> LakeErasure:
 
 
 def apply_lake(
-    catalog: Catalog, plan: LakeErasure, subject: Subject, erasure_id: str
+    catalog: Catalog,
+    plan: LakeErasure,
+    subject: Subject,
+    erasure_id: str,
+    after_commit: Callable[[], None] | None = None,
 ) -> list[DatasetVersion]:
     """Rewrite the folders with matching rows and switch the versions to them.
+
+    Args:
+        after_commit: Called once the versions read the new folders and
+            before the old ones are deleted, such as to read the daemon's
+            feature views again.
 
     Returns:
         The versions whose rows changed, as recorded after the erasure.
@@ -138,12 +148,19 @@ def apply_lake(
             f"{subject.redact(str(exc))}; the versions keep their rows, check "
             "the free disk space and retry"
         ) from None
+    if after_commit is not None:
+        after_commit()
     _remove_old(changed, subject)
     return updated
 
 
 def _remove_old(changed: list[Folder], subject: Subject) -> None:
-    """Delete the folders that no version reads since the commit."""
+    """Delete the folders that no version reads since the commit.
+
+    NOTE: a query that listed the old files before the commit and reads
+    them after this, such as a request joined on the feature views the
+    daemon read before `after_commit` replaced them, fails.
+    """
     for folder in changed:
         shutil.rmtree(folder.path, ignore_errors=True)
         logger.info(
@@ -288,7 +305,7 @@ def _updated_versions(
         files = [_moved(glob, moved) for glob in version.files]
         if files == version.files:
             continue
-        gone = sum(
+        removed_rows = sum(
             removed.get(glob.removesuffix(p), 0)
             for glob in version.files
             for p in _PATTERNS
@@ -297,7 +314,7 @@ def _updated_versions(
         own = removed.get(str(version.path), 0)
         path = Path(moved.get(str(version.path) + "/", str(version.path) + "/"))
         new = replace(
-            version, files=files, path=path, row_count=version.row_count - gone
+            version, files=files, path=path, row_count=version.row_count - removed_rows
         )
         report = dict(version.report)
         if "accepted" in report:

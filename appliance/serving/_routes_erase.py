@@ -4,14 +4,13 @@ An erasure runs under the admin lock, so no ingest or training of this
 daemon runs meanwhile, and under the ingest buffer's flush lock, so no flush
 writes a version that still reads the old folders. The daemon goes on
 serving and logging predictions, and the prediction log writer waits while
-the log is rewritten. The feature views are read again afterwards, so the in-memory
-indexes drop the subject's rows, and the caches of derived values are
-emptied.
+the log is rewritten. The feature views are read again once the versions read their
+new folders, so the in-memory indexes drop the subject's rows, and the
+caches of derived values are emptied.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Annotated, Any
 
@@ -69,7 +68,6 @@ async def erase_subject(request: Request[Any, Any, Any]) -> Response[bytes]:
         # may be the subject's.
         state.features.clear_derived()
         clear_feature_caches()
-        await asyncio.to_thread(reload_features, state)
     return _json({"receipt": receipt.to_dict()})
 
 
@@ -84,6 +82,8 @@ def _erase(
             dry_run,
             log=state.predictions,
             buffer=state.ingest,
+            # The views are read from the new folders before the old go.
+            after_commit=lambda: reload_features(state),
         )
 
 
