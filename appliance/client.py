@@ -111,7 +111,7 @@ class DaemonClient:
 
 
 def find_daemon(
-    home: Path, config: Path | None = None, api_key: str | None = None
+    home: Path, config: Path | None, api_key: str | None
 ) -> DaemonClient | None:
     """Return a client of the daemon running on `home`, or None if none runs.
 

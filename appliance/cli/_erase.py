@@ -67,7 +67,7 @@ def _run(config: Config, subject: Any, dry_run: bool) -> dict[str, Any]:
     """Erase through the running daemon, or on the catalog when none runs."""
     from appliance.client import LONG_TIMEOUT_SECONDS, find_daemon
 
-    client = find_daemon(config.storage.home, config.path)
+    client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
         body = {"dataset": subject.dataset, "keys": dict(subject.keys)}
         body["dry_run"] = dry_run
@@ -134,7 +134,7 @@ def _print_receipt(receipt: dict[str, Any]) -> None:
 def _list(config: Config, args: argparse.Namespace) -> None:
     from appliance.client import find_daemon
 
-    client = find_daemon(config.storage.home, config.path)
+    client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
         params = {"dataset": args.dataset}
         receipts = client.get("/v1/admin/erasures", params)["receipts"]

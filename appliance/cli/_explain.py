@@ -41,7 +41,7 @@ def _explain(config: Config, args: argparse.Namespace) -> int:
 
     check_model_known(config, args.name)
     rows = [_json_row(row) for row in read_rows_file(args.input).to_pylist()]
-    client = find_daemon(config.storage.home, config.path)
+    client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
         body = client.post(f"/v1/models/{args.name}/explain", {"rows": rows})
     else:

@@ -54,7 +54,12 @@ logger = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
 """Paths served without a key, for systemd, load balancers and probes."""
-ADMIN_PREFIXES = ("/v1/admin/keys", "/v1/admin/audit", "/v1/admin/erase")
+ADMIN_PREFIXES = (
+    "/v1/admin/keys",
+    "/v1/admin/audit",
+    "/v1/admin/erase",
+    "/v1/admin/erasures",
+)
 """Paths of the admin role: keys, the audit log, erasures and their receipts."""
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _ANONYMOUS = Actor(ANONYMOUS)

@@ -163,6 +163,23 @@ def test_cli_sends_env_key(secured: tuple[Daemon, dict[str, str]]) -> None:
     assert "HTTP 403" in low.stderr
 
 
+def test_explain_and_erase_send_env_key(
+    secured: tuple[Daemon, dict[str, str]],
+) -> None:
+    daemon, tokens = secured
+    rows = daemon.config.parent / "explain.csv"
+    rows.write_text("x1,x2,color\n0.5,0.1,red\n")
+
+    explained = cli(daemon.config, "explain", MODEL, str(rows), key=tokens["predictor"])
+    receipts = cli(daemon.config, "erase", "--list", key=tokens["admin"])
+    refused = cli(daemon.config, "erase", "--list", key=tokens["operator"])
+
+    assert explained.returncode == 0, explained.stderr
+    assert receipts.returncode == 0, receipts.stderr
+    assert refused.returncode == 1
+    assert "HTTP 403" in refused.stderr
+
+
 def test_non_loopback_host_refused(home: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "config.toml", home)
     started = cli(config, "serve", "--host", "0.0.0.0", "--port", "0")
