@@ -100,7 +100,7 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
         return _json(body, exc.status_code)
     if isinstance(exc, ApplianceError):
         status = status_of(exc)
-        _log_rejection(request, request_id, status, str(exc))
+        _log_rejection(request, request_id, status, _logged_text(request, exc))
         detail = getattr(exc, "detail", {})
         body = {
             "error": str(exc),
@@ -120,6 +120,22 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
         "request_id": request_id,
     }
     return _json(body, 500)
+
+
+def _logged_text(request: Request[Any, Any, Any], exc: ApplianceError) -> str:
+    """Return the message of `exc` for the log, unless it is about a sensitive
+    column: such a message may show the value, which is stored only encrypted."""
+    column = getattr(exc, "detail", {}).get("column")
+    try:
+        sensitive = request.app.state.daemon.config.sensitive_columns
+    except AttributeError:
+        sensitive = frozenset()
+    if column in sensitive:
+        return (
+            f"invalid value of sensitive column {column!r}; the message is not "
+            "logged because it may show the value"
+        )
+    return str(exc)
 
 
 def _log_rejection(

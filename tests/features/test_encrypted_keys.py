@@ -146,6 +146,7 @@ def test_encrypted_key_serves_and_stays_encrypted(tmp_path: Path) -> None:
             for t, s in TAILS.items()
         }
         unknown = predict(base, {"tailnum": "N9SECRET", "distance": 500})
+        invalid = predict(base, {"tailnum": ["N8SECRET"], "distance": 500})
         posted = httpx.post(
             f"{base}/v1/datasets/flights/rows",
             json={"rows": [{"tailnum": POSTED_TAIL, "distance": 10, "late": True}]},
@@ -180,6 +181,12 @@ def test_encrypted_key_serves_and_stays_encrypted(tmp_path: Path) -> None:
             keys_only[tail].json()["predictions"] == given[tail].json()["predictions"]
         )
     assert unknown.status_code == 200, unknown.text
+    assert invalid.status_code == 422, invalid.text
+    assert "N8SECRET" in invalid.json()["error"]
+    logged = (tmp_path / "daemon.log").read_text()
+    assert "invalid value of sensitive column 'tailnum'" in logged
+    assert "N8SECRET" not in logged
+    assert "N9SECRET" not in logged
     assert "warnings" in unknown.json(), unknown.text
     assert posted.status_code == 202, posted.text
     assert bad.status_code == 202, bad.text
