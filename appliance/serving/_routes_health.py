@@ -38,16 +38,25 @@ async def live(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get("/health/ready", summary="Report whether predictions are served and logged")
 async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Return 200 when the models are loaded and the log writer runs, else 503."""
+    """Return 200 when the models are loaded and the log writer runs, else 503.
+
+    A model with a registered version none of which loads, such as one whose
+    artifact fails its signature check, makes the daemon not ready, so that a
+    load balancer sends its requests to another box.
+    """
     state = daemon_state(request)
+    failed = {model for model, _, served, _ in state.load_failures if served is None}
+    unserved = sorted(failed - set(state.models.models))
     checks = {
         "models_loaded": state.models.loaded,
         "prediction_log_running": state.predictions.running,
+        "every_model_served": not unserved,
     }
     ok = all(checks.values())
     body = {
         "status": "ready" if ok else "not ready",
         "models": sorted(state.models.models),
+        "unserved": unserved,
         **checks,
     }
     return Response(

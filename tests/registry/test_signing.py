@@ -293,3 +293,20 @@ def test_malformed_manifest_rejected(
 
     with pytest.raises(SignatureError, match=re.escape(expected)):
         verify_folder(folder, "m", 1, trusted)
+
+
+def test_tampered_only_version_makes_daemon_not_ready(
+    trips: Callable[[str], Config], tmp_path: Path
+) -> None:
+    config = trips("")
+    only = train_model(config, "late").model_version
+    _flip_onnx_byte(only)
+    daemon = start_daemon(config.path, config.storage.home, tmp_path / "daemon.log")
+    try:
+        ready = httpx.get(f"{daemon.base_url}/health/ready", trust_env=False)
+    finally:
+        stop_daemon(daemon)
+
+    assert ready.status_code == 503, ready.text
+    assert ready.json()["unserved"] == ["late"]
+    assert ready.json()["every_model_served"] is False
