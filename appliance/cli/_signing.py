@@ -73,7 +73,10 @@ def _verify(config: Config, args: argparse.Namespace) -> int:
 
 
 def _sign(config: Config, args: argparse.Namespace) -> int:
+    from appliance.access import record
+    from appliance.client import find_daemon
     from appliance.signing import sign_version
+    from appliance.storage import Catalog
 
     name, _, reference = args.reference.partition("@")
     if not reference:
@@ -84,8 +87,20 @@ def _sign(config: Config, args: argparse.Namespace) -> int:
         )
         return 2
     check_model_known(config, name)
+    if find_daemon(config.storage.home, config.path, config.api_key) is not None:
+        # The daemon owns the catalog, where the audit entry goes, and it
+        # serves a newly signed version only after a restart anyway.
+        print(
+            f"error: a daemon runs on {config.storage.home}; stop it, sign "
+            f"{args.reference}, then start it to serve the signed version",
+            file=sys.stderr,
+        )
+        return 1
     (version,) = _versions(config, name, reference)
     signer = sign_version(config, version, args.replace)
+    with Catalog(config.storage.home) as catalog:
+        details = {"version": version.version, "key_id": signer}
+        record(catalog, "model.sign", name, {**details, "replaced": args.replace})
     print(f"signed {name} version {version.version} with key {signer}")
     return 0
 

@@ -209,6 +209,11 @@ def test_unsigned_version_signed_by_operator(
     code, output = cli("models", "verify", "late")
     assert code == 0, output
     assert " ok " in output
+    code, output = cli("audit", "list", "--action", "model.sign", "--json")
+    assert code == 0, output
+    (entry,) = [json.loads(line) for line in output.splitlines() if "{" in line]
+    assert (entry["target"], entry["details"]["version"]) == ("late", 1)
+    assert entry["actor"] == "local"
 
     code, output = cli("models", "sign", "late@1")
     assert code == 1
