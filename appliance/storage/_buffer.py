@@ -40,7 +40,7 @@ from appliance.storage._column_names import INTERNAL_COLUMNS, ascii_lower
 from appliance.storage._fsync import fsync_path
 from appliance.storage._ingest import IngestResult, ingest
 from appliance.storage._quarantine import move_source
-from appliance.storage._repeated_keys import encode_as_sent
+from appliance.storage._repeated_keys import RepeatedKeysObject, encode_as_sent
 from appliance.storage._staging import RESERVED_COLUMN
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class IngestBuffer:
                 )
             _check_keys(dataset, index, row)
             if sensitive:
-                row = encrypt_rows([row], sensitive, self.cipher())[0]
+                row = _encrypted_row(row, sensitive, self.cipher())
             lines.append(encode_as_sent(row))
         if not lines:
             raise RequestError(
@@ -553,6 +553,25 @@ def _quarantined(result: IngestResult) -> int:
     if result.created:
         return result.quarantined
     return int(result.version.report.get("quarantined", 0))
+
+
+def _encrypted_row(
+    row: dict[str, Any], sensitive: Sequence[str], cipher: ColumnCipher
+) -> dict[str, Any]:
+    """Return `row` with the values of `sensitive` keys encrypted.
+
+    A row that repeats a key keeps its pairs as sent, each value of a
+    sensitive key encrypted, so that its flush still quarantines it.
+    """
+    encrypted = encrypt_rows([row], sensitive, cipher)[0]
+    if type(row) is not RepeatedKeysObject:
+        return encrypted
+    kept = RepeatedKeysObject(encrypted)
+    kept.pairs = [
+        (key, cipher.encrypt_value(value) if key in sensitive else value)
+        for key, value in row.pairs
+    ]
+    return kept
 
 
 def _append_synced(path: Path, data: bytes) -> None:

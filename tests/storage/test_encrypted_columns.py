@@ -22,6 +22,7 @@ from appliance.storage import (
     Catalog,
     IngestBuffer,
     ingest,
+    keep_repeats,
     latest_version,
     list_quarantine,
     scan_sql,
@@ -190,6 +191,24 @@ def test_buffer_holds_ciphertext(tmp_path: Path) -> None:
     assert buffered == []
     assert files_containing(config.storage.home, SECRET) == []
     assert [(cipher.decrypt_text(t), m, d) for t, m, d in stored] == [(SECRET, 1, 100)]
+
+
+def test_buffer_repeated_key_quarantined(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    buffer = IngestBuffer(config)
+    row = keep_repeats(
+        [("tailnum", SECRET), ("tailnum", "N2"), ("month", 1), ("distance", 9)]
+    )
+
+    buffer.append("flights", [{"tailnum": "N1", "month": 1, "distance": 5}, row])
+    buffer.flush("flights")
+
+    with Catalog(config.storage.home) as catalog:
+        (quarantined,) = list_quarantine(catalog, "flights")
+    assert files_containing(config.storage.home, SECRET) == []
+    assert quarantined.line == 2
+    assert quarantined.column == "tailnum"
+    assert len(stored_rows(config)) == 1
 
 
 def test_buffer_quarantine_holds_ciphertext(tmp_path: Path) -> None:
