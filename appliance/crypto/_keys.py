@@ -37,8 +37,44 @@ def column_cipher(config: Config) -> ColumnCipher:
         return load_key_file(configured)
     path = config.storage.home / KEY_FILE
     if not path.exists():
+        _check_never_made(path)
         _create_key_file(path)
-    return load_key_file(path)
+    cipher = load_key_file(path)
+    _record_key_id(path, cipher)
+    return cipher
+
+
+def _record_key_id(path: Path, cipher: ColumnCipher) -> None:
+    """Write the key id beside key file `path` unless it is there already."""
+    recorded = _id_file(path)
+    if recorded.exists():
+        return
+    try:
+        recorded.write_text(cipher.key_id + "\n", encoding="ascii")
+    except OSError as exc:
+        logger.warning("column key id not recorded path=%s error=%s", recorded, exc)
+
+
+def _id_file(path: Path) -> Path:
+    """Return the file beside key file `path` that records its key id."""
+    return path.with_name(path.name + ".id")
+
+
+def _check_never_made(path: Path) -> None:
+    """Raise when the home's key file existed before, as its id file tells.
+
+    A new key would not decrypt what the lost one encrypted, and a backup of
+    the home would then hold the wrong key.
+    """
+    try:
+        lost = _id_file(path).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return
+    raise ColumnKeyError(
+        f"column key file {path} (key id {lost}) is missing, and the values "
+        "encrypted with it cannot be read without it; restore it from a backup "
+        f"(delete {_id_file(path)} only to start over with a new key)"
+    )
 
 
 def load_key_file(path: Path) -> ColumnCipher:

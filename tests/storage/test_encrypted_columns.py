@@ -122,6 +122,19 @@ def test_key_file_made_with_mode_0600(tmp_path: Path) -> None:
     assert len(key) == 64
 
 
+def test_lost_home_key_not_replaced(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    made = column_cipher(config)
+    path = config.storage.home / KEY_FILE
+    path.unlink()
+
+    with pytest.raises(ColumnKeyError, match=f"key id {made.key_id}") as raised:
+        column_cipher(config)
+
+    assert "restore it from a backup" in str(raised.value)
+    assert not path.exists()
+
+
 def test_configured_key_file_used(tmp_path: Path) -> None:
     key = tmp_path / "column.key"
     key.write_text(base64.b64encode(bytes(range(64))).decode())
@@ -238,7 +251,10 @@ def test_wrong_key_file_rejected(tmp_path: Path) -> None:
     path = write_flights(tmp_path, [f"{SECRET},1,100"])
     ingest_flights(config, path)
     stored = stored_rows(config)
-    (config.storage.home / KEY_FILE).unlink()
+    key_file = config.storage.home / KEY_FILE
+    key_file.unlink()
+    # Without the id of the lost key, as when a home's key folder is replaced.
+    key_file.with_name(key_file.name + ".id").unlink()
 
     other = column_cipher(config)
     with (
