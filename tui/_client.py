@@ -305,7 +305,7 @@ def _http_error(request: urllib.request.Request, exc: urllib.error.HTTPError) ->
     if exc.code in (401, 403):
         return DaemonError(
             f"the daemon rejected the API key (HTTP {exc.code}): "
-            f"{message or exc.reason}; pass the key of [server] with --api-key",
+            f"{message or exc.reason}; set APPLIANCE_API_KEY or pass --api-key",
             status=exc.code,
         )
     return DaemonError(

@@ -73,8 +73,8 @@ def parse_subject(dataset: str, pairs: Sequence[str]) -> Subject:
     """Return the subject of ``COLUMN=VALUE`` texts, such as ``--where`` gives.
 
     Raises:
-        RequestError: No pair, a text without ``=``, an empty column name or a
-            column given twice.
+        RequestError: No pair, a text without ``=``, an empty column name or
+            value, or a column given twice.
     """
     if not pairs:
         raise RequestError(
@@ -90,6 +90,11 @@ def parse_subject(dataset: str, pairs: Sequence[str]) -> Subject:
                 f"a key for the erasure from dataset {dataset!r} has no column "
                 "name or no '='; write each key as COLUMN=VALUE, such as "
                 "tailnum=N14228"
+            )
+        if not value:
+            raise RequestError(
+                f"column {name!r} has an empty value in the erasure from dataset "
+                f"{dataset!r}; give the subject's value, such as {name}=N14228"
             )
         if name in keys:
             raise RequestError(

@@ -237,3 +237,8 @@ def test_sensitive_key_erased_as_plaintext_and_ciphertext(tmp_path: Path) -> Non
     assert remaining == [4, 20]
     assert [p for p in kept if SUBJECT.encode() in p.read_bytes()] == []
     assert [p for p in kept if token.encode() in p.read_bytes()] == []
+
+
+def test_empty_key_value_rejected() -> None:
+    with pytest.raises(RequestError, match="column 'tailnum' has an empty value"):
+        parse_subject("flights", ["tailnum="])
