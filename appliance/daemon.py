@@ -288,6 +288,16 @@ def _load_champion(
         begun = time.perf_counter()
         try:
             model = load_model(state.config, candidate.path, candidate.sha256)
+        except ApplianceError as exc:
+            # A known failure, such as a changed file, names its cause.
+            logger.error(
+                "model load failed model=%s version=%d error=%s",
+                version.model,
+                number,
+                exc,
+            )
+            failure = failure or str(exc)
+            continue
         except Exception as exc:
             logger.exception(
                 "model load failed model=%s version=%d", version.model, number

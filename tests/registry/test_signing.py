@@ -315,3 +315,6 @@ def test_tampered_only_version_makes_daemon_not_ready(
     assert ready.status_code == 503, ready.text
     assert ready.json()["unserved"] == ["late"]
     assert ready.json()["every_model_served"] is False
+    logged = (tmp_path / "daemon.log").read_text()
+    assert "model load failed model=late version=1 error=" in logged
+    assert "Traceback" not in logged
