@@ -10,9 +10,15 @@ writer:
 - ``noop``: ``SELECT 1``;
 - ``scan``: the log's insert, ``INSERT ... SELECT * FROM`` the Arrow table;
 - ``relation``: ``from_arrow(table).insert_into``;
-- ``register``: register the table as a view, insert from it, unregister.
+- ``register``: register the table as a view, insert from it, unregister;
+- ``literal``: insert one row of literals, with no Python data;
+- ``temp``: insert ROWS integers from ``range`` into a temporary table.
 
-Run: .venv/bin/python benchmarks/gil_probe.py [ROWS] [MODE...]
+With ``--background`` the writer thread runs at nice 19 and DuckDB uses one
+thread, so that only the GIL, not the CPU, can hold up the main thread (on
+Linux, under ``taskset -c 0`` to put both threads on one core).
+
+Run: .venv/bin/python benchmarks/gil_probe.py [--background] [ROWS] [MODE...]
 Prints one line per mode; it writes only a temporary DuckDB file.
 """
 
@@ -31,6 +37,8 @@ import pyarrow as pa
 SECONDS = 8.0
 TICK_SECONDS = 0.0002
 WRITE_EVERY_SECONDS = 0.05
+BACKGROUND = False
+"""Whether the writer runs at nice 19 on one DuckDB thread (``--background``)."""
 
 
 def probe(rows: int, mode: str) -> str:
@@ -70,6 +78,10 @@ def _write(
     calls: list[float],
 ) -> None:
     cursor = db.cursor()
+    cursor.execute("CREATE TEMP TABLE numbers (i BIGINT)")
+    if BACKGROUND:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        cursor.execute("SET threads = 1")
     while not stop.is_set():
         started = time.perf_counter()
         if mode == "noop":
@@ -77,6 +89,10 @@ def _write(
         elif mode == "scan":
             log_rows = table  # noqa: F841 (found by DuckDB's replacement scan)
             cursor.execute("INSERT INTO log SELECT * FROM log_rows").fetchall()
+        elif mode == "literal":
+            cursor.execute("INSERT INTO log VALUES ('r', '{}', 0.25)").fetchall()
+        elif mode == "temp":
+            cursor.execute(f"INSERT INTO numbers SELECT * FROM range({len(table)})")
         elif mode == "relation":
             cursor.from_arrow(table).insert_into("log")
         elif mode == "register":
@@ -101,8 +117,12 @@ def _tick(seconds: float) -> list[float]:
 
 
 def main() -> int:
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 270
-    modes = sys.argv[2:] or ["idle", "noop", "scan", "relation", "register"]
+    global BACKGROUND
+    args = sys.argv[1:]
+    BACKGROUND = "--background" in args
+    args = [a for a in args if a != "--background"]
+    rows = int(args[0]) if args else 270
+    modes = args[1:] or ["idle", "noop", "scan", "relation", "register"]
     print(f"rows {rows}, DuckDB {duckdb.__version__}")
     for mode in modes:
         print(probe(rows, mode), flush=True)
