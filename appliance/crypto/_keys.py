@@ -61,7 +61,7 @@ def _id_file(path: Path) -> Path:
 
 
 def _check_never_made(path: Path) -> None:
-    """Raise when the home's key file existed before, as its id file tells.
+    """Raise when the home's key file existed before, as its id file shows.
 
     A new key would not decrypt what the lost one encrypted, and a backup of
     the home would then hold the wrong key.
