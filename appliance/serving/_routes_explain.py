@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, post
+from litestar.params import QueryParameter
 
 from appliance.errors import LimitError, RequestError
 from appliance.features import FeatureServer
@@ -29,6 +30,7 @@ from appliance.serving._onnx import OnnxModel
 from appliance.serving._openapi import body_operation
 from appliance.serving._params import ModelName
 from appliance.serving._routes_predict import fill_rows
+from appliance.serving._routes_registry import pinned_batcher
 from appliance.serving._state import daemon_state
 
 logger = logging.getLogger(__name__)
@@ -68,11 +70,24 @@ class ExplainRequest(msgspec.Struct):
     ),
     operation_class=body_operation(ExplainRequest, "Rows to explain."),
 )
-async def explain(name: ModelName, request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Explain the served version's predictions of the rows of one request."""
+async def explain(
+    name: ModelName,
+    request: Request[Any, Any, Any],
+    version: Annotated[
+        int | None,
+        QueryParameter(
+            description="Registered version whose predictions are explained. "
+            "The served version's are when absent."
+        ),
+    ] = None,
+) -> Response[bytes]:
+    """Explain the predictions of the rows of one request, by the served
+    version or the registered `version`."""
     started = time.perf_counter()
     state = daemon_state(request)
     model = state.models.get(name)
+    if version is not None and version != model.version:
+        model = (await pinned_batcher(state, name, version)).model
     reference = reference_of(model)
     body = await read_body(request, state.config.server.max_body_bytes, name)
     with reject_deep_nesting(body, f"request body for model {name!r}", FLAT_ROWS):

@@ -184,6 +184,21 @@ def test_explain_limits_and_errors(explained: tuple[Config, str]) -> None:
     assert "color" in missing.json()["error"]
 
 
+def test_explain_pinned_version(explained: tuple[Config, str]) -> None:
+    _, base = explained
+    row = {"x": 0.5, "color": "red", "noise": 0.0}
+    url = f"{base}/v1/models/high/explain"
+
+    body = {"rows": [row]}
+    first = httpx.post(url, params={"version": 1}, json=body, trust_env=False)
+    absent = httpx.post(url, params={"version": 7}, json=body, trust_env=False)
+
+    assert first.status_code == 200, first.text
+    assert first.json()["version"] == 1
+    assert absent.status_code == 404, absent.text
+    assert "version 7" in absent.json()["error"]
+
+
 def test_explain_cli_prints_contributions(
     explained: tuple[Config, str], tmp_path: Path
 ) -> None:

@@ -80,7 +80,7 @@ PARAMETERS = {
     ("GET", "/v1/models/{name}/drift"): [("name", "path"), ("history", "query")],
     ("POST", "/v1/models/{name}/feedback"): [("name", "path")],
     ("POST", "/v1/models/{name}/predict"): [("name", "path"), ("version", "query")],
-    ("POST", "/v1/models/{name}/explain"): [("name", "path")],
+    ("POST", "/v1/models/{name}/explain"): [("name", "path"), ("version", "query")],
     ("GET", "/v1/models/{name}/retrain"): [("name", "path"), ("limit", "query")],
     ("POST", "/v1/models/{name}/retrain"): [("name", "path")],
     ("GET", "/v1/predictions"): [
