@@ -268,7 +268,7 @@ class Journal:
             self._close_current()
 
     def rotate(self) -> None:
-        """Start a new segment when the current one holds any entry."""
+        """Start a new segment when the current one contains any entry."""
         if self._current is not None and self._current.size:
             self._close_current()
 

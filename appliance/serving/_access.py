@@ -4,8 +4,8 @@
 behind it). Per request it finds the role the route needs (`required_role`),
 reads the key from ``Authorization: Bearer TOKEN`` or ``X-API-Key``, looks up
 its sha256 among the active keys held in memory, and either passes the
-request on, with the key as the current audit actor, or answers 401 or 403
-with the API's JSON error body. The health probes need no key.
+request on, with the key as the current audit actor, or responds with 401 or
+403 and the API's JSON error body. The health probes need no key.
 
 Refusals are counted, not recorded one by one: the first refusal of a period
 is logged at once, and one audit entry per period (``[security]

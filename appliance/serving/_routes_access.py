@@ -73,7 +73,7 @@ async def new_key(request: Request[Any, Any, Any]) -> Response[bytes]:
     state = daemon_state(request)
     body = await request.body()
     try:
-        wanted = msgspec.json.decode(body, type=KeyRequest)
+        requested = msgspec.json.decode(body, type=KeyRequest)
     except msgspec.DecodeError as exc:
         raise RequestError(
             f"malformed body for POST /v1/admin/keys: {exc}; send "
@@ -81,7 +81,9 @@ async def new_key(request: Request[Any, Any, Any]) -> Response[bytes]:
             malformed=True,
         ) from None
     async with state.admin_lock:
-        key, token = await run_with_catalog(state, create_key, wanted.name, wanted.role)
+        key, token = await run_with_catalog(
+            state, create_key, requested.name, requested.role
+        )
         await _reload_keys(state)
     return _json({**key.to_dict(), "token": token}, 201)
 
