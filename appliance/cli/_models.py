@@ -263,6 +263,7 @@ def _history(config: Config, args: argparse.Namespace) -> None:
 
 def _card(config: Config, args: argparse.Namespace) -> None:
     from appliance.registry import card_html, write_card
+    from appliance.signing import trusted_keys
 
     name, reference = _split_reference(args.reference)
     check_model_known(config, name)
@@ -274,6 +275,7 @@ def _card(config: Config, args: argparse.Namespace) -> None:
         card_html,
         name,
         reference,
+        trusted_keys(config),
     )
     write_card(page, args.output)
     print(f"wrote the model card of {args.reference} to {args.output}")

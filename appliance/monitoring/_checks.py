@@ -21,7 +21,8 @@ from appliance.monitoring._batch import DriftReport, DriftThresholds, batch_drif
 from appliance.monitoring._jobs import schedule_per_model
 from appliance.monitoring._store import MonitoringStore
 from appliance.monitoring._webhook import send_webhook
-from appliance.storage import Catalog, latest_models
+from appliance.signing import trusted_keys, verify_version
+from appliance.storage import SCHEMA_FILE, Catalog, latest_models, parse_schema
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ def check_drift(config_path: str, model: str) -> dict[str, Any]:
         served = [v for v in latest_models(catalog) if v.model == model]
         if not served:
             return {"skipped": f"model {model!r} has no registered version"}
-        schema = json.loads((served[0].path / "schema.json").read_text("utf-8"))
+        files = verify_version(served[0], trusted_keys(config))
+        schema = parse_schema(files[SCHEMA_FILE], served[0].path / SCHEMA_FILE)
         numeric = [i["name"] for i in schema["inputs"] if i["type"] == "number"]
         categorical = [i["name"] for i in schema["inputs"] if i["type"] != "number"]
         reference = _reference(catalog, cfg, schema, numeric, categorical)

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import StorageError
+from appliance.signing import TrustedKeys, verify_version
 from appliance.storage import (
+    SCHEMA_FILE,
     Catalog,
     ModelVersion,
     Run,
@@ -25,10 +27,9 @@ from appliance.storage import (
     get_run,
     list_artifacts,
     list_runs,
+    parse_schema,
     read_artifact,
-    read_schema,
     resolve_version,
-    verify_artifact,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,18 +63,22 @@ class CardData:
 
 
 def collect_card(
-    catalog: Catalog, model: str, reference: str | int | None = None
+    catalog: Catalog,
+    model: str,
+    reference: str | int | None,
+    trusted: TrustedKeys,
 ) -> CardData:
-    """Read what the card of a version shows, checking the artifact's sha256.
+    """Read what the card of a version shows from its signed files.
 
     Raises:
         NotFoundError: The model, version or alias does not exist.
+        SignatureError: The version's signature is missing, invalid or
+            untrusted, or a file differs from its signed hash.
         IntegrityError: The ONNX file or a plot does not match its sha256.
     """
     version = resolve_version(catalog, model, reference)
-    # NOTE: the card checks the ONNX file's sha256 but not the version's
-    # signature, so it shows a schema.json edited after signing.
-    verify_artifact(version)
+    files = verify_version(version, trusted)
+    schema = parse_schema(files[SCHEMA_FILE], version.path / SCHEMA_FILE)
     run = get_run(catalog, version.run_id)
     plots = {
         item["name"]: read_artifact(catalog, run.run_id, item["name"])
@@ -86,7 +91,7 @@ def collect_card(
         if number == version.version
     ]
     trials = len(list_runs(catalog, parent_run_id=run.run_id))
-    return CardData(version, read_schema(version), run, names, plots, trials)
+    return CardData(version, schema, run, names, plots, trials)
 
 
 def write_card(page: str, target: Path) -> None:
@@ -293,6 +298,8 @@ def _e(value: Any) -> str:
     return html.escape(str(value))
 
 
-def card_html(catalog: Catalog, model: str, reference: str | None = None) -> str:
+def card_html(
+    catalog: Catalog, model: str, reference: str | None, trusted: TrustedKeys
+) -> str:
     """Return the HTML card of the version that ``NAME@REFERENCE`` names."""
-    return render_card(collect_card(catalog, model, reference))
+    return render_card(collect_card(catalog, model, reference, trusted))

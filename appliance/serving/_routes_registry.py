@@ -219,7 +219,9 @@ async def card(
     request: Request[Any, Any, Any], name: ModelName, reference: VersionReference = None
 ) -> Response[bytes]:
     """Return the self-contained HTML model card of a version."""
-    page = await run_with_catalog(daemon_state(request), card_html, name, reference)
+    state = daemon_state(request)
+    trusted = trusted_keys(state.config)
+    page = await run_with_catalog(state, card_html, name, reference, trusted)
     return _json({"html": page})
 
 

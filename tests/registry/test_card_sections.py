@@ -8,6 +8,7 @@ from pathlib import Path
 from support import load_config_text
 
 from appliance.registry import card_html
+from appliance.signing import trusted_keys
 from appliance.storage import Catalog, ingest
 from appliance.training import train_model
 
@@ -76,8 +77,9 @@ def test_card_names_view_data_and_task_metrics(tmp_path: Path) -> None:
     train_model(config, "delay")
 
     with Catalog(config.storage.home, read_only=True) as catalog:
-        classifier = card_html(catalog, "late")
-        regressor = card_html(catalog, "delay")
+        trusted = trusted_keys(config)
+        classifier = card_html(catalog, "late", None, trusted)
+        regressor = card_html(catalog, "delay", None, trusted)
 
     assert f"<td>flights@{flights}</td>" in classifier
     assert f"<td>feature view datasets</td><td>planes@{planes}</td>" in classifier

@@ -1,7 +1,6 @@
 """A version whose schema.json is damaged gets a clear error, not a traceback.
 
-Loading and exporting reject it as changed after signing; the model card,
-which reads the schema without loading the version, names the parse error.
+Loading, exporting and the model card reject it as changed after signing.
 """
 
 from __future__ import annotations
@@ -18,15 +17,15 @@ from appliance.training import train_model
 
 ROW = {"distance": 700.0, "hour": 18, "carrier": "B6"}
 DAMAGED = [
-    pytest.param(b'{"task": "classification"', "is not valid JSON", id="cut"),
-    pytest.param(b"\xff\xfe{}", "is not valid JSON", id="not-utf8"),
-    pytest.param(b"[1, 2]", "does not contain a JSON object", id="array"),
+    pytest.param(b'{"task": "classification"', id="cut"),
+    pytest.param(b"\xff\xfe{}", id="not-utf8"),
+    pytest.param(b"[1, 2]", id="array"),
 ]
 
 
-@pytest.mark.parametrize(("content", "expected"), DAMAGED)
+@pytest.mark.parametrize("content", DAMAGED)
 def test_cli_names_damaged_schema(
-    trips: Callable[[str], Config], tmp_path: Path, content: bytes, expected: str
+    trips: Callable[[str], Config], tmp_path: Path, content: bytes
 ) -> None:
     config = trips()
     version = train_model(config, "late").model_version
@@ -46,8 +45,7 @@ def test_cli_names_damaged_schema(
 
         assert result.returncode == 1, (name, result.stderr)
         assert "Traceback" not in result.stderr, name
-        message = f"{schema} {expected}" if name == "card" else changed
-        assert message in result.stderr, (name, result.stderr)
+        assert changed in result.stderr, (name, result.stderr)
         assert "restore it from a backup or retrain" in result.stderr, name
 
 
@@ -80,8 +78,7 @@ def test_daemon_rejects_damaged_schema(
     assert served.json()["version"] == 1
     for response in (pinned, card):
         assert response.status_code == 500, response.text
-    assert pinned.json()["type"] == "SignatureError"
     changed = "schema.json of model 'late' version 2 was changed after signing"
-    assert changed in pinned.json()["error"]
-    assert card.json()["type"] == "IntegrityError"
-    assert f"{schema} is not valid JSON" in card.json()["error"]
+    for response in (pinned, card):
+        assert response.json()["type"] == "SignatureError"
+        assert changed in response.json()["error"]

@@ -16,6 +16,7 @@ from trips_data import trips_frame
 
 from appliance.config import Config
 from appliance.errors import SignatureError, StorageError
+from appliance.monitoring._checks import check_drift
 from appliance.registry import collect_card, export_version, render_card
 from appliance.serving import OnnxModel
 from appliance.signing import trusted_keys
@@ -126,7 +127,7 @@ def test_model_card_is_self_contained(trained: tuple[Config, TrainResult]) -> No
     config, result = trained
 
     with Catalog(config.storage.home, read_only=True) as catalog:
-        data = collect_card(catalog, "late", None)
+        data = collect_card(catalog, "late", None, trusted_keys(config))
     page = render_card(data)
 
     assert "<h1>late version 1</h1>" in page
@@ -141,3 +142,33 @@ def test_model_card_is_self_contained(trained: tuple[Config, TrainResult]) -> No
     assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
     # Nothing is fetched from elsewhere: no external scripts, styles or images.
     assert not re.search(r'(src|href)="(?!data:)', page)
+
+
+def _edit_schema(version: ModelVersion) -> None:
+    path = version.path / "schema.json"
+    schema = json.loads(path.read_text("utf-8"))
+    schema["inputs"] = schema["inputs"][:1]
+    path.write_text(json.dumps(schema), "utf-8")
+
+
+def test_card_refuses_schema_edited_after_signing(
+    trained: tuple[Config, TrainResult],
+) -> None:
+    config, _ = trained
+    _edit_schema(_version(config))
+
+    changed = r"schema\.json of model 'late' version 1 was changed after signing"
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        with pytest.raises(SignatureError, match=changed):
+            collect_card(catalog, "late", None, trusted_keys(config))
+
+
+def test_batch_drift_check_refuses_schema_edited_after_signing(
+    trained: tuple[Config, TrainResult],
+) -> None:
+    config, _ = trained
+    _edit_schema(_version(config))
+
+    changed = r"schema\.json of model 'late' version 1 was changed after signing"
+    with pytest.raises(SignatureError, match=changed):
+        check_drift(str(config.path), "late")

@@ -11,6 +11,7 @@ import pandas as pd
 from pipeline_support import train_on
 
 from appliance.registry import card_html
+from appliance.signing import trusted_keys
 from appliance.storage import Catalog
 from appliance.training import TrainingWindow, train_model
 from appliance.training._frame import load_frame
@@ -48,7 +49,7 @@ def _data() -> pd.DataFrame:
 
 def _card_text(config, reference: str) -> str:
     with Catalog(config.storage.home, read_only=True) as catalog:
-        page = card_html(catalog, "m", reference)
+        page = card_html(catalog, "m", reference, trusted_keys(config))
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
 
 
