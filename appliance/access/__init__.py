@@ -13,6 +13,7 @@ from appliance.access._actor import (
     set_process_actor,
 )
 from appliance.access._audit import (
+    Anchor,
     AuditEntry,
     ChainCheck,
     list_entries,
@@ -42,6 +43,7 @@ __all__ = [
     "Actor",
     "ApiKey",
     "AuditEntry",
+    "Anchor",
     "ChainCheck",
     "acting_as",
     "active_keys",

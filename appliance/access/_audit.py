@@ -5,6 +5,10 @@ the OS user, or ``daemon``), the action, its target, details as JSON and the
 outcome. Its ``hash`` is the sha256 of the previous entry's hash and its own
 fields, and ``seq`` numbers the entries from 1 without gaps. `verify_chain`
 recomputes the chain, so an edited, inserted or deleted row is found and named.
+Deleting the newest entries leaves a shorter chain that is still intact, so
+every entry's ``seq`` and ``hash`` also go to the process log (journald under
+systemd, outside the home). `verify_chain` with such an anchor finds a chain
+that lost its newest entries or was rebuilt.
 
 Other modules call `record` at the place where the action happens. A failed
 write is logged and does not undo the action, which has already happened.
@@ -88,6 +92,33 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
+class Anchor:
+    """An entry's ``seq`` and ``hash`` kept off the box, to check the log against."""
+
+    seq: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        """Return the anchor written as ``SEQ:HASH``.
+
+        Raises:
+            ValueError: `text` is not a positive number, a colon and 64 hex
+                digits.
+        """
+        seq, _, digest = text.strip().partition(":")
+        digest = digest.lower()
+        valid_hash = len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
+        if not seq.isdigit() or int(seq) < 1 or not valid_hash:
+            raise ValueError(
+                f"invalid audit anchor {text!r}: expected SEQ:HASH, an entry "
+                "number and its 64 hex digit hash, as the log line 'audit entry "
+                "recorded' or 'appliance audit list --json' shows them"
+            )
+        return cls(int(seq), digest)
+
+
+@dataclass(frozen=True)
 class ChainCheck:
     """The result of `verify_chain`."""
 
@@ -99,6 +130,8 @@ class ChainCheck:
     """``seq`` of the first entry that breaks the chain; None when intact."""
     problem: str | None = None
     """Description of the break."""
+    anchor_seq: int | None = None
+    """``seq`` of the anchor the chain was compared with; None without one."""
 
     @property
     def intact(self) -> bool:
@@ -169,7 +202,7 @@ def record(
                 who.name,
             )
             return None
-    logger.debug("audit entry recorded seq=%d action=%s", seq, action)
+    logger.info("audit entry recorded seq=%d action=%s hash=%s", seq, action, digest)
     return AuditEntry(seq, at, *fields[1:], prev, digest)
 
 
@@ -227,24 +260,58 @@ def list_entries(
     return [AuditEntry(*row) for row in reversed(rows)]
 
 
-def verify_chain(catalog: Catalog) -> ChainCheck:
+def verify_chain(catalog: Catalog, anchor: Anchor | None = None) -> ChainCheck:
     """Recompute every entry's hash and return the first break of the chain.
 
-    NOTE: deleting the newest entries leaves a shorter chain that is intact.
-    Compare the returned `head` with a copy kept off the box to find that.
+    Args:
+        catalog: The catalog whose audit log is checked.
+        anchor: The ``seq`` and ``hash`` of an entry copied off the box, such
+            as from the process log. The chain must still contain that entry
+            with that hash, which finds deleted newest entries.
     """
+    count, head, broken = _verified_prefix(catalog, anchor)
+    if broken is None and anchor is not None and count < anchor.seq:
+        broken = (
+            count + 1,
+            f"the log ends at entry {count} but the anchor names entry "
+            f"{anchor.seq}, so the newest entries were deleted",
+        )
+    anchor_seq = anchor.seq if anchor else None
+    head_hash = head if count else None
+    if broken is None:
+        return ChainCheck(count, head_hash, anchor_seq=anchor_seq)
+    return ChainCheck(count, head_hash, *broken, anchor_seq)
+
+
+def _verified_prefix(
+    catalog: Catalog, anchor: Anchor | None
+) -> tuple[int, str, tuple[int, str] | None]:
+    """Return the count and newest hash of the entries that verify, and the
+    first break as ``(seq, problem)`` or None."""
     if not table_exists(catalog.db, "audit_log"):
-        return ChainCheck(0, None)
+        return 0, GENESIS_HASH, None
     cursor = catalog.db.execute(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")
     prev, count = GENESIS_HASH, 0
     while rows := cursor.fetchmany(10_000):
         for row in rows:
             entry = AuditEntry(*row)
             problem = _problem(entry, count + 1, prev)
+            if problem is None and anchor and entry.seq == anchor.seq:
+                problem = _anchor_mismatch(anchor, entry.hash)
             if problem is not None:
-                return ChainCheck(count, prev, entry.seq, problem)
+                return count, prev, (entry.seq, problem)
             prev, count = entry.hash, count + 1
-    return ChainCheck(count, prev if count else None)
+    return count, prev, None
+
+
+def _anchor_mismatch(anchor: Anchor, digest: str) -> str | None:
+    """Return why the anchor's entry, whose hash is `digest`, fails it."""
+    if digest == anchor.hash:
+        return None
+    return (
+        f"entry {anchor.seq} has hash {digest}, not the anchor's {anchor.hash}, "
+        "so the log was rebuilt from that entry or an earlier one"
+    )
 
 
 def _problem(entry: AuditEntry, expected_seq: int, prev: str) -> str | None:

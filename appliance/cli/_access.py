@@ -64,8 +64,14 @@ def register(commands: Any) -> None:
         "--limit", type=int, default=1000, help="newest entries shown (default: 1000)"
     )
     add_json_flag(entries)
-    add_command(
+    verify = add_command(
         audit, "verify", _audit_verify, "check the hash chain; exit 1 when broken"
+    )
+    verify.add_argument(
+        "--anchor",
+        type=_anchor,
+        help="SEQ:HASH of an entry kept off the box (the daemon logs each one); "
+        "finds deleted newest entries",
     )
 
 
@@ -131,15 +137,20 @@ def _audit_list(config: Config, args: argparse.Namespace) -> None:
 
 
 def _audit_verify(config: Config, args: argparse.Namespace) -> int:
-    check = _through_daemon(config, "get", "/v1/admin/audit/verify")
+    anchor = args.anchor
+    params = {"anchor": f"{anchor.seq}:{anchor.hash}"} if anchor else None
+    check = _through_daemon(config, "get", "/v1/admin/audit/verify", params)
     if check is None:
         from appliance.access import verify_chain
 
         with _catalog(config, read_only=True) as catalog:
-            check = verify_chain(catalog).to_dict()
+            check = verify_chain(catalog, anchor).to_dict()
     if check["intact"]:
         head = check["head"] or "none"
-        print(f"audit log intact: {check['entries']} entries, newest hash {head}")
+        matched = f", entry {anchor.seq} matches the anchor" if anchor else ""
+        print(
+            f"audit log intact: {check['entries']} entries, newest hash {head}{matched}"
+        )
         return 0
     print(
         f"audit log broken at entry {check['broken_seq']}: {check['problem']}; "
@@ -176,6 +187,15 @@ def _catalog(config: Config, read_only: bool = False) -> Any:
     from appliance.storage import Catalog
 
     return Catalog(config.storage.home, read_only=read_only)
+
+
+def _anchor(text: str) -> Any:
+    from appliance.access import Anchor
+
+    try:
+        return Anchor.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _time(text: str) -> Any:

@@ -14,6 +14,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from appliance.access import (
     ROLES,
+    Anchor,
     active_keys,
     create_key,
     list_entries,
@@ -133,9 +134,22 @@ async def audit(
 
 
 @get("/v1/admin/audit/verify", summary="Check the hash chain of the audit log")
-async def verify(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def verify(
+    request: Request[Any, Any, Any],
+    anchor: Annotated[
+        str | None,
+        QueryParameter(
+            description="SEQ:HASH of an entry kept off the box, as the daemon "
+            "logs each one; the log must still contain it.",
+        ),
+    ] = None,
+) -> Response[bytes]:
     """Return the number of entries checked and the first broken one, if any."""
-    check = await run_with_catalog(daemon_state(request), verify_chain)
+    try:
+        kept = Anchor.parse(anchor) if anchor is not None else None
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    check = await run_with_catalog(daemon_state(request), verify_chain, kept)
     return _json(check.to_dict())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import signal
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from daemon_support import MODEL
 from test_access import bearer, cli, make_keys
 
 REFUSAL_PERIOD_SECONDS = 0.5
+ZERO = "0" * 64
 
 
 def audit_entries(config: Path, key: str | None = None, *args: str) -> list[dict]:
@@ -121,6 +123,42 @@ def test_audit_verify_finds_edited_row(start_daemon: Any, home: Path) -> None:
     assert f"the {promotion - 1} entries before it verified" in edited.stdout
     assert deleted.returncode == 1
     assert f"entry {promotion - 1} is missing" in deleted.stdout
+
+
+def test_audit_anchor_finds_deleted_newest(start_daemon: Any, home: Path) -> None:
+    tokens = make_keys(home)
+    daemon = start_daemon(security={"require_keys": True})
+    cli(daemon.config, "models", "promote", MODEL, "1", key=tokens["operator"])
+    logged = re.findall(r"audit entry recorded seq=(\d+) \S+ hash=(\w+)", daemon.log())
+    anchor = ":".join(logged[-1])
+    online = cli(
+        daemon.config, "audit", "verify", "--anchor", anchor, key=tokens["admin"]
+    )
+    malformed = httpx.get(
+        f"{daemon.base}/v1/admin/audit/verify",
+        params={"anchor": "7:abc"},
+        headers=bearer(tokens["admin"]),
+    )
+    assert daemon.stop() == 0
+    with duckdb.connect(str(home / "catalog.duckdb")) as db:
+        db.execute("DELETE FROM audit_log WHERE seq = ?", [int(logged[-1][0])])
+    unanchored = cli(daemon.config, "audit", "verify")
+    anchored = cli(daemon.config, "audit", "verify", "--anchor", anchor)
+    last = int(logged[-1][0])
+    rebuilt = cli(daemon.config, "audit", "verify", "--anchor", f"{last - 1}:{ZERO}")
+
+    assert online.returncode == 0, online.stderr
+    assert f"entry {logged[-1][0]} matches the anchor" in online.stdout
+    assert malformed.status_code == 422
+    assert "invalid audit anchor '7:abc'" in malformed.json()["error"]
+    assert unanchored.returncode == 0
+    assert anchored.returncode == 1
+    assert f"the log ends at entry {last - 1} but the anchor names entry {last}" in (
+        anchored.stdout
+    )
+    assert rebuilt.returncode == 1
+    assert f"entry {last - 1} has hash " in rebuilt.stdout
+    assert f"not the anchor's {ZERO}" in rebuilt.stdout
 
 
 def test_keys_cli_without_daemon(home: Path, tmp_path: Path) -> None:

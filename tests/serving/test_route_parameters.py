@@ -41,7 +41,7 @@ PARAMETERS = {
         ("action", "query"),
         ("limit", "query"),
     ],
-    ("GET", "/v1/admin/audit/verify"): [],
+    ("GET", "/v1/admin/audit/verify"): [("anchor", "query")],
     ("GET", "/v1/admin/model-versions"): [("model", "query")],
     ("GET", "/v1/admin/quarantine"): [
         ("dataset", "query"),
