@@ -146,11 +146,11 @@ def _audit_verify(config: Config, args: argparse.Namespace) -> int:
         with _catalog(config, read_only=True) as catalog:
             check = verify_chain(catalog, anchor).to_dict()
     if check["intact"]:
-        head = check["head"] or "none"
+        count, head = check["entries"], check["head"] or "none"
         matched = f", entry {anchor.seq} matches the anchor" if anchor else ""
-        print(
-            f"audit log intact: {check['entries']} entries, newest hash {head}{matched}"
-        )
+        print(f"audit log intact: {count} entries, newest hash {head}{matched}")
+        if count:
+            print(f"keep '{count}:{head}' off the box and pass it as --anchor later")
         return 0
     print(
         f"audit log broken at entry {check['broken_seq']}: {check['problem']}; "

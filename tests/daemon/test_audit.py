@@ -114,6 +114,7 @@ def test_audit_verify_finds_edited_row(start_daemon: Any, home: Path) -> None:
 
     assert online.returncode == 0, online.stderr
     assert f"audit log intact: {count} entries" in online.stdout
+    assert f"keep '{count}:" in online.stdout
     assert intact.returncode == 0, intact.stderr
     assert intact.stdout == online.stdout
     assert edited.returncode == 1
