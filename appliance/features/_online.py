@@ -190,12 +190,21 @@ class FeatureServer:
                 users.setdefault(view.name, []).append(model)
                 views[view.name] = view
         problems = []
+        unreadable = {name.lower(): error for name, error in store.unreadable.items()}
         for name, view in views.items():
             for dataset in _datasets_without_version(store, view.sql):
+                reader = f"feature view {name!r} of model {', '.join(users[name])}"
+                error = unreadable.get(dataset.lower())
+                if error is not None:
+                    problems.append(
+                        f"{reader} reads dataset {dataset!r}, whose files could not "
+                        f"be read ({error}); restore its lake folder from a backup "
+                        "or ingest it again"
+                    )
+                    continue
                 problems.append(
-                    f"feature view {name!r} of model {', '.join(users[name])} "
-                    f"reads dataset {dataset!r}, which has no version yet; ingest "
-                    f"it with 'appliance ingest {dataset} FILE'"
+                    f"{reader} reads dataset {dataset!r}, which has no version yet; "
+                    f"ingest it with 'appliance ingest {dataset} FILE'"
                 )
         if problems:
             raise NotFoundError("; ".join(problems))

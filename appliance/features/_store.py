@@ -48,6 +48,9 @@ class FeatureStore:
     `clear_cache`."""
     encrypted: frozenset[str] = frozenset()
     """Columns that any of the versions read stores encrypted."""
+    unreadable: dict[str, str] = field(default_factory=dict)
+    """Datasets left without a view because their files could not be read,
+    with DuckDB's error."""
 
     def view_columns(self, view: FeatureViewConfig) -> list[str]:
         """Return the output columns of a feature view's SQL.
@@ -59,9 +62,15 @@ class FeatureStore:
             columns = self.cache.columns(view.sql, lambda: self._describe(view.sql))
         except duckdb.Error as exc:
             known = ", ".join(sorted(self.versions)) or "none"
+            lost = "".join(
+                f"; dataset {name!r} has no view because its files could not be "
+                f"read ({error}), so restore its lake folder from a backup or "
+                "ingest it again"
+                for name, error in sorted(self.unreadable.items())
+            )
             raise ConfigError(
                 f"invalid SQL of feature view {view.name!r}: {exc}; datasets with "
-                f"a version: {known}"
+                f"a version: {known}{lost}"
             ) from None
         missing = [
             c for c in (*view.entities, view.timestamp) if c and c not in columns
@@ -239,11 +248,23 @@ def store_of(versions: Sequence[DatasetVersion] | object) -> FeatureStore:
     db.execute("SET TimeZone = 'UTC'")
     read = {}
     encrypted: set[str] = set()
+    unreadable: dict[str, str] = {}
     for version in versions:
-        db.execute(f"CREATE VIEW {ident(version.dataset)} AS {scan_sql(version)}")
+        try:
+            db.execute(f"CREATE VIEW {ident(version.dataset)} AS {scan_sql(version)}")
+        except duckdb.IOException as exc:
+            # A lost lake folder of one dataset leaves the others usable.
+            unreadable[version.dataset] = str(exc)
+            logger.error(
+                "dataset files unreadable dataset=%s version=%s error=%s",
+                version.dataset,
+                version.version,
+                exc,
+            )
+            continue
         read[version.dataset] = version.version
         encrypted.update(encrypted_columns(version))
-    return FeatureStore(db, read, encrypted=frozenset(encrypted))
+    return FeatureStore(db, read, encrypted=frozenset(encrypted), unreadable=unreadable)
 
 
 def _check_case_clash(names: list[str]) -> None:

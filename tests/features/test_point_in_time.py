@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,7 @@ import pytest
 from support import load_config_text
 
 from appliance.config import Config
-from appliance.errors import RequestError, TrainingError
+from appliance.errors import NotFoundError, RequestError, TrainingError
 from appliance.features import FeatureServer, model_views, open_store
 from appliance.storage import Catalog, ingest
 
@@ -295,3 +296,31 @@ def test_store_rejects_case_clashing_datasets() -> None:
 
     assert "datasets 'planes' and 'Planes' differ only in case" in str(raised.value)
     assert "new home with distinct names" in str(raised.value)
+
+
+def test_lost_lake_folder_spares_other_views(tmp_path: Path) -> None:
+    config = make_home(tmp_path)
+    extra = tmp_path / "extra.csv"
+    extra.write_text("id,value\n1,2.5\n")
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "extra", [extra])
+    shutil.rmtree(config.storage.home / "lake" / "extra")
+
+    server = FeatureServer(config)
+    filled = server.fill("late", [{"origin": "EWR", "tailnum": "N2"}])
+
+    assert filled[0]["seats"] == 200
+
+
+def test_view_of_lost_lake_folder_named(tmp_path: Path) -> None:
+    config = make_home(tmp_path)
+    shutil.rmtree(config.storage.home / "lake" / "planes")
+
+    with pytest.raises(NotFoundError) as raised:
+        FeatureServer(config).load()
+
+    message = str(raised.value)
+    assert "feature view 'planes' of model late reads dataset 'planes'" in message
+    assert "whose files could not be read (IO Error: No files found" in message
+    assert "restore its lake folder from a backup or ingest it again" in message
+    assert "weather" not in message
