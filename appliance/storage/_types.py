@@ -117,8 +117,9 @@ def infer_types(
 
     Candidates in order: BIGINT, DOUBLE (decimal comma too unless the separator
     is declared as ``.``), BOOLEAN, DATE and TIMESTAMP in ISO 8601, then the
-    allowed `date_formats`; else VARCHAR. A column of dates that fits both a
-    day-first and a month-first format stays text with a warning. With
+    allowed `date_formats`; else VARCHAR. A column of dates that every value
+    reads both day-first and month-first stays text with a warning, when the
+    allowed formats that fit it include both orders. With
     `dates_only`, as for JSON strings, numbers and booleans are no candidates.
     """
     if not columns:
@@ -293,11 +294,16 @@ def _timestamp_test(v: str) -> str:
 
 
 def _only_one_order(v: str, other: str, fmt: str) -> str:
-    """Return the aggregate true when a day-month value parses as `fmt` only."""
+    """Return the aggregate true when a day-month value parses as `fmt` only.
+
+    The value's separators (``.``, ``-`` or ``/``) are read as ``/``, the
+    separator of `fmt` and `other`.
+    """
+    slashed = f"regexp_replace({v}, '[-.]', '/', 'g')"
     return (
         f"bool_or(CASE WHEN regexp_matches({v}, '{_DAY_MONTH}') THEN "
-        f"TRY_STRPTIME({v}, '{other}') IS NULL AND "
-        f"TRY_STRPTIME({v}, '{fmt}') IS NOT NULL ELSE false END)"
+        f"TRY_STRPTIME({slashed}, '{other}') IS NULL AND "
+        f"TRY_STRPTIME({slashed}, '{fmt}') IS NOT NULL ELSE false END)"
     )
 
 
@@ -323,11 +329,22 @@ def _choose(
     fitting = [
         fmt for index, fmt in enumerate(date_formats) if outcome[f"format{index}"]
     ]
-    if fitting and not _ambiguous(outcome):
+    if fitting and not (_mixed_orders(fitting) and _ambiguous(outcome)):
         fmt = fitting[0]
         has_time = any(code in fmt for code in ("%H", "%M", "%S", "%I"))
         return ColumnType("TIMESTAMP" if has_time else "DATE", date_format=fmt)
     return ColumnType("VARCHAR")
+
+
+def _mixed_orders(formats: list[str]) -> bool:
+    """Tell whether `formats` put the day first in some and the month first in
+    others; a format without both ``%d`` and ``%m`` counts as neither."""
+    orders = {
+        fmt.index("%d") < fmt.index("%m")
+        for fmt in formats
+        if "%d" in fmt and "%m" in fmt
+    }
+    return len(orders) > 1
 
 
 def _ambiguous(outcome: dict[str, bool]) -> bool:

@@ -427,6 +427,46 @@ def test_day_first_unambiguous_parses(catalog: Catalog, write_file: WriteFile) -
     assert [str(d) for (d,) in rows_of(catalog, result)] == ["2024-02-01", "2024-12-25"]
 
 
+@pytest.mark.parametrize(
+    ("fmt", "text"), [("%d.%m.%Y", "31.01.2024"), ("%d-%m-%Y", "31-01-2024")]
+)
+def test_dotted_or_dashed_day_first_parses(
+    catalog: Catalog, write_file: WriteFile, fmt: str, text: str
+) -> None:
+    path = write_file("dots.csv", f"d\n{text}\n13{text[2]}02{text[5:]}\n")
+    settings = DatasetConfig(name="dots", date_formats=(fmt,))
+
+    result = ingest(catalog, "dots", [path], settings=settings)
+
+    assert result.version.schema == {"d": "DATE"}
+    assert [str(d) for (d,) in rows_of(catalog, result)] == ["2024-01-31", "2024-02-13"]
+    assert result.warnings == []
+
+
+def test_dotted_dates_without_format_named(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("dots.csv", "d\n31.01.2024\n13.02.2024\n")
+
+    result = ingest(catalog, "dots", [path])
+
+    assert result.version.schema == {"d": "VARCHAR"}
+    assert len(result.warnings) == 1
+    assert "looks like dates in a format that is not allowed" in result.warnings[0]
+
+
+def test_one_allowed_order_reads_ambiguous_dates(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("amb.csv", "d\n01/02/2024\n03/04/2024\n")
+    settings = DatasetConfig(name="amb", date_formats=("%d/%m/%Y",))
+
+    result = ingest(catalog, "amb", [path], settings=settings)
+
+    assert [str(d) for (d,) in rows_of(catalog, result)] == ["2024-02-01", "2024-04-03"]
+    assert result.warnings == []
+
+
 def test_declared_date_format_resolves_ambiguity(
     catalog: Catalog, write_file: WriteFile
 ) -> None:
