@@ -21,6 +21,8 @@ without a check run to their end. On that year they took:
 
 - skl2onnx's and onnxmltools' ``convert_sklearn``: 0.7 s for 300 LightGBM
   trees of 63 leaves, 6.4 s for a random forest of 100 trees of depth 16;
+- the derived feature check, whose DuckDB sample query is not interrupted:
+  0.15 s with one derived feature;
 - the parity check, native and ONNX predictions of the holdout and probe
   rows: 1.6 to 1.9 s;
 - the final fit's preprocessing and LightGBM's dataset construction before
@@ -68,7 +70,7 @@ class StopCheck:
         return self
 
     def is_set(self) -> bool:
-        """Return whether the stop event is set; False without an event."""
+        """Return whether the stop event is set, or False without an event."""
         return self.event is not None and self.event.is_set()
 
     def fit_params(self, algorithm: str) -> dict[str, Any]:
@@ -140,7 +142,7 @@ class _Interrupter:
         return connection
 
     def close(self) -> None:
-        """End the watcher; no interrupt is sent once this returns."""
+        """End the watcher. No interrupt is sent once this returns."""
         with self._lock:
             self._done.set()
         self._thread.join()
@@ -157,8 +159,8 @@ class _Interrupter:
                     try:
                         connection.interrupt()
                     except duckdb.Error:
-                        # Closed, so it runs no query, or busy closing; the
-                        # next round tries again.
+                        # A closed connection runs no query, and the next
+                        # round tries a busy one again.
                         continue
             interrupts += 1
         if interrupts:
