@@ -8,15 +8,15 @@ count of new labels apply, and each is recorded in the monitoring store's
 ``retrain_runs``: skips, runs and their outcome.
 
 A run is recorded as ``running`` before it trains. Once the daemon stops, no
-new run starts, and a run that trains ends at its next stop check (between
-steps, folds, search candidates and LightGBM boosting iterations) and is
-recorded as ``interrupted``. Its training run is recorded as failed, and no
-version is left half registered. A stop waits `stop_wait_seconds` for that,
-because a step without a check, such as the ONNX export, runs to its end. A
-run still training after that wait is recorded as ``interrupted`` too. A
-killed daemon leaves the ``running`` record, and the next start marks it
-``interrupted``. Either way the next start runs it again once, with the same
-trigger and time, without deciding again.
+new run starts, and a run that trains ends at its next stop check, which
+`appliance.training._stop` lists, and is recorded as ``interrupted``. Its
+training run is recorded as failed, and no version is left half registered.
+A stop waits `stop_wait_seconds` for that, because a part without a check,
+such as skl2onnx's conversion, runs to its end. A run still training after
+that wait is recorded as ``interrupted`` too. A killed daemon leaves the
+``running`` record, and the next start marks it ``interrupted``. Either way
+the next start runs it again once, with the same trigger and time, without
+deciding again.
 """
 
 from __future__ import annotations

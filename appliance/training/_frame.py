@@ -8,7 +8,7 @@ feeds to ONNX, so native and exported models see identical inputs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -35,6 +35,7 @@ from appliance.storage import (
     latest_version,
     scan_sql,
 )
+from appliance.training._stop import StopCheck
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ _ORDER = "__row_order__"
 """Position of a row in its dataset version, numbered before any join, so the
 frame's row order (and with it every split) does not depend on how DuckDB
 happened to run a hash join."""
+_READING = "while reading the training frame"
+"""Step named by a `TrainingStopped` that `load_frame` raises."""
 
 
 @dataclass(frozen=True)
@@ -132,19 +135,36 @@ def load_frame(
     cfg: ModelConfig,
     views: Mapping[str, FeatureViewConfig] | None = None,
     window: TrainingWindow | None = None,
+    stop: StopCheck | None = None,
 ) -> TrainingFrame:
     """Read the latest version of the model's dataset and split it.
 
     The model's feature views are joined point in time: each row sees the
     feature values available at its `event_timestamp`, never later ones. With
     a `window`, the rows and the split come from it instead of the model's
-    ``where`` and ``split``.
+    ``where`` and ``split``. A set `stop` interrupts the DuckDB queries on
+    the feature store's connection and on the cursor that reads the rows,
+    never a query on `catalog`'s own connection.
 
     Raises:
         TrainingError: A column is missing or of an unusable type, the filter is
             invalid, the target has fewer than two classes, or the window has
             no training or no holdout rows.
+        TrainingStopped: `stop` was set.
     """
+    stop = stop or StopCheck()
+    with stop.interrupting(_READING) as watch:
+        return _read_frame(catalog, cfg, views or {}, window, stop, watch)
+
+
+def _read_frame(
+    catalog: Catalog,
+    cfg: ModelConfig,
+    views: Mapping[str, FeatureViewConfig],
+    window: TrainingWindow | None,
+    stop: StopCheck,
+    watch: Callable[[Any], Any],
+) -> TrainingFrame:
     if window is not None and not cfg.event_timestamp:
         raise TrainingError(
             f"model {cfg.name!r} has no event_timestamp, so it cannot be trained "
@@ -154,13 +174,16 @@ def load_frame(
     assert version is not None
     store = open_store(catalog) if cfg.feature_views else None
     # The in-memory store is not closed here: `base_sql` reads it, so it stays
-    # open as long as the frame that refers to it.
+    # open as long as the frame that refers to it. Only this frame uses it.
     db: Any = catalog.db if store is None else store
-    source = _rows_source(cfg, version, store, views or {})
+    if store is not None:
+        watch(store.db)
+    source = _rows_source(cfg, version, store, views)
+    stop(_READING)
     feature_versions: dict[str, str] = {}
     warnings: list[str] = []
     if store is not None:
-        joined = model_views(cfg.feature_views, views or {})
+        joined = model_views(cfg.feature_views, views)
         feature_versions = store.versions_read(joined)
         _check_key_storage(cfg, version, store, joined)
         warnings = _repeated_key_warnings(cfg, store, joined)
@@ -176,7 +199,8 @@ def load_frame(
 
     derive, raw = derived_inputs(cfg.derive, features)
     request = request_columns(features, categorical, derive, raw, schema)
-    frame = _query(db, base, cfg, numeric, categorical, window is not None)
+    frame = _query(db, base, cfg, numeric, categorical, window is not None, watch)
+    stop(_READING)
     _check_values(cfg, frame, numeric)
     labelled = frame[cfg.target].notna()
     unlabelled = int((~labelled).sum())
@@ -194,6 +218,7 @@ def load_frame(
         frame = frame.iloc[keep].reset_index(drop=True)
         train_idx, test_idx = window_split(cfg, frame[_TIME].to_numpy(), window)
     y, classes = _encode_target(cfg, frame[cfg.target])
+    stop(_READING)
     if window is None:
         train_idx, test_idx = _split(cfg, frame, y)
     x = frame[numeric + categorical]
@@ -307,6 +332,8 @@ def _rows_source(
     rows = numbered + _ident(cfg.dataset)
     try:
         return store.joined_source(rows, joined, cfg.event_timestamp, _ORDER)
+    except duckdb.InterruptException:
+        raise
     except duckdb.Error as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         failed = _failed_derive(store, rows, joined, cfg.event_timestamp)
@@ -545,6 +572,7 @@ def _query(
     numeric: list[str],
     categorical: list[str],
     windowed: bool = False,
+    watch: Callable[[Any], Any] | None = None,
 ) -> pd.DataFrame:
     columns = feature_columns(numeric, categorical)
     columns.append(f"{_ident(cfg.target)}")
@@ -560,7 +588,11 @@ def _query(
     sql = f"SELECT {', '.join(columns)} FROM ({base}){order}"
     try:
         with utc_cursor(db) as cursor:
+            if watch is not None:
+                watch(cursor)
             return cursor.execute(sql).df()
+    except duckdb.InterruptException:
+        raise
     except duckdb.Error as exc:
         raise TrainingError(
             f"cannot read training rows of {cfg.name!r}: {exc}"

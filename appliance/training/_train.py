@@ -107,8 +107,9 @@ def train_model(
         tags: Labels added to the run's tags.
         stop: Event that ends the training early once set, such as at a
             daemon stop. It is checked between steps, folds, search candidates
-            and LightGBM boosting iterations, and never after the version is
-            registered.
+            and LightGBM boosting iterations, interrupts the frame read's
+            DuckDB queries, and is checked during the ONNX export, but never
+            after the version is registered.
 
     Raises:
         TrainingError: The data cannot train this model.
@@ -164,8 +165,8 @@ def _train(
     sign: Signer,
 ) -> TrainResult:
     started = time.perf_counter()
-    frame = load_frame(catalog, cfg, views, window)
-    stop("after reading the training frame")
+    stop("before reading the training frame")
+    frame = load_frame(catalog, cfg, views, window, stop)
     n_classes = len(frame.classes) if frame.classes else None
     estimator = estimator_class(cfg.task, cfg.algorithm)
     check_params(cfg, estimator, estimator_params(cfg), n_classes)
@@ -218,7 +219,9 @@ def _train(
         if window.refit and window.reference_metrics is not None:
             schema["reference_metrics"] = window.reference_metrics
     stop("before the ONNX export")
-    onnx_bytes, difference = _export(catalog, cfg, pipeline, frame, schema, metrics)
+    onnx_bytes, difference = _export(
+        catalog, cfg, pipeline, frame, schema, metrics, stop
+    )
     schema["parity"] = difference
     # This is the last check, because the version is registered and its run
     # finished as one unit.
@@ -321,20 +324,25 @@ def _export(
     frame: TrainingFrame,
     schema: dict[str, Any],
     metrics: dict[str, float],
+    stop: StopCheck,
 ) -> tuple[bytes, float]:
     """Convert to ONNX and check parity on holdout and probe rows.
 
     Adds ``parity_max_abs_diff`` and ``parity_label_mismatches`` to `metrics`.
+    `stop` is checked during the conversion and between the steps.
 
     Raises:
         ExportError: The outputs differ by more than `PARITY_TOLERANCE`.
+        TrainingStopped: `stop` was set.
     """
     reference = training_inputs(pipeline, frame.x_train, frame.numeric)
-    onnx_bytes = to_onnx(pipeline, schema["inputs"], cfg.task, reference)
+    onnx_bytes = to_onnx(pipeline, schema["inputs"], cfg.task, reference, stop)
+    stop("after the ONNX conversion")
     onnx_model = OnnxModel(onnx_bytes, schema)
     check_derived(catalog, cfg, frame, onnx_model)
     probes = probe_rows(frame.x_train, frame.numeric, frame.categorical, pipeline)
     checked = pd.concat([frame.x_test, probes], ignore_index=True)
+    stop("before the parity check")
     agreement = parity(onnx_model, pipeline, checked, cfg.task, PARITY_TOLERANCE)
     metrics["parity_max_abs_diff"] = agreement.max_difference
     metrics["parity_label_mismatches"] = agreement.label_mismatches

@@ -94,7 +94,7 @@ def test_threshold_probes_agree_after_rounding(tmp_path):
 def test_threshold_probes_catch_shifted_thresholds(tmp_path, monkeypatch):
     from appliance.training import _export
 
-    def shift_up(model, thresholds, float32_native, reference=None):
+    def shift_up(model, thresholds, float32_native, reference=None, stop=None):
         # Stands for a converter that stores each threshold one float32 too high.
         for node in model.graph.node:
             for attribute in node.attribute:
