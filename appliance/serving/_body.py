@@ -284,8 +284,8 @@ def check_rows(rows: int, max_rows: int, model: str) -> None:
     """Raise `LimitError` when a request has more than `max_rows` rows."""
     if rows > max_rows:
         raise LimitError(
-            f"request has {rows} rows, above the limit of {max_rows}; split it "
-            "into smaller requests",
+            f"request has {rows} rows, above the limit of {max_rows} "
+            "([server] max_rows); split it into smaller requests",
             model=model,
             limit=max_rows,
         )

@@ -254,7 +254,8 @@ def _check_strict(version: DatasetVersion, names: str, reference: str) -> None:
     warnings = list(version.report.get("warnings", []))
     if not quarantined and not warnings:
         return
-    found = [f"{quarantined} rows were quarantined"] if quarantined else []
+    rows = "1 row was" if quarantined == 1 else f"{quarantined} rows were"
+    found = [f"{rows} quarantined"] if quarantined else []
     raise IngestError(
         f"strict ingest of {version.dataset!r} rejected: {names}: these files "
         f"were ingested before as {reference}, where {'; '.join(found + warnings)}; "

@@ -79,7 +79,7 @@ def test_rows_above_limit_get_413(start_daemon: Any) -> None:
     )
     assert response.status_code == 413
     assert response.json()["limit"] == 10
-    assert "above the limit of 10" in response.json()["error"]
+    assert "above the limit of 10 ([server] max_rows)" in response.json()["error"]
     table = pa.Table.from_pylist([row(i) for i in range(11)])
     response = httpx.post(
         daemon.base + PREDICT,

@@ -146,7 +146,7 @@ def test_strict_again_after_quarantine_rejected(
     version = first.version.version
     assert str(raised.value) == (
         f"strict ingest of 'v' rejected: {path}: these files were ingested before "
-        f"as v@{version}, where 1 rows were quarantined; see 'appliance datasets "
+        f"as v@{version}, where 1 row was quarantined; see 'appliance datasets "
         f"quarantine v --version {version}', fix the files and ingest them again"
     )
 
