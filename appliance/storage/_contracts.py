@@ -19,6 +19,7 @@ from appliance.errors import IngestError
 from appliance.storage._sql import ident, literal
 from appliance.storage._types import (
     FLOAT_TYPES,
+    INTEGER_TYPES,
     NUMERIC_TYPES,
     ColumnType,
     nan_sql,
@@ -73,7 +74,7 @@ def schema_changes(
     for name, rule in contract.columns.items():
         if name not in source_types:
             changes.append(f"missing column {name!r}; its values are read as missing")
-        elif rule.type and source_types[name] not in (None, rule.type.upper()):
+        elif rule.type and not _same_values(source_types[name], rule.type.upper()):
             kind = rule.type.upper()
             changes.append(
                 f"column {name!r} is {kind} in the contract and "
@@ -81,6 +82,17 @@ def schema_changes(
                 f"{kind}, and a value that does not convert is quarantined"
             )
     return changes
+
+
+def _same_values(source: str | None, kind: str) -> bool:
+    """Tell whether values of type `source` keep their value as `kind`, as
+    whole numbers do as DOUBLE, so a reader of the contract sees no change."""
+    if source in (None, kind):
+        return True
+    if source in INTEGER_TYPES:
+        wider = kind == "BIGINT" and source not in ("UBIGINT", "HUGEINT")
+        return wider or kind in ("FLOAT", "DOUBLE", "HUGEINT")
+    return source == "FLOAT" and kind == "DOUBLE"
 
 
 def violations_sql(
