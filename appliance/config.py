@@ -827,7 +827,8 @@ class SecurityConfig:
     require_keys: bool = False
     """Reject requests without a valid API key (401), except the health
     probes. When false, a request without a key may do anything, and a key
-    that is sent is still checked. A daemon bound to an address other than a
+    that is sent is still checked. An ``Authorization`` header of another
+    scheme than ``Bearer`` counts as no key. A daemon bound to an address other than a
     loopback one refuses to start unless this is true."""
     refused_audit_seconds: float = 60.0
     """Period, in seconds, of the audit entries that count refused requests
