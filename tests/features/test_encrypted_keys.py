@@ -244,3 +244,29 @@ def test_setting_change_keeps_plaintext_lookups(tmp_path: Path) -> None:
 
     assert served[0]["seats"] == 150
     assert served[0]["tailnum"] == "N1SECRET"
+
+
+def test_batch_predict_rejects_other_key(tmp_path: Path) -> None:
+    config = load_config_text(tmp_path, CONFIG)
+    flights_csv, planes_csv = write_files(tmp_path)
+    ingest_encrypted(config, "flights", flights_csv)
+    ingest_encrypted(config, "planes", planes_csv)
+    train_model(config, "late")
+    rows_csv = tmp_path / "rows.csv"
+    rows_csv.write_text("tailnum,distance\n" + "".join(f"{t},500\n" for t in TAILS))
+    config_path, home = tmp_path / "config.toml", config.storage.home
+    (home / KEY_FILE).write_text(base64.b64encode(bytes(64)).decode())
+
+    scored = tmp_path / "scored.parquet"
+    batch = run_appliance(
+        config_path, home, "predict", "late", str(rows_csv), str(scored)
+    )
+    ingested = run_appliance(config_path, home, "ingest", "planes", str(planes_csv))
+
+    other_key = "is not the key that encrypted "
+    assert batch.returncode != 0
+    assert other_key in batch.stderr
+    assert "restore that key file or set [security] column_key to it" in batch.stderr
+    assert not scored.exists()
+    assert ingested.returncode != 0
+    assert other_key in ingested.stderr
