@@ -715,7 +715,8 @@ class DatasetConfig:
     such as ``["tailnum"]``. Applies to versions ingested after it is set."""
     subject_keys: tuple[str, ...] = ()
     """Columns that identify a data subject, such as ``tailnum``. When declared,
-    ``appliance erase`` accepts only these columns in ``--where``."""
+    ``appliance erase`` accepts only these columns in ``--where``. With a
+    contract that lists columns, each must be one of them."""
 
     def __post_init__(self) -> None:
         problem = dataset_name_problem(self.name)
@@ -736,6 +737,7 @@ class DatasetConfig:
         if self.delimiter is not None and len(self.delimiter) != 1:
             raise ValueError(f"delimiter must be one character, got {self.delimiter!r}")
         self._check_sensitive()
+        self._check_subject_keys()
 
     def _check_sensitive(self) -> None:
         repeated = sorted({n for n in self.sensitive if self.sensitive.count(n) > 1})
@@ -754,6 +756,28 @@ class DatasetConfig:
                 f"sensitive column {unique[0]!r} is in contract.unique_key, whose "
                 "check against earlier versions does not read ciphertext; remove "
                 "it from one of the two"
+            )
+
+    def _check_subject_keys(self) -> None:
+        if "" in self.subject_keys:
+            raise ValueError(
+                "subject_keys lists an empty column name; list the columns that "
+                "identify a data subject, such as ['tailnum']"
+            )
+        keys = self.subject_keys
+        repeated = sorted({name for name in keys if keys.count(name) > 1})
+        if repeated:
+            raise ValueError(
+                f"subject_keys lists {repeated[0]!r} twice; list each column once"
+            )
+        declared = list(self.contract.columns) if self.contract else []
+        unknown = [name for name in keys if declared and name not in declared]
+        if unknown:
+            raise ValueError(
+                f"subject_keys lists {unknown[0]!r}, which is not a column of "
+                f"[datasets.{self.name}.contract.columns] (declared: "
+                f"{', '.join(declared)}); correct the name, or add the column to "
+                "the contract"
             )
 
 
@@ -827,7 +851,8 @@ class SecurityConfig:
     require_keys: bool = False
     """Reject requests without a valid API key (401), except the health
     probes. When false, a request without a key may do anything, and a key
-    that is sent is still checked. A daemon bound to an address other than a
+    that is sent is still checked. An ``Authorization`` header of another
+    scheme than ``Bearer`` counts as no key. A daemon bound to an address other than a
     loopback one refuses to start unless this is true."""
     refused_audit_seconds: float = 60.0
     """Period, in seconds, of the audit entries that count refused requests
@@ -1215,6 +1240,14 @@ def _check_feature_views(
                 )
 
 
+_DATASET_KEYS = {
+    "security.subject_keys": '[datasets.flights] subject_keys = ["tailnum"]',
+    "security.sensitive": '[datasets.flights] sensitive = ["tailnum"]',
+}
+"""Keys of ``[datasets.NAME]`` that are easy to put in ``[security]``, with an
+example of their place."""
+
+
 def _build(cls: type[Any], table: Any, where: str, source: Path) -> Any:
     """Build dataclass `cls` from a TOML table, checking keys and types."""
     if not isinstance(table, dict):
@@ -1224,6 +1257,12 @@ def _build(cls: type[Any], table: Any, where: str, source: Path) -> Any:
     unknown = set(table) - names
     if unknown:
         key = sorted(unknown)[0]
+        example = _DATASET_KEYS.get(f"{where}.{key}")
+        if example is not None:
+            raise ConfigError(
+                f"unknown key '{where}.{key}' in {source}; {key} is set per "
+                f"dataset, so move it to the dataset's table, such as {example}"
+            )
         raise ConfigError(
             f"unknown key '{where}.{key}' in {source}; known keys: "
             f"{', '.join(sorted(names - {'name'}))}"

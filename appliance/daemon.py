@@ -44,6 +44,7 @@ import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from litestar import Litestar
 
+from appliance._reload_checks import check_reloadable
 from appliance.access import DAEMON, Actor, active_keys, set_process_actor
 from appliance.config import Config, load_config
 from appliance.crypto import ColumnCipher, column_cipher
@@ -534,8 +535,10 @@ def reload_config(state: DaemonState) -> bool:
 
     Settings read per request (limits, micro-batching, model declarations, log
     level) apply at once, and scheduled jobs follow the new intervals and
-    retraining schedules. A change of the home, host, port, session threads,
-    memory or priority settings needs a restart, so such a file is rejected as a whole.
+    retraining schedules. A change of a setting in `RESTART_SETTINGS` (home,
+    host, port, session threads, memory, priority, prediction log, security)
+    or of the sensitive columns needs a restart, so such a file is rejected
+    as a whole.
 
     Returns:
         True when the new configuration is in force.
@@ -543,7 +546,7 @@ def reload_config(state: DaemonState) -> bool:
     old = state.config
     try:
         new = load_config(old.path)
-        _check_reloadable(old, new)
+        check_reloadable(old, new)
         check_exposure(state.host, new.security.require_keys, new.path)
     except ApplianceError as exc:
         logger.error(
@@ -594,43 +597,6 @@ def _reschedule_jobs(state: DaemonState) -> None:
         logger.info("jobs rescheduled after reload jobs=%s", ",".join(jobs) or "-")
 
     asyncio.get_running_loop().run_in_executor(None, reschedule)
-
-
-def _check_reloadable(old: Config, new: Config) -> None:
-    fixed = {
-        "storage.home": (old.storage.home, new.storage.home),
-        "server.host": (old.server.host, new.server.host),
-        "server.port": (old.server.port, new.server.port),
-        "server.session_threads": (
-            old.server.session_threads,
-            new.server.session_threads,
-        ),
-        "predictions": (old.predictions, new.predictions),
-        "security": (old.security, new.security),
-        "datasets.*.sensitive": (
-            sorted(old.sensitive_columns),
-            sorted(new.sensitive_columns),
-        ),
-        "server.catalog_memory_mb": (
-            old.server.catalog_memory_mb,
-            new.server.catalog_memory_mb,
-        ),
-        "server.malloc_arenas": (old.server.malloc_arenas, new.server.malloc_arenas),
-        "server.malloc_trim_seconds": (
-            old.server.malloc_trim_seconds,
-            new.server.malloc_trim_seconds,
-        ),
-        "server.background_nice": (
-            old.server.background_nice,
-            new.server.background_nice,
-        ),
-    }
-    for key, (before, after) in fixed.items():
-        if before != after:
-            raise ConfigError(
-                f"'{key}' changed from {before!r} to {after!r} in {new.path}; "
-                "restart the daemon to apply it"
-            )
 
 
 def build_app(state: DaemonState) -> Litestar:

@@ -289,3 +289,55 @@ def test_journal_fsync_seconds_zero_loads(tmp_path: Path) -> None:
     text = '[storage]\nhome = "home"\n[predictions]\njournal_fsync_seconds = 0\n'
     config = load_config(write_toml(tmp_path / "config.toml", text))
     assert config.predictions.journal_fsync_seconds == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('""', r"'datasets\.flights\.subject_keys' in .* must be a list, got ''"),
+        ("[7]", r"'datasets\.flights\.subject_keys' in .* must be a string, got 7"),
+        ('[""]', r"subject_keys lists an empty column name; list the columns"),
+        (
+            '["tailnum", "tailnum"]',
+            r"subject_keys lists 'tailnum' twice; list each column once",
+        ),
+        (
+            '["tailnun"]',
+            r"subject_keys lists 'tailnun', which is not a column of "
+            r"\[datasets\.flights\.contract\.columns\] \(declared: tailnum, year\); "
+            "correct the name",
+        ),
+    ],
+)
+def test_subject_keys_invalid_named(tmp_path: Path, value: str, expected: str) -> None:
+    text = (
+        f"[datasets.flights]\nsubject_keys = {value}\n"
+        '[datasets.flights.contract.columns.tailnum]\ntype = "VARCHAR"\n'
+        '[datasets.flights.contract.columns.year]\ntype = "BIGINT"\n'
+    )
+    path = write_toml(tmp_path / "config.toml", text)
+    with pytest.raises(ConfigError, match=expected) as caught:
+        load_config(path)
+    assert "'datasets.flights" in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_subject_keys_valid_loads(tmp_path: Path) -> None:
+    text = (
+        '[datasets.flights]\nsubject_keys = ["tailnum"]\n'
+        '[datasets.flights.contract.columns.tailnum]\ntype = "VARCHAR"\n'
+        '[datasets.planes]\nsubject_keys = ["tailnum", "owner"]\n'
+    )
+    config = load_config(write_toml(tmp_path / "config.toml", text))
+    assert config.dataset("flights").subject_keys == ("tailnum",)
+    assert config.dataset("planes").subject_keys == ("tailnum", "owner")
+
+
+@pytest.mark.parametrize("key", ["subject_keys", "sensitive"])
+def test_dataset_key_in_security_moved(tmp_path: Path, key: str) -> None:
+    path = write_toml(tmp_path / "config.toml", f'[security]\n{key} = ["tailnum"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert f"unknown key 'security.{key}'" in message
+    assert f'[datasets.flights] {key} = ["tailnum"]' in message

@@ -117,8 +117,8 @@ def test_recent_rows_evicted_go_to_lookup(tmp_path: Path) -> None:
 def test_memory_setting_change_needs_restart() -> None:
     import dataclasses
 
+    from appliance._reload_checks import check_reloadable
     from appliance.config import Config
-    from appliance.daemon import _check_reloadable
     from appliance.errors import ConfigError
 
     old = Config(path=Path("config.toml"))
@@ -126,5 +126,5 @@ def test_memory_setting_change_needs_restart() -> None:
         old, server=dataclasses.replace(old.server, catalog_memory_mb=128)
     )
 
-    with pytest.raises(ConfigError, match="'server.catalog_memory_mb' changed from 0"):
-        _check_reloadable(old, new)
+    with pytest.raises(ConfigError, match="server.catalog_memory_mb: 0 -> 128;"):
+        check_reloadable(old, new)

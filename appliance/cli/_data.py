@@ -11,6 +11,7 @@ from typing import Any
 from appliance.cli._names import check_dataset_known
 from appliance.cli._output import (
     add_command,
+    add_decrypt_flag,
     add_group,
     add_json_flag,
     iso_seconds,
@@ -65,7 +66,7 @@ def register(commands: Any) -> None:
     rows.add_argument(
         "--limit", type=row_count, default=20, help="most rows printed (default: 20)"
     )
-    _add_decrypt_flag(rows)
+    add_decrypt_flag(rows)
     add_json_flag(rows)
     quarantine = add_command(
         datasets, "quarantine", _quarantine, "list rows that broke the contract"
@@ -75,17 +76,8 @@ def register(commands: Any) -> None:
     quarantine.add_argument(
         "--limit", type=row_count, default=100, help="most rows listed (default: 100)"
     )
-    _add_decrypt_flag(quarantine)
+    add_decrypt_flag(quarantine)
     add_json_flag(quarantine)
-
-
-def _add_decrypt_flag(command: Any) -> None:
-    command.add_argument(
-        "--decrypt",
-        action="store_true",
-        help="show the plaintext of encrypted columns, decrypted with the column "
-        "key ([security] column_key, else HOME/keys/column.key)",
-    )
 
 
 def _ingest(config: Config, args: argparse.Namespace) -> int:

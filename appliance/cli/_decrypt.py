@@ -1,12 +1,21 @@
-"""Rows of dataset versions and the quarantine, with encrypted columns decrypted."""
+"""Rows of dataset versions, the quarantine and the prediction log, decrypted.
+
+Decryption happens in the command's process with the column key file, so
+it needs read access to that file, not a role of the daemon's API. The key
+file that the appliance makes in the home has mode 0600.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from appliance.config import Config
+from appliance.errors import ColumnKeyError
+
+if TYPE_CHECKING:
+    from appliance.crypto import ColumnCipher
 
 
 def read_rows(
@@ -65,3 +74,50 @@ def decrypt_quarantine(
         for name in sensitive:
             if isinstance(fields.get(name), str):
                 fields[name] = cipher.decrypt_text(fields[name])
+
+
+def decrypt_predictions(config: Config, rows: list[dict[str, Any]]) -> None:
+    """Decrypt, in place, the input values of sensitive columns in logged rows.
+
+    The prediction log encrypts each input column that any dataset declares
+    sensitive. The key is first checked against the key ids of the stored
+    dataset versions, as ingest checks it.
+
+    Raises:
+        ColumnKeyError: The key file is missing or invalid, is not the key
+            of the stored versions, or does not decrypt a logged value.
+    """
+    from appliance.cli._output import read_catalog
+    from appliance.crypto import column_cipher
+    from appliance.storage import DatasetVersion, check_version_keys
+
+    sensitive = config.sensitive_columns
+    if not sensitive or not rows:
+        return
+    cipher = column_cipher(config)
+    records = read_catalog(config, "/v1/admin/datasets", "datasets", "list_versions")
+    check_version_keys((DatasetVersion(**record) for record in records), cipher)
+    for row in rows:
+        inputs = row.get("input")
+        if not isinstance(inputs, dict):
+            continue
+        for name in sensitive & inputs.keys():
+            if isinstance(inputs[name], str):
+                inputs[name] = _decrypted_input(cipher, inputs[name], row, name)
+
+
+def _decrypted_input(
+    cipher: ColumnCipher, token: str, row: dict[str, Any], name: str
+) -> str:
+    try:
+        return cipher.decrypt_text(token)
+    except ColumnKeyError:
+        # The message leaves the value out, because it may be plaintext.
+        raise ColumnKeyError(
+            f"input column {name!r} of request {row['request_id']} (row "
+            f"{row['row_index']}) in the prediction log does not decrypt with "
+            f"the column key {cipher.source} (key id {cipher.key_id}); a row "
+            "logged before the column was declared sensitive holds plaintext, "
+            "so select the rows logged after that with 'predictions query "
+            "--since TIME'"
+        ) from None

@@ -350,17 +350,29 @@ def feature_server(config: Config, name: str) -> Any:
     """Return a `FeatureServer` over the latest dataset versions, or None.
 
     The versions are listed by the daemon while one has the catalog open.
-    Returns None for a model without feature views.
+    Returns None for a model without feature views. When the model's entity
+    keys are stored encrypted, the column key is checked against the key ids
+    the stored versions record, as ingest does, because another key would
+    encrypt the keys to values that match no stored one.
+
+    Raises:
+        ColumnKeyError: The column key file is missing or invalid, or is not
+            the key that encrypted a stored version.
     """
     declared = config.models.get(name)
     if declared is None or not declared.feature_views:
         return None
     from appliance.features import FeatureServer
-    from appliance.storage import DatasetVersion
+    from appliance.storage import DatasetVersion, check_version_keys
 
     records = read_catalog(config, "/v1/admin/datasets", "datasets", "list_versions")
+    versions = [
+        DatasetVersion(**{**record, "path": Path(record["path"])}) for record in records
+    ]
     latest: dict[str, DatasetVersion] = {}
-    for record in records:
-        version = DatasetVersion(**{**record, "path": Path(record["path"])})
+    for version in versions:
         latest.setdefault(version.dataset, version)
-    return FeatureServer.from_versions(config, list(latest.values()))
+    server = FeatureServer.from_versions(config, list(latest.values()))
+    if server.encrypted_keys(name):
+        check_version_keys(versions, server.cipher())
+    return server

@@ -33,6 +33,18 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON lines")
 
 
+def add_decrypt_flag(
+    parser: argparse.ArgumentParser, shown: str = "the plaintext of encrypted columns"
+) -> None:
+    """Add ``--decrypt``, described as showing `shown` in plaintext."""
+    parser.add_argument(
+        "--decrypt",
+        action="store_true",
+        help=f"show {shown}, decrypted with the column key ([security] "
+        "column_key, else HOME/keys/column.key)",
+    )
+
+
 def row_count(text: str) -> int:
     """Parse a ``--limit`` or ``--rows`` value: a whole number of 0 or more."""
     try:

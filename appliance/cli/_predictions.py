@@ -10,6 +10,7 @@ from typing import Any
 from appliance.cli._names import check_model_known
 from appliance.cli._output import (
     add_command,
+    add_decrypt_flag,
     add_group,
     add_json_flag,
     print_rows,
@@ -20,6 +21,7 @@ from appliance.errors import DaemonError
 from appliance.times import parse_time
 
 _COLUMNS = ["predicted_at", "model", "version", "request_id", "row_index", "output"]
+_DECRYPTED = "each row's input, with the plaintext of its sensitive columns"
 
 
 def register(commands: Any) -> None:
@@ -31,6 +33,7 @@ def register(commands: Any) -> None:
     tail.add_argument(
         "-n", "--rows", type=row_count, default=10, help="rows to show (default: 10)"
     )
+    add_decrypt_flag(tail, _DECRYPTED)
     add_json_flag(tail)
 
     query = add_command(predictions, "query", _query, "filter the prediction log")
@@ -45,6 +48,7 @@ def register(commands: Any) -> None:
     query.add_argument(
         "--limit", type=row_count, default=100, help="most rows shown (default: 100)"
     )
+    add_decrypt_flag(query, _DECRYPTED)
     add_json_flag(query)
 
 
@@ -52,7 +56,7 @@ def _tail(config: Config, args: argparse.Namespace) -> None:
     rows = fetch(config, {"model": args.name, "limit": args.rows, "newest_first": True})
     if not rows:
         check_model_known(config, args.name)
-    _print(list(reversed(rows)), args.json)
+    _print(config, list(reversed(rows)), args)
 
 
 def _query(config: Config, args: argparse.Namespace) -> None:
@@ -66,7 +70,7 @@ def _query(config: Config, args: argparse.Namespace) -> None:
     rows = fetch(config, params)
     if not rows and args.model is not None:
         check_model_known(config, args.model)
-    _print(rows, args.json)
+    _print(config, rows, args)
 
 
 def fetch(config: Config, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -115,13 +119,26 @@ def _decoded(row: dict[str, Any]) -> dict[str, Any]:
     return decoded
 
 
-def _print(rows: list[dict[str, Any]], as_json: bool) -> None:
-    if as_json:
+def _print(
+    config: Config, rows: list[dict[str, Any]], args: argparse.Namespace
+) -> None:
+    """Print `rows`, with their decrypted inputs when ``--decrypt`` is given."""
+    if args.decrypt:
+        from appliance.cli._decrypt import decrypt_predictions
+
+        decrypt_predictions(config, rows)
+    if args.json:
         for row in rows:
             print(json.dumps(row, default=str))
         return
-    compact = [{**row, "output": _compact(row["output"])} for row in rows]
-    print_rows(compact, False, _COLUMNS)
+    columns = list(_COLUMNS)
+    if args.decrypt:
+        columns.insert(columns.index("output"), "input")
+    compact = [
+        {**row, "input": _compact(row.get("input")), "output": _compact(row["output"])}
+        for row in rows
+    ]
+    print_rows(compact, False, columns)
 
 
 def _compact(value: Any) -> str:

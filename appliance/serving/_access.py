@@ -5,7 +5,9 @@ behind it). Per request it finds the role the route needs (`required_role`),
 reads the key from ``Authorization: Bearer TOKEN`` or ``X-API-Key``, looks up
 its sha256 among the active keys held in memory, and either passes the
 request on, with the key as the current audit actor, or responds with 401 or
-403 and the API's JSON error body. The health probes need no key.
+403 and the API's JSON error body. The health probes need no key. When keys
+are required, an ``Authorization`` header without a bearer token (no scheme,
+or another one such as ``Basic``) gets a 401 that names that problem.
 
 Refusals are counted, not recorded one by one: the first refusal of a period
 is logged at once, and one audit entry per period (``[security]
@@ -66,6 +68,30 @@ _ANONYMOUS = Actor(ANONYMOUS)
 _DAEMON = Actor(DAEMON)
 _SHOWN_PLACES = 20
 """Distinct paths and client addresses one refusal entry lists by name."""
+_HTTP_SCHEMES = {
+    name.lower(): name
+    for name in (
+        "Basic",
+        "Digest",
+        "HOBA",
+        "Mutual",
+        "Negotiate",
+        "NTLM",
+        "OAuth",
+        "SCRAM-SHA-1",
+        "SCRAM-SHA-256",
+        "vapid",
+        "AWS4-HMAC-SHA256",
+        "Token",
+        "ApiKey",
+    )
+}
+"""Authentication schemes that a rejection message names. Any other first word
+of the header could be the token itself, so it is never shown."""
+_SEND_KEY_HINT = (
+    "send it as 'Authorization: Bearer TOKEN' or 'X-API-Key: TOKEN' (the "
+    "appliance command and its terminal UI send APPLIANCE_API_KEY)"
+)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -98,6 +124,30 @@ def sent_token(headers: list[tuple[bytes, bytes]]) -> str | None:
                 return token.strip()
         elif name == b"x-api-key" and value.strip():
             return value.decode("latin-1").strip()
+    return None
+
+
+def authorization_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """Return why an ``Authorization`` header carries no bearer token, or None.
+
+    The text never contains the header's value, except a scheme name listed
+    in `_HTTP_SCHEMES`, because a client that leaves out the scheme sends the
+    token as the first word.
+    """
+    for name, value in headers:
+        if name != b"authorization":
+            continue
+        scheme, _, rest = value.decode("latin-1").strip().partition(" ")
+        if not scheme:
+            return "the Authorization header is empty"
+        if scheme.lower() == "bearer":
+            return "the Authorization header has the 'Bearer' scheme but no token"
+        if not rest.strip():
+            return "the Authorization header was sent without the 'Bearer' scheme"
+        known = _HTTP_SCHEMES.get(scheme.lower())
+        if known is None:
+            return "the Authorization header uses a scheme other than 'Bearer'"
+        return f"the Authorization header uses the {known!r} scheme, not 'Bearer'"
     return None
 
 
@@ -250,7 +300,9 @@ class AccessGate:
         token = sent_token(scope["headers"])
         if token is None:
             if self.state.config.security.require_keys:
-                await self._refuse(scope, send, 401, "-", "missing key", required)
+                problem = authorization_problem(scope["headers"])
+                reason = "missing key" if problem is None else "no bearer token"
+                await self._refuse(scope, send, 401, "-", reason, required, problem)
                 return
             actor = _ANONYMOUS
         else:
@@ -277,6 +329,7 @@ class AccessGate:
         key: str,
         reason: str,
         required: str,
+        problem: str | None = None,
     ) -> None:
         place = f"{scope['method']} {cut(scope['path'])}"
         if status == 403:
@@ -285,11 +338,15 @@ class AccessGate:
                 f"{required!r} or higher; use a key with that role"
             )
             reason = f"role {reason}"
+        elif problem is not None:
+            message = (
+                f"{problem}, so the request carries no API key. {place} needs a "
+                f"key with role {required!r} or higher, so {_SEND_KEY_HINT}"
+            )
         elif reason == "missing key":
             message = (
-                f"{place} needs an API key with role {required!r} or higher; send "
-                "it as 'Authorization: Bearer TOKEN' or 'X-API-Key: TOKEN' (the "
-                "appliance command and its terminal UI send APPLIANCE_API_KEY)"
+                f"{place} needs an API key with role {required!r} or higher; "
+                f"{_SEND_KEY_HINT}"
             )
         else:
             message = (

@@ -32,7 +32,11 @@ from appliance.storage._datasets import (
     list_versions,
     scan_sql,
 )
-from appliance.storage._encrypted import check_key, encrypted_columns
+from appliance.storage._encrypted import (
+    check_key,
+    check_version_keys,
+    encrypted_columns,
+)
 from appliance.storage._fsync import fsync_path
 from appliance.storage._ingest import IngestResult, ingest, stored_contract
 from appliance.storage._labels import (
@@ -115,6 +119,7 @@ __all__ = [
     "case_clash",
     "check_onnx_hash",
     "check_key",
+    "check_version_keys",
     "encrypted_columns",
     "compact_catalog",
     "compaction_requested",

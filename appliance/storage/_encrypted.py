@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import duckdb
@@ -93,13 +93,30 @@ def check_key(catalog: Catalog, cipher: ColumnCipher) -> None:
         [f"$.{REPORT_KEY}.key_id", cipher.key_id],
     ).fetchall()
     if rows:
-        dataset, version, key_id = rows[0]
-        raise ColumnKeyError(
-            f"column key {cipher.source} (key id {cipher.key_id}) is not the key "
-            f"that encrypted {dataset}@{version} (key id {key_id}); values "
-            "encrypted with it would match none of the stored ones, so restore "
-            "that key file or set [security] column_key to it"
-        )
+        raise _other_key_error(cipher, *rows[0])
+
+
+def check_version_keys(versions: Iterable[Any], cipher: ColumnCipher) -> None:
+    """Raise `ColumnKeyError` when one of `versions` was encrypted with another key.
+
+    The check of `check_key`, over versions listed without opening the
+    catalog, such as those a running daemon returns.
+    """
+    for version in versions:
+        key_id = version.report.get(REPORT_KEY, {}).get("key_id")
+        if key_id is not None and key_id != cipher.key_id:
+            raise _other_key_error(cipher, version.dataset, version.version, key_id)
+
+
+def _other_key_error(
+    cipher: ColumnCipher, dataset: str, version: str, key_id: str
+) -> ColumnKeyError:
+    return ColumnKeyError(
+        f"column key {cipher.source} (key id {cipher.key_id}) is not the key "
+        f"that encrypted {dataset}@{version} (key id {key_id}); values "
+        "encrypted with it would match none of the stored ones, so restore "
+        "that key file or set [security] column_key to it"
+    )
 
 
 def check_same_columns(parent: Any, settings: DatasetConfig) -> None:

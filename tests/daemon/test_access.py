@@ -110,6 +110,30 @@ def test_predict_with_x_api_key(secured: tuple[Daemon, dict[str, str]]) -> None:
     assert len(response.json()["predictions"]) == 1
 
 
+def test_authorization_without_bearer_scheme(
+    secured: tuple[Daemon, dict[str, str]],
+) -> None:
+    daemon, tokens = secured
+    token = tokens["admin"]
+    sent = {
+        token: "sent without the 'Bearer' scheme",
+        f"Basic {token}": "uses the 'Basic' scheme, not 'Bearer'",
+        f"Token {token}": "uses the 'Token' scheme, not 'Bearer'",
+        f"{token} {token}": "uses a scheme other than 'Bearer'",
+        "Bearer": "has the 'Bearer' scheme but no token",
+    }
+    with httpx.Client(base_url=daemon.base, timeout=30, trust_env=False) as http:
+        for header, problem in sent.items():
+            response = http.get("/v1/models", headers={"Authorization": header})
+            assert response.status_code == 401, header
+            error = response.json()["error"]
+            assert problem in error
+            assert "'Authorization: Bearer TOKEN'" in error
+            assert token not in response.text
+    assert token not in daemon.log()
+    assert "reason=no bearer token" in daemon.log()
+
+
 def test_health_open_without_key(secured: tuple[Daemon, dict[str, str]]) -> None:
     daemon, _ = secured
     for path in ("/health", "/health/live", "/health/ready"):
@@ -144,6 +168,9 @@ def test_open_daemon_checks_sent_keys(start_daemon: Any, home: Path) -> None:
     daemon = start_daemon()
     with httpx.Client(base_url=daemon.base, timeout=30, trust_env=False) as http:
         assert http.get("/v1/admin/keys").status_code == 200
+        # Another scheme counts as no key, so a proxy's Basic header passes.
+        basic = http.get("/v1/models", headers={"Authorization": "Basic dTpw"})
+        assert basic.status_code == 200
         assert http.get("/v1/models", headers=bearer("apk_wrong")).status_code == 401
         refused = http.get("/v1/admin/keys", headers=bearer(tokens["reader"]))
         assert refused.status_code == 403

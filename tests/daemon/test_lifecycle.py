@@ -151,6 +151,32 @@ def test_sighup_reloads_or_keeps_config(start_daemon: Any, tmp_path: Path) -> No
     assert daemon.stop() == 0
 
 
+def test_sighup_rejection_names_changed_keys(start_daemon: Any) -> None:
+    daemon = start_daemon(predictions={"queue_max_rows": 1000})
+    changed = {
+        "server": {"port": 1},
+        "predictions": {"queue_max_rows": 5},
+        "security": {"refused_audit_seconds": 7, "column_key": "other.key"},
+    }
+    write_config(daemon.config, daemon.home, **changed)
+    os.kill(daemon.process.pid, signal.SIGHUP)
+    assert _eventually(lambda: "restart the daemon to apply them" in daemon.log())
+
+    (rejected,) = [
+        line for line in daemon.log().splitlines() if "reload rejected" in line
+    ]
+    other_key = daemon.config.parent / "other.key"
+    assert "server.port: 8765 -> 1" in rejected
+    assert "predictions.queue_max_rows: 1000 -> 5" in rejected
+    assert "security.refused_audit_seconds: 60.0 -> 7.0" in rejected
+    assert f'security.column_key: (not set) -> "{other_key}"' in rejected
+    assert "PredictionsConfig(" not in rejected
+    assert "SecurityConfig(" not in rejected
+    assert "batch_rows" not in rejected
+    assert "require_keys" not in rejected
+    assert daemon.stop() == 0
+
+
 def test_damaged_catalog_start_fails_in_one_line(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()

@@ -8,8 +8,10 @@ the catalog, the quarantine, the ingest buffer or the prediction log.
 from __future__ import annotations
 
 import base64
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyarrow.parquet as pq
@@ -22,9 +24,10 @@ from support import (
     stop_daemon,
 )
 
+from appliance.cli._decrypt import decrypt_predictions
 from appliance.config import Config
 from appliance.crypto import KEY_FILE, column_cipher
-from appliance.errors import TrainingError
+from appliance.errors import ColumnKeyError, TrainingError
 from appliance.features import FeatureServer
 from appliance.predictions import parquet_dir
 from appliance.storage import Catalog, ingest
@@ -127,15 +130,23 @@ def wait_flushed(base: str, dataset: str, versions: int) -> bool:
     return False
 
 
-def test_encrypted_key_serves_and_stays_encrypted(tmp_path: Path) -> None:
+def train_encrypted(tmp_path: Path) -> tuple[Config, Path]:
+    """Ingest both datasets encrypted, train model ``late`` and write rows to score.
+
+    Returns the config and the CSV of one row per tail number to score.
+    """
     config = load_config_text(tmp_path, CONFIG)
     flights_csv, planes_csv = write_files(tmp_path)
     ingest_encrypted(config, "flights", flights_csv)
     ingest_encrypted(config, "planes", planes_csv)
     train_model(config, "late")
-
     rows_csv = tmp_path / "rows.csv"
     rows_csv.write_text("tailnum,distance\n" + "".join(f"{t},500\n" for t in TAILS))
+    return config, rows_csv
+
+
+def test_encrypted_key_serves_and_stays_encrypted(tmp_path: Path) -> None:
+    config, rows_csv = train_encrypted(tmp_path)
     config_path, home = tmp_path / "config.toml", config.storage.home
     daemon = start_daemon(config_path, home, tmp_path / "daemon.log")
     base = daemon.base_url
@@ -163,8 +174,14 @@ def test_encrypted_key_serves_and_stays_encrypted(tmp_path: Path) -> None:
         batch = run_appliance(
             config_path, home, "predict", "late", str(rows_csv), str(scored)
         )
+        tail = ("predictions", "tail", "late", "-n", "100", "--json")
+        served_log = run_appliance(config_path, home, *tail)
+        served_plain = run_appliance(config_path, home, *tail, "--decrypt")
     finally:
         stop_daemon(daemon)
+    query = ("predictions", "query", "--model", "late", "--limit", "100")
+    queried = run_appliance(config_path, home, *query)
+    queried_plain = run_appliance(config_path, home, *query, "--decrypt")
     stopped = files_containing(home, [*TAILS, POSTED_TAIL, BAD_TAIL, "N9SECRET"])
     rows = run_appliance(
         config_path, home, "datasets", "rows", "flights", "--decrypt", "--limit", "500"
@@ -208,6 +225,18 @@ def test_encrypted_key_serves_and_stays_encrypted(tmp_path: Path) -> None:
     assert BAD_TAIL in quarantine.stdout
     assert shown.returncode == 0, shown.stderr
     assert "encrypted   tailnum (AES-SIV)" in shown.stdout
+    assert served_log.returncode == 0, served_log.stderr
+    assert served_plain.returncode == 0, served_plain.stderr
+    assert queried.returncode == 0, queried.stderr
+    assert queried_plain.returncode == 0, queried_plain.stderr
+    lines = served_plain.stdout.splitlines()
+    decrypted = {json.loads(line)["input"]["tailnum"] for line in lines}
+    for tail_number in TAILS:
+        assert tail_number not in served_log.stdout
+        assert tail_number in decrypted
+        assert tail_number not in queried.stdout
+        assert tail_number in queried_plain.stdout
+    assert "input" in queried_plain.stdout.splitlines()[0]
 
 
 def test_daemon_start_rejects_other_key(tmp_path: Path) -> None:
@@ -244,3 +273,59 @@ def test_setting_change_keeps_plaintext_lookups(tmp_path: Path) -> None:
 
     assert served[0]["seats"] == 150
     assert served[0]["tailnum"] == "N1SECRET"
+
+
+def test_batch_predict_rejects_other_key(tmp_path: Path) -> None:
+    config, rows_csv = train_encrypted(tmp_path)
+    planes_csv = tmp_path / "planes.csv"
+    config_path, home = tmp_path / "config.toml", config.storage.home
+    (home / KEY_FILE).write_text(base64.b64encode(bytes(64)).decode())
+
+    scored = tmp_path / "scored.parquet"
+    batch = run_appliance(
+        config_path, home, "predict", "late", str(rows_csv), str(scored)
+    )
+    ingested = run_appliance(config_path, home, "ingest", "planes", str(planes_csv))
+
+    other_key = "is not the key that encrypted "
+    assert batch.returncode != 0
+    assert other_key in batch.stderr
+    assert "restore that key file or set [security] column_key to it" in batch.stderr
+    assert not scored.exists()
+    assert ingested.returncode != 0
+    assert other_key in ingested.stderr
+
+
+def logged_row(tmp_path: Path) -> tuple[Config, dict[str, Any]]:
+    """Ingest planes encrypted and return the config and a logged row of N1SECRET."""
+    config = load_config_text(tmp_path, CONFIG)
+    _, planes_csv = write_files(tmp_path)
+    ingest_encrypted(config, "planes", planes_csv)
+    sealed = column_cipher(config).encrypt_text("N1SECRET")
+    return config, {"request_id": "r1", "row_index": 0, "input": {"tailnum": sealed}}
+
+
+def test_decrypt_predictions_names_plaintext_row(tmp_path: Path) -> None:
+    config, row = logged_row(tmp_path)
+    rows = [row]
+    plain = {"request_id": "r2", "row_index": 3, "input": {"tailnum": "N2SECRET"}}
+
+    decrypt_predictions(config, rows)
+    with pytest.raises(ColumnKeyError) as caught:
+        decrypt_predictions(config, [plain])
+
+    assert rows[0]["input"] == {"tailnum": "N1SECRET"}
+    message = str(caught.value)
+    assert "input column 'tailnum' of request r2 (row 3)" in message
+    assert "'predictions query --since TIME'" in message
+    assert "N2SECRET" not in message
+
+
+def test_decrypt_predictions_rejects_other_key(tmp_path: Path) -> None:
+    config, row = logged_row(tmp_path)
+    sealed = row["input"]["tailnum"]
+    (config.storage.home / KEY_FILE).write_text(base64.b64encode(bytes(64)).decode())
+
+    with pytest.raises(ColumnKeyError, match="is not the key that encrypted planes@"):
+        decrypt_predictions(config, [row])
+    assert row["input"] == {"tailnum": sealed}

@@ -8,7 +8,12 @@ import pytest
 
 from appliance.config import load_config
 from appliance.errors import ConfigError
-from appliance.serving._access import check_exposure, required_role, sent_token
+from appliance.serving._access import (
+    authorization_problem,
+    check_exposure,
+    required_role,
+    sent_token,
+)
 
 
 @pytest.mark.parametrize(
@@ -52,6 +57,28 @@ def test_sent_token_headers() -> None:
     assert sent_token([(b"authorization", b"Basic dTpw")]) is None
     assert sent_token([(b"authorization", b"Bearer ")]) is None
     assert sent_token([(b"host", b"a")]) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (b"apk_secret", "sent without the 'Bearer' scheme"),
+        (b"basic apk_secret", "uses the 'Basic' scheme, not 'Bearer'"),
+        (b"apk_secret apk_secret", "uses a scheme other than 'Bearer'"),
+        (b"Bearer ", "has the 'Bearer' scheme but no token"),
+        (b"", "is empty"),
+    ],
+)
+def test_authorization_problem_hides_token(value: bytes, problem: str) -> None:
+    found = authorization_problem([(b"authorization", value)])
+    assert found is not None
+    assert problem in found
+    assert "apk_secret" not in found
+
+
+def test_authorization_problem_none_without_header() -> None:
+    assert authorization_problem([(b"x-api-key", b"")]) is None
+    assert authorization_problem([]) is None
 
 
 def test_exposure_check_by_host(tmp_path: Path) -> None:
