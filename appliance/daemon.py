@@ -560,9 +560,11 @@ def reload_config(state: DaemonState) -> bool:
     if state.home_lock is not None:
         state.home_lock.record(state.host, state.port, new.path)
     state.models.configure(batch_settings(new.server))
-    # Dataset settings and contracts apply from the next flush; the flush
-    # thresholds of [ingest] need a restart.
+    # Dataset settings and contracts apply from the next flush, and the
+    # flush thresholds from the buffer's next check.
     state.ingest.config = new
+    state.ingest.flush_rows = new.ingest.flush_rows
+    state.ingest.flush_seconds = new.ingest.flush_seconds
     _reload_feature_declarations(state, old, new)
     _reschedule_jobs(state)
     configure_logging(new.log_level)

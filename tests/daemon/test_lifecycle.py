@@ -151,6 +151,22 @@ def test_sighup_reloads_or_keeps_config(start_daemon: Any, tmp_path: Path) -> No
     assert daemon.stop() == 0
 
 
+def test_sighup_applies_ingest_flush_seconds(start_daemon: Any) -> None:
+    daemon = start_daemon(ingest={"flush_seconds": 3600})
+    rows = daemon.base + "/v1/datasets/points/rows"
+    sent = {"rows": [{**row(0), "label": 1}]}
+    assert httpx.post(rows, json=sent).status_code == 202
+    time.sleep(1.0)
+    assert httpx.get(rows).json()["buffered"] == 1
+
+    write_config(daemon.config, daemon.home, ingest={"flush_seconds": 0.2})
+    os.kill(daemon.process.pid, signal.SIGHUP)
+
+    assert _eventually(lambda: httpx.get(rows).json()["flushes"] == 1)
+    assert httpx.get(rows).json()["buffered"] == 0
+    assert daemon.stop() == 0
+
+
 def test_sighup_rejection_names_changed_keys(start_daemon: Any) -> None:
     daemon = start_daemon(predictions={"queue_max_rows": 1000})
     changed = {
