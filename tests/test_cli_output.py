@@ -25,4 +25,19 @@ def test_print_rows_table_iso_times(capsys: pytest.CaptureFixture[str]) -> None:
     print_rows(ROWS, False, ["started_at", "outcome", "score"])
 
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split() == ["2026-12-04T20:36:17.996278+00:00", "skipped", "0.654"]
+    assert lines[1].split() == [
+        "2026-12-04T20:36:17.996278+00:00",
+        "skipped",
+        "0.65432",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(1234.5, "1234.5"), (98765.4321, "98765.4321"), (2.0, "2")]
+)
+def test_print_rows_floats_as_stored(
+    capsys: pytest.CaptureFixture[str], value: float, shown: str
+) -> None:
+    print_rows([{"value": value}], False, ["value"])
+
+    assert capsys.readouterr().out.splitlines()[1] == shown

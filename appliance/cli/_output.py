@@ -83,7 +83,9 @@ def _json_value(value: Any) -> Any:
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.3g}"
+        # Ten significant digits show a stored value such as 98765.4321 as it
+        # is, where three showed 9.88e+04.
+        return f"{value:.10g}"
     if isinstance(value, datetime):
         return value.isoformat()
     return "" if value is None else str(value)
