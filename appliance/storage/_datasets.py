@@ -261,6 +261,25 @@ def sample_sql(version: DatasetVersion, every: int) -> str | None:
     )
 
 
+def value_sample_sql(version: DatasetVersion, every: int) -> str:
+    """Return a SELECT of about one row in `every` of `version`, read as `scan_sql`.
+
+    A row is taken when a hash of its values is a multiple of `every`, so
+    the sample does not depend on the order of the rows in the files, which
+    for Hive-partitioned files is the order DuckDB's threads wrote them in.
+    Equal rows are taken or left out together.
+    """
+    values = ", ".join(ident(name) for name in version.schema)
+    return (
+        f"SELECT * FROM ({scan_sql(version)}) WHERE hash({values}) % {int(every)} = 0"
+    )
+
+
+def has_partitioned_files(version: DatasetVersion) -> bool:
+    """Tell whether any of the files `version` reads are Hive-partitioned."""
+    return any(glob.endswith("/*/*.parquet") for glob in version.files)
+
+
 def _scan_columns(version: DatasetVersion) -> str:
     return ", ".join(
         f"{_read_sql(name, kind)} AS {ident(name)}"

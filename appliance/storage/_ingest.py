@@ -50,11 +50,13 @@ from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
     find_version,
+    has_partitioned_files,
     latest_version,
     parquet_sql,
     record_version,
     sample_sql,
     scan_sql,
+    value_sample_sql,
 )
 from appliance.storage._encrypted import (
     check_cipher,
@@ -658,6 +660,7 @@ def _record_new(
         name: "VARCHAR" if cipher and name in settings.sensitive else column.type
         for name, column in types.items()
     }
+    own_schema = schema
     if appended is not None:
         schema = {**appended.schema, **schema}
     version = DatasetVersion(
@@ -673,9 +676,8 @@ def _record_new(
         files=_version_files(appended, own_glob, written.accepted),
         partition_by=settings.partition_by if written.partitioned else None,
     )
-    sample = functools.partial(sample_sql, version)
-    if written.sample is not None:
-        sample = functools.partial(_with_parent_sample, written.sample, appended)
+    own_files = replace(version, files=[own_glob], schema=own_schema)
+    sample, basis = _version_sample(version, appended, written, own_files)
     with timed_step(dataset, "report"):
         quality = quality_report(
             db,
@@ -687,6 +689,7 @@ def _record_new(
             # Without an appended parent, every file is this ingest's, and it
             # stores NaN as NULL.
             stored_nan=appended is not None,
+            sample_basis=basis,
         )
     report = {
         "accepted": written.accepted,
@@ -953,16 +956,57 @@ def _staged_sample(columns: _Columns, staged: Staged, bad: int) -> Callable[[int
     return sample
 
 
+def _version_sample(
+    version: DatasetVersion,
+    appended: DatasetVersion | None,
+    written: _Written,
+    own_files: DatasetVersion,
+) -> tuple[Callable[[int], str | None], str]:
+    """Return the query builder of the quality report's sample of `version`,
+    and what it hashes to choose a row.
+
+    A partitioned write samples its rows by source position (`_staged_sample`).
+    An appended parent with Hive-partitioned files is sampled by a hash of
+    each row's values (`value_sample_sql`), so that two ingests of the same
+    bytes give the same report, whatever order DuckDB's threads wrote the
+    parent's files in. Other rows are sampled by their position in the
+    lake's files (`sample_sql`).
+
+    Args:
+        own_files: `version` restricted to the files and columns that this
+            ingest wrote.
+    """
+    if appended is not None and has_partitioned_files(appended):
+        own: Callable[[int], str | None] | None = written.sample
+        if own is None and written.accepted:
+            own = functools.partial(sample_sql, own_files)
+        parent = functools.partial(value_sample_sql, appended)
+        basis = "the row's position, or of its values for the appended parent's rows"
+        return functools.partial(_with_parent_sample, own, parent), basis
+    position = "the row's position"
+    if written.sample is None:
+        return functools.partial(sample_sql, version), position
+    parent_sample = None
+    if appended is not None:
+        parent_sample = functools.partial(sample_sql, appended)
+    sample = functools.partial(_with_parent_sample, written.sample, parent_sample)
+    return sample, position
+
+
 def _with_parent_sample(
-    own: Callable[[int], str], appended: DatasetVersion | None, every: int
+    own: Callable[[int], str | None] | None,
+    parent: Callable[[int], str | None] | None,
+    every: int,
 ) -> str | None:
-    """Return the `own` sample, with the appended parent's rows sampled too."""
-    if appended is None:
-        return own(every)
-    parent = sample_sql(appended, every)
-    if parent is None:
+    """Return the `own` sample, with the appended parent's rows sampled too.
+
+    None when either sample cannot be taken. A missing `own` or `parent`
+    stands for no rows.
+    """
+    samples = [sample(every) for sample in (own, parent) if sample is not None]
+    if None in samples:
         return None
-    return f"SELECT * FROM ({own(every)}) UNION ALL BY NAME SELECT * FROM ({parent})"
+    return " UNION ALL BY NAME ".join(f"SELECT * FROM ({query})" for query in samples)
 
 
 def _check_name(dataset: str) -> None:
