@@ -343,7 +343,8 @@ def diff_versions(a: DatasetVersion, b: DatasetVersion) -> dict[str, Any]:
 
 def _stat_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
     changes = {}
-    for key in ("null_rate", "distinct", "min", "max", "outliers_iqr"):
+    keys = ("null_rate", "null_sources", "distinct", "min", "max", "outliers_iqr")
+    for key in keys:
         if old.get(key) != new.get(key):
             changes[key] = [old.get(key), new.get(key)]
     old_q, new_q = old.get("quantiles") or {}, new.get("quantiles") or {}

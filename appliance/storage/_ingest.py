@@ -72,6 +72,7 @@ from appliance.storage._errors import short_error
 from appliance.storage._loading import (
     PARQUET_OPTIONS,
 )
+from appliance.storage._null_sources import NullCounts, add_to_quality
 from appliance.storage._quality import quality_report
 from appliance.storage._quarantine import violation_place
 from appliance.storage._retention import (
@@ -505,6 +506,7 @@ def _ingest_new(
                 _staged_sample(_Columns(types, sensitive), staged, bad)
                 if partitioned
                 else None,
+                staged.null_counts,
             ),
             settings,
             sources,
@@ -593,6 +595,8 @@ class _Written:
     """Returns a query of about one accepted row in every N, given N, for
     the quality report of a partitioned write. When None, the report takes
     its sample from the lake's files (`sample_sql`)."""
+    null_counts: NullCounts = field(default_factory=dict)
+    """Per column, the count of each source form read as missing."""
 
 
 def _check_shared_columns(
@@ -691,6 +695,11 @@ def _record_new(
             stored_nan=appended is not None,
             sample_basis=basis,
         )
+    add_to_quality(
+        quality,
+        written.null_counts,
+        appended.report.get("quality") if appended else None,
+    )
     report = {
         "accepted": written.accepted,
         "quarantined": written.quarantined,
@@ -898,8 +907,8 @@ def _can_keep_staged(staged: Staged, columns: _Columns, bad: int) -> bool:
 
     It is when it is the only source, no row is dropped, every column is
     stored as read, in the same order, with no column added by the contract
-    and none encrypted, and no float column holds NaN, which is stored as
-    missing.
+    and none encrypted, no float column holds NaN, which is stored as
+    missing, and no text column contains a null token as text.
     """
     types = columns.types
     if staged.typed_files is None or len(staged.typed_files) != 1:
@@ -910,7 +919,7 @@ def _can_keep_staged(staged: Staged, columns: _Columns, bad: int) -> bool:
         column.type == staged.source_types[name] and not column.date_format
         for name, column in types.items()
     )
-    return same and not staged.nan_columns
+    return same and not staged.nan_columns and not staged.token_columns
 
 
 def _accepted_sql(
