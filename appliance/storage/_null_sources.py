@@ -8,10 +8,13 @@ and keeps the other tokens of a text column as text in its Parquet file.
 The Parquet writer's statistics give each column's NULL count, which is the
 native token's count, and each text column's range, so only a column whose
 range includes another token has them counted in the file, and then read as
-NULL. A typed column, such as a DOUBLE, cannot hold another token, so the
-read raises on one and runs again with every token. Only then, and on the
-text path, a second read of the CSV file as text counts each token
-(`token_counts`).
+NULL. Such a column is read through a view, so its rows are converted from
+that view rather than from the Parquet file kept as the version's data. A
+typed column, such as a DOUBLE, cannot hold another token, so the read
+raises on one and runs again with that token as the native one. When a
+typed column contains both, the file is read with every token, and a
+second read of the CSV file as text counts them (`token_counts`), as on the
+text path.
 
 A JSON-lines file reads both ``null`` and a missing key as NULL. A column
 with a NULL has both counted in one more read of the file's objects
@@ -41,20 +44,27 @@ UNUSED_NULL = "\x01"
 DuckDB requires at least one."""
 
 
-def split_tokens(tokens: Iterable[str]) -> tuple[str, tuple[str, ...]]:
+def split_tokens(
+    tokens: Iterable[str], native: str | None = None
+) -> tuple[str, tuple[str, ...]]:
     """Return the token that the typed read gives DuckDB, and the others.
 
-    The empty string is preferred, because the CSV reader turns an empty
-    field of a typed column into NULL only when it is a null token.
+    Args:
+        native: The token to give DuckDB. When None, the empty string is
+            preferred, because the CSV reader turns an empty field of a
+            typed column into NULL only when it is a null token.
     """
     listed = tuple(dict.fromkeys(tokens))
-    native = "" if "" in listed else listed[0]
+    if native is None:
+        native = "" if "" in listed else listed[0]
     return native, tuple(t for t in listed if t != native)
 
 
-TOKEN_ERROR = "a typed column contains a null token other than the native one"
-"""Error that the first typed read raises on such a token in a DATE or
-TIMESTAMP column read as text."""
+TOKEN_ERROR = "a typed column contains a null token other than the native one: "
+"""Start of the error that the first typed read raises on such a token in a
+DATE or TIMESTAMP column read as text, followed by the token."""
+_CONVERSION_ERROR = re.compile(r'Could not convert string "(.*?)" to ')
+"""DuckDB 2.0.1's CSV reader error on a value that its column's type rejects."""
 
 
 def guard_sql(
@@ -74,25 +84,27 @@ def guard_sql(
             selects.append(v)
             continue
         selects.append(
-            f"CASE WHEN {v} IN ({tokens}) THEN error({literal(TOKEN_ERROR)}) "
+            f"CASE WHEN {v} IN ({tokens}) THEN error({literal(TOKEN_ERROR)} || {v}) "
             f"ELSE {v} END AS {v}"
         )
     return ", ".join(selects)
 
 
-def raised_on_token(exc: duckdb.Error, tokens: Iterable[str]) -> bool:
-    """Tell whether a typed read failed on a null token in a typed column.
+def raised_token(exc: duckdb.Error, tokens: Iterable[str]) -> str | None:
+    """Return the null token of a typed column that a typed read failed on.
 
     DuckDB 2.0.1's CSV reader words it ``Could not convert string "NA" to
-    'DOUBLE'``; `guard_sql` raises `TOKEN_ERROR`.
+    'DOUBLE'``, and `guard_sql` raises `TOKEN_ERROR`. None when the read
+    failed on another value.
     """
     message = str(exc)
-    if TOKEN_ERROR in message:
-        return True
-    return any(
-        re.search(f'Could not convert string "{re.escape(token)}" to', message)
-        for token in tokens
-    )
+    start = message.find(TOKEN_ERROR)
+    if start >= 0:
+        found = message[start + len(TOKEN_ERROR) :].split("\n", 1)[0]
+    else:
+        match = _CONVERSION_ERROR.search(message)
+        found = match.group(1) if match else None
+    return found if found in set(tokens) else None
 
 
 def token_columns(
@@ -131,9 +143,11 @@ def parquet_token_counts(
     return token_counts(db, read, tokens, columns)
 
 
-def null_token_sql(name: str, tokens: Iterable[str]) -> str:
+def null_token_sql(name: str, tokens: list[str]) -> str:
     """Return the value of text column `name`, NULL where it is one of `tokens`."""
     v = ident(name)
+    if len(tokens) == 1:
+        return f"nullif({v}, {literal(tokens[0])}) AS {v}"
     listed = ", ".join(literal(token) for token in tokens)
     return f"CASE WHEN {v} IN ({listed}) THEN NULL ELSE {v} END AS {v}"
 
@@ -225,6 +239,15 @@ def _json_path(key: str) -> str:
     """Return the JSON path of an object's member `key`, quoted."""
     escaped = key.replace("\\", "\\\\").replace('"', '\\"')
     return f'$."{escaped}"'
+
+
+def in_order(counts: NullCounts, tokens: Iterable[str]) -> NullCounts:
+    """Return `counts` with each column's tokens in the order of `tokens`."""
+    order = {token: index for index, token in enumerate(tokens)}
+    return {
+        name: dict(sorted(found.items(), key=lambda item: order.get(item[0], 0)))
+        for name, found in counts.items()
+    }
 
 
 def add_counts(total: NullCounts, more: NullCounts) -> NullCounts:

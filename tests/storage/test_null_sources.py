@@ -61,6 +61,25 @@ def test_typed_column_tokens_counted(catalog: Catalog, write_file: WriteFile) ->
     }
 
 
+def test_typed_column_na_native(catalog: Catalog, write_file: WriteFile) -> None:
+    # NA is the only token of the typed column, so the read after the first
+    # gives DuckDB NA as its null token, and the text column keeps "" as text.
+    path = write_file("a.csv", "x,s\n1,a\nNA,\n3,NA\nNA,b\n5,null\n")
+
+    result = ingest(catalog, "d", [path])
+
+    assert result.version.schema == {"x": "BIGINT", "s": "VARCHAR"}
+    sources = _null_sources(result)
+    assert sources == {
+        "x": {"": 0, "NA": 2, "null": 0, "NULL": 0},
+        "s": {"": 1, "NA": 1, "null": 1, "NULL": 0},
+    }
+    assert list(sources["x"]) == ["", "NA", "null", "NULL"]
+    columns = result.version.report["quality"]["columns"]
+    assert columns["s"]["null_rate"] == pytest.approx(3 / 5)
+    assert columns["x"]["null_rate"] == pytest.approx(2 / 5)
+
+
 def test_text_path_tokens_counted(catalog: Catalog, write_file: WriteFile) -> None:
     # The text "many" breaks the contract's BIGINT, so the file takes the
     # text path; its row is quarantined and its tokens are still counted.
