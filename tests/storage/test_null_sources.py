@@ -80,6 +80,22 @@ def test_typed_column_na_native(catalog: Catalog, write_file: WriteFile) -> None
     assert columns["x"]["null_rate"] == pytest.approx(2 / 5)
 
 
+def test_date_column_na_native(catalog: Catalog, write_file: WriteFile) -> None:
+    # The contract's DATE column is read as text and checked in SQL, which
+    # raises on NA, so the next read gives DuckDB NA as its null token.
+    contract = ContractConfig(columns={"d": ColumnRule(type="DATE")})
+    settings = DatasetConfig(name="d", contract=contract)
+    path = write_file("a.csv", "d,s\n2024-01-01,a\nNA,\n2024-01-03,b\nNA,c\n")
+
+    result = ingest(catalog, "d", [path], settings=settings)
+
+    assert result.version.schema == {"d": "DATE", "s": "VARCHAR"}
+    assert _null_sources(result) == {
+        "d": {"": 0, "NA": 2, "null": 0, "NULL": 0},
+        "s": {"": 1, "NA": 0, "null": 0, "NULL": 0},
+    }
+
+
 def test_text_path_tokens_counted(catalog: Catalog, write_file: WriteFile) -> None:
     # The text "many" breaks the contract's BIGINT, so the file takes the
     # text path; its row is quarantined and its tokens are still counted.
