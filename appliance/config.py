@@ -736,6 +736,11 @@ class DatasetConfig:
             )
         if self.delimiter is not None and len(self.delimiter) != 1:
             raise ValueError(f"delimiter must be one character, got {self.delimiter!r}")
+        if not self.null_values:
+            raise ValueError(
+                'null_values must list at least one value, such as [""] for '
+                "empty fields only"
+            )
         self._check_sensitive()
         self._check_subject_keys()
 

@@ -279,6 +279,30 @@ def _show(config: Config, args: argparse.Namespace) -> None:
             }
         )
     print_rows(rows, False, list(rows[0]) if rows else ["column"])
+    _print_null_sources(version.schema, quality.get("columns", {}))
+
+
+def _print_null_sources(schema: dict[str, str], columns: dict[str, Any]) -> None:
+    """Print, per column, how many of each source value were read as missing."""
+    counted = {
+        name: columns[name]["null_sources"]
+        for name in schema
+        if columns.get(name, {}).get("null_sources")
+    }
+    if not counted:
+        return
+    print("\nread as missing, per column (values in the source files):")
+    for name, counts in counted.items():
+        print(f"  {name}: {_null_sources_text(counts)}")
+
+
+def _null_sources_text(counts: dict[str, int]) -> str:
+    """Return counts such as ``"" 3, NA 0``, quoting a blank or padded value."""
+    shown = [
+        f"{json.dumps(label) if label.strip() != label or not label else label} {count}"
+        for label, count in counts.items()
+    ]
+    return ", ".join(shown)
 
 
 def _rows(config: Config, args: argparse.Namespace) -> None:
@@ -352,9 +376,17 @@ def _diff(config: Config, args: argparse.Namespace) -> None:
         print(f"  ~ column {name} {old} -> {new}")
     for name, changes in diff["statistics"].items():
         moved = ", ".join(
-            f"{key} {old} -> {new}" for key, (old, new) in changes.items()
+            f"{key} {_statistic_text(key, old)} -> {_statistic_text(key, new)}"
+            for key, (old, new) in changes.items()
         )
         print(f"  {name}: {moved}")
+
+
+def _statistic_text(key: str, value: Any) -> Any:
+    if key != "null_sources":
+        return value
+    # A column without a missing value has no counts.
+    return "{" + _null_sources_text(value) + "}" if value else "(none)"
 
 
 def _quarantine(config: Config, args: argparse.Namespace) -> None:

@@ -33,6 +33,7 @@ from appliance.erasure._subject import Subject, check_values, typed_sql
 from appliance.errors import StorageError
 from appliance.storage import Catalog, DatasetVersion, fsync_path, list_versions
 from appliance.storage._datasets import parquet_sql, sample_sql, scan_sql
+from appliance.storage._null_sources import add_to_quality, null_counts
 from appliance.storage._quality import quality_report
 from appliance.storage._sql import ident, literal
 
@@ -328,6 +329,9 @@ def _updated_versions(
             functools.partial(sample_sql, new),
             new.row_count,
         )
+        # NOTE: The null counts describe the source files, so they still
+        # count the values of the erased rows.
+        add_to_quality(report["quality"], null_counts(version.report), None)
         updated.append(replace(new, report=report))
     return updated
 

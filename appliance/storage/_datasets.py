@@ -261,6 +261,25 @@ def sample_sql(version: DatasetVersion, every: int) -> str | None:
     )
 
 
+def value_sample_sql(version: DatasetVersion, every: int) -> str:
+    """Return a SELECT of about one row in `every` of `version`, read as `scan_sql`.
+
+    A row is taken when a hash of its values is a multiple of `every`, so
+    the sample does not depend on the order of the rows in the files, which
+    for Hive-partitioned files is the order DuckDB's threads wrote them in.
+    Equal rows are taken or left out together.
+    """
+    values = ", ".join(ident(name) for name in version.schema)
+    return (
+        f"SELECT * FROM ({scan_sql(version)}) WHERE hash({values}) % {int(every)} = 0"
+    )
+
+
+def has_partitioned_files(version: DatasetVersion) -> bool:
+    """Tell whether any of the files `version` reads are Hive-partitioned."""
+    return any(glob.endswith("/*/*.parquet") for glob in version.files)
+
+
 def _scan_columns(version: DatasetVersion) -> str:
     return ", ".join(
         f"{_read_sql(name, kind)} AS {ident(name)}"
@@ -324,7 +343,8 @@ def diff_versions(a: DatasetVersion, b: DatasetVersion) -> dict[str, Any]:
 
 def _stat_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
     changes = {}
-    for key in ("null_rate", "distinct", "min", "max", "outliers_iqr"):
+    keys = ("null_rate", "null_sources", "distinct", "min", "max", "outliers_iqr")
+    for key in keys:
         if old.get(key) != new.get(key):
             changes[key] = [old.get(key), new.get(key)]
     old_q, new_q = old.get("quantiles") or {}, new.get("quantiles") or {}

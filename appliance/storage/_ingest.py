@@ -50,11 +50,13 @@ from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
     find_version,
+    has_partitioned_files,
     latest_version,
     parquet_sql,
     record_version,
     sample_sql,
     scan_sql,
+    value_sample_sql,
 )
 from appliance.storage._encrypted import (
     check_cipher,
@@ -70,6 +72,7 @@ from appliance.storage._errors import short_error
 from appliance.storage._loading import (
     PARQUET_OPTIONS,
 )
+from appliance.storage._null_sources import NullCounts, add_to_quality
 from appliance.storage._quality import quality_report
 from appliance.storage._quarantine import violation_place
 from appliance.storage._retention import (
@@ -503,6 +506,7 @@ def _ingest_new(
                 _staged_sample(_Columns(types, sensitive), staged, bad)
                 if partitioned
                 else None,
+                staged.null_counts,
             ),
             settings,
             sources,
@@ -591,6 +595,8 @@ class _Written:
     """Returns a query of about one accepted row in every N, given N, for
     the quality report of a partitioned write. When None, the report takes
     its sample from the lake's files (`sample_sql`)."""
+    null_counts: NullCounts = field(default_factory=dict)
+    """Per column, the count of each source form read as missing."""
 
 
 def _check_shared_columns(
@@ -658,6 +664,7 @@ def _record_new(
         name: "VARCHAR" if cipher and name in settings.sensitive else column.type
         for name, column in types.items()
     }
+    own_schema = schema
     if appended is not None:
         schema = {**appended.schema, **schema}
     version = DatasetVersion(
@@ -673,9 +680,8 @@ def _record_new(
         files=_version_files(appended, own_glob, written.accepted),
         partition_by=settings.partition_by if written.partitioned else None,
     )
-    sample = functools.partial(sample_sql, version)
-    if written.sample is not None:
-        sample = functools.partial(_with_parent_sample, written.sample, appended)
+    own_files = replace(version, files=[own_glob], schema=own_schema)
+    sample, basis = _version_sample(version, appended, written, own_files)
     with timed_step(dataset, "report"):
         quality = quality_report(
             db,
@@ -687,7 +693,13 @@ def _record_new(
             # Without an appended parent, every file is this ingest's, and it
             # stores NaN as NULL.
             stored_nan=appended is not None,
+            sample_basis=basis,
         )
+    add_to_quality(
+        quality,
+        written.null_counts,
+        appended.report.get("quality") if appended else None,
+    )
     report = {
         "accepted": written.accepted,
         "quarantined": written.quarantined,
@@ -895,8 +907,8 @@ def _can_keep_staged(staged: Staged, columns: _Columns, bad: int) -> bool:
 
     It is when it is the only source, no row is dropped, every column is
     stored as read, in the same order, with no column added by the contract
-    and none encrypted, and no float column holds NaN, which is stored as
-    missing.
+    and none encrypted, no float column holds NaN, which is stored as
+    missing, and no text column contains a null token as text.
     """
     types = columns.types
     if staged.typed_files is None or len(staged.typed_files) != 1:
@@ -907,7 +919,7 @@ def _can_keep_staged(staged: Staged, columns: _Columns, bad: int) -> bool:
         column.type == staged.source_types[name] and not column.date_format
         for name, column in types.items()
     )
-    return same and not staged.nan_columns
+    return same and not staged.nan_columns and not staged.token_columns
 
 
 def _accepted_sql(
@@ -953,16 +965,57 @@ def _staged_sample(columns: _Columns, staged: Staged, bad: int) -> Callable[[int
     return sample
 
 
+def _version_sample(
+    version: DatasetVersion,
+    appended: DatasetVersion | None,
+    written: _Written,
+    own_files: DatasetVersion,
+) -> tuple[Callable[[int], str | None], str]:
+    """Return the query builder of the quality report's sample of `version`,
+    and what it hashes to choose a row.
+
+    A partitioned write samples its rows by source position (`_staged_sample`).
+    An appended parent with Hive-partitioned files is sampled by a hash of
+    each row's values (`value_sample_sql`), so that two ingests of the same
+    bytes give the same report, whatever order DuckDB's threads wrote the
+    parent's files in. Other rows are sampled by their position in the
+    lake's files (`sample_sql`).
+
+    Args:
+        own_files: `version` restricted to the files and columns that this
+            ingest wrote.
+    """
+    if appended is not None and has_partitioned_files(appended):
+        own: Callable[[int], str | None] | None = written.sample
+        if own is None and written.accepted:
+            own = functools.partial(sample_sql, own_files)
+        parent = functools.partial(value_sample_sql, appended)
+        basis = "the row's position, or of its values for the appended parent's rows"
+        return functools.partial(_with_parent_sample, own, parent), basis
+    position = "the row's position"
+    if written.sample is None:
+        return functools.partial(sample_sql, version), position
+    parent_sample = None
+    if appended is not None:
+        parent_sample = functools.partial(sample_sql, appended)
+    sample = functools.partial(_with_parent_sample, written.sample, parent_sample)
+    return sample, position
+
+
 def _with_parent_sample(
-    own: Callable[[int], str], appended: DatasetVersion | None, every: int
+    own: Callable[[int], str | None] | None,
+    parent: Callable[[int], str | None] | None,
+    every: int,
 ) -> str | None:
-    """Return the `own` sample, with the appended parent's rows sampled too."""
-    if appended is None:
-        return own(every)
-    parent = sample_sql(appended, every)
-    if parent is None:
+    """Return the `own` sample, with the appended parent's rows sampled too.
+
+    None when either sample cannot be taken. A missing `own` or `parent`
+    stands for no rows.
+    """
+    samples = [sample(every) for sample in (own, parent) if sample is not None]
+    if None in samples:
         return None
-    return f"SELECT * FROM ({own(every)}) UNION ALL BY NAME SELECT * FROM ({parent})"
+    return " UNION ALL BY NAME ".join(f"SELECT * FROM ({query})" for query in samples)
 
 
 def _check_name(dataset: str) -> None:

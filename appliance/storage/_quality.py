@@ -54,6 +54,7 @@ def quality_report(
     sample: Callable[[int], str | None] | None = None,
     rows: int | None = None,
     stored_nan: bool = True,
+    sample_basis: str = "the row's position",
 ) -> dict[str, Any]:
     """Compute the quality report of the rows in `table`.
 
@@ -81,10 +82,12 @@ def quality_report(
         stored_nan: Whether a FLOAT or DOUBLE column of `stored` may contain
             NaN. The ingest clears it for files it wrote itself, which store
             NaN as NULL.
+        sample_basis: What `sample` hashes to choose a row, as the report's
+            ``methods`` entry names it.
     """
     if rows is None:
         (rows,) = _fetch(db, stored or table, ["count(*)"])
-    sources = (stored, sample)
+    sources = (stored, sample, sample_basis)
     row_hash = f"hash({', '.join(ident(n) for n in schema)})"
     if rows <= _SORTED_ROWS:
         columns, quantiles, hashes = _column_stats(
@@ -152,21 +155,22 @@ def _column_stats(
     table: str,
     schema: Mapping[str, str],
     rows: int,
-    sources: tuple[str | None, Callable[[int], str | None] | None],
+    sources: tuple[str | None, Callable[[int], str | None] | None, str],
     stored_nan: bool,
     row_hash: str | None = None,
 ) -> tuple[dict[str, dict[str, Any]], str, np.ndarray]:
     """Return the statistics of each column and how the quartiles were computed.
 
     Args:
-        sources: The `stored` and `sample` arguments of `quality_report`.
+        sources: The `stored`, `sample` and `sample_basis` arguments of
+            `quality_report`.
         stored_nan: The argument of `quality_report`.
         row_hash: An expression of each row's hash, whose values the scan
             for the counts also returns, with no order, in the third item.
     """
-    stored, sample = sources
+    stored, sample, basis = sources
     numeric = [n for n, kind in schema.items() if _is_numeric(kind)]
-    sampled, method = _sample_query(table, rows, sample)
+    sampled, method = _sample_query(table, rows, sample, basis)
     quartiles = {
         name: q
         for name, q in zip(numeric, _quartiles(db, sampled, numeric))
@@ -236,7 +240,7 @@ def _scan(
 
 
 def _sample_query(
-    table: str, rows: int, sample: Callable[[int], str | None] | None
+    table: str, rows: int, sample: Callable[[int], str | None] | None, basis: str
 ) -> tuple[str, str]:
     """Return the rows to take the quartiles from and how they were chosen."""
     if rows <= _QUANTILE_SAMPLE:
@@ -246,7 +250,7 @@ def _sample_query(
     if query is not None:
         method = (
             f"approximate, from a sample of one row in {every} of each file, "
-            "chosen by a hash of the row's position"
+            f"chosen by a hash of {basis}"
         )
         return f"({query})", method
     reservoir = (

@@ -32,6 +32,7 @@ from appliance.storage._loading import (
     malformed_records,
     normalize_type,
 )
+from appliance.storage._null_sources import NullCounts
 from appliance.storage._sources import Dialect, SourceFile
 from appliance.storage._sql import ident, literal
 from appliance.storage._types import (
@@ -70,6 +71,10 @@ class Staged:
     """Tables of the rows whose JSON objects repeat a key, as violations."""
     finite_columns: frozenset[str] = frozenset()
     """DOUBLE columns of the typed path without an infinity."""
+    null_counts: NullCounts = field(default_factory=dict)
+    """Per column with a NULL, the count of each source form read as missing."""
+    token_columns: frozenset[str] = frozenset()
+    """Text columns whose typed path Parquet files contain null tokens as text."""
 
 
 @dataclass(frozen=True)
@@ -287,6 +292,8 @@ def stage_files(
         loaded.nan_columns,
         loaded.repeated_keys,
         loaded.finite_columns,
+        loaded.null_counts,
+        loaded.token_columns,
     )
 
 

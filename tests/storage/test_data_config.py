@@ -101,6 +101,13 @@ def test_keep_versions_below_one_rejected(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_empty_null_values_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, "[datasets.d]\nnull_values = []\n")
+
+    with pytest.raises(ConfigError, match="null_values must list at least one"):
+        load_config(path)
+
+
 def test_undeclared_feature_view_rejected(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -89,6 +89,38 @@ def test_datasets_commands_end_to_end(tmp_path: Path) -> None:
     ).is_dir()
 
 
+def test_show_and_diff_null_tokens(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text('[storage]\nhome = "home"\n')
+    first = tmp_path / "a.csv"
+    first.write_text("id,name,amount\n1,a,5.0\n2,NA,1.0\n3,,2.5\n4,b,NA\n")
+    second = tmp_path / "b.csv"
+    second.write_text("id,name,amount\n1,a,5.0\n2,,1.0\n")
+    assert appliance(tmp_path, "ingest", "t", str(first)).returncode == 0
+    assert appliance(tmp_path, "ingest", "t", str(second)).returncode == 0
+    listed = appliance(tmp_path, "datasets", "list", "--json")
+    newest, oldest = [
+        json.loads(line)["version"] for line in listed.stdout.splitlines()
+    ]
+
+    shown = appliance(tmp_path, "datasets", "show", f"t@{oldest}")
+    shown_json = appliance(tmp_path, "datasets", "show", f"t@{oldest}", "--json")
+    diff = appliance(tmp_path, "datasets", "diff", f"t@{oldest}", f"t@{newest}")
+
+    assert shown.returncode == 0, shown.stderr
+    assert '  name: "" 1, NA 1, null 0, NULL 0\n' in shown.stdout
+    assert '  amount: "" 0, NA 1, null 0, NULL 0\n' in shown.stdout
+    assert "  null_sources: exact counts of each CSV null token" in shown.stdout
+    columns = json.loads(shown_json.stdout)["report"]["quality"]["columns"]
+    assert columns["name"]["null_sources"] == {"": 1, "NA": 1, "null": 0, "NULL": 0}
+    assert "null_sources" not in columns["id"]
+    assert diff.returncode == 0, diff.stderr
+    assert (
+        'null_sources {"" 1, NA 1, null 0, NULL 0} -> {"" 1, NA 0, null 0, NULL 0}'
+        in diff.stdout
+    )
+    assert 'null_sources {"" 0, NA 1, null 0, NULL 0} -> (none)' in diff.stdout
+
+
 def test_strict_ingest_exits_with_error(tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text(CONFIG)
     path = tmp_path / "a.csv"

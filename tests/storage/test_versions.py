@@ -189,6 +189,57 @@ def test_partitioned_append_quartiles_sampled(
     assert abs(quartiles["p75"] - 22_500) < 500
 
 
+def _reorder_rows(version_path: Path) -> None:
+    """Rewrite each partition file with its rows in another order, as another
+    order of DuckDB's threads could have written them."""
+    for path in version_path.glob("*/*.parquet"):
+        copy = path.with_suffix(".tmp")
+        duckdb.sql(
+            f"COPY (SELECT * FROM read_parquet('{path}', hive_partitioning=false) "
+            f"ORDER BY amount DESC, score) TO '{copy}' (FORMAT parquet)"
+        )
+        os.replace(copy, path)
+
+
+def test_append_onto_partitioned_parent_same_report(
+    tmp_path: Path, write_file: WriteFile
+) -> None:
+    settings = DatasetConfig(name="a", partition_by="region")
+    parent = write_file(
+        "parent.csv",
+        "region,amount,score\n"
+        + "".join(
+            f"{i % 3},{(i * 7919) % 30_011},{i % 977 / 4}\n" for i in range(30_000)
+        ),
+    )
+    child = write_file(
+        "child.csv",
+        "region,amount,score\n"
+        + "".join(f"{i % 3},{i * 3},{i % 13}\n" for i in range(5_000)),
+    )
+
+    reports = []
+    for home, reorder in (("first", False), ("second", True)):
+        with Catalog(tmp_path / home) as catalog:
+            catalog.db.execute("SET threads = 4")
+            first = ingest(catalog, "a", [parent], settings=settings)
+            if reorder:
+                _reorder_rows(first.version.path)
+            result = ingest(catalog, "a", [child], mode="append", settings=settings)
+        reports.append(result.version.report["quality"])
+
+    assert reports[0]["methods"]["quantiles"].startswith("approximate, from a sample")
+    assert reports[0]["methods"]["quantiles"].endswith(
+        "chosen by a hash of the row's position, or of its values for the "
+        "appended parent's rows"
+    )
+    assert reports[0] == reports[1]
+    (exact,) = duckdb.sql(
+        f"SELECT quantile_cont(amount, 0.5) FROM read_csv(['{parent}', '{child}'])"
+    ).fetchall()[0]
+    assert abs(reports[0]["columns"]["amount"]["quantiles"]["p50"] - exact) < 1_000
+
+
 def test_retention_keeps_newest(catalog: Catalog, write_file: WriteFile) -> None:
     settings = DatasetConfig(name="d", keep_versions=2)
     ids = []
