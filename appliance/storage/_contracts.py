@@ -61,20 +61,24 @@ def column_types(
 
 
 def schema_changes(
-    contract: ContractConfig, source_types: Mapping[str, str | None]
+    contract: ContractConfig,
+    source_types: Mapping[str, str | None],
+    known: Collection[str] | None = None,
 ) -> list[str]:
     """List the columns that are new, missing or of another type than the contract.
 
-    A source type of None (a column without values) is not compared.
+    A column is new when it is not in `known`, the contract's columns by
+    default. A source type of None (a column without values) is not compared.
     """
+    known = contract.columns if known is None else known
     changes = []
     for name, kind in source_types.items():
-        if name not in contract.columns:
+        if name not in known:
             changes.append(f"new column {name!r} of type {kind or 'unknown'}")
     for name, rule in contract.columns.items():
         if name not in source_types:
             changes.append(f"missing column {name!r}; its values are read as missing")
-        elif rule.type and not _same_values(source_types[name], rule.type.upper()):
+        elif rule.type and not _same_values(source_types[name], rule):
             kind = rule.type.upper()
             changes.append(
                 f"column {name!r} is {kind} in the contract and "
@@ -84,10 +88,14 @@ def schema_changes(
     return changes
 
 
-def _same_values(source: str | None, kind: str) -> bool:
-    """Tell whether values of type `source` keep their value as `kind`, as
-    whole numbers do as DOUBLE, so a reader of the contract sees no change."""
+def _same_values(source: str | None, rule: ColumnRule) -> bool:
+    """Tell whether values of type `source` keep their value as the rule's
+    type, as whole numbers do as DOUBLE and text does in the rule's
+    `date_format`, so a reader of the contract sees no change."""
+    kind = (rule.type or "").upper()
     if source in (None, kind):
+        return True
+    if source == "VARCHAR" and rule.date_format is not None:
         return True
     if source in INTEGER_TYPES:
         wider = kind == "BIGINT" and source not in ("UBIGINT", "HUGEINT")

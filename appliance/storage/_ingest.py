@@ -453,7 +453,12 @@ def _ingest_new(
             name: None if name in staged.inference.empty else t.type
             for name, t in staged.inference.types.items()
         }
-        warnings += schema_changes(contract, inferred)
+        known = None
+        if settings.contract is not None:
+            # A declared contract need not name every column, so a column is
+            # new only when the previous version lacks it too.
+            known = {*contract.columns, *(parent.schema if parent else inferred)}
+        warnings += schema_changes(contract, inferred, known)
     if contract is not None and contract.columns:
         warnings += _check_shared_columns(
             sources, dataset, list(contract.columns), staged.missing, checks.force

@@ -280,6 +280,15 @@ def stage_files(
     replaced = {inference.warned[n] for n in fallback if n in inference.warned}
     inference.warnings = [w for w in inference.warnings if w not in replaced]
     inference.warnings += fallback.values()
+    # The contract's type decides a declared column, so advice on how its
+    # text would be inferred does not apply.
+    declared = [
+        n for n, rule in (contract.columns if contract else {}).items() if rule.type
+    ]
+    advice = {fallback.get(n) for n in declared} | {
+        inference.warned.get(n) for n in declared
+    }
+    inference.warnings = [w for w in inference.warnings if w not in advice]
     return Staged(
         source_types,
         inference,

@@ -17,7 +17,7 @@ def test_whole_numbers_into_double_not_reported(
 
     result = ingest(catalog, "m", [path], settings=settings)
 
-    assert result.warnings == ["new column 'id' of type BIGINT"]
+    assert result.warnings == []
     assert result.version.schema["value"] == "DOUBLE"
     rows = catalog.db.execute(scan_sql(result.version)).fetchall()
     assert rows == [(1, 2.0), (2, 3.0)]
@@ -33,3 +33,47 @@ def test_decimals_into_bigint_reported(catalog: Catalog, write_file: WriteFile) 
         "are converted to BIGINT, and a value that does not convert is quarantined"
     ]
     assert result.quarantined == 1
+
+
+def test_partial_contract_reports_only_new_columns(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    contract = ContractConfig(columns={"value": ColumnRule(type="DOUBLE")})
+    settings = DatasetConfig(name="m", contract=contract)
+    path = write_file("a.csv", "id,value\n1,2.5\n")
+
+    first = ingest(catalog, "m", [path], settings=settings)
+    later = ingest(
+        catalog,
+        "m",
+        [write_file("b.csv", "id,value,site\n2,3.5,x\n")],
+        settings=settings,
+    )
+
+    assert first.warnings == []
+    assert later.warnings == ["new column 'site' of type VARCHAR"]
+
+
+def test_declared_column_gets_no_inference_advice(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    contract = ContractConfig(
+        columns={
+            "code": ColumnRule(type="BIGINT"),
+            "day": ColumnRule(type="DATE", date_format="%d/%m/%Y"),
+        }
+    )
+    settings = DatasetConfig(name="m", contract=contract)
+    lines = [f"{i},01/02/2024" for i in range(3000)] + ["ABC,03/04/2024"]
+    path = write_file("m.csv", "code,day\n" + "\n".join(lines) + "\n")
+
+    result = ingest(catalog, "m", [path], settings=settings)
+
+    # The file's text in the declared date format is no change; text in a
+    # BIGINT column is.
+    assert result.warnings == [
+        "column 'code' is BIGINT in the contract and VARCHAR in the file; values "
+        "are converted to BIGINT, and a value that does not convert is quarantined"
+    ]
+    assert result.quarantined == 1
+    assert result.version.schema == {"code": "BIGINT", "day": "DATE"}
