@@ -133,7 +133,7 @@ def _audit_list(config: Config, args: argparse.Namespace) -> None:
     rows = found["entries"]
     if not args.json:
         rows = [_shown_entry(entry) for entry in rows]
-    print_rows(rows, args.json, _AUDIT_COLUMNS)
+    print_rows(rows, args.json, _AUDIT_COLUMNS, (args.limit, "--limit"))
 
 
 def _audit_verify(config: Config, args: argparse.Namespace) -> int:

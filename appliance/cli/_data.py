@@ -310,7 +310,7 @@ def _rows(config: Config, args: argparse.Namespace) -> None:
 
     (version,) = _versions(config, [args.reference])
     rows = read_rows(config, version, args.limit, args.decrypt)
-    print_rows(rows, args.json, list(version.schema))
+    print_rows(rows, args.json, list(version.schema), (args.limit, "--limit"))
 
 
 def _encryption_text(config: Config, version: Any) -> str:
@@ -409,4 +409,4 @@ def _quarantine(config: Config, args: argparse.Namespace) -> None:
     shown = ["version", "source", "line", "column", "reason"]
     if args.decrypt:
         shown.insert(4, "value")
-    print_rows(table, args.json, shown)
+    print_rows(table, args.json, shown, (args.limit, "--limit"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
@@ -58,8 +59,20 @@ def row_count(text: str) -> int:
     return value
 
 
-def print_rows(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
-    """Print rows as JSON lines or as an aligned table of `columns`."""
+def print_rows(
+    rows: list[dict[str, Any]],
+    as_json: bool,
+    columns: list[str],
+    limit: tuple[int, str] | None = None,
+) -> None:
+    """Print rows as JSON lines or as an aligned table of `columns`.
+
+    `limit` is the listing's row limit and its option, such as
+    ``(100, "--limit")``. When the rows reach it, a note on stderr says that
+    more rows may match.
+    """
+    if limit is not None:
+        note_limit(len(rows), limit)
     if as_json:
         for row in rows:
             print(json.dumps(row, default=_json_value))
@@ -71,6 +84,22 @@ def print_rows(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) ->
     print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
     for row in rows:
         print("  ".join(_cell(row[c]).ljust(widths[c]) for c in columns).rstrip())
+
+
+def note_limit(shown: int, limit: tuple[int, str]) -> None:
+    """Tell on stderr that a listing of `shown` rows stopped at its limit.
+
+    `limit` is the row limit and the option that sets it, such as
+    ``(100, "--limit")``.
+    """
+    count, option = limit
+    if shown >= count:
+        rows = "1 row" if shown == 1 else f"{shown} rows"
+        print(
+            f"showing {rows}, the limit; more may match, so pass a larger "
+            f"{option} to see them",
+            file=sys.stderr,
+        )
 
 
 def _json_value(value: Any) -> Any:

@@ -7,12 +7,14 @@ import json
 from datetime import datetime
 from typing import Any
 
+from appliance._query_limits import MAX_QUERY_ROWS, check_query_limit
 from appliance.cli._names import check_model_known
 from appliance.cli._output import (
     add_command,
     add_decrypt_flag,
     add_group,
     add_json_flag,
+    note_limit,
     print_rows,
     row_count,
 )
@@ -31,7 +33,11 @@ def register(commands: Any) -> None:
     tail = add_command(predictions, "tail", _tail, "show the newest predictions")
     tail.add_argument("name", help="model name")
     tail.add_argument(
-        "-n", "--rows", type=row_count, default=10, help="rows to show (default: 10)"
+        "-n",
+        "--rows",
+        type=row_count,
+        default=10,
+        help=f"rows to show, at most {MAX_QUERY_ROWS} (default: 10)",
     )
     add_decrypt_flag(tail, _DECRYPTED)
     add_json_flag(tail)
@@ -46,17 +52,21 @@ def register(commands: Any) -> None:
         "--until", type=_time, help="before this ISO 8601 time (UTC unless given)"
     )
     query.add_argument(
-        "--limit", type=row_count, default=100, help="most rows shown (default: 100)"
+        "--limit",
+        type=row_count,
+        default=100,
+        help=f"most rows shown, at most {MAX_QUERY_ROWS} (default: 100)",
     )
     add_decrypt_flag(query, _DECRYPTED)
     add_json_flag(query)
 
 
 def _tail(config: Config, args: argparse.Namespace) -> None:
+    check_query_limit(args.rows)
     rows = fetch(config, {"model": args.name, "limit": args.rows, "newest_first": True})
     if not rows:
         check_model_known(config, args.name)
-    _print(config, list(reversed(rows)), args)
+    _print(config, list(reversed(rows)), args, (args.rows, "--rows"))
 
 
 def _query(config: Config, args: argparse.Namespace) -> None:
@@ -67,10 +77,11 @@ def _query(config: Config, args: argparse.Namespace) -> None:
         "until": args.until,
         "limit": args.limit,
     }
+    check_query_limit(args.limit)
     rows = fetch(config, params)
     if not rows and args.model is not None:
         check_model_known(config, args.model)
-    _print(config, rows, args)
+    _print(config, rows, args, (args.limit, "--limit"))
 
 
 def fetch(config: Config, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -120,14 +131,22 @@ def _decoded(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _print(
-    config: Config, rows: list[dict[str, Any]], args: argparse.Namespace
+    config: Config,
+    rows: list[dict[str, Any]],
+    args: argparse.Namespace,
+    limit: tuple[int, str],
 ) -> None:
-    """Print `rows`, with their decrypted inputs when ``--decrypt`` is given."""
+    """Print `rows`, with their decrypted inputs when ``--decrypt`` is given.
+
+    `limit` is the command's row limit and option, for the note that more
+    rows may match.
+    """
     if args.decrypt:
         from appliance.cli._decrypt import decrypt_predictions
 
         decrypt_predictions(config, rows)
     if args.json:
+        note_limit(len(rows), limit)
         for row in rows:
             print(json.dumps(row, default=str))
         return
@@ -138,7 +157,7 @@ def _print(
         {**row, "input": _compact(row.get("input")), "output": _compact(row["output"])}
         for row in rows
     ]
-    print_rows(compact, False, columns)
+    print_rows(compact, False, columns, limit)
 
 
 def _compact(value: Any) -> str:

@@ -23,6 +23,7 @@ from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 
+from appliance._query_limits import MAX_QUERY_ROWS, check_query_limit
 from appliance.errors import NotFoundError, RequestError, shown
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._openapi import body_operation
@@ -54,10 +55,6 @@ logger = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder(enc_hook=str).encode
 _decode_text = msgspec.json.decode
 
-MAX_QUERY_ROWS = 10_000
-"""Most rows one query of the prediction log returns. In a one-off check, a
-query of 37,000 rows took 1.7 s and returned 26 MB, so a larger page would
-hold the daemon's memory and a worker thread for long."""
 LATEST = "latest"
 """The reference of a dataset's newest version, with the dataset parameter."""
 
@@ -388,13 +385,7 @@ async def predictions(
     """
     state = daemon_state(request)
     start, end = time_parameter("since", since), time_parameter("until", until)
-    if limit > MAX_QUERY_ROWS:
-        raise RequestError(
-            f"limit {limit} is above the maximum of {MAX_QUERY_ROWS} rows per "
-            f"query; ask for at most {MAX_QUERY_ROWS} rows and read the log in "
-            "parts with since and until",
-            limit=limit,
-        )
+    check_query_limit(limit)
     rows, body = await run_with_catalog(
         state, _query_log, model, version, start, end, limit, newest_first
     )

@@ -218,3 +218,24 @@ def test_cli_force_replaces(tmp_path: Path) -> None:
     assert "drops column 'origin', which feature view 'weather'" in rejected.stderr
     assert forced.returncode == 0, forced.stderr
     assert "warning: column 'origin' is missing" in forced.stdout
+
+
+def test_listing_at_its_limit_says_so(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(CONFIG)
+    source = tmp_path / "a.csv"
+    source.write_text("id,region,amount\n1,north,-1\n2,south,-2\n3,north,4\n")
+    assert appliance(tmp_path, "ingest", "sales", str(source)).returncode == 0
+
+    cut = appliance(tmp_path, "datasets", "quarantine", "sales", "--limit", "1")
+    whole = appliance(tmp_path, "datasets", "quarantine", "sales", "--limit", "3")
+    rows = appliance(tmp_path, "datasets", "rows", "sales", "--limit", "1", "--json")
+    above = appliance(tmp_path, "predictions", "query", "--limit", "10001")
+
+    note = "showing 1 row, the limit; more may match, so pass a larger --limit"
+    assert note in cut.stderr
+    assert len(cut.stdout.splitlines()) == 2
+    assert "the limit" not in whole.stderr
+    assert note in rows.stderr
+    assert len(rows.stdout.splitlines()) == 1
+    assert above.returncode == 1
+    assert "limit 10001 is above the maximum of 10000 rows per query" in above.stderr

@@ -1,0 +1,23 @@
+"""The limit of one prediction log query, shared by the daemon's route and the CLI.
+
+The module imports nothing heavy, so the CLI checks a limit before it opens
+the catalog or asks the daemon.
+"""
+
+from appliance.errors import RequestError
+
+MAX_QUERY_ROWS = 10_000
+"""Most rows one query of the prediction log returns. In a one-off check, a
+query of 37,000 rows took 1.7 s and returned 26 MB, so a larger page would
+hold the daemon's memory and a worker thread for long."""
+
+
+def check_query_limit(limit: int) -> None:
+    """Raise `RequestError` when `limit` is above `MAX_QUERY_ROWS`."""
+    if limit > MAX_QUERY_ROWS:
+        raise RequestError(
+            f"limit {limit} is above the maximum of {MAX_QUERY_ROWS} rows per "
+            f"query; ask for at most {MAX_QUERY_ROWS} rows and read the log in "
+            "parts with since and until",
+            limit=limit,
+        )
