@@ -31,14 +31,18 @@ logger = logging.getLogger(__name__)
 def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
     """Delete all but the newest `keep` versions of `dataset`; return their ids.
 
-    An older version that a registered model was trained on is kept too. A
-    deleted version's folder stays while a kept version still reads it (an
+    Only versions that added rows count towards `keep`: an append whose rows
+    were all quarantined, such as a buffer flush of bad rows, is kept while
+    a newer version is, and does not push out a version with data. An older
+    version that a registered model was trained on is kept too. A deleted
+    version's folder stays while a kept version still reads it (an
     ``append`` child reads its parent's files).
     """
     versions = list_versions(catalog, dataset)
-    kept = versions[:keep] + [v for v in versions[keep:] if v.used_by]
-    dropped = [v for v in versions[keep:] if not v.used_by]
-    for version in kept[keep:]:
+    newest = _newest_with_rows(versions, keep)
+    kept = versions[:newest] + [v for v in versions[newest:] if v.used_by]
+    dropped = [v for v in versions[newest:] if not v.used_by]
+    for version in kept[newest:]:
         logger.info(
             "version kept by retention dataset=%s version=%s used_by=%s",
             dataset,
@@ -59,6 +63,18 @@ def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
             keep,
         )
     return [version.version for version in dropped]
+
+
+def _newest_with_rows(versions: list[DatasetVersion], keep: int) -> int:
+    """Return how many of `versions`, newest first, to keep so that `keep`
+    of them added rows."""
+    counted = 0
+    for index, version in enumerate(versions):
+        added = not (version.mode == "append" and version.report.get("accepted") == 0)
+        counted += added
+        if counted == keep:
+            return index + 1
+    return len(versions)
 
 
 def removed_versions(catalog: Catalog, dataset: str) -> list[DatasetVersion]:

@@ -98,3 +98,26 @@ def test_removed_version_named_as_removed(tmp_path: Path) -> None:
         "([datasets.d] keep_versions) at "
     )
     assert message.endswith(f"; versions: {latest}")
+
+
+def test_appends_of_quarantined_rows_not_counted(tmp_path: Path) -> None:
+    from appliance.config import ColumnRule, ContractConfig
+
+    contract = ContractConfig(columns={"a": ColumnRule(type="DOUBLE", min=0)})
+    settings = DatasetConfig(name="d", keep_versions=2, contract=contract)
+    with Catalog(tmp_path / "home") as catalog:
+        with_rows = []
+        for seed in (1, 2):
+            source = tmp_path / f"good{seed}.csv"
+            source.write_text(f"a,y\n{seed}.5,1.0\n")
+            ingest(catalog, "d", [source], settings=settings, mode="append")
+            with_rows.append(list_versions(catalog, "d")[0].version)
+        for seed in range(3):
+            source = tmp_path / f"bad{seed}.csv"
+            source.write_text(f"a,y\n-{seed + 1},1.0\n")
+            ingest(catalog, "d", [source], settings=settings, mode="append")
+        kept = list_versions(catalog, "d")
+
+    assert len(kept) == 5
+    assert [v.version for v in kept[3:]] == with_rows[::-1]
+    assert [v.report["accepted"] for v in kept] == [0, 0, 0, 1, 1]
