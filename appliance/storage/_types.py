@@ -255,6 +255,7 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
         "some_iso": f"bool_or(regexp_matches({v}, '{_ISO_START}'))",
         "twelve_hour": f"bool_or(regexp_matches({v}, '{_TWELVE_HOUR}'))",
         "date_like": every(f"regexp_matches({v}, '{_DATE_LIKE}')"),
+        "iso_shaped": every(f"regexp_matches({v}, '{_ISO_DATE}')"),
         "day_month": every(f"regexp_matches({v}, '{_DAY_MONTH}')"),
         "grouped": every(
             f"regexp_matches({v}, '{_GROUPED}') OR TRY_CAST({v} AS DOUBLE) IS NOT NULL"
@@ -369,6 +370,13 @@ def _text_warning(
             f"column {name!r} holds ambiguous dates: every value reads as both "
             "day-first (%d/%m/%Y) and month-first (%m/%d/%Y), so it stays text; "
             "declare its date_format in the dataset contract"
+        )
+    if outcome["date_like"] and outcome["iso_shaped"]:
+        return (
+            f"column {name!r} looks like ISO 8601 dates (YYYY-MM-DD), but some "
+            "are no valid date, such as a 30 February, so it stays text; fix "
+            "those values, or declare the column as DATE in [datasets.NAME.contract] "
+            "so that they are quarantined with their line"
         )
     if outcome["date_like"]:
         allowed = ", ".join(date_formats) or "none"

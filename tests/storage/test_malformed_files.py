@@ -384,6 +384,21 @@ def test_other_date_format_not_allowed_warns(
     assert result.version.report["warnings"] == result.warnings
 
 
+def test_invalid_iso_date_named_as_invalid(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("dates.csv", "d\n2024-01-01\n2024-02-30\n2024-03-01\n")
+
+    result = ingest(catalog, "dates", [path])
+
+    assert result.version.schema == {"d": "VARCHAR"}
+    assert len(result.warnings) == 1
+    assert (
+        "looks like ISO 8601 dates (YYYY-MM-DD), but some are no valid date"
+        in (result.warnings[0])
+    )
+
+
 def test_day_month_ambiguous_flagged(catalog: Catalog, write_file: WriteFile) -> None:
     path = write_file("amb.csv", "d\n01/02/2024\n03/04/2024\n")
     settings = DatasetConfig(name="amb", date_formats=("%d/%m/%Y", "%m/%d/%Y"))
