@@ -129,8 +129,14 @@ def open_source(path: Path, encoding: str = "utf-8") -> SourceFile:
         raise IngestError(f"{path}: file not found")
     if not path.is_file():
         raise IngestError(f"{path}: not a regular file")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise IngestError(f"{path}: file is empty (0 bytes); nothing to ingest")
+    if size == len(_BOM) and path.read_bytes() == _BOM:
+        raise IngestError(
+            f"{path}: file contains only a UTF-8 byte-order mark and no header; "
+            "nothing to ingest"
+        )
     return SourceFile(
         path, reader, _scan(path, reader == "read_json" and encoding == "utf-8")
     )

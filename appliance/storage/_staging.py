@@ -280,6 +280,13 @@ def stage_files(
     replaced = {inference.warned[n] for n in fallback if n in inference.warned}
     inference.warnings = [w for w in inference.warnings if w not in replaced]
     inference.warnings += fallback.values()
+    inference.warnings += [
+        f"column {name!r} has spaces around its name, and it is stored with "
+        f"them, so queries, views and requests must name it so; remove them "
+        f"from the header to store {name.strip()!r}"
+        for name in source_types
+        if name != name.strip()
+    ]
     # The contract's type decides a declared column, so advice on how its
     # text would be inferred does not apply.
     declared = [

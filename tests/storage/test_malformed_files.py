@@ -384,6 +384,29 @@ def test_other_date_format_not_allowed_warns(
     assert result.version.report["warnings"] == result.warnings
 
 
+def test_spaces_around_header_name_warned(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("s.csv", " id ,val\n1,2\n")
+
+    result = ingest(catalog, "s", [path])
+
+    assert list(result.version.schema) == [" id ", "val"]
+    assert result.warnings == [
+        "column ' id ' has spaces around its name, and it is stored with them, so "
+        "queries, views and requests must name it so; remove them from the header "
+        "to store 'id'"
+    ]
+
+
+def test_bom_only_file_rejected(catalog: Catalog, tmp_path: Path) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf")
+
+    with pytest.raises(IngestError, match="contains only a UTF-8 byte-order mark"):
+        ingest(catalog, "bom", [path])
+
+
 def test_invalid_iso_date_named_as_invalid(
     catalog: Catalog, write_file: WriteFile
 ) -> None:
