@@ -207,7 +207,8 @@ def _column_stats(
         columns[name] = {
             "type": kind,
             "null_rate": round(1 - count / rows, 6) if rows else None,
-            "distinct": estimate,
+            # HyperLogLog can estimate more values than the column has.
+            "distinct": min(estimate, count),
         }
         if name in orderable:
             columns[name].update(_range_entry(kind, ranges[name]))

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from support import WriteFile
 
+from appliance.storage import Catalog, ingest
 from appliance.storage import _quality as quality
 from appliance.storage._quality import quality_report
 
@@ -184,3 +186,14 @@ def test_report_empty_table_no_duplicates() -> None:
     assert report["rows"] == 0
     assert report["duplicate_rows"] == 0
     assert report["columns"]["x"]["null_rate"] is None
+
+
+def test_distinct_estimate_at_most_values(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    lines = "".join(f"{index}\n" for index in range(50_010))
+    path = write_file("many.csv", "id\n" + lines)
+
+    result = ingest(catalog, "many", [path])
+
+    assert result.version.report["quality"]["columns"]["id"]["distinct"] <= 50_010
