@@ -758,6 +758,21 @@ def _text_csv_sql(
     )
 
 
+_FIELD_COUNTS = (
+    "' (' || regexp_extract(error_message, 'Found: ([0-9]+)', 1) || '; the "
+    "header has ' || regexp_extract(error_message, 'Columns: ([0-9]+)', 1) || "
+    "' columns)'"
+)
+_REJECT_MESSAGE = (
+    "CASE CAST(error_type AS VARCHAR) "
+    f"WHEN 'TOO MANY COLUMNS' THEN 'too many fields' || {_FIELD_COUNTS} "
+    f"WHEN 'MISSING COLUMNS' THEN 'too few fields' || {_FIELD_COUNTS} "
+    "ELSE CAST(error_type AS VARCHAR) || ': ' || error_message END"
+)
+"""SQL of a rejected record's reason: field counts in words for a record of
+too many or too few fields, DuckDB's type and message for the rest."""
+
+
 def malformed_records(db: duckdb.DuckDBPyConnection, files: int) -> str | None:
     """Return SQL of the records the text read could not split into the columns.
 
@@ -780,8 +795,7 @@ def malformed_records(db: duckdb.DuckDBPyConnection, files: int) -> str | None:
     return " UNION ALL ".join(
         f"SELECT {index} AS _file, CAST(line AS BIGINT) AS line, "
         "CAST(line_byte_position AS BIGINT) AS line_position, column_name, "
-        f"csv_line, CAST(error_type AS VARCHAR) || ': ' || error_message AS message "
-        f"FROM {table}"
+        f"csv_line, {_REJECT_MESSAGE} AS message FROM {table}"
         for index, table in enumerate(tables)
     )
 
