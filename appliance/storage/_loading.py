@@ -273,13 +273,17 @@ def _read_without_repeats(
     `_repeated_keys`), so that their rows are quarantined.
     """
     copy = staging / f"without_repeats_{index}.jsonl"
+    # A second read of the same ingest, as for printed rejections, finds the
+    # copy of the first and logs nothing more.
+    first = not copy.exists()
     repeats = write_without_repeats(source.path, copy)
     store_repeats(db, index, repeats)
-    logger.info(
-        "JSON-lines objects repeat keys, rows quarantined file=%s keys=%d",
-        source.path,
-        len(repeats),
-    )
+    if first:
+        logger.info(
+            "JSON-lines objects repeat keys, rows quarantined file=%s keys=%d",
+            source.path,
+            len(repeats),
+        )
     # The copy's folder is named like a Hive partition (version=ID.tmp).
     return _other_sql(replace(source, path=copy), hive_partitioning=False)
 

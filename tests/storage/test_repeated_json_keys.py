@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,16 @@ def test_file_rows_quarantined(catalog: Catalog, write_file: WriteFile) -> None:
         "key 'a' appears 2 times in the object, with the values 2, 3.50; send "
         "each key once"
     )
+
+
+def test_repeats_logged_once_per_file(
+    catalog: Catalog, write_file: WriteFile, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="appliance.storage._loading"):
+        ingest(catalog, "events", [write_file("events.jsonl", LINES)])
+
+    logged = [r for r in caplog.records if "repeat keys" in r.getMessage()]
+    assert len(logged) == 1
 
 
 def test_strict_ingest_names_key(catalog: Catalog, write_file: WriteFile) -> None:
