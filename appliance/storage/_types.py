@@ -45,7 +45,7 @@ _ANY_TESTS = (
     "twelve_hour",
 )
 """Tests that are true when any value fits; all the others need every value."""
-_NON_DATE_TESTS = ("bigint", "double", "comma", "boolean", "grouped")
+_NON_DATE_TESTS = ("bigint", "double", "comma", "boolean", "grouped", "grouped_dots")
 """Tests of the candidates other than dates and times."""
 _DECIMAL_COMMA = r"^[+-]?[0-9]+(,[0-9]+)?([eE][+-]?[0-9]+)?$"
 _ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
@@ -79,6 +79,8 @@ _DATE_LIKE = r"^[0-9]{1,4}[-/. ]([0-9]{1,2}|[A-Za-z]{3,9})[-/. ][0-9]{1,4}$"
 _DAY_MONTH = r"^[0-9]{1,2}[-/.][0-9]{1,2}[-/.][0-9]{4}$"
 _GROUPED = r"^[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?$"
 """A number with commas between groups of thousands, such as 1,234.5."""
+_GROUPED_DOTS = r"^[+-]?[0-9]{1,3}(\.[0-9]{3})+(,[0-9]+)?$"
+"""A number with dots between groups of thousands, such as 1.234,5."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,9 @@ def infer_types(
         for name in pending:
             try:
                 column = _choose(known[name], date_formats, decimal_separator)
-                warning = _text_warning(name, known[name], column, date_formats)
+                warning = _text_warning(
+                    name, known[name], column, (date_formats, decimal_separator)
+                )
             except _Unknown as unknown:
                 requests[name] = unknown.test
                 continue
@@ -260,6 +264,10 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
         "grouped": every(
             f"regexp_matches({v}, '{_GROUPED}') OR TRY_CAST({v} AS DOUBLE) IS NOT NULL"
         ),
+        "grouped_dots": every(
+            f"regexp_matches({v}, '{_GROUPED_DOTS}') OR "
+            f"regexp_matches({v}, '{_DECIMAL_COMMA}')"
+        ),
         # Only `_ambiguous` reads these two, and only when every value matches
         # _DAY_MONTH, so their CASE parses only the values that match it.
         "day_first_only": _only_one_order(v, "%m/%d/%Y", "%d/%m/%Y"),
@@ -361,8 +369,13 @@ def _text_warning(
     name: str,
     outcome: _Outcome,
     chosen: ColumnType,
-    date_formats: tuple[str, ...],
+    settings: tuple[tuple[str, ...], str | None],
 ) -> str | None:
+    """Return the warning of a column left as text that looks typed, if any.
+
+    `settings` are the dataset's allowed date formats and decimal separator.
+    """
+    date_formats, decimal_separator = settings
     if chosen.type != "VARCHAR" or not outcome["present"]:
         return None
     if outcome["day_month"] and _ambiguous(outcome):
@@ -389,6 +402,12 @@ def _text_warning(
         return (
             f"column {name!r} contains numbers with ',' between thousands (such as "
             "1,234.5), so it stays text; remove the separators from the file to "
+            "store it as numbers"
+        )
+    if decimal_separator != "." and outcome["grouped_dots"]:
+        return (
+            f"column {name!r} contains numbers with '.' between thousands (such as "
+            "1.234,5), so it stays text; remove the separators from the file to "
             "store it as numbers"
         )
     # Read from the first rows only: dict.get gives None where they did not

@@ -446,6 +446,22 @@ def test_thousands_separators_flagged(catalog: Catalog, write_file: WriteFile) -
     ]
 
 
+def test_dotted_thousands_with_decimal_comma_flagged(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("amounts.csv", "id;amount\n1;1.234,5\n2;2,5\n")
+    settings = DatasetConfig(name="amounts", delimiter=";", decimal_separator=",")
+
+    result = ingest(catalog, "amounts", [path], settings=settings)
+
+    assert result.version.schema == {"id": "BIGINT", "amount": "VARCHAR"}
+    assert result.warnings == [
+        "column 'amount' contains numbers with '.' between thousands (such as "
+        "1.234,5), so it stays text; remove the separators from the file to "
+        "store it as numbers"
+    ]
+
+
 def test_text_with_commas_not_flagged(catalog: Catalog, write_file: WriteFile) -> None:
     path = write_file("notes.csv", 'id,note\n1,"1,234.5"\n2,"red, blue"\n')
 
