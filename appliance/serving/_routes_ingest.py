@@ -68,7 +68,14 @@ class RowsAccepted(msgspec.Struct):
     """Rows written to a dataset's buffer."""
 
     dataset: str
-    accepted: Annotated[int, msgspec.Meta(description="Rows of this request.")]
+    accepted: Annotated[
+        int,
+        msgspec.Meta(
+            description="Rows of this request written to the buffer. The flush "
+            "checks them against the contract and may still quarantine some; "
+            "its counts are in the buffer status."
+        ),
+    ]
     buffered: Annotated[
         int,
         msgspec.Meta(
