@@ -180,8 +180,13 @@ def record(
             ensure_table(db)
             db.execute("BEGIN TRANSACTION")
             began = True
+            # max(seq), not ORDER BY seq DESC LIMIT 1: after a deletion of the
+            # newest rows DuckDB 2.0.1 returned an older row for the latter.
             last = first_row(
-                db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                db.execute(
+                    "SELECT seq, hash FROM audit_log "
+                    "WHERE seq = (SELECT max(seq) FROM audit_log)"
+                )
             )
             seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
             fields = (at, who.name, who.role, who.user, action, target, text, outcome)

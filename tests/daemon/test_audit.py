@@ -214,3 +214,18 @@ def test_reload_and_ack_audited(start_daemon: Any, home: Path) -> None:
     reloads = [e for e in entries if e["action"] == "config.reload"]
     assert [(e["actor"], e["outcome"]) for e in reloads] == [("daemon", "ok")]
     assert reloads[0]["target"] == str(daemon.config.resolve())
+
+
+def test_audit_goes_on_after_newest_deleted(tmp_path: Path) -> None:
+    from appliance.access import record
+    from appliance.storage import Catalog
+
+    home = tmp_path / "home"
+    with Catalog(home) as catalog:
+        for index in range(25):
+            record(catalog, "test.step", f"step {index}")
+        catalog.db.execute("DELETE FROM audit_log WHERE seq >= 22")
+    with Catalog(home) as catalog:
+        written = [record(catalog, "test.step", f"again {i}") for i in range(2)]
+
+    assert [entry.seq if entry else None for entry in written] == [22, 23]
