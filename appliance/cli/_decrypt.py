@@ -31,10 +31,15 @@ def read_rows(
         ColumnKeyError: `decrypt` is set and the key does not decrypt them.
     """
     from appliance.crypto import column_cipher
-    from appliance.storage import encrypted_columns, scan_sql
+    from appliance.errors import StorageError
+    from appliance.storage import encrypted_columns, lost_files_message, scan_sql
 
-    with duckdb.connect() as db:
-        table = db.sql(f"{scan_sql(version)} LIMIT {int(limit)}").to_arrow_table()
+    try:
+        with duckdb.connect() as db:
+            sql = f"{scan_sql(version)} LIMIT {int(limit)}"
+            table = db.sql(sql).to_arrow_table()
+    except duckdb.IOException:
+        raise StorageError(lost_files_message(version)) from None
     encrypted = encrypted_columns(version)
     if decrypt and encrypted:
         cipher = column_cipher(config)

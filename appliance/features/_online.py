@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from appliance.config import Config, FeatureViewConfig
 from appliance.crypto import ColumnCipher, column_cipher, encrypt_rows, encrypt_table
 from appliance.dbrows import first_row
-from appliance.errors import NotFoundError, RequestError, shown
+from appliance.errors import NotFoundError, RequestError, StorageError, shown
 from appliance.features._derived import DerivedColumns, NotCached
 from appliance.features._index import Unsupported, ViewIndex, arrow_types, event_time
 from appliance.features._join import join_table
@@ -189,23 +189,22 @@ class FeatureServer:
             for view in declared:
                 users.setdefault(view.name, []).append(model)
                 views[view.name] = view
-        problems = []
+        problems, lost = [], []
         unreadable = {name.lower(): error for name, error in store.unreadable.items()}
         for name, view in views.items():
             for dataset in _datasets_without_version(store, view.sql):
                 reader = f"feature view {name!r} of model {', '.join(users[name])}"
                 error = unreadable.get(dataset.lower())
                 if error is not None:
-                    problems.append(
-                        f"{reader} reads dataset {dataset!r}, whose files could not "
-                        f"be read ({error}); restore its lake folder from a backup "
-                        "or ingest it again"
-                    )
+                    lost.append(f"{reader} cannot read its data: {error}")
                     continue
                 problems.append(
                     f"{reader} reads dataset {dataset!r}, which has no version yet; "
                     f"ingest it with 'appliance ingest {dataset} FILE'"
                 )
+        if lost:
+            # Files gone from the lake are a storage fault, not a missing name.
+            raise StorageError("; ".join(lost + problems))
         if problems:
             raise NotFoundError("; ".join(problems))
 

@@ -26,6 +26,7 @@ from appliance.storage import (
     DatasetVersion,
     encrypted_columns,
     list_versions,
+    lost_files_message,
     scan_sql,
     tables_read,
 )
@@ -50,7 +51,7 @@ class FeatureStore:
     """Columns that any of the versions read stores encrypted."""
     unreadable: dict[str, str] = field(default_factory=dict)
     """Datasets left without a view because their files could not be read,
-    with DuckDB's error."""
+    with the error that says so."""
 
     def view_columns(self, view: FeatureViewConfig) -> list[str]:
         """Return the output columns of a feature view's SQL.
@@ -62,12 +63,7 @@ class FeatureStore:
             columns = self.cache.columns(view.sql, lambda: self._describe(view.sql))
         except duckdb.Error as exc:
             known = ", ".join(sorted(self.versions)) or "none"
-            lost = "".join(
-                f"; dataset {name!r} has no view because its files could not be "
-                f"read ({error}), so restore its lake folder from a backup or "
-                "ingest it again"
-                for name, error in sorted(self.unreadable.items())
-            )
+            lost = "".join(f"; {error}" for _, error in sorted(self.unreadable.items()))
             raise ConfigError(
                 f"invalid SQL of feature view {view.name!r}: {exc}; datasets with "
                 f"a version: {known}{lost}"
@@ -252,14 +248,14 @@ def store_of(versions: Sequence[DatasetVersion] | object) -> FeatureStore:
     for version in versions:
         try:
             db.execute(f"CREATE VIEW {ident(version.dataset)} AS {scan_sql(version)}")
-        except duckdb.IOException as exc:
+        except duckdb.IOException:
             # A lost lake folder of one dataset leaves the others usable.
-            unreadable[version.dataset] = str(exc)
+            unreadable[version.dataset] = lost_files_message(version)
             logger.error(
-                "dataset files unreadable dataset=%s version=%s error=%s",
+                "dataset files unreadable dataset=%s version=%s path=%s",
                 version.dataset,
                 version.version,
-                exc,
+                version.path,
             )
             continue
         read[version.dataset] = version.version

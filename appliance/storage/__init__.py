@@ -30,6 +30,7 @@ from appliance.storage._datasets import (
     get_dataset_version,
     latest_version,
     list_versions,
+    lost_files_message,
     scan_sql,
 )
 from appliance.storage._encrypted import (
@@ -134,6 +135,7 @@ __all__ = [
     "diff_versions",
     "get_dataset_version",
     "list_quarantine",
+    "lost_files_message",
     "scan_sql",
     "stored_contract",
     "fail_run",

@@ -232,6 +232,15 @@ def record_version(catalog: Catalog, version: DatasetVersion) -> None:
     )
 
 
+def lost_files_message(version: DatasetVersion) -> str:
+    """Return the error text for a version whose Parquet files are gone."""
+    return (
+        f"dataset {version.dataset!r} version {version.version} has no readable "
+        f"files in {version.path}; restore that folder from a backup (an ingest "
+        "of the same files finds them ingested already and writes nothing)"
+    )
+
+
 def scan_sql(version: DatasetVersion) -> str:
     """Return a SELECT that reads every row of `version` in its recorded schema.
 

@@ -11,7 +11,7 @@ import pytest
 from support import load_config_text
 
 from appliance.config import Config
-from appliance.errors import NotFoundError, RequestError, TrainingError
+from appliance.errors import RequestError, StorageError, TrainingError
 from appliance.features import FeatureServer, model_views, open_store
 from appliance.storage import Catalog, ingest
 
@@ -316,11 +316,13 @@ def test_view_of_lost_lake_folder_named(tmp_path: Path) -> None:
     config = make_home(tmp_path)
     shutil.rmtree(config.storage.home / "lake" / "planes")
 
-    with pytest.raises(NotFoundError) as raised:
+    with pytest.raises(StorageError) as raised:
         FeatureServer(config).load()
 
     message = str(raised.value)
-    assert "feature view 'planes' of model late reads dataset 'planes'" in message
-    assert "whose files could not be read (IO Error: No files found" in message
-    assert "restore its lake folder from a backup or ingest it again" in message
+    assert "feature view 'planes' of model late cannot read its data" in message
+    assert "dataset 'planes' version" in message
+    assert "has no readable files in" in message
+    assert "restore that folder from a backup" in message
     assert "weather" not in message
+    assert "IO Error" not in message

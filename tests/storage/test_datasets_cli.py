@@ -239,3 +239,20 @@ def test_listing_at_its_limit_says_so(tmp_path: Path) -> None:
     assert len(rows.stdout.splitlines()) == 1
     assert above.returncode == 1
     assert "limit 10001 is above the maximum of 10000 rows per query" in above.stderr
+
+
+def test_rows_of_lost_folder_named(tmp_path: Path) -> None:
+    import shutil
+
+    (tmp_path / "c.toml").write_text(CONFIG)
+    source = tmp_path / "a.csv"
+    source.write_text("id,region,amount\n1,north,1\n")
+    assert appliance(tmp_path, "ingest", "sales", str(source)).returncode == 0
+    shutil.rmtree(tmp_path / "home" / "lake" / "sales")
+
+    shown = appliance(tmp_path, "datasets", "rows", "sales")
+
+    assert shown.returncode == 1
+    assert "Traceback" not in shown.stderr
+    assert "dataset 'sales' version" in shown.stderr
+    assert "restore that folder from a backup" in shown.stderr
