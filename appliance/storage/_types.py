@@ -379,10 +379,12 @@ def _text_warning(
     if chosen.type != "VARCHAR" or not outcome["present"]:
         return None
     if outcome["day_month"] and _ambiguous(outcome):
+        allowed = ", ".join(date_formats) or "none"
         return (
             f"column {name!r} holds ambiguous dates: every value reads as both "
-            "day-first (%d/%m/%Y) and month-first (%m/%d/%Y), so it stays text; "
-            "declare its date_format in the dataset contract"
+            "day-first and month-first, and the allowed date_formats "
+            f"({allowed}) do not settle which, so it stays text; declare its "
+            "date_format in the dataset contract"
         )
     if outcome["date_like"] and outcome["iso_shaped"]:
         return (

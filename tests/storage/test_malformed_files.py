@@ -431,6 +431,9 @@ def test_day_month_ambiguous_flagged(catalog: Catalog, write_file: WriteFile) ->
     assert result.version.schema == {"d": "VARCHAR"}
     assert len(result.warnings) == 1
     assert "column 'd' holds ambiguous dates" in result.warnings[0]
+    assert (
+        "date_formats (%d/%m/%Y, %m/%d/%Y) do not settle which" in (result.warnings[0])
+    )
 
 
 def test_thousands_separators_flagged(catalog: Catalog, write_file: WriteFile) -> None:
