@@ -12,12 +12,16 @@ query of 37,000 rows took 1.7 s and returned 26 MB, so a larger page would
 hold the daemon's memory and a worker thread for long."""
 
 
-def check_query_limit(limit: int) -> None:
-    """Raise `RequestError` when `limit` is above `MAX_QUERY_ROWS`."""
+def check_query_limit(limit: int, name: str = "limit", paged: bool = True) -> None:
+    """Raise `RequestError` when `limit` is above `MAX_QUERY_ROWS`.
+
+    `name` is the parameter or option that set it, and `paged` tells whether
+    the query takes ``since`` and ``until`` to read the log in parts.
+    """
     if limit > MAX_QUERY_ROWS:
+        parts = " and read the log in parts with since and until" if paged else ""
         raise RequestError(
-            f"limit {limit} is above the maximum of {MAX_QUERY_ROWS} rows per "
-            f"query; ask for at most {MAX_QUERY_ROWS} rows and read the log in "
-            "parts with since and until",
+            f"{name} {limit} is above the maximum of {MAX_QUERY_ROWS} rows per "
+            f"query; ask for at most {MAX_QUERY_ROWS} rows{parts}",
             limit=limit,
         )

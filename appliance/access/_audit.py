@@ -112,8 +112,8 @@ class Anchor:
         if not seq.isdigit() or int(seq) < 1 or not valid_hash:
             raise ValueError(
                 f"invalid audit anchor {text!r}: expected SEQ:HASH, an entry "
-                "number and its 64 hex digit hash, as the log line 'audit entry "
-                "recorded' or 'appliance audit list --json' shows them"
+                "number from 1 and its 64 hex digit hash, as the log line 'audit "
+                "entry recorded' or 'appliance audit list --json' shows them"
             )
         return cls(int(seq), digest)
 

@@ -152,9 +152,13 @@ def _audit_verify(config: Config, args: argparse.Namespace) -> int:
         if count:
             print(f"keep '{count}:{head}' off the box and pass it as --anchor later")
         return 0
+    before = check["entries"]
+    verified = {0: "no entry before it", 1: "the 1 entry before it"}.get(
+        before, f"the {before} entries before it"
+    )
     print(
         f"audit log broken at entry {check['broken_seq']}: {check['problem']}; "
-        f"the {check['entries']} entries before it verified"
+        f"{verified} verified"
     )
     return 1
 

@@ -93,7 +93,7 @@ def note_limit(shown: int, limit: tuple[int, str]) -> None:
     ``(100, "--limit")``.
     """
     count, option = limit
-    if shown >= count:
+    if count and shown >= count:
         rows = "1 row" if shown == 1 else f"{shown} rows"
         print(
             f"showing {rows}, the limit; more may match, so pass a larger "

@@ -62,7 +62,7 @@ def register(commands: Any) -> None:
 
 
 def _tail(config: Config, args: argparse.Namespace) -> None:
-    check_query_limit(args.rows)
+    check_query_limit(args.rows, "--rows", paged=False)
     rows = fetch(config, {"model": args.name, "limit": args.rows, "newest_first": True})
     if not rows:
         check_model_known(config, args.name)
@@ -77,7 +77,7 @@ def _query(config: Config, args: argparse.Namespace) -> None:
         "until": args.until,
         "limit": args.limit,
     }
-    check_query_limit(args.limit)
+    check_query_limit(args.limit, "--limit")
     rows = fetch(config, params)
     if not rows and args.model is not None:
         check_model_known(config, args.model)

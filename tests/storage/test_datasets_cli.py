@@ -230,6 +230,8 @@ def test_listing_at_its_limit_says_so(tmp_path: Path) -> None:
     whole = appliance(tmp_path, "datasets", "quarantine", "sales", "--limit", "3")
     rows = appliance(tmp_path, "datasets", "rows", "sales", "--limit", "1", "--json")
     above = appliance(tmp_path, "predictions", "query", "--limit", "10001")
+    tail = appliance(tmp_path, "predictions", "tail", "m", "-n", "10001")
+    none = appliance(tmp_path, "datasets", "rows", "sales", "--limit", "0")
 
     note = "showing 1 row, the limit; more may match, so pass a larger --limit"
     assert note in cut.stderr
@@ -238,7 +240,11 @@ def test_listing_at_its_limit_says_so(tmp_path: Path) -> None:
     assert note in rows.stderr
     assert len(rows.stdout.splitlines()) == 1
     assert above.returncode == 1
-    assert "limit 10001 is above the maximum of 10000 rows per query" in above.stderr
+    assert "--limit 10001 is above the maximum of 10000 rows per query" in above.stderr
+    assert tail.returncode == 1
+    assert "--rows 10001 is above the maximum" in tail.stderr
+    assert "since" not in tail.stderr
+    assert "the limit" not in none.stderr
 
 
 def test_rows_of_lost_folder_named(tmp_path: Path) -> None:
