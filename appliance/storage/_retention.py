@@ -32,17 +32,25 @@ def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
     """Delete all but the newest `keep` versions of `dataset`; return their ids.
 
     Only versions that added rows count towards `keep`: an append whose rows
-    were all quarantined, such as a buffer flush of bad rows, is kept while
-    a newer version is, and does not push out a version with data. An older
+    were all quarantined, such as a buffer flush of bad rows, does not push
+    out a version with data. Of such appends newer than the oldest kept
+    version with data, the newest `keep` are kept. An older
     version that a registered model was trained on is kept too. A deleted
     version's folder stays while a kept version still reads it (an
     ``append`` child reads its parent's files).
     """
     versions = list_versions(catalog, dataset)
     newest = _newest_with_rows(versions, keep)
-    kept = versions[:newest] + [v for v in versions[newest:] if v.used_by]
-    dropped = [v for v in versions[newest:] if not v.used_by]
-    for version in kept[newest:]:
+    # Of the appends without rows among the kept, the newest `keep` stay, so
+    # a steady stream of bad rows does not grow the catalog without bound.
+    empty = [v.version for v in versions[:newest] if _added_no_rows(v)]
+    surplus = set(empty[keep:])
+    window = [v for v in versions[:newest] if v.version not in surplus]
+    in_window = {v.version for v in window}
+    older = [v for v in versions if v.version not in in_window]
+    kept = window + [v for v in older if v.used_by]
+    dropped = [v for v in older if not v.used_by]
+    for version in kept[len(window) :]:
         logger.info(
             "version kept by retention dataset=%s version=%s used_by=%s",
             dataset,
@@ -70,11 +78,15 @@ def _newest_with_rows(versions: list[DatasetVersion], keep: int) -> int:
     of them added rows."""
     counted = 0
     for index, version in enumerate(versions):
-        added = not (version.mode == "append" and version.report.get("accepted") == 0)
-        counted += added
+        counted += not _added_no_rows(version)
         if counted == keep:
             return index + 1
     return len(versions)
+
+
+def _added_no_rows(version: DatasetVersion) -> bool:
+    """Tell whether `version` is an append whose rows were all quarantined."""
+    return version.mode == "append" and version.report.get("accepted") == 0
 
 
 def removed_versions(catalog: Catalog, dataset: str) -> list[DatasetVersion]:
