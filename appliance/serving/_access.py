@@ -348,10 +348,15 @@ class AccessGate:
                 f"{place} needs an API key with role {required!r} or higher; "
                 f"{_SEND_KEY_HINT}"
             )
-        else:
+        elif self.state.config.security.require_keys:
             message = (
                 f"the API key sent is unknown or revoked; {place} needs a key "
                 f"with role {required!r} or higher"
+            )
+        else:
+            message = (
+                "the API key sent is unknown or revoked; this daemon takes "
+                "requests without a key too, so send a valid key or none"
             )
         request_id = new_request_id()
         body = {

@@ -171,7 +171,9 @@ def test_open_daemon_checks_sent_keys(start_daemon: Any, home: Path) -> None:
         # Another scheme counts as no key, so a proxy's Basic header passes.
         basic = http.get("/v1/models", headers={"Authorization": "Basic dTpw"})
         assert basic.status_code == 200
-        assert http.get("/v1/models", headers=bearer("apk_wrong")).status_code == 401
+        wrong = http.get("/v1/models", headers=bearer("apk_wrong"))
+        assert wrong.status_code == 401
+        assert "send a valid key or none" in wrong.json()["error"]
         refused = http.get("/v1/admin/keys", headers=bearer(tokens["reader"]))
         assert refused.status_code == 403
 
