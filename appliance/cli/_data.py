@@ -260,9 +260,15 @@ def _show(config: Config, args: argparse.Namespace) -> None:
     print(f"\nquality: duplicate rows {quality.get('duplicate_rows', '?')}")
     for statistic, method in quality.get("methods", {}).items():
         print(f"  {statistic}: {method}")
+    from appliance.storage import encrypted_columns
+
+    # The range of ciphertext says nothing about the values.
+    encrypted = set(encrypted_columns(version))
     rows = []
     for name, kind in version.schema.items():
         stats = quality.get("columns", {}).get(name, {})
+        if name in encrypted:
+            stats = {**stats, "min": "(encrypted)", "max": "(encrypted)"}
         quantiles = stats.get("quantiles") or {}
         rows.append(
             {

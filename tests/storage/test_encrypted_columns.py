@@ -307,7 +307,15 @@ def test_sensitive_setting_applies_to_new_versions(tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="an append would mix plaintext"):
         ingest_flights(config, write_flights(tmp_path, ["N1,1,1"]), mode="append")
     second = ingest_flights(config, path)
+    encrypted = run_appliance(
+        tmp_path / "config.toml", config.storage.home, "datasets", "show", "flights"
+    )
 
+    assert encrypted.returncode == 0, encrypted.stderr
+    tailnum = next(
+        line for line in encrypted.stdout.splitlines() if line.startswith("tailnum ")
+    )
+    assert tailnum.count("(encrypted)") == 2
     assert shown.returncode == 0, shown.stderr
     assert "PLAINTEXT: tailnum declared sensitive after this version" in shown.stdout
     assert second.created
