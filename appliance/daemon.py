@@ -339,8 +339,6 @@ async def serve_features(state: DaemonState) -> AsyncIterator[None]:
             logger.warning("feature views not loaded yet: %s", exc)
         except StorageError as exc:
             # Lost lake files are named in full by the message, with the remedy.
-            # NOTE: /health/ready still reports ready while predictions of the
-            # models that read such a view fail.
             logger.error("feature views load failed error=%s", exc)
         except ApplianceError:
             logger.exception("feature views load failed; retried on the first request")

@@ -42,15 +42,21 @@ async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
 
     A model with a registered version none of which loads, such as one whose
     artifact fails its signature check, makes the daemon not ready, so that a
-    load balancer sends its requests to another box.
+    load balancer sends its requests to another box. So do feature views that
+    are not loaded, such as over a dataset whose lake files are gone, because
+    the predictions of the models that join them fail.
     """
     state = daemon_state(request)
     failed = {model for model, _, served, _ in state.load_failures if served is None}
     unserved = sorted(failed - set(state.models.models))
+    features = getattr(state, "features", None)
     checks = {
         "models_loaded": state.models.loaded,
         "prediction_log_running": state.predictions.running,
         "every_model_served": not unserved,
+        "feature_views_loaded": features is None
+        or not features.models
+        or features.loaded_at > 0,
     }
     ok = all(checks.values())
     body = {

@@ -142,3 +142,31 @@ def arrow_proba(base: str, row: dict) -> float:
     assert "x-appliance-warnings" not in response.headers
     output = pa.ipc.open_stream(response.content).read_all()
     return output.column("probability_true").to_pylist()[0]
+
+
+def test_lost_view_data_makes_daemon_not_ready(tmp_path: Path) -> None:
+    import shutil
+
+    config = load_config_text(tmp_path, CONFIG)
+    flights_csv, weather_csv = write_flights_week(tmp_path, days=28)
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "flights", [flights_csv])
+        ingest(catalog, "weather", [weather_csv])
+    train_model(config, "late")
+    shutil.rmtree(config.storage.home / "lake" / "weather")
+    config_path, home = tmp_path / "config.toml", config.storage.home
+    daemon = start_daemon(config_path, home, tmp_path / "daemon.log")
+    try:
+        ready = httpx.get(daemon.base_url + "/health/ready")
+        row = {"origin": "EWR", "time_hour": "2013-02-10T09:30:00Z", "distance": 190}
+        predicted = httpx.post(
+            daemon.base_url + "/v1/models/late/predict", json={"rows": [row]}
+        )
+    finally:
+        stop_daemon(daemon)
+
+    assert ready.status_code == 503
+    assert ready.json()["feature_views_loaded"] is False
+    assert predicted.status_code >= 500
+    assert "restore that folder from a backup" in predicted.json()["error"]
+    assert "IO Error" not in predicted.json()["error"]
