@@ -1,7 +1,7 @@
 """The limit of one prediction log query, shared by the daemon's route and the CLI.
 
 The module imports nothing heavy, so the CLI checks a limit before it opens
-the catalog or asks the daemon.
+the catalog or sends the query to the daemon.
 """
 
 from appliance.errors import RequestError
@@ -15,7 +15,7 @@ hold the daemon's memory and a worker thread for long."""
 def check_query_limit(limit: int, name: str = "limit", paged: bool = True) -> None:
     """Raise `RequestError` when `limit` is above `MAX_QUERY_ROWS`.
 
-    `name` is the parameter or option that set it, and `paged` tells whether
+    `name` is the parameter or option that set it, and `paged` is whether
     the query takes ``since`` and ``until`` to read the log in parts.
     """
     if limit > MAX_QUERY_ROWS:

@@ -91,7 +91,7 @@ def schema_changes(
 def _same_values(source: str | None, rule: ColumnRule) -> bool:
     """Tell whether values of type `source` keep their value as the rule's
     type, as whole numbers do as DOUBLE and text does in the rule's
-    `date_format`, so a reader of the contract sees no change."""
+    `date_format`, so no change is reported."""
     kind = (rule.type or "").upper()
     if source in (None, kind):
         return True
