@@ -390,7 +390,7 @@ def _diff(config: Config, args: argparse.Namespace) -> None:
 
 def _statistic_text(key: str, value: Any) -> Any:
     if key != "null_sources":
-        return value
+        return _number(value)
     # A column without a missing value has no counts.
     return "{" + _null_sources_text(value) + "}" if value else "(none)"
 

@@ -84,6 +84,7 @@ def test_datasets_commands_end_to_end(tmp_path: Path) -> None:
     assert "  distinct: approximate, HyperLogLog" in shown.stdout
     assert diff.returncode == 0, diff.stderr
     assert "rows 2 -> 3" in diff.stdout
+    assert "max 3 -> 4" in diff.stdout
     assert (
         tmp_path / "home" / "lake" / "sales" / f"version={newest}" / "region=south"
     ).is_dir()
