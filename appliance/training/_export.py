@@ -112,8 +112,8 @@ _ZERO_THRESHOLD = 1e-30
 _TREE_OPS = {"TreeEnsembleClassifier", "TreeEnsembleRegressor"}
 _NODES_PER_STOP_CHECK = 64
 """Tree nodes between stop checks in `round_thresholds`. The placement took
-about 20 us a node for 300 LightGBM trees of 63 leaves on 300,000 rows (a
-one-off run on a shared 2-core host), so a check comes about every 1 ms."""
+about 10 us a node for 300 LightGBM trees of 63 leaves on 300,000 rows
+(benchmarks/threshold_placement.py), so a check comes about every 1 ms."""
 
 
 def round_thresholds(
