@@ -180,8 +180,9 @@ def record(
             ensure_table(db)
             db.execute("BEGIN TRANSACTION")
             began = True
-            # max(seq), not ORDER BY seq DESC LIMIT 1: after a deletion of the
-            # newest rows DuckDB 2.0.1 returned an older row for the latter.
+            # The newest entry is found by max(seq). After a deletion of the
+            # newest rows, ORDER BY seq DESC LIMIT 1 returned an older row in
+            # DuckDB 2.0.1.
             last = first_row(
                 db.execute(
                     "SELECT seq, hash FROM audit_log "

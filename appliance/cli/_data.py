@@ -262,7 +262,7 @@ def _show(config: Config, args: argparse.Namespace) -> None:
         print(f"  {statistic}: {method}")
     from appliance.storage import encrypted_columns
 
-    # The range of ciphertext says nothing about the values.
+    # The range of ciphertext does not describe the values.
     encrypted = set(encrypted_columns(version))
     rows = []
     for name, kind in version.schema.items():

@@ -68,8 +68,8 @@ def print_rows(
     """Print rows as JSON lines or as an aligned table of `columns`.
 
     `limit` is the listing's row limit and its option, such as
-    ``(100, "--limit")``. When the rows reach it, a note on stderr tells that
-    more rows may match.
+    ``(100, "--limit")``. When the rows reach it, a note on stderr reports
+    that more rows may match.
     """
     if limit is not None:
         note_limit(len(rows), limit)

@@ -51,7 +51,7 @@ class FeatureStore:
     """Columns that any of the versions read stores encrypted."""
     unreadable: dict[str, str] = field(default_factory=dict)
     """Datasets left without a view because their files could not be read,
-    with the error that says so."""
+    with the error message that names the lost folder."""
 
     def view_columns(self, view: FeatureViewConfig) -> list[str]:
         """Return the output columns of a feature view's SQL.

@@ -273,9 +273,9 @@ def sample_sql(version: DatasetVersion, every: int) -> str | None:
 def value_sample_sql(version: DatasetVersion, every: int) -> str:
     """Return a SELECT of about one row in `every` of `version`, read as `scan_sql`.
 
-    A row is taken when a hash of its values is a multiple of `every`, so
-    the sample does not depend on the order of the rows in the files, which
-    for Hive-partitioned files is the order DuckDB's threads wrote them in.
+    A row is taken when a hash of its values is a multiple of `every`. So
+    the sample does not depend on the order of the rows in the files. In
+    Hive-partitioned files that is the order DuckDB's threads wrote them in.
     Equal rows are taken or left out together.
     """
     values = ", ".join(ident(name) for name in version.schema)

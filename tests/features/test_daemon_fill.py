@@ -16,6 +16,7 @@ from support import (
     write_flights_week,
 )
 
+from appliance.config import Config
 from appliance.storage import Catalog, ingest
 from appliance.training import train_model
 
@@ -42,13 +43,20 @@ n_estimators = 20
 """
 
 
-def test_predict_fills_features_from_keys(tmp_path: Path) -> None:
+def _trained(tmp_path: Path) -> Config:
+    """Return the config of a home with four weeks of flights and weather,
+    and model ``late`` trained on them."""
     config = load_config_text(tmp_path, CONFIG)
     flights_csv, weather_csv = write_flights_week(tmp_path, days=28)
     with Catalog(config.storage.home) as catalog:
         ingest(catalog, "flights", [flights_csv])
         ingest(catalog, "weather", [weather_csv])
     train_model(config, "late")
+    return config
+
+
+def test_predict_fills_features_from_keys(tmp_path: Path) -> None:
+    config = _trained(tmp_path)
 
     config_path, home = tmp_path / "config.toml", config.storage.home
     daemon = start_daemon(config_path, home, tmp_path / "daemon.log")
@@ -144,15 +152,10 @@ def arrow_proba(base: str, row: dict) -> float:
     return output.column("probability_true").to_pylist()[0]
 
 
-def test_lost_view_data_makes_daemon_not_ready(tmp_path: Path) -> None:
+def test_lost_view_data_not_ready(tmp_path: Path) -> None:
     import shutil
 
-    config = load_config_text(tmp_path, CONFIG)
-    flights_csv, weather_csv = write_flights_week(tmp_path, days=28)
-    with Catalog(config.storage.home) as catalog:
-        ingest(catalog, "flights", [flights_csv])
-        ingest(catalog, "weather", [weather_csv])
-    train_model(config, "late")
+    config = _trained(tmp_path)
     shutil.rmtree(config.storage.home / "lake" / "weather")
     config_path, home = tmp_path / "config.toml", config.storage.home
     daemon = start_daemon(config_path, home, tmp_path / "daemon.log")
