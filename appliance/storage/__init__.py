@@ -71,6 +71,7 @@ from appliance.storage._retention import apply_retention
 from appliance.storage._runs import (
     FAILED,
     FINISHED,
+    INTERRUPTED,
     RUNNING,
     Run,
     RunLog,
@@ -95,6 +96,7 @@ __all__ = [
     "CHAMPION",
     "FAILED",
     "FINISHED",
+    "INTERRUPTED",
     "MODEL_FILE",
     "RUNNING",
     "SCHEMA_FILE",

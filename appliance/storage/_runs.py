@@ -2,8 +2,9 @@
 
 A run is inserted when it starts, with its parameters and environment. Its
 results (metrics, per-fold metrics, evaluation, metric series and artifacts)
-are committed in one transaction when it finishes. A run that fails or is
-interrupted is closed as ``failed`` with the error and no partial results.
+are committed in one transaction when it finishes. A run that fails is closed
+as ``failed``, and one stopped on request or ended with its process as
+``interrupted``; either keeps its error and no partial results.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ FINISHED = "finished"
 """The run closed with its results."""
 FAILED = "failed"
 """The run closed with an error and no results."""
+INTERRUPTED = "interrupted"
+"""A stop request or the end of its process closed the run, with no results."""
 
 _COLUMNS = (
     "run_id, model, status, started_at, finished_at, dataset, dataset_version, "
@@ -220,16 +223,21 @@ def finish_run(
     logger.info("run finished run=%s", run_id)
 
 
-def fail_run(catalog: Catalog, run_id: str, error: str) -> None:
-    """Close a run as failed with `error`, keeping only what was known at start."""
+def fail_run(
+    catalog: Catalog, run_id: str, error: str, status: str = FAILED
+) -> None:
+    """Close a run as `status` with `error`, keeping only what was known at start.
+
+    `status` is ``failed`` or ``interrupted``.
+    """
     finished = _now()
     catalog.db.execute(
-        "UPDATE runs SET status = 'failed', finished_at = ?, error = ?, "
+        "UPDATE runs SET status = ?, finished_at = ?, error = ?, "
         "duration_seconds = epoch(CAST(? AS TIMESTAMPTZ) - started_at) "
         "WHERE run_id = ?",
-        [finished, error, finished, run_id],
+        [status, finished, error, finished, run_id],
     )
-    logger.info("run failed run=%s error=%s", run_id, error)
+    logger.info("run closed run=%s status=%s error=%s", run_id, status, error)
 
 
 def list_runs(
@@ -406,7 +414,7 @@ def _insert_log(catalog: Catalog, log: RunLog) -> None:
 
 
 def _close_interrupted(catalog: Catalog) -> None:
-    """Mark this host's running runs whose process has ended as failed."""
+    """Mark this host's running runs whose process has ended as interrupted."""
     rows = catalog.db.execute(
         "SELECT run_id, pid FROM runs WHERE status = 'running' AND host = ?",
         [socket.gethostname()],
@@ -418,6 +426,7 @@ def _close_interrupted(catalog: Catalog) -> None:
             catalog,
             run_id,
             f"interrupted: process {pid} ended before the run was closed",
+            INTERRUPTED,
         )
 
 

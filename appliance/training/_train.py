@@ -23,6 +23,8 @@ from appliance.errors import ExportError, TrainingError, TrainingStopped
 from appliance.serving import OnnxModel
 from appliance.signing import version_signer
 from appliance.storage import (
+    FAILED,
+    INTERRUPTED,
     Catalog,
     ModelVersion,
     RunLog,
@@ -151,7 +153,9 @@ def _recorded_train(
     try:
         return _train(catalog, cfg, run_id, views, window, stop, sign)
     except BaseException as exc:
-        fail_run(catalog, run_id, _error_text(exc))
+        stopped = isinstance(exc, (KeyboardInterrupt, TrainingStopped))
+        status = INTERRUPTED if stopped else FAILED
+        fail_run(catalog, run_id, _error_text(exc), status)
         raise
 
 

@@ -386,7 +386,7 @@ def test_retrain_sigterm_stops_training(daemons: list, daemon_home: Path) -> Non
     assert "retraining interrupted model=shift" in log
     assert "retraining still running at stop" not in log
     assert versions == [1]
-    assert runs[0].status == "failed"
+    assert runs[0].status == "interrupted"
     assert runs[0].error is not None
     assert runs[0].error.startswith("interrupted: training stopped at boosting")
 

@@ -112,7 +112,7 @@ def test_finished_run_commits_log(tmp_path: Path) -> None:
             read_artifact(catalog, run_id, "note.txt")
 
 
-def test_run_of_dead_process_closed_as_failed(tmp_path: Path) -> None:
+def test_run_of_dead_process_closed_as_interrupted(tmp_path: Path) -> None:
     ended = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
@@ -129,7 +129,7 @@ def test_run_of_dead_process_closed_as_failed(tmp_path: Path) -> None:
         start_run(catalog, "m", "d", {}, "test")
 
         run = get_run(catalog, stale)
-        assert run.status == "failed"
+        assert run.status == "interrupted"
         assert run.error == (
             f"interrupted: process {dead_pid} ended before the run was closed"
         )

@@ -166,7 +166,7 @@ def test_stopped_training_registers_nothing(trips: Callable[[str], Config]) -> N
         runs = list_runs(catalog)
         versions = list_models(catalog, "late")
     assert versions == []
-    assert [run.status for run in runs] == ["failed"]
+    assert [run.status for run in runs] == ["interrupted"]
     assert runs[0].error is not None
     assert runs[0].error.startswith("interrupted: training stopped before reading")
 
@@ -283,7 +283,7 @@ def stopped_training(
 def assert_nothing_registered(catalog: Catalog, model: str, where: str) -> None:
     runs = list_runs(catalog, model)
     assert list_models(catalog, model) == []
-    assert [run.status for run in runs] == ["failed"]
+    assert [run.status for run in runs] == ["interrupted"]
     assert runs[0].error is not None
     assert runs[0].error.startswith(f"interrupted: training stopped {where}, on a")
 
