@@ -15,6 +15,8 @@ of the parent version, and when one is declared, of the contract), so
 ingesting the same bytes under the same contract again finds the existing
 version and writes nothing. `_unchanged.find_existing` finds such a version,
 and `_unchanged.check_unchanged` decides whether it may stand for the ingest.
+When a version of the same files has lost its lake files, the ingest writes
+them again instead (`_rebuild`) and stores no new version.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ from appliance.storage._lake_write import Columns, accepted_sql, write_rows
 from appliance.storage._null_sources import NullCounts, add_to_quality
 from appliance.storage._quality import quality_report
 from appliance.storage._quarantine import violation_place
+from appliance.storage._rebuild import find_lost, rebuild_version
 from appliance.storage._retention import (
     apply_retention,
     find_removed_sources,
@@ -129,6 +132,9 @@ class IngestResult:
     stored_in: str | None = None
     """When nothing was written because an ancestor of the latest version
     stored the files, that ancestor's id; `version` is then the latest."""
+    rebuilt: dict[str, int] = field(default_factory=dict)
+    """Versions of the same files whose lost lake files the ingest wrote again,
+    with the count of Parquet files written; `version` is then the first."""
 
 
 def ingest(
@@ -174,7 +180,9 @@ def ingest(
         IngestError: A file is missing, empty, unreadable, of an unknown format,
             breaks the contract while `strict` is set, or, without `force`,
             lacks a column that a feature view's key is read from or has none
-            of the dataset's columns.
+            of the dataset's columns. Or the files are the sources of a
+            version with lost lake files that cannot be rebuilt from them
+            (`rebuild_version`).
         StorageError: The lake or the catalog cannot be written; nothing was
             stored.
         ColumnKeyError: Sensitive columns are declared and `cipher` is None
@@ -194,6 +202,8 @@ def ingest(
         accepted=result.accepted,
         quarantined=result.quarantined,
     )
+    if result.rebuilt:
+        details["rebuilt"] = result.rebuilt
     record(catalog, "dataset.ingest", dataset, details)
     return result
 
@@ -234,6 +244,10 @@ def _ingest(
         _check_case(catalog, dataset)
         mode = "replace"
     resolved = [str(s.path.resolve()) for s in sources] if same_paths else None
+    lost = find_lost(catalog, dataset, hashes, resolved) if parent else []
+    if lost:
+        encryption = (cipher, ciphertext_sources)
+        return _rebuild(catalog, lost, sources, settings, encryption)
     version_id, existing = find_existing(
         catalog,
         dataset,
@@ -728,6 +742,52 @@ def _record_new(
             "check that the catalog is writable and ingest the files again"
         ) from exc
     return version
+
+
+def _rebuild(
+    catalog: Catalog,
+    lost: list[DatasetVersion],
+    sources: list[SourceFile],
+    settings: DatasetConfig,
+    encryption: tuple[ColumnCipher | None, bool],
+) -> IngestResult:
+    """Write the lake files of the `lost` versions of `sources` again.
+
+    The ingest then stores no new version, so that a second ingest of the
+    files does what it would do had the files not been lost.
+    """
+    rebuilt = {}
+    for version in lost:
+        contract = _contract_of(catalog, version, settings)
+        rebuilt[version.version] = rebuild_version(
+            catalog, version, sources, settings, contract, encryption
+        )
+    return IngestResult(lost[0], created=False, rebuilt=rebuilt)
+
+
+def _contract_of(
+    catalog: Catalog, version: DatasetVersion, settings: DatasetConfig
+) -> ContractConfig | None:
+    """Return the contract that the ingest of `version` checked its files against.
+
+    Without a declared contract, an ingest checks the files against the one
+    inferred from the dataset's first version with rows (`stored_contract`),
+    and that version and the ones before it against none.
+    """
+    if settings.contract is not None:
+        return settings.contract
+    row = first_row(
+        catalog.db.execute(
+            "SELECT from_version FROM dataset_contracts WHERE dataset = ?",
+            [version.dataset],
+        )
+    )
+    if row is None or row[0] == version.version:
+        return None
+    inferred_from = find_version(catalog, version.dataset, row[0])
+    if inferred_from is not None and inferred_from.created_at > version.created_at:
+        return None
+    return stored_contract(catalog, version.dataset)
 
 
 def stored_contract(catalog: Catalog, dataset: str) -> ContractConfig | None:
