@@ -54,7 +54,7 @@ def find_lost(
     """Return the versions of exactly these files whose rows cannot all be read.
 
     A version's rows cannot all be read when its own files are missing, or
-    hold another count of rows than the version accepted (`own_files_lost`),
+    contain another count of rows than the version accepted (`own_files_lost`),
     or when the files of an ancestor it appends to are (`lost_ancestor`).
     Besides the versions in the catalog, a version that retention removed
     counts while a kept ``append`` version still reads its folder.
@@ -92,7 +92,7 @@ def _source_key(version: DatasetVersion, with_paths: bool) -> list:
 
 
 def own_globs(version: DatasetVersion) -> list[str]:
-    """Return the globs of the files that hold the version's own rows.
+    """Return the globs of the files that contain the version's own rows.
 
     An ``append`` version with no accepted row has none.
     """
@@ -102,10 +102,10 @@ def own_globs(version: DatasetVersion) -> list[str]:
 def own_files_lost(db: duckdb.DuckDBPyConnection, version: DatasetVersion) -> bool:
     """Tell whether the version's own files are missing, unreadable or incomplete.
 
-    The files are incomplete when they hold another count of rows than the
+    The files are incomplete when they contain another count of rows than the
     version accepted, such as a partitioned folder that lost some of its
     partitions. The count is read from the Parquet footers. A folder that
-    an erasure rewrote holds fewer rows, so only its files' presence counts.
+    an erasure rewrote contains fewer rows, so only its files' presence counts.
     """
     globs = own_globs(version)
     if not globs:
@@ -168,7 +168,7 @@ def rebuild_version(
             against: the declared one, or the one inferred from the
             dataset's first version with rows, or None for that version.
         encryption: The column key's cipher, needed when `settings` declares
-            sensitive columns, and whether the files hold them encrypted.
+            sensitive columns, and whether the files contain them encrypted.
 
     Returns:
         The count of Parquet files written.

@@ -171,6 +171,27 @@ def test_append_with_lost_parent_only(catalog: Catalog, write_file: WriteFile) -
     assert f"Rebuild version {first.version.version} first" in str(raised.value)
 
 
+def test_removed_parent_folder_rebuilt(catalog: Catalog, write_file: WriteFile) -> None:
+    base = write_file("a.csv", "id,region,amount\n1,north,1.5\n")
+    more = write_file("b.csv", "id,region,amount\n2,south,2.5\n")
+    first = ingest(catalog, "sales", [base], settings=sales(keep=1))
+    second = ingest(catalog, "sales", [more], "append", sales(keep=1))
+    before = rows(catalog, second.version)
+    shutil.rmtree(first.version.path)
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "sales", [more], "append", sales(keep=1))
+    again = ingest(catalog, "sales", [base], settings=sales(keep=1))
+
+    assert second.removed == [first.version.version]
+    assert f"Rebuild version {first.version.version} first" in str(raised.value)
+    assert again.rebuilt == {first.version.version: 1}
+    assert rows(catalog, second.version) == before
+    assert [v.version for v in list_versions(catalog, "sales")] == [
+        second.version.version
+    ]
+
+
 def test_rebuild_under_other_contract_rejected(
     catalog: Catalog, write_file: WriteFile
 ) -> None:
