@@ -132,6 +132,9 @@ def _ingest(config: Config, args: argparse.Namespace) -> int:
 def _print_ingest(result: dict[str, Any]) -> None:
     version = result["version"]
     name = f"{version['dataset']}@{version['version']}"
+    if result.get("rebuilt"):
+        _print_rebuilt(version["dataset"], result["rebuilt"])
+        return
     if not result["created"]:
         stored_in = result.get("stored_in")
         if stored_in:
@@ -163,6 +166,15 @@ def _print_ingest(result: dict[str, Any]) -> None:
         )
     for removed in result["removed"]:
         print(f"removed {version['dataset']}@{removed} (retention)")
+
+
+def _print_rebuilt(dataset: str, rebuilt: dict[str, int]) -> None:
+    """Print one line naming the versions whose lost lake files were written again."""
+    versions = ", ".join(
+        f"{dataset}@{version} ({count} file{'' if count == 1 else 's'})"
+        for version, count in rebuilt.items()
+    )
+    print(f"lake files rebuilt from these files: {versions}; no new version was stored")
 
 
 def _list(config: Config, args: argparse.Namespace) -> None:

@@ -136,7 +136,8 @@ async def ingest_files(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Ingest files readable by the daemon into a new dataset version.
 
     The feature views are read again after a new version, so predictions
-    join the new rows from then on.
+    join the new rows from then on, and after lost lake files were rebuilt,
+    so views that could not read them load again.
     """
     state = daemon_state(request)
     body = _decode(IngestRequest, await request.body(), "/v1/admin/ingest")
@@ -155,7 +156,7 @@ async def ingest_files(request: Request[Any, Any, Any]) -> Response[bytes]:
             list(state.config.feature_views.values()),
             body.force,
         )
-    if result.created:
+    if result.created or result.rebuilt:
         await asyncio.to_thread(reload_features, state)
     return _json(asdict(result))
 

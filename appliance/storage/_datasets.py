@@ -36,6 +36,8 @@ VERSION_COLUMNS = (
     "path, mode, files_json, partition_by, report_json"
 )
 """Columns of ``dataset_versions`` in the order `version_from_row` reads them."""
+REDACTED = ".redacted-"
+"""Part of the folder name of a version whose rows an erasure rewrote."""
 _ROW_NUMBER = "file_row_number"
 """Column that ``read_parquet(..., file_row_number=true)`` adds."""
 
@@ -233,11 +235,21 @@ def record_version(catalog: Catalog, version: DatasetVersion) -> None:
 
 
 def lost_files_message(version: DatasetVersion) -> str:
-    """Return the error text for a version whose Parquet files are gone."""
-    return (
+    """Return the error text for a version whose Parquet files are gone.
+
+    An ingest of the version's source files writes its folder again, except
+    for a folder that an erasure rewrote (`_rebuild`).
+    """
+    lost = (
         f"dataset {version.dataset!r} version {version.version} has no readable "
-        f"files in {version.path}; restore that folder from a backup (an ingest "
-        "of the same files finds them ingested already and writes nothing)"
+        f"files in {version.path}"
+    )
+    if REDACTED in version.path.name:
+        return f"{lost}; restore that folder from a backup"
+    files = ", ".join(source["path"] for source in version.sources)
+    return (
+        f"{lost}; ingest its source files ({files}) again, which rebuilds the "
+        "folder, or restore that folder from a backup"
     )
 
 

@@ -15,6 +15,8 @@ of the parent version, and when one is declared, of the contract), so
 ingesting the same bytes under the same contract again finds the existing
 version and writes nothing. `_unchanged.find_existing` finds such a version,
 and `_unchanged.check_unchanged` decides whether it may stand for the ingest.
+When a version of the same files has lost its lake files, the ingest writes
+them again instead (`_rebuild`) and stores no new version.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,7 +46,7 @@ from appliance.crypto import ColumnCipher
 from appliance.dbrows import first_row
 from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
-from appliance.storage._contracts import STAGED, schema_changes
+from appliance.storage._contracts import schema_changes
 from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
@@ -63,18 +64,16 @@ from appliance.storage._encrypted import (
     check_same_columns,
     encrypt_quarantine,
     encrypted_columns,
-    encrypted_sql,
     encryption_report,
     register_functions,
     remove_functions,
 )
 from appliance.storage._errors import short_error
-from appliance.storage._loading import (
-    PARQUET_OPTIONS,
-)
+from appliance.storage._lake_write import Columns, accepted_sql, write_rows
 from appliance.storage._null_sources import NullCounts, add_to_quality
 from appliance.storage._quality import quality_report
 from appliance.storage._quarantine import violation_place
+from appliance.storage._rebuild import find_lost, rebuild_version
 from appliance.storage._retention import (
     apply_retention,
     find_removed_sources,
@@ -89,7 +88,6 @@ from appliance.storage._sources import (
     open_source,
     sniff_dialect,
 )
-from appliance.storage._sql import ident, literal
 from appliance.storage._staging import (
     Staged,
     quarantine_rows,
@@ -99,7 +97,6 @@ from appliance.storage._staging import (
 from appliance.storage._steps import timed_step
 from appliance.storage._types import (
     ColumnType,
-    stored_sql,
 )
 from appliance.storage._unchanged import (
     REPORT_KEY,
@@ -135,6 +132,9 @@ class IngestResult:
     stored_in: str | None = None
     """When nothing was written because an ancestor of the latest version
     stored the files, that ancestor's id; `version` is then the latest."""
+    rebuilt: dict[str, int] = field(default_factory=dict)
+    """Versions of the same files whose lost lake files the ingest wrote again,
+    with the count of Parquet files written; `version` is then the first."""
 
 
 def ingest(
@@ -180,7 +180,9 @@ def ingest(
         IngestError: A file is missing, empty, unreadable, of an unknown format,
             breaks the contract while `strict` is set, or, without `force`,
             lacks a column that a feature view's key is read from or has none
-            of the dataset's columns.
+            of the dataset's columns. Or the files are the sources of a
+            version with lost lake files that cannot be rebuilt from them
+            (`rebuild_version`).
         StorageError: The lake or the catalog cannot be written; nothing was
             stored.
         ColumnKeyError: Sensitive columns are declared and `cipher` is None
@@ -200,6 +202,8 @@ def ingest(
         accepted=result.accepted,
         quarantined=result.quarantined,
     )
+    if result.rebuilt:
+        details["rebuilt"] = result.rebuilt
     record(catalog, "dataset.ingest", dataset, details)
     return result
 
@@ -240,6 +244,10 @@ def _ingest(
         _check_case(catalog, dataset)
         mode = "replace"
     resolved = [str(s.path.resolve()) for s in sources] if same_paths else None
+    lost = find_lost(catalog, dataset, hashes, resolved) if parent else []
+    if lost:
+        encryption = (cipher, ciphertext_sources)
+        return _rebuild(catalog, lost, sources, settings, encryption)
     version_id, existing = find_existing(
         catalog,
         dataset,
@@ -489,9 +497,9 @@ def _ingest_new(
 
     partition = settings.partition_by if settings.partition_by in types else None
     with timed_step(dataset, "write"):
-        partitioned = _write_rows(
+        partitioned = write_rows(
             db,
-            _Columns(types, sensitive),
+            Columns(types, sensitive),
             staged,
             (work, target),
             partition,
@@ -508,7 +516,7 @@ def _ingest_new(
                 partitioned,
                 accepted,
                 quarantined,
-                _staged_sample(_Columns(types, sensitive), staged, bad)
+                _staged_sample(Columns(types, sensitive), staged, bad)
                 if partitioned
                 else None,
                 staged.null_counts,
@@ -736,6 +744,52 @@ def _record_new(
     return version
 
 
+def _rebuild(
+    catalog: Catalog,
+    lost: list[DatasetVersion],
+    sources: list[SourceFile],
+    settings: DatasetConfig,
+    encryption: tuple[ColumnCipher | None, bool],
+) -> IngestResult:
+    """Write the lake files of the `lost` versions of `sources` again.
+
+    The ingest then stores no new version, so that a second ingest of the
+    files does what it would do had the files not been lost.
+    """
+    rebuilt = {}
+    for version in lost:
+        contract = _contract_of(catalog, version, settings)
+        rebuilt[version.version] = rebuild_version(
+            catalog, version, sources, settings, contract, encryption
+        )
+    return IngestResult(lost[0], created=False, rebuilt=rebuilt)
+
+
+def _contract_of(
+    catalog: Catalog, version: DatasetVersion, settings: DatasetConfig
+) -> ContractConfig | None:
+    """Return the contract that the ingest of `version` checked its files against.
+
+    Without a declared contract, an ingest checks the files against the one
+    inferred from the dataset's first version with rows (`stored_contract`),
+    and that version and the ones before it against none.
+    """
+    if settings.contract is not None:
+        return settings.contract
+    row = first_row(
+        catalog.db.execute(
+            "SELECT from_version FROM dataset_contracts WHERE dataset = ?",
+            [version.dataset],
+        )
+    )
+    if row is None or row[0] == version.version:
+        return None
+    inferred_from = find_version(catalog, version.dataset, row[0])
+    if inferred_from is not None and inferred_from.created_at > version.created_at:
+        return None
+    return stored_contract(catalog, version.dataset)
+
+
 def stored_contract(catalog: Catalog, dataset: str) -> ContractConfig | None:
     """Return the contract inferred from the dataset's first version, if any."""
     rows = catalog.db.execute(
@@ -847,113 +901,7 @@ def _strict_message(
     return "; ".join(parts) + "; fix the file or ingest without --strict to quarantine"
 
 
-@dataclass(frozen=True)
-class _Columns:
-    """The stored type of each column, and the columns stored encrypted."""
-
-    types: dict[str, ColumnType]
-    sensitive: frozenset[str] = frozenset()
-
-
-def _write_rows(
-    db: duckdb.DuckDBPyConnection,
-    columns: _Columns,
-    staged: Staged,
-    folders: tuple[Path, Path],
-    partition: str | None,
-    bad: int,
-    accepted: int,
-) -> bool:
-    """Write the accepted rows to ``WORK/out`` and move that folder to TARGET.
-
-    Args:
-        folders: The staging folder WORK and the version's folder TARGET.
-
-    Returns:
-        Whether the files are Hive-partitioned by `partition`.
-    """
-    work, target = folders
-    out = work / "out"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partitioned = partition is not None and accepted > 0
-    try:
-        if not partitioned and _can_keep_staged(staged, columns, bad):
-            assert staged.typed_files is not None
-            out.mkdir()
-            os.replace(staged.typed_files[0], out / "data_0.parquet")
-        elif partitioned:
-            db.execute(
-                f"COPY ({_accepted_sql(columns, staged, bad)}) TO {literal(str(out))} "
-                f"({PARQUET_OPTIONS}, PARTITION_BY ({ident(partition or '')}))"
-            )
-        else:
-            out.mkdir()
-            db.execute(
-                f"COPY ({_accepted_sql(columns, staged, bad)}) TO "
-                f"{literal(str(out / 'data_0.parquet'))} ({PARQUET_OPTIONS})"
-            )
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(out, target)
-    except duckdb.Error as exc:
-        raise StorageError(
-            f"cannot write version folder {target}: {short_error(exc)}; check the "
-            "free disk space and permissions of the lake folder"
-        ) from exc
-    except OSError as exc:
-        raise StorageError(
-            f"cannot write version folder {target}: {exc}; check the free disk "
-            "space and permissions of the lake folder"
-        ) from exc
-    return partitioned
-
-
-def _can_keep_staged(staged: Staged, columns: _Columns, bad: int) -> bool:
-    """Tell whether the typed path's Parquet file is already the version's data.
-
-    It is when it is the only source, no row is dropped, every column is
-    stored as read, in the same order, with no column added by the contract
-    and none encrypted, no float column holds NaN, which is stored as
-    missing, and no text column contains a null token as text.
-    """
-    types = columns.types
-    if staged.typed_files is None or len(staged.typed_files) != 1:
-        return False
-    if bad or staged.missing or columns.sensitive:
-        return False
-    same = list(types) == list(staged.source_types) and all(
-        column.type == staged.source_types[name] and not column.date_format
-        for name, column in types.items()
-    )
-    return same and not staged.nan_columns and not staged.token_columns
-
-
-def _accepted_sql(
-    columns: _Columns, staged: Staged, bad: int, where: str = "true"
-) -> str:
-    """Return the query of the rows that keep the contract, converted to their
-    types, with the sensitive columns encrypted.
-
-    Args:
-        where: A further condition on the staged rows.
-    """
-    selects = []
-    for name, column in columns.types.items():
-        value = stored_sql(name, column, staged.source_types.get(name, "VARCHAR"))
-        if name in columns.sensitive:
-            value = encrypted_sql(value)
-        selects.append(f"{value} AS {ident(name)}")
-    rows = f"SELECT {', '.join(selects)} FROM {STAGED}"
-    if bad:
-        rows += (
-            f" WHERE ({where}) AND (_file, _record) NOT IN "
-            "(SELECT (_file, _record) FROM violations) ORDER BY _file, _record"
-        )
-    elif where != "true":
-        rows += f" WHERE {where}"
-    return rows
-
-
-def _staged_sample(columns: _Columns, staged: Staged, bad: int) -> Callable[[int], str]:
+def _staged_sample(columns: Columns, staged: Staged, bad: int) -> Callable[[int], str]:
     """Return the query builder of a sample of the accepted rows by source position.
 
     DuckDB writes partitioned files in the order its threads finish, so a
@@ -965,7 +913,7 @@ def _staged_sample(columns: _Columns, staged: Staged, bad: int) -> Callable[[int
 
     def sample(every: int) -> str:
         chosen = f"hash(_file, _record) % {int(every)} = 0"
-        return _accepted_sql(columns, staged, bad, chosen)
+        return accepted_sql(columns, staged, bad, chosen)
 
     return sample
 

@@ -65,6 +65,16 @@ def contract_fingerprint(contract: ContractConfig | None) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def id_fingerprint(
+    contract: ContractConfig | None, encrypted: tuple[str, ...] = ()
+) -> str | None:
+    """Return the part of a version id that the contract and sensitive columns set."""
+    fingerprint = contract_fingerprint(contract)
+    if encrypted:
+        fingerprint = f"{fingerprint}\nencrypted\n{','.join(sorted(encrypted))}"
+    return fingerprint
+
+
 def version_id(
     hashes: list[str],
     mode: Mode,
@@ -78,7 +88,7 @@ def version_id(
         hashes: SHA-256 of each source file.
         mode: The ingest's mode. An ``append`` id includes the parent's id.
         parent: The latest version, which an append adds the rows to.
-        contract: `contract_fingerprint` of the declared contract.
+        contract: `id_fingerprint` of the declared contract and sensitive columns.
         follows: The latest version, when a ``replace`` stores the files of an
             older version again.
     """
@@ -120,9 +130,7 @@ def find_existing(
         ingest (None when the files must be stored). In ``append`` mode that
         version may be an ancestor of the latest one.
     """
-    fingerprint = contract_fingerprint(contract)
-    if encrypted:
-        fingerprint = f"{fingerprint}\nencrypted\n{','.join(sorted(encrypted))}"
+    fingerprint = id_fingerprint(contract, encrypted)
     new_id = version_id(hashes, mode, parent, fingerprint)
     existing = find_version(catalog, dataset, new_id)
     if existing is None and mode == "append":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -242,3 +243,24 @@ def test_sensitive_key_erased_as_plaintext_and_ciphertext(tmp_path: Path) -> Non
 def test_empty_key_value_rejected() -> None:
     with pytest.raises(RequestError, match="column 'tailnum' has an empty value"):
         parse_subject("flights", ["tailnum="])
+
+
+def test_erased_folder_not_rebuilt(tmp_path: Path) -> None:
+    from appliance.errors import IngestError
+    from appliance.storage import lost_files_message
+
+    config, catalog = make_home(tmp_path)
+    with catalog:
+        erase(catalog, config, parse_subject("flights", [f"tailnum={SUBJECT}"]))
+        first = list_versions(catalog, "flights")[-1]
+        shutil.rmtree(first.path)
+
+        with pytest.raises(IngestError) as raised:
+            ingest(catalog, "flights", [tmp_path / "a.csv"])
+
+        assert ".redacted-" in first.path.name
+        assert "an erasure removed rows from its folder" in str(raised.value)
+        assert "would bring the erased rows back" in str(raised.value)
+        assert not first.path.exists()
+        message = lost_files_message(first)
+        assert message.endswith("; restore that folder from a backup")

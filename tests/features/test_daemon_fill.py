@@ -173,3 +173,34 @@ def test_lost_view_data_not_ready(tmp_path: Path) -> None:
     assert predicted.status_code >= 500
     assert "restore that folder from a backup" in predicted.json()["error"]
     assert "IO Error" not in predicted.json()["error"]
+
+
+def test_lost_view_data_rebuilt_ready(tmp_path: Path) -> None:
+    import shutil
+
+    config = _trained(tmp_path)
+    shutil.rmtree(config.storage.home / "lake" / "weather")
+    config_path, home = tmp_path / "config.toml", config.storage.home
+    row = {"origin": "EWR", "time_hour": "2013-02-10T09:30:00Z", "distance": 190}
+    daemon = start_daemon(config_path, home, tmp_path / "daemon.log")
+    try:
+        lost = httpx.get(daemon.base_url + "/health/ready")
+        ingested = run_appliance(
+            config_path, home, "ingest", "weather", str(tmp_path / "weather.csv")
+        )
+        ready = httpx.get(daemon.base_url + "/health/ready")
+        predicted = httpx.post(
+            daemon.base_url + "/v1/models/late/predict", json={"rows": [row]}
+        )
+    finally:
+        stop_daemon(daemon)
+
+    log = (tmp_path / "daemon.log").read_text()
+    assert lost.status_code == 503
+    assert ingested.returncode == 0, ingested.stderr
+    assert ingested.stdout.startswith("lake files rebuilt from these files: weather@")
+    assert len(ingested.stdout.splitlines()) == 1
+    assert "lake files rebuilt dataset=weather" in log
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["feature_views_loaded"] is True
+    assert predicted.status_code == 200, predicted.text

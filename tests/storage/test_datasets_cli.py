@@ -263,3 +263,30 @@ def test_rows_of_lost_folder_named(tmp_path: Path) -> None:
     assert "Traceback" not in shown.stderr
     assert "dataset 'sales' version" in shown.stderr
     assert "restore that folder from a backup" in shown.stderr
+
+
+def test_ingest_command_rebuilds_lost_folder(tmp_path: Path) -> None:
+    import shutil
+
+    (tmp_path / "c.toml").write_text(CONFIG)
+    source = tmp_path / "a.csv"
+    source.write_text("id,region,amount\n1,north,1\n2,south,2\n3,north,-1\n")
+    assert appliance(tmp_path, "ingest", "sales", str(source)).returncode == 0
+    before = appliance(tmp_path, "datasets", "rows", "sales", "--json")
+    shutil.rmtree(tmp_path / "home" / "lake" / "sales")
+    lost = appliance(tmp_path, "datasets", "rows", "sales")
+
+    again = appliance(tmp_path, "ingest", "sales", str(source))
+    after = appliance(tmp_path, "datasets", "rows", "sales", "--json")
+
+    listed = appliance(tmp_path, "datasets", "list", "--json")
+    version = json.loads(listed.stdout.splitlines()[0])["version"]
+    assert f"ingest its source files ({source}) again" in lost.stderr
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == (
+        f"lake files rebuilt from these files: sales@{version} (2 files); "
+        "no new version was stored\n"
+    )
+    assert after.returncode == 0, after.stderr
+    assert sorted(after.stdout.splitlines()) == sorted(before.stdout.splitlines())
+    assert len(after.stdout.splitlines()) == 2

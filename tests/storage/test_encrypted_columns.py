@@ -390,3 +390,21 @@ def test_default_features_leave_out_encrypted(tmp_path: Path) -> None:
     result = train_model(config, "far")
 
     assert list(result.x_holdout.columns) == ["month", "distance"]
+
+
+def test_lost_folder_rebuilt_encrypted(tmp_path: Path) -> None:
+    import shutil
+
+    config = write_config(tmp_path)
+    path = write_flights(tmp_path, [f"{SECRET},1,100", "N7,1,200"])
+    first = ingest_flights(config, path)
+    cipher = column_cipher(config)
+    before = sorted((cipher.decrypt_text(t), m, d) for t, m, d in stored_rows(config))
+    shutil.rmtree(first.version.path)
+
+    again = ingest_flights(config, path)
+
+    after = sorted((cipher.decrypt_text(t), m, d) for t, m, d in stored_rows(config))
+    assert again.rebuilt == {first.version.version: 1}
+    assert after == before
+    assert files_containing(config.storage.home, SECRET) == []
