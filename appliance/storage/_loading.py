@@ -152,7 +152,9 @@ def load_sources(
     if sources[0].reader == "read_csv":
         dialects = [
             s.dialect
-            or sniff_dialect(db, s.path, settings.delimiter, settings.encoding)
+            or sniff_dialect(
+                db, s.path, settings.delimiter, settings.encoding, settings.name
+            )
             for s in sources
         ]
         for source, dialect in zip(sources, dialects):
@@ -164,7 +166,7 @@ def load_sources(
             # The text read would quarantine a record with a non-UTF-8 byte,
             # so the whole file is rejected first, naming the byte's line.
             for source in sources:
-                check_utf8(source.path)
+                check_utf8(source.path, settings.name)
         readers = [
             _text_csv_sql(i, s, d, settings)
             for i, (s, d) in enumerate(zip(sources, dialects))

@@ -250,7 +250,12 @@ def stage_files(
         text = [n for n in source_types if n in loaded.text_columns]
     if text:
         found = infer_types(
-            db, STAGED, text, settings.date_formats, settings.decimal_separator
+            db,
+            STAGED,
+            text,
+            settings.date_formats,
+            settings.decimal_separator,
+            dataset=settings.name,
         )
         inference.types.update(found.types)
         inference.warnings, inference.empty = found.warnings, found.empty
@@ -263,7 +268,15 @@ def stage_files(
             for n, kind in source_types.items()
             if kind == "VARCHAR" and n not in loaded.text_columns
         ]
-        found = infer_types(db, STAGED, strings, settings.date_formats, None, True)
+        found = infer_types(
+            db,
+            STAGED,
+            strings,
+            settings.date_formats,
+            None,
+            True,
+            dataset=settings.name,
+        )
         inference.types.update(found.types)
         inference.warnings += found.warnings
         inference.warned.update(found.warned)
@@ -272,9 +285,7 @@ def stage_files(
         source_types[name] = "VARCHAR"
     # A warning of a text column names a value, so sensitive columns get none.
     shown = {n: t for n, t in inference.types.items() if n not in hidden}
-    fallback = _fallback_warnings(
-        db, sources, loaded, shown, (malformed, settings.encoding)
-    )
+    fallback = _fallback_warnings(db, sources, loaded, shown, (malformed, settings))
     # A value named by its line explains a column better than the first rows'
     # formats do, so it replaces that column's inference warning.
     replaced = {inference.warned[n] for n in fallback if n in inference.warned}
@@ -318,14 +329,14 @@ def _fallback_warnings(
     sources: list[SourceFile],
     loaded: Loaded,
     types: dict[str, ColumnType],
-    numbering: tuple[int, str],
+    numbering: tuple[int, DatasetConfig],
 ) -> dict[str, str]:
     """Warn of text columns whose first rows look numeric, boolean or timed.
 
     Args:
         types: Type of each staged column.
-        numbering: The count of malformed records and the files' encoding,
-            which the line numbers of the named values need.
+        numbering: The count of malformed records and the dataset's settings,
+            whose encoding the line numbers of the named values need.
     """
     text = [name for name, column in types.items() if column.type == "VARCHAR"]
     if not text or sources[0].reader == "read_parquet":
@@ -334,14 +345,15 @@ def _fallback_warnings(
         first_types = [_iso_sniffed_types(dialect) for dialect in loaded.dialects]
     else:
         first_types = _json_first_types(db, len(sources), text)
-    malformed, encoding = numbering
+    malformed, settings = numbering
     return text_fallback_warnings(
         db,
         STAGED,
         [s.path for s in sources],
         first_types,
         types,
-        _line_finder(db, sources, loaded, malformed, encoding),
+        _line_finder(db, sources, loaded, malformed, settings.encoding),
+        settings.name,
     )
 
 

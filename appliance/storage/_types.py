@@ -114,6 +114,8 @@ def infer_types(
     date_formats: tuple[str, ...] = (),
     decimal_separator: str | None = None,
     dates_only: bool = False,
+    *,
+    dataset: str,
 ) -> Inference:
     """Infer the narrowest type that every non-missing value of each column fits.
 
@@ -123,6 +125,7 @@ def infer_types(
     reads both day-first and month-first stays text with a warning, when the
     allowed formats that fit it include both orders. With
     `dates_only`, as for JSON strings, numbers and booleans are no candidates.
+    A warning names the settings of `dataset` to change.
     """
     if not columns:
         return Inference()
@@ -139,7 +142,11 @@ def infer_types(
             try:
                 column = _choose(known[name], date_formats, decimal_separator)
                 warning = _text_warning(
-                    name, known[name], column, (date_formats, decimal_separator)
+                    name,
+                    known[name],
+                    column,
+                    (date_formats, decimal_separator),
+                    dataset,
                 )
             except _Unknown as unknown:
                 requests[name] = unknown.test
@@ -370,10 +377,11 @@ def _text_warning(
     outcome: _Outcome,
     chosen: ColumnType,
     settings: tuple[tuple[str, ...], str | None],
+    dataset: str,
 ) -> str | None:
     """Return the warning of a column left as text that looks typed, if any.
 
-    `settings` are the dataset's allowed date formats and decimal separator.
+    `settings` are the allowed date formats and decimal separator of `dataset`.
     """
     date_formats, decimal_separator = settings
     if chosen.type != "VARCHAR" or not outcome["present"]:
@@ -390,15 +398,16 @@ def _text_warning(
         return (
             f"column {name!r} looks like ISO 8601 dates (YYYY-MM-DD), but some "
             "are no valid date, such as a 30 February, so it stays text; fix "
-            "those values, or declare the column as DATE in [datasets.NAME.contract] "
-            "so that they are quarantined with their line"
+            "those values, or declare the column as DATE in "
+            f"[datasets.{dataset}.contract] so that they are quarantined with "
+            "their line"
         )
     if outcome["date_like"]:
         allowed = ", ".join(date_formats) or "none"
         return (
             f"column {name!r} looks like dates in a format that is not allowed "
             f"(allowed: {allowed}), so it stays text; add its format to "
-            "[datasets.NAME] date_formats"
+            f"[datasets.{dataset}] date_formats"
         )
     if outcome["grouped"]:
         return (
@@ -418,13 +427,13 @@ def _text_warning(
         return (
             f"column {name!r} has times on a 12-hour clock (such as "
             "'2024-01-01 10:00 PM'), so it stays text; add their format, such as "
-            "'%Y-%m-%d %I:%M %p', to [datasets.NAME] date_formats"
+            f"'%Y-%m-%d %I:%M %p', to [datasets.{dataset}] date_formats"
         )
     if dict.get(outcome, "some_iso"):
         return (
             f"column {name!r} mixes ISO 8601 dates or times with other values, "
             "so it stays text; write every value in one format, or add the "
-            "other format to [datasets.NAME] date_formats"
+            f"other format to [datasets.{dataset}] date_formats"
         )
     return None
 
@@ -559,6 +568,7 @@ def text_fallback_warnings(
     first_types: list[Mapping[str, str]],
     inferred: dict[str, ColumnType],
     line_of: Callable[[int, int], int],
+    dataset: str,
 ) -> dict[str, str]:
     """Warn of columns that look numeric or boolean in the first rows but end as text.
 
@@ -575,6 +585,7 @@ def text_fallback_warnings(
             file, such as a CSV dialect's ``sniffed_types``.
         inferred: Column types inferred over every row.
         line_of: Function from a row's ``_file`` and ``_record`` to its line.
+        dataset: Dataset whose contract the warning tells to change.
 
     Returns:
         The warning of each such column, by column name.
@@ -604,7 +615,7 @@ def text_fallback_warnings(
             f"column {name!r} looks like {kind} in the first rows of "
             f"{paths[file]} but has {value!r} at line {line_of(file, record)}, "
             "so the whole column is read as text; fix that value, or declare "
-            "the column's type in [datasets.NAME.contract] to quarantine such "
+            f"the column's type in [datasets.{dataset}.contract] to quarantine such "
             "rows instead"
         )
     return warnings
