@@ -40,6 +40,7 @@ from appliance.storage._types import (
     ColumnType,
     Inference,
     infer_types,
+    invalid_date_warnings,
     text_fallback_warnings,
 )
 
@@ -260,6 +261,7 @@ def stage_files(
         inference.types.update(found.types)
         inference.warnings, inference.empty = found.warnings, found.empty
         inference.warned = found.warned
+        inference.invalid_dates = found.invalid_dates
     if sources[0].reader == "read_json":
         # DuckDB types ISO dates and times of JSON strings; other strings get
         # the allowed date formats and the warnings of CSV text.
@@ -281,11 +283,15 @@ def stage_files(
         inference.warnings += found.warnings
         inference.warned.update(found.warned)
         inference.empty |= found.empty
+        inference.invalid_dates |= found.invalid_dates
     for name in missing:
         source_types[name] = "VARCHAR"
     # A warning of a text column names a value, so sensitive columns get none.
     shown = {n: t for n, t in inference.types.items() if n not in hidden}
-    fallback = _fallback_warnings(db, sources, loaded, shown, (malformed, settings))
+    invalid_dates = sorted(inference.invalid_dates - hidden)
+    fallback = _fallback_warnings(
+        db, sources, loaded, (shown, invalid_dates), (malformed, settings)
+    )
     # A value named by its line explains a column better than the first rows'
     # formats do, so it replaces that column's inference warning.
     replaced = {inference.warned[n] for n in fallback if n in inference.warned}
@@ -328,16 +334,21 @@ def _fallback_warnings(
     db: duckdb.DuckDBPyConnection,
     sources: list[SourceFile],
     loaded: Loaded,
-    types: dict[str, ColumnType],
+    columns: tuple[dict[str, ColumnType], list[str]],
     numbering: tuple[int, DatasetConfig],
 ) -> dict[str, str]:
-    """Warn of text columns whose first rows look numeric, boolean or timed.
+    """Warn of text columns that look typed, naming a value with its line.
+
+    Those are the columns whose first rows look numeric, boolean or timed,
+    and those of ISO 8601 dates with an invalid one.
 
     Args:
-        types: Type of each staged column.
+        columns: The type of each staged column, and the columns of ISO 8601
+            dates with an invalid one.
         numbering: The count of malformed records and the dataset's settings,
             whose encoding the line numbers of the named values need.
     """
+    types, invalid_dates = columns
     text = [name for name, column in types.items() if column.type == "VARCHAR"]
     if not text or sources[0].reader == "read_parquet":
         return {}
@@ -346,15 +357,15 @@ def _fallback_warnings(
     else:
         first_types = _json_first_types(db, len(sources), text)
     malformed, settings = numbering
-    return text_fallback_warnings(
-        db,
-        STAGED,
-        [s.path for s in sources],
-        first_types,
-        types,
-        _line_finder(db, sources, loaded, malformed, settings.encoding),
-        settings.name,
+    paths = [s.path for s in sources]
+    line_of = _line_finder(db, sources, loaded, malformed, settings.encoding)
+    warnings = invalid_date_warnings(
+        db, STAGED, paths, invalid_dates, line_of, settings.name
     )
+    warnings |= text_fallback_warnings(
+        db, STAGED, paths, first_types, types, line_of, settings.name
+    )
+    return warnings
 
 
 def _iso_sniffed_types(dialect: Dialect) -> dict[str, str]:

@@ -105,6 +105,18 @@ class Inference:
     """The warning in `warnings` of each column that got one."""
     empty: set[str] = field(default_factory=set)
     """Columns without a single value, so their inferred type means nothing."""
+    invalid_dates: set[str] = field(default_factory=set)
+    """Columns of ISO 8601 dates (YYYY-MM-DD) left as text because some are no
+    valid date, such as ``2024-02-30``; `invalid_date_warnings` names one."""
+
+
+@dataclass(frozen=True)
+class _TextWarning:
+    """The warning of a column left as text, as `_text_warning` returns it."""
+
+    message: str
+    invalid_dates: bool = False
+    """The column has ISO 8601 dates only, and some are no valid date."""
 
 
 def infer_types(
@@ -153,8 +165,10 @@ def infer_types(
                 continue
             inference.types[name] = column
             if warning:
-                inference.warnings.append(warning)
-                inference.warned[name] = warning
+                inference.warnings.append(warning.message)
+                inference.warned[name] = warning.message
+            if warning and warning.invalid_dates:
+                inference.invalid_dates.add(name)
             if not known[name]["present"]:
                 inference.empty.add(name)
         _run_full(db, table, tests, requests, known)
@@ -378,30 +392,49 @@ def _text_warning(
     chosen: ColumnType,
     settings: tuple[tuple[str, ...], str | None],
     dataset: str,
-) -> str | None:
+) -> _TextWarning | None:
     """Return the warning of a column left as text that looks typed, if any.
 
     `settings` are the allowed date formats and decimal separator of `dataset`.
     """
-    date_formats, decimal_separator = settings
     if chosen.type != "VARCHAR" or not outcome["present"]:
         return None
     if outcome["day_month"] and _ambiguous(outcome):
-        allowed = ", ".join(date_formats) or "none"
-        return (
+        allowed = ", ".join(settings[0]) or "none"
+        return _TextWarning(
             f"column {name!r} holds ambiguous dates: every value reads as both "
             "day-first and month-first, and the allowed date_formats "
             f"({allowed}) do not settle which, so it stays text; declare its "
             "date_format in the dataset contract"
         )
     if outcome["date_like"] and outcome["iso_shaped"]:
-        return (
+        return _TextWarning(
             f"column {name!r} looks like ISO 8601 dates (YYYY-MM-DD), but some "
             "are no valid date, such as a 30 February, so it stays text; fix "
-            "those values, or declare the column as DATE in "
-            f"[datasets.{dataset}.contract] so that they are quarantined with "
-            "their line"
+            f"those values, or {_quarantine_dates(dataset)}",
+            invalid_dates=True,
         )
+    message = _format_warning(name, outcome, settings, dataset)
+    return None if message is None else _TextWarning(message)
+
+
+def _quarantine_dates(dataset: str) -> str:
+    """Return the advice that makes a contract quarantine invalid dates."""
+    return (
+        f"declare the column as DATE in [datasets.{dataset}.contract] so that "
+        "they are quarantined with their line"
+    )
+
+
+def _format_warning(
+    name: str,
+    outcome: _Outcome,
+    settings: tuple[tuple[str, ...], str | None],
+    dataset: str,
+) -> str | None:
+    """Return the warning of a text column of dates, times or numbers in a
+    format that `settings` do not allow, if any."""
+    date_formats, decimal_separator = settings
     if outcome["date_like"]:
         allowed = ", ".join(date_formats) or "none"
         return (
@@ -600,14 +633,7 @@ def text_fallback_warnings(
         )
         if kind is None:
             continue
-        row = first_row(
-            db.execute(
-                f"SELECT _file, _record, {ident(name)} FROM {table} "
-                f"WHERE {ident(name)} IS NOT NULL "
-                f"AND NOT ({_fits_sql(ident(name), kind)}) "
-                "ORDER BY _file, _record LIMIT 1"
-            )
-        )
+        row = _first_misfit(db, table, name, _fits_sql(ident(name), kind))
         if row is None:
             continue
         file, record, value = row
@@ -619,6 +645,61 @@ def text_fallback_warnings(
             "rows instead"
         )
     return warnings
+
+
+def invalid_date_warnings(
+    db: duckdb.DuckDBPyConnection,
+    table: str,
+    paths: list[Path],
+    columns: list[str],
+    line_of: Callable[[int, int], int],
+    dataset: str,
+) -> dict[str, str]:
+    """Warn of text columns of ISO 8601 dates, naming the first invalid date.
+
+    Args:
+        columns: Columns of ISO 8601 dates with some that are no valid date,
+            such as an `Inference`'s ``invalid_dates``.
+        db, table, paths, line_of, dataset: As `text_fallback_warnings`
+            takes them.
+
+    Returns:
+        The warning of each such column, by column name.
+    """
+    warnings = {}
+    for name in columns:
+        v = ident(name)
+        # A value with a NUL byte is quarantined whatever the type, so it is
+        # not the one that keeps the column text.
+        fits = f"contains({v}, chr(0)) OR TRY_CAST({v} AS DATE) IS NOT NULL"
+        row = _first_misfit(db, table, name, fits)
+        if row is None:
+            continue
+        file, record, value = row
+        warnings[name] = (
+            f"column {name!r} looks like ISO 8601 dates (YYYY-MM-DD), but has "
+            f"{value!r} at line {line_of(file, record)} of {paths[file]}, which "
+            "is not a valid date, so it stays text; fix such values, or "
+            f"{_quarantine_dates(dataset)}"
+        )
+    return warnings
+
+
+def _first_misfit(
+    db: duckdb.DuckDBPyConnection, table: str, name: str, fits: str
+) -> tuple[int, int, str] | None:
+    """Return the first row of `table` with a value of `name` that `fits` rejects.
+
+    The row is its ``_file``, ``_record`` and value, first in file order;
+    `fits` is an SQL condition on the value.
+    """
+    return first_row(
+        db.execute(
+            f"SELECT _file, _record, {ident(name)} FROM {table} "
+            f"WHERE {ident(name)} IS NOT NULL AND NOT ({fits}) "
+            "ORDER BY _file, _record LIMIT 1"
+        )
+    )
 
 
 def _short_type(kind: str | None) -> str | None:

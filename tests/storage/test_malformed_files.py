@@ -428,16 +428,36 @@ def test_bom_only_file_rejected(catalog: Catalog, tmp_path: Path) -> None:
 def test_invalid_iso_date_named_as_invalid(
     catalog: Catalog, write_file: WriteFile
 ) -> None:
-    path = write_file("dates.csv", "d\n2024-01-01\n2024-02-30\n2024-03-01\n")
+    first = write_file("first.csv", "id,d\n1,2024-01-01\n")
+    text = 'id,d\n2,2024-01-02\n3,"2024-01-03"\n\n4,2024-02-30\n5,2024-13-01\n'
+    second = write_file("second.csv", text)
 
-    result = ingest(catalog, "dates", [path])
+    result = ingest(catalog, "days", [first, second])
 
-    assert result.version.schema == {"d": "VARCHAR"}
-    assert len(result.warnings) == 1
-    assert (
-        "looks like ISO 8601 dates (YYYY-MM-DD), but some are no valid date"
-        in (result.warnings[0])
-    )
+    assert result.version.schema == {"id": "BIGINT", "d": "VARCHAR"}
+    assert result.warnings == [
+        "column 'd' looks like ISO 8601 dates (YYYY-MM-DD), but has '2024-02-30' "
+        f"at line 5 of {second}, which is not a valid date, so it stays text; fix "
+        "such values, or declare the column as DATE in [datasets.days.contract] "
+        "so that they are quarantined with their line"
+    ]
+
+
+def test_late_invalid_json_date_named(catalog: Catalog, write_file: WriteFile) -> None:
+    days = ["2024-01-01"] * 3000 + [None, "2024-02-31"]
+    lines = "".join(json.dumps({"id": i, "d": d}) + "\n" for i, d in enumerate(days))
+    path = write_file("days.jsonl", lines)
+
+    result = ingest(catalog, "json_days", [path])
+
+    assert result.version.schema == {"id": "BIGINT", "d": "VARCHAR"}
+    assert result.warnings == [
+        "column 'd' looks like ISO 8601 dates (YYYY-MM-DD), but has '2024-02-31' "
+        f"at line 3002 of {path}, which is not a valid date, so it stays text; "
+        "fix such values, or declare the column as DATE in "
+        "[datasets.json_days.contract] so that they are quarantined with their "
+        "line"
+    ]
 
 
 def test_day_month_ambiguous_flagged(catalog: Catalog, write_file: WriteFile) -> None:
