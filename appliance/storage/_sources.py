@@ -39,7 +39,7 @@ READERS = {
     ".json": "read_json",
 }
 _CHUNK = 1 << 20
-_SNIFF_ROWS = 2048
+SNIFF_ROWS = 2048
 """Rows the CSV sniffer reads. Column types are checked on every row later, so a
 wrong guess from a short sample costs a second, text read, never a wrong type."""
 _SNIFF_BUFFER = 2_000_000
@@ -325,7 +325,7 @@ def sniff_dialect(
         row = db.execute(
             "SELECT delimiter, quote, escape, columns, dateformat, timestampformat "
             f"FROM sniff_csv({literal(str(path))}, "
-            f"header=true, ignore_errors=true, sample_size={_SNIFF_ROWS}, "
+            f"header=true, ignore_errors=true, sample_size={SNIFF_ROWS}, "
             f"buffer_size={_SNIFF_BUFFER}{options})"
         ).fetchall()[0]
     except duckdb.Error as exc:

@@ -33,12 +33,13 @@ from appliance.storage._loading import (
     normalize_type,
 )
 from appliance.storage._null_sources import NullCounts
-from appliance.storage._sources import Dialect, SourceFile
+from appliance.storage._sources import SNIFF_ROWS, Dialect, SourceFile
 from appliance.storage._sql import ident, literal
 from appliance.storage._types import (
     INTEGER_TYPES,
     ColumnType,
     Inference,
+    exact_text_sql,
     infer_types,
     invalid_date_warnings,
     text_fallback_warnings,
@@ -354,6 +355,7 @@ def _fallback_warnings(
         return {}
     if loaded.dialects is not None:
         first_types = [_iso_sniffed_types(dialect) for dialect in loaded.dialects]
+        first_types = _written_booleans(db, first_types, text)
     else:
         first_types = _json_first_types(db, len(sources), text)
     malformed, settings = numbering
@@ -380,7 +382,33 @@ def _iso_sniffed_types(dialect: Dialect) -> dict[str, str]:
     }
 
 
-_JSON_FIRST_ROWS = 2048
+def _written_booleans(
+    db: duckdb.DuckDBPyConnection, first_types: list[dict[str, str]], text: list[str]
+) -> list[dict[str, str]]:
+    """Return `first_types` without the sniffed BOOLEAN text columns whose first
+    rows have a value that `exact_text_sql` does not pass as a BOOLEAN.
+
+    DuckDB's sniffer also takes ``yes`` and ``no`` for BOOLEAN, and such a
+    column stays text, so the first rows of each file are read again here.
+    """
+    kept = []
+    for index, types in enumerate(first_types):
+        booleans = [n for n, kind in types.items() if kind == "BOOLEAN" and n in text]
+        if booleans:
+            checks = ", ".join(
+                f"bool_and({exact_text_sql(ident(n), 'BOOLEAN')})" for n in booleans
+            )
+            row = db.execute(
+                f"SELECT {checks} FROM {STAGED} WHERE _file = ? AND _record < ?",
+                [index, SNIFF_ROWS],
+            ).fetchall()[0]
+            failed = {n for n, written in zip(booleans, row) if written is False}
+            types = {n: kind for n, kind in types.items() if n not in failed}
+        kept.append(types)
+    return kept
+
+
+_JSON_FIRST_ROWS = SNIFF_ROWS
 """Rows of a JSON-lines file whose values give the type a column looks like,
 as many as the CSV sniffer reads."""
 _JSON_NUMBERS = {"BIGINT": "BIGINT", "UBIGINT": "BIGINT", "DOUBLE": "DOUBLE"}

@@ -271,7 +271,7 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
         ),
         "double": every(f"TRY_CAST({v} AS DOUBLE) IS NOT NULL"),
         "comma": every(f"regexp_matches({v}, '{_DECIMAL_COMMA}')"),
-        "boolean": every(f"lower({v}) IN ('true', 'false')"),
+        "boolean": every(exact_text_sql(v, "BOOLEAN")),
         # Each CASE casts only the values that match the pattern. An AND of
         # the two took twice as long on the flights sample (DuckDB 2.0.1).
         "date": every(_cast_if_matches(v, _ISO_DATE, "DATE")),
@@ -477,13 +477,19 @@ def exact_text_sql(v: str, kind: str) -> str | None:
     DuckDB 2.0.1 casts text leniently. To an integer it rounds ``2.5`` to 3
     and reads ``0x10`` as 16 and ``1e3`` as 1000. To a DATE it drops the time
     of ``2024-01-01 10:00``, and to a TIMESTAMP the offset of ``10:00+05``
-    and the word after ``10:00 Europe/Paris`` or ``10:00 PM``. Its CSV reader
-    does the same. A value that fails this
-    condition is not of that type, so no cast changes a value silently.
-    None when every successful cast to `kind` keeps the value.
+    and the word after ``10:00 Europe/Paris`` or ``10:00 PM``. To a BOOLEAN
+    it reads ``yes``, ``y`` and ``t`` as true and ``no``, ``n`` and ``f`` as
+    false, in any case. Its CSV reader does the same, and its sniffer takes a
+    column of ``yes`` and ``no`` or of ``t`` and ``f`` for BOOLEAN. A value
+    that fails this condition is not of that type, so no cast changes a value
+    silently. A BOOLEAN is written as ``true`` or ``false`` in any case, or
+    as ``0`` or ``1``, the values that the predict route accepts for a
+    boolean input. None when every successful cast to `kind` keeps the value.
     """
     if kind in INTEGER_TYPES:
         return f"regexp_full_match({v}, '{_INTEGER}')"
+    if kind == "BOOLEAN":
+        return f"lower({v}) IN ('true', 'false', '0', '1')"
     # A cheap test passes the common forms first, and the pattern runs only on
     # the rest (CASE evaluates each branch on its own rows).
     if kind == "DATE":
@@ -517,13 +523,16 @@ def _exact_cast(v: str, kind: str) -> str:
 def _exact_typed_cast(v: str, kind: str, source_type: str) -> str:
     """Return ``TRY_CAST`` of typed `v`, NULL where the cast would change it.
 
-    A fractional number cast to an integer and a time of day cast to a DATE
-    are rejected, as their text is by `exact_text_sql`.
+    A fractional number cast to an integer, a number other than 0 and 1 cast
+    to a BOOLEAN and a time of day cast to a DATE are rejected, as their text
+    is by `exact_text_sql`.
     """
     cast = f"TRY_CAST({v} AS {kind})"
     fractional = source_type in FLOAT_TYPES or source_type.startswith("DECIMAL")
     if kind in INTEGER_TYPES and fractional:
         return f"CASE WHEN {v} = trunc({v}) THEN {cast} END"
+    if kind == "BOOLEAN" and (source_type in INTEGER_TYPES or fractional):
+        return f"CASE WHEN {v} IN (0, 1) THEN {cast} END"
     naive_time = source_type.startswith("TIMESTAMP") and source_type != "TIMESTAMPTZ"
     if kind == "DATE" and naive_time:
         return f"CASE WHEN CAST({v} AS TIME) = TIME '00:00:00' THEN {cast} END"
@@ -546,8 +555,6 @@ def cast_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> str
     if column.date_format:
         parsed = f"TRY_STRPTIME({v}, {literal(column.date_format)})"
         return f"TRY_CAST({parsed} AS {column.type})"
-    if column.type == "BOOLEAN":
-        return f"CASE lower({v}) WHEN 'true' THEN true WHEN 'false' THEN false END"
     return _exact_cast(v, column.type)
 
 
@@ -713,4 +720,4 @@ def _fits_sql(v: str, kind: str) -> str:
     """Return the condition that text `v` is a value of `kind` as written."""
     if kind == "TIMESTAMP":
         return _timestamp_test(v)
-    return f"TRY_CAST({v} AS {kind}) IS NOT NULL"
+    return f"({_exact_cast(v, kind)}) IS NOT NULL"
