@@ -385,13 +385,14 @@ def _iso_sniffed_types(dialect: Dialect) -> dict[str, str]:
 def _written_booleans(
     db: duckdb.DuckDBPyConnection, first_types: list[dict[str, str]], text: list[str]
 ) -> list[dict[str, str]]:
-    """Return `first_types` without the sniffed BOOLEAN text columns whose first
-    rows have a value that `exact_text_sql` does not pass as a BOOLEAN.
+    """Return `first_types` without the BOOLEAN text columns written otherwise.
 
-    DuckDB's sniffer also takes ``yes`` and ``no`` for BOOLEAN, and such a
-    column stays text, so the first rows of each file are read again here.
+    DuckDB's sniffer also takes ``yes`` and ``no`` for BOOLEAN, but
+    `exact_text_sql` does not, so such a column stays text without looking
+    typed. A column is left out when a value in a file's first rows is not
+    written as a BOOLEAN.
     """
-    kept = []
+    exact_types = []
     for index, types in enumerate(first_types):
         booleans = [n for n, kind in types.items() if kind == "BOOLEAN" and n in text]
         if booleans:
@@ -404,8 +405,8 @@ def _written_booleans(
             ).fetchall()[0]
             failed = {n for n, written in zip(booleans, row) if written is False}
             types = {n: kind for n, kind in types.items() if n not in failed}
-        kept.append(types)
-    return kept
+        exact_types.append(types)
+    return exact_types
 
 
 _JSON_FIRST_ROWS = SNIFF_ROWS

@@ -106,8 +106,8 @@ class Inference:
     empty: set[str] = field(default_factory=set)
     """Columns without a single value, so their inferred type means nothing."""
     invalid_dates: set[str] = field(default_factory=set)
-    """Columns of ISO 8601 dates (YYYY-MM-DD) left as text because some are no
-    valid date, such as ``2024-02-30``; `invalid_date_warnings` names one."""
+    """Columns of ISO 8601 dates (YYYY-MM-DD) left as text because some are not
+    valid dates, such as ``2024-02-30``. `invalid_date_warnings` names one."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class _TextWarning:
 
     message: str
     invalid_dates: bool = False
-    """The column has ISO 8601 dates only, and some are no valid date."""
+    """The column has ISO 8601 dates only, and some are not valid dates."""
 
 
 def infer_types(
@@ -625,7 +625,7 @@ def text_fallback_warnings(
             file, such as a CSV dialect's ``sniffed_types``.
         inferred: Column types inferred over every row.
         line_of: Function from a row's ``_file`` and ``_record`` to its line.
-        dataset: Dataset whose contract the warning tells to change.
+        dataset: Dataset whose contract table the warning names.
 
     Returns:
         The warning of each such column, by column name.
@@ -665,8 +665,8 @@ def invalid_date_warnings(
     """Warn of text columns of ISO 8601 dates, naming the first invalid date.
 
     Args:
-        columns: Columns of ISO 8601 dates with some that are no valid date,
-            such as an `Inference`'s ``invalid_dates``.
+        columns: Columns of ISO 8601 dates with some that are not valid
+            dates, such as an `Inference`'s ``invalid_dates``.
         db, table, paths, line_of, dataset: As `text_fallback_warnings`
             takes them.
 
