@@ -147,7 +147,7 @@ def violations_sql(
                     name,
                     text,
                     f"'value \"' || {text} || '\" is not a valid {column.type}"
-                    f"{_date_hint(name, column, dataset)}'",
+                    f"{_conversion_hint(name, column, dataset)}'",
                     invalid if nan is None else f"{invalid} AND NOT ({nan})",
                 )
             )
@@ -197,6 +197,14 @@ def _nul_check(name: str) -> str:
         + f"instr({raw}, chr(0)) || '; remove NUL bytes from the source'",
         f"contains({raw}, chr(0))",
     )
+
+
+def _conversion_hint(name: str, column: ColumnType, dataset: str) -> str:
+    """Return how to write a value of `column`'s type, escaped for SQL."""
+    if column.type == "BOOLEAN":
+        # The forms that `_types.exact_text_sql` passes.
+        return "; write it as true or false (in any case), 0 or 1"
+    return _date_hint(name, column, dataset)
 
 
 def _date_hint(name: str, column: ColumnType, dataset: str) -> str:

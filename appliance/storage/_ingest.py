@@ -323,10 +323,12 @@ def _open_sources(
     sniff's error at the same step as before.
     """
     if not all(READERS.get(path.suffix.lower()) == "read_csv" for path in paths):
-        return [open_source(path, settings.encoding) for path in paths]
+        return [open_source(path, settings.name, settings.encoding) for path in paths]
     with ThreadPoolExecutor(1, thread_name_prefix="ingest-hash") as pool:
         opened = pool.submit(
-            lambda: [open_source(path, settings.encoding) for path in paths]
+            lambda: [
+                open_source(path, settings.name, settings.encoding) for path in paths
+            ]
         )
         dialects = _sniff_ahead(catalog, paths, settings, opened)
         sources = opened.result()
@@ -350,7 +352,7 @@ def _sniff_ahead(
                 break
             try:
                 dialects[index] = sniff_dialect(
-                    db, path, settings.delimiter, settings.encoding
+                    db, path, settings.delimiter, settings.encoding, settings.name
                 )
             except (IngestError, OSError):
                 continue

@@ -152,7 +152,9 @@ def load_sources(
     if sources[0].reader == "read_csv":
         dialects = [
             s.dialect
-            or sniff_dialect(db, s.path, settings.delimiter, settings.encoding)
+            or sniff_dialect(
+                db, s.path, settings.delimiter, settings.encoding, settings.name
+            )
             for s in sources
         ]
         for source, dialect in zip(sources, dialects):
@@ -164,7 +166,7 @@ def load_sources(
             # The text read would quarantine a record with a non-UTF-8 byte,
             # so the whole file is rejected first, naming the byte's line.
             for source in sources:
-                check_utf8(source.path)
+                check_utf8(source.path, settings.name)
         readers = [
             _text_csv_sql(i, s, d, settings)
             for i, (s, d) in enumerate(zip(sources, dialects))
@@ -636,13 +638,14 @@ def _first_line_blank(path: Path) -> bool:
 def _exact_columns(types: Mapping[str, str]) -> tuple[dict[str, str], str]:
     """Return the types to read a CSV file as and the SELECT list that converts them.
 
-    DuckDB's CSV reader converts a value to BIGINT, DATE or TIMESTAMP as
-    leniently as its casts (see `_types.exact_text_sql`), such as ``2.5`` to
-    3. Integer columns are read as DOUBLE, and DATE and TIMESTAMP columns as
-    text. A value that the cast would change raises an error, which sends the
-    file to the text path: a fraction, or a number beyond 2**53 that a DOUBLE
-    cannot hold exactly. A whole number written as ``1e3`` or ``1_000`` is
-    stored as 1000, while the text path rejects it.
+    DuckDB's CSV reader converts a value to BIGINT, BOOLEAN, DATE or TIMESTAMP
+    as leniently as its casts (see `_types.exact_text_sql`), such as ``2.5``
+    to 3 and ``yes`` to true. Integer columns are read as DOUBLE, and BOOLEAN,
+    DATE and TIMESTAMP columns as text. A value that the cast would change
+    raises an error, which sends the file to the text path: a fraction, or a
+    number beyond 2**53 that a DOUBLE cannot hold exactly. A whole number
+    written as ``1e3`` or ``1_000`` is stored as 1000, while the text path
+    rejects it.
     """
     read_types = dict(types)
     columns = []

@@ -39,7 +39,7 @@ READERS = {
     ".json": "read_json",
 }
 _CHUNK = 1 << 20
-_SNIFF_ROWS = 2048
+SNIFF_ROWS = 2048
 """Rows the CSV sniffer reads. Column types are checked on every row later, so a
 wrong guess from a short sample costs a second, text read, never a wrong type."""
 _SNIFF_BUFFER = 2_000_000
@@ -102,8 +102,8 @@ class Dialect:
     """strptime format the sniffer chose for TIMESTAMP columns, if not ISO 8601."""
 
 
-def open_source(path: Path, encoding: str = "utf-8") -> SourceFile:
-    """Check that `path` is a readable, non-empty file and hash it.
+def open_source(path: Path, dataset: str, encoding: str = "utf-8") -> SourceFile:
+    """Check that `path` is a readable, non-empty file of `dataset` and hash it.
 
     A JSON-lines file is also checked to be valid in `encoding` when that is
     UTF-8, so a stray byte is reported with its line and column. A CSV file
@@ -137,9 +137,8 @@ def open_source(path: Path, encoding: str = "utf-8") -> SourceFile:
             f"{path}: file contains only a UTF-8 byte-order mark and no header; "
             "nothing to ingest"
         )
-    return SourceFile(
-        path, reader, _scan(path, reader == "read_json" and encoding == "utf-8")
-    )
+    utf8 = reader == "read_json" and encoding == "utf-8"
+    return SourceFile(path, reader, _scan(path, utf8, dataset))
 
 
 def check_distinct(sources: list[SourceFile]) -> None:
@@ -171,14 +170,14 @@ def only_blank_lines(path: Path) -> bool:
     return True
 
 
-def check_utf8(path: Path) -> None:
-    """Check that every byte of `path` is valid UTF-8.
+def check_utf8(path: Path, dataset: str) -> None:
+    """Check that every byte of `path`, a file of `dataset`, is valid UTF-8.
 
     Raises:
         IngestError: A byte is not valid UTF-8 (naming its line and byte), or
             the file cannot be read.
     """
-    _scan(path, check_utf8=True)
+    _scan(path, True, dataset)
 
 
 def check_line_breaks(path: Path, encoding: str, quote: str = '"') -> None:
@@ -228,8 +227,11 @@ def _bare_return_pattern(quote: bytes) -> re.Pattern[bytes]:
     return re.compile(q + rb"[^" + q + rb"]*" + q + rb"|" + bare)
 
 
-def _scan(path: Path, check_utf8: bool) -> str:
-    """Return the SHA-256 of the file, decoding it as UTF-8 when `check_utf8`."""
+def _scan(path: Path, check_utf8: bool, dataset: str) -> str:
+    """Return the SHA-256 of the file, decoding it as UTF-8 when `check_utf8`.
+
+    An error about the encoding names the setting of `dataset` to change.
+    """
     if not check_utf8:
         try:
             with path.open("rb") as handle:
@@ -249,7 +251,7 @@ def _scan(path: Path, check_utf8: bool) -> str:
                     try:
                         decoder.decode(chunk)
                     except UnicodeDecodeError as exc:
-                        _raise_encoding(path, chunk, exc, newlines)
+                        _raise_encoding(path, chunk, exc, newlines, dataset)
                 newlines += chunk.count(b"\n")
             try:
                 decoder.decode(b"", final=True)
@@ -263,30 +265,34 @@ def _scan(path: Path, check_utf8: bool) -> str:
 
 
 def _raise_encoding(
-    path: Path, chunk: bytes, exc: UnicodeDecodeError, newlines_before: int
+    path: Path,
+    chunk: bytes,
+    exc: UnicodeDecodeError,
+    newlines_before: int,
+    dataset: str,
 ) -> None:
     # The decoder keeps at most 3 bytes of a partial character from the last
     # chunk, so the position is within this chunk or right before it.
     position = max(exc.start, 0)
     if newlines_before == 0 and position == 0:
-        _check_utf16_mark(path, chunk)
+        _check_utf16_mark(path, chunk, dataset)
     line = newlines_before + chunk.count(b"\n", 0, position) + 1
     line_start = chunk.rfind(b"\n", 0, position) + 1
     column = position - line_start + 1
     byte = chunk[position : position + 1].hex()
     raise IngestError(
         f"{path}, line {line}, byte {column}: 0x{byte} is not valid UTF-8; convert "
-        "the file to UTF-8 or declare its encoding as [datasets.NAME] encoding = "
-        "'latin-1' in the configuration"
+        "the file to UTF-8 or declare its encoding as "
+        f"[datasets.{dataset}] encoding = 'latin-1' in the configuration"
     ) from None
 
 
-def _check_utf16_mark(path: Path, start: bytes) -> None:
+def _check_utf16_mark(path: Path, start: bytes, dataset: str) -> None:
     """Raise for a file that starts with a UTF-16 byte order mark."""
     if start.startswith(codecs.BOM_UTF16_LE):
         raise IngestError(
             f"{path}: the file starts with a UTF-16 (little-endian) byte order "
-            "mark; declare [datasets.NAME] encoding = 'utf-16' in the "
+            f"mark; declare [datasets.{dataset}] encoding = 'utf-16' in the "
             "configuration, or convert the file to UTF-8"
         )
     if start.startswith(codecs.BOM_UTF16_BE):
@@ -302,10 +308,12 @@ def sniff_dialect(
     path: Path,
     delimiter: str | None,
     encoding: str,
+    dataset: str,
 ) -> Dialect:
     """Detect the delimiter and quoting of a CSV file and check its header.
 
     The sniffer reads the first rows only; column types are not taken from it.
+    An error about the encoding names the setting of `dataset` to change.
 
     Raises:
         IngestError: The header has an empty or a duplicate column name.
@@ -317,12 +325,12 @@ def sniff_dialect(
         row = db.execute(
             "SELECT delimiter, quote, escape, columns, dateformat, timestampformat "
             f"FROM sniff_csv({literal(str(path))}, "
-            f"header=true, ignore_errors=true, sample_size={_SNIFF_ROWS}, "
+            f"header=true, ignore_errors=true, sample_size={SNIFF_ROWS}, "
             f"buffer_size={_SNIFF_BUFFER}{options})"
         ).fetchall()[0]
     except duckdb.Error as exc:
         if encoding == "utf-8":
-            check_utf8(path)
+            check_utf8(path, dataset)
         check_line_breaks(path, encoding)
         raise IngestError(
             f"{path}: cannot detect the CSV format: {short_error(exc)}; check that "
@@ -333,7 +341,7 @@ def sniff_dialect(
     quote = "" if quote == "(empty)" else quote
     escape = "" if escape == "(empty)" else escape
     delimiter = delimiter or found_delimiter
-    columns = _header(path, delimiter, quote or '"', encoding)
+    columns = _header(path, delimiter, quote or '"', encoding, dataset)
     return Dialect(
         delimiter,
         quote or '"',
@@ -345,17 +353,19 @@ def sniff_dialect(
     )
 
 
-def _header(path: Path, delimiter: str, quote: str, encoding: str) -> list[str]:
+def _header(
+    path: Path, delimiter: str, quote: str, encoding: str, dataset: str
+) -> list[str]:
     python_encoding = "utf-8-sig" if encoding == "utf-8" else encoding
     try:
         with path.open("r", encoding=python_encoding, newline="") as handle:
             text = handle.read(_CHUNK)
     except UnicodeError as exc:
         if encoding == "utf-8":
-            check_utf8(path)
+            check_utf8(path, dataset)
         raise IngestError(
             f"{path}: the start of the file is not valid {encoding} text "
-            f"({exc}); declare the file's encoding as [datasets.NAME] "
+            f"({exc}); declare the file's encoding as [datasets.{dataset}] "
             "encoding in the configuration"
         ) from None
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote)

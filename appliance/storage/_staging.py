@@ -33,13 +33,15 @@ from appliance.storage._loading import (
     normalize_type,
 )
 from appliance.storage._null_sources import NullCounts
-from appliance.storage._sources import Dialect, SourceFile
+from appliance.storage._sources import SNIFF_ROWS, Dialect, SourceFile
 from appliance.storage._sql import ident, literal
 from appliance.storage._types import (
     INTEGER_TYPES,
     ColumnType,
     Inference,
+    exact_text_sql,
     infer_types,
+    invalid_date_warnings,
     text_fallback_warnings,
 )
 
@@ -250,11 +252,17 @@ def stage_files(
         text = [n for n in source_types if n in loaded.text_columns]
     if text:
         found = infer_types(
-            db, STAGED, text, settings.date_formats, settings.decimal_separator
+            db,
+            STAGED,
+            text,
+            settings.date_formats,
+            settings.decimal_separator,
+            dataset=settings.name,
         )
         inference.types.update(found.types)
         inference.warnings, inference.empty = found.warnings, found.empty
         inference.warned = found.warned
+        inference.invalid_dates = found.invalid_dates
     if sources[0].reader == "read_json":
         # DuckDB types ISO dates and times of JSON strings; other strings get
         # the allowed date formats and the warnings of CSV text.
@@ -263,17 +271,27 @@ def stage_files(
             for n, kind in source_types.items()
             if kind == "VARCHAR" and n not in loaded.text_columns
         ]
-        found = infer_types(db, STAGED, strings, settings.date_formats, None, True)
+        found = infer_types(
+            db,
+            STAGED,
+            strings,
+            settings.date_formats,
+            None,
+            True,
+            dataset=settings.name,
+        )
         inference.types.update(found.types)
         inference.warnings += found.warnings
         inference.warned.update(found.warned)
         inference.empty |= found.empty
+        inference.invalid_dates |= found.invalid_dates
     for name in missing:
         source_types[name] = "VARCHAR"
     # A warning of a text column names a value, so sensitive columns get none.
     shown = {n: t for n, t in inference.types.items() if n not in hidden}
+    invalid_dates = sorted(inference.invalid_dates - hidden)
     fallback = _fallback_warnings(
-        db, sources, loaded, shown, (malformed, settings.encoding)
+        db, sources, loaded, (shown, invalid_dates), (malformed, settings)
     )
     # A value named by its line explains a column better than the first rows'
     # formats do, so it replaces that column's inference warning.
@@ -317,32 +335,39 @@ def _fallback_warnings(
     db: duckdb.DuckDBPyConnection,
     sources: list[SourceFile],
     loaded: Loaded,
-    types: dict[str, ColumnType],
-    numbering: tuple[int, str],
+    columns: tuple[dict[str, ColumnType], list[str]],
+    numbering: tuple[int, DatasetConfig],
 ) -> dict[str, str]:
-    """Warn of text columns whose first rows look numeric, boolean or timed.
+    """Warn of text columns that look typed, naming a value with its line.
+
+    Those are the columns whose first rows look numeric, boolean or timed,
+    and those of ISO 8601 dates with an invalid one.
 
     Args:
-        types: Type of each staged column.
-        numbering: The count of malformed records and the files' encoding,
-            which the line numbers of the named values need.
+        columns: The type of each staged column, and the columns of ISO 8601
+            dates with an invalid one.
+        numbering: The count of malformed records and the dataset's settings,
+            whose encoding the line numbers of the named values need.
     """
+    types, invalid_dates = columns
     text = [name for name, column in types.items() if column.type == "VARCHAR"]
     if not text or sources[0].reader == "read_parquet":
         return {}
     if loaded.dialects is not None:
         first_types = [_iso_sniffed_types(dialect) for dialect in loaded.dialects]
+        first_types = _written_booleans(db, first_types, text)
     else:
         first_types = _json_first_types(db, len(sources), text)
-    malformed, encoding = numbering
-    return text_fallback_warnings(
-        db,
-        STAGED,
-        [s.path for s in sources],
-        first_types,
-        types,
-        _line_finder(db, sources, loaded, malformed, encoding),
+    malformed, settings = numbering
+    paths = [s.path for s in sources]
+    line_of = _line_finder(db, sources, loaded, malformed, settings.encoding)
+    warnings = invalid_date_warnings(
+        db, STAGED, paths, invalid_dates, line_of, settings.name
     )
+    warnings |= text_fallback_warnings(
+        db, STAGED, paths, first_types, types, line_of, settings.name
+    )
+    return warnings
 
 
 def _iso_sniffed_types(dialect: Dialect) -> dict[str, str]:
@@ -357,7 +382,34 @@ def _iso_sniffed_types(dialect: Dialect) -> dict[str, str]:
     }
 
 
-_JSON_FIRST_ROWS = 2048
+def _written_booleans(
+    db: duckdb.DuckDBPyConnection, first_types: list[dict[str, str]], text: list[str]
+) -> list[dict[str, str]]:
+    """Return `first_types` without the BOOLEAN text columns written otherwise.
+
+    DuckDB's sniffer also takes ``yes`` and ``no`` for BOOLEAN, but
+    `exact_text_sql` does not, so such a column stays text without looking
+    typed. A column is left out when a value in a file's first rows is not
+    written as a BOOLEAN.
+    """
+    exact_types = []
+    for index, types in enumerate(first_types):
+        booleans = [n for n, kind in types.items() if kind == "BOOLEAN" and n in text]
+        if booleans:
+            checks = ", ".join(
+                f"bool_and({exact_text_sql(ident(n), 'BOOLEAN')})" for n in booleans
+            )
+            row = db.execute(
+                f"SELECT {checks} FROM {STAGED} WHERE _file = ? AND _record < ?",
+                [index, SNIFF_ROWS],
+            ).fetchall()[0]
+            failed = {n for n, written in zip(booleans, row) if written is False}
+            types = {n: kind for n, kind in types.items() if n not in failed}
+        exact_types.append(types)
+    return exact_types
+
+
+_JSON_FIRST_ROWS = SNIFF_ROWS
 """Rows of a JSON-lines file whose values give the type a column looks like,
 as many as the CSV sniffer reads."""
 _JSON_NUMBERS = {"BIGINT": "BIGINT", "UBIGINT": "BIGINT", "DOUBLE": "DOUBLE"}

@@ -105,6 +105,18 @@ class Inference:
     """The warning in `warnings` of each column that got one."""
     empty: set[str] = field(default_factory=set)
     """Columns without a single value, so their inferred type means nothing."""
+    invalid_dates: set[str] = field(default_factory=set)
+    """Columns of ISO 8601 dates (YYYY-MM-DD) left as text because some are not
+    valid dates, such as ``2024-02-30``. `invalid_date_warnings` names one."""
+
+
+@dataclass(frozen=True)
+class _TextWarning:
+    """The warning of a column left as text, as `_text_warning` returns it."""
+
+    message: str
+    invalid_dates: bool = False
+    """The column has ISO 8601 dates only, and some are not valid dates."""
 
 
 def infer_types(
@@ -114,6 +126,8 @@ def infer_types(
     date_formats: tuple[str, ...] = (),
     decimal_separator: str | None = None,
     dates_only: bool = False,
+    *,
+    dataset: str,
 ) -> Inference:
     """Infer the narrowest type that every non-missing value of each column fits.
 
@@ -123,6 +137,7 @@ def infer_types(
     reads both day-first and month-first stays text with a warning, when the
     allowed formats that fit it include both orders. With
     `dates_only`, as for JSON strings, numbers and booleans are no candidates.
+    A warning names the settings of `dataset` to change.
     """
     if not columns:
         return Inference()
@@ -139,15 +154,21 @@ def infer_types(
             try:
                 column = _choose(known[name], date_formats, decimal_separator)
                 warning = _text_warning(
-                    name, known[name], column, (date_formats, decimal_separator)
+                    name,
+                    known[name],
+                    column,
+                    (date_formats, decimal_separator),
+                    dataset,
                 )
             except _Unknown as unknown:
                 requests[name] = unknown.test
                 continue
             inference.types[name] = column
             if warning:
-                inference.warnings.append(warning)
-                inference.warned[name] = warning
+                inference.warnings.append(warning.message)
+                inference.warned[name] = warning.message
+            if warning and warning.invalid_dates:
+                inference.invalid_dates.add(name)
             if not known[name]["present"]:
                 inference.empty.add(name)
         _run_full(db, table, tests, requests, known)
@@ -250,7 +271,7 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
         ),
         "double": every(f"TRY_CAST({v} AS DOUBLE) IS NOT NULL"),
         "comma": every(f"regexp_matches({v}, '{_DECIMAL_COMMA}')"),
-        "boolean": every(f"lower({v}) IN ('true', 'false')"),
+        "boolean": every(exact_text_sql(v, "BOOLEAN")),
         # Each CASE casts only the values that match the pattern. An AND of
         # the two took twice as long on the flights sample (DuckDB 2.0.1).
         "date": every(_cast_if_matches(v, _ISO_DATE, "DATE")),
@@ -370,35 +391,56 @@ def _text_warning(
     outcome: _Outcome,
     chosen: ColumnType,
     settings: tuple[tuple[str, ...], str | None],
-) -> str | None:
+    dataset: str,
+) -> _TextWarning | None:
     """Return the warning of a column left as text that looks typed, if any.
 
-    `settings` are the dataset's allowed date formats and decimal separator.
+    `settings` are the allowed date formats and decimal separator of `dataset`.
     """
-    date_formats, decimal_separator = settings
     if chosen.type != "VARCHAR" or not outcome["present"]:
         return None
     if outcome["day_month"] and _ambiguous(outcome):
-        allowed = ", ".join(date_formats) or "none"
-        return (
+        allowed = ", ".join(settings[0]) or "none"
+        return _TextWarning(
             f"column {name!r} holds ambiguous dates: every value reads as both "
             "day-first and month-first, and the allowed date_formats "
             f"({allowed}) do not settle which, so it stays text; declare its "
             "date_format in the dataset contract"
         )
     if outcome["date_like"] and outcome["iso_shaped"]:
-        return (
+        return _TextWarning(
             f"column {name!r} looks like ISO 8601 dates (YYYY-MM-DD), but some "
             "are no valid date, such as a 30 February, so it stays text; fix "
-            "those values, or declare the column as DATE in [datasets.NAME.contract] "
-            "so that they are quarantined with their line"
+            f"those values, or {_quarantine_dates(dataset)}",
+            invalid_dates=True,
         )
+    message = _format_warning(name, outcome, settings, dataset)
+    return None if message is None else _TextWarning(message)
+
+
+def _quarantine_dates(dataset: str) -> str:
+    """Return the advice that makes a contract quarantine invalid dates."""
+    return (
+        f"declare the column as DATE in [datasets.{dataset}.contract] so that "
+        "they are quarantined with their line"
+    )
+
+
+def _format_warning(
+    name: str,
+    outcome: _Outcome,
+    settings: tuple[tuple[str, ...], str | None],
+    dataset: str,
+) -> str | None:
+    """Return the warning of a text column of dates, times or numbers in a
+    format that `settings` do not allow, if any."""
+    date_formats, decimal_separator = settings
     if outcome["date_like"]:
         allowed = ", ".join(date_formats) or "none"
         return (
             f"column {name!r} looks like dates in a format that is not allowed "
             f"(allowed: {allowed}), so it stays text; add its format to "
-            "[datasets.NAME] date_formats"
+            f"[datasets.{dataset}] date_formats"
         )
     if outcome["grouped"]:
         return (
@@ -418,13 +460,13 @@ def _text_warning(
         return (
             f"column {name!r} has times on a 12-hour clock (such as "
             "'2024-01-01 10:00 PM'), so it stays text; add their format, such as "
-            "'%Y-%m-%d %I:%M %p', to [datasets.NAME] date_formats"
+            f"'%Y-%m-%d %I:%M %p', to [datasets.{dataset}] date_formats"
         )
     if dict.get(outcome, "some_iso"):
         return (
             f"column {name!r} mixes ISO 8601 dates or times with other values, "
             "so it stays text; write every value in one format, or add the "
-            "other format to [datasets.NAME] date_formats"
+            f"other format to [datasets.{dataset}] date_formats"
         )
     return None
 
@@ -435,13 +477,19 @@ def exact_text_sql(v: str, kind: str) -> str | None:
     DuckDB 2.0.1 casts text leniently. To an integer it rounds ``2.5`` to 3
     and reads ``0x10`` as 16 and ``1e3`` as 1000. To a DATE it drops the time
     of ``2024-01-01 10:00``, and to a TIMESTAMP the offset of ``10:00+05``
-    and the word after ``10:00 Europe/Paris`` or ``10:00 PM``. Its CSV reader
-    does the same. A value that fails this
-    condition is not of that type, so no cast changes a value silently.
-    None when every successful cast to `kind` keeps the value.
+    and the word after ``10:00 Europe/Paris`` or ``10:00 PM``. To a BOOLEAN
+    it reads ``yes``, ``y`` and ``t`` as true and ``no``, ``n`` and ``f`` as
+    false, in any case. Its CSV reader does the same, and its sniffer takes a
+    column of ``yes`` and ``no`` or of ``t`` and ``f`` for BOOLEAN. A value
+    that fails this condition is not of that type, so no cast changes a value
+    silently. A BOOLEAN is written as ``true`` or ``false`` in any case, or
+    as ``0`` or ``1``, the values that the predict route accepts for a
+    boolean input. None when every successful cast to `kind` keeps the value.
     """
     if kind in INTEGER_TYPES:
         return f"regexp_full_match({v}, '{_INTEGER}')"
+    if kind == "BOOLEAN":
+        return f"lower({v}) IN ('true', 'false', '0', '1')"
     # A cheap test passes the common forms first, and the pattern runs only on
     # the rest (CASE evaluates each branch on its own rows).
     if kind == "DATE":
@@ -475,13 +523,16 @@ def _exact_cast(v: str, kind: str) -> str:
 def _exact_typed_cast(v: str, kind: str, source_type: str) -> str:
     """Return ``TRY_CAST`` of typed `v`, NULL where the cast would change it.
 
-    A fractional number cast to an integer and a time of day cast to a DATE
-    are rejected, as their text is by `exact_text_sql`.
+    A fractional number cast to an integer, a number other than 0 and 1 cast
+    to a BOOLEAN and a time of day cast to a DATE are rejected, as their text
+    is by `exact_text_sql`.
     """
     cast = f"TRY_CAST({v} AS {kind})"
     fractional = source_type in FLOAT_TYPES or source_type.startswith("DECIMAL")
     if kind in INTEGER_TYPES and fractional:
         return f"CASE WHEN {v} = trunc({v}) THEN {cast} END"
+    if kind == "BOOLEAN" and (source_type in INTEGER_TYPES or fractional):
+        return f"CASE WHEN {v} IN (0, 1) THEN {cast} END"
     naive_time = source_type.startswith("TIMESTAMP") and source_type != "TIMESTAMPTZ"
     if kind == "DATE" and naive_time:
         return f"CASE WHEN CAST({v} AS TIME) = TIME '00:00:00' THEN {cast} END"
@@ -504,8 +555,6 @@ def cast_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> str
     if column.date_format:
         parsed = f"TRY_STRPTIME({v}, {literal(column.date_format)})"
         return f"TRY_CAST({parsed} AS {column.type})"
-    if column.type == "BOOLEAN":
-        return f"CASE lower({v}) WHEN 'true' THEN true WHEN 'false' THEN false END"
     return _exact_cast(v, column.type)
 
 
@@ -559,6 +608,7 @@ def text_fallback_warnings(
     first_types: list[Mapping[str, str]],
     inferred: dict[str, ColumnType],
     line_of: Callable[[int, int], int],
+    dataset: str,
 ) -> dict[str, str]:
     """Warn of columns that look numeric or boolean in the first rows but end as text.
 
@@ -575,6 +625,7 @@ def text_fallback_warnings(
             file, such as a CSV dialect's ``sniffed_types``.
         inferred: Column types inferred over every row.
         line_of: Function from a row's ``_file`` and ``_record`` to its line.
+        dataset: Dataset whose contract table the warning names.
 
     Returns:
         The warning of each such column, by column name.
@@ -589,14 +640,7 @@ def text_fallback_warnings(
         )
         if kind is None:
             continue
-        row = first_row(
-            db.execute(
-                f"SELECT _file, _record, {ident(name)} FROM {table} "
-                f"WHERE {ident(name)} IS NOT NULL "
-                f"AND NOT ({_fits_sql(ident(name), kind)}) "
-                "ORDER BY _file, _record LIMIT 1"
-            )
-        )
+        row = _first_misfit(db, table, name, _fits_sql(ident(name), kind))
         if row is None:
             continue
         file, record, value = row
@@ -604,10 +648,65 @@ def text_fallback_warnings(
             f"column {name!r} looks like {kind} in the first rows of "
             f"{paths[file]} but has {value!r} at line {line_of(file, record)}, "
             "so the whole column is read as text; fix that value, or declare "
-            "the column's type in [datasets.NAME.contract] to quarantine such "
+            f"the column's type in [datasets.{dataset}.contract] to quarantine such "
             "rows instead"
         )
     return warnings
+
+
+def invalid_date_warnings(
+    db: duckdb.DuckDBPyConnection,
+    table: str,
+    paths: list[Path],
+    columns: list[str],
+    line_of: Callable[[int, int], int],
+    dataset: str,
+) -> dict[str, str]:
+    """Warn of text columns of ISO 8601 dates, naming the first invalid date.
+
+    Args:
+        columns: Columns of ISO 8601 dates with some that are not valid
+            dates, such as an `Inference`'s ``invalid_dates``.
+        db, table, paths, line_of, dataset: As `text_fallback_warnings`
+            takes them.
+
+    Returns:
+        The warning of each such column, by column name.
+    """
+    warnings = {}
+    for name in columns:
+        v = ident(name)
+        # A value with a NUL byte is quarantined whatever the type, so it is
+        # not the one that keeps the column text.
+        fits = f"contains({v}, chr(0)) OR TRY_CAST({v} AS DATE) IS NOT NULL"
+        row = _first_misfit(db, table, name, fits)
+        if row is None:
+            continue
+        file, record, value = row
+        warnings[name] = (
+            f"column {name!r} looks like ISO 8601 dates (YYYY-MM-DD), but has "
+            f"{value!r} at line {line_of(file, record)} of {paths[file]}, which "
+            "is not a valid date, so it stays text; fix such values, or "
+            f"{_quarantine_dates(dataset)}"
+        )
+    return warnings
+
+
+def _first_misfit(
+    db: duckdb.DuckDBPyConnection, table: str, name: str, fits: str
+) -> tuple[int, int, str] | None:
+    """Return the first row of `table` with a value of `name` that `fits` rejects.
+
+    The row is its ``_file``, ``_record`` and value, first in file order;
+    `fits` is an SQL condition on the value.
+    """
+    return first_row(
+        db.execute(
+            f"SELECT _file, _record, {ident(name)} FROM {table} "
+            f"WHERE {ident(name)} IS NOT NULL AND NOT ({fits}) "
+            "ORDER BY _file, _record LIMIT 1"
+        )
+    )
 
 
 def _short_type(kind: str | None) -> str | None:
@@ -621,4 +720,4 @@ def _fits_sql(v: str, kind: str) -> str:
     """Return the condition that text `v` is a value of `kind` as written."""
     if kind == "TIMESTAMP":
         return _timestamp_test(v)
-    return f"TRY_CAST({v} AS {kind}) IS NOT NULL"
+    return f"({_exact_cast(v, kind)}) IS NOT NULL"

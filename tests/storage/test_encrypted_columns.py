@@ -98,6 +98,20 @@ def test_lake_and_catalog_hold_ciphertext(tmp_path: Path, partition: str) -> Non
     }
 
 
+def test_invalid_date_warning_hides_value(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    rows = ["2024-01-31,1,100", "2024-02-30,1,200"]
+
+    result = ingest_flights(config, write_flights(tmp_path, rows))
+
+    assert result.warnings == [
+        "column 'tailnum' looks like ISO 8601 dates (YYYY-MM-DD), but some are no "
+        "valid date, such as a 30 February, so it stays text; fix those values, "
+        "or declare the column as DATE in [datasets.flights.contract] so that "
+        "they are quarantined with their line"
+    ]
+
+
 def test_plaintext_found_without_sensitive(tmp_path: Path) -> None:
     # The control of the checks above: the same rows stored without the
     # setting leave the plaintext in the lake's and the catalog's bytes.

@@ -1,10 +1,10 @@
 """Ingest never changes a value by a lenient cast to the column's type.
 
 DuckDB casts ``2.5`` to the BIGINT 3, ``0x10`` to 16, ``2024-01-01 10:00``
-to a DATE without its time, and ``10:00+05`` or ``10:00 Europe/Paris`` to a
-TIMESTAMP without its offset or time zone name. These tests put such values
-past the CSV sniffer's first rows, where the typed read used to store them
-changed, and into declared columns.
+to a DATE without its time, ``10:00+05`` or ``10:00 Europe/Paris`` to a
+TIMESTAMP without its offset or time zone name, and ``yes`` or ``t`` to the
+BOOLEAN true. These tests put such values past the CSV sniffer's first rows,
+where the typed read used to store them changed, and into declared columns.
 """
 
 from __future__ import annotations
@@ -50,6 +50,77 @@ def test_late_hex_kept_as_text(catalog: Catalog, write_file: WriteFile) -> None:
 
     assert result.version.schema["v"] == "VARCHAR"
     assert rows_of(catalog, result)[-1] == (_SNIFFED_ROWS, "0x10")
+    assert result.warnings == [
+        f"column 'v' looks like BIGINT in the first rows of {path} but has '0x10' "
+        f"at line {_SNIFFED_ROWS + 2}, so the whole column is read as text; fix "
+        "that value, or declare the column's type in [datasets.hex.contract] to "
+        "quarantine such rows instead"
+    ]
+
+
+def test_boolean_words_kept_as_written(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file(
+        "flags.csv",
+        "yes_no,y_n,t_f,on_off,bit,word,cased\n"
+        "yes,Y,t,on,0,true,TRUE\n"
+        "no,N,f,off,1,false,False\n"
+        "Yes,y,T,ON,1,true,true\n",
+    )
+
+    result = ingest(catalog, "flags", [path])
+
+    assert result.version.schema == {
+        "yes_no": "VARCHAR",
+        "y_n": "VARCHAR",
+        "t_f": "VARCHAR",
+        "on_off": "VARCHAR",
+        "bit": "BIGINT",
+        "word": "BOOLEAN",
+        "cased": "BOOLEAN",
+    }
+    assert rows_of(catalog, result) == [
+        ("yes", "Y", "t", "on", 0, True, True),
+        ("no", "N", "f", "off", 1, False, False),
+        ("Yes", "y", "T", "ON", 1, True, True),
+    ]
+    assert result.warnings == []
+
+
+def test_late_yes_kept_in_boolean_column(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = late_value_csv(write_file, "late.csv", "true", "yes")
+
+    result = ingest(catalog, "late_yes", [path])
+
+    assert result.version.schema["v"] == "VARCHAR"
+    assert rows_of(catalog, result)[0] == (0, "true")
+    assert rows_of(catalog, result)[-1] == (_SNIFFED_ROWS, "yes")
+    assert result.warnings == [
+        f"column 'v' looks like BOOLEAN in the first rows of {path} but has 'yes' "
+        f"at line {_SNIFFED_ROWS + 2}, so the whole column is read as text; fix "
+        "that value, or declare the column's type in [datasets.late_yes.contract] "
+        "to quarantine such rows instead"
+    ]
+
+
+def test_json_yes_after_booleans_warned(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    lines = [{"b": i % 2 == 0} for i in range(_SNIFFED_ROWS)] + [{"b": "yes"}]
+    path = write_file("b.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+
+    result = ingest(catalog, "json_flags", [path])
+
+    assert result.version.schema == {"b": "VARCHAR"}
+    assert rows_of(catalog, result)[0] == ("true",)
+    assert rows_of(catalog, result)[-1] == ("yes",)
+    assert result.warnings == [
+        f"column 'b' looks like BOOLEAN in the first rows of {path} but has 'yes' "
+        f"at line {_SNIFFED_ROWS + 1}, so the whole column is read as text; fix "
+        "that value, or declare the column's type in "
+        "[datasets.json_flags.contract] to quarantine such rows instead"
+    ]
 
 
 def test_late_time_kept_in_date_column(catalog: Catalog, write_file: WriteFile) -> None:
@@ -294,3 +365,43 @@ def test_declared_integer_quarantines_parquet_fraction(
     rows = list_quarantine(catalog, "p", result.version.version)
     assert [(row.line, row.value) for row in rows] == [(2, "2.5")]
     assert rows_of(catalog, result) == [(1,), (3,)]
+
+
+def test_declared_boolean_quarantines_words(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("b.csv", "id,b\n1,true\n2,yes\n3,0\n4,1\n5,FALSE\n6,n\n")
+    contract = ContractConfig(columns={"b": ColumnRule(type="BOOLEAN")})
+
+    result = ingest(
+        catalog, "b", [path], settings=DatasetConfig("b", contract=contract)
+    )
+
+    rows = list_quarantine(catalog, "b", result.version.version)
+    assert [(row.line, row.value) for row in rows] == [(3, "yes"), (7, "n")]
+    assert rows[0].reason == (
+        'value "yes" is not a valid BOOLEAN; write it as true or false (in any '
+        "case), 0 or 1"
+    )
+    assert result.accepted == 4
+    assert rows_of(catalog, result) == [(1, True), (3, False), (4, True), (5, False)]
+
+
+def test_declared_boolean_quarantines_other_numbers(
+    catalog: Catalog, write_file: WriteFile, tmp_path: Path
+) -> None:
+    json_path = write_file("b.jsonl", '{"b": 0}\n{"b": 1}\n{"b": 2}\n')
+    parquet_path = tmp_path / "b.parquet"
+    pq.write_table(pa.table({"b": pa.array([1.0, 0.5, 0.0])}), parquet_path)
+    contract = ContractConfig(columns={"b": ColumnRule(type="BOOLEAN")})
+
+    for dataset, path, value, kept in (
+        ("json_bits", json_path, "2", [(False,), (True,)]),
+        ("parquet_bits", parquet_path, "0.5", [(True,), (False,)]),
+    ):
+        settings = DatasetConfig(dataset, contract=contract)
+        result = ingest(catalog, dataset, [path], settings=settings)
+
+        rows = list_quarantine(catalog, dataset, result.version.version)
+        assert [row.value for row in rows] == [value]
+        assert rows_of(catalog, result) == kept

@@ -133,7 +133,7 @@ def test_type_change_after_thousands_of_rows(
     assert result.warnings == [
         f"column 'a' looks like BIGINT in the first rows of {path} but has "
         "'n/a-code' at line 5002, so the whole column is read as text; fix that "
-        "value, or declare the column's type in [datasets.NAME.contract] to "
+        "value, or declare the column's type in [datasets.late.contract] to "
         "quarantine such rows instead"
     ]
 
@@ -166,11 +166,11 @@ def test_json_type_change_late_warned(catalog: Catalog, write_file: WriteFile) -
     assert result.warnings == [
         f"column 'a' looks like BIGINT in the first rows of {path} but has "
         "'n/a-code' at line 5002, so the whole column is read as text; fix that "
-        "value, or declare the column's type in [datasets.NAME.contract] to "
+        "value, or declare the column's type in [datasets.late.contract] to "
         "quarantine such rows instead",
         f"column 'b' looks like BOOLEAN in the first rows of {path} but has "
         "'maybe' at line 5003, so the whole column is read as text; fix that "
-        "value, or declare the column's type in [datasets.NAME.contract] to "
+        "value, or declare the column's type in [datasets.late.contract] to "
         "quarantine such rows instead",
     ]
 
@@ -244,13 +244,27 @@ def test_type_change_against_contract_quarantined(
     ]
 
 
-def test_non_utf8_byte_named(catalog: Catalog, write_file: WriteFile) -> None:
-    path = write_file("latin.csv", b"a,b\n1,ok\n2,caf\xe9\n")
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("latin.csv", b"a,b\n1,ok\n2,caf\xe9\n"),
+        ("latin.jsonl", b'{"a": 1, "b": "ok"}\n\n{"a": 2, "b": "caf\xe9"}\n'),
+    ],
+    ids=["csv", "json"],
+)
+def test_non_utf8_byte_named(
+    catalog: Catalog, write_file: WriteFile, name: str, content: bytes
+) -> None:
+    path = write_file(name, content)
 
-    with pytest.raises(
-        IngestError, match=r"latin.csv, line 3, byte 6: 0xe9 is not valid UTF-8"
-    ):
-        ingest(catalog, "latin", [path])
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "latin_1", [path])
+
+    assert str(raised.value) == (
+        f"{path}, line 3, byte {content.splitlines()[2].index(0xE9) + 1}: 0xe9 is "
+        "not valid UTF-8; convert the file to UTF-8 or declare its encoding as "
+        "[datasets.latin_1] encoding = 'latin-1' in the configuration"
+    )
 
 
 @pytest.mark.parametrize(
@@ -291,8 +305,13 @@ def test_wrong_declared_encoding_named(catalog: Catalog, write_file: WriteFile) 
     path = write_file("plain.csv", b"a,b\n1,\xff\xfe\xd8\n")
     settings = DatasetConfig(name="plain", encoding="utf-16")
 
-    with pytest.raises(IngestError, match=r"plain.csv: .* not valid utf-16 text"):
+    with pytest.raises(IngestError, match=r"plain.csv: .* not valid utf-16") as raised:
         ingest(catalog, "plain", [path], settings=settings)
+
+    assert str(raised.value).endswith(
+        "; declare the file's encoding as [datasets.plain] encoding in the "
+        "configuration"
+    )
 
 
 def test_latin1_declared_loads(catalog: Catalog, write_file: WriteFile) -> None:
@@ -376,11 +395,10 @@ def test_other_date_format_not_allowed_warns(
 
     assert result.version.schema == {"d": "VARCHAR"}
     assert rows_of(catalog, result) == [("31-OCT-2023",), ("01-JAN-2024",)]
-    assert len(result.warnings) == 1
-    assert (
-        "column 'd' looks like dates in a format that is not allowed"
-        in (result.warnings[0])
-    )
+    assert result.warnings == [
+        "column 'd' looks like dates in a format that is not allowed (allowed: "
+        "none), so it stays text; add its format to [datasets.dates] date_formats"
+    ]
     assert result.version.report["warnings"] == result.warnings
 
 
@@ -410,16 +428,36 @@ def test_bom_only_file_rejected(catalog: Catalog, tmp_path: Path) -> None:
 def test_invalid_iso_date_named_as_invalid(
     catalog: Catalog, write_file: WriteFile
 ) -> None:
-    path = write_file("dates.csv", "d\n2024-01-01\n2024-02-30\n2024-03-01\n")
+    first = write_file("first.csv", "id,d\n1,2024-01-01\n")
+    text = 'id,d\n2,2024-01-02\n3,"2024-01-03"\n\n4,2024-02-30\n5,2024-13-01\n'
+    second = write_file("second.csv", text)
 
-    result = ingest(catalog, "dates", [path])
+    result = ingest(catalog, "days", [first, second])
 
-    assert result.version.schema == {"d": "VARCHAR"}
-    assert len(result.warnings) == 1
-    assert (
-        "looks like ISO 8601 dates (YYYY-MM-DD), but some are no valid date"
-        in (result.warnings[0])
-    )
+    assert result.version.schema == {"id": "BIGINT", "d": "VARCHAR"}
+    assert result.warnings == [
+        "column 'd' looks like ISO 8601 dates (YYYY-MM-DD), but has '2024-02-30' "
+        f"at line 5 of {second}, which is not a valid date, so it stays text; fix "
+        "such values, or declare the column as DATE in [datasets.days.contract] "
+        "so that they are quarantined with their line"
+    ]
+
+
+def test_late_invalid_json_date_named(catalog: Catalog, write_file: WriteFile) -> None:
+    days = ["2024-01-01"] * 3000 + [None, "2024-02-31"]
+    lines = "".join(json.dumps({"id": i, "d": d}) + "\n" for i, d in enumerate(days))
+    path = write_file("days.jsonl", lines)
+
+    result = ingest(catalog, "json_days", [path])
+
+    assert result.version.schema == {"id": "BIGINT", "d": "VARCHAR"}
+    assert result.warnings == [
+        "column 'd' looks like ISO 8601 dates (YYYY-MM-DD), but has '2024-02-31' "
+        f"at line 3002 of {path}, which is not a valid date, so it stays text; "
+        "fix such values, or declare the column as DATE in "
+        "[datasets.json_days.contract] so that they are quarantined with their "
+        "line"
+    ]
 
 
 def test_day_month_ambiguous_flagged(catalog: Catalog, write_file: WriteFile) -> None:
@@ -908,7 +946,7 @@ def test_utf16_mark_names_encoding(catalog: Catalog, write_file: WriteFile) -> N
 
     assert str(raised.value) == (
         f"{path}: the file starts with a UTF-16 (little-endian) byte order mark; "
-        "declare [datasets.NAME] encoding = 'utf-16' in the configuration, or "
+        "declare [datasets.wide] encoding = 'utf-16' in the configuration, or "
         "convert the file to UTF-8"
     )
     settings = DatasetConfig("wide", encoding="utf-16")
@@ -974,17 +1012,16 @@ def test_json_strings_read_allowed_date_formats(
 def test_twelve_hour_times_warned(catalog: Catalog, write_file: WriteFile) -> None:
     csv_path = write_file("pm.csv", "id,at\n1,2024-01-01 10:00 PM\n")
     json_path = write_file("pm.jsonl", '{"id": 1, "at": "2024-01-01 10:00 PM"}\n')
-    expected = (
-        "column 'at' has times on a 12-hour clock (such as '2024-01-01 10:00 PM'), "
-        "so it stays text; add their format, such as '%Y-%m-%d %I:%M %p', to "
-        "[datasets.NAME] date_formats"
-    )
 
     for dataset, path in (("pm_csv", csv_path), ("pm_json", json_path)):
         result = ingest(catalog, dataset, [path])
 
         assert result.version.schema["at"] == "VARCHAR"
-        assert result.warnings == [expected]
+        assert result.warnings == [
+            "column 'at' has times on a 12-hour clock (such as "
+            "'2024-01-01 10:00 PM'), so it stays text; add their format, such as "
+            f"'%Y-%m-%d %I:%M %p', to [datasets.{dataset}] date_formats"
+        ]
 
 
 def test_mixed_date_formats_warned(catalog: Catalog, write_file: WriteFile) -> None:
@@ -997,5 +1034,5 @@ def test_mixed_date_formats_warned(catalog: Catalog, write_file: WriteFile) -> N
     assert result.warnings == [
         "column 'day' mixes ISO 8601 dates or times with other values, so it "
         "stays text; write every value in one format, or add the other format "
-        "to [datasets.NAME] date_formats"
+        "to [datasets.mixed] date_formats"
     ]

@@ -44,7 +44,7 @@ def test_staging_uses_sniffed_dialect(
     running: Future[None] = Future()
     settings = DatasetConfig(name="d")
     (dialect,) = ingest_module._sniff_ahead(catalog, [path], settings, running)
-    source = replace(open_source(path), dialect=dialect)
+    source = replace(open_source(path, "d"), dialect=dialect)
 
     def no_sniff(*args: object) -> None:
         raise AssertionError("staging sniffed a file sniffed ahead")

@@ -39,9 +39,8 @@ def test_columns_keep_own_types(db: duckdb.DuckDBPyConnection) -> None:
             "missing": [None] * 4,
         },
     )
-    found = infer_types(
-        db, table, ["whole", "fraction", "comma", "day", "zoned", "word", "missing"]
-    )
+    names = ["whole", "fraction", "comma", "day", "zoned", "word", "missing"]
+    found = infer_types(db, table, names, dataset="texts")
     types = {name: column.type for name, column in found.types.items()}
     assert types["whole"] == "BIGINT"
     assert types["fraction"] == "DOUBLE"
@@ -59,14 +58,14 @@ def test_value_after_sample_decides(db: duckdb.DuckDBPyConnection) -> None:
     # one of them text, which only the scan over every row finds.
     numbers = [str(i) for i in range(5000)]
     table = _table(db, {"late_text": [*numbers, "x"], "numbers": [*numbers, "7"]})
-    found = infer_types(db, table, ["late_text", "numbers"])
+    found = infer_types(db, table, ["late_text", "numbers"], dataset="texts")
     assert found.types["late_text"].type == "VARCHAR"
     assert found.types["numbers"].type == "BIGINT"
 
 
 def test_empty_table_gives_text(db: duckdb.DuckDBPyConnection) -> None:
     table = _table(db, {"a": [], "b": []})
-    found = infer_types(db, table, ["a", "b"])
+    found = infer_types(db, table, ["a", "b"], dataset="texts")
     assert found.types["a"].type == "VARCHAR"
     assert found.types["b"].type == "VARCHAR"
     assert found.empty == {"a", "b"}
