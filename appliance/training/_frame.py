@@ -682,8 +682,8 @@ def _check_values(cfg: ModelConfig, frame: pd.DataFrame, numeric: list[str]) -> 
             raise TrainingError(
                 f"feature {name!r} of model {cfg.name!r} has {int(outside.sum())} "
                 f"values outside checks.{name} (min {low}, max {high}), first "
-                f"{float(values[first])!r} at row {first}; filter them out with 'where' "
-                "or widen the check"
+                f"{float(values[first])!r} at row {first}; filter them out with "
+                "'where' or widen the check"
             )
 
 
