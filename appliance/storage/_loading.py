@@ -62,6 +62,7 @@ from appliance.storage._repeated_keys import (
     write_without_repeats,
 )
 from appliance.storage._sources import (
+    SNIFF_ROWS,
     Dialect,
     SourceFile,
     check_line_breaks,
@@ -445,6 +446,7 @@ def _load_typed(
     token_text: set[str] = set()
     for index, (source, dialect) in enumerate(zip(sources, dialects)):
         types = _typed_columns(dialect, settings, contract, as_text)
+        types |= _worded_booleans(db, (source, dialect), settings, types, contract)
         if _ROW_NUMBER in types:
             _drop_typed(db, files)
             return None
@@ -748,6 +750,46 @@ def _typed_columns(
             kind = "VARCHAR"
         types[name] = kind
     return types
+
+
+def _worded_booleans(
+    db: duckdb.DuckDBPyConnection,
+    read: tuple[SourceFile, Dialect],
+    settings: DatasetConfig,
+    types: Mapping[str, str],
+    contract: ContractConfig | None,
+) -> dict[str, str]:
+    """Return VARCHAR for sniffed BOOLEAN columns written with other words.
+
+    DuckDB's sniffer also takes ``yes``, ``no``, ``t`` and ``f`` for
+    BOOLEAN, which `exact_text_sql` does not. Such a column would fail the
+    typed read at its first value and send the whole file to the slower text
+    path, so a column whose sniffed rows are not all written as BOOLEAN is
+    read as text here. A declared type is left as it is.
+    """
+    rules = contract.columns if contract else {}
+    declared = {name for name, rule in rules.items() if rule.type is not None}
+    sniffed = [
+        name
+        for name, kind in types.items()
+        if kind == "BOOLEAN" and name not in declared
+    ]
+    if not sniffed:
+        return {}
+    source, dialect = read
+    text = {name: "VARCHAR" for name in dialect.columns}
+    checks = ", ".join(
+        f"bool_and({exact_text_sql(ident(name), 'BOOLEAN')})" for name in sniffed
+    )
+    try:
+        row = db.execute(
+            f"SELECT {checks} FROM (SELECT * FROM "
+            f"{_csv_sql(source, dialect, settings, text)}) LIMIT {SNIFF_ROWS})"
+        ).fetchall()[0]
+    except duckdb.Error:
+        # The typed read reports what is wrong with the file.
+        return {}
+    return {name: "VARCHAR" for name, written in zip(sniffed, row) if not written}
 
 
 def _iso(fmt: str | None) -> bool:

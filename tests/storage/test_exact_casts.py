@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.storage import Catalog, IngestResult, ingest, list_quarantine, scan_sql
@@ -84,6 +86,19 @@ def test_boolean_words_kept_as_written(catalog: Catalog, write_file: WriteFile) 
         ("Yes", "y", "T", "ON", 1, True, True),
     ]
     assert result.warnings == []
+
+
+def test_boolean_words_read_on_typed_path(
+    catalog: Catalog, write_file: WriteFile, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_file("words.csv", "id,flag\n1,yes\n2,no\n3,yes\n")
+
+    with caplog.at_level(logging.DEBUG, logger="appliance.storage._loading"):
+        result = ingest(catalog, "words", [path])
+
+    assert result.version.schema == {"id": "BIGINT", "flag": "VARCHAR"}
+    assert rows_of(catalog, result) == [(1, "yes"), (2, "no"), (3, "yes")]
+    assert "typed read failed" not in caplog.text
 
 
 def test_late_yes_kept_in_boolean_column(
