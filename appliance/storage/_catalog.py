@@ -153,10 +153,15 @@ class Catalog:
     def __init__(self, home: Path, read_only: bool = False) -> None:
         self.home = home
         self.path = home / "catalog.duckdb"
+        if read_only and not self.path.exists():
+            # A read of a home that has no catalog yet finds it empty and
+            # leaves no file behind.
+            logger.info("catalog not found, reading it as empty path=%s", self.path)
+            self.db = duckdb.connect(":memory:")
+            self.db.execute(_SCHEMA)
+            return
         create_home(home)
         try:
-            if read_only and not self.path.exists():
-                read_only = False
             self.db = duckdb.connect(str(self.path), read_only=read_only)
             if not read_only:
                 self.db.execute(_SCHEMA)
