@@ -43,9 +43,7 @@ def leftover_copies(catalog: Catalog) -> list[Path]:
     return list((catalog.home / "decompressed").glob("*/*"))
 
 
-def test_gzip_csv_quarantine_names_file_and_line(
-    catalog: Catalog, write_file: WriteFile
-) -> None:
+def test_gzip_csv_quarantine_line(catalog: Catalog, write_file: WriteFile) -> None:
     path = gzipped(write_file, "x.csv.gz", _CSV)
 
     result = ingest(catalog, "d", [path], settings=settings())
@@ -63,9 +61,7 @@ def test_gzip_csv_quarantine_names_file_and_line(
     assert leftover_copies(catalog) == []
 
 
-def test_gzip_csv_strict_message_names_file(
-    catalog: Catalog, write_file: WriteFile
-) -> None:
+def test_gzip_csv_strict_message(catalog: Catalog, write_file: WriteFile) -> None:
     path = gzipped(write_file, "x.csv.gz", _CSV)
 
     with pytest.raises(IngestError, match=r"x\.csv\.gz, line 6, column 'a'") as raised:
@@ -78,9 +74,7 @@ def test_gzip_csv_strict_message_names_file(
     assert leftover_copies(catalog) == []
 
 
-def test_gzip_jsonl_quarantine_names_file_and_line(
-    catalog: Catalog, write_file: WriteFile
-) -> None:
+def test_gzip_jsonl_quarantine_line(catalog: Catalog, write_file: WriteFile) -> None:
     path = gzipped(write_file, "x.jsonl.gz", _JSONL)
 
     result = ingest(catalog, "d", [path], settings=settings())
@@ -91,24 +85,56 @@ def test_gzip_jsonl_quarantine_names_file_and_line(
     assert (row.line, row.column, row.value) == (4, "a", "50")
 
 
-def test_gzip_jsonl_invalid_line_names_file(
-    catalog: Catalog, write_file: WriteFile
-) -> None:
+def test_gzip_jsonl_invalid_line(catalog: Catalog, write_file: WriteFile) -> None:
     path = gzipped(write_file, "x.ndjson.gz", b'{"a": 1}\n\n{"a": 2, b: 3}\n')
 
     with pytest.raises(IngestError, match=r"x\.ndjson\.gz, line 3: invalid JSON"):
         ingest(catalog, "d", [path])
 
 
-def test_gzip_jsonl_invalid_utf8_names_line_and_byte(
-    catalog: Catalog, write_file: WriteFile
-) -> None:
+def test_gzip_jsonl_invalid_utf8(catalog: Catalog, write_file: WriteFile) -> None:
     path = gzipped(write_file, "x.jsonl.gz", b'{"a": "ok"}\n{"a": "\xff"}\n')
 
     with pytest.raises(
         IngestError, match=r"x\.jsonl\.gz, line 2, byte 8: 0xff is not valid UTF-8"
     ):
         ingest(catalog, "d", [path])
+
+
+_REJECTED = [
+    ("blank.csv.gz", b"\n\n\n", r"blank\.csv\.gz: the file contains only blank"),
+    ("first.csv.gz", b"\na,b\n1,2\n", r"first\.csv\.gz, line 1: the line is empty"),
+    ("bom.csv.gz", b"\xef\xbb\xbf", r"bom\.csv\.gz: file contains only a UTF-8 byte"),
+    ("dup.csv.gz", b"a,a\n1,2\n", r"dup\.csv\.gz, line 1: duplicate column name"),
+    ("arr.jsonl.gz", b'{"a": 1}\n[1, 2]\n', r"arr\.jsonl\.gz, line 2: an array"),
+    ("case.jsonl.gz", b'{"a": 1}\n{"A": 2}\n', r"case\.jsonl\.gz, line 2: key 'A'"),
+]
+"""File name, decompressed content and the expected error."""
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "error"), _REJECTED, ids=[name for name, *_ in _REJECTED]
+)
+def test_gzip_file_checks(
+    catalog: Catalog, write_file: WriteFile, name: str, content: bytes, error: str
+) -> None:
+    path = gzipped(write_file, name, content)
+
+    with pytest.raises(IngestError, match=error):
+        ingest(catalog, "d", [path])
+
+
+def test_gzip_jsonl_repeated_key_quarantined(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = gzipped(write_file, "x.jsonl.gz", b'{"a": 1}\n\n{"a": 2, "a": 3}\n')
+
+    result = ingest(catalog, "d", [path])
+
+    assert (result.accepted, result.quarantined) == (1, 1)
+    [row] = list_quarantine(catalog, "d")
+    assert (row.source, row.line) == (str(path.resolve()), 3)
+    assert "key 'a' appears 2 times" in row.reason
 
 
 def test_same_gzip_again_unchanged(catalog: Catalog, write_file: WriteFile) -> None:
@@ -211,9 +237,7 @@ def test_gzip_copy_of_plain_file_rejected(
         ingest(catalog, "d", [plain, compressed])
 
 
-def test_gzip_csv_inferred_over_whole_file(
-    catalog: Catalog, write_file: WriteFile
-) -> None:
+def test_gzip_csv_types_whole_file(catalog: Catalog, write_file: WriteFile) -> None:
     # The sniffer reads the first 2048 rows, all integers.
     lines = b"".join(b"%d,%d\n" % (i, i) for i in range(5000))
     path = gzipped(write_file, "x.txt.gz", b"a,b\n" + lines + b"1,2.5\n")
@@ -258,9 +282,7 @@ def test_gzip_csv_ragged_row_quarantined(
     assert "too many fields" in row.reason
 
 
-def test_gzip_csv_carriage_returns_hint_decompresses(
-    catalog: Catalog, write_file: WriteFile
-) -> None:
+def test_gzip_csv_carriage_returns(catalog: Catalog, write_file: WriteFile) -> None:
     path = gzipped(write_file, "mac.csv.gz", b"a,b\r1,x\r2,y\r")
 
     with pytest.raises(IngestError, match=r"mac\.csv\.gz, line 1: .*gzip -dc mac"):
