@@ -26,7 +26,11 @@ def register(commands: Any) -> None:
     ingest = add_command(commands, "ingest", _ingest, "load files as a dataset version")
     ingest.add_argument("dataset", help="dataset name")
     ingest.add_argument(
-        "paths", nargs="+", type=Path, help="CSV, Parquet or JSON-lines files"
+        "paths",
+        nargs="+",
+        type=Path,
+        help="CSV, Parquet or JSON-lines files; CSV and JSON lines may be "
+        "compressed (.csv.gz, .jsonl.gz)",
     )
     ingest.add_argument(
         "--mode",

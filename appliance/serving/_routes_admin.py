@@ -67,7 +67,9 @@ class IngestRequest(msgspec.Struct, forbid_unknown_fields=True):
         list[str],
         msgspec.Meta(
             description="CSV, Parquet or JSON-lines files that the daemon can "
-            "read. A relative path is taken from the daemon's working directory."
+            "read; CSV and JSON-lines files may be gzip-compressed, such as "
+            "x.csv.gz. A relative path is taken from the daemon's working "
+            "directory."
         ),
     ]
     mode: Annotated[

@@ -14,11 +14,16 @@ import json
 import re
 import string
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from appliance.errors import IngestError
+
+if TYPE_CHECKING:
+    # _sources imports this module, so the type is imported for annotations only.
+    from appliance.storage._sources import InputFile
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _RENAMED = re.compile(r"(.+)_[0-9]+")
@@ -98,7 +103,7 @@ def check_parquet_names(path: Path) -> None:
         raise IngestError(f"{path}: {message}")
 
 
-def check_json_key_case(path: Path, columns: list[str]) -> None:
+def check_json_key_case(file: InputFile, columns: list[str]) -> None:
     """Reject a JSON-lines file with two keys that differ only in case.
 
     `columns` are the names DuckDB read. Only when one looks renamed, such as
@@ -112,7 +117,8 @@ def check_json_key_case(path: Path, columns: list[str]) -> None:
     if not any(m and ascii_lower(m.group(1)) in lowered for m in renamed):
         return
     seen: dict[str, str] = {}
-    with path.open("rb") as lines:
+    path = file.path
+    with file.read_path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue

@@ -46,6 +46,7 @@ from appliance.crypto import ColumnCipher
 from appliance.dbrows import first_row
 from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
+from appliance.storage._compressed import DecompressedFiles
 from appliance.storage._contracts import schema_changes
 from appliance.storage._datasets import (
     DatasetVersion,
@@ -83,6 +84,7 @@ from appliance.storage._retention import (
 from appliance.storage._sources import (
     READERS,
     Dialect,
+    InputFile,
     SourceFile,
     check_distinct,
     open_source,
@@ -156,7 +158,9 @@ def ingest(
     Args:
         catalog: Open catalog.
         dataset: Dataset name.
-        paths: CSV, Parquet or JSON-lines files, all of one format.
+        paths: CSV, Parquet or JSON-lines files, all of one format. A CSV or
+            JSON-lines file may be compressed with gzip (``.csv.gz``), or
+            with zstd (``.jsonl.zst``) on Python 3.14 and later.
         mode: ``replace`` makes a version of these files only; ``append`` adds
             their rows to the latest version's.
         settings: The dataset's configuration; defaults when None.
@@ -191,7 +195,8 @@ def ingest(
     args = (catalog, dataset, paths, mode, settings, strict, views, force)
     details: dict[str, Any] = {"mode": mode, "files": [str(p) for p in paths]}
     try:
-        result = _ingest(*args, same_paths, cipher, ciphertext_sources)
+        with DecompressedFiles(catalog.home) as copies:
+            result = _ingest(*args, same_paths, cipher, ciphertext_sources, copies)
     except (IngestError, StorageError) as exc:
         details["error"] = str(exc)
         record(catalog, "dataset.ingest", dataset, details, "failed")
@@ -220,6 +225,7 @@ def _ingest(
     same_paths: bool,
     cipher: ColumnCipher | None,
     ciphertext_sources: bool,
+    copies: DecompressedFiles,
 ) -> IngestResult:
     _check_name(dataset)
     settings = settings or DatasetConfig(name=dataset)
@@ -231,7 +237,7 @@ def _ingest(
         raise IngestError("no input files given; name at least one file")
     check_cipher(catalog, settings, cipher)
     with timed_step(dataset, "hash"):
-        sources = _open_sources(catalog, paths, settings)
+        sources = _open_sources(catalog, paths, settings, copies)
     if len({source.reader for source in sources}) > 1:
         raise IngestError(
             f"{source_names(sources)}: input files mix formats; ingest CSV, "
@@ -312,7 +318,10 @@ def _ingest(
 
 
 def _open_sources(
-    catalog: Catalog, paths: list[Path], settings: DatasetConfig
+    catalog: Catalog,
+    paths: list[Path],
+    settings: DatasetConfig,
+    copies: DecompressedFiles,
 ) -> list[SourceFile]:
     """Check and hash `paths`, and sniff the dialect of CSV files meanwhile.
 
@@ -320,10 +329,15 @@ def _open_sources(
     this thread sniffs the files until the hashes are done. When an existing
     version has the same bytes, the dialects go unused. Staging sniffs a file
     that was not sniffed here or whose sniff failed, and so raises that
-    sniff's error at the same step as before.
+    sniff's error at the same step as before. A compressed file has no text
+    to sniff until it is decompressed into `copies` while it is hashed, so
+    staging sniffs it.
     """
     if not all(READERS.get(path.suffix.lower()) == "read_csv" for path in paths):
-        return [open_source(path, settings.name, settings.encoding) for path in paths]
+        return [
+            open_source(path, settings.name, settings.encoding, copies)
+            for path in paths
+        ]
     with ThreadPoolExecutor(1, thread_name_prefix="ingest-hash") as pool:
         opened = pool.submit(
             lambda: [
@@ -352,7 +366,11 @@ def _sniff_ahead(
                 break
             try:
                 dialects[index] = sniff_dialect(
-                    db, path, settings.delimiter, settings.encoding, settings.name
+                    db,
+                    InputFile(path, path),
+                    settings.delimiter,
+                    settings.encoding,
+                    settings.name,
                 )
             except (IngestError, OSError):
                 continue

@@ -152,7 +152,7 @@ def line_sql(
         return _skip_malformed_lines(simple) if malformed else simple
     assert dialect is not None
     found = record_lines(
-        source.path, encoding, dialect.quote, dialect.escape, dialect.delimiter
+        source.read_path, encoding, dialect.quote, dialect.escape, dialect.delimiter
     )
     rejected = []
     if malformed:
@@ -206,7 +206,7 @@ def _json_line_sql(
     """Return SQL mapping each record of a JSON-lines file to its line."""
     if source.lines == records:
         return f"SELECT {index} AS _file, _record, _record + 1 AS line FROM raw_{index}"
-    lines = json_record_lines(source.path)
+    lines = json_record_lines(source.read_path)
     if len(lines) != records:
         # NOTE: DuckDB read another count of objects than the file has
         # non-blank lines, so each row's line is taken from its position.

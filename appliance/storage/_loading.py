@@ -38,7 +38,6 @@ from appliance.storage._column_names import (
     check_parquet_names,
 )
 from appliance.storage._encrypted import DECRYPT
-from appliance.storage._errors import short_error
 from appliance.storage._lines import non_blank_lines
 from appliance.storage._null_sources import (
     UNUSED_NULL,
@@ -64,9 +63,11 @@ from appliance.storage._repeated_keys import (
 from appliance.storage._sources import (
     SNIFF_ROWS,
     Dialect,
+    InputFile,
     SourceFile,
     check_line_breaks,
     check_utf8,
+    file_error,
     only_blank_lines,
     sniff_dialect,
 )
@@ -154,7 +155,7 @@ def load_sources(
         dialects = [
             s.dialect
             or sniff_dialect(
-                db, s.path, settings.delimiter, settings.encoding, settings.name
+                db, s, settings.delimiter, settings.encoding, settings.name
             )
             for s in sources
         ]
@@ -167,7 +168,7 @@ def load_sources(
             # The text read would quarantine a record with a non-UTF-8 byte,
             # so the whole file is rejected first, naming the byte's line.
             for source in sources:
-                check_utf8(source.path, settings.name)
+                check_utf8(source, settings.name)
         readers = [
             _text_csv_sql(i, s, d, settings)
             for i, (s, d) in enumerate(zip(sources, dialects))
@@ -194,30 +195,30 @@ def load_sources(
                 db.execute(f"CREATE TEMP TABLE rows_{index} AS SELECT * FROM {reader}")
         except duckdb.Error as exc:
             if source.reader == "read_json":
-                _raise_malformed_line(source.path)
-            if source.reader == "read_csv" and only_blank_lines(source.path):
+                _raise_malformed_line(source)
+            if source.reader == "read_csv" and only_blank_lines(source.read_path):
                 raise IngestError(
                     f"{source.path}: the file contains only blank lines; nothing "
                     "to ingest"
                 ) from None
-            if source.reader == "read_csv" and _first_line_blank(source.path):
+            if source.reader == "read_csv" and _first_line_blank(source.read_path):
                 raise IngestError(
                     f"{source.path}, line 1: the line is empty, and the header "
                     "must be the first line; remove the blank lines above it"
                 ) from None
             if source.reader == "read_csv":
                 assert dialects is not None
-                check_line_breaks(source.path, settings.encoding, dialects[index].quote)
+                check_line_breaks(source, settings.encoding, dialects[index].quote)
             raise IngestError(
-                f"{source.path}: cannot read file: {short_error(exc)}; check that "
-                f"it is a complete {_FORMATS[source.reader]} file"
+                f"{source.path}: cannot read file: {file_error(exc, source)}; "
+                f"check that it is a complete {_FORMATS[source.reader]} file"
             ) from None
         written: list[str] = []
         if source.reader == "read_json":
-            _check_json_objects(db, index, source.path)
+            _check_json_objects(db, index, source)
             described = db.execute(f"DESCRIBE rows_{index}").fetchall()
             check_internal_names(source.path, [row[0] for row in described])
-            check_json_key_case(source.path, [row[0] for row in described])
+            check_json_key_case(source, [row[0] for row in described])
             written = _read_as_written(db, index, source, as_text)
         columns, mixed = _json_as_text(db, index, written, decrypted)
         text.update(mixed + written)
@@ -260,7 +261,7 @@ def _file_null_counts(
         return {}
     columns = null_columns(db, f"rows_{index}")
     if source.reader == "read_json":
-        return json_null_counts(db, str(source.path), columns)
+        return json_null_counts(db, str(source.read_path), columns)
     assert dialects is not None
     return _csv_token_counts(
         db, source, dialects[index], settings, columns, ", ignore_errors=true"
@@ -279,7 +280,7 @@ def _read_without_repeats(
     # A second read of the same ingest, as for printed rejections, finds the
     # copy of the first and logs nothing more.
     first = not copy.exists()
-    repeats = write_without_repeats(source.path, copy)
+    repeats = write_without_repeats(source.read_path, copy)
     store_repeats(db, index, repeats)
     if first:
         logger.info(
@@ -288,7 +289,7 @@ def _read_without_repeats(
             len(repeats),
         )
     # The copy's folder is named like a Hive partition (version=ID.tmp).
-    return _other_sql(replace(source, path=copy), hive_partitioning=False)
+    return _other_sql(replace(source, read_path=copy), hive_partitioning=False)
 
 
 def _regex_columns(contract: ContractConfig | None) -> frozenset[str]:
@@ -378,7 +379,7 @@ def _read_as_written(
     if not columns:
         return []
     try:
-        written = _parse_texts(source.path, columns)
+        written = _parse_texts(source.read_path, columns)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         # NOTE: DuckDB read a line that Python's parser rejects, so the
         # values keep DuckDB's print.
@@ -602,7 +603,7 @@ def _log_typed_failure(source: SourceFile, exc: duckdb.Error) -> None:
     logger.debug(
         "typed read failed, reading as text file=%s error=%s",
         source.path,
-        short_error(exc),
+        file_error(exc, source),
     )
 
 
@@ -868,7 +869,7 @@ def _csv_sql(
         "{" + ", ".join(f"{literal(n)}: {literal(t)}" for n, t in types.items()) + "}"
     )
     return (
-        f"read_csv({literal(str(source.path))}, header=true, auto_detect=false, "
+        f"read_csv({literal(str(source.read_path))}, header=true, auto_detect=false, "
         f"delim={literal(dialect.delimiter)}, quote={literal(dialect.quote)}, "
         f"escape={literal(dialect.escape)}, nullstr={nulls}, "
         f"encoding={literal(settings.encoding)}, columns={columns}"
@@ -876,7 +877,7 @@ def _csv_sql(
 
 
 def _other_sql(source: SourceFile, hive_partitioning: bool = True) -> str:
-    path = literal(str(source.path))
+    path = literal(str(source.read_path))
     if source.reader == "read_parquet":
         return f"read_parquet({path})"
     hive = "" if hive_partitioning else ", hive_partitioning=false"
@@ -888,7 +889,9 @@ def _other_sql(source: SourceFile, hive_partitioning: bool = True) -> str:
     )
 
 
-def _check_json_objects(db: duckdb.DuckDBPyConnection, index: int, path: Path) -> None:
+def _check_json_objects(
+    db: duckdb.DuckDBPyConnection, index: int, file: InputFile
+) -> None:
     """Raise for the first line of a JSON-lines file that is not a JSON object.
 
     When any line contains an array, a number or a string, or an object with
@@ -898,10 +901,11 @@ def _check_json_objects(db: duckdb.DuckDBPyConnection, index: int, path: Path) -
     """
     names = [row[0] for row in db.execute(f"DESCRIBE rows_{index}").fetchall()]
     if any("\0" in name for name in names):
-        _raise_nul_key(path)
+        _raise_nul_key(file)
     if names != ["json"]:
         return
-    for number, line in non_blank_lines(path):
+    path = file.path
+    for number, line in non_blank_lines(file.read_path):
         value = json.loads(line)
         if not isinstance(value, dict):
             kind = "an array" if isinstance(value, list) else "a single value"
@@ -917,9 +921,10 @@ def _check_json_objects(db: duckdb.DuckDBPyConnection, index: int, path: Path) -
             )
 
 
-def _raise_nul_key(path: Path) -> None:
+def _raise_nul_key(file: InputFile) -> None:
     """Raise for the first line of a JSON-lines file with a NUL byte in a key."""
-    for number, line in non_blank_lines(path):
+    path = file.path
+    for number, line in non_blank_lines(file.read_path):
         value = json.loads(line)
         if not isinstance(value, dict):
             continue
@@ -932,14 +937,15 @@ def _raise_nul_key(path: Path) -> None:
                 )
 
 
-def _raise_malformed_line(path: Path) -> None:
+def _raise_malformed_line(file: InputFile) -> None:
     """Raise for the first line of a JSON-lines file that is not valid JSON.
 
     DuckDB 2.0's reader error names the line after the malformed one, so the file
     is scanned again here. Returns when every line parses, and the caller
     then reports DuckDB's error.
     """
-    for number, line in non_blank_lines(path):
+    path = file.path
+    for number, line in non_blank_lines(file.read_path):
         try:
             # Without its line break, an object cut short at the end of the
             # line has its error at the line's last column.

@@ -5,7 +5,9 @@ records the version in the catalog. A process killed between the two leaves
 a folder that no version names; one killed while staging leaves its
 ``version=ID.tmp`` folder. An erasure killed before its commit leaves a
 ``version=ID.erase.tmp`` folder, and one killed after it the old folder of
-each version it rewrote. `remove_orphan_folders` deletes all of them. It
+each version it rewrote. An ingest of compressed files killed before its
+end leaves their decompressed copies in the home's ``decompressed`` folder.
+`remove_orphan_folders` deletes all of them. It
 must run while no ingest is in progress, such as at the daemon's start or
 before a command-line ingest, because an ingest's folder has no catalog row
 until the ingest ends.
@@ -19,6 +21,7 @@ import shutil
 from pathlib import Path
 
 from appliance.storage._catalog import Catalog
+from appliance.storage._compressed import DECOMPRESSED_FOLDER
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +37,16 @@ def remove_orphan_folders(catalog: Catalog) -> list[Path]:
     even after retention deleted the parent's row.
 
     A folder that cannot be deleted is logged and kept, so a start or an
-    ingest does not fail on it.
+    ingest does not fail on it. The folders of decompressed copies that an
+    ingest left are deleted too.
 
     Returns:
         The folders deleted.
     """
+    removed = _remove_decompressed(catalog.home)
     if not catalog.lake.is_dir():
-        return []
+        return removed
     known, globs = _referenced(catalog)
-    removed = []
     for dataset_folder in sorted(p for p in catalog.lake.iterdir() if p.is_dir()):
         dataset = dataset_folder.name
         for folder in sorted(dataset_folder.glob(_PREFIX + "*")):
@@ -57,6 +61,21 @@ def remove_orphan_folders(catalog: Catalog) -> list[Path]:
                     folder,
                 )
                 removed.append(folder)
+    return removed
+
+
+def _remove_decompressed(home: Path) -> list[Path]:
+    """Delete the folders of decompressed copies that stopped ingests left."""
+    root = home / DECOMPRESSED_FOLDER
+    if not root.is_dir():
+        return []
+    removed = []
+    for folder in sorted(root.iterdir()):
+        if _remove(folder):
+            logger.warning(
+                "decompressed copies of a stopped ingest removed folder=%s", folder
+            )
+            removed.append(folder)
     return removed
 
 
@@ -107,8 +126,8 @@ def _remove(folder: Path) -> bool:
         return False
     except OSError as exc:
         logger.error(
-            "orphan version folder not removed folder=%s error=%s; check the "
-            "permissions of the lake folder",
+            "orphan folder not removed folder=%s error=%s; check the "
+            "permissions of its parent folder",
             folder,
             exc,
         )

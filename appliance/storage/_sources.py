@@ -1,5 +1,9 @@
 """Source files of an ingest: format, hash, encoding check, CSV dialect and header.
 
+A compressed text file (``.csv.gz``, ``.jsonl.zst``, ...) is decompressed
+once into a copy (`_compressed`): each source carries the path as given,
+which messages name, and the path of the bytes to read (`InputFile`).
+
 Everything here reads the file with Python before DuckDB sees it, so a problem
 such as a duplicate header name is reported with the file, line and column
 instead of as a reader error deep inside a query. A CSV file is checked for
@@ -25,6 +29,14 @@ import duckdb
 
 from appliance.errors import IngestError
 from appliance.storage._column_names import ascii_lower, clash_message
+from appliance.storage._compressed import (
+    COMPRESSIONS,
+    DecompressedFiles,
+    check_available,
+    decompress,
+    decompress_command,
+    readable_suffixes,
+)
 from appliance.storage._errors import short_error
 from appliance.storage._sql import literal
 
@@ -38,6 +50,7 @@ READERS = {
     ".ndjson": "read_json",
     ".json": "read_json",
 }
+_PARQUET = "read_parquet"
 _CHUNK = 1 << 20
 SNIFF_ROWS = 2048
 """Rows the CSV sniffer reads. Column types are checked on every row later, so a
@@ -52,20 +65,34 @@ _BOM = codecs.BOM_UTF8
 
 
 @dataclass(frozen=True)
-class SourceFile:
-    """One input file with what was learned from reading its bytes."""
+class InputFile:
+    """A file named for an ingest, and the file its bytes are read from."""
 
     path: Path
+    """The path as given, which messages, the quarantine and the catalog name."""
+    read_path: Path
+    """The file to read: `path` itself, or the decompressed copy of a
+    compressed file."""
+
+
+@dataclass(frozen=True)
+class SourceFile(InputFile):
+    """One input file with what was learned from reading its bytes."""
+
     reader: str
     """DuckDB table function: ``read_csv``, ``read_parquet`` or ``read_json``."""
     sha256: str
+    """SHA-256 of the file as given, compressed or not."""
+    content_sha256: str = field(default="", compare=False)
+    """SHA-256 of the decompressed bytes of a compressed file. Empty for a
+    file that is not compressed, whose bytes `sha256` hashes."""
     dialect: Dialect | None = field(default=None, compare=False)
     """CSV dialect sniffed while the file was hashed. None when the file was not
     sniffed or the sniff failed, so that `_loading.load_sources` sniffs it."""
 
     @functools.cached_property
     def lines(self) -> int:
-        """Count of lines in the file, counted on first use.
+        """Count of lines in the file (decompressed), counted on first use.
 
         That is the count of line feeds, plus one when the last line has
         none. Only the line numbers of quarantined rows need it, so a clean
@@ -76,7 +103,7 @@ class SourceFile:
         """
         lines, last = 0, b"\n"
         try:
-            with self.path.open("rb") as handle:
+            with self.read_path.open("rb") as handle:
                 while chunk := handle.read(_CHUNK):
                     lines += chunk.count(b"\n")
                     last = chunk[-1:]
@@ -102,55 +129,122 @@ class Dialect:
     """strptime format the sniffer chose for TIMESTAMP columns, if not ISO 8601."""
 
 
-def open_source(path: Path, dataset: str, encoding: str = "utf-8") -> SourceFile:
+def source_reader(path: Path) -> str:
+    """Return the DuckDB table function that reads `path`, from its suffixes.
+
+    A text format's suffix may be followed by a compression's, such as
+    ``.csv.gz``. The reader then reads the copy that `open_source` writes.
+
+    Raises:
+        IngestError: The suffix is of no known format, of a compressed
+            Parquet file, or of a compression this Python cannot read.
+    """
+    suffix = path.suffix.lower()
+    compressed = suffix in COMPRESSIONS
+    inner = path.with_suffix("").suffix.lower() if compressed else suffix
+    reader = READERS.get(inner)
+    if compressed and reader == _PARQUET:
+        raise IngestError(
+            f"{path}: a Parquet file compresses its own data, so a compressed "
+            f"Parquet file ({inner}{suffix}) is not read; ingest the "
+            f"{path.with_suffix('').name} inside it"
+        )
+    if reader is None:
+        known = ", ".join(sorted(READERS))
+        found = f"{inner}{suffix}" if compressed else suffix or "(no extension)"
+        raise IngestError(
+            f"{path}: unsupported format {found!r}; use a file ending in one of "
+            f"{known}, or a CSV or JSON-lines one followed by "
+            f"{' or '.join(readable_suffixes())} when compressed"
+        )
+    if compressed:
+        check_available(path)
+    return reader
+
+
+def open_source(
+    path: Path,
+    dataset: str,
+    encoding: str = "utf-8",
+    copies: DecompressedFiles | None = None,
+) -> SourceFile:
     """Check that `path` is a readable, non-empty file of `dataset` and hash it.
 
     A JSON-lines file is also checked to be valid in `encoding` when that is
     UTF-8, so a stray byte is reported with its line and column. A CSV file
-    is checked by `check_utf8` only when DuckDB cannot read it.
+    is checked by `check_utf8` only when DuckDB cannot read it. A compressed
+    file is decompressed into `copies`, which it needs, and checked there.
 
     Raises:
         IngestError: The file is a directory, missing, empty, of an unknown format,
-            unreadable or not valid UTF-8.
+            unreadable, not a complete compressed file or not valid UTF-8.
+        StorageError: The decompressed copy cannot be written.
     """
     if path.is_dir():
         raise IngestError(
             f"{path}: is a directory; name the files in it instead, such as "
             f"{path / '*.csv'}"
         )
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        known = ", ".join(sorted(READERS))
-        raise IngestError(
-            f"{path}: unsupported format {path.suffix or '(no extension)'!r}; "
-            f"use a file ending in one of {known}"
-        )
+    reader = source_reader(path)
     if not path.exists():
         raise IngestError(f"{path}: file not found")
     if not path.is_file():
         raise IngestError(f"{path}: not a regular file")
-    size = path.stat().st_size
-    if size == 0:
+    if path.stat().st_size == 0:
         raise IngestError(f"{path}: file is empty (0 bytes); nothing to ingest")
-    if size == len(_BOM) and path.read_bytes() == _BOM:
+    utf8 = reader == "read_json" and encoding == "utf-8"
+    if path.suffix.lower() in COMPRESSIONS:
+        if copies is None:
+            raise ValueError(f"{path} is compressed and no folder for its copy given")
+        return _open_compressed(path, reader, dataset if utf8 else None, copies)
+    _check_not_only_bom(path, path)
+    return SourceFile(path, path, reader, _scan(path, utf8, dataset))
+
+
+def _open_compressed(
+    path: Path, reader: str, utf8_dataset: str | None, copies: DecompressedFiles
+) -> SourceFile:
+    """Decompress `path` into `copies` and return its source.
+
+    Args:
+        utf8_dataset: The dataset, when the text must be checked to be UTF-8.
+    """
+    copy = copies.copy_path(path)
+    check = _Utf8Check(path, utf8_dataset) if utf8_dataset is not None else None
+    found = decompress(path, copy, check.feed if check else None)
+    if check is not None:
+        check.finish()
+    if found.size == 0:
+        raise IngestError(
+            f"{path}: the file is empty once decompressed (0 bytes); nothing to ingest"
+        )
+    _check_not_only_bom(path, copy)
+    return SourceFile(path, copy, reader, found.sha256, found.content_sha256)
+
+
+def _check_not_only_bom(path: Path, read_path: Path) -> None:
+    if read_path.stat().st_size == len(_BOM) and read_path.read_bytes() == _BOM:
         raise IngestError(
             f"{path}: file contains only a UTF-8 byte-order mark and no header; "
             "nothing to ingest"
         )
-    utf8 = reader == "read_json" and encoding == "utf-8"
-    return SourceFile(path, reader, _scan(path, utf8, dataset))
 
 
 def check_distinct(sources: list[SourceFile]) -> None:
-    """Raise when two sources have the same bytes, which would double their rows."""
+    """Raise when two sources have the same bytes, which would double their rows.
+
+    A compressed file is compared by its decompressed bytes, so a file and
+    its gzip copy count as the same.
+    """
     seen: dict[str, Path] = {}
     for source in sources:
-        if source.sha256 in seen:
+        content = source.content_sha256 or source.sha256
+        if content in seen:
             raise IngestError(
-                f"{source.path} has the same content as {seen[source.sha256]}; "
+                f"{source.path} has the same content as {seen[content]}; "
                 "name each file once, or its rows are ingested twice"
             )
-        seen[source.sha256] = source.path
+        seen[content] = source.path
 
 
 def only_blank_lines(path: Path) -> bool:
@@ -170,17 +264,24 @@ def only_blank_lines(path: Path) -> bool:
     return True
 
 
-def check_utf8(path: Path, dataset: str) -> None:
-    """Check that every byte of `path`, a file of `dataset`, is valid UTF-8.
+def check_utf8(file: InputFile, dataset: str) -> None:
+    """Check that every byte of `file`, a file of `dataset`, is valid UTF-8.
 
     Raises:
         IngestError: A byte is not valid UTF-8 (naming its line and byte), or
             the file cannot be read.
     """
-    _scan(path, True, dataset)
+    check = _Utf8Check(file.path, dataset)
+    try:
+        with file.read_path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                check.feed(chunk)
+    except OSError as exc:
+        raise IngestError(f"{file.path}: cannot read file: {exc.strerror}") from exc
+    check.finish()
 
 
-def check_line_breaks(path: Path, encoding: str, quote: str = '"') -> None:
+def check_line_breaks(file: InputFile, encoding: str, quote: str = '"') -> None:
     """Check that no line of a CSV file ends with a carriage return alone.
 
     Such a line break (``\\r`` without ``\\n``, as in files from classic
@@ -195,10 +296,11 @@ def check_line_breaks(path: Path, encoding: str, quote: str = '"') -> None:
     """
     if "\r".encode(encoding) != b"\r":
         return
+    path = file.path
     pattern = _bare_return_pattern(quote.encode(encoding))
     try:
         with (
-            path.open("rb") as handle,
+            file.read_path.open("rb") as handle,
             mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data,
         ):
             for match in pattern.finditer(data):
@@ -209,12 +311,15 @@ def check_line_breaks(path: Path, encoding: str, quote: str = '"') -> None:
                 return
     except (OSError, ValueError) as exc:
         raise IngestError(f"{path}: cannot read file: {exc}") from exc
+    convert = f"perl -pe 's/\\r\\n?/\\n/g' < {path.name}"
+    decompressing = decompress_command(path)
+    if decompressing is not None:
+        convert = f"{decompressing} | perl -pe 's/\\r\\n?/\\n/g'"
     raise IngestError(
         f"{path}, line {line}: a line ends with a carriage return (\\r) alone, "
         "as in files from classic Mac OS, and the CSV reader splits lines at "
         "line feeds (\\n or \\r\\n) only; convert the line breaks, such as with "
-        f"perl -pe 's/\\r\\n?/\\n/g' < {path.name} > converted.csv, and ingest "
-        "the converted file"
+        f"{convert} > converted.csv, and ingest the converted file"
     )
 
 
@@ -239,29 +344,50 @@ def _scan(path: Path, check_utf8: bool, dataset: str) -> str:
         except OSError as exc:
             raise IngestError(f"{path}: cannot read file: {exc.strerror}") from exc
     digest = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    newlines = 0
+    check = _Utf8Check(path, dataset)
     try:
         with path.open("rb") as handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
-                # An ASCII chunk is valid UTF-8 unless it completes a character
-                # begun in the previous chunk, which the decoder still holds.
-                if not (chunk.isascii() and not decoder.getstate()[0]):
-                    try:
-                        decoder.decode(chunk)
-                    except UnicodeDecodeError as exc:
-                        _raise_encoding(path, chunk, exc, newlines, dataset)
-                newlines += chunk.count(b"\n")
-            try:
-                decoder.decode(b"", final=True)
-            except UnicodeDecodeError as exc:
-                raise IngestError(
-                    f"{path}: the file ends inside a UTF-8 character: {exc}"
-                ) from None
+                check.feed(chunk)
     except OSError as exc:
         raise IngestError(f"{path}: cannot read file: {exc.strerror}") from exc
+    check.finish()
     return digest.hexdigest()
+
+
+class _Utf8Check:
+    """A check that the chunks fed to it, in file order, are valid UTF-8.
+
+    Its errors name `path`, the line and byte, and the setting of `dataset`
+    that declares another encoding.
+    """
+
+    def __init__(self, path: Path, dataset: str) -> None:
+        self._path = path
+        self._dataset = dataset
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._newlines = 0
+
+    def feed(self, chunk: bytes) -> None:
+        """Check the next chunk of the file."""
+        # An ASCII chunk is valid UTF-8 unless it completes a character
+        # begun in the previous chunk, which the decoder still holds.
+        if not (chunk.isascii() and not self._decoder.getstate()[0]):
+            try:
+                self._decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                _raise_encoding(self._path, chunk, exc, self._newlines, self._dataset)
+        self._newlines += chunk.count(b"\n")
+
+    def finish(self) -> None:
+        """Check that the file does not end inside a character."""
+        try:
+            self._decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            raise IngestError(
+                f"{self._path}: the file ends inside a UTF-8 character: {exc}"
+            ) from None
 
 
 def _raise_encoding(
@@ -305,7 +431,7 @@ def _check_utf16_mark(path: Path, start: bytes, dataset: str) -> None:
 
 def sniff_dialect(
     db: duckdb.DuckDBPyConnection,
-    path: Path,
+    file: InputFile,
     delimiter: str | None,
     encoding: str,
     dataset: str,
@@ -324,24 +450,24 @@ def sniff_dialect(
     try:
         row = db.execute(
             "SELECT delimiter, quote, escape, columns, dateformat, timestampformat "
-            f"FROM sniff_csv({literal(str(path))}, "
+            f"FROM sniff_csv({literal(str(file.read_path))}, "
             f"header=true, ignore_errors=true, sample_size={SNIFF_ROWS}, "
             f"buffer_size={_SNIFF_BUFFER}{options})"
         ).fetchall()[0]
     except duckdb.Error as exc:
         if encoding == "utf-8":
-            check_utf8(path, dataset)
-        check_line_breaks(path, encoding)
+            check_utf8(file, dataset)
+        check_line_breaks(file, encoding)
         raise IngestError(
-            f"{path}: cannot detect the CSV format: {short_error(exc)}; check that "
-            f"it is a CSV text file in encoding {encoding!r}"
+            f"{file.path}: cannot detect the CSV format: {file_error(exc, file)}; "
+            f"check that it is a CSV text file in encoding {encoding!r}"
         ) from None
     assert row is not None
     found_delimiter, quote, escape, sniffed, date_format, timestamp_format = row
     quote = "" if quote == "(empty)" else quote
     escape = "" if escape == "(empty)" else escape
     delimiter = delimiter or found_delimiter
-    columns = _header(path, delimiter, quote or '"', encoding, dataset)
+    columns = _header(file, delimiter, quote or '"', encoding, dataset)
     return Dialect(
         delimiter,
         quote or '"',
@@ -353,16 +479,25 @@ def sniff_dialect(
     )
 
 
+def file_error(exc: duckdb.Error, file: InputFile) -> str:
+    """Return `short_error` of a DuckDB error from reading `file`, naming its path.
+
+    DuckDB names the file it read, which for a compressed file is the copy.
+    """
+    return short_error(exc).replace(str(file.read_path), str(file.path))
+
+
 def _header(
-    path: Path, delimiter: str, quote: str, encoding: str, dataset: str
+    file: InputFile, delimiter: str, quote: str, encoding: str, dataset: str
 ) -> list[str]:
+    path = file.path
     python_encoding = "utf-8-sig" if encoding == "utf-8" else encoding
     try:
-        with path.open("r", encoding=python_encoding, newline="") as handle:
+        with file.read_path.open("r", encoding=python_encoding, newline="") as handle:
             text = handle.read(_CHUNK)
     except UnicodeError as exc:
         if encoding == "utf-8":
-            check_utf8(path, dataset)
+            check_utf8(file, dataset)
         raise IngestError(
             f"{path}: the start of the file is not valid {encoding} text "
             f"({exc}); declare the file's encoding as [datasets.{dataset}] "
@@ -372,7 +507,7 @@ def _header(
     try:
         names = next(reader)
     except (StopIteration, csv.Error) as exc:
-        check_line_breaks(path, encoding, quote)
+        check_line_breaks(file, encoding, quote)
         raise IngestError(f"{path}, line 1: cannot read the header: {exc}") from None
     seen: dict[str, int] = {}
     for index, name in enumerate(names, start=1):

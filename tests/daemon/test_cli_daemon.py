@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from pathlib import Path
@@ -60,6 +61,36 @@ def test_bad_ingest_through_daemon_names_file(
     assert result.returncode == 1
     assert str(missing) in result.stderr
     assert "file not found" in result.stderr
+
+
+def test_gzip_ingest_through_daemon(start_daemon: Any, tmp_path: Path) -> None:
+    daemon = start_daemon()
+    plain = tmp_path / "more_points.csv"
+    write_dataset(plain, 300, seed=7)
+    # Line 5 of the file: a label that is not a number.
+    lines = plain.read_bytes().split(b"\n")
+    lines[4] = lines[4].rsplit(b",", 1)[0] + b",oops"
+    data = tmp_path / "more_points.csv.gz"
+    data.write_bytes(gzip.compress(b"\n".join(lines)))
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(data.read_bytes()[:200])
+
+    ingested = run_cli(daemon.config, "ingest", "points", str(data))
+    again = run_cli(daemon.config, "ingest", "points", str(data))
+    rejected = run_cli(daemon.config, "ingest", "points", str(cut))
+    quarantine = run_cli(daemon.config, "datasets", "quarantine", "points", "--json")
+
+    assert ingested.returncode == 0, ingested.stderr
+    assert "accepted=299 quarantined=1 (created)" in ingested.stdout
+    assert "(unchanged, already ingested)" in again.stdout
+    assert rejected.returncode == 1
+    assert f"{cut}: the file ends before the end of its compressed data" in (
+        rejected.stderr
+    )
+    [row] = [json.loads(line) for line in quarantine.stdout.splitlines()]
+    assert (row["source"], row["line"]) == (str(data), 5)
+    assert list((daemon.home / "decompressed").glob("*")) == []
+    assert daemon.stop() == 0
 
 
 def test_predictions_tail_and_query(start_daemon: Any) -> None:
