@@ -25,6 +25,7 @@ from appliance.storage._contracts import (
     column_types,
     violations_sql,
 )
+from appliance.storage._encoding_hint import utf8_warning
 from appliance.storage._lines import line_sql
 from appliance.storage._loading import (
     Loaded,
@@ -305,6 +306,10 @@ def stage_files(
         for name in source_types
         if name != name.strip()
     ]
+    for source in sources:
+        hint = utf8_warning(source, settings.name, settings.encoding)
+        if hint is not None:
+            inference.warnings.append(hint)
     # The contract's type decides a declared column, so advice on how its
     # text would be inferred does not apply.
     declared = [

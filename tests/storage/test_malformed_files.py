@@ -321,6 +321,22 @@ def test_latin1_declared_loads(catalog: Catalog, write_file: WriteFile) -> None:
     result = ingest(catalog, "latin", [path], settings=settings)
 
     assert rows_of(catalog, result) == [(1, "ok"), (2, "café")]
+    assert result.warnings == []
+
+
+def test_utf8_declared_latin1_warned(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("utf8.csv", "a,b\n1,ok\n2,café\n".encode())
+    settings = DatasetConfig(name="latin", encoding="latin-1")
+
+    result = ingest(catalog, "latin", [path], settings=settings)
+
+    assert rows_of(catalog, result) == [(1, "ok"), (2, "cafÃ©")]
+    assert result.warnings == [
+        f"{path} is valid UTF-8 with characters outside ASCII, but "
+        "[datasets.latin] encoding = 'latin-1' reads each of them as two or "
+        "three others, such as 'é' as 'Ã©'; remove that setting to read the "
+        "file as UTF-8, and ingest it again"
+    ]
 
 
 def test_zero_byte_file_empty_error(catalog: Catalog, write_file: WriteFile) -> None:
