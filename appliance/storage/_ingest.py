@@ -698,8 +698,12 @@ def _record_new(
         for name, column in types.items()
     }
     own_schema = schema
-    if appended is not None:
+    if appended is not None and written.accepted:
         schema = {**appended.schema, **schema}
+    elif appended is not None:
+        # The version reads only the parent's files (`_version_files`), so a
+        # column that the quarantined rows added has no values to read.
+        schema = dict(appended.schema)
     version = DatasetVersion(
         dataset=dataset,
         version=written.version_id,

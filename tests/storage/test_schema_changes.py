@@ -77,3 +77,19 @@ def test_declared_column_gets_no_inference_advice(
     ]
     assert result.quarantined == 1
     assert result.version.schema == {"code": "BIGINT", "day": "DATE"}
+
+
+def test_new_column_of_quarantined_rows_left_out(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ingest(catalog, "m", [write_file("a.jsonl", '{"id":1,"v":1.5}\n')])
+
+    later = ingest(
+        catalog, "m", [write_file("b.csv", "id,newc,v\n2,5,abc\n")], mode="append"
+    )
+
+    assert (later.accepted, later.quarantined) == (0, 1)
+    assert "new column 'newc' of type BIGINT" in later.warnings
+    assert later.version.schema == {"id": "BIGINT", "v": "DOUBLE"}
+    rows = catalog.db.execute(scan_sql(later.version)).fetchall()
+    assert rows == [(1, 1.5)]
