@@ -276,7 +276,8 @@ class IngestBuffer:
             logger.exception("buffer flush at stop failed; kept for the next start")
 
     def recover(self) -> None:
-        """Flush the segments and write-ahead files found in the buffer folder.
+        """Flush the segments and write-ahead files found in the buffer folder,
+        and log the segments that earlier flushes set aside in ``rejected/``.
 
         A dataset whose flush fails is logged and left to the flush thread's
         retries, so one bad dataset does not stop the others or the start.
@@ -284,6 +285,15 @@ class IngestBuffer:
         if not self.root.is_dir():
             return
         for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            rejected = list((folder / "rejected").glob(_SEGMENT_PREFIX + "*.jsonl"))
+            if rejected:
+                logger.warning(
+                    "rejected buffer segments kept for review dataset=%s "
+                    "segments=%d folder=%s",
+                    folder.name,
+                    len(rejected),
+                    folder / "rejected",
+                )
             wal = folder / WAL
             if wal.exists() or any(folder.glob(_SEGMENT_PREFIX + "*")):
                 logger.info("buffer recovery dataset=%s", folder.name)

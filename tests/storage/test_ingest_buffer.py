@@ -275,6 +275,12 @@ def test_segment_failing_in_duckdb_set_aside(
         for r in caplog.records
     )
     assert _retries(caplog) == []
+    caplog.clear()
+    IngestBuffer(config).recover()
+    assert [r.getMessage() for r in caplog.records] == [
+        "rejected buffer segments kept for review dataset=flip segments=1 "
+        f"folder={folder / 'rejected'}"
+    ]
 
 
 def ingest_file(config: Config, dataset: str, text: str) -> None:
@@ -722,3 +728,47 @@ def test_bad_batch_does_not_block_next(tmp_path: Path) -> None:
     assert sorted(str(row.column) for row in quarantined) == ["v", "v"]
     assert "new column 'newc' of type BIGINT" in first_append.report["warnings"]
     assert first_append.schema == {"id": "BIGINT", "v": "DOUBLE"}
+
+
+def test_failing_flush_shown_over_http(tmp_path: Path) -> None:
+    config = write_config(tmp_path, flush_seconds=0.5)
+    blocker = _block_lake(config)
+    process, base = start_daemon(tmp_path, "daemon.log")
+    try:
+        url = f"{base}/v1/datasets/events/rows"
+        sent = httpx.post(
+            url, json={"rows": [{"id": 1, "value": 0.5}]}, trust_env=False
+        )
+        assert sent.status_code == 202, sent.text
+        deadline = time.monotonic() + 30
+        status: dict = {}
+        while time.monotonic() < deadline:
+            status = httpx.get(url, trust_env=False).json()
+            if status["failures_in_a_row"] >= 2:
+                break
+            time.sleep(0.2)
+        metrics = httpx.get(f"{base}/metrics", trust_env=False).text
+        ready = httpx.get(f"{base}/health/ready", trust_env=False)
+        blocker.unlink()
+        recovered = _flushed(base, "events", 1)
+    finally:
+        stop(process)
+
+    assert status["failures_in_a_row"] >= 2
+    assert status["failed_flushes"] >= 2
+    assert status["flush_error"].startswith("StorageError: ")
+    assert status["rejected_segments"] == 0
+    counted = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.labels.get("dataset") == "events"
+    }
+    assert counted["appliance_ingest_failed_flushes_total"] >= 2
+    assert counted["appliance_ingest_flush_failures_in_a_row"] >= 2
+    assert ready.status_code == 200
+    assert ready.json()["ingest_flushes_failing"]["events"] >= 2
+    assert recovered["flushes"] == 1
+    assert (recovered["failures_in_a_row"], recovered["flush_error"]) == (0, None)
+    assert recovered["failed_flushes"] >= 2
+    assert rows_of(config) == [(1, 0.5)]
