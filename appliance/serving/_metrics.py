@@ -132,11 +132,10 @@ class ServingMetrics:
         """Read the streaming monitors' counters at every scrape."""
         self._monitoring.sources = (queued, dropped, observed, cpu_seconds)
 
-    def watch_ingest(
-        self, counts: Callable[[], dict[str, tuple[int, int, int, int]]]
-    ) -> None:
+    def watch_ingest(self, counts: Callable[[], dict[str, tuple[int, ...]]]) -> None:
         """Read the ingest buffer's counts at every scrape: by dataset, rows
-        accepted, flushed and quarantined, and segments rejected."""
+        accepted, flushed and quarantined, segments rejected, flushes failed,
+        and the failures in a row of the current flush."""
         self._ingest.counts = counts
 
     def observe(
@@ -332,17 +331,27 @@ _INGEST_METRICS = (
     ),
     (
         "appliance_ingest_rejected_segments",
-        "Buffer segments that the ingest rejected as a whole at a flush.",
+        "Buffer segments set aside in rejected/ because their rows failed a flush.",
+    ),
+    (
+        "appliance_ingest_failed_flushes",
+        "Buffer flushes that failed and were retried.",
     ),
 )
-"""Metrics of `ServingMetrics.watch_ingest`, in the order of its counts."""
+"""Counters of `ServingMetrics.watch_ingest`, in the order of its counts."""
+_INGEST_FAILING = (
+    "appliance_ingest_flush_failures_in_a_row",
+    "Failed attempts of the buffer flush that is being retried; 0 after a flush "
+    "that succeeds.",
+)
+"""Gauge of `ServingMetrics.watch_ingest`, its count after the counters'."""
 
 
 class _IngestCollector:
     """Collector of the ingest buffer's counts by dataset, read when scraped."""
 
     def __init__(self) -> None:
-        self.counts: Callable[[], dict[str, tuple[int, int, int, int]]] | None = None
+        self.counts: Callable[[], dict[str, tuple[int, ...]]] | None = None
 
     def describe(self) -> list[Any]:
         return []
@@ -354,6 +363,10 @@ class _IngestCollector:
             for dataset, values in sorted(counts.items()):
                 family.add_metric([dataset], values[index])
             yield family
+        gauge = GaugeMetricFamily(*_INGEST_FAILING, labels=["dataset"])
+        for dataset, values in sorted(counts.items()):
+            gauge.add_metric([dataset], values[len(_INGEST_METRICS)])
+        yield gauge
 
 
 def _max_rss_bytes() -> float:

@@ -9,7 +9,7 @@ import msgspec
 from litestar import Request, Response, get
 
 from appliance.serving._metrics import CONTENT_TYPE
-from appliance.serving._state import daemon_state
+from appliance.serving._state import DaemonState, daemon_state
 
 _encode = msgspec.json.Encoder().encode
 
@@ -45,6 +45,10 @@ async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
     load balancer sends its requests to another box. So do feature views that
     are not loaded, such as over a dataset whose lake files are gone, because
     the predictions of the models that join them fail.
+
+    The body also lists, by dataset, the failed attempts of an ingest buffer
+    flush that is being retried. They leave the status as it is, because
+    the rows are kept on disk and predictions are still served.
     """
     state = daemon_state(request)
     failed = {model for model, _, served, _ in state.load_failures if served is None}
@@ -64,10 +68,17 @@ async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
         "models": sorted(state.models.models),
         "unserved": unserved,
         **checks,
+        "ingest_flushes_failing": _failing_flushes(state),
     }
     return Response(
         _encode(body), status_code=200 if ok else 503, media_type="application/json"
     )
+
+
+def _failing_flushes(state: DaemonState) -> dict[str, int]:
+    """Return the failures in a row of each buffer flush that is being retried."""
+    buffer = getattr(state, "ingest", None)
+    return {} if buffer is None else buffer.failing()
 
 
 @get(

@@ -110,10 +110,39 @@ class BufferStatus(msgspec.Struct):
     flushes: Annotated[int, msgspec.Meta(description="Flushes since start.")]
     rejected_segments: Annotated[
         int,
-        msgspec.Meta(description="Flushed segments the ingest rejected since start."),
+        msgspec.Meta(
+            description="Segments set aside in the buffer's rejected/ folder since "
+            "start, because their own rows failed the flush, such as a value "
+            "DuckDB cannot convert. Their rows stay in the folder; the rows sent "
+            "after them are flushed."
+        ),
     ]
     last_rejection: Annotated[
-        str | None, msgspec.Meta(description="Error of the latest rejected segment.")
+        str | None,
+        msgspec.Meta(
+            description="Error of the latest rejected segment, naming its file."
+        ),
+    ]
+    failed_flushes: Annotated[
+        int,
+        msgspec.Meta(
+            description="Flushes since start that failed for a reason that may "
+            "pass, such as a full disk, and were retried with their rows kept."
+        ),
+    ]
+    failures_in_a_row: Annotated[
+        int,
+        msgspec.Meta(
+            description="Failed attempts of the flush being retried; 0 when the "
+            "latest flush succeeded."
+        ),
+    ]
+    flush_error: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Error of the latest failed attempt while the flush is "
+            "retried; null once a flush succeeds."
+        ),
     ]
     flushed_rows: Annotated[
         int,
@@ -201,6 +230,7 @@ async def buffer_status(
     if not buffered and not flushed and name not in state.config.datasets:
         await asyncio.to_thread(_check_exists, state, name)
     rejected, rejection = state.ingest.rejections(name)
+    failed, in_a_row, flush_error = state.ingest.failures(name)
     flushed_rows, quarantined_rows, last = state.ingest.flushed_rows(name)
     status = BufferStatus(
         dataset=name,
@@ -208,6 +238,9 @@ async def buffer_status(
         flushes=flushed,
         rejected_segments=rejected,
         last_rejection=rejection,
+        failed_flushes=failed,
+        failures_in_a_row=in_a_row,
+        flush_error=flush_error,
         flushed_rows=flushed_rows,
         quarantined_rows=quarantined_rows,
         last_flush=None

@@ -18,7 +18,10 @@ yet deleted, is found by its hash and not ingested twice.
 A flush that fails (a full disk, a catalog that cannot be written) keeps its
 segment and is retried by the flush thread with exponential backoff, from
 `IngestBuffer.retry_first_seconds` up to `IngestBuffer.retry_max_seconds`
-between attempts, until it succeeds. It needs no new row to start.
+between attempts, until it succeeds. It needs no new row to start. A segment
+whose own rows fail the flush, so that every retry would fail the same way
+(`_flush_errors.rows_error`), is moved to ``rejected/`` instead, and the
+flush goes on with the next segment.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from typing import Any
 
 from appliance.config import Config, dataset_name_problem
 from appliance.crypto import ColumnCipher, column_cipher, encrypt_rows
-from appliance.errors import ColumnKeyError, IngestError, RequestError, StorageError
+from appliance.errors import RequestError, StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._column_names import INTERNAL_COLUMNS, ascii_lower
+from appliance.storage._flush_errors import rejection_message, rows_error
 from appliance.storage._fsync import fsync_path
 from appliance.storage._ingest import IngestResult, ingest
 from appliance.storage._quarantine import move_source
@@ -63,8 +67,13 @@ class _State:
     """Count of flushes that failed in a row, reset by a flush that succeeds."""
     retry_at: float | None = None
     """Monotonic time of the next attempt after a failed flush."""
+    failed_flushes: int = 0
+    """Flushes that failed and were retried, since start."""
+    flush_error: str | None = None
+    """Error of the latest failed flush, None once a flush succeeds."""
     rejected: int = 0
-    """Segments the ingest rejected as a whole since start."""
+    """Segments set aside in ``rejected/`` since start, because their own rows
+    failed the flush."""
     rejection: str | None = None
     """Error of the latest rejected segment, naming its file in ``rejected/``."""
     accepted_rows: int = 0
@@ -185,9 +194,27 @@ class IngestBuffer:
             state = self._states.get(dataset, _State())
             return state.flushed_rows, state.quarantined_rows, state.last_flush
 
-    def counts(self) -> dict[str, tuple[int, int, int, int]]:
-        """Return, by dataset, the rows accepted, flushed and quarantined and
-        the segments rejected since start."""
+    def failures(self, dataset: str) -> tuple[int, int, str | None]:
+        """Return `dataset`'s failed flushes since start, the failures in a row
+        of its current flush (0 after a flush that succeeds), and the error
+        of the latest failure while the flush keeps failing."""
+        with self._lock:
+            state = self._states.get(dataset, _State())
+            return state.failed_flushes, state.failures, state.flush_error
+
+    def failing(self) -> dict[str, int]:
+        """Return the failures in a row of each flush being retried, by dataset."""
+        with self._lock:
+            return {
+                name: state.failures
+                for name, state in sorted(self._states.items())
+                if state.failures
+            }
+
+    def counts(self) -> dict[str, tuple[int, int, int, int, int, int]]:
+        """Return, by dataset, the rows accepted, flushed and quarantined, the
+        segments rejected and the failed flushes since start, and the failures
+        in a row of the current flush."""
         with self._lock:
             return {
                 name: (
@@ -195,6 +222,8 @@ class IngestBuffer:
                     state.flushed_rows,
                     state.quarantined_rows,
                     state.rejected,
+                    state.failed_flushes,
+                    state.failures,
                 )
                 for name, state in self._states.items()
             }
@@ -247,7 +276,8 @@ class IngestBuffer:
             logger.exception("buffer flush at stop failed; kept for the next start")
 
     def recover(self) -> None:
-        """Flush the segments and write-ahead files found in the buffer folder.
+        """Flush the segments and write-ahead files found in the buffer folder,
+        and log the segments that earlier flushes set aside in ``rejected/``.
 
         A dataset whose flush fails is logged and left to the flush thread's
         retries, so one bad dataset does not stop the others or the start.
@@ -255,6 +285,15 @@ class IngestBuffer:
         if not self.root.is_dir():
             return
         for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            rejected = list((folder / "rejected").glob(_SEGMENT_PREFIX + "*.jsonl"))
+            if rejected:
+                logger.warning(
+                    "rejected buffer segments kept for review dataset=%s "
+                    "segments=%d folder=%s",
+                    folder.name,
+                    len(rejected),
+                    folder / "rejected",
+                )
             wal = folder / WAL
             if wal.exists() or any(folder.glob(_SEGMENT_PREFIX + "*")):
                 logger.info("buffer recovery dataset=%s", folder.name)
@@ -289,8 +328,8 @@ class IngestBuffer:
                 folder = self.root / dataset
                 for segment in sorted(folder.glob(_SEGMENT_PREFIX + "*.jsonl")):
                     self._ingest_segment(dataset, segment)
-            except Exception:
-                attempt, wait = self._schedule_retry(dataset)
+            except Exception as exc:
+                attempt, wait = self._schedule_retry(dataset, exc)
                 logger.warning(
                     "buffer flush failed, retry scheduled dataset=%s attempt=%d "
                     "retry_in_s=%.2f",
@@ -308,9 +347,9 @@ class IngestBuffer:
                     dataset,
                     state.failures,
                 )
-            state.failures, state.retry_at = 0, None
+            state.failures, state.retry_at, state.flush_error = 0, None, None
 
-    def _schedule_retry(self, dataset: str) -> tuple[int, float]:
+    def _schedule_retry(self, dataset: str, exc: Exception) -> tuple[int, float]:
         """Record a failed flush of `dataset` and when to try it again.
 
         Returns:
@@ -319,6 +358,8 @@ class IngestBuffer:
         with self._lock:
             state = self._states.setdefault(dataset, _State())
             state.failures += 1
+            state.failed_flushes += 1
+            state.flush_error = f"{type(exc).__name__}: {exc}"
             wait = min(
                 self.retry_first_seconds * 2 ** (state.failures - 1),
                 self.retry_max_seconds,
@@ -426,20 +467,15 @@ class IngestBuffer:
                     # move. After a crash in between, the next flush finds the
                     # segment's version and moves it.
                     move_source(catalog, dataset, result.version.version, segment, kept)
-        except (IngestError, ColumnKeyError) as exc:
+        except Exception as exc:
             # NOTE: Rows buffered before a change of `sensitive` and flushed
-            # after it do not decrypt, or would be stored as ciphertext, so
-            # flush the buffer (stop the daemon) before changing it.
-            logger.exception(
-                "buffer segment rejected dataset=%s segment=%s", dataset, segment
-            )
-            _move(segment, segment.parent / "rejected")
-            with self._lock:
-                state = self._states.setdefault(dataset, _State())
-                state.rejected += 1
-                state.rejection = str(exc).replace(
-                    str(segment), str(segment.parent / "rejected" / segment.name)
-                )
+            # after it do not decrypt (`ColumnKeyError`), or would be stored
+            # as ciphertext, so flush the buffer (stop the daemon) before
+            # changing it.
+            error = rows_error(exc)
+            if error is None:
+                raise
+            self._reject(dataset, segment, error)
             return
         if quarantined:
             _move(segment, kept.parent)
@@ -462,6 +498,23 @@ class IngestBuffer:
         )
         if self.on_flush is not None:
             self.on_flush(dataset, result)
+
+    def _reject(self, dataset: str, segment: Path, error: BaseException) -> None:
+        """Move `segment` to ``rejected/``, where its rows stay for review."""
+        kept = segment.parent / "rejected" / segment.name
+        message = rejection_message(error, dataset, segment, kept)
+        logger.error(
+            "buffer segment rejected dataset=%s segment=%s error=%s",
+            dataset,
+            kept,
+            message,
+            exc_info=error,
+        )
+        _move(segment, kept.parent)
+        with self._lock:
+            state = self._states.setdefault(dataset, _State())
+            state.rejected += 1
+            state.rejection = message
 
 
 def _check_keys(dataset: str, index: int, row: dict[str, Any]) -> None:

@@ -277,6 +277,8 @@ def _ingest(
     if mode == "append" and parent is not None:
         check_same_columns(parent, settings)
     contract = settings.contract or stored_contract(catalog, dataset)
+    if mode == "append" and parent is not None:
+        contract = _with_parent_types(contract, parent, settings)
     work = catalog.lake / settings.name / f"version={version_id}.tmp"
     shutil.rmtree(work, ignore_errors=True)
     try:
@@ -315,6 +317,36 @@ def _ingest(
         db.close()
         shutil.rmtree(work, ignore_errors=True)
     return replace(result, notes=removed_notes(dataset, version_id, stored_again))
+
+
+def _with_parent_types(
+    contract: ContractConfig | None, parent: DatasetVersion, settings: DatasetConfig
+) -> ContractConfig | None:
+    """Return `contract` with the parent's type of each column it does not name.
+
+    An appended version reads its parent's rows in the new rows' types, so
+    another type would cast the parent's values, such as a DOUBLE column to
+    text or text that is no date to DATE. The new rows are converted to the
+    parent's type instead, and a value that does not convert is quarantined.
+    Three kinds of column keep the new rows' type. Sensitive columns are
+    stored as ciphertext. A column without a value in the parent has no type
+    to keep. When `date_formats` are set, a DATE or TIMESTAMP column is left
+    out too, because the version does not record which format its text had.
+    """
+    if contract is None:
+        return None
+    stats = parent.report.get("quality", {}).get("columns", {})
+    added = {
+        name: ColumnRule(type=kind)
+        for name, kind in parent.schema.items()
+        if name not in contract.columns
+        and name not in settings.sensitive
+        and stats.get(name, {}).get("null_rate") != 1
+        and not (settings.date_formats and kind.startswith(("DATE", "TIMESTAMP")))
+    }
+    if not added:
+        return contract
+    return replace(contract, columns={**contract.columns, **added})
 
 
 def _open_sources(
@@ -698,8 +730,12 @@ def _record_new(
         for name, column in types.items()
     }
     own_schema = schema
-    if appended is not None:
+    if appended is not None and written.accepted:
         schema = {**appended.schema, **schema}
+    elif appended is not None:
+        # The version reads only the parent's files (`_version_files`), so a
+        # column that the quarantined rows added has no values to read.
+        schema = dict(appended.schema)
     version = DatasetVersion(
         dataset=dataset,
         version=written.version_id,

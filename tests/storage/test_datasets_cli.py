@@ -134,6 +134,26 @@ def test_strict_ingest_exits_with_error(tmp_path: Path) -> None:
     assert "line 2, column 'amount'" in result.stderr
 
 
+def test_append_of_new_column_all_quarantined(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(CONFIG)
+    first = tmp_path / "w1.jsonl"
+    first.write_text('{"id":1,"v":1.5}\n')
+    later = tmp_path / "w7.csv"
+    later.write_text("id,newc,v\n2,5,abc\n")
+
+    created = appliance(tmp_path, "ingest", "wid7", str(first))
+    appended = appliance(tmp_path, "ingest", "wid7", str(later), "--mode", "append")
+    rows = appliance(tmp_path, "datasets", "rows", "wid7")
+
+    assert created.returncode == 0, created.stderr
+    assert appended.returncode == 0, appended.stderr
+    assert "Traceback" not in appended.stderr
+    assert "accepted=0 quarantined=1" in appended.stdout
+    assert "new column 'newc' of type BIGINT" in appended.stdout
+    assert rows.returncode == 0, rows.stderr
+    assert rows.stdout.split("\n")[0].split() == ["id", "v"]
+
+
 class _RecordingClient:
     """Stand-in for a running daemon that records each POST and its timeout."""
 

@@ -12,13 +12,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from appliance.config import Config, load_config
+from appliance.config import (
+    ColumnRule,
+    Config,
+    ContractConfig,
+    DatasetConfig,
+    load_config,
+)
 from appliance.errors import RequestError
 from appliance.jsonnumbers import OverflowedNumber
 from appliance.storage import (
@@ -226,9 +233,61 @@ def test_counts_by_dataset(tmp_path: Path) -> None:
     (folder / "segment-00000000000000000001.jsonl").write_text("[2]\n")
     buffer.flush("events")
 
-    # accepted, flushed and quarantined rows, rejected segments
-    assert before_flush == {"events": (4, 1, 0, 0)}
-    assert buffer.counts() == {"events": (4, 3, 1, 1)}
+    # accepted, flushed and quarantined rows, rejected segments, failed
+    # flushes, failures in a row
+    assert before_flush == {"events": (4, 1, 0, 0, 0, 0)}
+    assert buffer.counts() == {"events": (4, 3, 1, 1, 0, 0)}
+
+
+def test_segment_failing_in_duckdb_set_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_config(tmp_path)
+    ingest_file(config, "flip", '{"id": 1, "v": 1.5}\n')
+    typo = ContractConfig(columns={"v": ColumnRule(type="DUBBLE")})
+    buffer = IngestBuffer(config)
+    # A contract type that DuckDB does not know, as a reload may bring.
+    buffer.config = replace(
+        config, datasets={"flip": DatasetConfig(name="flip", contract=typo)}
+    )
+    caplog.set_level(logging.INFO, logger="appliance.storage._buffer")
+    buffer.append("flip", [{"id": 2, "v": 2.5}])
+
+    buffer.flush("flip")
+    buffer.config = config
+    buffer.append("flip", [{"id": 3, "v": 3.5}])
+    buffer.flush("flip")
+
+    folder = config.storage.home / "buffer" / "flip"
+    kept = list((folder / "rejected").glob("segment-*.jsonl"))
+    assert len(kept) == 1
+    assert kept[0].read_text() == '{"id":2,"v":2.5}\n'
+    assert list(folder.glob("segment-*")) == []
+    rejected, rejection = buffer.rejections("flip")
+    assert rejected == 1
+    assert rejection is not None
+    assert rejection.startswith(f"the flush of {kept[0]} failed on its rows ")
+    assert "Type with name DUBBLE does not exist" in rejection
+    assert buffer.failures("flip") == (0, 0, None)
+    assert rows_of(config, "flip") == [(1, 1.5), (3, 3.5)]
+    assert any(
+        r.getMessage().startswith("buffer segment rejected dataset=flip")
+        for r in caplog.records
+    )
+    assert _retries(caplog) == []
+    caplog.clear()
+    IngestBuffer(config).recover()
+    assert [r.getMessage() for r in caplog.records] == [
+        "rejected buffer segments kept for review dataset=flip segments=1 "
+        f"folder={folder / 'rejected'}"
+    ]
+
+
+def ingest_file(config: Config, dataset: str, text: str) -> None:
+    path = config.storage.home.parent / f"{dataset}.jsonl"
+    path.write_text(text)
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, dataset, [path])
 
 
 def test_recovery_drops_torn_last_line(tmp_path: Path) -> None:
@@ -281,10 +340,19 @@ def test_failed_flush_retried_with_backoff(
         # No new row arrives: the flush thread retries on its own.
         segments = list((config.storage.home / "buffer" / "events").glob("segment-*"))
         assert len(segments) == 1
+        failed, in_a_row, error = buffer.failures("events")
+        assert failed >= 4
+        assert in_a_row >= 4
+        assert error is not None and error.startswith("StorageError: ")
+        assert buffer.failing() == {"events": in_a_row}
+        assert buffer.rejections("events") == (0, None)
         blocker.unlink()
         _wait_for(lambda: buffer.buffered("events")[1] == 1)
     finally:
         buffer.stop()
+
+    assert buffer.failures("events")[1:] == (0, None)
+    assert buffer.failing() == {}
 
     assert rows_of(config) == [(1, 0.5), (2, 1.5)]
     retries = _retries(caplog)
@@ -485,6 +553,9 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
             "flushes": 1,
             "rejected_segments": 0,
             "last_rejection": None,
+            "failed_flushes": 0,
+            "failures_in_a_row": 0,
+            "flush_error": None,
             "flushed_rows": 1,
             "quarantined_rows": 1,
         }
@@ -599,3 +670,105 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
     assert first.version == first_version
     assert second.version == second_version
     assert third.version == status["last_flush"]["version"]
+
+
+def _flushed(base: str, dataset: str, flushes: int) -> dict:
+    deadline = time.monotonic() + 30
+    status: dict = {}
+    while time.monotonic() < deadline:
+        url = f"{base}/v1/datasets/{dataset}/rows"
+        status = httpx.get(url, trust_env=False).json()
+        if status["flushes"] >= flushes:
+            break
+        time.sleep(0.2)
+    return status
+
+
+def test_bad_batch_does_not_block_next(tmp_path: Path) -> None:
+    config = write_config(tmp_path, flush_seconds=0.5)
+    ingest_file(config, "flip", '{"id": 1, "v": 1.5}\n')
+    process, base = start_daemon(tmp_path, "daemon.log")
+    try:
+        url = f"{base}/v1/datasets/flip/rows"
+        bad = httpx.post(
+            url,
+            content=b'{"rows": [{"id": 2, "newc": 5, "v": {"x": 1}}, '
+            b'{"id": 3, "v": 1e999}]}',
+            headers={"Content-Type": "application/json"},
+            trust_env=False,
+        )
+        assert bad.status_code == 202, bad.text
+        status = _flushed(base, "flip", 1)
+        good = httpx.post(url, json={"rows": [{"id": 9, "v": 9.5}]}, trust_env=False)
+        assert good.status_code == 202, good.text
+        status = _flushed(base, "flip", 2)
+        metrics = httpx.get(f"{base}/metrics", trust_env=False).text
+        ready = httpx.get(f"{base}/health/ready", trust_env=False).json()
+    finally:
+        stop(process)
+
+    assert status["flushes"] == 2
+    assert (status["flushed_rows"], status["quarantined_rows"]) == (1, 2)
+    assert status["rejected_segments"] == 0
+    assert (status["failed_flushes"], status["failures_in_a_row"]) == (0, 0)
+    counted = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.labels.get("dataset") == "flip"
+    }
+    assert counted["appliance_ingest_quarantined_rows_total"] == 2
+    assert counted["appliance_ingest_failed_flushes_total"] == 0
+    assert counted["appliance_ingest_flush_failures_in_a_row"] == 0
+    assert ready["ingest_flushes_failing"] == {}
+    assert rows_of(config, "flip") == [(1, 1.5), (9, 9.5)]
+    with Catalog(config.storage.home) as catalog:
+        quarantined = list_quarantine(catalog, "flip")
+        first_append = list_versions(catalog, "flip")[1]
+    assert sorted(str(row.column) for row in quarantined) == ["v", "v"]
+    assert "new column 'newc' of type BIGINT" in first_append.report["warnings"]
+    assert first_append.schema == {"id": "BIGINT", "v": "DOUBLE"}
+
+
+def test_failing_flush_shown_over_http(tmp_path: Path) -> None:
+    config = write_config(tmp_path, flush_seconds=0.5)
+    blocker = _block_lake(config)
+    process, base = start_daemon(tmp_path, "daemon.log")
+    try:
+        url = f"{base}/v1/datasets/events/rows"
+        sent = httpx.post(
+            url, json={"rows": [{"id": 1, "value": 0.5}]}, trust_env=False
+        )
+        assert sent.status_code == 202, sent.text
+        deadline = time.monotonic() + 30
+        status: dict = {}
+        while time.monotonic() < deadline:
+            status = httpx.get(url, trust_env=False).json()
+            if status["failures_in_a_row"] >= 2:
+                break
+            time.sleep(0.2)
+        metrics = httpx.get(f"{base}/metrics", trust_env=False).text
+        ready = httpx.get(f"{base}/health/ready", trust_env=False)
+        blocker.unlink()
+        recovered = _flushed(base, "events", 1)
+    finally:
+        stop(process)
+
+    assert status["failures_in_a_row"] >= 2
+    assert status["failed_flushes"] >= 2
+    assert status["flush_error"].startswith("StorageError: ")
+    assert status["rejected_segments"] == 0
+    counted = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.labels.get("dataset") == "events"
+    }
+    assert counted["appliance_ingest_failed_flushes_total"] >= 2
+    assert counted["appliance_ingest_flush_failures_in_a_row"] >= 2
+    assert ready.status_code == 200
+    assert ready.json()["ingest_flushes_failing"]["events"] >= 2
+    assert recovered["flushes"] == 1
+    assert (recovered["failures_in_a_row"], recovered["flush_error"]) == (0, None)
+    assert recovered["failed_flushes"] >= 2
+    assert rows_of(config) == [(1, 0.5)]
