@@ -619,9 +619,10 @@ def _read_new_features(
     features = FeatureServer(new, state.catalog)
     if not features.models:
         return features
-    # NOTE: the old views stay in memory while the new ones are read, so a
-    # reload holds both for that time. A buffer flush during the read reloads
-    # the old views only; the new ones show the flushed rows after the next.
+    # NOTE: the old views stay in memory while the new ones are read, so the
+    # views use twice their memory for that time. A buffer flush during the
+    # read loads the old views again, and the new ones show its rows only
+    # after the next flush.
     try:
         features.load()
     except NotFoundError as exc:

@@ -80,7 +80,7 @@ class ConfigError(ApplianceError):
 class ServingConfigError(ConfigError):
     """The daemon's own configuration keeps a model from being served now.
 
-    The daemon answers such a request with 503, because the fault is the
+    The daemon returns 503 for such a request, because the fault is the
     server's and no change of the request avoids it.
     """
 

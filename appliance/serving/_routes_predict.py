@@ -192,8 +192,8 @@ async def _predict(
     """Predict the rows of one request, sent as JSON or as an Arrow stream.
 
     Raises:
-        ServingConfigError: The daemon's own configuration fails, such as a
-            feature view whose SQL is invalid. No request avoids that, so the
+        ServingConfigError: A part of the daemon's own configuration fails,
+            such as a feature view whose SQL is invalid. No request avoids that, so the
             client gets a 503, not the 422 of a `ConfigError`.
     """
     model = batcher.model
