@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from appliance._contract_checks import check_datasets
 from appliance._sensitive_checks import check_sensitive_columns
 from appliance.errors import ConfigError, IngestError
 
@@ -1171,6 +1172,7 @@ def load_config(path: str | Path | None = None) -> Config:
         _build(SecurityConfig, table.get("security", {}), "security", source),
         source.parent,
     )
+    check_datasets(datasets, source)
     _check_feature_views(models, views, source)
     check_sensitive_columns(models, datasets, views, source)
 

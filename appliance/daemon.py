@@ -507,13 +507,30 @@ async def lower_background_priority(state: DaemonState) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def handle_sighup(state: DaemonState) -> AsyncIterator[None]:
-    """Reload the configuration on SIGHUP while the daemon runs."""
+    """Reload the configuration on SIGHUP while the daemon runs.
+
+    Reloads run one at a time, in the order of the signals. At stop, the
+    reloads in progress finish before the catalog closes.
+    """
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGHUP, reload_config, state)
+    turn = asyncio.Lock()
+    running: set[asyncio.Task[bool]] = set()
+
+    async def reload_in_turn() -> bool:
+        async with turn:
+            return await reload_config(state)
+
+    def start_reload() -> None:
+        task = loop.create_task(reload_in_turn())
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, start_reload)
     try:
         yield
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
+        await asyncio.gather(*running, return_exceptions=True)
 
 
 COMPONENTS: list[Component] = [
@@ -533,7 +550,7 @@ COMPONENTS: list[Component] = [
 """Parts of the daemon, entered in this order at startup and exited in reverse."""
 
 
-def reload_config(state: DaemonState) -> bool:
+async def reload_config(state: DaemonState) -> bool:
     """Replace the configuration from its file, or keep the old one.
 
     Settings read per request (limits, micro-batching, model declarations, log
@@ -541,7 +558,9 @@ def reload_config(state: DaemonState) -> bool:
     retraining schedules. A change of a setting in `RESTART_SETTINGS` (home,
     host, port, session threads, memory, priority, prediction log, security)
     or of the sensitive columns needs a restart, so such a file is rejected
-    as a whole.
+    as a whole. Changed feature views are read in a worker thread before
+    anything is replaced, so a view that fails, such as one whose SQL does
+    not bind, rejects the file too, and the old views keep serving.
 
     Returns:
         True when the new configuration is in force.
@@ -551,6 +570,7 @@ def reload_config(state: DaemonState) -> bool:
         new = load_config(old.path)
         check_reloadable(old, new)
         check_exposure(state.host, new.security.require_keys, new.path)
+        features = await asyncio.to_thread(_read_new_features, state, old, new)
     except ApplianceError as exc:
         logger.error(
             "config reload rejected path=%s error=%s; old config kept", old.path, exc
@@ -568,21 +588,46 @@ def reload_config(state: DaemonState) -> bool:
     state.ingest.config = new
     state.ingest.flush_rows = new.ingest.flush_rows
     state.ingest.flush_seconds = new.ingest.flush_seconds
-    _reload_feature_declarations(state, old, new)
+    if features is not None:
+        state.features = features
     _reschedule_jobs(state)
     configure_logging(new.log_level)
     logger.info("config reloaded path=%s", new.path)
     return True
 
 
-def _reload_feature_declarations(state: DaemonState, old: Config, new: Config) -> None:
-    """Serve the new feature view declarations, read in a worker thread."""
+def _read_new_features(
+    state: DaemonState, old: Config, new: Config
+) -> FeatureServer | None:
+    """Read the feature views of `new` when their declarations changed.
+
+    Blocks while the views are read, so call it off the event loop. A view
+    whose dataset has no version yet is logged and read again at the first
+    request that needs it, as at start.
+
+    Returns:
+        The server of the new views, or None when no declaration changed.
+
+    Raises:
+        ConfigError: A view's SQL is invalid or lacks a declared column.
+        StorageError: The files of a view's dataset cannot be read.
+    """
     joined = {name: m.feature_views for name, m in new.models.items()}
     before = {name: m.feature_views for name, m in old.models.items()}
     if joined == before and new.feature_views == old.feature_views:
-        return
-    state.features = FeatureServer(new, state.catalog)
-    asyncio.get_running_loop().run_in_executor(None, reload_features, state)
+        return None
+    features = FeatureServer(new, state.catalog)
+    if not features.models:
+        return features
+    # NOTE: the old views stay in memory while the new ones are read, so the
+    # views use twice their memory for that time. A buffer flush during the
+    # read loads the old views again, and the new ones show its rows only
+    # after the next flush.
+    try:
+        features.load()
+    except NotFoundError as exc:
+        logger.warning("feature views not loaded yet: %s", exc)
+    return features
 
 
 def _reschedule_jobs(state: DaemonState) -> None:

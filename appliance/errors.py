@@ -5,6 +5,8 @@ caller can catch one family and show its message. The tree::
 
     ApplianceError
     ├── ConfigError          the configuration file or a setting is invalid
+    │   └── ServingConfigError  the daemon's configuration keeps a model from
+    │                           being served, such as a view whose SQL fails
     ├── StorageError         the catalog or the lake cannot be read or written
     ├── IngestError          an input file cannot be read or is empty
     ├── NotFoundError        a dataset, model, version or run does not exist
@@ -73,6 +75,14 @@ class ApplianceError(Exception):
 
 class ConfigError(ApplianceError):
     """Invalid configuration file, key or value."""
+
+
+class ServingConfigError(ConfigError):
+    """The daemon's own configuration keeps a model from being served now.
+
+    The daemon returns 503 for such a request, because the fault is the
+    server's and no change of the request avoids it.
+    """
 
 
 class StorageError(ApplianceError):

@@ -34,7 +34,13 @@ import pyarrow.compute as pc
 from appliance.config import Config, FeatureViewConfig
 from appliance.crypto import ColumnCipher, column_cipher, encrypt_rows, encrypt_table
 from appliance.dbrows import first_row
-from appliance.errors import NotFoundError, RequestError, StorageError, shown
+from appliance.errors import (
+    ConfigError,
+    NotFoundError,
+    RequestError,
+    StorageError,
+    shown,
+)
 from appliance.features._derived import DerivedColumns, NotCached
 from appliance.features._index import Unsupported, ViewIndex, arrow_types, event_time
 from appliance.features._join import join_table
@@ -217,7 +223,7 @@ class FeatureServer:
                     continue
                 columns[view.name] = store.view_columns(view)
                 table = f"feature_view_{view.name}"
-                store.db.execute(f"CREATE TABLE {ident(table)} AS {view.sql}")
+                _materialize(store, table, view)
                 views[view.name] = dataclasses.replace(
                     view, sql=f"SELECT * FROM {ident(table)}"
                 )
@@ -790,3 +796,21 @@ def _cte_names(db: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
         elif isinstance(node, list):
             pending.extend(node)
     return names
+
+
+def _materialize(store: FeatureStore, table: str, view: FeatureViewConfig) -> None:
+    """Create `table` in `store` with the rows of `view`'s SQL.
+
+    Raises:
+        ConfigError: The SQL binds but fails on the data, such as a cast of a
+            value that does not convert.
+    """
+    try:
+        store.db.execute(f"CREATE TABLE {ident(table)} AS {view.sql}")
+    except duckdb.IOException:
+        raise
+    except duckdb.Error as exc:
+        raise ConfigError(
+            f"feature view {view.name!r} failed on its data: {exc}; correct "
+            f"[feature_views.{view.name}] sql"
+        ) from None

@@ -16,7 +16,13 @@ from litestar.params import QueryParameter
 from litestar.types import Receive
 
 from appliance.config import Config
-from appliance.errors import ApplianceError, NotFoundError, RequestError
+from appliance.errors import (
+    ApplianceError,
+    ConfigError,
+    NotFoundError,
+    RequestError,
+    ServingConfigError,
+)
 from appliance.features import FeatureServer
 from appliance.monitoring import ModelInfo
 from appliance.predictions import LogEntry
@@ -150,14 +156,9 @@ async def serve_prediction(
     batcher = await _batcher(state, name, version)
     model = batcher.model
     try:
-        if is_arrow(content_type):
-            response, entry = await _predict_arrow(
-                state, model, receive, content_length
-            )
-        else:
-            response, entry = await _predict_json(
-                state, batcher, receive, content_length
-            )
+        response, entry = await _predict(
+            state, batcher, content_type, content_length, receive
+        )
     except ApplianceError as exc:
         state.metrics.observe(name, model.version, status_of(exc), 0.0, 0)
         raise
@@ -179,6 +180,33 @@ async def serve_prediction(
         await asyncio.to_thread(_record, state, info, entry)
     state.metrics.observe(name, model.version, 200, latency, entry.rows)
     return response
+
+
+async def _predict(
+    state: DaemonState,
+    batcher: MicroBatcher,
+    content_type: str | None,
+    content_length: int | None,
+    receive: Receive,
+) -> tuple[PredictResponse, LogEntry]:
+    """Predict the rows of one request, sent as JSON or as an Arrow stream.
+
+    Raises:
+        ServingConfigError: A part of the daemon's own configuration fails,
+            such as a feature view whose SQL is invalid. No request avoids that, so the
+            client gets a 503, not the 422 of a `ConfigError`.
+    """
+    model = batcher.model
+    try:
+        if is_arrow(content_type):
+            return await _predict_arrow(state, model, receive, content_length)
+        return await _predict_json(state, batcher, receive, content_length)
+    except ConfigError as exc:
+        raise ServingConfigError(
+            f"model {model.name!r} cannot be served now because of the daemon's "
+            f"configuration: {exc}. The operator must correct the configuration "
+            "file and reload it (SIGHUP)"
+        ) from exc
 
 
 async def _batcher(state: DaemonState, name: str, version: int | None) -> MicroBatcher:

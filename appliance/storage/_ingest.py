@@ -25,7 +25,7 @@ import functools
 import json
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -475,6 +475,22 @@ class _Checks:
     force: bool
 
 
+def _check_partition_column(settings: DatasetConfig, types: Mapping[str, Any]) -> None:
+    """Raise `IngestError` when the files lack the ``partition_by`` column.
+
+    Without a contract, the columns are known only here, so `load_config`
+    cannot check the name.
+    """
+    name = settings.partition_by
+    if name is None or name in types:
+        return
+    raise IngestError(
+        f"partition_by {name!r} of dataset {settings.name!r} is not a column of "
+        f"the files; their columns: {', '.join(types)}. Correct "
+        f"[datasets.{settings.name}] partition_by in the configuration file"
+    )
+
+
 def _ingest_new(
     catalog: Catalog,
     db: duckdb.DuckDBPyConnection,
@@ -507,6 +523,7 @@ def _ingest_new(
             db, sources, settings, contract, work, parent_scan, (sensitive, decrypted)
         )
     staged, types, bad = checked.staged, checked.types, checked.bad
+    _check_partition_column(settings, types)
     warnings = list(staged.inference.warnings)
     if contract is not None:
         inferred = {
@@ -547,7 +564,7 @@ def _ingest_new(
     if accepted == 0 and mode == "replace" and parent and parent.row_count:
         warnings += _check_emptying(sources, parent, quarantined, quarantine, checks)
 
-    partition = settings.partition_by if settings.partition_by in types else None
+    partition = settings.partition_by
     with timed_step(dataset, "write"):
         partitioned = write_rows(
             db,

@@ -151,6 +151,24 @@ def test_sighup_reloads_or_keeps_config(start_daemon: Any, tmp_path: Path) -> No
     assert daemon.stop() == 0
 
 
+def test_sighup_rejects_bad_contract_type(start_daemon: Any) -> None:
+    daemon = start_daemon(server={"max_rows": 5})
+    three = {"rows": [row(i) for i in range(3)]}
+    contract = {"datasets.points.contract.columns.x1": {"type": "NOTATYPE"}}
+    write_config(daemon.config, daemon.home, server={"max_rows": 2}, **contract)
+
+    os.kill(daemon.process.pid, signal.SIGHUP)
+
+    assert _eventually(lambda: "config reload rejected" in daemon.log())
+    (rejected,) = [
+        line for line in daemon.log().splitlines() if "reload rejected" in line
+    ]
+    assert "[datasets.points.contract.columns.x1] type = 'NOTATYPE'" in rejected
+    assert "is not a type that contracts support" in rejected
+    assert httpx.post(daemon.base + PREDICT, json=three).status_code == 200
+    assert daemon.stop() == 0
+
+
 def test_sighup_applies_ingest_flush_seconds(start_daemon: Any) -> None:
     daemon = start_daemon(ingest={"flush_seconds": 3600})
     rows = daemon.base + "/v1/datasets/points/rows"

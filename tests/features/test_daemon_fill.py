@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from support import (
     load_config_text,
     run_appliance,
@@ -17,6 +21,8 @@ from support import (
 )
 
 from appliance.config import Config
+from appliance.errors import ConfigError
+from appliance.features import FeatureServer
 from appliance.storage import Catalog, ingest
 from appliance.training import train_model
 
@@ -204,3 +210,83 @@ def test_lost_view_data_rebuilt_ready(tmp_path: Path) -> None:
     assert ready.status_code == 200, ready.text
     assert ready.json()["feature_views_loaded"] is True
     assert predicted.status_code == 200, predicted.text
+
+
+BAD_SQL = CONFIG.replace("time_hour, temp FROM", "time_hour, tempp FROM")
+KEYS_ROW = {"origin": "EWR", "time_hour": "2013-02-10T09:30:00Z", "distance": 190}
+
+
+def _wait_for(log: Path, text: str) -> bool:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if text in log.read_text(errors="replace"):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_reload_bad_view_sql_rejected(tmp_path: Path) -> None:
+    config = _trained(tmp_path)
+    config_path, home = tmp_path / "config.toml", config.storage.home
+    log = tmp_path / "daemon.log"
+    predict = "/v1/models/late/predict"
+    daemon = start_daemon(config_path, home, log)
+    try:
+        before = httpx.post(daemon.base_url + predict, json={"rows": [KEYS_ROW]})
+        config_path.write_text(BAD_SQL)
+        os.kill(daemon.process.pid, signal.SIGHUP)
+        rejected = _wait_for(log, "config reload rejected")
+        after = httpx.post(daemon.base_url + predict, json={"rows": [KEYS_ROW]})
+        ready = httpx.get(daemon.base_url + "/health/ready")
+    finally:
+        stop_daemon(daemon)
+
+    audit = run_appliance(config_path, home, "audit", "list", "--json")
+    text = log.read_text()
+    (line,) = [line for line in text.splitlines() if "reload rejected" in line]
+    reloads = [json.loads(entry) for entry in audit.stdout.splitlines()]
+    reloads = [entry for entry in reloads if entry["action"] == "config.reload"]
+    assert before.status_code == 200, before.text
+    assert rejected, text
+    assert "invalid SQL of feature view 'weather'" in line
+    assert "tempp" in line
+    assert "config reloaded" not in text
+    assert after.status_code == 200, after.text
+    assert after.json()["predictions"] == before.json()["predictions"]
+    assert ready.status_code == 200, ready.text
+    assert audit.returncode == 0, audit.stderr
+    assert [entry["outcome"] for entry in reloads] == ["failed"]
+    assert "invalid SQL of feature view 'weather'" in reloads[0]["details"]["error"]
+
+
+def test_bad_view_sql_predict_503(tmp_path: Path) -> None:
+    config = _trained(tmp_path)
+    config_path, home = tmp_path / "config.toml", config.storage.home
+    config_path.write_text(BAD_SQL)
+    daemon = start_daemon(config_path, home, tmp_path / "daemon.log")
+    try:
+        predicted = httpx.post(
+            daemon.base_url + "/v1/models/late/predict", json={"rows": [KEYS_ROW]}
+        )
+    finally:
+        stop_daemon(daemon)
+
+    body = predicted.json()
+    assert predicted.status_code == 503, predicted.text
+    assert body["type"] == "ServingConfigError"
+    assert "model 'late' cannot be served now" in body["error"]
+    assert "invalid SQL of feature view 'weather'" in body["error"]
+    assert "reload it (SIGHUP)" in body["error"]
+
+
+def test_view_failing_on_data_config_error(tmp_path: Path) -> None:
+    # The SQL binds, so only running it finds the text that is not a number.
+    failing = CONFIG.replace("temp FROM", "CAST(origin AS INTEGER) AS temp FROM")
+    config = load_config_text(tmp_path, failing)
+    flights_csv, weather_csv = write_flights_week(tmp_path, days=2)
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "flights", [flights_csv])
+        ingest(catalog, "weather", [weather_csv])
+
+    with pytest.raises(ConfigError, match="feature view 'weather' failed on its"):
+        FeatureServer(config).load()

@@ -38,6 +38,8 @@ unique_key = ["id"]
 [datasets.flights.contract.columns.carrier]
 allowed = ["UA", "AA"]
 nullable = false
+
+[datasets.flights.contract.columns.month]
 """,
     )
 
@@ -92,6 +94,141 @@ def test_contract_rule_rejected(tmp_path: Path, rule: str, reason: str) -> None:
     assert str(raised.value) == (
         f"invalid 'datasets.d.contract.columns.x' in {path}: {reason}"
     )
+
+
+def _column(rule: str) -> str:
+    return f"[datasets.readings.contract.columns.celsius]\n{rule}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        (
+            _column('type = "NOTATYPE"'),
+            [
+                "[datasets.readings.contract.columns.celsius] type = 'NOTATYPE' in ",
+                "is not a type that contracts support (Catalog Error: Type with "
+                "name NOTATYPE does not exist!)",
+                "use one of TINYINT, SMALLINT, INTEGER, BIGINT,",
+                "DECIMAL, BOOLEAN, VARCHAR, DATE, TIME, TIMESTAMP, TIMESTAMPTZ,",
+                "such as INT or TEXT",
+            ],
+        ),
+        (
+            _column('type = "INTEGER[]"'),
+            ["type = 'INTEGER[]' in ", "is not a type that contracts support;"],
+        ),
+        (
+            _column('type = "DECIMAL(50,2)"'),
+            ["type = 'DECIMAL(50,2)'", "width must be between 1 and 38"],
+        ),
+        (
+            _column('type = "DATE"\ndate_format = "%Q"'),
+            [
+                "[datasets.readings.contract.columns.celsius] date_format '%Q' in ",
+                "is not a valid strptime format: Failed to parse format "
+                "specifier %Q: Unrecognized format for strftime/strptime: %Q",
+                "as in '%d.%m.%Y'",
+            ],
+        ),
+        (
+            _column('type = "VARCHAR"\nmin = 1'),
+            [
+                "[datasets.readings.contract.columns.celsius] min = 1 in ",
+                "applies only to the numeric types (TINYINT,",
+                "FLOAT, DOUBLE, DECIMAL), and the column's type is VARCHAR",
+                "remove min, or use allowed or regex",
+            ],
+        ),
+        (
+            _column('type = "DATE"\nmax = 3.5'),
+            ["celsius] max = 3.5 in ", "the column's type is DATE; remove max"],
+        ),
+        (
+            '[datasets.readings]\npartition_by = "regoin"\n' + _column(""),
+            [
+                "[datasets.readings] partition_by = 'regoin' in ",
+                "is not a column of [datasets.readings.contract.columns] "
+                "(declared: celsius); correct the name, or declare the column as "
+                "[datasets.readings.contract.columns.regoin], which may have no "
+                "rules",
+            ],
+        ),
+        (
+            '[datasets.readings]\ndelimiter = ","\ndecimal_separator = ","\n',
+            [
+                "[datasets.readings] delimiter = ',' and decimal_separator = ',' in ",
+                "are the same character, so a number such as 1,5 would read as "
+                "two fields; set delimiter = ';'",
+            ],
+        ),
+        (
+            '[datasets.readings]\ndate_formats = ["%d.%m.%Y", "%Q"]\n',
+            [
+                "[datasets.readings] date_formats '%Q' in ",
+                "is not a valid strptime format: Failed to parse format specifier %Q",
+            ],
+        ),
+        (
+            '[datasets.readings]\ndate_formats = ["%Y-%m-%"]\n',
+            ["date_formats '%Y-%m-%' in ", "Trailing format character %"],
+        ),
+    ],
+    ids=[
+        "unknown-type",
+        "nested-type",
+        "decimal-width",
+        "date-format",
+        "min-on-text",
+        "max-on-date",
+        "partition",
+        "delimiter",
+        "date-formats",
+        "trailing-percent",
+    ],
+)
+def test_bad_dataset_value_rejected(
+    tmp_path: Path, text: str, parts: list[str]
+) -> None:
+    path = write(tmp_path, text)
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+
+    message = str(raised.value)
+    assert str(path) in message
+    for part in parts:
+        assert part in message
+
+
+def test_contract_type_aliases_accepted(tmp_path: Path) -> None:
+    columns = {
+        "a": 'type = "int"',
+        "b": 'type = "TEXT"',
+        "c": 'type = "DECIMAL(10, 2)"\nmin = 0',
+        "d": 'type = "timestamp with time zone"\ndate_format = "%d.%m.%Y %H:%M"',
+        "e": 'type = "TIMESTAMPTZ"',
+        "f": 'type = "BIGINT"\nmax = 5',
+    }
+    text = '[datasets.r]\npartition_by = "a"\ndate_formats = ["%d-%b-%Y"]\n'
+    for name, rule in columns.items():
+        text += f"[datasets.r.contract.columns.{name}]\n{rule}\n"
+    path = write(tmp_path, text)
+
+    config = load_config(path)
+
+    contract = config.dataset("r").contract
+    assert contract is not None
+    assert contract.columns["a"].type == "int"
+    assert contract.columns["c"].min == 0
+
+
+def test_contract_numeric_types_match_storage() -> None:
+    from appliance._contract_checks import CONTRACT_TYPES, NUMERIC_TYPES
+    from appliance.storage._types import FLOAT_TYPES, INTEGER_TYPES
+
+    assert set(NUMERIC_TYPES) == {*INTEGER_TYPES, *FLOAT_TYPES, "DECIMAL"}
+    assert set(NUMERIC_TYPES) <= set(CONTRACT_TYPES)
 
 
 def test_keep_versions_below_one_rejected(tmp_path: Path) -> None:

@@ -24,6 +24,8 @@ unique_key = ["id"]
 [datasets.sales.contract.columns.amount]
 type = "DOUBLE"
 min = 0
+
+[datasets.sales.contract.columns.region]
 """
 
 

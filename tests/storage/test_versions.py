@@ -105,6 +105,22 @@ def test_append_same_file_twice_unchanged(
     assert len(list_versions(catalog, "d")) == 2
 
 
+def test_partition_column_missing_rejected(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("f.csv", "month,delay\n1,5\n2,3\n")
+    settings = DatasetConfig(name="f", partition_by="monht")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "f", [path], settings=settings)
+
+    message = str(raised.value)
+    assert "partition_by 'monht' of dataset 'f' is not a column of the files" in message
+    assert "their columns: month, delay" in message
+    assert "Correct [datasets.f] partition_by" in message
+    assert list_versions(catalog, "f") == []
+
+
 def test_partitioned_layout_readable_by_duckdb(
     catalog: Catalog, write_file: WriteFile
 ) -> None:
