@@ -68,7 +68,6 @@ def check_datasets(datasets: Mapping[str, Any], source: Path) -> None:
     """
     for dataset in datasets.values():
         _check_csv_settings(dataset, source)
-        _check_partition(dataset, source)
     checked = [d for d in datasets.values() if d.date_formats or d.contract]
     if not checked:
         return
@@ -96,19 +95,6 @@ def _check_csv_settings(dataset: Any, source: Path) -> None:
             "character, so a number such as 1,5 would read as two fields; set "
             "delimiter = ';' for files with decimal commas"
         )
-
-
-def _check_partition(dataset: Any, source: Path) -> None:
-    declared = list(dataset.contract.columns) if dataset.contract else []
-    if not declared or dataset.partition_by in (None, *declared):
-        return
-    raise ConfigError(
-        f"[datasets.{dataset.name}] partition_by = {dataset.partition_by!r} in "
-        f"{source} is not a column of [datasets.{dataset.name}.contract.columns] "
-        f"(declared: {', '.join(declared)}); correct the name, or declare the "
-        f"column as [datasets.{dataset.name}.contract.columns."
-        f"{dataset.partition_by}], which may have no rules"
-    )
 
 
 def _check_rule(db: Any, rule: Any, where: str, source: Path) -> None:

@@ -478,8 +478,8 @@ class _Checks:
 def _check_partition_column(settings: DatasetConfig, types: Mapping[str, Any]) -> None:
     """Raise `IngestError` when the files lack the ``partition_by`` column.
 
-    Without a contract, the columns are known only here, so `load_config`
-    cannot check the name.
+    A contract need not list every column, so the columns are known only
+    here, and `load_config` does not check the name.
     """
     name = settings.partition_by
     if name is None or name in types:

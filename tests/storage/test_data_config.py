@@ -145,16 +145,6 @@ def _column(rule: str) -> str:
             ["celsius] max = 3.5 in ", "the column's type is DATE; remove max"],
         ),
         (
-            '[datasets.readings]\npartition_by = "regoin"\n' + _column(""),
-            [
-                "[datasets.readings] partition_by = 'regoin' in ",
-                "is not a column of [datasets.readings.contract.columns] "
-                "(declared: celsius); correct the name, or declare the column as "
-                "[datasets.readings.contract.columns.regoin], which may have no "
-                "rules",
-            ],
-        ),
-        (
             '[datasets.readings]\ndelimiter = ","\ndecimal_separator = ","\n',
             [
                 "[datasets.readings] delimiter = ',' and decimal_separator = ',' in ",
@@ -181,7 +171,6 @@ def _column(rule: str) -> str:
         "date-format",
         "min-on-text",
         "max-on-date",
-        "partition",
         "delimiter",
         "date-formats",
         "trailing-percent",
@@ -199,6 +188,15 @@ def test_bad_dataset_value_rejected(
     assert str(path) in message
     for part in parts:
         assert part in message
+
+
+def test_partition_outside_partial_contract_loads(tmp_path: Path) -> None:
+    text = '[datasets.readings]\npartition_by = "region"\n' + _column("")
+    path = write(tmp_path, text)
+
+    config = load_config(path)
+
+    assert config.dataset("readings").partition_by == "region"
 
 
 def test_contract_type_aliases_accepted(tmp_path: Path) -> None:
