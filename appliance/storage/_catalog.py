@@ -144,6 +144,21 @@ CREATE TABLE IF NOT EXISTS alias_events (
 """
 
 
+def _check_creatable(home: Path) -> None:
+    """Raise the error of `create_home` if `home` cannot be created.
+
+    The folders made for the check are removed again.
+    """
+    missing = []
+    for folder in (home, *home.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    create_home(home)
+    for folder in missing:
+        folder.rmdir()
+
+
 class Catalog:
     """An open connection to the catalog file under the appliance home.
 
@@ -155,7 +170,8 @@ class Catalog:
         self.path = home / "catalog.duckdb"
         if read_only and not self.path.exists():
             # A read of a home that has no catalog yet finds it empty and
-            # leaves no file behind.
+            # leaves no file behind, unless the home cannot be created at all.
+            _check_creatable(home)
             logger.info("catalog not found, reading it as empty path=%s", self.path)
             self.db = duckdb.connect(":memory:")
             self.db.execute(_SCHEMA)
