@@ -117,13 +117,16 @@ def _reason(text: str, kind: str) -> str:
         return "a single value where a JSON object was expected"
     if text.strip() in ("[", "{"):
         return (
-            "invalid JSON: a value spread over several lines, where JSON Lines "
-            "has one object per line"
+            "a JSON value spread over several lines, where JSON Lines has one "
+            "object per line"
         )
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
-        return f"invalid JSON: {exc.msg} at character {exc.colno}"
+        # Python ends some messages with "at", such as "Unterminated string
+        # starting at", whose position is where the string starts.
+        place = "character" if exc.msg.endswith(" at") else "at character"
+        return f"invalid JSON: {exc.msg} {place} {exc.colno}"
     # NOTE: DuckDB's parser rejects a few lines that Python's accepts,
     # which then have no more detail.
     return "invalid JSON"
