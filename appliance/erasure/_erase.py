@@ -275,9 +275,9 @@ def _remove_predictions(
 def _quarantine(catalog: Catalog, subject: Subject, delete: bool) -> int:
     """Count or delete the dataset's quarantined rows of the subject.
 
-    A record that no row was read from, such as a CSV record the reader
-    could not split or a JSON-lines line that is not an object, keeps only
-    its text, so it matches when the text contains every key value.
+    A record that no row was read from keeps only its text, so it matches
+    when the text contains every key value. Such records are CSV records the
+    reader could not split and JSON-lines lines that are not objects.
     """
     conditions = [f"({subject.json_sql('row_json')})"]
     params: list[object] = [subject.dataset]

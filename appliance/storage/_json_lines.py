@@ -1,7 +1,7 @@
 """Malformed lines of JSON-lines files, set aside so that the other lines load.
 
 DuckDB 2.0.1's ``read_json`` fails on a whole file for one line that is not
-valid JSON, reads every line as one ``json`` column when a line holds an
+valid JSON, reads every line as one ``json`` column when a line contains an
 array or a single value, and reads a ``null`` line as a row of NULLs.
 `set_aside_malformed` finds such lines with DuckDB's ``json_valid`` and
 ``json_type``, stores each with its reason in table ``json_rejects_N``, and
@@ -10,8 +10,10 @@ other line at its line number, and ``read_json`` skips empty lines, so it
 reads the file's objects alone. Table ``json_records_N`` stores the line of
 each object in the copy, in file order.
 
-Only a file that DuckDB cannot read as objects takes this path, so a clean
-file costs nothing more.
+A file takes this path only when DuckDB's read fails, returns the one
+``json`` column, or returns a row of NULLs (see `_loading._maybe_malformed`).
+A clean file pays for one more query, which DuckDB answers from column
+statistics when some column has no NULL.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def set_aside_malformed(
 ) -> int | None:
     """Store the malformed lines of `path` and write the rest of it to `copy`.
 
-    A line is malformed when it is not valid JSON or holds an array or a
+    A line is malformed when it is not valid JSON or contains an array or a
     single value. Blank lines are no rows, and a UTF-8 byte order mark at
     the start of the file is skipped, as ``read_json`` does. Tables
     ``json_rejects_N`` (line, text, message) and ``json_records_N``

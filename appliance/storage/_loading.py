@@ -348,7 +348,7 @@ def _maybe_malformed(db: duckdb.DuckDBPyConnection, index: int) -> bool:
     """Return whether ``rows_N`` of a JSON-lines file may come from malformed lines.
 
     DuckDB reads the whole file as one column named ``json`` when a line
-    holds an array or a single value, and a line of ``null`` as a row of
+    contains an array or a single value, and a line of ``null`` as a row of
     NULLs, as it does ``{}``.
     """
     names = [row[0] for row in db.execute(f"DESCRIBE rows_{index}").fetchall()]

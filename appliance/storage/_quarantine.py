@@ -38,16 +38,16 @@ class QuarantinedRow:
 RAW_LINE_FIELDS = {"read_csv": "csv_line", "read_json": "json_line"}
 """Per reader, the only field of a quarantined row's JSON for a record that no
 row could be read from, such as a CSV record with too many fields or a
-JSON-lines line that is not an object. The field holds the record's text."""
+JSON-lines line that is not an object. The field contains the record's text."""
 
 
 def raw_line_field(reader: str) -> str:
-    """Return the field that holds the text of an unread record of `reader`."""
+    """Return the field that contains the text of an unread record of `reader`."""
     return RAW_LINE_FIELDS[reader]
 
 
 def raw_line_key(row: object) -> str | None:
-    """Return the key of a quarantined row's JSON that holds its record's text.
+    """Return the key of a quarantined row's JSON that contains its record's text.
 
     None when `row` has the fields of a read row instead.
     """
