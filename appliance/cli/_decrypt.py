@@ -56,13 +56,15 @@ def decrypt_quarantine(
 ) -> None:
     """Decrypt, in place, the values of sensitive columns in quarantined rows.
 
-    A row of an unsplit CSV record, stored as its encrypted line, gets the
-    line back.
+    A row of a record that no row was read from, such as an unsplit CSV
+    record or a JSON-lines line that is not an object, stored as its
+    encrypted text, gets the text back.
 
     Raises:
         ColumnKeyError: The key does not decrypt them.
     """
     from appliance.crypto import column_cipher
+    from appliance.storage import raw_line_key
 
     sensitive = config.dataset(dataset).sensitive
     if not sensitive or not rows:
@@ -70,9 +72,10 @@ def decrypt_quarantine(
     cipher = column_cipher(config)
     for row in rows:
         fields = row["row"] if isinstance(row["row"], dict) else {}
-        if set(fields) == {"csv_line"}:
+        key = raw_line_key(fields)
+        if key is not None:
             row["value"] = cipher.decrypt_text(row["value"])
-            fields["csv_line"] = row["value"]
+            fields[key] = row["value"]
             continue
         if row["column"] in sensitive and row["value"] is not None:
             row["value"] = cipher.decrypt_text(row["value"])

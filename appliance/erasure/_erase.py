@@ -41,6 +41,7 @@ from appliance.predictions._erase import (
     rewrite_parquet,
 )
 from appliance.storage import (
+    RAW_LINE_FIELDS,
     Catalog,
     IngestBuffer,
     list_models,
@@ -274,15 +275,21 @@ def _remove_predictions(
 def _quarantine(catalog: Catalog, subject: Subject, delete: bool) -> int:
     """Count or delete the dataset's quarantined rows of the subject.
 
-    A record the CSV reader could not split keeps only its line's text, so
-    it matches when the text contains every key value.
+    A record that no row was read from keeps only its text, so it matches
+    when the text contains every key value. Such records are CSV records the
+    reader could not split and JSON-lines lines that are not objects.
     """
-    condition = (
-        f"({subject.json_sql('row_json')}) OR (row_json->>'$.csv_line' IS NOT NULL "
-        + "".join("AND contains(row_json->>'$.csv_line', ?) " for _ in subject.keys)
-        + ")"
-    )
-    params = [subject.dataset, *(value for _, value in subject.keys)]
+    conditions = [f"({subject.json_sql('row_json')})"]
+    params: list[object] = [subject.dataset]
+    for field in sorted(set(RAW_LINE_FIELDS.values())):
+        text = f"row_json->>'$.{field}'"
+        conditions.append(
+            f"({text} IS NOT NULL "
+            + "".join(f"AND contains({text}, ?) " for _ in subject.keys)
+            + ")"
+        )
+        params += [value for _, value in subject.keys]
+    condition = " OR ".join(conditions)
     verb = "DELETE" if delete else "SELECT count(*)"
     rows = catalog.db.execute(
         f"{verb} FROM quarantine WHERE dataset = ? AND ({condition})", params

@@ -65,7 +65,12 @@ from appliance.storage._models import (
     verify_artifact,
 )
 from appliance.storage._orphans import remove_orphan_folders
-from appliance.storage._quarantine import QuarantinedRow, list_quarantine
+from appliance.storage._quarantine import (
+    RAW_LINE_FIELDS,
+    QuarantinedRow,
+    list_quarantine,
+    raw_line_key,
+)
 from appliance.storage._repeated_keys import count_keys, keep_repeats, mark_repeats
 from appliance.storage._retention import apply_retention
 from appliance.storage._runs import (
@@ -112,6 +117,7 @@ __all__ = [
     "Mode",
     "ModelVersion",
     "QuarantinedRow",
+    "RAW_LINE_FIELDS",
     "Records",
     "Run",
     "RunLog",
@@ -137,6 +143,7 @@ __all__ = [
     "diff_versions",
     "get_dataset_version",
     "list_quarantine",
+    "raw_line_key",
     "lost_files_message",
     "scan_sql",
     "stored_contract",

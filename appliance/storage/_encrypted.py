@@ -22,6 +22,7 @@ from appliance.config import DatasetConfig
 from appliance.crypto import ColumnCipher
 from appliance.errors import ColumnKeyError, IngestError
 from appliance.storage._catalog import Catalog
+from appliance.storage._quarantine import raw_line_key
 
 logger = logging.getLogger(__name__)
 
@@ -152,8 +153,9 @@ def encrypt_quarantine(
 
     A rejected value of a sensitive column is encrypted, and its reason shows
     ``[encrypted]`` in its place. Each row's JSON has its sensitive fields
-    encrypted. A record the CSV reader could not split keeps only its whole
-    line, which is encrypted as one value.
+    encrypted. A record that no row was read from, such as a CSV record the
+    reader could not split or a JSON-lines line that is not an object, keeps
+    only its text, which is encrypted as one value.
     """
     records = rows.to_pylist()
     for record in records:
@@ -166,9 +168,10 @@ def _encrypt_record(
 ) -> None:
     row = json.loads(record["row_json"]) if record["row_json"] else None
     value = record["value"]
-    if isinstance(row, dict) and set(row) == {"csv_line"}:
+    key = raw_line_key(row)
+    if key is not None:
         record["value"] = cipher.encrypt_value(value)
-        record["row_json"] = json.dumps({"csv_line": record["value"]})
+        record["row_json"] = json.dumps({key: record["value"]})
         return
     if record["column_name"] in sensitive and value is not None:
         record["value"] = cipher.encrypt_text(value)

@@ -7,8 +7,9 @@ lines moves every later record down in the file, but not in DuckDB's count.
 line breaks outside quoted fields, and `match_records` pairs those records
 with DuckDB's accepted rows and rejected records, so each quarantined row can
 name the line it starts on. `json_record_lines` finds the non-blank lines of
-a JSON-lines file, one object each. `line_sql` returns those lines to the
-ingest's query.
+a JSON-lines file, one object each, unless some lines are malformed; then
+the line of each object was stored as the file was read. `line_sql` returns
+those lines to the ingest's query.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def line_sql(
     """
     keys = f"SELECT {index} AS _file, _record"
     if source.reader == "read_json":
-        return _json_line_sql(db, index, source, records)
+        return _json_line_sql(db, index, source, records, any_malformed)
     if source.reader != "read_csv":
         return f"{keys}, _record + 1 AS line FROM raw_{index}"
     malformed = 0
@@ -201,12 +202,25 @@ def non_blank_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 def _json_line_sql(
-    db: duckdb.DuckDBPyConnection, index: int, source: SourceFile, records: int
+    db: duckdb.DuckDBPyConnection,
+    index: int,
+    source: SourceFile,
+    records: int,
+    any_malformed: int,
 ) -> str:
-    """Return SQL mapping each record of a JSON-lines file to its line."""
+    """Return SQL mapping each record of a JSON-lines file to its line.
+
+    A file with malformed lines has the line of each object in table
+    ``json_records_N`` (see `_json_lines`).
+    """
     if source.lines == records:
         return f"SELECT {index} AS _file, _record, _record + 1 AS line FROM raw_{index}"
-    lines = json_record_lines(source.read_path)
+    table = f"json_records_{index}"
+    if any_malformed and _has_table(db, table):
+        found = db.execute(f"SELECT line FROM {table} ORDER BY _record").fetchall()
+        lines: Sequence[int] = [line for (line,) in found]
+    else:
+        lines = json_record_lines(source.read_path)
     if len(lines) != records:
         # NOTE: DuckDB read another count of objects than the file has
         # non-blank lines, so each row's line is taken from its position.
@@ -218,6 +232,15 @@ def _json_line_sql(
         )
         return f"SELECT {index} AS _file, _record, _record + 1 AS line FROM raw_{index}"
     return _registered_lines(db, index, lines)
+
+
+def _has_table(db: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Return whether the ingest's connection has temporary table `name`."""
+    rows = db.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
+        [name],
+    ).fetchall()
+    return bool(rows[0][0])
 
 
 def _registered_lines(

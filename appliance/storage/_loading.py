@@ -26,6 +26,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NoReturn
 
 import duckdb
 import pyarrow as pa
@@ -38,6 +39,7 @@ from appliance.storage._column_names import (
     check_parquet_names,
 )
 from appliance.storage._encrypted import DECRYPT
+from appliance.storage._json_lines import set_aside_malformed
 from appliance.storage._lines import non_blank_lines
 from appliance.storage._null_sources import (
     UNUSED_NULL,
@@ -185,41 +187,19 @@ def load_sources(
     null_counts: NullCounts = {}
     for index, (source, reader) in enumerate(zip(sources, readers)):
         try:
-            try:
-                db.execute(f"CREATE TEMP TABLE rows_{index} AS SELECT * FROM {reader}")
-            except duckdb.Error as exc:
-                if REPEATED_KEY_ERROR not in str(exc):
-                    raise
-                reader = _read_without_repeats(db, index, source, staging)
-                repeated.append(f"repeated_keys_{index}")
-                db.execute(f"CREATE TEMP TABLE rows_{index} AS SELECT * FROM {reader}")
+            read, repeats = _load_rows(db, index, (source, reader), staging, contract)
         except duckdb.Error as exc:
-            if source.reader == "read_json":
-                _raise_malformed_line(source)
-            if source.reader == "read_csv" and only_blank_lines(source.read_path):
-                raise IngestError(
-                    f"{source.path}: the file contains only blank lines; nothing "
-                    "to ingest"
-                ) from None
-            if source.reader == "read_csv" and _first_line_blank(source.read_path):
-                raise IngestError(
-                    f"{source.path}, line 1: the line is empty, and the header "
-                    "must be the first line; remove the blank lines above it"
-                ) from None
-            if source.reader == "read_csv":
-                assert dialects is not None
-                check_line_breaks(source, settings.encoding, dialects[index].quote)
-            raise IngestError(
-                f"{source.path}: cannot read file: {file_error(exc, source)}; "
-                f"check that it is a complete {_FORMATS[source.reader]} file"
-            ) from None
+            dialect = dialects[index] if dialects else None
+            _raise_unreadable(source, exc, dialect, settings.encoding)
+        if repeats:
+            repeated.append(f"repeated_keys_{index}")
         written: list[str] = []
         if source.reader == "read_json":
-            _check_json_objects(db, index, source)
+            _check_json_objects(db, index, read)
             described = db.execute(f"DESCRIBE rows_{index}").fetchall()
             check_internal_names(source.path, [row[0] for row in described])
             check_json_key_case(source, [row[0] for row in described])
-            written = _read_as_written(db, index, source, as_text)
+            written = _read_as_written(db, index, read, as_text)
         columns, mixed = _json_as_text(db, index, written, decrypted)
         text.update(mixed + written)
         text.update(decrypted or ())
@@ -227,7 +207,7 @@ def load_sources(
             scalars = _scalar_columns(db, f"rows_{index}")
             typed_columns.update(set(scalars + mixed) - set(written))
         null_counts = add_counts(
-            null_counts, _file_null_counts(db, index, source, dialects, settings)
+            null_counts, _file_null_counts(db, index, read, dialects, settings)
         )
         joined = f" POSITIONAL JOIN written_{index}" if written else ""
         db.execute(
@@ -243,6 +223,170 @@ def load_sources(
         repeated_keys=tuple(repeated),
         null_counts=null_counts,
     )
+
+
+def _load_rows(
+    db: duckdb.DuckDBPyConnection,
+    index: int,
+    read: tuple[SourceFile, str],
+    staging: Path,
+    contract: ContractConfig | None,
+) -> tuple[SourceFile, bool]:
+    """Create table ``rows_N`` of a source file, setting aside malformed lines.
+
+    A JSON-lines file that DuckDB cannot read as objects alone has its
+    malformed lines stored for the quarantine (see `_json_lines`), and a
+    copy without them is read instead.
+
+    Args:
+        read: The file and the SQL of its read.
+        contract: The contract, whose columns a JSON-lines file without a
+            single object is given.
+
+    Returns:
+        The file read, which is the copy when a line was malformed, and
+        whether table ``repeated_keys_N`` was created.
+
+    Raises:
+        duckdb.Error: DuckDB cannot read the file, or its copy.
+        IngestError: No line of a JSON-lines file is an object, and the
+            contract names no column.
+    """
+    source, reader = read
+    try:
+        repeats = _create_rows(db, index, read, staging)
+    except duckdb.Error:
+        if source.reader != "read_json":
+            raise
+        found = _read_without_malformed(db, index, source, (staging, contract))
+        if found is None:
+            raise
+        return found
+    if source.reader != "read_json" or not _maybe_malformed(db, index):
+        return source, repeats
+    found = _read_without_malformed(db, index, source, (staging, contract))
+    return (source, repeats) if found is None else found
+
+
+def _read_without_malformed(
+    db: duckdb.DuckDBPyConnection,
+    index: int,
+    source: SourceFile,
+    rules: tuple[Path, ContractConfig | None],
+) -> tuple[SourceFile, bool] | None:
+    """Create ``rows_N`` from a copy of a JSON-lines file without malformed lines.
+
+    Returns None, creating nothing, when no line is malformed.
+    """
+    staging, contract = rules
+    copy = replace(source, read_path=staging / f"valid_lines_{index}.jsonl")
+    objects = set_aside_malformed(db, index, source.read_path, copy.read_path)
+    if objects is None:
+        return None
+    db.execute(f"DROP TABLE IF EXISTS rows_{index}")
+    # A first read that found repeated keys counted the malformed lines.
+    db.execute(f"DROP TABLE IF EXISTS repeated_keys_{index}")
+    if objects == 0:
+        _create_contract_rows(db, index, source.path, contract)
+        return copy, False
+    return copy, _create_rows(db, index, (copy, _copy_sql(copy)), staging)
+
+
+def _create_contract_rows(
+    db: duckdb.DuckDBPyConnection,
+    index: int,
+    path: Path,
+    contract: ContractConfig | None,
+) -> None:
+    """Create an empty ``rows_N`` with the contract's columns, for a file of no object.
+
+    DuckDB reads a file of blank lines as one column named ``json``, which
+    is not a column of the file. A CSV file whose every record is malformed
+    keeps its header's columns, and this file keeps the contract's.
+
+    Raises:
+        IngestError: The contract names no column.
+    """
+    rules = contract.columns if contract else {}
+    if not rules:
+        line, reason = db.execute(
+            f"SELECT line, message FROM json_rejects_{index} ORDER BY line LIMIT 1"
+        ).fetchall()[0]
+        raise IngestError(
+            f"{path}: no line is a JSON object, so the file has no columns; line "
+            f"{line}: {reason}; write one object per line (JSON Lines), or declare "
+            "the dataset's columns in its contract to quarantine every line"
+        )
+    columns = ", ".join(
+        f"NULL::{'VARCHAR' if rule.date_format else (rule.type or 'VARCHAR')} "
+        f"AS {ident(name)}"
+        for name, rule in rules.items()
+    )
+    db.execute(f"CREATE TEMP TABLE rows_{index} AS SELECT {columns} WHERE false")
+
+
+def _create_rows(
+    db: duckdb.DuckDBPyConnection,
+    index: int,
+    read: tuple[SourceFile, str],
+    staging: Path,
+) -> bool:
+    """Create table ``rows_N``; return whether table ``repeated_keys_N`` was too."""
+    source, reader = read
+    try:
+        db.execute(f"CREATE TEMP TABLE rows_{index} AS SELECT * FROM {reader}")
+    except duckdb.Error as exc:
+        if REPEATED_KEY_ERROR not in str(exc):
+            raise
+        reader = _read_without_repeats(db, index, source, staging)
+        db.execute(f"CREATE TEMP TABLE rows_{index} AS SELECT * FROM {reader}")
+        return True
+    return False
+
+
+def _maybe_malformed(db: duckdb.DuckDBPyConnection, index: int) -> bool:
+    """Return whether ``rows_N`` of a JSON-lines file may come from malformed lines.
+
+    DuckDB reads the whole file as one column named ``json`` when a line
+    contains an array or a single value, and a line of ``null`` as a row of
+    NULLs, as it does ``{}``.
+    """
+    names = [row[0] for row in db.execute(f"DESCRIBE rows_{index}").fetchall()]
+    if names == ["json"]:
+        return True
+    row = db.execute(
+        f"SELECT EXISTS (FROM rows_{index} WHERE COLUMNS(*) IS NULL)"
+    ).fetchall()
+    return bool(row[0][0])
+
+
+def _copy_sql(copy: SourceFile) -> str:
+    # The copy's folder is named like a Hive partition (version=ID.tmp).
+    return _other_sql(copy, hive_partitioning=False)
+
+
+def _raise_unreadable(
+    source: SourceFile, exc: duckdb.Error, dialect: Dialect | None, encoding: str
+) -> NoReturn:
+    """Raise an `IngestError` that names what makes DuckDB fail to read `source`."""
+    if source.reader == "read_json":
+        _raise_malformed_line(source)
+    if source.reader == "read_csv" and only_blank_lines(source.read_path):
+        raise IngestError(
+            f"{source.path}: the file contains only blank lines; nothing to ingest"
+        ) from None
+    if source.reader == "read_csv" and _first_line_blank(source.read_path):
+        raise IngestError(
+            f"{source.path}, line 1: the line is empty, and the header "
+            "must be the first line; remove the blank lines above it"
+        ) from None
+    if source.reader == "read_csv":
+        assert dialect is not None
+        check_line_breaks(source, encoding, dialect.quote)
+    raise IngestError(
+        f"{source.path}: cannot read file: {file_error(exc, source)}; "
+        f"check that it is a complete {_FORMATS[source.reader]} file"
+    ) from None
 
 
 def _file_null_counts(
@@ -824,30 +968,38 @@ too many or too few fields, DuckDB's type and message for the rest."""
 
 
 def malformed_records(db: duckdb.DuckDBPyConnection, files: int) -> str | None:
-    """Return SQL of the records the text read could not split into the columns.
+    """Return SQL of the records that no row could be read from.
 
+    Those are the CSV records that the text read could not split into the
+    columns, and the malformed lines of JSON-lines files (see `_json_lines`).
     The rows are ``(_file, line, line_position, column_name, csv_line,
-    message)``, where ``line`` is DuckDB's count of records and line breaks
-    before the record (the record's line when every record is one line) and
-    ``line_position`` a byte offset within the record or the blank lines
-    before it. None when the files were read on the typed path, which has no
-    such records.
+    message)``, where ``csv_line`` is the record's text. For a CSV record,
+    ``line`` is DuckDB's count of records and line breaks before the record
+    (the record's line when every record is one line) and ``line_position``
+    a byte offset within the record or the blank lines before it. None when
+    there are no such records, or the CSV files were read on the typed path.
     """
-    tables = [f"text_rejects_{index}" for index in range(files)]
     present = {
         row[0]
         for row in db.execute(
             "SELECT table_name FROM duckdb_tables() WHERE temporary"
         ).fetchall()
     }
-    if not all(table in present for table in tables):
-        return None
-    return " UNION ALL ".join(
-        f"SELECT {index} AS _file, CAST(line AS BIGINT) AS line, "
-        "CAST(line_byte_position AS BIGINT) AS line_position, column_name, "
-        f"csv_line, {_REJECT_MESSAGE} AS message FROM {table}"
-        for index, table in enumerate(tables)
-    )
+    selects = []
+    for index in range(files):
+        if f"text_rejects_{index}" in present:
+            selects.append(
+                f"SELECT {index} AS _file, CAST(line AS BIGINT) AS line, "
+                "CAST(line_byte_position AS BIGINT) AS line_position, column_name, "
+                f"csv_line, {_REJECT_MESSAGE} AS message FROM text_rejects_{index}"
+            )
+        elif f"json_rejects_{index}" in present:
+            selects.append(
+                f"SELECT {index} AS _file, line, NULL::BIGINT AS line_position, "
+                "NULL::VARCHAR AS column_name, text AS csv_line, "
+                f"message FROM json_rejects_{index}"
+            )
+    return " UNION ALL ".join(selects) or None
 
 
 def _csv_sql(
@@ -892,12 +1044,13 @@ def _other_sql(source: SourceFile, hive_partitioning: bool = True) -> str:
 def _check_json_objects(
     db: duckdb.DuckDBPyConnection, index: int, file: InputFile
 ) -> None:
-    """Raise for the first line of a JSON-lines file that is not a JSON object.
+    """Raise for the first object of a JSON-lines file with an empty key or NUL.
 
-    When any line contains an array, a number or a string, or an object with
-    an empty key, DuckDB reads the whole file as one column named ``json``
-    with each line as one value. Only a table of that one column is scanned
-    again in Python.
+    When any object has an empty key, DuckDB reads the whole file as one
+    column named ``json`` with each line as one value. Only a table of that
+    one column is scanned again in Python. Lines that contain no object were
+    set aside before (see `_json_lines`), so `file` may be read from a copy
+    without them, at the same line numbers.
     """
     names = [row[0] for row in db.execute(f"DESCRIBE rows_{index}").fetchall()]
     if any("\0" in name for name in names):
@@ -907,14 +1060,7 @@ def _check_json_objects(
     path = file.path
     for number, line in non_blank_lines(file.read_path):
         value = json.loads(line)
-        if not isinstance(value, dict):
-            kind = "an array" if isinstance(value, list) else "a single value"
-            raise IngestError(
-                f"{path}, line {number}: {kind} where a JSON object was "
-                "expected; write one object per line (JSON Lines), such as "
-                '{"id": 1, "name": "a"}'
-            )
-        if "" in value:
+        if isinstance(value, dict) and "" in value:
             raise IngestError(
                 f'{path}, line {number}: the key "" is an empty column name; '
                 "name the column, or remove the key from that object"

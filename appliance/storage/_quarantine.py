@@ -35,6 +35,29 @@ class QuarantinedRow:
     """Every field of the source row as read, so the row is kept whole."""
 
 
+RAW_LINE_FIELDS = {"read_csv": "csv_line", "read_json": "json_line"}
+"""Per reader, the only field of a quarantined row's JSON for a record that no
+row could be read from, such as a CSV record with too many fields or a
+JSON-lines line that is not an object. The field contains the record's text."""
+
+
+def raw_line_field(reader: str) -> str:
+    """Return the field that contains the text of an unread record of `reader`."""
+    return RAW_LINE_FIELDS[reader]
+
+
+def raw_line_key(row: object) -> str | None:
+    """Return the key of a quarantined row's JSON that contains its record's text.
+
+    None when `row` has the fields of a read row instead.
+    """
+    if isinstance(row, dict) and len(row) == 1:
+        (name,) = row
+        if name in RAW_LINE_FIELDS.values():
+            return name
+    return None
+
+
 def violation_place(source: str, line: int | None, column: str | None) -> str:
     """Return ``SOURCE, line N, column 'C'`` without the parts that are unknown.
 

@@ -34,6 +34,7 @@ from appliance.storage._loading import (
     normalize_type,
 )
 from appliance.storage._null_sources import NullCounts
+from appliance.storage._quarantine import raw_line_field
 from appliance.storage._sources import SNIFF_ROWS, Dialect, SourceFile
 from appliance.storage._sql import ident, literal
 from appliance.storage._types import (
@@ -541,10 +542,12 @@ def quarantine_rows(
         JOIN {STAGED} r USING (_file, _record)
     """
     if staged.malformed:
+        # A record that no row was read from keeps only its text.
+        field = raw_line_field(sources[0].reader)
         query += f"""
         UNION ALL
         SELECT m._file, s.path, m.line, m.column_name, m.csv_line, m.message,
-               to_json(struct_pack(csv_line := m.csv_line))
+               to_json(struct_pack({field} := m.csv_line))
         FROM malformed m JOIN {paths} s USING (_file)
         """
     query = (

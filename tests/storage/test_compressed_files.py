@@ -88,8 +88,17 @@ def test_gzip_jsonl_quarantine_line(catalog: Catalog, write_file: WriteFile) -> 
 def test_gzip_jsonl_invalid_line(catalog: Catalog, write_file: WriteFile) -> None:
     path = gzipped(write_file, "x.ndjson.gz", b'{"a": 1}\n\n{"a": 2, b: 3}\n')
 
-    with pytest.raises(IngestError, match=r"x\.ndjson\.gz, line 3: invalid JSON"):
-        ingest(catalog, "d", [path])
+    result = ingest(catalog, "d", [path])
+
+    assert (result.accepted, result.quarantined) == (1, 1)
+    [row] = list_quarantine(catalog, "d")
+    assert (row.source, row.line, row.value) == (
+        str(path.resolve()),
+        3,
+        '{"a": 2, b: 3}',
+    )
+    assert row.reason.startswith("invalid JSON: Expecting property name")
+    assert [p.name for p in catalog.home.rglob("valid_lines_*")] == []
 
 
 def test_gzip_jsonl_invalid_utf8(catalog: Catalog, write_file: WriteFile) -> None:
@@ -106,7 +115,7 @@ _REJECTED = [
     ("first.csv.gz", b"\na,b\n1,2\n", r"first\.csv\.gz, line 1: the line is empty"),
     ("bom.csv.gz", b"\xef\xbb\xbf", r"bom\.csv\.gz: file contains only a UTF-8 byte"),
     ("dup.csv.gz", b"a,a\n1,2\n", r"dup\.csv\.gz, line 1: duplicate column name"),
-    ("arr.jsonl.gz", b'{"a": 1}\n[1, 2]\n', r"arr\.jsonl\.gz, line 2: an array"),
+    ("arr.jsonl.gz", b"[1, 2]\n", r"arr\.jsonl\.gz: no line is a JSON object"),
     ("case.jsonl.gz", b'{"a": 1}\n{"A": 2}\n', r"case\.jsonl\.gz, line 2: key 'A'"),
 ]
 """File name, decompressed content and the expected error."""

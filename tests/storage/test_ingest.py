@@ -204,7 +204,7 @@ def write_bad_file(case: str, folder: Path) -> tuple[list[Path], Path]:
         return [bad], bad
     if case == "garbage_jsonl":
         bad = folder / "garbage.jsonl"
-        bad.write_text('{"id": 1}\n{not json at all\n')
+        bad.write_text("{not json at all\n[1]\n")
         return [bad], bad
     if case == "mixed":
         bad = write_parquet(SMALL, folder / "other.parquet")

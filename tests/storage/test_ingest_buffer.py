@@ -205,7 +205,7 @@ def test_rejected_segment_counted(tmp_path: Path) -> None:
     folder = config.storage.home / "buffer" / "events"
     folder.mkdir(parents=True)
     # A segment the reader rejects, as a file written by another tool would be.
-    (folder / "segment-00000000000000000001.jsonl").write_text('{"id": 1}\n[2]\n')
+    (folder / "segment-00000000000000000001.jsonl").write_text('{"id": 1}\n{"": 2}\n')
 
     buffer.flush("events")
 
@@ -213,10 +213,10 @@ def test_rejected_segment_counted(tmp_path: Path) -> None:
     kept = folder / "rejected" / "segment-00000000000000000001.jsonl"
     assert rejected == 1
     assert rejection == (
-        f"{kept}, line 2: an array where a JSON object was expected; write one "
-        'object per line (JSON Lines), such as {"id": 1, "name": "a"}'
+        f'{kept}, line 2: the key "" is an empty column name; name the column, '
+        "or remove the key from that object"
     )
-    assert kept.read_text() == '{"id": 1}\n[2]\n'
+    assert kept.read_text() == '{"id": 1}\n{"": 2}\n'
     assert buffer.buffered("events") == (0, 0)
 
 
@@ -230,7 +230,7 @@ def test_counts_by_dataset(tmp_path: Path) -> None:
     before_flush = buffer.counts()
     buffer.flush("events")
     folder = config.storage.home / "buffer" / "events"
-    (folder / "segment-00000000000000000001.jsonl").write_text("[2]\n")
+    (folder / "segment-00000000000000000001.jsonl").write_text('{"": 2}\n')
     buffer.flush("events")
 
     # accepted, flushed and quarantined rows, rejected segments, failed

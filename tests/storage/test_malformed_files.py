@@ -698,39 +698,45 @@ def test_overlong_line_error_short(catalog: Catalog, write_file: WriteFile) -> N
     assert message.endswith("check that it is a CSV text file in encoding 'utf-8'")
 
 
-def test_malformed_json_error_short(catalog: Catalog, write_file: WriteFile) -> None:
+def test_malformed_json_strict_error_short(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
     path = write_file("bad.jsonl", 'not json\n{"a": 1}\n')
 
     with pytest.raises(IngestError) as raised:
-        ingest(catalog, "bad", [path])
+        ingest(catalog, "bad", [path], strict=True)
 
     message = str(raised.value)
     assert "LINE 1" not in message
     assert "CREATE" not in message
-    assert message.startswith(f"{path}, line 1: invalid JSON: Expecting value")
-    assert message.endswith("fix or remove that line and ingest the file again")
+    assert message == (
+        "strict ingest of 'bad' rejected; 1 of 2 rows break the contract; "
+        f"{path.resolve()}, line 1: invalid JSON: Expecting value at character 1; "
+        "fix the file or ingest without --strict to quarantine"
+    )
 
 
 @pytest.mark.parametrize(
-    ("text", "line"),
+    ("text", "line", "rows"),
     [
-        ('{"a": 1}\n{"a": 2, b: 3}\n{"a": 4}\n', 2),
-        ('{"a": 1}\n{"a": 2}\n{"a": 3}\n{"a": 4, b: 5}\n', 4),
-        ('{"a": 1}\n\n{"a": 2\n', 3),
+        ('{"a": 1}\n{"a": 2, b: 3}\n{"a": 4}\n', 2, [(1,), (4,)]),
+        ('{"a": 1}\n{"a": 2}\n{"a": 3}\n{"a": 4, b: 5}\n', 4, [(1,), (2,), (3,)]),
+        ('{"a": 1}\n\n{"a": 2\n', 3, [(1,)]),
     ],
 )
-def test_malformed_json_line_named(
-    catalog: Catalog, write_file: WriteFile, text: str, line: int
+def test_malformed_json_line_quarantined(
+    catalog: Catalog, write_file: WriteFile, text: str, line: int, rows: list
 ) -> None:
     path = write_file("bad.jsonl", text)
 
-    with pytest.raises(IngestError) as raised:
-        ingest(catalog, "bad", [path])
+    result = ingest(catalog, "bad", [path])
 
-    message = str(raised.value)
-    assert message.startswith(f"{path}, line {line}: invalid JSON: ")
-    assert f"in line {line + 1}" not in message
-    assert message.endswith("fix or remove that line and ingest the file again")
+    (row,) = list_quarantine(catalog, "bad")
+    assert (result.accepted, result.quarantined) == (len(rows), 1)
+    assert rows_of(catalog, result) == rows
+    assert row.line == line
+    assert row.reason.startswith("invalid JSON: ")
+    assert row.value == text.splitlines()[line - 1]
 
 
 def test_nul_byte_row_quarantined(catalog: Catalog, write_file: WriteFile) -> None:
@@ -891,14 +897,34 @@ def test_long_dataset_name_rejected(catalog: Catalog, write_file: WriteFile) -> 
 @pytest.mark.parametrize(
     ("text", "line", "kind"),
     [
-        ('[{"a": 1}, {"a": 2}]', 1, "an array"),
         ('{"a": 1}\n\n[1, 2]\n{"a": 3}\n', 3, "an array"),
         ('{"a": 1}\n7\n', 2, "a single value"),
-        ('[\n  {"a": 1},\n  {"a": 2}\n]\n', 1, "a JSON value spread over"),
     ],
 )
-def test_json_line_not_object_named(
+def test_json_line_not_object_quarantined(
     catalog: Catalog, write_file: WriteFile, text: str, line: int, kind: str
+) -> None:
+    path = write_file("rows.json", text)
+
+    result = ingest(catalog, "rows", [path])
+
+    (row,) = list_quarantine(catalog, "rows")
+    assert result.quarantined == 1
+    assert (row.line, row.reason) == (
+        line,
+        f"{kind} where a JSON object was expected",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ('[{"a": 1}, {"a": 2}]', "an array"),
+        ('[\n  {"a": 1,\n   "b": 2}\n]\n', "a JSON value spread over"),
+    ],
+)
+def test_json_file_without_object_named(
+    catalog: Catalog, write_file: WriteFile, text: str, kind: str
 ) -> None:
     path = write_file("rows.json", text)
 
@@ -906,7 +932,8 @@ def test_json_line_not_object_named(
         ingest(catalog, "rows", [path])
 
     message = str(raised.value)
-    assert message.startswith(f"{path}, line {line}: {kind}")
+    assert message.startswith(f"{path}: no line is a JSON object, so the file has no")
+    assert f"; line 1: {kind}" in message
     assert "write one object per line (JSON Lines)" in message
 
 
