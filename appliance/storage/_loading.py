@@ -821,17 +821,29 @@ _REJECT_MESSAGE = (
 )
 """SQL of a rejected record's reason: field counts in words for a record of
 too many or too few fields, DuckDB's type and message for the rest."""
+_REJECT_ORDER = (
+    "CASE CAST(error_type AS VARCHAR) WHEN 'UNQUOTED VALUE' THEN 0 "
+    "WHEN 'TOO MANY COLUMNS' THEN 1 WHEN 'MISSING COLUMNS' THEN 1 ELSE 2 END, "
+    "CASE CAST(error_type AS VARCHAR) WHEN 'TOO MANY COLUMNS' "
+    "THEN -CAST(column_idx AS BIGINT) ELSE CAST(column_idx AS BIGINT) END"
+)
+"""SQL ordering the rejects of one record so that the first one is kept.
+
+DuckDB 2.0.1 stores a reject per missing field and per extra field, each
+with a field count, so the kept one has the fewest fields found of a short
+record and the most of a long record. A quote error comes first, because
+the wrong field counts stored with it follow from it."""
 
 
 def malformed_records(db: duckdb.DuckDBPyConnection, files: int) -> str | None:
     """Return SQL of the records the text read could not split into the columns.
 
     The rows are ``(_file, line, line_position, column_name, csv_line,
-    message)``, where ``line`` is DuckDB's count of records and line breaks
-    before the record (the record's line when every record is one line) and
-    ``line_position`` a byte offset within the record or the blank lines
-    before it. None when the files were read on the typed path, which has no
-    such records.
+    message, error_type)``, one per record, where ``line`` is DuckDB's count
+    of records and line breaks before the record (the record's line when
+    every record is one line) and ``line_position`` a byte offset within the
+    record or the blank lines before it. None when the files were read on
+    the typed path, which has no such records.
     """
     tables = [f"text_rejects_{index}" for index in range(files)]
     present = {
@@ -842,10 +854,14 @@ def malformed_records(db: duckdb.DuckDBPyConnection, files: int) -> str | None:
     }
     if not all(table in present for table in tables):
         return None
+    # The rejects of one record share their line_byte_position.
     return " UNION ALL ".join(
         f"SELECT {index} AS _file, CAST(line AS BIGINT) AS line, "
         "CAST(line_byte_position AS BIGINT) AS line_position, column_name, "
-        f"csv_line, {_REJECT_MESSAGE} AS message FROM {table}"
+        f"csv_line, {_REJECT_MESSAGE} AS message, "
+        f"CAST(error_type AS VARCHAR) AS error_type FROM {table} "
+        "QUALIFY row_number() OVER (PARTITION BY line_byte_position "
+        f"ORDER BY {_REJECT_ORDER}) = 1"
         for index, table in enumerate(tables)
     )
 
