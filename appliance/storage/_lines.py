@@ -50,7 +50,8 @@ def record_lines(
     Offsets are of the file's UTF-8 bytes, as DuckDB reads it. A UTF-8 file
     is mapped into memory rather than read; a file in another encoding is
     read and converted first. Given the `delimiter`, a quote opens a quoted
-    field only at the start of a field, as DuckDB reads ``ab"c`` as text;
+    field only at the start of a field or after one space there, as DuckDB
+    2.0.1 reads ``1,ab"c`` and ``1,  "c"`` as text but ``1, "c"`` as ``c``;
     without it, every quote does.
     """
     pattern = _token_pattern(quote, escape, delimiter)
@@ -285,9 +286,9 @@ def _token_pattern(quote: str, escape: str, delimiter: str) -> re.Pattern[bytes]
     q = re.escape(quote.encode())
     opening = q
     if delimiter:
-        starts = (rb"\n", re.escape(delimiter.encode()), q)
+        starts = (rb"\n", re.escape(delimiter.encode()))
         after = b"|".join(rb"(?<=" + start + rb")" for start in starts)
-        opening = rb"(?:\A|" + after + rb")" + q
+        opening = rb"(?:(?:\A|" + after + rb") ?|(?<=" + q + rb"))" + q
     close = rb"(?:" + q + rb"|\Z)"
     if not escape or escape == quote:
         return re.compile(opening + rb"[^" + q + rb"]*" + close + rb"|\n")
