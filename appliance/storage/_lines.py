@@ -6,9 +6,10 @@ lines moves every later record down in the file, but not in DuckDB's count.
 `record_lines` finds where each CSV record starts by scanning the bytes for
 line breaks outside quoted fields, and `match_records` pairs those records
 with DuckDB's accepted rows and rejected records, so each quarantined row can
-name the line it starts on. `json_record_lines` finds the non-blank lines of
-a JSON-lines file, one object each. `line_sql` returns those lines to the
-ingest's query.
+name the line it starts on. The scan also finds a quote that no later quote
+closes, whose record runs to the end of the file (see `_open_quotes`).
+`json_record_lines` finds the non-blank lines of a JSON-lines file, one
+object each. `line_sql` returns those lines to the ingest's query.
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class OpenQuote:
+    """A quote that no later quote closes, so its field runs to the end of the file."""
+
+    line: int
+    """Line of the quote, from 1."""
+    lines: Sequence[tuple[int, str]]
+    """Each non-blank line from the first line of the quote's record to the
+    end of the file, with its number, as text without its line break."""
+
+
+@dataclass(frozen=True)
 class Records:
     """The data records of a CSV file, header and blank lines left out."""
 
@@ -40,6 +52,8 @@ class Records:
     """Byte offset just past each record's line break (or the end of the file)."""
     lines: Sequence[int]
     """Line each record starts on, from 1."""
+    open_quote: OpenQuote | None = None
+    """The quote that the file's last record leaves open, if any."""
 
 
 def record_lines(
@@ -67,9 +81,12 @@ def record_lines(
 def _scan(data: bytes | mmap.mmap, pattern: re.Pattern[bytes]) -> Records:
     ends, lines = array.array("q"), array.array("q")
     start, line, record_line = 0, 1, 1
+    quote_line = None
     for match in pattern.finditer(data):
         token = match.group()
         if token != b"\n":
+            if match.lastgroup == _UNCLOSED:
+                quote_line = line
             line += token.count(b"\n")
             continue
         end = match.end()
@@ -81,8 +98,23 @@ def _scan(data: bytes | mmap.mmap, pattern: re.Pattern[bytes]) -> Records:
     if data[start:].strip(b"\r\n"):
         ends.append(len(data))
         lines.append(record_line)
+    open_quote = None
+    if quote_line is not None:
+        # The unclosed quote's token runs to the end of the file, so the last
+        # record starts at `start`, on line `record_line`.
+        open_quote = OpenQuote(quote_line, _non_blank(data[start:], record_line))
     # The first record is the header.
-    return Records(ends[1:], lines[1:])
+    return Records(ends[1:], lines[1:], open_quote)
+
+
+def _non_blank(text: bytes, first: int) -> list[tuple[int, str]]:
+    """Return the non-blank lines of UTF-8 `text` that starts on line `first`."""
+    numbered = enumerate(text.split(b"\n"), start=first)
+    return [
+        (number, line.removesuffix(b"\r").decode())
+        for number, line in numbered
+        if line.strip(b"\r")
+    ]
 
 
 def match_records(
@@ -157,8 +189,10 @@ def line_sql(
     )
     rejected = []
     if malformed:
+        # Lines of an open quote's record after its first have no position.
         rejected = db.execute(
-            f"SELECT rowid, line_position FROM malformed WHERE _file = {index}"
+            "SELECT rowid, line_position FROM malformed "
+            f"WHERE _file = {index} AND line_position IS NOT NULL"
         ).fetchall()
     matched = match_records(found, [r[1] for r in rejected], records)
     if matched is None:
@@ -273,13 +307,19 @@ def _skip_malformed_lines(line_sql: str) -> str:
     )
 
 
+_UNCLOSED = "unclosed"
+"""Group of `_token_pattern` that matches the end of the file in place of a
+closing quote."""
+
+
 def _token_pattern(quote: str, escape: str, delimiter: str) -> re.Pattern[bytes]:
     """Return a pattern matching a quoted field (line breaks and all) or a line break.
 
     Two quoted tokens back to back read a doubled quote, so a quote that is
     its own escape needs no case of its own, and a quote right after a quote
     opens a token too. A quote left open runs to the end of the file, as
-    DuckDB reads it: one malformed record.
+    DuckDB reads it: one malformed record, whose token ends with the empty
+    group `_UNCLOSED`.
     """
     if not quote:
         return re.compile(rb"\n")
@@ -289,7 +329,7 @@ def _token_pattern(quote: str, escape: str, delimiter: str) -> re.Pattern[bytes]
         starts = (rb"\n", re.escape(delimiter.encode()))
         after = b"|".join(rb"(?<=" + start + rb")" for start in starts)
         opening = rb"(?:(?:\A|" + after + rb") ?|(?<=" + q + rb"))" + q
-    close = rb"(?:" + q + rb"|\Z)"
+    close = rb"(?:" + q + rb"|(?P<" + _UNCLOSED.encode() + rb">\Z))"
     if not escape or escape == quote:
         return re.compile(opening + rb"[^" + q + rb"]*" + close + rb"|\n")
     e = re.escape(escape.encode())

@@ -813,10 +813,18 @@ _FIELD_COUNTS = (
     "header has ' || regexp_extract(error_message, 'Columns: ([0-9]+)', 1) || "
     "' columns)'"
 )
+STRAY_QUOTE_REASON = (
+    "stray quote: the quoted field has text after its closing quote; write a "
+    'quote inside a quoted value twice (""), or remove the quotes around the field'
+)
+"""Reason of a record whose quoted field goes on after its closing quote, as
+in ``"x"y``. DuckDB 2.0.1 reports it as an unterminated quote, as it does a
+quote that no later quote closes (see `_open_quotes`)."""
 _REJECT_MESSAGE = (
     "CASE CAST(error_type AS VARCHAR) "
     f"WHEN 'TOO MANY COLUMNS' THEN 'too many fields' || {_FIELD_COUNTS} "
     f"WHEN 'MISSING COLUMNS' THEN 'too few fields' || {_FIELD_COUNTS} "
+    f"WHEN 'UNQUOTED VALUE' THEN {literal(STRAY_QUOTE_REASON)} "
     "ELSE CAST(error_type AS VARCHAR) || ': ' || error_message END"
 )
 """SQL of a rejected record's reason: field counts in words for a record of

@@ -112,4 +112,4 @@ def test_csv_open_quote_lines(catalog: Catalog, write_file: WriteFile) -> None:
 
     rows = quarantined_lines(catalog, path, {"a": ColumnRule(type="BIGINT", max=10)})
 
-    assert rows == [(4, "a", "50"), (5, "b", '2,"open\n3,z\n')]
+    assert rows == [(4, "a", "50"), (5, "b", '2,"open'), (6, None, "3,z")]
