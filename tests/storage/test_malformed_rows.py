@@ -94,6 +94,26 @@ def test_long_row_one_entry(catalog: Catalog, write_file: WriteFile) -> None:
     ]
 
 
+def test_row_of_two_broken_rules_counted_once(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("two.csv", _READINGS_FILE + "S-01,02.01.2024,200,ok\n")
+    settings = DatasetConfig("readings", date_formats=["%d.%m.%Y"], contract=_READINGS)
+
+    result = ingest(catalog, "readings", [path], settings=settings)
+
+    entries = quarantine_of(catalog)
+    assert result.accepted == 1
+    assert result.quarantined == 4
+    assert [(line, column) for line, column, _, _ in entries] == [
+        (2, "celsius"),
+        (4, "sensor"),
+        (5, "celsius"),
+        (6, "celsius"),
+        (6, "sensor"),
+    ]
+
+
 _WIDE_HEADER = ",".join(f"c{i}" for i in range(1, 10))
 
 

@@ -7,7 +7,11 @@ file's data lines.
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from support import WriteFile
@@ -168,6 +172,66 @@ def test_open_quote_rejected_when_strict(
     ) in message
     assert f"{path.resolve()}, line 4: " + _PART_REASON.format(quote=2) in message
     assert catalog.db.execute("SELECT count(*) FROM quarantine").fetchall() == [(0,)]
+
+
+def test_open_quote_replace_counts_lines(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ingest(catalog, "uq2", [write_file("ok.csv", "id,note\n1,a\n")])
+    path = write_file("uq2.csv", 'id,note\n1,"ok\n2,fine\n3,good\n')
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "uq2", [path])
+
+    message = str(raised.value)
+    assert f"{path} has no row to store: all 3 rows break the contract; " in message
+    assert f"{path.resolve()}, line 4: " + _PART_REASON.format(quote=2) in message
+
+
+def test_open_quote_second_file_lines(catalog: Catalog, write_file: WriteFile) -> None:
+    first = write_file("a.csv", "id,note\n1,x\n2\n3,y\n")
+    second = write_file("b.csv", 'id,note\n4,z\n5,"open\n6,w\n\n7,v\n')
+
+    result = ingest(catalog, "two", [first, second])
+
+    rows = catalog.db.execute(
+        "SELECT source, line, column_name, value FROM quarantine ORDER BY source, line"
+    ).fetchall()
+    assert result.accepted == 3
+    assert result.quarantined == 4
+    assert rows == [
+        (str(first.resolve()), 3, "note", "2"),
+        (str(second.resolve()), 3, "note", '5,"open'),
+        (str(second.resolve()), 4, None, "6,w"),
+        (str(second.resolve()), 6, None, "7,v"),
+    ]
+
+
+def test_open_quote_counts_from_cli(
+    tmp_path: Path, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    path = tmp_path / "uq2.csv"
+    path.write_text('id,note\n1,"ok\n2,fine\n3,good\n')
+
+    ingested = cli(config, tmp_path / "home", "ingest", "uq2", str(path))
+    listed = cli(config, tmp_path / "home", "datasets", "quarantine", "uq2", "--json")
+
+    assert ingested.returncode == 0, ingested.stderr
+    assert "rows=0 mode=replace accepted=0 quarantined=3 " in ingested.stdout
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(row["line"], row["reason"]) for row in rows] == [
+        (2, _OPEN_REASON.format(quote=2, count=3, first=2, last=4)),
+        (3, _PART_REASON.format(quote=2)),
+        (4, _PART_REASON.format(quote=2)),
+    ]
+    assert [row["row"] for row in rows] == [
+        {"csv_line": '1,"ok'},
+        {"csv_line": "2,fine"},
+        {"csv_line": "3,good"},
+    ]
 
 
 def test_unmatched_quote_error_rejected(
