@@ -7,7 +7,7 @@ lines moves every later record down in the file, but not in DuckDB's count.
 line breaks outside quoted fields, and `match_records` pairs those records
 with DuckDB's accepted rows and rejected records, so each quarantined row can
 name the line it starts on. The scan also finds a quote that no later quote
-closes, whose record runs to the end of the file (see `_open_quotes`).
+closes, whose record runs to the end of the file (see `_quote_errors`).
 `json_record_lines` finds the non-blank lines of a JSON-lines file, one
 object each. `line_sql` returns those lines to the ingest's query.
 """
@@ -20,7 +20,8 @@ import codecs
 import logging
 import mmap
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,17 +35,6 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class OpenQuote:
-    """A quote that no later quote closes, so its field runs to the end of the file."""
-
-    line: int
-    """Line of the quote, from 1."""
-    lines: Sequence[tuple[int, str]]
-    """Each non-blank line from the first line of the quote's record to the
-    end of the file, with its number, as text without its line break."""
-
-
-@dataclass(frozen=True)
 class Records:
     """The data records of a CSV file, header and blank lines left out."""
 
@@ -52,8 +42,11 @@ class Records:
     """Byte offset just past each record's line break (or the end of the file)."""
     lines: Sequence[int]
     """Line each record starts on, from 1."""
-    open_quote: OpenQuote | None = None
-    """The quote that the file's last record leaves open, if any."""
+    start: int = 0
+    """Byte offset just past the header's line break."""
+    open_quote: int | None = None
+    """Line of a quote that no later quote closes, so that the file's last
+    record runs from it to the end of the file; None without one."""
 
 
 def record_lines(
@@ -61,21 +54,52 @@ def record_lines(
 ) -> Records:
     """Scan `path` for its records' offsets and first lines.
 
-    Offsets are of the file's UTF-8 bytes, as DuckDB reads it. A UTF-8 file
-    is mapped into memory rather than read; a file in another encoding is
-    read and converted first. Given the `delimiter`, a quote opens a quoted
-    field only at the start of a field or after one space there, as DuckDB
-    2.0.1 reads ``1,ab"c`` and ``1,  "c"`` as text but ``1, "c"`` as ``c``;
-    without it, every quote does.
+    Offsets are of the file's UTF-8 bytes, as DuckDB reads it. Given the
+    `delimiter`, a quote opens a quoted field only at the start of a field
+    or after one space there, as DuckDB 2.0.1 reads ``1,ab"c`` and
+    ``1,  "c"`` as text but ``1, "c"`` as ``c``; without it, every quote
+    does.
     """
     pattern = _token_pattern(quote, escape, delimiter)
+    with _utf8_data(path, encoding) as data:
+        return _scan(data, pattern)
+
+
+def record_texts(
+    path: Path, encoding: str, records: Records, indices: Iterable[int]
+) -> dict[int, list[tuple[int, str]]]:
+    """Return the non-blank lines of the records at `indices`, with their numbers.
+
+    Each line is text without its line break. `records` is the scan of
+    `path` by `record_lines`.
+    """
+    texts: dict[int, list[tuple[int, str]]] = {}
+    with _utf8_data(path, encoding) as data:
+        for index in indices:
+            start = records.ends[index - 1] if index else records.start
+            chunk = data[start : records.ends[index]]
+            # The blank lines before a record end the previous record's bytes.
+            blank = len(chunk) - len(chunk.lstrip(b"\r\n"))
+            first = records.lines[index] - chunk[:blank].count(b"\n")
+            texts[index] = _non_blank(chunk, first)
+    return texts
+
+
+@contextmanager
+def _utf8_data(path: Path, encoding: str) -> Iterator[bytes | mmap.mmap]:
+    """Yield the bytes of `path` in UTF-8, as DuckDB reads the file.
+
+    A UTF-8 file is mapped into memory rather than read; a file in another
+    encoding is read and converted first.
+    """
     with (
         path.open("rb") as handle,
         mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
     ):
         if encoding == "utf-8":
-            return _scan(mapped, pattern)
-        return _scan(mapped[:].decode(encoding).encode(), pattern)
+            yield mapped
+        else:
+            yield mapped[:].decode(encoding).encode()
 
 
 def _scan(data: bytes | mmap.mmap, pattern: re.Pattern[bytes]) -> Records:
@@ -98,13 +122,9 @@ def _scan(data: bytes | mmap.mmap, pattern: re.Pattern[bytes]) -> Records:
     if data[start:].strip(b"\r\n"):
         ends.append(len(data))
         lines.append(record_line)
-    open_quote = None
-    if quote_line is not None:
-        # The unclosed quote's token runs to the end of the file, so the last
-        # record starts at `start`, on line `record_line`.
-        open_quote = OpenQuote(quote_line, _non_blank(data[start:], record_line))
     # The first record is the header.
-    return Records(ends[1:], lines[1:], open_quote)
+    header_end = ends[0] if ends else len(data)
+    return Records(ends[1:], lines[1:], header_end, quote_line)
 
 
 def _non_blank(text: bytes, first: int) -> list[tuple[int, str]]:

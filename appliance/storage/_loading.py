@@ -819,7 +819,7 @@ STRAY_QUOTE_REASON = (
 )
 """Reason of a record whose quoted field goes on after its closing quote, as
 in ``"x"y``. DuckDB 2.0.1 reports it as an unterminated quote, as it does a
-quote that no later quote closes (see `_open_quotes`)."""
+quote that no later quote closes (see `_quote_errors`)."""
 _REJECT_MESSAGE = (
     "CASE CAST(error_type AS VARCHAR) "
     f"WHEN 'TOO MANY COLUMNS' THEN 'too many fields' || {_FIELD_COUNTS} "

@@ -34,7 +34,7 @@ from appliance.storage._loading import (
     normalize_type,
 )
 from appliance.storage._null_sources import NullCounts
-from appliance.storage._open_quotes import split_open_quotes
+from appliance.storage._quote_errors import split_quote_errors
 from appliance.storage._sources import SNIFF_ROWS, Dialect, SourceFile
 from appliance.storage._sql import ident, literal
 from appliance.storage._types import (
@@ -244,7 +244,7 @@ def stage_files(
     if malformed_sql is not None:
         db.execute(f"CREATE TEMP TABLE malformed AS {malformed_sql}")
         assert loaded.dialects is not None
-        split_open_quotes(
+        split_quote_errors(
             db, sources, loaded.dialects, loaded.records, settings.encoding
         )
         malformed = db.execute("SELECT count(*) FROM malformed").fetchall()[0][0]

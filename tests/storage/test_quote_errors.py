@@ -1,8 +1,9 @@
 """CSV quotes left open or followed by text: reasons, lines and counts.
 
-A quote that no later quote closes makes the rest of the file one field, so
-each of those lines is quarantined on its own, and the counts add up to the
-file's data lines.
+A quote that no later quote closes makes the rest of the file one field, and
+one left open can run on to the next quote in the file. Each line of such a
+record is quarantined on its own, so the counts add up to the file's data
+lines.
 """
 
 from __future__ import annotations
@@ -91,6 +92,61 @@ def test_stray_quote_own_reason(catalog: Catalog, write_file: WriteFile) -> None
     assert catalog.db.execute(scan_sql(result.version)).fetchall() == [
         (1, "a", 3),
         (3, "b", 4),
+    ]
+
+
+def test_quote_closed_later_each_line(catalog: Catalog, write_file: WriteFile) -> None:
+    rows = [f"{n},n{n},{n % 97}" for n in range(1, 2_001)]
+    rows[764] = '765,"broken,765'
+    rows[999] = '1000,"a, b",30'
+    path = write_file("late.csv", "id,note,value\n" + "\n".join(rows) + "\n")
+
+    result = ingest(catalog, "late", [path])
+
+    entries = quarantine_of(catalog)
+    assert result.accepted == 1_764
+    assert result.quarantined == 236
+    assert entries[0] == (
+        766,
+        "note",
+        '765,"broken,765',
+        "stray quote: the record from line 766 to 1001 has a quoted field with "
+        "text after its closing quote, so none of its 236 non-blank lines could "
+        "be read as a row; look for a quote that is not closed, and write a quote "
+        'inside a quoted value twice ("")',
+    )
+    assert entries[-1] == (
+        1001,
+        None,
+        '1000,"a, b",30',
+        "stray quote: the line is part of the record from line 766 to 1001, "
+        "which has a quoted field with text after its closing quote",
+    )
+    assert [line for line, *_ in entries] == list(range(766, 1002))
+
+
+@pytest.mark.parametrize(
+    ("content", "first", "accepted"),
+    [
+        ('a,b,c\n1,k,l\n2,"x\ny"z,3\n3,m,n\n', 3, 2),
+        ('a,b,c\n1,k,l\n\n\n2,"x\ny"z,3\n3,m,n\n', 5, 2),
+        ('a,b,c\n\n2,"x\ny"z,3\n3,m,n\n', 3, 1),
+    ],
+    ids=["plain", "blank-before", "first-record"],
+)
+def test_stray_quote_over_two_lines(
+    catalog: Catalog, write_file: WriteFile, content: str, first: int, accepted: int
+) -> None:
+    path = write_file("two.csv", content)
+
+    result = ingest(catalog, "two", [path])
+
+    entries = quarantine_of(catalog)
+    assert result.accepted == accepted
+    assert result.quarantined == 2
+    assert [(line, column, value) for line, column, value, _ in entries] == [
+        (first, "b", '2,"x'),
+        (first + 1, None, 'y"z,3'),
     ]
 
 
