@@ -86,7 +86,7 @@ def _split_file(
 ) -> None:
     """Split the quote errors over lines of file `index`, as `split_quote_errors`."""
     found = record_lines(
-        source.path, encoding, dialect.quote, dialect.escape, dialect.delimiter
+        source.read_path, encoding, dialect.quote, dialect.escape, dialect.delimiter
     )
     rejects = db.execute(
         "SELECT rowid, line_position, line, error_type FROM malformed WHERE _file = ?",
@@ -101,7 +101,7 @@ def _split_file(
         for reject, line in zip(rejects, matched[1])
         if reject[3] == _QUOTE_ERROR
     }
-    texts = record_texts(source.path, encoding, found, sorted(quote_errors))
+    texts = record_texts(source.read_path, encoding, found, sorted(quote_errors))
     split: list[int] = []
     split_lines = 0
     for record, rowid in quote_errors.items():

@@ -8,6 +8,7 @@ lines.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import subprocess
@@ -210,6 +211,22 @@ def test_open_quote_counts_large_file(
     assert [line for line, *_ in entries] == list(range(7766, 20_002))
     assert entries[-1][2] == "20000,n20000,18"
     assert "line numbers estimated" not in caplog.text
+
+
+def test_open_quote_gzip_lines(catalog: Catalog, write_file: WriteFile) -> None:
+    content = b'id,note\n1,"a\nb"\n\n2,"ok\n3,fine\n4,good\n'
+    path = write_file("uq.csv.gz", gzip.compress(content))
+
+    result = ingest(catalog, "uq", [path])
+
+    part = _PART_REASON.format(quote=5)
+    assert result.accepted == 1
+    assert result.quarantined == 3
+    assert quarantine_of(catalog) == [
+        (5, "note", '2,"ok', _OPEN_REASON.format(quote=5, count=3, first=5, last=7)),
+        (6, None, "3,fine", part),
+        (7, None, "4,good", part),
+    ]
 
 
 def test_open_quote_rejected_when_strict(
