@@ -828,7 +828,8 @@ _REJECT_MESSAGE = (
     "ELSE CAST(error_type AS VARCHAR) || ': ' || error_message END"
 )
 """SQL of a rejected record's reason: field counts in words for a record of
-too many or too few fields, DuckDB's type and message for the rest."""
+too many or too few fields, `STRAY_QUOTE_REASON` for a quote error, DuckDB's
+type and message for the rest."""
 _REJECT_ORDER = (
     "CASE CAST(error_type AS VARCHAR) WHEN 'UNQUOTED VALUE' THEN 0 "
     "WHEN 'TOO MANY COLUMNS' THEN 1 WHEN 'MISSING COLUMNS' THEN 1 ELSE 2 END, "

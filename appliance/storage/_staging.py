@@ -65,8 +65,8 @@ class Staged:
     """CSV dialect of each source; None for other formats."""
     malformed: int = 0
     """Rows of the ``malformed`` table: each record the CSV reader could not
-    split into the header's columns, or each non-blank line of a record that
-    a quote left open runs to the end of its file."""
+    split into the header's columns, or each non-blank line of such a record
+    when a quote error spans several lines (see `_quote_errors`)."""
     missing: list[str] = field(default_factory=list)
     """Contract columns that no file has, staged as NULL text."""
     typed_columns: frozenset[str] = frozenset()
