@@ -6,10 +6,12 @@ lines moves every later record down in the file, but not in DuckDB's count.
 `record_lines` finds where each CSV record starts by scanning the bytes for
 line breaks outside quoted fields, and `match_records` pairs those records
 with DuckDB's accepted rows and rejected records, so each quarantined row can
-name the line it starts on. `json_record_lines` finds the non-blank lines of
-a JSON-lines file, one object each, unless some lines are malformed; then
-the line of each object was stored as the file was read. `line_sql` returns
-those lines to the ingest's query.
+name the line it starts on. The scan also finds a quote that no later quote
+closes, whose record runs to the end of the file (see `_quote_errors`).
+`json_record_lines` finds the non-blank lines of a JSON-lines file, one
+object each, unless some lines are malformed; then the line of each object
+was stored as the file was read. `line_sql` returns those lines to the
+ingest's query.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import codecs
 import logging
 import mmap
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,11 @@ class Records:
     """Byte offset just past each record's line break (or the end of the file)."""
     lines: Sequence[int]
     """Line each record starts on, from 1."""
+    start: int = 0
+    """Byte offset just past the header's line break."""
+    open_quote: int | None = None
+    """Line of a quote that no later quote closes, so that the file's last
+    record runs from it to the end of the file; None without one."""
 
 
 def record_lines(
@@ -48,28 +56,63 @@ def record_lines(
 ) -> Records:
     """Scan `path` for its records' offsets and first lines.
 
-    Offsets are of the file's UTF-8 bytes, as DuckDB reads it. A UTF-8 file
-    is mapped into memory rather than read; a file in another encoding is
-    read and converted first. Given the `delimiter`, a quote opens a quoted
-    field only at the start of a field, as DuckDB reads ``ab"c`` as text;
-    without it, every quote does.
+    Offsets are of the file's UTF-8 bytes, as DuckDB reads it. Given the
+    `delimiter`, a quote opens a quoted field only at the start of a field
+    or after one space there, as DuckDB 2.0.1 reads ``1,ab"c`` and
+    ``1,  "c"`` as text but ``1, "c"`` as ``c``; without it, every quote
+    does.
     """
     pattern = _token_pattern(quote, escape, delimiter)
+    with _utf8_data(path, encoding) as data:
+        return _scan(data, pattern)
+
+
+def record_texts(
+    path: Path, encoding: str, records: Records, indices: Iterable[int]
+) -> dict[int, list[tuple[int, str]]]:
+    """Return the non-blank lines of the records at `indices`, with their numbers.
+
+    Each line is text without its line break. `records` is the scan of
+    `path` by `record_lines`.
+    """
+    texts: dict[int, list[tuple[int, str]]] = {}
+    with _utf8_data(path, encoding) as data:
+        for index in indices:
+            start = records.ends[index - 1] if index else records.start
+            chunk = data[start : records.ends[index]]
+            # The blank lines before a record end the previous record's bytes.
+            blank = len(chunk) - len(chunk.lstrip(b"\r\n"))
+            first = records.lines[index] - chunk[:blank].count(b"\n")
+            texts[index] = _non_blank(chunk, first)
+    return texts
+
+
+@contextmanager
+def _utf8_data(path: Path, encoding: str) -> Iterator[bytes | mmap.mmap]:
+    """Yield the bytes of `path` in UTF-8, as DuckDB reads the file.
+
+    A UTF-8 file is mapped into memory rather than read; a file in another
+    encoding is read and converted first.
+    """
     with (
         path.open("rb") as handle,
         mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
     ):
         if encoding == "utf-8":
-            return _scan(mapped, pattern)
-        return _scan(mapped[:].decode(encoding).encode(), pattern)
+            yield mapped
+        else:
+            yield mapped[:].decode(encoding).encode()
 
 
 def _scan(data: bytes | mmap.mmap, pattern: re.Pattern[bytes]) -> Records:
     ends, lines = array.array("q"), array.array("q")
     start, line, record_line = 0, 1, 1
+    quote_line = None
     for match in pattern.finditer(data):
         token = match.group()
         if token != b"\n":
+            if match.lastgroup == _UNCLOSED:
+                quote_line = line
             line += token.count(b"\n")
             continue
         end = match.end()
@@ -82,7 +125,18 @@ def _scan(data: bytes | mmap.mmap, pattern: re.Pattern[bytes]) -> Records:
         ends.append(len(data))
         lines.append(record_line)
     # The first record is the header.
-    return Records(ends[1:], lines[1:])
+    header_end = ends[0] if ends else len(data)
+    return Records(ends[1:], lines[1:], header_end, quote_line)
+
+
+def _non_blank(text: bytes, first: int) -> list[tuple[int, str]]:
+    """Return the non-blank lines of UTF-8 `text` that starts on line `first`."""
+    numbered = enumerate(text.split(b"\n"), start=first)
+    return [
+        (number, line.removesuffix(b"\r").decode())
+        for number, line in numbered
+        if line.strip(b"\r")
+    ]
 
 
 def match_records(
@@ -157,8 +211,10 @@ def line_sql(
     )
     rejected = []
     if malformed:
+        # Lines of an open quote's record after its first have no position.
         rejected = db.execute(
-            f"SELECT rowid, line_position FROM malformed WHERE _file = {index}"
+            "SELECT rowid, line_position FROM malformed "
+            f"WHERE _file = {index} AND line_position IS NOT NULL"
         ).fetchall()
     matched = match_records(found, [r[1] for r in rejected], records)
     if matched is None:
@@ -295,23 +351,29 @@ def _skip_malformed_lines(line_sql: str) -> str:
     )
 
 
+_UNCLOSED = "unclosed"
+"""Group of `_token_pattern` that matches the end of the file in place of a
+closing quote."""
+
+
 def _token_pattern(quote: str, escape: str, delimiter: str) -> re.Pattern[bytes]:
     """Return a pattern matching a quoted field (line breaks and all) or a line break.
 
     Two quoted tokens back to back read a doubled quote, so a quote that is
     its own escape needs no case of its own, and a quote right after a quote
     opens a token too. A quote left open runs to the end of the file, as
-    DuckDB reads it: one malformed record.
+    DuckDB reads it: one malformed record, whose token ends with the empty
+    group `_UNCLOSED`.
     """
     if not quote:
         return re.compile(rb"\n")
     q = re.escape(quote.encode())
     opening = q
     if delimiter:
-        starts = (rb"\n", re.escape(delimiter.encode()), q)
+        starts = (rb"\n", re.escape(delimiter.encode()))
         after = b"|".join(rb"(?<=" + start + rb")" for start in starts)
-        opening = rb"(?:\A|" + after + rb")" + q
-    close = rb"(?:" + q + rb"|\Z)"
+        opening = rb"(?:(?:\A|" + after + rb") ?|(?<=" + q + rb"))" + q
+    close = rb"(?:" + q + rb"|(?P<" + _UNCLOSED.encode() + rb">\Z))"
     if not escape or escape == quote:
         return re.compile(opening + rb"[^" + q + rb"]*" + close + rb"|\n")
     e = re.escape(escape.encode())

@@ -957,14 +957,35 @@ _FIELD_COUNTS = (
     "header has ' || regexp_extract(error_message, 'Columns: ([0-9]+)', 1) || "
     "' columns)'"
 )
+STRAY_QUOTE_REASON = (
+    "stray quote: the quoted field has text after its closing quote; write a "
+    'quote inside a quoted value twice (""), or remove the quotes around the field'
+)
+"""Reason of a record whose quoted field goes on after its closing quote, as
+in ``"x"y``. DuckDB 2.0.1 reports it as an unterminated quote, as it does a
+quote that no later quote closes (see `_quote_errors`)."""
 _REJECT_MESSAGE = (
     "CASE CAST(error_type AS VARCHAR) "
     f"WHEN 'TOO MANY COLUMNS' THEN 'too many fields' || {_FIELD_COUNTS} "
     f"WHEN 'MISSING COLUMNS' THEN 'too few fields' || {_FIELD_COUNTS} "
+    f"WHEN 'UNQUOTED VALUE' THEN {literal(STRAY_QUOTE_REASON)} "
     "ELSE CAST(error_type AS VARCHAR) || ': ' || error_message END"
 )
 """SQL of a rejected record's reason: field counts in words for a record of
-too many or too few fields, DuckDB's type and message for the rest."""
+too many or too few fields, `STRAY_QUOTE_REASON` for a quote error, DuckDB's
+type and message for the rest."""
+_REJECT_ORDER = (
+    "CASE CAST(error_type AS VARCHAR) WHEN 'UNQUOTED VALUE' THEN 0 "
+    "WHEN 'TOO MANY COLUMNS' THEN 1 WHEN 'MISSING COLUMNS' THEN 1 ELSE 2 END, "
+    "CASE CAST(error_type AS VARCHAR) WHEN 'TOO MANY COLUMNS' "
+    "THEN -CAST(column_idx AS BIGINT) ELSE CAST(column_idx AS BIGINT) END"
+)
+"""SQL ordering the rejects of one record so that the first one is kept.
+
+DuckDB 2.0.1 stores a reject per missing field and per extra field, each
+with a field count, so the kept one has the fewest fields found of a short
+record and the most of a long record. A quote error comes first, because
+the wrong field counts stored with it follow from it."""
 
 
 def malformed_records(db: duckdb.DuckDBPyConnection, files: int) -> str | None:
@@ -973,11 +994,13 @@ def malformed_records(db: duckdb.DuckDBPyConnection, files: int) -> str | None:
     Those are the CSV records that the text read could not split into the
     columns, and the malformed lines of JSON-lines files (see `_json_lines`).
     The rows are ``(_file, line, line_position, column_name, csv_line,
-    message)``, where ``csv_line`` is the record's text. For a CSV record,
-    ``line`` is DuckDB's count of records and line breaks before the record
-    (the record's line when every record is one line) and ``line_position``
-    a byte offset within the record or the blank lines before it. None when
-    there are no such records, or the CSV files were read on the typed path.
+    message, error_type)``, one per record, where ``csv_line`` is the
+    record's text. For a CSV record, ``line`` is DuckDB's count of records and
+    line breaks before the record (the record's line when every record is
+    one line) and ``line_position`` a byte offset within the record or the
+    blank lines before it. A JSON-lines line has its own line and no
+    position or error type. None when there are no such records, or the CSV
+    files were read on the typed path.
     """
     present = {
         row[0]
@@ -988,16 +1011,21 @@ def malformed_records(db: duckdb.DuckDBPyConnection, files: int) -> str | None:
     selects = []
     for index in range(files):
         if f"text_rejects_{index}" in present:
+            # The rejects of one record share their line_byte_position.
             selects.append(
                 f"SELECT {index} AS _file, CAST(line AS BIGINT) AS line, "
                 "CAST(line_byte_position AS BIGINT) AS line_position, column_name, "
-                f"csv_line, {_REJECT_MESSAGE} AS message FROM text_rejects_{index}"
+                f"csv_line, {_REJECT_MESSAGE} AS message, "
+                "CAST(error_type AS VARCHAR) AS error_type "
+                f"FROM text_rejects_{index} "
+                "QUALIFY row_number() OVER (PARTITION BY line_byte_position "
+                f"ORDER BY {_REJECT_ORDER}) = 1"
             )
         elif f"json_rejects_{index}" in present:
             selects.append(
                 f"SELECT {index} AS _file, line, NULL::BIGINT AS line_position, "
-                "NULL::VARCHAR AS column_name, text AS csv_line, "
-                f"message FROM json_rejects_{index}"
+                "NULL::VARCHAR AS column_name, text AS csv_line, message, "
+                f"NULL::VARCHAR AS error_type FROM json_rejects_{index}"
             )
     return " UNION ALL ".join(selects) or None
 

@@ -35,6 +35,7 @@ from appliance.storage._loading import (
 )
 from appliance.storage._null_sources import NullCounts
 from appliance.storage._quarantine import raw_line_field
+from appliance.storage._quote_errors import split_quote_errors
 from appliance.storage._sources import SNIFF_ROWS, Dialect, SourceFile
 from appliance.storage._sql import ident, literal
 from appliance.storage._types import (
@@ -64,7 +65,9 @@ class Staged:
     dialects: list[Dialect] | None
     """CSV dialect of each source; None for other formats."""
     malformed: int = 0
-    """Records the CSV reader could not split into the header's columns."""
+    """Rows of the ``malformed`` table: each record the CSV reader could not
+    split into the header's columns, or each non-blank line of such a record
+    when a quote error spans several lines (see `_quote_errors`)."""
     missing: list[str] = field(default_factory=list)
     """Contract columns that no file has, staged as NULL text."""
     typed_columns: frozenset[str] = frozenset()
@@ -241,6 +244,11 @@ def stage_files(
     malformed_sql = None if typed else malformed_records(db, len(sources))
     if malformed_sql is not None:
         db.execute(f"CREATE TEMP TABLE malformed AS {malformed_sql}")
+        # JSON-lines files have no dialect and no quote errors.
+        if loaded.dialects is not None:
+            split_quote_errors(
+                db, sources, loaded.dialects, loaded.records, settings.encoding
+            )
         malformed = db.execute("SELECT count(*) FROM malformed").fetchall()[0][0]
 
     inference = Inference({n: ColumnType(k) for n, k in source_types.items()})

@@ -40,6 +40,7 @@ _BREAK_CASES = [
     ("bom_blank.csv", _BOM + b"a,b\n\n1,x\n50,y\n", 4),
     ("crlf_quoted.csv", b'a,b\r\n1,"x\r\ny"\r\n\r\n50,y\r\n', 5),
     ("inner_quote.csv", b'a,b\n1,ab"c\n\n50,"x\ny"\n2,z\n', 4),
+    ("spaced_quote.csv", b'a,b\n1, "x\ny"\n\n50,z\n', 5),
     ("trailing.csv", b"a,b\n1,x\n50,y\n\n\n", 3),
 ]
 """File name, content, and the line of its row with the value 50."""
@@ -116,4 +117,4 @@ def test_csv_open_quote_lines(catalog: Catalog, write_file: WriteFile) -> None:
 
     rows = quarantined_lines(catalog, path, {"a": ColumnRule(type="BIGINT", max=10)})
 
-    assert rows == [(4, "a", "50"), (5, "b", '2,"open\n3,z\n')]
+    assert rows == [(4, "a", "50"), (5, "b", '2,"open'), (6, None, "3,z")]
