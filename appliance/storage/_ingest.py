@@ -520,7 +520,14 @@ def _ingest_new(
     # sensitive columns included, until the caller removes the folder.
     with timed_step(dataset, "stage"):
         checked = stage_checked(
-            db, sources, settings, contract, work, parent_scan, (sensitive, decrypted)
+            db,
+            sources,
+            settings,
+            contract,
+            work,
+            parent_scan,
+            (sensitive, decrypted),
+            tuple(parent.schema) if parent else (),
         )
     staged, types, bad = checked.staged, checked.types, checked.bad
     _check_partition_column(settings, types)
