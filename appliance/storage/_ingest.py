@@ -47,7 +47,7 @@ from appliance.dbrows import first_row
 from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._compressed import DecompressedFiles
-from appliance.storage._contracts import schema_changes
+from appliance.storage._contracts import StoredRule, schema_changes
 from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
@@ -880,7 +880,11 @@ def stored_contract(catalog: Catalog, dataset: str) -> ContractConfig | None:
     columns = json.loads(rows[0][0])
     return ContractConfig(
         columns={
-            name: ColumnRule(type=spec["type"], date_format=spec.get("date_format"))
+            name: StoredRule(
+                type=spec["type"],
+                date_format=spec.get("date_format"),
+                more_formats=tuple(spec.get("more_formats", ())),
+            )
             for name, spec in columns.items()
         }
     )
@@ -891,6 +895,7 @@ def _store_contract(
 ) -> None:
     columns = {
         name: {"type": t.type, "date_format": t.date_format}
+        | ({"more_formats": list(t.more_formats)} if t.more_formats else {})
         for name, t in types.items()
     }
     catalog.db.execute(
