@@ -79,6 +79,23 @@ def clash_message(first: str, second: str, where: str) -> str:
     )
 
 
+def case_mismatch(names: Iterable[str], known: Iterable[str]) -> tuple[str, str] | None:
+    """Return the first of `names` that a `known` name spells otherwise in case.
+
+    Returns:
+        The name and the known spelling, or None when every name that matches
+        a known name regardless of case is spelt as it is.
+    """
+    spelled: dict[str, str] = {}
+    for name in known:
+        spelled.setdefault(ascii_lower(name), name)
+    for name in names:
+        other = spelled.get(ascii_lower(name), name)
+        if other != name:
+            return name, other
+    return None
+
+
 def check_spellings(
     files: list[tuple[Path, list[str]]], known: Iterable[str], dataset: str
 ) -> None:
@@ -96,18 +113,15 @@ def check_spellings(
     Raises:
         IngestError: Two names differ only in case.
     """
-    spelled: dict[str, str] = {}
-    for name in known:
-        spelled.setdefault(ascii_lower(name), name)
     for path, names in files:
-        for name in names:
-            other = spelled.get(ascii_lower(name), name)
-            if other != name:
-                raise IngestError(
-                    f"{path}: column {name!r} differs only in case from column "
-                    f"{other!r} of dataset {dataset!r}, and DuckDB does not tell "
-                    f"them apart; rename it to {other!r} in the file"
-                )
+        mismatch = case_mismatch(names, known)
+        if mismatch is not None:
+            name, other = mismatch
+            raise IngestError(
+                f"{path}: column {name!r} differs only in case from column "
+                f"{other!r} of dataset {dataset!r}, and DuckDB does not tell "
+                f"them apart; rename it to {other!r} in the file"
+            )
     first: dict[str, tuple[Path, str]] = {}
     for path, names in files:
         for name in names:

@@ -212,6 +212,36 @@ def test_buffer_case_clash_across_requests_422(tmp_path: Path) -> None:
     assert rows == [(1, 20.5), (3, 22.0)]
 
 
+def test_buffer_dataset_spelling_422(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[storage]\nhome = "home"\n\n[datasets.sensors]\n')
+    home = tmp_path / "home"
+    first = tmp_path / "first.csv"
+    first.write_text("id,temp\n1,20.5\n")
+    with Catalog(home) as catalog:
+        ingest(catalog, "sensors", [first])
+    daemon = start_daemon(path, home, tmp_path / "log")
+    try:
+        with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
+            rejected = client.post(
+                "/v1/datasets/sensors/rows", json={"rows": [{"id": 2, "Temp": 21.0}]}
+            )
+            status = client.get("/v1/datasets/sensors/rows").json()
+    finally:
+        stop_daemon(daemon)
+
+    assert rejected.status_code == 422
+    body = rejected.json()
+    assert body["error"] == (
+        "row 0 sent to dataset 'sensors' has key 'Temp', which differs only in "
+        "case from the dataset's column 'temp', and the ingest does not tell them "
+        "apart; send it as 'temp'"
+    )
+    assert body["row"] == 0
+    assert body["columns"] == ["temp", "Temp"]
+    assert status["buffered"] == 0
+
+
 @pytest.mark.parametrize(
     ("first", "second"),
     [("a,b\n1,x\n", "A,B\n3,z\n"), ("a,b\nq,x\n", "A,B\nr,z\n")],
