@@ -181,9 +181,18 @@ def _param(value: Any) -> str:
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:
+    """Return the daemon's error message with the status and the request id.
+
+    The request id names the daemon's log lines of the request, which an
+    internal error (HTTP 500) leaves as its only detail.
+    """
     try:
         body = json.loads(exc.read())
         message = body.get("error") or body.get("detail")
+        request_id = body.get("request_id")
     except (ValueError, AttributeError, OSError):
-        message = None
-    return f"the daemon rejected the request: {message or exc.reason} (HTTP {exc.code})"
+        message = request_id = None
+    status = f"HTTP {exc.code}"
+    if isinstance(request_id, str):
+        status += f", request_id {request_id}"
+    return f"the daemon rejected the request: {message or exc.reason} ({status})"

@@ -7,7 +7,8 @@ crash of the daemon in between loses none of them.
 A request whose rows all lack a column that a feature view reads its entity
 key or timestamp from is rejected with 422 before it is buffered. The flush
 would reject its whole segment for that, as the file ingest rejects a file
-without such a column.
+without such a column. So is a request with a key that differs only in case
+from a column of the dataset, such as ``A`` for ``a``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from appliance.serving._state import DaemonState, daemon_state, run_with_catalog
 from appliance.storage import (
     Catalog,
     KeyUse,
+    case_mismatch,
     key_sources,
     latest_version,
     stored_contract,
@@ -207,6 +209,7 @@ async def append_rows(
         detail = {k: v for k, v in exc.detail.items() if k != "model"}
         raise LimitError(str(exc), dataset=name, **detail) from None
     await _check_view_keys(state, name, rows)
+    await _check_spellings(state, name, rows)
     buffered = await asyncio.to_thread(state.ingest.append, name, rows)
     accepted = RowsAccepted(dataset=name, accepted=len(rows), buffered=buffered)
     return Response(_encode(accepted), status_code=202, media_type=JSON)
@@ -300,6 +303,40 @@ async def _check_view_keys(state: DaemonState, dataset: str, rows: list[Any]) ->
         await run_with_catalog(
             state, _reject_absent_keys, config, dataset, present, uses
         )
+
+
+async def _check_spellings(state: DaemonState, dataset: str, rows: list[Any]) -> None:
+    """Reject a row with a key that the dataset spells otherwise in case.
+
+    The flush would reject the whole segment, with the rows of other
+    requests, because DuckDB does not tell apart ``A`` and ``a``.
+
+    Raises:
+        RequestError: A key differs only in case from a column of the
+            dataset's contract or latest version (HTTP 422).
+    """
+    known = await run_with_catalog(state, _dataset_columns, state.config, dataset)
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            return  # The buffer rejects the request, naming this row.
+        mismatch = case_mismatch(row, known)
+        if mismatch is not None:
+            key, column = mismatch
+            raise RequestError(
+                f"row {index} sent to dataset {dataset!r} has key {key!r}, which "
+                f"differs only in case from the dataset's column {column!r}, and "
+                f"the ingest does not tell them apart; send it as {column!r}",
+                dataset=dataset,
+                row=index,
+                columns=[column, key],
+            )
+
+
+def _dataset_columns(catalog: Catalog, config: Config, dataset: str) -> list[str]:
+    """Return the columns of the dataset's contract and latest version."""
+    contract = config.dataset(dataset).contract or stored_contract(catalog, dataset)
+    latest = latest_version(catalog, dataset, missing_ok=True)
+    return [*(contract.columns if contract else ()), *(latest.schema if latest else ())]
 
 
 def _find_key_uses(catalog: Catalog, config: Config, dataset: str) -> KeyUses:

@@ -17,7 +17,7 @@ from appliance.storage._aliases import (
 from appliance.storage._blobs import read_blob, write_blob
 from appliance.storage._buffer import IngestBuffer
 from appliance.storage._catalog import Catalog
-from appliance.storage._column_names import case_clash
+from appliance.storage._column_names import case_clash, case_mismatch
 from appliance.storage._compact import (
     compact_catalog,
     compaction_requested,
@@ -126,6 +126,7 @@ __all__ = [
     "alias_problem",
     "artifacts_of",
     "case_clash",
+    "case_mismatch",
     "check_onnx_hash",
     "check_key",
     "check_version_keys",

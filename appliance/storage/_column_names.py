@@ -5,7 +5,8 @@ or JSON lines, it renames the second of two names that differ only in case
 (``a`` and ``A``), or that repeat, to ``a_1``, and an empty Parquet name to
 ``C1`` (DuckDB 2.0.1). The ingest rejects such files, naming both columns, as
 it rejects a CSV header that repeats a name, so no column is stored under a
-name the file does not have.
+name the file does not have. For the same reason, a file's column must be
+spelt as the dataset's and the other files' column of that name.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import string
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,6 +77,61 @@ def clash_message(first: str, second: str, where: str) -> str:
         f"column names {first!r} and {second!r} {where} differ only in case, "
         "and DuckDB does not tell them apart; rename one of them"
     )
+
+
+def case_mismatch(names: Iterable[str], known: Iterable[str]) -> tuple[str, str] | None:
+    """Return the first of `names` that a `known` name spells otherwise in case.
+
+    Returns:
+        The name and the known spelling, or None when every name that matches
+        a known name regardless of case is spelt as it is.
+    """
+    spelled: dict[str, str] = {}
+    for name in known:
+        spelled.setdefault(ascii_lower(name), name)
+    for name in names:
+        other = spelled.get(ascii_lower(name), name)
+        if other != name:
+            return name, other
+    return None
+
+
+def check_spellings(
+    files: list[tuple[Path, list[str]]], known: Iterable[str], dataset: str
+) -> None:
+    """Reject a column spelt otherwise than the dataset's or another file's.
+
+    DuckDB matches column names regardless of case, so ``A`` in one file and
+    ``a`` in the contract, the latest version or another file of the ingest
+    would be read as one column under either spelling.
+
+    Args:
+        files: Each file's path and column names.
+        known: The dataset's column names, as its contract and latest
+            version spell them.
+
+    Raises:
+        IngestError: Two names differ only in case.
+    """
+    for path, names in files:
+        mismatch = case_mismatch(names, known)
+        if mismatch is not None:
+            name, other = mismatch
+            raise IngestError(
+                f"{path}: column {name!r} differs only in case from column "
+                f"{other!r} of dataset {dataset!r}, and DuckDB does not tell "
+                f"them apart; rename it to {other!r} in the file"
+            )
+    first: dict[str, tuple[Path, str]] = {}
+    for path, names in files:
+        for name in names:
+            other_path, other = first.setdefault(ascii_lower(name), (path, name))
+            if other != name:
+                raise IngestError(
+                    f"{path}: column {name!r} differs only in case from column "
+                    f"{other!r} of {other_path}, and DuckDB does not tell them "
+                    "apart; use one spelling in every file"
+                )
 
 
 def check_parquet_names(path: Path) -> None:

@@ -13,6 +13,7 @@ rule sets ``allow_infinity``. NaN in a numeric column is a missing value
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 
 from appliance.config import ColumnRule, ContractConfig
 from appliance.errors import IngestError
@@ -30,6 +31,14 @@ STAGED = "staged_rows"
 """Table or view of the incoming rows with ``_file`` and ``_record`` columns."""
 UNIQUE_KEY_REASON = "duplicate unique key"
 """Start of the reason of a row whose unique key another row has."""
+
+
+@dataclass(frozen=True)
+class StoredRule(ColumnRule):
+    """Rule of a column of a contract taken from the dataset's first version."""
+
+    more_formats: tuple[str, ...] = ()
+    """Further strptime formats of the column, as in `ColumnType.more_formats`."""
 
 
 def contract_from_schema(schema: Mapping[str, str]) -> ContractConfig:
@@ -56,7 +65,8 @@ def column_types(
             continue
         kind = rule.type.upper()
         decimal_comma = bool(seen and seen.decimal_comma and kind in NUMERIC_TYPES)
-        types[name] = ColumnType(kind, decimal_comma, rule.date_format)
+        more = rule.more_formats if isinstance(rule, StoredRule) else ()
+        types[name] = ColumnType(kind, decimal_comma, rule.date_format, more)
     return types
 
 
@@ -209,11 +219,11 @@ def _conversion_hint(name: str, column: ColumnType, dataset: str) -> str:
 
 def _date_hint(name: str, column: ColumnType, dataset: str) -> str:
     """Return how to read a date or time column's other format, escaped for SQL."""
-    if column.date_format is not None or not column.type.startswith(
-        ("DATE", "TIMESTAMP")
-    ):
+    if not column.type.startswith(("DATE", "TIMESTAMP")):
         return ""
     where = f"[datasets.{dataset}.contract.columns.{name}]"
+    if column.date_format is not None:
+        return _escape(_format_hint(column.date_formats, where))
     if column.type == "DATE":
         return _escape(
             f"; write it as an ISO 8601 date without a time, such as 2024-01-31, "
@@ -232,6 +242,20 @@ def _date_hint(name: str, column: ColumnType, dataset: str) -> str:
         f"declare its strptime format, such as date_format = '%m/%d/%Y %H:%M', in "
         f"{where}"
     )
+
+
+def _format_hint(formats: tuple[str, ...], where: str) -> str:
+    """Return how to write a value of a column of strptime `formats`."""
+    listed = " or ".join(f"'{fmt}'" for fmt in formats)
+    hint = f"; write it in the date format {listed}"
+    long_years = [fmt for fmt in formats if "%Y" in fmt]
+    if long_years:
+        short = long_years[0].replace("%Y", "%y")
+        hint += (
+            f", whose %Y is a year of four digits, or declare date_format = "
+            f"'{short}' in {where} for years of two digits"
+        )
+    return hint
 
 
 def _infinity_check(name: str, value: str, text: str, dataset: str) -> str:

@@ -47,7 +47,7 @@ from appliance.dbrows import first_row
 from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._compressed import DecompressedFiles
-from appliance.storage._contracts import schema_changes
+from appliance.storage._contracts import StoredRule, schema_changes
 from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
@@ -520,7 +520,14 @@ def _ingest_new(
     # sensitive columns included, until the caller removes the folder.
     with timed_step(dataset, "stage"):
         checked = stage_checked(
-            db, sources, settings, contract, work, parent_scan, (sensitive, decrypted)
+            db,
+            sources,
+            settings,
+            contract,
+            work,
+            parent_scan,
+            (sensitive, decrypted),
+            tuple(parent.schema) if parent else (),
         )
     staged, types, bad = checked.staged, checked.types, checked.bad
     _check_partition_column(settings, types)
@@ -873,7 +880,11 @@ def stored_contract(catalog: Catalog, dataset: str) -> ContractConfig | None:
     columns = json.loads(rows[0][0])
     return ContractConfig(
         columns={
-            name: ColumnRule(type=spec["type"], date_format=spec.get("date_format"))
+            name: StoredRule(
+                type=spec["type"],
+                date_format=spec.get("date_format"),
+                more_formats=tuple(spec.get("more_formats", ())),
+            )
             for name, spec in columns.items()
         }
     )
@@ -884,6 +895,7 @@ def _store_contract(
 ) -> None:
     columns = {
         name: {"type": t.type, "date_format": t.date_format}
+        | ({"more_formats": list(t.more_formats)} if t.more_formats else {})
         for name, t in types.items()
     }
     catalog.db.execute(

@@ -18,7 +18,7 @@ import duckdb
 
 from appliance.config import ContractConfig, DatasetConfig
 from appliance.errors import IngestError
-from appliance.storage._column_names import ascii_lower
+from appliance.storage._column_names import ascii_lower, check_spellings
 from appliance.storage._contracts import (
     STAGED,
     UNIQUE_KEY_REASON,
@@ -103,6 +103,7 @@ def stage_checked(
     work: Path,
     parent_scan: str | None = None,
     sensitive: tuple[frozenset[str], frozenset[str] | None] = (frozenset(), None),
+    known: tuple[str, ...] = (),
 ) -> Checked:
     """Stage the files and create the ``violations`` table of their broken rules.
 
@@ -118,14 +119,25 @@ def stage_checked(
         sensitive: The sensitive columns, whose values no warning shows, and
             those of them that the files hold encrypted, which are decrypted
             as they are read (None when the files hold plaintext).
+        known: Column names of the dataset's latest version, whose spelling
+            the files must keep, as they must the contract's.
     """
-    staged = stage_files(db, sources, settings, contract, work, sensitive=sensitive)
+    staged = stage_files(
+        db, sources, settings, contract, work, sensitive=sensitive, known=known
+    )
     types, bad = _check(db, staged, contract, parent_scan, settings.name)
     printed = _printed_rejections(db, staged) if bad else frozenset()
     if printed:
         _drop_temporary(db)
         staged = stage_files(
-            db, sources, settings, contract, work, printed, sensitive=sensitive
+            db,
+            sources,
+            settings,
+            contract,
+            work,
+            printed,
+            sensitive=sensitive,
+            known=known,
         )
         types, bad = _check(db, staged, contract, parent_scan, settings.name)
     return Checked(staged, types, bad)
@@ -202,15 +214,25 @@ def stage_files(
     as_text: frozenset[str] = frozenset(),
     *,
     sensitive: tuple[frozenset[str], frozenset[str] | None] = (frozenset(), None),
+    known: tuple[str, ...] = (),
 ) -> Staged:
     """Load every file into ``raw_N`` views and the `STAGED` view over them.
 
     The columns in `as_text` are read as text as written (see
     `_loading.load_sources`), and their types inferred from that text.
-    `sensitive` is as `stage_checked` takes it.
+    `sensitive` and `known` are as `stage_checked` takes them.
+
+    Raises:
+        IngestError: A file cannot be read, or spells a column otherwise than
+            the contract, `known` or another file does.
     """
     hidden, decrypted = sensitive
     loaded = load_sources(db, sources, settings, contract, work, as_text, decrypted)
+    check_spellings(
+        [(s.path, _file_columns(db, i)) for i, s in enumerate(sources)],
+        [*(contract.columns if contract else ()), *known],
+        settings.name,
+    )
     union = " UNION ALL BY NAME ".join(
         f"SELECT {i} AS _file, * FROM raw_{i}" for i in range(len(sources))
     )
@@ -343,6 +365,12 @@ def stage_files(
         loaded.null_counts,
         loaded.token_columns,
     )
+
+
+def _file_columns(db: duckdb.DuckDBPyConnection, index: int) -> list[str]:
+    """Return the column names of source file `index`, as view ``raw_N`` has them."""
+    described = db.execute(f"DESCRIBE raw_{index}").fetchall()
+    return [name for name, *_ in described if name != "_record"]
 
 
 def _fallback_warnings(

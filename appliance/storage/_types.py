@@ -43,8 +43,17 @@ _ANY_TESTS = (
     "month_first_only",
     "some_iso",
     "twelve_hour",
+    "short_year",
+    "format_clash",
 )
-"""Tests that are true when any value fits; all the others need every value."""
+"""Tests that are true when any value fits, as are the ``some_format`` tests;
+all the others need every value."""
+_SOME_FORMAT = "some_format"
+"""Name prefix of the tests that a value matches allowed date format i."""
+_FOUR_DIGIT_YEAR = 1000
+"""Smallest year that a value parsed with ``%Y`` may have. DuckDB 2.0.1's
+strptime reads ``%Y`` from one to four digits, so with ``%d.%m.%Y`` it reads
+``05.01.24`` as the year 24. A year before 1000 is taken for one written short."""
 _NON_DATE_TESTS = ("bigint", "double", "comma", "boolean", "grouped", "grouped_dots")
 """Tests of the candidates other than dates and times."""
 _DECIMAL_COMMA = r"^[+-]?[0-9]+(,[0-9]+)?([eE][+-]?[0-9]+)?$"
@@ -77,6 +86,8 @@ _TWELVE_HOUR = (
 """An ISO 8601 date and a time on a 12-hour clock, such as ``2024-01-01 10:00 PM``."""
 _DATE_LIKE = r"^[0-9]{1,4}[-/. ]([0-9]{1,2}|[A-Za-z]{3,9})[-/. ][0-9]{1,4}$"
 _DAY_MONTH = r"^[0-9]{1,2}[-/.][0-9]{1,2}[-/.][0-9]{4}$"
+_SHORT_YEAR = r"^[0-9]{1,2}[-/. ]([0-9]{1,2}|[A-Za-z]{3,9})[-/. ][0-9]{2}$"
+"""A date that ends in a year of two digits, such as ``05.01.24``."""
 _GROUPED = r"^[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?$"
 """A number with commas between groups of thousands, such as 1,234.5."""
 _GROUPED_DOTS = r"^[+-]?[0-9]{1,3}(\.[0-9]{3})+(,[0-9]+)?$"
@@ -93,6 +104,16 @@ class ColumnType:
     """Numbers are written with a decimal comma, such as ``123,5``."""
     date_format: str | None = None
     """strptime format of a DATE or TIMESTAMP written in a non-ISO form."""
+    more_formats: tuple[str, ...] = ()
+    """Further strptime formats of a column whose values mix allowed formats.
+    Each value is read in the first of `date_format` and these that it matches."""
+
+    @property
+    def date_formats(self) -> tuple[str, ...]:
+        """`date_format` and `more_formats`, or none for an ISO 8601 column."""
+        if self.date_format is None:
+            return ()
+        return (self.date_format, *self.more_formats)
 
 
 @dataclass
@@ -132,10 +153,12 @@ def infer_types(
     """Infer the narrowest type that every non-missing value of each column fits.
 
     Candidates in order: BIGINT, DOUBLE (decimal comma too unless the separator
-    is declared as ``.``), BOOLEAN, DATE and TIMESTAMP in ISO 8601, then the
-    allowed `date_formats`; else VARCHAR. A column of dates that every value
-    reads both day-first and month-first stays text with a warning, when the
-    allowed formats that fit it include both orders. With
+    is declared as ``.``), BOOLEAN, DATE and TIMESTAMP in ISO 8601, then one of
+    the allowed `date_formats`, then several of them, each value read in the
+    one it matches; else VARCHAR. A column of dates that every value reads
+    both day-first and month-first stays text with a warning, when the
+    allowed formats that fit it include both orders. So does a column with a
+    value that two allowed formats read as different dates. With
     `dates_only`, as for JSON strings, numbers and booleans are no candidates.
     A warning names the settings of `dataset` to change.
     """
@@ -234,7 +257,8 @@ def _sample_outcomes(
         outcome = _Outcome()
         for test, value in zip(generic, values):
             value = bool(value)
-            settled = value if test in _ANY_TESTS else not value
+            any_test = test in _ANY_TESTS or test.startswith(_SOME_FORMAT)
+            settled = value if any_test else not value
             outcome[test] = value if settled else None
         outcomes[name] = outcome
     return outcomes
@@ -279,6 +303,7 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
         "zoned": f"bool_or(regexp_matches({v}, '{_TIME_ZONE}'))",
         "some_iso": f"bool_or(regexp_matches({v}, '{_ISO_START}'))",
         "twelve_hour": f"bool_or(regexp_matches({v}, '{_TWELVE_HOUR}'))",
+        "short_year": f"bool_or(regexp_matches({v}, '{_SHORT_YEAR}'))",
         "date_like": every(f"regexp_matches({v}, '{_DATE_LIKE}')"),
         "iso_shaped": every(f"regexp_matches({v}, '{_ISO_DATE}')"),
         "day_month": every(f"regexp_matches({v}, '{_DAY_MONTH}')"),
@@ -294,11 +319,51 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
         "day_first_only": _only_one_order(v, "%m/%d/%Y", "%d/%m/%Y"),
         "month_first_only": _only_one_order(v, "%d/%m/%Y", "%m/%d/%Y"),
     }
-    for index, fmt in enumerate(date_formats):
-        tests[f"format{index}"] = every(
-            f"TRY_STRPTIME({v}, {literal(fmt)}) IS NOT NULL"
-        )
+    return tests | _format_tests(v, date_formats, every)
+
+
+def _format_tests(
+    v: str, date_formats: tuple[str, ...], every: Callable[[str], str]
+) -> dict[str, str]:
+    """Return the tests of the allowed `date_formats` on text `v`.
+
+    ``format{i}`` is true when every value matches format i, ``any_format``
+    when every value matches one of them, ``some_format{i}`` when a value
+    matches format i, and ``format_clash`` when two formats read a value as
+    different dates.
+    """
+    if not date_formats:
+        return {}
+    parsed = [strptime_sql(v, (fmt,)) for fmt in date_formats]
+    tests = {
+        f"format{index}": every(f"{value} IS NOT NULL")
+        for index, value in enumerate(parsed)
+    }
+    tests["any_format"] = every(f"{strptime_sql(v, date_formats)} IS NOT NULL")
+    for index, value in enumerate(parsed):
+        tests[f"{_SOME_FORMAT}{index}"] = f"bool_or({value} IS NOT NULL)"
+    clashes = [
+        f"coalesce({first} <> {second}, false)"
+        for index, first in enumerate(parsed)
+        for second in parsed[index + 1 :]
+    ]
+    tests["format_clash"] = f"bool_or({' OR '.join(clashes) or 'false'})"
     return tests
+
+
+def strptime_sql(v: str, formats: tuple[str, ...]) -> str:
+    """Return SQL of text `v` parsed in the first of `formats` it matches, or NULL.
+
+    A format with ``%Y`` matches only a value with a year from 1000 on, so a
+    two-digit year does not pass for the first century (`_FOUR_DIGIT_YEAR`).
+    """
+    parsed = []
+    for fmt in formats:
+        value = f"TRY_STRPTIME({v}, {literal(fmt)})"
+        if "%Y" in fmt.replace("%%", ""):
+            value = f"CASE WHEN year({value}) >= {_FOUR_DIGIT_YEAR} THEN {value} END"
+        parsed.append(value)
+    return parsed[0] if len(parsed) == 1 else f"coalesce({', '.join(parsed)})"
 
 
 def _cast_if_matches(v: str, pattern: str, kind: str) -> str:
@@ -360,21 +425,39 @@ def _choose(
         fmt for index, fmt in enumerate(date_formats) if outcome[f"format{index}"]
     ]
     if fitting and not (_mixed_orders(fitting) and _ambiguous(outcome)):
-        fmt = fitting[0]
-        has_time = any(code in fmt for code in ("%H", "%M", "%S", "%I"))
-        return ColumnType("TIMESTAMP" if has_time else "DATE", date_format=fmt)
+        return ColumnType(_format_type(fitting[:1]), date_format=fitting[0])
+    if date_formats and outcome["any_format"] and not outcome["format_clash"]:
+        used = [
+            fmt
+            for index, fmt in enumerate(date_formats)
+            if outcome[f"{_SOME_FORMAT}{index}"]
+        ]
+        return ColumnType(
+            _format_type(used), date_format=used[0], more_formats=tuple(used[1:])
+        )
     return ColumnType("VARCHAR")
 
 
-def _mixed_orders(formats: list[str]) -> bool:
+def _format_type(formats: list[str]) -> str:
+    """Return TIMESTAMP when one of strptime `formats` reads a time, else DATE."""
+    codes = ("%H", "%M", "%S", "%I")
+    timed = any(code in fmt for fmt in formats for code in codes)
+    return "TIMESTAMP" if timed else "DATE"
+
+
+def _mixed_orders(formats: list[str] | tuple[str, ...]) -> bool:
     """Tell whether `formats` put the day first in some and the month first in
     others; a format without both ``%d`` and ``%m`` counts as neither."""
-    orders = {
+    return len(_orders(formats)) > 1
+
+
+def _orders(formats: list[str] | tuple[str, ...]) -> set[bool]:
+    """Return whether each of `formats` with ``%d`` and ``%m`` puts the day first."""
+    return {
         fmt.index("%d") < fmt.index("%m")
         for fmt in formats
         if "%d" in fmt and "%m" in fmt
     }
-    return len(orders) > 1
 
 
 def _ambiguous(outcome: dict[str, bool]) -> bool:
@@ -399,12 +482,22 @@ def _text_warning(
     """
     if chosen.type != "VARCHAR" or not outcome["present"]:
         return None
-    if outcome["day_month"] and _ambiguous(outcome):
+    # Allowed formats of one order settle it, so a column of day-month
+    # values that none of them match is in a format that is not allowed.
+    settled = len(_orders(settings[0])) == 1
+    if outcome["day_month"] and _ambiguous(outcome) and not settled:
         allowed = ", ".join(settings[0]) or "none"
         return _TextWarning(
             f"column {name!r} holds ambiguous dates: every value reads as both "
             "day-first and month-first, and the allowed date_formats "
             f"({allowed}) do not settle which, so it stays text; declare its "
+            "date_format in the dataset contract"
+        )
+    if settings[0] and outcome["any_format"] and outcome["format_clash"]:
+        return _TextWarning(
+            f"column {name!r} has values that two allowed date_formats "
+            f"({', '.join(settings[0])}) read as different dates, such as "
+            "day-first and month-first, so it stays text; declare its "
             "date_format in the dataset contract"
         )
     if outcome["date_like"] and outcome["iso_shaped"]:
@@ -437,10 +530,14 @@ def _format_warning(
     date_formats, decimal_separator = settings
     if outcome["date_like"]:
         allowed = ", ".join(date_formats) or "none"
+        years = ""
+        # Read from the first rows only, as the 12-hour clock below.
+        if dict.get(outcome, "short_year") and any("%Y" in f for f in date_formats):
+            years = " (%Y matches a year of four digits, and %y one of two)"
         return (
             f"column {name!r} looks like dates in a format that is not allowed "
             f"(allowed: {allowed}), so it stays text; add its format to "
-            f"[datasets.{dataset}] date_formats"
+            f"[datasets.{dataset}] date_formats{years}"
         )
     if outcome["grouped"]:
         return (
@@ -553,7 +650,7 @@ def cast_sql(name: str, column: ColumnType, source_type: str = "VARCHAR") -> str
     if column.decimal_comma:
         return f"TRY_CAST(replace({v}, ',', '.') AS {column.type})"
     if column.date_format:
-        parsed = f"TRY_STRPTIME({v}, {literal(column.date_format)})"
+        parsed = strptime_sql(v, column.date_formats)
         return f"TRY_CAST({parsed} AS {column.type})"
     return _exact_cast(v, column.type)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -352,3 +353,29 @@ def test_unknown_names_through_daemon(start_daemon: Any) -> None:
         assert result.returncode == 1, command
         assert result.stderr.strip().splitlines()[-1] == expected, command
     assert daemon.stop() == 0
+
+
+def test_case_only_append_rejected_with_request_id(
+    start_daemon: Any, tmp_path: Path
+) -> None:
+    daemon = start_daemon()
+    lower = tmp_path / "lower.csv"
+    lower.write_text("a,b\n1,x\n")
+    upper = tmp_path / "upper.csv"
+    upper.write_text("A,B\n3,z\n")
+
+    first = run_cli(daemon.config, "ingest", "cased", str(lower))
+    appended = run_cli(daemon.config, "ingest", "cased", str(upper), "--mode", "append")
+    log = daemon.log()
+    assert daemon.stop() == 0
+
+    assert first.returncode == 0, first.stderr
+    assert appended.returncode == 1
+    assert (
+        f"{upper}: column 'A' differs only in case from column 'a' of dataset "
+        "'cased', and DuckDB does not tell them apart; rename it to 'a' in the "
+        "file (HTTP 422, request_id "
+    ) in appended.stderr
+    request_id = re.search(r"request_id ([0-9a-f]{32})\)", appended.stderr)
+    assert request_id is not None, appended.stderr
+    assert f"request rejected request_id={request_id[1]} " in log

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from support import start_daemon, stop_daemon
 
+from appliance.config import ColumnRule, ContractConfig, DatasetConfig
 from appliance.errors import IngestError
 from appliance.storage import Catalog, ingest, list_versions, scan_sql
 
@@ -209,3 +210,104 @@ def test_buffer_case_clash_across_requests_422(tmp_path: Path) -> None:
             f"SELECT id, temp FROM ({scan_sql(version)}) ORDER BY id"
         ).fetchall()
     assert rows == [(1, 20.5), (3, 22.0)]
+
+
+def test_buffer_dataset_spelling_422(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[storage]\nhome = "home"\n\n[datasets.sensors]\n')
+    home = tmp_path / "home"
+    first = tmp_path / "first.csv"
+    first.write_text("id,temp\n1,20.5\n")
+    with Catalog(home) as catalog:
+        ingest(catalog, "sensors", [first])
+    daemon = start_daemon(path, home, tmp_path / "log")
+    try:
+        with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
+            rejected = client.post(
+                "/v1/datasets/sensors/rows", json={"rows": [{"id": 2, "Temp": 21.0}]}
+            )
+            status = client.get("/v1/datasets/sensors/rows").json()
+    finally:
+        stop_daemon(daemon)
+
+    assert rejected.status_code == 422
+    body = rejected.json()
+    assert body["error"] == (
+        "row 0 sent to dataset 'sensors' has key 'Temp', which differs only in "
+        "case from the dataset's column 'temp', and the ingest does not tell them "
+        "apart; send it as 'temp'"
+    )
+    assert body["row"] == 0
+    assert body["columns"] == ["temp", "Temp"]
+    assert status["buffered"] == 0
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("a,b\n1,x\n", "A,B\n3,z\n"), ("a,b\nq,x\n", "A,B\nr,z\n")],
+    ids=["numbers", "text"],
+)
+def test_append_case_only_header_rejected(
+    catalog: Catalog, write_file: WriteFile, first: str, second: str
+) -> None:
+    ingest(catalog, "ord", [write_file("o1.csv", first)])
+    upper = write_file("o3.csv", second)
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "ord", [upper], mode="append")
+
+    assert str(raised.value) == (
+        f"{upper}: column 'A' differs only in case from column 'a' of dataset "
+        "'ord', and DuckDB does not tell them apart; rename it to 'a' in the file"
+    )
+    assert len(list_versions(catalog, "ord")) == 1
+
+
+def test_replace_case_only_header_rejected(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ingest(catalog, "ord", [write_file("o1.csv", "a,b\n1,x\n")])
+    upper = write_file("o3.csv", "a,B\n3,z\n")
+
+    with pytest.raises(IngestError, match="column 'B' differs only in case from "):
+        ingest(catalog, "ord", [upper])
+
+
+def test_files_differing_in_case_rejected(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    lower = write_file("o5.csv", "a,b\n1,x\n")
+    upper = write_file("o6.csv", "A,B\n3,z\n")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "ord", [lower, upper])
+
+    assert str(raised.value) == (
+        f"{upper}: column 'A' differs only in case from column 'a' of {lower}, "
+        "and DuckDB does not tell them apart; use one spelling in every file"
+    )
+    assert list_versions(catalog, "ord") == []
+
+
+def test_contract_spelling_required(catalog: Catalog, write_file: WriteFile) -> None:
+    contract = ContractConfig(columns={"Amount": ColumnRule(type="DOUBLE")})
+    path = write_file("c.csv", "amount\n1.5\n")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "c", [path], settings=DatasetConfig("c", contract=contract))
+
+    assert str(raised.value) == (
+        f"{path}: column 'amount' differs only in case from column 'Amount' of "
+        "dataset 'c', and DuckDB does not tell them apart; rename it to 'Amount' "
+        "in the file"
+    )
+
+
+def test_json_append_case_only_key_rejected(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ingest(catalog, "js", [write_file("j1.jsonl", '{"a": 1, "b": "x"}\n')])
+    upper = write_file("j2.jsonl", '{"A": 2, "b": "y"}\n')
+
+    with pytest.raises(IngestError, match="column 'A' differs only in case from "):
+        ingest(catalog, "js", [upper], mode="append")

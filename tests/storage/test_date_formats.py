@@ -1,0 +1,169 @@
+"""Dates in the allowed date_formats of a dataset and in a contract's date_format.
+
+A column may mix allowed formats, each value read in the one it matches, unless
+two formats read a value as different dates. ``%Y`` matches a year of four
+digits only, although DuckDB's strptime reads ``24`` as the year 24.
+"""
+
+from __future__ import annotations
+
+import pytest
+from support import WriteFile
+
+from appliance.config import ColumnRule, ContractConfig, DatasetConfig
+from appliance.storage import Catalog, IngestResult, ingest, list_quarantine, scan_sql
+
+EURO_FORMATS = ("%d.%m.%Y", "%d/%m/%Y")
+
+
+def dates_of(catalog: Catalog, result: IngestResult, column: str = "d") -> list[str]:
+    rows = catalog.db.execute(
+        f'SELECT CAST("{column}" AS VARCHAR) FROM ({scan_sql(result.version)})'
+    ).fetchall()
+    return [value for (value,) in rows]
+
+
+def euro_settings(name: str) -> DatasetConfig:
+    return DatasetConfig(name=name, delimiter=";", date_formats=EURO_FORMATS)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("id;d\n1;05.01.2024\n2;06/01/2024\n", ["2024-01-05", "2024-01-06"]),
+        ("id;d\n1;25.01.2024\n2;26/01/2024\n", ["2024-01-25", "2024-01-26"]),
+    ],
+    ids=["day-first-or-month-first", "day-first-only"],
+)
+def test_mixed_allowed_formats_give_date(
+    catalog: Catalog, write_file: WriteFile, text: str, expected: list[str]
+) -> None:
+    path = write_file("euro.csv", text)
+
+    result = ingest(catalog, "euro_d", [path], settings=euro_settings("euro_d"))
+
+    assert result.version.schema == {"id": "BIGINT", "d": "DATE"}
+    assert dates_of(catalog, result) == expected
+    assert result.warnings == []
+
+
+def test_second_format_after_sample_read(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    lines = [f"{i};05.01.2024" for i in range(3000)] + ["3000;06/01/2024"]
+    path = write_file("late.csv", "id;d\n" + "\n".join(lines) + "\n")
+
+    result = ingest(catalog, "late", [path], settings=euro_settings("late"))
+
+    assert result.version.schema["d"] == "DATE"
+    assert dates_of(catalog, result)[-2:] == ["2024-01-05", "2024-01-06"]
+
+
+def test_append_reads_stored_formats(catalog: Catalog, write_file: WriteFile) -> None:
+    settings = euro_settings("euro_a")
+    first = write_file("first.csv", "id;d\n1;25.01.2024\n2;26/01/2024\n")
+    second = write_file("second.csv", "id;d\n3;27/01/2024\n")
+
+    ingest(catalog, "euro_a", [first], settings=settings)
+    result = ingest(catalog, "euro_a", [second], mode="append", settings=settings)
+
+    assert result.quarantined == 0
+    assert dates_of(catalog, result) == ["2024-01-25", "2024-01-26", "2024-01-27"]
+
+
+def test_date_and_time_formats_give_timestamp(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("at.csv", "at\n05.01.2024\n06.01.2024 10:30\n")
+    settings = DatasetConfig(name="at", date_formats=("%d.%m.%Y", "%d.%m.%Y %H:%M"))
+
+    result = ingest(catalog, "at", [path], settings=settings)
+
+    assert result.version.schema == {"at": "TIMESTAMP"}
+    assert dates_of(catalog, result, "at") == [
+        "2024-01-05 00:00:00",
+        "2024-01-06 10:30:00",
+    ]
+
+
+def test_formats_reading_different_dates_warned(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("orders.csv", "d\n05/01/2024\n25/01/2024\n01/25/2024\n")
+    settings = DatasetConfig(name="orders", date_formats=("%d/%m/%Y", "%m/%d/%Y"))
+
+    result = ingest(catalog, "orders", [path], settings=settings)
+
+    assert result.version.schema == {"d": "VARCHAR"}
+    assert result.warnings == [
+        "column 'd' has values that two allowed date_formats (%d/%m/%Y, "
+        "%m/%d/%Y) read as different dates, such as day-first and month-first, "
+        "so it stays text; declare its date_format in the dataset contract"
+    ]
+
+
+def test_one_order_formats_name_other_separator(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("dashes.csv", "id;d\n1;05-01-2024\n2;06-01-2024\n")
+
+    result = ingest(catalog, "dashes", [path], settings=euro_settings("dashes"))
+
+    assert result.version.schema["d"] == "VARCHAR"
+    assert result.warnings == [
+        "column 'd' looks like dates in a format that is not allowed (allowed: "
+        "%d.%m.%Y, %d/%m/%Y), so it stays text; add its format to "
+        "[datasets.dashes] date_formats"
+    ]
+
+
+def test_two_digit_year_quarantined(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file(
+        "dt.csv",
+        "d,t,tz\n05.01.24,2024-01-05 10:00:00,2024-01-05 10:00\n"
+        "06.01.2024,2024-01-06 10:00:00,2024-01-06 10:00\n",
+    )
+    contract = ContractConfig(
+        columns={"d": ColumnRule(type="DATE", date_format="%d.%m.%Y")}
+    )
+
+    result = ingest(
+        catalog, "dt", [path], settings=DatasetConfig("dt", contract=contract)
+    )
+
+    assert result.accepted == 1
+    assert dates_of(catalog, result) == ["2024-01-06"]
+    rows = list_quarantine(catalog, "dt")
+    assert [(row.line, row.value) for row in rows] == [(2, "05.01.24")]
+    assert rows[0].reason == (
+        'value "05.01.24" is not a valid DATE; write it in the date format '
+        "'%d.%m.%Y', whose %Y is a year of four digits, or declare date_format "
+        "= '%d.%m.%y' in [datasets.dt.contract.columns.d] for years of two digits"
+    )
+
+
+def test_two_digit_year_not_inferred(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("yy.csv", "d\n05.01.24\n06.01.24\n")
+    settings = DatasetConfig(name="yy", date_formats=("%d.%m.%Y",))
+
+    result = ingest(catalog, "yy", [path], settings=settings)
+
+    assert result.version.schema == {"d": "VARCHAR"}
+    assert dates_of(catalog, result) == ["05.01.24", "06.01.24"]
+    assert result.warnings == [
+        "column 'd' looks like dates in a format that is not allowed (allowed: "
+        "%d.%m.%Y), so it stays text; add its format to [datasets.yy] "
+        "date_formats (%Y matches a year of four digits, and %y one of two)"
+    ]
+
+
+def test_two_digit_year_format_reads_century(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("y2.csv", "d\n05.01.24\n06.01.24\n")
+    settings = DatasetConfig(name="y2", date_formats=("%d.%m.%Y", "%d.%m.%y"))
+
+    result = ingest(catalog, "y2", [path], settings=settings)
+
+    assert result.version.schema == {"d": "DATE"}
+    assert dates_of(catalog, result) == ["2024-01-05", "2024-01-06"]
