@@ -16,19 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import ConfigError
+from appliance.sqltypes import INTEGER_TYPES
 
-_INTEGER_TYPES = (
-    "TINYINT",
-    "SMALLINT",
-    "INTEGER",
-    "BIGINT",
-    "HUGEINT",
-    "UTINYINT",
-    "USMALLINT",
-    "UINTEGER",
-    "UBIGINT",
-)
-NUMERIC_TYPES = (*_INTEGER_TYPES, "FLOAT", "DOUBLE", "DECIMAL")
+NUMERIC_TYPES = (*INTEGER_TYPES, "FLOAT", "DOUBLE", "DECIMAL")
 """Contract types that ``min`` and ``max`` apply to. The bounds are numbers,
 and DuckDB 2.0.1 rejects comparing a number with a VARCHAR, BOOLEAN, DATE or
 TIMESTAMP value."""

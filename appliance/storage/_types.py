@@ -18,19 +18,9 @@ from pathlib import Path
 import duckdb
 
 from appliance.dbrows import first_row
+from appliance.sqltypes import INTEGER_TYPES
 from appliance.storage._sql import ident, literal
 
-INTEGER_TYPES = (
-    "TINYINT",
-    "SMALLINT",
-    "INTEGER",
-    "BIGINT",
-    "HUGEINT",
-    "UTINYINT",
-    "USMALLINT",
-    "UINTEGER",
-    "UBIGINT",
-)
 NUMERIC_TYPES = (*INTEGER_TYPES, "FLOAT", "DOUBLE")
 
 _SAMPLE_ROWS = 2048

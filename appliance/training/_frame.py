@@ -28,6 +28,7 @@ from appliance.derive import (
 )
 from appliance.errors import TrainingError
 from appliance.features import FeatureStore, model_views, open_store, repeated_keys
+from appliance.sqltypes import INTEGER_TYPES
 from appliance.storage import (
     Catalog,
     DatasetVersion,
@@ -39,21 +40,7 @@ from appliance.training._stop import StopCheck
 
 logger = logging.getLogger(__name__)
 
-_NUMERIC_TYPES = (
-    "TINYINT",
-    "SMALLINT",
-    "INTEGER",
-    "BIGINT",
-    "HUGEINT",
-    "UTINYINT",
-    "USMALLINT",
-    "UINTEGER",
-    "UBIGINT",
-    "FLOAT",
-    "DOUBLE",
-    "BOOLEAN",
-)
-_INTEGER_TYPES = _NUMERIC_TYPES[:9]
+_NUMERIC_TYPES = (*INTEGER_TYPES, "FLOAT", "DOUBLE", "BOOLEAN")
 _GROUP = "__split_group__"
 _TIME = "__event_time__"
 _ORDER = "__row_order__"
@@ -304,7 +291,7 @@ def request_columns(
         sql_type = schema[name]
         if name in categorical:
             kind = "string"
-        elif sql_type in _INTEGER_TYPES:
+        elif sql_type in INTEGER_TYPES:
             kind = "integer"
         elif sql_type == "BOOLEAN":
             kind = "boolean"
