@@ -70,7 +70,12 @@ from appliance.storage._encrypted import (
     remove_functions,
 )
 from appliance.storage._errors import short_error
-from appliance.storage._lake_write import Columns, accepted_sql, write_rows
+from appliance.storage._lake_write import (
+    Columns,
+    accepted_sql,
+    make_staging_folder,
+    write_rows,
+)
 from appliance.storage._null_sources import NullCounts, add_to_quality
 from appliance.storage._quality import quality_report
 from appliance.storage._quarantine import violation_place
@@ -281,13 +286,7 @@ def _ingest(
         contract = _with_parent_types(contract, parent, settings)
     work = catalog.lake / settings.name / f"version={version_id}.tmp"
     shutil.rmtree(work, ignore_errors=True)
-    try:
-        work.mkdir(parents=True)
-    except OSError as exc:
-        raise StorageError(
-            f"cannot create the staging folder {work}: {exc}; check the free disk "
-            "space and permissions of the lake folder"
-        ) from exc
+    make_staging_folder(work)
     files = [(str(source.path), source.sha256) for source in sources]
     # Read before the ingest records a version that recreates a removed one.
     stored_again = find_removed_sources(catalog, dataset, files)

@@ -128,3 +128,18 @@ def accepted_sql(
     elif where != "true":
         rows += f" WHERE {where}"
     return rows
+
+
+def make_staging_folder(work: Path) -> None:
+    """Create the folder that a version's files are written to first.
+
+    Raises:
+        StorageError: The folder cannot be created.
+    """
+    try:
+        work.mkdir(parents=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create the staging folder {work}: {exc}; check the free disk "
+            "space and permissions of the lake folder"
+        ) from exc

@@ -28,7 +28,7 @@ import duckdb
 
 from appliance.config import ContractConfig, DatasetConfig
 from appliance.crypto import ColumnCipher
-from appliance.errors import IngestError, StorageError
+from appliance.errors import IngestError
 from appliance.storage._catalog import Catalog
 from appliance.storage._datasets import (
     REDACTED,
@@ -38,7 +38,7 @@ from appliance.storage._datasets import (
     scan_sql,
 )
 from appliance.storage._encrypted import register_functions, remove_functions
-from appliance.storage._lake_write import Columns, write_rows
+from appliance.storage._lake_write import Columns, make_staging_folder, write_rows
 from appliance.storage._retention import removed_versions
 from appliance.storage._sources import SourceFile
 from appliance.storage._sql import literal
@@ -199,7 +199,7 @@ def rebuild_version(
     if cipher is not None and settings.sensitive:
         register_functions(db, cipher)
     try:
-        _make_folder(work)
+        make_staging_folder(work)
         written = _write_again(
             db, version, ordered, settings, contract, parent, work, (cipher, ciphertext)
         )
@@ -247,16 +247,6 @@ def _write_again(
         accepted,
     )
     return sum(1 for _ in version.path.rglob("*.parquet"))
-
-
-def _make_folder(work: Path) -> None:
-    try:
-        work.mkdir(parents=True)
-    except OSError as exc:
-        raise StorageError(
-            f"cannot create the staging folder {work}: {exc}; check the free disk "
-            "space and permissions of the lake folder"
-        ) from exc
 
 
 def _in_recorded_order(
