@@ -1,8 +1,8 @@
 """Malformed lines of JSON-lines files, set aside so that the other lines load.
 
 DuckDB 2.0.1's ``read_json`` fails on a whole file for one line that is not
-valid JSON, reads every line as one ``json`` column when a line contains an
-array or a single value, and reads a ``null`` line as a row of NULLs.
+valid JSON. It reads every line as one ``json`` column when a line contains
+an array or a single value, and a ``null`` line as a row of NULLs.
 `set_aside_malformed` finds such lines with DuckDB's ``json_valid`` and
 ``json_type``, stores each with its reason in table ``json_rejects_N``, and
 writes a copy of the file with those lines left empty. The copy keeps every

@@ -89,7 +89,7 @@ def _can_keep_staged(staged: Staged, columns: Columns, bad: int) -> bool:
 
     It is when it is the only source, no row is dropped, every column is
     stored as read, in the same order, with no column added by the contract
-    and none encrypted, no float column holds NaN, which is stored as
+    and none encrypted, no float column contains NaN, which is stored as
     missing, and no text column contains a null token as text.
     """
     types = columns.types

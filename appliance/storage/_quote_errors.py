@@ -5,7 +5,7 @@ one field, so the rest of the file becomes one rejected record. A quote left
 open can also run on to the next quote in the file, such as the opening
 quote of a later quoted value, and the record is rejected there because
 text follows that quote. Either way one row of the ``malformed`` table (see
-`_loading.malformed_records`) holds many lines of the file, which may have
+`_loading.malformed_records`) contains many lines of the file, which may have
 been meant as rows of their own. `split_quote_errors` quarantines each
 non-blank line of such a record as a row of its own instead. That way the
 ingest's counts add up to the file's lines, and each line is kept whole in
