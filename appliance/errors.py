@@ -158,6 +158,10 @@ class LimitError(RequestError):
     """A prediction request above the configured maximum of rows or bytes."""
 
 
+class MediaTypeError(RequestError):
+    """A request body in a format that its route does not accept."""
+
+
 class DaemonRunningError(ApplianceError):
     """Another daemon already holds the home."""
 

@@ -22,12 +22,13 @@ from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 
 from appliance.config import Config, dataset_name_problem
-from appliance.errors import LimitError, NotFoundError, RequestError
+from appliance.errors import LimitError, MediaTypeError, NotFoundError, RequestError
 from appliance.serving._body import (
     JSON,
     check_rows,
     decode_repeated_keys,
     decode_with_python,
+    is_arrow,
     read_body,
 )
 from appliance.serving._nesting import FLAT_ROWS, reject_deep_nesting
@@ -199,6 +200,14 @@ async def append_rows(
         raise RequestError(problem, dataset=name)
     if name not in state.config.datasets:
         await asyncio.to_thread(_check_exists, state, name)
+    if is_arrow(request.headers.get("content-type")):
+        raise MediaTypeError(
+            f'rows for dataset {name!r} are sent as JSON ({{"rows": [...]}}); '
+            "Arrow IPC streams are accepted by the predict route only, so "
+            "write Arrow data to a Parquet file and run 'appliance ingest "
+            f"{name} FILE --mode append'",
+            dataset=name,
+        )
     try:
         body = await read_body(request, server.max_body_bytes, name)
         subject = f"request body for dataset {name!r}"

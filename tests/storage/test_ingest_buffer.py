@@ -527,6 +527,28 @@ def test_acknowledged_rows_survive_kill(tmp_path: Path) -> None:
     assert rows_of(config) == [(i, float(i)) for i in range(5)]
 
 
+def test_arrow_rows_rejected_as_media_type(tmp_path: Path) -> None:
+    write_config(tmp_path)
+    process, base = start_daemon(tmp_path, "daemon.log")
+    try:
+        response = httpx.post(
+            f"{base}/v1/datasets/events/rows",
+            content=b"\xff\xff\xff\xff",
+            headers={"Content-Type": "application/vnd.apache.arrow.stream"},
+            trust_env=False,
+        )
+    finally:
+        stop(process)
+
+    assert response.status_code == 415
+    assert response.json()["error"] == (
+        "rows for dataset 'events' are sent as JSON ({\"rows\": [...]}); Arrow "
+        "IPC streams are accepted by the predict route only, so write Arrow "
+        "data to a Parquet file and run 'appliance ingest events FILE --mode "
+        "append'"
+    )
+
+
 def test_daemon_flushes_by_age(tmp_path: Path) -> None:
     config = write_config(tmp_path, flush_seconds=0.5)
     process, base = start_daemon(tmp_path, "daemon.log")
