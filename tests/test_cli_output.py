@@ -41,3 +41,16 @@ def test_print_rows_floats_as_stored(
     print_rows([{"value": value}], False, ["value"])
 
     assert capsys.readouterr().out.splitlines()[1] == shown
+
+
+def test_print_rows_escapes_line_breaks(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [{"id": 1, "note": "first\nsecond\tthird\r"}]
+
+    print_rows(rows, False, ["id", "note"])
+    table = capsys.readouterr().out.splitlines()
+    print_rows(rows, True, ["id", "note"])
+    listed = json.loads(capsys.readouterr().out)
+
+    assert table[1] == "1   first\\nsecond\\tthird\\r"
+    assert len(table) == 2
+    assert listed["note"] == "first\nsecond\tthird\r"

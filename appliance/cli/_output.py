@@ -117,7 +117,15 @@ def _cell(value: Any) -> str:
         return f"{value:.10g}"
     if isinstance(value, datetime):
         return value.isoformat()
-    return "" if value is None else str(value)
+    if value is None:
+        return ""
+    # A line break or tab inside a value would break the table's rows and
+    # columns, so it is shown escaped, as in a Python string. --json prints
+    # the value as it is.
+    return str(value).translate(_ESCAPED)
+
+
+_ESCAPED = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
 def read_catalog(
