@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from appliance._query_limits import MAX_QUERY_ROWS, check_query_limit
@@ -107,6 +109,7 @@ def fetch(config: Config, params: dict[str, Any]) -> list[dict[str, Any]]:
     from appliance.predictions import query, utc_text
     from appliance.storage import Catalog
 
+    _note_journal(config.storage.home)
     if not (config.storage.home / "catalog.duckdb").exists():
         return []
     with Catalog(config.storage.home, read_only=True) as catalog:
@@ -115,6 +118,29 @@ def fetch(config: Config, params: dict[str, Any]) -> list[dict[str, Any]]:
         {**_decoded(row), "predicted_at": utc_text(row["predicted_at"])}
         for row in found
     ]
+
+
+def _note_journal(home: Path) -> None:
+    """Say on stderr how many journaled rows the log may still lack.
+
+    A daemon that stopped without writing its log out leaves its journal,
+    and the next start writes the rows that the log lacks. Until then the
+    catalog may lack some of them, but the journal also keeps rows written
+    already, so the count is an upper bound.
+    """
+    from appliance.predictions import journal_dir, read_segment, segment_files
+
+    segments = segment_files(journal_dir(home))
+    if not segments:
+        return
+    rows = sum(entry.rows for path in segments for entry in read_segment(path))
+    if rows:
+        print(
+            f"note: the prediction journal in {journal_dir(home)} contains {rows} "
+            "rows of a daemon that did not stop cleanly, and some may be missing "
+            "here; start the daemon (appliance serve) to write them to the log",
+            file=sys.stderr,
+        )
 
 
 def _decoded(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The prediction log: every served prediction, written in the background."""
 
+from appliance.predictions._journal import journal_dir, read_segment, segment_files
 from appliance.predictions._log import PredictionLog
 from appliance.predictions._rows import LogEntry, entries_to_table
 from appliance.predictions._store import (
@@ -17,8 +18,11 @@ __all__ = [
     "PredictionLog",
     "create_table",
     "entries_to_table",
+    "journal_dir",
     "labelled",
     "parquet_dir",
     "query",
+    "read_segment",
+    "segment_files",
     "utc_text",
 ]

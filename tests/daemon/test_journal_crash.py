@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
-from daemon_support import MODEL, Daemon, logged_rows, row
+from daemon_support import MODEL, Daemon, logged_rows, row, run_cli
 
 from appliance.predictions import query
 from appliance.storage import Catalog
@@ -62,6 +62,21 @@ def test_sigkill_keeps_acknowledged_rows(start_daemon: Any) -> None:
     assert logged == acknowledged
     assert "journal segment recovered" in restarted.log()
     assert journal_files(daemon.home) == []
+
+
+def test_tail_after_sigkill_notes_journal(start_daemon: Any) -> None:
+    daemon = start_daemon(predictions=IDLE_WRITER)
+    acknowledged = send_concurrently(daemon, 12)
+    daemon.kill()
+
+    tailed = run_cli(daemon.config, "predictions", "tail", MODEL)
+
+    assert tailed.returncode == 0, tailed.stderr
+    assert sum(acknowledged.values()) == 24
+    assert (
+        f"note: the prediction journal in {daemon.home / 'predictions' / 'journal'} "
+        "contains 24 rows of a daemon that did not stop cleanly"
+    ) in tailed.stderr
 
 
 def test_sigkill_while_writing_no_duplicates(start_daemon: Any) -> None:
