@@ -121,7 +121,7 @@ def fetch(config: Config, params: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _note_journal(home: Path) -> None:
-    """Say on stderr how many journaled rows the log may still lack.
+    """Print on stderr how many journaled rows the log may still lack.
 
     A daemon that stopped without writing its log out leaves its journal,
     and the next start writes the rows that the log lacks. Until then the
