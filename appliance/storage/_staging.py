@@ -25,6 +25,7 @@ from appliance.storage._contracts import (
     column_types,
     violations_sql,
 )
+from appliance.storage._durations import duration_warnings
 from appliance.storage._encoding_hint import utf8_warning
 from appliance.storage._lines import line_sql
 from appliance.storage._loading import (
@@ -341,6 +342,8 @@ def stage_files(
         hint = utf8_warning(source, settings.name, settings.encoding)
         if hint is not None:
             inference.warnings.append(hint)
+        if source.reader == "read_parquet":
+            inference.warnings += duration_warnings(source)
     # The contract's type decides a declared column, so advice on how its
     # text would be inferred does not apply.
     declared = [
