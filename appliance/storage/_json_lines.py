@@ -12,7 +12,7 @@ each object in the copy, in file order.
 
 A file takes this path only when DuckDB's read fails, returns the one
 ``json`` column, or returns a row of NULLs (see `_loading._maybe_malformed`).
-A clean file pays for one more query, which DuckDB answers from column
+A clean file pays for one more query, which DuckDB computes from column
 statistics when some column has no NULL.
 """
 

@@ -87,10 +87,10 @@ def write_rows(
 def _can_keep_staged(staged: Staged, columns: Columns, bad: int) -> bool:
     """Tell whether the typed path's Parquet file is already the version's data.
 
-    It is when it is the only source, no row is dropped, every column is
-    stored as read, in the same order, with no column added by the contract
-    and none encrypted, no float column contains NaN, which is stored as
-    missing, and no text column contains a null token as text.
+    It is when it is the only source and no row is dropped. Every column must
+    be stored as read, in the same order, with none added by the contract and
+    none encrypted. No float column may contain NaN, which is stored as
+    missing, and no text column a null token as text.
     """
     types = columns.types
     if staged.typed_files is None or len(staged.typed_files) != 1:

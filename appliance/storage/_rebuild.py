@@ -74,11 +74,11 @@ def find_lost(
         for version in removed_versions(catalog, dataset)
         if any(glob.startswith(f"{version.path}/") for glob in read)
     ]
-    wanted = sorted(zip(hashes, paths)) if paths is not None else sorted(hashes)
+    expected = sorted(zip(hashes, paths)) if paths is not None else sorted(hashes)
     lost = []
     with catalog.db.cursor() as db:
         for version in kept + removed:
-            if _source_key(version, paths is not None) != wanted:
+            if _source_key(version, paths is not None) != expected:
                 continue
             if own_files_lost(db, version) or lost_ancestor(catalog, db, version):
                 lost.append(version)
