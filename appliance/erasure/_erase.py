@@ -24,12 +24,12 @@ import duckdb
 
 from appliance.access import record
 from appliance.config import Config
-from appliance.crypto import column_cipher
+from appliance.crypto import ColumnCipher, column_cipher
 from appliance.erasure._buffer import count_buffer, erase_buffer
 from appliance.erasure._lake import LakeErasure, apply_lake, plan_lake
 from appliance.erasure._receipts import Receipt, store_receipt
 from appliance.erasure._subject import Subject, check_subject_keys
-from appliance.errors import StorageError
+from appliance.errors import ColumnKeyError, StorageError
 from appliance.predictions import PredictionLog
 from appliance.predictions._erase import (
     count_journal,
@@ -172,7 +172,8 @@ def _run(
     ]
     receipt.notes += [note for note in notes if note not in receipt.notes]
     if receipt.dry_run:
-        counts = _counts(catalog, plan, subject)
+        cipher = column_cipher(config) if config.sensitive_columns else None
+        counts = _counts(catalog, plan, subject, cipher)
     else:
         counts = _remove(catalog, config, plan, subject, places, receipt)
     receipt.removed = _added(receipt.removed, counts)
@@ -213,12 +214,17 @@ def _added(total: dict, counts: dict) -> dict:
     return result
 
 
-def _counts(catalog: Catalog, plan: LakeErasure, subject: Subject) -> dict:
+def _counts(
+    catalog: Catalog,
+    plan: LakeErasure,
+    subject: Subject,
+    cipher: ColumnCipher | None,
+) -> dict:
     condition = subject.json_sql("input")
     home = catalog.home
     return {
         "dataset_versions": plan.counts,
-        "quarantine": _quarantine(catalog, subject, delete=False),
+        "quarantine": _quarantine(catalog, subject, False, cipher),
         "buffer": count_buffer(home / "buffer", subject),
         "predictions_table": count_table(catalog.db, condition),
         "predictions_parquet": count_parquet(catalog.db, home, condition),
@@ -239,7 +245,8 @@ def _remove(
     home = catalog.home
     apply_lake(catalog, plan, subject, receipt.erasure_id, places.after_commit)
     removed: dict = {"dataset_versions": {k: v for k, v in plan.counts.items() if v}}
-    removed["quarantine"] = _quarantine(catalog, subject, delete=True)
+    cipher = column_cipher(config) if config.sensitive_columns else None
+    removed["quarantine"] = _quarantine(catalog, subject, True, cipher)
     removed["buffer"] = erase_buffer(home / "buffer", subject, places.buffer)
     # Counted before the log moves their rows into the table, where they are
     # erased and counted again.
@@ -272,29 +279,57 @@ def _remove_predictions(
     return table, parquet, parquet_labels + table_labels
 
 
-def _quarantine(catalog: Catalog, subject: Subject, delete: bool) -> int:
+def _quarantine(
+    catalog: Catalog, subject: Subject, delete: bool, cipher: ColumnCipher | None
+) -> int:
     """Count or delete the dataset's quarantined rows of the subject.
 
     A record that no row was read from keeps only its text, so it matches
     when the text contains every key value. Such records are CSV records the
-    reader could not split and JSON-lines lines that are not objects.
+    reader could not split and JSON-lines lines that are not objects. A
+    dataset with sensitive columns stores that text encrypted, so it is
+    decrypted with `cipher` before the key values are looked for.
     """
-    conditions = [f"({subject.json_sql('row_json')})"]
     params: list[object] = [subject.dataset]
-    for field in sorted(set(RAW_LINE_FIELDS.values())):
-        text = f"row_json->>'$.{field}'"
-        conditions.append(
-            f"({text} IS NOT NULL "
-            + "".join(f"AND contains({text}, ?) " for _ in subject.keys)
-            + ")"
-        )
-        params += [value for _, value in subject.keys]
-    condition = " OR ".join(conditions)
+    condition = f"({subject.json_sql('row_json')})"
+    raw = _raw_line_matches(catalog, subject, cipher)
+    if raw:
+        condition += f" OR rowid IN ({', '.join('?' * len(raw))})"
+        params += raw
     verb = "DELETE" if delete else "SELECT count(*)"
     rows = catalog.db.execute(
         f"{verb} FROM quarantine WHERE dataset = ? AND ({condition})", params
     ).fetchall()
     return int(rows[0][0])
+
+
+def _raw_line_matches(
+    catalog: Catalog, subject: Subject, cipher: ColumnCipher | None
+) -> list[int]:
+    """Return the row ids of quarantined record texts that contain every key."""
+    fields = " OR ".join(
+        f"row_json->>'$.{field}' IS NOT NULL"
+        for field in sorted(set(RAW_LINE_FIELDS.values()))
+    )
+    texts = ", ".join(
+        f"row_json->>'$.{field}'" for field in sorted(set(RAW_LINE_FIELDS.values()))
+    )
+    rows = catalog.db.execute(
+        f"SELECT rowid, coalesce({texts}) FROM quarantine "
+        f"WHERE dataset = ? AND ({fields})",
+        [subject.dataset],
+    ).fetchall()
+    matched = []
+    for rowid, text in rows:
+        if cipher is not None:
+            try:
+                text = cipher.decrypt_text(text)
+            except ColumnKeyError:
+                # Text stored before the dataset had sensitive columns.
+                pass
+        if all(str(value) in text for _, value in subject.keys):
+            matched.append(rowid)
+    return matched
 
 
 def _trained_on(plan: LakeErasure) -> list[str]:

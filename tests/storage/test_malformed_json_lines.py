@@ -226,7 +226,13 @@ def test_malformed_line_encrypted(tmp_path: Path) -> None:
             cipher=column_cipher(config),
         )
         (row,) = list_quarantine(catalog, "flights")
-        erasable = _quarantine(catalog, Subject("flights", (("tailnum", "N1"),)), False)
+        cipher = column_cipher(config)
+        other = _quarantine(
+            catalog, Subject("flights", (("tailnum", "N1"),)), False, cipher
+        )
+        erasable = _quarantine(
+            catalog, Subject("flights", (("tailnum", SECRET),)), False, cipher
+        )
     shown = run_appliance(
         tmp_path / "config.toml",
         config.storage.home,
@@ -249,7 +255,8 @@ def test_malformed_line_encrypted(tmp_path: Path) -> None:
     assert SECRET not in row.value
     assert row.row == {"json_line": row.value}
     assert column_cipher(config).decrypt_text(row.value) == lines[2]
-    assert erasable == 0
+    assert other == 0
+    assert erasable == 1
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["value"] == lines[2]
     assert json.loads(shown.stdout)["row"] == {"json_line": lines[2]}
@@ -259,8 +266,8 @@ def test_malformed_line_erasable(catalog: Catalog, write_file: WriteFile) -> Non
     path = write_file("rows.jsonl", '{"k": "a1"}\n{"k": "zz9", oops}\n{"k": "b2"}\n')
     ingest(catalog, "rows", [path])
 
-    count = _quarantine(catalog, Subject("rows", (("k", "zz9"),)), False)
-    other = _quarantine(catalog, Subject("rows", (("k", "a1"),)), False)
+    count = _quarantine(catalog, Subject("rows", (("k", "zz9"),)), False, None)
+    other = _quarantine(catalog, Subject("rows", (("k", "a1"),)), False, None)
 
     assert count == 1
     assert other == 0
