@@ -402,6 +402,7 @@ def _sniff_ahead(
                     settings.delimiter,
                     settings.encoding,
                     settings.name,
+                    settings.max_line_bytes,
                 )
             except (IngestError, OSError):
                 continue
