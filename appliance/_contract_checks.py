@@ -86,7 +86,7 @@ def _check_csv_settings(dataset: Any, source: Path) -> None:
         raise ConfigError(
             f"[datasets.{dataset.name}] max_line_bytes = {limit} in {source} is "
             f"out of range; set a number of bytes from 1 to {MAX_LINE_BYTES}, "
-            "larger than the longest record of the dataset's CSV files"
+            "at least the size of the longest record in the dataset's CSV files"
         )
     separator = dataset.decimal_separator
     if separator is not None and dataset.delimiter == separator:

@@ -975,7 +975,7 @@ _LONG_RECORD = (
     "1) || ' bytes, more than the maximum of ' || "
     "(CAST(regexp_extract(error_message, 'line size of ([0-9]+)', 1) AS BIGINT) - 1)"
     " || ' bytes; shorten the record, or raise the dataset''s max_line_bytes "
-    "above its size'"
+    "to its size or more'"
 )
 """SQL of the reason of a record longer than ``max_line_size``, which names
 the largest size read (see `line_size_option`)."""

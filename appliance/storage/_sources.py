@@ -531,7 +531,7 @@ def check_long_records(
     raise IngestError(
         f"{what} longer than the maximum of {limit} bytes, so the CSV "
         f"format of the file cannot be detected; set [datasets.{dataset}] "
-        "max_line_bytes above the record's size, or shorten or remove the record"
+        "max_line_bytes to the record's size or more, or shorten or remove the record"
     )
 
 

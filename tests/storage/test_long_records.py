@@ -23,7 +23,7 @@ LONG = "x" * 300
 def long_reason(size: int, limit: int = LIMIT) -> str:
     return (
         f"record too long: {size} bytes, more than the maximum of {limit} bytes; "
-        "shorten the record, or raise the dataset's max_line_bytes above its size"
+        "shorten the record, or raise the dataset's max_line_bytes to its size or more"
     )
 
 
@@ -139,8 +139,8 @@ def test_sniffed_long_record_names_line(catalog: Catalog, tmp_path: Path) -> Non
     assert str(raised.value) == (
         f"{path}, line 4: the record of 2000102 bytes is longer than the maximum "
         "of 1999999 bytes, so the CSV format of the file cannot be detected; set "
-        "[datasets.notes] max_line_bytes above the record's size, or shorten or "
-        "remove the record"
+        "[datasets.notes] max_line_bytes to the record's size or more, or shorten "
+        "or remove the record"
     )
 
 
