@@ -496,6 +496,8 @@ def line_size_option(max_line_bytes: int) -> int:
 
     DuckDB 2.0.1 rejects a record of ``max_line_size`` bytes or more, and
     counts the carriage return of a CRLF line break but not the line feed.
+    NOTE: it may count line feeds of the blank lines before a record too, so
+    such a record of exactly `max_line_bytes` bytes can be rejected.
     """
     return max_line_bytes + 1
 

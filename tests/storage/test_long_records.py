@@ -127,6 +127,18 @@ def test_record_of_limit_accepted(catalog: Catalog, write_file: WriteFile) -> No
     assert quarantined(catalog) == [(3, None, "2,xxxxxxxxxx", long_reason(101))]
 
 
+def test_blank_lines_count_toward_size(catalog: Catalog, write_file: WriteFile) -> None:
+    # Records of 100 bytes after blank lines and of 99 bytes after none.
+    text = f"id,note\n1,a\n\n\n2,{'x' * 98}\n3,{'x' * 97}\n"
+    path = write_file("notes.csv", text)
+
+    result = ingest(catalog, "notes", [path], settings=settings())
+
+    assert result.accepted == 2
+    assert [row[0] for row in quarantined(catalog)] == [5]
+    assert accepted_ids(catalog, result) == [1, 3]
+
+
 def test_sniffed_long_record_names_line(catalog: Catalog, tmp_path: Path) -> None:
     # Without max_line_bytes, DuckDB's sniffer reads records shorter than
     # 2,000,000 bytes and fails on a longer one in the rows it samples.
