@@ -7,6 +7,7 @@ file. The fixtures use a limit of 100 bytes so that they stay small.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from support import WriteFile
 from appliance.config import DatasetConfig
 from appliance.errors import IngestError
 from appliance.storage import Catalog, IngestResult, ingest, scan_sql
+from appliance.storage._unchanged import version_id
 
 LIMIT = 100
 LONG = "x" * 300
@@ -164,3 +166,32 @@ def test_large_limit_reads_long_record(catalog: Catalog, tmp_path: Path) -> None
 
     assert result.accepted == 3
     assert result.quarantined == 0
+
+
+def test_raised_limit_makes_new_version(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("notes.csv", f"id,note\n1,a\n2,{LONG}\n3,c\n")
+    first = ingest(catalog, "notes", [path], settings=settings())
+
+    again = ingest(catalog, "notes", [path], settings=settings(1000))
+
+    assert first.quarantined == 1
+    assert again.created
+    assert again.version.version != first.version.version
+    assert again.accepted == 3
+    assert again.quarantined == 0
+    assert accepted_ids(catalog, again) == [1, 2, 3]
+
+
+def test_unset_limit_keeps_version_id(catalog: Catalog, write_file: WriteFile) -> None:
+    # Versions ingested before max_line_bytes existed keep their ids.
+    path = write_file("notes.csv", "id,note\n1,a\n")
+    first = ingest(catalog, "notes", [path], settings=settings(None))
+
+    again = ingest(catalog, "notes", [path], settings=DatasetConfig(name="notes"))
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert first.version.version == version_id([digest], "replace", None, None)
+    assert not again.created
+    assert again.version.version == first.version.version
