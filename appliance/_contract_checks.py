@@ -41,6 +41,10 @@ the integer, float, DECIMAL, BOOLEAN, DATE and TIMESTAMP ones with exact
 conversions. DuckDB's other names for these types, such as ``INT`` or
 ``TEXT``, are accepted, and DECIMAL takes a width and scale, such as
 ``DECIMAL(10,2)``."""
+MAX_LINE_BYTES = 1 << 40
+"""Largest ``max_line_bytes`` accepted, 1 TiB. DuckDB 2.0.1 reads a whole
+record into memory, and rejects a ``max_line_size`` above about 2**60 only
+when it reads a file."""
 _TYPE_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9_ ]*(\(\s*[0-9]+\s*(,\s*[0-9]+\s*)?\))?")
 _LONG_NAMES = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}
 """DuckDB's names of resolved types that differ from those in `CONTRACT_TYPES`."""
@@ -77,6 +81,13 @@ def check_datasets(datasets: Mapping[str, Any], source: Path) -> None:
 
 
 def _check_csv_settings(dataset: Any, source: Path) -> None:
+    limit = dataset.max_line_bytes
+    if limit is not None and not 1 <= limit <= MAX_LINE_BYTES:
+        raise ConfigError(
+            f"[datasets.{dataset.name}] max_line_bytes = {limit} in {source} is "
+            f"out of range; set a number of bytes from 1 to {MAX_LINE_BYTES}, "
+            "at least the size of the longest record in the dataset's CSV files"
+        )
     separator = dataset.decimal_separator
     if separator is not None and dataset.delimiter == separator:
         raise ConfigError(

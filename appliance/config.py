@@ -709,6 +709,11 @@ class DatasetConfig:
     """strptime formats tried on text columns besides ISO 8601, such as ``%d-%b-%Y``."""
     null_values: tuple[str, ...] = ("", "NA", "null", "NULL")
     """CSV values read as missing."""
+    max_line_bytes: int | None = None
+    """Maximum size in bytes of a CSV record that ingest reads as a row; a
+    longer record is quarantined. Line breaks in quoted fields count, and so
+    does the carriage return of a CRLF line end. 1,999,999 (DuckDB's
+    default) when omitted."""
     contract: ContractConfig | None = None
     """Declared contract; the first version's schema is used when omitted."""
     sensitive: tuple[str, ...] = ()

@@ -664,10 +664,10 @@ class _ArrowValues(Sequence[Any]):
 def output_values(info: ModelInfo, output: dict[str, Any]) -> Any:
     """Return one logged output as a probability list in class order, or a value.
 
-    Reads both shapes that the prediction log contains: the output of a JSON
-    request, ``{"label", "probabilities": {class: p}}`` or ``{"value"}``, and a
-    row of an Arrow response, ``{"prediction", "probability_<class>", ...}``
-    or ``{"prediction"}``.
+    Reads ``{"label", "probabilities": {class: p}}`` or ``{"value"}``, the
+    shape of every output the log stores, and the row of an Arrow response,
+    ``{"prediction", "probability_<class>", ...}`` or ``{"prediction"}``,
+    which earlier daemons stored for Arrow requests.
     """
     keys = [_class_key(c) for c in info.classes or ()]
     if info.task == "regression":

@@ -20,7 +20,9 @@ class LogEntry:
     """The predictions of one request, waiting to be logged.
 
     `inputs` and `outputs` are either lists of JSON-ready rows (JSON requests)
-    or Arrow tables of the same length (Arrow requests).
+    or Arrow tables of the same length (Arrow requests). The outputs of an
+    Arrow request are the table of the response (see `OnnxModel.format_table`),
+    and `entries_to_table` logs them in the shape of a JSON response's.
     """
 
     request_id: str
@@ -105,7 +107,7 @@ def _json_entries_table(
 def _entry_table(entry: LogEntry, db: duckdb.DuckDBPyConnection) -> pa.Table:
     count = entry.rows
     inputs = _json_column(entry.inputs, db)
-    outputs = _json_column(entry.outputs, db)
+    outputs = _json_column(entry.outputs, db, outputs=True)
     micros = int(entry.predicted_at * 1_000_000)
     return pa.table(
         [
@@ -125,22 +127,30 @@ def _entry_table(entry: LogEntry, db: duckdb.DuckDBPyConnection) -> pa.Table:
 
 
 def _json_column(
-    values: list[Any] | pa.Table, db: duckdb.DuckDBPyConnection
+    values: list[Any] | pa.Table,
+    db: duckdb.DuckDBPyConnection,
+    outputs: bool = False,
 ) -> pa.Array:
+    """Return each row of `values` as a JSON object text.
+
+    An Arrow table of `outputs` is written in the shape of a JSON response's
+    outputs (see `_response_outputs`).
+    """
     if not isinstance(values, pa.Table):
         return pa.array([_encode(row).decode() for row in values], pa.string())
     import pyarrow.compute as pc  # Arrow requests only; about 9 MB resident
 
-    # DuckDB writes a whole row as JSON without a Python loop, but it writes
-    # NaN as a bare NaN that JSON parsers reject, so NaN becomes null first.
-    table = values.combine_chunks()
-    arrays = []
-    for column in table.columns:
-        array = column.chunk(0) if column.num_chunks else pa.array([], column.type)
-        if pa.types.is_floating(array.type):
-            array = pc.if_else(pc.is_nan(array), pa.scalar(None, array.type), array)
-        arrays.append(array)
+    # DuckDB writes NaN and infinity as bare NaN and Infinity, which JSON
+    # parsers reject. msgspec writes both as null in the outputs of a JSON
+    # request, so outputs get null for both.
+    # NOTE: an infinite input is still written as Infinity.
+    if outputs:
+        table = _response_outputs(_null_floats(values, _not_finite))
+    else:
+        table = _null_floats(values, pc.is_nan)
+    arrays = [column.chunk(0) for column in table.columns]
     rows = pa.table({"row": pa.StructArray.from_arrays(arrays, table.column_names)})
+    # DuckDB writes a whole row as JSON without a Python loop.
     db.register("_prediction_json", rows)
     try:
         result = db.sql(
@@ -149,3 +159,51 @@ def _json_column(
     finally:
         db.unregister("_prediction_json")
     return result.column(0).combine_chunks().cast(pa.string())
+
+
+def _null_floats(table: pa.Table, invalid: Callable[[pa.Array], pa.Array]) -> pa.Table:
+    """Return `table` in one chunk per column, with `invalid` floats as null."""
+    import pyarrow.compute as pc
+
+    table = table.combine_chunks()
+    arrays = []
+    for column in table.columns:
+        array = column.chunk(0) if column.num_chunks else pa.array([], column.type)
+        if pa.types.is_floating(array.type):
+            array = pc.if_else(invalid(array), pa.scalar(None, array.type), array)
+        arrays.append(array)
+    return pa.table(arrays, names=table.column_names)
+
+
+def _not_finite(array: pa.Array) -> pa.Array:
+    import pyarrow.compute as pc
+
+    return pc.invert(pc.is_finite(array))
+
+
+_PREDICTION = "prediction"
+_PROBABILITY = "probability_"
+
+
+def _response_outputs(table: pa.Table) -> pa.Table:
+    """Return the outputs of an Arrow response in the shape of a JSON response's.
+
+    An Arrow response has a ``prediction`` column and, for a classifier, a
+    ``probability_<class>`` column per class. A JSON response has a
+    ``value`` per row for a regression, and for a classifier a ``label`` and
+    an object of ``probabilities`` by class. Logging both in the JSON shape
+    gives the log and its readers one shape per model.
+    """
+    names = table.column_names
+    if _PREDICTION not in names:
+        return table
+    if names == [_PREDICTION]:
+        return pa.table({"value": table.column(_PREDICTION)})
+    classes = [n for n in names if n.startswith(_PROBABILITY)]
+    probabilities = pa.StructArray.from_arrays(
+        [table.column(n).chunk(0) for n in classes],
+        [n[len(_PROBABILITY) :] for n in classes],
+    )
+    return pa.table(
+        {"label": table.column(_PREDICTION), "probabilities": probabilities}
+    )

@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 _BATCH_ROWS = 100_000
 _COLUMN_COUNTS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
 _RENAMED = re.compile(r".+_[0-9]+")
+_LINE_SIZE = re.compile(r"Maximum line size of (\d+) bytes exceeded")
 _OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
 
 
@@ -217,6 +218,7 @@ def _read_csv(source: Path, path: str) -> pa.Table:
             )
         )
     except duckdb.Error as exc:
+        _check_long_record(source, exc)
         raise IngestError(f"{source}: cannot read file: {exc}") from None
     finally:
         db.close()
@@ -234,6 +236,32 @@ def _read_csv(source: Path, path: str) -> pa.Table:
     else:
         problem = f"{kind.lower()}: {message}"
     raise IngestError(f"{source}, {where}: {problem}; fix or remove the line")
+
+
+def _check_long_record(source: Path, exc: duckdb.Error) -> None:
+    """Name the line of the record that exceeded DuckDB's maximum line size.
+
+    The reader of DuckDB 2.0.1 reads a whole file to detect its format here,
+    and reports a record of ``max_line_size`` bytes or more on line 1,
+    wherever it is, with the whole record in the message.
+
+    Raises:
+        IngestError: `exc` is a maximum line size error.
+    """
+    found = _LINE_SIZE.search(str(exc))
+    if found is None:
+        return
+    from appliance.storage import long_record
+
+    limit = int(found.group(1)) - 1
+    record = long_record(source, "utf-8", ('"', '"', ""), limit)
+    what = f"{source}: a record is"
+    if record is not None:
+        what = f"{source}, line {record[0]}: the record of {record[1]} bytes is"
+    raise IngestError(
+        f"{what} longer than the maximum of {limit} bytes that batch scoring "
+        "reads; shorten or remove the record"
+    ) from None
 
 
 def _check_unique_names(source: Path, path: str, names: list[str]) -> None:

@@ -47,7 +47,7 @@ from appliance.storage._labels import (
     list_labels,
     store_labels,
 )
-from appliance.storage._lines import Records, record_lines
+from appliance.storage._lines import Records, long_record, record_lines
 from appliance.storage._models import (
     MODEL_FILE,
     SCHEMA_FILE,
@@ -166,6 +166,7 @@ __all__ = [
     "list_runs",
     "list_versions",
     "load_schema",
+    "long_record",
     "parse_schema",
     "mark_repeats",
     "metric_series",

@@ -268,6 +268,7 @@ def _ingest(
         settings.contract,
         resolved,
         settings.sensitive,
+        settings.max_line_bytes,
     )
     if existing is not None and encrypted_columns(existing) != sorted(
         settings.sensitive
@@ -402,6 +403,7 @@ def _sniff_ahead(
                     settings.delimiter,
                     settings.encoding,
                     settings.name,
+                    settings.max_line_bytes,
                 )
             except (IngestError, OSError):
                 continue

@@ -87,6 +87,43 @@ def record_texts(
     return texts
 
 
+def long_record(
+    path: Path, encoding: str, dialect: tuple[str, str, str], limit: int
+) -> tuple[int, int] | None:
+    """Return the first line and size of the first record longer than `limit`.
+
+    The size is in UTF-8 bytes without the final line feed, as DuckDB 2.0.1
+    measures a record for ``max_line_size``, so the carriage return of a
+    CRLF line counts. The header counts as a record.
+
+    Args:
+        dialect: The quote, escape and delimiter of the file.
+
+    Returns:
+        The line the record starts on, from 1, and its size in bytes, or
+        None when no record is longer than `limit`.
+    """
+    pattern = _token_pattern(*dialect)
+    with _utf8_data(path, encoding) as data:
+        records = _scan(data, pattern)
+        header = _record_size(data[: records.start])
+        if header > limit:
+            return 1, header
+        start = records.start
+        for end, line in zip(records.ends, records.lines):
+            size = _record_size(data[start:end])
+            if size > limit:
+                return line, size
+            start = end
+    return None
+
+
+def _record_size(chunk: bytes) -> int:
+    """Return the size of a record's bytes without blank lines before it and
+    its final line feed."""
+    return len(chunk.lstrip(b"\r\n").removesuffix(b"\n"))
+
+
 @contextmanager
 def _utf8_data(path: Path, encoding: str) -> Iterator[bytes | mmap.mmap]:
     """Yield the bytes of `path` in UTF-8, as DuckDB reads the file.

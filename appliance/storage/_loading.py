@@ -70,6 +70,7 @@ from appliance.storage._sources import (
     check_line_breaks,
     check_utf8,
     file_error,
+    line_size_option,
     only_blank_lines,
     sniff_dialect,
 )
@@ -157,7 +158,12 @@ def load_sources(
         dialects = [
             s.dialect
             or sniff_dialect(
-                db, s, settings.delimiter, settings.encoding, settings.name
+                db,
+                s,
+                settings.delimiter,
+                settings.encoding,
+                settings.name,
+                settings.max_line_bytes,
             )
             for s in sources
         ]
@@ -964,16 +970,27 @@ STRAY_QUOTE_REASON = (
 """Reason of a record whose quoted field goes on after its closing quote, as
 in ``"x"y``. DuckDB 2.0.1 reports it as an unterminated quote, as it does a
 quote that no later quote closes (see `_quote_errors`)."""
+_LONG_RECORD = (
+    "'record too long: ' || regexp_extract(error_message, 'Actual Size: ?([0-9]+)', "
+    "1) || ' bytes, more than the maximum of ' || "
+    "(CAST(regexp_extract(error_message, 'line size of ([0-9]+)', 1) AS BIGINT) - 1)"
+    " || ' bytes; shorten the record, or raise the dataset''s max_line_bytes "
+    "to its size or more'"
+)
+"""SQL of the reason of a record longer than ``max_line_size``, which names
+the largest size read (see `line_size_option`)."""
 _REJECT_MESSAGE = (
     "CASE CAST(error_type AS VARCHAR) "
     f"WHEN 'TOO MANY COLUMNS' THEN 'too many fields' || {_FIELD_COUNTS} "
     f"WHEN 'MISSING COLUMNS' THEN 'too few fields' || {_FIELD_COUNTS} "
     f"WHEN 'UNQUOTED VALUE' THEN {literal(STRAY_QUOTE_REASON)} "
+    f"WHEN 'LINE SIZE OVER MAXIMUM' THEN {_LONG_RECORD} "
     "ELSE CAST(error_type AS VARCHAR) || ': ' || error_message END"
 )
 """SQL of a rejected record's reason: field counts in words for a record of
-too many or too few fields, `STRAY_QUOTE_REASON` for a quote error, DuckDB's
-type and message for the rest."""
+too many or too few fields, `STRAY_QUOTE_REASON` for a quote error, the size
+and limit of a record longer than ``max_line_size``, DuckDB's type and
+message for the rest."""
 _REJECT_ORDER = (
     "CASE CAST(error_type AS VARCHAR) WHEN 'UNQUOTED VALUE' THEN 0 "
     "WHEN 'TOO MANY COLUMNS' THEN 1 WHEN 'MISSING COLUMNS' THEN 1 ELSE 2 END, "
@@ -1048,11 +1065,13 @@ def _csv_sql(
     columns = (
         "{" + ", ".join(f"{literal(n)}: {literal(t)}" for n, t in types.items()) + "}"
     )
+    limit = settings.max_line_bytes
     return (
         f"read_csv({literal(str(source.read_path))}, header=true, auto_detect=false, "
         f"delim={literal(dialect.delimiter)}, quote={literal(dialect.quote)}, "
         f"escape={literal(dialect.escape)}, nullstr={nulls}, "
         f"encoding={literal(settings.encoding)}, columns={columns}"
+        + (f", max_line_size={line_size_option(limit)}" if limit is not None else "")
     )
 
 

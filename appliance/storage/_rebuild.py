@@ -287,7 +287,9 @@ def _check_id(
     hashes = [s["sha256"] for s in version.sources]
     if sorted(hashes) != sorted(source.sha256 for source in sources):
         raise ValueError(f"{names} are not the sources of version {version.version}")
-    fingerprint = id_fingerprint(settings.contract, settings.sensitive)
+    fingerprint = id_fingerprint(
+        settings.contract, settings.sensitive, settings.max_line_bytes
+    )
     computed = version_id(hashes, version.mode, parent, fingerprint)
     if computed == version.version:
         return
@@ -299,9 +301,10 @@ def _check_id(
         f"{names}: these files are the sources of dataset {version.dataset!r} "
         f"version {version.version}, whose lake files are lost, but with the "
         f"current settings they hash to version {computed}, because the declared "
-        "contract or the sensitive columns differ from when the version was "
-        "ingested; nothing was written. Declare them as they were and ingest the "
-        f"files again, or restore the folder {version.path} from a backup"
+        "contract, the sensitive columns or max_line_bytes differ from when the "
+        "version was ingested; nothing was written. Declare them as they were and "
+        f"ingest the files again, or restore the folder {version.path} from a "
+        "backup"
     )
 
 

@@ -1,7 +1,8 @@
 """Files ingested before: when an existing version may stand for a new ingest.
 
 A version id is a hash of the source files' hashes, of the parent in
-``append`` mode, and of the declared contract (`contract_fingerprint`). So a
+``append`` mode, and of the declared contract, sensitive columns and
+``max_line_bytes`` (`id_fingerprint`). So a
 ``replace`` of the same bytes under another contract makes a new version,
 checked against that contract. An ``append`` of files that an earlier
 version already holds is not written again, because their accepted rows
@@ -66,12 +67,20 @@ def contract_fingerprint(contract: ContractConfig | None) -> str | None:
 
 
 def id_fingerprint(
-    contract: ContractConfig | None, encrypted: tuple[str, ...] = ()
+    contract: ContractConfig | None,
+    encrypted: tuple[str, ...] = (),
+    max_line_bytes: int | None = None,
 ) -> str | None:
-    """Return the part of a version id that the contract and sensitive columns set."""
+    """Return the part of a version id that the contract and settings set.
+
+    The settings are the sensitive columns and a declared `max_line_bytes`,
+    which decides whether a long CSV record is a row or quarantined.
+    """
     fingerprint = contract_fingerprint(contract)
     if encrypted:
         fingerprint = f"{fingerprint}\nencrypted\n{','.join(sorted(encrypted))}"
+    if max_line_bytes is not None:
+        fingerprint = f"{fingerprint}\nmax_line_bytes\n{max_line_bytes}"
     return fingerprint
 
 
@@ -88,7 +97,7 @@ def version_id(
         hashes: SHA-256 of each source file.
         mode: The ingest's mode. An ``append`` id includes the parent's id.
         parent: The latest version, which an append adds the rows to.
-        contract: `id_fingerprint` of the declared contract and sensitive columns.
+        contract: `id_fingerprint` of the declared contract and settings.
         follows: The latest version, when a ``replace`` stores the files of an
             older version again.
     """
@@ -111,6 +120,7 @@ def find_existing(
     contract: ContractConfig | None,
     paths: list[str] | None = None,
     encrypted: tuple[str, ...] = (),
+    max_line_bytes: int | None = None,
 ) -> tuple[str, DatasetVersion | None]:
     """Return the id of a new version of the files and a version that stores them.
 
@@ -124,13 +134,15 @@ def find_existing(
             same paths, whether or not the latest version includes it.
         encrypted: The sensitive columns. They are part of the new id, so
             that the same files stored under another setting make a new version.
+        max_line_bytes: The dataset's declared `max_line_bytes`, part of the
+            new id for the same reason.
 
     Returns:
         The new version's id, and the existing version that may stand for the
         ingest (None when the files must be stored). In ``append`` mode that
         version may be an ancestor of the latest one.
     """
-    fingerprint = id_fingerprint(contract, encrypted)
+    fingerprint = id_fingerprint(contract, encrypted, max_line_bytes)
     new_id = version_id(hashes, mode, parent, fingerprint)
     existing = find_version(catalog, dataset, new_id)
     if existing is None and mode == "append":

@@ -45,10 +45,34 @@ def test_entries_become_one_row_per_prediction() -> None:
     assert json.loads(rows[1]["input"]) == {"a": None}
     assert json.loads(rows[1]["output"]) == {"value": None}
     assert json.loads(rows[3]["input"]) == {"a": None, "b": None}
-    assert json.loads(rows[2]["output"]) == {"prediction": 1}
+    assert json.loads(rows[2]["output"]) == {"value": 1}
     assert rows[2]["version"] == 2
     assert rows[0]["latency_ms"] == 2.5
     assert rows[0]["predicted_at"].timestamp() == 1_700_000_000.5
+
+
+def test_arrow_outputs_take_json_shape() -> None:
+    outputs = pa.table(
+        {
+            "prediction": ["b", "a"],
+            "probability_a": [0.25, math.nan],
+            "probability_b": [0.75, 0.5],
+        }
+    )
+    values = pa.table({"prediction": [math.inf, 2.5]})
+    entries = [
+        LogEntry("class", "m", 1, 0.0, 1.0, pa.table({"x": [1, 2]}), outputs),
+        LogEntry("value", "r", 1, 0.0, 1.0, pa.table({"x": [1, 2]}), values),
+    ]
+
+    rows = entries_to_table(entries, duckdb.connect()).to_pylist()
+
+    assert [json.loads(r["output"]) for r in rows] == [
+        {"label": "b", "probabilities": {"a": 0.25, "b": 0.75}},
+        {"label": "a", "probabilities": {"a": None, "b": 0.5}},
+        {"value": None},
+        {"value": 2.5},
+    ]
 
 
 def test_no_entries_give_empty_table() -> None:

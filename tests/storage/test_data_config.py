@@ -163,6 +163,21 @@ def _column(rule: str) -> str:
             '[datasets.readings]\ndate_formats = ["%Y-%m-%"]\n',
             ["date_formats '%Y-%m-%' in ", "Trailing format character %"],
         ),
+        (
+            "[datasets.readings]\nmax_line_bytes = 0\n",
+            [
+                "[datasets.readings] max_line_bytes = 0 in ",
+                "is out of range; set a number of bytes from 1 to 1099511627776",
+            ],
+        ),
+        (
+            "[datasets.readings]\nmax_line_bytes = 1099511627777\n",
+            ["max_line_bytes = 1099511627777 in ", "is out of range"],
+        ),
+        (
+            '[datasets.readings]\nmax_line_bytes = "2MB"\n',
+            ["'datasets.readings.max_line_bytes' in ", "got '2MB'"],
+        ),
     ],
     ids=[
         "unknown-type",
@@ -174,6 +189,9 @@ def _column(rule: str) -> str:
         "delimiter",
         "date-formats",
         "trailing-percent",
+        "max-line-zero",
+        "max-line-huge",
+        "max-line-text",
     ],
 )
 def test_bad_dataset_value_rejected(
@@ -188,6 +206,15 @@ def test_bad_dataset_value_rejected(
     assert str(path) in message
     for part in parts:
         assert part in message
+
+
+def test_max_line_bytes_loads(tmp_path: Path) -> None:
+    path = write(tmp_path, "[datasets.readings]\nmax_line_bytes = 4096\n")
+
+    config = load_config(path)
+
+    assert config.dataset("readings").max_line_bytes == 4096
+    assert config.dataset("other").max_line_bytes is None
 
 
 def test_partition_outside_partial_contract_loads(tmp_path: Path) -> None:

@@ -206,7 +206,7 @@ def test_rebuild_under_other_contract_rejected(
     message = str(raised.value)
     assert message.startswith(f"{path}: these files are the sources of dataset")
     assert f"version {first.version.version}, whose lake files are lost" in message
-    assert "the declared contract or the sensitive columns differ" in message
+    assert "the declared contract, the sensitive columns or max_line_bytes" in message
     assert "nothing was written" in message
     assert not first.version.path.exists()
     assert len(list_versions(catalog, "sales")) == 1

@@ -693,9 +693,11 @@ def test_overlong_line_error_short(catalog: Catalog, write_file: WriteFile) -> N
 
     message = str(raised.value)
     assert len(message) < 400
-    assert message.startswith(f"{path}: cannot detect the CSV format: ")
-    assert "Maximum line size of 2000000 bytes exceeded" in message
-    assert message.endswith("check that it is a CSV text file in encoding 'utf-8'")
+    assert message.startswith(
+        f"{path}, line 2: the record of 3000002 bytes is longer than the maximum "
+        "of 1999999 bytes"
+    )
+    assert message.endswith("or shorten or remove the record")
 
 
 def test_malformed_json_strict_error_short(
