@@ -8,11 +8,13 @@ fix is a new contract, or rows with the column.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from appliance.cli import main
 from appliance.config import Config, load_config
 from appliance.errors import IngestError, NotFoundError
 from appliance.storage import (
@@ -194,3 +196,25 @@ def test_retry_of_unknown_segment_rejected(tmp_path: Path) -> None:
             "datasets rejected events'"
         )
 
+
+def test_cli_lists_and_retries_without_daemon(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    segment = reject_rows(config)
+    command = ["--config", str(config.path), "datasets", "rejected", "events"]
+    (listed,) = list_rejected(config.storage.home / "buffer" / "events")
+
+    assert main([*command, "--json"]) == 0
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == [
+        asdict(listed)
+    ]
+    assert main([*command, "--retry", segment.name]) == 1
+    assert "failed again, so it stays in" in capsys.readouterr().err
+    write_config(tmp_path, unique_key="[]")
+    assert main([*command, "--retry", segment.name]) == 0
+    printed = capsys.readouterr().out
+    assert "rows=1 mode=replace accepted=1 quarantined=1 (created)" in printed
+    assert main(command) == 0
+    assert capsys.readouterr().out == "(none)\n"
+    assert list(segment.parent.iterdir()) == []
