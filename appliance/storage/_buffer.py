@@ -28,6 +28,8 @@ once the operator has fixed the cause.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -42,6 +44,7 @@ from appliance.crypto import ColumnCipher, column_cipher, encrypt_rows
 from appliance.errors import IngestError, RequestError, StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._column_names import INTERNAL_COLUMNS, ascii_lower
+from appliance.storage._datasets import DatasetVersion, find_by_sources
 from appliance.storage._flush_errors import rejection_message, rows_error
 from appliance.storage._fsync import fsync_path
 from appliance.storage._ingest import IngestResult, ingest
@@ -478,6 +481,17 @@ class IngestBuffer:
         settings = self.config.dataset(dataset)
         kept = self.root / dataset / "quarantined" / segment.name
         with self._open_catalog_waiting(dataset, segment) as catalog:
+            stored = _stored_at(catalog, dataset, segment, kept)
+            if stored is not None:
+                logger.info(
+                    "buffer segment found ingested, moved dataset=%s segment=%s "
+                    "version=%s",
+                    dataset,
+                    segment,
+                    stored.version,
+                )
+                result = IngestResult(stored, created=False)
+                return result, _quarantined(result)
             result = ingest(
                 catalog,
                 dataset,
@@ -492,8 +506,9 @@ class IngestBuffer:
             quarantined = _quarantined(result)
             if quarantined:
                 # The catalog names the segment's next place before the
-                # move. After a crash in between, the next flush finds the
-                # segment's version and moves it.
+                # move. After a crash in between, the next flush or retry
+                # finds the segment's version there (`_stored_at`) and
+                # moves the file.
                 move_source(catalog, dataset, result.version.version, segment, kept)
         return result, quarantined
 
@@ -745,6 +760,28 @@ def _drop_torn_line(path: Path) -> None:
             handle.truncate(end)
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def _stored_at(
+    catalog: Catalog, dataset: str, segment: Path, kept: Path
+) -> DatasetVersion | None:
+    """Return the version that stores `segment` under its later path `kept`.
+
+    Such a version exists when a flush was cut short after it committed the
+    version and renamed the segment's source in the catalog, but before it
+    moved the file. Only then is the segment hashed.
+    """
+    needle = json.dumps(str(kept.resolve()))
+    found = catalog.db.execute(
+        "SELECT count(*) FROM dataset_versions WHERE dataset = ? "
+        "AND contains(sources_json, ?)",
+        [dataset, needle],
+    ).fetchone()
+    if not found or not found[0]:
+        return None
+    with segment.open("rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    return find_by_sources(catalog, dataset, [digest], [str(kept.resolve())])
 
 
 def _write_reason(

@@ -21,11 +21,13 @@ from appliance.storage import (
     Catalog,
     IngestBuffer,
     RejectedSegment,
+    ingest,
     list_quarantine,
     list_rejected,
     list_versions,
     scan_sql,
 )
+from appliance.storage._quarantine import move_source
 
 CONFIG = """
 [storage]
@@ -217,4 +219,55 @@ def test_cli_lists_and_retries_without_daemon(
     assert "rows=1 mode=replace accepted=1 quarantined=1 (created)" in printed
     assert main(command) == 0
     assert capsys.readouterr().out == "(none)\n"
+    assert list(segment.parent.iterdir()) == []
+
+
+def record_without_move(config: Config, segment: Path) -> None:
+    """Leave `segment` as a flush cut short after its catalog writes does.
+
+    The flush has committed the segment's version and named the segment's
+    place in ``quarantined/`` in the catalog, but not yet moved the file.
+    """
+    kept = config.storage.home / "buffer" / "events" / "quarantined" / segment.name
+    with Catalog(config.storage.home) as catalog:
+        result = ingest(
+            catalog,
+            "events",
+            [segment],
+            "append",
+            config.dataset("events"),
+            same_paths=True,
+        )
+        assert result.quarantined == 1
+        move_source(catalog, "events", result.version.version, segment, kept)
+
+
+def test_flush_after_crash_before_move_not_repeated(tmp_path: Path) -> None:
+    config = write_config(tmp_path, unique_key="[]")
+    folder = config.storage.home / "buffer" / "events"
+    folder.mkdir(parents=True)
+    segment = folder / "segment-00000000000000000001.jsonl"
+    segment.write_text('{"value":1.5}\n{"value":-2.0}\n')
+    record_without_move(config, segment)
+
+    IngestBuffer(config).recover()
+
+    with Catalog(config.storage.home) as catalog:
+        assert len(list_versions(catalog, "events")) == 1
+    assert stored_rows(config) == [(1.5,)]
+    assert not segment.exists()
+    assert (folder / "quarantined" / segment.name).exists()
+
+
+def test_retry_after_crash_before_move_not_repeated(tmp_path: Path) -> None:
+    segment = reject_rows(write_config(tmp_path))
+    fixed = write_config(tmp_path, unique_key="[]")
+    record_without_move(fixed, segment)
+
+    result = IngestBuffer(fixed).retry_rejected("events", segment.name)
+
+    assert not result.created
+    with Catalog(fixed.storage.home) as catalog:
+        assert len(list_versions(catalog, "events")) == 1
+    assert stored_rows(fixed) == [(1.5,)]
     assert list(segment.parent.iterdir()) == []
