@@ -47,7 +47,7 @@ class RejectedSegmentStatus(msgspec.Struct):
     ]
     message: Annotated[
         str | None,
-        msgspec.Meta(description="Message of the error, naming the segment's file."),
+        msgspec.Meta(description="Message of the error."),
     ]
     rejected_at: Annotated[
         str | None,

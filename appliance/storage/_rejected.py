@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,13 +41,13 @@ class RejectedSegment:
     path: str
     """Absolute path of the segment."""
     rows: int
-    """Lines of the segment, one row each."""
+    """Rows in the segment: its lines that are not empty."""
     error: str | None
     """Class of the error, such as ``IngestError`` or ``ConversionException``;
     None when the segment has no reason file, as a segment rejected by an
     older version of the appliance has not."""
     message: str | None
-    """Message of the error, naming the segment's file."""
+    """Message of the error, such as the contract rule that the rows break."""
     rejected_at: str | None
     """Time of the latest failed flush or retry, ISO 8601 in UTC."""
     retries: int = 0
@@ -65,9 +66,6 @@ def write_reason(
 ) -> RejectedSegment:
     """Write the reason of rejected `segment` beside it and return it.
 
-    The file is written to a temporary name and renamed, so a crash leaves
-    the old reason or the new one, never a part.
-
     Raises:
         OSError: The reason file cannot be written.
     """
@@ -80,17 +78,49 @@ def write_reason(
         rejected_at=datetime.now(UTC).isoformat(timespec="seconds"),
         retries=retries,
     )
-    target = reason_path(segment)
+    _write_json(reason_path(segment), asdict(record))
+    return record
+
+
+def erase_from_reasons(folder: Path, values: Sequence[str]) -> int:
+    """Replace `values` by ``<erased>`` in the reason messages that contain them all.
+
+    An error message can quote a value of the segment's rows, such as the
+    text that DuckDB could not convert, so an erasure of a data subject
+    rewrites the reason files of ``rejected/`` too.
+
+    Args:
+        folder: The dataset's buffer folder, ``HOME/buffer/DATASET``.
+        values: The subject's key values.
+
+    Returns:
+        The count of reason files rewritten.
+    """
+    rewritten = 0
+    for path in sorted((folder / REJECTED).glob("*" + _REASON_SUFFIX)):
+        stored = _read_json(path)
+        message = None if stored is None else stored.get("message")
+        if not isinstance(message, str) or not all(v in message for v in values):
+            continue
+        for value in values:
+            message = message.replace(value, "<erased>")
+        _write_json(path, {**stored, "message": message})
+        rewritten += 1
+    return rewritten
+
+
+def _write_json(target: Path, data: dict[str, Any]) -> None:
+    """Write `data` to `target` through a temporary file and a rename, so a
+    crash leaves the old content or the new one, never a part."""
     temporary = target.with_name(target.name + ".tmp")
     try:
-        temporary.write_text(json.dumps(asdict(record), indent=1) + "\n")
+        temporary.write_text(json.dumps(data, indent=1) + "\n")
         with temporary.open("rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
-    fsync_path(segment.parent)
-    return record
+    fsync_path(target.parent)
 
 
 def remove_reason(segment: Path) -> None:
