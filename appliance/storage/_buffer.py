@@ -581,8 +581,13 @@ class IngestBuffer:
                 if error is None:
                     raise
                 raise self._reject_again(dataset, segment, error) from exc
-            self._finish_segment(dataset, segment, result, quarantined)
-            remove_reason(segment)
+            try:
+                self._finish_segment(dataset, segment, result, quarantined)
+            finally:
+                # The reason goes with the segment, also when a listener of
+                # the flush fails after the move.
+                if not segment.exists():
+                    remove_reason(segment)
         logger.info(
             "rejected buffer segment ingested dataset=%s segment=%s version=%s",
             dataset,

@@ -271,3 +271,19 @@ def test_retry_after_crash_before_move_not_repeated(tmp_path: Path) -> None:
         assert len(list_versions(catalog, "events")) == 1
     assert stored_rows(fixed) == [(1.5,)]
     assert list(segment.parent.iterdir()) == []
+
+
+def test_retry_removes_reason_when_listener_fails(tmp_path: Path) -> None:
+    segment = reject_rows(write_config(tmp_path))
+    buffer = IngestBuffer(write_config(tmp_path, unique_key="[]"))
+
+    def fail(dataset: str, result: object) -> None:
+        raise RuntimeError("feature views failed to load")
+
+    buffer.on_flush = fail
+
+    with pytest.raises(RuntimeError, match="feature views failed to load"):
+        buffer.retry_rejected("events", segment.name)
+
+    assert list(segment.parent.iterdir()) == []
+    assert stored_rows(buffer.config) == [(1.5,)]
