@@ -27,7 +27,7 @@ SegmentName = Annotated[
     str,
     PathParameter(
         description="File name of a segment in the buffer's rejected/ folder, "
-        "such as segment-00001733476800000000.jsonl; the .jsonl may be left out."
+        "such as segment-01733476800000000000.jsonl; the .jsonl may be left out."
     ),
 ]
 

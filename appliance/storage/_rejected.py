@@ -37,7 +37,7 @@ class RejectedSegment:
     """A segment in ``rejected/`` and why its flush failed."""
 
     segment: str
-    """File name of the segment, such as ``segment-00001733476800000000.jsonl``."""
+    """File name of the segment, such as ``segment-01733476800000000000.jsonl``."""
     path: str
     """Absolute path of the segment."""
     rows: int
