@@ -110,8 +110,8 @@ def _check_rule(db: Any, rule: Any, where: str, source: Path) -> None:
             f"is {rule.type}; remove {bound}, or use allowed or regex to check "
             "its values"
         )
-    if rule.date_format is not None:
-        _check_date_format(db, rule.date_format, f"{where} date_format", source)
+    for date_format in rule.date_formats:
+        _check_date_format(db, date_format, f"{where} date_format", source)
 
 
 def _contract_type(db: Any, text: str, where: str, source: Path) -> str:

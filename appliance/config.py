@@ -612,13 +612,31 @@ class ColumnRule:
     """Allowed values, compared as text."""
     regex: str | None = None
     """Regular expression that every text value must match in full."""
-    date_format: str | None = None
-    """strptime format of a DATE or TIMESTAMP column written in another form."""
+    date_format: str | tuple[str, ...] | None = None
+    """strptime format of a DATE or TIMESTAMP column written in another form,
+    or a list of them for a column that mixes formats. Each value is read in
+    the first listed format that it matches, so ``01/02/2024`` under
+    ``["%d/%m/%Y", "%m/%d/%Y"]`` is 1 February. A list of one format is
+    stored as that format."""
     allow_infinity: bool = False
     """Whether a FLOAT or DOUBLE column keeps infinite values; when false they
     are quarantined. NaN is always read as a missing value."""
 
+    @property
+    def date_formats(self) -> tuple[str, ...]:
+        """The strptime formats of the column in the order they are tried."""
+        if self.date_format is None:
+            return ()
+        if isinstance(self.date_format, str):
+            return (self.date_format,)
+        return self.date_format
+
     def __post_init__(self) -> None:
+        if isinstance(self.date_format, tuple):
+            _check_format_list(self.date_format)
+            if len(self.date_format) == 1:
+                # The same contract as the single string, so the same version ids.
+                object.__setattr__(self, "date_format", self.date_format[0])
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(
                 f"min {self.min:g} is above max {self.max:g}, so every value "
@@ -631,6 +649,21 @@ class ColumnRule:
             )
         if self.regex is not None:
             _check_regex(self.regex)
+
+
+def _check_format_list(formats: tuple[str, ...]) -> None:
+    """Raise `ValueError` for an empty list of date formats or a repeated one."""
+    if not formats:
+        raise ValueError(
+            "date_format is an empty list, so no value would parse; list the "
+            "strptime formats, such as ['%d.%m.%Y', '%d/%m/%Y'], or remove the key"
+        )
+    repeated = sorted({fmt for fmt in formats if formats.count(fmt) > 1})
+    if repeated:
+        raise ValueError(
+            f"date_format lists {repeated[0]!r} more than once; list each "
+            "strptime format once, in the order they are tried"
+        )
 
 
 def _check_regex(pattern: str) -> None:
@@ -1308,7 +1341,7 @@ def _convert(value: Any, hint: Any, key: str, source: Path) -> Any:
     args = typing.get_args(hint)
     if origin in (types.UnionType, typing.Union):
         inner = [a for a in args if a is not type(None)]
-        return _convert(value, inner[0], key, source)
+        return _convert_union(value, inner, key, source)
     if origin is Literal:
         if value not in args:
             allowed = ", ".join(repr(a) for a in args)
@@ -1332,6 +1365,27 @@ def _convert(value: Any, hint: Any, key: str, source: Path) -> Any:
     if hint is Path:
         return Path(_check_type(value, str, key, source))
     return _check_type(value, hint, key, source)
+
+
+def _convert_union(value: Any, members: list[Any], key: str, source: Path) -> Any:
+    """Convert `value` by the member of a union type that its TOML type matches,
+    such as a list for ``str | tuple[str, ...]``."""
+    if len(members) == 1:
+        return _convert(value, members[0], key, source)
+    for member in members:
+        kind = typing.get_origin(member) or member
+        if isinstance(value, list if kind is tuple else kind):
+            return _convert(value, member, key, source)
+    wanted = " or ".join(_type_name(member) for member in members)
+    raise ConfigError(f"'{key}' in {source} must be {wanted}, got {value!r}")
+
+
+def _type_name(hint: Any) -> str:
+    """Return how an error names a value of type `hint`, such as "a string"."""
+    if typing.get_origin(hint) is tuple:
+        item = _TYPE_NAMES.get(typing.get_args(hint)[0], "a value")
+        return f"a list of {item.split(' ', 1)[1]}s"
+    return _TYPE_NAMES.get(hint, hint.__name__)
 
 
 _TYPE_NAMES = {

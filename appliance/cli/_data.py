@@ -1,4 +1,7 @@
-"""Dataset commands: ``ingest`` and ``datasets list|show|diff|quarantine``."""
+"""Dataset commands: ``ingest`` and ``datasets list|show|diff|rows|quarantine``.
+
+``datasets rejected`` is added from `appliance.cli._rejected`.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from appliance.cli._output import (
     print_rows,
     row_count,
 )
+from appliance.cli._rejected import register_rejected
 from appliance.config import Config
 
 
@@ -82,6 +86,7 @@ def register(commands: Any) -> None:
     )
     add_decrypt_flag(quarantine)
     add_json_flag(quarantine)
+    register_rejected(datasets)
 
 
 def _ingest(config: Config, args: argparse.Namespace) -> int:
@@ -129,11 +134,12 @@ def _ingest(config: Config, args: argparse.Namespace) -> int:
                 cipher=cipher,
             )
         result = asdict(local)
-    _print_ingest(result)
+    print_ingest(result)
     return 0
 
 
-def _print_ingest(result: dict[str, Any]) -> None:
+def print_ingest(result: dict[str, Any]) -> None:
+    """Print the outcome of an ingest, as `IngestResult` fields in JSON types."""
     version = result["version"]
     name = f"{version['dataset']}@{version['version']}"
     if result.get("rebuilt"):

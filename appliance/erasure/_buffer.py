@@ -4,6 +4,8 @@ Rows waiting for a flush (the write-ahead file and its segments) are dropped.
 In the segments a flush kept for review (``quarantined/`` and ``rejected/``)
 a matching line is replaced by an empty line, so the line numbers that the
 quarantine table and rejection messages name stay right for the other rows.
+A rejected segment's stored reason that quotes the key values gets
+``<erased>`` in their place.
 Each file is written beside the old one, fsynced and renamed over it.
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from appliance.erasure._subject import Subject
 from appliance.storage import IngestBuffer, fsync_path
 from appliance.storage._buffer import WAL
+from appliance.storage._rejected import erase_from_reasons
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ def erase_buffer(root: Path, subject: Subject, buffer: IngestBuffer | None) -> i
             write-ahead file is rewritten; None when no daemon runs. The
             caller has taken its `IngestBuffer.flush_lock`.
     """
+    _erase_reasons(root, subject)
     if buffer is None:
         return sum(_rewrite(path, subject) for path in _files(root, subject))
     wal = root / subject.dataset / WAL
@@ -45,6 +49,18 @@ def erase_buffer(root: Path, subject: Subject, buffer: IngestBuffer | None) -> i
         if path != wal:
             removed += _rewrite(path, subject)
     return removed
+
+
+def _erase_reasons(root: Path, subject: Subject) -> None:
+    """Replace the key values in the stored reasons of rejected segments."""
+    values = [value for _, value in subject.keys]
+    rewritten = erase_from_reasons(root / subject.dataset, values)
+    if rewritten:
+        logger.info(
+            "rejected segment reasons redacted dataset=%s files=%d",
+            subject.dataset,
+            rewritten,
+        )
 
 
 def _files(root: Path, subject: Subject) -> list[Path]:

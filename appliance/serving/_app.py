@@ -26,6 +26,7 @@ from appliance.serving import (
     _routes_monitoring,
     _routes_predict,
     _routes_registry,
+    _routes_rejected,
     _routes_retrain,
     _routes_ui,
 )
@@ -42,6 +43,7 @@ ROUTE_MODULES = (
     _routes_registry,
     _routes_ui,
     _routes_ingest,
+    _routes_rejected,
     _routes_retrain,
     _routes_access,
     _routes_erase,

@@ -34,6 +34,10 @@ from appliance.serving._body import (
 from appliance.serving._nesting import FLAT_ROWS, reject_deep_nesting
 from appliance.serving._openapi import body_operation
 from appliance.serving._params import DatasetName
+from appliance.serving._routes_rejected import (
+    RejectedSegmentStatus,
+    rejected_segments_status,
+)
 from appliance.serving._state import DaemonState, daemon_state, run_with_catalog
 from appliance.storage import (
     Catalog,
@@ -124,6 +128,14 @@ class BufferStatus(msgspec.Struct):
         str | None,
         msgspec.Meta(
             description="Error of the latest rejected segment, naming its file."
+        ),
+    ]
+    rejected: Annotated[
+        list[RejectedSegmentStatus],
+        msgspec.Meta(
+            description="Segments in the buffer's rejected/ folder now, those of "
+            "earlier runs included, each with the reason stored beside it. "
+            "POST /v1/datasets/{name}/rejected/{segment}/retry ingests one again."
         ),
     ]
     failed_flushes: Annotated[
@@ -242,6 +254,7 @@ async def buffer_status(
     if not buffered and not flushed and name not in state.config.datasets:
         await asyncio.to_thread(_check_exists, state, name)
     rejected, rejection = state.ingest.rejections(name)
+    on_disk = await asyncio.to_thread(rejected_segments_status, state, name)
     failed, in_a_row, flush_error = state.ingest.failures(name)
     flushed_rows, quarantined_rows, last = state.ingest.flushed_rows(name)
     status = BufferStatus(
@@ -250,6 +263,7 @@ async def buffer_status(
         flushes=flushed,
         rejected_segments=rejected,
         last_rejection=rejection,
+        rejected=on_disk,
         failed_flushes=failed,
         failures_in_a_row=in_a_row,
         flush_error=flush_error,

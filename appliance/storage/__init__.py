@@ -71,6 +71,7 @@ from appliance.storage._quarantine import (
     list_quarantine,
     raw_line_key,
 )
+from appliance.storage._rejected import RejectedSegment, list_rejected
 from appliance.storage._repeated_keys import count_keys, keep_repeats, mark_repeats
 from appliance.storage._retention import apply_retention
 from appliance.storage._runs import (
@@ -119,6 +120,7 @@ __all__ = [
     "QuarantinedRow",
     "RAW_LINE_FIELDS",
     "Records",
+    "RejectedSegment",
     "Run",
     "RunLog",
     "RunResult",
@@ -144,6 +146,7 @@ __all__ = [
     "diff_versions",
     "get_dataset_version",
     "list_quarantine",
+    "list_rejected",
     "raw_line_key",
     "lost_files_message",
     "scan_sql",

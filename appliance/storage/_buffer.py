@@ -20,12 +20,16 @@ segment and is retried by the flush thread with exponential backoff, from
 `IngestBuffer.retry_first_seconds` up to `IngestBuffer.retry_max_seconds`
 between attempts, until it succeeds. It needs no new row to start. A segment
 whose own rows fail the flush, so that every retry would fail the same way
-(`_flush_errors.rows_error`), is moved to ``rejected/`` instead, and the
-flush goes on with the next segment.
+(`_flush_errors.rows_error`), is moved to ``rejected/`` instead, with its
+reason in a file beside it (`_rejected`), and the flush goes on with the
+next segment. `IngestBuffer.retry_rejected` ingests such a segment again
+once the operator has fixed the cause.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -37,13 +41,21 @@ from typing import Any
 
 from appliance.config import Config, dataset_name_problem
 from appliance.crypto import ColumnCipher, column_cipher, encrypt_rows
-from appliance.errors import RequestError, StorageError
+from appliance.errors import IngestError, RequestError, StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._column_names import INTERNAL_COLUMNS, ascii_lower
+from appliance.storage._datasets import DatasetVersion, find_by_sources
 from appliance.storage._flush_errors import rejection_message, rows_error
 from appliance.storage._fsync import fsync_path
 from appliance.storage._ingest import IngestResult, ingest
 from appliance.storage._quarantine import move_source
+from appliance.storage._rejected import (
+    REJECTED,
+    read_reason,
+    rejected_segment,
+    remove_reason,
+    write_reason,
+)
 from appliance.storage._repeated_keys import RepeatedKeysObject, encode_as_sent
 from appliance.storage._staging import RESERVED_COLUMN
 
@@ -285,14 +297,14 @@ class IngestBuffer:
         if not self.root.is_dir():
             return
         for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            rejected = list((folder / "rejected").glob(_SEGMENT_PREFIX + "*.jsonl"))
+            rejected = list((folder / REJECTED).glob(_SEGMENT_PREFIX + "*.jsonl"))
             if rejected:
                 logger.warning(
                     "rejected buffer segments kept for review dataset=%s "
                     "segments=%d folder=%s",
                     folder.name,
                     len(rejected),
-                    folder / "rejected",
+                    folder / REJECTED,
                 )
             wal = folder / WAL
             if wal.exists() or any(folder.glob(_SEGMENT_PREFIX + "*")):
@@ -446,27 +458,8 @@ class IngestBuffer:
         )
 
     def _ingest_segment(self, dataset: str, segment: Path) -> None:
-        settings = self.config.dataset(dataset)
-        kept = segment.parent / "quarantined" / segment.name
         try:
-            with self._open_catalog_waiting(dataset, segment) as catalog:
-                result = ingest(
-                    catalog,
-                    dataset,
-                    [segment],
-                    "append",
-                    settings,
-                    views=list(self.config.feature_views.values()),
-                    same_paths=True,
-                    cipher=self.cipher() if settings.sensitive else None,
-                    ciphertext_sources=True,
-                )
-                quarantined = _quarantined(result)
-                if quarantined:
-                    # The catalog names the segment's next place before the
-                    # move. After a crash in between, the next flush finds the
-                    # segment's version and moves it.
-                    move_source(catalog, dataset, result.version.version, segment, kept)
+            result, quarantined = self._append_segment(dataset, segment)
         except Exception as exc:
             # NOTE: Rows buffered before a change of `sensitive` and flushed
             # after it do not decrypt (`ColumnKeyError`), or would be stored
@@ -477,8 +470,54 @@ class IngestBuffer:
                 raise
             self._reject(dataset, segment, error)
             return
+        self._finish_segment(dataset, segment, result, quarantined)
+
+    def _append_segment(self, dataset: str, segment: Path) -> tuple[IngestResult, int]:
+        """Ingest `segment` as an append; return the result and its quarantined rows.
+
+        A segment with quarantined rows gets its place in ``quarantined/``
+        in the catalog, and `_finish_segment` moves the file there.
+        """
+        settings = self.config.dataset(dataset)
+        kept = self.root / dataset / "quarantined" / segment.name
+        with self._open_catalog_waiting(dataset, segment) as catalog:
+            stored = _stored_at(catalog, dataset, segment, kept)
+            if stored is not None:
+                logger.info(
+                    "buffer segment found ingested, moved dataset=%s segment=%s "
+                    "version=%s",
+                    dataset,
+                    segment,
+                    stored.version,
+                )
+                result = IngestResult(stored, created=False)
+                return result, _quarantined(result)
+            result = ingest(
+                catalog,
+                dataset,
+                [segment],
+                "append",
+                settings,
+                views=list(self.config.feature_views.values()),
+                same_paths=True,
+                cipher=self.cipher() if settings.sensitive else None,
+                ciphertext_sources=True,
+            )
+            quarantined = _quarantined(result)
+            if quarantined:
+                # The catalog names the segment's next place before the
+                # move. After a crash in between, the next flush or retry
+                # finds the segment's version there (`_stored_at`) and
+                # moves the file.
+                move_source(catalog, dataset, result.version.version, segment, kept)
+        return result, quarantined
+
+    def _finish_segment(
+        self, dataset: str, segment: Path, result: IngestResult, quarantined: int
+    ) -> None:
+        """Move or delete the ingested `segment`, count its rows and log them."""
         if quarantined:
-            _move(segment, kept.parent)
+            _move(segment, self.root / dataset / "quarantined")
         else:
             segment.unlink()
             _sync_folder(segment.parent)
@@ -500,8 +539,9 @@ class IngestBuffer:
             self.on_flush(dataset, result)
 
     def _reject(self, dataset: str, segment: Path, error: BaseException) -> None:
-        """Move `segment` to ``rejected/``, where its rows stay for review."""
-        kept = segment.parent / "rejected" / segment.name
+        """Move `segment` to ``rejected/``, where its rows stay for review,
+        and write its reason beside it."""
+        kept = segment.parent / REJECTED / segment.name
         message = rejection_message(error, dataset, segment, kept)
         logger.error(
             "buffer segment rejected dataset=%s segment=%s error=%s",
@@ -511,10 +551,73 @@ class IngestBuffer:
             exc_info=error,
         )
         _move(segment, kept.parent)
+        _write_reason(kept, error, message, 0)
         with self._lock:
             state = self._states.setdefault(dataset, _State())
             state.rejected += 1
             state.rejection = message
+
+    def retry_rejected(self, dataset: str, name: str) -> IngestResult:
+        """Ingest rejected segment `name` of `dataset` again, as an append.
+
+        The rows are checked as at a flush, so a row that breaks the
+        contract is quarantined. The segment leaves ``rejected/`` only after
+        its version is committed.
+
+        Raises:
+            NotFoundError: The dataset has no rejected segment of that name.
+            IngestError: The segment's rows fail the flush again; the segment
+                stays, and its reason file contains the new error.
+            Exception: The flush failed for a reason that may pass, such as a
+                full disk; the segment and its reason stay as they were.
+        """
+        _check_name(dataset)
+        with self.flush_lock:
+            segment = rejected_segment(self.root / dataset, dataset, name)
+            try:
+                result, quarantined = self._append_segment(dataset, segment)
+            except Exception as exc:
+                error = rows_error(exc)
+                if error is None:
+                    raise
+                raise self._reject_again(dataset, segment, error) from exc
+            try:
+                self._finish_segment(dataset, segment, result, quarantined)
+            finally:
+                # The reason goes with the segment, also when a listener of
+                # the flush fails after the move.
+                if not segment.exists():
+                    remove_reason(segment)
+        logger.info(
+            "rejected buffer segment ingested dataset=%s segment=%s version=%s",
+            dataset,
+            segment.name,
+            result.version.version,
+        )
+        return result
+
+    def _reject_again(
+        self, dataset: str, segment: Path, error: BaseException
+    ) -> IngestError:
+        """Record that a retry of rejected `segment` failed on its rows again,
+        and return the error that the retry raises."""
+        message = rejection_message(error, dataset, segment, segment)
+        retries = read_reason(segment).retries + 1
+        logger.error(
+            "rejected buffer segment failed again dataset=%s segment=%s "
+            "retries=%d error=%s",
+            dataset,
+            segment,
+            retries,
+            message,
+        )
+        _write_reason(segment, error, message, retries)
+        with self._lock:
+            self._states.setdefault(dataset, _State()).rejection = message
+        return IngestError(
+            f"retry of rejected segment {segment.name} of dataset {dataset!r} "
+            f"failed again, so it stays in {segment.parent}: {message}"
+        )
 
 
 def _check_keys(dataset: str, index: int, row: dict[str, Any]) -> None:
@@ -662,6 +765,41 @@ def _drop_torn_line(path: Path) -> None:
             handle.truncate(end)
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def _stored_at(
+    catalog: Catalog, dataset: str, segment: Path, kept: Path
+) -> DatasetVersion | None:
+    """Return the version that stores `segment` under its later path `kept`.
+
+    Such a version exists when a flush was cut short after it committed the
+    version and renamed the segment's source in the catalog, but before it
+    moved the file. Only then is the segment hashed.
+    """
+    needle = json.dumps(str(kept.resolve()))
+    found = catalog.db.execute(
+        "SELECT count(*) FROM dataset_versions WHERE dataset = ? "
+        "AND contains(sources_json, ?)",
+        [dataset, needle],
+    ).fetchone()
+    if not found or not found[0]:
+        return None
+    with segment.open("rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    return find_by_sources(catalog, dataset, [digest], [str(kept.resolve())])
+
+
+def _write_reason(
+    segment: Path, error: BaseException, message: str, retries: int
+) -> None:
+    """Write the reason file of rejected `segment`, logging a failure.
+
+    The segment is kept either way, and the error is in the log.
+    """
+    try:
+        write_reason(segment, error, message, retries)
+    except OSError:
+        logger.exception("rejection reason not written segment=%s", segment)
 
 
 def _move(segment: Path, folder: Path) -> None:

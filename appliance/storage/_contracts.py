@@ -40,6 +40,11 @@ class StoredRule(ColumnRule):
     more_formats: tuple[str, ...] = ()
     """Further strptime formats of the column, as in `ColumnType.more_formats`."""
 
+    @property
+    def date_formats(self) -> tuple[str, ...]:
+        """`date_format` and `more_formats`, in the order they are tried."""
+        return (*super().date_formats, *self.more_formats)
+
 
 def contract_from_schema(schema: Mapping[str, str]) -> ContractConfig:
     """Return the contract implied by a version's schema: its column types only."""
@@ -65,8 +70,8 @@ def column_types(
             continue
         kind = rule.type.upper()
         decimal_comma = bool(seen and seen.decimal_comma and kind in NUMERIC_TYPES)
-        more = rule.more_formats if isinstance(rule, StoredRule) else ()
-        types[name] = ColumnType(kind, decimal_comma, rule.date_format, more)
+        first, *more = rule.date_formats or (None,)
+        types[name] = ColumnType(kind, decimal_comma, first, tuple(more))
     return types
 
 
@@ -249,13 +254,15 @@ def _format_hint(formats: tuple[str, ...], where: str) -> str:
     listed = " or ".join(f"'{fmt}'" for fmt in formats)
     hint = f"; write it in the date format {listed}"
     long_years = [fmt for fmt in formats if "%Y" in fmt]
-    if long_years:
-        short = long_years[0].replace("%Y", "%y")
-        hint += (
-            f", whose %Y is a year of four digits, or declare date_format = "
-            f"'{short}' in {where} for years of two digits"
+    if not long_years:
+        return hint
+    short = long_years[0].replace("%Y", "%y")
+    hint += ", whose %Y is a year of four digits, or "
+    if len(formats) == 1:
+        return (
+            hint + f"declare date_format = '{short}' in {where} for years of two digits"
         )
-    return hint
+    return hint + f"add '{short}' to date_format in {where} for years of two digits"
 
 
 def _infinity_check(name: str, value: str, text: str, dataset: str) -> str:

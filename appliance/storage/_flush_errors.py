@@ -52,6 +52,6 @@ def rejection_message(
     assert isinstance(error, duckdb.Error)
     return (
         f"the flush of {kept} failed on its rows and is not retried: "
-        f"{short_error(error)}; correct the rows or the contract, then ingest "
-        f"the file with 'appliance ingest {dataset} FILE --mode append'"
+        f"{short_error(error)}; correct the rows or the contract, then retry "
+        f"it with 'appliance datasets rejected {dataset} --retry {kept.name}'"
     )

@@ -23,6 +23,8 @@ EXEMPT = {
     "is in the path",
     ("post", "/v1/admin/keys/{name}/revoke"): "takes no body; the key name is "
     "in the path",
+    ("post", "/v1/datasets/{name}/rejected/{segment}/retry"): "takes no body; "
+    "the dataset and the segment are in the path",
 }
 """Operations that need no request body schema, with the reason."""
 

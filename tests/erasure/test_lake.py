@@ -183,6 +183,32 @@ def test_buffer_files_keep_line_numbers(tmp_path: Path) -> None:
     assert kept.read_text().splitlines() == ["", *lines[1:]]
 
 
+def test_rejection_reason_hides_values(tmp_path: Path) -> None:
+    config, catalog = make_home(tmp_path)
+    folder = config.storage.home / "buffer" / "flights" / "rejected"
+    folder.mkdir(parents=True)
+    reasons = {
+        "segment-1": f"Could not convert string '{SUBJECT}' to INT64",
+        "segment-2": "Could not convert string 'N200AA' to INT64",
+    }
+    for name, message in reasons.items():
+        (folder / f"{name}.jsonl").write_text('{"tailnum": "x"}\n')
+        stored = {"segment": f"{name}.jsonl", "rows": 1, "message": message}
+        (folder / f"{name}.reason.json").write_text(json.dumps(stored))
+
+    with catalog:
+        erase(catalog, config, parse_subject("flights", [f"tailnum={SUBJECT}"]))
+
+    first = json.loads((folder / "segment-1.reason.json").read_text())
+    second = json.loads((folder / "segment-2.reason.json").read_text())
+    assert first == {
+        "segment": "segment-1.jsonl",
+        "rows": 1,
+        "message": "Could not convert string '<erased>' to INT64",
+    }
+    assert second["message"] == reasons["segment-2"]
+
+
 def test_error_message_hides_values(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

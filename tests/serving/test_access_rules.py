@@ -37,6 +37,7 @@ from appliance.serving._access import (
         ("POST", "/v1/models/m/retrain", "operator"),
         ("POST", "/v1/alerts/3/acknowledge", "operator"),
         ("POST", "/v1/admin/ingest", "operator"),
+        ("POST", "/v1/datasets/d/rejected/segment-1.jsonl/retry", "operator"),
         ("DELETE", "/v1/models", "operator"),
         ("GET", "/v1/admin/keys", "admin"),
         ("POST", "/v1/admin/keys/k/revoke", "admin"),

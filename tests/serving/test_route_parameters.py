@@ -76,6 +76,10 @@ PARAMETERS = {
     ("POST", "/v1/alerts/{alert_id}/acknowledge"): [("alert_id", "path")],
     ("GET", "/v1/datasets/{name}/rows"): [("name", "path")],
     ("POST", "/v1/datasets/{name}/rows"): [("name", "path")],
+    ("POST", "/v1/datasets/{name}/rejected/{segment}/retry"): [
+        ("name", "path"),
+        ("segment", "path"),
+    ],
     ("GET", "/v1/models"): [],
     ("GET", "/v1/models/{name}/drift"): [("name", "path"), ("history", "query")],
     ("POST", "/v1/models/{name}/feedback"): [("name", "path")],

@@ -132,6 +132,40 @@ def _column(rule: str) -> str:
             ],
         ),
         (
+            _column('type = "DATE"\ndate_format = ["%d.%m.%Y", "%Q"]'),
+            [
+                "[datasets.readings.contract.columns.celsius] date_format '%Q' in ",
+                "is not a valid strptime format: Failed to parse format specifier %Q",
+            ],
+        ),
+        (
+            _column('type = "DATE"\ndate_format = []'),
+            [
+                "invalid 'datasets.readings.contract.columns.celsius' in ",
+                "date_format is an empty list, so no value would parse; list the "
+                "strptime formats, such as ['%d.%m.%Y', '%d/%m/%Y'], or remove "
+                "the key",
+            ],
+        ),
+        (
+            _column('type = "DATE"\ndate_format = ["%d.%m.%Y", "%d.%m.%Y"]'),
+            [
+                "date_format lists '%d.%m.%Y' more than once; list each strptime "
+                "format once, in the order they are tried",
+            ],
+        ),
+        (
+            _column('type = "DATE"\ndate_format = 5'),
+            [
+                "'datasets.readings.contract.columns.celsius.date_format' in ",
+                "must be a string or a list of strings, got 5",
+            ],
+        ),
+        (
+            _column('type = "DATE"\ndate_format = ["%d.%m.%Y", 5]'),
+            ["date_format' in ", "must be a string, got 5"],
+        ),
+        (
             _column('type = "VARCHAR"\nmin = 1'),
             [
                 "[datasets.readings.contract.columns.celsius] min = 1 in ",
@@ -184,6 +218,11 @@ def _column(rule: str) -> str:
         "nested-type",
         "decimal-width",
         "date-format",
+        "date-format-list",
+        "empty-format-list",
+        "repeated-format",
+        "format-not-text",
+        "format-item-not-text",
         "min-on-text",
         "max-on-date",
         "delimiter",
@@ -215,6 +254,29 @@ def test_max_line_bytes_loads(tmp_path: Path) -> None:
 
     assert config.dataset("readings").max_line_bytes == 4096
     assert config.dataset("other").max_line_bytes is None
+
+
+def test_date_format_list_loads(tmp_path: Path) -> None:
+    rules = {
+        "mixed": 'type = "DATE"\ndate_format = ["%d.%m.%Y", "%d/%m/%Y"]',
+        "single": 'type = "DATE"\ndate_format = "%d.%m.%Y"',
+        "one_item": 'type = "DATE"\ndate_format = ["%d.%m.%Y"]',
+    }
+    text = "".join(
+        f"[datasets.r.contract.columns.{name}]\n{rule}\n"
+        for name, rule in rules.items()
+    )
+
+    contract = load_config(write(tmp_path, text)).dataset("r").contract
+
+    assert contract is not None
+    columns = contract.columns
+    assert columns["mixed"].date_format == ("%d.%m.%Y", "%d/%m/%Y")
+    assert columns["mixed"].date_formats == ("%d.%m.%Y", "%d/%m/%Y")
+    assert columns["single"].date_format == "%d.%m.%Y"
+    assert columns["single"].date_formats == ("%d.%m.%Y",)
+    assert columns["one_item"].date_format == "%d.%m.%Y"
+    assert columns["one_item"] == columns["single"]
 
 
 def test_partition_outside_partial_contract_loads(tmp_path: Path) -> None:

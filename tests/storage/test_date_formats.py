@@ -1,8 +1,9 @@
 """Dates in the allowed date_formats of a dataset and in a contract's date_format.
 
 A column may mix allowed formats, each value read in the one it matches, unless
-two formats read a value as different dates. ``%Y`` matches a year of four
-digits only, although DuckDB's strptime reads ``24`` as the year 24.
+two formats read a value as different dates. A contract's list of formats
+reads each value in the first listed format that matches it. ``%Y`` matches a
+year of four digits only, although DuckDB's strptime reads ``24`` as the year 24.
 """
 
 from __future__ import annotations
@@ -167,3 +168,96 @@ def test_two_digit_year_format_reads_century(
 
     assert result.version.schema == {"d": "DATE"}
     assert dates_of(catalog, result) == ["2024-01-05", "2024-01-06"]
+
+
+def contract_settings(name: str, *formats: str, kind: str = "DATE") -> DatasetConfig:
+    rule = ColumnRule(type=kind, date_format=formats)
+    contract = ContractConfig(columns={"d": rule})
+    return DatasetConfig(name=name, delimiter=";", contract=contract)
+
+
+def test_contract_format_list_reads_any(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file(
+        "mixed.csv", "id;d\n1;05.01.2024\n2;06/01/2024\n3;2024-01-07\n4;\n"
+    )
+    settings = contract_settings("mixed", *EURO_FORMATS)
+
+    result = ingest(catalog, "mixed", [path], settings=settings)
+
+    assert result.accepted == 3
+    assert result.quarantined == 1
+    assert dates_of(catalog, result) == ["2024-01-05", "2024-01-06", None]
+    rows = list_quarantine(catalog, "mixed")
+    assert [(row.line, row.column, row.value) for row in rows] == [
+        (4, "d", "2024-01-07")
+    ]
+    assert rows[0].source == str(path)
+    assert rows[0].reason == (
+        'value "2024-01-07" is not a valid DATE; write it in the date format '
+        "'%d.%m.%Y' or '%d/%m/%Y', whose %Y is a year of four digits, or add "
+        "'%d.%m.%y' to date_format in [datasets.mixed.contract.columns.d] for "
+        "years of two digits"
+    )
+
+
+@pytest.mark.parametrize(
+    ("formats", "expected"),
+    [
+        (("%d/%m/%Y", "%m/%d/%Y"), ["2024-02-01", "2024-01-13", "2024-01-13"]),
+        (("%m/%d/%Y", "%d/%m/%Y"), ["2024-01-02", "2024-01-13", "2024-01-13"]),
+    ],
+    ids=["day-first-listed-first", "month-first-listed-first"],
+)
+def test_contract_first_listed_format_wins(
+    catalog: Catalog,
+    write_file: WriteFile,
+    formats: tuple[str, ...],
+    expected: list[str],
+) -> None:
+    # 01/02/2024 matches both formats; 13/01 and 01/13 match one each.
+    path = write_file("orders.csv", "id;d\n1;01/02/2024\n2;13/01/2024\n3;01/13/2024\n")
+
+    result = ingest(
+        catalog, "orders", [path], settings=contract_settings("orders", *formats)
+    )
+
+    assert result.quarantined == 0
+    assert result.warnings == []
+    assert dates_of(catalog, result) == expected
+
+
+def test_contract_format_list_gives_timestamp(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("at.csv", "id;d\n1;05.01.2024 10:30\n2;06.01.2024\n")
+    settings = contract_settings("at", "%d.%m.%Y %H:%M", "%d.%m.%Y", kind="TIMESTAMP")
+
+    result = ingest(catalog, "at", [path], settings=settings)
+
+    assert result.version.schema == {"id": "BIGINT", "d": "TIMESTAMP"}
+    assert dates_of(catalog, result) == [
+        "2024-01-05 10:30:00",
+        "2024-01-06 00:00:00",
+    ]
+
+
+def test_contract_format_list_in_json_lines(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file(
+        "mixed.jsonl",
+        '{"id": 1, "d": "05.01.2024"}\n{"id": 2, "d": "06/01/2024"}\n'
+        '{"id": 3, "d": "Jan 7 2024"}\n',
+    )
+    settings = contract_settings("mixed_json", *EURO_FORMATS)
+
+    result = ingest(catalog, "mixed_json", [path], settings=settings)
+
+    assert dates_of(catalog, result) == ["2024-01-05", "2024-01-06"]
+    rows = list_quarantine(catalog, "mixed_json")
+    assert [(row.line, row.column, row.value) for row in rows] == [
+        (3, "d", "Jan 7 2024")
+    ]
+    assert "write it in the date format '%d.%m.%Y' or '%d/%m/%Y'" in rows[0].reason

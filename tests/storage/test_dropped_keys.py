@@ -187,7 +187,7 @@ def test_buffer_rows_without_key_rejected(tmp_path: Path) -> None:
     buffer.flush("weather")
 
     folder = config.storage.home / "buffer" / "weather"
-    assert [p.parent.name for p in folder.glob("*/segment-*")] == ["rejected"]
+    assert [p.parent.name for p in folder.glob("*/segment-*.jsonl")] == ["rejected"]
     with Catalog(config.storage.home) as catalog:
         assert [v.version for v in list_versions(catalog, "weather")] == [first]
 

@@ -575,6 +575,7 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
             "flushes": 1,
             "rejected_segments": 0,
             "last_rejection": None,
+            "rejected": [],
             "failed_flushes": 0,
             "failures_in_a_row": 0,
             "flush_error": None,
