@@ -40,13 +40,19 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config import Config, dataset_name_problem
-from appliance.crypto import ColumnCipher, column_cipher, encrypt_rows
+from appliance.crypto import ColumnCipher, column_cipher
 from appliance.errors import IngestError, RequestError, StorageError
+from appliance.storage._buffer_files import (
+    append_synced,
+    drop_torn_line,
+    line_count,
+    move_to,
+    sync_folder,
+)
+from appliance.storage._buffer_rows import check_keys, encrypted_row, spellings
 from appliance.storage._catalog import Catalog
-from appliance.storage._column_names import INTERNAL_COLUMNS, ascii_lower
 from appliance.storage._datasets import DatasetVersion, find_by_sources
 from appliance.storage._flush_errors import rejection_message, rows_error
-from appliance.storage._fsync import fsync_path
 from appliance.storage._ingest import IngestResult, ingest
 from appliance.storage._quarantine import move_source
 from appliance.storage._rejected import (
@@ -56,8 +62,7 @@ from appliance.storage._rejected import (
     remove_reason,
     write_reason,
 )
-from appliance.storage._repeated_keys import RepeatedKeysObject, encode_as_sent
-from appliance.storage._staging import RESERVED_COLUMN
+from appliance.storage._repeated_keys import encode_as_sent
 
 logger = logging.getLogger(__name__)
 
@@ -154,9 +159,9 @@ class IngestBuffer:
                     dataset=dataset,
                     row=index,
                 )
-            _check_keys(dataset, index, row)
+            check_keys(dataset, index, row)
             if sensitive:
-                row = _encrypted_row(row, sensitive, self.cipher())
+                row = encrypted_row(row, sensitive, self.cipher())
             lines.append(encode_as_sent(row))
         if not lines:
             raise RequestError(
@@ -166,9 +171,9 @@ class IngestBuffer:
         data = ("\n".join(lines) + "\n").encode()
         with self._lock:
             state = self._states.setdefault(dataset, _State())
-            spellings = _spellings(dataset, rows, state.keys)
-            _append_synced(self.root / dataset / WAL, data)
-            state.keys.update(spellings)
+            new_names = spellings(dataset, rows, state.keys)
+            append_synced(self.root / dataset / WAL, data)
+            state.keys.update(new_names)
             state.rows += len(lines)
             state.accepted_rows += len(lines)
             if state.oldest is None:
@@ -252,7 +257,7 @@ class IngestBuffer:
             changed = rewrite(wal) if wal.exists() else 0
             state = self._states.get(dataset)
             if state is not None:
-                state.rows = _line_count(wal)
+                state.rows = line_count(wal)
                 if not state.rows:
                     state.oldest = None
         return changed
@@ -420,11 +425,11 @@ class IngestBuffer:
         with self._lock:
             state = self._states.setdefault(dataset, _State())
             if wal.exists():
-                _drop_torn_line(wal)
+                drop_torn_line(wal)
                 if wal.stat().st_size > 0:
                     segment = folder / f"{_SEGMENT_PREFIX}{time.time_ns():020d}.jsonl"
                     os.replace(wal, segment)
-                    _sync_folder(folder)
+                    sync_folder(folder)
                 else:
                     wal.unlink()
             state.rows, state.oldest = 0, None
@@ -517,10 +522,10 @@ class IngestBuffer:
     ) -> None:
         """Move or delete the ingested `segment`, count its rows and log them."""
         if quarantined:
-            _move(segment, self.root / dataset / "quarantined")
+            move_to(segment, self.root / dataset / "quarantined")
         else:
             segment.unlink()
-            _sync_folder(segment.parent)
+            sync_folder(segment.parent)
         with self._lock:
             state = self._states.setdefault(dataset, _State())
             accepted = _accepted(result)
@@ -550,7 +555,7 @@ class IngestBuffer:
             message,
             exc_info=error,
         )
-        _move(segment, kept.parent)
+        move_to(segment, kept.parent)
         _write_reason(kept, error, message, 0)
         with self._lock:
             state = self._states.setdefault(dataset, _State())
@@ -620,75 +625,6 @@ class IngestBuffer:
         )
 
 
-def _check_keys(dataset: str, index: int, row: dict[str, Any]) -> None:
-    """Reject a row whose column names the ingest of its segment would reject.
-
-    Found at the flush, such a name would reject the whole segment, with
-    the other rows of every request in it.
-    """
-    for key in row:
-        if ascii_lower(key) == RESERVED_COLUMN:
-            raise RequestError(
-                f"row {index} sent to dataset {dataset!r}: the column name "
-                f"{key!r} is reserved by the lake layout (lake/DATASET/version=ID), "
-                "in any case; rename that column",
-                dataset=dataset,
-                row=index,
-            )
-        if ascii_lower(key) in INTERNAL_COLUMNS:
-            raise RequestError(
-                f"row {index} sent to dataset {dataset!r}: the column name "
-                f"{key!r} is reserved, in any case, because the ingest adds columns "
-                "'_file' and '_record' to the rows it reads; rename that column",
-                dataset=dataset,
-                row=index,
-            )
-        if key and "\0" not in key:
-            continue
-        problem = "is empty" if not key else "contains a NUL byte (0x00)"
-        shown = key.replace("\0", "\\0")
-        raise RequestError(
-            f"row {index} sent to dataset {dataset!r}: the column name '{shown}' "
-            f"{problem}; name every column of each row",
-            dataset=dataset,
-            row=index,
-        )
-
-
-def _spellings(
-    dataset: str, rows: Sequence[dict[str, Any]], buffered: dict[str, str]
-) -> dict[str, str]:
-    """Return the new column names of `rows` by their lower case form.
-
-    The flush reads a whole write-ahead file with DuckDB, which does not tell
-    apart names that differ only in case, so such a pair would reject every
-    row of the file, those of earlier requests too.
-
-    Raises:
-        RequestError: A name differs only in case from another name of
-            `rows` or of the rows already buffered (HTTP 422).
-    """
-    seen = dict(buffered)
-    new: dict[str, str] = {}
-    for index, row in enumerate(rows):
-        for key in row:
-            lower = ascii_lower(key)
-            first = seen.setdefault(lower, key)
-            if first == key:
-                new.setdefault(lower, key)
-                continue
-            where = " of rows buffered by earlier requests" if lower in buffered else ""
-            raise RequestError(
-                f"row {index} sent to dataset {dataset!r} has key {key!r}, which "
-                f"differs from key {first!r}{where} only in case, and the ingest "
-                "does not tell them apart; use one spelling in every row",
-                dataset=dataset,
-                row=index,
-                columns=[first, key],
-            )
-    return {k: v for k, v in new.items() if k not in buffered}
-
-
 def _accepted(result: IngestResult) -> int:
     """Return the rows of the segment that its version contains.
 
@@ -709,62 +645,6 @@ def _quarantined(result: IngestResult) -> int:
     if result.created:
         return result.quarantined
     return int(result.version.report.get("quarantined", 0))
-
-
-def _encrypted_row(
-    row: dict[str, Any], sensitive: Sequence[str], cipher: ColumnCipher
-) -> dict[str, Any]:
-    """Return `row` with the values of `sensitive` keys encrypted.
-
-    A row that repeats a key keeps its pairs as sent, each value of a
-    sensitive key encrypted, so that its flush still quarantines it.
-    """
-    encrypted = encrypt_rows([row], sensitive, cipher)[0]
-    if type(row) is not RepeatedKeysObject:
-        return encrypted
-    kept = RepeatedKeysObject(encrypted)
-    kept.pairs = [
-        (key, cipher.encrypt_value(value) if key in sensitive else value)
-        for key, value in row.pairs
-    ]
-    return kept
-
-
-def _append_synced(path: Path, data: bytes) -> None:
-    created = not path.exists()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            _sync_folder(path.parent)
-    except OSError as exc:
-        raise StorageError(f"cannot write the ingest buffer {path}: {exc}") from exc
-
-
-def _line_count(path: Path) -> int:
-    if not path.exists():
-        return 0
-    with path.open("rb") as handle:
-        return sum(1 for line in handle if line.strip())
-
-
-def _drop_torn_line(path: Path) -> None:
-    """Cut a last line left incomplete by a crash, which was never acknowledged."""
-    with path.open("rb+") as handle:
-        data = handle.read()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
-            logger.warning(
-                "incomplete last line dropped file=%s bytes=%d", path, len(data) - end
-            )
-            handle.truncate(end)
-            handle.flush()
-            os.fsync(handle.fileno())
 
 
 def _stored_at(
@@ -800,16 +680,6 @@ def _write_reason(
         write_reason(segment, error, message, retries)
     except OSError:
         logger.exception("rejection reason not written segment=%s", segment)
-
-
-def _move(segment: Path, folder: Path) -> None:
-    folder.mkdir(exist_ok=True)
-    os.replace(segment, folder / segment.name)
-    _sync_folder(segment.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    fsync_path(folder)
 
 
 def _check_name(dataset: str) -> None:
