@@ -592,3 +592,40 @@ def move_next_run(path: Path, job_id: str, shift: timedelta) -> None:
             "UPDATE scheduler_jobs SET next_run_time = ?, job_state = ? WHERE id = ?",
             [state["next_run_time"].timestamp(), pickle.dumps(state), job_id],
         )
+
+
+def test_cli_wait_ends_on_daemon_stop(daemons: list, daemon_home: Path) -> None:
+    import subprocess
+    import sys
+
+    from daemon_support import appliance_env
+
+    config = write_config(daemon_home.parent / "config.toml", daemon_home)
+    with config.open("a", encoding="utf-8") as file:
+        file.write(SLOW_SEARCH)
+    daemon = Daemon(config, daemon_home, free_port())
+    daemons.append(daemon)
+    daemon.wait_ready()
+    as_of = day(CHANGE_DAY).isoformat()
+    command = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "--config", str(config)]
+        + ["retrain", MODEL, "--force", "--as-of", as_of],
+        env=appliance_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_log(daemon, f"model={MODEL} kind=")
+    assert daemon.stop() == 0
+    stopped = time.monotonic()
+    out, err = command.communicate(timeout=120)
+    seconds = time.monotonic() - stopped
+    stored = stored_history(daemon_home)
+
+    assert command.returncode == 3, out + err
+    # Waiting for a daemon that starts again took 60 s before the command
+    # failed with exit status 1.
+    assert seconds < 10, out + err
+    assert f"retraining of {MODEL}: interrupted ({stored[0]['id']})" in out
+    assert "the daemon's next start runs it again once" in out
+    assert stored[0]["outcome"] == "interrupted"
