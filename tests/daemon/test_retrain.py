@@ -629,3 +629,22 @@ def test_cli_wait_ends_on_daemon_stop(daemons: list, daemon_home: Path) -> None:
     assert f"retraining of {MODEL}: interrupted ({stored[0]['id']})" in out
     assert "the daemon's next start runs it again once" in out
     assert stored[0]["outcome"] == "interrupted"
+
+
+def test_retrain_names_lost_lake_folder(daemon_home: Path, tmp_path: Path) -> None:
+    from daemon_support import run_cli
+
+    config = write_config(daemon_home.parent / "config.toml", daemon_home)
+    (folder,) = (daemon_home / "lake" / "events").glob("version=*")
+    folder.rename(tmp_path / "moved")
+    as_of = day(CHANGE_DAY).isoformat()
+    retrained = run_cli(config, "retrain", MODEL, "--force", "--as-of", as_of)
+    trained = run_cli(config, "train", MODEL)
+
+    lost = f"has no readable files in {folder}"
+    assert retrained.returncode == 3, retrained.stdout + retrained.stderr
+    assert lost in retrained.stdout
+    assert "restore that folder from a backup" in retrained.stdout
+    assert trained.returncode == 1, trained.stdout + trained.stderr
+    assert lost in trained.stderr
+    assert "Catalog Error" not in trained.stderr
