@@ -16,7 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from appliance.config import Config, ModelConfig
-from appliance.errors import ExportError, TrainingError, TrainingStopped
+from appliance.errors import (
+    ApplianceError,
+    ExportError,
+    TrainingError,
+    TrainingStopped,
+)
 from appliance.monitoring import (
     Decision,
     MonitoringStore,
@@ -98,6 +103,12 @@ def decide(
     """
     policy = cfg.retrain
     clock = policy.clock
+    missing = missing_dataset(catalog, cfg)
+    if missing is not None:
+        given = as_utc(as_of) if as_of is not None else None
+        return RetrainDecision(
+            Decision(False, missing), given, 0, clock if given else "wall"
+        )
     now = as_of or (
         latest_label_time(catalog, cfg.name) if clock == "event" else datetime.now(UTC)
     )
@@ -129,6 +140,20 @@ def decide(
     if decision.act and trigger != "manual":
         decision = _retry_wait(cfg, history) or decision
     return RetrainDecision(decision, now, new_labels, clock)
+
+
+def missing_dataset(catalog: Catalog, cfg: ModelConfig) -> str | None:
+    """Return why model `cfg` cannot train because its dataset has no version."""
+    from appliance.storage import latest_version
+
+    if latest_version(catalog, cfg.dataset, missing_ok=True) is not None:
+        return None
+    return (
+        f"dataset {cfg.dataset!r} of model {cfg.name!r} has no version in this "
+        f"home; ingest it with 'appliance ingest {cfg.dataset} FILE', or set "
+        f"dataset in [models.{cfg.name}] to a dataset that 'appliance datasets "
+        "list' shows"
+    )
 
 
 def _new_labels(
@@ -228,6 +253,9 @@ def train_challenger(
         "metric": metric,
         "window": window.to_dict() if window is not None else None,
     }
+    missing = missing_dataset(catalog, cfg)
+    if missing is not None:
+        return Outcome("failed", f"challenger not trained: {missing}", detail=detail)
     try:
         result = train_model(config, name, catalog, window, tags, stop)
     except ExportError as exc:
@@ -397,9 +425,16 @@ def run_offline(
         if champion is not None:
             pin_champion(catalog, name, champion.version)
         assert base.as_of is not None
-        outcome = train_challenger(
-            catalog, config, name, champion, base.as_of, record_id
-        )
+        try:
+            outcome = train_challenger(
+                catalog, config, name, champion, base.as_of, record_id
+            )
+        except ApplianceError as exc:
+            # The daemon's job records these as failed runs too.
+            logger.error(
+                "retraining failed model=%s id=%s error=%s", name, record_id, exc
+            )
+            outcome = Outcome("failed", str(exc))
         if not decided.decision.act:
             outcome.detail["forced"] = forced_note(decided.decision)
         if outcome.promoted_version is not None:

@@ -30,7 +30,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from appliance.errors import DaemonError, JobRunningError, TrainingStopped
+from appliance.errors import (
+    ApplianceError,
+    DaemonError,
+    JobRunningError,
+    TrainingStopped,
+)
 from appliance.monitoring import MonitoringStore, RetrainRecord
 from appliance.registry import promote
 from appliance.retraining._job import (
@@ -392,6 +397,11 @@ class RetrainService:
                     str(exc),
                 )
                 return
+            except ApplianceError as exc:
+                logger.error(
+                    "retraining failed model=%s id=%s error=%s", model, record.id, exc
+                )
+                outcome = Outcome("failed", str(exc))
             except Exception as exc:
                 logger.exception("retraining failed model=%s id=%s", model, record.id)
                 outcome = Outcome("failed", f"{type(exc).__name__}: {exc}")

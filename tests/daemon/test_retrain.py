@@ -648,3 +648,40 @@ def test_retrain_names_lost_lake_folder(daemon_home: Path, tmp_path: Path) -> No
     assert trained.returncode == 1, trained.stdout + trained.stderr
     assert lost in trained.stderr
     assert "Catalog Error" not in trained.stderr
+
+
+GHOST = """
+[models.ghost]
+dataset = "nosuchdata"
+target = "label"
+task = "classification"
+features = ["x1"]
+"""
+"""A model declared on a dataset that no ingest created."""
+
+
+def test_missing_dataset_run_recorded(daemons: list, daemon_home: Path) -> None:
+    from daemon_support import run_cli
+
+    config = write_config(daemon_home.parent / "config.toml", daemon_home)
+    with config.open("a", encoding="utf-8") as file:
+        file.write(GHOST)
+    skipped = run_cli(config, "retrain", "ghost")
+    local = run_cli(config, "retrain", "ghost", "--force")
+    daemon = Daemon(config, daemon_home, free_port())
+    daemons.append(daemon)
+    daemon.wait_ready()
+    remote = run_cli(config, "retrain", "ghost", "--force")
+    history = run_cli(config, "retrain", "ghost", "--history", "--json")
+    assert daemon.stop() == 0
+
+    missing = "dataset 'nosuchdata' of model 'ghost' has no version in this home"
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+    assert f"reason: {missing}" in skipped.stdout
+    for command in (local, remote):
+        assert command.returncode == 3, command.stdout + command.stderr
+        assert f"reason: challenger not trained: {missing}" in command.stdout
+        assert "'appliance ingest nosuchdata FILE'" in command.stdout
+        assert "NotFoundError" not in command.stdout
+    rows = [json.loads(line) for line in history.stdout.splitlines()]
+    assert [r["outcome"] for r in rows] == ["failed", "failed", "skipped"]

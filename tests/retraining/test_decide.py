@@ -168,3 +168,16 @@ def test_failed_run_starts_no_cooldown(tmp_path: Path) -> None:
     assert manual.decision.act is True, manual.decision.reason
     assert retried.decision.act is True, retried.decision.reason
     assert retried.new_labels == 3
+
+
+def test_missing_dataset_names_it(tmp_path: Path) -> None:
+    model = dataclasses.replace(event_model(), dataset="nosuchdata")
+    with Catalog(tmp_path) as catalog, MonitoringStore(tmp_path) as store:
+        store_event_labels(catalog, datetime(2013, 4, 2, tzinfo=UTC))
+        result = decide(catalog, store, model, "schedule", None)
+
+    assert result.decision.act is False
+    assert result.decision.reason.startswith(
+        "dataset 'nosuchdata' of model 'late' has no version in this home; "
+        "ingest it with 'appliance ingest nosuchdata FILE'"
+    )
