@@ -7,6 +7,7 @@ champion (version 1) is trained on the first 30 days only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -685,3 +686,34 @@ def test_missing_dataset_run_recorded(daemons: list, daemon_home: Path) -> None:
         assert "NotFoundError" not in command.stdout
     rows = [json.loads(line) for line in history.stdout.splitlines()]
     assert [r["outcome"] for r in rows] == ["failed", "failed", "skipped"]
+
+
+def test_schedule_on_event_clock_after_wall_run(
+    daemons: list, daemon_home: Path
+) -> None:
+    from appliance.monitoring import MonitoringStore, RetrainRecord
+
+    wall = datetime.now(UTC) - timedelta(minutes=5)
+    # A manual run without --as-of, recorded before runs stored their clock.
+    legacy = RetrainRecord(MODEL, "manual", "rejected", "", wall, wall, as_of=wall)
+    with MonitoringStore(daemon_home) as store:
+        store.record_retrain(dataclasses.replace(legacy, id="wall1"))
+    daemon = start(
+        daemons,
+        daemon_home,
+        trigger="both",
+        schedule="0 3 * * *",
+        cooldown_hours=0,
+        min_new_labels=0,
+    )
+    labelled = send_labels(daemon, event_rows(50, 52, seed=3))
+    tick = httpx.post(daemon.base + RETRAIN, json={"trigger": "schedule"})
+    finished = wait_finished(daemon)["history"][0]
+    assert daemon.stop() == 0
+
+    assert labelled.status_code == 200, labelled.text
+    assert tick.status_code == 202, tick.text
+    assert tick.json()["as_of"].startswith("2024-02-21T22:00:00")
+    assert tick.json()["detail"]["clock"] == "event"
+    assert finished["id"] == tick.json()["id"]
+    assert finished["outcome"] in ("promoted", "rejected", "failed"), finished
