@@ -24,7 +24,8 @@ from appliance.homelock import DaemonAddress, file_sha256, read_address
 
 logger = logging.getLogger(__name__)
 
-_START_WAIT_SECONDS = 60.0
+START_WAIT_SECONDS = 60.0
+"""How long a call retries refused connections while a daemon starts."""
 _POLL_SECONDS = 0.1
 DEFAULT_TIMEOUT_SECONDS = 30.0
 LONG_TIMEOUT_SECONDS = 6 * 3600.0
@@ -49,6 +50,7 @@ class DaemonClient:
         path: str,
         params: dict[str, Any] | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        refused_wait: float = START_WAIT_SECONDS,
     ) -> Any:
         """Send a GET and return the decoded JSON body.
 
@@ -56,6 +58,8 @@ class DaemonClient:
             path: Path such as ``/v1/admin/runs``.
             params: Query parameters; None values are left out.
             timeout: Seconds to wait for the response.
+            refused_wait: Seconds to retry a refused connection, which a
+                starting daemon gives until its startup is done.
 
         Raises:
             DaemonError: The daemon cannot be reached or returned an error status.
@@ -65,7 +69,7 @@ class DaemonClient:
         if query:
             url += "?" + urllib.parse.urlencode(query)
         request = urllib.request.Request(url, headers=self._headers, method="GET")
-        return self._send(request, timeout)
+        return self._send(request, timeout, refused_wait)
 
     def post(
         self, path: str, body: Any, timeout: float = DEFAULT_TIMEOUT_SECONDS
@@ -83,11 +87,16 @@ class DaemonClient:
         )
         return self._send(request, timeout)
 
-    def _send(self, request: urllib.request.Request, timeout: float) -> Any:
+    def _send(
+        self,
+        request: urllib.request.Request,
+        timeout: float,
+        refused_wait: float = START_WAIT_SECONDS,
+    ) -> Any:
         logger.debug("daemon call method=%s url=%s", request.method, request.full_url)
         # A starting daemon has bound its port but accepts connections only
         # once its startup is done, so refused connections are retried.
-        deadline = time.monotonic() + _START_WAIT_SECONDS
+        deadline = time.monotonic() + refused_wait
         while True:
             try:
                 with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -97,16 +106,19 @@ class DaemonClient:
             except urllib.error.URLError as exc:
                 refused = isinstance(exc.reason, ConnectionRefusedError)
                 if not refused or time.monotonic() > deadline:
-                    raise self._unreachable(request, exc.reason) from None
+                    raise self._unreachable(request, exc.reason, refused) from None
             except (TimeoutError, ConnectionError) as exc:
                 raise self._unreachable(request, exc) from None
             time.sleep(_POLL_SECONDS)
 
-    def _unreachable(self, request: urllib.request.Request, reason: Any) -> DaemonError:
+    def _unreachable(
+        self, request: urllib.request.Request, reason: Any, refused: bool = False
+    ) -> DaemonError:
         return DaemonError(
             f"the daemon (pid {self.address.pid}) at {self.base_url} did not "
             f"answer {request.method} {request.selector}: {reason}; check "
-            "'journalctl -u appliance' or the daemon's log"
+            "'journalctl -u appliance' or the daemon's log",
+            refused=refused,
         )
 
 
@@ -128,12 +140,12 @@ def find_daemon(
     address = read_address(home)
     if address is None:
         return None
-    deadline = time.monotonic() + _START_WAIT_SECONDS
+    deadline = time.monotonic() + START_WAIT_SECONDS
     while address.port == 0:
         if time.monotonic() > deadline:
             raise DaemonError(
                 f"the daemon (pid {address.pid}) holds {home} but has not started "
-                f"listening after {_START_WAIT_SECONDS:.0f} s; check its log"
+                f"listening after {START_WAIT_SECONDS:.0f} s; check its log"
             )
         time.sleep(_POLL_SECONDS)
         address = read_address(home)

@@ -357,7 +357,11 @@ class RetrainConfig:
     schedule: str | None = None
     """Cron expression (minute hour day month weekday, UTC) of scheduled runs."""
     cooldown_hours: float = 24.0
-    """Minimum hours between two retrainings; alarms inside it are only recorded."""
+    """Minimum hours between two retrainings that trained a model, on the
+    policy's clock; alarms inside it are only recorded."""
+    retry_minutes: float = 60.0
+    """Minutes on the wall clock after a failed run before a drift alarm or a
+    scheduled tick starts the next run. A failed run starts no cool-down."""
     budget: int = 4
     """Most retrainings within any `budget_days` days."""
     budget_days: float = 30.0
@@ -396,6 +400,10 @@ class RetrainConfig:
         if self.cooldown_hours < 0:
             raise ValueError(
                 f"cooldown_hours must be at least 0, got {self.cooldown_hours}"
+            )
+        if self.retry_minutes < 0:
+            raise ValueError(
+                f"retry_minutes must be at least 0, got {self.retry_minutes}"
             )
         if self.budget < 1 or self.budget_days <= 0:
             raise ValueError(

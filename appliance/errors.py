@@ -171,11 +171,14 @@ class DaemonError(ApplianceError):
 
     Attributes:
         status: HTTP status of the daemon's response, 0 when none arrived.
+        refused: The daemon's port refused the connection, as it does once
+            the daemon has stopped.
     """
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0, refused: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.refused = refused
 
 
 class TrainingStopped(BaseException):

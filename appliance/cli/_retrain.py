@@ -16,9 +16,12 @@ from typing import Any
 
 from appliance.cli._output import add_command, add_json_flag, print_rows
 from appliance.config import Config
-from appliance.errors import ConfigError
+from appliance.errors import ConfigError, DaemonError
 
 POLL_SECONDS = 1.0
+STOPPED_SECONDS = 3.0
+"""How long refused connections go on while a run is awaited before the
+command takes the daemon as stopped."""
 EXIT_RUN_FAILED = 3
 """Exit status when the retraining run failed or a daemon stop interrupted it."""
 _UNFINISHED = ("failed", "interrupted")
@@ -124,13 +127,35 @@ def _through_daemon(
         return record
     while True:
         time.sleep(POLL_SECONDS)
-        state = client.get(path, {"limit": 50})
+        try:
+            state = client.get(path, {"limit": 50}, refused_wait=STOPPED_SECONDS)
+        except DaemonError as exc:
+            if not exc.refused:
+                raise
+            return _stopped(record)
         if state["running"] and state["running_id"] == record["id"]:
             continue
         for row in state["history"]:
             if row["id"] == record["id"]:
                 return row
         return record
+
+
+def _stopped(record: dict[str, Any]) -> dict[str, Any]:
+    """Return `record` as interrupted by a daemon that stopped during the run.
+
+    The daemon records the run as interrupted, or a kill leaves it running,
+    and either way its next start runs it again once.
+    """
+    return {
+        **record,
+        "outcome": "interrupted",
+        "reason": (
+            f"the daemon stopped during run {record['id']}, so the run is "
+            "interrupted; the daemon's next start runs it again once, and "
+            f"'appliance retrain {record['model']} --history' shows its outcome"
+        ),
+    }
 
 
 def _history(config: Config, client: Any, name: str) -> list[dict[str, Any]]:

@@ -35,6 +35,8 @@ def decide_retrain(
     past_runs: Sequence[datetime],
     new_labels: int,
     no_labels_reason: str = "no new labels since the last retraining",
+    last_run: str = "the last retraining",
+    clock: str = "wall",
 ) -> Decision:
     """Decide whether an alarm or a scheduled tick starts a retraining.
 
@@ -44,10 +46,15 @@ def decide_retrain(
             ``manual`` for an operator's request (which skips only the trigger
             check).
         now: Time of the alarm or tick.
-        past_runs: Start times of earlier retrainings of the model.
+        past_runs: Times of earlier retrainings of the model on the clock of
+            `now`: start times on the wall clock, as-of times on the event
+            clock.
         new_labels: Labels received since the last retraining.
         no_labels_reason: Reason given when `new_labels` is 0, which says
             how the caller counted them.
+        last_run: Names the latest of `past_runs` in the cool-down's reason.
+        clock: ``wall`` or ``event``, the clock of `now` and `past_runs`,
+            named in the cool-down's reason.
     """
     if trigger != "manual" and not _trigger_enabled(policy, trigger):
         return Decision(
@@ -56,11 +63,13 @@ def decide_retrain(
     last = max(past_runs, default=None)
     cooldown = timedelta(hours=policy.cooldown_hours)
     if last is not None and now - last < cooldown:
+        verb = "started at" if clock == "wall" else "took as now"
         return Decision(
             False,
-            f"the last retraining started at {last.isoformat()}, and "
-            f"cooldown_hours = {policy.cooldown_hours:g} allows the next from "
-            f"{(last + cooldown).isoformat()}",
+            f"{last_run} {verb} {last.isoformat()}, and cooldown_hours = "
+            f"{policy.cooldown_hours:g} allows the next from "
+            f"{(last + cooldown).isoformat()} on the {clock} clock, which reads "
+            f"{now.isoformat()} now",
         )
     period_start = now - timedelta(days=policy.budget_days)
     used = sum(period_start < run <= now for run in past_runs)

@@ -12,11 +12,16 @@ import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from appliance.config import Config, ModelConfig
-from appliance.errors import ExportError, TrainingError, TrainingStopped
+from appliance.errors import (
+    ApplianceError,
+    ExportError,
+    TrainingError,
+    TrainingStopped,
+)
 from appliance.monitoring import (
     Decision,
     MonitoringStore,
@@ -29,6 +34,7 @@ from appliance.retraining._scoring import (
     as_utc,
     effective_metric,
     score,
+    time_on_clock,
     window_bounds,
 )
 from appliance.serving import OnnxModel, columns_to_feed
@@ -58,6 +64,9 @@ class RetrainDecision:
     decision: Decision
     as_of: datetime | None
     new_labels: int
+    clock: str = "wall"
+    """Clock of `as_of`: the policy's, or ``wall`` when `as_of` is None, because
+    a forced run then takes the wall clock's time."""
 
 
 @dataclass
@@ -85,14 +94,23 @@ def decide(
     """Decide whether `trigger` starts a retraining of `cfg` now.
 
     `now` is `as_of` when given, else the wall clock, or with ``clock =
-    "event"`` the latest event time among the stored labels. New labels are
-    counted since the last run that trained: by receipt time on the wall
-    clock, by event time on the event clock.
+    "event"`` the latest event time among the stored labels. The cool-down
+    and the budget compare `now` with earlier runs on the same clock
+    (`time_on_clock`). New labels are counted since the last run that
+    trained: by receipt time on the wall clock, by event time on the event
+    clock. After a failed run, drift alarms and scheduled ticks wait
+    `retry_minutes` (`_retry_wait`).
     """
     policy = cfg.retrain
-    event_clock = policy.clock == "event"
+    clock = policy.clock
+    missing = missing_dataset(catalog, cfg)
+    if missing is not None:
+        given = as_utc(as_of) if as_of is not None else None
+        return RetrainDecision(
+            Decision(False, missing), given, 0, clock if given else "wall"
+        )
     now = as_of or (
-        latest_label_time(catalog, cfg.name) if event_clock else datetime.now(UTC)
+        latest_label_time(catalog, cfg.name) if clock == "event" else datetime.now(UTC)
     )
     if now is None:
         refused = Decision(
@@ -105,41 +123,99 @@ def decide(
     now = as_utc(now)
     history = store.retrain_history(cfg.name)
     trained = [r for r in history if r["outcome"] in COUNTED_OUTCOMES]
-    past = [as_utc(r["as_of"] or r["started_at"]) for r in trained]
-    section = f"[models.{cfg.name}.retrain]"
-    no_labels = (
-        f"no feedback labels stored for model {cfg.name!r} yet, and "
-        f"min_new_labels = {policy.min_new_labels} of {section} needs that many; "
-        f"send labels to POST /v1/models/{cfg.name}/feedback"
-    )
-    if trained and event_clock:
-        new_labels = count_labels(catalog, cfg.name, event_after=max(past))
-        # Labels that arrive late for events before the last run's as-of
-        # time are not new on the event clock.
-        no_labels = (
-            f"no labels for events after {max(past).isoformat()}, the last "
-            "retraining's as-of time; labels for earlier events do not count "
-            "on the event clock"
-        )
-    elif trained:
-        last = max(as_utc(r["started_at"]) for r in trained)
-        new_labels = count_labels(catalog, cfg.name, received_after=last)
-        no_labels = (
-            f"no labels received since the last retraining started at "
-            f"{last.isoformat()}, and min_new_labels = {policy.min_new_labels} of "
-            f"{section} needs that many"
-        )
-    else:
-        new_labels = count_labels(catalog, cfg.name)
+    placed = [(time_on_clock(r, clock), r) for r in trained]
+    past = [(at, r) for at, r in placed if at is not None]
+    new_labels, no_labels = _new_labels(catalog, cfg, trained, past)
+    last = max(past, key=lambda pair: pair[0])[1] if past else None
     decision = decide_retrain(
         policy,
         trigger,  # type: ignore[arg-type]
         now,
-        past,
+        [at for at, _ in past],
         new_labels,
         no_labels,
+        _last_run(last) if last is not None else "the last retraining",
+        clock,
     )
-    return RetrainDecision(decision, now, new_labels)
+    if decision.act and trigger != "manual":
+        decision = _retry_wait(cfg, history) or decision
+    return RetrainDecision(decision, now, new_labels, clock)
+
+
+def missing_dataset(catalog: Catalog, cfg: ModelConfig) -> str | None:
+    """Return why model `cfg` cannot train because its dataset has no version."""
+    from appliance.storage import latest_version
+
+    if latest_version(catalog, cfg.dataset, missing_ok=True) is not None:
+        return None
+    return (
+        f"dataset {cfg.dataset!r} of model {cfg.name!r} has no version in this "
+        f"home; ingest it with 'appliance ingest {cfg.dataset} FILE', or set "
+        f"dataset in [models.{cfg.name}] to a dataset that 'appliance datasets "
+        "list' shows"
+    )
+
+
+def _new_labels(
+    catalog: Catalog,
+    cfg: ModelConfig,
+    trained: list[dict[str, Any]],
+    past: list[tuple[datetime, dict[str, Any]]],
+) -> tuple[int, str]:
+    """Count the labels since the last run that trained, with the skip reason for 0."""
+    policy = cfg.retrain
+    section = f"[models.{cfg.name}.retrain]"
+    if policy.clock == "event" and past:
+        last = max(at for at, _ in past)
+        # Labels that arrive late for events before the last run's as-of
+        # time are not new on the event clock.
+        return count_labels(catalog, cfg.name, event_after=last), (
+            f"no labels for events after {last.isoformat()}, the last "
+            "retraining's as-of time; labels for earlier events do not count "
+            "on the event clock"
+        )
+    if policy.clock == "wall" and trained:
+        last = max(as_utc(r["started_at"]) for r in trained)
+        return count_labels(catalog, cfg.name, received_after=last), (
+            f"no labels received since the last retraining started at "
+            f"{last.isoformat()}, and min_new_labels = {policy.min_new_labels} of "
+            f"{section} needs that many"
+        )
+    return count_labels(catalog, cfg.name), (
+        f"no feedback labels stored for model {cfg.name!r} yet, and "
+        f"min_new_labels = {policy.min_new_labels} of {section} needs that many; "
+        f"send labels to POST /v1/models/{cfg.name}/feedback"
+    )
+
+
+def _last_run(record: dict[str, Any]) -> str:
+    return f"the last retraining, run {record['id']} ({record['outcome']}),"
+
+
+def _retry_wait(cfg: ModelConfig, history: list[dict[str, Any]]) -> Decision | None:
+    """Return a skip while the latest run failed less than `retry_minutes` ago.
+
+    The wait is on the wall clock whatever the policy's clock, because it
+    paces retries of a failing run rather than the use of new data.
+    """
+    runs = [r for r in history if r["outcome"] in (*COUNTED_OUTCOMES, "failed")]
+    latest = max(runs, key=lambda r: as_utc(r["started_at"]), default=None)
+    if latest is None or latest["outcome"] != "failed":
+        return None
+    failed_at = as_utc(latest["finished_at"] or latest["started_at"])
+    retry_at = failed_at + timedelta(minutes=cfg.retrain.retry_minutes)
+    now = datetime.now(UTC)
+    if now >= retry_at:
+        return None
+    return Decision(
+        False,
+        f"the last run, {latest['id']}, failed at {failed_at.isoformat()}, and "
+        f"retry_minutes = {cfg.retrain.retry_minutes:g} allows the next try from "
+        f"{retry_at.isoformat()} on the wall clock, which reads {now.isoformat()} "
+        f"now. A failed run starts no cool-down. To try at once, fix its cause "
+        f"(appliance retrain {cfg.name} --history shows it) and run "
+        f"appliance retrain {cfg.name}",
+    )
 
 
 def train_challenger(
@@ -177,6 +253,9 @@ def train_challenger(
         "metric": metric,
         "window": window.to_dict() if window is not None else None,
     }
+    missing = missing_dataset(catalog, cfg)
+    if missing is not None:
+        return Outcome("failed", f"challenger not trained: {missing}", detail=detail)
     try:
         result = train_model(config, name, catalog, window, tags, stop)
     except ExportError as exc:
@@ -335,7 +414,8 @@ def run_offline(
             started,
             new_labels=decided.new_labels,
             id=record_id,
-            as_of=decided.as_of or as_of or started,
+            as_of=decided.as_of or started,
+            detail={"clock": decided.clock},
         )
         if not decided.decision.act and not force:
             finished = dataclasses.replace(base, finished_at=datetime.now(UTC))
@@ -345,9 +425,16 @@ def run_offline(
         if champion is not None:
             pin_champion(catalog, name, champion.version)
         assert base.as_of is not None
-        outcome = train_challenger(
-            catalog, config, name, champion, base.as_of, record_id
-        )
+        try:
+            outcome = train_challenger(
+                catalog, config, name, champion, base.as_of, record_id
+            )
+        except ApplianceError as exc:
+            # The daemon's job records these as failed runs too.
+            logger.error(
+                "retraining failed model=%s id=%s error=%s", name, record_id, exc
+            )
+            outcome = Outcome("failed", str(exc))
         if not decided.decision.act:
             outcome.detail["forced"] = forced_note(decided.decision)
         if outcome.promoted_version is not None:
@@ -370,7 +457,7 @@ def run_offline(
         champion_score=outcome.champion_score,
         challenger_score=outcome.challenger_score,
         promoted_version=outcome.promoted_version,
-        detail=outcome.detail,
+        detail={**(base.detail or {}), **outcome.detail},
     )
     _store_record(home, finished)
     return record_dict(finished.__dict__)

@@ -10,9 +10,15 @@ import numpy as np
 from appliance.config import RetrainConfig
 
 CLASSIFICATION_METRICS = ("roc_auc", "log_loss", "accuracy")
-COUNTED_OUTCOMES = ("running", "promoted", "rejected", "failed")
-"""Outcomes of runs that trained, which the cool-down and the budget count. An
-``interrupted`` run is not counted: the run that resumes it is."""
+COUNTED_OUTCOMES = ("running", "promoted", "rejected")
+"""Outcomes of runs that trained, which the cool-down, the budget and the count
+of new labels start from. An ``interrupted`` run is not counted: the run that
+resumes it is. A ``failed`` run trained no model, so only the policy's
+`retry_minutes` delay the next run after it."""
+
+_SAME_MOMENT = timedelta(minutes=1)
+"""Maximum time between a run's start and its as_of time for a record without
+a stored clock to count as a wall-clock run."""
 
 
 def effective_metric(task: str, metric: str) -> str:
@@ -42,6 +48,40 @@ def window_bounds(
     if policy.window_days is not None:
         start = holdout_start - timedelta(days=policy.window_days)
     return start, holdout_start, policy.window_rows
+
+
+def run_clock(record: dict[str, Any]) -> str:
+    """Return the clock of a recorded run's as_of time: ``wall`` or ``event``.
+
+    Runs store it in ``detail["clock"]``. For a record without it, an as_of
+    time within a minute of the start is taken as the wall clock's.
+
+    NOTE: such a guess takes an event-clock run of live data, whose latest
+    label came less than a minute before the run, for a wall-clock run.
+    """
+    stored = (record.get("detail") or {}).get("clock")
+    if stored in ("wall", "event"):
+        return str(stored)
+    as_of = record.get("as_of")
+    if as_of is None:
+        return "wall"
+    gap = abs(as_utc(as_of) - as_utc(record["started_at"]))
+    return "wall" if gap <= _SAME_MOMENT else "event"
+
+
+def time_on_clock(record: dict[str, Any], clock: str) -> datetime | None:
+    """Return when a recorded run happened on `clock`, or None when unknown.
+
+    On the wall clock a run has its as_of time, when that is a wall-clock
+    time, else its start. On the event clock only a run whose as_of time is
+    an event time has a place: the event time a wall-clock run saw is not
+    stored.
+    """
+    if run_clock(record) == clock and record.get("as_of") is not None:
+        return as_utc(record["as_of"])
+    if clock == "wall":
+        return as_utc(record["started_at"])
+    return None
 
 
 def as_utc(value: datetime) -> datetime:

@@ -30,7 +30,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from appliance.errors import DaemonError, JobRunningError, TrainingStopped
+from appliance.errors import (
+    ApplianceError,
+    DaemonError,
+    JobRunningError,
+    TrainingStopped,
+)
 from appliance.monitoring import MonitoringStore, RetrainRecord
 from appliance.registry import promote
 from appliance.retraining._job import (
@@ -42,7 +47,7 @@ from appliance.retraining._job import (
     pin_champion,
     train_challenger,
 )
-from appliance.retraining._scoring import as_utc, record_dict
+from appliance.retraining._scoring import as_utc, record_dict, run_clock
 from appliance.serving import (
     OnnxModel,
     load_model,
@@ -113,6 +118,7 @@ class RetrainService:
                 record.as_of,
                 record.new_labels or 0,
                 record.id,
+                clock=run_clock(record.__dict__),
             )
 
     async def stop(self) -> None:
@@ -201,7 +207,12 @@ class RetrainService:
             return record_dict(skipped.__dict__), False
         note = None if act else forced_note(decided.decision)
         record = self._begin(
-            model, trigger, decided.as_of or as_of, decided.new_labels, note=note
+            model,
+            trigger,
+            decided.as_of,
+            decided.new_labels,
+            note=note,
+            clock=decided.clock,
         )
         return record_dict(record.__dict__), True
 
@@ -305,6 +316,7 @@ class RetrainService:
             new_labels=decided.new_labels,
             id=_new_id(),
             as_of=decided.as_of,
+            detail={"clock": decided.clock} if decided.as_of else None,
         )
         _insert(self.home, record)
         logger.warning(
@@ -323,8 +335,12 @@ class RetrainService:
         new_labels: int,
         resumes: str | None = None,
         note: str | None = None,
+        clock: str = "wall",
     ) -> RetrainRecord:
-        """Record a run as running and start its task; call on the event loop."""
+        """Record a run as running and start its task; call on the event loop.
+
+        Without `as_of` the run takes the wall clock's time, whatever `clock`.
+        """
         reason = "training a challenger"
         if resumes is not None:
             reason += f", again after run {resumes} was interrupted"
@@ -339,7 +355,7 @@ class RetrainService:
             new_labels=new_labels,
             id=_new_id(),
             as_of=as_utc(as_of) if as_of is not None else datetime.now(UTC),
-            detail=_begin_detail(resumes, note),
+            detail=_begin_detail(resumes, note, clock if as_of is not None else "wall"),
         )
         # The insert is short. It runs on the loop so that the record exists
         # before the route responds, and a restart after a kill finds it.
@@ -381,6 +397,11 @@ class RetrainService:
                     str(exc),
                 )
                 return
+            except ApplianceError as exc:
+                logger.error(
+                    "retraining failed model=%s id=%s error=%s", model, record.id, exc
+                )
+                outcome = Outcome("failed", str(exc))
             except Exception as exc:
                 logger.exception("retraining failed model=%s id=%s", model, record.id)
                 outcome = Outcome("failed", f"{type(exc).__name__}: {exc}")
@@ -614,9 +635,9 @@ def _job_finished(
         store.finish_job_run(job_id, started, datetime.now(UTC), outcome, detail)
 
 
-def _begin_detail(resumes: str | None, note: str | None) -> dict[str, Any] | None:
-    detail = {"resumes": resumes, "forced": note}
-    return {key: value for key, value in detail.items() if value} or None
+def _begin_detail(resumes: str | None, note: str | None, clock: str) -> dict[str, Any]:
+    detail = {"resumes": resumes, "forced": note, "clock": clock}
+    return {key: value for key, value in detail.items() if value}
 
 
 def _finished(record: RetrainRecord, outcome: Outcome) -> RetrainRecord:

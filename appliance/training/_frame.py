@@ -34,6 +34,7 @@ from appliance.storage import (
     DatasetVersion,
     encrypted_columns,
     latest_version,
+    lost_files_message,
     scan_sql,
 )
 from appliance.training._stop import StopCheck
@@ -159,6 +160,7 @@ def _read_frame(
         )
     version = latest_version(catalog, cfg.dataset)
     assert version is not None
+    _check_readable(catalog, cfg, version)
     store = open_store(catalog) if cfg.feature_views else None
     # The in-memory store is not closed here: `base_sql` reads it, so it stays
     # open as long as the frame that refers to it. Only this frame uses it.
@@ -333,10 +335,34 @@ def _rows_source(
                 f"{reason}; fix the expression (TRY_CAST gives NULL for a value "
                 "that does not convert) or the rows it reads"
             ) from None
+        if store.unreadable:
+            lost = "; ".join(error for _, error in sorted(store.unreadable.items()))
+            raise TrainingError(
+                f"cannot join feature views {', '.join(cfg.feature_views)} to the "
+                f"rows of model {cfg.name!r}: {reason}, because {lost}"
+            ) from None
         raise TrainingError(
             f"cannot join feature views {', '.join(cfg.feature_views)} to the rows "
             f"of model {cfg.name!r}: {reason}; check the views' derive expressions "
             f"and the values of {cfg.event_timestamp!r}"
+        ) from None
+
+
+def _check_readable(
+    catalog: Catalog, cfg: ModelConfig, version: DatasetVersion
+) -> None:
+    """Raise when the lake files of the model's dataset version cannot be read.
+
+    Raises:
+        TrainingError: The files are missing or unreadable, named with the
+            fix by `lost_files_message`.
+    """
+    try:
+        with catalog.db.cursor() as cursor:
+            cursor.execute(f"DESCRIBE {scan_sql(version)}")
+    except (duckdb.IOException, duckdb.InvalidInputException):
+        raise TrainingError(
+            f"cannot train model {cfg.name!r}: {lost_files_message(version)}"
         ) from None
 
 

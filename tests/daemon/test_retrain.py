@@ -7,6 +7,7 @@ champion (version 1) is trained on the first 30 days only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -592,3 +593,127 @@ def move_next_run(path: Path, job_id: str, shift: timedelta) -> None:
             "UPDATE scheduler_jobs SET next_run_time = ?, job_state = ? WHERE id = ?",
             [state["next_run_time"].timestamp(), pickle.dumps(state), job_id],
         )
+
+
+def test_cli_wait_ends_on_daemon_stop(daemons: list, daemon_home: Path) -> None:
+    import subprocess
+    import sys
+
+    from daemon_support import appliance_env
+
+    config = write_config(daemon_home.parent / "config.toml", daemon_home)
+    with config.open("a", encoding="utf-8") as file:
+        file.write(SLOW_SEARCH)
+    daemon = Daemon(config, daemon_home, free_port())
+    daemons.append(daemon)
+    daemon.wait_ready()
+    as_of = day(CHANGE_DAY).isoformat()
+    command = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "--config", str(config)]
+        + ["retrain", MODEL, "--force", "--as-of", as_of],
+        env=appliance_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_log(daemon, f"model={MODEL} kind=")
+    assert daemon.stop() == 0
+    stopped = time.monotonic()
+    out, err = command.communicate(timeout=120)
+    seconds = time.monotonic() - stopped
+    stored = stored_history(daemon_home)
+
+    assert command.returncode == 3, out + err
+    # Waiting for a daemon that starts again took 60 s before the command
+    # failed with exit status 1.
+    assert seconds < 10, out + err
+    assert f"retraining of {MODEL}: interrupted ({stored[0]['id']})" in out
+    assert "the daemon's next start runs it again once" in out
+    assert stored[0]["outcome"] == "interrupted"
+
+
+def test_retrain_names_lost_lake_folder(daemon_home: Path, tmp_path: Path) -> None:
+    from daemon_support import run_cli
+
+    config = write_config(daemon_home.parent / "config.toml", daemon_home)
+    (folder,) = (daemon_home / "lake" / "events").glob("version=*")
+    folder.rename(tmp_path / "moved")
+    as_of = day(CHANGE_DAY).isoformat()
+    retrained = run_cli(config, "retrain", MODEL, "--force", "--as-of", as_of)
+    trained = run_cli(config, "train", MODEL)
+
+    lost = f"has no readable files in {folder}"
+    assert retrained.returncode == 3, retrained.stdout + retrained.stderr
+    assert lost in retrained.stdout
+    assert "restore that folder from a backup" in retrained.stdout
+    assert trained.returncode == 1, trained.stdout + trained.stderr
+    assert lost in trained.stderr
+    assert "Catalog Error" not in trained.stderr
+
+
+GHOST = """
+[models.ghost]
+dataset = "nosuchdata"
+target = "label"
+task = "classification"
+features = ["x1"]
+"""
+"""A model declared on a dataset that no ingest created."""
+
+
+def test_missing_dataset_run_recorded(daemons: list, daemon_home: Path) -> None:
+    from daemon_support import run_cli
+
+    config = write_config(daemon_home.parent / "config.toml", daemon_home)
+    with config.open("a", encoding="utf-8") as file:
+        file.write(GHOST)
+    skipped = run_cli(config, "retrain", "ghost")
+    local = run_cli(config, "retrain", "ghost", "--force")
+    daemon = Daemon(config, daemon_home, free_port())
+    daemons.append(daemon)
+    daemon.wait_ready()
+    remote = run_cli(config, "retrain", "ghost", "--force")
+    history = run_cli(config, "retrain", "ghost", "--history", "--json")
+    assert daemon.stop() == 0
+
+    missing = "dataset 'nosuchdata' of model 'ghost' has no version in this home"
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+    assert f"reason: {missing}" in skipped.stdout
+    for command in (local, remote):
+        assert command.returncode == 3, command.stdout + command.stderr
+        assert f"reason: challenger not trained: {missing}" in command.stdout
+        assert "'appliance ingest nosuchdata FILE'" in command.stdout
+        assert "NotFoundError" not in command.stdout
+    rows = [json.loads(line) for line in history.stdout.splitlines()]
+    assert [r["outcome"] for r in rows] == ["failed", "failed", "skipped"]
+
+
+def test_schedule_on_event_clock_after_wall_run(
+    daemons: list, daemon_home: Path
+) -> None:
+    from appliance.monitoring import MonitoringStore, RetrainRecord
+
+    wall = datetime.now(UTC) - timedelta(minutes=5)
+    # A manual run without --as-of, recorded before runs stored their clock.
+    legacy = RetrainRecord(MODEL, "manual", "rejected", "", wall, wall, as_of=wall)
+    with MonitoringStore(daemon_home) as store:
+        store.record_retrain(dataclasses.replace(legacy, id="wall1"))
+    daemon = start(
+        daemons,
+        daemon_home,
+        trigger="both",
+        schedule="0 3 * * *",
+        cooldown_hours=0,
+        min_new_labels=0,
+    )
+    labelled = send_labels(daemon, event_rows(50, 52, seed=3))
+    tick = httpx.post(daemon.base + RETRAIN, json={"trigger": "schedule"})
+    finished = wait_finished(daemon)["history"][0]
+    assert daemon.stop() == 0
+
+    assert labelled.status_code == 200, labelled.text
+    assert tick.status_code == 202, tick.text
+    assert tick.json()["as_of"].startswith("2024-02-21T22:00:00")
+    assert tick.json()["detail"]["clock"] == "event"
+    assert finished["id"] == tick.json()["id"]
+    assert finished["outcome"] in ("promoted", "rejected", "failed"), finished

@@ -46,7 +46,8 @@ def test_daily_alarms_with_cooldown_and_budget() -> None:
     assert sum("cooldown_hours = 168 allows the next from" in r for r in skipped) == 36
     assert skipped[0] == (
         "the last retraining started at 2013-04-01T00:00:00+00:00, and "
-        "cooldown_hours = 168 allows the next from 2013-04-08T00:00:00+00:00"
+        "cooldown_hours = 168 allows the next from 2013-04-08T00:00:00+00:00 on "
+        "the wall clock, which reads 2013-04-02T00:00:00+00:00 now"
     )
     assert sum("budget used" in r for r in skipped) == 18
 
