@@ -5,6 +5,7 @@ from tui._client import (
     DaemonUnreachableError,
     EndpointMissingError,
     UiClient,
+    check_daemon_url,
 )
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "DaemonUnreachableError",
     "EndpointMissingError",
     "UiClient",
+    "check_daemon_url",
     "help_markdown",
 ]

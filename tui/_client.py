@@ -46,6 +46,47 @@ class EndpointMissingError(DaemonError):
     """The daemon has no such route: it runs a version without this feature."""
 
 
+def check_daemon_url(url: str) -> str:
+    """Check that `url` is a usable daemon address; return it without a final slash.
+
+    A usable address has the scheme ``http`` or ``https``, a host, a port from
+    1 to 65535 if any, and neither a query nor a fragment, because the API's
+    paths are appended to it.
+
+    Raises:
+        ValueError: `url` is not such an address; the message names the fix.
+    """
+    example = "such as http://127.0.0.1:8765"
+    if any(char.isspace() for char in url):
+        raise ValueError(
+            f"daemon address {url!r} contains whitespace; give one {example}"
+        )
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        hint = f"; did you mean 'http://{url}'?" if "://" not in url else ""
+        raise ValueError(
+            f"daemon address {url!r} must start with http:// or https://, {example}"
+            f"{hint}"
+        )
+    if not parts.hostname:
+        raise ValueError(f"daemon address {url!r} has no host; give one {example}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(
+            f"daemon address {url!r} has an invalid port; give a number from 1 to "
+            f"65535, {example}"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(
+            f"daemon address {url!r} contains a query or fragment; give only the "
+            f"scheme, host, port and optional path prefix, {example}"
+        )
+    return url.rstrip("/")
+
+
 class UiClient:
     """JSON calls to the daemon's HTTP API on behalf of the screens.
 
@@ -53,6 +94,9 @@ class UiClient:
         base_url: Address such as ``http://127.0.0.1:8765``.
         api_key: Sent as a bearer token when set.
         timeout: Seconds to wait for a read call.
+
+    Raises:
+        ValueError: `base_url` is not an http or https address with a host.
     """
 
     def __init__(
@@ -61,7 +105,7 @@ class UiClient:
         api_key: str | None = None,
         timeout: float = READ_TIMEOUT_SECONDS,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_daemon_url(base_url)
         self.timeout = timeout
         self._headers = {"Accept": "application/json"}
         if api_key:

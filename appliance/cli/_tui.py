@@ -18,6 +18,7 @@ def register(commands: Any) -> None:
     )
     tui.add_argument(
         "--url",
+        type=_url_argument,
         help="daemon address such as http://127.0.0.1:8765 (default: the daemon "
         "running on [storage] home, else [server] host and port)",
     )
@@ -53,6 +54,15 @@ def daemon_url(config: Config, url: str | None) -> str:
     if address is not None and address.port:
         return address.base_url
     return DaemonAddress(0, config.server.host, config.server.port).base_url
+
+
+def _url_argument(text: str) -> str:
+    from tui import check_daemon_url
+
+    try:
+        return check_daemon_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _tui(config: Config, args: argparse.Namespace) -> int:
