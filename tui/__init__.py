@@ -7,8 +7,10 @@ from tui._client import (
     UiClient,
     check_daemon_url,
 )
+from tui._terminal import EXIT_NO_TERMINAL, terminal_problem
 
 __all__ = [
+    "EXIT_NO_TERMINAL",
     "PANES",
     "ApplianceApp",
     "DaemonUnreachableError",
@@ -16,4 +18,5 @@ __all__ = [
     "UiClient",
     "check_daemon_url",
     "help_markdown",
+    "terminal_problem",
 ]

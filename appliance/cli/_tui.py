@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +67,16 @@ def _url_argument(text: str) -> str:
 
 
 def _tui(config: Config, args: argparse.Namespace) -> int:
-    from tui import ApplianceApp, UiClient
+    from tui import EXIT_NO_TERMINAL, ApplianceApp, UiClient, terminal_problem
 
     if args.refresh <= 0:
         from appliance.errors import ConfigError
 
         raise ConfigError(f"--refresh must be above 0 seconds, got {args.refresh!r}")
+    problem = terminal_problem()
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_NO_TERMINAL
     _log_to_file(args.log_file)
     api_key = args.api_key or config.api_key
     client = UiClient(daemon_url(config, args.url), api_key=api_key)
