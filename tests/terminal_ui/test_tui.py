@@ -12,13 +12,21 @@ from typing import Any
 
 import httpx
 import pytest
-from support import Daemon, free_port, json_rows, run_appliance, stop_daemon
+from support import (
+    Daemon,
+    free_port,
+    json_rows,
+    run_appliance,
+    start_daemon,
+    stop_daemon,
+)
 from textual.widgets import DataTable, Sparkline, TabbedContent
 from ui_support import (
     DRIFT_CHECKS,
     DRIFT_STEP,
     MODEL,
     UiHome,
+    copy_home,
     notifications,
     run_app,
     screen_text,
@@ -428,6 +436,43 @@ def test_retrain_now_reports_rejected_challenger(
         assert served[0]["version"] == 2
         assert history[0]["challenger_version"] == 3
         assert "below margin" in history[0]["reason"]
+    finally:
+        stop_daemon(daemon)
+
+
+def test_retrain_failure_notified_as_error(
+    ui_home: UiHome, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.mktemp("retrain-fails")
+    copy = copy_home(ui_home, root)
+    text = copy.config_path.read_text(encoding="utf-8")
+    section = f"[models.{MODEL}]\n"
+    assert section in text
+    # No row passes the filter, so the challenger cannot be trained.
+    no_rows = f'{section}where = "radius < -1000000"\n'
+    copy.config_path.write_text(text.replace(section, no_rows), encoding="utf-8")
+    daemon = start_daemon(copy.config_path, copy.home, root / "daemon.log")
+
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("7")
+        targets = app.query_one("#targets", DataTable)
+        await wait_for(pilot, lambda: targets.row_count == 1, "model to retrain")
+        targets.focus()
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm")
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: any("retraining failed" in n for n in notifications(app)),
+            "retrain result",
+            seconds=120,
+        )
+        failed = [n for n in app._notifications if "failed" in str(n.message)]
+        assert failed[0].severity == "error"
+        assert "challenger not trained" in str(failed[0].message)
+
+    try:
+        run_app(daemon.base_url, scenario)
     finally:
         stop_daemon(daemon)
 
