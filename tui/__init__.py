@@ -4,6 +4,8 @@ from tui._app import PANES, ApplianceApp, help_markdown
 from tui._client import (
     DaemonUnreachableError,
     EndpointMissingError,
+    KeyRejectedError,
+    RoleTooLowError,
     UiClient,
     check_daemon_url,
 )
@@ -15,6 +17,8 @@ __all__ = [
     "ApplianceApp",
     "DaemonUnreachableError",
     "EndpointMissingError",
+    "KeyRejectedError",
+    "RoleTooLowError",
     "UiClient",
     "check_daemon_url",
     "help_markdown",

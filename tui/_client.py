@@ -87,6 +87,24 @@ def check_daemon_url(url: str) -> str:
     return url.rstrip("/")
 
 
+class KeyRejectedError(DaemonError):
+    """The daemon requires an API key and none was sent, or it rejected the key
+    sent (HTTP 401)."""
+
+
+class RoleTooLowError(DaemonError):
+    """The API key is valid, but its role lacks the permission (HTTP 403).
+
+    Attributes:
+        required_role: The minimum role the request needs, when the daemon's
+            response names it.
+    """
+
+    def __init__(self, message: str, required_role: str | None = None) -> None:
+        super().__init__(message, status=403)
+        self.required_role = required_role
+
+
 class UiClient:
     """JSON calls to the daemon's HTTP API on behalf of the screens.
 
@@ -309,7 +327,7 @@ class UiClient:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
-            raise _http_error(request, exc) from None
+            raise _http_error(request, exc, "Authorization" in self._headers) from None
         except urllib.error.URLError as exc:
             raise self._unreachable(request, exc.reason) from None
         except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
@@ -331,7 +349,9 @@ class UiClient:
         )
 
 
-def _http_error(request: urllib.request.Request, exc: urllib.error.HTTPError) -> Any:
+def _http_error(
+    request: urllib.request.Request, exc: urllib.error.HTTPError, key_sent: bool
+) -> DaemonError:
     try:
         body = json.loads(exc.read())
     except (ValueError, OSError):
@@ -346,15 +366,32 @@ def _http_error(request: urllib.request.Request, exc: urllib.error.HTTPError) ->
             "to a version with this feature",
             status=exc.code,
         )
-    if exc.code in (401, 403):
-        return DaemonError(
-            f"the daemon rejected the API key (HTTP {exc.code}): "
-            f"{message or exc.reason}; set APPLIANCE_API_KEY or pass --api-key",
-            status=exc.code,
+    if exc.code == 401:
+        problem = "rejected the API key sent" if key_sent else "requires an API key"
+        return KeyRejectedError(
+            f"the daemon {problem} (HTTP 401): {message or exc.reason}; set "
+            "APPLIANCE_API_KEY or pass --api-key with a valid key",
+            status=401,
         )
+    if exc.code == 403:
+        return _role_too_low(body, message or exc.reason)
     return DaemonError(
         f"the daemon rejected the request: {message or exc.reason} (HTTP {exc.code})",
         status=exc.code,
+    )
+
+
+def _role_too_low(body: Any, message: str) -> RoleTooLowError:
+    required = body.get("required_role") if isinstance(body, dict) else None
+    if isinstance(required, str) and required:
+        needed = f"a key with role {required!r} or higher"
+    else:
+        required = None
+        needed = "a key with a higher role"
+    return RoleTooLowError(
+        "the API key is valid, but its role lacks the permission (HTTP 403): "
+        f"{message}. Set APPLIANCE_API_KEY or --api-key to {needed}",
+        required,
     )
 
 

@@ -82,6 +82,13 @@ def test_tui_with_keys_required(
         assert not any("401" in n or "403" in n for n in notifications(app))
         assert "Traceback" not in screen_text(app)
 
+    async def refused(app: Any, pilot: Any) -> None:
+        await promote_version(target, "HTTP 403")(app, pilot)
+        shown = " ".join(notifications(app))
+        assert "the API key is valid, but its role lacks the permission" in shown
+        assert "--api-key to a key with role 'operator' or higher" in shown
+        assert "rejected the API key" not in shown
+
     async def without_key(app: Any, pilot: Any) -> None:
         await wait_for(
             pilot,
@@ -97,7 +104,6 @@ def test_tui_with_keys_required(
 
     try:
         run_app(daemon.base_url, read_every_pane, api_key=tokens["reader"])
-        refused = promote_version(target, "HTTP 403")
         run_app(daemon.base_url, refused, api_key=tokens["reader"])
         assert operator.served_models()[0]["version"] == before
         promoted = promote_version(target, f"now version {target}")
