@@ -87,6 +87,11 @@ def check_daemon_url(url: str) -> str:
     return url.rstrip("/")
 
 
+class NotApplianceError(DaemonError):
+    """Something responded at the address, but not as the appliance daemon: a
+    body that is not JSON, or JSON without the fields every daemon sends."""
+
+
 class KeyRejectedError(DaemonError):
     """The daemon requires an API key and none was sent, or it rejected the key
     sent (HTTP 401)."""
@@ -128,6 +133,11 @@ class UiClient:
         self._headers = {"Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
+
+    @property
+    def key_sent(self) -> bool:
+        """Whether the calls carry an API key."""
+        return "Authorization" in self._headers
 
     # --- endpoints of the daemon ------------------------------------------------
 
@@ -277,7 +287,7 @@ class UiClient:
     ) -> list[Any]:
         value = self._get_object(path, params).get(key)
         if not isinstance(value, list):
-            raise DaemonError(
+            raise NotApplianceError(
                 f"the daemon's response to GET {path} has no list {key!r}; check "
                 "that --url points at the appliance daemon"
             )
@@ -327,7 +337,7 @@ class UiClient:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
-            raise _http_error(request, exc, "Authorization" in self._headers) from None
+            raise _http_error(self.base_url, request, exc, self.key_sent) from None
         except urllib.error.URLError as exc:
             raise self._unreachable(request, exc.reason) from None
         except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
@@ -335,7 +345,7 @@ class UiClient:
             # the daemon stops while it sends a response.
             raise self._unreachable(request, exc) from None
         except ValueError as exc:
-            raise DaemonError(
+            raise NotApplianceError(
                 f"the daemon at {self.base_url} sent a body that is not JSON for "
                 f"{request.method} {request.selector}: {exc}; check that --url "
                 "points at the appliance daemon"
@@ -350,13 +360,18 @@ class UiClient:
 
 
 def _http_error(
-    request: urllib.request.Request, exc: urllib.error.HTTPError, key_sent: bool
+    base_url: str,
+    request: urllib.request.Request,
+    exc: urllib.error.HTTPError,
+    key_sent: bool,
 ) -> DaemonError:
     try:
         body = json.loads(exc.read())
     except (ValueError, OSError):
         body = None
     message = body.get("error") if isinstance(body, dict) else None
+    if body is None and exc.code not in (401, 403):
+        return _not_json_error(base_url, request, exc)
     # Litestar returns a 404 for a route the daemon does not have, without the
     # "type" field that the daemon's own errors carry.
     if exc.code in (404, 405) and not (isinstance(body, dict) and "type" in body):
@@ -381,6 +396,31 @@ def _http_error(
     )
 
 
+def _not_json_error(
+    base_url: str, request: urllib.request.Request, exc: urllib.error.HTTPError
+) -> DaemonError:
+    """Classify an error response whose body is not JSON.
+
+    The daemon's own error responses, from Litestar and from its access gate,
+    are JSON, so such a body comes from a proxy or from another server.
+    """
+    place = f"{request.method} {request.selector}"
+    if exc.code in (502, 503, 504):
+        # A reverse proxy's response while the daemon behind it is down.
+        return DaemonUnreachableError(
+            f"a proxy at {base_url} responded HTTP {exc.code} ({exc.reason}) to "
+            f"{place}: the daemon behind it does not respond; the screen retries "
+            "on its own",
+            status=exc.code,
+        )
+    return NotApplianceError(
+        f"{base_url} responded HTTP {exc.code} ({exc.reason}) to {place} with a "
+        "body that is not JSON, so it is not the appliance daemon; check that "
+        "--url points at the appliance daemon",
+        status=exc.code,
+    )
+
+
 def _role_too_low(body: Any, message: str) -> RoleTooLowError:
     required = body.get("required_role") if isinstance(body, dict) else None
     if isinstance(required, str) and required:
@@ -397,7 +437,7 @@ def _role_too_low(body: Any, message: str) -> RoleTooLowError:
 
 def _object(body: Any, method: str, path: str) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise DaemonError(
+        raise NotApplianceError(
             f"the daemon's response to {method} {path} is not a JSON object; check "
             "that --url points at the appliance daemon"
         )

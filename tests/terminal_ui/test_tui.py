@@ -40,6 +40,7 @@ from appliance.cli._tui import daemon_url
 from appliance.config import load_config
 from appliance.errors import DaemonError
 from tui import PANES, DaemonUnreachableError, EndpointMissingError, UiClient
+from tui._connection import Connection
 from tui._dialogs import ConfirmScreen, HelpScreen, TableScreen
 from tui._monitoring import DriftPane
 from tui._pane import Pane
@@ -158,6 +159,67 @@ class SlowDaemon:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class OtherServer:
+    """HTTP server on 127.0.0.1 that is not the daemon: an HTML page for every GET."""
+
+    def __init__(self, status: int) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = b"<html><body>another web app</body></html>"
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_other_server_shows_not_connected(status: int) -> None:
+    other = OtherServer(status)
+
+    async def scenario(app: Any, pilot: Any) -> None:
+        await wait_for(
+            pilot, lambda: app.connection is Connection.NOT_APPLIANCE, "not appliance"
+        )
+        text = await shown_text(pilot)
+        assert "NOT CONNECTED" in text
+        assert "not as the appliance" in text
+        assert "· connected" not in text
+        assert "check that --url points at the appliance daemon" in text
+        assert "report it" not in text
+
+    try:
+        run_app(other.url, scenario, size=(120, 30))
+    finally:
+        other.close()
+
+
+def test_top_line_connecting_until_response() -> None:
+    slow = SlowDaemon(delay=3.0)
+
+    async def scenario(app: Any, pilot: Any) -> None:
+        text = await shown_text(pilot)
+        assert app.connection is Connection.CONNECTING
+        assert "connecting…" in text
+        assert "· connected" not in text
+
+    try:
+        run_app(slow.url, scenario, refresh_seconds=60.0)
+    finally:
+        slow.close()
 
 
 def test_alias_change_outwaits_read_timeout() -> None:
