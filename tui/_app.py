@@ -1,8 +1,9 @@
 """The operator's terminal UI: one tab per screen over the daemon's HTTP API.
 
 The app polls the pane on show every `refresh_seconds`. The top line shows
-whether the daemon responds. While it does not, every pane keeps its last data
-marked stale and the timer keeps retrying.
+whether the daemon responds, whether it accepts the API key, and whether the
+address serves the appliance daemon at all. While the daemon does not respond,
+every pane keeps its last data marked stale and the timer keeps retrying.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from tui._client import UiClient
+from tui._connection import FAULTS, Connection, connection_after, top_line
 from tui._data import DatasetsPane, PredictionsPane
 from tui._dialogs import HelpScreen
 from tui._monitoring import AlertsPane, DriftPane, JobsPane
@@ -60,6 +62,7 @@ class ApplianceApp(App[None]):
     CSS = """
     #connection { height: 1; padding: 0 1; background: $panel; }
     #connection.down { background: $error; color: $text; text-style: bold; }
+    #connection.key { height: auto; background: $warning; color: $text; }
     TabPane { padding: 0; }
     """
     BINDINGS = [
@@ -82,6 +85,7 @@ class ApplianceApp(App[None]):
         super().__init__()
         self.client = client
         self.refresh_seconds = refresh_seconds
+        self.connection = Connection.CONNECTING
         self.down_since: float | None = None
         """When the daemon stopped responding; None while it responds."""
         self.last_error = ""
@@ -109,33 +113,49 @@ class ApplianceApp(App[None]):
         """Record that the daemon responded."""
         if self.down_since is not None:
             logger.info("daemon responds again url=%s", self.client.base_url)
-        self.down_since = None
-        self._show_connection()
+        self._set_connection(Connection.CONNECTED, "")
 
-    def connection_lost(self, exc: BaseException) -> None:
-        """Record that no response arrived from the daemon."""
-        if self.down_since is None:
+    def connection_failed(self, exc: BaseException) -> None:
+        """Record what the failed call `exc` shows about the daemon."""
+        state = connection_after(exc)
+        if state is None:
+            return
+        if state is Connection.CONNECTED:
+            self.connection_ok()
+            return
+        if state is Connection.DOWN and self.down_since is None:
             self.down_since = time.time()
+        if state is not self.connection:
             logger.warning(
-                "daemon unreachable url=%s error=%s", self.client.base_url, exc
+                "daemon connection state=%s url=%s error=%s",
+                state.value,
+                self.client.base_url,
+                exc,
             )
-        self.last_error = str(exc)
+        self._set_connection(state, str(exc))
+
+    def _set_connection(self, state: Connection, error: str) -> None:
+        if state is not Connection.DOWN:
+            self.down_since = None
+        self.connection = state
+        self.last_error = error
         self._show_connection()
 
     def _connection_text(self) -> str:
-        if self.down_since is None:
-            return f"edge-appliance · {self.client.base_url} · connected · ? help"
-        since = time.strftime("%H:%M:%S", time.localtime(self.down_since))
-        return (
-            f"DAEMON DOWN since {since} at {self.client.base_url}: retrying every "
-            f"{self.refresh_seconds:g} s; screens show stale data"
+        return top_line(
+            self.connection,
+            self.client.base_url,
+            self.down_since,
+            self.refresh_seconds,
+            self.client.key_sent,
         )
 
     def _show_connection(self) -> None:
         line = self._connection
         line.update(self._connection_text())
-        line.set_class(self.down_since is not None, "down")
-        line.tooltip = self.last_error if self.down_since is not None else None
+        line.set_class(self.connection in FAULTS, "down")
+        line.set_class(self.connection is Connection.KEY_REJECTED, "key")
+        line.tooltip = self.last_error or None
 
     # --- panes ---------------------------------------------------------------------
 

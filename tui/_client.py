@@ -46,6 +46,70 @@ class EndpointMissingError(DaemonError):
     """The daemon has no such route: it runs a version without this feature."""
 
 
+def check_daemon_url(url: str) -> str:
+    """Check that `url` is a usable daemon address; return it without a final slash.
+
+    A usable address has the scheme ``http`` or ``https``, a host, a port from
+    1 to 65535 if any, and neither a query nor a fragment, because the API's
+    paths are appended to it.
+
+    Raises:
+        ValueError: `url` is not such an address; the message names the fix.
+    """
+    example = "such as http://127.0.0.1:8765"
+    if any(char.isspace() for char in url):
+        raise ValueError(
+            f"daemon address {url!r} contains whitespace; give one {example}"
+        )
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        hint = f"; did you mean 'http://{url}'?" if "://" not in url else ""
+        raise ValueError(
+            f"daemon address {url!r} must start with http:// or https://, {example}"
+            f"{hint}"
+        )
+    if not parts.hostname:
+        raise ValueError(f"daemon address {url!r} has no host; give one {example}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(
+            f"daemon address {url!r} has an invalid port; give a number from 1 to "
+            f"65535, {example}"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(
+            f"daemon address {url!r} contains a query or fragment; give only the "
+            f"scheme, host, port and optional path prefix, {example}"
+        )
+    return url.rstrip("/")
+
+
+class NotApplianceError(DaemonError):
+    """Something responded at the address, but not as the appliance daemon: a
+    body that is not JSON, or JSON without the fields every daemon sends."""
+
+
+class KeyRejectedError(DaemonError):
+    """The daemon requires an API key and none was sent, or it rejected the key
+    sent (HTTP 401)."""
+
+
+class RoleTooLowError(DaemonError):
+    """The API key is valid, but its role lacks the permission (HTTP 403).
+
+    Attributes:
+        required_role: The minimum role the request needs, when the daemon's
+            response names it.
+    """
+
+    def __init__(self, message: str, required_role: str | None = None) -> None:
+        super().__init__(message, status=403)
+        self.required_role = required_role
+
+
 class UiClient:
     """JSON calls to the daemon's HTTP API on behalf of the screens.
 
@@ -53,6 +117,9 @@ class UiClient:
         base_url: Address such as ``http://127.0.0.1:8765``.
         api_key: Sent as a bearer token when set.
         timeout: Seconds to wait for a read call.
+
+    Raises:
+        ValueError: `base_url` is not an http or https address with a host.
     """
 
     def __init__(
@@ -61,11 +128,16 @@ class UiClient:
         api_key: str | None = None,
         timeout: float = READ_TIMEOUT_SECONDS,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_daemon_url(base_url)
         self.timeout = timeout
         self._headers = {"Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
+
+    @property
+    def key_sent(self) -> bool:
+        """Whether the calls carry an API key."""
+        return "Authorization" in self._headers
 
     # --- endpoints of the daemon ------------------------------------------------
 
@@ -215,7 +287,7 @@ class UiClient:
     ) -> list[Any]:
         value = self._get_object(path, params).get(key)
         if not isinstance(value, list):
-            raise DaemonError(
+            raise NotApplianceError(
                 f"the daemon's response to GET {path} has no list {key!r}; check "
                 "that --url points at the appliance daemon"
             )
@@ -265,7 +337,7 @@ class UiClient:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
-            raise _http_error(request, exc) from None
+            raise _http_error(self.base_url, request, exc, self.key_sent) from None
         except urllib.error.URLError as exc:
             raise self._unreachable(request, exc.reason) from None
         except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
@@ -273,7 +345,7 @@ class UiClient:
             # the daemon stops while it sends a response.
             raise self._unreachable(request, exc) from None
         except ValueError as exc:
-            raise DaemonError(
+            raise NotApplianceError(
                 f"the daemon at {self.base_url} sent a body that is not JSON for "
                 f"{request.method} {request.selector}: {exc}; check that --url "
                 "points at the appliance daemon"
@@ -287,12 +359,19 @@ class UiClient:
         )
 
 
-def _http_error(request: urllib.request.Request, exc: urllib.error.HTTPError) -> Any:
+def _http_error(
+    base_url: str,
+    request: urllib.request.Request,
+    exc: urllib.error.HTTPError,
+    key_sent: bool,
+) -> DaemonError:
     try:
         body = json.loads(exc.read())
     except (ValueError, OSError):
         body = None
     message = body.get("error") if isinstance(body, dict) else None
+    if body is None and exc.code not in (401, 403):
+        return _not_json_error(base_url, request, exc)
     # Litestar returns a 404 for a route the daemon does not have, without the
     # "type" field that the daemon's own errors carry.
     if exc.code in (404, 405) and not (isinstance(body, dict) and "type" in body):
@@ -302,21 +381,63 @@ def _http_error(request: urllib.request.Request, exc: urllib.error.HTTPError) ->
             "to a version with this feature",
             status=exc.code,
         )
-    if exc.code in (401, 403):
-        return DaemonError(
-            f"the daemon rejected the API key (HTTP {exc.code}): "
-            f"{message or exc.reason}; set APPLIANCE_API_KEY or pass --api-key",
-            status=exc.code,
+    if exc.code == 401:
+        problem = "rejected the API key sent" if key_sent else "requires an API key"
+        return KeyRejectedError(
+            f"the daemon {problem} (HTTP 401): {message or exc.reason}; set "
+            "APPLIANCE_API_KEY or pass --api-key with a valid key",
+            status=401,
         )
+    if exc.code == 403:
+        return _role_too_low(body, message or exc.reason)
     return DaemonError(
         f"the daemon rejected the request: {message or exc.reason} (HTTP {exc.code})",
         status=exc.code,
     )
 
 
+def _not_json_error(
+    base_url: str, request: urllib.request.Request, exc: urllib.error.HTTPError
+) -> DaemonError:
+    """Classify an error response whose body is not JSON.
+
+    The daemon's own error responses, from Litestar and from its access gate,
+    are JSON, so such a body comes from a proxy or from another server.
+    """
+    place = f"{request.method} {request.selector}"
+    if exc.code in (502, 503, 504):
+        # A reverse proxy's response while the daemon behind it is down.
+        return DaemonUnreachableError(
+            f"a proxy at {base_url} responded HTTP {exc.code} ({exc.reason}) to "
+            f"{place}: the daemon behind it does not respond; the screen retries "
+            "on its own",
+            status=exc.code,
+        )
+    return NotApplianceError(
+        f"{base_url} responded HTTP {exc.code} ({exc.reason}) to {place} with a "
+        "body that is not JSON, so it is not the appliance daemon; check that "
+        "--url points at the appliance daemon",
+        status=exc.code,
+    )
+
+
+def _role_too_low(body: Any, message: str) -> RoleTooLowError:
+    required = body.get("required_role") if isinstance(body, dict) else None
+    if isinstance(required, str) and required:
+        needed = f"a key with role {required!r} or higher"
+    else:
+        required = None
+        needed = "a key with a higher role"
+    return RoleTooLowError(
+        "the API key is valid, but its role lacks the permission (HTTP 403): "
+        f"{message}. Set APPLIANCE_API_KEY or --api-key to {needed}",
+        required,
+    )
+
+
 def _object(body: Any, method: str, path: str) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise DaemonError(
+        raise NotApplianceError(
             f"the daemon's response to {method} {path} is not a JSON object; check "
             "that --url points at the appliance daemon"
         )

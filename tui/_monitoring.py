@@ -8,6 +8,7 @@ from typing import Any
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.markup import escape
+from textual.notifications import SeverityLevel
 from textual.widget import Widget
 from textual.widgets import DataTable, Sparkline, Static
 
@@ -299,13 +300,34 @@ class JobsPane(Pane):
                 return
             self.call_daemon(
                 lambda: self.client.retrain(name),
-                lambda record: self.app.notify(
-                    retrain_message(name, record), timeout=10
-                ),
+                lambda record: self._show_retrain(name, record),
                 busy=f"Retraining {name}; this takes as long as training…",
             )
 
         self.app.push_screen(ConfirmScreen(f"Retrain {name} now?", detail), confirmed)
+
+    def _show_retrain(self, name: str, record: dict[str, Any]) -> None:
+        severity = retrain_severity(record)
+        timeout = 10 if severity == "information" else 30
+        self.app.notify(
+            retrain_message(name, record), severity=severity, timeout=timeout
+        )
+
+
+RETRAIN_SEVERITIES: dict[str, SeverityLevel] = {
+    "failed": "error",
+    "interrupted": "error",
+    "skipped": "warning",
+    "running": "warning",
+}
+"""Notification severity of a retraining outcome; the others are information.
+
+A rejected challenger is a run that worked: the champion stays served."""
+
+
+def retrain_severity(record: dict[str, Any]) -> SeverityLevel:
+    """Return the severity of the notification of a finished retraining run."""
+    return RETRAIN_SEVERITIES.get(str(record.get("outcome")), "information")
 
 
 def retrain_message(name: str, record: dict[str, Any]) -> str:

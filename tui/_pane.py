@@ -160,10 +160,10 @@ class Pane(Vertical):
             self._set_notice(
                 f"STALE: {shown}; no response from the daemon, retrying", "stale"
             )
-            self.appliance.connection_lost(exc)
+            self.appliance.connection_failed(exc)
             return
         self._set_notice(failure_text(exc), "failed")
-        self.appliance.connection_ok()
+        self.appliance.connection_failed(exc)
 
     def _set_notice(self, text: str, kind: str | None) -> None:
         notice = self.query_one(".notice", Static)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ def register(commands: Any) -> None:
     )
     tui.add_argument(
         "--url",
+        type=_url_argument,
         help="daemon address such as http://127.0.0.1:8765 (default: the daemon "
         "running on [storage] home, else [server] host and port)",
     )
@@ -55,13 +57,26 @@ def daemon_url(config: Config, url: str | None) -> str:
     return DaemonAddress(0, config.server.host, config.server.port).base_url
 
 
+def _url_argument(text: str) -> str:
+    from tui import check_daemon_url
+
+    try:
+        return check_daemon_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _tui(config: Config, args: argparse.Namespace) -> int:
-    from tui import ApplianceApp, UiClient
+    from tui import EXIT_NO_TERMINAL, ApplianceApp, UiClient, terminal_problem
 
     if args.refresh <= 0:
         from appliance.errors import ConfigError
 
         raise ConfigError(f"--refresh must be above 0 seconds, got {args.refresh!r}")
+    problem = terminal_problem()
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_NO_TERMINAL
     _log_to_file(args.log_file)
     api_key = args.api_key or config.api_key
     client = UiClient(daemon_url(config, args.url), api_key=api_key)

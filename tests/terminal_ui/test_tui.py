@@ -12,13 +12,21 @@ from typing import Any
 
 import httpx
 import pytest
-from support import Daemon, free_port, json_rows, run_appliance, stop_daemon
+from support import (
+    Daemon,
+    free_port,
+    json_rows,
+    run_appliance,
+    start_daemon,
+    stop_daemon,
+)
 from textual.widgets import DataTable, Sparkline, TabbedContent
 from ui_support import (
     DRIFT_CHECKS,
     DRIFT_STEP,
     MODEL,
     UiHome,
+    copy_home,
     notifications,
     run_app,
     screen_text,
@@ -32,6 +40,7 @@ from appliance.cli._tui import daemon_url
 from appliance.config import load_config
 from appliance.errors import DaemonError
 from tui import PANES, DaemonUnreachableError, EndpointMissingError, UiClient
+from tui._connection import Connection
 from tui._dialogs import ConfirmScreen, HelpScreen, TableScreen
 from tui._monitoring import DriftPane
 from tui._pane import Pane
@@ -150,6 +159,67 @@ class SlowDaemon:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class OtherServer:
+    """HTTP server on 127.0.0.1 that is not the daemon: an HTML page for every GET."""
+
+    def __init__(self, status: int) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = b"<html><body>another web app</body></html>"
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_other_server_shows_not_connected(status: int) -> None:
+    other = OtherServer(status)
+
+    async def scenario(app: Any, pilot: Any) -> None:
+        await wait_for(
+            pilot, lambda: app.connection is Connection.NOT_APPLIANCE, "not appliance"
+        )
+        text = await shown_text(pilot)
+        assert "NOT CONNECTED" in text
+        assert "not as the appliance" in text
+        assert "· connected" not in text
+        assert "check that --url points at the appliance daemon" in text
+        assert "report it" not in text
+
+    try:
+        run_app(other.url, scenario, size=(120, 30))
+    finally:
+        other.close()
+
+
+def test_top_line_connecting_until_response() -> None:
+    slow = SlowDaemon(delay=3.0)
+
+    async def scenario(app: Any, pilot: Any) -> None:
+        text = await shown_text(pilot)
+        assert app.connection is Connection.CONNECTING
+        assert "connecting…" in text
+        assert "· connected" not in text
+
+    try:
+        run_app(slow.url, scenario, refresh_seconds=60.0)
+    finally:
+        slow.close()
 
 
 def test_alias_change_outwaits_read_timeout() -> None:
@@ -428,6 +498,43 @@ def test_retrain_now_reports_rejected_challenger(
         assert served[0]["version"] == 2
         assert history[0]["challenger_version"] == 3
         assert "below margin" in history[0]["reason"]
+    finally:
+        stop_daemon(daemon)
+
+
+def test_retrain_failure_notified_as_error(
+    ui_home: UiHome, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.mktemp("retrain-fails")
+    copy = copy_home(ui_home, root)
+    text = copy.config_path.read_text(encoding="utf-8")
+    section = f"[models.{MODEL}]\n"
+    assert section in text
+    # No row passes the filter, so the challenger cannot be trained.
+    no_rows = f'{section}where = "radius < -1000000"\n'
+    copy.config_path.write_text(text.replace(section, no_rows), encoding="utf-8")
+    daemon = start_daemon(copy.config_path, copy.home, root / "daemon.log")
+
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("7")
+        targets = app.query_one("#targets", DataTable)
+        await wait_for(pilot, lambda: targets.row_count == 1, "model to retrain")
+        targets.focus()
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm")
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: any("retraining failed" in n for n in notifications(app)),
+            "retrain result",
+            seconds=120,
+        )
+        failed = [n for n in app._notifications if "failed" in str(n.message)]
+        assert failed[0].severity == "error"
+        assert "challenger not trained" in str(failed[0].message)
+
+    try:
+        run_app(daemon.base_url, scenario)
     finally:
         stop_daemon(daemon)
 

@@ -23,6 +23,7 @@ from ui_support import (
 from appliance.access import create_key
 from appliance.storage import Catalog
 from tui import PANES, UiClient
+from tui._connection import Connection
 from tui._dialogs import ConfirmScreen
 
 
@@ -42,6 +43,13 @@ def secured_copy(ui_home: UiHome, root: Path) -> tuple[UiHome, dict[str, str]]:
     with copy.config_path.open("a", encoding="utf-8") as config:
         config.write("\n[security]\nrequire_keys = true\n")
     return copy, tokens
+
+
+async def top_line_text(pilot: Any) -> str:
+    """Return the app's top line as shown, its wrapped rows joined by spaces."""
+    text = await shown_text(pilot)
+    line = pilot.app.query_one("#connection")
+    return " ".join(row.strip() for row in text.splitlines()[: line.size.height])
 
 
 def promote_version(target: int, outcome: str) -> Any:
@@ -82,6 +90,13 @@ def test_tui_with_keys_required(
         assert not any("401" in n or "403" in n for n in notifications(app))
         assert "Traceback" not in screen_text(app)
 
+    async def refused(app: Any, pilot: Any) -> None:
+        await promote_version(target, "HTTP 403")(app, pilot)
+        shown = " ".join(notifications(app))
+        assert "the API key is valid, but its role lacks the permission" in shown
+        assert "--api-key to a key with role 'operator' or higher" in shown
+        assert "rejected the API key" not in shown
+
     async def without_key(app: Any, pilot: Any) -> None:
         await wait_for(
             pilot,
@@ -94,15 +109,28 @@ def test_tui_with_keys_required(
         assert "APPLIANCE_API_KEY" in await shown_text(pilot) + " ".join(
             notifications(app)
         )
+        top = await top_line_text(pilot)
+        assert app.connection is Connection.KEY_REJECTED
+        assert "connected, API key missing" in top
+        assert "set APPLIANCE_API_KEY or pass --api-key" in top
+        assert "the daemon requires an API key (HTTP 401)" in screen_text(app)
+
+    async def unknown_key(app: Any, pilot: Any) -> None:
+        await wait_for(
+            pilot, lambda: app.connection is Connection.KEY_REJECTED, "key rejected"
+        )
+        top = await top_line_text(pilot)
+        assert "connected, API key rejected" in top
+        assert "set APPLIANCE_API_KEY or pass --api-key" in top
 
     try:
         run_app(daemon.base_url, read_every_pane, api_key=tokens["reader"])
-        refused = promote_version(target, "HTTP 403")
         run_app(daemon.base_url, refused, api_key=tokens["reader"])
         assert operator.served_models()[0]["version"] == before
         promoted = promote_version(target, f"now version {target}")
         run_app(daemon.base_url, promoted, api_key=tokens["operator"])
         assert operator.served_models()[0]["version"] == target
-        run_app(daemon.base_url, without_key)
+        run_app(daemon.base_url, without_key, size=(120, 30))
+        run_app(daemon.base_url, unknown_key, size=(120, 30), api_key="no-such-key")
     finally:
         stop_daemon(daemon)
