@@ -272,3 +272,35 @@ def raise_alerts(
                 config.webhook_timeout_seconds,
             )
     return opened
+
+
+def resolve_alerts(
+    home: Path,
+    model: str,
+    kinds: tuple[str, ...],
+    reason: str,
+    subject: str | None = None,
+) -> list[Alert]:
+    """Resolve the open alerts of `model` of the given kinds, because `reason`.
+
+    The resolution stored with each alert is ``resolved automatically:``
+    followed by `reason`.
+
+    Returns:
+        The alerts resolved by this call.
+    """
+    resolution = f"resolved automatically: {reason}"
+    resolved = []
+    with MonitoringStore(home) as store:
+        for kind in kinds:
+            resolved += store.resolve_open(model, kind, resolution, subject)
+    for alert in resolved:
+        logger.info(
+            "alert resolved id=%d model=%s kind=%s subject=%s reason=%s",
+            alert.id,
+            alert.model,
+            alert.kind,
+            alert.subject,
+            reason,
+        )
+    return resolved
