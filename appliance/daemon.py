@@ -226,6 +226,10 @@ async def serve_models(state: DaemonState) -> AsyncIterator[None]:
         on_batch=state.metrics.observe_batch,
     )
     state.models.explain_missing = lambda name: _explain_missing(state, name)
+    state.metrics.watch_models(
+        lambda: {name: m.version for name, m in state.models.models.items()},
+        lambda: dict(state.models.champions),
+    )
     try:
         await asyncio.to_thread(_load_models, state)
         state.models.loaded = True

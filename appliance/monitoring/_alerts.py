@@ -19,6 +19,17 @@ from appliance.monitoring._batch import DriftReport
 from appliance.monitoring._monitor import DriftEvent
 from appliance.monitoring._policy import HIGHER_IS_BETTER
 
+ALERT_KINDS = (
+    "drift",
+    "performance",
+    "error_rate",
+    "latency",
+    "rollback",
+    "load",
+    "signature",
+)
+"""Kinds of alert the appliance raises; see `AlertCandidate.kind`."""
+
 
 class AlertStatus(str, Enum):
     """Life cycle of an alert."""

@@ -22,7 +22,12 @@ import duckdb
 from appliance.dbrows import first_row
 from appliance.errors import NotFoundError, StorageError
 from appliance.home import create_home
-from appliance.monitoring._alerts import Alert, AlertCandidate, AlertStatus
+from appliance.monitoring._alerts import (
+    ALERT_KINDS,
+    Alert,
+    AlertCandidate,
+    AlertStatus,
+)
 from appliance.monitoring._batch import DriftReport
 from appliance.monitoring._monitor import DriftEvent
 
@@ -325,6 +330,14 @@ class MonitoringStore:
             params.append(model)
         rows = self.db.execute(sql + " ORDER BY id DESC", params).fetchall()
         return [_alert(row) for row in rows]
+
+    def open_counts(self) -> dict[str, int]:
+        """Return the number of open alerts of each kind, 0 for a kind without."""
+        rows = self.db.execute(
+            "SELECT kind, count(*) FROM alerts WHERE status = ? GROUP BY kind",
+            [AlertStatus.OPEN.value],
+        ).fetchall()
+        return {**dict.fromkeys(ALERT_KINDS, 0), **{k: int(n) for k, n in rows}}
 
     def record_drift(
         self, model: str, report: DriftReport, now: datetime | None = None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from support import Daemon, run_appliance, start_daemon, stop_daemon
 
 from appliance.config import Config
@@ -58,6 +59,25 @@ def _wait_for(check: Callable[[], bool]) -> bool:
 def _health_checked(client: httpx.Client) -> bool:
     jobs = client.get("/v1/ui/jobs").json()["jobs"]
     return any(j["id"] == "health:late" and j["last_run_at"] for j in jobs)
+
+
+def _gauges(client: httpx.Client) -> dict[tuple[str, str], float]:
+    """Return the new model and alert gauges by name and label value."""
+    text = client.get("/metrics").text
+    names = {
+        "appliance_model_served_version": "model",
+        "appliance_model_champion_version": "model",
+        "appliance_model_champion_unserved": "model",
+        "appliance_alerts_open": "kind",
+    }
+    gauges = {}
+    for family in text_string_to_metric_families(text):
+        if family.name in names:
+            assert family.type == "gauge", family.name
+            for sample in family.samples:
+                label = sample.labels[names[family.name]]
+                gauges[(family.name, label)] = sample.value
+    return gauges
 
 
 def _history(config: Config) -> list[dict[str, Any]]:
@@ -205,3 +225,37 @@ def test_restart_resolves_earlier_alerts(
         "load": "resolved",
         "signature": "resolved",
     }
+
+
+def test_metrics_show_unserved_champion(
+    trips: Callable[[str], Config], tmp_path: Path
+) -> None:
+    config = trips("")
+    onnx, original = _tampered_champion(config)
+    daemon = start_daemon(config.path, config.storage.home, tmp_path / "daemon.log")
+    try:
+        with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
+            before = _gauges(client)
+            onnx.write_bytes(original)
+            promoted = client.post(
+                "/v1/admin/registry/models/late/promote", json={"version": 2}
+            )
+            assert promoted.status_code == 200, promoted.text
+            resolved = _wait_for(
+                lambda: _gauges(client)[("appliance_alerts_open", "load")] == 0
+            )
+            after = _gauges(client)
+    finally:
+        stop_daemon(daemon)
+
+    assert before[("appliance_model_served_version", "late")] == 1
+    assert before[("appliance_model_champion_version", "late")] == 2
+    assert before[("appliance_model_champion_unserved", "late")] == 1
+    assert before[("appliance_alerts_open", "load")] == 1
+    assert before[("appliance_alerts_open", "signature")] == 1
+    assert before[("appliance_alerts_open", "drift")] == 0
+    assert resolved
+    assert after[("appliance_model_served_version", "late")] == 2
+    assert after[("appliance_model_champion_version", "late")] == 2
+    assert after[("appliance_model_champion_unserved", "late")] == 0
+    assert after[("appliance_alerts_open", "signature")] == 0
