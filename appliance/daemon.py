@@ -83,6 +83,9 @@ from appliance.serving import (
     record_in_daemon,
     record_refusals,
     reload_features,
+    resolve_served_alerts,
+    resolve_when_champion,
+    retry_champion,
     run_with_catalog,
     skip_pyarrow_pandas_probe,
 )
@@ -223,6 +226,10 @@ async def serve_models(state: DaemonState) -> AsyncIterator[None]:
         on_batch=state.metrics.observe_batch,
     )
     state.models.explain_missing = lambda name: _explain_missing(state, name)
+    state.metrics.watch_models(
+        lambda: {name: m.version for name, m in state.models.models.items()},
+        lambda: dict(state.models.champions),
+    )
     try:
         await asyncio.to_thread(_load_models, state)
         state.models.loaded = True
@@ -245,7 +252,9 @@ def _load_models(state: DaemonState) -> None:
         for version in champion_models(view):
             model = _load_champion(state, view, version)
             if model is not None:
-                state.models.put(model)
+                state.models.put(model, champion=version.version)
+            else:
+                state.models.champions[version.model] = version.version
     finally:
         view.close()
     logger.info(
@@ -371,8 +380,7 @@ async def run_monitoring(state: DaemonState) -> AsyncIterator[None]:
     service = MonitoringService(state.config.storage.home, state.config.monitoring)
     service.start()
     state.monitoring = service
-    if state.load_failures:
-        await asyncio.to_thread(_raise_load_alerts, state)
+    await asyncio.to_thread(_update_load_alerts, state)
     state.metrics.watch_monitoring(
         lambda: service.queued,
         lambda: service.dropped,
@@ -385,10 +393,22 @@ async def run_monitoring(state: DaemonState) -> AsyncIterator[None]:
         await asyncio.to_thread(service.stop)
 
 
-def _raise_load_alerts(state: DaemonState) -> None:
-    """Raise a critical alert for each champion that failed to load at start."""
-    from appliance.monitoring import AlertCandidate, raise_alerts
+def _update_load_alerts(state: DaemonState) -> None:
+    """Raise a critical alert for each champion that failed to load at start,
+    and resolve the alerts of earlier runs that each served champion ends."""
+    from appliance.monitoring import (
+        AlertCandidate,
+        AlertStatus,
+        MonitoringStore,
+        raise_alerts,
+    )
 
+    with MonitoringStore(state.config.storage.home) as store:
+        alerted = {a.model for a in store.list_alerts(AlertStatus.OPEN)}
+    unserved = state.models.unserved_champions()
+    for name, model in state.models.models.items():
+        if name in alerted and name not in unserved:
+            resolve_served_alerts(state, name, model.version)
     candidates = []
     for model, version, served, reason in state.load_failures:
         instead = (
@@ -560,7 +580,8 @@ async def reload_config(state: DaemonState) -> bool:
     or of the sensitive columns needs a restart, so such a file is rejected
     as a whole. Changed feature views are read in a worker thread before
     anything is replaced, so a view that fails, such as one whose SQL does
-    not bind, rejects the file too, and the old views keep serving.
+    not bind, rejects the file too, and the old views keep serving. After a
+    reload, a champion that failed to load is served once its files verify.
 
     Returns:
         True when the new configuration is in force.
@@ -593,6 +614,8 @@ async def reload_config(state: DaemonState) -> bool:
     _reschedule_jobs(state)
     configure_logging(new.log_level)
     logger.info("config reloaded path=%s", new.path)
+    for name in state.models.unserved_champions():
+        await retry_champion(state, name)
     return True
 
 
@@ -667,7 +690,7 @@ def build_app(state: DaemonState) -> Litestar:
                 raise
             for model in state.models.models.values():
                 _publish(app, state, model)
-            state.models.on_put = lambda model: _publish(app, state, model)
+            state.models.on_put = lambda model: _on_put(app, state, model)
             _freeze_startup_objects()
             trim_malloc()
             state.ready_at = time.time()
@@ -682,6 +705,12 @@ def build_app(state: DaemonState) -> Litestar:
             logger.info("daemon stopping")
 
     return create_app(state, lifespan=[lifespan])
+
+
+def _on_put(app: Litestar, state: DaemonState, model: OnnxModel) -> None:
+    """Publish the schema of a newly served `model`; resolve the alerts it ends."""
+    _publish(app, state, model)
+    resolve_when_champion(state, model)
 
 
 def _publish(app: Litestar, state: DaemonState, model: OnnxModel) -> None:

@@ -304,6 +304,11 @@ def _print_event(event: dict[str, Any]) -> None:
             f"is the {event['alias']} (set by {event['actor']} at "
             f"{iso_seconds(event['changed_at'])}); nothing recorded"
         )
+        if "serving" in event:
+            print(
+                f"the daemon loaded version {event['serving']} again, because it "
+                "had failed to load, and now serves it"
+            )
         return
     previous = event.get("previous_version")
     previous_text = "unset" if previous is None else previous

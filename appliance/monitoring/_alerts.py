@@ -2,7 +2,7 @@
 
 An alert is identified by (model, kind, subject). While one is open, a new
 candidate with the same key only bumps its count and last-seen time; once it is
-acknowledged, the next candidate opens a new alert.
+acknowledged or resolved, the next candidate opens a new alert.
 """
 
 from __future__ import annotations
@@ -19,6 +19,17 @@ from appliance.monitoring._batch import DriftReport
 from appliance.monitoring._monitor import DriftEvent
 from appliance.monitoring._policy import HIGHER_IS_BETTER
 
+ALERT_KINDS = (
+    "drift",
+    "performance",
+    "error_rate",
+    "latency",
+    "rollback",
+    "load",
+    "signature",
+)
+"""Kinds of alert the appliance raises; see `AlertCandidate.kind`."""
+
 
 class AlertStatus(str, Enum):
     """Life cycle of an alert."""
@@ -27,6 +38,10 @@ class AlertStatus(str, Enum):
     """Raised and not yet seen by an operator; repeats are folded into it."""
     ACKNOWLEDGED = "acknowledged"
     """Seen by an operator; a repeat opens a new alert."""
+    RESOLVED = "resolved"
+    """Closed by the daemon because its condition is gone, such as a champion
+    that serves again. The alert's `resolution` states the reason, and a repeat
+    opens a new alert."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +107,10 @@ class Alert:
     count: int
     """Candidates folded into this alert, the first included."""
     acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+    """Reason the daemon resolved the alert, starting with ``resolved
+    automatically``, or None while it is not resolved."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the alert as JSON-ready values."""
@@ -111,6 +130,8 @@ class Alert:
             "acknowledged_at": (
                 self.acknowledged_at.isoformat() if self.acknowledged_at else None
             ),
+            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
+            "resolution": self.resolution,
         }
 
 

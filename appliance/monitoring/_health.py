@@ -103,6 +103,14 @@ class WatchedDaemon(Protocol):
                 missing or corrupted, or its inputs or classes differ.
         """
 
+    def retry_champion(self, model: str) -> int | None:
+        """Serve the model's champion if another version serves in its place
+        and the champion's files verify now.
+
+        Returns:
+            The champion's version when it serves from now on, else None.
+        """
+
     def rollback(
         self, model: str, expected_version: int, actor: str, reason: str
     ) -> dict[str, Any]:
@@ -171,15 +179,20 @@ def schedule_health_checks(scheduler: Any, config: Config) -> list[str]:
 def check_health(home: str, model: str) -> dict[str, Any]:
     """Judge one served model: live performance, error rate, latency, rollback.
 
+    First, a champion that failed to load is served in place of the version
+    that replaced it, once its files verify again.
+
     Returns:
         The run's detail: the figures judged, the alerts raised and the
-        rollback watch's verdict, or why nothing ran.
+        rollback watch's verdict, or why nothing ran. ``champion_served``
+        is the champion's version when this run served it again.
     """
     from appliance.monitoring._rollback import watch_rollback
 
     daemon = watched_daemon(home)
     if daemon is None:
         return {"skipped": f"no daemon of home {home} runs in this process"}
+    restored = daemon.retry_champion(model)
     served = daemon.served().get(model)
     if served is None:
         return {"skipped": f"model {model!r} is not served"}
@@ -232,6 +245,7 @@ def check_health(home: str, model: str) -> dict[str, Any]:
         "alerts": [c.kind + ":" + c.subject for c in candidates],
         "opened": [a.id for a in opened],
         "rollback": verdict.outcome,
+        "champion_served": restored,
     }
 
 
@@ -272,3 +286,35 @@ def raise_alerts(
                 config.webhook_timeout_seconds,
             )
     return opened
+
+
+def resolve_alerts(
+    home: Path,
+    model: str,
+    kinds: tuple[str, ...],
+    reason: str,
+    subject: str | None = None,
+) -> list[Alert]:
+    """Resolve the open alerts of `model` of the given kinds, because `reason`.
+
+    The resolution stored with each alert is ``resolved automatically:``
+    followed by `reason`.
+
+    Returns:
+        The alerts resolved by this call.
+    """
+    resolution = f"resolved automatically: {reason}"
+    resolved = []
+    with MonitoringStore(home) as store:
+        for kind in kinds:
+            resolved += store.resolve_open(model, kind, resolution, subject)
+    for alert in resolved:
+        logger.info(
+            "alert resolved id=%d model=%s kind=%s subject=%s reason=%s",
+            alert.id,
+            alert.model,
+            alert.kind,
+            alert.subject,
+            reason,
+        )
+    return resolved

@@ -22,7 +22,12 @@ import duckdb
 from appliance.dbrows import first_row
 from appliance.errors import NotFoundError, StorageError
 from appliance.home import create_home
-from appliance.monitoring._alerts import Alert, AlertCandidate, AlertStatus
+from appliance.monitoring._alerts import (
+    ALERT_KINDS,
+    Alert,
+    AlertCandidate,
+    AlertStatus,
+)
 from appliance.monitoring._batch import DriftReport
 from appliance.monitoring._monitor import DriftEvent
 
@@ -47,6 +52,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     count           INTEGER NOT NULL,
     acknowledged_at TIMESTAMPTZ
 );
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS resolved_at TIMESTAMPTZ;
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS resolution VARCHAR;
 CREATE TABLE IF NOT EXISTS drift_scores (
     checked_at     TIMESTAMPTZ NOT NULL,
     model          VARCHAR NOT NULL,
@@ -118,7 +125,7 @@ CREATE TABLE IF NOT EXISTS job_runs (
 
 _ALERT_COLUMNS = (
     "id, model, kind, subject, severity, status, message, value, threshold, "
-    "opened_at, last_seen_at, count, acknowledged_at"
+    "opened_at, last_seen_at, count, acknowledged_at, resolved_at, resolution"
 )
 
 
@@ -257,16 +264,57 @@ class MonitoringStore:
     def acknowledge(self, alert_id: int, now: datetime | None = None) -> Alert:
         """Mark an alert acknowledged; acknowledging twice keeps the first time.
 
+        A resolved alert keeps its status and gets the acknowledgement time.
+
         Raises:
             NotFoundError: No alert has that id.
         """
         self.get_alert(alert_id)
         self.db.execute(
-            "UPDATE alerts SET status = ?, acknowledged_at = coalesce("
-            "acknowledged_at, ?) WHERE id = ?",
-            [AlertStatus.ACKNOWLEDGED.value, now or _now(), alert_id],
+            "UPDATE alerts SET status = CASE WHEN status = ? THEN status ELSE ? END, "
+            "acknowledged_at = coalesce(acknowledged_at, ?) WHERE id = ?",
+            [
+                AlertStatus.RESOLVED.value,
+                AlertStatus.ACKNOWLEDGED.value,
+                now or _now(),
+                alert_id,
+            ],
         )
         return self.get_alert(alert_id)
+
+    def resolve_open(
+        self,
+        model: str,
+        kind: str,
+        resolution: str,
+        subject: str | None = None,
+        now: datetime | None = None,
+    ) -> list[Alert]:
+        """Resolve the open alerts of a model and kind, or of one subject of it.
+
+        Returns:
+            The alerts resolved by this call, oldest first.
+        """
+        sql = (
+            "UPDATE alerts SET status = ?, resolved_at = ?, resolution = ? "
+            "WHERE model = ? AND kind = ? AND status = ?"
+        )
+        params: list[Any] = [
+            AlertStatus.RESOLVED.value,
+            now or _now(),
+            resolution,
+            model,
+            kind,
+            AlertStatus.OPEN.value,
+        ]
+        if subject is not None:
+            sql += " AND subject = ?"
+            params.append(subject)
+        ids = sorted(
+            int(row[0])
+            for row in self.db.execute(sql + " RETURNING id", params).fetchall()
+        )
+        return [self.get_alert(alert_id) for alert_id in ids]
 
     def list_alerts(
         self, status: AlertStatus | None = None, model: str | None = None
@@ -282,6 +330,14 @@ class MonitoringStore:
             params.append(model)
         rows = self.db.execute(sql + " ORDER BY id DESC", params).fetchall()
         return [_alert(row) for row in rows]
+
+    def open_counts(self) -> dict[str, int]:
+        """Return the number of open alerts of each kind, 0 for a kind without."""
+        rows = self.db.execute(
+            "SELECT kind, count(*) FROM alerts WHERE status = ? GROUP BY kind",
+            [AlertStatus.OPEN.value],
+        ).fetchall()
+        return {**dict.fromkeys(ALERT_KINDS, 0), **{k: int(n) for k, n in rows}}
 
     def record_drift(
         self, model: str, report: DriftReport, now: datetime | None = None

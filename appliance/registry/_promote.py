@@ -47,13 +47,15 @@ def promote(
     actor: str,
     reason: str,
     load: Loader,
+    load_unchanged: bool = False,
 ) -> tuple[AliasEvent, Any]:
     """Point `alias` of `model` at `version` once `load` accepted its artifact.
 
-    When `alias` already points at `version`, nothing is loaded and the alias
-    history is left as it is. The result is then the change that set the
-    alias, with action `UNCHANGED`, and None. Every call, failed ones too, adds
-    an audit entry.
+    When `alias` already points at `version`, the alias history is left as it
+    is, and the result is the change that set the alias, with action
+    `UNCHANGED`. The version is then loaded only when `load_unchanged` is
+    true, as for a champion the daemon failed to load; otherwise the result's
+    second item is None. Every call, failed ones too, adds an audit entry.
 
     Returns:
         The recorded change and what `load` returned.
@@ -69,7 +71,8 @@ def promote(
         target = get_version(catalog, model, version)
         current = aliases(catalog, model).get(model, {}).get(alias)
         if current == version:
-            return _unchanged(catalog, model, alias, version, actor), None
+            loaded = load(target) if load_unchanged else None
+            return _unchanged(catalog, model, alias, version, actor), loaded
         loaded = load(target)
         event = set_alias(catalog, model, alias, version, actor, reason)
     record(catalog, "model.promote", model, _details(event))

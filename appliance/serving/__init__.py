@@ -11,6 +11,11 @@ from appliance.serving._access import (
 from appliance.serving._app import ROUTE_MODULES, create_app
 from appliance.serving._batch import check_target, read_rows_file, score_file
 from appliance.serving._batcher import BatchSettings, MicroBatcher
+from appliance.serving._champions import (
+    resolve_served_alerts,
+    resolve_when_champion,
+    retry_champion,
+)
 from appliance.serving._explain import explain_feed, reference_of
 from appliance.serving._inputs import (
     NUMBER,
@@ -82,6 +87,9 @@ __all__ = [
     "read_rows_file",
     "reference_of",
     "reload_features",
+    "resolve_served_alerts",
+    "resolve_when_champion",
+    "retry_champion",
     "rows_to_columns",
     "rows_to_feed",
     "run_with_catalog",

@@ -53,7 +53,10 @@ _STATUS: dict[type[ApplianceError], int] = {
     ServingConfigError: 503,
     ExportError: 422,
     StorageError: 503,
-    IntegrityError: 500,
+    # The request is valid, but the files of the model version it needs do not
+    # match their signature or recorded hash. A 5xx would count that in the
+    # server error rate as a failure of the daemon.
+    IntegrityError: 409,
     ColumnKeyError: 500,
 }
 

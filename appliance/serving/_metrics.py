@@ -11,6 +11,7 @@ import itertools
 import math
 import resource
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -89,6 +90,10 @@ class ServingMetrics:
         registry.register(self._monitoring)
         self._ingest = _IngestCollector()
         registry.register(self._ingest)
+        self._models = _ModelsCollector()
+        registry.register(self._models)
+        self.open_alerts_read_at: float | None = None
+        """Monotonic clock reading of the last `set_open_alerts`."""
         self.feedback_labels = Counter(
             "appliance_feedback_labels",
             "Labels sent to the feedback route by model and outcome: stored, "
@@ -137,6 +142,26 @@ class ServingMetrics:
         accepted, flushed and quarantined, segments rejected, flushes failed,
         and the failures in a row of the current flush."""
         self._ingest.counts = counts
+
+    def watch_models(
+        self,
+        served: Callable[[], dict[str, int]],
+        champions: Callable[[], dict[str, int]],
+    ) -> None:
+        """Read the served and the champion version of each model at every scrape."""
+        self._models.served = served
+        self._models.champions = champions
+
+    def set_open_alerts(self, counts: dict[str, int]) -> None:
+        """Set the open monitoring alerts by kind, as the next scrape shows them."""
+        self._models.open_alerts = dict(counts)
+        self.open_alerts_read_at = time.monotonic()
+
+    def open_alerts_age(self) -> float:
+        """Return the seconds since `set_open_alerts`, or infinity before it ran."""
+        if self.open_alerts_read_at is None:
+            return math.inf
+        return time.monotonic() - self.open_alerts_read_at
 
     def observe(
         self, model: str, version: int | str, status: int, seconds: float, rows: int
@@ -367,6 +392,60 @@ class _IngestCollector:
         for dataset, values in sorted(counts.items()):
             gauge.add_metric([dataset], values[len(_INGEST_METRICS)])
         yield gauge
+
+
+class _ModelsCollector:
+    """Collector of the served and champion versions and the open alerts."""
+
+    def __init__(self) -> None:
+        self.served: Callable[[], dict[str, int]] = dict
+        self.champions: Callable[[], dict[str, int]] = dict
+        self.open_alerts: dict[str, int] = {}
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        served, champions = self.served(), self.champions()
+        yield _gauge(
+            "appliance_model_served_version",
+            "Version of each model that the daemon serves.",
+            "model",
+            served,
+        )
+        yield _gauge(
+            "appliance_model_champion_version",
+            "Champion version of each model, served unless it failed to load.",
+            "model",
+            champions,
+        )
+        unserved = {
+            model: float(served.get(model) != version)
+            for model, version in champions.items()
+        }
+        yield _gauge(
+            "appliance_model_champion_unserved",
+            "1 while a model's champion failed to load and another version, or "
+            "none, serves in its place; else 0.",
+            "model",
+            unserved,
+        )
+        yield _gauge(
+            "appliance_alerts_open",
+            "Open monitoring alerts by kind, as last read from the monitoring store.",
+            "kind",
+            self.open_alerts,
+        )
+
+
+def _gauge(
+    name: str, text: str, label: str, values: dict[str, int] | dict[str, float]
+) -> GaugeMetricFamily:
+    """Return a gauge family with one sample per key of `values`, sorted."""
+    family = GaugeMetricFamily(name, text, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
 
 
 def _max_rss_bytes() -> float:

@@ -239,18 +239,20 @@ async def alerts(
     status: Annotated[
         str | None,
         QueryParameter(
-            description="Only the alerts in this status: open or acknowledged."
+            description="Only the alerts in this status: open, acknowledged or "
+            "resolved."
         ),
     ] = None,
     model: ModelFilter = None,
 ) -> Response[bytes]:
-    """Return alerts, optionally only ``open`` or ``acknowledged`` ones."""
+    """Return alerts, optionally only ``open``, ``acknowledged`` or ``resolved``."""
     state = daemon_state(request)
     try:
         wanted = AlertStatus(status) if status else None
     except ValueError:
         raise RequestError(
-            f"status {status!r} is not an alert status; use open or acknowledged"
+            f"status {status!r} is not an alert status; use open, acknowledged "
+            "or resolved"
         ) from None
     found = await asyncio.to_thread(_alerts, state, wanted, model)
     if not found and model is not None and model not in state.config.models:

@@ -121,7 +121,9 @@ class AliasChange(msgspec.Struct):
             description="set (promote), rollback, or unchanged when the alias "
             "already pointed at the version. An unchanged promotion records "
             "nothing, and its changed_at, actor and reason are those of the "
-            "change that set the alias."
+            f"change that set the alias. An unchanged promotion of a {CHAMPION} "
+            "that the daemon does not serve, because it failed to load, loads "
+            "it again and sets serving."
         ),
     ]
     actor: str
@@ -184,8 +186,16 @@ async def lookup(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def versions(
     request: Request[Any, Any, Any], model: ModelFilter = None
 ) -> Response[bytes]:
-    """Return registered versions with their aliases and serving state."""
-    found = await run_with_catalog(daemon_state(request), model_versions, model)
+    """Return registered versions with their aliases and serving state.
+
+    ``serving`` marks the version this daemon serves, which is not the
+    champion while a champion that failed to load is replaced.
+    """
+    state = daemon_state(request)
+    found = await run_with_catalog(state, model_versions, model)
+    served = {name: m.version for name, m in state.models.models.items()}
+    for record in found:
+        record["serving"] = served.get(record["model"]) == record["version"]
     return _json({"versions": found})
 
 
@@ -240,6 +250,11 @@ async def promote_version(
     body = _decode(PromoteRequest, await request.body())
     _check_alias(body.alias)
     load = _loader(state, body.alias)
+    # A champion that failed to load is loaded again by a promotion to it.
+    served = state.models.models.get(name)
+    load_unchanged = is_serving_alias(body.alias) and (
+        served is None or served.version != body.version
+    )
     lock = admin_lock_within(state, name, "promotion", ALIAS_CHANGE_WAIT_SECONDS)
     async with lock:
         event, model = await run_with_catalog(
@@ -251,6 +266,7 @@ async def promote_version(
             body.actor,
             body.reason,
             load,
+            load_unchanged,
         )
     return _json(_serve(state, event_record(event), model))
 

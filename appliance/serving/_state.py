@@ -134,14 +134,21 @@ class ModelSet:
         """Called with every model `put` serves, such as to publish its schema."""
         self.explain_missing: Callable[[str], str | None] | None = None
         """Function that returns why a model is not served, for the 404 message."""
+        self.champions: dict[str, int] = {}
+        """Champion version of each model, as the catalog named it when the
+        daemon last loaded or switched the model. It differs from the served
+        version while a champion that failed to load is replaced."""
         self._on_batch = on_batch
         for model in (models or {}).values():
             self.put(model)
 
-    def put(self, model: OnnxModel) -> OnnxModel | None:
+    def put(self, model: OnnxModel, champion: int | None = None) -> OnnxModel | None:
         """Serve `model` under its name from now on and return the replaced one.
 
-        Requests already holding the old version finish on it.
+        Requests already holding the old version finish on it. `champion` is
+        the model's champion version when `model` replaces it, such as an
+        earlier version served because the champion failed to load; by
+        default `model` is the champion.
         """
         on_batch = None
         if self._on_batch is not None:
@@ -151,9 +158,19 @@ class ModelSet:
         previous = self.models.get(model.name)
         self.models[model.name] = model
         self.batchers[model.name] = batcher
+        self.champions[model.name] = model.version if champion is None else champion
         if self.on_put is not None:
             self.on_put(model)
         return previous
+
+    def unserved_champions(self) -> dict[str, int]:
+        """Return the champion version of each model that serves another
+        version or none, by model name."""
+        return {
+            name: version
+            for name, version in self.champions.items()
+            if name not in self.models or self.models[name].version != version
+        }
 
     def pin(self, model: OnnxModel) -> MicroBatcher:
         """Keep `model` loaded for requests that name its version; return its batcher.
@@ -237,6 +254,12 @@ class DaemonState:
     load_failures: list[tuple[str, int, int | None, str]] = field(default_factory=list)
     """Champions that failed to load at start, as (model, version, version
     served instead or None, reason)."""
+    failed_champions: dict[str, tuple[tuple[str, int, int, int], ...]] = field(
+        default_factory=dict
+    )
+    """Files of each unserved champion whose last load retry failed, by model:
+    the name, size, modification and change time of each, so that a retry
+    waits until one of them changes."""
 
 
 def daemon_state(request: Request[Any, Any, Any]) -> DaemonState:

@@ -22,6 +22,7 @@ from typing import Any
 
 from appliance.config import Config
 from appliance.monitoring import RequestStats, SameRows, ServedVersion
+from appliance.serving._champions import retry_champion
 from appliance.serving._rescore import same_rows
 from appliance.serving._routes_registry import rollback_served
 from appliance.serving._state import DaemonState
@@ -129,6 +130,23 @@ class DaemonWatch:
     ) -> SameRows:
         """Score `previous` on the labelled rows that `version` served since `since`."""
         return same_rows(self.state, model, version, previous, since, min_auc_labels)
+
+    def retry_champion(self, model: str) -> int | None:
+        """Serve the model's champion on the event loop if it failed to load.
+
+        The champion is served only once its files verify again. Returns its
+        version then, or None when nothing changed.
+        """
+        # Read without iterating, because the event loop may change the dicts.
+        champion = self.state.models.champions.get(model)
+        served = self.state.models.models.get(model)
+        if champion is None or (served is not None and served.version == champion):
+            return None
+        future = asyncio.run_coroutine_threadsafe(
+            retry_champion(self.state, model), self.loop
+        )
+        loaded = future.result(ROLLBACK_TIMEOUT_SECONDS)
+        return None if loaded is None else loaded.version
 
     def rollback(
         self, model: str, expected_version: int, actor: str, reason: str

@@ -68,6 +68,39 @@ def test_acknowledged_alert_reopens_as_new(tmp_path: Path) -> None:
         assert [a.id for a in store.list_alerts(AlertStatus.OPEN)] == [second.id]
 
 
+def test_open_alerts_resolved_by_subject(tmp_path: Path) -> None:
+    with MonitoringStore(tmp_path) as store:
+        temp, _ = store.record_alert(candidate(), T0)
+        dewp, _ = store.record_alert(candidate("feature:dewp"), T0)
+        seen, _ = store.record_alert(candidate("feature:wind"), T0)
+        store.acknowledge(seen.id, T0)
+        later = T0 + timedelta(hours=1)
+
+        resolved = store.resolve_open(
+            "flights_late",
+            "drift",
+            "resolved automatically: gone",
+            "feature:temp",
+            later,
+        )
+        repeat, new = store.record_alert(candidate(), T0 + timedelta(hours=2))
+        acknowledged = store.acknowledge(temp.id, T0 + timedelta(hours=3))
+
+        assert [a.id for a in resolved] == [temp.id]
+        assert resolved[0].status is AlertStatus.RESOLVED
+        assert resolved[0].resolved_at == later
+        assert resolved[0].resolution == "resolved automatically: gone"
+        assert resolved[0].to_dict()["resolution"] == "resolved automatically: gone"
+        assert store.get_alert(dewp.id).status is AlertStatus.OPEN
+        assert store.get_alert(seen.id).status is AlertStatus.ACKNOWLEDGED
+        assert new is True
+        assert repeat.id != temp.id
+        assert acknowledged.status is AlertStatus.RESOLVED
+        assert acknowledged.acknowledged_at == T0 + timedelta(hours=3)
+        assert store.resolve_open("flights_late", "drift", "again") != []
+        assert store.list_alerts(AlertStatus.OPEN) == []
+
+
 def test_acknowledge_unknown_id(tmp_path: Path) -> None:
     with MonitoringStore(tmp_path) as store:
         with pytest.raises(NotFoundError, match="alert 42 does not exist"):

@@ -77,7 +77,7 @@ def test_daemon_rejects_damaged_schema(
     assert served.status_code == 200
     assert served.json()["version"] == 1
     for response in (pinned, card):
-        assert response.status_code == 500, response.text
+        assert response.status_code == 409, response.text
     changed = "schema.json of model 'late' version 2 was changed after signing"
     for response in (pinned, card):
         assert response.json()["type"] == "SignatureError"

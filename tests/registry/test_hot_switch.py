@@ -189,7 +189,7 @@ def test_version_query_and_corrupted_promotion(served: tuple[Config, Daemon]) ->
         )
     assert champion.status_code == 200
     assert champion.json()["version"] == 1
-    assert corrupted.status_code == 500
+    assert corrupted.status_code == 409
     assert "sha256" in corrupted.json()["error"]
     history = _cli(config, "models", "history", "late", "--json").stdout
     last = json.loads(history.splitlines()[-1])

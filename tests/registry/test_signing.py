@@ -259,7 +259,7 @@ def test_champion_serves_after_tampered_promotion(
 
     changed = "model.onnx of model 'late' version 2 was changed after signing"
     for response in (promoted, staged, pinned):
-        assert response.status_code == 500, response.text
+        assert response.status_code == 409, response.text
         assert response.json()["type"] == "SignatureError"
         assert changed in response.json()["error"]
     assert served.status_code == 200, served.text
@@ -318,3 +318,54 @@ def test_tampered_only_version_makes_daemon_not_ready(
     logged = (tmp_path / "daemon.log").read_text()
     assert "model load failed model=late version=1 error=" in logged
     assert "Traceback" not in logged
+
+
+def test_signature_failures_are_conflicts(
+    trips: Callable[[str], Config], tmp_path: Path
+) -> None:
+    config = trips("")
+    versions = [train_model(config, "late").model_version for _ in range(5)]
+    schema_changed, swapped, unsigned, onnx_changed, champion = versions
+    _edit_schema(schema_changed)
+    (swapped.path / "signature.json").write_bytes(
+        (champion.path / "signature.json").read_bytes()
+    )
+    _delete_signature(unsigned)
+    _flip_onnx_byte(onnx_changed)
+    daemon = start_daemon(config.path, config.storage.home, tmp_path / "daemon.log")
+    try:
+        with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
+            responses = {
+                f"promote {number}": client.post(
+                    "/v1/admin/registry/models/late/promote", json={"version": number}
+                )
+                for number in (1, 2, 3)
+            }
+            for number in (3, 4):
+                responses[f"predict {number}"] = client.post(
+                    f"/v1/models/late/predict?version={number}", json={"rows": [ROW]}
+                )
+            served = client.post("/v1/models/late/predict", json={"rows": [ROW]})
+        promoted = run_appliance(
+            config.path, config.storage.home, "models", "promote", "late", "1"
+        )
+    finally:
+        stop_daemon(daemon)
+
+    expected = {
+        "promote 1": "schema.json of model 'late' version 1 was changed after signing",
+        "promote 2": "signature.json of model 'late' version 2 signs model 'late' "
+        "version 5",
+        "promote 3": "model 'late' version 3 is not signed: .*signature.json",
+        "predict 3": "model 'late' version 3 is not signed: .*signature.json",
+        "predict 4": "model.onnx of model 'late' version 4 was changed after signing",
+    }
+    for key, response in responses.items():
+        assert response.status_code == 409, (key, response.text)
+        assert response.json()["type"] == "SignatureError", key
+        assert re.search(expected[key], response.json()["error"]), key
+    assert served.status_code == 200, served.text
+    assert served.json()["version"] == 5
+    assert promoted.returncode == 1
+    assert re.search(expected["promote 1"], promoted.stderr), promoted.stderr
+    assert "Traceback" not in promoted.stderr

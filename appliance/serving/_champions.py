@@ -1,0 +1,130 @@
+"""Champions the daemon does not serve because they failed to load.
+
+At start, a champion whose files fail to load is replaced by an earlier
+version, and a critical ``load`` alert names both (see `appliance.daemon`).
+Once the champion's files verify again, such as after a restore from a
+backup, `retry_champion` serves it: the scheduled health check and a SIGHUP
+reload call it, and so does a promotion of the champion that is already set.
+Whenever a model's champion is served, `resolve_served_alerts` resolves the
+``load`` alerts of the model and the ``signature`` alerts of that version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from appliance.errors import ApplianceError
+from appliance.serving._onnx import OnnxModel
+from appliance.serving._state import DaemonState, load_model, run_with_catalog
+from appliance.signing import trusted_keys, verify_version
+from appliance.storage import Catalog, ModelVersion, champion_models
+
+logger = logging.getLogger(__name__)
+
+
+async def retry_champion(state: DaemonState, name: str) -> OnnxModel | None:
+    """Serve the champion of `name` in place of another version once it verifies.
+
+    Does nothing while the admin lock is taken, because a promotion or
+    rollback in progress decides what serves; the next call tries again.
+    A champion whose files still fail verification is left as it is, and
+    its alert stays open. Its folder is checked again only once a file in it
+    changed, so a lasting failure is not logged at every call.
+
+    Returns:
+        The champion served from now on, or None when nothing changed.
+    """
+    if name not in state.models.unserved_champions():
+        return None
+    if state.admin_lock.locked():
+        logger.debug("champion retry deferred, admin lock taken model=%s", name)
+        return None
+    async with state.admin_lock:
+        found = await run_with_catalog(state, _champion_of, name)
+        served = state.models.models.get(name)
+        if found is None or (served is not None and served.version == found.version):
+            return None
+        stamp = await asyncio.to_thread(_folder_stamp, found)
+        if state.failed_champions.get(name) == stamp:
+            return None
+        try:
+            await asyncio.to_thread(verify_version, found, trusted_keys(state.config))
+            model = await asyncio.to_thread(
+                load_model, state.config, found.path, found.sha256
+            )
+        except ApplianceError as exc:
+            state.failed_champions[name] = stamp
+            logger.error(
+                "champion load retry failed model=%s version=%d error=%s",
+                name,
+                found.version,
+                exc,
+            )
+            return None
+        state.failed_champions.pop(name, None)
+        previous = state.models.put(model)
+    logger.info(
+        "champion served again model=%s version=%d previous=%s",
+        name,
+        model.version,
+        previous.version if previous else None,
+    )
+    return model
+
+
+def _champion_of(catalog: Catalog, name: str) -> ModelVersion | None:
+    return next((v for v in champion_models(catalog) if v.model == name), None)
+
+
+def _folder_stamp(version: ModelVersion) -> tuple[tuple[str, int, int, int], ...]:
+    """Return the name, size, modification and change time of each file of a
+    version's folder, empty for a missing folder."""
+    if not version.path.is_dir():
+        return ()
+    stamps = []
+    for path in sorted(version.path.iterdir()):
+        stat = path.stat()
+        stamps.append((path.name, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
+    return tuple(stamps)
+
+
+def resolve_served_alerts(state: DaemonState, name: str, version: int) -> None:
+    """Resolve the alerts that champion `version` of `name`, now served, ends.
+
+    Those are the model's ``load`` alerts and the ``signature`` alerts of that
+    version. Blocks while the monitoring store is written, so call it off the
+    event loop. A failed write is logged, and the alerts stay open.
+    """
+    from appliance.monitoring import resolve_alerts
+
+    home = state.config.storage.home
+    try:
+        resolve_alerts(
+            home,
+            name,
+            ("load",),
+            f"champion version {version} of model {name!r} is served",
+        )
+        resolve_alerts(
+            home,
+            name,
+            ("signature",),
+            f"version {version} of model {name!r} passed its signature check and "
+            "is served",
+            subject=f"version {version}",
+        )
+    except Exception:
+        logger.exception("alerts not resolved model=%s version=%d", name, version)
+
+
+def resolve_when_champion(state: DaemonState, model: OnnxModel) -> None:
+    """Resolve the alerts `model` ends, in a worker thread, if it is the champion.
+
+    Call it on the event loop after `ModelSet.put` served `model`.
+    """
+    if state.models.champions.get(model.name) != model.version:
+        return
+    asyncio.get_running_loop().run_in_executor(
+        None, resolve_served_alerts, state, model.name, model.version
+    )
