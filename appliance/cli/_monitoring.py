@@ -85,16 +85,16 @@ def _drift(config: Config, args: argparse.Namespace) -> None:
             False,
             ["checked_at", "features", "drifted"],
         )
-    if events and total > len(events):
+    if not events:
+        return
+    if total > len(events):
         print(
             f"\nstreaming detections, newest {len(events)} of {total} "
             "(--events N shows more):"
         )
-    elif events:
+    else:
         print("\nstreaming detections:")
-        print_rows(
-            events, False, ["detected_at", "kind", "subject", "cause", "position"]
-        )
+    print_rows(events, False, ["detected_at", "kind", "subject", "cause", "position"])
 
 
 def _alerts_list(config: Config, args: argparse.Namespace) -> None:
