@@ -166,6 +166,27 @@ def test_cli_help_names_default_config() -> None:
     assert f"else {DEFAULT_CONFIG}, not a config.toml in the current folder" in text
 
 
+def test_cli_log_level_invalid_usage(cli, write_config, tmp_path: Path) -> None:
+    result = cli(
+        write_config(), tmp_path / "home", "--log-level", "LOUD", "models", "list"
+    )
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert (
+        "argument --log-level: invalid log level 'LOUD'; use one of DEBUG, INFO, "
+        "WARNING, ERROR, CRITICAL" in result.stderr
+    )
+
+
+def test_cli_log_level_any_case(cli, write_config, tmp_path: Path) -> None:
+    result = cli(
+        write_config(), tmp_path / "home", "--log-level", "debug", "models", "list"
+    )
+
+    assert result.returncode == 0, result.stderr
+
+
 # --- batch predict ---------------------------------------------------------------
 
 
