@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -94,7 +93,10 @@ def register(commands: Any) -> None:
 def _add_audit_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", default="", help="why, kept in the alias history")
     parser.add_argument(
-        "--by", help="who makes the change (default: the logged-in user)"
+        "--by",
+        help="who makes the change, as the alias history records it (default: "
+        "the logged-in user); rejected when an API key goes to the daemon, "
+        "because the history then records the key",
     )
 
 
@@ -208,25 +210,18 @@ def _promote(config: Config, args: argparse.Namespace) -> None:
     from appliance.registry import promote
 
     check_model_known(config, args.name)
-    body = {
-        "version": args.version,
-        "alias": args.alias,
-        "actor": args.by or getpass.getuser(),
-        "reason": args.reason,
-    }
-    _print_event(registry_change(config, args.name, "promote", body, promote))
+    body = {"version": args.version, "alias": args.alias, "reason": args.reason}
+    event = registry_change(config, args.name, "promote", body, promote, args.by)
+    _print_event(event)
 
 
 def _rollback(config: Config, args: argparse.Namespace) -> None:
     from appliance.registry import rollback
 
     check_model_known(config, args.name)
-    body = {
-        "alias": args.alias,
-        "actor": args.by or getpass.getuser(),
-        "reason": args.reason,
-    }
-    _print_event(registry_change(config, args.name, "rollback", body, rollback))
+    body = {"alias": args.alias, "reason": args.reason}
+    event = registry_change(config, args.name, "rollback", body, rollback, args.by)
+    _print_event(event)
 
 
 def _history(config: Config, args: argparse.Namespace) -> None:
