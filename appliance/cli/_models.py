@@ -14,6 +14,7 @@ from appliance.cli._output import (
     add_group,
     add_json_flag,
     iso_seconds,
+    model_reference,
     print_rows,
     read_catalog,
 )
@@ -32,7 +33,9 @@ def register(commands: Any) -> None:
     predict = add_command(
         commands, "predict", _predict, "score a file to Parquet or CSV"
     )
-    predict.add_argument("name", metavar="NAME[@VERSION]", help=_REFERENCE_HELP)
+    predict.add_argument(
+        "name", type=model_reference, metavar="NAME[@VERSION]", help=_REFERENCE_HELP
+    )
     predict.add_argument("input", type=Path, help="CSV or Parquet file to score")
     predict.add_argument(
         "output",
@@ -73,11 +76,21 @@ def register(commands: Any) -> None:
     add_json_flag(history)
 
     card = add_command(models, "card", _card, "write the HTML model card of a version")
-    card.add_argument("reference", metavar="NAME[@VERSION]", help=_REFERENCE_HELP)
+    card.add_argument(
+        "reference",
+        type=model_reference,
+        metavar="NAME[@VERSION]",
+        help=_REFERENCE_HELP,
+    )
     card.add_argument("output", type=Path, metavar="OUT.html", help="file to write")
 
     export = add_command(models, "export", _export, "export a version to a folder")
-    export.add_argument("reference", metavar="NAME[@VERSION]", help=_REFERENCE_HELP)
+    export.add_argument(
+        "reference",
+        type=model_reference,
+        metavar="NAME[@VERSION]",
+        help=_REFERENCE_HELP,
+    )
     export.add_argument("folder", type=Path, metavar="DIR", help="new folder to write")
     export.add_argument(
         "--format",
