@@ -261,6 +261,29 @@ def test_buffer_quarantine_holds_ciphertext(tmp_path: Path) -> None:
     assert quarantined.line == 2
 
 
+def test_wrong_key_names_ingested_dataset(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[datasets.planes]\nsensitive = ["tailnum"]')
+    flights = ingest_flights(config, write_flights(tmp_path, [f"{SECRET},1,100"]))
+    key_file = config.storage.home / KEY_FILE
+    key_file.unlink()
+    key_file.with_name(key_file.name + ".id").unlink()
+    planes = tmp_path / "planes.csv"
+    planes.write_text("tailnum,seats\nN1,150\n")
+
+    other = column_cipher(config)
+    with (
+        Catalog(config.storage.home) as catalog,
+        pytest.raises(ColumnKeyError) as raised,
+    ):
+        ingest(
+            catalog, "planes", [planes], settings=config.dataset("planes"), cipher=other
+        )
+    message = str(raised.value)
+    assert message.startswith("cannot ingest dataset 'planes': column key ")
+    assert f"such as flights@{flights.version.version}" in message
+    assert "one column key encrypts every dataset of a home" in message
+
+
 def test_wrong_key_file_rejected(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     path = write_flights(tmp_path, [f"{SECRET},1,100"])
@@ -274,7 +297,11 @@ def test_wrong_key_file_rejected(tmp_path: Path) -> None:
     other = column_cipher(config)
     with (
         Catalog(config.storage.home) as catalog,
-        pytest.raises(ColumnKeyError, match=r"is not the key that encrypted flights@"),
+        pytest.raises(
+            ColumnKeyError,
+            match=r"cannot ingest dataset 'flights': .* is not the key that "
+            r"encrypted flights@",
+        ),
     ):
         ingest(
             catalog,
