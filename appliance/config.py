@@ -1151,7 +1151,8 @@ class Config:
             ) from None
 
 
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+"""Level names accepted by ``log_level`` and ``--log-level``, in any case."""
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -1202,10 +1203,10 @@ def load_config(path: str | Path | None = None) -> Config:
         MonitoringConfig, table.get("monitoring", {}), "monitoring", source
     )
     log_level = _check_type(table.get("log_level", "INFO"), str, "log_level", source)
-    if log_level.upper() not in _LOG_LEVELS:
+    if log_level.upper() not in LOG_LEVELS:
         raise ConfigError(
             f"invalid value {log_level!r} for 'log_level' in {source}; use one of "
-            f"{', '.join(_LOG_LEVELS)}"
+            f"{', '.join(LOG_LEVELS)}"
         )
     datasets = _build_named(
         DatasetConfig, table.get("datasets", {}), "datasets", source

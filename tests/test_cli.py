@@ -166,6 +166,57 @@ def test_cli_help_names_default_config() -> None:
     assert f"else {DEFAULT_CONFIG}, not a config.toml in the current folder" in text
 
 
+def test_cli_log_level_invalid_usage(cli, write_config, tmp_path: Path) -> None:
+    result = cli(
+        write_config(), tmp_path / "home", "--log-level", "LOUD", "models", "list"
+    )
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert (
+        "argument --log-level: invalid log level 'LOUD'; use one of DEBUG, INFO, "
+        "WARNING, ERROR, CRITICAL" in result.stderr
+    )
+
+
+def test_cli_log_level_any_case(cli, write_config, tmp_path: Path) -> None:
+    result = cli(
+        write_config(), tmp_path / "home", "--log-level", "debug", "models", "list"
+    )
+
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["models", "verify", "late@"],
+        ["models", "sign", "late@"],
+        ["models", "card", "late@", "card.html"],
+        ["models", "export", "late@", "out"],
+        ["predict", "late@", "in.csv", "out.csv"],
+        ["explain", "late@", "in.csv"],
+    ],
+)
+def test_cli_empty_version_usage(
+    cli, write_config, tmp_path: Path, command: list[str]
+) -> None:
+    result = cli(write_config(), tmp_path / "home", *command)
+
+    assert result.returncode == 2
+    assert "invalid model reference 'late@': nothing follows the '@'" in result.stderr
+    assert "as late@1 or late@champion" in result.stderr
+
+
+def test_cli_reference_without_name_usage(cli, write_config, tmp_path: Path) -> None:
+    result = cli(write_config(), tmp_path / "home", "models", "verify", "@1")
+
+    assert result.returncode == 2
+    assert "invalid model reference '@1'; start it with the model name" in (
+        result.stderr
+    )
+
+
 # --- batch predict ---------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from appliance.access._actor import (
     set_process_actor,
 )
 from appliance.access._audit import (
+    ACTIONS,
     Anchor,
     AuditEntry,
     ChainCheck,
@@ -34,6 +35,7 @@ from appliance.access._keys import (
 )
 
 __all__ = [
+    "ACTIONS",
     "ADMIN",
     "ANONYMOUS",
     "DAEMON",

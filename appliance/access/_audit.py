@@ -50,6 +50,22 @@ CREATE TABLE IF NOT EXISTS audit_log (
 )
 """
 
+ACTIONS = (
+    "alert.acknowledge",
+    "config.reload",
+    "dataset.erase",
+    "dataset.ingest",
+    "key.create",
+    "key.revoke",
+    "model.promote",
+    "model.register",
+    "model.rollback",
+    "model.sign",
+    "request.refused",
+    "retrain.start",
+)
+"""Every action the appliance records, for listings filtered by action."""
+
 GENESIS_HASH = "0" * 64
 """The ``prev_hash`` of the first entry."""
 

@@ -28,7 +28,7 @@ from appliance.cli import (
     _runs,
     _tui,
 )
-from appliance.config import DEFAULT_CONFIG, load_config
+from appliance.config import DEFAULT_CONFIG, LOG_LEVELS, load_config
 from appliance.errors import ApplianceError
 from appliance.logs import configure_logging
 
@@ -83,8 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="configuration file (default: APPLIANCE_CONFIG, else "
         f"{DEFAULT_CONFIG}, not a config.toml in the current folder)",
     )
-    parser.add_argument("--log-level", help="lowest log level shown, such as DEBUG")
+    parser.add_argument(
+        "--log-level",
+        type=_log_level,
+        help=f"lowest log level shown: one of {', '.join(LOG_LEVELS)}",
+    )
     commands = parser.add_subparsers(metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(commands)
     return parser
+
+
+def _log_level(text: str) -> str:
+    """Parse a ``--log-level`` value: a level name in any case."""
+    if text.upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"invalid log level {text!r}; use one of {', '.join(LOG_LEVELS)}"
+        )
+    return text.upper()

@@ -131,9 +131,25 @@ def _audit_list(config: Config, args: argparse.Namespace) -> None:
             entries = list_entries(catalog, args.since, args.action, args.limit)
         found = {"entries": [entry.to_dict() for entry in entries]}
     rows = found["entries"]
+    if not rows and args.action is not None:
+        _check_action_known(args.action)
     if not args.json:
         rows = [_shown_entry(entry) for entry in rows]
     print_rows(rows, args.json, _AUDIT_COLUMNS, (args.limit, "--limit"))
+
+
+def _check_action_known(action: str) -> None:
+    """Raise `NotFoundError` unless `action` is an audit action or its prefix."""
+    from appliance.access import ACTIONS
+    from appliance.errors import NotFoundError
+
+    if any(known == action or known.startswith(action + ".") for known in ACTIONS):
+        return
+    raise NotFoundError(
+        f"no audit entry has action {action!r}, which is not an action the "
+        f"appliance records; known actions: {', '.join(ACTIONS)}, or a prefix "
+        "such as 'model'"
+    )
 
 
 def _audit_verify(config: Config, args: argparse.Namespace) -> int:

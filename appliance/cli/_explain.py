@@ -1,7 +1,8 @@
 """The ``explain`` command: each input feature's contribution to predictions.
 
 While a daemon runs, the rows go to its explain route and the served
-champion explains them. Otherwise the command loads the champion itself.
+champion, or the version that ``NAME@VERSION`` names, explains them.
+Otherwise the command loads that version itself.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.cli._names import check_model_known
-from appliance.cli._output import add_command, add_json_flag
+from appliance.cli._output import add_command, add_json_flag, model_reference
 from appliance.cli._remote import registry_version
 from appliance.config import Config
 
@@ -26,9 +27,15 @@ def register(commands: Any) -> None:
         commands,
         "explain",
         _explain,
-        "explain the champion's predictions of a file's rows, feature by feature",
+        "explain a model's predictions of a file's rows, feature by feature",
     )
-    explain.add_argument("name", help="model name declared as [models.NAME]")
+    explain.add_argument(
+        "name",
+        type=model_reference,
+        metavar="NAME[@VERSION]",
+        help="model name, optionally with @VERSION or @ALIAS (default: the "
+        "champion, or the version the daemon serves)",
+    )
     explain.add_argument(
         "input", type=Path, help="CSV or Parquet file of at most 100 rows"
     )
@@ -39,13 +46,20 @@ def _explain(config: Config, args: argparse.Namespace) -> int:
     from appliance.client import find_daemon
     from appliance.serving import read_rows_file
 
-    check_model_known(config, args.name)
+    name, _, reference = args.name.partition("@")
+    check_model_known(config, name)
     rows = [_json_row(row) for row in read_rows_file(args.input).to_pylist()]
+    version = None
+    if reference:
+        version = registry_version(config, name, reference).version
     client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
-        body = client.post(f"/v1/models/{args.name}/explain", {"rows": rows})
+        path = f"/v1/models/{name}/explain"
+        if version is not None:
+            path += f"?version={version}"
+        body = client.post(path, {"rows": rows})
     else:
-        body = _explain_here(config, args.name, rows)
+        body = _explain_here(config, name, version, rows)
     if args.json:
         for index, explanation in enumerate(body["explanations"]):
             print(json.dumps({"row": index, **explanation}))
@@ -61,8 +75,10 @@ def _explain(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _explain_here(config: Config, name: str, rows: list[Any]) -> dict[str, Any]:
-    """Explain `rows` with the champion loaded in this process."""
+def _explain_here(
+    config: Config, name: str, version: int | None, rows: list[Any]
+) -> dict[str, Any]:
+    """Explain `rows` with `version`, else the champion, loaded in this process."""
     from appliance.cli._models import feature_server
     from appliance.serving import (
         EXPLAIN_MAX_ROWS,
@@ -75,7 +91,7 @@ def _explain_here(config: Config, name: str, rows: list[Any]) -> dict[str, Any]:
     )
     from appliance.signing import trusted_keys
 
-    found = registry_version(config, name, None)
+    found = registry_version(config, name, None if version is None else str(version))
     model = OnnxModel.load(found.path, found.sha256, trusted=trusted_keys(config))
     reference = reference_of(model)
     check_count(model, len(rows), EXPLAIN_MAX_ROWS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ from appliance.cli._output import (
     add_group,
     add_json_flag,
     iso_seconds,
+    model_reference,
     print_rows,
     read_catalog,
 )
@@ -33,7 +33,9 @@ def register(commands: Any) -> None:
     predict = add_command(
         commands, "predict", _predict, "score a file to Parquet or CSV"
     )
-    predict.add_argument("name", metavar="NAME[@VERSION]", help=_REFERENCE_HELP)
+    predict.add_argument(
+        "name", type=model_reference, metavar="NAME[@VERSION]", help=_REFERENCE_HELP
+    )
     predict.add_argument("input", type=Path, help="CSV or Parquet file to score")
     predict.add_argument(
         "output",
@@ -74,11 +76,21 @@ def register(commands: Any) -> None:
     add_json_flag(history)
 
     card = add_command(models, "card", _card, "write the HTML model card of a version")
-    card.add_argument("reference", metavar="NAME[@VERSION]", help=_REFERENCE_HELP)
+    card.add_argument(
+        "reference",
+        type=model_reference,
+        metavar="NAME[@VERSION]",
+        help=_REFERENCE_HELP,
+    )
     card.add_argument("output", type=Path, metavar="OUT.html", help="file to write")
 
     export = add_command(models, "export", _export, "export a version to a folder")
-    export.add_argument("reference", metavar="NAME[@VERSION]", help=_REFERENCE_HELP)
+    export.add_argument(
+        "reference",
+        type=model_reference,
+        metavar="NAME[@VERSION]",
+        help=_REFERENCE_HELP,
+    )
     export.add_argument("folder", type=Path, metavar="DIR", help="new folder to write")
     export.add_argument(
         "--format",
@@ -94,7 +106,10 @@ def register(commands: Any) -> None:
 def _add_audit_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", default="", help="why, kept in the alias history")
     parser.add_argument(
-        "--by", help="who makes the change (default: the logged-in user)"
+        "--by",
+        help="who makes the change, as the alias history records it (default: "
+        "the logged-in user); rejected when an API key goes to the daemon, "
+        "because the history then records the key",
     )
 
 
@@ -208,25 +223,18 @@ def _promote(config: Config, args: argparse.Namespace) -> None:
     from appliance.registry import promote
 
     check_model_known(config, args.name)
-    body = {
-        "version": args.version,
-        "alias": args.alias,
-        "actor": args.by or getpass.getuser(),
-        "reason": args.reason,
-    }
-    _print_event(registry_change(config, args.name, "promote", body, promote))
+    body = {"version": args.version, "alias": args.alias, "reason": args.reason}
+    event = registry_change(config, args.name, "promote", body, promote, args.by)
+    _print_event(event)
 
 
 def _rollback(config: Config, args: argparse.Namespace) -> None:
     from appliance.registry import rollback
 
     check_model_known(config, args.name)
-    body = {
-        "alias": args.alias,
-        "actor": args.by or getpass.getuser(),
-        "reason": args.reason,
-    }
-    _print_event(registry_change(config, args.name, "rollback", body, rollback))
+    body = {"alias": args.alias, "reason": args.reason}
+    event = registry_change(config, args.name, "rollback", body, rollback, args.by)
+    _print_event(event)
 
 
 def _history(config: Config, args: argparse.Namespace) -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
 from appliance.config import Config
+
+if TYPE_CHECKING:
+    from appliance.client import DaemonClient
 
 _DRIFT_COLUMNS = [
     "checked_at",
@@ -58,14 +62,16 @@ def register(commands: Any) -> None:
 
 
 def _drift(config: Config, args: argparse.Namespace) -> None:
-    from appliance.monitoring import MonitoringStore, drift_summary
+    from appliance.client import find_daemon
+    from appliance.monitoring import drift_summary
 
-    config.model(args.name)
-    with MonitoringStore(config.storage.home) as store:
-        rows = store.drift_history(args.name, limit=10_000)
-        events = store.drift_events(args.name, limit=max(args.events, 0))
-        total = store.count_drift_events(args.name)
-    summary = drift_summary(rows, args.history)
+    client = find_daemon(config.storage.home, config.path, config.api_key)
+    if client is not None:
+        summary, events, total = _drift_from_daemon(client, args)
+    else:
+        config.model(args.name)
+        rows, events, total = _drift_from_store(config, args)
+        summary = drift_summary(rows, args.history)
     if args.json:
         shown = {"events": events, "events_total": total}
         print(json.dumps({"model": args.name, **summary, **shown}, default=str))
@@ -85,25 +91,65 @@ def _drift(config: Config, args: argparse.Namespace) -> None:
             False,
             ["checked_at", "features", "drifted"],
         )
-    if events and total > len(events):
+    if not events:
+        return
+    if total > len(events):
         print(
             f"\nstreaming detections, newest {len(events)} of {total} "
             "(--events N shows more):"
         )
-    elif events:
+    else:
         print("\nstreaming detections:")
-        print_rows(
-            events, False, ["detected_at", "kind", "subject", "cause", "position"]
-        )
+    print_rows(events, False, ["detected_at", "kind", "subject", "cause", "position"])
+
+
+def _drift_from_store(
+    config: Config, args: argparse.Namespace
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """Return drift score rows, the newest detections and their total count."""
+    from appliance.monitoring import MonitoringStore
+
+    with MonitoringStore(config.storage.home) as store:
+        rows = store.drift_history(args.name, limit=10_000)
+        events = store.drift_events(args.name, limit=max(args.events, 0))
+        total = store.count_drift_events(args.name)
+    return rows, events, total
+
+
+def _drift_from_daemon(
+    client: DaemonClient, args: argparse.Namespace
+) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    """Return the drift summary, the newest detections and their total count.
+
+    The daemon sends times as text, so they are parsed back into datetimes
+    and show as they do when the CLI reads the monitoring store itself.
+    """
+    params = {"history": max(args.history, 0), "events": max(args.events, 0)}
+    body = client.get(f"/v1/models/{quote(args.name, safe='')}/drift", params)
+    latest = _parse_times(body["latest"], "checked_at")
+    events = _parse_times(body["events"], "detected_at")
+    summary = {"latest": latest, "history": body["history"]}
+    return summary, events, int(body["events_total"])
+
+
+def _parse_times(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
+    return [{**row, column: datetime.fromisoformat(row[column])} for row in rows]
 
 
 def _alerts_list(config: Config, args: argparse.Namespace) -> None:
+    from appliance.client import find_daemon
     from appliance.monitoring import AlertStatus, MonitoringStore
 
-    status = AlertStatus.OPEN if args.open else None
-    with MonitoringStore(config.storage.home) as store:
-        alerts = store.list_alerts(status, args.model)
-    print_rows([a.to_dict() for a in alerts], args.json, _ALERT_COLUMNS)
+    client = find_daemon(config.storage.home, config.path, config.api_key)
+    if client is not None:
+        params = {"status": "open" if args.open else None, "model": args.model}
+        alerts = client.get("/v1/alerts", params)["alerts"]
+    else:
+        status = AlertStatus.OPEN if args.open else None
+        with MonitoringStore(config.storage.home) as store:
+            found = store.list_alerts(status, args.model)
+        alerts = [a.to_dict() for a in found]
+    print_rows(alerts, args.json, _ALERT_COLUMNS)
 
 
 def _alerts_ack(config: Config, args: argparse.Namespace) -> None:

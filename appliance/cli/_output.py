@@ -59,6 +59,24 @@ def row_count(text: str) -> int:
     return value
 
 
+def model_reference(text: str) -> str:
+    """Parse a ``NAME[@VERSION]`` argument: a name, and a version or alias after
+    an ``@`` that is not empty."""
+    name, at, reference = text.partition("@")
+    if not name:
+        raise argparse.ArgumentTypeError(
+            f"invalid model reference {text!r}; start it with the model name, "
+            "as NAME or NAME@VERSION"
+        )
+    if at and not reference:
+        raise argparse.ArgumentTypeError(
+            f"invalid model reference {text!r}: nothing follows the '@'; give "
+            f"a version number or alias, as {name}@1 or {name}@champion, or "
+            f"leave out the '@'"
+        )
+    return text
+
+
 def print_rows(
     rows: list[dict[str, Any]],
     as_json: bool,

@@ -8,6 +8,7 @@ connection.
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +78,7 @@ def registry_change(
     action: str,
     body: dict[str, Any],
     function: Callable[..., Any],
+    by: str | None = None,
 ) -> dict[str, Any]:
     """Change an alias of `model` through the daemon, or in the catalog.
 
@@ -84,11 +86,23 @@ def registry_change(
     `appliance.registry` function, called with the fields of `body` as
     keyword arguments when no daemon runs. The target version's signature
     is checked before the alias moves.
+
+    `by` (``--by``) is the actor that the alias history records, else the
+    OS user. A daemon records the API key instead when the command sends
+    one, so `by` is then rejected rather than dropped.
+
+    Raises:
+        RegistryError: `by` is set while the command sends an API key to
+            the daemon.
     """
     from appliance.client import find_daemon
     from appliance.registry import event_record
 
     client = find_daemon(config.storage.home, config.path, config.api_key)
+    if client is not None and config.api_key:
+        _check_no_actor(by)
+        return client.post(f"/v1/admin/registry/models/{model}/{action}", body)
+    body = {**body, "actor": by or getpass.getuser()}
     if client is not None:
         return client.post(f"/v1/admin/registry/models/{model}/{action}", body)
     from appliance.signing import trusted_keys, version_check
@@ -98,3 +112,16 @@ def registry_change(
     with Catalog(config.storage.home) as catalog:
         event, _ = function(catalog, model, load=check, **body)
     return event_record(event)
+
+
+def _check_no_actor(by: str | None) -> None:
+    """Reject ``--by`` on a change sent with an API key, which names the actor."""
+    from appliance.errors import RegistryError
+
+    if by is not None:
+        raise RegistryError(
+            f"--by {by!r} is not accepted with an API key (APPLIANCE_API_KEY), "
+            "because the alias history then records the key's name and role as "
+            "the actor; leave out --by, and put who asked for the change in "
+            "--reason"
+        )

@@ -99,12 +99,13 @@ def _show(config: Config, args: argparse.Namespace) -> None:
 def _compare(config: Config, args: argparse.Namespace) -> None:
     runs = registry_lookup(config, args.run_ids, details=False)
     table = compare_runs([_flatten(run) for run in runs])
+    compared = len(table)
     if args.differences:
         table = [row for row in table if row["differs"]]
     if args.json:
         print(json.dumps({"runs": args.run_ids, "fields": table}, default=str))
         return
-    _print_comparison(args.run_ids, table)
+    _print_comparison(args.run_ids, table, compared)
 
 
 def compare_runs(flat: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -134,9 +135,12 @@ def _flatten(run: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _print_comparison(run_ids: list[str], table: list[dict[str, Any]]) -> None:
+def _print_comparison(
+    run_ids: list[str], table: list[dict[str, Any]], compared: int
+) -> None:
+    """Print `table`, the rows of `compared` fields that ``--differences`` kept."""
     if not table:
-        print("(no differences)")
+        print(f"(no differences in {compared} fields)")
         return
     cells = [[_cell(v) for v in row["values"]] for row in table]
     field_width = max(len("field"), *(len(row["field"]) for row in table))
@@ -153,7 +157,10 @@ def _print_comparison(run_ids: list[str], table: list[dict[str, Any]]) -> None:
         parts += [cell.ljust(width) for cell, width in zip(line, widths)]
         print("  ".join(parts).rstrip())
     changed = sum(row["differs"] for row in table)
-    print(f"{changed} of {len(table)} fields differ (marked *)")
+    summary = f"{changed} of {compared} fields differ (marked *)"
+    if len(table) < compared:
+        summary += f"; showing the {len(table)}"
+    print(summary)
 
 
 def _cell(value: Any) -> str:

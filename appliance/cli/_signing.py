@@ -7,7 +7,12 @@ import sys
 from typing import Any
 
 from appliance.cli._names import check_model_known
-from appliance.cli._output import add_command, add_json_flag, print_rows
+from appliance.cli._output import (
+    add_command,
+    add_json_flag,
+    model_reference,
+    print_rows,
+)
 from appliance.cli._remote import registry_read, registry_version
 from appliance.config import Config
 
@@ -19,6 +24,7 @@ def register(models: Any) -> None:
     )
     verify.add_argument(
         "reference",
+        type=model_reference,
         metavar="NAME[@VERSION]",
         help="model name, with @VERSION or @ALIAS to check one version "
         "(default: every version)",
@@ -32,7 +38,10 @@ def register(models: Any) -> None:
         "sign a version registered before signing, vouching for its files",
     )
     sign.add_argument(
-        "reference", metavar="NAME@VERSION", help="model name and version or alias"
+        "reference",
+        type=model_reference,
+        metavar="NAME@VERSION",
+        help="model name and version or alias",
     )
     sign.add_argument(
         "--replace",

@@ -84,24 +84,38 @@ def load_key_file(path: Path) -> ColumnCipher:
         ColumnKeyError: The file is missing, unreadable or not a key.
     """
     try:
-        text = path.read_text(encoding="ascii").strip()
+        content = path.read_bytes()
     except FileNotFoundError:
         raise ColumnKeyError(
             f"column key file {path} not found; restore it from a backup, because "
             "values encrypted with it cannot be read without it"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ColumnKeyError(
-            f"cannot read column key file {path} ({exc}); check its permissions"
+            f"cannot read column key file {path} ({exc.strerror}); check that it "
+            "is a file and that the appliance's user has read permission on it"
         ) from None
+    try:
+        text = content.decode("ascii").strip()
+    except UnicodeDecodeError as exc:
+        problem = f"byte {content[exc.start]:#04x} at offset {exc.start} is not text"
+        raise _not_a_key(path, problem) from None
     try:
         key = base64.b64decode(text, validate=True)
     except binascii.Error:
-        raise ColumnKeyError(
-            f"column key file {path} does not contain base64 text; restore the "
-            "key file the appliance wrote"
-        ) from None
+        raise _not_a_key(path, "its text is not base64") from None
     return ColumnCipher(key, path)
+
+
+def _not_a_key(path: Path, problem: str) -> ColumnKeyError:
+    """Return the error for a key file whose content is not a key."""
+    return ColumnKeyError(
+        f"column key file {path} does not contain a column key ({problem}); a key "
+        "file contains one line of base64 text that encodes a 32, 48 or 64 byte "
+        "AES-SIV key. Restore the file from a backup, because values encrypted "
+        "with the key cannot be read without it. Only to start over with a new "
+        f"key, write one with 'head -c 64 /dev/urandom | base64 -w0 > {path}'"
+    )
 
 
 def _create_key_file(path: Path) -> None:

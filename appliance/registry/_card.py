@@ -98,15 +98,30 @@ def write_card(page: str, target: Path) -> None:
     """Write the card HTML `page` to `target` through a temporary file.
 
     Raises:
-        StorageError: The file cannot be written.
+        StorageError: The file cannot be written, such as when its folder is
+            missing or `target` is a folder.
     """
+    if target.is_dir():
+        raise StorageError(
+            f"cannot write model card {target}: it is a folder; name a file to "
+            f"write, such as {target / 'card.html'}"
+        )
+    if not target.parent.is_dir():
+        raise StorageError(
+            f"cannot write model card {target}: folder {target.parent} not found; "
+            "create it or name a file in another folder"
+        )
     partial = target.with_name(target.name + ".partial")
     try:
         partial.write_text(page, encoding="utf-8")
         os.replace(partial, target)
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        raise StorageError(f"cannot write model card {target}: {exc}") from exc
+        # The message names `target`, not the temporary file the user never
+        # asked for.
+        raise StorageError(
+            f"cannot write model card {target}: {exc.strerror or exc}"
+        ) from exc
     logger.info("model card written path=%s", target)
 
 

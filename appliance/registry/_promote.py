@@ -48,6 +48,7 @@ def promote(
     reason: str,
     load: Loader,
     load_unchanged: bool = False,
+    requested_by: str | None = None,
 ) -> tuple[AliasEvent, Any]:
     """Point `alias` of `model` at `version` once `load` accepted its artifact.
 
@@ -55,7 +56,10 @@ def promote(
     is, and the result is the change that set the alias, with action
     `UNCHANGED`. The version is then loaded only when `load_unchanged` is
     true, as for a champion the daemon failed to load; otherwise the result's
-    second item is None. Every call, failed ones too, adds an audit entry.
+    second item is None. Every call, failed ones too, adds an audit entry,
+    whose details keep this call's `actor` and `reason`. `requested_by`, the
+    actor that a keyed request named for itself, goes to the audit details
+    only.
 
     Returns:
         The recorded change and what `load` returned.
@@ -66,34 +70,46 @@ def promote(
             missing or invalid signature; no alias moved.
         RegistryError: The alias name is invalid.
     """
+    claimed = _claimed(requested_by)
     details = {"alias": alias, "version": version, "actor": actor, "reason": reason}
-    with _audited(catalog, "model.promote", model, details):
+    with _audited(catalog, "model.promote", model, {**details, **claimed}):
         target = get_version(catalog, model, version)
         current = aliases(catalog, model).get(model, {}).get(alias)
         if current == version:
             loaded = load(target) if load_unchanged else None
-            return _unchanged(catalog, model, alias, version, actor), loaded
+            return _unchanged(catalog, model, {**details, **claimed}), loaded
         loaded = load(target)
         event = set_alias(catalog, model, alias, version, actor, reason)
-    record(catalog, "model.promote", model, _details(event))
+    record(catalog, "model.promote", model, {**_details(event), **claimed})
     return event, loaded
 
 
-def _unchanged(
-    catalog: Catalog, model: str, alias: str, version: int, actor: str
-) -> AliasEvent:
-    """Return the change that set `alias` to `version`, as an unchanged one."""
+def _unchanged(catalog: Catalog, model: str, details: dict[str, Any]) -> AliasEvent:
+    """Return the change that set the alias of `details` to its version, as an
+    unchanged one, and audit the request with `details`."""
+    alias, version = details["alias"], details["version"]
     last = alias_history(catalog, model, alias)[-1]
     logger.info(
         "alias unchanged model=%s alias=%s version=%d actor=%s",
         model,
         alias,
         version,
-        actor,
+        details["actor"],
     )
     unchanged = dataclasses.replace(last, previous_version=version, action=UNCHANGED)
-    record(catalog, "model.promote", model, _details(unchanged), UNCHANGED)
+    audit = {
+        **details,
+        "previous_version": version,
+        "set_by": last.actor,
+        "set_at": last.changed_at.isoformat(),
+    }
+    record(catalog, "model.promote", model, audit, UNCHANGED)
     return unchanged
+
+
+def _claimed(requested_by: str | None) -> dict[str, str]:
+    """Return the audit detail of the actor a keyed request named for itself."""
+    return {} if requested_by is None else {"requested_by": requested_by}
 
 
 def rollback(
@@ -103,19 +119,23 @@ def rollback(
     actor: str,
     reason: str,
     load: Loader,
+    requested_by: str | None = None,
 ) -> tuple[AliasEvent, Any]:
     """Point `alias` back at its previous version once `load` accepted it.
+
+    `requested_by` goes to the audit details only, as in `promote`.
 
     Raises:
         RegistryError: The alias has no previous version.
         IntegrityError: `load` rejected the previous version's files.
     """
-    details = {"alias": alias, "actor": actor, "reason": reason}
+    claimed = _claimed(requested_by)
+    details = {"alias": alias, "actor": actor, "reason": reason, **claimed}
     with _audited(catalog, "model.rollback", model, details):
         target = get_version(catalog, model, rollback_target(catalog, model, alias))
         loaded = load(target)
         event = rollback_alias(catalog, model, actor, reason, alias)
-    record(catalog, "model.rollback", model, _details(event))
+    record(catalog, "model.rollback", model, {**_details(event), **claimed})
     return event, loaded
 
 

@@ -218,16 +218,25 @@ async def drift(
             ge=0, description="Number of earlier checks listed after the latest."
         ),
     ] = 5,
+    events: Annotated[
+        int,
+        QueryParameter(ge=0, description="Number of newest streaming detections."),
+    ] = 20,
 ) -> Response[bytes]:
-    """Return the latest batch drift check, earlier ones, detections and live state."""
+    """Return the latest batch drift check, earlier ones, detections and live state.
+
+    ``events_total`` counts every streaming detection of the model, so a
+    client can tell when ``events`` lists only the newest of them.
+    """
     state = daemon_state(request)
     if name not in state.config.models and name not in state.models.models:
         state.models.get(name)  # raises NotFoundError naming the served models
-    rows, events = await asyncio.to_thread(_drift_rows, state, name)
+    rows, newest, total = await asyncio.to_thread(_drift_rows, state, name, events)
     body = {
         "model": name,
         **drift_summary(rows, history),
-        "events": events,
+        "events": newest,
+        "events_total": total,
         "stream": state.monitoring.status(name),
     }
     return Response(json.dumps(body, default=str).encode(), media_type=JSON)
@@ -285,9 +294,13 @@ def _acknowledge(state: DaemonState, alert_id: int) -> dict[str, Any]:
     return alert
 
 
-def _drift_rows(state: DaemonState, name: str) -> tuple[list, list]:
+def _drift_rows(state: DaemonState, name: str, events: int) -> tuple[list, list, int]:
     with MonitoringStore(state.config.storage.home) as store:
-        return store.drift_history(name, limit=10_000), store.drift_events(name, 20)
+        return (
+            store.drift_history(name, limit=10_000),
+            store.drift_events(name, limit=events),
+            store.count_drift_events(name),
+        )
 
 
 def _alerts(state: DaemonState, status: AlertStatus | None, model: str | None) -> list:

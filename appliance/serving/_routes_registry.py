@@ -18,6 +18,7 @@ from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 
+from appliance.access import current_actor
 from appliance.errors import AliasMovedError, RequestError
 from appliance.registry import (
     card_html,
@@ -60,9 +61,13 @@ _PREFIX = "/v1/admin/registry"
 
 
 _ACTOR = msgspec.Meta(
-    description="Who makes the change, as the alias history records it.",
+    description="Who makes the change. The alias history records it only for a "
+    "request without an API key; with a key it records the key's name and role, "
+    "and this value goes to the audit entry as requested_by.",
     examples=["alice"],
 )
+_UNNAMED = "unknown"
+"""Actor of a request whose body names none."""
 _REASON = msgspec.Meta(
     description="Why, as the alias history records it.",
     examples=["better AUC on the holdout"],
@@ -81,7 +86,7 @@ class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):
         int, msgspec.Meta(description="Registered version number.", examples=[1])
     ]
     alias: Annotated[str, _ALIAS] = CHAMPION
-    actor: Annotated[str, _ACTOR] = "unknown"
+    actor: Annotated[str, _ACTOR] = _UNNAMED
     reason: Annotated[str, _REASON] = ""
 
 
@@ -89,7 +94,7 @@ class RollbackRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Body of a rollback; an empty body rolls back the champion."""
 
     alias: Annotated[str, _ALIAS] = CHAMPION
-    actor: Annotated[str, _ACTOR] = "unknown"
+    actor: Annotated[str, _ACTOR] = _UNNAMED
     reason: Annotated[str, _REASON] = ""
 
 
@@ -255,6 +260,7 @@ async def promote_version(
     load_unchanged = is_serving_alias(body.alias) and (
         served is None or served.version != body.version
     )
+    actor, requested_by = _alias_actor(body.actor)
     lock = admin_lock_within(state, name, "promotion", ALIAS_CHANGE_WAIT_SECONDS)
     async with lock:
         event, model = await run_with_catalog(
@@ -263,10 +269,11 @@ async def promote_version(
             name,
             body.version,
             body.alias,
-            body.actor,
+            actor,
             body.reason,
             load,
             load_unchanged,
+            requested_by,
         )
     return _json(_serve(state, event_record(event), model))
 
@@ -286,13 +293,15 @@ async def rollback_version(
     """Return an alias to its previous version; a champion is served at once."""
     body = _decode(RollbackRequest, await request.body())
     _check_alias(body.alias)
+    actor, requested_by = _alias_actor(body.actor)
     record = await rollback_served(
         daemon_state(request),
         name,
         body.alias,
-        body.actor,
+        actor,
         body.reason,
         lock_wait_seconds=ALIAS_CHANGE_WAIT_SECONDS,
+        requested_by=requested_by,
     )
     return _json(record)
 
@@ -305,6 +314,7 @@ async def rollback_served(
     reason: str,
     expected_version: int | None = None,
     lock_wait_seconds: float | None = None,
+    requested_by: str | None = None,
 ) -> dict[str, Any]:
     """Return an alias to its previous version and serve it if it is the champion.
 
@@ -317,6 +327,8 @@ async def rollback_served(
         expected_version: When set, the rollback happens only while the alias
             still points at this version, checked under the admin lock.
         lock_wait_seconds: Maximum wait for the admin lock; no limit when None.
+        requested_by: The actor a keyed request named for itself, kept in the
+            audit details only.
 
     Returns:
         The recorded alias change, with ``serving`` set when it serves now.
@@ -340,7 +352,7 @@ async def rollback_served(
                     f"no longer {expected_version}; the rollback was not made"
                 )
         event, model = await run_with_catalog(
-            state, rollback, name, alias, actor, reason, load
+            state, rollback, name, alias, actor, reason, load, requested_by
         )
     return _serve(state, event_record(event), model)
 
@@ -379,6 +391,20 @@ async def serve_new_version(state: DaemonState, found: ModelVersion) -> bool:
     model = await asyncio.to_thread(load_model, state.config, found.path, found.sha256)
     state.models.put(model)
     return True
+
+
+def _alias_actor(claimed: str) -> tuple[str, str | None]:
+    """Return the alias history's actor of this request, and the claimed actor
+    to keep in the audit details.
+
+    A request with an API key is recorded as the key's name and role, because
+    the body's `actor` is whatever the client wrote. A request without a key
+    has only the body's actor to record.
+    """
+    key = current_actor()
+    if key.role is None:
+        return claimed, None
+    return f"{key.name} ({key.role})", None if claimed == _UNNAMED else claimed
 
 
 def _check_alias(alias: str) -> None:

@@ -15,7 +15,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import QueryParameter
 
-from appliance.errors import NotFoundError, RequestError, shown
+from appliance.errors import NotFoundError, RequestError, cut, shown
 from appliance.serving._body import JSON
 from appliance.serving._nesting import reject_deep_nesting
 from appliance.serving._openapi import body_operation
@@ -165,8 +165,8 @@ def _decode(body: bytes, model: str) -> tuple[str, datetime | None, bool]:
     if not isinstance(force, bool) or (force and trigger != "manual"):
         raise RequestError(
             f"force of the retrain request for model {model!r} must be true or "
-            f"false, and true only with trigger 'manual'; got {force!r} with "
-            f"trigger {trigger!r}",
+            f'false, and true only with trigger "manual"; got '
+            f"{cut(json.dumps(force))} with trigger {json.dumps(trigger)}",
             model=model,
         )
     return trigger, _as_of(decoded.get("as_of"), model), force

@@ -83,18 +83,29 @@ def check_cipher(
             f"dataset {settings.name!r} declares sensitive columns but the ingest "
             "was given no column key"
         )
-    check_key(catalog, cipher)
+    check_key(catalog, cipher, settings.name)
 
 
-def check_key(catalog: Catalog, cipher: ColumnCipher) -> None:
-    """Raise `ColumnKeyError` when a stored version was encrypted with another key."""
+def check_key(
+    catalog: Catalog, cipher: ColumnCipher, ingesting: str | None = None
+) -> None:
+    """Raise `ColumnKeyError` when a stored version was encrypted with another key.
+
+    With `ingesting`, the dataset being ingested, the error names that
+    dataset and one of its own versions when one was encrypted with another
+    key.
+    """
     rows = catalog.db.execute(
         "SELECT dataset, version, json_extract_string(report_json, ?) AS key_id "
-        "FROM dataset_versions WHERE key_id IS NOT NULL AND key_id <> ? LIMIT 1",
-        [f"$.{REPORT_KEY}.key_id", cipher.key_id],
+        "FROM dataset_versions WHERE key_id IS NOT NULL AND key_id <> ? "
+        "ORDER BY dataset IS NOT DISTINCT FROM ? DESC LIMIT 1",
+        [f"$.{REPORT_KEY}.key_id", cipher.key_id, ingesting],
     ).fetchall()
-    if rows:
+    if not rows:
+        return
+    if ingesting is None:
         raise _other_key_error(cipher, *rows[0])
+    raise _ingest_key_error(cipher, ingesting, *rows[0])
 
 
 def check_version_keys(versions: Iterable[Any], cipher: ColumnCipher) -> None:
@@ -117,6 +128,27 @@ def _other_key_error(
         f"that encrypted {dataset}@{version} (key id {key_id}); values "
         "encrypted with it would match none of the stored ones, so restore "
         "that key file or set [security] column_key to it"
+    )
+
+
+def _ingest_key_error(
+    cipher: ColumnCipher, ingesting: str, dataset: str, version: str, key_id: str
+) -> ColumnKeyError:
+    """Return the error of an ingest of `ingesting` with another key than the
+    one that encrypted `dataset`@`version`."""
+    key = f"column key {cipher.source} (key id {cipher.key_id})"
+    if dataset == ingesting:
+        problem = f"{key} is not the key that encrypted {dataset}@{version}"
+    else:
+        problem = (
+            f"{key} is not the key that encrypted the home's other datasets, "
+            f"such as {dataset}@{version}, and one column key encrypts every "
+            "dataset of a home"
+        )
+    return ColumnKeyError(
+        f"cannot ingest dataset {ingesting!r}: {problem} (key id {key_id}); "
+        "values encrypted with it would match none of the stored ones, so "
+        "restore that key file or set [security] column_key to it"
     )
 
 

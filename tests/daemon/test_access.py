@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from daemon_support import MODEL, Daemon, appliance_env, row, write_config
 
 from appliance.access import create_key
+from appliance.monitoring import AlertCandidate, DriftEvent, MonitoringStore
 from appliance.storage import Catalog
 
 ROLES = ("reader", "predictor", "operator", "admin")
@@ -190,6 +192,45 @@ def test_cli_sends_env_key(secured: tuple[Daemon, dict[str, str]]) -> None:
     low = cli(daemon.config, "keys", "list", key=tokens["operator"])
     assert low.returncode == 1
     assert "HTTP 403" in low.stderr
+
+
+def record_monitoring(home: Path) -> int:
+    """Store three streaming detections and one open alert, and return the alert id."""
+    events = [DriftEvent("feature", "x1", "distribution", i * 1000) for i in range(3)]
+    with MonitoringStore(home) as store:
+        store.record_events(MODEL, events, datetime(2013, 4, 1, tzinfo=timezone.utc))
+        candidate = AlertCandidate(MODEL, "drift", "x1", "warning", "drift on x1")
+        alert, _ = store.record_alert(candidate)
+    return alert.id
+
+
+def test_cli_monitoring_sends_env_key(start_daemon: Any, home: Path) -> None:
+    tokens = make_keys(home)
+    alert_id = record_monitoring(home)
+    daemon = start_daemon(security={"require_keys": True})
+    alerts_args = ("alerts", "list", "--open", "--json")
+    drift_args = ("drift", MODEL, "--events", "2")
+
+    alerts_without = cli(daemon.config, *alerts_args)
+    drift_without = cli(daemon.config, *drift_args)
+    alerts = cli(daemon.config, *alerts_args, key=tokens["reader"])
+    drift = cli(daemon.config, *drift_args, key=tokens["reader"])
+    assert daemon.stop() == 0
+    alerts_local = cli(daemon.config, *alerts_args)
+    drift_local = cli(daemon.config, *drift_args)
+
+    for rejected in (alerts_without, drift_without):
+        assert rejected.returncode == 1
+        assert "HTTP 401" in rejected.stderr
+        assert rejected.stdout == ""
+    assert alerts.returncode == 0, alerts.stderr
+    assert [json.loads(line)["id"] for line in alerts.stdout.splitlines()] == [alert_id]
+    assert drift.returncode == 0, drift.stderr
+    heading = "streaming detections, newest 2 of 3 (--events N shows more):\n"
+    rows = drift.stdout.split(heading)[1].splitlines()
+    assert [row.split()[-1] for row in rows[1:]] == ["2000", "1000"]
+    assert alerts_local.stdout == alerts.stdout
+    assert drift_local.stdout == drift.stdout
 
 
 def test_explain_and_erase_send_env_key(

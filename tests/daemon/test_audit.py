@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 import httpx
-from daemon_support import MODEL
+from daemon_support import MODEL, write_config
 from test_access import bearer, cli, make_keys
 
 REFUSAL_PERIOD_SECONDS = 0.5
@@ -229,3 +229,60 @@ def test_audit_goes_on_after_newest_deleted(tmp_path: Path) -> None:
         written = [record(catalog, "test.step", f"again {i}") for i in range(2)]
 
     assert [entry.seq if entry else None for entry in written] == [22, 23]
+
+
+def test_alias_history_records_key(start_daemon: Any, home: Path) -> None:
+    tokens = make_keys(home)
+    daemon = start_daemon(security={"require_keys": True})
+    operator = tokens["operator"]
+    promote = ("models", "promote", MODEL, "1", "--alias", "challenger")
+
+    spoofed = cli(daemon.config, *promote, "--by", "ceo", key=operator)
+    promoted = cli(daemon.config, *promote, "--reason", "trial", key=operator)
+    again = cli(daemon.config, *promote, "--reason", "again", key=operator)
+    claimed = httpx.post(
+        f"{daemon.base}/v1/admin/registry/models/{MODEL}/promote",
+        json={"version": 1, "actor": "ceo", "reason": "by hand"},
+        headers=bearer(operator),
+    )
+    history = cli(daemon.config, "models", "history", MODEL, "--json", key=operator)
+    audited = audit_entries(daemon.config, tokens["admin"], "--action", "model")
+    assert daemon.stop() == 0
+
+    assert spoofed.returncode == 1
+    assert "--by 'ceo' is not accepted with an API key" in spoofed.stderr
+    assert promoted.returncode == 0, promoted.stderr
+    assert "set by operator-key (operator): trial" in promoted.stdout
+    assert again.returncode == 0, again.stderr
+    assert claimed.status_code == 200, claimed.text
+    assert claimed.json()["actor"] == "operator-key (operator)"
+    events = [json.loads(line) for line in history.stdout.splitlines()]
+    assert [(e["alias"], e["actor"], e["reason"]) for e in events] == [
+        ("challenger", "operator-key (operator)", "trial"),
+        ("champion", "operator-key (operator)", "by hand"),
+    ]
+    promotions = [e for e in audited if e["action"] == "model.promote"]
+    # The rejected --by sent no request, so it left no entry.
+    assert [e["outcome"] for e in promotions] == ["ok", "unchanged", "ok"]
+    unchanged = promotions[1]["details"]
+    assert unchanged["actor"] == "operator-key (operator)"
+    assert unchanged["reason"] == "again"
+    assert unchanged["set_by"] == "operator-key (operator)"
+    assert promotions[2]["details"]["requested_by"] == "ceo"
+
+
+def test_unchanged_promotion_audits_by(home: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.toml", home)
+    promote = ("models", "promote", MODEL, "1", "--by", "ann")
+
+    first = cli(config, *promote, "--reason", "first")
+    again = cli(config, *promote[:-1], "bob", "--reason", "checked again")
+    audited = audit_entries(config, None, "--action", "model.promote")
+
+    assert first.returncode == 0, first.stderr
+    assert again.returncode == 0, again.stderr
+    assert "already is the champion (set by ann at" in again.stdout
+    assert [e["outcome"] for e in audited] == ["ok", "unchanged"]
+    details = audited[1]["details"]
+    assert (details["actor"], details["reason"]) == ("bob", "checked again")
+    assert (details["set_by"], details["version"]) == ("ann", 1)

@@ -72,7 +72,11 @@ def test_drift_command_says_events_cut(config_file, tmp_path, capsys) -> None:
     output = json.loads(capsys.readouterr().out)
 
     assert status == 0
-    assert "streaming detections, newest 2 of 3 (--events N shows more):" in text
+    heading = "streaming detections, newest 2 of 3 (--events N shows more):\n"
+    assert heading in text
+    rows = text.split(heading)[1].splitlines()
+    assert rows[0].split() == ["detected_at", "kind", "subject", "cause", "position"]
+    assert [row.split()[-1] for row in rows[1:]] == ["2000", "1000"]
     assert [event["position"] for event in output["events"]] == [2000, 1000]
     assert output["events_total"] == 3
 

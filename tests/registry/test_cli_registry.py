@@ -45,6 +45,11 @@ def test_runs_and_models_commands(
     assert lines["params.num_leaves"].startswith("* ")
     assert lines["params.n_estimators"].split()[2:] == ["20", "5"]
     assert lines["model"].startswith("  ")
+    summary = table.splitlines()[-1]
+    changed = sum(line.startswith("* ") for line in lines.values())
+    assert summary == f"{changed} of {len(lines)} fields differ (marked *)"
+    only = cli("runs", "compare", first.run_id, second.run_id, "--differences")
+    assert only.splitlines()[-1] == f"{summary}; showing the {changed}"
     compared = json.loads(
         cli("runs", "compare", first.run_id, second.run_id, "--json", "--differences")
     )

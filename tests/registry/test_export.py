@@ -17,7 +17,7 @@ from trips_data import trips_frame
 from appliance.config import Config
 from appliance.errors import SignatureError, StorageError
 from appliance.monitoring._checks import check_drift
-from appliance.registry import collect_card, export_version, render_card
+from appliance.registry import collect_card, export_version, render_card, write_card
 from appliance.serving import OnnxModel
 from appliance.signing import trusted_keys
 from appliance.storage import Catalog, ModelVersion, get_version
@@ -142,6 +142,22 @@ def test_model_card_is_self_contained(trained: tuple[Config, TrainResult]) -> No
     assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
     # Nothing is fetched from elsewhere: no external scripts, styles or images.
     assert not re.search(r'(src|href)="(?!data:)', page)
+
+
+def test_model_card_folder_missing(tmp_path: Path) -> None:
+    target = tmp_path / "absent" / "card.html"
+
+    with pytest.raises(StorageError) as raised:
+        write_card("<html></html>", target)
+    message = str(raised.value)
+    assert f"folder {target.parent} not found" in message
+    assert f"cannot write model card {target}:" in message
+    assert ".partial" not in message
+
+
+def test_model_card_target_is_folder(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="it is a folder; name a file"):
+        write_card("<html></html>", tmp_path)
 
 
 def _edit_schema(version: ModelVersion) -> None:

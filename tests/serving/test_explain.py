@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -218,6 +219,29 @@ def test_explain_cli_prints_contributions(
     assert explanation["contributions"]["color"] > 9
 
 
+def test_explain_cli_name_at_version(
+    explained: tuple[Config, str], tmp_path: Path
+) -> None:
+    config, _ = explained
+    source = tmp_path / "rows.csv"
+    source.write_text("sensor,x,color,noise\ns1,2.0,red,0.0\n", encoding="utf-8")
+
+    def explain(reference: str) -> subprocess.CompletedProcess[str]:
+        home = config.storage.home
+        return run_appliance(config.path, home, "explain", reference, str(source))
+
+    pinned = explain("level@1")
+    absent = explain("level@7")
+    empty = explain("level@")
+
+    assert pinned.returncode == 0, pinned.stderr
+    assert pinned.stdout.startswith("level version 1, method occlusion")
+    assert absent.returncode == 1
+    assert "version 7" in absent.stderr
+    assert empty.returncode == 2
+    assert "nothing follows the '@'" in empty.stderr
+
+
 def test_explain_cli_without_daemon(tmp_path: Path) -> None:
     config = load_config_text(tmp_path, CONFIG)
     points = tmp_path / "points.csv"
@@ -236,6 +260,9 @@ def test_explain_cli_without_daemon(tmp_path: Path) -> None:
     rejected = run_appliance(
         config.path, config.storage.home, "explain", "high", str(too_many)
     )
+    pinned = run_appliance(
+        config.path, config.storage.home, "explain", "high@1", str(source)
+    )
 
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
@@ -246,3 +273,5 @@ def test_explain_cli_without_daemon(tmp_path: Path) -> None:
     assert float(lines[2].split()[1]) > 0.5
     assert rejected.returncode == 1
     assert "above the limit of 100 rows of one explain request" in rejected.stderr
+    assert pinned.returncode == 0, pinned.stderr
+    assert pinned.stdout == shown.stdout

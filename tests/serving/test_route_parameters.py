@@ -81,7 +81,11 @@ PARAMETERS = {
         ("segment", "path"),
     ],
     ("GET", "/v1/models"): [],
-    ("GET", "/v1/models/{name}/drift"): [("name", "path"), ("history", "query")],
+    ("GET", "/v1/models/{name}/drift"): [
+        ("name", "path"),
+        ("history", "query"),
+        ("events", "query"),
+    ],
     ("POST", "/v1/models/{name}/feedback"): [("name", "path")],
     ("POST", "/v1/models/{name}/predict"): [("name", "path"), ("version", "query")],
     ("POST", "/v1/models/{name}/explain"): [("name", "path"), ("version", "query")],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -260,6 +261,29 @@ def test_buffer_quarantine_holds_ciphertext(tmp_path: Path) -> None:
     assert quarantined.line == 2
 
 
+def test_wrong_key_names_ingested_dataset(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[datasets.planes]\nsensitive = ["tailnum"]')
+    flights = ingest_flights(config, write_flights(tmp_path, [f"{SECRET},1,100"]))
+    key_file = config.storage.home / KEY_FILE
+    key_file.unlink()
+    key_file.with_name(key_file.name + ".id").unlink()
+    planes = tmp_path / "planes.csv"
+    planes.write_text("tailnum,seats\nN1,150\n")
+
+    other = column_cipher(config)
+    with (
+        Catalog(config.storage.home) as catalog,
+        pytest.raises(ColumnKeyError) as raised,
+    ):
+        ingest(
+            catalog, "planes", [planes], settings=config.dataset("planes"), cipher=other
+        )
+    message = str(raised.value)
+    assert message.startswith("cannot ingest dataset 'planes': column key ")
+    assert f"such as flights@{flights.version.version}" in message
+    assert "one column key encrypts every dataset of a home" in message
+
+
 def test_wrong_key_file_rejected(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     path = write_flights(tmp_path, [f"{SECRET},1,100"])
@@ -273,7 +297,11 @@ def test_wrong_key_file_rejected(tmp_path: Path) -> None:
     other = column_cipher(config)
     with (
         Catalog(config.storage.home) as catalog,
-        pytest.raises(ColumnKeyError, match=r"is not the key that encrypted flights@"),
+        pytest.raises(
+            ColumnKeyError,
+            match=r"cannot ingest dataset 'flights': .* is not the key that "
+            r"encrypted flights@",
+        ),
     ):
         ingest(
             catalog,
@@ -289,16 +317,52 @@ def test_wrong_key_file_rejected(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        ("not base64 !", "does not contain base64 text"),
-        (base64.b64encode(b"short").decode(), "has 5 bytes"),
+        (b"not base64 !", "does not contain a column key (its text is not base64)"),
+        (
+            b"\x00\xcf\x01binary",
+            "does not contain a column key (byte 0xcf at offset 1 is not text)",
+        ),
+        (base64.b64encode(b"short"), "has 5 bytes"),
     ],
 )
-def test_invalid_key_file_rejected(tmp_path: Path, content: str, problem: str) -> None:
+def test_invalid_key_file_rejected(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
     path = tmp_path / "column.key"
-    path.write_text(content)
+    path.write_bytes(content)
 
-    with pytest.raises(ColumnKeyError, match=problem):
+    with pytest.raises(ColumnKeyError, match=re.escape(problem)) as raised:
         load_key_file(path)
+    assert "permission" not in str(raised.value)
+
+
+def test_binary_key_file_names_format(tmp_path: Path) -> None:
+    path = tmp_path / "column.key"
+    path.write_bytes(bytes(range(200, 256)))
+
+    with pytest.raises(ColumnKeyError) as raised:
+        load_key_file(path)
+    message = str(raised.value)
+    assert "base64 text that encodes a 32, 48 or 64 byte AES-SIV key" in message
+    assert "Restore the file from a backup" in message
+    assert f"base64 -w0 > {path}" in message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without permission")
+def test_unreadable_key_file_names_permission(tmp_path: Path) -> None:
+    path = tmp_path / "column.key"
+    path.write_bytes(base64.b64encode(bytes(64)))
+    path.chmod(0)
+
+    with pytest.raises(ColumnKeyError, match="Permission denied") as raised:
+        load_key_file(path)
+    assert "read permission" in str(raised.value)
+
+
+def test_key_path_folder_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ColumnKeyError, match="Is a directory") as raised:
+        load_key_file(tmp_path)
+    assert "check that it is a file" in str(raised.value)
 
 
 def test_missing_configured_key_rejected(tmp_path: Path) -> None:
