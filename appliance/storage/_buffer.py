@@ -41,6 +41,7 @@ from typing import Any
 
 from appliance.config import Config, dataset_name_problem
 from appliance.crypto import ColumnCipher, column_cipher
+from appliance.dbrows import first_row
 from appliance.errors import IngestError, RequestError, StorageError
 from appliance.storage._buffer_files import (
     append_synced,
@@ -657,11 +658,13 @@ def _stored_at(
     moved the file. Only then is the segment hashed.
     """
     needle = json.dumps(str(kept.resolve()))
-    found = catalog.db.execute(
-        "SELECT count(*) FROM dataset_versions WHERE dataset = ? "
-        "AND contains(sources_json, ?)",
-        [dataset, needle],
-    ).fetchone()
+    found = first_row(
+        catalog.db.execute(
+            "SELECT count(*) FROM dataset_versions WHERE dataset = ? "
+            "AND contains(sources_json, ?)",
+            [dataset, needle],
+        )
+    )
     if not found or not found[0]:
         return None
     with segment.open("rb") as handle:
