@@ -1385,8 +1385,8 @@ def _convert_union(value: Any, members: list[Any], key: str, source: Path) -> An
         kind = typing.get_origin(member) or member
         if isinstance(value, list if kind is tuple else kind):
             return _convert(value, member, key, source)
-    wanted = " or ".join(_type_name(member) for member in members)
-    raise ConfigError(f"'{key}' in {source} must be {wanted}, got {value!r}")
+    expected = " or ".join(_type_name(member) for member in members)
+    raise ConfigError(f"'{key}' in {source} must be {expected}, got {value!r}")
 
 
 def _type_name(hint: Any) -> str:

@@ -4,8 +4,9 @@ A flush of rows sent over HTTP sets a segment aside in
 ``HOME/buffer/NAME/rejected/`` when its own rows fail, with a reason file
 beside it. The command lists those segments with their reasons, and
 ``--retry`` ingests one again as an append once the cause is fixed. While a
-daemon runs, both go through its HTTP API, because it has the catalog open
-and flushes the buffer; otherwise the command reads the folder and ingests on its own.
+daemon runs, both go through its HTTP API, because the daemon has the
+catalog open and flushes the buffer. Without a daemon, the command reads the
+folder and ingests the segment itself.
 """
 
 from __future__ import annotations

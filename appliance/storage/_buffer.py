@@ -485,9 +485,9 @@ class IngestBuffer:
         in the catalog, and `_finish_segment` moves the file there.
         """
         settings = self.config.dataset(dataset)
-        kept = self.root / dataset / "quarantined" / segment.name
+        destination = self.root / dataset / "quarantined" / segment.name
         with self._open_catalog_waiting(dataset, segment) as catalog:
-            stored = _stored_at(catalog, dataset, segment, kept)
+            stored = _stored_at(catalog, dataset, segment, destination)
             if stored is not None:
                 logger.info(
                     "buffer segment found ingested, moved dataset=%s segment=%s "
@@ -515,7 +515,9 @@ class IngestBuffer:
                 # move. After a crash in between, the next flush or retry
                 # finds the segment's version there (`_stored_at`) and
                 # moves the file.
-                move_source(catalog, dataset, result.version.version, segment, kept)
+                move_source(
+                    catalog, dataset, result.version.version, segment, destination
+                )
         return result, quarantined
 
     def _finish_segment(
@@ -649,15 +651,16 @@ def _quarantined(result: IngestResult) -> int:
 
 
 def _stored_at(
-    catalog: Catalog, dataset: str, segment: Path, kept: Path
+    catalog: Catalog, dataset: str, segment: Path, destination: Path
 ) -> DatasetVersion | None:
-    """Return the version that stores `segment` under its later path `kept`.
+    """Return the version that stores `segment` under its later path.
 
-    Such a version exists when a flush was cut short after it committed the
-    version and renamed the segment's source in the catalog, but before it
-    moved the file. Only then is the segment hashed.
+    `destination` is that path. Such a version exists when a flush was cut
+    short after it committed the version and renamed the segment's source in
+    the catalog, but before it moved the file. Only then is the segment
+    hashed.
     """
-    needle = json.dumps(str(kept.resolve()))
+    needle = json.dumps(str(destination.resolve()))
     found = first_row(
         catalog.db.execute(
             "SELECT count(*) FROM dataset_versions WHERE dataset = ? "
@@ -669,7 +672,7 @@ def _stored_at(
         return None
     with segment.open("rb") as handle:
         digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    return find_by_sources(catalog, dataset, [digest], [str(kept.resolve())])
+    return find_by_sources(catalog, dataset, [digest], [str(destination.resolve())])
 
 
 def _write_reason(

@@ -1,7 +1,7 @@
 """Checks and encryption of rows sent over HTTP before the buffer stores them.
 
-A name or value that the flush's ingest would reject is refused with the
-request, since at the flush it would reject the whole segment, with the
+A name or value that the flush's ingest would reject is rejected with the
+request, because at the flush it would reject the whole segment, with the
 rows of other requests in it.
 """
 

@@ -90,7 +90,7 @@ def test_tui_with_keys_required(
         assert not any("401" in n or "403" in n for n in notifications(app))
         assert "Traceback" not in screen_text(app)
 
-    async def refused(app: Any, pilot: Any) -> None:
+    async def rejected(app: Any, pilot: Any) -> None:
         await promote_version(target, "HTTP 403")(app, pilot)
         shown = " ".join(notifications(app))
         assert "the API key is valid, but its role lacks the permission" in shown
@@ -125,7 +125,7 @@ def test_tui_with_keys_required(
 
     try:
         run_app(daemon.base_url, read_every_pane, api_key=tokens["reader"])
-        run_app(daemon.base_url, refused, api_key=tokens["reader"])
+        run_app(daemon.base_url, rejected, api_key=tokens["reader"])
         assert operator.served_models()[0]["version"] == before
         promoted = promote_version(target, f"now version {target}")
         run_app(daemon.base_url, promoted, api_key=tokens["operator"])
