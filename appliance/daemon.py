@@ -365,7 +365,7 @@ async def run_ingest_buffer(state: DaemonState) -> AsyncIterator[None]:
     buffer.on_flush = lambda dataset, result: reload_features(state)
     await asyncio.to_thread(buffer.start)
     state.ingest = buffer
-    state.metrics.watch_ingest(buffer.counts)
+    state.metrics.watch_ingest(buffer.counts, buffer.waiting_rejected)
     try:
         yield
     finally:

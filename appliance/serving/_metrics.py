@@ -137,11 +137,17 @@ class ServingMetrics:
         """Read the streaming monitors' counters at every scrape."""
         self._monitoring.sources = (queued, dropped, observed, cpu_seconds)
 
-    def watch_ingest(self, counts: Callable[[], dict[str, tuple[int, ...]]]) -> None:
+    def watch_ingest(
+        self,
+        counts: Callable[[], dict[str, tuple[int, ...]]],
+        waiting: Callable[[], dict[str, int]] = dict,
+    ) -> None:
         """Read the ingest buffer's counts at every scrape: by dataset, rows
         accepted, flushed and quarantined, segments rejected, flushes failed,
-        and the failures in a row of the current flush."""
+        and the failures in a row of the current flush; and from `waiting`,
+        the rejected segments that wait for a retry."""
         self._ingest.counts = counts
+        self._ingest.waiting = waiting
 
     def watch_models(
         self,
@@ -370,6 +376,12 @@ _INGEST_FAILING = (
     "that succeeds.",
 )
 """Gauge of `ServingMetrics.watch_ingest`, its count after the counters'."""
+_INGEST_WAITING = (
+    "appliance_ingest_rejected_segments_waiting",
+    "Buffer segments in rejected/ now, those of earlier runs included; a "
+    "segment leaves once a retry ingests it.",
+)
+"""Gauge of `ServingMetrics.watch_ingest`, read from its `waiting` callable."""
 
 
 class _IngestCollector:
@@ -377,6 +389,7 @@ class _IngestCollector:
 
     def __init__(self) -> None:
         self.counts: Callable[[], dict[str, tuple[int, ...]]] | None = None
+        self.waiting: Callable[[], dict[str, int]] = dict
 
     def describe(self) -> list[Any]:
         return []
@@ -392,6 +405,7 @@ class _IngestCollector:
         for dataset, values in sorted(counts.items()):
             gauge.add_metric([dataset], values[len(_INGEST_METRICS)])
         yield gauge
+        yield _gauge(*_INGEST_WAITING, "dataset", self.waiting())
 
 
 class _ModelsCollector:

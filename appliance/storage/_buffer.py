@@ -58,6 +58,7 @@ from appliance.storage._ingest import IngestResult, ingest
 from appliance.storage._quarantine import move_source
 from appliance.storage._rejected import (
     REJECTED,
+    count_rejected,
     read_reason,
     rejected_segment,
     remove_reason,
@@ -245,6 +246,11 @@ class IngestBuffer:
                 )
                 for name, state in self._states.items()
             }
+
+    def waiting_rejected(self) -> dict[str, int]:
+        """Return the segments in each dataset's rejected/ folder now, those of
+        earlier runs included; 0 once the last one was ingested again."""
+        return count_rejected(self.root)
 
     def rewrite_wal(self, dataset: str, rewrite: Callable[[Path], int]) -> int:
         """Call ``rewrite(path)`` on the dataset's write-ahead file while no row

@@ -138,6 +138,23 @@ def list_rejected(folder: Path) -> list[RejectedSegment]:
     return [read_reason(segment) for segment in segments]
 
 
+def count_rejected(root: Path) -> dict[str, int]:
+    """Return the segments in the rejected/ folder of each dataset's buffer now.
+
+    `root` is ``HOME/buffer``. Every dataset with a buffer folder is counted,
+    with 0 once its last rejected segment was ingested again.
+    """
+    try:
+        folders = sorted(path for path in root.iterdir() if path.is_dir())
+    except FileNotFoundError:
+        return {}
+    pattern = SEGMENT_PREFIX + "*" + _SEGMENT_SUFFIX
+    return {
+        folder.name: sum(1 for _ in (folder / REJECTED).glob(pattern))
+        for folder in folders
+    }
+
+
 def read_reason(segment: Path) -> RejectedSegment:
     """Return the rejected `segment` with its stored reason.
 

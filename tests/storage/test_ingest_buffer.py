@@ -595,6 +595,7 @@ def test_daemon_flushes_by_age(tmp_path: Path) -> None:
         assert counted["appliance_ingest_flushed_rows_total"] == 1
         assert counted["appliance_ingest_quarantined_rows_total"] == 1
         assert counted["appliance_ingest_rejected_segments_total"] == 0
+        assert counted["appliance_ingest_rejected_segments_waiting"] == 0
         listed = httpx.get(
             f"{base}/v1/admin/quarantine", params={"dataset": "events"}, trust_env=False
         ).json()["rows"]

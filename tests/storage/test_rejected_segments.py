@@ -13,10 +13,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.cli import main
 from appliance.config import Config, load_config
 from appliance.errors import IngestError, NotFoundError
+from appliance.serving._metrics import ServingMetrics
 from appliance.storage import (
     Catalog,
     IngestBuffer,
@@ -287,3 +289,28 @@ def test_retry_removes_reason_when_listener_fails(tmp_path: Path) -> None:
 
     assert list(segment.parent.iterdir()) == []
     assert stored_rows(buffer.config) == [(1.5,)]
+
+
+def test_waiting_gauge_drops_after_retry(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    segment = reject_rows(config)
+    buffer = IngestBuffer(write_config(tmp_path, unique_key="[]"))
+    metrics = ServingMetrics()
+    metrics.watch_ingest(buffer.counts, buffer.waiting_rejected)
+
+    before = waiting_samples(metrics)
+    buffer.retry_rejected("events", segment.name)
+    after = waiting_samples(metrics)
+
+    assert before == {"events": 1.0}
+    assert after == {"events": 0.0}
+
+
+def waiting_samples(metrics: ServingMetrics) -> dict[str, float]:
+    families = text_string_to_metric_families(metrics.render().decode())
+    return {
+        sample.labels["dataset"]: sample.value
+        for family in families
+        if family.name == "appliance_ingest_rejected_segments_waiting"
+        for sample in family.samples
+    }
