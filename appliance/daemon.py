@@ -45,7 +45,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from litestar import Litestar
 
 from appliance._reload_checks import check_reloadable
-from appliance.access import DAEMON, Actor, active_keys, set_process_actor
+from appliance.access import (
+    DAEMON,
+    Actor,
+    active_keys,
+    set_process_actor,
+    usable_count,
+)
 from appliance.config import Config, load_config
 from appliance.crypto import ColumnCipher, column_cipher
 from appliance.errors import (
@@ -174,21 +180,24 @@ async def control_access(state: DaemonState) -> AsyncIterator[None]:
     """Read the active API keys; record the refused requests counted at exit.
 
     Raises:
-        ConfigError: ``[security] require_keys`` is true and no key is active,
-            so no request but the health probes could be served.
+        ConfigError: ``[security] require_keys`` is true and no key is
+            active (unrevoked and unexpired), so no request but the health
+            probes could be served.
     """
     keys = await run_with_catalog(state, active_keys)
-    if state.config.security.require_keys and not keys:
+    usable = usable_count(keys)
+    if state.config.security.require_keys and not usable:
         raise ConfigError(
             f"[security] require_keys is true in {state.config.path}, but the "
-            "catalog has no active API key, so every request would be rejected; "
-            "with the daemon stopped, run 'appliance keys create NAME --role "
-            "admin' and start it again"
+            "catalog has no active API key (every key is revoked or expired), so "
+            "every request would be rejected; with the daemon stopped, run "
+            "'appliance keys create NAME --role admin' and start it again"
         )
     state.access = AccessControl(keys)
     logger.info(
-        "access control ready keys=%d require_keys=%s",
-        len(keys),
+        "access control ready keys=%d expired=%d require_keys=%s",
+        usable,
+        len(keys) - usable,
         state.config.security.require_keys,
     )
     try:
