@@ -4,6 +4,13 @@ The daemon applies some settings only at start, such as those it opens the
 catalog, binds its socket, starts the prediction log and loads the column key
 with. A reloaded file that changes one of them is rejected as a whole, and
 the message lists each such change as ``section.key: old -> new``.
+
+Of ``[security]``, a reload applies ``require_keys`` and
+``refused_audit_seconds``, which the access gate reads per request, and
+``signing_key`` and ``trusted_keys``, which are read from the configuration
+at each signature and verification. `check_security` rejects such a change
+that would leave the daemon without a usable key or its served models
+without a trusted signature.
 """
 
 from __future__ import annotations
@@ -13,8 +20,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from appliance.config import Config
+from appliance.config import Config, SecurityConfig
 from appliance.errors import ConfigError
+from appliance.signing import read_private_key, read_public_key, signer_id
+from appliance.signing import trusted_keys as read_trusted_keys
+from appliance.storage import SIGNATURE_FILE, Catalog, get_version
 
 RESTART_SETTINGS: dict[str, tuple[str, ...] | None] = {
     "storage": ("home",),
@@ -28,9 +38,14 @@ RESTART_SETTINGS: dict[str, tuple[str, ...] | None] = {
         "background_nice",
     ),
     "predictions": None,
-    "security": None,
+    # The prediction log makes its cipher from the column key at start, after
+    # checking the key against the stored values, and the ingest buffer and
+    # the online features keep the cipher they make at first need.
+    "security": ("column_key",),
 }
 """Keys of each config section that need a restart; None means every key."""
+TRUST_SETTINGS = ("signing_key", "trusted_keys")
+"""Keys of ``[security]`` that decide which signatures are accepted."""
 
 
 def check_reloadable(old: Config, new: Config) -> None:
@@ -50,29 +65,116 @@ def check_reloadable(old: Config, new: Config) -> None:
 
 
 def restart_changes(old: Config, new: Config) -> list[str]:
-    """Return ``section.key: old -> new`` for each changed restart setting.
-
-    A field declared with ``repr=False``, the mark of a secret, is listed
-    without its values.
-    """
+    """Return ``section.key: old -> new`` for each changed restart setting."""
     changes = []
     for section, keys in RESTART_SETTINGS.items():
         before, after = getattr(old, section), getattr(new, section)
-        for field in dataclasses.fields(before):
-            if keys is not None and field.name not in keys:
-                continue
-            was, now = getattr(before, field.name), getattr(after, field.name)
-            if was == now:
-                continue
-            name = f"{section}.{field.name}"
-            if field.repr:
-                changes.append(f"{name}: {_shown(was)} -> {_shown(now)}")
-            else:
-                changes.append(f"{name} (value not shown)")
+        changes += section_changes(section, before, after, keys)
     was, now = sorted(old.sensitive_columns), sorted(new.sensitive_columns)
     if was != now:
         changes.append(f"datasets.*.sensitive: {_shown(was)} -> {_shown(now)}")
     return changes
+
+
+def section_changes(
+    section: str, before: Any, after: Any, keys: tuple[str, ...] | None = None
+) -> list[str]:
+    """Return ``section.key: old -> new`` for each changed field of a section.
+
+    Only `keys` are compared, or every field when `keys` is None. A field
+    declared with ``repr=False``, the mark of a secret, is listed without its
+    values.
+    """
+    changes = []
+    for field in dataclasses.fields(before):
+        if keys is not None and field.name not in keys:
+            continue
+        was, now = getattr(before, field.name), getattr(after, field.name)
+        if was == now:
+            continue
+        name = f"{section}.{field.name}"
+        if field.repr:
+            changes.append(f"{name}: {_shown(was)} -> {_shown(now)}")
+        else:
+            changes.append(f"{name} (value not shown)")
+    return changes
+
+
+def check_security(
+    catalog: Catalog, old: Config, new: Config, usable_keys: int, served: dict[str, int]
+) -> None:
+    """Reject a ``[security]`` change that the running daemon cannot apply safely.
+
+    Reads key files and model files, so call it off the event loop.
+
+    Args:
+        catalog: The daemon's catalog, to find the served versions' folders.
+        old: The configuration in force.
+        new: The reloaded configuration.
+        usable_keys: API keys that are neither revoked nor expired.
+        served: Version of each served model, by model name.
+
+    Raises:
+        ConfigError: ``require_keys`` turns true while no key is usable, a
+            key file of ``signing_key`` or ``trusted_keys`` cannot be read,
+            or a served version is signed by a key that `new` does not
+            trust. The message names the setting.
+    """
+    before, after = old.security, new.security
+    if after.require_keys and not before.require_keys and usable_keys == 0:
+        raise ConfigError(
+            f"{new.path} sets security.require_keys: false -> true, but the "
+            "catalog has no active API key (every key is revoked or expired), "
+            "so every request would be rejected; create one with 'appliance "
+            "keys create NAME --role admin' and reload again"
+        )
+    changed = section_changes("security", before, after, TRUST_SETTINGS)
+    if not changed:
+        return
+    _read_key_files(after)
+    trusted = read_trusted_keys(new)
+    for model, version in sorted(served.items()):
+        signer = _signer(catalog, model, version)
+        if signer is None or signer in trusted.keys:
+            continue
+        raise ConfigError(
+            f"{new.path} changes {', '.join(changed)}, but the served model "
+            f"{model!r} version {version} is signed by key {signer}, which the "
+            f"new keys do not trust (trusted keys: {trusted.names()}); add that "
+            "key's public key to security.trusted_keys, or serve a version "
+            "signed by a trusted key first"
+        )
+
+
+def _signer(catalog: Catalog, model: str, version: int) -> str | None:
+    """Return the key id that signed a version, or None when unreadable.
+
+    A version whose signature cannot be read was rejected when it was
+    loaded, so a trust change cannot be what breaks it.
+    """
+    found = get_version(catalog, model, version)
+    try:
+        return signer_id((found.path / SIGNATURE_FILE).read_bytes())
+    except OSError:
+        return None
+
+
+def _read_key_files(security: SecurityConfig) -> None:
+    """Read each key file that `security` names, to reject an invalid one.
+
+    Raises:
+        ConfigError: Naming the setting and the file's problem.
+    """
+    if security.signing_key is not None:
+        try:
+            read_private_key(security.signing_key)
+        except ConfigError as exc:
+            raise ConfigError(f"security.signing_key: {exc}") from None
+    for path in security.trusted_keys:
+        try:
+            read_public_key(path)
+        except ConfigError as exc:
+            raise ConfigError(f"security.trusted_keys: {exc}") from None
 
 
 def _shown(value: Any) -> str:

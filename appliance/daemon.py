@@ -44,8 +44,18 @@ import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from litestar import Litestar
 
-from appliance._reload_checks import check_reloadable
-from appliance.access import DAEMON, Actor, active_keys, set_process_actor
+from appliance._reload_checks import (
+    check_reloadable,
+    check_security,
+    section_changes,
+)
+from appliance.access import (
+    DAEMON,
+    Actor,
+    active_keys,
+    set_process_actor,
+    usable_count,
+)
 from appliance.config import Config, load_config
 from appliance.crypto import ColumnCipher, column_cipher
 from appliance.errors import (
@@ -174,21 +184,24 @@ async def control_access(state: DaemonState) -> AsyncIterator[None]:
     """Read the active API keys; record the refused requests counted at exit.
 
     Raises:
-        ConfigError: ``[security] require_keys`` is true and no key is active,
-            so no request but the health probes could be served.
+        ConfigError: ``[security] require_keys`` is true and no key is
+            active (unrevoked and unexpired), so no request but the health
+            probes could be served.
     """
     keys = await run_with_catalog(state, active_keys)
-    if state.config.security.require_keys and not keys:
+    usable = usable_count(keys)
+    if state.config.security.require_keys and not usable:
         raise ConfigError(
             f"[security] require_keys is true in {state.config.path}, but the "
-            "catalog has no active API key, so every request would be rejected; "
-            "with the daemon stopped, run 'appliance keys create NAME --role "
-            "admin' and start it again"
+            "catalog has no active API key (every key is revoked or expired), so "
+            "every request would be rejected; with the daemon stopped, run "
+            "'appliance keys create NAME --role admin' and start it again"
         )
     state.access = AccessControl(keys)
     logger.info(
-        "access control ready keys=%d require_keys=%s",
-        len(keys),
+        "access control ready keys=%d expired=%d require_keys=%s",
+        usable,
+        len(keys) - usable,
         state.config.security.require_keys,
     )
     try:
@@ -574,14 +587,16 @@ async def reload_config(state: DaemonState) -> bool:
     """Replace the configuration from its file, or keep the old one.
 
     Settings read per request (limits, micro-batching, model declarations, log
-    level) apply at once, and scheduled jobs follow the new intervals and
-    retraining schedules. A change of a setting in `RESTART_SETTINGS` (home,
-    host, port, session threads, memory, priority, prediction log, security)
-    or of the sensitive columns needs a restart, so such a file is rejected
-    as a whole. Changed feature views are read in a worker thread before
-    anything is replaced, so a view that fails, such as one whose SQL does
-    not bind, rejects the file too, and the old views keep serving. After a
-    reload, a champion that failed to load is served once its files verify.
+    level, ``[security]`` keys but the column key) apply at once, and
+    scheduled jobs follow the new intervals and retraining schedules. A
+    change of a setting in `RESTART_SETTINGS` (home, host, port, session
+    threads, memory, priority, prediction log, column key) or of the
+    sensitive columns needs a restart, so such a file is rejected as a
+    whole. So is a ``[security]`` change that `check_security` finds unsafe.
+    Changed feature views are read in a worker thread before anything is
+    replaced, so a view that fails, such as one whose SQL does not bind,
+    rejects the file too, and the old views keep serving. After a reload, a
+    champion that failed to load is served once its files verify.
 
     Returns:
         True when the new configuration is in force.
@@ -591,6 +606,7 @@ async def reload_config(state: DaemonState) -> bool:
         new = load_config(old.path)
         check_reloadable(old, new)
         check_exposure(state.host, new.security.require_keys, new.path)
+        await _check_security(state, old, new)
         features = await asyncio.to_thread(_read_new_features, state, old, new)
     except ApplianceError as exc:
         logger.error(
@@ -600,7 +616,11 @@ async def reload_config(state: DaemonState) -> bool:
         record_in_daemon(state, "config.reload", str(old.path), details, "failed")
         return False
     state.config = new
-    record_in_daemon(state, "config.reload", str(new.path))
+    security = section_changes("security", old.security, new.security)
+    details = {"security": security} if security else None
+    record_in_daemon(state, "config.reload", str(new.path), details)
+    if security:
+        logger.info("security settings applied changes=%s", "; ".join(security))
     if state.home_lock is not None:
         state.home_lock.record(state.host, state.port, new.path)
     state.models.configure(batch_settings(new.server))
@@ -617,6 +637,15 @@ async def reload_config(state: DaemonState) -> bool:
     for name in state.models.unserved_champions():
         await retry_champion(state, name)
     return True
+
+
+async def _check_security(state: DaemonState, old: Config, new: Config) -> None:
+    """Run `check_security` on the served models in a worker thread."""
+    if new.security == old.security:
+        return
+    usable = usable_count(state.access.keys)
+    served = {name: model.version for name, model in state.models.models.items()}
+    await run_with_catalog(state, check_security, old, new, usable, served)
 
 
 def _read_new_features(

@@ -17,7 +17,7 @@ import time
 import types
 from typing import Any
 
-from appliance.access import Actor
+from appliance.access import Actor, KeyHolder
 from appliance.access._keys import hash_token
 from appliance.config import SecurityConfig
 from appliance.serving import AccessControl, AccessGate
@@ -30,8 +30,11 @@ async def _nothing(scope: Any, receive: Any, send: Any) -> None:
 
 
 def _gate() -> AccessGate:
-    keys = {hash_token(f"apk_{i:043d}"): Actor(f"k{i}", "predictor") for i in range(20)}
-    keys[hash_token(TOKEN)] = Actor("bench", "predictor")
+    keys = {
+        hash_token(f"apk_{i:043d}"): KeyHolder(Actor(f"k{i}", "predictor"))
+        for i in range(20)
+    }
+    keys[hash_token(TOKEN)] = KeyHolder(Actor("bench", "predictor"))
     security = SecurityConfig(require_keys=True)
     state = types.SimpleNamespace(
         access=AccessControl(keys), config=types.SimpleNamespace(security=security)

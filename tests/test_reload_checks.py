@@ -20,13 +20,13 @@ def test_restart_changes_named_per_key(tmp_path: Path) -> None:
         tmp_path,
         "[server]\nport = 9001\nmax_rows = 3\n"
         '[security]\nrequire_keys = true\ntrusted_keys = ["a.pub"]\n'
+        'column_key = "c.key"\n'
         '[datasets.flights]\nsensitive = ["tailnum"]\n',
     )
     changes = restart_changes(old, new)
     assert changes == [
         "server.port: 9000 -> 9001",
-        "security.require_keys: false -> true",
-        f'security.trusted_keys: [] -> ["{tmp_path / "a.pub"}"]',
+        f'security.column_key: (not set) -> "{tmp_path / "c.key"}"',
         'datasets.*.sensitive: [] -> ["tailnum"]',
     ]
     with pytest.raises(ConfigError, match="restart the daemon to apply them$"):

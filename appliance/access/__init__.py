@@ -23,15 +23,20 @@ from appliance.access._audit import (
 )
 from appliance.access._keys import (
     ADMIN,
+    MAX_LIFETIME,
     ROLES,
     TOKEN_PREFIX,
     ApiKey,
+    KeyHolder,
     active_keys,
     create_key,
     find_holder,
+    is_expired,
     list_keys,
     revoke_key,
     role_allows,
+    usable_count,
+    utc_text,
 )
 
 __all__ = [
@@ -40,6 +45,7 @@ __all__ = [
     "ANONYMOUS",
     "DAEMON",
     "LOCAL",
+    "MAX_LIFETIME",
     "ROLES",
     "TOKEN_PREFIX",
     "Actor",
@@ -47,6 +53,7 @@ __all__ = [
     "AuditEntry",
     "Anchor",
     "ChainCheck",
+    "KeyHolder",
     "acting_as",
     "active_keys",
     "create_key",
@@ -54,6 +61,7 @@ __all__ = [
     "enter_actor",
     "leave_actor",
     "find_holder",
+    "is_expired",
     "list_entries",
     "list_keys",
     "local_actor",
@@ -61,5 +69,7 @@ __all__ = [
     "revoke_key",
     "role_allows",
     "set_process_actor",
+    "usable_count",
+    "utc_text",
     "verify_chain",
 ]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+from datetime import timedelta
 from typing import Any
 
 from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
@@ -18,7 +20,17 @@ from appliance.config import Config
 from appliance.errors import ApplianceError
 from appliance.times import parse_time
 
-_KEY_COLUMNS = ["name", "role", "token_prefix", "created_at", "created_by", "status"]
+_KEY_COLUMNS = [
+    "name",
+    "role",
+    "token_prefix",
+    "created_at",
+    "created_by",
+    "expires_at",
+    "status",
+]
+_LIFETIME = re.compile(r"([0-9]{1,12})([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _AUDIT_COLUMNS = [
     "seq",
     "recorded_at",
@@ -44,6 +56,14 @@ def register(commands: Any) -> None:
         required=True,
         choices=ROLES,
         help="rights of the key; each role includes the ones listed before it",
+    )
+    create.add_argument(
+        "--expires-in",
+        type=_lifetime,
+        metavar="DURATION",
+        help="lifetime of the key, a whole number with unit s, m, h or d, such "
+        "as 30d or 12h; the key is rejected from then on (default: never "
+        "expires)",
     )
     add_json_flag(create)
     listing = add_command(keys, "list", _list, "list keys without their tokens")
@@ -76,20 +96,27 @@ def register(commands: Any) -> None:
 
 
 def _create(config: Config, args: argparse.Namespace) -> None:
-    body = {"name": args.name, "role": args.role}
+    lifetime: timedelta | None = args.expires_in
+    body: dict[str, Any] = {"name": args.name, "role": args.role}
+    if lifetime is not None:
+        # The daemon adds the lifetime to its own clock reading, which also
+        # gives the key's created_at.
+        body["expires_in_seconds"] = int(lifetime.total_seconds())
     created = _through_daemon(config, "post", "/v1/admin/keys", body)
     if created is None:
         from appliance.access import create_key
 
         with _catalog(config) as catalog:
-            key, token = create_key(catalog, args.name, args.role)
+            key, token = create_key(catalog, args.name, args.role, lifetime)
         created = {**key.to_dict(), "token": token}
     if args.json:
         print(json.dumps(created))
         return
+    expiry = created.get("expires_at")
+    until = "; it never expires" if expiry is None else f" until {expiry}"
     print(
-        f"key {created['name']!r} created with role {created['role']}; its token "
-        "is shown only now, so store it:"
+        f"key {created['name']!r} created with role {created['role']}{until}; its "
+        "token is shown only now, so store it:"
     )
     print(created["token"])
 
@@ -101,11 +128,19 @@ def _list(config: Config, args: argparse.Namespace) -> None:
 
         with _catalog(config, read_only=True) as catalog:
             found = {"keys": [key.to_dict() for key in list_keys(catalog)]}
-    rows = [
-        {**key, "status": "active" if key["active"] else f"revoked {key['revoked_at']}"}
-        for key in found["keys"]
-    ]
+    rows = [{**key, "status": _key_status(key)} for key in found["keys"]]
+    if not args.json:
+        rows = [{**row, "expires_at": row["expires_at"] or "never"} for row in rows]
     print_rows(rows, args.json, _KEY_COLUMNS)
+
+
+def _key_status(key: dict[str, Any]) -> str:
+    """Return ``active``, ``revoked TIME`` or ``expired TIME`` for a listed key."""
+    if key.get("revoked_at") is not None:
+        return f"revoked {key['revoked_at']}"
+    if not key["active"]:
+        return f"expired {key['expires_at']}"
+    return "active"
 
 
 def _revoke(config: Config, args: argparse.Namespace) -> None:
@@ -216,6 +251,26 @@ def _anchor(text: str) -> Any:
         return Anchor.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _lifetime(text: str) -> timedelta:
+    """Parse a key lifetime such as ``30d``, ``12h``, ``90m`` or ``3600s``."""
+    from appliance.access import MAX_LIFETIME
+
+    found = _LIFETIME.fullmatch(text.strip())
+    if found is None or int(found[1]) < 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: use a whole number from 1 with unit s, "
+            "m, h or d, such as 30d or 12h"
+        )
+    seconds = int(found[1]) * _UNIT_SECONDS[found[2]]
+    if seconds > MAX_LIFETIME.total_seconds():
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: a key may live at most "
+            f"{MAX_LIFETIME.days} days; leave out --expires-in for a key that "
+            "never expires"
+        )
+    return timedelta(seconds=seconds)
 
 
 def _time(text: str) -> Any:

@@ -3,11 +3,13 @@
 `AccessGate` wraps the daemon's ASGI app (the predict lane and Litestar
 behind it). Per request it finds the role the route needs (`required_role`),
 reads the key from ``Authorization: Bearer TOKEN`` or ``X-API-Key``, looks up
-its sha256 among the active keys held in memory, and either passes the
-request on, with the key as the current audit actor, or responds with 401 or
-403 and the API's JSON error body. The health probes need no key. When keys
-are required, an ``Authorization`` header without a bearer token (no scheme,
-or another one such as ``Basic``) gets a 401 that names that problem.
+its sha256 among the unrevoked keys held in memory, checks the key's expiry,
+and either passes the request on, with the key as the current audit actor, or
+responds with 401 or 403 and the API's JSON error body. An expired key gets a
+401 that names its expiry time, and an unknown or revoked one a 401 that says
+so. The health probes need no key. When keys are required, an
+``Authorization`` header without a bearer token (no scheme, or another one
+such as ``Basic``) gets a 401 that names that problem.
 
 Refusals are counted, not recorded one by one: the first refusal of a period
 is logged at once, and one audit entry per period (``[security]
@@ -25,6 +27,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,11 +38,14 @@ from appliance.access import (
     ANONYMOUS,
     DAEMON,
     Actor,
+    KeyHolder,
     enter_actor,
     find_holder,
+    is_expired,
     leave_actor,
     record,
     role_allows,
+    utc_text,
 )
 from appliance.errors import ConfigError, cut
 from appliance.serving._asgi import send_response
@@ -210,9 +216,9 @@ def _count_place(counter: Counter[str], place: str) -> None:
 class AccessControl:
     """The daemon's active keys and its refusal counter."""
 
-    keys: dict[str, Actor]
-    """Actor of each active key by the sha256 of its token; replaced whole
-    when a key is created or revoked."""
+    keys: dict[str, KeyHolder]
+    """Each unrevoked key, expired ones too, by the sha256 of its token;
+    replaced whole when a key is created or revoked."""
     refusals: RefusalCounter = field(default_factory=RefusalCounter)
 
 
@@ -240,6 +246,27 @@ def record_in_daemon(state: DaemonState, *args: Any, **kwargs: Any) -> None:
         record(view, *args, **kwargs)
     finally:
         view.close()
+
+
+def key_rejection(
+    holder: KeyHolder | None, required: str
+) -> tuple[int, str, str, str, str | None] | None:
+    """Return why the gate rejects a request with the key of `holder`, or None.
+
+    Returns:
+        None when the key may make the request, else the status, key name,
+        reason, required role and problem that `AccessGate._refuse` takes.
+    """
+    if holder is None:
+        return 401, "-", "unknown key", required, None
+    actor, expires_at = holder.actor, holder.expires_at
+    if expires_at is not None and is_expired(expires_at, datetime.now(UTC)):
+        expiry = f"expired at {utc_text(expires_at)}"
+        return 401, actor.name, "expired key", required, expiry
+    assert actor.role is not None
+    if not role_allows(actor.role, required):
+        return 403, actor.name, actor.role, required, None
+    return None
 
 
 def check_exposure(host: str, require_keys: bool, source: Path) -> None:
@@ -306,15 +333,13 @@ class AccessGate:
                 return
             actor = _ANONYMOUS
         else:
-            found = find_holder(self.state.access.keys, token)
-            if found is None:
-                await self._refuse(scope, send, 401, "-", "unknown key", required)
+            holder = find_holder(self.state.access.keys, token)
+            rejection = key_rejection(holder, required)
+            if rejection is not None:
+                await self._refuse(scope, send, *rejection)
                 return
-            assert found.role is not None
-            if not role_allows(found.role, required):
-                await self._refuse(scope, send, 403, found.name, found.role, required)
-                return
-            actor = found
+            assert holder is not None
+            actor = holder.actor
         entered = enter_actor(actor)
         try:
             await self.app(scope, receive, send)
@@ -338,6 +363,12 @@ class AccessGate:
                 f"{required!r} or higher; use a key with that role"
             )
             reason = f"role {reason}"
+        elif reason == "expired key":
+            message = (
+                f"the API key {key!r} {problem}; {place} needs a key with role "
+                f"{required!r} or higher, so create a new key ('appliance keys "
+                "create NAME --role ROLE') and send it"
+            )
         elif problem is not None:
             message = (
                 f"{problem}, so the request carries no API key. {place} needs a "

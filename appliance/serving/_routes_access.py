@@ -6,6 +6,7 @@ active keys again into ``state.access`` after the catalog changed.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -13,6 +14,7 @@ from litestar import Request, Response, get, post
 from litestar.params import PathParameter, QueryParameter
 
 from appliance.access import (
+    MAX_LIFETIME,
     ROLES,
     Anchor,
     active_keys,
@@ -53,6 +55,16 @@ class KeyRequest(msgspec.Struct, forbid_unknown_fields=True):
             examples=["predictor"],
         ),
     ]
+    expires_in_seconds: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="Lifetime of the key in seconds, from 1 to "
+            f"{int(MAX_LIFETIME.total_seconds())} ({MAX_LIFETIME.days} days); "
+            "requests with it get 401 from then on. Omitted or null: the key "
+            "never expires.",
+            examples=[2592000],
+        ),
+    ] = None
 
 
 @get("/v1/admin/keys", summary="List API keys without their tokens")
@@ -67,7 +79,9 @@ async def keys(request: Request[Any, Any, Any]) -> Response[bytes]:
     status_code=201,
     summary="Create an API key",
     description="The response contains the token, which no later call returns.",
-    operation_class=body_operation(KeyRequest, "Name and role of the new key."),
+    operation_class=body_operation(
+        KeyRequest, "Name, role and lifetime of the new key."
+    ),
 )
 async def new_key(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Create a key and return it with its token."""
@@ -78,12 +92,15 @@ async def new_key(request: Request[Any, Any, Any]) -> Response[bytes]:
     except msgspec.DecodeError as exc:
         raise RequestError(
             f"malformed body for POST /v1/admin/keys: {exc}; send "
-            '{"name": "NAME", "role": "reader"}',
+            '{"name": "NAME", "role": "reader"}, plus "expires_in_seconds": '
+            "SECONDS for a key that expires",
             malformed=True,
         ) from None
+    seconds = requested.expires_in_seconds
+    lifetime = None if seconds is None else _lifetime(requested.name, seconds)
     async with state.admin_lock:
         key, token = await run_with_catalog(
-            state, create_key, requested.name, requested.role
+            state, create_key, requested.name, requested.role, lifetime
         )
         await _reload_keys(state)
     return _json({**key.to_dict(), "token": token}, 201)
@@ -151,6 +168,17 @@ async def verify(
         raise RequestError(str(exc)) from None
     check = await run_with_catalog(daemon_state(request), verify_chain, kept)
     return _json(check.to_dict())
+
+
+def _lifetime(name: str, seconds: int) -> timedelta:
+    """Return `seconds` as a lifetime; `create_key` checks its range."""
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise RequestError(
+            f"invalid expires_in_seconds {seconds} for key {name!r}; give at "
+            f"most {int(MAX_LIFETIME.total_seconds())} ({MAX_LIFETIME.days} days)"
+        ) from None
 
 
 async def _reload_keys(state: DaemonState) -> None:
