@@ -134,6 +134,15 @@ class Alert:
             "resolution": self.resolution,
         }
 
+    def resolved_payload(self, resolved_by: str) -> dict[str, Any]:
+        """Return the webhook body that reports the resolution of this alert.
+
+        It is `to_dict` plus ``event`` (``resolved``) and ``resolved_by``, the
+        actor that resolved the alert, such as ``daemon``. A receiver
+        distinguishes it from the body of a newly opened alert by ``status``.
+        """
+        return {**self.to_dict(), "event": "resolved", "resolved_by": resolved_by}
+
 
 def drift_event_alerts(
     model: str, events: Iterable[DriftEvent]
