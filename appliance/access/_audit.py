@@ -55,6 +55,7 @@ ACTIONS = (
     "config.reload",
     "dataset.erase",
     "dataset.ingest",
+    "drift.check",
     "key.create",
     "key.revoke",
     "model.promote",

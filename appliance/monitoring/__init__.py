@@ -26,7 +26,13 @@ from appliance.monitoring._batch import (
     psi_categorical,
     psi_numeric,
 )
-from appliance.monitoring._checks import check_drift, schedule_drift_checks, thresholds
+from appliance.monitoring._checks import (
+    DriftCheck,
+    check_drift,
+    run_drift_check,
+    schedule_drift_checks,
+    thresholds,
+)
 from appliance.monitoring._health import (
     LIVE_METRICS,
     SameRows,
@@ -104,6 +110,7 @@ __all__ = [
     "DetectorSettings",
     "drift_event_alerts",
     "drift_summary",
+    "DriftCheck",
     "DriftEvent",
     "DriftReport",
     "DriftThresholds",
@@ -135,6 +142,7 @@ __all__ = [
     "roc_auc",
     "RollbackVerdict",
     "row_loss",
+    "run_drift_check",
     "run_job",
     "schedule_drift_checks",
     "schedule_health_checks",

@@ -86,6 +86,7 @@ PARAMETERS = {
         ("history", "query"),
         ("events", "query"),
     ],
+    ("POST", "/v1/models/{name}/drift/check"): [("name", "path")],
     ("POST", "/v1/models/{name}/feedback"): [("name", "path")],
     ("POST", "/v1/models/{name}/predict"): [("name", "path"), ("version", "query")],
     ("POST", "/v1/models/{name}/explain"): [("name", "path"), ("version", "query")],
