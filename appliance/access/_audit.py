@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS audit_log (
 
 ACTIONS = (
     "alert.acknowledge",
+    "alert.resolve",
     "config.reload",
     "dataset.erase",
     "dataset.ingest",

@@ -1,5 +1,5 @@
 """Monitoring commands: ``drift NAME``, ``drift [NAME] --check`` and
-``alerts list|ack``."""
+``alerts list|ack|resolve``."""
 
 from __future__ import annotations
 
@@ -76,6 +76,13 @@ def register(commands: Any) -> None:
     add_json_flag(listing)
     ack = add_command(alerts, "ack", _alerts_ack, "acknowledge an alert")
     ack.add_argument("id", type=int, help="alert id, from 'appliance alerts list'")
+    resolve = add_command(
+        alerts,
+        "resolve",
+        _alerts_resolve,
+        "resolve an alert and send the resolution to [monitoring] webhook_url",
+    )
+    resolve.add_argument("id", type=int, help="alert id, from 'appliance alerts list'")
 
 
 def _drift(config: Config, args: argparse.Namespace) -> int:
@@ -261,6 +268,38 @@ def _alerts_ack(config: Config, args: argparse.Namespace) -> None:
     else:
         acknowledged = _acknowledge_locally(config, args.id)
     print(f"alert {args.id} acknowledged at {acknowledged:%Y-%m-%d %H:%M:%S}")
+
+
+def _alerts_resolve(config: Config, args: argparse.Namespace) -> None:
+    from appliance.client import find_daemon
+
+    client = find_daemon(config.storage.home, config.path, config.api_key)
+    if client is not None:
+        alert = client.post(f"/v1/alerts/{args.id}/resolve", {})
+    else:
+        alert = _resolve_locally(config, args.id)
+    resolved = datetime.fromisoformat(alert["resolved_at"])
+    print(
+        f"alert {args.id} resolved at {resolved:%Y-%m-%d %H:%M:%S}: "
+        f"{alert['resolution']}"
+    )
+
+
+def _resolve_locally(config: Config, alert_id: int) -> dict[str, Any]:
+    """Resolve an alert with no daemon running, audit it in the catalog, and
+    send it to the webhook."""
+    from appliance.access import current_actor, record
+    from appliance.monitoring import notify, resolve_alert
+    from appliance.storage import Catalog
+
+    resolved_by = current_actor().label
+    alert, changed = resolve_alert(config.storage.home, alert_id, resolved_by)
+    if changed:
+        with Catalog(config.storage.home) as catalog:
+            details = {"model": alert.model, "kind": alert.kind}
+            record(catalog, "alert.resolve", str(alert_id), details)
+        notify(config.monitoring, alert.resolved_payload(resolved_by))
+    return alert.to_dict()
 
 
 def _acknowledge_locally(config: Config, alert_id: int) -> datetime:

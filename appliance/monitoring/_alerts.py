@@ -40,8 +40,8 @@ class AlertStatus(str, Enum):
     """Seen by an operator; a repeat opens a new alert."""
     RESOLVED = "resolved"
     """Closed by the daemon because its condition is gone, such as a champion
-    that serves again. The alert's `resolution` states the reason, and a repeat
-    opens a new alert."""
+    that serves again, or by an operator. The alert's `resolution` states the
+    reason or the operator, and a repeat opens a new alert."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,8 @@ class Alert:
     resolved_at: datetime | None = None
     resolution: str | None = None
     """Reason the daemon resolved the alert, starting with ``resolved
-    automatically``, or None while it is not resolved."""
+    automatically``, or ``resolved by`` and the operator who resolved it;
+    None while it is not resolved."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the alert as JSON-ready values."""

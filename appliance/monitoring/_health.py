@@ -317,6 +317,33 @@ def resolve_alerts(
     return resolved
 
 
+def resolve_alert(home: Path, alert_id: int, resolved_by: str) -> tuple[Alert, bool]:
+    """Resolve one alert for an operator, such as ``ops (operator)``.
+
+    The stored resolution is ``resolved by`` followed by `resolved_by`. The
+    caller sends `Alert.resolved_payload` to the webhook when the alert changed.
+
+    Returns:
+        The alert, and whether this call resolved it; False when it was
+        resolved already.
+
+    Raises:
+        NotFoundError: No alert has that id.
+    """
+    with MonitoringStore(home) as store:
+        alert, changed = store.resolve(alert_id, f"resolved by {resolved_by}")
+    if changed:
+        logger.info(
+            "alert resolved id=%d model=%s kind=%s subject=%s by=%s",
+            alert.id,
+            alert.model,
+            alert.kind,
+            alert.subject,
+            resolved_by,
+        )
+    return alert, changed
+
+
 def notify(config: MonitoringConfig, payload: dict[str, Any]) -> bool:
     """Send `payload` to the ``[monitoring]`` webhook, if one is set.
 

@@ -9,17 +9,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from daemon_support import HOST, MODEL, appliance_env, row
+from daemon_support import MODEL, appliance_env, row
+from support import WebhookReceiver
 
 from appliance.access import create_key
 from appliance.storage import Catalog
@@ -27,40 +24,6 @@ from appliance.storage import Catalog
 ROWS = 200
 WAIT_SECONDS = 30.0
 CHECK = ("drift", MODEL, "--check")
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that keeps every JSON body it gets."""
-
-    def __init__(self) -> None:
-        bodies: list[dict[str, Any]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.bodies = bodies
-        self.server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.url = f"http://{HOST}:{self.server.server_address[1]}/alerts"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver()
-    yield started
-    started.close()
 
 
 def cli(
@@ -103,10 +66,10 @@ def _wait_until_logged(client: httpx.Client, rows: int) -> bool:
 
 
 def test_drift_check_now_through_daemon_and_locally(
-    start_daemon: Any, home: Path, receiver: Receiver
+    start_daemon: Any, home: Path, webhook: WebhookReceiver
 ) -> None:
     tokens = _keys(home)
-    monitoring = {"min_samples": 20, "webhook_url": receiver.url, "webhook_retries": 0}
+    monitoring = {"min_samples": 20, "webhook_url": webhook.url, "webhook_retries": 0}
     daemon = start_daemon(security={"require_keys": True}, monitoring=monitoring)
     headers = {"Authorization": f"Bearer {tokens['admin']}"}
     with httpx.Client(base_url=daemon.base, headers=headers, timeout=30) as client:
@@ -169,7 +132,7 @@ def test_drift_check_now_through_daemon_and_locally(
     entries = audit["entries"]
     assert [e["actor"] for e in entries] == ["operator-key", "operator-key"]
     assert [e["target"] for e in entries] == [MODEL, MODEL]
-    opened = [b for b in receiver.bodies if b["kind"] == "drift"]
+    opened = [b for b in webhook.bodies if b["kind"] == "drift"]
     assert [b["id"] for b in opened] == [alert["id"]]
 
     assert local.returncode == 0, local.stderr

@@ -5,17 +5,13 @@ The webhook receiver is an HTTP server that each test starts on 127.0.0.1.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from support import HOST, run_appliance, start_daemon, stop_daemon
+from support import WebhookReceiver, run_appliance, start_daemon, stop_daemon
 
 from appliance.config import Config
 from appliance.storage import ModelVersion
@@ -26,46 +22,8 @@ WAIT_SECONDS = 20.0
 PINNED = "/v1/models/late/predict?version=2"
 
 
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that keeps every JSON body it gets."""
-
-    def __init__(self) -> None:
-        bodies: list[dict[str, Any]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.bodies = bodies
-        self.server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.url = f"http://{HOST}:{self.server.server_address[1]}/alerts"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def resolved(self) -> dict[str, dict[str, Any]]:
-        """Return the resolution bodies received so far, by alert kind."""
-        return {b["kind"]: b for b in self.bodies if b["status"] == "resolved"}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver()
-    yield started
-    started.close()
-
-
-def _webhook_config(receiver: Receiver) -> str:
-    return f'[monitoring]\nwebhook_url = "{receiver.url}"\nwebhook_retries = 0\n'
+def _webhook_config(webhook: WebhookReceiver) -> str:
+    return f'[monitoring]\nwebhook_url = "{webhook.url}"\nwebhook_retries = 0\n'
 
 
 def _two_versions(config: Config, champion: int) -> ModelVersion:
@@ -93,9 +51,9 @@ def _wait_for(check: Callable[[], bool]) -> bool:
 
 
 def test_served_champion_sends_resolutions(
-    trips: Callable[[str], Config], tmp_path: Path, receiver: Receiver
+    trips: Callable[[str], Config], tmp_path: Path, webhook: WebhookReceiver
 ) -> None:
-    config = trips(_webhook_config(receiver))
+    config = trips(_webhook_config(webhook))
     onnx = _two_versions(config, champion=2).path / "model.onnx"
     original = onnx.read_bytes()
     onnx.write_bytes(original + b"x")
@@ -107,7 +65,7 @@ def test_served_champion_sends_resolutions(
             promoted = client.post(
                 "/v1/admin/registry/models/late/promote", json={"version": 2}
             )
-            delivered = _wait_for(lambda: len(receiver.resolved()) == 2)
+            delivered = _wait_for(lambda: len(webhook.resolved()) == 2)
             alerts = _alerts(client)
     finally:
         stop_daemon(daemon)
@@ -117,8 +75,8 @@ def test_served_champion_sends_resolutions(
         "load": "open",
         "signature": "open",
     }
-    assert delivered, receiver.bodies
-    bodies = receiver.resolved()
+    assert delivered, webhook.bodies
+    bodies = webhook.resolved()
     assert set(bodies) == {"load", "signature"}
     for kind, body in bodies.items():
         assert body["event"] == "resolved"
@@ -132,13 +90,13 @@ def test_served_champion_sends_resolutions(
         "champion version 2 of model 'late' is served" in (bodies["load"]["resolution"])
     )
     assert bodies["signature"]["subject"] == "version 2"
-    assert [b["status"] for b in receiver.bodies].count("open") == 2
+    assert [b["status"] for b in webhook.bodies].count("open") == 2
 
 
 def test_pinned_version_resolves_signature_alert(
-    trips: Callable[[str], Config], tmp_path: Path, receiver: Receiver
+    trips: Callable[[str], Config], tmp_path: Path, webhook: WebhookReceiver
 ) -> None:
-    config = trips(_webhook_config(receiver))
+    config = trips(_webhook_config(webhook))
     onnx = _two_versions(config, champion=1).path / "model.onnx"
     original = onnx.read_bytes()
     onnx.write_bytes(original + b"x")
@@ -153,7 +111,7 @@ def test_pinned_version_resolves_signature_alert(
             resolved = _wait_for(
                 lambda: _alerts(client)["signature"]["status"] == "resolved"
             )
-            delivered = _wait_for(lambda: "signature" in receiver.resolved())
+            delivered = _wait_for(lambda: "signature" in webhook.resolved())
             alerts = _alerts(client)
             served = client.post("/v1/models/late/predict", json={"rows": [ROW]})
     finally:
@@ -171,8 +129,8 @@ def test_pinned_version_resolves_signature_alert(
         "check and serves requests pinned to it with ?version=2"
     )
     assert set(alerts) == {"signature"}
-    assert delivered, receiver.bodies
-    body = receiver.resolved()["signature"]
+    assert delivered, webhook.bodies
+    body = webhook.resolved()["signature"]
     assert body["id"] == opened["signature"]["id"]
     assert body["resolved_by"] == "daemon"
     assert served.json()["version"] == 1

@@ -74,6 +74,7 @@ PARAMETERS = {
     ("POST", "/v1/admin/train"): [],
     ("GET", "/v1/alerts"): [("status", "query"), ("model", "query")],
     ("POST", "/v1/alerts/{alert_id}/acknowledge"): [("alert_id", "path")],
+    ("POST", "/v1/alerts/{alert_id}/resolve"): [("alert_id", "path")],
     ("GET", "/v1/datasets/{name}/rows"): [("name", "path")],
     ("POST", "/v1/datasets/{name}/rows"): [("name", "path")],
     ("POST", "/v1/datasets/{name}/rejected/{segment}/retry"): [
