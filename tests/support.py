@@ -15,9 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +301,48 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+# --- webhook receiver --------------------------------------------------------------
+
+
+class WebhookReceiver:
+    """A webhook receiver on 127.0.0.1 that keeps every JSON body it gets."""
+
+    def __init__(self) -> None:
+        bodies: list[dict[str, Any]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.bodies = bodies
+        self.server = ThreadingHTTPServer((HOST, 0), Handler)
+        self.url = f"http://{HOST}:{self.server.server_address[1]}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def resolved(self) -> dict[str, dict[str, Any]]:
+        """Return the resolution bodies received so far, by alert kind."""
+        return {b["kind"]: b for b in self.bodies if b["status"] == "resolved"}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    """Return a webhook receiver on 127.0.0.1, closed after the test."""
+    started = WebhookReceiver()
+    yield started
+    started.close()
 
 
 # --- trained home and daemon -------------------------------------------------------

@@ -31,7 +31,9 @@ def test_audit_list_unknown_action(cli, write_config, tmp_path: Path) -> None:
 
     assert unknown.returncode == 1
     assert "no audit entry has action 'nosuch'" in unknown.stderr
-    assert "known actions: alert.acknowledge, config.reload," in unknown.stderr
+    assert "known actions: alert.acknowledge, alert.resolve, config.reload," in (
+        unknown.stderr
+    )
     assert unknown.stdout == ""
     assert prefix.returncode == 0, prefix.stderr
     assert prefix.stdout == "(none)\n"

@@ -38,6 +38,13 @@ class Actor:
     user: str | None = None
     """OS user of a `LOCAL` command."""
 
+    @property
+    def label(self) -> str:
+        """Name with the key's role or the OS user, as ``ops (operator)`` or
+        ``local (alice)``; the name alone for the daemon and anonymous."""
+        detail = self.role or self.user
+        return f"{self.name} ({detail})" if detail else self.name
+
 
 _CURRENT: ContextVar[Actor | None] = ContextVar("appliance_actor", default=None)
 _process_actor: Actor | None = None

@@ -52,9 +52,11 @@ CREATE TABLE IF NOT EXISTS audit_log (
 
 ACTIONS = (
     "alert.acknowledge",
+    "alert.resolve",
     "config.reload",
     "dataset.erase",
     "dataset.ingest",
+    "drift.check",
     "key.create",
     "key.revoke",
     "model.promote",

@@ -1,15 +1,18 @@
-"""Monitoring commands: ``drift NAME`` and ``alerts list|ack``."""
+"""Monitoring commands: ``drift NAME``, ``drift [NAME] --check`` and
+``alerts list|ack|resolve``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
 from appliance.config import Config
+from appliance.errors import ApplianceError, ConfigError
 
 if TYPE_CHECKING:
     from appliance.client import DaemonClient
@@ -23,6 +26,8 @@ _DRIFT_COLUMNS = [
     "statistic",
     "p_value",
 ]
+CHECK_TIMEOUT_SECONDS = 300.0
+"""Time the command waits for the daemon to finish one model's drift check."""
 _ALERT_COLUMNS = [
     "id",
     "status",
@@ -40,7 +45,19 @@ def register(commands: Any) -> None:
     drift = add_command(
         commands, "drift", _drift, "show a model's latest drift scores and history"
     )
-    drift.add_argument("name", help="model name declared as [models.NAME]")
+    drift.add_argument(
+        "name",
+        nargs="?",
+        help="model name declared as [models.NAME]; with --check and no name, "
+        "every declared model",
+    )
+    drift.add_argument(
+        "--check",
+        action="store_true",
+        help="run the batch drift check now, store its scores and alert as the "
+        "scheduled check does, and print its outcome",
+    )
+    drift.set_defaults(usage_error=drift.error)
     drift.add_argument(
         "--history", type=int, default=5, help="earlier checks shown (default: 5)"
     )
@@ -59,12 +76,23 @@ def register(commands: Any) -> None:
     add_json_flag(listing)
     ack = add_command(alerts, "ack", _alerts_ack, "acknowledge an alert")
     ack.add_argument("id", type=int, help="alert id, from 'appliance alerts list'")
+    resolve = add_command(
+        alerts,
+        "resolve",
+        _alerts_resolve,
+        "resolve an alert and send the resolution to [monitoring] webhook_url",
+    )
+    resolve.add_argument("id", type=int, help="alert id, from 'appliance alerts list'")
 
 
-def _drift(config: Config, args: argparse.Namespace) -> None:
+def _drift(config: Config, args: argparse.Namespace) -> int:
     from appliance.client import find_daemon
     from appliance.monitoring import drift_summary
 
+    if args.check:
+        return _check_drift(config, args)
+    if args.name is None:
+        args.usage_error("give a model name, or --check to check every model")
     client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
         summary, events, total = _drift_from_daemon(client, args)
@@ -75,7 +103,7 @@ def _drift(config: Config, args: argparse.Namespace) -> None:
     if args.json:
         shown = {"events": events, "events_total": total}
         print(json.dumps({"model": args.name, **summary, **shown}, default=str))
-        return
+        return 0
     if not summary["latest"]:
         print(f"no drift check recorded for model {args.name!r} yet")
     else:
@@ -92,7 +120,7 @@ def _drift(config: Config, args: argparse.Namespace) -> None:
             ["checked_at", "features", "drifted"],
         )
     if not events:
-        return
+        return 0
     if total > len(events):
         print(
             f"\nstreaming detections, newest {len(events)} of {total} "
@@ -101,6 +129,84 @@ def _drift(config: Config, args: argparse.Namespace) -> None:
     else:
         print("\nstreaming detections:")
     print_rows(events, False, ["detected_at", "kind", "subject", "cause", "position"])
+    return 0
+
+
+def _check_drift(config: Config, args: argparse.Namespace) -> int:
+    """Run the batch drift check of one model, or of every declared one.
+
+    Returns:
+        0 when every check ran or was skipped, 1 when one of several failed.
+        A failed check of a single model raises its error.
+    """
+    from appliance.client import find_daemon
+
+    if args.name is not None:
+        config.model(args.name)
+        names = [args.name]
+    else:
+        names = sorted(config.models)
+    if not names:
+        raise ConfigError(
+            f"no model is declared in {config.path}, so none is checked; "
+            "declare one as [models.NAME]"
+        )
+    client = find_daemon(config.storage.home, config.path, config.api_key)
+    status = 0
+    for name in names:
+        try:
+            if client is not None:
+                check = _check_through_daemon(client, name)
+            else:
+                check = _check_locally(config, name)
+        except ApplianceError as exc:
+            if len(names) == 1:
+                raise
+            print(
+                f"error: drift check of model {name!r} failed: {exc}", file=sys.stderr
+            )
+            status = 1
+            continue
+        _print_check(check, args.json)
+    return status
+
+
+def _check_through_daemon(client: DaemonClient, name: str) -> dict[str, Any]:
+    path = f"/v1/models/{quote(name, safe='')}/drift/check"
+    return client.post(path, {}, timeout=CHECK_TIMEOUT_SECONDS)
+
+
+def _check_locally(config: Config, name: str) -> dict[str, Any]:
+    """Run a drift check with no daemon running, and audit it in the catalog."""
+    from appliance.access import record
+    from appliance.monitoring import run_drift_check
+    from appliance.storage import Catalog
+
+    check = run_drift_check(config, name)
+    with Catalog(config.storage.home) as catalog:
+        record(catalog, "drift.check", name, check.audit_details())
+    return check.to_dict()
+
+
+def _print_check(check: dict[str, Any], as_json: bool) -> None:
+    """Print a drift check as one JSON line, or as a summary and a table."""
+    if as_json:
+        print(json.dumps(check, default=str))
+        return
+    name = check["model"]
+    at = f"{datetime.fromisoformat(check['checked_at']):%Y-%m-%d %H:%M:%S}"
+    if "skipped" in check:
+        print(f"drift check of {name} at {at} skipped: {check['skipped']}")
+        return
+    drifted = ", ".join(check["drifted"]) or "none"
+    print(
+        f"drift check of {name} at {at}: {check['rows']} logged rows, "
+        f"{check['tested']} features tested, drifted: {drifted}"
+    )
+    if check["alert_id"] is not None:
+        change = "opened" if check["alert_opened"] else "still open, count raised"
+        print(f"drift alert {check['alert_id']} {change}")
+    print_rows(check["features"], False, _DRIFT_COLUMNS[1:])
 
 
 def _drift_from_store(
@@ -162,6 +268,38 @@ def _alerts_ack(config: Config, args: argparse.Namespace) -> None:
     else:
         acknowledged = _acknowledge_locally(config, args.id)
     print(f"alert {args.id} acknowledged at {acknowledged:%Y-%m-%d %H:%M:%S}")
+
+
+def _alerts_resolve(config: Config, args: argparse.Namespace) -> None:
+    from appliance.client import find_daemon
+
+    client = find_daemon(config.storage.home, config.path, config.api_key)
+    if client is not None:
+        alert = client.post(f"/v1/alerts/{args.id}/resolve", {})
+    else:
+        alert = _resolve_locally(config, args.id)
+    resolved = datetime.fromisoformat(alert["resolved_at"])
+    print(
+        f"alert {args.id} resolved at {resolved:%Y-%m-%d %H:%M:%S}: "
+        f"{alert['resolution']}"
+    )
+
+
+def _resolve_locally(config: Config, alert_id: int) -> dict[str, Any]:
+    """Resolve an alert with no daemon running, audit it in the catalog, and
+    send it to the webhook."""
+    from appliance.access import current_actor, record
+    from appliance.monitoring import notify, resolve_alert
+    from appliance.storage import Catalog
+
+    resolved_by = current_actor().label
+    alert, changed = resolve_alert(config.storage.home, alert_id, resolved_by)
+    if changed:
+        with Catalog(config.storage.home) as catalog:
+            details = {"model": alert.model, "kind": alert.kind}
+            record(catalog, "alert.resolve", str(alert_id), details)
+        notify(config.monitoring, alert.resolved_payload(resolved_by))
+    return alert.to_dict()
 
 
 def _acknowledge_locally(config: Config, alert_id: int) -> datetime:

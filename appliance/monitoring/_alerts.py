@@ -40,8 +40,8 @@ class AlertStatus(str, Enum):
     """Seen by an operator; a repeat opens a new alert."""
     RESOLVED = "resolved"
     """Closed by the daemon because its condition is gone, such as a champion
-    that serves again. The alert's `resolution` states the reason, and a repeat
-    opens a new alert."""
+    that serves again, or by an operator. The alert's `resolution` states the
+    reason or the operator, and a repeat opens a new alert."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,8 @@ class Alert:
     resolved_at: datetime | None = None
     resolution: str | None = None
     """Reason the daemon resolved the alert, starting with ``resolved
-    automatically``, or None while it is not resolved."""
+    automatically``, or ``resolved by`` and the operator who resolved it;
+    None while it is not resolved."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the alert as JSON-ready values."""
@@ -133,6 +134,15 @@ class Alert:
             "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
             "resolution": self.resolution,
         }
+
+    def resolved_payload(self, resolved_by: str) -> dict[str, Any]:
+        """Return the webhook body that reports the resolution of this alert.
+
+        It is `to_dict` plus ``event`` (``resolved``) and ``resolved_by``, the
+        actor that resolved the alert, such as ``daemon``. A receiver
+        distinguishes it from the body of a newly opened alert by ``status``.
+        """
+        return {**self.to_dict(), "event": "resolved", "resolved_by": resolved_by}
 
 
 def drift_event_alerts(

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from appliance.access import DAEMON
 from appliance.config import Config, ModelConfig, MonitoringConfig
 from appliance.monitoring._alerts import (
     Alert,
@@ -277,14 +278,7 @@ def raise_alerts(
             alert.subject,
             alert.value,
         )
-        if config.webhook_url:
-            send_webhook(
-                config.webhook_url,
-                alert.to_dict(),
-                config.webhook_retries,
-                config.webhook_backoff_seconds,
-                config.webhook_timeout_seconds,
-            )
+        notify(config, alert.to_dict())
     return opened
 
 
@@ -293,12 +287,14 @@ def resolve_alerts(
     model: str,
     kinds: tuple[str, ...],
     reason: str,
+    config: MonitoringConfig,
     subject: str | None = None,
 ) -> list[Alert]:
     """Resolve the open alerts of `model` of the given kinds, because `reason`.
 
     The resolution stored with each alert is ``resolved automatically:``
-    followed by `reason`.
+    followed by `reason`. Each resolved alert is sent to the webhook, with the
+    retries of a newly opened one, as `Alert.resolved_payload` by ``daemon``.
 
     Returns:
         The alerts resolved by this call.
@@ -317,4 +313,52 @@ def resolve_alerts(
             alert.subject,
             reason,
         )
+        notify(config, alert.resolved_payload(DAEMON))
     return resolved
+
+
+def resolve_alert(home: Path, alert_id: int, resolved_by: str) -> tuple[Alert, bool]:
+    """Resolve one alert for an operator, such as ``ops (operator)``.
+
+    The stored resolution is ``resolved by`` followed by `resolved_by`. The
+    caller sends `Alert.resolved_payload` to the webhook when the alert changed.
+
+    Returns:
+        The alert, and whether this call resolved it; False when it was
+        resolved already.
+
+    Raises:
+        NotFoundError: No alert has that id.
+    """
+    with MonitoringStore(home) as store:
+        alert, changed = store.resolve(alert_id, f"resolved by {resolved_by}")
+    if changed:
+        logger.info(
+            "alert resolved id=%d model=%s kind=%s subject=%s by=%s",
+            alert.id,
+            alert.model,
+            alert.kind,
+            alert.subject,
+            resolved_by,
+        )
+    return alert, changed
+
+
+def notify(config: MonitoringConfig, payload: dict[str, Any]) -> bool:
+    """Send `payload` to the ``[monitoring]`` webhook, if one is set.
+
+    Blocks for the attempts and backoff of `send_webhook`, so call it off the
+    event loop.
+
+    Returns:
+        Whether the receiver accepted it; False also when no webhook is set.
+    """
+    if not config.webhook_url:
+        return False
+    return send_webhook(
+        config.webhook_url,
+        payload,
+        config.webhook_retries,
+        config.webhook_backoff_seconds,
+        config.webhook_timeout_seconds,
+    )

@@ -282,6 +282,33 @@ class MonitoringStore:
         )
         return self.get_alert(alert_id)
 
+    def resolve(
+        self, alert_id: int, resolution: str, now: datetime | None = None
+    ) -> tuple[Alert, bool]:
+        """Resolve one open or acknowledged alert.
+
+        A resolved alert keeps its resolution and time.
+
+        Returns:
+            The alert, and whether this call resolved it.
+
+        Raises:
+            NotFoundError: No alert has that id.
+        """
+        self.get_alert(alert_id)
+        changed = self.db.execute(
+            "UPDATE alerts SET status = ?, resolved_at = ?, resolution = ? "
+            "WHERE id = ? AND status != ? RETURNING id",
+            [
+                AlertStatus.RESOLVED.value,
+                now or _now(),
+                resolution,
+                alert_id,
+                AlertStatus.RESOLVED.value,
+            ],
+        ).fetchall()
+        return self.get_alert(alert_id), bool(changed)
+
     def resolve_open(
         self,
         model: str,

@@ -7,6 +7,8 @@ backup, `retry_champion` serves it: the scheduled health check and a SIGHUP
 reload call it, and so does a promotion of the champion that is already set.
 Whenever a model's champion is served, `resolve_served_alerts` resolves the
 ``load`` alerts of the model and the ``signature`` alerts of that version.
+When a version loads for requests pinned to it (``?version=N``),
+`resolve_pinned_alerts` resolves the ``signature`` alerts of that version.
 """
 
 from __future__ import annotations
@@ -93,29 +95,57 @@ def resolve_served_alerts(state: DaemonState, name: str, version: int) -> None:
     """Resolve the alerts that champion `version` of `name`, now served, ends.
 
     Those are the model's ``load`` alerts and the ``signature`` alerts of that
-    version. Blocks while the monitoring store is written, so call it off the
-    event loop. A failed write is logged, and the alerts stay open.
+    version. Blocks while the monitoring store is written and each resolved
+    alert is sent to the webhook, so call it off the event loop. A failed
+    write is logged, and the alerts stay open.
     """
     from appliance.monitoring import resolve_alerts
 
-    home = state.config.storage.home
+    config = state.config
     try:
         resolve_alerts(
-            home,
+            config.storage.home,
             name,
             ("load",),
             f"champion version {version} of model {name!r} is served",
+            config.monitoring,
         )
+    except Exception:
+        logger.exception("load alerts not resolved model=%s version=%d", name, version)
+    _resolve_signature_alert(state, name, version, "is served")
+
+
+def resolve_pinned_alerts(state: DaemonState, name: str, version: int) -> None:
+    """Resolve the ``signature`` alerts of `version` of `name`, now loaded for
+    requests pinned to it with ``?version=N``.
+
+    Blocks as `resolve_served_alerts` does, so call it off the event loop.
+    """
+    _resolve_signature_alert(
+        state, name, version, f"serves requests pinned to it with ?version={version}"
+    )
+
+
+def _resolve_signature_alert(
+    state: DaemonState, name: str, version: int, served_as: str
+) -> None:
+    from appliance.monitoring import resolve_alerts
+
+    config = state.config
+    try:
         resolve_alerts(
-            home,
+            config.storage.home,
             name,
             ("signature",),
             f"version {version} of model {name!r} passed its signature check and "
-            "is served",
+            f"{served_as}",
+            config.monitoring,
             subject=f"version {version}",
         )
     except Exception:
-        logger.exception("alerts not resolved model=%s version=%d", name, version)
+        logger.exception(
+            "signature alert not resolved model=%s version=%d", name, version
+        )
 
 
 def resolve_when_champion(state: DaemonState, model: OnnxModel) -> None:
@@ -127,4 +157,15 @@ def resolve_when_champion(state: DaemonState, model: OnnxModel) -> None:
         return
     asyncio.get_running_loop().run_in_executor(
         None, resolve_served_alerts, state, model.name, model.version
+    )
+
+
+def resolve_when_pinned(state: DaemonState, model: OnnxModel) -> None:
+    """Resolve the ``signature`` alerts of `model`, in a worker thread.
+
+    Call it on the event loop after `ModelSet.pin` loaded `model`, so the
+    request does not wait for the monitoring store or the webhook.
+    """
+    asyncio.get_running_loop().run_in_executor(
+        None, resolve_pinned_alerts, state, model.name, model.version
     )

@@ -1,4 +1,4 @@
-"""Monitoring routes: label feedback, drift scores and alerts as JSON."""
+"""Monitoring routes: label feedback, drift scores and checks, alerts as JSON."""
 
 from __future__ import annotations
 
@@ -13,14 +13,18 @@ from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 
+from appliance.access import current_actor
 from appliance.config import Config
-from appliance.errors import ApplianceError, RequestError
+from appliance.errors import ApplianceError, ConfigError, NotFoundError, RequestError
 from appliance.monitoring import (
     AlertStatus,
     ModelInfo,
     MonitoringStore,
     drift_summary,
+    notify,
     output_values,
+    resolve_alert,
+    run_drift_check,
 )
 from appliance.predictions import entries_to_table, parquet_dir
 from appliance.serving._access import record_in_daemon
@@ -286,6 +290,79 @@ async def acknowledge(
     return Response(_encode(alert), media_type=JSON)
 
 
+@post(
+    "/v1/models/{name:str}/drift/check",
+    status_code=200,
+    summary="Run the batch drift check of a model now",
+    description=(
+        "Scores the model's latest logged predictions against its training "
+        "data, as the scheduled check every [monitoring] "
+        "drift_interval_seconds does: the scores are stored, and a drift "
+        "alert is opened or updated. The body is ignored. The response has "
+        "the run detail the scheduled check records (rows, tested, drifted, "
+        "or skipped with the reason), the alert and the scores of each "
+        "feature. 409 while a drift check of the model runs."
+    ),
+)
+async def check_drift_now(
+    name: ModelName, request: Request[Any, Any, Any]
+) -> Response[bytes]:
+    """Run the batch drift check of `name` at once and return its outcome."""
+    state = daemon_state(request)
+    config = state.config
+    try:
+        config.model(name)
+    except ConfigError as exc:
+        raise NotFoundError(str(exc)) from None
+    check = await asyncio.to_thread(_check_drift, state, config, name)
+    return Response(_encode(check), media_type=JSON)
+
+
+def _check_drift(state: DaemonState, config: Config, name: str) -> dict[str, Any]:
+    check = run_drift_check(config, name)
+    record_in_daemon(state, "drift.check", name, check.audit_details())
+    return check.to_dict()
+
+
+@post(
+    "/v1/alerts/{alert_id:int}/resolve",
+    status_code=200,
+    summary="Resolve an alert and send the resolution to the webhook",
+    description=(
+        "Marks the alert resolved by the request's API key, as 'resolved by "
+        "NAME (ROLE)', and posts it to [monitoring] webhook_url with "
+        '"event": "resolved" and "resolved_by". An alert resolved already is '
+        "returned unchanged and not posted again. The body is ignored."
+    ),
+)
+async def resolve(
+    alert_id: Annotated[int, PathParameter(description="Id of the alert.")],
+    request: Request[Any, Any, Any],
+) -> Response[bytes]:
+    """Mark one alert resolved, send it to the webhook, and return it."""
+    state = daemon_state(request)
+    alert = await asyncio.to_thread(_resolve, state, alert_id)
+    return Response(_encode(alert), media_type=JSON)
+
+
+def _resolve(state: DaemonState, alert_id: int) -> dict[str, Any]:
+    resolved_by = current_actor().label
+    alert, changed = resolve_alert(state.config.storage.home, alert_id, resolved_by)
+    if not changed:
+        return alert.to_dict()
+    details = {"model": alert.model, "kind": alert.kind}
+    record_in_daemon(state, "alert.resolve", str(alert_id), details)
+    # The webhook's retries and backoff can take many seconds, so they run in
+    # a thread of their own and the response does not wait for them.
+    threading.Thread(
+        target=notify,
+        args=(state.config.monitoring, alert.resolved_payload(resolved_by)),
+        name="webhook",
+        daemon=True,
+    ).start()
+    return alert.to_dict()
+
+
 def _acknowledge(state: DaemonState, alert_id: int) -> dict[str, Any]:
     with MonitoringStore(state.config.storage.home) as store:
         alert = store.acknowledge(alert_id).to_dict()
@@ -374,5 +451,5 @@ def _logged_outputs(
     }
 
 
-ROUTES = [feedback, drift, alerts, acknowledge]
+ROUTES = [feedback, drift, check_drift_now, alerts, acknowledge, resolve]
 """The route handlers of this module, as `create_app` mounts them."""

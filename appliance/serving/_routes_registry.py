@@ -37,6 +37,7 @@ from appliance.serving._admin_lock import (
     admin_lock_within,
 )
 from appliance.serving._batcher import MicroBatcher
+from appliance.serving._champions import resolve_when_pinned
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._openapi import body_operation
 from appliance.serving._params import ModelFilter, ModelName, VersionReference
@@ -360,6 +361,9 @@ async def rollback_served(
 async def pinned_batcher(state: DaemonState, name: str, version: int) -> MicroBatcher:
     """Return the batcher of version `version` of `name`, loading it once.
 
+    A load that succeeds resolves the ``signature`` alerts of the version, as
+    serving the champion does.
+
     Raises:
         NotFoundError: The version does not exist.
         IntegrityError: Its signature or files fail verification.
@@ -370,7 +374,9 @@ async def pinned_batcher(state: DaemonState, name: str, version: int) -> MicroBa
     found: ModelVersion = await run_with_catalog(state, get_version, name, version)
     model = await asyncio.to_thread(load_model, state.config, found.path, found.sha256)
     logger.info("model version loaded model=%s version=%d", name, version)
-    return state.models.pin(model)
+    batcher = state.models.pin(model)
+    resolve_when_pinned(state, model)
+    return batcher
 
 
 async def serve_new_version(state: DaemonState, found: ModelVersion) -> bool:

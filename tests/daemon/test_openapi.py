@@ -21,10 +21,14 @@ BODY_METHODS = {"post", "put", "patch"}
 EXEMPT = {
     ("post", "/v1/alerts/{alert_id}/acknowledge"): "takes no body; the alert id "
     "is in the path",
+    ("post", "/v1/alerts/{alert_id}/resolve"): "takes no body; the alert id is "
+    "in the path",
     ("post", "/v1/admin/keys/{name}/revoke"): "takes no body; the key name is "
     "in the path",
     ("post", "/v1/datasets/{name}/rejected/{segment}/retry"): "takes no body; "
     "the dataset and the segment are in the path",
+    ("post", "/v1/models/{name}/drift/check"): "takes no body; the model name "
+    "is in the path",
 }
 """Operations that need no request body schema, with the reason."""
 

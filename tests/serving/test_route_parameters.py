@@ -74,6 +74,7 @@ PARAMETERS = {
     ("POST", "/v1/admin/train"): [],
     ("GET", "/v1/alerts"): [("status", "query"), ("model", "query")],
     ("POST", "/v1/alerts/{alert_id}/acknowledge"): [("alert_id", "path")],
+    ("POST", "/v1/alerts/{alert_id}/resolve"): [("alert_id", "path")],
     ("GET", "/v1/datasets/{name}/rows"): [("name", "path")],
     ("POST", "/v1/datasets/{name}/rows"): [("name", "path")],
     ("POST", "/v1/datasets/{name}/rejected/{segment}/retry"): [
@@ -86,6 +87,7 @@ PARAMETERS = {
         ("history", "query"),
         ("events", "query"),
     ],
+    ("POST", "/v1/models/{name}/drift/check"): [("name", "path")],
     ("POST", "/v1/models/{name}/feedback"): [("name", "path")],
     ("POST", "/v1/models/{name}/predict"): [("name", "path"), ("version", "query")],
     ("POST", "/v1/models/{name}/explain"): [("name", "path"), ("version", "query")],
