@@ -236,6 +236,10 @@ class UiClient:
         """Mark an alert as seen by the operator."""
         return self._post_object(f"/v1/alerts/{alert_id}/acknowledge", {})
 
+    def resolve(self, alert_id: int) -> dict[str, Any]:
+        """Mark an alert as resolved by the operator."""
+        return self._post_object(f"/v1/alerts/{alert_id}/resolve", {})
+
     def jobs(self) -> list[dict[str, Any]]:
         """Return the scheduled jobs with their next and last run."""
         return self._get_list("/v1/ui/jobs", key="jobs")

@@ -160,13 +160,15 @@ def _performance_text(stream: dict[str, Any] | None) -> str:
 
 
 class AlertsPane(Pane):
-    """Alerts raised by monitoring; acknowledge the one under the cursor."""
+    """Alerts raised by monitoring; acknowledge or resolve the one under the
+    cursor."""
 
     TITLE = "Alerts"
     KEY = "6"
-    SUMMARY = "alerts, open or all; acknowledge one"
+    SUMMARY = "alerts, open or all; acknowledge or resolve one"
     BINDINGS = [
         Binding("a", "acknowledge", "Acknowledge"),
+        Binding("r", "resolve", "Resolve"),
         Binding("o", "toggle_open", "Open/all"),
     ]
 
@@ -184,7 +186,8 @@ class AlertsPane(Pane):
     def show(self, data: Any) -> None:
         scope = "open" if self.only_open else "all"
         self.query_one("#scope", Static).update(
-            f"Showing [b]{scope}[/] alerts (o: open/all, a: acknowledge)"
+            f"Showing [b]{scope}[/] alerts (o: open/all, a: acknowledge, "
+            "r: resolve)"
         )
         if isinstance(data, Unavailable):
             self.query_one("#scope", Static).update(
@@ -231,6 +234,16 @@ class AlertsPane(Pane):
             lambda alert: self.app.notify(
                 f"Alert {key} acknowledged; a repeat opens a new alert."
             ),
+        )
+
+    def action_resolve(self) -> None:
+        key = selected_key(self.query_one(DataTable))
+        if key is None:
+            self.app.notify("No alert selected.", severity="warning")
+            return
+        self.call_daemon(
+            lambda: self.client.resolve(int(key)),
+            lambda alert: self.app.notify(f"Alert {key} resolved."),
         )
 
 

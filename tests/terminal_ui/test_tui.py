@@ -467,6 +467,37 @@ def test_acknowledge_closes_open_alert(
         stop_daemon(daemon)
 
 
+def test_resolve_closes_open_alert(
+    ui_home: UiHome, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    daemon = serve(ui_home, tmp_path_factory.mktemp("resolve"))
+    client = UiClient(daemon.base_url)
+    alert_id = client.alerts("open")[0]["id"]
+
+    async def scenario(app: Any, pilot: Any) -> None:
+        await pilot.press("6")
+        table = app.query_one("#alerts", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1, "the open alert")
+        await pilot.press("r")
+        await wait_for(
+            pilot,
+            lambda: any(f"Alert {alert_id} resolved" in n for n in notifications(app)),
+            "resolution",
+        )
+        await wait_for(pilot, lambda: table.row_count == 0, "no open alert")
+        await pilot.press("o")
+        await wait_for(pilot, lambda: table.row_count == 1, "every alert")
+        assert "resolved" in table.get_row(str(alert_id))
+
+    try:
+        run_app(daemon.base_url, scenario)
+        (resolved,) = client.alerts("resolved")
+        assert resolved["id"] == alert_id
+        assert client.alerts("open") == []
+    finally:
+        stop_daemon(daemon)
+
+
 def test_retrain_now_reports_rejected_challenger(
     ui_home: UiHome, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
