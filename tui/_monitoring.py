@@ -186,8 +186,7 @@ class AlertsPane(Pane):
     def show(self, data: Any) -> None:
         scope = "open" if self.only_open else "all"
         self.query_one("#scope", Static).update(
-            f"Showing [b]{scope}[/] alerts (o: open/all, a: acknowledge, "
-            "r: resolve)"
+            f"Showing [b]{scope}[/] alerts (o: open/all, a: acknowledge, r: resolve)"
         )
         if isinstance(data, Unavailable):
             self.query_one("#scope", Static).update(
