@@ -11,6 +11,8 @@ from appliance.cli._output import (
     add_group,
     add_json_flag,
     iso_seconds,
+    json_text,
+    parse_times,
     print_rows,
     row_count,
 )
@@ -30,6 +32,8 @@ _SUMMARY_FIELDS = (
     "duration_seconds",
     "host",
 )
+
+_TIME_FIELDS = ("started_at", "finished_at")
 
 
 def register(commands: Any) -> None:
@@ -70,9 +74,10 @@ def _list(config: Config, args: argparse.Namespace) -> None:
         args.parent,
         args.limit,
     )
+    runs = [parse_times(run, _TIME_FIELDS) for run in runs]
     if args.json:
         for run in runs:
-            print(json.dumps(run, default=str))
+            print(json_text(run))
         return
     rows = [
         {
@@ -93,7 +98,7 @@ def _list(config: Config, args: argparse.Namespace) -> None:
 
 def _show(config: Config, args: argparse.Namespace) -> None:
     (record,) = registry_lookup(config, [args.run_id])
-    print(json.dumps(record, indent=2, default=str))
+    print(json_text(parse_times(record, _TIME_FIELDS), indent=2))
 
 
 def _compare(config: Config, args: argparse.Namespace) -> None:
