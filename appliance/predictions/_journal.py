@@ -320,7 +320,8 @@ class Journal:
         except OSError as exc:
             self._fail(entry, exc)
             return self._sequence
-        self._write_failures.succeeded(f"folder={quoted(str(self.folder))}")
+        if self._write_failures.count:
+            self._write_failures.succeeded(f"folder={quoted(str(self.folder))}")
         segment.size += len(record)
         return segment.sequence
 
