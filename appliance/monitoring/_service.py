@@ -327,6 +327,10 @@ class MonitoringService:
 
     def save(self) -> None:
         """Write every monitor's state and the windows per version to the store."""
+        with self._record_lock:
+            self._save()
+
+    def _save(self) -> None:
         with self._lock:
             states = [(n, v, m.to_bytes()) for n, (v, m) in self._monitors.items()]
             versions = self._versions.to_bytes()
@@ -485,8 +489,8 @@ class MonitoringService:
         return events
 
     def _record(self, model: str, events: list[DriftEvent]) -> None:
-        # The lock orders the saves, so a later state is never overwritten by
-        # an earlier one from the labels path.
+        # The lock orders this save and `save`, which the worker thread and
+        # the labels path call, so an earlier state never overwrites a later.
         with self._record_lock:
             self._store_events(model, events)
         if self.on_drift is not None:
