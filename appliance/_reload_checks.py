@@ -162,9 +162,13 @@ def warn_missing_datasets(catalog: Catalog, config: Config) -> list[str]:
     """Log a warning for each model whose dataset has no version in the catalog.
 
     Not an error, because the dataset may be ingested later; until then the
-    model cannot be trained. Returns the names of those models.
+    model cannot be trained. A catalog without any dataset, as at the first
+    start, gets no warning, because every model would get one. Returns the
+    names of the models warned about.
     """
     known = {version.dataset for version in list_versions(catalog)}
+    if not known:
+        return []
     missing = []
     for name, model in sorted(config.models.items()):
         if model.dataset in known:
