@@ -1068,7 +1068,8 @@ class ModelConfig:
                     f"params.objective {objective!r} cannot be exported to ONNX; "
                     f"use one of {', '.join(_LIGHTGBM_OBJECTIVES)}"
                 )
-        check_params(self.name, self.algorithm, self.task, self.params)
+        keys = frozenset(f.name for f in dataclasses.fields(self)) - {"name"}
+        check_params(self.name, self.algorithm, self.task, self.params, "params", keys)
         if self.search is not None:
             check_search_space(self.name, self.algorithm, self.task, self.search.space)
 
