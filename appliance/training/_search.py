@@ -265,7 +265,15 @@ def _warnings(
             f"{config.max_trials} was tried (seed {seed}); raise "
             "max_trials to try more"
         )
-    if not_started:
+    if not_started and config.method == "halving":
+        # A halving round tries the best candidates of the round before again,
+        # so the count is of trials, not of distinct candidates.
+        found.append(
+            f"the search reached max_seconds={config.max_seconds} before "
+            f"{not_started} trials of its halving rounds started, so they were "
+            "not tried; raise max_seconds or lower max_trials"
+        )
+    elif not_started:
         found.append(
             f"the search reached max_seconds={config.max_seconds} before "
             f"{not_started} of its {plan.size} candidates started, so they were "

@@ -264,3 +264,39 @@ def test_trial_runs_record_real_duration(trips: Callable[[str], Config]) -> None
         # Halving rounds and rows mean nothing to a grid search.
         assert "round" not in child.metrics
         assert "rows" not in child.metrics
+
+
+def test_halving_max_seconds_stops_trials(trips: Callable[[str], Config]) -> None:
+    # Regression, because the first halving round fits on so few rows that
+    # a fold's roc_auc may be undefined, while its rmse is not.
+    config = trips(
+        """
+        [models.distance]
+        dataset = "trips"
+        target = "distance"
+        task = "regression"
+        algorithm = "lightgbm"
+        features = ["hour", "carrier"]
+        categorical = ["carrier"]
+
+        [models.distance.search]
+        method = "halving"
+        max_trials = 300
+        max_seconds = 1
+
+        [models.distance.search.space]
+        num_leaves = {low = 3, high = 15}
+        """
+    )
+
+    result = train_model(config, "distance")
+
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        parent = get_run(catalog, result.run_id)
+        children = list_runs(catalog, parent_run_id=result.run_id)
+    assert 0 < len(children) < 300
+    assert all(child.status == "finished" for child in children)
+    assert parent.metrics is not None
+    assert parent.metrics["search_not_started"] > 0
+    assert parent.metrics["search_seconds"] < 10
+    assert any("trials of its halving rounds started" in w for w in result.warnings)
