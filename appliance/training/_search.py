@@ -210,7 +210,7 @@ class _Plan:
 
 @dataclass
 class _Task:
-    """What every candidate is fitted and scored on."""
+    """Rows, folds and scoring shared by every candidate."""
 
     pipeline: Pipeline
     x: pd.DataFrame
@@ -436,8 +436,8 @@ class _NothingStarted(Exception):
 
 
 class _Rounds:
-    """Wraps a halving searcher's `_run_search` so each round's candidates
-    start one at a time and only while the budget lasts.
+    """Wrapper of a halving searcher's `_run_search` that starts each round's
+    candidates one at a time, and only while the budget lasts.
 
     Without a time budget a round is evaluated in one call, as scikit-learn
     does, because scikit-learn formats all results so far after every call.
@@ -512,7 +512,7 @@ def _halving_trials(
         fit = float(results["mean_fit_time"][index]) * n_folds
         seconds = fit + float(results["mean_score_time"][index]) * n_folds
         # Candidates of a round evaluated in one call share its start, so
-        # each one starts when the one before it ended.
+        # each one is taken to start when the one before it ended.
         shared = index > 0 and starts[index] == starts[index - 1]
         offset = offset + trials[-1].seconds if shared else 0.0
         trials.append(
