@@ -304,9 +304,11 @@ class SearchConfig:
     """Estimator parameter to a list of values, or to a table
     ``{low, high, log}`` sampled by ``random`` and ``halving``."""
     max_trials: int = 20
-    """Most candidates evaluated; a larger grid is cut to its first ones."""
+    """Maximum candidates evaluated; a larger grid is cut to a random sample
+    of this many points, seeded by the split seed."""
     max_seconds: float | None = None
-    """Time budget; candidates not started when it runs out are not scored."""
+    """Time budget in seconds; no candidate starts after it, and a started one
+    runs to its end."""
     factor: int = 3
     """Halving only: share of candidates kept at each round is 1 / factor."""
 
@@ -1066,7 +1068,8 @@ class ModelConfig:
                     f"params.objective {objective!r} cannot be exported to ONNX; "
                     f"use one of {', '.join(_LIGHTGBM_OBJECTIVES)}"
                 )
-        check_params(self.name, self.algorithm, self.task, self.params)
+        keys = frozenset(f.name for f in dataclasses.fields(self)) - {"name"}
+        check_params(self.name, self.algorithm, self.task, self.params, "params", keys)
         if self.search is not None:
             check_search_space(self.name, self.algorithm, self.task, self.search.space)
 
