@@ -366,7 +366,12 @@ def _export(
     if not agreement.passed(PARITY_TOLERANCE):
         raise ExportError(
             parity_message(
-                cfg.name, agreement, checked, len(frame.x_test), PARITY_TOLERANCE
+                cfg.name,
+                cfg.task,
+                agreement,
+                checked,
+                len(frame.x_test),
+                PARITY_TOLERANCE,
             )
         )
     return onnx_bytes, agreement.max_difference
