@@ -858,6 +858,11 @@ class FeatureViewConfig:
     label row, such as ``plane_age = "year(time_hour) - year_built"``."""
 
     def __post_init__(self) -> None:
+        from appliance.sqlcheck import check_expression, check_query
+
+        check_query(self.sql)
+        for name, expression in self.derive.items():
+            check_expression(f"derive.{name}", expression)
         if not self.entities:
             raise ValueError("entities must name at least one key column")
         if self.ttl is not None:
@@ -1023,6 +1028,7 @@ class ModelConfig:
                 )
         if self.features is not None and self.target in self.features:
             raise ValueError(f"target {self.target!r} is also listed in features")
+        self._check_sql()
         self._check_derived_features()
         self._check_params()
         self._check_checks()
@@ -1039,6 +1045,14 @@ class ModelConfig:
                 raise ValueError(
                     f"categorical columns {sorted(unknown)} are not in features"
                 )
+
+    def _check_sql(self) -> None:
+        from appliance.sqlcheck import check_expression
+
+        for name, expression in self.derive.items():
+            check_expression(f"derive.{name}", expression)
+        if self.where is not None:
+            check_expression("where", self.where)
 
     def _check_derived_features(self) -> None:
         from appliance.derive import ExpressionError, derived_inputs

@@ -240,7 +240,10 @@ def store_of(versions: Sequence[DatasetVersion] | object) -> FeatureStore:
     """
     versions = list(versions)  # type: ignore[call-overload]
     _check_case_clash([version.dataset for version in versions])
-    db = duckdb.connect()
+    # View SQL runs here, and a query that reads a file of a known format,
+    # such as ``FROM 'https://...'``, would otherwise download and install
+    # the DuckDB extension that reads it.
+    db = duckdb.connect(config={"autoinstall_known_extensions": False})
     db.execute("SET TimeZone = 'UTC'")
     read = {}
     encrypted: set[str] = set()

@@ -259,6 +259,36 @@ def test_reload_bad_view_sql_rejected(tmp_path: Path) -> None:
     assert "invalid SQL of feature view 'weather'" in reloads[0]["details"]["error"]
 
 
+def test_reload_view_second_statement_not_run(tmp_path: Path) -> None:
+    config = _trained(tmp_path)
+    config_path, home = tmp_path / "config.toml", config.storage.home
+    written = tmp_path / "copied.csv"
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon(config_path, home, log)
+    try:
+        config_path.write_text(
+            CONFIG.replace(
+                "temp FROM weather",
+                f"temp FROM weather; COPY (SELECT 42 AS x) TO '{written}'",
+            )
+        )
+        os.kill(daemon.process.pid, signal.SIGHUP)
+        rejected = _wait_for(log, "config reload rejected")
+        predicted = httpx.post(
+            daemon.base_url + "/v1/models/late/predict", json={"rows": [KEYS_ROW]}
+        )
+    finally:
+        stop_daemon(daemon)
+
+    text = log.read_text()
+    (line,) = [line for line in text.splitlines() if "reload rejected" in line]
+    assert rejected, text
+    assert "'feature_views.weather'" in line
+    assert "2 statements (SELECT, COPY)" in line
+    assert not written.exists()
+    assert predicted.status_code == 200, predicted.text
+
+
 def test_bad_view_sql_predict_503(tmp_path: Path) -> None:
     config = _trained(tmp_path)
     config_path, home = tmp_path / "config.toml", config.storage.home
