@@ -1169,6 +1169,23 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 """Level names accepted by ``log_level`` and ``--log-level``, in any case."""
 
 
+TOP_LEVEL_KEYS = frozenset(
+    {
+        "datasets",
+        "feature_views",
+        "ingest",
+        "log_level",
+        "models",
+        "monitoring",
+        "predictions",
+        "security",
+        "server",
+        "storage",
+    }
+)
+"""Keys and tables allowed at the top level of the configuration file."""
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """Read and validate the configuration file.
 
@@ -1193,20 +1210,12 @@ def load_config(path: str | Path | None = None) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
 
-    unknown = set(table) - {
-        "storage",
-        "server",
-        "predictions",
-        "models",
-        "monitoring",
-        "log_level",
-        "datasets",
-        "feature_views",
-        "ingest",
-        "security",
-    }
+    unknown = set(table) - TOP_LEVEL_KEYS
     if unknown:
-        raise ConfigError(f"unknown key {sorted(unknown)[0]!r} in {source}")
+        raise ConfigError(
+            f"unknown key {sorted(unknown)[0]!r} in {source}; known keys: "
+            f"{', '.join(sorted(TOP_LEVEL_KEYS))}"
+        )
     storage = _build(StorageConfig, table.get("storage", {}), "storage", source)
     server = _build(ServerConfig, table.get("server", {}), "server", source)
     predictions = _build(

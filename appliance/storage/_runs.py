@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 
 from appliance.dbrows import first_row
-from appliance.errors import NotFoundError, StorageError
+from appliance.errors import NotFoundError, StorageError, one_line
 from appliance.storage._blobs import read_blob, write_blob
 from appliance.storage._catalog import Catalog
 
@@ -224,11 +224,17 @@ def finish_run(
 
 
 def fail_run(
-    catalog: Catalog, run_id: str, error: str, status: str = FAILED
+    catalog: Catalog,
+    run_id: str,
+    error: str,
+    status: str = FAILED,
+    raised: bool = False,
 ) -> None:
     """Close a run as `status` with `error`, keeping only what was known at start.
 
-    `status` is ``failed`` or ``interrupted``.
+    `status` is ``failed`` or ``interrupted``. With `raised`, the caller
+    raises the error on to a handler that shows it, so the log line gives
+    only the run and its status, and the message is not printed twice.
     """
     finished = _now()
     catalog.db.execute(
@@ -237,7 +243,12 @@ def fail_run(
         "WHERE run_id = ?",
         [status, finished, error, finished, run_id],
     )
-    logger.info("run closed run=%s status=%s error=%s", run_id, status, error)
+    if raised:
+        logger.info("run closed run=%s status=%s", run_id, status)
+    else:
+        logger.info(
+            "run closed run=%s status=%s error=%s", run_id, status, one_line(error)
+        )
 
 
 def list_runs(

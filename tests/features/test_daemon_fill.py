@@ -309,6 +309,44 @@ def test_bad_view_sql_predict_503(tmp_path: Path) -> None:
     assert "reload it (SIGHUP)" in body["error"]
 
 
+def test_bad_view_sql_start_logs_one_line(tmp_path: Path) -> None:
+    config = _trained(tmp_path)
+    config_path, home = tmp_path / "config.toml", config.storage.home
+    config_path.write_text(BAD_SQL)
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon(config_path, home, log)
+    stop_daemon(daemon)
+
+    text = log.read_text()
+    failed = [line for line in text.splitlines() if "views load failed" in line]
+    assert "Traceback" not in text
+    assert len(failed) == 1, text
+    assert "invalid SQL of feature view 'weather'" in failed[0]
+    assert "tempp" in failed[0]
+    assert "datasets with a version: flights, weather" in failed[0]
+
+
+def test_bad_view_sql_train_error_once(tmp_path: Path) -> None:
+    config = load_config_text(tmp_path, BAD_SQL)
+    flights_csv, weather_csv = write_flights_week(tmp_path, days=2)
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "flights", [flights_csv])
+        ingest(catalog, "weather", [weather_csv])
+
+    result = run_appliance(
+        tmp_path / "config.toml", config.storage.home, "train", "late"
+    )
+
+    lines = result.stderr.splitlines()
+    shown = [line for line in lines if "invalid SQL of feature view" in line]
+    assert result.returncode != 0
+    assert len(shown) == 1, result.stderr
+    assert shown[0].startswith("error: ")
+    assert "tempp" in shown[0]
+    assert "datasets with a version: flights, weather" in shown[0]
+    assert any("run closed" in line and "status=failed" in line for line in lines)
+
+
 def test_view_failing_on_data_config_error(tmp_path: Path) -> None:
     # The SQL binds, so only running it finds the text that is not a number.
     failing = CONFIG.replace("temp FROM", "CAST(origin AS INTEGER) AS temp FROM")
