@@ -48,7 +48,7 @@ QUERY_TABLE_FUNCTIONS = frozenset(
 read rows. Others, such as ``checkpoint``, ``enable_profiling`` or ``query``
 (which runs the SQL text it is given), are rejected."""
 
-STATE_FUNCTIONS = frozenset({"currval", "nextval", "setseed", "setval", "write_log"})
+STATE_FUNCTIONS = frozenset({"nextval", "setseed", "setval", "write_log"})
 """Scalar functions that change the state of the database or write its log."""
 
 _lock = threading.Lock()
