@@ -860,6 +860,11 @@ class FeatureViewConfig:
     label row, such as ``plane_age = "year(time_hour) - year_built"``."""
 
     def __post_init__(self) -> None:
+        from appliance.sqlcheck import check_expression, check_query
+
+        check_query(self.sql)
+        for name, expression in self.derive.items():
+            check_expression(f"derive.{name}", expression)
         if not self.entities:
             raise ValueError("entities must name at least one key column")
         if self.ttl is not None:
@@ -1025,6 +1030,7 @@ class ModelConfig:
                 )
         if self.features is not None and self.target in self.features:
             raise ValueError(f"target {self.target!r} is also listed in features")
+        self._check_sql()
         self._check_derived_features()
         self._check_params()
         self._check_checks()
@@ -1041,6 +1047,14 @@ class ModelConfig:
                 raise ValueError(
                     f"categorical columns {sorted(unknown)} are not in features"
                 )
+
+    def _check_sql(self) -> None:
+        from appliance.sqlcheck import check_expression
+
+        for name, expression in self.derive.items():
+            check_expression(f"derive.{name}", expression)
+        if self.where is not None:
+            check_expression("where", self.where)
 
     def _check_derived_features(self) -> None:
         from appliance.derive import ExpressionError, derived_inputs
@@ -1158,6 +1172,23 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 """Level names accepted by ``log_level`` and ``--log-level``, in any case."""
 
 
+TOP_LEVEL_KEYS = frozenset(
+    {
+        "datasets",
+        "feature_views",
+        "ingest",
+        "log_level",
+        "models",
+        "monitoring",
+        "predictions",
+        "security",
+        "server",
+        "storage",
+    }
+)
+"""Keys and tables allowed at the top level of the configuration file."""
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """Read and validate the configuration file.
 
@@ -1182,20 +1213,12 @@ def load_config(path: str | Path | None = None) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
 
-    unknown = set(table) - {
-        "storage",
-        "server",
-        "predictions",
-        "models",
-        "monitoring",
-        "log_level",
-        "datasets",
-        "feature_views",
-        "ingest",
-        "security",
-    }
+    unknown = set(table) - TOP_LEVEL_KEYS
     if unknown:
-        raise ConfigError(f"unknown key {sorted(unknown)[0]!r} in {source}")
+        raise ConfigError(
+            f"unknown key {sorted(unknown)[0]!r} in {source}; known keys: "
+            f"{', '.join(sorted(TOP_LEVEL_KEYS))}"
+        )
     storage = _build(StorageConfig, table.get("storage", {}), "storage", source)
     server = _build(ServerConfig, table.get("server", {}), "server", source)
     predictions = _build(

@@ -64,6 +64,7 @@ from appliance.errors import (
     DaemonError,
     NotFoundError,
     StorageError,
+    one_line,
 )
 from appliance.features import FeatureServer
 from appliance.homelock import HomeLock
@@ -362,6 +363,12 @@ async def serve_features(state: DaemonState) -> AsyncIterator[None]:
         except StorageError as exc:
             # Lost lake files are named in full by the message, with the remedy.
             logger.error("feature views load failed error=%s", exc)
+        except ConfigError as exc:
+            # The message names the view and the fault, so no traceback.
+            logger.error(
+                "feature views load failed, retried on the first request error=%s",
+                one_line(str(exc)),
+            )
         except ApplianceError:
             logger.exception("feature views load failed; retried on the first request")
     yield

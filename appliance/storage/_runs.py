@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 
 from appliance.dbrows import first_row
-from appliance.errors import NotFoundError, StorageError
+from appliance.errors import NotFoundError, StorageError, one_line
 from appliance.storage._blobs import read_blob, write_blob
 from appliance.storage._catalog import Catalog
 
@@ -241,11 +241,14 @@ def fail_run(
     error: str,
     status: str = FAILED,
     finished_at: datetime | None = None,
+    raised: bool = False,
 ) -> None:
     """Close a run as `status` with `error`, keeping only what was known at start.
 
     `status` is ``failed`` or ``interrupted``. `finished_at` is the time the
-    work ended; now by default.
+    work ended; now by default. With `raised`, the caller raises the error on
+    to a handler that shows it, so the log line gives only the run and its
+    status, and the message is not printed twice.
     """
     finished = finished_at or _now()
     catalog.db.execute(
@@ -254,7 +257,12 @@ def fail_run(
         "WHERE run_id = ?",
         [status, finished, error, finished, run_id],
     )
-    logger.info("run closed run=%s status=%s error=%s", run_id, status, error)
+    if raised:
+        logger.info("run closed run=%s status=%s", run_id, status)
+    else:
+        logger.info(
+            "run closed run=%s status=%s error=%s", run_id, status, one_line(error)
+        )
 
 
 def list_runs(

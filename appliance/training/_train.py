@@ -157,7 +157,9 @@ def _recorded_train(
     except BaseException as exc:
         stopped = isinstance(exc, (KeyboardInterrupt, TrainingStopped))
         status = INTERRUPTED if stopped else FAILED
-        fail_run(catalog, run_id, _error_text(exc), status)
+        # Every caller of `train_model` shows the error it raises: the
+        # command prints it, the daemon logs it.
+        fail_run(catalog, run_id, _error_text(exc), status, raised=True)
         raise
 
 
