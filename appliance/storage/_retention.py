@@ -8,6 +8,11 @@ reads their rows, and an ingest stores them again with a note naming the
 removed version (`removed_notes`). An append of the files of a removed
 version whose rows a kept ``append`` version still reads would store those
 rows twice, so `find_removed_in_latest` finds that version for the ingest.
+
+A removed version's quarantined rows are deleted with it, and so are its
+source files in the ingest buffer's ``buffer/DATASET/quarantined/`` folder:
+the segments of HTTP rows that broke the contract. Source files elsewhere
+belong to the operator and stay.
 """
 
 from __future__ import annotations
@@ -64,11 +69,15 @@ def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
         _move_to_removed(catalog, dataset, version.version)
         if not any(g.startswith(str(version.path) + "/") for g in needed):
             _remove_folder(version.path)
+        rows, segments = _remove_quarantine(catalog, version)
         logger.info(
-            "version removed by retention dataset=%s version=%s keep=%d",
+            "version removed by retention dataset=%s version=%s keep=%d "
+            "quarantined_rows=%d buffer_segments=%d",
             dataset,
             version.version,
             keep,
+            rows,
+            segments,
         )
     return [version.version for version in dropped]
 
@@ -197,6 +206,33 @@ def _move_to_removed(catalog: Catalog, dataset: str, version: str) -> None:
     except BaseException:
         catalog.db.execute("ROLLBACK")
         raise
+
+
+def _remove_quarantine(catalog: Catalog, version: DatasetVersion) -> tuple[int, int]:
+    """Delete the quarantined rows and buffer segments of a removed version.
+
+    Returns:
+        The number of rows and of segment files deleted.
+    """
+    (rows,) = catalog.db.execute(
+        "DELETE FROM quarantine WHERE dataset = ? AND version = ?",
+        [version.dataset, version.version],
+    ).fetchall()[0]
+    folder = (catalog.home / "buffer" / version.dataset / "quarantined").resolve()
+    segments = 0
+    for source in version.sources:
+        path = Path(source["path"])
+        if path.parent != folder or not path.exists():
+            continue
+        try:
+            path.unlink()
+        except OSError as exc:
+            # The catalog no longer names the file, so the next start does
+            # not retry; the disk view shows what is left.
+            logger.warning("buffer segment not removed file=%s error=%s", path, exc)
+            continue
+        segments += 1
+    return int(rows), segments
 
 
 def _remove_folder(path: Path) -> None:
