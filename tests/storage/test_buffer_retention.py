@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 from appliance.config import Config, load_config
@@ -53,3 +55,34 @@ def test_removed_version_quarantine_deleted(tmp_path: Path) -> None:
     assert sorted(str(p.resolve()) for p in segments.iterdir()) == sorted(
         q.source for q in quarantined
     )
+
+
+def test_disk_lists_home_parts(tmp_path: Path, cli) -> None:
+    config = write_config(tmp_path)
+    flush_batches(config, 3)
+    home = config.storage.home
+    rolled = home / "predictions" / "parquet" / "part-1.parquet"
+    rolled.parent.mkdir(parents=True)
+    rolled.write_bytes(b"x" * 1000)
+    (home / "keys").mkdir()
+    (home / "keys" / "column.key").write_bytes(b"k" * 32)
+
+    result = cli(tmp_path / "config.toml", home, "disk", "--json")
+    table = cli(tmp_path / "config.toml", home, "disk")
+
+    assert result.returncode == 0, result.stderr
+    parts = {row["part"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert parts["predictions/parquet"]["bytes"] == 1000
+    assert parts["predictions/parquet"]["files"] == 1
+    assert parts["other"]["bytes"] == 32
+    assert parts["catalog"]["bytes"] == (home / "catalog.duckdb").stat().st_size
+    lake = home / "lake" / "events"
+    assert parts["lake/events"]["files"] == len(list(lake.rglob("*.parquet")))
+    segments = list((home / "buffer" / "events" / "quarantined").iterdir())
+    assert parts["buffer/events/quarantined"]["files"] == len(segments) == 2
+    assert parts["total"]["bytes"] == sum(
+        p.stat().st_size for p in home.rglob("*") if p.is_file()
+    )
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split() == ["part", "size", "files", "path"]
+    assert re.search(r"^predictions/parquet +1000 B +1 ", table.stdout, re.M)
