@@ -24,6 +24,7 @@ from pathlib import Path
 from appliance.errors import StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._datasets import (
+    REDACTED,
     VERSION_COLUMNS,
     DatasetVersion,
     list_versions,
@@ -42,7 +43,8 @@ def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
     version with data, the newest `keep` are kept. An older
     version that a registered model was trained on is kept too. A deleted
     version's folder stays while a kept version still reads it (an
-    ``append`` child reads its parent's files).
+    ``append`` child reads its parent's files), and a later run that removes
+    a version deletes it once none does.
     """
     versions = list_versions(catalog, dataset)
     newest = _newest_with_rows(versions, keep)
@@ -64,11 +66,8 @@ def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
         )
     if not dropped:
         return []
-    needed = {glob for version in kept for glob in version.files}
     for version in dropped:
         _move_to_removed(catalog, dataset, version.version)
-        if not any(g.startswith(str(version.path) + "/") for g in needed):
-            _remove_folder(version.path)
         rows, segments = _remove_quarantine(catalog, version)
         logger.info(
             "version removed by retention dataset=%s version=%s keep=%d "
@@ -79,7 +78,48 @@ def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
             rows,
             segments,
         )
+    _remove_unread_folders(catalog, dataset, kept)
     return [version.version for version in dropped]
+
+
+def _remove_unread_folders(
+    catalog: Catalog, dataset: str, kept: list[DatasetVersion]
+) -> None:
+    """Delete the folder of each removed version that no kept version reads.
+
+    Earlier runs' removed versions count too: their folders stayed while a
+    kept ``append`` version read them, and are freed once none does, such as
+    after a ``replace`` ingest pushed the last reader out.
+    """
+    needed = {glob for version in kept for glob in version.files}
+    kept_paths = {version.path for version in kept}
+    for version in removed_versions(catalog, dataset):
+        for folder in _folders_of(version):
+            if folder in kept_paths:
+                continue
+            if any(g.startswith(str(folder) + "/") for g in needed):
+                continue
+            _remove_folder(folder)
+            logger.info(
+                "removed version folder deleted dataset=%s version=%s folder=%s",
+                dataset,
+                version.version,
+                folder,
+            )
+
+
+def _folders_of(version: DatasetVersion) -> list[Path]:
+    """Return the existing folders of a removed version's rows.
+
+    An erasure that rewrote the rows while a kept version read them left
+    them in a ``.redacted-`` sibling that the removed record does not name.
+    """
+    parent = version.path.parent
+    base = version.path.name.split(REDACTED)[0]
+    found = [version.path] if version.path.is_dir() else []
+    return found + sorted(
+        p for p in parent.glob(f"{base}{REDACTED}*") if p != version.path
+    )
 
 
 def _newest_with_rows(versions: list[DatasetVersion], keep: int) -> int:

@@ -7,7 +7,14 @@ import re
 from pathlib import Path
 
 from appliance.config import Config, load_config
-from appliance.storage import Catalog, IngestBuffer, list_quarantine, list_versions
+from appliance.storage import (
+    Catalog,
+    IngestBuffer,
+    ingest,
+    list_quarantine,
+    list_versions,
+    scan_sql,
+)
 
 CONFIG = """
 [storage]
@@ -86,3 +93,28 @@ def test_disk_lists_home_parts(tmp_path: Path, cli) -> None:
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].split() == ["part", "size", "files", "path"]
     assert re.search(r"^predictions/parquet +1000 B +1 ", table.stdout, re.M)
+
+
+def test_replace_frees_append_chain(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    buffer = IngestBuffer(config)
+    for index in range(4):
+        buffer.append("events", [{"id": index, "value": float(index)}])
+        buffer.flush("events")
+    lake = config.storage.home / "lake" / "events"
+    # The two kept appends read every older folder, so none is freed.
+    assert len(list(lake.iterdir())) == 4
+
+    kept_rows = tmp_path / "kept.csv"
+    kept_rows.write_text("id,value\n2,2.0\n3,3.0\n")
+    settings = config.datasets["events"]
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "events", [kept_rows], settings=settings, mode="replace")
+    buffer.append("events", [{"id": 4, "value": 4.0}])
+    buffer.flush("events")
+
+    with Catalog(config.storage.home) as catalog:
+        latest = list_versions(catalog, "events")[0]
+        rows = catalog.db.execute(scan_sql(latest) + " ORDER BY id").fetchall()
+    assert rows == [(2, 2.0), (3, 3.0), (4, 4.0)]
+    assert len(list(lake.iterdir())) == 2
