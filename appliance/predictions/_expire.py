@@ -12,6 +12,7 @@ Rows of a deleted file are gone for every reader. ``predictions`` queries
 and ``tail`` no longer list them. A label for one of their request ids
 matches no logged prediction, so the feedback request that sends it is
 rejected. The live metrics and the rollback watch no longer count them.
+Their labels stay in the ``labels`` table, joined to no prediction.
 """
 
 from __future__ import annotations
