@@ -1,4 +1,4 @@
-"""The daemon applies ``[predictions] keep_days`` at start and schedules it daily."""
+"""Day-2 upkeep of a running daemon: prediction log retention and disk use."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import duckdb
-from support import start_daemon, stop_daemon
+from support import run_appliance, start_daemon, stop_daemon
 
 CONFIG = """
 [storage]
@@ -54,3 +54,22 @@ def test_daemon_expires_old_prediction_files(tmp_path: Path) -> None:
     assert [(actor, json.loads(details)["files"]) for actor, details in rows] == [
         ("daemon", ["part-1.parquet"])
     ]
+
+
+def test_disk_while_daemon_runs(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    home = tmp_path / "home"
+    recent = home / "predictions" / "parquet" / "part-2.parquet"
+    write_rolled(recent, "2999-01-01 00:00:00+00")
+
+    daemon = start_daemon(config, home, tmp_path / "daemon.log")
+    try:
+        result = run_appliance(config, home, "disk", "--json")
+    finally:
+        assert stop_daemon(daemon) == 0
+
+    assert result.returncode == 0, result.stderr
+    parts = {row["part"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert parts["predictions/parquet"]["bytes"] == recent.stat().st_size
+    assert parts["catalog"]["bytes"] > 0
