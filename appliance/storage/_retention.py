@@ -18,6 +18,7 @@ belong to the operator and stay.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from appliance.storage._datasets import (
 )
 
 logger = logging.getLogger(__name__)
+
+_PREFIX = "version="
+"""Start of the name of a version folder in the lake."""
 
 
 def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
@@ -89,37 +93,46 @@ def _remove_unread_folders(
 
     Earlier runs' removed versions count too: their folders stayed while a
     kept ``append`` version read them, and are freed once none does, such as
-    after a ``replace`` ingest pushed the last reader out.
+    after a ``replace`` ingest pushed the last reader out. An erasure that
+    rewrote such a folder left its rows in a ``.redacted-`` sibling, which
+    goes the same way. Folders are matched by name within the dataset's
+    lake folder, so a glob under another spelling of the home still keeps
+    its folder, and one listing serves every removed version.
     """
-    needed = {glob for version in kept for glob in version.files}
-    kept_paths = {version.path for version in kept}
-    for version in removed_versions(catalog, dataset):
-        for folder in _folders_of(version):
-            if folder in kept_paths:
-                continue
-            if any(g.startswith(str(folder) + "/") for g in needed):
-                continue
-            _remove_folder(folder)
-            logger.info(
-                "removed version folder deleted dataset=%s version=%s folder=%s",
-                dataset,
-                version.version,
-                folder,
-            )
+    lake = catalog.lake / dataset
+    try:
+        names = sorted(os.listdir(lake))
+    except FileNotFoundError:
+        return
+    removed = {
+        version
+        for (version,) in catalog.db.execute(
+            "SELECT version FROM removed_versions WHERE dataset = ?", [dataset]
+        ).fetchall()
+    }
+    in_use = {version.path.name for version in kept}
+    in_use.update(Path(_folder_of(g)).name for v in kept for g in v.files)
+    for name in names:
+        version = name.removeprefix(_PREFIX).split(REDACTED)[0]
+        if not name.startswith(_PREFIX) or version not in removed or name in in_use:
+            continue
+        if not (lake / name).is_dir():
+            continue
+        _remove_folder(lake / name)
+        logger.info(
+            "removed version folder deleted dataset=%s version=%s folder=%s",
+            dataset,
+            version,
+            lake / name,
+        )
 
 
-def _folders_of(version: DatasetVersion) -> list[Path]:
-    """Return the existing folders of a removed version's rows.
-
-    An erasure that rewrote the rows while a kept version read them left
-    them in a ``.redacted-`` sibling that the removed record does not name.
-    """
-    parent = version.path.parent
-    base = version.path.name.split(REDACTED)[0]
-    found = [version.path] if version.path.is_dir() else []
-    return found + sorted(
-        p for p in parent.glob(f"{base}{REDACTED}*") if p != version.path
-    )
+def _folder_of(glob: str) -> str:
+    """Return the version folder of a file glob of a version."""
+    for ending in ("/*/*.parquet", "/*.parquet"):
+        if glob.endswith(ending):
+            return glob.removesuffix(ending)
+    return glob.rsplit("/", 1)[0]
 
 
 def _newest_with_rows(versions: list[DatasetVersion], keep: int) -> int:
