@@ -280,8 +280,8 @@ def _remove_quarantine(catalog: Catalog, version: DatasetVersion) -> tuple[int, 
         try:
             path.unlink()
         except OSError as exc:
-            # The catalog no longer names the file, so the next start does
-            # not retry; the disk view shows what is left.
+            # The catalog no longer names the file, so no later run retries.
+            # `appliance disk` shows the segments left.
             logger.warning("buffer segment not removed file=%s error=%s", path, exc)
             continue
         segments += 1
