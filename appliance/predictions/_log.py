@@ -162,7 +162,7 @@ class PredictionLog:
         try:
             create_table(db)
             remove_rolled(db, self.home)
-            self._expire(db)
+            self._expire_logged(db)
             (self._table_rows,) = db.execute(
                 "SELECT count(*) FROM predictions"
             ).fetchall()[0]
@@ -442,6 +442,9 @@ class PredictionLog:
             # The rows stay in the table, and the next write tries again.
             logger.exception("prediction log roll-over failed; retrying later")
             return
+        self._expire_logged(db)
+
+    def _expire_logged(self, db: duckdb.DuckDBPyConnection) -> None:
         try:
             self._expire(db)
         except Exception:
