@@ -39,6 +39,13 @@ def write_config(tmp_path: Path) -> Config:
     return load_config(path)
 
 
+def versions_read(config: Config) -> list[Path]:
+    """Return the folders the latest version reads, oldest first."""
+    with Catalog(config.storage.home) as catalog:
+        latest = list_versions(catalog, "events")[0]
+    return [Path(glob).parent for glob in latest.files]
+
+
 def flush_batches(config: Config, batches: int) -> None:
     """Flush `batches` appends of one good and one quarantined row each."""
     buffer = IngestBuffer(config)
@@ -54,10 +61,20 @@ def test_removed_version_quarantine_deleted(tmp_path: Path) -> None:
     flush_batches(config, 5)
 
     with Catalog(config.storage.home) as catalog:
-        kept = {v.version for v in list_versions(catalog, "events")}
+        kept_versions = list_versions(catalog, "events")
+        kept_ids = {v.version for v in kept_versions}
         quarantined = list_quarantine(catalog, "events")
-    assert len(kept) == 2
-    assert {q.version for q in quarantined} == kept
+        ids = [
+            catalog.db.execute(f"SELECT id FROM ({scan_sql(v)})").fetchall()
+            for v in kept_versions
+        ]
+    assert len(kept_ids) == 2
+    # Each kept version still reads every good row up to its flush.
+    assert [sorted(i for (i,) in rows) for rows in ids] == [
+        [0, 2, 4, 6, 8],
+        [0, 2, 4, 6],
+    ]
+    assert {q.version for q in quarantined} == kept_ids
     segments = config.storage.home / "buffer" / "events" / "quarantined"
     assert sorted(str(p.resolve()) for p in segments.iterdir()) == sorted(
         q.source for q in quarantined
@@ -104,6 +121,11 @@ def test_replace_frees_append_chain(tmp_path: Path) -> None:
     lake = config.storage.home / "lake" / "events"
     # The two kept appends read every older folder, so none is freed.
     assert len(list(lake.iterdir())) == 4
+    # An erasure leaves a removed version's rewritten rows in such a sibling.
+    oldest = versions_read(config)[0]
+    redacted = lake / f"{oldest.name}.redacted-0123456789abcdef"
+    redacted.mkdir()
+    (redacted / "data_0.parquet").write_bytes(b"rows")
 
     kept_rows = tmp_path / "kept.csv"
     kept_rows.write_text("id,value\n2,2.0\n3,3.0\n")
@@ -118,3 +140,4 @@ def test_replace_frees_append_chain(tmp_path: Path) -> None:
         rows = catalog.db.execute(scan_sql(latest) + " ORDER BY id").fetchall()
     assert rows == [(2, 2.0), (3, 3.0), (4, 4.0)]
     assert len(list(lake.iterdir())) == 2
+    assert not redacted.exists()
