@@ -139,12 +139,19 @@ class PredictionsConfig:
     """Maximum time between fsyncs of the write-ahead journal, which bounds
     the acknowledged predictions a power loss can lose; 0 never fsyncs, so
     only a crash of the process is covered."""
+    keep_days: int = 0
+    """Days a rolled Parquet file is kept after its newest prediction; 0 keeps
+    every file. The table's rows are not counted: they move to Parquet first."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.journal_fsync_seconds <= 3600.0:
             raise ValueError(
                 "journal_fsync_seconds must be within [0, 3600], got "
                 f"{self.journal_fsync_seconds}"
+            )
+        if self.keep_days < 0:
+            raise ValueError(
+                f"keep_days must be 0 (keep every file) or more, got {self.keep_days}"
             )
         for name in ("queue_max_rows", "batch_rows", "roll_rows"):
             if getattr(self, name) < 1:

@@ -518,12 +518,17 @@ def schedule_jobs(scheduler: Any, config: Config) -> list[str]:
     Jobs whose settings did not change keep their next run time. Jobs of
     models or policies that are no longer declared are removed.
     """
-    from appliance.monitoring import schedule_drift_checks, schedule_health_checks
+    from appliance.monitoring import (
+        schedule_drift_checks,
+        schedule_health_checks,
+        schedule_prediction_expiry,
+    )
     from appliance.retraining import schedule_retraining
 
     jobs = schedule_drift_checks(scheduler, config)
     jobs += schedule_retraining(scheduler, config)
     jobs += schedule_health_checks(scheduler, config)
+    jobs += schedule_prediction_expiry(scheduler, config)
     return jobs
 
 

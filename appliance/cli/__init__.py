@@ -19,6 +19,7 @@ from appliance.cli import (
     _access,
     _daemon,
     _data,
+    _disk,
     _erase,
     _explain,
     _models,
@@ -42,6 +43,7 @@ COMMAND_MODULES = (
     _monitoring,
     _retrain,
     _daemon,
+    _disk,
     _access,
     _tui,
 )
