@@ -70,6 +70,59 @@ LIGHTGBM_RULES: dict[str, list[Rule]] = {
 NOTE: a value of a LightGBM parameter not listed here is checked at training
 only, by `appliance.training._params`."""
 
+_COMMAND_LINE = "only LightGBM's command-line program reads it"
+_FILE_LOADING = "LightGBM reads it only when it loads the data from a file"
+_DISTRIBUTED = "it sets up LightGBM's training on several machines"
+
+LIGHTGBM_UNUSED: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "config",
+            "task",
+            "data",
+            "valid",
+            "input_model",
+            "output_model",
+            "snapshot_freq",
+            "save_binary",
+            "output_result",
+            "convert_model_language",
+            "convert_model",
+            "metric_freq",
+            "is_provide_training_metric",
+        ),
+        _COMMAND_LINE,
+    ),
+    **dict.fromkeys(
+        (
+            "two_round",
+            "header",
+            "label_column",
+            "weight_column",
+            "group_column",
+            "ignore_column",
+        ),
+        _FILE_LOADING,
+    ),
+    **dict.fromkeys(
+        (
+            "num_machines",
+            "local_listen_port",
+            "time_out",
+            "machine_list_filename",
+            "machines",
+            "pre_partition",
+        ),
+        _DISTRIBUTED,
+    ),
+}
+"""LightGBM parameters the appliance cannot use, with the reason, because it
+fits through LightGBM's scikit-learn API on in-memory data on one machine.
+LightGBM's docs/Parameters.rst marks the first group "can be used only in CLI
+version" and the second "works only in case of loading data directly from
+file". The config rejects them and their aliases, and leaves them out of the
+names it lists."""
+
 _KIND_NAMES = {
     "bool": "true or false",
     "int": "an integer",
@@ -83,7 +136,12 @@ _KIND_NAMES = {
 
 
 def check_params(
-    model: str, algorithm: str, task: str, params: dict, table: str = "params"
+    model: str,
+    algorithm: str,
+    task: str,
+    params: dict,
+    table: str = "params",
+    model_keys: frozenset[str] = frozenset(),
 ) -> None:
     """Reject an unknown name or an invalid value in a model's ``params``.
 
@@ -93,6 +151,8 @@ def check_params(
         task: The model's ``task``.
         params: Parameter names and values.
         table: The table of ``[models.NAME]`` named in messages.
+        model_keys: Keys of ``[models.NAME]`` itself. One of them in
+            ``params`` was most likely written below the ``params`` header.
 
     Raises:
         ValueError: The message names ``[models.NAME.TABLE] KEY``, the value
@@ -103,12 +163,19 @@ def check_params(
     listed = set(NAMES[owner])
     known = set(listed)
     if lightgbm:
-        listed.update(LIGHTGBM_PARAMS)
+        listed.update(set(LIGHTGBM_PARAMS) - set(LIGHTGBM_UNUSED))
         known.update(LIGHTGBM_PARAMS, LIGHTGBM_ALIASES)
     for key, value in params.items():
+        canonical = LIGHTGBM_ALIASES.get(key, key) if lightgbm else key
+        if key in model_keys and (key not in known or canonical in LIGHTGBM_UNUSED):
+            raise ValueError(_misplaced(model, table, key, owner))
         if key not in known:
+            aliases = LIGHTGBM_ALIASES if lightgbm else None
+            raise ValueError(_unknown(f"{model}.{table}", owner, key, listed, aliases))
+        if lightgbm and canonical in LIGHTGBM_UNUSED:
             raise ValueError(
-                _unknown(f"{model}.{table}", owner, key, known, sorted(listed))
+                f"[models.{model}.{table}] {key} is a LightGBM parameter that the "
+                f"appliance cannot use: {LIGHTGBM_UNUSED[canonical]}; remove it"
             )
         if lightgbm:
             # Per-feature and per-class settings, such as monotone_constraints,
@@ -153,18 +220,48 @@ def describe(rules: list[Rule]) -> str:
     return ", ".join(parts[:-1]) + " or " + parts[-1]
 
 
-def _unknown(
-    table: str, owner: str, key: str, known: set[str], listed: list[str]
-) -> str:
-    import difflib
+def _misplaced(model: str, table: str, key: str, owner: str) -> str:
+    return (
+        f"[models.{model}.{table}] {key} is not a parameter of {owner} but a key "
+        f"of [models.{model}]: TOML puts every key below the [models.{model}."
+        f"{table}] header into that table, so move {key} above the header"
+    )
 
-    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.8)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    aliases = " (LightGBM also takes their aliases)" if owner.startswith("LGBM") else ""
+
+def _unknown(
+    table: str,
+    owner: str,
+    key: str,
+    listed: set[str],
+    aliases: dict[str, str] | None,
+) -> str:
+    close = suggest(key, listed, aliases)
+    hint = f"did you mean {close!r}? " if close else ""
+    also = " (LightGBM also takes their aliases)" if aliases else ""
     return (
         f"[models.{table}] {key} is not a parameter of {owner}; {hint}"
-        f"known parameters{aliases}: {', '.join(listed)}"
+        f"known parameters{also}: {', '.join(sorted(listed))}"
     )
+
+
+def suggest(
+    key: str, names: set[str], aliases: dict[str, str] | None = None
+) -> str | None:
+    """Return the name of `names` closest to the unknown `key`, or None.
+
+    An alias close to `key` counts as the name it maps to, so with LightGBM's
+    aliases ``num_leafs`` suggests ``num_leaves`` and not the alias
+    ``num_leaf``. An alias that is itself in `names`, such as scikit-learn's
+    ``n_estimators``, stays as it is.
+    """
+    import difflib
+
+    aliases = aliases or {}
+    candidates = names | {alias for alias, name in aliases.items() if name in names}
+    close = difflib.get_close_matches(key, sorted(candidates), n=1, cutoff=0.8)
+    if not close:
+        return None
+    return close[0] if close[0] in names else aliases[close[0]]
 
 
 def _satisfies(value: Any, rule: Rule) -> bool:

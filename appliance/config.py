@@ -139,12 +139,19 @@ class PredictionsConfig:
     """Maximum time between fsyncs of the write-ahead journal, which bounds
     the acknowledged predictions a power loss can lose; 0 never fsyncs, so
     only a crash of the process is covered."""
+    keep_days: int = 0
+    """Days a rolled Parquet file is kept after its newest prediction; 0 keeps
+    every file. The table's rows are not counted: they move to Parquet first."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.journal_fsync_seconds <= 3600.0:
             raise ValueError(
                 "journal_fsync_seconds must be within [0, 3600], got "
                 f"{self.journal_fsync_seconds}"
+            )
+        if self.keep_days < 0:
+            raise ValueError(
+                f"keep_days must be 0 (keep every file) or more, got {self.keep_days}"
             )
         for name in ("queue_max_rows", "batch_rows", "roll_rows"):
             if getattr(self, name) < 1:
@@ -304,9 +311,11 @@ class SearchConfig:
     """Estimator parameter to a list of values, or to a table
     ``{low, high, log}`` sampled by ``random`` and ``halving``."""
     max_trials: int = 20
-    """Most candidates evaluated; a larger grid is cut to its first ones."""
+    """Maximum candidates evaluated; a larger grid is cut to a random sample
+    of this many points, seeded by the split seed."""
     max_seconds: float | None = None
-    """Time budget; candidates not started when it runs out are not scored."""
+    """Time budget in seconds; no candidate starts after it, and a started one
+    runs to its end."""
     factor: int = 3
     """Halving only: share of candidates kept at each round is 1 / factor."""
 
@@ -858,6 +867,11 @@ class FeatureViewConfig:
     label row, such as ``plane_age = "year(time_hour) - year_built"``."""
 
     def __post_init__(self) -> None:
+        from appliance.sqlcheck import check_expression, check_query
+
+        check_query(self.sql)
+        for name, expression in self.derive.items():
+            check_expression(f"derive.{name}", expression)
         if not self.entities:
             raise ValueError("entities must name at least one key column")
         if self.ttl is not None:
@@ -1023,6 +1037,7 @@ class ModelConfig:
                 )
         if self.features is not None and self.target in self.features:
             raise ValueError(f"target {self.target!r} is also listed in features")
+        self._check_sql()
         self._check_derived_features()
         self._check_params()
         self._check_checks()
@@ -1039,6 +1054,14 @@ class ModelConfig:
                 raise ValueError(
                     f"categorical columns {sorted(unknown)} are not in features"
                 )
+
+    def _check_sql(self) -> None:
+        from appliance.sqlcheck import check_expression
+
+        for name, expression in self.derive.items():
+            check_expression(f"derive.{name}", expression)
+        if self.where is not None:
+            check_expression("where", self.where)
 
     def _check_derived_features(self) -> None:
         from appliance.derive import ExpressionError, derived_inputs
@@ -1066,7 +1089,8 @@ class ModelConfig:
                     f"params.objective {objective!r} cannot be exported to ONNX; "
                     f"use one of {', '.join(_LIGHTGBM_OBJECTIVES)}"
                 )
-        check_params(self.name, self.algorithm, self.task, self.params)
+        keys = frozenset(f.name for f in dataclasses.fields(self)) - {"name"}
+        check_params(self.name, self.algorithm, self.task, self.params, "params", keys)
         if self.search is not None:
             check_search_space(self.name, self.algorithm, self.task, self.search.space)
 
@@ -1159,6 +1183,23 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 """Level names accepted by ``log_level`` and ``--log-level``, in any case."""
 
 
+TOP_LEVEL_KEYS = frozenset(
+    {
+        "datasets",
+        "feature_views",
+        "ingest",
+        "log_level",
+        "models",
+        "monitoring",
+        "predictions",
+        "security",
+        "server",
+        "storage",
+    }
+)
+"""Keys and tables allowed at the top level of the configuration file."""
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """Read and validate the configuration file.
 
@@ -1183,20 +1224,12 @@ def load_config(path: str | Path | None = None) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
 
-    unknown = set(table) - {
-        "storage",
-        "server",
-        "predictions",
-        "models",
-        "monitoring",
-        "log_level",
-        "datasets",
-        "feature_views",
-        "ingest",
-        "security",
-    }
+    unknown = set(table) - TOP_LEVEL_KEYS
     if unknown:
-        raise ConfigError(f"unknown key {sorted(unknown)[0]!r} in {source}")
+        raise ConfigError(
+            f"unknown key {sorted(unknown)[0]!r} in {source}; known keys: "
+            f"{', '.join(sorted(TOP_LEVEL_KEYS))}"
+        )
     storage = _build(StorageConfig, table.get("storage", {}), "storage", source)
     server = _build(ServerConfig, table.get("server", {}), "server", source)
     predictions = _build(

@@ -66,6 +66,7 @@ from appliance.errors import (
     DaemonError,
     NotFoundError,
     StorageError,
+    one_line,
 )
 from appliance.features import FeatureServer
 from appliance.homelock import HomeLock
@@ -365,6 +366,12 @@ async def serve_features(state: DaemonState) -> AsyncIterator[None]:
         except StorageError as exc:
             # Lost lake files are named in full by the message, with the remedy.
             logger.error("feature views load failed error=%s", exc)
+        except ConfigError as exc:
+            # The message names the view and the fault, so no traceback.
+            logger.error(
+                "feature views load failed, retried on the first request error=%s",
+                one_line(str(exc)),
+            )
         except ApplianceError:
             logger.exception("feature views load failed; retried on the first request")
     yield
@@ -514,12 +521,17 @@ def schedule_jobs(scheduler: Any, config: Config) -> list[str]:
     Jobs whose settings did not change keep their next run time. Jobs of
     models or policies that are no longer declared are removed.
     """
-    from appliance.monitoring import schedule_drift_checks, schedule_health_checks
+    from appliance.monitoring import (
+        schedule_drift_checks,
+        schedule_health_checks,
+        schedule_prediction_expiry,
+    )
     from appliance.retraining import schedule_retraining
 
     jobs = schedule_drift_checks(scheduler, config)
     jobs += schedule_retraining(scheduler, config)
     jobs += schedule_health_checks(scheduler, config)
+    jobs += schedule_prediction_expiry(scheduler, config)
     return jobs
 
 

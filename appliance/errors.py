@@ -52,6 +52,15 @@ def cut(text: str, limit: int = SHOWN_CHARACTERS) -> str:
     return f"{text[:limit]}... ({len(text)} characters)"
 
 
+def one_line(text: str) -> str:
+    """Return `text` with each line break and the blank space around it as one space.
+
+    >>> one_line("Binder Error: not found\nCandidate bindings: a")
+    'Binder Error: not found Candidate bindings: a'
+    """
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
 def shown(value: Any, limit: int = SHOWN_CHARACTERS) -> str:
     """Return ``repr(value)`` for a message, cut as `cut` does.
 

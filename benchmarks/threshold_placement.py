@@ -60,7 +60,7 @@ def main() -> int:
         converted.append(time.perf_counter() - started)
         copied = copy.deepcopy(model)
         started = time.perf_counter()
-        moved = _export.round_thresholds(copied, thresholds, False, reference)
+        moved = _export.round_thresholds(copied, thresholds, reference)
         placed.append(time.perf_counter() - started)
     nodes = sum(
         len(a.floats)

@@ -64,6 +64,21 @@ def test_config_unknown_key_named(tmp_path: Path, text: str, key: str) -> None:
     assert str(path) in str(caught.value)
 
 
+def test_top_level_unknown_key_lists_known(tmp_path: Path) -> None:
+    text = '[model.iris]\ndataset = "iris"\ntarget = "species"\n'
+    path = write_toml(tmp_path / "config.toml", text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    message = str(caught.value)
+    assert "unknown key 'model'" in message
+    assert (
+        "known keys: datasets, feature_views, ingest, log_level, models, "
+        "monitoring, predictions, security, server, storage" in message
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "key", "expected"),
     [

@@ -24,6 +24,7 @@ from appliance.cli import (
     _access,
     _daemon,
     _data,
+    _disk,
     _erase,
     _explain,
     _models,
@@ -47,6 +48,7 @@ COMMAND_MODULES = (
     _monitoring,
     _retrain,
     _daemon,
+    _disk,
     _access,
     _tui,
 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -187,10 +186,11 @@ def _predict(config: Config, args: argparse.Namespace) -> int:
     check_target(args.input, args.output)
     version = registry_version(config, name, reference)
     model = OnnxModel.load(version.path, version.sha256, trusted=trusted_keys(config))
-    filler = _feature_filler(config, name)
-    rows = score_file(model, args.input, args.output, filler)
-    print(f"scored {rows} rows with {version.model} version {version.version}")
+    scored = score_file(model, args.input, args.output, feature_server(config, name))
+    print(f"scored {scored.rows} rows with {version.model} version {version.version}")
     print(f"wrote {args.output}")
+    for warning in scored.warnings:
+        print(f"warning: {warning}")
     return 0
 
 
@@ -337,26 +337,6 @@ def _print_event(event: dict[str, Any]) -> None:
 def _split_reference(text: str) -> tuple[str, str | None]:
     name, _, reference = text.partition("@")
     return name, reference or None
-
-
-def _feature_filler(config: Config, name: str) -> Callable[[Any], Any] | None:
-    """Return what checks a batch and joins the model's feature views to it.
-
-    The check rejects entity keys whose text contains a NUL byte, as the
-    predict route does. The views are read from the latest dataset versions,
-    listed by the daemon while one has the catalog open. Returns None for a
-    model without feature views.
-    """
-    features = feature_server(config, name)
-    if features is None:
-        return None
-    from appliance.serving import check_lookup_table
-
-    def fill(table: Any) -> Any:
-        check_lookup_table(features, name, table)
-        return features.fill_table(name, table)
-
-    return fill
 
 
 def feature_server(config: Config, name: str) -> Any:

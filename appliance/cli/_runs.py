@@ -1,9 +1,12 @@
-"""Run commands: ``runs list``, ``runs show`` and ``runs compare``."""
+"""Run commands: ``runs list``, ``show``, ``artifact`` and ``compare``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from appliance.cli._output import (
@@ -18,6 +21,7 @@ from appliance.cli._output import (
 )
 from appliance.cli._remote import registry_lookup, registry_read
 from appliance.config import Config
+from appliance.errors import NotFoundError, StorageError
 
 _SUMMARY_FIELDS = (
     "model",
@@ -47,8 +51,28 @@ def register(commands: Any) -> None:
     )
     add_json_flag(runs_list)
 
-    show = add_command(runs, "show", _show, "show one run as JSON")
+    show = add_command(
+        runs,
+        "show",
+        _show,
+        "show one run as JSON; 'runs artifact' writes one of its artifacts, "
+        "such as a PNG plot, to a file",
+    )
     show.add_argument("run_id", help="run id")
+
+    artifact = add_command(
+        runs, "artifact", _artifact, "write an artifact of a run, such as a plot"
+    )
+    artifact.add_argument("run_id", help="run id")
+    artifact.add_argument(
+        "name", help="artifact name as 'runs show' lists it, such as residuals.png"
+    )
+    artifact.add_argument(
+        "--output",
+        type=Path,
+        help="file or folder to write to, '-' for standard output (default: "
+        "the artifact name in the current folder)",
+    )
 
     compare = add_command(
         runs, "compare", _compare, "show runs side by side, marking differences"
@@ -99,6 +123,66 @@ def _list(config: Config, args: argparse.Namespace) -> None:
 def _show(config: Config, args: argparse.Namespace) -> None:
     (record,) = registry_lookup(config, [args.run_id])
     print(json_text(parse_times(record, _TIME_FIELDS), indent=2))
+    if record.get("artifacts"):
+        # On stderr, so that standard output stays one JSON document.
+        print(
+            f"write an artifact to a file with: appliance runs artifact "
+            f"{args.run_id} NAME --output FILE",
+            file=sys.stderr,
+        )
+
+
+def _artifact(config: Config, args: argparse.Namespace) -> None:
+    from appliance.storage import read_blob
+
+    (record,) = registry_lookup(config, [args.run_id])
+    stored = {item["name"]: item for item in record.get("artifacts") or []}
+    if args.name not in stored:
+        names = ", ".join(sorted(stored)) or "none"
+        raise NotFoundError(
+            f"run {args.run_id!r} has no artifact {args.name!r}; its artifacts "
+            f"are: {names}"
+        )
+    # The blobs are files of the home, read directly while a daemon runs too.
+    data = read_blob(config.storage.home / "blobs", stored[args.name]["sha256"])
+    if args.output == Path("-"):
+        sys.stdout.buffer.write(data)
+        return
+    target = _artifact_target(args.output, args.name)
+    _write_file(target, data)
+    print(f"wrote {target} ({len(data)} bytes, {stored[args.name]['media_type']})")
+
+
+def _artifact_target(output: Path | None, name: str) -> Path:
+    """Return the file to write artifact `name` to for ``--output`` `output`.
+
+    Raises:
+        StorageError: The folder to write into does not exist.
+    """
+    target = Path(name) if output is None else output
+    if target.is_dir():
+        target = target / name
+    if not target.parent.is_dir():
+        raise StorageError(
+            f"{target}: folder {target.parent} not found; create it or name "
+            "another output"
+        )
+    return target
+
+
+def _write_file(target: Path, data: bytes) -> None:
+    """Write `data` to `target` through a temporary file and a rename.
+
+    Raises:
+        StorageError: The file cannot be written.
+    """
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {target}: {exc.strerror}") from exc
 
 
 def _compare(config: Config, args: argparse.Namespace) -> None:

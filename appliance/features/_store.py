@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from appliance.config import FeatureViewConfig
 from appliance.derive import ExpressionError, check_expression
-from appliance.errors import ConfigError, StorageError
+from appliance.errors import ConfigError, StorageError, one_line
 from appliance.features._join import join_table
 from appliance.features._prepared import ViewCache
 from appliance.features._sql import feature_columns, ident, join_sql
@@ -65,8 +65,8 @@ class FeatureStore:
             known = ", ".join(sorted(self.versions)) or "none"
             lost = "".join(f"; {error}" for _, error in sorted(self.unreadable.items()))
             raise ConfigError(
-                f"invalid SQL of feature view {view.name!r}: {exc}; datasets with "
-                f"a version: {known}{lost}"
+                f"invalid SQL of feature view {view.name!r}: {_reason(exc)}; "
+                f"datasets with a version: {known}{lost}"
             ) from None
         missing = [
             c for c in (*view.entities, view.timestamp) if c and c not in columns
@@ -205,6 +205,15 @@ class FeatureStore:
         self.db.close()
 
 
+def _reason(exc: duckdb.Error) -> str:
+    """Return DuckDB's error message as one line, without the quoted query.
+
+    The query DuckDB quotes is the view's SQL inside the ``DESCRIBE`` that
+    reads its columns, not the SQL as the configuration has it.
+    """
+    return one_line(str(exc).split("\nLINE ", 1)[0])
+
+
 def _read_columns(
     views: Sequence[FeatureViewConfig],
     event_time: str | None,
@@ -240,7 +249,10 @@ def store_of(versions: Sequence[DatasetVersion] | object) -> FeatureStore:
     """
     versions = list(versions)  # type: ignore[call-overload]
     _check_case_clash([version.dataset for version in versions])
-    db = duckdb.connect()
+    # View SQL runs here, and a query that reads a file of a known format,
+    # such as ``FROM 'https://...'``, would otherwise download and install
+    # the DuckDB extension that reads it.
+    db = duckdb.connect(config={"autoinstall_known_extensions": False})
     db.execute("SET TimeZone = 'UTC'")
     read = {}
     encrypted: set[str] = set()

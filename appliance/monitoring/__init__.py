@@ -46,6 +46,7 @@ from appliance.monitoring._health import (
     resolve_alert,
     resolve_alerts,
     schedule_health_checks,
+    schedule_prediction_expiry,
     unregister_daemon,
     watched_daemon,
 )
@@ -150,6 +151,7 @@ __all__ = [
     "run_job",
     "schedule_drift_checks",
     "schedule_health_checks",
+    "schedule_prediction_expiry",
     "schedule_interval",
     "send_webhook",
     "SameRows",

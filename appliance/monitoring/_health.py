@@ -26,12 +26,17 @@ from appliance.monitoring._alerts import (
     performance_alert,
     request_alerts,
 )
-from appliance.monitoring._jobs import schedule_per_model
+from appliance.monitoring._jobs import schedule_interval, schedule_per_model
 from appliance.monitoring._store import MonitoringStore
 from appliance.monitoring._webhook import send_webhook
 from appliance.storage import AliasEvent
 
 logger = logging.getLogger(__name__)
+
+EXPIRY_JOB = "predictions:expire"
+"""Id of the job that applies ``[predictions] keep_days``."""
+EXPIRY_SECONDS = 86_400.0
+"""Period of that job; the writer also applies it after each roll-over."""
 
 LIVE_METRICS = {
     "classification": ("roc_auc", "log_loss", "accuracy"),
@@ -112,6 +117,13 @@ class WatchedDaemon(Protocol):
             The champion's version when it serves from now on, else None.
         """
 
+    def expire_predictions(self) -> int:
+        """Delete the prediction log's rolled files older than ``keep_days``.
+
+        Returns:
+            How many files were deleted.
+        """
+
     def rollback(
         self, model: str, expected_version: int, actor: str, reason: str
     ) -> dict[str, Any]:
@@ -175,6 +187,32 @@ def schedule_health_checks(scheduler: Any, config: Config) -> list[str]:
         "appliance.monitoring._health:check_health",
         str(config.storage.home),
     )
+
+
+def schedule_prediction_expiry(scheduler: Any, config: Config) -> list[str]:
+    """Add the daily ``predictions:expire`` job while ``keep_days`` is set."""
+    if config.predictions.keep_days <= 0:
+        if scheduler.get_job(EXPIRY_JOB) is not None:
+            scheduler.remove_job(EXPIRY_JOB)
+            logger.info("job removed job=%s reason=keep_days is 0", EXPIRY_JOB)
+        return []
+    schedule_interval(
+        scheduler,
+        config.storage.home,
+        EXPIRY_JOB,
+        EXPIRY_SECONDS,
+        "appliance.monitoring._health:expire_predictions",
+        str(config.storage.home),
+    )
+    return [EXPIRY_JOB]
+
+
+def expire_predictions(home: str) -> dict[str, Any]:
+    """Delete the prediction log's rolled files older than ``keep_days``."""
+    daemon = watched_daemon(home)
+    if daemon is None:
+        return {"skipped": f"no daemon of home {home} runs in this process"}
+    return {"files": daemon.expire_predictions()}
 
 
 def check_health(home: str, model: str) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from appliance.config import PredictionsConfig
 from appliance.crypto import ColumnCipher, encrypt_rows, encrypt_table
 from appliance.errors import StorageError
 from appliance.pacing import Pacer
+from appliance.predictions._expire import expire_rolled, record_expiry
 from appliance.predictions._journal import Journal, encode_entry, journal_dir
 from appliance.predictions._recover import insert_segment, recover_journal
 from appliance.predictions._rows import LogEntry, entries_to_table
@@ -161,6 +162,7 @@ class PredictionLog:
         try:
             create_table(db)
             remove_rolled(db, self.home)
+            self._expire_logged(db)
             (self._table_rows,) = db.execute(
                 "SELECT count(*) FROM predictions"
             ).fetchall()[0]
@@ -407,6 +409,29 @@ class PredictionLog:
         self._table_rows += table.num_rows
         return True
 
+    def expire(self) -> int:
+        """Delete the rolled files older than ``keep_days``; return how many.
+
+        Holds off the writer and erasures meanwhile, like `flushed`.
+        """
+        with self._change_lock:
+            db = self._catalog.db.cursor()
+            try:
+                return self._expire(db)
+            finally:
+                db.close()
+
+    def _expire(self, db: duckdb.DuckDBPyConnection) -> int:
+        keep_days = self.config.keep_days
+        expired = expire_rolled(db, self.home, keep_days)
+        if expired:
+            view = self._catalog.cursor()
+            try:
+                record_expiry(view, expired, keep_days)
+            finally:
+                view.close()
+        return len(expired)
+
     def _roll(self, db: duckdb.DuckDBPyConnection) -> None:
         try:
             roll_over(db, self.home, self.config.roll_rows)
@@ -416,6 +441,15 @@ class PredictionLog:
         except Exception:
             # The rows stay in the table, and the next write tries again.
             logger.exception("prediction log roll-over failed; retrying later")
+            return
+        self._expire_logged(db)
+
+    def _expire_logged(self, db: duckdb.DuckDBPyConnection) -> None:
+        try:
+            self._expire(db)
+        except Exception:
+            # The files stay, and the next roll-over or daily job tries again.
+            logger.exception("prediction log retention failed; retrying later")
 
     def _spill(self, entries: list[LogEntry]) -> None:
         rows = sum(entry.rows for entry in entries)

@@ -5,16 +5,21 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 
 from appliance.dbrows import first_row
 from appliance.errors import IngestError, RequestError
+from appliance.serving._lookup_checks import check_lookup_table
 from appliance.serving._onnx import OnnxModel
+from appliance.serving._view_misses import table_miss_warnings
+
+if TYPE_CHECKING:
+    from appliance.features import FeatureServer
 
 logger = logging.getLogger(__name__)
 
@@ -25,22 +30,28 @@ _LINE_SIZE = re.compile(r"Maximum line size of (\d+) bytes exceeded")
 _OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
 
 
+@dataclass(frozen=True)
+class BatchScore:
+    """Outcome of scoring a file."""
+
+    rows: int
+    """Rows scored."""
+    warnings: list[str] = field(default_factory=list)
+    """Warnings about the rows, as a predict request gets them: columns that
+    are not model inputs, and feature views with no values for some rows."""
+
+
 def score_file(
     model: OnnxModel,
     source: Path,
     target: Path,
-    prepare: Callable[[pa.Table], pa.Table] | None = None,
-) -> int:
+    features: FeatureServer | None = None,
+) -> BatchScore:
     """Write `source` rows with their predictions to `target`.
 
     The output is CSV when `target` ends with ``.csv`` and Parquet (zstd) when
-    it ends with ``.parquet`` or ``.pq``.
-
-    `prepare`, when given, transforms the rows before scoring, such as
-    joining the model's feature views.
-
-    Returns:
-        Number of rows scored.
+    it ends with ``.parquet`` or ``.pq``. With `features`, the model's feature
+    views are joined to the rows before scoring, as the predict route does.
 
     Raises:
         IngestError: The input is missing, empty or not CSV or Parquet, or the
@@ -50,20 +61,20 @@ def score_file(
     """
     check_target(source, target)
     table = read_rows_file(source)
-    if prepare is not None:
-        try:
-            table = prepare(table)
-        except RequestError as exc:
-            raise _located(exc, source, 0, table.num_rows) from None
+    table, misses, lookup_only = _fill_views(model, source, table, features)
     partial = target.with_name(target.name + ".partial")
     writer: Any = None
+    ignored: list[str] = []
     try:
         for start in range(0, max(table.num_rows, 1), _BATCH_ROWS):
             chunk = table.slice(start, _BATCH_ROWS)
             try:
-                scored = _score(model, chunk)
+                scored, chunk_ignored = _score(model, chunk, lookup_only)
             except RequestError as exc:
                 raise _located(exc, source, start, table.num_rows) from None
+            # Every chunk has the same columns, so the first one's warning
+            # covers the file.
+            ignored = ignored or chunk_ignored
             if writer is None:
                 writer = _open_writer(partial, scored.schema, target)
             writer.write_table(scored)
@@ -76,13 +87,46 @@ def score_file(
             writer.close()
         partial.unlink(missing_ok=True)
     logger.info(
-        "batch scored model=%s version=%d rows=%d output=%s",
+        "batch scored model=%s version=%d rows=%d output=%s warnings=%d",
         model.name,
         model.version,
         table.num_rows,
         target,
+        len(ignored) + len(misses),
     )
-    return table.num_rows
+    return BatchScore(table.num_rows, [*ignored, *misses])
+
+
+def _fill_views(
+    model: OnnxModel, source: Path, table: pa.Table, features: FeatureServer | None
+) -> tuple[pa.Table, list[str], set[str]]:
+    """Join the model's feature views to the rows of `source`.
+
+    Returns:
+        The rows with the views' columns, a warning per view that had no
+        values for some rows, and the lookup columns that are not model
+        inputs, which get no ignored-column warning.
+
+    Raises:
+        RequestError: An entity key contains a NUL byte or has the wrong type,
+            or a value that a derived column reads is infinite.
+    """
+    if features is None or not features.uses_features(model.name):
+        return table, [], set()
+    try:
+        check_lookup_table(features, model.name, table)
+        filled = features.fill_table(model.name, table)
+    except RequestError as exc:
+        raise _located(exc, source, 0, table.num_rows) from None
+    misses = table_miss_warnings(
+        features,
+        model.name,
+        table,
+        filled,
+        lambda row: _place(source, row, table.num_rows),
+    )
+    inputs = {spec["name"] for spec in model.request}
+    return filled, misses, features.lookup_columns(model.name) - inputs
 
 
 def _located(exc: RequestError, source: Path, offset: int, rows: int) -> RequestError:
@@ -294,10 +338,14 @@ def _check_unique_names(source: Path, path: str, names: list[str]) -> None:
             )
 
 
-def _score(model: OnnxModel, table: pa.Table) -> pa.Table:
-    feed, _ = model.feed_table(table)
+def _score(
+    model: OnnxModel, table: pa.Table, lookup_only: set[str]
+) -> tuple[pa.Table, list[str]]:
+    """Return `table` with its predictions appended, and the ignored-column warning."""
+    fed = table.drop_columns([n for n in table.column_names if n in lookup_only])
+    feed, ignored = model.feed_table(fed)
     output = model.run(feed)
     scored = model.format_table(output)
     for name, column in zip(scored.column_names, scored.columns):
         table = table.append_column(name, column)
-    return table
+    return table, ignored

@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import pyarrow as pa
 
-from appliance.errors import RequestError
+from appliance.errors import IntegrityError, RequestError
 from appliance.serving._inputs import (
     NUMBER,
     Columns,
@@ -59,6 +59,7 @@ class OnnxModel:
         self.request: list[dict[str, str]] = request_spec(schema)
         """Columns a request sends; derived features are computed from them."""
         self.derive: dict[str, str] = schema.get("derive", {})
+        _check_schema_sql(self.name, self.version, self.derive, self.request)
         self.checks: dict[str, dict[str, float]] = schema.get("checks", {})
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -279,3 +280,34 @@ def _arrow(values: Any) -> Any:
 def _finite(value: float) -> float | None:
     """Return the value, or None for NaN so that JSON stays valid."""
     return None if math.isnan(value) else value
+
+
+def _check_schema_sql(
+    name: str, version: int, derive: dict[str, str], request: list[dict[str, str]]
+) -> None:
+    """Raise unless the schema's SQL is one expression or one type per entry.
+
+    Serving puts the derived columns' expressions and the request columns'
+    SQL types into one DuckDB query. A schema registered before configuration
+    SQL was checked, or signed by another box whose key is trusted, could
+    otherwise add a statement to that query.
+
+    Raises:
+        IntegrityError: Naming the model version and the entry at fault.
+    """
+    from appliance.sqlcheck import check_expression
+
+    try:
+        for column, expression in derive.items():
+            check_expression(f"derived column {column!r}", expression)
+        for spec in request:
+            if "sql_type" in spec:
+                check_expression(
+                    f"SQL type of request column {spec['name']!r}",
+                    f"CAST(NULL AS {spec['sql_type']})",
+                )
+    except ValueError as exc:
+        raise IntegrityError(
+            f"schema of model {name!r} version {version}: {exc}; train the "
+            "model again to register a version with valid SQL"
+        ) from None

@@ -10,7 +10,7 @@ way, because the model gets the same input.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -59,9 +59,17 @@ def row_miss_warnings(
 
 
 def table_miss_warnings(
-    features: FeatureServer, model: str, sent: pa.Table, filled: pa.Table
+    features: FeatureServer,
+    model: str,
+    sent: pa.Table,
+    filled: pa.Table,
+    place: Callable[[int], str] | None = None,
 ) -> list[str]:
-    """Return a warning per view that filled none of its columns in some rows."""
+    """Return a warning per view that filled none of its columns in some rows.
+
+    `place` names where a row index is, such as a file's line; by default
+    the warning names ``row N``, counted from 0.
+    """
     # Imported here because only Arrow requests need it, as in `_text_checks`.
     import pyarrow.compute as pc
 
@@ -81,7 +89,9 @@ def table_miss_warnings(
         if missed:
             row = filled.slice(missed[0], 1).to_pylist()[0]
             first = {key: row.get(key) for key in keys[view]}
-            warnings.append(_warning(view, columns, missed, sent.num_rows, first))
+            warnings.append(
+                _warning(view, columns, missed, sent.num_rows, first, place)
+            )
     return warnings
 
 
@@ -96,14 +106,16 @@ def _warning(
     missed: Sequence[int],
     total: int,
     first: Mapping[str, Any],
+    place: Callable[[int], str] | None = None,
 ) -> str:
     key = ", ".join(
         f"{name}={'null' if value is None else shown(value)}"
         for name, value in first.items()
     )
+    where = place(missed[0]) if place is not None else f"row {missed[0]}"
     return (
         f"feature view {view!r} has no values for {len(missed)} of {total} rows, "
-        f"first row {missed[0]} ({key}), so its columns {', '.join(columns)} "
+        f"first {where} ({key}), so its columns {', '.join(columns)} "
         "were missing values; check the entity keys and the event time against "
         "the view's rows and its ttl"
     )

@@ -131,6 +131,10 @@ class DaemonWatch:
         """Score `previous` on the labelled rows that `version` served since `since`."""
         return same_rows(self.state, model, version, previous, since, min_auc_labels)
 
+    def expire_predictions(self) -> int:
+        """Delete the prediction log's rolled files older than ``keep_days``."""
+        return self.state.predictions.expire()
+
     def retry_champion(self, model: str) -> int | None:
         """Serve the model's champion on the event loop if it failed to load.
 

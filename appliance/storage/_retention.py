@@ -8,17 +8,24 @@ reads their rows, and an ingest stores them again with a note naming the
 removed version (`removed_notes`). An append of the files of a removed
 version whose rows a kept ``append`` version still reads would store those
 rows twice, so `find_removed_in_latest` finds that version for the ingest.
+
+A removed version's quarantined rows are deleted with it, and so are its
+source files in the ingest buffer's ``buffer/DATASET/quarantined/`` folder:
+the segments of HTTP rows that broke the contract. Source files elsewhere
+belong to the operator and stay.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
 from appliance.errors import StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._datasets import (
+    REDACTED,
     VERSION_COLUMNS,
     DatasetVersion,
     list_versions,
@@ -26,6 +33,9 @@ from appliance.storage._datasets import (
 )
 
 logger = logging.getLogger(__name__)
+
+_PREFIX = "version="
+"""Start of the name of a version folder in the lake."""
 
 
 def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
@@ -37,7 +47,8 @@ def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
     version with data, the newest `keep` are kept. An older
     version that a registered model was trained on is kept too. A deleted
     version's folder stays while a kept version still reads it (an
-    ``append`` child reads its parent's files).
+    ``append`` child reads its parent's files), and a later run that removes
+    a version deletes it once none does.
     """
     versions = list_versions(catalog, dataset)
     newest = _newest_with_rows(versions, keep)
@@ -59,18 +70,69 @@ def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
         )
     if not dropped:
         return []
-    needed = {glob for version in kept for glob in version.files}
     for version in dropped:
         _move_to_removed(catalog, dataset, version.version)
-        if not any(g.startswith(str(version.path) + "/") for g in needed):
-            _remove_folder(version.path)
+        rows, segments = _remove_quarantine(catalog, version)
         logger.info(
-            "version removed by retention dataset=%s version=%s keep=%d",
+            "version removed by retention dataset=%s version=%s keep=%d "
+            "quarantined_rows=%d buffer_segments=%d",
             dataset,
             version.version,
             keep,
+            rows,
+            segments,
         )
+    _remove_unread_folders(catalog, dataset, kept)
     return [version.version for version in dropped]
+
+
+def _remove_unread_folders(
+    catalog: Catalog, dataset: str, kept: list[DatasetVersion]
+) -> None:
+    """Delete the folder of each removed version that no kept version reads.
+
+    Earlier runs' removed versions count too: their folders stayed while a
+    kept ``append`` version read them, and are freed once none does, such as
+    after a ``replace`` ingest pushed the last reader out. An erasure that
+    rewrote such a folder left its rows in a ``.redacted-`` sibling, which
+    goes the same way. Folders are matched by name within the dataset's
+    lake folder, so a glob under another spelling of the home still keeps
+    its folder, and one listing serves every removed version.
+    """
+    lake = catalog.lake / dataset
+    try:
+        names = sorted(os.listdir(lake))
+    except FileNotFoundError:
+        return
+    removed = {
+        version
+        for (version,) in catalog.db.execute(
+            "SELECT version FROM removed_versions WHERE dataset = ?", [dataset]
+        ).fetchall()
+    }
+    in_use = {version.path.name for version in kept}
+    in_use.update(Path(_folder_of(g)).name for v in kept for g in v.files)
+    for name in names:
+        version = name.removeprefix(_PREFIX).split(REDACTED)[0]
+        if not name.startswith(_PREFIX) or version not in removed or name in in_use:
+            continue
+        if not (lake / name).is_dir():
+            continue
+        _remove_folder(lake / name)
+        logger.info(
+            "removed version folder deleted dataset=%s version=%s folder=%s",
+            dataset,
+            version,
+            lake / name,
+        )
+
+
+def _folder_of(glob: str) -> str:
+    """Return the version folder of a file glob of a version."""
+    for ending in ("/*/*.parquet", "/*.parquet"):
+        if glob.endswith(ending):
+            return glob.removesuffix(ending)
+    return glob.rsplit("/", 1)[0]
 
 
 def _newest_with_rows(versions: list[DatasetVersion], keep: int) -> int:
@@ -197,6 +259,33 @@ def _move_to_removed(catalog: Catalog, dataset: str, version: str) -> None:
     except BaseException:
         catalog.db.execute("ROLLBACK")
         raise
+
+
+def _remove_quarantine(catalog: Catalog, version: DatasetVersion) -> tuple[int, int]:
+    """Delete the quarantined rows and buffer segments of a removed version.
+
+    Returns:
+        The number of rows and of segment files deleted.
+    """
+    (rows,) = catalog.db.execute(
+        "DELETE FROM quarantine WHERE dataset = ? AND version = ?",
+        [version.dataset, version.version],
+    ).fetchall()[0]
+    folder = (catalog.home / "buffer" / version.dataset / "quarantined").resolve()
+    segments = 0
+    for source in version.sources:
+        path = Path(source["path"])
+        if path.parent != folder or not path.exists():
+            continue
+        try:
+            path.unlink()
+        except OSError as exc:
+            # The catalog no longer names the file, so no later run retries.
+            # `appliance disk` shows the segments left.
+            logger.warning("buffer segment not removed file=%s error=%s", path, exc)
+            continue
+        segments += 1
+    return int(rows), segments
 
 
 def _remove_folder(path: Path) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 
 from appliance.dbrows import first_row
-from appliance.errors import NotFoundError, StorageError
+from appliance.errors import NotFoundError, StorageError, one_line
 from appliance.storage._blobs import read_blob, write_blob
 from appliance.storage._catalog import Catalog
 
@@ -54,7 +54,8 @@ class Run:
     run_id: str
     model: str
     status: str
-    """``running``, ``finished`` or ``failed``."""
+    """``running``, ``finished``, ``failed`` or ``interrupted``. A run left
+    running by a process of this host that has ended reads as interrupted."""
     started_at: datetime
     finished_at: datetime | None
     dataset: str
@@ -148,8 +149,13 @@ def start_run(
     kind: str = "train",
     tags: dict[str, str] | None = None,
     packages: dict[str, str] | None = None,
+    started_at: datetime | None = None,
 ) -> str:
-    """Record a new run as running and return its id."""
+    """Record a new run as running and return its id.
+
+    `started_at` is the time the work began, when that was before this call,
+    such as for a search candidate recorded after it ran; now by default.
+    """
     _close_interrupted(catalog)
     run_id = uuid.uuid4().hex[:12]
     catalog.db.execute(
@@ -159,7 +165,7 @@ def start_run(
         [
             run_id,
             model,
-            _now(),
+            started_at or _now(),
             dataset,
             _dumps(params),
             code_version,
@@ -182,16 +188,22 @@ def start_run(
 
 
 def finish_run(
-    catalog: Catalog, run_id: str, result: RunResult, log: RunLog | None = None
+    catalog: Catalog,
+    run_id: str,
+    result: RunResult,
+    log: RunLog | None = None,
+    finished_at: datetime | None = None,
 ) -> None:
     """Close a run as finished and store its results in one transaction.
+
+    `finished_at` is the time the work ended; now by default.
 
     Raises:
         StorageError: The catalog rejected the write; the run stays running
             and the caller records it as failed.
     """
     db = catalog.db
-    finished = _now()
+    finished = finished_at or _now()
     try:
         db.execute("BEGIN TRANSACTION")
         db.execute(
@@ -224,20 +236,33 @@ def finish_run(
 
 
 def fail_run(
-    catalog: Catalog, run_id: str, error: str, status: str = FAILED
+    catalog: Catalog,
+    run_id: str,
+    error: str,
+    status: str = FAILED,
+    finished_at: datetime | None = None,
+    raised: bool = False,
 ) -> None:
     """Close a run as `status` with `error`, keeping only what was known at start.
 
-    `status` is ``failed`` or ``interrupted``.
+    `status` is ``failed`` or ``interrupted``. `finished_at` is the time the
+    work ended; now by default. With `raised`, the caller raises the error on
+    to a handler that shows it, so the log line gives only the run and its
+    status, and the message is not printed twice.
     """
-    finished = _now()
+    finished = finished_at or _now()
     catalog.db.execute(
         "UPDATE runs SET status = ?, finished_at = ?, error = ?, "
         "duration_seconds = epoch(CAST(? AS TIMESTAMPTZ) - started_at) "
         "WHERE run_id = ?",
         [status, finished, error, finished, run_id],
     )
-    logger.info("run closed run=%s status=%s error=%s", run_id, status, error)
+    if raised:
+        logger.info("run closed run=%s status=%s", run_id, status)
+    else:
+        logger.info(
+            "run closed run=%s status=%s error=%s", run_id, status, one_line(error)
+        )
 
 
 def list_runs(
@@ -420,14 +445,23 @@ def _close_interrupted(catalog: Catalog) -> None:
         [socket.gethostname()],
     ).fetchall()
     for run_id, pid in rows:
-        if pid is None or _alive(pid):
-            continue
-        fail_run(
-            catalog,
-            run_id,
-            f"interrupted: process {pid} ended before the run was closed",
-            INTERRUPTED,
-        )
+        if _orphaned(RUNNING, socket.gethostname(), pid):
+            fail_run(catalog, run_id, _orphan_error(pid), INTERRUPTED)
+
+
+def _orphaned(status: str, host: str, pid: int | None) -> bool:
+    """Return whether a run is recorded as running on this host by a process
+    that has ended.
+
+    NOTE: a new process that reuses the pid keeps the run running.
+    """
+    if status != RUNNING or pid is None or host != socket.gethostname():
+        return False
+    return not _alive(pid)
+
+
+def _orphan_error(pid: int) -> str:
+    return f"interrupted: process {pid} ended before the run was closed"
 
 
 def _alive(pid: int) -> bool:
@@ -465,6 +499,10 @@ def _from_row(row: tuple[Any, ...]) -> Run:
         folds,
         evaluation,
     ) = row
+    if _orphaned(status, host, pid):
+        # A read-only reader cannot close the run, so it reports what the
+        # next write records: `start_run` closes such runs.
+        status, error = INTERRUPTED, _orphan_error(pid)
     return Run(
         run_id,
         model,

@@ -48,7 +48,8 @@ def to_onnx(
 
     `reference` holds the training values of the estimator's numeric inputs,
     which `round_thresholds` uses to place LightGBM thresholds. `stop` is
-    checked while the thresholds are placed, not during skl2onnx's conversion.
+    checked while LightGBM thresholds are placed, not during skl2onnx's
+    conversion.
 
     Raises:
         ExportError: skl2onnx or onnxmltools cannot convert a step.
@@ -81,9 +82,11 @@ def to_onnx(
         ) from exc
     restore_input_names(model, [spec["name"] for spec in inputs])
     estimator = pipeline[-1]
-    float32_native = not hasattr(estimator, "booster_")
-    thresholds = estimator_thresholds(estimator)
-    round_thresholds(model, thresholds, float32_native, reference, stop)
+    if hasattr(estimator, "booster_"):
+        thresholds = estimator_thresholds(estimator)
+        round_thresholds(model, thresholds, reference, stop)
+    else:
+        place_forest_thresholds(model, estimator)
     return model.SerializeToString()
 
 
@@ -119,25 +122,21 @@ about 10 us a node for 300 LightGBM trees of 63 leaves on 300,000 rows
 def round_thresholds(
     model: Any,
     thresholds: dict[int, np.ndarray],
-    float32_native: bool,
     reference: dict[int, np.ndarray] | None = None,
     stop: StopCheck | None = None,
 ) -> int:
-    """Choose the float32 value of each ``x <= t`` threshold of the ONNX trees.
+    """Choose the float32 value of each ``x <= t`` threshold of LightGBM's ONNX trees.
 
-    ONNX compares float32 inputs with float32 thresholds, and the converters
-    store a double threshold t as its nearest float32 a. Every input that
-    rounds to a takes one branch in ONNX, but the native model sends it left
-    when it is at most t and right otherwise, so some inputs near t must
-    disagree. The choice is made per threshold:
-
-    - With `float32_native`, as for scikit-learn trees, the native model
-      compares the input cast to float32 with t, so the largest float32 at or
-      below t reproduces it exactly.
-    - LightGBM compares the float64 input. Keeping a sends a left, which is
-      right for stored values at or below t, and moving the threshold one step
-      below a sends it right. The training values that round to a (in
-      `reference`, by input column index) decide, and a stays when none do.
+    ONNX compares float32 inputs with float32 thresholds, and onnxmltools
+    stores a double threshold t as its nearest float32 a. Every input that
+    rounds to a takes one branch in ONNX, but LightGBM compares the float64
+    input, sending it left when it is at most t and right otherwise, so some
+    inputs near t must disagree. Keeping a sends a left, which is right for
+    stored values at or below t, and moving the threshold one step below a
+    sends it right. The training values that round to a (in `reference`, by
+    input column index) decide, and a stays when none do. The nodes are
+    matched to `thresholds` by value, and a stays when the thresholds that
+    round to it need different choices.
 
     `stop` is checked every `_NODES_PER_STOP_CHECK` tree nodes.
 
@@ -169,17 +168,80 @@ def round_thresholds(
                 continue
             stored = np.float32(values[index])
             candidates = doubles.rounding_to(stored)
-            if float32_native:
-                choices = set(_round_down(candidates).tolist())
-            else:
-                seen = seen_of.get(features[index], no_values).rounding_to(stored)
-                choices = _lightgbm_thresholds(candidates, stored, seen)
+            seen = seen_of.get(features[index], no_values).rounding_to(stored)
+            choices = _lightgbm_thresholds(candidates, stored, seen)
             if len(choices) == 1:
                 (choice,) = choices
                 if choice != stored:
                     values[index] = choice
                     changed += 1
     return changed
+
+
+def place_forest_thresholds(model: Any, estimator: Any) -> int:
+    """Set each ONNX threshold of a scikit-learn forest to match its tree exactly.
+
+    scikit-learn compares the input cast to float32 with a double threshold
+    t, so the largest float32 at or below t branches every float32 input as
+    the native tree does. Each ONNX node is matched to its tree node by tree
+    and node id, which skl2onnx numbers as ``estimators_`` and ``tree_`` do.
+    Matching by value would not do: thresholds of different trees can lie
+    less than one float32 step apart, as on scikit-learn's diabetes data,
+    and need different float32 values.
+
+    Returns:
+        The number of thresholds changed from what the converter stored.
+
+    Raises:
+        ExportError: An ONNX node names a tree node that does not exist or
+            splits on another feature, so the ids do not follow the trees.
+    """
+    trees = [tree.tree_ for tree in getattr(estimator, "estimators_", [])]
+    if not trees:
+        return 0
+    starts = np.cumsum([0] + [tree.node_count for tree in trees])
+    thresholds = np.concatenate([tree.threshold for tree in trees])
+    features = np.concatenate([tree.feature for tree in trees])
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type not in _TREE_OPS:
+            continue
+        attributes = {a.name: a for a in node.attribute}
+        if "nodes_values" not in attributes:
+            continue  # double thresholds (nodes_values_as_tensor) are exact
+        branches = np.asarray(attributes["nodes_modes"].strings) == b"BRANCH_LEQ"
+        tree_ids = np.asarray(attributes["nodes_treeids"].ints)[branches]
+        node_ids = np.asarray(attributes["nodes_nodeids"].ints)[branches]
+        feature_ids = np.asarray(attributes["nodes_featureids"].ints)[branches]
+        _check_forest_ids(tree_ids, node_ids, feature_ids, starts, features)
+        placed = _round_down(thresholds[starts[tree_ids] + node_ids])
+        values = np.asarray(attributes["nodes_values"].floats, dtype=np.float32)
+        changed += int((values[branches] != placed).sum())
+        values[branches] = placed
+        attributes["nodes_values"].floats[:] = values.tolist()
+    return changed
+
+
+def _check_forest_ids(
+    tree_ids: np.ndarray,
+    node_ids: np.ndarray,
+    feature_ids: np.ndarray,
+    starts: np.ndarray,
+    features: np.ndarray,
+) -> None:
+    sizes = np.diff(starts)
+    valid = (tree_ids >= 0) & (tree_ids < len(sizes)) & (node_ids >= 0)
+    valid[valid] = node_ids[valid] < sizes[tree_ids[valid]]
+    valid[valid] = (
+        features[starts[tree_ids[valid]] + node_ids[valid]] == feature_ids[valid]
+    )
+    if not valid.all():
+        at = int(np.argmin(valid))
+        raise ExportError(
+            f"ONNX tree node {int(node_ids[at])} of tree {int(tree_ids[at])} does "
+            "not match the fitted forest, so its threshold cannot be placed; "
+            "install the skl2onnx version pinned in requirements.lock"
+        )
 
 
 class _ByRounding:
@@ -515,6 +577,7 @@ def _compare_derived(
 
 def parity_message(
     model: str,
+    task: str,
     agreement: Parity,
     checked: pd.DataFrame,
     holdout_rows: int,
@@ -525,10 +588,20 @@ def parity_message(
     where = "holdout row" if row < holdout_rows else "probe row"
     values = checked.iloc[row].to_dict() if row >= 0 else {}
     shown = ", ".join(f"{k}={v!r}" for k, v in list(values.items())[:12])
+    if task == "regression":
+        measure = (
+            f"a relative difference of {agreement.max_difference:.3g} "
+            "(|ONNX - native| / max(1, |native|))"
+        )
+        labels = ""
+    else:
+        measure = f"a probability difference of {agreement.max_difference:.3g}"
+        labels = f" with {agreement.label_mismatches} labels differing"
     return (
-        f"ONNX output of model {model!r} differs from the native model by "
-        f"{agreement.max_difference:.3g} at {where} {row} ({shown}) with "
-        f"{agreement.label_mismatches} labels differing, over {agreement.rows} "
-        f"checked rows; the tolerance is {tolerance:g}, so the version was not "
-        "registered"
+        f"ONNX output of model {model!r} differs from the native model by {measure} "
+        f"at {where} {row} ({shown}){labels}, over {agreement.rows} checked rows; "
+        f"the tolerance is {tolerance:g} on that difference, so the version was not "
+        "registered. ONNX computes in float32, so a model whose output turns on "
+        "input differences below float32 precision cannot be exported; train it "
+        "with other params (such as fewer or shallower trees) or another algorithm"
     )

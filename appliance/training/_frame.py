@@ -160,7 +160,8 @@ def _read_frame(
         )
     version = latest_version(catalog, cfg.dataset)
     assert version is not None
-    _check_readable(catalog, cfg, version)
+    columns = _check_readable(catalog, cfg, version)
+    _check_join_columns(cfg, views, columns)
     store = open_store(catalog) if cfg.feature_views else None
     # The in-memory store is not closed here: `base_sql` reads it, so it stays
     # open as long as the frame that refers to it. Only this frame uses it.
@@ -350,8 +351,8 @@ def _rows_source(
 
 def _check_readable(
     catalog: Catalog, cfg: ModelConfig, version: DatasetVersion
-) -> None:
-    """Raise when the lake files of the model's dataset version cannot be read.
+) -> list[str]:
+    """Return the columns of the model's dataset version, checking its files.
 
     Raises:
         TrainingError: The files are missing or unreadable, named with the
@@ -359,11 +360,45 @@ def _check_readable(
     """
     try:
         with catalog.db.cursor() as cursor:
-            cursor.execute(f"DESCRIBE {scan_sql(version)}")
+            rows = cursor.execute(f"DESCRIBE {scan_sql(version)}").fetchall()
     except (duckdb.IOException, duckdb.InvalidInputException):
         raise TrainingError(
             f"cannot train model {cfg.name!r}: {lost_files_message(version)}"
         ) from None
+    return [name for name, *_ in rows]
+
+
+def _check_join_columns(
+    cfg: ModelConfig, views: Mapping[str, FeatureViewConfig], columns: list[str]
+) -> None:
+    """Raise when the dataset lacks the event time or a view's entity key column.
+
+    The feature views are joined to the dataset's own columns, matched by
+    exact name. Without views, the event time is read by SQL after the
+    model's derived columns are added, which matches names without case.
+
+    Raises:
+        TrainingError: Naming the model, the column and the dataset's columns.
+    """
+    listed = ", ".join(columns)
+    time = cfg.event_timestamp
+    if time is not None and time not in columns:
+        known = {name.lower() for name in [*columns, *cfg.derive]}
+        if cfg.feature_views or time.lower() not in known:
+            raise TrainingError(
+                f"event_timestamp {time!r} of model {cfg.name!r} is not a column "
+                f"of dataset {cfg.dataset!r}; its columns: {listed}. Set "
+                "event_timestamp to the column of each row's event time"
+            )
+    for view in model_views(cfg.feature_views, views):
+        missing = [key for key in view.entities if key not in columns]
+        if missing:
+            raise TrainingError(
+                f"model {cfg.name!r} joins feature view {view.name!r} on entity "
+                f"key {missing[0]!r}, which dataset {cfg.dataset!r} does not "
+                f"have; its columns: {listed}. Ingest the dataset with that "
+                "column, or remove the view from the model's feature_views"
+            )
 
 
 def _failed_derive(

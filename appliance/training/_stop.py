@@ -5,8 +5,8 @@ raises `TrainingStopped` once it sees the event set:
 
 - between pipeline steps, before each cross-validation fold and search
   candidate, and after each LightGBM boosting iteration;
-- at each random draw of a search candidate, since scikit-learn draws all of
-  them before the first fit;
+- at each random draw of a search candidate, since a halving search draws
+  all of them before the first fit;
 - while reading the training frame: a watcher thread interrupts the read's
   own DuckDB connections (`StopCheck.interrupting`), so a running query ends
   at once, and checks run between the read's parts;

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -82,7 +83,8 @@ class TrainResult:
     """Child runs recorded by the search; 0 without a search."""
     warnings: list[str] = field(default_factory=list)
     """Problems of the data that training worked around, such as a feature
-    view's repeated keys; also in the run's ``evaluation``."""
+    view's repeated keys, and limits the search met, such as a sampled grid or
+    candidates not started in time; also in the run's ``evaluation``."""
     x_holdout: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     """Holdout features, so a caller can score other versions on the same rows."""
     y_holdout: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -155,7 +157,9 @@ def _recorded_train(
     except BaseException as exc:
         stopped = isinstance(exc, (KeyboardInterrupt, TrainingStopped))
         status = INTERRUPTED if stopped else FAILED
-        fail_run(catalog, run_id, _error_text(exc), status)
+        # Every caller of `train_model` shows the error it raises: the
+        # command prints it, the daemon logs it.
+        fail_run(catalog, run_id, _error_text(exc), status, raised=True)
         raise
 
 
@@ -178,13 +182,17 @@ def _train(
     metrics: dict[str, float] = {}
     folds = None
     trials = 0
+    outcome = None
+    warned = list(frame.warnings)
     if cfg.search is not None:
         outcome = _search(catalog, cfg, frame, run_id, stop)
         cfg = dataclasses.replace(cfg, params={**cfg.params, **outcome.best.params})
         folds, trials = outcome.best.folds, len(outcome.trials)
         metrics[f"search_best_{outcome.metric}"] = outcome.best.score
         metrics["search_trials"] = float(trials)
+        metrics["search_not_started"] = float(outcome.not_started)
         metrics["search_seconds"] = outcome.seconds
+        warned += outcome.warnings
     pipeline = build_pipeline(cfg, frame.numeric, frame.categorical)
     fit_params = stop.fit_params(cfg.algorithm)
     if cfg.cv is not None and cfg.search is None:
@@ -208,7 +216,9 @@ def _train(
         # with the data.
         raise TrainingError(f"fitting model {cfg.name!r} failed: {exc}") from exc
     evaluation = evaluate(pipeline, frame, cfg)
-    evaluation.details["warnings"] = list(frame.warnings)
+    evaluation.details["warnings"] = warned
+    if outcome is not None:
+        evaluation.details["search"] = outcome.summary()
     metrics.update(evaluation.metrics)
     metrics["fit_seconds"] = time.perf_counter() - started
 
@@ -259,7 +269,7 @@ def _train(
         rows_train=len(frame.y_train),
         rows_test=len(frame.y_test),
         trials=trials,
-        warnings=list(frame.warnings),
+        warnings=warned,
         x_holdout=frame.x_test,
         y_holdout=frame.y_test,
     )
@@ -288,7 +298,9 @@ def _search(
         stop,
         stop.fit_params(cfg.algorithm),
     )
+    halving = cfg.search.method == "halving"
     for trial in outcome.trials:
+        ended = trial.started_at + timedelta(seconds=trial.seconds)
         # Not a new ModelConfig: its checks would reject the params of a failed
         # candidate, which is recorded as a failed child run instead.
         child = start_run(
@@ -300,9 +312,10 @@ def _search(
             parent_run_id=run_id,
             kind="trial",
             tags={**cfg.tags, "search": cfg.search.method},
+            started_at=trial.started_at,
         )
         if trial.error is not None:
-            fail_run(catalog, child, trial.error)
+            fail_run(catalog, child, trial.error, finished_at=ended)
             continue
         metric = outcome.metric
         trial_metrics = {
@@ -310,13 +323,15 @@ def _search(
             f"train_{metric}": trial.train_score,
             "overfit_gap": overfit_gap(metric, trial.train_score, trial.score),
             "fit_seconds": trial.fit_seconds,
-            "round": float(trial.round),
-            "rows": float(trial.rows),
         }
+        if halving:
+            trial_metrics["round"] = float(trial.round or 0)
+            trial_metrics["rows"] = float(trial.rows or 0)
         finish_run(
             catalog,
             child,
             RunResult(frame.dataset_version, trial_metrics, folds=trial.folds),
+            finished_at=ended,
         )
     return outcome
 
@@ -353,7 +368,12 @@ def _export(
     if not agreement.passed(PARITY_TOLERANCE):
         raise ExportError(
             parity_message(
-                cfg.name, agreement, checked, len(frame.x_test), PARITY_TOLERANCE
+                cfg.name,
+                cfg.task,
+                agreement,
+                checked,
+                len(frame.x_test),
+                PARITY_TOLERANCE,
             )
         )
     return onnx_bytes, agreement.max_difference

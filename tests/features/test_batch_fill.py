@@ -128,18 +128,12 @@ def test_batch_predictions_match_sql_fill(flights_home: Path) -> None:
     server.load()
     source = flights_home / "february.csv"
 
-    rows = score_file(
-        model,
-        source,
-        flights_home / "arrow.parquet",
-        lambda t: server.fill_table("late", t),
-    )
-    score_file(
-        model,
-        source,
-        flights_home / "sql.parquet",
-        lambda t: sql_fill(server, "late", t),
-    )
+    by_sql_server = FeatureServer(config)
+    by_sql_server.load()
+    by_sql_server.fill_table = lambda name, t: sql_fill(by_sql_server, name, t)
+
+    rows = score_file(model, source, flights_home / "arrow.parquet", server).rows
+    score_file(model, source, flights_home / "sql.parquet", by_sql_server)
     by_join = pq.read_table(flights_home / "arrow.parquet")
     by_sql = pq.read_table(flights_home / "sql.parquet")
 

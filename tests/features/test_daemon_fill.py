@@ -259,6 +259,36 @@ def test_reload_bad_view_sql_rejected(tmp_path: Path) -> None:
     assert "invalid SQL of feature view 'weather'" in reloads[0]["details"]["error"]
 
 
+def test_reload_view_second_statement_not_run(tmp_path: Path) -> None:
+    config = _trained(tmp_path)
+    config_path, home = tmp_path / "config.toml", config.storage.home
+    written = tmp_path / "copied.csv"
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon(config_path, home, log)
+    try:
+        config_path.write_text(
+            CONFIG.replace(
+                "temp FROM weather",
+                f"temp FROM weather; COPY (SELECT 42 AS x) TO '{written}'",
+            )
+        )
+        os.kill(daemon.process.pid, signal.SIGHUP)
+        rejected = _wait_for(log, "config reload rejected")
+        predicted = httpx.post(
+            daemon.base_url + "/v1/models/late/predict", json={"rows": [KEYS_ROW]}
+        )
+    finally:
+        stop_daemon(daemon)
+
+    text = log.read_text()
+    (line,) = [line for line in text.splitlines() if "reload rejected" in line]
+    assert rejected, text
+    assert "'feature_views.weather'" in line
+    assert "2 statements (SELECT, COPY)" in line
+    assert not written.exists()
+    assert predicted.status_code == 200, predicted.text
+
+
 def test_bad_view_sql_predict_503(tmp_path: Path) -> None:
     config = _trained(tmp_path)
     config_path, home = tmp_path / "config.toml", config.storage.home
@@ -277,6 +307,44 @@ def test_bad_view_sql_predict_503(tmp_path: Path) -> None:
     assert "model 'late' cannot be served now" in body["error"]
     assert "invalid SQL of feature view 'weather'" in body["error"]
     assert "reload it (SIGHUP)" in body["error"]
+
+
+def test_bad_view_sql_start_logs_one_line(tmp_path: Path) -> None:
+    config = _trained(tmp_path)
+    config_path, home = tmp_path / "config.toml", config.storage.home
+    config_path.write_text(BAD_SQL)
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon(config_path, home, log)
+    stop_daemon(daemon)
+
+    text = log.read_text()
+    failed = [line for line in text.splitlines() if "views load failed" in line]
+    assert "Traceback" not in text
+    assert len(failed) == 1, text
+    assert "invalid SQL of feature view 'weather'" in failed[0]
+    assert "tempp" in failed[0]
+    assert "datasets with a version: flights, weather" in failed[0]
+
+
+def test_bad_view_sql_train_error_once(tmp_path: Path) -> None:
+    config = load_config_text(tmp_path, BAD_SQL)
+    flights_csv, weather_csv = write_flights_week(tmp_path, days=2)
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "flights", [flights_csv])
+        ingest(catalog, "weather", [weather_csv])
+
+    result = run_appliance(
+        tmp_path / "config.toml", config.storage.home, "train", "late"
+    )
+
+    lines = result.stderr.splitlines()
+    shown = [line for line in lines if "invalid SQL of feature view" in line]
+    assert result.returncode != 0
+    assert len(shown) == 1, result.stderr
+    assert shown[0].startswith("error: ")
+    assert "tempp" in shown[0]
+    assert "datasets with a version: flights, weather" in shown[0]
+    assert any("run closed" in line and "status=failed" in line for line in lines)
 
 
 def test_view_failing_on_data_config_error(tmp_path: Path) -> None:

@@ -135,6 +135,34 @@ def test_run_of_dead_process_closed_as_interrupted(tmp_path: Path) -> None:
         )
 
 
+def test_run_of_dead_process_listed_as_interrupted(tmp_path: Path) -> None:
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(ended.stdout)
+    with Catalog(tmp_path) as catalog:
+        stale = start_run(catalog, "m", "d", {}, "test")
+        alive = start_run(catalog, "m", "d", {}, "test")
+        catalog.db.execute(
+            "UPDATE runs SET pid = ? WHERE run_id = ?", [dead_pid, stale]
+        )
+
+    # A read-only reader, such as `appliance runs list` without a daemon,
+    # cannot close the run but must not show it as running.
+    with Catalog(tmp_path, read_only=True) as catalog:
+        listed = {run.run_id: run for run in list_runs(catalog)}
+        shown = get_run(catalog, stale)
+    assert listed[stale].status == "interrupted"
+    assert listed[stale].error == (
+        f"interrupted: process {dead_pid} ended before the run was closed"
+    )
+    assert shown.status == "interrupted"
+    assert listed[alive].status == "running"
+
+
 def test_training_records_every_field(trips: Callable[[str], Config]) -> None:
     config = trips(
         """

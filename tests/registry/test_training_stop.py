@@ -21,7 +21,7 @@ from appliance.storage import Catalog, list_models, list_runs
 from appliance.training import _export, train_model
 from appliance.training._frame import _query, load_frame
 from appliance.training._pipeline import build_pipeline
-from appliance.training._search import DeadlineCheck, search
+from appliance.training._search import StopStep, search
 from appliance.training._stop import StopCheck
 from appliance.training._validation import cross_validate
 
@@ -60,7 +60,7 @@ def frame_and_pipeline(config: Config) -> tuple[Any, Any]:
 def test_stop_check_copies_share_event() -> None:
     event = threading.Event()
     check = StopCheck(event)
-    step = clone(DeadlineCheck(None, check))
+    step = clone(StopStep(check))
 
     event.set()
 

@@ -12,9 +12,17 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from support import Daemon, run_appliance, serve_flights_week
+from support import (
+    Daemon,
+    load_config_text,
+    run_appliance,
+    serve_flights_week,
+    write_flights_week,
+)
 
 from appliance.config import load_config
+from appliance.storage import Catalog, ingest
+from appliance.training import train_model
 
 CONFIG = """
 [storage]
@@ -74,6 +82,15 @@ def arrow_body(rows: list[dict[str, Any]]) -> bytes:
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
+
+
+def write_rows(source: Path, rows: list[dict[str, Any]]) -> None:
+    """Write `rows` as Parquet or, for a ``.csv`` name, as CSV with a header."""
+    if source.suffix == ".parquet":
+        pq.write_table(pa.Table.from_pylist(rows), source)
+        return
+    lines = [",".join(rows[0])] + [",".join(map(str, r.values())) for r in rows]
+    source.write_text("\n".join(lines) + "\n")
 
 
 NUL_KEY_ERROR = (
@@ -215,11 +232,7 @@ def test_cli_predict_nul_entity_key_rejected(
 ) -> None:
     rows = [flight(), flight(origin="EW\0R"), flight()]
     source = tmp_path / f"rows.{suffix}"
-    if suffix == "parquet":
-        pq.write_table(pa.Table.from_pylist(rows), source)
-    else:
-        lines = [",".join(rows[0])] + [",".join(map(str, r.values())) for r in rows]
-        source.write_text("\n".join(lines) + "\n")
+    write_rows(source, rows)
     output = tmp_path / "scored.parquet"
     config_path = late_daemon.log.parent / "config.toml"
     home = load_config(config_path).storage.home
@@ -232,6 +245,71 @@ def test_cli_predict_nul_entity_key_rejected(
     assert f"{source}, {place}, {NUL_KEY_ERROR[len('row 1, ') :]}" in result.stderr
     assert not output.exists()
     assert not output.with_name(output.name + ".partial").exists()
+
+
+@pytest.fixture(scope="module")
+def late_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return the config path of a home with model ``late`` and no daemon."""
+    root = tmp_path_factory.mktemp("late_home")
+    config = load_config_text(root, CONFIG)
+    flights_csv, weather_csv = write_flights_week(root)
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "flights", [flights_csv])
+        ingest(catalog, "weather", [weather_csv])
+    train_model(config, "late")
+    return root / "config.toml"
+
+
+@pytest.mark.parametrize("daemon", [True, False], ids=["daemon", "no_daemon"])
+@pytest.mark.parametrize(("suffix", "place"), [("parquet", "row 2"), ("csv", "line 3")])
+def test_cli_predict_prints_row_warnings(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    daemon: bool,
+    suffix: str,
+    place: str,
+) -> None:
+    if daemon:
+        config_path = request.getfixturevalue("late_daemon").log.parent / "config.toml"
+    else:
+        config_path = request.getfixturevalue("late_home")
+    rows = [flight(note="a"), flight(origin="XXX", note="b"), flight(note="c")]
+    source = tmp_path / f"rows.{suffix}"
+    write_rows(source, rows)
+    output = tmp_path / "scored.parquet"
+    home = load_config(config_path).storage.home
+
+    result = run_appliance(
+        config_path, home, "predict", "late", str(source), str(output)
+    )
+
+    assert result.returncode == 0, result.stderr
+    warnings = [
+        line.removeprefix("warning: ")
+        for line in result.stdout.splitlines()
+        if line.startswith("warning: ")
+    ]
+    assert warnings == [
+        "columns 'note' are not inputs of model 'late' and were ignored",
+        "feature view 'weather' has no values for 1 of 3 rows, first "
+        f"{place} (origin='XXX'), so its columns temp were missing values; check "
+        "the entity keys and the event time against the view's rows and its ttl",
+    ]
+    assert "scored 3 rows with late version 1" in result.stdout
+    assert pq.read_table(output).num_rows == 3
+
+
+def test_cli_predict_known_keys_no_warning(late_home: Path, tmp_path: Path) -> None:
+    source = tmp_path / "rows.csv"
+    write_rows(source, [flight(), flight()])
+    output = tmp_path / "scored.csv"
+    home = load_config(late_home).storage.home
+
+    result = run_appliance(late_home, home, "predict", "late", str(source), str(output))
+
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stdout
+    assert result.stderr.count("WARNING") == 0
 
 
 def buffer_status(client: httpx.Client) -> dict[str, Any]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
-
-from appliance.errors import TrainingError
-from appliance.serving import rows_to_columns
 from pipeline_support import load_model, native_pipeline, train_on
+
+from appliance.errors import IntegrityError, TrainingError
+from appliance.serving import OnnxModel, rows_to_columns
 
 MODEL = """
 [models.m]
@@ -25,6 +27,10 @@ a_or_zero = "coalesce(a, 0) * 2"
 label = "upper(name)"
 rooms_per_area = "rooms / area"
 """
+
+
+ROW = {"a": 1.5, "t": "2024-03-01 10:00:00", "name": "x", "rooms": 2, "area": 40.0}
+"""A request row of the columns `MODEL` reads."""
 
 
 def _data(rows: int = 120) -> pd.DataFrame:
@@ -243,3 +249,32 @@ def test_derived_time_zone_fixed_to_utc(tmp_path, monkeypatch):
     assert served["hour_of_day"].tolist() == [2.0]
     trained = pd.concat([frame.x_train, frame.x_test])["hour_of_day"]
     assert sorted(trained) == sorted(data["t"].dt.hour.astype(float))
+
+
+@pytest.mark.parametrize("entry", ["derive", "sql_type"])
+def test_schema_sql_with_statement_rejected(tmp_path, entry):
+    config, result = train_on(tmp_path, _data(), MODEL)
+    model = load_model(config)
+    written = tmp_path / "copied.csv"
+    schema = copy.deepcopy(model.schema)
+    if entry == "derive":
+        schema["derive"]["a_or_zero"] = (
+            f"1) AS x FROM request_rows); COPY (SELECT 42) TO '{written}'; "
+            "SELECT * FROM (SELECT (1"
+        )
+    else:
+        # The last request column's cast ends the query that computes the
+        # derived columns, so the text after it runs as statements of its own.
+        schema["request"][-1]["sql_type"] = (
+            f'TIMESTAMP) AS "t" FROM request_rows)); COPY (SELECT 42) TO '
+            f"'{written}'; SELECT * FROM (SELECT * FROM (SELECT CAST(NULL AS "
+            "TIMESTAMP"
+        )
+    onnx_bytes = (result.model_version.path / "model.onnx").read_bytes()
+
+    with pytest.raises(IntegrityError) as raised:
+        served = OnnxModel(onnx_bytes, schema)
+        served.derived_features(rows_to_columns("m", served.request, [ROW])[0])
+
+    assert "schema of model 'm' version 1" in str(raised.value)
+    assert not written.exists()

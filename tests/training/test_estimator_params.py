@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 from pipeline_support import train_on
 
+from appliance._param_checks import LIGHTGBM_UNUSED
+from appliance._param_table import LIGHTGBM_PARAMS
 from appliance.errors import ConfigError, TrainingError
 
 MODEL = """
@@ -53,6 +55,65 @@ def test_lightgbm_unknown_name_rejected(tmp_path: Path) -> None:
         "known parameters (LightGBM also takes their aliases): "
     ) in message
     assert "did you mean" not in message
+
+
+def test_lightgbm_typo_suggests_main_name(tmp_path: Path) -> None:
+    # The alias num_leaf is closer to num_leafs than num_leaves is.
+    text = MODEL.format(algorithm="lightgbm", params="num_leafs = 7")
+    with pytest.raises(ConfigError) as raised:
+        train_on(tmp_path, DATA, text)
+    assert "num_leafs is not a parameter of LGBMClassifier; did you mean " in str(
+        raised.value
+    )
+    assert "did you mean 'num_leaves'? " in str(raised.value)
+
+
+def test_model_key_below_params_hinted(tmp_path: Path) -> None:
+    for line in ('event_timestamp = "t"', 'task = "classification"'):
+        key = line.split(" ")[0]
+        text = MODEL.format(algorithm="lightgbm", params=line)
+        with pytest.raises(ConfigError) as raised:
+            train_on(tmp_path, DATA, text)
+        assert (
+            f": [models.m.params] {key} is not a parameter of LGBMClassifier but a "
+            "key of [models.m]: TOML puts every key below the [models.m.params] "
+            f"header into that table, so move {key} above the header"
+        ) in str(raised.value)
+
+
+def test_command_line_names_left_out(tmp_path: Path) -> None:
+    text = MODEL.format(algorithm="lightgbm", params="bogus_param = 3")
+    with pytest.raises(ConfigError) as raised:
+        train_on(tmp_path, DATA, text)
+    listed = str(raised.value).split("known parameters")[1]
+    for name in ("config", "data", "machines", "output_model", "header"):
+        assert f" {name}," not in listed
+        assert not listed.endswith(f" {name}")
+    assert ", num_leaves, " in listed
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('output_model = "m.txt"', "only LightGBM's command-line program reads it"),
+        ('model_out = "m.txt"', "only LightGBM's command-line program reads it"),
+        ("header = true", "LightGBM reads it only when it loads the data from a file"),
+        ('machines = "a:1,b:2"', "it sets up LightGBM's training on several machines"),
+    ],
+)
+def test_command_line_name_rejected(tmp_path: Path, line: str, reason: str) -> None:
+    key = line.split(" ")[0]
+    text = MODEL.format(algorithm="lightgbm", params=line)
+    with pytest.raises(ConfigError) as raised:
+        train_on(tmp_path, DATA, text)
+    assert (
+        f": [models.m.params] {key} is a LightGBM parameter that the appliance "
+        f"cannot use: {reason}; remove it"
+    ) in str(raised.value)
+
+
+def test_unused_names_are_lightgbm_params() -> None:
+    assert set(LIGHTGBM_UNUSED) <= set(LIGHTGBM_PARAMS)
 
 
 @pytest.mark.parametrize(

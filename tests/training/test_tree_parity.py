@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from pipeline_support import load_model, native_pipeline, train_on
 
 from appliance.errors import ExportError, TrainingError
 from appliance.training._export import (
     _round_down,
     estimator_thresholds,
     parity,
+    place_forest_thresholds,
     probe_rows,
     split_probes,
 )
-from pipeline_support import load_model, native_pipeline, train_on
 
 
 def _classifier(algorithm: str, extra: str = "") -> str:
@@ -91,24 +92,53 @@ def test_threshold_probes_agree_after_rounding(tmp_path):
     assert result.metrics["parity_label_mismatches"] == 0
 
 
+def _shift_up(model, thresholds, reference=None, stop=None):
+    # Stands for a converter that stores each threshold one float32 too high.
+    for node in model.graph.node:
+        for attribute in node.attribute:
+            if attribute.name == "nodes_values":
+                for index, value in enumerate(attribute.floats):
+                    up = np.nextafter(np.float32(value), np.float32(np.inf))
+                    attribute.floats[index] = float(up)
+    return 0
+
+
 def test_threshold_probes_catch_shifted_thresholds(tmp_path, monkeypatch):
     from appliance.training import _export
 
-    def shift_up(model, thresholds, float32_native, reference=None, stop=None):
-        # Stands for a converter that stores each threshold one float32 too high.
-        for node in model.graph.node:
-            for attribute in node.attribute:
-                if attribute.name == "nodes_values":
-                    for index, value in enumerate(attribute.floats):
-                        up = np.nextafter(np.float32(value), np.float32(np.inf))
-                        attribute.floats[index] = float(up)
-        return 0
-
     data = _labelled(seed=3)
     data["y"] = np.where(data["a"] + 0.3 * data["b"] > 0.1, "yes", "no")
-    monkeypatch.setattr(_export, "round_thresholds", shift_up)
-    with pytest.raises(ExportError, match="at probe row"):
+    monkeypatch.setattr(_export, "round_thresholds", _shift_up)
+    with pytest.raises(ExportError, match="at probe row") as raised:
         train_on(tmp_path, data, _classifier("lightgbm"))
+
+    assert "a probability difference of" in str(raised.value)
+    assert "labels differing" in str(raised.value)
+
+
+def test_regression_parity_error_says_relative(tmp_path, monkeypatch):
+    from appliance.training import _export
+
+    data = _labelled(seed=3).drop(columns="y")
+    data["y"] = np.where(data["a"] > 0.1, 1000.0, 0.0) + data["b"]
+    models = """
+[models.m]
+dataset = "d"
+target = "y"
+task = "regression"
+algorithm = "lightgbm"
+params = { n_estimators = 20 }
+"""
+    monkeypatch.setattr(_export, "round_thresholds", _shift_up)
+    with pytest.raises(ExportError, match="at probe row") as raised:
+        train_on(tmp_path, data, models)
+
+    message = str(raised.value)
+    assert "by a relative difference of" in message
+    assert "(|ONNX - native| / max(1, |native|))" in message
+    assert "the tolerance is 1e-05 on that difference" in message
+    assert "labels differing" not in message
+    assert "fewer or shallower trees" in message
 
 
 COUNTRY_MODEL = """
@@ -162,3 +192,64 @@ def test_round_down_gives_float32_at_or_below():
     assert rounded[2] == np.float32(-0.1)
     assert rounded.dtype == np.float32
     assert all(float(r) <= v for r, v in zip(rounded, [0.1, 0.5, -0.1, 1e-40]))
+
+
+def _diabetes() -> pd.DataFrame:
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes(as_frame=True).frame
+    return data.rename(columns={"target": "y"})
+
+
+FOREST_REGRESSOR = """
+[models.m]
+dataset = "d"
+target = "y"
+task = "regression"
+algorithm = "random_forest"
+params = { random_state = 0 }
+"""
+
+
+def test_default_forest_regressor_keeps_parity(tmp_path):
+    # Thresholds of different trees lie less than one float32 step apart on
+    # this data, so only matching nodes by tree and node id places them right.
+    config, result = train_on(tmp_path, _diabetes(), FOREST_REGRESSOR)
+    pipeline, frame = native_pipeline(config, "m", _diabetes())
+    checked = probe_rows(frame.x_train, frame.numeric, frame.categorical, pipeline)
+    agreement = parity(load_model(config), pipeline, checked, "regression")
+
+    assert result.parity <= 1e-5
+    assert agreement.max_difference <= 1e-5
+
+
+def test_forest_thresholds_placed_by_node_id():
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.ensemble import RandomForestRegressor
+
+    data = _diabetes()
+    x, y = data.drop(columns="y").to_numpy(), data["y"]
+    forest = RandomForestRegressor(n_estimators=5, random_state=0).fit(x, y)
+    other = RandomForestRegressor(n_estimators=5, random_state=1).fit(x, y)
+    model = convert_sklearn(
+        forest,
+        initial_types=[("x", FloatTensorType([None, x.shape[1]]))],
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+    (node,) = [n for n in model.graph.node if n.op_type == "TreeEnsembleRegressor"]
+    values = next(a for a in node.attribute if a.name == "nodes_values").floats
+    modes = next(a for a in node.attribute if a.name == "nodes_modes").strings
+    trees = [tree.tree_ for tree in forest.estimators_]
+    exact = np.concatenate([tree.threshold for tree in trees])
+    branches = np.asarray(modes) == b"BRANCH_LEQ"
+    for index in np.nonzero(branches)[0]:
+        values[index] = float(np.float32(exact[index]))  # nearest, not at or below
+
+    changed = place_forest_thresholds(model, forest)
+
+    placed = np.asarray(values, dtype=np.float32)[branches]
+    assert changed > 0
+    assert (placed == _round_down(exact[branches])).all()
+    with pytest.raises(ExportError, match="does not match the fitted forest"):
+        place_forest_thresholds(model, other)
