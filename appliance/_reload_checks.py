@@ -11,12 +11,17 @@ Of ``[security]``, a reload applies ``require_keys`` and
 at each signature and verification. `check_security` rejects such a change
 that would leave the daemon without a usable key or its served models
 without a trusted signature.
+
+`changed_settings` names what a reload changes, for the log and the audit
+log, and `warn_missing_datasets` warns at start and at each reload about a
+model whose dataset has no version yet.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +29,9 @@ from appliance.config import Config, SecurityConfig
 from appliance.errors import ConfigError
 from appliance.signing import read_private_key, read_public_key, signer_id
 from appliance.signing import trusted_keys as read_trusted_keys
-from appliance.storage import SIGNATURE_FILE, Catalog, get_version
+from appliance.storage import SIGNATURE_FILE, Catalog, get_version, list_versions
+
+logger = logging.getLogger(__name__)
 
 RESTART_SETTINGS: dict[str, tuple[str, ...] | None] = {
     "storage": ("home",),
@@ -98,6 +105,85 @@ def section_changes(
         else:
             changes.append(f"{name} (value not shown)")
     return changes
+
+
+_NOT_SETTINGS = ("path", "api_key", "home_origin")
+"""Fields of `Config` that the file does not set."""
+
+
+def changed_settings(old: Config, new: Config) -> dict[str, list[str]]:
+    """Return the names of the settings that differ, without their values.
+
+    The names read ``section.key``, or ``models.NAME.key`` in a section of
+    named tables. Returns a dict with the lists ``changed``, ``added`` and
+    ``removed`` (of named tables such as ``models.NAME``), each only when
+    not empty, so secrets such as a webhook URL are never shown.
+    """
+    names: dict[str, list[str]] = {"changed": [], "added": [], "removed": []}
+    for field in dataclasses.fields(old):
+        if field.name in _NOT_SETTINGS:
+            continue
+        was, now = getattr(old, field.name), getattr(new, field.name)
+        if was == now:
+            continue
+        if isinstance(was, dict):
+            _table_changes(field.name, was, now, names)
+        elif dataclasses.is_dataclass(was):
+            names["changed"] += _changed_fields(field.name, was, now)
+        else:
+            names["changed"].append(field.name)
+    return {kind: found for kind, found in names.items() if found}
+
+
+def _table_changes(
+    section: str, was: dict[str, Any], now: dict[str, Any], names: dict[str, list]
+) -> None:
+    """Add the changes of a section of named tables, such as ``[models.NAME]``."""
+    for name in sorted(set(was) | set(now)):
+        if name not in now:
+            names["removed"].append(f"{section}.{name}")
+        elif name not in was:
+            names["added"].append(f"{section}.{name}")
+        elif was[name] != now[name]:
+            names["changed"] += _changed_fields(
+                f"{section}.{name}", was[name], now[name]
+            )
+
+
+def _changed_fields(prefix: str, before: Any, after: Any) -> list[str]:
+    return [
+        f"{prefix}.{field.name}"
+        for field in dataclasses.fields(before)
+        if getattr(before, field.name) != getattr(after, field.name)
+    ]
+
+
+def warn_missing_datasets(catalog: Catalog, config: Config) -> list[str]:
+    """Log a warning for each model whose dataset has no version in the catalog.
+
+    Not an error, because the dataset may be ingested later; until then the
+    model cannot be trained. A catalog without any dataset, as at the first
+    start, gets no warning, because every model would get one. Returns the
+    names of the models warned about.
+    """
+    known = {version.dataset for version in list_versions(catalog)}
+    if not known:
+        return []
+    missing = []
+    for name, model in sorted(config.models.items()):
+        if model.dataset in known:
+            continue
+        missing.append(name)
+        logger.warning(
+            "model dataset not found model=%s dataset=%s config=%s; training "
+            "fails until the dataset is ingested, so ingest it or fix "
+            "models.%s.dataset",
+            name,
+            model.dataset,
+            config.path,
+            name,
+        )
+    return missing
 
 
 def check_security(

@@ -1138,6 +1138,10 @@ class Config:
     api_key: str | None = field(default=None, repr=False)
     """Key the commands and the terminal UI send to the daemon, from
     ``APPLIANCE_API_KEY``; never read from the file."""
+    home_origin: str = ""
+    """Setting that `storage.home` came from, for messages: ``APPLIANCE_HOME``,
+    or the ``[storage] home`` key of a file chosen by ``--config``,
+    ``APPLIANCE_CONFIG`` or the default."""
 
     @property
     def sensitive_columns(self) -> frozenset[str]:
@@ -1280,7 +1284,21 @@ def load_config(path: str | Path | None = None) -> Config:
         ingest=ingest,
         security=security,
         api_key=os.environ.get("APPLIANCE_API_KEY") or None,
+        home_origin=_home_origin(path, source),
     )
+
+
+def _home_origin(path: str | Path | None, source: Path) -> str:
+    """Describe where the home setting came from, such as ``APPLIANCE_HOME``."""
+    if os.environ.get("APPLIANCE_HOME"):
+        return "APPLIANCE_HOME"
+    if path:
+        chosen = "--config"
+    elif os.environ.get("APPLIANCE_CONFIG"):
+        chosen = "APPLIANCE_CONFIG"
+    else:
+        chosen = "the default configuration"
+    return f"[storage] home in {source}, chosen by {chosen}"
 
 
 def _resolve_paths(security: SecurityConfig, base: Path) -> SecurityConfig:

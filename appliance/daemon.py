@@ -45,9 +45,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from litestar import Litestar
 
 from appliance._reload_checks import (
+    changed_settings,
     check_reloadable,
     check_security,
     section_changes,
+    warn_missing_datasets,
 )
 from appliance.access import (
     DAEMON,
@@ -269,6 +271,7 @@ def _load_models(state: DaemonState) -> None:
                 state.models.put(model, champion=version.version)
             else:
                 state.models.champions[version.model] = version.version
+        warn_missing_datasets(view, state.config)
     finally:
         view.close()
     logger.info(
@@ -629,8 +632,9 @@ async def reload_config(state: DaemonState) -> bool:
         return False
     state.config = new
     security = section_changes("security", old.security, new.security)
-    details = {"security": security} if security else None
-    record_in_daemon(state, "config.reload", str(new.path), details)
+    changed = changed_settings(old, new)
+    details = {**changed, "security": security} if security else changed
+    record_in_daemon(state, "config.reload", str(new.path), details or None)
     if security:
         logger.info("security settings applied changes=%s", "; ".join(security))
     if state.home_lock is not None:
@@ -645,7 +649,14 @@ async def reload_config(state: DaemonState) -> bool:
         state.features = features
     _reschedule_jobs(state)
     configure_logging(new.log_level)
-    logger.info("config reloaded path=%s", new.path)
+    logger.info(
+        "config reloaded path=%s changed=%s added=%s removed=%s",
+        new.path,
+        ",".join(changed.get("changed", [])) or "-",
+        ",".join(changed.get("added", [])) or "-",
+        ",".join(changed.get("removed", [])) or "-",
+    )
+    await run_with_catalog(state, warn_missing_datasets, new)
     for name in state.models.unserved_champions():
         await retry_champion(state, name)
     return True

@@ -25,6 +25,7 @@ def test_actions_list_every_recorded_action() -> None:
 
 def test_audit_list_unknown_action(cli, write_config, tmp_path: Path) -> None:
     config, home = write_config(), tmp_path / "home"
+    home.mkdir()
 
     unknown = cli(config, home, "audit", "list", "--action", "nosuch")
     prefix = cli(config, home, "audit", "list", "--action", "model")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from support import (
     model_table,
     start_daemon,
     stop_daemon,
+    write_config_file,
 )
 
 from appliance.config import DEFAULT_CONFIG
@@ -180,6 +182,7 @@ def test_cli_log_level_invalid_usage(cli, write_config, tmp_path: Path) -> None:
 
 
 def test_cli_log_level_any_case(cli, write_config, tmp_path: Path) -> None:
+    (tmp_path / "home").mkdir()
     result = cli(
         write_config(), tmp_path / "home", "--log-level", "debug", "models", "list"
     )
@@ -626,6 +629,62 @@ def test_cli_quarantine_unknown_version(cli, trained: TrainedHome) -> None:
 # --- config, train and serve -----------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "command", [["datasets", "list"], ["models", "list"], ["alerts", "list"]]
+)
+def test_cli_missing_home_exits(
+    cli, write_config, tmp_path: Path, command: list[str]
+) -> None:
+    home = tmp_path / "typo-home"
+    result = cli(write_config(), home, *command)
+
+    assert result.returncode == 1
+    line = error_line(result.stderr)
+    assert f"appliance home {home} (from APPLIANCE_HOME) does not exist" in line
+    assert result.stdout == ""
+    assert not home.exists()
+
+
+def test_cli_home_from_config_named(cli, tmp_path: Path) -> None:
+    config = write_config_file(tmp_path / "config.toml", tmp_path / "typo-home")
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "--config", str(config), "runs", "list"],
+        env={k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    line = error_line(result.stderr)
+    assert f"(from [storage] home in {config}, chosen by --config)" in line
+
+
+def test_cli_home_without_catalog_warns(cli, write_config, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    result = cli(write_config(), home, "models", "list")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "(none)\n"
+    assert (
+        f"warning: appliance home {home} (from APPLIANCE_HOME) has no catalog.duckdb"
+        in result.stderr
+    )
+
+
+def test_cli_first_ingest_creates_home(cli, write_config, tmp_path: Path) -> None:
+    source = tmp_path / "small.csv"
+    SMALL.to_csv(source, index=False)
+    home = tmp_path / "new" / "home"
+
+    result = cli(write_config(), home, "ingest", "small", str(source))
+
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+    assert (home / "catalog.duckdb").is_file()
+
+
 def test_cli_config_error_exits(cli, tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text("[server]\nprot = 1\n", encoding="utf-8")
@@ -639,13 +698,7 @@ def test_cli_config_error_exits(cli, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [
-        ["datasets", "list"],
-        ["models", "list"],
-        ["alerts", "list"],
-        ["ingest", "points", "points.csv"],
-        ["serve", "--port", "0"],
-    ],
+    [["ingest", "points", "points.csv"], ["serve", "--port", "0"]],
 )
 def test_cli_home_not_creatable(cli, tmp_path: Path, command: list[str]) -> None:
     config = tmp_path / "config.toml"
@@ -670,7 +723,8 @@ def test_cli_home_under_proc(cli, tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text("", encoding="utf-8")
 
-    result = cli(config, Path("/proc/no-such-home"), "datasets", "list")
+    home = Path("/proc/no-such-home")
+    result = cli(config, home, "ingest", "points", "points.csv")
 
     assert result.returncode == 1
     assert error_line(result.stderr).startswith(

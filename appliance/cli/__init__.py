@@ -6,6 +6,11 @@ defines ``register(commands)``; `COMMAND_MODULES` lists them in help order.
 Exit status: 0 on success, 1 when an `ApplianceError` explains what went wrong
 (printed as one line on stderr), 2 for bad usage, 141 when the reader of the
 output closed the pipe early (as ``appliance ... | head`` does).
+
+Every command except those that may start a new home (``serve``, ``ingest``,
+``keys create``, ``tui``) exits with status 1 when the home folder does not
+exist, and warns on stderr when the home has no catalog, so a mistyped
+``APPLIANCE_HOME`` does not read as an empty appliance.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from appliance.cli import (
     _runs,
     _tui,
 )
-from appliance.config import DEFAULT_CONFIG, LOG_LEVELS, load_config
-from appliance.errors import ApplianceError
+from appliance.config import DEFAULT_CONFIG, LOG_LEVELS, Config, load_config
+from appliance.errors import ApplianceError, ConfigError
 from appliance.logs import configure_logging
 
 COMMAND_MODULES = (
@@ -59,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         configure_logging(args.log_level or config.log_level)
+        if not getattr(args, "skip_home_check", False):
+            _check_home(config)
         status = int(args.handler(config, args) or 0)
         sys.stdout.flush()
         return status
@@ -73,6 +80,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+
+
+def _check_home(config: Config) -> None:
+    """Reject a home folder that does not exist, and warn about one without a
+    catalog, naming the home and the setting it came from.
+
+    Raises:
+        ConfigError: The home folder does not exist.
+    """
+    home = config.storage.home
+    if not home.is_dir():
+        raise ConfigError(
+            f"appliance home {home} (from {config.home_origin}) does not exist; "
+            "fix that setting, or run 'appliance ingest' or 'appliance serve' "
+            "to start a new home there"
+        )
+    if not (home / "catalog.duckdb").exists():
+        print(
+            f"warning: appliance home {home} (from {config.home_origin}) has no "
+            "catalog.duckdb, so it is read as empty; check the setting if you "
+            "expected data there",
+            file=sys.stderr,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:

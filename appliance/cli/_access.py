@@ -50,6 +50,7 @@ def register(commands: Any) -> None:
     create = add_command(
         keys, "create", _create, "create a key and print its token once"
     )
+    create.set_defaults(skip_home_check=True)
     create.add_argument("name", help="key name, shown in the audit log")
     create.add_argument(
         "--role",

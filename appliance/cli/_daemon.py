@@ -12,6 +12,7 @@ from appliance.config import Config
 def register(commands: Any) -> None:
     """Add the daemon commands."""
     serve = add_command(commands, "serve", _serve, "run the daemon")
+    serve.set_defaults(skip_home_check=True)
     serve.add_argument("--host", help="address to bind (default: [server] host)")
     serve.add_argument(
         "--port", type=_port, help="port to bind (default: [server] port)"

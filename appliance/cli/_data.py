@@ -28,6 +28,7 @@ from appliance.config import Config
 def register(commands: Any) -> None:
     """Add the dataset commands."""
     ingest = add_command(commands, "ingest", _ingest, "load files as a dataset version")
+    ingest.set_defaults(skip_home_check=True)
     ingest.add_argument("dataset", help="dataset name")
     ingest.add_argument(
         "paths",

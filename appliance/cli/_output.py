@@ -120,9 +120,32 @@ def note_limit(shown: int, limit: tuple[int, str]) -> None:
         )
 
 
+def json_text(value: Any, indent: int | None = None) -> str:
+    """Return `value` as JSON, with times in the CLI's ISO 8601 form.
+
+    A time reads ``2026-01-31T08:00:00.123456+00:00``, as in the tables.
+    """
+    return json.dumps(value, indent=indent, default=_json_value)
+
+
+def parse_times(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """Return `record` with the ISO 8601 texts of `fields` read as datetimes.
+
+    The daemon's JSON writes a UTC time as ``...Z``, where a time read from the
+    catalog prints as ``...+00:00``. Reading both as datetimes lets a command
+    print the same text whether or not a daemon runs.
+    """
+    times = {
+        key: datetime.fromisoformat(record[key])
+        for key in fields
+        if isinstance(record.get(key), str)
+    }
+    return {**record, **times}
+
+
 def _json_value(value: Any) -> Any:
-    # ISO 8601 with a "T", as the daemon's JSON writes times, so a listing
-    # reads the same whether it came from the daemon or from the catalog.
+    # ISO 8601 with a "T" and a "+00:00" offset, the form that `parse_times`
+    # gives the daemon's times too, so output does not depend on the daemon.
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)

@@ -14,6 +14,8 @@ from appliance.cli._output import (
     add_group,
     add_json_flag,
     iso_seconds,
+    json_text,
+    parse_times,
     print_rows,
     row_count,
 )
@@ -34,6 +36,8 @@ _SUMMARY_FIELDS = (
     "duration_seconds",
     "host",
 )
+
+_TIME_FIELDS = ("started_at", "finished_at")
 
 
 def register(commands: Any) -> None:
@@ -94,9 +98,10 @@ def _list(config: Config, args: argparse.Namespace) -> None:
         args.parent,
         args.limit,
     )
+    runs = [parse_times(run, _TIME_FIELDS) for run in runs]
     if args.json:
         for run in runs:
-            print(json.dumps(run, default=str))
+            print(json_text(run))
         return
     rows = [
         {
@@ -117,7 +122,7 @@ def _list(config: Config, args: argparse.Namespace) -> None:
 
 def _show(config: Config, args: argparse.Namespace) -> None:
     (record,) = registry_lookup(config, [args.run_id])
-    print(json.dumps(record, indent=2, default=str))
+    print(json_text(parse_times(record, _TIME_FIELDS), indent=2))
     if record.get("artifacts"):
         # On stderr, so that standard output stays one JSON document.
         print(

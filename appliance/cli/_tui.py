@@ -17,6 +17,8 @@ def register(commands: Any) -> None:
     tui = add_command(
         commands, "tui", _tui, "open the operator's terminal UI of the running daemon"
     )
+    # The daemon may run elsewhere (--url), so the home is not checked.
+    tui.set_defaults(skip_home_check=True)
     tui.add_argument(
         "--url",
         type=_url_argument,

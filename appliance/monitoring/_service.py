@@ -5,8 +5,10 @@ so detectors never add latency to a request. Labels sent to the feedback route
 are joined to the predictions by request id and row index, first in a bounded
 index of recent requests and then through a lookup of the prediction log, and
 stored through a callback (the catalog's labels table in the daemon). The
-monitors' state is saved to the monitoring store every `save_seconds` and at
-stop, and restored at start, so a restart continues the detectors.
+monitors' state is saved to the monitoring store every `save_seconds`, at
+stop and with each stored detection, and restored at start. After a crash
+or SIGKILL, the detectors therefore continue from the last save: the rows
+seen after it are not fed again, and no stored detection is recorded twice.
 """
 
 from __future__ import annotations
@@ -120,6 +122,8 @@ class MonitoringService:
         ] = OrderedDict()
         self._recent_count = 0
         self._lock = threading.Lock()
+        self._record_lock = threading.Lock()
+        """Held while detections and their state are stored."""
         # A deque appended to without a lock or a wake-up: the worker drains it
         # every _DRAIN_SECONDS, so a request does not wake the worker thread.
         self._queue: deque[tuple[ModelInfo, Any, Any]] = deque()
@@ -323,6 +327,10 @@ class MonitoringService:
 
     def save(self) -> None:
         """Write every monitor's state and the windows per version to the store."""
+        with self._record_lock:
+            self._save()
+
+    def _save(self) -> None:
         with self._lock:
             states = [(n, v, m.to_bytes()) for n, (v, m) in self._monitors.items()]
             versions = self._versions.to_bytes()
@@ -481,9 +489,27 @@ class MonitoringService:
         return events
 
     def _record(self, model: str, events: list[DriftEvent]) -> None:
+        # The lock orders this save and `save`, which the worker thread and
+        # the labels path call, so an earlier state never overwrites a later.
+        with self._record_lock:
+            self._store_events(model, events)
+        if self.on_drift is not None:
+            try:
+                self.on_drift(model)
+            except Exception:
+                logger.exception("drift alarm handler failed model=%s", model)
+
+    def _store_events(self, model: str, events: list[DriftEvent]) -> None:
+        """Store detections with the state that made them, and open alerts."""
+        with self._lock:
+            entry = self._monitors.get(model)
+            state = None if entry is None else (entry[0], entry[1].to_bytes())
         try:
             with MonitoringStore(self.home) as store:
-                store.record_events(model, events)
+                if state is None:
+                    store.record_events(model, events)
+                else:
+                    store.record_detections(model, *state, events)
                 for candidate, count in _by_key(drift_event_alerts(model, events)):
                     alert, new = store.record_alert(candidate, occurrences=count)
                     if new:
@@ -497,11 +523,6 @@ class MonitoringService:
                         self._notify(alert.to_dict())
         except StorageError:
             logger.exception("drift events not stored model=%s", model)
-        if self.on_drift is not None:
-            try:
-                self.on_drift(model)
-            except Exception:
-                logger.exception("drift alarm handler failed model=%s", model)
 
     def _notify(self, payload: dict[str, Any]) -> None:
         """Post a new alert to the webhook in a thread of its own, if one is set."""

@@ -429,6 +429,25 @@ class MonitoringStore:
                 ],
             )
 
+    def record_detections(
+        self, model: str, version: int, state: bytes, events: list[DriftEvent]
+    ) -> None:
+        """Append streaming detections and save the monitor state that made
+        them, in one transaction.
+
+        A restart then restores a state that has seen every stored detection,
+        so the rows fed after it cannot record the same stream positions again.
+        """
+        now = _now()
+        self.db.execute("BEGIN TRANSACTION")
+        try:
+            self.save_state(model, version, state, now)
+            self.record_events(model, events, now)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
     def count_drift_events(self, model: str) -> int:
         """Return the number of streaming detections stored for `model`."""
         row = first_row(

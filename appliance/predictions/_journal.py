@@ -36,6 +36,7 @@ import msgspec
 import pyarrow as pa
 
 from appliance.jsonnumbers import overflowed_text
+from appliance.logs import quoted
 from appliance.predictions._rows import LogEntry
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,9 @@ ROTATE_SECONDS = 1.0
 """Age of a segment after which the writer thread starts a new one."""
 ROTATE_BYTES = 64 * 1024 * 1024
 """Size of a segment after which the writer thread starts a new one."""
-_FAILURE_LOG_EVERY = 1000
+FAILURE_SUMMARY_SECONDS = 60.0
+"""Time between two log lines of a journal failure that goes on; the first
+failure is logged with its traceback at once."""
 
 _msgpack = msgspec.msgpack.Encoder().encode
 _json = msgspec.json.Encoder(enc_hook=overflowed_text).encode
@@ -197,6 +200,59 @@ class _Segment:
         return self.synced_size >= self.size
 
 
+class _Failures:
+    """Failures in a row of one journal operation, logged at a limited rate.
+
+    The first failure is logged with its traceback. While the failures go on,
+    one line per `FAILURE_SUMMARY_SECONDS` gives their count and the last
+    error, because the writer thread retries several times a second.
+    """
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        self.count = 0
+        self._logged_at = 0.0
+        self._logged_count = 0
+
+    def failed(self, exc: OSError, context: str) -> None:
+        """Count a failure and log it when due; `context` is ``key=value`` text."""
+        self.count += 1
+        now = time.monotonic()
+        if self.count == 1:
+            logger.error(
+                "journal %s failed %s error=%s; predictions are still queued, "
+                "but a crash before they are written would lose them",
+                self.operation,
+                context,
+                str(exc),
+                exc_info=exc,
+            )
+        elif now - self._logged_at >= FAILURE_SUMMARY_SECONDS:
+            logger.error(
+                "journal %s still failing %s failures=%d new_failures=%d error=%s",
+                self.operation,
+                context,
+                self.count,
+                self.count - self._logged_count,
+                str(exc),
+            )
+        else:
+            return
+        self._logged_at, self._logged_count = now, self.count
+
+    def succeeded(self, context: str) -> None:
+        """End a run of failures, logging how many there were."""
+        if self.count:
+            logger.info(
+                "journal %s recovered %s failures=%d",
+                self.operation,
+                context,
+                self.count,
+            )
+        self.count = 0
+        self._logged_count = 0
+
+
 class Journal:
     """The open journal: the segment being written and the closed ones.
 
@@ -227,6 +283,15 @@ class Journal:
         """True when a segment was created since the folder was last fsynced."""
         self.failed_writes = 0
         """Entries the journal could not write; they are still queued."""
+        self._write_failures = _Failures("write")
+        self._create_failures = _Failures("segment create")
+        self._delete_failures = _Failures("segment delete")
+
+    @property
+    def failing(self) -> bool:
+        """True while the last write or segment create failed, so a crash
+        would lose the predictions queued since."""
+        return bool(self._write_failures.count or self._create_failures.count)
 
     @property
     def sequence(self) -> int:
@@ -252,9 +317,11 @@ class Journal:
             written = os.write(segment.fd, record)
             while written < len(record):
                 written += os.write(segment.fd, record[written:])
-        except OSError:
-            self._fail(entry)
+        except OSError as exc:
+            self._fail(entry, exc)
             return self._sequence
+        if self._write_failures.count:
+            self._write_failures.succeeded(f"folder={quoted(str(self.folder))}")
         segment.size += len(record)
         return segment.sequence
 
@@ -311,14 +378,14 @@ class Journal:
             self._closed = [s for s in self._closed if s.sequence >= sequence]
         for segment in released:
             _close_fd(segment)
-            _remove(segment.path)
+            self._remove(segment.path)
 
     def close(self, remove: bool) -> None:
         """Close every segment, and delete them when `remove` is true."""
         spare, self._spare = self._spare, None
         if spare is not None:
             _close_fd(spare)
-            _remove(spare.path)
+            self._remove(spare.path)
         if self._current is not None:
             self._close_current()
         if not remove:
@@ -328,7 +395,7 @@ class Journal:
         for segment in segments:
             _close_fd(segment)
             if remove:
-                _remove(segment.path)
+                self._remove(segment.path)
 
     def prepare(self) -> None:
         """Create the file of the next segment, so `write` does not create one."""
@@ -336,8 +403,10 @@ class Journal:
             return
         try:
             self._spare = self._create()
-        except OSError:
-            logger.exception("journal segment create failed folder=%s", self.folder)
+        except OSError as exc:
+            self._create_failures.failed(exc, f"folder={quoted(str(self.folder))}")
+            return
+        self._create_failures.succeeded(f"folder={quoted(str(self.folder))}")
 
     def _create(self) -> _Segment:
         name = f"{_PREFIX}{time.time_ns()}-{next(self._files):06d}{_SUFFIX}"
@@ -397,15 +466,18 @@ class Journal:
         except OSError:
             logger.exception("journal folder fsync failed folder=%s", self.folder)
 
-    def _fail(self, entry: LogEntry) -> None:
+    def _remove(self, path: Path) -> None:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            self._delete_failures.failed(exc, f"file={quoted(str(path))}")
+            return
+        self._delete_failures.succeeded(f"folder={quoted(str(self.folder))}")
+
+    def _fail(self, entry: LogEntry, exc: OSError) -> None:
         self.failed_writes += 1
-        if self.failed_writes % _FAILURE_LOG_EVERY == 1:
-            logger.exception(
-                "journal write failed request_id=%s failed_writes=%d; the entry "
-                "is still queued but a crash before it is written would lose it",
-                entry.request_id,
-                self.failed_writes,
-            )
+        context = f"request_id={entry.request_id} failed_writes={self.failed_writes}"
+        self._write_failures.failed(exc, context)
         if self._current is not None:
             self._close_current()
 
@@ -419,10 +491,3 @@ def _close_fd(segment: _Segment) -> None:
         os.close(fd)
     except OSError:
         logger.exception("journal segment close failed file=%s", segment.path)
-
-
-def _remove(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        logger.exception("journal segment delete failed file=%s", path)

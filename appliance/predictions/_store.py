@@ -156,7 +156,9 @@ def roll_over(db: duckdb.DuckDBPyConnection, home: Path, keep_rows: int) -> int:
     (moved,) = db.execute(
         "DELETE FROM predictions WHERE log_id <= ?", [cutoff]
     ).fetchall()[0]
-    logger.info("predictions rolled file=%s max_log_id=%d", target, cutoff)
+    logger.info(
+        "predictions rolled file=%s rows=%d max_log_id=%d", target, moved, cutoff
+    )
     return int(moved)
 
 

@@ -58,6 +58,11 @@ async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
     are not loaded, such as over a dataset whose lake files are gone, because
     the predictions of the models that join them fail.
 
+    A prediction journal that fails to write or to create its next segment
+    also makes the daemon not ready, because the predictions it acknowledges
+    are then lost if the process crashes before they reach the catalog
+    (``prediction_journal_writing`` is false; the log names the error).
+
     The body also lists, by dataset, the failed attempts of an ingest buffer
     flush that is being retried. They leave the status as it is, because
     the rows are kept on disk and predictions are still served.
@@ -69,6 +74,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
     checks = {
         "models_loaded": state.models.loaded,
         "prediction_log_running": state.predictions.running,
+        "prediction_journal_writing": not state.predictions.journal.failing,
         "every_model_served": not unserved,
         "feature_views_loaded": features is None
         or not features.models

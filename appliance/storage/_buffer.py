@@ -356,10 +356,11 @@ class IngestBuffer:
                 attempt, wait = self._schedule_retry(dataset, exc)
                 logger.warning(
                     "buffer flush failed, retry scheduled dataset=%s attempt=%d "
-                    "retry_in_s=%.2f",
+                    "retry_in_s=%.2f error=%s",
                     dataset,
                     attempt,
                     wait,
+                    exc,
                     exc_info=True,
                 )
                 raise

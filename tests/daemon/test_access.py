@@ -133,7 +133,7 @@ def test_authorization_without_bearer_scheme(
             assert "'Authorization: Bearer TOKEN'" in error
             assert token not in response.text
     assert token not in daemon.log()
-    assert "reason=no bearer token" in daemon.log()
+    assert 'reason="no bearer token"' in daemon.log()
 
 
 def test_health_open_without_key(secured: tuple[Daemon, dict[str, str]]) -> None:

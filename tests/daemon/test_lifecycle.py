@@ -221,7 +221,7 @@ def test_damaged_catalog_start_fails_in_one_line(tmp_path: Path) -> None:
 
     assert started.returncode == 1
     assert "Traceback" not in started.stderr
-    assert "daemon start failed error=cannot open the catalog" in started.stderr
+    assert 'daemon start failed error="cannot open the catalog' in started.stderr
     last = started.stderr.strip().splitlines()[-1]
     assert last.startswith("error: the daemon failed to start: cannot open the catalog")
     assert "restore it from a backup" in last

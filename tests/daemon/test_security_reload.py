@@ -139,6 +139,7 @@ def test_sighup_column_key_needs_restart(start_daemon: Any) -> None:
     line = _reload(daemon, security={"column_key": "other.key"})
     assert "config reload rejected" in line
     other = daemon.config.parent / "other.key"
-    assert f'security.column_key: (not set) -> "{other}"' in line
+    # The log writes the error as a JSON string, so its quotes are escaped.
+    assert f'security.column_key: (not set) -> \\"{other}\\"' in line
     assert "restart the daemon to apply it" in line
     assert daemon.stop() == 0

@@ -23,22 +23,56 @@ HIDDEN = ("/home/", "/root/", "/run/user/", "/tmp/", "/var/tmp/", "/dev/")
 MISSING_USER = "appliance-test-no-such-user"
 
 
-def render_unit(tmp_path: Path) -> str:
+def print_unit(**settings: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
-        "APPLIANCE_HOME": str(tmp_path / "home"),
-        "APPLIANCE_CONFIG_DIR": str(tmp_path / "etc"),
         "APPLIANCE_USER": getpass.getuser(),
         "APPLIANCE_PREFIX": str(PREFIX),
+        **settings,
     }
-    result = subprocess.run(
+    return subprocess.run(
         [str(ROOT / "scripts" / "install-service.sh"), "--print-unit"],
         env=env,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+
+
+def render_unit(tmp_path: Path) -> str:
+    result = print_unit(
+        APPLIANCE_SERVICE_HOME=str(tmp_path / "home"),
+        APPLIANCE_CONFIG_DIR=str(tmp_path / "etc"),
+    )
+    assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def test_unit_ignores_demo_home() -> None:
+    result = print_unit(APPLIANCE_HOME=".appliance-demo")
+
+    assert result.returncode == 0, result.stderr
+    assert "WorkingDirectory=/var/lib/edge-appliance" in result.stdout.splitlines()
+    assert ".appliance-demo" not in result.stdout
+    assert "APPLIANCE_HOME (.appliance-demo) is not read" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("home", "problem"),
+    [
+        ("var/lib/appliance", "is a relative path"),
+        ("/var/lib/my appliance", "contains a space"),
+        ("/var/lib/a%h", "contains a space or a character"),
+    ],
+)
+def test_unit_rejects_bad_home(home: str, problem: str) -> None:
+    result = print_unit(APPLIANCE_SERVICE_HOME=home)
+
+    assert result.returncode == 1
+    assert f"the service home (APPLIANCE_SERVICE_HOME) '{home}' {problem}" in (
+        result.stderr
+    )
+    assert result.stdout == ""
 
 
 def test_unit_hardening_and_command(tmp_path: Path) -> None:
@@ -77,8 +111,15 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert "appliance.service" not in result.stderr, result.stderr
 
 
-def run_check(prefix: Path, user: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "APPLIANCE_PREFIX": str(prefix), "APPLIANCE_USER": user}
+def run_check(
+    prefix: Path, user: str, **settings: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "APPLIANCE_PREFIX": str(prefix),
+        "APPLIANCE_USER": user,
+        **settings,
+    }
     return subprocess.run(
         [str(ROOT / "scripts" / "install-service.sh"), "--check"],
         env=env,
@@ -182,3 +223,78 @@ def test_check_rejects_user_without_access(
     assert "error: user nobody cannot run" in result.stderr
     assert "import appliance" in result.stderr
     assert "ok:" not in result.stdout
+
+
+def test_check_rejects_hidden_home(visible_dir: Path, system_python: Path) -> None:
+    repository = fake_repository(visible_dir / "repo", system_python)
+
+    result = run_check(
+        repository, MISSING_USER, APPLIANCE_SERVICE_HOME="/home/appliance"
+    )
+
+    assert result.returncode == 1
+    assert "error: /home/appliance is under /home, which the unit hides" in (
+        result.stderr
+    )
+    assert "ok:" not in result.stdout
+
+
+def test_check_notes_config_home(visible_dir: Path, system_python: Path) -> None:
+    repository = fake_repository(visible_dir / "repo", system_python)
+    config_dir = visible_dir / "etc"
+    config_dir.mkdir()
+    (config_dir / "config.toml").write_text(
+        '[storage]\nhome = "~/.local/share/edge-appliance"\n', encoding="utf-8"
+    )
+
+    result = run_check(repository, MISSING_USER, APPLIANCE_CONFIG_DIR=str(config_dir))
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"note: {config_dir}/config.toml sets [storage] home = "
+        '"~/.local/share/edge-appliance", but the unit sets '
+        "APPLIANCE_HOME=/var/lib/edge-appliance"
+    ) in result.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the install runs as root only")
+def test_install_verifies_before_changes(
+    visible_dir: Path, system_python: Path, tmp_path: Path
+) -> None:
+    # Stand-ins for the tools that change the box record their calls, and
+    # systemd-analyze rejects the unit, so the install must stop first.
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    calls = tmp_path / "calls"
+    for name in ("useradd", "install", "systemctl"):
+        tool = tools / name
+        tool.write_text(f"#!/bin/sh\necho {name} >>{calls}\n", encoding="utf-8")
+        tool.chmod(0o755)
+    analyze = tools / "systemd-analyze"
+    analyze.write_text("#!/bin/sh\necho 'bad unit' >&2\nexit 1\n", encoding="utf-8")
+    analyze.chmod(0o755)
+    repository = fake_repository(visible_dir / "repo", system_python)
+    env = {
+        **os.environ,
+        "PATH": f"{tools}:{os.environ['PATH']}",
+        "APPLIANCE_PREFIX": str(repository),
+        "APPLIANCE_USER": MISSING_USER,
+        "APPLIANCE_CONFIG_DIR": str(visible_dir / "etc"),
+        "APPLIANCE_SERVICE_HOME": str(visible_dir / "home"),
+    }
+
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "install-service.sh"), "--no-start"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "systemd-analyze verify rejects the unit; nothing was changed" in (
+        result.stderr
+    )
+    assert not calls.exists()
+    assert not (visible_dir / "home").exists()
+    assert not (visible_dir / "etc").exists()

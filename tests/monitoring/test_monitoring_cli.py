@@ -81,7 +81,8 @@ def test_drift_command_says_events_cut(config_file, tmp_path, capsys) -> None:
     assert output["events_total"] == 3
 
 
-def test_drift_command_unknown_model(config_file, capsys) -> None:
+def test_drift_command_unknown_model(config_file, tmp_path, capsys) -> None:
+    (tmp_path / "home").mkdir()
     status = main(["--config", str(config_file), "drift", "nope"])
 
     assert status == 1

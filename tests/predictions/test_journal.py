@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import time
@@ -242,3 +243,37 @@ def test_journal_write_uses_prepared_file(tmp_path: Path) -> None:
     assert [e.request_id for e in read_segment(prepared)] == ["1" * 32]
     journal.close(remove=False)
     assert segment_files(tmp_path) == [prepared]
+
+
+def test_journal_create_failure_rate_limited(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance.predictions import _journal
+
+    folder = tmp_path / "missing"
+    journal = Journal(folder, fsync_seconds=0.0)
+    caplog.set_level(logging.INFO, logger="appliance.predictions._journal")
+
+    for _ in range(50):
+        journal.prepare()
+    assert journal.failing
+    (first,) = caplog.records
+    assert first.levelno == logging.ERROR
+    assert first.exc_info is not None
+    assert first.getMessage().startswith(
+        f"journal segment create failed folder={folder} error="
+    )
+
+    monkeypatch.setattr(_journal, "FAILURE_SUMMARY_SECONDS", 0.0)
+    journal.prepare()
+    summary = caplog.records[-1]
+    assert summary.exc_info is None
+    assert "still failing" in summary.getMessage()
+    assert "failures=51 new_failures=50 " in summary.getMessage()
+
+    folder.mkdir()
+    journal.prepare()
+    assert not journal.failing
+    assert "journal segment create recovered" in caplog.records[-1].getMessage()
+    assert len(caplog.records) == 3
+    journal.close(remove=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from appliance.memory import limit_duckdb
 from appliance.predictions._store import create_table, parquet_dir, roll_over
@@ -28,6 +30,22 @@ def fill_log(db: duckdb.DuckDBPyConnection, rows: int) -> None:
             "FROM range(?, ?) AS t(i)",
             [start, min(rows, start + 25_000)],
         ).fetchall()
+
+
+def test_roll_over_logs_row_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = duckdb.connect(str(tmp_path / "catalog.duckdb"))
+    create_table(db)
+    fill_log(db, 40)
+    caplog.set_level(logging.INFO, logger="appliance.predictions._store")
+
+    moved = roll_over(db, tmp_path, keep_rows=20)
+    db.close()
+
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith("predictions rolled file=")
+    assert f" rows={moved} " in message
 
 
 def test_roll_over_larger_than_memory_limit(tmp_path: Path) -> None:

@@ -356,11 +356,12 @@ def test_failed_flush_retried_with_backoff(
 
     assert rows_of(config) == [(1, 0.5), (2, 1.5)]
     retries = _retries(caplog)
-    waits = [float(m.rsplit("retry_in_s=", 1)[1]) for m in retries[:4]]
+    waits = [float(m.split("retry_in_s=")[1].split()[0]) for m in retries[:4]]
     assert waits == [0.05, 0.1, 0.2, 0.2]
     assert retries[0].startswith(
         "buffer flush failed, retry scheduled dataset=events attempt=1 "
     )
+    assert f" error={error.removeprefix('StorageError: ')}" in retries[0]
     assert "dataset=events attempt=2 " in retries[1]
     assert any(
         "succeeded after retries dataset=events" in r.getMessage()

@@ -140,7 +140,7 @@ def test_daemon_start_removes_orphan(tmp_path: Path) -> None:
     assert not staging.exists()
     assert (
         f"orphan version folder removed dataset=events "
-        f"version={orphan.name.removeprefix('version=')} folder={orphan}" in log
+        f'version={orphan.name.removeprefix("version=")} folder="{orphan}"' in log
     )
 
 
@@ -162,5 +162,5 @@ def test_cli_ingest_removes_orphan(tmp_path: Path, cli) -> None:
     version = orphan.name.removeprefix("version=")
     assert (
         f"orphan version folder removed dataset=events version={version} "
-        f"folder={orphan}" in done.stderr
+        f'folder="{orphan}"' in done.stderr
     )
