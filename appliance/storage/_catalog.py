@@ -159,6 +159,31 @@ def _check_creatable(home: Path) -> None:
         folder.rmdir()
 
 
+def _check_not_lost(home: Path, path: Path) -> None:
+    """Raise when the catalog file is missing but the home holds data.
+
+    A new, empty catalog would record none of the lake's versions or the
+    models, and the orphan cleanup would then move every version folder
+    aside, so a lost catalog must be restored rather than replaced.
+
+    Raises:
+        StorageError: The lake or the models folder holds a file.
+    """
+    holders = [
+        folder
+        for folder in (home / "lake", home / "models")
+        if folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
+    ]
+    if not holders:
+        return
+    raise StorageError(
+        f"the catalog {path} is missing, but {' and '.join(map(str, holders))} "
+        "hold data that only the catalog records; restore catalog.duckdb from a "
+        "backup of this home. To start with an empty home instead, move the "
+        f"whole home away (mv {home} {home}.old)"
+    )
+
+
 class Catalog:
     """An open connection to the catalog file under the appliance home.
 
@@ -168,6 +193,8 @@ class Catalog:
     def __init__(self, home: Path, read_only: bool = False) -> None:
         self.home = home
         self.path = home / "catalog.duckdb"
+        if not self.path.exists():
+            _check_not_lost(home, self.path)
         if read_only and not self.path.exists():
             # A read of a home that has no catalog yet finds it empty and
             # leaves no file behind, unless the home cannot be created at all.
