@@ -64,6 +64,7 @@ from appliance.storage._models import (
     register_version,
     verify_artifact,
 )
+from appliance.storage._open_errors import open_failure, permission_failure
 from appliance.storage._orphans import remove_orphan_folders
 from appliance.storage._quarantine import (
     RAW_LINE_FIELDS,
@@ -179,6 +180,8 @@ __all__ = [
     "only_blank_lines",
     "record_lines",
     "register_version",
+    "open_failure",
+    "permission_failure",
     "remove_orphan_folders",
     "resolve_version",
     "rollback_alias",

@@ -15,6 +15,12 @@ import duckdb
 
 from appliance.errors import StorageError
 from appliance.home import create_home
+from appliance.storage._errors import short_error
+from appliance.storage._open_errors import (
+    is_lock_conflict,
+    is_permission_error,
+    open_failure,
+)
 from appliance.storage._relocate import recorded_home, relocate
 
 logger = logging.getLogger(__name__)
@@ -217,19 +223,19 @@ class Catalog:
                     relocate(db, str(home.resolve()))
                 self.db = duckdb.connect(str(self.path), read_only=True)
         except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                hint = (
-                    "Another appliance process may hold it; stop it or wait for "
-                    "it to finish"
-                )
-            else:
-                hint = (
-                    "The file is damaged or not a DuckDB database; restore it from "
-                    "a backup, or move it away to start with an empty catalog"
-                )
-            raise StorageError(
-                f"cannot open the catalog {self.path}: {exc}. {hint}"
-            ) from exc
+            raise StorageError(self._open_failure(exc)) from exc
+
+    def _open_failure(self, exc: duckdb.IOException) -> str:
+        """Return the message for a catalog file that failed to open."""
+        if is_lock_conflict(exc) or is_permission_error(exc):
+            return open_failure("the catalog", self.path, exc, "")
+        return (
+            f"cannot open the catalog {self.path}: {short_error(exc)}. The file is "
+            "damaged or not a DuckDB database; restore it from a backup of this "
+            "home. It records every dataset version, run and model, so to start "
+            f"with an empty catalog, move the whole home away (mv {self.home} "
+            f"{self.home}.old)"
+        )
 
     def _moved(self) -> bool:
         """Return whether the catalog's paths are under another home than its own."""
