@@ -33,6 +33,7 @@ from appliance.storage import (
     Catalog,
     DatasetVersion,
     encrypted_columns,
+    incomplete_files_message,
     latest_version,
     lost_files_message,
     scan_sql,
@@ -351,7 +352,8 @@ def _rows_source(
 def _check_readable(
     catalog: Catalog, cfg: ModelConfig, version: DatasetVersion
 ) -> None:
-    """Raise when the lake files of the model's dataset version cannot be read.
+    """Raise when the lake files of the model's dataset version cannot be read
+    or contain fewer rows than the version recorded.
 
     Raises:
         TrainingError: The files are missing or unreadable, named with the
@@ -360,10 +362,13 @@ def _check_readable(
     try:
         with catalog.db.cursor() as cursor:
             cursor.execute(f"DESCRIBE {scan_sql(version)}")
+            incomplete = incomplete_files_message(cursor, version)
     except (duckdb.IOException, duckdb.InvalidInputException):
         raise TrainingError(
             f"cannot train model {cfg.name!r}: {lost_files_message(version)}"
         ) from None
+    if incomplete is not None:
+        raise TrainingError(f"cannot train model {cfg.name!r}: {incomplete}")
 
 
 def _failed_derive(
