@@ -215,10 +215,10 @@ def test_older_catalog_keeps_newer_folders(tmp_path: Path, caplog) -> None:
     assert sorted(p.name for p in moved.iterdir()) == ["data_0.parquet"]
     assert f"moved_to={moved}" in caplog.text
     rows = duckdb.sql(
-        f"SELECT id FROM read_parquet('{moved}/**/*.parquet', "
+        f"SELECT * EXCLUDE (version) FROM read_parquet('{moved}/**/*.parquet', "
         "hive_partitioning = true) ORDER BY id"
     ).fetchall()
-    assert rows == [(3,), (4,), (5,)]
+    assert rows == [(3, 1.5), (4, 2.0), (5, 2.5)]
 
 
 def test_removed_version_folder_removed(tmp_path: Path, caplog) -> None:
