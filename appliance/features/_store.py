@@ -252,10 +252,11 @@ def store_of(versions: Sequence[DatasetVersion] | object) -> FeatureStore:
             # A lost lake folder of one dataset leaves the others usable.
             unreadable[version.dataset] = problem
             logger.error(
-                "dataset files unreadable dataset=%s version=%s path=%s",
+                "dataset files unreadable dataset=%s version=%s path=%s error=%s",
                 version.dataset,
                 version.version,
                 version.path,
+                problem,
             )
             continue
         read[version.dataset] = version.version
