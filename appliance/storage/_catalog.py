@@ -173,12 +173,13 @@ def _check_not_lost(home: Path, path: Path) -> None:
     aside, so a lost catalog must be restored rather than replaced.
 
     Raises:
-        StorageError: The lake or the models folder holds a file.
+        StorageError: The lake contains a Parquet file, or the models folder
+            a file.
     """
     holders = [
         folder
-        for folder in (home / "lake", home / "models")
-        if folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
+        for folder, pattern in ((home / "lake", "*.parquet"), (home / "models", "*"))
+        if folder.is_dir() and any(p.is_file() for p in folder.rglob(pattern))
     ]
     if not holders:
         return
