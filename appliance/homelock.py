@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from appliance.errors import DaemonRunningError
+from appliance.errors import DaemonRunningError, StorageError
 from appliance.home import create_home
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class HomeLock:
 
     Raises:
         DaemonRunningError: On enter, when another process holds the lock.
+        StorageError: On enter, when this user may not write the lock file.
     """
 
     def __init__(self, home: Path) -> None:
@@ -64,7 +65,14 @@ class HomeLock:
 
     def __enter__(self) -> HomeLock:
         create_home(self.path.parent)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError as exc:
+            from appliance.storage import permission_failure
+
+            raise StorageError(
+                permission_failure("the daemon lock", self.path, exc.strerror or "")
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

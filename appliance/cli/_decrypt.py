@@ -32,10 +32,18 @@ def read_rows(
     """
     from appliance.crypto import column_cipher
     from appliance.errors import StorageError
-    from appliance.storage import encrypted_columns, lost_files_message, scan_sql
+    from appliance.storage import (
+        encrypted_columns,
+        incomplete_files_message,
+        lost_files_message,
+        scan_sql,
+    )
 
     try:
         with duckdb.connect() as db:
+            incomplete = incomplete_files_message(db, version)
+            if incomplete is not None:
+                raise StorageError(incomplete)
             sql = f"{scan_sql(version)} LIMIT {int(limit)}"
             table = db.sql(sql).to_arrow_table()
     except duckdb.IOException:

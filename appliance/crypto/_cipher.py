@@ -62,6 +62,8 @@ class ColumnCipher:
         self.source = source
         self.key_id = hashlib.sha256(_KEY_ID_LABEL + key).hexdigest()[:16]
         """Fingerprint of the key, stored with each version it encrypted."""
+        self.created = False
+        """Whether this process generated the key file, because the home had none."""
         self._cache: dict[str, str] = {}
         # Made here, not at import: pa.array runs pyarrow's pandas probe,
         # which the daemon skips before it (see `appliance.pandas_probe`).

@@ -36,12 +36,32 @@ def column_cipher(config: Config) -> ColumnCipher:
     if configured is not None:
         return load_key_file(configured)
     path = config.storage.home / KEY_FILE
-    if not path.exists():
+    created = not path.exists()
+    if created:
         _check_never_made(path)
         _create_key_file(path)
     cipher = load_key_file(path)
+    cipher.created = created
     _record_key_id(path, cipher)
     return cipher
+
+
+def discard_created_key(cipher: ColumnCipher) -> bool:
+    """Delete the key file and key id file that `column_cipher` just generated.
+
+    Called when the catalog shows that the home had another key, so that the
+    lost key folder is not left holding a key that decrypts nothing.
+
+    Returns:
+        Whether the files were deleted: false for a key this process did not
+        generate.
+    """
+    if not cipher.created:
+        return False
+    for path in (cipher.source, _id_file(cipher.source)):
+        path.unlink(missing_ok=True)
+    logger.warning("generated column key deleted path=%s", cipher.source)
+    return True
 
 
 def _record_key_id(path: Path, cipher: ColumnCipher) -> None:

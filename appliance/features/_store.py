@@ -25,6 +25,7 @@ from appliance.storage import (
     Catalog,
     DatasetVersion,
     encrypted_columns,
+    incomplete_files_message,
     list_versions,
     lost_files_message,
     scan_sql,
@@ -258,21 +259,34 @@ def store_of(versions: Sequence[DatasetVersion] | object) -> FeatureStore:
     encrypted: set[str] = set()
     unreadable: dict[str, str] = {}
     for version in versions:
-        try:
-            db.execute(f"CREATE VIEW {ident(version.dataset)} AS {scan_sql(version)}")
-        except duckdb.IOException:
+        problem = _create_view(db, version)
+        if problem is not None:
             # A lost lake folder of one dataset leaves the others usable.
-            unreadable[version.dataset] = lost_files_message(version)
+            unreadable[version.dataset] = problem
             logger.error(
-                "dataset files unreadable dataset=%s version=%s path=%s",
+                "dataset files unreadable dataset=%s version=%s path=%s error=%s",
                 version.dataset,
                 version.version,
                 version.path,
+                problem,
             )
             continue
         read[version.dataset] = version.version
         encrypted.update(encrypted_columns(version))
     return FeatureStore(db, read, encrypted=frozenset(encrypted), unreadable=unreadable)
+
+
+def _create_view(db: duckdb.DuckDBPyConnection, version: DatasetVersion) -> str | None:
+    """Create the view of `version`'s dataset; return why its files cannot be
+    read in full, or None."""
+    problem = incomplete_files_message(db, version)
+    if problem is not None:
+        return problem
+    try:
+        db.execute(f"CREATE VIEW {ident(version.dataset)} AS {scan_sql(version)}")
+    except duckdb.IOException:
+        return lost_files_message(version)
+    return None
 
 
 def _check_case_clash(names: list[str]) -> None:

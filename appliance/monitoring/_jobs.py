@@ -26,6 +26,7 @@ from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLook
 from apscheduler.util import datetime_to_utc_timestamp, utc_timestamp_to_datetime
 
 from appliance.config import Config
+from appliance.errors import StorageError
 from appliance.monitoring._store import MonitoringStore
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class DuckDBJobStore(BaseJobStore):
         """Open the file when the scheduler starts."""
         super().start(scheduler, alias)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = duckdb.connect(str(self.path))
+        self._db = _connect(self.path)
         self._db.execute(_SCHEMA)
 
     def shutdown(self) -> None:
@@ -341,3 +342,21 @@ def _resolve(target: str) -> Callable[..., Any]:
 
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open the job store file.
+
+    Raises:
+        StorageError: The file is locked, may not be written or is damaged.
+    """
+    from appliance.storage import open_failure
+
+    try:
+        return duckdb.connect(str(path))
+    except duckdb.IOException as exc:
+        loses = (
+            "the next run times of the scheduled jobs; the daemon schedules "
+            "every job again from the configuration at start"
+        )
+        raise StorageError(open_failure("the job store", path, exc, loses)) from exc

@@ -361,8 +361,11 @@ class MonitoringService:
                 versions = store.load_version_metrics()
             if versions is not None:
                 self._versions = VersionMetrics.from_bytes(versions)
-        except StorageError:
-            logger.exception("monitoring state not restored; detectors start fresh")
+        except StorageError as exc:
+            # The message names the file and the next step; no traceback.
+            logger.error(
+                "monitoring state not restored; detectors start fresh error=%s", exc
+            )
             return
         for name, version, state in saved:
             try:

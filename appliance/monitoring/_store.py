@@ -681,17 +681,25 @@ def _retrain_values(record: RetrainRecord) -> dict[str, Any]:
     return values
 
 
+_LOSES = (
+    "the alerts, drift history, detector state, retraining records and "
+    "rollbacks it records"
+)
+
+
 def _connect(path: Path, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    """Open the store, retrying for `wait_seconds` while another process holds it."""
+    from appliance.storage import open_failure
+
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
             return duckdb.connect(str(path))
         except duckdb.IOException as exc:
-            if time.monotonic() >= deadline:
-                raise StorageError(
-                    f"cannot open the monitoring store {path}: {exc}. Another "
-                    "appliance process holds it; retry in a moment"
-                ) from exc
+            locked = "lock" in str(exc).lower()
+            if not locked or time.monotonic() >= deadline:
+                message = open_failure("the monitoring store", path, exc, _LOSES)
+                raise StorageError(message) from exc
             time.sleep(0.05)
 
 

@@ -321,10 +321,61 @@ def _filters(
 
 
 def _parquet_source(home: Path) -> str | None:
+    """Return the SQL source of the log's readable Parquet files, or None."""
     folder = parquet_dir(home)
-    if not folder.is_dir() or not any(folder.glob("*.parquet")):
+    if not folder.is_dir():
         return None
-    return f"read_parquet({_quote(str(folder / '*.parquet'))})"
+    files = readable_parquet(sorted(folder.glob("*.parquet")))
+    if not files:
+        return None
+    return f"read_parquet([{', '.join(_quote(str(path)) for path in files)}])"
+
+
+_FOOTERS: dict[tuple[str, int, int], bool] = {}
+"""Whether each Parquet file, by path, size and change time, has a readable
+footer, so a file is checked and reported once per process."""
+
+
+def readable_parquet(files: list[Path]) -> list[Path]:
+    """Return the files whose Parquet footer can be read; warn about the rest.
+
+    One damaged file would fail every query of the log, so it is left out
+    with a warning that names it, and the rows of the other files are read.
+    """
+    readable = []
+    for path in files:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _FOOTERS:
+            _FOOTERS[key] = _check_footer(path)
+        if _FOOTERS[key]:
+            readable.append(path)
+    return readable
+
+
+def _check_footer(path: Path) -> bool:
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException) as exc:
+        skipped = 1 + sum(
+            1 for (name, _, _), ok in _FOOTERS.items() if not ok and name != str(path)
+        )
+        logger.warning(
+            "prediction log file unreadable, skipped file=%s error=%s skipped=%d; "
+            "its rows are left out of queries: restore it from a backup or move "
+            "it out of %s",
+            path,
+            exc,
+            skipped,
+            path.parent,
+        )
+        return False
+    return True
 
 
 def _quote(text: str) -> str:

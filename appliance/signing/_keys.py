@@ -40,6 +40,9 @@ class TrustedKeys:
     keys: dict[str, Ed25519PublicKey]
     sources: dict[str, Path]
     """File each key was read from, by key id."""
+    missing_home_folder: Path | None = None
+    """The home's key folder when no ``signing_key`` is set and it has no key,
+    because the home never signed or the folder was lost."""
 
     def names(self) -> str:
         """Return the trusted key ids and their files, for error messages."""
@@ -95,6 +98,7 @@ def trusted_keys(config: Config) -> TrustedKeys:
     security, home = config.security, config.storage.home
     keys: dict[str, Ed25519PublicKey] = {}
     sources: dict[str, Path] = {}
+    missing = None
     own = security.signing_key
     if own is not None:
         public = read_private_key(own).public_key()
@@ -108,11 +112,13 @@ def trusted_keys(config: Config) -> TrustedKeys:
             public = read_private_key(folder / PRIVATE_FILE).public_key()
             keys[key_id(public)] = public
             sources[key_id(public)] = folder / PRIVATE_FILE
+        else:
+            missing = folder
     for path in security.trusted_keys:
         public = read_public_key(path)
         keys.setdefault(key_id(public), public)
         sources.setdefault(key_id(public), path)
-    return TrustedKeys(keys, sources)
+    return TrustedKeys(keys, sources, missing)
 
 
 def read_private_key(path: Path) -> Ed25519PrivateKey:

@@ -140,11 +140,7 @@ def _trusted_body(
         )
     public = trusted.keys.get(body["key_id"])
     if public is None:
-        raise SignatureError(
-            f"{SIGNATURE_FILE} of {where} is signed by key {body['key_id']}, which "
-            f"is not trusted (trusted keys: {trusted.names()}); add its public key "
-            "to [security] trusted_keys if you trust the box that signed it"
-        )
+        raise SignatureError(_untrusted_message(where, body["key_id"], trusted))
     try:
         public.verify(signature, canonical(body))
     except InvalidSignature:
@@ -154,6 +150,25 @@ def _trusted_body(
             "folder from a backup or retrain"
         ) from None
     return raw, body
+
+
+def _untrusted_message(where: str, signer: str, trusted: TrustedKeys) -> str:
+    """Return the error text for a manifest signed by a key that is not trusted."""
+    problem = (
+        f"{SIGNATURE_FILE} of {where} is signed by key {signer}, which is not "
+        f"trusted (trusted keys: {trusted.names()})"
+    )
+    folder = trusted.missing_home_folder
+    if folder is None:
+        return (
+            f"{problem}; add its public key to [security] trusted_keys if you "
+            "trust the box that signed it"
+        )
+    return (
+        f"{problem}, and the home's signing key folder {folder} is missing; if "
+        "this home signed it, restore that folder from a backup of the home, "
+        "otherwise add the signer's public key to [security] trusted_keys"
+    )
 
 
 def _fields(manifest: Any, where: str) -> tuple[dict[str, Any], bytes]:

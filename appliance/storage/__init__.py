@@ -28,6 +28,7 @@ from appliance.storage._datasets import (
     Mode,
     diff_versions,
     get_dataset_version,
+    incomplete_files_message,
     latest_version,
     list_versions,
     lost_files_message,
@@ -64,6 +65,7 @@ from appliance.storage._models import (
     register_version,
     verify_artifact,
 )
+from appliance.storage._open_errors import open_failure, permission_failure
 from appliance.storage._orphans import remove_orphan_folders
 from appliance.storage._quarantine import (
     RAW_LINE_FIELDS,
@@ -148,6 +150,7 @@ __all__ = [
     "list_quarantine",
     "list_rejected",
     "raw_line_key",
+    "incomplete_files_message",
     "lost_files_message",
     "scan_sql",
     "stored_contract",
@@ -179,6 +182,8 @@ __all__ = [
     "only_blank_lines",
     "record_lines",
     "register_version",
+    "open_failure",
+    "permission_failure",
     "remove_orphan_folders",
     "resolve_version",
     "rollback_alias",

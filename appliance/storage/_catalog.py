@@ -15,6 +15,12 @@ import duckdb
 
 from appliance.errors import StorageError
 from appliance.home import create_home
+from appliance.storage._errors import short_error
+from appliance.storage._open_errors import (
+    is_lock_conflict,
+    is_permission_error,
+    open_failure,
+)
 from appliance.storage._relocate import recorded_home, relocate
 
 logger = logging.getLogger(__name__)
@@ -159,6 +165,32 @@ def _check_creatable(home: Path) -> None:
         folder.rmdir()
 
 
+def _check_not_lost(home: Path, path: Path) -> None:
+    """Raise when the catalog file is missing but the home holds data.
+
+    A new, empty catalog would record none of the lake's versions or the
+    models, and the orphan cleanup would then move every version folder
+    aside, so a lost catalog must be restored rather than replaced.
+
+    Raises:
+        StorageError: The lake contains a Parquet file, or the models folder
+            a file.
+    """
+    holders = [
+        folder
+        for folder, pattern in ((home / "lake", "*.parquet"), (home / "models", "*"))
+        if folder.is_dir() and any(p.is_file() for p in folder.rglob(pattern))
+    ]
+    if not holders:
+        return
+    raise StorageError(
+        f"the catalog {path} is missing, but {' and '.join(map(str, holders))} "
+        "hold data that only the catalog records; restore catalog.duckdb from a "
+        "backup of this home. To start with an empty home instead, move the "
+        f"whole home away (mv {home} {home}.old)"
+    )
+
+
 class Catalog:
     """An open connection to the catalog file under the appliance home.
 
@@ -168,6 +200,8 @@ class Catalog:
     def __init__(self, home: Path, read_only: bool = False) -> None:
         self.home = home
         self.path = home / "catalog.duckdb"
+        if not self.path.exists():
+            _check_not_lost(home, self.path)
         if read_only and not self.path.exists():
             # A read of a home that has no catalog yet finds it empty and
             # leaves no file behind, unless the home cannot be created at all.
@@ -190,19 +224,19 @@ class Catalog:
                     relocate(db, str(home.resolve()))
                 self.db = duckdb.connect(str(self.path), read_only=True)
         except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                hint = (
-                    "Another appliance process may hold it; stop it or wait for "
-                    "it to finish"
-                )
-            else:
-                hint = (
-                    "The file is damaged or not a DuckDB database; restore it from "
-                    "a backup, or move it away to start with an empty catalog"
-                )
-            raise StorageError(
-                f"cannot open the catalog {self.path}: {exc}. {hint}"
-            ) from exc
+            raise StorageError(self._open_failure(exc)) from exc
+
+    def _open_failure(self, exc: duckdb.IOException) -> str:
+        """Return the message for a catalog file that failed to open."""
+        if is_lock_conflict(exc) or is_permission_error(exc):
+            return open_failure("the catalog", self.path, exc, "")
+        return (
+            f"cannot open the catalog {self.path}: {short_error(exc)}. The file is "
+            "damaged or not a DuckDB database; restore it from a backup of this "
+            "home. It records every dataset version, run and model, so to start "
+            f"with an empty catalog, move the whole home away (mv {self.home} "
+            f"{self.home}.old)"
+        )
 
     def _moved(self) -> bool:
         """Return whether the catalog's paths are under another home than its own."""

@@ -244,12 +244,50 @@ def lost_files_message(version: DatasetVersion) -> str:
         f"dataset {version.dataset!r} version {version.version} has no readable "
         f"files in {version.path}"
     )
+    return f"{lost}; {_restore_text(version)}"
+
+
+def incomplete_files_message(
+    db: duckdb.DuckDBPyConnection, version: DatasetVersion
+) -> str | None:
+    """Return the error text when the version's files contain another count of
+    rows than it recorded.
+
+    The row counts come from the Parquet footers, so no row is read. A lost
+    partition folder or file leaves fewer rows than ``row_count``, which
+    an erasure keeps up to date. Missing or unreadable files give the text
+    of `lost_files_message`.
+
+    Returns:
+        None when the files contain exactly the recorded count of rows.
+    """
+    files = "[" + ", ".join(literal(glob) for glob in version.files) + "]"
+    try:
+        found, count = db.execute(
+            f"SELECT coalesce(sum(num_rows), 0), count(*) "
+            f"FROM parquet_file_metadata({files})"
+        ).fetchall()[0]
+    except (duckdb.IOException, duckdb.InvalidInputException):
+        return lost_files_message(version)
+    if int(found) == version.row_count:
+        return None
+    folders = sorted({glob.split("/*")[0] for glob in version.files})
+    return (
+        f"dataset {version.dataset!r} version {version.version} recorded "
+        f"{version.row_count} rows, but its {count} files in {', '.join(folders)} "
+        f"contain {found}, so a partition folder or file is missing; "
+        f"{_restore_text(version)}"
+    )
+
+
+def _restore_text(version: DatasetVersion) -> str:
+    """Return how to get the lost files of `version` back."""
     if REDACTED in version.path.name:
-        return f"{lost}; restore that folder from a backup"
+        return "restore that folder from a backup"
     files = ", ".join(source["path"] for source in version.sources)
     return (
-        f"{lost}; ingest its source files ({files}) again, which rebuilds the "
-        "folder, or restore that folder from a backup"
+        f"ingest its source files ({files}) again, which rebuilds the folder, or "
+        "restore that folder from a backup"
     )
 
 

@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from appliance.config import DatasetConfig
-from appliance.crypto import ColumnCipher
+from appliance.crypto import ColumnCipher, discard_created_key
 from appliance.errors import ColumnKeyError, IngestError
 from appliance.storage._catalog import Catalog
 from appliance.storage._quarantine import raw_line_key
@@ -103,6 +103,8 @@ def check_key(
     ).fetchall()
     if not rows:
         return
+    if discard_created_key(cipher):
+        raise _lost_key_folder_error(cipher, *rows[0])
     if ingesting is None:
         raise _other_key_error(cipher, *rows[0])
     raise _ingest_key_error(cipher, ingesting, *rows[0])
@@ -118,6 +120,18 @@ def check_version_keys(versions: Iterable[Any], cipher: ColumnCipher) -> None:
         key_id = version.report.get(REPORT_KEY, {}).get("key_id")
         if key_id is not None and key_id != cipher.key_id:
             raise _other_key_error(cipher, version.dataset, version.version, key_id)
+
+
+def _lost_key_folder_error(
+    cipher: ColumnCipher, dataset: str, version: str, key_id: str
+) -> ColumnKeyError:
+    folder = cipher.source.parent
+    return ColumnKeyError(
+        f"the home's key folder {folder} lost its column key: {dataset}@{version} "
+        f"was encrypted with key id {key_id}, and its values cannot be read "
+        f"without that key; restore {folder} ({cipher.source.name} and "
+        f"{cipher.source.name}.id) from a backup of the home"
+    )
 
 
 def _other_key_error(

@@ -74,6 +74,7 @@ from appliance.storage._lake_write import (
     Columns,
     accepted_sql,
     make_staging_folder,
+    mark_committed,
     write_rows,
 )
 from appliance.storage._null_sources import NullCounts, add_to_quality
@@ -617,6 +618,7 @@ def _ingest_new(
             target,
         )
         raise
+    mark_committed(target)
     removed = []
     if settings.keep_versions:
         removed = apply_retention(catalog, dataset, settings.keep_versions)

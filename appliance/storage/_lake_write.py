@@ -3,10 +3,16 @@
 The rows are written as zstd Parquet to a folder in the staging folder,
 which is then renamed to the version's folder. `write_rows` keeps the typed
 path's staged Parquet file when it already contains the version's data.
+
+The folder carries an `UNCOMMITTED` marker file until the catalog records
+the version (`mark_committed`). A folder that still has it after a crash is
+an unfinished write that the orphan cleanup may delete; a folder without it
+may hold committed rows, so the cleanup only moves it aside.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -22,6 +28,12 @@ from appliance.storage._loading import PARQUET_OPTIONS
 from appliance.storage._sql import ident, literal
 from appliance.storage._staging import Staged
 from appliance.storage._types import ColumnType, stored_sql
+
+logger = logging.getLogger(__name__)
+
+UNCOMMITTED = "_uncommitted"
+"""Marker file in a version folder whose version the catalog does not record
+yet. Its name matches no version file glob (``*.parquet``)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,7 @@ def write_rows(
                 f"COPY ({accepted_sql(columns, staged, bad)}) TO "
                 f"{literal(str(out / 'data_0.parquet'))} ({PARQUET_OPTIONS})"
             )
+        (out / UNCOMMITTED).touch()
         shutil.rmtree(target, ignore_errors=True)
         os.replace(out, target)
     except duckdb.Error as exc:
@@ -82,6 +95,18 @@ def write_rows(
             "space and permissions of the lake folder"
         ) from exc
     return partitioned
+
+
+def mark_committed(folder: Path) -> None:
+    """Delete the `UNCOMMITTED` marker of a folder the catalog now records.
+
+    A marker that cannot be deleted is left: the folder's catalog row keeps
+    the orphan cleanup from deleting it, which also deletes the marker.
+    """
+    try:
+        (folder / UNCOMMITTED).unlink(missing_ok=True)
+    except OSError as exc:
+        logger.warning("commit marker not removed folder=%s error=%s", folder, exc)
 
 
 def _can_keep_staged(staged: Staged, columns: Columns, bad: int) -> bool:

@@ -38,7 +38,12 @@ from appliance.storage._datasets import (
     scan_sql,
 )
 from appliance.storage._encrypted import register_functions, remove_functions
-from appliance.storage._lake_write import Columns, make_staging_folder, write_rows
+from appliance.storage._lake_write import (
+    Columns,
+    make_staging_folder,
+    mark_committed,
+    write_rows,
+)
 from appliance.storage._retention import removed_versions
 from appliance.storage._sources import SourceFile
 from appliance.storage._sql import literal
@@ -246,6 +251,8 @@ def _write_again(
         checked.bad,
         accepted,
     )
+    # The catalog recorded the version before its files were lost.
+    mark_committed(version.path)
     return sum(1 for _ in version.path.rglob("*.parquet"))
 
 

@@ -1,7 +1,8 @@
 """Moving a home: the catalog's stored paths follow the home they are in.
 
 Dataset versions and model versions record the absolute paths of their files
-under the home. A home that is moved, or copied and restored from a backup,
+under the home, and dataset versions those of their source files, which may
+be under the home too. A home that is moved, or copied and restored from a backup,
 would still point at the old place: a copy would quietly read the original's
 files, and a moved home would find none. The catalog therefore records its
 home in the ``catalog_home`` table, and when it is opened for writing under
@@ -28,7 +29,14 @@ _PATH_COLUMNS = (
     ("removed_versions", "path"),
     ("model_versions", "path"),
 )
-_JSON_COLUMNS = (("dataset_versions", "files_json"), ("removed_versions", "files_json"))
+_JSON_COLUMNS = (
+    ("dataset_versions", "files_json"),
+    ("removed_versions", "files_json"),
+    # Source files kept under the home, such as HOME/source/ or the ingest
+    # buffer's segments, are named by their path in the home.
+    ("dataset_versions", "sources_json"),
+    ("removed_versions", "sources_json"),
+)
 
 
 def recorded_home(db: duckdb.DuckDBPyConnection) -> str | None:

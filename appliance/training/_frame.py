@@ -33,6 +33,7 @@ from appliance.storage import (
     Catalog,
     DatasetVersion,
     encrypted_columns,
+    incomplete_files_message,
     latest_version,
     lost_files_message,
     scan_sql,
@@ -352,7 +353,8 @@ def _rows_source(
 def _check_readable(
     catalog: Catalog, cfg: ModelConfig, version: DatasetVersion
 ) -> list[str]:
-    """Return the columns of the model's dataset version, checking its files.
+    """Return the columns of the model's dataset version, checking that its
+    files can be read and contain the rows the version recorded.
 
     Raises:
         TrainingError: The files are missing or unreadable, named with the
@@ -361,10 +363,13 @@ def _check_readable(
     try:
         with catalog.db.cursor() as cursor:
             rows = cursor.execute(f"DESCRIBE {scan_sql(version)}").fetchall()
+            incomplete = incomplete_files_message(cursor, version)
     except (duckdb.IOException, duckdb.InvalidInputException):
         raise TrainingError(
             f"cannot train model {cfg.name!r}: {lost_files_message(version)}"
         ) from None
+    if incomplete is not None:
+        raise TrainingError(f"cannot train model {cfg.name!r}: {incomplete}")
     return [name for name, *_ in rows]
 
 

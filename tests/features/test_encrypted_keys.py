@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,23 @@ def test_daemon_start_rejects_other_key(tmp_path: Path) -> None:
     assert rows.returncode != 0
     assert "does not decrypt with the column key" in rows.stderr
     assert "N1SECRET" not in rows.stdout
+
+
+def test_lost_key_folder_leaves_no_key(tmp_path: Path) -> None:
+    config = load_config_text(tmp_path, CONFIG)
+    _, planes_csv = write_files(tmp_path)
+    ingest_encrypted(config, "planes", planes_csv)
+    keys = (config.storage.home / KEY_FILE).parent
+    shutil.rmtree(keys)
+    config_path, home = tmp_path / "config.toml", config.storage.home
+
+    served = run_appliance(config_path, home, "serve", "--port", str(free_port()))
+
+    assert served.returncode != 0
+    assert f"the home's key folder {keys} lost its column key" in served.stderr
+    assert "restore" in served.stderr
+    assert "Traceback" not in served.stderr
+    assert list(keys.iterdir()) == []
 
 
 def test_setting_change_keeps_plaintext_lookups(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -164,6 +165,20 @@ def test_trusted_key_of_other_box_accepted(
     )
     model = OnnxModel.load(version.path, version.sha256, trusted=trusted_keys(fleet))
     assert model.predict_rows([ROW])[0]["label"] in (True, False)
+
+
+def test_lost_signing_folder_named(trips: Callable[[str], Config]) -> None:
+    config = trips("")
+    version = train_model(config, "late").model_version
+    folder = config.storage.home / KEY_FOLDER
+    shutil.rmtree(folder)
+
+    with pytest.raises(SignatureError, match="which is not trusted") as raised:
+        OnnxModel.load(version.path, version.sha256, trusted=trusted_keys(config))
+
+    message = str(raised.value)
+    assert f"the home's signing key folder {folder} is missing" in message
+    assert "restore that folder from a backup of the home" in message
 
 
 def test_signing_key_from_config_signs(

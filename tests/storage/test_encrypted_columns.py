@@ -265,7 +265,8 @@ def test_wrong_key_names_ingested_dataset(tmp_path: Path) -> None:
     config = write_config(tmp_path, '[datasets.planes]\nsensitive = ["tailnum"]')
     flights = ingest_flights(config, write_flights(tmp_path, [f"{SECRET},1,100"]))
     key_file = config.storage.home / KEY_FILE
-    key_file.unlink()
+    # A key written by hand; a key the appliance generates is deleted again.
+    key_file.write_text(base64.b64encode(os.urandom(64)).decode())
     key_file.with_name(key_file.name + ".id").unlink()
     planes = tmp_path / "planes.csv"
     planes.write_text("tailnum,seats\nN1,150\n")
@@ -290,7 +291,7 @@ def test_wrong_key_file_rejected(tmp_path: Path) -> None:
     ingest_flights(config, path)
     stored = stored_rows(config)
     key_file = config.storage.home / KEY_FILE
-    key_file.unlink()
+    key_file.write_text(base64.b64encode(os.urandom(64)).decode())
     # Without the id of the lost key, as when a home's key folder is replaced.
     key_file.with_name(key_file.name + ".id").unlink()
 

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support import start_daemon, stop_daemon
+import duckdb
+from support import free_port, start_daemon, stop_daemon
 
 from appliance.config import DatasetConfig
 from appliance.storage import (
@@ -164,3 +165,84 @@ def test_cli_ingest_removes_orphan(tmp_path: Path, cli) -> None:
         f"orphan version folder removed dataset=events version={version} "
         f'folder="{orphan}"' in done.stderr
     )
+
+
+def lake_files(home: Path) -> list[Path]:
+    return sorted(p for p in (home / "lake").rglob("*") if p.is_file())
+
+
+def test_missing_catalog_with_lake_refuses_start(tmp_path: Path, cli) -> None:
+    home = tmp_path / "home"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[storage]\nhome = "{home}"\n')
+    with Catalog(home) as catalog:
+        ingest(catalog, "events", [write_csv(tmp_path / "a.csv", range(3))])
+    (home / "catalog.duckdb").unlink()
+    before = lake_files(home)
+
+    served = cli(config, home, "serve", "--port", str(free_port()))
+    ingested = cli(config, home, "ingest", "events", str(tmp_path / "a.csv"))
+
+    assert served.returncode != 0
+    assert f"the catalog {home / 'catalog.duckdb'} is missing" in served.stderr
+    assert "restore catalog.duckdb from a backup" in served.stderr
+    assert "Traceback" not in served.stderr
+    assert ingested.returncode != 0
+    assert "is missing" in ingested.stderr
+    assert lake_files(home) == before
+    assert not (home / "catalog.duckdb").exists()
+    assert not (home / "orphans").exists()
+
+
+def test_older_catalog_keeps_newer_folders(tmp_path: Path, caplog) -> None:
+    home = tmp_path / "home"
+    backup = tmp_path / "catalog-backup.duckdb"
+    with Catalog(home) as catalog:
+        ingest(catalog, "events", [write_csv(tmp_path / "a.csv", range(3))])
+    shutil.copy(home / "catalog.duckdb", backup)
+    with Catalog(home) as catalog:
+        newer = ingest(
+            catalog, "events", [write_csv(tmp_path / "b.csv", range(3, 6))], "append"
+        )
+    shutil.copy(backup, home / "catalog.duckdb")
+
+    with Catalog(home) as catalog:
+        removed = remove_orphan_folders(catalog)
+    moved = home / "orphans" / "events" / newer.version.path.name
+
+    assert removed == []
+    assert not newer.version.path.exists()
+    assert sorted(p.name for p in moved.iterdir()) == ["data_0.parquet"]
+    assert f"moved_to={moved}" in caplog.text
+    rows = duckdb.sql(
+        f"SELECT * EXCLUDE (version) FROM read_parquet('{moved}/**/*.parquet', "
+        "hive_partitioning = true) ORDER BY id"
+    ).fetchall()
+    assert rows == [(3, 1.5), (4, 2.0), (5, 2.5)]
+
+
+def test_removed_version_folder_removed(tmp_path: Path, caplog) -> None:
+    home = tmp_path / "home"
+    settings = DatasetConfig(name="events", keep_versions=1)
+    with Catalog(home) as catalog:
+        first = ingest(
+            catalog, "events", [write_csv(tmp_path / "a.csv", range(2))], "replace"
+        )
+        # A copy stands for the folder of a retention killed after its commit.
+        kept_copy = tmp_path / "copy"
+        shutil.copytree(first.version.path, kept_copy)
+        second = ingest(
+            catalog,
+            "events",
+            [write_csv(tmp_path / "b.csv", range(2, 4))],
+            "replace",
+            settings,
+        )
+        assert second.removed == [first.version.version]
+        shutil.copytree(kept_copy, first.version.path)
+
+        removed = remove_orphan_folders(catalog)
+
+    assert removed == [first.version.path]
+    assert "reason=removed" in caplog.text
+    assert not (home / "orphans").exists()

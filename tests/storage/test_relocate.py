@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from appliance.storage import Catalog, ingest, latest_version, scan_sql
+from appliance.storage import (
+    Catalog,
+    ingest,
+    latest_version,
+    list_versions,
+    scan_sql,
+)
 
 ROWS = "origin,temp\nEWR,39.0\nJFK,40.0\n"
 
@@ -68,3 +74,22 @@ def test_catalog_without_home_record_moves(tmp_path: Path) -> None:
 
     assert rows == [("EWR", 39.0), ("JFK", 40.0)]
     assert str(version.path).startswith(str(new) + "/")
+
+
+def test_moved_home_source_paths_follow(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    source = old / "source" / "weather.csv"
+    source.parent.mkdir(parents=True)
+    source.write_text(ROWS)
+    outside = tmp_path / "outside.csv"
+    outside.write_text(ROWS.replace("39.0", "41.0"))
+    with Catalog(old) as catalog:
+        ingest(catalog, "weather", [source])
+        ingest(catalog, "weather", [outside])
+    old.rename(new)
+
+    with Catalog(new) as catalog:
+        first, second = reversed(list_versions(catalog, "weather"))
+
+    assert first.sources[0]["path"] == str(new / "source" / "weather.csv")
+    assert second.sources[0]["path"] == str(outside)
