@@ -276,6 +276,18 @@ CLASSIFICATION_METRICS = (
 REGRESSION_METRICS = ("mae", "rmse", "r2", "mape")
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "mae", "rmse", "mape"})
 """Metrics where a smaller value is a better model."""
+TARGET_UNIT_METRICS = frozenset({"mae", "rmse"})
+"""Metrics in the units of the target, whose overfitting gap is checked
+relative to the holdout value."""
+OVERFIT_THRESHOLD = 0.05
+"""Default `overfit_threshold` of a metric without units, such as ``roc_auc``
+or ``r2``: a gap above 0.05 is flagged."""
+RELATIVE_OVERFIT_THRESHOLD = 0.2
+"""Default `overfit_threshold` of ``mae`` and ``rmse``: flagged when the
+training error is lower than the holdout error by more than a fifth of the
+holdout error, that is when the holdout error is more than 1.25 times the
+training error. On scikit-learn's diabetes data (442 rows, 20 % holdout) a
+linear regression's gap was 0.10 and LightGBM's with default parameters 0.68."""
 
 
 @dataclass(frozen=True)
@@ -975,8 +987,11 @@ class ModelConfig:
     """Hyperparameter search; each candidate is recorded as a child run."""
     segments: tuple[str, ...] = ()
     """Categorical features whose values get their own holdout metrics."""
-    overfit_threshold: float = 0.05
-    """Largest accepted gap between the training and holdout `metric`."""
+    overfit_threshold: float | None = None
+    """Largest overfitting gap of `metric` (how much better it is on training
+    rows than on holdout rows) that is not flagged. The gap of ``mae`` and
+    ``rmse``, in target units, is divided by the holdout value first. When
+    omitted, `OVERFIT_THRESHOLD` or `RELATIVE_OVERFIT_THRESHOLD` applies."""
     intended_use: str = ""
     """Intended use of the model and its limits, printed on the model card."""
     tags: dict[str, str] = field(default_factory=dict)
@@ -986,6 +1001,15 @@ class ModelConfig:
     """Feature views joined to the dataset rows; the daemon fills their columns."""
     event_timestamp: str | None = None
     """Column of the label time that timestamped feature views are joined as of."""
+
+    @property
+    def overfit_limit(self) -> float:
+        """Return `overfit_threshold`, or its default for the primary metric."""
+        if self.overfit_threshold is not None:
+            return self.overfit_threshold
+        if self.primary_metric in TARGET_UNIT_METRICS:
+            return RELATIVE_OVERFIT_THRESHOLD
+        return OVERFIT_THRESHOLD
 
     @property
     def primary_metric(self) -> str:
@@ -1011,7 +1035,7 @@ class ModelConfig:
                 f"metric {self.metric!r} is not available for task {self.task!r}; "
                 f"use one of {', '.join(metrics)}"
             )
-        if self.overfit_threshold < 0:
+        if self.overfit_threshold is not None and self.overfit_threshold < 0:
             raise ValueError(
                 f"overfit_threshold must be 0 or more, got {self.overfit_threshold}"
             )
