@@ -1052,6 +1052,8 @@ class ModelConfig:
         self._check_checks()
         if self.split.method == "stratified" and self.task != "classification":
             raise ValueError("split method 'stratified' needs task 'classification'")
+        if self.cv is not None and self.cv.method == "time":
+            self._check_time_order()
         if self.retrain.clock == "event" and not self.event_timestamp:
             raise ValueError(
                 "retrain.clock 'event' needs event_timestamp, the column of each "
@@ -1064,13 +1066,53 @@ class ModelConfig:
                     f"categorical columns {sorted(unknown)} are not in features"
                 )
 
+    def _check_time_order(self) -> None:
+        """Reject time folds over training rows that are not in time order.
+
+        Only a ``time`` split orders the rows of ``appliance train`` by a
+        column; other splits keep dataset order and shuffle the training rows.
+        """
+        if self.split.method == "time":
+            return
+        order = (
+            f"set split.column to {self.event_timestamp!r}"
+            if self.event_timestamp
+            else "set split.column to the column of each row's time"
+        )
+        raise ValueError(
+            f"cv method 'time' needs training rows in time order, but split "
+            f"method {self.split.method!r} does not order them by time; set "
+            f'[models.{self.name}.split] method = "time" and {order}, or use '
+            "cv method 'kfold'"
+        )
+
+    @property
+    def unused_derive(self) -> list[str]:
+        """Derived columns that no feature, the target, the split column,
+        `event_timestamp` or `where` reads, in declaration order."""
+        from appliance.derive import unused_derived
+
+        used = [*(self.features or ()), self.target]
+        used += [name for name in (self.split.column, self.event_timestamp) if name]
+        return unused_derived(self.derive, used, self.where)
+
     def _check_derived_features(self) -> None:
-        from appliance.derive import ExpressionError, derived_inputs
+        from appliance.derive import ExpressionError, check_expression, derived_inputs
 
         try:
             derived_inputs(self.derive, list(self.features or ()))
         except ExpressionError as exc:
             raise ValueError(f"derive: {exc}") from None
+        # An unused column is checked as a feature would be, so that listing it
+        # in `features` later cannot turn a loaded config into a rejected one.
+        for name in self.unused_derive:
+            try:
+                check_expression(name, self.derive[name])
+            except ExpressionError as exc:
+                raise ValueError(
+                    f"derive: {exc}. No feature, target, split column or 'where' "
+                    f"reads {name!r}; remove it if it is not needed"
+                ) from None
 
     def _check_params(self) -> None:
         # Imported here, so that `python -m appliance.training._param_source`
