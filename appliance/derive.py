@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -109,6 +110,56 @@ def derived_inputs(
     for name in needed:
         raw |= {c for c in check_expression(name, derive[name]) if c not in derive}
     return {n: e for n, e in derive.items() if n in needed}, raw
+
+
+def unused_derived(
+    derive: Mapping[str, str], used: Iterable[str], where: str | None
+) -> list[str]:
+    """Return the derived columns that nothing of the model reads, in order.
+
+    Args:
+        derive: Every derived column of the model, by name.
+        used: The columns the model reads by name: its features, target,
+            split column and event_timestamp.
+        where: The model's row filter. A derived column whose name appears
+            in it as a word counts as used.
+
+    A derived column that a used one reads is used too. Names match without
+    case, as DuckDB matches identifiers. An expression that does not parse
+    counts as reading nothing, because its own check reports it.
+    """
+    lowered = {name.lower(): name for name in derive}
+    pending = [lowered[n.lower()] for n in used if n.lower() in lowered]
+    if where:
+        pending += [n for n in derive if _names_word(where, n)]
+    needed: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        reads = _expression_columns(name, derive[name])
+        pending.extend(lowered[c.lower()] for c in reads if c.lower() in lowered)
+    return [name for name in derive if name not in needed]
+
+
+def _expression_columns(name: str, expression: str) -> set[str]:
+    """Return the columns `expression` reads, or none when it does not parse."""
+    try:
+        tree = _parse(name, expression)
+    except ExpressionError:
+        return set()
+    return {
+        node["column_names"][-1]
+        for node in _walk(tree)
+        if node.get("class") == "COLUMN_REF"
+    }
+
+
+def _names_word(text: str, name: str) -> bool:
+    """Return whether `name` appears in `text` as a whole word, in any case."""
+    pattern = rf"(?<![\w$]){re.escape(name)}(?![\w$])"
+    return re.search(pattern, text, flags=re.IGNORECASE) is not None
 
 
 def column_reads(derive: Mapping[str, str]) -> set[str]:

@@ -19,7 +19,7 @@ from appliance.cli._output import (
 )
 from appliance.cli._remote import registry_change, registry_read, registry_version
 from appliance.cli._signing import register as register_signing
-from appliance.config import Config
+from appliance.config import Config, ModelConfig
 
 _REFERENCE_HELP = "model name, optionally with @VERSION or @ALIAS (default: champion)"
 
@@ -137,10 +137,7 @@ def _train(config: Config, args: argparse.Namespace) -> None:
     for name, value in result["metrics"].items():
         print(f"  {name:<26} {value:.6g}")
     if result["metrics"].get("overfit_flagged"):
-        print(
-            f"warning: overfitting gap {result['metrics']['overfit_gap']:.4g} is "
-            f"above overfit_threshold {config.model(args.name).overfit_threshold}"
-        )
+        print(f"warning: {_overfitting_text(config.model(args.name), result)}")
     for warning in result.get("warnings", []):
         print(f"warning: {warning}")
     print(f"artifact {result['path']} sha256={result['sha256']}")
@@ -148,6 +145,25 @@ def _train(config: Config, args: argparse.Namespace) -> None:
         print(f"serving version {result['version']} in the running daemon")
     elif client is not None:
         print("the daemon keeps serving the champion; promote to serve this version")
+
+
+def _overfitting_text(cfg: ModelConfig, result: dict[str, Any]) -> str:
+    """Return the warning of a flagged overfitting gap, in the unit it was checked."""
+    metrics = result["metrics"]
+    metric = cfg.primary_metric
+    scores = (
+        f"{metric} {metrics[f'train_{metric}']:.4g} on training rows against "
+        f"{metrics[metric]:.4g} on holdout rows"
+    )
+    if "overfit_relative_gap" in metrics:
+        return (
+            f"overfitting: {scores}, a gap of {metrics['overfit_relative_gap']:.1%} "
+            f"of the holdout value, above overfit_threshold {cfg.overfit_limit}"
+        )
+    return (
+        f"overfitting: {scores}, a gap of {metrics['overfit_gap']:.4g}, above "
+        f"overfit_threshold {cfg.overfit_limit}"
+    )
 
 
 def _train_here(config: Config, name: str) -> dict[str, Any]:

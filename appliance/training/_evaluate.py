@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from appliance.config import ModelConfig
+from appliance.config import TARGET_UNIT_METRICS, ModelConfig
 from appliance.errors import TrainingError
 from appliance.training import _plots
 from appliance.training._frame import TrainingFrame
@@ -18,6 +18,7 @@ from appliance.training._metrics import (
     classification_metrics,
     overfit_gap,
     regression_metrics,
+    relative_overfit_gap,
 )
 
 logger = logging.getLogger(__name__)
@@ -51,21 +52,8 @@ def evaluate(pipeline: Any, frame: TrainingFrame, cfg: ModelConfig) -> Evaluatio
         frame.y_train, _output(pipeline, frame.x_train, cfg.task), frame.classes
     )
     metric = cfg.primary_metric
-    gap = overfit_gap(metric, train_metrics[metric], metrics[metric])
     metrics[f"train_{metric}"] = train_metrics[metric]
-    metrics["overfit_gap"] = gap
-    metrics["overfit_flagged"] = float(gap > cfg.overfit_threshold)
-    if gap > cfg.overfit_threshold:
-        logger.warning(
-            "overfitting model=%s metric=%s train=%.4g holdout=%.4g gap=%.4g "
-            "threshold=%.4g",
-            cfg.name,
-            metric,
-            train_metrics[metric],
-            metrics[metric],
-            gap,
-            cfg.overfit_threshold,
-        )
+    metrics.update(_overfitting(cfg, train_metrics[metric], metrics[metric]))
 
     details: dict[str, Any] = {"metric": metric, "train": train_metrics}
     details["segments"] = _segments(cfg, frame, output)
@@ -83,6 +71,36 @@ def evaluate(pipeline: Any, frame: TrainingFrame, cfg: ModelConfig) -> Evaluatio
             list(importance), list(importance.values())
         )
     return Evaluation(metrics, details, plots)
+
+
+def _overfitting(cfg: ModelConfig, train: float, holdout: float) -> dict[str, float]:
+    """Return the overfitting gap of the primary metric and whether it is flagged.
+
+    ``overfit_gap`` is in the metric's units. For a metric in target units,
+    ``overfit_relative_gap`` divides it by the holdout value, and the flag
+    compares that share with the threshold, so one threshold fits targets of
+    any scale.
+    """
+    metric = cfg.primary_metric
+    result = {"overfit_gap": overfit_gap(metric, train, holdout)}
+    checked = result["overfit_gap"]
+    if metric in TARGET_UNIT_METRICS:
+        checked = relative_overfit_gap(metric, train, holdout)
+        result["overfit_relative_gap"] = checked
+    result["overfit_flagged"] = float(checked > cfg.overfit_limit)
+    if checked > cfg.overfit_limit:
+        logger.warning(
+            "overfitting model=%s metric=%s train=%.4g holdout=%.4g gap=%.4g "
+            "checked_gap=%.4g threshold=%.4g",
+            cfg.name,
+            metric,
+            train,
+            holdout,
+            result["overfit_gap"],
+            checked,
+            cfg.overfit_limit,
+        )
+    return result
 
 
 def feature_importance(pipeline: Any) -> dict[str, float]:

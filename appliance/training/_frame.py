@@ -38,6 +38,14 @@ from appliance.storage import (
     lost_files_message,
     scan_sql,
 )
+from appliance.training._data_checks import (
+    check_split_sizes,
+    check_stratified,
+    empty_feature_warnings,
+    group_column_warnings,
+    text_number_warnings,
+    unused_derive_warnings,
+)
 from appliance.training._stop import StopCheck
 
 logger = logging.getLogger(__name__)
@@ -178,6 +186,7 @@ def _read_frame(
         feature_versions = store.versions_read(joined)
         _check_key_storage(cfg, version, store, joined)
         warnings = _repeated_key_warnings(cfg, store, joined)
+    found = group_column_warnings(cfg) + unused_derive_warnings(cfg)
     base = _base_sql(db, source, cfg, window)
     schema = _describe(db, base, cfg)
     features = _feature_names(cfg, schema, encrypted_columns(version))
@@ -193,6 +202,7 @@ def _read_frame(
     frame = _query(db, base, cfg, numeric, categorical, window is not None, watch)
     stop(_READING)
     _check_values(cfg, frame, numeric)
+    found += text_number_warnings(cfg, frame, categorical)
     labelled = frame[cfg.target].notna()
     unlabelled = int((~labelled).sum())
     frame = frame[labelled].reset_index(drop=True)
@@ -211,8 +221,11 @@ def _read_frame(
     y, classes = _encode_target(cfg, frame[cfg.target])
     stop(_READING)
     if window is None:
-        train_idx, test_idx = _split(cfg, frame, y)
+        train_idx, test_idx = _split(cfg, frame, y, classes or [])
     x = frame[numeric + categorical]
+    found += empty_feature_warnings(cfg, x.iloc[train_idx])
+    for warning in found:
+        logger.warning("training data model=%s warning=%r", cfg.name, warning)
     logger.info(
         "frame loaded model=%s dataset=%s version=%s rows=%d unlabelled=%d "
         "feature_datasets=%s",
@@ -237,7 +250,7 @@ def _read_frame(
         derive=derive,
         base_sql=base,
         feature_versions=feature_versions,
-        warnings=warnings,
+        warnings=warnings + found,
         db=store,
     )
 
@@ -584,7 +597,13 @@ def _feature_names(
     cfg: ModelConfig, schema: dict[str, str], encrypted: list[str]
 ) -> list[str]:
     """Return the model's features; by default every column but the target,
-    the split column, derived columns and encrypted columns."""
+    the split column, derived columns and encrypted columns.
+
+    The column of a group split is never a feature, even when listed, because
+    a model that reads the group id defeats the split (`group_column_warnings`
+    reports a listed one).
+    """
+    group = cfg.split.column if cfg.split.method == "group" else None
     if cfg.features is not None:
         missing = [name for name in cfg.features if name not in schema]
         if missing:
@@ -592,7 +611,7 @@ def _feature_names(
                 f"feature {missing[0]!r} of model {cfg.name!r} is not in dataset "
                 f"{cfg.dataset!r}; columns: {', '.join(schema)}"
             )
-        return list(cfg.features)
+        return [name for name in cfg.features if name != group]
     excluded = {cfg.target, cfg.split.column, *cfg.derive, *encrypted}
     return [name for name in schema if name not in excluded]
 
@@ -674,7 +693,18 @@ def _encode_target(
     return np.array([index[v] for v in values], dtype=np.int64), classes
 
 
-def _split(cfg: ModelConfig, frame: pd.DataFrame, y: np.ndarray) -> tuple[Any, Any]:
+def _split(
+    cfg: ModelConfig, frame: pd.DataFrame, y: np.ndarray, classes: list[Any]
+) -> tuple[Any, Any]:
+    """Return the training and holdout row positions of the model's split.
+
+    Training checks the sizes of both sides with `check_frame`; only a
+    stratified split checks them here, before scikit-learn rejects them.
+
+    Raises:
+        TrainingError: A side would have no rows, or a stratified split has
+            a class of one row or more classes than holdout rows.
+    """
     from sklearn.model_selection import train_test_split
 
     rows = np.arange(len(frame))
@@ -683,13 +713,17 @@ def _split(cfg: ModelConfig, frame: pd.DataFrame, y: np.ndarray) -> tuple[Any, A
     if n_test < 1 or n_test >= len(rows):
         raise TrainingError(
             f"model {cfg.name!r} has {len(rows)} labelled rows, too few to hold out "
-            f"{split.test_size:.0%} for evaluation"
+            f"{split.test_size:.0%} for evaluation; add labelled rows"
         )
     if split.method == "time":
         return rows[:-n_test], rows[-n_test:]
     if split.method == "group":
         return _group_split(cfg, frame, rows)
-    stratify = y if split.method == "stratified" else None
+    stratify = None
+    if split.method == "stratified":
+        check_stratified(cfg, y, classes)
+        check_split_sizes(cfg, len(rows) - n_test, n_test, classes)
+        stratify = y
     try:
         return train_test_split(
             rows, test_size=n_test, random_state=split.seed, stratify=stratify

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics
 
-from appliance.config import LOWER_IS_BETTER
+from appliance.config import LOWER_IS_BETTER, TARGET_UNIT_METRICS
 
 CALIBRATION_BINS = 10
 
@@ -193,6 +193,26 @@ def overfit_gap(metric: str, train: float, holdout: float) -> float:
     if metric in LOWER_IS_BETTER:
         return holdout - train
     return train - holdout
+
+
+def relative_overfit_gap(metric: str, train: float, holdout: float) -> float:
+    """Return the overfitting gap of a metric in target units as a share.
+
+    For `TARGET_UNIT_METRICS` the gap is divided by the holdout value, so 0.1
+    means the training error is lower than the holdout error by a tenth of
+    the holdout error. Other metrics are already without units, so their gap
+    is returned as is.
+
+    >>> relative_overfit_gap("rmse", 40.0, 50.0)
+    0.2
+    >>> relative_overfit_gap("roc_auc", 0.75, 0.5)
+    0.25
+    """
+    gap = overfit_gap(metric, train, holdout)
+    if metric not in TARGET_UNIT_METRICS or holdout <= 0:
+        # An error of 0 on the holdout leaves no gap above 0 to divide.
+        return gap
+    return gap / holdout
 
 
 def _confidence(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -37,12 +37,14 @@ def cross_validate(
     n_classes: int | None,
     stop: StopCheck | None = None,
     fit_params: dict[str, Any] | None = None,
+    model: str = "NAME",
 ) -> list[dict[str, float]]:
     """Fit a clone of `pipeline` per fold and return each fold's metrics.
 
     Each dictionary contains every metric of the task on the fold's validation
     rows, plus ``rows_train`` and ``rows_validation``. `stop` is checked before
-    each fold, and `fit_params` go to each fold's fit.
+    each fold, and `fit_params` go to each fold's fit. `model` names the
+    model's table in the error of a failed split.
 
     Raises:
         TrainingError: The rows cannot be split into `cv.folds` folds, or a fit
@@ -56,7 +58,7 @@ def cross_validate(
     except ValueError as exc:
         raise TrainingError(
             f"cannot split {len(y)} training rows into {cv.folds} "
-            f"{cv.method} folds: {exc}"
+            f"{cv.method} folds: {exc}; {_folds_advice(cv, y, n_classes, model)}"
         ) from None
     folds = []
     for index, (train, valid) in enumerate(splits):
@@ -73,6 +75,21 @@ def cross_validate(
             | scores
         )
     return folds
+
+
+def _folds_advice(
+    cv: CVConfig, y: np.ndarray, n_classes: int | None, model: str
+) -> str:
+    """Return the fold count the rows allow, as the fix of a failed split."""
+    max_folds = len(y) - 1 if cv.method == "time" else len(y)
+    if cv.method == "stratified" and n_classes:
+        max_folds = int(np.bincount(y, minlength=n_classes).max())
+    fewer = (
+        f"set folds to {max_folds} or fewer in [models.{model}.cv]"
+        if max_folds >= 2
+        else f"remove [models.{model}.cv]"
+    )
+    return f"{fewer}, or add labelled rows"
 
 
 def summarize(folds: list[dict[str, float]]) -> dict[str, float]:

@@ -266,6 +266,10 @@ def test_regression_run_metrics_and_plots(trips: Callable[[str], Config]) -> Non
         segments = ["carrier"]
         params = {n_estimators = 10, n_jobs = 1}
 
+        [models.distance.split]
+        method = "time"
+        column = "hour"
+
         [models.distance.cv]
         method = "time"
         folds = 3
