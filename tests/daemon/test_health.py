@@ -11,16 +11,15 @@ import json
 import random
 import re
 import shutil
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from daemon_support import HOST, MODEL, row, write_config, write_dataset
+from daemon_support import MODEL, row, write_config, write_dataset
+from support import WebhookReceiver
 
 from appliance.access import list_entries
 from appliance.cli import main
@@ -41,36 +40,9 @@ FAST_CHECKS = {
 }
 
 
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that keeps every JSON body."""
-
-    def __init__(self) -> None:
-        bodies: list[dict[str, Any]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.bodies = bodies
-        self.server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.url = f"http://{HOST}:{self.server.server_address[1]}/alerts"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver()
+def receiver() -> Iterator[WebhookReceiver]:
+    started = WebhookReceiver()
     yield started
     started.close()
 
@@ -239,7 +211,7 @@ def champion_events(daemon: Any) -> list[dict[str, Any]]:
 
 
 def test_health_alerts_fire_and_reach_webhook(
-    start_daemon: Any, receiver: Receiver
+    start_daemon: Any, receiver: WebhookReceiver
 ) -> None:
     daemon = start_daemon(
         monitoring={
@@ -289,7 +261,9 @@ def test_health_alerts_fire_and_reach_webhook(
     assert all(b["model"] == MODEL for b in delivered)
 
 
-def test_health_quiet_on_normal_stream(start_daemon: Any, receiver: Receiver) -> None:
+def test_health_quiet_on_normal_stream(
+    start_daemon: Any, receiver: WebhookReceiver
+) -> None:
     daemon = start_daemon(
         monitoring={
             **FAST_CHECKS,
@@ -309,7 +283,7 @@ def test_health_quiet_on_normal_stream(start_daemon: Any, receiver: Receiver) ->
 def test_rollback_on_worse_champion(
     worse_home: Path,
     start_daemon: Any,
-    receiver: Receiver,
+    receiver: WebhookReceiver,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     daemon = start_daemon(monitoring={**FAST_CHECKS, "webhook_url": receiver.url})
@@ -362,7 +336,7 @@ def test_rollback_on_worse_champion(
 
 
 def test_rollback_keeps_champion_on_noisier_labels(
-    versions_home: Path, start_daemon: Any, receiver: Receiver
+    versions_home: Path, start_daemon: Any, receiver: WebhookReceiver
 ) -> None:
     """Labels that turn noisy after a promotion lower both versions alike.
 
@@ -408,7 +382,7 @@ def test_rollback_keeps_champion_on_noisier_labels(
 
 
 def test_rollback_falls_back_to_windows(
-    versions_home: Path, start_daemon: Any, receiver: Receiver
+    versions_home: Path, start_daemon: Any, receiver: WebhookReceiver
 ) -> None:
     daemon = start_daemon(monitoring={**FAST_CHECKS, "webhook_url": receiver.url})
     promote(daemon, 1)
