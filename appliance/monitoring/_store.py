@@ -688,7 +688,7 @@ _LOSES = (
 
 
 def _connect(path: Path, wait_seconds: float) -> duckdb.DuckDBPyConnection:
-    """Open the store, retrying for `wait_seconds` while another process holds it."""
+    """Open the store, retrying for `wait_seconds` while another process has it open."""
     from appliance.storage import open_failure
 
     deadline = time.monotonic() + wait_seconds

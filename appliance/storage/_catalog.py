@@ -166,7 +166,7 @@ def _check_creatable(home: Path) -> None:
 
 
 def _check_not_lost(home: Path, path: Path) -> None:
-    """Raise when the catalog file is missing but the home holds data.
+    """Raise when the catalog file is missing but the home contains data.
 
     A new, empty catalog would record none of the lake's versions or the
     models, and the orphan cleanup would then move every version folder

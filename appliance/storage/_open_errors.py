@@ -3,7 +3,7 @@
 DuckDB raises `duckdb.IOException` for three causes that need different
 next steps: another process holds the file's lock, this user may not read
 or write the file, or the file is damaged. Moving a file away is the fix
-only for the last one, so the message tells them apart.
+only for the last one, so each cause gets its own message.
 """
 
 from __future__ import annotations
