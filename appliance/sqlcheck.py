@@ -19,6 +19,8 @@ from typing import Any
 
 import duckdb
 
+from appliance.dbrows import first_row
+
 QUERY_TABLE_FUNCTIONS = frozenset(
     {
         "generate_series",
@@ -163,7 +165,7 @@ def _walk(node: Any) -> Iterator[dict[str, Any]]:
 @cache
 def _parse(sql: str) -> dict[str, Any]:
     """Return DuckDB's JSON parse tree of `sql`, with ``error`` set if invalid."""
-    row = _cursor().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    row = first_row(_cursor().execute("SELECT json_serialize_sql(?)", [sql]))
     assert row is not None
     tree: dict[str, Any] = json.loads(row[0])
     return tree

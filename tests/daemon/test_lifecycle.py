@@ -202,7 +202,8 @@ def test_sighup_rejection_names_changed_keys(start_daemon: Any) -> None:
     other_key = daemon.config.parent / "other.key"
     assert "server.port: 8765 -> 1" in rejected
     assert "predictions.queue_max_rows: 1000 -> 5" in rejected
-    assert f'security.column_key: (not set) -> "{other_key}"' in rejected
+    # The log quotes the error as a JSON string, so its quotes are escaped.
+    assert f'security.column_key: (not set) -> \\"{other_key}\\"' in rejected
     assert "refused_audit_seconds" not in rejected
     assert "PredictionsConfig(" not in rejected
     assert "SecurityConfig(" not in rejected

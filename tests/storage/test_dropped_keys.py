@@ -236,7 +236,9 @@ def test_key_sources_owned_only(catalog: Catalog) -> None:
         FeatureViewConfig(
             name="alone", sql="SELECT * FROM weather", entities=("station",)
         ),
-        FeatureViewConfig(name="broken", sql="SELECT origin FROM", entities=("x",)),
+        FeatureViewConfig(
+            name="broken", sql="SELECT origin FROM no_such_table", entities=("x",)
+        ),
     ]
 
     every = key_sources(catalog.db, views, "weather")
