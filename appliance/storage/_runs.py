@@ -153,8 +153,9 @@ def start_run(
 ) -> str:
     """Record a new run as running and return its id.
 
-    `started_at` is the time the work began, when that was before this call,
-    such as for a search candidate recorded after it ran; now by default.
+    `started_at` is the time the work began, now by default. A caller sets
+    it when the work began before this call, as for a search candidate that
+    is recorded after it ran.
     """
     _close_interrupted(catalog)
     run_id = uuid.uuid4().hex[:12]
