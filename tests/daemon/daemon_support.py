@@ -197,11 +197,17 @@ def start_daemon(home: Path, tmp_path: Path) -> Iterator[Any]:
         daemon.kill()
 
 
-def run_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m appliance --config CONFIG ARGS...``."""
+def run_cli(
+    config: Path, *args: str, key: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m appliance --config CONFIG ARGS...``, with `key` in
+    APPLIANCE_API_KEY when given."""
+    env = appliance_env()
+    if key is not None:
+        env["APPLIANCE_API_KEY"] = key
     return subprocess.run(
         [sys.executable, "-m", "appliance", "--config", str(config), *args],
-        env=appliance_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -218,3 +224,21 @@ def logged_rows(home: Path, request_ids: set[str] | None = None) -> list[tuple]:
     with Catalog(home, read_only=True) as catalog:
         rows = query(catalog, limit=10_000_000)
     return [(r["request_id"], r["row_index"]) for r in rows]
+
+
+ROLES = ("reader", "predictor", "operator", "admin")
+
+
+def make_keys(home: Path, roles: tuple[str, ...] = ROLES) -> dict[str, str]:
+    """Create a key named ROLE-key per role on the stopped daemon's catalog;
+    return the token of each role."""
+    from appliance.access import create_key
+    from appliance.storage import Catalog
+
+    with Catalog(home) as catalog:
+        return {role: create_key(catalog, f"{role}-key", role)[1] for role in roles}
+
+
+def bearer(token: str) -> dict[str, str]:
+    """Return the Authorization header that sends `token`."""
+    return {"Authorization": f"Bearer {token}"}

@@ -3,48 +3,24 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from daemon_support import MODEL, Daemon, appliance_env, row, write_config
+from daemon_support import (
+    MODEL,
+    ROLES,
+    Daemon,
+    bearer,
+    make_keys,
+    row,
+    write_config,
+)
+from daemon_support import run_cli as cli
 
-from appliance.access import create_key
 from appliance.monitoring import AlertCandidate, DriftEvent, MonitoringStore
-from appliance.storage import Catalog
-
-ROLES = ("reader", "predictor", "operator", "admin")
-
-
-def make_keys(home: Path) -> dict[str, str]:
-    """Create one key per role on the stopped daemon's catalog; return tokens."""
-    with Catalog(home) as catalog:
-        return {role: create_key(catalog, f"{role}-key", role)[1] for role in ROLES}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def cli(
-    config: Path, *args: str, key: str | None = None
-) -> subprocess.CompletedProcess:
-    """Run the appliance command, with `key` in APPLIANCE_API_KEY when given."""
-    env = appliance_env()
-    if key is not None:
-        env["APPLIANCE_API_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", "--config", str(config), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.fixture

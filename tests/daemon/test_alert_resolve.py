@@ -3,47 +3,19 @@ resolution reaches a webhook receiver on 127.0.0.1."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from daemon_support import MODEL, appliance_env
+from daemon_support import MODEL, make_keys
+from daemon_support import run_cli as cli
 from support import WebhookReceiver
 
-from appliance.access import create_key
 from appliance.monitoring import AlertCandidate, MonitoringStore
-from appliance.storage import Catalog
 
 WAIT_SECONDS = 20.0
-
-
-def cli(
-    config: Path, *args: str, key: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the appliance command, with `key` in APPLIANCE_API_KEY when given."""
-    env = appliance_env()
-    if key is not None:
-        env["APPLIANCE_API_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", "--config", str(config), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def _keys(home: Path) -> dict[str, str]:
-    with Catalog(home) as catalog:
-        return {
-            role: create_key(catalog, f"{role}-key", role)[1]
-            for role in ("reader", "operator", "admin")
-        }
 
 
 def _open_alerts(home: Path) -> list[int]:
@@ -75,7 +47,7 @@ def _bodies_of(webhook: WebhookReceiver, alert_id: int) -> list[dict[str, Any]]:
 def test_operator_resolve_reaches_webhook(
     start_daemon: Any, home: Path, webhook: WebhookReceiver
 ) -> None:
-    tokens = _keys(home)
+    tokens = make_keys(home, ("reader", "operator", "admin"))
     first, second = _open_alerts(home)
     monitoring = {"webhook_url": webhook.url, "webhook_retries": 0}
     daemon = start_daemon(security={"require_keys": True}, monitoring=monitoring)

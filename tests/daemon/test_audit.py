@@ -13,8 +13,8 @@ from typing import Any
 
 import duckdb
 import httpx
-from daemon_support import MODEL, write_config
-from test_access import bearer, cli, make_keys
+from daemon_support import MODEL, bearer, make_keys, write_config
+from daemon_support import run_cli as cli
 
 REFUSAL_PERIOD_SECONDS = 0.5
 ZERO = "0" * 64

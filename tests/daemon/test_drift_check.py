@@ -7,48 +7,19 @@ normal x1 of the training data, so the check finds x1 drifted.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from daemon_support import MODEL, appliance_env, row
+from daemon_support import MODEL, make_keys, row
+from daemon_support import run_cli as cli
 from support import WebhookReceiver
-
-from appliance.access import create_key
-from appliance.storage import Catalog
 
 ROWS = 200
 WAIT_SECONDS = 30.0
 CHECK = ("drift", MODEL, "--check")
-
-
-def cli(
-    config: Path, *args: str, key: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the appliance command, with `key` in APPLIANCE_API_KEY when given."""
-    env = appliance_env()
-    if key is not None:
-        env["APPLIANCE_API_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", "--config", str(config), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def _keys(home: Path) -> dict[str, str]:
-    with Catalog(home) as catalog:
-        return {
-            role: create_key(catalog, f"{role}-key", role)[1]
-            for role in ("reader", "predictor", "operator", "admin")
-        }
 
 
 def _logged(client: httpx.Client) -> int:
@@ -68,7 +39,7 @@ def _wait_until_logged(client: httpx.Client, rows: int) -> bool:
 def test_drift_check_now_through_daemon_and_locally(
     start_daemon: Any, home: Path, webhook: WebhookReceiver
 ) -> None:
-    tokens = _keys(home)
+    tokens = make_keys(home)
     monitoring = {"min_samples": 20, "webhook_url": webhook.url, "webhook_retries": 0}
     daemon = start_daemon(security={"require_keys": True}, monitoring=monitoring)
     headers = {"Authorization": f"Bearer {tokens['admin']}"}

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from daemon_support import Daemon, run_cli, write_config
+from daemon_support import Daemon, bearer, make_keys, run_cli, write_config
 
 from appliance.access import create_key, list_entries, list_keys
 from appliance.access._keys import hash_token
@@ -34,25 +34,12 @@ CREATE TABLE api_keys (
 """
 
 
-def make_keys(home: Path) -> dict[str, str]:
-    """Create a reader and an admin key on the stopped daemon's catalog."""
-    with Catalog(home) as catalog:
-        return {
-            role: create_key(catalog, f"{role}-key", role)[1]
-            for role in ("reader", "admin")
-        }
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def _wait_until(at: datetime) -> None:
     time.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()) + 0.2)
 
 
 def test_expired_key_gets_401_with_time(start_daemon: Any, home: Path) -> None:
-    tokens = make_keys(home)
+    tokens = make_keys(home, ("reader", "admin"))
     daemon = start_daemon(security={"require_keys": True})
     admin = bearer(tokens["admin"])
     with httpx.Client(base_url=daemon.base, timeout=30, trust_env=False) as http:
