@@ -112,6 +112,7 @@ from appliance.storage import (
     compaction_requested,
     fallback_versions,
     get_version,
+    log_orphans,
     remove_orphan_folders,
 )
 
@@ -158,6 +159,7 @@ async def open_catalog(state: DaemonState) -> AsyncIterator[None]:
     state.duckdb_threads = thread_ids() - before
     limit_duckdb(state.catalog.db, state.config.server.catalog_memory_mb)
     await asyncio.to_thread(remove_orphan_folders, state.catalog)
+    await asyncio.to_thread(log_orphans, home)
     try:
         yield
     finally:

@@ -37,8 +37,10 @@ class DiskPart:
 def disk_use(home: Path) -> list[DiskPart]:
     """Return the size of each part of `home`, and ``other`` for the rest.
 
-    The lake and the ingest buffer are listed per dataset, and a dataset's
-    quarantined buffer segments apart from the rest of its buffer folder.
+    The lake, the ingest buffer and the orphans folder (lake folders that no
+    catalog row reads, see ``appliance orphans list``) are listed per dataset,
+    and a dataset's quarantined buffer segments apart from the rest of its
+    buffer folder.
     """
     parts: list[DiskPart] = []
     named: set[Path] = set()
@@ -46,9 +48,9 @@ def disk_use(home: Path) -> list[DiskPart]:
         paths = [home / name for name in names]
         named.update(paths)
         parts.append(_sum_files(part, paths[0], paths))
-    for folder in ("lake", "models", "blobs"):
+    for folder in ("lake", "models", "blobs", "orphans"):
         named.add(home / folder)
-        parts += _per_child(folder, home / folder, folder == "lake")
+        parts += _per_child(folder, home / folder, folder in ("lake", "orphans"))
     named.add(home / "predictions")
     for name in PREDICTION_FOLDERS:
         parts.append(_folder_part(f"predictions/{name}", home / "predictions" / name))

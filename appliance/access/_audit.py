@@ -63,6 +63,7 @@ ACTIONS = (
     "model.register",
     "model.rollback",
     "model.sign",
+    "orphans.remove",
     "predictions.expire",
     "request.refused",
     "retrain.start",

@@ -29,6 +29,7 @@ from appliance.cli import (
     _explain,
     _models,
     _monitoring,
+    _orphans,
     _predictions,
     _retrain,
     _runs,
@@ -49,6 +50,7 @@ COMMAND_MODULES = (
     _retrain,
     _daemon,
     _disk,
+    _orphans,
     _access,
     _tui,
 )

@@ -32,6 +32,7 @@ from appliance.erasure._subject import Subject, check_subject_keys
 from appliance.errors import ColumnKeyError, StorageError
 from appliance.predictions import PredictionLog
 from appliance.predictions._erase import (
+    ParquetErasure,
     count_journal,
     count_labels,
     count_parquet,
@@ -87,7 +88,10 @@ def erase(
             its declared ``subject_keys``, or a value does not read as the
             column's type.
         StorageError: A place could not be rewritten; the places before it
-            are erased, and running the erasure again finishes the rest.
+            are erased, and running the erasure again finishes the rest. Also
+            raised when a rolled prediction log file could not be read, after
+            every other place is erased, and then no receipt is stored. A dry
+            run lists such a file in `Receipt.unreadable` and its notes.
     """
     receipt = Receipt(
         erasure_id=uuid.uuid4().hex[:16],
@@ -102,7 +106,7 @@ def erase(
         places = _Places(log, buffer, after_commit)
         for form in _stored_forms(config, subject):
             _run(catalog, config, form, places, receipt)
-        if not dry_run:
+        if not dry_run and not receipt.unreadable:
             _finish(catalog, receipt, places.log)
     except (duckdb.Error, OSError) as exc:
         # DuckDB's messages can quote the SQL, which contains the key values.
@@ -114,6 +118,8 @@ def erase(
             f"failed: {error}; the places erased before the "
             "failure stay erased, and running the erasure again finishes the rest"
         ) from None
+    if receipt.unreadable:
+        _report_unreadable(catalog, receipt, subject)
     if not dry_run:
         _audit(catalog, receipt, "ok")
     logger.info(
@@ -173,7 +179,7 @@ def _run(
     receipt.notes += [note for note in notes if note not in receipt.notes]
     if receipt.dry_run:
         cipher = column_cipher(config) if config.sensitive_columns else None
-        counts = _counts(catalog, plan, subject, cipher)
+        counts = _counts(catalog, plan, subject, cipher, receipt)
     else:
         counts = _remove(catalog, config, plan, subject, places, receipt)
     receipt.removed = _added(receipt.removed, counts)
@@ -192,6 +198,37 @@ def _audit(
     if error is not None:
         details["error"] = error
     record(catalog, "dataset.erase", receipt.dataset, details, outcome)
+
+
+def _report_unreadable(catalog: Catalog, receipt: Receipt, subject: Subject) -> None:
+    """Note the prediction log files a dry run could not read, or fail an
+    erasure that removed every row but theirs.
+
+    Raises:
+        StorageError: Not a dry run. The error names each file and what to do.
+    """
+    files = "; ".join(
+        f"{path} ({subject.redact(error)})"
+        for path, error in receipt.unreadable.items()
+    )
+    if receipt.dry_run:
+        receipt.notes.append(
+            f"prediction log files not read: {files}. Their rows are not counted, "
+            "and an erasure fails on them until they are restored from a backup"
+        )
+        return
+    _audit(catalog, receipt, "failed", f"prediction log files not read: {files}")
+    # The rows deleted keep their bytes in the catalog file until a compaction.
+    request_compaction(catalog.home)
+    raise StorageError(
+        f"erasure {receipt.erasure_id} from dataset {receipt.dataset!r} is "
+        f"incomplete: it removed {receipt.total} rows, but could not read the "
+        f"prediction log files {files}. Any rows of the subject in them are "
+        "still there, and no receipt was stored. Restore each file from a backup "
+        "or repair it, then run the same erasure again to finish. A file that "
+        "cannot be restored can only be deleted, with every prediction in it; "
+        "queries and checks skip it meanwhile"
+    )
 
 
 def _finish(catalog: Catalog, receipt: Receipt, log: PredictionLog | None) -> None:
@@ -219,18 +256,21 @@ def _counts(
     plan: LakeErasure,
     subject: Subject,
     cipher: ColumnCipher | None,
+    receipt: Receipt,
 ) -> dict:
     condition = subject.json_sql("input")
     home = catalog.home
+    parquet = count_parquet(catalog.db, home, condition)
+    receipt.unreadable.update({str(p): e for p, e in parquet.unreadable.items()})
     return {
         "dataset_versions": plan.counts,
         "quarantine": _quarantine(catalog, subject, False, cipher),
         "buffer": count_buffer(home / "buffer", subject),
         "predictions_table": count_table(catalog.db, condition),
-        "predictions_parquet": count_parquet(catalog.db, home, condition),
+        "predictions_parquet": parquet.rows,
         "predictions_journal": count_journal(home, subject.matches_json),
         "predictions_spill": count_spill(home, subject.matches_json),
-        "labels": count_labels(catalog.db, home, condition),
+        "labels": count_labels(catalog.db, condition) + parquet.labels,
     }
 
 
@@ -252,18 +292,23 @@ def _remove(
     # erased and counted again.
     removed["predictions_journal"] = count_journal(home, subject.matches_json)
     removed["predictions_spill"] = count_spill(home, subject.matches_json)
-    table, parquet, labels = _remove_predictions(catalog, config, subject, places.log)
+    table, labels, parquet = _remove_predictions(catalog, config, subject, places.log)
+    receipt.unreadable.update({str(p): e for p, e in parquet.unreadable.items()})
     removed["predictions_table"] = table
-    removed["predictions_parquet"] = parquet
-    removed["labels"] = labels
+    removed["predictions_parquet"] = parquet.rows
+    removed["labels"] = labels + parquet.labels
     return removed
 
 
 def _remove_predictions(
     catalog: Catalog, config: Config, subject: Subject, log: PredictionLog | None
-) -> tuple[int, int, int]:
-    """Return the rows removed from the predictions table and its Parquet files,
-    and the labels of those rows deleted."""
+) -> tuple[int, int, ParquetErasure]:
+    """Remove the subject's rows from the predictions table and its Parquet files.
+
+    Returns:
+        The rows and labels removed from the table, and what was removed
+        from the Parquet files, with the files that could not be read.
+    """
     own = log is None
     if log is None:
         log = PredictionLog(catalog, config.predictions)
@@ -271,12 +316,12 @@ def _remove_predictions(
     condition = subject.json_sql("input")
     try:
         with log.flushed() as db:
-            parquet, parquet_labels = rewrite_parquet(db, catalog.home, condition)
+            parquet = rewrite_parquet(db, catalog.home, condition)
             table, table_labels = delete_from_table(db, condition)
     finally:
         if own:
             log.stop()
-    return table, parquet, parquet_labels + table_labels
+    return table, table_labels, parquet
 
 
 def _quarantine(

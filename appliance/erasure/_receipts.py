@@ -56,6 +56,10 @@ class Receipt:
     They are not changed; retrain them to drop the rows' influence."""
     notes: list[str] = field(default_factory=list)
     dry_run: bool = False
+    unreadable: dict[str, str] = field(default_factory=dict)
+    """Rolled prediction log files that could not be read, with the error of
+    each. Their rows were neither counted nor removed, so an erasure with
+    such a file fails and stores no receipt."""
 
     @property
     def total(self) -> int:

@@ -27,6 +27,7 @@ from appliance.monitoring._batch import DriftReport, DriftThresholds, batch_drif
 from appliance.monitoring._health import notify
 from appliance.monitoring._jobs import schedule_per_model
 from appliance.monitoring._store import MonitoringStore
+from appliance.predictions import newest_inputs
 from appliance.signing import trusted_keys, verify_version
 from appliance.storage import SCHEMA_FILE, Catalog, latest_models, parse_schema
 
@@ -213,13 +214,12 @@ def _reference(
             "reference rows; train the model again on a dataset version that "
             "'appliance datasets list' shows"
         )
-    # NOTE: a version trained by the retraining job on a time window (its
-    # schema's "window") is still compared with the rows of the model's 'where'.
     path = str(row[0]).replace("'", "''")
     derived = "".join(f", ({expr}) AS {_ident(n)}" for n, expr in cfg.derive.items())
     source = f"SELECT *{derived} FROM read_parquet('{path}')"
-    if cfg.where:
-        source = f"SELECT * FROM ({source}) WHERE ({cfg.where})"
+    condition = _trained_rows(cfg, schema)
+    if condition:
+        source = f"SELECT * FROM ({source}) WHERE ({condition})"
     select = [f"CAST({_ident(n)} AS DOUBLE) AS {_ident(n)}" for n in numeric]
     select += [f"CAST({_ident(n)} AS VARCHAR) AS {_ident(n)}" for n in categorical]
     frame = catalog.db.execute(
@@ -229,17 +229,33 @@ def _reference(
     return {name: frame[name].to_numpy() for name in numeric + categorical}
 
 
+def _trained_rows(cfg: ModelConfig, schema: dict[str, Any]) -> str | None:
+    """Return the SQL condition of the dataset rows that the version read.
+
+    A version that the retraining job trained on a time window (its schema's
+    ``window``) read the rows with event times in that window, as
+    `load_frame` does, in place of the model's ``where``. The condition keeps
+    the holdout rows and every row before a ``window_rows`` cut, because the
+    training frame read those too.
+    """
+    window = schema.get("window")
+    if not window or not cfg.event_timestamp:
+        return cfg.where or None
+    time = f"CAST({_ident(cfg.event_timestamp)} AS TIMESTAMPTZ)"
+    condition = f"{time} <= {_time_literal(window['end'])}"
+    if window.get("start"):
+        condition += f" AND {time} >= {_time_literal(window['start'])}"
+    return condition
+
+
+def _time_literal(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'::TIMESTAMPTZ"
+
+
 def _current(catalog: Catalog, model: str, limit: int) -> list[dict[str, Any]]:
-    tables = {t for (t,) in catalog.db.execute("SHOW TABLES").fetchall()}
-    if "predictions" not in tables:
-        return []
-    rows = catalog.db.execute(
-        "SELECT input FROM predictions WHERE model = ? ORDER BY log_id DESC LIMIT ?",
-        [model, limit],
-    ).fetchall()
-    # NOTE: rows already rolled over to Parquet are not read, so a window
-    # larger than the table's roll-over size sees only the table's rows.
-    return [json.loads(text) for (text,) in rows]
+    """Return the newest `limit` logged input rows of `model`, from the
+    predictions table and the rolled Parquet files the window reaches."""
+    return [json.loads(text) for text in newest_inputs(catalog, model, limit)]
 
 
 def _columns(

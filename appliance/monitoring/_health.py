@@ -331,8 +331,10 @@ def resolve_alerts(
     """Resolve the open alerts of `model` of the given kinds, because `reason`.
 
     The resolution stored with each alert is ``resolved automatically:``
-    followed by `reason`. Each resolved alert is sent to the webhook, with the
-    retries of a newly opened one, as `Alert.resolved_payload` by ``daemon``.
+    followed by `reason`. Each resolved alert is sent to the webhook as
+    `Alert.resolved_payload` by ``daemon``, with the retries and timeout of a
+    newly opened one, in a thread of its own (`notify_in_background`). A
+    receiver that does not respond then delays no daemon start or check.
 
     Returns:
         The alerts resolved by this call.
@@ -351,7 +353,7 @@ def resolve_alerts(
             alert.subject,
             reason,
         )
-        notify(config, alert.resolved_payload(DAEMON))
+        notify_in_background(config, alert.resolved_payload(DAEMON))
     return resolved
 
 
@@ -400,3 +402,24 @@ def notify(config: MonitoringConfig, payload: dict[str, Any]) -> bool:
         config.webhook_backoff_seconds,
         config.webhook_timeout_seconds,
     )
+
+
+def notify_in_background(
+    config: MonitoringConfig, payload: dict[str, Any]
+) -> threading.Thread | None:
+    """Start `notify` for `payload` in a daemon thread and return the thread.
+
+    The caller does not wait for the attempts, backoff and timeouts of the
+    delivery. A process that exits before the thread ends drops the delivery,
+    so a command-line process calls `notify` instead.
+
+    Returns:
+        The thread, or None when no webhook is set.
+    """
+    if not config.webhook_url:
+        return None
+    thread = threading.Thread(
+        target=notify, args=(config, payload), name="webhook", daemon=True
+    )
+    thread.start()
+    return thread

@@ -7,6 +7,10 @@ sent. `PredictionLog.flushed` first moves every row out of the journal and
 the spill files into the table, so an erasure in the daemon changes only the
 table and the Parquet files. The journal and spill counts are of the rows
 still on disk, which a dry run reports.
+
+A rolled Parquet file that DuckDB cannot read is left as it is and named in
+`ParquetErasure.unreadable`, and the other files are still counted or
+rewritten. The caller decides what an incomplete erasure means.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,21 @@ logger = logging.getLogger(__name__)
 
 RowTest = Callable[[Any], bool]
 """Tells whether one input row, as sent, belongs to the subject."""
+
+_READ_ERRORS = (duckdb.InvalidInputException, duckdb.IOException)
+"""Errors of a damaged, truncated or inaccessible Parquet file, such as
+``No magic bytes found at end of file``."""
+
+
+@dataclass
+class ParquetErasure:
+    """Rows and labels matched, or removed, in the rolled Parquet files."""
+
+    rows: int = 0
+    labels: int = 0
+    unreadable: dict[Path, str] = field(default_factory=dict)
+    """Files that could not be read, with the first line of DuckDB's error.
+    Their rows are neither counted nor removed."""
 
 
 def count_table(db: duckdb.DuckDBPyConnection, condition: str) -> int:
@@ -61,21 +81,19 @@ def delete_from_table(db: duckdb.DuckDBPyConnection, condition: str) -> tuple[in
     return int(deleted), labels
 
 
-def count_labels(db: duckdb.DuckDBPyConnection, home: Path, condition: str) -> int:
-    """Return the labels of the matching rows of the table and its Parquet files."""
-    if not _has_table(db, "labels"):
+def count_labels(db: duckdb.DuckDBPyConnection, condition: str) -> int:
+    """Return the labels of the matching rows of the predictions table."""
+    if not _has_table(db, "labels") or not _has_table(db, "predictions"):
         return 0
-    sources = [f"read_parquet({_quote(str(p))})" for p in _parquet_files(home)]
-    if _has_table(db, "predictions"):
-        sources.append("predictions")
-    return sum(
-        int(
-            db.execute(
-                f"SELECT count(*) FROM labels WHERE {_labelled(source, condition)}"
-            ).fetchall()[0][0]
-        )
-        for source in sources
-    )
+    sql = f"SELECT count(*) FROM labels WHERE {_labelled('predictions', condition)}"
+    return int(db.execute(sql).fetchall()[0][0])
+
+
+def _count_source_labels(
+    db: duckdb.DuckDBPyConnection, source: str, condition: str
+) -> int:
+    sql = f"SELECT count(*) FROM labels WHERE {_labelled(source, condition)}"
+    return int(db.execute(sql).fetchall()[0][0])
 
 
 def _delete_labels(db: duckdb.DuckDBPyConnection, source: str, condition: str) -> int:
@@ -93,41 +111,84 @@ def _labelled(source: str, condition: str) -> str:
     )
 
 
-def count_parquet(db: duckdb.DuckDBPyConnection, home: Path, condition: str) -> int:
-    """Return the matching rows of the rolled-over Parquet files."""
-    return sum(_count_file(db, path, condition) for path in _parquet_files(home))
+def count_parquet(
+    db: duckdb.DuckDBPyConnection, home: Path, condition: str
+) -> ParquetErasure:
+    """Count the matching rows of the rolled-over Parquet files and their labels."""
+    counted = ParquetErasure()
+    has_labels = _has_table(db, "labels")
+    for path in _parquet_files(home):
+        source = f"read_parquet({_quote(str(path))})"
+        try:
+            rows = _count_file(db, path, condition)
+            labels = _count_source_labels(db, source, condition) if has_labels else 0
+        except _READ_ERRORS as exc:
+            counted.unreadable[path] = _unreadable(path, exc)
+            continue
+        counted.rows += rows
+        counted.labels += labels
+    return counted
 
 
 def rewrite_parquet(
     db: duckdb.DuckDBPyConnection, home: Path, condition: str
-) -> tuple[int, int]:
+) -> ParquetErasure:
     """Rewrite each rolled-over file that contains a matching row without it.
 
     Each file is written beside the old one and renamed over it, so a crash
     leaves the old or the new file. The labels of the removed rows are
-    deleted first.
-
-    Returns:
-        The rows removed and the labels deleted.
+    deleted first. A file that cannot be read is kept unchanged and named in
+    the result, and the other files are still rewritten.
     """
-    removed = labels = 0
+    removed = ParquetErasure()
     for path in _parquet_files(home):
-        matched = _count_file(db, path, condition)
-        if not matched:
+        try:
+            matched, labels = _rewrite_file(db, path, condition)
+        except _READ_ERRORS as exc:
+            removed.unreadable[path] = _unreadable(path, exc)
             continue
-        source = f"read_parquet({_quote(str(path))})"
-        labels += _delete_labels(db, source, condition)
-        partial = path.with_name(path.name + ".tmp")
+        removed.rows += matched
+        removed.labels += labels
+    return removed
+
+
+def _rewrite_file(
+    db: duckdb.DuckDBPyConnection, path: Path, condition: str
+) -> tuple[int, int]:
+    """Rewrite one file without its matching rows; return the rows and labels
+    removed."""
+    matched = _count_file(db, path, condition)
+    if not matched:
+        return 0, 0
+    source = f"read_parquet({_quote(str(path))})"
+    labels = _delete_labels(db, source, condition)
+    partial = path.with_name(path.name + ".tmp")
+    try:
         db.execute(
             f"COPY (SELECT * FROM {source} WHERE ({condition}) IS NOT TRUE) "
             f"TO {_quote(str(partial))} (FORMAT parquet, COMPRESSION zstd)"
         ).fetchall()
-        fsync_path(partial)
-        os.replace(partial, path)
-        fsync_path(path.parent)
-        removed += matched
-        logger.info("prediction file redacted file=%s rows=%d", path, matched)
-    return removed, labels
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    fsync_path(partial)
+    os.replace(partial, path)
+    fsync_path(path.parent)
+    logger.info("prediction file redacted file=%s rows=%d", path, matched)
+    return matched, labels
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Log a Parquet file the erasure cannot read; return its error's first line.
+
+    Only the first line is kept, because DuckDB's later lines quote the SQL,
+    which contains the subject's key values.
+    """
+    error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    logger.error(
+        "prediction log file unreadable, not erased file=%s error=%s", path, error
+    )
+    return error
 
 
 def count_journal(home: Path, test: RowTest) -> int:

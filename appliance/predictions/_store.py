@@ -257,6 +257,52 @@ def query(
     return rows
 
 
+def newest_inputs(catalog: Catalog, model: str, limit: int) -> list[str]:
+    """Return the input rows, as JSON text, of the newest `limit` logged
+    predictions of `model`, newest first.
+
+    The rows come from the predictions table and, when it has fewer than
+    `limit` rows of the model, from the rolled Parquet files. Those are read
+    newest first until they add the missing rows, so no older file than the
+    window needs is read. A file's name contains the time of its roll-over
+    (``part-TIME_NS.parquet``), and a later roll-over moves higher log ids, so
+    name order is log id order. A file whose footer cannot be read is left
+    out with a warning, as in `query`.
+    """
+    db = catalog.db
+    tables = {t for (t,) in db.execute("SHOW TABLES").fetchall()}
+    sources: list[str] = []
+    found = 0
+    if "predictions" in tables:
+        sources.append("predictions")
+        found = _model_rows(db, "predictions", model)
+    folder = parquet_dir(catalog.home)
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    for path in reversed(readable_parquet(files)):
+        if found >= limit:
+            break
+        source = f"read_parquet({_quote(str(path))})"
+        rows = _model_rows(db, source, model)
+        if rows:
+            sources.append(source)
+            found += rows
+    if not sources:
+        return []
+    union = " UNION ALL ".join(
+        f"SELECT log_id, input FROM {source} WHERE model = $model" for source in sources
+    )
+    rows = db.execute(
+        f"SELECT input FROM ({union}) ORDER BY log_id DESC LIMIT $limit",
+        {"model": model, "limit": limit},
+    ).fetchall()
+    return [text for (text,) in rows]
+
+
+def _model_rows(db: duckdb.DuckDBPyConnection, source: str, model: str) -> int:
+    sql = f"SELECT count(*) FROM {source} WHERE model = ?"
+    return int(db.execute(sql, [model]).fetchall()[0][0])
+
+
 def labelled(
     catalog: Catalog, model: str, version: int, since: datetime, limit: int
 ) -> list[tuple[str, str, str]]:

@@ -67,8 +67,10 @@ ADMIN_PREFIXES = (
     "/v1/admin/audit",
     "/v1/admin/erase",
     "/v1/admin/erasures",
+    "/v1/admin/orphans",
 )
-"""Paths of the admin role: keys, the audit log, erasures and their receipts."""
+"""Paths of the admin role: keys, the audit log, erasures and their receipts,
+and the removal of orphan folders."""
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _ANONYMOUS = Actor(ANONYMOUS)
 _DAEMON = Actor(DAEMON)

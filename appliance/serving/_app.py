@@ -24,6 +24,7 @@ from appliance.serving import (
     _routes_health,
     _routes_ingest,
     _routes_monitoring,
+    _routes_orphans,
     _routes_predict,
     _routes_registry,
     _routes_rejected,
@@ -47,6 +48,7 @@ ROUTE_MODULES = (
     _routes_retrain,
     _routes_access,
     _routes_erase,
+    _routes_orphans,
 )
 
 

@@ -95,8 +95,8 @@ def resolve_served_alerts(state: DaemonState, name: str, version: int) -> None:
     """Resolve the alerts that champion `version` of `name`, now served, ends.
 
     Those are the model's ``load`` alerts and the ``signature`` alerts of that
-    version. Blocks while the monitoring store is written and each resolved
-    alert is sent to the webhook, so call it off the event loop. A failed
+    version. Blocks while the monitoring store is written, so call it off the
+    event loop. The webhook deliveries run in threads of their own. A failed
     write is logged, and the alerts stay open.
     """
     from appliance.monitoring import resolve_alerts

@@ -62,12 +62,17 @@ async def erase_subject(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = _decode(EraseRequest, await request.body(), "/v1/admin/erase")
     subject = subject_from_keys(body.dataset, body.keys)
     async with state.admin_lock:
-        receipt = await run_with_catalog(state, _erase, state, subject, body.dry_run)
-    if not body.dry_run:
-        # The caches of derived values are keyed by request values, which
-        # may be the subject's.
-        state.features.clear_derived()
-        clear_feature_caches()
+        try:
+            receipt = await run_with_catalog(
+                state, _erase, state, subject, body.dry_run
+            )
+        finally:
+            if not body.dry_run:
+                # The caches of derived values are keyed by request values,
+                # which may be the subject's. A failed erasure may have
+                # erased some places too.
+                state.features.clear_derived()
+                clear_feature_caches()
     return _json({"receipt": receipt.to_dict()})
 
 

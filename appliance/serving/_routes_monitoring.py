@@ -21,7 +21,7 @@ from appliance.monitoring import (
     ModelInfo,
     MonitoringStore,
     drift_summary,
-    notify,
+    notify_in_background,
     output_values,
     resolve_alert,
     run_drift_check,
@@ -352,14 +352,9 @@ def _resolve(state: DaemonState, alert_id: int) -> dict[str, Any]:
         return alert.to_dict()
     details = {"model": alert.model, "kind": alert.kind}
     record_in_daemon(state, "alert.resolve", str(alert_id), details)
-    # The webhook's retries and backoff can take many seconds, so they run in
-    # a thread of their own and the response does not wait for them.
-    threading.Thread(
-        target=notify,
-        args=(state.config.monitoring, alert.resolved_payload(resolved_by)),
-        name="webhook",
-        daemon=True,
-    ).start()
+    # The webhook's retries and backoff can take many seconds, so the
+    # response does not wait for them.
+    notify_in_background(state.config.monitoring, alert.resolved_payload(resolved_by))
     return alert.to_dict()
 
 

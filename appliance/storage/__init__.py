@@ -66,6 +66,13 @@ from appliance.storage._models import (
     verify_artifact,
 )
 from appliance.storage._open_errors import open_failure, permission_failure
+from appliance.storage._orphan_folders import (
+    OrphanFolder,
+    list_orphans,
+    log_orphans,
+    orphans_dir,
+    remove_orphans,
+)
 from appliance.storage._orphans import remove_orphan_folders
 from appliance.storage._quarantine import (
     RAW_LINE_FIELDS,
@@ -185,6 +192,11 @@ __all__ = [
     "open_failure",
     "permission_failure",
     "remove_orphan_folders",
+    "remove_orphans",
+    "OrphanFolder",
+    "list_orphans",
+    "log_orphans",
+    "orphans_dir",
     "resolve_version",
     "rollback_alias",
     "rollback_target",

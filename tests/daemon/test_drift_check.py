@@ -133,3 +133,28 @@ def test_drift_check_skips_without_predictions(start_daemon: Any, home: Path) ->
     assert f"declared models: {MODEL}" in unknown.stderr
     assert no_name.returncode == 2
     assert "give a model name, or --check to check every model" in no_name.stderr
+
+
+def test_drift_check_reads_rolled_files(start_daemon: Any, home: Path) -> None:
+    # The table keeps at most 40 rows, so most of the 200 rows are rolled to
+    # Parquet files before the check, whose window is 150 rows.
+    daemon = start_daemon(
+        predictions={"roll_rows": 40}, monitoring={"drift_window_rows": 150}
+    )
+    with httpx.Client(base_url=daemon.base, timeout=30) as client:
+        for start in range(0, ROWS, 50):
+            rows = [row(i) for i in range(start, start + 50)]
+            predicted = client.post(f"/v1/models/{MODEL}/predict", json={"rows": rows})
+            assert predicted.status_code == 200, predicted.text
+        logged = _wait_until_logged(client, ROWS)
+        through_daemon = cli(daemon.config, *CHECK, "--json")
+    assert daemon.stop() == 0
+    local = cli(daemon.config, *CHECK, "--json")
+    rolled = list((home / "predictions" / "parquet").glob("*.parquet"))
+
+    assert logged
+    assert rolled
+    assert through_daemon.returncode == 0, through_daemon.stderr
+    assert json.loads(through_daemon.stdout)["rows"] == 150
+    assert local.returncode == 0, local.stderr
+    assert json.loads(local.stdout)["rows"] == 150

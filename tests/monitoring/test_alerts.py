@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +30,7 @@ from appliance.monitoring import (
     drift_event_alerts,
     performance_alert,
     request_alerts,
+    resolve_alerts,
     send_webhook,
 )
 from appliance.monitoring._webhook import redact_url
@@ -306,6 +309,49 @@ def test_webhook_unreachable_does_not_raise() -> None:
 
     assert delivered is False
     assert waits == [0.01]
+
+
+@pytest.fixture()
+def silent_receiver() -> Iterator[str]:
+    """Yield the URL of a socket on 127.0.0.1 that accepts connections and
+    never responds. The kernel completes each connection, and nothing reads
+    the request or sends a response."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=8)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/alerts"
+    finally:
+        listener.close()
+
+
+def test_resolution_webhook_does_not_block(
+    tmp_path: Path, silent_receiver: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = MonitoringConfig(
+        webhook_url=silent_receiver, webhook_retries=0, webhook_timeout_seconds=1.5
+    )
+    with MonitoringStore(tmp_path) as store:
+        store.record_alert(
+            AlertCandidate("flights_late", "load", "version 2", "critical", "x")
+        )
+    caplog.set_level(logging.WARNING, logger="appliance.monitoring._webhook")
+
+    started = time.monotonic()
+    resolved = resolve_alerts(
+        tmp_path, "flights_late", ("load",), "champion is served", config
+    )
+    returned = time.monotonic() - started
+    senders = [t for t in threading.enumerate() if t.name == "webhook"]
+    for thread in senders:
+        thread.join(timeout=10)
+    delivered = time.monotonic() - started
+
+    assert [a.kind for a in resolved] == ["load"]
+    assert returned < 1.0
+    assert len(senders) == 1
+    assert not senders[0].is_alive()
+    assert delivered >= 1.5
+    assert "webhook failed" in caplog.text
+    assert "timed out" in caplog.text
 
 
 def test_stream_drift_alert_names_row() -> None:

@@ -9,7 +9,9 @@ import duckdb
 import pytest
 
 from appliance.memory import limit_duckdb
+from appliance.predictions import newest_inputs
 from appliance.predictions._store import create_table, parquet_dir, roll_over
+from appliance.storage import Catalog
 
 LIMIT_MB = 64
 ROWS = 150_000
@@ -91,3 +93,42 @@ def test_roll_over_keeps_insertion_order_setting(tmp_path: Path) -> None:
     ).fetchall()[0]
     assert preserved is True
     db.close()
+
+
+def log_rows(db: duckdb.DuckDBPyConnection, model: str, first: int, count: int) -> None:
+    """Insert `count` rows of `model` whose input is ``{"i": N}`` from `first` on."""
+    db.execute(
+        "INSERT INTO predictions (request_id, row_index, model, version, "
+        "predicted_at, input, output, latency_ms) "
+        "SELECT md5(i::VARCHAR), 0, ?, 1, TIMESTAMPTZ '2026-01-01 00:00:00+00', "
+        "'{\"i\": ' || i || '}', '{}', 1.0 FROM range(?, ?) AS t(i)",
+        [model, first, first + count],
+    ).fetchall()
+
+
+def test_newest_inputs_reads_rolled_files(tmp_path: Path) -> None:
+    with Catalog(tmp_path) as catalog:
+        db = catalog.db
+        create_table(db)
+        log_rows(db, "demo", 0, 30)
+        log_rows(db, "other", 100, 10)
+        first = roll_over(db, tmp_path, keep_rows=20)
+        log_rows(db, "demo", 30, 30)
+        second = roll_over(db, tmp_path, keep_rows=20)
+        log_rows(db, "demo", 60, 5)
+        table = db.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
+        files = sorted(parquet_dir(tmp_path).glob("*.parquet"))
+
+        window = newest_inputs(catalog, "demo", 50)
+        everything = newest_inputs(catalog, "demo", 1000)
+        recent = newest_inputs(catalog, "demo", 3)
+        other = newest_inputs(catalog, "other", 1000)
+
+    assert first > 0
+    assert second > 0
+    assert len(files) == 2
+    assert table < 50
+    assert window == [f'{{"i": {i}}}' for i in range(64, 14, -1)]
+    assert everything == [f'{{"i": {i}}}' for i in range(64, -1, -1)]
+    assert recent == ['{"i": 64}', '{"i": 63}', '{"i": 62}']
+    assert sorted(other) == sorted(f'{{"i": {i}}}' for i in range(100, 110))

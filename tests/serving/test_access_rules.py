@@ -44,6 +44,7 @@ from appliance.serving._access import (
         ("GET", "/v1/admin/audit/verify", "admin"),
         ("POST", "/v1/admin/erase", "admin"),
         ("GET", "/v1/admin/erasures", "admin"),
+        ("POST", "/v1/admin/orphans/remove", "admin"),
         ("POST", "/health/live", None),
     ],
 )

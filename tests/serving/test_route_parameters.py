@@ -33,6 +33,7 @@ PARAMETERS = {
     ("POST", "/v1/admin/erase"): [],
     ("GET", "/v1/admin/erasures"): [("dataset", "query")],
     ("POST", "/v1/admin/ingest"): [],
+    ("POST", "/v1/admin/orphans/remove"): [],
     ("GET", "/v1/admin/keys"): [],
     ("POST", "/v1/admin/keys"): [],
     ("POST", "/v1/admin/keys/{name}/revoke"): [("name", "path")],
