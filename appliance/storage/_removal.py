@@ -383,8 +383,8 @@ def _notes(home: Path, config: Config, dataset: str) -> list[str]:
     orphans = home / "orphans" / dataset
     if orphans.is_dir():
         notes.append(
-            f"{orphans} holds version folders without catalog rows that an "
-            "earlier start moved aside; the removal leaves them, so delete "
-            "that folder too if its rows are not needed"
+            f"{orphans} contains version folders without catalog rows that an "
+            "earlier start moved aside, which the removal leaves; run "
+            f"'appliance orphans remove {dataset}' if their rows are not needed"
         )
     return notes

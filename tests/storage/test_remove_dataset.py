@@ -149,6 +149,8 @@ def test_remove_deletes_every_part(tmp_path: Path) -> None:
     quarantined = home / "buffer" / "flights" / "quarantined"
     quarantined.mkdir(parents=True)
     (quarantined / "segment-1.jsonl").write_text('{"distance": "bad"}\n')
+    moved_aside = home / "orphans" / "flights" / "version=0123456789abcdef"
+    moved_aside.mkdir(parents=True)
     before = catalog_rows(home, "flights")
     planes_before = catalog_rows(home, "planes")
 
@@ -172,6 +174,8 @@ def test_remove_deletes_every_part(tmp_path: Path) -> None:
     assert (target, outcome) == ("flights", "ok")
     assert details["removal_id"] == removal["removal_id"]
     assert details["ignored_dependents"] == ["model late", "model version late v1"]
+    assert moved_aside.is_dir()
+    assert any("'appliance orphans remove flights'" in n for n in removal["notes"])
 
 
 def test_remove_rejects_unflushed_rows(tmp_path: Path) -> None:
