@@ -19,6 +19,8 @@ caller can catch one family and show its message. The tree::
     ├── RegistryError        an alias change the registry rejects
     ├── ApiKeyError          an API key change the key store rejects
     ├── JobRunningError      a job of the same kind and model is running
+    ├── InUseError           a dataset to remove is still used, or its buffer
+    │                        holds rows that no version stores
     ├── RequestError         a prediction request does not fit the model
     │   └── LimitError       a request above the configured rows or bytes
     ├── DaemonRunningError   another daemon already holds the home
@@ -149,6 +151,10 @@ class JobRunningError(ApplianceError):
     def __init__(self, message: str, **detail: Any) -> None:
         super().__init__(message)
         self.detail = detail
+
+
+class InUseError(ApplianceError):
+    """A removal that would break what depends on the thing, or lose rows."""
 
 
 class RequestError(ApplianceError):

@@ -56,6 +56,7 @@ ACTIONS = (
     "config.reload",
     "dataset.erase",
     "dataset.ingest",
+    "dataset.remove",
     "drift.check",
     "key.create",
     "key.revoke",

@@ -1,6 +1,7 @@
 """Dataset commands: ``ingest`` and ``datasets list|show|diff|rows|quarantine``.
 
-``datasets rejected`` is added from `appliance.cli._rejected`.
+``datasets rejected`` is added from `appliance.cli._rejected`, and ``datasets
+remove`` from `appliance.cli._remove`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from appliance.cli._output import (
     row_count,
 )
 from appliance.cli._rejected import register_rejected
+from appliance.cli._remove import register_remove
 from appliance.config import Config
 
 
@@ -88,6 +90,7 @@ def register(commands: Any) -> None:
     add_decrypt_flag(quarantine)
     add_json_flag(quarantine)
     register_rejected(datasets)
+    register_remove(datasets)
 
 
 def _ingest(config: Config, args: argparse.Namespace) -> int:

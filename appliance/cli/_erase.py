@@ -83,15 +83,16 @@ def _run(config: Config, subject: Any, dry_run: bool) -> dict[str, Any]:
             remove_orphan_folders(catalog)
         receipt = erase(catalog, config, subject, dry_run).to_dict()
     if not dry_run:
-        _compact(config, receipt)
+        compact_or_request(config, receipt)
     return receipt
 
 
-def _compact(config: Config, receipt: dict[str, Any]) -> None:
+def compact_or_request(config: Config, result: dict[str, Any]) -> None:
     """Compact the catalog, whose deleted rows keep their bytes until then.
 
     When that fails, such as because a daemon started meanwhile, the daemon's
-    next start compacts it.
+    next start compacts it, and the ``notes`` of `result`, an erasure receipt
+    or a dataset removal, say so.
     """
     from appliance.errors import StorageError
     from appliance.storage import compact_catalog, request_compaction
@@ -100,7 +101,7 @@ def _compact(config: Config, receipt: dict[str, Any]) -> None:
         compact_catalog(config.storage.home)
     except StorageError as exc:
         request_compaction(config.storage.home)
-        receipt["notes"].append(
+        result["notes"].append(
             f"the catalog was not compacted ({exc}); the daemon's next start "
             "compacts it"
         )

@@ -239,6 +239,14 @@ class FeatureServer:
             self._indexes, self._schemas = indexes, schemas
             self.loaded_at = time.time()
 
+    def unload(self) -> None:
+        """Stop serving the views read before, such as after their dataset was
+        removed; the next request that needs them reads them again."""
+        with self._lock:
+            self._store, self._views, self._columns = None, {}, {}
+            self._indexes, self._schemas = {}, {}
+            self.loaded_at = 0.0
+
     def _warn_key_storage(self, store: FeatureStore, view: FeatureViewConfig) -> None:
         """Log a warning, once per view and key, when a key's storage differs
         from its ``sensitive`` setting, as after a change of the setting."""

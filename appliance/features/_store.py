@@ -295,13 +295,13 @@ def _check_case_clash(names: list[str]) -> None:
     for name in names:
         other = seen.setdefault(name.lower(), name)
         if other != name:
-            # TODO: a command that removes a dataset would let the user keep
-            # the rest of such a home.
             raise StorageError(
                 f"datasets {other!r} and {name!r} differ only in case, and SQL "
                 "names ignore case, so feature views cannot read them; ingest no "
                 "longer accepts such a second name, but this catalog has both. "
-                "Ingest the data again into a new home with distinct names"
+                f"Remove one with 'appliance datasets remove {name}' (or "
+                f"{other}), after ingesting its files under a distinct name if "
+                "its rows are needed"
             )
 
 

@@ -107,7 +107,7 @@ def required_role(method: str, path: str) -> str | None:
     """Return the least role a request needs, or None for an open path."""
     if path in OPEN_PATHS:
         return None
-    if path.startswith(ADMIN_PREFIXES):
+    if path.startswith(ADMIN_PREFIXES) or _is_dataset_removal(method, path):
         return "admin"
     if method in _READ_METHODS:
         return "reader"
@@ -121,6 +121,16 @@ def required_role(method: str, path: str) -> str | None:
         if path == "/v1/admin/registry/runs/lookup":
             return "reader"
     return "operator"
+
+
+def _is_dataset_removal(method: str, path: str) -> bool:
+    """Tell whether a request removes a dataset, which deletes rows as an
+    erasure does."""
+    return (
+        method == "POST"
+        and path.startswith("/v1/admin/datasets/")
+        and path.endswith("/remove")
+    )
 
 
 def sent_token(headers: list[tuple[bytes, bytes]]) -> str | None:

@@ -28,6 +28,7 @@ from appliance.serving import (
     _routes_predict,
     _routes_registry,
     _routes_rejected,
+    _routes_remove,
     _routes_retrain,
     _routes_ui,
 )
@@ -49,6 +50,7 @@ ROUTE_MODULES = (
     _routes_access,
     _routes_erase,
     _routes_orphans,
+    _routes_remove,
 )
 
 

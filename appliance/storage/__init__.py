@@ -81,6 +81,12 @@ from appliance.storage._quarantine import (
     raw_line_key,
 )
 from appliance.storage._rejected import RejectedSegment, list_rejected
+from appliance.storage._removal import (
+    DatasetRemoval,
+    finish_removals,
+    remove_dataset,
+)
+from appliance.storage._removal_checks import Dependent, find_dependents
 from appliance.storage._repeated_keys import count_keys, keep_repeats, mark_repeats
 from appliance.storage._retention import apply_retention
 from appliance.storage._runs import (
@@ -119,7 +125,9 @@ __all__ = [
     "Signer",
     "AliasEvent",
     "Catalog",
+    "DatasetRemoval",
     "DatasetVersion",
+    "Dependent",
     "IngestBuffer",
     "IngestResult",
     "KeyUse",
@@ -162,6 +170,8 @@ __all__ = [
     "scan_sql",
     "stored_contract",
     "fail_run",
+    "find_dependents",
+    "finish_removals",
     "finish_run",
     "fsync_path",
     "get_run",
@@ -191,6 +201,7 @@ __all__ = [
     "register_version",
     "open_failure",
     "permission_failure",
+    "remove_dataset",
     "remove_orphan_folders",
     "remove_orphans",
     "OrphanFolder",

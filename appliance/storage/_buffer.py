@@ -269,6 +269,16 @@ class IngestBuffer:
                     state.oldest = None
         return changed
 
+    def without_appends(self, dataset: str, action: Callable[[], None]) -> None:
+        """Call `action` while no row is appended, then forget `dataset`'s counts.
+
+        A dataset removal deletes the buffer folder in `action`. The caller
+        has taken `flush_lock`, so no flush reads the folder meanwhile.
+        """
+        with self._lock:
+            action()
+            self._states.pop(dataset, None)
+
     @property
     def thread_id(self) -> int | None:
         """Kernel id of the worker thread while it runs, else None."""

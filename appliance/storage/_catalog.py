@@ -65,6 +65,13 @@ CREATE TABLE IF NOT EXISTS dataset_redactions (
     rows_removed   BIGINT NOT NULL,
     content_sha256 VARCHAR NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dataset_removals (
+    removal_id   VARCHAR PRIMARY KEY,
+    dataset      VARCHAR NOT NULL,
+    removed_at   TIMESTAMPTZ NOT NULL,
+    finished_at  TIMESTAMPTZ,
+    versions     VARCHAR[] NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dataset_contracts (
     dataset       VARCHAR PRIMARY KEY,
     from_version  VARCHAR NOT NULL,

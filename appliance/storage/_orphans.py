@@ -34,6 +34,7 @@ from appliance.storage._catalog import Catalog
 from appliance.storage._compressed import DECOMPRESSED_FOLDER
 from appliance.storage._datasets import REDACTED
 from appliance.storage._lake_write import UNCOMMITTED, mark_committed
+from appliance.storage._removal import finish_removals
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +67,13 @@ def remove_orphan_folders(catalog: Catalog) -> list[Path]:
     or an ingest does not fail on it. The folders of decompressed copies that
     an ingest left are deleted too.
 
+    The files of dataset removals that a crash cut short are deleted first
+    (`finish_removals`), so their version folders are not moved aside.
+
     Returns:
         The folders deleted.
     """
+    finish_removals(catalog)
     removed = _remove_decompressed(catalog.home)
     if not catalog.lake.is_dir():
         return removed

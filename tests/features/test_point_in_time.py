@@ -295,7 +295,7 @@ def test_store_rejects_case_clashing_datasets() -> None:
         store_of(versions)
 
     assert "datasets 'planes' and 'Planes' differ only in case" in str(raised.value)
-    assert "new home with distinct names" in str(raised.value)
+    assert "'appliance datasets remove Planes' (or planes)" in str(raised.value)
 
 
 def test_lost_lake_folder_spares_other_views(tmp_path: Path) -> None:

@@ -43,6 +43,8 @@ from appliance.serving._access import (
         ("POST", "/v1/admin/keys/k/revoke", "admin"),
         ("GET", "/v1/admin/audit/verify", "admin"),
         ("POST", "/v1/admin/erase", "admin"),
+        ("POST", "/v1/admin/datasets/flights/remove", "admin"),
+        ("GET", "/v1/admin/datasets", "reader"),
         ("GET", "/v1/admin/erasures", "admin"),
         ("POST", "/v1/admin/orphans/remove", "admin"),
         ("POST", "/health/live", None),

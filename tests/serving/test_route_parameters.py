@@ -30,6 +30,7 @@ PARAMETERS = {
         ("dataset", "query"),
     ],
     ("GET", "/v1/admin/datasets"): [],
+    ("POST", "/v1/admin/datasets/{name}/remove"): [("name", "path")],
     ("POST", "/v1/admin/erase"): [],
     ("GET", "/v1/admin/erasures"): [("dataset", "query")],
     ("POST", "/v1/admin/ingest"): [],
