@@ -452,7 +452,8 @@ def _update_load_alerts(state: DaemonState) -> None:
                 f"promote a version that loads",
             )
         )
-    raise_alerts(state.config.storage.home, candidates, state.config.monitoring)
+    home, monitoring = state.config.storage.home, state.config.monitoring
+    raise_alerts(home, candidates, monitoring, background=True)
 
 
 @contextlib.asynccontextmanager

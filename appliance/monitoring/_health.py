@@ -289,12 +289,19 @@ def check_health(home: str, model: str) -> dict[str, Any]:
 
 
 def raise_alerts(
-    home: Path, candidates: list[AlertCandidate], config: MonitoringConfig
+    home: Path,
+    candidates: list[AlertCandidate],
+    config: MonitoringConfig,
+    background: bool = False,
 ) -> list[Alert]:
     """Store alert candidates and send each newly opened alert to the webhook.
 
     A candidate whose alert is open only bumps that alert's count, so a
     condition that lasts sends one webhook until an operator acknowledges it.
+    With `background`, each alert is sent in a thread of its own
+    (`notify_in_background`), for a daemon's start, which would otherwise
+    wait for the attempts of a receiver that does not respond. A
+    command-line process leaves it off, so that it sends before it exits.
 
     Returns:
         The alerts opened by this call.
@@ -316,7 +323,10 @@ def raise_alerts(
             alert.subject,
             alert.value,
         )
-        notify(config, alert.to_dict())
+        if background:
+            notify_in_background(config, alert.to_dict())
+        else:
+            notify(config, alert.to_dict())
     return opened
 
 

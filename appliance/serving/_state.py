@@ -95,7 +95,7 @@ def _raise_signature_alert(config: Config, folder: Path, exc: SignatureError) ->
         model, "signature", f"version {version}", "critical", message
     )
     try:
-        raise_alerts(config.storage.home, [alert], config.monitoring)
+        raise_alerts(config.storage.home, [alert], config.monitoring, background=True)
     except ApplianceError:
         logger.exception(
             "signature alert not stored model=%s version=%s", model, version

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -259,3 +260,35 @@ def test_metrics_show_unserved_champion(
     assert after[("appliance_model_champion_version", "late")] == 2
     assert after[("appliance_model_champion_unserved", "late")] == 0
     assert after[("appliance_alerts_open", "signature")] == 0
+
+
+def test_silent_webhook_does_not_delay_start(
+    trips: Callable[[str], Config], tmp_path: Path
+) -> None:
+    # The receiver accepts connections and never answers. Sent in the start's
+    # own thread, the load and signature alerts would take 2 alerts x 3
+    # attempts x 10 s before the daemon answered.
+    listener = socket.create_server(("127.0.0.1", 0), backlog=8)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/alerts"
+    config = trips(
+        f'[monitoring]\nwebhook_url = "{url}"\nwebhook_retries = 2\n'
+        "webhook_backoff_seconds = 0.0\nwebhook_timeout_seconds = 10.0\n"
+    )
+    _tampered_champion(config)
+    started = time.monotonic()
+    try:
+        daemon = start_daemon(config.path, config.storage.home, tmp_path / "daemon.log")
+        answered = time.monotonic() - started
+        try:
+            with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
+                alerts = _alerts(client)
+        finally:
+            stop_daemon(daemon)
+    finally:
+        listener.close()
+
+    assert answered < 30.0
+    assert {kind: a["status"] for kind, a in alerts.items()} == {
+        "load": "open",
+        "signature": "open",
+    }
