@@ -36,7 +36,11 @@ from appliance.storage import (
     register_version,
     start_run,
 )
-from appliance.training._data_checks import check_frame, check_measured
+from appliance.training._data_checks import (
+    check_frame,
+    check_measured,
+    check_window_frame,
+)
 from appliance.training._environment import code_version, package_versions
 from appliance.training._evaluate import evaluate
 from appliance.training._export import (
@@ -177,9 +181,9 @@ def _train(
     stop("before reading the training frame")
     frame = load_frame(catalog, cfg, views, window, stop)
     if window is None:
-        # NOTE: a time window's split is not checked, because its holdout is
-        # the rows of holdout_days, which the retraining policy sizes.
         check_frame(frame, cfg)
+    else:
+        check_window_frame(frame, cfg, window)
     n_classes = len(frame.classes) if frame.classes else None
     estimator = estimator_class(cfg.task, cfg.algorithm)
     check_params(cfg, estimator, estimator_params(cfg), n_classes)
@@ -222,8 +226,7 @@ def _train(
         # with the data.
         raise TrainingError(f"fitting model {cfg.name!r} failed: {exc}") from exc
     evaluation = evaluate(pipeline, frame, cfg)
-    if window is None:
-        check_measured(cfg, evaluation.metrics, len(frame.y_test))
+    check_measured(cfg, evaluation.metrics, len(frame.y_test), window)
     evaluation.details["warnings"] = warned
     if outcome is not None:
         evaluation.details["search"] = outcome.summary()
