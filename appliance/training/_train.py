@@ -64,7 +64,11 @@ from appliance.training._pipeline import (
 from appliance.training._reference import reference_values
 from appliance.training._search import SearchOutcome, search
 from appliance.training._stop import StopCheck
-from appliance.training._validation import cross_validate, summarize
+from appliance.training._validation import (
+    check_fold_classes,
+    cross_validate,
+    summarize,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +197,8 @@ def _train(
     trials = 0
     outcome = None
     warned = list(frame.warnings)
+    if frame.classes and (cfg.cv is not None or cfg.search is not None):
+        check_fold_classes(cfg, frame.x_train, frame.y_train, frame.classes)
     if cfg.search is not None:
         outcome = _search(catalog, cfg, frame, run_id, stop)
         cfg = dataclasses.replace(cfg, params={**cfg.params, **outcome.best.params})
