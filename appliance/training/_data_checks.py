@@ -19,7 +19,7 @@ from appliance.config import ModelConfig
 from appliance.errors import TrainingError, shown
 
 if TYPE_CHECKING:
-    from appliance.training._frame import TrainingFrame
+    from appliance.training._frame import TrainingFrame, TrainingWindow
 
 MIN_HOLDOUT_ROWS = 2
 """Minimum holdout rows a model is scored on, because R2 and every spread
@@ -92,6 +92,127 @@ def check_frame(frame: TrainingFrame, cfg: ModelConfig) -> None:
         check_classes(cfg, frame.y_train, frame.y_test, classes)
 
 
+def check_window_frame(
+    frame: TrainingFrame, cfg: ModelConfig, window: TrainingWindow
+) -> None:
+    """Reject a time window whose split cannot fit or measure the model.
+
+    The limits are those of `check_frame`. The messages name the window's
+    event times, the row counts and the retrain settings that size each part.
+
+    Raises:
+        TrainingError: Naming the part of the window, its event times, its
+            row counts and what to change.
+    """
+    classes = frame.classes or []
+    train_rows, holdout_rows = len(frame.y_train), len(frame.y_test)
+    need_holdout = max(MIN_HOLDOUT_ROWS, len(classes))
+    holdout = _holdout_span(cfg, window)
+    counts = f"{train_rows} training and {holdout_rows} holdout rows"
+    section = f"[models.{cfg.name}.retrain]"
+    if holdout_rows < need_holdout:
+        per_class = ", one per class" if need_holdout > MIN_HOLDOUT_ROWS else ""
+        raise TrainingError(
+            f"retraining window of model {cfg.name!r} has {counts}, too few "
+            f"holdout rows ({holdout}) to measure, because scoring needs at least "
+            f"{need_holdout}{per_class}; send labelled rows of that period, or "
+            f"raise holdout_days in {section}"
+        )
+    if train_rows < MIN_TRAINING_ROWS:
+        raise TrainingError(
+            f"retraining window of model {cfg.name!r} has {counts}, fewer "
+            f"training rows ({_training_span(cfg, window)}) than the minimum of "
+            f"{MIN_TRAINING_ROWS}; {_training_advice(cfg, window)}"
+        )
+    if classes:
+        _check_window_classes(cfg, window, frame, counts)
+
+
+def _check_window_classes(
+    cfg: ModelConfig, window: TrainingWindow, frame: TrainingFrame, counts: str
+) -> None:
+    """Reject a window without a class in training, or a holdout not measurable.
+
+    The holdout needs every class when the model's metric is ROC or PR AUC,
+    as in `check_classes`. Retraining scores champion and challenger by the
+    policy's metric. That is ROC AUC unless the policy sets ``log_loss`` or
+    ``accuracy``, and it needs at least two classes in the holdout.
+    """
+    classes = frame.classes or []
+    start = f"retraining window of model {cfg.name!r} has {counts}, and its"
+    missing = _missing_classes(frame.y_train, classes)
+    if missing:
+        raise TrainingError(
+            f"{start} training rows ({_training_span(cfg, window)}) have no row "
+            f"of class {missing}, so the model could not predict it; "
+            f"{_training_advice(cfg, window, 'send labelled rows of that class')}"
+        )
+    missing = _missing_classes(frame.y_test, classes)
+    metric = _unmeasured_metric(cfg, frame.y_test, missing)
+    if metric is None:
+        return
+    raise TrainingError(
+        f"{start} holdout rows ({_holdout_span(cfg, window)}) have no row of class "
+        f"{missing}, so its {metric} cannot be measured; send labelled rows of "
+        f"that class for that period, or raise holdout_days in "
+        f"[models.{cfg.name}.retrain]"
+    )
+
+
+def _unmeasured_metric(
+    cfg: ModelConfig, y_test: np.ndarray, missing: str
+) -> str | None:
+    """Return the metric that a window's holdout classes leave unmeasured."""
+    if missing and cfg.primary_metric in ("roc_auc", "pr_auc"):
+        return f"metric {cfg.primary_metric}"
+    if cfg.retrain.metric in ("log_loss", "accuracy"):
+        return None
+    if len(np.unique(y_test)) < 2:
+        return "retraining metric roc_auc"
+    return None
+
+
+def _holdout_span(cfg: ModelConfig, window: TrainingWindow) -> str:
+    """Describe a window's holdout by its event times and its length in days."""
+    days = (window.end - window.holdout_start).total_seconds() / 86400
+    return (
+        f"{cfg.event_timestamp} from {window.holdout_start.isoformat()} to "
+        f"{window.end.isoformat()}, {days:g} days"
+    )
+
+
+def _training_span(cfg: ModelConfig, window: TrainingWindow) -> str:
+    """Describe the event times of a window's training rows."""
+    holdout_start = window.holdout_start.isoformat()
+    if window.start is not None:
+        days = (window.holdout_start - window.start).total_seconds() / 86400
+        span = (
+            f"{cfg.event_timestamp} from {window.start.isoformat()} up to "
+            f"{holdout_start}, {days:g} days"
+        )
+    else:
+        span = f"every {cfg.event_timestamp} before {holdout_start}"
+    if window.max_rows is not None:
+        span += f", the latest {window.max_rows} at most"
+    if window.refit:
+        span += ", plus the holdout rows of this refit"
+    return span
+
+
+def _training_advice(
+    cfg: ModelConfig, window: TrainingWindow, first: str = "send older labelled rows"
+) -> str:
+    """Return `first` plus the retrain settings that widen a window's training."""
+    settings = []
+    if window.start is not None:
+        settings.append("window_days")
+    if window.max_rows is not None:
+        settings.append("window_rows")
+    if not settings:
+        return first
+    return f"{first}, or raise {' or '.join(settings)} in [models.{cfg.name}.retrain]"
+
+
 def check_stratified(cfg: ModelConfig, y: np.ndarray, classes: Sequence[Any]) -> None:
     """Reject a stratified split of a class with fewer than two rows.
 
@@ -157,7 +278,12 @@ def _class_advice(cfg: ModelConfig) -> str:
     return advice
 
 
-def check_measured(cfg: ModelConfig, metrics: dict[str, float], rows: int) -> None:
+def check_measured(
+    cfg: ModelConfig,
+    metrics: dict[str, float],
+    rows: int,
+    window: TrainingWindow | None = None,
+) -> None:
     """Reject a model whose holdout metric came out NaN.
 
     Raises:
@@ -166,10 +292,15 @@ def check_measured(cfg: ModelConfig, metrics: dict[str, float], rows: int) -> No
     metric = cfg.primary_metric
     if not math.isnan(metrics.get(metric, 0.0)):
         return
+    advice = f"raise test_size in [models.{cfg.name}.split]"
+    holdout = f"its {rows} holdout rows"
+    if window is not None:
+        advice = f"raise holdout_days in [models.{cfg.name}.retrain]"
+        holdout += f" ({_holdout_span(cfg, window)})"
     raise TrainingError(
-        f"metric {metric} of model {cfg.name!r} is NaN on its {rows} holdout rows, "
-        "so the version would be registered without a measure of its quality; "
-        f"add labelled rows, or raise test_size in [models.{cfg.name}.split]"
+        f"metric {metric} of model {cfg.name!r} is NaN on {holdout}, so the "
+        "version would be registered without a measure of its quality; add "
+        f"labelled rows, or {advice}"
     )
 
 

@@ -167,6 +167,11 @@ def round_thresholds(
             if mode != b"BRANCH_LEQ" or doubles is None:
                 continue
             stored = np.float32(values[index])
+            # NOTE: unlike a forest's, LightGBM nodes can be matched by value.
+            # A feature's thresholds are bounds of bins built once per training
+            # set, so a value repeated in many trees needs one choice. Only two
+            # bounds that round to one float32 need two, and then some inputs
+            # that round to it branch against LightGBM whatever the choice.
             candidates = doubles.rounding_to(stored)
             seen = seen_of.get(features[index], no_values).rounding_to(stored)
             choices = _lightgbm_thresholds(candidates, stored, seen)
@@ -418,6 +423,9 @@ def split_probes(pipeline: Pipeline, numeric: list[str]) -> dict[str, np.ndarray
         near_zero = np.abs(values) <= _ZERO_THRESHOLD
         if near_zero.any():
             values = np.append(values[~near_zero], 0.0)
+        # NOTE: training values that round to the same float32 as a threshold
+        # but lie on both sides of it are not probed. ONNX sends them all one
+        # way, so a model that separates them can pass with rows that differ.
         nearest = values.astype(np.float32)
         up = np.nextafter(nearest, np.float32(np.inf)).astype(np.float64)
         down = np.nextafter(nearest, np.float32(-np.inf)).astype(np.float64)

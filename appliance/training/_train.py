@@ -36,7 +36,11 @@ from appliance.storage import (
     register_version,
     start_run,
 )
-from appliance.training._data_checks import check_frame, check_measured
+from appliance.training._data_checks import (
+    check_frame,
+    check_measured,
+    check_window_frame,
+)
 from appliance.training._environment import code_version, package_versions
 from appliance.training._evaluate import evaluate
 from appliance.training._export import (
@@ -60,7 +64,11 @@ from appliance.training._pipeline import (
 from appliance.training._reference import reference_values
 from appliance.training._search import SearchOutcome, search
 from appliance.training._stop import StopCheck
-from appliance.training._validation import cross_validate, summarize
+from appliance.training._validation import (
+    check_fold_classes,
+    cross_validate,
+    summarize,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -177,9 +185,9 @@ def _train(
     stop("before reading the training frame")
     frame = load_frame(catalog, cfg, views, window, stop)
     if window is None:
-        # NOTE: a time window's split is not checked, because its holdout is
-        # the rows of holdout_days, which the retraining policy sizes.
         check_frame(frame, cfg)
+    else:
+        check_window_frame(frame, cfg, window)
     n_classes = len(frame.classes) if frame.classes else None
     estimator = estimator_class(cfg.task, cfg.algorithm)
     check_params(cfg, estimator, estimator_params(cfg), n_classes)
@@ -189,6 +197,8 @@ def _train(
     trials = 0
     outcome = None
     warned = list(frame.warnings)
+    if frame.classes and (cfg.cv is not None or cfg.search is not None):
+        check_fold_classes(cfg, frame.x_train, frame.y_train, frame.classes)
     if cfg.search is not None:
         outcome = _search(catalog, cfg, frame, run_id, stop)
         cfg = dataclasses.replace(cfg, params={**cfg.params, **outcome.best.params})
@@ -222,8 +232,7 @@ def _train(
         # with the data.
         raise TrainingError(f"fitting model {cfg.name!r} failed: {exc}") from exc
     evaluation = evaluate(pipeline, frame, cfg)
-    if window is None:
-        check_measured(cfg, evaluation.metrics, len(frame.y_test))
+    check_measured(cfg, evaluation.metrics, len(frame.y_test), window)
     evaluation.details["warnings"] = warned
     if outcome is not None:
         evaluation.details["search"] = outcome.summary()

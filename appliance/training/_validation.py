@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from appliance.config import CVConfig
-from appliance.errors import TrainingError
+from appliance.config import CVConfig, ModelConfig
+from appliance.errors import TrainingError, shown
 from appliance.training._metrics import classification_metrics, regression_metrics
 from appliance.training._stop import StopCheck
 
@@ -75,6 +76,61 @@ def cross_validate(
             | scores
         )
     return folds
+
+
+def check_fold_classes(
+    cfg: ModelConfig, x: pd.DataFrame, y: np.ndarray, classes: Sequence[Any]
+) -> None:
+    """Reject cross-validation folds whose training rows have a single class.
+
+    Such a fold cannot fit a classifier: logistic regression raises, and
+    LightGBM returns two probability columns for its one class. A fold that
+    lacks only some classes is scored, and `cross_validate` gives those
+    classes zero probability. A split that fails is left to `cross_validate`
+    and the search, which name the fold count the rows allow.
+
+    Raises:
+        TrainingError: Naming the fold, its rows, the class and what to change.
+    """
+    cv = cfg.cv or CVConfig()
+    try:
+        splits = list(splitter(cv, cfg.split.seed).split(x, y))
+    except ValueError:
+        return
+    for index, (train, _) in enumerate(splits):
+        found = np.unique(y[train])
+        if len(found) > 1:
+            continue
+        label = shown(classes[found[0]])
+        rows = f"{len(train)} training rows"
+        if cv.method == "time":
+            rows = f"first {rows} by {cfg.split.column!r}"
+        raise TrainingError(
+            f"fold {index} of the {cv.method} cross-validation of model "
+            f"{cfg.name!r} trains on its {rows}, which have only class {label}, "
+            f"so the fold cannot fit a classifier. {_fold_class_advice(cfg, cv, y)}"
+        )
+
+
+def _fold_class_advice(cfg: ModelConfig, cv: CVConfig, y: np.ndarray) -> str:
+    """Return what to change so that every fold trains on two classes."""
+    section = f"[models.{cfg.name}.cv]"
+    if cv.method != "time":
+        advice = "Add labelled rows of the other classes"
+        if cv.method == "kfold":
+            advice = f'Set method = "stratified" in {section}, or add labelled rows'
+        return advice
+    # The first fold trains on the fewest rows, so it decides. TimeSeriesSplit
+    # validates k folds of len(y) // (k + 1) rows each, after the rest.
+    first = int(np.flatnonzero(y != y[0])[0])
+    allowed = [
+        k for k in range(2, cv.folds) if len(y) - k * (len(y) // (k + 1)) > first
+    ]
+    fewer = f"set folds to {max(allowed)} or fewer in {section}, " if allowed else ""
+    return (
+        f"The first row of another class comes after {first} rows of that class; "
+        f"{fewer}add earlier labelled rows of other classes, or remove {section}"
+    )
 
 
 def _folds_advice(

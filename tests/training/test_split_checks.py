@@ -174,3 +174,76 @@ def test_time_cv_with_time_split_trains(tmp_path: Path) -> None:
 
     assert result.rows_test == 45
     assert "cv_accuracy_mean" in result.metrics
+
+
+def _time_cv_model(folds: int, algorithm: str = "lightgbm") -> str:
+    """Return model ``m`` on iris with a time split and `folds` time folds."""
+    model = IRIS_MODEL
+    if algorithm != "lightgbm":
+        params = "params = {n_estimators = 10, min_child_samples = 2, verbose = -1}\n"
+        model = model.replace("lightgbm", algorithm).replace(params, "")
+    return (
+        model
+        + 'metric = "accuracy"\n'
+        + '[models.m.split]\nmethod = "time"\ncolumn = "taken"\ntest_size = 0.2\n'
+        + f'[models.m.cv]\nmethod = "time"\nfolds = {folds}\n'
+    )
+
+
+def _setosa_first(setosa_rows: int) -> pd.DataFrame:
+    """Return iris in time order: `setosa_rows` setosa rows, then mixed rows."""
+    data = _iris()
+    setosa = data[data["species"] == "setosa"]
+    rest = pd.concat([setosa.iloc[setosa_rows:], data[data["species"] != "setosa"]])
+    rest = rest.sample(frac=1, random_state=0)
+    ordered = pd.concat([setosa.iloc[:setosa_rows], rest], ignore_index=True)
+    return ordered.assign(taken=np.arange(len(ordered)))
+
+
+def test_time_cv_sorted_classes_named(tmp_path: Path) -> None:
+    # Rows sorted by class: the first time fold trains on setosa rows only.
+    # Without the check, LightGBM's fold fails with a numpy shape error.
+    data = _iris().assign(taken=np.arange(150))
+    with pytest.raises(TrainingError) as caught:
+        train_on(tmp_path, data, _time_cv_model(folds=3))
+
+    message = str(caught.value)
+    assert "fold 0 of the time cross-validation of model 'm'" in message
+    assert "trains on its first 30 training rows by 'taken'" in message
+    assert "which have only class 'setosa'" in message
+    assert "comes after 50 rows of that class" in message
+    assert "or remove [models.m.cv]" in message
+    with Catalog(tmp_path / "home", read_only=True) as catalog:
+        (run,) = list_runs(catalog, "m")
+    assert run.status == "failed"
+
+
+def test_time_cv_one_class_fewer_folds(tmp_path: Path) -> None:
+    # 120 training rows in 5 folds: the first fold trains on 20 rows, all of
+    # them among the 30 setosa rows. In 2 folds it trains on 40 rows.
+    data = _setosa_first(30)
+    (tmp_path / "five").mkdir()
+    (tmp_path / "two").mkdir()
+    with pytest.raises(TrainingError) as caught:
+        train_on(tmp_path / "five", data, _time_cv_model(5, "logistic_regression"))
+    _, result = train_on(
+        tmp_path / "two", data, _time_cv_model(2, "logistic_regression")
+    )
+
+    message = str(caught.value)
+    assert "trains on its first 20 training rows by 'taken'" in message
+    assert "comes after 30 rows of that class" in message
+    assert "set folds to 2 or fewer in [models.m.cv]" in message
+    assert "cv_accuracy_mean" in result.metrics
+
+
+def test_search_time_cv_one_class_named(tmp_path: Path) -> None:
+    model = _time_cv_model(3, "logistic_regression")
+    model += '[models.m.search]\nmethod = "grid"\nspace = {C = [0.1, 1.0]}\n'
+    with pytest.raises(TrainingError) as caught:
+        train_on(tmp_path, _iris().assign(taken=np.arange(150)), model)
+
+    message = str(caught.value)
+    assert "fold 0 of the time cross-validation of model 'm'" in message
+    assert "which have only class 'setosa'" in message
+    assert "search scored no candidate" not in message

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from pipeline_support import load_model, native_pipeline, train_on
 
+from appliance.config import load_config
 from appliance.errors import ExportError, TrainingError
 from appliance.training._export import (
     _round_down,
@@ -253,3 +254,120 @@ def test_forest_thresholds_placed_by_node_id():
     assert (placed == _round_down(exact[branches])).all()
     with pytest.raises(ExportError, match="does not match the fitted forest"):
         place_forest_thresholds(model, other)
+
+
+def _lightgbm_nodes(estimator) -> dict[tuple[int, int], dict]:
+    """Return LightGBM's nodes by the tree and node ids that onnxmltools gives.
+
+    onnxmltools 1.16 numbers a split's two children before it descends into
+    the left one, taking the smallest id not yet used in the tree.
+    """
+    nodes: dict[tuple[int, int], dict] = {}
+
+    def number(tree: int, node: dict, node_id: int, used: set[int]) -> None:
+        nodes[(tree, node_id)] = node
+        if "left_child" not in node:
+            return
+        children = []
+        for _ in range(2):
+            free = min(set(range(len(used) + 1)) - used)
+            used.add(free)
+            children.append(free)
+        number(tree, node["left_child"], children[0], used)
+        number(tree, node["right_child"], children[1], used)
+
+    for tree, info in enumerate(estimator.booster_.dump_model()["tree_info"]):
+        number(tree, info["tree_structure"], 0, {0})
+    return nodes
+
+
+LIGHTGBM_MANY_TREES = """
+[models.m]
+dataset = "d"
+target = "y"
+task = "{task}"
+algorithm = "lightgbm"
+params = {{ n_estimators = 150, min_child_samples = 2, verbose = -1 }}
+"""
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_lightgbm_thresholds_placed_per_node(tmp_path, task):
+    # Placing by value must give each ONNX node the value that its own
+    # LightGBM threshold needs, as placing by tree and node id would.
+    import onnx
+
+    from appliance.training._export import (
+        _ByRounding,
+        _lightgbm_thresholds,
+        input_schema,
+        to_onnx,
+        training_inputs,
+    )
+
+    data = _diabetes()
+    if task == "classification":
+        data["y"] = np.select(
+            [data["y"] > 200, data["y"] > 100], ["high", "mid"], "low"
+        )
+    config, result = train_on(tmp_path, data, LIGHTGBM_MANY_TREES.format(task=task))
+    pipeline, frame = native_pipeline(config, "m", data)
+    reference = training_inputs(pipeline, frame.x_train, frame.numeric)
+    inputs = input_schema(frame.numeric, frame.categorical)
+    model = onnx.load_from_string(to_onnx(pipeline, inputs, task, reference))
+    nodes = _lightgbm_nodes(pipeline[-1])
+    seen_of = _ByRounding.of_each(reference)
+
+    (ensemble,) = [n for n in model.graph.node if n.op_type.startswith("TreeEnsemble")]
+    attributes = {a.name: a for a in ensemble.attribute}
+    branches = 0
+    thresholds = set()
+    for index, mode in enumerate(attributes["nodes_modes"].strings):
+        if mode != b"BRANCH_LEQ":
+            continue
+        tree = attributes["nodes_treeids"].ints[index]
+        node = nodes[(tree, attributes["nodes_nodeids"].ints[index])]
+        feature = attributes["nodes_featureids"].ints[index]
+        stored = np.float32(node["threshold"])
+        seen = seen_of[feature].rounding_to(stored)
+        expected = _lightgbm_thresholds(np.array([node["threshold"]]), stored, seen)
+        assert node["split_feature"] == feature
+        assert {float(np.float32(attributes["nodes_values"].floats[index]))} == expected
+        branches += 1
+        thresholds.add((feature, node["threshold"]))
+    assert branches > 5 * len(thresholds)
+    assert result.parity <= 1e-5
+
+
+SHARED_FLOAT32_MODEL = """
+[models.m]
+dataset = "d"
+target = "y"
+task = "regression"
+algorithm = "lightgbm"
+[models.m.params]
+n_estimators = 100
+min_child_samples = 2
+min_data_in_bin = 1
+max_bin = 5000
+verbose = -1
+"""
+
+
+def test_thresholds_sharing_float32_fail_parity(tmp_path):
+    # Values that differ by less than one float32 step get bin bounds of
+    # their own, so several thresholds round to one float32, and no placement
+    # keeps every input on its LightGBM side.
+    rng = np.random.default_rng(0)
+    centre = rng.choice([0.1, 0.2, 0.3, 1.5, 7.25], size=2000)
+    value = centre * (1 + rng.integers(-40, 40, size=2000) * 2e-9)
+    data = pd.DataFrame({"v": value, "w": rng.normal(size=2000)})
+    data["y"] = np.where(value > centre, 1.0, 0.0) + 0.01 * data["w"]
+    with pytest.raises(ExportError) as raised:
+        train_on(tmp_path, data, SHARED_FLOAT32_MODEL)
+
+    config = load_config(tmp_path / "config.toml")
+    pipeline, _ = native_pipeline(config, "m", data)
+    distinct = np.unique(estimator_thresholds(pipeline[-1])[0])
+    assert len(np.unique(distinct.astype(np.float32))) < len(distinct)
+    assert "differs from the native model" in str(raised.value)
