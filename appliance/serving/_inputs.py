@@ -47,6 +47,12 @@ _JOINED_CHECK_VALUES = 65_536
 
 _FLOAT64_MAX = float(np.finfo(np.float64).max)
 
+JSON_MISSING = "a JSON request reads only null and the text 'NaN' as missing values"
+"""End of the error on text in a numeric column of JSON rows: the missing values."""
+ARROW_MISSING = "an Arrow request reads only null and the text 'NaN' as missing values"
+"""End of the error on text in a numeric column of an Arrow table: the missing
+values, unless `table_to_columns` is given another description."""
+
 Columns = dict[str, Any]
 """Request values by column: float64 arrays for numeric kinds, object arrays of
 text for strings, Arrow arrays or lists for ``sql`` columns."""
@@ -100,9 +106,16 @@ def rows_to_columns(
 
 
 def table_to_columns(
-    model: str, request: Sequence[Mapping[str, str]], table: pa.Table
+    model: str,
+    request: Sequence[Mapping[str, str]],
+    table: pa.Table,
+    missing: str = ARROW_MISSING,
 ) -> tuple[Columns, list[str]]:
     """Check an Arrow table against the request columns, column by column.
+
+    Args:
+        missing: Which values the table's source reads as missing, for the
+            error on text in a numeric column, such as `ARROW_MISSING`.
 
     Raises:
         RequestError: A column is missing or contains values of the wrong type.
@@ -118,7 +131,7 @@ def table_to_columns(
             )
         column = table.column(name)
         if kind in _NUMERIC_KINDS:
-            columns[name] = _arrow_numbers(model, name, kind, column)
+            columns[name] = _arrow_numbers(model, name, kind, column, missing)
         elif kind == SQL:
             check_arrow_texts(model, name, column)
             columns[name] = column
@@ -350,7 +363,14 @@ def _numbers(model: str, name: str, kind: str, values: list[Any]) -> list[float]
     return numbers
 
 
-def _number(model: str, index: int, name: str, kind: str, value: Any) -> float:
+def _number(
+    model: str,
+    index: int,
+    name: str,
+    kind: str,
+    value: Any,
+    missing: str = JSON_MISSING,
+) -> float:
     if value is None:
         return math.nan
     if isinstance(value, bool):
@@ -363,7 +383,10 @@ def _number(model: str, index: int, name: str, kind: str, value: Any) -> float:
     elif isinstance(value, str) and value.strip().lower() == "nan":
         return math.nan
     expected = "true, false or null" if kind == BOOLEAN else "a number or null"
-    raise _invalid(model, index, name, f"must be {expected}, got {shown(value)}")
+    problem = f"must be {expected}, got {shown(value)}"
+    if isinstance(value, str):
+        problem += f"; {missing}"
+    raise _invalid(model, index, name, problem)
 
 
 def _checked_number(
@@ -433,7 +456,7 @@ def _arrow_texts(model: str, name: str, column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _arrow_numbers(
-    model: str, name: str, kind: str, column: pa.ChunkedArray
+    model: str, name: str, kind: str, column: pa.ChunkedArray, missing: str
 ) -> np.ndarray:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         texts = column.to_pylist()
@@ -441,8 +464,10 @@ def _arrow_numbers(
         # so name that value before any number written as text.
         for index, text in enumerate(texts):
             if text is not None and not _is_number_text(text):
-                _number(model, index, name, kind, text)
-        values = [_number(model, i, name, kind, v) for i, v in enumerate(texts)]
+                _number(model, index, name, kind, text, missing)
+        values = [
+            _number(model, i, name, kind, v, missing) for i, v in enumerate(texts)
+        ]
         return np.asarray(values, dtype=np.float64)
     import pyarrow.compute as pc  # Arrow requests only; about 9 MB resident
 
