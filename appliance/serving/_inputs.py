@@ -9,7 +9,9 @@ feature that is not derived plus the dataset columns the derived features
 read. Their ``type`` sets which JSON values are accepted:
 
 - ``number``: a number; null, NaN and the string ``"NaN"`` mean missing.
-- ``integer``: the same, and the number must be whole (3 and 3.0 are both 3).
+- ``integer``: the same, and the number must be whole (3 and 3.0 are both 3)
+  and within the range of the dataset column's integer type, its ``sql_type``
+  (BIGINT: -2**63 to 2**63 - 1).
 - ``boolean``: true, false, 0 or 1.
 - ``string``: text, a whole number or a boolean; null means missing.
 - ``sql``: any scalar, cast by DuckDB to the column's type in the dataset.
@@ -18,6 +20,10 @@ Infinite numbers, numbers beyond the float64 or float32 range, text that
 contains a NUL byte and values outside the model's ``checks`` are rejected
 with the column and row named. Columns the
 model does not read are ignored and reported as warnings.
+
+A numeric value reaches the model as float32, rounded from float64 to the
+nearest float32: a JSON or Arrow integer above 2**24 in magnitude, such as
+16777217, arrives rounded (16777216).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import pyarrow as pa
 
 from appliance.errors import RequestError, shown
 from appliance.jsonnumbers import OverflowedNumber
+from appliance.serving._integer_checks import check_integer_range
 from appliance.serving._text_checks import check_arrow_texts, nul_error
 
 NUMBER = "number"
@@ -92,9 +99,11 @@ def rows_to_columns(
         except KeyError:
             values = [_field(model, i, name, row) for i, row in enumerate(rows)]
         if kind in _NUMERIC_KINDS:
-            columns[name] = np.asarray(
-                _numbers(model, name, kind, values), dtype=np.float64
-            )
+            numbers = np.asarray(_numbers(model, name, kind, values), np.float64)
+            if kind == INTEGER:
+                sql_type = spec.get("sql_type")
+                check_integer_range(model, name, sql_type, numbers, values.__getitem__)
+            columns[name] = numbers
         elif kind == SQL:
             columns[name] = [_sql_text(model, i, name, v) for i, v in enumerate(values)]
         else:
@@ -131,7 +140,11 @@ def table_to_columns(
             )
         column = table.column(name)
         if kind in _NUMERIC_KINDS:
-            columns[name] = _arrow_numbers(model, name, kind, column, missing)
+            numbers = _arrow_numbers(model, name, kind, column, missing)
+            if kind == INTEGER:
+                sql_type = spec.get("sql_type")
+                check_integer_range(model, name, sql_type, numbers, _row_of(column))
+            columns[name] = numbers
         elif kind == SQL:
             check_arrow_texts(model, name, column)
             columns[name] = column
@@ -475,8 +488,12 @@ def _arrow_numbers(
         if kind != BOOLEAN:
             _reject_booleans(model, name, column)
         column = pc.cast(column, pa.int8())
+    # An integer beyond 2**53 is rounded to the nearest float64, as a JSON
+    # integer is, where Arrow's safe cast would raise.
+    safe = not pa.types.is_integer(column.type)
     try:
-        array = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        array = pc.cast(column, pa.float64(), safe=safe)
+        array = array.to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise RequestError(
             f"column {name!r} of model {model!r} must hold numbers, got "
@@ -510,6 +527,11 @@ def _reject_booleans(model: str, name: str, column: pa.ChunkedArray) -> None:
         raise _invalid(
             model, row, name, f"must be a number or null, got {shown(value)}"
         )
+
+
+def _row_of(column: pa.ChunkedArray) -> Any:
+    """Return a function that returns the value of a row of `column` as sent."""
+    return lambda index: column[index].as_py()
 
 
 def _is_number_text(text: str) -> bool:

@@ -1,4 +1,4 @@
-"""Missing values of predict inputs, over HTTP and the CLI.
+"""Missing values and integer ranges of predict inputs, over HTTP and the CLI.
 
 Model ``trips`` reads ``distance`` (DOUBLE), ``hour`` (BIGINT) and
 ``carrier`` (VARCHAR). Its dataset reads ``n/a`` as missing besides the
@@ -7,6 +7,7 @@ default null values, so a CSV file scored by ``appliance predict`` must too.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ import pytest
 from support import Daemon, run_appliance, start_daemon, stop_daemon
 
 from appliance.config import load_config
+from appliance.errors import RequestError
+from appliance.serving import rows_to_columns, table_to_columns
 from appliance.storage import Catalog, ingest
 from appliance.training import train_model
 
@@ -42,6 +45,11 @@ algorithm = "lightgbm"
 [models.trips.params]
 n_estimators = 10
 """
+BIGINT_RANGE = (
+    "outside the range of BIGINT (-9223372036854775808 to 9223372036854775807), "
+    "the column's type in the training dataset; send a whole number within it, "
+    "or null for a missing value"
+)
 CSV_MISSING = (
     "a CSV file is read with the empty field, 'NA', 'null', 'NULL' and 'n/a' "
     "(the null_values of [datasets.trips]) and the text 'NaN' as missing values"
@@ -242,3 +250,149 @@ def test_predict_arrow_null_text_names_missing(client: httpx.Client) -> None:
         "got 'NULL'; an Arrow request reads only null and the text 'NaN' as "
         "missing values"
     )
+
+
+# --- integer ranges ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("123456789012345678901234567890", "123456789012345678901234567890"),
+        ("9223372036854775808", "9223372036854775808"),
+        ("-9223372036854775809", "-9223372036854775809"),
+        ("1e30", "1e+30"),
+    ],
+)
+def test_predict_json_integer_beyond_bigint_422(
+    client: httpx.Client, value: str, shown: str
+) -> None:
+    response = post_json(client, value)
+
+    assert response.status_code == 422
+    body = response.json()
+    assert (body["row"], body["column"]) == (1, "hour")
+    assert body["error"] == (
+        f"row 1, column 'hour' of model '{MODEL}' is {shown}, {BIGINT_RANGE}"
+    )
+
+
+@pytest.mark.parametrize("value", ["9223372036854775807", "-9223372036854775808"])
+def test_predict_json_bigint_bounds_200(client: httpx.Client, value: str) -> None:
+    response = post_json(client, value)
+
+    assert response.status_code == 200, response.text
+
+
+def test_predict_json_huge_number_column_200(client: httpx.Client) -> None:
+    # A DOUBLE column can contain this value, which the model reads rounded.
+    response = post_json(client, "4", distance="123456789012345678901234567890")
+
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("column", "shown"),
+    [
+        (pa.array([3, 2**63], pa.uint64()), "9223372036854775808"),
+        (pa.array([3, 2**64 - 1], pa.uint64()), "18446744073709551615"),
+        (pa.array([3.0, 1.5e29]), "1.5e+29"),
+        (pa.array([3, 10**30], pa.decimal128(38, 0)), str(10**30)),
+    ],
+)
+def test_predict_arrow_integer_beyond_bigint_422(
+    client: httpx.Client, column: pa.Array, shown: str
+) -> None:
+    response = post_arrow(client, {"hour": column})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert (body["row"], body["column"]) == (1, "hour")
+    assert body["error"] == (
+        f"row 1, column 'hour' of model '{MODEL}' is {shown}, {BIGINT_RANGE}"
+    )
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {"hour": pa.array([3, 2**53 + 1], pa.int64())},
+        {"hour": pa.array([3, 2**63 - 1], pa.uint64())},
+        {"distance": pa.array([300, 2**62 + 1], pa.int64())},
+    ],
+)
+def test_predict_arrow_wide_integers_200(
+    client: httpx.Client, columns: dict[str, pa.Array]
+) -> None:
+    response = post_arrow(client, columns)
+
+    assert response.status_code == 200, response.text
+
+
+def test_predict_csv_integer_beyond_bigint_named(trips_home: TripsHome) -> None:
+    text = "distance,hour,carrier\n300,3,AA\n120.5,123456789012345678901234567890,UA\n"
+
+    result, source, output = predict_file(trips_home, "huge.csv", text)
+
+    assert result.returncode != 0
+    assert (
+        f"{source}, line 3, column 'hour' of model '{MODEL}' is "
+        f"123456789012345678901234567890, {BIGINT_RANGE}"
+    ) in result.stderr
+    assert not output.exists()
+
+
+# --- conversion of request columns -------------------------------------------------
+
+
+INTEGER_REQUEST = [
+    {"name": "small", "type": "integer", "sql_type": "TINYINT"},
+    {"name": "unsigned", "type": "integer", "sql_type": "UBIGINT"},
+]
+
+
+@pytest.mark.parametrize(
+    ("row", "column"),
+    [
+        ({"small": 128, "unsigned": 0}, "small"),
+        ({"small": -129, "unsigned": 0}, "small"),
+        ({"small": 0, "unsigned": -1}, "unsigned"),
+        ({"small": 0, "unsigned": 2**64}, "unsigned"),
+    ],
+)
+def test_json_integer_outside_type_rejected(row: dict[str, int], column: str) -> None:
+    with pytest.raises(RequestError) as raised:
+        rows_to_columns("m", INTEGER_REQUEST, [{"small": 1, "unsigned": 1}, row])
+
+    assert raised.value.detail["row"] == 1
+    assert raised.value.detail["column"] == column
+    assert f"is {row[column]}, outside the range of" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("row", "column"),
+    [
+        ({"small": 128, "unsigned": 0}, "small"),
+        ({"small": -129, "unsigned": 0}, "small"),
+        ({"small": 0, "unsigned": -1}, "unsigned"),
+    ],
+)
+def test_arrow_integer_outside_type_rejected(row: dict[str, int], column: str) -> None:
+    table = pa.Table.from_pylist([{"small": 1, "unsigned": 1}, row])
+
+    with pytest.raises(RequestError) as raised:
+        table_to_columns("m", INTEGER_REQUEST, table)
+
+    assert raised.value.detail["row"] == 1
+    assert raised.value.detail["column"] == column
+    assert f"is {row[column]}, outside the range of" in str(raised.value)
+
+
+def test_integer_type_bounds_accepted() -> None:
+    rows = [{"small": -128, "unsigned": 2**64 - 1}, {"small": 127, "unsigned": None}]
+
+    columns, _ = rows_to_columns("m", INTEGER_REQUEST, rows)
+
+    assert columns["small"].tolist() == [-128.0, 127.0]
+    assert columns["unsigned"][0] == float(2**64)
+    assert math.isnan(columns["unsigned"][1])
