@@ -342,6 +342,15 @@ def test_predict_csv_integer_beyond_bigint_named(trips_home: TripsHome) -> None:
     assert not output.exists()
 
 
+def test_openapi_integer_column_range(client: httpx.Client) -> None:
+    document = client.get("/schema/openapi.json").json()
+
+    properties = document["components"]["schemas"][f"{MODEL}Row"]["properties"]
+    assert properties["hour"]["minimum"] == -(2**63)
+    assert properties["hour"]["maximum"] == 2**63 - 1
+    assert "minimum" not in properties["distance"]
+
+
 # --- conversion of request columns -------------------------------------------------
 
 
