@@ -18,6 +18,11 @@ import numpy as np
 from appliance.errors import RequestError, shown
 from appliance.sqltypes import INTEGER_RANGES
 
+_FLOAT_RANGES = {
+    name: (float(low), float(high)) for name, (low, high) in INTEGER_RANGES.items()
+}
+"""The bounds of `INTEGER_RANGES` as float64, rounded to the nearest."""
+
 
 def check_integer_range(
     model: str,
@@ -37,15 +42,17 @@ def check_integer_range(
         RequestError: A value is outside the range; the error names the
             first such row.
     """
-    bounds = INTEGER_RANGES.get(sql_type or "")
+    bounds = _FLOAT_RANGES.get(sql_type or "")
     if bounds is None:
         return
-    low, high = bounds
     # float(high) of a wide type rounds up to a power of two, and an integer
     # just beyond a bound rounds onto it, so the float comparison also flags
     # values at the bounds. The exact value sent settles them.
-    flagged = np.flatnonzero((values <= float(low)) | (values >= float(high)))
-    for index in flagged.tolist():
+    flagged = (values <= bounds[0]) | (values >= bounds[1])
+    if not flagged.any():
+        return
+    low, high = INTEGER_RANGES[sql_type or ""]
+    for index in np.flatnonzero(flagged).tolist():
         value = original(index)
         if low <= value <= high:
             continue
