@@ -43,12 +43,15 @@ def register(commands: Any) -> None:
 
 
 def _explain(config: Config, args: argparse.Namespace) -> int:
+    from appliance.cli._models import model_dataset
     from appliance.client import find_daemon
     from appliance.serving import read_rows_file
 
     name, _, reference = args.name.partition("@")
     check_model_known(config, name)
-    rows = [_json_row(row) for row in read_rows_file(args.input).to_pylist()]
+    dataset = model_dataset(config, name)
+    table = read_rows_file(args.input, dataset.null_values if dataset else None)
+    rows = [_json_row(row) for row in table.to_pylist()]
     version = None
     if reference:
         version = registry_version(config, name, reference).version

@@ -19,7 +19,7 @@ from appliance.cli._output import (
 )
 from appliance.cli._remote import registry_change, registry_read, registry_version
 from appliance.cli._signing import register as register_signing
-from appliance.config import Config, ModelConfig
+from appliance.config import Config, DatasetConfig, ModelConfig
 
 _REFERENCE_HELP = "model name, optionally with @VERSION or @ALIAS (default: champion)"
 
@@ -202,7 +202,9 @@ def _predict(config: Config, args: argparse.Namespace) -> int:
     check_target(args.input, args.output)
     version = registry_version(config, name, reference)
     model = OnnxModel.load(version.path, version.sha256, trusted=trusted_keys(config))
-    scored = score_file(model, args.input, args.output, feature_server(config, name))
+    dataset = model_dataset(config, name, model.schema.get("dataset"))
+    server = feature_server(config, name)
+    scored = score_file(model, args.input, args.output, server, dataset)
     print(f"scored {scored.rows} rows with {version.model} version {version.version}")
     print(f"wrote {args.output}")
     for warning in scored.warnings:
@@ -353,6 +355,20 @@ def _print_event(event: dict[str, Any]) -> None:
 def _split_reference(text: str) -> tuple[str, str | None]:
     name, _, reference = text.partition("@")
     return name, reference or None
+
+
+def model_dataset(
+    config: Config, name: str, trained_on: str | None = None
+) -> DatasetConfig | None:
+    """Return the settings of the dataset of model `name`, or None if unknown.
+
+    Args:
+        trained_on: The dataset that the version's schema names; the
+            dataset of ``[models.NAME]`` is used when None.
+    """
+    declared = config.models.get(name)
+    dataset = trained_on or (declared.dataset if declared else None)
+    return config.dataset(dataset) if dataset else None
 
 
 def feature_server(config: Config, name: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from appliance.serving._onnx import OnnxModel
 from appliance.serving._view_misses import table_miss_warnings
 
 if TYPE_CHECKING:
+    from appliance.config import DatasetConfig
     from appliance.features import FeatureServer
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,12 @@ _COLUMN_COUNTS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
 _RENAMED = re.compile(r".+_[0-9]+")
 _LINE_SIZE = re.compile(r"Maximum line size of (\d+) bytes exceeded")
 _OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
+_DEFAULT_NULL_VALUES = ("", "NA", "null", "NULL")
+"""CSV values read as missing for a model whose dataset is not known, the
+default of ``[datasets.NAME] null_values``."""
+_PARQUET_MISSING = (
+    "a Parquet file is read with only null and the text 'NaN' as missing values"
+)
 
 
 @dataclass(frozen=True)
@@ -46,12 +54,15 @@ def score_file(
     source: Path,
     target: Path,
     features: FeatureServer | None = None,
+    dataset: DatasetConfig | None = None,
 ) -> BatchScore:
     """Write `source` rows with their predictions to `target`.
 
     The output is CSV when `target` ends with ``.csv`` and Parquet (zstd) when
     it ends with ``.parquet`` or ``.pq``. With `features`, the model's feature
     views are joined to the rows before scoring, as the predict route does.
+    A CSV file's fields equal to one of the `dataset`'s ``null_values`` are
+    missing values, as its ingest reads them.
 
     Raises:
         IngestError: The input is missing, empty or not CSV or Parquet, or the
@@ -60,7 +71,9 @@ def score_file(
             message names the file and the line (CSV) or row (Parquet).
     """
     check_target(source, target)
-    table = read_rows_file(source)
+    null_values = dataset.null_values if dataset else _DEFAULT_NULL_VALUES
+    table = read_rows_file(source, null_values)
+    missing = _missing_text(source, null_values, dataset)
     table, misses, lookup_only = _fill_views(model, source, table, features)
     partial = target.with_name(target.name + ".partial")
     writer: Any = None
@@ -69,7 +82,7 @@ def score_file(
         for start in range(0, max(table.num_rows, 1), _BATCH_ROWS):
             chunk = table.slice(start, _BATCH_ROWS)
             try:
-                scored, chunk_ignored = _score(model, chunk, lookup_only)
+                scored, chunk_ignored = _score(model, chunk, lookup_only, missing)
             except RequestError as exc:
                 raise _located(exc, source, start, table.num_rows) from None
             # Every chunk has the same columns, so the first one's warning
@@ -127,6 +140,25 @@ def _fill_views(
     )
     inputs = {spec["name"] for spec in model.request}
     return filled, misses, features.lookup_columns(model.name) - inputs
+
+
+def _missing_text(
+    source: Path, null_values: Sequence[str], dataset: DatasetConfig | None
+) -> str:
+    """Return which values of `source` are missing, for errors on numeric columns."""
+    if source.suffix.lower() in (".parquet", ".pq"):
+        return _PARQUET_MISSING
+    quoted = [repr(value) if value else "the empty field" for value in null_values]
+    listed = quoted[0]
+    if len(quoted) > 1:
+        listed = ", ".join(quoted[:-1]) + " and " + quoted[-1]
+    origin = "the default null values"
+    if dataset is not None:
+        origin = f"the null_values of [datasets.{dataset.name}]"
+    return (
+        f"a CSV file is read with {listed} ({origin}) and the text 'NaN' as "
+        "missing values"
+    )
 
 
 def _located(exc: RequestError, source: Path, offset: int, rows: int) -> RequestError:
@@ -202,8 +234,12 @@ def check_target(source: Path, target: Path) -> None:
         )
 
 
-def read_rows_file(source: Path) -> pa.Table:
+def read_rows_file(source: Path, null_values: Sequence[str] | None = None) -> pa.Table:
     """Read a CSV or Parquet file of rows to score.
+
+    Args:
+        null_values: The fields of a CSV file that are missing values; the
+            default of ``[datasets.NAME] null_values`` when None.
 
     Raises:
         IngestError: The file is missing, empty, or neither CSV nor Parquet.
@@ -215,7 +251,7 @@ def read_rows_file(source: Path) -> pa.Table:
     suffix = source.suffix.lower()
     path = "'" + str(source).replace("'", "''") + "'"
     if suffix in (".csv", ".tsv", ".txt"):
-        table = _read_csv(source, path)
+        table = _read_csv(source, path, null_values or _DEFAULT_NULL_VALUES)
         if table.num_rows == 0:
             raise IngestError(f"{source}: no rows after the header; nothing to score")
         return table
@@ -233,7 +269,7 @@ def read_rows_file(source: Path) -> pa.Table:
     return table
 
 
-def _read_csv(source: Path, path: str) -> pa.Table:
+def _read_csv(source: Path, path: str, null_values: Sequence[str]) -> pa.Table:
     """Read a CSV file, or raise for its first record that DuckDB cannot split.
 
     Without ``ignore_errors`` the sniffer of DuckDB 2.0.1 reads a file with a
@@ -248,11 +284,12 @@ def _read_csv(source: Path, path: str) -> pa.Table:
         raise IngestError(
             f"{source}: the file contains only blank lines; nothing to score"
         )
+    nulls = ", ".join("'" + value.replace("'", "''") + "'" for value in null_values)
     db = duckdb.connect()
     try:
         table = db.sql(
-            f"SELECT * FROM read_csv({path}, sample_size=-1, ignore_errors=true, "
-            "store_rejects=true)"
+            f"SELECT * FROM read_csv({path}, nullstr=[{nulls}], sample_size=-1, "
+            "ignore_errors=true, store_rejects=true)"
         ).to_arrow_table()
         rejects = first_row(
             db.execute(
@@ -339,11 +376,11 @@ def _check_unique_names(source: Path, path: str, names: list[str]) -> None:
 
 
 def _score(
-    model: OnnxModel, table: pa.Table, lookup_only: set[str]
+    model: OnnxModel, table: pa.Table, lookup_only: set[str], missing: str
 ) -> tuple[pa.Table, list[str]]:
     """Return `table` with its predictions appended, and the ignored-column warning."""
     fed = table.drop_columns([n for n in table.column_names if n in lookup_only])
-    feed, ignored = model.feed_table(fed)
+    feed, ignored = model.feed_table(fed, missing)
     output = model.run(feed)
     scored = model.format_table(output)
     for name, column in zip(scored.column_names, scored.columns):

@@ -9,7 +9,9 @@ feature that is not derived plus the dataset columns the derived features
 read. Their ``type`` sets which JSON values are accepted:
 
 - ``number``: a number; null, NaN and the string ``"NaN"`` mean missing.
-- ``integer``: the same, and the number must be whole (3 and 3.0 are both 3).
+- ``integer``: the same, and the number must be whole (3 and 3.0 are both 3)
+  and within the range of the dataset column's integer type, its ``sql_type``
+  (BIGINT: -2**63 to 2**63 - 1).
 - ``boolean``: true, false, 0 or 1.
 - ``string``: text, a whole number or a boolean; null means missing.
 - ``sql``: any scalar, cast by DuckDB to the column's type in the dataset.
@@ -18,6 +20,10 @@ Infinite numbers, numbers beyond the float64 or float32 range, text that
 contains a NUL byte and values outside the model's ``checks`` are rejected
 with the column and row named. Columns the
 model does not read are ignored and reported as warnings.
+
+A numeric value reaches the model as float32, rounded from float64 to the
+nearest float32: a JSON or Arrow integer above 2**24 in magnitude, such as
+16777217, arrives rounded (16777216).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import pyarrow as pa
 
 from appliance.errors import RequestError, shown
 from appliance.jsonnumbers import OverflowedNumber
+from appliance.serving._integer_checks import check_integer_range
 from appliance.serving._text_checks import check_arrow_texts, nul_error
 
 NUMBER = "number"
@@ -46,6 +53,12 @@ _JOINED_CHECK_VALUES = 65_536
 """Numeric values of a request up to which `check_float32` joins its columns."""
 
 _FLOAT64_MAX = float(np.finfo(np.float64).max)
+
+JSON_MISSING = "a JSON request reads only null and the text 'NaN' as missing values"
+"""End of the error on text in a numeric column of JSON rows: the missing values."""
+ARROW_MISSING = "an Arrow request reads only null and the text 'NaN' as missing values"
+"""End of the error on text in a numeric column of an Arrow table: the missing
+values, unless `table_to_columns` is given another description."""
 
 Columns = dict[str, Any]
 """Request values by column: float64 arrays for numeric kinds, object arrays of
@@ -86,9 +99,11 @@ def rows_to_columns(
         except KeyError:
             values = [_field(model, i, name, row) for i, row in enumerate(rows)]
         if kind in _NUMERIC_KINDS:
-            columns[name] = np.asarray(
-                _numbers(model, name, kind, values), dtype=np.float64
-            )
+            numbers = np.asarray(_numbers(model, name, kind, values), np.float64)
+            if kind == INTEGER:
+                sql_type = spec.get("sql_type")
+                check_integer_range(model, name, sql_type, numbers, values.__getitem__)
+            columns[name] = numbers
         elif kind == SQL:
             columns[name] = [_sql_text(model, i, name, v) for i, v in enumerate(values)]
         else:
@@ -100,9 +115,16 @@ def rows_to_columns(
 
 
 def table_to_columns(
-    model: str, request: Sequence[Mapping[str, str]], table: pa.Table
+    model: str,
+    request: Sequence[Mapping[str, str]],
+    table: pa.Table,
+    missing: str = ARROW_MISSING,
 ) -> tuple[Columns, list[str]]:
     """Check an Arrow table against the request columns, column by column.
+
+    Args:
+        missing: Which values the table's source reads as missing, for the
+            error on text in a numeric column, such as `ARROW_MISSING`.
 
     Raises:
         RequestError: A column is missing or contains values of the wrong type.
@@ -118,7 +140,11 @@ def table_to_columns(
             )
         column = table.column(name)
         if kind in _NUMERIC_KINDS:
-            columns[name] = _arrow_numbers(model, name, kind, column)
+            numbers = _arrow_numbers(model, name, kind, column, missing)
+            if kind == INTEGER:
+                sql_type = spec.get("sql_type")
+                check_integer_range(model, name, sql_type, numbers, _row_of(column))
+            columns[name] = numbers
         elif kind == SQL:
             check_arrow_texts(model, name, column)
             columns[name] = column
@@ -350,7 +376,14 @@ def _numbers(model: str, name: str, kind: str, values: list[Any]) -> list[float]
     return numbers
 
 
-def _number(model: str, index: int, name: str, kind: str, value: Any) -> float:
+def _number(
+    model: str,
+    index: int,
+    name: str,
+    kind: str,
+    value: Any,
+    missing: str = JSON_MISSING,
+) -> float:
     if value is None:
         return math.nan
     if isinstance(value, bool):
@@ -363,7 +396,10 @@ def _number(model: str, index: int, name: str, kind: str, value: Any) -> float:
     elif isinstance(value, str) and value.strip().lower() == "nan":
         return math.nan
     expected = "true, false or null" if kind == BOOLEAN else "a number or null"
-    raise _invalid(model, index, name, f"must be {expected}, got {shown(value)}")
+    problem = f"must be {expected}, got {shown(value)}"
+    if isinstance(value, str):
+        problem += f"; {missing}"
+    raise _invalid(model, index, name, problem)
 
 
 def _checked_number(
@@ -433,7 +469,7 @@ def _arrow_texts(model: str, name: str, column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _arrow_numbers(
-    model: str, name: str, kind: str, column: pa.ChunkedArray
+    model: str, name: str, kind: str, column: pa.ChunkedArray, missing: str
 ) -> np.ndarray:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         texts = column.to_pylist()
@@ -441,8 +477,10 @@ def _arrow_numbers(
         # so name that value before any number written as text.
         for index, text in enumerate(texts):
             if text is not None and not _is_number_text(text):
-                _number(model, index, name, kind, text)
-        values = [_number(model, i, name, kind, v) for i, v in enumerate(texts)]
+                _number(model, index, name, kind, text, missing)
+        values = [
+            _number(model, i, name, kind, v, missing) for i, v in enumerate(texts)
+        ]
         return np.asarray(values, dtype=np.float64)
     import pyarrow.compute as pc  # Arrow requests only; about 9 MB resident
 
@@ -450,8 +488,12 @@ def _arrow_numbers(
         if kind != BOOLEAN:
             _reject_booleans(model, name, column)
         column = pc.cast(column, pa.int8())
+    # An integer beyond 2**53 is rounded to the nearest float64, as a JSON
+    # integer is, where Arrow's safe cast would raise.
+    safe = not pa.types.is_integer(column.type)
     try:
-        array = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        array = pc.cast(column, pa.float64(), safe=safe)
+        array = array.to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise RequestError(
             f"column {name!r} of model {model!r} must hold numbers, got "
@@ -485,6 +527,11 @@ def _reject_booleans(model: str, name: str, column: pa.ChunkedArray) -> None:
         raise _invalid(
             model, row, name, f"must be a number or null, got {shown(value)}"
         )
+
+
+def _row_of(column: pa.ChunkedArray) -> Any:
+    """Return a function that returns the value of a row of `column` as sent."""
+    return lambda index: column[index].as_py()
 
 
 def _is_number_text(text: str) -> bool:

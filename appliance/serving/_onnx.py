@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from appliance.errors import IntegrityError, RequestError
 from appliance.serving._inputs import (
+    ARROW_MISSING,
     NUMBER,
     Columns,
     check_float32,
@@ -162,9 +163,16 @@ class OnnxModel:
         columns, warnings = rows_to_columns(self.name, self.request, rows)
         return self._feed(columns), warnings
 
-    def feed_table(self, table: pa.Table) -> tuple[dict[str, np.ndarray], list[str]]:
-        """Return the ONNX feed of an Arrow table and the warnings about it."""
-        columns, warnings = table_to_columns(self.name, self.request, table)
+    def feed_table(
+        self, table: pa.Table, missing: str = ARROW_MISSING
+    ) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Return the ONNX feed of an Arrow table and the warnings about it.
+
+        Args:
+            missing: Which values the table's source reads as missing; see
+                `table_to_columns`.
+        """
+        columns, warnings = table_to_columns(self.name, self.request, table, missing)
         return self._feed(columns), warnings
 
     def _feed(self, columns: Columns) -> dict[str, np.ndarray]:

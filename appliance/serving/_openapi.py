@@ -47,6 +47,7 @@ from appliance.serving._inputs import BOOLEAN, INTEGER, NUMBER
 from appliance.serving._onnx import OnnxModel
 from appliance.serving._request_fields import request_fields
 from appliance.serving._responses import ErrorBody, PredictResult
+from appliance.sqltypes import INTEGER_RANGES
 
 _KINDS = {
     NUMBER: OpenAPIType.NUMBER,
@@ -76,7 +77,8 @@ _PREDICT_ERRORS = {
     "413": "The request has more rows than [server] max_rows, or a body larger "
     "than max_body_bytes.",
     "422": "A row lacks a column, has a value of the wrong type, or a value "
-    "outside the model's checks; the error names the row and column.",
+    "outside the model's checks or its integer column's range; the error names "
+    "the row and column.",
 }
 
 
@@ -119,15 +121,16 @@ def row_schema(model: OnnxModel, lookup: RequestLookup | None = None) -> Schema:
     """
     properties = {}
     required = []
+    sql_types = {spec["name"]: spec.get("sql_type") for spec in model.request}
     for field in request_fields(model, lookup):
         name = field["name"]
-        bounds = model.checks.get(name, {})
+        low, high = _bounds(model, name, field["type"], sql_types.get(name))
         properties[name] = Schema(
             type=[_KINDS.get(field["type"], OpenAPIType.STRING), OpenAPIType.NULL],
             format=OpenAPIFormat(field["format"]) if "format" in field else None,
             description=field["description"],
-            minimum=bounds.get("min"),
-            maximum=bounds.get("max"),
+            minimum=low,
+            maximum=high,
         )
         if field["required"]:
             required.append(name)
@@ -139,6 +142,24 @@ def row_schema(model: OnnxModel, lookup: RequestLookup | None = None) -> Schema:
         properties=properties,
         required=sorted(required),
     )
+
+
+def _bounds(
+    model: OnnxModel, name: str, kind: str, sql_type: str | None
+) -> tuple[float | None, float | None]:
+    """Return the minimum and maximum of a request column, None where unbounded.
+
+    They are the model's checks, narrowed for an integer column to the range
+    of its dataset type, which the input conversion also enforces.
+    """
+    checks = model.checks.get(name, {})
+    low, high = checks.get("min"), checks.get("max")
+    if kind != INTEGER or sql_type not in INTEGER_RANGES:
+        return low, high
+    type_low, type_high = INTEGER_RANGES[sql_type]
+    low = type_low if low is None else max(low, type_low)
+    high = type_high if high is None else min(high, type_high)
+    return low, high
 
 
 def _describe_predict(document: Any) -> None:
