@@ -67,6 +67,12 @@ from appliance.storage._models import (
 )
 from appliance.storage._open_errors import open_failure, permission_failure
 from appliance.storage._orphans import remove_orphan_folders
+from appliance.storage._pending_quality import (
+    PENDING,
+    complete_report,
+    is_pending,
+    shown_version,
+)
 from appliance.storage._quarantine import (
     RAW_LINE_FIELDS,
     QuarantinedRow,
@@ -147,6 +153,10 @@ __all__ = [
     "apply_retention",
     "diff_versions",
     "get_dataset_version",
+    "PENDING",
+    "complete_report",
+    "is_pending",
+    "shown_version",
     "list_quarantine",
     "list_rejected",
     "raw_line_key",

@@ -55,6 +55,7 @@ from appliance.storage._catalog import Catalog
 from appliance.storage._datasets import DatasetVersion, find_by_sources
 from appliance.storage._flush_errors import rejection_message, rows_error
 from appliance.storage._ingest import IngestResult, ingest
+from appliance.storage._pending_quality import PendingReports, complete_latest
 from appliance.storage._quarantine import move_source
 from appliance.storage._rejected import (
     REJECTED,
@@ -143,6 +144,9 @@ class IngestBuffer:
         self.retry_max_seconds = 60.0
         """Maximum wait between two retries of a failed flush."""
         self._cipher: ColumnCipher | None = None
+        self.pending_reports = PendingReports()
+        """Datasets whose latest version's quality report the flush thread
+        completes once they are idle (`_pending_quality`)."""
 
     def append(self, dataset: str, rows: Sequence[Any]) -> int:
         """Write `rows` durably to the dataset's buffer; return the buffered count.
@@ -373,6 +377,7 @@ class IngestBuffer:
                     state.failures,
                 )
             state.failures, state.retry_at, state.flush_error = 0, None, None
+        self.pending_reports.flushed(dataset)
 
     def _schedule_retry(self, dataset: str, exc: Exception) -> tuple[int, float]:
         """Record a failed flush of `dataset` and when to try it again.
@@ -394,13 +399,33 @@ class IngestBuffer:
 
     def _run(self) -> None:
         while not self._stop.wait(self._wait()):
-            for dataset in self._due():
+            due = self._due()
+            for dataset in due:
                 try:
                     self.flush(dataset)
                 except Exception:
                     # Logged with its retry by flush; the rows stay on disk.
                     logger.debug(
                         "buffer flush failed dataset=%s", dataset, exc_info=True
+                    )
+            if not due:
+                self._complete_reports()
+
+    def _complete_reports(self) -> None:
+        """Complete the pending quality report of each idle dataset's latest version.
+
+        It holds the flush lock, so a flush waits for at most one report.
+        """
+        for dataset in self.pending_reports.due():
+            if self._stop.is_set():
+                return
+            with self.flush_lock:
+                try:
+                    with self._open_catalog() as catalog:
+                        complete_latest(catalog, dataset)
+                except Exception:
+                    logger.exception(
+                        "pending quality report failed dataset=%s", dataset
                     )
 
     def _due(self) -> list[str]:
@@ -515,6 +540,7 @@ class IngestBuffer:
                 same_paths=True,
                 cipher=self.cipher() if settings.sensitive else None,
                 ciphertext_sources=True,
+                pending_quality=True,
             )
             quarantined = _quarantined(result)
             if quarantined:
