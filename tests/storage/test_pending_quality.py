@@ -7,19 +7,24 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from support import WriteFile, run_appliance, start_daemon, stop_daemon
 
-from appliance.config import DatasetConfig
+from appliance.config import DatasetConfig, load_config
 from appliance.storage import (
     PENDING,
     Catalog,
+    DatasetVersion,
     IngestBuffer,
+    _datasets,
+    _retention,
     complete_report,
     ingest,
     is_pending,
     latest_version,
     list_versions,
 )
+from appliance.storage._datasets import version_from_row
 
 FILES = [
     # `late` has no value in the first file, so an append keeps no type for
@@ -120,8 +125,6 @@ def _flush_rows(tmp_path: Path) -> tuple[Path, Path]:
     config_path = tmp_path / "config.toml"
     config_path.write_text(CONFIG)
     home = tmp_path / "home"
-    from appliance.config import load_config
-
     buffer = IngestBuffer(load_config(config_path))
     for index in range(3):
         buffer.append("events", [{"id": index, "value": index * 1.5, "tag": None}])
@@ -221,3 +224,40 @@ def test_daemon_completes_idle_report(tmp_path: Path) -> None:
 
     assert quality["columns"]["value"]["min"] == 0.5
     assert quality["duplicate_rows"] == 0
+
+
+def _versions_read_by_flush(
+    buffer: IngestBuffer, monkeypatch: pytest.MonkeyPatch, index: int
+) -> int:
+    """Return how many catalog rows of versions one flush of one row parses."""
+    calls = []
+
+    def counted(row: tuple) -> DatasetVersion:
+        calls.append(row[1])
+        return version_from_row(row)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_datasets, "version_from_row", counted)
+        patch.setattr(_retention, "version_from_row", counted)
+        buffer.append("events", [{"id": index, "value": 1.0}])
+        buffer.flush("events")
+    return len(calls)
+
+
+def test_flush_reads_versions_independent_of_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_path = tmp_path / "config.toml"
+    config_path.write_text(CONFIG + "\n[datasets.events]\nkeep_versions = 2\n")
+    buffer = IngestBuffer(load_config(config_path))
+    for index in range(3):
+        buffer.append("events", [{"id": index, "value": 1.0}])
+        buffer.flush("events")
+
+    short_chain = _versions_read_by_flush(buffer, monkeypatch, 3)
+    for index in range(4, 20):
+        buffer.append("events", [{"id": index, "value": 1.0}])
+        buffer.flush("events")
+    long_chain = _versions_read_by_flush(buffer, monkeypatch, 20)
+
+    assert long_chain == short_chain
