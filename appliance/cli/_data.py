@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from appliance.cli._chain import register_compact
 from appliance.cli._names import check_dataset_known
 from appliance.cli._output import (
     add_command,
@@ -88,6 +89,7 @@ def register(commands: Any) -> None:
     add_decrypt_flag(quarantine)
     add_json_flag(quarantine)
     register_rejected(datasets)
+    register_compact(datasets)
 
 
 def _ingest(config: Config, args: argparse.Namespace) -> int:
@@ -262,6 +264,12 @@ def _show(config: Config, args: argparse.Namespace) -> None:
     print(f"  accepted    {report.get('accepted', '?')}")
     print(f"  quarantined {report.get('quarantined', '?')}")
     print(f"  partitioned {version.partition_by or '(no)'}")
+    compacted = report.get("compacted")
+    if compacted:
+        print(
+            f"  compacted   from {compacted['from']}, whose rows were in "
+            f"{compacted['folders']} version folders"
+        )
     print(f"  encrypted   {_encryption_text(config, version)}")
     print(f"  folder      {version.path}")
     if version.used_by:

@@ -17,6 +17,7 @@ from appliance.storage._aliases import (
 from appliance.storage._blobs import read_blob, write_blob
 from appliance.storage._buffer import IngestBuffer
 from appliance.storage._catalog import Catalog
+from appliance.storage._chain_compaction import CompactResult, compact_chain
 from appliance.storage._column_names import case_clash, case_mismatch
 from appliance.storage._compact import (
     compact_catalog,
@@ -157,6 +158,8 @@ __all__ = [
     "complete_report",
     "is_pending",
     "shown_version",
+    "CompactResult",
+    "compact_chain",
     "list_quarantine",
     "list_rejected",
     "raw_line_key",

@@ -52,6 +52,7 @@ from appliance.storage._buffer_files import (
 )
 from appliance.storage._buffer_rows import check_keys, encrypted_row, spellings
 from appliance.storage._catalog import Catalog
+from appliance.storage._chain_compaction import compact_if_long
 from appliance.storage._datasets import DatasetVersion, find_by_sources
 from appliance.storage._flush_errors import rejection_message, rows_error
 from appliance.storage._ingest import IngestResult, ingest
@@ -356,6 +357,7 @@ class IngestBuffer:
                 folder = self.root / dataset
                 for segment in sorted(folder.glob(_SEGMENT_PREFIX + "*.jsonl")):
                     self._ingest_segment(dataset, segment)
+                self._compact(dataset)
             except Exception as exc:
                 attempt, wait = self._schedule_retry(dataset, exc)
                 logger.warning(
@@ -378,6 +380,14 @@ class IngestBuffer:
                 )
             state.failures, state.retry_at, state.flush_error = 0, None, None
         self.pending_reports.flushed(dataset)
+
+    def _compact(self, dataset: str) -> None:
+        """Compact the dataset's append chain once it exceeds ``compact_after``."""
+        settings = self.config.dataset(dataset)
+        if settings.compact_after is None:
+            return
+        with self._open_catalog() as catalog:
+            compact_if_long(catalog, settings)
 
     def _schedule_retry(self, dataset: str, exc: Exception) -> tuple[int, float]:
         """Record a failed flush of `dataset` and when to try it again.

@@ -113,7 +113,7 @@ def _remove_unread_folders(
         ).fetchall()
     }
     in_use = {version.path.name for version in kept}
-    in_use.update(Path(_folder_of(g)).name for v in kept for g in v.files)
+    in_use.update(Path(version_folder(g)).name for v in kept for g in v.files)
     for name in names:
         version = name.removeprefix(_PREFIX).split(REDACTED)[0]
         if not name.startswith(_PREFIX) or version not in removed or name in in_use:
@@ -129,7 +129,7 @@ def _remove_unread_folders(
         )
 
 
-def _folder_of(glob: str) -> str:
+def version_folder(glob: str) -> str:
     """Return the version folder of a file glob of a version."""
     for ending in ("/*/*.parquet", "/*.parquet"):
         if glob.endswith(ending):
