@@ -318,6 +318,13 @@ def _restore_text(version: DatasetVersion) -> str:
     """Return how to get the lost files of `version` back."""
     if REDACTED in version.path.name:
         return "restore that folder from a backup"
+    if not version.sources and "compacted" in version.report:
+        # A compaction copied its parent's rows and read no source file.
+        return (
+            "restore that folder from a backup; the version is a compaction of "
+            f"{version.dataset}@{version.parent}, whose folders retention may "
+            "have deleted"
+        )
     files = ", ".join(source["path"] for source in version.sources)
     return (
         f"ingest its source files ({files}) again, which rebuilds the folder, or "

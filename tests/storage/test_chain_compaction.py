@@ -236,3 +236,44 @@ def _wait_for_rows(client: httpx.Client, rows: int) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"dataset 'events' did not reach {rows} rows")
+
+
+def test_compact_partitioned_chain(tmp_path: Path) -> None:
+    config = _config(tmp_path, 'partition_by = "tag"')
+    buffer = IngestBuffer(config)
+    for index in range(4):
+        buffer.append("events", [{"id": index, "value": 1.0, "tag": f"t{index % 2}"}])
+        buffer.flush("events")
+
+    with Catalog(config.storage.home) as catalog:
+        chain = latest_version(catalog, "events")
+        result = compact_chain(catalog, config.dataset("events"))
+        compacted = result.version
+        assert chain is not None
+        chain_rows = _rows(catalog, chain)
+        compacted_rows = _rows(catalog, compacted)
+
+    assert compacted.partition_by == "tag"
+    assert compacted.files == [f"{compacted.path}/*/*.parquet"]
+    assert sorted(p.name for p in compacted.path.iterdir()) == ["tag=t0", "tag=t1"]
+    assert compacted_rows == chain_rows
+
+
+def test_lost_compacted_folder_named(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    _flush(config, 0, 3)
+    with Catalog(config.storage.home) as catalog:
+        compacted = compact_chain(catalog, config.dataset("events")).version
+    for path in compacted.path.iterdir():
+        path.unlink()
+
+    shown = run_appliance(
+        tmp_path / "config.toml",
+        config.storage.home,
+        "datasets",
+        "rows",
+        "events",
+    )
+
+    assert shown.returncode != 0
+    assert f"is a compaction of events@{compacted.parent}" in shown.stderr
