@@ -277,3 +277,60 @@ def test_lost_compacted_folder_named(tmp_path: Path) -> None:
 
     assert shown.returncode != 0
     assert f"is a compaction of events@{compacted.parent}" in shown.stderr
+
+
+TRAINED_CONFIG = """
+[storage]
+home = "home"
+
+[ingest]
+flush_rows = 1000
+flush_seconds = 0.2
+
+[datasets.events]
+keep_versions = 2
+
+[models.m]
+dataset = "events"
+target = "value"
+task = "regression"
+algorithm = "lightgbm"
+
+[models.m.params]
+n_estimators = 5
+"""
+
+
+def test_trained_version_kept_after_compaction(tmp_path: Path) -> None:
+    config_path = tmp_path / "config.toml"
+    config_path.write_text(TRAINED_CONFIG)
+    config = load_config(config_path)
+    buffer = IngestBuffer(config)
+    for first in (0, 60, 70):
+        buffer.append(
+            "events", [{"id": i, "value": i * 0.5} for i in range(first, first + 60)]
+        )
+        buffer.flush("events")
+    with Catalog(config.storage.home) as catalog:
+        trained_on = latest_version(catalog, "events")
+    assert trained_on is not None
+
+    trained = run_appliance(config_path, config.storage.home, "train", "m")
+    assert trained.returncode == 0, trained.stderr
+    with Catalog(config.storage.home) as catalog:
+        compact_chain(catalog, config.dataset("events"))
+    for first in (200, 210):
+        buffer.append("events", [{"id": first, "value": 1.0}])
+        buffer.flush("events")
+
+    with Catalog(config.storage.home) as catalog:
+        versions = {v.version: v for v in list_versions(catalog, "events")}
+        kept = versions.get(trained_on.version)
+        rows = _rows(catalog, trained_on) if kept else []
+    runs = run_appliance(config_path, config.storage.home, "runs", "list", "--json")
+    (run,) = [json.loads(line) for line in runs.stdout.splitlines()]
+    assert kept is not None
+    assert kept.used_by == ["m v1"]
+    assert len(rows) == trained_on.row_count == 180
+    assert run["dataset_version"] == trained_on.version
+    assert len(versions) == 3
