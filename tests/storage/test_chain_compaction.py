@@ -334,3 +334,29 @@ def test_trained_version_kept_after_compaction(tmp_path: Path) -> None:
     assert len(rows) == trained_on.row_count == 180
     assert run["dataset_version"] == trained_on.version
     assert len(versions) == 3
+
+
+def test_erasure_reaches_compacted_version(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    _flush(config, 0, 3)
+    with Catalog(config.storage.home) as catalog:
+        compact_chain(catalog, config.dataset("events"))
+
+    erased = run_appliance(
+        tmp_path / "config.toml",
+        config.storage.home,
+        "erase",
+        "events",
+        "--where",
+        "id=1",
+        "--json",
+    )
+
+    assert erased.returncode == 0, erased.stderr
+    with Catalog(config.storage.home) as catalog:
+        versions = list_versions(catalog, "events")
+        ids = {v.version: [row[0] for row in _rows(catalog, v)] for v in versions}
+    assert len(ids) == 4
+    for version, found in ids.items():
+        assert 1 not in found, version
+    assert ids[versions[0].version] == [0, 2]
