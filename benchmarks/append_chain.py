@@ -2,9 +2,9 @@
 
 Each flush of the HTTP ingest buffer makes an ``append`` version that reads
 its own file and its ancestors' files. The script makes `--flushes` one-row
-flushes into a fresh home and prints the wall time and the CPU time of this
-process (DuckDB's threads included) per flush, at the chain lengths given in
-`--at`, over a window of `--window` flushes starting there. On a shared
+flushes into a fresh home. It prints the wall time and the CPU time of this
+process (DuckDB's threads included) per flush at the chain lengths given in
+`--at`, as medians over the `--window` flushes starting there. On a shared
 machine the CPU time varies less with the other load than the wall time.
 
 Run: ``python benchmarks/append_chain.py /tmp/bench-home --flushes 310``.
@@ -64,14 +64,7 @@ def main() -> None:
     compact = f"compact_after = {args.compact_after}" if args.compact_after else ""
     config = CONFIG.format(keep=args.keep, compact=compact)
     (args.folder / "config.toml").write_text(config)
-    buffer = IngestBuffer(load_config(args.folder / "config.toml"))
-    seconds, cpu_seconds = [], []
-    for index in range(args.flushes):
-        buffer.append("events", [{"id": index, "value": index * 0.5, "tag": "a"}])
-        start, cpu_start = time.perf_counter(), time.process_time()
-        buffer.flush("events")
-        seconds.append(time.perf_counter() - start)
-        cpu_seconds.append(time.process_time() - cpu_start)
+    seconds, cpu_seconds = _time_flushes(args.folder, args.flushes)
     print(
         f"python {platform.python_version()} duckdb {duckdb.__version__} "
         f"cpus {os.cpu_count()} load {os.getloadavg()[0]:.2f}"
@@ -85,6 +78,19 @@ def main() -> None:
             f"{statistics.mean(window) * 1000:.0f} ms; CPU median "
             f"{statistics.median(cpu) * 1000:.0f} ms per flush"
         )
+
+
+def _time_flushes(folder: Path, flushes: int) -> tuple[list[float], list[float]]:
+    """Return the wall and CPU seconds of each of `flushes` one-row flushes."""
+    buffer = IngestBuffer(load_config(folder / "config.toml"))
+    seconds, cpu_seconds = [], []
+    for index in range(flushes):
+        buffer.append("events", [{"id": index, "value": index * 0.5, "tag": "a"}])
+        start, cpu_start = time.perf_counter(), time.process_time()
+        buffer.flush("events")
+        seconds.append(time.perf_counter() - start)
+        cpu_seconds.append(time.process_time() - cpu_start)
+    return seconds, cpu_seconds
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def test_completed_report_equals_full_report(
     assert stored.report == full[0].report
 
 
-def test_completed_report_kept_by_erasure_rule(
+def test_erased_report_not_overwritten(
     tmp_path: Path, write_file: WriteFile
 ) -> None:
     _ingest_chain(tmp_path / "home", write_file, pending=True)
