@@ -761,6 +761,10 @@ class DatasetConfig:
     """Column whose values name the Hive partitions of each version."""
     keep_versions: int | None = None
     """Newest versions kept; older ones are deleted after an ingest. None keeps all."""
+    compact_after: int | None = None
+    """After a flush of the HTTP ingest buffer, compact the append chain when
+    the latest version reads the files of more than this many version
+    folders (``appliance datasets compact``). None compacts only on request."""
     delimiter: str | None = None
     """CSV delimiter; detected when omitted."""
     decimal_separator: str | None = None
@@ -793,6 +797,10 @@ class DatasetConfig:
         if self.keep_versions is not None and self.keep_versions < 1:
             raise ValueError(
                 f"keep_versions must be at least 1, got {self.keep_versions}"
+            )
+        if self.compact_after is not None and self.compact_after < 2:
+            raise ValueError(
+                f"compact_after must be at least 2, got {self.compact_after}"
             )
         if self.decimal_separator not in (None, ".", ","):
             raise ValueError(

@@ -215,6 +215,17 @@ class UiClient:
         """Return every dataset version."""
         return self._get_list("/v1/admin/datasets", key="datasets")
 
+    def dataset_version(self, dataset: str, version: str) -> dict[str, Any]:
+        """Return one dataset version, with its quality report completed."""
+        params = {"reference": f"{dataset}@{version}"}
+        found = self._get_object("/v1/admin/dataset-version", params).get("version")
+        if not isinstance(found, dict):
+            raise NotApplianceError(
+                "the daemon's response to GET /v1/admin/dataset-version has no "
+                "object 'version'; check that --url points at the appliance daemon"
+            )
+        return found
+
     def quarantine(self, dataset: str, version: str, limit: int = 50) -> list[Any]:
         """Return the rows of one dataset version that failed its contract."""
         params = {"dataset": dataset, "version": version, "limit": limit}

@@ -84,9 +84,23 @@ class DatasetsPane(Pane):
             v for v in self.data if v["dataset"] == dataset and v["version"] == version
         )
         self.call_daemon(
-            lambda: optional(self.client.quarantine, dataset, version),
-            lambda held: self._show_report(record, held),
+            lambda: (
+                self._completed(record),
+                optional(self.client.quarantine, dataset, version),
+            ),
+            lambda found: self._show_report(*found),
         )
+
+    def _completed(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Return `record`, or the daemon's copy with the full quality report
+        when its report is still pending (a flush of the HTTP ingest buffer)."""
+        quality = (record.get("report") or {}).get("quality") or {}
+        if "pending" not in quality:
+            return record
+        found = optional(
+            self.client.dataset_version, record["dataset"], record["version"]
+        )
+        return record if isinstance(found, Unavailable) else found
 
     def _show_report(self, record: dict[str, Any], held: Any) -> None:
         lines = [f"{record['dataset']}@{record['version']}", "", "Quality report:"]
@@ -126,6 +140,8 @@ def quality_lines(report: dict[str, Any], schema: dict[str, str]) -> list[str]:
         f"{report.get('quarantined', NONE)}, duplicate rows "
         f"{quality.get('duplicate_rows', NONE)}"
     ]
+    if "pending" in quality:
+        lines.append(f"  pending: {quality['pending']}")
     for name, kind in schema.items():
         stats = (quality.get("columns") or {}).get(name, {})
         null_rate = stats.get("null_rate")

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from appliance.cli._chain import register_compact
 from appliance.cli._names import check_dataset_known
 from appliance.cli._output import (
     add_command,
@@ -91,6 +92,7 @@ def register(commands: Any) -> None:
     add_json_flag(quarantine)
     register_rejected(datasets)
     register_remove(datasets)
+    register_compact(datasets)
 
 
 def _ingest(config: Config, args: argparse.Namespace) -> int:
@@ -233,12 +235,14 @@ def _versions(config: Config, references: list[str]) -> list[Any]:
     """Return the dataset versions named by `references`, from the running
     daemon or from the catalog when none runs."""
     from appliance.client import find_daemon
-    from appliance.storage import Catalog, DatasetVersion, get_dataset_version
+    from appliance.storage import Catalog, DatasetVersion, shown_version
 
     client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is None:
+        # The catalog is read-only here, so a pending quality report is
+        # computed for the output and left pending in the catalog.
         with Catalog(config.storage.home, read_only=True) as catalog:
-            return [get_dataset_version(catalog, ref) for ref in references]
+            return [shown_version(catalog, ref, store=False) for ref in references]
     found = []
     for reference in references:
         record = client.get("/v1/admin/dataset-version", {"reference": reference})
@@ -263,6 +267,12 @@ def _show(config: Config, args: argparse.Namespace) -> None:
     print(f"  accepted    {report.get('accepted', '?')}")
     print(f"  quarantined {report.get('quarantined', '?')}")
     print(f"  partitioned {version.partition_by or '(no)'}")
+    compacted = report.get("compacted")
+    if compacted:
+        print(
+            f"  compacted   from {compacted['from']}, whose rows were in "
+            f"{compacted['folders']} version folders"
+        )
     print(f"  encrypted   {_encryption_text(config, version)}")
     print(f"  folder      {version.path}")
     if version.used_by:
@@ -284,6 +294,8 @@ def _show(config: Config, args: argparse.Namespace) -> None:
         print(f"  warning     {warning}")
     quality = report.get("quality", {})
     print(f"\nquality: duplicate rows {quality.get('duplicate_rows', '?')}")
+    if "pending" in quality:
+        print(f"  pending: {quality['pending']}")
     for statistic, method in quality.get("methods", {}).items():
         print(f"  {statistic}: {method}")
     from appliance.storage import encrypted_columns

@@ -19,6 +19,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from appliance.serving import (
     _routes_access,
     _routes_admin,
+    _routes_compact,
     _routes_erase,
     _routes_explain,
     _routes_health,
@@ -46,6 +47,7 @@ ROUTE_MODULES = (
     _routes_ui,
     _routes_ingest,
     _routes_rejected,
+    _routes_compact,
     _routes_retrain,
     _routes_access,
     _routes_erase,

@@ -40,13 +40,13 @@ from appliance.serving._state import (
 from appliance.storage import (
     Catalog,
     IngestResult,
-    get_dataset_version,
     get_run,
     ingest,
     list_models,
     list_quarantine,
     list_runs,
     list_versions,
+    shown_version,
 )
 from appliance.times import TIME_EXAMPLES, parse_time
 
@@ -263,7 +263,8 @@ async def dataset_version(
     """Return the version ``DATASET`` (latest) or ``DATASET@VERSION`` names."""
     state = daemon_state(request)
     named = _dataset_reference(dataset, reference)
-    found = await run_with_catalog(state, get_dataset_version, named)
+    # A pending quality report is completed and stored on the way.
+    found = await run_with_catalog(state, shown_version, named)
     return _json({"version": asdict(found)})
 
 

@@ -17,6 +17,7 @@ from appliance.storage._aliases import (
 from appliance.storage._blobs import read_blob, write_blob
 from appliance.storage._buffer import IngestBuffer
 from appliance.storage._catalog import Catalog
+from appliance.storage._chain_compaction import CompactResult, compact_chain
 from appliance.storage._column_names import case_clash, case_mismatch
 from appliance.storage._compact import (
     compact_catalog,
@@ -74,6 +75,12 @@ from appliance.storage._orphan_folders import (
     remove_orphans,
 )
 from appliance.storage._orphans import remove_orphan_folders
+from appliance.storage._pending_quality import (
+    PENDING,
+    complete_report,
+    is_pending,
+    shown_version,
+)
 from appliance.storage._quarantine import (
     RAW_LINE_FIELDS,
     QuarantinedRow,
@@ -162,6 +169,12 @@ __all__ = [
     "apply_retention",
     "diff_versions",
     "get_dataset_version",
+    "PENDING",
+    "complete_report",
+    "is_pending",
+    "shown_version",
+    "CompactResult",
+    "compact_chain",
     "list_quarantine",
     "list_rejected",
     "raw_line_key",

@@ -52,9 +52,11 @@ from appliance.storage._buffer_files import (
 )
 from appliance.storage._buffer_rows import check_keys, encrypted_row, spellings
 from appliance.storage._catalog import Catalog
+from appliance.storage._chain_compaction import compact_if_long
 from appliance.storage._datasets import DatasetVersion, find_by_sources
 from appliance.storage._flush_errors import rejection_message, rows_error
 from appliance.storage._ingest import IngestResult, ingest
+from appliance.storage._pending_quality import PendingReports, complete_latest
 from appliance.storage._quarantine import move_source
 from appliance.storage._rejected import (
     REJECTED,
@@ -143,6 +145,9 @@ class IngestBuffer:
         self.retry_max_seconds = 60.0
         """Maximum wait between two retries of a failed flush."""
         self._cipher: ColumnCipher | None = None
+        self.pending_reports = PendingReports()
+        """Datasets whose latest version's quality report the flush thread
+        completes once they are idle (`_pending_quality`)."""
 
     def append(self, dataset: str, rows: Sequence[Any]) -> int:
         """Write `rows` durably to the dataset's buffer; return the buffered count.
@@ -362,6 +367,7 @@ class IngestBuffer:
                 folder = self.root / dataset
                 for segment in sorted(folder.glob(_SEGMENT_PREFIX + "*.jsonl")):
                     self._ingest_segment(dataset, segment)
+                self._compact(dataset)
             except Exception as exc:
                 attempt, wait = self._schedule_retry(dataset, exc)
                 logger.warning(
@@ -383,6 +389,15 @@ class IngestBuffer:
                     state.failures,
                 )
             state.failures, state.retry_at, state.flush_error = 0, None, None
+        self.pending_reports.flushed(dataset)
+
+    def _compact(self, dataset: str) -> None:
+        """Compact the dataset's append chain once it exceeds ``compact_after``."""
+        settings = self.config.dataset(dataset)
+        if settings.compact_after is None:
+            return
+        with self._open_catalog() as catalog:
+            compact_if_long(catalog, settings)
 
     def _schedule_retry(self, dataset: str, exc: Exception) -> tuple[int, float]:
         """Record a failed flush of `dataset` and when to try it again.
@@ -404,13 +419,33 @@ class IngestBuffer:
 
     def _run(self) -> None:
         while not self._stop.wait(self._wait()):
-            for dataset in self._due():
+            due = self._due()
+            for dataset in due:
                 try:
                     self.flush(dataset)
                 except Exception:
                     # Logged with its retry by flush; the rows stay on disk.
                     logger.debug(
                         "buffer flush failed dataset=%s", dataset, exc_info=True
+                    )
+            if not due:
+                self._complete_reports()
+
+    def _complete_reports(self) -> None:
+        """Complete the pending quality report of each idle dataset's latest version.
+
+        It holds the flush lock, so a flush waits for at most one report.
+        """
+        for dataset in self.pending_reports.due():
+            if self._stop.is_set():
+                return
+            with self.flush_lock:
+                try:
+                    with self._open_catalog() as catalog:
+                        complete_latest(catalog, dataset)
+                except Exception:
+                    logger.exception(
+                        "pending quality report failed dataset=%s", dataset
                     )
 
     def _due(self) -> list[str]:
@@ -525,6 +560,7 @@ class IngestBuffer:
                 same_paths=True,
                 cipher=self.cipher() if settings.sensitive else None,
                 ciphertext_sources=True,
+                pending_quality=True,
             )
             quarantined = _quarantined(result)
             if quarantined:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any, Literal
 import duckdb
 
 from appliance.config import dataset_name_problem
+from appliance.dbrows import first_row
 from appliance.errors import NotFoundError
 from appliance.storage._catalog import Catalog
 from appliance.storage._sql import ident, literal
@@ -160,15 +161,48 @@ def _removed_at(catalog: Catalog, dataset: str, prefix: str) -> tuple | None:
     return rows[0] if len(rows) == 1 else None
 
 
-def list_versions(catalog: Catalog, dataset: str | None = None) -> list[DatasetVersion]:
-    """Return the versions of every dataset, or of one, newest first."""
-    where, params = ("WHERE dataset = ?", [dataset]) if dataset else ("", [])
+def list_versions(
+    catalog: Catalog, dataset: str | None = None, sources: Sequence[str] = ()
+) -> list[DatasetVersion]:
+    """Return the versions of every dataset, or of one, newest first.
+
+    Args:
+        sources: When given, only versions whose source files include
+            files of each of these SHA-256 hashes, and maybe others.
+    """
+    where, params = ("WHERE dataset = ?", [dataset]) if dataset else ("WHERE true", [])
+    conditions, hashes = sources_filter(sources)
     rows = catalog.db.execute(
-        f"SELECT {VERSION_COLUMNS} FROM dataset_versions {where} "
+        f"SELECT {VERSION_COLUMNS} FROM dataset_versions {where}{conditions} "
         "ORDER BY dataset, created_at DESC",
-        params,
+        [*params, *hashes],
     ).fetchall()
     return _with_uses(catalog, [version_from_row(row) for row in rows])
+
+
+def sources_filter(hashes: Sequence[str]) -> tuple[str, list[str]]:
+    """Return SQL conditions that keep versions with a source of each of `hashes`,
+    and their parameters.
+
+    They test the ``sources_json`` text, so a version found still needs its
+    parsed sources checked. Filtering in SQL spares parsing every version's
+    file list, which grows with an append chain.
+    """
+    conditions = "".join(" AND contains(sources_json, ?)" for _ in hashes)
+    return conditions, [json.dumps(sha256) for sha256 in hashes]
+
+
+def read_by_kept(catalog: Catalog, dataset: str, folder: Path) -> bool:
+    """Tell whether a version of `dataset` in the catalog reads files of `folder`."""
+    prefix = json.dumps(f"{folder}/")[:-1]
+    row = first_row(
+        catalog.db.execute(
+            "SELECT count(*) FROM dataset_versions WHERE dataset = ? "
+            "AND contains(files_json, ?)",
+            [dataset, prefix],
+        )
+    )
+    return row is not None and row[0] > 0
 
 
 def find_version(catalog: Catalog, dataset: str, version: str) -> DatasetVersion | None:
@@ -197,14 +231,14 @@ def find_by_sources(
     """
     if paths is None:
         wanted = sorted(hashes)
-        for version in list_versions(catalog, dataset):
+        for version in list_versions(catalog, dataset, hashes):
             if sorted(s["sha256"] for s in version.sources) == wanted and (
                 accept is None or accept(version)
             ):
                 return version
         return None
     pairs = sorted(zip(hashes, paths))
-    for version in list_versions(catalog, dataset):
+    for version in list_versions(catalog, dataset, hashes):
         if sorted((s["sha256"], s["path"]) for s in version.sources) == pairs and (
             accept is None or accept(version)
         ):
@@ -284,6 +318,13 @@ def _restore_text(version: DatasetVersion) -> str:
     """Return how to get the lost files of `version` back."""
     if REDACTED in version.path.name:
         return "restore that folder from a backup"
+    if not version.sources and "compacted" in version.report:
+        # A compaction copied its parent's rows and read no source file.
+        return (
+            "restore that folder from a backup; the version is a compaction of "
+            f"{version.dataset}@{version.parent}, whose folders retention may "
+            "have deleted"
+        )
     files = ", ".join(source["path"] for source in version.sources)
     return (
         f"ingest its source files ({files}) again, which rebuilds the folder, or "

@@ -78,6 +78,7 @@ from appliance.storage._lake_write import (
     write_rows,
 )
 from appliance.storage._null_sources import NullCounts, add_to_quality
+from appliance.storage._pending_quality import pending_quality as pending_report
 from appliance.storage._quality import quality_report
 from appliance.storage._quarantine import violation_place
 from appliance.storage._rebuild import find_lost, rebuild_version
@@ -158,6 +159,7 @@ def ingest(
     same_paths: bool = False,
     cipher: ColumnCipher | None = None,
     ciphertext_sources: bool = False,
+    pending_quality: bool = False,
 ) -> IngestResult:
     """Load files into a new version of `dataset`, or find the existing one.
 
@@ -185,6 +187,10 @@ def ingest(
         ciphertext_sources: The files hold the sensitive columns encrypted
             already, as the ingest buffer's segments do; they are decrypted
             in memory to be checked against the contract.
+        pending_quality: An ``append`` version gets a pending quality report
+            (`_pending_quality`), whose cost does not grow with the parent's
+            rows, as the ingest buffer's flushes do. Otherwise the report
+            covers every row of the version.
 
     Raises:
         IngestError: A file is missing, empty, unreadable, of an unknown format,
@@ -202,7 +208,14 @@ def ingest(
     details: dict[str, Any] = {"mode": mode, "files": [str(p) for p in paths]}
     try:
         with DecompressedFiles(catalog.home) as copies:
-            result = _ingest(*args, same_paths, cipher, ciphertext_sources, copies)
+            result = _ingest(
+                *args,
+                same_paths,
+                cipher,
+                ciphertext_sources,
+                copies,
+                pending_quality=pending_quality,
+            )
     except (IngestError, StorageError) as exc:
         details["error"] = str(exc)
         record(catalog, "dataset.ingest", dataset, details, "failed")
@@ -232,6 +245,8 @@ def _ingest(
     cipher: ColumnCipher | None,
     ciphertext_sources: bool,
     copies: DecompressedFiles,
+    *,
+    pending_quality: bool,
 ) -> IngestResult:
     _check_name(dataset)
     settings = settings or DatasetConfig(name=dataset)
@@ -311,6 +326,7 @@ def _ingest(
             contract,
             _Checks(strict, tuple(views), force),
             encryption,
+            pending_quality=pending_quality,
         )
     finally:
         if encryption is not None:
@@ -504,6 +520,8 @@ def _ingest_new(
     contract: ContractConfig | None,
     checks: _Checks,
     encryption: _Encryption | None = None,
+    *,
+    pending_quality: bool = False,
 ) -> IngestResult:
     """Stage, check and write a new version.
 
@@ -511,6 +529,7 @@ def _ingest_new(
         new_version: The new version's id and its staging folder, which the
             caller removes afterwards.
         encryption: The cipher of the sensitive columns, None without them.
+        pending_quality: The argument of `ingest`.
     """
     dataset = settings.name
     version_id, work = new_version
@@ -606,6 +625,7 @@ def _ingest_new(
             warnings,
             quarantine,
             (contract, encryption.cipher if encryption else None),
+            pending_quality=pending_quality,
         )
     except BaseException:
         # The catalog is as it was: remove the rows no version points to.
@@ -736,6 +756,8 @@ def _record_new(
     warnings: list[str],
     quarantine: Any,
     rules: tuple[ContractConfig | None, ColumnCipher | None],
+    *,
+    pending_quality: bool = False,
 ) -> DatasetVersion:
     """Compute the quality report and record the version in one transaction.
 
@@ -744,6 +766,8 @@ def _record_new(
             (appended), and the latest version (its parent in the lineage).
         rules: The contract, and the cipher of the sensitive columns, which
             are stored as text.
+        pending_quality: The argument of `ingest`; it applies to appended
+            versions only.
 
     Raises:
         StorageError: The catalog cannot be written; nothing was recorded.
@@ -777,20 +801,14 @@ def _record_new(
         partition_by=settings.partition_by if written.partitioned else None,
     )
     own_files = replace(version, files=[own_glob], schema=own_schema)
-    sample, basis = _version_sample(version, appended, written, own_files)
     with timed_step(dataset, "report"):
-        quality = quality_report(
-            db,
-            f"({scan_sql(version)})",
-            schema,
-            parquet_sql(version),
-            sample,
-            version.row_count,
-            # Without an appended parent, every file is this ingest's, and it
-            # stores NaN as NULL.
-            stored_nan=appended is not None,
-            sample_basis=basis,
-        )
+        if pending_quality and appended is not None:
+            own = own_files if written.accepted else None
+            quality = pending_report(
+                db, own, appended, catalog, schema, version.row_count
+            )
+        else:
+            quality = _full_quality(db, version, appended, written, own_files)
     add_to_quality(
         quality,
         written.null_counts,
@@ -825,6 +843,29 @@ def _record_new(
             "check that the catalog is writable and ingest the files again"
         ) from exc
     return version
+
+
+def _full_quality(
+    db: duckdb.DuckDBPyConnection,
+    version: DatasetVersion,
+    appended: DatasetVersion | None,
+    written: _Written,
+    own_files: DatasetVersion,
+) -> dict[str, Any]:
+    """Compute the quality report over every row of the new `version`."""
+    sample, basis = _version_sample(version, appended, written, own_files)
+    return quality_report(
+        db,
+        f"({scan_sql(version)})",
+        version.schema,
+        parquet_sql(version),
+        sample,
+        version.row_count,
+        # Without an appended parent, every file is this ingest's, and it
+        # stores NaN as NULL.
+        stored_nan=appended is not None,
+        sample_basis=basis,
+    )
 
 
 def _rebuild(

@@ -1,11 +1,12 @@
 """Data quality report of a dataset version, computed by DuckDB.
 
-Per column: null rate, distinct count (approximate, HyperLogLog), min, max;
-for numeric columns also the quartiles of the finite values (exact up to
-20,000 rows, else from a sample of about that size) and the exact count of
-values other than NaN outside ``[q1 - 1.5 IQR, q3 + 1.5 IQR]``. For the
-table: rows and duplicate rows. The report's ``methods`` entry states which
-of these are approximate, for readers such as ``appliance datasets show``.
+Per column: null rate, count of values, distinct count (approximate,
+HyperLogLog), min, max; for numeric columns also the quartiles of the finite
+values (exact up to 20,000 rows, else from a sample of about that size) and
+the exact count of values other than NaN outside
+``[q1 - 1.5 IQR, q3 + 1.5 IQR]``. For the table: rows and duplicate rows.
+The report's ``methods`` entry states which of these are approximate, for
+readers such as ``appliance datasets show``.
 
 The report takes a few small queries rather than one, because DuckDB 2.0
 plans each cheaper alone. Min and max over the Parquet files as stored,
@@ -42,6 +43,9 @@ from appliance.storage._sql import ident
 from appliance.storage._types import FLOAT_TYPES, INTEGER_TYPES, NUMERIC_TYPES
 
 _QUANTILE_SAMPLE = 20_000
+NON_NULL = "non_null"
+"""Key of a column's count of values other than NULL (and NaN), which an
+appended version's report adds to its parent's (`_pending_quality`)."""
 _SORTED_ROWS = 2_000_000
 """Tables up to this many rows count duplicates from a sort of the row hashes."""
 
@@ -207,6 +211,7 @@ def _column_stats(
         columns[name] = {
             "type": kind,
             "null_rate": round(1 - count / rows, 6) if rows else None,
+            NON_NULL: count,
             # HyperLogLog can estimate more values than the column has.
             "distinct": min(estimate, count),
         }

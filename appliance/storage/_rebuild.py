@@ -35,6 +35,7 @@ from appliance.storage._datasets import (
     DatasetVersion,
     find_version,
     list_versions,
+    read_by_kept,
     scan_sql,
 )
 from appliance.storage._encrypted import register_functions, remove_functions
@@ -72,12 +73,11 @@ def find_lost(
     Returns:
         The versions, newest first, the kept ones before the removed ones.
     """
-    kept = list_versions(catalog, dataset)
-    read = [glob for version in kept for glob in version.files]
+    kept = list_versions(catalog, dataset, hashes)
     removed = [
         version
-        for version in removed_versions(catalog, dataset)
-        if any(glob.startswith(f"{version.path}/") for glob in read)
+        for version in removed_versions(catalog, dataset, hashes)
+        if read_by_kept(catalog, dataset, version.path)
     ]
     expected = sorted(zip(hashes, paths)) if paths is not None else sorted(hashes)
     lost = []

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.errors import StorageError
@@ -29,6 +30,7 @@ from appliance.storage._datasets import (
     VERSION_COLUMNS,
     DatasetVersion,
     list_versions,
+    sources_filter,
     version_from_row,
 )
 
@@ -111,7 +113,7 @@ def _remove_unread_folders(
         ).fetchall()
     }
     in_use = {version.path.name for version in kept}
-    in_use.update(Path(_folder_of(g)).name for v in kept for g in v.files)
+    in_use.update(Path(version_folder(g)).name for v in kept for g in v.files)
     for name in names:
         version = name.removeprefix(_PREFIX).split(REDACTED)[0]
         if not name.startswith(_PREFIX) or version not in removed or name in in_use:
@@ -127,7 +129,7 @@ def _remove_unread_folders(
         )
 
 
-def _folder_of(glob: str) -> str:
+def version_folder(glob: str) -> str:
     """Return the version folder of a file glob of a version."""
     for ending in ("/*/*.parquet", "/*.parquet"):
         if glob.endswith(ending):
@@ -151,12 +153,20 @@ def _added_no_rows(version: DatasetVersion) -> bool:
     return version.mode == "append" and version.report.get("accepted") == 0
 
 
-def removed_versions(catalog: Catalog, dataset: str) -> list[DatasetVersion]:
-    """Return the versions of `dataset` that retention removed, newest first."""
+def removed_versions(
+    catalog: Catalog, dataset: str, sources: Sequence[str] = ()
+) -> list[DatasetVersion]:
+    """Return the versions of `dataset` that retention removed, newest first.
+
+    Args:
+        sources: When given, only versions whose source files include
+            files of each of these SHA-256 hashes, and maybe others.
+    """
+    conditions, hashes = sources_filter(sources)
     rows = catalog.db.execute(
-        f"SELECT {VERSION_COLUMNS} FROM removed_versions WHERE dataset = ? "
-        "ORDER BY created_at DESC",
-        [dataset],
+        f"SELECT {VERSION_COLUMNS} FROM removed_versions WHERE dataset = ?"
+        f"{conditions} ORDER BY created_at DESC",
+        [dataset, *hashes],
     ).fetchall()
     return [version_from_row(row) for row in rows]
 
@@ -172,7 +182,7 @@ def find_removed_in_latest(
     if latest is None:
         return None
     file_hashes = sorted(hashes)
-    for version in removed_versions(catalog, dataset):
+    for version in removed_versions(catalog, dataset, hashes):
         prefix = f"{version.path}/"
         same_files = sorted(s["sha256"] for s in version.sources) == file_hashes
         if same_files and any(glob.startswith(prefix) for glob in latest.files):
@@ -191,11 +201,14 @@ def find_removed_sources(
     Returns:
         ``(name, version)`` pairs, naming the newest removed version of a file.
     """
-    removed = removed_versions(catalog, dataset)
     found = []
     for name, sha256 in sources:
         holder = next(
-            (v for v in removed if any(s["sha256"] == sha256 for s in v.sources)),
+            (
+                v
+                for v in removed_versions(catalog, dataset, [sha256])
+                if any(s["sha256"] == sha256 for s in v.sources)
+            ),
             None,
         )
         if holder is not None:

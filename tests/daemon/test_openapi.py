@@ -27,6 +27,8 @@ EXEMPT = {
     "in the path",
     ("post", "/v1/datasets/{name}/rejected/{segment}/retry"): "takes no body; "
     "the dataset and the segment are in the path",
+    ("post", "/v1/datasets/{name}/compact"): "takes no body; the dataset name "
+    "is in the path",
     ("post", "/v1/models/{name}/drift/check"): "takes no body; the model name "
     "is in the path",
 }
