@@ -239,7 +239,9 @@ def _unread_row(
             if name in _IDS or row.column(name)[0].as_py() is None:
                 continue
             blank = row.set_column(
-                position, row.schema.field(position), pa.nulls(1, row.schema.types[position])
+                position,
+                row.schema.field(position),
+                pa.nulls(1, row.schema.types[position]),
             )
             if check.run(view, blank, with_parent=False) is None:
                 value = row.column(name)[0].as_py()
@@ -248,7 +250,10 @@ def _unread_row(
 
 
 def _too_many(
-    dataset: str, view: FeatureViewConfig, rows: pa.Table, failing: list[tuple[int, str]]
+    dataset: str,
+    view: FeatureViewConfig,
+    rows: pa.Table,
+    failing: list[tuple[int, str]],
 ) -> str:
     """Return the error of an ingest with more failing rows than can be isolated."""
     first = ""
@@ -369,10 +374,11 @@ class _CheckDatabase:
             excluded = ", ".join(_IDS)
             parts.append(f"SELECT * EXCLUDE ({excluded}) FROM {_NEW_ROWS}")
         select = " UNION ALL BY NAME ".join(parts)
-        self.db.execute(f"CREATE OR REPLACE TEMP VIEW {ident(self.dataset)} AS {select}")
+        self.db.execute(
+            f"CREATE OR REPLACE TEMP VIEW {ident(self.dataset)} AS {select}"
+        )
 
 
 def _reason(exc: duckdb.Error) -> str:
     """Return DuckDB's error in one line, without the quoted SQL."""
     return one_line(str(exc).split("\nLINE ", 1)[0])
-
