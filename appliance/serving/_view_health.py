@@ -23,14 +23,20 @@ ALERT_KIND = "feature_view"
 
 
 def watch_views(state: DaemonState) -> None:
-    """Expose the feature views' failed loads in the daemon's metrics."""
-    features = state.features
+    """Expose the feature views' failed loads in the daemon's metrics.
+
+    The metrics read ``state.features`` at each scrape, because a reload
+    that changes the views replaces it.
+    """
 
     def failing() -> dict[str, float]:
+        features = state.features
         names = {view.name for views, _ in features.models.values() for view in views}
         return {name: float(name in features.failures) for name in names}
 
-    state.metrics.watch_feature_views(failing, lambda: dict(features.failed_loads))
+    state.metrics.watch_feature_views(
+        failing, lambda: dict(state.features.failed_loads)
+    )
 
 
 def failing_views(features: FeatureServer | None) -> dict[str, dict[str, Any]]:

@@ -40,10 +40,10 @@ logger = logging.getLogger(__name__)
 
 MAX_VIEW_RUNS = 2000
 """Maximum runs of one view while the failing rows of an ingest are searched.
-Each failing row costs about twice the base-2 logarithm of the row count in
-runs, so this finds about 60 failing rows among a million. An ingest with
-more such rows is rejected, because a whole column in the wrong format is
-then the likely cause."""
+Each failing row costs at most about twice the base-2 logarithm of the row
+count in runs, so this isolates an estimated 50 failing rows among a million.
+An ingest with more such rows is rejected, because a whole column in the
+wrong format is then the likely cause."""
 MAX_COLUMN_SEARCHES = 50
 """Failing rows whose failing column is searched for, one run per column."""
 _NEW_ROWS = "_ingest_new_rows"
@@ -70,7 +70,7 @@ class UnreadRow:
 
 @dataclass
 class ViewReads:
-    """What the feature views that read the dataset did with the new rows."""
+    """Rows and warnings of the feature views that read the dataset."""
 
     unread: list[UnreadRow] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -293,9 +293,9 @@ def _latest_versions(catalog: Catalog) -> list[DatasetVersion]:
 class _CheckDatabase:
     """An in-memory DuckDB whose tables are the datasets, as views read them.
 
-    The ingested dataset's table is the rows registered for each run, after
-    the parent's rows when the ingest appends and a run asks for them; each
-    other dataset is its latest version.
+    The ingested dataset's table contains the rows given to each run. In an
+    append, a run may read the parent's rows before them. Each other dataset
+    is its latest version.
     """
 
     def __init__(
@@ -365,7 +365,7 @@ class _CheckDatabase:
         return None
 
     def _point_at(self, rows: pa.Table | None, with_parent: bool) -> None:
-        """Make the dataset's table the given rows, after the parent's if asked."""
+        """Make the dataset's table `rows`, after the parent's rows when set."""
         parts = []
         if self.parent is not None and (rows is None or with_parent and self.appends):
             parts.append(f"SELECT * FROM {_PARENT_ROWS}")
