@@ -30,7 +30,7 @@ import duckdb
 import pyarrow as pa
 
 from appliance.config import FeatureViewConfig
-from appliance.errors import IngestError, one_line
+from appliance.errors import IngestError, one_line, shown
 from appliance.storage._catalog import Catalog
 from appliance.storage._datasets import DatasetVersion, list_versions, scan_sql
 from appliance.storage._sql import ident
@@ -259,8 +259,8 @@ def _too_many(
     first = ""
     if failing:
         index, error = failing[0]
-        file, record = (rows.column(name)[index].as_py() for name in _IDS)
-        first = f"; the first found is row {record} of file {file + 1}: {error}"
+        values = rows.drop_columns(list(_IDS)).slice(index, 1).to_pylist()[0]
+        first = f"; the first found is {shown(values)}: {error}"
     return (
         f"feature view {view.name!r} fails on many rows of this ingest of dataset "
         f"{dataset!r} ({len(failing)} isolated in {MAX_VIEW_RUNS} runs of the "

@@ -256,3 +256,26 @@ def test_cli_ingest_lists_view_rows_in_quarantine(tmp_path: Path) -> None:
     assert appended.returncode == 0, appended.stderr
     assert "accepted=2 quarantined=2" in appended.stdout
     assert listed.stdout.count("feature view 'weather' cannot read this row") == 2
+
+
+def test_too_many_unreadable_rows_rejected(
+    catalog: Catalog, write_file: WriteFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("appliance.storage._view_reads.MAX_VIEW_RUNS", 5)
+    _first(catalog, write_file)
+    rows = write_file(
+        "b.csv", "origin,time_hour,temp\n" + "EWR,noon,1.0\n" * 4 + FIRST.split("\n")[1]
+    )
+
+    with pytest.raises(IngestError) as raised:
+        ingest(
+            catalog, "weather", [rows], "append", settings=TEXT_TIMES, views=[WEATHER]
+        )
+
+    message = str(raised.value)
+    assert message.startswith(
+        "feature view 'weather' fails on many rows of this ingest of dataset "
+        "'weather' (2 isolated in 5 runs of the view); the first found is "
+        "{'origin': 'EWR', 'time_hour': 'noon', 'temp': 1.0}: Conversion Error"
+    )
+    assert len(list_versions(catalog, "weather")) == 1
