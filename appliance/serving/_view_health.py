@@ -105,7 +105,9 @@ def _raise(state: DaemonState, failures: dict[str, ViewFailure]) -> None:
                     f"{failure.message}; {effect}",
                 )
             )
-    raise_alerts(state.config.storage.home, candidates, state.config.monitoring)
+    # A webhook that does not respond must not delay the start or a flush.
+    home, monitoring = state.config.storage.home, state.config.monitoring
+    raise_alerts(home, candidates, monitoring, background=True)
 
 
 def _resolve(state: DaemonState, views: set[str]) -> None:
