@@ -101,6 +101,8 @@ from appliance.serving import (
     retry_champion,
     run_with_catalog,
     skip_pyarrow_pandas_probe,
+    update_view_alerts,
+    watch_views,
 )
 from appliance.storage import (
     Catalog,
@@ -357,7 +359,9 @@ async def serve_features(state: DaemonState) -> AsyncIterator[None]:
     A view that cannot be read is logged; the first request that needs it
     tries again and fails with the error. A view whose dataset has no version
     yet, as on the first start of a new home, gets one warning and no
-    traceback.
+    traceback. A view whose SQL fails on its rows leaves the other views
+    loaded; it raises a ``feature_view`` alert, and the alerts of earlier
+    runs of views that load now are resolved.
     """
     state.features = FeatureServer(state.config, state.catalog)
     if state.features.models:
@@ -376,6 +380,8 @@ async def serve_features(state: DaemonState) -> AsyncIterator[None]:
             )
         except ApplianceError:
             logger.exception("feature views load failed; retried on the first request")
+        watch_views(state)
+        await asyncio.to_thread(update_view_alerts, state, None)
     yield
 
 

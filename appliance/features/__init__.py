@@ -11,12 +11,14 @@ from appliance.features._store import (
     store_of,
     view_feature_names,
 )
+from appliance.features._view_failures import ViewFailure
 
 __all__ = [
     "FeatureServer",
     "FeatureStore",
     "RepeatedKeys",
     "RequestLookup",
+    "ViewFailure",
     "feature_columns",
     "join_sql",
     "model_views",

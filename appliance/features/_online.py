@@ -35,10 +35,10 @@ from appliance.config import Config, FeatureViewConfig
 from appliance.crypto import ColumnCipher, column_cipher, encrypt_rows, encrypt_table
 from appliance.dbrows import first_row
 from appliance.errors import (
-    ConfigError,
     NotFoundError,
     RequestError,
     StorageError,
+    ViewDataError,
     shown,
 )
 from appliance.features._derived import DerivedColumns, NotCached
@@ -53,6 +53,7 @@ from appliance.features._store import (
     open_store,
     store_of,
 )
+from appliance.features._view_failures import ViewFailure, copy_rows, view_data_error
 from appliance.storage import Catalog, tables_read
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,12 @@ class FeatureServer:
         self._lock = threading.Lock()
         self._repeats: dict[str, int] = {}
         """Repeated keys of each view at the last load, to log changes only."""
+        self._read: dict[str, dict[str, str]] = {}
+        """Dataset versions whose rows each served view contains."""
+        self.failures: dict[str, ViewFailure] = {}
+        """Views whose SQL failed on their rows at the last load, by name."""
+        self.failed_loads: dict[str, int] = {}
+        """Count of failed loads of each view since the start."""
         self.loaded_at = 0.0
 
     @classmethod
@@ -166,6 +173,10 @@ class FeatureServer:
         The daemon calls this at start, after each ingest it runs and after
         each flush of its ingest buffer.
 
+        A view whose SQL binds but fails on its rows does not stop the
+        others: it keeps the rows of its previous load, if any, and is listed
+        in `failures` with the error, which is logged.
+
         Raises:
             NotFoundError: A view reads a dataset that has no version yet, as
                 on the first start of a new home.
@@ -179,13 +190,59 @@ class FeatureServer:
             with self.catalog.cursor() as catalog:
                 store = open_store(catalog)
         self._check_datasets(store)
+        before = self.failures
         self._install(store)
+        self._log_failures(before)
         logger.info(
-            "feature views loaded views=%d datasets=%s seconds=%.3f",
+            "feature views loaded views=%d failed=%d datasets=%s seconds=%.3f",
             len(self._views),
+            len(self.failures),
             ",".join(f"{d}@{v}" for d, v in sorted(store.versions.items())),
             time.perf_counter() - started,
         )
+
+    def _log_failures(self, before: dict[str, ViewFailure]) -> None:
+        """Log each failed view, and each view that loads again."""
+        for name, failure in sorted(self.failures.items()):
+            logger.error(
+                "feature view load failed view=%s serving=%s error=%s",
+                name,
+                "none" if failure.served is None else "previous rows",
+                failure.message,
+            )
+        for name in sorted(set(before) - set(self.failures)):
+            logger.info("feature view loaded again view=%s", name)
+
+    def unserved(self) -> dict[str, list[str]]:
+        """Return the models that cannot be served, with the views that fail.
+
+        Those are the views whose last load failed with no previous rows.
+        """
+        with self._lock:
+            failures = self.failures
+        found: dict[str, list[str]] = {}
+        for model, (declared, _) in self.models.items():
+            names = [
+                view.name
+                for view in declared
+                if view.name in failures and failures[view.name].served is None
+            ]
+            if names:
+                found[model] = names
+        return found
+
+    def check_served(self, model: str) -> None:
+        """Raise `ViewDataError` when a view of `model` has no rows to serve.
+
+        The fill methods call it, and so does a caller that skips the fill
+        for rows that carry every feature column.
+        """
+        failing = self.unserved().get(model)
+        if failing:
+            failure = self.failures[failing[0]]
+            raise ViewDataError(
+                f"model {model!r} cannot be served now: {failure.message}"
+            )
 
     def _check_datasets(self, store: FeatureStore) -> None:
         """Raise `NotFoundError` naming each view whose datasets have no version."""
@@ -215,15 +272,30 @@ class FeatureServer:
             raise NotFoundError("; ".join(problems))
 
     def _install(self, store: FeatureStore) -> None:
-        """Materialize the served models' views in `store` and serve from it."""
+        """Materialize the served models' views in `store` and serve from it.
+
+        A view whose SQL fails on its rows gets the rows of the previous
+        store, when it had any, and a `ViewFailure`.
+        """
         views, columns, indexes, schemas = {}, {}, {}, {}
+        failures: dict[str, ViewFailure] = {}
+        read: dict[str, dict[str, str]] = {}
         for model_view_list, _ in self.models.values():
             for view in model_view_list:
-                if view.name in views:
+                if view.name in views or view.name in failures:
                     continue
                 columns[view.name] = store.view_columns(view)
                 table = f"feature_view_{view.name}"
-                _materialize(store, table, view)
+                failure = self._materialize(store, table, view)
+                if failure is not None:
+                    failures[view.name] = failure
+                    if failure.served is None:
+                        del columns[view.name]
+                        continue
+                    columns[view.name] = self._columns[view.name]
+                read[view.name] = (
+                    store.versions_read([view]) if failure is None else failure.served
+                )
                 views[view.name] = dataclasses.replace(
                     view, sql=f"SELECT * FROM {ident(table)}"
                 )
@@ -237,6 +309,9 @@ class FeatureServer:
         with self._lock:
             self._store, self._views, self._columns = store, views, columns
             self._indexes, self._schemas = indexes, schemas
+            self._read, self.failures = read, failures
+            for name in failures:
+                self.failed_loads[name] = self.failed_loads.get(name, 0) + 1
             self.loaded_at = time.time()
 
     def unload(self) -> None:
@@ -245,7 +320,37 @@ class FeatureServer:
         with self._lock:
             self._store, self._views, self._columns = None, {}, {}
             self._indexes, self._schemas = {}, {}
+            self._read, self.failures = {}, {}
             self.loaded_at = 0.0
+
+    def _materialize(
+        self, store: FeatureStore, table: str, view: FeatureViewConfig
+    ) -> ViewFailure | None:
+        """Create `table` in `store` with the rows of `view`'s SQL.
+
+        When the SQL fails on the rows, the table gets the view's rows of the
+        previous store instead, if it had any.
+
+        Returns:
+            None, or the failure when the SQL failed on the rows.
+        """
+        try:
+            store.db.execute(f"CREATE TABLE {ident(table)} AS {view.sql}")
+            return None
+        except duckdb.IOException:
+            raise
+        except duckdb.Error as exc:
+            versions = store.versions_read([view])
+            with self._lock:
+                previous, old_store = self._read.get(view.name), self._store
+            if previous is not None and old_store is not None:
+                # Requests may read the previous store meanwhile, on cursors.
+                with old_store.db.cursor() as source:
+                    copy_rows(source, store.db, table)
+            else:
+                previous = None
+            error = view_data_error(view, versions, exc, previous)
+            return ViewFailure(view.name, str(error), versions, previous)
 
     def _warn_key_storage(self, store: FeatureStore, view: FeatureViewConfig) -> None:
         """Log a warning, once per view and key, when a key's storage differs
@@ -343,6 +448,7 @@ class FeatureServer:
         if self._store is None:
             self.load()
         assert self._store is not None
+        self.check_served(model)
         if len(rows) <= _INDEXED_ROWS:
             try:
                 return self._fill_indexed(model, rows, declared, event_time)
@@ -483,6 +589,7 @@ class FeatureServer:
                 )
         if self._store is None:
             self.load()
+        self.check_served(model)
         with self._lock:
             store, views, columns = self._store, self._views, self._columns
             assert store is not None
@@ -804,21 +911,3 @@ def _cte_names(db: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
         elif isinstance(node, list):
             pending.extend(node)
     return names
-
-
-def _materialize(store: FeatureStore, table: str, view: FeatureViewConfig) -> None:
-    """Create `table` in `store` with the rows of `view`'s SQL.
-
-    Raises:
-        ConfigError: The SQL binds but fails on the data, such as a cast of a
-            value that does not convert.
-    """
-    try:
-        store.db.execute(f"CREATE TABLE {ident(table)} AS {view.sql}")
-    except duckdb.IOException:
-        raise
-    except duckdb.Error as exc:
-        raise ConfigError(
-            f"feature view {view.name!r} failed on its data: {exc}; correct "
-            f"[feature_views.{view.name}] sql"
-        ) from None

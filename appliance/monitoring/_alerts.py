@@ -27,6 +27,7 @@ ALERT_KINDS = (
     "rollback",
     "load",
     "signature",
+    "feature_view",
 )
 """Kinds of alert the appliance raises; see `AlertCandidate.kind`."""
 
@@ -51,8 +52,10 @@ class AlertCandidate:
     model: str
     kind: str
     """``drift``, ``performance``, ``error_rate``, ``latency``, ``rollback``,
-    ``load`` (a champion that failed to load at start), or ``signature`` (a
-    version the daemon did not load because its signature failed)."""
+    ``load`` (a champion that failed to load at start), ``signature`` (a
+    version the daemon did not load because its signature failed), or
+    ``feature_view`` (a view the model joins failed to load; its subject is
+    the view)."""
     subject: str
     """What crossed: a feature, ``prediction``, ``loss``, a metric name."""
     severity: str

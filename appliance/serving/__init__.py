@@ -49,6 +49,7 @@ from appliance.serving._state import (
     run_with_catalog,
     session_threads,
 )
+from appliance.serving._view_health import update_view_alerts, watch_views
 from appliance.serving._watch import DaemonWatch
 
 __all__ = [
@@ -98,4 +99,6 @@ __all__ = [
     "skip_pyarrow_pandas_probe",
     "table_to_columns",
     "table_to_feed",
+    "update_view_alerts",
+    "watch_views",
 ]

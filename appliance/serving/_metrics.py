@@ -92,6 +92,8 @@ class ServingMetrics:
         registry.register(self._ingest)
         self._models = _ModelsCollector()
         registry.register(self._models)
+        self._views = _ViewsCollector()
+        registry.register(self._views)
         self.open_alerts_read_at: float | None = None
         """Monotonic clock reading of the last `set_open_alerts`."""
         self.feedback_labels = Counter(
@@ -157,6 +159,16 @@ class ServingMetrics:
         """Read the served and the champion version of each model at every scrape."""
         self._models.served = served
         self._models.champions = champions
+
+    def watch_feature_views(
+        self,
+        failing: Callable[[], dict[str, float]],
+        failed_loads: Callable[[], dict[str, int]],
+    ) -> None:
+        """Read at every scrape, by feature view, whether its last load failed
+        (1 or 0) and its count of failed loads since the start."""
+        self._views.failing = failing
+        self._views.failed_loads = failed_loads
 
     def set_open_alerts(self, counts: dict[str, int]) -> None:
         """Set the open monitoring alerts by kind, as the next scrape shows them."""
@@ -450,6 +462,34 @@ class _ModelsCollector:
             "kind",
             self.open_alerts,
         )
+
+
+class _ViewsCollector:
+    """Collector of the feature views' failed loads, read when scraped."""
+
+    def __init__(self) -> None:
+        self.failing: Callable[[], dict[str, float]] = dict
+        self.failed_loads: Callable[[], dict[str, int]] = dict
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        yield _gauge(
+            "appliance_feature_view_failing",
+            "1 while the last load of a feature view failed on its rows, so it "
+            "serves the rows of an earlier load or none; else 0.",
+            "view",
+            self.failing(),
+        )
+        family = CounterMetricFamily(
+            "appliance_feature_view_load_failures",
+            "Loads of a feature view that failed on its rows since the start.",
+            labels=["view"],
+        )
+        for view, count in sorted(self.failed_loads().items()):
+            family.add_metric([view], count)
+        yield family
 
 
 def _gauge(

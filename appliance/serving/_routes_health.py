@@ -13,6 +13,7 @@ from litestar import Request, Response, get
 from appliance.errors import StorageError
 from appliance.serving._metrics import CONTENT_TYPE
 from appliance.serving._state import DaemonState, daemon_state
+from appliance.serving._view_health import failing_views
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +64,22 @@ async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
     are then lost if the process crashes before they reach the catalog
     (``prediction_journal_writing`` is false; the log names the error).
 
+    A feature view whose SQL failed on its rows at the last load is listed
+    in ``feature_views_failing`` with the error, the dataset versions read,
+    the models that join it, and the versions of the earlier rows it serves
+    instead. A model whose view has no such rows is not served and is listed
+    in ``unserved``, which makes the daemon not ready; a view that serves
+    earlier rows leaves the status as it is.
+
     The body also lists, by dataset, the failed attempts of an ingest buffer
     flush that is being retried. They leave the status as it is, because
     the rows are kept on disk and predictions are still served.
     """
     state = daemon_state(request)
     failed = {model for model, _, served, _ in state.load_failures if served is None}
-    unserved = sorted(failed - set(state.models.models))
     features = getattr(state, "features", None)
+    without_views = set(features.unserved()) if features is not None else set()
+    unserved = sorted((failed - set(state.models.models)) | without_views)
     checks = {
         "models_loaded": state.models.loaded,
         "prediction_log_running": state.predictions.running,
@@ -86,6 +95,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
         "models": sorted(state.models.models),
         "unserved": unserved,
         **checks,
+        "feature_views_failing": failing_views(features),
         "ingest_flushes_failing": _failing_flushes(state),
     }
     return Response(

@@ -285,6 +285,8 @@ async def _predict_json(
         if features.uses_features(model.name):
             check_lookup_rows(features, model.name, rows)
             lookup = features.lookup_columns(model.name)
+            # A view that failed to load has no columns in `lookup`.
+            features.check_served(model.name)
             if features.loaded_at and _carry_all(rows, lookup):
                 fed = _without_lookup(model, rows, lookup)
             else:

@@ -271,16 +271,23 @@ def reload_features(state: DaemonState) -> None:
     """Read the feature views again, if any model joins one.
 
     Blocks while the views are read, so call it off the event loop. A failed
-    read is logged and the views read before stay in use.
+    read is logged and the views read before stay in use. A view that fails
+    on its rows is shown in readiness, the metrics and an alert
+    (`update_view_alerts`), and resolved there when it loads again.
     """
+    from appliance.serving._view_health import update_view_alerts
+
     if not state.features.models:
         return
+    before = dict(state.features.failures)
     try:
         state.features.load()
     except NotFoundError as exc:
         logger.warning("feature views not loaded yet: %s", exc)
     except ApplianceError:
         logger.exception("feature views reload failed; the previous views are kept")
+    if before or state.features.failures:
+        update_view_alerts(state, before)
 
 
 async def run_with_catalog(

@@ -114,6 +114,7 @@ from appliance.storage._unchanged import (
     find_existing,
 )
 from appliance.storage._view_keys import check_dropped_keys, check_first_keys
+from appliance.storage._view_reads import find_unread_rows, views_reading
 
 logger = logging.getLogger(__name__)
 
@@ -568,10 +569,20 @@ def _ingest_new(
         warnings += _check_shared_columns(
             sources, dataset, list(contract.columns), staged.missing, checks.force
         )
+    unread_by: list[str] = []
     if checks.views:
         warnings += _check_view_keys(
             db, dataset, staged, (contract, parent), mode, checks
         )
+        bad, view_warnings, unread_by = _check_view_reads(
+            (catalog, db),
+            dataset,
+            Columns(types, sensitive),
+            (staged, bad),
+            (parent, mode == "append"),
+            checks,
+        )
+        warnings += view_warnings
 
     total = sum(staged.records)
     accepted, quarantined = total - bad, bad + staged.malformed
@@ -586,7 +597,12 @@ def _ingest_new(
     if checks.strict and (quarantined or warnings):
         raise IngestError(
             _strict_message(
-                dataset, quarantined, total + staged.malformed, warnings, quarantine
+                dataset,
+                quarantined,
+                total + staged.malformed,
+                warnings,
+                quarantine,
+                unread_by,
             )
         )
     if accepted == 0 and mode == "replace" and parent and parent.row_count:
@@ -692,6 +708,62 @@ def _check_view_keys(
             db, dataset, [*files, *dropped], checks.views, checks.force
         )
     return warnings
+
+
+def _check_view_reads(
+    connections: tuple[Catalog, duckdb.DuckDBPyConnection],
+    dataset: str,
+    columns: Columns,
+    checked: tuple[Staged, int],
+    latest: tuple[DatasetVersion | None, bool],
+    checks: _Checks,
+) -> tuple[int, list[str], list[str]]:
+    """Add the rows a feature view cannot read to the ``violations`` table.
+
+    Args:
+        connections: The catalog and the ingest's cursor, with the staged rows.
+        checked: The staged rows and the count of rows that break the contract.
+        latest: The dataset's latest version and whether the ingest appends.
+
+    Returns:
+        The count of rows that break the contract or a view, warnings, and
+        the names of the views that fail on some rows.
+
+    Raises:
+        IngestError: As `find_unread_rows` raises.
+    """
+    catalog, db = connections
+    staged, bad = checked
+    readers = views_reading(db, dataset, checks.views)
+    if not readers or sum(staged.records) == bad:
+        return bad, [], []
+    with timed_step(dataset, "view check"):
+        new_rows = db.sql(accepted_sql(columns, staged, bad, row_ids=True))
+        reads = find_unread_rows(
+            catalog, dataset, new_rows.to_arrow_table(), latest, readers, checks.force
+        )
+    for row in reads.unread:
+        # A sensitive value is ciphertext here, which the quarantine would
+        # encrypt again, so only the reason names the row's fault.
+        shown = None if row.column in columns.sensitive else row.value
+        db.execute(
+            "INSERT INTO violations (_file, _record, column_name, value, reason) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                row.file,
+                row.record,
+                row.column,
+                shown,
+                f"feature view {row.view!r} cannot read this row: {row.reason}",
+            ],
+        )
+    if not reads.unread:
+        return bad, reads.warnings, []
+    counted = db.execute(
+        "SELECT count(*) FROM (SELECT DISTINCT _file, _record FROM violations)"
+    ).fetchall()
+    views = list(dict.fromkeys(repr(row.view) for row in reads.unread))
+    return counted[0][0], reads.warnings, views
 
 
 @dataclass(frozen=True)
@@ -1020,11 +1092,20 @@ def _shown_violations(quarantine: Any) -> list[str]:
 
 
 def _strict_message(
-    dataset: str, bad: int, total: int, warnings: list[str], quarantine: Any
+    dataset: str,
+    bad: int,
+    total: int,
+    warnings: list[str],
+    quarantine: Any,
+    views: Sequence[str] = (),
 ) -> str:
+    """Return the error of a strict ingest; `views` fail on some of its rows."""
     parts = [f"strict ingest of {dataset!r} rejected"]
     if bad:
-        parts.append(f"{bad} of {total} rows break the contract")
+        parts.append(
+            f"{bad} of {total} rows break the contract"
+            + (f" or feature view {', '.join(views)}" if views else "")
+        )
         parts += _shown_violations(quarantine)
     parts += warnings
     return "; ".join(parts) + "; fix the file or ingest without --strict to quarantine"

@@ -130,15 +130,22 @@ def _can_keep_staged(staged: Staged, columns: Columns, bad: int) -> bool:
 
 
 def accepted_sql(
-    columns: Columns, staged: Staged, bad: int, where: str = "true"
+    columns: Columns,
+    staged: Staged,
+    bad: int,
+    where: str = "true",
+    *,
+    row_ids: bool = False,
 ) -> str:
     """Return the query of the rows that keep the contract, converted to their
     types, with the sensitive columns encrypted.
 
     Args:
         where: A further condition on the staged rows.
+        row_ids: Select each row's ``_file`` and ``_record`` first, as the
+            ``violations`` table names rows.
     """
-    selects = []
+    selects = ["_file", "_record"] if row_ids else []
     for name, column in columns.types.items():
         value = stored_sql(name, column, staged.source_types.get(name, "VARCHAR"))
         if name in columns.sensitive:

@@ -21,7 +21,7 @@ from support import (
 )
 
 from appliance.config import Config
-from appliance.errors import ConfigError
+from appliance.errors import ViewDataError
 from appliance.features import FeatureServer
 from appliance.storage import Catalog, ingest
 from appliance.training import train_model
@@ -347,7 +347,7 @@ def test_bad_view_sql_train_error_once(tmp_path: Path) -> None:
     assert any("run closed" in line and "status=failed" in line for line in lines)
 
 
-def test_view_failing_on_data_config_error(tmp_path: Path) -> None:
+def test_view_failing_on_data_not_served(tmp_path: Path) -> None:
     # The SQL binds, so only running it finds the text that is not a number.
     failing = CONFIG.replace("temp FROM", "CAST(origin AS INTEGER) AS temp FROM")
     config = load_config_text(tmp_path, failing)
@@ -355,6 +355,11 @@ def test_view_failing_on_data_config_error(tmp_path: Path) -> None:
     with Catalog(config.storage.home) as catalog:
         ingest(catalog, "flights", [flights_csv])
         ingest(catalog, "weather", [weather_csv])
+    features = FeatureServer(config)
 
-    with pytest.raises(ConfigError, match="feature view 'weather' failed on its"):
-        FeatureServer(config).load()
+    features.load()
+
+    assert features.unserved() == {"late": ["weather"]}
+    assert "Conversion Error" in features.failures["weather"].message
+    with pytest.raises(ViewDataError, match="feature view 'weather' failed on the"):
+        features.fill("late", [{"origin": "EWR", "time_hour": None}])
