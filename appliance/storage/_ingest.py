@@ -1027,7 +1027,9 @@ def _strict_message(
         parts.append(f"{bad} of {total} rows break the contract")
         parts += _shown_violations(quarantine)
     parts += warnings
-    return "; ".join(parts) + "; fix the file or ingest without --strict to quarantine"
+    # Without a quarantined row, an ingest without --strict stores every row.
+    after = "to quarantine" if bad else "to store the rows with these warnings"
+    return "; ".join(parts) + f"; fix the file or ingest without --strict {after}"
 
 
 def _staged_sample(columns: Columns, staged: Staged, bad: int) -> Callable[[int], str]:
