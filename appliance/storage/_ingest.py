@@ -25,7 +25,7 @@ import functools
 import json
 import logging
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -493,19 +493,23 @@ class _Checks:
     force: bool
 
 
-def _check_partition_column(settings: DatasetConfig, types: Mapping[str, Any]) -> None:
+def _check_partition_column(settings: DatasetConfig, staged: Staged) -> None:
     """Raise `IngestError` when the files lack the ``partition_by`` column.
 
     A contract need not list every column, so the columns are known only
-    here, and `load_config` does not check the name.
+    here, and `load_config` does not check the name. A column that the
+    contract adds to the staged rows, as missing, does not count: its rows
+    would all go to the partition of missing values.
     """
     name = settings.partition_by
-    if name is None or name in types:
+    columns = [n for n in staged.source_types if n not in staged.missing]
+    if name is None or name in columns:
         return
     raise IngestError(
         f"partition_by {name!r} of dataset {settings.name!r} is not a column of "
-        f"the files; their columns: {', '.join(types)}. Correct "
-        f"[datasets.{settings.name}] partition_by in the configuration file"
+        f"the files; their columns: {', '.join(columns)}. Add the column to the "
+        f"files, or correct [datasets.{settings.name}] partition_by in the "
+        "configuration file"
     )
 
 
@@ -551,7 +555,7 @@ def _ingest_new(
             tuple(parent.schema) if parent else (),
         )
     staged, types, bad = checked.staged, checked.types, checked.bad
-    _check_partition_column(settings, types)
+    _check_partition_column(settings, staged)
     warnings = list(staged.inference.warnings)
     if contract is not None:
         inferred = {
