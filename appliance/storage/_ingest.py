@@ -47,7 +47,11 @@ from appliance.dbrows import first_row
 from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._compressed import DecompressedFiles
-from appliance.storage._contracts import StoredRule, schema_changes
+from appliance.storage._contracts import (
+    StoredRule,
+    retyped_columns,
+    schema_changes,
+)
 from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
@@ -563,11 +567,18 @@ def _ingest_new(
             for name, t in staged.inference.types.items()
         }
         known = None
-        if settings.contract is not None:
-            # A declared contract need not name every column, so a column is
-            # new only when the previous version lacks it too.
+        if settings.contract is not None or parent is not None:
+            # A contract need not name every column, declared or taken from a
+            # first version without a later column, so a column is new only
+            # when the previous version lacks it too.
             known = {*contract.columns, *(parent.schema if parent else inferred)}
         warnings += schema_changes(contract, inferred, known)
+        if parent is not None:
+            reference = f"{dataset}@{parent.version}"
+            shown = {n: t for n, t in inferred.items() if n not in sensitive}
+            warnings += retyped_columns(
+                contract, (reference, parent.schema), shown, dataset
+            )
     if contract is not None and contract.columns:
         warnings += _check_shared_columns(
             sources, dataset, list(contract.columns), staged.missing, checks.force
