@@ -56,6 +56,66 @@ def written_booleans(
     return exact_types
 
 
+def mostly_numbers(
+    db: duckdb.DuckDBPyConnection, first_types: list[dict[str, str]], text: list[str]
+) -> list[dict[str, str]]:
+    """Return `first_types` with the text columns whose first rows are mostly
+    numbers, as BIGINT or DOUBLE.
+
+    The CSV sniffer takes a column for text when a single value of a file's
+    first rows is not a number, such as ``N/A`` at line 5. A column whose
+    non-missing values in those rows are numbers, but for at most a tenth
+    of them (`looks_numeric`), then looks numeric too, so its warning names
+    that value, as it names one further down. Numbers with a decimal comma
+    are not counted.
+    """
+    found = []
+    for index, types in enumerate(first_types):
+        candidates = [name for name in text if types.get(name, "VARCHAR") == "VARCHAR"]
+        if candidates:
+            types = {**types, **_count_numbers(db, index, candidates)}
+        found.append(types)
+    return found
+
+
+def _count_numbers(
+    db: duckdb.DuckDBPyConnection, index: int, columns: list[str]
+) -> dict[str, str]:
+    """Return the numeric type of each of `columns` whose values in the first
+    rows of file `index` are mostly numbers."""
+    selects = []
+    for name in columns:
+        v = ident(name)
+        integer = (
+            f"TRY_CAST({v} AS BIGINT) IS NOT NULL AND {exact_text_sql(v, 'BIGINT')}"
+        )
+        number = f"TRY_CAST({v} AS DOUBLE) IS NOT NULL"
+        selects += [f"count({v})", f"count_if({integer})", f"count_if({number})"]
+    row = db.execute(
+        f"SELECT {', '.join(selects)} FROM {STAGED} WHERE _file = ? AND _record < ?",
+        [index, SNIFF_ROWS],
+    ).fetchall()[0]
+    counts = iter(row)
+    looks = {}
+    for name in columns:
+        # DuckDB 2.0.1's count_if returns NULL over no rows.
+        present, integers, numbers = (int(next(counts) or 0) for _ in range(3))
+        if looks_numeric(numbers, present):
+            looks[name] = "BIGINT" if integers == numbers else "DOUBLE"
+    return looks
+
+
+def looks_numeric(numbers: int, present: int) -> bool:
+    """Tell whether a column with `numbers` numbers among `present` values
+    looks numeric: at least one value is a number, and at most a tenth of
+    the values are not.
+
+    With fewer numbers, a column such as ``x, 2, 3`` is taken for text from its
+    start and gets no warning.
+    """
+    return numbers > 0 and 10 * (present - numbers) <= present
+
+
 _JSON_FIRST_ROWS = SNIFF_ROWS
 """Rows of a JSON-lines file whose values give the type a column looks like,
 as many as the CSV sniffer reads."""
@@ -103,21 +163,26 @@ def _first_json_types(
 ) -> dict[str, str | None]:
     """Return the type that each JSON column of `table` looks like in its first rows."""
     selects = ", ".join(
-        f"list_distinct(list(json_type({ident(name)})) "
-        f"FILTER (WHERE {ident(name)} IS NOT NULL))"
+        f"histogram(json_type({ident(name)})) FILTER (WHERE {ident(name)} IS NOT NULL)"
         for name in mixed
     )
     row = db.execute(
         f"SELECT {selects} FROM (SELECT * FROM {table} LIMIT {_JSON_FIRST_ROWS})"
     ).fetchall()[0]
-    # A column without a value in the first rows has NULL for its list.
-    return {name: _common_type(set(names or ())) for name, names in zip(mixed, row)}
+    # A column without a value in the first rows has NULL for its histogram.
+    return {name: _common_type(counts or {}) for name, counts in zip(mixed, row)}
 
 
-def _common_type(names: set[str]) -> str | None:
-    """Return the type that values of the JSON types `names` look like, if any."""
-    if names == {"BOOLEAN"}:
+def _common_type(counts: dict[str, int]) -> str | None:
+    """Return the type that values of JSON types with `counts` look like, if any.
+
+    Values that are JSON numbers but for at most a tenth of them look
+    numeric, as `mostly_numbers` takes CSV text, so a string among them,
+    such as ``"n/a"``, is named in the warning wherever it is.
+    """
+    if set(counts) == {"BOOLEAN"}:
         return "BOOLEAN"
-    if not names or not names <= set(_JSON_NUMBERS):
+    numbers = {kind: n for kind, n in counts.items() if kind in _JSON_NUMBERS}
+    if not looks_numeric(sum(numbers.values()), sum(counts.values())):
         return None
-    return "DOUBLE" if "DOUBLE" in names else "BIGINT"
+    return "DOUBLE" if "DOUBLE" in numbers else "BIGINT"

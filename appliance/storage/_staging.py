@@ -30,6 +30,7 @@ from appliance.storage._encoding_hint import utf8_warning
 from appliance.storage._first_types import (
     iso_sniffed_types,
     json_first_types,
+    mostly_numbers,
     written_booleans,
 )
 from appliance.storage._lines import line_sql
@@ -404,6 +405,7 @@ def _fallback_warnings(
     if loaded.dialects is not None:
         first_types = [iso_sniffed_types(dialect) for dialect in loaded.dialects]
         first_types = written_booleans(db, first_types, text)
+        first_types = mostly_numbers(db, first_types, text)
     else:
         first_types = json_first_types(db, len(sources), text)
     malformed, settings = numbering
@@ -413,7 +415,14 @@ def _fallback_warnings(
         db, STAGED, paths, invalid_dates, line_of, settings.name
     )
     warnings |= text_fallback_warnings(
-        db, STAGED, paths, first_types, types, line_of, settings.name
+        db,
+        STAGED,
+        paths,
+        first_types,
+        types,
+        line_of,
+        settings.name,
+        null_values=loaded.dialects is not None,
     )
     return warnings
 

@@ -740,13 +740,16 @@ def text_fallback_warnings(
     inferred: dict[str, ColumnType],
     line_of: Callable[[int, int], int],
     dataset: str,
+    null_values: bool = False,
 ) -> dict[str, str]:
     """Warn of columns that look numeric or boolean in the first rows but end as text.
 
     The CSV sniffer reads the first rows of a file only, and a JSON-lines
     column is typed from every line, so a single value further down, such as
     ``warm`` in a temperature column, turns the whole column into text. The
-    warning names the first such value, its file and line.
+    warning names the first such value, its file and line. With
+    `null_values`, as for CSV files, a value that usually marks a missing
+    one, such as ``N/A``, gets the advice to list it in ``null_values``.
 
     Args:
         db: Connection holding `table`.
@@ -775,14 +778,26 @@ def text_fallback_warnings(
         if row is None:
             continue
         file, record, value = row
+        fix = "fix that value"
+        if null_values and value.strip().lower() in _MISSING_MARKERS:
+            fix = (
+                f"add {value!r} to [datasets.{dataset}] null_values (the list "
+                "replaces the default one) if it marks a missing value, fix it"
+            )
         warnings[name] = (
             f"column {name!r} looks like {kind} in the first rows of "
             f"{paths[file]} but has {value!r} at line {line_of(file, record)}, "
-            "so the whole column is read as text; fix that value, or declare "
+            f"so the whole column is read as text; {fix}, or declare "
             f"the column's type in [datasets.{dataset}.contract] to quarantine such "
             "rows instead"
         )
     return warnings
+
+
+_MISSING_MARKERS = frozenset(
+    ("n/a", "na", "#n/a", "none", "nil", "null", "missing", "unknown", "-", "--", "?")
+)
+"""Lower-case texts that often mark a missing value in CSV files."""
 
 
 def invalid_date_warnings(
