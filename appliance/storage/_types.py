@@ -89,6 +89,12 @@ _TWELVE_HOUR = (
 )
 """An ISO 8601 date and a time on a 12-hour clock, such as ``2024-01-01 10:00 PM``."""
 _DATE_LIKE = r"^[0-9]{1,4}[-/. ]([0-9]{1,2}|[A-Za-z]{3,9})[-/. ][0-9]{1,4}$"
+_DATE_TIME_LIKE = (
+    r"^[0-9]{1,4}[-/. ]([0-9]{1,2}|[A-Za-z]{3,9})[-/. ][0-9]{1,4}"
+    r"([T ][0-9]{1,2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(\s*[AaPp]\.?[Mm]\.?)?)?$"
+)
+"""A date as `_DATE_LIKE` reads it, with or without a time of day after it,
+such as ``01/05/2024 10:30`` or ``01/05/2024 10:30 PM``."""
 _DAY_MONTH = r"^[0-9]{1,2}[-/.][0-9]{1,2}[-/.][0-9]{4}$"
 _SHORT_YEAR = r"^[0-9]{1,2}[-/. ]([0-9]{1,2}|[A-Za-z]{3,9})[-/. ][0-9]{2}$"
 """A date that ends in a year of two digits, such as ``05.01.24``."""
@@ -310,6 +316,7 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
         "twelve_hour": f"bool_or(regexp_matches({v}, '{_TWELVE_HOUR}'))",
         "short_year": f"bool_or(regexp_matches({v}, '{_SHORT_YEAR}'))",
         "date_like": every(f"regexp_matches({v}, '{_DATE_LIKE}')"),
+        "date_time_like": every(f"regexp_matches({v}, '{_DATE_TIME_LIKE}')"),
         "iso_shaped": every(f"regexp_matches({v}, '{_ISO_DATE}')"),
         "day_month": every(f"regexp_matches({v}, '{_DAY_MONTH}')"),
         "grouped": every(
@@ -598,6 +605,14 @@ def _format_warning(
             f"column {name!r} mixes ISO 8601 dates or times with other values, "
             "so it stays text; write every value in one format, or add the "
             f"other format to [datasets.{dataset}] date_formats"
+        )
+    if outcome["date_time_like"]:
+        allowed = ", ".join(date_formats) or "none"
+        return (
+            f"column {name!r} looks like dates and times in a format that is not "
+            f"allowed (allowed: {allowed}), so it stays text; add its format, "
+            "such as '%d/%m/%Y %H:%M', or '%m/%d/%Y %I:%M %p' for a 12-hour "
+            f"clock, to [datasets.{dataset}] date_formats"
         )
     return None
 

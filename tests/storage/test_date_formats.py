@@ -368,3 +368,44 @@ def test_append_misfit_hint_names_iso(catalog: Catalog, write_file: WriteFile) -
         'value "5.1.24" is not a valid DATE; write it in ISO 8601 or in the '
         "date format '%d.%m.%Y', whose %Y is a year of four digits"
     )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["01/05/2024 10:30", "01/06/2024 11:30"],
+        ["01/05/2024 10:30 PM", "01/06/2024 11:30 AM"],
+        ["05.01.2024 10:30:15", "06.01.2024"],
+    ],
+    ids=["24-hour", "12-hour", "with-date-only"],
+)
+def test_date_times_not_allowed_warned(
+    catalog: Catalog, write_file: WriteFile, values: list[str]
+) -> None:
+    path = write_file("at.csv", "at\n" + "\n".join(values) + "\n")
+
+    result = ingest(catalog, "at", [path])
+
+    assert result.version.schema == {"at": "VARCHAR"}
+    assert result.warnings == [
+        "column 'at' looks like dates and times in a format that is not allowed "
+        "(allowed: none), so it stays text; add its format, such as "
+        "'%d/%m/%Y %H:%M', or '%m/%d/%Y %I:%M %p' for a 12-hour clock, to "
+        "[datasets.at] date_formats"
+    ]
+
+
+def test_date_times_in_allowed_format_typed(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("at.csv", "at\n01/05/2024 10:30 PM\n01/06/2024 11:30 AM\n")
+    settings = DatasetConfig(name="at", date_formats=("%m/%d/%Y %I:%M %p",))
+
+    result = ingest(catalog, "at", [path], settings=settings)
+
+    assert result.version.schema == {"at": "TIMESTAMP"}
+    assert dates_of(catalog, result, "at") == [
+        "2024-01-05 22:30:00",
+        "2024-01-06 11:30:00",
+    ]
+    assert result.warnings == []
