@@ -8,7 +8,8 @@ A request whose rows all lack a column that a feature view reads its entity
 key or timestamp from is rejected with 422 before it is buffered. The flush
 would reject its whole segment for that, as the file ingest rejects a file
 without such a column. So is a request with a key that differs only in case
-from a column of the dataset, such as ``A`` for ``a``.
+from a column of the dataset, such as ``A`` for ``a``, and one with a row
+without the dataset's ``partition_by`` column.
 """
 
 from __future__ import annotations
@@ -231,6 +232,7 @@ async def append_rows(
         raise LimitError(str(exc), dataset=name, **detail) from None
     await _check_view_keys(state, name, rows)
     await _check_spellings(state, name, rows)
+    _check_partition_keys(state.config, name, rows)
     buffered = await asyncio.to_thread(state.ingest.append, name, rows)
     accepted = RowsAccepted(dataset=name, accepted=len(rows), buffered=buffered)
     return Response(_encode(accepted), status_code=202, media_type=JSON)
@@ -352,6 +354,34 @@ async def _check_spellings(state: DaemonState, dataset: str, rows: list[Any]) ->
                 dataset=dataset,
                 row=index,
                 columns=[column, key],
+            )
+
+
+def _check_partition_keys(config: Config, dataset: str, rows: list[Any]) -> None:
+    """Reject a row without the dataset's ``partition_by`` column.
+
+    The flush would store such a row in the partition of missing values, or
+    reject its whole segment when no row of it has the column, as the file
+    ingest rejects a file without it. A row with null there is kept, as a
+    file's empty value is.
+
+    Raises:
+        RequestError: A row lacks the column (HTTP 422).
+    """
+    column = config.dataset(dataset).partition_by
+    if column is None:
+        return
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            return  # The buffer rejects the request, naming this row.
+        if column not in row:
+            raise RequestError(
+                f"row {index} sent to dataset {dataset!r} lacks column {column!r}, "
+                f"which [datasets.{dataset}] partition_by stores the rows by; "
+                "send the column in every row, null where the value is missing",
+                dataset=dataset,
+                row=index,
+                columns=[column],
             )
 
 

@@ -21,8 +21,11 @@ from appliance.storage._sql import ident, literal
 from appliance.storage._types import (
     FLOAT_TYPES,
     INTEGER_TYPES,
+    ISO_DATE_FORMAT,
+    ISO_TIME_FORMATS,
     NUMERIC_TYPES,
     ColumnType,
+    iso_formats,
     nan_sql,
     stored_sql,
 )
@@ -42,8 +45,17 @@ class StoredRule(ColumnRule):
 
     @property
     def date_formats(self) -> tuple[str, ...]:
-        """`date_format` and `more_formats`, in the order they are tried."""
-        return (*super().date_formats, *self.more_formats)
+        """`date_format` and `more_formats`, in the order they are tried.
+
+        The ISO 8601 formats of the column's type follow, because the
+        dataset's ``date_formats`` are tried besides ISO 8601, and the files
+        of the first version need not have had an ISO 8601 value.
+        """
+        formats = (*super().date_formats, *self.more_formats)
+        if not formats:
+            return ()
+        iso = iso_formats((self.type or "").upper())
+        return tuple(dict.fromkeys((*formats, *iso)))
 
 
 def contract_from_schema(schema: Mapping[str, str]) -> ContractConfig:
@@ -100,6 +112,35 @@ def schema_changes(
                 f"{source_types[name]} in the file; values are converted to "
                 f"{kind}, and a value that does not convert is quarantined"
             )
+    return changes
+
+
+def retyped_columns(
+    contract: ContractConfig,
+    latest: tuple[str, Mapping[str, str]],
+    stored_types: Mapping[str, str | None],
+    dataset: str,
+) -> list[str]:
+    """List the columns that the new version stores in another type than the
+    latest version, among those that the contract does not name.
+
+    Args:
+        latest: The latest version's reference (DATASET@VERSION) and schema.
+        stored_types: The new version's type of each column of the files,
+            None for a column without a value, which is not compared.
+    """
+    reference, schema = latest
+    changes = []
+    for name, kind in stored_types.items():
+        before = schema.get(name)
+        if kind is None or before in (None, kind) or name in contract.columns:
+            continue
+        changes.append(
+            f"column {name!r} is {before} in {reference} and {kind} in these "
+            f"files, so the new version stores it as {kind}; declare its type in "
+            f"[datasets.{dataset}.contract] to keep {before} and quarantine the "
+            "values that do not convert"
+        )
     return changes
 
 
@@ -250,9 +291,17 @@ def _date_hint(name: str, column: ColumnType, dataset: str) -> str:
 
 
 def _format_hint(formats: tuple[str, ...], where: str) -> str:
-    """Return how to write a value of a column of strptime `formats`."""
-    listed = " or ".join(f"'{fmt}'" for fmt in formats)
+    """Return how to write a value of a column of strptime `formats`.
+
+    The ISO 8601 formats are named as ISO 8601 before the others.
+    """
+    iso = (ISO_DATE_FORMAT, *ISO_TIME_FORMATS)
+    others = tuple(fmt for fmt in formats if fmt not in iso)
+    listed = " or ".join(f"'{fmt}'" for fmt in others or formats)
     hint = f"; write it in the date format {listed}"
+    if others and len(others) < len(formats):
+        hint = f"; write it in ISO 8601 or in the date format {listed}"
+    formats = others or formats
     long_years = [fmt for fmt in formats if "%Y" in fmt]
     if not long_years:
         return hint

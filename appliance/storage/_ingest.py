@@ -25,7 +25,7 @@ import functools
 import json
 import logging
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -47,7 +47,11 @@ from appliance.dbrows import first_row
 from appliance.errors import IngestError, StorageError
 from appliance.storage._catalog import Catalog
 from appliance.storage._compressed import DecompressedFiles
-from appliance.storage._contracts import StoredRule, schema_changes
+from appliance.storage._contracts import (
+    StoredRule,
+    retyped_columns,
+    schema_changes,
+)
 from appliance.storage._datasets import (
     DatasetVersion,
     Mode,
@@ -494,19 +498,23 @@ class _Checks:
     force: bool
 
 
-def _check_partition_column(settings: DatasetConfig, types: Mapping[str, Any]) -> None:
+def _check_partition_column(settings: DatasetConfig, staged: Staged) -> None:
     """Raise `IngestError` when the files lack the ``partition_by`` column.
 
     A contract need not list every column, so the columns are known only
-    here, and `load_config` does not check the name.
+    here, and `load_config` does not check the name. A column that the
+    contract adds to the staged rows, as missing, does not count: its rows
+    would all go to the partition of missing values.
     """
     name = settings.partition_by
-    if name is None or name in types:
+    columns = [n for n in staged.source_types if n not in staged.missing]
+    if name is None or name in columns:
         return
     raise IngestError(
         f"partition_by {name!r} of dataset {settings.name!r} is not a column of "
-        f"the files; their columns: {', '.join(types)}. Correct "
-        f"[datasets.{settings.name}] partition_by in the configuration file"
+        f"the files; their columns: {', '.join(columns)}. Add the column to the "
+        f"files, or correct [datasets.{settings.name}] partition_by in the "
+        "configuration file"
     )
 
 
@@ -552,7 +560,7 @@ def _ingest_new(
             tuple(parent.schema) if parent else (),
         )
     staged, types, bad = checked.staged, checked.types, checked.bad
-    _check_partition_column(settings, types)
+    _check_partition_column(settings, staged)
     warnings = list(staged.inference.warnings)
     if contract is not None:
         inferred = {
@@ -560,11 +568,18 @@ def _ingest_new(
             for name, t in staged.inference.types.items()
         }
         known = None
-        if settings.contract is not None:
-            # A declared contract need not name every column, so a column is
-            # new only when the previous version lacks it too.
+        if settings.contract is not None or parent is not None:
+            # A contract need not name every column, declared or taken from a
+            # first version without a later column, so a column is new only
+            # when the previous version lacks it too.
             known = {*contract.columns, *(parent.schema if parent else inferred)}
         warnings += schema_changes(contract, inferred, known)
+        if parent is not None:
+            reference = f"{dataset}@{parent.version}"
+            shown = {n: t for n, t in inferred.items() if n not in sensitive}
+            warnings += retyped_columns(
+                contract, (reference, parent.schema), shown, dataset
+            )
     if contract is not None and contract.columns:
         warnings += _check_shared_columns(
             sources, dataset, list(contract.columns), staged.missing, checks.force
@@ -1108,7 +1123,9 @@ def _strict_message(
         )
         parts += _shown_violations(quarantine)
     parts += warnings
-    return "; ".join(parts) + "; fix the file or ingest without --strict to quarantine"
+    # Without a quarantined row, an ingest without --strict stores every row.
+    after = "to quarantine" if bad else "to store the rows with these warnings"
+    return "; ".join(parts) + f"; fix the file or ingest without --strict {after}"
 
 
 def _staged_sample(columns: Columns, staged: Staged, bad: int) -> Callable[[int], str]:

@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from appliance.storage._lines import non_blank_lines
 from appliance.storage._sql import literal
 
 logger = logging.getLogger(__name__)
@@ -140,3 +141,23 @@ def _write_without(path: Path, copy: Path, numbers: list[int]) -> None:
     for number in numbers:
         lines[number - 1] = b""
     copy.write_bytes(b"\n".join(lines))
+
+
+def count_empty_objects(path: Path) -> int | None:
+    """Return the count of ``{}`` lines when every other line of `path` is blank.
+
+    DuckDB 2.0.1 reads such a file, and a file of blank lines alone, as one
+    column named ``json``, which is not a column of the file. Returns None
+    when a line contains anything else, such as an object with a key or a line
+    that is not valid JSON.
+    """
+    count = 0
+    for _, line in non_blank_lines(path):
+        try:
+            value = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        if value != {}:
+            return None
+        count += 1
+    return count

@@ -39,7 +39,7 @@ from appliance.storage._column_names import (
     check_parquet_names,
 )
 from appliance.storage._encrypted import DECRYPT
-from appliance.storage._json_lines import set_aside_malformed
+from appliance.storage._json_lines import count_empty_objects, set_aside_malformed
 from appliance.storage._lines import non_blank_lines
 from appliance.storage._null_sources import (
     UNUSED_NULL,
@@ -267,11 +267,14 @@ def _load_rows(
         found = _read_without_malformed(db, index, source, (staging, contract))
         if found is None:
             raise
+        _replace_keyless_rows(db, index, found[0], contract)
         return found
     if source.reader != "read_json" or not _maybe_malformed(db, index):
         return source, repeats
     found = _read_without_malformed(db, index, source, (staging, contract))
-    return (source, repeats) if found is None else found
+    read_file, repeats = (source, repeats) if found is None else found
+    _replace_keyless_rows(db, index, read_file, contract)
+    return read_file, repeats
 
 
 def _read_without_malformed(
@@ -306,15 +309,14 @@ def _create_contract_rows(
 ) -> None:
     """Create an empty ``rows_N`` with the contract's columns, for a file of no object.
 
-    DuckDB reads a file of blank lines as one column named ``json``, which
-    is not a column of the file. A CSV file whose every record is malformed
-    keeps its header's columns, and this file keeps the contract's.
+    DuckDB reads such a file as one column named ``json``, which is not a
+    column of the file. A CSV file whose every record is malformed keeps its
+    header's columns, and this file keeps the contract's.
 
     Raises:
         IngestError: The contract names no column.
     """
-    rules = contract.columns if contract else {}
-    if not rules:
+    if not (contract and contract.columns):
         line, reason = db.execute(
             f"SELECT line, message FROM json_rejects_{index} ORDER BY line LIMIT 1"
         ).fetchall()[0]
@@ -323,12 +325,61 @@ def _create_contract_rows(
             f"{line}: {reason}; write one object per line (JSON Lines), or declare "
             "the dataset's columns in its contract to quarantine every line"
         )
+    _create_missing_rows(db, index, contract, 0)
+
+
+def _replace_keyless_rows(
+    db: duckdb.DuckDBPyConnection,
+    index: int,
+    file: SourceFile,
+    contract: ContractConfig | None,
+) -> None:
+    """Give ``rows_N`` the contract's columns when no object of `file` has a key.
+
+    Such a file contains only blank lines and ``{}`` lines, which DuckDB reads
+    as one column named ``json``. Each ``{}`` is a row with every column
+    missing, as it is in a file with keys, and a file of blank lines alone
+    gets no row.
+
+    Raises:
+        IngestError: The contract names no column, so the file has none.
+    """
+    names = [row[0] for row in db.execute(f"DESCRIBE rows_{index}").fetchall()]
+    if names != ["json"]:
+        return
+    objects = count_empty_objects(file.read_path)
+    if objects is None:
+        return
+    if not (contract and contract.columns) and objects:
+        raise IngestError(
+            f"{file.path}: every JSON object of the file is empty ({{}}), so it "
+            "has no columns; write each row's values as keys of its object, or "
+            "declare the dataset's columns in its contract to store each {} as "
+            "a row of missing values"
+        )
+    if not (contract and contract.columns):
+        raise IngestError(
+            f"{file.path}: the file has only blank lines and no JSON object, so "
+            "it has no columns; write one object per line (JSON Lines), or "
+            "declare the dataset's columns in its contract to store an empty "
+            "version"
+        )
+    db.execute(f"DROP TABLE rows_{index}")
+    _create_missing_rows(db, index, contract, objects)
+
+
+def _create_missing_rows(
+    db: duckdb.DuckDBPyConnection, index: int, contract: ContractConfig, count: int
+) -> None:
+    """Create ``rows_N`` of `count` rows with every contract column missing."""
     columns = ", ".join(
         f"NULL::{'VARCHAR' if rule.date_format else (rule.type or 'VARCHAR')} "
         f"AS {ident(name)}"
-        for name, rule in rules.items()
+        for name, rule in contract.columns.items()
     )
-    db.execute(f"CREATE TEMP TABLE rows_{index} AS SELECT {columns} WHERE false")
+    db.execute(
+        f"CREATE TEMP TABLE rows_{index} AS SELECT {columns} FROM range({int(count)})"
+    )
 
 
 def _create_rows(

@@ -27,6 +27,12 @@ from appliance.storage._contracts import (
 )
 from appliance.storage._durations import duration_warnings
 from appliance.storage._encoding_hint import utf8_warning
+from appliance.storage._first_types import (
+    iso_sniffed_types,
+    json_first_types,
+    mostly_numbers,
+    written_booleans,
+)
 from appliance.storage._lines import line_sql
 from appliance.storage._loading import (
     Loaded,
@@ -37,13 +43,11 @@ from appliance.storage._loading import (
 from appliance.storage._null_sources import NullCounts
 from appliance.storage._quarantine import raw_line_field
 from appliance.storage._quote_errors import split_quote_errors
-from appliance.storage._sources import SNIFF_ROWS, Dialect, SourceFile
+from appliance.storage._sources import Dialect, SourceFile
 from appliance.storage._sql import ident, literal
 from appliance.storage._types import (
-    INTEGER_TYPES,
     ColumnType,
     Inference,
-    exact_text_sql,
     infer_types,
     invalid_date_warnings,
     text_fallback_warnings,
@@ -399,10 +403,11 @@ def _fallback_warnings(
     if not text or sources[0].reader == "read_parquet":
         return {}
     if loaded.dialects is not None:
-        first_types = [_iso_sniffed_types(dialect) for dialect in loaded.dialects]
-        first_types = _written_booleans(db, first_types, text)
+        first_types = [iso_sniffed_types(dialect) for dialect in loaded.dialects]
+        first_types = written_booleans(db, first_types, text)
+        first_types = mostly_numbers(db, first_types, text)
     else:
-        first_types = _json_first_types(db, len(sources), text)
+        first_types = json_first_types(db, len(sources), text)
     malformed, settings = numbering
     paths = [s.path for s in sources]
     line_of = _line_finder(db, sources, loaded, malformed, settings.encoding)
@@ -410,115 +415,16 @@ def _fallback_warnings(
         db, STAGED, paths, invalid_dates, line_of, settings.name
     )
     warnings |= text_fallback_warnings(
-        db, STAGED, paths, first_types, types, line_of, settings.name
+        db,
+        STAGED,
+        paths,
+        first_types,
+        types,
+        line_of,
+        settings.name,
+        null_values=loaded.dialects is not None,
     )
     return warnings
-
-
-def _iso_sniffed_types(dialect: Dialect) -> dict[str, str]:
-    """Return the sniffed types, without timestamps in a format other than ISO."""
-    fmt = dialect.timestamp_format
-    if fmt is None or fmt.startswith("%Y-%m-%d"):
-        return dialect.sniffed_types
-    return {
-        name: kind
-        for name, kind in dialect.sniffed_types.items()
-        if not kind.startswith("TIMESTAMP")
-    }
-
-
-def _written_booleans(
-    db: duckdb.DuckDBPyConnection, first_types: list[dict[str, str]], text: list[str]
-) -> list[dict[str, str]]:
-    """Return `first_types` without the BOOLEAN text columns written otherwise.
-
-    DuckDB's sniffer also takes ``yes`` and ``no`` for BOOLEAN, but
-    `exact_text_sql` does not, so such a column stays text without looking
-    typed. A column is left out when a value in a file's first rows is not
-    written as a BOOLEAN.
-    """
-    exact_types = []
-    for index, types in enumerate(first_types):
-        booleans = [n for n, kind in types.items() if kind == "BOOLEAN" and n in text]
-        if booleans:
-            checks = ", ".join(
-                f"bool_and({exact_text_sql(ident(n), 'BOOLEAN')})" for n in booleans
-            )
-            row = db.execute(
-                f"SELECT {checks} FROM {STAGED} WHERE _file = ? AND _record < ?",
-                [index, SNIFF_ROWS],
-            ).fetchall()[0]
-            failed = {n for n, written in zip(booleans, row) if written is False}
-            types = {n: kind for n, kind in types.items() if n not in failed}
-        exact_types.append(types)
-    return exact_types
-
-
-_JSON_FIRST_ROWS = SNIFF_ROWS
-"""Rows of a JSON-lines file whose values give the type a column looks like,
-as many as the CSV sniffer reads."""
-_JSON_NUMBERS = {"BIGINT": "BIGINT", "UBIGINT": "BIGINT", "DOUBLE": "DOUBLE"}
-"""DuckDB's ``json_type`` names of JSON numbers, with the type they look like."""
-_SCALAR_LOOKS = {
-    **{kind: "BIGINT" for kind in INTEGER_TYPES},
-    "DOUBLE": "DOUBLE",
-    "BOOLEAN": "BOOLEAN",
-}
-"""Types of ``read_json`` columns of numbers or booleans, with the type they
-look like."""
-
-
-def _json_first_types(
-    db: duckdb.DuckDBPyConnection, files: int, columns: list[str]
-) -> list[dict[str, str]]:
-    """Return the type each of `columns` looks like in each file's first rows.
-
-    A column of numbers, or of ``true`` and ``false``, in a file's first
-    rows looks like BIGINT, DOUBLE or BOOLEAN; other columns are left out.
-    Read from table ``rows_N``, where a column is of a scalar type when all
-    its values in file N have that JSON type, and of type JSON when they
-    have several.
-    """
-    found = []
-    for index in range(files):
-        table = f"rows_{index}"
-        described = db.execute(f"DESCRIBE {table}").fetchall()
-        kinds = {
-            name: _SCALAR_LOOKS.get(normalize_type(kind))
-            for name, kind, *_ in described
-            if name in columns
-        }
-        mixed = [name for name, kind, *_ in described if kind == "JSON"]
-        mixed = [name for name in mixed if name in columns]
-        if mixed:
-            kinds.update(_first_json_types(db, table, mixed))
-        found.append({name: kind for name, kind in kinds.items() if kind})
-    return found
-
-
-def _first_json_types(
-    db: duckdb.DuckDBPyConnection, table: str, mixed: list[str]
-) -> dict[str, str | None]:
-    """Return the type that each JSON column of `table` looks like in its first rows."""
-    selects = ", ".join(
-        f"list_distinct(list(json_type({ident(name)})) "
-        f"FILTER (WHERE {ident(name)} IS NOT NULL))"
-        for name in mixed
-    )
-    row = db.execute(
-        f"SELECT {selects} FROM (SELECT * FROM {table} LIMIT {_JSON_FIRST_ROWS})"
-    ).fetchall()[0]
-    # A column without a value in the first rows has NULL for its list.
-    return {name: _common_type(set(names or ())) for name, names in zip(mixed, row)}
-
-
-def _common_type(names: set[str]) -> str | None:
-    """Return the type that values of the JSON types `names` look like, if any."""
-    if names == {"BOOLEAN"}:
-        return "BOOLEAN"
-    if not names or not names <= set(_JSON_NUMBERS):
-        return None
-    return "DOUBLE" if "DOUBLE" in names else "BIGINT"
 
 
 def _line_finder(

@@ -39,7 +39,21 @@ _ANY_TESTS = (
 """Tests that are true when any value fits, as are the ``some_format`` tests;
 all the others need every value."""
 _SOME_FORMAT = "some_format"
-"""Name prefix of the tests that a value matches allowed date format i."""
+"""Name prefix of the tests that a value matches allowed date format i, or
+an ISO 8601 date (``some_format_iso_date``) or time (``some_format_iso_time``)."""
+ISO_DATE_FORMAT = "%Y-%m-%d"
+"""strptime format of an ISO 8601 date, which a column may mix with the
+allowed date formats."""
+ISO_TIME_FORMATS = (
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S.%f",
+    "%Y-%m-%dT%H:%M:%S.%f",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M",
+)
+"""strptime formats of the ISO 8601 times without a UTC offset, which a
+column may mix with the allowed date formats."""
 _FOUR_DIGIT_YEAR = 1000
 """Smallest year that a value parsed with ``%Y`` may have. DuckDB 2.0.1's
 strptime reads ``%Y`` from one to four digits, so with ``%d.%m.%Y`` it reads
@@ -75,6 +89,12 @@ _TWELVE_HOUR = (
 )
 """An ISO 8601 date and a time on a 12-hour clock, such as ``2024-01-01 10:00 PM``."""
 _DATE_LIKE = r"^[0-9]{1,4}[-/. ]([0-9]{1,2}|[A-Za-z]{3,9})[-/. ][0-9]{1,4}$"
+_DATE_TIME_LIKE = (
+    r"^[0-9]{1,4}[-/. ]([0-9]{1,2}|[A-Za-z]{3,9})[-/. ][0-9]{1,4}"
+    r"([T ][0-9]{1,2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(\s*[AaPp]\.?[Mm]\.?)?)?$"
+)
+"""A date as `_DATE_LIKE` reads it, with or without a time of day after it,
+such as ``01/05/2024 10:30`` or ``01/05/2024 10:30 PM``."""
 _DAY_MONTH = r"^[0-9]{1,2}[-/.][0-9]{1,2}[-/.][0-9]{4}$"
 _SHORT_YEAR = r"^[0-9]{1,2}[-/. ]([0-9]{1,2}|[A-Za-z]{3,9})[-/. ][0-9]{2}$"
 """A date that ends in a year of two digits, such as ``05.01.24``."""
@@ -95,7 +115,8 @@ class ColumnType:
     date_format: str | None = None
     """strptime format of a DATE or TIMESTAMP written in a non-ISO form."""
     more_formats: tuple[str, ...] = ()
-    """Further strptime formats of a column whose values mix allowed formats.
+    """Further strptime formats of a column whose values mix allowed formats,
+    ISO 8601 ones included.
     Each value is read in the first of `date_format` and these that it matches."""
 
     @property
@@ -144,8 +165,8 @@ def infer_types(
 
     Candidates in order: BIGINT, DOUBLE (decimal comma too unless the separator
     is declared as ``.``), BOOLEAN, DATE and TIMESTAMP in ISO 8601, then one of
-    the allowed `date_formats`, then several of them, each value read in the
-    one it matches; else VARCHAR. A column of dates that every value reads
+    the allowed `date_formats`, then several of them and ISO 8601, each value
+    read in the one it matches; else VARCHAR. A column of dates that every value reads
     both day-first and month-first stays text with a warning, when the
     allowed formats that fit it include both orders. So does a column with a
     value that two allowed formats read as different dates. With
@@ -295,6 +316,7 @@ def _tests(name: str, date_formats: tuple[str, ...]) -> dict[str, str]:
         "twelve_hour": f"bool_or(regexp_matches({v}, '{_TWELVE_HOUR}'))",
         "short_year": f"bool_or(regexp_matches({v}, '{_SHORT_YEAR}'))",
         "date_like": every(f"regexp_matches({v}, '{_DATE_LIKE}')"),
+        "date_time_like": every(f"regexp_matches({v}, '{_DATE_TIME_LIKE}')"),
         "iso_shaped": every(f"regexp_matches({v}, '{_ISO_DATE}')"),
         "day_month": every(f"regexp_matches({v}, '{_DAY_MONTH}')"),
         "grouped": every(
@@ -318,24 +340,30 @@ def _format_tests(
     """Return the tests of the allowed `date_formats` on text `v`.
 
     ``format{i}`` is true when every value matches format i, ``any_format``
-    when every value matches one of them, ``some_format{i}`` when a value
-    matches format i, and ``format_clash`` when two formats read a value as
-    different dates.
+    when every value matches one of them or is an ISO 8601 date or time,
+    ``some_format{i}`` when a value matches format i, and ``format_clash``
+    when two formats, or one and ISO 8601, read a value as different dates.
     """
     if not date_formats:
         return {}
     parsed = [strptime_sql(v, (fmt,)) for fmt in date_formats]
+    iso_date = strptime_sql(v, (ISO_DATE_FORMAT,))
+    iso_time = strptime_sql(v, ISO_TIME_FORMATS)
     tests = {
         f"format{index}": every(f"{value} IS NOT NULL")
         for index, value in enumerate(parsed)
     }
-    tests["any_format"] = every(f"{strptime_sql(v, date_formats)} IS NOT NULL")
+    every_format = (*date_formats, ISO_DATE_FORMAT, *ISO_TIME_FORMATS)
+    tests["any_format"] = every(f"{strptime_sql(v, every_format)} IS NOT NULL")
     for index, value in enumerate(parsed):
         tests[f"{_SOME_FORMAT}{index}"] = f"bool_or({value} IS NOT NULL)"
+    tests[f"{_SOME_FORMAT}_iso_date"] = f"bool_or({iso_date} IS NOT NULL)"
+    tests[f"{_SOME_FORMAT}_iso_time"] = f"bool_or({iso_time} IS NOT NULL)"
+    iso = f"coalesce({iso_date}, {iso_time})"
     clashes = [
         f"coalesce({first} <> {second}, false)"
         for index, first in enumerate(parsed)
-        for second in parsed[index + 1 :]
+        for second in [*parsed[index + 1 :], iso]
     ]
     tests["format_clash"] = f"bool_or({' OR '.join(clashes) or 'false'})"
     return tests
@@ -417,15 +445,37 @@ def _choose(
     if fitting and not (_mixed_orders(fitting) and _ambiguous(outcome)):
         return ColumnType(_format_type(fitting[:1]), date_format=fitting[0])
     if date_formats and outcome["any_format"] and not outcome["format_clash"]:
-        used = [
-            fmt
-            for index, fmt in enumerate(date_formats)
-            if outcome[f"{_SOME_FORMAT}{index}"]
-        ]
+        used = _used_formats(outcome, date_formats)
         return ColumnType(
             _format_type(used), date_format=used[0], more_formats=tuple(used[1:])
         )
     return ColumnType("VARCHAR")
+
+
+def _used_formats(outcome: _Outcome, date_formats: tuple[str, ...]) -> list[str]:
+    """Return the allowed `date_formats` that a value matches, then the ISO
+    8601 formats when a value is an ISO 8601 date or time."""
+    used = [
+        fmt
+        for index, fmt in enumerate(date_formats)
+        if outcome[f"{_SOME_FORMAT}{index}"]
+    ]
+    if outcome[f"{_SOME_FORMAT}_iso_date"]:
+        used.append(ISO_DATE_FORMAT)
+    if outcome[f"{_SOME_FORMAT}_iso_time"]:
+        used += ISO_TIME_FORMATS
+    return list(dict.fromkeys(used))
+
+
+def iso_formats(kind: str) -> tuple[str, ...]:
+    """Return the ISO 8601 strptime formats that a column of type `kind` with
+    allowed date formats also reads: dates for DATE, dates and times for
+    TIMESTAMP, none for other types."""
+    if kind == "DATE":
+        return (ISO_DATE_FORMAT,)
+    if kind == "TIMESTAMP":
+        return (ISO_DATE_FORMAT, *ISO_TIME_FORMATS)
+    return ()
 
 
 def _format_type(formats: list[str]) -> str:
@@ -486,8 +536,9 @@ def _text_warning(
     if settings[0] and outcome["any_format"] and outcome["format_clash"]:
         return _TextWarning(
             f"column {name!r} has values that two allowed date_formats "
-            f"({', '.join(settings[0])}) read as different dates, such as "
-            "day-first and month-first, so it stays text; declare its "
+            f"({', '.join(settings[0])}), or one of them and ISO 8601, read as "
+            "different dates, such as day-first and month-first, so it stays "
+            "text; declare its "
             "date_format in the dataset contract"
         )
     if outcome["date_like"] and outcome["iso_shaped"]:
@@ -554,6 +605,14 @@ def _format_warning(
             f"column {name!r} mixes ISO 8601 dates or times with other values, "
             "so it stays text; write every value in one format, or add the "
             f"other format to [datasets.{dataset}] date_formats"
+        )
+    if outcome["date_time_like"]:
+        allowed = ", ".join(date_formats) or "none"
+        return (
+            f"column {name!r} looks like dates and times in a format that is not "
+            f"allowed (allowed: {allowed}), so it stays text; add its format, "
+            "such as '%d/%m/%Y %H:%M', or '%m/%d/%Y %I:%M %p' for a 12-hour "
+            f"clock, to [datasets.{dataset}] date_formats"
         )
     return None
 
@@ -696,13 +755,16 @@ def text_fallback_warnings(
     inferred: dict[str, ColumnType],
     line_of: Callable[[int, int], int],
     dataset: str,
+    null_values: bool = False,
 ) -> dict[str, str]:
     """Warn of columns that look numeric or boolean in the first rows but end as text.
 
     The CSV sniffer reads the first rows of a file only, and a JSON-lines
     column is typed from every line, so a single value further down, such as
     ``warm`` in a temperature column, turns the whole column into text. The
-    warning names the first such value, its file and line.
+    warning names the first such value, its file and line. With
+    `null_values`, as for CSV files, a value that usually marks a missing
+    one, such as ``N/A``, gets the advice to list it in ``null_values``.
 
     Args:
         db: Connection holding `table`.
@@ -731,14 +793,26 @@ def text_fallback_warnings(
         if row is None:
             continue
         file, record, value = row
+        fix = "fix that value"
+        if null_values and value.strip().lower() in _MISSING_MARKERS:
+            fix = (
+                f"add {value!r} to [datasets.{dataset}] null_values (the list "
+                "replaces the default one) if it marks a missing value, fix it"
+            )
         warnings[name] = (
             f"column {name!r} looks like {kind} in the first rows of "
             f"{paths[file]} but has {value!r} at line {line_of(file, record)}, "
-            "so the whole column is read as text; fix that value, or declare "
+            f"so the whole column is read as text; {fix}, or declare "
             f"the column's type in [datasets.{dataset}.contract] to quarantine such "
             "rows instead"
         )
     return warnings
+
+
+_MISSING_MARKERS = frozenset(
+    ("n/a", "na", "#n/a", "none", "nil", "null", "missing", "unknown", "-", "--", "?")
+)
+"""Lower-case texts that often mark a missing value in CSV files."""
 
 
 def invalid_date_warnings(

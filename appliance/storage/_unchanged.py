@@ -276,12 +276,18 @@ def _check_strict(version: DatasetVersion, names: str, reference: str) -> None:
         return
     rows = "1 row was" if quarantined == 1 else f"{quarantined} rows were"
     found = [f"{rows} quarantined"] if quarantined else []
+    # A version without quarantined rows has only warnings, which
+    # 'datasets show' lists.
+    command = f"appliance datasets show {reference}"
+    if quarantined:
+        command = (
+            f"appliance datasets quarantine {version.dataset} "
+            f"--version {version.version}"
+        )
     raise IngestError(
         f"strict ingest of {version.dataset!r} rejected: {names}: these files "
         f"were ingested before as {reference}, where {'; '.join(found + warnings)}; "
-        "see "
-        f"'appliance datasets quarantine {version.dataset} --version "
-        f"{version.version}', fix the files and ingest them again"
+        f"see '{command}', fix the files and ingest them again"
     )
 
 

@@ -98,8 +98,9 @@ def test_formats_reading_different_dates_warned(
     assert result.version.schema == {"d": "VARCHAR"}
     assert result.warnings == [
         "column 'd' has values that two allowed date_formats (%d/%m/%Y, "
-        "%m/%d/%Y) read as different dates, such as day-first and month-first, "
-        "so it stays text; declare its date_format in the dataset contract"
+        "%m/%d/%Y), or one of them and ISO 8601, read as different dates, such "
+        "as day-first and month-first, so it stays text; declare its "
+        "date_format in the dataset contract"
     ]
 
 
@@ -261,3 +262,150 @@ def test_contract_format_list_in_json_lines(
         (3, "d", "Jan 7 2024")
     ]
     assert "write it in the date format '%d.%m.%Y' or '%d/%m/%Y'" in rows[0].reason
+
+
+ISO_MIXED = DatasetConfig(name="iso_mixed", date_formats=("%d.%m.%Y", "%m/%d/%Y"))
+"""Allowed formats of both orders, which a column may mix with ISO 8601."""
+
+
+def test_iso_mixed_with_format_gives_date(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("m.csv", "id,m\n1,13.01.2024\n2,2024-03-01\n3,02/14/2024\n")
+
+    result = ingest(catalog, "iso_mixed", [path], settings=ISO_MIXED)
+
+    assert result.version.schema == {"id": "BIGINT", "m": "DATE"}
+    assert dates_of(catalog, result, "m") == ["2024-01-13", "2024-03-01", "2024-02-14"]
+    assert result.warnings == []
+
+
+def test_iso_time_mixed_with_format_gives_timestamp(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("at.csv", "at\n05.01.2024 10:30\n2024-01-06T11:00:00\n")
+    settings = DatasetConfig(name="at", date_formats=("%d.%m.%Y %H:%M",))
+
+    result = ingest(catalog, "at", [path], settings=settings)
+
+    assert result.version.schema == {"at": "TIMESTAMP"}
+    assert dates_of(catalog, result, "at") == [
+        "2024-01-05 10:30:00",
+        "2024-01-06 11:00:00",
+    ]
+
+
+def test_iso_clash_with_format_warned(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("ydm.csv", "d\n2024-13-01\n2024-01-31\n2024-03-01\n")
+    settings = DatasetConfig(name="ydm", date_formats=("%Y-%d-%m",))
+
+    result = ingest(catalog, "ydm", [path], settings=settings)
+
+    assert result.version.schema == {"d": "VARCHAR"}
+    assert (
+        "or one of them and ISO 8601, read as different dates" in (result.warnings[0])
+    )
+
+
+def test_append_iso_onto_format_column(catalog: Catalog, write_file: WriteFile) -> None:
+    first = write_file("first.csv", "id,m\n1,13.01.2024\n")
+    second = write_file("second.csv", "id,m\n7,2024-05-01\n8,14.02.2024\n")
+    ingest(catalog, "iso_mixed", [first], settings=ISO_MIXED)
+
+    result = ingest(catalog, "iso_mixed", [second], mode="append", settings=ISO_MIXED)
+
+    assert (result.accepted, result.quarantined) == (2, 0)
+    assert result.version.schema == {"id": "BIGINT", "m": "DATE"}
+    assert dates_of(catalog, result, "m") == ["2024-01-13", "2024-05-01", "2024-02-14"]
+    assert result.warnings == []
+
+
+def test_append_to_later_column_not_new(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ids = write_file("ids.csv", "id\n1\n")
+    dated = write_file("dated.csv", "id,m\n2,13.01.2024\n")
+    mixed = write_file("mixed.csv", "id,m\n7,2024-05-01\n8,14.02.2024\n")
+    ingest(catalog, "iso_mixed", [ids], settings=ISO_MIXED)
+    ingest(catalog, "iso_mixed", [dated], mode="append", settings=ISO_MIXED)
+
+    result = ingest(catalog, "iso_mixed", [mixed], mode="append", settings=ISO_MIXED)
+
+    assert result.version.schema == {"id": "BIGINT", "m": "DATE"}
+    assert result.warnings == []
+
+
+def test_retyped_later_column_named(catalog: Catalog, write_file: WriteFile) -> None:
+    ids = write_file("ids.csv", "id\n1\n")
+    dated = write_file("dated.csv", "id,m\n2,13.01.2024\n")
+    text = write_file("text.csv", "id,m\n7,2024-05-01\n8,soon\n")
+    ingest(catalog, "iso_mixed", [ids], settings=ISO_MIXED)
+    parent = ingest(catalog, "iso_mixed", [dated], mode="append", settings=ISO_MIXED)
+
+    result = ingest(catalog, "iso_mixed", [text], mode="append", settings=ISO_MIXED)
+
+    reference = f"iso_mixed@{parent.version.version}"
+    assert result.version.schema == {"id": "BIGINT", "m": "VARCHAR"}
+    assert not any("new column" in warning for warning in result.warnings)
+    assert (
+        f"column 'm' is DATE in {reference} and VARCHAR in these files, so the new "
+        "version stores it as VARCHAR; declare its type in "
+        "[datasets.iso_mixed.contract] to keep DATE"
+    ) in "\n".join(result.warnings)
+
+
+def test_append_misfit_hint_names_iso(catalog: Catalog, write_file: WriteFile) -> None:
+    first = write_file("first.csv", "id,m\n1,13.01.2024\n")
+    second = write_file("second.csv", "id,m\n2,2024-01-05\n3,5.1.24\n")
+    ingest(catalog, "iso_mixed", [first], settings=ISO_MIXED)
+
+    result = ingest(catalog, "iso_mixed", [second], mode="append", settings=ISO_MIXED)
+
+    (row,) = list_quarantine(catalog, "iso_mixed")
+    assert (result.accepted, result.quarantined) == (1, 1)
+    assert row.line == 3
+    assert row.reason.startswith(
+        'value "5.1.24" is not a valid DATE; write it in ISO 8601 or in the '
+        "date format '%d.%m.%Y', whose %Y is a year of four digits"
+    )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["01/05/2024 10:30", "01/06/2024 11:30"],
+        ["01/05/2024 10:30 PM", "01/06/2024 11:30 AM"],
+        ["05.01.2024 10:30:15", "06.01.2024"],
+    ],
+    ids=["24-hour", "12-hour", "with-date-only"],
+)
+def test_date_times_not_allowed_warned(
+    catalog: Catalog, write_file: WriteFile, values: list[str]
+) -> None:
+    path = write_file("at.csv", "at\n" + "\n".join(values) + "\n")
+
+    result = ingest(catalog, "at", [path])
+
+    assert result.version.schema == {"at": "VARCHAR"}
+    assert result.warnings == [
+        "column 'at' looks like dates and times in a format that is not allowed "
+        "(allowed: none), so it stays text; add its format, such as "
+        "'%d/%m/%Y %H:%M', or '%m/%d/%Y %I:%M %p' for a 12-hour clock, to "
+        "[datasets.at] date_formats"
+    ]
+
+
+def test_date_times_in_allowed_format_typed(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("at.csv", "at\n01/05/2024 10:30 PM\n01/06/2024 11:30 AM\n")
+    settings = DatasetConfig(name="at", date_formats=("%m/%d/%Y %I:%M %p",))
+
+    result = ingest(catalog, "at", [path], settings=settings)
+
+    assert result.version.schema == {"at": "TIMESTAMP"}
+    assert dates_of(catalog, result, "at") == [
+        "2024-01-05 22:30:00",
+        "2024-01-06 11:30:00",
+    ]
+    assert result.warnings == []

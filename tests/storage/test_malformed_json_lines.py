@@ -271,3 +271,98 @@ def test_malformed_line_erasable(catalog: Catalog, write_file: WriteFile) -> Non
 
     assert count == 1
     assert other == 0
+
+
+def test_blank_lines_only_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("blank.jsonl", "\n\n  \n")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "v_blank", [path])
+
+    assert str(raised.value) == (
+        f"{path}: the file has only blank lines and no JSON object, so it has no "
+        "columns; write one object per line (JSON Lines), or declare the "
+        "dataset's columns in its contract to store an empty version"
+    )
+    assert list_versions(catalog, "v_blank") == []
+
+
+def test_empty_objects_only_rejected(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("empty.jsonl", "{}\n\n{ }\n")
+
+    with pytest.raises(IngestError) as raised:
+        ingest(catalog, "v_empty", [path])
+
+    message = str(raised.value)
+    assert message.startswith(f"{path}: every JSON object of the file is empty")
+    assert message.endswith("to store each {} as a row of missing values")
+    assert list_versions(catalog, "v_empty") == []
+
+
+KEYED = DatasetConfig(
+    "keyed",
+    contract=ContractConfig(
+        columns={"id": ColumnRule(type="BIGINT"), "city": ColumnRule(type="VARCHAR")}
+    ),
+)
+"""A dataset whose contract declares its columns."""
+
+
+def test_blank_lines_get_contract_columns(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("blank.jsonl", "\n\n  \n")
+
+    result = ingest(catalog, "keyed", [path], settings=KEYED)
+
+    assert (result.accepted, result.quarantined) == (0, 0)
+    assert result.version.schema == {"id": "BIGINT", "city": "VARCHAR"}
+    assert result.warnings == []
+
+
+def test_empty_objects_rows_of_missing(catalog: Catalog, write_file: WriteFile) -> None:
+    path = write_file("empty.jsonl", "{}\n\n{}\n")
+
+    result = ingest(catalog, "keyed", [path], settings=KEYED)
+
+    assert (result.accepted, result.quarantined) == (2, 0)
+    assert result.version.schema == {"id": "BIGINT", "city": "VARCHAR"}
+    assert result.warnings == []
+    assert rows_of(catalog, result) == [(None, None), (None, None)]
+
+
+def test_empty_objects_quarantined_by_nullable(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    rules = {"id": ColumnRule(type="BIGINT", nullable=False)}
+    settings = DatasetConfig("strict_id", contract=ContractConfig(columns=rules))
+    path = write_file("empty.jsonl", '[1]\n{}\n\n{"id": 3}\n')
+    only_empty = write_file("only.jsonl", "{}\n")
+
+    result = ingest(catalog, "strict_id", [path], settings=settings)
+    appended = ingest(
+        catalog, "strict_id", [only_empty], mode="append", settings=settings
+    )
+
+    assert (result.accepted, result.quarantined) == (1, 2)
+    assert {(q.line, q.column) for q in list_quarantine(catalog, "strict_id")} == {
+        (1, None),
+        (2, "id"),
+        (1, "id"),
+    }
+    assert (appended.accepted, appended.quarantined) == (0, 1)
+
+
+def test_blank_append_keeps_inferred_columns(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    first = write_file("first.jsonl", '{"id": 1, "city": "c1"}\n')
+    blank = write_file("blank.jsonl", "\n\n  \n")
+    ingest(catalog, "inferred", [first])
+
+    result = ingest(catalog, "inferred", [blank], mode="append")
+
+    assert (result.accepted, result.quarantined) == (0, 0)
+    assert result.version.schema == {"id": "BIGINT", "city": "VARCHAR"}
+    assert result.warnings == []
+    assert rows_of(catalog, result) == [(1, "c1")]

@@ -117,7 +117,7 @@ def test_partition_column_missing_rejected(
     message = str(raised.value)
     assert "partition_by 'monht' of dataset 'f' is not a column of the files" in message
     assert "their columns: month, delay" in message
-    assert "Correct [datasets.f] partition_by" in message
+    assert "or correct [datasets.f] partition_by" in message
     assert list_versions(catalog, "f") == []
 
 
