@@ -10,13 +10,13 @@ from pipeline_support import load_model, native_pipeline, train_on
 from appliance.config import load_config
 from appliance.errors import ExportError, TrainingError
 from appliance.training._export import (
-    _round_down,
     estimator_thresholds,
     parity,
     place_forest_thresholds,
     probe_rows,
     split_probes,
 )
+from appliance.training._scaled import round_down
 
 
 def _classifier(algorithm: str, extra: str = "") -> str:
@@ -187,7 +187,7 @@ def test_lightgbm_country_codes_stable_across_batches(tmp_path):
 
 
 def test_round_down_gives_float32_at_or_below():
-    rounded = _round_down(np.array([0.1, 0.5, -0.1, 1e-40]))
+    rounded = round_down(np.array([0.1, 0.5, -0.1, 1e-40]))
     assert rounded[0] == np.nextafter(np.float32(0.1), np.float32(0))
     assert rounded[1] == np.float32(0.5)
     assert rounded[2] == np.float32(-0.1)
@@ -251,7 +251,7 @@ def test_forest_thresholds_placed_by_node_id():
 
     placed = np.asarray(values, dtype=np.float32)[branches]
     assert changed > 0
-    assert (placed == _round_down(exact[branches])).all()
+    assert (placed == round_down(exact[branches])).all()
     with pytest.raises(ExportError, match="does not match the fitted forest"):
         place_forest_thresholds(model, other)
 
