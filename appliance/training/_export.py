@@ -381,10 +381,10 @@ def probe_rows(
     """Return rows that stress the export beyond the holdout.
 
     The probes are: every value missing; unseen categories; each training
-    category, rare ones included, with the other columns of a base row; and
-    for each numeric split threshold of the estimator, the threshold rounded
-    to float32 and one float32 step on either side. Numeric probes are float32
-    values, so native and ONNX read the same number.
+    category, rare ones included, with the other columns of a base row; for
+    each numeric split threshold of the estimator, the inputs at and beside
+    it (`split_probes`); and the training rows of a LightGBM model that
+    could branch apart (`rows_at_thresholds`).
     """
     base = frame.head(1).copy()
     if base.empty:
@@ -396,6 +396,7 @@ def probe_rows(
         rows = pd.concat([base] * len(values), ignore_index=True)
         rows[name] = values
         probes.append(rows)
+    probes.append(rows_at_thresholds(frame, numeric, pipeline))
     result = pd.concat(probes, ignore_index=True)
     if len(result) > max_rows:
         # NOTE: a forest of deep trees can have more thresholds than is worth
@@ -434,14 +435,38 @@ def split_probes(pipeline: Pipeline, numeric: list[str]) -> dict[str, np.ndarray
         near_zero = np.abs(values) <= _ZERO_THRESHOLD
         if near_zero.any():
             values = np.append(values[~near_zero], 0.0)
-        # NOTE: training values that round to the same float32 as a threshold
-        # but lie on both sides of it are not probed. ONNX sends them all one
-        # way, so a model that separates them can pass with rows that differ.
         nearest = values.astype(np.float32)
         up = np.nextafter(nearest, np.float32(np.inf)).astype(np.float64)
         down = np.nextafter(nearest, np.float32(-np.inf)).astype(np.float64)
         probes[name] = np.unique(np.concatenate([down, values, up]))
     return probes
+
+
+def rows_at_thresholds(
+    frame: pd.DataFrame, numeric: list[str], pipeline: Pipeline
+) -> pd.DataFrame:
+    """Return the rows of an unscaled LightGBM model's training `frame` that
+    have a numeric value rounding to the float32 of a threshold on its column.
+
+    ONNX sends all inputs that round to one float32 the same way, while
+    LightGBM compares the float64 value with the threshold. These are
+    therefore the only training rows whose branches can differ, as when two
+    training values closer than one float32 step lie on both sides of a
+    threshold. Other estimators return no rows: scikit-learn trees cast
+    their input to float32 themselves, and the inputs of a scaled tree model
+    are rounded to float32 before scaling (`RoundToFloat32`).
+    """
+    if not hasattr(pipeline[-1], "booster_") or scaled_inputs(pipeline):
+        return frame.iloc[:0]
+    thresholds = estimator_thresholds(pipeline[-1])
+    near = np.zeros(len(frame), dtype=bool)
+    for index, name in enumerate(numeric):
+        if index not in thresholds:
+            continue
+        nearest = np.unique(thresholds[index].astype(np.float32))
+        values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        near |= np.isin(values.astype(np.float32), nearest) & np.isfinite(values)
+    return frame[near]
 
 
 def training_inputs(

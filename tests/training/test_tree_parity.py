@@ -371,3 +371,60 @@ def test_thresholds_sharing_float32_fail_parity(tmp_path):
     distinct = np.unique(estimator_thresholds(pipeline[-1])[0])
     assert len(np.unique(distinct.astype(np.float32))) < len(distinct)
     assert "differs from the native model" in str(raised.value)
+
+
+TWIN_VALUES_MODEL = """
+[models.m]
+dataset = "d"
+target = "y"
+task = "regression"
+algorithm = "lightgbm"
+params = { n_estimators = 50, min_child_samples = 2, min_data_in_bin = 1 }
+"""
+
+
+def _twin_values(seed: int) -> pd.DataFrame:
+    # 30 values get a twin 2e-8 higher, closer than one float32 step.
+    rng = np.random.default_rng(seed)
+    value = rng.normal(size=1500)
+    twins = rng.choice(1500, size=60, replace=False)
+    value[twins[30:]] = value[twins[:30]] * (1 + 2e-8)
+    data = pd.DataFrame({"v": value, "w": rng.normal(size=1500)})
+    noise = rng.normal(scale=0.3, size=1500)
+    data["y"] = np.sin(3 * value) + 0.3 * data["w"] + noise
+    return data
+
+
+def _training_rows_difference(config, data: pd.DataFrame) -> float:
+    import onnxruntime as ort
+
+    from appliance.training._export import input_schema, to_onnx, training_inputs
+
+    pipeline, frame = native_pipeline(config, "m", data)
+    reference = training_inputs(pipeline, frame.x_train, frame.numeric)
+    inputs = input_schema(frame.numeric, frame.categorical)
+    onnx_bytes = to_onnx(pipeline, inputs, "regression", reference)
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    feed = {name: frame.x_train[[name]].to_numpy(np.float32) for name in "vw"}
+    exported = session.run(None, feed)[0].reshape(-1)
+    native = pipeline.predict(frame.x_train)
+    return float((np.abs(exported - native) / np.maximum(1.0, np.abs(native))).max())
+
+
+def test_training_rows_across_threshold_fail_parity(tmp_path):
+    # Twins on both sides of a threshold round to one float32, so ONNX sends
+    # both one way while LightGBM separates them.
+    data = _twin_values(seed=0)
+    with pytest.raises(ExportError, match="at probe row"):
+        train_on(tmp_path, data, TWIN_VALUES_MODEL)
+
+    config = load_config(tmp_path / "config.toml")
+    assert _training_rows_difference(config, data) > 0.01
+
+
+def test_training_rows_agreeing_keep_parity(tmp_path):
+    data = _twin_values(seed=2)
+    config, result = train_on(tmp_path, data, TWIN_VALUES_MODEL)
+
+    assert result.parity <= 1e-5
+    assert _training_rows_difference(config, data) <= 1e-5
