@@ -22,6 +22,15 @@ from appliance.serving import (
 from appliance.storage import Catalog
 from appliance.training._encoders import register_converter
 from appliance.training._frame import TrainingFrame, derived_sample
+from appliance.training._scaled import (
+    NODES_PER_STOP_CHECK,
+    TREE_OPS,
+    ScaledInputs,
+    forest_thresholds,
+    place_scaled_lightgbm,
+    scaled_inputs,
+    without_scaler,
+)
 from appliance.training._stop import StopCheck
 
 logger = logging.getLogger(__name__)
@@ -47,8 +56,10 @@ def to_onnx(
     """Convert a fitted pipeline, preprocessing included, to ONNX bytes.
 
     `reference` holds the training values of the estimator's numeric inputs,
-    which `round_thresholds` uses to place LightGBM thresholds. `stop` is
-    checked while LightGBM thresholds are placed, not during skl2onnx's
+    which `round_thresholds` uses to place LightGBM thresholds. A tree
+    ensemble's numeric scaler is left out of the graph, and its thresholds
+    are moved to the unscaled inputs (`appliance.training._scaled`). `stop`
+    is checked while LightGBM thresholds are placed, not during skl2onnx's
     conversion.
 
     Raises:
@@ -72,9 +83,11 @@ def to_onnx(
     options: dict[int, Any] = {}
     if task == "classification":
         options[id(pipeline.steps[-1][1])] = {"zipmap": False}
+    scaled = scaled_inputs(pipeline)
+    exported = pipeline if scaled is None else without_scaler(pipeline)
     try:
         model = convert_sklearn(
-            pipeline, initial_types=initial_types, target_opset=_OPSET, options=options
+            exported, initial_types=initial_types, target_opset=_OPSET, options=options
         )
     except Exception as exc:  # skl2onnx raises bare RuntimeError, NameError, ...
         raise ExportError(
@@ -84,9 +97,12 @@ def to_onnx(
     estimator = pipeline[-1]
     if hasattr(estimator, "booster_"):
         thresholds = estimator_thresholds(estimator)
-        round_thresholds(model, thresholds, reference, stop)
+        if scaled is None:
+            round_thresholds(model, thresholds, reference, stop)
+        else:
+            place_scaled_lightgbm(model, thresholds, scaled, stop)
     else:
-        place_forest_thresholds(model, estimator)
+        place_forest_thresholds(model, estimator, scaled)
     return model.SerializeToString()
 
 
@@ -112,11 +128,6 @@ def restore_input_names(model: Any, names: list[str]) -> None:
 
 _ZERO_THRESHOLD = 1e-30
 """Split thresholds at most this far from zero are LightGBM's zero splits."""
-_TREE_OPS = {"TreeEnsembleClassifier", "TreeEnsembleRegressor"}
-_NODES_PER_STOP_CHECK = 64
-"""Tree nodes between stop checks in `round_thresholds`. The placement took
-about 10 us a node for 300 LightGBM trees of 63 leaves on 300,000 rows
-(benchmarks/threshold_placement.py), so a check comes about every 1 ms."""
 
 
 def round_thresholds(
@@ -138,7 +149,7 @@ def round_thresholds(
     matched to `thresholds` by value, and a stays when the thresholds that
     round to it need different choices.
 
-    `stop` is checked every `_NODES_PER_STOP_CHECK` tree nodes.
+    `stop` is checked every `NODES_PER_STOP_CHECK` tree nodes.
 
     Returns:
         The number of thresholds changed.
@@ -152,7 +163,7 @@ def round_thresholds(
     no_values = _ByRounding(np.empty(0))
     changed = 0
     for node in model.graph.node:
-        if node.op_type not in _TREE_OPS:
+        if node.op_type not in TREE_OPS:
             continue
         attributes = {a.name: a for a in node.attribute}
         if "nodes_values" not in attributes:
@@ -161,7 +172,7 @@ def round_thresholds(
         features = attributes["nodes_featureids"].ints
         values = attributes["nodes_values"].floats
         for index, mode in enumerate(modes):
-            if index % _NODES_PER_STOP_CHECK == 0:
+            if index % NODES_PER_STOP_CHECK == 0:
                 stop("while converting to ONNX")
             doubles = candidates_of.get(features[index])
             if mode != b"BRANCH_LEQ" or doubles is None:
@@ -183,7 +194,9 @@ def round_thresholds(
     return changed
 
 
-def place_forest_thresholds(model: Any, estimator: Any) -> int:
+def place_forest_thresholds(
+    model: Any, estimator: Any, scaled: ScaledInputs | None = None
+) -> int:
     """Set each ONNX threshold of a scikit-learn forest to match its tree exactly.
 
     scikit-learn compares the input cast to float32 with a double threshold
@@ -192,7 +205,8 @@ def place_forest_thresholds(model: Any, estimator: Any) -> int:
     and node id, which skl2onnx numbers as ``estimators_`` and ``tree_`` do.
     Matching by value would not do: thresholds of different trees can lie
     less than one float32 step apart, as on scikit-learn's diabetes data,
-    and need different float32 values.
+    and need different float32 values. With `scaled`, thresholds on scaled
+    columns move to the unscaled inputs (`ScaledInputs.float32_thresholds`).
 
     Returns:
         The number of thresholds changed from what the converter stored.
@@ -207,9 +221,10 @@ def place_forest_thresholds(model: Any, estimator: Any) -> int:
     starts = np.cumsum([0] + [tree.node_count for tree in trees])
     thresholds = np.concatenate([tree.threshold for tree in trees])
     features = np.concatenate([tree.feature for tree in trees])
+    placed_all = forest_thresholds(thresholds, features, scaled)
     changed = 0
     for node in model.graph.node:
-        if node.op_type not in _TREE_OPS:
+        if node.op_type not in TREE_OPS:
             continue
         attributes = {a.name: a for a in node.attribute}
         if "nodes_values" not in attributes:
@@ -219,7 +234,7 @@ def place_forest_thresholds(model: Any, estimator: Any) -> int:
         node_ids = np.asarray(attributes["nodes_nodeids"].ints)[branches]
         feature_ids = np.asarray(attributes["nodes_featureids"].ints)[branches]
         _check_forest_ids(tree_ids, node_ids, feature_ids, starts, features)
-        placed = _round_down(thresholds[starts[tree_ids] + node_ids])
+        placed = placed_all[starts[tree_ids] + node_ids]
         values = np.asarray(attributes["nodes_values"].floats, dtype=np.float32)
         changed += int((values[branches] != placed).sum())
         values[branches] = placed
@@ -294,14 +309,6 @@ def _lightgbm_thresholds(
     return choices
 
 
-def _round_down(values: np.ndarray) -> np.ndarray:
-    """Return the largest float32 at or below each double."""
-    nearest = values.astype(np.float32)
-    above = nearest.astype(np.float64) > values
-    nearest[above] = np.nextafter(nearest[above], np.float32(-np.inf))
-    return nearest
-
-
 @dataclass(frozen=True)
 class Parity:
     """Agreement of the ONNX model with the native model on the checked rows."""
@@ -374,10 +381,10 @@ def probe_rows(
     """Return rows that stress the export beyond the holdout.
 
     The probes are: every value missing; unseen categories; each training
-    category, rare ones included, with the other columns of a base row; and
-    for each numeric split threshold of the estimator, the threshold rounded
-    to float32 and one float32 step on either side. Numeric probes are float32
-    values, so native and ONNX read the same number.
+    category, rare ones included, with the other columns of a base row; for
+    each numeric split threshold of the estimator, the inputs at and beside
+    it (`split_probes`); and the training rows of a LightGBM model that
+    could branch apart (`rows_at_thresholds`).
     """
     base = frame.head(1).copy()
     if base.empty:
@@ -389,6 +396,7 @@ def probe_rows(
         rows = pd.concat([base] * len(values), ignore_index=True)
         rows[name] = values
         probes.append(rows)
+    probes.append(rows_at_thresholds(frame, numeric, pipeline))
     result = pd.concat(probes, ignore_index=True)
     if len(result) > max_rows:
         # NOTE: a forest of deep trees can have more thresholds than is worth
@@ -405,17 +413,21 @@ def split_probes(pipeline: Pipeline, numeric: list[str]) -> dict[str, np.ndarray
     and the other two to the sides they lie on, and so must ONNX. The value a
     itself is not probed when it differs from t, because float64 inputs on
     both sides of t round to it, so no float32 threshold fits them all.
-    Thresholds are mapped back through the numeric scaler, if any.
+    A tree ensemble with a numeric scaler is exported without it, and each
+    threshold becomes the largest float32 input that goes left natively
+    (`ScaledInputs.float32_thresholds`), so the probes are that float32 and
+    the next one up, which must go left and right.
     """
     thresholds = estimator_thresholds(pipeline[-1])
-    scaler = _numeric_step(pipeline, "scale")
+    scaled = scaled_inputs(pipeline)
     probes = {}
     for index, name in enumerate(numeric):
         values = thresholds.get(index)
         if values is None or not len(values):
             continue
-        if scaler is not None:
-            values = _unscale(scaler, index, len(numeric), values)
+        if scaled is not None:
+            probes[name] = _scaled_probes(scaled, index, values)
+            continue
         values = np.unique(values[np.isfinite(values)])
         # NOTE: LightGBM splits values from zero at ±1e-35 (kZeroThreshold), and
         # ONNX branches differently from LightGBM for inputs within about 1e-35
@@ -423,14 +435,38 @@ def split_probes(pipeline: Pipeline, numeric: list[str]) -> dict[str, np.ndarray
         near_zero = np.abs(values) <= _ZERO_THRESHOLD
         if near_zero.any():
             values = np.append(values[~near_zero], 0.0)
-        # NOTE: training values that round to the same float32 as a threshold
-        # but lie on both sides of it are not probed. ONNX sends them all one
-        # way, so a model that separates them can pass with rows that differ.
         nearest = values.astype(np.float32)
         up = np.nextafter(nearest, np.float32(np.inf)).astype(np.float64)
         down = np.nextafter(nearest, np.float32(-np.inf)).astype(np.float64)
         probes[name] = np.unique(np.concatenate([down, values, up]))
     return probes
+
+
+def rows_at_thresholds(
+    frame: pd.DataFrame, numeric: list[str], pipeline: Pipeline
+) -> pd.DataFrame:
+    """Return the rows of an unscaled LightGBM model's training `frame` that
+    have a numeric value rounding to the float32 of a threshold on its column.
+
+    ONNX sends all inputs that round to one float32 the same way, while
+    LightGBM compares the float64 value with the threshold. These are
+    therefore the only training rows whose branches can differ, as when two
+    training values closer than one float32 step lie on both sides of a
+    threshold. Other estimators return no rows: scikit-learn trees cast
+    their input to float32 themselves, and the inputs of a scaled tree model
+    are rounded to float32 before scaling (`RoundToFloat32`).
+    """
+    if not hasattr(pipeline[-1], "booster_") or scaled_inputs(pipeline):
+        return frame.iloc[:0]
+    thresholds = estimator_thresholds(pipeline[-1])
+    near = np.zeros(len(frame), dtype=bool)
+    for index, name in enumerate(numeric):
+        if index not in thresholds:
+            continue
+        nearest = np.unique(thresholds[index].astype(np.float32))
+        values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        near |= np.isin(values.astype(np.float32), nearest) & np.isfinite(values)
+    return frame[near]
 
 
 def training_inputs(
@@ -444,11 +480,13 @@ def training_inputs(
     return {index: matrix[:, index] for index in range(len(numeric))}
 
 
-def _numeric_step(pipeline: Pipeline, name: str) -> Any:
-    transformers = pipeline[0].named_transformers_
-    if "numeric" not in transformers:
-        return None
-    return transformers["numeric"].named_steps.get(name)
+def _scaled_probes(
+    scaled: ScaledInputs, index: int, thresholds: np.ndarray
+) -> np.ndarray:
+    placed = scaled.float32_thresholds(index, np.unique(thresholds))
+    placed = placed[np.isfinite(placed)]
+    above = np.nextafter(placed, np.float32(np.inf))
+    return np.unique(np.concatenate([placed, above]).astype(np.float64))
 
 
 def estimator_thresholds(estimator: Any) -> dict[int, np.ndarray]:
@@ -466,12 +504,6 @@ def estimator_thresholds(estimator: Any) -> dict[int, np.ndarray]:
         for feature, threshold in zip(nodes.feature[inner], nodes.threshold[inner]):
             found.setdefault(int(feature), []).append(float(threshold))
     return {index: np.asarray(values) for index, values in found.items()}
-
-
-def _unscale(scaler: Any, index: int, width: int, values: np.ndarray) -> np.ndarray:
-    grid = np.zeros((len(values), width))
-    grid[:, index] = values
-    return scaler.inverse_transform(grid)[:, index]
 
 
 def _all_missing(

@@ -13,6 +13,7 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 from appliance.config import ModelConfig
 from appliance.errors import TrainingError
 from appliance.training._encoders import MISSING, OrdinalCodes, RareCategories
+from appliance.training._scaled import ROUND_STEP, SCALE_STEP, RoundToFloat32
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "lightgbm": {"n_estimators": 200, "learning_rate": 0.05, "verbose": -1},
@@ -21,6 +22,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "linear_regression": {},
 }
 _SCALED = {"logistic_regression", "linear_regression"}
+_TREES = {"lightgbm", "random_forest"}
 
 
 def estimator_params(cfg: ModelConfig) -> dict[str, Any]:
@@ -40,9 +42,12 @@ def build_pipeline(
 ) -> Pipeline:
     """Build the unfitted pipeline of a model from its ``preprocess`` settings.
 
-    Numeric columns are imputed and scaled together. Each categorical column
-    gets its own imputer and encoder, because skl2onnx can only export a text
-    imputer that reads a single column. Every step has an ONNX converter.
+    Numeric columns are imputed and scaled together. A tree ensemble's
+    scaled inputs are first rounded to float32, as ONNX reads them, because
+    its export leaves the scaler out (`appliance.training._scaled`). Each
+    categorical column gets its own imputer and encoder, because skl2onnx can
+    only export a text imputer that reads a single column. Every step has an
+    ONNX converter or is left out of the export.
 
     Raises:
         TrainingError: A parameter in ``params`` is not accepted by the estimator.
@@ -67,10 +72,12 @@ def _numeric_steps(cfg: ModelConfig) -> Pipeline:
     scale = settings.scale
     if scale == "auto":
         scale = "standard" if cfg.algorithm in _SCALED else "none"
+    if scale != "none" and cfg.algorithm in _TREES:
+        steps.append((ROUND_STEP, RoundToFloat32()))
     if scale == "standard":
-        steps.append(("scale", StandardScaler()))
+        steps.append((SCALE_STEP, StandardScaler()))
     elif scale == "minmax":
-        steps.append(("scale", MinMaxScaler()))
+        steps.append((SCALE_STEP, MinMaxScaler()))
     return Pipeline(steps)
 
 

@@ -18,7 +18,7 @@ from appliance.config import Config, CVConfig
 from appliance.errors import TrainingStopped
 from appliance.features import FeatureStore
 from appliance.storage import Catalog, list_models, list_runs
-from appliance.training import _export, train_model
+from appliance.training import _export, _scaled, train_model
 from appliance.training._frame import _query, load_frame
 from appliance.training._pipeline import build_pipeline
 from appliance.training._search import StopStep, search
@@ -331,6 +331,17 @@ def test_export_stops_between_steps(
     config = trips("")
 
     stopped = stopped_training(config, "late", function, kind)
+
+    assert str(stopped) == f"training stopped {where}"
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        assert_nothing_registered(catalog, "late", where)
+
+
+def test_scaled_export_stops_while_placing(trips: Callable[[str], Config]) -> None:
+    config = trips('[models.late.preprocess]\nscale = "standard"\n')
+    where = "while converting to ONNX"
+
+    stopped = stopped_training(config, "late", _scaled.place_scaled_lightgbm)
 
     assert str(stopped) == f"training stopped {where}"
     with Catalog(config.storage.home, read_only=True) as catalog:

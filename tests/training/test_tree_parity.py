@@ -10,13 +10,13 @@ from pipeline_support import load_model, native_pipeline, train_on
 from appliance.config import load_config
 from appliance.errors import ExportError, TrainingError
 from appliance.training._export import (
-    _round_down,
     estimator_thresholds,
     parity,
     place_forest_thresholds,
     probe_rows,
     split_probes,
 )
+from appliance.training._scaled import round_down
 
 
 def _classifier(algorithm: str, extra: str = "") -> str:
@@ -187,7 +187,7 @@ def test_lightgbm_country_codes_stable_across_batches(tmp_path):
 
 
 def test_round_down_gives_float32_at_or_below():
-    rounded = _round_down(np.array([0.1, 0.5, -0.1, 1e-40]))
+    rounded = round_down(np.array([0.1, 0.5, -0.1, 1e-40]))
     assert rounded[0] == np.nextafter(np.float32(0.1), np.float32(0))
     assert rounded[1] == np.float32(0.5)
     assert rounded[2] == np.float32(-0.1)
@@ -251,7 +251,7 @@ def test_forest_thresholds_placed_by_node_id():
 
     placed = np.asarray(values, dtype=np.float32)[branches]
     assert changed > 0
-    assert (placed == _round_down(exact[branches])).all()
+    assert (placed == round_down(exact[branches])).all()
     with pytest.raises(ExportError, match="does not match the fitted forest"):
         place_forest_thresholds(model, other)
 
@@ -371,3 +371,60 @@ def test_thresholds_sharing_float32_fail_parity(tmp_path):
     distinct = np.unique(estimator_thresholds(pipeline[-1])[0])
     assert len(np.unique(distinct.astype(np.float32))) < len(distinct)
     assert "differs from the native model" in str(raised.value)
+
+
+TWIN_VALUES_MODEL = """
+[models.m]
+dataset = "d"
+target = "y"
+task = "regression"
+algorithm = "lightgbm"
+params = { n_estimators = 50, min_child_samples = 2, min_data_in_bin = 1 }
+"""
+
+
+def _twin_values(seed: int) -> pd.DataFrame:
+    # 30 values get a twin 2e-8 higher, closer than one float32 step.
+    rng = np.random.default_rng(seed)
+    value = rng.normal(size=1500)
+    twins = rng.choice(1500, size=60, replace=False)
+    value[twins[30:]] = value[twins[:30]] * (1 + 2e-8)
+    data = pd.DataFrame({"v": value, "w": rng.normal(size=1500)})
+    noise = rng.normal(scale=0.3, size=1500)
+    data["y"] = np.sin(3 * value) + 0.3 * data["w"] + noise
+    return data
+
+
+def _training_rows_difference(config, data: pd.DataFrame) -> float:
+    import onnxruntime as ort
+
+    from appliance.training._export import input_schema, to_onnx, training_inputs
+
+    pipeline, frame = native_pipeline(config, "m", data)
+    reference = training_inputs(pipeline, frame.x_train, frame.numeric)
+    inputs = input_schema(frame.numeric, frame.categorical)
+    onnx_bytes = to_onnx(pipeline, inputs, "regression", reference)
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    feed = {name: frame.x_train[[name]].to_numpy(np.float32) for name in "vw"}
+    exported = session.run(None, feed)[0].reshape(-1)
+    native = pipeline.predict(frame.x_train)
+    return float((np.abs(exported - native) / np.maximum(1.0, np.abs(native))).max())
+
+
+def test_training_rows_across_threshold_fail_parity(tmp_path):
+    # Twins on both sides of a threshold round to one float32, so ONNX sends
+    # both one way while LightGBM separates them.
+    data = _twin_values(seed=0)
+    with pytest.raises(ExportError, match="at probe row"):
+        train_on(tmp_path, data, TWIN_VALUES_MODEL)
+
+    config = load_config(tmp_path / "config.toml")
+    assert _training_rows_difference(config, data) > 0.01
+
+
+def test_training_rows_agreeing_keep_parity(tmp_path):
+    data = _twin_values(seed=2)
+    config, result = train_on(tmp_path, data, TWIN_VALUES_MODEL)
+
+    assert result.parity <= 1e-5
+    assert _training_rows_difference(config, data) <= 1e-5
