@@ -79,6 +79,7 @@ PARAMETERS = {
     ("POST", "/v1/alerts/{alert_id}/resolve"): [("alert_id", "path")],
     ("GET", "/v1/datasets/{name}/rows"): [("name", "path")],
     ("POST", "/v1/datasets/{name}/rows"): [("name", "path")],
+    ("POST", "/v1/datasets/{name}/compact"): [("name", "path")],
     ("POST", "/v1/datasets/{name}/rejected/{segment}/retry"): [
         ("name", "path"),
         ("segment", "path"),
