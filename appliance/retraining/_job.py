@@ -45,6 +45,7 @@ from appliance.storage import (
     aliases,
     count_labels,
     latest_label_time,
+    record_gate_rejection,
     set_alias,
 )
 
@@ -297,6 +298,8 @@ def train_challenger(
         version.version if promotion.act else None,
         detail,
     )
+    if not promotion.act:
+        record_gate_rejection(catalog, name, version.version, run_id, promotion.reason)
     if promotion.act and policy.refit and window is not None:
         if stop is not None and stop.is_set():
             raise TrainingStopped(
