@@ -369,6 +369,11 @@ def _check_space_entry(name: str, values: Any, method: str) -> None:
     raise ValueError(f"space.{name} must be a list or a table, got {values!r}")
 
 
+MIN_TRAINING_ROWS = 2
+"""Minimum training rows a model is fitted on; a classifier also needs one
+row per class."""
+
+
 @dataclass(frozen=True)
 class RetrainConfig:
     """When and how a model retrains itself, as ``[models.NAME.retrain]``."""
@@ -433,8 +438,12 @@ class RetrainConfig:
             )
         if self.window_days is not None and self.window_days <= 0:
             raise ValueError(f"window_days must be above 0, got {self.window_days}")
-        if self.window_rows is not None and self.window_rows < 1:
-            raise ValueError(f"window_rows must be at least 1, got {self.window_rows}")
+        if self.window_rows is not None and self.window_rows < MIN_TRAINING_ROWS:
+            raise ValueError(
+                f"window_rows must be at least {MIN_TRAINING_ROWS}, got "
+                f"{self.window_rows}, because a model is fitted on at least "
+                f"{MIN_TRAINING_ROWS} training rows"
+            )
         if self.min_new_labels < 0 or self.holdout_days <= 0:
             raise ValueError(
                 "min_new_labels must be at least 0 and holdout_days above 0, got "

@@ -25,3 +25,8 @@ def parse_time(text: str) -> datetime:
             "(UTC unless an offset is given)"
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def days_text(days: float) -> str:
+    """Return a number of days for a message: ``1 day``, ``0.5 days``, ``7 days``."""
+    return f"{days:g} day" if days == 1 else f"{days:g} days"

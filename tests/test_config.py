@@ -356,3 +356,15 @@ def test_dataset_key_in_security_moved(tmp_path: Path, key: str) -> None:
     message = str(caught.value)
     assert f"unknown key 'security.{key}'" in message
     assert f'[datasets.flights] {key} = ["tailnum"]' in message
+
+
+def test_window_rows_one_rejected(tmp_path: Path) -> None:
+    text = (
+        '[models.m]\ndataset = "d"\ntarget = "y"\ntask = "regression"\n'
+        "[models.m.retrain]\nwindow_rows = 1\n"
+    )
+    path = write_toml(tmp_path / "config.toml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "window_rows must be at least 2, got 1" in str(caught.value)
+    assert str(path) in str(caught.value)

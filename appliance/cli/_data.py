@@ -209,12 +209,16 @@ def _list(config: Config, args: argparse.Namespace) -> None:
             "created_at": iso_seconds(v["created_at"]),
             "path": str(v["path"]),
             "used_by": v.get("used_by", []),
+            "rejected_users": v.get("rejected_users", []),
         }
         for v in versions
     ]
     if not args.json:
         for row in rows:
-            row["used_by"] = ", ".join(row["used_by"])
+            row["used_by"] = ", ".join(
+                f"{user} (rejected)" if user in row["rejected_users"] else user
+                for user in row["used_by"]
+            )
     print_rows(
         rows,
         args.json,
@@ -253,6 +257,19 @@ def _versions(config: Config, references: list[str]) -> list[Any]:
     return found
 
 
+def _print_users(version: Any) -> None:
+    """Print the model versions trained on `version` and whether they keep it."""
+    rejected = version.rejected_users
+    keepers = [user for user in version.used_by if user not in rejected]
+    if keepers:
+        print(f"  used by     {', '.join(keepers)} (retention keeps this version)")
+    if rejected:
+        print(
+            f"  used by     {', '.join(rejected)} (challengers the retraining gate "
+            "rejected, so retention does not keep this version)"
+        )
+
+
 def _show(config: Config, args: argparse.Namespace) -> None:
     (version,) = _versions(config, [args.reference])
     if args.json:
@@ -275,10 +292,7 @@ def _show(config: Config, args: argparse.Namespace) -> None:
         )
     print(f"  encrypted   {_encryption_text(config, version)}")
     print(f"  folder      {version.path}")
-    if version.used_by:
-        print(
-            f"  used by     {', '.join(version.used_by)} (retention keeps this version)"
-        )
+    _print_users(version)
     for redaction in version.redactions:
         print(
             f"  redacted    {redaction['redacted_at']} "
@@ -397,6 +411,7 @@ def _version_json(version: Any) -> dict[str, Any]:
         "files": version.files,
         "partition_by": version.partition_by,
         "used_by": version.used_by,
+        "rejected_users": version.rejected_users,
         "redactions": version.redactions,
         "report": version.report,
     }

@@ -230,11 +230,21 @@ def _list(config: Config, args: argparse.Namespace) -> None:
             "run_id": v["run_id"],
             "sha256": v["sha256"],
             "path": v["path"],
+            "gate": v.get("gate"),
+            "gate_reason": v.get("gate_reason"),
+            "training_data": v.get("training_data"),
+            "training_data_removed": v.get("training_data_removed", False),
         }
         for v in versions
     ]
     columns = ["model", "version", "aliases", "serving", "task", "created_at"]
-    print_rows(rows, args.json, columns + ["parity", "run_id"])
+    if not args.json:
+        for row in rows:
+            row["gate"] = "rejected" if row["gate"] else ""
+            if row["training_data_removed"]:
+                row["training_data"] = f"{row['training_data']} (removed)"
+    more = ["gate", "training_data"]
+    print_rows(rows, args.json, columns + ["parity", "run_id"] + more)
 
 
 def _promote(config: Config, args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 from appliance.config import RetrainConfig
+from appliance.times import days_text
 
 Reason = Literal["drift", "schedule", "manual"]
 
@@ -76,7 +77,8 @@ def decide_retrain(
     if used >= policy.budget:
         return Decision(
             False,
-            f"budget used: {used} retrainings in the last {policy.budget_days:g} days",
+            f"budget used: {used} retraining{'' if used == 1 else 's'} in the last "
+            f"{days_text(policy.budget_days)}",
         )
     if new_labels == 0:
         # Whatever the policy says, 0 new rows cannot make a better model.

@@ -24,12 +24,14 @@ from appliance.storage import (
     ModelVersion,
     Run,
     aliases,
+    gate_rejections,
     get_run,
     list_artifacts,
     list_runs,
     parse_schema,
     read_artifact,
     resolve_version,
+    training_data,
 )
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,10 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#176f2c}.bad{color:#a11}.muted{color:#666}
 """
 
+_GATE_NOTE = (
+    "retention does not keep the training data of a rejected challenger "
+    "that never held an alias, so that data may be removed"
+)
 _NO_INTENDED_USE = "Not stated in the configuration (intended_use)."
 
 
@@ -60,6 +66,10 @@ class CardData:
     aliases: list[str]
     plots: dict[str, bytes] = field(default_factory=dict)
     trials: int = 0
+    gate: str | None = None
+    """Retraining that rejected the version and why, or None."""
+    data_removed: bool = False
+    """Whether retention removed the dataset version of the training run."""
 
 
 def collect_card(
@@ -91,7 +101,13 @@ def collect_card(
         if number == version.version
     ]
     trials = len(list_runs(catalog, parent_run_id=run.run_id))
-    return CardData(version, schema, run, names, plots, trials)
+    rejection = gate_rejections(catalog, model).get((model, version.version))
+    gate = None
+    if rejection is not None:
+        retrain_id, reason = rejection["retrain_id"], rejection["reason"]
+        gate = f"rejected by retraining {retrain_id}: {reason}"
+    _, removed = training_data(catalog).get(run.run_id, ("", False))
+    return CardData(version, schema, run, names, plots, trials, gate, removed)
 
 
 def write_card(page: str, target: Path) -> None:
@@ -140,7 +156,7 @@ def render_card(data: CardData) -> str:
         "<h2>Model</h2>",
         _pairs(_model_rows(data)),
         "<h2>Data</h2>",
-        _pairs(_data_rows(schema, run)),
+        _pairs(_data_rows(data)),
         "<h2>Features</h2>",
         _table(["name", "type"], [[i["name"], i["type"]] for i in schema["inputs"]]),
         "<h2>Parameters</h2>",
@@ -175,17 +191,25 @@ def _model_rows(data: CardData) -> list[tuple[str, Any]]:
     return rows
 
 
-def _data_rows(schema: dict[str, Any], run: Run) -> list[tuple[str, Any]]:
+def _data_rows(data: CardData) -> list[tuple[str, Any]]:
+    schema, run = data.schema, data.run
     # The versions of the datasets that the feature views read in training.
     views = run.feature_views
     view_data = ", ".join(f"{name}@{views[name]}" for name in sorted(views))
+    dataset = f"{schema.get('dataset')}@{schema.get('dataset_version')}"
+    if data.data_removed:
+        dataset += " (removed by retention)"
     rows: list[tuple[str, Any]] = [
-        ("dataset", f"{schema.get('dataset')}@{schema.get('dataset_version')}"),
+        ("dataset", dataset),
         ("feature view datasets", view_data or "none"),
         ("training rows", schema.get("rows_train")),
         ("holdout rows", schema.get("rows_test")),
         ("rows without a label", schema.get("rows_unlabelled")),
     ]
+    if data.gate is not None:
+        # Retention keeps no dataset version for a rejected challenger that
+        # never held an alias, so its training data may be gone.
+        rows.append(("retraining gate", f"{data.gate}; {_GATE_NOTE}"))
     window = schema.get("window")
     if window:
         # A retraining selects rows by event time in place of the model's

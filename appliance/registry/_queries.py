@@ -22,10 +22,12 @@ from appliance.storage import (
     artifacts_of,
     champion_models,
     children_of,
+    gate_rejections,
     get_runs,
     list_models,
     list_runs,
     resolve_version,
+    training_data,
 )
 
 
@@ -69,9 +71,16 @@ def run_details(
 
 
 def model_versions(catalog: Catalog, model: str | None = None) -> list[dict[str, Any]]:
-    """Return registered versions with their aliases and whether they serve."""
+    """Return registered versions with their aliases and whether they serve.
+
+    Each record also has ``gate``, the retraining that rejected the version
+    or None, and ``training_data``, the dataset version of its training run,
+    with ``training_data_removed`` true once retention removed it.
+    """
     names = aliases(catalog)
     serving = {(v.model, v.version) for v in champion_models(catalog)}
+    rejections = gate_rejections(catalog, model)
+    data = training_data(catalog)
     records = []
     for version in list_models(catalog, model):
         record = asdict(version)
@@ -82,6 +91,15 @@ def model_versions(catalog: Catalog, model: str | None = None) -> list[dict[str,
             if number == version.version
         )
         record["serving"] = (version.model, version.version) in serving
+        rejection = rejections.get((version.model, version.version))
+        record["gate"] = None
+        record["gate_reason"] = None
+        if rejection is not None:
+            record["gate"] = f"rejected by retraining {rejection['retrain_id']}"
+            record["gate_reason"] = rejection["reason"]
+        record["training_data"], record["training_data_removed"] = data.get(
+            version.run_id, (None, False)
+        )
         records.append(record)
     return records
 

@@ -45,6 +45,7 @@ from appliance.storage import (
     aliases,
     count_labels,
     latest_label_time,
+    record_gate_rejection,
     set_alias,
 )
 
@@ -52,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 _NO_ROWS = "has no labelled rows"
 """Part of the `TrainingError` messages of a data selection without rows."""
+_WINDOW_NAMED = "the retraining window"
+"""Part of the `TrainingError` message that already names the window's times."""
 
 ACTOR = "retraining"
 """Actor of the alias changes the retraining job makes."""
@@ -265,7 +268,7 @@ def train_challenger(
     except TrainingError as exc:
         reason = f"challenger not trained: {exc}"
         if window is not None and _NO_ROWS in str(exc):
-            reason += f". {_window_hint(cfg, window)}"
+            reason += f". {_window_hint(cfg, window, _WINDOW_NAMED not in str(exc))}"
         return Outcome("failed", reason, detail=detail)
 
     version = result.model_version
@@ -295,6 +298,8 @@ def train_challenger(
         version.version if promotion.act else None,
         detail,
     )
+    if not promotion.act:
+        record_gate_rejection(catalog, name, version.version, run_id, promotion.reason)
     if promotion.act and policy.refit and window is not None:
         if stop is not None and stop.is_set():
             raise TrainingStopped(
@@ -313,16 +318,23 @@ def forced_note(decision: Decision) -> str:
     return f"forced by the operator, although the policy skips: {decision.reason}"
 
 
-def _window_hint(cfg: ModelConfig, window: Any) -> str:
-    """Explain where a retraining looked for rows, and how to move it."""
+def _window_hint(cfg: ModelConfig, window: Any, with_times: bool = True) -> str:
+    """Explain where a retraining looked for rows, and how to move it.
+
+    Args:
+        with_times: Name the window's first and last event times, which a
+            message that leads with the window has named already.
+    """
     policy = cfg.retrain
     span = f"holdout_days = {policy.holdout_days:g}"
     if window.start is not None:
         span = f"window_days = {policy.window_days:g} and {span}"
     start = window.start.isoformat() if window.start is not None else "the first"
-    hint = (
-        f"The run read rows with {cfg.event_timestamp} from {start} to "
-        f"{window.end.isoformat()} ({span} before the run's as_of time). "
+    read = f"The run read rows with {cfg.event_timestamp} from {start} to "
+    read += f"{window.end.isoformat()} ({span} before the run's as_of time). "
+    if not with_times:
+        read = f"The window is {span} before the run's as_of time. "
+    hint = read + (
         "If the data's event times lie elsewhere, give an as_of time within "
         'them (--as-of, or "as_of" over HTTP)'
     )

@@ -41,6 +41,11 @@ from appliance.storage._encrypted import (
     encrypted_columns,
 )
 from appliance.storage._fsync import fsync_path
+from appliance.storage._gate import (
+    gate_rejections,
+    record_gate_rejection,
+    training_data,
+)
 from appliance.storage._ingest import IngestResult, ingest, stored_contract
 from appliance.storage._labels import (
     LabelRow,
@@ -187,6 +192,7 @@ __all__ = [
     "finish_removals",
     "finish_run",
     "fsync_path",
+    "gate_rejections",
     "get_run",
     "get_runs",
     "get_version",
@@ -210,6 +216,7 @@ __all__ = [
     "read_blob",
     "read_schema",
     "only_blank_lines",
+    "record_gate_rejection",
     "record_lines",
     "register_version",
     "open_failure",
@@ -228,6 +235,7 @@ __all__ = [
     "start_run",
     "store_labels",
     "tables_read",
+    "training_data",
     "verify_artifact",
     "write_blob",
 ]

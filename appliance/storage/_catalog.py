@@ -144,6 +144,14 @@ CREATE TABLE IF NOT EXISTS model_aliases (
     version INTEGER NOT NULL,
     PRIMARY KEY (model, alias)
 );
+CREATE TABLE IF NOT EXISTS gate_rejections (
+    model       VARCHAR NOT NULL,
+    version     INTEGER NOT NULL,
+    retrain_id  VARCHAR NOT NULL,
+    reason      VARCHAR NOT NULL,
+    rejected_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (model, version)
+);
 CREATE TABLE IF NOT EXISTS alias_events (
     model            VARCHAR NOT NULL,
     alias            VARCHAR NOT NULL,

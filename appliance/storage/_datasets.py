@@ -25,6 +25,7 @@ from appliance.config import dataset_name_problem
 from appliance.dbrows import first_row
 from appliance.errors import NotFoundError
 from appliance.storage._catalog import Catalog
+from appliance.storage._gate import unaliased_rejections
 from appliance.storage._sql import ident, literal
 from appliance.storage._types import FLOAT_TYPES
 
@@ -68,7 +69,10 @@ class DatasetVersion:
     """Validation counts, warnings and the data quality report."""
     used_by: list[str] = field(default_factory=list)
     """Registered model versions trained on this version, as ``MODEL vN``.
-    Retention keeps the version while any is listed."""
+    Retention keeps the version while any is listed outside `rejected_users`."""
+    rejected_users: list[str] = field(default_factory=list)
+    """Entries of `used_by` that the retraining gate rejected and that never
+    held an alias. Retention does not keep the version for them."""
     redactions: list[dict[str, Any]] = field(default_factory=list)
     """Erasures that removed rows of this version, oldest first: ``erasure_id``,
     ``redacted_at``, ``rows_removed`` and the ``content_sha256`` of its files
@@ -465,6 +469,8 @@ def _with_uses(
         "ORDER BY m.model, m.version"
     ).fetchall()
     uses: dict[tuple[str, str], list[str]] = {}
+    rejected: dict[tuple[str, str], list[str]] = {}
+    unaliased = unaliased_rejections(catalog)
     for dataset, version, views_json, model, number in rows:
         # A model with feature views records the version of each dataset its
         # views read, so those are kept too. Runs recorded before that rule
@@ -473,11 +479,14 @@ def _with_uses(
         read.add((dataset, version))
         for pair in sorted(read, key=str):
             uses.setdefault(pair, []).append(f"{model} v{number}")
+            if (model, number) in unaliased:
+                rejected.setdefault(pair, []).append(f"{model} v{number}")
     redactions = _redactions(catalog, {v.dataset for v in versions})
     return [
         replace(
             v,
             used_by=uses.get((v.dataset, v.version), []),
+            rejected_users=rejected.get((v.dataset, v.version), []),
             redactions=redactions.get((v.dataset, v.version), []),
         )
         for v in versions

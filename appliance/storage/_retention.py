@@ -1,7 +1,9 @@
 """Retention: old dataset versions deleted, and what the catalog keeps of them.
 
 `apply_retention` deletes all but the newest versions of a dataset, except
-those a registered model was trained on. Each deleted version's row moves to
+those a registered model was trained on. A challenger that the retraining
+gate rejected and that never held an alias keeps no version (see
+`appliance.storage._gate`). Each deleted version's row moves to
 the ``removed_versions`` table, so a later ingest of the same files can name
 it. Files of a removed version are new to the dataset when no kept version
 reads their rows, and an ingest stores them again with a note naming the
@@ -47,7 +49,9 @@ def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
     were all quarantined, such as a buffer flush of bad rows, does not push
     out a version with data. Of such appends newer than the oldest kept
     version with data, the newest `keep` are kept. An older
-    version that a registered model was trained on is kept too. A deleted
+    version that a registered model was trained on is kept too, unless every
+    such model version is a challenger the retraining gate rejected that
+    never held an alias (`DatasetVersion.rejected_users`). A deleted
     version's folder stays while a kept version still reads it (an
     ``append`` child reads its parent's files), and a later run that removes
     a version deletes it once none does.
@@ -61,14 +65,14 @@ def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
     window = [v for v in versions[:newest] if v.version not in surplus]
     in_window = {v.version for v in window}
     older = [v for v in versions if v.version not in in_window]
-    kept = window + [v for v in older if v.used_by]
-    dropped = [v for v in older if not v.used_by]
+    kept = window + [v for v in older if _keepers(v)]
+    dropped = [v for v in older if not _keepers(v)]
     for version in kept[len(window) :]:
         logger.info(
             "version kept by retention dataset=%s version=%s used_by=%s",
             dataset,
             version.version,
-            ",".join(version.used_by),
+            ",".join(_keepers(version)),
         )
     if not dropped:
         return []
@@ -77,15 +81,21 @@ def apply_retention(catalog: Catalog, dataset: str, keep: int) -> list[str]:
         rows, segments = _remove_quarantine(catalog, version)
         logger.info(
             "version removed by retention dataset=%s version=%s keep=%d "
-            "quarantined_rows=%d buffer_segments=%d",
+            "quarantined_rows=%d buffer_segments=%d rejected_users=%s",
             dataset,
             version.version,
             keep,
             rows,
             segments,
+            ",".join(version.rejected_users) or "-",
         )
     _remove_unread_folders(catalog, dataset, kept)
     return [version.version for version in dropped]
+
+
+def _keepers(version: DatasetVersion) -> list[str]:
+    """Return the model versions for which retention keeps `version`."""
+    return [user for user in version.used_by if user not in version.rejected_users]
 
 
 def _remove_unread_folders(

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from appliance.config import ModelConfig
+from appliance.config import MIN_TRAINING_ROWS, ModelConfig
 from appliance.errors import TrainingError, shown
+from appliance.times import days_text
 
 if TYPE_CHECKING:
     from appliance.training._frame import TrainingFrame, TrainingWindow
@@ -24,10 +25,6 @@ if TYPE_CHECKING:
 MIN_HOLDOUT_ROWS = 2
 """Minimum holdout rows a model is scored on, because R2 and every spread
 need two; a classifier also needs one row per class."""
-MIN_TRAINING_ROWS = 2
-"""Minimum training rows a model is fitted on; a classifier also needs one
-row per class."""
-
 _NUMBER_PREFIX = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
 """Text that starts with a decimal number, such as ``0.2cm`` or ``12 kg``."""
 _NUMBER_SHARE = 0.5
@@ -177,7 +174,7 @@ def _holdout_span(cfg: ModelConfig, window: TrainingWindow) -> str:
     days = (window.end - window.holdout_start).total_seconds() / 86400
     return (
         f"{cfg.event_timestamp} from {window.holdout_start.isoformat()} to "
-        f"{window.end.isoformat()}, {days:g} days"
+        f"{window.end.isoformat()}, {days_text(days)}"
     )
 
 
@@ -188,7 +185,7 @@ def _training_span(cfg: ModelConfig, window: TrainingWindow) -> str:
         days = (window.holdout_start - window.start).total_seconds() / 86400
         span = (
             f"{cfg.event_timestamp} from {window.start.isoformat()} up to "
-            f"{holdout_start}, {days:g} days"
+            f"{holdout_start}, {days_text(days)}"
         )
     else:
         span = f"every {cfg.event_timestamp} before {holdout_start}"

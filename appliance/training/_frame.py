@@ -207,10 +207,7 @@ def _read_frame(
     unlabelled = int((~labelled).sum())
     frame = frame[labelled].reset_index(drop=True)
     if frame.empty:
-        raise TrainingError(
-            f"model {cfg.name!r} has no labelled rows in dataset {cfg.dataset!r} "
-            f"version {version.version}; check 'where' and the target column"
-        )
+        raise TrainingError(_no_rows_message(cfg, version.version, window, unlabelled))
     if window is not None:
         train_idx, test_idx = window_split(cfg, frame[_TIME].to_numpy(), window)
         # A refit's training rows include the holdout rows. Each row is kept
@@ -469,6 +466,34 @@ def _repeated_key_warnings(
         )
         warnings.append(found.message())
     return warnings
+
+
+def _no_rows_message(
+    cfg: ModelConfig, version: str, window: TrainingWindow | None, unlabelled: int
+) -> str:
+    """Describe a selection without labelled rows, leading with its cause.
+
+    A retraining window selects rows by event time alone, because it takes
+    the place of the model's `where`.
+    """
+    place = f"dataset {cfg.dataset!r} version {version}"
+    if window is not None:
+        start = window.start.isoformat() if window.start is not None else "the first"
+        head = (
+            f"model {cfg.name!r} has no labelled rows with {cfg.event_timestamp} "
+            f"from {start} to {window.end.isoformat()}, the retraining window, "
+            f"in {place}"
+        )
+    else:
+        head = f"model {cfg.name!r} has no labelled rows in {place}"
+    if unlabelled:
+        return (
+            f"{head}; the {unlabelled} rows selected have no value in the target "
+            f"column {cfg.target!r}, so check that column"
+        )
+    if window is None and cfg.where:
+        return f"{head}; its where filter selects no row, so check 'where'"
+    return head
 
 
 def _base_sql(

@@ -151,3 +151,14 @@ def test_retrain_config_rejects_bad_settings() -> None:
         RetrainConfig(trigger="schedule")
     with pytest.raises(ValueError, match="not a valid cron line"):
         RetrainConfig(trigger="both", schedule="61 * * * *")
+
+
+def test_budget_of_one_day_singular() -> None:
+    policy = RetrainConfig(
+        trigger="drift", cooldown_hours=0, budget=1, budget_days=1, min_new_labels=0
+    )
+
+    decision = decide_retrain(policy, "drift", days(0.5), [days(0)], 10_000)
+
+    assert decision.act is False
+    assert decision.reason == "budget used: 1 retraining in the last 1 day"

@@ -66,3 +66,30 @@ def test_one_class_holdout_run_failed(tmp_path: Path) -> None:
     assert stored["reason"] == record["reason"]
     assert [run.status for run in runs] == ["failed", "finished"]
     assert runs[1].model_version == champion.model_version.version
+
+
+def test_one_day_holdout_singular(tmp_path: Path) -> None:
+    config, _ = train_on(
+        tmp_path, _rows(), MODEL.replace("holdout_days = 2", "holdout_days = 1")
+    )
+    record = run_offline(config, "m", as_of=datetime(2024, 3, 11), force=True)
+
+    assert record["outcome"] == "failed"
+    assert "2024-03-11T00:00:00+00:00, 1 day)" in record["reason"]
+    assert "1 days" not in record["reason"]
+
+
+def test_window_without_rows_leads(tmp_path: Path) -> None:
+    model = MODEL.replace("where = \"t < TIMESTAMP '2024-03-09'\"\n", "")
+    config, _ = train_on(tmp_path, _rows(), model)
+    # No as_of: the wall clock's time, years after the data's event times.
+    record = run_offline(config, "m", force=True)
+
+    reason = record["reason"]
+    assert record["outcome"] == "failed"
+    assert reason.startswith(
+        "challenger not trained: model 'm' has no labelled rows with t from "
+    )
+    assert ", the retraining window, in dataset 'd' version " in reason
+    assert "check 'where'" not in reason
+    assert "give an as_of time within them (--as-of" in reason
