@@ -54,6 +54,7 @@ ACTIONS = (
     "alert.acknowledge",
     "alert.resolve",
     "config.reload",
+    "dataset.compact",
     "dataset.erase",
     "dataset.ingest",
     "dataset.remove",
