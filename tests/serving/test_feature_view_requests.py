@@ -511,3 +511,38 @@ def test_cli_predict_view_miss_year_20000(
     warning = NOPE_ORIGIN_WARNING.replace("first row 0", "first row 1")
     assert f"warning: {warning}" in result.stdout.splitlines()
     assert pq.read_table(output).num_rows == 1
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "problem"),
+    [
+        ("distance", True, "must be a number or null, got true"),
+        ("distance", False, "must be a number or null, got false"),
+        (
+            "distance",
+            5.5,
+            "must be a whole number, got 5.5, because the column is an integer "
+            "in the training dataset; send a whole number, or null for a missing "
+            "value",
+        ),
+        (
+            "temp",
+            1e39,
+            "is 1e+39, beyond the float32 range the model reads (±3.403e+38); "
+            "send a number within that range, or null for a missing value",
+        ),
+    ],
+    ids=["true", "false", "fraction", "beyond-float32"],
+)
+def test_predict_bad_number_422(
+    client: httpx.Client, column: str, value: Any, problem: str
+) -> None:
+    response = client.post(
+        "/v1/models/late/predict", json={"rows": [flight(**{column: value})]}
+    )
+
+    assert response.status_code == 422
+    body = response.json()
+    assert (body["row"], body["column"]) == (0, column)
+    assert body["error"] == f"row 0, column {column!r} of model 'late' {problem}"
+
