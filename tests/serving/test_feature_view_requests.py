@@ -546,3 +546,13 @@ def test_predict_bad_number_422(
     assert (body["row"], body["column"]) == (0, column)
     assert body["error"] == f"row 0, column {column!r} of model 'late' {problem}"
 
+
+def test_metrics_quarantined_rows_help(client: httpx.Client) -> None:
+    response = client.get("/metrics")
+
+    assert response.status_code == 200
+    assert (
+        "# HELP appliance_ingest_quarantined_rows_total Buffered rows that flushes "
+        "quarantined because they break the contract or a feature view cannot "
+        "read them." in response.text.splitlines()
+    )
