@@ -481,6 +481,45 @@ def test_predict_arrow_view_miss_odd_time(
     assert json.loads(header) == [NOPE_ORIGIN_WARNING]
 
 
+@pytest.mark.parametrize(
+    ("origin", "shown"),
+    [
+        (
+            pa.array([1_364_806_800_000_000_001], pa.timestamp("ns", tz="UTC")),
+            "2013-04-01 09:00:00.000000001Z",
+        ),
+        (pa.array([2**62], pa.timestamp("ns")), "2116-02-20 23:53:38.427387904"),
+        (pa.array([600_000_000_000], pa.timestamp("s")), "20983-03-30 10:40:00"),
+    ],
+    ids=["ns-fraction", "ns-2e62", "s-year-20000"],
+)
+def test_predict_arrow_time_entity_key_warns(
+    client: httpx.Client, origin: pa.Array, shown: str
+) -> None:
+    table = pa.table(
+        {
+            "origin": origin,
+            "time_hour": pa.array(["2013-02-03T09:30:00Z"]),
+            "distance": pa.array([190], pa.int64()),
+        }
+    )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+    response = client.post(
+        "/v1/models/late/predict",
+        content=sink.getvalue().to_pybytes(),
+        headers={"content-type": ARROW_STREAM},
+    )
+
+    assert response.status_code == 200, response.text
+    header = response.headers["x-appliance-warnings"]
+    # Python has no value for these times, so the key is shown as Arrow's text.
+    expected = NOPE_ORIGIN_WARNING.replace("'NOPE'", repr(shown))
+    assert json.loads(header) == [expected]
+
+
 @pytest.mark.parametrize("daemon", [True, False], ids=["daemon", "no_daemon"])
 def test_cli_predict_view_miss_year_20000(
     request: pytest.FixtureRequest, tmp_path: Path, daemon: bool
