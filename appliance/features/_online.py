@@ -54,7 +54,7 @@ from appliance.features._store import (
     store_of,
 )
 from appliance.features._view_failures import ViewFailure, copy_rows, view_data_error
-from appliance.storage import Catalog, tables_read
+from appliance.storage import Catalog, latest_models, tables_read
 
 logger = logging.getLogger(__name__)
 
@@ -175,23 +175,28 @@ class FeatureServer:
 
         A view whose SQL binds but fails on its rows does not stop the
         others: it keeps the rows of its previous load, if any, and is listed
-        in `failures` with the error, which is logged.
+        in `failures` with the error, which is logged. So is a view of a
+        registered model that reads a dataset with no version, such as one
+        removed with ``--ignore-dependents``; it has no rows to serve.
 
         Raises:
-            NotFoundError: A view reads a dataset that has no version yet, as
-                on the first start of a new home.
+            NotFoundError: A view reads a dataset that has no version yet, and
+                no model that joins such a view is registered, as on the first
+                start of a new home.
             ConfigError: A view's SQL is invalid.
         """
         started = time.perf_counter()
         if self.catalog is None:
             with Catalog(self.home, read_only=True) as catalog:
                 store = open_store(catalog)
+                registered = {version.model for version in latest_models(catalog)}
         else:
             with self.catalog.cursor() as catalog:
                 store = open_store(catalog)
-        self._check_datasets(store)
+                registered = {version.model for version in latest_models(catalog)}
+        missing = self._check_datasets(store, registered)
         before = self.failures
-        self._install(store)
+        self._install(store, missing)
         self._log_failures(before)
         logger.info(
             "feature views loaded views=%d failed=%d datasets=%s seconds=%.3f",
@@ -244,8 +249,20 @@ class FeatureServer:
                 f"model {model!r} cannot be served now: {failure.message}"
             )
 
-    def _check_datasets(self, store: FeatureStore) -> None:
-        """Raise `NotFoundError` naming each view whose datasets have no version."""
+    def _check_datasets(
+        self, store: FeatureStore, registered: set[str]
+    ) -> dict[str, ViewFailure | None]:
+        """Return each view that reads a dataset with no version.
+
+        A view that a model of `registered` joins gets a `ViewFailure` with
+        no rows served, and any other view None, because its models are not
+        served anyway.
+
+        Raises:
+            NotFoundError: Views read datasets with no version, and none of
+                them is joined by a model of `registered`.
+            StorageError: The files of a dataset a view reads are gone.
+        """
         users: dict[str, list[str]] = {}
         views: dict[str, FeatureViewConfig] = {}
         for model, (declared, _) in sorted(self.models.items()):
@@ -253,6 +270,7 @@ class FeatureServer:
                 users.setdefault(view.name, []).append(model)
                 views[view.name] = view
         problems, lost = [], []
+        missing: dict[str, ViewFailure | None] = {}
         unreadable = {name.lower(): error for name, error in store.unreadable.items()}
         for name, view in views.items():
             for dataset in _datasets_without_version(store, view.sql):
@@ -265,24 +283,32 @@ class FeatureServer:
                     f"{reader} reads dataset {dataset!r}, which has no version yet; "
                     f"ingest it with 'appliance ingest {dataset} FILE'"
                 )
+                missing[name] = _missing_dataset(view, dataset, registered, users)
         if lost:
             # Files gone from the lake are a storage fault, not a missing name.
             raise StorageError("; ".join(lost + problems))
-        if problems:
+        if problems and not any(missing.values()):
             raise NotFoundError("; ".join(problems))
+        return missing
 
-    def _install(self, store: FeatureStore) -> None:
+    def _install(
+        self, store: FeatureStore, missing: dict[str, ViewFailure | None] | None = None
+    ) -> None:
         """Materialize the served models' views in `store` and serve from it.
 
         A view whose SQL fails on its rows gets the rows of the previous
-        store, when it had any, and a `ViewFailure`.
+        store, when it had any, and a `ViewFailure`. A view in `missing`,
+        which reads a dataset with no version, gets no rows and keeps the
+        failure it has there, if any.
         """
         views, columns, indexes, schemas = {}, {}, {}, {}
-        failures: dict[str, ViewFailure] = {}
+        missing = missing or {}
+        failures = {n: f for n, f in missing.items() if f is not None}
         read: dict[str, dict[str, str]] = {}
         for model_view_list, _ in self.models.values():
             for view in model_view_list:
-                if view.name in views or view.name in failures:
+                done = view.name in views or view.name in failures
+                if done or view.name in missing:
                     continue
                 columns[view.name] = store.view_columns(view)
                 table = f"feature_view_{view.name}"
@@ -882,6 +908,23 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
     return value
+
+
+def _missing_dataset(
+    view: FeatureViewConfig,
+    dataset: str,
+    registered: set[str],
+    users: dict[str, list[str]],
+) -> ViewFailure | None:
+    """Return the failure of `view`, which reads `dataset` that has no version,
+    or None when no model of `registered` joins the view."""
+    if not registered.intersection(users[view.name]):
+        return None
+    message = (
+        f"feature view {view.name!r} reads dataset {dataset!r}, which has no "
+        f"version yet; ingest it with 'appliance ingest {dataset} FILE'"
+    )
+    return ViewFailure(view.name, message, {}, None)
 
 
 def _datasets_without_version(store: FeatureStore, sql: str) -> list[str]:

@@ -2,8 +2,10 @@
 
 A view whose SQL binds can still fail on its rows, such as a cast of a value
 that does not convert. `FeatureServer.load` then keeps the rows the view had
-at the previous load, if it had any, and records a `ViewFailure`. The models
-that join a view without rows are not served until it loads.
+at the previous load, if it had any, and records a `ViewFailure`. A view
+over a dataset with no version, such as a removed one, gets a `ViewFailure`
+with no rows. The models that join a view without rows are not served until
+it loads.
 """
 
 from __future__ import annotations

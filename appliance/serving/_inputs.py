@@ -225,7 +225,8 @@ def check_float32(
         raise RequestError(
             f"row {row}, column {name!r} of model {model!r} is "
             f"{float(values[row])!r}, beyond the float32 range the model reads "
-            f"(±{_FLOAT32_MAX:.4g})",
+            f"(±{_FLOAT32_MAX:.4g}); send a number within that range, or null "
+            "for a missing value",
             model=model,
             row=row,
             column=name,
@@ -396,7 +397,7 @@ def _number(
     elif isinstance(value, str) and value.strip().lower() == "nan":
         return math.nan
     expected = "true, false or null" if kind == BOOLEAN else "a number or null"
-    problem = f"must be {expected}, got {shown(value)}"
+    problem = f"must be {expected}, got {_shown_sent(value)}"
     if isinstance(value, str):
         problem += f"; {missing}"
     raise _invalid(model, index, name, problem)
@@ -411,13 +412,25 @@ def _checked_number(
         raise _infinite(model, index, name, value)
     if kind == INTEGER and not value.is_integer():
         raise _invalid(
-            model, index, name, f"must be a whole number, got {shown(value)}"
+            model,
+            index,
+            name,
+            f"must be a whole number, got {shown(value)}, because the column is "
+            "an integer in the training dataset; send a whole number, or null for "
+            "a missing value",
         )
     if kind == BOOLEAN and value not in (0.0, 1.0):
         raise _invalid(
             model, index, name, f"must be true, false, 0 or 1, got {shown(value)}"
         )
     return value
+
+
+def _shown_sent(value: Any) -> str:
+    """Return `value` for a message, with a boolean spelled as JSON sends it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return shown(value)
 
 
 def _overflow_problem(value: OverflowedNumber) -> str:
@@ -525,7 +538,7 @@ def _reject_booleans(model: str, name: str, column: pa.ChunkedArray) -> None:
     if row >= 0:
         value = column[row].as_py()
         raise _invalid(
-            model, row, name, f"must be a number or null, got {shown(value)}"
+            model, row, name, f"must be a number or null, got {_shown_sent(value)}"
         )
 
 

@@ -370,7 +370,8 @@ _INGEST_METRICS = (
     ),
     (
         "appliance_ingest_quarantined_rows",
-        "Buffered rows that flushes quarantined for breaking the contract.",
+        "Buffered rows that flushes quarantined because they break the contract "
+        "or a feature view cannot read them.",
     ),
     (
         "appliance_ingest_rejected_segments",

@@ -20,6 +20,7 @@ from appliance.errors import ApplianceError, one_line
 from appliance.serving._openapi import body_operation
 from appliance.serving._routes_admin import _decode, _json
 from appliance.serving._state import DaemonState, daemon_state, run_with_catalog
+from appliance.serving._view_health import update_view_alerts
 from appliance.storage import (
     Catalog,
     DatasetRemoval,
@@ -96,10 +97,13 @@ def _read_views_again(state: DaemonState) -> None:
     """Read the feature views again, or stop serving them when that fails.
 
     The views read before may hold the removed dataset's rows, so unlike
-    after an ingest they are not kept when the new read fails.
+    after an ingest they are not kept when the new read fails. A view that
+    reads the removed dataset fails, as one that fails on its rows does:
+    its models are not served, and it raises a ``feature_view`` alert.
     """
     if not state.features.models:
         return
+    before = dict(state.features.failures)
     try:
         state.features.load()
     except ApplianceError as exc:
@@ -108,6 +112,8 @@ def _read_views_again(state: DaemonState) -> None:
             "feature views unloaded after a dataset removal error=%s",
             one_line(str(exc)),
         )
+    if before or state.features.failures:
+        update_view_alerts(state, before)
 
 
 ROUTES = [remove]

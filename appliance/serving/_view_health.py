@@ -1,6 +1,7 @@
 """Feature views that fail to load in the daemon: readiness, metrics and alerts.
 
-`FeatureServer.load` records each view whose SQL failed on its rows. The
+`FeatureServer.load` records each view whose SQL failed on its rows, and
+each view over a dataset with no version that a registered model joins. The
 daemon shows those views in ``/health/ready``, in the metrics
 ``appliance_feature_view_failing`` and ``appliance_feature_view_load_failures``,
 and as a ``feature_view`` alert of each model that joins the view: critical

@@ -87,8 +87,7 @@ def table_miss_warnings(
             empty = pc.and_(empty, pc.is_null(filled.column(name)))
         missed = pc.indices_nonzero(empty).to_pylist()
         if missed:
-            row = filled.slice(missed[0], 1).to_pylist()[0]
-            first = {key: row.get(key) for key in keys[view]}
+            first = {key: _key_value(filled, key, missed[0]) for key in keys[view]}
             warnings.append(
                 _warning(view, columns, missed, sent.num_rows, first, place)
             )
@@ -98,6 +97,25 @@ def table_miss_warnings(
 def _view_keys(features: FeatureServer, model: str) -> dict[str, tuple[str, ...]]:
     declared, _ = features.models[model]
     return {view.name: view.entities for view in declared}
+
+
+def _key_value(table: pa.Table, name: str, index: int) -> Any:
+    """Return the key in column `name`, row `index` of `table`, for a message.
+
+    Only the key columns are converted, because other columns of the row may
+    hold values Python cannot represent. A key that Python cannot represent
+    either, such as a nanosecond time or a year past 9999, is returned as
+    Arrow's text for it.
+    """
+    if name not in table.column_names:
+        return None
+    scalar = table.column(name)[index]
+    try:
+        return scalar.as_py()
+    except (ValueError, OverflowError, pa.ArrowException):
+        import pyarrow.compute as pc
+
+        return pc.cast(scalar, pa.string()).as_py()
 
 
 def _warning(

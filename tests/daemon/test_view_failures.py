@@ -247,3 +247,96 @@ def test_reload_failure_serves_previous_rows(tmp_path: Path) -> None:
     assert after == before
     assert features.fill("busy", [ROW])[0]["routes"] == 7 * 8
     assert features.failed_loads == {"weather": 1}
+
+
+def test_removed_view_dataset_fails_view(tmp_path: Path) -> None:
+    config = _trained(tmp_path)
+    home = config.storage.home
+    config_path = tmp_path / "config.toml"
+    _, weather_csv = write_flights_week(tmp_path)
+    daemon = start_daemon(config_path, home, tmp_path / "daemon.log")
+    try:
+        with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
+            removed = run_appliance(
+                config_path,
+                home,
+                "datasets",
+                "remove",
+                "weather",
+                "--ignore-dependents",
+            )
+            ready = client.get("/health/ready")
+            late = client.post("/v1/models/late/predict", json={"rows": [ROW]})
+            busy = client.post("/v1/models/busy/predict", json={"rows": [ROW]})
+            metrics = client.get("/metrics").text
+            alerts = client.get("/v1/alerts", params={"status": "open"}).json()[
+                "alerts"
+            ]
+            ingested = run_appliance(
+                config_path, home, "ingest", "weather", str(weather_csv)
+            )
+            ready_after = client.get("/health/ready")
+            late_after = client.post("/v1/models/late/predict", json={"rows": [ROW]})
+            resolved = client.get("/v1/alerts", params={"status": "resolved"}).json()[
+                "alerts"
+            ]
+            metrics_after = client.get("/metrics").text
+    finally:
+        stop_daemon(daemon)
+
+    assert removed.returncode == 0, removed.stderr
+    assert ready.status_code == 503, ready.text
+    body = ready.json()
+    assert body["unserved"] == ["late"]
+    assert body["every_model_served"] is False
+    failing = body["feature_views_failing"]
+    assert list(failing) == ["weather"]
+    assert failing["weather"]["models"] == ["late"]
+    assert failing["weather"]["datasets"] == {}
+    assert failing["weather"]["serving_rows_of"] is None
+    missing = (
+        "feature view 'weather' reads dataset 'weather', which has no version "
+        "yet; ingest it with 'appliance ingest weather FILE'"
+    )
+    assert failing["weather"]["error"] == missing
+    assert late.status_code == 503, late.text
+    assert late.json()["error"] == f"model 'late' cannot be served now: {missing}"
+    assert busy.status_code == 200, busy.text
+    assert 'appliance_feature_view_failing{view="weather"} 1.0' in metrics
+    assert 'appliance_feature_view_failing{view="routes"} 0.0' in metrics
+    view_alerts = [a for a in alerts if a["kind"] == "feature_view"]
+    assert [(a["model"], a["subject"], a["severity"]) for a in view_alerts] == [
+        ("late", "weather", "critical")
+    ]
+
+    assert ingested.returncode == 0, ingested.stderr
+    assert ready_after.status_code == 200, ready_after.text
+    assert late_after.status_code == 200, late_after.text
+    assert [a["id"] for a in resolved if a["kind"] == "feature_view"] == [
+        view_alerts[0]["id"]
+    ]
+    assert 'appliance_feature_view_failing{view="weather"} 0.0' in metrics_after
+    assert "Traceback" not in daemon.log.read_text()
+
+
+def test_load_after_view_dataset_removed(tmp_path: Path) -> None:
+    config = _trained(tmp_path)
+    removed = run_appliance(
+        tmp_path / "config.toml",
+        config.storage.home,
+        "datasets",
+        "remove",
+        "weather",
+        "--ignore-dependents",
+    )
+    features = FeatureServer(config)
+
+    features.load()
+
+    assert removed.returncode == 0, removed.stderr
+    assert features.unserved() == {"late": ["weather"]}
+    failure = features.failures["weather"]
+    assert failure.served is None
+    assert failure.versions == {}
+    assert "reads dataset 'weather', which has no version yet" in failure.message
+    assert features.fill("busy", [ROW])[0]["routes"] == 7 * 8

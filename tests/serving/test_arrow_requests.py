@@ -128,7 +128,7 @@ def test_arrow_bool_number_rejected_as_json(
     assert plain.status_code == 422
     expected = (
         f"row 1, column '{NUMBER_COLUMN}' of model '{MODEL}' must be a number or "
-        "null, got True"
+        "null, got true"
     )
     assert arrow.json()["error"] == expected
     assert plain.json()["error"] == expected

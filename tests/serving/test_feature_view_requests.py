@@ -434,3 +434,164 @@ def test_rows_overflowing_number_quarantined(client: httpx.Client) -> None:
         (5, "Infinity"),
     ]
     assert all("is not a finite number" in row["reason"] for row in quarantined)
+
+
+NOPE_ORIGIN_WARNING = (
+    "feature view 'weather' has no values for 1 of 1 rows, first row 0 "
+    "(origin='NOPE'), so its columns temp were missing values; check the entity "
+    "keys and the event time against the view's rows and its ttl"
+)
+
+
+def arrow_times(time_hour: pa.Array) -> bytes:
+    """Return an Arrow stream of one flight from an unknown origin at `time_hour`."""
+    table = pa.table(
+        {
+            "origin": pa.array(["NOPE"]),
+            "time_hour": time_hour,
+            "distance": pa.array([190], pa.int64()),
+        }
+    )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize(
+    "time_hour",
+    [
+        pa.array([1_364_806_800_000_000_001], pa.timestamp("ns", tz="UTC")),
+        pa.array([2**62], pa.timestamp("ns")),
+        pa.array([600_000_000_000], pa.timestamp("s")),
+    ],
+    ids=["ns-fraction", "ns-2e62", "s-year-20000"],
+)
+def test_predict_arrow_view_miss_odd_time(
+    client: httpx.Client, time_hour: pa.Array
+) -> None:
+    response = client.post(
+        "/v1/models/late/predict",
+        content=arrow_times(time_hour),
+        headers={"content-type": ARROW_STREAM},
+    )
+
+    assert response.status_code == 200, response.text
+    header = response.headers["x-appliance-warnings"]
+    assert json.loads(header) == [NOPE_ORIGIN_WARNING]
+
+
+@pytest.mark.parametrize(
+    ("origin", "shown"),
+    [
+        (
+            pa.array([1_364_806_800_000_000_001], pa.timestamp("ns", tz="UTC")),
+            "2013-04-01 09:00:00.000000001Z",
+        ),
+        (pa.array([2**62], pa.timestamp("ns")), "2116-02-20 23:53:38.427387904"),
+        (pa.array([600_000_000_000], pa.timestamp("s")), "20983-03-30 10:40:00"),
+    ],
+    ids=["ns-fraction", "ns-2e62", "s-year-20000"],
+)
+def test_predict_arrow_time_entity_key_warns(
+    client: httpx.Client, origin: pa.Array, shown: str
+) -> None:
+    table = pa.table(
+        {
+            "origin": origin,
+            "time_hour": pa.array(["2013-02-03T09:30:00Z"]),
+            "distance": pa.array([190], pa.int64()),
+        }
+    )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+    response = client.post(
+        "/v1/models/late/predict",
+        content=sink.getvalue().to_pybytes(),
+        headers={"content-type": ARROW_STREAM},
+    )
+
+    assert response.status_code == 200, response.text
+    header = response.headers["x-appliance-warnings"]
+    # Python has no value for these times, so the key is shown as Arrow's text.
+    expected = NOPE_ORIGIN_WARNING.replace("'NOPE'", repr(shown))
+    assert json.loads(header) == [expected]
+
+
+@pytest.mark.parametrize("daemon", [True, False], ids=["daemon", "no_daemon"])
+def test_cli_predict_view_miss_year_20000(
+    request: pytest.FixtureRequest, tmp_path: Path, daemon: bool
+) -> None:
+    if daemon:
+        config_path = request.getfixturevalue("late_daemon").log.parent / "config.toml"
+    else:
+        config_path = request.getfixturevalue("late_home")
+    source = tmp_path / "rows.parquet"
+    table = pa.table(
+        {
+            "origin": pa.array(["NOPE"]),
+            "time_hour": pa.array([600_000_000_000], pa.timestamp("s")),
+            "distance": pa.array([190], pa.int64()),
+        }
+    )
+    pq.write_table(table, source)
+    output = tmp_path / "scored.parquet"
+    home = load_config(config_path).storage.home
+
+    result = run_appliance(
+        config_path, home, "predict", "late", str(source), str(output)
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    # The CLI counts Parquet rows from 1.
+    warning = NOPE_ORIGIN_WARNING.replace("first row 0", "first row 1")
+    assert f"warning: {warning}" in result.stdout.splitlines()
+    assert pq.read_table(output).num_rows == 1
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "problem"),
+    [
+        ("distance", True, "must be a number or null, got true"),
+        ("distance", False, "must be a number or null, got false"),
+        (
+            "distance",
+            5.5,
+            "must be a whole number, got 5.5, because the column is an integer "
+            "in the training dataset; send a whole number, or null for a missing "
+            "value",
+        ),
+        (
+            "temp",
+            1e39,
+            "is 1e+39, beyond the float32 range the model reads (±3.403e+38); "
+            "send a number within that range, or null for a missing value",
+        ),
+    ],
+    ids=["true", "false", "fraction", "beyond-float32"],
+)
+def test_predict_bad_number_422(
+    client: httpx.Client, column: str, value: Any, problem: str
+) -> None:
+    response = client.post(
+        "/v1/models/late/predict", json={"rows": [flight(**{column: value})]}
+    )
+
+    assert response.status_code == 422
+    body = response.json()
+    assert (body["row"], body["column"]) == (0, column)
+    assert body["error"] == f"row 0, column {column!r} of model 'late' {problem}"
+
+
+def test_metrics_quarantined_rows_help(client: httpx.Client) -> None:
+    response = client.get("/metrics")
+
+    assert response.status_code == 200
+    assert (
+        "# HELP appliance_ingest_quarantined_rows_total Buffered rows that flushes "
+        "quarantined because they break the contract or a feature view cannot "
+        "read them." in response.text.splitlines()
+    )
