@@ -156,11 +156,6 @@ def _print_total(total: int, folders: dict[str, int]) -> None:
         f"folder{'' if len(folders) == 1 else 's'} of the lake, and "
         f"{total - copies} rows in the other places"
     )
-    if sum(1 for rows in folders.values() if rows) > 1:
-        print(
-            "  a row stored in several version folders, such as a compacted "
-            "version and the append chain it copied, counts once per folder"
-        )
 
 
 def _list(config: Config, args: argparse.Namespace) -> None:

@@ -420,6 +420,8 @@ def test_erase_output_names_row_copies(tmp_path: Path) -> None:
         listed = erase_cli(config.path, "--list", "--json")
     finally:
         stop_daemon(daemon)
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        latest = list_versions(catalog, "sensor")[0].version
 
     assert compact.returncode == 0, compact.stderr
     assert erased.returncode == 0, erased.stderr
@@ -430,7 +432,10 @@ def test_erase_output_names_row_copies(tmp_path: Path) -> None:
         "  total 6 rows: 6 row copies in 3 version folders of the lake, "
         "and 0 rows in the other places"
     ) in lines
-    assert any("counts once per folder" in line for line in lines)
     (receipt,) = json.loads(listed.stdout)
+    (note,) = [n for n in receipt["notes"] if n.startswith("the latest version")]
+    assert f"note: {note}" in lines
+    assert note.startswith(f"the latest version sensor@{latest} read 3 of the")
+    assert "the 6 rows under dataset_versions count a row once per" in note
     assert receipt["total"] == 6
     assert sorted(receipt["removed"]["dataset_versions"].values()) == [1, 2, 3]
