@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
+from appliance.cli._urls import name_segment
 from appliance.config import Config
 from appliance.errors import ApplianceError
 from appliance.times import parse_time
@@ -145,7 +146,7 @@ def _key_status(key: dict[str, Any]) -> str:
 
 
 def _revoke(config: Config, args: argparse.Namespace) -> None:
-    path = f"/v1/admin/keys/{args.name}/revoke"
+    path = f"/v1/admin/keys/{name_segment('API key', args.name)}/revoke"
     revoked = _through_daemon(config, "post", path, {})
     if revoked is None:
         from appliance.access import revoke_key

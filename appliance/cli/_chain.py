@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from appliance.cli._output import add_command, add_json_flag
+from appliance.cli._urls import dataset_segment
 from appliance.config import Config
 
 
@@ -32,11 +33,11 @@ def register_compact(datasets: Any) -> None:
 def _compact(config: Config, args: argparse.Namespace) -> int:
     from appliance.client import LONG_TIMEOUT_SECONDS, find_daemon
 
+    segment = dataset_segment(args.dataset)
     client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
-        result = client.post(
-            f"/v1/datasets/{args.dataset}/compact", {}, timeout=LONG_TIMEOUT_SECONDS
-        )
+        path = f"/v1/datasets/{segment}/compact"
+        result = client.post(path, {}, timeout=LONG_TIMEOUT_SECONDS)
     else:
         from appliance.storage import Catalog, compact_chain, remove_orphan_folders
 

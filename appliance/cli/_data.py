@@ -25,6 +25,7 @@ from appliance.cli._output import (
 )
 from appliance.cli._rejected import register_rejected
 from appliance.cli._remove import register_remove
+from appliance.cli._urls import stored_dataset_segment
 from appliance.config import Config
 
 
@@ -249,6 +250,7 @@ def _versions(config: Config, references: list[str]) -> list[Any]:
             return [shown_version(catalog, ref, store=False) for ref in references]
     found = []
     for reference in references:
+        stored_dataset_segment(client, reference.partition("@")[0])
         record = client.get("/v1/admin/dataset-version", {"reference": reference})
         record = record["version"]
         record["path"] = Path(record["path"])

@@ -115,8 +115,12 @@ def _print_receipt(receipt: dict[str, Any]) -> None:
         f"keys={columns} subject_sha256={receipt['subject_sha256']}"
         + (" (dry run, nothing changed)" if receipt["dry_run"] else "")
     )
+    folders: dict[str, int] = {}
     for place, count in receipt["removed"].items():
-        if isinstance(count, dict):
+        if place == "dataset_versions":
+            folders = count
+            _print_folders(verb, count)
+        elif isinstance(count, dict):
             for version, rows in count.items():
                 print(f"  {verb} {rows} rows  {place} {version}")
             if not count:
@@ -125,11 +129,33 @@ def _print_receipt(receipt: dict[str, Any]) -> None:
             print(f"  {verb} {count} rows  {place} (also in predictions_table)")
         else:
             print(f"  {verb} {count} rows  {place}")
-    print(f"  total {receipt['total']} rows")
+    _print_total(receipt["total"], folders)
     if receipt["models"]:
         print(f"  trained on the erased rows: {', '.join(receipt['models'])}")
     for note in receipt["notes"]:
         print(f"note: {note}")
+
+
+def _print_folders(verb: str, folders: dict[str, int]) -> None:
+    """Print the subject's rows in each version folder of the lake.
+
+    The receipt counts rows per folder. A compacted version's folder
+    contains copies of the rows of its append chain, so one row can be
+    counted in several folders.
+    """
+    for version, rows in folders.items():
+        print(f"  {verb} {rows} rows  dataset_versions folder version={version}")
+    if not folders:
+        print(f"  {verb} 0 rows  dataset_versions")
+
+
+def _print_total(total: int, folders: dict[str, int]) -> None:
+    copies = sum(folders.values())
+    print(
+        f"  total {total} rows: {copies} row copies in {len(folders)} version "
+        f"folder{'' if len(folders) == 1 else 's'} of the lake, and "
+        f"{total - copies} rows in the other places"
+    )
 
 
 def _list(config: Config, args: argparse.Namespace) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from appliance.cli._names import check_model_known
 from appliance.cli._output import add_command, add_json_flag, model_reference
 from appliance.cli._remote import registry_version
+from appliance.cli._urls import name_segment
 from appliance.config import Config
 
 
@@ -57,7 +58,7 @@ def _explain(config: Config, args: argparse.Namespace) -> int:
         version = registry_version(config, name, reference).version
     client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
-        path = f"/v1/models/{name}/explain"
+        path = f"/v1/models/{name_segment('model', name)}/explain"
         if version is not None:
             path += f"?version={version}"
         body = client.post(path, {"rows": rows})

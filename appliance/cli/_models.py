@@ -19,6 +19,7 @@ from appliance.cli._output import (
 )
 from appliance.cli._remote import registry_change, registry_read, registry_version
 from appliance.cli._signing import register as register_signing
+from appliance.cli._urls import name_segment
 from appliance.config import Config, DatasetConfig, ModelConfig
 
 _REFERENCE_HELP = "model name, optionally with @VERSION or @ALIAS (default: champion)"
@@ -270,7 +271,7 @@ def _history(config: Config, args: argparse.Namespace) -> None:
 
     events = registry_read(
         config,
-        f"/models/{args.name}/history",
+        f"/models/{name_segment('model', args.name)}/history",
         "events",
         {"alias": args.alias},
         history,
@@ -305,7 +306,7 @@ def _card(config: Config, args: argparse.Namespace) -> None:
     check_model_known(config, name)
     page = registry_read(
         config,
-        f"/models/{name}/card",
+        f"/models/{name_segment('model', name)}/card",
         "html",
         {"reference": reference},
         card_html,

@@ -8,9 +8,9 @@ import json
 import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
+from appliance.cli._urls import name_segment
 from appliance.config import Config
 from appliance.errors import ApplianceError, ConfigError
 
@@ -172,7 +172,7 @@ def _check_drift(config: Config, args: argparse.Namespace) -> int:
 
 
 def _check_through_daemon(client: DaemonClient, name: str) -> dict[str, Any]:
-    path = f"/v1/models/{quote(name, safe='')}/drift/check"
+    path = f"/v1/models/{name_segment('model', name)}/drift/check"
     return client.post(path, {}, timeout=CHECK_TIMEOUT_SECONDS)
 
 
@@ -231,7 +231,8 @@ def _drift_from_daemon(
     and show as they do when the CLI reads the monitoring store itself.
     """
     params = {"history": max(args.history, 0), "events": max(args.events, 0)}
-    body = client.get(f"/v1/models/{quote(args.name, safe='')}/drift", params)
+    path = f"/v1/models/{name_segment('model', args.name)}/drift"
+    body = client.get(path, params)
     latest = _parse_times(body["latest"], "checked_at")
     events = _parse_times(body["events"], "detected_at")
     summary = {"latest": latest, "history": body["history"]}

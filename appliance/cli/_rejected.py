@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from appliance.cli._output import add_command, add_json_flag
+from appliance.cli._urls import dataset_segment
 from appliance.config import Config
 
 
@@ -40,6 +41,9 @@ def register_rejected(datasets: Any) -> None:
 
 
 def _rejected(config: Config, args: argparse.Namespace) -> int:
+    # The name is a buffer folder and a URL path segment, so it is checked
+    # before either is used.
+    dataset_segment(args.dataset)
     if args.retry is not None:
         return _retry(config, args.dataset, args.retry, args.json)
     segments = _list(config, args.dataset)
@@ -61,7 +65,8 @@ def _list(config: Config, dataset: str) -> list[dict[str, Any]]:
 
     client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
-        return client.get(f"/v1/datasets/{dataset}/rows", {})["rejected"]
+        path = f"/v1/datasets/{dataset_segment(dataset)}/rows"
+        return client.get(path, {})["rejected"]
     from appliance.storage import list_rejected
 
     folder = config.storage.home / "buffer" / dataset
@@ -94,7 +99,8 @@ def _retry(config: Config, dataset: str, segment: str, as_json: bool) -> int:
     client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
         result = client.post(
-            f"/v1/datasets/{dataset}/rejected/{quote(segment, safe='')}/retry",
+            f"/v1/datasets/{dataset_segment(dataset)}/rejected/"
+            f"{quote(segment, safe='')}/retry",
             {},
             timeout=LONG_TIMEOUT_SECONDS,
         )

@@ -12,6 +12,7 @@ import getpass
 from collections.abc import Callable
 from typing import Any
 
+from appliance.cli._urls import name_segment
 from appliance.config import Config
 
 
@@ -45,7 +46,7 @@ def registry_version(config: Config, name: str, reference: str | None) -> Any:
 
     record = registry_read(
         config,
-        f"/models/{name}/resolve",
+        f"/models/{name_segment('model', name)}/resolve",
         "version",
         {"reference": reference},
         resolve,
@@ -99,12 +100,13 @@ def registry_change(
     from appliance.registry import event_record
 
     client = find_daemon(config.storage.home, config.path, config.api_key)
+    path = f"/v1/admin/registry/models/{name_segment('model', model)}/{action}"
     if client is not None and config.api_key:
         _check_no_actor(by)
-        return client.post(f"/v1/admin/registry/models/{model}/{action}", body)
+        return client.post(path, body)
     body = {**body, "actor": by or getpass.getuser()}
     if client is not None:
-        return client.post(f"/v1/admin/registry/models/{model}/{action}", body)
+        return client.post(path, body)
     from appliance.signing import trusted_keys, version_check
     from appliance.storage import Catalog
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 from typing import Any
-from urllib.parse import quote
 
 from appliance.cli._output import add_command, add_json_flag
+from appliance.cli._urls import stored_dataset_segment
 from appliance.config import Config
+from appliance.errors import RequestError
 
 
 def register_remove(datasets: Any) -> None:
@@ -63,7 +64,9 @@ def _run(config: Config, args: argparse.Namespace) -> dict[str, Any]:
             "ignore_dependents": args.ignore_dependents,
             "drop_buffered_rows": args.drop_buffered_rows,
         }
-        path = f"/v1/admin/datasets/{quote(args.dataset, safe='')}/remove"
+        hint = "; 'appliance datasets list' names the datasets"
+        segment = stored_dataset_segment(client, args.dataset, RequestError, hint)
+        path = f"/v1/admin/datasets/{segment}/remove"
         response = client.post(path, body, timeout=LONG_TIMEOUT_SECONDS)
         return response["removal"]
     from appliance.cli._erase import compact_or_request

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from appliance.cli._output import add_command, add_json_flag, print_rows
+from appliance.cli._urls import name_segment
 from appliance.config import Config
 from appliance.errors import ConfigError, DaemonError
 
@@ -121,7 +122,7 @@ def _through_daemon(
     body: dict[str, Any] = {"trigger": args.trigger, "force": args.force}
     if as_of is not None:
         body["as_of"] = as_of.isoformat()
-    path = f"/v1/models/{args.name}/retrain"
+    path = f"/v1/models/{name_segment('model', args.name)}/retrain"
     record = client.post(path, body)
     if record.get("outcome") != "running" or args.no_wait:
         return record
@@ -160,7 +161,8 @@ def _stopped(record: dict[str, Any]) -> dict[str, Any]:
 
 def _history(config: Config, client: Any, name: str) -> list[dict[str, Any]]:
     if client is not None:
-        return client.get(f"/v1/models/{name}/retrain", {"limit": 100})["history"]
+        path = f"/v1/models/{name_segment('model', name)}/retrain"
+        return client.get(path, {"limit": 100})["history"]
     from appliance.monitoring import MonitoringStore
 
     with MonitoringStore(config.storage.home) as store:

@@ -104,8 +104,11 @@ def erase(
     check_subject_keys(subject, config.dataset(subject.dataset).subject_keys)
     try:
         places = _Places(log, buffer, after_commit)
-        for form in _stored_forms(config, subject):
+        latest = [
             _run(catalog, config, form, places, receipt)
+            for form in _stored_forms(config, subject)
+        ]
+        _note_latest(receipt, latest)
         if not dry_run and not receipt.unreadable:
             _finish(catalog, receipt, places.log)
     except (duckdb.Error, OSError) as exc:
@@ -166,10 +169,16 @@ def _run(
     subject: Subject,
     places: _Places,
     receipt: Receipt,
-) -> None:
+) -> tuple[str, int]:
     """Add to `receipt` the counts of the subject's rows, removing them too
-    unless it is a dry run."""
+    unless it is a dry run.
+
+    Returns:
+        The latest version's id and its count of the subject's rows, each
+        row once, before any removal.
+    """
     plan = plan_lake(catalog, subject)
+    latest = (plan.versions[0].version, plan.latest_rows)
     receipt.models += [m for m in _trained_on(plan) if m not in receipt.models]
     notes = [
         DERIVED_NOTE,
@@ -183,6 +192,28 @@ def _run(
     else:
         counts = _remove(catalog, config, plan, subject, places, receipt)
     receipt.removed = _added(receipt.removed, counts)
+    return latest
+
+
+def _note_latest(receipt: Receipt, latest: list[tuple[str, int]]) -> None:
+    """Note the subject's rows in the latest version, which the per-folder
+    counts can exceed after a compaction."""
+    rows = sum(count for _, count in latest)
+    copies = sum(receipt.removed.get("dataset_versions", {}).values())
+    if not copies:
+        return
+    tense = "reads" if receipt.dry_run else "read"
+    note = (
+        f"the latest version {receipt.dataset}@{latest[0][0]} {tense} {rows} "
+        "of the subject's rows"
+    )
+    if copies > rows:
+        note += (
+            f"; the {copies} rows under dataset_versions count a row once per "
+            "version folder that contains it, such as a compacted version's "
+            "folder and the append chain it copied"
+        )
+    receipt.notes.append(note)
 
 
 def _audit(

@@ -85,6 +85,16 @@ class LakeErasure:
         """Matching rows by version id of the folder that contains them."""
         return {f.version: f.matched for f in self.folders}
 
+    @property
+    def latest_rows(self) -> int:
+        """Matching rows that the newest version reads, each row once.
+
+        The folders of one version contain disjoint rows, while a compacted
+        version's folder contains copies of the rows of its append chain.
+        """
+        read = set(self.versions[0].files) if self.versions else set()
+        return sum(f.matched for f in self.folders if f.glob in read)
+
 
 def plan_lake(catalog: Catalog, subject: Subject) -> LakeErasure:
     """Count the subject's rows in every folder that a version of the dataset reads.

@@ -120,10 +120,10 @@ def remove_dataset(
     _check_name(dataset, removal)
     _check_known(catalog, config, dataset, removal)
     try:
-        _check_dependents(catalog, config, removal, ignore_dependents)
+        blocked = _check_dependents(catalog, config, removal, ignore_dependents)
         folder = catalog.home / "buffer" / dataset
         commit = partial(
-            _commit_with_buffer, catalog, removal, folder, drop_buffered_rows
+            _commit_with_buffer, catalog, removal, folder, drop_buffered_rows, blocked
         )
         if buffer is None:
             commit()
@@ -215,21 +215,35 @@ def _check_known(
 
 def _check_dependents(
     catalog: Catalog, config: Config, removal: DatasetRemoval, ignore: bool
-) -> None:
+) -> str | None:
+    """Return the error that the dependents of the dataset raise, or None
+    when it has none or `ignore` is set."""
     dependents = find_dependents(catalog, config, removal.dataset)
     if dependents and not ignore:
-        raise InUseError(dependents_message(removal.dataset, dependents))
+        return dependents_message(removal.dataset, dependents)
     removal.dependents = dependents
+    return None
 
 
 def _commit_with_buffer(
-    catalog: Catalog, removal: DatasetRemoval, folder: Path, drop: bool
+    catalog: Catalog,
+    removal: DatasetRemoval,
+    folder: Path,
+    drop: bool,
+    blocked: str | None,
 ) -> None:
     """Check the buffer, commit and audit the catalog's removal, and delete
-    the buffer's files; the daemon's buffer takes no row meanwhile."""
+    the buffer's files; the daemon's buffer takes no row meanwhile.
+
+    `blocked` is the dependents' error. It is raised together with the
+    buffer's error, so one attempt reports every reason.
+    """
     unflushed = unflushed_rows(folder)
+    reasons = [blocked] if blocked is not None else []
     if unflushed and not drop:
-        raise InUseError(unflushed_message(removal.dataset, folder, unflushed))
+        reasons.append(unflushed_message(removal.dataset, folder, unflushed))
+    if reasons:
+        raise InUseError("\n".join(reasons))
     removal.dropped_rows = sum(unflushed.values())
     _commit(catalog, removal)
     _audit(catalog, removal, "ok")

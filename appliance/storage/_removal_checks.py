@@ -114,25 +114,50 @@ def _trained_on(catalog: Catalog, dataset: str) -> list[Dependent]:
     except duckdb.CatalogException:
         # A catalog without runs, opened read-only.
         return []
+    aliases = _aliases(catalog)
     found = []
     for model, number, trained, version, views_json in rows:
         behind_views = json.loads(views_json or "{}")
+        serving = _serving_text(aliases.get((model, number), []))
         if trained == dataset:
             loses = (
                 f"was trained on {dataset}@{version}, so its batch drift check "
                 "has no reference rows, and its run and model card name a "
-                "version that no longer exists; the version still serves"
+                f"version that no longer exists; {serving}"
             )
         elif dataset in behind_views:
             loses = (
                 f"recorded {dataset}@{behind_views[dataset]} behind its feature "
                 "views, so its run and model card name a version that no longer "
-                "exists; the version still serves"
+                f"exists; {serving}"
             )
         else:
             continue
         found.append(Dependent("model version", f"{model} v{number}", loses))
     return found
+
+
+def _aliases(catalog: Catalog) -> dict[tuple[str, int], list[str]]:
+    """Return the aliases that point at each model version, by (model, version)."""
+    rows = catalog.db.execute(
+        "SELECT model, version, alias FROM model_aliases ORDER BY alias"
+    ).fetchall()
+    found: dict[tuple[str, int], list[str]] = {}
+    for model, version, alias in rows:
+        found.setdefault((model, version), []).append(alias)
+    return found
+
+
+def _serving_text(aliases: list[str]) -> str:
+    """Return what the version keeps doing after the removal, by its aliases."""
+    if "champion" in aliases:
+        return "the version keeps serving as the champion"
+    if aliases:
+        return f"the version keeps its alias {', '.join(aliases)}"
+    return (
+        "the version holds no alias, so it serves only requests pinned to it "
+        "with ?version=N"
+    )
 
 
 def unflushed_rows(folder: Path) -> dict[str, int]:

@@ -401,3 +401,41 @@ def test_erase_while_daemon_serves(tmp_path: Path) -> None:
         (labels_left,) = db.execute("SELECT count(*) FROM labels").fetchall()[0]
     assert count == 2
     assert labels_left == 1
+
+
+def test_erase_output_names_row_copies(tmp_path: Path) -> None:
+    config = load_config_text(tmp_path, '[storage]\nhome = "home"\n')
+    first, more = tmp_path / "first.csv", tmp_path / "more.csv"
+    first.write_text("station,temp\nS2,1.0\nS2,2.0\nS3,3.0\n")
+    more.write_text("station,temp\nS2,4.0\nS3,5.0\n")
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "sensor", [first])
+        ingest(catalog, "sensor", [more], "append")
+    daemon = start_daemon(config.path, config.storage.home, tmp_path / "daemon.log")
+    try:
+        compact = run_appliance(
+            config.path, config.storage.home, "datasets", "compact", "sensor"
+        )
+        erased = erase_cli(config.path, "sensor", "--where", "station=S2")
+        listed = erase_cli(config.path, "--list", "--json")
+    finally:
+        stop_daemon(daemon)
+    with Catalog(config.storage.home, read_only=True) as catalog:
+        latest = list_versions(catalog, "sensor")[0].version
+
+    assert compact.returncode == 0, compact.stderr
+    assert erased.returncode == 0, erased.stderr
+    lines = erased.stdout.splitlines()
+    folders = [line for line in lines if "dataset_versions folder version=" in line]
+    assert sorted(line.split()[1] for line in folders) == ["1", "2", "3"]
+    assert (
+        "  total 6 rows: 6 row copies in 3 version folders of the lake, "
+        "and 0 rows in the other places"
+    ) in lines
+    (receipt,) = json.loads(listed.stdout)
+    (note,) = [n for n in receipt["notes"] if n.startswith("the latest version")]
+    assert f"note: {note}" in lines
+    assert note.startswith(f"the latest version sensor@{latest} read 3 of the")
+    assert "the 6 rows under dataset_versions count a row once per" in note
+    assert receipt["total"] == 6
+    assert sorted(receipt["removed"]["dataset_versions"].values()) == [1, 2, 3]

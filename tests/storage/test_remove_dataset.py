@@ -201,6 +201,42 @@ def test_remove_rejects_unflushed_rows(tmp_path: Path) -> None:
     assert catalog_rows(home, "planes") == dict.fromkeys(TABLES, 0)
 
 
+def test_remove_reports_every_reason(tmp_path: Path) -> None:
+    config = write_home(tmp_path)
+    home = tmp_path / "home"
+    buffer = home / "buffer" / "flights"
+    buffer.mkdir(parents=True)
+    (buffer / "wal.jsonl").write_text('{"distance": 300}\n')
+    trained = run_appliance(config, home, "train", "late")
+    assert trained.returncode == 0, trained.stderr
+    promoted = run_appliance(config, home, "models", "promote", "late", "1")
+    assert promoted.returncode == 0, promoted.stderr
+    with duckdb.connect(str(home / "catalog.duckdb")) as db:
+        db.execute("DELETE FROM model_aliases WHERE model = 'late' AND version = 2")
+        db.execute("INSERT INTO model_aliases VALUES ('late', 'challenger', 2)")
+    blocked = remove(config, "flights")
+    with duckdb.connect(str(home / "catalog.duckdb")) as db:
+        db.execute("DELETE FROM model_aliases WHERE model = 'late' AND version = 2")
+    unaliased = remove(config, "flights")
+
+    assert blocked.returncode == 1
+    assert "because these depend on it" in blocked.stderr
+    assert "holds 1 acknowledged rows that no version stores" in blocked.stderr
+    assert "--ignore-dependents" in blocked.stderr
+    assert "--drop-buffered-rows" in blocked.stderr
+    assert "still serves" not in blocked.stderr
+    v1, v2 = (
+        next(line for line in blocked.stderr.splitlines() if f"late v{n} " in line)
+        for n in (1, 2)
+    )
+    assert v1.endswith("the version keeps serving as the champion")
+    assert v2.endswith("the version keeps its alias challenger")
+    v2 = next(line for line in unaliased.stderr.splitlines() if "late v2 " in line)
+    assert "holds no alias, so it serves only requests pinned to it" in v2
+    assert (buffer / "wal.jsonl").read_text() == '{"distance": 300}\n'
+    assert catalog_rows(home, "flights")["dataset_versions"] == 2
+
+
 def test_remove_unknown_dataset(tmp_path: Path) -> None:
     config = write_home(tmp_path, train=False)
 
