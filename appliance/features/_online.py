@@ -141,8 +141,9 @@ class FeatureServer:
     def lookup_columns(self, model: str) -> set[str]:
         """Return the columns `model`'s feature lookup reads or adds.
 
-        These are the entity keys, the event time and every column of the
-        model's views, so a request that carries them is not warned about them.
+        These are the entity keys, the event time, every column of the
+        model's views and the request columns their derived columns read, so
+        a request that carries them is not warned about them.
         """
         if model not in self.models:
             return set()
@@ -152,7 +153,7 @@ class FeatureServer:
             names.update(view.entities)
             names.update(self._columns.get(view.name, ()))
             names.update(view.derive)
-        return names
+        return names | self.derived_reads(model)
 
     def request_lookup(self, model: str) -> RequestLookup | None:
         """Return the keys a request of `model` sends and the columns filled.
