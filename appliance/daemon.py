@@ -359,9 +359,9 @@ async def serve_features(state: DaemonState) -> AsyncIterator[None]:
     A view that cannot be read is logged; the first request that needs it
     tries again and fails with the error. A view whose dataset has no version
     yet, as on the first start of a new home, gets one warning and no
-    traceback. A view whose SQL fails on its rows leaves the other views
-    loaded; it raises a ``feature_view`` alert, and the alerts of earlier
-    runs of views that load now are resolved.
+    traceback. A view whose SQL fails on its rows raises a ``feature_view``
+    alert and leaves the other views loaded. Alerts of earlier runs are
+    resolved for the views that load now.
     """
     state.features = FeatureServer(state.config, state.catalog)
     if state.features.models:

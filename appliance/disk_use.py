@@ -37,10 +37,10 @@ class DiskPart:
 def disk_use(home: Path) -> list[DiskPart]:
     """Return the size of each part of `home`, and ``other`` for the rest.
 
-    The lake, the ingest buffer and the orphans folder (lake folders that no
-    catalog row reads, see ``appliance orphans list``) are listed per dataset,
-    and a dataset's quarantined buffer segments apart from the rest of its
-    buffer folder.
+    The lake, the ingest buffer and the orphans folder are listed per
+    dataset. The orphans folder contains lake folders that no catalog row
+    reads (see ``appliance orphans list``). A dataset's quarantined buffer
+    segments are listed apart from the rest of its buffer folder.
     """
     parts: list[DiskPart] = []
     named: set[Path] = set()

@@ -106,10 +106,10 @@ class ViewDataError(StorageError):
     """A feature view's SQL binds but fails on the rows it reads, or a dataset
     it reads has no version.
 
-    A value that the SQL cannot convert, such as text that is no time under
-    ``CAST(... AS TIMESTAMPTZ)``, or a dataset removed while a registered
-    model joins a view over it, is a fault of the data, so the daemon
-    returns 503 for the models that join the view.
+    Examples are a value that the SQL cannot convert, such as text that is
+    no time under ``CAST(... AS TIMESTAMPTZ)``, and a dataset removed while a
+    registered model joins a view over it. These are faults of the data, so
+    the daemon returns 503 for the models that join the view.
     """
 
 

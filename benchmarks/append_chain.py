@@ -48,10 +48,22 @@ min = 0
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="scratch folder, emptied first")
-    parser.add_argument("--flushes", type=int, default=310)
-    parser.add_argument("--at", type=int, nargs="+", default=[1, 100, 300])
-    parser.add_argument("--window", type=int, default=10)
-    parser.add_argument("--keep", type=int, default=2)
+    parser.add_argument(
+        "--flushes", type=int, default=310, help="number of one-row flushes"
+    )
+    parser.add_argument(
+        "--at",
+        type=int,
+        nargs="+",
+        default=[1, 100, 300],
+        help="chain lengths at which to print the times",
+    )
+    parser.add_argument(
+        "--window", type=int, default=10, help="flushes per printed median"
+    )
+    parser.add_argument(
+        "--keep", type=int, default=2, help="keep_versions of the dataset"
+    )
     parser.add_argument(
         "--compact-after",
         type=int,
@@ -59,12 +71,15 @@ def main() -> None:
         "the latest version reads more than this many version folders",
     )
     args = parser.parse_args()
+
     shutil.rmtree(args.folder, ignore_errors=True)
     args.folder.mkdir(parents=True)
     compact = f"compact_after = {args.compact_after}" if args.compact_after else ""
     config = CONFIG.format(keep=args.keep, compact=compact)
     (args.folder / "config.toml").write_text(config)
+
     seconds, cpu_seconds = _time_flushes(args.folder, args.flushes)
+
     print(
         f"python {platform.python_version()} duckdb {duckdb.__version__} "
         f"cpus {os.cpu_count()} load {os.getloadavg()[0]:.2f}"

@@ -142,8 +142,8 @@ class FeatureServer:
         """Return the columns `model`'s feature lookup reads or adds.
 
         These are the entity keys, the event time, every column of the
-        model's views and the request columns their derived columns read, so
-        a request that carries them is not warned about them.
+        model's views and the request columns their derived columns read. A
+        request that carries them gets no warning about them.
         """
         if model not in self.models:
             return set()
@@ -175,10 +175,11 @@ class FeatureServer:
         each flush of its ingest buffer.
 
         A view whose SQL binds but fails on its rows does not stop the
-        others: it keeps the rows of its previous load, if any, and is listed
+        others. It keeps the rows of its previous load, if any, and is listed
         in `failures` with the error, which is logged. So is a view of a
         registered model that reads a dataset with no version, such as one
-        removed with ``--ignore-dependents``; it has no rows to serve.
+        removed with ``--ignore-dependents``, and that view has no rows to
+        serve.
 
         Raises:
             NotFoundError: A view reads a dataset that has no version yet, and

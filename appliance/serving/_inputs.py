@@ -397,7 +397,7 @@ def _number(
     elif isinstance(value, str) and value.strip().lower() == "nan":
         return math.nan
     expected = "true, false or null" if kind == BOOLEAN else "a number or null"
-    problem = f"must be {expected}, got {_shown_sent(value)}"
+    problem = f"must be {expected}, got {_json_value_text(value)}"
     if isinstance(value, str):
         problem += f"; {missing}"
     raise _invalid(model, index, name, problem)
@@ -426,7 +426,7 @@ def _checked_number(
     return value
 
 
-def _shown_sent(value: Any) -> str:
+def _json_value_text(value: Any) -> str:
     """Return `value` for a message, with a boolean spelled as JSON sends it."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -538,7 +538,7 @@ def _reject_booleans(model: str, name: str, column: pa.ChunkedArray) -> None:
     if row >= 0:
         value = column[row].as_py()
         raise _invalid(
-            model, row, name, f"must be a number or null, got {_shown_sent(value)}"
+            model, row, name, f"must be a number or null, got {_json_value_text(value)}"
         )
 
 

@@ -1,9 +1,9 @@
 """Compaction of a dataset's append chain over HTTP.
 
 ``POST /v1/datasets/{name}/compact`` writes the rows of the dataset's latest
-version to a version that reads only its own files (`compact_chain`), so
-that retention can delete the folders of the append chain that the HTTP
-ingest buffer's flushes built.
+version to a version that reads only its own files (`compact_chain`). The
+flushes of the HTTP ingest buffer build an append chain, and after the
+compaction retention can delete the chain's folders.
 """
 
 from __future__ import annotations

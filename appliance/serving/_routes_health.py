@@ -65,11 +65,11 @@ async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
     (``prediction_journal_writing`` is false; the log names the error).
 
     A feature view whose SQL failed on its rows at the last load is listed
-    in ``feature_views_failing`` with the error, the dataset versions read,
-    the models that join it, and the versions of the earlier rows it serves
-    instead. A model whose view has no such rows is not served and is listed
-    in ``unserved``, which makes the daemon not ready; a view that serves
-    earlier rows leaves the status as it is.
+    in ``feature_views_failing``. The entry names the error, the dataset
+    versions read, the models that join the view, and the versions of the
+    earlier rows it serves instead. A model whose view has no such rows is
+    not served and is listed in ``unserved``, which makes the daemon not
+    ready. A view that serves earlier rows leaves the status as it is.
 
     The body also lists, by dataset, the failed attempts of an ingest buffer
     flush that is being retried. They leave the status as it is, because

@@ -360,10 +360,10 @@ async def _check_spellings(state: DaemonState, dataset: str, rows: list[Any]) ->
 def _check_partition_keys(config: Config, dataset: str, rows: list[Any]) -> None:
     """Reject a row without the dataset's ``partition_by`` column.
 
-    The flush would store such a row in the partition of missing values, or
-    reject its whole segment when no row of it has the column, as the file
-    ingest rejects a file without it. A row with null there is kept, as a
-    file's empty value is.
+    The flush would store such a row in the partition of missing values. When
+    no row of a segment has the column, the flush would reject the whole
+    segment, as the file ingest rejects a file without it. A row with null
+    there is kept, as a file's empty value is.
 
     Raises:
         RequestError: A row lacks the column (HTTP 422).

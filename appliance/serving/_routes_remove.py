@@ -1,8 +1,8 @@
 """Dataset removal route: a whole dataset deleted while the daemon serves.
 
 The removal runs under the admin lock, so no ingest or training of this
-daemon runs meanwhile, and under the ingest buffer's flush lock, so no flush
-writes a version of the dataset. The buffer takes no rows while the removal
+daemon runs meanwhile. It also holds the ingest buffer's flush lock, so no
+flush writes a version of the dataset. The buffer takes no rows while the removal
 checks and deletes the dataset's buffer folder. The feature views are read
 again once the catalog no longer has the dataset.
 """

@@ -4,8 +4,8 @@
 each view over a dataset with no version that a registered model joins. The
 daemon shows those views in ``/health/ready``, in the metrics
 ``appliance_feature_view_failing`` and ``appliance_feature_view_load_failures``,
-and as a ``feature_view`` alert of each model that joins the view: critical
-when the model is not served, else a warning. The alert is resolved when the
+and as a ``feature_view`` alert of each model that joins the view. The alert
+is critical when the model is not served, else a warning. The alert is resolved when the
 view loads again.
 """
 

@@ -1,8 +1,8 @@
 """Compaction of an append chain into a version that reads only its own files.
 
 Each flush of the HTTP ingest buffer makes an ``append`` version that reads
-its parent's files as well as its own, so the latest version reads every
-folder of its chain, and retention cannot delete them (`_retention`).
+its parent's files as well as its own. So the latest version reads every
+folder of its chain, and retention (`_retention`) cannot delete them.
 `compact_chain` writes the rows of the latest version to a folder of its
 own, as one new version whose parent is that latest version. The next
 flushes append to it. Once it and the versions after it are the newest

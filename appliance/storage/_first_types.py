@@ -63,11 +63,11 @@ def mostly_numbers(
     numbers, as BIGINT or DOUBLE.
 
     The CSV sniffer takes a column for text when a single value of a file's
-    first rows is not a number, such as ``N/A`` at line 5. A column whose
-    non-missing values in those rows are numbers, but for at most a tenth
-    of them (`looks_numeric`), then looks numeric too, so its warning names
-    that value, as it names one further down. Numbers with a decimal comma
-    are not counted.
+    first rows is not a number, such as ``N/A`` at line 5. So a column also
+    looks numeric when at most a tenth of its non-missing values in those
+    rows are not numbers (`looks_numeric`). Its warning then names that
+    value, as it names one further down. Numbers with a decimal comma are
+    not counted.
     """
     found = []
     for index, types in enumerate(first_types):

@@ -576,9 +576,9 @@ def _ingest_new(
         warnings += schema_changes(contract, inferred, known)
         if parent is not None:
             reference = f"{dataset}@{parent.version}"
-            shown = {n: t for n, t in inferred.items() if n not in sensitive}
+            public_types = {n: t for n, t in inferred.items() if n not in sensitive}
             warnings += retyped_columns(
-                contract, (reference, parent.schema), shown, dataset
+                contract, (reference, parent.schema), public_types, dataset
             )
     if contract is not None and contract.columns:
         warnings += _check_shared_columns(
@@ -760,7 +760,7 @@ def _check_view_reads(
     for row in reads.unread:
         # A sensitive value is ciphertext here, which the quarantine would
         # encrypt again, so only the reason names the row's fault.
-        shown = None if row.column in columns.sensitive else row.value
+        stored_value = None if row.column in columns.sensitive else row.value
         db.execute(
             "INSERT INTO violations (_file, _record, column_name, value, reason) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -768,7 +768,7 @@ def _check_view_reads(
                 row.file,
                 row.record,
                 row.column,
-                shown,
+                stored_value,
                 f"feature view {row.view!r} cannot read this row: {row.reason}",
             ],
         )

@@ -123,9 +123,10 @@ def full_quality(db: duckdb.DuckDBPyConnection, version: DatasetVersion) -> dict
     """Compute the full quality report of an appended `version` over its rows.
 
     The report keeps the ``null_sources`` of the pending one. Above 20,000
-    rows the quartiles come from a sample by each row's position in its file,
-    or by its values when some files are Hive-partitioned, because DuckDB
-    writes those in the order its threads finish.
+    rows the quartiles come from a sample by each row's position in its file.
+    When some files are Hive-partitioned, the sample goes by the row's values
+    instead, because DuckDB writes those files in the order its threads
+    finish.
     """
     if has_partitioned_files(version):
         sample: Any = functools.partial(value_sample_sql, version)

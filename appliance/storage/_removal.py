@@ -97,7 +97,7 @@ def remove_dataset(
         catalog: A writable catalog, or the daemon's cursor view of it. No
             ingest or flush of the dataset may run meanwhile.
         ignore_dependents: Remove the dataset although models, feature views
-            or model versions use it; they are listed in the result.
+            or model versions use it. The result lists them.
         drop_buffered_rows: Delete buffered rows that no version stores.
         buffer: The daemon's running ingest buffer; None when no daemon runs.
         after_commit: Called once the catalog no longer has the dataset,

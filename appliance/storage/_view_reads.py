@@ -139,11 +139,12 @@ def _check_view(
 ) -> None:
     """Add the rows `view` fails on, or a warning, to `found`."""
     dataset = check.dataset
+
     bound = check.binds(view, rows)
     if bound is not None:
         if check.binds(view, None) is not None:
-            # The view did not bind before this ingest either: a fault of its
-            # SQL or of another dataset, which loading the view reports.
+            # The view did not bind before this ingest either, so the fault is
+            # in its SQL or in another dataset, and loading the view reports it.
             logger.info(
                 "feature view not checked at ingest view=%s dataset=%s error=%s",
                 view.name,
@@ -163,9 +164,11 @@ def _check_view(
             )
         found.warnings.append(f"{problem}; stored because of --force")
         return
+
     error = check.run(view, rows, with_parent=True)
     if error is None:
         return
+
     if check.appends and check.run(view, None, with_parent=True):
         found.warnings.append(
             f"feature view {view.name!r} already fails on the rows of "
@@ -173,6 +176,7 @@ def _check_view(
             f"against it: {error}"
         )
         return
+
     unread = _bisect(check, view, rows)
     found.unread += unread
     rest = _without(rows, unread)

@@ -413,10 +413,10 @@ def split_probes(pipeline: Pipeline, numeric: list[str]) -> dict[str, np.ndarray
     and the other two to the sides they lie on, and so must ONNX. The value a
     itself is not probed when it differs from t, because float64 inputs on
     both sides of t round to it, so no float32 threshold fits them all.
-    A tree ensemble with a numeric scaler is exported without it, and each
-    threshold becomes the largest float32 input that goes left natively
-    (`ScaledInputs.float32_thresholds`), so the probes are that float32 and
-    the next one up, which must go left and right.
+    A tree ensemble with a numeric scaler is exported without it. Each
+    threshold then becomes the largest float32 input that goes left natively
+    (`ScaledInputs.float32_thresholds`). So the probes are that float32,
+    which must go left, and the next one up, which must go right.
     """
     thresholds = estimator_thresholds(pipeline[-1])
     scaled = scaled_inputs(pipeline)

@@ -11,9 +11,9 @@ left.
 
 ONNX reads float32 inputs, so the native pipeline of a scaled tree ensemble
 rounds its imputed inputs to float32 (`RoundToFloat32`) before scaling. A
-scaled threshold can lie within one float32 step of a training value, for
-example LightGBM's split of zero from the rest, which `minmax` moves to the
-column's minimum, so without the rounding a float64 input and its float32
+scaled threshold can lie within one float32 step of a training value. For
+example, `minmax` moves LightGBM's split of zero from the rest to the
+column's minimum. Without the rounding, a float64 input and its float32
 could branch apart natively, and no ONNX threshold could follow both.
 """
 

@@ -102,13 +102,13 @@ def _append_unchecked(config: Config, path: Path) -> str:
     return result.version.version
 
 
-def _wait_for(check, what: str) -> None:
+def _wait_for(check, description: str) -> None:
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {description}")
 
 
 def test_flushed_row_view_cannot_read_quarantined(tmp_path: Path) -> None:

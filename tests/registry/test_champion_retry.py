@@ -265,9 +265,9 @@ def test_metrics_show_unserved_champion(
 def test_silent_webhook_does_not_delay_start(
     trips: Callable[[str], Config], tmp_path: Path
 ) -> None:
-    # The receiver accepts connections and never answers. Sent in the start's
+    # The receiver accepts connections and never responds. Sent in the start's
     # own thread, the load and signature alerts would take 2 alerts x 3
-    # attempts x 10 s before the daemon answered.
+    # attempts x 10 s before the daemon served requests.
     listener = socket.create_server(("127.0.0.1", 0), backlog=8)
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/alerts"
     config = trips(
@@ -278,7 +278,7 @@ def test_silent_webhook_does_not_delay_start(
     started = time.monotonic()
     try:
         daemon = start_daemon(config.path, config.storage.home, tmp_path / "daemon.log")
-        answered = time.monotonic() - started
+        start_seconds = time.monotonic() - started
         try:
             with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
                 alerts = _alerts(client)
@@ -287,7 +287,7 @@ def test_silent_webhook_does_not_delay_start(
     finally:
         listener.close()
 
-    assert answered < 30.0
+    assert start_seconds < 30.0
     assert {kind: a["status"] for kind, a in alerts.items()} == {
         "load": "open",
         "signature": "open",

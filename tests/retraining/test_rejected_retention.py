@@ -70,13 +70,13 @@ def test_rejected_challengers_keep_no_version(tmp_path: Path) -> None:
     third = _ingest(tmp_path, config, 2, keep=1)
 
     with Catalog(config.storage.home, read_only=True) as catalog:
-        kept = [v.version for v in list_versions(catalog, "d")]
+        remaining = [v.version for v in list_versions(catalog, "d")]
         versions = sorted(v.version for v in list_models(catalog, "m"))
         runs = {r.model_version: r for r in list_runs(catalog, "m")}
         records = {r["version"]: r for r in model_versions(catalog, "m")}
         card = render_card(collect_card(catalog, "m", 2, trusted_keys(config)))
-    assert kept == [third, first]
-    assert second not in kept
+    assert remaining == [third, first]
+    assert second not in remaining
     assert not (config.storage.home / "lake" / "d" / f"version={second}").exists()
     # The audit keeps the challengers, their runs and their metrics.
     assert versions == [1, 2, 3]
@@ -97,14 +97,14 @@ def test_promoted_rejection_keeps_version(tmp_path: Path) -> None:
     third = _ingest(tmp_path, config, 2, keep=1)
 
     with Catalog(config.storage.home, read_only=True) as catalog:
-        kept = [v.version for v in list_versions(catalog, "d")]
-    assert kept == [third, second, first]
+        remaining = [v.version for v in list_versions(catalog, "d")]
+    assert remaining == [third, second, first]
 
 
 def test_datasets_show_names_rejections(tmp_path: Path) -> None:
     config, _, second = _reject_twice(tmp_path)
     command = [sys.executable, "-m", "appliance", "--config", str(config.path)]
-    shown = subprocess.run(
+    show = subprocess.run(
         [*command, "datasets", "show", f"d@{second}"], capture_output=True, text=True
     )
     listed = subprocess.run(
@@ -114,11 +114,11 @@ def test_datasets_show_names_rejections(tmp_path: Path) -> None:
         [*command, "models", "list", "--json"], capture_output=True, text=True
     )
 
-    assert shown.returncode == 0, shown.stderr
+    assert show.returncode == 0, show.stderr
     assert (
         "used by     m v2, m v3 (challengers the retraining gate rejected, so "
         "retention does not keep this version)"
-    ) in shown.stdout
+    ) in show.stdout
     assert listed.returncode == 0, listed.stderr
     rows = {r["version"]: r for r in map(json.loads, listed.stdout.splitlines())}
     assert rows[second]["used_by"] == ["m v2", "m v3"]

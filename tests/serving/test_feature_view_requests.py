@@ -482,7 +482,7 @@ def test_predict_arrow_view_miss_odd_time(
 
 
 @pytest.mark.parametrize(
-    ("origin", "shown"),
+    ("origin", "expected_key"),
     [
         (
             pa.array([1_364_806_800_000_000_001], pa.timestamp("ns", tz="UTC")),
@@ -494,7 +494,7 @@ def test_predict_arrow_view_miss_odd_time(
     ids=["ns-fraction", "ns-2e62", "s-year-20000"],
 )
 def test_predict_arrow_time_entity_key_warns(
-    client: httpx.Client, origin: pa.Array, shown: str
+    client: httpx.Client, origin: pa.Array, expected_key: str
 ) -> None:
     table = pa.table(
         {
@@ -516,7 +516,7 @@ def test_predict_arrow_time_entity_key_warns(
     assert response.status_code == 200, response.text
     header = response.headers["x-appliance-warnings"]
     # Python has no value for these times, so the key is shown as Arrow's text.
-    expected = NOPE_ORIGIN_WARNING.replace("'NOPE'", repr(shown))
+    expected = NOPE_ORIGIN_WARNING.replace("'NOPE'", repr(expected_key))
     assert json.loads(header) == [expected]
 
 

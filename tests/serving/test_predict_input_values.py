@@ -256,7 +256,7 @@ def test_predict_arrow_null_text_names_missing(client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "shown"),
+    ("value", "expected_text"),
     [
         ("123456789012345678901234567890", "123456789012345678901234567890"),
         ("9223372036854775808", "9223372036854775808"),
@@ -265,7 +265,7 @@ def test_predict_arrow_null_text_names_missing(client: httpx.Client) -> None:
     ],
 )
 def test_predict_json_integer_beyond_bigint_422(
-    client: httpx.Client, value: str, shown: str
+    client: httpx.Client, value: str, expected_text: str
 ) -> None:
     response = post_json(client, value)
 
@@ -273,7 +273,7 @@ def test_predict_json_integer_beyond_bigint_422(
     body = response.json()
     assert (body["row"], body["column"]) == (1, "hour")
     assert body["error"] == (
-        f"row 1, column 'hour' of model '{MODEL}' is {shown}, {BIGINT_RANGE}"
+        f"row 1, column 'hour' of model '{MODEL}' is {expected_text}, {BIGINT_RANGE}"
     )
 
 
@@ -292,7 +292,7 @@ def test_predict_json_huge_number_column_200(client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize(
-    ("column", "shown"),
+    ("column", "expected_text"),
     [
         (pa.array([3, 2**63], pa.uint64()), "9223372036854775808"),
         (pa.array([3, 2**64 - 1], pa.uint64()), "18446744073709551615"),
@@ -301,7 +301,7 @@ def test_predict_json_huge_number_column_200(client: httpx.Client) -> None:
     ],
 )
 def test_predict_arrow_integer_beyond_bigint_422(
-    client: httpx.Client, column: pa.Array, shown: str
+    client: httpx.Client, column: pa.Array, expected_text: str
 ) -> None:
     response = post_arrow(client, {"hour": column})
 
@@ -309,7 +309,7 @@ def test_predict_arrow_integer_beyond_bigint_422(
     body = response.json()
     assert (body["row"], body["column"]) == (1, "hour")
     assert body["error"] == (
-        f"row 1, column 'hour' of model '{MODEL}' is {shown}, {BIGINT_RANGE}"
+        f"row 1, column 'hour' of model '{MODEL}' is {expected_text}, {BIGINT_RANGE}"
     )
 
 

@@ -126,10 +126,12 @@ def test_compaction_keeps_quarantine(tmp_path: Path) -> None:
     with Catalog(config.storage.home) as catalog:
         flushed = latest_version(catalog, "events")
         compact_chain(catalog, config.dataset("events"))
-        held = list_quarantine(catalog, "events")
+        quarantined = list_quarantine(catalog, "events")
 
     assert flushed is not None
-    assert [(row.version, row.value) for row in held] == [(flushed.version, "-1.0")]
+    assert [(row.version, row.value) for row in quarantined] == [
+        (flushed.version, "-1.0")
+    ]
 
 
 def test_failed_record_leaves_chain(
@@ -203,7 +205,7 @@ def test_cli_compacts_through_daemon(tmp_path: Path) -> None:
         compacted = run_appliance(
             config_path, home, "datasets", "compact", "events", "--json"
         )
-        shown = run_appliance(config_path, home, "datasets", "show", "events")
+        show = run_appliance(config_path, home, "datasets", "show", "events")
     finally:
         stop_daemon(daemon)
 
@@ -212,20 +214,20 @@ def test_cli_compacts_through_daemon(tmp_path: Path) -> None:
     assert result["created"] is True
     assert result["folders"] == 3
     assert result["version"]["row_count"] == 3
-    assert shown.returncode == 0, shown.stderr
-    assert "compacted   from " in shown.stdout
+    assert show.returncode == 0, show.stderr
+    assert "compacted   from " in show.stdout
 
 
 def test_cli_reports_nothing_to_compact(tmp_path: Path) -> None:
     config = _config(tmp_path)
     _flush(config, 0, 1)
 
-    shown = run_appliance(
+    compaction = run_appliance(
         tmp_path / "config.toml", config.storage.home, "datasets", "compact", "events"
     )
 
-    assert shown.returncode == 0, shown.stderr
-    assert "nothing to compact" in shown.stdout
+    assert compaction.returncode == 0, compaction.stderr
+    assert "nothing to compact" in compaction.stdout
 
 
 def _wait_for_rows(client: httpx.Client, rows: int) -> None:
@@ -267,7 +269,7 @@ def test_lost_compacted_folder_named(tmp_path: Path) -> None:
     for path in compacted.path.iterdir():
         path.unlink()
 
-    shown = run_appliance(
+    read_rows = run_appliance(
         tmp_path / "config.toml",
         config.storage.home,
         "datasets",
@@ -275,8 +277,8 @@ def test_lost_compacted_folder_named(tmp_path: Path) -> None:
         "events",
     )
 
-    assert shown.returncode != 0
-    assert f"is a compaction of events@{compacted.parent}" in shown.stderr
+    assert read_rows.returncode != 0
+    assert f"is a compaction of events@{compacted.parent}" in read_rows.stderr
 
 
 TRAINED_CONFIG = """
@@ -301,7 +303,7 @@ n_estimators = 5
 """
 
 
-def test_trained_version_kept_after_compaction(tmp_path: Path) -> None:
+def test_trained_version_retained_after_compaction(tmp_path: Path) -> None:
     config_path = tmp_path / "config.toml"
     config_path.write_text(TRAINED_CONFIG)
     config = load_config(config_path)
@@ -325,12 +327,12 @@ def test_trained_version_kept_after_compaction(tmp_path: Path) -> None:
 
     with Catalog(config.storage.home) as catalog:
         versions = {v.version: v for v in list_versions(catalog, "events")}
-        kept = versions.get(trained_on.version)
-        rows = _rows(catalog, trained_on) if kept else []
+        retained = versions.get(trained_on.version)
+        rows = _rows(catalog, trained_on) if retained else []
     runs = run_appliance(config_path, config.storage.home, "runs", "list", "--json")
     (run,) = [json.loads(line) for line in runs.stdout.splitlines()]
-    assert kept is not None
-    assert kept.used_by == ["m v1"]
+    assert retained is not None
+    assert retained.used_by == ["m v1"]
     assert len(rows) == trained_on.row_count == 180
     assert run["dataset_version"] == trained_on.version
     assert len(versions) == 3

@@ -88,9 +88,7 @@ def test_completed_report_equals_full_report(
     assert stored.report == full[0].report
 
 
-def test_erased_report_not_overwritten(
-    tmp_path: Path, write_file: WriteFile
-) -> None:
+def test_erased_report_not_overwritten(tmp_path: Path, write_file: WriteFile) -> None:
     _ingest_chain(tmp_path / "home", write_file, pending=True)
 
     with Catalog(tmp_path / "home") as catalog:
@@ -135,10 +133,10 @@ def _flush_rows(tmp_path: Path) -> tuple[Path, Path]:
 def test_show_completes_pending_report(tmp_path: Path) -> None:
     config_path, home = _flush_rows(tmp_path)
 
-    shown = run_appliance(config_path, home, "datasets", "show", "events", "--json")
+    show = run_appliance(config_path, home, "datasets", "show", "events", "--json")
 
-    assert shown.returncode == 0, shown.stderr
-    quality = json.loads(shown.stdout)["report"]["quality"]
+    assert show.returncode == 0, show.stderr
+    quality = json.loads(show.stdout)["report"]["quality"]
     assert PENDING not in quality
     assert quality["duplicate_rows"] == 0
     assert quality["columns"]["value"]["max"] == 3.0
@@ -189,16 +187,16 @@ def test_daemon_completes_pending_report(tmp_path: Path) -> None:
             _post(client, [{"id": 2, "value": 2.5}, {"id": 2, "value": 2.5}])
             _wait_for_rows(client, 3)
             listed = _listed_quality(client)
-            shown = _get_version(client)["report"]["quality"]
+            served = _get_version(client)["report"]["quality"]
             stored = _listed_quality(client)
     finally:
         stop_daemon(daemon)
 
     assert PENDING in listed
-    assert PENDING not in shown
-    assert shown["duplicate_rows"] == 1
-    assert shown["columns"]["value"]["max"] == 2.5
-    assert stored == shown
+    assert PENDING not in served
+    assert served["duplicate_rows"] == 1
+    assert served["columns"]["value"]["max"] == 2.5
+    assert stored == served
 
 
 def test_daemon_completes_idle_report(tmp_path: Path) -> None:

@@ -136,8 +136,8 @@ def test_remove_rejects_dependents(tmp_path: Path) -> None:
     assert "model version late v1 recorded planes@" in planes.stderr
     assert catalog_rows(home, "flights") == before
     assert (home / "lake" / "flights").is_dir()
-    refused = audit_entries(home, "dataset.remove")
-    assert [(target, outcome) for target, outcome, _ in refused] == [
+    entries = audit_entries(home, "dataset.remove")
+    assert [(target, outcome) for target, outcome, _ in entries] == [
         ("flights", "refused"),
         ("planes", "refused"),
     ]
@@ -186,15 +186,15 @@ def test_remove_rejects_unflushed_rows(tmp_path: Path) -> None:
     (buffer / "wal.jsonl").write_text('{"tailnum": "N8"}\n{"tailnum": "N9"}\n')
     (buffer / "rejected" / "segment-3.jsonl").write_text('{"tailnum": "N7"}\n')
 
-    refused = remove(config, "planes", "--ignore-dependents")
-    kept = (buffer / "wal.jsonl").read_text()
+    removal = remove(config, "planes", "--ignore-dependents")
+    wal_text = (buffer / "wal.jsonl").read_text()
     dropped = remove(config, "planes", "--ignore-dependents", "--drop-buffered-rows")
 
-    assert refused.returncode == 1
-    assert "holds 3 acknowledged rows that no version stores" in refused.stderr
-    assert "wal.jsonl (2), rejected/segment-3.jsonl (1)" in refused.stderr
-    assert "--drop-buffered-rows" in refused.stderr
-    assert kept.count("\n") == 2
+    assert removal.returncode == 1
+    assert "holds 3 acknowledged rows that no version stores" in removal.stderr
+    assert "wal.jsonl (2), rejected/segment-3.jsonl (1)" in removal.stderr
+    assert "--drop-buffered-rows" in removal.stderr
+    assert wal_text.count("\n") == 2
     assert dropped.returncode == 0, dropped.stderr
     assert "dropped 3 buffered rows that no version stored" in dropped.stdout
     assert not buffer.exists()
@@ -388,11 +388,11 @@ def test_remove_through_daemon(tmp_path: Path) -> None:
             sent = http.post("/v1/datasets/flights/rows", json={"rows": [row]})
             twin = remove(config, "Planes")
             after = http.get("/health/ready").json()
-            kept = remove(config, "flights", "--ignore-dependents")
+            blocked = remove(config, "flights", "--ignore-dependents")
             dropped = remove(
                 config, "flights", "--ignore-dependents", "--drop-buffered-rows"
             )
-            refused_rows = http.post("/v1/datasets/flights/rows", json={"rows": [row]})
+            rows_after = http.post("/v1/datasets/flights/rows", json={"rows": [row]})
             planes = remove(config, "planes", "--ignore-dependents")
             predicted = http.post("/v1/models/late/predict", json={"rows": [row]})
     finally:
@@ -402,18 +402,18 @@ def test_remove_through_daemon(tmp_path: Path) -> None:
     assert sent.status_code == 202, sent.text
     assert twin.returncode == 0, twin.stderr
     assert after["feature_views_loaded"] is True
-    assert kept.returncode == 1
-    assert "409" in kept.stderr
-    assert "holds 1 acknowledged rows that no version stores" in kept.stderr
+    assert blocked.returncode == 1
+    assert "409" in blocked.stderr
+    assert "holds 1 acknowledged rows that no version stores" in blocked.stderr
     assert dropped.returncode == 0, dropped.stderr
     assert "dropped 1 buffered rows" in dropped.stdout
     assert "the daemon does at its next start" in dropped.stdout
-    assert refused_rows.status_code == 404
+    assert rows_after.status_code == 404
     assert not (home / "lake" / "flights").exists()
     assert not (home / "buffer" / "flights").exists()
     assert catalog_rows(home, "flights") == dict.fromkeys(TABLES, 0)
     assert catalog_rows(home, "Planes") == dict.fromkeys(TABLES, 0)
-    # The views read before held the removed planes rows, so none are served.
+    # The views read before contained the removed planes rows, so none are served.
     # The model that joins the view is not served until planes is ingested.
     assert planes.returncode == 0, planes.stderr
     assert predicted.status_code == 503

@@ -50,7 +50,7 @@ scale = "{scale}"
 def test_scaled_trees_keep_parity(tmp_path, algorithm, task, scale):
     # On this data some scaled thresholds lie within one float32 step of a
     # training value, and minmax puts LightGBM's zero split on a column's
-    # minimum, so a scaler computed in float32 sends such values astray.
+    # minimum. A scaler computed in float32 would send such values astray.
     data = _diabetes(task)
     models = SCALED_TREES.format(task=task, algorithm=algorithm, scale=scale)
     config, result = train_on(tmp_path, data, models)

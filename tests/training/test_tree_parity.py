@@ -356,8 +356,8 @@ verbose = -1
 
 def test_thresholds_sharing_float32_fail_parity(tmp_path):
     # Values that differ by less than one float32 step get bin bounds of
-    # their own, so several thresholds round to one float32, and no placement
-    # keeps every input on its LightGBM side.
+    # their own, so several thresholds round to one float32. Then no
+    # placement keeps every input on its LightGBM side.
     rng = np.random.default_rng(0)
     centre = rng.choice([0.1, 0.2, 0.3, 1.5, 7.25], size=2000)
     value = centre * (1 + rng.integers(-40, 40, size=2000) * 2e-9)
