@@ -7,12 +7,14 @@ command opens the catalog for the span of its work and closes it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from types import TracebackType
 
 import duckdb
 
+from appliance.dbrows import first_row
 from appliance.errors import StorageError
 from appliance.home import create_home
 from appliance.storage._errors import short_error
@@ -165,6 +167,31 @@ CREATE TABLE IF NOT EXISTS alias_events (
 """
 
 
+_SCHEMA_SHA256 = hashlib.sha256(_SCHEMA.encode()).hexdigest()
+"""Fingerprint of the schema above, stored in the catalog once it is applied."""
+
+
+def _upgrade(db: duckdb.DuckDBPyConnection, home: Path) -> None:
+    """Apply the schema unless it is recorded, then the home's paths."""
+    if not _is_current(db):
+        db.execute(_SCHEMA)
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS catalog_schema (sha256 VARCHAR NOT NULL);"
+            "DELETE FROM catalog_schema;"
+        )
+        db.execute("INSERT INTO catalog_schema VALUES (?)", [_SCHEMA_SHA256])
+    relocate(db, str(home.resolve()))
+
+
+def _is_current(db: duckdb.DuckDBPyConnection) -> bool:
+    """Return whether the catalog holds the tables and columns of this schema."""
+    try:
+        row = first_row(db.execute("SELECT max(sha256) FROM catalog_schema"))
+    except duckdb.CatalogException:
+        return False
+    return row is not None and row[0] == _SCHEMA_SHA256
+
+
 def _check_creatable(home: Path) -> None:
     """Raise the error of `create_home` if `home` cannot be created.
 
@@ -229,17 +256,31 @@ class Catalog:
         try:
             self.db = duckdb.connect(str(self.path), read_only=read_only)
             if not read_only:
-                self.db.execute(_SCHEMA)
-                relocate(self.db, str(home.resolve()))
-            elif self._moved():
-                # The paths are rewritten once, on a connection that may write.
+                _upgrade(self.db, home)
+            elif self._moved() or not _is_current(self.db):
+                # A catalog of another home or of an older schema is brought
+                # up to date once, on a connection that may write.
                 self.db.close()
-                with duckdb.connect(str(self.path)) as db:
-                    db.execute(_SCHEMA)
-                    relocate(db, str(home.resolve()))
+                self._upgrade_for_reading()
                 self.db = duckdb.connect(str(self.path), read_only=True)
         except duckdb.IOException as exc:
             raise StorageError(self._open_failure(exc)) from exc
+
+    def _upgrade_for_reading(self) -> None:
+        """Apply the schema and the home's paths before a read-only open."""
+        logger.info("upgrading catalog before reading path=%s", self.path)
+        try:
+            with duckdb.connect(str(self.path)) as db:
+                _upgrade(db, self.home)
+        except duckdb.IOException as exc:
+            if not is_permission_error(exc):
+                raise
+            raise StorageError(
+                f"the catalog {self.path} was written by an older version of the "
+                "appliance or under another home, and this user may not write it "
+                "to bring it up to date; run the command once as the home's "
+                "owner, or start the daemon, which updates it"
+            ) from exc
 
     def _open_failure(self, exc: duckdb.IOException) -> str:
         """Return the message for a catalog file that failed to open."""
