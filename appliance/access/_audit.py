@@ -195,34 +195,13 @@ def record(
     who = actor or current_actor()
     text = json.dumps(details or {}, sort_keys=True, separators=(",", ":"), default=str)
     at = datetime.now(UTC)
-    db = catalog.db
-    began = False
+    fields = (at, who.name, who.role, who.user, action, target, text, outcome)
     with _write_lock:
         try:
-            ensure_table(db)
-            db.execute("BEGIN TRANSACTION")
-            began = True
-            # The newest entry is found by max(seq). After a deletion of the
-            # newest rows, ORDER BY seq DESC LIMIT 1 returned an older row in
-            # DuckDB 2.0.1.
-            last = first_row(
-                db.execute(
-                    "SELECT seq, hash FROM audit_log "
-                    "WHERE seq = (SELECT max(seq) FROM audit_log)"
-                )
-            )
-            seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-            fields = (at, who.name, who.role, who.user, action, target, text, outcome)
-            digest = entry_hash(prev, seq, *fields)
-            db.execute(
-                f"INSERT INTO audit_log ({_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [seq, *fields, prev, digest],
-            )
-            db.execute("COMMIT")
+            ensure_table(catalog.db)
+            with catalog.transaction():
+                seq, prev, digest = _append(catalog.db, fields)
         except duckdb.Error:
-            if began:
-                _rollback(db)
             logger.exception(
                 "audit entry not recorded action=%s target=%s actor=%s",
                 action,
@@ -232,6 +211,32 @@ def record(
             return None
     logger.info("audit entry recorded seq=%d action=%s hash=%s", seq, action, digest)
     return AuditEntry(seq, at, *fields[1:], prev, digest)
+
+
+def _append(
+    db: duckdb.DuckDBPyConnection, fields: tuple[Any, ...]
+) -> tuple[int, str, str]:
+    """Insert an entry after the newest one.
+
+    Returns:
+        The entry's seq, the hash of the entry before it and its own hash.
+    """
+    # The newest entry is found by max(seq). After a deletion of the
+    # newest rows, ORDER BY seq DESC LIMIT 1 returned an older row in
+    # DuckDB 2.0.1.
+    last = first_row(
+        db.execute(
+            "SELECT seq, hash FROM audit_log "
+            "WHERE seq = (SELECT max(seq) FROM audit_log)"
+        )
+    )
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    digest = entry_hash(prev, seq, *fields)
+    db.execute(
+        f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [seq, *fields, prev, digest],
+    )
+    return seq, prev, digest
 
 
 def entry_hash(
@@ -376,10 +381,3 @@ def table_exists(db: duckdb.DuckDBPyConnection, table: str) -> bool:
 def _time_text(at: datetime) -> str:
     """Return `at` in UTC as ISO 8601 with microseconds, as it is hashed."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _rollback(db: duckdb.DuckDBPyConnection) -> None:
-    try:
-        db.execute("ROLLBACK")
-    except duckdb.Error:
-        pass

@@ -377,8 +377,7 @@ def _record(
     """Point the versions at the new folders and record the redactions, at once."""
     now = datetime.now(timezone.utc)
     db = catalog.db
-    db.execute("BEGIN TRANSACTION")
-    try:
+    with catalog.transaction():
         for version in versions:
             db.execute(
                 "UPDATE dataset_versions SET path = ?, files_json = ?, row_count = ?, "
@@ -405,10 +404,6 @@ def _record(
                 ],
             )
         _scrub_removed(db, subject, erasure_id)
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
 
 
 def _scrub_removed(

@@ -30,6 +30,7 @@ from appliance.monitoring._alerts import (
 )
 from appliance.monitoring._batch import DriftReport
 from appliance.monitoring._monitor import DriftEvent
+from appliance.storage import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -202,8 +203,7 @@ class MonitoringStore:
             The stored alert and whether it is new.
         """
         now = now or _now()
-        self.db.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(self.db):
             row = first_row(
                 self.db.execute(
                     "SELECT id FROM alerts WHERE model = ? AND kind = ? "
@@ -238,10 +238,6 @@ class MonitoringStore:
                     )
                 )[0]
                 new = True
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         return self.get_alert(alert_id), new
 
     def get_alert(self, alert_id: int) -> Alert:
@@ -389,15 +385,10 @@ class MonitoringStore:
         if not rows:
             return
         # One transaction, so a reader never sees part of a check.
-        self.db.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(self.db):
             self.db.executemany(
                 "INSERT INTO drift_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def drift_history(self, model: str, limit: int = 1000) -> list[dict[str, Any]]:
         """Return batch drift scores of `model`, newest check first."""
@@ -439,14 +430,9 @@ class MonitoringStore:
         so the rows fed after it cannot record the same stream positions again.
         """
         now = _now()
-        self.db.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(self.db):
             self.save_state(model, version, state, now)
             self.record_events(model, events, now)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def count_drift_events(self, model: str) -> int:
         """Return the number of streaming detections stored for `model`."""

@@ -29,7 +29,7 @@ import pyarrow as pa
 from appliance.predictions._journal import journal_dir, read_segment, segment_files
 from appliance.predictions._log import read_spill
 from appliance.predictions._store import parquet_dir
-from appliance.storage import fsync_path
+from appliance.storage import fsync_path, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -68,16 +68,11 @@ def delete_from_table(db: duckdb.DuckDBPyConnection, condition: str) -> tuple[in
     """
     if not _has_table(db, "predictions"):
         return 0, 0
-    db.execute("BEGIN TRANSACTION").fetchall()
-    try:
+    with transaction(db):
         labels = _delete_labels(db, "predictions", condition)
         (deleted,) = db.execute(
             f"DELETE FROM predictions WHERE {condition}"
         ).fetchall()[0]
-        db.execute("COMMIT").fetchall()
-    except BaseException:
-        db.execute("ROLLBACK").fetchall()
-        raise
     return int(deleted), labels
 
 

@@ -122,6 +122,7 @@ from appliance.storage._runs import (
     start_run,
 )
 from appliance.storage._sources import only_blank_lines
+from appliance.storage._transaction import transaction
 from appliance.storage._view_keys import KeyUse, key_sources, tables_read
 
 __all__ = [
@@ -236,6 +237,7 @@ __all__ = [
     "store_labels",
     "tables_read",
     "training_data",
+    "transaction",
     "verify_artifact",
     "write_blob",
 ]

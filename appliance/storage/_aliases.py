@@ -219,18 +219,25 @@ def _record(
         datetime.now(timezone.utc),
     )
     try:
-        db.execute("BEGIN TRANSACTION")
-        db.execute(
-            "INSERT OR REPLACE INTO model_aliases VALUES (?, ?, ?)",
-            [model, alias, version],
-        )
-        db.execute(
-            "INSERT INTO alias_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [model, alias, version, current, action, actor, reason, event.changed_at],
-        )
-        db.execute("COMMIT")
+        with catalog.transaction():
+            db.execute(
+                "INSERT OR REPLACE INTO model_aliases VALUES (?, ?, ?)",
+                [model, alias, version],
+            )
+            db.execute(
+                "INSERT INTO alias_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    model,
+                    alias,
+                    version,
+                    current,
+                    action,
+                    actor,
+                    reason,
+                    event.changed_at,
+                ],
+            )
     except duckdb.Error as exc:
-        db.execute("ROLLBACK")
         raise StorageError(
             f"cannot set alias {alias!r} of model {model!r}: {exc}"
         ) from exc

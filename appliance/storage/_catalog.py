@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -24,6 +26,7 @@ from appliance.storage._open_errors import (
     open_failure,
 )
 from appliance.storage._relocate import recorded_home, relocate
+from appliance.storage._transaction import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -327,6 +330,20 @@ class Catalog:
         view.path = self.path
         view.db = self.db.cursor()
         return view
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run the block in one catalog transaction, committed at its end.
+
+        When the block raises, the transaction is rolled back and the block's
+        error raised again. A failed ROLLBACK is logged and does not replace
+        that error. No transaction may be open on the connection already.
+
+        Raises:
+            duckdb.Error: BEGIN or COMMIT failed, so nothing was stored.
+        """
+        with transaction(self.db):
+            yield
 
     def close(self) -> None:
         """Close the connection and release the file lock."""

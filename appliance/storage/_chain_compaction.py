@@ -207,13 +207,8 @@ def _record(catalog: Catalog, version: DatasetVersion) -> None:
         StorageError: The catalog cannot be written; nothing was recorded.
     """
     try:
-        catalog.db.execute("BEGIN TRANSACTION")
-        try:
+        with catalog.transaction():
             record_version(catalog, version)
-            catalog.db.execute("COMMIT")
-        except BaseException:
-            catalog.db.execute("ROLLBACK")
-            raise
     except duckdb.Error as exc:
         raise StorageError(
             f"cannot record compacted version {version.version} of dataset "

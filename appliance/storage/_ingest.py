@@ -911,18 +911,13 @@ def _record_new(
     }
     version = replace(version, report=report)
     try:
-        catalog.db.execute("BEGIN TRANSACTION")
-        try:
+        with catalog.transaction():
             forget_removed(catalog, dataset, written.version_id)
             record_version(catalog, version)
             if quarantine is not None:
                 _store_quarantine(catalog, dataset, written.version_id, quarantine)
             if contract is None and written.accepted > 0:
                 _store_contract(catalog, dataset, written.version_id, types)
-            catalog.db.execute("COMMIT")
-        except BaseException:
-            catalog.db.execute("ROLLBACK")
-            raise
     except duckdb.Error as exc:
         raise StorageError(
             f"cannot record version {written.version_id} of dataset {dataset!r} in "

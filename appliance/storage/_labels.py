@@ -74,14 +74,12 @@ def store_labels(catalog: Catalog, rows: list[LabelRow]) -> dict[tuple[str, int]
     db = catalog.db
     try:
         db.execute(_SCHEMA)
-        db.execute("BEGIN TRANSACTION")
-        stored = _stored(db, model, rows)
-        fresh = [r for r in rows if r.key not in stored]
-        if fresh:
-            _insert(db, fresh)
-        db.execute("COMMIT")
+        with catalog.transaction():
+            stored = _stored(db, model, rows)
+            fresh = [r for r in rows if r.key not in stored]
+            if fresh:
+                _insert(db, fresh)
     except duckdb.Error as exc:
-        _rollback(db)
         raise StorageError(
             f"labels of model {model!r} not stored: {exc}; send them again"
         ) from exc
@@ -200,10 +198,3 @@ def _exists(catalog: Catalog) -> bool:
         )
     )
     return bool(row and row[0])
-
-
-def _rollback(db: duckdb.DuckDBPyConnection) -> None:
-    try:
-        db.execute("ROLLBACK")
-    except duckdb.Error:
-        logger.debug("no transaction to roll back")

@@ -103,8 +103,7 @@ def move_source(
     absolute path; both are updated in one transaction.
     """
     old_path, new_path = str(old.resolve()), str(new.resolve())
-    catalog.db.execute("BEGIN TRANSACTION")
-    try:
+    with catalog.transaction():
         catalog.db.execute(
             "UPDATE quarantine SET source = ? "
             "WHERE dataset = ? AND version = ? AND source = ?",
@@ -127,7 +126,3 @@ def move_source(
                 "AND version = ?",
                 [json.dumps(sources), dataset, version],
             )
-        catalog.db.execute("COMMIT")
-    except BaseException:
-        catalog.db.execute("ROLLBACK")
-        raise

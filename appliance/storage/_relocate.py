@@ -20,6 +20,7 @@ import duckdb
 
 from appliance.dbrows import first_row
 from appliance.storage._sql import literal
+from appliance.storage._transaction import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -63,16 +64,11 @@ def relocate(db: duckdb.DuckDBPyConnection, home: str) -> str | None:
         return None
     old = stored or _home_from_paths(db)
     db.execute(HOME_TABLE)
-    db.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(db):
         if old is not None and old != home:
             _rewrite_paths(db, old, home)
         db.execute("DELETE FROM catalog_home")
         db.execute(f"INSERT INTO catalog_home VALUES ({literal(home)})")
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     if old is None or old == home:
         return None
     logger.warning("catalog paths moved to a new home from=%s to=%s", old, home)

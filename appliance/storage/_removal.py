@@ -254,8 +254,7 @@ def _commit(catalog: Catalog, removal: DatasetRemoval) -> None:
     """Delete the dataset's catalog rows and record the removal, in one
     transaction."""
     db = catalog.db
-    db.execute("BEGIN TRANSACTION")
-    try:
+    with catalog.transaction():
         (quarantined,) = db.execute(
             "SELECT count(*) FROM quarantine WHERE dataset = ?", [removal.dataset]
         ).fetchall()[0]
@@ -268,10 +267,6 @@ def _commit(catalog: Catalog, removal: DatasetRemoval) -> None:
         )
         for table in _TABLES:
             db.execute(f"DELETE FROM {table} WHERE dataset = ?", [removal.dataset])
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
 
 
 def _delete_files(folder: Path, before: datetime) -> int:

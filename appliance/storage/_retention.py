@@ -266,8 +266,7 @@ def forget_removed(catalog: Catalog, dataset: str, version: str) -> None:
 
 
 def _move_to_removed(catalog: Catalog, dataset: str, version: str) -> None:
-    catalog.db.execute("BEGIN TRANSACTION")
-    try:
+    with catalog.transaction():
         catalog.db.execute(
             f"INSERT OR REPLACE INTO removed_versions ({VERSION_COLUMNS}, removed_at) "
             f"SELECT {VERSION_COLUMNS}, now() FROM dataset_versions "
@@ -278,10 +277,6 @@ def _move_to_removed(catalog: Catalog, dataset: str, version: str) -> None:
             "DELETE FROM dataset_versions WHERE dataset = ? AND version = ?",
             [dataset, version],
         )
-        catalog.db.execute("COMMIT")
-    except BaseException:
-        catalog.db.execute("ROLLBACK")
-        raise
 
 
 def _remove_quarantine(catalog: Catalog, version: DatasetVersion) -> tuple[int, int]:

@@ -206,34 +206,39 @@ def finish_run(
     db = catalog.db
     finished = finished_at or _now()
     try:
-        db.execute("BEGIN TRANSACTION")
-        db.execute(
-            "UPDATE runs SET status = 'finished', finished_at = ?, "
-            "dataset_version = ?, metrics_json = ?, model_version = ?, "
-            "params_json = coalesce(?, params_json), folds_json = ?, "
-            "evaluation_json = ?, feature_views_json = coalesce(?, "
-            "feature_views_json), duration_seconds = "
-            "epoch(CAST(? AS TIMESTAMPTZ) - started_at) WHERE run_id = ?",
-            [
-                finished,
-                result.dataset_version,
-                _dumps(result.metrics),
-                result.model_version,
-                None if result.params is None else _dumps(result.params),
-                None if result.folds is None else _dumps(result.folds),
-                None if result.evaluation is None else _dumps(result.evaluation),
-                None if result.feature_views is None else _dumps(result.feature_views),
-                finished,
-                run_id,
-            ],
-        )
-        if log is not None:
-            _insert_log(catalog, log)
-        db.execute("COMMIT")
+        with catalog.transaction():
+            _mark_finished(db, run_id, result, finished)
+            if log is not None:
+                _insert_log(catalog, log)
     except duckdb.Error as exc:
-        db.execute("ROLLBACK")
         raise StorageError(f"cannot record the results of run {run_id}: {exc}") from exc
     logger.info("run finished run=%s", run_id)
+
+
+def _mark_finished(
+    db: duckdb.DuckDBPyConnection, run_id: str, result: RunResult, finished: datetime
+) -> None:
+    """Set the run's status to finished and store `result` in its row."""
+    db.execute(
+        "UPDATE runs SET status = 'finished', finished_at = ?, "
+        "dataset_version = ?, metrics_json = ?, model_version = ?, "
+        "params_json = coalesce(?, params_json), folds_json = ?, "
+        "evaluation_json = ?, feature_views_json = coalesce(?, "
+        "feature_views_json), duration_seconds = "
+        "epoch(CAST(? AS TIMESTAMPTZ) - started_at) WHERE run_id = ?",
+        [
+            finished,
+            result.dataset_version,
+            _dumps(result.metrics),
+            result.model_version,
+            None if result.params is None else _dumps(result.params),
+            None if result.folds is None else _dumps(result.folds),
+            None if result.evaluation is None else _dumps(result.evaluation),
+            None if result.feature_views is None else _dumps(result.feature_views),
+            finished,
+            run_id,
+        ],
+    )
 
 
 def fail_run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from appliance.config import MonitoringConfig
@@ -32,3 +33,29 @@ def test_unreadable_state_skips_only_its_model(
     assert "model=old version=3" in warned[0].getMessage()
     assert warned[0].levelno == logging.WARNING
     assert warned[0].exc_info is None
+
+
+def test_state_commit_conflict_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second writer that saves the same model's state first makes COMMIT
+    fail, and that conflict is raised, not the ROLLBACK after it."""
+    with MonitoringStore(tmp_path) as store:
+        other = store.db.cursor()
+        real_record = store.record_events
+
+        def record_then_race(*args: object) -> None:
+            real_record(*args)
+            other.execute(
+                "INSERT OR REPLACE INTO detector_state VALUES (?, ?, now(), ?)",
+                ["trips", 2, b"other writer"],
+            )
+
+        monkeypatch.setattr(store, "record_events", record_then_race)
+        with pytest.raises(duckdb.TransactionException) as raised:
+            store.record_detections("trips", 1, b"this writer", [])
+        other.close()
+
+        assert "duplicate key" in str(raised.value)
+        assert "no transaction is active" not in str(raised.value)
+        assert store.load_state("trips") == (2, b"other writer")

@@ -12,6 +12,7 @@ import pytest
 from appliance.config import Config
 from appliance.errors import IntegrityError, TrainingError
 from appliance.storage import (
+    INTERRUPTED,
     Catalog,
     RunLog,
     RunResult,
@@ -24,6 +25,7 @@ from appliance.storage import (
     read_artifact,
     start_run,
 )
+from appliance.storage import _runs as runs_module
 from appliance.storage._blobs import blob_path
 from appliance.training import train_model
 
@@ -110,6 +112,31 @@ def test_finished_run_commits_log(tmp_path: Path) -> None:
         path.write_bytes(b"hellO")
         with pytest.raises(IntegrityError, match="sha256"):
             read_artifact(catalog, run_id, "note.txt")
+
+
+def test_interrupted_finish_closes_as_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupt inside `finish_run` rolls its transaction back, so the
+    `fail_run` that training calls next is stored."""
+
+    def interrupt(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    with Catalog(tmp_path) as catalog:
+        run_id = start_run(catalog, "m", "d", {"a": 1}, "test")
+        log = RunLog(catalog, run_id)
+        log.log_metric("loss", 0.5, step=1)
+        monkeypatch.setattr(runs_module, "_insert_log", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            finish_run(catalog, run_id, RunResult("v1", {"auc": 0.9}), log)
+        fail_run(catalog, run_id, "KeyboardInterrupt", INTERRUPTED)
+
+    with Catalog(tmp_path, read_only=True) as catalog:
+        run = get_run(catalog, run_id)
+    assert run.status == "interrupted"
+    assert run.error == "KeyboardInterrupt"
+    assert run.metrics is None
 
 
 def test_run_of_dead_process_closed_as_interrupted(tmp_path: Path) -> None:

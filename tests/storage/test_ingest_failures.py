@@ -9,7 +9,7 @@ import pytest
 from support import WriteFile
 
 from appliance.errors import StorageError
-from appliance.storage import Catalog, ingest, list_versions
+from appliance.storage import Catalog, DatasetVersion, ingest, list_versions
 from appliance.storage import _ingest as ingest_module
 
 
@@ -84,3 +84,28 @@ def test_failed_quality_step_leaves_no_folder(
     assert list_versions(catalog, "trips") == []
     contracts = catalog.db.execute("SELECT count(*) FROM dataset_contracts")
     assert contracts.fetchall()[0][0] == 0
+
+
+def test_commit_conflict_named_in_error(
+    catalog: Catalog, write_file: WriteFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second ingest that records the same version first makes COMMIT fail,
+    and the error names that conflict, not the ROLLBACK after it."""
+    real_record = ingest_module.record_version
+    other = catalog.cursor()
+
+    def record_twice(view: Catalog, version: DatasetVersion) -> None:
+        real_record(view, version)
+        # The other writer commits the same dataset and version first.
+        real_record(other, version)
+
+    monkeypatch.setattr(ingest_module, "record_version", record_twice)
+    with pytest.raises(StorageError) as raised:
+        ingest(catalog, "trips", [write_file("a.csv", "id,km\n1,2.5\n")])
+    other.close()
+
+    message = str(raised.value)
+    assert "duplicate key" in message
+    assert "no transaction is active" not in message
+    assert "nothing was stored" in message
+    assert len(list_versions(catalog, "trips")) == 1
