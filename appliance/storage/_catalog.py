@@ -16,6 +16,7 @@ import duckdb
 from appliance.errors import StorageError
 from appliance.home import create_home
 from appliance.storage._errors import short_error
+from appliance.storage._gate_backfill import backfill_gate_rejections, has_table
 from appliance.storage._open_errors import (
     is_lock_conflict,
     is_permission_error,
@@ -165,6 +166,25 @@ CREATE TABLE IF NOT EXISTS alias_events (
 """
 
 
+def _create_tables(db: duckdb.DuckDBPyConnection) -> None:
+    """Create the catalog's missing tables.
+
+    A catalog made before ``gate_rejections`` existed gets the table filled
+    from its audit log in the same transaction (`backfill_gate_rejections`).
+    """
+    if has_table(db, "gate_rejections"):
+        db.execute(_SCHEMA)
+        return
+    db.execute("BEGIN TRANSACTION")
+    try:
+        db.execute(_SCHEMA)
+        backfill_gate_rejections(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 def _check_creatable(home: Path) -> None:
     """Raise the error of `create_home` if `home` cannot be created.
 
@@ -229,13 +249,13 @@ class Catalog:
         try:
             self.db = duckdb.connect(str(self.path), read_only=read_only)
             if not read_only:
-                self.db.execute(_SCHEMA)
+                _create_tables(self.db)
                 relocate(self.db, str(home.resolve()))
             elif self._moved():
                 # The paths are rewritten once, on a connection that may write.
                 self.db.close()
                 with duckdb.connect(str(self.path)) as db:
-                    db.execute(_SCHEMA)
+                    _create_tables(db)
                     relocate(db, str(home.resolve()))
                 self.db = duckdb.connect(str(self.path), read_only=True)
         except duckdb.IOException as exc:
