@@ -18,6 +18,8 @@ FILE_PARTS = {
     "jobs": ("jobs.duckdb", "jobs.duckdb.wal"),
 }
 """Parts of the home that are single DuckDB files, with their write-ahead logs."""
+SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+"""Binary units of `size_text`, smallest first."""
 PREDICTION_FOLDERS = ("parquet", "journal", "spill")
 """Folders under ``HOME/predictions``: rolled Parquet files, the write-ahead
 journal and the spill files of a full queue."""
@@ -121,3 +123,17 @@ def _walk(path: Path) -> list[Path]:
     for root, _dirs, names in os.walk(path):
         found += [Path(root) / name for name in names]
     return found
+
+
+def size_text(count: int) -> str:
+    """Format a byte count with a binary unit, such as ``1.5 MiB``.
+
+    >>> size_text(512), size_text(1536), size_text(3 * 1024**3)
+    ('512 B', '1.5 KiB', '3.0 GiB')
+    """
+    value = float(count)
+    for unit in SIZE_UNITS:
+        if value < 1024 or unit == SIZE_UNITS[-1]:
+            break
+        value /= 1024
+    return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"

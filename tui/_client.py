@@ -231,6 +231,17 @@ class UiClient:
         params = {"dataset": dataset, "version": version, "limit": limit}
         return self._get_list("/v1/admin/quarantine", params, key="rows")
 
+    def orphans(self) -> dict[str, Any]:
+        """Return the folders under ``HOME/orphans`` (``orphans``) and that
+        folder's path (``path``)."""
+        found = self._get_object("/v1/admin/orphans")
+        if not isinstance(found.get("orphans"), list):
+            raise NotApplianceError(
+                "the daemon's response to GET /v1/admin/orphans has no list "
+                "'orphans'; check that --url points at the appliance daemon"
+            )
+        return found
+
     def drift(self, model: str) -> dict[str, Any]:
         """Return the latest drift check, recent detections and live performance."""
         return self._get_object(f"/v1/models/{_quote(model)}/drift")

@@ -11,6 +11,7 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
+from appliance.disk_use import size_text
 from tui._format import (
     NONE,
     number,
@@ -27,21 +28,27 @@ PREDICTION_ROWS = 50
 
 
 class DatasetsPane(Pane):
-    """Dataset versions; enter shows the quality report and quarantined rows."""
+    """Dataset versions and orphan folders; enter shows the quality report and
+    quarantined rows of a version."""
 
     TITLE = "Datasets"
     TAB = "Data"
     KEY = "4"
-    SUMMARY = "dataset versions and row counts; enter: quality report, quarantine"
+    SUMMARY = (
+        "dataset versions and row counts, orphan folders; enter: quality "
+        "report, quarantine"
+    )
     BINDINGS = [Binding("enter", "details", "Quality and quarantine")]
 
     DEFAULT_CSS = """
     DatasetsPane #datasets { height: 1fr; }
+    DatasetsPane #orphans { max-height: 8; }
     DatasetsPane #details { height: 1fr; border-top: solid $primary; }
     """
 
     def compose_body(self) -> Iterator[Widget]:
         yield DataTable(id="datasets", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="orphans", classes="section", markup=False)
         with VerticalScroll(id="details"):
             yield Static(
                 "Select a version and press enter for its quality report and "
@@ -51,10 +58,17 @@ class DatasetsPane(Pane):
                 markup=False,
             )
 
-    def fetch(self) -> list[dict[str, Any]]:
-        return self.client.datasets()
+    def fetch(self) -> dict[str, Any]:
+        return {
+            "versions": self.client.datasets(),
+            "orphans": optional(self.client.orphans),
+        }
 
-    def show(self, data: list[dict[str, Any]]) -> None:
+    def show(self, data: dict[str, Any]) -> None:
+        self._show_versions(data["versions"])
+        self.query_one("#orphans", Static).update(orphans_text(data["orphans"]))
+
+    def _show_versions(self, data: list[dict[str, Any]]) -> None:
         rows = [
             [
                 version["dataset"],
@@ -81,7 +95,9 @@ class DatasetsPane(Pane):
             return
         dataset, version = key.split("\t")
         record = next(
-            v for v in self.data if v["dataset"] == dataset and v["version"] == version
+            v
+            for v in self.data["versions"]
+            if v["dataset"] == dataset and v["version"] == version
         )
         self.call_daemon(
             lambda: (
@@ -121,6 +137,43 @@ class DatasetsPane(Pane):
                 for row in held
             ]
         self.query_one("#report", Static).update("\n".join(lines))
+
+
+ORPHAN_LINES = 5
+"""Orphan folders listed by name; the count and total size cover them all."""
+
+
+def orphans_text(listing: Any) -> str:
+    """Format the orphan folders: a summary line, then one line per folder.
+
+    >>> orphans_text({"path": "/h/orphans", "orphans": [{"dataset": "a",
+    ...     "folder": "version=01", "bytes": 2048, "files": 1,
+    ...     "modified_at": "2026-12-04T17:02:57+00:00"}]}).splitlines()[1]
+    '  a/version=01  2.0 KiB  files 1  modified 12-04 17:02'
+    """
+    if isinstance(listing, Unavailable):
+        return "Orphan folders: not available on this daemon"
+    found = listing["orphans"]
+    if not found:
+        return "Orphan folders: none"
+    total = sum(folder.get("bytes", 0) for folder in found)
+    lines = [
+        f"Orphan folders: {len(found)}, {size_text(total)} in {listing['path']}. "
+        "No catalog version reads their rows: ingest the rows to keep, then run "
+        "'appliance orphans remove'."
+    ]
+    lines += [
+        f"  {folder['dataset']}/{folder['folder']}  "
+        f"{size_text(folder.get('bytes', 0))}  files {folder.get('files', NONE)}  "
+        f"modified {short_time(folder.get('modified_at'))}"
+        for folder in found[:ORPHAN_LINES]
+    ]
+    if len(found) > ORPHAN_LINES:
+        lines.append(
+            f"  and {len(found) - ORPHAN_LINES} more: 'appliance orphans list' "
+            "shows them all"
+        )
+    return "\n".join(lines)
 
 
 def quality_lines(report: dict[str, Any], schema: dict[str, str]) -> list[str]:

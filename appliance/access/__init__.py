@@ -35,6 +35,7 @@ from appliance.access._keys import (
     list_keys,
     revoke_key,
     role_allows,
+    unknown_key_error,
     usable_count,
     utc_text,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "revoke_key",
     "role_allows",
     "set_process_actor",
+    "unknown_key_error",
     "usable_count",
     "utc_text",
     "verify_chain",

@@ -215,8 +215,7 @@ def revoke_key(catalog: Catalog, name: str) -> ApiKey:
     db.execute(SCHEMA)
     key = _row(db, name)
     if key is None:
-        names = ", ".join(k.name for k in list_keys(catalog)) or "none"
-        raise NotFoundError(f"no API key named {name!r}; keys: {names}")
+        raise unknown_key_error(name, [k.name for k in list_keys(catalog)])
     if key.revoked_at is not None:
         raise ApiKeyError(f"key {name!r} was revoked at {utc_text(key.revoked_at)}")
     if key.role == ADMIN and not key.expired and _active_admins(db) == 1:
@@ -233,6 +232,17 @@ def revoke_key(catalog: Catalog, name: str) -> ApiKey:
     logger.info("api key revoked name=%s actor=%s", name, actor.name)
     record(catalog, "key.revoke", name, {"role": key.role})
     return replace(key, revoked_at=now, revoked_by=actor.name)
+
+
+def unknown_key_error(name: str, names: list[str]) -> NotFoundError:
+    """Return the error for a key `name` that is not among the key `names`.
+
+    The command line raises it before it sends a revocation to the daemon, so
+    the message is the same with and without a daemon.
+    """
+    return NotFoundError(
+        f"no API key named {name!r}; keys: {', '.join(names) or 'none'}"
+    )
 
 
 def list_keys(catalog: Catalog) -> list[ApiKey]:

@@ -8,9 +8,8 @@ from typing import Any
 
 from appliance.cli._output import add_command, add_json_flag, print_rows
 from appliance.config import Config
+from appliance.disk_use import size_text
 from appliance.errors import StorageError
-
-UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 
 def register(commands: Any) -> None:
@@ -51,13 +50,3 @@ def _disk(config: Config, args: argparse.Namespace) -> None:
     if args.json:
         rows = [{k: v for k, v in row.items() if k != "size"} for row in rows]
     print_rows(rows, args.json, ["part", "size", "files", "path"])
-
-
-def size_text(count: int) -> str:
-    """Format a byte count with a binary unit, such as ``1.5 MiB``."""
-    value = float(count)
-    for unit in UNITS:
-        if value < 1024 or unit == UNITS[-1]:
-            break
-        value /= 1024
-    return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"

@@ -93,11 +93,13 @@ def _drift(config: Config, args: argparse.Namespace) -> int:
         return _check_drift(config, args)
     if args.name is None:
         args.usage_error("give a model name, or --check to check every model")
+    # Checked before the daemon is called, so an undeclared or invalid name
+    # gets the same error with and without a daemon, as with --check.
+    config.model(args.name)
     client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
         summary, events, total = _drift_from_daemon(client, args)
     else:
-        config.model(args.name)
         rows, events, total = _drift_from_store(config, args)
         summary = drift_summary(rows, args.history)
     if args.json:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appliance.cli._disk import size_text
 from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
 from appliance.config import Config
+from appliance.disk_use import size_text
 from appliance.errors import RequestError
 
 _COLUMNS = ["dataset", "folder", "size", "files", "modified_at"]

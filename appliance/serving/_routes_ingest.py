@@ -8,8 +8,9 @@ A request whose rows all lack a column that a feature view reads its entity
 key or timestamp from is rejected with 422 before it is buffered. The flush
 would reject its whole segment for that, as the file ingest rejects a file
 without such a column. So is a request with a key that differs only in case
-from a column of the dataset, such as ``A`` for ``a``, and one with a row
-without the dataset's ``partition_by`` column.
+from a column of the dataset, such as ``A`` for ``a``, one with a row
+without the dataset's ``partition_by`` column, and one of empty objects only
+(``{}``) for a dataset that has neither a contract nor a version yet.
 """
 
 from __future__ import annotations
@@ -231,7 +232,9 @@ async def append_rows(
         detail = {k: v for k, v in exc.detail.items() if k != "model"}
         raise LimitError(str(exc), dataset=name, **detail) from None
     await _check_view_keys(state, name, rows)
-    await _check_spellings(state, name, rows)
+    known = await run_with_catalog(state, _dataset_columns, state.config, name)
+    _check_some_column(name, rows, known)
+    _check_spellings(name, rows, known)
     _check_partition_keys(state.config, name, rows)
     buffered = await asyncio.to_thread(state.ingest.append, name, rows)
     accepted = RowsAccepted(dataset=name, accepted=len(rows), buffered=buffered)
@@ -330,17 +333,41 @@ async def _check_view_keys(state: DaemonState, dataset: str, rows: list[Any]) ->
         )
 
 
-async def _check_spellings(state: DaemonState, dataset: str, rows: list[Any]) -> None:
+def _check_some_column(dataset: str, rows: list[Any], known: list[str]) -> None:
+    """Reject rows that are all empty objects for a dataset without columns.
+
+    A dataset without a contract and without a version gets its columns from
+    the keys of its first flushed rows. The flush would reject a segment of
+    ``{}`` rows only, after the 202, so such a request is rejected now. It is
+    rejected even when rows with keys wait in the buffer, because the flush
+    may take those in a segment of their own before this request's rows.
+
+    Raises:
+        RequestError: `known` is empty and no row has a key (HTTP 422).
+    """
+    if known or any(not isinstance(row, dict) or row for row in rows):
+        return
+    raise RequestError(
+        f"dataset {dataset!r} has no columns yet, because it has no contract "
+        f"in [datasets.{dataset}] and no version, and every row sent is an "
+        'empty object ({}). Send rows with their values as keys, such as {"rows": '
+        '[{"id": 1}]}, or declare the columns in '
+        f"[datasets.{dataset}.contract.columns] to store each {{}} as a row of "
+        "missing values",
+        dataset=dataset,
+    )
+
+
+def _check_spellings(dataset: str, rows: list[Any], known: list[str]) -> None:
     """Reject a row with a key that the dataset spells otherwise in case.
 
     The flush would reject the whole segment, with the rows of other
     requests, because DuckDB does not tell apart ``A`` and ``a``.
 
     Raises:
-        RequestError: A key differs only in case from a column of the
-            dataset's contract or latest version (HTTP 422).
+        RequestError: A key differs only in case from `known`, the columns
+            of the dataset's contract and latest version (HTTP 422).
     """
-    known = await run_with_catalog(state, _dataset_columns, state.config, dataset)
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             return  # The buffer rejects the request, naming this row.

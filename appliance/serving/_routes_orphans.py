@@ -1,22 +1,25 @@
-"""Orphan folder route: lake folders under ``HOME/orphans`` deleted while the
-daemon runs, because the audit entry goes to the catalog that it holds.
+"""Orphan folder routes: the lake folders under ``HOME/orphans``.
 
-The folders are listed from the file system by ``appliance orphans list``,
-so only their removal has a route. It needs role ``admin``, as an erasure
-does, because it deletes rows that may exist nowhere else.
+The listing reads the file system only, as ``appliance orphans list`` does,
+and needs role ``reader``, so the terminal UI's datasets screen can show the
+folders. The removal runs in the daemon because its audit entry goes to the
+catalog that the daemon holds. It needs role ``admin``, as an erasure does,
+because it deletes rows that may exist nowhere else.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, post
+from litestar import Request, Response, get, post
+from litestar.params import QueryParameter
 
 from appliance.serving._openapi import body_operation
 from appliance.serving._routes_admin import _decode, _json
 from appliance.serving._state import daemon_state, run_with_catalog
-from appliance.storage import Catalog, remove_orphans
+from appliance.storage import Catalog, list_orphans, orphans_dir, remove_orphans
 
 
 class OrphanRemoveRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -33,6 +36,23 @@ class OrphanRemoveRequest(msgspec.Struct, forbid_unknown_fields=True):
             "version=0123456789abcdef; empty for all of them."
         ),
     ] = msgspec.field(default_factory=list)
+
+
+@get("/v1/admin/orphans", summary="List orphan folders")
+async def orphan_folders(
+    request: Request[Any, Any, Any],
+    dataset: Annotated[
+        str | None,
+        QueryParameter(description="Only the folders of this dataset."),
+    ] = None,
+) -> Response[bytes]:
+    """Return the orphan folders with their size, file count and newest file
+    time, and the folder that contains them."""
+    home = daemon_state(request).config.storage.home
+    found = await asyncio.to_thread(list_orphans, home, dataset)
+    return _json(
+        {"orphans": [o.to_dict() for o in found], "path": str(orphans_dir(home))}
+    )
 
 
 @post(
@@ -56,5 +76,5 @@ def _remove(
     return [orphan.to_dict() for orphan in remove_orphans(catalog, dataset, folders)]
 
 
-ROUTES = [remove_orphan_folders]
+ROUTES = [orphan_folders, remove_orphan_folders]
 """The route handlers of this module, as `create_app` mounts them."""

@@ -20,6 +20,7 @@ from appliance.dbrows import first_row
 from appliance.errors import StorageError
 from appliance.home import create_home
 from appliance.storage._errors import short_error
+from appliance.storage._gate_backfill import backfill_gate_rejections, has_table
 from appliance.storage._open_errors import (
     is_lock_conflict,
     is_permission_error,
@@ -175,14 +176,22 @@ _SCHEMA_SHA256 = hashlib.sha256(_SCHEMA.encode()).hexdigest()
 
 
 def _upgrade(db: duckdb.DuckDBPyConnection, home: Path) -> None:
-    """Apply the schema unless it is recorded, then the home's paths."""
+    """Apply the schema unless it is recorded, then the home's paths.
+
+    A catalog made before ``gate_rejections`` existed gets the table filled
+    from its audit log in the same transaction (`backfill_gate_rejections`).
+    """
     if not _is_current(db):
-        db.execute(_SCHEMA)
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS catalog_schema (sha256 VARCHAR NOT NULL);"
-            "DELETE FROM catalog_schema;"
-        )
-        db.execute("INSERT INTO catalog_schema VALUES (?)", [_SCHEMA_SHA256])
+        with transaction(db):
+            backfill = not has_table(db, "gate_rejections")
+            db.execute(_SCHEMA)
+            if backfill:
+                backfill_gate_rejections(db)
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS catalog_schema (sha256 VARCHAR NOT NULL);"
+                "DELETE FROM catalog_schema;"
+            )
+            db.execute("INSERT INTO catalog_schema VALUES (?)", [_SCHEMA_SHA256])
     relocate(db, str(home.resolve()))
 
 

@@ -34,6 +34,13 @@ OTHER_COMMANDS = (
     ("retrain", "{name}"),
     ("drift", "{name}"),
 )
+SAME_TEXT_NAMES = ("", "../x", "a b", "nosuch")
+SAME_TEXT_COMMANDS = (
+    ("keys", "revoke", "{name}"),
+    ("drift", "{name}"),
+    ("drift", "{name}", "--check"),
+)
+"""Commands whose error for an odd or unknown name must match word for word."""
 DATASET_COMMANDS = (
     ("datasets", "compact", "{name}"),
     ("datasets", "rejected", "{name}"),
@@ -69,9 +76,12 @@ def _fill(names: tuple[str, ...], commands: tuple[tuple[str, ...], ...]) -> list
 
 @pytest.fixture(scope="module")
 def commands() -> list[tuple[str, ...]]:
-    """Return every command with every bad name filled in: datasets first."""
-    return _fill(BAD_DATASETS, DATASET_COMMANDS) + _fill(
-        BAD_OTHER_NAMES, OTHER_COMMANDS
+    """Return every command with every bad name filled in: datasets first,
+    then other names, then the commands of `SAME_TEXT_COMMANDS`."""
+    return (
+        _fill(BAD_DATASETS, DATASET_COMMANDS)
+        + _fill(BAD_OTHER_NAMES, OTHER_COMMANDS)
+        + _fill(SAME_TEXT_NAMES, SAME_TEXT_COMMANDS)
     )
 
 
@@ -116,3 +126,18 @@ def test_bad_model_or_key_name_keeps_route(
         assert up_code == down_code, (command, up_text)
         assert "Traceback" not in up_text, command
         assert "no route" not in up_text, (command, up_text)
+
+
+def test_key_and_drift_name_same_with_daemon(
+    commands: list[tuple[str, ...]],
+    down_and_up: tuple[list[tuple[int, str]], list[tuple[int, str]]],
+) -> None:
+    down, up = down_and_up
+    count = len(SAME_TEXT_NAMES) * len(SAME_TEXT_COMMANDS)
+    for command, (down_code, down_text), (up_code, up_text) in zip(
+        commands[-count:], down[-count:], up[-count:], strict=True
+    ):
+        assert down_code == 1, (command, down_text)
+        assert up_code == down_code, (command, up_text)
+        assert up_text == down_text, command
+        assert "daemon" not in up_text, (command, up_text)

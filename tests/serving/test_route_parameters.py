@@ -34,6 +34,7 @@ PARAMETERS = {
     ("POST", "/v1/admin/erase"): [],
     ("GET", "/v1/admin/erasures"): [("dataset", "query")],
     ("POST", "/v1/admin/ingest"): [],
+    ("GET", "/v1/admin/orphans"): [("dataset", "query")],
     ("POST", "/v1/admin/orphans/remove"): [],
     ("GET", "/v1/admin/keys"): [],
     ("POST", "/v1/admin/keys"): [],
