@@ -16,7 +16,9 @@ ingesting the same bytes under the same contract again finds the existing
 version and writes nothing. `_unchanged.find_existing` finds such a version,
 and `_unchanged.check_unchanged` decides whether it may stand for the ingest.
 When a version of the same files has lost its lake files, the ingest writes
-them again instead (`_rebuild`) and stores no new version.
+them again instead (`_rebuild`) and stores no new version. An ingest holds
+the dataset's writer lock (`_writer_lock`) throughout, so a second ingest of
+the same files in the process waits and then finds the first one's version.
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ from appliance.storage._unchanged import (
 )
 from appliance.storage._view_keys import check_dropped_keys, check_first_keys
 from appliance.storage._view_reads import find_unread_rows, views_reading
+from appliance.storage._writer_lock import dataset_writer
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +215,10 @@ def ingest(
     args = (catalog, dataset, paths, mode, settings, strict, views, force)
     details: dict[str, Any] = {"mode": mode, "files": [str(p) for p in paths]}
     try:
-        with DecompressedFiles(catalog.home) as copies:
+        with (
+            dataset_writer(catalog, dataset),
+            DecompressedFiles(catalog.home) as copies,
+        ):
             result = _ingest(
                 *args,
                 same_paths,
