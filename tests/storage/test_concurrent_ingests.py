@@ -12,10 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from support import WriteFile
 
 from appliance.config import DatasetConfig
+from appliance.errors import StorageError
 from appliance.storage import (
     Catalog,
     DatasetVersion,
@@ -27,6 +29,7 @@ from appliance.storage import (
     scan_sql,
 )
 from appliance.storage import _ingest as ingest_module
+from appliance.storage._lake_write import UNCOMMITTED
 
 # Long enough for a second writer to reach the catalog when nothing stops it.
 SECOND_WRITER_WAIT_SECONDS = 2.0
@@ -166,3 +169,29 @@ def test_compactions_at_once_keep_files(
     assert not isinstance(second, Exception), second
     assert first.created
     assert not second.created
+
+
+def test_failed_record_keeps_folder_read_by_version(
+    catalog: Catalog, write_file: WriteFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version that retention removed keeps its folder while an append
+    version reads it. A replace of its files that fails to record writes to
+    that folder, and must leave it."""
+    settings = DatasetConfig(name="trips", keep_versions=1)
+    a = write_file("a.csv", "id,km\n1,2.5\n")
+    first = ingest(catalog, "trips", [a], settings=settings)
+    second = ingest(
+        catalog, "trips", [write_file("b.csv", "id,km\n2,4.0\n")], "append", settings
+    )
+    assert second.removed == [first.version.version]
+
+    def disk_full(*args: object) -> None:
+        raise duckdb.IOException("No space left on device")
+
+    monkeypatch.setattr(ingest_module, "record_version", disk_full)
+    with pytest.raises(StorageError, match="No space left on device"):
+        ingest(catalog, "trips", [a], settings=settings)
+
+    assert _parquet_files(first.version) != []
+    assert not (first.version.path / UNCOMMITTED).exists()
+    assert _rows(catalog, second.version) == [(1, 2.5), (2, 4.0)]
