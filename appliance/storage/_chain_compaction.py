@@ -52,6 +52,7 @@ from appliance.storage._lake_write import (
 from appliance.storage._loading import PARQUET_OPTIONS
 from appliance.storage._retention import apply_retention, version_folder
 from appliance.storage._sql import ident, literal
+from appliance.storage._writer_lock import dataset_writer
 
 logger = logging.getLogger(__name__)
 
@@ -83,15 +84,20 @@ def chain_folders(version: DatasetVersion) -> int:
 def compact_chain(catalog: Catalog, settings: DatasetConfig) -> CompactResult:
     """Write the rows of the latest version of a dataset to a version of its own.
 
-    The caller keeps other writers of the dataset out meanwhile, such as the
-    ingest buffer's flushes (its ``flush_lock``), because a flush recorded
-    during the compaction would not be part of the compacted version.
+    It holds the dataset's writer lock (`dataset_writer`) meanwhile, because
+    a flush recorded during the compaction would not be part of the compacted
+    version, and a second compaction of the chain would write the same folder.
 
     Raises:
         NotFoundError: The dataset has no version.
         StorageError: The lake or the catalog cannot be written; nothing was
             stored.
     """
+    with dataset_writer(catalog, settings.name):
+        return _compact_chain(catalog, settings)
+
+
+def _compact_chain(catalog: Catalog, settings: DatasetConfig) -> CompactResult:
     dataset = settings.name
     latest = latest_version(catalog, dataset)
     assert latest is not None

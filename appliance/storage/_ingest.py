@@ -16,7 +16,9 @@ ingesting the same bytes under the same contract again finds the existing
 version and writes nothing. `_unchanged.find_existing` finds such a version,
 and `_unchanged.check_unchanged` decides whether it may stand for the ingest.
 When a version of the same files has lost its lake files, the ingest writes
-them again instead (`_rebuild`) and stores no new version.
+them again instead (`_rebuild`) and stores no new version. An ingest holds
+the dataset's writer lock (`_writer_lock`) throughout, so a second ingest of
+the same files in the process waits and then finds the first one's version.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from appliance.storage._datasets import (
     has_partitioned_files,
     latest_version,
     parquet_sql,
+    read_by_kept,
     record_version,
     sample_sql,
     scan_sql,
@@ -119,6 +122,7 @@ from appliance.storage._unchanged import (
 )
 from appliance.storage._view_keys import check_dropped_keys, check_first_keys
 from appliance.storage._view_reads import find_unread_rows, views_reading
+from appliance.storage._writer_lock import dataset_writer
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +216,10 @@ def ingest(
     args = (catalog, dataset, paths, mode, settings, strict, views, force)
     details: dict[str, Any] = {"mode": mode, "files": [str(p) for p in paths]}
     try:
-        with DecompressedFiles(catalog.home) as copies:
+        with (
+            dataset_writer(catalog, dataset),
+            DecompressedFiles(catalog.home) as copies,
+        ):
             result = _ingest(
                 *args,
                 same_paths,
@@ -659,15 +666,7 @@ def _ingest_new(
             pending_quality=pending_quality,
         )
     except BaseException:
-        # The catalog is as it was: remove the rows no version points to.
-        shutil.rmtree(target, ignore_errors=True)
-        logger.warning(
-            "ingest failed after writing rows, folder removed dataset=%s "
-            "version=%s folder=%s",
-            dataset,
-            version_id,
-            target,
-        )
+        _remove_unrecorded(catalog, dataset, version_id, target)
         raise
     mark_committed(target)
     removed = []
@@ -683,6 +682,52 @@ def _ingest_new(
         len(sources),
     )
     return IngestResult(version, True, accepted, quarantined, warnings, removed)
+
+
+def _remove_unrecorded(
+    catalog: Catalog, dataset: str, version_id: str, target: Path
+) -> None:
+    """Delete the folder of a version that failed to record, unless it is read.
+
+    A version that retention removed keeps its folder while an ``append``
+    version reads its files, and an ingest that recreates the removed
+    version writes the same rows to that folder again. The folder is also
+    kept when the catalog query fails. The orphan cleanup deletes a kept
+    folder later if no version reads it.
+    """
+    try:
+        in_use = find_version(catalog, dataset, version_id) is not None
+        in_use = in_use or read_by_kept(catalog, dataset, target)
+    except duckdb.Error as exc:
+        logger.warning(
+            "ingest failed after writing rows, folder kept because the catalog "
+            "cannot tell whether a version reads it dataset=%s version=%s "
+            "folder=%s error=%s",
+            dataset,
+            version_id,
+            target,
+            short_error(exc),
+        )
+        return
+    if in_use:
+        mark_committed(target)
+        logger.warning(
+            "ingest failed after writing rows, folder kept because a recorded "
+            "version reads it dataset=%s version=%s folder=%s",
+            dataset,
+            version_id,
+            target,
+        )
+        return
+    # The catalog is as it was: remove the rows no version points to.
+    shutil.rmtree(target, ignore_errors=True)
+    logger.warning(
+        "ingest failed after writing rows, folder removed dataset=%s "
+        "version=%s folder=%s",
+        dataset,
+        version_id,
+        target,
+    )
 
 
 def _check_view_keys(
