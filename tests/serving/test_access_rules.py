@@ -47,6 +47,7 @@ from appliance.serving._access import (
         ("GET", "/v1/admin/datasets", "reader"),
         ("GET", "/v1/admin/erasures", "admin"),
         ("POST", "/v1/admin/orphans/remove", "admin"),
+        ("POST", "/v1/admin/signing/rotate", "admin"),
         ("POST", "/health/live", None),
     ],
 )

@@ -35,6 +35,7 @@ PARAMETERS = {
     ("GET", "/v1/admin/erasures"): [("dataset", "query")],
     ("POST", "/v1/admin/ingest"): [],
     ("POST", "/v1/admin/orphans/remove"): [],
+    ("POST", "/v1/admin/signing/rotate"): [],
     ("GET", "/v1/admin/keys"): [],
     ("POST", "/v1/admin/keys"): [],
     ("POST", "/v1/admin/keys/{name}/revoke"): [("name", "path")],
