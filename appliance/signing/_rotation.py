@@ -164,10 +164,11 @@ def _home_key_folder(config: Config) -> Path:
     if configured is not None:
         raise ConfigError(
             f"[security] signing_key names {configured}, and the appliance "
-            "rotates only the home's own key; make a new key pair, add the new "
-            "public key to trusted_keys on every box, sign the versions again "
-            "with 'appliance models sign NAME@VERSION --replace' under the new "
-            "key, then remove the old public key from trusted_keys"
+            "rotates only the home's own key; to replace that key, stop the "
+            "daemon, set signing_key to a new key and add the old public key to "
+            "trusted_keys, run 'appliance models sign NAME@VERSION --replace' "
+            "for each version, then remove the old public key from trusted_keys "
+            '(docs/architecture.md, "Rotating keys")'
         )
     folder = config.storage.home / KEY_FOLDER
     if not (folder / NEXT_FOLDER).is_dir() and not (folder / PRIVATE_FILE).exists():

@@ -20,9 +20,12 @@ from appliance.signing import (
     PRIVATE_FILE,
     PUBLIC_FILE,
     key_id,
+    public_pem,
     read_public_key,
+    sign_manifest,
     signing_key,
     trusted_keys,
+    write_private_key,
 )
 from appliance.storage import Catalog, ModelVersion, list_models
 from appliance.training import train_model
@@ -210,8 +213,6 @@ def test_rotation_keeps_other_and_reports_rejected(
     versions = {v.version: v for v in _versions(config)}
     other = Ed25519PrivateKey.generate()
     other_public = tmp_path / "other.pub"
-    from appliance.signing import public_pem, sign_manifest
-
     other_public.write_bytes(public_pem(other.public_key()))
     files = {
         name: (versions[3].path / name).read_bytes()
@@ -239,8 +240,6 @@ def test_rotation_keeps_other_and_reports_rejected(
 def test_rotation_rejects_configured_key(
     trips: Callable[[str], Config], tmp_path: Path
 ) -> None:
-    from appliance.signing import write_private_key
-
     write_private_key(tmp_path / "box.key", Ed25519PrivateKey.generate())
     config = trips('[security]\nsigning_key = "box.key"\n')
 
