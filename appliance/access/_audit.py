@@ -69,6 +69,7 @@ ACTIONS = (
     "predictions.expire",
     "request.refused",
     "retrain.start",
+    "signing.rotate",
 )
 """Every action the appliance records, for listings filtered by action."""
 

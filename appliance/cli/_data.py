@@ -94,6 +94,10 @@ def register(commands: Any) -> None:
     register_rejected(datasets)
     register_remove(datasets)
     register_compact(datasets)
+    # TODO: add 'datasets rotate-key', which re-encrypts the lake, quarantine,
+    # ingest buffer and prediction log under a new column key and finishes
+    # when run again after an interruption. Until then docs/architecture.md,
+    # "Rotating keys", gives the manual procedure.
 
 
 def _ingest(config: Config, args: argparse.Namespace) -> int:

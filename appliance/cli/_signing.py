@@ -1,8 +1,9 @@
-"""Signature commands of the ``models`` group: ``verify`` and ``sign``."""
+"""Signature commands of the ``models`` group: ``verify``, ``sign``, ``rotate-key``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -18,7 +19,7 @@ from appliance.config import Config
 
 
 def register(models: Any) -> None:
-    """Add ``models verify`` and ``models sign`` to the ``models`` group."""
+    """Add the signature commands to the ``models`` group."""
     verify = add_command(
         models, "verify", _verify, "check the signatures of a model's versions"
     )
@@ -49,6 +50,15 @@ def register(models: Any) -> None:
         help="sign again a version that has a signature, such as after a key "
         "change; its current files are signed as they are",
     )
+
+    rotate = add_command(
+        models,
+        "rotate-key",
+        _rotate_key,
+        "replace the home's signing key: verify and re-sign every version, then "
+        "retire the old key; a rerun finishes an interrupted rotation",
+    )
+    add_json_flag(rotate)
 
 
 def _verify(config: Config, args: argparse.Namespace) -> int:
@@ -112,6 +122,53 @@ def _sign(config: Config, args: argparse.Namespace) -> int:
         record(catalog, "model.sign", name, {**details, "replaced": args.replace})
     print(f"signed {name} version {version.version} with key {signer}")
     return 0
+
+
+def _rotate_key(config: Config, args: argparse.Namespace) -> int:
+    from appliance.client import LONG_TIMEOUT_SECONDS, find_daemon
+
+    client = find_daemon(config.storage.home, config.path, config.api_key)
+    if client is not None:
+        # The daemon owns the catalog, where the audit entry goes, and its
+        # admin lock keeps training and promotions out meanwhile.
+        path = "/v1/admin/signing/rotate"
+        rotation = client.post(path, {}, LONG_TIMEOUT_SECONDS)["rotation"]
+    else:
+        from appliance.signing import rotate_and_record
+        from appliance.storage import Catalog
+
+        with Catalog(config.storage.home) as catalog:
+            rotation = rotate_and_record(catalog, config).to_dict()
+    if args.json:
+        print(json.dumps(rotation))
+    else:
+        _print_rotation(rotation)
+    rejected = rotation["rejected"]
+    for name, error in rejected.items():
+        print(f"error: {name} was not re-signed: {error}", file=sys.stderr)
+    if rejected:
+        print(
+            "error: the rotation finished, but these versions failed "
+            f"verification and stay rejected: {', '.join(rejected)}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _print_rotation(rotation: dict[str, Any]) -> None:
+    for name in rotation["resigned"]:
+        print(f"re-signed {name}")
+    for name in rotation["kept"]:
+        print(f"kept {name}, signed by another trusted key")
+    resumed = " (finished an interrupted rotation)" if rotation["resumed"] else ""
+    print(
+        f"rotated the signing key {rotation['old_key_id']} -> "
+        f"{rotation['new_key_id']}{resumed}: {len(rotation['resigned'])} "
+        f"re-signed, {len(rotation['already'])} signed by the new key already, "
+        f"{len(rotation['kept'])} kept, {len(rotation['rejected'])} rejected; "
+        f"key {rotation['old_key_id']} is retired"
+    )
 
 
 def _versions(config: Config, name: str, reference: str | None) -> list[Any]:

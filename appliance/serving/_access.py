@@ -68,10 +68,11 @@ ADMIN_PREFIXES = (
     "/v1/admin/erase",
     "/v1/admin/erasures",
     "/v1/admin/orphans/",
+    "/v1/admin/signing",
 )
 """Paths of the admin role: keys, the audit log, erasures and their receipts,
-and the removal of orphan folders. Their listing, ``GET /v1/admin/orphans``,
-needs role ``reader``."""
+the removal of orphan folders and the rotation of the signing key. The orphan
+folder listing, ``GET /v1/admin/orphans``, needs role ``reader``."""
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _ANONYMOUS = Actor(ANONYMOUS)
 _DAEMON = Actor(DAEMON)

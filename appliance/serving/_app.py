@@ -31,6 +31,7 @@ from appliance.serving import (
     _routes_rejected,
     _routes_remove,
     _routes_retrain,
+    _routes_signing,
     _routes_ui,
 )
 from appliance.serving._errors import error_response
@@ -53,6 +54,7 @@ ROUTE_MODULES = (
     _routes_erase,
     _routes_orphans,
     _routes_remove,
+    _routes_signing,
 )
 
 

@@ -4,7 +4,13 @@ The home's own key pair lives in ``HOME/signing/``: ``ed25519.key`` (PEM,
 PKCS#8, mode 0600) and ``ed25519.pub`` (PEM). It is generated the first time
 a version is signed, unless ``[security] signing_key`` names another private
 key. A signature is accepted when its key is the signing key of this box or
-one of ``[security] trusted_keys``.
+one of ``[security] trusted_keys``, and no key rotation retired it.
+
+A rotation of the home's key (see `appliance.signing._rotation`) keeps the
+next key pair in ``HOME/signing/next/`` until it finishes. Meanwhile the next
+key signs new versions and both keys are trusted. A finished rotation leaves
+the old public key in ``HOME/signing/retired/KEY_ID.pub``, and a signature
+by a retired key is rejected.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -31,6 +38,14 @@ KEY_FOLDER = "signing"
 """Folder of the home's own key pair, under the home."""
 PRIVATE_FILE = "ed25519.key"
 PUBLIC_FILE = "ed25519.pub"
+NEXT_FOLDER = "next"
+"""Folder of the key pair that a rotation in progress moves to, under
+`KEY_FOLDER`."""
+RETIRING_FILE = "retiring.pub"
+"""Public key that a rotation in progress retires, in `NEXT_FOLDER`."""
+RETIRED_FOLDER = "retired"
+"""Folder of the public keys that rotations retired, as ``KEY_ID.pub``, under
+`KEY_FOLDER`."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,8 @@ class TrustedKeys:
     missing_home_folder: Path | None = None
     """The home's key folder when no ``signing_key`` is set and it has no key,
     because the home never signed or the folder was lost."""
+    retired: dict[str, Path] = field(default_factory=dict)
+    """File of each public key that a rotation retired, by key id."""
 
     def names(self) -> str:
         """Return the trusted key ids and their files, for error messages."""
@@ -80,6 +97,9 @@ def signing_key(config: Config) -> Ed25519PrivateKey:
     security, home = config.security, config.storage.home
     if security.signing_key is not None:
         return read_private_key(security.signing_key)
+    staged = _read_if_present(home / KEY_FOLDER / NEXT_FOLDER / PRIVATE_FILE)
+    if staged is not None:
+        return staged
     path = home / KEY_FOLDER / PRIVATE_FILE
     if path.exists():
         return read_private_key(path)
@@ -90,35 +110,90 @@ def trusted_keys(config: Config) -> TrustedKeys:
     """Return the signing key's public half and every ``trusted_keys`` entry.
 
     The home's public key counts only once the home's key exists, so a home
-    that has never signed trusts ``trusted_keys`` alone.
+    that has never signed trusts ``trusted_keys`` alone. During a rotation
+    the next key counts too. A key that a rotation retired never counts.
 
     Raises:
         ConfigError: A key file is missing, unreadable or not an Ed25519 key.
     """
-    security, home = config.security, config.storage.home
+    security, folder = config.security, config.storage.home / KEY_FOLDER
     keys: dict[str, Ed25519PublicKey] = {}
     sources: dict[str, Path] = {}
     missing = None
-    own = security.signing_key
-    if own is not None:
-        public = read_private_key(own).public_key()
-        keys[key_id(public)], sources[key_id(public)] = public, own
+    if security.signing_key is not None:
+        _add_key(
+            keys, sources, read_private_key(security.signing_key), security.signing_key
+        )
     else:
-        folder = home / KEY_FOLDER
-        if (folder / PUBLIC_FILE).exists():
-            public = read_public_key(folder / PUBLIC_FILE)
-            keys[key_id(public)], sources[key_id(public)] = public, folder / PUBLIC_FILE
-        elif (folder / PRIVATE_FILE).exists():
-            public = read_private_key(folder / PRIVATE_FILE).public_key()
-            keys[key_id(public)] = public
-            sources[key_id(public)] = folder / PRIVATE_FILE
-        else:
-            missing = folder
+        missing = _add_home_keys(keys, sources, folder)
     for path in security.trusted_keys:
-        public = read_public_key(path)
-        keys.setdefault(key_id(public), public)
-        sources.setdefault(key_id(public), path)
-    return TrustedKeys(keys, sources, missing)
+        _add_key(keys, sources, read_public_key(path), path)
+    retired = retired_keys(folder)
+    for identifier in retired:
+        keys.pop(identifier, None)
+        sources.pop(identifier, None)
+    return TrustedKeys(keys, sources, missing, retired)
+
+
+def retired_keys(folder: Path) -> dict[str, Path]:
+    """Return the file of each key that a rotation retired, by key id.
+
+    `folder` is the home's key folder. The key id is the file's name, which
+    the rotation wrote from the key itself.
+    """
+    retired = folder / RETIRED_FOLDER
+    if not retired.is_dir():
+        return {}
+    return {path.stem: path for path in sorted(retired.glob("*.pub"))}
+
+
+def _add_home_keys(
+    keys: dict[str, Ed25519PublicKey], sources: dict[str, Path], folder: Path
+) -> Path | None:
+    """Add the home's public key and a rotation's next key; return `folder`
+    when the home has no key."""
+    staged = folder / NEXT_FOLDER / PUBLIC_FILE
+    public = _read_if_present(staged)
+    if public is not None:
+        _add_key(keys, sources, public, staged)
+    if (folder / PUBLIC_FILE).exists():
+        _add_key(
+            keys, sources, read_public_key(folder / PUBLIC_FILE), folder / PUBLIC_FILE
+        )
+    elif (folder / PRIVATE_FILE).exists():
+        private = read_private_key(folder / PRIVATE_FILE)
+        _add_key(keys, sources, private.public_key(), folder / PRIVATE_FILE)
+    elif not keys:
+        return folder
+    return None
+
+
+def _read_if_present(path: Path) -> Any:
+    """Read a key of a rotation's ``next`` folder, or return None without it.
+
+    A rotation that finishes moves the files away, so a file found a moment
+    ago may be gone. The key is then in the home's key files.
+    """
+    try:
+        if path.name == PRIVATE_FILE:
+            return read_private_key(path)
+        return read_public_key(path)
+    except ConfigError:
+        if path.exists():
+            raise
+        return None
+
+
+def _add_key(
+    keys: dict[str, Ed25519PublicKey],
+    sources: dict[str, Path],
+    key: Ed25519PublicKey | Ed25519PrivateKey,
+    path: Path,
+) -> None:
+    """Add the public half of `key`, read from `path`, unless its id is there."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    keys.setdefault(key_id(public), public)
+    sources.setdefault(key_id(public), path)
 
 
 def read_private_key(path: Path) -> Ed25519PrivateKey:
@@ -182,11 +257,7 @@ def _read_key_file(path: Path, kind: str) -> bytes:
 def _create_home_key(folder: Path) -> Ed25519PrivateKey:
     """Generate the home's key pair, unless another process wrote it first."""
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    pem = private_pem(key)
     final = folder / PRIVATE_FILE
     staging = folder / f".{PRIVATE_FILE}.{os.getpid()}.tmp"
     try:
@@ -221,3 +292,17 @@ def _write_public(path: Path, pem: bytes) -> None:
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     staging.write_bytes(pem)
     os.replace(staging, path)
+
+
+def private_pem(key: Ed25519PrivateKey) -> bytes:
+    """Return the private key as unencrypted PEM (PKCS#8)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
+    """Write `key` to the new file `path` with mode 0600 and fsync it."""
+    _write_private(path, private_pem(key))

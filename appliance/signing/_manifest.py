@@ -158,6 +158,14 @@ def _untrusted_message(where: str, signer: str, trusted: TrustedKeys) -> str:
         f"{SIGNATURE_FILE} of {where} is signed by key {signer}, which is not "
         f"trusted (trusted keys: {trusted.names()})"
     )
+    retired = trusted.retired.get(signer)
+    if retired is not None:
+        return (
+            f"{problem}, because a key rotation retired it ({retired}); the "
+            "rotation did not re-sign this version, so check its files and sign "
+            "them with 'appliance models sign NAME@VERSION --replace', or "
+            "restore the version folder from a backup taken after the rotation"
+        )
     folder = trusted.missing_home_folder
     if folder is None:
         return (

@@ -31,6 +31,8 @@ EXEMPT = {
     "is in the path",
     ("post", "/v1/models/{name}/drift/check"): "takes no body; the model name "
     "is in the path",
+    ("post", "/v1/admin/signing/rotate"): "takes no body; it rotates the home's "
+    "one signing key",
 }
 """Operations that need no request body schema, with the reason."""
 

@@ -49,6 +49,7 @@ from appliance.serving._access import (
         ("POST", "/v1/admin/orphans/remove", "admin"),
         ("POST", "/v1/admin/orphans/remove/", "admin"),
         ("GET", "/v1/admin/orphans", "reader"),
+        ("POST", "/v1/admin/signing/rotate", "admin"),
         ("POST", "/health/live", None),
     ],
 )

@@ -36,6 +36,7 @@ PARAMETERS = {
     ("POST", "/v1/admin/ingest"): [],
     ("GET", "/v1/admin/orphans"): [("dataset", "query")],
     ("POST", "/v1/admin/orphans/remove"): [],
+    ("POST", "/v1/admin/signing/rotate"): [],
     ("GET", "/v1/admin/keys"): [],
     ("POST", "/v1/admin/keys"): [],
     ("POST", "/v1/admin/keys/{name}/revoke"): [("name", "path")],
