@@ -21,9 +21,9 @@ import numpy as np
 
 from appliance.config import Config, MonitoringConfig, load_config
 from appliance.errors import JobRunningError
-from appliance.monitoring._alerts import Alert, batch_drift_alert
+from appliance.monitoring._alerts import Alert, AlertCandidate, batch_drift_alert
 from appliance.monitoring._batch import DriftReport, DriftThresholds, batch_drift
-from appliance.monitoring._health import notify
+from appliance.monitoring._health import notify, raise_alerts, resolve_alerts
 from appliance.monitoring._jobs import schedule_per_model
 from appliance.monitoring._store import MonitoringStore
 from appliance.predictions import newest_inputs
@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 REFERENCE_ROWS = 50_000
 """Training rows sampled as the reference of each check."""
+JOB_ALERT = "job"
+"""Alert kind of a failed scheduled drift check."""
 
 
 def thresholds(config: MonitoringConfig) -> DriftThresholds:
@@ -134,15 +136,59 @@ def check_drift(config_path: str, model: str) -> dict[str, Any]:
     """Run the scheduled batch drift check of `model` with the config file.
 
     A check of the model that runs already, such as one an operator started,
-    makes this run skip.
+    makes this run skip. A failed check opens a ``job`` alert, or counts up
+    the open one, before its error reaches the job runner, and the next run
+    that finishes resolves it.
 
     Returns:
         The run's detail: tested and drifted features, or why nothing ran.
     """
+    config = load_config(config_path)
     try:
-        return run_drift_check(load_config(config_path), model).detail()
+        detail = run_drift_check(config, model).detail()
     except JobRunningError as exc:
         return {"skipped": str(exc)}
+    except Exception as exc:
+        _alert_failed_check(config, model, exc)
+        raise
+    _resolve_failed_check(config, model)
+    return detail
+
+
+def _alert_failed_check(config: Config, model: str, exc: Exception) -> None:
+    """Open or count up the ``job`` alert of a failed scheduled drift check.
+
+    The job runner records the run as failed and logs the traceback. The
+    alert shows the failure where operators look for problems, and sends it
+    to the webhook once while it stays open.
+    """
+    job_id = f"drift:{model}"
+    message = (
+        f"scheduled job {job_id} failed: {type(exc).__name__}: {exc}. The "
+        f"batch drift check of model {model!r} scores no drift until this is "
+        f"fixed; run 'appliance drift {model} --check' to see the error again"
+    )
+    candidate = AlertCandidate(model, JOB_ALERT, job_id, "warning", message)
+    try:
+        raise_alerts(config.storage.home, [candidate], config.monitoring)
+    except Exception:
+        logger.exception("job failure alert not stored job=%s", job_id)
+
+
+def _resolve_failed_check(config: Config, model: str) -> None:
+    """Resolve the ``job`` alert of the drift check once a run finishes."""
+    job_id = f"drift:{model}"
+    try:
+        resolve_alerts(
+            config.storage.home,
+            model,
+            (JOB_ALERT,),
+            f"scheduled job {job_id} finished",
+            config.monitoring,
+            subject=job_id,
+        )
+    except Exception:
+        logger.exception("job failure alert not resolved job=%s", job_id)
 
 
 def run_drift_check(config: Config, model: str) -> DriftCheck:

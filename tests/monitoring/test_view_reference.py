@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 from support import (
+    WebhookReceiver,
     load_config_text,
     run_appliance,
     start_daemon,
@@ -25,7 +26,7 @@ from support import (
 )
 
 from appliance.config import Config
-from appliance.monitoring import run_drift_check
+from appliance.monitoring import MonitoringStore, run_drift_check, run_job
 from appliance.predictions import create_table
 from appliance.storage import CHAMPION, Catalog, get_version, ingest, set_alias
 from appliance.training import train_model
@@ -247,3 +248,43 @@ def test_check_through_daemon_fills_views(tmp_path: Path) -> None:
     assert second["drifted"] == ["temp", "temp_f"]
     assert second["alert_opened"] is True
     assert "drift checked model=late version=1" in daemon.log.read_text()
+
+
+def test_failed_scheduled_check_alerts(
+    tmp_path: Path, webhook: WebhookReceiver
+) -> None:
+    settings = f'[monitoring]\nwebhook_url = "{webhook.url}"\nwebhook_retries = 0\n'
+    config, rows = _trained(tmp_path, CONFIG.replace("[monitoring]\n", settings))
+    home = config.storage.home
+    _log_inputs(home, _request_rows(rows))
+    with Catalog(home) as catalog:
+        onnx = get_version(catalog, "late", 1).path / "model.onnx"
+    signed = onnx.read_bytes()
+    job = (str(home), "drift:late", 3600.0, "appliance.monitoring._checks:check_drift")
+    args = (str(tmp_path / "config.toml"), "late")
+
+    onnx.write_bytes(b"damaged")
+    run_job(*job, *args)
+    run_job(*job, *args)
+    with MonitoringStore(home) as store:
+        failed = store.last_job_runs("drift:late")
+        (opened,) = [a for a in store.list_alerts() if a.kind == "job"]
+    onnx.write_bytes(signed)
+    run_job(*job, *args)
+    with MonitoringStore(home) as store:
+        finished = store.last_job_runs("drift:late")
+        resolved = store.get_alert(opened.id)
+
+    assert failed[-1]["outcome"] == "failed"
+    assert opened.subject == "drift:late"
+    assert opened.severity == "warning"
+    assert opened.count == 2
+    assert opened.message.startswith("scheduled job drift:late failed: SignatureError")
+    assert "appliance drift late --check" in opened.message
+    sent = [b for b in webhook.bodies if b["kind"] == "job" and b["status"] == "open"]
+    assert [b["id"] for b in sent] == [opened.id]
+    assert finished[-1]["outcome"] == "finished"
+    assert resolved.status.value == "resolved"
+    assert resolved.resolution == (
+        "resolved automatically: scheduled job drift:late finished"
+    )
