@@ -24,6 +24,7 @@ from appliance.derive import (
     ExpressionError,
     check_expression,
     feature_columns,
+    quote_identifier,
     utc_cursor,
 )
 from appliance.errors import NotFoundError, TrainingError, one_line
@@ -58,7 +59,8 @@ def sample_trained_rows(
     """Read a fixed sample of up to `rows` training rows of a model version.
 
     The sample is taken from the dataset rows before the feature views are
-    joined, so the join reads no more than `rows` rows. It is the same at
+    joined, so the join reads no more than `rows` rows. Rows without a
+    target value are left out afterwards, as training leaves them out. It is the same at
     every call on the same data: rows are picked by a hash of their position.
 
     Args:
@@ -91,8 +93,11 @@ def sample_trained_rows(
         source = _rows_source(cfg, version, store, views, narrow)
         base = _base_sql(db, source, cfg, window)
         columns = ", ".join(feature_columns(*inputs))
+        # Training drops the rows without a target value, so the sample does.
+        labelled = f"{quote_identifier(cfg.target)} IS NOT NULL"
+        sql = f"SELECT {columns} FROM ({base}) WHERE {labelled}"
         with utc_cursor(db) as cursor:
-            return cursor.execute(f"SELECT {columns} FROM ({base})").df()
+            return cursor.execute(sql).df()
     except duckdb.IOException:
         raise TrainingError(
             f"cannot read the training rows of model {cfg.name!r}: "

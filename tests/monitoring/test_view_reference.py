@@ -29,7 +29,7 @@ from appliance.config import Config
 from appliance.monitoring import MonitoringStore, run_drift_check, run_job
 from appliance.predictions import create_table
 from appliance.storage import CHAMPION, Catalog, get_version, ingest, set_alias
-from appliance.training import train_model
+from appliance.training import sample_trained_rows, train_model
 
 CONFIG = """
 [storage]
@@ -150,6 +150,38 @@ def test_check_reads_trained_versions(tmp_path: Path) -> None:
     assert check.report is not None
     assert check.report.tested == 3
     assert check.report.drifted == []
+
+
+def test_sample_matches_training_rows(tmp_path: Path) -> None:
+    config = load_config_text(tmp_path, CONFIG)
+    flights_csv, weather_csv = write_flights_week(tmp_path)
+    with flights_csv.open("a") as out:
+        out.write("EWR,2013-02-01T01:00:00Z,150,\n")
+    with Catalog(config.storage.home) as catalog:
+        ingest(catalog, "flights", [flights_csv])
+        ingest(catalog, "weather", [weather_csv])
+    trained = train_model(config, "late")
+    schema = json.loads((trained.model_version.path / "schema.json").read_text())
+    inputs = (["distance", "km", "temp", "temp_f"], [])
+    cfg = config.model("late")
+
+    with Catalog(config.storage.home) as catalog:
+        every = sample_trained_rows(
+            catalog, cfg, config.feature_views, schema, inputs, 1000
+        )
+        sample = sample_trained_rows(
+            catalog, cfg, config.feature_views, schema, inputs, 10
+        )
+        again = sample_trained_rows(
+            catalog, cfg, config.feature_views, schema, inputs, 10
+        )
+
+    assert schema["rows_unlabelled"] == 1
+    assert len(every) == schema["rows_train"] + schema["rows_test"]
+    assert every["temp"].notna().all()
+    assert (every["temp_f"] == every["temp"] * 1.8 + 32).all()
+    assert len(sample) == 10
+    pd.testing.assert_frame_equal(sample, again)
 
 
 def test_check_uses_champion_version(tmp_path: Path) -> None:
