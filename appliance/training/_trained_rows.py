@@ -140,7 +140,7 @@ def _dataset_version(
     except NotFoundError as exc:
         raise NotFoundError(
             f"dataset version {reference} that model {cfg.name!r} was trained on "
-            f"is not in the catalog ({exc}), so its training rows cannot be "
+            f"is not in the catalog ({exc}), so the model's training rows cannot be "
             "read; train the model again on a dataset version that 'appliance "
             "datasets list' shows"
         ) from None
@@ -176,7 +176,7 @@ def _trained_store(
             raise NotFoundError(
                 f"dataset version {dataset}@{read} that the feature views of "
                 f"model {cfg.name!r} read at training is not in the catalog "
-                f"({exc}), so its training rows cannot be read; train the "
+                f"({exc}), so the model's training rows cannot be read; train the "
                 "model again"
             ) from None
     chosen[version.dataset] = version

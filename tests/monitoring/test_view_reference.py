@@ -320,3 +320,29 @@ def test_failed_scheduled_check_alerts(
     assert resolved.resolution == (
         "resolved automatically: scheduled job drift:late finished"
     )
+
+
+def test_check_names_removed_view_dataset(tmp_path: Path) -> None:
+    config, rows = _trained(tmp_path)
+    home = config.storage.home
+    path = tmp_path / "config.toml"
+    _log_inputs(home, _request_rows(rows))
+    with Catalog(home) as catalog:
+        schema = json.loads(
+            (get_version(catalog, "late", 1).path / "schema.json").read_text()
+        )
+    weather = schema["feature_versions"]["weather"]
+
+    removed = run_appliance(
+        path, home, "datasets", "remove", "weather", "--ignore-dependents"
+    )
+    checked = run_appliance(path, home, "drift", "late", "--check")
+
+    assert removed.returncode == 0, removed.stderr
+    assert checked.returncode == 1
+    assert "Traceback" not in checked.stderr
+    assert (
+        f"dataset version weather@{weather} that the feature views of model "
+        "'late' read at training is not in the catalog" in checked.stderr
+    )
+    assert "train the model again" in checked.stderr
