@@ -60,8 +60,9 @@ def sample_trained_rows(
 
     The sample is taken from the dataset rows before the feature views are
     joined, so the join reads no more than `rows` rows. Rows without a
-    target value are left out afterwards, as training leaves them out. It is the same at
-    every call on the same data: rows are picked by a hash of their position.
+    target value are left out afterwards, as training leaves them out. The
+    sample is the same at every call on the same data, because rows are
+    picked by a hash of their position.
 
     Args:
         catalog: The catalog that contains the dataset versions.
@@ -93,7 +94,6 @@ def sample_trained_rows(
         source = _rows_source(cfg, version, store, views, narrow)
         base = _base_sql(db, source, cfg, window)
         columns = ", ".join(feature_columns(*inputs))
-        # Training drops the rows without a target value, so the sample does.
         labelled = f"{quote_identifier(cfg.target)} IS NOT NULL"
         sql = f"SELECT {columns} FROM ({base}) WHERE {labelled}"
         with utc_cursor(db) as cursor:
