@@ -199,16 +199,32 @@ def _print_check(check: dict[str, Any], as_json: bool) -> None:
     at = f"{datetime.fromisoformat(check['checked_at']):%Y-%m-%d %H:%M:%S}"
     if "skipped" in check:
         print(f"drift check of {name} at {at} skipped: {check['skipped']}")
+        _print_reference(check)
         return
     drifted = ", ".join(check["drifted"]) or "none"
     print(
         f"drift check of {name} at {at}: {check['rows']} logged rows, "
         f"{check['tested']} features tested, drifted: {drifted}"
     )
+    _print_reference(check)
     if check["alert_id"] is not None:
         change = "opened" if check["alert_opened"] else "still open, count raised"
         print(f"drift alert {check['alert_id']} {change}")
     print_rows(check["features"], False, _DRIFT_COLUMNS[1:])
+
+
+def _print_reference(check: dict[str, Any]) -> None:
+    """Print the version whose training rows the check compared with."""
+    version = check.get("version")
+    if version is None:
+        return
+    if check.get("version_source") == "champion":
+        print(f"reference: version {version}, the champion")
+    else:
+        print(
+            f"reference: version {version}, the latest registered version, "
+            "because no champion alias is set"
+        )
 
 
 def _drift_from_store(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -38,13 +39,16 @@ class ViewFailure:
     """Unix time of the failed load."""
 
     def to_dict(self, models: list[str]) -> dict[str, Any]:
-        """Return the failure as JSON-ready values, with the models it affects."""
+        """Return the failure as JSON-ready values, with the models it affects.
+
+        ``failed_at`` is ISO 8601 in UTC, like the other times of the HTTP API.
+        """
         return {
             "error": self.message,
             "datasets": dict(self.versions),
             "serving_rows_of": None if self.served is None else dict(self.served),
             "models": models,
-            "failed_at": self.failed_at,
+            "failed_at": datetime.fromtimestamp(self.failed_at, UTC).isoformat(),
         }
 
 

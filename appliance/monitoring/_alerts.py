@@ -28,6 +28,7 @@ ALERT_KINDS = (
     "load",
     "signature",
     "feature_view",
+    "job",
 )
 """Kinds of alert the appliance raises; see `AlertCandidate.kind`."""
 
@@ -55,7 +56,8 @@ class AlertCandidate:
     ``load`` (a champion that failed to load at start), ``signature`` (a
     version the daemon did not load because its signature failed), or
     ``feature_view`` (a view the model joins failed to load; its subject is
-    the view)."""
+    the view), or ``job`` (a scheduled batch drift check of the model
+    failed; its subject is the job id, such as ``drift:NAME``)."""
     subject: str
     """What crossed: a feature, ``prediction``, ``loss``, a metric name."""
     severity: str

@@ -12,29 +12,38 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from appliance.config import Config, ModelConfig, MonitoringConfig, load_config
-from appliance.dbrows import first_row
-from appliance.errors import JobRunningError, NotFoundError
-from appliance.monitoring._alerts import Alert, batch_drift_alert
+from appliance.config import Config, MonitoringConfig, load_config
+from appliance.errors import JobRunningError
+from appliance.monitoring._alerts import Alert, AlertCandidate, batch_drift_alert
 from appliance.monitoring._batch import DriftReport, DriftThresholds, batch_drift
-from appliance.monitoring._health import notify
+from appliance.monitoring._health import notify, raise_alerts, resolve_alerts
 from appliance.monitoring._jobs import schedule_per_model
 from appliance.monitoring._store import MonitoringStore
 from appliance.predictions import newest_inputs
 from appliance.signing import trusted_keys, verify_version
-from appliance.storage import SCHEMA_FILE, Catalog, latest_models, parse_schema
+from appliance.storage import (
+    CHAMPION,
+    SCHEMA_FILE,
+    Catalog,
+    ModelVersion,
+    aliases,
+    list_models,
+    parse_schema,
+)
 
 logger = logging.getLogger(__name__)
 
 REFERENCE_ROWS = 50_000
 """Training rows sampled as the reference of each check."""
+JOB_ALERT = "job"
+"""Alert kind of a failed scheduled drift check."""
 
 
 def thresholds(config: MonitoringConfig) -> DriftThresholds:
@@ -67,6 +76,12 @@ class DriftCheck:
     model: str
     checked_at: datetime
     """Time of the check, stored with each of its scores in ``drift_scores``."""
+    version: int | None = None
+    """Version whose training rows are the reference; None when the model
+    has no registered version."""
+    version_source: str | None = None
+    """``champion`` when `version` is the one the champion alias names, or
+    ``latest`` when no champion alias is set and the newest version is used."""
     rows: int = 0
     """Logged predictions scored against the training reference."""
     report: DriftReport | None = None
@@ -81,9 +96,11 @@ class DriftCheck:
 
     def detail(self) -> dict[str, Any]:
         """Return the run detail that the scheduled job records in ``job_runs``."""
+        versions = {"version": self.version, "version_source": self.version_source}
         if self.report is None:
-            return {"skipped": self.skipped}
+            return {**versions, "skipped": self.skipped}
         return {
+            **versions,
             "rows": self.rows,
             "tested": self.report.tested,
             "drifted": self.report.drifted,
@@ -119,29 +136,77 @@ def check_drift(config_path: str, model: str) -> dict[str, Any]:
     """Run the scheduled batch drift check of `model` with the config file.
 
     A check of the model that runs already, such as one an operator started,
-    makes this run skip.
+    makes this run skip. A failed check opens a ``job`` alert, or counts up
+    the open one, before its error reaches the job runner, and the next run
+    that finishes resolves it.
 
     Returns:
         The run's detail: tested and drifted features, or why nothing ran.
     """
+    config = load_config(config_path)
     try:
-        return run_drift_check(load_config(config_path), model).detail()
+        detail = run_drift_check(config, model).detail()
     except JobRunningError as exc:
         return {"skipped": str(exc)}
+    except Exception as exc:
+        _alert_failed_check(config, model, exc)
+        raise
+    _resolve_failed_check(config, model)
+    return detail
+
+
+def _alert_failed_check(config: Config, model: str, exc: Exception) -> None:
+    """Open or count up the ``job`` alert of a failed scheduled drift check.
+
+    The job runner records the run as failed and logs the traceback. The
+    alert shows the failure where operators look for problems, and sends it
+    to the webhook once while it stays open.
+    """
+    job_id = f"drift:{model}"
+    message = (
+        f"scheduled job {job_id} failed: {type(exc).__name__}: {exc}. The "
+        f"batch drift check of model {model!r} scores no drift until this is "
+        f"fixed; run 'appliance drift {model} --check' to see the error again"
+    )
+    candidate = AlertCandidate(model, JOB_ALERT, job_id, "warning", message)
+    try:
+        raise_alerts(config.storage.home, [candidate], config.monitoring)
+    except Exception:
+        logger.exception("job failure alert not stored job=%s", job_id)
+
+
+def _resolve_failed_check(config: Config, model: str) -> None:
+    """Resolve the ``job`` alert of the drift check once a run finishes."""
+    job_id = f"drift:{model}"
+    try:
+        resolve_alerts(
+            config.storage.home,
+            model,
+            (JOB_ALERT,),
+            f"scheduled job {job_id} finished",
+            config.monitoring,
+            subject=job_id,
+        )
+    except Exception:
+        logger.exception("job failure alert not resolved job=%s", job_id)
 
 
 def run_drift_check(config: Config, model: str) -> DriftCheck:
     """Score the latest predicted rows of `model` against its training data.
 
-    Stores the scores and opens or updates the drift alert, as the scheduled
-    check does. Blocks while the catalog is read and the scores are computed.
+    The training data is that of the version the champion alias names, or
+    of the newest version while no champion alias is set. Stores the scores
+    and opens or updates the drift alert, as the scheduled check does.
+    Blocks while the catalog is read and the scores are computed.
 
     Raises:
-        ConfigError: `model` is not declared in `config`.
+        ConfigError: `model` is not declared in `config`, or a feature view
+            that it joins is not.
         JobRunningError: A drift check of `model` runs in this process.
-        SignatureError: The model's latest version fails verification.
-        NotFoundError: The dataset version the model trained on is not in
-            the catalog.
+        SignatureError: The reference version fails verification.
+        NotFoundError: The dataset version the model trained on, or one that
+            its feature views read, is not in the catalog.
+        TrainingError: The training rows cannot be read or joined.
     """
     config.model(model)
     key = (config.storage.home.resolve(), model)
@@ -161,95 +226,84 @@ def run_drift_check(config: Config, model: str) -> DriftCheck:
 
 
 def _check(config: Config, model: str) -> DriftCheck:
-    cfg = config.model(model)
     home = config.storage.home
     now = datetime.now(UTC)
     with Catalog(home) as catalog:
-        served = [v for v in latest_models(catalog) if v.model == model]
-        if not served:
+        found = _reference_version(catalog, model)
+        if found is None:
             skipped = f"model {model!r} has no registered version"
             return DriftCheck(model, now, skipped=skipped)
-        files = verify_version(served[0], trusted_keys(config))
-        schema = parse_schema(files[SCHEMA_FILE], served[0].path / SCHEMA_FILE)
-        numeric = [i["name"] for i in schema["inputs"] if i["type"] == "number"]
-        categorical = [i["name"] for i in schema["inputs"] if i["type"] != "number"]
-        reference = _reference(catalog, cfg, schema, numeric, categorical)
+        version, source = found
+        checked = DriftCheck(model, now, version.version, source)
+        files = verify_version(version, trusted_keys(config))
+        schema = parse_schema(files[SCHEMA_FILE], version.path / SCHEMA_FILE)
         current = _current(catalog, model, config.monitoring.drift_window_rows)
-    if not current:
-        return DriftCheck(model, now, skipped="no logged prediction yet")
+        if not current:
+            return replace(checked, skipped="no logged prediction yet")
+        reference = _reference(catalog, config, model, schema)
+    numeric, categorical = _inputs(schema)
     columns = _columns(current, numeric, categorical)
     report = batch_drift(
         reference, columns, numeric, categorical, thresholds(config.monitoring)
     )
     alert, opened = _record(home, model, report, config.monitoring, now)
     logger.info(
-        "drift checked model=%s rows=%d tested=%d drifted=%s",
+        "drift checked model=%s version=%d reference=%s rows=%d tested=%d drifted=%s",
         model,
+        version.version,
+        source,
         len(current),
         report.tested,
         ",".join(report.drifted) or "-",
     )
-    return DriftCheck(
-        model, now, len(current), report, alert=alert, alert_opened=opened
+    return replace(
+        checked, rows=len(current), report=report, alert=alert, alert_opened=opened
     )
 
 
 def _reference(
-    catalog: Catalog,
-    cfg: ModelConfig,
-    schema: dict[str, Any],
-    numeric: list[str],
-    categorical: list[str],
+    catalog: Catalog, config: Config, model: str, schema: dict[str, Any]
 ) -> dict[str, np.ndarray]:
-    row = first_row(
-        catalog.db.execute(
-            "SELECT path FROM dataset_versions WHERE dataset = ? AND version = ?",
-            [schema["dataset"], schema["dataset_version"]],
-        )
+    """Return a sample of the version's training rows, by input column."""
+    # Imported here: the training package imports the serving package, which
+    # imports this one.
+    from appliance.training import sample_trained_rows
+
+    numeric, categorical = _inputs(schema)
+    frame = sample_trained_rows(
+        catalog,
+        config.model(model),
+        config.feature_views,
+        schema,
+        (numeric, categorical),
+        REFERENCE_ROWS,
     )
-    if row is None:
-        raise NotFoundError(
-            f"dataset {schema['dataset']}@{schema['dataset_version']} of model "
-            f"{cfg.name!r} is not in the catalog, so the drift check has no "
-            "reference rows; train the model again on a dataset version that "
-            "'appliance datasets list' shows"
-        )
-    path = str(row[0]).replace("'", "''")
-    derived = "".join(f", ({expr}) AS {_ident(n)}" for n, expr in cfg.derive.items())
-    source = f"SELECT *{derived} FROM read_parquet('{path}')"
-    condition = _trained_rows(cfg, schema)
-    if condition:
-        source = f"SELECT * FROM ({source}) WHERE ({condition})"
-    select = [f"CAST({_ident(n)} AS DOUBLE) AS {_ident(n)}" for n in numeric]
-    select += [f"CAST({_ident(n)} AS VARCHAR) AS {_ident(n)}" for n in categorical]
-    frame = catalog.db.execute(
-        f"SELECT {', '.join(select)} FROM ({source}) "
-        f"USING SAMPLE reservoir({REFERENCE_ROWS} ROWS) REPEATABLE (0)"
-    ).df()
     return {name: frame[name].to_numpy() for name in numeric + categorical}
 
 
-def _trained_rows(cfg: ModelConfig, schema: dict[str, Any]) -> str | None:
-    """Return the SQL condition of the dataset rows that the version read.
+def _inputs(schema: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Return the numeric and the categorical inputs of a version's schema."""
+    numeric = [i["name"] for i in schema["inputs"] if i["type"] == "number"]
+    categorical = [i["name"] for i in schema["inputs"] if i["type"] != "number"]
+    return numeric, categorical
 
-    A version that the retraining job trained on a time window (its schema's
-    ``window``) read the rows with event times in that window, as
-    `load_frame` does, in place of the model's ``where``. The condition keeps
-    the holdout rows and every row before a ``window_rows`` cut, because the
-    training frame read those too.
+
+def _reference_version(catalog: Catalog, model: str) -> tuple[ModelVersion, str] | None:
+    """Return the version whose training rows are the reference, and why.
+
+    That is the version the champion alias names, which the daemon serves,
+    and not a newer challenger that the gate may have rejected. While no
+    champion alias is set, the newest version is used, marked ``latest``.
+    Returns None when the model has no registered version.
     """
-    window = schema.get("window")
-    if not window or not cfg.event_timestamp:
-        return cfg.where or None
-    time = f"CAST({_ident(cfg.event_timestamp)} AS TIMESTAMPTZ)"
-    condition = f"{time} <= {_time_literal(window['end'])}"
-    if window.get("start"):
-        condition += f" AND {time} >= {_time_literal(window['start'])}"
-    return condition
-
-
-def _time_literal(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'::TIMESTAMPTZ"
+    versions = list_models(catalog, model)
+    if not versions:
+        return None
+    champion = aliases(catalog, model).get(model, {}).get(CHAMPION)
+    for version in versions:
+        if version.version == champion:
+            return version, "champion"
+    return versions[0], "latest"
 
 
 def _current(catalog: Catalog, model: str, limit: int) -> list[dict[str, Any]]:
@@ -294,7 +348,3 @@ def _record(
         logger.warning("alert opened id=%d model=%s kind=drift", alert.id, model)
         notify(config, alert.to_dict())
     return alert, new
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

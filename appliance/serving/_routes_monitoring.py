@@ -295,10 +295,12 @@ async def acknowledge(
     status_code=200,
     summary="Run the batch drift check of a model now",
     description=(
-        "Scores the model's latest logged predictions against its training "
-        "data, as the scheduled check every [monitoring] "
+        "Scores the model's latest logged predictions against the training "
+        "rows of its champion (of its newest version while no champion alias "
+        "is set), as the scheduled check every [monitoring] "
         "drift_interval_seconds does: the scores are stored, and a drift "
         "alert is opened or updated. The body is ignored. The response has "
+        "the reference version and whether it is the champion or the latest, "
         "the run detail the scheduled check records (rows, tested, drifted, "
         "or skipped with the reason), the alert and the scores of each "
         "feature. 409 while a drift check of the model runs."

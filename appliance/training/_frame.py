@@ -324,13 +324,22 @@ def _rows_source(
     version: DatasetVersion,
     store: FeatureStore | None,
     views: Mapping[str, FeatureViewConfig],
+    narrow: Callable[[str], str] | None = None,
 ) -> str:
-    """Return the dataset rows, with the feature views joined point in time."""
+    """Return the dataset rows, with the feature views joined point in time.
+
+    `narrow` takes the SELECT of the numbered dataset rows and returns a
+    SELECT of fewer of them, such as a sample, which is then joined in their
+    place.
+    """
     numbered = f"SELECT *, row_number() OVER () AS {_ORDER} FROM "
+    table = f"({scan_sql(version)})" if store is None else _ident(cfg.dataset)
+    rows = numbered + table
+    if narrow is not None:
+        rows = narrow(rows)
     if store is None:
-        return f"({numbered}({scan_sql(version)}))"
+        return f"({rows})"
     joined = model_views(cfg.feature_views, views)
-    rows = numbered + _ident(cfg.dataset)
     try:
         return store.joined_source(rows, joined, cfg.event_timestamp, _ORDER)
     except duckdb.InterruptException:
@@ -504,14 +513,19 @@ def _base_sql(
 ) -> str:
     sql = select_sql(cfg.derive, _missing_as_null(db, source))
     if window is not None:
-        time = f"CAST({_ident(cfg.event_timestamp or '')} AS TIMESTAMPTZ)"
-        where = f"{time} <= '{window.end.isoformat()}'::TIMESTAMPTZ"
-        if window.start is not None:
-            where += f" AND {time} >= '{window.start.isoformat()}'::TIMESTAMPTZ"
-        return f"SELECT * FROM ({sql}) WHERE {where}"
+        return f"SELECT * FROM ({sql}) WHERE {window_condition(cfg, window)}"
     if cfg.where:
         sql = f"SELECT * FROM ({sql}) WHERE ({cfg.where})"
     return sql
+
+
+def window_condition(cfg: ModelConfig, window: TrainingWindow) -> str:
+    """Return the SQL condition of the rows with event times in `window`."""
+    time = f"CAST({_ident(cfg.event_timestamp or '')} AS TIMESTAMPTZ)"
+    where = f"{time} <= '{window.end.isoformat()}'::TIMESTAMPTZ"
+    if window.start is not None:
+        where += f" AND {time} >= '{window.start.isoformat()}'::TIMESTAMPTZ"
+    return where
 
 
 def window_split(

@@ -70,8 +70,9 @@ def test_drift_check_now_through_daemon_and_locally(
     assert f": {ROWS} logged rows, 3 features tested, drifted: " in lines[0]
     assert "x1" in lines[0].split("drifted: ")[1]
     (alert,) = [a for a in alerts if a["kind"] == "drift"]
-    assert lines[1] == f"drift alert {alert['id']} opened"
-    assert lines[2].split() == [
+    assert lines[1].startswith("reference: version 1, ")
+    assert lines[2] == f"drift alert {alert['id']} opened"
+    assert lines[3].split() == [
         "feature",
         "kind",
         "status",
@@ -79,7 +80,7 @@ def test_drift_check_now_through_daemon_and_locally(
         "statistic",
         "p_value",
     ]
-    scored = {line.split()[0]: line.split()[2] for line in lines[3:]}
+    scored = {line.split()[0]: line.split()[2] for line in lines[4:]}
     assert scored["x1"] == "drift"
     assert set(scored) == {"x1", "x2", "color"}
 

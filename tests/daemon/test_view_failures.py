@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -156,10 +157,12 @@ def test_restart_serves_models_without_failing_view(tmp_path: Path) -> None:
     home = config.storage.home
     version = _append_unchecked(config, tmp_path / "bad.csv")
     config_path = tmp_path / "config.toml"
+    started = datetime.now(UTC)
     daemon = start_daemon(config_path, home, tmp_path / "daemon.log")
     try:
         with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
             ready = client.get("/health/ready")
+            read_at = datetime.now(UTC)
             late = client.post("/v1/models/late/predict", json={"rows": [ROW]})
             busy = client.post("/v1/models/busy/predict", json={"rows": [ROW]})
             metrics = client.get("/metrics").text
@@ -191,6 +194,9 @@ def test_restart_serves_models_without_failing_view(tmp_path: Path) -> None:
     assert failing["weather"]["models"] == ["late"]
     assert failing["weather"]["datasets"] == {"weather": version}
     assert failing["weather"]["serving_rows_of"] is None
+    failed_at = datetime.fromisoformat(failing["weather"]["failed_at"])
+    assert failed_at.utcoffset() == timedelta(0)
+    assert started <= failed_at <= read_at
     error = failing["weather"]["error"]
     assert error.startswith(
         f"feature view 'weather' failed on the rows of weather@{version}: "
