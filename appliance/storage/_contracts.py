@@ -167,6 +167,7 @@ def violations_sql(
     fitting: Mapping[str, ColumnType] | None = None,
     dataset: str = "NAME",
     finite: Collection[str] = (),
+    nul_free: Collection[str] = (),
 ) -> str:
     """Return a query listing every broken rule of the rows in `STAGED`.
 
@@ -183,6 +184,9 @@ def violations_sql(
         finite: Float columns of `STAGED` known to hold no infinity, such as
             from the Parquet statistics of the typed read. A column stored in
             its staged type is not checked for infinities.
+        nul_free: Text columns of `STAGED` known to hold no NUL byte, such
+            as those read from CSV files without a 0x00 byte. They are not
+            checked for one.
     """
     parts = []
     for name, column in types.items():
@@ -207,7 +211,7 @@ def violations_sql(
                     invalid if nan is None else f"{invalid} AND NOT ({nan})",
                 )
             )
-        if source == "VARCHAR":
+        if source == "VARCHAR" and name not in nul_free:
             parts.append(_nul_check(name))
         rule = contract.columns.get(name)
         checks_finite = column.type in FLOAT_TYPES and not (

@@ -130,7 +130,8 @@ def stage_checked(
     staged = stage_files(
         db, sources, settings, contract, work, sensitive=sensitive, known=known
     )
-    types, bad = _check(db, staged, contract, parent_scan, settings.name)
+    nul_free = _nul_free_columns(sources, staged, sensitive[1])
+    types, bad = _check(db, staged, contract, parent_scan, settings.name, nul_free)
     printed = _printed_rejections(db, staged) if bad else frozenset()
     if printed:
         _drop_temporary(db)
@@ -144,8 +145,23 @@ def stage_checked(
             sensitive=sensitive,
             known=known,
         )
-        types, bad = _check(db, staged, contract, parent_scan, settings.name)
+        nul_free = _nul_free_columns(sources, staged, sensitive[1])
+        types, bad = _check(db, staged, contract, parent_scan, settings.name, nul_free)
     return Checked(staged, types, bad)
+
+
+def _nul_free_columns(
+    sources: list[SourceFile], staged: Staged, decrypted: frozenset[str] | None
+) -> frozenset[str]:
+    """Return the staged columns that surely hold no NUL byte.
+
+    That is every column when each file is a CSV file without a 0x00 byte,
+    except the decrypted ones, whose plaintext is not in the files.
+    """
+    if not all(source.nul_free for source in sources):
+        return frozenset()
+    columns = {*staged.source_types, *staged.missing}
+    return frozenset(columns - (decrypted or frozenset()))
 
 
 def _check(
@@ -154,8 +170,12 @@ def _check(
     contract: ContractConfig | None,
     parent_scan: str | None,
     dataset: str,
+    nul_free: frozenset[str],
 ) -> tuple[dict[str, ColumnType], int]:
-    """Create the ``violations`` table and return the stored types and bad rows."""
+    """Create the ``violations`` table and return the stored types and bad rows.
+
+    Columns in `nul_free` are not checked for NUL bytes (`_nul_free_columns`).
+    """
     active = contract or ContractConfig()
     types = column_types(active, staged.inference.types)
     db.execute(
@@ -168,6 +188,7 @@ def _check(
             staged.inference.types,
             dataset,
             staged.finite_columns,
+            nul_free,
         )
     )
     for table in staged.repeated_keys:

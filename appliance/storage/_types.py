@@ -246,6 +246,12 @@ def _sample_outcomes(
     columns of the flights file, planning took most of the query's CPU time,
     and the query took 0.015 CPU s against 0.024 (medians of one-off runs,
     DuckDB 2.0.1, shared 2-core machine).
+
+    Each distinct value of a column is tested once, because every test is a
+    ``bool_and``, a ``bool_or`` or ``count(...) > 0``, which a repeated value
+    does not change. The flights sample has 1,254 distinct values of 8,192,
+    and the query took 0.012 CPU s against 0.019 (medians of 8 runs,
+    alternated, same machine).
     """
     positions = {f"c{index}": name for index, name in enumerate(columns)}
     selects = ", ".join(
@@ -254,10 +260,10 @@ def _sample_outcomes(
     )
     generic = _tests(_VALUE, date_formats)
     rows = db.execute(
-        f"WITH _sample AS (SELECT {selects} FROM {table} LIMIT {_SAMPLE_ROWS}) "
-        f"SELECT _column, {', '.join(generic.values())} FROM _sample "
-        f"UNPIVOT INCLUDE NULLS ({_VALUE} FOR _column IN ({', '.join(positions)})) "
-        "GROUP BY _column"
+        f"WITH _sample AS (SELECT {selects} FROM {table} LIMIT {_SAMPLE_ROWS}), "
+        f"_values AS (SELECT DISTINCT _column, {_VALUE} FROM _sample "
+        f"UNPIVOT INCLUDE NULLS ({_VALUE} FOR _column IN ({', '.join(positions)}))) "
+        f"SELECT _column, {', '.join(generic.values())} FROM _values GROUP BY _column"
     ).fetchall()
     found = {positions[row[0]]: row[1:] for row in rows}
     outcomes = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from appliance.storage import (
     list_quarantine,
     scan_sql,
 )
+from appliance.storage._compressed import DecompressedFiles
+from appliance.storage._contracts import violations_sql
+from appliance.storage._sources import open_source
+from appliance.storage._types import ColumnType
 
 
 def rows_of(catalog: Catalog, result: IngestResult) -> list[tuple]:
@@ -762,6 +767,64 @@ def test_nul_byte_row_quarantined(catalog: Catalog, write_file: WriteFile) -> No
         "from the source"
     )
     assert row.row == {"id": 2, "name": "a\x00b", "v": 2.5}
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "nul_free"),
+    [
+        ("clean.csv", b"id,name\n1,a\n", True),
+        ("nul.csv", b"id,name\n1,a\x00b\n", False),
+        ("clean.csv.gz", gzip.compress(b"id,name\n1,a\n"), False),
+        ("clean.jsonl", b'{"id": 1}\n', False),
+    ],
+    ids=["csv", "csv-with-nul", "gzip-csv", "json-lines"],
+)
+def test_nul_free_only_for_searched_csv(
+    write_file: WriteFile, tmp_path: Path, name: str, content: bytes, nul_free: bool
+) -> None:
+    # Only an uncompressed CSV file is searched for a 0x00 byte; a JSON
+    # string can write a NUL as \u0000 without one.
+    path = write_file(name, content)
+
+    with DecompressedFiles(tmp_path) as copies:
+        source = open_source(path, "x", copies=copies)
+
+    assert source.nul_free is nul_free
+
+
+def test_nul_free_column_not_checked() -> None:
+    types = {"a": ColumnType("VARCHAR"), "b": ColumnType("VARCHAR")}
+    source_types = {"a": "VARCHAR", "b": "VARCHAR"}
+
+    sql = violations_sql(ContractConfig(), types, source_types, nul_free={"a"})
+
+    assert 'contains("b", chr(0))' in sql
+    assert 'contains("a", chr(0))' not in sql
+
+
+def test_nul_byte_in_second_file_quarantined(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    clean = write_file("clean.csv", b"id,name\n1,a\n")
+    nul = write_file("nul.csv", b"id,name\n2,b\x00\n")
+
+    result = ingest(catalog, "nul", [clean, nul])
+
+    assert (result.accepted, result.quarantined) == (1, 1)
+    (row,) = list_quarantine(catalog, "nul")
+    assert (row.source, row.line, row.column) == (str(nul.resolve()), 2, "name")
+
+
+def test_nul_byte_in_gzip_file_quarantined(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    path = write_file("nul.csv.gz", gzip.compress(b"id,name\n1,a\n2,b\x00\n"))
+
+    result = ingest(catalog, "nul", [path])
+
+    assert (result.accepted, result.quarantined) == (1, 1)
+    (row,) = list_quarantine(catalog, "nul")
+    assert (row.line, row.column, row.value) == (3, "name", "b\\0")
 
 
 def test_nul_byte_in_number_keeps_type(catalog: Catalog, write_file: WriteFile) -> None:

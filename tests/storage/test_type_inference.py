@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from appliance.storage._types import infer_types
+from appliance.storage._types import _VALUE, _tests, infer_types
 
 
 @pytest.fixture
@@ -69,3 +69,33 @@ def test_empty_table_gives_text(db: duckdb.DuckDBPyConnection) -> None:
     assert found.types["a"].type == "VARCHAR"
     assert found.types["b"].type == "VARCHAR"
     assert found.empty == {"a", "b"}
+
+
+def test_repeated_values_keep_types(db: duckdb.DuckDBPyConnection) -> None:
+    # The sample tests each distinct value of a column once.
+    table = _table(
+        db,
+        {
+            "whole": ["7"] * 10 + [None] * 10,
+            "day": ["2024-01-01"] * 19 + ["2024-02-30"],
+            "word": ["1"] * 19 + ["x"],
+            "missing": [None] * 20,
+        },
+    )
+    names = ["whole", "day", "word", "missing"]
+    found = infer_types(db, table, names, dataset="texts")
+    assert found.types["whole"].type == "BIGINT"
+    assert found.types["day"].type == "VARCHAR"
+    assert found.invalid_dates == {"day"}
+    assert found.types["word"].type == "VARCHAR"
+    assert found.empty == {"missing"}
+
+
+@pytest.mark.parametrize("date_formats", [(), ("%d/%m/%Y", "%m/%d/%Y")])
+def test_sample_tests_ignore_repeats(date_formats: tuple[str, ...]) -> None:
+    # The sample drops repeated values, which only these aggregates ignore.
+    for name, test in _tests(_VALUE, date_formats).items():
+        repeat_safe = test.startswith(("bool_and(", "bool_or(")) or (
+            test == f'count("{_VALUE}") > 0'
+        )
+        assert repeat_safe, f"test {name!r} counts repeated values: {test}"
