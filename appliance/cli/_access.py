@@ -18,7 +18,7 @@ from typing import Any
 from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
 from appliance.cli._urls import name_segment
 from appliance.config import Config
-from appliance.errors import ApplianceError, DaemonError
+from appliance.errors import DaemonError
 from appliance.times import parse_time
 
 _KEY_COLUMNS = [
@@ -92,7 +92,10 @@ def register(commands: Any) -> None:
         help="only this action, or every action under a prefix such as 'model'",
     )
     entries.add_argument(
-        "--limit", type=int, default=1000, help="newest entries shown (default: 1000)"
+        "--limit",
+        type=_entry_limit,
+        default=1000,
+        help="newest entries shown (default: 1000)",
     )
     add_json_flag(entries)
     verify = add_command(
@@ -166,8 +169,6 @@ def _revoke(config: Config, args: argparse.Namespace) -> None:
 
 
 def _audit_list(config: Config, args: argparse.Namespace) -> None:
-    if args.limit < 1:
-        raise ApplianceError(f"--limit must be at least 1, got {args.limit}")
     params = {"since": args.since, "action": args.action, "limit": args.limit}
     found = _through_daemon(config, "get", "/v1/admin/audit", params)
     if found is None:
@@ -267,6 +268,20 @@ def _anchor(text: str) -> Any:
         return Anchor.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _entry_limit(text: str) -> int:
+    """Parse ``audit list --limit``: a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid entry count {text!r}; use a whole number of 1 or more, "
+            "such as 100"
+        )
+    return value
 
 
 def _lifetime(text: str) -> timedelta:
