@@ -18,13 +18,14 @@ import re
 import tomllib
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from appliance._contract_checks import check_datasets
 from appliance._sensitive_checks import check_sensitive_columns
-from appliance.errors import ConfigError, IngestError
+from appliance.errors import ConfigError, IngestError, shown
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 
@@ -596,15 +597,8 @@ class MonitoringConfig:
             )
         if self.webhook_retries < 0 or self.webhook_backoff_seconds < 0:
             raise ValueError("webhook_retries and webhook_backoff_seconds must be >= 0")
-        if self.webhook_url and not self.webhook_url.startswith(
-            ("http://", "https://")
-        ):
-            # Only the scheme is shown, because the URL may contain a password.
-            scheme = self.webhook_url.partition(":")[0]
-            raise ValueError(
-                f"webhook_url must start with http:// or https://, got scheme "
-                f"{scheme!r}"
-            )
+        if self.webhook_url:
+            _check_webhook_url(self.webhook_url)
 
 
 def _check_cron(expression: str) -> None:
@@ -614,6 +608,40 @@ def _check_cron(expression: str) -> None:
         CronTrigger.from_crontab(expression, timezone="UTC")
     except ValueError as exc:
         raise ValueError(f"schedule {expression!r} is not a valid cron line: {exc}")
+
+
+_WEBHOOK_EXAMPLE = "https://hooks.example.com/alerts"
+
+
+def _check_webhook_url(url: str) -> None:
+    """Reject a webhook URL that is not http:// or https:// with a host.
+
+    A message shows the URL's scheme, or its text before the first ``:``,
+    ``/``, ``@``, ``?`` or ``#``, and never the rest, because the rest may
+    contain a password or a token.
+    """
+    scheme, separator, _ = url.partition("://")
+    if not separator:
+        head = re.split(r"[:/@?#]", url, maxsplit=1)[0]
+        value = shown(head if head == url else f"{head}...")
+        raise ValueError(
+            f"webhook_url {value} is not a URL, because it does not start with "
+            f"http:// or https://; give a URL such as {_WEBHOOK_EXAMPLE}"
+        )
+    if scheme not in ("http", "https"):
+        raise ValueError(
+            f"webhook_url has the scheme {shown(scheme)}, but only http:// and "
+            f"https:// URLs are sent; give a URL such as {_WEBHOOK_EXAMPLE}"
+        )
+    try:
+        host = urllib.parse.urlsplit(url).hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise ValueError(
+            f"webhook_url starts with {scheme}:// but names no valid host after "
+            f"it; give a URL such as {_WEBHOOK_EXAMPLE}"
+        )
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -181,6 +181,60 @@ def test_cli_log_level_invalid_usage(cli, write_config, tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--as-of", "tomorrow"],
+            "argument --as-of: invalid time 'tomorrow'; use ISO 8601 such as",
+        ),
+        (
+            ["--trigger", "drift", "--force"],
+            "--force applies to the manual trigger only, not --trigger drift",
+        ),
+    ],
+    ids=["as_of_not_time", "force_not_manual"],
+)
+def test_cli_retrain_invalid_usage(
+    cli, write_config, tmp_path: Path, options: list[str], message: str
+) -> None:
+    (tmp_path / "home").mkdir()
+    table = model_table("flights", "late", "classification", "logistic_regression")
+    config = write_config({"late": table})
+
+    result = cli(config, tmp_path / "home", "retrain", "late", *options)
+
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (
+            ["audit", "list", "--limit", "0"],
+            "argument --limit: invalid entry count '0'; use a whole number of 1",
+        ),
+        (
+            ["tui", "--refresh", "nan"],
+            "argument --refresh: invalid refresh 'nan'; use a number of seconds",
+        ),
+    ],
+    ids=["audit_limit_zero", "tui_refresh_nan"],
+)
+def test_cli_invalid_option_usage(
+    cli, write_config, tmp_path: Path, command: list[str], message: str
+) -> None:
+    (tmp_path / "home").mkdir()
+
+    result = cli(write_config(), tmp_path / "home", *command)
+
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr
+
+
 def test_cli_log_level_any_case(cli, write_config, tmp_path: Path) -> None:
     (tmp_path / "home").mkdir()
     result = cli(

@@ -368,3 +368,44 @@ def test_window_rows_one_rejected(tmp_path: Path) -> None:
         load_config(path)
     assert "window_rows must be at least 2, got 1" in str(caught.value)
     assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected", "hidden"),
+    [
+        ("not a url", "webhook_url 'not a url' is not a URL", None),
+        (
+            "hooks.example.com/services/T0/s3cret",
+            "webhook_url 'hooks.example.com...' is not a URL",
+            "s3cret",
+        ),
+        ("alice:s3cret@hooks.example.com", "webhook_url 'alice...' is not", "s3cret"),
+        (
+            "ftp://alice:s3cret@hooks.example.com",
+            "webhook_url has the scheme 'ftp', but only http:// and https://",
+            "s3cret",
+        ),
+        ("https://", "webhook_url starts with https:// but names no valid host", None),
+    ],
+    ids=["words", "no_scheme", "no_scheme_password", "ftp", "no_host"],
+)
+def test_webhook_url_invalid_named(
+    tmp_path: Path, url: str, expected: str, hidden: str | None
+) -> None:
+    text = f'[monitoring]\nwebhook_url = "{url}"\n'
+    path = write_toml(tmp_path / "config.toml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert expected in message
+    assert "give a URL such as https://hooks.example.com/alerts" in message
+    if hidden is not None:
+        assert hidden not in message
+
+
+def test_webhook_url_http_loads(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:9000/alerts"
+    path = write_toml(
+        tmp_path / "config.toml", f'[monitoring]\nwebhook_url = "{url}"\n'
+    )
+    assert load_config(path).monitoring.webhook_url == url

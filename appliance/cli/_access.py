@@ -18,7 +18,7 @@ from typing import Any
 from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
 from appliance.cli._urls import name_segment
 from appliance.config import Config
-from appliance.errors import ApplianceError
+from appliance.errors import DaemonError
 from appliance.times import parse_time
 
 _KEY_COLUMNS = [
@@ -30,6 +30,15 @@ _KEY_COLUMNS = [
     "expires_at",
     "status",
 ]
+_NO_ADMIN_KEY_HINT = (
+    "Without an admin key, stop the daemon ('systemctl stop appliance' under "
+    "systemd), run 'appliance keys create NAME --role admin' as the user that "
+    "owns the home (with no daemon running it writes the catalog and needs no "
+    "key), then start the daemon again and send the new token in "
+    "APPLIANCE_API_KEY"
+)
+"""Way back for a user without an admin token. The daemon's admin routes need
+one, but a stopped daemon leaves the catalog to the local commands."""
 _LIFETIME = re.compile(r"([0-9]{1,12})([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _AUDIT_COLUMNS = [
@@ -83,7 +92,10 @@ def register(commands: Any) -> None:
         help="only this action, or every action under a prefix such as 'model'",
     )
     entries.add_argument(
-        "--limit", type=int, default=1000, help="newest entries shown (default: 1000)"
+        "--limit",
+        type=_entry_limit,
+        default=1000,
+        help="newest entries shown (default: 1000)",
     )
     add_json_flag(entries)
     verify = add_command(
@@ -172,8 +184,6 @@ def _check_key_listed(client: Any, name: str) -> None:
 
 
 def _audit_list(config: Config, args: argparse.Namespace) -> None:
-    if args.limit < 1:
-        raise ApplianceError(f"--limit must be at least 1, got {args.limit}")
     params = {"since": args.since, "action": args.action, "limit": args.limit}
     found = _through_daemon(config, "get", "/v1/admin/audit", params)
     if found is None:
@@ -250,9 +260,14 @@ def _through_daemon(
     client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is None:
         return None
-    if method == "get":
-        return client.get(path, body)
-    return client.post(path, body)
+    try:
+        if method == "get":
+            return client.get(path, body)
+        return client.post(path, body)
+    except DaemonError as exc:
+        if exc.status not in (401, 403):
+            raise
+        raise DaemonError(f"{exc}. {_NO_ADMIN_KEY_HINT}", exc.status) from None
 
 
 def _catalog(config: Config, read_only: bool = False) -> Any:
@@ -268,6 +283,20 @@ def _anchor(text: str) -> Any:
         return Anchor.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _entry_limit(text: str) -> int:
+    """Parse ``audit list --limit``: a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid entry count {text!r}; use a whole number of 1 or more, "
+            "such as 100"
+        )
+    return value
 
 
 def _lifetime(text: str) -> timedelta:

@@ -185,6 +185,6 @@ def _list(config: Config, args: argparse.Namespace) -> None:
         for r in receipts
     ]
     if args.json:
-        print(json.dumps(receipts))
+        print_rows(receipts, True, [])
         return
     print_rows(rows, False, list(rows[0]) if rows else ["erasure_id"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from appliance.cli._output import add_command, add_json_flag, print_rows
 from appliance.cli._urls import name_segment
 from appliance.config import Config
-from appliance.errors import ConfigError, DaemonError
+from appliance.errors import DaemonError
 
 POLL_SECONDS = 1.0
 STOPPED_SECONDS = 3.0
@@ -74,7 +75,10 @@ def register(commands: Any) -> None:
         help="trigger the policy decides for (default: manual)",
     )
     retrain.add_argument(
-        "--as-of", help="ISO time taken as now (default: the policy's clock)"
+        "--as-of",
+        type=_as_of,
+        help="ISO 8601 time taken as now, UTC unless an offset is given "
+        "(default: the policy's clock)",
     )
     retrain.add_argument(
         "--force",
@@ -95,6 +99,13 @@ def register(commands: Any) -> None:
 def _retrain(config: Config, args: argparse.Namespace) -> int:
     from appliance.client import find_daemon
 
+    if args.force and args.trigger != "manual":
+        print(
+            f"error: --force applies to the manual trigger only, not --trigger "
+            f"{args.trigger}; leave out --force or --trigger",
+            file=sys.stderr,
+        )
+        return 2
     config.model(args.name)
     client = find_daemon(config.storage.home, config.path, config.api_key)
     if args.history:
@@ -103,9 +114,7 @@ def _retrain(config: Config, args: argparse.Namespace) -> int:
             rows = [_history_row(row) for row in rows]
         print_rows(rows, args.json, _HISTORY_COLUMNS)
         return 0
-    as_of = _as_of(args.as_of)
-    if args.force and args.trigger != "manual":
-        raise ConfigError("--force applies to the manual trigger only")
+    as_of = args.as_of
     if client is None:
         from appliance.retraining import run_offline
 
@@ -169,15 +178,14 @@ def _history(config: Config, client: Any, name: str) -> list[dict[str, Any]]:
         return store.retrain_history(name)[:100]
 
 
-def _as_of(text: str | None) -> datetime | None:
-    if text is None:
-        return None
+def _as_of(text: str) -> datetime:
+    """Parse ``--as-of``, so that an invalid time is a usage error (status 2)."""
+    from appliance.times import parse_time
+
     try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"--as-of {text!r} is not an ISO 8601 time such as 2013-06-01T00:00:00Z"
-        ) from None
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _history_row(row: dict[str, Any]) -> dict[str, Any]:

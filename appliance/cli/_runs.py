@@ -65,7 +65,9 @@ def register(commands: Any) -> None:
     )
     artifact.add_argument("run_id", help="run id")
     artifact.add_argument(
-        "name", help="artifact name as 'runs show' lists it, such as residuals.png"
+        "name",
+        help="artifact name as 'runs show' lists it, such as roc.png of a "
+        "classifier or residuals.png of a regression",
     )
     artifact.add_argument(
         "--output",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ def register(commands: Any) -> None:
     )
     tui.add_argument(
         "--refresh",
-        type=float,
+        type=_refresh_seconds,
         default=2.0,
         help="seconds between two refreshes of the screen on show (default: 2)",
     )
@@ -68,13 +69,22 @@ def _url_argument(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _refresh_seconds(text: str) -> float:
+    """Parse ``--refresh``: a finite number of seconds above 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise argparse.ArgumentTypeError(
+            f"invalid refresh {text!r}; use a number of seconds above 0, such as 2"
+        )
+    return seconds
+
+
 def _tui(config: Config, args: argparse.Namespace) -> int:
     from tui import EXIT_NO_TERMINAL, ApplianceApp, UiClient, terminal_problem
 
-    if args.refresh <= 0:
-        from appliance.errors import ConfigError
-
-        raise ConfigError(f"--refresh must be above 0 seconds, got {args.refresh!r}")
     problem = terminal_problem()
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)

@@ -14,6 +14,7 @@ from appliance.monitoring._alerts import (
     batch_drift_alert,
     drift_event_alerts,
     performance_alert,
+    performance_subject,
     request_alerts,
 )
 from appliance.monitoring._batch import (
@@ -137,6 +138,7 @@ __all__ = [
     "label_target",
     "output_values",
     "performance_alert",
+    "performance_subject",
     "psi_categorical",
     "psi_numeric",
     "raise_alerts",

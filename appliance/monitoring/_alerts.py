@@ -59,7 +59,8 @@ class AlertCandidate:
     the view), or ``job`` (a scheduled batch drift check of the model
     failed; its subject is the job id, such as ``drift:NAME``)."""
     subject: str
-    """What crossed: a feature, ``prediction``, ``loss``, a metric name."""
+    """Thing that crossed: a feature, ``prediction``, ``loss``, or for
+    ``performance`` a metric and the judged version (`performance_subject`)."""
     severity: str
     """``warning`` or ``critical``."""
     message: str
@@ -191,6 +192,15 @@ def batch_drift_alert(model: str, report: DriftReport) -> AlertCandidate | None:
     )
 
 
+def performance_subject(metric: str, version: int) -> str:
+    """Return the subject of a ``performance`` alert, such as ``roc_auc version 6``.
+
+    The version is part of the alert's key, so a later drop of another
+    version opens an alert of its own, whose message names that version.
+    """
+    return f"{metric} version {version}"
+
+
 def performance_alert(
     model: str,
     version: int,
@@ -221,7 +231,7 @@ def performance_alert(
     return AlertCandidate(
         model,
         "performance",
-        metric,
+        performance_subject(metric, version),
         "critical",
         f"live {metric} of model {model!r} version {version} is {live:.4f} over "
         f"the last {labels} labels, {drop:.4f} worse than its holdout "

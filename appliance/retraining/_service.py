@@ -87,6 +87,10 @@ class RetrainService:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._finishing: set[str] = set()
         """Models whose run has trained and now promotes or records its outcome."""
+        self._busy_skips: dict[tuple[str, str], RetrainRecord] = {}
+        """The ``skipped`` record of the triggers that arrived during a job, by
+        model and trigger, so that later triggers of that job count on it."""
+        self._busy_lock = asyncio.Lock()
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -201,9 +205,13 @@ class RetrainService:
             self._running.pop(model, None)
             raise
         act = decided.decision.act
+        # The record takes the placeholder's id, which a trigger that arrived
+        # while deciding names as its running_id.
         if not act and not force:
             self._running.pop(model, None)
-            skipped = await asyncio.to_thread(self._skip, model, trigger, decided)
+            skipped = await asyncio.to_thread(
+                self._skip, model, trigger, decided, placeholder.id
+            )
             return record_dict(skipped.__dict__), False
         note = None if act else forced_note(decided.decision)
         record = self._begin(
@@ -213,6 +221,7 @@ class RetrainService:
             decided.new_labels,
             note=note,
             clock=decided.clock,
+            run_id=placeholder.id,
         )
         return record_dict(record.__dict__), True
 
@@ -231,8 +240,9 @@ class RetrainService:
     def drift_alarm(self, model: str) -> None:
         """Start a drift decision from any thread, if the policy uses drift.
 
-        The monitoring worker calls this after recording detections; a run
-        that is already going turns the alarm into a recorded skip.
+        The monitoring worker calls this after recording detections. An alarm
+        during a running job is recorded as a skip, once per job and counted
+        on that record (`_record_busy`).
         """
         cfg = self.state.config.models.get(model)
         if cfg is None or cfg.retrain.trigger not in ("drift", "both"):
@@ -254,20 +264,7 @@ class RetrainService:
         try:
             record, _ = await self.request(model, trigger)
         except JobRunningError as exc:
-            running = self._running.get(model)
-            reason = f"{exc}; alarm recorded only"
-            skipped = RetrainRecord(
-                model,
-                trigger,
-                "skipped",
-                reason,
-                datetime.now(UTC),
-                datetime.now(UTC),
-                id=_new_id(),
-                detail={"running_id": running.id if running else None},
-            )
-            await asyncio.to_thread(_insert, self.home, skipped)
-            return record_dict(skipped.__dict__)
+            return await self._record_busy(model, trigger, exc)
         except DaemonError as exc:
             logger.warning(
                 "retraining not started model=%s trigger=%s reason=%s",
@@ -280,6 +277,56 @@ class RetrainService:
             logger.exception("retraining decision failed model=%s", model)
             return {"outcome": "failed"}
         return record
+
+    async def _record_busy(
+        self, model: str, trigger: str, exc: JobRunningError
+    ) -> dict[str, Any]:
+        """Record a trigger that arrived while a job of `model` runs.
+
+        The first such trigger of a job gets a ``skipped`` record, and each
+        later one of that job and trigger adds to its ``triggers`` count and
+        moves its ``finished_at`` to now. A stream of drift alarms during a
+        long run so leaves one row in the history in place of one per alarm.
+        """
+        running = self._running.get(model)
+        running_id = running.id if running is not None else None
+        now = datetime.now(UTC)
+        async with self._busy_lock:
+            previous = self._busy_skips.get((model, trigger))
+            detail = previous.detail if previous and previous.detail else {}
+            if previous is not None and detail.get("running_id") == running_id:
+                count = detail["triggers"] + 1
+                last = now.isoformat(timespec="seconds")
+                record = dataclasses.replace(
+                    previous,
+                    reason=f"{exc}; {count} {trigger} triggers during that job "
+                    f"recorded only, the last at {last}",
+                    finished_at=now,
+                    detail={**detail, "triggers": count},
+                )
+                await asyncio.to_thread(_update, self.home, record)
+            else:
+                record = RetrainRecord(
+                    model,
+                    trigger,
+                    "skipped",
+                    f"{exc}; {trigger} trigger recorded only",
+                    now,
+                    now,
+                    id=_new_id(),
+                    detail={"running_id": running_id, "triggers": 1},
+                )
+                await asyncio.to_thread(_insert, self.home, record)
+                logger.info(
+                    "retraining trigger recorded during a job model=%s trigger=%s "
+                    "running_id=%s record=%s",
+                    model,
+                    trigger,
+                    running_id,
+                    record.id,
+                )
+            self._busy_skips[(model, trigger)] = record
+        return record_dict(record.__dict__)
 
     def _check_idle(self, model: str) -> None:
         running = self._running.get(model)
@@ -303,7 +350,7 @@ class RetrainService:
             view.close()
 
     def _skip(
-        self, model: str, trigger: str, decided: RetrainDecision
+        self, model: str, trigger: str, decided: RetrainDecision, run_id: str
     ) -> RetrainRecord:
         now = datetime.now(UTC)
         record = RetrainRecord(
@@ -314,7 +361,7 @@ class RetrainService:
             now,
             now,
             new_labels=decided.new_labels,
-            id=_new_id(),
+            id=run_id,
             as_of=decided.as_of,
             detail={"clock": decided.clock} if decided.as_of else None,
         )
@@ -336,10 +383,12 @@ class RetrainService:
         resumes: str | None = None,
         note: str | None = None,
         clock: str = "wall",
+        run_id: str | None = None,
     ) -> RetrainRecord:
         """Record a run as running and start its task; call on the event loop.
 
         Without `as_of` the run takes the wall clock's time, whatever `clock`.
+        The run gets a new id unless `run_id` is given.
         """
         reason = "training a challenger"
         if resumes is not None:
@@ -353,7 +402,7 @@ class RetrainService:
             reason,
             datetime.now(UTC),
             new_labels=new_labels,
-            id=_new_id(),
+            id=run_id or _new_id(),
             as_of=as_utc(as_of) if as_of is not None else datetime.now(UTC),
             detail=_begin_detail(resumes, note, clock if as_of is not None else "wall"),
         )

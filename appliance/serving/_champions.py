@@ -6,7 +6,9 @@ Once the champion's files verify again, such as after a restore from a
 backup, `retry_champion` serves it: the scheduled health check and a SIGHUP
 reload call it, and so does a promotion of the champion that is already set.
 Whenever a model's champion is served, `resolve_served_alerts` resolves the
-``load`` alerts of the model and the ``signature`` alerts of that version.
+``load`` alerts of the model, the ``signature`` alerts of that version, and
+the ``performance`` alerts of every other version, such as the one a
+rollback replaced.
 When a version loads for requests pinned to it (``?version=N``),
 `resolve_pinned_alerts` resolves the ``signature`` alerts of that version.
 """
@@ -94,10 +96,11 @@ def _folder_stamp(version: ModelVersion) -> tuple[tuple[str, int, int, int], ...
 def resolve_served_alerts(state: DaemonState, name: str, version: int) -> None:
     """Resolve the alerts that champion `version` of `name`, now served, ends.
 
-    Those are the model's ``load`` alerts and the ``signature`` alerts of that
-    version. Blocks while the monitoring store is written, so call it off the
-    event loop. The webhook deliveries run in threads of their own. A failed
-    write is logged, and the alerts stay open.
+    Those are the model's ``load`` alerts, the ``signature`` alerts of that
+    version and the ``performance`` alerts of the other versions, which the
+    health check judges no more. Blocks while the monitoring store is written,
+    so call it off the event loop. The webhook deliveries run in threads of
+    their own. A failed write is logged, and the alerts stay open.
     """
     from appliance.monitoring import resolve_alerts
 
@@ -113,6 +116,7 @@ def resolve_served_alerts(state: DaemonState, name: str, version: int) -> None:
     except Exception:
         logger.exception("load alerts not resolved model=%s version=%d", name, version)
     _resolve_signature_alert(state, name, version, "is served")
+    _resolve_replaced_performance(state, name, version)
 
 
 def resolve_pinned_alerts(state: DaemonState, name: str, version: int) -> None:
@@ -145,6 +149,42 @@ def _resolve_signature_alert(
     except Exception:
         logger.exception(
             "signature alert not resolved model=%s version=%d", name, version
+        )
+
+
+def _resolve_replaced_performance(state: DaemonState, name: str, version: int) -> None:
+    """Resolve the open ``performance`` alerts of `name` that judged a version
+    other than `version`, the champion now served."""
+    from appliance.monitoring import (
+        HIGHER_IS_BETTER,
+        AlertStatus,
+        MonitoringStore,
+        performance_subject,
+        resolve_alerts,
+    )
+
+    config = state.config
+    served = {performance_subject(metric, version) for metric in HIGHER_IS_BETTER}
+    reason = (
+        f"champion version {version} of model {name!r} is served, so the "
+        "health check no longer judges the version this alert names"
+    )
+    try:
+        with MonitoringStore(config.storage.home) as store:
+            alerts = store.list_alerts(AlertStatus.OPEN, name)
+        subjects = {a.subject for a in alerts if a.kind == "performance"}
+        for subject in sorted(subjects - served):
+            resolve_alerts(
+                config.storage.home,
+                name,
+                ("performance",),
+                reason,
+                config.monitoring,
+                subject=subject,
+            )
+    except Exception:
+        logger.exception(
+            "performance alerts not resolved model=%s version=%d", name, version
         )
 
 

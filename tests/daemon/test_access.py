@@ -170,6 +170,31 @@ def test_cli_sends_env_key(secured: tuple[Daemon, dict[str, str]]) -> None:
     assert "HTTP 403" in low.stderr
 
 
+def test_keys_refused_names_recovery(secured: tuple[Daemon, dict[str, str]]) -> None:
+    daemon, tokens = secured
+    recovery = "Without an admin key, stop the daemon"
+    create = ("keys", "create", "rescue", "--role", "admin")
+
+    without = cli(daemon.config, *create)
+    low = cli(daemon.config, *create, key=tokens["operator"])
+    listed = cli(daemon.config, "keys", "list", "--json", key=tokens["admin"])
+    assert daemon.stop() == 0
+    local = cli(daemon.config, *create)
+
+    assert without.returncode == 1
+    assert "HTTP 401" in without.stderr
+    assert recovery in without.stderr
+    assert "run 'appliance keys create NAME --role admin'" in without.stderr
+    assert low.returncode == 1
+    assert "HTTP 403" in low.stderr
+    assert recovery in low.stderr
+    assert listed.returncode == 0, listed.stderr
+    names = [json.loads(line)["name"] for line in listed.stdout.splitlines()]
+    assert "rescue" not in names
+    assert local.returncode == 0, local.stderr
+    assert "key 'rescue' created with role admin" in local.stdout
+
+
 def record_monitoring(home: Path) -> int:
     """Store three streaming detections and one open alert, and return the alert id."""
     events = [DriftEvent("feature", "x1", "distribution", i * 1000) for i in range(3)]

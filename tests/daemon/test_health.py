@@ -252,7 +252,7 @@ def test_health_alerts_fire_and_reach_webhook(
     assert by_kind["error_rate"]["threshold"] == pytest.approx(0.1)
     assert by_kind["latency"]["subject"] == "p99"
     assert by_kind["latency"]["value"] > 0.001
-    assert by_kind["performance"]["subject"] == "roc_auc"
+    assert by_kind["performance"]["subject"] == "roc_auc version 1"
     assert by_kind["performance"]["value"] < 0.5
     assert "over the last 60 labels" in by_kind["performance"]["message"]
     assert {a["status"] for a in alerts} == {"open"}
@@ -333,6 +333,51 @@ def test_rollback_on_worse_champion(
         rollbacks = list_entries(catalog, action="model.rollback")
     assert [(e.actor, e.outcome) for e in rollbacks] == [("daemon", "ok")]
     assert json.loads(rollbacks[0].details)["actor"] == "monitoring"
+
+
+def performance_alerts(daemon: Any) -> list[dict[str, Any]]:
+    found = httpx.get(daemon.base + "/v1/alerts").json()["alerts"]
+    return [a for a in found if a["kind"] == "performance"]
+
+
+def test_rollback_resolves_performance_alert(
+    versions_home: Path, start_daemon: Any
+) -> None:
+    daemon = start_daemon(monitoring=FAST_CHECKS)
+    promote(daemon, 1)
+    promote(daemon, 2)
+    assert labelled_traffic(daemon, 0, wrong=1.0) == 2
+    (first,) = wait_for(
+        lambda: performance_alerts(daemon), "the alert of version 2", daemon
+    )
+    rolled_back = httpx.post(
+        daemon.base + f"{REGISTRY}/rollback", json={"actor": "test", "reason": "test"}
+    )
+    resolved = wait_for(
+        lambda: [a for a in performance_alerts(daemon) if a["status"] == "resolved"],
+        "the resolution of the alert of version 2",
+        daemon,
+    )
+    assert labelled_traffic(daemon, 1, wrong=1.0) == 1
+    second = wait_for(
+        lambda: [a for a in performance_alerts(daemon) if a["id"] != first["id"]],
+        "a new alert of version 1",
+        daemon,
+    )
+    assert daemon.stop() == 0
+
+    assert rolled_back.status_code == 200, rolled_back.text
+    assert first["subject"] == "roc_auc version 2"
+    assert "version 2" in first["message"]
+    assert [a["id"] for a in resolved] == [first["id"]]
+    assert resolved[0]["resolution"] == (
+        "resolved automatically: champion version 1 of model 'demo' is served, so "
+        "the health check no longer judges the version this alert names"
+    )
+    assert len(second) == 1
+    assert second[0]["status"] == "open"
+    assert second[0]["subject"] == "roc_auc version 1"
+    assert "version 1" in second[0]["message"]
 
 
 def test_rollback_keeps_champion_on_noisier_labels(

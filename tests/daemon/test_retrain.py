@@ -486,6 +486,45 @@ def test_drift_alarm_starts_decision(daemons: list, daemon_home: Path) -> None:
     assert history[0]["reason"].startswith("no stored label has an event time yet")
 
 
+def busy_skips(daemon: Daemon) -> list[dict[str, Any]]:
+    """Return the drift skips that the retrain route lists."""
+    history = httpx.get(daemon.base + RETRAIN).json()["history"]
+    return [r for r in history if r["trigger"] == "drift" and r["outcome"] == "skipped"]
+
+
+def test_drift_alarms_during_run_one_row(daemons: list, daemon_home: Path) -> None:
+    daemon, started = start_slow_search(daemons, daemon_home)
+    rng = np.random.default_rng(7)
+    deadline = time.monotonic() + 60
+    triggers = 0
+    # Switches of x1 between the two levels make the detectors alarm again.
+    shifts = iter([0.0, 6.0] * 40)
+    while triggers < 3 and time.monotonic() < deadline:
+        shift = next(shifts)
+        rows = [
+            {"t": "2024-02-01 00:00:00", "x1": float(v) + shift, "x2": 0.0}
+            for v in rng.normal(size=600)
+        ]
+        predicted = httpx.post(
+            daemon.base + f"/v1/models/{MODEL}/predict", json={"rows": rows}
+        )
+        assert predicted.status_code == 200, predicted.text
+        time.sleep(0.5)
+        skips = busy_skips(daemon)
+        triggers = sum((r["detail"] or {}).get("triggers", 1) for r in skips)
+    history = httpx.get(daemon.base + RETRAIN).json()["history"]
+    assert daemon.stop() == 0
+
+    run_id = started.json()["id"]
+    assert started.status_code == 202, started.text
+    assert triggers >= 3, daemon.log()
+    (skip,) = skips
+    assert skip["detail"]["running_id"] == run_id
+    assert skip["detail"]["triggers"] == triggers
+    assert f"{triggers} drift triggers during that job recorded only" in skip["reason"]
+    assert [r["id"] for r in history if r["id"] == run_id] == [run_id]
+
+
 def stored_event_times(home: Path) -> list[str]:
     from appliance.storage import Catalog, list_labels
 

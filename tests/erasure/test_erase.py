@@ -269,7 +269,7 @@ def test_erase_no_match_gives_zeros(crashed_home: Path) -> None:
     assert receipt["total"] == 0
     assert receipt["removed"]["dataset_versions"] == {}
     listed = erase_cli(crashed_home, "--list", "--json")
-    receipts = json.loads(listed.stdout)
+    receipts = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [r["total"] for r in receipts] == [0, 1, 27]
     assert SUBJECT not in listed.stdout
 
@@ -432,7 +432,7 @@ def test_erase_output_names_row_copies(tmp_path: Path) -> None:
         "  total 6 rows: 6 row copies in 3 version folders of the lake, "
         "and 0 rows in the other places"
     ) in lines
-    (receipt,) = json.loads(listed.stdout)
+    (receipt,) = [json.loads(line) for line in listed.stdout.splitlines()]
     (note,) = [n for n in receipt["notes"] if n.startswith("the latest version")]
     assert f"note: {note}" in lines
     assert note.startswith(f"the latest version sensor@{latest} read 3 of the")

@@ -161,7 +161,7 @@ def test_threshold_alerts() -> None:
     assert "version 3 is 0.6400 over the last 500 labels" in drop.message
     assert small is None
     assert few is None
-    assert loss is not None and loss.subject == "log_loss"
+    assert loss is not None and loss.subject == "log_loss version 3"
     assert [(a.kind, a.subject) for a in failing] == [
         ("error_rate", "server"),
         ("latency", "p99"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from appliance.config import Config
 from appliance.training import train_model
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+README = Path(__file__).parents[2] / "README.md"
 
 
 def _listed(config: Config, run_id: str) -> dict[str, dict]:
@@ -147,3 +149,22 @@ def test_runs_artifact_through_daemon(
     listed = {a["name"]: a for a in json.loads(shown.stdout)["artifacts"]}
     data = output.read_bytes()
     assert hashlib.sha256(data).hexdigest() == listed["roc.png"]["sha256"]
+
+
+def test_documented_artifact_names_exist(trips: Callable[[str], Config]) -> None:
+    config = trips()
+    run_id = train_model(config, "late").run_id
+    listed = _listed(config, run_id)
+    readme_names = re.findall(r"runs artifact RUN (\S+)", README.read_text())
+    helped = run_appliance(
+        config.path, config.storage.home, "runs", "artifact", "--help"
+    )
+    help_text = " ".join(helped.stdout.split())
+
+    # The quickstart trains a classifier, as the trips model is.
+    assert readme_names
+    assert helped.returncode == 0, helped.stderr
+    for name in readme_names:
+        assert name in listed, f"README names {name!r}; the run has {sorted(listed)}"
+    assert "such as roc.png of a classifier" in help_text
+    assert "roc.png" in listed
