@@ -23,6 +23,8 @@ import logging
 
 import duckdb
 
+from appliance.dbrows import first_row
+
 logger = logging.getLogger(__name__)
 
 _SOURCES = ("audit_log", "runs", "model_versions")
@@ -42,11 +44,13 @@ GROUP BY v.model, v.version
 
 def has_table(db: duckdb.DuckDBPyConnection, table: str) -> bool:
     """Return whether the main schema of `db` has `table`."""
-    found = db.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND "
-        "table_name = ?",
-        [table],
-    ).fetchone()
+    found = first_row(
+        db.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND "
+            "table_name = ?",
+            [table],
+        )
+    )
     return bool(found and found[0])
 
 
@@ -71,5 +75,5 @@ def backfill_gate_rejections(db: duckdb.DuckDBPyConnection) -> int:
 
 
 def _count(db: duckdb.DuckDBPyConnection) -> int:
-    found = db.execute("SELECT count(*) FROM gate_rejections").fetchone()
+    found = first_row(db.execute("SELECT count(*) FROM gate_rejections"))
     return int(found[0]) if found else 0
