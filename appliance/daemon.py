@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
+import pyarrow as pa
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from litestar import Litestar
@@ -77,6 +78,7 @@ from appliance.memory import (
     process_memory,
     trim_malloc,
     trim_periodically,
+    use_system_arrow_pool,
 )
 from appliance.pacing import lower_priority, thread_ids
 from appliance.predictions import PredictionLog
@@ -756,11 +758,12 @@ def build_app(state: DaemonState) -> Litestar:
             trim_malloc()
             state.ready_at = time.time()
             logger.info(
-                "daemon ready host=%s port=%d seconds=%.3f rss_mb=%.1f",
+                "daemon ready host=%s port=%d seconds=%.3f rss_mb=%.1f arrow_pool=%s",
                 state.host,
                 state.port,
                 time.perf_counter() - started,
                 process_memory().get("VmRSS", 0.0),
+                pa.default_memory_pool().backend_name,
             )
             yield
             logger.info("daemon stopping")
@@ -807,6 +810,7 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
     check_exposure(bind_host, config.security.require_keys, config.path)
     set_process_actor(Actor(DAEMON))
     limit_malloc_arenas(config.server.malloc_arenas)
+    use_system_arrow_pool()
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     skip_pyarrow_pandas_probe()
     with HomeLock(config.storage.home) as lock:

@@ -4,7 +4,8 @@ The daemon is meant for small boxes, so it can bound what grows with
 traffic: the catalog connection's DuckDB buffers (``[server]
 catalog_memory_mb``, off by default) and glibc's per-thread malloc arenas
 (``[server] malloc_arenas``). It also hands freed heap memory back to the
-system (``[server] malloc_trim_seconds``).
+system (``[server] malloc_trim_seconds``), and makes pyarrow allocate from
+that heap too, so the trim covers Arrow buffers.
 Every function is a no-op where its facility is missing (no glibc, no
 ``/proc``), so the daemon runs the same elsewhere.
 """
@@ -70,6 +71,28 @@ def trim_malloc() -> bool:
     if _LIBC is None:
         return False
     return bool(_LIBC.malloc_trim(0))
+
+
+def use_system_arrow_pool() -> bool:
+    """Make pyarrow allocate from glibc's heap instead of its bundled mimalloc.
+
+    mimalloc keeps the pages that worker threads have freed, and neither
+    ``malloc_trim`` nor ``MemoryPool.release_unused`` returns them. After a
+    300,000-row Arrow predict request the daemon stayed about 250 MB larger
+    with mimalloc (pyarrow 26.0.1, see "Notes: memory" in
+    docs/benchmarks.md). glibc's heap goes back to the system with the
+    periodic trim. Call this before pyarrow's first allocation.
+
+    Returns:
+        True when pyarrow's default pool is now the system allocator; False
+        without glibc, where the default pool stays.
+    """
+    if _LIBC is None:
+        return False
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+    return True
 
 
 def limit_duckdb(db: Any, memory_mb: int) -> None:

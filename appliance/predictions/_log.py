@@ -40,7 +40,7 @@ from appliance.pacing import Pacer
 from appliance.predictions._expire import expire_rolled, record_expiry
 from appliance.predictions._journal import Journal, encode_entry, journal_dir
 from appliance.predictions._recover import insert_segment, recover_journal
-from appliance.predictions._rows import LogEntry, entries_to_table
+from appliance.predictions._rows import LogEntry, log_tables
 from appliance.predictions._store import (
     LOG_SCHEMA,
     create_table,
@@ -377,12 +377,24 @@ class PredictionLog:
         self, db: duckdb.DuckDBPyConnection, items: list[tuple[int, LogEntry]]
     ) -> bool:
         """Insert a batch, or spill it when DuckDB fails; return whether it was
-        inserted."""
+        inserted.
+
+        The batch goes in as one transaction of statements of at most
+        ``batch_rows`` rows each, so a large Arrow request is converted and
+        inserted a slice at a time, and a failure inserts none of its rows.
+        """
         batch = [entry for _, entry in items]
+        inserted = 0
         try:
-            table = entries_to_table(batch, db, tick=self._pacer.tick)
-            insert_rows(db, table)
+            db.begin()
+            for table in log_tables(
+                batch, db, self.config.batch_rows, tick=self._pacer.tick
+            ):
+                insert_rows(db, table)
+                inserted += table.num_rows
+            db.commit()
         except Exception:
+            _roll_back(db)
             # A failed batch goes to a spill file, which is retried later, so a
             # transient database error loses nothing.
             self.failed_writes += 1
@@ -405,8 +417,8 @@ class PredictionLog:
                     sum(e.rows for e in batch),
                 )
             return False
-        self.written_rows += table.num_rows
-        self._table_rows += table.num_rows
+        self.written_rows += inserted
+        self._table_rows += inserted
         return True
 
     def expire(self) -> int:
@@ -455,13 +467,13 @@ class PredictionLog:
         rows = sum(entry.rows for entry in entries)
         with self._spill_lock:
             assert self._spill_db is not None, "start the prediction log first"
-            table = entries_to_table(entries, self._spill_db)
             if self._spill_writer is None:
                 path = self.spill_dir / f"spill-{time.time_ns()}.arrow"
                 self._spill_sink = pa.OSFile(str(path), "wb")
                 self._spill_writer = pa.ipc.new_stream(self._spill_sink, LOG_SCHEMA)
                 logger.warning("prediction log queue full; spilling to file=%s", path)
-            self._spill_writer.write_table(table)
+            for table in log_tables(entries, self._spill_db, self.config.batch_rows):
+                self._spill_writer.write_table(table)
             self._spill_sink.flush()
             self.spilled_rows += rows
 
@@ -537,6 +549,15 @@ class PredictionLog:
             inserted,
         )
         self._retained = self._retained_newest = 0
+
+
+def _roll_back(db: duckdb.DuckDBPyConnection) -> None:
+    """End the open transaction of `db`, if any, without its changes."""
+    try:
+        db.rollback()
+    except duckdb.Error:
+        # The failure came before BEGIN or after the transaction ended.
+        logger.debug("prediction log rollback found no transaction")
 
 
 def _encrypted_entry(

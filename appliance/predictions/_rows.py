@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +71,38 @@ def entries_to_table(
     return pa.concat_tables(parts)
 
 
+def log_tables(
+    entries: list[LogEntry],
+    db: duckdb.DuckDBPyConnection,
+    slice_rows: int,
+    tick: Callable[[], None] | None = None,
+) -> Iterator[pa.Table]:
+    """Yield the log rows of `entries` as tables of `LOG_SCHEMA`.
+
+    The JSON entries come first, in one table. Each Arrow entry follows in
+    slices of at most `slice_rows` rows, so the JSON text of a large Arrow
+    request is never built at once. In one piece, 300,000 flights rows took
+    about 290 MB at the peak of their conversion for 140 MB of log rows
+    (one-off measurement).
+
+    Args:
+        entries: Entries to convert.
+        db: DuckDB cursor used to write Arrow rows as JSON; it is only read.
+        slice_rows: Maximum rows of an Arrow entry converted at once.
+        tick: Called after every few JSON entries and after each slice.
+    """
+    rows = [entry for entry in entries if entry.rows and isinstance(entry.inputs, list)]
+    if rows:
+        yield _json_entries_table(rows, tick)
+    for entry in entries:
+        if isinstance(entry.inputs, list):
+            continue
+        for start in range(0, entry.rows, slice_rows):
+            yield _entry_table(entry, db, start, slice_rows)
+            if tick is not None:
+                tick()
+
+
 def _json_entries_table(
     entries: list[LogEntry], tick: Callable[[], None] | None
 ) -> pa.Table:
@@ -104,15 +136,25 @@ def _json_entries_table(
     )
 
 
-def _entry_table(entry: LogEntry, db: duckdb.DuckDBPyConnection) -> pa.Table:
-    count = entry.rows
-    inputs = _json_column(entry.inputs, db)
-    outputs = _json_column(entry.outputs, db, outputs=True)
+def _entry_table(
+    entry: LogEntry,
+    db: duckdb.DuckDBPyConnection,
+    start: int = 0,
+    length: int | None = None,
+) -> pa.Table:
+    """Convert the rows of an Arrow entry from row `start`, `length` of them
+    (all when None)."""
+    assert isinstance(entry.inputs, pa.Table), "a JSON entry has no slices"
+    assert isinstance(entry.outputs, pa.Table), "a JSON entry has no slices"
+    inputs_table = entry.inputs.slice(start, length)
+    count = inputs_table.num_rows
+    inputs = _json_column(inputs_table, db)
+    outputs = _json_column(entry.outputs.slice(start, length), db, outputs=True)
     micros = int(entry.predicted_at * 1_000_000)
     return pa.table(
         [
             pa.array([entry.request_id] * count, pa.string()),
-            pa.array(np.arange(count, dtype=np.int32)),
+            pa.array(np.arange(start, start + count, dtype=np.int32)),
             pa.array([entry.model] * count, pa.string()),
             pa.array(np.full(count, entry.version, dtype=np.int32)),
             pa.array(np.full(count, micros, dtype=np.int64)).cast(

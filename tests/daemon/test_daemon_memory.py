@@ -6,6 +6,7 @@ added to the daemon's start, not on allocator noise.
 
 from __future__ import annotations
 
+import ctypes.util
 import re
 from pathlib import Path
 from typing import Any
@@ -42,3 +43,17 @@ def test_daemon_memory_settings_off_starts(start_daemon: Any) -> None:
     memory = process_memory(daemon.process.pid)
 
     assert memory["VmRSS"] < STARTED_RSS_BOUND_MB, memory
+
+
+@pytest.mark.skipif(
+    ctypes.util.find_library("c") is None, reason="the system pool needs glibc"
+)
+def test_daemon_arrow_pool_is_system(start_daemon: Any) -> None:
+    daemon = start_daemon()
+
+    logged = re.search(r"daemon ready .* arrow_pool=(\w+)", daemon.log())
+
+    # mimalloc, pyarrow's default, keeps the pages a large Arrow request
+    # freed; glibc's heap goes back to the system with the periodic trim.
+    assert logged is not None, daemon.log()
+    assert logged.group(1) == "system"

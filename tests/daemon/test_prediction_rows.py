@@ -9,6 +9,7 @@ import duckdb
 import pyarrow as pa
 
 from appliance.predictions import LOG_SCHEMA, LogEntry, entries_to_table
+from appliance.predictions._rows import log_tables
 
 
 def test_entries_become_one_row_per_prediction() -> None:
@@ -79,3 +80,28 @@ def test_no_entries_give_empty_table() -> None:
     table = entries_to_table([], duckdb.connect())
     assert table.num_rows == 0
     assert table.schema == LOG_SCHEMA
+
+
+def test_arrow_entry_converted_in_slices() -> None:
+    # Two record batches, so that slices cross a chunk boundary.
+    inputs = pa.concat_tables(
+        [
+            pa.table({"a": [float(i) for i in range(15)]}),
+            pa.table({"a": [float(i) for i in range(15, 25)]}),
+        ]
+    )
+    outputs = pa.table({"prediction": [i % 2 for i in range(25)]})
+    entries = [
+        LogEntry("json", "m", 1, 0.0, 1.0, [{"a": 1.0}], [{"value": 1.0}]),
+        LogEntry("arrow", "m", 1, 0.0, 1.0, inputs, outputs),
+    ]
+
+    tables = list(log_tables(entries, duckdb.connect(), slice_rows=10))
+
+    assert [t.num_rows for t in tables] == [1, 10, 10, 5]
+    whole = entries_to_table(entries, duckdb.connect())
+    assert pa.concat_tables(tables).equals(whole)
+    rows = whole.to_pylist()
+    assert [r["row_index"] for r in rows[1:]] == list(range(25))
+    assert json.loads(rows[-1]["input"]) == {"a": 24.0}
+    assert json.loads(rows[-1]["output"]) == {"value": 0}

@@ -136,3 +136,36 @@ def test_later_request_evicts_large_batch(tmp_path: Path) -> None:
 
     assert asked == [["big"]]
     assert result["stored"] == 2
+
+
+def test_queue_rows_bound_drops_request(tmp_path: Path) -> None:
+    # A queued Arrow request keeps its whole request body, so the queue is
+    # bounded in rows as well as in requests. The worker is not started, so
+    # every request stays queued.
+    service = MonitoringService(tmp_path, MonitoringConfig(), queue_max_rows=1000)
+    rows, scores = drifting_batch(1500)
+
+    service.submit(INFO, "alone", *arrow_request(rows, scores))
+    service.submit(INFO, "over", *arrow_request(rows[:10], scores[:10]))
+
+    # A request larger than the bound is queued when the queue is empty.
+    assert service.queued == 1
+    assert service.dropped == 1
+
+
+def test_queue_rows_bound_frees_taken_rows(tmp_path: Path) -> None:
+    service = MonitoringService(tmp_path, MonitoringConfig(), queue_max_rows=1000)
+    rows, scores = drifting_batch(600)
+    service.submit(INFO, "first", *arrow_request(rows, scores))
+    service.submit(INFO, "second", rows[:400], json_outputs(scores[:400]))
+    service.submit(INFO, "third", *arrow_request(rows[:1], scores[:1]))
+    assert (service.queued, service.dropped) == (2, 1)
+
+    # The worker feeds the 1,000 queued rows; stop leaves the queue empty.
+    service.start()
+    observed_events(service, 1000)
+    service.submit(INFO, "after", *arrow_request(rows, scores))
+    service.submit(INFO, "again", rows[:400], json_outputs(scores[:400]))
+
+    assert service.queued == 2
+    assert service.dropped == 1
