@@ -7,6 +7,7 @@ so the daemon can use all of it.
 """
 
 from appliance.monitoring._alerts import (
+    VERSIONED_SUBJECTS,
     Alert,
     AlertCandidate,
     AlertStatus,
@@ -14,8 +15,8 @@ from appliance.monitoring._alerts import (
     batch_drift_alert,
     drift_event_alerts,
     performance_alert,
-    performance_subject,
     request_alerts,
+    versioned_subject,
 )
 from appliance.monitoring._batch import (
     DriftReport,
@@ -138,7 +139,6 @@ __all__ = [
     "label_target",
     "output_values",
     "performance_alert",
-    "performance_subject",
     "psi_categorical",
     "psi_numeric",
     "raise_alerts",
@@ -165,6 +165,8 @@ __all__ = [
     "thresholds",
     "training_window",
     "unregister_daemon",
+    "VERSIONED_SUBJECTS",
+    "versioned_subject",
     "VersionMetrics",
     "watch_rollback",
     "wait_for_jobs",

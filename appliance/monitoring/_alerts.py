@@ -59,8 +59,9 @@ class AlertCandidate:
     the view), or ``job`` (a scheduled batch drift check of the model
     failed; its subject is the job id, such as ``drift:NAME``)."""
     subject: str
-    """Thing that crossed: a feature, ``prediction``, ``loss``, or for
-    ``performance`` a metric and the judged version (`performance_subject`)."""
+    """Thing that crossed: a feature, ``prediction``, ``loss``, or for the
+    kinds of `VERSIONED_SUBJECTS` a subject and the judged version
+    (`versioned_subject`)."""
     severity: str
     """``warning`` or ``critical``."""
     message: str
@@ -192,13 +193,23 @@ def batch_drift_alert(model: str, report: DriftReport) -> AlertCandidate | None:
     )
 
 
-def performance_subject(metric: str, version: int) -> str:
-    """Return the subject of a ``performance`` alert, such as ``roc_auc version 6``.
+VERSIONED_SUBJECTS: dict[str, tuple[str, ...]] = {
+    "performance": tuple(HIGHER_IS_BETTER),
+    "error_rate": ("server", "client"),
+    "latency": ("p99",),
+}
+"""Kinds of alert that judge one model version, and the subjects of each
+before `versioned_subject` adds the version."""
 
-    The version is part of the alert's key, so a later drop of another
+
+def versioned_subject(subject: str, version: int) -> str:
+    """Return the subject of an alert that judges one version, such as
+    ``roc_auc version 6`` or ``server version 6``.
+
+    The version is part of the alert's key, so a later crossing by another
     version opens an alert of its own, whose message names that version.
     """
-    return f"{metric} version {version}"
+    return f"{subject} version {version}"
 
 
 def performance_alert(
@@ -231,7 +242,7 @@ def performance_alert(
     return AlertCandidate(
         model,
         "performance",
-        performance_subject(metric, version),
+        versioned_subject(metric, version),
         "critical",
         f"live {metric} of model {model!r} version {version} is {live:.4f} over "
         f"the last {labels} labels, {drop:.4f} worse than its holdout "
@@ -267,7 +278,7 @@ def request_alerts(
                 AlertCandidate(
                     model,
                     "error_rate",
-                    subject,
+                    versioned_subject(subject, version),
                     severity,
                     f"{errors} of {stats.requests} prediction requests to model "
                     f"{model!r} version {version} failed with a {subject} error "
@@ -283,7 +294,7 @@ def request_alerts(
             AlertCandidate(
                 model,
                 "latency",
-                "p99",
+                versioned_subject("p99", version),
                 "warning",
                 f"99th percentile latency of model {model!r} version {version} is "
                 f"{p99:.1f} ms over {stats.successes} successful requests in "

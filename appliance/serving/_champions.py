@@ -7,8 +7,8 @@ backup, `retry_champion` serves it: the scheduled health check and a SIGHUP
 reload call it, and so does a promotion of the champion that is already set.
 Whenever a model's champion is served, `resolve_served_alerts` resolves the
 ``load`` alerts of the model, the ``signature`` alerts of that version, and
-the ``performance`` alerts of every other version, such as the one a
-rollback replaced.
+the ``performance``, ``error_rate`` and ``latency`` alerts of every other
+version, such as the one a rollback replaced.
 When a version loads for requests pinned to it (``?version=N``),
 `resolve_pinned_alerts` resolves the ``signature`` alerts of that version.
 """
@@ -97,10 +97,11 @@ def resolve_served_alerts(state: DaemonState, name: str, version: int) -> None:
     """Resolve the alerts that champion `version` of `name`, now served, ends.
 
     Those are the model's ``load`` alerts, the ``signature`` alerts of that
-    version and the ``performance`` alerts of the other versions, which the
-    health check judges no more. Blocks while the monitoring store is written,
-    so call it off the event loop. The webhook deliveries run in threads of
-    their own. A failed write is logged, and the alerts stay open.
+    version and the ``performance``, ``error_rate`` and ``latency`` alerts of
+    the other versions, which the health check judges no more. Blocks while
+    the monitoring store is written, so call it off the event loop. The
+    webhook deliveries run in threads of their own. A failed write is logged,
+    and the alerts stay open.
     """
     from appliance.monitoring import resolve_alerts
 
@@ -116,7 +117,7 @@ def resolve_served_alerts(state: DaemonState, name: str, version: int) -> None:
     except Exception:
         logger.exception("load alerts not resolved model=%s version=%d", name, version)
     _resolve_signature_alert(state, name, version, "is served")
-    _resolve_replaced_performance(state, name, version)
+    _resolve_replaced_versions(state, name, version)
 
 
 def resolve_pinned_alerts(state: DaemonState, name: str, version: int) -> None:
@@ -152,19 +153,23 @@ def _resolve_signature_alert(
         )
 
 
-def _resolve_replaced_performance(state: DaemonState, name: str, version: int) -> None:
-    """Resolve the open ``performance`` alerts of `name` that judged a version
-    other than `version`, the champion now served."""
+def _resolve_replaced_versions(state: DaemonState, name: str, version: int) -> None:
+    """Resolve the open alerts of the kinds in `VERSIONED_SUBJECTS` that judged
+    a version of `name` other than `version`, the champion now served."""
     from appliance.monitoring import (
-        HIGHER_IS_BETTER,
+        VERSIONED_SUBJECTS,
         AlertStatus,
         MonitoringStore,
-        performance_subject,
         resolve_alerts,
+        versioned_subject,
     )
 
     config = state.config
-    served = {performance_subject(metric, version) for metric in HIGHER_IS_BETTER}
+    served = {
+        (kind, versioned_subject(subject, version))
+        for kind, subjects in VERSIONED_SUBJECTS.items()
+        for subject in subjects
+    }
     reason = (
         f"champion version {version} of model {name!r} is served, so the "
         "health check no longer judges the version this alert names"
@@ -172,19 +177,19 @@ def _resolve_replaced_performance(state: DaemonState, name: str, version: int) -
     try:
         with MonitoringStore(config.storage.home) as store:
             alerts = store.list_alerts(AlertStatus.OPEN, name)
-        subjects = {a.subject for a in alerts if a.kind == "performance"}
-        for subject in sorted(subjects - served):
+        keys = {(a.kind, a.subject) for a in alerts if a.kind in VERSIONED_SUBJECTS}
+        for kind, subject in sorted(keys - served):
             resolve_alerts(
                 config.storage.home,
                 name,
-                ("performance",),
+                (kind,),
                 reason,
                 config.monitoring,
                 subject=subject,
             )
     except Exception:
         logger.exception(
-            "performance alerts not resolved model=%s version=%d", name, version
+            "replaced version alerts not resolved model=%s version=%d", name, version
         )
 
 

@@ -246,11 +246,11 @@ def test_health_alerts_fire_and_reach_webhook(
     by_kind = {a["kind"]: a for a in alerts}
     assert daemon.stop() == 0
 
-    assert by_kind["error_rate"]["subject"] == "client"
+    assert by_kind["error_rate"]["subject"] == "client version 1"
     assert "6 of 18 prediction requests" in by_kind["error_rate"]["message"]
     assert "version 1" in by_kind["error_rate"]["message"]
     assert by_kind["error_rate"]["threshold"] == pytest.approx(0.1)
-    assert by_kind["latency"]["subject"] == "p99"
+    assert by_kind["latency"]["subject"] == "p99 version 1"
     assert by_kind["latency"]["value"] > 0.001
     assert by_kind["performance"]["subject"] == "roc_auc version 1"
     assert by_kind["performance"]["value"] < 0.5
@@ -378,6 +378,85 @@ def test_rollback_resolves_performance_alert(
     assert second[0]["status"] == "open"
     assert second[0]["subject"] == "roc_auc version 1"
     assert "version 1" in second[0]["message"]
+
+
+def request_health_alerts(daemon: Any) -> list[dict[str, Any]]:
+    found = httpx.get(daemon.base + "/v1/alerts").json()["alerts"]
+    return [a for a in found if a["kind"] in ("error_rate", "latency")]
+
+
+def new_request_alerts(daemon: Any, seen: set[int]) -> list[dict[str, Any]]:
+    """Return the error rate and latency alerts not in `seen` once both kinds
+    are there, else an empty list."""
+    found = [a for a in request_health_alerts(daemon) if a["id"] not in seen]
+    return found if {a["kind"] for a in found} == {"error_rate", "latency"} else []
+
+
+def resolved_request_alerts(daemon: Any, ids: set[int]) -> list[dict[str, Any]]:
+    """Return the alerts of `ids` once every one is resolved, else an empty list."""
+    found = [a for a in request_health_alerts(daemon) if a["id"] in ids]
+    return found if all(a["status"] == "resolved" for a in found) else []
+
+
+def failing_traffic(daemon: Any, first: int) -> int:
+    """Send `traffic` and 6 rejected requests, and return the version served."""
+    version = traffic(daemon, first)[-1]["version"]
+    for _ in range(6):
+        bad = httpx.post(daemon.base + PREDICT, json={"rows": [{"x1": "high"}]})
+        assert bad.status_code == 422
+    return version
+
+
+def test_rollback_resolves_request_alerts(
+    versions_home: Path, start_daemon: Any
+) -> None:
+    daemon = start_daemon(
+        monitoring={**FAST_CHECKS, "error_rate": 0.1, "latency_p99_ms": 0.001}
+    )
+    promote(daemon, 1)
+    promote(daemon, 2)
+    assert failing_traffic(daemon, 0) == 2
+    first = wait_for(
+        lambda: new_request_alerts(daemon, set()),
+        "the error rate and latency alerts of version 2",
+        daemon,
+    )
+    first_ids = {a["id"] for a in first}
+    rolled_back = httpx.post(
+        daemon.base + f"{REGISTRY}/rollback", json={"actor": "test", "reason": "test"}
+    )
+    resolved = wait_for(
+        lambda: resolved_request_alerts(daemon, first_ids),
+        "the resolution of the alerts of version 2",
+        daemon,
+    )
+    assert failing_traffic(daemon, 1) == 1
+    second = wait_for(
+        lambda: new_request_alerts(daemon, first_ids),
+        "new error rate and latency alerts of version 1",
+        daemon,
+    )
+    assert daemon.stop() == 0
+
+    assert rolled_back.status_code == 200, rolled_back.text
+    by_kind = {a["kind"]: a for a in first}
+    assert by_kind["error_rate"]["subject"] == "client version 2"
+    assert "version 2" in by_kind["error_rate"]["message"]
+    assert by_kind["latency"]["subject"] == "p99 version 2"
+    assert "version 2" in by_kind["latency"]["message"]
+    assert {a["id"] for a in resolved} == first_ids
+    for alert in resolved:
+        assert alert["resolution"] == (
+            "resolved automatically: champion version 1 of model 'demo' is served, "
+            "so the health check no longer judges the version this alert names"
+        )
+    by_kind = {a["kind"]: a for a in second}
+    assert by_kind["error_rate"]["status"] == "open"
+    assert by_kind["error_rate"]["subject"] == "client version 1"
+    assert "version 1" in by_kind["error_rate"]["message"]
+    assert by_kind["latency"]["status"] == "open"
+    assert by_kind["latency"]["subject"] == "p99 version 1"
+    assert "version 1" in by_kind["latency"]["message"]
 
 
 def test_rollback_keeps_champion_on_noisier_labels(

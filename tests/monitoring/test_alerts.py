@@ -163,14 +163,16 @@ def test_threshold_alerts() -> None:
     assert few is None
     assert loss is not None and loss.subject == "log_loss version 3"
     assert [(a.kind, a.subject) for a in failing] == [
-        ("error_rate", "server"),
-        ("latency", "p99"),
+        ("error_rate", "server version 3"),
+        ("latency", "p99 version 3"),
     ]
     assert failing[0].severity == "critical"
     assert "60 of 1000 prediction requests" in failing[0].message
     assert "in the last 300 s" in failing[0].message
     assert "250.0 ms over 930 successful requests" in failing[1].message
-    assert [(a.subject, a.severity) for a in rejected] == [("client", "warning")]
+    assert [(a.subject, a.severity) for a in rejected] == [
+        ("client version 3", "warning")
+    ]
     assert quiet == []
     assert sparse == []
 
