@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from appliance.config import Config, MonitoringConfig, load_config
-from appliance.errors import JobRunningError
+from appliance.errors import JobRunningError, RequestError
 from appliance.monitoring._alerts import Alert, AlertCandidate, batch_drift_alert
 from appliance.monitoring._batch import DriftReport, DriftThresholds, batch_drift
 from appliance.monitoring._health import notify, raise_alerts, resolve_alerts
@@ -204,6 +204,8 @@ def run_drift_check(config: Config, model: str) -> DriftCheck:
             that it joins is not.
         JobRunningError: A drift check of `model` runs in this process.
         SignatureError: The reference version fails verification.
+        IntegrityError: The reference version's schema contains SQL that is
+            not one expression or one type per entry.
         NotFoundError: The dataset version the model trained on, or one that
             its feature views read, is not in the catalog.
         TrainingError: The training rows cannot be read or joined.
@@ -243,6 +245,7 @@ def _check(config: Config, model: str) -> DriftCheck:
         reference = _reference(catalog, config, model, schema)
     numeric, categorical = _inputs(schema)
     columns = _columns(current, numeric, categorical)
+    columns.update(_derived_columns(model, version.version, schema, current))
     report = batch_drift(
         reference, columns, numeric, categorical, thresholds(config.monitoring)
     )
@@ -324,6 +327,52 @@ def _columns(
     for name in categorical:
         columns[name] = [row.get(name) for row in rows]
     return columns
+
+
+def _derived_columns(
+    model: str, version: int, schema: dict[str, Any], rows: list[dict[str, Any]]
+) -> dict[str, np.ndarray | list[Any]]:
+    """Compute the model's derived features over the logged rows.
+
+    The log contains the request columns and the feature views' columns
+    that the daemon joined, but not the model's derived features. They are
+    computed by the code that serving runs, with the SQL and request types
+    of the reference version.
+
+    NOTE: One logged row that does not fit those types leaves every derived
+    feature out, so they score as "insufficient data" and a warning names
+    the row and column.
+    """
+    # Imported here: the serving package imports this one.
+    from appliance.serving import (
+        check_schema_sql,
+        derived_features,
+        request_spec,
+        rows_to_columns,
+    )
+
+    derive: dict[str, str] = schema.get("derive", {})
+    inputs = schema["inputs"]
+    if not any(spec["name"] in derive for spec in inputs):
+        return {}
+    request = request_spec(schema)
+    check_schema_sql(model, version, derive, request)
+    try:
+        columns, _ = rows_to_columns(model, request, rows)
+        derived = derived_features(model, derive, request, inputs, columns)
+    except RequestError as exc:
+        logger.warning(
+            "derived features not computed over the logged rows, so they score "
+            "as insufficient data model=%s version=%d error=%s",
+            model,
+            version,
+            exc,
+        )
+        return {}
+    return {
+        name: values if values.dtype.kind == "f" else [v or "" for v in values]
+        for name, values in derived.items()
+    }
 
 
 def _record(

@@ -16,11 +16,13 @@ from appliance.serving._champions import (
     resolve_when_champion,
     retry_champion,
 )
+from appliance.serving._derived import check_schema_sql, derived_features
 from appliance.serving._explain import explain_feed, reference_of
 from appliance.serving._inputs import (
     NUMBER,
     STRING,
     columns_to_feed,
+    request_spec,
     rows_to_columns,
     rows_to_feed,
     table_to_columns,
@@ -71,12 +73,14 @@ __all__ = [
     "check_exposure",
     "check_count",
     "check_lookup_table",
+    "check_schema_sql",
     "check_target",
     "class_key",
     "columns_to_feed",
     "cpu_count",
     "create_app",
     "daemon_state",
+    "derived_features",
     "explain_feed",
     "explain_response",
     "feed_rows",
@@ -88,6 +92,7 @@ __all__ = [
     "read_rows_file",
     "reference_of",
     "reload_features",
+    "request_spec",
     "resolve_served_alerts",
     "resolve_when_champion",
     "retry_champion",

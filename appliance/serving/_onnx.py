@@ -11,15 +11,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import onnxruntime as ort
 import pyarrow as pa
 
-from appliance.errors import IntegrityError, RequestError
+from appliance.errors import RequestError
+from appliance.serving._derived import check_schema_sql, derived_features
 from appliance.serving._inputs import (
     ARROW_MISSING,
-    NUMBER,
     Columns,
     check_float32,
     check_ranges,
@@ -62,7 +61,7 @@ class OnnxModel:
         self.request: list[dict[str, str]] = request_spec(schema)
         """Columns a request sends; derived features are computed from them."""
         self.derive: dict[str, str] = schema.get("derive", {})
-        _check_schema_sql(self.name, self.version, self.derive, self.request)
+        check_schema_sql(self.name, self.version, self.derive, self.request)
         self.checks: dict[str, dict[str, float]] = schema.get("checks", {})
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -191,35 +190,9 @@ class OnnxModel:
             RequestError: A value cannot be cast to its dataset type, or an
                 expression fails on these rows.
         """
-        from appliance.derive import CastError, compute
-
-        table = pa.table(
-            {spec["name"]: _arrow(columns[spec["name"]]) for spec in self.request}
+        return derived_features(
+            self.name, self.derive, self.request, self.inputs, columns
         )
-        kinds = {spec["name"]: spec["type"] for spec in self.inputs}
-        numeric = [n for n in self.derive if kinds.get(n) == NUMBER]
-        categorical = [n for n in self.derive if n in kinds and n not in numeric]
-        try:
-            derived = compute(self.derive, self.request, numeric, categorical, table)
-        except CastError as exc:
-            raise RequestError(
-                f"row {exc.row}, column {exc.column!r} of model {self.name!r}: {exc}",
-                model=self.name,
-                row=exc.row,
-                column=exc.column,
-            ) from None
-        except duckdb.Error as exc:
-            raise RequestError(
-                f"derived features {', '.join(map(repr, self.derive))} of model "
-                f"{self.name!r} cannot be computed from this request: {exc}",
-                model=self.name,
-            ) from None
-        result: Columns = {}
-        for name in numeric:
-            result[name] = derived.column(name).to_numpy(zero_copy_only=False)
-        for name in categorical:
-            result[name] = np.asarray(derived.column(name).to_pylist(), dtype=object)
-        return result
 
     def format(self, output: np.ndarray) -> list[dict[str, Any]]:
         """Turn raw outputs into ``{"label", "probabilities"}`` or ``{"value"}``."""
@@ -278,46 +251,6 @@ def class_key(value: Any) -> str:
     return str(value)
 
 
-def _arrow(values: Any) -> Any:
-    """Return request values as an Arrow array, with NaN and ``""`` read as null."""
-    if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        return values
-    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
-        return pa.array(values, from_pandas=True)
-    return pa.array([v or None for v in values], type=pa.string())
-
-
 def _finite(value: float) -> float | None:
     """Return the value, or None for NaN so that JSON stays valid."""
     return None if math.isnan(value) else value
-
-
-def _check_schema_sql(
-    name: str, version: int, derive: dict[str, str], request: list[dict[str, str]]
-) -> None:
-    """Raise unless the schema's SQL is one expression or one type per entry.
-
-    Serving puts the derived columns' expressions and the request columns'
-    SQL types into one DuckDB query. A schema registered before configuration
-    SQL was checked, or signed by another box whose key is trusted, could
-    otherwise add a statement to that query.
-
-    Raises:
-        IntegrityError: Naming the model version and the entry at fault.
-    """
-    from appliance.sqlcheck import check_expression
-
-    try:
-        for column, expression in derive.items():
-            check_expression(f"derived column {column!r}", expression)
-        for spec in request:
-            if "sql_type" in spec:
-                check_expression(
-                    f"SQL type of request column {spec['name']!r}",
-                    f"CAST(NULL AS {spec['sql_type']})",
-                )
-    except ValueError as exc:
-        raise IntegrityError(
-            f"schema of model {name!r} version {version}: {exc}; train the "
-            "model again to register a version with valid SQL"
-        ) from None

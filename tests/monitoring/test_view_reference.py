@@ -5,7 +5,8 @@ weather view, a derived column ``km`` of its own, and filters its rows with
 ``where``. Its reference must be the rows as training joined them, at the
 dataset versions training read. Logged rows copy the training rows, so an
 unshifted window drifts nowhere, and 40 degrees added to ``temp`` and
-``temp_f`` drift both.
+``temp_f`` drift both. The log contains no ``km``, so the check computes it
+from the logged ``distance``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+import pytest
 from support import (
     WebhookReceiver,
     load_config_text,
@@ -84,14 +86,17 @@ def _trained(tmp_path: Path, text: str = CONFIG) -> tuple[Config, pd.DataFrame]:
     return config, rows
 
 
-def _request_rows(rows: pd.DataFrame, shift: float = 0.0) -> list[dict]:
+def _request_rows(
+    rows: pd.DataFrame, shift: float = 0.0, distance_shift: int = 0
+) -> list[dict]:
     """Return the logged input rows of `rows`: the request columns plus the
-    view's columns that the daemon fills in, with `shift` added to them."""
+    view's columns that the daemon fills in, with `shift` added to them and
+    `distance_shift` added to ``distance``."""
     return [
         {
             "origin": row.origin,
             "time_hour": row.time_hour,
-            "distance": int(row.distance),
+            "distance": int(row.distance) + distance_shift,
             "temp": float(row.temp) + shift,
             "temp_f": float(row.temp_f) + shift,
         }
@@ -128,11 +133,42 @@ def test_check_joins_feature_views(tmp_path: Path) -> None:
     assert scores["temp"].status == "ok"
     assert scores["temp_f"].status == "ok"
     assert scores["distance"].status == "ok"
+    assert scores["km"].status == "ok"
     assert same.report.drifted == []
     assert shifted.report is not None
     assert shifted.report.drifted == ["temp", "temp_f"]
     assert shifted.alert is not None
     assert shifted.alert_opened
+
+
+def test_check_computes_model_derived(tmp_path: Path) -> None:
+    config, rows = _trained(tmp_path)
+    home = config.storage.home
+    _log_inputs(home, _request_rows(rows, distance_shift=5000))
+    check = run_drift_check(config, "late")
+
+    assert check.report is not None
+    scores = {f.feature: f for f in check.report.features}
+    assert scores["km"].current_rows == ROWS
+    assert scores["km"].status == "drift"
+    assert check.report.drifted == ["distance", "km"]
+
+
+def test_check_unfit_row_skips_derived(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config, rows = _trained(tmp_path)
+    logged = _request_rows(rows)
+    logged[3]["distance"] = 1e20
+    _log_inputs(config.storage.home, logged)
+    check = run_drift_check(config, "late")
+
+    assert check.report is not None
+    scores = {f.feature: f for f in check.report.features}
+    assert scores["km"].status == "insufficient data"
+    assert scores["temp"].status == "ok"
+    assert "derived features not computed" in caplog.text
+    assert "'distance'" in caplog.text
 
 
 def test_check_reads_trained_versions(tmp_path: Path) -> None:
@@ -148,7 +184,7 @@ def test_check_reads_trained_versions(tmp_path: Path) -> None:
     check = run_drift_check(config, "late")
 
     assert check.report is not None
-    assert check.report.tested == 3
+    assert check.report.tested == 4
     assert check.report.drifted == []
 
 
@@ -273,7 +309,7 @@ def test_check_through_daemon_fills_views(tmp_path: Path) -> None:
     assert same.returncode == 0, same.stderr
     first = json.loads(same.stdout)
     assert first["rows"] == ROWS
-    assert first["tested"] == 3
+    assert first["tested"] == 4
     assert first["drifted"] == []
     assert shifted.returncode == 0, shifted.stderr
     second = json.loads(shifted.stdout)
