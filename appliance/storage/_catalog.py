@@ -196,7 +196,7 @@ def _upgrade(db: duckdb.DuckDBPyConnection, home: Path) -> None:
 
 
 def _is_current(db: duckdb.DuckDBPyConnection) -> bool:
-    """Return whether the catalog holds the tables and columns of this schema."""
+    """Return whether the catalog has the tables and columns of this schema."""
     try:
         row = first_row(db.execute("SELECT max(sha256) FROM catalog_schema"))
     except duckdb.CatalogException:
