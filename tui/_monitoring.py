@@ -13,6 +13,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Sparkline, Static
 
 from tui._dialogs import ConfirmScreen
+from tui._drift_check import scheduled_check_text
 from tui._format import NONE, metrics_line, number, timestamp
 from tui._pane import Pane, Unavailable, fill_table, optional, selected_key
 
@@ -39,13 +40,15 @@ def feature_series(scores: list[dict[str, Any]]) -> dict[str, list[float]]:
 
 
 class DriftPane(Pane):
-    """Per-feature drift over time, detections and live performance of one model."""
+    """Per-feature drift over time, the scheduled check, detections and live
+    performance of one model."""
 
     TITLE = "Drift"
     KEY = "5"
     SUMMARY = (
-        "per-feature drift (PSI) over time, detections of the streaming "
-        "detectors, live performance against labels"
+        "per-feature drift (PSI) over time, the last scheduled drift check and "
+        "its failures, detections of the streaming detectors, live performance "
+        "against labels"
     )
     BINDINGS = [Binding("f", "next_model", "Next model")]
 
@@ -65,6 +68,7 @@ class DriftPane(Pane):
 
     def compose_body(self) -> Iterator[Widget]:
         yield Static("", id="model", classes="section")
+        yield Static("", id="check", classes="section")
         yield Static("", id="performance", classes="section")
         yield VerticalScroll(id="charts")
         yield DataTable(id="detectors", cursor_type="row")
@@ -85,10 +89,12 @@ class DriftPane(Pane):
         self.query_one("#model", Static).update(
             f"Model: [b]{escape(self.model or 'no model is served')}[/] (f: next model)"
         )
+        check = self.query_one("#check", Static)
         performance = self.query_one("#performance", Static)
         charts = self.query_one("#charts", VerticalScroll)
         detectors = self.query_one("#detectors", DataTable)
         if not isinstance(report, dict):
+            check.update("")
             text = str(report) if isinstance(report, Unavailable) else ""
             performance.update(
                 "Drift and live performance: not available on this daemon"
@@ -98,6 +104,14 @@ class DriftPane(Pane):
             charts.remove_children()
             fill_table(detectors, ["Detector"], [], [])
             return
+        latest = report.get("latest") or [{}]
+        check.update(
+            scheduled_check_text(
+                str(self.model),
+                report.get("scheduled_check"),
+                latest[0].get("checked_at"),
+            )
+        )
         performance.update(_performance_text(report.get("stream")))
         scores: Any = report.get("scores")
         if isinstance(scores, Unavailable):

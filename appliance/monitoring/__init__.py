@@ -29,6 +29,7 @@ from appliance.monitoring._batch import (
     psi_numeric,
 )
 from appliance.monitoring._checks import (
+    JOB_ALERT,
     DriftCheck,
     check_drift,
     run_drift_check,
@@ -56,6 +57,7 @@ from appliance.monitoring._health import (
 from appliance.monitoring._jobs import (
     JOBS_FILE,
     DuckDBJobStore,
+    job_state,
     run_job,
     schedule_interval,
     wait_for_jobs,
@@ -123,6 +125,8 @@ __all__ = [
     "DuckDBJobStore",
     "FeatureDrift",
     "HIGHER_IS_BETTER",
+    "JOB_ALERT",
+    "job_state",
     "JOBS_FILE",
     "ks_test",
     "last_promotion",

@@ -11,6 +11,7 @@ the scheduler.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import pickle
@@ -319,6 +320,50 @@ def _run_recorded(
         job_id,
         (finished - started).total_seconds(),
     )
+
+
+def job_state(store: MonitoringStore, job_id: str) -> dict[str, Any]:
+    """Return the newest ended run of `job_id`, a run in progress and the
+    failures in a row.
+
+    ``last_run`` is the newest run that finished or failed, None before the
+    first one ends, and its ``error`` is the exception of a failed run.
+    ``running_since`` is the start of a newer run still recorded as
+    ``running``, else None. ``failed_runs``, ``failing_since`` and
+    ``last_finished_at`` are those of `MonitoringStore.failed_streak`.
+
+    NOTE: Runs older than `JOB_RUNS_KEPT` are deleted, so a job that has
+    failed for longer shows the oldest kept failure as ``failing_since``.
+    """
+    ended = store.last_ended_job_run(job_id)
+    newest = store.last_job_runs(job_id)
+    running = newest[0] if newest and newest[0]["outcome"] == "running" else None
+    streak = store.failed_streak(job_id)
+    return {
+        "job_id": job_id,
+        "last_run": _run_state(ended) if ended is not None else None,
+        "running_since": _iso(running["started_at"]) if running else None,
+        "failed_runs": streak["failed_runs"],
+        "failing_since": _iso(streak["failing_since"]),
+        "last_finished_at": _iso(streak["last_finished_at"]),
+    }
+
+
+def _run_state(run: dict[str, Any]) -> dict[str, Any]:
+    detail = json.loads(run["detail"]) if run.get("detail") else None
+    error = detail.get("error") if isinstance(detail, dict) else None
+    return {
+        "started_at": _iso(run["started_at"]),
+        "finished_at": _iso(run["finished_at"]),
+        "outcome": run["outcome"],
+        "missed": run["missed"],
+        "detail": detail,
+        "error": error if run["outcome"] == "failed" else None,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).isoformat() if value is not None else None
 
 
 def _missed_runs(

@@ -627,6 +627,43 @@ class MonitoringStore:
             )
         )
 
+    def last_ended_job_run(self, job_id: str) -> dict[str, Any] | None:
+        """Return the newest run of `job_id` that finished or failed, or None."""
+        rows = _dicts(
+            self.db.execute(
+                "SELECT * FROM job_runs WHERE job_id = ? AND outcome != 'running' "
+                "ORDER BY started_at DESC LIMIT 1",
+                [job_id],
+            )
+        )
+        return rows[0] if rows else None
+
+    def failed_streak(self, job_id: str) -> dict[str, Any]:
+        """Return the failed runs of `job_id` since its last finished run.
+
+        Returns:
+            ``failed_runs``: the runs that failed after the newest finished
+            run, or since the oldest recorded run when none finished;
+            ``failing_since``: the start of the oldest of them, or None;
+            ``last_finished_at``: the start of the newest finished run, or
+            None. Runs still ``running`` count in neither.
+        """
+        row = self.db.execute(
+            "WITH finished AS (SELECT max(started_at) AS at FROM job_runs "
+            "WHERE job_id = ? AND outcome = 'finished') "
+            "SELECT count(runs.started_at), min(runs.started_at), "
+            "any_value(finished.at) FROM finished LEFT JOIN job_runs AS runs "
+            "ON runs.job_id = ? AND runs.outcome = 'failed' "
+            "AND (finished.at IS NULL OR runs.started_at > finished.at)",
+            [job_id, job_id],
+        ).fetchone()
+        failed, since, finished = row if row is not None else (0, None, None)
+        return {
+            "failed_runs": int(failed),
+            "failing_since": since,
+            "last_finished_at": finished,
+        }
+
     def prune_job_runs(self, job_id: str, before: datetime) -> int:
         """Delete the runs of `job_id` that started before `before`; return how many."""
         deleted = self.db.execute(

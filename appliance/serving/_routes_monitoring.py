@@ -17,10 +17,12 @@ from appliance.access import current_actor
 from appliance.config import Config
 from appliance.errors import ApplianceError, ConfigError, NotFoundError, RequestError
 from appliance.monitoring import (
+    JOB_ALERT,
     AlertStatus,
     ModelInfo,
     MonitoringStore,
     drift_summary,
+    job_state,
     notify_in_background,
     output_values,
     resolve_alert,
@@ -231,17 +233,24 @@ async def drift(
 
     ``events_total`` counts every streaming detection of the model, so a
     client can tell when ``events`` lists only the newest of them.
+    ``scheduled_check`` is the state of the scheduled job ``drift:NAME``
+    (its newest ended run, a run in progress, the failures in a row, the
+    next run and the open ``job`` alert), because a failed run stores no
+    scores.
     """
     state = daemon_state(request)
     if name not in state.config.models and name not in state.models.models:
         state.models.get(name)  # raises NotFoundError naming the served models
-    rows, newest, total = await asyncio.to_thread(_drift_rows, state, name, events)
+    rows, newest, total, check = await asyncio.to_thread(
+        _drift_rows, state, name, events
+    )
     body = {
         "model": name,
         **drift_summary(rows, history),
         "events": newest,
         "events_total": total,
         "stream": state.monitoring.status(name),
+        "scheduled_check": {**check, "next_run_at": _next_run(state, check)},
     }
     return Response(json.dumps(body, default=str).encode(), media_type=JSON)
 
@@ -368,13 +377,41 @@ def _acknowledge(state: DaemonState, alert_id: int) -> dict[str, Any]:
     return alert
 
 
-def _drift_rows(state: DaemonState, name: str, events: int) -> tuple[list, list, int]:
+def _drift_rows(
+    state: DaemonState, name: str, events: int
+) -> tuple[list, list, int, dict[str, Any]]:
     with MonitoringStore(state.config.storage.home) as store:
         return (
             store.drift_history(name, limit=10_000),
             store.drift_events(name, limit=events),
             store.count_drift_events(name),
+            _scheduled_check(store, name),
         )
+
+
+def _scheduled_check(store: MonitoringStore, name: str) -> dict[str, Any]:
+    """Return the state of the scheduled drift check of `name` and its alert."""
+    check = job_state(store, f"drift:{name}")
+    alerts = [
+        alert
+        for alert in store.list_alerts(model=name)
+        if alert.kind == JOB_ALERT
+        and alert.subject == check["job_id"]
+        and alert.status is not AlertStatus.RESOLVED
+    ]
+    check["alert"] = None
+    if alerts:
+        fields = ("id", "status", "count", "opened_at", "last_seen_at")
+        values = alerts[0].to_dict()
+        check["alert"] = {key: values[key] for key in fields}
+    return check
+
+
+def _next_run(state: DaemonState, check: dict[str, Any]) -> str | None:
+    """Return the next run time of the check's job, or None when not scheduled."""
+    job = state.scheduler.get_job(check["job_id"])
+    next_run = getattr(job, "next_run_time", None)
+    return next_run.isoformat() if next_run is not None else None
 
 
 def _alerts(state: DaemonState, status: AlertStatus | None, model: str | None) -> list:

@@ -19,6 +19,7 @@ from appliance.monitoring import MonitoringStore
 from appliance.monitoring._jobs import (
     JOBS_FILE,
     DuckDBJobStore,
+    job_state,
     run_job,
     schedule_interval,
     wait_for_jobs,
@@ -212,3 +213,52 @@ def test_stop_waits_for_running_job(tmp_path, monkeypatch, caplog) -> None:
     assert finished
     assert [r["outcome"] for r in runs(tmp_path, "slow:m")] == ["finished"]
     assert "Error running job" not in caplog.text
+
+
+def test_job_state_counts_failures_in_row(tmp_path) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    outcomes = ["failed", "finished", "failed", "failed", "running"]
+    with MonitoringStore(tmp_path) as store:
+        before = job_state(store, "drift:m")
+        for hour, outcome in enumerate(outcomes):
+            started = start + timedelta(hours=hour)
+            store.start_job_run("drift:m", started, 0)
+            if outcome != "running":
+                detail = {"error": f"OSError: run {hour}"}
+                store.finish_job_run("drift:m", started, started, outcome, detail)
+        during = job_state(store, "drift:m")
+        finished = start + timedelta(hours=5)
+        store.start_job_run("drift:m", finished, 0)
+        store.finish_job_run("drift:m", finished, finished, "finished", {"rows": 3})
+        after = job_state(store, "drift:m")
+
+    assert before["last_run"] is None
+    assert before["running_since"] is None
+    assert before["failed_runs"] == 0
+    assert before["failing_since"] is None
+    assert during["last_run"]["outcome"] == "failed"
+    assert during["last_run"]["error"] == "OSError: run 3"
+    assert during["running_since"] == (start + timedelta(hours=4)).isoformat()
+    assert during["failed_runs"] == 2
+    assert during["failing_since"] == (start + timedelta(hours=2)).isoformat()
+    assert during["last_finished_at"] == (start + timedelta(hours=1)).isoformat()
+    assert after["last_run"]["outcome"] == "finished"
+    assert after["last_run"]["detail"] == {"rows": 3}
+    assert after["last_run"]["error"] is None
+    assert after["running_since"] is None
+    assert after["failed_runs"] == 0
+    assert after["failing_since"] is None
+
+
+def test_job_state_failure_has_error(tmp_path) -> None:
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    with MonitoringStore(tmp_path) as store:
+        store.start_job_run("drift:m", started, 0)
+        error = {"error": "NotFoundError: gone"}
+        store.finish_job_run("drift:m", started, started, "failed", error)
+        state = job_state(store, "drift:m")
+
+    assert state["last_run"]["error"] == "NotFoundError: gone"
+    assert state["failed_runs"] == 1
+    assert state["failing_since"] == started.isoformat()
+    assert state["last_finished_at"] is None

@@ -7,6 +7,7 @@ import math
 from types import ModuleType
 
 import pytest
+from textual.content import Content
 
 import tui
 from appliance.serving import _traffic
@@ -17,6 +18,7 @@ from appliance.serving._traffic import (
     histogram_quantile,
 )
 from tui import _data, _format, _html, _monitoring
+from tui._drift_check import scheduled_check_text
 
 
 @pytest.mark.parametrize("module", [_data, _format, _html, _monitoring, _traffic])
@@ -79,3 +81,41 @@ def test_window_first_call_covers_uptime() -> None:
     stats = window.observe(sample(5.0, 10.0))
     assert stats.seconds == pytest.approx(5.0)
     assert stats.requests == 10
+
+
+def test_check_text_older_daemon_not_reported() -> None:
+    text = scheduled_check_text("m", None, None)
+
+    assert text == "Scheduled drift check: not reported by this daemon"
+
+
+def test_check_text_no_run_names_command() -> None:
+    check = {"last_run": None, "failed_runs": 0, "next_run_at": None}
+
+    text = scheduled_check_text("m", check, None)
+
+    assert text.startswith("Scheduled drift check: no run has ended yet")
+    assert "Run one now: appliance drift m --check" in text
+
+
+def test_check_text_failure_escapes_error() -> None:
+    check = {
+        "last_run": {
+            "outcome": "failed",
+            "finished_at": "2026-01-02T03:04:05+00:00",
+            "error": "OSError: [Errno 2] no file [b]",
+        },
+        "failed_runs": 1,
+        "failing_since": "2026-01-02T03:04:00+00:00",
+        "running_since": "2026-01-02T04:04:00+00:00",
+        "alert": None,
+        "next_run_at": None,
+    }
+
+    text = scheduled_check_text("m", check, None)
+    lines = Content.from_markup(text).plain.splitlines()
+
+    assert lines[0].endswith("failing since 2026-01-02 03:04:00 (1 failed run)")
+    assert lines[1] == "Error: OSError: [Errno 2] no file [b]"
+    assert "last stored scores: none stored yet" in lines[2]
+    assert lines[3] == "A run is in progress since 2026-01-02 04:04:00."
