@@ -23,6 +23,11 @@ from appliance.errors import RequestError, shown
 Columns = dict[str, np.ndarray | list[Any]]
 """Feature values by name, as `batch_drift` reads the current window."""
 
+SPLIT_QUERIES = 256
+"""Queries of derived features over parts of the rows that one check may run
+to find the rows whose expression fails. Beyond it, each part that still
+fails is left out whole, so a check ends in seconds even when thousands of
+rows fail."""
 _ROW_PREFIX = re.compile(r"^row 0(, | of the request to )")
 """Start of a `RequestError` message on a one-row request, which names row 0
 of that request and not the logged row."""
@@ -174,6 +179,7 @@ class _TypedRows:
         self.derive = derive
         self.request = request
         self.inputs = inputs
+        self.split_queries = 0
 
     def check_types(
         self, rows: Sequence[Mapping[str, Any]], found: dict[int, Unfit]
@@ -213,9 +219,10 @@ class _TypedRows:
         split in halves until each failing row is alone.
 
         NOTE: k rows of n whose expression fails cost about 2 k log2(n)
-        queries of a few milliseconds each, so thousands of such rows take
-        tens of seconds. DuckDB's TRY expression, which gives NULL for a row
-        whose expression fails, could narrow them down in one query.
+        queries of a few milliseconds each. After `SPLIT_QUERIES` queries a
+        part that fails is left out whole, rows that would fit included.
+        DuckDB's TRY expression, which gives NULL for a row whose expression
+        fails, could find them in one query.
         """
         from appliance.serving import cast_failures, rows_to_columns
 
@@ -240,11 +247,16 @@ class _TypedRows:
         """Compute the derived features of `rows` in halves while DuckDB fails."""
         if not rows:
             return []
+        self.split_queries += 1
         try:
             return self._compute(rows)
         except RequestError as exc:
             if len(rows) == 1:
                 found.setdefault(indexes[0], self._unfit(rows[0], exc))
+                return []
+            if self.split_queries >= SPLIT_QUERIES:
+                for index, row in zip(indexes, rows):
+                    found.setdefault(index, self._unfit_part(row, len(rows), exc))
                 return []
         half = len(rows) // 2
         first = self._split(rows[:half], indexes[:half], found)
@@ -279,6 +291,19 @@ class _TypedRows:
         else:
             value = {spec["name"]: row.get(spec["name"]) for spec in self.request}
         return Unfit(column, value, _ROW_PREFIX.sub("", str(exc)))
+
+    def _unfit_part(
+        self, row: Mapping[str, Any], size: int, exc: RequestError
+    ) -> Unfit:
+        """Return the reason `row` was left out with the failing part of `size`
+        rows it belongs to, once the check ran `SPLIT_QUERIES` queries."""
+        value = {spec["name"]: row.get(spec["name"]) for spec in self.request}
+        error = (
+            f"left out with the {size} rows of its part, because a derived "
+            f"feature failed on one of them and the check stopped splitting "
+            f"parts after {SPLIT_QUERIES} queries: {_ROW_PREFIX.sub('', str(exc))}"
+        )
+        return Unfit(None, value, error)
 
 
 def _is_numeric(inputs: Sequence[Mapping[str, str]], name: str) -> bool:

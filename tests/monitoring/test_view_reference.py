@@ -28,7 +28,7 @@ from support import (
 )
 
 from appliance.config import Config
-from appliance.monitoring import MonitoringStore, run_drift_check, run_job
+from appliance.monitoring import MonitoringStore, _logged_rows, run_drift_check, run_job
 from appliance.predictions import create_table
 from appliance.storage import CHAMPION, Catalog, get_version, ingest, set_alias
 from appliance.training import sample_trained_rows, train_model
@@ -235,6 +235,32 @@ def test_check_leaves_out_rows_duckdb_rejects(
     assert check.unfit.first.value == "yesterday"
     assert "TIMESTAMP" in check.unfit.first.error
     assert "unfit_rows=3 request_id=r10 row=0 column=time_hour" in caplog.text
+
+
+def test_check_split_queries_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_logged_rows, "SPLIT_QUERIES", 4)
+    text = CONFIG.replace(
+        'features = ["distance", "km", "temp", "temp_f"]',
+        'features = ["distance", "km", "metres", "temp"]',
+    ).replace(
+        'km = "distance * 1.609"', 'km = "distance * 1.609"\nmetres = "distance * 1000"'
+    )
+    config, rows = _trained(tmp_path, text)
+    logged = _request_rows(rows)
+    for index in (10, 20, 30):
+        logged[index]["distance"] = 10**16
+    _log_inputs(config.storage.home, logged)
+
+    check = run_drift_check(config, "late")
+
+    assert check.report is not None
+    assert check.unfit is not None
+    assert 3 <= check.unfit.rows < ROWS
+    assert "stopped splitting parts after 4 queries" in check.unfit.first.error
+    scores = {f.feature: f for f in check.report.features}
+    assert scores["metres"].current_rows == ROWS - check.unfit.rows
 
 
 def test_check_reads_trained_versions(tmp_path: Path) -> None:
