@@ -571,3 +571,39 @@ def _raise_cast_error(db: Any, request: list[Mapping[str, str]]) -> None:
         if found:
             row, value = found[0]
             raise CastError(spec["name"], int(row), value, spec["sql_type"])
+
+
+def cast_failures(
+    request: Sequence[Mapping[str, str]], table: Any
+) -> dict[int, tuple[str, Any]]:
+    """Return the rows of an Arrow table whose request values DuckDB cannot cast.
+
+    One query finds every such row, where `compute` stops at the first.
+
+    Returns:
+        By row index, the first column in request order whose value cannot be
+        cast to its dataset type, and that value.
+    """
+    names = [spec["name"] for spec in request if spec["name"] in table.column_names]
+    if not names:
+        return {}
+    types = {spec["name"]: spec["sql_type"] for spec in request}
+    failed = [
+        f"({quote_identifier(n)} IS NOT NULL AND "
+        f"TRY_CAST({quote_identifier(n)} AS {types[n]}) IS NULL)"
+        for n in names
+    ]
+    values = ", ".join(f"{quote_identifier(n)}::VARCHAR" for n in names)
+    sql = (
+        f"SELECT index, [{', '.join(failed)}], [{values}] FROM (SELECT "
+        "row_number() OVER () - 1 AS index, * FROM request_rows) "
+        f"WHERE {' OR '.join(failed)} ORDER BY index"
+    )
+    with _cursor() as db:
+        db.register("request_rows", table)
+        rows = db.execute(sql).fetchall()
+    found = {}
+    for index, flags, texts in rows:
+        position = flags.index(True)
+        found[int(index)] = (names[position], texts[position])
+    return found

@@ -48,10 +48,14 @@ def _result(detail: Any) -> str:
     if detail.get("skipped"):
         return escape(f"skipped, {detail['skipped']}")
     drifted = ", ".join(detail.get("drifted") or []) or "none"
-    return escape(
+    text = (
         f"{detail.get('rows', 0)} rows against version {detail.get('version')}, "
         f"{detail.get('tested', 0)} features tested, drifted: {drifted}"
     )
+    unfit = detail.get("unfit_rows")
+    if unfit:
+        text += f", {unfit} rows left out because they do not fit the request types"
+    return escape(text)
 
 
 def _failed(

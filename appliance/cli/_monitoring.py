@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
 from appliance.cli._urls import name_segment
 from appliance.config import Config
-from appliance.errors import ApplianceError, ConfigError
+from appliance.errors import ApplianceError, ConfigError, shown
 
 if TYPE_CHECKING:
     from appliance.client import DaemonClient
@@ -207,10 +207,30 @@ def _print_check(check: dict[str, Any], as_json: bool) -> None:
         f"{check['tested']} features tested, drifted: {drifted}"
     )
     _print_reference(check)
+    _print_unfit(check)
     if check["alert_id"] is not None:
         change = "opened" if check["alert_opened"] else "still open, count raised"
         print(f"drift alert {check['alert_id']} {change}")
     print_rows(check["features"], False, _DRIFT_COLUMNS[1:])
+
+
+def _print_unfit(check: dict[str, Any]) -> None:
+    """Print how many logged rows the check left out, and the first of them."""
+    unfit, first = check.get("unfit_rows", 0), check.get("first_unfit_row")
+    if not unfit or first is None:
+        return
+    if unfit == check["rows"]:
+        count = (
+            f"all {unfit} logged rows, which do not fit the request types, so "
+            "the features computed from them score as insufficient data"
+        )
+    else:
+        count = f"{unfit} of {check['rows']} logged rows do not fit the request types"
+    column = "" if first["column"] is None else f", column {first['column']!r}"
+    print(
+        f"left out: {count}; first: request {first['request_id']} row "
+        f"{first['row']}{column}, value {shown(first['value'])}: {first['error']}"
+    )
 
 
 def _print_reference(check: dict[str, Any]) -> None:

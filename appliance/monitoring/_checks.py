@@ -20,13 +20,21 @@ from typing import Any
 import numpy as np
 
 from appliance.config import Config, MonitoringConfig, load_config
-from appliance.errors import JobRunningError, RequestError
+from appliance.errors import JobRunningError, shown
 from appliance.monitoring._alerts import Alert, AlertCandidate, batch_drift_alert
 from appliance.monitoring._batch import DriftReport, DriftThresholds, batch_drift
 from appliance.monitoring._health import notify, raise_alerts, resolve_alerts
 from appliance.monitoring._jobs import schedule_per_model
+from appliance.monitoring._logged_rows import (
+    Columns,
+    Unfit,
+    UnfitRows,
+    derived_columns,
+    numeric_columns,
+    unfit_rows,
+)
 from appliance.monitoring._store import MonitoringStore
-from appliance.predictions import newest_inputs
+from appliance.predictions import newest_logged_inputs
 from appliance.signing import trusted_keys, verify_version
 from appliance.storage import (
     CHAMPION,
@@ -93,17 +101,24 @@ class DriftCheck:
     raised; None when no feature drifted."""
     alert_opened: bool = False
     """Whether `alert` is new, and so was sent to the webhook."""
+    unfit: UnfitRows | None = None
+    """Logged rows left out of the features computed from them, because they
+    do not fit the reference version's request types; None when every row
+    fits."""
 
     def detail(self) -> dict[str, Any]:
         """Return the run detail that the scheduled job records in ``job_runs``."""
         versions = {"version": self.version, "version_source": self.version_source}
         if self.report is None:
             return {**versions, "skipped": self.skipped}
+        unfit = self.unfit
         return {
             **versions,
             "rows": self.rows,
             "tested": self.report.tested,
             "drifted": self.report.drifted,
+            "unfit_rows": unfit.rows if unfit is not None else 0,
+            "first_unfit_row": unfit.first.to_dict() if unfit is not None else None,
         }
 
     def audit_details(self) -> dict[str, Any]:
@@ -239,13 +254,12 @@ def _check(config: Config, model: str) -> DriftCheck:
         checked = DriftCheck(model, now, version.version, source)
         files = verify_version(version, trusted_keys(config))
         schema = parse_schema(files[SCHEMA_FILE], version.path / SCHEMA_FILE)
-        current = _current(catalog, model, config.monitoring.drift_window_rows)
+        ids, current = _current(catalog, model, config.monitoring.drift_window_rows)
         if not current:
             return replace(checked, skipped="no logged prediction yet")
         reference = _reference(catalog, config, model, schema)
     numeric, categorical = _inputs(schema)
-    columns = _columns(current, numeric, categorical)
-    columns.update(_derived_columns(model, version.version, schema, current))
+    columns, unfit = _columns(model, version.version, schema, current, ids)
     report = batch_drift(
         reference, columns, numeric, categorical, thresholds(config.monitoring)
     )
@@ -260,7 +274,12 @@ def _check(config: Config, model: str) -> DriftCheck:
         ",".join(report.drifted) or "-",
     )
     return replace(
-        checked, rows=len(current), report=report, alert=alert, alert_opened=opened
+        checked,
+        rows=len(current),
+        report=report,
+        alert=alert,
+        alert_opened=opened,
+        unfit=unfit,
     )
 
 
@@ -309,70 +328,70 @@ def _reference_version(catalog: Catalog, model: str) -> tuple[ModelVersion, str]
     return versions[0], "latest"
 
 
-def _current(catalog: Catalog, model: str, limit: int) -> list[dict[str, Any]]:
-    """Return the newest `limit` logged input rows of `model`, from the
-    predictions table and the rolled Parquet files the window reaches."""
-    return [json.loads(text) for text in newest_inputs(catalog, model, limit)]
+def _current(
+    catalog: Catalog, model: str, limit: int
+) -> tuple[list[tuple[str, int]], list[dict[str, Any]]]:
+    """Return the request id and row index, and the input row, of the newest
+    `limit` logged predictions of `model`, from the predictions table and the
+    rolled Parquet files the window reaches."""
+    logged = newest_logged_inputs(catalog, model, limit)
+    ids = [(request_id, row) for request_id, row, _ in logged]
+    return ids, [json.loads(text) for _, _, text in logged]
 
 
 def _columns(
-    rows: list[dict[str, Any]], numeric: list[str], categorical: list[str]
-) -> dict[str, np.ndarray | list[Any]]:
-    columns: dict[str, np.ndarray | list[Any]] = {}
-    for name in numeric:
-        values = [row.get(name) for row in rows]
-        columns[name] = np.array(
-            [np.nan if v is None else float(v) for v in values], dtype=np.float64
-        )
-    for name in categorical:
-        columns[name] = [row.get(name) for row in rows]
-    return columns
+    model: str,
+    version: int,
+    schema: dict[str, Any],
+    rows: list[dict[str, Any]],
+    ids: list[tuple[str, int]],
+) -> tuple[Columns, UnfitRows | None]:
+    """Return the features of the logged rows and the rows left out of them.
 
-
-def _derived_columns(
-    model: str, version: int, schema: dict[str, Any], rows: list[dict[str, Any]]
-) -> dict[str, np.ndarray | list[Any]]:
-    """Compute the model's derived features over the logged rows.
-
-    The log contains the request columns and the feature views' columns
-    that the daemon joined, but not the model's derived features. They are
-    computed by the code that serving runs, with the SQL and request types
-    of the reference version.
-
-    NOTE: One logged row that does not fit those types leaves every derived
-    feature out, so they score as "insufficient data" and a warning names
-    the row and column.
+    Raises:
+        IntegrityError: The schema contains SQL that is not one expression or
+            one type per entry.
     """
-    # Imported here: the serving package imports this one.
-    from appliance.serving import (
-        check_schema_sql,
-        derived_features,
-        request_spec,
-        rows_to_columns,
-    )
+    found: dict[int, Unfit] = {}
+    columns = derived_columns(model, version, schema, rows, found)
+    numeric, categorical = _inputs(schema)
+    raw = [name for name in numeric if name not in columns]
+    columns.update(numeric_columns(rows, raw, found))
+    for name in categorical:
+        columns.setdefault(name, [row.get(name) for row in rows])
+    unfit = unfit_rows(ids, found)
+    if unfit is not None:
+        _warn_unfit(model, version, len(rows), unfit)
+    return columns, unfit
 
-    derive: dict[str, str] = schema.get("derive", {})
-    inputs = schema["inputs"]
-    if not any(spec["name"] in derive for spec in inputs):
-        return {}
-    request = request_spec(schema)
-    check_schema_sql(model, version, derive, request)
-    try:
-        columns, _ = rows_to_columns(model, request, rows)
-        derived = derived_features(model, derive, request, inputs, columns)
-    except RequestError as exc:
-        logger.warning(
-            "derived features not computed over the logged rows, so they score "
-            "as insufficient data model=%s version=%d error=%s",
-            model,
-            version,
-            exc,
+
+def _warn_unfit(model: str, version: int, rows: int, unfit: UnfitRows) -> None:
+    """Log the logged rows left out of the check, and the first of them."""
+    if unfit.rows == rows:
+        outcome = (
+            "no logged row fits the request types, so the features computed "
+            "from them score as insufficient data"
         )
-        return {}
-    return {
-        name: values if values.dtype.kind == "f" else [v or "" for v in values]
-        for name, values in derived.items()
-    }
+    else:
+        outcome = (
+            "logged rows that do not fit the request types left out of the "
+            "features computed from them"
+        )
+    first = unfit.first
+    logger.warning(
+        "%s model=%s version=%d rows=%d unfit_rows=%d request_id=%s row=%d "
+        "column=%s value=%s error=%s",
+        outcome,
+        model,
+        version,
+        rows,
+        unfit.rows,
+        first.request_id,
+        first.row,
+        first.column or "-",
+        shown(first.value),
+        first.error,
+    )
 
 
 def _record(

@@ -259,7 +259,15 @@ def query(
 
 def newest_inputs(catalog: Catalog, model: str, limit: int) -> list[str]:
     """Return the input rows, as JSON text, of the newest `limit` logged
-    predictions of `model`, newest first.
+    predictions of `model`, newest first, as `newest_logged_inputs` reads them."""
+    return [text for _, _, text in newest_logged_inputs(catalog, model, limit)]
+
+
+def newest_logged_inputs(
+    catalog: Catalog, model: str, limit: int
+) -> list[tuple[str, int, str]]:
+    """Return the request id, row index and input row (JSON text) of the
+    newest `limit` logged predictions of `model`, newest first.
 
     The rows come from the predictions table and, when it has fewer than
     `limit` rows of the model, from the rolled Parquet files. Those are read
@@ -289,13 +297,16 @@ def newest_inputs(catalog: Catalog, model: str, limit: int) -> list[str]:
     if not sources:
         return []
     union = " UNION ALL ".join(
-        f"SELECT log_id, input FROM {source} WHERE model = $model" for source in sources
+        f"SELECT log_id, request_id, row_index, input FROM {source} "
+        "WHERE model = $model"
+        for source in sources
     )
     rows = db.execute(
-        f"SELECT input FROM ({union}) ORDER BY log_id DESC LIMIT $limit",
+        f"SELECT request_id, row_index, input FROM ({union}) "
+        "ORDER BY log_id DESC LIMIT $limit",
         {"model": model, "limit": limit},
     ).fetchall()
-    return [text for (text,) in rows]
+    return [(request_id, int(row), text) for request_id, row, text in rows]
 
 
 def _model_rows(db: duckdb.DuckDBPyConnection, source: str, model: str) -> int:

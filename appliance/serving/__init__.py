@@ -16,7 +16,11 @@ from appliance.serving._champions import (
     resolve_when_champion,
     retry_champion,
 )
-from appliance.serving._derived import check_schema_sql, derived_features
+from appliance.serving._derived import (
+    cast_failures,
+    check_schema_sql,
+    derived_features,
+)
 from appliance.serving._explain import explain_feed, reference_of
 from appliance.serving._inputs import (
     NUMBER,
@@ -70,6 +74,7 @@ __all__ = [
     "PredictLane",
     "ServingMetrics",
     "batch_settings",
+    "cast_failures",
     "check_exposure",
     "check_count",
     "check_lookup_table",

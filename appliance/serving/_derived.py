@@ -71,6 +71,17 @@ def derived_features(
     return result
 
 
+def cast_failures(
+    request: Sequence[Mapping[str, str]], columns: Columns
+) -> dict[int, tuple[str, Any]]:
+    """Return the rows whose request values DuckDB cannot cast to their
+    dataset types, as `derive.cast_failures` does, from checked columns."""
+    from appliance.derive import cast_failures as failures
+
+    table = pa.table({spec["name"]: _arrow(columns[spec["name"]]) for spec in request})
+    return failures(request, table)
+
+
 def check_schema_sql(
     name: str, version: int, derive: dict[str, str], request: list[dict[str, str]]
 ) -> None:

@@ -311,8 +311,12 @@ async def acknowledge(
         "alert is opened or updated. The body is ignored. The response has "
         "the reference version and whether it is the champion or the latest, "
         "the run detail the scheduled check records (rows, tested, drifted, "
-        "or skipped with the reason), the alert and the scores of each "
-        "feature. 409 while a drift check of the model runs."
+        "unfit_rows and first_unfit_row, or skipped with the reason), the "
+        "alert and the scores of each feature. unfit_rows counts the logged "
+        "rows that do not fit the reference version's request types, left "
+        "out of the features computed from them, and first_unfit_row names "
+        "the first: request_id, row, column, value and error. 409 while a "
+        "drift check of the model runs."
     ),
 )
 async def check_drift_now(

@@ -28,7 +28,7 @@ from support import (
 )
 
 from appliance.config import Config
-from appliance.monitoring import MonitoringStore, run_drift_check, run_job
+from appliance.monitoring import MonitoringStore, _logged_rows, run_drift_check, run_job
 from appliance.predictions import create_table
 from appliance.storage import CHAMPION, Catalog, get_version, ingest, set_alias
 from appliance.training import sample_trained_rows, train_model
@@ -154,7 +154,7 @@ def test_check_computes_model_derived(tmp_path: Path) -> None:
     assert check.report.drifted == ["distance", "km"]
 
 
-def test_check_unfit_row_skips_derived(
+def test_check_leaves_out_unfit_row(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config, rows = _trained(tmp_path)
@@ -165,10 +165,102 @@ def test_check_unfit_row_skips_derived(
 
     assert check.report is not None
     scores = {f.feature: f for f in check.report.features}
+    assert scores["km"].status == "ok"
+    assert scores["km"].current_rows == ROWS - 1
+    assert scores["distance"].current_rows == ROWS
+    assert check.unfit is not None
+    assert check.unfit.rows == 1
+    assert check.unfit.first.request_id == "r3"
+    assert check.unfit.first.column == "distance"
+    assert check.unfit.first.value == 1e20
+    assert "unfit_rows=1 request_id=r3 row=0 column=distance" in caplog.text
+
+
+def test_check_every_row_unfit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config, rows = _trained(tmp_path)
+    logged = [{**row, "distance": 1e20} for row in _request_rows(rows)]
+    _log_inputs(config.storage.home, logged)
+    check = run_drift_check(config, "late")
+    printed = run_appliance(
+        tmp_path / "config.toml", config.storage.home, "drift", "late", "--check"
+    )
+
+    assert check.report is not None
+    scores = {f.feature: f for f in check.report.features}
     assert scores["km"].status == "insufficient data"
+    assert scores["km"].current_rows == 0
     assert scores["temp"].status == "ok"
-    assert "derived features not computed" in caplog.text
-    assert "'distance'" in caplog.text
+    assert check.unfit is not None
+    assert check.unfit.rows == ROWS
+    assert check.unfit.first.request_id == "r0"
+    assert check.unfit.first.column == "distance"
+    assert check.unfit.first.value == 1e20
+    assert "no logged row fits the request types" in caplog.text
+    assert printed.returncode == 0, printed.stderr
+    assert f"left out: all {ROWS} logged rows" in printed.stdout
+
+
+def test_check_leaves_out_rows_duckdb_rejects(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # hour() needs time_hour cast to its dataset type, and BIGINT * 1000
+    # overflows for a distance above 9.2e15.
+    text = CONFIG.replace(
+        'features = ["distance", "km", "temp", "temp_f"]',
+        'features = ["distance", "km", "hour", "metres", "temp"]',
+    ).replace(
+        'km = "distance * 1.609"',
+        'km = "distance * 1.609"\nhour = "hour(time_hour)"\nmetres = "distance * 1000"',
+    )
+    config, rows = _trained(tmp_path, text)
+    logged = _request_rows(rows)
+    logged[10]["time_hour"] = "yesterday"
+    logged[20]["distance"] = 10**16
+    logged[30]["time_hour"] = "2013-02-30T00:00:00Z"
+    _log_inputs(config.storage.home, logged)
+    check = run_drift_check(config, "late")
+
+    assert check.report is not None
+    scores = {f.feature: f for f in check.report.features}
+    assert scores["hour"].current_rows == ROWS - 3
+    assert scores["hour"].status == "ok"
+    assert scores["metres"].current_rows == ROWS - 3
+    assert scores["km"].current_rows == ROWS - 3
+    assert check.unfit is not None
+    assert check.unfit.rows == 3
+    assert check.unfit.first.request_id == "r10"
+    assert check.unfit.first.column == "time_hour"
+    assert check.unfit.first.value == "yesterday"
+    assert "TIMESTAMP" in check.unfit.first.error
+    assert "unfit_rows=3 request_id=r10 row=0 column=time_hour" in caplog.text
+
+
+def test_check_split_queries_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_logged_rows, "SPLIT_QUERIES", 4)
+    text = CONFIG.replace(
+        'features = ["distance", "km", "temp", "temp_f"]',
+        'features = ["distance", "km", "metres", "temp"]',
+    ).replace(
+        'km = "distance * 1.609"', 'km = "distance * 1.609"\nmetres = "distance * 1000"'
+    )
+    config, rows = _trained(tmp_path, text)
+    logged = _request_rows(rows)
+    for index in (10, 20, 30):
+        logged[index]["distance"] = 10**16
+    _log_inputs(config.storage.home, logged)
+
+    check = run_drift_check(config, "late")
+
+    assert check.report is not None
+    assert check.unfit is not None
+    assert 3 <= check.unfit.rows < ROWS
+    assert "stopped splitting parts after 4 queries" in check.unfit.first.error
+    scores = {f.feature: f for f in check.report.features}
+    assert scores["metres"].current_rows == ROWS - check.unfit.rows
 
 
 def test_check_reads_trained_versions(tmp_path: Path) -> None:
@@ -316,6 +408,51 @@ def test_check_through_daemon_fills_views(tmp_path: Path) -> None:
     assert second["drifted"] == ["temp", "temp_f"]
     assert second["alert_opened"] is True
     assert "drift checked model=late version=1" in daemon.log.read_text()
+
+
+def test_check_through_daemon_names_unfit_rows(tmp_path: Path) -> None:
+    window = CONFIG.replace("drift_window_rows = 56", "drift_window_rows = 60")
+    config, rows = _trained(tmp_path, window)
+    home = config.storage.home
+    path = tmp_path / "config.toml"
+    # Rows an older version logged, before the daemon logs ROWS newer ones.
+    unfit = _request_rows(rows.head(4))
+    unfit[0]["distance"] = "far"
+    unfit[1]["distance"] = 1e20
+    unfit[2]["temp"] = "warm"
+    unfit[3]["distance"] = "far"
+    _log_inputs(home, unfit)
+    requests = [
+        {"origin": r["origin"], "time_hour": r["time_hour"], "distance": r["distance"]}
+        for r in _request_rows(rows, distance_shift=5000)
+    ]
+    daemon = start_daemon(path, home, tmp_path / "daemon.log")
+    try:
+        with httpx.Client(base_url=daemon.base_url, trust_env=False) as client:
+            served = client.post("/v1/models/late/predict", json={"rows": requests})
+            logged = _logged(client, ROWS + 4)
+            checked = run_appliance(path, home, "drift", "late", "--check", "--json")
+    finally:
+        assert stop_daemon(daemon) == 0
+
+    assert served.status_code == 200, served.text
+    assert logged
+    assert checked.returncode == 0, checked.stderr
+    result = json.loads(checked.stdout)
+    scores = {f["feature"]: f for f in result["features"]}
+    assert result["rows"] == ROWS + 4
+    assert scores["km"]["status"] == "drift"
+    assert scores["km"]["current_rows"] == ROWS
+    assert scores["distance"]["current_rows"] == ROWS + 2
+    assert scores["temp"]["current_rows"] == ROWS + 3
+    assert result["drifted"] == ["distance", "km"]
+    assert result["unfit_rows"] == 4
+    first = result["first_unfit_row"]
+    assert first["request_id"] == "r0"
+    assert first["row"] == 0
+    assert first["column"] == "distance"
+    assert first["value"] == "far"
+    assert "unfit_rows=4 request_id=r0 row=0 column=distance" in daemon.log.read_text()
 
 
 def test_failed_scheduled_check_alerts(

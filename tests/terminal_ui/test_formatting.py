@@ -98,6 +98,24 @@ def test_check_text_no_run_names_command() -> None:
     assert "Run one now: appliance drift m --check" in text
 
 
+def test_check_text_counts_unfit_rows() -> None:
+    detail = {"version": 1, "rows": 60, "tested": 4, "drifted": [], "unfit_rows": 4}
+    check = {
+        "last_run": {
+            "outcome": "finished",
+            "finished_at": "2026-01-02T03:04:05+00:00",
+            "detail": detail,
+        },
+        "failed_runs": 0,
+        "next_run_at": None,
+    }
+
+    text = scheduled_check_text("m", check, None)
+
+    assert "60 rows against version 1" in text
+    assert "4 rows left out because they do not fit the request types" in text
+
+
 def test_check_text_failure_escapes_error() -> None:
     check = {
         "last_run": {
