@@ -244,6 +244,9 @@ class FeatureServer:
         The fill methods call it, and so does a caller that skips the fill
         for rows that carry every feature column.
         """
+        if not self.failures:
+            # Every view loaded: the common case, checked on every request.
+            return
         failing = self.unserved().get(model)
         if failing:
             failure = self.failures[failing[0]]

@@ -565,6 +565,13 @@ def _encrypted_entry(
 ) -> LogEntry:
     """Return `entry` with the input values of `columns` encrypted."""
     if isinstance(entry.inputs, list):
+        if not any(
+            isinstance(row, dict) and not columns.isdisjoint(row)
+            for row in entry.inputs
+        ):
+            # Most requests send none of the columns; they are logged as
+            # they are, without copying every row.
+            return entry
         inputs: list[Any] | pa.Table = encrypt_rows(entry.inputs, columns, cipher)
     else:
         inputs = encrypt_table(entry.inputs, columns, cipher)

@@ -397,6 +397,23 @@ def test_arrow_integer_outside_type_rejected(row: dict[str, int], column: str) -
     assert f"is {row[column]}, outside the range of" in str(raised.value)
 
 
+@pytest.mark.parametrize("count", [2, 40])
+def test_integer_range_checked_at_every_request_size(count: int) -> None:
+    """Small requests are compared as Python floats and large ones in numpy."""
+    rows = [{"small": None, "unsigned": 1}] * (count - 1)
+
+    with pytest.raises(RequestError) as raised:
+        rows_to_columns("m", INTEGER_REQUEST, [*rows, {"small": 128, "unsigned": 1}])
+    columns, _ = rows_to_columns(
+        "m", INTEGER_REQUEST, [*rows, {"small": 127, "unsigned": 1}]
+    )
+
+    assert raised.value.detail["row"] == count - 1
+    assert raised.value.detail["column"] == "small"
+    assert columns["small"][-1] == 127.0
+    assert math.isnan(columns["small"][0])
+
+
 def test_integer_type_bounds_accepted() -> None:
     rows = [{"small": -128, "unsigned": 2**64 - 1}, {"small": 127, "unsigned": None}]
 
