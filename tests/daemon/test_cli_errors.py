@@ -46,6 +46,7 @@ COMMANDS = (
     ("datasets", "diff", "jobs@1", "jobs@9"),
     ("datasets", "remove", "nosuch"),
     ("datasets", "compact", "nosuch"),
+    ("datasets", "rejected", "nosuch"),
     ("alerts", "ack", "99"),
     ("alerts", "resolve", "99"),
     ("keys", "create", "boss", "--role", "reader"),
