@@ -49,6 +49,7 @@ COMMANDS = (
     ("datasets", "rejected", "nosuch"),
     ("alerts", "ack", "99"),
     ("alerts", "resolve", "99"),
+    ("alerts", "list", "--model", "nosuch"),
     ("keys", "create", "boss", "--role", "reader"),
     ("keys", "revoke", "gone"),
     ("keys", "revoke", "boss"),
@@ -62,7 +63,8 @@ COMMANDS = (
     ("orphans", "remove", "nosuch"),
 )
 """Commands that fail with a user error: unknown names, revoked or last admin
-keys, a taken key name, and alias changes the registry rejects."""
+keys, a taken key name, and alias changes the registry rejects. A listing of
+an unknown name fails too, so a misspelt name does not read as no rows."""
 
 Output = tuple[int, str, str]
 """Exit status, stdout and stderr of one command."""
