@@ -103,17 +103,19 @@ def register(commands: Any) -> None:
 def _ingest(config: Config, args: argparse.Namespace) -> int:
     from appliance.client import LONG_TIMEOUT_SECONDS, find_daemon
 
+    # The daemon reads the files itself, so it gets absolute paths. The local
+    # ingest gets them too, so its errors name a file as the daemon's do.
+    paths = [path.resolve() for path in args.paths]
     client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
-        # The daemon reads the files itself, so it gets absolute paths. A large
-        # file takes minutes on a busy box, and the daemon finishes the ingest
-        # even when the command stops waiting, so the wait is the long one.
-        paths = [str(path.resolve()) for path in args.paths]
+        # A large file takes minutes on a busy box, and the daemon finishes the
+        # ingest even when the command stops waiting, so the wait is the long
+        # one.
         result = client.post(
             "/v1/admin/ingest",
             {
                 "dataset": args.dataset,
-                "paths": paths,
+                "paths": [str(path) for path in paths],
                 "mode": args.mode,
                 "strict": args.strict,
                 "force": args.force,
@@ -136,7 +138,7 @@ def _ingest(config: Config, args: argparse.Namespace) -> int:
             local = ingest(
                 catalog,
                 args.dataset,
-                args.paths,
+                paths,
                 args.mode,
                 settings,
                 args.strict,

@@ -58,6 +58,8 @@ COMMANDS = (
     # recorded, and the INFO lines of that go to the command's stderr.
     ("--log-level", "WARNING", "models", "promote", "late", "9"),
     ("--log-level", "WARNING", "models", "rollback", "late"),
+    ("--log-level", "WARNING", "ingest", "jobs", "empty.csv"),
+    ("--log-level", "WARNING", "ingest", "jobs", "other.csv", "--mode", "append"),
     ("--log-level", "WARNING", "datasets", "remove", "jobs"),
     ("--log-level", "WARNING", "train", "late"),
     ("--log-level", "WARNING", "models", "rotate-key"),
@@ -67,9 +69,10 @@ COMMANDS = (
     ("orphans", "remove", "nosuch"),
 )
 """Commands that fail with a user error: unknown names, revoked or last admin
-keys, a taken key name, changes the registry rejects, a dataset a model
-uses, too few rows to train, and no signing key. A listing of an unknown
-name fails too, so a misspelt name does not read as no rows."""
+keys, a taken key name, changes the registry rejects, files an ingest
+rejects, a dataset a model uses, too few rows to train, and no signing key.
+A listing of an unknown name fails too, so a misspelt name does not read as
+no rows."""
 
 Output = tuple[int, str, str]
 """Exit status, stdout and stderr of one command."""
@@ -100,11 +103,14 @@ def outputs(
 
     The home has a ``jobs`` dataset of 2 rows, a declared model ``late``
     on it with no version, the admin key ``boss`` that every command sends,
-    and the revoked key ``gone``.
+    and the revoked key ``gone``. ``empty.csv`` has no row, and ``other.csv``
+    none of the columns of ``jobs``.
     """
     root = tmp_path_factory.mktemp("errors")
     config = load_config_text(root, CONFIG)
     (root / "jobs.csv").write_text("id,size\n1,10\n2,20\n")
+    (root / "empty.csv").write_text("id,size\n")
+    (root / "other.csv").write_text("a,b\n1,x\n")
     with Catalog(config.storage.home) as catalog:
         ingest(catalog, "jobs", [root / "jobs.csv"])
     _, created, _ = _run(
