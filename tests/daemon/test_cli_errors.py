@@ -73,6 +73,8 @@ keys, a taken key name, changes the registry rejects, files an ingest
 rejects, a dataset a model uses, too few rows to train, and no signing key.
 A listing of an unknown name fails too, so a misspelt name does not read as
 no rows."""
+USAGE_COMMANDS = (("predictions", "query", "--model", "late", "--version", "0"),)
+"""Commands with a value that the command line rejects as bad usage."""
 
 Output = tuple[int, str, str]
 """Exit status, stdout and stderr of one command."""
@@ -99,7 +101,8 @@ def _run(root: Path, token: str | None, *args: str) -> Output:
 def outputs(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[tuple[str, ...], tuple[Output, Output]]]:
-    """Return the output of each of `COMMANDS` without and then with a daemon.
+    """Return the output of each of `COMMANDS` and `USAGE_COMMANDS` without
+    and then with a daemon.
 
     The home has a ``jobs`` dataset of 2 rows, a declared model ``late``
     on it with no version, the admin key ``boss`` that every command sends,
@@ -120,13 +123,14 @@ def outputs(
     _run(root, None, "keys", "create", "gone", "--role", "reader")
     _run(root, None, "keys", "revoke", "gone")
 
-    down = [_run(root, token, *command) for command in COMMANDS]
+    commands = COMMANDS + USAGE_COMMANDS
+    down = [_run(root, token, *command) for command in commands]
     daemon = start_daemon(root / "config.toml", root / "home", root / "daemon.log")
     try:
-        up = [_run(root, token, *command) for command in COMMANDS]
+        up = [_run(root, token, *command) for command in commands]
     finally:
         stop_daemon(daemon)
-    yield dict(zip(COMMANDS, zip(down, up, strict=True), strict=True))
+    yield dict(zip(commands, zip(down, up, strict=True), strict=True))
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -140,3 +144,14 @@ def test_user_error_same_with_daemon(
     assert up_error.startswith("error: "), up_error
     assert "Traceback" not in up_error
     assert re.search(r"\(HTTP \d+", up_error) is None, up_error
+
+
+@pytest.mark.parametrize("command", USAGE_COMMANDS, ids=" ".join)
+def test_usage_error_same_with_daemon(
+    outputs: dict[tuple[str, ...], tuple[Output, Output]], command: tuple[str, ...]
+) -> None:
+    (down_code, _, down_error), (up_code, _, up_error) = outputs[command]
+    assert down_code == 2, down_error
+    assert up_code == down_code, up_error
+    assert up_error == down_error
+    assert "Traceback" not in up_error
