@@ -253,6 +253,8 @@ def _versions(config: Config, references: list[str]) -> list[Any]:
         # The catalog is read-only here, so a pending quality report is
         # computed for the output and left pending in the catalog.
         with Catalog(config.storage.home, read_only=True) as catalog:
+            for reference in references:
+                _check_stored_name(catalog, reference.partition("@")[0])
             return [shown_version(catalog, ref, store=False) for ref in references]
     found = []
     for reference in references:
@@ -263,6 +265,21 @@ def _versions(config: Config, references: list[str]) -> list[Any]:
         record["created_at"] = datetime.fromisoformat(record["created_at"])
         found.append(DatasetVersion(**record))
     return found
+
+
+def _check_stored_name(catalog: Any, name: str) -> None:
+    """Raise `NotFoundError` when `name` is not a valid dataset name and the
+    catalog has no version of it, as `stored_dataset_segment` does with a
+    daemon up."""
+    from appliance.config import dataset_name_problem
+    from appliance.errors import NotFoundError
+    from appliance.storage import list_versions
+
+    problem = dataset_name_problem(name)
+    if problem is None:
+        return
+    if all(version.dataset != name for version in list_versions(catalog)):
+        raise NotFoundError(problem)
 
 
 def _print_users(version: Any) -> None:

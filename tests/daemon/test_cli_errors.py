@@ -45,6 +45,8 @@ COMMANDS = (
     ("datasets", "rows", "nosuch"),
     ("datasets", "rows", "jobs@9"),
     ("datasets", "diff", "jobs@1", "jobs@9"),
+    ("datasets", "show", "@1"),
+    ("datasets", "diff", "jobs", "@1"),
     ("datasets", "remove", "nosuch"),
     ("datasets", "compact", "nosuch"),
     ("datasets", "rejected", "nosuch"),
