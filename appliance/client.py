@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import DaemonError
+from appliance.errors import ApplianceError, DaemonError
 from appliance.homelock import DaemonAddress, file_sha256, read_address
 
 logger = logging.getLogger(__name__)
@@ -193,8 +193,13 @@ def _param(value: Any) -> str:
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:
-    """Return the daemon's error message with the status and the request id.
+    """Return the message of the daemon's error response `exc`.
 
+    A 4xx response to an `ApplianceError`, such as an unknown name, a
+    conflict or an invalid value, carries the message that the command
+    prints without a daemon, so that message is returned unchanged. Other
+    responses get a prefix, the status and the request id: those of the
+    access gate, of Litestar's router and parameter checks, and every 5xx.
     The request id names the daemon's log lines of the request, which an
     internal error (HTTP 500) leaves as its only detail.
     """
@@ -202,9 +207,35 @@ def _error_message(exc: urllib.error.HTTPError) -> str:
         body = json.loads(exc.read())
         message = body.get("error") or body.get("detail")
         request_id = body.get("request_id")
+        kind = body.get("type")
     except (ValueError, AttributeError, OSError):
-        message = request_id = None
+        message = request_id = kind = None
+    user_error = isinstance(kind, str) and kind in _USER_ERROR_TYPES
+    if isinstance(message, str) and exc.code < 500 and user_error:
+        return message
     status = f"HTTP {exc.code}"
     if isinstance(request_id, str):
         status += f", request_id {request_id}"
     return f"the daemon rejected the request: {message or exc.reason} ({status})"
+
+
+def _user_error_types() -> frozenset[str]:
+    """Return the class names of the `ApplianceError` tree of `appliance.errors`.
+
+    Subclasses defined in other modules, such as the rescore route's
+    `RescoreError`, are left out, so the result does not depend on which
+    modules the command imported.
+    """
+    found: set[str] = set()
+    pending: list[type[ApplianceError]] = [ApplianceError]
+    while pending:
+        kind = pending.pop()
+        if kind.__module__ == ApplianceError.__module__:
+            found.add(kind.__name__)
+        pending.extend(kind.__subclasses__())
+    return frozenset(found)
+
+
+_USER_ERROR_TYPES = _user_error_types()
+"""Values of the ``type`` field of an error response for an error that the
+appliance raised on purpose, as opposed to one of Litestar or the access gate."""

@@ -158,29 +158,14 @@ def _key_status(key: dict[str, Any]) -> str:
 
 
 def _revoke(config: Config, args: argparse.Namespace) -> None:
-    from appliance.client import find_daemon
-
     path = f"/v1/admin/keys/{name_segment('API key', args.name)}/revoke"
-    client = find_daemon(config.storage.home, config.path, config.api_key)
-    if client is not None:
-        _check_key_listed(client, args.name)
-        revoked = client.post(path, {})
-    else:
+    revoked = _through_daemon(config, "post", path, {})
+    if revoked is None:
         from appliance.access import revoke_key
 
         with _catalog(config) as catalog:
             revoked = revoke_key(catalog, args.name).to_dict()
     print(f"key {revoked['name']!r} revoked at {revoked['revoked_at']}")
-
-
-def _check_key_listed(client: Any, name: str) -> None:
-    """Raise the error `revoke_key` raises for an unknown key, before the
-    daemon would wrap it in its HTTP 404."""
-    from appliance.access import unknown_key_error
-
-    names = [key["name"] for key in client.get("/v1/admin/keys")["keys"]]
-    if name not in names:
-        raise unknown_key_error(name, names)
 
 
 def _audit_list(config: Config, args: argparse.Namespace) -> None:

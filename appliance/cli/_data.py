@@ -103,17 +103,19 @@ def register(commands: Any) -> None:
 def _ingest(config: Config, args: argparse.Namespace) -> int:
     from appliance.client import LONG_TIMEOUT_SECONDS, find_daemon
 
+    # The daemon reads the files itself, so it gets absolute paths. The local
+    # ingest gets them too, so its errors name a file as the daemon's do.
+    paths = [path.resolve() for path in args.paths]
     client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
-        # The daemon reads the files itself, so it gets absolute paths. A large
-        # file takes minutes on a busy box, and the daemon finishes the ingest
-        # even when the command stops waiting, so the wait is the long one.
-        paths = [str(path.resolve()) for path in args.paths]
+        # A large file takes minutes on a busy box, and the daemon finishes the
+        # ingest even when the command stops waiting, so the wait is the long
+        # one.
         result = client.post(
             "/v1/admin/ingest",
             {
                 "dataset": args.dataset,
-                "paths": paths,
+                "paths": [str(path) for path in paths],
                 "mode": args.mode,
                 "strict": args.strict,
                 "force": args.force,
@@ -136,7 +138,7 @@ def _ingest(config: Config, args: argparse.Namespace) -> int:
             local = ingest(
                 catalog,
                 args.dataset,
-                args.paths,
+                paths,
                 args.mode,
                 settings,
                 args.strict,
@@ -251,6 +253,8 @@ def _versions(config: Config, references: list[str]) -> list[Any]:
         # The catalog is read-only here, so a pending quality report is
         # computed for the output and left pending in the catalog.
         with Catalog(config.storage.home, read_only=True) as catalog:
+            for reference in references:
+                _check_stored_name(catalog, reference.partition("@")[0])
             return [shown_version(catalog, ref, store=False) for ref in references]
     found = []
     for reference in references:
@@ -261,6 +265,21 @@ def _versions(config: Config, references: list[str]) -> list[Any]:
         record["created_at"] = datetime.fromisoformat(record["created_at"])
         found.append(DatasetVersion(**record))
     return found
+
+
+def _check_stored_name(catalog: Any, name: str) -> None:
+    """Raise `NotFoundError` when `name` is not a valid dataset name and the
+    catalog has no version of it, as `stored_dataset_segment` does with a
+    daemon up."""
+    from appliance.config import dataset_name_problem
+    from appliance.errors import NotFoundError
+    from appliance.storage import list_versions
+
+    problem = dataset_name_problem(name)
+    if problem is None:
+        return
+    if all(version.dataset != name for version in list_versions(catalog)):
+        raise NotFoundError(problem)
 
 
 def _print_users(version: Any) -> None:

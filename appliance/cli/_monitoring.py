@@ -9,6 +9,7 @@ import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from appliance.cli._names import check_model_known
 from appliance.cli._output import add_command, add_group, add_json_flag, print_rows
 from appliance.cli._urls import name_segment
 from appliance.config import Config
@@ -294,6 +295,10 @@ def _alerts_list(config: Config, args: argparse.Namespace) -> None:
         with MonitoringStore(config.storage.home) as store:
             found = store.list_alerts(status, args.model)
         alerts = [a.to_dict() for a in found]
+        if not alerts and args.model is not None:
+            # The daemon rejects an unknown model with this error, so both
+            # paths print it instead of an empty list.
+            check_model_known(config, args.model)
     print_rows(alerts, args.json, _ALERT_COLUMNS)
 
 

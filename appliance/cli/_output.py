@@ -59,6 +59,20 @@ def row_count(text: str) -> int:
     return value
 
 
+def version_number(text: str) -> int:
+    """Parse a model ``--version`` value: a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid version {text!r}; model versions are numbered from 1, so "
+            "give a whole number such as 3 ('appliance models list' shows them)"
+        )
+    return value
+
+
 def model_reference(text: str) -> str:
     """Parse a ``NAME[@VERSION]`` argument: a name, and a version or alias after
     an ``@`` that is not empty."""

@@ -19,6 +19,7 @@ from appliance.cli._output import (
     note_limit,
     print_rows,
     row_count,
+    version_number,
 )
 from appliance.config import Config
 from appliance.errors import DaemonError
@@ -46,7 +47,7 @@ def register(commands: Any) -> None:
 
     query = add_command(predictions, "query", _query, "filter the prediction log")
     query.add_argument("--model", help="only predictions of this model")
-    query.add_argument("--version", type=int, help="only this model version")
+    query.add_argument("--version", type=version_number, help="only this model version")
     query.add_argument(
         "--since", type=_time, help="from this ISO 8601 time on (UTC unless given)"
     )

@@ -20,6 +20,7 @@ from urllib.parse import quote
 from appliance.cli._output import add_command, add_json_flag
 from appliance.cli._urls import dataset_segment
 from appliance.config import Config
+from appliance.errors import DaemonError
 
 
 def register_rejected(datasets: Any) -> None:
@@ -66,7 +67,15 @@ def _list(config: Config, dataset: str) -> list[dict[str, Any]]:
     client = find_daemon(config.storage.home, config.path, config.api_key)
     if client is not None:
         path = f"/v1/datasets/{dataset_segment(dataset)}/rows"
-        return client.get(path, {})["rejected"]
+        try:
+            return client.get(path, {})["rejected"]
+        except DaemonError as exc:
+            # The daemon rejects a dataset it does not know with 404. The
+            # caller's name check then raises the error that the local path
+            # raises, which lists the known datasets.
+            if exc.status != 404:
+                raise
+            return []
     from appliance.storage import list_rejected
 
     folder = config.storage.home / "buffer" / dataset
