@@ -12,27 +12,35 @@ writer:
 - ``relation``: ``from_arrow(table).insert_into``;
 - ``register``: register the table as a view, insert from it, unregister;
 - ``literal``: insert one row of literals, with no Python data;
-- ``temp``: insert ROWS integers from ``range`` into a temporary table.
+- ``temp``: insert ROWS integers from ``range`` into a temporary table;
+- ``parquet``: write the Arrow table to a Parquet file with pyarrow;
+- ``ipc``: append the Arrow table to an open Arrow IPC stream file;
+- ``process``: send the table as Arrow IPC bytes through a pipe to a child
+  process, which inserts it into its own DuckDB file. Under ``taskset`` the
+  child shares the core.
 
 With ``--background`` the writer thread runs at nice 19 and DuckDB uses one
 thread, so that only the GIL, not the CPU, can hold up the main thread (on
 Linux, under ``taskset -c 0`` to put both threads on one core).
 
 Run: .venv/bin/python benchmarks/gil_probe.py [--background] [ROWS] [MODE...]
-Prints one line per mode; it writes only a temporary DuckDB file.
+Prints one line per mode; it writes only temporary files.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from multiprocessing.connection import Connection
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 SECONDS = 8.0
 TICK_SECONDS = 0.0002
@@ -41,10 +49,14 @@ BACKGROUND = False
 """Whether the writer runs at nice 19 on one DuckDB thread (``--background``)."""
 
 
+LOG_TABLE = "CREATE TABLE log (request_id VARCHAR, input VARCHAR, score DOUBLE)"
+
+
 def probe(rows: int, mode: str) -> str:
     """Run the writer in `mode` beside the ticker and describe the gaps."""
-    db = duckdb.connect(os.path.join(tempfile.mkdtemp(), "probe.duckdb"))
-    db.execute("CREATE TABLE log (request_id VARCHAR, input VARCHAR, score DOUBLE)")
+    folder = tempfile.mkdtemp()
+    db = duckdb.connect(os.path.join(folder, "probe.duckdb"))
+    db.execute(LOG_TABLE)
     table = pa.table(
         {
             "request_id": ["r" * 32] * rows,
@@ -54,11 +66,13 @@ def probe(rows: int, mode: str) -> str:
     )
     stop = threading.Event()
     calls: list[float] = []
-    writer = threading.Thread(target=_write, args=(db, table, mode, stop, calls))
+    sinks = _Sinks(folder, table.schema, mode)
+    writer = threading.Thread(target=_write, args=(db, table, mode, stop, calls, sinks))
     writer.start()
     gaps = _tick(SECONDS)
     stop.set()
     writer.join()
+    sinks.close()
     db.close()
     gaps.sort()
     long = sum(gap > 0.001 for gap in gaps)
@@ -70,12 +84,55 @@ def probe(rows: int, mode: str) -> str:
     )
 
 
+class _Sinks:
+    """The IPC stream file and the child process of the modes that use them."""
+
+    def __init__(self, folder: str, schema: pa.Schema, mode: str) -> None:
+        self.folder = folder
+        self.stream = None
+        self.pipe: Connection | None = None
+        self.child = None
+        if mode == "ipc":
+            path = os.path.join(folder, "log.arrow")
+            self.stream = pa.ipc.new_stream(pa.OSFile(path, "wb"), schema)
+        elif mode == "process":
+            context = multiprocessing.get_context("spawn")
+            self.pipe, end = context.Pipe()
+            self.child = context.Process(target=_insert_sent, args=(end, folder))
+            self.child.start()
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+        if self.pipe is not None and self.child is not None:
+            self.pipe.send_bytes(b"")
+            self.child.join()
+
+
+def _insert_sent(pipe: Connection, folder: str) -> None:
+    """Insert each Arrow IPC stream sent through `pipe` until an empty one."""
+    db = duckdb.connect(os.path.join(folder, "child.duckdb"))
+    db.execute(LOG_TABLE)
+    while data := pipe.recv_bytes():
+        log_rows = pa.ipc.open_stream(data).read_all()  # noqa: F841
+        db.execute("INSERT INTO log SELECT * FROM log_rows").fetchall()
+    db.close()
+
+
+def _ipc_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
 def _write(
     db: duckdb.DuckDBPyConnection,
     table: pa.Table,
     mode: str,
     stop: threading.Event,
     calls: list[float],
+    sinks: _Sinks,
 ) -> None:
     cursor = db.cursor()
     cursor.execute("CREATE TEMP TABLE numbers (i BIGINT)")
@@ -95,6 +152,12 @@ def _write(
             cursor.execute(f"INSERT INTO numbers SELECT * FROM range({len(table)})")
         elif mode == "relation":
             cursor.from_arrow(table).insert_into("log")
+        elif mode == "parquet":
+            pq.write_table(table, os.path.join(sinks.folder, "log.parquet"))
+        elif mode == "ipc":
+            sinks.stream.write_table(table)
+        elif mode == "process":
+            sinks.pipe.send_bytes(_ipc_bytes(table))
         elif mode == "register":
             cursor.register("log_view", table)
             cursor.execute("INSERT INTO log SELECT * FROM log_view").fetchall()
