@@ -117,6 +117,10 @@ def get_dataset_version(catalog: Catalog, reference: str) -> DatasetVersion:
         NotFoundError: No such dataset or version.
     """
     dataset, at, version = reference.partition("@")
+    if not dataset:
+        # Raises the error for the empty name, which `list_versions` below
+        # would read as every dataset.
+        latest_version(catalog, dataset)
     if at and not version:
         raise NotFoundError(
             f"{reference!r} names no version after '@'; give {dataset}@VERSION, "

@@ -536,6 +536,18 @@ def test_version_reference_unknown_dataset(catalog: Catalog) -> None:
         get_dataset_version(catalog, "semi@abc")
 
 
+def test_version_reference_without_dataset(
+    catalog: Catalog, write_file: WriteFile
+) -> None:
+    ingest(catalog, "d", [write_file("a.csv", "x\n1\n")])
+
+    with pytest.raises(NotFoundError) as raised:
+        get_dataset_version(catalog, "@1")
+
+    assert "''" in str(raised.value)
+    assert "versions:" not in str(raised.value)
+
+
 def test_damaged_catalog_named(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
