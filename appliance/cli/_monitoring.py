@@ -101,8 +101,8 @@ def _drift(config: Config, args: argparse.Namespace) -> int:
     if client is not None:
         summary, events, total = _drift_from_daemon(client, args)
     else:
-        rows, events, total = _drift_from_store(config, args)
-        summary = drift_summary(rows, args.history)
+        rows, events, total, scheduled = _drift_from_store(config, args)
+        summary = {**drift_summary(rows, args.history), "scheduled_check": scheduled}
     if args.json:
         shown = {"events": events, "events_total": total}
         print(json.dumps({"model": args.name, **summary, **shown}, default=str))
@@ -112,6 +112,8 @@ def _drift(config: Config, args: argparse.Namespace) -> int:
     else:
         print(f"latest check of {args.name}:")
         print_rows(summary["latest"], False, _DRIFT_COLUMNS)
+    for line in scheduled_check_lines(args.name, summary.get("scheduled_check")):
+        print(line)
     if summary["history"]:
         print("\nearlier checks:")
         print_rows(
@@ -250,15 +252,42 @@ def _print_reference(check: dict[str, Any]) -> None:
 
 def _drift_from_store(
     config: Config, args: argparse.Namespace
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-    """Return drift score rows, the newest detections and their total count."""
-    from appliance.monitoring import MonitoringStore
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, dict[str, Any]]:
+    """Return drift score rows, the newest detections, their total count and
+    the state of the scheduled check."""
+    from appliance.monitoring import MonitoringStore, scheduled_drift_check
 
     with MonitoringStore(config.storage.home) as store:
         rows = store.drift_history(args.name, limit=10_000)
         events = store.drift_events(args.name, limit=max(args.events, 0))
         total = store.count_drift_events(args.name)
-    return rows, events, total
+        scheduled = scheduled_drift_check(store, args.name)
+    return rows, events, total, scheduled
+
+
+def scheduled_check_lines(model: str, check: dict[str, Any] | None) -> list[str]:
+    """Return the lines that describe the latest scheduled drift check.
+
+    The list is empty for a model whose check has not run on a schedule,
+    and for a daemon that does not report it.
+    """
+    last = check.get("last_run") if check else None
+    if check is None or last is None:
+        return []
+    if last["outcome"] != "failed":
+        return [f"\nscheduled check: {last['outcome']} at {last['finished_at']}"]
+    lines = [
+        f"\nscheduled check: FAILED at {last['finished_at']}, "
+        f"{check['failed_runs']} failed runs in a row since {check['failing_since']}",
+        f"error: {last['error']}",
+    ]
+    if check.get("alert"):
+        lines.append(f"alert {check['alert']['id']} is {check['alert']['status']}")
+    lines.append(
+        f"fix the cause, then run 'appliance drift {model} --check' to check now; "
+        "the next scheduled run that succeeds resolves the alert"
+    )
+    return lines
 
 
 def _drift_from_daemon(
@@ -274,7 +303,11 @@ def _drift_from_daemon(
     body = client.get(path, params)
     latest = _parse_times(body["latest"], "checked_at")
     events = _parse_times(body["events"], "detected_at")
-    summary = {"latest": latest, "history": body["history"]}
+    summary = {
+        "latest": latest,
+        "history": body["history"],
+        "scheduled_check": body.get("scheduled_check"),
+    }
     return summary, events, int(body["events_total"])
 
 

@@ -34,6 +34,7 @@ from appliance.monitoring._checks import (
     check_drift,
     run_drift_check,
     schedule_drift_checks,
+    scheduled_drift_check,
     thresholds,
 )
 from appliance.monitoring._health import (
@@ -158,6 +159,7 @@ __all__ = [
     "run_drift_check",
     "run_job",
     "schedule_drift_checks",
+    "scheduled_drift_check",
     "schedule_health_checks",
     "schedule_prediction_expiry",
     "schedule_interval",

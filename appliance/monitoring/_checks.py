@@ -21,10 +21,15 @@ import numpy as np
 
 from appliance.config import Config, MonitoringConfig, load_config
 from appliance.errors import JobRunningError, shown
-from appliance.monitoring._alerts import Alert, AlertCandidate, batch_drift_alert
+from appliance.monitoring._alerts import (
+    Alert,
+    AlertCandidate,
+    AlertStatus,
+    batch_drift_alert,
+)
 from appliance.monitoring._batch import DriftReport, DriftThresholds, batch_drift
 from appliance.monitoring._health import notify, raise_alerts, resolve_alerts
-from appliance.monitoring._jobs import schedule_per_model
+from appliance.monitoring._jobs import job_state, schedule_per_model
 from appliance.monitoring._logged_rows import (
     Columns,
     Unfit,
@@ -416,3 +421,26 @@ def _record(
         logger.warning("alert opened id=%d model=%s kind=drift", alert.id, model)
         notify(config, alert.to_dict())
     return alert, new
+
+
+def scheduled_drift_check(store: MonitoringStore, model: str) -> dict[str, Any]:
+    """Return the state of the scheduled drift check of `model` and its alert.
+
+    The fields are those of `job_state` for the job ``drift:MODEL``, and
+    ``alert``: the id, status, count, opened_at and last_seen_at of the open
+    or acknowledged `JOB_ALERT` of that job, or None.
+    """
+    check = job_state(store, f"drift:{model}")
+    alerts = [
+        alert
+        for alert in store.list_alerts(model=model)
+        if alert.kind == JOB_ALERT
+        and alert.subject == check["job_id"]
+        and alert.status is not AlertStatus.RESOLVED
+    ]
+    check["alert"] = None
+    if alerts:
+        fields = ("id", "status", "count", "opened_at", "last_seen_at")
+        values = alerts[0].to_dict()
+        check["alert"] = {key: values[key] for key in fields}
+    return check

@@ -17,16 +17,15 @@ from appliance.access import current_actor
 from appliance.config import Config
 from appliance.errors import ApplianceError, ConfigError, NotFoundError, RequestError
 from appliance.monitoring import (
-    JOB_ALERT,
     AlertStatus,
     ModelInfo,
     MonitoringStore,
     drift_summary,
-    job_state,
     notify_in_background,
     output_values,
     resolve_alert,
     run_drift_check,
+    scheduled_drift_check,
 )
 from appliance.predictions import entries_to_table, parquet_dir
 from appliance.serving._access import record_in_daemon
@@ -389,26 +388,8 @@ def _drift_rows(
             store.drift_history(name, limit=10_000),
             store.drift_events(name, limit=events),
             store.count_drift_events(name),
-            _scheduled_check(store, name),
+            scheduled_drift_check(store, name),
         )
-
-
-def _scheduled_check(store: MonitoringStore, name: str) -> dict[str, Any]:
-    """Return the state of the scheduled drift check of `name` and its alert."""
-    check = job_state(store, f"drift:{name}")
-    alerts = [
-        alert
-        for alert in store.list_alerts(model=name)
-        if alert.kind == JOB_ALERT
-        and alert.subject == check["job_id"]
-        and alert.status is not AlertStatus.RESOLVED
-    ]
-    check["alert"] = None
-    if alerts:
-        fields = ("id", "status", "count", "opened_at", "last_seen_at")
-        values = alerts[0].to_dict()
-        check["alert"] = {key: values[key] for key in fields}
-    return check
 
 
 def _next_run(state: DaemonState, check: dict[str, Any]) -> str | None:

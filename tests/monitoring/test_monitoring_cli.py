@@ -106,3 +106,40 @@ def test_alerts_list_and_ack(config_file, tmp_path, capsys) -> None:
     assert after == ""
     assert missing_status == 1
     assert "alert 999 does not exist" in capsys.readouterr().err
+
+
+def _record_runs(home: Path, outcomes: list[str]) -> None:
+    with MonitoringStore(home) as store:
+        for hours, outcome in enumerate(outcomes):
+            started = T0 + timedelta(hours=hours)
+            store.start_job_run("drift:m", started, 0)
+            detail = {"error": "NotFoundError: gone"} if outcome == "failed" else {}
+            store.finish_job_run("drift:m", started, started, outcome, detail)
+
+
+def test_drift_command_shows_failing_check(config_file, tmp_path, capsys) -> None:
+    _fill(tmp_path / "home")
+    _record_runs(tmp_path / "home", ["finished", "failed", "failed"])
+
+    status = main(["--config", str(config_file), "drift", "m"])
+    text = capsys.readouterr().out
+    main(["--config", str(config_file), "drift", "m", "--json"])
+    output = json.loads(capsys.readouterr().out)
+
+    assert status == 0
+    assert "scheduled check: FAILED at 2013-04-01T02:00:00+00:00" in text
+    assert "2 failed runs in a row since 2013-04-01T01:00:00+00:00" in text
+    assert "error: NotFoundError: gone" in text
+    assert "run 'appliance drift m --check'" in text
+    assert output["scheduled_check"]["failed_runs"] == 2
+
+
+def test_drift_command_shows_good_check(config_file, tmp_path, capsys) -> None:
+    _fill(tmp_path / "home")
+    _record_runs(tmp_path / "home", ["failed", "finished"])
+
+    main(["--config", str(config_file), "drift", "m"])
+    text = capsys.readouterr().out
+
+    assert "scheduled check: finished at 2013-04-01T01:00:00+00:00" in text
+    assert "FAILED" not in text
