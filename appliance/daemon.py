@@ -70,6 +70,7 @@ from appliance.errors import (
     one_line,
 )
 from appliance.features import FeatureServer
+from appliance.hangup import defer_hangups, take_deferred_hangup
 from appliance.homelock import HomeLock
 from appliance.logs import configure_logging
 from appliance.memory import (
@@ -568,8 +569,10 @@ async def lower_background_priority(state: DaemonState) -> AsyncIterator[None]:
 async def handle_sighup(state: DaemonState) -> AsyncIterator[None]:
     """Reload the configuration on SIGHUP while the daemon runs.
 
-    Reloads run one at a time, in the order of the signals. At stop, the
-    reloads in progress finish before the catalog closes.
+    Reloads run one at a time, in the order of the signals. A SIGHUP that
+    arrived during the start (`appliance.hangup`) is reloaded once the handler
+    is in place. At stop, the reloads in progress finish before the catalog
+    closes, and a later SIGHUP is ignored.
     """
     loop = asyncio.get_running_loop()
     turn = asyncio.Lock()
@@ -585,10 +588,16 @@ async def handle_sighup(state: DaemonState) -> AsyncIterator[None]:
         task.add_done_callback(running.discard)
 
     loop.add_signal_handler(signal.SIGHUP, start_reload)
+    if take_deferred_hangup():
+        logger.info("config reload requested during start, reloading now")
+        start_reload()
     try:
         yield
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
+        # remove_signal_handler restores the default action, which would end
+        # the process before the prediction log is written out.
+        defer_hangups()
         await asyncio.gather(*running, return_exceptions=True)
 
 
@@ -807,6 +816,7 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
     """
     bind_host = host or config.server.host
     bind_port = config.server.port if port is None else port
+    defer_hangups()
     check_exposure(bind_host, config.security.require_keys, config.path)
     set_process_actor(Actor(DAEMON))
     limit_malloc_arenas(config.server.malloc_arenas)

@@ -7,6 +7,7 @@ from typing import Any
 
 from appliance.cli._output import add_command
 from appliance.config import Config
+from appliance.hangup import defer_hangups
 
 
 def register(commands: Any) -> None:
@@ -33,6 +34,9 @@ def _port(text: str) -> int:
 
 
 def _serve(config: Config, args: argparse.Namespace) -> None:
+    # Importing the daemon takes most of a second, and SIGHUP would end the
+    # process meanwhile; the daemon reloads a recorded one once it runs.
+    defer_hangups()
     from appliance.daemon import serve
 
     serve(config, args.host, args.port)

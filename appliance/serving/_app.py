@@ -34,6 +34,7 @@ from appliance.serving import (
     _routes_signing,
     _routes_ui,
 )
+from appliance.serving._body import SMALL_BODY_MAX_BYTES
 from appliance.serving._errors import error_response
 from appliance.serving._openapi import describe_responses
 from appliance.serving._state import DaemonState
@@ -77,9 +78,11 @@ def create_app(
         exception_handlers={Exception: error_response},
         lifespan=list(lifespan),
         state=State({"daemon": state}),
-        # The predict route counts body bytes itself so that the 413 names the
-        # limit; other routes take small JSON bodies.
-        request_max_body_size=None,
+        # The predict, explain, rows and feedback routes read their bodies
+        # themselves under [server] max_body_bytes, which may be larger. Every
+        # other route takes a small JSON body that Litestar reads whole into
+        # memory, so a larger body gets 413 while it is read.
+        request_max_body_size=SMALL_BODY_MAX_BYTES,
         openapi_config=OpenAPIConfig(
             title="edge-appliance",
             version="1",

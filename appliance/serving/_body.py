@@ -25,6 +25,8 @@ _ACCEPTED_TYPES = (
     "send numbers as integers, float32 or float64, text as string, large_string "
     "or dictionary, and booleans as bool"
 )
+SMALL_BODY_MAX_BYTES = 1_000_000
+"""Largest body of a route that does not read it under [server] max_body_bytes."""
 WARNINGS_METADATA_KEY = "warnings"
 """Schema metadata key of an Arrow response's warnings, a JSON list of strings."""
 

@@ -31,6 +31,7 @@ from appliance.errors import (
     TrainingError,
     cut,
 )
+from appliance.serving._body import SMALL_BODY_MAX_BYTES
 from appliance.serving._ids import new_request_id
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,12 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
                 f"{exc.detail}: {path} takes no {method} request; GET /schema "
                 "lists the methods of each route"
             )
+        elif exc.status_code == 413:
+            body["error"] = (
+                f"request body of {method} {path} is above the limit of "
+                f"{SMALL_BODY_MAX_BYTES} bytes of this route; send a smaller body"
+            )
+            body["limit"] = SMALL_BODY_MAX_BYTES
         invalid = _invalid_parameters(exc.extra)
         if invalid:
             body["error"] = f"{exc.detail}; " + "; ".join(invalid.values())

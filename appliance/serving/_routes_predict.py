@@ -377,6 +377,7 @@ async def _predict_arrow(
     table, output, payload, warnings = await loop.run_in_executor(
         state.models.executor, _score_arrow, state.features, model, table
     )
+    state.metrics.observe_batch(model.name, table.num_rows)
     request_id = new_request_id()
     headers = [
         (b"x-request-id", request_id.encode()),

@@ -15,7 +15,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import QueryParameter
 
-from appliance.errors import NotFoundError, RequestError, cut, shown
+from appliance.errors import LimitError, NotFoundError, RequestError, cut, shown
 from appliance.serving._body import JSON
 from appliance.serving._nesting import reject_deep_nesting
 from appliance.serving._openapi import body_operation
@@ -123,11 +123,11 @@ def _check_model(state: DaemonState, name: str) -> None:
 
 def _decode(body: bytes, model: str) -> tuple[str, datetime | None, bool]:
     if len(body) > _BODY_MAX_BYTES:
-        raise RequestError(
-            f"retrain request for model {model!r} is {len(body)} bytes; send at "
-            f"most {_BODY_MAX_BYTES}",
+        raise LimitError(
+            f"retrain request for model {model!r} is {len(body)} bytes, above the "
+            f"limit of {_BODY_MAX_BYTES} bytes; send only trigger, as_of and force",
             model=model,
-            malformed=True,
+            limit=_BODY_MAX_BYTES,
         )
     decoded: Any = {}
     if body.strip():

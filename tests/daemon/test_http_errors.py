@@ -177,3 +177,36 @@ def test_dataset_version_parameters(start_daemon: Any) -> None:
     assert "dataset 'nope' has no version" in unknown.json()["error"]
     assert neither.status_code == 422
     assert neither.json()["parameters"] == ["reference", "dataset"]
+
+
+def test_admin_body_above_limit_413(start_daemon: Any) -> None:
+    daemon = start_daemon()
+    padding = " " * 2_000_000
+    admin = httpx.post(
+        f"{daemon.base}/v1/admin/erase",
+        content=b'{"dataset": "points"' + padding.encode() + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    rows = httpx.post(
+        f"{daemon.base}/v1/models/{MODEL}/predict",
+        content=json.dumps({"rows": [row(0)]}).encode() + padding.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert admin.status_code == 413
+    assert admin.json()["limit"] == 1_000_000
+    assert "POST /v1/admin/erase is above the limit" in admin.json()["error"]
+    assert rows.status_code == 200
+
+
+def test_retrain_body_above_limit_413(start_daemon: Any) -> None:
+    daemon = start_daemon()
+    response = httpx.post(
+        f"{daemon.base}/v1/models/{MODEL}/retrain",
+        content=b'{"trigger": "manual"' + b" " * 20_000 + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 413
+    assert response.json()["limit"] == 10_000
+    assert "20021 bytes, above the limit of 10000" in response.json()["error"]

@@ -269,3 +269,24 @@ def test_metrics_parse_and_count_requests(start_daemon: Any) -> None:
     assert samples[("appliance_rows_predicted_total", rows)] == 6
     assert samples[("appliance_request_duration_seconds_count", rows)] == 3
     assert samples[("process_resident_memory_bytes", ())] > 0
+
+
+def test_metrics_count_arrow_session_batch(start_daemon: Any) -> None:
+    daemon = start_daemon()
+    table = pa.Table.from_pylist([row(i) for i in range(7)])
+    response = httpx.post(
+        daemon.base + PREDICT,
+        content=arrow_bytes(table),
+        headers={"content-type": ARROW},
+    )
+    text = httpx.get(daemon.base + "/metrics").text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+    assert response.status_code == 200
+    model = (("model", MODEL),)
+    assert samples[("appliance_session_batch_rows_count", model)] == 1
+    assert samples[("appliance_session_batch_rows_sum", model)] == 7
