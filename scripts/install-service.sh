@@ -79,6 +79,13 @@ check_paths() {
     check_path "the service home (APPLIANCE_SERVICE_HOME)" "$home" || failed=1
     check_path "the config folder (APPLIANCE_CONFIG_DIR)" "$config_dir" || failed=1
     check_path "the repository (APPLIANCE_PREFIX)" "$prefix" || failed=1
+    # The name goes into the unit file through sed and into useradd.
+    if ! [[ "$user" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]]; then
+        echo "error: the service user (APPLIANCE_USER) '$user' is not a system" \
+            "user name: use up to 32 lowercase letters, digits, _ and -," \
+            "starting with a letter or _, such as appliance" >&2
+        failed=1
+    fi
     return $failed
 }
 
@@ -230,7 +237,8 @@ check_locations
 verify_unit
 
 id -u "$user" >/dev/null 2>&1 ||
-    useradd --system --home-dir "$home" --shell /usr/sbin/nologin "$user"
+    useradd --system --user-group --home-dir "$home" \
+        --shell /usr/sbin/nologin "$user"
 check_user_access
 install -d -o "$user" -g "$user" -m 0750 "$home"
 install -d -m 0755 "$config_dir"

@@ -48,6 +48,15 @@ def render_unit(tmp_path: Path) -> str:
     return result.stdout
 
 
+@pytest.mark.parametrize("user", ["a|b", "a&b", "Appliance", "1st"])
+def test_unit_rejects_invalid_user(user: str) -> None:
+    result = print_unit(APPLIANCE_USER=user)
+
+    assert result.returncode == 1
+    assert f"the service user (APPLIANCE_USER) '{user}'" in result.stderr
+    assert result.stdout == ""
+
+
 def test_unit_ignores_demo_home() -> None:
     result = print_unit(APPLIANCE_HOME=".appliance-demo")
 
