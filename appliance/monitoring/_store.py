@@ -648,15 +648,17 @@ class MonitoringStore:
             ``last_finished_at``: the start of the newest finished run, or
             None. Runs still ``running`` count in neither.
         """
-        row = self.db.execute(
-            "WITH finished AS (SELECT max(started_at) AS at FROM job_runs "
-            "WHERE job_id = ? AND outcome = 'finished') "
-            "SELECT count(runs.started_at), min(runs.started_at), "
-            "any_value(finished.at) FROM finished LEFT JOIN job_runs AS runs "
-            "ON runs.job_id = ? AND runs.outcome = 'failed' "
-            "AND (finished.at IS NULL OR runs.started_at > finished.at)",
-            [job_id, job_id],
-        ).fetchone()
+        row = first_row(
+            self.db.execute(
+                "WITH finished AS (SELECT max(started_at) AS at FROM job_runs "
+                "WHERE job_id = ? AND outcome = 'finished') "
+                "SELECT count(runs.started_at), min(runs.started_at), "
+                "any_value(finished.at) FROM finished LEFT JOIN job_runs AS runs "
+                "ON runs.job_id = ? AND runs.outcome = 'failed' "
+                "AND (finished.at IS NULL OR runs.started_at > finished.at)",
+                [job_id, job_id],
+            )
+        )
         failed, since, finished = row if row is not None else (0, None, None)
         return {
             "failed_runs": int(failed),

@@ -403,7 +403,7 @@ def test_remove_through_daemon(tmp_path: Path) -> None:
     assert twin.returncode == 0, twin.stderr
     assert after["feature_views_loaded"] is True
     assert blocked.returncode == 1
-    assert "409" in blocked.stderr
+    assert "error: dataset 'flights' was not removed" in blocked.stderr
     assert "holds 1 acknowledged rows that no version stores" in blocked.stderr
     assert dropped.returncode == 0, dropped.stderr
     assert "dropped 1 buffered rows" in dropped.stdout
