@@ -235,8 +235,10 @@ class _TypedRows:
         for position, (column, _) in failures.items():
             error = self._cast_error(rows[position], column)
             found.setdefault(indexes[position], error)
-        kept = [i for i in range(len(rows)) if i not in failures]
-        return self._split([rows[i] for i in kept], [indexes[i] for i in kept], found)
+        castable = [i for i in range(len(rows)) if i not in failures]
+        return self._split(
+            [rows[i] for i in castable], [indexes[i] for i in castable], found
+        )
 
     def _split(
         self,

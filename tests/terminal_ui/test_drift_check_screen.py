@@ -84,21 +84,21 @@ def test_drift_screen_shows_succeeded_check(ui_home: UiHome, tmp_path: Path) -> 
     daemon, _ = start_checked(ui_home, tmp_path)
     try:
         report = wait_for_check(daemon, scored, "a scheduled check that scored")
-        shown: list[str] = []
+        lines: list[str] = []
 
         async def scenario(app: Any, pilot: Any) -> None:
             await pilot.press("5")
             await wait_for(
                 pilot, lambda: "succeeded" in check_line(app), "the check line"
             )
-            shown.append(check_line(app))
+            lines.append(check_line(app))
 
         run_app(daemon.base_url, scenario, size=SIZES["large"])
     finally:
         stop_daemon(daemon)
 
     detail = report["scheduled_check"]["last_run"]["detail"]
-    (line,) = shown
+    (line,) = lines
     assert line.startswith("Scheduled drift check: succeeded at ")
     assert f"rows against version 2, {detail['tested']} features tested" in line
     assert "next run " in line
@@ -116,17 +116,17 @@ def test_drift_screen_shows_failing_check(ui_home: UiHome, tmp_path: Path) -> No
         report = wait_for_check(
             daemon, lambda check: check["failed_runs"] >= 2, "two failed checks"
         )
-        shown: dict[str, str] = {}
+        seen: dict[str, str] = {}
 
         async def scenario(app: Any, pilot: Any) -> None:
             await pilot.press("5")
             await wait_for(pilot, lambda: "FAILED" in check_line(app), "a failure")
-            shown["failed"] = check_line(app)
+            seen["failed"] = check_line(app)
             moved.rename(lake)
             await wait_for(
                 pilot, lambda: "succeeded" in check_line(app), "a good check"
             )
-            shown["recovered"] = check_line(app)
+            seen["recovered"] = check_line(app)
 
         run_app(daemon.base_url, scenario, size=SIZES["large"], refresh_seconds=0.5)
         after = UiClient(daemon.base_url).drift(MODEL)["scheduled_check"]
@@ -136,7 +136,7 @@ def test_drift_screen_shows_failing_check(ui_home: UiHome, tmp_path: Path) -> No
         stop_daemon(daemon)
 
     check = report["scheduled_check"]
-    first, second, third = shown["failed"].splitlines()
+    first, second, third = seen["failed"].splitlines()
     assert first.startswith("Scheduled drift check: FAILED at ")
     since = re.search(r"failing since (\S+ \S+) \((\d+) failed runs in a row", first)
     assert since is not None, first
@@ -149,7 +149,7 @@ def test_drift_screen_shows_failing_check(ui_home: UiHome, tmp_path: Path) -> No
     assert f"The charts end at the last stored scores: {scores_at}." in third
     assert f"run 'appliance drift {MODEL} --check'" in third
     assert "next scheduled run that succeeds resolves the alert" in third
-    assert shown["recovered"].startswith("Scheduled drift check: succeeded at ")
-    assert "failing since" not in shown["recovered"]
+    assert seen["recovered"].startswith("Scheduled drift check: succeeded at ")
+    assert "failing since" not in seen["recovered"]
     assert after["failed_runs"] == 0
     assert after["alert"] is None
